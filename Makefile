@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up what they need:
+# a virtualenv in .venv (unless one is active) with the project installed.
+PYTHON ?= python3
+ifdef VIRTUAL_ENV
+PY := $(VIRTUAL_ENV)/bin/python
+else
+PY := .venv/bin/python
+endif
+STAMP := $(dir $(PY)).runbook-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench server-stop clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+demo: install
+	$(PY) -m runbook_lib.cli demo $(DEMO_ARGS)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+server-stop: install
+	$(PY) -m runbook_lib.cli server stop
+
+clean:
+	rm -rf .runbook reports/*/ .pytest_cache

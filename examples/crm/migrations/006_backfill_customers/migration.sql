@@ -1,0 +1,55 @@
+-- Batch 6: give every Lead and Job a customer, so that batch 7 can make customer_id NOT NULL.
+--
+-- A lead without a customer is linked to the customer with the same email when there is one,
+-- otherwise a customer is created from the lead's name, email and phone (id 'cus_' || lead id;
+-- leads without a customer that share an email get one customer, named after the first lead).
+-- Then every job without a customer gets its lead's customer.
+--
+-- The previous state goes to "_runbook_backfill_006" first (each changed row's previous
+-- customer_id and updated_at, and the id of each customer created here), so that rollback.sql
+-- puts back exactly the rows that were there before. Run it in one transaction.
+
+CREATE TABLE "_runbook_backfill_006" (
+    "kind" TEXT NOT NULL CHECK ("kind" IN ('lead', 'job', 'customer')),
+    "row_id" TEXT NOT NULL,
+    "previous_customer_id" TEXT,
+    "previous_updated_at" TIMESTAMP(3),
+    CONSTRAINT "_runbook_backfill_006_pkey" PRIMARY KEY ("kind", "row_id")
+);
+
+INSERT INTO "_runbook_backfill_006" ("kind", "row_id", "previous_customer_id", "previous_updated_at")
+SELECT 'lead', "id", "customer_id", "updated_at"
+FROM "Lead"
+WHERE "customer_id" IS NULL;
+
+INSERT INTO "_runbook_backfill_006" ("kind", "row_id", "previous_customer_id", "previous_updated_at")
+SELECT 'job', "id", "customer_id", "updated_at"
+FROM "Job"
+WHERE "customer_id" IS NULL;
+
+WITH created AS (
+    INSERT INTO "Customer" ("id", "name", "email", "phone", "created_at", "updated_at")
+    SELECT DISTINCT ON (l."email", CASE WHEN l."email" IS NULL THEN l."id" END)
+           'cus_' || l."id", l."name", l."email", l."phone", NOW(), NOW()
+    FROM "Lead" AS l
+    WHERE l."customer_id" IS NULL
+      AND NOT EXISTS (SELECT 1 FROM "Customer" AS c WHERE c."email" = l."email")
+    ORDER BY l."email", CASE WHEN l."email" IS NULL THEN l."id" END, l."id"
+    RETURNING "id"
+)
+INSERT INTO "_runbook_backfill_006" ("kind", "row_id")
+SELECT 'customer', "id" FROM created;
+
+UPDATE "Lead" AS l
+SET "customer_id" = coalesce(
+        (SELECT c."id" FROM "Customer" AS c WHERE c."email" = l."email"),
+        'cus_' || l."id"),
+    "updated_at" = NOW()
+WHERE l."customer_id" IS NULL;
+
+UPDATE "Job" AS j
+SET "customer_id" = l."customer_id",
+    "updated_at" = NOW()
+FROM "Lead" AS l
+WHERE l."id" = j."lead_id"
+  AND j."customer_id" IS NULL;

@@ -1,0 +1,185 @@
+"""Catalog snapshots of the tables a batch touches, read from pg_catalog, and what changed between two."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.rows import dict_row
+
+FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+    nullable: bool
+    default: str | None = None
+
+    @property
+    def ddl(self) -> str:
+        text = f'"{self.name}" {self.type}'
+        if self.default is not None:
+            text += f" DEFAULT {self.default}"
+        return text + ("" if self.nullable else " NOT NULL")
+
+
+@dataclass(frozen=True)
+class ConstraintInfo:
+    name: str
+    kind: str  # primary key, unique, foreign key, check, not null, exclusion
+    definition: str
+    validated: bool = True
+    on_delete: str | None = None  # foreign keys only
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    name: str
+    definition: str
+    valid: bool = True
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    name: str  # schema-qualified only outside public
+    exists: bool
+    columns: tuple[ColumnInfo, ...] = ()
+    constraints: tuple[ConstraintInfo, ...] = ()
+    indexes: tuple[IndexInfo, ...] = ()
+    rows: int = 0  # exact count at snapshot time
+    bytes: int = 0  # pg_total_relation_size
+
+    def column(self, name: str) -> ColumnInfo | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    taken_at: str
+    tables: tuple[TableSnapshot, ...] = ()
+
+    def table(self, name: str) -> TableSnapshot | None:
+        return next((t for t in self.tables if t.name == name), None)
+
+
+@dataclass(frozen=True)
+class CatalogChange:
+    """One object that differs between two snapshots, shown as DDL before and after."""
+
+    table: str
+    object: str  # column "customer_id", constraint "Lead_customer_id_fkey", index ...
+    kind: str  # column | constraint | index | table
+    before: str | None
+    after: str | None
+
+    @property
+    def change(self) -> str:
+        if self.before is None:
+            return "added"
+        if self.after is None:
+            return "removed"
+        return "changed"
+
+
+_CONSTRAINT_KINDS = {"p": "primary key", "u": "unique", "f": "foreign key", "c": "check", "n": "not null", "x": "exclusion", "t": "trigger"}
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    if "." in name and not name.startswith('"'):
+        schema, table = name.split(".", 1)
+        return schema, table
+    return "public", name
+
+
+def _regclass(conn: psycopg.Connection, name: str) -> int | None:
+    schema, table = _split_name(name)
+    row = conn.execute(
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+        (schema, table),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def snapshot_table(conn: psycopg.Connection, name: str, *, count_rows: bool = True) -> TableSnapshot:
+    oid = _regclass(conn, name)
+    if oid is None:
+        return TableSnapshot(name=name, exists=False)
+    with conn.cursor(row_factory=dict_row) as cur:
+        columns = tuple(
+            ColumnInfo(r["attname"], r["type"], not r["attnotnull"], r["default"])
+            for r in cur.execute(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull,"
+                " pg_get_expr(d.adbin, d.adrelid) AS default"
+                " FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+                " WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                (oid,),
+            )
+        )
+        constraints = tuple(
+            ConstraintInfo(
+                r["conname"],
+                _CONSTRAINT_KINDS.get(r["contype"], r["contype"]),
+                r["definition"],
+                r["convalidated"],
+                FK_ACTIONS.get(r["confdeltype"]) if r["contype"] == "f" else None,
+            )
+            for r in cur.execute(
+                "SELECT conname, contype, pg_get_constraintdef(oid) AS definition, convalidated, confdeltype"
+                " FROM pg_constraint WHERE conrelid = %s AND contype <> 'n' ORDER BY conname",
+                (oid,),
+            )
+        )
+        indexes = tuple(
+            IndexInfo(r["relname"], r["definition"], r["indisvalid"])
+            for r in cur.execute(
+                "SELECT c.relname, pg_get_indexdef(i.indexrelid) AS definition, i.indisvalid"
+                " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s ORDER BY c.relname",
+                (oid,),
+            )
+        )
+        size = cur.execute("SELECT pg_total_relation_size(%s) AS bytes", (oid,)).fetchone()["bytes"]
+        rows = 0
+        if count_rows:
+            rows = cur.execute(f"SELECT count(*) AS n FROM {_quoted(name)}").fetchone()["n"]
+    return TableSnapshot(name, True, columns, constraints, indexes, rows, size)
+
+
+def _quoted(name: str) -> str:
+    schema, table = _split_name(name)
+    quote = lambda s: '"' + s.replace('"', '""') + '"'  # noqa: E731
+    return f"{quote(schema)}.{quote(table)}"
+
+
+def snapshot(conn: psycopg.Connection, tables: list[str], *, count_rows: bool = True) -> CatalogSnapshot:
+    taken = conn.execute("SELECT clock_timestamp()::text").fetchone()[0]
+    return CatalogSnapshot(taken, tuple(snapshot_table(conn, t, count_rows=count_rows) for t in tables))
+
+
+def diff(before: CatalogSnapshot, after: CatalogSnapshot) -> list[CatalogChange]:
+    """Every column, constraint and index that was added, removed or changed, table by table."""
+    changes: list[CatalogChange] = []
+    names = [t.name for t in before.tables] + [t.name for t in after.tables if before.table(t.name) is None]
+    for name in names:
+        old = before.table(name) or TableSnapshot(name, False)
+        new = after.table(name) or TableSnapshot(name, False)
+        if old.exists != new.exists:
+            changes.append(CatalogChange(name, f'table "{name}"', "table",
+                                         "exists" if old.exists else None, "exists" if new.exists else None))
+            continue
+        pairs = [
+            ("column", {c.name: c.ddl for c in old.columns}, {c.name: c.ddl for c in new.columns}),
+            ("constraint", {c.name: _constraint_ddl(c) for c in old.constraints}, {c.name: _constraint_ddl(c) for c in new.constraints}),
+            ("index", {i.name: i.definition for i in old.indexes}, {i.name: i.definition for i in new.indexes}),
+        ]
+        for kind, a, b in pairs:
+            for key in list(a) + [k for k in b if k not in a]:
+                if a.get(key) != b.get(key):
+                    changes.append(CatalogChange(name, f'{kind} "{key}"', kind, a.get(key), b.get(key)))
+    return changes
+
+
+def _constraint_ddl(c: ConstraintInfo) -> str:
+    return f'CONSTRAINT "{c.name}" {c.definition}'

@@ -1,0 +1,168 @@
+"""The `runbook` command: parses arguments, calls runbook_lib.commands, prints one readable block."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import commands, embedded
+from .errors import PhaseFailed, RunbookError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one sentence and exit 2, like every other refusal
+        self.exit(2, f"runbook: {message}; see `runbook --help`.\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", help="target database (default: DATABASE_URL, else the embedded server)")
+    p.add_argument("--migrations-dir", type=Path, help="folder of batches (default: the example's)")
+    p.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
+
+
+def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
+    p.add_argument("--dry-run", action="store_true", help="execute, measure, then roll back")
+    if force:
+        p.add_argument("--force", action="store_true", help="apply even if preflight says NO-GO")
+    p.add_argument("--lock-timeout", type=int, default=200, metavar="MS", help="lock_timeout per attempt (ms)")
+    p.add_argument("--statement-timeout", type=int, default=0, metavar="MS", help="statement_timeout (ms, 0 = none)")
+    p.add_argument("--max-attempts", type=int, default=5, help="attempts when a lock is not granted in time")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="runbook", description="PostgreSQL migrations as executable, auditable notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, text in (("preflight", "is it safe? read-only checks ending in GO / WARN / NO-GO"),
+                       ("validate", "prove what the database now enforces")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("batch", type=int)
+        _common(p)
+    p = sub.add_parser("apply", help="apply a batch (one transaction, lock_timeout with retries)")
+    p.add_argument("batch", type=int)
+    _common(p)
+    _apply_options(p)
+    p = sub.add_parser("rollback", help="run rollback.sql of an applied batch")
+    p.add_argument("batch", type=int)
+    _common(p)
+    _apply_options(p, force=False)
+    p = sub.add_parser("run", help="preflight, apply, validate and summary in one run folder")
+    p.add_argument("batch", type=int)
+    _common(p)
+    _apply_options(p)
+    p = sub.add_parser("status", help="batches found and whether each is applied")
+    _common(p)
+    p = sub.add_parser("report", help="re-render a run folder's summary from its records")
+    p.add_argument("run_dir", type=Path)
+    p = sub.add_parser("example", help="the example CRM database")
+    ex = p.add_subparsers(dest="example_command", required=True, parser_class=_Parser)
+    load = ex.add_parser("load", help="load the example at its starting state")
+    load.add_argument("--database-url")
+    load.add_argument("--leads", type=int, default=1000)
+    load.add_argument("--reset", action="store_true", help="drop the example's tables and the ledger first")
+    p = sub.add_parser("demo", help="load the example and run batches 6 and 7 end to end")
+    _common(p)
+    p.add_argument("--reset", action="store_true", help="with DATABASE_URL: drop the example's tables first")
+    p = sub.add_parser("server", help="the embedded PostgreSQL")
+    p.add_argument("action", choices=("start", "stop", "url"))
+    return parser
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {
+        "dry_run": getattr(args, "dry_run", False),
+        "force": getattr(args, "force", None),
+        "lock_timeout_ms": args.lock_timeout,
+        "statement_timeout_ms": args.statement_timeout,
+        "max_attempts": args.max_attempts,
+    }
+
+
+def _print_outcome(outcome: commands.RunOutcome) -> int:
+    if outcome.summary_html:
+        print(f"summary: {outcome.summary_html}")
+        print(f"         {outcome.summary_md}")
+    failure = outcome.failure
+    if failure is not None:
+        where = f"cell {failure.cell_index}" if failure.cell_index is not None else "the kernel"
+        print(f"\nrunbook: {failure.phase} failed", file=sys.stderr)
+        print(f"  notebook: {failure.notebook} ({where})", file=sys.stderr)
+        print(f"  {failure.ename}: {failure.evalue}", file=sys.stderr)
+        return 1
+    print(f"run folder: {outcome.run_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except PhaseFailed as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return 1
+    except RunbookError as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("runbook: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "server":
+        if args.action == "stop":
+            print("embedded server stopped" if embedded.stop() else "embedded server was not running")
+            return 0
+        server = embedded.start()
+        commands.ensure_database(server.url, embedded.DEMO_DATABASE)
+        print(server.database_url(embedded.DEMO_DATABASE))
+        return 0
+    if cmd == "report":
+        return _print_outcome(commands.report(args.run_dir))
+    if cmd == "example":
+        tgt = commands.target(args.database_url)
+        loaded = commands.example_load(tgt, leads=args.leads, reset=args.reset)
+        print(f"example loaded into {tgt.shown}: {loaded.customers} customers, {loaded.leads} leads "
+              f"({loaded.leads_without_customer} without customer), {loaded.jobs} jobs in {loaded.seconds:.1f} s")
+        return 0
+    tgt = commands.target(args.database_url)
+    if cmd == "status":
+        rows = commands.status(tgt, args.migrations_dir)
+        print(f"{tgt.shown}")
+        for row in rows:
+            state = f"applied {row.applied_at} by {row.applied_by}" if row.applied else "not applied"
+            if row.applied and row.checksum_matches is False:
+                state += "  (DRIFT: migration.sql changed since)"
+            print(f"  {row.number:>4}  {row.name:<32} {state}")
+        return 0
+    if cmd == "demo":
+        return _demo(tgt, args)
+    phases = {"run": commands.RUN_PHASES, "preflight": ("preflight",), "apply": ("apply",),
+              "validate": ("validate",), "rollback": ("rollback",)}[cmd]
+    options = _options(args) if cmd in ("apply", "rollback", "run") else None
+    outcome = commands.run_phases(tgt, args.batch, phases, migrations_dir=args.migrations_dir,
+                                  reports_dir=args.reports_dir, options=options)
+    return _print_outcome(outcome)
+
+
+def _demo(tgt: commands.Target, args: argparse.Namespace) -> int:
+    reset = tgt.embedded or args.reset
+    loaded = commands.example_load(tgt, reset=reset)
+    what = "reset and reloaded" if reset else "loaded"
+    print(f"demo: example {what} in {tgt.shown} ({loaded.leads} leads, "
+          f"{loaded.leads_without_customer} without customer)")
+    html = None
+    for number in (6, 7):
+        outcome = commands.run_phases(tgt, number, commands.RUN_PHASES, migrations_dir=args.migrations_dir,
+                                      reports_dir=args.reports_dir)
+        code = _print_outcome(outcome)
+        if code:
+            return code
+        html = outcome.summary_html
+    print(f"\ndemo done: the batch 7 summary is {html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""User-facing failures: each message is one sentence that names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class RunbookError(Exception):
+    """Base of every failure a user can cause or fix; the CLI prints the message, not a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BatchError(RunbookError):
+    """A batch folder, batch.toml or SQL file is missing or malformed."""
+
+
+class DatabaseError(RunbookError):
+    """The database cannot be reached, or refused the connection."""
+
+
+class PreflightFailed(RunbookError):
+    """Preflight said NO-GO; the reasons are in the message."""
+
+    def __init__(self, message: str, reasons: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = list(reasons or [])
+
+
+class DependencyError(RunbookError):
+    """A batch this one depends on is not applied."""
+
+
+class DriftError(RunbookError):
+    """migration.sql changed after the batch was applied."""
+
+
+class NotApplied(RunbookError):
+    """Rollback or validation of a batch that the ledger does not show as applied."""
+
+
+class LockBusy(RunbookError):
+    """Another runbook session holds the migration lock on this database."""
+
+
+class MigrationFailed(RunbookError):
+    """A statement of migration.sql or rollback.sql failed; the transaction was rolled back."""
+
+
+class ValidationFailed(RunbookError):
+    """One or more validation tests failed."""
+
+
+class ExampleError(RunbookError):
+    """The example database cannot be loaded as asked."""
+
+
+class PhaseFailed(RunbookError):
+    """An executed notebook failed: carries the cell, the error name and the server's message."""
+
+    def __init__(
+        self,
+        phase: str,
+        notebook: str,
+        cell_index: int | None,
+        ename: str,
+        evalue: str,
+        source: str = "",
+    ) -> None:
+        self.phase = phase
+        self.notebook = notebook
+        self.cell_index = cell_index
+        self.ename = ename
+        self.evalue = evalue
+        self.source = source
+        where = f"cell {cell_index}" if cell_index is not None else "the kernel"
+        super().__init__(f"{phase} failed in {where} of {notebook}: {ename}: {evalue}")

@@ -1,0 +1,136 @@
+"""The ledger: a `runbook` schema in the target database recording every phase run.
+
+Writes go through their own autocommit connection, so a migration that rolls back cannot erase
+the record of its own failure.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import dict_row
+
+from . import database
+
+SCHEMA = "runbook"
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS runbook;
+CREATE TABLE IF NOT EXISTS runbook.phase_run (
+    id          bigserial PRIMARY KEY,
+    run_id      text        NOT NULL,
+    batch       integer     NOT NULL,
+    batch_name  text        NOT NULL,
+    phase       text        NOT NULL,
+    status      text        NOT NULL,
+    checksum    text,
+    dry_run     boolean     NOT NULL DEFAULT false,
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    db_user     text        NOT NULL DEFAULT current_user,
+    os_user     text,
+    host        text,
+    message     text
+);
+CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON runbook.phase_run (batch, id);
+"""
+
+# The state of a batch is its latest successful, real (not dry-run) apply or rollback.
+_STATE_SQL = """
+SELECT DISTINCT ON (batch) batch, batch_name, phase, checksum, finished_at, db_user, os_user, run_id
+FROM runbook.phase_run
+WHERE phase IN ('apply', 'rollback') AND status = 'succeeded' AND NOT dry_run
+ORDER BY batch, id DESC
+"""
+
+RUNNING, SUCCEEDED, FAILED, NOOP, REFUSED = "running", "succeeded", "failed", "no-op", "refused"
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """Whether a batch is applied, according to the ledger."""
+
+    batch: int
+    applied: bool
+    checksum: str | None = None
+    applied_at: datetime | None = None
+    applied_by: str | None = None
+    run_id: str | None = None
+
+
+def exists(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('runbook.phase_run') IS NOT NULL").fetchone()[0]
+
+
+def states(conn: psycopg.Connection) -> dict[int, BatchState]:
+    """Applied state of every batch the ledger knows; reading never creates the ledger."""
+    if not exists(conn):
+        return {}
+    result = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(_STATE_SQL):
+            applied = row["phase"] == "apply"
+            who = row["db_user"] + (f" ({row['os_user']})" if row["os_user"] else "")
+            result[row["batch"]] = BatchState(
+                row["batch"], applied, row["checksum"], row["finished_at"], who, row["run_id"]
+            )
+    return result
+
+
+def state(conn: psycopg.Connection, batch: int) -> BatchState:
+    return states(conn).get(batch, BatchState(batch, applied=False))
+
+
+def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50) -> list[dict]:
+    if not exists(conn):
+        return []
+    where = "WHERE batch = %s" if batch is not None else ""
+    params = (batch,) if batch is not None else ()
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT id, run_id, batch, phase, status, dry_run, started_at, finished_at, db_user, message"
+            f" FROM runbook.phase_run {where} ORDER BY id DESC LIMIT {int(limit)}",
+            params,
+        ).fetchall()
+
+
+class LedgerWriter:
+    """Records one phase run: a row at start, updated at the end, on a connection of its own."""
+
+    def __init__(self, url: str, *, run_id: str, batch: int, batch_name: str, phase: str,
+                 checksum: str | None = None, dry_run: bool = False) -> None:
+        self._conn = database.connect(url, autocommit=True, application_name="runbook-ledger")
+        self._conn.execute(_DDL)
+        self.row_id: int = self._conn.execute(
+            "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user, host)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname()),
+        ).fetchone()[0]
+
+    def finish(self, status: str, message: str | None = None) -> None:
+        try:
+            self._conn.execute(
+                "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp()"
+                " WHERE id = %s",
+                (status, message, self.row_id),
+            )
+        finally:
+            self._conn.close()
+
+    def __enter__(self) -> "LedgerWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._conn.closed:
+            self.finish(FAILED, f"{type(exc).__name__}: {exc}" if exc else "interrupted")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return ""

@@ -1,0 +1,45 @@
+"""rollback: rollback.sql under the same protections as apply, only for an applied batch."""
+
+from __future__ import annotations
+
+from . import analysis, checks, execution, ledger, preflight, sqlblocks
+from .batch import ROLLBACK
+from .errors import NotApplied
+from .execution import ExecutionResult
+from .session import Session
+
+
+def run(
+    session: Session,
+    *,
+    dry_run: bool = False,
+    lock_timeout_ms: int = 200,
+    statement_timeout_ms: int = 0,
+    max_attempts: int = 5,
+) -> ExecutionResult:
+    """Reverse an applied batch, verify its declared checks no longer hold, and record it."""
+    batch = session.batch
+    path = batch.require(ROLLBACK, "make the batch reversible")
+    sql_text = path.read_text(encoding="utf-8")
+    filename = f"{batch.name}/{ROLLBACK}"
+    statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
+    result, t0 = execution.start_result(session, "rollback", dry_run=dry_run)
+    with session.connect(application_name=f"runbook rollback batch {batch.number}") as conn, \
+            execution.migration_lock(conn):
+        state = ledger.state(conn, batch.number)
+        conn.commit()
+        if not state.applied:
+            raise NotApplied(
+                f"Batch {batch.number} is not applied on {session.facts.database} (the ledger has no apply of it), "
+                "so there is nothing to roll back; `runbook status` shows what is applied."
+            )
+
+        def verify(c):
+            return [sqlblocks.run(c, block) for block in checks.reverse_tests(c, batch.checks)]
+
+        return execution.recorded(
+            session, result, t0, conn, sql_text=sql_text, filename=filename,
+            tables_touched=preflight.touched_tables(batch, statements), done="rolled back",
+            lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
+            max_attempts=max_attempts, verify=verify,
+        )

@@ -1,0 +1,82 @@
+"""Executing the phase notebooks with papermill's Python API into the run folder.
+
+The database URL reaches the kernel through the environment (DATABASE_URL), never as a parameter,
+so it is never written into the executed notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import PhaseFailed, RunbookError
+
+PHASE_NOTEBOOKS = {
+    "preflight": "preflight.ipynb",
+    "apply": "apply.ipynb",
+    "validate": "validate.ipynb",
+    "rollback": "rollback.ipynb",
+    "summary": "summary.ipynb",
+}
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    phase: str
+    notebook: Path  # the executed copy in the run folder
+    seconds: float
+
+
+def notebook_path(phase: str, notebooks_dir: Path | None = None) -> Path:
+    path = (notebooks_dir or paths.notebooks_dir()) / PHASE_NOTEBOOKS[phase]
+    if not path.is_file():
+        raise RunbookError(f"The {phase} notebook {path} is missing; restore it from the repository (git checkout {path.name}).")
+    return path
+
+
+def execute(
+    phase: str,
+    output: Path,
+    parameters: dict[str, Any],
+    *,
+    database_url: str,
+    cell_timeout_s: int = 3600,
+    notebooks_dir: Path | None = None,
+) -> NotebookRun:
+    """Run one phase notebook; any failure (cell error, cell timeout, dead kernel) raises PhaseFailed."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = notebook_path(phase, notebooks_dir)
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = database_url
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters=parameters,
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(output.parent),
+            execution_timeout=cell_timeout_s,
+        )
+    except PapermillExecutionError as exc:
+        raise PhaseFailed(phase, str(output), exc.cell_index, exc.ename, _clean(exc.evalue), exc.source) from None
+    except Exception as exc:  # nbclient's CellTimeoutError, DeadKernelError, kernel start failures
+        name = type(exc).__name__
+        raise PhaseFailed(phase, str(output), None, name, _clean(str(exc))) from None
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+    return NotebookRun(phase, output, round(time.perf_counter() - started, 3))
+
+
+def _clean(text: str) -> str:
+    return " ".join(str(text).split())

@@ -1,0 +1,82 @@
+"""What every phase starts from: the target database (from the environment), the batch, the run folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+
+from . import batch as batch_mod
+from . import database, embedded, paths
+from .batch import Batch
+from .errors import DatabaseError
+from .records import RunFolder
+
+
+def resolve_url(explicit: str | None = None) -> str:
+    """--database-url, else DATABASE_URL, else the embedded server's demo database if it runs."""
+    if explicit:
+        return explicit
+    env = os.environ.get("DATABASE_URL")
+    if env:
+        return env
+    server = embedded.running()
+    if server is not None:
+        return server.database_url(embedded.DEMO_DATABASE)
+    raise DatabaseError(
+        "No database to run against: DATABASE_URL is not set and the embedded server is not running; "
+        "set DATABASE_URL, or start the embedded server with `runbook server start` (or `make demo`)."
+    )
+
+
+@dataclass
+class Session:
+    """One phase's view of the world; its repr never shows the password."""
+
+    batch: Batch
+    run: RunFolder
+    facts: database.ConnectionFacts
+    migrations_dir: Path
+    url: str = field(repr=False)
+
+    def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
+        return database.connect(self.url, autocommit=autocommit, application_name=application_name)
+
+    def frame(self) -> pd.DataFrame:
+        f = self.facts
+        rows = [
+            ("database URL", f.url),
+            ("server", f"PostgreSQL {f.server_version}"),
+            ("database", f.database),
+            ("user", f.user),
+            ("batch", f"{self.batch.number}: {self.batch.title}"),
+            ("batch folder", str(self.batch.path)),
+            ("run folder", str(self.run.path)),
+        ]
+        return pd.DataFrame(rows, columns=["fact", "value"]).set_index("fact")
+
+    def _repr_html_(self) -> str:
+        return self.frame().to_html()
+
+
+def open_session(
+    batch: int,
+    *,
+    migrations_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    reports_dir: str | Path | None = None,
+    database_url: str | None = None,
+) -> Session:
+    """Find the batch, connect once to learn the target's facts, and settle the run folder."""
+    folder = Path(migrations_dir) if migrations_dir else paths.example_migrations_dir()
+    found = batch_mod.find(folder, int(batch))
+    url = resolve_url(database_url)
+    with database.connect(url) as conn:
+        facts = database.facts(conn, url)
+    run = RunFolder.open(run_dir) if run_dir else RunFolder.create(
+        reports_dir or paths.default_reports_dir(), facts.database, found.number
+    )
+    return Session(batch=found, run=run, facts=facts, migrations_dir=folder, url=url)

@@ -1,0 +1,29 @@
+"""DataFrames for notebooks and reports, built from lists of result dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+
+def frame(items: Iterable[Any], columns: Sequence[str] | None = None, *, empty: str = "none") -> pd.DataFrame:
+    """One row per dataclass (or dict), the named columns in order; an empty list shows one line saying so."""
+    rows = []
+    for item in items:
+        data = dataclasses.asdict(item) if dataclasses.is_dataclass(item) else dict(item)
+        if columns:
+            data = {c: _get(item, data, c) for c in columns}
+        rows.append(data)
+    if not rows:
+        return pd.DataFrame({(columns or ["result"])[0]: [empty]})
+    return pd.DataFrame(rows, columns=list(columns) if columns else None)
+
+
+def _get(item: Any, data: dict, column: str) -> Any:
+    if column in data:
+        return data[column]
+    value = getattr(item, column, None)
+    return value
