@@ -24,6 +24,8 @@ demo: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@# the same suite on the system (Debian) PostgreSQL where one is installed; skipped cleanly otherwise
+	$(PY) scripts/system_postgres.py -- $(PY) -m pytest $(PYTEST_ARGS)
 
 server-stop: install
 	$(PY) -m runbook_lib.cli server stop

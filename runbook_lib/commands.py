@@ -126,7 +126,8 @@ def run_phases(
             rendered = render.summary(out, run.path, title=f"Batch {number} migration summary")
             outcome.summary_html, outcome.summary_md = rendered.html, rendered.markdown
     for phase in outcome.phases:
-        if phase.notebook.exists():
+        # summary.html is the summary notebook's rendering (code hidden): its audit copy would overwrite it.
+        if phase.phase != "summary" and phase.notebook.exists():
             render.audit_copy(phase.notebook)
     return outcome
 

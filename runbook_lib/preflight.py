@@ -13,9 +13,10 @@ import pandas as pd
 import psycopg
 from psycopg.rows import dict_row
 
-from . import checks, ledger, sqlblocks, tables
+from . import checks, ledger, lockcost, sqlblocks, tables
 from .analysis import StatementAnalysis
 from .lint import LintResult
+from .lockcost import LockCost
 from .batch import PREFLIGHT, Batch, BatchInfo
 from .database import ConnectionFacts
 from .errors import PreflightFailed
@@ -87,7 +88,14 @@ class PreflightResult:
     lint: LintResult | None = None
     tables: list[TableSize] = field(default_factory=list)
     blockers: list[Blocker] = field(default_factory=list)
+    lock_costs: list[LockCost] = field(default_factory=list)
+    lock_threshold_ms: float = 0.0
     verdict: Verdict = field(default_factory=lambda: Verdict(GO))
+
+    @property
+    def write_block_estimate_ms(self) -> float:
+        """In one transaction every lock is held to the commit: the costs add up."""
+        return round(sum(c.estimate_ms for c in self.lock_costs), 3)
 
     def gates_frame(self) -> pd.DataFrame:
         return tables.frame(self.gates, ["name", "expectation", "outcome", "status", "source"], empty="no gates")
@@ -116,6 +124,14 @@ class PreflightResult:
 
     def tables_frame(self) -> pd.DataFrame:
         return tables.frame(self.tables, ["table", "exists", "rows_estimate", "bytes"], empty="no tables")
+
+    def lock_costs_frame(self) -> pd.DataFrame:
+        return tables.frame(
+            self.lock_costs,
+            ["statement_index", "kind", "table", "mode", "rows_estimate", "bytes", "estimate_ms", "method",
+             "over_threshold", "alternative"],
+            empty="no statement blocks writes while it scans or rewrites a table",
+        )
 
     def blockers_frame(self) -> pd.DataFrame:
         return tables.frame(
@@ -235,7 +251,18 @@ def _verdict(result: PreflightResult) -> Verdict:
         if not gate.passed:
             nogo.append(f"gate '{gate.name}' expected {gate.expectation}, got {gate.outcome}")
     for blocker in result.blockers:
-        warn.append(f"session {blocker.pid} ({blocker.application or blocker.user}) {blocker.reason}")
+        warn.append(f"session {blocker.pid} ({blocker.application or blocker.user}) {blocker.reason}: "
+                    "the migration's locks would queue behind it, and writers behind them")
+    for cost in result.lock_costs:
+        if cost.over_threshold:
+            warn.append(
+                f"statement {cost.statement_index} ({cost.kind}) would block writes to {cost.table} for about "
+                f"{cost.estimate_ms:.0f} ms (threshold {result.lock_threshold_ms:g} ms); instead: {cost.alternative}"
+            )
+    total = result.write_block_estimate_ms
+    if total > result.lock_threshold_ms and not any(c.over_threshold for c in result.lock_costs):
+        warn.append(f"together the statements would block writes for about {total:.0f} ms in one transaction "
+                    f"(threshold {result.lock_threshold_ms:g} ms); split the batch or use the online alternatives")
     if nogo:
         return Verdict(NOGO, tuple(nogo + warn))
     if warn:
@@ -243,7 +270,8 @@ def _verdict(result: PreflightResult) -> Verdict:
     return Verdict(GO)
 
 
-def evaluate(session: Session, *, long_transaction_s: float = 60.0, lint: bool = True) -> PreflightResult:
+def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_threshold_ms: float = 1000.0,
+             lint: bool = True) -> PreflightResult:
     """Run every preflight check read-only and return the facts with a verdict; writes nothing."""
     from . import analysis
     from . import lint as lint_mod  # squawk runs as a subprocess; imported here to keep the module light
@@ -266,6 +294,8 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lint: bool =
             names = touched_tables(batch, statements)
             sizes = table_sizes(conn, names)
             found_blockers = blockers(conn, names, long_transaction_s=long_transaction_s)
+            costs = lockcost.estimate(conn, statements, {t.table: (t.rows_estimate, t.bytes) for t in sizes if t.exists},
+                                      threshold_ms=lock_threshold_ms)
     lint_result = lint_mod.lint(batch.migration_sql, server_major=session.facts.major) if lint else None
     result = PreflightResult(
         batch=BatchInfo.of(batch),
@@ -279,6 +309,8 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lint: bool =
         lint=lint_result,
         tables=sizes,
         blockers=found_blockers,
+        lock_costs=costs,
+        lock_threshold_ms=lock_threshold_ms,
     )
     result.verdict = _verdict(result)
     return result

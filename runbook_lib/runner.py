@@ -31,6 +31,17 @@ class NotebookRun:
     seconds: float
 
 
+def _kernel_manager_class():
+    """Kernels talk over IPC sockets (files only this user can reach), not unencrypted loopback TCP."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IpcKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IpcKernelManager
+
+
 def notebook_path(phase: str, notebooks_dir: Path | None = None) -> Path:
     path = (notebooks_dir or paths.notebooks_dir()) / PHASE_NOTEBOOKS[phase]
     if not path.is_file():
@@ -64,6 +75,7 @@ def execute(
             progress_bar=False,
             cwd=str(output.parent),
             execution_timeout=cell_timeout_s,
+            kernel_manager_class=_kernel_manager_class(),
         )
     except PapermillExecutionError as exc:
         raise PhaseFailed(phase, str(output), exc.cell_index, exc.ename, _clean(exc.evalue), exc.source) from None

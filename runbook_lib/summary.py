@@ -109,6 +109,18 @@ class Summary:
             body.append("\n".join(f"- {md.text(r)}" for r in p.verdict.reasons))
         body.append(md.table(["Gate", "Expected", "Result", "Status"],
                              [(g.name, g.expectation, g.outcome, g.status) for g in p.gates]))
+        if p.lock_costs:
+            body.append("Estimated write-blocking time, from a measured read of each table "
+                        f"(threshold {p.lock_threshold_ms:g} ms):")
+            body.append(md.table(["#", "Statement", "Table", "Lock", "Rows", "Estimate", "Method"], [
+                (c.statement_index, c.kind, c.table, c.mode, c.rows_estimate, f"{c.estimate_ms:.1f} ms", c.method)
+                for c in p.lock_costs]))
+        if p.blockers:
+            body.append(md.table(["Blocking session", "Application", "State", "Reason"], [
+                (b.pid, b.application, b.state, b.reason) for b in p.blockers]))
+        if p.lint is not None and p.lint.available and p.lint.findings:
+            body.append(md.table(["Statement", "squawk rule", "Message"], [
+                (f.statement_index, f.rule, f.message) for f in p.lint.findings]))
         deps = ", ".join(f"batch {n}: {'applied' if ok else 'NOT applied'}" for n, ok in p.ledger.dependencies)
         if deps:
             body.append(f"Dependencies: {md.text(deps)}")
