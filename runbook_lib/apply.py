@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import execution, ledger, preflight
-from .errors import DependencyError, DriftError, PreflightFailed
+from . import execution, ledger, plan, preflight
+from .errors import DependencyError, DriftError, PreflightFailed, RunbookError
 from .execution import ExecutionResult
 from .session import Session
 
@@ -13,6 +13,7 @@ def run(
     *,
     dry_run: bool = False,
     force: bool = False,
+    strategy: str = plan.DIRECT,
     lock_timeout_ms: int = 200,
     statement_timeout_ms: int = 0,
     max_attempts: int = 5,
@@ -39,19 +40,46 @@ def run(
                 f"Batch {batch.number} depends on batch {missing[0]}, which is not applied on "
                 f"{session.facts.database}; apply batch {missing[0]} first."
             )
+        resume_after = _resume_point(conn, session, strategy, dry_run)
         check = preflight.evaluate(session, lint=False)
-        if check.verdict.status == preflight.NOGO and not force:
+        # A resumed apply is part way: the gates describe the state before step 1, not this one.
+        if check.verdict.status == preflight.NOGO and not force and not resume_after:
             raise PreflightFailed(
                 f"Apply of batch {batch.number} refused, preflight says NO-GO: "
                 + "; ".join(check.verdict.reasons) + "; fix these, or pass force=True (--force) to apply anyway.",
                 list(check.verdict.reasons),
             )
+        if resume_after:
+            result.message = f"resuming after step {resume_after}, which an earlier apply committed"
         return execution.recorded(
             session, result, t0, conn,
             sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
             tables_touched=preflight.touched_tables(batch, check.statements), done="applied",
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
+            strategy=strategy, resume_after=resume_after,
         )
+
+
+def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int:
+    """Steps an earlier apply committed before it failed: this run goes on after them."""
+    partial = ledger.partial(conn, session.batch.number)
+    conn.commit()
+    if partial is None or dry_run:
+        return 0
+    number = session.batch.number
+    if partial.checksum != session.batch.checksum:
+        raise DriftError(
+            f"An earlier apply of batch {number} stopped after step {partial.steps_done} of {partial.steps_total} "
+            f"with another migration.sql (checksum {partial.checksum}, now {session.batch.checksum}); restore that "
+            "file to finish it, or repair the database by hand and record the batch with a new number."
+        )
+    if partial.strategy != strategy:
+        raise RunbookError(
+            f"An earlier apply of batch {number} ({partial.strategy} strategy) stopped after step "
+            f"{partial.steps_done} of {partial.steps_total}; run apply again with strategy {partial.strategy!r} "
+            "to resume it."
+        )
+    return partial.steps_done
 
 
 def _already_applied(session: Session, result: ExecutionResult, state: ledger.BatchState, t0: float) -> ExecutionResult:

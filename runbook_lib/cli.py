@@ -25,6 +25,9 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
     p.add_argument("--dry-run", action="store_true", help="execute, measure, then roll back")
     if force:
         p.add_argument("--force", action="store_true", help="apply even if preflight says NO-GO")
+        p.add_argument("--strategy", choices=("direct", "online"), default="direct",
+                       help="direct: one transaction; online: SET NOT NULL, FOREIGN KEY and CHECK validated "
+                            "without long write locks, each step a short transaction")
     p.add_argument("--lock-timeout", type=int, default=200, metavar="MS", help="lock_timeout per attempt (ms)")
     p.add_argument("--statement-timeout", type=int, default=0, metavar="MS", help="statement_timeout (ms, 0 = none)")
     p.add_argument("--max-attempts", type=int, default=5, help="attempts when a lock is not granted in time")
@@ -72,6 +75,7 @@ def _options(args: argparse.Namespace) -> dict:
     return {
         "dry_run": getattr(args, "dry_run", False),
         "force": getattr(args, "force", None),
+        "strategy": getattr(args, "strategy", None),
         "lock_timeout_ms": args.lock_timeout,
         "statement_timeout_ms": args.statement_timeout,
         "max_attempts": args.max_attempts,

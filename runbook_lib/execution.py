@@ -1,7 +1,7 @@
-"""Running a SQL file as a migration: one transaction, lock_timeout with bounded retries, evidence.
+"""Running a SQL file as a migration: a plan of steps, lock_timeout with bounded retries, evidence.
 
-apply and rollback are thin phases over `execute`; both hold the per-database advisory lock so only
-one runbook changes a database at a time.
+apply and rollback are thin phases over `recorded`; both hold the per-database advisory lock so only
+one runbook changes a database at a time. The default plan is one transaction (all or nothing).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -18,7 +18,7 @@ import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
 
-from . import catalog, ledger, locks, sqlblocks, tables
+from . import analysis, catalog, ledger, locks, plan, prisma, sqlblocks, tables
 from .batch import BatchInfo
 from .database import ConnectionFacts
 from .errors import LockBusy, MigrationFailed, RunbookError
@@ -43,6 +43,7 @@ class StatementRun:
     status: str  # ok | failed | lock timeout | rolled back
     locks: str = ""  # the locks this statement newly took, measured in pg_locks
     error: str = ""
+    step: int = 1
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,18 @@ class HeldLock:
     mode: str
     blocks_writes: bool
     held_s: float | None = None  # from the statement that took it to the end of the commit
+    step: int = 1
+
+
+@dataclass(frozen=True)
+class StepRun:
+    number: int
+    purpose: str
+    transactional: bool
+    status: str  # committed | failed | skipped (already done by an earlier run) | rolled back (dry run)
+    attempts: int = 0
+    duration_s: float = 0.0
+    longest_write_block_s: float = 0.0
 
 
 @dataclass
@@ -64,9 +77,12 @@ class ExecutionResult:
     duration_s: float = 0.0
     status: str = "running"  # applied | rolled back | dry run | already applied | failed
     dry_run: bool = False
+    strategy: str = plan.DIRECT
     attempts: int = 0
     lock_timeout_ms: int = 0
     statement_timeout_ms: int = 0
+    plan: list[str] = field(default_factory=list)
+    steps: list[StepRun] = field(default_factory=list)
     statements: list[StatementRun] = field(default_factory=list)
     locks_before_commit: list[HeldLock] = field(default_factory=list)
     longest_write_block_s: float = 0.0
@@ -74,6 +90,8 @@ class ExecutionResult:
     after: catalog.CatalogSnapshot | None = None
     changes: list[catalog.CatalogChange] = field(default_factory=list)
     verification: list[sqlblocks.BlockResult] = field(default_factory=list)
+    cleanup: list[str] = field(default_factory=list)
+    prisma: prisma.PrismaRecord | None = None
     message: str = ""
     statements_started_at: str = ""  # wall clock of offset 0 of the statements' timeline
 
@@ -81,15 +99,21 @@ class ExecutionResult:
     def succeeded(self) -> bool:
         return self.status != "failed"
 
+    steps_kept: int = 0  # steps whose effects are in the database: a rerun resumes after them
+
     def timeline_frame(self) -> pd.DataFrame:
         return tables.frame(
             self.statements,
-            ["index", "attempt", "kind", "started_offset_s", "duration_s", "rowcount", "status", "locks", "error"],
+            ["step", "index", "attempt", "kind", "started_offset_s", "duration_s", "rowcount", "status", "locks", "error"],
             empty="no statement ran",
         )
 
+    def steps_frame(self) -> pd.DataFrame:
+        return tables.frame(self.steps, ["number", "purpose", "transactional", "status", "attempts", "duration_s",
+                                         "longest_write_block_s"], empty="no step ran")
+
     def locks_frame(self) -> pd.DataFrame:
-        return tables.frame(self.locks_before_commit, ["relation", "mode", "blocks_writes", "held_s"],
+        return tables.frame(self.locks_before_commit, ["step", "relation", "mode", "blocks_writes", "held_s"],
                             empty="no locks recorded")
 
     def changes_frame(self) -> pd.DataFrame:
@@ -98,6 +122,7 @@ class ExecutionResult:
     def summary_frame(self) -> pd.DataFrame:
         rows = [
             ("status", self.status),
+            ("strategy", f"{self.strategy}: {len(self.plan)} step(s)"),
             ("duration", f"{self.duration_s:.3f} s"),
             ("attempts", self.attempts),
             ("statements", len({s.index for s in self.statements})),
@@ -154,6 +179,97 @@ def _held_locks(conn: psycopg.Connection) -> list[tuple[str, str]]:
             for r in rows]
 
 
+class _VerificationFailed(Exception):
+    def __init__(self, failed: list[sqlblocks.BlockResult]) -> None:
+        self.failed = failed
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return round(time.perf_counter() - self.t0, 6)
+
+
+def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clock: _Clock,
+                    runs: list[StatementRun], acquired: dict[tuple[str, str], float]) -> None:
+    for stmt in step.statements:
+        start = clock()
+        try:
+            cur = conn.execute(stmt.sql)
+        except psycopg.Error as exc:
+            status = "lock timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "failed"
+            runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start,
+                                     round(clock() - start, 6), 0, status, stmt.locks, _server_message(exc), step.number))
+            raise
+        duration = round(clock() - start, 6)
+        taken: list[tuple[str, str]] = []
+        if not conn.autocommit:
+            # Which locks this statement took, measured in pg_locks (not guessed from the SQL).
+            taken = [lock for lock in _held_locks(conn) if lock not in acquired]
+            for lock in taken:
+                acquired[lock] = start
+        measured = ", ".join(f"{mode} on {rel}" for rel, mode in taken) or ("none new" if not conn.autocommit else "")
+        runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start, duration,
+                                 max(cur.rowcount, 0), "ok", measured, step.number))
+
+
+def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempts, backoff_ms, verify, last):
+    """One step with its retries; returns the StepRun, raises psycopg errors other than lock timeouts."""
+    started = clock()
+    for attempt in range(1, max_attempts + 1):
+        result.attempts += 1
+        runs: list[StatementRun] = []
+        acquired: dict[tuple[str, str], float] = {}
+        try:
+            if step.transactional:
+                with conn.transaction(force_rollback=dry_run):
+                    _run_statements(conn, step, attempt, clock, runs, acquired)
+                    if verify is not None and last:
+                        result.verification = verify(conn)
+                        failed = [b for b in result.verification if not b.passed]
+                        if failed:
+                            raise _VerificationFailed(failed)
+                    held = _held_locks(conn)
+                    if dry_run:
+                        result.after = catalog.snapshot(conn, tables_touched)
+                end = clock()
+                holds = _lock_holds(held, acquired, end, step.number)
+            else:
+                conn.autocommit = True
+                try:
+                    _run_statements(conn, step, attempt, clock, runs, acquired)
+                finally:
+                    conn.autocommit = False
+                holds = []
+            result.statements += runs
+            result.locks_before_commit += holds
+            longest = max((h.held_s or 0.0 for h in holds if h.blocks_writes), default=0.0)
+            status = "rolled back (dry run)" if dry_run else "committed"
+            return StepRun(step.number, step.purpose, step.transactional, status, attempt,
+                           round(clock() - started, 6), longest)
+        except psycopg.errors.LockNotAvailable as exc:
+            result.statements += runs
+            if attempt == max_attempts:
+                raise _GaveUp(attempt, exc) from None
+            delay = backoff_ms / 1000 * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            time.sleep(min(delay, 10.0))
+        except _VerificationFailed:
+            result.statements += [replace(r, status="rolled back") for r in runs]
+            raise
+        except psycopg.Error:
+            result.statements += runs
+            raise
+    raise AssertionError("unreachable")
+
+
+class _GaveUp(Exception):
+    def __init__(self, attempts: int, exc: psycopg.Error) -> None:
+        self.attempts = attempts
+        self.exc = exc
+
+
 def execute(
     session: Session,
     *,
@@ -162,104 +278,53 @@ def execute(
     filename: str,
     tables_touched: list[str],
     dry_run: bool = False,
+    strategy: str = plan.DIRECT,
     lock_timeout_ms: int = 200,
     statement_timeout_ms: int = 0,
     max_attempts: int = 5,
     backoff_ms: int = 200,
+    resume_after: int = 0,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
     result: ExecutionResult,
     conn: psycopg.Connection,
 ) -> ExecutionResult:
-    """Run every statement of `sql_text` in one transaction, retrying the whole on lock timeouts."""
-    from . import analysis
-
+    """Run `sql_text` step by step; each step is retried whole when a lock is not granted in time."""
     statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
-    outside = [s for s in statements if not s.transactional]
-    if outside:
-        first = outside[0]
-        raise MigrationFailed(
-            f"{filename} line {first.line}: {first.kind} cannot run inside a transaction, and runbook runs "
-            f"{filename} in one; move it to a batch of its own (support for such statements is planned)."
-        )
+    steps = plan.build(statements, strategy)
+    if dry_run:
+        whole = plan.single_transaction(steps)
+        if whole is None:
+            first = next(s for s in steps if not s.transactional)
+            raise MigrationFailed(
+                f"{filename}: a dry run executes everything in one transaction and rolls it back, but "
+                f"{first.label} cannot run in a transaction; dry-run the other statements in a batch of their own."
+            )
+        steps = [whole]
+    result.strategy, result.plan = strategy, plan.describe(steps)
     result.lock_timeout_ms, result.statement_timeout_ms = lock_timeout_ms, statement_timeout_ms
     conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
                  (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"))
     conn.commit()
     result.before = catalog.snapshot(conn, tables_touched)
     conn.commit()
-    t0 = time.perf_counter()
+    clock = _Clock()
     result.statements_started_at = _now()
-    offset = lambda: round(time.perf_counter() - t0, 6)  # noqa: E731
-    for attempt in range(1, max_attempts + 1):
-        result.attempts = attempt
-        current: list[StatementRun] = []
+    done: list[plan.Step] = []
+    for step in steps:
+        if step.number <= resume_after:
+            result.steps.append(StepRun(step.number, step.purpose, step.transactional, "skipped"))
+            done.append(step)
+            continue
         try:
-            with conn.transaction(force_rollback=dry_run):
-                acquired: dict[tuple[str, str], float] = {}
-                for stmt in statements:
-                    start = offset()
-                    try:
-                        cur = conn.execute(stmt.sql)
-                    except psycopg.Error as exc:
-                        status = "lock timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "failed"
-                        current.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start,
-                                                    round(offset() - start, 6), 0, status,
-                                                    _lock_text(stmt), _server_message(exc)))
-                        raise
-                    duration = round(offset() - start, 6)
-                    # Which locks this statement took, measured in pg_locks (not guessed from the SQL).
-                    taken = [lock for lock in _held_locks(conn) if lock not in acquired]
-                    for lock in taken:
-                        acquired[lock] = start
-                    measured = ", ".join(f"{mode} on {rel}" for rel, mode in taken)
-                    current.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start,
-                                                duration, max(cur.rowcount, 0), "ok", measured or "none new"))
-                if verify is not None:
-                    result.verification = verify(conn)
-                    failed = [b for b in result.verification if not b.passed]
-                    if failed:
-                        raise _VerificationFailed(failed)
-                held = _held_locks(conn)
-                if dry_run:
-                    result.after = catalog.snapshot(conn, tables_touched)
-            end = offset()
-            result.statements += current
-            result.locks_before_commit = _lock_holds(held, acquired, end)
-            break
-        except psycopg.errors.LockNotAvailable as exc:
-            result.statements += current
-            if attempt == max_attempts:
-                result.status = "failed"
-                result.message = (f"gave up after {attempt} attempts: each waited lock_timeout={lock_timeout_ms} ms "
-                                  f"for a lock ({_server_message(exc)})")
-                raise MigrationFailed(
-                    f"{filename}: could not get its locks in {attempt} attempts of {lock_timeout_ms} ms each "
-                    f"({_server_message(exc)}); nothing changed. Find the blocking session with `runbook preflight` "
-                    "and retry, or raise --lock-timeout / --max-attempts."
-                ) from None
-            delay = backoff_ms / 1000 * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-            time.sleep(min(delay, 10.0))
-        except _VerificationFailed as exc:
-            result.statements += [_as_rolled_back(s) for s in current]
-            result.status = "failed"
-            names = "; ".join(f"{b.name}: expected {b.expectation}, got {b.outcome}" for b in exc.failed)
-            result.message = f"verification failed, transaction rolled back: {names}"
-            raise MigrationFailed(
-                f"{filename} ran, but the checks that must hold afterwards failed ({names}); "
-                "the transaction was rolled back, nothing changed."
-            ) from None
-        except psycopg.Error as exc:
-            result.statements += current
-            result.status = "failed"
-            failed = current[-1] if current else None
-            where = f"statement {failed.index} ({filename} line {failed.line})" if failed else filename
-            result.message = f"{where} failed: {_server_message(exc)}"
-            raise MigrationFailed(
-                f"{where} failed: {_server_message(exc)}; the transaction was rolled back and nothing changed. "
-                "Fix the SQL or the data and run again."
-            ) from None
-    result.longest_write_block_s = max((h.held_s or 0.0 for h in result.locks_before_commit if h.blocks_writes),
-                                       default=0.0)
+            result.steps.append(_run_step(
+                conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
+                max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1]))
+            done.append(step)
+        except (_GaveUp, _VerificationFailed, psycopg.Error) as exc:
+            result.steps.append(StepRun(step.number, step.purpose, step.transactional, "failed", result.attempts))
+            _fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms)
+    result.steps_kept = 0 if dry_run else len(steps)
+    result.longest_write_block_s = max((s.longest_write_block_s for s in result.steps), default=0.0)
     if not dry_run:
         result.after = catalog.snapshot(conn, tables_touched)
         conn.commit()
@@ -267,17 +332,50 @@ def execute(
     return result
 
 
-class _VerificationFailed(Exception):
-    def __init__(self, failed: list[sqlblocks.BlockResult]) -> None:
-        self.failed = failed
-
-
-def _as_rolled_back(run: StatementRun) -> StatementRun:
-    return StatementRun(**{**run.__dict__, "status": "rolled back"})
-
-
-def _lock_text(stmt) -> str:
-    return ", ".join(f"{lock.mode} on {lock.table}" for lock in stmt.locks)
+def _fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseException, filename: str,
+          lock_timeout_ms: int) -> None:
+    """Clean up what the plan added so far, say how far it got, and raise MigrationFailed."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    # Undo the failing step's group (an online change half made); earlier groups are complete and stay.
+    group = [s for s in done + [step] if s.group == step.group]
+    conn.autocommit = True
+    try:
+        for cleanup_sql in [sql for s in reversed(group) for sql in s.cleanup]:
+            try:
+                conn.execute(cleanup_sql)
+                result.cleanup.append(cleanup_sql)
+            except psycopg.Error as cleanup_exc:
+                result.cleanup.append(f"FAILED: {cleanup_sql}: {_server_message(cleanup_exc)}")
+    finally:
+        conn.autocommit = False
+    first_of_group = min(s.number for s in steps if s.group == step.group)
+    committed = [s for s in done if s.number < first_of_group]
+    result.steps_kept = len(committed)
+    if isinstance(exc, _GaveUp):
+        cause = (f"could not get its locks in {exc.attempts} attempts of lock_timeout={lock_timeout_ms} ms "
+                 f"({_server_message(exc.exc)})")
+        fix = "find the blocking session with `runbook preflight` and retry, or raise --lock-timeout / --max-attempts"
+    elif isinstance(exc, _VerificationFailed):
+        names = "; ".join(f"{b.name}: expected {b.expectation}, got {b.outcome}" for b in exc.failed)
+        cause = f"ran, but the checks that must hold afterwards failed ({names})"
+        fix = "fix the SQL so the checks hold"
+    else:
+        failed = next((r for r in reversed(result.statements) if r.status in ("failed",)), None)
+        where = f"statement {failed.index} ({filename} line {failed.line})" if failed else step.label
+        cause = f"{where} failed: {_server_message(exc)}"
+        fix = "fix the SQL or the data and run again"
+    if not committed:
+        state = "the transaction was rolled back and nothing changed" if len(steps) == 1 else \
+            f"stopped at {step.label}, nothing was committed"
+    else:
+        state = (f"stopped at {step.label} of {len(steps)}; steps 1-{committed[-1].number} were committed "
+                 f"and stay (a rerun resumes after step {committed[-1].number})")
+    if result.cleanup:
+        state += "; cleaned up: " + "; ".join(result.cleanup)
+    result.status = "failed"
+    result.message = f"{filename} {cause}; {state}"
+    raise MigrationFailed(f"{filename}: {cause}; {state}. {fix[0].upper() + fix[1:]}.")
 
 
 def _server_message(exc: psycopg.Error) -> str:
@@ -286,7 +384,8 @@ def _server_message(exc: psycopg.Error) -> str:
     return f"{diag.sqlstate} {text}" if diag.sqlstate else text
 
 
-def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], float], end: float) -> list[HeldLock]:
+def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], float], end: float,
+                step: int) -> list[HeldLock]:
     """Each table locked at commit: its strongest mode, held from the statement that first took a lock on it."""
     by_relation: dict[str, list[str]] = {}
     for relation, mode in held:
@@ -296,8 +395,20 @@ def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], flo
         mode = locks.strongest(modes)
         blocking = [acquired.get((relation, m), 0.0) for m in modes if locks.blocks_writes(m)]
         since = min(blocking) if blocking else min(acquired.get((relation, m), 0.0) for m in modes)
-        result.append(HeldLock(relation, mode, locks.blocks_writes(mode), round(end - since, 6)))
+        result.append(HeldLock(relation, mode, locks.blocks_writes(mode), round(end - since, 6), step))
     return result
+
+
+def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> prisma.PrismaRecord:
+    """Tell Prisma what happened, where `_prisma_migrations` exists; a failure here is reported, not fatal."""
+    name = session.batch.name
+    try:
+        with conn.transaction():
+            if phase == "apply":
+                return prisma.record_applied(conn, name, session.batch.checksum)
+            return prisma.record_rolled_back(conn, name)
+    except psycopg.Error as exc:
+        return prisma.PrismaRecord(f"not recorded: {_server_message(exc)}", name)
 
 
 def start_result(session: Session, phase: str, *, dry_run: bool) -> tuple[ExecutionResult, float]:
@@ -326,27 +437,32 @@ def recorded(
     lock_timeout_ms: int,
     statement_timeout_ms: int,
     max_attempts: int,
+    strategy: str = plan.DIRECT,
+    resume_after: int = 0,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
 ) -> ExecutionResult:
     """`execute` with its ledger row and its record: both written on success and on failure."""
     dry_run = result.dry_run
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase=result.phase,
-                             checksum=session.batch.checksum, dry_run=dry_run) as writer:
+                             checksum=session.batch.checksum, dry_run=dry_run, strategy=strategy) as writer:
         try:
             execute(session, phase=result.phase, sql_text=sql_text, filename=filename,
-                    tables_touched=tables_touched, dry_run=dry_run, lock_timeout_ms=lock_timeout_ms,
-                    statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts, verify=verify,
-                    result=result, conn=conn)
+                    tables_touched=tables_touched, dry_run=dry_run, strategy=strategy,
+                    lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
+                    max_attempts=max_attempts, resume_after=resume_after, verify=verify, result=result, conn=conn)
         except RunbookError as exc:
             result.status = "failed"
             result.message = result.message or str(exc)
             finish(session, result, t0)
-            writer.finish(ledger.FAILED, result.message)
+            writer.finish(ledger.FAILED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
             raise
+        if not dry_run:
+            result.prisma = _record_prisma(conn, result.phase, session)
         result.status = "dry run" if dry_run else done
+        resumed = f", resumed after step {resume_after}" if resume_after else ""
         result.message = (f"dry run: {filename} executed, measured and rolled back; nothing changed"
-                          if dry_run else f"{filename}: {done}")
+                          if dry_run else f"{filename}: {done} ({len(result.plan)} step(s), {strategy}{resumed})")
         finish(session, result, t0)
-        writer.finish(ledger.SUCCEEDED, result.message)
+        writer.finish(ledger.SUCCEEDED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
     return result

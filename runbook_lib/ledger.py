@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS runbook.phase_run (
     message     text
 );
 CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON runbook.phase_run (batch, id);
+ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS strategy text;
+ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS steps_done integer;
+ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS steps_total integer;
 """
 
 # The state of a batch is its latest successful, real (not dry-run) apply or rollback.
@@ -85,6 +88,32 @@ def state(conn: psycopg.Connection, batch: int) -> BatchState:
     return states(conn).get(batch, BatchState(batch, applied=False))
 
 
+@dataclass(frozen=True)
+class PartialRun:
+    """A failed multi-step run that committed some of its steps: the next run resumes after them."""
+
+    checksum: str
+    strategy: str
+    steps_done: int
+    steps_total: int
+    run_id: str
+
+
+def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> PartialRun | None:
+    """The latest real run of `phase` for the batch, if it failed part way (steps committed, not all)."""
+    if not exists(conn):
+        return None
+    row = conn.execute(
+        "SELECT status, checksum, strategy, steps_done, steps_total, run_id FROM runbook.phase_run"
+        " WHERE batch = %s AND phase = %s AND NOT dry_run AND status <> %s"
+        " ORDER BY id DESC LIMIT 1",
+        (batch, phase, NOOP),
+    ).fetchone()
+    if row is None or row[0] != FAILED or not row[3] or row[3] >= (row[4] or 0):
+        return None
+    return PartialRun(row[1], row[2] or "direct", row[3], row[4], row[5])
+
+
 def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50) -> list[dict]:
     if not exists(conn):
         return []
@@ -102,21 +131,22 @@ class LedgerWriter:
     """Records one phase run: a row at start, updated at the end, on a connection of its own."""
 
     def __init__(self, url: str, *, run_id: str, batch: int, batch_name: str, phase: str,
-                 checksum: str | None = None, dry_run: bool = False) -> None:
+                 checksum: str | None = None, dry_run: bool = False, strategy: str | None = None) -> None:
         self._conn = database.connect(url, autocommit=True, application_name="runbook-ledger")
         self._conn.execute(_DDL)
         self.row_id: int = self._conn.execute(
-            "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user, host)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname()),
+            "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
+            " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname(), strategy),
         ).fetchone()[0]
 
-    def finish(self, status: str, message: str | None = None) -> None:
+    def finish(self, status: str, message: str | None = None, *, steps_done: int | None = None,
+               steps_total: int | None = None) -> None:
         try:
             self._conn.execute(
-                "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp()"
-                " WHERE id = %s",
-                (status, message, self.row_id),
+                "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
+                " steps_done = %s, steps_total = %s WHERE id = %s",
+                (status, message, steps_done, steps_total, self.row_id),
             )
         finally:
             self._conn.close()

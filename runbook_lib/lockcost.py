@@ -41,11 +41,13 @@ def alternative(kind: str) -> str:
     """The online way to make the same change, for the WARN that names it."""
     if "SET NOT NULL" in kind:
         return ("add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT (writes continue), "
-                "then SET NOT NULL skips its scan and DROP the CHECK")
+                "then SET NOT NULL skips its scan and DROP the CHECK (apply --strategy online does this)")
     if "ADD FOREIGN KEY" in kind:
-        return "ADD the foreign key NOT VALID, then VALIDATE CONSTRAINT in its own transaction (writes continue)"
+        return ("ADD the foreign key NOT VALID, then VALIDATE CONSTRAINT in its own transaction (writes continue; "
+                "apply --strategy online does this)")
     if "ADD CHECK" in kind:
-        return "ADD the CHECK NOT VALID, then VALIDATE CONSTRAINT in its own transaction (writes continue)"
+        return ("ADD the CHECK NOT VALID, then VALIDATE CONSTRAINT in its own transaction (writes continue; "
+                "apply --strategy online does this)")
     if kind.startswith("CREATE INDEX") or kind.startswith("CREATE UNIQUE INDEX"):
         return "CREATE INDEX CONCURRENTLY, in a batch of its own (it cannot run in a transaction)"
     if "ALTER COLUMN TYPE" in kind:

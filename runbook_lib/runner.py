@@ -78,7 +78,8 @@ def execute(
             kernel_manager_class=_kernel_manager_class(),
         )
     except PapermillExecutionError as exc:
-        raise PhaseFailed(phase, str(output), exc.cell_index, exc.ename, _clean(exc.evalue), exc.source) from None
+        cell = exc.cell_index
+        raise PhaseFailed(phase, str(output), cell, exc.ename, _clean(exc.evalue), exc.source) from None
     except Exception as exc:  # nbclient's CellTimeoutError, DeadKernelError, kernel start failures
         name = type(exc).__name__
         raise PhaseFailed(phase, str(output), None, name, _clean(str(exc))) from None
@@ -88,6 +89,21 @@ def execute(
         else:
             os.environ["DATABASE_URL"] = previous
     return NotebookRun(phase, output, round(time.perf_counter() - started, 3))
+
+
+def _failed_cell(notebook: Path, fallback: int) -> int:
+    """The failed cell's index in the notebook as written: papermill inserts two error-banner cells before it."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(notebook), as_version=4).cells
+    except Exception:  # unreadable output: papermill's index is the best we have
+        return fallback
+    for index, cell in enumerate(cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])) \
+                or cell.get("metadata", {}).get("papermill", {}).get("exception") is True:
+            return index
+    return fallback
 
 
 def _clean(text: str) -> str:
