@@ -23,6 +23,7 @@ demo: install
 	$(PY) -m runbook_lib.cli demo $(DEMO_ARGS)
 
 test: install
+	@scripts/install_optional.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@# the same suite on the system (Debian) PostgreSQL where one is installed; skipped cleanly otherwise
 	$(PY) scripts/system_postgres.py -- $(PY) -m pytest $(PYTEST_ARGS)

@@ -6,6 +6,7 @@ numbered by their order and each depends on the one before.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import tomllib
@@ -23,7 +24,8 @@ README = "README.md"
 KNOWN_FILES = (MANIFEST, MIGRATION, ROLLBACK, PREFLIGHT, VALIDATION, README, "schema.prisma")
 
 _TOP_KEYS = {"batch", "title", "type", "depends_on", "description", "checks"}
-_CHECK_KEYS = {"not_null", "foreign_keys"}
+# The order in which errors list the check kinds: the two every tightening batch uses first.
+CHECK_KINDS = ("foreign_keys", "not_null", "unique", "check", "column_type", "index")
 _FK_KEYS = {"column", "references", "on_delete"}
 ON_DELETE_ACTIONS = {
     "restrict": "r",
@@ -34,6 +36,7 @@ ON_DELETE_ACTIONS = {
 }
 _IDENT = r'(?:"(?:[^"]|"")+"|[^".\s]+)'
 _COLUMN_RE = re.compile(rf"^(?:({_IDENT})\.)?({_IDENT})\.({_IDENT})$")
+_TABLE_RE = re.compile(rf"^(?:({_IDENT})\.)?({_IDENT})$")
 
 
 def sha256_file(path: Path) -> str:
@@ -46,6 +49,32 @@ def _unquote(part: str | None) -> str | None:
     if part.startswith('"') and part.endswith('"'):
         return part[1:-1].replace('""', '"')
     return part
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """`Table` or `schema.Table`, as written in batch.toml."""
+
+    table: str
+    schema: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> "TableRef":
+        match = _TABLE_RE.match(text.strip()) if isinstance(text, str) else None
+        if not match:
+            raise BatchError(f"{where}: {text!r} is not a table; write it as \"Table\" (or \"schema.Table\").")
+        schema, table = (_unquote(g) for g in match.groups())
+        return cls(table=table, schema=schema)
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{self.schema}.{self.table}" if self.schema else self.table
+
+    def column(self, name: str) -> "ColumnRef":
+        return ColumnRef(table=self.table, column=name, schema=self.schema)
+
+    def __str__(self) -> str:
+        return self.qualified_table
 
 
 @dataclass(frozen=True)
@@ -68,6 +97,10 @@ class ColumnRef:
     def qualified_table(self) -> str:
         return f"{self.schema}.{self.table}" if self.schema else self.table
 
+    @property
+    def table_ref(self) -> TableRef:
+        return TableRef(table=self.table, schema=self.schema)
+
     def __str__(self) -> str:
         return f"{self.qualified_table}.{self.column}"
 
@@ -83,11 +116,59 @@ class ForeignKeyCheck:
 
 
 @dataclass(frozen=True)
+class UniqueCheck:
+    """A unique constraint or unique index on exactly these columns of one table (in any order)."""
+
+    table: TableRef
+    columns: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.table}({', '.join(self.columns)})"
+
+
+@dataclass(frozen=True)
+class CheckConstraintCheck:
+    """A CHECK constraint, by name, that exists and is validated (not left NOT VALID)."""
+
+    table: TableRef
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.table} CHECK {self.name}"
+
+
+@dataclass(frozen=True)
+class ColumnTypeCheck:
+    """A column's type as format_type() shows it; `type` as written in batch.toml (e.g. "varchar(80)")."""
+
+    column: ColumnRef
+    type: str
+
+    def __str__(self) -> str:
+        return f"{self.column} {self.type}"
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    """A valid index whose key columns are exactly these, in this order."""
+
+    table: TableRef
+    columns: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.table}({', '.join(self.columns)})"
+
+
+@dataclass(frozen=True)
 class Checks:
     """What the batch means, declared; expanded into gates (preflight) and tests (validate)."""
 
     not_null: tuple[ColumnRef, ...] = ()
     foreign_keys: tuple[ForeignKeyCheck, ...] = ()
+    unique: tuple[UniqueCheck, ...] = ()
+    check: tuple[CheckConstraintCheck, ...] = ()
+    column_type: tuple[ColumnTypeCheck, ...] = ()
+    index: tuple[IndexCheck, ...] = ()
 
     @property
     def tables(self) -> list[str]:
@@ -97,10 +178,29 @@ class Checks:
         for fk in self.foreign_keys:
             seen[fk.column.qualified_table] = None
             seen[fk.references.qualified_table] = None
+        for item in (*self.unique, *self.check, *self.index):
+            seen[item.table.qualified_table] = None
+        for typed in self.column_type:
+            seen[typed.column.qualified_table] = None
+        return list(seen)
+
+    @property
+    def columns(self) -> list[ColumnRef]:
+        """Every column a check names, once, in order: what ORM alignment compares."""
+        seen: dict[ColumnRef, None] = {}
+        for ref in self.not_null:
+            seen[ref] = None
+        for fk in self.foreign_keys:
+            seen[fk.column] = None
+        for item in (*self.unique, *self.index):
+            for name in item.columns:
+                seen[item.table.column(name)] = None
+        for typed in self.column_type:
+            seen[typed.column] = None
         return list(seen)
 
     def __bool__(self) -> bool:
-        return bool(self.not_null or self.foreign_keys)
+        return any((self.not_null, self.foreign_keys, self.unique, self.check, self.column_type, self.index))
 
 
 @dataclass(frozen=True)
@@ -170,50 +270,169 @@ def _line_of(text: str, key: str) -> int:
     return 1
 
 
+class _Manifest:
+    """batch.toml's text, to point each error at a file and line."""
+
+    def __init__(self, where: str, text: str) -> None:
+        self.where = where
+        self.text = text
+
+    def at(self, key: str, item: object = None) -> str:
+        """`<file> line N`: the line of `item` in the list under `key` when it can be found, else the key's."""
+        line = _line_of(self.text, key)
+        needle = _needle(item)
+        if needle:
+            lines = self.text.splitlines()
+            for number in range(line, len(lines) + 1):
+                if needle in lines[number - 1]:
+                    return f"{self.where} line {number}"
+        return f"{self.where} line {line}"
+
+
+def _needle(item: object) -> str | None:
+    """A string that finds an item of a list in the TOML text: its text, or its first string field."""
+    if isinstance(item, str):
+        return f'"{item}"' if '"' not in item and "\\" not in item else None
+    if isinstance(item, dict):
+        for value in item.values():
+            if isinstance(value, str):
+                return _needle(value)
+    return None
+
+
+_SHAPES = {
+    "not_null": '["Lead.customer_id"]',
+    "foreign_keys": '[{ column = "Lead.customer_id", references = "Customer.id", on_delete = "restrict" }]',
+    "unique": '["Customer.email"] or [{ table = "Customer", columns = ["email", "phone"] }]',
+    "check": '[{ table = "Job", name = "Job_window_check" }]',
+    "column_type": '[{ column = "Lead.name", type = "text" }]',
+    "index": '[{ table = "Lead", columns = ["customer_id"] }]',
+}
+
+
+def _items(raw: dict, key: str, m: _Manifest) -> list:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise BatchError(f"{m.at(key)}: {key} must be a list, like {key} = {_SHAPES[key]}.")
+    return value
+
+
+def _fields(item: object, key: str, m: _Manifest, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
+    """An inline table of a check, with exactly the known fields and each required one present."""
+    if not isinstance(item, dict):
+        raise BatchError(f"{m.at(key, item)}: each item of {key} must be a table, like {key} = {_SHAPES[key]}.")
+    known = required + optional
+    unknown = sorted(set(item) - set(known))
+    if unknown:
+        raise BatchError(f"{m.at(key, item)}: unknown field {unknown[0]!r} in {key}; use {', '.join(known)}.")
+    missing = [name for name in required if name not in item]
+    if missing:
+        raise BatchError(f"{m.at(key, item)}: an item of {key} needs {missing[0]!r}, like {key} = {_SHAPES[key]}.")
+    for name in known:
+        if name in item and name != "columns" and not isinstance(item[name], str):
+            raise BatchError(f"{m.at(key, item)}: {name} in {key} must be a string.")
+    return item
+
+
+def _column_names(item: dict, key: str, m: _Manifest) -> tuple[str, ...]:
+    names = item["columns"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise BatchError(f"{m.at(key, item)}: columns in {key} must be a non-empty list of column names, like {_SHAPES[key]}.")
+    if len(set(names)) != len(names):
+        raise BatchError(f"{m.at(key, item)}: columns in {key} names a column twice; name each once.")
+    return tuple(n.strip() for n in names)
+
+
+def _parse_unique(item: object, m: _Manifest) -> UniqueCheck:
+    if isinstance(item, str):
+        ref = ColumnRef.parse(item, m.at("unique", item))
+        return UniqueCheck(ref.table_ref, (ref.column,))
+    item = _fields(item, "unique", m, ("table", "columns"))
+    return UniqueCheck(TableRef.parse(item["table"], m.at("unique", item)), _column_names(item, "unique", m))
+
+
+def type_name_sql(text: str) -> str | None:
+    """`text` as the PostgreSQL parser reads a type name (e.g. "varchar(80)"), or None if it is anything else.
+
+    The text goes into SQL only in this parsed and re-printed form: a cast of NULL with one plain type name
+    and constant modifiers, nothing more.
+    """
+    from pglast import ast, parse_sql
+    from pglast.parser import ParseError
+    from pglast.stream import RawStream
+
+    if not isinstance(text, str) or not text.strip() or ";" in text:
+        return None
+    try:
+        statements = parse_sql(f"SELECT NULL::{text}")
+    except ParseError:
+        return None
+    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.SelectStmt):
+        return None
+    select = statements[0].stmt
+    if select.fromClause or select.whereClause or select.valuesLists or len(select.targetList or ()) != 1:
+        return None
+    cast = select.targetList[0].val
+    if not isinstance(cast, ast.TypeCast) or not isinstance(cast.arg, ast.A_Const) or not cast.arg.isnull:
+        return None
+    if not all(isinstance(mod, ast.A_Const) and isinstance(mod.val, ast.Integer) for mod in cast.typeName.typmods or ()):
+        return None
+    return RawStream()(cast.typeName)
+
+
 def _parse_checks(raw: object, where: str, text: str) -> Checks:
     if raw is None:
         return Checks()
+    m = _Manifest(where, text)
     if not isinstance(raw, dict):
-        raise BatchError(f"{where} line {_line_of(text, 'checks')}: [checks] must be a table; see README's batch.toml section.")
-    unknown = sorted(set(raw) - _CHECK_KEYS)
+        raise BatchError(f"{m.at('checks')}: [checks] must be a table; see README's batch.toml section.")
+    unknown = [key for key in raw if key not in CHECK_KINDS]
     if unknown:
         key = unknown[0]
+        close = difflib.get_close_matches(key, CHECK_KINDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise BatchError(
-            f"{where} line {_line_of(text, key)}: unknown check {key!r}; "
-            f"the known checks are {', '.join(sorted(_CHECK_KEYS))}."
+            f"{m.at(key)}: unknown check {key!r}; {hint}the known checks are {', '.join(CHECK_KINDS)}."
         )
-    not_null_raw = raw.get("not_null", [])
-    if not isinstance(not_null_raw, list):
-        raise BatchError(f"{where} line {_line_of(text, 'not_null')}: not_null must be a list like [\"Lead.customer_id\"].")
-    not_null = tuple(ColumnRef.parse(item, f"{where} line {_line_of(text, 'not_null')}") for item in not_null_raw)
+    not_null = []
+    for item in _items(raw, "not_null", m):
+        not_null.append(ColumnRef.parse(item, m.at("not_null", item)))
     fks = []
-    fk_raw = raw.get("foreign_keys", [])
-    fk_line = _line_of(text, "foreign_keys")
-    if not isinstance(fk_raw, list):
-        raise BatchError(f"{where} line {fk_line}: foreign_keys must be a list of {{ column, references, on_delete }} tables.")
-    for item in fk_raw:
+    for item in _items(raw, "foreign_keys", m):
         if not isinstance(item, dict):
-            raise BatchError(f"{where} line {fk_line}: each foreign key must be a table {{ column = ..., references = ..., on_delete = ... }}.")
+            raise BatchError(f"{m.at('foreign_keys')}: each foreign key must be a table {{ column = ..., references = ..., on_delete = ... }}.")
+        fk_at = m.at("foreign_keys", item)
         unknown = sorted(set(item) - _FK_KEYS)
         if unknown:
-            raise BatchError(f"{where} line {fk_line}: unknown foreign key field {unknown[0]!r}; use column, references, on_delete.")
+            raise BatchError(f"{fk_at}: unknown foreign key field {unknown[0]!r}; use column, references, on_delete.")
         missing = [k for k in ("column", "references") if k not in item]
         if missing:
-            raise BatchError(f"{where} line {fk_line}: a foreign key needs {missing[0]!r}.")
+            raise BatchError(f"{fk_at}: a foreign key needs {missing[0]!r}.")
         action = str(item.get("on_delete", "no action")).strip().lower().replace("_", " ")
         if action not in ON_DELETE_ACTIONS:
             raise BatchError(
-                f"{where} line {fk_line}: on_delete {item.get('on_delete')!r} is not an action; "
+                f"{fk_at}: on_delete {item.get('on_delete')!r} is not an action; "
                 f"use one of {', '.join(ON_DELETE_ACTIONS)}."
             )
-        fks.append(
-            ForeignKeyCheck(
-                ColumnRef.parse(item["column"], f"{where} line {fk_line}"),
-                ColumnRef.parse(item["references"], f"{where} line {fk_line}"),
-                action,
-            )
-        )
-    return Checks(not_null=not_null, foreign_keys=tuple(fks))
+        fks.append(ForeignKeyCheck(ColumnRef.parse(item["column"], fk_at), ColumnRef.parse(item["references"], fk_at), action))
+    unique = [_parse_unique(item, m) for item in _items(raw, "unique", m)]
+    constraints = []
+    for item in _items(raw, "check", m):
+        item = _fields(item, "check", m, ("table", "name"))
+        constraints.append(CheckConstraintCheck(TableRef.parse(item["table"], m.at("check", item)), item["name"]))
+    types = []
+    for item in _items(raw, "column_type", m):
+        item = _fields(item, "column_type", m, ("column", "type"))
+        at = m.at("column_type", item)
+        if type_name_sql(item["type"]) is None:
+            raise BatchError(f"{at}: {item['type']!r} is not a type name; write it as PostgreSQL does, like \"text\" or \"varchar(80)\".")
+        types.append(ColumnTypeCheck(ColumnRef.parse(item["column"], at), item["type"].strip()))
+    indexes = []
+    for item in _items(raw, "index", m):
+        item = _fields(item, "index", m, ("table", "columns"))
+        indexes.append(IndexCheck(TableRef.parse(item["table"], m.at("index", item)), _column_names(item, "index", m)))
+    return Checks(not_null=tuple(not_null), foreign_keys=tuple(fks), unique=tuple(unique), check=tuple(constraints),
+                  column_type=tuple(types), index=tuple(indexes))
 
 
 def _folder_number(path: Path) -> int | None:

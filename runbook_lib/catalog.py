@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg.rows import dict_row
@@ -16,6 +16,7 @@ class ColumnInfo:
     type: str
     nullable: bool
     default: str | None = None
+    non_null: int = -1  # rows with a value at snapshot time (-1: not counted)
 
     @property
     def ddl(self) -> str:
@@ -143,7 +144,12 @@ def snapshot_table(conn: psycopg.Connection, name: str, *, count_rows: bool = Tr
         size = cur.execute("SELECT pg_total_relation_size(%s) AS bytes", (oid,)).fetchone()["bytes"]
         rows = 0
         if count_rows:
-            rows = cur.execute(f"SELECT count(*) AS n FROM {_quoted(name)}").fetchone()["n"]
+            # One scan counts the rows and, per column, the rows that have a value (the column's coverage).
+            counts = ", ".join(f'count("{c.name.replace(chr(34), chr(34) * 2)}") AS c{i}' for i, c in enumerate(columns))
+            row = cur.execute(f"SELECT count(*) AS n{', ' + counts if counts else ''} FROM {_quoted(name)}").fetchone()
+            values = list(row.values())
+            rows = values[0]
+            columns = tuple(replace(c, non_null=v) for c, v in zip(columns, values[1:]))
     return TableSnapshot(name, True, columns, constraints, indexes, rows, size)
 
 

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int)
     _common(p)
     _apply_options(p)
+    p.add_argument("--rollback-on-failure", action="store_true",
+                   help="when validation fails, roll the batch back (rollback.sql) before the summary")
     p = sub.add_parser("status", help="batches found and whether each is applied")
     _common(p)
     p = sub.add_parser("report", help="re-render a run folder's summary from its records")
@@ -88,12 +90,14 @@ def _print_outcome(outcome: commands.RunOutcome) -> int:
         print(f"         {outcome.summary_md}")
     failure = outcome.failure
     if failure is not None:
+        if outcome.record.rolled_back:
+            print("runbook: validation failed; the batch was rolled back (--rollback-on-failure)", file=sys.stderr)
         where = f"cell {failure.cell_index}" if failure.cell_index is not None else "the kernel"
         print(f"\nrunbook: {failure.phase} failed", file=sys.stderr)
         print(f"  notebook: {failure.notebook} ({where})", file=sys.stderr)
         print(f"  {failure.ename}: {failure.evalue}", file=sys.stderr)
         return 1
-    print(f"run folder: {outcome.run_dir}")
+    print(f"run folder: {outcome.run_dir} (index.html)")
     return 0
 
 
@@ -146,7 +150,8 @@ def _dispatch(args: argparse.Namespace) -> int:
               "validate": ("validate",), "rollback": ("rollback",)}[cmd]
     options = _options(args) if cmd in ("apply", "rollback", "run") else None
     outcome = commands.run_phases(tgt, args.batch, phases, migrations_dir=args.migrations_dir,
-                                  reports_dir=args.reports_dir, options=options)
+                                  reports_dir=args.reports_dir, options=options,
+                                  rollback_on_failure=getattr(args, "rollback_on_failure", False))
     return _print_outcome(outcome)
 
 

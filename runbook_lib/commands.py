@@ -53,29 +53,31 @@ def ensure_database(server_url: str, name: str) -> None:
 
 
 @dataclass
-class PhaseOutcome:
-    phase: str
-    notebook: Path
-    seconds: float
-    ok: bool
-    error: PhaseFailed | None = None
-
-
-@dataclass
 class RunOutcome:
-    batch: int
+    """What a chain of phases left behind: its record (also written as run.json) and the rendered summary."""
+
+    record: records.RunRecord
     run_dir: Path
-    phases: list[PhaseOutcome] = field(default_factory=list)
+    errors: dict[str, PhaseFailed] = field(default_factory=dict)
     summary_html: Path | None = None
     summary_md: Path | None = None
 
     @property
+    def batch(self) -> int:
+        return self.record.batch
+
+    @property
+    def phases(self) -> list[records.PhaseRun]:
+        return self.record.phases
+
+    @property
     def ok(self) -> bool:
-        return all(p.ok for p in self.phases)
+        return all(p.ok for p in self.record.phases)
 
     @property
     def failure(self) -> PhaseFailed | None:
-        return next((p.error for p in self.phases if p.error), None)
+        first = self.record.failure
+        return self.errors.get(first.phase) if first else None
 
 
 def _progress(message: str) -> None:
@@ -90,46 +92,68 @@ def run_phases(
     migrations_dir: Path | None = None,
     reports_dir: Path | None = None,
     options: dict | None = None,
+    rollback_on_failure: bool = False,
     quiet: bool = False,
 ) -> RunOutcome:
     """Execute the phase notebooks in order into one run folder, stopping at the first failure.
 
-    Whatever happened, a summary is rendered when asked for, so a failed run still has its report.
+    Whatever happened, a summary is rendered when asked for, so a failed run still has its report;
+    with `rollback_on_failure`, a failed validation rolls the batch back first.
     """
     migrations = Path(migrations_dir or paths.example_migrations_dir()).resolve()
     batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
     run = records.RunFolder.create(Path(reports_dir or paths.default_reports_dir()).resolve(), tgt.name, number)
-    outcome = RunOutcome(number, run.path)
+    record = records.RunRecord(number, run.run_id, tgt.shown, _now(), rollback_on_failure=rollback_on_failure)
+    outcome = RunOutcome(record, run.path)
     say = (lambda m: None) if quiet else _progress
     say(f"runbook: batch {number} on {tgt.shown}; run folder {run.path}")
-    failed = False
-    for phase in phases:
-        if failed and phase != "summary":
+    queue = list(phases)
+    while queue:
+        phase = queue.pop(0)
+        if record.failure is not None and phase not in ("summary", "rollback"):
             continue
         params = {"batch": number, "run_dir": str(run.path)}
         if phase != "summary":
             params["migrations_dir"] = str(migrations)
         if phase in ("apply", "rollback"):
-            params.update({k: v for k, v in (options or {}).items() if v is not None})
+            allowed = _APPLY_OPTIONS if phase == "apply" else _ROLLBACK_OPTIONS
+            params.update({k: v for k, v in (options or {}).items() if v is not None and k in allowed})
         out = run.path / runner.PHASE_NOTEBOOKS[phase]
         started = time.perf_counter()
         try:
             done = runner.execute(phase, out, params, database_url=tgt.url)
-            outcome.phases.append(PhaseOutcome(phase, out, done.seconds, True))
+            record.phases.append(records.PhaseRun(phase, out.name, done.seconds, True))
             say(f"  {phase:<9} ok      {done.seconds:6.1f} s")
+            if phase == "rollback" and record.failure is not None:
+                record.rolled_back = True
         except PhaseFailed as exc:
-            outcome.phases.append(PhaseOutcome(phase, out, round(time.perf_counter() - started, 3), False, exc))
-            say(f"  {phase:<9} FAILED  {time.perf_counter() - started:6.1f} s")
-            failed = True
-            continue
-        if phase == "summary":
+            seconds = round(time.perf_counter() - started, 3)
+            record.phases.append(records.PhaseRun(phase, out.name, seconds, False, exc.cell_index, exc.ename, exc.evalue))
+            outcome.errors[phase] = exc
+            say(f"  {phase:<9} FAILED  {seconds:6.1f} s")
+            if phase == "validate" and rollback_on_failure:
+                say("  validation failed: rolling the batch back (--rollback-on-failure)")
+                queue.insert(0, "rollback")
+        run.write("run", record)
+        if phase == "summary" and out.exists() and record.phases[-1].ok:
             rendered = render.summary(out, run.path, title=f"Batch {number} migration summary")
             outcome.summary_html, outcome.summary_md = rendered.html, rendered.markdown
-    for phase in outcome.phases:
-        # summary.html is the summary notebook's rendering (code hidden): its audit copy would overwrite it.
-        if phase.phase != "summary" and phase.notebook.exists():
-            render.audit_copy(phase.notebook)
+    for phase in record.phases:
+        # summary.html is the summary notebook rendered without code: an audit copy would overwrite it.
+        if phase.phase != "summary" and (run.path / phase.notebook).exists():
+            render.audit_copy(run.path / phase.notebook)
+    render.index(run.path, record)
     return outcome
+
+
+_APPLY_OPTIONS = ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts")
+_ROLLBACK_OPTIONS = ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts")
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)
@@ -174,9 +198,9 @@ def report(run_dir: Path) -> RunOutcome:
     run = records.RunFolder.open(run_dir)
     if not any(run.has(p) for p in ("preflight", "apply", "validate", "rollback")):
         raise RunbookError(f"{run.path} holds no phase record (preflight.json, apply.json, ...); pass a run folder.")
+    record = run.read("run", records.RunRecord) or records.RunRecord(0, run.run_id, "", _now())
     out = run.path / runner.PHASE_NOTEBOOKS["summary"]
-    done = runner.execute("summary", out, {"run_dir": str(run.path.resolve())}, database_url="")
+    runner.execute("summary", out, {"run_dir": str(run.path.resolve())}, database_url="")
     rendered = render.summary(out, run.path)
-    outcome = RunOutcome(0, run.path, [PhaseOutcome("summary", out, done.seconds, True)],
-                         rendered.html, rendered.markdown)
-    return outcome
+    render.index(run.path, record)
+    return RunOutcome(record, run.path, summary_html=rendered.html, summary_md=rendered.markdown)

@@ -30,7 +30,7 @@ def redact(url: str) -> str:
     except psycopg.ProgrammingError:
         return "<unparseable database URL>"
     if "password" in params:
-        pass
+        params["password"] = "***"
     user = params.pop("user", "")
     pw = params.pop("password", None)
     host = params.pop("host", "")

@@ -44,6 +44,7 @@ class StatementRun:
     locks: str = ""  # the locks this statement newly took, measured in pg_locks
     error: str = ""
     step: int = 1
+    expected_locks: str = ""  # what the parser says the statement takes (it may already hold them)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,8 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
         except psycopg.Error as exc:
             status = "lock timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "failed"
             runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start,
-                                     round(clock() - start, 6), 0, status, stmt.locks, _server_message(exc), step.number))
+                                     round(clock() - start, 6), 0, status, "", _server_message(exc), step.number,
+                                     stmt.locks))
             raise
         duration = round(clock() - start, 6)
         taken: list[tuple[str, str]] = []
@@ -212,7 +214,7 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
                 acquired[lock] = start
         measured = ", ".join(f"{mode} on {rel}" for rel, mode in taken) or ("none new" if not conn.autocommit else "")
         runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start, duration,
-                                 max(cur.rowcount, 0), "ok", measured, step.number))
+                                 max(cur.rowcount, 0), "ok", measured, "", step.number, stmt.locks))
 
 
 def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempts, backoff_ms, verify, last):

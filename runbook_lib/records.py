@@ -148,3 +148,33 @@ def latest_run_with(reports_dir: Path | str, database: str, batch: int, phase: s
         if (folder / f"{phase}.json").exists():
             return RunFolder(folder)
     return None
+
+
+@dataclasses.dataclass
+class PhaseRun:
+    """One phase notebook of a run, as `run.json` keeps it: enough for the summary to say where a run stopped."""
+
+    phase: str
+    notebook: str
+    seconds: float
+    ok: bool
+    cell_index: int | None = None
+    error_name: str = ""
+    error_message: str = ""
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """The chain of phases `runbook run` executed into one folder (`run.json`)."""
+
+    batch: int
+    run_id: str
+    database: str  # redacted URL
+    started_at: str
+    phases: list[PhaseRun] = dataclasses.field(default_factory=list)
+    rollback_on_failure: bool = False
+    rolled_back: bool = False
+
+    @property
+    def failure(self) -> PhaseRun | None:
+        return next((p for p in self.phases if not p.ok), None)

@@ -48,7 +48,12 @@ def summary(executed: Path, out_dir: Path, *, title: str = "Migration summary") 
     html_path.write_text(_self_contained(body), encoding="utf-8")
 
     md_exporter = MarkdownExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    text, _ = md_exporter.from_notebook_node(nb)
+    text, resources = md_exporter.from_notebook_node(
+        nb, resources={"metadata": {"name": "summary"}, "output_files_dir": "summary_files"})
+    for name, data in (resources.get("outputs") or {}).items():  # the timeline chart, beside summary.md
+        target = out_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
     md_path = out_dir / "summary.md"
     md_path.write_text(re.sub(r"\n{3,}", "\n\n", text).strip() + "\n", encoding="utf-8")
     return RenderedSummary(html_path, md_path)
@@ -62,4 +67,38 @@ def audit_copy(executed: Path) -> Path:
     body, _ = exporter.from_notebook_node(_read(executed), resources={"metadata": {"name": executed.stem}})
     target = executed.with_suffix(".html")
     target.write_text(_self_contained(body), encoding="utf-8")
+    return target
+
+
+def index(run_dir: Path, record) -> Path:
+    """index.html: the run at a glance, linking the summary and each phase's executed notebook."""
+    import html
+
+    esc = lambda value: html.escape(str(value), quote=True)  # noqa: E731
+    rows = []
+    for phase in record.phases:
+        audit = Path(phase.notebook).with_suffix(".html").name
+        status = "ok" if phase.ok else f"FAILED in cell {phase.cell_index}: {phase.error_name}: {phase.error_message}"
+        rows.append(f"<tr><td><a href=\"{esc(audit)}\">{esc(phase.phase)}</a></td>"
+                    f"<td class=\"{'ok' if phase.ok else 'failed'}\">{esc(status)}</td>"
+                    f"<td>{phase.seconds:.1f} s</td></tr>")
+    summary = '<p><a href="summary.html">Migration summary</a> (<a href="summary.md">Markdown</a>)</p>' \
+        if (run_dir / "summary.html").exists() else "<p>No summary was rendered.</p>"
+    rolled = "<p>Validation failed and the batch was rolled back (--rollback-on-failure).</p>" if record.rolled_back else ""
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>runbook run {esc(record.run_id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
+.ok {{ color: #176f2c; }} .failed {{ color: #a40e26; }}
+</style></head><body>
+<h1>Batch {esc(record.batch)}: run {esc(record.run_id)}</h1>
+<p>Database: {esc(record.database)}<br>Started: {esc(record.started_at)}</p>
+{summary}{rolled}
+<table><tr><th>Phase (executed notebook, with code)</th><th>Status</th><th>Duration</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""
+    target = run_dir / "index.html"
+    target.write_text(page, encoding="utf-8")
     return target

@@ -78,7 +78,7 @@ def execute(
             kernel_manager_class=_kernel_manager_class(),
         )
     except PapermillExecutionError as exc:
-        cell = exc.cell_index
+        cell = _failed_cell(output, exc.cell_index)
         raise PhaseFailed(phase, str(output), cell, exc.ename, _clean(exc.evalue), exc.source) from None
     except Exception as exc:  # nbclient's CellTimeoutError, DeadKernelError, kernel start failures
         name = type(exc).__name__

@@ -20,13 +20,25 @@ from . import sqltext
 from .errors import BatchError
 
 _HEADER = re.compile(r"^\s*--\s*(name|expect)\s*:\s*(.*?)\s*$", re.IGNORECASE)
-EXPECTATION_HELP = "error <SQLSTATE or condition name>, ok, <value>, rows <n>, empty"
+# `error 23503 constraint "Job_customer_id_fkey"`, `error 23502 column customer_id`: which object must raise it.
+_ERROR_OBJECT = re.compile(r'^(.*?)\s*\b(constraint|column)\s+("(?:[^"]|"")+"|\S+)\s*$', re.IGNORECASE | re.S)
+EXPECTATION_HELP = (
+    "error <SQLSTATE or condition name> [constraint <name> | column <name>], ok, <value>, rows <n>, empty"
+)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
 class Expectation:
     kind: str  # error | ok | value | rows | empty
     value: str = ""  # SQLSTATEs for error ("23001|23503": any of them), the scalar for value, the count for rows
+    # For error: the constraint or column the server must name (diag constraint_name / column_name), so a
+    # test proves that *this* constraint refused the statement, not another one that happened to fire first.
+    constraint: str = ""
+    column: str = ""
 
     @classmethod
     def parse(cls, text: str, where: str) -> "Expectation":
@@ -35,7 +47,14 @@ class Expectation:
         if lowered in ("ok", "empty"):
             return cls(lowered)
         if lowered.startswith("error"):
-            wanted = [c for c in re.split(r"\s*(?:\||\bor\b|,)\s*", raw[5:].strip()) if c]
+            codes_text, constraint, column = raw[5:].strip(), "", ""
+            found = _ERROR_OBJECT.match(codes_text)
+            if found:
+                codes_text, what, name = found.group(1), found.group(2).lower(), found.group(3)
+                if name.startswith('"') and name.endswith('"') and len(name) >= 2:
+                    name = name[1:-1].replace('""', '"')
+                constraint, column = (name, "") if what == "constraint" else ("", name)
+            wanted = [c for c in re.split(r"\s*(?:\||\bor\b|,)\s*", codes_text.strip()) if c]
             codes = []
             for code in wanted:
                 try:
@@ -45,7 +64,7 @@ class Expectation:
                         f"{where}: {code!r} is neither a SQLSTATE nor a PostgreSQL condition name "
                         "(e.g. 23502 or not_null_violation); fix the expectation."
                     ) from None
-            return cls("error", "|".join(codes))  # empty: any error
+            return cls("error", "|".join(codes), constraint, column)  # no code: any error
         if lowered.startswith("rows"):
             count = raw[4:].strip()
             if not count.isdigit():
@@ -58,7 +77,12 @@ class Expectation:
 
     def __str__(self) -> str:
         if self.kind == "error":
-            return f"error {self.value}".strip()
+            text = f"error {self.value}".strip()
+            if self.constraint:
+                text += f" constraint {_quote_ident(self.constraint)}"
+            if self.column:
+                text += f" column {_quote_ident(self.column)}"
+            return text
         if self.kind == "rows":
             return f"rows {self.value}"
         if self.kind == "value":
@@ -73,6 +97,9 @@ class SqlBlock:
     expect: Expectation
     source: str  # file:line, or "batch.toml" for expanded checks
     line: int = 0
+    # Set when the test could not be built (e.g. no value for a required column): it is reported as a
+    # FAIL with this reason and never run.
+    not_runnable: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +116,8 @@ class BlockResult:
     value: str = ""
     source: str = ""
     duration_ms: float = 0.0
+    constraint: str = ""  # the constraint the server named in its error, if any
+    column: str = ""  # the column the server named in its error, if any
 
     @property
     def status(self) -> str:
@@ -149,10 +178,24 @@ def _values_equal(actual: str, expected: str) -> bool:
         return actual.lower() == expected.lower() and expected.lower() in ("true", "false", "null")
 
 
+def _wrong_object(expect: Expectation, constraint: str, column: str) -> str:
+    """Why an error with the expected SQLSTATE still does not prove the test ("" when it does)."""
+    if expect.constraint and constraint != expect.constraint:
+        named = f"constraint {_quote_ident(constraint)}" if constraint else "no constraint"
+        return f"raised by {named}, not {_quote_ident(expect.constraint)}"
+    if expect.column and column != expect.column:
+        named = f"column {_quote_ident(column)}" if column else "no column"
+        return f"raised for {named}, not {_quote_ident(expect.column)}"
+    return ""
+
+
 def run(conn: psycopg.Connection, block: SqlBlock) -> BlockResult:
     """Run one block inside a savepoint of the caller's transaction and judge it."""
     started = time.perf_counter()
     expect = block.expect
+    if block.not_runnable:
+        return BlockResult(block.name, block.sql, str(expect), f"not run: {block.not_runnable}", False,
+                           source=block.source)
     try:
         with conn.transaction():
             cur = conn.execute(block.sql)
@@ -166,10 +209,16 @@ def run(conn: psycopg.Connection, block: SqlBlock) -> BlockResult:
         diag = exc.diag
         sqlstate = diag.sqlstate or ""
         message = diag.message_primary or str(exc).strip().splitlines()[0]
+        constraint, column = diag.constraint_name or "", diag.column_name or ""
         passed = expect.kind == "error" and (not expect.value or sqlstate in expect.value.split("|"))
+        outcome = f"error {sqlstate}: {message}"
+        wrong_object = _wrong_object(expect, constraint, column)
+        if passed and wrong_object:
+            passed = False
+            outcome = f"error {sqlstate} {wrong_object}: {message}"
         return BlockResult(
-            block.name, block.sql, str(expect), f"error {sqlstate}: {message}", passed,
-            sqlstate, message, "", block.source, elapsed,
+            block.name, block.sql, str(expect), outcome, passed,
+            sqlstate, message, "", block.source, elapsed, constraint, column,
         )
     elapsed = (time.perf_counter() - started) * 1000
     count = len(rows) if rows is not None else max(rowcount, 0)

@@ -24,6 +24,7 @@ class Summary:
     apply: ExecutionResult | None
     validate: ValidationResult | None
     rollback: ExecutionResult | None
+    run: records.RunRecord | None = None
 
     # -- facts --------------------------------------------------------------------------------
     @property
@@ -42,6 +43,13 @@ class Summary:
 
     @property
     def status(self) -> str:
+        failure = self.run.failure if self.run else None
+        if failure is not None:
+            if failure.phase == "preflight" and self.preflight is not None and self.preflight.verdict.status == "NO-GO":
+                return "NO-GO"
+            if self.run.rolled_back:
+                return "ROLLED BACK"
+            return "FAILED"
         if self.apply is not None and self.apply.status == "failed":
             return "FAILED"
         if self.preflight is not None and self.preflight.verdict.status == "NO-GO" and self.apply is None:
@@ -70,6 +78,13 @@ class Summary:
             ("URL", conn.url if conn else ""),
             ("Run", self.run_dir.name),
         ]
+        failure = self.run.failure if self.run else None
+        if failure is not None:
+            where = f"cell {failure.cell_index}" if failure.cell_index is not None else "the kernel"
+            rows.append(("Stopped at", f"{failure.phase}, {where} of {failure.notebook}"))
+            rows.append(("Error", f"{failure.error_name}: {failure.error_message}"))
+        if self.run is not None and self.run.rolled_back:
+            rows.append(("Rolled back", "validation failed, so the batch was rolled back (--rollback-on-failure)"))
         body = md.table(["", ""], rows)
         return Section(f"Batch {b.number} Migration Summary: {self.status}", body, level=1)
 
@@ -162,8 +177,10 @@ class Summary:
             after = a.after.table(before.name) if a.after else None
             for col in before.columns:
                 new = after.column(col.name) if after else None
-                if new != col:
+                if new is None or new.ddl != col.ddl:
                     rows.append((f"{before.name}.{col.name}", _nullability(col), _nullability(new)))
+                    rows.append((f"{before.name}.{col.name} coverage", _coverage(col, before.rows),
+                                 _coverage(new, after.rows if after else 0)))
             rows.append((f"{before.name} rows", before.rows, after.rows if after else ""))
             rows.append((f"{before.name} size", _bytes(before.bytes), _bytes(after.bytes) if after else ""))
         return Section("Database State", md.table(["Item", "Before", "After"], rows))
@@ -205,6 +222,28 @@ class Summary:
         return Section("Migration Timeline", md.table(["Time", "Duration", "Action", "Result"], rows)
                        + f"\n\n**Total duration**: {end - t0:.3f} s (measured)")
 
+    def constraint_behaviour(self) -> Section:
+        v = self.validate
+        if v is None:
+            return Section("Constraint Behaviour", "No validation in this run.")
+        rejected = [t for t in v.tests if t.passed and t.expectation.startswith("error")]
+        allowed = [t for t in v.tests if t.passed and t.expectation == "ok"]
+        parts = ["### What is now REJECTED"]
+        parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nServer: {md.text(t.sqlstate)} {md.text(t.message)}"
+                  for n, t in enumerate(rejected, start=1)] or ["Nothing was tested to be rejected."]
+        parts.append("### What is still ALLOWED")
+        parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nResult: {md.text(t.outcome)}"
+                  for n, t in enumerate(allowed, start=1)] or ["Nothing was tested to be allowed."]
+        return Section("Constraint Behaviour", "\n\n".join(parts))
+
+    def timeline_chart(self):
+        """The apply's statements on a time axis, each bar marked with the lock it took (an image)."""
+        from .chart import timeline_png
+
+        if self.apply is None or not self.apply.statements:
+            return Section("Timeline Chart", "No statement ran.", level=3)
+        return _Png(timeline_png(self.apply))
+
     def rollback_procedure(self) -> Section:
         b = self.batch
         path = Path(b.path) / ROLLBACK
@@ -226,13 +265,21 @@ class Summary:
 
     def monitoring(self) -> Section:
         b = self.batch
-        return Section("Monitoring", "Re-run the batch's tests read-only at any time:\n\n"
-                       + md.block(f"runbook validate {b.number}", "bash"))
+        body = ["Re-check every applied batch read-only (from cron or CI; exits non-zero on drift):",
+                md.block("runbook check", "bash"),
+                f"Re-run this batch's tests (in a transaction that is rolled back): {md.code(f'runbook validate {b.number}')}"]
+        queries = [t for t in (self.validate.tests if self.validate else [])
+                   if t.source == "batch.toml" and t.sql.lstrip().upper().startswith("SELECT")]
+        if queries:
+            body.append("The read-only checks, to run by hand:")
+            body.append(md.block(";\n\n".join(f"-- {t.name} (expect: {t.expectation})\n{t.sql}" for t in queries) + ";"))
+        return Section("Monitoring", "\n\n".join(body))
 
     def sections(self) -> list[Section]:
         return [self.header(), self.what_was_done(), self.changes(), self.preflight_checks(),
                 self.validation_results(), self.test_summary(), self.database_state(), self.performance(),
-                self.timeline(), self.rollback_procedure(), self.files(), self.monitoring()]
+                self.timeline(), self.constraint_behaviour(), self.rollback_procedure(), self.files(),
+                self.monitoring()]
 
     @property
     def markdown(self) -> str:
@@ -243,6 +290,23 @@ def _nullability(col) -> str:
     if col is None:
         return "absent"
     return f"{col.type} {'NULL' if col.nullable else 'NOT NULL'}"
+
+
+class _Png:
+    """An image output: nbconvert embeds it in the HTML and writes it beside the Markdown."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _repr_png_(self) -> bytes:
+        return self.data
+
+
+def _coverage(col, rows: int) -> str:
+    if col is None or col.non_null < 0:
+        return ""
+    percent = 100.0 * col.non_null / rows if rows else 100.0
+    return f"{col.non_null}/{rows} rows have a value ({percent:.1f}%)"
 
 
 def _bytes(n: int) -> str:
@@ -284,8 +348,9 @@ def load(run_dir: str | Path | None = None, *, batch: int | None = None, databas
     def read(phase, cls):
         return found[phase].read(phase, cls) if found[phase] else None
 
+    run = records.RunFolder(folder.path).read("run", records.RunRecord) if run_dir is not None else None
     summary = Summary(folder.path, batch or 0, read("preflight", PreflightResult), read("apply", ExecutionResult),
-                      read("validate", ValidationResult), read("rollback", ExecutionResult))
+                      read("validate", ValidationResult), read("rollback", ExecutionResult), run)
     summary.batch_number = summary.batch.number
     return summary
 

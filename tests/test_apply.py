@@ -97,7 +97,7 @@ def test_blocked_apply_keeps_writers_moving_and_fails_cleanly(after_6, crm_url: 
         writer.join()
         blocker.release()
     # Lead's row count grew (the writer ran); the schema did not change.
-    assert [t.columns for t in catalog_state(crm_url)] == [t.columns for t in before]
+    assert [[c.ddl for c in t.columns] for t in catalog_state(crm_url)] == [[c.ddl for c in t.columns] for t in before]
     assert not writer.errors
     # Writers queue behind the migration's pending ACCESS EXCLUSIVE only until lock_timeout gives up;
     # without it they would wait as long as the blocker holds on (blocked_for).

@@ -1,0 +1,136 @@
+"""The phase notebooks themselves: as committed, run by papermill directly, through the runner, and by nbval."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import psycopg
+import pytest
+from papermill.exceptions import PapermillExecutionError
+from psycopg import conninfo
+
+from runbook_lib import apply, database, ledger, paths, runner
+from runbook_lib.errors import PhaseFailed
+from runbook_lib.session import open_session
+
+NOTEBOOKS = paths.notebooks_dir()
+PHASES = ["preflight", "apply", "validate", "summary", "rollback"]
+PASSWORD = "nb-s3cret-pw"
+
+
+def not_applied_sentence(db: str, batch: int) -> str:
+    return (f"Batch {batch} is not applied on {db}, so there is nothing to validate; "
+            f"apply it first (`runbook apply {batch}`).")
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_committed_notebook_is_clean_and_parameterised(phase: str) -> None:
+    nb = nbformat.read(str(NOTEBOOKS / f"{phase}.ipynb"), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code
+    for cell in code:
+        assert cell.outputs == [], f"{phase}.ipynb cell has outputs: {cell.source[:60]!r}"
+        assert cell.execution_count is None, f"{phase}.ipynb cell has an execution count: {cell.source[:60]!r}"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    assert re.search(r"^batch = 7\b", tagged[0].source, re.M) or phase == "summary"
+    # the database never is a parameter: it travels in DATABASE_URL
+    assert not re.search(r"^\s*(database_url|url|password)\s*=", tagged[0].source, re.M | re.I)
+
+
+def test_papermill_runs_apply_with_the_url_only_in_the_environment(crm_url: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    url = conninfo.make_conninfo(crm_url, password=PASSWORD)  # trust auth: any password is accepted
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("RUNBOOK_REPORTS_DIR", str(tmp_path / "default-reports"))
+    out = tmp_path / "apply-6.ipynb"
+
+    papermill.execute_notebook(str(NOTEBOOKS / "apply.ipynb"), str(out),
+                               parameters={"batch": 6, "reports_dir": str(tmp_path / "reports")},
+                               progress_bar=False, kernel_name="python3")
+
+    text = out.read_text(encoding="utf-8")
+    assert PASSWORD not in text
+    assert url not in text and crm_url not in text
+    assert database.redact(url) in text  # the notebook shows the target, password redacted
+    assert "***" in database.redact(url)
+    nb = nbformat.reads(text, as_version=4)
+    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+    # the record went where reports_dir says, and the database did what batch 6 says
+    records = list((tmp_path / "reports").rglob("apply.json"))
+    assert len(records) == 1 and PASSWORD not in records[0].read_text(encoding="utf-8")
+    assert not (tmp_path / "default-reports").exists()
+    with psycopg.connect(crm_url) as conn:
+        assert ledger.state(conn, 6).applied
+        assert conn.execute('SELECT count(*) FROM "Lead" WHERE customer_id IS NULL').fetchone()[0] == 0
+
+
+def test_failing_notebook_raises_with_cell_error_name_and_sentence(crm_url: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", crm_url)
+    params = {"batch": 7, "reports_dir": str(tmp_path / "reports")}
+    sentence = not_applied_sentence(database.database_name(crm_url), 7)
+
+    with pytest.raises(PapermillExecutionError) as direct:
+        papermill.execute_notebook(str(NOTEBOOKS / "validate.ipynb"), str(tmp_path / "direct.ipynb"),
+                                   parameters=params, progress_bar=False, kernel_name="python3")
+    assert direct.value.ename == "NotApplied"
+    assert direct.value.evalue == sentence
+
+    out = tmp_path / "validate.ipynb"
+    with pytest.raises(PhaseFailed) as failed:
+        runner.execute("validate", out, params, database_url=crm_url)
+    exc = failed.value
+    assert (exc.phase, exc.ename, exc.evalue) == ("validate", "NotApplied", sentence)
+    assert isinstance(exc.cell_index, int)
+    executed = nbformat.read(str(out), as_version=4)
+    assert "validate.run(session)" in executed.cells[exc.cell_index].source  # the cell that failed
+    assert str(exc) == f"validate failed in cell {exc.cell_index} of {out}: NotApplied: {sentence}"
+    assert os.environ["DATABASE_URL"] == crm_url  # the runner puts the environment back
+    with psycopg.connect(crm_url) as conn:
+        assert not ledger.state(conn, 7).applied
+
+
+def test_nbval_runs_the_notebooks_defaults_end_to_end(crm_url: str, tmp_path: Path) -> None:
+    """preflight GO -> apply -> validate -> summary -> rollback of batch 7, each cell a passing nbval test."""
+    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup"))
+    root = paths.project_root()
+    notebooks = [f"notebooks/{phase}.ipynb" for phase in PHASES]
+    code_cells = sum(
+        1 for name in notebooks for c in nbformat.read(str(root / name), as_version=4).cells if c.cell_type == "code"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RUNBOOK_TEST"))}
+    env.update(DATABASE_URL=crm_url, RUNBOOK_REPORTS_DIR=str(tmp_path / "reports"))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-o", "testpaths=",
+         "--rootdir", str(root), "-q", *notebooks],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert re.search(rf"\b{code_cells} passed\b", done.stdout), done.stdout[-2000:]
+    assert " failed" not in done.stdout
+    # each notebook made its own run folder under RUNBOOK_REPORTS_DIR, for the database in DATABASE_URL
+    batch_dir = tmp_path / "reports" / database.database_name(crm_url) / "7"
+    written = {p.name for p in batch_dir.rglob("*.json")}
+    assert written == {"preflight.json", "apply.json", "validate.json", "rollback.json"}
+    preflight_record = json.loads(next(batch_dir.rglob("preflight.json")).read_text(encoding="utf-8"))
+    assert preflight_record["verdict"]["status"] == "GO"
+    # rollback was the last notebook: batch 7 is not applied and customer_id is nullable again
+    with psycopg.connect(crm_url) as conn:
+        states = ledger.states(conn)
+        assert states[6].applied and not states[7].applied
+        nullable = conn.execute(
+            "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'Lead' AND column_name = 'customer_id'"
+        ).fetchone()[0]
+        assert nullable == "YES"
+        phases = [r[0] for r in conn.execute("SELECT phase FROM runbook.phase_run WHERE batch = 7 ORDER BY id")]
+        assert phases == ["preflight", "apply", "validate", "rollback"]

@@ -1,0 +1,289 @@
+"""The migration summary (summary.md, summary.html) rendered from the records of real runs.
+
+Two module-scoped runs of batch 7 (batch 6 applied first through the library): the example as it
+is, and a copy of the batches whose validation.sql adds a block named like markup, a block reading
+a lead whose name is markup, and a block that expects a wrong value.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+import shutil
+import uuid
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from runbook_lib import apply, database, paths
+from runbook_lib.cli import main
+from runbook_lib.session import open_session
+
+SECTIONS = ["What Was Done", "Changes Applied", "Pre-flight Checks", "Validation Results", "Test Summary",
+            "Database State", "Performance Impact (measured)", "Migration Timeline", "Rollback Procedure",
+            "Files", "Monitoring"]
+MARKUP = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+EXTRA_BLOCKS = f"""
+
+-- name: {MARKUP}
+-- expect: ok
+SELECT 1;
+
+-- name: A lead whose name is markup reads back as text
+-- expect: {MARKUP}
+SELECT "name" FROM "Lead" WHERE "id" = 'lead_markup';
+
+-- name: Lead count, expected wrong on purpose
+-- expect: 999999
+SELECT count(*) FROM "Lead";
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+    run_dir: Path
+
+    @property
+    def md(self) -> str:
+        return (self.run_dir / "summary.md").read_text(encoding="utf-8")
+
+    @property
+    def html(self) -> str:
+        return (self.run_dir / "summary.html").read_text(encoding="utf-8")
+
+    def record(self, phase: str) -> dict:
+        return json.loads((self.run_dir / f"{phase}.json").read_text(encoding="utf-8"))
+
+
+def _database(server_url: str, template: str):
+    name = f"t_sum_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    return name, database.with_database(server_url, name)
+
+
+def _drop(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _run_7(url: str, reports: Path, migrations: Path | None = None) -> Run:
+    """Batch 6 through the library, then `runbook run 7` in process."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("DATABASE_URL", raising=False)
+        mp.setenv("RUNBOOK_REPORTS_DIR", str(reports / "default"))
+        apply.run(open_session(6, database_url=url, reports_dir=reports / "setup", migrations_dir=migrations))
+        if migrations is not None:
+            with psycopg.connect(url) as conn:
+                conn.execute(
+                    'INSERT INTO "Lead" (id, customer_id, channel, name, updated_at)'
+                    ' SELECT %s, id, %s, %s, now() FROM "Customer" ORDER BY id LIMIT 1',
+                    ("lead_markup", "web", MARKUP),
+                )
+        argv = ["run", "7", "--database-url", url, "--reports-dir", str(reports)]
+        if migrations is not None:
+            argv += ["--migrations-dir", str(migrations)]
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(argv)
+    match = re.search(r"^summary: (\S+)summary\.html$", out.getvalue(), re.M)
+    assert match, out.getvalue() + err.getvalue()
+    return Run(code, out.getvalue(), err.getvalue(), Path(match.group(1)))
+
+
+@pytest.fixture(scope="module")
+def completed(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    name, url = _database(server_url, crm_template)
+    try:
+        run = _run_7(url, tmp_path_factory.mktemp("completed"))
+        assert run.code == 0, run.err
+        yield run
+    finally:
+        _drop(server_url, name)
+
+
+@pytest.fixture(scope="module")
+def tampered(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    tmp = tmp_path_factory.mktemp("tampered")
+    migrations = tmp / "migrations"
+    shutil.copytree(paths.example_migrations_dir(), migrations)
+    with open(migrations / "007_tighten_constraints" / "validation.sql", "a", encoding="utf-8") as f:
+        f.write(EXTRA_BLOCKS)
+    name, url = _database(server_url, crm_template)
+    try:
+        yield _run_7(url, tmp / "reports", migrations)
+    finally:
+        _drop(server_url, name)
+
+
+def _tests(run: Run) -> list[dict]:
+    return run.record("validate")["tests"]
+
+
+def _section(md: str, title: str) -> str:
+    start = md.index(f"\n## {title}\n")
+    end = md.find("\n## ", start + 1)
+    return md[start:end if end != -1 else len(md)]
+
+
+# --- summary.md ----------------------------------------------------------------------------------
+
+
+def test_markdown_has_every_section_in_order(completed: Run) -> None:
+    md = completed.md
+    assert md.startswith("# Batch 7 Migration Summary: COMPLETED\n")
+    positions = [md.index(f"\n## {title}\n") for title in SECTIONS]
+    assert positions == sorted(positions)
+    # Markdown tables, not raw HTML ones
+    assert "<table" not in md.lower()
+    assert len(re.findall(r"^\|(---\|)+$", md, re.M)) >= 6
+
+
+def test_markdown_test_summary_counts_the_recorded_tests(completed: Run) -> None:
+    tests = _tests(completed)
+    passed = sum(t["passed"] for t in tests)
+    assert len(tests) >= 14 and passed == len(tests)
+    section = _section(completed.md, "Test Summary")
+    assert f"**Overall**: {passed}/{len(tests)} tests passed (100%)" in section
+    for n, t in enumerate(tests, start=1):
+        assert f"| {n} | {html.escape(t['name'], quote=False)} | PASS |" in section
+    results = _section(completed.md, "Validation Results")
+    assert results.count("- Result: PASS") == len(tests) and "FAIL" not in results
+
+
+def test_markdown_before_and_after_come_from_the_catalog(completed: Run) -> None:
+    record = completed.record("apply")
+    lead = {phase: next(t for t in record[phase]["tables"] if t["name"] == "Lead") for phase in ("before", "after")}
+    col = {phase: next(c for c in lead[phase]["columns"] if c["name"] == "customer_id") for phase in lead}
+    assert (col["before"]["type"], col["before"]["nullable"]) == ("text", True)
+    assert (col["after"]["type"], col["after"]["nullable"]) == ("text", False)
+    md = completed.md
+    assert "| Lead.customer_id | text NULL | text NOT NULL |" in _section(md, "Database State")
+    changes = _section(md, "Changes Applied")
+    lead_change = changes[changes.index('Lead: column "customer_id" (changed)'):]
+    assert re.match(r'[^`]*```sql\n"customer_id" text\n```[^`]*```sql\n"customer_id" text NOT NULL\n```', lead_change)
+    assert "ON DELETE SET NULL" in changes and "ON DELETE RESTRICT" in changes
+    rows = lead["after"]["rows"]
+    assert f"| Lead rows | {lead['before']['rows']} | {rows} |" in _section(md, "Database State")
+
+
+def test_markdown_timeline_has_offsets_and_durations_for_every_statement(completed: Run) -> None:
+    section = _section(completed.md, "Migration Timeline")
+    rows = re.findall(r"^\| T\+(\d+\.\d{3})s \| (\d+\.\d) ms \| ([^|]+) \| ([^|]+) \|$", section, re.M)
+    statements = completed.record("apply")["statements"]
+    assert len(rows) == len(statements) + 3  # + preflight, apply total, validation
+    offsets = [float(r[0]) for r in rows]
+    assert offsets[0] == 0.0 and offsets == sorted(offsets)
+    actions = [r[2] for r in rows]
+    assert actions[0] == "Pre-flight check" and actions[-1] == "Validation"
+    for s in statements:
+        assert f"{s['kind']} (statement {s['index']})" in actions
+    assert re.search(r"\*\*Total duration\*\*: \d+\.\d{3} s \(measured\)", section)
+    perf = _section(completed.md, "Performance Impact (measured)")
+    assert re.search(r"Apply took \d+\.\d{3} s in 1 attempt\(s\) \(lock_timeout 200 ms\)", perf)
+
+
+def test_markdown_rollback_files_and_monitoring(completed: Run) -> None:
+    md = completed.md
+    rollback = _section(md, "Rollback Procedure")
+    assert "runbook rollback 7" in rollback
+    assert 'ALTER TABLE "Lead" ALTER COLUMN "customer_id" DROP NOT NULL;' in rollback
+    files = _section(md, "Files")
+    for name in ("batch.toml", "migration.sql", "rollback.sql", "validation.sql"):
+        assert f"| {name} |" in files
+    assert completed.record("apply")["batch"]["checksum"] in files
+    assert "runbook validate 7" in _section(md, "Monitoring")
+
+
+# --- summary.html --------------------------------------------------------------------------------
+
+
+def test_html_is_self_contained_and_shows_no_code(completed: Run) -> None:
+    page = completed.html
+    assert "<script" not in page.lower()
+    assert "http://" not in page and "https://" not in page
+    assert not re.search(r"In(\s|&nbsp;)*\[", page)
+    for code in ("open_session", "load_for_notebook", "summary_mod"):
+        assert code not in page
+    tests = _tests(completed)
+    assert f"{len(tests)}/{len(tests)} tests passed" in page
+    assert "<table" in page  # the Markdown tables became HTML tables
+
+
+# --- the summary follows the data ------------------------------------------------------------------
+
+
+def test_markup_in_a_test_name_and_in_the_data_shows_as_text(tampered: Run) -> None:
+    names = [t["name"] for t in _tests(tampered)]
+    assert MARKUP in names  # the record keeps the name as written
+    data = next(t for t in _tests(tampered) if t["name"].startswith("A lead whose name"))
+    assert data["passed"] and data["outcome"] == MARKUP
+    for page in (tampered.html, tampered.md):
+        assert MARKUP not in page
+        assert page.count(ESCAPED) >= 3  # the name (results and table), the expected and the read value
+    # the audit copies of the executed notebooks escape it too
+    for audit in tampered.run_dir.glob("*.html"):
+        assert MARKUP not in audit.read_text(encoding="utf-8"), audit.name
+    assert "<script" not in tampered.html.lower()
+
+
+def test_a_failing_test_turns_the_summary_to_failed(completed: Run, tampered: Run) -> None:
+    assert tampered.code != 0
+    assert "runbook: validate failed" in tampered.err
+    assert "'Lead count, expected wrong on purpose' expected 999999, got" in tampered.err
+    tests, baseline = _tests(tampered), _tests(completed)
+    passed = sum(t["passed"] for t in tests)
+    assert (passed, len(tests)) == (len(baseline) + 2, len(baseline) + 3)
+    md = tampered.md
+    assert md.startswith("# Batch 7 Migration Summary: FAILED\n") and "| Status | FAILED |" in md
+    percent = f"{100 * passed / len(tests):.1f}".rstrip("0").rstrip(".")
+    assert f"**Overall**: {passed}/{len(tests)} tests passed ({percent}%)" in md
+    assert f"| {len(tests)} | Lead count, expected wrong on purpose | FAIL |" in md
+    wrong = _section(md, "Validation Results").split("**Test ")[-1]
+    leads = next(t for t in tests if t["name"].startswith("Lead count"))["outcome"]
+    assert "- Expected: 999999" in wrong and f"- Result: FAIL: {leads}" in wrong
+    assert f"{passed}/{len(tests)} tests passed" in tampered.html
+    assert f"{len(baseline)}/{len(baseline)} tests passed" not in md
+
+
+# --- re-rendering from the records alone ------------------------------------------------------------
+
+
+def test_report_rerenders_from_the_records_without_a_database(completed: Run, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / completed.run_dir.name
+    copy.mkdir()
+    for record in completed.run_dir.glob("*.json"):
+        shutil.copy(record, copy)
+    copied = {p.name for p in copy.iterdir()}
+    assert {"apply.json", "preflight.json", "validate.json"} <= copied and all(n.endswith(".json") for n in copied)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody:pw@127.0.0.1:1/nowhere")  # unreachable
+
+    code = main(["report", str(copy)])
+    out, err = capsys.readouterr()
+
+    assert code == 0, err
+    assert f"summary: {copy / 'summary.html'}" in out
+    assert (copy / "summary.md").read_text(encoding="utf-8") == completed.md
+    page = (copy / "summary.html").read_text(encoding="utf-8")
+    assert "<script" not in page.lower() and "load_for_notebook" not in page
+    assert "COMPLETED" in page
+
+
+def test_report_of_a_folder_without_records_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["report", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code != 0
+    assert err.startswith(f"runbook: {tmp_path} holds no phase record") and err.strip().endswith(".")
+    assert list(tmp_path.iterdir()) == []
