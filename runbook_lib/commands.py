@@ -115,6 +115,8 @@ def run_phases(
         params = {"batch": number, "run_dir": str(run.path)}
         if phase != "summary":
             params["migrations_dir"] = str(migrations)
+        if phase == "preflight" and (options or {}).get("force"):
+            params["fail_on_nogo"] = False  # --force: the NO-GO is reported, and apply is forced
         if phase in ("apply", "rollback"):
             allowed = _APPLY_OPTIONS if phase == "apply" else _ROLLBACK_OPTIONS
             params.update({k: v for k, v in (options or {}).items() if v is not None and k in allowed})

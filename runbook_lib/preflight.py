@@ -144,9 +144,9 @@ class PreflightResult:
         reasons = self.verdict.reasons or ("all gates passed",)
         return pd.DataFrame({"verdict": [self.verdict.status] * len(reasons), "reason": list(reasons)})
 
-    def raise_for_verdict(self) -> None:
-        """Fail the notebook (and so papermill and the CLI) on NO-GO."""
-        if self.verdict.status == NOGO:
+    def raise_for_verdict(self, fail_on_nogo: bool = True) -> None:
+        """Fail the notebook (and so papermill and the CLI) on NO-GO, unless told to go on (--force)."""
+        if self.verdict.status == NOGO and fail_on_nogo:
             raise PreflightFailed(
                 f"Preflight of batch {self.batch.number} says NO-GO: " + "; ".join(self.verdict.reasons) + ".",
                 list(self.verdict.reasons),

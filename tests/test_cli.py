@@ -271,7 +271,7 @@ def test_run_7_before_6_is_no_go_with_a_summary_and_changes_nothing(crm_url: str
     where = re.fullmatch(r"  notebook: (\S+preflight\.ipynb) \(cell (\d+)\)", notebook_line)
     assert where, notebook_line
     failed_cell = nbformat.read(where.group(1), as_version=4).cells[int(where.group(2))]
-    assert "result.raise_for_verdict()" in failed_cell.source  # the cell named is the one that failed
+    assert "result.raise_for_verdict(" in failed_cell.source  # the cell named is the one that failed
     assert error_line.startswith("  PreflightFailed: Preflight of batch 7 says NO-GO")
     assert "batch 6, which this batch depends on, is not applied" in error_line
     assert re.search(r"gate 'Leads with NULL customer_id' expected 0, got [1-9]\d*", error_line)

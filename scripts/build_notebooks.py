@@ -1,0 +1,144 @@
+"""Write notebooks/*.ipynb from this one readable source: thin cells, one call and one display each.
+
+    python scripts/build_notebooks.py
+
+Cells get stable ids and no outputs or execution counts, so a rebuild changes only what changed here.
+"""
+
+from pathlib import Path
+
+import nbformat
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
+
+def nb(cells):
+    n = new_notebook()
+    n.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    n.metadata["language_info"] = {"name": "python"}
+    out = []
+    for kind, src, *tags in cells:
+        c = new_markdown_cell(src) if kind == "md" else new_code_cell(src)
+        if tags:
+            c.metadata["tags"] = tags[0]
+        c.pop("id", None)
+        out.append(c)
+    n.cells = out
+    return n
+
+COMMON = '''batch = 7                # the batch number (batch.toml's `batch`)
+migrations_dir = None    # folder of batches; None: the example's examples/crm/migrations
+run_dir = None           # run folder for the records; None: a new one under reports/
+reports_dir = None       # where new run folders go; None: reports/ in the project
+# The database comes from the DATABASE_URL environment variable (never a parameter, so no
+# password lands in the executed notebook); without it, the running embedded server's demo database.'''
+
+SESSION = ("code", "from runbook_lib.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir)\nsession")
+
+pre = nb([
+    ("md", "# Preflight\n\nEverything worth knowing before the migration touches anything, read-only, ending in a verdict:\n**GO**, **WARN** (go, but read the reasons) or **NO-GO** (this notebook fails)."),
+    ("code", COMMON + "\nlong_transaction_s = 60.0  # transactions open longer than this are reported as blockers\nlock_threshold_ms = 1000.0  # WARN when the migration would block writes longer than this\nfail_on_nogo = True        # False: report NO-GO without failing (runbook run --force)", ["parameters"]),
+    ("md", "## Target and batch\nThe database (URL with the password redacted), the server, and the run folder this notebook writes its record to."),
+    SESSION,
+    ("md", "## Evaluate\nRuns every check in one READ ONLY transaction and records the result in the ledger and `preflight.json`."),
+    ("code", "from runbook_lib import preflight\n\nresult = preflight.run(session, long_transaction_s=long_transaction_s, lock_threshold_ms=lock_threshold_ms)\nresult.verdict_frame()"),
+    ("md", "## Ledger and dependencies\nIs this batch already applied (and with the same migration.sql)? Are the batches it depends on applied?"),
+    ("code", "result.ledger_frame()"),
+    ("md", "## Gates\nThe data must already satisfy what the batch will enforce: declared checks from batch.toml and the blocks of preflight.sql."),
+    ("code", "result.gates_frame()"),
+    ("md", "## Statements and their locks\nEach statement of migration.sql, as PostgreSQL's parser reads it: the lock it takes, whether it scans or rewrites the table, whether it can run in a transaction."),
+    ("code", "result.statements_frame()"),
+    ("md", "## Lint (squawk)"),
+    ("code", "result.lint_frame()"),
+    ("md", "## Tables touched\nSizes from the planner's statistics: a lock that scans a big table holds writers for longer."),
+    ("code", "result.tables_frame()"),
+    ("md", "## Cost of the locks\nFor each statement that blocks writes while it scans or rewrites a table: a measured read of that table (a sample, extrapolated, on large tables) estimates how long writers would wait, against `lock_threshold_ms`; above it, the online alternative."),
+    ("code", "result.lock_costs_frame()"),
+    ("md", "## Blockers now\nSessions holding locks on these tables, or transactions open too long: the DDL would queue behind them and every writer behind the DDL."),
+    ("code", "result.blockers_frame()"),
+    ("md", "## Verdict\nNO-GO fails here, so papermill and `runbook` stop with the reasons."),
+    ("code", "result.raise_for_verdict(fail_on_nogo)\nresult.verdict"),
+])
+
+app = nb([
+    ("md", "# Apply\n\nThe forward change (migration.sql), once: under the per-database migration lock, refused after a NO-GO preflight,\nin one transaction with `lock_timeout` and bounded retries, with a timeline, the locks held and catalog snapshots."),
+    ("code", COMMON + '''
+dry_run = False          # True: execute, measure, then roll back
+force = False            # True: apply even when preflight says NO-GO
+strategy = "direct"      # "direct": one transaction; "online": SET NOT NULL / FOREIGN KEY / CHECK without long write locks
+lock_timeout_ms = 200    # how long one attempt may wait for a lock before it is retried
+statement_timeout_ms = 0 # 0: no limit
+max_attempts = 5''', ["parameters"]),
+    ("md", "## Target and batch"),
+    SESSION,
+    ("md", "## Apply\nWrites `apply.json` and a ledger row whatever happens; a failure rolls everything back and fails this cell with the server's message."),
+    ("code", "from runbook_lib import apply\n\nresult = apply.run(session, dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,\n                   statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts)\nresult.summary_frame()"),
+    ("md", "## Plan\nThe steps, each one transaction (or one statement that cannot run in one), with its attempts and the longest time it blocked writes."),
+    ("code", "result.steps_frame()"),
+    ("md", "## Timeline\nEvery attempt at every statement, with its offset from the start and its measured duration."),
+    ("code", "result.timeline_frame()"),
+    ("md", "## Locks held just before commit\nFrom `pg_locks`; `held_s` is how long writers to that table would have waited."),
+    ("code", "result.locks_frame()"),
+    ("md", "## What changed in the catalog\nBefore and after, read from pg_catalog, not from the SQL."),
+    ("code", "result.changes_frame()"),
+])
+
+val = nb([
+    ("md", "# Validate\n\nProves what the database now enforces: the checks declared in batch.toml and the blocks of validation.sql,\neach in its own savepoint, all in one transaction that is rolled back: no test leaves a row behind."),
+    ("code", COMMON, ["parameters"]),
+    ("md", "## Target and batch"),
+    SESSION,
+    ("md", "## Run the tests"),
+    ("code", "from runbook_lib import validate\n\nresult = validate.run(session)\nresult.headline"),
+    ("md", "## Results\nEach test: what it expected, what the server did, PASS or FAIL."),
+    ("code", "result.tests_frame()"),
+    ("md", "## Outcome\nAny failure fails this notebook, naming each failing test."),
+    ("code", "result.raise_for_failures()\nresult.headline"),
+])
+
+rb = nb([
+    ("md", "# Rollback\n\nrollback.sql of an applied batch, under the same protections as apply; then checks that what the batch declared no longer holds."),
+    ("code", COMMON + '''
+dry_run = False
+lock_timeout_ms = 200
+statement_timeout_ms = 0
+max_attempts = 5''', ["parameters"]),
+    ("md", "## Target and batch"),
+    SESSION,
+    ("md", "## Roll back"),
+    ("code", "from runbook_lib import rollback\n\nresult = rollback.run(session, dry_run=dry_run, lock_timeout_ms=lock_timeout_ms,\n                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts)\nresult.summary_frame()"),
+    ("md", "## Verification\nThe batch's declared checks, in reverse."),
+    ("code", "from runbook_lib.tables import frame\n\nframe(result.verification, ['name', 'expectation', 'outcome', 'status'])"),
+    ("md", "## Timeline"),
+    ("code", "result.timeline_frame()"),
+    ("md", "## What changed in the catalog"),
+    ("code", "result.changes_frame()"),
+])
+
+summ = nb([
+    ("md", "Migration summary: rendered from the run's records (`preflight.json`, `apply.json`, `validate.json`). Every figure was measured in that run.", ["remove"]),
+    ("code", '''batch = 7          # used with database to find the latest run when run_dir is None
+run_dir = None     # the run folder to summarise
+reports_dir = None
+database = None    # database name; None: from DATABASE_URL, else the demo database''', ["parameters"]),
+    ("code", "from runbook_lib import summary as summary_mod\n\nsummary = summary_mod.load_for_notebook(run_dir, batch=batch, database=database, reports_dir=reports_dir)"),
+    ("code", "summary.header()"),
+    ("code", "summary.what_was_done()"),
+    ("code", "summary.changes()"),
+    ("code", "summary.preflight_checks()"),
+    ("code", "summary.validation_results()"),
+    ("code", "summary.test_summary()"),
+    ("code", "summary.database_state()"),
+    ("code", "summary.performance()"),
+    ("code", "summary.timeline()"),
+    ("code", "summary.timeline_chart()"),
+    ("code", "summary.constraint_behaviour()"),
+    ("code", "summary.rollback_procedure()"),
+    ("code", "summary.files()"),
+    ("code", "summary.monitoring()"),
+])
+
+for name, n in (("preflight", pre), ("apply", app), ("validate", val), ("rollback", rb), ("summary", summ)):
+    for i, c in enumerate(n.cells):
+        c["id"] = f"{name}-{i:02d}"
+    nbformat.write(n, fstr(NOTEBOOKS / f"{name}.ipynb"))
