@@ -12,9 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+import psycopg.errors
 from psycopg.rows import dict_row
 
 from . import database
+from .errors import RunbookError
+
+
+class LedgerError(RunbookError):
+    """The ledger cannot be written by this role."""
 
 SCHEMA = "runbook"
 
@@ -37,10 +43,9 @@ CREATE TABLE IF NOT EXISTS runbook.phase_run (
     message     text
 );
 CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON runbook.phase_run (batch, id);
-ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS strategy text;
-ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS steps_done integer;
-ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS steps_total integer;
 """
+# Columns added after the first release; a ledger created before them gets them on first write.
+_LATER_COLUMNS = {"strategy": "text", "steps_done": "integer", "steps_total": "integer"}
 
 # The state of a batch is its latest successful, real (not dry-run) apply or rollback.
 _STATE_SQL = """
@@ -131,17 +136,33 @@ class LedgerWriter:
     """Records one phase run: a row at start, updated at the end, on a connection of its own."""
 
     def __init__(self, url: str, *, run_id: str, batch: int, batch_name: str, phase: str,
-                 checksum: str | None = None, dry_run: bool = False, strategy: str | None = None) -> None:
+                 checksum: str | None = None, dry_run: bool = False, strategy: str | None = None,
+                 required: bool = True) -> None:
+        """`required=False` (read-only phases): a role that may not write the ledger is noted, not refused."""
+        self.note = ""
         self._conn = database.connect(url, autocommit=True, application_name="runbook-ledger")
-        self._conn.execute(_DDL)
-        self.row_id: int = self._conn.execute(
-            "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
-            " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname(), strategy),
-        ).fetchone()[0]
+        try:
+            _ensure(self._conn)
+            self.row_id: int | None = self._conn.execute(
+                "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
+                " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname(),
+                 strategy),
+            ).fetchone()[0]
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
+            self._conn.close()
+            if required:
+                raise LedgerError(
+                    f"The role cannot write runbook's ledger ({exc.diag.message_primary}); {phase} needs CREATE on "
+                    "the database (first run) and INSERT/UPDATE on runbook.phase_run: see the README's privileges."
+                ) from None
+            self.row_id = None
+            self.note = f"ledger not written: {exc.diag.message_primary}"
 
     def finish(self, status: str, message: str | None = None, *, steps_done: int | None = None,
                steps_total: int | None = None) -> None:
+        if self.row_id is None:
+            return
         try:
             self._conn.execute(
                 "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
@@ -155,8 +176,20 @@ class LedgerWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if not self._conn.closed:
+        if self.row_id is not None and not self._conn.closed:
             self.finish(FAILED, f"{type(exc).__name__}: {exc}" if exc else "interrupted")
+
+
+def _ensure(conn: psycopg.Connection) -> None:
+    """Create the ledger, or add columns it lacks; no DDL at all when it is complete (any role may write)."""
+    have = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'runbook' AND table_name = 'phase_run'"
+    )}
+    if not have:
+        conn.execute(_DDL)  # the first release's columns; the later ones are added just below
+    for name, kind in _LATER_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS {name} {kind}")
 
 
 def _os_user() -> str:

@@ -321,7 +321,7 @@ def run(session: Session, **options) -> PreflightResult:
     result = None
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase="preflight",
-                             checksum=session.batch.checksum) as writer:
+                             checksum=session.batch.checksum, required=False) as writer:
         result = evaluate(session, **options)
         session.run.write("preflight", result)
         status = ledger.FAILED if result.verdict.status == NOGO else ledger.SUCCEEDED

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,9 +25,9 @@ _SERVER: dict[str, object] = {}
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--test-database-url",
-        default=os.environ.get("RUNBOOK_TEST_DATABASE_URL"),
-        help="a server to test against (any database on it; tests create their own); "
-        "default: the embedded PostgreSQL",
+        default=os.environ.get("RUNBOOK_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"),
+        help="a server to test against (any database on it; tests create and drop their own); "
+        "default: RUNBOOK_TEST_DATABASE_URL, else DATABASE_URL, else the embedded PostgreSQL",
     )
 
 
@@ -33,7 +35,8 @@ def _server_url(config: pytest.Config) -> str:
     if "url" not in _SERVER:
         url = config.getoption("--test-database-url")
         if not url:
-            state = config.cache.mkdir("embedded") if config.cache else None
+            cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
+            state = cache.mkdir("embedded") if cache else Path(tempfile.gettempdir()) / f"runbook-tests-{os.getuid()}"
             server = embedded.start(state)
             url = server.url
         _SERVER["url"] = url
