@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import execution, ledger, plan, preflight
 from .errors import DependencyError, DriftError, PreflightFailed, RunbookError
 from .execution import ExecutionResult
-from .session import Session
+from .session import Session, flag
 
 
 def run(
@@ -20,6 +20,12 @@ def run(
 ) -> ExecutionResult:
     """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure."""
     batch = session.batch
+    lock_timeout_ms, statement_timeout_ms, max_attempts = execution.check_limits(
+        lock_timeout_ms, statement_timeout_ms, max_attempts)
+    dry_run, force = flag("dry_run", dry_run), flag("force", force)
+    if strategy not in plan.STRATEGIES:
+        raise RunbookError(f"Unknown strategy {strategy!r}; use one of: {', '.join(plan.STRATEGIES)}.")
+    execution.require_statements(batch.migration_sql, f"{batch.name}/migration.sql")
     result, t0 = execution.start_result(session, "apply", dry_run=dry_run)
     with session.connect(application_name=f"runbook apply batch {batch.number}") as conn, \
             execution.migration_lock(conn):

@@ -102,7 +102,10 @@ def _print_outcome(outcome: commands.RunOutcome) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors and --help: the code argparse chose, also when called in-process
+        return int(exc.code or 0)
     try:
         return _dispatch(args)
     except PhaseFailed as exc:

@@ -80,3 +80,11 @@ class PhaseFailed(RunbookError):
         self.source = source
         where = f"cell {cell_index}" if cell_index is not None else "the kernel"
         super().__init__(f"{phase} failed in {where} of {notebook}: {ename}: {evalue}")
+
+
+class HealthDrift(RunbookError):
+    """The health check found that something an applied batch declared no longer holds."""
+
+    def __init__(self, message: str, drifts: list | None = None) -> None:
+        super().__init__(message)
+        self.drifts = list(drifts or [])

@@ -413,6 +413,26 @@ def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> pr
         return prisma.PrismaRecord(f"not recorded: {_server_message(exc)}", name)
 
 
+def check_limits(lock_timeout_ms: object, statement_timeout_ms: object, max_attempts: object) -> tuple[int, int, int]:
+    """The timeouts and attempts as whole numbers, refused with the parameter's name when they are not."""
+    from .session import whole_number
+
+    values = (whole_number("lock_timeout_ms", lock_timeout_ms), whole_number("statement_timeout_ms", statement_timeout_ms),
+              whole_number("max_attempts", max_attempts))
+    if values[0] < 0 or values[1] < 0 or values[2] < 1:
+        raise RunbookError("lock_timeout_ms and statement_timeout_ms must be 0 or more and max_attempts at least 1; "
+                           f"got {values[0]}, {values[1]} and {values[2]}.")
+    return values
+
+
+def require_statements(sql_text: str, filename: str, *, server_major: int | None = None) -> list:
+    """The parsed statements of a file that must change something: an empty one is refused, not 'applied'."""
+    statements = analysis.analyze(sql_text, filename=filename, server_major=server_major)
+    if not statements:
+        raise MigrationFailed(f"{filename} has no SQL statement; write the change in it (or remove the batch).")
+    return statements
+
+
 def start_result(session: Session, phase: str, *, dry_run: bool) -> tuple[ExecutionResult, float]:
     result = ExecutionResult(phase=phase, batch=BatchInfo.of(session.batch), connection=session.facts,
                              run_id=session.run.run_id, started_at=_now(), dry_run=dry_run)

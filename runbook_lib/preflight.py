@@ -316,9 +316,19 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
     return result
 
 
+def _check_inputs(session: Session) -> None:
+    from . import analysis
+
+    batch = session.batch
+    analysis.analyze(batch.migration_sql, filename=f"{batch.name}/migration.sql", server_major=session.facts.major)
+    path = batch.file(PREFLIGHT)
+    if path:
+        sqlblocks.load(path)
+
+
 def run(session: Session, **options) -> PreflightResult:
     """The preflight phase: evaluate, record in the ledger and the run folder; NO-GO is raised by the caller."""
-    result = None
+    _check_inputs(session)  # malformed files are refused before the ledger records anything
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase="preflight",
                              checksum=session.batch.checksum, required=False) as writer:

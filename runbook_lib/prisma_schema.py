@@ -388,7 +388,7 @@ def section(mismatches: list[OrmMismatch], schema_path: str | None) -> md.Sectio
         parts.append(f"### {md.text(model or 'Missing models')} Model")
         parts.append("**schema.prisma says**:\n\n" + md.block(
             "\n".join(f"  {m.schema_prisma}" for m in found), "prisma"))
-        parts.append("**Database says**:\n\n" + "\n".join(f"- {md.text(m.column)}: {md.text(m.database)}" for m in found))
+        parts.append("**Database says**:\n\n" + "\n".join(f"- {md.text(m.field or m.column)}: {md.text(m.database)}" for m in found))
         parts.append("**Fix**:\n\n" + md.block("\n".join(f"  {m.fix}" for m in found), "prisma"))
     parts.append("Then regenerate the client: " + md.code("npx prisma generate"))
     return md.Section("Prisma Schema Updates", "\n\n".join(parts))

@@ -6,7 +6,7 @@ from . import analysis, checks, execution, ledger, preflight, sqlblocks
 from .batch import ROLLBACK
 from .errors import NotApplied
 from .execution import ExecutionResult
-from .session import Session
+from .session import Session, flag
 
 
 def run(
@@ -22,7 +22,10 @@ def run(
     path = batch.require(ROLLBACK, "make the batch reversible")
     sql_text = path.read_text(encoding="utf-8")
     filename = f"{batch.name}/{ROLLBACK}"
-    statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
+    dry_run = flag("dry_run", dry_run)
+    lock_timeout_ms, statement_timeout_ms, max_attempts = execution.check_limits(
+        lock_timeout_ms, statement_timeout_ms, max_attempts)
+    statements = execution.require_statements(sql_text, filename, server_major=session.facts.major)
     result, t0 = execution.start_result(session, "rollback", dry_run=dry_run)
     with session.connect(application_name=f"runbook rollback batch {batch.number}") as conn, \
             execution.migration_lock(conn):

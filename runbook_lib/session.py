@@ -12,8 +12,22 @@ import psycopg
 from . import batch as batch_mod
 from . import database, embedded, paths
 from .batch import Batch
-from .errors import DatabaseError
+from .errors import BatchError, DatabaseError
 from .records import RunFolder
+
+
+def whole_number(name: str, value: object) -> int:
+    """A notebook parameter that must be an integer (papermill passes what it was given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
+        raise BatchError(f"The parameter {name} must be a whole number, not {value!r}; pass it as -p {name} 7.")
+    return int(value)
+
+
+def flag(name: str, value: object) -> bool:
+    """A True/False notebook parameter; a string like 'yes' would silently count as True, so it is refused."""
+    if not isinstance(value, bool):
+        raise BatchError(f"The parameter {name} must be True or False, not {value!r}; pass it as -p {name} True.")
+    return value
 
 
 def resolve_url(explicit: str | None = None) -> str:
@@ -72,7 +86,7 @@ def open_session(
 ) -> Session:
     """Find the batch, connect once to learn the target's facts, and settle the run folder."""
     folder = Path(migrations_dir) if migrations_dir else paths.example_migrations_dir()
-    found = batch_mod.find(folder, int(batch))
+    found = batch_mod.find(folder, whole_number("batch", batch))
     url = resolve_url(database_url)
     with database.connect(url) as conn:
         facts = database.facts(conn, url)
