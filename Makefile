@@ -28,6 +28,14 @@ test: install
 	@# the same suite on the system (Debian) PostgreSQL where one is installed; skipped cleanly otherwise
 	$(PY) scripts/system_postgres.py -- $(PY) -m pytest $(PYTEST_ARGS)
 
+# Both benchmarks (lock impact at 100k/1M/5M leads, then runbook's overhead), then benchmarks/RESULTS.md and
+# benchmarks/lock_impact.png from their results. About 15 minutes on 2 cores; needs psql. Quick look:
+#   make bench BENCH_LOCK_ARGS="--sizes 100k --runs 1" BENCH_OVERHEAD_ARGS="--runs 1"
+bench: install
+	$(PY) benchmarks/lock_impact.py $(BENCH_LOCK_ARGS)
+	$(PY) benchmarks/overhead.py $(BENCH_OVERHEAD_ARGS)
+	$(PY) benchmarks/report.py
+
 server-stop: install
 	$(PY) -m runbook_lib.cli server stop
 

@@ -400,7 +400,8 @@ def _parse_checks(raw: object, where: str, text: str) -> Checks:
     fks = []
     for item in _items(raw, "foreign_keys", m):
         if not isinstance(item, dict):
-            raise BatchError(f"{m.at('foreign_keys')}: each foreign key must be a table {{ column = ..., references = ..., on_delete = ... }}.")
+            raise BatchError(f"{m.at('foreign_keys')}: each foreign key must be a table "
+                             "{ column = ..., references = ..., on_delete = ... }.")
         fk_at = m.at("foreign_keys", item)
         unknown = sorted(set(item) - _FK_KEYS)
         if unknown:
@@ -425,7 +426,8 @@ def _parse_checks(raw: object, where: str, text: str) -> Checks:
         item = _fields(item, "column_type", m, ("column", "type"))
         at = m.at("column_type", item)
         if type_name_sql(item["type"]) is None:
-            raise BatchError(f"{at}: {item['type']!r} is not a type name; write it as PostgreSQL does, like \"text\" or \"varchar(80)\".")
+            raise BatchError(f"{at}: {item['type']!r} is not a type name; "
+                             'write it as PostgreSQL does, like "text" or "varchar(80)".')
         types.append(ColumnTypeCheck(ColumnRef.parse(item["column"], at), item["type"].strip()))
     indexes = []
     for item in _items(raw, "index", m):

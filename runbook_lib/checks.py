@@ -82,7 +82,7 @@ def _do_block(conn: psycopg.Connection, declarations: sql.Composable, statements
     tag = "$runbook$"
     while tag in body:
         tag = tag[:-1] + "_$"
-    return sql.SQL("DO " + tag + body.replace("{", "{{").replace("}", "}}") + tag)
+    return sql.SQL("DO " + tag + body + tag)  # already composed: no .format() on it, so braces stay
 
 
 def _fk_action_sql(col: ColumnRef, ref: ColumnRef) -> sql.Composable:
@@ -275,7 +275,7 @@ def canonical_type(conn: psycopg.Connection, type_text: str) -> str:
     try:
         with conn.transaction():
             # `parsed` is the parser's re-print of a lone type name (batch.type_name_sql), nothing else.
-            cur = conn.execute(sql.SQL("SELECT NULL::" + parsed.replace("{", "{{").replace("}", "}}")))
+            cur = conn.execute(sql.SQL("SELECT NULL::" + parsed))
             oid, typmod = cur.pgresult.ftype(0), cur.pgresult.fmod(0)
     except psycopg.Error as exc:
         raise CannotBuild(f"type {type_text!r}: {exc.diag.message_primary or exc}") from None

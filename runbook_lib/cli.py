@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when validation fails, roll the batch back (rollback.sql) before the summary")
     p = sub.add_parser("status", help="batches found and whether each is applied")
     _common(p)
+    p = sub.add_parser("check", help="re-check every applied batch read-only; exit 1 on drift (for cron or CI)")
+    p.add_argument("--database-url", help="target database (default: DATABASE_URL, else the embedded server)")
+    p.add_argument("--migrations-dir", type=Path, help="folder of batches (default: the example's)")
     p = sub.add_parser("report", help="re-render a run folder's summary from its records")
     p.add_argument("run_dir", type=Path)
     p = sub.add_parser("example", help="the example CRM database")
@@ -138,6 +141,8 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"({loaded.leads_without_customer} without customer), {loaded.jobs} jobs in {loaded.seconds:.1f} s")
         return 0
     tgt = commands.target(args.database_url)
+    if cmd == "check":
+        return _check(tgt, args)
     if cmd == "status":
         rows = commands.status(tgt, args.migrations_dir)
         print(f"{tgt.shown}")
@@ -156,6 +161,17 @@ def _dispatch(args: argparse.Namespace) -> int:
                                   reports_dir=args.reports_dir, options=options,
                                   rollback_on_failure=getattr(args, "rollback_on_failure", False))
     return _print_outcome(outcome)
+
+
+def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
+    from . import health
+
+    result = health.run(tgt.url, args.migrations_dir or commands.paths.example_migrations_dir())
+    print(f"{tgt.shown}: {result.headline}")
+    for line in result.frame().to_string(index=False).splitlines():
+        print(f"  {line}")
+    result.raise_for_drift()
+    return 0
 
 
 def _demo(tgt: commands.Target, args: argparse.Namespace) -> int:

@@ -223,7 +223,9 @@ def run(conn: psycopg.Connection, block: SqlBlock) -> BlockResult:
     elapsed = (time.perf_counter() - started) * 1000
     count = len(rows) if rows is not None else max(rowcount, 0)
     value = _scalar_text(rows[0][0]) if rows else ""
-    if rows is None:
+    if rows is None and rowcount < 0:
+        outcome = "ok"  # a command without a row count (DO, DDL)
+    elif rows is None:
         outcome = f"ok ({count} row{'s' if count != 1 else ''} affected)"
     elif len(rows) == 1 and len(rows[0]) == 1:
         outcome = value

@@ -236,6 +236,12 @@ class Summary:
                   for n, t in enumerate(allowed, start=1)] or ["Nothing was tested to be allowed."]
         return Section("Constraint Behaviour", "\n\n".join(parts))
 
+    def prisma_schema(self) -> Section:
+        """The reference document's "Prisma Schema Updates": schema.prisma against the catalog, measured."""
+        if self.validate is None:
+            return Section("Prisma Schema Updates", "No validation in this run.")
+        return self.validate.orm_section()
+
     def timeline_chart(self):
         """The apply's statements on a time axis, each bar marked with the lock it took (an image)."""
         from .chart import timeline_png
@@ -278,7 +284,7 @@ class Summary:
     def sections(self) -> list[Section]:
         return [self.header(), self.what_was_done(), self.changes(), self.preflight_checks(),
                 self.validation_results(), self.test_summary(), self.database_state(), self.performance(),
-                self.timeline(), self.constraint_behaviour(), self.rollback_procedure(), self.files(),
+                self.timeline(), self.constraint_behaviour(), self.prisma_schema(), self.rollback_procedure(), self.files(),
                 self.monitoring()]
 
     @property

@@ -83,15 +83,34 @@ max_attempts = 5''', ["parameters"]),
     ("code", "result.changes_frame()"),
 ])
 
+chk = nb([
+    ("md", "# Health check\n\nThe daily check of the reference document, for every batch at once: for each batch the ledger shows\napplied, its declarative checks (batch.toml's `[checks]`) re-run in a READ ONLY transaction. Anything\nthat no longer holds (a NOT NULL dropped by hand, a foreign key re-created with another action) is\ndrift, reported with the batch that declared it. Safe to run against production, from cron or CI."),
+    ("code", "migrations_dir = None    # folder of batches; None: the example's examples/crm/migrations\n# The database comes from the DATABASE_URL environment variable (never a parameter, so no\n# password lands in the executed notebook); without it, the running embedded server's demo database.", ["parameters"]),
+    ("md", "## Run the checks\nEvery applied batch's read-only checks, one transaction, nothing written."),
+    ("code", "from runbook_lib import health\n\nresult = health.check(migrations_dir)\nresult.headline"),
+    ("md", "## Target\nThe database checked (password redacted) and the batches the ledger shows applied."),
+    ("code", "result.target_frame()"),
+    ("md", "## Checks\nEach check with the batch that declared it: what it expects, what the database shows, OK or DRIFT."),
+    ("code", "result.frame()"),
+    ("md", "## Drift\nOnly what no longer holds, with the SQL that showed it, to paste into psql."),
+    ("code", "result.drift_frame()"),
+    ("md", "## Outcome\nAny drift fails this notebook (and `runbook check` exits non-zero), naming each drift and its batch."),
+    ("code", "result.raise_for_drift()\nresult.headline"),
+])
+
 val = nb([
     ("md", "# Validate\n\nProves what the database now enforces: the checks declared in batch.toml and the blocks of validation.sql,\neach in its own savepoint, all in one transaction that is rolled back: no test leaves a row behind."),
-    ("code", COMMON, ["parameters"]),
+    ("code", COMMON + '''
+prisma_schema = None     # schema.prisma to compare with the database; None: the batch's, else the project's
+orm_strict = False       # True: a schema.prisma that disagrees with the database fails the validation''', ["parameters"]),
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Run the tests"),
-    ("code", "from runbook_lib import validate\n\nresult = validate.run(session)\nresult.headline"),
+    ("code", "from runbook_lib import validate\n\nresult = validate.run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema)\nresult.headline"),
     ("md", "## Results\nEach test: what it expected, what the server did, PASS or FAIL."),
     ("code", "result.tests_frame()"),
+    ("md", "## ORM alignment\nEach schema.prisma field mapped to a column the checks touch: optional or required, and the relation's onDelete, against the catalog."),
+    ("code", "result.orm_frame()"),
     ("md", "## Outcome\nAny failure fails this notebook, naming each failing test."),
     ("code", "result.raise_for_failures()\nresult.headline"),
 ])
@@ -133,12 +152,14 @@ database = None    # database name; None: from DATABASE_URL, else the demo datab
     ("code", "summary.timeline()"),
     ("code", "summary.timeline_chart()"),
     ("code", "summary.constraint_behaviour()"),
+    ("code", "summary.prisma_schema()"),
     ("code", "summary.rollback_procedure()"),
     ("code", "summary.files()"),
     ("code", "summary.monitoring()"),
 ])
 
-for name, n in (("preflight", pre), ("apply", app), ("validate", val), ("rollback", rb), ("summary", summ)):
+for name, n in (("preflight", pre), ("apply", app), ("validate", val), ("rollback", rb), ("summary", summ),
+                ("check", chk)):
     for i, c in enumerate(n.cells):
         c["id"] = f"{name}-{i:02d}"
-    nbformat.write(n, fstr(NOTEBOOKS / f"{name}.ipynb"))
+    nbformat.write(n, str(NOTEBOOKS / f"{name}.ipynb"))

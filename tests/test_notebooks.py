@@ -91,7 +91,7 @@ def test_failing_notebook_raises_with_cell_error_name_and_sentence(crm_url: str,
     assert (exc.phase, exc.ename, exc.evalue) == ("validate", "NotApplied", sentence)
     assert isinstance(exc.cell_index, int)
     executed = nbformat.read(str(out), as_version=4)
-    assert "validate.run(session)" in executed.cells[exc.cell_index].source  # the cell that failed
+    assert "validate.run(session" in executed.cells[exc.cell_index].source  # the cell that failed
     assert str(exc) == f"validate failed in cell {exc.cell_index} of {out}: NotApplied: {sentence}"
     assert os.environ["DATABASE_URL"] == crm_url  # the runner puts the environment back
     with psycopg.connect(crm_url) as conn:

@@ -1,0 +1,109 @@
+"""Shared by the benchmarks: the server they run on, the machine they ran on, medians with min and max."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from runbook_lib import database, embedded  # noqa: E402
+
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+DEFAULT_STATE = Path(os.environ.get("TMPDIR", "/tmp")) / f"runbook-bench-{os.getuid()}"
+
+
+def server_url(explicit: str | None, state: Path) -> str:
+    """The server's maintenance URL: --server-url, else the embedded PostgreSQL under `state` (never the demo's)."""
+    if explicit:
+        database.connect(explicit).close()
+        return explicit
+    return embedded.start(state).url
+
+
+def psql_binary() -> str:
+    found = shutil.which("psql") or "/usr/bin/psql"
+    if not Path(found).exists():
+        raise SystemExit("psql is not installed (apt-get install postgresql-client); the baseline needs it.")
+    return found
+
+
+def machine(url: str | None = None) -> dict:
+    """What the numbers were measured on."""
+    info = {
+        "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "memory_gib": _mem_gib(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    try:
+        out = subprocess.run([psql_binary(), "--version"], capture_output=True, text=True, check=True).stdout
+        info["psql"] = out.strip()
+    except (OSError, subprocess.CalledProcessError, SystemExit):
+        info["psql"] = "not installed"
+    if url:
+        with database.connect(url) as conn:
+            info["server"] = conn.execute("SELECT version()").fetchone()[0]
+            info["server_settings"] = {
+                name: conn.execute(f"SHOW {name}").fetchone()[0]
+                for name in ("shared_buffers", "work_mem", "maintenance_work_mem", "max_wal_size", "fsync",
+                             "synchronous_commit", "deadlock_timeout")
+            }
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    return match.group(1).strip() if match else platform.processor()
+
+
+def _mem_gib() -> float:
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"^MemTotal:\s*(\d+) kB", text, re.M)
+    return round(int(match.group(1)) / 1024 / 1024, 1) if match else 0.0
+
+
+def spread(values: list[float]) -> dict:
+    """Median with min and max (None values, e.g. n/a, are left out)."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower().replace("_", "")
+    factor = 1
+    if text.endswith("k"):
+        factor, text = 1_000, text[:-1]
+    elif text.endswith("m"):
+        factor, text = 1_000_000, text[:-1]
+    value = float(text) * factor
+    if value < 1 or value != int(value):
+        raise ValueError(f"not a size: {text!r}")
+    return int(value)
+
+
+def size_label(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return str(n)

@@ -1,0 +1,190 @@
+"""The health check: applied batches' declarative checks re-run read-only, drift named with its batch."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import papermill
+import psycopg
+import pytest
+from papermill.exceptions import PapermillExecutionError
+from psycopg import conninfo
+
+from runbook_lib import apply, health, paths
+from runbook_lib import batch as batch_mod
+from runbook_lib.batch import Batch, Checks, ColumnRef, ForeignKeyCheck
+from runbook_lib.errors import HealthDrift, RunbookError
+from runbook_lib.session import open_session
+
+MIGRATIONS = paths.example_migrations_dir()
+
+
+@pytest.fixture
+def after_7(crm_url: str, tmp_path: Path) -> str:
+    for number in (6, 7):
+        apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path / "setup"))
+    return crm_url
+
+
+def execute(url: str, statement: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def ledger_and_catalog(url: str) -> tuple:
+    with psycopg.connect(url) as conn:
+        ledger = conn.execute("SELECT count(*), max(id) FROM runbook.phase_run").fetchone()
+        columns = conn.execute(
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns"
+            " WHERE table_name IN ('Lead', 'Job') ORDER BY 1, 2").fetchall()
+    return ledger, columns
+
+
+def test_clean_after_6_and_7_is_ok_and_writes_nothing(after_7: str):
+    before = ledger_and_catalog(after_7)
+    url = conninfo.make_conninfo(after_7, password="health-s3cret")  # trust auth: any password is accepted
+
+    result = health.run(url, MIGRATIONS)
+
+    assert result.ok and result.drifts == []
+    assert result.applied == [6, 7]
+    assert {c.batch for c in result.checks} == {7}  # batch 6 declares no checks
+    assert [c.name for c in result.checks] == [
+        "Lead.customer_id is NOT NULL in the schema", "Job.customer_id is NOT NULL in the schema",
+        "Lead.customer_id references Customer ON DELETE RESTRICT",
+        "Job.customer_id references Customer ON DELETE RESTRICT",
+        "No existing Lead row has NULL customer_id", "No existing Job row has NULL customer_id",
+        "No Lead.customer_id without its Customer", "No Job.customer_id without its Customer",
+    ]
+    assert not any(re.match(r"\s*(INSERT|UPDATE|DELETE|DO|WITH)\b", c.sql, re.I) for c in result.checks)
+    assert result.headline.startswith("No drift: 8 checks of batches 6, 7 hold on ")
+    assert list(result.frame()["status"]) == ["OK"] * 8
+    shown = result.target_frame().to_string()
+    assert "health-s3cret" not in shown and ":***@" in shown
+    result.raise_for_drift()  # does not raise
+    assert ledger_and_catalog(after_7) == before
+
+
+def test_not_null_dropped_by_hand_is_drift_of_batch_7(after_7: str):
+    execute(after_7, 'ALTER TABLE "Job" ALTER COLUMN customer_id DROP NOT NULL')
+
+    result = health.run(after_7, MIGRATIONS)
+
+    assert not result.ok
+    (drift,) = result.drifts
+    assert (drift.batch, drift.batch_name, drift.name, drift.expectation, drift.outcome) == (
+        7, "007_tighten_constraints", "Job.customer_id is NOT NULL in the schema", "NO", "YES")
+    assert drift.status == "DRIFT"
+    with pytest.raises(HealthDrift) as info:
+        result.raise_for_drift()
+    assert isinstance(info.value, RunbookError) and info.value.drifts == [drift]
+    message = str(info.value)
+    assert "batch 7 (007_tighten_constraints): 'Job.customer_id is NOT NULL in the schema' expected NO, got YES" in message
+    assert "\n" not in message
+
+
+def test_foreign_key_recreated_with_another_action_is_drift(after_7: str):
+    execute(after_7, 'ALTER TABLE "Lead" DROP CONSTRAINT "Lead_customer_id_fkey", ADD CONSTRAINT "Lead_customer_id_fkey"'
+                     ' FOREIGN KEY (customer_id) REFERENCES "Customer"(id) ON DELETE SET NULL ON UPDATE CASCADE')
+
+    result = health.run(after_7, MIGRATIONS)
+
+    assert [(d.batch, d.name, d.outcome) for d in result.drifts] == [
+        (7, "Lead.customer_id references Customer ON DELETE RESTRICT", "set null")]
+
+
+def test_null_rows_and_orphans_behind_dropped_constraints_are_drift(after_7: str):
+    execute(after_7, 'ALTER TABLE "Lead" ALTER COLUMN customer_id DROP NOT NULL;'
+                     ' ALTER TABLE "Job" DROP CONSTRAINT "Job_customer_id_fkey";'
+                     " UPDATE \"Lead\" SET customer_id = NULL WHERE id = (SELECT min(id) FROM \"Lead\");"
+                     " UPDATE \"Job\" SET customer_id = 'cus_gone' WHERE id = (SELECT min(id) FROM \"Job\")")
+
+    result = health.run(after_7, MIGRATIONS)
+
+    assert {(d.name, d.outcome) for d in result.drifts} == {
+        ("Lead.customer_id is NOT NULL in the schema", "YES"),
+        ("No existing Lead row has NULL customer_id", "1"),
+        ("Job.customer_id references Customer ON DELETE RESTRICT", "missing"),
+        ("No Job.customer_id without its Customer", "1"),
+    }
+    assert result.headline.startswith("DRIFT: 4 of 8 checks")
+
+
+def test_without_any_applied_batch_there_is_nothing_to_check(crm_url: str):
+    result = health.run(crm_url, MIGRATIONS)
+    assert result.ok and result.applied == [] and result.checks == []
+    assert "nothing to check" in result.headline
+
+
+def test_an_applied_batch_missing_from_the_folder_is_drift(after_7: str, tmp_path: Path):
+    only_6 = tmp_path / "migrations"
+    only_6.mkdir()
+    source = MIGRATIONS / "006_backfill_customers"
+    (only_6 / source.name).mkdir()
+    for f in source.iterdir():
+        (only_6 / source.name / f.name).write_bytes(f.read_bytes())
+
+    result = health.run(after_7, only_6)
+
+    (drift,) = result.drifts
+    assert drift.batch == 7 and "the folder has no such batch" in drift.outcome
+
+
+def test_a_later_batch_declaring_the_same_object_supersedes_the_earlier_one():
+    lead = ColumnRef("Lead", "customer_id")
+    fk = ForeignKeyCheck(lead, ColumnRef("Customer", "id"), "restrict")
+    earlier = Batch(7, "007", Path("."), "", "", (), Checks(not_null=(lead,), foreign_keys=(fk,)))
+    relaxed = ForeignKeyCheck(lead, ColumnRef("Customer", "id"), "cascade")
+    later = Batch(8, "008", Path("."), "", "", (7,), Checks(foreign_keys=(relaxed,)))
+
+    current = health._current([earlier, later])
+
+    assert current[7] == Checks(not_null=(lead,))
+    assert current[8] == Checks(foreign_keys=(relaxed,))
+    assert batch_mod.CHECK_KINDS  # every kind takes part
+
+
+# --- the notebook ----------------------------------------------------------------------------------
+
+
+def test_check_notebook_is_clean_and_parameterised():
+    nb = nbformat.read(str(paths.notebooks_dir() / "check.ipynb"), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    (tagged,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert re.search(r"^migrations_dir = None\b", tagged.source, re.M)
+    assert not re.search(r"^\s*(database_url|url|password)\s*=", tagged.source, re.M | re.I)
+    assert all(nb.cells[i].cell_type == "markdown" for i in range(len(nb.cells)) if i % 2 == 0)
+
+
+def test_check_notebook_fails_on_drift(after_7: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    execute(after_7, 'ALTER TABLE "Lead" ALTER COLUMN customer_id DROP NOT NULL')
+    monkeypatch.setenv("DATABASE_URL", after_7)
+
+    with pytest.raises(PapermillExecutionError) as info:
+        papermill.execute_notebook(str(paths.notebooks_dir() / "check.ipynb"), str(tmp_path / "check.ipynb"),
+                                   parameters={"migrations_dir": str(MIGRATIONS)}, progress_bar=False,
+                                   kernel_name="python3")
+
+    assert info.value.ename == "HealthDrift"
+    assert "'Lead.customer_id is NOT NULL in the schema' expected NO, got YES" in info.value.evalue
+    executed = nbformat.read(str(tmp_path / "check.ipynb"), as_version=4)
+    shown = "".join(str(o.get("data", {})) for c in executed.cells for o in c.get("outputs", []))
+    assert "DRIFT" in shown and "007_tighten_constraints" in shown
+
+
+def test_runbook_check_exits_non_zero_on_drift_for_cron(crm_url: str, tmp_path, capsys) -> None:
+    from runbook_lib import apply, cli
+    from runbook_lib.session import open_session
+
+    for number in (6, 7):
+        apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path))
+    assert cli.main(["check", "--database-url", crm_url]) == 0
+    assert "OK" in capsys.readouterr().out
+    with psycopg.connect(crm_url) as conn:
+        conn.execute('ALTER TABLE "Job" ALTER COLUMN customer_id DROP NOT NULL')
+    assert cli.main(["check", "--database-url", crm_url]) == 1
+    err = capsys.readouterr().err
+    assert "batch 7" in err and "Job.customer_id is NOT NULL" in err and len(err.strip().splitlines()) == 1
