@@ -29,6 +29,7 @@ def run(
     result, t0 = execution.start_result(session, "apply", dry_run=dry_run)
     with session.connect(application_name=f"runbook apply batch {batch.number}") as conn, \
             execution.migration_lock(conn):
+        interrupted = ledger.close_interrupted(conn, batch.number)  # we hold the lock: whoever ran them is gone
         states = ledger.states(conn)
         conn.commit()
         state = states.get(batch.number, ledger.BatchState(batch.number, False))
@@ -49,14 +50,15 @@ def run(
         resume_after = _resume_point(conn, session, strategy, dry_run)
         check = preflight.evaluate(session, lint=False)
         # A resumed apply is part way: the gates describe the state before step 1, not this one.
-        if check.verdict.status == preflight.NOGO and not force and not resume_after:
+        if check.verdict.status == preflight.NOGO and not force and resume_after is None:
             raise PreflightFailed(
                 f"Apply of batch {batch.number} refused, preflight says NO-GO: "
                 + "; ".join(check.verdict.reasons) + "; fix these, or pass force=True (--force) to apply anyway.",
                 list(check.verdict.reasons),
             )
-        if resume_after:
-            result.message = f"resuming after step {resume_after}, which an earlier apply committed"
+        if resume_after is not None or interrupted:
+            result.message = (f"an earlier apply was interrupted; " if interrupted else "") + (
+                f"resuming after step {resume_after}, which it committed" if resume_after else "starting over")
         return execution.recorded(
             session, result, t0, conn,
             sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
@@ -66,12 +68,12 @@ def run(
         )
 
 
-def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int:
-    """Steps an earlier apply committed before it failed: this run goes on after them."""
+def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int | None:
+    """Steps an earlier apply committed before it failed or was killed: this run goes on after them."""
     partial = ledger.partial(conn, session.batch.number)
     conn.commit()
     if partial is None or dry_run:
-        return 0
+        return None
     number = session.batch.number
     if partial.checksum != session.batch.checksum:
         raise DriftError(

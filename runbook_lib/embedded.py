@@ -67,6 +67,10 @@ def start(state: Path | None = None, *, stop_at_exit: bool = False) -> EmbeddedS
     pgdata = pgdata_dir(state)
     try:
         server = pgserver.get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
+        if running(state) is None:
+            # The wheel caches one handle per data folder, also after a stop: start that one again.
+            with server._lock:
+                server.ensure_postgres_running()
     except Exception as exc:  # the wheel raises bare subprocess/OS errors
         log = pgdata / "log"
         raise DatabaseError(

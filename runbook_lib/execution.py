@@ -161,10 +161,13 @@ def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        if not conn.closed:
-            conn.rollback()
-            conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
-            conn.commit()
+        try:
+            if not conn.closed:
+                conn.rollback()
+                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
+                conn.commit()
+        except psycopg.OperationalError:
+            pass  # the connection died (terminated, server restart): the server released the lock with it
 
 
 def _held_locks(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -285,12 +288,18 @@ def execute(
     statement_timeout_ms: int = 0,
     max_attempts: int = 5,
     backoff_ms: int = 200,
-    resume_after: int = 0,
+    resume_after: int | None = None,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
     result: ExecutionResult,
     conn: psycopg.Connection,
 ) -> ExecutionResult:
-    """Run `sql_text` step by step; each step is retried whole when a lock is not granted in time."""
+    """Run `sql_text` step by step; each step is retried whole when a lock is not granted in time.
+
+    `resume_after` (None: a fresh run) skips the steps an earlier run committed; the group it resumes
+    in starts over, after its clean-up removes what a killed run may have left half made. `on_step(kept, total)` is told
+    after every committed step.
+    """
     statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
     steps = plan.build(statements, strategy)
     if dry_run:
@@ -312,6 +321,12 @@ def execute(
     clock = _Clock()
     result.statements_started_at = _now()
     done: list[plan.Step] = []
+    if resume_after is not None and not dry_run:
+        resume_after = _group_start(steps, resume_after + 1) - 1
+        _clean_leftovers(conn, steps, resume_after + 1, result, session.url)
+    resume_after = resume_after or 0
+    if on_step is not None and not dry_run:
+        on_step(resume_after, len(steps))  # the plan's size is on record before anything commits
     for step in steps:
         if step.number <= resume_after:
             result.steps.append(StepRun(step.number, step.purpose, step.transactional, "skipped"))
@@ -322,9 +337,12 @@ def execute(
                 conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
                 max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1]))
             done.append(step)
+            if on_step is not None and not dry_run and step.number < len(steps):
+                on_step(_kept(steps, step.number), len(steps))
+            _fault_pause(step.number)
         except (_GaveUp, _VerificationFailed, psycopg.Error) as exc:
             result.steps.append(StepRun(step.number, step.purpose, step.transactional, "failed", result.attempts))
-            _fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms)
+            _fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms, session.url)
     result.steps_kept = 0 if dry_run else len(steps)
     result.longest_write_block_s = max((s.longest_write_block_s for s in result.steps), default=0.0)
     if not dry_run:
@@ -334,23 +352,69 @@ def execute(
     return result
 
 
+def _fault_pause(step_number: int) -> None:
+    """Fault injection for the test suite: RUNBOOK_FAULT_PAUSE_AFTER_STEP=N pauses after step N commits,
+    so a test can kill the process between two steps of a plan at a known point."""
+    import os
+
+    if os.environ.get("RUNBOOK_FAULT_PAUSE_AFTER_STEP") == str(step_number):
+        time.sleep(float(os.environ.get("RUNBOOK_FAULT_PAUSE_SECONDS", "60")))
+
+
+def _group_start(steps: list[plan.Step], number: int) -> int:
+    """The first step of the group that step `number` belongs to."""
+    if number > len(steps):
+        return number
+    group = steps[number - 1].group
+    return min(s.number for s in steps if s.group == group)
+
+
+def _kept(steps: list[plan.Step], done_through: int) -> int:
+    """Steps that stay if the run stops now: complete groups only (a half group is cleaned up or redone)."""
+    return _group_start(steps, done_through + 1) - 1
+
+
+def _clean_leftovers(conn: psycopg.Connection, steps: list[plan.Step], first: int, result: ExecutionResult,
+                     url: str) -> None:
+    """Before resuming in a group, remove what a killed run may have left of it (each clean-up is IF EXISTS)."""
+    group = [s for s in steps if s.group == steps[first - 1].group] if first <= len(steps) else []
+    _run_cleanups(conn, [sql for s in reversed(group) for sql in s.cleanup], result, url, prefix="leftover: ")
+
+
+def _run_cleanups(conn: psycopg.Connection, statements: list[str], result: ExecutionResult, url: str,
+                  prefix: str = "") -> None:
+    if not statements:
+        return
+    if conn.closed or conn.broken:
+        # The connection died with the failure (terminated, server restart): clean up on a new one.
+        try:
+            from .database import connect
+
+            conn = connect(url, autocommit=True)
+        except RunbookError as exc:
+            result.cleanup.append(f"{prefix}not cleaned up, the server could not be reached: {exc}")
+            return
+    conn.autocommit = True
+    try:
+        for cleanup_sql in statements:
+            try:
+                conn.execute(cleanup_sql)
+                result.cleanup.append(prefix + cleanup_sql)
+            except psycopg.Error as cleanup_exc:
+                result.cleanup.append(f"{prefix}FAILED: {cleanup_sql}: {_server_message(cleanup_exc)}")
+    finally:
+        if not conn.closed:
+            conn.autocommit = False
+
+
 def _fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseException, filename: str,
-          lock_timeout_ms: int) -> None:
+          lock_timeout_ms: int, url: str) -> None:
     """Clean up what the plan added so far, say how far it got, and raise MigrationFailed."""
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+    if not conn.closed and not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
     # Undo the failing step's group (an online change half made); earlier groups are complete and stay.
     group = [s for s in done + [step] if s.group == step.group]
-    conn.autocommit = True
-    try:
-        for cleanup_sql in [sql for s in reversed(group) for sql in s.cleanup]:
-            try:
-                conn.execute(cleanup_sql)
-                result.cleanup.append(cleanup_sql)
-            except psycopg.Error as cleanup_exc:
-                result.cleanup.append(f"FAILED: {cleanup_sql}: {_server_message(cleanup_exc)}")
-    finally:
-        conn.autocommit = False
+    _run_cleanups(conn, [sql for s in reversed(group) for sql in s.cleanup], result, url)
     first_of_group = min(s.number for s in steps if s.group == step.group)
     committed = [s for s in done if s.number < first_of_group]
     result.steps_kept = len(committed)
@@ -460,7 +524,7 @@ def recorded(
     statement_timeout_ms: int,
     max_attempts: int,
     strategy: str = plan.DIRECT,
-    resume_after: int = 0,
+    resume_after: int | None = None,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
 ) -> ExecutionResult:
     """`execute` with its ledger row and its record: both written on success and on failure."""
@@ -472,7 +536,8 @@ def recorded(
             execute(session, phase=result.phase, sql_text=sql_text, filename=filename,
                     tables_touched=tables_touched, dry_run=dry_run, strategy=strategy,
                     lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
-                    max_attempts=max_attempts, resume_after=resume_after, verify=verify, result=result, conn=conn)
+                    max_attempts=max_attempts, resume_after=resume_after, verify=verify,
+                    on_step=writer.progress, result=result, conn=conn)
         except RunbookError as exc:
             result.status = "failed"
             result.message = result.message or str(exc)
@@ -482,9 +547,9 @@ def recorded(
         if not dry_run:
             result.prisma = _record_prisma(conn, result.phase, session)
         result.status = "dry run" if dry_run else done
-        resumed = f", resumed after step {resume_after}" if resume_after else ""
+        note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
         result.message = (f"dry run: {filename} executed, measured and rolled back; nothing changed"
-                          if dry_run else f"{filename}: {done} ({len(result.plan)} step(s), {strategy}{resumed})")
+                          if dry_run else f"{filename}: {done} ({len(result.plan)} step(s), {strategy}){note}")
         finish(session, result, t0)
         writer.finish(ledger.SUCCEEDED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
     return result

@@ -104,8 +104,33 @@ class PartialRun:
     run_id: str
 
 
+INTERRUPTED = "interrupted"
+
+
+def close_interrupted(conn: psycopg.Connection, batch: int) -> int:
+    """Mark runs of the batch still 'running' as interrupted: call only while holding the migration lock.
+
+    A process killed mid-apply (or a server restart) leaves its row 'running'; holding the lock
+    proves no one is still at it.
+    """
+    if not exists(conn):
+        return 0
+    try:
+        with conn.transaction():
+            cur = conn.execute(
+                "UPDATE runbook.phase_run SET status = %s, finished_at = clock_timestamp(),"
+                " message = coalesce(message || '; ', '')"
+                " || 'interrupted: the process or its connection ended before it finished'"
+                " WHERE batch = %s AND phase IN ('apply', 'rollback') AND status = %s",
+                (INTERRUPTED, batch, RUNNING),
+            )
+            return cur.rowcount
+    except psycopg.errors.InsufficientPrivilege:
+        return 0  # a role that may not write the ledger is refused, with the reason, when the phase starts
+
+
 def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> PartialRun | None:
-    """The latest real run of `phase` for the batch, if it failed part way (steps committed, not all)."""
+    """The latest real run of `phase` for the batch, if it stopped part way (steps committed, not all)."""
     if not exists(conn):
         return None
     row = conn.execute(
@@ -114,9 +139,11 @@ def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> Parti
         " ORDER BY id DESC LIMIT 1",
         (batch, phase, NOOP),
     ).fetchone()
-    if row is None or row[0] != FAILED or not row[3] or row[3] >= (row[4] or 0):
+    if row is None or row[0] not in (FAILED, INTERRUPTED) or row[4] is None:
         return None
-    return PartialRun(row[1], row[2] or "direct", row[3], row[4], row[5])
+    if (row[3] or 0) >= row[4] or (row[0] == FAILED and not row[3]):
+        return None
+    return PartialRun(row[1], row[2] or "direct", row[3] or 0, row[4], row[5])
 
 
 def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50) -> list[dict]:
@@ -140,6 +167,8 @@ class LedgerWriter:
                  required: bool = True) -> None:
         """`required=False` (read-only phases): a role that may not write the ledger is noted, not refused."""
         self.note = ""
+        self._finished = False
+        self._url = url
         self._conn = database.connect(url, autocommit=True, application_name="runbook-ledger")
         try:
             _ensure(self._conn)
@@ -159,16 +188,39 @@ class LedgerWriter:
             self.row_id = None
             self.note = f"ledger not written: {exc.diag.message_primary}"
 
+    def _update(self, statement: str, params: tuple) -> None:
+        """Write through this row's connection, reconnecting once if the server dropped it (a restart)."""
+        for attempt in (1, 2):
+            try:
+                if self._conn.closed:
+                    self._conn = database.connect(self._url, autocommit=True, application_name="runbook-ledger")
+                self._conn.execute(statement, params)
+                return
+            except (psycopg.OperationalError, RunbookError):
+                if attempt == 2:
+                    raise
+                self._conn.close()
+
+    def progress(self, steps_done: int, steps_total: int) -> None:
+        """After each committed step: a killed process leaves behind how far it got."""
+        if self.row_id is None:
+            return
+        self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s WHERE id = %s",
+                     (steps_done, steps_total, self.row_id))
+
     def finish(self, status: str, message: str | None = None, *, steps_done: int | None = None,
                steps_total: int | None = None) -> None:
         if self.row_id is None:
             return
+        self._finished = True
         try:
-            self._conn.execute(
+            self._update(
                 "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
                 " steps_done = %s, steps_total = %s WHERE id = %s",
                 (status, message, steps_done, steps_total, self.row_id),
             )
+        except (psycopg.OperationalError, RunbookError):
+            pass  # the server is gone: the row stays 'running' and the next apply marks it interrupted
         finally:
             self._conn.close()
 
@@ -176,7 +228,7 @@ class LedgerWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.row_id is not None and not self._conn.closed:
+        if self.row_id is not None and not self._finished:
             self.finish(FAILED, f"{type(exc).__name__}: {exc}" if exc else "interrupted")
 
 

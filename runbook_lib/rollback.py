@@ -29,6 +29,7 @@ def run(
     result, t0 = execution.start_result(session, "rollback", dry_run=dry_run)
     with session.connect(application_name=f"runbook rollback batch {batch.number}") as conn, \
             execution.migration_lock(conn):
+        ledger.close_interrupted(conn, batch.number)
         state = ledger.state(conn, batch.number)
         conn.commit()
         if not state.applied:

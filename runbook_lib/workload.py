@@ -112,6 +112,41 @@ def stats(ops: Ops, window_start: float, window_end: float) -> LatencyStats:
     )
 
 
+def at_steady_arrival(latencies_s: list[float], interval_s: float) -> list[float]:
+    """The latencies requests arriving on the schedule would have seen (HdrHistogram's correction for
+    coordinated omission): a connection stalled for L issued nothing in the meantime, so the operation
+    also stands for the requests that would have arrived during it, which waited L - interval,
+    L - 2 * interval, ... (down to one interval)."""
+    out: list[float] = []
+    for value in latencies_s:
+        out.append(value)
+        missing = value - interval_s
+        while missing >= interval_s:
+            out.append(missing)
+            missing -= interval_s
+    return out
+
+
+@dataclass(frozen=True)
+class SteadyArrivalStats:
+    """Percentiles over the corrected latencies, and how many requests waited longer than a threshold."""
+
+    requests: int
+    p99_ms: float
+    p999_ms: float
+    over_threshold: int
+    threshold_ms: float
+
+
+def steady_arrival_stats(latencies_s: list[float], interval_s: float, threshold_ms: float = 100.0) -> SteadyArrivalStats:
+    values = sorted(at_steady_arrival(latencies_s, interval_s))
+    if not values:
+        return SteadyArrivalStats(0, math.nan, math.nan, 0, threshold_ms)
+    return SteadyArrivalStats(len(values), round(percentile(values, 99) * 1000, 3),
+                              round(percentile(values, 99.9) * 1000, 3),
+                              sum(1 for v in values if v * 1000 > threshold_ms), threshold_ms)
+
+
 def sample_pools(url: str, *, leads: int = 4000, jobs: int = 4000) -> Pools:
     """Rows spread over the whole tables (TABLESAMPLE), in a stable order; leads that have a customer."""
     with psycopg.connect(url, autocommit=True) as conn:
