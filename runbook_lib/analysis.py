@@ -920,18 +920,22 @@ _TRANSACTION_STARTING = {enums.TransactionStmtKind.TRANS_STMT_BEGIN, enums.Trans
 
 def _transaction(stmt: ast.TransactionStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = "transaction control"
+    # What runbook does with them is in plan.py: BEGIN and COMMIT become step boundaries, never sent.
     if stmt.kind in _TRANSACTION_STARTING:
         found.transactional = False
         found.note(
-            "BEGIN in the file: runbook already runs the migration in its own transaction; remove it "
-            "(inside a transaction PostgreSQL only warns, but the file then depends on how it is run)"
+            "BEGIN in the file: runbook does not send it; the statements up to the next COMMIT run as one "
+            "transaction of their own"
+        )
+    elif stmt.kind == enums.TransactionStmtKind.TRANS_STMT_COMMIT:
+        found.transactional = False
+        found.note(
+            "COMMIT in the file: runbook does not send it but commits the statements before it as one step; "
+            "if a later statement fails, those stay committed (a rerun resumes after them)"
         )
     elif stmt.kind in _TRANSACTION_ENDING:
         found.transactional = False
-        found.note(
-            "COMMIT/ROLLBACK in the file ends runbook's transaction early: later statements run outside it "
-            "and a failure leaves the database half-migrated; remove it"
-        )
+        found.note("ROLLBACK or two-phase commit in the file would discard the migration's own work: apply refuses it")
     else:
         found.note("savepoint in the file: works inside runbook's transaction")
 

@@ -43,6 +43,16 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def read_sql(path: Path) -> str:
+    """A SQL file's text exactly as its bytes say, as psql and Prisma send it.
+
+    Path.read_text() would turn CRLF into LF, changing every string literal that spans lines in a
+    file written on Windows (the checksum, taken over the bytes, would not show it).
+    """
+    with path.open(encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
 def _unquote(part: str | None) -> str | None:
     if part is None:
         return None
@@ -232,7 +242,7 @@ class Batch:
 
     @property
     def migration_sql(self) -> str:
-        return self.migration_path.read_text(encoding="utf-8")
+        return read_sql(self.migration_path)
 
     @property
     def checksum(self) -> str:

@@ -49,6 +49,13 @@ def redact(url: str) -> str:
     return f"postgresql://{auth}{netloc}/{dbname}" + (f"?{qs}" if qs else "")
 
 
+def has_password(url: str) -> bool:
+    try:
+        return bool(_conninfo.conninfo_to_dict(url).get("password"))
+    except psycopg.ProgrammingError:
+        return ":" in url.split("@")[0].split("//")[-1]
+
+
 def database_name(url: str) -> str:
     params = _parse(url)
     return params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE") or "postgres"

@@ -3,6 +3,11 @@
 - direct (default): the whole file in one transaction, all or nothing. Statements that cannot run
   in a transaction (CREATE INDEX CONCURRENTLY and the like) split the file: each runs on its own,
   with a clean-up if it fails (an invalid index is dropped).
+- BEGIN / COMMIT written in the file (Prisma writes them around an enum rewrite) mark where the
+  file's author wants a transaction to start and end: runbook, which owns the transaction, does not
+  send them but starts a new step there, so the statements between them are one transaction and a
+  COMMIT in the middle of the file commits what precedes it (a new enum value is usable after it).
+  ROLLBACK and two-phase commit in a migration are refused: the file would discard its own work.
 - online: each `SET NOT NULL` becomes CHECK (col IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL +
   DROP CHECK; each ADD FOREIGN KEY / ADD CHECK becomes NOT VALID, then VALIDATE. Every step is a
   short transaction, so the long scans run under SHARE UPDATE EXCLUSIVE and writes go on.
@@ -14,11 +19,11 @@ from dataclasses import dataclass
 
 import pglast
 from pglast import ast
-from pglast.enums import AlterTableType, ConstrType
+from pglast.enums import AlterTableType, ConstrType, TransactionStmtKind
 from pglast.stream import RawStream
 
 from .analysis import StatementAnalysis
-from .errors import RunbookError
+from .errors import BatchError, RunbookError
 
 DIRECT, ONLINE = "direct", "online"
 STRATEGIES = (DIRECT, ONLINE)
@@ -126,22 +131,73 @@ def _concurrent_index_cleanup(stmt: StatementAnalysis) -> tuple[str, ...]:
     return ()
 
 
+_BEGIN = (TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START)
+_COMMIT = (TransactionStmtKind.TRANS_STMT_COMMIT,)
+_REFUSED = {
+    TransactionStmtKind.TRANS_STMT_ROLLBACK: "ROLLBACK",
+    TransactionStmtKind.TRANS_STMT_PREPARE: "PREPARE TRANSACTION",
+    TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED: "COMMIT PREPARED",
+    TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED: "ROLLBACK PREPARED",
+}
+
+
+def _transaction_boundary(stmt: StatementAnalysis) -> tuple[str, PlannedStatement | None] | None:
+    """("begin", SET TRANSACTION for its options or None) or ("commit", None) for BEGIN/COMMIT in the file.
+
+    None for every other statement (SAVEPOINT, RELEASE and ROLLBACK TO run inside the step as written).
+    """
+    if stmt.kind != "transaction control":
+        return None
+    try:
+        node = pglast.parse_sql(stmt.sql)[0].stmt
+    except pglast.parser.ParseError:  # pragma: no cover - the analysis parsed it already
+        return None
+    if not isinstance(node, ast.TransactionStmt):  # pragma: no cover
+        return None
+    if node.kind in _REFUSED:
+        raise BatchError(
+            f"Statement {stmt.index} (line {stmt.line}) is {_REFUSED[node.kind]}: a migration that discards or "
+            "hands off its own transaction cannot be applied as one; remove it (runbook rolls back on any failure)."
+        )
+    if node.kind in _BEGIN:
+        options = None
+        if node.options:
+            # BEGIN ISOLATION LEVEL ... = BEGIN; SET TRANSACTION ISOLATION LEVEL ... (first in the step).
+            text = RawStream()(node)
+            rest = text.split(" ", 2)[2] if text.startswith("START TRANSACTION") else text.split(" ", 1)[1]
+            options = PlannedStatement(stmt.index, stmt.line, "SET TRANSACTION", f"SET TRANSACTION {rest}")
+        return "begin", options
+    if node.kind in _COMMIT:
+        return "commit", None
+    return None
+
+
 def build(statements: list[StatementAnalysis], strategy: str = DIRECT) -> list[Step]:
     """The steps that run `statements` under `strategy`, in file order."""
     if strategy not in STRATEGIES:
         raise RunbookError(f"Unknown strategy {strategy!r}; use one of: {', '.join(STRATEGIES)}.")
     steps: list[Step] = []
     pending: list[PlannedStatement] = []
+    in_explicit_block = False  # between a BEGIN and a COMMIT written in the file
 
     def flush() -> None:
         if pending:
             first, last = pending[0].index, pending[-1].index
             which = f"statement {first}" if first == last else f"statements {first}-{last}"
-            purpose = f"{which} in one transaction"
+            purpose = f"{which} in one transaction" + (" (BEGIN … COMMIT in the file)" if in_explicit_block else "")
             steps.append(Step(len(steps) + 1, purpose, tuple(pending), group=len(steps) + 1))
             pending.clear()
 
     for stmt in statements:
+        boundary = _transaction_boundary(stmt)
+        if boundary is not None:
+            # runbook owns the transaction: the BEGIN/COMMIT are not sent, they start a new step.
+            flush()
+            what, options = boundary
+            in_explicit_block = what == "begin"
+            if options is not None:
+                pending.append(options)
+            continue
         planned = PlannedStatement(stmt.index, stmt.line, stmt.kind, stmt.sql, stmt.lock_summary)
         if not stmt.transactional:
             flush()
@@ -166,6 +222,8 @@ def single_transaction(steps: list[Step]) -> Step | None:
     if any(not s.transactional for s in steps):
         return None
     statements = tuple(p for s in steps for p in s.statements)
+    # SET TRANSACTION (from a BEGIN with options in the file) is only valid as a transaction's first statement.
+    statements = tuple(p for n, p in enumerate(statements) if n == 0 or p.kind != "SET TRANSACTION")
     return Step(1, "every step in one transaction, rolled back (dry run)", statements)
 
 

@@ -83,8 +83,19 @@ def open_session(
     run_dir: str | Path | None = None,
     reports_dir: str | Path | None = None,
     database_url: str | None = None,
+    from_notebook: bool = False,
 ) -> Session:
-    """Find the batch, connect once to learn the target's facts, and settle the run folder."""
+    """Find the batch, connect once to learn the target's facts, and settle the run folder.
+
+    From a notebook, `database_url` is a papermill parameter, which papermill writes into the executed
+    notebook: one with a password is refused (the URL belongs in DATABASE_URL).
+    """
+    if from_notebook and database_url and database.has_password(database_url):
+        raise DatabaseError(
+            "The database URL was passed as a notebook parameter with a password, which papermill writes into "
+            "the executed notebook; pass it in the DATABASE_URL environment variable instead, and delete that "
+            "output notebook."
+        )
     folder = Path(migrations_dir) if migrations_dir else paths.example_migrations_dir()
     found = batch_mod.find(folder, whole_number("batch", batch))
     url = resolve_url(database_url)

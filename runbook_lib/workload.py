@@ -87,7 +87,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100): a value that was observed, never interpolated."""
     if not sorted_values:
         return math.nan
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
+    rank = max(1, math.ceil(round(q * len(sorted_values) / 100.0, 9)))  # round: 99.9 * 1000 / 100 is not 999.0
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 

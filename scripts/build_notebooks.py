@@ -30,10 +30,11 @@ COMMON = '''batch = 7                # the batch number (batch.toml's `batch`)
 migrations_dir = None    # folder of batches; None: the example's examples/crm/migrations
 run_dir = None           # run folder for the records; None: a new one under reports/
 reports_dir = None       # where new run folders go; None: reports/ in the project
-# The database comes from the DATABASE_URL environment variable (never a parameter, so no
-# password lands in the executed notebook); without it, the running embedded server's demo database.'''
+database_url = None      # leave None: the database comes from the DATABASE_URL environment variable, so no
+                         # password lands in the executed notebook (one given here with a password is refused);
+                         # without either, the running embedded server's demo database.'''
 
-SESSION = ("code", "from runbook_lib.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir)\nsession")
+SESSION = ("code", "from runbook_lib.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n                       database_url=database_url, from_notebook=True)\nsession")
 
 pre = nb([
     ("md", "# Preflight\n\nEverything worth knowing before the migration touches anything, read-only, ending in a verdict:\n**GO**, **WARN** (go, but read the reasons) or **NO-GO** (this notebook fails)."),

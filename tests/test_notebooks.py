@@ -41,8 +41,24 @@ def test_committed_notebook_is_clean_and_parameterised(phase: str) -> None:
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0].cell_type == "code"
     assert re.search(r"^batch = 7\b", tagged[0].source, re.M) or phase == "summary"
-    # the database never is a parameter: it travels in DATABASE_URL
-    assert not re.search(r"^\s*(database_url|url|password)\s*=", tagged[0].source, re.M | re.I)
+    # the database travels in DATABASE_URL: a database_url parameter exists only to refuse a password
+    # given that way (papermill writes parameters into the executed notebook), and defaults to None
+    assert not re.search(r"^\s*(url|password)\s*=", tagged[0].source, re.M | re.I)
+    assert re.search(r"^database_url = None\b", tagged[0].source, re.M) or phase in ("summary", "check")
+
+
+def test_papermill_parameter_with_a_password_is_refused(crm_url: str, tmp_path: Path) -> None:
+    from psycopg import conninfo
+
+    url = conninfo.make_conninfo(crm_url, password="pw-in-a-parameter")
+    out = tmp_path / "preflight.ipynb"
+    with pytest.raises(PapermillExecutionError) as failed:
+        papermill.execute_notebook(str(NOTEBOOKS / "preflight.ipynb"), str(out), kernel_name="python3",
+                                   parameters={"batch": 7, "database_url": url, "reports_dir": str(tmp_path)},
+                                   progress_bar=False)
+    assert failed.value.ename == "DatabaseError" and "DATABASE_URL" in failed.value.evalue
+    assert "pw-in-a-parameter" not in failed.value.evalue
+    assert not list(tmp_path.glob("*/*/*/preflight.json"))  # nothing ran, nothing recorded
 
 
 def test_papermill_runs_apply_with_the_url_only_in_the_environment(crm_url: str, tmp_path: Path,
