@@ -346,6 +346,8 @@ def execute(
     result.steps_kept = 0 if dry_run else len(steps)
     result.longest_write_block_s = max((s.longest_write_block_s for s in result.steps), default=0.0)
     if not dry_run:
+        # Settings the migration made (search_path, timeouts, roles) must not follow runbook's own queries.
+        conn.execute("RESET ALL")
         result.after = catalog.snapshot(conn, tables_touched)
         conn.commit()
     result.changes = catalog.diff(result.before, result.after)
@@ -435,7 +437,8 @@ def _fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: Base
         state = "the transaction was rolled back and nothing changed" if len(steps) == 1 else \
             f"stopped at {step.label}, nothing was committed"
     else:
-        state = (f"stopped at {step.label} of {len(steps)}; steps 1-{committed[-1].number} were committed "
+        kept = "step 1 was" if committed[-1].number == 1 else f"steps 1-{committed[-1].number} were"
+        state = (f"stopped at {step.label} of {len(steps)}; {kept} committed "
                  f"and stay (a rerun resumes after step {committed[-1].number})")
     if result.cleanup:
         state += "; cleaned up: " + "; ".join(result.cleanup)

@@ -253,6 +253,11 @@ def _verdict(result: PreflightResult) -> Verdict:
     for blocker in result.blockers:
         warn.append(f"session {blocker.pid} ({blocker.application or blocker.user}) {blocker.reason}: "
                     "the migration's locks would queue behind it, and writers behind them")
+    for stmt in result.statements:
+        overrides = [n for n in stmt.notes if "runbook sets for the migration" in n]
+        if overrides:
+            warn.append(f"statement {stmt.index} (line {stmt.line}) {overrides[0]}: the migration then waits "
+                        "without runbook's limit and can stall the application; remove it and use --lock-timeout")
     for cost in result.lock_costs:
         if cost.over_threshold:
             warn.append(

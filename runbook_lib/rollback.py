@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import analysis, checks, execution, ledger, preflight, sqlblocks
-from .batch import ROLLBACK
+from .batch import ROLLBACK, read_sql
 from .errors import NotApplied
 from .execution import ExecutionResult
 from .session import Session, flag
@@ -20,7 +20,7 @@ def run(
     """Reverse an applied batch, verify its declared checks no longer hold, and record it."""
     batch = session.batch
     path = batch.require(ROLLBACK, "make the batch reversible")
-    sql_text = path.read_text(encoding="utf-8")
+    sql_text = read_sql(path)
     filename = f"{batch.name}/{ROLLBACK}"
     dry_run = flag("dry_run", dry_run)
     lock_timeout_ms, statement_timeout_ms, max_attempts = execution.check_limits(

@@ -156,7 +156,9 @@ def parse(sql: str, *, filename: str) -> list[SqlBlock]:
 
 
 def load(path: Path) -> list[SqlBlock]:
-    return parse(path.read_text(encoding="utf-8"), filename=path.name)
+    from .batch import read_sql  # batch imports this module's neighbours; import here to stay acyclic
+
+    return parse(read_sql(path), filename=path.name)
 
 
 def _scalar_text(value: object) -> str:

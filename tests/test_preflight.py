@@ -95,3 +95,15 @@ def test_warn_passes_and_no_go_raises(after_6, crm_url: str) -> None:
     assert any("Job rows with NULL customer_id" in r and "got 1" in r for r in nogo.verdict.reasons)
     with pytest.raises(preflight.PreflightFailed, match="NO-GO"):
         nogo.raise_for_verdict()
+
+
+def test_a_migration_that_turns_off_the_lock_timeout_is_a_warn(empty_db: str, tmp_path: Path) -> None:
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("CREATE TABLE item (id int PRIMARY KEY, a int)")
+    folder = tmp_path / "migrations" / "001_change"
+    folder.mkdir(parents=True)
+    (folder / "migration.sql").write_text("SET lock_timeout = 0;\nALTER TABLE item ADD COLUMN b int;\n")
+    result = preflight.evaluate(open_session(1, database_url=empty_db, migrations_dir=tmp_path / "migrations",
+                                             reports_dir=tmp_path / "r"))
+    assert result.verdict.status == preflight.WARN
+    assert any("statement 1 (line 1)" in r and "lock_timeout" in r for r in result.verdict.reasons)
