@@ -25,8 +25,9 @@ demo: install
 test: install
 	@scripts/install_optional.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
-	@# the same suite on the system (Debian) PostgreSQL where one is installed; skipped cleanly otherwise
-	$(PY) scripts/system_postgres.py -- $(PY) -m pytest $(PYTEST_ARGS)
+	@# the server-dependent tests again on the system (Debian) PostgreSQL where one is installed; the
+	@# notebook/report tests (marker `kernel`) behave the same on any server and ran above
+	$(PY) scripts/system_postgres.py -- $(PY) -m pytest $(PYTEST_ARGS) -m "not kernel"
 
 # Both benchmarks (lock impact at 100k/1M/5M leads, then runbook's overhead), then benchmarks/RESULTS.md and
 # benchmarks/lock_impact.png from their results. About 15 minutes on 2 cores; needs psql. Quick look:

@@ -82,7 +82,7 @@ def _mem_gib() -> float:
 
 def spread(values: list[float]) -> dict:
     """Median with min and max (None values, e.g. n/a, are left out)."""
-    vals = [v for v in values if v is not None]
+    vals = [v for v in values if v is not None and v == v]  # None (n/a) and NaN (nothing measured) left out
     if not vals:
         return {"median": None, "min": None, "max": None, "n": 0}
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}

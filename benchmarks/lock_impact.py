@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import common  # noqa: F401  (puts the project on sys.path)
@@ -176,6 +177,10 @@ class Applied:
     longest_write_block_ms: float | None = None  # runbook's own figure (n/a for psql)
     steps: int | None = None
     record_duration_s: float | None = None
+    checks_before_s: float | None = None  # from the call to the first statement: preflight checks, catalog snapshot
+    statements_s: float | None = None  # first statement's start to the last one's end (retries and backoff included)
+    lock_timeouts: list[str] = dataclasses.field(default_factory=list)  # "step 1 statement 2 attempt 1 ..."
+    call_started: float | None = None  # time.monotonic() when apply.run was called (after open_session)
 
 
 def apply_psql(url: str) -> Applied:
@@ -199,8 +204,16 @@ def apply_runbook(url: str, strategy: str, reports: Path) -> Applied:
     wall = time.monotonic() - started
     if result is None:
         return Applied(False, wall, message)
-    return Applied(ok, wall, message, result.attempts, round(result.longest_write_block_s * 1000, 3),
-                   len(result.plan), result.duration_s)
+    applied = Applied(ok, wall, message, result.attempts, round(result.longest_write_block_s * 1000, 3),
+                      len(result.plan), result.duration_s, call_started=started)
+    if result.statements and result.statements_started_at:
+        before = (datetime.fromisoformat(result.statements_started_at)
+                  - datetime.fromisoformat(result.started_at)).total_seconds()
+        applied.checks_before_s = round(before, 6)
+        applied.statements_s = round(max(s.started_offset_s + s.duration_s for s in result.statements), 6)
+    applied.lock_timeouts = [f"step {s.step} statement {s.index} ({s.sql.splitlines()[0][:80]}) attempt {s.attempt}"
+                             for s in result.statements if s.status == "lock timeout"]
+    return applied
 
 
 def undo(url: str, method: str, applied: Applied, reports: Path) -> None:
@@ -250,6 +263,12 @@ def run_one(url: str, method: str, with_blocker: bool, *, wl: workload.WorkloadP
     blocked = blocker.end() if blocker else None
     ops = wl.stop()
     during = workload.stats(ops, t0, t1)
+    # While the DDL ran: psql's whole call; runbook's statements, after its checks.
+    if applied.statements_s is not None:
+        ddl_start = applied.call_started + applied.checks_before_s
+        during_ddl = workload.stats(ops, ddl_start, ddl_start + applied.statements_s)
+    else:
+        during_ddl = during
     quiet = workload.stats(ops, wl_started + 0.2, t0 - 0.05)
     undo(url, method, applied, reports)
     cleanup(url)
@@ -261,12 +280,20 @@ def run_one(url: str, method: str, with_blocker: bool, *, wl: workload.WorkloadP
         "blocker_timing": blocked,
         "apply": dataclasses.asdict(applied),
         "during": dataclasses.asdict(during),
+        "during_ddl": dataclasses.asdict(during_ddl),
         "quiet": dataclasses.asdict(quiet),
         "workload_ops_total": len(ops),
         # every operation that overlapped the apply, for percentiles pooled over the runs
         "window_latencies_ms": sorted(round(ops.latency[i] * 1000, 2) for i in range(len(ops))
                                       if ops.started[i] <= t1 and ops.started[i] + ops.latency[i] >= t0),
     }
+
+
+def add_steady(run: dict, interval_s: float) -> dict:
+    """The run's operations as steady arrivals would have seen them (see workload.at_steady_arrival)."""
+    lat = [v / 1000 for v in run.get("window_latencies_ms", [])]
+    run["steady"] = dataclasses.asdict(workload.steady_arrival_stats(lat, interval_s))
+    return run
 
 
 def _pooled(group: list[dict]) -> dict:
@@ -286,6 +313,8 @@ def summarize(runs: list[dict]) -> list[dict]:
             "applies_failed": sum(1 for r in group if not r["apply"]["ok"]),
             "apply_s": spread([r["apply"]["wall_s"] for r in group]),
             "max_ms": spread([r["during"]["max_ms"] for r in group]),
+            "max_ddl_ms": spread([r["during_ddl"]["max_ms"] for r in group if "during_ddl" in r]),
+            "checks_before_s": spread([r["apply"].get("checks_before_s") for r in group]),
             "p99_ms": spread([r["during"]["p99_ms"] for r in group]),
             "p999_ms": spread([r["during"]["p999_ms"] for r in group]),
             "failed_ops": spread([r["during"]["failed"] for r in group]),
@@ -293,6 +322,9 @@ def summarize(runs: list[dict]) -> list[dict]:
             "runbook_write_block_ms": spread([r["apply"]["longest_write_block_ms"] for r in group]),
             "attempts": spread([r["apply"]["attempts"] for r in group]),
             "pooled": _pooled(group),
+            "steady_p99_ms": spread([r["steady"]["p99_ms"] for r in group if "steady" in r]),
+            "steady_p999_ms": spread([r["steady"]["p999_ms"] for r in group if "steady" in r]),
+            "steady_over_100ms": spread([r["steady"]["over_threshold"] for r in group if "steady" in r]),
             "quiet_p99_ms": spread([r["quiet"]["p99_ms"] for r in group]),
             "quiet_max_ms": spread([r["quiet"]["max_ms"] for r in group]),
         })
@@ -324,7 +356,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
     parser.add_argument("--reload", action="store_true", help="reload the databases even when intact")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "lock_impact.json")
+    parser.add_argument("--from-raw", action="store_true",
+                        help="measure nothing: recompute the statistics from the last run's raw results in --state-dir")
     args = parser.parse_args(argv)
+    if args.from_raw:
+        raw = json.loads((args.state_dir / "lock_impact_raw.json").read_text())
+        interval = 1.0 / raw["settings"]["workload"]["rate_per_connection"]
+        for run in raw["runs"]:
+            add_steady(run, interval)
+        raw["summary"] = summarize(raw["runs"])
+        write(raw, args.out, args.state_dir)
+        log(f"recomputed {args.out} from {args.state_dir / 'lock_impact_raw.json'}")
+        return 0
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if unknown := [m for m in methods if m not in METHODS]:
@@ -366,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                     for method in order:
                         result = run_one(url, method, with_blocker, wl=wl, reference=reference, args=args,
                                          reports=reports)
+                        add_steady(result, 1.0 / args.rate)
                         result.update(leads=leads, run=run + 1)
                         out["runs"].append(result)
                         a, d = result["apply"], result["during"]
@@ -374,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"p99 {d['p99_ms']:.1f} ms, p99.9 {d['p999_ms']:.1f} ms, failed ops {d['failed']}"
                             + (f", runbook write block {a['longest_write_block_ms']:.1f} ms, attempts {a['attempts']}"
                                if a["longest_write_block_ms"] is not None else "")
+                            + (f", while DDL ran {result['during_ddl']['max_ms']:.1f} ms" if a["statements_s"] else "")
+                            + (f" [lock timeouts: {'; '.join(a['lock_timeouts'])}]" if a["lock_timeouts"] else "")
                             + (f" [{a['message'][:400]}]" if a["message"] else "")
                             + (f" [errors: {'; '.join(d['errors'][:2])}]" if d["errors"] else ""))
         out["summary"] = summarize(out["runs"])

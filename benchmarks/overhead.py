@@ -142,6 +142,7 @@ def split(timings: dict, run_dir: Path, wall: float) -> dict:
         params = sum(c["duration"] for c in cells if c["parameters"])
         per_notebook[phase] = {"execute_s": execute, "cells_s": cell_total, "kernel_and_papermill_s": execute - cell_total,
                                "cells": [{"id": c["id"], "s": c["duration"]} for c in cells]}
+        per_notebook[phase]["import_cell_s"] = code[0]["duration"]
         if phase == "summary":
             # summary-02 imports the summary module and loads the records; the rest build sections.
             imports += code[0]["duration"] + params

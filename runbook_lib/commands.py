@@ -108,38 +108,40 @@ def run_phases(
     say = (lambda m: None) if quiet else _progress
     say(f"runbook: batch {number} on {tgt.shown}; run folder {run.path}")
     queue = list(phases)
-    while queue:
-        phase = queue.pop(0)
-        if record.failure is not None and phase not in ("summary", "rollback"):
-            continue
-        params = {"batch": number, "run_dir": str(run.path)}
-        if phase != "summary":
-            params["migrations_dir"] = str(migrations)
-        if phase == "preflight" and (options or {}).get("force"):
-            params["fail_on_nogo"] = False  # --force: the NO-GO is reported, and apply is forced
-        if phase in ("apply", "rollback"):
-            allowed = _APPLY_OPTIONS if phase == "apply" else _ROLLBACK_OPTIONS
-            params.update({k: v for k, v in (options or {}).items() if v is not None and k in allowed})
-        out = run.path / runner.PHASE_NOTEBOOKS[phase]
-        started = time.perf_counter()
-        try:
-            done = runner.execute(phase, out, params, database_url=tgt.url)
-            record.phases.append(records.PhaseRun(phase, out.name, done.seconds, True))
-            say(f"  {phase:<9} ok      {done.seconds:6.1f} s")
-            if phase == "rollback" and record.failure is not None:
-                record.rolled_back = True
-        except PhaseFailed as exc:
-            seconds = round(time.perf_counter() - started, 3)
-            record.phases.append(records.PhaseRun(phase, out.name, seconds, False, exc.cell_index, exc.ename, exc.evalue))
-            outcome.errors[phase] = exc
-            say(f"  {phase:<9} FAILED  {seconds:6.1f} s")
-            if phase == "validate" and rollback_on_failure:
-                say("  validation failed: rolling the batch back (--rollback-on-failure)")
-                queue.insert(0, "rollback")
-        run.write("run", record)
-        if phase == "summary" and out.exists() and record.phases[-1].ok:
-            rendered = render.summary(out, run.path, title=f"Batch {number} migration summary")
-            outcome.summary_html, outcome.summary_md = rendered.html, rendered.markdown
+    # One kernel for the whole chain: a kernel start and the imports cost about a second per notebook.
+    with runner.SharedKernel(tgt.url, run.path) as kernel:
+        while queue:
+            phase = queue.pop(0)
+            if record.failure is not None and phase not in ("summary", "rollback"):
+                continue
+            params = {"batch": number, "run_dir": str(run.path)}
+            if phase != "summary":
+                params["migrations_dir"] = str(migrations)
+            if phase == "preflight" and (options or {}).get("force"):
+                params["fail_on_nogo"] = False  # --force: the NO-GO is reported, and apply is forced
+            if phase in ("apply", "rollback"):
+                allowed = _APPLY_OPTIONS if phase == "apply" else _ROLLBACK_OPTIONS
+                params.update({k: v for k, v in (options or {}).items() if v is not None and k in allowed})
+            out = run.path / runner.PHASE_NOTEBOOKS[phase]
+            started = time.perf_counter()
+            try:
+                done = runner.execute(phase, out, params, database_url=tgt.url, kernel=kernel)
+                record.phases.append(records.PhaseRun(phase, out.name, done.seconds, True))
+                say(f"  {phase:<9} ok      {done.seconds:6.1f} s")
+                if phase == "rollback" and record.failure is not None:
+                    record.rolled_back = True
+            except PhaseFailed as exc:
+                seconds = round(time.perf_counter() - started, 3)
+                record.phases.append(records.PhaseRun(phase, out.name, seconds, False, exc.cell_index, exc.ename, exc.evalue))
+                outcome.errors[phase] = exc
+                say(f"  {phase:<9} FAILED  {seconds:6.1f} s")
+                if phase == "validate" and rollback_on_failure:
+                    say("  validation failed: rolling the batch back (--rollback-on-failure)")
+                    queue.insert(0, "rollback")
+            run.write("run", record)
+            if phase == "summary" and out.exists() and record.phases[-1].ok:
+                rendered = render.summary(out, run.path, title=f"Batch {number} migration summary")
+                outcome.summary_html, outcome.summary_md = rendered.html, rendered.markdown
     for phase in record.phases:
         # summary.html is the summary notebook rendered without code: an audit copy would overwrite it.
         if phase.phase != "summary" and (run.path / phase.notebook).exists():

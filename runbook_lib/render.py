@@ -20,7 +20,7 @@ def _read(notebook: Path):
 
     nb = nbformat.read(str(notebook), as_version=4)
     # papermill's parameter cells and error banners are bookkeeping, not report content.
-    hidden = {"injected-parameters", "papermill-error-cell-tag", "remove"}
+    hidden = {"injected-parameters", "papermill-error-cell-tag", "remove", "runbook-reset"}
     nb.cells = [c for c in nb.cells if not hidden & set(c.metadata.get("tags", []))]
     return nb
 

@@ -42,6 +42,76 @@ def _kernel_manager_class():
     return IpcKernelManager
 
 
+class SharedKernel:
+    """One kernel for all the notebooks of a run: started once, its namespace reset between notebooks.
+
+    A kernel start and the imports of runbook_lib, pandas and psycopg cost about a second per notebook;
+    `runbook run` executes four. A kernel that died (or a notebook that killed it) is replaced.
+    """
+
+    def __init__(self, database_url: str, cwd: Path) -> None:
+        self.database_url = database_url
+        self.cwd = cwd
+        self.km = None
+
+    def _start(self) -> None:
+        from jupyter_client.utils import run_sync
+
+        previous = os.environ.get("DATABASE_URL")
+        os.environ["DATABASE_URL"] = self.database_url  # the kernel inherits it, the notebook never sees it
+        try:
+            self.km = _kernel_manager_class()(kernel_name="python3")
+            run_sync(self.km.start_kernel)(cwd=str(self.cwd))
+        finally:
+            _restore(previous)
+
+    def ready(self):
+        """The kernel manager for the next notebook, alive (a kernel that died is replaced)."""
+        from jupyter_client.utils import run_sync
+
+        if self.km is None or not run_sync(self.km.is_alive)():
+            self.close()
+            self._start()
+        return self.km
+
+    def close(self) -> None:
+        from jupyter_client.utils import run_sync
+
+        if self.km is not None:
+            try:
+                run_sync(self.km.shutdown_kernel)(now=True)
+            except Exception:  # already gone
+                pass
+            self.km = None
+
+    def __enter__(self) -> "SharedKernel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _restore(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop("DATABASE_URL", None)
+    else:
+        os.environ["DATABASE_URL"] = previous
+
+
+RESET_TAG = "runbook-reset"
+
+
+def _with_reset_cell(path: Path):
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cell = nbformat.v4.new_code_cell("%reset -f")
+    cell.metadata["tags"] = [RESET_TAG]
+    nb.cells.insert(0, cell)
+    nb.metadata.setdefault("papermill", {})["input_path"] = str(path)
+    return nb
+
+
 def notebook_path(phase: str, notebooks_dir: Path | None = None) -> Path:
     path = (notebooks_dir or paths.notebooks_dir()) / PHASE_NOTEBOOKS[phase]
     if not path.is_file():
@@ -57,25 +127,31 @@ def execute(
     database_url: str,
     cell_timeout_s: int = 3600,
     notebooks_dir: Path | None = None,
+    kernel: SharedKernel | None = None,
 ) -> NotebookRun:
-    """Run one phase notebook; any failure (cell error, cell timeout, dead kernel) raises PhaseFailed."""
+    """Run one phase notebook; any failure (cell error, cell timeout, dead kernel) raises PhaseFailed.
+
+    With `kernel`, the notebook runs in that shared kernel (which holds the database URL already).
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source = notebook_path(phase, notebooks_dir)
+    source: Any = notebook_path(phase, notebooks_dir)
+    if kernel is not None:
+        source = _with_reset_cell(source)
     previous = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = database_url
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
-            str(source),
+            source if kernel is not None else str(source),
             str(output),
             parameters=parameters,
             kernel_name="python3",
             progress_bar=False,
             cwd=str(output.parent),
             execution_timeout=cell_timeout_s,
-            kernel_manager_class=_kernel_manager_class(),
+            **({"km": kernel.ready()} if kernel is not None else {"kernel_manager_class": _kernel_manager_class()}),
         )
     except PapermillExecutionError as exc:
         cell = _failed_cell(output, exc.cell_index)
@@ -84,10 +160,7 @@ def execute(
         name = type(exc).__name__
         raise PhaseFailed(phase, str(output), None, name, _clean(str(exc))) from None
     finally:
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
+        _restore(previous)
     return NotebookRun(phase, output, round(time.perf_counter() - started, 3))
 
 

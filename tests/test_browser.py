@@ -12,9 +12,11 @@ import pytest
 from runbook_lib import cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; make test installs it where it can)"
-)
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(CHROMIUM is None,
+                       reason="Chromium is not installed (apt-get install chromium; make test installs it where it can)"),
+]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

@@ -27,6 +27,9 @@ from psycopg import conninfo, sql
 from runbook_lib import catalog, database, ledger, paths
 from runbook_lib.cli import main
 
+# Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
+pytestmark = pytest.mark.kernel
+
 TABLES = ["Customer", "Lead", "Job"]
 PASSWORD = "s3cr3t-pw"
 BAD_URL = "postgresql://nobody:secret@127.0.0.1:1/x"

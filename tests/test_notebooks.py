@@ -20,6 +20,9 @@ from runbook_lib import apply, database, ledger, paths, runner
 from runbook_lib.errors import PhaseFailed
 from runbook_lib.session import open_session
 
+# Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
+pytestmark = pytest.mark.kernel
+
 NOTEBOOKS = paths.notebooks_dir()
 PHASES = ["preflight", "apply", "validate", "summary", "rollback"]
 PASSWORD = "nb-s3cret-pw"

@@ -11,6 +11,9 @@ import pytest
 
 from runbook_lib import cli, paths
 
+# Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
+pytestmark = pytest.mark.kernel
+
 
 @pytest.fixture
 def migrations(tmp_path: Path) -> Path:

@@ -25,6 +25,9 @@ from runbook_lib import apply, database, paths
 from runbook_lib.cli import main
 from runbook_lib.session import open_session
 
+# Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
+pytestmark = pytest.mark.kernel
+
 SECTIONS = ["What Was Done", "Changes Applied", "Pre-flight Checks", "Validation Results", "Test Summary",
             "Database State", "Performance Impact (measured)", "Migration Timeline", "Rollback Procedure",
             "Files", "Monitoring"]
