@@ -16,7 +16,7 @@ def run(
     strategy: str = plan.DIRECT,
     lock_timeout_ms: int = 200,
     statement_timeout_ms: int = 0,
-    max_attempts: int = 5,
+    max_attempts: int = 10,
 ) -> ExecutionResult:
     """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure."""
     batch = session.batch
@@ -48,7 +48,7 @@ def run(
                 f"{session.facts.database}; apply batch {missing[0]} first."
             )
         resume_after = _resume_point(conn, session, strategy, dry_run)
-        check = preflight.evaluate(session, lint=False)
+        check = preflight.evaluate(session, lint=False, measure=False)
         # A resumed apply is part way: the gates describe the state before step 1, not this one.
         if check.verdict.status == preflight.NOGO and not force and resume_after is None:
             raise PreflightFailed(

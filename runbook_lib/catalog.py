@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 import psycopg
 from psycopg.rows import dict_row
 
+EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
+
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
@@ -49,8 +51,9 @@ class TableSnapshot:
     columns: tuple[ColumnInfo, ...] = ()
     constraints: tuple[ConstraintInfo, ...] = ()
     indexes: tuple[IndexInfo, ...] = ()
-    rows: int = 0  # exact count at snapshot time
+    rows: int = 0  # count at snapshot time: exact, or the planner's estimate for large tables
     bytes: int = 0  # pg_total_relation_size
+    rows_exact: bool = True
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -142,15 +145,33 @@ def snapshot_table(conn: psycopg.Connection, name: str, *, count_rows: bool = Tr
             )
         )
         size = cur.execute("SELECT pg_total_relation_size(%s) AS bytes", (oid,)).fetchone()["bytes"]
-        rows = 0
-        if count_rows:
+        rows, exact = 0, True
+        if count_rows and size > EXACT_COUNT_MAX_BYTES:
+            # A full count of a large table costs seconds of I/O on the server the application runs on;
+            # the planner's statistics are close enough for a report (and say so).
+            rows, columns = _estimated_counts(cur, oid, columns)
+            exact = False
+        elif count_rows:
             # One scan counts the rows and, per column, the rows that have a value (the column's coverage).
             counts = ", ".join(f'count("{c.name.replace(chr(34), chr(34) * 2)}") AS c{i}' for i, c in enumerate(columns))
             row = cur.execute(f"SELECT count(*) AS n{', ' + counts if counts else ''} FROM {_quoted(name)}").fetchone()
             values = list(row.values())
             rows = values[0]
             columns = tuple(replace(c, non_null=v) for c, v in zip(columns, values[1:]))
-    return TableSnapshot(name, True, columns, constraints, indexes, rows, size)
+    return TableSnapshot(name, True, columns, constraints, indexes, rows, size, exact)
+
+
+def _estimated_counts(cur, oid: int, columns: tuple[ColumnInfo, ...]) -> tuple[int, tuple[ColumnInfo, ...]]:
+    rows = max(int(cur.execute("SELECT reltuples FROM pg_class WHERE oid = %s", (oid,)).fetchone()["reltuples"]), 0)
+    null_frac = {r["attname"]: r["null_frac"] for r in cur.execute(
+        "SELECT attname, null_frac FROM pg_stats WHERE (schemaname, tablename) ="
+        " (SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s)",
+        (oid,),
+    )}
+    estimated = tuple(
+        replace(c, non_null=round(rows * (1 - null_frac[c.name])) if c.name in null_frac else -1) for c in columns
+    )
+    return rows, estimated
 
 
 def _quoted(name: str) -> str:

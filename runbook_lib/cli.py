@@ -30,7 +30,7 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
                             "without long write locks, each step a short transaction")
     p.add_argument("--lock-timeout", type=int, default=200, metavar="MS", help="lock_timeout per attempt (ms)")
     p.add_argument("--statement-timeout", type=int, default=0, metavar="MS", help="statement_timeout (ms, 0 = none)")
-    p.add_argument("--max-attempts", type=int, default=5, help="attempts when a lock is not granted in time")
+    p.add_argument("--max-attempts", type=int, default=10, help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

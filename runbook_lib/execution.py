@@ -24,6 +24,8 @@ from .database import ConnectionFacts
 from .errors import LockBusy, MigrationFailed, RunbookError
 from .session import Session
 
+MAX_BACKOFF_S = 2.0  # between attempts: long enough for a blocker to finish, short enough to keep trying
+
 # One advisory lock key per database for every runbook apply/rollback ("RUNBOOK" in ASCII).
 ADVISORY_KEY = 0x52554E424F4F4B
 
@@ -86,7 +88,8 @@ class ExecutionResult:
     steps: list[StepRun] = field(default_factory=list)
     statements: list[StatementRun] = field(default_factory=list)
     locks_before_commit: list[HeldLock] = field(default_factory=list)
-    longest_write_block_s: float = 0.0
+    longest_write_block_s: float = 0.0  # the longest of: a write-blocking lock held, a queued lock request
+    longest_queue_wait_s: float = 0.0  # a timed-out lock request that writers queued behind
     before: catalog.CatalogSnapshot | None = None
     after: catalog.CatalogSnapshot | None = None
     changes: list[catalog.CatalogChange] = field(default_factory=list)
@@ -95,6 +98,11 @@ class ExecutionResult:
     prisma: prisma.PrismaRecord | None = None
     message: str = ""
     statements_started_at: str = ""  # wall clock of offset 0 of the statements' timeline
+
+    @property
+    def longest_lock_hold_s(self) -> float:
+        """The longest a lock that blocks writes was held (to its commit), over all steps."""
+        return max((h.held_s or 0.0 for h in self.locks_before_commit if h.blocks_writes), default=0.0)
 
     @property
     def succeeded(self) -> bool:
@@ -196,8 +204,82 @@ class _Clock:
         return round(time.perf_counter() - self.t0, 6)
 
 
+_FK_PAIRS_SQL = """
+SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c
+WHERE c.contype = 'f' AND c.conrelid = ANY(%(oids)s::oid[]) AND c.confrelid = ANY(%(oids)s::oid[])
+  AND c.conrelid <> c.confrelid
+"""
+
+
+def lock_order(conn: psycopg.Connection, step: plan.Step) -> list[tuple[str, str]]:
+    """The write-blocking locks to take first, in the application's order: referencing tables before the
+    tables they reference (an INSERT into "Job" locks "Job", then "Lead" for its foreign key).
+
+    Taking "Lead" first and "Job" later, as a migration may be written, deadlocks with such an INSERT.
+    Only tables linked by a foreign key within the step are locked ahead: locking an unrelated table
+    early would only hold it longer.
+    """
+    wanted: dict[str, str] = {}
+    for stmt in step.statements:
+        for table, mode in stmt.table_locks:
+            if locks.blocks_writes(mode):
+                wanted[table] = locks.strongest([mode, wanted.get(table, mode)])
+    if len(wanted) < 2:
+        return []
+    names: dict[str, str] = {}  # regclass text -> the name as the SQL wrote it
+    oids = []
+    for table in wanted:
+        row = conn.execute("SELECT oid, oid::regclass::text FROM pg_class WHERE oid = to_regclass(%s)",
+                           (_regclass_text(table),)).fetchone()
+        if row is not None:
+            oids.append(row[0])
+            names[row[1]] = table
+    edges = [(names[a], names[b]) for a, b in conn.execute(_FK_PAIRS_SQL, {"oids": oids}).fetchall()
+             if a in names and b in names]
+    linked = [t for t in wanted if any(t in edge for edge in edges)]
+    if len(linked) < 2:
+        return []
+    ordered: list[str] = []
+    pending = list(linked)
+    while pending:  # referencing before referenced; a cycle falls back to the order of the SQL
+        ready = [t for t in pending if not any(child in pending and child != t and parent == t for child, parent in edges)]
+        pick = ready[0] if ready else pending[0]
+        ordered.append(pick)
+        pending.remove(pick)
+    return [(t, wanted[t]) for t in ordered]
+
+
+def _regclass_text(table: str) -> str:
+    if "." in table and not table.startswith('"'):
+        schema, name = table.split(".", 1)
+        return f'"{schema}"."{name}"'
+    return '"' + table.replace('"', '""') + '"'
+
+
 def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clock: _Clock,
                     runs: list[StatementRun], acquired: dict[tuple[str, str], float]) -> None:
+    if not conn.autocommit:
+        ahead = lock_order(conn, step)
+        if ahead:
+            start = clock()
+            text = "; ".join(f"LOCK TABLE {_regclass_text(t)} IN {mode} MODE" for t, mode in ahead)
+            try:
+                for table, mode in ahead:
+                    conn.execute(f"LOCK TABLE {_regclass_text(table)} IN {mode} MODE")
+            except psycopg.Error as exc:
+                status = "lock timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "failed"
+                runs.append(StatementRun(0, 0, "LOCK TABLE (runbook: the step's locks, in the application's order)",
+                                         text, attempt, start, round(clock() - start, 6), 0, status, "",
+                                         _server_message(exc), step.number,
+                                         ", ".join(f"{m} on {t}" for t, m in ahead)))
+                raise
+            taken = [lock for lock in _held_locks(conn) if lock not in acquired]
+            for lock in taken:
+                acquired[lock] = start
+            runs.append(StatementRun(0, 0, "LOCK TABLE (runbook: the step's locks, in the application's order)",
+                                     text, attempt, start, round(clock() - start, 6), 0, "ok",
+                                     ", ".join(f"{mode} on {rel}" for rel, mode in taken), "", step.number,
+                                     ", ".join(f"{m} on {t}" for t, m in ahead)))
     for stmt in step.statements:
         start = clock()
         try:
@@ -218,6 +300,10 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
         measured = ", ".join(f"{mode} on {rel}" for rel, mode in taken) or ("none new" if not conn.autocommit else "")
         runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start, duration,
                                  max(cur.rowcount, 0), "ok", measured, "", step.number, stmt.locks))
+
+
+def _modes(lock_text: str) -> list[str]:
+    return [part.split(" on ")[0] for part in lock_text.split(", ") if " on " in part]
 
 
 def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempts, backoff_ms, verify, last):
@@ -256,10 +342,14 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                            round(clock() - started, 6), longest)
         except psycopg.errors.LockNotAvailable as exc:
             result.statements += runs
+            # While its lock request waited, every writer queued behind it: that wait blocked writes too.
+            waited = [r for r in runs if r.status == "lock timeout"]
+            if waited and any(locks.blocks_writes(m) for m in _modes(waited[-1].expected_locks)):
+                result.longest_queue_wait_s = max(result.longest_queue_wait_s, waited[-1].duration_s)
             if attempt == max_attempts:
                 raise _GaveUp(attempt, exc) from None
             delay = backoff_ms / 1000 * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-            time.sleep(min(delay, 10.0))
+            time.sleep(min(delay, MAX_BACKOFF_S))
         except _VerificationFailed:
             result.statements += [replace(r, status="rolled back") for r in runs]
             raise
@@ -286,7 +376,7 @@ def execute(
     strategy: str = plan.DIRECT,
     lock_timeout_ms: int = 200,
     statement_timeout_ms: int = 0,
-    max_attempts: int = 5,
+    max_attempts: int = 10,
     backoff_ms: int = 200,
     resume_after: int | None = None,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
@@ -344,7 +434,7 @@ def execute(
             result.steps.append(StepRun(step.number, step.purpose, step.transactional, "failed", result.attempts))
             _fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms, session.url)
     result.steps_kept = 0 if dry_run else len(steps)
-    result.longest_write_block_s = max((s.longest_write_block_s for s in result.steps), default=0.0)
+    result.longest_write_block_s = max([s.longest_write_block_s for s in result.steps] + [result.longest_queue_wait_s])
     if not dry_run:
         # Settings the migration made (search_path, timeouts, roles) must not follow runbook's own queries.
         conn.execute("RESET ALL")

@@ -37,6 +37,7 @@ class PlannedStatement:
     kind: str
     sql: str
     locks: str = ""  # expected, from the parser; the timeline records what pg_locks measured
+    table_locks: tuple[tuple[str, str], ...] = ()  # the same, as (table, mode) pairs
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Step:
     @property
     def label(self) -> str:
         return f"step {self.number} ({self.purpose})"
+
+
+def _pairs(stmt: StatementAnalysis) -> tuple[tuple[str, str], ...]:
+    return tuple((lock.table, lock.mode) for lock in stmt.locks)
 
 
 def _ident(name: str) -> str:
@@ -84,7 +89,8 @@ def _online_pieces(stmt: StatementAnalysis) -> list[tuple[str, list[PlannedState
         return None
     cmd = node.cmds[0]
     table = _table_sql(node.relation)
-    piece = lambda kind, text: PlannedStatement(stmt.index, stmt.line, kind, text, stmt.lock_summary)  # noqa: E731
+    piece = lambda kind, text: PlannedStatement(stmt.index, stmt.line, kind, text, stmt.lock_summary,  # noqa: E731
+                                                _pairs(stmt))
     if cmd.subtype == AlterTableType.AT_SetNotNull:
         column = cmd.name
         check = _constraint_name(node.relation.relname, column, "not_null_rb")
@@ -198,7 +204,7 @@ def build(statements: list[StatementAnalysis], strategy: str = DIRECT) -> list[S
             if options is not None:
                 pending.append(options)
             continue
-        planned = PlannedStatement(stmt.index, stmt.line, stmt.kind, stmt.sql, stmt.lock_summary)
+        planned = PlannedStatement(stmt.index, stmt.line, stmt.kind, stmt.sql, stmt.lock_summary, _pairs(stmt))
         if not stmt.transactional:
             flush()
             steps.append(Step(len(steps) + 1, f"statement {stmt.index} on its own: {stmt.kind} cannot run in a transaction",

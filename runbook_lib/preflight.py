@@ -276,7 +276,7 @@ def _verdict(result: PreflightResult) -> Verdict:
 
 
 def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_threshold_ms: float = 1000.0,
-             lint: bool = True) -> PreflightResult:
+             lint: bool = True, measure: bool = True) -> PreflightResult:
     """Run every preflight check read-only and return the facts with a verdict; writes nothing."""
     from . import analysis
     from . import lint as lint_mod  # squawk runs as a subprocess; imported here to keep the module light
@@ -298,9 +298,12 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
             gates = [sqlblocks.run(conn, block) for block in gate_blocks]
             names = touched_tables(batch, statements)
             sizes = table_sizes(conn, names)
-            found_blockers = blockers(conn, names, long_transaction_s=long_transaction_s)
-            costs = lockcost.estimate(conn, statements, {t.table: (t.rows_estimate, t.bytes) for t in sizes if t.exists},
-                                      threshold_ms=lock_threshold_ms)
+            found_blockers, costs = [], []
+            if measure:  # apply's own check skips these: they scan tables and it waits for locks anyway
+                found_blockers = blockers(conn, names, long_transaction_s=long_transaction_s)
+                costs = lockcost.estimate(conn, statements,
+                                          {t.table: (t.rows_estimate, t.bytes) for t in sizes if t.exists},
+                                          threshold_ms=lock_threshold_ms)
     lint_result = lint_mod.lint(batch.migration_sql, server_major=session.facts.major) if lint else None
     result = PreflightResult(
         batch=BatchInfo.of(batch),

@@ -15,7 +15,7 @@ def run(
     dry_run: bool = False,
     lock_timeout_ms: int = 200,
     statement_timeout_ms: int = 0,
-    max_attempts: int = 5,
+    max_attempts: int = 10,
 ) -> ExecutionResult:
     """Reverse an applied batch, verify its declared checks no longer hold, and record it."""
     batch = session.batch

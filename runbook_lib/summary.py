@@ -181,7 +181,7 @@ class Summary:
                     rows.append((f"{before.name}.{col.name}", _nullability(col), _nullability(new)))
                     rows.append((f"{before.name}.{col.name} coverage", _coverage(col, before.rows),
                                  _coverage(new, after.rows if after else 0)))
-            rows.append((f"{before.name} rows", before.rows, after.rows if after else ""))
+            rows.append((f"{before.name} rows", _count(before), _count(after) if after else ""))
             rows.append((f"{before.name} size", _bytes(before.bytes), _bytes(after.bytes) if after else ""))
         return Section("Database State", md.table(["Item", "Before", "After"], rows))
 
@@ -195,10 +195,13 @@ class Summary:
         body.append(md.table(["Lock held at commit", "Mode", "Blocks writes", "Held"], [
             (h.relation, h.mode, "yes" if h.blocks_writes else "no", f"{(h.held_s or 0) * 1000:.1f} ms")
             for h in a.locks_before_commit]))
+        queued = (f" A lock request that timed out kept writers queued for {a.longest_queue_wait_s * 1000:.1f} ms."
+                  if a.longest_queue_wait_s else "")
         body.append(
             f"Apply took {a.duration_s:.3f} s in {a.attempts} attempt(s) "
             f"(lock_timeout {a.lock_timeout_ms} ms). The longest lock that blocks writes was held "
-            f"{a.longest_write_block_s * 1000:.1f} ms."
+            f"{a.longest_lock_hold_s * 1000:.1f} ms."
+            + queued + f" Writes were blocked for at most {a.longest_write_block_s * 1000:.1f} ms in all."
         )
         return Section("Performance Impact (measured)", "\n\n".join(body))
 
@@ -296,6 +299,10 @@ def _nullability(col) -> str:
     if col is None:
         return "absent"
     return f"{col.type} {'NULL' if col.nullable else 'NOT NULL'}"
+
+
+def _count(table) -> str:
+    return str(table.rows) if table.rows_exact else f"about {table.rows} (planner estimate: large table)"
 
 
 class _Png:

@@ -69,7 +69,7 @@ force = False            # True: apply even when preflight says NO-GO
 strategy = "direct"      # "direct": one transaction; "online": SET NOT NULL / FOREIGN KEY / CHECK without long write locks
 lock_timeout_ms = 200    # how long one attempt may wait for a lock before it is retried
 statement_timeout_ms = 0 # 0: no limit
-max_attempts = 5''', ["parameters"]),
+max_attempts = 10        # attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)''', ["parameters"]),
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Apply\nWrites `apply.json` and a ledger row whatever happens; a failure rolls everything back and fails this cell with the server's message."),
@@ -122,7 +122,7 @@ rb = nb([
 dry_run = False
 lock_timeout_ms = 200
 statement_timeout_ms = 0
-max_attempts = 5''', ["parameters"]),
+max_attempts = 10        # attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)''', ["parameters"]),
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Roll back"),
