@@ -127,37 +127,11 @@ def _strip_comment(line: str) -> str:
     return line.rstrip()
 
 
-def _attribute_args(text: str, name: str) -> tuple[str, int, int] | None:
-    """The argument text of attribute `name` (e.g. "@relation") in `text`, and its span (the parentheses)."""
-    for match in re.finditer(re.escape(name) + r"\s*\(", text):
-        if match.start() > 0 and text[match.start() - 1] == "@":
-            continue  # "@map" inside "@@map"
-        depth, in_string, escaped = 0, False, False
-        for i in range(match.end() - 1, len(text)):
-            ch = text[i]
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == '"':
-                    in_string = False
-            elif ch == '"':
-                in_string = True
-            elif ch in "([":
-                depth += 1
-            elif ch in ")]":
-                depth -= 1
-                if depth == 0:
-                    return text[match.end():i], match.end() - 1, i
-        return None
-    return None
-
-
-def _split_args(text: str) -> list[tuple[str | None, str]]:
-    """`"name", fields: [a, b], onDelete: Restrict` -> [(None, '"name"'), ("fields", "[a, b]"), ...]."""
-    parts, depth, in_string, escaped, start = [], 0, False, False, 0
-    for i, ch in enumerate(text + ","):
+def _top_level(text: str, start: int = 0):
+    """(index, character, bracket depth after it) for each character outside string literals."""
+    depth, in_string, escaped = 0, False, False
+    for i in range(start, len(text)):
+        ch = text[i]
         if in_string:
             if escaped:
                 escaped = False
@@ -165,14 +139,36 @@ def _split_args(text: str) -> list[tuple[str | None, str]]:
                 escaped = True
             elif ch == '"':
                 in_string = False
-        elif ch == '"':
+            continue
+        if ch == '"':
             in_string = True
-        elif ch in "([":
+            continue
+        if ch in "([":
             depth += 1
         elif ch in ")]":
             depth -= 1
-        elif ch == "," and depth == 0:
-            part = text[start:i].strip()
+        yield i, ch, depth
+
+
+def _attribute_args(text: str, name: str) -> tuple[str, int, int] | None:
+    """The argument text of attribute `name` (e.g. "@relation") in `text`, and its span (the parentheses)."""
+    for match in re.finditer(re.escape(name) + r"\s*\(", text):
+        if match.start() > 0 and text[match.start() - 1] == "@":
+            continue  # "@map" inside "@@map"
+        for i, ch, depth in _top_level(text, match.end() - 1):
+            if ch in ")]" and depth == 0:
+                return text[match.end():i], match.end() - 1, i
+        return None
+    return None
+
+
+def _split_args(text: str) -> list[tuple[str | None, str]]:
+    """`"name", fields: [a, b], onDelete: Restrict` -> [(None, '"name"'), ("fields", "[a, b]"), ...]."""
+    parts, start = [], 0
+    padded = text + ","
+    for i, ch, depth in _top_level(padded):
+        if ch == "," and depth == 0:
+            part = padded[start:i].strip()
             if part:
                 key = re.match(r"^(\w+)\s*:\s*(.*)$", part, re.S)
                 parts.append((key.group(1), key.group(2).strip()) if key else (None, part))
