@@ -73,7 +73,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="with DATABASE_URL: drop the example's tables first")
     p = sub.add_parser("server", help="the embedded PostgreSQL")
     p.add_argument("action", choices=("start", "stop", "url"))
+    _fleet_parser(sub)
     return parser
+
+
+def _fleet_parser(sub) -> None:
+    p = sub.add_parser("fleet", help="one batch across the databases of a fleet.toml, on Dask (waves, canary first)")
+    fl = p.add_subparsers(dest="fleet_command", required=True, parser_class=_Parser)
+    for name, text in (("preflight", "preflight on every target (read-only); exit 1 if any says NO-GO"),
+                       ("run", "preflight, apply, validate and summary on every target, wave by wave")):
+        f = fl.add_parser(name, help=text)
+        f.add_argument("batch", type=int)
+        f.add_argument("--targets", type=Path, required=True, metavar="FLEET.TOML",
+                       help="the targets: [[target]] name, url_env (the variable holding its URL), group")
+        f.add_argument("--workers", type=int, help="LocalCluster worker processes (default: the core count)")
+        f.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler instead of a LocalCluster")
+        f.add_argument("--shared-reports", action="store_true",
+                       help="with --scheduler: the workers see --reports-dir (shared storage) and write there")
+        f.add_argument("--migrations-dir", type=Path, help="folder of batches (default: the example's)")
+        f.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
+        if name == "run":
+            _apply_options(f, force=False)
+            f.add_argument("--strategy", choices=("direct", "online"), default="direct",
+                           help="as for `runbook run`")
+            f.add_argument("--max-failures", type=int, metavar="K", help="schedule no new target after K failures")
+            f.add_argument("--rollback-on-failure", action="store_true",
+                           help="on a target whose validation fails, roll the batch back")
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from . import fleet, fleet_report
+
+    spec = fleet.load(args.targets)
+    run = args.fleet_command == "run"
+    outcome = fleet.run(
+        spec, args.batch, mode=fleet.RUN if run else fleet.PREFLIGHT, workers=args.workers,
+        scheduler=args.scheduler, max_failures=getattr(args, "max_failures", None),
+        options=_options(args) if run else None, rollback_on_failure=getattr(args, "rollback_on_failure", False),
+        migrations_dir=args.migrations_dir, reports_dir=args.reports_dir,
+        shared_reports=True if args.shared_reports else None)
+    record = outcome.record
+    width = max(len(t.name) for t in record.targets)
+    print(fleet_report.headline(record) + ": " + ", ".join(f"{n} {k}" for k, n in fleet_report.totals(record)))
+    for t in record.targets:
+        detail = "; ".join(t.reasons) if not run and t.reasons else t.message
+        if run and t.validation:
+            detail = f"validation {t.validation}" + (f"; {detail}" if detail else "")
+        print(f"  {t.wave:<10} {t.name:<{width}}  {t.status:<16} {t.seconds:6.1f} s  {detail}".rstrip())
+    if record.stopped:
+        print(f"stopped: {record.stopped}")
+    print(f"fleet report: {outcome.html}")
+    print(f"              {outcome.markdown}")
+    return 0 if outcome.ok else 1
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -134,6 +185,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if cmd == "report":
         return _print_outcome(commands.report(args.run_dir))
+    if cmd == "fleet":
+        return _fleet(args)
     if cmd == "example":
         tgt = commands.target(args.database_url)
         loaded = commands.example_load(tgt, leads=args.leads, reset=args.reset)

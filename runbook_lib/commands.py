@@ -94,15 +94,18 @@ def run_phases(
     options: dict | None = None,
     rollback_on_failure: bool = False,
     quiet: bool = False,
+    folder_name: str | None = None,
 ) -> RunOutcome:
     """Execute the phase notebooks in order into one run folder, stopping at the first failure.
 
     Whatever happened, a summary is rendered when asked for, so a failed run still has its report;
-    with `rollback_on_failure`, a failed validation rolls the batch back first.
+    with `rollback_on_failure`, a failed validation rolls the batch back first. `folder_name` replaces
+    the database name in `reports/<database>/<batch>/<run-id>/` (a fleet names each target).
     """
     migrations = Path(migrations_dir or paths.example_migrations_dir()).resolve()
     batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
-    run = records.RunFolder.create(Path(reports_dir or paths.default_reports_dir()).resolve(), tgt.name, number)
+    run = records.RunFolder.create(Path(reports_dir or paths.default_reports_dir()).resolve(),
+                                  folder_name or tgt.name, number)
     record = records.RunRecord(number, run.run_id, tgt.shown, _now(), rollback_on_failure=rollback_on_failure)
     outcome = RunOutcome(record, run.path)
     say = (lambda m: None) if quiet else _progress

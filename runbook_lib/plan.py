@@ -89,8 +89,13 @@ def _online_pieces(stmt: StatementAnalysis) -> list[tuple[str, list[PlannedState
         return None
     cmd = node.cmds[0]
     table = _table_sql(node.relation)
-    piece = lambda kind, text: PlannedStatement(stmt.index, stmt.line, kind, text, stmt.lock_summary,  # noqa: E731
-                                                _pairs(stmt))
+    def piece(kind: str, text: str) -> PlannedStatement:
+        # Each piece is analysed on its own: VALIDATE takes SHARE UPDATE EXCLUSIVE, not the original's lock.
+        from .analysis import analyze
+
+        [own] = analyze(text)
+        return PlannedStatement(stmt.index, stmt.line, kind, text, own.lock_summary, _pairs(own))
+
     if cmd.subtype == AlterTableType.AT_SetNotNull:
         column = cmd.name
         check = _constraint_name(node.relation.relname, column, "not_null_rb")

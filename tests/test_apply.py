@@ -173,6 +173,10 @@ def test_online_strategy_reaches_the_same_catalog_as_direct(after_6, crm_url: st
     validates = [s for s in online.statements if s.kind == "ALTER TABLE … VALIDATE CONSTRAINT"]
     assert validates and all("SHARE UPDATE EXCLUSIVE" in s.locks and "ACCESS EXCLUSIVE" not in s.locks
                              for s in validates)
+    # ...and nothing else in those steps blocked writes while the scans ran.
+    validate_steps = {s.step for s in validates}
+    assert [h for h in online.locks_before_commit if h.step in validate_steps and h.blocks_writes] == []
+    assert all(s.longest_write_block_s == 0 for s in online.steps if s.number in validate_steps)
     online_catalog = catalog_state(crm_url)
 
     other = make_database(crm_template)
