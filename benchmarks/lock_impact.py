@@ -4,7 +4,7 @@ For each size (the example CRM at N leads, batch 6 applied, so batch 7 is GO), a
 (runbook_lib.workload, in a process of its own: inserts and updates into "Lead" and "Job", reads by
 id) runs while batch 7 is applied by
   (a) psql -X -q -v ON_ERROR_STOP=1 -1 -f migration.sql   (the reference document's way)
-  (b) runbook_lib.apply.run(session, strategy="direct")   (lock_timeout 200 ms, 5 attempts: the defaults)
+  (b) runbook_lib.apply.run(session, strategy="direct")   (lock_timeout 200 ms, 10 attempts: the defaults)
   (c) runbook_lib.apply.run(session, strategy="online")
 each without and with a blocker (a session idle in transaction after reading "Lead", started just
 before the apply and held --blocker-seconds). After each apply batch 7 is rolled back the same way
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import shutil
 import subprocess
@@ -39,7 +40,7 @@ from psycopg import sql
 
 from runbook_lib import apply, catalog, database, example, ledger, paths, rollback, workload
 from runbook_lib.errors import RunbookError
-from runbook_lib.execution import ExecutionResult
+from runbook_lib.execution import MAX_BACKOFF_S, ExecutionResult
 from runbook_lib.session import open_session
 
 METHODS = ("psql", "direct", "online")
@@ -387,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"sizes": sizes, "runs": args.runs, "methods": methods, "blockers": list(blockers),
                      "blocker_seconds": args.blocker_seconds, "warmup_s": args.warmup, "tail_s": args.tail,
                      "workload": dataclasses.asdict(config), "runbook_lock_timeout_ms": 200,
-                     "runbook_max_attempts": 5,
+                     "runbook_max_attempts": inspect.signature(apply.run).parameters["max_attempts"].default,
+                     "runbook_max_backoff_s": MAX_BACKOFF_S,
                      "psql_command": "psql -X -q -v ON_ERROR_STOP=1 -1 -f migration.sql (rollback: -f rollback.sql)"},
         "sizes": [],
         "runs": [],
