@@ -324,6 +324,8 @@ def run_target(task: dict) -> dict:
             else:
                 migrations = Path(task["migrations_dir"])
             batch = batch_mod.find(migrations, number)
+            if mode == RUN:  # before reading the ledger: whoever holds the lock may be about to change it
+                _wait_for_migration_lock(url)
             with database.connect(url) as conn:  # one sentence (redacted) if unreachable
                 state = ledger.states(conn).get(number)
             if state and state.applied and state.checksum == batch.checksum:
@@ -355,6 +357,26 @@ def run_target(task: dict) -> dict:
         out["finished_at"] = _now()
         out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
+
+
+def _wait_for_migration_lock(url: str, timeout_s: float = 30.0) -> None:
+    """Wait (bounded) while another session holds this database's migration lock.
+
+    When Dask retries a task whose worker died, that worker's kernel may still hold the lock for a
+    moment (a kernel exits within a second of its parent); the retry waits for it instead of failing.
+    Past the timeout, apply itself refuses and names the holder.
+    """
+    from .execution import ADVISORY_KEY
+
+    deadline = time.monotonic() + timeout_s
+    with database.connect(url, autocommit=True, application_name="runbook fleet") as conn:
+        while True:
+            if conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()[0]:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
+                return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.25)
 
 
 def _classify(out: dict, outcome: commands.RunOutcome, mode: str, options: dict) -> None:
@@ -505,12 +527,16 @@ def _task_attempts(client: Any, keys: list[str]) -> dict[str, int]:
 
 
 class _Progress:
+    """One line per event on the terminal: what happened, then targets done / running / failed."""
+
     def __init__(self, total: int, say: Callable[[str], None]) -> None:
         self.total, self.say = total, say
-        self.done = self.failed = self.running = 0
+        self.done = self.failed = self.running = self.nogo = 0
 
     def line(self, text: str) -> None:
-        self.say(f"fleet: {text:<58} [{self.done}/{self.total} done, {self.running} running, {self.failed} failed]")
+        nogo = f", {self.nogo} NO-GO" if self.nogo else ""
+        self.say(f"fleet: {text:<58} [{self.done}/{self.total} done, {self.running} running, "
+                 f"{self.failed} failed{nogo}]")
 
 
 def _say(message: str) -> None:
@@ -544,13 +570,13 @@ def run(
     if not scheduler:
         fleet.require_env()  # LocalCluster workers inherit this environment
     reports = Path(reports_dir or paths.default_reports_dir()).resolve()
-    folder = records.RunFolder.create(reports, FLEET_FOLDER, number)
     options = dict(options or {})
-    record = FleetRecord(number, folder.run_id, mode, str(fleet.path), list(fleet.waves), "", _now(),
+    record = FleetRecord(number, records.new_run_id(), mode, str(fleet.path), list(fleet.waves), "", _now(),
                          max_failures=max_failures, strategy=str(options.get("strategy") or ""))
     results = {t.name: TargetResult(t.name, t.wave, t.url_env) for t in fleet.targets}
     record.targets = [results[t.name] for t in fleet.targets]
     t0 = time.perf_counter()
+    folder = None
     try:
         with engine(workers, scheduler) as (client, description, shared_default):
             record.engine = description
@@ -566,13 +592,16 @@ def run(
                     "reports_dir": str(reports) if shared else None,
                     "migrations_dir": str(migrations) if shared else None,
                     "migrations_archive": None if shared else _pack(migrations)}
+            # the fleet run folder exists once the engine is up and every check passed
+            folder = records.RunFolder.create(reports, FLEET_FOLDER, number, record.fleet_run_id)
             say(f"fleet: batch {number} {'preflight' if mode == PREFLIGHT else 'run'} on {len(fleet.targets)} "
                 f"targets in {len(fleet.waves)} wave(s) ({', '.join(fleet.waves)}); {description}")
             _waves(client, fleet, base, results, record, max_failures, reports, say)
     finally:
         record.finished_at = _now()
         record.seconds = round(time.perf_counter() - t0, 3)
-        folder.write(FLEET_FOLDER, record)
+        if folder is not None:
+            folder.write(FLEET_FOLDER, record)
     html, md = fleet_report.write(record, folder.path, reports)
     return FleetOutcome(record, folder.path, html, md, reports)
 
@@ -583,7 +612,10 @@ def _waves(client: Any, fleet: Fleet, base: dict, results: dict[str, TargetResul
 
     progress = _Progress(len(fleet.targets), say)
     failures = 0
-    for wave in fleet.plan():
+    plan = fleet.plan()
+    if record.mode == PREFLIGHT:  # read-only: no wave waits for another, all targets share the workers
+        plan = [Wave("all", tuple(t for wave in plan for t in wave.targets))]
+    for wave in plan:
         if record.stopped:
             for t in wave.targets:
                 results[t.name].message = record.stopped
@@ -603,7 +635,7 @@ def _waves(client: Any, fleet: Fleet, base: dict, results: dict[str, TargetResul
                 running[future] = target
                 pending.add(future)
                 progress.running = len(running)
-                progress.line(f"[{wave.name}] {target.name} started")
+                progress.line(f"[{target.wave}] {target.name} started")
 
         submit()
         for future in pending:
@@ -615,23 +647,25 @@ def _waves(client: Any, fleet: Fleet, base: dict, results: dict[str, TargetResul
                 result.status, result.message = FAILED, f"the task did not finish: {type(exc).__name__}: {_first_line(exc)}"
             result.attempts = _task_attempts(client, [future.key]).get(future.key, 1)
             future.release()
-            if result.status not in _OK[record.mode]:
-                if record.mode == RUN and result.status == SKIPPED:
-                    pass  # reported, not a failure: nothing was changed
-                else:
-                    failures += 1
-                    wave_failures += 1
-                    progress.failed += 1
+            if result.status in (SKIPPED, NOGO):
+                progress.nogo += 1  # reported, not a failure: nothing was changed
+            elif result.status not in _OK[record.mode]:
+                failures += 1
+                wave_failures += 1
+                progress.failed += 1
             progress.done += 1
             progress.running = len(running)
-            progress.line(f"[{wave.name}] {target.name} {result.status} ({result.seconds:.1f} s)")
-            if max_failures is not None and failures >= max_failures and not record.stopped:
+            progress.line(f"[{target.wave}] {target.name} {result.status} ({result.seconds:.1f} s)")
+            if record.mode == PREFLIGHT:
+                pass  # read-only: a failure stops nothing
+            elif max_failures is not None and failures >= max_failures and not record.stopped:
                 record.stopped = f"not scheduled: {failures} target(s) failed (--max-failures {max_failures})"
                 say(f"fleet: {failures} failure(s): no new targets are scheduled (--max-failures {max_failures})")
             submit()
         for target in queue:  # left in this wave's queue by --max-failures
             results[target.name].message = record.stopped
-        if wave_failures and not record.stopped:
+        later = any(w.targets for w in plan[plan.index(wave) + 1:])
+        if wave_failures and later and not record.stopped and record.mode == RUN:
             record.stopped = f"not run: wave {wave.name!r} had {wave_failures} failed target(s)"
             say(f"fleet: wave {wave.name!r} had {wave_failures} failure(s): the later waves are not run")
 

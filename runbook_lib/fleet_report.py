@@ -48,7 +48,9 @@ def _link(target: TargetResult, reports: Path, folder: Path) -> tuple[str, str]:
 
 
 def _seconds(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f} s"
+    if value is None:
+        return ""
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
 
 def _lock(value: float | None) -> str:
@@ -65,7 +67,7 @@ def _note(target: TargetResult) -> str:
 def _columns(record: FleetRecord) -> list[str]:
     if record.mode == PREFLIGHT:
         return ["wave", "target", "verdict", "reasons", "duration", "database", "report", "note"]
-    return ["wave", "target", "status", "verdict", "attempts", "apply", "longest write-blocking lock",
+    return ["wave", "target", "status", "verdict", "lock attempts", "apply", "longest write-blocking lock",
             "validation", "duration", "database", "report", "note"]
 
 
