@@ -36,6 +36,7 @@ bench: install
 	$(PY) benchmarks/lock_impact.py $(BENCH_LOCK_ARGS)
 	$(PY) benchmarks/overhead.py $(BENCH_OVERHEAD_ARGS)
 	$(PY) benchmarks/load.py $(BENCH_LOAD_ARGS)
+	$(PY) benchmarks/fleet.py $(BENCH_FLEET_ARGS)
 	$(PY) benchmarks/report.py
 
 server-stop: install

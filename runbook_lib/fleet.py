@@ -624,6 +624,7 @@ def _waves(client: Any, fleet: Fleet, base: dict, results: dict[str, TargetResul
         running: dict[Any, FleetTarget] = {}
         pending = as_completed()
         wave_failures = 0
+        wave_done = 0  # targets of this wave that ended applied (now or before)
 
         def submit() -> None:
             capacity = max(1, sum(client.nthreads().values()))
@@ -653,6 +654,8 @@ def _waves(client: Any, fleet: Fleet, base: dict, results: dict[str, TargetResul
                 failures += 1
                 wave_failures += 1
                 progress.failed += 1
+            else:
+                wave_done += 1
             progress.done += 1
             progress.running = len(running)
             progress.line(f"[{target.wave}] {target.name} {result.status} ({result.seconds:.1f} s)")
@@ -668,6 +671,10 @@ def _waves(client: Any, fleet: Fleet, base: dict, results: dict[str, TargetResul
         if wave_failures and later and not record.stopped and record.mode == RUN:
             record.stopped = f"not run: wave {wave.name!r} had {wave_failures} failed target(s)"
             say(f"fleet: wave {wave.name!r} had {wave_failures} failure(s): the later waves are not run")
+        elif not wave_done and later and not record.stopped and record.mode == RUN:
+            # Every target of the wave was skipped (NO-GO): the migration has not been tried anywhere yet.
+            record.stopped = f"not run: no target of wave {wave.name!r} was applied (all NO-GO)"
+            say(f"fleet: no target of wave {wave.name!r} was applied (NO-GO): the later waves are not run")
 
 
 def _fill(result: TargetResult, data: dict, reports: Path, number: int) -> None:

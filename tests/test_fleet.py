@@ -489,3 +489,70 @@ def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
         assert md.startswith("# Batch 7 fleet run: COMPLETED\n")
     finally:
         _drop(server_url, name)
+
+
+def test_twelve_databases_all_succeed(server_url: str, crm6_template: str, tmp_path: Path) -> None:
+    """A fleet of 12 databases with a canary wave: every one applied and validated, in that order."""
+    names = [f"t_fleet12_{i:02d}_{uuid.uuid4().hex[:6]}" for i in range(12)]
+    for name in names:
+        _create(server_url, name, crm6_template)
+    urls = {f"db-{i:02d}": database.with_database(server_url, name) for i, name in enumerate(names)}
+    lines = ['[fleet]', 'waves = ["canary", "*"]', '']
+    for i, target in enumerate(urls):
+        lines += ["[[target]]", f'name = "{target}"', f'url_env = "RB_FLEET12_{i:02d}"']
+        lines += ['group = "canary"', ""] if i == 0 else [""]
+    toml = write_toml(tmp_path / "fleet.toml", "\n".join(lines))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delenv("DATABASE_URL", raising=False)
+            for i, url in enumerate(urls.values()):
+                mp.setenv(f"RB_FLEET12_{i:02d}", url)
+            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--workers", 2)
+        assert result.code == 0, result.out + result.err
+        _, record = fleet_json(result.out)
+        targets = by_name(record)
+        assert {t["status"] for t in targets.values()} == {fleet.APPLIED}
+        assert targets["db-00"]["wave"] == "canary"
+        assert all(applied(url).get(7) for url in urls.values())
+        assert not any(lead_customer_nullable(url) for url in urls.values())
+    finally:
+        for name in names:
+            _drop(server_url, name)
+
+
+def test_a_canary_that_is_no_go_stops_the_later_waves(server_url: str, crm6_template: str, tmp_path: Path) -> None:
+    names = {"canary": f"t_fleet_nogo_{uuid.uuid4().hex[:6]}", "rest": f"t_fleet_rest_{uuid.uuid4().hex[:6]}"}
+    for name in names.values():
+        _create(server_url, name, crm6_template)
+    urls = {t: database.with_database(server_url, n) for t, n in names.items()}
+    with psycopg.connect(urls["canary"]) as conn:
+        conn.execute(NULL_LEAD)
+    toml = write_toml(tmp_path / "fleet.toml", """\
+[fleet]
+waves = ["canary", "*"]
+
+[[target]]
+name = "canary"
+url_env = "RB_FLEET_NOGO_CANARY"
+group = "canary"
+
+[[target]]
+name = "rest"
+url_env = "RB_FLEET_NOGO_REST"
+""")
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delenv("DATABASE_URL", raising=False)
+            mp.setenv("RB_FLEET_NOGO_CANARY", urls["canary"])
+            mp.setenv("RB_FLEET_NOGO_REST", urls["rest"])
+            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--workers", 1)
+        assert result.code == 1
+        assert "no target of wave 'canary' was applied" in result.err + result.out
+        _, record = fleet_json(result.out)
+        targets = by_name(record)
+        assert targets["canary"]["status"] == fleet.SKIPPED
+        assert targets["rest"]["status"] != fleet.APPLIED and "no target of wave 'canary'" in targets["rest"]["message"]
+        assert not applied(urls["rest"]).get(7) and lead_customer_nullable(urls["rest"])
+    finally:
+        for name in names.values():
+            _drop(server_url, name)
