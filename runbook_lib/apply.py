@@ -25,7 +25,9 @@ def run(
     dry_run, force = flag("dry_run", dry_run), flag("force", force)
     if strategy not in plan.STRATEGIES:
         raise RunbookError(f"Unknown strategy {strategy!r}; use one of: {', '.join(plan.STRATEGIES)}.")
-    execution.require_statements(batch.migration_sql, f"{batch.name}/migration.sql")
+    statements = execution.require_statements(batch.migration_sql, f"{batch.name}/migration.sql",
+                                              server_major=session.facts.major)
+    inputs = preflight.load_inputs(session, statements)  # every file parsed once, before the lock
     result, t0 = execution.start_result(session, "apply", dry_run=dry_run)
     with session.connect(application_name=f"runbook apply batch {batch.number}") as conn, \
             execution.migration_lock(conn):
@@ -48,7 +50,7 @@ def run(
                 f"{session.facts.database}; apply batch {missing[0]} first."
             )
         resume_after = _resume_point(conn, session, strategy, dry_run)
-        check = preflight.evaluate(session, lint=False, measure=False)
+        check = preflight.evaluate(session, lint=False, measure=False, inputs=inputs)
         # A resumed apply is part way: the gates describe the state before step 1, not this one.
         if check.verdict.status == preflight.NOGO and not force and resume_after is None:
             raise PreflightFailed(
@@ -64,7 +66,7 @@ def run(
             sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
             tables_touched=preflight.touched_tables(batch, check.statements), done="applied",
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
-            strategy=strategy, resume_after=resume_after,
+            strategy=strategy, resume_after=resume_after, statements=statements,
         )
 
 

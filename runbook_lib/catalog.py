@@ -90,6 +90,19 @@ class CatalogChange:
 _CONSTRAINT_KINDS = {"p": "primary key", "u": "unique", "f": "foreign key", "c": "check", "n": "not null", "x": "exclusion", "t": "trigger"}
 
 
+def quote_ident(part: str) -> str:
+    return '"' + part.replace('"', '""') + '"'
+
+
+def regclass_text(name: str) -> str:
+    """A table name as batches and the parser write it ("Lead", "crm.Lead") as quoted SQL text, for
+    to_regclass(), LOCK TABLE and scans; an unqualified name follows the search_path."""
+    if "." in name and not name.startswith('"'):
+        schema, table = name.split(".", 1)
+        return f"{quote_ident(schema)}.{quote_ident(table)}"
+    return quote_ident(name)
+
+
 def _split_name(name: str) -> tuple[str, str]:
     if "." in name and not name.startswith('"'):
         schema, table = name.split(".", 1)
@@ -175,9 +188,9 @@ def _estimated_counts(cur, oid: int, columns: tuple[ColumnInfo, ...]) -> tuple[i
 
 
 def _quoted(name: str) -> str:
+    """Schema-qualified (public when unqualified), as _regclass looks the table up."""
     schema, table = _split_name(name)
-    quote = lambda s: '"' + s.replace('"', '""') + '"'  # noqa: E731
-    return f"{quote(schema)}.{quote(table)}"
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
 
 
 def snapshot(conn: psycopg.Connection, tables: list[str], *, count_rows: bool = True) -> CatalogSnapshot:

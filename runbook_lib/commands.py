@@ -106,7 +106,7 @@ def run_phases(
     batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
     run = records.RunFolder.create(Path(reports_dir or paths.default_reports_dir()).resolve(),
                                   folder_name or tgt.name, number)
-    record = records.RunRecord(number, run.run_id, tgt.shown, _now(), rollback_on_failure=rollback_on_failure)
+    record = records.RunRecord(number, run.run_id, tgt.shown, records.now_iso(), rollback_on_failure=rollback_on_failure)
     outcome = RunOutcome(record, run.path)
     say = (lambda m: None) if quiet else _progress
     say(f"runbook: batch {number} on {tgt.shown}; run folder {run.path}")
@@ -157,12 +157,6 @@ _APPLY_OPTIONS = ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_
 _ROLLBACK_OPTIONS = ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts")
 
 
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 @dataclass(frozen=True)
 class BatchStatus:
     number: int
@@ -205,7 +199,7 @@ def report(run_dir: Path) -> RunOutcome:
     run = records.RunFolder.open(run_dir)
     if not any(run.has(p) for p in ("preflight", "apply", "validate", "rollback")):
         raise RunbookError(f"{run.path} holds no phase record (preflight.json, apply.json, ...); pass a run folder.")
-    record = run.read("run", records.RunRecord) or records.RunRecord(0, run.run_id, "", _now())
+    record = run.read("run", records.RunRecord) or records.RunRecord(0, run.run_id, "", records.now_iso())
     out = run.path / runner.PHASE_NOTEBOOKS["summary"]
     runner.execute("summary", out, {"run_dir": str(run.path.resolve())}, database_url="")
     rendered = render.summary(out, run.path)

@@ -11,14 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 
 import pandas as pd
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
 
-from . import analysis, catalog, ledger, locks, plan, prisma, sqlblocks, tables
+from . import analysis, catalog, ledger, locks, plan, prisma, records, sqlblocks, tables
 from .batch import BatchInfo
 from .database import ConnectionFacts
 from .errors import LockBusy, MigrationFailed, RunbookError
@@ -142,10 +141,6 @@ class ExecutionResult:
         return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 @contextmanager
 def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     """Hold the per-database advisory lock, or fail at once naming who holds it."""
@@ -230,7 +225,7 @@ def lock_order(conn: psycopg.Connection, step: plan.Step) -> list[tuple[str, str
     oids = []
     for table in wanted:
         row = conn.execute("SELECT oid, oid::regclass::text FROM pg_class WHERE oid = to_regclass(%s)",
-                           (_regclass_text(table),)).fetchone()
+                           (catalog.regclass_text(table),)).fetchone()
         if row is not None:
             oids.append(row[0])
             names[row[1]] = table
@@ -249,23 +244,18 @@ def lock_order(conn: psycopg.Connection, step: plan.Step) -> list[tuple[str, str
     return [(t, wanted[t]) for t in ordered]
 
 
-def _regclass_text(table: str) -> str:
-    if "." in table and not table.startswith('"'):
-        schema, name = table.split(".", 1)
-        return f'"{schema}"."{name}"'
-    return '"' + table.replace('"', '""') + '"'
-
-
 def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clock: _Clock,
                     runs: list[StatementRun], acquired: dict[tuple[str, str], float]) -> None:
     if not conn.autocommit:
         ahead = lock_order(conn, step)
         if ahead:
             start = clock()
-            text = "; ".join(f"LOCK TABLE {_regclass_text(t)} IN {mode} MODE" for t, mode in ahead)
+            # mode is one of locks.LOCK_MODES and the name is quoted: nothing here comes from input unescaped
+            commands = [f"LOCK TABLE {catalog.regclass_text(t)} IN {mode} MODE" for t, mode in ahead]
+            text = "; ".join(commands)
             try:
-                for table, mode in ahead:
-                    conn.execute(f"LOCK TABLE {_regclass_text(table)} IN {mode} MODE")
+                for command in commands:
+                    conn.execute(command)
             except psycopg.Error as exc:
                 status = "lock timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "failed"
                 runs.append(StatementRun(0, 0, "LOCK TABLE (runbook: the step's locks, in the application's order)",
@@ -381,6 +371,7 @@ def execute(
     resume_after: int | None = None,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    statements: list | None = None,
     result: ExecutionResult,
     conn: psycopg.Connection,
 ) -> ExecutionResult:
@@ -390,7 +381,8 @@ def execute(
     in starts over, after its clean-up removes what a killed run may have left half made. `on_step(kept, total)` is told
     after every committed step.
     """
-    statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
+    if statements is None:  # the caller usually parsed the file already, to refuse it before anything ran
+        statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
     steps = plan.build(statements, strategy)
     if dry_run:
         whole = plan.single_transaction(steps)
@@ -409,7 +401,7 @@ def execute(
     result.before = catalog.snapshot(conn, tables_touched)
     conn.commit()
     clock = _Clock()
-    result.statements_started_at = _now()
+    result.statements_started_at = records.now_iso()
     done: list[plan.Step] = []
     if resume_after is not None and not dry_run:
         resume_after = _group_start(steps, resume_after + 1) - 1
@@ -592,13 +584,13 @@ def require_statements(sql_text: str, filename: str, *, server_major: int | None
 
 def start_result(session: Session, phase: str, *, dry_run: bool) -> tuple[ExecutionResult, float]:
     result = ExecutionResult(phase=phase, batch=BatchInfo.of(session.batch), connection=session.facts,
-                             run_id=session.run.run_id, started_at=_now(), dry_run=dry_run)
+                             run_id=session.run.run_id, started_at=records.now_iso(), dry_run=dry_run)
     return result, time.perf_counter()
 
 
 def finish(session: Session, result: ExecutionResult, t0: float) -> None:
     """Close the result's clock and write `<phase>.json`, whatever the outcome."""
-    result.finished_at = _now()
+    result.finished_at = records.now_iso()
     result.duration_s = round(time.perf_counter() - t0, 6)
     session.run.write(result.phase, result)
 
@@ -619,6 +611,7 @@ def recorded(
     strategy: str = plan.DIRECT,
     resume_after: int | None = None,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
+    statements: list | None = None,
 ) -> ExecutionResult:
     """`execute` with its ledger row and its record: both written on success and on failure."""
     dry_run = result.dry_run
@@ -630,7 +623,7 @@ def recorded(
                     tables_touched=tables_touched, dry_run=dry_run, strategy=strategy,
                     lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
                     max_attempts=max_attempts, resume_after=resume_after, verify=verify,
-                    on_step=writer.progress, result=result, conn=conn)
+                    on_step=writer.progress, statements=statements, result=result, conn=conn)
         except RunbookError as exc:
             result.status = "failed"
             result.message = result.message or str(exc)

@@ -239,12 +239,6 @@ def load(path: Path | str) -> Fleet:
 # --- the task: one target, on a Dask worker -----------------------------------------------------
 
 
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 def _pack(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -309,7 +303,7 @@ def run_target(task: dict) -> dict:
     name, number, mode = task["target"], int(task["batch"]), task["mode"]
     out: dict[str, Any] = {"target": name, "status": FAILED, "verdict": "", "reasons": [], "message": "",
                            "database": "", "run_dir": "", "run": None, "records": {}, "archive": None,
-                           "worker": _worker_address(), "started_at": _now(), "finished_at": "", "seconds": 0.0}
+                           "worker": _worker_address(), "started_at": records.now_iso(), "finished_at": "", "seconds": 0.0}
     t0 = time.perf_counter()
     url = os.environ.get(task["url_env"], "")
     try:
@@ -354,7 +348,7 @@ def run_target(task: dict) -> dict:
     except Exception as exc:  # anything else still comes back as this target's failure, not the fleet's
         out["status"], out["message"] = FAILED, _scrub(f"{type(exc).__name__}: {exc}", url)
     finally:
-        out["finished_at"] = _now()
+        out["finished_at"] = records.now_iso()
         out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
@@ -571,7 +565,7 @@ def run(
         fleet.require_env()  # LocalCluster workers inherit this environment
     reports = Path(reports_dir or paths.default_reports_dir()).resolve()
     options = dict(options or {})
-    record = FleetRecord(number, records.new_run_id(), mode, str(fleet.path), list(fleet.waves), "", _now(),
+    record = FleetRecord(number, records.new_run_id(), mode, str(fleet.path), list(fleet.waves), "", records.now_iso(),
                          max_failures=max_failures, strategy=str(options.get("strategy") or ""))
     results = {t.name: TargetResult(t.name, t.wave, t.url_env) for t in fleet.targets}
     record.targets = [results[t.name] for t in fleet.targets]
@@ -598,7 +592,7 @@ def run(
                 f"targets in {len(fleet.waves)} wave(s) ({', '.join(fleet.waves)}); {description}")
             _waves(client, fleet, base, results, record, max_failures, reports, say)
     finally:
-        record.finished_at = _now()
+        record.finished_at = records.now_iso()
         record.seconds = round(time.perf_counter() - t0, 3)
         if folder is not None:
             folder.write(FLEET_FOLDER, record)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from . import catalog
 from .analysis import StatementAnalysis
 
 SAMPLE_ABOVE_BYTES = 64 * 1024 * 1024  # tables larger than this are timed on a sample
@@ -57,21 +58,14 @@ def alternative(kind: str) -> str:
     return "split the change so the table is read without a lock that blocks writes"
 
 
-def _quoted(table: str) -> sql.Composable:
-    if "." in table:
-        schema, name = table.split(".", 1)
-        return sql.Identifier(schema, name)
-    return sql.Identifier(table)
-
-
 def scan_ms(conn: psycopg.Connection, table: str, table_bytes: int) -> tuple[float, str]:
     """Time a read of the whole table (or a sample of its pages, extrapolated), in milliseconds."""
     if table_bytes > SAMPLE_ABOVE_BYTES:
         stmt = sql.SQL("SELECT count(*) FROM {} TABLESAMPLE SYSTEM ({})").format(
-            _quoted(table), sql.Literal(SAMPLE_PERCENT))
+            sql.SQL(catalog.regclass_text(table)), sql.Literal(SAMPLE_PERCENT))
         factor, method = 100.0 / SAMPLE_PERCENT, f"{SAMPLE_PERCENT:g}% page sample, extrapolated"
     else:
-        stmt = sql.SQL("SELECT count(*) FROM {}").format(_quoted(table))
+        stmt = sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(catalog.regclass_text(table)))
         factor, method = 1.0, "full scan timed"
     started = time.perf_counter()
     with conn.transaction():  # a savepoint: a failure here never spoils the preflight transaction

@@ -13,11 +13,12 @@ import pandas as pd
 import psycopg
 from psycopg.rows import dict_row
 
-from . import checks, ledger, lockcost, sqlblocks, tables
+from . import analysis, catalog, checks, ledger, lockcost, sqlblocks, tables
+from . import lint as lint_mod
 from .analysis import StatementAnalysis
+from .batch import PREFLIGHT, Batch, BatchInfo
 from .lint import LintResult
 from .lockcost import LockCost
-from .batch import PREFLIGHT, Batch, BatchInfo
 from .database import ConnectionFacts
 from .errors import PreflightFailed
 from .session import Session
@@ -185,20 +186,13 @@ def table_sizes(conn: psycopg.Connection, names: list[str]) -> list[TableSize]:
         row = conn.execute(
             "SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c"
             " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p')",
-            (_regclass_text(name),),
+            (catalog.regclass_text(name),),
         ).fetchone()
         if row is None:
             sizes.append(TableSize(name, False, 0, 0))
         else:
             sizes.append(TableSize(name, True, max(int(row[0]), 0), int(row[1])))
     return sizes
-
-
-def _regclass_text(name: str) -> str:
-    if "." in name:
-        schema, table = name.split(".", 1)
-        return f'"{schema}"."{table}"'
-    return f'"{name}"'
 
 
 _BLOCKERS_SQL = """
@@ -220,7 +214,7 @@ ORDER BY a.xact_start NULLS LAST
 def blockers(conn: psycopg.Connection, names: list[str], *, long_transaction_s: float = 60.0) -> list[Blocker]:
     oids = []
     for name in names:
-        oid = conn.execute("SELECT to_regclass(%s)::oid", (_regclass_text(name),)).fetchone()[0]
+        oid = conn.execute("SELECT to_regclass(%s)::oid", (catalog.regclass_text(name),)).fetchone()[0]
         if oid is not None:
             oids.append(oid)
     found = []
@@ -275,21 +269,32 @@ def _verdict(result: PreflightResult) -> Verdict:
     return Verdict(GO)
 
 
-def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_threshold_ms: float = 1000.0,
-             lint: bool = True, measure: bool = True) -> PreflightResult:
-    """Run every preflight check read-only and return the facts with a verdict; writes nothing."""
-    from . import analysis
-    from . import lint as lint_mod  # squawk runs as a subprocess; imported here to keep the module light
+@dataclass(frozen=True)
+class Inputs:
+    """The batch's files as preflight reads them: migration.sql parsed, preflight.sql's blocks."""
 
+    statements: list[StatementAnalysis]
+    blocks: list[sqlblocks.SqlBlock]
+
+
+def load_inputs(session: Session, statements: list[StatementAnalysis] | None = None) -> Inputs:
+    """Parse the files once, before anything runs or is recorded: a malformed one is refused here."""
+    batch = session.batch
+    if statements is None:
+        statements = analysis.analyze(batch.migration_sql, filename=f"{batch.name}/migration.sql",
+                                      server_major=session.facts.major)
+    path = batch.file(PREFLIGHT)
+    return Inputs(statements, sqlblocks.load(path) if path else [])
+
+
+def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_threshold_ms: float = 1000.0,
+             lint: bool = True, measure: bool = True, inputs: Inputs | None = None) -> PreflightResult:
+    """Run every preflight check read-only and return the facts with a verdict; writes nothing."""
     batch = session.batch
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    statements = analysis.analyze(batch.migration_sql, filename=f"{batch.name}/migration.sql",
-                                  server_major=session.facts.major)
-    blocks = []
-    preflight_path = batch.file(PREFLIGHT)
-    if preflight_path:
-        blocks = sqlblocks.load(preflight_path)
+    inputs = inputs or load_inputs(session)
+    statements, blocks = inputs.statements, inputs.blocks
     with session.connect() as conn:
         conn.read_only = True
         with conn.transaction(force_rollback=True):
@@ -324,23 +329,13 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
     return result
 
 
-def _check_inputs(session: Session) -> None:
-    from . import analysis
-
-    batch = session.batch
-    analysis.analyze(batch.migration_sql, filename=f"{batch.name}/migration.sql", server_major=session.facts.major)
-    path = batch.file(PREFLIGHT)
-    if path:
-        sqlblocks.load(path)
-
-
 def run(session: Session, **options) -> PreflightResult:
     """The preflight phase: evaluate, record in the ledger and the run folder; NO-GO is raised by the caller."""
-    _check_inputs(session)  # malformed files are refused before the ledger records anything
+    inputs = load_inputs(session)  # malformed files are refused before the ledger records anything
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase="preflight",
                              checksum=session.batch.checksum, required=False) as writer:
-        result = evaluate(session, **options)
+        result = evaluate(session, inputs=inputs, **options)
         session.run.write("preflight", result)
         status = ledger.FAILED if result.verdict.status == NOGO else ledger.SUCCEEDED
         writer.finish(status, str(result.verdict))

@@ -111,18 +111,8 @@ class OrmMismatch:
 
 def _strip_comment(line: str) -> str:
     """The line without `//` comments; a `//` inside a string stays."""
-    in_string = escaped = False
-    for i, ch in enumerate(line):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "/" and line[i + 1:i + 2] == "/":
+    for i, ch, _ in _top_level(line):
+        if ch == "/" and line[i + 1:i + 2] == "/":
             return line[:i].rstrip()
     return line.rstrip()
 

@@ -83,6 +83,11 @@ def from_json(cls: type[T], text: str) -> T:
     return _build(cls, json.loads(text))
 
 
+def now_iso() -> str:
+    """The time records carry: UTC, ISO 8601, milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 

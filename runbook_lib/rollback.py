@@ -45,5 +45,5 @@ def run(
             session, result, t0, conn, sql_text=sql_text, filename=filename,
             tables_touched=preflight.touched_tables(batch, statements), done="rolled back",
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
-            max_attempts=max_attempts, verify=verify,
+            max_attempts=max_attempts, verify=verify, statements=statements,
         )

@@ -6,6 +6,7 @@ so it is never written into the executed notebook.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class NotebookRun:
     seconds: float
 
 
+@functools.cache
 def _kernel_manager_class():
     """Kernels talk over IPC sockets (files only this user can reach), not unencrypted loopback TCP."""
     from jupyter_client.manager import AsyncKernelManager

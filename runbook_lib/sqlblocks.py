@@ -17,6 +17,7 @@ import psycopg
 import psycopg.errors
 
 from . import sqltext
+from .batch import read_sql
 from .errors import BatchError
 
 _HEADER = re.compile(r"^\s*--\s*(name|expect)\s*:\s*(.*?)\s*$", re.IGNORECASE)
@@ -156,8 +157,6 @@ def parse(sql: str, *, filename: str) -> list[SqlBlock]:
 
 
 def load(path: Path) -> list[SqlBlock]:
-    from .batch import read_sql  # batch imports this module's neighbours; import here to stay acyclic
-
     return parse(read_sql(path), filename=path.name)
 
 

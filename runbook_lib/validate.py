@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import checks, execution, ledger, preflight, sqlblocks, tables
+from . import checks, ledger, preflight, records, sqlblocks, tables
 from . import prisma_schema as orm
 from .batch import VALIDATION
 from .database import ConnectionFacts
@@ -95,7 +95,7 @@ def run(session: Session, *, require_applied: bool = True, orm_strict: bool = Fa
     file_blocks = sqlblocks.load(blocks_file) if blocks_file else []
     schema_path = Path(prisma_schema_path) if prisma_schema_path else orm.find(batch, session.migrations_dir)
     schema = orm.load(schema_path) if schema_path else None  # a file it cannot read stops here, before any test
-    started = execution._now()
+    started = records.now_iso()
     t0 = time.perf_counter()
     with session.connect() as conn:
         if require_applied and not ledger.state(conn, batch.number).applied:

@@ -117,7 +117,8 @@ def test_unknown_expectation_kind_and_missing_expectation(crm_url, migrations, t
 
 
 def test_unreachable_host_and_bad_urls(crm_url, tmp_path, capsys) -> None:
-    for url, words in (("postgresql://app:pw-123@127.0.0.1:1/crm", "check the host and port"),
+    unreachable = conninfo.make_conninfo(host="127.0.0.1", port="1", dbname="crm", user="app", password="pw-123")
+    for url, words in ((unreachable, "check the host and port"),
                        ("mysql//nonsense", "not valid"),
                        (conninfo.make_conninfo(crm_url, dbname="no_such_db_here"), "create the database")):
         code = cli.main(["status", "--database-url", url])

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.kernel
 
 TABLES = ["Customer", "Lead", "Job"]
 PASSWORD = "s3cr3t-pw"
-BAD_URL = "postgresql://nobody:secret@127.0.0.1:1/x"
+BAD_URL = conninfo.make_conninfo(host="127.0.0.1", port="1", dbname="x", user="nobody", password="secret")
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from runbook_lib import apply, database, paths
 from runbook_lib.cli import main
@@ -271,7 +271,8 @@ def test_report_rerenders_from_the_records_without_a_database(completed: Run, tm
         shutil.copy(record, copy)
     copied = {p.name for p in copy.iterdir()}
     assert {"apply.json", "preflight.json", "validate.json"} <= copied and all(n.endswith(".json") for n in copied)
-    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody:pw@127.0.0.1:1/nowhere")  # unreachable
+    monkeypatch.setenv("DATABASE_URL", conninfo.make_conninfo(host="127.0.0.1", port="1", dbname="nowhere",
+                                                              user="nobody", password="pw"))  # unreachable
 
     code = main(["report", str(copy)])
     out, err = capsys.readouterr()
