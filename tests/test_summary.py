@@ -291,3 +291,18 @@ def test_report_of_a_folder_without_records_is_one_sentence(tmp_path: Path, caps
     assert code != 0
     assert err.startswith(f"runbook: {tmp_path} holds no phase record") and err.strip().endswith(".")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_timeline_chart_is_an_image_in_both_reports_with_each_bar_marked_by_its_lock(completed: Run) -> None:
+    from runbook_lib import chart
+    from runbook_lib.execution import ExecutionResult
+    from runbook_lib.records import from_json
+
+    assert re.search(r'<img[^>]+src="data:image/png;base64,', completed.html)  # inline: the file stands alone
+    linked = re.search(r"!\[png\]\((summary_files/[^)]+\.png)\)", completed.md)
+    assert linked and (completed.run_dir / linked.group(1)).read_bytes()[:4] == b"\x89PNG"
+    applied = from_json(ExecutionResult, (completed.run_dir / "apply.json").read_text(encoding="utf-8"))
+    labels = [label for _, _, _, label in chart.bars(applied)]
+    assert len(labels) == len(applied.statements)
+    set_not_null = [label for label in labels if "SET NOT NULL" in label]
+    assert set_not_null and all("ACCESS EXCLUSIVE" in label for label in set_not_null)
