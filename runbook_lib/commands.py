@@ -111,8 +111,10 @@ def run_phases(
     say = (lambda m: None) if quiet else _progress
     say(f"runbook: batch {number} on {tgt.shown}; run folder {run.path}")
     queue = list(phases)
-    # One kernel for the whole chain: a kernel start and the imports cost about a second per notebook.
-    with runner.SharedKernel(tgt.url, run.path) as kernel:
+    summary = None
+    # One kernel for the whole chain (a kernel start and the imports cost about a second per notebook),
+    # and nbconvert rendering each executed notebook in the background while the next one runs.
+    with runner.SharedKernel(tgt.url, run.path) as kernel, render.Renderer() as renderer:
         while queue:
             phase = queue.pop(0)
             if record.failure is not None and phase not in ("summary", "rollback"):
@@ -142,13 +144,14 @@ def run_phases(
                     say("  validation failed: rolling the batch back (--rollback-on-failure)")
                     queue.insert(0, "rollback")
             run.write("run", record)
-            if phase == "summary" and out.exists() and record.phases[-1].ok:
-                rendered = render.summary(out, run.path, title=f"Batch {number} migration summary")
-                outcome.summary_html, outcome.summary_md = rendered.html, rendered.markdown
-    for phase in record.phases:
-        # summary.html is the summary notebook rendered without code: an audit copy would overwrite it.
-        if phase.phase != "summary" and (run.path / phase.notebook).exists():
-            render.audit_copy(run.path / phase.notebook)
+            if phase != "summary" and out.exists():
+                renderer.audit_copy(out)  # not the summary: its summary.html has no code, and would be overwritten
+            elif phase == "summary" and out.exists() and record.phases[-1].ok:
+                summary = renderer.summary(out, run.path, title=f"Batch {number} migration summary")
+        kernel.close()  # while the summary renders
+        if summary is not None:
+            rendered = summary.result()
+            outcome.summary_html, outcome.summary_md = rendered.html, rendered.markdown
     render.index(run.path, record)
     return outcome
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,21 +36,41 @@ def _self_contained(html: str) -> str:
     return re.sub(r"<style[^>]*>.*?</style>", strip, html, flags=re.S)
 
 
-def summary(executed: Path, out_dir: Path, *, title: str = "Migration summary") -> RenderedSummary:
-    """summary.html (code hidden, self-contained) and summary.md from the executed summary notebook."""
+@dataclass(frozen=True)
+class _Exporters:
+    audit: object  # HTML with the code: what exactly ran
+    summary_html: object  # HTML without code or prompts
+    summary_md: object
+
+
+@functools.cache
+def _exporters() -> _Exporters:
+    """Made once per process: each new exporter compiles its Jinja templates again (a tenth of a second)."""
     from nbconvert import HTMLExporter, MarkdownExporter
 
+    html = {"template_name": "runbook", "extra_template_basedirs": [str(TEMPLATES)], "embed_images": True}
+    hidden = {"exclude_input": True, "exclude_input_prompt": True, "exclude_output_prompt": True}
+    return _Exporters(HTMLExporter(**html), HTMLExporter(**html, **hidden), MarkdownExporter(**hidden))
+
+
+def warm() -> None:
+    """Import nbconvert and compile every template now, by rendering an empty notebook with each exporter."""
+    import nbformat
+
+    exporters = _exporters()
+    for exporter in (exporters.audit, exporters.summary_html, exporters.summary_md):
+        exporter.from_notebook_node(nbformat.v4.new_notebook())
+
+
+def summary(executed: Path, out_dir: Path, *, title: str = "Migration summary") -> RenderedSummary:
+    """summary.html (code hidden, self-contained) and summary.md from the executed summary notebook."""
     nb = _read(executed)
-    html_exporter = HTMLExporter(
-        template_name="runbook", extra_template_basedirs=[str(TEMPLATES)],
-        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True,
-    )
-    body, _ = html_exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    exporters = _exporters()
+    body, _ = exporters.summary_html.from_notebook_node(nb, resources={"metadata": {"name": title}})
     html_path = out_dir / "summary.html"
     html_path.write_text(_self_contained(body), encoding="utf-8")
 
-    md_exporter = MarkdownExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    text, resources = md_exporter.from_notebook_node(
+    text, resources = exporters.summary_md.from_notebook_node(
         nb, resources={"metadata": {"name": "summary"}, "output_files_dir": "summary_files"})
     for name, data in (resources.get("outputs") or {}).items():  # the timeline chart, beside summary.md
         target = out_dir / name
@@ -61,13 +83,44 @@ def summary(executed: Path, out_dir: Path, *, title: str = "Migration summary") 
 
 def audit_copy(executed: Path) -> Path:
     """The executed phase notebook as HTML with its code: what exactly ran."""
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(template_name="runbook", extra_template_basedirs=[str(TEMPLATES)], embed_images=True)
-    body, _ = exporter.from_notebook_node(_read(executed), resources={"metadata": {"name": executed.stem}})
+    body, _ = _exporters().audit.from_notebook_node(_read(executed), resources={"metadata": {"name": executed.stem}})
     target = executed.with_suffix(".html")
     target.write_text(_self_contained(body), encoding="utf-8")
     return target
+
+
+class Renderer:
+    """Renders on one background thread, so nbconvert works while the kernel runs the next notebook.
+
+    Created when a run starts, it imports nbconvert and compiles the templates during the kernel's start.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runbook-render")
+        self._pending: list[Future] = [self._pool.submit(warm)]
+
+    def audit_copy(self, executed: Path) -> None:
+        self._pending.append(self._pool.submit(audit_copy, executed))
+
+    def summary(self, executed: Path, out_dir: Path, *, title: str) -> "Future[RenderedSummary]":
+        return self._pool.submit(summary, executed, out_dir, title=title)
+
+    def close(self) -> None:
+        """Wait for every render; the first that failed raises here."""
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown()
+
+    def __enter__(self) -> "Renderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._pool.shutdown(cancel_futures=True)
 
 
 def index(run_dir: Path, record) -> Path:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +37,25 @@ class NotebookRun:
 
 @functools.cache
 def _kernel_manager_class():
-    """Kernels talk over IPC sockets (files only this user can reach), not unencrypted loopback TCP."""
+    """Kernels talk over IPC sockets (files only this user can reach), not unencrypted loopback TCP.
+
+    The sockets go in a private temporary directory, not the working directory: the kernel and this
+    process may have different ones, and a run folder is no place for them.
+    """
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, default
 
     class IpcKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _private_socket_prefix(self) -> str:
+            return os.path.join(tempfile.mkdtemp(prefix="runbook-kernel-"), "ipc")
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:  # what shutdown_kernel calls
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                shutil.rmtree(os.path.dirname(self.ip), ignore_errors=True)
 
     return IpcKernelManager
 
@@ -48,13 +64,17 @@ class SharedKernel:
     """One kernel for all the notebooks of a run: started once, its namespace reset between notebooks.
 
     A kernel start and the imports of runbook_lib, pandas and psycopg cost about a second per notebook;
-    `runbook run` executes four. A kernel that died (or a notebook that killed it) is replaced.
+    `runbook run` executes four. One client stays connected too: a new one waits for a fifth of a second
+    of silence on the kernel's output before it is ready. A kernel that died is replaced.
     """
+
+    START_TIMEOUT_S = 60.0
 
     def __init__(self, database_url: str, cwd: Path) -> None:
         self.database_url = database_url
         self.cwd = cwd
         self.km = None
+        self.kc = None
 
     def _start(self) -> None:
         from jupyter_client.utils import run_sync
@@ -67,18 +87,52 @@ class SharedKernel:
         finally:
             _restore(previous)
 
-    def ready(self):
-        """The kernel manager for the next notebook, alive (a kernel that died is replaced)."""
+    def ready(self) -> dict[str, Any]:
+        """The kernel manager and a connected client for the next notebook (papermill keywords)."""
         from jupyter_client.utils import run_sync
 
         if self.km is None or not run_sync(self.km.is_alive)():
             self.close()
             self._start()
-        return self.km
+        if self.kc is None:
+            run_sync(self._connect)()
+        return {"km": self.km, "kc": self.kc}
+
+    async def _connect(self) -> None:
+        """A client whose two channels both hear the kernel (the kernel is up, and no output will be missed)."""
+        self.kc = self.km.client()  # in the event loop: its sockets belong to it
+        self.kc.start_channels()
+        deadline = time.monotonic() + self.START_TIMEOUT_S
+        while not await self._answered(self.kc.kernel_info()):
+            if not await self.km.is_alive():
+                raise RuntimeError("The kernel died while starting; run again (a kernel start failure is rare).")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"The kernel did not start within {self.START_TIMEOUT_S:.0f} s; "
+                                   "the machine may be overloaded.")
+
+    async def _answered(self, msg_id: str) -> bool:
+        """The request's reply on the shell channel, then the kernel going idle after it on IOPub.
+
+        IOPub is a subscription that connects late: output published before it did is lost, and
+        nbclient would wait for it (jupyter_client checks the same, then waits for 0.2 s of quiet).
+        """
+        try:
+            while (await self.kc.get_shell_msg(timeout=1.0))["parent_header"].get("msg_id") != msg_id:
+                pass
+            while True:
+                msg = await self.kc.get_iopub_msg(timeout=0.5)
+                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" \
+                        and msg["content"].get("execution_state") == "idle":
+                    return True
+        except queue.Empty:
+            return False
 
     def close(self) -> None:
         from jupyter_client.utils import run_sync
 
+        if self.kc is not None:
+            self.kc.stop_channels()
+            self.kc = None
         if self.km is not None:
             try:
                 run_sync(self.km.shutdown_kernel)(now=True)
@@ -87,6 +141,7 @@ class SharedKernel:
             self.km = None
 
     def __enter__(self) -> "SharedKernel":
+        self._start()  # launched now, it boots while this process imports papermill
         return self
 
     def __exit__(self, *exc) -> None:
@@ -107,7 +162,7 @@ def _with_reset_cell(path: Path):
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
-    cell = nbformat.v4.new_code_cell("%reset -f")
+    cell = nbformat.v4.new_code_cell("import runbook_lib.kernel\nrunbook_lib.kernel.fresh_namespace()")
     cell.metadata["tags"] = [RESET_TAG]
     nb.cells.insert(0, cell)
     nb.metadata.setdefault("papermill", {})["input_path"] = str(path)
@@ -138,6 +193,10 @@ def execute(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from . import engine
+
+    engine.register()
+
     source: Any = notebook_path(phase, notebooks_dir)
     if kernel is not None:
         source = _with_reset_cell(source)
@@ -150,10 +209,11 @@ def execute(
             str(output),
             parameters=parameters,
             kernel_name="python3",
+            engine_name=engine.NAME,
             progress_bar=False,
             cwd=str(output.parent),
             execution_timeout=cell_timeout_s,
-            **({"km": kernel.ready()} if kernel is not None else {"kernel_manager_class": _kernel_manager_class()}),
+            **(kernel.ready() if kernel is not None else {"kernel_manager_class": _kernel_manager_class()}),
         )
     except PapermillExecutionError as exc:
         cell = _failed_cell(output, exc.cell_index)

@@ -93,8 +93,8 @@ def open_session(
     if from_notebook and database_url and database.has_password(database_url):
         raise DatabaseError(
             "The database URL was passed as a notebook parameter with a password, which papermill writes into "
-            "the executed notebook; pass it in the DATABASE_URL environment variable instead, and delete that "
-            "output notebook."
+            "the executed notebook; pass it in the DATABASE_URL environment variable instead (or run papermill "
+            "with --engine runbook, which moves it there), and delete that output notebook."
         )
     folder = Path(migrations_dir) if migrations_dir else paths.example_migrations_dir()
     found = batch_mod.find(folder, whole_number("batch", batch))

@@ -247,11 +247,11 @@ class Summary:
 
     def timeline_chart(self):
         """The apply's statements on a time axis, each bar marked with the lock it took (an image)."""
-        from .chart import timeline_png
+        from .chart import timeline_svg
 
         if self.apply is None or not self.apply.statements:
             return Section("Timeline Chart", "No statement ran.", level=3)
-        return _Png(timeline_png(self.apply))
+        return _Svg(timeline_svg(self.apply))
 
     def rollback_procedure(self) -> Section:
         b = self.batch
@@ -305,13 +305,13 @@ def _count(table) -> str:
     return str(table.rows) if table.rows_exact else f"about {table.rows} (planner estimate: large table)"
 
 
-class _Png:
-    """An image output: nbconvert embeds it in the HTML and writes it beside the Markdown."""
+class _Svg:
+    """An image output: nbconvert puts it inline in the HTML and writes it beside the Markdown."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: str) -> None:
         self.data = data
 
-    def _repr_png_(self) -> bytes:
+    def _repr_svg_(self) -> str:
         return self.data
 
 

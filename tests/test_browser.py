@@ -40,6 +40,8 @@ def test_summary_renders_in_chromium_with_its_key_figures(crm_url: str, tmp_path
     assert "Batch 6 Migration Summary: COMPLETED" in text
     assert "Migration Timeline" in text and "T+0.000s" in text
     assert "open_session" not in text  # no code in the shared report
+    assert re.search(r"<svg\b[^>]*role=\"img\"", dom.stdout)  # the timeline chart, inline SVG in the page
+    assert "Batch 6: statements and the locks they took (measured)" in text
 
     shot = run_dir / "summary.png"
     result = _chromium(tmp_path, "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri())

@@ -60,6 +60,7 @@ def test_papermill_parameter_with_a_password_is_refused(crm_url: str, tmp_path: 
                                    parameters={"batch": 7, "database_url": url, "reports_dir": str(tmp_path)},
                                    progress_bar=False)
     assert failed.value.ename == "DatabaseError" and "DATABASE_URL" in failed.value.evalue
+    assert "--engine runbook" in failed.value.evalue  # the way to give it as a parameter and keep it out
     assert "pw-in-a-parameter" not in failed.value.evalue
     assert not list(tmp_path.glob("*/*/*/preflight.json"))  # nothing ran, nothing recorded
 
@@ -89,6 +90,56 @@ def test_papermill_runs_apply_with_the_url_only_in_the_environment(crm_url: str,
     with psycopg.connect(crm_url) as conn:
         assert ledger.state(conn, 6).applied
         assert conn.execute('SELECT count(*) FROM "Lead" WHERE customer_id IS NULL').fetchone()[0] == 0
+
+
+def test_papermill_cli_with_runbook_engine_takes_a_password_parameter_and_writes_it_nowhere(
+        crm_url: str, tmp_path: Path) -> None:
+    """`papermill --engine runbook ... -p database_url URL`: the URL reaches the kernel, never a file."""
+    url = conninfo.make_conninfo(crm_url, password=PASSWORD)  # trust auth: any password is accepted
+    out = tmp_path / "apply-6.ipynb"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", "--engine", "runbook", "--no-progress-bar",
+         str(NOTEBOOKS / "apply.ipynb"), str(out), "-p", "batch", "6", "-p", "database_url", url,
+         "-p", "reports_dir", str(tmp_path / "reports")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert PASSWORD not in done.stdout + done.stderr
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert out in files and any(p.name == "apply.json" for p in files)
+    for path in files:
+        assert PASSWORD.encode() not in path.read_bytes(), f"password in {path}"
+    nb = nbformat.read(str(out), as_version=4)
+    [injected] = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert re.search(r"^database_url = None$", injected.source, re.M)
+    assert database.redact(url) in injected.source and nb.metadata.papermill.parameters.database_url == database.redact(url)
+    with psycopg.connect(crm_url) as conn:
+        assert ledger.state(conn, 6).applied  # the notebook reached the database the parameter named
+
+
+def test_notebooks_sharing_a_kernel_start_from_an_empty_namespace(tmp_path: Path) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for phase, source in (("preflight", "leftover = 41\nimport json"),
+                          ("apply", "assert 'leftover' not in dir() and 'json' not in dir(), dir()\n"
+                                    "import sys\nassert 'json' in sys.modules  # imports stay: the point of sharing")):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)],
+                                                metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                         "display_name": "Python 3"}}),
+                       str(notebooks / f"{phase}.ipynb"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with runner.SharedKernel("", run_dir) as kernel:
+        runner.execute("preflight", run_dir / "preflight.ipynb", {}, database_url="", notebooks_dir=notebooks,
+                       kernel=kernel)
+        sockets = Path(kernel.km.ip).parent
+        assert sockets.is_dir() and sockets.stat().st_mode & 0o077 == 0  # the kernel's sockets: this user's only
+        runner.execute("apply", run_dir / "apply.ipynb", {}, database_url="", notebooks_dir=notebooks, kernel=kernel)
+    assert not sockets.exists()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["apply.ipynb", "preflight.ipynb"]  # no socket files here
 
 
 def test_failing_notebook_raises_with_cell_error_name_and_sentence(crm_url: str, tmp_path: Path,
