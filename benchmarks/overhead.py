@@ -129,7 +129,7 @@ def split(timings: dict, run_dir: Path, wall: float) -> dict:
     first_nb = min(s["start"] for s in notebooks)
     parts: dict[str, float] = {}
     parts["process start and CLI imports"] = timings["imported"] - timings["spawned"]
-    parts["CLI setup (target, run folder)"] = first_nb - timings["imported"]
+    parts["CLI setup (target, run folder, kernel launch)"] = first_nb - timings["imported"]
 
     kernel = imports = phase_cells = displays = summary_cells = 0.0
     per_notebook = {}

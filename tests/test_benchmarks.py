@@ -24,6 +24,12 @@ def _bench_module(name: str):
     return importlib.import_module(name)
 
 
+def _drop(server_url: str, *names: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 1001)]
     assert workload.percentile(values, 99) == 990.0
@@ -71,3 +77,55 @@ def test_lock_impact_and_report_run(server_url: str, tmp_path: Path) -> None:
     assert report.main(["--lock", str(out), "--overhead", str(tmp_path / "none.json"), "--out-dir", str(tmp_path)]) == 0
     text = (tmp_path / "RESULTS.md").read_text()
     assert "Longest stall" in text and (tmp_path / "lock_impact.png").stat().st_size > 0
+
+
+@pytest.mark.kernel  # runs `runbook run 7` (notebooks); the numbers are the same machinery on any server
+def test_overhead_runs_and_splits_the_run(server_url: str, tmp_path: Path) -> None:
+    if not shutil.which("psql"):
+        pytest.skip("psql is not installed: the overhead benchmark's baseline needs it")
+    overhead = _bench_module("overhead")
+    out = tmp_path / "overhead.json"
+    try:
+        assert overhead.main(["--runs", "1", "--server-url", server_url, "--state-dir", str(tmp_path),
+                              "--out", str(out)]) == 0
+    finally:
+        _drop(server_url, overhead.TEMPLATE_DB, overhead.RUN_DB)
+    result = json.loads(out.read_text())
+    [run] = result["runs"]
+    parts = run["instrumented"]["parts"]
+    assert run["plain_wall_s"] > 0 and abs(sum(parts.values()) - run["instrumented"]["wall_s"]) < 1e-6
+    assert run["instrumented"]["sql"]["total_s"] > 0 and run["psql"]["migration_s"] > 0
+    assert set(run["instrumented"]["notebooks"]) == {"preflight", "apply", "validate", "summary"}
+    assert result["floor"]["papermill_empty_fresh_process_s"]["median"] > 0
+    assert {"limit_s", "whole_run_s", "met"} <= set(result["target"])
+    report = _bench_module("report")
+    assert report.main(["--lock", str(tmp_path / "none.json"), "--overhead", str(out), "--out-dir", str(tmp_path)]) == 0
+    assert "### Where the time goes" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_load_runs_and_counts_every_client_operation(server_url: str, tmp_path: Path) -> None:
+    load = _bench_module("load")
+    out = tmp_path / "load.json"
+    try:
+        load.main(["--size", "300", "--runs", "1", "--connections", "3", "--rate", "20",
+                   "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out)])
+    finally:
+        _drop(server_url, "bench_leads_300")
+    result = json.loads(out.read_text())
+    [run] = result["runs"]
+    assert run["apply"]["ok"], run["apply"]
+    assert run["during"]["ops"] > 0 and run["during"]["max_ms"] >= run["during"]["p99_ms"] > 0
+
+
+@pytest.mark.kernel  # `runbook run 7` per database: notebook machinery, the same on any server
+def test_fleet_benchmark_runs_a_small_fleet(server_url: str, tmp_path: Path) -> None:
+    fleet = _bench_module("fleet")
+    out = tmp_path / "fleet.json"
+    try:
+        assert fleet.main(["--databases", "2", "--workers", "1", "--server-url", server_url,
+                           "--state-dir", str(tmp_path), "--out", str(out)]) == 0
+    finally:
+        _drop(server_url, fleet.TEMPLATE)
+    results = json.loads(out.read_text())["results"]
+    assert [r["workers"] for r in results] == [0, 1]  # the sequential loop, then the fleet
+    assert all(r["failed"] == 0 and r["wall_s"] > 0 for r in results)

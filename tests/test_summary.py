@@ -214,6 +214,7 @@ def test_markdown_rollback_files_and_monitoring(completed: Run) -> None:
 def test_html_is_self_contained_and_shows_no_code(completed: Run) -> None:
     page = completed.html
     assert "<script" not in page.lower()
+    assert len(page.encode()) < 200_000  # small enough to attach anywhere (JupyterLab's stylesheet alone is 240 KB)
     # the inline chart's SVG namespace is a name, not an address: nothing else may name one
     addresses = page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "http://" not in addresses and "https://" not in addresses
