@@ -10,8 +10,8 @@
   nbclient would connect a new one per notebook and wait for a fifth of a second of silence first.
 - While cells run, the output notebook is written at most every SAVE_EVERY_S seconds instead of twice
   per cell (each write re-serializes the whole notebook: a quarter of a second over a `runbook run`).
-  It is always written when the notebook starts, when it ends and when it fails, and papermill's own
-  autosave still covers a long cell's output.
+  It is always written when the notebook starts, when it ends and when it fails; a skipped write is
+  made up a second later, so a long cell shows as running (and papermill's autosave covers its output).
 
 papermill loads its entry points while it is itself being imported, so this module imports papermill
 only inside functions: `RunbookEngine` is the interface papermill calls (execute_notebook,
@@ -56,7 +56,12 @@ def register() -> None:
 
 @functools.cache
 def manager_class():
-    """papermill's execution manager, writing on start, completion and failure, else every SAVE_EVERY_S."""
+    """papermill's execution manager, writing on start, completion and failure, else every SAVE_EVERY_S.
+
+    A write skipped by the throttle is made up SAVE_EVERY_S later on the event loop the cells run in,
+    so a long cell (an apply of minutes) shows in the file as running soon after it starts.
+    """
+    from jupyter_core.utils import ensure_event_loop
     from papermill.engines import NotebookExecutionManager
 
     class ThrottledManager(NotebookExecutionManager):
@@ -64,12 +69,21 @@ def manager_class():
             super().__init__(*args, **kwargs)
             self._written_at = float("-inf")
             self._force = True
+            self._pending = None  # the made-up write, scheduled on the event loop
 
         def save(self, **kwargs):
             if self._force or time.monotonic() - self._written_at >= SAVE_EVERY_S:
-                super().save(**kwargs)
-                self._written_at = time.monotonic()
+                self._write(**kwargs)
+            elif self._pending is None:
+                self._pending = ensure_event_loop().call_later(SAVE_EVERY_S, self._write)
             self._force = False
+
+        def _write(self, **kwargs) -> None:
+            if self._pending is not None:
+                self._pending.cancel()
+                self._pending = None
+            super().save(**kwargs)
+            self._written_at = time.monotonic()
 
         def notebook_complete(self, **kwargs):
             self._force = True

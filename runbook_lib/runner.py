@@ -219,6 +219,8 @@ def execute(
         cell = _failed_cell(output, exc.cell_index)
         raise PhaseFailed(phase, str(output), cell, exc.ename, _clean(exc.evalue), exc.source) from None
     except Exception as exc:  # nbclient's CellTimeoutError, DeadKernelError, kernel start failures
+        if kernel is not None:
+            kernel.close()  # a timed-out cell still runs in it: the next notebook gets a fresh kernel
         name = type(exc).__name__
         raise PhaseFailed(phase, str(output), None, name, _clean(str(exc))) from None
     finally:

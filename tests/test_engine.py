@@ -61,3 +61,28 @@ def test_runbook_engine_is_registered_with_papermill_by_its_entry_point() -> Non
     from papermill.engines import papermill_engines
 
     assert papermill_engines.get_engine("runbook") is engine.RunbookEngine
+
+
+def test_a_skipped_write_is_made_up_so_a_long_cell_shows_as_running(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from jupyter_core.utils import ensure_event_loop
+
+    monkeypatch.setattr(engine, "SAVE_EVERY_S", 0.2)
+    nb = new_notebook(cells=[new_code_cell("quick"), new_code_cell("long")])
+    nb.metadata["papermill"] = {}
+    out = tmp_path / "out.ipynb"
+    manager = engine.manager_class()(nb, output_path=str(out), progress_bar=False)
+    manager.notebook_start()
+    manager.cell_start(nb.cells[0], 0)
+    manager.cell_complete(nb.cells[0], 0)
+    manager.cell_start(nb.cells[1], 1)  # within SAVE_EVERY_S of the start: not written now
+    assert nbformat.read(str(out), as_version=4).cells[1].metadata.papermill.get("status") != "running"
+
+    ensure_event_loop().run_until_complete(asyncio.sleep(0.5))  # the long cell runs on the event loop
+
+    assert nbformat.read(str(out), as_version=4).cells[1].metadata.papermill["status"] == "running"
+    manager.cell_complete(nb.cells[1], 1)
+    manager.notebook_complete()
+    assert manager._pending is None  # nothing left to fire after the notebook is done

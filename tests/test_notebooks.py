@@ -142,6 +142,27 @@ def test_notebooks_sharing_a_kernel_start_from_an_empty_namespace(tmp_path: Path
     assert sorted(p.name for p in run_dir.iterdir()) == ["apply.ipynb", "preflight.ipynb"]  # no socket files here
 
 
+def test_a_cell_timeout_in_a_shared_kernel_leaves_the_next_notebook_a_fresh_kernel(tmp_path: Path) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    kernelspec = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    for phase, source in (("apply", "import time\ntime.sleep(60)"), ("summary", "finished = True")):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)], metadata=kernelspec),
+                       str(notebooks / f"{phase}.ipynb"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with runner.SharedKernel("", run_dir) as kernel:
+        with pytest.raises(PhaseFailed) as timed_out:
+            runner.execute("apply", run_dir / "apply.ipynb", {}, database_url="", notebooks_dir=notebooks,
+                           kernel=kernel, cell_timeout_s=2)
+        assert timed_out.value.ename == "CellTimeoutError"
+        # still sleeping in the old kernel, the next notebook would time out too; it runs in a new one
+        done = runner.execute("summary", run_dir / "summary.ipynb", {}, database_url="", notebooks_dir=notebooks,
+                              kernel=kernel, cell_timeout_s=2)
+    assert not any(o.get("output_type") == "error"
+                   for c in nbformat.read(str(done.notebook), as_version=4).cells for o in c.get("outputs", []))
+
+
 def test_failing_notebook_raises_with_cell_error_name_and_sentence(crm_url: str, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", crm_url)
