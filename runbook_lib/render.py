@@ -48,7 +48,8 @@ def _exporters() -> _Exporters:
     """Made once per process: each new exporter compiles its Jinja templates again (a tenth of a second)."""
     from nbconvert import HTMLExporter, MarkdownExporter
 
-    html = {"template_name": "runbook", "extra_template_basedirs": [str(TEMPLATES)], "embed_images": True}
+    # embed_images stays off: it re-parses each inline HTML tag alone, turning <code>x</code> into <code></code>x
+    html = {"template_name": "runbook", "extra_template_basedirs": [str(TEMPLATES)]}
     hidden = {"exclude_input": True, "exclude_input_prompt": True, "exclude_output_prompt": True}
     return _Exporters(HTMLExporter(**html), HTMLExporter(**html, **hidden), MarkdownExporter(**hidden))
 

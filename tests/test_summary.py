@@ -224,6 +224,9 @@ def test_html_is_self_contained_and_shows_no_code(completed: Run) -> None:
     tests = _tests(completed)
     assert f"{len(tests)}/{len(tests)} tests passed" in page
     assert "<table" in page  # the Markdown tables became HTML tables
+    codes = re.findall(r"<code>(.*?)</code>", page, re.S)
+    assert codes and all(c.strip() for c in codes)  # inline code keeps its text (statements, expectations)
+    assert re.search(r"Attempted: <code>SELECT ", page)
 
 
 # --- the summary follows the data ------------------------------------------------------------------
