@@ -22,6 +22,14 @@ def code(value: Any) -> str:
     return "<code>" + html.escape(" ".join(str(value).split()), quote=False).replace("|", "&#124;") + "</code>"
 
 
+def text_with_code(value: Any) -> str:
+    """Prose that marks code with backticks (squawk's messages): the `spans` as code, the rest as text."""
+    parts = str(value).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: no code spans
+        return text(value)
+    return "".join(code(part) if i % 2 else text(part) for i, part in enumerate(parts))
+
+
 def block(sql: str, language: str = "sql") -> str:
     fence = "```"
     while fence in sql:

@@ -135,7 +135,8 @@ class Summary:
                 (b.pid, b.application, b.state, b.reason) for b in p.blockers]))
         if p.lint is not None and p.lint.available and p.lint.findings:
             body.append(md.table(["Statement", "squawk rule", "Message"], [
-                (f.statement_index, f.rule, f.message) for f in p.lint.findings]))
+                (f.statement_index, md.text(f.rule), md.text_with_code(f.message)) for f in p.lint.findings],
+                raw_columns=(1, 2)))
         deps = ", ".join(f"batch {n}: {'applied' if ok else 'NOT applied'}" for n, ok in p.ledger.dependencies)
         if deps:
             body.append(f"Dependencies: {md.text(deps)}")
