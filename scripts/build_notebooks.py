@@ -31,7 +31,8 @@ migrations_dir = None    # folder of batches; None: the example's examples/crm/m
 run_dir = None           # run folder for the records; None: a new one under reports/
 reports_dir = None       # where new run folders go; None: reports/ in the project
 database_url = None      # leave None: the database comes from the DATABASE_URL environment variable, so no
-                         # password lands in the executed notebook (one given here with a password is refused);
+                         # password lands in the executed notebook (one given here with a password is refused,
+                         # unless papermill runs with --engine runbook, which moves it to DATABASE_URL);
                          # without either, the running embedded server's demo database.'''
 
 SESSION = ("code", "from runbook_lib.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n                       database_url=database_url, from_notebook=True)\nsession")
