@@ -9,6 +9,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,16 @@ def psql_binary() -> str:
     if not Path(found).exists():
         raise SystemExit("psql is not installed (apt-get install postgresql-client); the baseline needs it.")
     return found
+
+
+def header(benchmark: str, argv: list[str] | None, server: str) -> dict:
+    """What every results file starts with: which benchmark, the command as run, when it started, where."""
+    return {
+        "benchmark": benchmark,
+        "command": f"python benchmarks/{benchmark}.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine(server),
+    }
 
 
 def machine(url: str | None = None) -> dict:

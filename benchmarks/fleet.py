@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401  (puts the project on sys.path)
-from common import DEFAULT_STATE, RESULTS_DIR, machine, server_url
+from common import DEFAULT_STATE, RESULTS_DIR, header, server_url
 from psycopg import sql
 
 from runbook_lib import apply, database, example
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "fleet.json")
     args = parser.parse_args(argv)
     server = server_url(args.server_url, args.state_dir)
+    head = header("fleet", argv, server)
     work = Path(tempfile.mkdtemp(prefix="runbook-bench-fleet-"))
     make_template(server, work / "setup")
     results = []
@@ -110,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"what": label, "workers": workers, "wall_s": round(wall, 2), "failed": failed,
                         "per_database_s": round(wall / args.databases, 3)})
         log(f"{label}: {wall:.1f} s for {args.databases} databases ({failed} failed)")
-    out = {"benchmark": "fleet",
-           "command": "python benchmarks/fleet.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(server),
+    out = {**head,
            "settings": {"databases": args.databases, "leads_per_database": 1000}, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401  (puts the project on sys.path)
-from common import DEFAULT_STATE, RESULTS_DIR, machine, parse_size, server_url, size_label, spread
+from common import DEFAULT_STATE, RESULTS_DIR, header, parse_size, server_url, size_label, spread
 from lock_impact import apply_runbook, cleanup, is_before_7, log, prepare, shape, undo
 
 from runbook_lib import workload
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     leads = parse_size(args.size)
     server = server_url(args.server_url, args.state_dir)
+    head = header("load", argv, server)
     reports = args.state_dir / "reports-load"
     shutil.rmtree(reports, ignore_errors=True)
     url = prepare(server, leads, reload=False, reports=reports)
@@ -71,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"failed {during.failed}")
     limit = LOCK_TIMEOUT_MS + args.margin_ms
     out = {
-        "benchmark": "load",
-        "command": "python benchmarks/load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": machine(server),
+        **head,
         "settings": {"leads": leads, "runs": args.runs, "workload": dataclasses.asdict(config),
                      "lock_timeout_ms": LOCK_TIMEOUT_MS, "limit_ms": limit},
         "runs": runs,

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import common  # noqa: F401  (puts the project on sys.path)
 import psycopg
-from common import DEFAULT_STATE, RESULTS_DIR, machine, parse_size, psql_binary, server_url, size_label, spread
+from common import DEFAULT_STATE, RESULTS_DIR, header, parse_size, psql_binary, server_url, size_label, spread
 from psycopg import sql
 
 from runbook_lib import apply, catalog, database, example, ledger, paths, rollback, workload
@@ -381,10 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     config = workload.WorkloadConfig(connections=args.connections, rate_per_connection=args.rate, max_seconds=300)
     started = time.time()
     out = {
-        "benchmark": "lock_impact",
-        "command": "python benchmarks/lock_impact.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": machine(server),
+        **header("lock_impact", argv, server),
         "settings": {"sizes": sizes, "runs": args.runs, "methods": methods, "blockers": list(blockers),
                      "blocker_seconds": args.blocker_seconds, "warmup_s": args.warmup, "tail_s": args.tail,
                      "workload": dataclasses.asdict(config), "runbook_lock_timeout_ms": 200,

@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
-from common import DEFAULT_STATE, RESULTS_DIR, machine, psql_binary, server_url, spread
+import common  # noqa: F401  (puts the project on sys.path)
+from common import DEFAULT_STATE, RESULTS_DIR, header, psql_binary, server_url, spread
 from psycopg import sql
 
 from runbook_lib import apply, database, example, paths, records
@@ -331,12 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.time()
-    out = {
-        "benchmark": "overhead",
-        "command": "python benchmarks/overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": machine(server),
-    }
+    out = header("overhead", argv, server)
     log("preparing the demo database (example + batch 6)")
     out["database"] = prepare_template(server, work / "reports-template", args.leads)
     runs = []

@@ -21,7 +21,6 @@ nb_kernel_name, nb_language), built on NBClientEngine at first use.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from contextlib import contextmanager
 
@@ -146,6 +145,7 @@ def _url_in_environment(nb, kernel_name: str):
         yield
         return
     from .database import has_password, redact
+    from .runner import url_in_environment
 
     if not has_password(url):
         yield
@@ -160,12 +160,5 @@ def _url_in_environment(nb, kernel_name: str):
             language = nb.metadata.get("kernelspec", {}).get("language", "python")
             cell.source = translate_parameters(kernel_name, language, parameters, "Parameters") + (
                 f"# {URL_PARAMETER}: {shown} (its password moved to DATABASE_URL by runbook's papermill engine)\n")
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    try:
+    with url_in_environment(url):
         yield
-    finally:
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous

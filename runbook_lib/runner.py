@@ -12,6 +12,7 @@ import queue
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,9 @@ class SharedKernel:
     def _start(self) -> None:
         from jupyter_client.utils import run_sync
 
-        previous = os.environ.get("DATABASE_URL")
-        os.environ["DATABASE_URL"] = self.database_url  # the kernel inherits it, the notebook never sees it
-        try:
+        with url_in_environment(self.database_url):  # the kernel inherits it, the notebook never sees it
             self.km = _kernel_manager_class()(kernel_name="python3")
             run_sync(self.km.start_kernel)(cwd=str(self.cwd))
-        finally:
-            _restore(previous)
 
     def ready(self) -> dict[str, Any]:
         """The kernel manager and a connected client for the next notebook (papermill keywords)."""
@@ -148,11 +145,18 @@ class SharedKernel:
         self.close()
 
 
-def _restore(previous: str | None) -> None:
-    if previous is None:
-        os.environ.pop("DATABASE_URL", None)
-    else:
-        os.environ["DATABASE_URL"] = previous
+@contextmanager
+def url_in_environment(url: str):
+    """DATABASE_URL set to `url` for what starts meanwhile (a kernel inherits it), then as it was."""
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
 
 
 RESET_TAG = "runbook-reset"
@@ -200,21 +204,20 @@ def execute(
     source: Any = notebook_path(phase, notebooks_dir)
     if kernel is not None:
         source = _with_reset_cell(source)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = database_url
     started = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            source if kernel is not None else str(source),
-            str(output),
-            parameters=parameters,
-            kernel_name="python3",
-            engine_name=engine.NAME,
-            progress_bar=False,
-            cwd=str(output.parent),
-            execution_timeout=cell_timeout_s,
-            **(kernel.ready() if kernel is not None else {"kernel_manager_class": _kernel_manager_class()}),
-        )
+        with url_in_environment(database_url):
+            papermill.execute_notebook(
+                source if kernel is not None else str(source),
+                str(output),
+                parameters=parameters,
+                kernel_name="python3",
+                engine_name=engine.NAME,
+                progress_bar=False,
+                cwd=str(output.parent),
+                execution_timeout=cell_timeout_s,
+                **(kernel.ready() if kernel is not None else {"kernel_manager_class": _kernel_manager_class()}),
+            )
     except PapermillExecutionError as exc:
         cell = _failed_cell(output, exc.cell_index)
         raise PhaseFailed(phase, str(output), cell, exc.ename, _clean(exc.evalue), exc.source) from None
@@ -223,8 +226,6 @@ def execute(
             kernel.close()  # a timed-out cell still runs in it: the next notebook gets a fresh kernel
         name = type(exc).__name__
         raise PhaseFailed(phase, str(output), None, name, _clean(str(exc))) from None
-    finally:
-        _restore(previous)
     return NotebookRun(phase, output, round(time.perf_counter() - started, 3))
 
 
