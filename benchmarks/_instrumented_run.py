@@ -2,7 +2,7 @@
 
     python benchmarks/_instrumented_run.py TIMINGS.json run 7 --database-url ... --reports-dir ...
 
-Wraps (does not change) runbook_lib.runner.execute, runbook_lib.render.{summary,audit_copy,index} and
+Wraps (does not change) runbook_lib.notebook.runner.execute, runbook_lib.report.render.{summary,audit_copy,index} and
 runbook_lib.commands.target with timers, then calls runbook_lib.cli.main. BENCH_SPAWNED_AT (the
 parent's time.monotonic() just before it started this process; the clock is shared on Linux) gives
 the interpreter's own start-up.
@@ -39,7 +39,10 @@ def _wrap(module, name: str, label: str) -> None:
 def main() -> int:
     out = sys.argv[1]
     argv = sys.argv[2:]
-    from runbook_lib import cli, commands, render, runner  # the CLI's own imports
+    from runbook_lib import cli
+    from runbook_lib import commands
+    from runbook_lib.report import render
+    from runbook_lib.notebook import runner
 
     _timings["imported"] = time.monotonic()
     _wrap(runner, "execute", "notebook")

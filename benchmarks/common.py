@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runbook_lib import database, embedded  # noqa: E402
+from runbook_lib.db import connection as database
+from runbook_lib.db import embedded
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DEFAULT_STATE = Path(os.environ.get("TMPDIR", "/tmp")) / f"runbook-bench-{os.getuid()}"

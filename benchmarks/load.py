@@ -26,7 +26,7 @@ import common  # noqa: F401  (puts the project on sys.path)
 from common import DEFAULT_STATE, RESULTS_DIR, header, parse_size, server_url, size_label, spread
 from lock_impact import apply_runbook, cleanup, is_before_7, log, prepare, shape, undo
 
-from runbook_lib import workload
+import workload  # benchmarks/workload.py: the application load the benchmarks run
 
 LOCK_TIMEOUT_MS = 200
 

@@ -4,8 +4,8 @@ For each size (the example CRM at N leads, batch 6 applied, so batch 7 is GO), a
 (runbook_lib.workload, in a process of its own: inserts and updates into "Lead" and "Job", reads by
 id) runs while batch 7 is applied by
   (a) psql -X -q -v ON_ERROR_STOP=1 -1 -f migration.sql   (the reference document's way)
-  (b) runbook_lib.apply.run(session, strategy="direct")   (lock_timeout 200 ms, 10 attempts: the defaults)
-  (c) runbook_lib.apply.run(session, strategy="online")
+  (b) runbook_lib.phases.apply.run(session, strategy="direct")   (lock_timeout 200 ms, 10 attempts: the defaults)
+  (c) runbook_lib.phases.apply.run(session, strategy="online")
 each without and with a blocker (a session idle in transaction after reading "Lead", started just
 before the apply and held --blocker-seconds). After each apply batch 7 is rolled back the same way
 it was applied (psql -1 -f rollback.sql, or runbook rollback), the workload's rows are deleted, and
@@ -38,10 +38,17 @@ import psycopg
 from common import DEFAULT_STATE, RESULTS_DIR, header, parse_size, psql_binary, server_url, size_label, spread
 from psycopg import sql
 
-from runbook_lib import apply, catalog, database, example, ledger, paths, rollback, workload
+from runbook_lib.phases import apply
+from runbook_lib.db import catalog
+from runbook_lib.db import connection as database
+from runbook_lib.db import example
+from runbook_lib.db import ledger
+from runbook_lib import config as paths
+from runbook_lib.phases import rollback
+import workload  # benchmarks/workload.py: the application load the benchmarks run
 from runbook_lib.errors import RunbookError
-from runbook_lib.execution import MAX_BACKOFF_S, ExecutionResult
-from runbook_lib.session import open_session
+from runbook_lib.execution.executor import MAX_BACKOFF_S, ExecutionResult
+from runbook_lib.phases.session import open_session
 
 METHODS = ("psql", "direct", "online")
 TABLES = ["Customer", "Lead", "Job"]

@@ -37,11 +37,15 @@ import common  # noqa: F401  (puts the project on sys.path)
 from common import DEFAULT_STATE, RESULTS_DIR, header, psql_binary, server_url, spread
 from psycopg import sql
 
-from runbook_lib import apply, database, example, paths, records
-from runbook_lib.execution import ExecutionResult
-from runbook_lib.preflight import PreflightResult
-from runbook_lib.session import open_session
-from runbook_lib.validate import ValidationResult
+from runbook_lib.phases import apply
+from runbook_lib.db import connection as database
+from runbook_lib.db import example
+from runbook_lib import config as paths
+from runbook_lib.report import records
+from runbook_lib.execution.executor import ExecutionResult
+from runbook_lib.phases.preflight import PreflightResult
+from runbook_lib.phases.session import open_session
+from runbook_lib.phases.validate import ValidationResult
 
 PY = sys.executable
 BENCH = Path(__file__).resolve().parent
@@ -149,7 +153,7 @@ def split(timings: dict, run_dir: Path, wall: float) -> dict:
             imports += code[0]["duration"] + params
             summary_cells += sum(c["duration"] for c in code[1:])
             continue
-        imports += code[0]["duration"] + params  # `from runbook_lib.session import ...; open_session(...)`
+        imports += code[0]["duration"] + params  # `from runbook_lib.phases.session import ...; open_session(...)`
         phase_cells += code[1]["duration"]  # the phase call: preflight.run / apply.run / validate.run
         displays += sum(c["duration"] for c in code[2:])
 
@@ -231,14 +235,14 @@ nbformat.write(nb, sys.argv[1])
 
 _PAPERMILL_ONCE = """
 import sys, papermill
-from runbook_lib.runner import _kernel_manager_class
+from runbook_lib.notebook.runner import _kernel_manager_class
 papermill.execute_notebook(sys.argv[1], sys.argv[2], kernel_name="python3", progress_bar=False,
                            kernel_manager_class=_kernel_manager_class())
 """
 
 _PAPERMILL_WARM = """
 import json, sys, time, papermill
-from runbook_lib.runner import _kernel_manager_class
+from runbook_lib.notebook.runner import _kernel_manager_class
 times = []
 for _ in range(int(sys.argv[3])):
     t = time.perf_counter()
@@ -251,14 +255,14 @@ print(json.dumps(times))
 _NBCONVERT_ONCE = """
 import sys
 from pathlib import Path
-from runbook_lib import render
+from runbook_lib.report import render
 render.audit_copy(Path(sys.argv[1]))
 """
 
 _NBCONVERT_WARM = """
 import json, sys, time
 from pathlib import Path
-from runbook_lib import render
+from runbook_lib.report import render
 times = []
 for _ in range(int(sys.argv[2])):
     t = time.perf_counter()
@@ -273,9 +277,9 @@ IMPORTS = {
     "import papermill": "import papermill",
     "import nbconvert HTMLExporter": "from nbconvert import HTMLExporter",
     "import ipykernel (the kernel)": "import ipykernel.kernelapp",
-    "import what a phase notebook imports": "import runbook_lib.session, runbook_lib.preflight, runbook_lib.apply, "
-                                            "runbook_lib.validate",
-    "import what the summary notebook imports": "import runbook_lib.summary, runbook_lib.chart",
+    "import what a phase notebook imports": "import runbook_lib.phases.session, runbook_lib.phases.preflight, runbook_lib.phases.apply, "
+                                            "runbook_lib.phases.validate",
+    "import what the summary notebook imports": "import runbook_lib.report.summary, runbook_lib.report.chart",
     "import pandas": "import pandas",
 }
 

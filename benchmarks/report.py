@@ -124,7 +124,7 @@ def lock_section(lock: dict) -> list[str]:
     lines += [
         f"Command: `{lock['command'].strip()}` (started {lock['started_at']}, took {lock.get('elapsed_s', 0) / 60:.1f} min).",
         "",
-        "The example CRM (`runbook_lib.example.load`) at each size, batch 6 applied with `runbook_lib.apply.run`, then "
+        "The example CRM (`runbook_lib.db.example.load`) at each size, batch 6 applied with `runbook_lib.phases.apply.run`, then "
         "frozen and analyzed, so batch 7 is GO. Batch 7 (`examples/crm/migrations/007_tighten_constraints/migration.sql`) "
         "drops and re-creates the two customer foreign keys with ON DELETE RESTRICT and makes `customer_id` NOT NULL on "
         "\"Lead\" and \"Job\".",
@@ -156,12 +156,12 @@ def lock_section(lock: dict) -> list[str]:
         f"with exponential backoff and jitter (200 ms × 2^n × 0.5–1.5, at most {st.get('runbook_max_backoff_s', 10):g} s).",
         "",
         "**Methods**, interleaved in one session (order rotated from run to run), each followed by the reverse "
-        "(psql: `psql -1 -f rollback.sql`; runbook: `runbook_lib.rollback.run`), deleting the workload's rows, "
+        "(psql: `psql -1 -f rollback.sql`; runbook: `runbook_lib.phases.rollback.run`), deleting the workload's rows, "
         "VACUUM ANALYZE, and a catalog comparison with the state before, so every run starts from the same state:",
         "",
         f"- (a) `{st['psql_command'].split(' (')[0]}`",
-        "- (b) `runbook_lib.apply.run(session, strategy=\"direct\")`: one transaction",
-        "- (c) `runbook_lib.apply.run(session, strategy=\"online\")`: CHECK NOT VALID / VALIDATE / SET NOT NULL / "
+        "- (b) `runbook_lib.phases.apply.run(session, strategy=\"direct\")`: one transaction",
+        "- (c) `runbook_lib.phases.apply.run(session, strategy=\"online\")`: CHECK NOT VALID / VALIDATE / SET NOT NULL / "
         "DROP CHECK and FOREIGN KEY NOT VALID / VALIDATE, each step its own transaction",
         "",
         "Apply wall time is measured around the call (psql: the process; runbook: `apply.run`, which includes its "
@@ -458,7 +458,7 @@ def changes(over: dict, before: dict | None) -> list[str]:
         "- **One kernel and one connected client for the whole run.** The kernel is launched before papermill is "
         "imported, so the two overlap; its client is connected once (runbook's handshake waits for the kernel's "
         "idle status on IOPub instead of jupyter_client's fifth of a second of quiet per notebook).",
-        "- **runbook's papermill engine** (`runbook_lib.engine`) writes the output notebook on start, on failure, at "
+        "- **runbook's papermill engine** (`runbook_lib.notebook.engine`) writes the output notebook on start, on failure, at "
         "the end, and otherwise at most once a second, instead of twice per cell.",
         "- **A lighter namespace reset** between notebooks: the names the previous notebook defined go, without "
         "`%reset -f`'s full garbage collection.",

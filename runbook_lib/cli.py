@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import commands, embedded
-from .errors import PhaseFailed, RunbookError
+from runbook_lib import commands
+from runbook_lib.db import embedded
+from runbook_lib.errors import PhaseFailed, RunbookError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,7 +103,8 @@ def _fleet_parser(sub) -> None:
 
 
 def _fleet(args: argparse.Namespace) -> int:
-    from . import fleet, fleet_report
+    from runbook_lib.fleet import scheduler as fleet
+    from runbook_lib.fleet import report as fleet_report
 
     spec = fleet.load(args.targets)
     run = args.fleet_command == "run"
@@ -217,7 +219,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
-    from . import health
+    from runbook_lib.phases import health
 
     result = health.run(tgt.url, args.migrations_dir or commands.paths.example_migrations_dir())
     print(f"{tgt.shown}: {result.headline}")

@@ -8,9 +8,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import batch as batch_mod
-from . import database, embedded, ledger, paths, records, render, runner
-from .errors import PhaseFailed, RunbookError
+from runbook_lib.batch import model as batch_mod
+from runbook_lib.db import connection as database
+from runbook_lib.db import embedded
+from runbook_lib.db import ledger
+from runbook_lib import config as paths
+from runbook_lib.report import records
+from runbook_lib.report import render
+from runbook_lib.notebook import runner
+from runbook_lib.errors import PhaseFailed, RunbookError
 
 RUN_PHASES = ("preflight", "apply", "validate", "summary")
 
@@ -189,7 +195,7 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> list[BatchStatus]
 
 
 def example_load(tgt: Target, *, leads: int = 1000, reset: bool = False):
-    from . import example
+    from runbook_lib.db import example
 
     with database.connect(tgt.url) as conn:
         loaded = example.load(conn, leads=leads, reset=reset)

@@ -35,7 +35,7 @@ database_url = None      # leave None: the database comes from the DATABASE_URL 
                          # unless papermill runs with --engine runbook, which moves it to DATABASE_URL);
                          # without either, the running embedded server's demo database.'''
 
-SESSION = ("code", "from runbook_lib.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n                       database_url=database_url, from_notebook=True)\nsession")
+SESSION = ("code", "from runbook_lib.phases.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n                       database_url=database_url, from_notebook=True)\nsession")
 
 pre = nb([
     ("md", "# Preflight\n\nEverything worth knowing before the migration touches anything, read-only, ending in a verdict:\n**GO**, **WARN** (go, but read the reasons) or **NO-GO** (this notebook fails)."),
@@ -43,7 +43,7 @@ pre = nb([
     ("md", "## Target and batch\nThe database (URL with the password redacted), the server, and the run folder this notebook writes its record to."),
     SESSION,
     ("md", "## Evaluate\nRuns every check in one READ ONLY transaction and records the result in the ledger and `preflight.json`."),
-    ("code", "from runbook_lib import preflight\n\nresult = preflight.run(session, long_transaction_s=long_transaction_s, lock_threshold_ms=lock_threshold_ms)\nresult.verdict_frame()"),
+    ("code", "from runbook_lib.phases import preflight\n\nresult = preflight.run(session, long_transaction_s=long_transaction_s, lock_threshold_ms=lock_threshold_ms)\nresult.verdict_frame()"),
     ("md", "## Ledger and dependencies\nIs this batch already applied (and with the same migration.sql)? Are the batches it depends on applied?"),
     ("code", "result.ledger_frame()"),
     ("md", "## Gates\nThe data must already satisfy what the batch will enforce: declared checks from batch.toml and the blocks of preflight.sql."),
@@ -74,7 +74,7 @@ max_attempts = 10        # attempts when a lock is not granted in time (exponent
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Apply\nWrites `apply.json` and a ledger row whatever happens; a failure rolls everything back and fails this cell with the server's message."),
-    ("code", "from runbook_lib import apply\n\nresult = apply.run(session, dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,\n                   statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts)\nresult.summary_frame()"),
+    ("code", "from runbook_lib.phases import apply\n\nresult = apply.run(session, dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,\n                   statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts)\nresult.summary_frame()"),
     ("md", "## Plan\nThe steps, each one transaction (or one statement that cannot run in one), with its attempts and the longest time it blocked writes."),
     ("code", "result.steps_frame()"),
     ("md", "## Timeline\nEvery attempt at every statement, with its offset from the start and its measured duration."),
@@ -89,7 +89,7 @@ chk = nb([
     ("md", "# Health check\n\nThe daily check of the reference document, for every batch at once: for each batch the ledger shows\napplied, its declarative checks (batch.toml's `[checks]`) re-run in a READ ONLY transaction. Anything\nthat no longer holds (a NOT NULL dropped by hand, a foreign key re-created with another action) is\ndrift, reported with the batch that declared it. Safe to run against production, from cron or CI."),
     ("code", "migrations_dir = None    # folder of batches; None: the example's examples/crm/migrations\n# The database comes from the DATABASE_URL environment variable (never a parameter, so no\n# password lands in the executed notebook); without it, the running embedded server's demo database.", ["parameters"]),
     ("md", "## Run the checks\nEvery applied batch's read-only checks, one transaction, nothing written."),
-    ("code", "from runbook_lib import health\n\nresult = health.check(migrations_dir)\nresult.headline"),
+    ("code", "from runbook_lib.phases import health\n\nresult = health.check(migrations_dir)\nresult.headline"),
     ("md", "## Target\nThe database checked (password redacted) and the batches the ledger shows applied."),
     ("code", "result.target_frame()"),
     ("md", "## Checks\nEach check with the batch that declared it: what it expects, what the database shows, OK or DRIFT."),
@@ -108,7 +108,7 @@ orm_strict = False       # True: a schema.prisma that disagrees with the databas
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Run the tests"),
-    ("code", "from runbook_lib import validate\n\nresult = validate.run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema)\nresult.headline"),
+    ("code", "from runbook_lib.phases import validate\n\nresult = validate.run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema)\nresult.headline"),
     ("md", "## Results\nEach test: what it expected, what the server did, PASS or FAIL."),
     ("code", "result.tests_frame()"),
     ("md", "## ORM alignment\nEach schema.prisma field mapped to a column the checks touch: optional or required, and the relation's onDelete, against the catalog."),
@@ -127,9 +127,9 @@ max_attempts = 10        # attempts when a lock is not granted in time (exponent
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Roll back"),
-    ("code", "from runbook_lib import rollback\n\nresult = rollback.run(session, dry_run=dry_run, lock_timeout_ms=lock_timeout_ms,\n                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts)\nresult.summary_frame()"),
+    ("code", "from runbook_lib.phases import rollback\n\nresult = rollback.run(session, dry_run=dry_run, lock_timeout_ms=lock_timeout_ms,\n                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts)\nresult.summary_frame()"),
     ("md", "## Verification\nThe batch's declared checks, in reverse."),
-    ("code", "from runbook_lib.tables import frame\n\nframe(result.verification, ['name', 'expectation', 'outcome', 'status'])"),
+    ("code", "from runbook_lib.report.frames import frame\n\nframe(result.verification, ['name', 'expectation', 'outcome', 'status'])"),
     ("md", "## Timeline"),
     ("code", "result.timeline_frame()"),
     ("md", "## What changed in the catalog"),
@@ -142,7 +142,7 @@ summ = nb([
 run_dir = None     # the run folder to summarise
 reports_dir = None
 database = None    # database name; None: from DATABASE_URL, else the demo database''', ["parameters"]),
-    ("code", "from runbook_lib import summary as summary_mod\n\nsummary = summary_mod.load_for_notebook(run_dir, batch=batch, database=database, reports_dir=reports_dir)"),
+    ("code", "from runbook_lib.report import summary as summary_mod\n\nsummary = summary_mod.load_for_notebook(run_dir, batch=batch, database=database, reports_dir=reports_dir)"),
     ("code", "summary.header()"),
     ("code", "summary.what_was_done()"),
     ("code", "summary.changes()"),

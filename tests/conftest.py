@@ -17,7 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runbook_lib import database, embedded
+from runbook_lib.db import connection as database
+from runbook_lib.db import embedded
 
 _SERVER: dict[str, object] = {}
 
@@ -120,7 +121,7 @@ def empty_db(make_database: Callable[..., str]) -> str:
 @pytest.fixture(scope="session")
 def crm_template(server_url: str) -> Iterator[str]:
     """A database holding the example CRM at its starting state, used as a template."""
-    from runbook_lib import example
+    from runbook_lib.db import example
 
     name = f"crm_template_{uuid.uuid4().hex[:8]}"
     url = _create(server_url, name)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runbook_lib import locks
-from runbook_lib.analysis import AnalysisError, StatementAnalysis, TableLock, analyze, split_statements
+from runbook_lib.sql import locks
+from runbook_lib.sql.analysis import AnalysisError, StatementAnalysis, TableLock, analyze, split_statements
 from runbook_lib.errors import BatchError
 
 AE = "ACCESS EXCLUSIVE"

@@ -12,9 +12,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runbook_lib import apply, catalog, ledger, paths, rollback
+from runbook_lib.phases import apply
+from runbook_lib.db import catalog
+from runbook_lib.db import ledger
+from runbook_lib import config as paths
+from runbook_lib.phases import rollback
 from runbook_lib.errors import LockBusy, MigrationFailed
-from runbook_lib.session import open_session
+from runbook_lib.phases.session import open_session
 
 TABLES = ["Customer", "Lead", "Job"]
 

@@ -12,7 +12,10 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import catalog, cli, paths, runner
+from runbook_lib.db import catalog
+from runbook_lib import cli
+from runbook_lib import config as paths
+from runbook_lib.notebook import runner
 from runbook_lib.errors import PhaseFailed
 
 TABLES = ["Customer", "Lead", "Job"]

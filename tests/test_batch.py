@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib import batch as batch_mod
-from runbook_lib import paths
-from runbook_lib.batch import ColumnRef, ForeignKeyCheck
+from runbook_lib.batch import model as batch_mod
+from runbook_lib import config as paths
+from runbook_lib.batch.model import ColumnRef, ForeignKeyCheck
 from runbook_lib.errors import BatchError
 
 MIGRATION_SQL = 'ALTER TABLE "Lead" ALTER COLUMN "customer_id" SET NOT NULL;\n'

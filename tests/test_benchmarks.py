@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runbook_lib import paths, workload
+from runbook_lib import config as paths
 
 BENCH = paths.project_root() / "benchmarks"
 
@@ -22,6 +22,9 @@ def _bench_module(name: str):
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))
     return importlib.import_module(name)
+
+
+workload = _bench_module("workload")
 
 
 def _drop(server_url: str, *names: str) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
-from runbook_lib import chart
-from runbook_lib.execution import StatementRun
+from runbook_lib.report import chart
+from runbook_lib.execution.executor import StatementRun
 
 SVG = "{http://www.w3.org/2000/svg}"
 

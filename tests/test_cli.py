@@ -24,7 +24,10 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import catalog, database, ledger, paths
+from runbook_lib.db import catalog
+from runbook_lib.db import connection as database
+from runbook_lib.db import ledger
+from runbook_lib import config as paths
 from runbook_lib.cli import main
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
@@ -307,8 +310,8 @@ def test_run_7_before_6_is_no_go_with_a_summary_and_changes_nothing(crm_url: str
 def test_apply_refused_while_preflight_says_no_go(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Dependencies met (batch 6 applied), but a lead without customer appeared since: apply refuses."""
-    from runbook_lib import apply
-    from runbook_lib.session import open_session
+    from runbook_lib.phases import apply
+    from runbook_lib.phases.session import open_session
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup"))

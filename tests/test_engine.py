@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from runbook_lib import engine
+from runbook_lib.notebook import engine
 
 
 def written(path: Path) -> list[list[dict]]:

@@ -10,8 +10,12 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from runbook_lib import batch as batch_mod
-from runbook_lib import checks, database, example, paths, sqlblocks
+from runbook_lib.batch import model as batch_mod
+from runbook_lib.batch import declared as checks
+from runbook_lib.db import connection as database
+from runbook_lib.db import example
+from runbook_lib import config as paths
+from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.errors import ExampleError
 
 BATCH_6 = paths.example_migrations_dir() / "006_backfill_customers"

@@ -15,10 +15,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runbook_lib import apply, embedded, ledger
-from runbook_lib.database import with_database
+from runbook_lib.phases import apply
+from runbook_lib.db import embedded
+from runbook_lib.db import ledger
+from runbook_lib.db.connection import with_database
 from runbook_lib.errors import MigrationFailed
-from runbook_lib.session import open_session
+from runbook_lib.phases.session import open_session
 
 
 def batch_folder(root: Path, sql: str, number: int = 1) -> Path:
@@ -118,8 +120,8 @@ def test_statement_timeout_stops_a_slow_statement_cleanly(item_db: str, tmp_path
 
 _CHILD = """
 import sys
-from runbook_lib import apply
-from runbook_lib.session import open_session
+from runbook_lib.phases import apply
+from runbook_lib.phases.session import open_session
 apply.run(open_session(1, database_url=sys.argv[1], migrations_dir=sys.argv[2], reports_dir=sys.argv[3]),
           strategy="online", lock_timeout_ms=100, max_attempts=1000)
 """

@@ -22,7 +22,10 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import database, fleet, fleet_report, ledger
+from runbook_lib.db import connection as database
+from runbook_lib.fleet import scheduler as fleet
+from runbook_lib.fleet import report as fleet_report
+from runbook_lib.db import ledger
 from runbook_lib.cli import main
 
 # Runs Jupyter kernels on Dask workers: server-independent like the CLI tests (see pyproject's markers).
@@ -88,8 +91,8 @@ def _drop(server_url: str, name: str) -> None:
 @pytest.fixture(scope="module")
 def crm6_template(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPathFactory):
     """The example with batch 6 applied by the library: the starting point of every target."""
-    from runbook_lib import apply
-    from runbook_lib.session import open_session
+    from runbook_lib.phases import apply
+    from runbook_lib.phases.session import open_session
 
     name = f"crm6_{uuid.uuid4().hex[:8]}"
     _create(server_url, name, crm_template)

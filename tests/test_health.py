@@ -12,11 +12,13 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 from psycopg import conninfo
 
-from runbook_lib import apply, health, paths
-from runbook_lib import batch as batch_mod
-from runbook_lib.batch import Batch, Checks, ColumnRef, ForeignKeyCheck
+from runbook_lib.phases import apply
+from runbook_lib.phases import health
+from runbook_lib import config as paths
+from runbook_lib.batch import model as batch_mod
+from runbook_lib.batch.model import Batch, Checks, ColumnRef, ForeignKeyCheck
 from runbook_lib.errors import HealthDrift, RunbookError
-from runbook_lib.session import open_session
+from runbook_lib.phases.session import open_session
 
 MIGRATIONS = paths.example_migrations_dir()
 
@@ -176,8 +178,9 @@ def test_check_notebook_fails_on_drift(after_7: str, tmp_path: Path, monkeypatch
 
 
 def test_runbook_check_exits_non_zero_on_drift_for_cron(crm_url: str, tmp_path, capsys) -> None:
-    from runbook_lib import apply, cli
-    from runbook_lib.session import open_session
+    from runbook_lib.phases import apply
+    from runbook_lib import cli
+    from runbook_lib.phases.session import open_session
 
     for number in (6, 7):
         apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path))

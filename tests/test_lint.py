@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from runbook_lib import lint as lint_module
-from runbook_lib.analysis import split_statements
-from runbook_lib.lint import INSTALL_HINT, LintResult, lint
+from runbook_lib.sql import lint as lint_module
+from runbook_lib.sql.analysis import split_statements
+from runbook_lib.sql.lint import INSTALL_HINT, LintResult, lint
 
 BATCH_7 = """-- AlterTable
 ALTER TABLE "Lead" ALTER COLUMN "customer_id" SET NOT NULL;

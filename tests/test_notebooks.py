@@ -16,9 +16,13 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 from psycopg import conninfo
 
-from runbook_lib import apply, database, ledger, paths, runner
+from runbook_lib.phases import apply
+from runbook_lib.db import connection as database
+from runbook_lib.db import ledger
+from runbook_lib import config as paths
+from runbook_lib.notebook import runner
 from runbook_lib.errors import PhaseFailed
-from runbook_lib.session import open_session
+from runbook_lib.phases.session import open_session
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel

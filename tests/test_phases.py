@@ -15,18 +15,19 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import apply, catalog, database, execution, ledger, paths, preflight, rollback, validate
+from runbook_lib.phases import apply
+from runbook_lib.db import catalog
+from runbook_lib.db import connection as database
+from runbook_lib.execution import executor as execution
+from runbook_lib.db import ledger
+from runbook_lib import config as paths
+from runbook_lib.phases import preflight
+from runbook_lib.phases import rollback
+from runbook_lib.phases import validate
 from runbook_lib.errors import (
-    DatabaseError,
-    DependencyError,
-    DriftError,
-    LockBusy,
-    MigrationFailed,
-    NotApplied,
-    PreflightFailed,
-    ValidationFailed,
+    DatabaseError, DependencyError, DriftError, LockBusy, MigrationFailed, NotApplied, PreflightFailed, ValidationFailed,
 )
-from runbook_lib.session import Session, open_session
+from runbook_lib.phases.session import Session, open_session
 
 TABLES = ["Customer", "Lead", "Job"]
 

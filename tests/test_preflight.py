@@ -8,8 +8,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runbook_lib import apply, lockcost, preflight
-from runbook_lib.session import open_session
+from runbook_lib.phases import apply
+from runbook_lib.sql import lockcost
+from runbook_lib.phases import preflight
+from runbook_lib.phases.session import open_session
 
 
 @pytest.fixture

@@ -13,10 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runbook_lib import apply, paths, prisma_schema, validate
-from runbook_lib import batch as batch_mod
+from runbook_lib.phases import apply
+from runbook_lib import config as paths
+from runbook_lib.orm import prisma_schema
+from runbook_lib.phases import validate
+from runbook_lib.batch import model as batch_mod
 from runbook_lib.errors import BatchError, ValidationFailed
-from runbook_lib.session import open_session
+from runbook_lib.phases.session import open_session
 
 BEFORE = paths.example_dir() / "schema.prisma"
 AFTER = paths.example_migrations_dir() / "007_tighten_constraints" / "schema.prisma"

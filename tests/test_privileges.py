@@ -9,9 +9,11 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import apply, ledger, preflight
+from runbook_lib.phases import apply
+from runbook_lib.db import ledger
+from runbook_lib.phases import preflight
 from runbook_lib.errors import RunbookError
-from runbook_lib.session import open_session
+from runbook_lib.phases.session import open_session
 
 
 @pytest.fixture

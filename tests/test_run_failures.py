@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runbook_lib import cli, paths
+from runbook_lib import cli
+from runbook_lib import config as paths
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
@@ -27,7 +28,7 @@ def _run(*args: str) -> int:
 
 
 def _applied(url: str, batch: int) -> bool:
-    from runbook_lib import ledger
+    from runbook_lib.db import ledger
 
     with psycopg.connect(url) as conn:
         return ledger.state(conn, batch).applied

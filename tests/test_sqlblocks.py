@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from runbook_lib import sqlblocks
+from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.errors import BatchError
-from runbook_lib.sqlblocks import Expectation, SqlBlock
+from runbook_lib.batch.blocks import Expectation, SqlBlock
 
 
 def parse_error(sql: str, filename: str = "validation.sql") -> str:

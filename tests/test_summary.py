@@ -21,9 +21,11 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import apply, database, paths
+from runbook_lib.phases import apply
+from runbook_lib.db import connection as database
+from runbook_lib import config as paths
 from runbook_lib.cli import main
-from runbook_lib.session import open_session
+from runbook_lib.phases.session import open_session
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
@@ -300,9 +302,9 @@ def test_report_of_a_folder_without_records_is_one_sentence(tmp_path: Path, caps
 
 
 def test_timeline_chart_is_an_image_in_both_reports_with_each_bar_marked_by_its_lock(completed: Run) -> None:
-    from runbook_lib import chart
-    from runbook_lib.execution import ExecutionResult
-    from runbook_lib.records import from_json
+    from runbook_lib.report import chart
+    from runbook_lib.execution.executor import ExecutionResult
+    from runbook_lib.report.records import from_json
 
     inline = re.search(r"<svg\b.*?</svg>", completed.html, re.S)  # inline: the file stands alone
     assert inline and "statements and the locks they took" in inline.group(0)

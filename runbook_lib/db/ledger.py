@@ -1,0 +1,251 @@
+"""The ledger: a `runbook` schema in the target database recording every phase run.
+
+Writes go through their own autocommit connection, so a migration that rolls back cannot erase
+the record of its own failure.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import dict_row
+
+from runbook_lib.db import connection as database
+from runbook_lib.errors import RunbookError
+
+
+class LedgerError(RunbookError):
+    """The ledger cannot be written by this role."""
+
+SCHEMA = "runbook"
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS runbook;
+CREATE TABLE IF NOT EXISTS runbook.phase_run (
+    id          bigserial PRIMARY KEY,
+    run_id      text        NOT NULL,
+    batch       integer     NOT NULL,
+    batch_name  text        NOT NULL,
+    phase       text        NOT NULL,
+    status      text        NOT NULL,
+    checksum    text,
+    dry_run     boolean     NOT NULL DEFAULT false,
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    db_user     text        NOT NULL DEFAULT current_user,
+    os_user     text,
+    host        text,
+    message     text
+);
+CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON runbook.phase_run (batch, id);
+"""
+# Columns added after the first release; a ledger created before them gets them on first write.
+_LATER_COLUMNS = {"strategy": "text", "steps_done": "integer", "steps_total": "integer"}
+
+# The state of a batch is its latest successful, real (not dry-run) apply or rollback.
+_STATE_SQL = """
+SELECT DISTINCT ON (batch) batch, batch_name, phase, checksum, finished_at, db_user, os_user, run_id
+FROM runbook.phase_run
+WHERE phase IN ('apply', 'rollback') AND status = 'succeeded' AND NOT dry_run
+ORDER BY batch, id DESC
+"""
+
+RUNNING, SUCCEEDED, FAILED, NOOP, REFUSED = "running", "succeeded", "failed", "no-op", "refused"
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """Whether a batch is applied, according to the ledger."""
+
+    batch: int
+    applied: bool
+    checksum: str | None = None
+    applied_at: datetime | None = None
+    applied_by: str | None = None
+    run_id: str | None = None
+
+
+def exists(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('runbook.phase_run') IS NOT NULL").fetchone()[0]
+
+
+def states(conn: psycopg.Connection) -> dict[int, BatchState]:
+    """Applied state of every batch the ledger knows; reading never creates the ledger."""
+    if not exists(conn):
+        return {}
+    result = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(_STATE_SQL):
+            applied = row["phase"] == "apply"
+            who = row["db_user"] + (f" ({row['os_user']})" if row["os_user"] else "")
+            result[row["batch"]] = BatchState(
+                row["batch"], applied, row["checksum"], row["finished_at"], who, row["run_id"]
+            )
+    return result
+
+
+def state(conn: psycopg.Connection, batch: int) -> BatchState:
+    return states(conn).get(batch, BatchState(batch, applied=False))
+
+
+@dataclass(frozen=True)
+class PartialRun:
+    """A failed multi-step run that committed some of its steps: the next run resumes after them."""
+
+    checksum: str
+    strategy: str
+    steps_done: int
+    steps_total: int
+    run_id: str
+
+
+INTERRUPTED = "interrupted"
+
+
+def close_interrupted(conn: psycopg.Connection, batch: int) -> int:
+    """Mark runs of the batch still 'running' as interrupted: call only while holding the migration lock.
+
+    A process killed mid-apply (or a server restart) leaves its row 'running'; holding the lock
+    proves no one is still at it.
+    """
+    if not exists(conn):
+        return 0
+    try:
+        with conn.transaction():
+            cur = conn.execute(
+                "UPDATE runbook.phase_run SET status = %s, finished_at = clock_timestamp(),"
+                " message = coalesce(message || '; ', '')"
+                " || 'interrupted: the process or its connection ended before it finished'"
+                " WHERE batch = %s AND phase IN ('apply', 'rollback') AND status = %s",
+                (INTERRUPTED, batch, RUNNING),
+            )
+            return cur.rowcount
+    except psycopg.errors.InsufficientPrivilege:
+        return 0  # a role that may not write the ledger is refused, with the reason, when the phase starts
+
+
+def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> PartialRun | None:
+    """The latest real run of `phase` for the batch, if it stopped part way (steps committed, not all)."""
+    if not exists(conn):
+        return None
+    row = conn.execute(
+        "SELECT status, checksum, strategy, steps_done, steps_total, run_id FROM runbook.phase_run"
+        " WHERE batch = %s AND phase = %s AND NOT dry_run AND status <> %s"
+        " ORDER BY id DESC LIMIT 1",
+        (batch, phase, NOOP),
+    ).fetchone()
+    if row is None or row[0] not in (FAILED, INTERRUPTED) or row[4] is None:
+        return None
+    if (row[3] or 0) >= row[4] or (row[0] == FAILED and not row[3]):
+        return None
+    return PartialRun(row[1], row[2] or "direct", row[3] or 0, row[4], row[5])
+
+
+def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50) -> list[dict]:
+    if not exists(conn):
+        return []
+    where = "WHERE batch = %s" if batch is not None else ""
+    params = (batch,) if batch is not None else ()
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT id, run_id, batch, phase, status, dry_run, started_at, finished_at, db_user, message"
+            f" FROM runbook.phase_run {where} ORDER BY id DESC LIMIT {int(limit)}",
+            params,
+        ).fetchall()
+
+
+class LedgerWriter:
+    """Records one phase run: a row at start, updated at the end, on a connection of its own."""
+
+    def __init__(self, url: str, *, run_id: str, batch: int, batch_name: str, phase: str,
+                 checksum: str | None = None, dry_run: bool = False, strategy: str | None = None,
+                 required: bool = True) -> None:
+        """`required=False` (read-only phases): a role that may not write the ledger is noted, not refused."""
+        self.note = ""
+        self._finished = False
+        self._url = url
+        self._conn = database.connect(url, autocommit=True, application_name="runbook-ledger")
+        try:
+            _ensure(self._conn)
+            self.row_id: int | None = self._conn.execute(
+                "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
+                " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname(),
+                 strategy),
+            ).fetchone()[0]
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
+            self._conn.close()
+            if required:
+                raise LedgerError(
+                    f"The role cannot write runbook's ledger ({exc.diag.message_primary}); {phase} needs CREATE on "
+                    "the database (first run) and INSERT/UPDATE on runbook.phase_run: see the README's privileges."
+                ) from None
+            self.row_id = None
+            self.note = f"ledger not written: {exc.diag.message_primary}"
+
+    def _update(self, statement: str, params: tuple) -> None:
+        """Write through this row's connection, reconnecting once if the server dropped it (a restart)."""
+        for attempt in (1, 2):
+            try:
+                if self._conn.closed:
+                    self._conn = database.connect(self._url, autocommit=True, application_name="runbook-ledger")
+                self._conn.execute(statement, params)
+                return
+            except (psycopg.OperationalError, RunbookError):
+                if attempt == 2:
+                    raise
+                self._conn.close()
+
+    def progress(self, steps_done: int, steps_total: int) -> None:
+        """After each committed step: a killed process leaves behind how far it got."""
+        if self.row_id is None:
+            return
+        self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s WHERE id = %s",
+                     (steps_done, steps_total, self.row_id))
+
+    def finish(self, status: str, message: str | None = None, *, steps_done: int | None = None,
+               steps_total: int | None = None) -> None:
+        if self.row_id is None:
+            return
+        self._finished = True
+        try:
+            self._update(
+                "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
+                " steps_done = %s, steps_total = %s WHERE id = %s",
+                (status, message, steps_done, steps_total, self.row_id),
+            )
+        except (psycopg.OperationalError, RunbookError):
+            pass  # the server is gone: the row stays 'running' and the next apply marks it interrupted
+        finally:
+            self._conn.close()
+
+    def __enter__(self) -> "LedgerWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.row_id is not None and not self._finished:
+            self.finish(FAILED, f"{type(exc).__name__}: {exc}" if exc else "interrupted")
+
+
+def _ensure(conn: psycopg.Connection) -> None:
+    """Create the ledger, or add columns it lacks; no DDL at all when it is complete (any role may write)."""
+    have = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'runbook' AND table_name = 'phase_run'"
+    )}
+    if not have:
+        conn.execute(_DDL)  # the first release's columns; the later ones are added just below
+    for name, kind in _LATER_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS {name} {kind}")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return ""

@@ -1,0 +1,348 @@
+"""Preflight: everything worth knowing before the migration touches anything, ending in GO / WARN / NO-GO.
+
+It runs in a READ ONLY transaction: nothing it runs, preflight.sql included, can change the database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+import psycopg
+from psycopg.rows import dict_row
+
+from runbook_lib.sql import analysis
+from runbook_lib.db import catalog
+from runbook_lib.batch import declared as checks
+from runbook_lib.db import ledger
+from runbook_lib.sql import lockcost
+from runbook_lib.batch import blocks as sqlblocks
+from runbook_lib.report import frames as tables
+from runbook_lib.sql import lint as lint_mod
+from runbook_lib.sql.analysis import StatementAnalysis
+from runbook_lib.batch.model import PREFLIGHT, Batch, BatchInfo
+from runbook_lib.sql.lint import LintResult
+from runbook_lib.sql.lockcost import LockCost
+from runbook_lib.db.connection import ConnectionFacts
+from runbook_lib.errors import PreflightFailed
+from runbook_lib.phases.session import Session
+
+GO, WARN, NOGO = "GO", "WARN", "NO-GO"
+
+
+@dataclass(frozen=True)
+class LedgerCheck:
+    """The batch and its dependencies as the ledger sees them."""
+
+    applied: bool
+    applied_checksum: str | None
+    applied_at: str | None
+    applied_by: str | None
+    checksum: str
+    drift: bool
+    dependencies: tuple[tuple[int, bool], ...] = ()
+
+    @property
+    def missing_dependencies(self) -> list[int]:
+        return [number for number, applied in self.dependencies if not applied]
+
+
+@dataclass(frozen=True)
+class TableSize:
+    table: str
+    exists: bool
+    rows_estimate: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A session that would make the migration's DDL wait, and every writer queue behind it."""
+
+    pid: int
+    user: str
+    application: str
+    state: str
+    transaction_age_s: float
+    locks: str
+    query: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    reasons: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if not self.reasons:
+            return self.status
+        return self.status + ": " + "; ".join(self.reasons)
+
+
+@dataclass
+class PreflightResult:
+    batch: BatchInfo
+    connection: ConnectionFacts
+    run_id: str
+    started_at: str
+    duration_s: float
+    ledger: LedgerCheck
+    gates: list[sqlblocks.BlockResult]
+    statements: list[StatementAnalysis] = field(default_factory=list)
+    lint: LintResult | None = None
+    tables: list[TableSize] = field(default_factory=list)
+    blockers: list[Blocker] = field(default_factory=list)
+    lock_costs: list[LockCost] = field(default_factory=list)
+    lock_threshold_ms: float = 0.0
+    verdict: Verdict = field(default_factory=lambda: Verdict(GO))
+
+    @property
+    def write_block_estimate_ms(self) -> float:
+        """In one transaction every lock is held to the commit: the costs add up."""
+        return round(sum(c.estimate_ms for c in self.lock_costs), 3)
+
+    def gates_frame(self) -> pd.DataFrame:
+        return tables.frame(self.gates, ["name", "expectation", "outcome", "status", "source"], empty="no gates")
+
+    def ledger_frame(self) -> pd.DataFrame:
+        lc = self.ledger
+        rows = [("this batch", "applied" if lc.applied else "not applied",
+                 f"{lc.applied_at or ''} {lc.applied_by or ''}".strip())]
+        rows.append(("migration.sql checksum", lc.checksum[:16],
+                     f"DRIFT: applied with {lc.applied_checksum[:16]}" if lc.drift else "matches" if lc.applied else ""))
+        rows += [(f"depends on batch {n}", "applied" if ok else "NOT APPLIED", "") for n, ok in lc.dependencies]
+        return pd.DataFrame(rows, columns=["item", "state", "detail"])
+
+    def statements_frame(self) -> pd.DataFrame:
+        return tables.frame(
+            self.statements,
+            ["index", "line", "kind", "lock_summary", "scans", "rewrites", "transactional", "blocks_writes"],
+            empty="no statements",
+        )
+
+    def lint_frame(self) -> pd.DataFrame:
+        if self.lint is None or not self.lint.available:
+            return pd.DataFrame({"lint": [self.lint.note if self.lint else "squawk was not run"]})
+        return tables.frame(self.lint.findings, ["statement_index", "line", "rule", "message", "help"],
+                            empty="squawk found nothing")
+
+    def tables_frame(self) -> pd.DataFrame:
+        return tables.frame(self.tables, ["table", "exists", "rows_estimate", "bytes"], empty="no tables")
+
+    def lock_costs_frame(self) -> pd.DataFrame:
+        return tables.frame(
+            self.lock_costs,
+            ["statement_index", "kind", "table", "mode", "rows_estimate", "bytes", "estimate_ms", "method",
+             "over_threshold", "alternative"],
+            empty="no statement blocks writes while it scans or rewrites a table",
+        )
+
+    def blockers_frame(self) -> pd.DataFrame:
+        return tables.frame(
+            self.blockers,
+            ["pid", "user", "application", "state", "transaction_age_s", "locks", "query", "reason"],
+            empty="no blocking sessions",
+        )
+
+    def verdict_frame(self) -> pd.DataFrame:
+        reasons = self.verdict.reasons or ("all gates passed",)
+        return pd.DataFrame({"verdict": [self.verdict.status] * len(reasons), "reason": list(reasons)})
+
+    def raise_for_verdict(self, fail_on_nogo: bool = True) -> None:
+        """Fail the notebook (and so papermill and the CLI) on NO-GO, unless told to go on (--force)."""
+        if self.verdict.status == NOGO and fail_on_nogo:
+            raise PreflightFailed(
+                f"Preflight of batch {self.batch.number} says NO-GO: " + "; ".join(self.verdict.reasons) + ".",
+                list(self.verdict.reasons),
+            )
+
+
+def ledger_check(conn: psycopg.Connection, batch: Batch) -> LedgerCheck:
+    states = ledger.states(conn)
+    own = states.get(batch.number, ledger.BatchState(batch.number, False))
+    checksum = batch.checksum
+    deps = tuple((n, states.get(n, ledger.BatchState(n, False)).applied) for n in batch.depends_on)
+    return LedgerCheck(
+        applied=own.applied,
+        applied_checksum=own.checksum,
+        applied_at=own.applied_at.isoformat(timespec="seconds") if own.applied_at else None,
+        applied_by=own.applied_by,
+        checksum=checksum,
+        drift=own.applied and own.checksum is not None and own.checksum != checksum,
+        dependencies=deps,
+    )
+
+
+def touched_tables(batch: Batch, statements: list) -> list[str]:
+    seen: dict[str, None] = {}
+    for stmt in statements:
+        for lock in stmt.locks:
+            seen[lock.table] = None
+    for name in batch.checks.tables:
+        seen[name] = None
+    return list(seen)
+
+
+def table_sizes(conn: psycopg.Connection, names: list[str]) -> list[TableSize]:
+    sizes = []
+    for name in names:
+        row = conn.execute(
+            "SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c"
+            " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p')",
+            (catalog.regclass_text(name),),
+        ).fetchone()
+        if row is None:
+            sizes.append(TableSize(name, False, 0, 0))
+        else:
+            sizes.append(TableSize(name, True, max(int(row[0]), 0), int(row[1])))
+    return sizes
+
+
+_BLOCKERS_SQL = """
+SELECT a.pid, coalesce(a.usename, '') AS user, coalesce(a.application_name, '') AS application,
+       coalesce(a.state, '') AS state,
+       coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float AS transaction_age_s,
+       coalesce(string_agg(DISTINCT l.mode || ' on ' || l.relation::regclass::text, ', '), '') AS locks,
+       left(coalesce(a.query, ''), 200) AS query
+FROM pg_stat_activity a
+LEFT JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'relation' AND l.granted
+     AND l.relation = ANY(%(oids)s::oid[])
+WHERE a.pid <> pg_backend_pid() AND a.backend_type = 'client backend' AND a.datname = current_database()
+GROUP BY a.pid, a.usename, a.application_name, a.state, a.xact_start, a.query
+HAVING count(l.relation) > 0 OR clock_timestamp() - a.xact_start > make_interval(secs => %(idle)s)
+ORDER BY a.xact_start NULLS LAST
+"""
+
+
+def blockers(conn: psycopg.Connection, names: list[str], *, long_transaction_s: float = 60.0) -> list[Blocker]:
+    oids = []
+    for name in names:
+        oid = conn.execute("SELECT to_regclass(%s)::oid", (catalog.regclass_text(name),)).fetchone()[0]
+        if oid is not None:
+            oids.append(oid)
+    found = []
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(_BLOCKERS_SQL, {"oids": oids, "idle": long_transaction_s}):
+            reasons = []
+            if row["locks"]:
+                reasons.append(f"holds {row['locks']}")
+            if row["transaction_age_s"] > long_transaction_s:
+                reasons.append(f"transaction open {row['transaction_age_s']:.0f} s ({row['state']})")
+            found.append(Blocker(reason="; ".join(reasons), **row))
+    return found
+
+
+def _verdict(result: PreflightResult) -> Verdict:
+    nogo, warn = [], []
+    lc = result.ledger
+    if lc.drift:
+        nogo.append(
+            f"migration.sql changed since batch {result.batch.number} was applied "
+            f"(applied {lc.applied_checksum[:12]}, now {lc.checksum[:12]})"
+        )
+    elif lc.applied:
+        nogo.append(f"batch {result.batch.number} is already applied ({lc.applied_at} by {lc.applied_by})")
+    for number in lc.missing_dependencies:
+        nogo.append(f"batch {number}, which this batch depends on, is not applied")
+    for gate in result.gates:
+        if not gate.passed:
+            nogo.append(f"gate '{gate.name}' expected {gate.expectation}, got {gate.outcome}")
+    for blocker in result.blockers:
+        warn.append(f"session {blocker.pid} ({blocker.application or blocker.user}) {blocker.reason}: "
+                    "the migration's locks would queue behind it, and writers behind them")
+    for stmt in result.statements:
+        overrides = [n for n in stmt.notes if "runbook sets for the migration" in n]
+        if overrides:
+            warn.append(f"statement {stmt.index} (line {stmt.line}) {overrides[0]}: the migration then waits "
+                        "without runbook's limit and can stall the application; remove it and use --lock-timeout")
+    for cost in result.lock_costs:
+        if cost.over_threshold:
+            warn.append(
+                f"statement {cost.statement_index} ({cost.kind}) would block writes to {cost.table} for about "
+                f"{cost.estimate_ms:.0f} ms (threshold {result.lock_threshold_ms:g} ms); instead: {cost.alternative}"
+            )
+    total = result.write_block_estimate_ms
+    if total > result.lock_threshold_ms and not any(c.over_threshold for c in result.lock_costs):
+        warn.append(f"together the statements would block writes for about {total:.0f} ms in one transaction "
+                    f"(threshold {result.lock_threshold_ms:g} ms); split the batch or use the online alternatives")
+    if nogo:
+        return Verdict(NOGO, tuple(nogo + warn))
+    if warn:
+        return Verdict(WARN, tuple(warn))
+    return Verdict(GO)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The batch's files as preflight reads them: migration.sql parsed, preflight.sql's blocks."""
+
+    statements: list[StatementAnalysis]
+    blocks: list[sqlblocks.SqlBlock]
+
+
+def load_inputs(session: Session, statements: list[StatementAnalysis] | None = None) -> Inputs:
+    """Parse the files once, before anything runs or is recorded: a malformed one is refused here."""
+    batch = session.batch
+    if statements is None:
+        statements = analysis.analyze(batch.migration_sql, filename=f"{batch.name}/migration.sql",
+                                      server_major=session.facts.major)
+    path = batch.file(PREFLIGHT)
+    return Inputs(statements, sqlblocks.load(path) if path else [])
+
+
+def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_threshold_ms: float = 1000.0,
+             lint: bool = True, measure: bool = True, inputs: Inputs | None = None) -> PreflightResult:
+    """Run every preflight check read-only and return the facts with a verdict; writes nothing."""
+    batch = session.batch
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    inputs = inputs or load_inputs(session)
+    statements, blocks = inputs.statements, inputs.blocks
+    with session.connect() as conn:
+        conn.read_only = True
+        with conn.transaction(force_rollback=True):
+            lc = ledger_check(conn, batch)
+            gate_blocks = checks.gates(conn, batch.checks) + blocks
+            gates = [sqlblocks.run(conn, block) for block in gate_blocks]
+            names = touched_tables(batch, statements)
+            sizes = table_sizes(conn, names)
+            found_blockers, costs = [], []
+            if measure:  # apply's own check skips these: they scan tables and it waits for locks anyway
+                found_blockers = blockers(conn, names, long_transaction_s=long_transaction_s)
+                costs = lockcost.estimate(conn, statements,
+                                          {t.table: (t.rows_estimate, t.bytes) for t in sizes if t.exists},
+                                          threshold_ms=lock_threshold_ms)
+    lint_result = lint_mod.lint(batch.migration_sql, server_major=session.facts.major) if lint else None
+    result = PreflightResult(
+        batch=BatchInfo.of(batch),
+        connection=session.facts,
+        run_id=session.run.run_id,
+        started_at=started.isoformat(timespec="milliseconds"),
+        duration_s=round(time.perf_counter() - t0, 3),
+        ledger=lc,
+        gates=gates,
+        statements=statements,
+        lint=lint_result,
+        tables=sizes,
+        blockers=found_blockers,
+        lock_costs=costs,
+        lock_threshold_ms=lock_threshold_ms,
+    )
+    result.verdict = _verdict(result)
+    return result
+
+
+def run(session: Session, **options) -> PreflightResult:
+    """The preflight phase: evaluate, record in the ledger and the run folder; NO-GO is raised by the caller."""
+    inputs = load_inputs(session)  # malformed files are refused before the ledger records anything
+    with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
+                             batch_name=session.batch.name, phase="preflight",
+                             checksum=session.batch.checksum, required=False) as writer:
+        result = evaluate(session, inputs=inputs, **options)
+        session.run.write("preflight", result)
+        status = ledger.FAILED if result.verdict.status == NOGO else ledger.SUCCEEDED
+        writer.finish(status, str(result.verdict))
+    return result

@@ -1,0 +1,54 @@
+"""rollback: rollback.sql under the same protections as apply, only for an applied batch."""
+
+from __future__ import annotations
+
+from runbook_lib.sql import analysis
+from runbook_lib.batch import declared as checks
+from runbook_lib.execution import executor as execution
+from runbook_lib.db import ledger
+from runbook_lib.phases import preflight
+from runbook_lib.batch import blocks as sqlblocks
+from runbook_lib.batch.model import ROLLBACK, read_sql
+from runbook_lib.errors import NotApplied
+from runbook_lib.execution.executor import ExecutionResult
+from runbook_lib.phases.session import Session, flag
+
+
+def run(
+    session: Session,
+    *,
+    dry_run: bool = False,
+    lock_timeout_ms: int = 200,
+    statement_timeout_ms: int = 0,
+    max_attempts: int = 10,
+) -> ExecutionResult:
+    """Reverse an applied batch, verify its declared checks no longer hold, and record it."""
+    batch = session.batch
+    path = batch.require(ROLLBACK, "make the batch reversible")
+    sql_text = read_sql(path)
+    filename = f"{batch.name}/{ROLLBACK}"
+    dry_run = flag("dry_run", dry_run)
+    lock_timeout_ms, statement_timeout_ms, max_attempts = execution.check_limits(
+        lock_timeout_ms, statement_timeout_ms, max_attempts)
+    statements = execution.require_statements(sql_text, filename, server_major=session.facts.major)
+    result, t0 = execution.start_result(session, "rollback", dry_run=dry_run)
+    with session.connect(application_name=f"runbook rollback batch {batch.number}") as conn, \
+            execution.migration_lock(conn):
+        ledger.close_interrupted(conn, batch.number)
+        state = ledger.state(conn, batch.number)
+        conn.commit()
+        if not state.applied:
+            raise NotApplied(
+                f"Batch {batch.number} is not applied on {session.facts.database} (the ledger has no apply of it), "
+                "so there is nothing to roll back; `runbook status` shows what is applied."
+            )
+
+        def verify(c):
+            return [sqlblocks.run(c, block) for block in checks.reverse_tests(c, batch.checks)]
+
+        return execution.recorded(
+            session, result, t0, conn, sql_text=sql_text, filename=filename,
+            tables_touched=preflight.touched_tables(batch, statements), done="rolled back",
+            lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
+            max_attempts=max_attempts, verify=verify, statements=statements,
+        )

@@ -1,0 +1,109 @@
+"""What every phase starts from: the target database (from the environment), the batch, the run folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+
+from runbook_lib.batch import model as batch_mod
+from runbook_lib.db import connection as database
+from runbook_lib.db import embedded
+from runbook_lib import config as paths
+from runbook_lib.batch.model import Batch
+from runbook_lib.errors import BatchError, DatabaseError
+from runbook_lib.report.records import RunFolder
+
+
+def whole_number(name: str, value: object) -> int:
+    """A notebook parameter that must be an integer (papermill passes what it was given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
+        raise BatchError(f"The parameter {name} must be a whole number, not {value!r}; pass it as -p {name} 7.")
+    return int(value)
+
+
+def flag(name: str, value: object) -> bool:
+    """A True/False notebook parameter; a string like 'yes' would silently count as True, so it is refused."""
+    if not isinstance(value, bool):
+        raise BatchError(f"The parameter {name} must be True or False, not {value!r}; pass it as -p {name} True.")
+    return value
+
+
+def resolve_url(explicit: str | None = None) -> str:
+    """--database-url, else DATABASE_URL, else the embedded server's demo database if it runs."""
+    if explicit:
+        return explicit
+    env = os.environ.get("DATABASE_URL")
+    if env:
+        return env
+    server = embedded.running()
+    if server is not None:
+        return server.database_url(embedded.DEMO_DATABASE)
+    raise DatabaseError(
+        "No database to run against: DATABASE_URL is not set and the embedded server is not running; "
+        "set DATABASE_URL, or start the embedded server with `runbook server start` (or `make demo`)."
+    )
+
+
+@dataclass
+class Session:
+    """One phase's view of the world; its repr never shows the password."""
+
+    batch: Batch
+    run: RunFolder
+    facts: database.ConnectionFacts
+    migrations_dir: Path
+    url: str = field(repr=False)
+
+    def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
+        return database.connect(self.url, autocommit=autocommit, application_name=application_name)
+
+    def frame(self) -> pd.DataFrame:
+        f = self.facts
+        rows = [
+            ("database URL", f.url),
+            ("server", f"PostgreSQL {f.server_version}"),
+            ("database", f.database),
+            ("user", f.user),
+            ("batch", f"{self.batch.number}: {self.batch.title}"),
+            ("batch folder", str(self.batch.path)),
+            ("run folder", str(self.run.path)),
+        ]
+        return pd.DataFrame(rows, columns=["fact", "value"]).set_index("fact")
+
+    def _repr_html_(self) -> str:
+        return self.frame().to_html()
+
+
+def open_session(
+    batch: int,
+    *,
+    migrations_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    reports_dir: str | Path | None = None,
+    database_url: str | None = None,
+    from_notebook: bool = False,
+) -> Session:
+    """Find the batch, connect once to learn the target's facts, and settle the run folder.
+
+    From a notebook, `database_url` is a papermill parameter, which papermill writes into the executed
+    notebook: one with a password is refused (the URL belongs in DATABASE_URL).
+    """
+    if from_notebook and database_url and database.has_password(database_url):
+        raise DatabaseError(
+            "The database URL was passed as a notebook parameter with a password, which papermill writes into "
+            "the executed notebook; pass it in the DATABASE_URL environment variable instead (or run papermill "
+            "with --engine runbook, which moves it there), and delete that output notebook."
+        )
+    folder = Path(migrations_dir) if migrations_dir else paths.example_migrations_dir()
+    found = batch_mod.find(folder, whole_number("batch", batch))
+    url = resolve_url(database_url)
+    with database.connect(url) as conn:
+        facts = database.facts(conn, url)
+    run = RunFolder.open(run_dir) if run_dir else RunFolder.create(
+        reports_dir or paths.default_reports_dir(), facts.database, found.number
+    )
+    return Session(batch=found, run=run, facts=facts, migrations_dir=folder, url=url)

@@ -1,0 +1,384 @@
+"""The migration summary, built only from the run's records: every figure in it was measured in that run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from runbook_lib.report import markdown as md
+from runbook_lib import config as paths
+from runbook_lib.report import records
+from runbook_lib.batch.model import ROLLBACK, find
+from runbook_lib.errors import RunbookError
+from runbook_lib.execution.executor import ExecutionResult
+from runbook_lib.report.markdown import Section
+from runbook_lib.phases.preflight import PreflightResult
+from runbook_lib.phases.validate import ValidationResult
+
+
+@dataclass
+class Summary:
+    run_dir: Path
+    batch_number: int
+    preflight: PreflightResult | None
+    apply: ExecutionResult | None
+    validate: ValidationResult | None
+    rollback: ExecutionResult | None
+    run: records.RunRecord | None = None
+
+    # -- facts --------------------------------------------------------------------------------
+    @property
+    def batch(self):
+        for rec in (self.apply, self.preflight, self.validate, self.rollback):
+            if rec is not None:
+                return rec.batch
+        raise RunbookError(f"The run folder {self.run_dir} holds no phase record; run a phase into it first.")
+
+    @property
+    def connection(self):
+        for rec in (self.apply, self.preflight, self.validate, self.rollback):
+            if rec is not None:
+                return rec.connection
+        return None
+
+    @property
+    def status(self) -> str:
+        failure = self.run.failure if self.run else None
+        if failure is not None:
+            if failure.phase == "preflight" and self.preflight is not None and self.preflight.verdict.status == "NO-GO":
+                return "NO-GO"
+            if self.run.rolled_back:
+                return "ROLLED BACK"
+            return "FAILED"
+        if self.apply is not None and self.apply.status == "failed":
+            return "FAILED"
+        if self.preflight is not None and self.preflight.verdict.status == "NO-GO" and self.apply is None:
+            return "NO-GO"
+        if self.validate is not None and not self.validate.ok:
+            return "FAILED"
+        if self.rollback is not None and self.rollback.status == "rolled back":
+            return "ROLLED BACK"
+        if self.apply is not None and self.apply.status == "dry run":
+            return "DRY RUN"
+        if self.apply is not None and self.validate is not None and self.validate.ok:
+            return "COMPLETED"
+        return "INCOMPLETE"
+
+    # -- sections -----------------------------------------------------------------------------
+    def header(self) -> Section:
+        b = self.batch
+        conn = self.connection
+        started = min((r.started_at for r in (self.preflight, self.apply, self.validate) if r), default="")
+        rows = [
+            ("Date", started[:19].replace("T", " ") + " UTC" if started else ""),
+            ("Status", self.status),
+            ("Type", b.type),
+            ("Batch", f"{b.number}: {b.title}"),
+            ("Database", f"{conn.database} on PostgreSQL {conn.server_version}" if conn else ""),
+            ("URL", conn.url if conn else ""),
+            ("Run", self.run_dir.name),
+        ]
+        failure = self.run.failure if self.run else None
+        if failure is not None:
+            where = f"cell {failure.cell_index}" if failure.cell_index is not None else "the kernel"
+            rows.append(("Stopped at", f"{failure.phase}, {where} of {failure.notebook}"))
+            rows.append(("Error", f"{failure.error_name}: {failure.error_message}"))
+        if self.run is not None and self.run.rolled_back:
+            rows.append(("Rolled back", "validation failed, so the batch was rolled back (--rollback-on-failure)"))
+        body = md.table(["", ""], rows)
+        return Section(f"Batch {b.number} Migration Summary: {self.status}", body, level=1)
+
+    def what_was_done(self) -> Section:
+        b = self.batch
+        lines = [md.text(b.title) + "."]
+        readme = Path(b.path, "README.md")
+        if readme.exists():
+            first = next((p for p in readme.read_text(encoding="utf-8").split("\n\n")
+                          if p.strip() and not p.lstrip().startswith("#")), "")
+            if first:
+                lines.append(md.text(" ".join(first.split())))
+        statements = self.preflight.statements if self.preflight else []
+        if statements:
+            lines.append(md.table(["#", "Statement", "Lock"], [
+                (s.index, s.kind, s.lock_summary) for s in statements]))
+        return Section("What Was Done", "\n\n".join(lines))
+
+    def changes(self) -> Section:
+        if self.apply is None:
+            return Section("Changes Applied", "Not applied in this run.")
+        if not self.apply.changes:
+            return Section("Changes Applied", f"No catalog change ({md.text(self.apply.status)}).")
+        parts = []
+        for n, change in enumerate(self.apply.changes, start=1):
+            parts.append(f"### {n}. {md.text(change.table)}: {md.text(change.object)} ({change.change})")
+            parts.append("**Before**:\n\n" + (md.block(change.before) if change.before else "*absent*"))
+            parts.append("**After**:\n\n" + (md.block(change.after) if change.after else "*absent*"))
+        return Section("Changes Applied", "\n\n".join(parts))
+
+    def preflight_checks(self) -> Section:
+        p = self.preflight
+        if p is None:
+            return Section("Pre-flight Checks", "No preflight record in this run.")
+        body = [f"**Verdict**: {md.text(p.verdict.status)}"]
+        if p.verdict.reasons:
+            body.append("\n".join(f"- {md.text(r)}" for r in p.verdict.reasons))
+        body.append(md.table(["Gate", "Expected", "Result", "Status"],
+                             [(g.name, g.expectation, g.outcome, g.status) for g in p.gates]))
+        if p.lock_costs:
+            body.append("Estimated write-blocking time, from a measured read of each table "
+                        f"(threshold {p.lock_threshold_ms:g} ms):")
+            body.append(md.table(["#", "Statement", "Table", "Lock", "Rows", "Estimate", "Method"], [
+                (c.statement_index, c.kind, c.table, c.mode, c.rows_estimate, f"{c.estimate_ms:.1f} ms", c.method)
+                for c in p.lock_costs]))
+        if p.blockers:
+            body.append(md.table(["Blocking session", "Application", "State", "Reason"], [
+                (b.pid, b.application, b.state, b.reason) for b in p.blockers]))
+        if p.lint is not None and p.lint.available and p.lint.findings:
+            body.append(md.table(["Statement", "squawk rule", "Message"], [
+                (f.statement_index, md.text(f.rule), md.text_with_code(f.message)) for f in p.lint.findings],
+                raw_columns=(1, 2)))
+        deps = ", ".join(f"batch {n}: {'applied' if ok else 'NOT applied'}" for n, ok in p.ledger.dependencies)
+        if deps:
+            body.append(f"Dependencies: {md.text(deps)}")
+        return Section("Pre-flight Checks", "\n\n".join(body))
+
+    def validation_results(self) -> Section:
+        v = self.validate
+        if v is None:
+            return Section("Validation Results", "No validation in this run.")
+        parts = []
+        for n, t in enumerate(v.tests, start=1):
+            result = "PASS" if t.passed else "FAIL"
+            lines = [f"**Test {n}: {md.text(t.name)}**", "",
+                     f"- Attempted: {md.code(t.sql)}",
+                     f"- Expected: {md.text(t.expectation)}",
+                     f"- Result: {result}: {md.text(t.outcome)}"]
+            if t.message:
+                lines.append(f"- Server: {md.text(t.sqlstate)} {md.text(t.message)}")
+            parts.append("\n".join(lines))
+        return Section("Validation Results", "\n\n".join(parts))
+
+    def test_summary(self) -> Section:
+        v = self.validate
+        if v is None:
+            return Section("Test Summary", "No validation in this run.")
+        rows = [(n, t.name, "PASS" if t.passed else "FAIL") for n, t in enumerate(v.tests, start=1)]
+        body = md.table(["Test", "Description", "Result"], rows)
+        body += f"\n\n**Overall**: {v.passed}/{v.total} tests passed ({v.percent:g}%)"
+        if v.leftover_rows:
+            body += f"\n\nWARNING: the tests left {v.leftover_rows} rows behind."
+        return Section("Test Summary", body)
+
+    def database_state(self) -> Section:
+        a = self.apply
+        if a is None or a.before is None:
+            return Section("Database State", "Not applied in this run.")
+        rows = []
+        for before in a.before.tables:
+            after = a.after.table(before.name) if a.after else None
+            for col in before.columns:
+                new = after.column(col.name) if after else None
+                if new is None or new.ddl != col.ddl:
+                    rows.append((f"{before.name}.{col.name}", _nullability(col), _nullability(new)))
+                    rows.append((f"{before.name}.{col.name} coverage", _coverage(col, before.rows),
+                                 _coverage(new, after.rows if after else 0)))
+            rows.append((f"{before.name} rows", _count(before), _count(after) if after else ""))
+            rows.append((f"{before.name} size", _bytes(before.bytes), _bytes(after.bytes) if after else ""))
+        return Section("Database State", md.table(["Item", "Before", "After"], rows))
+
+    def performance(self) -> Section:
+        a = self.apply
+        if a is None:
+            return Section("Performance Impact (measured)", "Not applied in this run.")
+        rows = [(s.index, s.attempt, s.kind, f"{s.duration_s * 1000:.1f} ms", s.rowcount, s.status, s.locks)
+                for s in a.statements]
+        body = [md.table(["#", "Attempt", "Statement", "Duration", "Rows", "Status", "Locks taken"], rows)]
+        body.append(md.table(["Lock held at commit", "Mode", "Blocks writes", "Held"], [
+            (h.relation, h.mode, "yes" if h.blocks_writes else "no", f"{(h.held_s or 0) * 1000:.1f} ms")
+            for h in a.locks_before_commit]))
+        queued = (f" A lock request that timed out kept writers queued for {a.longest_queue_wait_s * 1000:.1f} ms."
+                  if a.longest_queue_wait_s else "")
+        body.append(
+            f"Apply took {a.duration_s:.3f} s in {a.attempts} attempt(s) "
+            f"(lock_timeout {a.lock_timeout_ms} ms). The longest lock that blocks writes was held "
+            f"{a.longest_lock_hold_s * 1000:.1f} ms."
+            + queued + f" Writes were blocked for at most {a.longest_write_block_s * 1000:.1f} ms in all."
+        )
+        return Section("Performance Impact (measured)", "\n\n".join(body))
+
+    def timeline(self) -> Section:
+        events = []
+        for name, rec in (("Pre-flight check", self.preflight), ("Validation", self.validate)):
+            if rec is not None:
+                events.append((_ts(rec.started_at), rec.duration_s, name, _outcome(name, rec)))
+        if self.apply is not None:
+            base = _ts(self.apply.statements_started_at or self.apply.started_at)
+            for s in self.apply.statements:
+                events.append((base + s.started_offset_s, s.duration_s, f"{s.kind} (statement {s.index})", s.status))
+            events.append((_ts(self.apply.started_at), self.apply.duration_s,
+                           "Apply (total, incl. checks and snapshots)", self.apply.status))
+        if not events:
+            return Section("Migration Timeline", "No phase ran.")
+        t0 = min(e[0] for e in events)
+        events.sort(key=lambda e: (e[0], -e[1]))
+        rows = [(f"T+{e[0] - t0:.3f}s", f"{e[1] * 1000:.1f} ms", e[2], e[3]) for e in events]
+        end = max(e[0] + e[1] for e in events)
+        return Section("Migration Timeline", md.table(["Time", "Duration", "Action", "Result"], rows)
+                       + f"\n\n**Total duration**: {end - t0:.3f} s (measured)")
+
+    def constraint_behaviour(self) -> Section:
+        v = self.validate
+        if v is None:
+            return Section("Constraint Behaviour", "No validation in this run.")
+        rejected = [t for t in v.tests if t.passed and t.expectation.startswith("error")]
+        allowed = [t for t in v.tests if t.passed and t.expectation == "ok"]
+        parts = ["### What is now REJECTED"]
+        parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nServer: {md.text(t.sqlstate)} {md.text(t.message)}"
+                  for n, t in enumerate(rejected, start=1)] or ["Nothing was tested to be rejected."]
+        parts.append("### What is still ALLOWED")
+        parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nResult: {md.text(t.outcome)}"
+                  for n, t in enumerate(allowed, start=1)] or ["Nothing was tested to be allowed."]
+        return Section("Constraint Behaviour", "\n\n".join(parts))
+
+    def prisma_schema(self) -> Section:
+        """The reference document's "Prisma Schema Updates": schema.prisma against the catalog, measured."""
+        if self.validate is None:
+            return Section("Prisma Schema Updates", "No validation in this run.")
+        return self.validate.orm_section()
+
+    def timeline_chart(self):
+        """The apply's statements on a time axis, each bar marked with the lock it took (an image)."""
+        from runbook_lib.report.chart import timeline_svg
+
+        if self.apply is None or not self.apply.statements:
+            return Section("Timeline Chart", "No statement ran.", level=3)
+        return _Svg(timeline_svg(self.apply))
+
+    def rollback_procedure(self) -> Section:
+        b = self.batch
+        path = Path(b.path) / ROLLBACK
+        body = [md.block(f"runbook rollback {b.number}", "bash")]
+        body.append(md.block(path.read_text(encoding="utf-8")) if path.exists() else "This batch has no rollback.sql.")
+        if self.rollback is not None:
+            body.append(f"Rolled back in this run: {md.text(self.rollback.status)} in {self.rollback.duration_s:.3f} s.")
+        return Section("Rollback Procedure", "\n\n".join(body))
+
+    def files(self) -> Section:
+        b = self.batch
+        try:
+            batch = find(Path(b.path).parent, b.number)
+            rows = [(f.name, f.bytes, f.sha256[:16]) for f in batch.files]
+        except RunbookError:
+            rows = []
+        return Section("Files", md.table(["File", "Bytes", "sha256 (first 16)"], rows)
+                       + f"\n\nmigration.sql applied with sha256 {md.code(b.checksum)}")
+
+    def monitoring(self) -> Section:
+        b = self.batch
+        body = ["Re-check every applied batch read-only (from cron or CI; exits non-zero on drift):",
+                md.block("runbook check", "bash"),
+                f"Re-run this batch's tests (in a transaction that is rolled back): {md.code(f'runbook validate {b.number}')}"]
+        queries = [t for t in (self.validate.tests if self.validate else [])
+                   if t.source == "batch.toml" and t.sql.lstrip().upper().startswith("SELECT")]
+        if queries:
+            body.append("The read-only checks, to run by hand:")
+            body.append(md.block(";\n\n".join(f"-- {t.name} (expect: {t.expectation})\n{t.sql}" for t in queries) + ";"))
+        return Section("Monitoring", "\n\n".join(body))
+
+    def sections(self) -> list[Section]:
+        return [self.header(), self.what_was_done(), self.changes(), self.preflight_checks(),
+                self.validation_results(), self.test_summary(), self.database_state(), self.performance(),
+                self.timeline(), self.constraint_behaviour(), self.prisma_schema(), self.rollback_procedure(), self.files(),
+                self.monitoring()]
+
+    @property
+    def markdown(self) -> str:
+        return "\n".join(s.markdown for s in self.sections())
+
+
+def _nullability(col) -> str:
+    if col is None:
+        return "absent"
+    return f"{col.type} {'NULL' if col.nullable else 'NOT NULL'}"
+
+
+def _count(table) -> str:
+    return str(table.rows) if table.rows_exact else f"about {table.rows} (planner estimate: large table)"
+
+
+class _Svg:
+    """An image output: nbconvert puts it inline in the HTML and writes it beside the Markdown."""
+
+    def __init__(self, data: str) -> None:
+        self.data = data
+
+    def _repr_svg_(self) -> str:
+        return self.data
+
+
+def _coverage(col, rows: int) -> str:
+    if col is None or col.non_null < 0:
+        return ""
+    percent = 100.0 * col.non_null / rows if rows else 100.0
+    return f"{col.non_null}/{rows} rows have a value ({percent:.1f}%)"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _outcome(name: str, rec) -> str:
+    if isinstance(rec, PreflightResult):
+        return rec.verdict.status
+    if isinstance(rec, ValidationResult):
+        return rec.headline
+    return ""
+
+
+def load(run_dir: str | Path | None = None, *, batch: int | None = None, database: str | None = None,
+         reports_dir: str | Path | None = None) -> Summary:
+    """The summary of a run folder, or of the latest record of each phase for this database and batch."""
+    if run_dir is not None:
+        folder = records.RunFolder.open(run_dir)
+        found = {phase: folder for phase in ("preflight", "apply", "validate", "rollback")}
+    else:
+        if batch is None or database is None:
+            raise RunbookError("Give the summary a run_dir, or both batch and database to find the latest run.")
+        root = reports_dir or paths.default_reports_dir()
+        found = {phase: records.latest_run_with(root, database, batch, phase)
+                 for phase in ("preflight", "apply", "validate", "rollback")}
+        folder = found["apply"] or found["preflight"]
+        if folder is None:
+            raise RunbookError(f"No run of batch {batch} on {database} under {root}; run `runbook run {batch}` first.")
+
+    def read(phase, cls):
+        return found[phase].read(phase, cls) if found[phase] else None
+
+    run = records.RunFolder(folder.path).read("run", records.RunRecord) if run_dir is not None else None
+    summary = Summary(folder.path, batch or 0, read("preflight", PreflightResult), read("apply", ExecutionResult),
+                      read("validate", ValidationResult), read("rollback", ExecutionResult), run)
+    summary.batch_number = summary.batch.number
+    return summary
+
+
+def load_for_notebook(run_dir: str | Path | None, *, batch: int | None = None, database: str | None = None,
+                      reports_dir: str | Path | None = None) -> Summary:
+    """The summary notebook's entry: a run folder, or the latest records for the target database."""
+    if run_dir is None and database is None:
+        import os
+
+        from runbook_lib.db import connection as database_mod
+        from runbook_lib.db import embedded
+
+        url = os.environ.get("DATABASE_URL")
+        database = database_mod.database_name(url) if url else embedded.DEMO_DATABASE
+    return load(run_dir, batch=batch, database=database, reports_dir=reports_dir)
