@@ -47,7 +47,8 @@ from runbook_lib import config as paths
 from runbook_lib.phases import rollback
 import workload  # benchmarks/workload.py: the application load the benchmarks run
 from runbook_lib.errors import RunbookError
-from runbook_lib.execution.executor import MAX_BACKOFF_S, ExecutionResult
+from runbook_lib.config import MAX_BACKOFF_S
+from runbook_lib.report.records import ExecutionResult
 from runbook_lib.phases.session import open_session
 
 METHODS = ("psql", "direct", "online")

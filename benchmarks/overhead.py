@@ -42,10 +42,8 @@ from runbook_lib.db import connection as database
 from runbook_lib.db import example
 from runbook_lib import config as paths
 from runbook_lib.report import records
-from runbook_lib.execution.executor import ExecutionResult
-from runbook_lib.phases.preflight import PreflightResult
+from runbook_lib.report.records import ExecutionResult, PreflightResult, ValidationResult
 from runbook_lib.phases.session import open_session
-from runbook_lib.phases.validate import ValidationResult
 
 PY = sys.executable
 BENCH = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""The `runbook` command: parses arguments, calls runbook_lib.commands, prints one readable block."""
+"""The `runbook` command: argparse and printing only; every subcommand is one call into runbook_lib.commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from runbook_lib import commands
-from runbook_lib.db import embedded
+from runbook_lib.config import DEFAULTS, STRATEGIES, Options
 from runbook_lib.errors import PhaseFailed, RunbookError
 
 
@@ -26,12 +26,14 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
     p.add_argument("--dry-run", action="store_true", help="execute, measure, then roll back")
     if force:
         p.add_argument("--force", action="store_true", help="apply even if preflight says NO-GO")
-        p.add_argument("--strategy", choices=("direct", "online"), default="direct",
+        p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy,
                        help="direct: one transaction; online: SET NOT NULL, FOREIGN KEY and CHECK validated "
                             "without long write locks, each step a short transaction")
-    p.add_argument("--lock-timeout", type=int, default=200, metavar="MS", help="lock_timeout per attempt (ms)")
-    p.add_argument("--statement-timeout", type=int, default=0, metavar="MS", help="statement_timeout (ms, 0 = none)")
-    p.add_argument("--max-attempts", type=int, default=10, help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s)")
+    p.add_argument("--lock-timeout", type=int, default=DEFAULTS.lock_timeout_ms, metavar="MS",
+                   help="lock_timeout per attempt (ms)")
+    p.add_argument("--statement-timeout", type=int, default=DEFAULTS.statement_timeout_ms, metavar="MS",
+                   help="statement_timeout (ms, 0 = none)")
+    p.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts, help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +97,7 @@ def _fleet_parser(sub) -> None:
         f.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
         if name == "run":
             _apply_options(f, force=False)
-            f.add_argument("--strategy", choices=("direct", "online"), default="direct",
+            f.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy,
                            help="as for `runbook run`")
             f.add_argument("--max-failures", type=int, metavar="K", help="schedule no new target after K failures")
             f.add_argument("--rollback-on-failure", action="store_true",
@@ -103,13 +105,11 @@ def _fleet_parser(sub) -> None:
 
 
 def _fleet(args: argparse.Namespace) -> int:
-    from runbook_lib.fleet import scheduler as fleet
-    from runbook_lib.fleet import report as fleet_report
+    from runbook_lib.fleet import report as fleet_report  # with commands.fleet: Dask only for a fleet
 
-    spec = fleet.load(args.targets)
     run = args.fleet_command == "run"
-    outcome = fleet.run(
-        spec, args.batch, mode=fleet.RUN if run else fleet.PREFLIGHT, workers=args.workers,
+    outcome = commands.fleet(
+        args.fleet_command, args.batch, targets=args.targets, workers=args.workers,
         scheduler=args.scheduler, max_failures=getattr(args, "max_failures", None),
         options=_options(args) if run else None, rollback_on_failure=getattr(args, "rollback_on_failure", False),
         migrations_dir=args.migrations_dir, reports_dir=args.reports_dir,
@@ -129,15 +129,15 @@ def _fleet(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-def _options(args: argparse.Namespace) -> dict:
-    return {
-        "dry_run": getattr(args, "dry_run", False),
-        "force": getattr(args, "force", None),
-        "strategy": getattr(args, "strategy", None),
-        "lock_timeout_ms": args.lock_timeout,
-        "statement_timeout_ms": args.statement_timeout,
-        "max_attempts": args.max_attempts,
-    }
+def _options(args: argparse.Namespace) -> Options:
+    return Options(
+        dry_run=getattr(args, "dry_run", DEFAULTS.dry_run),
+        force=getattr(args, "force", DEFAULTS.force),
+        strategy=getattr(args, "strategy", DEFAULTS.strategy),
+        lock_timeout_ms=args.lock_timeout,
+        statement_timeout_ms=args.statement_timeout,
+        max_attempts=args.max_attempts,
+    )
 
 
 def _print_outcome(outcome: commands.RunOutcome) -> int:
@@ -178,50 +178,47 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "server":
-        if args.action == "stop":
-            print("embedded server stopped" if embedded.stop() else "embedded server was not running")
-            return 0
-        server = embedded.start()
-        commands.ensure_database(server.url, embedded.DEMO_DATABASE)
-        print(server.database_url(embedded.DEMO_DATABASE))
+        print(commands.server(args.action))
         return 0
     if cmd == "report":
         return _print_outcome(commands.report(args.run_dir))
     if cmd == "fleet":
         return _fleet(args)
+    tgt = commands.target(args.database_url)
     if cmd == "example":
-        tgt = commands.target(args.database_url)
         loaded = commands.example_load(tgt, leads=args.leads, reset=args.reset)
         print(f"example loaded into {tgt.shown}: {loaded.customers} customers, {loaded.leads} leads "
               f"({loaded.leads_without_customer} without customer), {loaded.jobs} jobs in {loaded.seconds:.1f} s")
         return 0
-    tgt = commands.target(args.database_url)
     if cmd == "check":
         return _check(tgt, args)
     if cmd == "status":
-        rows = commands.status(tgt, args.migrations_dir)
-        print(f"{tgt.shown}")
-        for row in rows:
-            state = f"applied {row.applied_at} by {row.applied_by}" if row.applied else "not applied"
-            if row.applied and row.checksum_matches is False:
-                state += "  (DRIFT: migration.sql changed since)"
-            print(f"  {row.number:>4}  {row.name:<32} {state}")
+        _print_status(tgt, commands.status(tgt, args.migrations_dir))
         return 0
     if cmd == "demo":
         return _demo(tgt, args)
-    phases = {"run": commands.RUN_PHASES, "preflight": ("preflight",), "apply": ("apply",),
-              "validate": ("validate",), "rollback": ("rollback",)}[cmd]
-    options = _options(args) if cmd in ("apply", "rollback", "run") else None
-    outcome = commands.run_phases(tgt, args.batch, phases, migrations_dir=args.migrations_dir,
-                                  reports_dir=args.reports_dir, options=options,
-                                  rollback_on_failure=getattr(args, "rollback_on_failure", False))
+    where = {"migrations_dir": args.migrations_dir, "reports_dir": args.reports_dir}
+    if cmd == "run":
+        outcome = commands.run(tgt, args.batch, options=_options(args), rollback_on_failure=args.rollback_on_failure,
+                               **where)
+    elif cmd in ("apply", "rollback"):
+        outcome = getattr(commands, cmd)(tgt, args.batch, options=_options(args), **where)
+    else:
+        outcome = getattr(commands, cmd)(tgt, args.batch, **where)
     return _print_outcome(outcome)
 
 
-def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
-    from runbook_lib.phases import health
+def _print_status(tgt: commands.Target, rows: list[commands.BatchStatus]) -> None:
+    print(f"{tgt.shown}")
+    for row in rows:
+        state = f"applied {row.applied_at} by {row.applied_by}" if row.applied else "not applied"
+        if row.applied and row.checksum_matches is False:
+            state += "  (DRIFT: migration.sql changed since)"
+        print(f"  {row.number:>4}  {row.name:<32} {state}")
 
-    result = health.run(tgt.url, args.migrations_dir or commands.paths.example_migrations_dir())
+
+def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
+    result = commands.check(tgt, args.migrations_dir)
     print(f"{tgt.shown}: {result.headline}")
     for line in result.frame().to_string(index=False).splitlines():
         print(f"  {line}")
@@ -230,20 +227,16 @@ def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
 
 
 def _demo(tgt: commands.Target, args: argparse.Namespace) -> int:
-    reset = tgt.embedded or args.reset
-    loaded = commands.example_load(tgt, reset=reset)
-    what = "reset and reloaded" if reset else "loaded"
+    outcome = commands.demo(tgt, migrations_dir=args.migrations_dir, reports_dir=args.reports_dir, reset=args.reset)
+    loaded = outcome.loaded
+    what = "reset and reloaded" if outcome.reset else "loaded"
     print(f"demo: example {what} in {tgt.shown} ({loaded.leads} leads, "
           f"{loaded.leads_without_customer} without customer)")
-    html = None
-    for number in (6, 7):
-        outcome = commands.run_phases(tgt, number, commands.RUN_PHASES, migrations_dir=args.migrations_dir,
-                                      reports_dir=args.reports_dir)
-        code = _print_outcome(outcome)
+    for run in outcome.runs:
+        code = _print_outcome(run)
         if code:
             return code
-        html = outcome.summary_html
-    print(f"\ndemo done: the batch 7 summary is {html}")
+    print(f"\ndemo done: the batch {outcome.runs[-1].batch} summary is {outcome.runs[-1].summary_html}")
     return 0
 
 

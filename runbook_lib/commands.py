@@ -1,173 +1,88 @@
-"""One function per CLI command; the CLI parses arguments, these do the work (as alembic's command.py)."""
+"""One function per `runbook` subcommand: the API a Python caller, the CLI and the fleet share.
+
+The CLI parses arguments, calls one of these and prints what it returns (as alembic's command.py
+under its CommandLine). Each takes the target database (`target()`), the folders and an `Options`,
+does the work, and returns a result object; nothing here prints except the progress lines a long
+run writes to stderr.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runbook_lib.batch import model as batch_mod
-from runbook_lib.db import connection as database
-from runbook_lib.db import embedded
-from runbook_lib.db import ledger
-from runbook_lib import config as paths
-from runbook_lib.report import records
-from runbook_lib.report import render
+from runbook_lib import batch as batch_mod
+from runbook_lib import config, names
+from runbook_lib.config import Options
+from runbook_lib.db import connection, embedded, ledger
+from runbook_lib.db import example as example_mod
+from runbook_lib.db.target import Target, ensure_database, resolve
+from runbook_lib.errors import RunbookError
 from runbook_lib.notebook import runner
-from runbook_lib.errors import PhaseFailed, RunbookError
+from runbook_lib.notebook.chain import RunOutcome, run_phases
+from runbook_lib.phases import health
+from runbook_lib.report import records, render
 
-RUN_PHASES = ("preflight", "apply", "validate", "summary")
+__all__ = [
+    "BatchStatus", "DemoOutcome", "RunOutcome", "Target", "apply", "check", "demo", "example_load", "fleet",
+    "preflight", "report", "rollback", "run", "run_phases", "server", "status", "target", "validate",
+]
 
-
-@dataclass(frozen=True)
-class Target:
-    """The database a command works on, and how to show it."""
-
-    url: str
-    embedded: bool
-
-    @property
-    def shown(self) -> str:
-        return database.redact(self.url)
-
-    @property
-    def name(self) -> str:
-        return database.database_name(self.url)
+DEMO_BATCHES = (6, 7)
 
 
 def target(database_url: str | None = None, *, create: bool = True) -> Target:
     """--database-url, else DATABASE_URL, else the embedded server (started here, in the parent process)."""
-    url = database_url or os.environ.get("DATABASE_URL")
-    if url:
-        database.connect(url).close()  # fail now, with one sentence, not inside a kernel
-        return Target(url, embedded=False)
-    server = embedded.start()
-    if create:
-        ensure_database(server.url, embedded.DEMO_DATABASE)
-    return Target(server.database_url(embedded.DEMO_DATABASE), embedded=True)
+    return resolve(database_url, create=create)
 
 
-def ensure_database(server_url: str, name: str) -> None:
-    from psycopg import sql
-
-    with database.connect(server_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+def _migrations(migrations_dir: Path | None) -> Path:
+    return Path(migrations_dir) if migrations_dir else config.example_migrations_dir()
 
 
-@dataclass
-class RunOutcome:
-    """What a chain of phases left behind: its record (also written as run.json) and the rendered summary."""
-
-    record: records.RunRecord
-    run_dir: Path
-    errors: dict[str, PhaseFailed] = field(default_factory=dict)
-    summary_html: Path | None = None
-    summary_md: Path | None = None
-
-    @property
-    def batch(self) -> int:
-        return self.record.batch
-
-    @property
-    def phases(self) -> list[records.PhaseRun]:
-        return self.record.phases
-
-    @property
-    def ok(self) -> bool:
-        return all(p.ok for p in self.record.phases)
-
-    @property
-    def failure(self) -> PhaseFailed | None:
-        first = self.record.failure
-        return self.errors.get(first.phase) if first else None
+# --- the phases ----------------------------------------------------------------------------------
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def preflight(tgt: Target, number: int, *, migrations_dir: Path | None = None,
+              reports_dir: Path | None = None) -> RunOutcome:
+    """Read-only checks of batch `number` ending in GO / WARN / NO-GO (NO-GO fails the run)."""
+    return run_phases(tgt, number, (names.PREFLIGHT,), migrations_dir=migrations_dir, reports_dir=reports_dir)
 
 
-def run_phases(
-    tgt: Target,
-    number: int,
-    phases: tuple[str, ...],
-    *,
-    migrations_dir: Path | None = None,
-    reports_dir: Path | None = None,
-    options: dict | None = None,
-    rollback_on_failure: bool = False,
-    quiet: bool = False,
-    folder_name: str | None = None,
-) -> RunOutcome:
-    """Execute the phase notebooks in order into one run folder, stopping at the first failure.
-
-    Whatever happened, a summary is rendered when asked for, so a failed run still has its report;
-    with `rollback_on_failure`, a failed validation rolls the batch back first. `folder_name` replaces
-    the database name in `reports/<database>/<batch>/<run-id>/` (a fleet names each target).
-    """
-    migrations = Path(migrations_dir or paths.example_migrations_dir()).resolve()
-    batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
-    run = records.RunFolder.create(Path(reports_dir or paths.default_reports_dir()).resolve(),
-                                  folder_name or tgt.name, number)
-    record = records.RunRecord(number, run.run_id, tgt.shown, records.now_iso(), rollback_on_failure=rollback_on_failure)
-    outcome = RunOutcome(record, run.path)
-    say = (lambda m: None) if quiet else _progress
-    say(f"runbook: batch {number} on {tgt.shown}; run folder {run.path}")
-    queue = list(phases)
-    summary = None
-    # One kernel for the whole chain (a kernel start and the imports cost about a second per notebook),
-    # and nbconvert rendering each executed notebook in the background while the next one runs.
-    with runner.SharedKernel(tgt.url, run.path) as kernel, render.Renderer() as renderer:
-        while queue:
-            phase = queue.pop(0)
-            if record.failure is not None and phase not in ("summary", "rollback"):
-                continue
-            params = {"batch": number, "run_dir": str(run.path)}
-            if phase != "summary":
-                params["migrations_dir"] = str(migrations)
-            if phase == "preflight" and (options or {}).get("force"):
-                params["fail_on_nogo"] = False  # --force: the NO-GO is reported, and apply is forced
-            if phase in ("apply", "rollback"):
-                allowed = _APPLY_OPTIONS if phase == "apply" else _ROLLBACK_OPTIONS
-                params.update({k: v for k, v in (options or {}).items() if v is not None and k in allowed})
-            out = run.path / runner.PHASE_NOTEBOOKS[phase]
-            started = time.perf_counter()
-            try:
-                done = runner.execute(phase, out, params, database_url=tgt.url, kernel=kernel)
-                record.phases.append(records.PhaseRun(phase, out.name, done.seconds, True))
-                say(f"  {phase:<9} ok      {done.seconds:6.1f} s")
-                if phase == "rollback" and record.failure is not None:
-                    record.rolled_back = True
-            except PhaseFailed as exc:
-                seconds = round(time.perf_counter() - started, 3)
-                record.phases.append(records.PhaseRun(phase, out.name, seconds, False, exc.cell_index, exc.ename, exc.evalue))
-                outcome.errors[phase] = exc
-                say(f"  {phase:<9} FAILED  {seconds:6.1f} s")
-                if phase == "validate" and rollback_on_failure:
-                    say("  validation failed: rolling the batch back (--rollback-on-failure)")
-                    queue.insert(0, "rollback")
-            run.write("run", record)
-            if phase != "summary" and out.exists():
-                renderer.audit_copy(out)  # not the summary: its summary.html has no code, and would be overwritten
-            elif phase == "summary" and out.exists() and record.phases[-1].ok:
-                summary = renderer.summary(out, run.path, title=f"Batch {number} migration summary")
-        kernel.close()  # while the summary renders
-        if summary is not None:
-            rendered = summary.result()
-            outcome.summary_html, outcome.summary_md = rendered.html, rendered.markdown
-    render.index(run.path, record)
-    return outcome
+def apply(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
+          options: Options | None = None) -> RunOutcome:
+    """Apply batch `number` under the migration lock, with lock_timeout and retries."""
+    return run_phases(tgt, number, (names.APPLY,), migrations_dir=migrations_dir, reports_dir=reports_dir,
+                      options=options)
 
 
-_APPLY_OPTIONS = ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts")
-_ROLLBACK_OPTIONS = ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts")
+def validate(tgt: Target, number: int, *, migrations_dir: Path | None = None,
+             reports_dir: Path | None = None) -> RunOutcome:
+    """Prove what the database now enforces for batch `number` (every test rolled back)."""
+    return run_phases(tgt, number, (names.VALIDATE,), migrations_dir=migrations_dir, reports_dir=reports_dir)
+
+
+def rollback(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
+             options: Options | None = None) -> RunOutcome:
+    """Run rollback.sql of an applied batch `number`."""
+    return run_phases(tgt, number, (names.ROLLBACK,), migrations_dir=migrations_dir, reports_dir=reports_dir,
+                      options=options)
+
+
+def run(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
+        options: Options | None = None, rollback_on_failure: bool = False) -> RunOutcome:
+    """Preflight, apply, validate and the summary of batch `number` in one run folder."""
+    return run_phases(tgt, number, names.RUN_PHASES, migrations_dir=migrations_dir, reports_dir=reports_dir,
+                      options=options, rollback_on_failure=rollback_on_failure)
+
+
+# --- the state of a database ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class BatchStatus:
+    """One batch of the migrations folder and what the ledger says of it."""
+
     number: int
     name: str
     title: str
@@ -178,8 +93,9 @@ class BatchStatus:
 
 
 def status(tgt: Target, migrations_dir: Path | None = None) -> list[BatchStatus]:
-    batches = batch_mod.discover(migrations_dir or paths.example_migrations_dir())
-    with database.connect(tgt.url) as conn:
+    """Every batch found, applied or not, and whether its migration.sql changed since it was applied."""
+    batches = batch_mod.discover(_migrations(migrations_dir))
+    with connection.connect(tgt.url) as conn:
         states = ledger.states(conn)
     rows = []
     for b in batches:
@@ -194,23 +110,89 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> list[BatchStatus]
     return rows
 
 
-def example_load(tgt: Target, *, leads: int = 1000, reset: bool = False):
-    from runbook_lib.db import example
-
-    with database.connect(tgt.url) as conn:
-        loaded = example.load(conn, leads=leads, reset=reset)
-        conn.commit()
-    return loaded
+def check(tgt: Target, migrations_dir: Path | None = None) -> health.HealthResult:
+    """Re-check, read-only, what every applied batch declared; drift is in the result (raise_for_drift)."""
+    return health.run(tgt.url, _migrations(migrations_dir))
 
 
 def report(run_dir: Path) -> RunOutcome:
     """Re-render a run's summary from its records alone: no database needed."""
-    run = records.RunFolder.open(run_dir)
-    if not any(run.has(p) for p in ("preflight", "apply", "validate", "rollback")):
-        raise RunbookError(f"{run.path} holds no phase record (preflight.json, apply.json, ...); pass a run folder.")
-    record = run.read("run", records.RunRecord) or records.RunRecord(0, run.run_id, "", records.now_iso())
-    out = run.path / runner.PHASE_NOTEBOOKS["summary"]
-    runner.execute("summary", out, {"run_dir": str(run.path.resolve())}, database_url="")
-    rendered = render.summary(out, run.path)
-    render.index(run.path, record)
-    return RunOutcome(record, run.path, summary_html=rendered.html, summary_md=rendered.markdown)
+    run_folder = records.RunFolder.open(run_dir)
+    if not any(run_folder.has(p) for p in names.RECORD_PHASES):
+        raise RunbookError(f"{run_folder.path} holds no phase record (preflight.json, apply.json, ...); "
+                           "pass a run folder.")
+    record = run_folder.read("run", records.RunRecord) or records.RunRecord(0, run_folder.run_id, "", records.now_iso())
+    for phase, cls in records.RECORD_TYPES.items():
+        run_folder.read(phase, cls)  # a record this version cannot read is refused here, in one sentence
+    out = run_folder.path / runner.PHASE_NOTEBOOKS[names.SUMMARY]
+    runner.execute(names.SUMMARY, out, {"run_dir": str(run_folder.path.resolve())}, database_url="")
+    rendered = render.summary(out, run_folder.path)
+    render.index(run_folder.path, record)
+    return RunOutcome(record, run_folder.path, summary_html=rendered.html, summary_md=rendered.markdown)
+
+
+# --- the example and the demo ----------------------------------------------------------------------
+
+
+def example_load(tgt: Target, *, leads: int = 1000, reset: bool = False) -> example_mod.ExampleLoad:
+    """The example CRM at its starting state (deterministic for a given number of leads)."""
+    with connection.connect(tgt.url) as conn:
+        loaded = example_mod.load(conn, leads=leads, reset=reset)
+        conn.commit()
+    return loaded
+
+
+@dataclass
+class DemoOutcome:
+    """The example loaded (reset when it was the embedded server's or --reset), then a run per batch."""
+
+    loaded: example_mod.ExampleLoad
+    reset: bool
+    runs: list[RunOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.runs) == len(DEMO_BATCHES) and all(r.ok for r in self.runs)
+
+
+def demo(tgt: Target, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
+         reset: bool = False) -> DemoOutcome:
+    """Load the example and run batches 6 and 7 end to end, stopping at the first failed run."""
+    reset = tgt.embedded or reset
+    outcome = DemoOutcome(example_load(tgt, reset=reset), reset)
+    for number in DEMO_BATCHES:
+        done = run(tgt, number, migrations_dir=migrations_dir, reports_dir=reports_dir)
+        outcome.runs.append(done)
+        if not done.ok:
+            break
+    return outcome
+
+
+# --- the embedded server ----------------------------------------------------------------------------
+
+
+def server(action: str) -> str:
+    """start (or find running) and print its demo database's URL, url (the same), or stop."""
+    if action == "stop":
+        return "embedded server stopped" if embedded.stop() else "embedded server was not running"
+    if action not in ("start", "url"):
+        raise RunbookError(f"Unknown server action {action!r}; use start, stop or url.")
+    running = embedded.start()
+    ensure_database(running.url, embedded.DEMO_DATABASE)
+    return running.database_url(embedded.DEMO_DATABASE)
+
+
+# --- a fleet --------------------------------------------------------------------------------------------
+
+
+def fleet(mode: str, number: int, *, targets: Path, workers: int | None = None, scheduler: str | None = None,
+          max_failures: int | None = None, options: Options | None = None, rollback_on_failure: bool = False,
+          migrations_dir: Path | None = None, reports_dir: Path | None = None, shared_reports: bool | None = None):
+    """Batch `number` on every database of a fleet.toml: mode "preflight" (read-only) or "run", wave by wave."""
+    # Imported here: Dask (distributed) costs about a second of start-up that no other command needs.
+    from runbook_lib.fleet import scheduler as fleet_scheduler
+
+    spec = fleet_scheduler.load(targets)
+    return fleet_scheduler.run(spec, number, mode=mode, workers=workers, scheduler=scheduler,
+                               max_failures=max_failures, options=options, rollback_on_failure=rollback_on_failure,
+                               migrations_dir=migrations_dir, reports_dir=reports_dir, shared_reports=shared_reports)

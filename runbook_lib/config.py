@@ -1,9 +1,14 @@
-"""Where things live: the project root, the example, the embedded server's state and reports."""
+"""What every command shares: where things live, which database, and the options with their one set of defaults."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from runbook_lib.errors import BatchError, RunbookError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -36,3 +41,94 @@ def state_dir() -> Path:
 def default_reports_dir() -> Path:
     """reports/ in the project; RUNBOOK_REPORTS_DIR moves it (tests, CI)."""
     return Path(os.environ.get("RUNBOOK_REPORTS_DIR") or project_root() / "reports")
+
+
+# --- the target database ---------------------------------------------------------------------
+
+
+def environment_url(explicit: str | None = None) -> str | None:
+    """The database a command or notebook was given: --database-url (or the parameter), else DATABASE_URL.
+
+    The one place the URL is looked up; what happens without one (start the embedded server, use it if
+    it runs, or refuse) is the caller's choice.
+    """
+    return explicit or os.environ.get("DATABASE_URL") or None
+
+
+@contextmanager
+def url_in_environment(url: str) -> Iterator[None]:
+    """DATABASE_URL set to `url` for what starts meanwhile (a kernel inherits it), then as it was."""
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+
+
+# --- options: the one set of defaults --------------------------------------------------------
+
+DIRECT, ONLINE = "direct", "online"
+STRATEGIES = (DIRECT, ONLINE)
+BACKOFF_MS = 200  # the first pause between lock attempts; it doubles
+MAX_BACKOFF_S = 2.0  # between attempts: long enough for a blocker to finish, short enough to keep trying
+
+
+def whole_number(name: str, value: object) -> int:
+    """A parameter that must be an integer (papermill passes what it was given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
+        raise BatchError(f"The parameter {name} must be a whole number, not {value!r}; pass it as -p {name} 7.")
+    return int(value)
+
+
+def flag(name: str, value: object) -> bool:
+    """A True/False parameter; a string like 'yes' would silently count as True, so it is refused."""
+    if not isinstance(value, bool):
+        raise BatchError(f"The parameter {name} must be True or False, not {value!r}; pass it as -p {name} True.")
+    return value
+
+
+@dataclass(frozen=True)
+class Options:
+    """How apply and rollback change a database.
+
+    The CLI's flags, the notebooks' parameters, the phase functions and the fleet all start from
+    `Options()`, so a default is written once, here.
+    """
+
+    dry_run: bool = False  # execute, measure, then roll back
+    force: bool = False  # apply: go ahead after a NO-GO preflight
+    strategy: str = DIRECT  # direct: one transaction; online: short steps that avoid long write locks
+    lock_timeout_ms: int = 200  # how long one attempt may wait for a lock
+    statement_timeout_ms: int = 0  # 0: none
+    max_attempts: int = 10  # attempts when a lock is not granted in time
+
+    def checked(self) -> "Options":
+        """The same options with their types proven; a wrong one is refused naming the parameter."""
+        values = Options(
+            dry_run=flag("dry_run", self.dry_run), force=flag("force", self.force), strategy=self.strategy,
+            lock_timeout_ms=whole_number("lock_timeout_ms", self.lock_timeout_ms),
+            statement_timeout_ms=whole_number("statement_timeout_ms", self.statement_timeout_ms),
+            max_attempts=whole_number("max_attempts", self.max_attempts))
+        if values.strategy not in STRATEGIES:
+            raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
+        if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1:
+            raise RunbookError(
+                "lock_timeout_ms and statement_timeout_ms must be 0 or more and max_attempts at least 1; "
+                f"got {values.lock_timeout_ms}, {values.statement_timeout_ms} and {values.max_attempts}.")
+        return values
+
+    def parameters(self, phase: str) -> dict[str, object]:
+        """The notebook parameters of `phase` (apply or rollback) that differ from the defaults."""
+        names = _PHASE_OPTIONS.get(phase, ())
+        return {name: getattr(self, name) for name in names if getattr(self, name) != getattr(DEFAULTS, name)}
+
+
+DEFAULTS = Options()
+_PHASE_OPTIONS = {
+    "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts"),
+    "rollback": ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts"),
+}

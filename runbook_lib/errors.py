@@ -20,6 +20,17 @@ class BatchError(RunbookError):
     """A batch folder, batch.toml or SQL file is missing or malformed."""
 
 
+class AnalysisError(BatchError):
+    """SQL that PostgreSQL's parser rejects; names the file, line and column."""
+
+    def __init__(self, message: str, *, filename: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        super().__init__(message)
+        self.filename = filename
+        self.line = line
+        self.column = column
+
+
 class DatabaseError(RunbookError):
     """The database cannot be reached, or refused the connection."""
 
@@ -56,6 +67,18 @@ class ValidationFailed(RunbookError):
     """One or more validation tests failed."""
 
 
+class LedgerError(RunbookError):
+    """The ledger (the `runbook` schema) cannot be created or written by this role."""
+
+
+class RecordError(RunbookError):
+    """A run folder's JSON record cannot be read by this version of runbook."""
+
+
+class FleetError(RunbookError):
+    """fleet.toml, the Dask cluster or the fleet's environment is not usable as given."""
+
+
 class ExampleError(RunbookError):
     """The example database cannot be loaded as asked."""
 
@@ -88,3 +111,10 @@ class HealthDrift(RunbookError):
     def __init__(self, message: str, drifts: list | None = None) -> None:
         super().__init__(message)
         self.drifts = list(drifts or [])
+
+
+class CannotBuild(Exception):
+    """No acceptable test row can be made from the catalog; the message says which column and why.
+
+    Not a RunbookError: a validation test that cannot build its row is reported as that test's outcome.
+    """

@@ -98,7 +98,7 @@ def test_sql_syntax_error_names_file_and_line(crm_url, migrations, tmp_path, cap
     capsys.readouterr()
     message = refused(capsys, ["apply", "7", "--database-url", crm_url, "--migrations-dir", str(migrations),
                                "--reports-dir", str(tmp_path)], crm_url)
-    assert "migration.sql, line 3" in message and "syntax error" in message
+    assert "migration.sql line 3, column" in message and "syntax error" in message
 
 
 def test_empty_migration_is_refused(crm_url, migrations, tmp_path, capsys) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.batch import model as batch_mod
+from runbook_lib import batch as batch_mod
 from runbook_lib import config as paths
 from runbook_lib.batch.model import ColumnRef, ForeignKeyCheck
 from runbook_lib.errors import BatchError

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
 from runbook_lib.report import chart
-from runbook_lib.execution.executor import StatementRun
+from runbook_lib.report.records import StatementRun
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -17,7 +17,7 @@ from runbook_lib.batch import declared as checks
 from runbook_lib import config as paths
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.phases import validate
-from runbook_lib.batch import model as batch_mod
+from runbook_lib import batch as batch_mod
 from runbook_lib.errors import BatchError
 from runbook_lib.phases.session import open_session
 

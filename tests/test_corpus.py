@@ -24,7 +24,7 @@ from psycopg import sql
 
 from runbook_lib.sql import analysis
 from runbook_lib.phases import apply
-from runbook_lib.batch import model as batch_mod
+from runbook_lib import batch as batch_mod
 from runbook_lib.db import connection as database
 from runbook_lib.db import ledger
 from runbook_lib.sql import plan

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from runbook_lib.batch import model as batch_mod
+from runbook_lib import batch as batch_mod
 from runbook_lib.batch import declared as checks
 from runbook_lib.db import connection as database
 from runbook_lib.db import example

@@ -15,7 +15,7 @@ from psycopg import conninfo
 from runbook_lib.phases import apply
 from runbook_lib.phases import health
 from runbook_lib import config as paths
-from runbook_lib.batch import model as batch_mod
+from runbook_lib import batch as batch_mod
 from runbook_lib.batch.model import Batch, Checks, ColumnRef, ForeignKeyCheck
 from runbook_lib.errors import HealthDrift, RunbookError
 from runbook_lib.phases.session import open_session

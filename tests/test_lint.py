@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from runbook_lib.sql import lint as lint_module
-from runbook_lib.sql.analysis import split_statements
+from runbook_lib.sql.parse import split_statements
 from runbook_lib.sql.lint import INSTALL_HINT, LintResult, lint
 
 BATCH_7 = """-- AlterTable

@@ -17,7 +17,7 @@ from runbook_lib.phases import apply
 from runbook_lib import config as paths
 from runbook_lib.orm import prisma_schema
 from runbook_lib.phases import validate
-from runbook_lib.batch import model as batch_mod
+from runbook_lib import batch as batch_mod
 from runbook_lib.errors import BatchError, ValidationFailed
 from runbook_lib.phases.session import open_session
 

@@ -303,7 +303,7 @@ def test_report_of_a_folder_without_records_is_one_sentence(tmp_path: Path, caps
 
 def test_timeline_chart_is_an_image_in_both_reports_with_each_bar_marked_by_its_lock(completed: Run) -> None:
     from runbook_lib.report import chart
-    from runbook_lib.execution.executor import ExecutionResult
+    from runbook_lib.report.records import ExecutionResult
     from runbook_lib.report.records import from_json
 
     inline = re.search(r"<svg\b.*?</svg>", completed.html, re.S)  # inline: the file stands alone

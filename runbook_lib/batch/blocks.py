@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import psycopg.errors
 
-from runbook_lib.sql import parse as sqltext
+from runbook_lib.sql import parse as sql_parse
 from runbook_lib.batch.model import read_sql
 from runbook_lib.errors import BatchError
 
@@ -128,7 +128,7 @@ class BlockResult:
 def parse(sql: str, *, filename: str) -> list[SqlBlock]:
     """Blocks of a file: the `-- name:` / `-- expect:` comments right before each statement."""
     blocks = []
-    for statement in sqltext.split(sql, filename=filename):
+    for statement in sql_parse.split(sql, filename=filename):
         name = expect = None
         for line in statement.leading.splitlines():
             match = _HEADER.match(line)

@@ -18,9 +18,11 @@ import psycopg
 from psycopg import sql
 
 from runbook_lib.batch.model import (
-    CheckConstraintCheck, Checks, ColumnRef, ColumnTypeCheck, ForeignKeyCheck, IndexCheck, TableRef, UniqueCheck, type_name_sql,
+    CheckConstraintCheck, Checks, ColumnRef, ColumnTypeCheck, ForeignKeyCheck, IndexCheck, TableRef, UniqueCheck,
 )
-from runbook_lib.batch.rowbuilder import CannotBuild, RowBuilder, regclass_text
+from runbook_lib.batch.rowbuilder import RowBuilder, regclass_text
+from runbook_lib.sql.parse import type_name_sql
+from runbook_lib.errors import CannotBuild
 from runbook_lib.batch.blocks import Expectation, SqlBlock
 
 SOURCE = "batch.toml"
@@ -266,7 +268,7 @@ def canonical_type(conn: psycopg.Connection, type_text: str) -> str:
         raise CannotBuild(f"{type_text!r} is not a type name")
     try:
         with conn.transaction():
-            # `parsed` is the parser's re-print of a lone type name (batch.type_name_sql), nothing else.
+            # `parsed` is the parser's re-print of a lone type name (sql.parse.type_name_sql), nothing else.
             cur = conn.execute(sql.SQL("SELECT NULL::" + parsed))
             oid, typmod = cur.pgresult.ftype(0), cur.pgresult.fmod(0)
     except psycopg.Error as exc:

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from runbook_lib.batch.model import TableRef
+from runbook_lib.errors import CannotBuild
 
 _STRINGS = {"text", "varchar", "bpchar", "name", "citext"}
 _INTEGERS = {"int2", "int4", "int8"}
@@ -45,8 +46,6 @@ _CONSTANTS = {
 }
 
 
-class CannotBuild(Exception):
-    """No acceptable row can be made from the catalog; the message says which column and why."""
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,9 @@ import psycopg.errors
 from psycopg.rows import dict_row
 
 from runbook_lib.db import connection as database
-from runbook_lib.errors import RunbookError
+from runbook_lib.errors import LedgerError, RunbookError
 
 
-class LedgerError(RunbookError):
-    """The ledger cannot be written by this role."""
 
 SCHEMA = "runbook"
 

@@ -10,9 +10,8 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-import pandas as pd
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
@@ -25,128 +24,15 @@ from runbook_lib.sql import plan
 from runbook_lib.orm import prisma_history as prisma
 from runbook_lib.report import records
 from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.report import frames as tables
 from runbook_lib.batch.model import BatchInfo
-from runbook_lib.db.connection import ConnectionFacts
+from runbook_lib.config import BACKOFF_MS, DEFAULTS, MAX_BACKOFF_S
 from runbook_lib.errors import LockBusy, MigrationFailed, RunbookError
 from runbook_lib.phases.session import Session
+from runbook_lib.report.records import ExecutionResult, HeldLock, StatementRun, StepRun
 
-MAX_BACKOFF_S = 2.0  # between attempts: long enough for a blocker to finish, short enough to keep trying
 
 # One advisory lock key per database for every runbook apply/rollback ("RUNBOOK" in ASCII).
 ADVISORY_KEY = 0x52554E424F4F4B
-
-
-@dataclass(frozen=True)
-class StatementRun:
-    """One attempt at one statement, as the timeline shows it."""
-
-    index: int
-    line: int
-    kind: str
-    sql: str
-    attempt: int
-    started_offset_s: float
-    duration_s: float
-    rowcount: int
-    status: str  # ok | failed | lock timeout | rolled back
-    locks: str = ""  # the locks this statement newly took, measured in pg_locks
-    error: str = ""
-    step: int = 1
-    expected_locks: str = ""  # what the parser says the statement takes (it may already hold them)
-
-
-@dataclass(frozen=True)
-class HeldLock:
-    relation: str
-    mode: str
-    blocks_writes: bool
-    held_s: float | None = None  # from the statement that took it to the end of the commit
-    step: int = 1
-
-
-@dataclass(frozen=True)
-class StepRun:
-    number: int
-    purpose: str
-    transactional: bool
-    status: str  # committed | failed | skipped (already done by an earlier run) | rolled back (dry run)
-    attempts: int = 0
-    duration_s: float = 0.0
-    longest_write_block_s: float = 0.0
-
-
-@dataclass
-class ExecutionResult:
-    phase: str
-    batch: BatchInfo
-    connection: ConnectionFacts
-    run_id: str
-    started_at: str
-    finished_at: str = ""
-    duration_s: float = 0.0
-    status: str = "running"  # applied | rolled back | dry run | already applied | failed
-    dry_run: bool = False
-    strategy: str = plan.DIRECT
-    attempts: int = 0
-    lock_timeout_ms: int = 0
-    statement_timeout_ms: int = 0
-    plan: list[str] = field(default_factory=list)
-    steps: list[StepRun] = field(default_factory=list)
-    statements: list[StatementRun] = field(default_factory=list)
-    locks_before_commit: list[HeldLock] = field(default_factory=list)
-    longest_write_block_s: float = 0.0  # the longest of: a write-blocking lock held, a queued lock request
-    longest_queue_wait_s: float = 0.0  # a timed-out lock request that writers queued behind
-    before: catalog.CatalogSnapshot | None = None
-    after: catalog.CatalogSnapshot | None = None
-    changes: list[catalog.CatalogChange] = field(default_factory=list)
-    verification: list[sqlblocks.BlockResult] = field(default_factory=list)
-    cleanup: list[str] = field(default_factory=list)
-    prisma: prisma.PrismaRecord | None = None
-    message: str = ""
-    statements_started_at: str = ""  # wall clock of offset 0 of the statements' timeline
-
-    @property
-    def longest_lock_hold_s(self) -> float:
-        """The longest a lock that blocks writes was held (to its commit), over all steps."""
-        return max((h.held_s or 0.0 for h in self.locks_before_commit if h.blocks_writes), default=0.0)
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status != "failed"
-
-    steps_kept: int = 0  # steps whose effects are in the database: a rerun resumes after them
-
-    def timeline_frame(self) -> pd.DataFrame:
-        return tables.frame(
-            self.statements,
-            ["step", "index", "attempt", "kind", "started_offset_s", "duration_s", "rowcount", "status", "locks", "error"],
-            empty="no statement ran",
-        )
-
-    def steps_frame(self) -> pd.DataFrame:
-        return tables.frame(self.steps, ["number", "purpose", "transactional", "status", "attempts", "duration_s",
-                                         "longest_write_block_s"], empty="no step ran")
-
-    def locks_frame(self) -> pd.DataFrame:
-        return tables.frame(self.locks_before_commit, ["step", "relation", "mode", "blocks_writes", "held_s"],
-                            empty="no locks recorded")
-
-    def changes_frame(self) -> pd.DataFrame:
-        return tables.frame(self.changes, ["table", "object", "change", "before", "after"], empty="no catalog change")
-
-    def summary_frame(self) -> pd.DataFrame:
-        rows = [
-            ("status", self.status),
-            ("strategy", f"{self.strategy}: {len(self.plan)} step(s)"),
-            ("duration", f"{self.duration_s:.3f} s"),
-            ("attempts", self.attempts),
-            ("statements", len({s.index for s in self.statements})),
-            ("longest write-blocking lock", f"{self.longest_write_block_s * 1000:.1f} ms"),
-            ("lock_timeout / statement_timeout", f"{self.lock_timeout_ms} ms / {self.statement_timeout_ms} ms"),
-            ("message", self.message),
-        ]
-        return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
 
 
 @contextmanager
@@ -372,10 +258,10 @@ def execute(
     tables_touched: list[str],
     dry_run: bool = False,
     strategy: str = plan.DIRECT,
-    lock_timeout_ms: int = 200,
-    statement_timeout_ms: int = 0,
-    max_attempts: int = 10,
-    backoff_ms: int = 200,
+    lock_timeout_ms: int = DEFAULTS.lock_timeout_ms,
+    statement_timeout_ms: int = DEFAULTS.statement_timeout_ms,
+    max_attempts: int = DEFAULTS.max_attempts,
+    backoff_ms: int = BACKOFF_MS,
     resume_after: int | None = None,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
     on_step: Callable[[int, int], None] | None = None,
@@ -568,18 +454,6 @@ def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> pr
             return prisma.record_rolled_back(conn, name)
     except psycopg.Error as exc:
         return prisma.PrismaRecord(f"not recorded: {_server_message(exc)}", name)
-
-
-def check_limits(lock_timeout_ms: object, statement_timeout_ms: object, max_attempts: object) -> tuple[int, int, int]:
-    """The timeouts and attempts as whole numbers, refused with the parameter's name when they are not."""
-    from runbook_lib.phases.session import whole_number
-
-    values = (whole_number("lock_timeout_ms", lock_timeout_ms), whole_number("statement_timeout_ms", statement_timeout_ms),
-              whole_number("max_attempts", max_attempts))
-    if values[0] < 0 or values[1] < 0 or values[2] < 1:
-        raise RunbookError("lock_timeout_ms and statement_timeout_ms must be 0 or more and max_attempts at least 1; "
-                           f"got {values[0]}, {values[1]} and {values[2]}.")
-    return values
 
 
 def require_statements(sql_text: str, filename: str, *, server_major: int | None = None) -> list:

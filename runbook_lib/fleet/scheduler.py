@@ -1,7 +1,7 @@
 """One batch across a fleet of databases: fleet.toml, waves, one Dask task per target.
 
 A thin layer over `runbook run`: each target is one task that runs the same chain of phase notebooks
-(`commands.run_phases`) on a Dask worker, into `reports/<target>/<batch>/<run-id>/`. The task carries
+(`notebook.chain.run_phases`) on a Dask worker, into `reports/<target>/<batch>/<run-id>/`. The task carries
 the *name* of the environment variable holding the target's URL, never the URL: the worker reads it.
 Waves run in the order of `[fleet].waves`; the next wave starts only when the previous one had no
 failure, and `--max-failures K` stops scheduling new targets after K failures. The fleet report
@@ -27,13 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbook_lib.batch import model as batch_mod
-from runbook_lib import commands
+from runbook_lib import batch as batch_mod
+from runbook_lib.config import DEFAULTS, Options
+from runbook_lib.db.target import Target
+from runbook_lib.notebook import chain
 from runbook_lib.db import connection as database
 from runbook_lib.db import ledger
 from runbook_lib import config as paths
 from runbook_lib.report import records
-from runbook_lib.errors import RunbookError
+from runbook_lib import names
+from runbook_lib.errors import FleetError, RunbookError
+from runbook_lib.names import GO, NOGO, WARN  # noqa: F401  (fleet preflight's statuses are the verdicts)
 
 FLEET_FOLDER = "fleet"  # reports/fleet/<batch>/<fleet-run-id>/: reserved, no target may take this name
 EVERYONE_ELSE = "*"
@@ -46,7 +50,6 @@ SKIPPED = "SKIPPED (NO-GO)"
 FAILED = "FAILED"
 NOT_RUN = "NOT RUN"
 # `fleet preflight`: the verdict is the status (or FAILED, ALREADY APPLIED).
-GO, WARN, NOGO = "GO", "WARN", "NO-GO"
 
 RUN, PREFLIGHT = "run", "preflight"
 _OK = {RUN: (APPLIED, DRY_RUN, ALREADY_APPLIED), PREFLIGHT: (GO, WARN, ALREADY_APPLIED)}
@@ -58,8 +61,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
-class FleetError(RunbookError):
-    """fleet.toml, the Dask cluster or the fleet's environment is not usable as given."""
 
 
 # --- fleet.toml ---------------------------------------------------------------------------------
@@ -333,20 +334,20 @@ def run_target(task: dict) -> dict:
                 return out
             shared = task.get("reports_dir")
             reports = Path(shared) if shared else Path(scratch) / "reports"
-            phases = commands.RUN_PHASES if mode == RUN else ("preflight",)
-            outcome = commands.run_phases(
-                commands.Target(url, embedded=False), number, phases, migrations_dir=migrations,
+            phases = names.RUN_PHASES if mode == RUN else (names.PREFLIGHT,)
+            outcome = chain.run_phases(
+                Target(url, embedded=False), number, phases, migrations_dir=migrations,
                 reports_dir=reports, options=task.get("options"),
                 rollback_on_failure=bool(task.get("rollback_on_failure")), quiet=True, folder_name=name)
             out["run_dir"] = outcome.run_dir.relative_to(reports.resolve()).as_posix()
             out["run"] = json.loads(records.to_json(outcome.record))
-            for phase in records.PHASES:
+            for phase in names.RECORD_PHASES:
                 path = outcome.run_dir / f"{phase}.json"
                 if path.exists():
                     out["records"][phase] = json.loads(path.read_text(encoding="utf-8"))
             if not shared:
                 out["archive"] = _pack(outcome.run_dir)
-            _classify(out, outcome, mode, task.get("options") or {})
+            _classify(out, outcome, mode, task.get("options") or DEFAULTS)
     except RunbookError as exc:
         out["status"], out["message"] = FAILED, _scrub(str(exc), url)
     except Exception as exc:  # anything else still comes back as this target's failure, not the fleet's
@@ -377,7 +378,7 @@ def _wait_for_migration_lock(url: str, timeout_s: float = 30.0) -> None:
             time.sleep(0.25)
 
 
-def _classify(out: dict, outcome: commands.RunOutcome, mode: str, options: dict) -> None:
+def _classify(out: dict, outcome: chain.RunOutcome, mode: str, options: Options) -> None:
     preflight = out["records"].get("preflight")
     out["verdict"], out["reasons"] = _verdict_of(preflight)
     failure = outcome.record.failure
@@ -389,10 +390,10 @@ def _classify(out: dict, outcome: commands.RunOutcome, mode: str, options: dict)
         return
     if failure is None:
         apply = out["records"].get("apply") or {}
-        if apply.get("status") == "already applied":
+        if apply.get("status") == names.ALREADY_APPLIED:
             out["status"] = ALREADY_APPLIED
         else:
-            out["status"] = DRY_RUN if options.get("dry_run") else APPLIED
+            out["status"] = DRY_RUN if options.dry_run else APPLIED
         return
     if failure.phase == "preflight" and out["verdict"] == NOGO:
         out["status"] = SKIPPED
@@ -549,7 +550,7 @@ def run(
     workers: int | None = None,
     scheduler: str | None = None,
     max_failures: int | None = None,
-    options: dict | None = None,
+    options: Options | None = None,
     rollback_on_failure: bool = False,
     migrations_dir: Path | None = None,
     reports_dir: Path | None = None,
@@ -568,9 +569,9 @@ def run(
     if not scheduler:
         fleet.require_env()  # LocalCluster workers inherit this environment
     reports = Path(reports_dir or paths.default_reports_dir()).resolve()
-    options = dict(options or {})
+    options = options or DEFAULTS
     record = FleetRecord(number, records.new_run_id(), mode, str(fleet.path), list(fleet.waves), "", records.now_iso(),
-                         max_failures=max_failures, strategy=str(options.get("strategy") or ""))
+                         max_failures=max_failures, strategy=options.strategy if mode == RUN else "")
     results = {t.name: TargetResult(t.name, t.wave, t.url_env) for t in fleet.targets}
     record.targets = [results[t.name] for t in fleet.targets]
     t0 = time.perf_counter()

@@ -12,12 +12,12 @@ import queue
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runbook_lib import config as paths
+from runbook_lib.config import url_in_environment
 from runbook_lib.errors import PhaseFailed, RunbookError
 
 PHASE_NOTEBOOKS = {
@@ -143,20 +143,6 @@ class SharedKernel:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-@contextmanager
-def url_in_environment(url: str):
-    """DATABASE_URL set to `url` for what starts meanwhile (a kernel inherits it), then as it was."""
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
 
 
 RESET_TAG = "runbook-reset"

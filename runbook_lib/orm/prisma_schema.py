@@ -27,8 +27,8 @@ import psycopg
 from runbook_lib.report import markdown as md
 from runbook_lib.report import frames as tables
 from runbook_lib.batch.model import Batch, ColumnRef, TableRef
-from runbook_lib.errors import BatchError
-from runbook_lib.batch.rowbuilder import CannotBuild, describe
+from runbook_lib.batch.rowbuilder import describe
+from runbook_lib.errors import BatchError, CannotBuild
 
 SCHEMA_FILE = "schema.prisma"
 

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 from runbook_lib.execution import executor as execution
 from runbook_lib.db import ledger
-from runbook_lib.sql import plan
 from runbook_lib.phases import preflight
 from runbook_lib.errors import DependencyError, DriftError, PreflightFailed, RunbookError
-from runbook_lib.execution.executor import ExecutionResult
-from runbook_lib.phases.session import Session, flag
+from runbook_lib.report.records import ExecutionResult
+from runbook_lib import names
+from runbook_lib.config import DEFAULTS, Options
+from runbook_lib.phases.session import Session
 
 
 def run(
     session: Session,
     *,
-    dry_run: bool = False,
-    force: bool = False,
-    strategy: str = plan.DIRECT,
-    lock_timeout_ms: int = 200,
-    statement_timeout_ms: int = 0,
-    max_attempts: int = 10,
+    dry_run: bool = DEFAULTS.dry_run,
+    force: bool = DEFAULTS.force,
+    strategy: str = DEFAULTS.strategy,
+    lock_timeout_ms: int = DEFAULTS.lock_timeout_ms,
+    statement_timeout_ms: int = DEFAULTS.statement_timeout_ms,
+    max_attempts: int = DEFAULTS.max_attempts,
 ) -> ExecutionResult:
     """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure."""
     batch = session.batch
-    lock_timeout_ms, statement_timeout_ms, max_attempts = execution.check_limits(
-        lock_timeout_ms, statement_timeout_ms, max_attempts)
-    dry_run, force = flag("dry_run", dry_run), flag("force", force)
-    if strategy not in plan.STRATEGIES:
-        raise RunbookError(f"Unknown strategy {strategy!r}; use one of: {', '.join(plan.STRATEGIES)}.")
+    options = Options(dry_run, force, strategy, lock_timeout_ms, statement_timeout_ms, max_attempts).checked()
+    dry_run, force, strategy = options.dry_run, options.force, options.strategy
+    lock_timeout_ms, statement_timeout_ms, max_attempts = (
+        options.lock_timeout_ms, options.statement_timeout_ms, options.max_attempts)
     statements = execution.require_statements(batch.migration_sql, f"{batch.name}/migration.sql",
                                               server_major=session.facts.major)
     inputs = preflight.load_inputs(session, statements)  # every file parsed once, before the lock
@@ -67,7 +67,7 @@ def run(
         return execution.recorded(
             session, result, t0, conn,
             sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
-            tables_touched=preflight.touched_tables(batch, check.statements), done="applied",
+            tables_touched=preflight.touched_tables(batch, check.statements), done=names.APPLIED,
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
             strategy=strategy, resume_after=resume_after, statements=statements,
         )
@@ -96,7 +96,7 @@ def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int |
 
 
 def _already_applied(session: Session, result: ExecutionResult, state: ledger.BatchState, t0: float) -> ExecutionResult:
-    result.status = "already applied"
+    result.status = names.ALREADY_APPLIED
     result.message = (f"batch {session.batch.number} was already applied at "
                       f"{state.applied_at:%Y-%m-%d %H:%M:%S %Z} by {state.applied_by}; nothing to do")
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from runbook_lib.batch import model as batch_mod
+from runbook_lib import batch as batch_mod
 from runbook_lib.batch import declared as checks
 from runbook_lib.db import connection as database
 from runbook_lib.db import ledger

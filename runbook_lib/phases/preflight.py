@@ -6,10 +6,9 @@ It runs in a READ ONLY transaction: nothing it runs, preflight.sql included, can
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import pandas as pd
 import psycopg
 from psycopg.rows import dict_row
 
@@ -19,145 +18,13 @@ from runbook_lib.batch import declared as checks
 from runbook_lib.db import ledger
 from runbook_lib.sql import lockcost
 from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.report import frames as tables
 from runbook_lib.sql import lint as lint_mod
 from runbook_lib.sql.analysis import StatementAnalysis
 from runbook_lib.batch.model import PREFLIGHT, Batch, BatchInfo
-from runbook_lib.sql.lint import LintResult
-from runbook_lib.sql.lockcost import LockCost
-from runbook_lib.db.connection import ConnectionFacts
-from runbook_lib.errors import PreflightFailed
+from runbook_lib.names import GO, NOGO, WARN
 from runbook_lib.phases.session import Session
+from runbook_lib.report.records import Blocker, LedgerCheck, PreflightResult, TableSize, Verdict
 
-GO, WARN, NOGO = "GO", "WARN", "NO-GO"
-
-
-@dataclass(frozen=True)
-class LedgerCheck:
-    """The batch and its dependencies as the ledger sees them."""
-
-    applied: bool
-    applied_checksum: str | None
-    applied_at: str | None
-    applied_by: str | None
-    checksum: str
-    drift: bool
-    dependencies: tuple[tuple[int, bool], ...] = ()
-
-    @property
-    def missing_dependencies(self) -> list[int]:
-        return [number for number, applied in self.dependencies if not applied]
-
-
-@dataclass(frozen=True)
-class TableSize:
-    table: str
-    exists: bool
-    rows_estimate: int
-    bytes: int
-
-
-@dataclass(frozen=True)
-class Blocker:
-    """A session that would make the migration's DDL wait, and every writer queue behind it."""
-
-    pid: int
-    user: str
-    application: str
-    state: str
-    transaction_age_s: float
-    locks: str
-    query: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    status: str
-    reasons: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        if not self.reasons:
-            return self.status
-        return self.status + ": " + "; ".join(self.reasons)
-
-
-@dataclass
-class PreflightResult:
-    batch: BatchInfo
-    connection: ConnectionFacts
-    run_id: str
-    started_at: str
-    duration_s: float
-    ledger: LedgerCheck
-    gates: list[sqlblocks.BlockResult]
-    statements: list[StatementAnalysis] = field(default_factory=list)
-    lint: LintResult | None = None
-    tables: list[TableSize] = field(default_factory=list)
-    blockers: list[Blocker] = field(default_factory=list)
-    lock_costs: list[LockCost] = field(default_factory=list)
-    lock_threshold_ms: float = 0.0
-    verdict: Verdict = field(default_factory=lambda: Verdict(GO))
-
-    @property
-    def write_block_estimate_ms(self) -> float:
-        """In one transaction every lock is held to the commit: the costs add up."""
-        return round(sum(c.estimate_ms for c in self.lock_costs), 3)
-
-    def gates_frame(self) -> pd.DataFrame:
-        return tables.frame(self.gates, ["name", "expectation", "outcome", "status", "source"], empty="no gates")
-
-    def ledger_frame(self) -> pd.DataFrame:
-        lc = self.ledger
-        rows = [("this batch", "applied" if lc.applied else "not applied",
-                 f"{lc.applied_at or ''} {lc.applied_by or ''}".strip())]
-        rows.append(("migration.sql checksum", lc.checksum[:16],
-                     f"DRIFT: applied with {lc.applied_checksum[:16]}" if lc.drift else "matches" if lc.applied else ""))
-        rows += [(f"depends on batch {n}", "applied" if ok else "NOT APPLIED", "") for n, ok in lc.dependencies]
-        return pd.DataFrame(rows, columns=["item", "state", "detail"])
-
-    def statements_frame(self) -> pd.DataFrame:
-        return tables.frame(
-            self.statements,
-            ["index", "line", "kind", "lock_summary", "scans", "rewrites", "transactional", "blocks_writes"],
-            empty="no statements",
-        )
-
-    def lint_frame(self) -> pd.DataFrame:
-        if self.lint is None or not self.lint.available:
-            return pd.DataFrame({"lint": [self.lint.note if self.lint else "squawk was not run"]})
-        return tables.frame(self.lint.findings, ["statement_index", "line", "rule", "message", "help"],
-                            empty="squawk found nothing")
-
-    def tables_frame(self) -> pd.DataFrame:
-        return tables.frame(self.tables, ["table", "exists", "rows_estimate", "bytes"], empty="no tables")
-
-    def lock_costs_frame(self) -> pd.DataFrame:
-        return tables.frame(
-            self.lock_costs,
-            ["statement_index", "kind", "table", "mode", "rows_estimate", "bytes", "estimate_ms", "method",
-             "over_threshold", "alternative"],
-            empty="no statement blocks writes while it scans or rewrites a table",
-        )
-
-    def blockers_frame(self) -> pd.DataFrame:
-        return tables.frame(
-            self.blockers,
-            ["pid", "user", "application", "state", "transaction_age_s", "locks", "query", "reason"],
-            empty="no blocking sessions",
-        )
-
-    def verdict_frame(self) -> pd.DataFrame:
-        reasons = self.verdict.reasons or ("all gates passed",)
-        return pd.DataFrame({"verdict": [self.verdict.status] * len(reasons), "reason": list(reasons)})
-
-    def raise_for_verdict(self, fail_on_nogo: bool = True) -> None:
-        """Fail the notebook (and so papermill and the CLI) on NO-GO, unless told to go on (--force)."""
-        if self.verdict.status == NOGO and fail_on_nogo:
-            raise PreflightFailed(
-                f"Preflight of batch {self.batch.number} says NO-GO: " + "; ".join(self.verdict.reasons) + ".",
-                list(self.verdict.reasons),
-            )
 
 
 def ledger_check(conn: psycopg.Connection, batch: Batch) -> LedgerCheck:

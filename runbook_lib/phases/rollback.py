@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from runbook_lib.sql import analysis
 from runbook_lib.batch import declared as checks
 from runbook_lib.execution import executor as execution
 from runbook_lib.db import ledger
@@ -10,26 +9,29 @@ from runbook_lib.phases import preflight
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch.model import ROLLBACK, read_sql
 from runbook_lib.errors import NotApplied
-from runbook_lib.execution.executor import ExecutionResult
-from runbook_lib.phases.session import Session, flag
+from runbook_lib.report.records import ExecutionResult
+from runbook_lib import names
+from runbook_lib.config import DEFAULTS, Options
+from runbook_lib.phases.session import Session
 
 
 def run(
     session: Session,
     *,
-    dry_run: bool = False,
-    lock_timeout_ms: int = 200,
-    statement_timeout_ms: int = 0,
-    max_attempts: int = 10,
+    dry_run: bool = DEFAULTS.dry_run,
+    lock_timeout_ms: int = DEFAULTS.lock_timeout_ms,
+    statement_timeout_ms: int = DEFAULTS.statement_timeout_ms,
+    max_attempts: int = DEFAULTS.max_attempts,
 ) -> ExecutionResult:
     """Reverse an applied batch, verify its declared checks no longer hold, and record it."""
     batch = session.batch
     path = batch.require(ROLLBACK, "make the batch reversible")
     sql_text = read_sql(path)
     filename = f"{batch.name}/{ROLLBACK}"
-    dry_run = flag("dry_run", dry_run)
-    lock_timeout_ms, statement_timeout_ms, max_attempts = execution.check_limits(
-        lock_timeout_ms, statement_timeout_ms, max_attempts)
+    options = Options(dry_run=dry_run, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
+                      max_attempts=max_attempts).checked()
+    dry_run, lock_timeout_ms, statement_timeout_ms, max_attempts = (
+        options.dry_run, options.lock_timeout_ms, options.statement_timeout_ms, options.max_attempts)
     statements = execution.require_statements(sql_text, filename, server_major=session.facts.major)
     result, t0 = execution.start_result(session, "rollback", dry_run=dry_run)
     with session.connect(application_name=f"runbook rollback batch {batch.number}") as conn, \
@@ -48,7 +50,7 @@ def run(
 
         return execution.recorded(
             session, result, t0, conn, sql_text=sql_text, filename=filename,
-            tables_touched=preflight.touched_tables(batch, statements), done="rolled back",
+            tables_touched=preflight.touched_tables(batch, statements), done=names.ROLLED_BACK,
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
             max_attempts=max_attempts, verify=verify, statements=statements,
         )

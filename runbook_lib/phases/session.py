@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import psycopg
 
-from runbook_lib.batch import model as batch_mod
+from runbook_lib import batch as batch_mod
 from runbook_lib.db import connection as database
 from runbook_lib.db import embedded
-from runbook_lib import config as paths
+from runbook_lib import config
+from runbook_lib.config import whole_number
 from runbook_lib.batch.model import Batch
-from runbook_lib.errors import BatchError, DatabaseError
+from runbook_lib.errors import DatabaseError
 from runbook_lib.report.records import RunFolder
-
-
-def whole_number(name: str, value: object) -> int:
-    """A notebook parameter that must be an integer (papermill passes what it was given)."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
-        raise BatchError(f"The parameter {name} must be a whole number, not {value!r}; pass it as -p {name} 7.")
-    return int(value)
-
-
-def flag(name: str, value: object) -> bool:
-    """A True/False notebook parameter; a string like 'yes' would silently count as True, so it is refused."""
-    if not isinstance(value, bool):
-        raise BatchError(f"The parameter {name} must be True or False, not {value!r}; pass it as -p {name} True.")
-    return value
 
 
 def resolve_url(explicit: str | None = None) -> str:
     """--database-url, else DATABASE_URL, else the embedded server's demo database if it runs."""
-    if explicit:
-        return explicit
-    env = os.environ.get("DATABASE_URL")
-    if env:
-        return env
+    given = config.environment_url(explicit)
+    if given:
+        return given
     server = embedded.running()
     if server is not None:
         return server.database_url(embedded.DEMO_DATABASE)
@@ -98,12 +82,12 @@ def open_session(
             "the executed notebook; pass it in the DATABASE_URL environment variable instead (or run papermill "
             "with --engine runbook, which moves it there), and delete that output notebook."
         )
-    folder = Path(migrations_dir) if migrations_dir else paths.example_migrations_dir()
+    folder = Path(migrations_dir) if migrations_dir else config.example_migrations_dir()
     found = batch_mod.find(folder, whole_number("batch", batch))
     url = resolve_url(database_url)
     with database.connect(url) as conn:
         facts = database.facts(conn, url)
     run = RunFolder.open(run_dir) if run_dir else RunFolder.create(
-        reports_dir or paths.default_reports_dir(), facts.database, found.number
+        reports_dir or config.default_reports_dir(), facts.database, found.number
     )
     return Session(batch=found, run=run, facts=facts, migrations_dir=folder, url=url)

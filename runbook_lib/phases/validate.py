@@ -3,88 +3,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 
 from runbook_lib.batch import declared as checks
 from runbook_lib.db import ledger
 from runbook_lib.phases import preflight
 from runbook_lib.report import records
 from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.report import frames as tables
 from runbook_lib.orm import prisma_schema as orm
 from runbook_lib.batch.model import VALIDATION
-from runbook_lib.db.connection import ConnectionFacts
-from runbook_lib.errors import NotApplied, ValidationFailed
-from runbook_lib.report.markdown import Section
-from runbook_lib.orm.prisma_schema import OrmMismatch
+from runbook_lib.errors import NotApplied
 from runbook_lib.phases.session import Session
-
-
-@dataclass
-class ValidationResult:
-    batch: preflight.BatchInfo
-    connection: ConnectionFacts
-    run_id: str
-    started_at: str
-    duration_s: float
-    tests: list[sqlblocks.BlockResult] = field(default_factory=list)
-    leftover_rows: int = 0  # rows the tests left behind in the touched tables: must be 0
-    prisma_schema: str | None = None  # the schema.prisma compared with the database, if one was found
-    orm_mismatches: list[OrmMismatch] = field(default_factory=list)
-    orm_strict: bool = False  # whether a mismatch fails the validation
-
-    @property
-    def passed(self) -> int:
-        return sum(1 for t in self.tests if t.passed)
-
-    @property
-    def total(self) -> int:
-        return len(self.tests)
-
-    @property
-    def percent(self) -> float:
-        return round(100.0 * self.passed / self.total, 1) if self.total else 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.total > 0 and self.passed == self.total and not (self.orm_strict and self.orm_mismatches)
-
-    @property
-    def headline(self) -> str:
-        return f"{self.passed}/{self.total} tests passed ({self.percent:g}%)"
-
-    def tests_frame(self) -> pd.DataFrame:
-        return tables.frame(self.tests, ["name", "expectation", "outcome", "status", "source"], empty="no tests")
-
-    def orm_frame(self) -> pd.DataFrame:
-        """schema.prisma against the database, one row per field that disagrees."""
-        if self.prisma_schema is None:
-            return pd.DataFrame({"model": ["no schema.prisma found next to the batch"]})
-        return orm.frame(self.orm_mismatches)
-
-    def orm_section(self) -> Section:
-        """The reference document's "Prisma Schema Updates" section, from this result."""
-        return orm.section(self.orm_mismatches, self.prisma_schema)
-
-    def raise_for_failures(self) -> None:
-        failed = [t for t in self.tests if not t.passed]
-        if not self.tests:
-            raise ValidationFailed(
-                f"Batch {self.batch.number} has no tests: add [checks] to batch.toml or a validation.sql."
-            )
-        problems = []
-        if failed:
-            problems.append(self.headline + "; failing: "
-                            + "; ".join(f"'{t.name}' expected {t.expectation}, got {t.outcome}" for t in failed))
-        if self.orm_strict and self.orm_mismatches:
-            problems.append(f"{self.prisma_schema} disagrees with the database: " + "; ".join(
-                f"{m.model}.{m.field} reads '{m.schema_prisma}' but the database has {m.database} "
-                f"(write '{m.fix}')" for m in self.orm_mismatches))
-        if problems:
-            raise ValidationFailed(f"Validation of batch {self.batch.number}: " + "; and ".join(problems) + ".")
+from runbook_lib.report.records import ValidationResult
 
 
 def run(session: Session, *, require_applied: bool = True, orm_strict: bool = False,

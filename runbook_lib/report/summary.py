@@ -8,13 +8,12 @@ from pathlib import Path
 
 from runbook_lib.report import markdown as md
 from runbook_lib import config as paths
+from runbook_lib import names
 from runbook_lib.report import records
-from runbook_lib.batch.model import ROLLBACK, find
+from runbook_lib.batch import ROLLBACK, find
 from runbook_lib.errors import RunbookError
-from runbook_lib.execution.executor import ExecutionResult
 from runbook_lib.report.markdown import Section
-from runbook_lib.phases.preflight import PreflightResult
-from runbook_lib.phases.validate import ValidationResult
+from runbook_lib.report.records import ExecutionResult, PreflightResult, ValidationResult
 
 
 @dataclass
@@ -46,20 +45,20 @@ class Summary:
     def status(self) -> str:
         failure = self.run.failure if self.run else None
         if failure is not None:
-            if failure.phase == "preflight" and self.preflight is not None and self.preflight.verdict.status == "NO-GO":
-                return "NO-GO"
+            if failure.phase == names.PREFLIGHT and self.preflight is not None and self.preflight.verdict.status == names.NOGO:
+                return names.NOGO
             if self.run.rolled_back:
                 return "ROLLED BACK"
             return "FAILED"
-        if self.apply is not None and self.apply.status == "failed":
+        if self.apply is not None and self.apply.status == names.FAILED:
             return "FAILED"
-        if self.preflight is not None and self.preflight.verdict.status == "NO-GO" and self.apply is None:
-            return "NO-GO"
+        if self.preflight is not None and self.preflight.verdict.status == names.NOGO and self.apply is None:
+            return names.NOGO
         if self.validate is not None and not self.validate.ok:
             return "FAILED"
-        if self.rollback is not None and self.rollback.status == "rolled back":
+        if self.rollback is not None and self.rollback.status == names.ROLLED_BACK:
             return "ROLLED BACK"
-        if self.apply is not None and self.apply.status == "dry run":
+        if self.apply is not None and self.apply.status == names.DRY_RUN:
             return "DRY RUN"
         if self.apply is not None and self.validate is not None and self.validate.ok:
             return "COMPLETED"
@@ -349,13 +348,13 @@ def load(run_dir: str | Path | None = None, *, batch: int | None = None, databas
     """The summary of a run folder, or of the latest record of each phase for this database and batch."""
     if run_dir is not None:
         folder = records.RunFolder.open(run_dir)
-        found = {phase: folder for phase in ("preflight", "apply", "validate", "rollback")}
+        found = {phase: folder for phase in names.RECORD_PHASES}
     else:
         if batch is None or database is None:
             raise RunbookError("Give the summary a run_dir, or both batch and database to find the latest run.")
         root = reports_dir or paths.default_reports_dir()
         found = {phase: records.latest_run_with(root, database, batch, phase)
-                 for phase in ("preflight", "apply", "validate", "rollback")}
+                 for phase in names.RECORD_PHASES}
         folder = found["apply"] or found["preflight"]
         if folder is None:
             raise RunbookError(f"No run of batch {batch} on {database} under {root}; run `runbook run {batch}` first.")

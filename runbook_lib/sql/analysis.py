@@ -12,12 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import pglast
 from pglast import ast, enums
-from pglast.parser import ParseError
 
-from runbook_lib.sql import locks
-from runbook_lib.errors import BatchError
+from runbook_lib.sql import locks, parse
 
 AT = enums.AlterTableType
 CT = enums.ConstrType
@@ -95,72 +92,12 @@ class StatementAnalysis:
         }
 
 
-class AnalysisError(BatchError):
-    """SQL that PostgreSQL's parser rejects; names the file and line."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        filename: str | None = None,
-        line: int | None = None,
-        column: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.filename = filename
-        self.line = line
-        self.column = column
-
-
 # ---------------------------------------------------------------------------------------------
 # Splitting
 
 
-def _syntax_error(sql: str, exc: ParseError, filename: str | None) -> AnalysisError:
-    message, location = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
-    where = filename or "the SQL"
-    if location is None:
-        # "syntax error at end of input": the last statement is unfinished.
-        line = max(1, len(sql.rstrip().splitlines()))
-        column = None
-        position = f"line {line}"
-    else:
-        line = sql.count("\n", 0, location) + 1
-        column = location - (sql.rfind("\n", 0, location) + 1) + 1
-        position = f"line {line}, column {column}"
-    return AnalysisError(
-        f"{where}, {position}: {message}; fix the SQL so that PostgreSQL can parse it.",
-        filename=filename,
-        line=line,
-        column=column,
-    )
-
-
 def _parse(sql: str, filename: str | None) -> list[tuple[int, int, str, ast.RawStmt]]:
-    try:
-        raw_statements = pglast.parse_sql(sql)
-        # The parser's slices: from the statement's first token to its last, without the ';',
-        # so comments before a statement are not part of it and comments inside it are kept.
-        slices = pglast.split(sql, only_slices=True)
-    except ParseError as exc:
-        raise _syntax_error(sql, exc, filename) from None
-    if len(raw_statements) != len(slices):  # pragma: no cover - both come from one parser
-        raise AnalysisError(f"{filename or 'the SQL'}: cannot split the SQL into statements.")
-    parsed = []
-    for index, (raw, piece) in enumerate(zip(raw_statements, slices), start=1):
-        line = sql.count("\n", 0, piece.start) + 1
-        parsed.append((index, line, sql[piece], raw))
-    return parsed
-
-
-def split_statements(sql: str, *, filename: str | None = None) -> list[tuple[int, int, str]]:
-    """Split SQL into (index, line, text) per statement, 1-based, as PostgreSQL's parser sees them.
-
-    The text runs from the statement's first token to its last (the terminating ';' is left out);
-    comments inside a statement and dollar-quoted bodies are kept as written. Raises
-    AnalysisError when the SQL does not parse.
-    """
-    return [(index, line, text) for index, line, text, _ in _parse(sql, filename)]
+    return [(s.index, s.line, s.text, s.raw) for s in parse.split(sql, filename=filename)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook_lib.sql.analysis import AnalysisError, split_statements
+from runbook_lib.errors import AnalysisError
+from runbook_lib.sql.parse import split_statements
 
 INSTALL_HINT = "squawk not installed: pip install squawk-cli"
 

@@ -23,10 +23,9 @@ from pglast.enums import AlterTableType, ConstrType, TransactionStmtKind
 from pglast.stream import RawStream
 
 from runbook_lib.sql.analysis import StatementAnalysis
+from runbook_lib.config import DIRECT, ONLINE, STRATEGIES  # noqa: F401  (plan.DIRECT reads naturally)
 from runbook_lib.errors import BatchError, RunbookError
 
-DIRECT, ONLINE = "direct", "online"
-STRATEGIES = (DIRECT, ONLINE)
 _MAX_IDENT = 63
 
 

@@ -1,0 +1,107 @@
+"""Finding batches: the folders of a migrations directory, numbered, with their dependencies checked."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from runbook_lib.batch.manifest import read as read_manifest
+from runbook_lib.batch.model import MANIFEST, MIGRATION, Batch
+from runbook_lib.errors import BatchError
+from runbook_lib.tomltext import line_of as _line_of
+
+
+def _folder_number(path: Path) -> int | None:
+    match = re.match(r"^(\d+)", path.name)
+    return int(match.group(1)) if match else None
+
+
+def load_folder(path: Path, *, position: int, previous: int | None) -> Batch:
+    """One batch folder; `position` and `previous` number folders that have no batch.toml (Prisma)."""
+    if not (path / MIGRATION).is_file():
+        raise BatchError(f"{path} has no {MIGRATION}; every batch folder needs one (the forward change).")
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return Batch(
+            number=position,
+            name=path.name,
+            path=path,
+            title=path.name,
+            type="Prisma migration",
+            depends_on=(previous,) if previous is not None else (),
+        )
+    return read_manifest(manifest)
+
+def _where(batch: Batch, key: str) -> str:
+    """`<folder>/batch.toml line N` where `key` is set; the folder alone for a Prisma folder (no batch.toml)."""
+    manifest = batch.path / MANIFEST
+    if not manifest.is_file():
+        return str(batch.path)
+    return f"{manifest} line {_line_of(manifest.read_text(encoding='utf-8'), key)}"
+
+
+def discover(migrations_dir: Path | str) -> list[Batch]:
+    """Every batch under `migrations_dir`, in order; duplicate numbers and unknown dependencies refused."""
+    root = Path(migrations_dir)
+    if not root.is_dir():
+        raise BatchError(f"Migrations folder {root} does not exist; pass --migrations-dir with the folder holding your batches.")
+    folders = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))),
+        key=lambda p: (_folder_number(p) is None, _folder_number(p) or 0, p.name),
+    )
+    batches: list[Batch] = []
+    previous: int | None = None
+    for position, folder in enumerate(folders, start=1):
+        if not any((folder / name).exists() for name in (MIGRATION, MANIFEST)):
+            continue
+        batch = load_folder(folder, position=position, previous=previous)
+        batches.append(batch)
+        previous = batch.number
+    seen: dict[int, Batch] = {}
+    for batch in batches:
+        if batch.number in seen:
+            raise BatchError(
+                f"Batch number {batch.number} is used by both {_where(seen[batch.number], 'batch')} and "
+                f"{_where(batch, 'batch')}; give each batch its own number in batch.toml."
+            )
+        seen[batch.number] = batch
+    for batch in batches:
+        for dep in batch.depends_on:
+            if dep not in seen:
+                raise BatchError(
+                    f"{_where(batch, 'depends_on')}: depends_on names batch {dep}, which is not in {root}; "
+                    "fix depends_on or add that batch."
+                )
+    _refuse_cycles(seen)
+    return sorted(batches, key=lambda b: b.number)
+
+
+def _refuse_cycles(batches: dict[int, Batch]) -> None:
+    state: dict[int, int] = {}
+
+    def visit(number: int, trail: list[int]) -> None:
+        if state.get(number) == 2:
+            return
+        if state.get(number) == 1:
+            cycle = " -> ".join(str(n) for n in trail[trail.index(number):] + [number])
+            where = ", ".join(_where(batches[n], "depends_on") for n in trail[trail.index(number):])
+            raise BatchError(
+                f"Batches depend on each other in a cycle ({cycle}; see {where}); "
+                "remove one of these depends_on entries."
+            )
+        state[number] = 1
+        for dep in batches[number].depends_on:
+            visit(dep, trail + [number])
+        state[number] = 2
+
+    for number in batches:
+        visit(number, [])
+
+
+def find(migrations_dir: Path | str, number: int) -> Batch:
+    batches = discover(migrations_dir)
+    for batch in batches:
+        if batch.number == number:
+            return batch
+    known = ", ".join(str(b.number) for b in batches) or "none"
+    raise BatchError(f"Batch {number} is not in {migrations_dir} (batches there: {known}); check the number or --migrations-dir.")

@@ -1,0 +1,26 @@
+"""The words runbook's records, reports and commands share, each defined once.
+
+A phase, a verdict or a status is compared as a string across modules and in JSON records written
+by earlier runs: these constants are the only spelling.
+"""
+
+from __future__ import annotations
+
+# Phases: one notebook and one record (`<phase>.json`) each.
+PREFLIGHT, APPLY, VALIDATE, ROLLBACK, SUMMARY = "preflight", "apply", "validate", "rollback", "summary"
+PHASES = (PREFLIGHT, APPLY, VALIDATE, ROLLBACK, SUMMARY)
+RECORD_PHASES = (PREFLIGHT, APPLY, VALIDATE, ROLLBACK)  # the phases that write a record the summary reads
+RUN_PHASES = (PREFLIGHT, APPLY, VALIDATE, SUMMARY)  # what `runbook run` chains
+CHECK = "check"  # the health check's notebook
+
+# Preflight's verdict.
+GO, WARN, NOGO = "GO", "WARN", "NO-GO"
+VERDICTS = (GO, WARN, NOGO)
+
+# What an apply or rollback record says happened (ExecutionResult.status).
+RUNNING = "running"
+APPLIED = "applied"
+ROLLED_BACK = "rolled back"
+DRY_RUN = "dry run"
+ALREADY_APPLIED = "already applied"
+FAILED = "failed"

@@ -1,0 +1,123 @@
+"""A chain of phase notebooks executed into one run folder: what `runbook run` and each phase command do.
+
+One kernel serves the whole chain and nbconvert renders each executed notebook in the background
+while the next one runs; whatever happens, the run record (run.json) and the index are written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runbook_lib import config, names
+from runbook_lib import batch as batch_mod
+from runbook_lib.config import DEFAULTS, Options
+from runbook_lib.db.target import Target
+from runbook_lib.errors import PhaseFailed
+from runbook_lib.notebook import runner
+from runbook_lib.report import records, render
+
+
+@dataclass
+class RunOutcome:
+    """What a chain of phases left behind: its record (also written as run.json) and the rendered summary."""
+
+    record: records.RunRecord
+    run_dir: Path
+    errors: dict[str, PhaseFailed] = field(default_factory=dict)
+    summary_html: Path | None = None
+    summary_md: Path | None = None
+
+    @property
+    def batch(self) -> int:
+        return self.record.batch
+
+    @property
+    def phases(self) -> list[records.PhaseRun]:
+        return self.record.phases
+
+    @property
+    def ok(self) -> bool:
+        return all(p.ok for p in self.record.phases)
+
+    @property
+    def failure(self) -> PhaseFailed | None:
+        first = self.record.failure
+        return self.errors.get(first.phase) if first else None
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_phases(
+    tgt: Target,
+    number: int,
+    phases: tuple[str, ...],
+    *,
+    migrations_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    options: Options | None = None,
+    rollback_on_failure: bool = False,
+    quiet: bool = False,
+    folder_name: str | None = None,
+) -> RunOutcome:
+    """Execute the phase notebooks in order into one run folder, stopping at the first failure.
+
+    Whatever happened, a summary is rendered when asked for, so a failed run still has its report;
+    with `rollback_on_failure`, a failed validation rolls the batch back first. `folder_name` replaces
+    the database name in `reports/<database>/<batch>/<run-id>/` (a fleet names each target).
+    """
+    options = options or DEFAULTS
+    migrations = Path(migrations_dir or config.example_migrations_dir()).resolve()
+    batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
+    run = records.RunFolder.create(Path(reports_dir or config.default_reports_dir()).resolve(),
+                                  folder_name or tgt.name, number)
+    record = records.RunRecord(number, run.run_id, tgt.shown, records.now_iso(), rollback_on_failure=rollback_on_failure)
+    outcome = RunOutcome(record, run.path)
+    say = (lambda m: None) if quiet else _progress
+    say(f"runbook: batch {number} on {tgt.shown}; run folder {run.path}")
+    queue = list(phases)
+    summary = None
+    # One kernel for the whole chain (a kernel start and the imports cost about a second per notebook),
+    # and nbconvert rendering each executed notebook in the background while the next one runs.
+    with runner.SharedKernel(tgt.url, run.path) as kernel, render.Renderer() as renderer:
+        while queue:
+            phase = queue.pop(0)
+            if record.failure is not None and phase not in (names.SUMMARY, names.ROLLBACK):
+                continue
+            params: dict[str, object] = {"batch": number, "run_dir": str(run.path)}
+            if phase != names.SUMMARY:
+                params["migrations_dir"] = str(migrations)
+            if phase == names.PREFLIGHT and options.force:
+                params["fail_on_nogo"] = False  # --force: the NO-GO is reported, and apply is forced
+            params.update(options.parameters(phase))
+            out = run.path / runner.PHASE_NOTEBOOKS[phase]
+            started = time.perf_counter()
+            try:
+                done = runner.execute(phase, out, params, database_url=tgt.url, kernel=kernel)
+                record.phases.append(records.PhaseRun(phase, out.name, done.seconds, True))
+                say(f"  {phase:<9} ok      {done.seconds:6.1f} s")
+                if phase == names.ROLLBACK and record.failure is not None:
+                    record.rolled_back = True
+            except PhaseFailed as exc:
+                seconds = round(time.perf_counter() - started, 3)
+                record.phases.append(records.PhaseRun(phase, out.name, seconds, False, exc.cell_index, exc.ename, exc.evalue))
+                outcome.errors[phase] = exc
+                say(f"  {phase:<9} FAILED  {seconds:6.1f} s")
+                if phase == names.VALIDATE and rollback_on_failure:
+                    say("  validation failed: rolling the batch back (--rollback-on-failure)")
+                    queue.insert(0, names.ROLLBACK)
+            run.write("run", record)
+            if phase != names.SUMMARY and out.exists():
+                renderer.audit_copy(out)  # not the summary: its summary.html has no code, and would be overwritten
+            elif phase == names.SUMMARY and out.exists() and record.phases[-1].ok:
+                summary = renderer.summary(out, run.path, title=f"Batch {number} migration summary")
+        kernel.close()  # while the summary renders
+        if summary is not None:
+            rendered = summary.result()
+            outcome.summary_html, outcome.summary_md = rendered.html, rendered.markdown
+    render.index(run.path, record)
+    return outcome
