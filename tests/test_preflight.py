@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from runbook_lib.errors import PreflightFailed
 from runbook_lib.phases import apply
 from runbook_lib.sql import lockcost
 from runbook_lib.phases import preflight
@@ -95,7 +96,7 @@ def test_warn_passes_and_no_go_raises(after_6, crm_url: str) -> None:
     nogo = preflight.evaluate(after_6())
     assert nogo.verdict.status == preflight.NOGO
     assert any("Job rows with NULL customer_id" in r and "got 1" in r for r in nogo.verdict.reasons)
-    with pytest.raises(preflight.PreflightFailed, match="NO-GO"):
+    with pytest.raises(PreflightFailed, match="NO-GO"):
         nogo.raise_for_verdict()
 
 
