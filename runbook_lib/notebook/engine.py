@@ -13,145 +13,160 @@
   It is always written when the notebook starts, when it ends and when it fails; a skipped write is
   made up a second later, so a long cell shows as running (and papermill's autosave covers its output).
 
-papermill loads its entry points while it is itself being imported, so this module imports papermill
-only inside functions: `RunbookEngine` is the interface papermill calls (execute_notebook,
-nb_kernel_name, nb_language), built on NBClientEngine at first use.
+Built on papermill's engine hooks, no copied bodies. What it relies on (tests/test_engine.py checks it):
+papermill.engines.NBClientEngine (execute_notebook builds a NotebookExecutionManager and calls its
+notebook_start, then the classmethod execute_managed_notebook, which passes `km` and other keywords on to
+nbclient), NotebookExecutionManager.save/cell_exception/notebook_complete, papermill_engines.register and
+papermill.translators.translate_parameters; from nbclient, that a client given a kernel manager with a
+running kernel gets its kernel client from `km.client()`, then calls start_channels() and wait_for_ready().
 """
 
 from __future__ import annotations
 
-import functools
-import time
-from contextlib import contextmanager
+
+def __getattr__(name: str) -> None:
+    """None for RunbookEngine while it is not defined yet; register() at the end puts the real one in.
+
+    papermill loads its entry points (this module's RunbookEngine) while it is itself being imported: if
+    this module is imported first, papermill asks for RunbookEngine from the import lines below.
+    """
+    if name == "RunbookEngine":
+        return None
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# below __getattr__ on purpose: papermill may import this module from these lines
+import time  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Any  # noqa: E402
+
+from jupyter_core.utils import ensure_event_loop  # noqa: E402
+from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines  # noqa: E402
+from papermill.translators import translate_parameters  # noqa: E402
+
+from runbook_lib.notebook.runner import url_in_environment  # noqa: E402
 
 NAME = "runbook"
 SAVE_EVERY_S = 1.0
 URL_PARAMETER = "database_url"
 
 
-class RunbookEngine:
-    """What papermill calls on an engine; the work is done by _engine(), an NBClientEngine."""
-
-    @classmethod
-    def execute_notebook(cls, nb, kernel_name, **kwargs):
-        with _url_in_environment(nb, kernel_name):
-            return _engine().execute_notebook(nb, kernel_name, **kwargs)
-
-    @classmethod
-    def nb_kernel_name(cls, nb, name=None):
-        return _engine().nb_kernel_name(nb, name)
-
-    @classmethod
-    def nb_language(cls, nb, language=None):
-        return _engine().nb_language(nb, language)
-
-
-def register() -> None:
-    """Make the engine known to papermill in this process, installed entry point or not."""
-    from papermill.engines import papermill_engines
-
-    papermill_engines.register(NAME, RunbookEngine)
-
-
-@functools.cache
-def manager_class():
+class ThrottledManager(NotebookExecutionManager):
     """papermill's execution manager, writing on start, completion and failure, else every SAVE_EVERY_S.
 
     A write skipped by the throttle is made up SAVE_EVERY_S later on the event loop the cells run in,
     so a long cell (an apply of minutes) shows in the file as running soon after it starts.
     """
-    from jupyter_core.utils import ensure_event_loop
-    from papermill.engines import NotebookExecutionManager
 
-    class ThrottledManager(NotebookExecutionManager):
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            self._written_at = float("-inf")
-            self._force = True
-            self._pending = None  # the made-up write, scheduled on the event loop
+    _written_at = float("-inf")
+    _force = True  # the next save writes, whenever the last one was
+    _pending: Any = None  # the made-up write, scheduled on the event loop
 
-        def save(self, **kwargs):
-            if self._force or time.monotonic() - self._written_at >= SAVE_EVERY_S:
-                self._write(**kwargs)
-            elif self._pending is None:
-                self._pending = ensure_event_loop().call_later(SAVE_EVERY_S, self._write)
-            self._force = False
+    def save(self, **kwargs: Any) -> None:
+        if self._force or time.monotonic() - self._written_at >= SAVE_EVERY_S:
+            self._write(**kwargs)
+        elif self._pending is None:
+            self._pending = ensure_event_loop().call_later(SAVE_EVERY_S, self._write)
+        self._force = False
 
-        def _write(self, **kwargs) -> None:
-            if self._pending is not None:
-                self._pending.cancel()
-                self._pending = None
-            super().save(**kwargs)
-            self._written_at = time.monotonic()
+    def _write(self, **kwargs: Any) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        super().save(**kwargs)
+        self._written_at = time.monotonic()
 
-        def notebook_complete(self, **kwargs):
-            self._force = True
-            return super().notebook_complete(**kwargs)
+    def notebook_complete(self, **kwargs: Any) -> None:
+        self._force = True
+        super().notebook_complete(**kwargs)
 
-        def cell_exception(self, cell, cell_index=None, **kwargs):
-            self._force = True  # the failing cell's complete() writes it, error and all
-            return super().cell_exception(cell, cell_index, **kwargs)
-
-    return ThrottledManager
+    def cell_exception(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+        self._force = True  # the failing cell's complete() writes it, error and all
+        super().cell_exception(cell, cell_index, **kwargs)
 
 
-@functools.cache
-def _engine():
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine
-    from papermill.log import logger
-    from papermill.utils import merge_kwargs, remove_args
+def throttled(nb_man: NotebookExecutionManager) -> ThrottledManager:
+    """papermill's manager, just written by notebook_start, from now on a ThrottledManager."""
+    nb_man.__class__ = ThrottledManager
+    assert isinstance(nb_man, ThrottledManager)
+    nb_man._written_at = time.monotonic()
+    nb_man._force = False
+    return nb_man
 
-    class Engine(NBClientEngine):
-        @classmethod
-        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
-                             autosave_cell_every=30, **kwargs):
-            # papermill's Engine.execute_notebook, with the throttled manager
-            nb_man = manager_class()(nb, output_path=output_path, progress_bar=progress_bar,
-                                     log_output=log_output, autosave_cell_every=autosave_cell_every)
-            nb_man.notebook_start()
-            try:
-                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
-            finally:
-                nb_man.cleanup_pbar()
-                nb_man.notebook_complete()
-            return nb_man.nb
 
-        @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
-                                     stderr_file=None, start_timeout=60, execution_timeout=None, kc=None, **kwargs):
-            # NBClientEngine's own, but for `kc`: the notebook client takes no client in its constructor.
-            kwargs = remove_args(["input_path"], **kwargs)
-            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
-            final_kwargs = merge_kwargs(
-                safe_kwargs, timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
-                startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
-                log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
-            )
-            client = PapermillNotebookClient(nb_man, **final_kwargs)
-            if kc is not None:
-                client.kc = kc
-            return client.execute()
+class RunbookEngine(NBClientEngine):
+    """papermill's nbclient engine; the changes above happen in its two hooks, around papermill's own."""
 
-    return Engine
+    @classmethod
+    def execute_notebook(cls, nb: Any, kernel_name: str, **kwargs: Any) -> Any:
+        with _url_in_environment(nb, kernel_name):
+            return super().execute_notebook(nb, kernel_name, **kwargs)
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man: NotebookExecutionManager, kernel_name: str,
+                                 km: Any = None, kc: Any = None, **kwargs: Any) -> Any:
+        if kc is not None:
+            if km is None:
+                raise ValueError("A connected kernel client (kc) needs its kernel manager (km) too.")
+            km = _Connected(km, kc)
+        return super().execute_managed_notebook(throttled(nb_man), kernel_name, km=km, **kwargs)
+
+
+class _Connected:
+    """A kernel manager handing nbclient the client runbook connected already, instead of a new one.
+
+    nbclient takes no client (`kc` is no trait; its constructor sets it to None): it asks its `km` for one.
+    """
+
+    def __init__(self, km: Any, kc: Any) -> None:
+        self._km = km
+        self._kc = kc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._km, name)
+
+    def client(self, **kwargs: Any) -> _Ready:
+        return _Ready(self._kc)
+
+
+class _Ready:
+    """A connected kernel client whose start_channels() and wait_for_ready() are done already."""
+
+    def __init__(self, kc: Any) -> None:
+        object.__setattr__(self, "_kc", kc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kc, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._kc, name, value)  # nbclient's allow_stdin = False: no input() waiting for an answer
+
+    def start_channels(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        pass
+
+
+def register() -> None:
+    """Make the engine known to papermill in this process, installed entry point or not."""
+    papermill_engines.register(NAME, RunbookEngine)
 
 
 @contextmanager
-def _url_in_environment(nb, kernel_name: str):
+def _url_in_environment(nb: Any, kernel_name: str):
     """While the kernel starts and runs: a password-bearing URL parameter in DATABASE_URL, not in `nb`."""
     parameters = dict(nb.metadata.get("papermill", {}).get("parameters") or {})
     url = parameters.get(URL_PARAMETER)
     if not isinstance(url, str) or not url:
         yield
         return
+    # imported here: psycopg would slow every papermill command, which imports this module at start
     from runbook_lib.db.connection import has_password, redact
-    from runbook_lib.notebook.runner import url_in_environment
 
     if not has_password(url):
         yield
         return
-    from papermill.translators import translate_parameters
-
     shown = redact(url)
     parameters[URL_PARAMETER] = None
     nb.metadata.papermill["parameters"] = {**parameters, URL_PARAMETER: shown}
@@ -162,3 +177,6 @@ def _url_in_environment(nb, kernel_name: str):
                 f"# {URL_PARAMETER}: {shown} (its password moved to DATABASE_URL by runbook's papermill engine)\n")
     with url_in_environment(url):
         yield
+
+
+register()  # replaces the None papermill got if it was imported by this module (see __getattr__)
