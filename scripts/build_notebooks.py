@@ -1,16 +1,20 @@
 """Write notebooks/*.ipynb from this one readable source: thin cells, one call and one display each.
 
-    python scripts/build_notebooks.py
+    python scripts/build_notebooks.py            # rewrites notebooks/
+    python scripts/build_notebooks.py OUT_DIR    # writes them elsewhere (tests/test_notebook_sources.py)
 
 Cells get stable ids and no outputs or execution counts, so a rebuild changes only what changed here.
+This file is the notebooks' only source: tests/test_notebook_sources.py fails when notebooks/ differs
+from what it writes, so a notebook edited in Jupyter must be carried back into this file.
 """
 
+import sys
 from pathlib import Path
 
 import nbformat
+from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
 
 def nb(cells):
     n = new_notebook()
@@ -160,8 +164,33 @@ database = None    # database name; None: from DATABASE_URL, else the demo datab
     ("code", "summary.monitoring()"),
 ])
 
-for name, n in (("preflight", pre), ("apply", app), ("validate", val), ("rollback", rb), ("summary", summ),
-                ("check", chk)):
-    for i, c in enumerate(n.cells):
-        c["id"] = f"{name}-{i:02d}"
-    nbformat.write(n, str(NOTEBOOKS / f"{name}.ipynb"))
+NAMED = (("preflight", pre), ("apply", app), ("validate", val), ("rollback", rb), ("summary", summ), ("check", chk))
+for _name, _n in NAMED:
+    for i, c in enumerate(_n.cells):
+        c["id"] = f"{_name}-{i:02d}"
+
+
+def build(out_dir: Path = NOTEBOOKS) -> list[Path]:
+    """Write every notebook into `out_dir` (created if missing); the paths written, in order."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, n in NAMED:
+        path = out_dir / f"{name}.ipynb"
+        nbformat.write(n, str(path))
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) > 1:
+        print("usage: python scripts/build_notebooks.py [OUT_DIR]", file=sys.stderr)
+        return 2
+    for path in build(Path(args[0]) if args else NOTEBOOKS):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

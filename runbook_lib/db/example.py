@@ -144,7 +144,8 @@ def schema_statements() -> tuple[list[str], list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ExampleError(f"Cannot read the example schema {path} ({exc.strerror}); restore it from git.") from None
+        fix = "restore it from git" if paths.checkout() else "reinstall runbook"
+        raise ExampleError(f"Cannot read the example schema {path} ({exc.strerror}); {fix}.") from None
     tables: list[str] = []
     rest: list[str] = []
     for statement in pglast.split(text):

@@ -162,7 +162,8 @@ def _with_reset_cell(path: Path):
 def notebook_path(phase: str, notebooks_dir: Path | None = None) -> Path:
     path = (notebooks_dir or paths.notebooks_dir()) / PHASE_NOTEBOOKS[phase]
     if not path.is_file():
-        raise RunbookError(f"The {phase} notebook {path} is missing; restore it from the repository (git checkout {path.name}).")
+        fix = f"restore it from the repository (git checkout {path.name})" if paths.checkout() else "reinstall runbook"
+        raise RunbookError(f"The {phase} notebook {path} is missing; {fix}.")
     return path
 
 
