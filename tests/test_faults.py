@@ -120,8 +120,12 @@ def test_statement_timeout_stops_a_slow_statement_cleanly(item_db: str, tmp_path
 
 _CHILD = """
 import sys
+import time
+from runbook_lib.execution import executor
 from runbook_lib.phases import apply
 from runbook_lib.phases.session import open_session
+# the fault, injected from outside the migration path: a pause after step 1 commits, for the kill
+executor.AFTER_STEP_HOOKS.append(lambda step: time.sleep(60) if step == 1 else None)
 apply.run(open_session(1, database_url=sys.argv[1], migrations_dir=sys.argv[2], reports_dir=sys.argv[3]),
           strategy="online", lock_timeout_ms=100, max_attempts=1000)
 """
@@ -133,9 +137,8 @@ def test_sigkill_between_online_steps_is_found_cleaned_up_and_resumed(item_db: s
         ALTER TABLE item ALTER COLUMN b SET NOT NULL;
         """)
     # Killed after step 1 (CHECK ... NOT VALID) committed and before step 2 (VALIDATE) of the same group.
-    env = {**os.environ, "RUNBOOK_FAULT_PAUSE_AFTER_STEP": "1"}
     child = subprocess.Popen([sys.executable, "-c", _CHILD, item_db, str(migrations), str(tmp_path / "r")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while "item_a_not_null_rb" not in constraints(item_db):

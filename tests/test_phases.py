@@ -18,7 +18,7 @@ from psycopg import conninfo, sql
 from runbook_lib.phases import apply
 from runbook_lib.db import catalog
 from runbook_lib.db import connection as database
-from runbook_lib.execution import executor as execution
+from runbook_lib.db import migration_lock
 from runbook_lib.db import ledger
 from runbook_lib import config as paths
 from runbook_lib.phases import preflight
@@ -395,7 +395,7 @@ def test_apply_while_another_session_holds_the_migration_lock(session_for, crm_u
     session = session_for(6)
     before = catalog_state(crm_url)
     with psycopg.connect(crm_url, application_name="other-runbook", autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(%s)", (execution.ADVISORY_KEY,))
+        other.execute("SELECT pg_advisory_lock(%s)", (migration_lock.ADVISORY_KEY,))
         pid = other.info.backend_pid
 
         with pytest.raises(LockBusy) as info:

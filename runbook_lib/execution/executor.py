@@ -1,70 +1,34 @@
-"""Running a SQL file as a migration: a plan of steps, lock_timeout with bounded retries, evidence.
+"""Running a plan of steps: each step under lock_timeout with bounded retries, measured as it runs.
 
-apply and rollback are thin phases over `recorded`; both hold the per-database advisory lock so only
-one runbook changes a database at a time. The default plan is one transaction (all or nothing).
+The executor knows statements, steps and locks; what a failure leaves behind and how a rerun resumes is
+`resume`, and the ledger and Prisma records around a run are `recording`.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
 
-from runbook_lib.sql import analysis
-from runbook_lib.db import catalog
-from runbook_lib.db import ledger
-from runbook_lib.sql import locks
-from runbook_lib.sql import plan
-from runbook_lib.orm import prisma_history as prisma
-from runbook_lib.report import records
 from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.batch.model import BatchInfo
 from runbook_lib.config import BACKOFF_MS, DEFAULTS, MAX_BACKOFF_S
-from runbook_lib.errors import LockBusy, MigrationFailed, RunbookError
+from runbook_lib.db import catalog
+from runbook_lib.errors import MigrationFailed
+from runbook_lib.execution import resume
+from runbook_lib.execution.failure import GaveUp, VerificationFailed, fail, server_message
 from runbook_lib.phases.session import Session
+from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult, HeldLock, StatementRun, StepRun
+from runbook_lib.sql import analysis, locks, plan
 
-
-# One advisory lock key per database for every runbook apply/rollback ("RUNBOOK" in ASCII).
-ADVISORY_KEY = 0x52554E424F4F4B
-
-
-@contextmanager
-def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
-    """Hold the per-database advisory lock, or fail at once naming who holds it."""
-    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()[0]
-    conn.commit()
-    if not got:
-        holder = conn.execute(
-            "SELECT a.pid, coalesce(a.application_name, ''), a.backend_start FROM pg_locks l"
-            " JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (ADVISORY_KEY >> 32, ADVISORY_KEY & 0xFFFFFFFF),
-        ).fetchone()
-        conn.commit()
-        who = (f"pid {holder[0]} ({holder[1] or 'no application_name'}, connected since "
-               f"{holder[2].isoformat(timespec='seconds')})") if holder else "another session"
-        raise LockBusy(
-            f"Another runbook apply or rollback is running on this database: {who}; "
-            "wait for it to finish, or stop it with pg_terminate_backend if it is stuck."
-        )
-    try:
-        yield
-    finally:
-        try:
-            if not conn.closed:
-                conn.rollback()
-                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
-                conn.commit()
-        except psycopg.OperationalError:
-            pass  # the connection died (terminated, server restart): the server released the lock with it
+# Called with a step's number after it commits. Production code never adds to it: the fault tests do,
+# to stop a run at a known point between two steps and kill it there.
+AFTER_STEP_HOOKS: list[Callable[[int], None]] = []
 
 
 def _held_locks(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -78,11 +42,6 @@ def _held_locks(conn: psycopg.Connection) -> list[tuple[str, str]]:
         ).fetchall()
     return [(r["relname"] if r["nspname"] == "public" else f"{r['nspname']}.{r['relname']}", locks.from_pg_locks(r["mode"]))
             for r in rows]
-
-
-class _VerificationFailed(Exception):
-    def __init__(self, failed: list[sqlblocks.BlockResult]) -> None:
-        self.failed = failed
 
 
 class _Clock:
@@ -154,7 +113,7 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
                 status = "lock timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "failed"
                 runs.append(StatementRun(0, 0, "LOCK TABLE (runbook: the step's locks, in the application's order)",
                                          text, attempt, start, round(clock() - start, 6), 0, status, "",
-                                         _server_message(exc), step.number,
+                                         server_message(exc), step.number,
                                          ", ".join(f"{m} on {t}" for t, m in ahead)))
                 raise
             taken = [lock for lock in _held_locks(conn) if lock not in acquired]
@@ -171,7 +130,7 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
         except psycopg.Error as exc:
             status = "lock timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "failed"
             runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start,
-                                     round(clock() - start, 6), 0, status, "", _server_message(exc), step.number,
+                                     round(clock() - start, 6), 0, status, "", server_message(exc), step.number,
                                      stmt.locks))
             raise
         duration = round(clock() - start, 6)
@@ -205,7 +164,7 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                         result.verification = verify(conn)
                         failed = [b for b in result.verification if not b.passed]
                         if failed:
-                            raise _VerificationFailed(failed)
+                            raise VerificationFailed(failed)
                     held = _held_locks(conn)
                     if dry_run:
                         result.after = catalog.snapshot(conn, tables_touched)
@@ -231,22 +190,16 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
             if waited and any(locks.blocks_writes(m) for m in _modes(waited[-1].expected_locks)):
                 result.longest_queue_wait_s = max(result.longest_queue_wait_s, waited[-1].duration_s)
             if attempt == max_attempts:
-                raise _GaveUp(attempt, exc) from None
+                raise GaveUp(attempt, exc) from None
             delay = backoff_ms / 1000 * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             time.sleep(min(delay, MAX_BACKOFF_S))
-        except _VerificationFailed:
+        except VerificationFailed:
             result.statements += [replace(r, status="rolled back") for r in runs]
             raise
         except psycopg.Error:
             result.statements += runs
             raise
     raise AssertionError("unreachable")
-
-
-class _GaveUp(Exception):
-    def __init__(self, attempts: int, exc: psycopg.Error) -> None:
-        self.attempts = attempts
-        self.exc = exc
 
 
 def execute(
@@ -298,8 +251,8 @@ def execute(
     result.statements_started_at = records.now_iso()
     done: list[plan.Step] = []
     if resume_after is not None and not dry_run:
-        resume_after = _group_start(steps, resume_after + 1) - 1
-        _clean_leftovers(conn, steps, resume_after + 1, result, session.url)
+        resume_after = resume.group_start(steps, resume_after + 1) - 1
+        resume.clean_leftovers(conn, steps, resume_after + 1, result, session.url)
     resume_after = resume_after or 0
     if on_step is not None and not dry_run:
         on_step(resume_after, len(steps))  # the plan's size is on record before anything commits
@@ -314,11 +267,12 @@ def execute(
                 max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1]))
             done.append(step)
             if on_step is not None and not dry_run and step.number < len(steps):
-                on_step(_kept(steps, step.number), len(steps))
-            _fault_pause(step.number)
-        except (_GaveUp, _VerificationFailed, psycopg.Error) as exc:
+                on_step(resume.kept(steps, step.number), len(steps))
+            for hook in AFTER_STEP_HOOKS:  # empty in production: see AFTER_STEP_HOOKS
+                hook(step.number)
+        except (GaveUp, VerificationFailed, psycopg.Error) as exc:
             result.steps.append(StepRun(step.number, step.purpose, step.transactional, "failed", result.attempts))
-            _fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms, session.url)
+            fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms, session.url)
     result.steps_kept = 0 if dry_run else len(steps)
     result.longest_write_block_s = max([s.longest_write_block_s for s in result.steps] + [result.longest_queue_wait_s])
     if not dry_run:
@@ -328,105 +282,6 @@ def execute(
         conn.commit()
     result.changes = catalog.diff(result.before, result.after)
     return result
-
-
-def _fault_pause(step_number: int) -> None:
-    """Fault injection for the test suite: RUNBOOK_FAULT_PAUSE_AFTER_STEP=N pauses after step N commits,
-    so a test can kill the process between two steps of a plan at a known point."""
-    import os
-
-    if os.environ.get("RUNBOOK_FAULT_PAUSE_AFTER_STEP") == str(step_number):
-        time.sleep(float(os.environ.get("RUNBOOK_FAULT_PAUSE_SECONDS", "60")))
-
-
-def _group_start(steps: list[plan.Step], number: int) -> int:
-    """The first step of the group that step `number` belongs to."""
-    if number > len(steps):
-        return number
-    group = steps[number - 1].group
-    return min(s.number for s in steps if s.group == group)
-
-
-def _kept(steps: list[plan.Step], done_through: int) -> int:
-    """Steps that stay if the run stops now: complete groups only (a half group is cleaned up or redone)."""
-    return _group_start(steps, done_through + 1) - 1
-
-
-def _clean_leftovers(conn: psycopg.Connection, steps: list[plan.Step], first: int, result: ExecutionResult,
-                     url: str) -> None:
-    """Before resuming in a group, remove what a killed run may have left of it (each clean-up is IF EXISTS)."""
-    group = [s for s in steps if s.group == steps[first - 1].group] if first <= len(steps) else []
-    _run_cleanups(conn, [sql for s in reversed(group) for sql in s.cleanup], result, url, prefix="leftover: ")
-
-
-def _run_cleanups(conn: psycopg.Connection, statements: list[str], result: ExecutionResult, url: str,
-                  prefix: str = "") -> None:
-    if not statements:
-        return
-    if conn.closed or conn.broken:
-        # The connection died with the failure (terminated, server restart): clean up on a new one.
-        try:
-            from runbook_lib.db.connection import connect
-
-            conn = connect(url, autocommit=True)
-        except RunbookError as exc:
-            result.cleanup.append(f"{prefix}not cleaned up, the server could not be reached: {exc}")
-            return
-    conn.autocommit = True
-    try:
-        for cleanup_sql in statements:
-            try:
-                conn.execute(cleanup_sql)
-                result.cleanup.append(prefix + cleanup_sql)
-            except psycopg.Error as cleanup_exc:
-                result.cleanup.append(f"{prefix}FAILED: {cleanup_sql}: {_server_message(cleanup_exc)}")
-    finally:
-        if not conn.closed:
-            conn.autocommit = False
-
-
-def _fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseException, filename: str,
-          lock_timeout_ms: int, url: str) -> None:
-    """Clean up what the plan added so far, say how far it got, and raise MigrationFailed."""
-    if not conn.closed and not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        conn.rollback()
-    # Undo the failing step's group (an online change half made); earlier groups are complete and stay.
-    group = [s for s in done + [step] if s.group == step.group]
-    _run_cleanups(conn, [sql for s in reversed(group) for sql in s.cleanup], result, url)
-    first_of_group = min(s.number for s in steps if s.group == step.group)
-    committed = [s for s in done if s.number < first_of_group]
-    result.steps_kept = len(committed)
-    if isinstance(exc, _GaveUp):
-        cause = (f"could not get its locks in {exc.attempts} attempts of lock_timeout={lock_timeout_ms} ms "
-                 f"({_server_message(exc.exc)})")
-        fix = "find the blocking session with `runbook preflight` and retry, or raise --lock-timeout / --max-attempts"
-    elif isinstance(exc, _VerificationFailed):
-        names = "; ".join(f"{b.name}: expected {b.expectation}, got {b.outcome}" for b in exc.failed)
-        cause = f"ran, but the checks that must hold afterwards failed ({names})"
-        fix = "fix the SQL so the checks hold"
-    else:
-        failed = next((r for r in reversed(result.statements) if r.status in ("failed",)), None)
-        where = f"statement {failed.index} ({filename} line {failed.line})" if failed else step.label
-        cause = f"{where} failed: {_server_message(exc)}"
-        fix = "fix the SQL or the data and run again"
-    if not committed:
-        state = "the transaction was rolled back and nothing changed" if len(steps) == 1 else \
-            f"stopped at {step.label}, nothing was committed"
-    else:
-        kept = "step 1 was" if committed[-1].number == 1 else f"steps 1-{committed[-1].number} were"
-        state = (f"stopped at {step.label} of {len(steps)}; {kept} committed "
-                 f"and stay (a rerun resumes after step {committed[-1].number})")
-    if result.cleanup:
-        state += "; cleaned up: " + "; ".join(result.cleanup)
-    result.status = "failed"
-    result.message = f"{filename} {cause}; {state}"
-    raise MigrationFailed(f"{filename}: {cause}; {state}. {fix[0].upper() + fix[1:]}.")
-
-
-def _server_message(exc: psycopg.Error) -> str:
-    diag = exc.diag
-    text = diag.message_primary or str(exc).strip().splitlines()[0]
-    return f"{diag.sqlstate} {text}" if diag.sqlstate else text
 
 
 def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], float], end: float,
@@ -441,83 +296,4 @@ def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], flo
         blocking = [acquired.get((relation, m), 0.0) for m in modes if locks.blocks_writes(m)]
         since = min(blocking) if blocking else min(acquired.get((relation, m), 0.0) for m in modes)
         result.append(HeldLock(relation, mode, locks.blocks_writes(mode), round(end - since, 6), step))
-    return result
-
-
-def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> prisma.PrismaRecord:
-    """Tell Prisma what happened, where `_prisma_migrations` exists; a failure here is reported, not fatal."""
-    name = session.batch.name
-    try:
-        with conn.transaction():
-            if phase == "apply":
-                return prisma.record_applied(conn, name, session.batch.checksum)
-            return prisma.record_rolled_back(conn, name)
-    except psycopg.Error as exc:
-        return prisma.PrismaRecord(f"not recorded: {_server_message(exc)}", name)
-
-
-def require_statements(sql_text: str, filename: str, *, server_major: int | None = None) -> list:
-    """The parsed statements of a file that must change something: an empty one is refused, not 'applied'."""
-    statements = analysis.analyze(sql_text, filename=filename, server_major=server_major)
-    if not statements:
-        raise MigrationFailed(f"{filename} has no SQL statement; write the change in it (or remove the batch).")
-    return statements
-
-
-def start_result(session: Session, phase: str, *, dry_run: bool) -> tuple[ExecutionResult, float]:
-    result = ExecutionResult(phase=phase, batch=BatchInfo.of(session.batch), connection=session.facts,
-                             run_id=session.run.run_id, started_at=records.now_iso(), dry_run=dry_run)
-    return result, time.perf_counter()
-
-
-def finish(session: Session, result: ExecutionResult, t0: float) -> None:
-    """Close the result's clock and write `<phase>.json`, whatever the outcome."""
-    result.finished_at = records.now_iso()
-    result.duration_s = round(time.perf_counter() - t0, 6)
-    session.run.write(result.phase, result)
-
-
-def recorded(
-    session: Session,
-    result: ExecutionResult,
-    t0: float,
-    conn: psycopg.Connection,
-    *,
-    sql_text: str,
-    filename: str,
-    tables_touched: list[str],
-    done: str,
-    lock_timeout_ms: int,
-    statement_timeout_ms: int,
-    max_attempts: int,
-    strategy: str = plan.DIRECT,
-    resume_after: int | None = None,
-    verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
-    statements: list | None = None,
-) -> ExecutionResult:
-    """`execute` with its ledger row and its record: both written on success and on failure."""
-    dry_run = result.dry_run
-    with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
-                             batch_name=session.batch.name, phase=result.phase,
-                             checksum=session.batch.checksum, dry_run=dry_run, strategy=strategy) as writer:
-        try:
-            execute(session, phase=result.phase, sql_text=sql_text, filename=filename,
-                    tables_touched=tables_touched, dry_run=dry_run, strategy=strategy,
-                    lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
-                    max_attempts=max_attempts, resume_after=resume_after, verify=verify,
-                    on_step=writer.progress, statements=statements, result=result, conn=conn)
-        except RunbookError as exc:
-            result.status = "failed"
-            result.message = result.message or str(exc)
-            finish(session, result, t0)
-            writer.finish(ledger.FAILED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
-            raise
-        if not dry_run:
-            result.prisma = _record_prisma(conn, result.phase, session)
-        result.status = "dry run" if dry_run else done
-        note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
-        result.message = (f"dry run: {filename} executed, measured and rolled back; nothing changed"
-                          if dry_run else f"{filename}: {done} ({len(result.plan)} step(s), {strategy}){note}")
-        finish(session, result, t0)
-        writer.finish(ledger.SUCCEEDED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
     return result

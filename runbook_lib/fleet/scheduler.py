@@ -365,7 +365,7 @@ def _wait_for_migration_lock(url: str, timeout_s: float = 30.0) -> None:
     moment (a kernel exits within a second of its parent); the retry waits for it instead of failing.
     Past the timeout, apply itself refuses and names the holder.
     """
-    from runbook_lib.execution.executor import ADVISORY_KEY
+    from runbook_lib.db.migration_lock import ADVISORY_KEY
 
     deadline = time.monotonic() + timeout_s
     with database.connect(url, autocommit=True, application_name="runbook fleet") as conn:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from runbook_lib.execution import executor as execution
+from runbook_lib.db.migration_lock import migration_lock
+from runbook_lib.execution import recording
 from runbook_lib.db import ledger
 from runbook_lib.phases import preflight
 from runbook_lib.errors import DependencyError, DriftError, PreflightFailed, RunbookError
@@ -28,12 +29,12 @@ def run(
     dry_run, force, strategy = options.dry_run, options.force, options.strategy
     lock_timeout_ms, statement_timeout_ms, max_attempts = (
         options.lock_timeout_ms, options.statement_timeout_ms, options.max_attempts)
-    statements = execution.require_statements(batch.migration_sql, f"{batch.name}/migration.sql",
+    statements = recording.require_statements(batch.migration_sql, f"{batch.name}/migration.sql",
                                               server_major=session.facts.major)
     inputs = preflight.load_inputs(session, statements)  # every file parsed once, before the lock
-    result, t0 = execution.start_result(session, "apply", dry_run=dry_run)
+    result, t0 = recording.start_result(session, "apply", dry_run=dry_run)
     with session.connect(application_name=f"runbook apply batch {batch.number}") as conn, \
-            execution.migration_lock(conn):
+            migration_lock(conn):
         interrupted = ledger.close_interrupted(conn, batch.number)  # we hold the lock: whoever ran them is gone
         states = ledger.states(conn)
         conn.commit()
@@ -62,9 +63,9 @@ def run(
                 list(check.verdict.reasons),
             )
         if resume_after is not None or interrupted:
-            result.message = (f"an earlier apply was interrupted; " if interrupted else "") + (
+            result.message = ("an earlier apply was interrupted; " if interrupted else "") + (
                 f"resuming after step {resume_after}, which it committed" if resume_after else "starting over")
-        return execution.recorded(
+        return recording.recorded(
             session, result, t0, conn,
             sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
             tables_touched=preflight.touched_tables(batch, check.statements), done=names.APPLIED,
@@ -102,6 +103,6 @@ def _already_applied(session: Session, result: ExecutionResult, state: ledger.Ba
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase="apply",
                              checksum=session.batch.checksum) as writer:
-        execution.finish(session, result, t0)
+        recording.finish(session, result, t0)
         writer.finish(ledger.NOOP, result.message)
     return result

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from runbook_lib.batch import declared as checks
-from runbook_lib.execution import executor as execution
+from runbook_lib.db.migration_lock import migration_lock
+from runbook_lib.execution import recording
 from runbook_lib.db import ledger
 from runbook_lib.phases import preflight
 from runbook_lib.batch import blocks as sqlblocks
@@ -32,10 +33,10 @@ def run(
                       max_attempts=max_attempts).checked()
     dry_run, lock_timeout_ms, statement_timeout_ms, max_attempts = (
         options.dry_run, options.lock_timeout_ms, options.statement_timeout_ms, options.max_attempts)
-    statements = execution.require_statements(sql_text, filename, server_major=session.facts.major)
-    result, t0 = execution.start_result(session, "rollback", dry_run=dry_run)
+    statements = recording.require_statements(sql_text, filename, server_major=session.facts.major)
+    result, t0 = recording.start_result(session, "rollback", dry_run=dry_run)
     with session.connect(application_name=f"runbook rollback batch {batch.number}") as conn, \
-            execution.migration_lock(conn):
+            migration_lock(conn):
         ledger.close_interrupted(conn, batch.number)
         state = ledger.state(conn, batch.number)
         conn.commit()
@@ -48,7 +49,7 @@ def run(
         def verify(c):
             return [sqlblocks.run(c, block) for block in checks.reverse_tests(c, batch.checks)]
 
-        return execution.recorded(
+        return recording.recorded(
             session, result, t0, conn, sql_text=sql_text, filename=filename,
             tables_touched=preflight.touched_tables(batch, statements), done=names.ROLLED_BACK,
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,

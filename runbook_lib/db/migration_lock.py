@@ -1,0 +1,49 @@
+"""The migration lock: one runbook apply or rollback per database at a time (a session advisory lock).
+
+A session lock, not a transaction lock: it is held across the many transactions of a plan, and the
+server releases it when the connection ends, so a killed runbook never leaves it behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+from runbook_lib.errors import LockBusy
+
+# One advisory lock key per database for every runbook apply/rollback ("RUNBOOK" in ASCII).
+ADVISORY_KEY = 0x52554E424F4F4B
+
+
+@contextmanager
+def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
+    """Hold the per-database advisory lock, or fail at once naming who holds it."""
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()[0]
+    conn.commit()
+    if not got:
+        holder = conn.execute(
+            "SELECT a.pid, coalesce(a.application_name, ''), a.backend_start FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (ADVISORY_KEY >> 32, ADVISORY_KEY & 0xFFFFFFFF),
+        ).fetchone()
+        conn.commit()
+        who = (f"pid {holder[0]} ({holder[1] or 'no application_name'}, connected since "
+               f"{holder[2].isoformat(timespec='seconds')})") if holder else "another session"
+        raise LockBusy(
+            f"Another runbook apply or rollback is running on this database: {who}; "
+            "wait for it to finish, or stop it with pg_terminate_backend if it is stuck."
+        )
+    try:
+        yield
+    finally:
+        try:
+            if not conn.closed:
+                conn.rollback()
+                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
+                conn.commit()
+        except psycopg.OperationalError:
+            pass  # the connection died (terminated, server restart): the server released the lock with it

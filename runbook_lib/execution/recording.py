@@ -1,0 +1,101 @@
+"""A run with its evidence: the ledger row and `<phase>.json` written on success and on failure alike,
+and Prisma's `_prisma_migrations` told what happened."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from runbook_lib.batch.blocks import BlockResult
+from runbook_lib.batch.model import BatchInfo
+from runbook_lib.config import DIRECT
+from runbook_lib.db import ledger
+from runbook_lib.errors import MigrationFailed, RunbookError
+from runbook_lib.execution.executor import execute
+from runbook_lib.execution.failure import server_message
+from runbook_lib.orm import prisma_history as prisma
+from runbook_lib.phases.session import Session
+from runbook_lib.report import records
+from runbook_lib.report.records import ExecutionResult
+from runbook_lib.sql import analysis
+
+
+def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> prisma.PrismaRecord:
+    """Tell Prisma what happened, where `_prisma_migrations` exists; a failure here is reported, not fatal."""
+    name = session.batch.name
+    try:
+        with conn.transaction():
+            if phase == "apply":
+                return prisma.record_applied(conn, name, session.batch.checksum)
+            return prisma.record_rolled_back(conn, name)
+    except psycopg.Error as exc:
+        return prisma.PrismaRecord(f"not recorded: {server_message(exc)}", name)
+
+
+def require_statements(sql_text: str, filename: str, *, server_major: int | None = None) -> list:
+    """The parsed statements of a file that must change something: an empty one is refused, not 'applied'."""
+    statements = analysis.analyze(sql_text, filename=filename, server_major=server_major)
+    if not statements:
+        raise MigrationFailed(f"{filename} has no SQL statement; write the change in it (or remove the batch).")
+    return statements
+
+
+def start_result(session: Session, phase: str, *, dry_run: bool) -> tuple[ExecutionResult, float]:
+    result = ExecutionResult(phase=phase, batch=BatchInfo.of(session.batch), connection=session.facts,
+                             run_id=session.run.run_id, started_at=records.now_iso(), dry_run=dry_run)
+    return result, time.perf_counter()
+
+
+def finish(session: Session, result: ExecutionResult, t0: float) -> None:
+    """Close the result's clock and write `<phase>.json`, whatever the outcome."""
+    result.finished_at = records.now_iso()
+    result.duration_s = round(time.perf_counter() - t0, 6)
+    session.run.write(result.phase, result)
+
+
+def recorded(
+    session: Session,
+    result: ExecutionResult,
+    t0: float,
+    conn: psycopg.Connection,
+    *,
+    sql_text: str,
+    filename: str,
+    tables_touched: list[str],
+    done: str,
+    lock_timeout_ms: int,
+    statement_timeout_ms: int,
+    max_attempts: int,
+    strategy: str = DIRECT,
+    resume_after: int | None = None,
+    verify: Callable[[psycopg.Connection], list[BlockResult]] | None = None,
+    statements: list | None = None,
+) -> ExecutionResult:
+    """`execute` with its ledger row and its record: both written on success and on failure."""
+    dry_run = result.dry_run
+    with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
+                             batch_name=session.batch.name, phase=result.phase,
+                             checksum=session.batch.checksum, dry_run=dry_run, strategy=strategy) as writer:
+        try:
+            execute(session, phase=result.phase, sql_text=sql_text, filename=filename,
+                    tables_touched=tables_touched, dry_run=dry_run, strategy=strategy,
+                    lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
+                    max_attempts=max_attempts, resume_after=resume_after, verify=verify,
+                    on_step=writer.progress, statements=statements, result=result, conn=conn)
+        except RunbookError as exc:
+            result.status = "failed"
+            result.message = result.message or str(exc)
+            finish(session, result, t0)
+            writer.finish(ledger.FAILED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
+            raise
+        if not dry_run:
+            result.prisma = _record_prisma(conn, result.phase, session)
+        result.status = "dry run" if dry_run else done
+        note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
+        result.message = (f"dry run: {filename} executed, measured and rolled back; nothing changed"
+                          if dry_run else f"{filename}: {done} ({len(result.plan)} step(s), {strategy}){note}")
+        finish(session, result, t0)
+        writer.finish(ledger.SUCCEEDED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
+    return result

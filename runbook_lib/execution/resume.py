@@ -1,0 +1,34 @@
+"""What a failed or killed run leaves behind, and how the next one goes on.
+
+Steps are grouped (an online change is several steps that only make sense together): a failure undoes
+its group's half-made objects with their IF EXISTS clean-ups, earlier groups stay committed, and a
+rerun resumes at the first step of the group it stopped in.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from runbook_lib.execution.failure import run_cleanups
+from runbook_lib.report.records import ExecutionResult
+from runbook_lib.sql import plan
+
+
+def group_start(steps: list[plan.Step], number: int) -> int:
+    """The first step of the group that step `number` belongs to."""
+    if number > len(steps):
+        return number
+    group = steps[number - 1].group
+    return min(s.number for s in steps if s.group == group)
+
+
+def kept(steps: list[plan.Step], done_through: int) -> int:
+    """Steps that stay if the run stops now: complete groups only (a half group is cleaned up or redone)."""
+    return group_start(steps, done_through + 1) - 1
+
+
+def clean_leftovers(conn: psycopg.Connection, steps: list[plan.Step], first: int, result: ExecutionResult,
+                     url: str) -> None:
+    """Before resuming in a group, remove what a killed run may have left of it (each clean-up is IF EXISTS)."""
+    group = [s for s in steps if s.group == steps[first - 1].group] if first <= len(steps) else []
+    run_cleanups(conn, [sql for s in reversed(group) for sql in s.cleanup], result, url, prefix="leftover: ")
