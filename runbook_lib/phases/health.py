@@ -18,15 +18,16 @@ from pathlib import Path
 import pandas as pd
 
 from runbook_lib import batch as batch_mod
-from runbook_lib.batch import declared as checks
-from runbook_lib.db import connection as database
-from runbook_lib.db import ledger
 from runbook_lib import config as paths
 from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.report import frames as tables
+from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import Batch, Checks
+from runbook_lib.db import connection as database
+from runbook_lib.db import ledger
 from runbook_lib.db.connection import ConnectionFacts
 from runbook_lib.errors import HealthDrift
+from runbook_lib.phases.session import resolve_url
+from runbook_lib.report import frames as tables
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,4 @@ def run(url: str, migrations_dir: Path | str) -> HealthResult:
 def check(migrations_dir: Path | str | None = None, *, database_url: str | None = None) -> HealthResult:
     """`run` on the usual target: --database-url, else DATABASE_URL, else the embedded demo database;
     the example's batches when no migrations folder is given."""
-    from runbook_lib.phases.session import resolve_url
-
     return run(resolve_url(database_url), Path(migrations_dir) if migrations_dir else paths.example_migrations_dir())

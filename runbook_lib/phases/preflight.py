@@ -12,19 +12,22 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg.rows import dict_row
 
-from runbook_lib.sql import analysis
-from runbook_lib.db import catalog
-from runbook_lib.batch import declared as checks
-from runbook_lib.db import ledger
-from runbook_lib.sql import lockcost
 from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.sql import lint as lint_mod
-from runbook_lib.sql.analysis import StatementAnalysis
+from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import PREFLIGHT, Batch, BatchInfo
+from runbook_lib.db import catalog, ledger
 from runbook_lib.names import GO, NOGO, WARN
 from runbook_lib.phases.session import Session
-from runbook_lib.report.records import Blocker, LedgerCheck, PreflightResult, TableSize, Verdict
-
+from runbook_lib.report.records import (
+    Blocker,
+    LedgerCheck,
+    PreflightResult,
+    TableSize,
+    Verdict,
+)
+from runbook_lib.sql import analysis, lockcost
+from runbook_lib.sql import lint as lint_mod
+from runbook_lib.sql.analysis import StatementAnalysis
 
 
 def ledger_check(conn: psycopg.Connection, batch: Batch) -> LedgerCheck:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from runbook_lib.batch import declared as checks
-from runbook_lib.db.migration_lock import migration_lock
-from runbook_lib.execution import recording
-from runbook_lib.db import ledger
-from runbook_lib.phases import preflight
-from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.batch.model import ROLLBACK, read_sql
-from runbook_lib.errors import NotApplied
-from runbook_lib.report.records import ExecutionResult
 from runbook_lib import names
+from runbook_lib.batch import blocks as sqlblocks
+from runbook_lib.batch import declared as checks
+from runbook_lib.batch.model import ROLLBACK, read_sql
 from runbook_lib.config import DEFAULTS, Options
+from runbook_lib.db import ledger
+from runbook_lib.db.migration_lock import migration_lock
+from runbook_lib.errors import NotApplied
+from runbook_lib.execution import recording
+from runbook_lib.phases import preflight
 from runbook_lib.phases.session import Session
+from runbook_lib.report.records import ExecutionResult
 
 
 def run(

@@ -9,11 +9,11 @@ import pandas as pd
 import psycopg
 
 from runbook_lib import batch as batch_mod
+from runbook_lib import config
+from runbook_lib.batch.model import Batch
+from runbook_lib.config import whole_number
 from runbook_lib.db import connection as database
 from runbook_lib.db import embedded
-from runbook_lib import config
-from runbook_lib.config import whole_number
-from runbook_lib.batch.model import Batch
 from runbook_lib.errors import DatabaseError
 from runbook_lib.report.records import RunFolder
 

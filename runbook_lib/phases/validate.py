@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-
-from runbook_lib.batch import declared as checks
-from runbook_lib.db import ledger
-from runbook_lib.phases import preflight
-from runbook_lib.report import records
 from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.orm import prisma_schema as orm
+from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import VALIDATION
+from runbook_lib.db import catalog, ledger
 from runbook_lib.errors import NotApplied
+from runbook_lib.orm import prisma_schema as orm
+from runbook_lib.phases import preflight
 from runbook_lib.phases.session import Session
+from runbook_lib.report import records
 from runbook_lib.report.records import ValidationResult
 
 
@@ -65,6 +64,4 @@ def run(session: Session, *, require_applied: bool = True, orm_strict: bool = Fa
 
 
 def _row_counts(conn, names: list[str]) -> dict[str, int]:
-    from runbook_lib.db import catalog
-
     return {name: catalog.snapshot_table(conn, name).rows for name in names}

@@ -28,7 +28,12 @@ from runbook_lib.batch.model import BatchInfo
 from runbook_lib.config import DIRECT
 from runbook_lib.db import catalog
 from runbook_lib.db.connection import ConnectionFacts
-from runbook_lib.errors import PreflightFailed, RecordError, RunbookError, ValidationFailed
+from runbook_lib.errors import (
+    PreflightFailed,
+    RecordError,
+    RunbookError,
+    ValidationFailed,
+)
 from runbook_lib.names import GO, NOGO
 from runbook_lib.orm import prisma_history as prisma
 from runbook_lib.orm import prisma_schema as orm

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ class RenderedSummary:
 
 
 def _read(notebook: Path):
-    import nbformat
+    import nbformat  # start-up time: only when a report is rendered
 
     nb = nbformat.read(str(notebook), as_version=4)
     # papermill's parameter cells and error banners are bookkeeping, not report content.
@@ -46,7 +47,10 @@ class _Exporters:
 @functools.cache
 def _exporters() -> _Exporters:
     """Made once per process: each new exporter compiles its Jinja templates again (a tenth of a second)."""
-    from nbconvert import HTMLExporter, MarkdownExporter
+    from nbconvert import (  # start-up time: nbconvert is heavy
+        HTMLExporter,
+        MarkdownExporter,
+    )
 
     # embed_images stays off: it re-parses each inline HTML tag alone, turning <code>x</code> into <code></code>x
     html = {"template_name": "runbook", "extra_template_basedirs": [str(TEMPLATES)]}
@@ -56,7 +60,7 @@ def _exporters() -> _Exporters:
 
 def warm() -> None:
     """Import nbconvert and compile every template now, by rendering an empty notebook with each exporter."""
-    import nbformat
+    import nbformat  # start-up time: only when a report is rendered
 
     exporters = _exporters()
     for exporter in (exporters.audit, exporters.summary_html, exporters.summary_md):
@@ -126,8 +130,6 @@ class Renderer:
 
 def index(run_dir: Path, record) -> Path:
     """index.html: the run at a glance, linking the summary and each phase's executed notebook."""
-    import html
-
     esc = lambda value: html.escape(str(value), quote=True)  # noqa: E731
     rows = []
     for phase in record.phases:

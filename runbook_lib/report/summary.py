@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from runbook_lib.report import markdown as md
 from runbook_lib import config as paths
 from runbook_lib import names
-from runbook_lib.report import records
 from runbook_lib.batch import ROLLBACK, find
+from runbook_lib.db import connection as database_mod
+from runbook_lib.db import embedded
 from runbook_lib.errors import RunbookError
+from runbook_lib.report import markdown as md
+from runbook_lib.report import records
+from runbook_lib.report.chart import timeline_svg
 from runbook_lib.report.markdown import Section
-from runbook_lib.report.records import ExecutionResult, PreflightResult, ValidationResult
+from runbook_lib.report.records import (
+    ExecutionResult,
+    PreflightResult,
+    ValidationResult,
+)
 
 
 @dataclass
@@ -248,8 +256,6 @@ class Summary:
 
     def timeline_chart(self):
         """The apply's statements on a time axis, each bar marked with the lock it took (an image)."""
-        from runbook_lib.report.chart import timeline_svg
-
         if self.apply is None or not self.apply.statements:
             return Section("Timeline Chart", "No statement ran.", level=3)
         return _Svg(timeline_svg(self.apply))
@@ -373,11 +379,6 @@ def load_for_notebook(run_dir: str | Path | None, *, batch: int | None = None, d
                       reports_dir: str | Path | None = None) -> Summary:
     """The summary notebook's entry: a run folder, or the latest records for the target database."""
     if run_dir is None and database is None:
-        import os
-
-        from runbook_lib.db import connection as database_mod
-        from runbook_lib.db import embedded
-
         url = os.environ.get("DATABASE_URL")
         database = database_mod.database_name(url) if url else embedded.DEMO_DATABASE
     return load(run_dir, batch=batch, database=database, reports_dir=reports_dir)
