@@ -9,6 +9,7 @@ from pathlib import Path
 from runbook_lib import commands
 from runbook_lib.config import DEFAULTS, STRATEGIES, Options
 from runbook_lib.errors import PhaseFailed, RunbookError
+from runbook_lib.fleet import report as fleet_report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,8 +106,6 @@ def _fleet_parser(sub) -> None:
 
 
 def _fleet(args: argparse.Namespace) -> int:
-    from runbook_lib.fleet import report as fleet_report  # with commands.fleet: Dask only for a fleet
-
     run = args.fleet_command == "run"
     outcome = commands.fleet(
         args.fleet_command, args.batch, targets=args.targets, workers=args.workers,

@@ -190,9 +190,10 @@ def fleet(mode: str, number: int, *, targets: Path, workers: int | None = None, 
           migrations_dir: Path | None = None, reports_dir: Path | None = None, shared_reports: bool | None = None):
     """Batch `number` on every database of a fleet.toml: mode "preflight" (read-only) or "run", wave by wave."""
     # Imported here: Dask (distributed) costs about a second of start-up that no other command needs.
+    from runbook_lib.fleet import config as fleet_config
     from runbook_lib.fleet import scheduler as fleet_scheduler
 
-    spec = fleet_scheduler.load(targets)
+    spec = fleet_config.load(targets)
     return fleet_scheduler.run(spec, number, mode=mode, workers=workers, scheduler=scheduler,
                                max_failures=max_failures, options=options, rollback_on_failure=rollback_on_failure,
                                migrations_dir=migrations_dir, reports_dir=reports_dir, shared_reports=shared_reports)

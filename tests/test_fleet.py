@@ -23,8 +23,12 @@ import pytest
 from psycopg import conninfo, sql
 
 from runbook_lib.db import connection as database
-from runbook_lib.fleet import scheduler as fleet
+from runbook_lib.config import Options
+from runbook_lib.errors import FleetError
+from runbook_lib.fleet import config as fleet_config
+from runbook_lib.fleet import model as fleet_model
 from runbook_lib.fleet import report as fleet_report
+from runbook_lib.fleet import scheduler as fleet_scheduler
 from runbook_lib.db import ledger
 from runbook_lib.cli import main
 
@@ -120,9 +124,9 @@ url_env = "RB_T_B"
 
 
 def test_fleet_toml_parses_into_waves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = fleet.load(write_toml(tmp_path / "fleet.toml", GOOD + '\n[[target]]\nname = "c"\nurl_env = "RB_T_C"\n'))
+    spec = fleet_config.load(write_toml(tmp_path / "fleet.toml", GOOD + '\n[[target]]\nname = "c"\nurl_env = "RB_T_C"\n'))
     assert [t.name for t in spec.targets] == ["a", "b", "c"]
-    assert spec.targets[0] == fleet.FleetTarget("a", "RB_T_A", "canary", 4)
+    assert spec.targets[0] == fleet_model.FleetTarget("a", "RB_T_A", "canary", 4)
     assert [(w.name, [t.name for t in w.targets]) for w in spec.plan()] == [("canary", ["a"]), ("*", ["b", "c"])]
     monkeypatch.setenv("RB_T_A", "postgresql://x@h/a")
     monkeypatch.delenv("RB_T_B", raising=False)
@@ -142,13 +146,14 @@ def test_fleet_toml_parses_into_waves(tmp_path: Path, monkeypatch: pytest.Monkey
     (GOOD.replace('name = "b"', 'name = "fleet"'), 10, ["reserved"]),
     (GOOD.replace('[fleet]', '[fleet]\nworkers = 4'), 2, ["unknown key 'workers' in [fleet]"]),
     (GOOD.replace('name = "b"', 'name = "b'), 10, ["not valid TOML", "line 10"]),
+    (GOOD + '\n[connection]\nhost = "db"\n', 13, ["unknown key 'connection' at the top level", "no secrets"]),
 ], ids=["duplicate-name", "unknown-group", "unknown-key", "url-in-file", "url-as-env", "shared-env",
-        "no-star", "empty-wave", "reserved-name", "unknown-fleet-key", "toml-syntax"])
+        "no-star", "empty-wave", "reserved-name", "unknown-fleet-key", "toml-syntax", "top-level-table"])
 def test_bad_fleet_toml_is_one_sentence_with_file_and_line(tmp_path: Path, text: str, line: int,
                                                            words: list[str]) -> None:
     path = write_toml(tmp_path / "fleet.toml", text)
-    with pytest.raises(fleet.FleetError) as caught:
-        fleet.load(path)
+    with pytest.raises(FleetError) as caught:
+        fleet_config.load(path)
     message = str(caught.value)
     assert message.startswith(str(path)) and message.endswith(".") and "\n" not in message
     assert f"line {line}" in message, message
@@ -171,8 +176,8 @@ def test_missing_variable_is_refused_by_the_cli_before_any_cluster_or_folder(
 
 
 def test_fleet_report_escapes_what_it_shows(tmp_path: Path) -> None:
-    record = fleet.FleetRecord(7, "run-1", fleet.RUN, "<fleet.toml>", ["*"], "engine", "now")
-    record.targets = [fleet.TargetResult("a", "*", "RB_T_A", status=fleet.FAILED,
+    record = fleet_model.FleetRecord(7, "run-1", fleet_model.RUN, "<fleet.toml>", ["*"], "engine", "now")
+    record.targets = [fleet_model.TargetResult("a", "*", "RB_T_A", status=fleet_model.FAILED,
                                          message="apply failed: <script>alert(1)</script> | x")]
     page = fleet_report.page(record, tmp_path, tmp_path)
     md = fleet_report.markdown(record, tmp_path, tmp_path)
@@ -200,9 +205,9 @@ def test_failed_canary_wave_stops_the_later_waves(tmp_path: Path, monkeypatch: p
     assert result.code == 1, result.err
     folder, record = fleet_json(result.out)
     targets = by_name(record)
-    assert targets["a"]["status"] == fleet.FAILED
+    assert targets["a"]["status"] == fleet_model.FAILED
     assert "Cannot connect to postgresql://app:***@127.0.0.1:1/gone" in targets["a"]["message"]
-    assert targets["b"]["status"] == fleet.NOT_RUN
+    assert targets["b"]["status"] == fleet_model.NOT_RUN
     assert targets["b"]["message"] == record["stopped"] == "not run: wave 'canary' had 1 failed target(s)"
     assert applied(crm_url) == {}  # b was never touched
     assert "STOPPED" in (folder / "fleet.md").read_text(encoding="utf-8").splitlines()[0]
@@ -225,7 +230,7 @@ def test_max_failures_stops_scheduling_new_targets(tmp_path: Path, monkeypatch: 
 
     assert result.code == 1
     _, record = fleet_json(result.out)
-    assert [t["status"] for t in record["targets"]] == [fleet.FAILED, fleet.NOT_RUN, fleet.NOT_RUN]
+    assert [t["status"] for t in record["targets"]] == [fleet_model.FAILED, fleet_model.NOT_RUN, fleet_model.NOT_RUN]
     assert record["stopped"] == "not scheduled: 1 target(s) failed (--max-failures 1)"
     assert "no new targets are scheduled (--max-failures 1)" in result.err
     assert applied(crm_url) == {}
@@ -330,9 +335,9 @@ def test_fleet_run_applies_canary_first_then_the_rest_and_skips_the_no_go(journe
     assert "Traceback" not in result.err
     folder, record = fleet_json(result.out)
     targets = by_name(record)
-    assert targets["canary"]["status"] == fleet.APPLIED and targets["canary"]["wave"] == "canary"
-    assert targets["tenant-b"]["status"] == fleet.APPLIED and targets["tenant-b"]["wave"] == "*"
-    assert targets["tenant-c"]["status"] == fleet.SKIPPED and targets["tenant-c"]["verdict"] == "NO-GO"
+    assert targets["canary"]["status"] == fleet_model.APPLIED and targets["canary"]["wave"] == "canary"
+    assert targets["tenant-b"]["status"] == fleet_model.APPLIED and targets["tenant-b"]["wave"] == "*"
+    assert targets["tenant-c"]["status"] == fleet_model.SKIPPED and targets["tenant-c"]["verdict"] == "NO-GO"
     assert "gate 'Leads with NULL customer_id' expected 0, got 1" in targets["tenant-c"]["message"]
     # the canary's wave finished before anything of the next wave started
     assert targets["canary"]["finished_at"] <= min(targets["tenant-b"]["started_at"], targets["tenant-c"]["started_at"])
@@ -378,12 +383,12 @@ def test_rerun_on_an_existing_scheduler_reports_already_applied_and_writes_retur
     assert record["engine"] == f"Dask scheduler {journey.scheduler}"
     targets = by_name(record)
     for name in ("canary", "tenant-b"):
-        assert targets[name]["status"] == fleet.ALREADY_APPLIED
+        assert targets[name]["status"] == fleet_model.ALREADY_APPLIED
         assert targets[name]["message"].startswith("batch 7 already applied at ")
         assert targets[name]["run_dir"] == ""
         # linked to the summary of the run that applied it
         assert targets[name]["summary"] == by_name(fleet_json(journey.run.out)[1])[name]["summary"]
-    assert targets["tenant-c"]["status"] == fleet.SKIPPED
+    assert targets["tenant-c"]["status"] == fleet_model.SKIPPED
     # its preflight ran on the worker in a folder of its own; the client wrote it under reports/
     runs = sorted((journey.reports / "tenant-c" / "7").iterdir())
     assert len(runs) == journey.tenant_c_runs_before_rerun + 1
@@ -456,10 +461,10 @@ def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
 
             def go() -> None:
                 try:
-                    outcome["result"] = fleet.run(
-                        fleet.load(toml), 7, scheduler=cluster.scheduler_address, reports_dir=reports,
+                    outcome["result"] = fleet_scheduler.run(
+                        fleet_config.load(toml), 7, scheduler=cluster.scheduler_address, reports_dir=reports,
                         shared_reports=True, say=lines.append,
-                        options={"lock_timeout_ms": 100, "max_attempts": 60, "strategy": "direct"})
+                        options=Options(lock_timeout_ms=100, max_attempts=60, strategy="direct"))
                 except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                     outcome["error"] = exc
 
@@ -477,7 +482,7 @@ def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
         assert "error" not in outcome, outcome.get("error")
         result = outcome["result"]
         target = result.record.targets[0]
-        assert target.status == fleet.APPLIED, (target, lines)
+        assert target.status == fleet_model.APPLIED, (target, lines)
         assert target.attempts == 2
         with psycopg.connect(url) as conn:
             rows = conn.execute("SELECT status FROM runbook.phase_run WHERE batch = 7 AND phase = 'apply' "
@@ -514,7 +519,7 @@ def test_twelve_databases_all_succeed(server_url: str, crm6_template: str, tmp_p
         assert result.code == 0, result.out + result.err
         _, record = fleet_json(result.out)
         targets = by_name(record)
-        assert {t["status"] for t in targets.values()} == {fleet.APPLIED}
+        assert {t["status"] for t in targets.values()} == {fleet_model.APPLIED}
         assert targets["db-00"]["wave"] == "canary"
         assert all(applied(url).get(7) for url in urls.values())
         assert not any(lead_customer_nullable(url) for url in urls.values())
@@ -553,8 +558,8 @@ url_env = "RB_FLEET_NOGO_REST"
         assert "no target of wave 'canary' was applied" in result.err + result.out
         _, record = fleet_json(result.out)
         targets = by_name(record)
-        assert targets["canary"]["status"] == fleet.SKIPPED
-        assert targets["rest"]["status"] != fleet.APPLIED and "no target of wave 'canary'" in targets["rest"]["message"]
+        assert targets["canary"]["status"] == fleet_model.SKIPPED
+        assert targets["rest"]["status"] != fleet_model.APPLIED and "no target of wave 'canary'" in targets["rest"]["message"]
         assert not applied(urls["rest"]).get(7) and lead_customer_nullable(urls["rest"])
     finally:
         for name in names.values():

@@ -6,11 +6,13 @@ server releases it when the connection ends, so a killed runbook never leaves it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 
+from runbook_lib.db import connection
 from runbook_lib.errors import LockBusy
 
 # One advisory lock key per database for every runbook apply/rollback ("RUNBOOK" in ASCII).
@@ -47,3 +49,21 @@ def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
                 conn.commit()
         except psycopg.OperationalError:
             pass  # the connection died (terminated, server restart): the server released the lock with it
+
+
+def wait_until_free(url: str, timeout_s: float = 30.0) -> None:
+    """Wait (bounded) while another session holds this database's migration lock.
+
+    When Dask retries a task whose worker died, that worker's kernel may still hold the lock for a
+    moment (a kernel exits within a second of its parent); the retry waits for it instead of failing.
+    Past the timeout, apply itself refuses and names the holder.
+    """
+    deadline = time.monotonic() + timeout_s
+    with connection.connect(url, autocommit=True, application_name="runbook fleet") as conn:
+        while True:
+            if conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()[0]:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
+                return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.25)

@@ -2,6 +2,7 @@
 
 Self-contained (no external address, no script), every value escaped, URLs only as the redacted form
 the worker returned; each row links its target's summary (or its run folder) by a relative path.
+It reads only `fleet.model`, so rendering (or re-rendering a fleet.json) needs no Dask.
 """
 
 from __future__ import annotations
@@ -10,9 +11,21 @@ import html
 import os
 from pathlib import Path
 
+from runbook_lib.fleet.model import (
+    ALREADY_APPLIED,
+    APPLIED,
+    DRY_RUN,
+    FAILED,
+    GO,
+    NOGO,
+    NOT_RUN,
+    PREFLIGHT,
+    SKIPPED,
+    WARN,
+    FleetRecord,
+    TargetResult,
+)
 from runbook_lib.report import markdown as md
-from runbook_lib.fleet.scheduler import (ALREADY_APPLIED, APPLIED, DRY_RUN, FAILED, GO, NOGO, NOT_RUN, PREFLIGHT, SKIPPED, WARN,
-                    FleetRecord, TargetResult)
 
 
 def headline(record: FleetRecord) -> str:

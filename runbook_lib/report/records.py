@@ -128,6 +128,12 @@ def _safe(part: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class RunFolder:
+    """`reports/<database>/<batch>/<run-id>/`: one run's executed notebooks, records and reports.
+
+    `write` replaces a record atomically; `read` refuses, in one sentence, a record this version of
+    runbook cannot read (another SCHEMA_VERSION, or not JSON).
+    """
+
     path: Path
 
     @property
@@ -274,6 +280,8 @@ class Blocker:
 
 @dataclass(frozen=True)
 class Verdict:
+    """GO, WARN or NO-GO, with every reason that made it so."""
+
     status: str
     reasons: tuple[str, ...] = ()
 
@@ -285,6 +293,12 @@ class Verdict:
 
 @dataclass
 class PreflightResult:
+    """preflight.json: everything preflight found, read-only, and the verdict it came to.
+
+    The notebook shows each part as a table (the *_frame methods); `raise_for_verdict` fails the
+    notebook on NO-GO so papermill and the CLI stop there.
+    """
+
     batch: BatchInfo
     connection: ConnectionFacts
     run_id: str
@@ -382,6 +396,8 @@ class StatementRun:
 
 @dataclass(frozen=True)
 class HeldLock:
+    """A lock held until the step committed, and for how long: what writers waited behind."""
+
     relation: str
     mode: str
     blocks_writes: bool
@@ -391,6 +407,8 @@ class HeldLock:
 
 @dataclass(frozen=True)
 class StepRun:
+    """One step of the plan: committed, failed, skipped (an earlier run committed it) or rolled back."""
+
     number: int
     purpose: str
     transactional: bool
@@ -402,6 +420,12 @@ class StepRun:
 
 @dataclass
 class ExecutionResult:
+    """apply.json or rollback.json: what running a SQL file did, measured, on success and on failure.
+
+    The steps of the plan, every attempt of every statement with the locks it took (from pg_locks),
+    the longest write-blocking lock, catalog snapshots before and after, and what a failure cleaned up.
+    """
+
     phase: str
     batch: BatchInfo
     connection: ConnectionFacts
@@ -475,6 +499,12 @@ class ExecutionResult:
 
 @dataclass
 class ValidationResult:
+    """validate.json: each test of what the database now enforces (X/Y), every one rolled back.
+
+    Declared checks and validation.sql blocks with their outcomes, the ORM alignment with schema.prisma,
+    and the row counts before and after that prove nothing was left behind.
+    """
+
     batch: BatchInfo
     connection: ConnectionFacts
     run_id: str
