@@ -1,10 +1,10 @@
 """Write notebooks/*.ipynb from this one readable source: thin cells, one call and one display each.
 
     python scripts/build_notebooks.py            # rewrites notebooks/
-    python scripts/build_notebooks.py OUT_DIR    # writes them elsewhere (tests/test_notebook_sources.py)
+    python scripts/build_notebooks.py OUT_DIR    # writes them elsewhere (tests/notebook/test_notebook_sources.py)
 
 Cells get stable ids and no outputs or execution counts, so a rebuild changes only what changed here.
-This file is the notebooks' only source: tests/test_notebook_sources.py fails when notebooks/ differs
+This file is the notebooks' only source: tests/notebook/test_notebook_sources.py fails when notebooks/ differs
 from what it writes, so a notebook edited in Jupyter must be carried back into this file.
 """
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from psycopg import conninfo, sql
 
 from runbook_lib.db import catalog
 from runbook_lib import cli
-from runbook_lib import config as paths
 from runbook_lib.notebook import runner
 from runbook_lib.errors import PhaseFailed
 
@@ -28,13 +26,6 @@ def state(url: str) -> tuple:
         has_ledger = conn.execute("SELECT to_regclass('runbook.phase_run') IS NOT NULL").fetchone()[0]
         ledger_rows = conn.execute("SELECT count(*) FROM runbook.phase_run").fetchone()[0] if has_ledger else None
     return snap, has_ledger, ledger_rows
-
-
-@pytest.fixture
-def migrations(tmp_path: Path) -> Path:
-    target = tmp_path / "migrations"
-    shutil.copytree(paths.example_migrations_dir(), target)
-    return target
 
 
 def refused(capsys, args: list[str], url: str, expected_code: int | None = None) -> str:

@@ -13,7 +13,7 @@
   It is always written when the notebook starts, when it ends and when it fails; a skipped write is
   made up a second later, so a long cell shows as running (and papermill's autosave covers its output).
 
-Built on papermill's engine hooks, no copied bodies. What it relies on (tests/test_engine.py checks it):
+Built on papermill's engine hooks, no copied bodies. What it relies on (tests/notebook/test_engine.py checks it):
 papermill.engines.NBClientEngine (execute_notebook builds a NotebookExecutionManager and calls its
 notebook_start, then the classmethod execute_managed_notebook, which passes `km` and other keywords on to
 nbclient), NotebookExecutionManager.save/cell_exception/notebook_complete, papermill_engines.register and

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from runbook_lib import cli
-from runbook_lib import config as paths
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture
-def migrations(tmp_path: Path) -> Path:
-    target = tmp_path / "migrations"
-    shutil.copytree(paths.example_migrations_dir(), target)
-    return target
 
 
 def _run(*args: str) -> int:

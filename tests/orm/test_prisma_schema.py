@@ -13,7 +13,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runbook_lib.phases import apply
 from runbook_lib import config as paths
 from runbook_lib.orm import prisma_schema
 from runbook_lib.phases import validate
@@ -24,13 +23,6 @@ from runbook_lib.phases.session import open_session
 BEFORE = paths.example_dir() / "schema.prisma"
 AFTER = paths.example_migrations_dir() / "007_tighten_constraints" / "schema.prisma"
 SEVEN = batch_mod.find(paths.example_migrations_dir(), 7)
-
-
-@pytest.fixture
-def after_7(crm_url: str, tmp_path: Path) -> str:
-    for number in (6, 7):
-        apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path / "setup"))
-    return crm_url
 
 
 def compare(url: str, path: Path) -> list[prisma_schema.OrmMismatch]:

@@ -12,22 +12,13 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 from psycopg import conninfo
 
-from runbook_lib.phases import apply
 from runbook_lib.phases import health
 from runbook_lib import config as paths
 from runbook_lib import batch as batch_mod
 from runbook_lib.batch.model import Batch, Checks, ColumnRef, ForeignKeyCheck
 from runbook_lib.errors import HealthDrift, RunbookError
-from runbook_lib.phases.session import open_session
 
 MIGRATIONS = paths.example_migrations_dir()
-
-
-@pytest.fixture
-def after_7(crm_url: str, tmp_path: Path) -> str:
-    for number in (6, 7):
-        apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path / "setup"))
-    return crm_url
 
 
 def execute(url: str, statement: str) -> None:

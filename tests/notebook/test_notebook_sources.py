@@ -14,7 +14,7 @@ import pytest
 
 from runbook_lib import config as paths
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "build_notebooks.py"
 NOTEBOOKS = ROOT / "notebooks"
 FIX = ("edit scripts/build_notebooks.py and run `python scripts/build_notebooks.py` (a notebook edited in "
