@@ -39,10 +39,9 @@ def _wrap(module, name: str, label: str) -> None:
 def main() -> int:
     out = sys.argv[1]
     argv = sys.argv[2:]
-    from runbook_lib import cli
-    from runbook_lib import commands
-    from runbook_lib.report import render
+    from runbook_lib import cli, commands
     from runbook_lib.notebook import runner
+    from runbook_lib.report import render
 
     _timings["imported"] = time.monotonic()
     _wrap(runner, "execute", "notebook")

@@ -25,9 +25,9 @@ import common  # noqa: F401  (puts the project on sys.path)
 from common import DEFAULT_STATE, RESULTS_DIR, header, server_url
 from psycopg import sql
 
-from runbook_lib.phases import apply
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
+from runbook_lib.phases import apply
 from runbook_lib.phases.session import open_session
 
 TEMPLATE = "bench_fleet_template"

@@ -23,10 +23,17 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401  (puts the project on sys.path)
-from common import DEFAULT_STATE, RESULTS_DIR, header, parse_size, server_url, size_label, spread
-from lock_impact import apply_runbook, cleanup, is_before_7, log, prepare, shape, undo
-
 import workload  # benchmarks/workload.py: the application load the benchmarks run
+from common import (
+    DEFAULT_STATE,
+    RESULTS_DIR,
+    header,
+    parse_size,
+    server_url,
+    size_label,
+    spread,
+)
+from lock_impact import apply_runbook, cleanup, is_before_7, log, prepare, shape, undo
 
 LOCK_TIMEOUT_MS = 200
 

@@ -35,25 +35,31 @@ from pathlib import Path
 
 import common  # noqa: F401  (puts the project on sys.path)
 import psycopg
-from common import DEFAULT_STATE, RESULTS_DIR, header, parse_size, psql_binary, server_url, size_label, spread
+import workload  # benchmarks/workload.py: the application load the benchmarks run
+from common import (
+    DEFAULT_STATE,
+    RESULTS_DIR,
+    header,
+    parse_size,
+    psql_binary,
+    server_url,
+    size_label,
+    spread,
+)
 from psycopg import sql
 
-from runbook_lib.phases import apply
-from runbook_lib.db import catalog
-from runbook_lib.db import connection as database
-from runbook_lib.db import example
-from runbook_lib.db import ledger
-from runbook_lib import config as paths
-from runbook_lib.phases import rollback
-import workload  # benchmarks/workload.py: the application load the benchmarks run
-from runbook_lib.errors import RunbookError
+from runbook_lib import config
 from runbook_lib.config import MAX_BACKOFF_S
-from runbook_lib.report.records import ExecutionResult
+from runbook_lib.db import catalog, example, ledger
+from runbook_lib.db import connection as database
+from runbook_lib.errors import RunbookError
+from runbook_lib.phases import apply, rollback
 from runbook_lib.phases.session import open_session
+from runbook_lib.report.records import ExecutionResult
 
 METHODS = ("psql", "direct", "online")
 TABLES = ["Customer", "Lead", "Job"]
-BATCH7 = paths.example_migrations_dir() / "007_tighten_constraints"
+BATCH7 = config.example_migrations_dir() / "007_tighten_constraints"
 MARKER = "runbook lock_impact v1: example leads={leads}, batch 6 applied, frozen"
 
 

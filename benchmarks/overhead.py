@@ -37,20 +37,24 @@ import common  # noqa: F401  (puts the project on sys.path)
 from common import DEFAULT_STATE, RESULTS_DIR, header, psql_binary, server_url, spread
 from psycopg import sql
 
-from runbook_lib.phases import apply
+from runbook_lib import config
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
-from runbook_lib import config as paths
-from runbook_lib.report import records
-from runbook_lib.report.records import ExecutionResult, PreflightResult, ValidationResult
+from runbook_lib.phases import apply
 from runbook_lib.phases.session import open_session
+from runbook_lib.report import records
+from runbook_lib.report.records import (
+    ExecutionResult,
+    PreflightResult,
+    ValidationResult,
+)
 
 PY = sys.executable
 BENCH = Path(__file__).resolve().parent
 RUNBOOK = str(Path(PY).parent / "runbook")
 TEMPLATE_DB = "bench_overhead_template"
 RUN_DB = "bench_overhead_run"
-BATCH7 = paths.example_migrations_dir() / "007_tighten_constraints"
+BATCH7 = config.example_migrations_dir() / "007_tighten_constraints"
 PHASES = ("preflight", "apply", "validate", "summary")
 
 

@@ -230,7 +230,7 @@ def targets(lock: dict) -> list[str]:
         meds = [r["max_ms"]["median"] for r in online]
         ok = all(m < 20 for m in meds)
         growth = meds[-1] / meds[0] if meds[0] else math.inf
-        text = (f"- Online strategy, longest stall under 20 ms at every size and flat as the table grows: medians "
+        text = ("- Online strategy, longest stall under 20 ms at every size and flat as the table grows: medians "
                 + ", ".join(f"{size_label(r['leads'])} {ms(r['max_ms']['median'])}" for r in online)
                 + f" (worst single run {ms(max(r['max_ms']['max'] for r in online))}; largest size "
                 f"{growth:.1f}x the smallest): **{'met' if ok else 'not met'}**.")

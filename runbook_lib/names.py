@@ -24,3 +24,10 @@ ROLLED_BACK = "rolled back"
 DRY_RUN = "dry run"
 ALREADY_APPLIED = "already applied"
 FAILED = "failed"
+
+# One attempt at a statement (StatementRun.status) and a step of the plan (StepRun.status).
+OK = "ok"
+LOCK_TIMEOUT = "lock timeout"
+COMMITTED = "committed"
+SKIPPED = "skipped"  # an earlier run committed it
+ROLLED_BACK_DRY_RUN = "rolled back (dry run)"

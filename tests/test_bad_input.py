@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib.db import catalog
 from runbook_lib import cli
-from runbook_lib.notebook import runner
+from runbook_lib.db import catalog
 from runbook_lib.errors import PhaseFailed
+from runbook_lib.notebook import runner
 
 TABLES = ["Customer", "Lead", "Job"]
 

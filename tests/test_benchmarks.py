@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runbook_lib import config as paths
+from runbook_lib import config
 
-BENCH = paths.project_root() / "benchmarks"
+BENCH = config.project_root() / "benchmarks"
 
 
 def _bench_module(name: str):

@@ -24,11 +24,10 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib.db import catalog
-from runbook_lib.db import connection as database
-from runbook_lib.db import ledger
-from runbook_lib import config as paths
+from runbook_lib import config
 from runbook_lib.cli import main
+from runbook_lib.db import catalog, ledger
+from runbook_lib.db import connection as database
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
@@ -372,7 +371,7 @@ def test_unknown_batch_lists_the_known_ones_and_writes_nothing(crm_url: str, tmp
 def test_malformed_batch_toml_names_file_and_line(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                   broken: str, line: int) -> None:
     migrations = tmp_path / "migrations"
-    shutil.copytree(paths.example_migrations_dir(), migrations)
+    shutil.copytree(config.example_migrations_dir(), migrations)
     manifest = migrations / "007_tighten_constraints" / "batch.toml"
     manifest.write_text(broken, encoding="utf-8")
 

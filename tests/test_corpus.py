@@ -22,16 +22,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runbook_lib.sql import analysis
-from runbook_lib.phases import apply
 from runbook_lib import batch as batch_mod
 from runbook_lib.db import connection as database
 from runbook_lib.db import ledger
-from runbook_lib.sql import plan
-from runbook_lib.phases import preflight
-from runbook_lib.report import summary
 from runbook_lib.errors import BatchError
+from runbook_lib.phases import apply, preflight
 from runbook_lib.phases.session import open_session
+from runbook_lib.report import summary
+from runbook_lib.sql import analysis, plan
 
 CORPUS = Path(__file__).parent / "corpus" / "prisma" / "migrations"
 

@@ -8,12 +8,11 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib.phases import apply
 from runbook_lib.batch import declared as checks
-from runbook_lib.db import connection as database
-from runbook_lib.phases import validate
 from runbook_lib.batch import discover
+from runbook_lib.db import connection as database
 from runbook_lib.errors import RunbookError
+from runbook_lib.phases import apply, validate
 from runbook_lib.phases.session import open_session
 
 EVIL = 'x"; DROP TABLE "Lead"; --'

@@ -7,9 +7,26 @@ The names a caller needs are here: `from runbook_lib import batch; batch.find(fo
 
 from runbook_lib.batch.discovery import discover, find, load_folder
 from runbook_lib.batch.model import (
-    CHECK_KINDS, MANIFEST, MIGRATION, PREFLIGHT, README, ROLLBACK, VALIDATION, Batch, BatchFile, BatchInfo,
-    CheckConstraintCheck, Checks, ColumnRef, ColumnTypeCheck, ForeignKeyCheck, IndexCheck, TableRef, UniqueCheck,
-    read_sql, sha256_file,
+    CHECK_KINDS,
+    MANIFEST,
+    MIGRATION,
+    PREFLIGHT,
+    README,
+    ROLLBACK,
+    VALIDATION,
+    Batch,
+    BatchFile,
+    BatchInfo,
+    CheckConstraintCheck,
+    Checks,
+    ColumnRef,
+    ColumnTypeCheck,
+    ForeignKeyCheck,
+    IndexCheck,
+    TableRef,
+    UniqueCheck,
+    read_sql,
+    sha256_file,
 )
 
 __all__ = [

@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import psycopg.errors
 
-from runbook_lib.sql import parse as sql_parse
 from runbook_lib.batch.model import read_sql
 from runbook_lib.errors import BatchError
+from runbook_lib.sql import parse as sql_parse
 
 _HEADER = re.compile(r"^\s*--\s*(name|expect)\s*:\s*(.*?)\s*$", re.IGNORECASE)
 # `error 23503 constraint "Job_customer_id_fkey"`, `error 23502 column customer_id`: which object must raise it.

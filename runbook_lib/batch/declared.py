@@ -17,13 +17,20 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from runbook_lib.batch.blocks import Expectation, SqlBlock
 from runbook_lib.batch.model import (
-    CheckConstraintCheck, Checks, ColumnRef, ColumnTypeCheck, ForeignKeyCheck, IndexCheck, TableRef, UniqueCheck,
+    CheckConstraintCheck,
+    Checks,
+    ColumnRef,
+    ColumnTypeCheck,
+    ForeignKeyCheck,
+    IndexCheck,
+    TableRef,
+    UniqueCheck,
 )
 from runbook_lib.batch.rowbuilder import RowBuilder, regclass_text
-from runbook_lib.sql.parse import type_name_sql
 from runbook_lib.errors import CannotBuild
-from runbook_lib.batch.blocks import Expectation, SqlBlock
+from runbook_lib.sql.parse import type_name_sql
 
 SOURCE = "batch.toml"
 

@@ -7,8 +7,17 @@ import tomllib
 from pathlib import Path
 
 from runbook_lib.batch.model import (
-    CHECK_KINDS, ON_DELETE_ACTIONS, Batch, CheckConstraintCheck, Checks, ColumnRef, ColumnTypeCheck,
-    ForeignKeyCheck, IndexCheck, TableRef, UniqueCheck,
+    CHECK_KINDS,
+    ON_DELETE_ACTIONS,
+    Batch,
+    CheckConstraintCheck,
+    Checks,
+    ColumnRef,
+    ColumnTypeCheck,
+    ForeignKeyCheck,
+    IndexCheck,
+    TableRef,
+    UniqueCheck,
 )
 from runbook_lib.errors import BatchError
 from runbook_lib.sql.parse import type_name_sql

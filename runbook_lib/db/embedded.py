@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook_lib import config as paths
+from runbook_lib import config
 from runbook_lib.db import connection
 from runbook_lib.errors import DatabaseError
 
@@ -56,12 +56,12 @@ class EmbeddedServer:
 
 
 def pgdata_dir(state: Path | None = None) -> Path:
-    return (state or paths.state_dir()) / "pgdata"
+    return (state or config.state_dir()) / "pgdata"
 
 
 def start(state: Path | None = None, *, stop_at_exit: bool = False) -> EmbeddedServer:
     """Start (or find running) the embedded server under `state`; it keeps running unless told."""
-    state = state or paths.state_dir()
+    state = state or config.state_dir()
     state.mkdir(parents=True, exist_ok=True)
     pgserver = _server_module(state)
     pgdata = pgdata_dir(state)
@@ -96,7 +96,7 @@ def running(state: Path | None = None) -> EmbeddedServer | None:
 
 def stop(state: Path | None = None) -> bool:
     """Stop the embedded server if it runs; True when one was stopped."""
-    state = state or paths.state_dir()
+    state = state or config.state_dir()
     if running(state) is None:
         return False
     pgserver = _server_module(state)

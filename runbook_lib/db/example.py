@@ -20,7 +20,7 @@ import pglast
 import psycopg
 from psycopg import sql
 
-from runbook_lib import config as paths
+from runbook_lib import config
 from runbook_lib.errors import ExampleError
 
 EXAMPLE_TABLES = ("Customer", "Lead", "Job")
@@ -140,11 +140,11 @@ SELECT (SELECT count(*) FROM "Customer"),
 
 def schema_statements() -> tuple[list[str], list[str]]:
     """The statements of schema.sql: (CREATE TABLE ..., everything after: indexes and foreign keys)."""
-    path = paths.example_dir() / "schema.sql"
+    path = config.example_dir() / "schema.sql"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        fix = "restore it from git" if paths.checkout() else "reinstall runbook"
+        fix = "restore it from git" if config.checkout() else "reinstall runbook"
         raise ExampleError(f"Cannot read the example schema {path} ({exc.strerror}); {fix}.") from None
     tables: list[str] = []
     rest: list[str] = []

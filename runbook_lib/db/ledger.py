@@ -18,8 +18,6 @@ from psycopg.rows import dict_row
 from runbook_lib.db import connection as database
 from runbook_lib.errors import LedgerError, RunbookError
 
-
-
 SCHEMA = "runbook"
 
 _DDL = """

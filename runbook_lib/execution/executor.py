@@ -15,12 +15,18 @@ import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
 
+from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.config import BACKOFF_MS, DEFAULTS, MAX_BACKOFF_S
 from runbook_lib.db import catalog
 from runbook_lib.errors import MigrationFailed
 from runbook_lib.execution import resume
-from runbook_lib.execution.failure import GaveUp, VerificationFailed, fail, server_message
+from runbook_lib.execution.failure import (
+    GaveUp,
+    VerificationFailed,
+    fail,
+    server_message,
+)
 from runbook_lib.phases.session import Session
 from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult, HeldLock, StatementRun, StepRun
@@ -110,7 +116,7 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
                 for command in commands:
                     conn.execute(command)
             except psycopg.Error as exc:
-                status = "lock timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "failed"
+                status = names.LOCK_TIMEOUT if isinstance(exc, psycopg.errors.LockNotAvailable) else names.FAILED
                 runs.append(StatementRun(0, 0, "LOCK TABLE (runbook: the step's locks, in the application's order)",
                                          text, attempt, start, round(clock() - start, 6), 0, status, "",
                                          server_message(exc), step.number,
@@ -120,7 +126,7 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
             for lock in taken:
                 acquired[lock] = start
             runs.append(StatementRun(0, 0, "LOCK TABLE (runbook: the step's locks, in the application's order)",
-                                     text, attempt, start, round(clock() - start, 6), 0, "ok",
+                                     text, attempt, start, round(clock() - start, 6), 0, names.OK,
                                      ", ".join(f"{mode} on {rel}" for rel, mode in taken), "", step.number,
                                      ", ".join(f"{m} on {t}" for t, m in ahead)))
     for stmt in step.statements:
@@ -128,7 +134,7 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
         try:
             cur = conn.execute(stmt.sql)
         except psycopg.Error as exc:
-            status = "lock timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "failed"
+            status = names.LOCK_TIMEOUT if isinstance(exc, psycopg.errors.LockNotAvailable) else names.FAILED
             runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start,
                                      round(clock() - start, 6), 0, status, "", server_message(exc), step.number,
                                      stmt.locks))
@@ -142,7 +148,7 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
                 acquired[lock] = start
         measured = ", ".join(f"{mode} on {rel}" for rel, mode in taken) or ("none new" if not conn.autocommit else "")
         runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start, duration,
-                                 max(cur.rowcount, 0), "ok", measured, "", step.number, stmt.locks))
+                                 max(cur.rowcount, 0), names.OK, measured, "", step.number, stmt.locks))
 
 
 def _modes(lock_text: str) -> list[str]:
@@ -180,13 +186,13 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
             result.statements += runs
             result.locks_before_commit += holds
             longest = max((h.held_s or 0.0 for h in holds if h.blocks_writes), default=0.0)
-            status = "rolled back (dry run)" if dry_run else "committed"
+            status = names.ROLLED_BACK_DRY_RUN if dry_run else names.COMMITTED
             return StepRun(step.number, step.purpose, step.transactional, status, attempt,
                            round(clock() - started, 6), longest)
         except psycopg.errors.LockNotAvailable as exc:
             result.statements += runs
             # While its lock request waited, every writer queued behind it: that wait blocked writes too.
-            waited = [r for r in runs if r.status == "lock timeout"]
+            waited = [r for r in runs if r.status == names.LOCK_TIMEOUT]
             if waited and any(locks.blocks_writes(m) for m in _modes(waited[-1].expected_locks)):
                 result.longest_queue_wait_s = max(result.longest_queue_wait_s, waited[-1].duration_s)
             if attempt == max_attempts:
@@ -194,7 +200,7 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
             delay = backoff_ms / 1000 * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             time.sleep(min(delay, MAX_BACKOFF_S))
         except VerificationFailed:
-            result.statements += [replace(r, status="rolled back") for r in runs]
+            result.statements += [replace(r, status=names.ROLLED_BACK) for r in runs]
             raise
         except psycopg.Error:
             result.statements += runs
@@ -258,7 +264,7 @@ def execute(
         on_step(resume_after, len(steps))  # the plan's size is on record before anything commits
     for step in steps:
         if step.number <= resume_after:
-            result.steps.append(StepRun(step.number, step.purpose, step.transactional, "skipped"))
+            result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.SKIPPED))
             done.append(step)
             continue
         try:
@@ -271,7 +277,7 @@ def execute(
             for hook in AFTER_STEP_HOOKS:  # empty in production: see AFTER_STEP_HOOKS
                 hook(step.number)
         except (GaveUp, VerificationFailed, psycopg.Error) as exc:
-            result.steps.append(StepRun(step.number, step.purpose, step.transactional, "failed", result.attempts))
+            result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.FAILED, result.attempts))
             fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms, session.url)
     result.steps_kept = 0 if dry_run else len(steps)
     result.longest_write_block_s = max([s.longest_write_block_s for s in result.steps] + [result.longest_queue_wait_s])

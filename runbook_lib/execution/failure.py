@@ -77,7 +77,7 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
         cause = f"ran, but the checks that must hold afterwards failed ({names})"
         fix = "fix the SQL so the checks hold"
     else:
-        failed = next((r for r in reversed(result.statements) if r.status in ("failed",)), None)
+        failed = next((r for r in reversed(result.statements) if r.status == names.FAILED), None)
         where = f"statement {failed.index} ({filename} line {failed.line})" if failed else step.label
         cause = f"{where} failed: {server_message(exc)}"
         fix = "fix the SQL or the data and run again"
@@ -90,6 +90,6 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
                  f"and stay (a rerun resumes after step {committed[-1].number})")
     if result.cleanup:
         state += "; cleaned up: " + "; ".join(result.cleanup)
-    result.status = "failed"
+    result.status = names.FAILED
     result.message = f"{filename} {cause}; {state}"
     raise MigrationFailed(f"{filename}: {cause}; {state}. {fix[0].upper() + fix[1:]}.")

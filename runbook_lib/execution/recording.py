@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from runbook_lib import names
 from runbook_lib.batch.blocks import BlockResult
 from runbook_lib.batch.model import BatchInfo
 from runbook_lib.config import DIRECT
@@ -85,14 +86,14 @@ def recorded(
                     max_attempts=max_attempts, resume_after=resume_after, verify=verify,
                     on_step=writer.progress, statements=statements, result=result, conn=conn)
         except RunbookError as exc:
-            result.status = "failed"
+            result.status = names.FAILED
             result.message = result.message or str(exc)
             finish(session, result, t0)
             writer.finish(ledger.FAILED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
             raise
         if not dry_run:
             result.prisma = _record_prisma(conn, result.phase, session)
-        result.status = "dry run" if dry_run else done
+        result.status = names.DRY_RUN if dry_run else done
         note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
         result.message = (f"dry run: {filename} executed, measured and rolled back; nothing changed"
                           if dry_run else f"{filename}: {done} ({len(result.plan)} step(s), {strategy}){note}")

@@ -23,7 +23,7 @@ from typing import Any
 from distributed import Client, LocalCluster, as_completed
 
 from runbook_lib import batch as batch_mod
-from runbook_lib import config as paths
+from runbook_lib import config
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.errors import FleetError
 from runbook_lib.fleet import archive, report
@@ -129,11 +129,11 @@ def run(
         raise FleetError(f"Unknown fleet mode {mode!r}; use run or preflight.")
     if max_failures is not None and max_failures < 1:
         raise FleetError(f"--max-failures must be at least 1, not {max_failures}.")
-    migrations = Path(migrations_dir or paths.example_migrations_dir()).resolve()
+    migrations = Path(migrations_dir or config.example_migrations_dir()).resolve()
     batch_mod.find(migrations, number)  # an unknown batch is refused before any cluster starts
     if not scheduler:
         fleet.require_env()  # LocalCluster workers inherit this environment
-    reports = Path(reports_dir or paths.default_reports_dir()).resolve()
+    reports = Path(reports_dir or config.default_reports_dir()).resolve()
     options = options or DEFAULTS
     record = FleetRecord(number, records.new_run_id(), mode, str(fleet.path), list(fleet.waves), "", records.now_iso(),
                          max_failures=max_failures, strategy=options.strategy if mode == RUN else "")

@@ -180,7 +180,9 @@ def _scrub(text: str, url: str) -> str:
 
 def _worker_address() -> str:
     try:
-        from distributed import get_worker  # start-up time: distributed is heavy, and not needed outside a worker
+        from distributed import (
+            get_worker,  # start-up time: distributed is heavy, and not needed outside a worker
+        )
 
         return get_worker().address
     except Exception:  # run outside Dask

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runbook_lib import config, names
 from runbook_lib import batch as batch_mod
+from runbook_lib import config, names
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db.target import Target
 from runbook_lib.errors import PhaseFailed

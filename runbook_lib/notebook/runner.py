@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook_lib import config as paths
+from runbook_lib import config
 from runbook_lib.config import url_in_environment
 from runbook_lib.errors import PhaseFailed, RunbookError
 
@@ -167,9 +167,9 @@ def _with_reset_cell(path: Path):
 
 
 def notebook_path(phase: str, notebooks_dir: Path | None = None) -> Path:
-    path = (notebooks_dir or paths.notebooks_dir()) / PHASE_NOTEBOOKS[phase]
+    path = (notebooks_dir or config.notebooks_dir()) / PHASE_NOTEBOOKS[phase]
     if not path.is_file():
-        fix = f"restore it from the repository (git checkout {path.name})" if paths.checkout() else "reinstall runbook"
+        fix = f"restore it from the repository (git checkout {path.name})" if config.checkout() else "reinstall runbook"
         raise RunbookError(f"The {phase} notebook {path} is missing; {fix}.")
     return path
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 
-from runbook_lib.report import markdown as md
-from runbook_lib.report import frames as tables
 from runbook_lib.batch.model import Batch, ColumnRef, TableRef
 from runbook_lib.batch.rowbuilder import describe
 from runbook_lib.errors import BatchError, CannotBuild
+from runbook_lib.report import frames as tables
+from runbook_lib.report import markdown as md
 
 SCHEMA_FILE = "schema.prisma"
 

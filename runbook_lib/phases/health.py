@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from runbook_lib import batch as batch_mod
-from runbook_lib import config as paths
+from runbook_lib import config
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import Batch, Checks
@@ -170,4 +170,4 @@ def run(url: str, migrations_dir: Path | str) -> HealthResult:
 def check(migrations_dir: Path | str | None = None, *, database_url: str | None = None) -> HealthResult:
     """`run` on the usual target: --database-url, else DATABASE_URL, else the embedded demo database;
     the example's batches when no migrations folder is given."""
-    return run(resolve_url(database_url), Path(migrations_dir) if migrations_dir else paths.example_migrations_dir())
+    return run(resolve_url(database_url), Path(migrations_dir) if migrations_dir else config.example_migrations_dir())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from html import escape
 
+from runbook_lib import names
 from runbook_lib.sql import locks
 
 WIDTH = 960
@@ -34,7 +35,7 @@ def bars(apply_result) -> list[tuple[float, float, str, str]]:
         base = mode.split(",")[0]
         blocking = base in locks.LOCK_MODES and locks.blocks_writes(base)
         colour = FAILED if run.status != "ok" else (BLOCKING if blocking else HARMLESS)
-        label = f"#{run.index} {run.kind} [{mode}]" + ("" if run.status == "ok" else f" {run.status}")
+        label = f"#{run.index} {run.kind} [{mode}]" + ("" if run.status == names.OK else f" {run.status}")
         result.append((run.started_offset_s * 1000, max(run.duration_s * 1000, 0.05), colour, label))
     return result
 

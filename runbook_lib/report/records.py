@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch.model import BatchInfo
 from runbook_lib.config import DIRECT
@@ -128,6 +129,12 @@ def _safe(part: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class RunFolder:
+    """`reports/<database>/<batch>/<run-id>/`: one run's executed notebooks, records and reports.
+
+    `write` replaces a record atomically; `read` refuses, in one sentence, a record this version of
+    runbook cannot read (another SCHEMA_VERSION, or not JSON).
+    """
+
     """`reports/<database>/<batch>/<run-id>/`: one run's executed notebooks, records and reports.
 
     `write` replaces a record atomically; `read` refuses, in one sentence, a record this version of
@@ -282,6 +289,8 @@ class Blocker:
 class Verdict:
     """GO, WARN or NO-GO, with every reason that made it so."""
 
+    """GO, WARN or NO-GO, with every reason that made it so."""
+
     status: str
     reasons: tuple[str, ...] = ()
 
@@ -293,6 +302,12 @@ class Verdict:
 
 @dataclass
 class PreflightResult:
+    """preflight.json: everything preflight found, read-only, and the verdict it came to.
+
+    The notebook shows each part as a table (the *_frame methods); `raise_for_verdict` fails the
+    notebook on NO-GO so papermill and the CLI stop there.
+    """
+
     """preflight.json: everything preflight found, read-only, and the verdict it came to.
 
     The notebook shows each part as a table (the *_frame methods); `raise_for_verdict` fails the
@@ -398,6 +413,8 @@ class StatementRun:
 class HeldLock:
     """A lock held until the step committed, and for how long: what writers waited behind."""
 
+    """A lock held until the step committed, and for how long: what writers waited behind."""
+
     relation: str
     mode: str
     blocks_writes: bool
@@ -407,6 +424,8 @@ class HeldLock:
 
 @dataclass(frozen=True)
 class StepRun:
+    """One step of the plan: committed, failed, skipped (an earlier run committed it) or rolled back."""
+
     """One step of the plan: committed, failed, skipped (an earlier run committed it) or rolled back."""
 
     number: int
@@ -426,6 +445,12 @@ class ExecutionResult:
     the longest write-blocking lock, catalog snapshots before and after, and what a failure cleaned up.
     """
 
+    """apply.json or rollback.json: what running a SQL file did, measured, on success and on failure.
+
+    The steps of the plan, every attempt of every statement with the locks it took (from pg_locks),
+    the longest write-blocking lock, catalog snapshots before and after, and what a failure cleaned up.
+    """
+
     phase: str
     batch: BatchInfo
     connection: ConnectionFacts
@@ -433,7 +458,7 @@ class ExecutionResult:
     started_at: str
     finished_at: str = ""
     duration_s: float = 0.0
-    status: str = "running"  # applied | rolled back | dry run | already applied | failed
+    status: str = names.RUNNING  # applied | rolled back | dry run | already applied | failed (names.py)
     dry_run: bool = False
     strategy: str = DIRECT
     attempts: int = 0
@@ -461,7 +486,7 @@ class ExecutionResult:
 
     @property
     def succeeded(self) -> bool:
-        return self.status != "failed"
+        return self.status != names.FAILED
 
     steps_kept: int = 0  # steps whose effects are in the database: a rerun resumes after them
 
@@ -499,6 +524,12 @@ class ExecutionResult:
 
 @dataclass
 class ValidationResult:
+    """validate.json: each test of what the database now enforces (X/Y), every one rolled back.
+
+    Declared checks and validation.sql blocks with their outcomes, the ORM alignment with schema.prisma,
+    and the row counts before and after that prove nothing was left behind.
+    """
+
     """validate.json: each test of what the database now enforces (X/Y), every one rolled back.
 
     Declared checks and validation.sql blocks with their outcomes, the ORM alignment with schema.prisma,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from runbook_lib import config as paths
-from runbook_lib import names
+from runbook_lib import config, names
 from runbook_lib.batch import ROLLBACK, find
 from runbook_lib.db import connection as database_mod
 from runbook_lib.db import embedded
@@ -358,7 +356,7 @@ def load(run_dir: str | Path | None = None, *, batch: int | None = None, databas
     else:
         if batch is None or database is None:
             raise RunbookError("Give the summary a run_dir, or both batch and database to find the latest run.")
-        root = reports_dir or paths.default_reports_dir()
+        root = reports_dir or config.default_reports_dir()
         found = {phase: records.latest_run_with(root, database, batch, phase)
                  for phase in names.RECORD_PHASES}
         folder = found["apply"] or found["preflight"]
@@ -379,6 +377,6 @@ def load_for_notebook(run_dir: str | Path | None, *, batch: int | None = None, d
                       reports_dir: str | Path | None = None) -> Summary:
     """The summary notebook's entry: a run folder, or the latest records for the target database."""
     if run_dir is None and database is None:
-        url = os.environ.get("DATABASE_URL")
+        url = config.environment_url()
         database = database_mod.database_name(url) if url else embedded.DEMO_DATABASE
     return load(run_dir, batch=batch, database=database, reports_dir=reports_dir)

@@ -22,9 +22,9 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, TransactionStmtKind
 from pglast.stream import RawStream
 
-from runbook_lib.sql.analysis import StatementAnalysis
 from runbook_lib.config import DIRECT, ONLINE, STRATEGIES  # noqa: F401  (plan.DIRECT reads naturally)
 from runbook_lib.errors import BatchError, RunbookError
+from runbook_lib.sql.analysis import StatementAnalysis
 
 _MAX_IDENT = 63
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runbook_lib import batch as batch_mod
-from runbook_lib import config as paths
+from runbook_lib import config
 from runbook_lib.batch.model import ColumnRef, ForeignKeyCheck
 from runbook_lib.errors import BatchError
 
@@ -39,7 +39,7 @@ def discover_error(root: Path) -> str:
 
 
 def test_discover_example_finds_batches_6_and_7_with_their_checks():
-    batches = batch_mod.discover(paths.example_migrations_dir())
+    batches = batch_mod.discover(config.example_migrations_dir())
 
     assert [b.number for b in batches] == [6, 7]
     six, seven = batches
@@ -66,13 +66,13 @@ def test_discover_example_finds_batches_6_and_7_with_their_checks():
 
 
 def test_find_returns_the_numbered_batch():
-    found = batch_mod.find(paths.example_migrations_dir(), 7)
-    assert found.path == paths.example_migrations_dir() / "007_tighten_constraints"
+    found = batch_mod.find(config.example_migrations_dir(), 7)
+    assert found.path == config.example_migrations_dir() / "007_tighten_constraints"
 
 
 def test_find_unknown_batch_lists_the_known_ones():
     with pytest.raises(BatchError) as info:
-        batch_mod.find(paths.example_migrations_dir(), 8)
+        batch_mod.find(config.example_migrations_dir(), 8)
     message = str(info.value)
     assert "Batch 8 is not in" in message
     assert "6, 7" in message

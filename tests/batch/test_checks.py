@@ -12,13 +12,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from runbook_lib.phases import apply
-from runbook_lib.batch import declared as checks
-from runbook_lib import config as paths
-from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.phases import validate
 from runbook_lib import batch as batch_mod
+from runbook_lib import config
+from runbook_lib.batch import blocks as sqlblocks
+from runbook_lib.batch import declared as checks
 from runbook_lib.errors import BatchError
+from runbook_lib.phases import apply, validate
 from runbook_lib.phases.session import open_session
 
 SCHEMA = """
@@ -114,7 +113,7 @@ def test_batch_7_gets_the_reference_documents_seven_tests_from_batch_toml(crm_ur
     reports = tmp_path / "reports"
     apply.run(open_session(6, database_url=crm_url, reports_dir=reports))
     apply.run(open_session(7, database_url=crm_url, reports_dir=reports))
-    seven = batch_mod.find(paths.example_migrations_dir(), 7)
+    seven = batch_mod.find(config.example_migrations_dir(), 7)
     assert sqlblocks.load(seven.path / "validation.sql") == []  # nothing hand-written left
     before = digest(crm_url, ["Customer", "Lead", "Job"])
 

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.errors import BatchError
 from runbook_lib.batch.blocks import Expectation, SqlBlock
+from runbook_lib.errors import BatchError
 
 
 def parse_error(sql: str, filename: str = "validation.sql") -> str:

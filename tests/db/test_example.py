@@ -11,15 +11,15 @@ import pytest
 from psycopg import errors, sql
 
 from runbook_lib import batch as batch_mod
+from runbook_lib import config
+from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
-from runbook_lib import config as paths
-from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.errors import ExampleError
 
-BATCH_6 = paths.example_migrations_dir() / "006_backfill_customers"
-BATCH_7 = paths.example_migrations_dir() / "007_tighten_constraints"
+BATCH_6 = config.example_migrations_dir() / "006_backfill_customers"
+BATCH_7 = config.example_migrations_dir() / "007_tighten_constraints"
 BACKUP = example.BACKFILL_BACKUP_TABLE
 
 
@@ -350,7 +350,7 @@ def test_batch_7_enforces_and_rolls_back_to_the_same_catalog(crm_url: str, serve
         # Every test comes from batch.toml's [checks] (validation.sql holds only a comment).
         assert sqlblocks.load(BATCH_7 / "validation.sql") == []
         with conn.transaction(force_rollback=True):
-            seven = batch_mod.find(paths.example_migrations_dir(), 7)
+            seven = batch_mod.find(config.example_migrations_dir(), 7)
             results = [sqlblocks.run(conn, block) for block in checks.tests(conn, seven.checks)]
         assert len(results) >= 7
         assert [(r.name, r.outcome) for r in results if not r.passed] == []
@@ -377,7 +377,7 @@ def test_batch_6_rollback_refuses_while_batch_7_is_applied(crm_url: str) -> None
 
 
 def test_prisma_schema_after_batch_7_differs_only_in_the_customer_relations() -> None:
-    before = (paths.example_dir() / "schema.prisma").read_text().splitlines()
+    before = (config.example_dir() / "schema.prisma").read_text().splitlines()
     after = (BATCH_7 / "schema.prisma").read_text().splitlines()
     changed = [(b.split(), a.split()) for b, a in zip(before, after) if b != a and not b.startswith("//")]
     assert len(before) == len(after) and len(changed) == 4

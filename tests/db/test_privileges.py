@@ -9,10 +9,9 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib.phases import apply
 from runbook_lib.db import ledger
-from runbook_lib.phases import preflight
 from runbook_lib.errors import RunbookError
+from runbook_lib.phases import apply, preflight
 from runbook_lib.phases.session import open_session
 
 

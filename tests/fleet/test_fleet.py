@@ -22,15 +22,15 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib.db import connection as database
+from runbook_lib.cli import main
 from runbook_lib.config import Options
+from runbook_lib.db import connection as database
+from runbook_lib.db import ledger
 from runbook_lib.errors import FleetError
 from runbook_lib.fleet import config as fleet_config
 from runbook_lib.fleet import model as fleet_model
 from runbook_lib.fleet import report as fleet_report
 from runbook_lib.fleet import scheduler as fleet_scheduler
-from runbook_lib.db import ledger
-from runbook_lib.cli import main
 
 # Runs Jupyter kernels on Dask workers: server-independent like the CLI tests (see pyproject's markers).
 pytestmark = pytest.mark.kernel

@@ -94,7 +94,12 @@ def test_what_the_engine_relies_on_in_papermill_and_nbclient_is_still_there() ->
 
     from nbclient import NotebookClient
     from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import Engine, NBClientEngine, NotebookExecutionManager, papermill_engines
+    from papermill.engines import (
+        Engine,
+        NBClientEngine,
+        NotebookExecutionManager,
+        papermill_engines,
+    )
     from papermill.translators import translate_parameters
 
     def parameters(function) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib import config as paths
+from runbook_lib import config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "build_notebooks.py"
@@ -50,7 +50,7 @@ def _first_difference(committed: dict, expected: dict) -> str:
 
 
 def test_the_notebook_paths_are_the_checkouts() -> None:
-    assert paths.notebooks_dir() == NOTEBOOKS
+    assert config.notebooks_dir() == NOTEBOOKS
 
 
 def test_the_script_writes_exactly_the_committed_notebooks(built: dict[str, Path]) -> None:

@@ -16,18 +16,18 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 from psycopg import conninfo
 
-from runbook_lib.phases import apply
+from runbook_lib import config
 from runbook_lib.db import connection as database
 from runbook_lib.db import ledger
-from runbook_lib import config as paths
-from runbook_lib.notebook import runner
 from runbook_lib.errors import PhaseFailed
+from runbook_lib.notebook import runner
+from runbook_lib.phases import apply
 from runbook_lib.phases.session import open_session
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
 
-NOTEBOOKS = paths.notebooks_dir()
+NOTEBOOKS = config.notebooks_dir()
 PHASES = ["preflight", "apply", "validate", "summary", "rollback"]
 PASSWORD = "nb-s3cret-pw"
 
@@ -196,7 +196,7 @@ def test_failing_notebook_raises_with_cell_error_name_and_sentence(crm_url: str,
 def test_nbval_runs_the_notebooks_defaults_end_to_end(crm_url: str, tmp_path: Path) -> None:
     """preflight GO -> apply -> validate -> summary -> rollback of batch 7, each cell a passing nbval test."""
     apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup"))
-    root = paths.project_root()
+    root = config.project_root()
     notebooks = [f"notebooks/{phase}.ipynb" for phase in PHASES]
     code_cells = sum(
         1 for name in notebooks for c in nbformat.read(str(root / name), as_version=4).cells if c.cell_type == "code"

@@ -13,16 +13,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runbook_lib import config as paths
+from runbook_lib import batch as batch_mod
+from runbook_lib import config
+from runbook_lib.errors import BatchError, ValidationFailed
 from runbook_lib.orm import prisma_schema
 from runbook_lib.phases import validate
-from runbook_lib import batch as batch_mod
-from runbook_lib.errors import BatchError, ValidationFailed
 from runbook_lib.phases.session import open_session
 
-BEFORE = paths.example_dir() / "schema.prisma"
-AFTER = paths.example_migrations_dir() / "007_tighten_constraints" / "schema.prisma"
-SEVEN = batch_mod.find(paths.example_migrations_dir(), 7)
+BEFORE = config.example_dir() / "schema.prisma"
+AFTER = config.example_migrations_dir() / "007_tighten_constraints" / "schema.prisma"
+SEVEN = batch_mod.find(config.example_migrations_dir(), 7)
 
 
 def compare(url: str, path: Path) -> list[prisma_schema.OrmMismatch]:
@@ -87,9 +87,9 @@ def test_a_line_it_cannot_read_names_the_file_and_line():
 
 def test_find_prefers_the_batch_folder_then_the_migrations_parent(tmp_path: Path):
     assert prisma_schema.find(SEVEN) == AFTER
-    six = batch_mod.find(paths.example_migrations_dir(), 6)
+    six = batch_mod.find(config.example_migrations_dir(), 6)
     assert prisma_schema.find(six) == BEFORE
-    shutil.copytree(paths.example_migrations_dir(), tmp_path / "migrations")
+    shutil.copytree(config.example_migrations_dir(), tmp_path / "migrations")
     assert prisma_schema.find(batch_mod.find(tmp_path / "migrations", 6)) is None
 
 
@@ -171,7 +171,7 @@ def test_validate_reports_a_stale_schema_and_fails_only_when_strict(after_7: str
 
 def test_validate_falls_back_to_the_schema_next_to_the_migrations(after_7: str, tmp_path: Path):
     project = tmp_path / "crm"
-    shutil.copytree(paths.example_dir(), project)
+    shutil.copytree(config.example_dir(), project)
     (project / "migrations" / "007_tighten_constraints" / "schema.prisma").unlink()
 
     result = validate.run(open_session(7, database_url=after_7, reports_dir=tmp_path / "reports",

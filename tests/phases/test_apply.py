@@ -12,12 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runbook_lib.phases import apply
-from runbook_lib.db import catalog
-from runbook_lib.db import ledger
-from runbook_lib import config as paths
-from runbook_lib.phases import rollback
+from runbook_lib import config
+from runbook_lib.db import catalog, ledger
 from runbook_lib.errors import LockBusy, MigrationFailed
+from runbook_lib.phases import apply, rollback
 from runbook_lib.phases.session import open_session
 
 TABLES = ["Customer", "Lead", "Job"]
@@ -44,7 +42,7 @@ def after_6(open_for):
 
 def copy_examples(tmp_path: Path) -> Path:
     target = tmp_path / "migrations"
-    shutil.copytree(paths.example_migrations_dir(), target)
+    shutil.copytree(config.example_migrations_dir(), target)
     return target
 
 
@@ -253,7 +251,7 @@ def test_prisma_migrations_table_agrees(after_6, crm_url: str, open_for) -> None
         )
     result = apply.run(after_6(7))
     assert result.prisma.action == "applied"
-    expected = hashlib.sha256((paths.example_migrations_dir() / "007_tighten_constraints/migration.sql").read_bytes()).hexdigest()
+    expected = hashlib.sha256((config.example_migrations_dir() / "007_tighten_constraints/migration.sql").read_bytes()).hexdigest()
     with psycopg.connect(crm_url) as conn:
         rows = conn.execute('SELECT migration_name, checksum, logs, finished_at = started_at, rolled_back_at'
                             ' FROM "_prisma_migrations"').fetchall()

@@ -15,11 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runbook_lib.phases import apply
-from runbook_lib.db import embedded
-from runbook_lib.db import ledger
+from runbook_lib.db import embedded, ledger
 from runbook_lib.db.connection import with_database
 from runbook_lib.errors import MigrationFailed
+from runbook_lib.phases import apply
 from runbook_lib.phases.session import open_session
 
 

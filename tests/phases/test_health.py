@@ -12,13 +12,13 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 from psycopg import conninfo
 
-from runbook_lib.phases import health
-from runbook_lib import config as paths
 from runbook_lib import batch as batch_mod
+from runbook_lib import config
 from runbook_lib.batch.model import Batch, Checks, ColumnRef, ForeignKeyCheck
 from runbook_lib.errors import HealthDrift, RunbookError
+from runbook_lib.phases import health
 
-MIGRATIONS = paths.example_migrations_dir()
+MIGRATIONS = config.example_migrations_dir()
 
 
 def execute(url: str, statement: str) -> None:
@@ -143,7 +143,7 @@ def test_a_later_batch_declaring_the_same_object_supersedes_the_earlier_one():
 
 
 def test_check_notebook_is_clean_and_parameterised():
-    nb = nbformat.read(str(paths.notebooks_dir() / "check.ipynb"), as_version=4)
+    nb = nbformat.read(str(config.notebooks_dir() / "check.ipynb"), as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     (tagged,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -157,7 +157,7 @@ def test_check_notebook_fails_on_drift(after_7: str, tmp_path: Path, monkeypatch
     monkeypatch.setenv("DATABASE_URL", after_7)
 
     with pytest.raises(PapermillExecutionError) as info:
-        papermill.execute_notebook(str(paths.notebooks_dir() / "check.ipynb"), str(tmp_path / "check.ipynb"),
+        papermill.execute_notebook(str(config.notebooks_dir() / "check.ipynb"), str(tmp_path / "check.ipynb"),
                                    parameters={"migrations_dir": str(MIGRATIONS)}, progress_bar=False,
                                    kernel_name="python3")
 
@@ -169,8 +169,8 @@ def test_check_notebook_fails_on_drift(after_7: str, tmp_path: Path, monkeypatch
 
 
 def test_runbook_check_exits_non_zero_on_drift_for_cron(crm_url: str, tmp_path, capsys) -> None:
-    from runbook_lib.phases import apply
     from runbook_lib import cli
+    from runbook_lib.phases import apply
     from runbook_lib.phases.session import open_session
 
     for number in (6, 7):

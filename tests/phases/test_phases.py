@@ -15,18 +15,20 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib.phases import apply
-from runbook_lib.db import catalog
+from runbook_lib import config
+from runbook_lib.db import catalog, ledger, migration_lock
 from runbook_lib.db import connection as database
-from runbook_lib.db import migration_lock
-from runbook_lib.db import ledger
-from runbook_lib import config as paths
-from runbook_lib.phases import preflight
-from runbook_lib.phases import rollback
-from runbook_lib.phases import validate
 from runbook_lib.errors import (
-    DatabaseError, DependencyError, DriftError, LockBusy, MigrationFailed, NotApplied, PreflightFailed, ValidationFailed,
+    DatabaseError,
+    DependencyError,
+    DriftError,
+    LockBusy,
+    MigrationFailed,
+    NotApplied,
+    PreflightFailed,
+    ValidationFailed,
 )
+from runbook_lib.phases import apply, preflight, rollback, validate
 from runbook_lib.phases.session import Session, open_session
 
 TABLES = ["Customer", "Lead", "Job"]
@@ -113,7 +115,7 @@ def test_preflight_of_7_before_6_is_nogo_and_names_the_gates_and_the_dependency(
 
 def test_preflight_cannot_write_even_through_preflight_sql(session_for, crm_url, tmp_path):
     migrations = tmp_path / "migrations"
-    shutil.copytree(paths.example_migrations_dir(), migrations)
+    shutil.copytree(config.example_migrations_dir(), migrations)
     with (migrations / "006_backfill_customers" / "preflight.sql").open("a", encoding="utf-8") as f:
         f.write("\n-- name: Sneaky write\n-- expect: ok\nDELETE FROM \"Job\";\n")
 
@@ -309,7 +311,7 @@ def test_validate_refuses_a_batch_that_is_not_applied(session_for, crm_url):
 
 def test_changed_migration_after_apply_is_drift(session_for, crm_url, tmp_path):
     migrations = tmp_path / "migrations"
-    shutil.copytree(paths.example_migrations_dir(), migrations)
+    shutil.copytree(config.example_migrations_dir(), migrations)
     apply.run(session_for(6, migrations))
     applied_checksum = apply.run(session_for(7, migrations)).batch.checksum
     target = migrations / "007_tighten_constraints" / "migration.sql"

@@ -9,10 +9,9 @@ import psycopg
 import pytest
 
 from runbook_lib.errors import PreflightFailed
-from runbook_lib.phases import apply
-from runbook_lib.sql import lockcost
-from runbook_lib.phases import preflight
+from runbook_lib.phases import apply, preflight
 from runbook_lib.phases.session import open_session
+from runbook_lib.sql import lockcost
 
 
 @pytest.fixture

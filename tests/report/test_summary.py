@@ -21,10 +21,10 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib.phases import apply
-from runbook_lib.db import connection as database
-from runbook_lib import config as paths
+from runbook_lib import config
 from runbook_lib.cli import main
+from runbook_lib.db import connection as database
+from runbook_lib.phases import apply
 from runbook_lib.phases.session import open_session
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
@@ -121,7 +121,7 @@ def completed(server_url: str, crm_template: str, tmp_path_factory: pytest.TempP
 def tampered(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     tmp = tmp_path_factory.mktemp("tampered")
     migrations = tmp / "migrations"
-    shutil.copytree(paths.example_migrations_dir(), migrations)
+    shutil.copytree(config.example_migrations_dir(), migrations)
     with open(migrations / "007_tighten_constraints" / "validation.sql", "a", encoding="utf-8") as f:
         f.write(EXTRA_BLOCKS)
     name, url = _database(server_url, crm_template)
@@ -303,8 +303,7 @@ def test_report_of_a_folder_without_records_is_one_sentence(tmp_path: Path, caps
 
 def test_timeline_chart_is_an_image_in_both_reports_with_each_bar_marked_by_its_lock(completed: Run) -> None:
     from runbook_lib.report import chart
-    from runbook_lib.report.records import ExecutionResult
-    from runbook_lib.report.records import from_json
+    from runbook_lib.report.records import ExecutionResult, from_json
 
     inline = re.search(r"<svg\b.*?</svg>", completed.html, re.S)  # inline: the file stands alone
     assert inline and "statements and the locks they took" in inline.group(0)

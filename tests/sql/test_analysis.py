@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from runbook_lib.errors import AnalysisError, BatchError
 from runbook_lib.sql import locks
-from runbook_lib.errors import AnalysisError
 from runbook_lib.sql.analysis import StatementAnalysis, TableLock, analyze
 from runbook_lib.sql.parse import split_statements
-from runbook_lib.errors import BatchError
 
 AE = "ACCESS EXCLUSIVE"
 SUE = "SHARE UPDATE EXCLUSIVE"

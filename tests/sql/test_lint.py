@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from runbook_lib.sql import lint as lint_module
-from runbook_lib.sql.parse import split_statements
 from runbook_lib.sql.lint import INSTALL_HINT, LintResult, lint
+from runbook_lib.sql.parse import split_statements
 
 BATCH_7 = """-- AlterTable
 ALTER TABLE "Lead" ALTER COLUMN "customer_id" SET NOT NULL;
