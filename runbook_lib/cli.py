@@ -226,15 +226,15 @@ def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
 
 
 def _demo(tgt: commands.Target, args: argparse.Namespace) -> int:
-    outcome = commands.demo(tgt, migrations_dir=args.migrations_dir, reports_dir=args.reports_dir, reset=args.reset)
-    loaded = outcome.loaded
-    what = "reset and reloaded" if outcome.reset else "loaded"
-    print(f"demo: example {what} in {tgt.shown} ({loaded.leads} leads, "
-          f"{loaded.leads_without_customer} without customer)")
-    for run in outcome.runs:
-        code = _print_outcome(run)
-        if code:
-            return code
+    def loaded(outcome: commands.DemoOutcome) -> None:
+        what = "reset and reloaded" if outcome.reset else "loaded"
+        print(f"demo: example {what} in {tgt.shown} ({outcome.loaded.leads} leads, "
+              f"{outcome.loaded.leads_without_customer} without customer)", flush=True)
+
+    outcome = commands.demo(tgt, migrations_dir=args.migrations_dir, reports_dir=args.reports_dir, reset=args.reset,
+                            on_loaded=loaded, on_run=_print_outcome)
+    if not outcome.ok:
+        return 1
     print(f"\ndemo done: the batch {outcome.runs[-1].batch} summary is {outcome.runs[-1].summary_html}")
     return 0
 

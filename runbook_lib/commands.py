@@ -8,6 +8,7 @@ run writes to stderr.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,13 +157,22 @@ class DemoOutcome:
 
 
 def demo(tgt: Target, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
-         reset: bool = False) -> DemoOutcome:
-    """Load the example and run batches 6 and 7 end to end, stopping at the first failed run."""
+         reset: bool = False, on_loaded: Callable[[DemoOutcome], None] | None = None,
+         on_run: Callable[[RunOutcome], None] | None = None) -> DemoOutcome:
+    """Load the example and run batches 6 and 7 end to end, stopping at the first failed run.
+
+    `on_loaded` is told once the example is loaded and `on_run` after each run, as they happen (the CLI
+    prints each then).
+    """
     reset = tgt.embedded or reset
     outcome = DemoOutcome(example_load(tgt, reset=reset), reset)
+    if on_loaded is not None:
+        on_loaded(outcome)
     for number in DEMO_BATCHES:
         done = run(tgt, number, migrations_dir=migrations_dir, reports_dir=reports_dir)
         outcome.runs.append(done)
+        if on_run is not None:
+            on_run(done)
         if not done.ok:
             break
     return outcome
