@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     _apply_options(p)
     p.add_argument("--rollback-on-failure", action="store_true",
                    help="when validation fails, roll the batch back (rollback.sql) before the summary")
+    p = sub.add_parser("deploy", help="every pending migration, in order, as one release (one run folder, one summary)")
+    p.add_argument("--to", type=int, metavar="N", help="stop after migration N")
+    _common(p)
+    _apply_options(p)
     p = sub.add_parser("status", help="batches found and whether each is applied")
     _common(p)
     p = sub.add_parser("check", help="re-check every applied batch read-only; exit 1 on drift (for cron or CI)")
@@ -197,6 +201,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "demo":
         return _demo(tgt, args)
     where = {"migrations_dir": args.migrations_dir, "reports_dir": args.reports_dir}
+    if cmd == "deploy":
+        return _print_outcome(commands.deploy(tgt, to=args.to, options=_options(args), **where))
     if cmd == "run":
         outcome = commands.run(tgt, args.batch, options=_options(args), rollback_on_failure=args.rollback_on_failure,
                                **where)

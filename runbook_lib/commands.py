@@ -22,10 +22,11 @@ from runbook_lib.errors import RunbookError
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.chain import RunOutcome, run_phases
 from runbook_lib.phases import health
+from runbook_lib.phases.session import PENDING
 from runbook_lib.report import records, render
 
 __all__ = [
-    "BatchStatus", "DemoOutcome", "RunOutcome", "Target", "apply", "check", "demo", "example_load", "fleet",
+    "BatchStatus", "DemoOutcome", "RunOutcome", "Target", "apply", "check", "demo", "deploy", "example_load", "fleet",
     "preflight", "report", "rollback", "run", "run_phases", "server", "status", "target", "validate",
 ]
 
@@ -75,6 +76,17 @@ def run(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports
     """Preflight, apply, validate and the summary of batch `number` in one run folder."""
     return run_phases(tgt, number, names.RUN_PHASES, migrations_dir=migrations_dir, reports_dir=reports_dir,
                       options=options, rollback_on_failure=rollback_on_failure)
+
+
+def deploy(tgt: Target, *, to: int | None = None, migrations_dir: Path | None = None,
+           reports_dir: Path | None = None, options: Options | None = None) -> RunOutcome:
+    """Every pending migration, in order, as one release: preflight of all of them first, then each applied
+    in its own transaction and recorded as it commits, then validated; one run folder and one summary.
+
+    The first failure stops the release; the same call again resumes with what is still pending.
+    """
+    return run_phases(tgt, PENDING, names.RUN_PHASES, migrations_dir=migrations_dir, reports_dir=reports_dir,
+                      options=options, to=to)
 
 
 # --- the state of a database ---------------------------------------------------------------------

@@ -43,7 +43,9 @@ def nb(cells):
     n.cells = out
     return n
 
-COMMON = '''batch = 7                # the batch number (batch.toml's `batch`)
+COMMON = '''batch = 7                # the batch number (batch.toml's `batch`), or "pending": every migration not yet
+                         # applied, in order, as one release (`runbook deploy`)
+to = None                # a release (batch "pending") stops after this migration
 migrations_dir = None    # folder of batches; None: the example's examples/crm/migrations
 run_dir = None           # run folder for the records; None: a new one under reports/
 reports_dir = None       # where new run folders go; None: reports/ in the project
@@ -52,7 +54,7 @@ database_url = None      # leave None: the database comes from the DATABASE_URL 
                          # unless papermill runs with --engine runbook, which moves it to DATABASE_URL);
                          # without either, the running embedded server's demo database.'''
 
-SESSION = ("code", "from runbook_lib.phases.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n                       database_url=database_url, from_notebook=True)\nsession")
+SESSION = ("code", "from runbook_lib.phases.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n                       database_url=database_url, from_notebook=True, to=to)\nsession")
 
 pre = nb([
     ("md", "# Preflight\n\nEverything worth knowing before the migration touches anything, read-only, ending in a verdict:\n**GO**, **WARN** (go, but read the reasons) or **NO-GO** (this notebook fails)."),

@@ -227,12 +227,6 @@ class Batch:
     is); `checks` is the [checks] table that preflight turns into gates and validate into tests.
     """
 
-    """A migration as a folder: its number, what it depends on, its files and the checks it declares.
-
-    Found by `batch.find` / `batch.discover` (batch.toml through `batch.manifest`, or a Prisma folder as it
-    is); `checks` is the [checks] table that preflight turns into gates and validate into tests.
-    """
-
     number: int
     name: str
     path: Path

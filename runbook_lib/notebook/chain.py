@@ -17,6 +17,7 @@ from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db.target import Target
 from runbook_lib.errors import PhaseFailed
 from runbook_lib.notebook import runner
+from runbook_lib.phases.session import PENDING
 from runbook_lib.report import records, render
 
 
@@ -54,7 +55,7 @@ def _progress(message: str) -> None:
 
 def run_phases(
     tgt: Target,
-    number: int,
+    number: int | str,
     phases: tuple[str, ...],
     *,
     migrations_dir: Path | None = None,
@@ -63,22 +64,32 @@ def run_phases(
     rollback_on_failure: bool = False,
     quiet: bool = False,
     folder_name: str | None = None,
+    to: int | None = None,
 ) -> RunOutcome:
     """Execute the phase notebooks in order into one run folder, stopping at the first failure.
 
     Whatever happened, a summary is rendered when asked for, so a failed run still has its report;
     with `rollback_on_failure`, a failed validation rolls the batch back first. `folder_name` replaces
     the database name in `reports/<database>/<batch>/<run-id>/` (a fleet names each target).
+    `number="pending"` runs a release: every migration not yet applied (up to `to`) in
+    `reports/<database>/release/<run-id>/`, with one subfolder per migration.
     """
     options = options or DEFAULTS
     migrations = Path(migrations_dir or config.example_migrations_dir()).resolve()
-    batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
+    release = number == PENDING
+    if release:
+        batch_mod.discover(migrations)  # refuse a malformed folder before anything starts
+    else:
+        batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
     run = records.RunFolder.create(Path(reports_dir or config.default_reports_dir()).resolve(),
-                                  folder_name or tgt.name, number)
-    record = records.RunRecord(number, run.run_id, tgt.shown, records.now_iso(), rollback_on_failure=rollback_on_failure)
+                                  folder_name or tgt.name, "release" if release else number)
+    record = records.RunRecord(0 if release else number, run.run_id, tgt.shown, records.now_iso(),
+                               rollback_on_failure=rollback_on_failure, release=release)
     outcome = RunOutcome(record, run.path)
     say = (lambda m: None) if quiet else _progress
-    say(f"runbook: batch {number} on {tgt.shown}; run folder {run.path}")
+    what = "release (every pending migration" + (f" up to {to})" if to is not None else ")") if release \
+        else f"batch {number}"
+    say(f"runbook: {what} on {tgt.shown}; run folder {run.path}")
     queue = list(phases)
     summary = None
     # One kernel for the whole chain (a kernel start and the imports cost about a second per notebook),
@@ -89,6 +100,8 @@ def run_phases(
             if record.failure is not None and phase not in (names.SUMMARY, names.ROLLBACK):
                 continue
             params: dict[str, object] = {"batch": number, "run_dir": str(run.path)}
+            if release and to is not None and phase != names.SUMMARY:
+                params["to"] = to
             if phase != names.SUMMARY:
                 params["migrations_dir"] = str(migrations)
             if phase == names.PREFLIGHT and options.force:
@@ -114,7 +127,8 @@ def run_phases(
             if phase != names.SUMMARY and out.exists():
                 renderer.audit_copy(out)  # not the summary: its summary.html has no code, and would be overwritten
             elif phase == names.SUMMARY and out.exists() and record.phases[-1].ok:
-                summary = renderer.summary(out, run.path, title=f"Batch {number} migration summary")
+                summary = renderer.summary(out, run.path, title="Release migration summary" if release
+                                           else f"Batch {number} migration summary")
         kernel.close()  # while the summary renders
         if summary is not None:
             rendered = summary.result()

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from runbook_lib import names
+from runbook_lib.batch.model import PREFLIGHT
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db import ledger
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.errors import (
     DependencyError,
     DriftError,
+    MigrationFailed,
     PreflightFailed,
     RunbookError,
 )
 from runbook_lib.execution import recording
 from runbook_lib.phases import preflight
-from runbook_lib.phases.session import Session
-from runbook_lib.report.records import ExecutionResult
+from runbook_lib.phases.session import Release, Session
+from runbook_lib.report.records import ExecutionResult, ReleaseApply
 
 
 def run(
-    session: Session,
+    session: Session | Release,
     *,
     dry_run: bool = DEFAULTS.dry_run,
     force: bool = DEFAULTS.force,
@@ -27,10 +29,17 @@ def run(
     lock_timeout_ms: int = DEFAULTS.lock_timeout_ms,
     statement_timeout_ms: int = DEFAULTS.statement_timeout_ms,
     max_attempts: int = DEFAULTS.max_attempts,
-) -> ExecutionResult:
-    """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure."""
-    batch = session.batch
+    gates_checked: bool = False,
+) -> ExecutionResult | ReleaseApply:
+    """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure.
+
+    `gates_checked`: the caller ran this batch's preflight moments ago in the same run (a release), so
+    apply does not evaluate it again; the DDL itself still protects (SET NOT NULL fails on a NULL).
+    """
     options = Options(dry_run, force, strategy, lock_timeout_ms, statement_timeout_ms, max_attempts).checked()
+    if isinstance(session, Release):
+        return run_release(session, options)
+    batch = session.batch
     dry_run, force, strategy = options.dry_run, options.force, options.strategy
     lock_timeout_ms, statement_timeout_ms, max_attempts = (
         options.lock_timeout_ms, options.statement_timeout_ms, options.max_attempts)
@@ -59,9 +68,9 @@ def run(
                 f"{session.facts.database}; apply batch {missing[0]} first."
             )
         resume_after = _resume_point(conn, session, strategy, dry_run)
-        check = preflight.evaluate(session, lint=False, measure=False, inputs=inputs)
+        check = None if gates_checked else preflight.evaluate(session, lint=False, measure=False, inputs=inputs)
         # A resumed apply is part way: the gates describe the state before step 1, not this one.
-        if check.verdict.status == preflight.NOGO and not force and resume_after is None:
+        if check is not None and check.verdict.status == preflight.NOGO and not force and resume_after is None:
             raise PreflightFailed(
                 f"Apply of batch {batch.number} refused, preflight says NO-GO: "
                 + "; ".join(check.verdict.reasons) + "; fix these, or pass force=True (--force) to apply anyway.",
@@ -73,7 +82,7 @@ def run(
         return recording.recorded(
             session, result, t0, conn,
             sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
-            tables_touched=preflight.touched_tables(batch, check.statements), done=names.APPLIED,
+            tables_touched=preflight.touched_tables(batch, statements), done=names.APPLIED,
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
             strategy=strategy, resume_after=resume_after, statements=statements,
         )
@@ -111,3 +120,52 @@ def _already_applied(session: Session, result: ExecutionResult, state: ledger.Ba
         recording.finish(session, result, t0)
         writer.finish(ledger.NOOP, result.message)
     return result
+
+
+def run_release(release: Release, options: Options) -> ReleaseApply:
+    """Apply every migration of the release in order, each in its own transaction(s), recorded as it commits.
+
+    The first failure stops the release, saying which migrations were applied and which were not; the
+    same command again resumes with what is still pending.
+    """
+    if options.dry_run:
+        raise RunbookError("A release cannot be a dry run: each migration would be rolled back before the next one "
+                           "needs it; dry-run one migration with `runbook apply N --dry-run`.")
+    result = ReleaseApply(release.plan)
+    for batch in release.batches:
+        session = release.session(batch)
+        # preflight judged every migration of the release moments ago; one with gates is checked again here,
+        # now that the migrations before it are applied
+        has_gates = bool(batch.checks) or batch.file(PREFLIGHT) is not None
+        try:
+            result.results.append(run(session, force=options.force, strategy=options.strategy,
+                                      lock_timeout_ms=options.lock_timeout_ms,
+                                      statement_timeout_ms=options.statement_timeout_ms,
+                                      max_attempts=options.max_attempts, gates_checked=not has_gates))
+        except RunbookError as exc:
+            record = session.run.read(names.APPLY, ExecutionResult)
+            if record is not None:
+                result.results.append(record)
+            done = [r.batch.number for r in result.applied]
+            left = [b.number for b in release.batches if b.number not in done]
+            result.message = (f"stopped at migration {batch.number} ({batch.name}); applied: "
+                              f"{_numbers(done)}; not applied: {_numbers(left)}")
+            raise MigrationFailed(f"The release {result.message}: {str(exc).rstrip('.')}; fix it and run "
+                                  "`runbook deploy` again, which resumes with what is still pending.") from None
+    result.message = f"{len(result.results)} migration(s) applied" if result.results else "nothing pending"
+    return result
+
+
+def _numbers(numbers: list[int]) -> str:
+    """1-4, 7 rather than 1, 2, 3, 4, 7: a release may be hundreds long."""
+    if not numbers:
+        return "none"
+    spans, start, previous = [], numbers[0], numbers[0]
+    for n in numbers[1:] + [None]:
+        if n is not None and n == previous + 1:
+            previous = n
+            continue
+        spans.append(str(start) if start == previous else f"{start}-{previous}")
+        if n is not None:
+            start = previous = n
+    return ", ".join(spans)

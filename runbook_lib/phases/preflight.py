@@ -17,11 +17,12 @@ from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import PREFLIGHT, Batch, BatchInfo
 from runbook_lib.db import catalog, ledger
 from runbook_lib.names import GO, NOGO, WARN
-from runbook_lib.phases.session import Session
+from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import (
     Blocker,
     LedgerCheck,
     PreflightResult,
+    ReleasePreflight,
     TableSize,
     Verdict,
 )
@@ -30,11 +31,13 @@ from runbook_lib.sql import lint as lint_mod
 from runbook_lib.sql.analysis import StatementAnalysis
 
 
-def ledger_check(conn: psycopg.Connection, batch: Batch) -> LedgerCheck:
+def ledger_check(conn: psycopg.Connection, batch: Batch, assume_applied: frozenset[int] = frozenset()) -> LedgerCheck:
+    """`assume_applied`: the migrations a release applies before this one count as applied dependencies."""
     states = ledger.states(conn)
     own = states.get(batch.number, ledger.BatchState(batch.number, False))
     checksum = batch.checksum
-    deps = tuple((n, states.get(n, ledger.BatchState(n, False)).applied) for n in batch.depends_on)
+    deps = tuple((n, n in assume_applied or states.get(n, ledger.BatchState(n, False)).applied)
+                 for n in batch.depends_on)
     return LedgerCheck(
         applied=own.applied,
         applied_checksum=own.checksum,
@@ -105,7 +108,7 @@ def blockers(conn: psycopg.Connection, names: list[str], *, long_transaction_s: 
     return found
 
 
-def _verdict(result: PreflightResult) -> Verdict:
+def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdict:
     nogo, warn = [], []
     lc = result.ledger
     if lc.drift:
@@ -119,7 +122,11 @@ def _verdict(result: PreflightResult) -> Verdict:
         nogo.append(f"batch {number}, which this batch depends on, is not applied")
     for gate in result.gates:
         if not gate.passed:
-            nogo.append(f"gate '{gate.name}' expected {gate.expectation}, got {gate.outcome}")
+            text = f"gate '{gate.name}' expected {gate.expectation}, got {gate.outcome}"
+            if gates_deferred:  # a release: the migrations before this one may change what the gate sees
+                warn.append(text + " before the release's earlier migrations; apply checks it again right before")
+            else:
+                nogo.append(text)
     for blocker in result.blockers:
         warn.append(f"session {blocker.pid} ({blocker.application or blocker.user}) {blocker.reason}: "
                     "the migration's locks would queue behind it, and writers behind them")
@@ -164,8 +171,13 @@ def load_inputs(session: Session, statements: list[StatementAnalysis] | None = N
 
 
 def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_threshold_ms: float = 1000.0,
-             lint: bool = True, measure: bool = True, inputs: Inputs | None = None) -> PreflightResult:
-    """Run every preflight check read-only and return the facts with a verdict; writes nothing."""
+             lint: bool = True, measure: bool = True, inputs: Inputs | None = None,
+             assume_applied: frozenset[int] = frozenset()) -> PreflightResult:
+    """Run every preflight check read-only and return the facts with a verdict; writes nothing.
+
+    `assume_applied`: in a release, the migrations applied before this one (dependencies met, gates
+    only a warning until apply checks them again).
+    """
     batch = session.batch
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -174,7 +186,7 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
     with session.connect() as conn:
         conn.read_only = True
         with conn.transaction(force_rollback=True):
-            lc = ledger_check(conn, batch)
+            lc = ledger_check(conn, batch, assume_applied)
             gate_blocks = checks.gates(conn, batch.checks) + blocks
             gates = [sqlblocks.run(conn, block) for block in gate_blocks]
             names = touched_tables(batch, statements)
@@ -201,12 +213,14 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
         lock_costs=costs,
         lock_threshold_ms=lock_threshold_ms,
     )
-    result.verdict = _verdict(result)
+    result.verdict = _verdict(result, gates_deferred=bool(assume_applied))
     return result
 
 
-def run(session: Session, **options) -> PreflightResult:
+def run(session: Session | Release, **options) -> PreflightResult | ReleasePreflight:
     """The preflight phase: evaluate, record in the ledger and the run folder; NO-GO is raised by the caller."""
+    if isinstance(session, Release):
+        return run_release(session, **options)
     inputs = load_inputs(session)  # malformed files are refused before the ledger records anything
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase="preflight",
@@ -215,4 +229,17 @@ def run(session: Session, **options) -> PreflightResult:
         session.run.write("preflight", result)
         status = ledger.FAILED if result.verdict.status == NOGO else ledger.SUCCEEDED
         writer.finish(status, str(result.verdict))
+    return result
+
+
+def run_release(release: Release, **options) -> ReleasePreflight:
+    """Preflight of every migration of the release, in order, before the first is applied.
+
+    Each is judged as it will be met: the release's earlier migrations count as applied.
+    """
+    result = ReleasePreflight(release.plan)
+    earlier: set[int] = set()
+    for batch in release.batches:
+        result.results.append(run(release.session(batch), assume_applied=frozenset(earlier), **options))
+        earlier.add(batch.number)
     return result

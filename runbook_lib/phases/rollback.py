@@ -9,10 +9,10 @@ from runbook_lib.batch.model import ROLLBACK, read_sql
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db import ledger
 from runbook_lib.db.migration_lock import migration_lock
-from runbook_lib.errors import NotApplied
+from runbook_lib.errors import NotApplied, RunbookError
 from runbook_lib.execution import recording
 from runbook_lib.phases import preflight
-from runbook_lib.phases.session import Session
+from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import ExecutionResult
 
 
@@ -25,6 +25,9 @@ def run(
     max_attempts: int = DEFAULTS.max_attempts,
 ) -> ExecutionResult:
     """Reverse an applied batch, verify its declared checks no longer hold, and record it."""
+    if isinstance(session, Release):
+        raise RunbookError("A release is rolled back one migration at a time, newest first: "
+                           "`runbook rollback N` for each migration to undo.")
     batch = session.batch
     path = batch.require(ROLLBACK, "make the batch reversible")
     sql_text = read_sql(path)

@@ -10,11 +10,12 @@ import psycopg
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import config
-from runbook_lib.batch.model import Batch
+from runbook_lib.batch.model import Batch, BatchInfo
 from runbook_lib.config import whole_number
 from runbook_lib.db import connection as database
-from runbook_lib.db import embedded
-from runbook_lib.errors import DatabaseError
+from runbook_lib.db import embedded, ledger
+from runbook_lib.errors import BatchError, DatabaseError
+from runbook_lib.report import records
 from runbook_lib.report.records import RunFolder
 
 
@@ -62,17 +63,94 @@ class Session:
         return self.frame().to_html()
 
 
+@dataclass
+class Release:
+    """Every pending migration, in order, deployed as one release: one run folder, a subfolder each.
+
+    The plan (release.json) is fixed by the release's first phase; each migration's phases see a
+    `Session` of their own whose run folder is the migration's subfolder, so every record of a single
+    batch has the same shape in a release.
+    """
+
+    plan: records.ReleasePlan
+    batches: list[Batch]
+    run: RunFolder
+    facts: database.ConnectionFacts
+    migrations_dir: Path
+    url: str = field(repr=False)
+
+    def session(self, batch: Batch) -> Session:
+        return Session(batch=batch, run=self.run.child(batch.number), facts=self.facts,
+                       migrations_dir=self.migrations_dir, url=self.url)
+
+    def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
+        return database.connect(self.url, autocommit=autocommit, application_name=application_name)
+
+    @property
+    def label(self) -> str:
+        if not self.batches:
+            return "nothing pending"
+        first, last = self.batches[0], self.batches[-1]
+        return (f"{len(self.batches)} migration(s): {first.number} ({first.name})"
+                + (f" to {last.number} ({last.name})" if len(self.batches) > 1 else ""))
+
+    def frame(self) -> pd.DataFrame:
+        f = self.facts
+        rows = [
+            ("database URL", f.url),
+            ("server", f"PostgreSQL {f.server_version}"),
+            ("database", f.database),
+            ("user", f.user),
+            ("release", self.label),
+            ("migrations folder", str(self.migrations_dir)),
+            ("run folder", str(self.run.path)),
+        ]
+        return pd.DataFrame(rows, columns=["fact", "value"]).set_index("fact")
+
+    def _repr_html_(self) -> str:
+        return self.frame().to_html()
+
+
+PENDING = "pending"  # the batch parameter of a release: every migration not yet applied
+
+
+def _pending(url: str, batches: list[Batch], to: int | None) -> list[Batch]:
+    with database.connect(url) as conn:
+        states = ledger.states(conn)
+    pending = [b for b in batches if not (states.get(b.number) and states[b.number].applied)]
+    return [b for b in pending if to is None or b.number <= to]
+
+
+def open_release(folder: Path, run: RunFolder, facts: database.ConnectionFacts, url: str,
+                 to: int | None) -> Release:
+    """The release whose plan the run folder holds, or a new plan: what is pending now, up to `to`."""
+    found = batch_mod.discover(folder)
+    plan = run.read("release", records.ReleasePlan)
+    if plan is None:
+        pending = _pending(url, found, to)
+        plan = records.ReleasePlan([BatchInfo.of(b) for b in pending], to, records.now_iso())
+        run.write("release", plan)
+    by_number = {b.number: b for b in found}
+    missing = [n for n in plan.numbers if n not in by_number]
+    if missing:
+        raise BatchError(f"The release in {run.path} deploys migration {missing[0]}, which is no longer in {folder}; "
+                         "restore it, or start a new release.")
+    return Release(plan, [by_number[n] for n in plan.numbers], run, facts, folder, url)
+
+
 def open_session(
-    batch: int,
+    batch: int | str,
     *,
     migrations_dir: str | Path | None = None,
     run_dir: str | Path | None = None,
     reports_dir: str | Path | None = None,
     database_url: str | None = None,
     from_notebook: bool = False,
-) -> Session:
+    to: int | None = None,
+) -> Session | Release:
     """Find the batch, connect once to learn the target's facts, and settle the run folder.
 
+    `batch="pending"` opens a release: every migration not yet applied, in order (up to `to`).
     From a notebook, `database_url` is a papermill parameter, which papermill writes into the executed
     notebook: one with a password is refused (the URL belongs in DATABASE_URL).
     """
@@ -83,6 +161,14 @@ def open_session(
             "with --engine runbook, which moves it there), and delete that output notebook."
         )
     folder = Path(migrations_dir) if migrations_dir else config.example_migrations_dir()
+    if batch == PENDING:
+        to = None if to is None else whole_number("to", to)
+        url = resolve_url(database_url)
+        with database.connect(url) as conn:
+            facts = database.facts(conn, url)
+        run = RunFolder.open(run_dir) if run_dir else RunFolder.create(
+            reports_dir or config.default_reports_dir(), facts.database, "release")
+        return open_release(folder, run, facts, url, to)
     found = batch_mod.find(folder, whole_number("batch", batch))
     url = resolve_url(database_url)
     with database.connect(url) as conn:

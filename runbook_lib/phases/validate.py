@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import VALIDATION
@@ -12,19 +13,25 @@ from runbook_lib.db import catalog, ledger
 from runbook_lib.errors import NotApplied
 from runbook_lib.orm import prisma_schema as orm
 from runbook_lib.phases import preflight
-from runbook_lib.phases.session import Session
+from runbook_lib.phases.session import Release, Session
 from runbook_lib.report import records
-from runbook_lib.report.records import ValidationResult
+from runbook_lib.report.records import (
+    ExecutionResult,
+    ReleaseValidation,
+    ValidationResult,
+)
 
 
-def run(session: Session, *, require_applied: bool = True, orm_strict: bool = False,
-        prisma_schema_path: str | Path | None = None) -> ValidationResult:
+def run(session: Session | Release, *, require_applied: bool = True, orm_strict: bool = False,
+        prisma_schema_path: str | Path | None = None) -> ValidationResult | ReleaseValidation:
     """Run the batch's declared checks and validation.sql, roll everything back, record the outcome.
 
     schema.prisma (`prisma_schema_path`, else the batch folder's, else the one next to the migrations
     folder) is compared with the database for every column the checks touch; with `orm_strict` a
     mismatch fails the validation.
     """
+    if isinstance(session, Release):
+        return run_release(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path)
     batch = session.batch
     blocks_file = batch.file(VALIDATION)
     file_blocks = sqlblocks.load(blocks_file) if blocks_file else []
@@ -65,3 +72,16 @@ def run(session: Session, *, require_applied: bool = True, orm_strict: bool = Fa
 
 def _row_counts(conn, names: list[str]) -> dict[str, int]:
     return {name: catalog.snapshot_table(conn, name).rows for name in names}
+
+
+def run_release(release: Release, *, orm_strict: bool = False,
+                prisma_schema_path: str | Path | None = None) -> ReleaseValidation:
+    """Validate each migration this release applied (its apply.json says so), in order."""
+    result = ReleaseValidation(release.plan)
+    for batch in release.batches:
+        session = release.session(batch)
+        applied = session.run.read(names.APPLY, ExecutionResult)
+        if applied is None or applied.status not in (names.APPLIED, names.ALREADY_APPLIED):
+            continue
+        result.results.append(run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path))
+    return result

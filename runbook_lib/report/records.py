@@ -35,7 +35,7 @@ from runbook_lib.errors import (
     RunbookError,
     ValidationFailed,
 )
-from runbook_lib.names import GO, NOGO
+from runbook_lib.names import GO, NOGO, WARN
 from runbook_lib.orm import prisma_history as prisma
 from runbook_lib.orm import prisma_schema as orm
 from runbook_lib.orm.prisma_schema import OrmMismatch
@@ -135,12 +135,6 @@ class RunFolder:
     runbook cannot read (another SCHEMA_VERSION, or not JSON).
     """
 
-    """`reports/<database>/<batch>/<run-id>/`: one run's executed notebooks, records and reports.
-
-    `write` replaces a record atomically; `read` refuses, in one sentence, a record this version of
-    runbook cannot read (another SCHEMA_VERSION, or not JSON).
-    """
-
     path: Path
 
     @property
@@ -148,7 +142,7 @@ class RunFolder:
         return self.path.name
 
     @classmethod
-    def create(cls, reports_dir: Path | str, database: str, batch: int, run_id: str | None = None) -> "RunFolder":
+    def create(cls, reports_dir: Path | str, database: str, batch: int | str, run_id: str | None = None) -> "RunFolder":
         path = Path(reports_dir) / _safe(database) / str(batch) / (run_id or new_run_id())
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -166,6 +160,16 @@ class RunFolder:
         if not folder.is_dir():
             raise RunbookError(f"Run folder {folder} does not exist; pass the folder a run printed.")
         return cls(folder)
+
+    def child(self, batch: int) -> "RunFolder":
+        """A release's folder for one of its migrations: `<run>/<batch, 4 digits>/`, made on first use."""
+        path = self.path / f"{batch:04d}"
+        path.mkdir(exist_ok=True)
+        return RunFolder(path)
+
+    def children(self) -> list["RunFolder"]:
+        """The migrations' folders of a release, in order."""
+        return [RunFolder(p) for p in sorted(self.path.iterdir()) if p.is_dir() and p.name.isdigit()]
 
     def record_path(self, phase: str) -> Path:
         return self.path / f"{phase}.json"
@@ -237,6 +241,7 @@ class RunRecord:
     phases: list[PhaseRun] = dataclasses.field(default_factory=list)
     rollback_on_failure: bool = False
     rolled_back: bool = False
+    release: bool = False  # `runbook deploy`: batch is 0 and each migration has a folder of its own (release.json)
 
     @property
     def failure(self) -> PhaseRun | None:
@@ -289,8 +294,6 @@ class Blocker:
 class Verdict:
     """GO, WARN or NO-GO, with every reason that made it so."""
 
-    """GO, WARN or NO-GO, with every reason that made it so."""
-
     status: str
     reasons: tuple[str, ...] = ()
 
@@ -302,12 +305,6 @@ class Verdict:
 
 @dataclass
 class PreflightResult:
-    """preflight.json: everything preflight found, read-only, and the verdict it came to.
-
-    The notebook shows each part as a table (the *_frame methods); `raise_for_verdict` fails the
-    notebook on NO-GO so papermill and the CLI stop there.
-    """
-
     """preflight.json: everything preflight found, read-only, and the verdict it came to.
 
     The notebook shows each part as a table (the *_frame methods); `raise_for_verdict` fails the
@@ -413,8 +410,6 @@ class StatementRun:
 class HeldLock:
     """A lock held until the step committed, and for how long: what writers waited behind."""
 
-    """A lock held until the step committed, and for how long: what writers waited behind."""
-
     relation: str
     mode: str
     blocks_writes: bool
@@ -424,8 +419,6 @@ class HeldLock:
 
 @dataclass(frozen=True)
 class StepRun:
-    """One step of the plan: committed, failed, skipped (an earlier run committed it) or rolled back."""
-
     """One step of the plan: committed, failed, skipped (an earlier run committed it) or rolled back."""
 
     number: int
@@ -439,12 +432,6 @@ class StepRun:
 
 @dataclass
 class ExecutionResult:
-    """apply.json or rollback.json: what running a SQL file did, measured, on success and on failure.
-
-    The steps of the plan, every attempt of every statement with the locks it took (from pg_locks),
-    the longest write-blocking lock, catalog snapshots before and after, and what a failure cleaned up.
-    """
-
     """apply.json or rollback.json: what running a SQL file did, measured, on success and on failure.
 
     The steps of the plan, every attempt of every statement with the locks it took (from pg_locks),
@@ -530,12 +517,6 @@ class ValidationResult:
     and the row counts before and after that prove nothing was left behind.
     """
 
-    """validate.json: each test of what the database now enforces (X/Y), every one rolled back.
-
-    Declared checks and validation.sql blocks with their outcomes, the ORM alignment with schema.prisma,
-    and the row counts before and after that prove nothing was left behind.
-    """
-
     batch: BatchInfo
     connection: ConnectionFacts
     run_id: str
@@ -596,6 +577,184 @@ class ValidationResult:
                 f"(write '{m.fix}')" for m in self.orm_mismatches))
         if problems:
             raise ValidationFailed(f"Validation of batch {self.batch.number}: " + "; and ".join(problems) + ".")
+
+
+@dataclass
+class ReleasePlan:
+    """release.json: the migrations a release deploys, fixed when its first phase starts.
+
+    Each later phase of the same run reads it, so validate checks what apply applied even though
+    nothing is pending any more by then.
+    """
+
+    batches: list[BatchInfo]
+    to: int | None
+    created_at: str
+    skipped: list[str] = field(default_factory=list)  # folders of the migrations dir that hold no migration
+
+    @property
+    def numbers(self) -> list[int]:
+        return [b.number for b in self.batches]
+
+
+# --- a release: what each phase did across its migrations, as the notebooks show it ---------------
+
+
+def _each(results: list, frame_of, empty: str) -> pd.DataFrame:
+    """Each migration's frame with its number in front; migrations with nothing to show are left out."""
+    frames = []
+    for result in results:
+        frame = frame_of(result)
+        if frame is None or frame.empty or list(frame.columns) == ["note"]:
+            continue
+        frames.append(frame.assign(migration=f"{result.batch.number} {result.batch.name}").set_index("migration"))
+    return pd.concat(frames) if frames else pd.DataFrame({"note": [empty]})
+
+
+@dataclass
+class ReleasePreflight:
+    """Preflight of every migration of a release, read-only, before the first is applied; one verdict.
+
+    Each migration keeps its own preflight.json in its subfolder; the release's verdict is the worst.
+    """
+
+    plan: ReleasePlan
+    results: list[PreflightResult] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        worst = NOGO if any(r.verdict.status == NOGO for r in self.results) else \
+            WARN if any(r.verdict.status == WARN for r in self.results) else GO
+        reasons = tuple(f"migration {r.batch.number} ({r.batch.name}): {reason}"
+                        for r in self.results for reason in r.verdict.reasons if r.verdict.status == worst)
+        return Verdict(worst, reasons)
+
+    def verdict_frame(self) -> pd.DataFrame:
+        if not self.results:
+            return pd.DataFrame({"verdict": [GO], "reason": ["nothing pending: every migration is applied"]})
+        rows = [(r.batch.number, r.batch.name, r.verdict.status, "; ".join(r.verdict.reasons)) for r in self.results]
+        return pd.DataFrame(rows, columns=["migration", "name", "verdict", "reasons"]).set_index("migration")
+
+    def ledger_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.ledger_frame(), "nothing pending")
+
+    def gates_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.gates_frame() if r.gates else None, "no gates")
+
+    def statements_frame(self) -> pd.DataFrame:
+        rows = [(r.batch.number, r.batch.name, len(r.statements),
+                 sum(1 for s in r.statements if s.blocks_writes), sum(1 for s in r.statements if not s.transactional))
+                for r in self.results]
+        return pd.DataFrame(rows, columns=["migration", "name", "statements", "block writes", "outside a transaction"]
+                            ).set_index("migration")
+
+    def lint_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.lint_frame() if r.lint and r.lint.findings else None,
+                     "squawk found nothing")
+
+    def tables_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.tables_frame() if any(t.exists for t in r.tables) else None,
+                     "no existing table is touched")
+
+    def lock_costs_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.lock_costs_frame() if r.lock_costs else None,
+                     "no statement blocks writes while it scans or rewrites a table")
+
+    def blockers_frame(self) -> pd.DataFrame:
+        return _each(self.results[:1], lambda r: r.blockers_frame() if r.blockers else None, "no blocking sessions")
+
+    def raise_for_verdict(self, fail_on_nogo: bool = True) -> None:
+        verdict = self.verdict
+        if verdict.status == NOGO and fail_on_nogo:
+            raise PreflightFailed("Preflight of the release says NO-GO: " + "; ".join(verdict.reasons) + ".",
+                                  list(verdict.reasons))
+
+
+@dataclass
+class ReleaseApply:
+    """Each migration of a release applied in order, each in its own transaction(s); stops at the first failure."""
+
+    plan: ReleasePlan
+    results: list[ExecutionResult] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def applied(self) -> list[ExecutionResult]:
+        return [r for r in self.results if r.status in (names.APPLIED, names.ALREADY_APPLIED, names.DRY_RUN)]
+
+    @property
+    def failed(self) -> ExecutionResult | None:
+        return next((r for r in self.results if r.status == names.FAILED), None)
+
+    def summary_frame(self) -> pd.DataFrame:
+        rows = [(r.batch.number, r.batch.name, r.status, len(r.plan), r.attempts, round(r.duration_s, 3),
+                 round(r.longest_write_block_s * 1000, 1)) for r in self.results]
+        done = {r.batch.number for r in self.results}
+        rows += [(b.number, b.name, "not applied", 0, 0, 0.0, 0.0) for b in self.plan.batches if b.number not in done]
+        if not rows:
+            return pd.DataFrame({"note": ["nothing pending: every migration is applied"]})
+        return pd.DataFrame(rows, columns=["migration", "name", "status", "steps", "attempts", "duration_s",
+                                           "longest write block (ms)"]).set_index("migration")
+
+    def steps_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.steps_frame() if len(r.steps) > 1 else None,
+                     "every migration ran as one step")
+
+    def timeline_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.timeline_frame() if any(s.status != names.OK for s in r.statements)
+                     else None, "every statement ran at its first attempt")
+
+    def locks_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.locks_frame() if any(h.blocks_writes for h in r.locks_before_commit)
+                     else None, "no write-blocking lock")
+
+    def changes_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.changes_frame() if r.changes else None, "no catalog change")
+
+
+@dataclass
+class ReleaseValidation:
+    """Validation of each migration the release applied: X/Y over all of them."""
+
+    plan: ReleasePlan
+    results: list[ValidationResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> int:
+        return sum(r.passed for r in self.results)
+
+    @property
+    def total(self) -> int:
+        return sum(r.total for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def headline(self) -> str:
+        percent = round(100.0 * self.passed / self.total, 1) if self.total else 0.0
+        return f"{self.passed}/{self.total} tests passed ({percent:g}%) over {len(self.results)} migration(s)"
+
+    def tests_frame(self) -> pd.DataFrame:
+        rows = [(r.batch.number, r.batch.name, r.passed, r.total) for r in self.results]
+        if not rows:
+            return pd.DataFrame({"note": ["no migration was applied by this release"]})
+        return pd.DataFrame(rows, columns=["migration", "name", "passed", "tests"]).set_index("migration")
+
+    def orm_frame(self) -> pd.DataFrame:
+        return _each(self.results[-1:], lambda r: r.orm_frame() if r.orm_mismatches else None,
+                     "no schema.prisma mismatch")
+
+    def raise_for_failures(self) -> None:
+        problems = []
+        for result in self.results:
+            try:
+                result.raise_for_failures()
+            except ValidationFailed as exc:
+                problems.append(str(exc).rstrip("."))
+        if problems:
+            raise ValidationFailed("; ".join(problems) + ".")
 
 
 # Each phase's record type, by the name of its file (`<phase>.json`).

@@ -348,10 +348,14 @@ def _outcome(name: str, rec) -> str:
 
 
 def load(run_dir: str | Path | None = None, *, batch: int | None = None, database: str | None = None,
-         reports_dir: str | Path | None = None) -> Summary:
-    """The summary of a run folder, or of the latest record of each phase for this database and batch."""
+         reports_dir: str | Path | None = None) -> Summary | ReleaseSummary:
+    """The summary of a run folder (a batch's or a release's), or of the latest record of each phase for
+    this database and batch."""
     if run_dir is not None:
         folder = records.RunFolder.open(run_dir)
+        plan = folder.read("release", records.ReleasePlan)
+        if plan is not None:
+            return load_release(folder, plan)
         found = {phase: folder for phase in names.RECORD_PHASES}
     else:
         if batch is None or database is None:
@@ -371,6 +375,199 @@ def load(run_dir: str | Path | None = None, *, batch: int | None = None, databas
                       read("validate", ValidationResult), read("rollback", ExecutionResult), run)
     summary.batch_number = summary.batch.number
     return summary
+
+
+# --- a release ------------------------------------------------------------------------------------
+
+
+def _details(title: str, sections: list[Section]) -> str:
+    """A collapsed block in the HTML (and in Markdown viewers that honour <details>); the title escaped."""
+    inner = "\n".join(Section(sec.title, sec.body, level=4).markdown for sec in sections)
+    return f"<details><summary>{md.text(title)}</summary>\n\n{inner}\n\n</details>"
+
+
+@dataclass
+class ReleaseSummary:
+    """The summary of a release: one row per migration, release totals, then each migration collapsed.
+
+    Built from the release's run folder alone: release.json (the plan), run.json, and each migration's
+    subfolder with its own preflight/apply/validate records. It answers the same calls as `Summary`, so
+    one summary notebook serves both; sections with nothing to say for a release return None.
+    """
+
+    run_dir: Path
+    plan: records.ReleasePlan
+    migrations: list[Summary]
+    run: records.RunRecord | None = None
+
+    @property
+    def connection(self):
+        return next((m.connection for m in self.migrations if m.connection is not None), None)
+
+    def _applied(self) -> list[Summary]:
+        return [m for m in self.migrations if m.apply is not None and m.apply.status == names.APPLIED]
+
+    @property
+    def status(self) -> str:
+        if not self.plan.batches:
+            return "NOTHING PENDING"
+        failure = self.run.failure if self.run else None
+        applied = self._applied()
+        if any(m.apply is not None and m.apply.status == names.FAILED for m in self.migrations):
+            return "FAILED"
+        if any(m.validate is not None and not m.validate.ok for m in self.migrations):
+            return "FAILED"
+        if not applied and any(m.preflight is not None and m.preflight.verdict.status == names.NOGO
+                               for m in self.migrations):
+            return names.NOGO
+        if failure is not None:
+            return "FAILED"
+        if len(applied) == len(self.plan.batches) and all(m.validate is not None for m in applied):
+            return "COMPLETED"
+        return "INCOMPLETE"
+
+    def _rows(self) -> list[tuple]:
+        rows = []
+        for info in self.plan.batches:
+            m = next((m for m in self.migrations if m.batch_number == info.number), None)
+            a = m.apply if m else None
+            v = m.validate if m else None
+            rows.append((info.number, info.name, a.status if a else "not applied",
+                         f"{a.duration_s:.3f} s" if a else "", a.attempts if a else "",
+                         f"{a.longest_write_block_s * 1000:.1f} ms" if a else "",
+                         f"{v.passed}/{v.total}" if v else ""))
+        return rows
+
+    def header(self) -> Section:
+        conn = self.connection
+        applied = self._applied()
+        first, last = (self.plan.batches[0], self.plan.batches[-1]) if self.plan.batches else (None, None)
+        rows = [
+            ("Date", self.plan.created_at[:19].replace("T", " ") + " UTC"),
+            ("Status", self.status),
+            ("Type", "Release: every pending migration, in order"),
+            ("Migrations", f"{len(self.plan.batches)}: {first.number} ({first.name}) to {last.number} ({last.name})"
+             if first else "none pending"),
+            ("Applied", f"{len(applied)} of {len(self.plan.batches)}"),
+            ("Database", f"{conn.database} on PostgreSQL {conn.server_version}" if conn else ""),
+            ("URL", conn.url if conn else ""),
+            ("Run", self.run_dir.name),
+        ]
+        failure = self.run.failure if self.run else None
+        if failure is not None:
+            rows.append(("Stopped at", f"{failure.phase}: {failure.error_name}: {failure.error_message}"))
+        return Section(f"Release Migration Summary: {self.status}", md.table(["", ""], rows), level=1)
+
+    def what_was_done(self) -> Section:
+        rows = self._rows()
+        applied = self._applied()
+        passed = sum(m.validate.passed for m in self.migrations if m.validate)
+        total = sum(m.validate.total for m in self.migrations if m.validate)
+        seconds = sum(m.apply.duration_s for m in self.migrations if m.apply)
+        longest = max((m.apply.longest_write_block_s for m in self.migrations if m.apply), default=0.0)
+        body = md.table(["#", "Migration", "Status", "Duration", "Lock attempts", "Longest write block", "Tests"], rows)
+        body += (f"\n\n**Release totals**: {len(applied)}/{len(self.plan.batches)} migrations applied in "
+                 f"{seconds:.3f} s; tests {passed}/{total} passed; longest write-blocking lock "
+                 f"{longest * 1000:.1f} ms.")
+        if self.plan.skipped:
+            body += "\n\nSkipped folders (no migration.sql): " + ", ".join(md.text(n) for n in self.plan.skipped)
+        return Section("What Was Done", body)
+
+    def changes(self) -> Section:
+        if not self.migrations:
+            return Section("Each Migration", "Nothing was pending.")
+        blocks = []
+        for m in self.migrations:
+            status = m.apply.status if m.apply else "not applied"
+            tests = f", tests {m.validate.passed}/{m.validate.total}" if m.validate else ""
+            blocks.append(_details(f"{m.batch_number} {m.batch.name}: {status}{tests}",
+                                   [m.what_was_done(), m.changes(), m.test_summary()]))
+        return Section("Each Migration", "\n\n".join(blocks))
+
+    def preflight_checks(self) -> Section:
+        verdicts = [m.preflight.verdict for m in self.migrations if m.preflight]
+        worst = names.NOGO if any(v.status == names.NOGO for v in verdicts) else \
+            names.WARN if any(v.status == names.WARN for v in verdicts) else names.GO
+        rows = [(m.batch_number, m.batch.name, m.preflight.verdict.status, "; ".join(m.preflight.verdict.reasons))
+                for m in self.migrations if m.preflight and m.preflight.verdict.status != names.GO]
+        body = f"**Release verdict**: {worst} ({len(verdicts)} migrations checked before the first was applied)"
+        if rows:
+            body += "\n\n" + md.table(["#", "Migration", "Verdict", "Reasons"], rows)
+        return Section("Pre-flight Checks", body)
+
+    def validation_results(self) -> Section:
+        failed = [(m.batch_number, t.name, t.expectation, t.outcome) for m in self.migrations if m.validate
+                  for t in m.validate.tests if not t.passed]
+        if not failed:
+            return Section("Validation Results", "Every test of every applied migration passed.")
+        return Section("Validation Results", md.table(["#", "Failing test", "Expected", "Got"], failed))
+
+    def test_summary(self) -> Section:
+        passed = sum(m.validate.passed for m in self.migrations if m.validate)
+        total = sum(m.validate.total for m in self.migrations if m.validate)
+        percent = round(100.0 * passed / total, 1) if total else 0.0
+        return Section("Test Summary", f"**Overall**: {passed}/{total} tests passed ({percent:g}%) over "
+                                       f"{sum(1 for m in self.migrations if m.validate)} migrations")
+
+    def performance(self) -> Section:
+        applied = [m for m in self.migrations if m.apply]
+        if not applied:
+            return Section("Performance Impact (measured)", "Nothing was applied in this run.")
+        slowest = max(applied, key=lambda m: m.apply.duration_s)
+        blocking = max(applied, key=lambda m: m.apply.longest_write_block_s)
+        body = (f"Apply took {sum(m.apply.duration_s for m in applied):.3f} s for {len(applied)} migrations "
+                f"({sum(m.apply.attempts for m in applied)} lock attempts). The slowest was "
+                f"{slowest.batch_number} ({md.text(slowest.batch.name)}), {slowest.apply.duration_s:.3f} s; the "
+                f"longest write-blocking lock, {blocking.apply.longest_write_block_s * 1000:.1f} ms, was taken by "
+                f"{blocking.batch_number} ({md.text(blocking.batch.name)}).")
+        return Section("Performance Impact (measured)", body)
+
+    def database_state(self):
+        return None
+
+    def timeline(self):
+        return None
+
+    def timeline_chart(self):
+        return None
+
+    def constraint_behaviour(self):
+        return None
+
+    def prisma_schema(self):
+        last = next((m for m in reversed(self.migrations) if m.validate), None)
+        return last.prisma_schema() if last and last.validate.prisma_schema else None
+
+    def rollback_procedure(self) -> Section:
+        applied = self._applied()
+        lines = [f"runbook rollback {m.batch_number}" for m in reversed(applied)]
+        return Section("Rollback Procedure", "Newest first, one migration at a time:\n\n"
+                       + md.block("\n".join(lines) or "# nothing was applied", "bash"))
+
+    def files(self):
+        return None
+
+    def monitoring(self) -> Section:
+        return Section("Monitoring", md.block("runbook status\nrunbook check", "bash"))
+
+    def sections(self) -> list[Section]:
+        found = [self.header(), self.what_was_done(), self.changes(), self.preflight_checks(),
+                 self.validation_results(), self.test_summary(), self.performance(), self.prisma_schema(),
+                 self.rollback_procedure(), self.monitoring()]
+        return [s for s in found if s is not None]
+
+    @property
+    def markdown(self) -> str:
+        return "\n".join(s.markdown for s in self.sections())
+
+
+def load_release(folder: records.RunFolder, plan: records.ReleasePlan) -> ReleaseSummary:
+    run = folder.read("run", records.RunRecord)
+    migrations = []
+    for child in folder.children():
+        if any(child.has(p) for p in names.RECORD_PHASES):
+            migrations.append(load(child.path))
+    return ReleaseSummary(folder.path, plan, migrations, run)
 
 
 def load_for_notebook(run_dir: str | Path | None, *, batch: int | None = None, database: str | None = None,
