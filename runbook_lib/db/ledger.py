@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import getpass
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +53,9 @@ WHERE phase IN ('apply', 'rollback') AND status = 'succeeded' AND NOT dry_run
 ORDER BY batch, id DESC
 """
 
+_INSERT = ("INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
+           " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id")
+
 RUNNING, SUCCEEDED, FAILED, NOOP, REFUSED = "running", "succeeded", "failed", "no-op", "refused"
 
 
@@ -70,13 +75,14 @@ def exists(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('runbook.phase_run') IS NOT NULL").fetchone()[0]
 
 
-def states(conn: psycopg.Connection) -> dict[int, BatchState]:
-    """Applied state of every batch the ledger knows; reading never creates the ledger."""
+def states(conn: psycopg.Connection, *, only: int | None = None) -> dict[int, BatchState]:
+    """Applied state of every batch the ledger knows (or of batch `only`); reading never creates the ledger."""
     if not exists(conn):
         return {}
     result = {}
+    query, params = (_STATE_SQL, ()) if only is None else (_STATE_SQL.replace("WHERE ", "WHERE batch = %s AND "), (only,))
     with conn.cursor(row_factory=dict_row) as cur:
-        for row in cur.execute(_STATE_SQL):
+        for row in cur.execute(query, params):
             applied = row["phase"] == "apply"
             who = row["db_user"] + (f" ({row['os_user']})" if row["os_user"] else "")
             result[row["batch"]] = BatchState(
@@ -86,7 +92,7 @@ def states(conn: psycopg.Connection) -> dict[int, BatchState]:
 
 
 def state(conn: psycopg.Connection, batch: int) -> BatchState:
-    return states(conn).get(batch, BatchState(batch, applied=False))
+    return states(conn, only=batch).get(batch, BatchState(batch, applied=False))
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,27 @@ def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50)
         ).fetchall()
 
 
+_SHARED: dict[str, psycopg.Connection] = {}  # url -> the ledger connection a release shares (shared_connection)
+_ENSURED: set[str] = set()  # the urls whose ledger this process has found complete (no DDL, no catalog query)
+
+
+@contextmanager
+def shared_connection(url: str) -> Iterator[psycopg.Connection]:
+    """Within a release, every LedgerWriter for `url` writes through one connection of its own.
+
+    Still never the migration's connection (a rollback there cannot erase a row written here); one
+    connection instead of one per migration and phase, which a release of hundreds would pay for.
+    """
+    conn = database.connect(url, autocommit=True, application_name="runbook-ledger")
+    _SHARED[url] = conn
+    try:
+        yield conn
+    finally:
+        if _SHARED.get(url) is conn:
+            del _SHARED[url]
+        conn.close()
+
+
 class LedgerWriter:
     """Records one phase run: a row at start, updated at the end, on a connection of its own."""
 
@@ -165,17 +192,23 @@ class LedgerWriter:
         self.note = ""
         self._finished = False
         self._url = url
-        self._conn = database.connect(url, autocommit=True, application_name="runbook-ledger")
+        shared = _SHARED.get(url)
+        self._owned = shared is None or shared.closed
+        self._conn = database.connect(url, autocommit=True, application_name="runbook-ledger") if self._owned \
+            else shared
         try:
-            _ensure(self._conn)
-            self.row_id: int | None = self._conn.execute(
-                "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
-                " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname(),
-                 strategy),
-            ).fetchone()[0]
+            row = (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname(),
+                   strategy)
+            if url not in _ENSURED:
+                _ensure(self._conn)
+                _ENSURED.add(url)
+            try:
+                self.row_id: int | None = self._conn.execute(_INSERT, row).fetchone()[0]
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+                _ensure(self._conn)  # dropped since this process found it complete (`example load --reset`)
+                self.row_id = self._conn.execute(_INSERT, row).fetchone()[0]
         except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
-            self._conn.close()
+            self._close()
             if required:
                 raise LedgerError(
                     f"The role cannot write runbook's ledger ({exc.diag.message_primary}); {phase} needs CREATE on "
@@ -190,12 +223,13 @@ class LedgerWriter:
             try:
                 if self._conn.closed:
                     self._conn = database.connect(self._url, autocommit=True, application_name="runbook-ledger")
+                    self._owned = True
                 self._conn.execute(statement, params)
                 return
             except (psycopg.OperationalError, RunbookError):
                 if attempt == 2:
                     raise
-                self._conn.close()
+                self._close()
 
     def progress(self, steps_done: int, steps_total: int) -> None:
         """After each committed step: a killed process leaves behind how far it got."""
@@ -218,6 +252,11 @@ class LedgerWriter:
         except (psycopg.OperationalError, RunbookError):
             pass  # the server is gone: the row stays 'running' and the next apply marks it interrupted
         finally:
+            self._close()
+
+    def _close(self) -> None:
+        """Close the connection if it is this writer's own; a release's shared one stays open for the next."""
+        if self._owned or self._conn.broken:
             self._conn.close()
 
     def __enter__(self) -> "LedgerWriter":

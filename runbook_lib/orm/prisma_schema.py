@@ -180,10 +180,46 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _without_block_comments(text: str) -> str:
+    """`/* ... */` and `/** ... */` blanked out, their newlines kept so every line keeps its number.
+
+    A `/*` inside a string ("...") is text, not a comment.
+    """
+    out, i, in_string = [], 0, False
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            out.append(ch)
+            if ch == "\\" and i + 1 < len(text):
+                out.append(text[i + 1])
+                i += 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+            out.append(ch)
+        elif text.startswith("//", i):  # a line comment runs to the end of the line, whatever it holds
+            end = text.find("\n", i)
+            end = len(text) if end < 0 else end
+            out.append(text[i:end])
+            i = end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = len(text) if end < 0 else end + 2
+            out.append("".join(c if c == "\n" else " " for c in text[i:end]))
+            i = end
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
     """The models of a schema.prisma; a line it cannot read as a field names the file and the line."""
     models = []
-    lines = text.splitlines()
+    lines = _without_block_comments(text).splitlines()
     number = 0
     while number < len(lines):
         line = _strip_comment(lines[number])

@@ -39,53 +39,64 @@ def run(
     options = Options(dry_run, force, strategy, lock_timeout_ms, statement_timeout_ms, max_attempts).checked()
     if isinstance(session, Release):
         return run_release(session, options)
+    statements = _statements(session)
+    with session.connect(application_name=f"runbook apply batch {session.batch.number}") as conn, \
+            migration_lock(conn):
+        return _apply(session, conn, options, statements, gates_checked=gates_checked)
+
+
+def _statements(session: Session) -> list:
+    """migration.sql parsed, before the lock or the ledger: an empty or malformed file is refused here."""
+    batch = session.batch
+    return recording.require_statements(batch.migration_sql, f"{batch.name}/migration.sql",
+                                        server_major=session.facts.major)
+
+
+def _apply(session: Session, conn, options: Options, statements: list, *, gates_checked: bool) -> ExecutionResult:
+    """The apply itself, on a connection that holds the migration lock (a release holds it once for all)."""
     batch = session.batch
     dry_run, force, strategy = options.dry_run, options.force, options.strategy
     lock_timeout_ms, statement_timeout_ms, max_attempts = (
         options.lock_timeout_ms, options.statement_timeout_ms, options.max_attempts)
-    statements = recording.require_statements(batch.migration_sql, f"{batch.name}/migration.sql",
-                                              server_major=session.facts.major)
-    inputs = preflight.load_inputs(session, statements)  # every file parsed once, before the lock
+    inputs = preflight.load_inputs(session, statements)
     result, t0 = recording.start_result(session, "apply", dry_run=dry_run)
-    with session.connect(application_name=f"runbook apply batch {batch.number}") as conn, \
-            migration_lock(conn):
-        interrupted = ledger.close_interrupted(conn, batch.number)  # we hold the lock: whoever ran them is gone
-        states = ledger.states(conn)
-        conn.commit()
-        state = states.get(batch.number, ledger.BatchState(batch.number, False))
-        if state.applied and state.checksum != batch.checksum:
-            raise DriftError(
-                f"Batch {batch.number}'s migration.sql changed since it was applied "
-                f"(applied {state.checksum}, now {batch.checksum}); restore the applied file, "
-                "or write the change as a new batch."
-            )
-        if state.applied:
-            return _already_applied(session, result, state, t0)
-        missing = [n for n in batch.depends_on if not states.get(n, ledger.BatchState(n, False)).applied]
-        if missing:
-            raise DependencyError(
-                f"Batch {batch.number} depends on batch {missing[0]}, which is not applied on "
-                f"{session.facts.database}; apply batch {missing[0]} first."
-            )
-        resume_after = _resume_point(conn, session, strategy, dry_run)
-        check = None if gates_checked else preflight.evaluate(session, lint=False, measure=False, inputs=inputs)
-        # A resumed apply is part way: the gates describe the state before step 1, not this one.
-        if check is not None and check.verdict.status == preflight.NOGO and not force and resume_after is None:
-            raise PreflightFailed(
-                f"Apply of batch {batch.number} refused, preflight says NO-GO: "
-                + "; ".join(check.verdict.reasons) + "; fix these, or pass force=True (--force) to apply anyway.",
-                list(check.verdict.reasons),
-            )
-        if resume_after is not None or interrupted:
-            result.message = ("an earlier apply was interrupted; " if interrupted else "") + (
-                f"resuming after step {resume_after}, which it committed" if resume_after else "starting over")
-        return recording.recorded(
-            session, result, t0, conn,
-            sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
-            tables_touched=preflight.touched_tables(batch, statements), done=names.APPLIED,
-            lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
-            strategy=strategy, resume_after=resume_after, statements=statements,
+    interrupted = ledger.close_interrupted(conn, batch.number)  # we hold the lock: whoever ran them is gone
+    states = ledger.states(conn)
+    conn.commit()
+    state = states.get(batch.number, ledger.BatchState(batch.number, False))
+    if state.applied and state.checksum != batch.checksum:
+        raise DriftError(
+            f"Batch {batch.number}'s migration.sql changed since it was applied "
+            f"(applied {state.checksum}, now {batch.checksum}); restore the applied file, "
+            "or write the change as a new batch."
         )
+    if state.applied:
+        return _already_applied(session, result, state, t0)
+    missing = [n for n in batch.depends_on if not states.get(n, ledger.BatchState(n, False)).applied]
+    if missing:
+        raise DependencyError(
+            f"Batch {batch.number} depends on batch {missing[0]}, which is not applied on "
+            f"{session.facts.database}; apply batch {missing[0]} first."
+        )
+    resume_after = _resume_point(conn, session, strategy, dry_run)
+    check = None if gates_checked else preflight.evaluate(session, lint=False, measure=False, inputs=inputs)
+    # A resumed apply is part way: the gates describe the state before step 1, not this one.
+    if check is not None and check.verdict.status == preflight.NOGO and not force and resume_after is None:
+        raise PreflightFailed(
+            f"Apply of batch {batch.number} refused, preflight says NO-GO: "
+            + "; ".join(check.verdict.reasons) + "; fix these, or pass force=True (--force) to apply anyway.",
+            list(check.verdict.reasons),
+        )
+    if resume_after is not None or interrupted:
+        result.message = ("an earlier apply was interrupted; " if interrupted else "") + (
+            f"resuming after step {resume_after}, which it committed" if resume_after else "starting over")
+    return recording.recorded(
+        session, result, t0, conn,
+        sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
+        tables_touched=preflight.touched_tables(batch, statements), done=names.APPLIED,
+        lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
+        strategy=strategy, resume_after=resume_after, statements=statements,
+    )
 
 
 def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int | None:
@@ -132,28 +143,34 @@ def run_release(release: Release, options: Options) -> ReleaseApply:
         raise RunbookError("A release cannot be a dry run: each migration would be rolled back before the next one "
                            "needs it; dry-run one migration with `runbook apply N --dry-run`.")
     result = ReleaseApply(release.plan)
-    for batch in release.batches:
-        session = release.session(batch)
-        # preflight judged every migration of the release moments ago; one with gates is checked again here,
-        # now that the migrations before it are applied
-        has_gates = bool(batch.checks) or batch.file(PREFLIGHT) is not None
-        try:
-            result.results.append(run(session, force=options.force, strategy=options.strategy,
-                                      lock_timeout_ms=options.lock_timeout_ms,
-                                      statement_timeout_ms=options.statement_timeout_ms,
-                                      max_attempts=options.max_attempts, gates_checked=not has_gates))
-        except RunbookError as exc:
-            record = session.run.read(names.APPLY, ExecutionResult)
-            if record is not None:
-                result.results.append(record)
-            done = [r.batch.number for r in result.applied]
-            left = [b.number for b in release.batches if b.number not in done]
-            result.message = (f"stopped at migration {batch.number} ({batch.name}); applied: "
-                              f"{_numbers(done)}; not applied: {_numbers(left)}")
-            raise MigrationFailed(f"The release {result.message}: {str(exc).rstrip('.')}; fix it and run "
-                                  "`runbook deploy` again, which resumes with what is still pending.") from None
+    parsed = {b.number: _statements(release.session(b)) for b in release.batches}  # every file refused up front
+    with release.connect(application_name="runbook deploy") as conn, migration_lock(conn), \
+            ledger.shared_connection(release.url):
+        for batch in release.batches:
+            session = release.session(batch)
+            # preflight judged every migration of the release moments ago; one with gates is checked again
+            # here, now that the migrations before it are applied
+            has_gates = bool(batch.checks) or batch.file(PREFLIGHT) is not None
+            try:
+                result.results.append(_apply(session, conn, options, parsed[batch.number],
+                                             gates_checked=not has_gates))
+            except RunbookError as exc:
+                _stop(release, result, batch, session, exc)
     result.message = f"{len(result.results)} migration(s) applied" if result.results else "nothing pending"
     return result
+
+
+def _stop(release: Release, result: ReleaseApply, batch, session: Session, exc: RunbookError) -> None:
+    """The release stops at its first failure, saying what was applied and what was not."""
+    record = session.run.read(names.APPLY, ExecutionResult)
+    if record is not None:
+        result.results.append(record)
+    done = [r.batch.number for r in result.applied]
+    left = [b.number for b in release.batches if b.number not in done]
+    result.message = (f"stopped at migration {batch.number} ({batch.name}); applied: "
+                      f"{_numbers(done)}; not applied: {_numbers(left)}")
+    raise MigrationFailed(f"The release {result.message}: {str(exc).rstrip('.')}; fix it and run "
+                          "`runbook deploy` again, which resumes with what is still pending.") from None
 
 
 def _numbers(numbers: list[int]) -> str:

@@ -29,6 +29,7 @@ from runbook_lib.report.records import (
 from runbook_lib.sql import analysis, lockcost
 from runbook_lib.sql import lint as lint_mod
 from runbook_lib.sql.analysis import StatementAnalysis
+from runbook_lib.sql.lint import LintResult
 
 
 def ledger_check(conn: psycopg.Connection, batch: Batch, assume_applied: frozenset[int] = frozenset()) -> LedgerCheck:
@@ -172,19 +173,25 @@ def load_inputs(session: Session, statements: list[StatementAnalysis] | None = N
 
 def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_threshold_ms: float = 1000.0,
              lint: bool = True, measure: bool = True, inputs: Inputs | None = None,
-             assume_applied: frozenset[int] = frozenset()) -> PreflightResult:
+             assume_applied: frozenset[int] = frozenset(), conn: psycopg.Connection | None = None,
+             lint_result: LintResult | None = None, check_blockers: bool = True) -> PreflightResult:
     """Run every preflight check read-only and return the facts with a verdict; writes nothing.
 
-    `assume_applied`: in a release, the migrations applied before this one (dependencies met, gates
-    only a warning until apply checks them again).
+    A release passes what it shares across its migrations: `assume_applied` (the migrations applied
+    before this one: dependencies met, gates only a warning until apply checks them again), one
+    read-only `conn`, squawk's `lint_result` from one run over every file, and `check_blockers` for the
+    first migration only (the sessions that block are the same for all of them).
     """
     batch = session.batch
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     inputs = inputs or load_inputs(session)
     statements, blocks = inputs.statements, inputs.blocks
-    with session.connect() as conn:
+    own = conn is None
+    if own:
+        conn = session.connect()
         conn.read_only = True
+    try:
         with conn.transaction(force_rollback=True):
             lc = ledger_check(conn, batch, assume_applied)
             gate_blocks = checks.gates(conn, batch.checks) + blocks
@@ -193,11 +200,18 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
             sizes = table_sizes(conn, names)
             found_blockers, costs = [], []
             if measure:  # apply's own check skips these: they scan tables and it waits for locks anyway
-                found_blockers = blockers(conn, names, long_transaction_s=long_transaction_s)
+                if check_blockers:
+                    found_blockers = blockers(conn, names, long_transaction_s=long_transaction_s)
                 costs = lockcost.estimate(conn, statements,
                                           {t.table: (t.rows_estimate, t.bytes) for t in sizes if t.exists},
                                           threshold_ms=lock_threshold_ms)
-    lint_result = lint_mod.lint(batch.migration_sql, server_major=session.facts.major) if lint else None
+    finally:
+        if own:
+            conn.close()
+    if lint and lint_result is None:
+        lint_result = lint_mod.lint(batch.migration_sql, server_major=session.facts.major)
+    elif not lint:
+        lint_result = None
     result = PreflightResult(
         batch=BatchInfo.of(batch),
         connection=session.facts,
@@ -238,8 +252,13 @@ def run_release(release: Release, **options) -> ReleasePreflight:
     Each is judged as it will be met: the release's earlier migrations count as applied.
     """
     result = ReleasePreflight(release.plan)
+    linted = lint_mod.lint_files([b.migration_path for b in release.batches], server_major=release.facts.major)
     earlier: set[int] = set()
-    for batch in release.batches:
-        result.results.append(run(release.session(batch), assume_applied=frozenset(earlier), **options))
-        earlier.add(batch.number)
+    with release.connect() as conn, ledger.shared_connection(release.url):
+        conn.read_only = True
+        for batch in release.batches:
+            result.results.append(run(release.session(batch), assume_applied=frozenset(earlier), conn=conn,
+                                      lint_result=linted.get(batch.migration_path), check_blockers=not earlier,
+                                      **options))
+            earlier.add(batch.number)
     return result

@@ -78,10 +78,11 @@ def run_release(release: Release, *, orm_strict: bool = False,
                 prisma_schema_path: str | Path | None = None) -> ReleaseValidation:
     """Validate each migration this release applied (its apply.json says so), in order."""
     result = ReleaseValidation(release.plan)
-    for batch in release.batches:
-        session = release.session(batch)
-        applied = session.run.read(names.APPLY, ExecutionResult)
-        if applied is None or applied.status not in (names.APPLIED, names.ALREADY_APPLIED):
-            continue
-        result.results.append(run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path))
+    with ledger.shared_connection(release.url):
+        for batch in release.batches:
+            session = release.session(batch)
+            applied = session.run.read(names.APPLY, ExecutionResult)
+            if applied is None or applied.status not in (names.APPLIED, names.ALREADY_APPLIED):
+                continue
+            result.results.append(run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path))
     return result

@@ -9,6 +9,7 @@ version of runbook reads only what it understands, and says so in one sentence o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -90,7 +91,7 @@ def _build(tp: Any, data: Any) -> Any:
                 continue
         return data
     if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
+        hints = _type_hints(tp)
         kwargs = {f.name: _build(hints[f.name], data[f.name]) for f in dataclasses.fields(tp) if f.init and f.name in data}
         return tp(**kwargs)
     if origin in (list, tuple):
@@ -108,6 +109,12 @@ def _build(tp: Any, data: Any) -> Any:
     if tp is float and isinstance(data, int):
         return float(data)
     return data
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """Resolved once per class: a release reads thousands of records, and resolving costs a compile each."""
+    return typing.get_type_hints(cls)
 
 
 def from_json(cls: type[T], text: str) -> T:

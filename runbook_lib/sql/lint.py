@@ -128,6 +128,35 @@ def _unavailable(version: str | None, note: str) -> LintResult:
     return LintResult(available=False, version=version, findings=(), note=note)
 
 
+def _command(executable: str, server_major: int | None, assume_in_transaction: bool) -> list[str]:
+    command = [executable, "--reporter", "json"]
+    if server_major is not None:
+        command.append(f"--pg-version={server_major}.0")
+    if assume_in_transaction:
+        command.append("--assume-in-transaction")
+    return command
+
+
+def _run(command: list[str], version: str | None, stdin: str | None = None) -> list | LintResult:
+    """squawk's findings as JSON, or the LintResult that says why there are none."""
+    try:
+        completed = subprocess.run(command, input=stdin, capture_output=True, text=True, encoding="utf-8",
+                                   timeout=_TIMEOUT_SECONDS, check=False)
+    except subprocess.TimeoutExpired:
+        return _unavailable(version, f"squawk did not finish within {_TIMEOUT_SECONDS} s; lint skipped")
+    except OSError as exc:
+        return _unavailable(version, f"squawk could not be started ({exc}); lint skipped")
+    # 0: no findings, 1: findings; anything else (2: usage error, a signal) is a failure.
+    try:
+        raw_findings = json.loads(completed.stdout) if completed.returncode in (0, 1) else None
+    except json.JSONDecodeError:
+        raw_findings = None
+    if not isinstance(raw_findings, list):
+        detail = (completed.stderr.strip() or completed.stdout.strip() or "no output").splitlines()[0]
+        return _unavailable(version, f"squawk failed (exit status {completed.returncode}): {detail}; lint skipped")
+    return raw_findings
+
+
 def lint(
     sql: str,
     *,
@@ -147,36 +176,45 @@ def lint(
     if executable is None:
         return _unavailable(None, INSTALL_HINT)
     version = _version(executable)
+    command = _command(executable, server_major, assume_in_transaction) + ["--stdin-filepath", "migration.sql"]
+    raw = _run(command, version, stdin=sql)
+    if isinstance(raw, LintResult):
+        return raw
+    return _result(sql, raw, version, statements, server_major, assume_in_transaction, ignore_rules)
 
-    command = [executable, "--reporter", "json", "--stdin-filepath", "migration.sql"]
-    if server_major is not None:
-        command.append(f"--pg-version={server_major}.0")
-    if assume_in_transaction:
-        command.append("--assume-in-transaction")
-    try:
-        completed = subprocess.run(
-            command,
-            input=sql,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return _unavailable(version, f"squawk did not finish within {_TIMEOUT_SECONDS} s; lint skipped")
-    except OSError as exc:
-        return _unavailable(version, f"squawk could not be started ({exc}); lint skipped")
 
-    # 0: no findings, 1: findings; anything else (2: usage error, a signal) is a failure.
-    try:
-        raw_findings = json.loads(completed.stdout) if completed.returncode in (0, 1) else None
-    except json.JSONDecodeError:
-        raw_findings = None
-    if not isinstance(raw_findings, list):
-        detail = (completed.stderr.strip() or completed.stdout.strip() or "no output").splitlines()[0]
-        return _unavailable(version, f"squawk failed (exit status {completed.returncode}): {detail}; lint skipped")
+def lint_files(
+    paths: list[Path],
+    *,
+    server_major: int | None = None,
+    assume_in_transaction: bool = True,
+    ignore_rules: Iterable[str] = RUNBOOK_SETS_TIMEOUTS,
+) -> dict[Path, LintResult]:
+    """`lint` for many files in one squawk run: a release of hundreds of migrations, not hundreds of processes."""
+    executable = find_squawk()
+    if executable is None:
+        return {path: _unavailable(None, INSTALL_HINT) for path in paths}
+    version = _version(executable)
+    if not paths:
+        return {}
+    raw = _run(_command(executable, server_major, assume_in_transaction) + [str(p) for p in paths], version)
+    if isinstance(raw, LintResult):
+        return {path: raw for path in paths}
+    by_file: dict[str, list] = {}
+    for finding in raw:
+        by_file.setdefault(str(finding.get("file") or ""), []).append(finding)
+    results = {}
+    for path in paths:
+        with path.open(encoding="utf-8", newline="") as handle:  # as squawk read it: CRLF kept
+            sql = handle.read()
+        results[path] = _result(sql, by_file.get(str(path), []), version, None, server_major, assume_in_transaction,
+                                ignore_rules)
+    return results
 
+
+def _result(sql: str, raw_findings: list, version: str | None, statements: list[tuple[int, int, str]] | None,
+            server_major: int | None, assume_in_transaction: bool, ignore_rules: Iterable[str]) -> LintResult:
+    """squawk's findings for one file, each mapped to the statement it falls in."""
     if statements is None:
         try:
             statements = split_statements(sql)

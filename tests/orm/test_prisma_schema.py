@@ -179,3 +179,17 @@ def test_validate_falls_back_to_the_schema_next_to_the_migrations(after_7: str, 
 
     assert result.prisma_schema == str(project / "schema.prisma")
     assert len(result.orm_mismatches) == 4 and result.ok
+
+
+def test_block_comments_are_not_fields_and_lines_keep_their_numbers():
+    """Real schemas (trigger.dev's) document fields with /** ... */ blocks; a /* inside a string is text."""
+    text = ('model Thing {\n  id Int @id /* inline */\n  /**\n   * what the field means\n   */\n'
+            '  name String // a /* in a line comment\n  note String @default("/* not a comment */")\n'
+            '  oops\n}\n')
+    with pytest.raises(BatchError, match=r"line 8: cannot read 'oops'"):
+        prisma_schema.parse(text)
+    schema = prisma_schema.parse(text.replace("  oops\n", ""))
+    assert [(f.name, f.type) for f in schema.models[0].fields] == [("id", "Int"), ("name", "String"), ("note", "String")]
+    for corpus in ("langfuse", "trigger.dev"):
+        path = Path(__file__).resolve().parents[1] / "corpora" / corpus / "schema.prisma"
+        assert len(prisma_schema.load(path).models) > 50
