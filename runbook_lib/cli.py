@@ -37,6 +37,15 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
     p.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts, help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s)")
 
 
+def _batch_or_pending(text: str) -> int | str:
+    if text == "pending":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch number or 'pending'") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="runbook", description="PostgreSQL migrations as executable, auditable notebooks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -91,7 +100,8 @@ def _fleet_parser(sub) -> None:
     for name, text in (("preflight", "preflight on every target (read-only); exit 1 if any says NO-GO"),
                        ("run", "preflight, apply, validate and summary on every target, wave by wave")):
         f = fl.add_parser(name, help=text)
-        f.add_argument("batch", type=int)
+        f.add_argument("batch", type=_batch_or_pending, metavar="BATCH|pending",
+                       help='a batch number, or "pending": every migration not yet applied, as one release')
         f.add_argument("--targets", type=Path, required=True, metavar="FLEET.TOML",
                        help="the targets: [[target]] name, url_env (the variable holding its URL), group")
         f.add_argument("--workers", type=int, help="LocalCluster worker processes (default: the core count)")

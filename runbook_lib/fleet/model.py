@@ -134,7 +134,7 @@ class TargetResult:
 class FleetRecord:
     """fleet.json: what the fleet run did, the data fleet.html and fleet.md render."""
 
-    batch: int
+    batch: int | str  # or "pending": a release
     fleet_run_id: str
     mode: str
     targets_file: str

@@ -93,7 +93,7 @@ def _cells(record: FleetRecord, t: TargetResult) -> list[str]:
 
 
 def _facts(record: FleetRecord) -> list[tuple[str, str]]:
-    rows = [("Fleet run", record.fleet_run_id), ("Batch", str(record.batch)), ("Targets file", record.targets_file),
+    rows = [("Fleet run", record.fleet_run_id), ("Batch", "every pending migration (a release)" if record.batch == "pending" else str(record.batch)), ("Targets file", record.targets_file),
             ("Waves", " then ".join(record.waves)), ("Engine", record.engine), ("Started", record.started_at),
             ("Duration", f"{record.seconds:.1f} s")]
     if record.mode != PREFLIGHT:
@@ -106,7 +106,8 @@ def _facts(record: FleetRecord) -> list[tuple[str, str]]:
 
 def _title(record: FleetRecord) -> str:
     kind = "fleet preflight" if record.mode == PREFLIGHT else "fleet run"
-    return f"Batch {record.batch} {kind}: {headline(record)}"
+    what = "Release" if record.batch == "pending" else f"Batch {record.batch}"
+    return f"{what} {kind}: {headline(record)}"
 
 
 def markdown(record: FleetRecord, folder: Path, reports: Path) -> str:

@@ -44,6 +44,7 @@ from runbook_lib.fleet.model import (
     Wave,
 )
 from runbook_lib.fleet.task import TargetTask, TaskOutcome, run_target
+from runbook_lib.phases.session import PENDING
 from runbook_lib.report import records
 
 
@@ -111,7 +112,7 @@ def _say(message: str) -> None:
 
 def run(
     fleet: Fleet,
-    number: int,
+    number: int | str,
     *,
     mode: str = RUN,
     workers: int | None = None,
@@ -130,7 +131,10 @@ def run(
     if max_failures is not None and max_failures < 1:
         raise FleetError(f"--max-failures must be at least 1, not {max_failures}.")
     migrations = Path(migrations_dir or config.example_migrations_dir()).resolve()
-    batch_mod.find(migrations, number)  # an unknown batch is refused before any cluster starts
+    if number == PENDING:  # a release: every target deploys what it has pending
+        batch_mod.discover(migrations)  # a malformed folder is refused before any cluster starts
+    else:
+        batch_mod.find(migrations, number)  # an unknown batch is refused before any cluster starts
     if not scheduler:
         fleet.require_env()  # LocalCluster workers inherit this environment
     reports = Path(reports_dir or config.default_reports_dir()).resolve()
@@ -159,8 +163,10 @@ def run(
                               migrations_archive=None if shared else archive.pack(migrations),
                               reports_dir=reports if shared else None)
             # the fleet run folder exists once the cluster is up and every check passed
-            folder = records.RunFolder.create(reports, FLEET_FOLDER, number, record.fleet_run_id)
-            say(f"fleet: batch {number} {'preflight' if mode == PREFLIGHT else 'run'} on {len(fleet.targets)} "
+            folder = records.RunFolder.create(reports, FLEET_FOLDER, "release" if number == PENDING else number,
+                                              record.fleet_run_id)
+            what = "a release" if number == PENDING else f"batch {number}"
+            say(f"fleet: {what} {'preflight' if mode == PREFLIGHT else 'run'} on {len(fleet.targets)} "
                 f"targets in {len(fleet.waves)} wave(s) ({', '.join(fleet.waves)}); {description}")
             _waves(client, fleet, base, results, record, max_failures, reports, say)
     finally:
@@ -251,7 +257,7 @@ def _fill(result: TargetResult, done: TaskOutcome, reports: Path, number: int) -
         archive.unpack(done.archive, reports / result.run_dir)
     if result.run_dir and (reports / result.run_dir / "summary.html").exists():
         result.summary = f"{result.run_dir}/summary.html"
-    if result.status == ALREADY_APPLIED and not result.summary:
+    if result.status == ALREADY_APPLIED and not result.summary and number != PENDING:
         earlier = records.latest_run_with(reports, result.name, number, "apply")
         if earlier is not None and (earlier.path / "summary.html").exists():
             result.summary = earlier.path.relative_to(reports).as_posix() + "/summary.html"

@@ -38,6 +38,7 @@ from runbook_lib.fleet.model import (
     SKIPPED,
 )
 from runbook_lib.notebook import chain
+from runbook_lib.phases.session import PENDING
 from runbook_lib.report import records
 
 
@@ -51,7 +52,7 @@ class TargetTask:
 
     name: str
     url_env: str
-    batch: int
+    batch: int | str  # a batch number, or "pending": a release of every migration not yet applied
     mode: str = RUN  # RUN: the `runbook run` chain; PREFLIGHT: preflight only
     options: Options = DEFAULTS
     rollback_on_failure: bool = False
@@ -110,31 +111,66 @@ def _run(task: TargetTask, url: str, scratch: Path) -> TaskOutcome:
         migrations = task.migrations_dir
     else:
         raise FleetError(f"The task of target {task.name!r} carries no migrations; this is a bug in the scheduler.")
-    batch = batch_mod.find(migrations, task.batch)
+    release = task.batch == PENDING
     if task.mode == RUN:  # before reading the ledger: whoever holds the lock may be about to change it
         migration_lock.wait_until_free(url)
-    with database.connect(url) as conn:  # one sentence (redacted) if unreachable
-        state = ledger.states(conn).get(task.batch)
-    if state and state.applied and state.checksum == batch.checksum:
-        when = state.applied_at.isoformat(timespec="seconds") if state.applied_at else "?"
-        return TaskOutcome(task.name, ALREADY_APPLIED,
-                           message=f"batch {task.batch} already applied at {when} by {state.applied_by}")
+    if not release:
+        batch = batch_mod.find(migrations, task.batch)
+        with database.connect(url) as conn:  # one sentence (redacted) if unreachable
+            state = ledger.states(conn).get(task.batch)
+        if state and state.applied and state.checksum == batch.checksum:
+            when = state.applied_at.isoformat(timespec="seconds") if state.applied_at else "?"
+            return TaskOutcome(task.name, ALREADY_APPLIED,
+                               message=f"batch {task.batch} already applied at {when} by {state.applied_by}")
     reports = task.reports_dir or scratch / "reports"
     phases = names.RUN_PHASES if task.mode == RUN else (names.PREFLIGHT,)
     ran = chain.run_phases(
         Target(url, embedded=False), task.batch, phases, migrations_dir=migrations, reports_dir=reports,
         options=task.options, rollback_on_failure=task.rollback_on_failure, quiet=True, folder_name=task.name)
-    phase_records = {}
-    for phase in names.RECORD_PHASES:
-        path = ran.run_dir / f"{phase}.json"
-        if path.exists():
-            phase_records[phase] = json.loads(path.read_text(encoding="utf-8"))
+    phase_records = _release_records(ran.run_dir) if release else _records(ran.run_dir)
     packed = None if task.reports_dir else archive.pack(ran.run_dir)
     verdict, reasons = _verdict_of(phase_records.get(names.PREFLIGHT))
     status, message = _classify(task, ran.record, phase_records, verdict, reasons)
     return TaskOutcome(task.name, status, verdict, reasons, message,
                        run_dir=ran.run_dir.relative_to(Path(reports).resolve()).as_posix(),
                        records=phase_records, archive=packed)
+
+
+def _records(folder: Path) -> dict[str, dict[str, Any]]:
+    """The phase records of a run folder as JSON data (what travels back from the worker)."""
+    found = {}
+    for phase in names.RECORD_PHASES:
+        path = folder / f"{phase}.json"
+        if path.exists():
+            found[phase] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def _release_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """A release's records folded into one of each phase: the fleet report shows a target on one line."""
+    children = [_records(child) for child in sorted(folder.iterdir()) if child.is_dir() and child.name.isdigit()]
+    plan = json.loads((folder / "release.json").read_text(encoding="utf-8")) if (folder / "release.json").exists() \
+        else {"batches": []}
+    found: dict[str, dict[str, Any]] = {}
+    verdicts = [c[names.PREFLIGHT]["verdict"] for c in children if names.PREFLIGHT in c]
+    if verdicts:
+        worst = next((v for v in (NOGO, names.WARN, names.GO) if any(x.get("status") == v for x in verdicts)), "")
+        reasons = [r for x in verdicts if x.get("status") == worst for r in x.get("reasons") or []]
+        found[names.PREFLIGHT] = {"verdict": {"status": worst, "reasons": reasons}}
+    applies = [c[names.APPLY] for c in children if names.APPLY in c]
+    if applies or not plan["batches"]:
+        statuses = [a.get("status") for a in applies]
+        status = names.FAILED if names.FAILED in statuses else \
+            names.APPLIED if len(applies) == len(plan["batches"]) and applies else \
+            names.ALREADY_APPLIED if not plan["batches"] else "incomplete"
+        found[names.APPLY] = {"status": status, "attempts": sum(int(a.get("attempts") or 0) for a in applies),
+                              "duration_s": round(sum(a.get("duration_s") or 0 for a in applies), 6),
+                              "longest_write_block_s": max((a.get("longest_write_block_s") or 0 for a in applies),
+                                                           default=0.0)}
+    tests = [t for c in children for t in (c.get(names.VALIDATE) or {}).get("tests") or []]
+    if any(names.VALIDATE in c for c in children):
+        found[names.VALIDATE] = {"tests": tests}
+    return found
 
 
 def _verdict_of(record: dict[str, Any] | None) -> tuple[str, tuple[str, ...]]:
