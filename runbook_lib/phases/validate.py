@@ -7,6 +7,7 @@ from pathlib import Path
 
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
+from runbook_lib.batch import derived
 from runbook_lib.batch.model import VALIDATION
 from runbook_lib.db import catalog, ledger
 from runbook_lib.errors import NotApplied
@@ -19,7 +20,11 @@ from runbook_lib.report.records import ValidationResult
 
 def run(session: Session, *, require_applied: bool = True, orm_strict: bool = False,
         prisma_schema_path: str | Path | None = None) -> ValidationResult:
-    """Run the batch's declared checks and validation.sql, roll everything back, record the outcome.
+    """Run the batch's declared checks, validation.sql and the tests derived from migration.sql; roll back; record.
+
+    Derived tests (runbook_lib.batch.derived) need nobody to write them: what migration.sql creates,
+    changes or drops is compared with the catalog. A batch with no test at all (a pure data UPDATE, no
+    [checks]) is recorded as "no tests" and passes: validate fails only when a test fails.
 
     schema.prisma (`prisma_schema_path`, else the batch folder's, else the one next to the migrations
     folder) is compared with the database for every column the checks touch; with `orm_strict` a
@@ -44,7 +49,8 @@ def run(session: Session, *, require_applied: bool = True, orm_strict: bool = Fa
         with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=batch.number,
                                  batch_name=batch.name, phase="validate", checksum=batch.checksum) as writer:
             with conn.transaction(force_rollback=True):
-                blocks = checks.tests(conn, batch.checks) + file_blocks
+                derivation = derived.derive(conn, batch.migration_sql)
+                blocks = checks.tests(conn, batch.checks) + file_blocks + derivation.blocks
                 results = [sqlblocks.run(conn, block) for block in blocks]
             leftover = sum(_row_counts(conn, touched).values()) - sum(rows_before.values())
             mismatches = orm.compare(conn, schema, batch.checks.columns) if schema else []
@@ -53,7 +59,7 @@ def run(session: Session, *, require_applied: bool = True, orm_strict: bool = Fa
                 batch=preflight.BatchInfo.of(batch), connection=session.facts, run_id=session.run.run_id,
                 started_at=started, duration_s=round(time.perf_counter() - t0, 6), tests=results,
                 leftover_rows=leftover, prisma_schema=str(schema_path) if schema else None,
-                orm_mismatches=mismatches, orm_strict=orm_strict,
+                orm_mismatches=mismatches, orm_strict=orm_strict, derived_notes=derivation.notes,
             )
             session.run.write("validate", result)
             message = result.headline
