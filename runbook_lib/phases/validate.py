@@ -8,6 +8,7 @@ from pathlib import Path
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch import derived
+from runbook_lib.batch.discovery import discover
 from runbook_lib.batch.model import VALIDATION
 from runbook_lib.db import catalog, ledger
 from runbook_lib.errors import NotApplied
@@ -53,13 +54,20 @@ def run(session: Session, *, require_applied: bool = True, orm_strict: bool = Fa
                 blocks = checks.tests(conn, batch.checks) + file_blocks + derivation.blocks
                 results = [sqlblocks.run(conn, block) for block in blocks]
             leftover = sum(_row_counts(conn, touched).values()) - sum(rows_before.values())
-            mismatches = orm.compare(conn, schema, batch.checks.columns) if schema else []
+            scope = _orm_scope(session, schema_path, explicit=prisma_schema_path is not None) if schema else ""
+            if not schema:
+                mismatches = []
+            elif scope.startswith("every"):
+                mismatches = orm.compare_all(conn, schema)
+            else:
+                mismatches = orm.compare(conn, schema, batch.checks.columns)
             conn.commit()
             result = ValidationResult(
                 batch=preflight.BatchInfo.of(batch), connection=session.facts, run_id=session.run.run_id,
                 started_at=started, duration_s=round(time.perf_counter() - t0, 6), tests=results,
                 leftover_rows=leftover, prisma_schema=str(schema_path) if schema else None,
                 orm_mismatches=mismatches, orm_strict=orm_strict, derived_notes=derivation.notes,
+                orm_scope=scope,
             )
             session.run.write("validate", result)
             message = result.headline
@@ -67,6 +75,22 @@ def run(session: Session, *, require_applied: bool = True, orm_strict: bool = Fa
                 message += f"; {len(mismatches)} field(s) of {schema_path} disagree with the database"
             writer.finish(ledger.SUCCEEDED if result.ok else ledger.FAILED, message)
     return result
+
+
+def _orm_scope(session: Session, schema_path: Path, *, explicit: bool) -> str:
+    """Which fields of schema.prisma to compare, and why.
+
+    schema.prisma describes the state after the LAST migration. For the batch's own schema.prisma, one given
+    explicitly, or the latest batch of the folder, that is the state validate sees: every model and field is
+    compared. For a batch in the middle of a history, tables and columns of later migrations do not exist
+    yet and would all be false mismatches: only the columns the checks name are compared, and this says so.
+    """
+    batch = session.batch
+    latest = max(b.number for b in discover(session.migrations_dir or batch.path.parent))
+    if explicit or schema_path.parent == batch.path or batch.number == latest:
+        return "every model and field"
+    return (f"only the columns the checks name: schema.prisma describes the state after batch {latest}, "
+            f"not after batch {batch.number}")
 
 
 def _row_counts(conn, names: list[str]) -> dict[str, int]:

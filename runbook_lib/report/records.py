@@ -586,7 +586,7 @@ class ValidationResult:
 
     def orm_section(self) -> Section:
         """The reference document's "Prisma Schema Updates" section, from this result."""
-        return orm.section(self.orm_mismatches, self.prisma_schema)
+        return orm.section(self.orm_mismatches, self.prisma_schema, self.orm_scope)
 
     def raise_for_failures(self) -> None:
         failed = [t for t in self.tests if not t.passed]

@@ -67,6 +67,7 @@ class Constraint:
     on_delete: str = "a"  # pg_constraint.confdeltype: a (no action), r, c, n, d
     on_update: str = "a"
     validated: bool = True
+    deferrable: bool = False  # checked at commit, so a statement inside the test is not refused
     dropped: bool = False
 
 
@@ -253,7 +254,7 @@ class _Reader:
             columns = _column_names(con.raw_expr)
         else:
             columns = tuple(_strings(con.keys if kind in "pu" else con.fk_attrs)) or ((column,) if column else ())
-        found = Constraint(table.key, kind, line, con.conname or None, columns)
+        found = Constraint(table.key, kind, line, con.conname or None, columns, deferrable=bool(con.deferrable))
         if kind == "p":
             for name in columns:
                 if name in table.columns or not table.created:

@@ -8,6 +8,7 @@ referenced parent) run in the same rolled-back transaction as validate runs them
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import psycopg
@@ -248,3 +249,79 @@ def test_the_first_langfuse_migrations_pass_every_derived_test(empty_db: str):
         failed.update({f"{folder.name}: {name}": outcome for name, outcome in failures(results).items()})
     assert failed == {}, "\n".join(f"{k}: {v}" for k, v in failed.items())
     assert total > 500
+
+
+# --- in the validate phase -------------------------------------------------------------------------
+
+
+def write_batch(folder: Path, name: str, text: str) -> None:
+    (folder / name).mkdir(parents=True)
+    (folder / name / "migration.sql").write_text(text, encoding="utf-8")
+
+
+def test_a_pure_data_migration_has_no_derived_tests_and_passes(empty_db: str, tmp_path: Path):
+    from runbook_lib.phases import apply, validate
+    from runbook_lib.phases.session import open_session
+
+    migrations = tmp_path / "migrations"
+    write_batch(migrations, "001_init", 'CREATE TABLE "Item" ("id" SERIAL PRIMARY KEY, "price" INTEGER);')
+    write_batch(migrations, "002_backfill", 'UPDATE "Item" SET "price" = 0 WHERE "price" IS NULL;')
+    for number in (1, 2):
+        apply.run(open_session(number, database_url=empty_db, migrations_dir=migrations, reports_dir=tmp_path / "r"))
+
+    result = validate.run(open_session(2, database_url=empty_db, migrations_dir=migrations, reports_dir=tmp_path / "r"))
+
+    assert (result.passed, result.total) == (0, 0)
+    assert result.ok and "no derived tests" in result.headline
+    assert result.derived_notes == ["migration.sql line 1: UpdateStmt skipped, nothing derivable: not a schema change runbook models"]
+    result.raise_for_failures()  # does not raise
+
+    first = validate.run(open_session(1, database_url=empty_db, migrations_dir=migrations, reports_dir=tmp_path / "r"))
+    assert first.ok and first.total == first.derived > 0
+
+
+def test_batch_7_keeps_its_declared_names_and_counts_declared_and_derived(after_7: str, tmp_path: Path):
+    from runbook_lib.batch import declared
+    from runbook_lib.phases import validate
+    from runbook_lib.phases.session import open_session
+
+    session = open_session(7, database_url=after_7, reports_dir=tmp_path / "r")
+    result = validate.run(session)
+
+    with psycopg.connect(after_7) as conn:
+        declared_names = [b.name for b in declared.tests(conn, session.batch.checks)]
+    names = [t.name for t in result.tests]
+    assert names[:len(declared_names)] == declared_names
+    assert result.ok and result.derived > 0
+    assert result.total == len(declared_names) + len(blocks.load(session.batch.path / "validation.sql")) + result.derived
+    assert {
+        "Lead FOREIGN KEY Lead_customer_id_fkey (customer_id) REFERENCES Customer (id) ON DELETE RESTRICT "
+        "ON UPDATE CASCADE (derived: migration.sql line 21)",
+        "Lead.customer_id is NOT NULL (derived: migration.sql line 15)",
+        "Delete of a Customer referenced by Lead.customer_id rejected (derived: migration.sql line 21)",
+    } <= set(names)
+    assert all(t.source.startswith("derived: migration.sql line ") for t in result.tests[-result.derived:])
+
+
+def test_schema_prisma_is_compared_field_by_field_when_it_describes_the_batch(after_7: str, tmp_path: Path):
+    from runbook_lib import config
+    from runbook_lib.phases import validate
+    from runbook_lib.phases.session import open_session
+
+    project = tmp_path / "crm"
+    shutil.copytree(config.example_dir(), project)
+    own = project / "migrations" / "007_tighten_constraints" / "schema.prisma"
+    # A field no check names: Customer.name made optional in schema.prisma while the column is NOT NULL.
+    text = own.read_text(encoding="utf-8")
+    assert "  name      String\n  email     String?  @unique" in text
+    own.write_text(text.replace("  name      String\n  email", "  name      String?\n  email", 1), encoding="utf-8")
+
+    latest = validate.run(open_session(7, database_url=after_7, reports_dir=tmp_path / "r",
+                                       migrations_dir=project / "migrations"))
+    assert latest.orm_scope == "every model and field"
+    assert [(m.model, m.field, m.aspect) for m in latest.orm_mismatches] == [("Customer", "name", "required")]
+
+    # Batch 6 is not the last one: the schema describes a later state, so only its checked columns are compared.
+    middle = validate.run(open_session(6, database_url=after_7, reports_dir=tmp_path / "r",
+                                       migrations_dir=project / "migrations"))
+    assert middle.orm_scope.startswith("only the columns the checks name")
