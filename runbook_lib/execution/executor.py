@@ -80,16 +80,16 @@ def lock_order(conn: psycopg.Connection, step: plan.Step) -> list[tuple[str, str
                 wanted[table] = locks.strongest([mode, wanted.get(table, mode)])
     if len(wanted) < 2:
         return []
-    names: dict[str, str] = {}  # regclass text -> the name as the SQL wrote it
+    written: dict[str, str] = {}  # regclass text -> the name as the SQL wrote it
     oids = []
     for table in wanted:
         row = conn.execute("SELECT oid, oid::regclass::text FROM pg_class WHERE oid = to_regclass(%s)",
                            (catalog.regclass_text(table),)).fetchone()
         if row is not None:
             oids.append(row[0])
-            names[row[1]] = table
-    edges = [(names[a], names[b]) for a, b in conn.execute(_FK_PAIRS_SQL, {"oids": oids}).fetchall()
-             if a in names and b in names]
+            written[row[1]] = table
+    edges = [(written[a], written[b]) for a, b in conn.execute(_FK_PAIRS_SQL, {"oids": oids}).fetchall()
+             if a in written and b in written]
     linked = [t for t in wanted if any(t in edge for edge in edges)]
     if len(linked) < 2:
         return []
