@@ -51,7 +51,7 @@ def run(session: Session, *, require_applied: bool = True, orm_strict: bool = Fa
                                  batch_name=batch.name, phase="validate", checksum=batch.checksum) as writer:
             with conn.transaction(force_rollback=True):
                 derivation = derived.derive(conn, batch.migration_sql)
-                blocks = checks.tests(conn, batch.checks) + file_blocks + derivation.blocks
+                blocks = checks.tests(conn, batch.checks) + derivation.blocks + file_blocks
                 results = [sqlblocks.run(conn, block) for block in blocks]
             leftover = sum(_row_counts(conn, touched).values()) - sum(rows_before.values())
             scope = _orm_scope(session, schema_path, explicit=prisma_schema_path is not None) if schema else ""

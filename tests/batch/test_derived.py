@@ -300,7 +300,10 @@ def test_batch_7_keeps_its_declared_names_and_counts_declared_and_derived(after_
         "Lead.customer_id is NOT NULL (derived: migration.sql line 15)",
         "Delete of a Customer referenced by Lead.customer_id rejected (derived: migration.sql line 21)",
     } <= set(names)
-    assert all(t.source.startswith("derived: migration.sql line ") for t in result.tests[-result.derived:])
+    # The order: declared [checks], then derived, then validation.sql's blocks.
+    derived_part = result.tests[len(declared_names):len(declared_names) + result.derived]
+    assert all(t.source.startswith("derived: migration.sql line ") for t in derived_part)
+    assert not any(t.derived for t in result.tests[len(declared_names) + result.derived:])
 
 
 def test_schema_prisma_is_compared_field_by_field_when_it_describes_the_batch(after_7: str, tmp_path: Path):
