@@ -23,6 +23,8 @@ from runbook_lib.sql import parse as sql_parse
 _HEADER = re.compile(r"^\s*--\s*(name|expect)\s*:\s*(.*?)\s*$", re.IGNORECASE)
 # `error 23503 constraint "Job_customer_id_fkey"`, `error 23502 column customer_id`: which object must raise it.
 _ERROR_OBJECT = re.compile(r'^(.*?)\s*\b(constraint|column)\s+("(?:[^"]|"")+"|\S+)\s*$', re.IGNORECASE | re.S)
+# The `source` of a test derived from migration.sql starts with this (runbook_lib.batch.derived sets it).
+DERIVED_SOURCE = "derived: "
 EXPECTATION_HELP = (
     "error <SQLSTATE or condition name> [constraint <name> | column <name>], ok, <value>, rows <n>, empty"
 )
@@ -123,6 +125,11 @@ class BlockResult:
     @property
     def status(self) -> str:
         return "PASS" if self.passed else "FAIL"
+
+    @property
+    def derived(self) -> bool:
+        """Derived from migration.sql's statements (runbook_lib.batch.derived), not declared by someone."""
+        return self.source.startswith(DERIVED_SOURCE)
 
 
 def parse(sql: str, *, filename: str) -> list[SqlBlock]:

@@ -6,7 +6,8 @@ small parser for the part that matters here: models, fields (type, `?` optional,
 `@@map`, `@@schema`, and `@relation(fields:, references:, onDelete:)`. Prisma puts one field per line
 and the parser relies on that; comments (`//`, `///`) are dropped, strings are respected.
 
-For each column a batch's checks touch, `compare` reports a mismatch when
+For each column a batch's checks touch (`compare`), or every field schema.prisma declares
+(`compare_all`, what validate runs when the file describes the state after the batch), a mismatch when
 - the scalar field is optional (`String?`) but the column is NOT NULL, or the other way round;
 - a relation over that field declares (or defaults to) another onDelete than the foreign key's
   ON DELETE action: Prisma's default is SetNull for an optional relation, Restrict for a required one;
@@ -359,6 +360,18 @@ def compare(conn: psycopg.Connection, schema: PrismaSchema, columns: list[Column
     return list(unique.values())
 
 
+def declared_columns(schema: PrismaSchema) -> list[ColumnRef]:
+    """Every column schema.prisma declares: each scalar field (not a relation, not @ignore) of each model."""
+    models = {m.name for m in schema.models}
+    return [ColumnRef(model.db_name, f.db_name, model.schema) for model in schema.models for f in model.fields
+            if f.type not in models and not re.search(r"(?<!@)@ignore\b", f.text)]
+
+
+def compare_all(conn: psycopg.Connection, schema: PrismaSchema) -> list[OrmMismatch]:
+    """Every model and field of `schema` against the database: optionality, relations' onDelete, missing tables."""
+    return compare(conn, schema, declared_columns(schema))
+
+
 def _shape(conn, shapes: dict, table: TableRef):
     if table not in shapes:
         try:
@@ -397,13 +410,13 @@ def frame(mismatches: list[OrmMismatch]) -> pd.DataFrame:
                         empty="schema.prisma agrees with the database")
 
 
-def section(mismatches: list[OrmMismatch], schema_path: str | None) -> md.Section:
+def section(mismatches: list[OrmMismatch], schema_path: str | None, scope: str = "") -> md.Section:
     """"Prisma Schema Updates": per model, the lines schema.prisma has and the lines that would agree."""
     if schema_path is None:
         return md.Section("Prisma Schema Updates", "No schema.prisma found next to the batch; nothing compared.")
     if not mismatches:
         return md.Section("Prisma Schema Updates",
-                          f"{md.code(schema_path)} agrees with the database for every column the batch checks.")
+                          f"{md.code(schema_path)} agrees with the database for {md.text(scope or 'every column the batch checks')}.")
     parts = [f"{md.code(schema_path)} disagrees with the database:"]
     for model in dict.fromkeys(m.model for m in mismatches):
         found = [m for m in mismatches if m.model == model]

@@ -8,6 +8,8 @@ from pathlib import Path
 from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
+from runbook_lib.batch import derived
+from runbook_lib.batch.discovery import discover
 from runbook_lib.batch.model import VALIDATION
 from runbook_lib.db import catalog, ledger
 from runbook_lib.errors import NotApplied
@@ -24,7 +26,11 @@ from runbook_lib.report.records import (
 
 def run(session: Session | Release, *, require_applied: bool = True, orm_strict: bool = False,
         prisma_schema_path: str | Path | None = None) -> ValidationResult | ReleaseValidation:
-    """Run the batch's declared checks and validation.sql, roll everything back, record the outcome.
+    """Run the batch's declared checks, validation.sql and the tests derived from migration.sql; roll back; record.
+
+    Derived tests (runbook_lib.batch.derived) need nobody to write them: what migration.sql creates,
+    changes or drops is compared with the catalog. A batch with no test at all (a pure data UPDATE, no
+    [checks]) is recorded as "no tests" and passes: validate fails only when a test fails.
 
     schema.prisma (`prisma_schema_path`, else the batch folder's, else the one next to the migrations
     folder) is compared with the database for every column the checks touch; with `orm_strict` a
@@ -51,16 +57,24 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
         with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=batch.number,
                                  batch_name=batch.name, phase="validate", checksum=batch.checksum) as writer:
             with conn.transaction(force_rollback=True):
-                blocks = checks.tests(conn, batch.checks) + file_blocks
+                derivation = derived.derive(conn, batch.migration_sql)
+                blocks = checks.tests(conn, batch.checks) + derivation.blocks + file_blocks
                 results = [sqlblocks.run(conn, block) for block in blocks]
             leftover = sum(_row_counts(conn, touched).values()) - sum(rows_before.values())
-            mismatches = orm.compare(conn, schema, batch.checks.columns) if schema else []
+            scope = _orm_scope(session, schema_path, explicit=prisma_schema_path is not None) if schema else ""
+            if not schema:
+                mismatches = []
+            elif scope.startswith("every"):
+                mismatches = orm.compare_all(conn, schema)
+            else:
+                mismatches = orm.compare(conn, schema, batch.checks.columns)
             conn.commit()
             result = ValidationResult(
                 batch=preflight.BatchInfo.of(batch), connection=session.facts, run_id=session.run.run_id,
                 started_at=started, duration_s=round(time.perf_counter() - t0, 6), tests=results,
                 leftover_rows=leftover, prisma_schema=str(schema_path) if schema else None,
-                orm_mismatches=mismatches, orm_strict=orm_strict,
+                orm_mismatches=mismatches, orm_strict=orm_strict, derived_notes=derivation.notes,
+                orm_scope=scope,
             )
             session.run.write("validate", result)
             message = result.headline
@@ -68,6 +82,33 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
                 message += f"; {len(mismatches)} field(s) of {schema_path} disagree with the database"
             writer.finish(ledger.SUCCEEDED if result.ok else ledger.FAILED, message)
     return result
+
+
+def _orm_scope(session: Session, schema_path: Path, *, explicit: bool) -> str:
+    """Which fields of schema.prisma to compare, and why.
+
+    schema.prisma describes the state after the LAST migration. For the batch's own schema.prisma, one given
+    explicitly, or the latest batch of the folder, that is the state validate sees: every model and field is
+    compared. For a batch in the middle of a history, tables and columns of later migrations do not exist
+    yet and would all be false mismatches: only the columns the checks name are compared, and this says so.
+    """
+    batch = session.batch
+    latest = _latest(Path(session.migrations_dir or batch.path.parent))
+    if explicit or schema_path.parent == batch.path or batch.number == latest:
+        return "every model and field"
+    return (f"only the columns the checks name: schema.prisma describes the state after batch {latest}, "
+            f"not after batch {batch.number}")
+
+
+_LATEST: dict[tuple[str, int], int] = {}
+
+
+def _latest(folder: Path) -> int:
+    """The folder's last batch number, found once per state of the folder (a release validates hundreds)."""
+    key = (str(folder), folder.stat().st_mtime_ns)
+    if key not in _LATEST:
+        _LATEST[key] = max(b.number for b in discover(folder))
+    return _LATEST[key]
 
 
 def _row_counts(conn, names: list[str]) -> dict[str, int]:

@@ -520,8 +520,10 @@ class ExecutionResult:
 class ValidationResult:
     """validate.json: each test of what the database now enforces (X/Y), every one rolled back.
 
-    Declared checks and validation.sql blocks with their outcomes, the ORM alignment with schema.prisma,
-    and the row counts before and after that prove nothing was left behind.
+    Declared checks, validation.sql blocks and the tests derived from migration.sql with their outcomes,
+    the ORM alignment with schema.prisma, and the row counts before and after that prove nothing was
+    left behind. No test at all is not a failure (a pure data migration has nothing to derive): the
+    headline says so and X/Y is 0/0.
     """
 
     batch: BatchInfo
@@ -534,6 +536,9 @@ class ValidationResult:
     prisma_schema: str | None = None  # the schema.prisma compared with the database, if one was found
     orm_mismatches: list[OrmMismatch] = field(default_factory=list)
     orm_strict: bool = False  # whether a mismatch fails the validation
+    # What migration.sql held that gave no derived test (skipped statements, behaviour tests not built).
+    derived_notes: list[str] = field(default_factory=list)
+    orm_scope: str = ""  # which part of schema.prisma was compared, and why
 
     @property
     def passed(self) -> int:
@@ -548,12 +553,21 @@ class ValidationResult:
         return round(100.0 * self.passed / self.total, 1) if self.total else 0.0
 
     @property
+    def derived(self) -> int:
+        """How many of the tests were derived from migration.sql (the rest were declared)."""
+        return sum(1 for t in self.tests if t.derived)
+
+    @property
     def ok(self) -> bool:
-        return self.total > 0 and self.passed == self.total and not (self.orm_strict and self.orm_mismatches)
+        return self.passed == self.total and not (self.orm_strict and self.orm_mismatches)
 
     @property
     def headline(self) -> str:
-        return f"{self.passed}/{self.total} tests passed ({self.percent:g}%)"
+        if not self.tests:
+            return "0/0 tests: no derived tests and none declared"
+        declared = self.total - self.derived
+        split = f"{declared} declared, {self.derived} derived" if self.derived else f"{declared} declared, no derived tests"
+        return f"{self.passed}/{self.total} tests passed ({self.percent:g}%; {split})"
 
     def tests_frame(self) -> pd.DataFrame:
         return tables.frame(self.tests, ["name", "expectation", "outcome", "status", "source"], empty="no tests")
@@ -566,14 +580,10 @@ class ValidationResult:
 
     def orm_section(self) -> Section:
         """The reference document's "Prisma Schema Updates" section, from this result."""
-        return orm.section(self.orm_mismatches, self.prisma_schema)
+        return orm.section(self.orm_mismatches, self.prisma_schema, self.orm_scope)
 
     def raise_for_failures(self) -> None:
         failed = [t for t in self.tests if not t.passed]
-        if not self.tests:
-            raise ValidationFailed(
-                f"Batch {self.batch.number} has no tests: add [checks] to batch.toml or a validation.sql."
-            )
         problems = []
         if failed:
             problems.append(self.headline + "; failing: "

@@ -162,15 +162,20 @@ class Summary:
             if t.message:
                 lines.append(f"- Server: {md.text(t.sqlstate)} {md.text(t.message)}")
             parts.append("\n".join(lines))
+        if not v.tests:
+            parts.append("No tests: no derived tests (nothing in migration.sql to derive one from) and none declared.")
+        if v.derived_notes:
+            parts.append("**Not derived from migration.sql**:\n\n" + "\n".join(f"- {md.text(n)}" for n in v.derived_notes))
         return Section("Validation Results", "\n\n".join(parts))
 
     def test_summary(self) -> Section:
         v = self.validate
         if v is None:
             return Section("Test Summary", "No validation in this run.")
-        rows = [(n, t.name, "PASS" if t.passed else "FAIL") for n, t in enumerate(v.tests, start=1)]
-        body = md.table(["Test", "Description", "Result"], rows)
-        body += f"\n\n**Overall**: {v.passed}/{v.total} tests passed ({v.percent:g}%)"
+        rows = [(n, t.name, "derived" if t.derived else "declared", "PASS" if t.passed else "FAIL")
+                for n, t in enumerate(v.tests, start=1)]
+        body = md.table(["Test", "Description", "Origin", "Result"], rows) if rows else "No tests."
+        body += f"\n\n**Overall**: {v.headline}"
         if v.leftover_rows:
             body += f"\n\nWARNING: the tests left {v.leftover_rows} rows behind."
         return Section("Test Summary", body)

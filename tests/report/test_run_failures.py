@@ -63,7 +63,7 @@ def test_rollback_on_failure_rolls_back_when_validation_fails(crm_url: str, migr
     assert record["rolled_back"] is True
     assert [p["phase"] for p in record["phases"]] == ["preflight", "apply", "validate", "rollback", "summary"]
     summary = (run_dir / "summary.md").read_text()
-    assert "Migration Summary: ROLLED BACK" in summary and "| A test that fails on purpose | FAIL |" in summary
+    assert "Migration Summary: ROLLED BACK" in summary and "| A test that fails on purpose | declared | FAIL |" in summary
     assert not _applied(crm_url, 7)
     with psycopg.connect(crm_url) as conn:
         assert conn.execute("SELECT is_nullable FROM information_schema.columns WHERE table_name = 'Lead'"

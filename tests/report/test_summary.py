@@ -159,9 +159,10 @@ def test_markdown_test_summary_counts_the_recorded_tests(completed: Run) -> None
     passed = sum(t["passed"] for t in tests)
     assert len(tests) >= 14 and passed == len(tests)
     section = _section(completed.md, "Test Summary")
-    assert f"**Overall**: {passed}/{len(tests)} tests passed (100%)" in section
+    assert f"**Overall**: {passed}/{len(tests)} tests passed (100%; " in section
     for n, t in enumerate(tests, start=1):
-        assert f"| {n} | {html.escape(t['name'], quote=False)} | PASS |" in section
+        origin = "derived" if t["source"].startswith("derived: ") else "declared"
+        assert f"| {n} | {html.escape(t['name'], quote=False)} | {origin} | PASS |" in section
     results = _section(completed.md, "Validation Results")
     assert results.count("- Result: PASS") == len(tests) and "FAIL" not in results
 
@@ -258,8 +259,8 @@ def test_a_failing_test_turns_the_summary_to_failed(completed: Run, tampered: Ru
     md = tampered.md
     assert md.startswith("# Batch 7 Migration Summary: FAILED\n") and "| Status | FAILED |" in md
     percent = f"{100 * passed / len(tests):.1f}".rstrip("0").rstrip(".")
-    assert f"**Overall**: {passed}/{len(tests)} tests passed ({percent}%)" in md
-    assert f"| {len(tests)} | Lead count, expected wrong on purpose | FAIL |" in md
+    assert f"**Overall**: {passed}/{len(tests)} tests passed ({percent}%; " in md
+    assert re.search(r"^\| \d+ \| Lead count, expected wrong on purpose \| declared \| FAIL \|$", md, re.M)
     wrong = _section(md, "Validation Results").split("**Test ")[-1]
     leads = next(t for t in tests if t["name"].startswith("Lead count"))["outcome"]
     assert "- Expected: 999999" in wrong and f"- Result: FAIL: {leads}" in wrong
