@@ -129,7 +129,7 @@ def run(
         raise FleetError(f"Unknown fleet mode {mode!r}; use run or preflight.")
     if max_failures is not None and max_failures < 1:
         raise FleetError(f"--max-failures must be at least 1, not {max_failures}.")
-    migrations = Path(migrations_dir or config.example_migrations_dir()).resolve()
+    migrations = config.migrations_dir(migrations_dir).resolve()
     batch_mod.find(migrations, number)  # an unknown batch is refused before any cluster starts
     if not scheduler:
         fleet.require_env()  # LocalCluster workers inherit this environment

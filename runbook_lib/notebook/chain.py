@@ -71,7 +71,7 @@ def run_phases(
     the database name in `reports/<database>/<batch>/<run-id>/` (a fleet names each target).
     """
     options = options or DEFAULTS
-    migrations = Path(migrations_dir or config.example_migrations_dir()).resolve()
+    migrations = config.migrations_dir(migrations_dir).resolve()
     batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
     run = records.RunFolder.create(Path(reports_dir or config.default_reports_dir()).resolve(),
                                   folder_name or tgt.name, number)

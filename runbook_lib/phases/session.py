@@ -42,6 +42,10 @@ class Session:
     migrations_dir: Path
     url: str = field(repr=False)
 
+    def batches(self) -> list[Batch]:
+        """Every batch of the migrations folder: the history matches Prisma's rows to them by name."""
+        return batch_mod.discover(self.migrations_dir)
+
     def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
         return database.connect(self.url, autocommit=autocommit, application_name=application_name)
 
@@ -82,7 +86,7 @@ def open_session(
             "the executed notebook; pass it in the DATABASE_URL environment variable instead (or run papermill "
             "with --engine runbook, which moves it there), and delete that output notebook."
         )
-    folder = Path(migrations_dir) if migrations_dir else config.example_migrations_dir()
+    folder = config.migrations_dir(migrations_dir)  # migrations_dir = None: the project's, found from here up
     found = batch_mod.find(folder, whole_number("batch", batch))
     url = resolve_url(database_url)
     with database.connect(url) as conn:
