@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import cli
+from runbook_lib import cli, config
 from runbook_lib.db import catalog
 from runbook_lib.errors import PhaseFailed
 from runbook_lib.notebook import runner
@@ -115,7 +115,7 @@ def test_unreachable_host_and_bad_urls(crm_url, tmp_path, capsys) -> None:
     for url, words in ((unreachable, "check the host and port"),
                        ("mysql//nonsense", "not valid"),
                        (conninfo.make_conninfo(crm_url, dbname="no_such_db_here"), "create the database")):
-        code = cli.main(["status", "--database-url", url])
+        code = cli.main(["status", "--database-url", url, "--migrations-dir", config.example_migrations_dir()])
         err = capsys.readouterr().err
         assert code == 1 and words in err and "pw-123" not in err and len(err.strip().splitlines()) == 1, err
 
@@ -132,7 +132,7 @@ def test_wrong_password_is_one_sentence_without_the_password(server_url, crm_url
         conn.execute("SELECT pg_reload_conf()")
         try:
             url = conninfo.make_conninfo(crm_url, user=role, password="wrong-one")
-            code = cli.main(["status", "--database-url", url])
+            code = cli.main(["status", "--database-url", url, "--migrations-dir", config.example_migrations_dir()])
             err = capsys.readouterr().err
             assert code == 1 and "password authentication failed" in err and "check the user and password" in err
             assert "wrong-one" not in err and len(err.strip().splitlines()) == 1

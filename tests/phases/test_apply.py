@@ -182,7 +182,7 @@ def test_online_strategy_reaches_the_same_catalog_as_direct(after_6, crm_url: st
     online_catalog = catalog_state(crm_url)
 
     other = make_database(crm_template)
-    other_session = lambda b: open_session(b, database_url=other, reports_dir=tmp_path / "direct")  # noqa: E731
+    other_session = lambda b: open_session(b, database_url=other, reports_dir=tmp_path / "direct", migrations_dir=config.example_migrations_dir())  # noqa: E731
     apply.run(other_session(6))
     direct = apply.run(other_session(7))
     assert direct.status == "applied" and len(direct.plan) == 1
