@@ -46,13 +46,13 @@ class MigrationState:
             return ""
         found = []
         if self.runbook_checksum is not None and self.runbook_checksum != batch.checksum:
-            found.append(f"{names.SOURCE_RUNBOOK} recorded {self.runbook_checksum[:12]}")
+            found.append(f"{names.SOURCE_RUNBOOK} recorded {self.runbook_checksum}")
         if self.prisma_checksum is not None and not prisma.checksum_matches(
                 batch.migration_path.read_bytes(), self.prisma_checksum):
-            found.append(f"{names.SOURCE_PRISMA} recorded {self.prisma_checksum[:12]}")
+            found.append(f"{names.SOURCE_PRISMA} recorded {self.prisma_checksum}")
         if not found:
             return ""
-        return f"{' and '.join(found)}, the file is now {batch.checksum[:12]}"
+        return f"{' and '.join(found)}, the file is now {batch.checksum}"
 
     @property
     def when(self) -> str:

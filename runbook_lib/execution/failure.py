@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
+from runbook_lib import names
 from runbook_lib.batch.blocks import BlockResult
 from runbook_lib.db import connection
 from runbook_lib.errors import MigrationFailed, RunbookError
@@ -73,8 +74,8 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
                  f"({server_message(exc.exc)})")
         fix = "find the blocking session with `runbook preflight` and retry, or raise --lock-timeout / --max-attempts"
     elif isinstance(exc, VerificationFailed):
-        names = "; ".join(f"{b.name}: expected {b.expectation}, got {b.outcome}" for b in exc.failed)
-        cause = f"ran, but the checks that must hold afterwards failed ({names})"
+        failed_checks = "; ".join(f"{b.name}: expected {b.expectation}, got {b.outcome}" for b in exc.failed)
+        cause = f"ran, but the checks that must hold afterwards failed ({failed_checks})"
         fix = "fix the SQL so the checks hold"
     else:
         failed = next((r for r in reversed(result.statements) if r.status == names.FAILED), None)

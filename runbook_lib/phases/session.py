@@ -86,8 +86,9 @@ def open_session(
             "the executed notebook; pass it in the DATABASE_URL environment variable instead (or run papermill "
             "with --engine runbook, which moves it there), and delete that output notebook."
         )
+    number = whole_number("batch", batch)
     folder = config.migrations_dir(migrations_dir)  # migrations_dir = None: the project's, found from here up
-    found = batch_mod.find(folder, whole_number("batch", batch))
+    found = batch_mod.find(folder, number)
     url = resolve_url(database_url)
     with database.connect(url) as conn:
         facts = database.facts(conn, url)

@@ -168,7 +168,7 @@ def test_missing_variable_is_refused_by_the_cli_before_any_cluster_or_folder(
     toml = write_toml(tmp_path / "fleet.toml", GOOD)
     monkeypatch.setenv("RB_T_A", "postgresql://x@127.0.0.1:1/a")
     monkeypatch.delenv("RB_T_B", raising=False)
-    result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", config.example_migrations_dir())
+    result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()))
     assert result.code == 1 and result.out == ""
     err = result.err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -201,7 +201,7 @@ def test_failed_canary_wave_stops_the_later_waves(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("RB_T_B", crm_url)
     reports = tmp_path / "reports"
 
-    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--reports-dir", reports, "--migrations-dir", config.example_migrations_dir())
+    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--reports-dir", reports, "--migrations-dir", str(config.example_migrations_dir()))
 
     assert result.code == 1, result.err
     folder, record = fleet_json(result.out)
@@ -226,8 +226,8 @@ def test_max_failures_stops_scheduling_new_targets(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("RB_T_Y", _unreachable("y"))
     monkeypatch.setenv("RB_T_Z", crm_url)
 
-    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--max-failures", 1, "--migrations-dir", config.example_migrations_dir(),
-                 "--reports-dir", tmp_path / "reports", "--migrations-dir", config.example_migrations_dir())
+    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--max-failures", 1, "--migrations-dir", str(config.example_migrations_dir()),
+                 "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()))
 
     assert result.code == 1
     _, record = fleet_json(result.out)
@@ -292,7 +292,7 @@ url_env = "RB_FLEET_C_URL"
             for target, env in (("canary", "RB_FLEET_CANARY_URL"), ("tenant-b", "RB_FLEET_B_URL"),
                                 ("tenant-c", "RB_FLEET_C_URL")):
                 mp.setenv(env, conninfo.make_conninfo(urls[target], user=role, password=PASSWORD))
-            common = ("--targets", toml, "--reports-dir", reports, "--migrations-dir", config.example_migrations_dir())
+            common = ("--targets", toml, "--reports-dir", reports, "--migrations-dir", str(config.example_migrations_dir()))
             pre = cli("fleet", "preflight", 7, *common, "--workers", 2)
             run = cli("fleet", "run", 7, *common, "--workers", 2)
             before = len(list((reports / "tenant-c" / "7").iterdir()))
@@ -516,7 +516,7 @@ def test_twelve_databases_all_succeed(server_url: str, crm6_template: str, tmp_p
             mp.delenv("DATABASE_URL", raising=False)
             for i, url in enumerate(urls.values()):
                 mp.setenv(f"RB_FLEET12_{i:02d}", url)
-            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", config.example_migrations_dir(), "--workers", 2)
+            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()), "--workers", 2)
         assert result.code == 0, result.out + result.err
         _, record = fleet_json(result.out)
         targets = by_name(record)
@@ -554,7 +554,7 @@ url_env = "RB_FLEET_NOGO_REST"
             mp.delenv("DATABASE_URL", raising=False)
             mp.setenv("RB_FLEET_NOGO_CANARY", urls["canary"])
             mp.setenv("RB_FLEET_NOGO_REST", urls["rest"])
-            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", config.example_migrations_dir(), "--workers", 1)
+            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()), "--workers", 1)
         assert result.code == 1
         assert "no target of wave 'canary' was applied" in result.err + result.out
         _, record = fleet_json(result.out)
