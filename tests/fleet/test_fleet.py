@@ -464,7 +464,7 @@ def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
                 try:
                     outcome["result"] = fleet_scheduler.run(
                         fleet_config.load(toml), 7, scheduler=cluster.scheduler_address, reports_dir=reports,
-                        shared_reports=True, say=lines.append,
+                        migrations_dir=config.example_migrations_dir(), shared_reports=True, say=lines.append,
                         options=Options(lock_timeout_ms=100, max_attempts=60, strategy="direct"))
                 except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                     outcome["error"] = exc
