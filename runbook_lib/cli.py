@@ -12,14 +12,18 @@ from runbook_lib.errors import PhaseFailed, RunbookError
 from runbook_lib.fleet import report as fleet_report
 
 
+MIGRATIONS_HELP = ("folder of batches (default: the migrations_dir of a runbook.toml, else prisma/migrations or "
+                   "migrations/, found from the current directory up)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one sentence and exit 2, like every other refusal
         self.exit(2, f"runbook: {message}; see `runbook --help`.\n")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, *, migrations_help: str = MIGRATIONS_HELP) -> None:
     p.add_argument("--database-url", help="target database (default: DATABASE_URL, else the embedded server)")
-    p.add_argument("--migrations-dir", type=Path, help="folder of batches (default: the example's)")
+    p.add_argument("--migrations-dir", type=Path, help=migrations_help)
     p.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
 
 
@@ -76,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("check", help="re-check every applied batch read-only; exit 1 on drift (for cron or CI)")
     p.add_argument("--database-url", help="target database (default: DATABASE_URL, else the embedded server)")
-    p.add_argument("--migrations-dir", type=Path, help="folder of batches (default: the example's)")
+    p.add_argument("--migrations-dir", type=Path, help=MIGRATIONS_HELP)
     p = sub.add_parser("report", help="re-render a run folder's summary from its records")
     p.add_argument("run_dir", type=Path)
     p = sub.add_parser("example", help="the example CRM database")
@@ -85,8 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--database-url")
     load.add_argument("--leads", type=int, default=1000)
     load.add_argument("--reset", action="store_true", help="drop the example's tables and the ledger first")
-    p = sub.add_parser("demo", help="load the example and run batches 6 and 7 end to end")
+    p = sub.add_parser("baseline", help="record batches up to N as applied without running them "
+                                        "(a database whose schema is already there)")
+    p.add_argument("batch", type=int, help="the last migration the database already has")
+    p.add_argument("--yes", action="store_true", help="record without asking (needed without a terminal)")
     _common(p)
+    p = sub.add_parser("demo", help="load the example and run batches 6 and 7 end to end")
+    _common(p, migrations_help="folder of batches (default: the example's)")
     p.add_argument("--reset", action="store_true", help="with DATABASE_URL: drop the example's tables first")
     p = sub.add_parser("server", help="the embedded PostgreSQL")
     p.add_argument("action", choices=("start", "stop", "url"))
@@ -108,7 +117,7 @@ def _fleet_parser(sub) -> None:
         f.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler instead of a LocalCluster")
         f.add_argument("--shared-reports", action="store_true",
                        help="with --scheduler: the workers see --reports-dir (shared storage) and write there")
-        f.add_argument("--migrations-dir", type=Path, help="folder of batches (default: the example's)")
+        f.add_argument("--migrations-dir", type=Path, help=MIGRATIONS_HELP)
         f.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
         if name == "run":
             _apply_options(f, force=False)
@@ -210,6 +219,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if cmd == "demo":
         return _demo(tgt, args)
+    if cmd == "baseline":
+        return _baseline(tgt, args)
     where = {"migrations_dir": args.migrations_dir, "reports_dir": args.reports_dir}
     if cmd == "deploy":
         return _print_outcome(commands.deploy(tgt, to=args.to, options=_options(args), **where))
@@ -223,13 +234,43 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _print_outcome(outcome)
 
 
-def _print_status(tgt: commands.Target, rows: list[commands.BatchStatus]) -> None:
+def _print_status(tgt: commands.Target, report: commands.StatusReport) -> None:
     print(f"{tgt.shown}")
-    for row in rows:
-        state = f"applied {row.applied_at} by {row.applied_by}" if row.applied else "not applied"
-        if row.applied and row.checksum_matches is False:
-            state += "  (DRIFT: migration.sql changed since)"
+    if report.prisma_failed:
+        print(f"  FAILED PRISMA MIGRATION: {report.prisma_failed}")
+    for row in report.rows:
+        state = (f"applied {row.applied_at} by {row.applied_by} [{row.source}]" if row.applied else "not applied")
+        if row.drift:
+            state += f"  (DRIFT: migration.sql changed since: {row.drift})"
         print(f"  {row.number:>4}  {row.name:<32} {state}")
+        for note in row.notes:
+            print(f"        DISAGREE: {note}")
+    if report.skipped_note:
+        print(f"  note: {report.skipped_note}")
+
+
+def _baseline(tgt: commands.Target, args: argparse.Namespace) -> int:
+    def confirm(plan: commands.BaselinePlan) -> bool:
+        print(f"{tgt.shown}: baseline records as applied, without running them:")
+        for line in plan.lines():
+            print(f"  {line}")
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise RunbookError("baseline asks before recording and there is no terminal to ask on; "
+                               "pass --yes to record the batches listed above.")
+        answer = input("Record these as applied? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    outcome = commands.baseline(tgt, args.batch, migrations_dir=args.migrations_dir, confirm=confirm)
+    if outcome.plan.empty:
+        print(f"{tgt.shown}: batches up to {args.batch} are already recorded as applied; nothing to record")
+        return 0
+    if not outcome.recorded:
+        print("runbook: baseline cancelled; nothing was recorded.", file=sys.stderr)
+        return 1
+    print(f"recorded {len(outcome.plan.batches)} batch(es) up to {args.batch} as applied (without running them)")
+    return 0
 
 
 def _check(tgt: commands.Target, args: argparse.Namespace) -> int:

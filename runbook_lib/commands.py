@@ -15,10 +15,12 @@ from pathlib import Path
 from runbook_lib import batch as batch_mod
 from runbook_lib import config, names
 from runbook_lib.config import Options
-from runbook_lib.db import connection, embedded, ledger
+from runbook_lib.db import connection, embedded, history, ledger
 from runbook_lib.db import example as example_mod
+from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.db.target import Target, ensure_database, resolve
-from runbook_lib.errors import RunbookError
+from runbook_lib.errors import BaselineRefused, RunbookError
+from runbook_lib.orm import prisma_history
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.chain import RunOutcome, run_phases
 from runbook_lib.phases import health
@@ -26,8 +28,9 @@ from runbook_lib.phases.session import PENDING
 from runbook_lib.report import records, render
 
 __all__ = [
-    "BatchStatus", "DemoOutcome", "RunOutcome", "Target", "apply", "check", "demo", "deploy", "example_load", "fleet",
-    "preflight", "report", "rollback", "run", "run_phases", "server", "status", "target", "validate",
+    "BaselineOutcome", "BaselinePlan", "BatchStatus", "DemoOutcome", "RunOutcome", "StatusReport", "Target", "apply",
+    "baseline", "check", "demo", "deploy", "example_load", "fleet", "plan_baseline", "preflight", "report", "rollback", "run",
+    "run_phases", "server", "status", "target", "validate",
 ]
 
 DEMO_BATCHES = (6, 7)
@@ -39,7 +42,8 @@ def target(database_url: str | None = None, *, create: bool = True) -> Target:
 
 
 def _migrations(migrations_dir: Path | None) -> Path:
-    return Path(migrations_dir) if migrations_dir else config.example_migrations_dir()
+    """--migrations-dir, else the project's (runbook.toml, prisma/migrations, migrations/), else refused."""
+    return config.migrations_dir(migrations_dir)
 
 
 # --- the phases ----------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ def deploy(tgt: Target, *, to: int | None = None, migrations_dir: Path | None = 
 
 @dataclass(frozen=True)
 class BatchStatus:
-    """One batch of the migrations folder and what the ledger says of it."""
+    """One batch of the migrations folder and what the two histories say of it."""
 
     number: int
     name: str
@@ -103,24 +107,141 @@ class BatchStatus:
     applied_at: str
     applied_by: str
     checksum_matches: bool | None
+    source: str = ""  # runbook's ledger, Prisma's history, both ("" when not applied)
+    drift: str = ""  # which history recorded another migration.sql
+    notes: tuple[str, ...] = ()  # where runbook's ledger and Prisma's history disagree
 
 
-def status(tgt: Target, migrations_dir: Path | None = None) -> list[BatchStatus]:
-    """Every batch found, applied or not, and whether its migration.sql changed since it was applied."""
-    batches = batch_mod.discover(_migrations(migrations_dir))
+@dataclass(frozen=True)
+class StatusReport:
+    """`runbook status`: a row per batch, the folders skipped, and a failed Prisma row if there is one.
+
+    Iterating over it gives the rows, as the list `status` returned before.
+    """
+
+    rows: list[BatchStatus]
+    skipped_note: str = ""
+    prisma_failed: str = ""
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
+    """Every batch found, applied or not (and by which history), drift and disagreements between histories."""
+    found = batch_mod.scan(_migrations(migrations_dir))
     with connection.connect(tgt.url) as conn:
-        states = ledger.states(conn)
+        known = history.read(conn, found.batches)
     rows = []
-    for b in batches:
-        st = states.get(b.number)
-        applied = bool(st and st.applied)
+    for b in found.batches:
+        st = known.state(b.number)
+        drift = st.drift(b)
         rows.append(BatchStatus(
-            b.number, b.name, b.title, applied,
-            st.applied_at.isoformat(timespec="seconds") if applied and st.applied_at else "",
-            st.applied_by or "" if applied else "",
-            (st.checksum == b.checksum) if applied else None,
+            b.number, b.name, b.title, st.applied, st.when if st.applied else "",
+            st.applied_by or "" if st.applied else "",
+            (not drift) if st.applied else None, st.source, drift, st.notes,
         ))
-    return rows
+    return StatusReport(rows, found.note, known.failed_message())
+
+
+# --- baseline: adopting a database whose migrations ran elsewhere ----------------------------------
+
+
+@dataclass(frozen=True)
+class BaselinePlan:
+    """What `runbook baseline N` would record: the batches 1..N, and in which history each is missing."""
+
+    number: int
+    batches: list[batch_mod.Batch]
+    to_ledger: list[batch_mod.Batch]  # not yet applied in runbook's ledger
+    to_prisma: list[batch_mod.Batch]  # Prisma's layout, not yet applied in _prisma_migrations
+    create_prisma_table: bool
+
+    @property
+    def empty(self) -> bool:
+        return not self.to_ledger and not self.to_prisma
+
+    def lines(self) -> list[str]:
+        """One line per batch to record, naming the histories it goes into."""
+        out = []
+        for b in self.batches:
+            where = [label for label, todo in ((names.SOURCE_RUNBOOK, self.to_ledger), ("_prisma_migrations",
+                                                                                         self.to_prisma)) if b in todo]
+            if where:
+                out.append(f"{b.number:>4}  {b.name}  -> {' and '.join(where)}")
+        return out
+
+
+@dataclass(frozen=True)
+class BaselineOutcome:
+    plan: BaselinePlan
+    recorded: bool
+
+
+def plan_baseline(tgt: Target, number: int, migrations_dir: Path | None = None) -> BaselinePlan:
+    """The batches up to `number` to record as applied; refused (nothing written) on drift or later history."""
+    batches = batch_mod.discover(_migrations(migrations_dir))
+    if number not in {b.number for b in batches}:
+        raise BaselineRefused(f"Batch {number} is not in the migrations folder (batches: "
+                              f"{', '.join(str(b.number) for b in batches) or 'none'}); give the number of the last "
+                              "migration the database already has.")
+    with connection.connect(tgt.url) as conn:
+        known = history.read(conn, batches)
+        table = prisma_history.has_table(conn)
+    if known.failed_prisma:
+        raise BaselineRefused(known.failed_message())
+    later = [n for n in known.applied() if n > number]
+    if later:
+        raise BaselineRefused(
+            f"The database already has history beyond batch {number} (batch {later[0]} is applied, according to "
+            f"{known.state(later[0]).source}); baseline records a database with no history past the batch you give, "
+            f"so give batch {later[-1]} or more.")
+    upto = [b for b in batches if b.number <= number]
+    for b in upto:
+        drift = known.state(b.number).drift(b)
+        if drift:
+            raise BaselineRefused(f"Batch {b.number} ({b.name}) is already applied with another migration.sql "
+                                  f"({drift}); restore the applied file before recording a baseline.")
+    to_ledger = [b for b in upto if not (known.state(b.number).source in (names.SOURCE_RUNBOOK, names.SOURCE_BOTH))]
+    to_prisma = [b for b in upto if b.prisma_layout
+                 and known.state(b.number).source not in (names.SOURCE_PRISMA, names.SOURCE_BOTH)]
+    return BaselinePlan(number, upto, to_ledger, to_prisma, create_prisma_table=bool(to_prisma) and not table)
+
+
+def baseline(tgt: Target, number: int, *, migrations_dir: Path | None = None,
+             confirm: Callable[[BaselinePlan], bool] | None = None) -> BaselineOutcome:
+    """Record batches 1..`number` as applied without running them, as `prisma migrate resolve --applied` does.
+
+    For a database whose schema is already there (created by hand, by another tool, from a dump): both
+    histories get their rows, runbook's ledger and, for Prisma's layout, `_prisma_migrations`, in one
+    transaction under the migration lock, so either everything is recorded or nothing. `confirm` is shown
+    the plan first and may decline (the CLI asks on a terminal); None records without asking.
+    """
+    plan = plan_baseline(tgt, number, migrations_dir)
+    if plan.empty:
+        return BaselineOutcome(plan, recorded=False)
+    if confirm is not None and not confirm(plan):
+        return BaselineOutcome(plan, recorded=False)
+    run_id = records.new_run_id()
+    with connection.connect(tgt.url, application_name=f"runbook baseline {number}") as conn, migration_lock(conn):
+        again = plan_baseline(tgt, number, migrations_dir)  # under the lock: nobody applied meanwhile
+        if again != plan:
+            raise BaselineRefused("The database's history changed while baseline was waiting; run baseline again "
+                                  "to see what it would record now.")
+        with conn.transaction():
+            ledger.ensure(conn)
+            for b in plan.to_ledger:
+                conn.execute(
+                    "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, os_user, host,"
+                    " finished_at, message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s)",
+                    (run_id, b.number, b.name, names.APPLY, ledger.SUCCEEDED, b.checksum, ledger.os_user(),
+                     ledger.hostname(), names.BASELINED))
+            for b in plan.to_prisma:
+                prisma_history.record_applied(conn, b.name, b.checksum, create=True, ran=False)
+    return BaselineOutcome(plan, recorded=True)
 
 
 def check(tgt: Target, migrations_dir: Path | None = None) -> health.HealthResult:
@@ -180,6 +301,7 @@ def demo(tgt: Target, *, migrations_dir: Path | None = None, reports_dir: Path |
     outcome = DemoOutcome(example_load(tgt, reset=reset), reset)
     if on_loaded is not None:
         on_loaded(outcome)
+    migrations_dir = migrations_dir or config.example_migrations_dir()  # the demo's default is the example
     for number in DEMO_BATCHES:
         done = run(tgt, number, migrations_dir=migrations_dir, reports_dir=reports_dir)
         outcome.runs.append(done)

@@ -17,12 +17,14 @@ RUNBOOK_REPORTS_DIR and RUNBOOK_HOME move the reports and the state in both case
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook_lib.errors import BatchError, RunbookError
+from runbook_lib.errors import BatchError, ProjectError, RunbookError
+from runbook_lib.tomltext import line_of
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -51,6 +53,67 @@ def example_dir() -> Path:
 
 def example_migrations_dir() -> Path:
     return example_dir() / "migrations"
+
+
+# --- the project's migrations ------------------------------------------------------------------
+
+#: A project's own settings file; its one key names the migrations folder, relative to the file.
+PROJECT_FILE = "runbook.toml"
+PROJECT_KEYS = ("migrations_dir",)
+#: Looked for, in this order, in each directory from the current one up, when there is no runbook.toml.
+CONVENTIONAL_DIRS = (Path("prisma") / "migrations", Path("migrations"))
+
+
+def _read_project_file(path: Path) -> Path:
+    """The migrations folder a runbook.toml names; an unknown key or a bad value is refused with its line."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProjectError(f"{path} is not valid TOML ({exc}); fix it, or remove it and pass --migrations-dir.") from None
+    for key in raw:
+        if key not in PROJECT_KEYS:
+            raise ProjectError(f"{path} line {line_of(text, key)}: unknown key {key!r}; the only key is "
+                               f"{', '.join(PROJECT_KEYS)}.")
+    value = raw.get("migrations_dir")
+    if not isinstance(value, str) or not value.strip():
+        raise ProjectError(f"{path} line {line_of(text, 'migrations_dir')}: migrations_dir must name the folder of "
+                           'your migrations, relative to this file (migrations_dir = "prisma/migrations").')
+    return (path.parent / value).resolve()
+
+
+def find_migrations_dir(start: Path | None = None) -> Path | None:
+    """The project's migrations folder, looking from `start` (the current directory) up to the root.
+
+    In each directory: runbook.toml (its migrations_dir), else prisma/migrations, else migrations/; the
+    first directory holding any of them decides, so a monorepo's package finds its own before the root's.
+    """
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        project_file = directory / PROJECT_FILE
+        if project_file.is_file():
+            return _read_project_file(project_file)
+        for candidate in CONVENTIONAL_DIRS:
+            if (directory / candidate).is_dir():
+                return directory / candidate
+    return None
+
+
+def migrations_dir(explicit: Path | str | None = None) -> Path:
+    """--migrations-dir when given, else the project's (`find_migrations_dir`); refused when there is none.
+
+    The bundled example is the default only of `runbook demo` and `runbook example`: anywhere else a
+    command silently run against the example's batches would report on the wrong project.
+    """
+    if explicit:
+        return Path(explicit)
+    found = find_migrations_dir()
+    if found is None:
+        raise ProjectError(
+            f"No migrations folder found in {Path.cwd()} or above (no {PROJECT_FILE}, prisma/migrations or "
+            f"migrations/); pass --migrations-dir, or add a {PROJECT_FILE} with migrations_dir = \"<folder>\"."
+        )
+    return found
 
 
 def notebooks_dir() -> Path:

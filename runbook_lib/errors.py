@@ -51,6 +51,18 @@ class DriftError(RunbookError):
     """migration.sql changed after the batch was applied."""
 
 
+class PrismaMigrationFailed(RunbookError):
+    """`_prisma_migrations` holds a failed row (started, not finished, not rolled back): Prisma and runbook stop."""
+
+
+class BaselineRefused(RunbookError):
+    """`runbook baseline` cannot record the batches as asked; nothing was recorded."""
+
+
+class ProjectError(RunbookError):
+    """No migrations folder was given or found, or runbook.toml is not usable."""
+
+
 class NotApplied(RunbookError):
     """Rollback or validation of a batch that the ledger does not show as applied."""
 

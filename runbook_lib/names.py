@@ -31,3 +31,11 @@ LOCK_TIMEOUT = "lock timeout"
 COMMITTED = "committed"
 SKIPPED = "skipped"  # an earlier run committed it
 ROLLED_BACK_DRY_RUN = "rolled back (dry run)"
+
+# Where a migration's applied state comes from (history.MigrationState.source).
+SOURCE_RUNBOOK = "runbook's ledger"
+SOURCE_PRISMA = "Prisma's history"
+SOURCE_BOTH = "both"
+
+# The ledger message of a batch recorded as applied by `runbook baseline`, without running it.
+BASELINED = "baselined: recorded as applied without running"

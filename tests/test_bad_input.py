@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import cli
+from runbook_lib import cli, config
 from runbook_lib.db import catalog
 from runbook_lib.errors import PhaseFailed
 from runbook_lib.notebook import runner
@@ -115,7 +115,7 @@ def test_unreachable_host_and_bad_urls(crm_url, tmp_path, capsys) -> None:
     for url, words in ((unreachable, "check the host and port"),
                        ("mysql//nonsense", "not valid"),
                        (conninfo.make_conninfo(crm_url, dbname="no_such_db_here"), "create the database")):
-        code = cli.main(["status", "--database-url", url])
+        code = cli.main(["status", "--database-url", url, "--migrations-dir", str(config.example_migrations_dir())])
         err = capsys.readouterr().err
         assert code == 1 and words in err and "pw-123" not in err and len(err.strip().splitlines()) == 1, err
 
@@ -132,7 +132,7 @@ def test_wrong_password_is_one_sentence_without_the_password(server_url, crm_url
         conn.execute("SELECT pg_reload_conf()")
         try:
             url = conninfo.make_conninfo(crm_url, user=role, password="wrong-one")
-            code = cli.main(["status", "--database-url", url])
+            code = cli.main(["status", "--database-url", url, "--migrations-dir", str(config.example_migrations_dir())])
             err = capsys.readouterr().err
             assert code == 1 and "password authentication failed" in err and "check the user and password" in err
             assert "wrong-one" not in err and len(err.strip().splitlines()) == 1
@@ -143,7 +143,8 @@ def test_wrong_password_is_one_sentence_without_the_password(server_url, crm_url
 
 
 def test_rollback_of_a_batch_never_applied(crm_url, tmp_path, capsys) -> None:
-    message = refused(capsys, ["rollback", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path)], crm_url)
+    message = refused(capsys, ["rollback", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path),
+                                "--migrations-dir", str(config.example_migrations_dir())], crm_url)
     assert "Batch 7 is not applied" in message and "nothing to roll back" in message
 
 
@@ -157,13 +158,14 @@ def test_unknown_cli_parameter_and_bad_choice(capsys) -> None:
 def test_reports_dir_not_writable(crm_url, tmp_path, capsys) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    message = refused(capsys, ["preflight", "7", "--database-url", crm_url, "--reports-dir", str(blocker / "r")], crm_url)
+    message = refused(capsys, ["preflight", "7", "--database-url", crm_url, "--reports-dir", str(blocker / "r"),
+                                "--migrations-dir", str(config.example_migrations_dir())], crm_url)
     assert "Cannot create the run folder" in message and "--reports-dir" in message
 
 
 def test_notebook_parameter_of_the_wrong_type(crm_url, tmp_path) -> None:
     with pytest.raises(PhaseFailed) as failed:
-        runner.execute("apply", tmp_path / "apply.ipynb", {"batch": 7, "dry_run": "yes"}, database_url=crm_url)
+        runner.execute("apply", tmp_path / "apply.ipynb", {"batch": 7, "dry_run": "yes", "migrations_dir": str(config.example_migrations_dir())}, database_url=crm_url)
     assert failed.value.ename == "BatchError" and "dry_run must be True or False" in failed.value.evalue
     with pytest.raises(PhaseFailed) as failed:
         runner.execute("preflight", tmp_path / "preflight.ipynb", {"batch": "seven"}, database_url=crm_url)

@@ -150,18 +150,18 @@ def journey(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPat
         with pytest.MonkeyPatch.context() as mp:
             mp.delenv("DATABASE_URL", raising=False)
             mp.setenv("RUNBOOK_REPORTS_DIR", str(reports / "default"))
-            common = ("--database-url", url, "--reports-dir", reports)
+            common = ("--database-url", url, "--reports-dir", reports, "--migrations-dir", str(config.example_migrations_dir()))
             start = db_state(plain)
             run6 = cli("run", 6, *common)
             run7 = cli("run", 7, *common)
             after_apply = db_state(plain)
             null_lead = rejected_sqlstate(plain, NULL_LEAD)
             delete = rejected_sqlstate(plain, DELETE_REFERENCED_CUSTOMER)
-            status = cli("status", "--database-url", url)
+            status = cli("status", "--database-url", url, "--migrations-dir", str(config.example_migrations_dir()))
             rollback7 = cli("rollback", 7, *common)
             rollback6 = cli("rollback", 6, *common)
             end = db_state(plain)
-            status_after = cli("status", "--database-url", url)
+            status_after = cli("status", "--database-url", url, "--migrations-dir", str(config.example_migrations_dir()))
             with psycopg.connect(plain) as conn:
                 cur = conn.execute("SELECT * FROM runbook.phase_run ORDER BY id")
                 names = [c.name for c in cur.description]
@@ -265,7 +265,7 @@ def test_run_7_before_6_is_no_go_with_a_summary_and_changes_nothing(crm_url: str
     monkeypatch.delenv("DATABASE_URL", raising=False)
     start = db_state(crm_url)
 
-    code = main(["run", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path)])
+    code = main(["run", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path), "--migrations-dir", str(config.example_migrations_dir())])
     out, err = capfd.readouterr()  # file descriptors: the kernels' output too
 
     assert code != 0
@@ -296,7 +296,7 @@ def test_run_7_before_6_is_no_go_with_a_summary_and_changes_nothing(crm_url: str
     assert not any(applied(crm_url).values())
 
     # apply after that NO-GO: refused, still nothing changed
-    code = main(["apply", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path)])
+    code = main(["apply", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path), "--migrations-dir", str(config.example_migrations_dir())])
     out, err = capfd.readouterr()
     assert code != 0 and "Traceback" not in err
     assert "runbook: apply failed" in err
@@ -313,12 +313,12 @@ def test_apply_refused_while_preflight_says_no_go(crm_url: str, tmp_path: Path, 
     from runbook_lib.phases.session import open_session
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup"))
+    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()))
     with psycopg.connect(crm_url) as conn:
         conn.execute(NULL_LEAD)
     start = db_state(crm_url)
 
-    code = main(["apply", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path / "reports")])
+    code = main(["apply", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path / "reports"), "--migrations-dir", str(config.example_migrations_dir())])
     out, err = capsys.readouterr()
 
     assert code != 0
@@ -335,7 +335,7 @@ def test_rollback_of_a_batch_never_applied_is_refused(crm_url: str, tmp_path: Pa
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     start = db_state(crm_url)
 
-    code = main(["rollback", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path)])
+    code = main(["rollback", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path), "--migrations-dir", str(config.example_migrations_dir())])
     out, err = capsys.readouterr()
 
     assert code != 0 and "Traceback" not in err
@@ -352,7 +352,7 @@ def test_rollback_of_a_batch_never_applied_is_refused(crm_url: str, tmp_path: Pa
 
 def test_unknown_batch_lists_the_known_ones_and_writes_nothing(crm_url: str, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", "9", "--database-url", crm_url, "--reports-dir", str(tmp_path / "reports")])
+    code = main(["run", "9", "--database-url", crm_url, "--reports-dir", str(tmp_path / "reports"), "--migrations-dir", str(config.example_migrations_dir())])
     out, err = capsys.readouterr()
 
     assert code != 0
@@ -414,7 +414,8 @@ def test_console_script_runs_status(crm_url: str) -> None:
     script = Path(sys.executable).with_name("runbook")
     assert script.is_file(), "the runbook console script is not installed in this environment"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    done = subprocess.run([str(script), "status", "--database-url", crm_url], capture_output=True, text=True,
+    done = subprocess.run([str(script), "status", "--database-url", crm_url, "--migrations-dir",
+                           str(config.example_migrations_dir())], capture_output=True, text=True,
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == database.redact(crm_url)

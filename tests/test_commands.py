@@ -69,13 +69,13 @@ def test_a_run_driven_from_python(crm_url: str, tmp_path: Path) -> None:
     """What the CLI does, without it: status, run 6, status again, from the command functions alone."""
     target = commands.target(crm_url)
     assert not target.embedded and target.shown == redact(crm_url)
-    before = {s.number: s.applied for s in commands.status(target)}
+    before = {s.number: s.applied for s in commands.status(target, config.example_migrations_dir())}
     assert before == {6: False, 7: False}
-    outcome = commands.run(target, 6, reports_dir=tmp_path / "reports", options=Options(lock_timeout_ms=500))
+    outcome = commands.run(target, 6, migrations_dir=config.example_migrations_dir(), reports_dir=tmp_path / "reports", options=Options(lock_timeout_ms=500))
     assert outcome.ok and outcome.batch == 6
     assert [p.phase for p in outcome.phases] == ["preflight", "apply", "validate", "summary"]
     assert outcome.summary_html is not None and outcome.summary_html.is_file()
     apply_record = json.loads((outcome.run_dir / "apply.json").read_text(encoding="utf-8"))
     assert apply_record["status"] == "applied" and apply_record["lock_timeout_ms"] == 500
-    after = {s.number: s.applied for s in commands.status(target)}
+    after = {s.number: s.applied for s in commands.status(target, config.example_migrations_dir())}
     assert after == {6: True, 7: False}

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
+from runbook_lib import config
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch import discover
 from runbook_lib.db import connection as database
@@ -57,7 +58,7 @@ def test_tls_settings_in_the_url_are_kept(crm_url: str) -> None:
 def test_a_url_with_a_password_is_refused_as_a_notebook_parameter(crm_url: str, tmp_path: Path) -> None:
     url = conninfo.make_conninfo(crm_url, password="hunter2-secret")
     with pytest.raises(RunbookError) as refused:
-        open_session(6, database_url=url, reports_dir=tmp_path, from_notebook=True)
+        open_session(6, database_url=url, reports_dir=tmp_path, from_notebook=True, migrations_dir=config.example_migrations_dir())
     assert "DATABASE_URL" in str(refused.value) and "hunter2-secret" not in str(refused.value)
     # The same URL through the environment (the CLI's way) is fine, and never written anywhere.
-    assert open_session(6, database_url=url, reports_dir=tmp_path).facts.url.count("***") == 1
+    assert open_session(6, database_url=url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()).facts.url.count("***") == 1

@@ -5,7 +5,7 @@ the catalog (rowbuilder).
 The names a caller needs are here: `from runbook_lib import batch; batch.find(folder, 7)`.
 """
 
-from runbook_lib.batch.discovery import discover, find, load_folder
+from runbook_lib.batch.discovery import Discovery, discover, find, load_folder, scan
 from runbook_lib.batch.model import (
     CHECK_KINDS,
     MANIFEST,
@@ -32,5 +32,5 @@ from runbook_lib.batch.model import (
 __all__ = [
     "CHECK_KINDS", "MANIFEST", "MIGRATION", "PREFLIGHT", "README", "ROLLBACK", "VALIDATION", "Batch", "BatchFile",
     "BatchInfo", "CheckConstraintCheck", "Checks", "ColumnRef", "ColumnTypeCheck", "ForeignKeyCheck", "IndexCheck",
-    "TableRef", "UniqueCheck", "discover", "find", "load_folder", "read_sql", "sha256_file",
+    "TableRef", "UniqueCheck", "Discovery", "discover", "find", "load_folder", "read_sql", "scan", "sha256_file",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from runbook_lib.batch.manifest import read as read_manifest
@@ -40,21 +41,57 @@ def _where(batch: Batch, key: str) -> str:
     return f"{manifest} line {_line_of(manifest.read_text(encoding='utf-8'), key)}"
 
 
-def discover(migrations_dir: Path | str) -> list[Batch]:
-    """Every batch under `migrations_dir`, in order; duplicate numbers and unknown dependencies refused."""
+@dataclass(frozen=True)
+class Discovery:
+    """The batches of a migrations folder, and the folders skipped because they hold no migration.sql.
+
+    Some projects keep other things among their migrations (TypeScript data migrations, notes); those
+    are not batches, but a command says it passed them over rather than hiding them.
+    """
+
+    root: Path
+    batches: list[Batch]
+    skipped: tuple[Path, ...] = ()
+
+    @property
+    def note(self) -> str:
+        """One line naming the skipped folders; empty when none was skipped."""
+        if not self.skipped:
+            return ""
+        listed = ", ".join(p.name for p in self.skipped)
+        return (f"skipped {len(self.skipped)} folder(s) of {self.root} with no {MIGRATION} "
+                f"(not migrations runbook can run): {listed}")
+
+
+def _order(folders: list[Path]) -> list[Path]:
+    """batch.toml projects by the number before the name; Prisma's layout by byte order of the names.
+
+    Prisma sorts its folders as `LC_ALL=C sort` does, so a stamp of another length
+    (`20250625_add_pivot_table_charttype` among `20250101120000_...`) stays where Prisma runs it.
+    """
+    if not any((p / MANIFEST).is_file() for p in folders):
+        return sorted(folders, key=lambda p: p.name.encode("utf-8"))
+    return sorted(folders, key=lambda p: (_folder_number(p) is None, _folder_number(p) or 0, p.name))
+
+
+def scan(migrations_dir: Path | str) -> Discovery:
+    """Every batch under `migrations_dir`, in order, with the folders that hold no migration.sql.
+
+    Duplicate numbers and unknown dependencies are refused. Folders without batch.toml (Prisma's
+    layout) are numbered 1, 2, ... by their order, counting only the ones that are migrations.
+    """
     root = Path(migrations_dir)
     if not root.is_dir():
         raise BatchError(f"Migrations folder {root} does not exist; pass --migrations-dir with the folder holding your batches.")
-    folders = sorted(
-        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))),
-        key=lambda p: (_folder_number(p) is None, _folder_number(p) or 0, p.name),
-    )
+    folders = _order([p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))])
     batches: list[Batch] = []
+    skipped: list[Path] = []
     previous: int | None = None
-    for position, folder in enumerate(folders, start=1):
+    for folder in folders:
         if not any((folder / name).exists() for name in (MIGRATION, MANIFEST)):
+            skipped.append(folder)
             continue
-        batch = load_folder(folder, position=position, previous=previous)
+        batch = load_folder(folder, position=len(batches) + 1, previous=previous)
         batches.append(batch)
         previous = batch.number
     seen: dict[int, Batch] = {}
@@ -73,7 +110,12 @@ def discover(migrations_dir: Path | str) -> list[Batch]:
                     "fix depends_on or add that batch."
                 )
     _refuse_cycles(seen)
-    return sorted(batches, key=lambda b: b.number)
+    return Discovery(root, sorted(batches, key=lambda b: b.number), tuple(skipped))
+
+
+def discover(migrations_dir: Path | str) -> list[Batch]:
+    """Every batch under `migrations_dir`, in order (`scan` also says which folders it skipped)."""
+    return scan(migrations_dir).batches
 
 
 def _refuse_cycles(batches: dict[int, Batch]) -> None:

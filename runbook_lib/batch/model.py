@@ -273,6 +273,11 @@ class Batch:
         return path.read_text(encoding="utf-8") if path else ""
 
     @property
+    def prisma_layout(self) -> bool:
+        """A folder as Prisma writes it (migration.sql, no batch.toml): Prisma's history is its other ledger."""
+        return not (self.path / MANIFEST).is_file()
+
+    @property
     def label(self) -> str:
         return f"batch {self.number} ({self.name})"
 

@@ -69,6 +69,7 @@ class BatchState:
     applied_at: datetime | None = None
     applied_by: str | None = None
     run_id: str | None = None
+    name: str = ""  # the batch folder's name when it was recorded
 
 
 def exists(conn: psycopg.Connection) -> bool:
@@ -86,7 +87,7 @@ def states(conn: psycopg.Connection, *, only: int | None = None) -> dict[int, Ba
             applied = row["phase"] == "apply"
             who = row["db_user"] + (f" ({row['os_user']})" if row["os_user"] else "")
             result[row["batch"]] = BatchState(
-                row["batch"], applied, row["checksum"], row["finished_at"], who, row["run_id"]
+                row["batch"], applied, row["checksum"], row["finished_at"], who, row["run_id"], row["batch_name"]
             )
     return result
 
@@ -265,6 +266,19 @@ class LedgerWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.row_id is not None and not self._finished:
             self.finish(FAILED, f"{type(exc).__name__}: {exc}" if exc else "interrupted")
+
+
+def ensure(conn: psycopg.Connection) -> None:
+    """Create the ledger (or complete it) on `conn`, inside the caller's transaction when it has one."""
+    _ensure(conn)
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def os_user() -> str:
+    return _os_user()
 
 
 def _ensure(conn: psycopg.Connection) -> None:

@@ -74,8 +74,8 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
                  f"({server_message(exc.exc)})")
         fix = "find the blocking session with `runbook preflight` and retry, or raise --lock-timeout / --max-attempts"
     elif isinstance(exc, VerificationFailed):
-        broken = "; ".join(f"{b.name}: expected {b.expectation}, got {b.outcome}" for b in exc.failed)
-        cause = f"ran, but the checks that must hold afterwards failed ({broken})"
+        failed_checks = "; ".join(f"{b.name}: expected {b.expectation}, got {b.outcome}" for b in exc.failed)
+        cause = f"ran, but the checks that must hold afterwards failed ({failed_checks})"
         fix = "fix the SQL so the checks hold"
     else:
         failed = next((r for r in reversed(result.statements) if r.status == names.FAILED), None)

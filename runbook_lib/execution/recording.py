@@ -24,12 +24,16 @@ from runbook_lib.sql import analysis
 
 
 def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> prisma.PrismaRecord:
-    """Tell Prisma what happened, where `_prisma_migrations` exists; a failure here is reported, not fatal."""
+    """Tell Prisma what happened, where `_prisma_migrations` exists; a failure here is reported, not fatal.
+
+    A folder in Prisma's layout gets the table (Prisma's DDL) with its first record, in one transaction,
+    so Prisma can take the project over later; a batch.toml project never gets it.
+    """
     name = session.batch.name
     try:
         with conn.transaction():
             if phase == "apply":
-                return prisma.record_applied(conn, name, session.batch.checksum)
+                return prisma.record_applied(conn, name, session.batch.checksum, create=session.batch.prisma_layout)
             return prisma.record_rolled_back(conn, name)
     except psycopg.Error as exc:
         return prisma.PrismaRecord(f"not recorded: {server_message(exc)}", name)

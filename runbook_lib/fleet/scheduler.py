@@ -130,7 +130,7 @@ def run(
         raise FleetError(f"Unknown fleet mode {mode!r}; use run or preflight.")
     if max_failures is not None and max_failures < 1:
         raise FleetError(f"--max-failures must be at least 1, not {max_failures}.")
-    migrations = Path(migrations_dir or config.example_migrations_dir()).resolve()
+    migrations = config.migrations_dir(migrations_dir).resolve()
     if number == PENDING:  # a release: every target deploys what it has pending
         batch_mod.discover(migrations)  # a malformed folder is refused before any cluster starts
     else:

@@ -23,7 +23,7 @@ from runbook_lib import batch as batch_mod
 from runbook_lib import names
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db import connection as database
-from runbook_lib.db import ledger, migration_lock
+from runbook_lib.db import history, migration_lock
 from runbook_lib.db.target import Target
 from runbook_lib.errors import FleetError, RunbookError
 from runbook_lib.fleet import archive
@@ -115,13 +115,14 @@ def _run(task: TargetTask, url: str, scratch: Path) -> TaskOutcome:
     if task.mode == RUN:  # before reading the ledger: whoever holds the lock may be about to change it
         migration_lock.wait_until_free(url)
     if not release:
+        batches = batch_mod.discover(migrations)
         batch = batch_mod.find(migrations, task.batch)
         with database.connect(url) as conn:  # one sentence (redacted) if unreachable
-            state = ledger.states(conn).get(task.batch)
-        if state and state.applied and state.checksum == batch.checksum:
-            when = state.applied_at.isoformat(timespec="seconds") if state.applied_at else "?"
+            state = history.read(conn, batches).state(task.batch)
+        if state.applied and not state.drift(batch):
             return TaskOutcome(task.name, ALREADY_APPLIED,
-                               message=f"batch {task.batch} already applied at {when} by {state.applied_by}")
+                               message=f"batch {task.batch} already applied at {state.when or '?'} by "
+                                       f"{state.applied_by} (according to {state.source})")
     reports = task.reports_dir or scratch / "reports"
     phases = names.RUN_PHASES if task.mode == RUN else (names.PREFLIGHT,)
     ran = chain.run_phases(

@@ -75,7 +75,7 @@ def run_phases(
     `reports/<database>/release/<run-id>/`, with one subfolder per migration.
     """
     options = options or DEFAULTS
-    migrations = Path(migrations_dir or config.example_migrations_dir()).resolve()
+    migrations = config.migrations_dir(migrations_dir).resolve()
     release = number == PENDING
     if release:
         batch_mod.discover(migrations)  # refuse a malformed folder before anything starts

@@ -5,13 +5,14 @@ from __future__ import annotations
 from runbook_lib import names
 from runbook_lib.batch.model import PREFLIGHT
 from runbook_lib.config import DEFAULTS, Options
-from runbook_lib.db import ledger
+from runbook_lib.db import history, ledger
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.errors import (
     DependencyError,
     DriftError,
     MigrationFailed,
     PreflightFailed,
+    PrismaMigrationFailed,
     RunbookError,
 )
 from runbook_lib.execution import recording
@@ -61,18 +62,20 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
     inputs = preflight.load_inputs(session, statements)
     result, t0 = recording.start_result(session, "apply", dry_run=dry_run)
     interrupted = ledger.close_interrupted(conn, batch.number)  # we hold the lock: whoever ran them is gone
-    states = ledger.states(conn)
+    known = history.read(conn, session.batches())
     conn.commit()
-    state = states.get(batch.number, ledger.BatchState(batch.number, False))
-    if state.applied and state.checksum != batch.checksum:
+    if known.failed_prisma:
+        raise PrismaMigrationFailed(known.failed_message())
+    state = known.state(batch.number)
+    drift = state.drift(batch)
+    if drift:
         raise DriftError(
-            f"Batch {batch.number}'s migration.sql changed since it was applied "
-            f"(applied {state.checksum}, now {batch.checksum}); restore the applied file, "
-            "or write the change as a new batch."
+            f"Batch {batch.number}'s migration.sql changed since it was applied ({drift}); restore the "
+            "applied file, or write the change as a new batch."
         )
     if state.applied:
         return _already_applied(session, result, state, t0)
-    missing = [n for n in batch.depends_on if not states.get(n, ledger.BatchState(n, False)).applied]
+    missing = [n for n in batch.depends_on if not known.state(n).applied]
     if missing:
         raise DependencyError(
             f"Batch {batch.number} depends on batch {missing[0]}, which is not applied on "
@@ -121,10 +124,12 @@ def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int |
     return partial.steps_done
 
 
-def _already_applied(session: Session, result: ExecutionResult, state: ledger.BatchState, t0: float) -> ExecutionResult:
+def _already_applied(session: Session, result: ExecutionResult, state: history.MigrationState,
+                     t0: float) -> ExecutionResult:
     result.status = names.ALREADY_APPLIED
-    result.message = (f"batch {session.batch.number} was already applied at "
-                      f"{state.applied_at:%Y-%m-%d %H:%M:%S %Z} by {state.applied_by}; nothing to do")
+    when = f"{state.applied_at:%Y-%m-%d %H:%M:%S %Z}".strip() if state.applied_at else "an unknown time"
+    result.message = (f"batch {session.batch.number} was already applied at {when} by {state.applied_by} "
+                      f"(according to {state.source}); nothing to do")
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase="apply",
                              checksum=session.batch.checksum) as writer:

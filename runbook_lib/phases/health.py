@@ -23,7 +23,7 @@ from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import Batch, Checks
 from runbook_lib.db import connection as database
-from runbook_lib.db import ledger
+from runbook_lib.db import history
 from runbook_lib.db.connection import ConnectionFacts
 from runbook_lib.errors import HealthDrift
 from runbook_lib.phases.session import resolve_url
@@ -147,11 +147,11 @@ def run(url: str, migrations_dir: Path | str) -> HealthResult:
         conn.commit()
         conn.read_only = True
         with conn.transaction(force_rollback=True):
-            applied = sorted(n for n, state in ledger.states(conn).items() if state.applied)
+            applied = history.read(conn, known.values()).applied()
             for number in applied:
                 if number not in known:
                     results.append(HealthCheck(number, "?", f"batch {number} is in {folder}", "a batch folder",
-                                               "missing: the ledger shows it applied, the folder has no such batch",
+                                               "missing: the history shows it applied, the folder has no such batch",
                                                False))
             batches = [known[n] for n in applied if n in known]
             current = _current(batches)
@@ -170,4 +170,4 @@ def run(url: str, migrations_dir: Path | str) -> HealthResult:
 def check(migrations_dir: Path | str | None = None, *, database_url: str | None = None) -> HealthResult:
     """`run` on the usual target: --database-url, else DATABASE_URL, else the embedded demo database;
     the example's batches when no migrations folder is given."""
-    return run(resolve_url(database_url), Path(migrations_dir) if migrations_dir else config.example_migrations_dir())
+    return run(resolve_url(database_url), config.migrations_dir(migrations_dir))

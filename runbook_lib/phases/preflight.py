@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import PREFLIGHT, Batch, BatchInfo
-from runbook_lib.db import catalog, ledger
+from runbook_lib.db import catalog, history, ledger
 from runbook_lib.names import GO, NOGO, WARN
 from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import (
@@ -32,21 +32,27 @@ from runbook_lib.sql.analysis import StatementAnalysis
 from runbook_lib.sql.lint import LintResult
 
 
-def ledger_check(conn: psycopg.Connection, batch: Batch, assume_applied: frozenset[int] = frozenset()) -> LedgerCheck:
-    """`assume_applied`: the migrations a release applies before this one count as applied dependencies."""
-    states = ledger.states(conn)
-    own = states.get(batch.number, ledger.BatchState(batch.number, False))
-    checksum = batch.checksum
-    deps = tuple((n, n in assume_applied or states.get(n, ledger.BatchState(n, False)).applied)
-                 for n in batch.depends_on)
+def ledger_check(conn: psycopg.Connection, batch: Batch, batches: list[Batch] | None = None,
+                 assume_applied: frozenset[int] = frozenset()) -> LedgerCheck:
+    """The batch and its dependencies in both histories (runbook's ledger, `_prisma_migrations`).
+
+    `batches` (the whole folder) lets Prisma's rows of the dependencies be matched by their names;
+    `assume_applied`: the migrations a release applies before this one count as applied dependencies.
+    """
+    known = history.read(conn, batches if batches is not None else [batch])
+    own = known.state(batch.number)
+    deps = tuple((n, n in assume_applied or known.state(n).applied) for n in batch.depends_on)
     return LedgerCheck(
         applied=own.applied,
         applied_checksum=own.checksum,
-        applied_at=own.applied_at.isoformat(timespec="seconds") if own.applied_at else None,
+        applied_at=own.when or None,
         applied_by=own.applied_by,
-        checksum=checksum,
-        drift=own.applied and own.checksum is not None and own.checksum != checksum,
+        checksum=batch.checksum,
+        drift=bool(own.drift(batch)),
         dependencies=deps,
+        source=own.source,
+        notes="; ".join(own.notes),
+        prisma_failed=known.failed_message(),
     )
 
 
@@ -112,6 +118,8 @@ def blockers(conn: psycopg.Connection, names: list[str], *, long_transaction_s: 
 def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdict:
     nogo, warn = [], []
     lc = result.ledger
+    if lc.prisma_failed:
+        nogo.append(lc.prisma_failed.rstrip("."))
     if lc.drift:
         nogo.append(
             f"migration.sql changed since batch {result.batch.number} was applied "
@@ -193,7 +201,7 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
         conn.read_only = True
     try:
         with conn.transaction(force_rollback=True):
-            lc = ledger_check(conn, batch, assume_applied)
+            lc = ledger_check(conn, batch, session.batches(), assume_applied)
             gate_blocks = checks.gates(conn, batch.checks) + blocks
             gates = [sqlblocks.run(conn, block) for block in gate_blocks]
             names = touched_tables(batch, statements)

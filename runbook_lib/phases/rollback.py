@@ -7,7 +7,7 @@ from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import ROLLBACK, read_sql
 from runbook_lib.config import DEFAULTS, Options
-from runbook_lib.db import ledger
+from runbook_lib.db import history, ledger
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.errors import NotApplied, RunbookError
 from runbook_lib.execution import recording
@@ -41,11 +41,12 @@ def run(
     with session.connect(application_name=f"runbook rollback batch {batch.number}") as conn, \
             migration_lock(conn):
         ledger.close_interrupted(conn, batch.number)
-        state = ledger.state(conn, batch.number)
+        state = history.read(conn, session.batches()).state(batch.number)
         conn.commit()
         if not state.applied:
             raise NotApplied(
-                f"Batch {batch.number} is not applied on {session.facts.database} (the ledger has no apply of it), "
+                f"Batch {batch.number} is not applied on {session.facts.database} (neither runbook's ledger nor "
+                "Prisma's history has it applied), "
                 "so there is nothing to roll back; `runbook status` shows what is applied."
             )
 

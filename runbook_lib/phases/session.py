@@ -13,7 +13,7 @@ from runbook_lib import config
 from runbook_lib.batch.model import Batch, BatchInfo
 from runbook_lib.config import whole_number
 from runbook_lib.db import connection as database
-from runbook_lib.db import embedded, ledger
+from runbook_lib.db import embedded, history
 from runbook_lib.errors import BatchError, DatabaseError
 from runbook_lib.report import records
 from runbook_lib.report.records import RunFolder
@@ -42,6 +42,13 @@ class Session:
     facts: database.ConnectionFacts
     migrations_dir: Path
     url: str = field(repr=False)
+    folder: list[Batch] | None = field(default=None, repr=False)  # the folder's batches, when already read
+
+    def batches(self) -> list[Batch]:
+        """Every batch of the migrations folder: the history matches Prisma's rows to them by name."""
+        if self.folder is None:
+            self.folder = batch_mod.discover(self.migrations_dir)
+        return self.folder
 
     def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
         return database.connect(self.url, autocommit=autocommit, application_name=application_name)
@@ -73,7 +80,8 @@ class Release:
     """
 
     plan: records.ReleasePlan
-    batches: list[Batch]
+    batches: list[Batch]  # the plan's, in order
+    folder: list[Batch]  # every batch of the migrations folder, read once for the whole release
     run: RunFolder
     facts: database.ConnectionFacts
     migrations_dir: Path
@@ -81,7 +89,7 @@ class Release:
 
     def session(self, batch: Batch) -> Session:
         return Session(batch=batch, run=self.run.child(batch.number), facts=self.facts,
-                       migrations_dir=self.migrations_dir, url=self.url)
+                       migrations_dir=self.migrations_dir, url=self.url, folder=self.folder)
 
     def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
         return database.connect(self.url, autocommit=autocommit, application_name=application_name)
@@ -115,10 +123,10 @@ PENDING = "pending"  # the batch parameter of a release: every migration not yet
 
 
 def _pending(url: str, batches: list[Batch], to: int | None) -> list[Batch]:
+    """Not applied in either history (runbook's ledger, Prisma's), in order, up to `to`."""
     with database.connect(url) as conn:
-        states = ledger.states(conn)
-    pending = [b for b in batches if not (states.get(b.number) and states[b.number].applied)]
-    return [b for b in pending if to is None or b.number <= to]
+        known = history.read(conn, batches)
+    return [b for b in batches if not known.state(b.number).applied and (to is None or b.number <= to)]
 
 
 def open_release(folder: Path, run: RunFolder, facts: database.ConnectionFacts, url: str,
@@ -135,7 +143,7 @@ def open_release(folder: Path, run: RunFolder, facts: database.ConnectionFacts, 
     if missing:
         raise BatchError(f"The release in {run.path} deploys migration {missing[0]}, which is no longer in {folder}; "
                          "restore it, or start a new release.")
-    return Release(plan, [by_number[n] for n in plan.numbers], run, facts, folder, url)
+    return Release(plan, [by_number[n] for n in plan.numbers], found, run, facts, folder, url)
 
 
 def open_session(
@@ -160,7 +168,7 @@ def open_session(
             "the executed notebook; pass it in the DATABASE_URL environment variable instead (or run papermill "
             "with --engine runbook, which moves it there), and delete that output notebook."
         )
-    folder = Path(migrations_dir) if migrations_dir else config.example_migrations_dir()
+    folder = config.migrations_dir(migrations_dir)  # migrations_dir = None: the project's, found from here up
     if batch == PENDING:
         to = None if to is None else whole_number("to", to)
         url = resolve_url(database_url)
@@ -169,7 +177,8 @@ def open_session(
         run = RunFolder.open(run_dir) if run_dir else RunFolder.create(
             reports_dir or config.default_reports_dir(), facts.database, "release")
         return open_release(folder, run, facts, url, to)
-    found = batch_mod.find(folder, whole_number("batch", batch))
+    number = whole_number("batch", batch)
+    found = batch_mod.find(folder, number)
     url = resolve_url(database_url)
     with database.connect(url) as conn:
         facts = database.facts(conn, url)

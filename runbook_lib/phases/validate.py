@@ -11,7 +11,7 @@ from runbook_lib.batch import declared as checks
 from runbook_lib.batch import derived
 from runbook_lib.batch.discovery import discover
 from runbook_lib.batch.model import VALIDATION
-from runbook_lib.db import catalog, ledger
+from runbook_lib.db import catalog, history, ledger
 from runbook_lib.errors import NotApplied
 from runbook_lib.orm import prisma_schema as orm
 from runbook_lib.phases import preflight
@@ -46,7 +46,7 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
     started = records.now_iso()
     t0 = time.perf_counter()
     with session.connect() as conn:
-        if require_applied and not ledger.state(conn, batch.number).applied:
+        if require_applied and not history.read(conn, session.batches()).state(batch.number).applied:
             raise NotApplied(
                 f"Batch {batch.number} is not applied on {session.facts.database}, so there is nothing to validate; "
                 f"apply it first (`runbook apply {batch.number}`)."

@@ -269,6 +269,9 @@ class LedgerCheck:
     checksum: str
     drift: bool
     dependencies: tuple[tuple[int, bool], ...] = ()
+    source: str = ""  # where "applied" comes from: runbook's ledger, Prisma's history, both
+    notes: str = ""  # where the two histories disagree
+    prisma_failed: str = ""  # a failed _prisma_migrations row: the refusal with Prisma's way out
 
     @property
     def missing_dependencies(self) -> list[int]:
@@ -344,7 +347,12 @@ class PreflightResult:
     def ledger_frame(self) -> pd.DataFrame:
         lc = self.ledger
         rows = [("this batch", "applied" if lc.applied else "not applied",
-                 f"{lc.applied_at or ''} {lc.applied_by or ''}".strip())]
+                 f"{lc.applied_at or ''} {lc.applied_by or ''}".strip()
+                 + (f" ({getattr(lc, 'source', '')})" if getattr(lc, "source", "") else ""))]
+        if getattr(lc, "notes", ""):
+            rows.append(("histories disagree", "DISAGREE", lc.notes))
+        if getattr(lc, "prisma_failed", ""):
+            rows.append(("_prisma_migrations", "FAILED ROW", lc.prisma_failed))
         rows.append(("migration.sql checksum", lc.checksum[:16],
                      f"DRIFT: applied with {lc.applied_checksum[:16]}" if lc.drift else "matches" if lc.applied else ""))
         rows += [(f"depends on batch {n}", "applied" if ok else "NOT APPLIED", "") for n, ok in lc.dependencies]

@@ -111,13 +111,13 @@ def failing(results: dict[str, sqlblocks.BlockResult]) -> dict[str, str]:
 
 def test_batch_7_gets_the_reference_documents_seven_tests_from_batch_toml(crm_url: str, tmp_path: Path):
     reports = tmp_path / "reports"
-    apply.run(open_session(6, database_url=crm_url, reports_dir=reports))
-    apply.run(open_session(7, database_url=crm_url, reports_dir=reports))
+    apply.run(open_session(6, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir()))
+    apply.run(open_session(7, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir()))
     seven = batch_mod.find(config.example_migrations_dir(), 7)
     assert sqlblocks.load(seven.path / "validation.sql") == []  # nothing hand-written left
     before = digest(crm_url, ["Customer", "Lead", "Job"])
 
-    result = validate.run(open_session(7, database_url=crm_url, reports_dir=reports))
+    result = validate.run(open_session(7, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir()))
 
     assert result.ok, [(t.name, t.outcome) for t in result.tests if not t.passed]
     tests = {t.name: t for t in result.tests}

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
+from runbook_lib import config
 from runbook_lib.cli import main
 from runbook_lib.config import Options
 from runbook_lib.db import connection as database
@@ -101,7 +102,7 @@ def crm6_template(server_url: str, crm_template: str, tmp_path_factory: pytest.T
     name = f"crm6_{uuid.uuid4().hex[:8]}"
     _create(server_url, name, crm_template)
     url = database.with_database(server_url, name)
-    apply.run(open_session(6, database_url=url, reports_dir=tmp_path_factory.mktemp("setup6")))
+    apply.run(open_session(6, database_url=url, reports_dir=tmp_path_factory.mktemp("setup6"), migrations_dir=config.example_migrations_dir()))
     yield name
     _drop(server_url, name)
 
@@ -167,7 +168,7 @@ def test_missing_variable_is_refused_by_the_cli_before_any_cluster_or_folder(
     toml = write_toml(tmp_path / "fleet.toml", GOOD)
     monkeypatch.setenv("RB_T_A", "postgresql://x@127.0.0.1:1/a")
     monkeypatch.delenv("RB_T_B", raising=False)
-    result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports")
+    result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()))
     assert result.code == 1 and result.out == ""
     err = result.err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -200,7 +201,7 @@ def test_failed_canary_wave_stops_the_later_waves(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("RB_T_B", crm_url)
     reports = tmp_path / "reports"
 
-    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--reports-dir", reports)
+    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--reports-dir", reports, "--migrations-dir", str(config.example_migrations_dir()))
 
     assert result.code == 1, result.err
     folder, record = fleet_json(result.out)
@@ -225,8 +226,8 @@ def test_max_failures_stops_scheduling_new_targets(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("RB_T_Y", _unreachable("y"))
     monkeypatch.setenv("RB_T_Z", crm_url)
 
-    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--max-failures", 1,
-                 "--reports-dir", tmp_path / "reports")
+    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--max-failures", 1, "--migrations-dir", str(config.example_migrations_dir()),
+                 "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()))
 
     assert result.code == 1
     _, record = fleet_json(result.out)
@@ -291,7 +292,7 @@ url_env = "RB_FLEET_C_URL"
             for target, env in (("canary", "RB_FLEET_CANARY_URL"), ("tenant-b", "RB_FLEET_B_URL"),
                                 ("tenant-c", "RB_FLEET_C_URL")):
                 mp.setenv(env, conninfo.make_conninfo(urls[target], user=role, password=PASSWORD))
-            common = ("--targets", toml, "--reports-dir", reports)
+            common = ("--targets", toml, "--reports-dir", reports, "--migrations-dir", str(config.example_migrations_dir()))
             pre = cli("fleet", "preflight", 7, *common, "--workers", 2)
             run = cli("fleet", "run", 7, *common, "--workers", 2)
             before = len(list((reports / "tenant-c" / "7").iterdir()))
@@ -463,7 +464,7 @@ def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
                 try:
                     outcome["result"] = fleet_scheduler.run(
                         fleet_config.load(toml), 7, scheduler=cluster.scheduler_address, reports_dir=reports,
-                        shared_reports=True, say=lines.append,
+                        migrations_dir=config.example_migrations_dir(), shared_reports=True, say=lines.append,
                         options=Options(lock_timeout_ms=100, max_attempts=60, strategy="direct"))
                 except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                     outcome["error"] = exc
@@ -515,7 +516,7 @@ def test_twelve_databases_all_succeed(server_url: str, crm6_template: str, tmp_p
             mp.delenv("DATABASE_URL", raising=False)
             for i, url in enumerate(urls.values()):
                 mp.setenv(f"RB_FLEET12_{i:02d}", url)
-            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--workers", 2)
+            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()), "--workers", 2)
         assert result.code == 0, result.out + result.err
         _, record = fleet_json(result.out)
         targets = by_name(record)
@@ -553,7 +554,7 @@ url_env = "RB_FLEET_NOGO_REST"
             mp.delenv("DATABASE_URL", raising=False)
             mp.setenv("RB_FLEET_NOGO_CANARY", urls["canary"])
             mp.setenv("RB_FLEET_NOGO_REST", urls["rest"])
-            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--workers", 1)
+            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()), "--workers", 1)
         assert result.code == 1
         assert "no target of wave 'canary' was applied" in result.err + result.out
         _, record = fleet_json(result.out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,8 @@ def test_papermill_runs_apply_with_the_url_only_in_the_environment(crm_url: str,
     out = tmp_path / "apply-6.ipynb"
 
     papermill.execute_notebook(str(NOTEBOOKS / "apply.ipynb"), str(out),
-                               parameters={"batch": 6, "reports_dir": str(tmp_path / "reports")},
+                               parameters={"batch": 6, "reports_dir": str(tmp_path / "reports"),
+                                           "migrations_dir": str(config.example_migrations_dir())},
                                progress_bar=False, kernel_name="python3")
 
     text = out.read_text(encoding="utf-8")
@@ -106,7 +108,7 @@ def test_papermill_cli_with_runbook_engine_takes_a_password_parameter_and_writes
     done = subprocess.run(
         [sys.executable, "-m", "papermill", "--engine", "runbook", "--no-progress-bar",
          str(NOTEBOOKS / "apply.ipynb"), str(out), "-p", "batch", "6", "-p", "database_url", url,
-         "-p", "reports_dir", str(tmp_path / "reports")],
+         "-p", "reports_dir", str(tmp_path / "reports"), "-p", "migrations_dir", str(config.example_migrations_dir())],
         env=env, capture_output=True, text=True, timeout=300,
     )
 
@@ -170,7 +172,7 @@ def test_a_cell_timeout_in_a_shared_kernel_leaves_the_next_notebook_a_fresh_kern
 def test_failing_notebook_raises_with_cell_error_name_and_sentence(crm_url: str, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", crm_url)
-    params = {"batch": 7, "reports_dir": str(tmp_path / "reports")}
+    params = {"batch": 7, "reports_dir": str(tmp_path / "reports"), "migrations_dir": str(config.example_migrations_dir())}
     sentence = not_applied_sentence(database.database_name(crm_url), 7)
 
     with pytest.raises(PapermillExecutionError) as direct:
@@ -195,7 +197,7 @@ def test_failing_notebook_raises_with_cell_error_name_and_sentence(crm_url: str,
 
 def test_nbval_runs_the_notebooks_defaults_end_to_end(crm_url: str, tmp_path: Path) -> None:
     """preflight GO -> apply -> validate -> summary -> rollback of batch 7, each cell a passing nbval test."""
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup"))
+    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()))
     root = config.project_root()
     notebooks = [f"notebooks/{phase}.ipynb" for phase in PHASES]
     code_cells = sum(
@@ -203,11 +205,18 @@ def test_nbval_runs_the_notebooks_defaults_end_to_end(crm_url: str, tmp_path: Pa
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RUNBOOK_TEST"))}
     env.update(DATABASE_URL=crm_url, RUNBOOK_REPORTS_DIR=str(tmp_path / "reports"))
+    # The notebooks' defaults find the project's migrations from where they run: a project whose
+    # runbook.toml names the example's folder, the notebooks copied into it.
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "runbook.toml").write_text(f'migrations_dir = "{config.example_migrations_dir()}"\n')
+    for name in notebooks:
+        shutil.copy(root / name, project / name)
 
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-o", "testpaths=",
-         "--rootdir", str(root), "-q", *notebooks],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+         "--rootdir", str(project), "-q", *notebooks],
+        cwd=project, env=env, capture_output=True, text=True, timeout=600,
     )
 
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -147,14 +147,14 @@ def test_an_unwritten_on_delete_is_prismas_default(after_7: str, tmp_path: Path)
 def test_validate_reports_a_stale_schema_and_fails_only_when_strict(after_7: str, tmp_path: Path):
     reports = tmp_path / "reports"
 
-    agreed = validate.run(open_session(7, database_url=after_7, reports_dir=reports))
+    agreed = validate.run(open_session(7, database_url=after_7, reports_dir=reports, migrations_dir=config.example_migrations_dir()))
     assert agreed.ok and agreed.prisma_schema == str(AFTER) and agreed.orm_mismatches == []
 
-    lenient = validate.run(open_session(7, database_url=after_7, reports_dir=reports), prisma_schema_path=BEFORE)
+    lenient = validate.run(open_session(7, database_url=after_7, reports_dir=reports, migrations_dir=config.example_migrations_dir()), prisma_schema_path=BEFORE)
     assert lenient.ok and len(lenient.orm_mismatches) == 4
     assert list(lenient.orm_frame()["model"]) == ["Lead", "Lead", "Job", "Job"]
 
-    strict = validate.run(open_session(7, database_url=after_7, reports_dir=reports), prisma_schema_path=BEFORE,
+    strict = validate.run(open_session(7, database_url=after_7, reports_dir=reports, migrations_dir=config.example_migrations_dir()), prisma_schema_path=BEFORE,
                           orm_strict=True)
     assert not strict.ok
     assert strict.passed == strict.total  # every test passed: the schema file alone fails it

@@ -30,7 +30,8 @@ def catalog_state(url: str) -> tuple:
 @pytest.fixture
 def open_for(crm_url: str, tmp_path: Path):
     def make(batch: int, migrations_dir: Path | None = None):
-        return open_session(batch, database_url=crm_url, reports_dir=tmp_path / "reports", migrations_dir=migrations_dir)
+        return open_session(batch, database_url=crm_url, reports_dir=tmp_path / "reports",
+                            migrations_dir=migrations_dir or config.example_migrations_dir())
     return make
 
 
@@ -182,7 +183,7 @@ def test_online_strategy_reaches_the_same_catalog_as_direct(after_6, crm_url: st
     online_catalog = catalog_state(crm_url)
 
     other = make_database(crm_template)
-    other_session = lambda b: open_session(b, database_url=other, reports_dir=tmp_path / "direct")  # noqa: E731
+    other_session = lambda b: open_session(b, database_url=other, reports_dir=tmp_path / "direct", migrations_dir=config.example_migrations_dir())  # noqa: E731
     apply.run(other_session(6))
     direct = apply.run(other_session(7))
     assert direct.status == "applied" and len(direct.plan) == 1
@@ -253,9 +254,10 @@ def test_prisma_migrations_table_agrees(after_6, crm_url: str, open_for) -> None
     assert result.prisma.action == "applied"
     expected = hashlib.sha256((config.example_migrations_dir() / "007_tighten_constraints/migration.sql").read_bytes()).hexdigest()
     with psycopg.connect(crm_url) as conn:
-        rows = conn.execute('SELECT migration_name, checksum, logs, finished_at = started_at, rolled_back_at'
-                            ' FROM "_prisma_migrations"').fetchall()
-    assert rows == [("007_tighten_constraints", expected, "", True, None)]
+        rows = conn.execute('SELECT migration_name, checksum, logs, finished_at = started_at, rolled_back_at,'
+                            ' applied_steps_count FROM "_prisma_migrations"').fetchall()
+    # as `prisma migrate deploy` leaves a successful migration: logs NULL, its one step counted
+    assert rows == [("007_tighten_constraints", expected, None, True, None, 1)]
     back = rollback.run(open_for(7))
     assert back.prisma.action == "rolled back" and back.prisma.rows == 1
     with psycopg.connect(crm_url) as conn:

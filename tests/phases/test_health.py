@@ -174,11 +174,11 @@ def test_runbook_check_exits_non_zero_on_drift_for_cron(crm_url: str, tmp_path, 
     from runbook_lib.phases.session import open_session
 
     for number in (6, 7):
-        apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path))
-    assert cli.main(["check", "--database-url", crm_url]) == 0
+        apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()))
+    assert cli.main(["check", "--database-url", crm_url, "--migrations-dir", str(config.example_migrations_dir())]) == 0
     assert "OK" in capsys.readouterr().out
     with psycopg.connect(crm_url) as conn:
         conn.execute('ALTER TABLE "Job" ALTER COLUMN customer_id DROP NOT NULL')
-    assert cli.main(["check", "--database-url", crm_url]) == 1
+    assert cli.main(["check", "--database-url", crm_url, "--migrations-dir", str(config.example_migrations_dir())]) == 1
     err = capsys.readouterr().err
     assert "batch 7" in err and "Job.customer_id is NOT NULL" in err and len(err.strip().splitlines()) == 1

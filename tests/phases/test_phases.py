@@ -43,7 +43,7 @@ def session_for(crm_url: str, tmp_path: Path):
 
     def make(batch: int, migrations_dir: Path | None = None) -> Session:
         return open_session(batch, database_url=crm_url, reports_dir=tmp_path / "reports",
-                            migrations_dir=migrations_dir)
+                            migrations_dir=migrations_dir or config.example_migrations_dir())
 
     return make
 
@@ -487,7 +487,7 @@ def test_connect_to_an_unreachable_port_is_one_sentence_without_the_password(ser
 
 def test_session_shows_no_password(crm_url, tmp_path):
     url = _with_password(crm_url)
-    session = open_session(6, database_url=url, reports_dir=tmp_path)
+    session = open_session(6, database_url=url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir())
     assert "s3cret-pw" not in repr(session)
     assert "s3cret-pw" not in session.frame().to_string()
     assert "s3cret-pw" not in session.facts.url

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from runbook_lib import config
 from runbook_lib.errors import PreflightFailed
 from runbook_lib.phases import apply, preflight
 from runbook_lib.phases.session import open_session
@@ -17,10 +18,10 @@ from runbook_lib.sql import lockcost
 @pytest.fixture
 def after_6(crm_url: str, tmp_path: Path):
     """The example with batch 6 applied: batch 7's preflight is GO unless a test breaks something."""
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path))
+    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()))
 
     def session(batch: int = 7):
-        return open_session(batch, database_url=crm_url, reports_dir=tmp_path)
+        return open_session(batch, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir())
 
     return session
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib import cli
+from runbook_lib import cli, config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -27,7 +27,7 @@ def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_summary_renders_in_chromium_with_its_key_figures(crm_url: str, tmp_path: Path) -> None:
-    assert cli.main(["run", "6", "--database-url", crm_url, "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert cli.main(["run", "6", "--database-url", crm_url, "--reports-dir", str(tmp_path / "reports"), "--migrations-dir", str(config.example_migrations_dir())]) == 0
     run_dir = next((tmp_path / "reports").glob("*/6/*"))
     page = run_dir / "summary.html"
 

@@ -1,0 +1,149 @@
+"""A migration's state from both histories a database can hold: runbook's ledger and Prisma's.
+
+A project adopted from Prisma has years of `_prisma_migrations` and no runbook ledger; a project run by
+runbook records in both. Every question "is migration N applied, with which checksum" is answered here,
+once, so apply, preflight, rollback, validate, status, the health check and the fleet agree; where the
+two histories disagree the state says so instead of silently trusting one.
+
+Rules: a migration is applied when either history says so (applying it again would fail or double a
+change); its checksum is runbook's when runbook recorded it, else Prisma's; a Prisma row that started and
+neither finished nor was rolled back blocks every apply, as it blocks `prisma migrate deploy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from runbook_lib import names
+from runbook_lib.batch.model import Batch
+from runbook_lib.db import ledger
+from runbook_lib.orm import prisma_history as prisma
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """Whether migration `number` is applied, where that comes from, and what the two histories disagree on."""
+
+    number: int
+    name: str
+    applied: bool
+    source: str = ""  # names.SOURCE_RUNBOOK, SOURCE_PRISMA or SOURCE_BOTH; "" when not applied
+    checksum: str | None = None
+    applied_at: datetime | None = None
+    applied_by: str | None = None
+    notes: tuple[str, ...] = ()  # disagreements between the histories
+    failed_prisma_row: bool = False
+    runbook_checksum: str | None = None
+    prisma_checksum: str | None = None
+
+    def drift(self, batch: Batch) -> str:
+        """Which history recorded another migration.sql than the folder's ("" when none did)."""
+        if not self.applied:
+            return ""
+        found = []
+        if self.runbook_checksum is not None and self.runbook_checksum != batch.checksum:
+            found.append(f"{names.SOURCE_RUNBOOK} recorded {self.runbook_checksum}")
+        if self.prisma_checksum is not None and not prisma.checksum_matches(
+                batch.migration_path.read_bytes(), self.prisma_checksum):
+            found.append(f"{names.SOURCE_PRISMA} recorded {self.prisma_checksum}")
+        if not found:
+            return ""
+        return f"{' and '.join(found)}, the file is now {batch.checksum}"
+
+    @property
+    def when(self) -> str:
+        return self.applied_at.isoformat(timespec="seconds") if self.applied_at else ""
+
+
+@dataclass(frozen=True)
+class History:
+    """Every migration's merged state, and the failed Prisma rows that stop any apply."""
+
+    states: dict[int, MigrationState] = field(default_factory=dict)
+    failed_prisma: tuple[str, ...] = ()  # migration names of failed rows
+    prisma_table: bool = False
+
+    def state(self, number: int) -> MigrationState:
+        return self.states.get(number, MigrationState(number, "", applied=False))
+
+    def applied(self) -> list[int]:
+        return sorted(n for n, s in self.states.items() if s.applied)
+
+    def failed_message(self) -> str:
+        """The refusal for a failed Prisma row, with Prisma's own way out; empty when there is none."""
+        if not self.failed_prisma:
+            return ""
+        name = self.failed_prisma[0]
+        return (f"Prisma's history (_prisma_migrations) shows migration {name} started and never finished, which "
+                "stops every migration as it stops `prisma migrate deploy`; fix the database by hand, then run "
+                f'`prisma migrate resolve --rolled-back "{name}"` (to run it again) or `prisma migrate resolve '
+                f'--applied "{name}"` (if it is in fact applied).')
+
+
+def _merge(number: int, name: str, own: ledger.BatchState | None, rows: list[prisma.PrismaRow],
+           prisma_table: bool) -> MigrationState:
+    """One migration's state from its ledger state (None: never applied or rolled back) and its Prisma rows."""
+    live = [r for r in rows if r.applied]
+    row = live[-1] if live else None
+    failed = any(r.failed for r in rows)
+    by_runbook = bool(own and own.applied)
+    by_prisma = row is not None
+    notes: list[str] = []
+    if by_runbook and prisma_table and not by_prisma:
+        rolled = any(r.rolled_back_at for r in rows)
+        notes.append(f"{names.SOURCE_RUNBOOK} says applied, {names.SOURCE_PRISMA} "
+                     + ("has it rolled back" if rolled else "has no finished row for it"))
+    if by_prisma and own is not None and not own.applied:
+        notes.append(f"{names.SOURCE_RUNBOOK} says rolled back, {names.SOURCE_PRISMA} says applied")
+    if by_runbook and by_prisma and own.checksum and not _same(own.checksum, row.checksum):
+        notes.append(f"checksums differ: {names.SOURCE_RUNBOOK} {own.checksum[:12]}, "
+                     f"{names.SOURCE_PRISMA} {row.checksum[:12]}")
+    if failed:
+        notes.append(f"{names.SOURCE_PRISMA} has a failed row for it (started, not finished, not rolled back)")
+    if not (by_runbook or by_prisma):
+        return MigrationState(number, name, False, notes=tuple(notes), failed_prisma_row=failed)
+    source = names.SOURCE_BOTH if by_runbook and by_prisma else (
+        names.SOURCE_RUNBOOK if by_runbook else names.SOURCE_PRISMA)
+    return MigrationState(
+        number, name, True, source,
+        checksum=own.checksum if by_runbook else row.checksum,
+        applied_at=own.applied_at if by_runbook else row.finished_at,
+        applied_by=own.applied_by if by_runbook else "prisma",
+        notes=tuple(notes), failed_prisma_row=failed,
+        runbook_checksum=own.checksum if by_runbook else None,
+        prisma_checksum=row.checksum if by_prisma else None,
+    )
+
+
+def _same(runbook_checksum: str, prisma_checksum: str) -> bool:
+    """Both are sha256 hex of the same file; Prisma's may lack zero-padding (early versions)."""
+    if runbook_checksum == prisma_checksum:
+        return True
+    padded = bytes.fromhex(runbook_checksum)
+    return "".join(f"{byte:x}" for byte in padded) == prisma_checksum
+
+
+def read(conn: psycopg.Connection, batches: Iterable[Batch]) -> History:
+    """Both histories merged for the folder's batches (Prisma rows match a batch by its folder name).
+
+    Batches runbook's ledger knows but the folder lacks are included under the name the ledger recorded.
+    Reading creates nothing.
+    """
+    own = ledger.states(conn)
+    all_rows = prisma.rows(conn)
+    table = bool(all_rows) or prisma.has_table(conn)
+    by_name: dict[str, list[prisma.PrismaRow]] = {}
+    for row in all_rows:
+        by_name.setdefault(row.migration_name, []).append(row)
+    states: dict[int, MigrationState] = {}
+    for b in batches:
+        states[b.number] = _merge(b.number, b.name, own.get(b.number), by_name.get(b.name, []), table)
+    for number, st in own.items():
+        if number not in states:
+            states[number] = _merge(number, st.name, st, by_name.get(st.name, []), table)
+    failed = tuple(dict.fromkeys(r.migration_name for r in all_rows if r.failed))
+    return History(states, failed, table)
