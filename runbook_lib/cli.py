@@ -211,6 +211,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         loaded = commands.example_load(tgt, leads=args.leads, reset=args.reset)
         print(f"example loaded into {tgt.shown}: {loaded.customers} customers, {loaded.leads} leads "
               f"({loaded.leads_without_customer} without customer), {loaded.jobs} jobs in {loaded.seconds:.1f} s")
+        project = commands.example_project()
+        if project is not None:
+            print(f"{project} written: runbook commands run here find the example's batches 6 and 7")
         return 0
     if cmd == "check":
         return _check(tgt, args)

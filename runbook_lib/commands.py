@@ -8,6 +8,7 @@ run writes to stderr.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from runbook_lib.report import records, render
 
 __all__ = [
     "BaselineOutcome", "BaselinePlan", "BatchStatus", "DemoOutcome", "RunOutcome", "StatusReport", "Target", "apply",
-    "baseline", "check", "demo", "deploy", "example_load", "fleet", "plan_baseline", "preflight", "report", "rollback", "run",
+    "baseline", "check", "demo", "deploy", "example_load", "example_project", "fleet", "plan_baseline", "preflight", "report", "rollback", "run",
     "run_phases", "server", "status", "target", "validate",
 ]
 
@@ -274,6 +275,22 @@ def example_load(tgt: Target, *, leads: int = 1000, reset: bool = False) -> exam
         loaded = example_mod.load(conn, leads=leads, reset=reset)
         conn.commit()
     return loaded
+
+
+def example_project(directory: Path | None = None) -> Path | None:
+    """Make `directory` (the current one) a project whose migrations are the bundled example's.
+
+    Only where no project is found from there up: `runbook example load` then `runbook run 6` works from an
+    empty directory, and a real project's own runbook.toml or migrations folder is never overridden.
+    Returns the runbook.toml written, or None.
+    """
+    here = Path(directory or Path.cwd())
+    if config.find_migrations_dir(here) is not None:
+        return None
+    target = here / config.PROJECT_FILE
+    target.write_text("# written by `runbook example load`: this folder's migrations are runbook's example\n"
+                      f"migrations_dir = {json.dumps(str(config.example_migrations_dir()))}\n", encoding="utf-8")
+    return target
 
 
 @dataclass

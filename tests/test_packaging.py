@@ -8,6 +8,7 @@ and runbook_lib/db/example_crm, and runbook_lib/config.py finds them there when 
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -128,5 +129,9 @@ def test_the_installed_wheel_runs_the_example_from_an_empty_directory(tmp_path: 
             source = source["metadata"]["papermill"]["input_path"]
         source = Path(source).resolve()
         assert source.is_relative_to(site / "lib") and source.parent.name == "ipynb", source
-    assert sorted(p.name for p in empty.iterdir()) == ["reports"]  # DATABASE_URL: no embedded server state
+    # DATABASE_URL: no embedded server state; `example load` made the empty folder the example's project
+    assert sorted(p.name for p in empty.iterdir()) == ["reports", "runbook.toml"]
+    project = (empty / "runbook.toml").read_text(encoding="utf-8")
+    named = Path(re.search(r'migrations_dir = "(.+)"', project).group(1))
+    assert named.resolve().is_relative_to(site) and named.name == "migrations", project
     print("wheel test timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))

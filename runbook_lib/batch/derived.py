@@ -21,9 +21,9 @@ from psycopg import sql
 
 from runbook_lib.batch import declared
 from runbook_lib.batch.blocks import DERIVED_SOURCE, Expectation, SqlBlock
-from runbook_lib.batch.model import ForeignKeyCheck, TableRef, UniqueCheck
+from runbook_lib.batch.model import Batch, ForeignKeyCheck, TableRef, UniqueCheck
 from runbook_lib.batch.rowbuilder import RowBuilder, regclass_text
-from runbook_lib.errors import CannotBuild
+from runbook_lib.errors import CannotBuild, RunbookError
 from runbook_lib.sql import expect
 from runbook_lib.sql.expect import Table
 
@@ -251,7 +251,7 @@ class _Builder:
             self.block(f"{name} ({cols}) is UNIQUE", con.line, sql.SQL(
                 "SELECT CASE WHEN EXISTS ({}) THEN 'unique' ELSE 'missing' END").format(
                 declared._unique_index_sql(check, "1")), "unique")
-            self.unique_behaviour(key, con.columns, con.line)
+            self.unique_behaviour(key, con.columns, con.line, con.name)
         elif con.kind == "f":
             self.foreign_key(con, by_name)
         elif con.kind == "c":
@@ -299,16 +299,19 @@ class _Builder:
                 block = dataclasses.replace(block, expect=dataclasses.replace(block.expect, constraint=con.name))
             self.adopt(block, f"Delete of a {parent[1]} referenced by {_shown(key)}.{con.columns[0]} rejected", con.line)
 
-    def unique_behaviour(self, key: Table, columns: tuple, line: int) -> None:
+    def unique_behaviour(self, key: Table, columns: tuple, line: int, own: str | None = None) -> None:
+        """`own`: the name of the constraint or index under test, so another one on the same columns is seen."""
         if not self.plain(key) or any(c is None for c in columns):
             return
-        # Another unique index on some of these columns would refuse the duplicate first: no behaviour test then.
+        # Another unique index on some of these columns (or on the same ones, under another name: a primary key a
+        # later migration added) would refuse the duplicate first: no behaviour test then.
         narrower = self.conn.execute(sql.SQL(
             "SELECT string_agg(c.relname, ', ') FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
             " WHERE i.indrelid = {rel} AND i.indisunique AND i.indpred IS NULL"
             " AND " + _name_array(_INDEX_KEYS, "i.indrelid") + " <@ {cols}::text[]"
-            " AND NOT " + _name_array(_INDEX_KEYS, "i.indrelid") + " @> {cols}::text[]"
-        ).format(rel=_relation(key), cols=sql.Literal(list(columns)))).fetchone()[0]
+            " AND (NOT " + _name_array(_INDEX_KEYS, "i.indrelid") + " @> {cols}::text[]"
+            " OR (c.relname <> {own} AND {own} <> ''))"
+        ).format(rel=_relation(key), cols=sql.Literal(list(columns)), own=sql.Literal(own or ""))).fetchone()[0]
         if narrower:
             self.out.notes.append(f"Duplicate {_shown(key)} ({', '.join(columns)}): not tested by behaviour, "
                                   f"unique index {narrower} on fewer of its columns would refuse it first")
@@ -336,7 +339,7 @@ class _Builder:
             " || " + _names_of(_INDEX_KEYS, "i.indrelid") + " || ')' FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid WHERE i.indexrelid = {}), 'missing')"
         ).format(rel), wanted)
         if index.unique and not index.partial:
-            self.unique_behaviour(index.table, index.columns, index.line)
+            self.unique_behaviour(index.table, index.columns, index.line, index.key[1])
 
     def enum(self, state: expect.Enum) -> None:
         name = _shown(state.key)
@@ -362,7 +365,8 @@ class _Builder:
             " ELSE 'not installed' END").format(sql.Literal(name)), wanted)
 
 
-def derive(conn: psycopg.Connection, sql_text: str, *, filename: str = "migration.sql") -> Derivation:
+def derive(conn: psycopg.Connection, sql_text: str, *, filename: str = "migration.sql",
+           later: expect.Touched | None = None) -> Derivation:
     """The derived tests of `sql_text`, built against `conn` (run them only in a transaction that is rolled back).
 
     Building reads the catalog (types as format_type spells them, rows for behaviour tests) and probes
@@ -371,6 +375,9 @@ def derive(conn: psycopg.Connection, sql_text: str, *, filename: str = "migratio
     """
     schema = conn.execute("SELECT current_schema()").fetchone()[0] or "public"
     expected = expect.read(sql_text, filename=filename, default_schema=schema)
+    left = 0
+    if later is not None:
+        expected, left = expect.superseded(expected, later)
     builder = _Builder(conn, expected)
     for extension, (line, installed) in expected.extensions.items():
         builder.extension(extension, line, installed)
@@ -384,4 +391,37 @@ def derive(conn: psycopg.Connection, sql_text: str, *, filename: str = "migratio
         builder.index(index)
     builder.out.notes = [f"{expected.filename} line {s.line}: {s.kind} skipped, {s.reason}" for s in expected.skipped] \
         + builder.out.notes
+    if left:
+        builder.out.notes.append(f"{left} expectation(s) left to later applied migrations, which change the same "
+                                 "objects again and are checked there")
     return builder.out
+
+
+_TOUCHED: dict[tuple[str, str], expect.Touched] = {}  # (migration.sql, its version) -> what it changes
+_SUFFIX: dict[tuple[tuple[str, str], ...], expect.Touched] = {}  # a run of later migrations -> all they change
+
+
+def _file_key(path) -> tuple[str, str]:
+    """The file and its version, without reading it: a release asks this of every later file, hundreds of times."""
+    stat = path.stat()
+    return str(path), f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def touched_by(batches: list[Batch]) -> expect.Touched:
+    """Everything `batches` (later applied migrations) change, each file read once per process.
+
+    A release validates hundreds of migrations, each against all the ones after it: the unions are kept
+    per run of later migrations, so each is built once.
+    """
+    keys = tuple(_file_key(b.migration_path) for b in batches)
+    known = next((i for i in range(len(keys)) if keys[i:] in _SUFFIX), len(keys))  # the longest run built before
+    total = _SUFFIX[keys[known:]] if known < len(keys) else expect.Touched()
+    for i in range(known - 1, -1, -1):
+        suffix = keys[i:]
+        if keys[i] not in _TOUCHED:
+            try:
+                _TOUCHED[keys[i]] = expect.touched(expect.read(batches[i].migration_sql))
+            except RunbookError:  # a later file that does not parse supersedes nothing; its own run says why
+                _TOUCHED[keys[i]] = expect.Touched()
+        total = _SUFFIX[suffix] = _TOUCHED[keys[i]] | total
+    return total

@@ -181,40 +181,20 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+_COMMENT_OR_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*|/\*.*?(?:\*/|\Z)', re.S)
+
+
 def _without_block_comments(text: str) -> str:
     """`/* ... */` and `/** ... */` blanked out, their newlines kept so every line keeps its number.
 
-    A `/*` inside a string ("...") is text, not a comment.
+    A `/*` inside a string ("...") or a line comment is text, not a comment.
     """
-    out, i, in_string = [], 0, False
-    while i < len(text):
-        ch = text[i]
-        if in_string:
-            out.append(ch)
-            if ch == "\\" and i + 1 < len(text):
-                out.append(text[i + 1])
-                i += 1
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-            out.append(ch)
-        elif text.startswith("//", i):  # a line comment runs to the end of the line, whatever it holds
-            end = text.find("\n", i)
-            end = len(text) if end < 0 else end
-            out.append(text[i:end])
-            i = end
-            continue
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            end = len(text) if end < 0 else end + 2
-            out.append("".join(c if c == "\n" else " " for c in text[i:end]))
-            i = end
-            continue
-        else:
-            out.append(ch)
-        i += 1
-    return "".join(out)
+    def blank(match: re.Match) -> str:
+        found = match.group(0)
+        if found.startswith("/*"):
+            return "".join(c if c == "\n" else " " for c in found)
+        return found
+    return _COMMENT_OR_STRING.sub(blank, text)
 
 
 def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
@@ -273,11 +253,19 @@ def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
     return PrismaSchema(path, tuple(models))
 
 
+_LOADED: dict[tuple[str, int, int], PrismaSchema] = {}
+
+
 def load(path: Path | str) -> PrismaSchema:
+    """The parsed schema.prisma, read once per version of the file (a release validates hundreds of batches)."""
     path = Path(path)
     if not path.is_file():
         raise BatchError(f"{path} does not exist; pass the schema.prisma to compare with, or none to look next to the batch.")
-    return parse(path.read_text(encoding="utf-8"), path=str(path))
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _LOADED:
+        _LOADED[key] = parse(path.read_text(encoding="utf-8"), path=str(path))
+    return _LOADED[key]
 
 
 def find(batch: Batch, migrations_dir: Path | str | None = None) -> Path | None:

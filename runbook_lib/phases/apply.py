@@ -147,6 +147,9 @@ def run_release(release: Release, options: Options) -> ReleaseApply:
     if options.dry_run:
         raise RunbookError("A release cannot be a dry run: each migration would be rolled back before the next one "
                            "needs it; dry-run one migration with `runbook apply N --dry-run`.")
+    if release.plan.drift:
+        raise DriftError(f"The release would build on a history that changed: {'; '.join(release.plan.drift)}; "
+                         "restore the applied files, or write the changes as new migrations.")
     result = ReleaseApply(release.plan)
     parsed = {b.number: _statements(release.session(b)) for b in release.batches}  # every file refused up front
     with release.connect(application_name="runbook deploy") as conn, migration_lock(conn), \

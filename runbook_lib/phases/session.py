@@ -10,6 +10,7 @@ import psycopg
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import config
+from runbook_lib.batch import discovery
 from runbook_lib.batch.model import Batch, BatchInfo
 from runbook_lib.config import whole_number
 from runbook_lib.db import connection as database
@@ -122,21 +123,27 @@ class Release:
 PENDING = "pending"  # the batch parameter of a release: every migration not yet applied
 
 
-def _pending(url: str, batches: list[Batch], to: int | None) -> list[Batch]:
-    """Not applied in either history (runbook's ledger, Prisma's), in order, up to `to`."""
+def _pending(url: str, batches: list[Batch], to: int | None) -> tuple[list[Batch], list[str]]:
+    """Not applied in either history (runbook's ledger, Prisma's), in order, up to `to`; and the applied
+    migrations whose file changed since (drift: the release refuses to go on top of them)."""
     with database.connect(url) as conn:
         known = history.read(conn, batches)
-    return [b for b in batches if not known.state(b.number).applied and (to is None or b.number <= to)]
+    pending = [b for b in batches if not known.state(b.number).applied and (to is None or b.number <= to)]
+    drifted = [f"migration {b.number} ({b.name}): {known.state(b.number).drift(b)}" for b in batches
+               if known.state(b.number).applied and known.state(b.number).drift(b)]
+    return pending, drifted
 
 
 def open_release(folder: Path, run: RunFolder, facts: database.ConnectionFacts, url: str,
                  to: int | None) -> Release:
     """The release whose plan the run folder holds, or a new plan: what is pending now, up to `to`."""
-    found = batch_mod.discover(folder)
+    scanned = discovery.scan(folder)
+    found = scanned.batches
     plan = run.read("release", records.ReleasePlan)
     if plan is None:
-        pending = _pending(url, found, to)
-        plan = records.ReleasePlan([BatchInfo.of(b) for b in pending], to, records.now_iso())
+        pending, drifted = _pending(url, found, to)
+        plan = records.ReleasePlan([BatchInfo.of(b) for b in pending], to, records.now_iso(),
+                                   skipped=[p.name for p in scanned.skipped], drift=drifted)
         run.write("release", plan)
     by_number = {b.number: b for b in found}
     missing = [n for n in plan.numbers if n not in by_number]
@@ -168,8 +175,9 @@ def open_session(
             "the executed notebook; pass it in the DATABASE_URL environment variable instead (or run papermill "
             "with --engine runbook, which moves it there), and delete that output notebook."
         )
+    number = None if batch == PENDING else whole_number("batch", batch)  # a bad parameter is named first
     folder = config.migrations_dir(migrations_dir)  # migrations_dir = None: the project's, found from here up
-    if batch == PENDING:
+    if number is None:
         to = None if to is None else whole_number("to", to)
         url = resolve_url(database_url)
         with database.connect(url) as conn:
@@ -177,7 +185,6 @@ def open_session(
         run = RunFolder.open(run_dir) if run_dir else RunFolder.create(
             reports_dir or config.default_reports_dir(), facts.database, "release")
         return open_release(folder, run, facts, url, to)
-    number = whole_number("batch", batch)
     found = batch_mod.find(folder, number)
     url = resolve_url(database_url)
     with database.connect(url) as conn:

@@ -22,10 +22,12 @@ from runbook_lib.report.records import (
     ReleaseValidation,
     ValidationResult,
 )
+from runbook_lib.sql import expect
 
 
 def run(session: Session | Release, *, require_applied: bool = True, orm_strict: bool = False,
-        prisma_schema_path: str | Path | None = None) -> ValidationResult | ReleaseValidation:
+        prisma_schema_path: str | Path | None = None, known: history.History | None = None,
+        later_touched: expect.Touched | None = None) -> ValidationResult | ReleaseValidation:
     """Run the batch's declared checks, validation.sql and the tests derived from migration.sql; roll back; record.
 
     Derived tests (runbook_lib.batch.derived) need nobody to write them: what migration.sql creates,
@@ -46,7 +48,9 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
     started = records.now_iso()
     t0 = time.perf_counter()
     with session.connect() as conn:
-        if require_applied and not history.read(conn, session.batches()).state(batch.number).applied:
+        known = known or history.read(conn, session.batches())
+        later = [b for b in session.batches() if b.number > batch.number and known.state(b.number).applied]
+        if require_applied and not known.state(batch.number).applied:
             raise NotApplied(
                 f"Batch {batch.number} is not applied on {session.facts.database}, so there is nothing to validate; "
                 f"apply it first (`runbook apply {batch.number}`)."
@@ -57,7 +61,9 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
         with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=batch.number,
                                  batch_name=batch.name, phase="validate", checksum=batch.checksum) as writer:
             with conn.transaction(force_rollback=True):
-                derivation = derived.derive(conn, batch.migration_sql)
+                if later_touched is None:
+                    later_touched = derived.touched_by(later)
+                derivation = derived.derive(conn, batch.migration_sql, later=later_touched)
                 blocks = checks.tests(conn, batch.checks) + derivation.blocks + file_blocks
                 results = [sqlblocks.run(conn, block) for block in blocks]
             leftover = sum(_row_counts(conn, touched).values()) - sum(rows_before.values())
@@ -119,11 +125,21 @@ def run_release(release: Release, *, orm_strict: bool = False,
                 prisma_schema_path: str | Path | None = None) -> ReleaseValidation:
     """Validate each migration this release applied (its apply.json says so), in order."""
     result = ReleaseValidation(release.plan)
+    with release.connect() as conn:  # both histories read once: validate writes nothing either would change
+        known = history.read(conn, release.folder)
+    # what the applied migrations after each one change again, built once from the last backwards
+    applied = [b for b in release.folder if known.state(b.number).applied]
+    after: dict[int, expect.Touched] = {}
+    total = expect.Touched()
+    for b in reversed(applied):
+        after[b.number] = total
+        total = derived.touched_by([b]) | total
     with ledger.shared_connection(release.url):
         for batch in release.batches:
             session = release.session(batch)
             applied = session.run.read(names.APPLY, ExecutionResult)
             if applied is None or applied.status not in (names.APPLIED, names.ALREADY_APPLIED):
                 continue
-            result.results.append(run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path))
+            result.results.append(run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path,
+                                      known=known, later_touched=after.get(batch.number, expect.Touched())))
     return result

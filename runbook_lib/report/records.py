@@ -616,6 +616,7 @@ class ReleasePlan:
     to: int | None
     created_at: str
     skipped: list[str] = field(default_factory=list)  # folders of the migrations dir that hold no migration
+    drift: list[str] = field(default_factory=list)  # applied migrations whose file changed since: NO-GO
 
     @property
     def numbers(self) -> list[int]:
@@ -648,6 +649,9 @@ class ReleasePreflight:
 
     @property
     def verdict(self) -> Verdict:
+        if self.plan.drift:  # the history the release builds on is not what the folder says
+            return Verdict(NOGO, tuple(f"{d}; restore the applied file, or write the change as a new migration"
+                                       for d in self.plan.drift))
         worst = NOGO if any(r.verdict.status == NOGO for r in self.results) else \
             WARN if any(r.verdict.status == WARN for r in self.results) else GO
         reasons = tuple(f"migration {r.batch.number} ({r.batch.name}): {reason}"

@@ -110,6 +110,12 @@ class Expected:
     enums: dict[Table, Enum] = field(default_factory=dict)
     extensions: dict[str, tuple[int, bool]] = field(default_factory=dict)  # name -> (line, installed)
     skipped: list[Skipped] = field(default_factory=list)
+    dropped_tables: set[Table] = field(default_factory=set)  # dropped here: gone from `tables`, still touched
+    # touched by a statement left unmodelled (IF NOT EXISTS forms): no expectation here, but a later
+    # migration that touches them supersedes an earlier one's expectations all the same
+    unmodelled_tables: set[Table] = field(default_factory=set)
+    unmodelled_columns: set[tuple[Table, str]] = field(default_factory=set)
+    unmodelled_indexes: set[Table] = field(default_factory=set)
 
     def table(self, key: Table, line: int) -> TableState:
         state = self.tables.get(key)
@@ -195,6 +201,7 @@ class _Reader:
             return
         key = self.rel(stmt.relation)
         if stmt.if_not_exists and key not in self.out.tables:
+            self.out.unmodelled_tables.add(key)
             self.out.skipped.append(Skipped(line, "CreateStmt", "CREATE TABLE IF NOT EXISTS may have found an older table"))
             return
         self._drop_table(key)
@@ -288,6 +295,7 @@ class _Reader:
             sub = cmd.subtype
             if sub == AT.AT_AddColumn:
                 if cmd.missing_ok and not (cmd.def_.colname in table.columns and table.columns[cmd.def_.colname].dropped):
+                    self.out.unmodelled_columns.add((key, cmd.def_.colname))
                     self.out.skipped.append(Skipped(line, "AlterTableStmt", "ADD COLUMN IF NOT EXISTS may have kept an older column"))
                     continue
                 column = table.column(cmd.def_.colname, line)
@@ -335,6 +343,7 @@ class _Reader:
             return
         key = self.key(stmt.relation.schemaname, stmt.idxname)
         if stmt.if_not_exists and key not in self.out.indexes:
+            self.out.unmodelled_indexes.add(key)
             self.out.skipped.append(Skipped(line, "IndexStmt", "CREATE INDEX IF NOT EXISTS may have found an older index"))
             return
         columns = tuple(p.name if p.name else None for p in stmt.indexParams or ())
@@ -360,6 +369,7 @@ class _Reader:
                 self.out.skipped.append(Skipped(line, "DropStmt", f"DROP {kind.name[7:]} is not modelled"))
 
     def _drop_table(self, key: Table) -> None:
+        self.out.dropped_tables.add(key)
         self.out.tables.pop(key, None)
         self.out.constraints = [c for c in self.out.constraints if c.table != key]
         self.out.indexes = {k: i for k, i in self.out.indexes.items() if i.table != key}
@@ -472,5 +482,89 @@ def read(sql_text: str, *, filename: str = "migration.sql", default_schema: str 
     reader = _Reader(filename, default_schema)
     for statement in sql_parse.split(sql_text, filename=filename):
         if statement.raw is not None:
+            skipped = len(reader.out.skipped)
             reader.read(statement.raw.stmt, statement.line)
+            stmt = statement.raw.stmt
+            if len(reader.out.skipped) > skipped and isinstance(stmt, ast.AlterTableStmt):
+                # part of the ALTER left unmodelled: whatever it did to the table supersedes earlier expectations
+                reader.out.unmodelled_tables.add(reader.rel(stmt.relation))
     return reader.out
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What a migration changes, at the grain later ones can supersede: whole tables, columns, and names."""
+
+    tables: frozenset[Table] = frozenset()  # created, dropped or renamed: every expectation on them
+    columns: frozenset[tuple[Table, str]] = frozenset()
+    constraints: frozenset[tuple[Table, str]] = frozenset()
+    indexes: frozenset[Table] = frozenset()
+    enums: frozenset[Table] = frozenset()
+    extensions: frozenset[str] = frozenset()
+
+    def __or__(self, other: "Touched") -> "Touched":
+        return Touched(self.tables | other.tables, self.columns | other.columns,
+                       self.constraints | other.constraints, self.indexes | other.indexes,
+                       self.enums | other.enums, self.extensions | other.extensions)
+
+
+def _named(con: Constraint) -> str | None:
+    """The constraint's name, or the one PostgreSQL gives an unnamed key ("Item_pkey", "Item_code_key")."""
+    if con.name:
+        return con.name
+    suffix = {"p": "pkey", "u": "key", "f": "fkey"}.get(con.kind)
+    if suffix is None:
+        return None
+    middle = "" if con.kind == "p" else "_" + "_".join(c for c in con.columns if c)
+    return f"{con.table[1]}{middle}_{suffix}"
+
+
+def touched(expected: Expected) -> Touched:
+    whole = set(expected.dropped_tables) | expected.unmodelled_tables
+    columns = set(expected.unmodelled_columns)
+    for key, state in expected.tables.items():
+        if state.created or state.dropped:
+            whole.add(key)
+        columns.update((key, name) for name in state.columns)
+    names = {(c.table, _named(c)) for c in expected.constraints if _named(c)}
+    names |= {(c.table, f"{c.table[1]}_pkey") for c in expected.constraints if c.kind == "p"}  # a table has one
+    return Touched(frozenset(whole), frozenset(columns), frozenset(names),
+                   frozenset(expected.indexes) | frozenset(expected.unmodelled_indexes),
+                   frozenset(expected.enums), frozenset(expected.extensions))
+
+
+def superseded(expected: Expected, later: Touched) -> tuple[Expected, int]:
+    """`expected` without what later migrations change again (they check it themselves); and how much was left out.
+
+    A migration validated after later ones were applied (a release validates at its end; `runbook validate 5`
+    after 6 and 7) would otherwise expect a column type, an enum's labels or an index that a later migration
+    changed on purpose: a false failure.
+    """
+    if not (later.tables or later.columns or later.constraints or later.indexes or later.enums or later.extensions):
+        return expected, 0
+    left = 0
+    gone_columns: dict[Table, set[str]] = {}
+    tables = {}
+    for key, state in expected.tables.items():
+        if key in later.tables:
+            left += 1 + len(state.columns)
+            continue
+        kept = {n: c for n, c in state.columns.items() if (key, n) not in later.columns}
+        gone_columns[key] = set(state.columns) - set(kept)
+        left += len(state.columns) - len(kept)
+        tables[key] = TableState(state.key, state.line, state.created, state.dropped, kept) \
+            if len(kept) != len(state.columns) else state
+
+    def stale(table: Table | None, cols: tuple) -> bool:
+        return table in later.tables or bool(gone_columns.get(table, set()) & {c for c in cols if c})
+
+    constraints = [c for c in expected.constraints
+                   if not (stale(c.table, c.columns) or (c.references is not None and stale(c.references, c.ref_columns))
+                           or (_named(c) and (c.table, _named(c)) in later.constraints))]
+    indexes = {k: i for k, i in expected.indexes.items() if k not in later.indexes and not stale(i.table, i.columns)}
+    enums = {k: e for k, e in expected.enums.items() if k not in later.enums}
+    extensions = {k: v for k, v in expected.extensions.items() if k not in later.extensions}
+    left += (len(expected.constraints) - len(constraints) + len(expected.indexes) - len(indexes)
+             + len(expected.enums) - len(enums) + len(expected.extensions) - len(extensions))
+    return Expected(expected.filename, tables, constraints, indexes, enums, extensions, expected.skipped,
+                    expected.dropped_tables), left

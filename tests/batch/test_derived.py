@@ -328,3 +328,31 @@ def test_schema_prisma_is_compared_field_by_field_when_it_describes_the_batch(af
     middle = validate.run(open_session(6, database_url=after_7, reports_dir=tmp_path / "r",
                                        migrations_dir=project / "migrations"))
     assert middle.orm_scope.startswith("only the columns the checks name")
+
+
+def test_a_migration_validated_after_later_ones_leaves_their_changes_to_them(empty_db: str, tmp_path: Path):
+    """Validated once 2 is applied (a release validates at its end), 1's expectations of what 2 changed again
+    (the enum's labels, b's type, the dropped index) are not false failures; the rest of 1 is still checked."""
+    from runbook_lib.phases import apply, validate
+    from runbook_lib.phases.session import open_session
+
+    migrations = tmp_path / "migrations"
+    write_batch(migrations, "001_init", 'CREATE TYPE "Mood" AS ENUM (\'HAPPY\', \'SAD\');\n'
+                'CREATE TABLE "Item" ("id" SERIAL PRIMARY KEY, "a" INTEGER NOT NULL, "b" TEXT, "mood" "Mood");\n'
+                'CREATE INDEX "Item_b_idx" ON "Item" ("b");\n')
+    write_batch(migrations, "002_change", 'ALTER TYPE "Mood" ADD VALUE \'OK\';\n'
+                'ALTER TABLE "Item" ALTER COLUMN "b" TYPE VARCHAR(20);\nDROP INDEX "Item_b_idx";\n')
+    session = lambda n: open_session(n, database_url=empty_db, migrations_dir=migrations,  # noqa: E731
+                                     reports_dir=tmp_path / "r")
+    apply.run(session(1))
+    alone = validate.run(session(1))
+    assert alone.ok and any("Item_b_idx" in t.name for t in alone.tests)
+    apply.run(session(2))
+
+    after = validate.run(session(1))
+    assert after.ok, [(t.name, t.outcome) for t in after.tests if not t.passed]
+    names = [t.name for t in after.tests]
+    assert not any("Item_b_idx" in n or n.startswith(("Enum Mood", "Item.b ")) for n in names), names
+    assert any(n.startswith("Item.a is NOT NULL") for n in names), names  # what 2 left alone is still checked
+    assert any("left to later applied migrations" in note for note in after.derived_notes)
+    assert validate.run(session(2)).ok
