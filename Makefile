@@ -37,6 +37,7 @@ bench: install
 	$(PY) benchmarks/overhead.py $(BENCH_OVERHEAD_ARGS)
 	$(PY) benchmarks/load.py $(BENCH_LOAD_ARGS)
 	$(PY) benchmarks/fleet.py $(BENCH_FLEET_ARGS)
+	$(PY) benchmarks/deploy.py $(BENCH_DEPLOY_ARGS)
 	$(PY) benchmarks/report.py
 
 server-stop: install

@@ -132,3 +132,20 @@ def test_fleet_benchmark_runs_a_small_fleet(server_url: str, tmp_path: Path) -> 
     results = json.loads(out.read_text())["results"]
     assert [r["workers"] for r in results] == [0, 1]  # the sequential loop, then the fleet
     assert all(r["failed"] == 0 and r["wall_s"] > 0 for r in results)
+
+
+def test_deploy_benchmark_runs_psql_and_runbook_side_by_side(server_url: str, tmp_path: Path) -> None:
+    deploy = _bench_module("deploy")
+    out = tmp_path / "deploy.json"
+    assert deploy.main(["--corpus", "langfuse", "--limit", "12", "--runs", "1", "--server-url", server_url,
+                        "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    corpus = result["corpora"]["langfuse"]
+    assert corpus["migrations"] == 12
+    (run,) = corpus["runs"]
+    assert run["psql_s"] > 0 and run["runbook_s"] > 0 and run["ratio"] == round(run["runbook_s"] / run["psql_s"], 3)
+    assert run["breakdown"]["migrations"] == 12
+    assert set(run["breakdown"]["phases_s"]) == {"preflight", "apply", "validate", "summary"}
+    report = _bench_module("report")
+    section = "\n".join(report.deploy_section(result))
+    assert "| langfuse | 12 |" in section and "Per migration over psql" in section
