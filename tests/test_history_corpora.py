@@ -22,10 +22,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from runbook_lib import cli
-from runbook_lib.db import connection
 from runbook_lib.orm import prisma_history
 
 CORPORA = Path(__file__).resolve().parent / "corpora"
