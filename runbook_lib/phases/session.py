@@ -34,6 +34,13 @@ def resolve_url(explicit: str | None = None) -> str:
     )
 
 
+def _facts_frame(f: database.ConnectionFacts, rest: list[tuple[str, str]]) -> pd.DataFrame:
+    """What a phase notebook shows first: the target (its URL redacted), then what it works on."""
+    rows = [("database URL", f.url), ("server", f"PostgreSQL {f.server_version}"), ("database", f.database),
+            ("user", f.user), *rest]
+    return pd.DataFrame(rows, columns=["fact", "value"]).set_index("fact")
+
+
 @dataclass
 class Session:
     """One phase's view of the world; its repr never shows the password."""
@@ -55,17 +62,8 @@ class Session:
         return database.connect(self.url, autocommit=autocommit, application_name=application_name)
 
     def frame(self) -> pd.DataFrame:
-        f = self.facts
-        rows = [
-            ("database URL", f.url),
-            ("server", f"PostgreSQL {f.server_version}"),
-            ("database", f.database),
-            ("user", f.user),
-            ("batch", f"{self.batch.number}: {self.batch.title}"),
-            ("batch folder", str(self.batch.path)),
-            ("run folder", str(self.run.path)),
-        ]
-        return pd.DataFrame(rows, columns=["fact", "value"]).set_index("fact")
+        return _facts_frame(self.facts, [("batch", f"{self.batch.number}: {self.batch.title}"),
+                                         ("batch folder", str(self.batch.path)), ("run folder", str(self.run.path))])
 
     def _repr_html_(self) -> str:
         return self.frame().to_html()
@@ -104,17 +102,8 @@ class Release:
                 + (f" to {last.number} ({last.name})" if len(self.batches) > 1 else ""))
 
     def frame(self) -> pd.DataFrame:
-        f = self.facts
-        rows = [
-            ("database URL", f.url),
-            ("server", f"PostgreSQL {f.server_version}"),
-            ("database", f.database),
-            ("user", f.user),
-            ("release", self.label),
-            ("migrations folder", str(self.migrations_dir)),
-            ("run folder", str(self.run.path)),
-        ]
-        return pd.DataFrame(rows, columns=["fact", "value"]).set_index("fact")
+        return _facts_frame(self.facts, [("release", self.label), ("migrations folder", str(self.migrations_dir)),
+                                         ("run folder", str(self.run.path))])
 
     def _repr_html_(self) -> str:
         return self.frame().to_html()
