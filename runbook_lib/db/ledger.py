@@ -1,7 +1,9 @@
 """The ledger: a `runbook` schema in the target database recording every phase run.
 
-Writes go through their own autocommit connection, so a migration that rolls back cannot erase
-the record of its own failure.
+The row is inserted, and a failure recorded, through the ledger's own autocommit connection, so a
+migration that rolls back cannot erase the record of its own failure. A committed step's progress (and
+the last step's success) is written the other way, inside the step's own transaction on the migration's
+connection (`record_in`): the step and the ledger's knowledge of it commit together or not at all.
 """
 
 from __future__ import annotations
@@ -239,15 +241,35 @@ class LedgerWriter:
         self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s WHERE id = %s",
                      (steps_done, steps_total, self.row_id))
 
+    def record_in(self, conn: psycopg.Connection, steps_done: int, steps_total: int, *,
+                  succeeded: str | None = None) -> None:
+        """Progress written on `conn` inside its open transaction, so it commits with the step or not at all.
+
+        `succeeded` (the last step): the row becomes 'succeeded' with this message in the same commit, so a
+        process killed right after the COMMIT leaves the batch applied, never 'running' with its effect done.
+        """
+        if self.row_id is None:
+            return
+        if succeeded is None:
+            conn.execute("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s WHERE id = %s",
+                         (steps_done, steps_total, self.row_id))
+            return
+        conn.execute(
+            "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
+            " steps_done = %s, steps_total = %s WHERE id = %s",
+            (SUCCEEDED, succeeded, steps_done, steps_total, self.row_id),
+        )
+
     def finish(self, status: str, message: str | None = None, *, steps_done: int | None = None,
                steps_total: int | None = None) -> None:
+        """The row's end; a row its last step already made 'succeeded' (`record_in`) is left as it is."""
         if self.row_id is None:
             return
         self._finished = True
         try:
             self._update(
                 "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
-                " steps_done = %s, steps_total = %s WHERE id = %s",
+                " steps_done = %s, steps_total = %s WHERE id = %s AND status <> 'succeeded'",
                 (status, message, steps_done, steps_total, self.row_id),
             )
         except (psycopg.OperationalError, RunbookError):
