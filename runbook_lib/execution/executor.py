@@ -209,6 +209,8 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                 if record is not None and not dry_run:
                     with conn.transaction():  # a resume re-checks the step itself (plan.Step.done_check)
                         record(conn)
+                        for hook in BEFORE_COMMIT_HOOKS:  # empty in production: see BEFORE_COMMIT_HOOKS
+                            hook(step.number)
                 holds = []
             result.statements += runs
             result.locks_before_commit += holds
