@@ -313,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         for n, point in enumerate(points):
             try:
                 outcomes.append(kill_at(make_url(), work / str(n), point))
-            except AssertionError as exc:
-                outcomes.append(Outcome(point.name, True, -1, -1, False, -1, -1, -1, -1, [f"error: {exc}"]))
+            except Exception as exc:  # noqa: BLE001 - a sweep reports every point, a crash included
+                outcomes.append(Outcome(point.name, True, -1, -1, False, -1, -1, -1, -1,
+                                        [f"error: {type(exc).__name__}: {str(exc).splitlines()[0]}"]))
             print(("ok    " if outcomes[-1].exactly_once else "FAIL  ") + point.name, flush=True)
     finally:
         with psycopg.connect(server, autocommit=True) as conn:

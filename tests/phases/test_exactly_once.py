@@ -57,3 +57,22 @@ def test_a_kill_after_the_last_commit_leaves_the_batch_applied_not_running(
             ("succeeded", 1, 1)]
         assert ledger.state(conn, 1).applied
         assert conn.execute("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL").fetchone()[0] == 1
+
+
+def test_a_ledger_killed_half_created_does_not_stop_the_next_apply(
+        make_database: Callable[..., str], tmp_path: Path) -> None:
+    """Found by the sweep: killed between the ledger's CREATE TABLE and its later ADD COLUMNs (then two
+    transactions, now one), the table lacked steps_done and every later apply failed reading it."""
+    import psycopg  # here: only this test writes the ledger by hand
+
+    from runbook_lib.db import ledger
+    from runbook_lib.phases import apply
+    from runbook_lib.phases.session import open_session
+
+    url = make_database()
+    migrations = kill_sweep.prepare(url, tmp_path, "direct")
+    with psycopg.connect(url) as conn:
+        conn.execute(ledger._DDL)  # the first release's columns only: what the kill left
+    result = apply.run(open_session(1, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "r"))
+    assert result.status == "applied"
+    assert kill_sweep.observe(url, kill_sweep.Point("direct", "none"), killed=False).exactly_once
