@@ -240,7 +240,8 @@ def observe(url: str, point: Point, killed: bool) -> Outcome:
                                 " AND rolled_back_at IS NULL"),
             prisma_failed=one("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NULL"
                               " AND rolled_back_at IS NULL"),
-            advisory_locks=one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+            advisory_locks=one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"  # this database's only
+                               " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
             running_rows=one("SELECT count(*) FROM runbook.phase_run WHERE status = 'running'"),
             extra=extra,
         )
