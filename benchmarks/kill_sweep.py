@@ -268,11 +268,15 @@ def random_points(count: int, span_s: float, seed: int, scenarios: tuple[str, ..
 
 
 def baseline_s(make_url, root: Path, scenario: str) -> float:
-    """How long an unkilled child takes: the span random offsets are drawn from."""
+    """How long an unkilled child takes to apply (fork to exit): the span random offsets are drawn from."""
+    url, point = make_url(), Point(scenario, "none")
+    migrations = prepare(url, root, scenario)
     start = time.perf_counter()
-    outcome = kill_at(make_url(), root / "baseline", Point(scenario, "none"))
+    kill_child(url, migrations, root / "reports", point)
+    took = time.perf_counter() - start
+    outcome = observe(url, point, killed=False)
     assert outcome.exactly_once, outcome
-    return time.perf_counter() - start
+    return took
 
 
 def main(argv: list[str] | None = None) -> int:
