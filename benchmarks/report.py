@@ -556,6 +556,41 @@ def deploy_section(dep: dict) -> list[str]:
     return lines
 
 
+def kill_section(ks: dict) -> list[str]:
+    """Issue 16's sweep: a non-idempotent migration killed at many points, applied again: exactly once?"""
+    points = ks["points"]
+    good = [p for p in points if p["exactly_once"]]
+    killed = sum(1 for p in points if p["killed"])
+    by_scenario: dict[str, list[dict]] = {}
+    for p in points:
+        by_scenario.setdefault(p["point"].split(":")[0], []).append(p)
+    m = ks["machine"]
+    lines = ["## 6. Exactly once, whatever is killed when", "",
+             f"Command: `{ks['command'].strip()}` (started {ks['started_at']}, took {ks['took_s']:.0f} s), on "
+             f"{m['cores']} cores ({m['cpu']}, load average at start {', '.join(map(str, m['loadavg_at_start']))}), "
+             f"{m.get('server', 'the embedded server')}. A migration that is not idempotent (`UPDATE counter SET n = n + 1`, "
+             "an INSERT into `log`) is applied by a forked child that is SIGKILLed at a named point (before the "
+             "migration lock, during a statement, with the records written and COMMIT not sent, after COMMIT, "
+             "a terminated backend) or at a random moment (seed "
+             f"{ks['seed']}, uniform over an unkilled run's duration, {', '.join(f'{k} {v:.2f} s' for k, v in ks['baseline_s'].items())}); "
+             "then apply runs again. Exactly once: the counter is 1, `log` has one row, the ledger says applied, "
+             "`_prisma_migrations` has one finished row and no failed one, no advisory lock and no `running` row is left.", "",
+             "| Scenario | Points | Killed mid-run | Exactly once |", "|---|---:|---:|---:|"]
+    for name, ps in by_scenario.items():
+        lines.append(f"| {name} | {len(ps)} | {sum(1 for p in ps if p['killed'])} | "
+                     f"{sum(1 for p in ps if p['exactly_once'])} |")
+    lines.append(f"| all | {len(points)} | {killed} | {len(good)} |")
+    bad = [p for p in points if not p["exactly_once"]]
+    lines += [""]
+    if bad:
+        lines += ["Not exactly once:", ""] + [f"- {p['point']}: {p}" for p in bad] + [""]
+    else:
+        lines += ["Every point applied exactly once. (The first sweep did not: a kill between the ledger's "
+                  "CREATE TABLE and its ADD COLUMNs, then separate transactions, left a ledger every later apply "
+                  "failed to read; the ledger is now created in one transaction.)", ""]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -565,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=Path, default=RESULTS_DIR / "load.json")
     parser.add_argument("--fleet", type=Path, default=RESULTS_DIR / "fleet.json")
     parser.add_argument("--deploy", type=Path, default=RESULTS_DIR / "deploy.json")
+    parser.add_argument("--kill", type=Path, default=RESULTS_DIR / "kill_sweep.json")
     parser.add_argument("--out-dir", type=Path, default=BENCH, help="where RESULTS.md and lock_impact.png go")
     args = parser.parse_args(argv)
     lock_path, over_path, out_dir = args.lock, args.overhead, args.out_dir
@@ -594,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += fleet_section(fleet_results)
     if args.deploy.exists():
         lines += deploy_section(json.loads(args.deploy.read_text()))
+    if args.kill.exists():
+        lines += kill_section(json.loads(args.kill.read_text()))
     (out_dir / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {out_dir / 'lock_impact.png'}" if lock else ""))
     return 0

@@ -1,7 +1,9 @@
 """The ledger: a `runbook` schema in the target database recording every phase run.
 
-Writes go through their own autocommit connection, so a migration that rolls back cannot erase
-the record of its own failure.
+The row is inserted, and a failure recorded, through the ledger's own autocommit connection, so a
+migration that rolls back cannot erase the record of its own failure. A committed step's progress (and
+the last step's success) is written the other way, inside the step's own transaction on the migration's
+connection (`record_in`): the step and the ledger's knowledge of it commit together or not at all.
 """
 
 from __future__ import annotations
@@ -136,12 +138,16 @@ def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> Parti
     """The latest real run of `phase` for the batch, if it stopped part way (steps committed, not all)."""
     if not exists(conn):
         return None
-    row = conn.execute(
-        "SELECT status, checksum, strategy, steps_done, steps_total, run_id FROM runbook.phase_run"
-        " WHERE batch = %s AND phase = %s AND NOT dry_run AND status <> %s"
-        " ORDER BY id DESC LIMIT 1",
-        (batch, phase, NOOP),
-    ).fetchone()
+    try:
+        with conn.transaction():  # a savepoint: a ledger without the columns must not abort the caller's transaction
+            row = conn.execute(
+                "SELECT status, checksum, strategy, steps_done, steps_total, run_id FROM runbook.phase_run"
+                " WHERE batch = %s AND phase = %s AND NOT dry_run AND status <> %s"
+                " ORDER BY id DESC LIMIT 1",
+                (batch, phase, NOOP),
+            ).fetchone()
+    except psycopg.errors.UndefinedColumn:
+        return None  # a ledger older than steps_done: no run of it recorded a step, there is nothing to resume
     if row is None or row[0] not in (FAILED, INTERRUPTED) or row[4] is None:
         return None
     if (row[3] or 0) >= row[4] or (row[0] == FAILED and not row[3]):
@@ -239,15 +245,35 @@ class LedgerWriter:
         self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s WHERE id = %s",
                      (steps_done, steps_total, self.row_id))
 
+    def record_in(self, conn: psycopg.Connection, steps_done: int, steps_total: int, *,
+                  succeeded: str | None = None) -> None:
+        """Progress written on `conn` inside its open transaction, so it commits with the step or not at all.
+
+        `succeeded` (the last step): the row becomes 'succeeded' with this message in the same commit, so a
+        process killed right after the COMMIT leaves the batch applied, never 'running' with its effect done.
+        """
+        if self.row_id is None:
+            return
+        if succeeded is None:
+            conn.execute("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s WHERE id = %s",
+                         (steps_done, steps_total, self.row_id))
+            return
+        conn.execute(
+            "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
+            " steps_done = %s, steps_total = %s WHERE id = %s",
+            (SUCCEEDED, succeeded, steps_done, steps_total, self.row_id),
+        )
+
     def finish(self, status: str, message: str | None = None, *, steps_done: int | None = None,
                steps_total: int | None = None) -> None:
+        """The row's end; a row its last step already made 'succeeded' (`record_in`) is left as it is."""
         if self.row_id is None:
             return
         self._finished = True
         try:
             self._update(
                 "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
-                " steps_done = %s, steps_total = %s WHERE id = %s",
+                " steps_done = %s, steps_total = %s WHERE id = %s AND status <> 'succeeded'",
                 (status, message, steps_done, steps_total, self.row_id),
             )
         except (psycopg.OperationalError, RunbookError):
@@ -282,15 +308,22 @@ def os_user() -> str:
 
 
 def _ensure(conn: psycopg.Connection) -> None:
-    """Create the ledger, or add columns it lacks; no DDL at all when it is complete (any role may write)."""
+    """Create the ledger, or add columns it lacks; no DDL at all when it is complete (any role may write).
+
+    In one transaction: a process killed between the CREATE and the ADD COLUMNs (the kill sweep found
+    it) would leave a ledger without steps_done, which the next apply could not even read.
+    """
     have = {r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'runbook' AND table_name = 'phase_run'"
     )}
-    if not have:
-        conn.execute(_DDL)  # the first release's columns; the later ones are added just below
-    for name, kind in _LATER_COLUMNS.items():
-        if name not in have:
-            conn.execute(f"ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS {name} {kind}")
+    if have and not set(_LATER_COLUMNS) - have:
+        return
+    with conn.transaction():
+        if not have:
+            conn.execute(_DDL)  # the first release's columns; the later ones are added just below
+        for name, kind in _LATER_COLUMNS.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS {name} {kind}")
 
 
 def _os_user() -> str:

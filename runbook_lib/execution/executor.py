@@ -35,6 +35,20 @@ from runbook_lib.sql import analysis, locks, plan
 # Called with a step's number after it commits. Production code never adds to it: the fault tests do,
 # to stop a run at a known point between two steps and kill it there.
 AFTER_STEP_HOOKS: list[Callable[[int], None]] = []
+# Called with a step's number inside its transaction, after its ledger progress and Prisma row are
+# written and before its COMMIT; production never adds to it either (the kill tests stop a run there).
+BEFORE_COMMIT_HOOKS: list[Callable[[int], None]] = []
+
+# Told, inside a committed step's transaction (before its COMMIT), how many steps stay and whether it is the last.
+StepRecorder = Callable[[psycopg.Connection, int, int, bool], None]
+
+
+def _as_runbook(conn: psycopg.Connection, search_path: str) -> None:
+    """Undo, for the rest of this transaction only, what the migration's SQL set: runbook's records resolve
+    their tables with the search_path the run started with, as the session user (the migration's own
+    settings come back after COMMIT, until the RESET ALL at the end)."""
+    conn.execute("SELECT set_config('search_path', %s, true)", (search_path,))
+    conn.execute("SET LOCAL ROLE NONE")
 
 
 def _held_locks(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -155,8 +169,14 @@ def _modes(lock_text: str) -> list[str]:
     return [part.split(" on ")[0] for part in lock_text.split(", ") if " on " in part]
 
 
-def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempts, backoff_ms, verify, last):
-    """One step with its retries; returns the StepRun, raises psycopg errors other than lock timeouts."""
+def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempts, backoff_ms, verify, last,
+              record: Callable[[psycopg.Connection], None] | None = None):
+    """One step with its retries; returns the StepRun, raises psycopg errors other than lock timeouts.
+
+    `record` writes the step's ledger progress (and Prisma's row): inside the step's transaction, before
+    its COMMIT, so the database never holds the step's effect without the ledger knowing it, nor the
+    reverse; a step outside a transaction is recorded in a transaction of its own right after it.
+    """
     started = clock()
     for attempt in range(1, max_attempts + 1):
         result.attempts += 1
@@ -174,6 +194,10 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                     held = _held_locks(conn)
                     if dry_run:
                         result.after = catalog.snapshot(conn, tables_touched)
+                    elif record is not None:
+                        record(conn)
+                        for hook in BEFORE_COMMIT_HOOKS:  # empty in production: see BEFORE_COMMIT_HOOKS
+                            hook(step.number)
                 end = clock()
                 holds = _lock_holds(held, acquired, end, step.number)
             else:
@@ -182,6 +206,11 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                     _run_statements(conn, step, attempt, clock, runs, acquired)
                 finally:
                     conn.autocommit = False
+                if record is not None and not dry_run:
+                    with conn.transaction():  # a resume re-checks the step itself (plan.Step.done_check)
+                        record(conn)
+                        for hook in BEFORE_COMMIT_HOOKS:  # empty in production: see BEFORE_COMMIT_HOOKS
+                            hook(step.number)
                 holds = []
             result.statements += runs
             result.locks_before_commit += holds
@@ -224,6 +253,7 @@ def execute(
     resume_after: int | None = None,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    record_step: StepRecorder | None = None,
     statements: list | None = None,
     result: ExecutionResult,
     conn: psycopg.Connection,
@@ -231,8 +261,10 @@ def execute(
     """Run `sql_text` step by step; each step is retried whole when a lock is not granted in time.
 
     `resume_after` (None: a fresh run) skips the steps an earlier run committed; the group it resumes
-    in starts over, after its clean-up removes what a killed run may have left half made. `on_step(kept, total)` is told
-    after every committed step.
+    in starts over, after its clean-up removes what a killed run may have left half made; a step outside
+    a transaction that a killed run completed is not redone (`resume.skip_done`). `on_step(kept, total)`
+    is told the plan's size before anything runs; `record_step(conn, kept, total, last)` is called inside
+    every step's transaction before its COMMIT (never in a dry run).
     """
     if statements is None:  # the caller usually parsed the file already, to refuse it before anything ran
         statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
@@ -250,6 +282,7 @@ def execute(
     result.lock_timeout_ms, result.statement_timeout_ms = lock_timeout_ms, statement_timeout_ms
     conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
                  (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"))
+    search_path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
     conn.commit()
     result.before = catalog.snapshot(conn, tables_touched)
     conn.commit()
@@ -258,10 +291,24 @@ def execute(
     done: list[plan.Step] = []
     if resume_after is not None and not dry_run:
         resume_after = resume.group_start(steps, resume_after + 1) - 1
+        resume_after = resume.skip_done(conn, steps, resume_after, result)
         resume.clean_leftovers(conn, steps, resume_after + 1, result, session.url)
     resume_after = resume_after or 0
     if on_step is not None and not dry_run:
         on_step(resume_after, len(steps))  # the plan's size is on record before anything commits
+
+    def recorder(number: int) -> Callable[[psycopg.Connection], None] | None:
+        if record_step is None or dry_run:
+            return None
+
+        def record(c: psycopg.Connection) -> None:
+            _as_runbook(c, search_path)
+            record_step(c, resume.kept(steps, number), len(steps), number == len(steps))
+        return record
+
+    if resume_after >= len(steps) and (record := recorder(len(steps))) is not None:
+        with conn.transaction():  # every step was done already (a resumed run): only the record is missing
+            record(conn)
     for step in steps:
         if step.number <= resume_after:
             result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.SKIPPED))
@@ -270,10 +317,9 @@ def execute(
         try:
             result.steps.append(_run_step(
                 conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
-                max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1]))
+                max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1],
+                record=recorder(step.number)))
             done.append(step)
-            if on_step is not None and not dry_run and step.number < len(steps):
-                on_step(resume.kept(steps, step.number), len(steps))
             for hook in AFTER_STEP_HOOKS:  # empty in production: see AFTER_STEP_HOOKS
                 hook(step.number)
         except (GaveUp, VerificationFailed, psycopg.Error) as exc:

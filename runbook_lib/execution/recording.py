@@ -1,5 +1,11 @@
 """A run with its evidence: the ledger row and `<phase>.json` written on success and on failure alike,
-and Prisma's `_prisma_migrations` told what happened."""
+and Prisma's `_prisma_migrations` told what happened.
+
+Exactly once: each committed step's ledger progress, and for the last step the ledger's 'succeeded' and
+Prisma's row, are written inside that step's transaction (`_step_recorder`), so whatever is killed when,
+the database never holds a step's effect the ledger does not know, and the next run neither repeats
+nor skips it. Only the row's insertion and a failure go through the ledger's own connection.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ from runbook_lib.sql import analysis
 
 
 def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> prisma.PrismaRecord:
-    """Tell Prisma what happened, where `_prisma_migrations` exists; a failure here is reported, not fatal.
+    """Tell Prisma what happened, where `_prisma_migrations` exists; a failure here is reported, not fatal
+    (it runs in a savepoint of the last step's transaction, which commits without it).
 
     A folder in Prisma's layout gets the table (Prisma's DDL) with its first record, in one transaction,
     so Prisma can take the project over later; a batch.toml project never gets it.
@@ -37,6 +44,18 @@ def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> pr
             return prisma.record_rolled_back(conn, name)
     except psycopg.Error as exc:
         return prisma.PrismaRecord(f"not recorded: {server_message(exc)}", name)
+
+
+def _step_recorder(writer: ledger.LedgerWriter, result: ExecutionResult, session: Session,
+                   message: Callable[[], str]) -> Callable[[psycopg.Connection, int, int, bool], None]:
+    """What a committed step writes inside its own transaction: its progress; the last step also Prisma's row
+    (apply: record_applied; rollback: record_rolled_back) and the ledger's 'succeeded' with its message."""
+
+    def record(conn: psycopg.Connection, kept: int, total: int, last: bool) -> None:
+        if last:
+            result.prisma = _record_prisma(conn, result.phase, session)
+        writer.record_in(conn, kept, total, succeeded=message() if last else None)
+    return record
 
 
 def require_statements(sql_text: str, filename: str, *, server_major: int | None = None) -> list:
@@ -80,6 +99,11 @@ def recorded(
 ) -> ExecutionResult:
     """`execute` with its ledger row and its record: both written on success and on failure."""
     dry_run = result.dry_run
+    note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
+
+    def succeeded() -> str:
+        return f"{filename}: {done} ({len(result.plan)} step(s), {strategy}){note}"
+
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase=result.phase,
                              checksum=session.batch.checksum, dry_run=dry_run, strategy=strategy) as writer:
@@ -88,19 +112,18 @@ def recorded(
                     tables_touched=tables_touched, dry_run=dry_run, strategy=strategy,
                     lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
                     max_attempts=max_attempts, resume_after=resume_after, verify=verify,
-                    on_step=writer.progress, statements=statements, result=result, conn=conn)
+                    on_step=writer.progress, record_step=_step_recorder(writer, result, session, succeeded),
+                    statements=statements, result=result, conn=conn)
         except RunbookError as exc:
             result.status = names.FAILED
             result.message = result.message or str(exc)
             finish(session, result, t0)
             writer.finish(ledger.FAILED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
             raise
-        if not dry_run:
-            result.prisma = _record_prisma(conn, result.phase, session)
         result.status = names.DRY_RUN if dry_run else done
-        note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
         result.message = (f"dry run: {filename} executed, measured and rolled back; nothing changed"
-                          if dry_run else f"{filename}: {done} ({len(result.plan)} step(s), {strategy}){note}")
+                          if dry_run else succeeded())
         finish(session, result, t0)
+        # a dry run's row ends here; a real run's last step made it 'succeeded' already, and this leaves it
         writer.finish(ledger.SUCCEEDED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
     return result

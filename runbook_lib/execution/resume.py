@@ -32,3 +32,21 @@ def clean_leftovers(conn: psycopg.Connection, steps: list[plan.Step], first: int
     """Before resuming in a group, remove what a killed run may have left of it (each clean-up is IF EXISTS)."""
     group = [s for s in steps if s.group == steps[first - 1].group] if first <= len(steps) else []
     run_cleanups(conn, [sql for s in reversed(group) for sql in s.cleanup], result, url, prefix="leftover: ")
+
+
+def skip_done(conn: psycopg.Connection, steps: list[plan.Step], done_through: int, result: ExecutionResult) -> int:
+    """Past the steps outside a transaction whose effect a killed run completed: how far the run really got.
+
+    Such a step cannot commit with its ledger progress, so a run killed between the two leaves it done
+    but unrecorded: its `done_check` (an index that exists and is valid) says so, and it is not redone.
+    An invalid index is not done: the group's clean-up drops it and the step builds it again.
+    """
+    while done_through < len(steps):
+        step = steps[done_through]
+        if step.transactional or not step.done_check or not conn.execute(step.done_check).fetchone()[0]:
+            break
+        conn.commit()
+        result.cleanup.append(f"resume: {step.label} was complete already, not redone")
+        done_through += 1
+    conn.commit()
+    return done_through

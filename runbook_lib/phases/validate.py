@@ -57,16 +57,17 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
             )
         conn.commit()
         touched = batch.checks.tables
-        rows_before = _row_counts(conn, touched)
         with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=batch.number,
                                  batch_name=batch.name, phase="validate", checksum=batch.checksum) as writer:
             with conn.transaction(force_rollback=True):
+                first_xid = _xid(conn)
                 if later_touched is None:
                     later_touched = derived.touched_by(later)
                 derivation = derived.derive(conn, batch.migration_sql, later=later_touched)
                 blocks = checks.tests(conn, batch.checks) + derivation.blocks + file_blocks
                 results = [sqlblocks.run(conn, block) for block in blocks]
-            leftover = sum(_row_counts(conn, touched).values()) - sum(rows_before.values())
+                last_xid = _xid(conn)
+            leftover = _left_behind(conn, touched, first_xid, last_xid)
             scope = _orm_scope(session, schema_path, explicit=prisma_schema_path is not None) if schema else ""
             if not schema:
                 mismatches = []
@@ -117,8 +118,34 @@ def _latest(folder: Path) -> int:
     return _LATEST[key]
 
 
-def _row_counts(conn, names: list[str]) -> dict[str, int]:
-    return {name: catalog.snapshot_table(conn, name).rows for name in names}
+def _xid(conn) -> int:
+    """The current transaction's id (with its epoch): the tests' rows carry it, or a subtransaction's after it."""
+    return conn.execute("SELECT txid_current()").fetchone()[0]
+
+
+def _left_behind(conn, names: list[str], first_xid: int, last_xid: int) -> int:
+    """Rows the tests wrote that are still there after their rollback, whatever the application wrote meanwhile.
+
+    The tests run in one transaction that is rolled back, so while it stayed one transaction (the same id
+    at its end as at its start) nothing it wrote can remain: 0, without counting anything. A block that
+    ended it (a COMMIT in validation.sql) leaves committed rows whose xmin is one of the ids the tests
+    used, from `first_xid` to `last_xid` (savepoints and the transactions after the COMMIT): those rows are
+    counted per table (with, in that broken case only, any row another session committed with an id in
+    the same range). Comparing row counts before and after instead counted every row the application
+    inserted while validate ran.
+    """
+    if first_xid == last_xid:
+        return 0
+    low, high = first_xid % 2**32, last_xid % 2**32  # xmin is the 32-bit id, without the epoch
+    total = 0
+    for name in names:
+        if conn.execute("SELECT to_regclass(%s)", (catalog.regclass_text(name),)).fetchone()[0] is None:
+            continue
+        # the name is quoted by regclass_text: nothing here comes from input unescaped
+        total += conn.execute(f"SELECT count(*) FROM {catalog.regclass_text(name)}"
+                              " WHERE xmin::text::bigint BETWEEN %s AND %s", (low, high)).fetchone()[0]
+    conn.commit()
+    return total
 
 
 def run_release(release: Release, *, orm_strict: bool = False,

@@ -47,6 +47,9 @@ class Step:
     transactional: bool = True
     cleanup: tuple[str, ...] = ()  # removes what this step added, if a step of its group fails
     group: int = 0  # the steps that make one statement online; a failure undoes its whole group
+    # A step outside a transaction cannot commit with its ledger progress: a query returning true when its
+    # effect is already complete (an index built and valid), which a resumed run asks before redoing it.
+    done_check: str = ""
 
     @property
     def label(self) -> str:
@@ -141,6 +144,28 @@ def _concurrent_index_cleanup(stmt: StatementAnalysis) -> tuple[str, ...]:
     return ()
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _concurrent_index_done(stmt: StatementAnalysis) -> str:
+    """CREATE INDEX CONCURRENTLY is done when its index exists and is valid (an invalid one is a leftover to
+    drop and build again); DROP INDEX CONCURRENTLY is done when the index is gone."""
+    try:
+        node = pglast.parse_sql(stmt.sql)[0].stmt
+    except pglast.parser.ParseError:
+        return ""
+    if isinstance(node, ast.IndexStmt) and node.concurrent and node.idxname:
+        schema = node.relation.schemaname
+        name = _literal((_ident(schema) + "." if schema else "") + _ident(node.idxname))
+        return (f"SELECT coalesce((SELECT indisvalid AND indisready FROM pg_index"
+                f" WHERE indexrelid = to_regclass({name})), false)")
+    if isinstance(node, ast.DropStmt) and node.concurrent and len(node.objects or ()) == 1:
+        name = _literal(".".join(_ident(part.sval) for part in node.objects[0]))
+        return f"SELECT to_regclass({name}) IS NULL"
+    return ""
+
+
 _BEGIN = (TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START)
 _COMMIT = (TransactionStmtKind.TRANS_STMT_COMMIT,)
 _REFUSED = {
@@ -213,7 +238,7 @@ def build(statements: list[StatementAnalysis], strategy: str = DIRECT) -> list[S
             flush()
             steps.append(Step(len(steps) + 1, f"statement {stmt.index} on its own: {stmt.kind} cannot run in a transaction",
                               (planned,), transactional=False, cleanup=_concurrent_index_cleanup(stmt),
-                              group=len(steps) + 1))
+                              group=len(steps) + 1, done_check=_concurrent_index_done(stmt)))
             continue
         pieces = _online_pieces(stmt) if strategy == ONLINE else None
         if pieces is None:

@@ -1,0 +1,344 @@
+"""Exactly once, whatever is killed when: a non-increasing migration applied by a child process that is
+SIGKILLed at a named point or a random moment, then applied again; the counter must have moved once.
+
+The migration is not idempotent on purpose (`UPDATE counter SET n = n + 1`, an INSERT into `log`): a
+rerun that repeats a committed step, or a record that says applied when nothing committed, shows.
+`tests/phases/test_exactly_once.py` runs a few points of this; `python benchmarks/kill_sweep.py --points 60`
+runs many (results in benchmarks/results/kill_sweep.json, summarised in RESULTS.md by report.py).
+
+The child is forked from this process (runbook already imported, so a point costs the migration, not
+Python's start-up) and killed with SIGKILL: no finally, no atexit, its connections simply end.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from common import DEFAULT_STATE, RESULTS_DIR, header, server_url  # first: it puts the checkout on sys.path
+
+from runbook_lib.db import ledger
+from runbook_lib.errors import MigrationFailed
+from runbook_lib.execution import executor
+from runbook_lib.orm import prisma_history
+from runbook_lib.phases import apply
+from runbook_lib.phases.session import open_session
+
+DIRECT_SQL = """\
+UPDATE counter SET n = n + 1;
+SELECT pg_sleep(0.2);
+INSERT INTO log VALUES (1, 'applied');
+"""
+# online: step 1 the UPDATE, steps 2-4 a's SET NOT NULL, steps 5-7 b's, step 8 the INSERT
+ONLINE_SQL = """\
+UPDATE counter SET n = n + 1;
+ALTER TABLE item ALTER COLUMN a SET NOT NULL;
+ALTER TABLE item ALTER COLUMN b SET NOT NULL;
+INSERT INTO log VALUES (1, 'applied');
+"""
+# step 1 outside a transaction (it cannot commit with its ledger progress), step 2 the rest
+CONCURRENT_SQL = """\
+CREATE INDEX CONCURRENTLY item_a_idx ON item (a);
+UPDATE counter SET n = n + 1;
+INSERT INTO log VALUES (1, 'applied');
+"""
+SCENARIOS = {"direct": (DIRECT_SQL, "direct"), "online": (ONLINE_SQL, "online"),
+             "concurrent": (CONCURRENT_SQL, "direct")}
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where the child is killed: `kind` is none | before_lock | in_statement | after_commit | before_commit |
+    at_offset | terminate (pg_terminate_backend of an in-process apply's connection, no child)."""
+
+    scenario: str
+    kind: str
+    step: int = 0
+    offset_s: float = 0.0
+
+    @property
+    def name(self) -> str:
+        where = f" step {self.step}" if self.step else f" {self.offset_s:.3f} s" if self.kind == "at_offset" else ""
+        return f"{self.scenario}: {self.kind}{where}"
+
+
+@dataclass
+class Outcome:
+    point: str
+    killed: bool  # False when the child finished before the kill (a late random offset)
+    counter: int
+    log_rows: int
+    applied: bool
+    prisma_finished: int
+    prisma_failed: int
+    advisory_locks: int
+    running_rows: int
+    extra: list[str] = field(default_factory=list)  # scenario checks that failed
+
+    @property
+    def exactly_once(self) -> bool:
+        return (self.counter == 1 and self.log_rows == 1 and self.applied and self.prisma_finished == 1
+                and not self.prisma_failed and not self.advisory_locks and not self.running_rows and not self.extra)
+
+
+def prepare(url: str, root: Path, scenario: str) -> Path:
+    """The tables the migration changes, Prisma's table, and the batch folder; returns the migrations folder."""
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE counter (n int NOT NULL); INSERT INTO counter VALUES (0);"
+                     " CREATE TABLE log (id int, note text);"
+                     " CREATE TABLE item (id int PRIMARY KEY, a int, b int);"
+                     " INSERT INTO item SELECT g, g, g FROM generate_series(1, 200) g")
+        conn.execute(prisma_history.DDL)
+    folder = root / "migrations" / "001_once"
+    folder.mkdir(parents=True)
+    (folder / "migration.sql").write_text(textwrap.dedent(SCENARIOS[scenario][0]))
+    return root / "migrations"
+
+
+def _apply(url: str, migrations: Path, reports: Path, strategy: str):
+    return apply.run(open_session(1, database_url=url, migrations_dir=migrations, reports_dir=reports),
+                     strategy=strategy, lock_timeout_ms=1000, max_attempts=20)
+
+
+def _child(url: str, migrations: Path, reports: Path, point: Point, tell) -> None:
+    """In the forked child: arrange the pause the point names, tell the parent when it is there, apply."""
+    def pause(step: int = 0) -> None:
+        if step == point.step:
+            tell.send("pause")
+            time.sleep(60)
+
+    if point.kind == "after_commit":
+        executor.AFTER_STEP_HOOKS.append(pause)
+    elif point.kind == "before_commit":
+        executor.BEFORE_COMMIT_HOOKS.append(pause)
+    elif point.kind == "before_lock":
+        locked = apply.migration_lock
+
+        def late_lock(conn):
+            pause()
+            return locked(conn)
+        apply.migration_lock = late_lock
+    try:
+        _apply(url, migrations, reports, SCENARIOS[point.scenario][1])
+    finally:
+        tell.send("done")
+
+
+def _wait_for_sleep(url: str, child: multiprocessing.Process, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline and child.is_alive():
+            if conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
+                            " AND state = 'active' AND datname = current_database()").fetchone():
+                return
+            time.sleep(0.01)
+    raise AssertionError("the child never reached its pg_sleep")
+
+
+def _wait_quiet(url: str, timeout: float = 30.0) -> None:
+    """Until the killed child's backends are gone (one mid-statement ends when the statement does)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                           " AND application_name LIKE 'runbook%%'").fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise AssertionError("the killed child's backends are still there")
+            time.sleep(0.02)
+
+
+def _terminate_mid_statement(url: str, migrations: Path, reports: Path, strategy: str) -> bool:
+    """pg_terminate_backend of an in-process apply's connection during its pg_sleep; True when it failed so."""
+    def terminate() -> None:
+        deadline = time.monotonic() + 30
+        with psycopg.connect(url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
+                                   " AND state = 'active' AND datname = current_database()").fetchone()
+                if row:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                    return
+                time.sleep(0.01)
+
+    killer = threading.Thread(target=terminate)
+    killer.start()
+    try:
+        _apply(url, migrations, reports, strategy)
+        return False
+    except MigrationFailed:
+        return True
+    finally:
+        killer.join()
+
+
+def kill_child(url: str, migrations: Path, reports: Path, point: Point) -> bool:
+    """Fork a child applying the batch, SIGKILL it at `point`, wait until its backends are gone.
+
+    True when it was killed mid-run, False when it had finished (a late random offset, or kind none).
+    """
+    ctx = multiprocessing.get_context("fork")
+    hear, tell = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(url, migrations, reports, point, tell), daemon=True)
+    child.start()
+    tell.close()
+    if point.kind == "in_statement":
+        _wait_for_sleep(url, child)
+    elif point.kind == "at_offset":
+        hear.poll(point.offset_s)
+    elif point.kind != "none":
+        assert hear.poll(60) and hear.recv() == "pause", f"{point.name}: the child never reached its pause"
+    else:
+        child.join(60)
+    killed = child.is_alive() and not hear.poll(0)
+    if child.exitcode is None:
+        os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    hear.close()
+    _wait_quiet(url)
+    return killed
+
+
+def kill_at(url: str, root: Path, point: Point) -> Outcome:
+    """Apply in a child killed at `point` (or terminated), apply again here, and read what the database holds."""
+    migrations, reports = prepare(url, root, point.scenario), root / "reports"
+    strategy = SCENARIOS[point.scenario][1]
+    if point.kind == "terminate":
+        killed = _terminate_mid_statement(url, migrations, reports, strategy)
+    else:
+        killed = kill_child(url, migrations, reports, point)
+    result = _apply(url, migrations, reports, strategy)
+    assert result.status in ("applied", "already applied"), result.message
+    return observe(url, point, killed)
+
+
+def observe(url: str, point: Point, killed: bool) -> Outcome:
+    with psycopg.connect(url) as conn:
+        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+        extra = []
+        if point.scenario == "online":
+            if one("SELECT count(*) FROM information_schema.columns WHERE table_name = 'item'"
+                   " AND is_nullable = 'NO'") != 3:
+                extra.append("item.a or item.b still nullable")
+            if one("SELECT count(*) FROM pg_constraint WHERE conrelid = 'item'::regclass AND contype = 'c'"):
+                extra.append("a CHECK of the online strategy left behind")
+        if point.scenario == "concurrent" and not one(
+                "SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('item_a_idx')), false)"):
+            extra.append("item_a_idx missing or invalid")
+        return Outcome(
+            point.name, killed,
+            counter=one("SELECT n FROM counter"),
+            log_rows=one("SELECT count(*) FROM log"),
+            applied=ledger.state(conn, 1).applied,
+            prisma_finished=one("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL"
+                                " AND rolled_back_at IS NULL"),
+            prisma_failed=one("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NULL"
+                              " AND rolled_back_at IS NULL"),
+            advisory_locks=one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"  # this database's only
+                               " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            running_rows=one("SELECT count(*) FROM runbook.phase_run WHERE status = 'running'"),
+            extra=extra,
+        )
+
+
+def named_points() -> list[Point]:
+    """Every named point: the gaps the ledger used to leave, and the moments around them."""
+    return [
+        Point("direct", "before_lock"),
+        Point("direct", "in_statement"),
+        Point("direct", "before_commit", step=1),  # ledger and Prisma written, COMMIT not sent
+        Point("direct", "after_commit", step=1),  # committed, where the old ledger write came after
+        Point("direct", "terminate"),
+        Point("online", "after_commit", step=3),  # mid-group: a's CHECK validated, SET NOT NULL not yet
+        Point("online", "before_commit", step=8),
+        Point("concurrent", "before_commit", step=1),  # index built, its progress not committed
+    ]
+
+
+def random_points(count: int, span_s: float, seed: int, scenarios: tuple[str, ...] = ("direct",)) -> list[Point]:
+    rng = random.Random(seed)
+    return [Point(scenarios[i % len(scenarios)], "at_offset", offset_s=round(rng.uniform(0, span_s), 3))
+            for i in range(count)]
+
+
+def baseline_s(make_url, root: Path, scenario: str) -> float:
+    """How long an unkilled child takes to apply (fork to exit): the span random offsets are drawn from."""
+    url, point = make_url(), Point(scenario, "none")
+    migrations = prepare(url, root, scenario)
+    start = time.perf_counter()
+    kill_child(url, migrations, root / "reports", point)
+    took = time.perf_counter() - start
+    outcome = observe(url, point, killed=False)
+    assert outcome.exactly_once, outcome
+    return took
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`--points N`: the named points, then random offsets up to N in all, each on a database of its own."""
+    import argparse  # here, not at the top: the suite imports this module and never parses arguments
+    import json
+    import shutil
+    import tempfile
+    import uuid
+
+    from runbook_lib.db.connection import with_database
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "kill_sweep.json")
+    args = parser.parse_args(argv)
+    server = server_url(args.database_url, DEFAULT_STATE)
+    created: list[str] = []
+
+    def make_url() -> str:
+        name = f"kill_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return with_database(server, name)
+
+    work = Path(tempfile.mkdtemp(prefix="kill-sweep-"))
+    started = time.perf_counter()
+    try:
+        spans = {s: baseline_s(make_url, work / s, s) for s in SCENARIOS}
+        points = named_points()
+        left = max(args.points - len(points), 0)
+        for i, scenario in enumerate(SCENARIOS):
+            share = left // len(SCENARIOS) + (1 if i < left % len(SCENARIOS) else 0)
+            points += random_points(share, spans[scenario] * 1.1, args.seed + i, (scenario,))
+        outcomes = []
+        for n, point in enumerate(points):
+            try:
+                outcomes.append(kill_at(make_url(), work / str(n), point))
+            except Exception as exc:  # noqa: BLE001 - a sweep reports every point, a crash included
+                outcomes.append(Outcome(point.name, True, -1, -1, False, -1, -1, -1, -1,
+                                        [f"error: {type(exc).__name__}: {str(exc).splitlines()[0]}"]))
+            print(("ok    " if outcomes[-1].exactly_once else "FAIL  ") + point.name, flush=True)
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            for name in created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(work, ignore_errors=True)
+    report = header("kill_sweep", argv, server) | {
+        "seed": args.seed, "baseline_s": spans, "took_s": round(time.perf_counter() - started, 1),
+        "points": [o.__dict__ | {"exactly_once": o.exactly_once} for o in outcomes],
+    }
+    args.out.write_text(json.dumps(report, indent=2, default=str))
+    bad = [o for o in outcomes if not o.exactly_once]
+    print(f"{len(outcomes)} points, {len(outcomes) - len(bad)} exactly once, "
+          f"{sum(o.killed for o in outcomes)} killed mid-run; {args.out}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    import sys  # here: only the command line needs it
+
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Exactly once, whatever is killed when (issue 16): a non-idempotent migration, its applying process
+SIGKILLed at each named point and at seeded random moments, then applied again, has changed the data
+once, and the ledger, `_prisma_migrations` and the locks say so.
+
+The harness is benchmarks/kill_sweep.py; `python benchmarks/kill_sweep.py --points 60` is the long sweep.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runbook_lib import config
+
+BENCH = str(config.project_root() / "benchmarks")
+if BENCH not in sys.path:
+    sys.path.insert(0, BENCH)
+
+import kill_sweep  # noqa: E402  (benchmarks/ is not a package: on sys.path just above)
+
+
+@pytest.mark.parametrize("point", kill_sweep.named_points(), ids=lambda p: p.name)
+def test_killed_at_a_named_point_the_migration_still_happens_exactly_once(
+        point: kill_sweep.Point, make_database: Callable[..., str], tmp_path: Path) -> None:
+    outcome = kill_sweep.kill_at(make_database(), tmp_path, point)
+    assert outcome.killed, f"{point.name}: the child finished before the kill, the point was never reached"
+    assert (outcome.counter, outcome.log_rows) == (1, 1), outcome
+    assert outcome.applied and outcome.prisma_finished == 1 and outcome.prisma_failed == 0, outcome
+    assert outcome.advisory_locks == 0 and outcome.running_rows == 0, outcome
+    assert outcome.extra == [], outcome
+
+
+def test_killed_at_random_moments_the_migration_still_happens_exactly_once(
+        make_database: Callable[..., str], tmp_path: Path) -> None:
+    span = kill_sweep.baseline_s(make_database, tmp_path / "baseline", "direct")
+    for n, point in enumerate(kill_sweep.random_points(3, span, seed=16)):
+        outcome = kill_sweep.kill_at(make_database(), tmp_path / str(n), point)
+        assert outcome.exactly_once, outcome
+
+
+def test_a_kill_after_the_last_commit_leaves_the_batch_applied_not_running(
+        make_database: Callable[..., str], tmp_path: Path) -> None:
+    """Before the rerun: the killed run's own commit already says 'succeeded', with Prisma's finished row."""
+    import psycopg  # here: only this test reads the database before the rerun
+
+    from runbook_lib.db import ledger
+
+    url = make_database()
+    point = kill_sweep.Point("direct", "after_commit", step=1)
+    migrations = kill_sweep.prepare(url, tmp_path, "direct")
+    kill_sweep.kill_child(url, migrations, tmp_path / "r", point)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT status, steps_done, steps_total FROM runbook.phase_run").fetchall() == [
+            ("succeeded", 1, 1)]
+        assert ledger.state(conn, 1).applied
+        assert conn.execute("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL").fetchone()[0] == 1
+
+
+def test_a_ledger_killed_half_created_does_not_stop_the_next_apply(
+        make_database: Callable[..., str], tmp_path: Path) -> None:
+    """Found by the sweep: killed between the ledger's CREATE TABLE and its later ADD COLUMNs (then two
+    transactions, now one), the table lacked steps_done and every later apply failed reading it."""
+    import psycopg  # here: only this test writes the ledger by hand
+
+    from runbook_lib.db import ledger
+    from runbook_lib.phases import apply
+    from runbook_lib.phases.session import open_session
+
+    url = make_database()
+    migrations = kill_sweep.prepare(url, tmp_path, "direct")
+    with psycopg.connect(url) as conn:
+        conn.execute(ledger._DDL)  # the first release's columns only: what the kill left
+    result = apply.run(open_session(1, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "r"))
+    assert result.status == "applied"
+    assert kill_sweep.observe(url, kill_sweep.Point("direct", "none"), killed=False).exactly_once
