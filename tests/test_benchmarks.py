@@ -134,6 +134,7 @@ def test_fleet_benchmark_runs_a_small_fleet(server_url: str, tmp_path: Path) -> 
     assert all(r["failed"] == 0 and r["wall_s"] > 0 for r in results)
 
 
+@pytest.mark.kernel  # `runbook deploy` (notebooks): the same machinery on any server
 def test_deploy_benchmark_runs_psql_and_runbook_side_by_side(server_url: str, tmp_path: Path) -> None:
     deploy = _bench_module("deploy")
     out = tmp_path / "deploy.json"
@@ -143,7 +144,8 @@ def test_deploy_benchmark_runs_psql_and_runbook_side_by_side(server_url: str, tm
     corpus = result["corpora"]["langfuse"]
     assert corpus["migrations"] == 12
     (run,) = corpus["runs"]
-    assert run["psql_s"] > 0 and run["runbook_s"] > 0 and run["ratio"] == round(run["runbook_s"] / run["psql_s"], 3)
+    assert run["psql_s"] > 0 and run["runbook_s"] > 0
+    assert abs(run["ratio"] - run["runbook_s"] / run["psql_s"]) < 0.01  # taken before the times were rounded
     assert run["breakdown"]["migrations"] == 12
     assert set(run["breakdown"]["phases_s"]) == {"preflight", "apply", "validate", "summary"}
     report = _bench_module("report")
