@@ -46,7 +46,7 @@ def nb(cells):
 COMMON = '''batch = 7                # the batch number (batch.toml's `batch`), or "pending": every migration not yet
                          # applied, in order, as one release (`runbook deploy`)
 to = None                # a release (batch "pending") stops after this migration
-migrations_dir = None    # folder of batches; None: the example's examples/crm/migrations
+migrations_dir = None    # folder of batches; None: the project's (runbook.toml, prisma/migrations, migrations/)
 run_dir = None           # run folder for the records; None: a new one under reports/
 reports_dir = None       # where new run folders go; None: reports/ in the project
 database_url = None      # leave None: the database comes from the DATABASE_URL environment variable, so no
@@ -107,7 +107,7 @@ app = nb([
 
 chk = nb([
     ("md", "# Health check\n\nThe daily check of the reference document, for every batch at once: for each batch the ledger shows\napplied, its declarative checks (batch.toml's `[checks]`) re-run in a READ ONLY transaction. Anything\nthat no longer holds (a NOT NULL dropped by hand, a foreign key re-created with another action) is\ndrift, reported with the batch that declared it. Safe to run against production, from cron or CI."),
-    ("code", "migrations_dir = None    # folder of batches; None: the example's examples/crm/migrations\n# The database comes from the DATABASE_URL environment variable (never a parameter, so no\n# password lands in the executed notebook); without it, the running embedded server's demo database.", ["parameters"]),
+    ("code", "migrations_dir = None    # folder of batches; None: the project's (runbook.toml, prisma/migrations, migrations/)\n# The database comes from the DATABASE_URL environment variable (never a parameter, so no\n# password lands in the executed notebook); without it, the running embedded server's demo database.", ["parameters"]),
     ("md", "## Run the checks\nEvery applied batch's read-only checks, one transaction, nothing written."),
     ("code", "from runbook_lib.phases import health\n\nresult = health.check(migrations_dir)\nresult.headline"),
     ("md", "## Target\nThe database checked (password redacted) and the batches the ledger shows applied."),
