@@ -574,8 +574,19 @@ def kill_section(ks: dict) -> list[str]:
              "a terminated backend) or at a random moment (seed "
              f"{ks['seed']}, uniform over an unkilled run's duration, {', '.join(f'{k} {v:.2f} s' for k, v in ks['baseline_s'].items())}); "
              "then apply runs again. Exactly once: the counter is 1, `log` has one row, the ledger says applied, "
-             "`_prisma_migrations` has one finished row and no failed one, no advisory lock and no `running` row is left.", "",
-             "| Scenario | Points | Killed mid-run | Exactly once |", "|---|---:|---:|---:|"]
+             "`_prisma_migrations` has one finished row and no failed one, no advisory lock and no `running` row is left.", ""]
+    if "release" in by_scenario:
+        lines += ["Scenario release: three such migrations (migration k adds one and writes log row k) applied as one "
+                  "release (`open_session(\"pending\")`, each migration its own transaction), the child killed after "
+                  "migration 1's commit, before migration 2's COMMIT, after migration 3's commit, or at a random "
+                  "moment (seed + 3); a new release (a new run folder) then finishes it. Exactly once there: the counter is 3, "
+                  "`log` has rows 1, 2 and 3 once each, all three are applied in the ledger, three finished Prisma rows.", ""]
+    if "restart" in by_scenario:
+        lines += ["Scenario restart: no process is killed; the apply runs on an embedded server of its own while "
+                  "another thread stops that server at a random moment (the same seed, uniform over an undisturbed "
+                  "apply) and it is started again; then apply runs again. Killed mid-run there: the first apply "
+                  "did not succeed.", ""]
+    lines += ["| Scenario | Points | Killed mid-run | Exactly once |", "|---|---:|---:|---:|"]
     for name, ps in by_scenario.items():
         lines.append(f"| {name} | {len(ps)} | {sum(1 for p in ps if p['killed'])} | "
                      f"{sum(1 for p in ps if p['exactly_once'])} |")

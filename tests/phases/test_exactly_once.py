@@ -76,3 +76,37 @@ def test_a_ledger_killed_half_created_does_not_stop_the_next_apply(
     result = apply.run(open_session(1, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "r"))
     assert result.status == "applied"
     assert kill_sweep.observe(url, kill_sweep.Point("direct", "none"), killed=False).exactly_once
+
+
+@pytest.mark.parametrize("point", kill_sweep.release_points(), ids=lambda p: p.name)
+def test_a_release_killed_at_a_named_point_applies_each_migration_exactly_once(
+        point: kill_sweep.Point, make_database: Callable[..., str], tmp_path: Path) -> None:
+    """Three non-idempotent migrations applied as a release (`open_session("pending")`), the child killed
+    between or inside them; a new release (a new run folder) finishes it: counter 3, log rows 1, 2, 3."""
+    outcome = kill_sweep.kill_at(make_database(), tmp_path, point)
+    assert outcome.killed, f"{point.name}: the child finished before the kill, the point was never reached"
+    assert (outcome.counter, outcome.log_rows, outcome.prisma_finished) == (3, 3, 3), outcome
+    assert outcome.applied and outcome.prisma_failed == 0, outcome
+    assert outcome.advisory_locks == 0 and outcome.running_rows == 0, outcome
+    assert outcome.extra == [], outcome
+
+
+def test_a_release_killed_at_random_moments_applies_each_migration_exactly_once(
+        make_database: Callable[..., str], tmp_path: Path) -> None:
+    span = kill_sweep.baseline_s(make_database, tmp_path / "baseline", kill_sweep.RELEASE)
+    for n, point in enumerate(kill_sweep.random_points(3, span, seed=16, scenarios=(kill_sweep.RELEASE,))):
+        outcome = kill_sweep.kill_at(make_database(), tmp_path / str(n), point)
+        assert outcome.exactly_once, outcome
+
+
+def test_the_server_restarted_at_random_moments_the_migration_still_happens_exactly_once(tmp_path: Path) -> None:
+    """The apply on a server of its own, stopped by another thread at a seeded moment and started again;
+    the next apply finishes it, once. A couple of points here; the sweep runs more (--restart-points)."""
+    outcomes: list[kill_sweep.Outcome] = []
+
+    def record(point: kill_sweep.Point, measure: Callable[[], kill_sweep.Outcome]) -> None:
+        outcomes.append(measure())
+
+    kill_sweep.restart_sweep(tmp_path, 2, seed=16, record=record)
+    assert len(outcomes) == 2
+    assert all(o.exactly_once for o in outcomes), outcomes
