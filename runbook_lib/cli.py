@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from runbook_lib import commands
+from runbook_lib import commands, names
 from runbook_lib.config import DEFAULTS, STRATEGIES, Options
 from runbook_lib.errors import PhaseFailed, RunbookError
 from runbook_lib.fleet import report as fleet_report
+from runbook_lib.report import machine, records, terminal
 
 
 MIGRATIONS_HELP = ("folder of batches (default: the migrations_dir of a runbook.toml, else prisma/migrations or "
@@ -19,6 +20,18 @@ MIGRATIONS_HELP = ("folder of batches (default: the migrations_dir of a runbook.
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one sentence and exit 2, like every other refusal
         self.exit(2, f"runbook: {message}; see `runbook --help`.\n")
+
+
+FORMATS = ("text", "json")
+
+
+def _format_parent(*extra: str) -> argparse.ArgumentParser:
+    """--format on every command: text for people, json for scripts (one document on stdout)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--format", choices=(*FORMATS, *extra), default="text",
+                        help="text (default), json: one JSON document on stdout (fields in README.md)"
+                             + (", markdown: a pull-request comment" if extra else ""))
+    return parent
 
 
 def _common(p: argparse.ArgumentParser, *, migrations_help: str = MIGRATIONS_HELP) -> None:
@@ -53,43 +66,44 @@ def _batch_or_pending(text: str) -> int | str:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="runbook", description="PostgreSQL migrations as executable, auditable notebooks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    fmt = [_format_parent()]
     for name, text in (("preflight", "is it safe? read-only checks ending in GO / WARN / NO-GO"),
                        ("validate", "prove what the database now enforces")):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, parents=[_format_parent("markdown")] if name == "preflight" else fmt)
         p.add_argument("batch", type=int)
         _common(p)
-    p = sub.add_parser("apply", help="apply a batch (one transaction, lock_timeout with retries)")
+    p = sub.add_parser("apply", parents=fmt, help="apply a batch (one transaction, lock_timeout with retries)")
     p.add_argument("batch", type=int)
     _common(p)
     _apply_options(p)
-    p = sub.add_parser("rollback", help="run rollback.sql of an applied batch")
+    p = sub.add_parser("rollback", parents=fmt, help="run rollback.sql of an applied batch")
     p.add_argument("batch", type=int)
     _common(p)
     _apply_options(p, force=False)
-    p = sub.add_parser("run", help="preflight, apply, validate and summary in one run folder")
+    p = sub.add_parser("run", parents=fmt, help="preflight, apply, validate and summary in one run folder")
     p.add_argument("batch", type=int)
     _common(p)
     _apply_options(p)
     p.add_argument("--rollback-on-failure", action="store_true",
                    help="when validation fails, roll the batch back (rollback.sql) before the summary")
-    p = sub.add_parser("deploy", help="every pending migration, in order, as one release (one run folder, one summary)")
+    p = sub.add_parser("deploy", parents=fmt, help="every pending migration, in order, as one release (one run folder, one summary)")
     p.add_argument("--to", type=int, metavar="N", help="stop after migration N")
     _common(p)
     _apply_options(p)
-    p = sub.add_parser("status", help="batches found and whether each is applied")
+    p = sub.add_parser("status", parents=fmt, help="batches found and whether each is applied")
     _common(p)
-    p = sub.add_parser("check", help="re-check every applied batch read-only; exit 1 on drift (for cron or CI)")
+    p = sub.add_parser("check", parents=fmt, help="re-check every applied batch read-only; exit 1 on drift (for cron or CI)")
     p.add_argument("--database-url", help="target database (default: DATABASE_URL, else the embedded server)")
     p.add_argument("--migrations-dir", type=Path, help=MIGRATIONS_HELP)
-    p = sub.add_parser("report", help="re-render a run folder's summary from its records")
+    p = sub.add_parser("report", parents=fmt, help="re-render a run folder's summary from its records")
     p.add_argument("run_dir", type=Path)
     p = sub.add_parser("example", help="the example CRM database")
     ex = p.add_subparsers(dest="example_command", required=True, parser_class=_Parser)
-    load = ex.add_parser("load", help="load the example at its starting state")
+    load = ex.add_parser("load", parents=fmt, help="load the example at its starting state")
     load.add_argument("--database-url")
     load.add_argument("--leads", type=int, default=1000)
     load.add_argument("--reset", action="store_true", help="drop the example's tables and the ledger first")
-    p = sub.add_parser("baseline", help="record batches up to N as applied without running them "
+    p = sub.add_parser("baseline", parents=fmt, help="record batches up to N as applied without running them "
                                         "(a database whose schema is already there)")
     p.add_argument("batch", type=int, help="the last migration the database already has")
     p.add_argument("--yes", action="store_true", help="record without asking (needed without a terminal)")
@@ -99,16 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="with DATABASE_URL: drop the example's tables first")
     p = sub.add_parser("server", help="the embedded PostgreSQL")
     p.add_argument("action", choices=("start", "stop", "url"))
-    _fleet_parser(sub)
+    _fleet_parser(sub, fmt)
     return parser
 
 
-def _fleet_parser(sub) -> None:
+def _fleet_parser(sub, fmt: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("fleet", help="one batch across the databases of a fleet.toml, on Dask (waves, canary first)")
     fl = p.add_subparsers(dest="fleet_command", required=True, parser_class=_Parser)
     for name, text in (("preflight", "preflight on every target (read-only); exit 1 if any says NO-GO"),
                        ("run", "preflight, apply, validate and summary on every target, wave by wave")):
-        f = fl.add_parser(name, help=text)
+        f = fl.add_parser(name, parents=fmt, help=text)
         f.add_argument("batch", type=_batch_or_pending, metavar="BATCH|pending",
                        help='a batch number, or "pending": every migration not yet applied, as one release')
         f.add_argument("--targets", type=Path, required=True, metavar="FLEET.TOML",
@@ -137,6 +151,12 @@ def _fleet(args: argparse.Namespace) -> int:
         migrations_dir=args.migrations_dir, reports_dir=args.reports_dir,
         shared_reports=True if args.shared_reports else None)
     record = outcome.record
+    if args.format == "json":
+        print(machine.document(f"fleet {args.fleet_command}", outcome.ok, headline=fleet_report.headline(record),
+                               totals=dict((k, n) for k, n in fleet_report.totals(record)),
+                               report_html=str(outcome.html), report_md=str(outcome.markdown),
+                               fleet=machine.plain(record)))
+        return 0 if outcome.ok else 1
     width = max(len(t.name) for t in record.targets)
     print(fleet_report.headline(record) + ": " + ", ".join(f"{n} {k}" for k, n in fleet_report.totals(record)))
     for t in record.targets:
@@ -162,11 +182,23 @@ def _options(args: argparse.Namespace) -> Options:
     )
 
 
-def _print_outcome(outcome: commands.RunOutcome) -> int:
-    if outcome.summary_html:
-        print(f"summary: {outcome.summary_html}")
-        print(f"         {outcome.summary_md}")
+def _print_outcome(outcome: commands.RunOutcome, fmt: str = "text", command: str = "run") -> int:
+    """The headline from the run folder's records, then the summary's path; or the JSON / Markdown of it."""
     failure = outcome.failure
+    if fmt == "json":
+        print(machine.document(command, failure is None, **machine.run_fields(
+            outcome.run_dir, outcome.summary_html, outcome.summary_md)))
+    elif fmt == "markdown":
+        result = records.RunFolder.open(outcome.run_dir).read(names.PREFLIGHT, records.PreflightResult)
+        if result is not None:
+            print(machine.preflight_markdown(result), end="")
+    else:
+        tty = terminal.colour_wanted(sys.stdout)
+        for line in terminal.outcome_lines(outcome.run_dir, tty):
+            print(line)
+        if outcome.summary_html:
+            print(f"summary: {outcome.summary_html}")
+            print(f"         {outcome.summary_md}")
     if failure is not None:
         if outcome.record.rolled_back:
             print("runbook: validation failed; the batch was rolled back (--rollback-on-failure)", file=sys.stderr)
@@ -175,8 +207,14 @@ def _print_outcome(outcome: commands.RunOutcome) -> int:
         print(f"  notebook: {failure.notebook} ({where})", file=sys.stderr)
         print(f"  {failure.ename}: {failure.evalue}", file=sys.stderr)
         return 1
-    print(f"run folder: {outcome.run_dir} (index.html)")
+    if fmt == "text":
+        print(f"run folder: {outcome.run_dir} (index.html)")
     return 0
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    sub = getattr(args, "example_command", None) or getattr(args, "fleet_command", None)
+    return f"{args.command} {sub}" if sub else args.command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,14 +225,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except PhaseFailed as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        _refused(args, exc)
         return 1
     except RunbookError as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        _refused(args, exc)
         return exc.exit_code
     except KeyboardInterrupt:
         print("runbook: interrupted", file=sys.stderr)
         return 130
+
+
+def _refused(args: argparse.Namespace, exc: Exception) -> None:
+    """The sentence on stderr; with --format json, also the one document on stdout, saying why."""
+    print(f"runbook: {exc}", file=sys.stderr)
+    if getattr(args, "format", "text") == "json":
+        print(machine.document(_command_name(args), False, error=str(exc), error_type=type(exc).__name__))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -203,12 +248,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(commands.server(args.action))
         return 0
     if cmd == "report":
-        return _print_outcome(commands.report(args.run_dir))
+        return _print_outcome(commands.report(args.run_dir), args.format, "report")
     if cmd == "fleet":
         return _fleet(args)
     tgt = commands.target(args.database_url)
     if cmd == "example":
         loaded = commands.example_load(tgt, leads=args.leads, reset=args.reset)
+        if args.format == "json":
+            project = commands.example_project()
+            print(machine.document("example load", True, database=tgt.shown, loaded=machine.plain(loaded),
+                                   project_file=str(project) if project else None))
+            return 0
         print(f"example loaded into {tgt.shown}: {loaded.customers} customers, {loaded.leads} leads "
               f"({loaded.leads_without_customer} without customer), {loaded.jobs} jobs in {loaded.seconds:.1f} s")
         project = commands.example_project()
@@ -218,7 +268,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "check":
         return _check(tgt, args)
     if cmd == "status":
-        _print_status(tgt, commands.status(tgt, args.migrations_dir))
+        report = commands.status(tgt, args.migrations_dir)
+        if args.format == "json":
+            print(machine.document("status", not report.prisma_failed, database=tgt.shown,
+                                   migrations=machine.plain(report.rows), note=report.skipped_note,
+                                   prisma_failed=report.prisma_failed))
+        else:
+            _print_status(tgt, report)
         return 0
     if cmd == "demo":
         return _demo(tgt, args)
@@ -226,7 +282,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _baseline(tgt, args)
     where = {"migrations_dir": args.migrations_dir, "reports_dir": args.reports_dir}
     if cmd == "deploy":
-        return _print_outcome(commands.deploy(tgt, to=args.to, options=_options(args), **where))
+        return _print_outcome(commands.deploy(tgt, to=args.to, options=_options(args), **where), args.format, cmd)
     if cmd == "run":
         outcome = commands.run(tgt, args.batch, options=_options(args), rollback_on_failure=args.rollback_on_failure,
                                **where)
@@ -234,7 +290,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         outcome = getattr(commands, cmd)(tgt, args.batch, options=_options(args), **where)
     else:
         outcome = getattr(commands, cmd)(tgt, args.batch, **where)
-    return _print_outcome(outcome)
+    return _print_outcome(outcome, args.format, cmd)
 
 
 def _print_status(tgt: commands.Target, report: commands.StatusReport) -> None:
@@ -253,10 +309,13 @@ def _print_status(tgt: commands.Target, report: commands.StatusReport) -> None:
 
 
 def _baseline(tgt: commands.Target, args: argparse.Namespace) -> int:
+    json_out = args.format == "json"
+    say = sys.stderr if json_out else sys.stdout  # with --format json, stdout holds the document only
+
     def confirm(plan: commands.BaselinePlan) -> bool:
-        print(f"{tgt.shown}: baseline records as applied, without running them:")
+        print(f"{tgt.shown}: baseline records as applied, without running them:", file=say)
         for line in plan.lines():
-            print(f"  {line}")
+            print(f"  {line}", file=say)
         if args.yes:
             return True
         if not sys.stdin.isatty():
@@ -266,6 +325,14 @@ def _baseline(tgt: commands.Target, args: argparse.Namespace) -> int:
         return answer.strip().lower() in ("y", "yes")
 
     outcome = commands.baseline(tgt, args.batch, migrations_dir=args.migrations_dir, confirm=confirm)
+    if json_out:
+        print(machine.document("baseline", outcome.recorded or outcome.plan.empty, database=tgt.shown,
+                               upto=args.batch, recorded=outcome.recorded,
+                               batches=[b.number for b in outcome.plan.batches], plan=outcome.plan.lines()))
+        if not outcome.recorded and not outcome.plan.empty:
+            print("runbook: baseline cancelled; nothing was recorded.", file=sys.stderr)
+            return 1
+        return 0
     if outcome.plan.empty:
         print(f"{tgt.shown}: batches up to {args.batch} are already recorded as applied; nothing to record")
         return 0
@@ -278,6 +345,16 @@ def _baseline(tgt: commands.Target, args: argparse.Namespace) -> int:
 
 def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
     result = commands.check(tgt, args.migrations_dir)
+    if args.format == "json":
+        print(machine.document("check", result.ok, database=tgt.shown, headline=result.headline,
+                               health=machine.plain(result)))
+        if not result.ok:
+            try:
+                result.raise_for_drift()
+            except RunbookError as exc:
+                print(f"runbook: {exc}", file=sys.stderr)
+                return exc.exit_code
+        return 0
     print(f"{tgt.shown}: {result.headline}")
     for line in result.frame().to_string(index=False).splitlines():
         print(f"  {line}")

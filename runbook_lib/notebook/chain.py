@@ -6,7 +6,6 @@ while the next one runs; whatever happens, the run record (run.json) and the ind
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db.target import Target
 from runbook_lib.errors import PhaseFailed
 from runbook_lib.notebook import runner
+from runbook_lib.notebook.progress import PhaseProgress
 from runbook_lib.phases.session import PENDING
 from runbook_lib.report import records, render
 
@@ -47,10 +47,6 @@ class RunOutcome:
     def failure(self) -> PhaseFailed | None:
         first = self.record.failure
         return self.errors.get(first.phase) if first else None
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def run_phases(
@@ -86,7 +82,8 @@ def run_phases(
     record = records.RunRecord(0 if release else number, run.run_id, tgt.shown, records.now_iso(),
                                rollback_on_failure=rollback_on_failure, release=release)
     outcome = RunOutcome(record, run.path)
-    say = (lambda m: None) if quiet else _progress
+    progress = PhaseProgress(phases, quiet=quiet)
+    say = progress.say
     what = "release (every pending migration" + (f" up to {to})" if to is not None else ")") if release \
         else f"batch {number}"
     say(f"runbook: {what} on {tgt.shown}; run folder {run.path}")
@@ -109,17 +106,18 @@ def run_phases(
             params.update(options.parameters(phase))
             out = run.path / runner.PHASE_NOTEBOOKS[phase]
             started = time.perf_counter()
+            progress.started(phase)
             try:
                 done = runner.execute(phase, out, params, database_url=tgt.url, kernel=kernel)
                 record.phases.append(records.PhaseRun(phase, out.name, done.seconds, True))
-                say(f"  {phase:<9} ok      {done.seconds:6.1f} s")
+                progress.done(phase, True, done.seconds)
                 if phase == names.ROLLBACK and record.failure is not None:
                     record.rolled_back = True
             except PhaseFailed as exc:
                 seconds = round(time.perf_counter() - started, 3)
                 record.phases.append(records.PhaseRun(phase, out.name, seconds, False, exc.cell_index, exc.ename, exc.evalue))
                 outcome.errors[phase] = exc
-                say(f"  {phase:<9} FAILED  {seconds:6.1f} s")
+                progress.done(phase, False, seconds)
                 if phase == names.VALIDATE and rollback_on_failure:
                     say("  validation failed: rolling the batch back (--rollback-on-failure)")
                     queue.insert(0, names.ROLLBACK)
@@ -129,6 +127,7 @@ def run_phases(
             elif phase == names.SUMMARY and out.exists() and record.phases[-1].ok:
                 summary = renderer.summary(out, run.path, title="Release migration summary" if release
                                            else f"Batch {number} migration summary")
+        progress.close()
         kernel.close()  # while the summary renders
         if summary is not None:
             rendered = summary.result()

@@ -1,0 +1,195 @@
+"""What a command prints when it ends: its headline, built from the run folder's records, never from memory.
+
+The run folder is the truth a later `runbook report` renders too, so the terminal reads the same
+`<phase>.json` records (a release: release.json and one subfolder per migration). Each function returns
+lines; `cli` prints them. Colour only when asked for (a TTY), so piped output and tests read plain text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runbook_lib import names
+from runbook_lib.report import records
+
+# Colours a verdict or status is painted with on a TTY (ANSI SGR codes).
+_COLOURS = {names.GO: "32", names.WARN: "33", names.NOGO: "31", names.FAILED: "31", "FAIL": "31",
+            names.APPLIED: "32", names.ROLLED_BACK: "33", "ok": "32"}
+# How many rows of a list (catalog changes, failing tests) the terminal shows before "... and N more".
+MAX_ROWS = 12
+
+
+def colour_wanted(stream: Any) -> bool:
+    """Colour on a terminal only, and never when NO_COLOR is set (https://no-color.org)."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
+
+
+def paint(text: str, key: str, enabled: bool) -> str:
+    code = _COLOURS.get(key)
+    return f"\x1b[{code}m{text}\x1b[0m" if enabled and code else text
+
+
+@dataclass
+class FolderRecords:
+    """The phase records of one run folder (a batch's, or one migration's inside a release)."""
+
+    path: Path
+    preflight: records.PreflightResult | None = None
+    apply: records.ExecutionResult | None = None
+    validate: records.ValidationResult | None = None
+    rollback: records.ExecutionResult | None = None
+    raw: dict[str, Any] = field(default_factory=dict)  # each record's JSON data, as written
+
+    @classmethod
+    def read(cls, folder: records.RunFolder) -> "FolderRecords":
+        out = cls(folder.path)
+        for phase, tp in records.RECORD_TYPES.items():
+            record = folder.read(phase, tp)
+            if record is not None:
+                setattr(out, phase, record)
+                out.raw[phase] = json.loads(folder.record_path(phase).read_text(encoding="utf-8"))
+        return out
+
+
+def _cut(items: list[str], indent: str = "    ") -> list[str]:
+    shown = [indent + i for i in items[:MAX_ROWS]]
+    if len(items) > MAX_ROWS:
+        shown.append(f"{indent}... and {len(items) - MAX_ROWS} more (see the summary)")
+    return shown
+
+
+def _one_line(text: str, width: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def preflight_lines(result: records.PreflightResult, tty: bool = False) -> list[str]:
+    """The verdict, every reason, then one row per statement: its locks and the estimate of its write block."""
+    verdict = result.verdict
+    lines = [f"preflight: {paint(verdict.status, verdict.status, tty)} (batch {result.batch.number} "
+             f"{result.batch.name}, {result.duration_s:.1f} s)"]
+    lines += [f"  {paint(verdict.status, verdict.status, tty)}: {reason}" for reason in verdict.reasons]
+    if result.statements:
+        estimates: dict[int, float] = {}
+        for cost in result.lock_costs:
+            estimates[cost.statement_index] = max(estimates.get(cost.statement_index, 0.0), cost.estimate_ms)
+        rows = [(str(s.index), str(s.line), _one_line(s.kind, 28), _one_line(s.lock_summary or "no table lock", 60),
+                 "yes" if s.blocks_writes else "no",
+                 f"{estimates[s.index]:.1f} ms" if s.index in estimates else "-") for s in result.statements]
+        lines += _table(("#", "line", "statement", "locks", "blocks writes", "estimate"), rows)
+    return lines
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    shown = rows[:MAX_ROWS * 2]
+    widths = [max(len(r[i]) for r in [header, *shown]) for i in range(len(header))]
+    out = [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *shown]]
+    if len(rows) > len(shown):
+        out.append(f"{indent}... and {len(rows) - len(shown)} more statement(s) (see the summary)")
+    return out
+
+
+def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[str]:
+    """Apply or rollback: status, steps, attempts, the longest write-blocking lock, duration, what changed."""
+    lines = [f"{result.phase}: {paint(result.status, result.status, tty)} (batch {result.batch.number} "
+             f"{result.batch.name}): {len(result.steps)} step(s), {result.attempts} attempt(s), "
+             f"longest write-blocking lock {result.longest_write_block_s * 1000:.1f} ms, {result.duration_s:.2f} s"]
+    if result.message and result.status == names.FAILED:
+        lines.append(f"  {_one_line(result.message, 200)}")
+    if result.changes:
+        lines.append(f"  changed ({len(result.changes)}):")
+        lines += _cut([f"{c.table}: {c.change} {c.kind} {c.object}" for c in result.changes])
+    elif result.succeeded:
+        lines.append("  no catalog change")
+    return lines
+
+
+def validation_lines(result: records.ValidationResult, tty: bool = False) -> list[str]:
+    """X/Y, then every failing test with what was expected and the server's own message."""
+    status = "ok" if result.ok else names.FAILED
+    lines = [f"validate: {paint(result.headline, status, tty)}"]
+    failing = []
+    for t in result.tests:
+        if t.passed:
+            continue
+        said = f" (server: {_one_line(t.message, 160)})" if t.message else ""
+        failing.append(f"{paint('FAIL', 'FAIL', tty)} {t.name}: expected {t.expectation}, got {t.outcome}{said}")
+    lines += _cut(failing, "  ")
+    if result.orm_strict and result.orm_mismatches:
+        lines += _cut([f"schema.prisma {m.model}.{m.field}: {m.schema_prisma}, database {m.database}"
+                       for m in result.orm_mismatches], "  ")
+    return lines
+
+
+def folder_lines(found: FolderRecords, tty: bool = False) -> list[str]:
+    lines: list[str] = []
+    if found.preflight:
+        lines += preflight_lines(found.preflight, tty)
+    if found.apply:
+        lines += execution_lines(found.apply, tty)
+    if found.validate:
+        lines += validation_lines(found.validate, tty)
+    if found.rollback:
+        lines += execution_lines(found.rollback, tty)
+    return lines
+
+
+def phase_lines(run: records.RunRecord, tty: bool = False) -> list[str]:
+    """One line per phase the run executed: ok or FAILED and how long."""
+    return [f"  {p.phase:<9} " + (paint("ok    ", "ok", tty) if p.ok else paint("FAILED", names.FAILED, tty))
+            + f" {p.seconds:6.1f} s" for p in run.phases]
+
+
+def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
+    """A release: migrations applied X/Y and tests X/Y, then one line per migration."""
+    plan = folder.read("release", records.ReleasePlan)
+    migrations = [(child.path.name, FolderRecords.read(child)) for child in folder.children()]
+    planned = len(plan.batches) if plan else len(migrations)
+    applied = sum(1 for _, m in migrations if m.apply and m.apply.status in
+                  (names.APPLIED, names.ALREADY_APPLIED, names.DRY_RUN))
+    passed = sum(m.validate.passed for _, m in migrations if m.validate)
+    total = sum(m.validate.total for _, m in migrations if m.validate)
+    worst = _worst([m.preflight.verdict.status for _, m in migrations if m.preflight])
+    lines = [f"release: migrations applied {applied}/{planned}, tests {passed}/{total} passed, "
+             f"preflight {paint(worst, worst, tty)}"]
+    if plan:
+        lines += [f"  NO-GO: {d}" for d in plan.drift]
+    for name, m in migrations:
+        parts = []
+        if m.preflight:
+            parts.append(paint(m.preflight.verdict.status, m.preflight.verdict.status, tty))
+        if m.apply:
+            parts.append(paint(m.apply.status, m.apply.status, tty))
+        if m.validate:
+            parts.append(f"{m.validate.passed}/{m.validate.total} tests")
+        title = m.preflight.batch.name if m.preflight else ""
+        lines.append(f"  {name} {title:<32} {', '.join(parts)}".rstrip())
+        if m.preflight and m.preflight.verdict.status != names.GO:
+            lines += [f"      {m.preflight.verdict.status}: {r}" for r in m.preflight.verdict.reasons]
+        if m.apply and m.apply.status == names.FAILED:
+            lines.append(f"      {_one_line(m.apply.message, 200)}")
+        if m.validate:
+            lines += [line for line in validation_lines(m.validate, tty)[1:]]
+    if not plan or not plan.batches:
+        lines.append("  nothing pending: every migration is applied")
+    return lines
+
+
+def _worst(statuses: list[str]) -> str:
+    return names.NOGO if names.NOGO in statuses else names.WARN if names.WARN in statuses else names.GO
+
+
+def outcome_lines(run_dir: Path, tty: bool = False) -> list[str]:
+    """The headline of a run folder: per phase when several ran, then what each phase found."""
+    folder = records.RunFolder.open(run_dir)
+    run = folder.read("run", records.RunRecord)
+    lines: list[str] = []
+    if run is not None and sum(1 for p in run.phases if p.phase != names.SUMMARY) > 1:
+        lines += phase_lines(run, tty)
+    if run is not None and run.release:
+        return lines + release_lines(folder, tty)
+    return lines + folder_lines(FolderRecords.read(folder), tty)

@@ -1,0 +1,144 @@
+"""What a user reads when a command ends: the headline on the terminal, the JSON a script parses, the PR comment.
+
+Through `runbook_lib.cli.main` on the example CRM, as a user types it; the headline is built from the run
+folder's records, so these read stdout and compare it with what the database was made to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from runbook_lib import config
+from runbook_lib.cli import main
+from runbook_lib.report import machine, records
+
+# Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
+pytestmark = pytest.mark.kernel
+
+RUN_KEYS = {"format_version", "command", "ok", "run_dir", "summary_html", "summary_md", "run", "failure", "records"}
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _where(url: str, reports: Path, migrations: Path | None = None) -> list[str]:
+    return ["--database-url", url, "--reports-dir", str(reports),
+            "--migrations-dir", str(migrations or config.example_migrations_dir())]
+
+
+def test_no_go_headline_names_every_reason_and_the_statements(crm_url: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(capsys, "preflight", "7", *_where(crm_url, tmp_path))
+
+    assert code == 1
+    assert re.search(r"^preflight: NO-GO \(batch 7 \S*tighten_constraints, ", out, re.M), out
+    assert "  NO-GO: batch 6, which this batch depends on, is not applied" in out
+    assert re.search(r"^  NO-GO: gate 'Leads with NULL customer_id' expected 0, got [1-9]\d*", out, re.M), out
+    assert re.search(r"^  #\s+line\s+statement\s+locks\s+blocks writes\s+estimate$", out, re.M), out
+    assert re.search(r"^  1\s+\d+\s+.*ACCESS EXCLUSIVE on \"?Lead", out, re.M), out
+    assert "\x1b[" not in out  # no colour when stdout is not a terminal
+    assert "runbook: preflight failed" in err
+
+
+def test_run_headline_then_json_then_markdown(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    where = _where(crm_url, tmp_path)
+    code, out, _ = _cli(capsys, "run", "6", *where)
+
+    assert code == 0, out
+    lines = out.splitlines()
+    assert [line.split()[:2] for line in lines[:4]] == [["preflight", "ok"], ["apply", "ok"], ["validate", "ok"],
+                                                         ["summary", "ok"]]
+    assert re.search(r"^preflight: (GO|WARN) \(batch 6 \S*backfill_customers", out, re.M), out
+    assert re.search(r"^apply: applied \(batch 6 \S*backfill_customers\): \d+ step\(s\), 1 attempt\(s\), "
+                     r"longest write-blocking lock [\d.]+ ms, [\d.]+ s$", out, re.M), out
+    assert re.search(r"^  changed \(\d+\):$", out, re.M), out
+    assert re.search(r"^validate: (\d+)/\1 tests passed", out, re.M), out
+    assert re.search(r"^summary: \S+summary\.html$", out, re.M)  # the lines other tools already read
+    assert re.search(r"^run folder: \S+", out, re.M)
+
+    code, out, err = _cli(capsys, "preflight", "7", "--format", "json", *where)
+    doc = json.loads(out)  # stdout is the one document and nothing else
+    assert code == 0 and set(doc) == RUN_KEYS
+    assert doc["format_version"] == machine.FORMAT_VERSION and doc["command"] == "preflight" and doc["ok"] is True
+    assert doc["failure"] is None and doc["run"]["batch"] == 7
+    pre = doc["records"]["preflight"]
+    assert pre["verdict"]["status"] in ("GO", "WARN") and pre["statements"][0]["locks"]
+    assert "preflight" in err  # progress stays on stderr
+
+    code, out, _ = _cli(capsys, "preflight", "7", "--format", "markdown", *where)
+    assert code == 0
+    assert re.match(r"## \S+ runbook preflight: batch 7 \S*tighten_constraints: \*\*(GO|WARN)\*\*", out), out[:200]
+    assert "### Locks per statement" in out and "| # | line | statement | locks | blocks writes | estimate |" in out
+    assert "### Lint (squawk)" in out and "### Lock estimates" in out and "### Blockers" in out
+
+    code, out, _ = _cli(capsys, "status", "--format", "json", *where[:2], "--migrations-dir", where[-1])
+    doc = json.loads(out)
+    assert {"format_version", "command", "ok", "database", "migrations", "note", "prisma_failed"} <= set(doc)
+    assert [(m["number"], m["applied"]) for m in doc["migrations"]] == [(6, True), (7, False)]
+
+
+def test_failing_validation_shows_x_of_y_and_the_server_message(crm_url: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    migrations = tmp_path / "migrations"
+    import shutil  # only this test copies the example's folder
+
+    shutil.copytree(config.example_migrations_dir(), migrations)
+    (migrations / "006_backfill_customers" / "validation.sql").write_text(
+        "-- name: Divides by zero on purpose\n-- expect: 1\nSELECT 1/0;\n")
+    code, out, err = _cli(capsys, "run", "6", *_where(crm_url, tmp_path / "reports", migrations))
+
+    assert code == 1
+    match = re.search(r"^validate: (\d+)/(\d+) tests passed", out, re.M)
+    assert match and int(match.group(1)) == int(match.group(2)) - 1, out
+    assert re.search(r"^  FAIL Divides by zero on purpose: expected 1, got .*\(server: division by zero\)$",
+                     out, re.M), out
+    assert "runbook: validate failed" in err
+
+    code, out, _ = _cli(capsys, "validate", "6", "--format", "json", *_where(crm_url, tmp_path / "r2", migrations))
+    doc = json.loads(out)
+    assert code == 1 and doc["ok"] is False and doc["failure"]["phase"] == "validate"
+    failing = [t for t in doc["records"]["validate"]["tests"] if not t["passed"]]
+    assert [(t["name"], t["message"]) for t in failing] == [("Divides by zero on purpose", "division by zero")]
+
+
+def test_deploy_headline_counts_migrations_and_tests(crm_url: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "deploy", *_where(crm_url, tmp_path))
+
+    assert code == 0, out
+    assert re.search(r"^release: migrations applied 2/2, tests (\d+)/\1 passed, preflight (GO|WARN)$", out, re.M), out
+    assert re.search(r"^  0006 \S*backfill_customers\s+(GO|WARN), applied, \d+/\d+ tests$", out, re.M), out
+    assert re.search(r"^  0007 \S*tighten_constraints\s+(GO|WARN), applied, \d+/\d+ tests$", out, re.M), out
+    assert re.search(r"^summary: \S+summary\.html$", out, re.M)
+
+
+def test_json_refusal_is_still_one_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(capsys, "report", str(tmp_path / "nowhere"), "--format", "json")
+    doc = json.loads(out)
+    assert code != 0 and doc["ok"] is False and doc["command"] == "report"
+    assert "does not exist" in doc["error"] and "does not exist" in err
+
+
+def test_markdown_comment_fits_githubs_limit_with_a_note(crm_url: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    main(["preflight", "7", *_where(crm_url, tmp_path)])
+    capsys.readouterr()
+    folder = next(tmp_path.glob("*/7/*"))
+    result = records.RunFolder(folder).read("preflight", records.PreflightResult)
+    long = dataclasses.replace(result, statements=result.statements * 2000)  # a migration of thousands of statements
+
+    text = machine.preflight_markdown(long)
+
+    assert len(text) <= machine.GITHUB_COMMENT_LIMIT
+    assert text.startswith("## ") and "**NO-GO**" in text.splitlines()[0]
+    assert re.search(r"_\d+ more row\(s\) left out to fit GitHub's comment size limit", text)
+    assert "### Blockers" in text or "### Locks per statement" in text
+    assert text.rstrip().endswith("the full report is in the run folder.</sub>")
