@@ -99,29 +99,45 @@ def preflight_sections(result: records.PreflightResult) -> list[tuple[str, list[
             ("### Lock estimates", costs), ("### Blockers", blockers)]
 
 
+def _block(title: str, lines: list[str]) -> str:
+    return "\n".join(([title, ""] if title else []) + lines) + "\n\n"
+
+
+def _shares(sizes: list[int], budget: int) -> list[int]:
+    """Each section's share of the budget: small ones whole, the rest split evenly among the big ones."""
+    shares = [0] * len(sizes)
+    left, todo = budget, sorted(range(len(sizes)), key=lambda i: sizes[i])
+    while todo:
+        i = todo.pop(0)
+        shares[i] = min(sizes[i], left // (len(todo) + 1))
+        left -= shares[i]
+    return shares
+
+
+def _cut_section(title: str, lines: list[str], share: int, note: str) -> str:
+    kept = [title, ""] if title else []
+    for i, line in enumerate(lines):
+        if len(_block("", kept + [line])) + len(note) + 12 > share:
+            kept.append(note.format(n=len(lines) - i))
+            break
+        kept.append(line)
+    block = _block("", kept)
+    return block if len(block) <= share else ""
+
+
 def preflight_markdown(result: records.PreflightResult, limit: int = GITHUB_COMMENT_LIMIT) -> str:
-    """The comment, each section cut with a note when the whole would exceed `limit` characters."""
+    """The comment, each section cut with a note when the whole would exceed `limit` characters.
+
+    Small sections stay whole and the big ones share what is left, so a migration of thousands of
+    statements still shows its lint, estimates and blockers.
+    """
     sections = preflight_sections(result)
     footer = f"\n<sub>runbook preflight, run {result.run_id}; the full report is in the run folder.</sub>\n"
     note = "\n_{n} more row(s) left out to fit GitHub's comment size limit; the run folder has them all._"
-    budget = limit - len(footer)
-    parts: list[str] = []
-    for title, lines in sections:
-        block = "\n".join(([title, ""] if title else []) + lines) + "\n\n"
-        if len(block) <= budget:
-            parts.append(block)
-            budget -= len(block)
-            continue
-        kept = [title, ""] if title else []
-        reserve = len(note) + 12
-        for i, line in enumerate(lines):
-            if len("\n".join(kept + [line])) + reserve > budget:
-                kept.append(note.format(n=len(lines) - i))
-                break
-            kept.append(line)
-        block = "\n".join(kept) + "\n\n"
-        if len(block) > budget:  # not even the title fits: say so in as little as possible
-            block = ""
-        parts.append(block)
-        budget -= len(block)
-    return ("".join(parts).rstrip("\n") + "\n" + footer)[:limit]
+    blocks = [_block(title, lines) for title, lines in sections]
+    budget = limit - len(footer) - 1
+    if sum(len(b) for b in blocks) > budget:
+        shares = _shares([len(b) for b in blocks], budget)
+        blocks = [b if len(b) <= share else _cut_section(title, lines, share, note)
+                  for b, share, (title, lines) in zip(blocks, shares, sections)]
+    return ("".join(blocks).rstrip("\n") + "\n" + footer)[:limit]
