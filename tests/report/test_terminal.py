@@ -142,3 +142,24 @@ def test_markdown_comment_fits_githubs_limit_with_a_note(crm_url: str, tmp_path:
     assert re.search(r"_\d+ more row\(s\) left out to fit GitHub's comment size limit", text)
     assert all(f"### {s}" in text for s in ("Locks per statement", "Lint (squawk)", "Lock estimates", "Blockers"))
     assert text.rstrip().endswith("the full report is in the run folder.</sub>")
+
+
+def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one() -> None:
+    import io  # only this test needs a stream to stand for stderr
+
+    from runbook_lib.notebook.progress import PhaseProgress
+
+    log = io.StringIO()  # not a TTY: a line per phase, as a CI log shows it
+    plain = PhaseProgress(("preflight", "apply"), stream=log)
+    plain.done("preflight", True, 0.4)
+    plain.done("apply", False, 1.2)
+    plain.close()
+    assert log.getvalue().splitlines() == ["  preflight ok         0.4 s", "  apply     FAILED     1.2 s"]
+
+    screen = io.StringIO()
+    bar = PhaseProgress(("preflight", "apply"), stream=screen, bar=True)
+    bar.started("apply")
+    bar.done("apply", True, 1.0)
+    bar.close()
+    assert "runbook: apply" in screen.getvalue() and "/2 phases" in screen.getvalue()
+    assert "  apply     ok         1.0 s" in screen.getvalue()
