@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="with DATABASE_URL: drop the example's tables first")
     p = sub.add_parser("server", help="the embedded PostgreSQL")
     p.add_argument("action", choices=("start", "stop", "url"))
+    p = sub.add_parser("publish", help="a static copy of reports/index.html and the pages it links, for any static host")
+    p.add_argument("directory", type=Path, metavar="DIR", help="an empty folder outside the reports dir")
+    p.add_argument("--reports-dir", type=Path, help="where run folders are (default: reports/)")
+    p.add_argument("--with-notebooks", action="store_true", help="copy the executed .ipynb notebooks too")
+    p.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
     _fleet_parser(sub, fmt)
     return parser
 
@@ -251,6 +256,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _print_outcome(commands.report(args.run_dir), args.format, "report")
     if cmd == "fleet":
         return _fleet(args)
+    if cmd == "publish":
+        done = commands.publish(args.directory, reports_dir=args.reports_dir, with_notebooks=args.with_notebooks,
+                                force=args.force)
+        print(f"published {done.runs} run(s): {done.summaries} summary file(s), {done.audit_copies} audit "
+              f"page(s), {done.notebooks} notebook(s)\nindex: {done.index}")
+        return 0
     tgt = commands.target(args.database_url)
     if cmd == "example":
         loaded = commands.example_load(tgt, leads=args.leads, reset=args.reset)

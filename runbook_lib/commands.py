@@ -26,11 +26,11 @@ from runbook_lib.notebook import runner
 from runbook_lib.notebook.chain import RunOutcome, run_phases
 from runbook_lib.phases import health
 from runbook_lib.phases.session import PENDING
-from runbook_lib.report import records, render
+from runbook_lib.report import records, render, site
 
 __all__ = [
     "BaselineOutcome", "BaselinePlan", "BatchStatus", "DemoOutcome", "RunOutcome", "StatusReport", "Target", "apply",
-    "baseline", "check", "demo", "deploy", "example_load", "example_project", "fleet", "plan_baseline", "preflight", "report", "rollback", "run",
+    "baseline", "check", "demo", "deploy", "example_load", "example_project", "fleet", "plan_baseline", "preflight", "publish", "report", "rollback", "run",
     "run_phases", "server", "status", "target", "validate",
 ]
 
@@ -263,7 +263,17 @@ def report(run_dir: Path) -> RunOutcome:
     runner.execute(names.SUMMARY, out, {"run_dir": str(run_folder.path.resolve())}, database_url="")
     rendered = render.summary(out, run_folder.path)
     render.index(run_folder.path, record)
+    reports = run_folder.path.resolve().parents[2] if len(run_folder.path.resolve().parents) > 2 else None
+    if reports is not None and (reports / site.INDEX).exists():  # a folder of a reports dir with a site
+        site.refresh(reports)
     return RunOutcome(record, run_folder.path, summary_html=rendered.html, summary_md=rendered.markdown)
+
+
+def publish(directory: Path, *, reports_dir: Path | None = None, with_notebooks: bool = False,
+            force: bool = False) -> site.Published:
+    """A static copy of the reports site in `directory`: index, summaries, audit copies (notebooks when asked)."""
+    return site.publish(reports_dir or config.default_reports_dir(), directory, with_notebooks=with_notebooks,
+                        force=force)
 
 
 # --- the example and the demo ----------------------------------------------------------------------

@@ -45,7 +45,7 @@ from runbook_lib.fleet.model import (
 )
 from runbook_lib.fleet.task import TargetTask, TaskOutcome, run_target
 from runbook_lib.phases.session import PENDING
-from runbook_lib.report import records
+from runbook_lib.report import records, site
 
 
 @contextmanager
@@ -175,6 +175,7 @@ def run(
         if folder is not None:
             folder.write(FLEET_FOLDER, record)
     html, md = report.write(record, folder.path, reports)
+    site.refresh(reports)  # reports/index.html lists the fleet run
     return FleetOutcome(record, folder.path, html, md, reports)
 
 

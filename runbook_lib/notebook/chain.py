@@ -18,7 +18,7 @@ from runbook_lib.errors import PhaseFailed
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.progress import PhaseProgress
 from runbook_lib.phases.session import PENDING
-from runbook_lib.report import records, render
+from runbook_lib.report import records, render, site
 
 
 @dataclass
@@ -77,8 +77,8 @@ def run_phases(
         batch_mod.discover(migrations)  # refuse a malformed folder before anything starts
     else:
         batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
-    run = records.RunFolder.create(Path(reports_dir or config.default_reports_dir()).resolve(),
-                                  folder_name or tgt.name, "release" if release else number)
+    reports = Path(reports_dir or config.default_reports_dir()).resolve()
+    run = records.RunFolder.create(reports, folder_name or tgt.name, "release" if release else number)
     record = records.RunRecord(0 if release else number, run.run_id, tgt.shown, records.now_iso(),
                                rollback_on_failure=rollback_on_failure, release=release)
     outcome = RunOutcome(record, run.path)
@@ -133,4 +133,5 @@ def run_phases(
             rendered = summary.result()
             outcome.summary_html, outcome.summary_md = rendered.html, rendered.markdown
     render.index(run.path, record)
+    site.refresh(reports)  # reports/index.html: every run, this one first
     return outcome
