@@ -108,12 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int, help="the last migration the database already has")
     p.add_argument("--yes", action="store_true", help="record without asking (needed without a terminal)")
     _common(p)
-    p = sub.add_parser("demo", help="load the example and run batches 6 and 7 end to end")
+    p = sub.add_parser("demo", parents=fmt, help="load the example and run batches 6 and 7 end to end")
     _common(p, migrations_help="folder of batches (default: the example's)")
     p.add_argument("--reset", action="store_true", help="with DATABASE_URL: drop the example's tables first")
-    p = sub.add_parser("server", help="the embedded PostgreSQL")
+    p = sub.add_parser("server", parents=fmt, help="the embedded PostgreSQL")
     p.add_argument("action", choices=("start", "stop", "url"))
-    p = sub.add_parser("publish", help="a static copy of reports/index.html and the pages it links, for any static host")
+    p = sub.add_parser("publish", parents=fmt, help="a static copy of reports/index.html and the pages it links, for any static host")
     p.add_argument("directory", type=Path, metavar="DIR", help="an empty folder outside the reports dir")
     p.add_argument("--reports-dir", type=Path, help="where run folders are (default: reports/)")
     p.add_argument("--with-notebooks", action="store_true", help="copy the executed .ipynb notebooks too")
@@ -250,7 +250,12 @@ def _refused(args: argparse.Namespace, exc: Exception) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "server":
-        print(commands.server(args.action))
+        said = commands.server(args.action)
+        if args.format == "json":
+            print(machine.document("server", True, action=args.action,
+                                   **({"url": said} if args.action != "stop" else {"message": said})))
+        else:
+            print(said)
         return 0
     if cmd == "report":
         return _print_outcome(commands.report(args.run_dir), args.format, "report")
@@ -259,6 +264,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "publish":
         done = commands.publish(args.directory, reports_dir=args.reports_dir, with_notebooks=args.with_notebooks,
                                 force=args.force)
+        if args.format == "json":
+            print(machine.document("publish", True, published=machine.plain(done)))
+            return 0
         print(f"published {done.runs} run(s): {done.summaries} summary file(s), {done.audit_copies} audit "
               f"page(s), {done.notebooks} notebook(s)\nindex: {done.index}")
         return 0
@@ -374,6 +382,12 @@ def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
 
 
 def _demo(tgt: commands.Target, args: argparse.Namespace) -> int:
+    if args.format == "json":  # one document at the end; the runs' progress stays on stderr
+        done = commands.demo(tgt, migrations_dir=args.migrations_dir, reports_dir=args.reports_dir, reset=args.reset)
+        print(machine.document("demo", done.ok, database=tgt.shown, reset=done.reset, loaded=machine.plain(done.loaded),
+                               runs=[machine.run_fields(r.run_dir, r.summary_html, r.summary_md) for r in done.runs]))
+        return 0 if done.ok else 1
+
     def loaded(outcome: commands.DemoOutcome) -> None:
         what = "reset and reloaded" if outcome.reset else "loaded"
         print(f"demo: example {what} in {tgt.shown} ({outcome.loaded.leads} leads, "

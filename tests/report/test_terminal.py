@@ -163,3 +163,19 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one() -> None:
     bar.close()
     assert "runbook: apply" in screen.getvalue() and "/2 phases" in screen.getvalue()
     assert "  apply     ok         1.0 s" in screen.getvalue()
+
+
+def test_demo_server_and_publish_speak_json_too(tmp_path, capsys) -> None:
+    """--format json on every command: the embedded server's URL, and a publish of an empty reports folder."""
+    import json as json_mod
+
+    from runbook_lib.cli import main as cli_main
+
+    assert cli_main(["server", "url", "--format", "json"]) == 0
+    doc = json_mod.loads(capsys.readouterr().out)
+    assert doc["command"] == "server" and doc["ok"] and "crm" in doc["url"]  # the demo database's
+    (tmp_path / "reports").mkdir()
+    assert cli_main(["publish", str(tmp_path / "site"), "--reports-dir", str(tmp_path / "reports"),
+                     "--format", "json"]) == 0
+    doc = json_mod.loads(capsys.readouterr().out)
+    assert doc["command"] == "publish" and doc["published"]["runs"] == 0
