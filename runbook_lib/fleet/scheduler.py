@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from distributed import Client, LocalCluster, as_completed
+from tqdm import tqdm
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import config
@@ -94,16 +95,34 @@ def _task_attempts(client: Client, keys: list[str]) -> dict[str, int]:
 
 
 class _Progress:
-    """One line per event on the terminal: what happened, then targets done / running / failed."""
+    """One line per event: what happened, then targets done / running / failed; on a terminal, a bar below them.
 
-    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+    `stream`: where a bar may go (stderr when the fleet prints its own progress); a bar only on a terminal, so
+    logs and pipes keep the plain lines alone.
+    """
+
+    def __init__(self, total: int, say: Callable[[str], None], stream: TextIO | None = None) -> None:
         self.total, self.say = total, say
         self.done = self.failed = self.running = self.nogo = 0
+        self.bar = tqdm(total=total, unit="target", file=stream, leave=False,
+                        bar_format="fleet {bar} {n_fmt}/{total_fmt} targets [{elapsed}] {postfix}") \
+            if stream is not None and stream.isatty() else None
 
     def line(self, text: str) -> None:
         nogo = f", {self.nogo} NO-GO" if self.nogo else ""
-        self.say(f"fleet: {text:<58} [{self.done}/{self.total} done, {self.running} running, "
-                 f"{self.failed} failed{nogo}]")
+        message = (f"fleet: {text:<58} [{self.done}/{self.total} done, {self.running} running, "
+                   f"{self.failed} failed{nogo}]")
+        if self.bar is None:
+            self.say(message)
+            return
+        self.bar.write(message, file=self.bar.fp)
+        self.bar.n = self.done
+        self.bar.set_postfix_str(f"{self.running} running, {self.failed} failed{nogo}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _say(message: str) -> None:
@@ -181,7 +200,16 @@ def run(
 
 def _waves(client: Client, fleet: Fleet, base: TargetTask, results: dict[str, TargetResult], record: FleetRecord,
            max_failures: int | None, reports: Path, say: Callable[[str], None]) -> None:
-    progress = _Progress(len(fleet.targets), say)
+    progress = _Progress(len(fleet.targets), say, stream=sys.stderr if say is _say else None)
+    try:
+        _run_waves(client, fleet, base, results, record, max_failures, reports, say, progress)
+    finally:
+        progress.close()
+
+
+def _run_waves(client: Client, fleet: Fleet, base: TargetTask, results: dict[str, TargetResult],
+               record: FleetRecord, max_failures: int | None, reports: Path, say: Callable[[str], None],
+               progress: _Progress) -> None:
     failures = 0
     plan = fleet.plan()
     if record.mode == PREFLIGHT:  # read-only: no wave waits for another, all targets share the workers

@@ -565,3 +565,28 @@ url_env = "RB_FLEET_NOGO_REST"
     finally:
         for name in names.values():
             _drop(server_url, name)
+
+
+def test_fleet_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere() -> None:
+    from runbook_lib.fleet.scheduler import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    lines: list[str] = []
+    plain = _Progress(2, lines.append, stream=io.StringIO())
+    plain.done = 1
+    plain.line("[*] a APPLIED (1.0 s)")
+    plain.close()
+    assert lines == ["fleet: [*] a APPLIED (1.0 s)" + " " * 37 + " [1/2 done, 0 running, 0 failed]"]
+
+    screen = Terminal()
+    lines.clear()
+    bar = _Progress(2, lines.append, stream=screen)
+    bar.done, bar.failed = 2, 1
+    bar.line("[*] b FAILED (2.0 s)")
+    shown = screen.getvalue()
+    bar.close()
+    assert lines == []  # on a terminal the line goes above the bar, on the same stream
+    assert "fleet: [*] b FAILED (2.0 s)" in shown and "2/2 targets" in shown and "1 failed" in shown
