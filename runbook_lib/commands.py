@@ -159,7 +159,6 @@ class BaselinePlan:
     batches: list[batch_mod.Batch]
     to_ledger: list[batch_mod.Batch]  # not yet applied in runbook's ledger
     to_prisma: list[batch_mod.Batch]  # Prisma's layout, not yet applied in _prisma_migrations
-    create_prisma_table: bool
 
     @property
     def empty(self) -> bool:
@@ -191,7 +190,6 @@ def plan_baseline(tgt: Target, number: int, migrations_dir: Path | None = None) 
                               "migration the database already has.")
     with connection.connect(tgt.url) as conn:
         known = history.read(conn, batches)
-        table = prisma_history.has_table(conn)
     if known.failed_prisma:
         raise BaselineRefused(known.failed_message())
     later = [n for n in known.applied() if n > number]
@@ -209,7 +207,7 @@ def plan_baseline(tgt: Target, number: int, migrations_dir: Path | None = None) 
     to_ledger = [b for b in upto if not (known.state(b.number).source in (names.SOURCE_RUNBOOK, names.SOURCE_BOTH))]
     to_prisma = [b for b in upto if b.prisma_layout
                  and known.state(b.number).source not in (names.SOURCE_PRISMA, names.SOURCE_BOTH)]
-    return BaselinePlan(number, upto, to_ledger, to_prisma, create_prisma_table=bool(to_prisma) and not table)
+    return BaselinePlan(number, upto, to_ledger, to_prisma)
 
 
 def baseline(tgt: Target, number: int, *, migrations_dir: Path | None = None,

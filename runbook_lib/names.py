@@ -6,16 +6,22 @@ by earlier runs: these constants are the only spelling.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 # Phases: one notebook and one record (`<phase>.json`) each.
 PREFLIGHT, APPLY, VALIDATE, ROLLBACK, SUMMARY = "preflight", "apply", "validate", "rollback", "summary"
-PHASES = (PREFLIGHT, APPLY, VALIDATE, ROLLBACK, SUMMARY)
 RECORD_PHASES = (PREFLIGHT, APPLY, VALIDATE, ROLLBACK)  # the phases that write a record the summary reads
 RUN_PHASES = (PREFLIGHT, APPLY, VALIDATE, SUMMARY)  # what `runbook run` chains
-CHECK = "check"  # the health check's notebook
 
 # Preflight's verdict.
 GO, WARN, NOGO = "GO", "WARN", "NO-GO"
-VERDICTS = (GO, WARN, NOGO)
+
+
+def worst_verdict(statuses: Iterable[str]) -> str:
+    """NO-GO over WARN over GO: the verdict of a release, a fleet or a site row; "" when there is none."""
+    found = set(statuses)
+    return next((v for v in (NOGO, WARN, GO) if v in found), "")
+
 
 # What an apply or rollback record says happened (ExecutionResult.status).
 RUNNING = "running"

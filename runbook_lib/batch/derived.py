@@ -27,15 +27,9 @@ from runbook_lib.errors import CannotBuild, RunbookError
 from runbook_lib.sql import expect
 from runbook_lib.sql.expect import Table
 
-SOURCE_PREFIX = DERIVED_SOURCE
 ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 _ACTION_SQL = ("CASE {} WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT' WHEN 'c' THEN 'CASCADE'"
                " WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END")
-
-
-def is_derived(source: str) -> bool:
-    """Whether a test's `source` marks it as derived from migration.sql (rather than declared)."""
-    return source.startswith(SOURCE_PREFIX)
 
 
 @dataclass
@@ -96,7 +90,7 @@ class _Builder:
         where = f"{self.expected.filename} line {line}"
         expectation = value if isinstance(value, Expectation) else Expectation("value", value)
         text = stmt if isinstance(stmt, str) else stmt.as_string(self.conn)
-        found = SqlBlock(f"{what} (derived: {where})", text, expectation, SOURCE_PREFIX + where, line)
+        found = SqlBlock(f"{what} (derived: {where})", text, expectation, DERIVED_SOURCE + where, line)
         self.out.blocks.append(found)
         return found
 
@@ -107,7 +101,7 @@ class _Builder:
             return
         where = f"{self.expected.filename} line {line}"
         self.out.blocks.append(dataclasses.replace(
-            declared_block, name=f"{what} (derived: {where})", source=SOURCE_PREFIX + where, line=line))
+            declared_block, name=f"{what} (derived: {where})", source=DERIVED_SOURCE + where, line=line))
 
     def plain(self, key: Table) -> bool:
         """A plain table (not partitioned) without CHECK constraints or user triggers: a built row can only be
@@ -398,30 +392,23 @@ def derive(conn: psycopg.Connection, sql_text: str, *, filename: str = "migratio
 
 
 _TOUCHED: dict[tuple[str, str], expect.Touched] = {}  # (migration.sql, its version) -> what it changes
-_SUFFIX: dict[tuple[tuple[str, str], ...], expect.Touched] = {}  # a run of later migrations -> all they change
 
 
 def _file_key(path) -> tuple[str, str]:
-    """The file and its version, without reading it: a release asks this of every later file, hundreds of times."""
+    """The file and its version, without reading it."""
     stat = path.stat()
     return str(path), f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
 def touched_by(batches: list[Batch]) -> expect.Touched:
-    """Everything `batches` (later applied migrations) change, each file read once per process.
-
-    A release validates hundreds of migrations, each against all the ones after it: the unions are kept
-    per run of later migrations, so each is built once.
-    """
-    keys = tuple(_file_key(b.migration_path) for b in batches)
-    known = next((i for i in range(len(keys)) if keys[i:] in _SUFFIX), len(keys))  # the longest run built before
-    total = _SUFFIX[keys[known:]] if known < len(keys) else expect.Touched()
-    for i in range(known - 1, -1, -1):
-        suffix = keys[i:]
-        if keys[i] not in _TOUCHED:
+    """Everything `batches` (later applied migrations) change, each file read once per version per process."""
+    total = expect.Touched()
+    for batch in batches:
+        key = _file_key(batch.migration_path)
+        if key not in _TOUCHED:
             try:
-                _TOUCHED[keys[i]] = expect.touched(expect.read(batches[i].migration_sql))
+                _TOUCHED[key] = expect.touched(expect.read(batch.migration_sql))
             except RunbookError:  # a later file that does not parse supersedes nothing; its own run says why
-                _TOUCHED[keys[i]] = expect.Touched()
-        total = _SUFFIX[suffix] = _TOUCHED[keys[i]] | total
+                _TOUCHED[key] = expect.Touched()
+        total = _TOUCHED[key] | total
     return total

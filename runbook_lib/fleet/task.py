@@ -8,7 +8,6 @@ failure (a RunbookError or anything else) comes back as this target's FAILED out
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -139,23 +138,18 @@ def _run(task: TargetTask, url: str, scratch: Path) -> TaskOutcome:
 
 def _records(folder: Path) -> dict[str, dict[str, Any]]:
     """The phase records of a run folder as JSON data (what travels back from the worker)."""
-    found = {}
-    for phase in names.RECORD_PHASES:
-        path = folder / f"{phase}.json"
-        if path.exists():
-            found[phase] = json.loads(path.read_text(encoding="utf-8"))
-    return found
+    run = records.RunFolder(folder)
+    return {phase: data for phase in names.RECORD_PHASES if (data := run.read_data(phase)) is not None}
 
 
 def _release_records(folder: Path) -> dict[str, dict[str, Any]]:
     """A release's records folded into one of each phase: the fleet report shows a target on one line."""
     children = [_records(child) for child in sorted(folder.iterdir()) if child.is_dir() and child.name.isdigit()]
-    plan = json.loads((folder / "release.json").read_text(encoding="utf-8")) if (folder / "release.json").exists() \
-        else {"batches": []}
+    plan = records.RunFolder(folder).read_data("release") or {"batches": []}
     found: dict[str, dict[str, Any]] = {}
     verdicts = [c[names.PREFLIGHT]["verdict"] for c in children if names.PREFLIGHT in c]
     if verdicts:
-        worst = next((v for v in (NOGO, names.WARN, names.GO) if any(x.get("status") == v for x in verdicts)), "")
+        worst = names.worst_verdict(x.get("status") for x in verdicts)
         reasons = [r for x in verdicts if x.get("status") == worst for r in x.get("reasons") or []]
         found[names.PREFLIGHT] = {"verdict": {"status": worst, "reasons": reasons}}
     applies = [c[names.APPLY] for c in children if names.APPLY in c]

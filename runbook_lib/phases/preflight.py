@@ -33,13 +33,14 @@ from runbook_lib.sql.lint import LintResult
 
 
 def ledger_check(conn: psycopg.Connection, batch: Batch, batches: list[Batch] | None = None,
-                 assume_applied: frozenset[int] = frozenset()) -> LedgerCheck:
+                 assume_applied: frozenset[int] = frozenset(), known: history.History | None = None) -> LedgerCheck:
     """The batch and its dependencies in both histories (runbook's ledger, `_prisma_migrations`).
 
     `batches` (the whole folder) lets Prisma's rows of the dependencies be matched by their names;
-    `assume_applied`: the migrations a release applies before this one count as applied dependencies.
+    `assume_applied`: the migrations a release applies before this one count as applied dependencies;
+    `known`: both histories already read (a release reads them once for all its migrations).
     """
-    known = history.read(conn, batches if batches is not None else [batch])
+    known = known or history.read(conn, batches if batches is not None else [batch])
     own = known.state(batch.number)
     deps = tuple((n, n in assume_applied or known.state(n).applied) for n in batch.depends_on)
     return LedgerCheck(
@@ -182,13 +183,15 @@ def load_inputs(session: Session, statements: list[StatementAnalysis] | None = N
 def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_threshold_ms: float = 1000.0,
              lint: bool = True, measure: bool = True, inputs: Inputs | None = None,
              assume_applied: frozenset[int] = frozenset(), conn: psycopg.Connection | None = None,
-             lint_result: LintResult | None = None, check_blockers: bool = True) -> PreflightResult:
+             lint_result: LintResult | None = None, check_blockers: bool = True,
+             known: history.History | None = None) -> PreflightResult:
     """Run every preflight check read-only and return the facts with a verdict; writes nothing.
 
     A release passes what it shares across its migrations: `assume_applied` (the migrations applied
     before this one: dependencies met, gates only a warning until apply checks them again), one
     read-only `conn`, squawk's `lint_result` from one run over every file, and `check_blockers` for the
-    first migration only (the sessions that block are the same for all of them).
+    first migration only (the sessions that block are the same for all of them), and both histories
+    already read (`known`: nothing is applied until preflight ends).
     """
     batch = session.batch
     started = datetime.now(timezone.utc)
@@ -201,7 +204,7 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
         conn.read_only = True
     try:
         with conn.transaction(force_rollback=True):
-            lc = ledger_check(conn, batch, session.batches(), assume_applied)
+            lc = ledger_check(conn, batch, session.batches(), assume_applied, known)
             gate_blocks = checks.gates(conn, batch.checks) + blocks
             gates = [sqlblocks.run(conn, block) for block in gate_blocks]
             names = touched_tables(batch, statements)
@@ -264,9 +267,11 @@ def run_release(release: Release, **options) -> ReleasePreflight:
     earlier: set[int] = set()
     with release.connect() as conn, ledger.shared_connection(release.url):
         conn.read_only = True
+        known = history.read(conn, release.folder)
+        conn.commit()
         for batch in release.batches:
             result.results.append(run(release.session(batch), assume_applied=frozenset(earlier), conn=conn,
                                       lint_result=linted.get(batch.migration_path), check_blockers=not earlier,
-                                      **options))
+                                      known=known, **options))
             earlier.add(batch.number)
     return result

@@ -9,7 +9,6 @@ from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch import derived
-from runbook_lib.batch.discovery import discover
 from runbook_lib.batch.model import VALIDATION
 from runbook_lib.db import catalog, history, ledger
 from runbook_lib.errors import NotApplied
@@ -100,22 +99,11 @@ def _orm_scope(session: Session, schema_path: Path, *, explicit: bool) -> str:
     yet and would all be false mismatches: only the columns the checks name are compared, and this says so.
     """
     batch = session.batch
-    latest = _latest(Path(session.migrations_dir or batch.path.parent))
+    latest = max(b.number for b in session.batches())  # the folder, read once per session (or release)
     if explicit or schema_path.parent == batch.path or batch.number == latest:
         return "every model and field"
     return (f"only the columns the checks name: schema.prisma describes the state after batch {latest}, "
             f"not after batch {batch.number}")
-
-
-_LATEST: dict[tuple[str, int], int] = {}
-
-
-def _latest(folder: Path) -> int:
-    """The folder's last batch number, found once per state of the folder (a release validates hundreds)."""
-    key = (str(folder), folder.stat().st_mtime_ns)
-    if key not in _LATEST:
-        _LATEST[key] = max(b.number for b in discover(folder))
-    return _LATEST[key]
 
 
 def _xid(conn) -> int:

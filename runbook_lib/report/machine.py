@@ -55,8 +55,7 @@ def run_fields(run_dir: Path, summary_html: Path | None, summary_md: Path | None
 
 
 def _raw(folder: records.RunFolder, name: str) -> dict[str, Any] | None:
-    path = folder.record_path(name)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return folder.read_data(name)
 
 
 # --- the pull-request comment of a preflight ------------------------------------------------------

@@ -36,7 +36,7 @@ from runbook_lib.errors import (
     RunbookError,
     ValidationFailed,
 )
-from runbook_lib.names import GO, NOGO, WARN
+from runbook_lib.names import GO, NOGO
 from runbook_lib.orm import prisma_history as prisma
 from runbook_lib.orm import prisma_schema as orm
 from runbook_lib.orm.prisma_schema import OrmMismatch
@@ -190,6 +190,18 @@ class RunFolder:
 
     def read(self, phase: str, cls: type[T]) -> T | None:
         """The record of `phase`, or None when there is none; RecordError when this runbook cannot read it."""
+        data = self.read_data(phase)
+        if data is None:
+            return None
+        try:
+            return _build(cls, data)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise RecordError(f"{self.record_path(phase)} does not hold a {cls.__name__} record "
+                              f"({type(exc).__name__}: {exc}); pass the run folder a run printed, or run the phase "
+                              "again.") from None
+
+    def read_data(self, phase: str) -> dict[str, Any] | None:
+        """`<phase>.json` as JSON data, its schema version checked; for those who need a few fields, not the record."""
         path = self.record_path(phase)
         if not path.exists():
             return None
@@ -203,11 +215,7 @@ class RunFolder:
             raise RecordError(
                 f"{path} was written with record schema {version}, and this runbook reads schema {SCHEMA_VERSION}; "
                 "render it with the runbook version that wrote it, or run the phase again.")
-        try:
-            return _build(cls, data)
-        except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            raise RecordError(f"{path} does not hold a {cls.__name__} record ({type(exc).__name__}: {exc}); "
-                              "pass the run folder a run printed, or run the phase again.") from None
+        return data
 
     def has(self, phase: str) -> bool:
         return self.record_path(phase).exists()
@@ -652,8 +660,7 @@ class ReleasePreflight:
         if self.plan.drift:  # the history the release builds on is not what the folder says
             return Verdict(NOGO, tuple(f"{d}; restore the applied file, or write the change as a new migration"
                                        for d in self.plan.drift))
-        worst = NOGO if any(r.verdict.status == NOGO for r in self.results) else \
-            WARN if any(r.verdict.status == WARN for r in self.results) else GO
+        worst = names.worst_verdict(r.verdict.status for r in self.results) or GO
         reasons = tuple(f"migration {r.batch.number} ({r.batch.name}): {reason}"
                         for r in self.results for reason in r.verdict.reasons if r.verdict.status == worst)
         return Verdict(worst, reasons)

@@ -9,7 +9,6 @@ A run whose record cannot be read is listed as "unreadable record", never a cras
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import shutil
@@ -20,13 +19,12 @@ from urllib.parse import quote
 from runbook_lib.errors import RecordError, RunbookError
 from runbook_lib.fleet import model as fleet_model
 from runbook_lib.fleet.model import FLEET_FOLDER
-from runbook_lib.names import GO, NOGO, WARN
+from runbook_lib.names import worst_verdict
 from runbook_lib.report import records
 
 INDEX = "index.html"
 UNREADABLE = "unreadable record"
-_RANK = {GO: 0, WARN: 1, NOGO: 2}
-# `scheme://user:secret@`: a password in a URL; redacted URLs carry *** (or %2A%2A%2A) instead.
+# `scheme://user:<password>@`: a password in a URL; redacted URLs carry *** (or %2A%2A%2A) instead.
 _PASSWORD_IN_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"'<>]+:([^\s/@\"'<>]+)@")
 _REDACTED = {"***", "%2A%2A%2A", "%2a%2a%2a", "&#42;&#42;&#42;"}
 
@@ -59,16 +57,7 @@ class Entry:
 
 def _fields(folder: Path, phase: str) -> dict | None:
     """The raw JSON of `<phase>.json`, checked as RunFolder.read checks it, without building the record."""
-    path = folder / f"{phase}.json"
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{path} is not a readable JSON record ({exc}).") from None
-    if not isinstance(data, dict) or data.get("schema_version", 1) != records.SCHEMA_VERSION:
-        raise RecordError(f"{path} was written with another record schema.")
-    return data
+    return records.RunFolder(folder).read_data(phase)
 
 
 def _get(data: dict | None, *keys, default=None):
@@ -77,11 +66,6 @@ def _get(data: dict | None, *keys, default=None):
             return default
         data = data[key]
     return data
-
-
-def _worst(verdicts: list[str]) -> str:
-    known = [v for v in verdicts if v in _RANK]
-    return max(known, key=_RANK.__getitem__) if known else ""
 
 
 def _link(reports: Path, folder: Path, name: str) -> str:
@@ -113,7 +97,7 @@ def _run_entry(reports: Path, folder: Path) -> Entry:
         if run.release:
             entry.kind, entry.batch = "release", "release"
             figures = [_phase_figures(child.path) for child in records.RunFolder(folder).children()]
-            entry.verdict = _worst([f[0] for f in figures])
+            entry.verdict = worst_verdict(f[0] for f in figures)
             statuses = [f[1] for f in figures if f[1]]
             entry.status = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
             counted = [f for f in figures if f[3] is not None]
@@ -148,7 +132,7 @@ def _fleet_entry(reports: Path, folder: Path) -> Entry:
         entry.url = ", ".join(t.name for t in record.targets)
         statuses = [t.status for t in record.targets]
         entry.status = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)) or "no target"
-        entry.verdict = _worst([t.verdict for t in record.targets])
+        entry.verdict = worst_verdict(t.verdict for t in record.targets)
         counted = [t for t in record.targets if t.validation_total is not None]
         if counted:
             entry.passed = sum(t.validation_passed or 0 for t in counted)

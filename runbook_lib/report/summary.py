@@ -491,8 +491,7 @@ class ReleaseSummary:
 
     def preflight_checks(self) -> Section:
         verdicts = [m.preflight.verdict for m in self.migrations if m.preflight]
-        worst = names.NOGO if any(v.status == names.NOGO for v in verdicts) else \
-            names.WARN if any(v.status == names.WARN for v in verdicts) else names.GO
+        worst = names.worst_verdict(v.status for v in verdicts) or names.GO
         rows = [(m.batch_number, m.batch.name, m.preflight.verdict.status, "; ".join(m.preflight.verdict.reasons))
                 for m in self.migrations if m.preflight and m.preflight.verdict.status != names.GO]
         body = f"**Release verdict**: {worst} ({len(verdicts)} migrations checked before the first was applied)"

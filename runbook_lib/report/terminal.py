@@ -7,7 +7,6 @@ lines; `cli` prints them. Colour only when asked for (a TTY), so piped output an
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,7 @@ class FolderRecords:
             record = folder.read(phase, tp)
             if record is not None:
                 setattr(out, phase, record)
-                out.raw[phase] = json.loads(folder.record_path(phase).read_text(encoding="utf-8"))
+                out.raw[phase] = folder.read_data(phase)
         return out
 
 
@@ -153,7 +152,7 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
                   (names.APPLIED, names.ALREADY_APPLIED, names.DRY_RUN))
     passed = sum(m.validate.passed for _, m in migrations if m.validate)
     total = sum(m.validate.total for _, m in migrations if m.validate)
-    worst = _worst([m.preflight.verdict.status for _, m in migrations if m.preflight])
+    worst = names.worst_verdict(m.preflight.verdict.status for _, m in migrations if m.preflight) or names.GO
     lines = [f"release: migrations applied {applied}/{planned}, tests {passed}/{total} passed, "
              f"preflight {paint(worst, worst, tty)}"]
     if plan:
@@ -177,10 +176,6 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
     if not plan or not plan.batches:
         lines.append("  nothing pending: every migration is applied")
     return lines
-
-
-def _worst(statuses: list[str]) -> str:
-    return names.NOGO if names.NOGO in statuses else names.WARN if names.WARN in statuses else names.GO
 
 
 def outcome_lines(run_dir: Path, tty: bool = False) -> list[str]:

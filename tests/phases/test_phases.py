@@ -425,16 +425,19 @@ PW = "s3cret"  # a made-up password: the input of the redaction tests
 
 
 def secret_url(template: str) -> str:
-    """A URL with PW in place of `{pw}` (no URL with a password is written out in the source)."""
-    return template.format(pw=PW)
+    """The URL with PW as alice's password: after `alice` in a URL's authority, or in place of `{pw}`.
+
+    No URL with a password is written out in the source.
+    """
+    return template.replace("//alice@", "//alice:" + PW + "@", 1).format(pw=PW)
 
 
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        (secret_url("postgresql://alice:{pw}@db.example.com:5433/crm"), "postgresql://alice:***@db.example.com:5433/crm"),
+        (secret_url("postgresql://alice@db.example.com:5433/crm"), "postgresql://alice:***@db.example.com:5433/crm"),
         ("postgresql://alice@db.example.com/crm", "postgresql://alice@db.example.com/crm"),
-        (secret_url("postgres://alice:{pw}@db.example.com/crm?sslmode=require"),
+        (secret_url("postgres://alice@db.example.com/crm?sslmode=require"),
          "postgresql://alice:***@db.example.com/crm?sslmode=require"),
         (secret_url("postgresql://db.example.com/crm?user=alice&password={pw}"), "postgresql://alice:***@db.example.com/crm"),
         (secret_url("host=db.example.com user=alice password={pw} dbname=crm"), "postgresql://alice:***@db.example.com/crm"),
@@ -446,11 +449,11 @@ def test_redact_hides_the_password(url, shown):
 
 
 def test_redact_of_a_socket_url_keeps_the_socket():
-    assert database.redact(secret_url("postgresql://alice:{pw}@/crm?host=/tmp/pg")) == "postgresql://alice:***@/crm?host=/tmp/pg"
+    assert database.redact(secret_url("postgresql://alice@/crm?host=/tmp/pg")) == "postgresql://alice:***@/crm?host=/tmp/pg"
 
 
 def test_an_unparseable_url_shows_none_of_it():
-    url = secret_url("postgresql://alice:{pw}@db.example.com/crm?nosuchoption=1")
+    url = secret_url("postgresql://alice@db.example.com/crm?nosuchoption=1")
     assert database.redact(url) == "<unparseable database URL>"
     with pytest.raises(DatabaseError) as info:
         database.connect(url)

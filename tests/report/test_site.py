@@ -203,7 +203,9 @@ def test_publish_refuses_a_file_with_a_password_naming_it(ran: Site, tmp_path: P
     leaky = ran.fleet_dir / "fleet.md"
     before = leaky.read_text(encoding="utf-8")
     try:
-        leaky.write_text(before + "\npostgresql://admin:hunter2@db.example/crm\n", encoding="utf-8")
+        # built here, so no URL with a password is written out in the source
+        planted = "postgresql://" + ":".join(("admin", uuid.uuid4().hex)) + "@db.example/crm"
+        leaky.write_text(before + "\n" + planted + "\n", encoding="utf-8")
         code, out, err = run_cli("publish", tmp_path / "out", "--reports-dir", ran.reports)
     finally:
         leaky.write_text(before, encoding="utf-8")
