@@ -590,3 +590,36 @@ def test_fleet_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere() -> No
     bar.close()
     assert lines == []  # on a terminal the line goes above the bar, on the same stream
     assert "fleet: [*] b FAILED (2.0 s)" in shown and "2/2 targets" in shown and "1 failed" in shown
+
+
+def test_a_fleet_deploys_a_release_on_every_target(server_url: str, crm_template: str, crm6_template: str,
+                                                  tmp_path: Path) -> None:
+    """`fleet run pending`: each target deploys what it has pending (6 and 7 on one, 7 alone on the other)."""
+    names = {"fresh": f"t_fleet_rel_{uuid.uuid4().hex[:6]}", "half": f"t_fleet_rel_{uuid.uuid4().hex[:6]}"}
+    _create(server_url, names["fresh"], crm_template)
+    _create(server_url, names["half"], crm6_template)
+    urls = {t: database.with_database(server_url, n) for t, n in names.items()}
+    toml = write_toml(tmp_path / "fleet.toml", '[[target]]\nname = "fresh"\nurl_env = "RB_FLEET_REL_A"\n\n'
+                                               '[[target]]\nname = "half"\nurl_env = "RB_FLEET_REL_B"\n')
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delenv("DATABASE_URL", raising=False)
+            mp.setenv("RB_FLEET_REL_A", urls["fresh"])
+            mp.setenv("RB_FLEET_REL_B", urls["half"])
+            result = cli("fleet", "run", "pending", "--targets", toml, "--reports-dir", tmp_path / "reports",
+                         "--migrations-dir", str(config.example_migrations_dir()), "--workers", 1)
+        assert result.code == 0, result.out + result.err
+        folder, record = fleet_json(result.out)
+        assert folder.parent.name == "release" and record["batch"] == "pending"
+        targets = by_name(record)
+        assert {t["status"] for t in targets.values()} == {fleet_model.APPLIED}
+        for name, target in targets.items():
+            assert "/release/" in target["run_dir"], target
+            assert target["validation_total"] and target["validation_passed"] == target["validation_total"]
+            migrations = sorted(p.name for p in (tmp_path / "reports" / target["run_dir"]).iterdir() if p.is_dir())
+            assert migrations == (["0006", "0007"] if name == "fresh" else ["0007"]), (name, migrations)
+        assert all(applied(url) == {6: True, 7: True} for url in urls.values())
+        assert (folder / "fleet.md").read_text(encoding="utf-8").startswith("# Release fleet run: ")
+    finally:
+        for name in names.values():
+            _drop(server_url, name)
