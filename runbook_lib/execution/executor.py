@@ -20,7 +20,7 @@ from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.config import BACKOFF_MS, DEFAULTS, MAX_BACKOFF_S
 from runbook_lib.db import catalog
 from runbook_lib.errors import MigrationFailed
-from runbook_lib.execution import resume
+from runbook_lib.execution import resume, watch
 from runbook_lib.execution.failure import (
     GaveUp,
     VerificationFailed,
@@ -118,7 +118,7 @@ def lock_order(conn: psycopg.Connection, step: plan.Step) -> list[tuple[str, str
 
 
 def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clock: _Clock,
-                    runs: list[StatementRun], acquired: dict[tuple[str, str], float]) -> None:
+                    runs: list[StatementRun], acquired: dict[tuple[str, str], float], url: str | None = None) -> None:
     if not conn.autocommit:
         ahead = lock_order(conn, step)
         if ahead:
@@ -146,7 +146,8 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
     for stmt in step.statements:
         start = clock()
         try:
-            cur = conn.execute(stmt.sql)
+            with watch.statement(url, conn, f"step {step.number}, {stmt.kind}" + (f" ({stmt.locks})" if stmt.locks else "")):
+                cur = conn.execute(stmt.sql)
         except psycopg.Error as exc:
             status = names.LOCK_TIMEOUT if isinstance(exc, psycopg.errors.LockNotAvailable) else names.FAILED
             runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start,
@@ -170,7 +171,7 @@ def _modes(lock_text: str) -> list[str]:
 
 
 def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempts, backoff_ms, verify, last,
-              record: Callable[[psycopg.Connection], None] | None = None):
+              record: Callable[[psycopg.Connection], None] | None = None, url: str | None = None):
     """One step with its retries; returns the StepRun, raises psycopg errors other than lock timeouts.
 
     `record` writes the step's ledger progress (and Prisma's row): inside the step's transaction, before
@@ -185,7 +186,7 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
         try:
             if step.transactional:
                 with conn.transaction(force_rollback=dry_run):
-                    _run_statements(conn, step, attempt, clock, runs, acquired)
+                    _run_statements(conn, step, attempt, clock, runs, acquired, url)
                     if verify is not None and last:
                         result.verification = verify(conn)
                         failed = [b for b in result.verification if not b.passed]
@@ -203,7 +204,7 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
             else:
                 conn.autocommit = True
                 try:
-                    _run_statements(conn, step, attempt, clock, runs, acquired)
+                    _run_statements(conn, step, attempt, clock, runs, acquired, url)
                 finally:
                     conn.autocommit = False
                 if record is not None and not dry_run:
@@ -318,7 +319,7 @@ def execute(
             result.steps.append(_run_step(
                 conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
                 max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1],
-                record=recorder(step.number)))
+                record=recorder(step.number), url=session.url))
             done.append(step)
             for hook in AFTER_STEP_HOOKS:  # empty in production: see AFTER_STEP_HOOKS
                 hook(step.number)

@@ -15,6 +15,7 @@ from runbook_lib import config, names
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db.target import Target
 from runbook_lib.errors import PhaseFailed
+from runbook_lib.execution import live
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.progress import PhaseProgress
 from runbook_lib.phases.session import PENDING
@@ -91,7 +92,9 @@ def run_phases(
     summary = None
     # One kernel for the whole chain (a kernel start and the imports cost about a second per notebook),
     # and nbconvert rendering each executed notebook in the background while the next one runs.
-    with runner.SharedKernel(tgt.url, run.path) as kernel, render.Renderer() as renderer:
+    live_file = run.path / live.FILE_NAME  # what runs in the kernel tells the terminal as it goes
+    progress.follow(live_file)
+    with runner.SharedKernel(tgt.url, run.path, live_file=live_file) as kernel, render.Renderer() as renderer:
         while queue:
             phase = queue.pop(0)
             if record.failure is not None and phase not in (names.SUMMARY, names.ROLLBACK):
@@ -128,6 +131,7 @@ def run_phases(
                 summary = renderer.summary(out, run.path, title="Release migration summary" if release
                                            else f"Batch {number} migration summary")
         progress.close()
+        live_file.unlink(missing_ok=True)  # progress, not a record
         kernel.close()  # while the summary renders
         if summary is not None:
             rendered = summary.result()

@@ -6,6 +6,7 @@ so it is never written into the executed notebook.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
@@ -19,6 +20,7 @@ from typing import Any
 from runbook_lib import config
 from runbook_lib.config import url_in_environment
 from runbook_lib.errors import PhaseFailed, RunbookError
+from runbook_lib.execution import live
 
 PHASE_NOTEBOOKS = {
     "preflight": "preflight.ipynb",
@@ -72,9 +74,10 @@ class SharedKernel:
 
     START_TIMEOUT_S = 60.0
 
-    def __init__(self, database_url: str, cwd: Path) -> None:
+    def __init__(self, database_url: str, cwd: Path, *, live_file: Path | None = None) -> None:
         self.database_url = database_url
         self.cwd = cwd
+        self.live_file = live_file
         self.km = None
         self.kc = None
 
@@ -83,7 +86,9 @@ class SharedKernel:
             run_sync,  # start-up time: only when a kernel runs
         )
 
-        with url_in_environment(self.database_url):  # the kernel inherits it, the notebook never sees it
+        # the kernel inherits both: the URL (the notebook never sees it) and where its live events go
+        with url_in_environment(self.database_url), \
+                (live.to_file(self.live_file) if self.live_file else contextlib.nullcontext()):
             self.km = _kernel_manager_class()(kernel_name="python3")
             run_sync(self.km.start_kernel)(cwd=str(self.cwd))
 
