@@ -138,7 +138,8 @@ def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdic
             else:
                 nogo.append(text)
     for blocker in result.blockers:
-        warn.append(f"session {blocker.pid} ({blocker.application or blocker.user}) {blocker.reason}: "
+        who = ", ".join(part for part in (blocker.application or blocker.user, blocker.state) if part)
+        warn.append(f"session {blocker.pid} ({who}, in a transaction for {blocker.transaction_age_s:.0f} s) {blocker.reason}: "
                     "the migration's locks would queue behind it, and writers behind them")
     for stmt in result.statements:
         overrides = [n for n in stmt.notes if "runbook sets for the migration" in n]

@@ -70,7 +70,11 @@ def lead_customer_nullable(url: str) -> bool:
 
 
 def fleet_json(out: str) -> tuple[Path, dict]:
-    html_path = Path(re.search(r"^fleet report: (\S+fleet\.html)$", out, re.M).group(1))
+    """The fleet folder and its fleet.json, from the headline or from a --format json document."""
+    if out.startswith("{"):
+        html_path = Path(json.loads(out)["report_html"])
+    else:
+        html_path = Path(re.search(r"^fleet report: (\S+fleet\.html)$", out, re.M).group(1))
     return html_path.parent, json.loads((html_path.parent / "fleet.json").read_text(encoding="utf-8"))
 
 
@@ -300,7 +304,7 @@ url_env = "RB_FLEET_C_URL"
             # the run folders come back with the results and the client writes them
             with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                               silence_logs=logging.ERROR) as cluster:
-                rerun = cli("fleet", "run", 7, *common, "--scheduler", cluster.scheduler_address)
+                rerun = cli("fleet", "run", 7, *common, "--scheduler", cluster.scheduler_address, "--format", "json")
                 address = cluster.scheduler_address
         yield Journey(urls, reports, pre, run, rerun, address, before)
     finally:
@@ -380,7 +384,14 @@ def test_fleet_report_has_totals_rows_and_working_links(journey: Journey) -> Non
 def test_rerun_on_an_existing_scheduler_reports_already_applied_and_writes_returned_folders(journey: Journey) -> None:
     result = journey.rerun
     assert result.code == 1, result.err
+    doc = json.loads(result.out)  # --format json: the one document, nothing else on stdout
+    assert set(doc) == {"format_version", "command", "ok", "headline", "totals", "report_html", "report_md", "fleet"}
+    assert doc["command"] == "fleet run" and doc["ok"] is False
+    assert doc["totals"][fleet_model.ALREADY_APPLIED] == 2 and doc["totals"][fleet_model.SKIPPED] == 1, doc["totals"]
+    assert doc["headline"] == "INCOMPLETE"  # one target was not applied
+    assert "fleet:" in result.err  # progress stayed on stderr
     folder, record = fleet_json(result.out)
+    assert doc["fleet"]["fleet_run_id"] == record["fleet_run_id"] and Path(doc["report_md"]).is_file()
     assert record["engine"] == f"Dask scheduler {journey.scheduler}"
     targets = by_name(record)
     for name in ("canary", "tenant-b"):
@@ -397,6 +408,27 @@ def test_rerun_on_an_existing_scheduler_reports_already_applied_and_writes_retur
     assert returned in runs and {"preflight.json", "preflight.ipynb", "index.html", "run.json"} <= {
         p.name for p in returned.iterdir()}
     assert applied(journey.urls["tenant-c"]) == {6: True}
+
+
+def test_the_site_lists_the_real_fleet_runs_and_each_targets_runs(journey: Journey) -> None:
+    """reports/index.html after real fleet runs: the fleet runs with their totals, and every target's own runs."""
+    import html as html_mod  # only this test reads the index's markup
+
+    page = (journey.reports / "index.html").read_text(encoding="utf-8")
+    body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    rows = [html_mod.unescape(re.sub(r"<[^>]+>", " ", r)) for r in re.findall(r"<tr .*?</tr>", body, flags=re.S)]
+    fleet_rows = [r for r in rows if "fleet" in r.split()]
+    assert len(fleet_rows) == 3, rows  # fleet preflight, fleet run, the rerun on a scheduler
+    # newest first: the rerun (already applied twice, one NO-GO skipped) heads the list
+    assert "2 ALREADY APPLIED" in fleet_rows[0] and "1 SKIPPED (NO-GO)" in fleet_rows[0], fleet_rows[0]
+    assert "2 APPLIED" in fleet_rows[1] and "1 SKIPPED (NO-GO)" in fleet_rows[1], fleet_rows[1]
+    target_rows = [r for r in rows if r not in fleet_rows]
+    for target in ("canary", "tenant-b", "tenant-c"):
+        assert any(target in r for r in target_rows), (target, rows)
+    assert any(re.search(r"canary .*\b(\d+)/\1\b", r) for r in target_rows), target_rows  # X/Y of its validation
+    for link in re.findall(r'href="([^"]+)"', page):
+        assert not link.startswith(("/", "http")) and (journey.reports / html_mod.unescape(link)).is_file(), link
+    assert 'data-database="tenant-c"' in page and PASSWORD not in page
 
 
 def test_no_password_in_any_file_or_output_of_the_fleet(journey: Journey) -> None:

@@ -1,7 +1,7 @@
 """The reports site: reports/index.html lists every run, newest first; `runbook publish DIR` copies it.
 
 One module-scoped set of runs: batch 6 on two copies of the example (one connecting as a role whose
-password is in the URL), a release (`deploy`) on a third, and a fleet run written through the fleet's
+password is in the URL), a release (`deploy`) on a third, and a fleet record written through the fleet's
 own dataclasses; the tests read the index and the published copy as a user would.
 """
 

@@ -179,3 +179,51 @@ def test_demo_server_and_publish_speak_json_too(tmp_path, capsys) -> None:
                      "--format", "json"]) == 0
     doc = json_mod.loads(capsys.readouterr().out)
     assert doc["command"] == "publish" and doc["published"]["runs"] == 0
+
+
+def test_apply_and_rollback_speak_json(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The documented keys, with the apply record's figures as the run folder holds them."""
+    where = _where(crm_url, tmp_path)
+    code, out, err = _cli(capsys, "apply", "6", "--format", "json", *where)
+    doc = json.loads(out)
+    assert code == 0 and set(doc) == RUN_KEYS and doc["command"] == "apply" and doc["ok"] is True, err
+    record = doc["records"]["apply"]
+    assert record["status"] == "applied" and record["batch"]["number"] == 6
+    assert record["attempts"] >= 1 and record["steps"] and all(s["status"] == "committed" for s in record["steps"])
+    assert isinstance(record["longest_write_block_s"], float)
+    assert record["changes"] and {"table", "object", "kind", "before", "after"} <= set(record["changes"][0])
+    assert record == json.loads((Path(doc["run_dir"]) / "apply.json").read_text(encoding="utf-8"))
+    assert "apply" in err and "{" not in err  # progress on stderr, the document alone on stdout
+
+    code, out, err = _cli(capsys, "rollback", "6", "--format", "json", *where)
+    doc = json.loads(out)
+    assert code == 0 and doc["command"] == "rollback" and doc["ok"] is True, err
+    assert doc["records"]["rollback"]["status"] == "rolled back"
+
+    code, out, err = _cli(capsys, "rollback", "6", "--format", "json", *where)  # nothing left to roll back
+    doc = json.loads(out)
+    assert code != 0 and doc["ok"] is False and doc["command"] == "rollback"
+    failure = doc["failure"]
+    assert failure["phase"] == "rollback" and failure["error_name"] == "NotApplied", failure
+    assert failure["error_message"].startswith("Batch 6 is not applied on ") and "nothing to roll back" in failure["error_message"]
+
+
+def test_warn_headline_names_its_reasons(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A WARN must not look like a GO: a session idle in transaction on "Lead" is named with its reason."""
+    import psycopg  # only this test holds a session open
+
+    from runbook_lib.phases import apply
+    from runbook_lib.phases.session import open_session
+
+    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup",
+                           migrations_dir=config.example_migrations_dir()))
+    with psycopg.connect(crm_url, application_name="nightly-report") as blocker:
+        blocker.execute('SELECT count(*) FROM "Lead"')  # idle in transaction from here on, holding ACCESS SHARE
+        code, out, _ = _cli(capsys, "preflight", "7", *_where(crm_url, tmp_path))
+        blocker.rollback()
+
+    assert code == 0, out  # WARN does not fail the command
+    assert re.search(r"^preflight: WARN \(batch 7 \S*tighten_constraints, ", out, re.M), out
+    warns = re.findall(r"^  WARN: (.*)$", out, re.M)
+    assert any("nightly-report" in w and "idle in transaction" in w for w in warns), out
+    assert not re.search(r"^  NO-GO: ", out, re.M)
