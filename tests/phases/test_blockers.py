@@ -20,6 +20,7 @@ from runbook_lib.errors import MigrationFailed, PreflightFailed
 from runbook_lib.execution import live
 from runbook_lib.phases import apply, preflight, rollback
 from runbook_lib.phases.session import open_session
+from runbook_lib.report import terminal
 from runbook_lib.report.records import ExecutionResult
 
 INSERT = ('INSERT INTO "Lead" (id, customer_id, channel, name, updated_at)'
@@ -179,9 +180,10 @@ def test_the_guard_cancels_a_request_the_application_queues_behind(session_for, 
 
 
 def test_terminate_blockers_after_ends_an_idle_session_and_records_who(session_for, crm_url: str) -> None:
+    session = session_for(7)
     with idle_in_transaction(crm_url) as blocker:
         pid = blocker.info.backend_pid
-        result = apply.run(session_for(7), terminate_blockers_after_s=0.2)
+        result = apply.run(session, terminate_blockers_after_s=0.2)
         with pytest.raises(psycopg.OperationalError):
             blocker.execute("SELECT 1")
     assert result.status == names.APPLIED
@@ -193,6 +195,10 @@ def test_terminate_blockers_after_ends_an_idle_session_and_records_who(session_f
                                            " AND phase = 'apply' ORDER BY id DESC LIMIT 1").fetchone()
     assert [t["pid"] for t in terminated] == [pid] and terminated[0]["application"] == "report"
     assert f"terminated session {pid}" in message
+    # the headline and the record (--format json carries it as written) say it too
+    assert any(line.strip().startswith(f"step 1: terminated session {pid} (report")
+               for line in terminal.execution_lines(result))
+    assert session.run.read_data(names.APPLY)["blocker_waits"][0]["outcome"] == "terminated"
 
 
 def test_apply_in_a_run_relies_on_its_preflight_and_refuses_another_checksum(session_for, crm_url: str,
