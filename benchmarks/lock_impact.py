@@ -7,7 +7,8 @@ id) runs while batch 7 is applied by
   (b) runbook_lib.phases.apply.run(session, strategy="direct")   (lock_timeout 200 ms, 10 attempts: the defaults)
   (c) runbook_lib.phases.apply.run(session, strategy="online")
 each without and with a blocker (a session idle in transaction after reading "Lead", started just
-before the apply and held --blocker-seconds). After each apply batch 7 is rolled back the same way
+before the apply and held --blocker-seconds). runbook's apply runs as `runbook run` runs it: after
+preflight in the same run folder (not timed), so it relies on preflight's gates (--apply-alone: without). After each apply batch 7 is rolled back the same way
 it was applied (psql -1 -f rollback.sql, or runbook rollback), the workload's rows are deleted, and
 the catalog is compared with the state before, so every run starts from the same state.
 The three methods run interleaved in one session, their order rotated from run to run.
@@ -49,11 +50,12 @@ from common import (
 from psycopg import sql
 
 from runbook_lib import config
-from runbook_lib.config import MAX_BACKOFF_S
+from runbook_lib.config import DEFAULTS, MAX_BACKOFF_S
 from runbook_lib.db import catalog, example, ledger
 from runbook_lib.db import connection as database
 from runbook_lib.errors import RunbookError
-from runbook_lib.phases import apply, rollback
+from runbook_lib.execution import live
+from runbook_lib.phases import apply, preflight, rollback
 from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import ExecutionResult
 
@@ -138,19 +140,21 @@ def checkpoint(url: str) -> None:
 class Blocker:
     """A session idle in transaction after reading "Lead" (ACCESS SHARE).
 
-    It holds the lock for `hold_s` seconds counted from the moment the migration first queues behind it
-    (a lock request on "Lead" that is not granted), so every method meets the same blocker: runbook's
-    apply spends seconds in its own preflight checks before its first DDL, and a blocker timed from the
-    start of the call would often be gone by then. Released after `max_wait_s` if nothing ever waits.
+    It holds the lock for `hold_s` seconds counted from the moment the migration first waits for it: psql
+    queues behind it (a lock request on "Lead" that is not granted), runbook waits without queuing (its
+    live WAITING event in `live_path`), so every method meets the same blocker. Released after
+    `max_wait_s` if nothing ever waits.
     """
 
-    def __init__(self, url: str, hold_s: float, max_wait_s: float = 120.0) -> None:
+    def __init__(self, url: str, hold_s: float, max_wait_s: float = 120.0, live_path: Path | None = None) -> None:
         self.conn = psycopg.connect(url, application_name="bench blocker")
         self.watch = psycopg.connect(url, autocommit=True, application_name="bench blocker watch")
         self.lead_oid = self.watch.execute("""SELECT '"Lead"'::regclass::oid""").fetchone()[0]
         self.hold_s, self.max_wait_s = hold_s, max_wait_s
         self.thread: threading.Thread | None = None
         self.began = self.first_waiter = self.released = 0.0
+        self.tail = live.Tail(live_path) if live_path else None
+        self.waited_by = ""  # "queued" (a lock request not granted) or "runbook waited" (no request made)
 
     def begin(self) -> None:
         self.conn.execute('SELECT id FROM "Lead" LIMIT 1').fetchall()
@@ -164,8 +168,10 @@ class Blocker:
             waiting = self.watch.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND relation = %s AND NOT granted",
                 (self.lead_oid,)).fetchone()[0]
-            if waiting:
+            runbook_waits = self.tail is not None and any(e.kind == live.WAITING for e in self.tail.read())
+            if waiting or runbook_waits:
                 self.first_waiter = time.monotonic()
+                self.waited_by = "queued" if waiting else "runbook waited"
                 time.sleep(max(0.0, self.hold_s - (time.monotonic() - self.first_waiter)))
                 break
             time.sleep(0.005)
@@ -178,7 +184,8 @@ class Blocker:
         self.conn.close()
         self.watch.close()
         return {"held_s": round(self.released - self.began, 3),
-                "first_waiter_after_s": round(self.first_waiter - self.began, 3) if self.first_waiter else None}
+                "first_waiter_after_s": round(self.first_waiter - self.began, 3) if self.first_waiter else None,
+                "waited_by": self.waited_by}
 
 
 # -- one apply, and undoing it ---------------------------------------------------------------------
@@ -196,6 +203,9 @@ class Applied:
     statements_s: float | None = None  # first statement's start to the last one's end (retries and backoff included)
     lock_timeouts: list[str] = dataclasses.field(default_factory=list)  # "step 1 statement 2 attempt 1 ..."
     call_started: float | None = None  # time.monotonic() when apply.run was called (after open_session)
+    blocker_wait_s: float | None = None  # how long runbook waited for blockers without queuing
+    guard_cancels: int | None = None  # lock requests cancelled because an application session queued behind them
+    gates_from: str = ""  # the preflight record apply relied on ("": it evaluated the gates itself)
 
 
 def apply_psql(url: str) -> Applied:
@@ -207,11 +217,20 @@ def apply_psql(url: str) -> Applied:
     return Applied(done.returncode == 0, wall, message)
 
 
-def apply_runbook(url: str, strategy: str, reports: Path) -> Applied:
+def runbook_session(url: str, reports: Path, *, after_preflight: bool):
+    """The session apply will run in; with `after_preflight`, preflight has written its record there first,
+    as `runbook run` does (apply then relies on its gates); not timed, and before the workload starts."""
     session = open_session(7, database_url=url, reports_dir=reports)
+    if after_preflight:
+        preflight.run(session)
+    return session
+
+
+def apply_runbook(session, strategy: str, live_path: Path) -> Applied:
     started = time.monotonic()
     try:
-        result = apply.run(session, strategy=strategy)
+        with live.to_file(live_path):
+            result = apply.run(session, strategy=strategy)
         ok, message = True, ""
     except RunbookError as exc:
         result = session.run.read("apply", ExecutionResult)
@@ -220,7 +239,8 @@ def apply_runbook(url: str, strategy: str, reports: Path) -> Applied:
     if result is None:
         return Applied(False, wall, message)
     applied = Applied(ok, wall, message, result.attempts, round(result.longest_write_block_s * 1000, 3),
-                      len(result.plan), result.duration_s, call_started=started)
+                      len(result.plan), result.duration_s, call_started=started, blocker_wait_s=result.blocker_wait_s,
+                      guard_cancels=result.guard_cancels, gates_from=result.gates_from)
     if result.statements and result.statements_started_at:
         before = (datetime.fromisoformat(result.statements_started_at)
                   - datetime.fromisoformat(result.started_at)).total_seconds()
@@ -263,7 +283,10 @@ def run_one(url: str, method: str, with_blocker: bool, *, wl: workload.WorkloadP
     if shape(url) != reference or not is_before_7(url):
         raise SystemExit(f"The database {database.redact(url)} is not at the state before batch 7; stopping.")
     checkpoint(url)
-    blocker = Blocker(url, args.blocker_seconds) if with_blocker else None
+    live_path = reports / "live.jsonl"
+    live_path.unlink(missing_ok=True)
+    session = None if method == "psql" else runbook_session(url, reports, after_preflight=not args.apply_alone)
+    blocker = Blocker(url, args.blocker_seconds, live_path=live_path) if with_blocker else None
     wl_started = wl.start()
     time.sleep(args.warmup)
     if blocker:
@@ -272,7 +295,7 @@ def run_one(url: str, method: str, with_blocker: bool, *, wl: workload.WorkloadP
     if method == "psql":
         applied = apply_psql(url)
     else:
-        applied = apply_runbook(url, method, reports)
+        applied = apply_runbook(session, method, live_path)
     t1 = time.monotonic()
     time.sleep(args.tail)
     blocked = blocker.end() if blocker else None
@@ -336,6 +359,8 @@ def summarize(runs: list[dict]) -> list[dict]:
             "ops": spread([r["during"]["ops"] for r in group]),
             "runbook_write_block_ms": spread([r["apply"]["longest_write_block_ms"] for r in group]),
             "attempts": spread([r["apply"]["attempts"] for r in group]),
+            "blocker_wait_s": spread([r["apply"].get("blocker_wait_s") for r in group]),
+            "guard_cancels": spread([r["apply"].get("guard_cancels") for r in group]),
             "pooled": _pooled(group),
             "steady_p99_ms": spread([r["steady"]["p99_ms"] for r in group if "steady" in r]),
             "steady_p999_ms": spread([r["steady"]["p999_ms"] for r in group if "steady" in r]),
@@ -362,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="subset of psql,direct,online")
     parser.add_argument("--no-blocker", action="store_true", help="skip the runs with a blocker")
     parser.add_argument("--blocker-seconds", type=float, default=3.0)
+    parser.add_argument("--apply-alone", action="store_true",
+                        help="runbook's apply without a preflight record in its run folder (it evaluates the gates)")
     parser.add_argument("--connections", type=int, default=4, help="workload connections")
     parser.add_argument("--rate", type=float, default=50.0, help="operations per second per connection")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of workload before each apply")
@@ -401,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                      "workload": dataclasses.asdict(config), "runbook_lock_timeout_ms": 200,
                      "runbook_max_attempts": inspect.signature(apply.run).parameters["max_attempts"].default,
                      "runbook_max_backoff_s": MAX_BACKOFF_S,
+                     "runbook_apply_after_preflight": not args.apply_alone,
+                     "runbook_wait_for_blockers_s": DEFAULTS.wait_for_blockers_s,
+                     "runbook_blocker_threshold_ms": DEFAULTS.blocker_threshold_ms,
                      "psql_command": "psql -X -q -v ON_ERROR_STOP=1 -1 -f migration.sql (rollback: -f rollback.sql)"},
         "sizes": [],
         "runs": [],
@@ -432,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                             + (f", runbook write block {a['longest_write_block_ms']:.1f} ms, attempts {a['attempts']}"
                                if a["longest_write_block_ms"] is not None else "")
                             + (f", while DDL ran {result['during_ddl']['max_ms']:.1f} ms" if a["statements_s"] else "")
+                            + (f", waited for blockers {a['blocker_wait_s']:.2f} s, guard cancels {a['guard_cancels']}"
+                               if a["blocker_wait_s"] or a["guard_cancels"] else "")
                             + (f" [lock timeouts: {'; '.join(a['lock_timeouts'])}]" if a["lock_timeouts"] else "")
                             + (f" [{a['message'][:400]}]" if a["message"] else "")
                             + (f" [errors: {'; '.join(d['errors'][:2])}]" if d["errors"] else ""))

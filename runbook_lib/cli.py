@@ -52,6 +52,19 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
     p.add_argument("--statement-timeout", type=int, default=DEFAULTS.statement_timeout_ms, metavar="MS",
                    help="statement_timeout (ms, 0 = none)")
     p.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts, help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s)")
+    _blocker_options(p)
+
+
+def _blocker_options(p: argparse.ArgumentParser) -> None:
+    """A session that would make the migration's locks queue (README: Never queue behind a blocker)."""
+    p.add_argument("--wait-for-blockers", type=float, default=DEFAULTS.wait_for_blockers_s, metavar="SECONDS",
+                   help="wait this long in all, without queuing, for sessions holding a conflicting lock (idle in "
+                        "transaction or in an older transaction), then fail naming them")
+    p.add_argument("--terminate-blockers-after", type=float, default=DEFAULTS.terminate_blockers_after_s,
+                   metavar="SECONDS", help="opt-in: terminate an idle-in-transaction session holding a conflicting "
+                                           "lock after waiting this long for it (recorded; default: never)")
+    p.add_argument("--blocker-threshold", type=int, default=DEFAULTS.blocker_threshold_ms, metavar="MS",
+                   help="a transaction younger than this (not idle in it) is not a blocker")
 
 
 def _batch_or_pending(text: str) -> int | str:
@@ -184,6 +197,9 @@ def _options(args: argparse.Namespace) -> Options:
         lock_timeout_ms=args.lock_timeout,
         statement_timeout_ms=args.statement_timeout,
         max_attempts=args.max_attempts,
+        wait_for_blockers_s=args.wait_for_blockers,
+        terminate_blockers_after_s=args.terminate_blockers_after,
+        blocker_threshold_ms=args.blocker_threshold,
     )
 
 

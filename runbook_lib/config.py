@@ -179,6 +179,17 @@ def flag(name: str, value: object) -> bool:
     return value
 
 
+def seconds(name: str, value: object, *, optional: bool = False) -> float | None:
+    """A duration parameter in seconds, 0 or more (None allowed where the option is off by default)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        off = " or None (off)" if optional else ""
+        raise RunbookError(f"The parameter {name} must be a number of seconds, 0 or more{off}, not {value!r}; "
+                           f"pass it as -p {name} 30.")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Options:
     """How apply and rollback change a database.
@@ -193,6 +204,11 @@ class Options:
     lock_timeout_ms: int = 200  # how long one attempt may wait for a lock
     statement_timeout_ms: int = 0  # 0: none
     max_attempts: int = 10  # attempts when a lock is not granted in time
+    # Blockers (execution.blockers): a session holding a conflicting lock, idle in transaction or in a
+    # transaction older than blocker_threshold_ms, is waited for without queuing, up to wait_for_blockers_s.
+    wait_for_blockers_s: float = 60.0
+    terminate_blockers_after_s: float | None = None  # opt-in: terminate an idle-in-transaction blocker after this
+    blocker_threshold_ms: int = 50  # an application's transaction younger than this is not a blocker
 
     def checked(self) -> "Options":
         """The same options with their types proven; a wrong one is refused naming the parameter."""
@@ -200,13 +216,19 @@ class Options:
             dry_run=flag("dry_run", self.dry_run), force=flag("force", self.force), strategy=self.strategy,
             lock_timeout_ms=whole_number("lock_timeout_ms", self.lock_timeout_ms),
             statement_timeout_ms=whole_number("statement_timeout_ms", self.statement_timeout_ms),
-            max_attempts=whole_number("max_attempts", self.max_attempts))
+            max_attempts=whole_number("max_attempts", self.max_attempts),
+            wait_for_blockers_s=seconds("wait_for_blockers_s", self.wait_for_blockers_s),
+            terminate_blockers_after_s=seconds("terminate_blockers_after_s", self.terminate_blockers_after_s,
+                                               optional=True),
+            blocker_threshold_ms=whole_number("blocker_threshold_ms", self.blocker_threshold_ms))
         if values.strategy not in STRATEGIES:
             raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
-        if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1:
+        if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1 \
+                or values.blocker_threshold_ms < 0:
             raise RunbookError(
-                "lock_timeout_ms and statement_timeout_ms must be 0 or more and max_attempts at least 1; "
-                f"got {values.lock_timeout_ms}, {values.statement_timeout_ms} and {values.max_attempts}.")
+                "lock_timeout_ms, statement_timeout_ms and blocker_threshold_ms must be 0 or more and max_attempts at "
+                f"least 1; got {values.lock_timeout_ms}, {values.statement_timeout_ms}, {values.blocker_threshold_ms} "
+                f"and {values.max_attempts}.")
         return values
 
     def parameters(self, phase: str) -> dict[str, object]:
@@ -216,7 +238,9 @@ class Options:
 
 
 DEFAULTS = Options()
+BLOCKER_OPTIONS = ("wait_for_blockers_s", "terminate_blockers_after_s", "blocker_threshold_ms")
 _PHASE_OPTIONS = {
-    "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts"),
-    "rollback": ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts"),
+    "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts",
+              *BLOCKER_OPTIONS),
+    "rollback": ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts", *BLOCKER_OPTIONS),
 }

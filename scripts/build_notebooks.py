@@ -27,6 +27,18 @@ def option_lines(*options):
         lines.append(f"{text:<24} # {comment}" if comment else text)
     return "\n".join(lines)
 
+# Blockers (runbook_lib.execution.blockers): the same three parameters and arguments for apply and rollback.
+BLOCKER_PARAMETERS = (
+    ("wait_for_blockers_s", "wait this long in all, without queuing, for a session holding a conflicting lock"),
+    ("terminate_blockers_after_s", "None: never; else terminate an idle-in-transaction blocker after this long"),
+    ("blocker_threshold_ms", "a transaction younger than this (not idle in it) is not a blocker"))
+
+
+def blocker_arguments(indent):
+    return (f"wait_for_blockers_s=wait_for_blockers_s, terminate_blockers_after_s=terminate_blockers_after_s,\n"
+            f"{' ' * indent}blocker_threshold_ms=blocker_threshold_ms")
+
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 def nb(cells):
@@ -90,11 +102,15 @@ app = nb([
     ("strategy", '"direct": one transaction; "online": SET NOT NULL / FOREIGN KEY / CHECK without long write locks'),
     ("lock_timeout_ms", "how long one attempt may wait for a lock before it is retried"),
     ("statement_timeout_ms", "0: no limit"),
-    ("max_attempts", "attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)")), ["parameters"]),
+    ("max_attempts", "attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)"),
+    *BLOCKER_PARAMETERS), ["parameters"]),
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Apply\nWrites `apply.json` and a ledger row whatever happens; a failure rolls everything back and fails this cell with the server's message."),
-    ("code", "from runbook_lib.phases import apply\n\nresult = apply.run(session, dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,\n                   statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts)\nresult.summary_frame()"),
+    ("code", "from runbook_lib.phases import apply\n\nresult = apply.run(session, dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,\n                   statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,\n                   "
+     + blocker_arguments(19) + ")\nresult.summary_frame()"),
+    ("md", "## Blocking sessions\nSessions that held a lock the migration needed (idle in transaction, or in an older transaction): apply waited for them without queuing, so the application did not stall; and whom it terminated, only with `terminate_blockers_after_s`."),
+    ("code", "result.blockers_frame()"),
     ("md", "## Plan\nThe steps, each one transaction (or one statement that cannot run in one), with its attempts and the longest time it blocked writes."),
     ("code", "result.steps_frame()"),
     ("md", "## Timeline\nEvery attempt at every statement, with its offset from the start and its measured duration."),
@@ -142,11 +158,13 @@ rb = nb([
     ("code", COMMON + '''
 ''' + option_lines(
     ("dry_run", ""), ("lock_timeout_ms", ""), ("statement_timeout_ms", ""),
-    ("max_attempts", "attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)")), ["parameters"]),
+    ("max_attempts", "attempts when a lock is not granted in time (exponential backoff, at most 2 s apart)"),
+    *BLOCKER_PARAMETERS), ["parameters"]),
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Roll back"),
-    ("code", "from runbook_lib.phases import rollback\n\nresult = rollback.run(session, dry_run=dry_run, lock_timeout_ms=lock_timeout_ms,\n                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts)\nresult.summary_frame()"),
+    ("code", "from runbook_lib.phases import rollback\n\nresult = rollback.run(session, dry_run=dry_run, lock_timeout_ms=lock_timeout_ms,\n                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,\n                      "
+     + blocker_arguments(22) + ")\nresult.summary_frame()"),
     ("md", "## Verification\nThe batch's declared checks, in reverse."),
     ("code", "from runbook_lib.report.frames import frame\n\nframe(result.verification, ['name', 'expectation', 'outcome', 'status'])"),
     ("md", "## Timeline"),

@@ -51,6 +51,8 @@ def test_notebook_parameters_and_phase_functions_use_the_defaults(phase: str, fu
     (Options(max_attempts=0), "max_attempts at least 1"),
     (Options(dry_run="yes"), "must be True or False"),
     (Options(max_attempts="ten"), "must be a whole number"),
+    (Options(wait_for_blockers_s=-1), "wait_for_blockers_s must be a number of seconds, 0 or more"),
+    (Options(terminate_blockers_after_s="soon"), r"terminate_blockers_after_s must be .* or None \(off\)"),
 ])
 def test_options_refuse_bad_values_naming_them(options: Options, says: str) -> None:
     with pytest.raises((RunbookError, BatchError), match=says):

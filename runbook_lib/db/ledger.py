@@ -13,11 +13,12 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from runbook_lib.db import connection as database
 from runbook_lib.errors import LedgerError, RunbookError
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS runbook.phase_run (
 CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON runbook.phase_run (batch, id);
 """
 # Columns added after the first release; a ledger created before them gets them on first write.
-_LATER_COLUMNS = {"strategy": "text", "steps_done": "integer", "steps_total": "integer"}
+_LATER_COLUMNS = {"strategy": "text", "steps_done": "integer", "steps_total": "integer",
+                  "terminated": "jsonb"}  # sessions the run terminated (--terminate-blockers-after), as it did
 
 # The state of a batch is its latest successful, real (not dry-run) apply or rollback.
 _STATE_SQL = """
@@ -244,6 +246,14 @@ class LedgerWriter:
             return
         self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s WHERE id = %s",
                      (steps_done, steps_total, self.row_id))
+
+    def terminated(self, session: dict) -> None:
+        """A session the run terminated, written at once on the ledger's own connection: whatever happens
+        next (the run fails, the process is killed), the ledger says who was terminated and when."""
+        if self.row_id is None:
+            return
+        self._update("UPDATE runbook.phase_run SET terminated = coalesce(terminated, '[]'::jsonb) || %s WHERE id = %s",
+                     (Jsonb([{**session, "terminated_at": datetime.now(timezone.utc).isoformat()}]), self.row_id))
 
     def record_in(self, conn: psycopg.Connection, steps_done: int, steps_total: int, *,
                   succeeded: str | None = None) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import psycopg
@@ -20,7 +21,7 @@ from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.config import BACKOFF_MS, DEFAULTS, MAX_BACKOFF_S
 from runbook_lib.db import catalog
 from runbook_lib.errors import MigrationFailed
-from runbook_lib.execution import resume, watch
+from runbook_lib.execution import blockers, guard, resume, watch
 from runbook_lib.execution.failure import (
     GaveUp,
     VerificationFailed,
@@ -117,8 +118,18 @@ def lock_order(conn: psycopg.Connection, step: plan.Step) -> list[tuple[str, str
     return [(t, wanted[t]) for t in ordered]
 
 
+def _status(exc: psycopg.Error, watcher: guard.Guard | None) -> tuple[str, str]:
+    """A statement's status and error: a lock timeout, or a request the live guard cancelled, counts as waited."""
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return names.LOCK_TIMEOUT, server_message(exc)
+    if isinstance(exc, psycopg.errors.QueryCanceled) and watcher is not None and watcher.settle():
+        return names.LOCK_TIMEOUT, f"cancelled by runbook's guard: {watcher.fired}"
+    return names.FAILED, server_message(exc)
+
+
 def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clock: _Clock,
-                    runs: list[StatementRun], acquired: dict[tuple[str, str], float], url: str | None = None) -> None:
+                    runs: list[StatementRun], acquired: dict[tuple[str, str], float], url: str | None = None,
+                    watcher: guard.Guard | None = None) -> None:
     if not conn.autocommit:
         ahead = lock_order(conn, step)
         if ahead:
@@ -130,10 +141,10 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
                 for command in commands:
                     conn.execute(command)
             except psycopg.Error as exc:
-                status = names.LOCK_TIMEOUT if isinstance(exc, psycopg.errors.LockNotAvailable) else names.FAILED
+                status, error = _status(exc, watcher)
                 runs.append(StatementRun(0, 0, "LOCK TABLE (runbook: the step's locks, in the application's order)",
                                          text, attempt, start, round(clock() - start, 6), 0, status, "",
-                                         server_message(exc), step.number,
+                                         error, step.number,
                                          ", ".join(f"{m} on {t}" for t, m in ahead)))
                 raise
             taken = [lock for lock in _held_locks(conn) if lock not in acquired]
@@ -149,9 +160,9 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
             with watch.statement(url, conn, f"step {step.number}, {stmt.kind}" + (f" ({stmt.locks})" if stmt.locks else "")):
                 cur = conn.execute(stmt.sql)
         except psycopg.Error as exc:
-            status = names.LOCK_TIMEOUT if isinstance(exc, psycopg.errors.LockNotAvailable) else names.FAILED
+            status, error = _status(exc, watcher)
             runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start,
-                                     round(clock() - start, 6), 0, status, "", server_message(exc), step.number,
+                                     round(clock() - start, 6), 0, status, "", error, step.number,
                                      stmt.locks))
             raise
         duration = round(clock() - start, 6)
@@ -166,12 +177,22 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
                                  max(cur.rowcount, 0), names.OK, measured, "", step.number, stmt.locks))
 
 
+@contextmanager
+def _guarded(watcher: guard.Guard | None) -> Iterator[None]:
+    if watcher is None:
+        yield
+        return
+    with watcher.watching():
+        yield
+
+
 def _modes(lock_text: str) -> list[str]:
     return [part.split(" on ")[0] for part in lock_text.split(", ") if " on " in part]
 
 
 def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempts, backoff_ms, verify, last,
-              record: Callable[[psycopg.Connection], None] | None = None, url: str | None = None):
+              record: Callable[[psycopg.Connection], None] | None = None, url: str | None = None,
+              lookout: blockers.Lookout | None = None, watcher: guard.Guard | None = None):
     """One step with its retries; returns the StepRun, raises psycopg errors other than lock timeouts.
 
     `record` writes the step's ledger progress (and Prisma's row): inside the step's transaction, before
@@ -185,8 +206,11 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
         acquired: dict[tuple[str, str], float] = {}
         try:
             if step.transactional:
+                if lookout is not None:
+                    lookout.clear(conn, step)  # wait for blockers without queuing behind them
                 with conn.transaction(force_rollback=dry_run):
-                    _run_statements(conn, step, attempt, clock, runs, acquired, url)
+                    with _guarded(watcher):
+                        _run_statements(conn, step, attempt, clock, runs, acquired, url, watcher)
                     if verify is not None and last:
                         result.verification = verify(conn)
                         failed = [b for b in result.verification if not b.passed]
@@ -219,7 +243,10 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
             status = names.ROLLED_BACK_DRY_RUN if dry_run else names.COMMITTED
             return StepRun(step.number, step.purpose, step.transactional, status, attempt,
                            round(clock() - started, 6), longest)
-        except psycopg.errors.LockNotAvailable as exc:
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+            if isinstance(exc, psycopg.errors.QueryCanceled) and not (watcher is not None and watcher.fired):
+                result.statements += runs
+                raise  # statement_timeout, or a cancel from outside: a failure, not a wait
             result.statements += runs
             # While its lock request waited, every writer queued behind it: that wait blocked writes too.
             waited = [r for r in runs if r.status == names.LOCK_TIMEOUT]
@@ -258,6 +285,8 @@ def execute(
     statements: list | None = None,
     result: ExecutionResult,
     conn: psycopg.Connection,
+    blocker_policy: blockers.Policy | None = None,
+    on_terminated: Callable[[records.BlockerWait], None] | None = None,
 ) -> ExecutionResult:
     """Run `sql_text` step by step; each step is retried whole when a lock is not granted in time.
 
@@ -265,7 +294,9 @@ def execute(
     in starts over, after its clean-up removes what a killed run may have left half made; a step outside
     a transaction that a killed run completed is not redone (`resume.skip_done`). `on_step(kept, total)`
     is told the plan's size before anything runs; `record_step(conn, kept, total, last)` is called inside
-    every step's transaction before its COMMIT (never in a dry run).
+    every step's transaction before its COMMIT (never in a dry run). `blocker_policy` (None: neither looks
+    nor guards) makes each step wait for blockers before it requests its locks and cancel a request that
+    an application session queues behind; `on_terminated` is told of each session it terminated.
     """
     if statements is None:  # the caller usually parsed the file already, to refuse it before anything ran
         statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
@@ -310,22 +341,23 @@ def execute(
     if resume_after >= len(steps) and (record := recorder(len(steps))) is not None:
         with conn.transaction():  # every step was done already (a resumed run): only the record is missing
             record(conn)
-    for step in steps:
-        if step.number <= resume_after:
-            result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.SKIPPED))
-            done.append(step)
-            continue
-        try:
-            result.steps.append(_run_step(
-                conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
-                max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1],
-                record=recorder(step.number), url=session.url))
-            done.append(step)
-            for hook in AFTER_STEP_HOOKS:  # empty in production: see AFTER_STEP_HOOKS
-                hook(step.number)
-        except (GaveUp, VerificationFailed, psycopg.Error) as exc:
-            result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.FAILED, result.attempts))
-            fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms, session.url)
+    with _protection(session, conn, blocker_policy, result, on_terminated) as (lookout, watcher):
+        for step in steps:
+            if step.number <= resume_after:
+                result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.SKIPPED))
+                done.append(step)
+                continue
+            try:
+                result.steps.append(_run_step(
+                    conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
+                    max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1],
+                    record=recorder(step.number), url=session.url, lookout=lookout, watcher=watcher))
+                done.append(step)
+                for hook in AFTER_STEP_HOOKS:  # empty in production: see AFTER_STEP_HOOKS
+                    hook(step.number)
+            except (GaveUp, VerificationFailed, blockers.BlockedTooLong, psycopg.Error) as exc:
+                result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.FAILED, result.attempts))
+                fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms, session.url)
     result.steps_kept = 0 if dry_run else len(steps)
     result.longest_write_block_s = max([s.longest_write_block_s for s in result.steps] + [result.longest_queue_wait_s])
     if not dry_run:
@@ -335,6 +367,23 @@ def execute(
         conn.commit()
     result.changes = catalog.diff(result.before, result.after)
     return result
+
+
+@contextmanager
+def _protection(session: Session, conn: psycopg.Connection, policy: blockers.Policy | None, result: ExecutionResult,
+                on_terminated: Callable[[records.BlockerWait], None] | None
+                ) -> Iterator[tuple[blockers.Lookout | None, guard.Guard | None]]:
+    """The run's look-before (blockers) and live guard, when a policy asks for them; the guard's thread ends with it."""
+    if policy is None:
+        yield None, None
+        return
+    watcher = guard.Guard(session.url, conn.info.backend_pid) if session.url else None
+    try:
+        yield blockers.Lookout(policy, result, on_terminated), watcher
+    finally:
+        if watcher is not None:
+            watcher.close()
+            result.guard_cancels = watcher.cancels
 
 
 def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], float], end: float,

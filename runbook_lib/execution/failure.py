@@ -9,6 +9,7 @@ from runbook_lib import names
 from runbook_lib.batch.blocks import BlockResult
 from runbook_lib.db import connection
 from runbook_lib.errors import MigrationFailed, RunbookError
+from runbook_lib.execution.blockers import BlockedTooLong, describe
 from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import plan
 
@@ -70,9 +71,15 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
     committed = [s for s in done if s.number < first_of_group]
     result.steps_kept = len(committed)
     if isinstance(exc, GaveUp):
+        waited = next((r.error for r in reversed(result.statements) if r.status == names.LOCK_TIMEOUT), "")
         cause = (f"could not get its locks in {exc.attempts} attempts of lock_timeout={lock_timeout_ms} ms "
-                 f"({server_message(exc.exc)})")
+                 f"({waited or server_message(exc.exc)})")
         fix = "find the blocking session with `runbook preflight` and retry, or raise --lock-timeout / --max-attempts"
+    elif isinstance(exc, BlockedTooLong):
+        cause = (f"waited {exc.waited_s:.1f} s (--wait-for-blockers {exc.budget_s:g}) for {describe(exc.blocker)}, "
+                 "without queuing behind it")
+        fix = (f"end that session (SELECT pg_terminate_backend({exc.blocker.pid})) or let it finish and run again, "
+               "or raise --wait-for-blockers, or pass --terminate-blockers-after SECONDS")
     elif isinstance(exc, VerificationFailed):
         failed_checks = "; ".join(f"{b.name}: expected {b.expectation}, got {b.outcome}" for b in exc.failed)
         cause = f"ran, but the checks that must hold afterwards failed ({failed_checks})"

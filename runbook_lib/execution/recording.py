@@ -9,6 +9,7 @@ nor skips it. Only the row's insertion and a failure go through the ledger's own
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from runbook_lib.batch.model import BatchInfo
 from runbook_lib.config import DIRECT
 from runbook_lib.db import ledger
 from runbook_lib.errors import MigrationFailed, RunbookError
+from runbook_lib.execution.blockers import Policy
 from runbook_lib.execution.executor import execute
 from runbook_lib.execution.failure import server_message
 from runbook_lib.orm import prisma_history as prisma
@@ -79,6 +81,14 @@ def finish(session: Session, result: ExecutionResult, t0: float) -> None:
     session.run.write(result.phase, result)
 
 
+def _terminated_note(result: ExecutionResult) -> str:
+    """What the ledger's message says of sessions the run terminated (never any without the option)."""
+    gone = result.terminated
+    if not gone:
+        return ""
+    return "; terminated " + ", ".join(f"{w.who} holding {w.lock}" for w in gone) + " (--terminate-blockers-after)"
+
+
 def recorded(
     session: Session,
     result: ExecutionResult,
@@ -96,13 +106,17 @@ def recorded(
     resume_after: int | None = None,
     verify: Callable[[psycopg.Connection], list[BlockResult]] | None = None,
     statements: list | None = None,
+    blocker_policy: Policy | None = None,
 ) -> ExecutionResult:
-    """`execute` with its ledger row and its record: both written on success and on failure."""
+    """`execute` with its ledger row and its record: both written on success and on failure.
+
+    A session terminated for `blocker_policy` goes into the ledger row at once, and into its message.
+    """
     dry_run = result.dry_run
     note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
 
     def succeeded() -> str:
-        return f"{filename}: {done} ({len(result.plan)} step(s), {strategy}){note}"
+        return f"{filename}: {done} ({len(result.plan)} step(s), {strategy}){note}{_terminated_note(result)}"
 
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase=result.phase,
@@ -113,10 +127,11 @@ def recorded(
                     lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
                     max_attempts=max_attempts, resume_after=resume_after, verify=verify,
                     on_step=writer.progress, record_step=_step_recorder(writer, result, session, succeeded),
-                    statements=statements, result=result, conn=conn)
+                    statements=statements, result=result, conn=conn, blocker_policy=blocker_policy,
+                    on_terminated=lambda w: writer.terminated(dataclasses.asdict(w)))
         except RunbookError as exc:
             result.status = names.FAILED
-            result.message = result.message or str(exc)
+            result.message = (result.message or str(exc)) + _terminated_note(result)
             finish(session, result, t0)
             writer.finish(ledger.FAILED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
             raise

@@ -18,6 +18,7 @@ from runbook_lib.errors import (
 from runbook_lib.execution import recording
 from runbook_lib.phases import preflight
 from runbook_lib.phases.session import Release, Session
+from runbook_lib.execution.blockers import Policy
 from runbook_lib.report.records import ExecutionResult, ReleaseApply
 
 
@@ -31,19 +32,24 @@ def run(
     statement_timeout_ms: int = DEFAULTS.statement_timeout_ms,
     max_attempts: int = DEFAULTS.max_attempts,
     gates_checked: bool = False,
+    wait_for_blockers_s: float = DEFAULTS.wait_for_blockers_s,
+    terminate_blockers_after_s: float | None = DEFAULTS.terminate_blockers_after_s,
+    blocker_threshold_ms: int = DEFAULTS.blocker_threshold_ms,
 ) -> ExecutionResult | ReleaseApply:
     """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure.
 
     `gates_checked`: the caller ran this batch's preflight moments ago in the same run (a release), so
-    apply does not evaluate it again; the DDL itself still protects (SET NOT NULL fails on a NULL).
+    apply does not evaluate it again; the DDL itself still protects (SET NOT NULL fails on a NULL). In a
+    `runbook run`, the run folder's preflight record says the same (`trusted_preflight`).
     """
-    options = Options(dry_run, force, strategy, lock_timeout_ms, statement_timeout_ms, max_attempts).checked()
+    options = Options(dry_run, force, strategy, lock_timeout_ms, statement_timeout_ms, max_attempts,
+                      wait_for_blockers_s, terminate_blockers_after_s, blocker_threshold_ms).checked()
     if isinstance(session, Release):
         return run_release(session, options)
     statements = _statements(session)
     with session.connect(application_name=f"runbook apply batch {session.batch.number}") as conn, \
             migration_lock(conn):
-        return _apply(session, conn, options, statements, gates_checked=gates_checked)
+        return _apply(session, conn, options, statements, gates_checked=gates_checked, trust_preflight=True)
 
 
 def _statements(session: Session) -> list:
@@ -53,8 +59,13 @@ def _statements(session: Session) -> list:
                                         server_major=session.facts.major)
 
 
-def _apply(session: Session, conn, options: Options, statements: list, *, gates_checked: bool) -> ExecutionResult:
-    """The apply itself, on a connection that holds the migration lock (a release holds it once for all)."""
+def _apply(session: Session, conn, options: Options, statements: list, *, gates_checked: bool,
+           trust_preflight: bool = False) -> ExecutionResult:
+    """The apply itself, on a connection that holds the migration lock (a release holds it once for all).
+
+    `trust_preflight`: a fresh, unforced apply may rely on its run folder's preflight record; a release
+    checks gates again on purpose (its earlier migrations have changed the data since).
+    """
     batch = session.batch
     dry_run, force, strategy = options.dry_run, options.force, options.strategy
     lock_timeout_ms, statement_timeout_ms, max_attempts = (
@@ -82,6 +93,9 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
             f"{session.facts.database}; apply batch {missing[0]} first."
         )
     resume_after = _resume_point(conn, session, strategy, dry_run)
+    if trust_preflight and not gates_checked and not force and resume_after is None and not interrupted:
+        result.gates_from = trusted_preflight(session)
+        gates_checked = bool(result.gates_from)
     check = None if gates_checked else preflight.evaluate(session, lint=False, measure=False, inputs=inputs)
     # A resumed apply is part way: the gates describe the state before step 1, not this one.
     if check is not None and check.verdict.status == preflight.NOGO and not force and resume_after is None:
@@ -99,7 +113,19 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
         tables_touched=preflight.touched_tables(batch, statements), done=names.APPLIED,
         lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
         strategy=strategy, resume_after=resume_after, statements=statements,
+        blocker_policy=Policy.of(options),
     )
+
+
+def trusted_preflight(session: Session) -> str:
+    """The preflight this run recorded moments ago for this very migration.sql, when it did not say NO-GO:
+    apply then relies on its gates instead of scanning the tables again (they cost seconds on large tables,
+    and the DDL itself still protects: SET NOT NULL fails on a NULL). "" when there is none to rely on."""
+    record = session.run.read_data(names.PREFLIGHT)
+    if record is None or record["batch"]["checksum"] != session.batch.checksum \
+            or record["verdict"]["status"] == preflight.NOGO:
+        return ""
+    return f"{names.PREFLIGHT}.json of this run ({record['verdict']['status']}, {record['started_at']})"
 
 
 def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int | None:

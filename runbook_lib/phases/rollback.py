@@ -11,6 +11,7 @@ from runbook_lib.db import history, ledger
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.errors import NotApplied, RunbookError
 from runbook_lib.execution import recording
+from runbook_lib.execution.blockers import Policy
 from runbook_lib.phases import preflight
 from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import ExecutionResult
@@ -23,6 +24,9 @@ def run(
     lock_timeout_ms: int = DEFAULTS.lock_timeout_ms,
     statement_timeout_ms: int = DEFAULTS.statement_timeout_ms,
     max_attempts: int = DEFAULTS.max_attempts,
+    wait_for_blockers_s: float = DEFAULTS.wait_for_blockers_s,
+    terminate_blockers_after_s: float | None = DEFAULTS.terminate_blockers_after_s,
+    blocker_threshold_ms: int = DEFAULTS.blocker_threshold_ms,
 ) -> ExecutionResult:
     """Reverse an applied batch, verify its declared checks no longer hold, and record it."""
     if isinstance(session, Release):
@@ -33,7 +37,9 @@ def run(
     sql_text = read_sql(path)
     filename = f"{batch.name}/{ROLLBACK}"
     options = Options(dry_run=dry_run, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
-                      max_attempts=max_attempts).checked()
+                      max_attempts=max_attempts, wait_for_blockers_s=wait_for_blockers_s,
+                      terminate_blockers_after_s=terminate_blockers_after_s,
+                      blocker_threshold_ms=blocker_threshold_ms).checked()
     dry_run, lock_timeout_ms, statement_timeout_ms, max_attempts = (
         options.dry_run, options.lock_timeout_ms, options.statement_timeout_ms, options.max_attempts)
     statements = recording.require_statements(sql_text, filename, server_major=session.facts.major)
@@ -58,4 +64,5 @@ def run(
             tables_touched=preflight.touched_tables(batch, statements), done=names.ROLLED_BACK,
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
             max_attempts=max_attempts, verify=verify, statements=statements,
+            blocker_policy=Policy.of(options),
         )

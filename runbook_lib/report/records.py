@@ -453,6 +453,30 @@ class StepRun:
     longest_write_block_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class BlockerWait:
+    """A session apply waited for instead of queuing behind it (or terminated, when told to), as it was seen.
+
+    `query` is cut short: it is the application's SQL and may carry its data.
+    """
+
+    step: int
+    pid: int
+    user: str
+    application: str
+    state: str
+    since: str  # when its transaction began (ISO 8601)
+    lock: str  # the conflicting lock: "ACCESS SHARE on Lead"
+    query: str
+    waiting_ahead: bool = False  # it did not hold the lock yet, but waited for it ahead of where apply would
+    waited_s: float = 0.0  # from the first look that saw it to the last
+    outcome: str = "ended"  # ended | terminated | budget spent | not terminated: <why>
+
+    @property
+    def who(self) -> str:
+        return f"session {self.pid} ({self.application or self.user or 'no application_name'}, {self.state})"
+
+
 @dataclass
 class ExecutionResult:
     """apply.json or rollback.json: what running a SQL file did, measured, on success and on failure.
@@ -488,6 +512,15 @@ class ExecutionResult:
     prisma: prisma.PrismaRecord | None = None
     message: str = ""
     statements_started_at: str = ""  # wall clock of offset 0 of the statements' timeline
+    blocker_waits: list[BlockerWait] = field(default_factory=list)  # whom apply waited for, not queuing
+    blocker_wait_s: float = 0.0  # how long apply waited for them, in all (never queued meanwhile)
+    guard_cancels: int = 0  # lock requests cancelled because an application session queued behind them
+    gates_from: str = ""  # where the gates were judged when apply did not evaluate them again
+
+    @property
+    def terminated(self) -> list[BlockerWait]:
+        """The sessions apply terminated (--terminate-blockers-after): never without that option."""
+        return [w for w in self.blocker_waits if w.outcome == "terminated"]
 
     @property
     def longest_lock_hold_s(self) -> float:
@@ -506,6 +539,28 @@ class ExecutionResult:
             ["step", "index", "attempt", "kind", "started_offset_s", "duration_s", "rowcount", "status", "locks", "error"],
             empty="no statement ran",
         )
+
+    def blocker_lines(self) -> list[str]:
+        """Whom the run waited for instead of queuing, for how long, and whom it terminated: one line each."""
+        lines = []
+        if self.blocker_waits:
+            lines.append(f"waited {self.blocker_wait_s:.1f} s in all for {len(self.blocker_waits)} blocking "
+                         "session(s), without queuing behind them")
+        for w in self.blocker_waits:
+            what = "terminated" if w.outcome == "terminated" else f"waited {w.waited_s:.1f} s for"
+            tail = "" if w.outcome in ("ended", "terminated") else f" ({w.outcome})"
+            lines.append(f"step {w.step}: {what} {w.who}, user {w.user or '?'}, in a transaction since "
+                         f"{w.since[:23]}, {'waiting ahead for' if w.waiting_ahead else 'holding'} {w.lock}: "
+                         f"{' '.join(w.query.split())[:80]}{tail}")
+        if self.guard_cancels:
+            lines.append(f"{self.guard_cancels} lock request(s) cancelled as soon as an application session "
+                         "queued behind them, then retried")
+        return lines
+
+    def blockers_frame(self) -> pd.DataFrame:
+        return tables.frame(self.blocker_waits, ["step", "pid", "user", "application", "state", "since", "lock",
+                                                 "waited_s", "outcome", "query"],
+                            empty="no session blocked the migration's locks")
 
     def steps_frame(self) -> pd.DataFrame:
         return tables.frame(self.steps, ["number", "purpose", "transactional", "status", "attempts", "duration_s",
@@ -731,6 +786,10 @@ class ReleaseApply:
             return pd.DataFrame({"note": ["nothing pending: every migration is applied"]})
         return pd.DataFrame(rows, columns=["migration", "name", "status", "steps", "attempts", "duration_s",
                                            "longest write block (ms)"]).set_index("migration")
+
+    def blockers_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.blockers_frame() if r.blocker_waits else None,
+                     "no session blocked the migrations' locks")
 
     def steps_frame(self) -> pd.DataFrame:
         return _each(self.results, lambda r: r.steps_frame() if len(r.steps) > 1 else None,

@@ -215,6 +215,9 @@ class Summary:
             f"{a.longest_lock_hold_s * 1000:.1f} ms."
             + queued + f" Writes were blocked for at most {a.longest_write_block_s * 1000:.1f} ms in all."
         )
+        waits = a.blocker_lines()
+        if waits:  # whom apply waited for rather than queue behind, and whom it terminated (opt-in)
+            body.append("Blocking sessions: " + waits[0] + ".\n\n" + "\n".join(f"- {line}" for line in waits[1:]))
         return Section("Performance Impact (measured)", "\n\n".join(body))
 
     def timeline(self) -> Section:

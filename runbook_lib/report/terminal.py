@@ -99,6 +99,7 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
              f"longest write-blocking lock {result.longest_write_block_s * 1000:.1f} ms, {result.duration_s:.2f} s"]
     if result.message and result.status == names.FAILED:
         lines.append(f"  {_one_line(result.message, 200)}")
+    lines += [f"  {line}" for line in result.blocker_lines()]
     if result.changes:
         lines.append(f"  changed ({len(result.changes)}):")
         lines += _cut([f"{c.table}: {c.change} {c.kind} {c.object}" for c in result.changes])

@@ -59,6 +59,23 @@ class Blocker:
         self.conn.close()
 
 
+class Busy(threading.Thread):
+    """A session that read "Lead" and stays busy in its transaction (pg_sleep), so apply's look before it
+    queues lets it be under a high blocker_threshold_ms: the lock request then waits under lock_timeout."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.conn = psycopg.connect(url, application_name="busy")
+        self.conn.execute('SELECT count(*) FROM "Lead"')
+        self.seconds = seconds
+        self.start()
+
+    def run(self) -> None:
+        self.conn.execute("SELECT pg_sleep(%s)", (self.seconds,))
+        self.conn.rollback()
+        self.conn.close()
+
+
 class Writer(threading.Thread):
     """The application: inserts a lead every 10 ms and records how long each insert waited."""
 
@@ -86,19 +103,21 @@ class Writer(threading.Thread):
 
 
 def test_blocked_apply_keeps_writers_moving_and_fails_cleanly(after_6, crm_url: str) -> None:
+    """A lock request that is not granted (the look before it saw no blocker) waits at most lock_timeout, or
+    less: the guard cancels it once a writer queues behind it (tests/phases/test_blockers.py)."""
     before = catalog_state(crm_url)
-    blocker = Blocker(crm_url)
+    blocker = Busy(crm_url, 3.0)
     writer = Writer(crm_url)
     writer.start()
     held_from = time.perf_counter()
     try:
         with pytest.raises(MigrationFailed, match="could not get its locks in 3 attempts"):
-            apply.run(after_6(7), lock_timeout_ms=100, max_attempts=3)
+            apply.run(after_6(7), lock_timeout_ms=100, max_attempts=3, blocker_threshold_ms=60_000)
         blocked_for = time.perf_counter() - held_from
     finally:
         writer.stop.set()
         writer.join()
-        blocker.release()
+        blocker.join()
     # Lead's row count grew (the writer ran); the schema did not change.
     assert [[c.ddl for c in t.columns] for t in catalog_state(crm_url)] == [[c.ddl for c in t.columns] for t in before]
     assert not writer.errors
@@ -109,17 +128,15 @@ def test_blocked_apply_keeps_writers_moving_and_fails_cleanly(after_6, crm_url: 
     with psycopg.connect(crm_url) as conn:
         row = conn.execute("SELECT status, message FROM runbook.phase_run WHERE batch = 7 AND phase = 'apply'"
                            " ORDER BY id DESC LIMIT 1").fetchone()
-    assert row[0] == "failed" and "55P03" in row[1]
+    assert row[0] == "failed" and ("55P03" in row[1] or "cancelled by runbook's guard" in row[1])
 
 
 def test_apply_succeeds_once_the_blocker_leaves_and_every_attempt_is_in_the_timeline(after_6, crm_url: str) -> None:
-    blocker = Blocker(crm_url)
-    timer = threading.Timer(0.5, blocker.release)
-    timer.start()
+    blocker = Busy(crm_url, 0.5)
     try:
-        result = apply.run(after_6(7), lock_timeout_ms=100, max_attempts=20)
+        result = apply.run(after_6(7), lock_timeout_ms=100, max_attempts=20, blocker_threshold_ms=60_000)
     finally:
-        timer.join()
+        blocker.join()
     assert result.status == "applied" and result.attempts >= 2
     timeouts = [s for s in result.statements if s.status == "lock timeout"]
     assert timeouts and all("55P03" in s.error for s in timeouts)
