@@ -193,6 +193,11 @@ class Options:
     lock_timeout_ms: int = 200  # how long one attempt may wait for a lock
     statement_timeout_ms: int = 0  # 0: none
     max_attempts: int = 10  # attempts when a lock is not granted in time
+    # online: data statements in batches (execution.backfill)
+    backfill_batch_ms: int = 50  # the transaction time each batch's size adapts toward (its rows stay locked that long)
+    backfill_rows_per_s: int = 0  # throttle: at most this many rows changed per second (0: no limit)
+    backfill_pause_ms: int = 0  # throttle: a pause after every batch
+    max_replica_lag_ms: int = 1000  # pause batches while a replica's replay lag is over this (0: do not watch)
 
     def checked(self) -> "Options":
         """The same options with their types proven; a wrong one is refused naming the parameter."""
@@ -200,13 +205,23 @@ class Options:
             dry_run=flag("dry_run", self.dry_run), force=flag("force", self.force), strategy=self.strategy,
             lock_timeout_ms=whole_number("lock_timeout_ms", self.lock_timeout_ms),
             statement_timeout_ms=whole_number("statement_timeout_ms", self.statement_timeout_ms),
-            max_attempts=whole_number("max_attempts", self.max_attempts))
+            max_attempts=whole_number("max_attempts", self.max_attempts),
+            backfill_batch_ms=whole_number("backfill_batch_ms", self.backfill_batch_ms),
+            backfill_rows_per_s=whole_number("backfill_rows_per_s", self.backfill_rows_per_s),
+            backfill_pause_ms=whole_number("backfill_pause_ms", self.backfill_pause_ms),
+            max_replica_lag_ms=whole_number("max_replica_lag_ms", self.max_replica_lag_ms))
         if values.strategy not in STRATEGIES:
             raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
         if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1:
             raise RunbookError(
                 "lock_timeout_ms and statement_timeout_ms must be 0 or more and max_attempts at least 1; "
                 f"got {values.lock_timeout_ms}, {values.statement_timeout_ms} and {values.max_attempts}.")
+        if values.backfill_batch_ms < 1 or min(values.backfill_rows_per_s, values.backfill_pause_ms,
+                                               values.max_replica_lag_ms) < 0:
+            raise RunbookError(
+                "backfill_batch_ms must be at least 1 and backfill_rows_per_s, backfill_pause_ms and max_replica_lag_ms "
+                f"0 or more; got {values.backfill_batch_ms}, {values.backfill_rows_per_s}, {values.backfill_pause_ms} "
+                f"and {values.max_replica_lag_ms}.")
         return values
 
     def parameters(self, phase: str) -> dict[str, object]:
@@ -217,6 +232,7 @@ class Options:
 
 DEFAULTS = Options()
 _PHASE_OPTIONS = {
-    "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts"),
+    "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts",
+              "backfill_batch_ms", "backfill_rows_per_s", "backfill_pause_ms", "max_replica_lag_ms"),
     "rollback": ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts"),
 }

@@ -20,7 +20,7 @@ from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.config import BACKOFF_MS, DEFAULTS, MAX_BACKOFF_S
 from runbook_lib.db import catalog
 from runbook_lib.errors import MigrationFailed
-from runbook_lib.execution import resume, watch
+from runbook_lib.execution import backfill, resume, watch
 from runbook_lib.execution.failure import (
     GaveUp,
     VerificationFailed,
@@ -200,7 +200,7 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                         for hook in BEFORE_COMMIT_HOOKS:  # empty in production: see BEFORE_COMMIT_HOOKS
                             hook(step.number)
                 end = clock()
-                holds = _lock_holds(held, acquired, end, step.number)
+                holds = _lock_holds(held, acquired, end, step.number) + backfill.row_lock_holds(runs, end, step.number)
             else:
                 conn.autocommit = True
                 try:
@@ -258,6 +258,7 @@ def execute(
     statements: list | None = None,
     result: ExecutionResult,
     conn: psycopg.Connection,
+    backfill_context: backfill.Context | None = None,
 ) -> ExecutionResult:
     """Run `sql_text` step by step; each step is retried whole when a lock is not granted in time.
 
@@ -265,7 +266,8 @@ def execute(
     in starts over, after its clean-up removes what a killed run may have left half made; a step outside
     a transaction that a killed run completed is not redone (`resume.skip_done`). `on_step(kept, total)`
     is told the plan's size before anything runs; `record_step(conn, kept, total, last)` is called inside
-    every step's transaction before its COMMIT (never in a dry run).
+    every step's transaction before its COMMIT (never in a dry run). `backfill_context`: how the online
+    strategy's batched steps run, and where a stopped one resumes (`execution.backfill`).
     """
     if statements is None:  # the caller usually parsed the file already, to refuse it before anything ran
         statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
@@ -307,6 +309,13 @@ def execute(
             record_step(c, resume.kept(steps, number), len(steps), number == len(steps))
         return record
 
+    context = backfill_context or backfill.Context()
+
+    def position_recorder(c: psycopg.Connection, position: dict) -> None:
+        if context.record_position is not None:
+            _as_runbook(c, search_path)
+            context.record_position(c, position)
+
     if resume_after >= len(steps) and (record := recorder(len(steps))) is not None:
         with conn.transaction():  # every step was done already (a resumed run): only the record is missing
             record(conn)
@@ -316,10 +325,17 @@ def execute(
             done.append(step)
             continue
         try:
-            result.steps.append(_run_step(
-                conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
-                max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1],
-                record=recorder(step.number), url=session.url))
+            key = backfill.key_for(conn, step) if not dry_run else None
+            if key is not None:
+                result.steps.append(backfill.run_step(
+                    conn, step, key, context=context, result=result, clock=clock, record=recorder(step.number),
+                    record_position=position_recorder, before_commit=BEFORE_COMMIT_HOOKS,
+                    max_attempts=max_attempts, backoff_ms=backoff_ms))
+            else:
+                result.steps.append(_run_step(
+                    conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
+                    max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1],
+                    record=recorder(step.number), url=session.url))
             done.append(step)
             for hook in AFTER_STEP_HOOKS:  # empty in production: see AFTER_STEP_HOOKS
                 hook(step.number)

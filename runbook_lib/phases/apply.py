@@ -15,7 +15,7 @@ from runbook_lib.errors import (
     PrismaMigrationFailed,
     RunbookError,
 )
-from runbook_lib.execution import recording
+from runbook_lib.execution import backfill, recording
 from runbook_lib.phases import preflight
 from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import ExecutionResult, ReleaseApply
@@ -31,13 +31,19 @@ def run(
     statement_timeout_ms: int = DEFAULTS.statement_timeout_ms,
     max_attempts: int = DEFAULTS.max_attempts,
     gates_checked: bool = False,
+    backfill_batch_ms: int = DEFAULTS.backfill_batch_ms,
+    backfill_rows_per_s: int = DEFAULTS.backfill_rows_per_s,
+    backfill_pause_ms: int = DEFAULTS.backfill_pause_ms,
+    max_replica_lag_ms: int = DEFAULTS.max_replica_lag_ms,
 ) -> ExecutionResult | ReleaseApply:
     """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure.
 
     `gates_checked`: the caller ran this batch's preflight moments ago in the same run (a release), so
     apply does not evaluate it again; the DDL itself still protects (SET NOT NULL fails on a NULL).
+    The backfill_* options and max_replica_lag_ms pace the data statements the online strategy batches.
     """
-    options = Options(dry_run, force, strategy, lock_timeout_ms, statement_timeout_ms, max_attempts).checked()
+    options = Options(dry_run, force, strategy, lock_timeout_ms, statement_timeout_ms, max_attempts,
+                      backfill_batch_ms, backfill_rows_per_s, backfill_pause_ms, max_replica_lag_ms).checked()
     if isinstance(session, Release):
         return run_release(session, options)
     statements = _statements(session)
@@ -81,7 +87,7 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
             f"Batch {batch.number} depends on batch {missing[0]}, which is not applied on "
             f"{session.facts.database}; apply batch {missing[0]} first."
         )
-    resume_after = _resume_point(conn, session, strategy, dry_run)
+    resume_after, position = _resume_point(conn, session, strategy, dry_run)
     check = None if gates_checked else preflight.evaluate(session, lint=False, measure=False, inputs=inputs)
     # A resumed apply is part way: the gates describe the state before step 1, not this one.
     if check is not None and check.verdict.status == preflight.NOGO and not force and resume_after is None:
@@ -92,22 +98,28 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
         )
     if resume_after is not None or interrupted:
         result.message = ("an earlier apply was interrupted; " if interrupted else "") + (
-            f"resuming after step {resume_after}, which it committed" if resume_after else "starting over")
+            f"resuming after step {resume_after}, which it committed" if resume_after
+            else "resuming" if position else "starting over")
+        if position:
+            result.message += (f"; step {position['step']}'s backfill resumes after key {', '.join(position['after'])} "
+                               f"({position.get('rows', 0)} rows in {position.get('batches', 0)} batches committed)")
     return recording.recorded(
         session, result, t0, conn,
         sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
         tables_touched=preflight.touched_tables(batch, statements), done=names.APPLIED,
         lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
         strategy=strategy, resume_after=resume_after, statements=statements,
+        backfill_settings=backfill.Settings.of(options), resume_position=position,
     )
 
 
-def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int | None:
-    """Steps an earlier apply committed before it failed or was killed: this run goes on after them."""
+def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> tuple[int | None, dict | None]:
+    """Steps an earlier apply committed before it failed or was killed, and the keyset position of the batched
+    step it stopped in: this run goes on after them."""
     partial = ledger.partial(conn, session.batch.number)
     conn.commit()
     if partial is None or dry_run:
-        return None
+        return None, None
     number = session.batch.number
     if partial.checksum != session.batch.checksum:
         raise DriftError(
@@ -121,7 +133,7 @@ def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int |
             f"{partial.steps_done} of {partial.steps_total}; run apply again with strategy {partial.strategy!r} "
             "to resume it."
         )
-    return partial.steps_done
+    return partial.steps_done, partial.backfill
 
 
 def _already_applied(session: Session, result: ExecutionResult, state: history.MigrationState,
