@@ -745,6 +745,10 @@ class ReleasePreflight:
         return _each(self.results, lambda r: r.lock_costs_frame() if r.lock_costs else None,
                      "no statement blocks writes while it scans or rewrites a table")
 
+    def backfills_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.backfills_frame() if r.backfills else None,
+                     "no INSERT, UPDATE or DELETE in the release's migrations")
+
     def blockers_frame(self) -> pd.DataFrame:
         return _each(self.results[:1], lambda r: r.blockers_frame() if r.blockers else None, "no blocking sessions")
 
@@ -784,6 +788,10 @@ class ReleaseApply:
     def steps_frame(self) -> pd.DataFrame:
         return _each(self.results, lambda r: r.steps_frame() if len(r.steps) > 1 else None,
                      "every migration ran as one step")
+
+    def backfills_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.backfills_frame() if r.backfills else None,
+                     "no statement ran in batches")
 
     def timeline_frame(self) -> pd.DataFrame:
         return _each(self.results, lambda r: r.timeline_frame() if any(s.status != names.OK for s in r.statements)
