@@ -38,6 +38,7 @@ bench: install
 	$(PY) benchmarks/load.py $(BENCH_LOAD_ARGS)
 	$(PY) benchmarks/fleet.py $(BENCH_FLEET_ARGS)
 	$(PY) benchmarks/deploy.py $(BENCH_DEPLOY_ARGS)
+	$(PY) benchmarks/backfill.py $(BENCH_BACKFILL_ARGS)
 	$(PY) benchmarks/report.py
 
 server-stop: install
