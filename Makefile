@@ -31,7 +31,7 @@ test: install
 
 # Both benchmarks (lock impact at 100k/1M/5M leads, then runbook's overhead), then benchmarks/RESULTS.md and
 # benchmarks/lock_impact.png from their results. About 15 minutes on 2 cores; needs psql. Quick look:
-#   make bench BENCH_LOCK_ARGS="--sizes 100k --runs 1" BENCH_OVERHEAD_ARGS="--runs 1"
+#   make bench BENCH_LOCK_ARGS="--sizes 100k --runs 1" BENCH_OVERHEAD_ARGS="--runs 1" BENCH_BACKFILL_ARGS="--sizes 100k --runs 1"
 bench: install
 	$(PY) benchmarks/lock_impact.py $(BENCH_LOCK_ARGS)
 	$(PY) benchmarks/overhead.py $(BENCH_OVERHEAD_ARGS)

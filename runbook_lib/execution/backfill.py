@@ -96,8 +96,10 @@ def row_lock_holds(runs: list[StatementRun], end: float, step: int) -> list[Held
 
 def _estimate(conn: psycopg.Connection, table: str) -> int:
     """Rows in the table, from the planner's statistics (progress needs an order of magnitude, not a count)."""
-    row = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-                       (catalog.regclass_text(table),)).fetchone()
+    name = catalog.regclass_text(table)
+    row = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", (name,)).fetchone()
+    if row is not None and row[0] < 0:  # never analyzed (a table the migration just filled): count it once
+        row = conn.execute(f"SELECT count(*) FROM {name}").fetchone()
     conn.commit()
     return max(int(row[0]), 0) if row else 0
 

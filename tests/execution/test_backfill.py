@@ -20,7 +20,7 @@ from runbook_lib.config import Options
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
 from runbook_lib.errors import MigrationFailed, RunbookError
-from runbook_lib.execution import backfill, replica
+from runbook_lib.execution import backfill, live, replica
 from runbook_lib.phases import apply, preflight
 from runbook_lib.phases.session import open_session
 from runbook_lib.report import summary
@@ -113,7 +113,11 @@ def test_batch_size_adapts_toward_the_target_time(empty_db: str, tmp_path: Path)
     _items(empty_db, 1200)
     # about half a millisecond per row: the first 500 keys take a quarter of a second, the target is 20 ms
     sql = "UPDATE item SET n = n + 1 + (SELECT 0 FROM pg_sleep(0.0005 + 0 * item.id)) WHERE n >= 0;\n"
-    result = _apply(empty_db, _batch(tmp_path, sql), tmp_path / "r", strategy="online", backfill_batch_ms=20)
+    with live.to_file(tmp_path / "live.jsonl") as path:
+        result = _apply(empty_db, _batch(tmp_path, sql), tmp_path / "r", strategy="online", backfill_batch_ms=20)
+        events = [e for e in live.Tail(path).read() if e.kind == live.BACKFILL]
+    assert events and events[-1].final and events[-1].done == 1200 and events[-1].unit == "rows"
+    assert any("rows/s" in e.text and "left" in e.text for e in events[:-1]), [e.text for e in events]
     [run] = result.backfills
     assert run.status == "completed" and run.rows == 1200 and run.keys_scanned == 1200
     assert run.batch_size_first == backfill.FIRST_SIZE and backfill.MIN_SIZE <= run.batch_size_last <= 100, run
