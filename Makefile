@@ -31,13 +31,14 @@ test: install
 
 # Both benchmarks (lock impact at 100k/1M/5M leads, then runbook's overhead), then benchmarks/RESULTS.md and
 # benchmarks/lock_impact.png from their results. About 15 minutes on 2 cores; needs psql. Quick look:
-#   make bench BENCH_LOCK_ARGS="--sizes 100k --runs 1" BENCH_OVERHEAD_ARGS="--runs 1"
+#   make bench BENCH_LOCK_ARGS="--sizes 100k --runs 1" BENCH_OVERHEAD_ARGS="--runs 1" BENCH_BACKFILL_ARGS="--sizes 100k --runs 1"
 bench: install
 	$(PY) benchmarks/lock_impact.py $(BENCH_LOCK_ARGS)
 	$(PY) benchmarks/overhead.py $(BENCH_OVERHEAD_ARGS)
 	$(PY) benchmarks/load.py $(BENCH_LOAD_ARGS)
 	$(PY) benchmarks/fleet.py $(BENCH_FLEET_ARGS)
 	$(PY) benchmarks/deploy.py $(BENCH_DEPLOY_ARGS)
+	$(PY) benchmarks/backfill.py $(BENCH_BACKFILL_ARGS)
 	$(PY) benchmarks/report.py
 
 server-stop: install

@@ -624,6 +624,53 @@ def kill_section(ks: dict) -> list[str]:
     return lines
 
 
+BACKFILL_LABEL = {"psql": "(a) psql -1 -f", "direct": "(b) runbook direct", "online": "(c) runbook online",
+                  "online-10ms": "(d) runbook online, --batch-ms 10"}
+
+
+def backfill_section(bf: dict) -> list[str]:
+    """Batch 6 under the lock-impact workload plus a client updating not-yet-backfilled leads."""
+    st = bf["settings"]
+    lines = ["## 7. Backfills: batch 6 while the application writes the rows it changes", "",
+             f"Command: `{bf['command']}` (started {bf['started_at']}"
+             + (f", took {bf['elapsed_s'] / 60:.1f} min" if bf.get("elapsed_s") else "") + "). "
+             "The example at each size before batch 6 (one lead in ten without a customer); the workload of section 1 "
+             f"plus one client, a process of its own, updating a random lead without a customer every "
+             f"{st['client_interval_ms']:g} ms (`UPDATE \"Lead\" SET phone = phone WHERE id = $1 AND customer_id IS NULL`). "
+             "Each apply is rolled back with rollback.sql and the data compared with the state before. "
+             "\"Longest stall\" is the longest operation of either client that overlapped the apply; rows per second "
+             "counts the leads and jobs given a customer over the apply's wall time. "
+             f"Each cell: median [min – max] of {st['runs']} run(s).", "",
+             "| Leads | Method | Wall time | Rows/s | Longest stall | of which the backfill client | runbook says "
+             "(write block) | Batches | Batch time (median / longest) | Failed | End state differs |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in bf["summary"]:
+        batches = count(r["batches"]) if r["batches"]["median"] else "–"
+        batch_time = (f"{ms(r['median_batch_ms']['median'])} / {ms(r['longest_batch_ms']['median'])}"
+                      if r["longest_batch_ms"]["median"] else "–")
+        lines.append(f"| {size_label(r['leads'])} | {BACKFILL_LABEL.get(r['method'], r['method'])} | "
+                     f"{rng(r['wall_s'], sec)} | {count(r['rows_per_s'])} | **{rng(r['stall_ms'], ms)}** | "
+                     f"{rng(r['client_max_ms'], ms)} | {rng(r['write_block_ms'], ms) if r['write_block_ms']['n'] else 'n/a'} | "
+                     f"{batches} | {batch_time} | {r['failed']}/{r['runs']} | {r['different_end_state']} |")
+    lines.append("")
+    online = [r for r in bf["summary"] if r["method"].startswith("online")]
+    for method in sorted({r["method"] for r in online}):
+        rows = [r for r in online if r["method"] == method]
+        worst = max(r["stall_ms"]["max"] or 0 for r in rows)
+        lines.append(f"- {BACKFILL_LABEL.get(method, method)}: longest stall at most 20 ms at every size: "
+                     + ", ".join(f"{size_label(r['leads'])} {ms(r['stall_ms']['median'])}" for r in rows)
+                     + f" (worst single run {ms(worst)}): **{'met' if worst <= 20 else 'not met'}**.")
+    kills = bf.get("kills", [])
+    if kills:
+        good = [k for k in kills if k["exactly_once"] and k["resumed"] == "applied"]
+        lines.append(f"- Kill and resume: the online apply SIGKILLed at a random moment {len(kills)} time(s) "
+                     f"({sum(1 for k in kills if k['killed'])} killed mid-run), then applied again: "
+                     f"{len(good)} of {len(kills)} ended in the one-transaction end state (every customer, every lead's "
+                     "and job's customer).")
+    lines.append("")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -634,6 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", type=Path, default=RESULTS_DIR / "fleet.json")
     parser.add_argument("--deploy", type=Path, default=RESULTS_DIR / "deploy.json")
     parser.add_argument("--kill", type=Path, default=RESULTS_DIR / "kill_sweep.json")
+    parser.add_argument("--backfill", type=Path, default=RESULTS_DIR / "backfill.json")
     parser.add_argument("--out-dir", type=Path, default=BENCH, help="where RESULTS.md and lock_impact.png go")
     args = parser.parse_args(argv)
     lock_path, over_path, out_dir = args.lock, args.overhead, args.out_dir
@@ -665,6 +713,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += deploy_section(json.loads(args.deploy.read_text()))
     if args.kill.exists():
         lines += kill_section(json.loads(args.kill.read_text()))
+    if args.backfill.exists():
+        lines += backfill_section(json.loads(args.backfill.read_text()))
     (out_dir / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {out_dir / 'lock_impact.png'}" if lock else ""))
     return 0

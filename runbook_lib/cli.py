@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from runbook_lib import commands, names
-from runbook_lib.config import DEFAULTS, STRATEGIES, Options
+from runbook_lib.config import BACKFILL_OPTIONS, DEFAULTS, STRATEGIES, Options
 from runbook_lib.errors import PhaseFailed, RunbookError
 from runbook_lib.fleet import report as fleet_report
 from runbook_lib.report import machine, records, terminal
@@ -46,7 +46,8 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
         p.add_argument("--force", action="store_true", help="apply even if preflight says NO-GO")
         p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy,
                        help="direct: one transaction; online: SET NOT NULL, FOREIGN KEY and CHECK validated "
-                            "without long write locks, each step a short transaction")
+                            "without long write locks, data statements in batches, each step a short transaction")
+        _backfill_options(p)
     p.add_argument("--lock-timeout", type=int, default=DEFAULTS.lock_timeout_ms, metavar="MS",
                    help="lock_timeout per attempt (ms)")
     p.add_argument("--statement-timeout", type=int, default=DEFAULTS.statement_timeout_ms, metavar="MS",
@@ -65,6 +66,18 @@ def _blocker_options(p: argparse.ArgumentParser) -> None:
                                            "lock after waiting this long for it (recorded; default: never)")
     p.add_argument("--blocker-threshold", type=int, default=DEFAULTS.blocker_threshold_ms, metavar="MS",
                    help="a transaction younger than this (not idle in it) is not a blocker")
+
+
+def _backfill_options(p: argparse.ArgumentParser) -> None:
+    """How --strategy online paces the data statements it runs in batches (execution.backfill)."""
+    p.add_argument("--batch-ms", type=int, default=DEFAULTS.backfill_batch_ms, metavar="MS", dest="backfill_batch_ms",
+                   help="online: the transaction time each batch's size adapts toward (its rows stay locked that long)")
+    p.add_argument("--batch-rows-per-s", type=int, default=DEFAULTS.backfill_rows_per_s, metavar="N",
+                   dest="backfill_rows_per_s", help="online: at most N rows changed per second (0: no limit)")
+    p.add_argument("--batch-pause-ms", type=int, default=DEFAULTS.backfill_pause_ms, metavar="MS",
+                   dest="backfill_pause_ms", help="online: a pause after every batch")
+    p.add_argument("--max-replica-lag", type=int, default=DEFAULTS.max_replica_lag_ms, metavar="MS",
+                   dest="max_replica_lag_ms", help="online: pause batches while a replica's replay lag is over MS (0: off)")
 
 
 def _batch_or_pending(text: str) -> int | str:
@@ -200,6 +213,7 @@ def _options(args: argparse.Namespace) -> Options:
         wait_for_blockers_s=args.wait_for_blockers,
         terminate_blockers_after_s=args.terminate_blockers_after,
         blocker_threshold_ms=args.blocker_threshold,
+        **{name: getattr(args, name, getattr(DEFAULTS, name)) for name in BACKFILL_OPTIONS},
     )
 
 

@@ -209,6 +209,13 @@ class Options:
     wait_for_blockers_s: float = 60.0
     terminate_blockers_after_s: float | None = None  # opt-in: terminate an idle-in-transaction blocker after this
     blocker_threshold_ms: int = 50  # an application's transaction younger than this is not a blocker
+    # online: data statements in batches (execution.backfill)
+    # the transaction time each batch's size adapts toward: its rows stay locked that long, so an application
+    # write to one of them waits at most about this (10 ms keeps the stall within 20 ms; benchmarks/RESULTS.md)
+    backfill_batch_ms: int = 10
+    backfill_rows_per_s: int = 0  # throttle: at most this many rows changed per second (0: no limit)
+    backfill_pause_ms: int = 0  # throttle: a pause after every batch
+    max_replica_lag_ms: int = 1000  # pause batches while a replica's replay lag is over this (0: do not watch)
 
     def checked(self) -> "Options":
         """The same options with their types proven; a wrong one is refused naming the parameter."""
@@ -220,7 +227,11 @@ class Options:
             wait_for_blockers_s=seconds("wait_for_blockers_s", self.wait_for_blockers_s),
             terminate_blockers_after_s=seconds("terminate_blockers_after_s", self.terminate_blockers_after_s,
                                                optional=True),
-            blocker_threshold_ms=whole_number("blocker_threshold_ms", self.blocker_threshold_ms))
+            blocker_threshold_ms=whole_number("blocker_threshold_ms", self.blocker_threshold_ms),
+            backfill_batch_ms=whole_number("backfill_batch_ms", self.backfill_batch_ms),
+            backfill_rows_per_s=whole_number("backfill_rows_per_s", self.backfill_rows_per_s),
+            backfill_pause_ms=whole_number("backfill_pause_ms", self.backfill_pause_ms),
+            max_replica_lag_ms=whole_number("max_replica_lag_ms", self.max_replica_lag_ms))
         if values.strategy not in STRATEGIES:
             raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
         if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1 \
@@ -229,6 +240,12 @@ class Options:
                 "lock_timeout_ms, statement_timeout_ms and blocker_threshold_ms must be 0 or more and max_attempts at "
                 f"least 1; got {values.lock_timeout_ms}, {values.statement_timeout_ms}, {values.blocker_threshold_ms} "
                 f"and {values.max_attempts}.")
+        if values.backfill_batch_ms < 1 or min(values.backfill_rows_per_s, values.backfill_pause_ms,
+                                               values.max_replica_lag_ms) < 0:
+            raise RunbookError(
+                "backfill_batch_ms must be at least 1 and backfill_rows_per_s, backfill_pause_ms and max_replica_lag_ms "
+                f"0 or more; got {values.backfill_batch_ms}, {values.backfill_rows_per_s}, {values.backfill_pause_ms} "
+                f"and {values.max_replica_lag_ms}.")
         return values
 
     def parameters(self, phase: str) -> dict[str, object]:
@@ -239,8 +256,9 @@ class Options:
 
 DEFAULTS = Options()
 BLOCKER_OPTIONS = ("wait_for_blockers_s", "terminate_blockers_after_s", "blocker_threshold_ms")
+BACKFILL_OPTIONS = ("backfill_batch_ms", "backfill_rows_per_s", "backfill_pause_ms", "max_replica_lag_ms")
 _PHASE_OPTIONS = {
     "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts",
-              *BLOCKER_OPTIONS),
+              *BLOCKER_OPTIONS, *BACKFILL_OPTIONS),
     "rollback": ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts", *BLOCKER_OPTIONS),
 }

@@ -151,3 +151,19 @@ def test_deploy_benchmark_runs_psql_and_runbook_side_by_side(server_url: str, tm
     report = _bench_module("report")
     section = "\n".join(report.deploy_section(result))
     assert "| langfuse | 12 |" in section and "Per migration over psql" in section
+
+
+def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_path: Path) -> None:
+    backfill = _bench_module("backfill")
+    out = tmp_path / "backfill.json"
+    try:
+        assert backfill.main(["--sizes", "2k", "--runs", "1", "--kills", "1", "--methods", "psql,online",
+                              "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out)]) == 0
+    finally:
+        _drop(server_url, "bench_backfill_2000")
+    result = json.loads(out.read_text())
+    assert [r["method"] for r in result["summary"]] == ["psql", "online"]
+    assert all(r["ok"] and r["same_end_state"] and r["stall_ms"] > 0 for r in result["runs"])
+    assert [r["batches"] > 0 for r in result["runs"] if r["method"] == "online"] == [True]
+    (kill,) = result["kills"]
+    assert kill["resumed"] in ("applied", "already applied") and kill["exactly_once"]

@@ -47,7 +47,8 @@ CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON runbook.phase_run (batch, id);
 """
 # Columns added after the first release; a ledger created before them gets them on first write.
 _LATER_COLUMNS = {"strategy": "text", "steps_done": "integer", "steps_total": "integer",
-                  "terminated": "jsonb"}  # sessions the run terminated (--terminate-blockers-after), as it did
+                  "terminated": "jsonb",  # sessions the run terminated (--terminate-blockers-after), as it did
+                  "backfill": "jsonb"}  # backfill: the keyset position a batched step committed through
 
 # The state of a batch is its latest successful, real (not dry-run) apply or rollback.
 _STATE_SQL = """
@@ -109,6 +110,7 @@ class PartialRun:
     steps_done: int
     steps_total: int
     run_id: str
+    backfill: dict | None = None  # the batched step under way: {"step", "after", "rows", "batches", ...}
 
 
 INTERRUPTED = "interrupted"
@@ -142,19 +144,22 @@ def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> Parti
         return None
     try:
         with conn.transaction():  # a savepoint: a ledger without the columns must not abort the caller's transaction
+            # a run that never stated its plan (killed or refused before it) committed nothing: the one before counts
             row = conn.execute(
-                "SELECT status, checksum, strategy, steps_done, steps_total, run_id FROM runbook.phase_run"
-                " WHERE batch = %s AND phase = %s AND NOT dry_run AND status <> %s"
+                "SELECT status, checksum, strategy, steps_done, steps_total, run_id, backfill FROM runbook.phase_run"
+                " WHERE batch = %s AND phase = %s AND NOT dry_run AND status <> %s AND coalesce(steps_total, 0) > 0"
                 " ORDER BY id DESC LIMIT 1",
                 (batch, phase, NOOP),
             ).fetchone()
     except psycopg.errors.UndefinedColumn:
         return None  # a ledger older than steps_done: no run of it recorded a step, there is nothing to resume
-    if row is None or row[0] not in (FAILED, INTERRUPTED) or row[4] is None:
+    if row is None or row[0] not in (FAILED, INTERRUPTED):
         return None
-    if (row[3] or 0) >= row[4] or (row[0] == FAILED and not row[3]):
+    # batches of the step under way committed (with their position) even when no whole step did
+    position = row[6] if row[6] and row[6].get("step") == (row[3] or 0) + 1 else None
+    if (row[3] or 0) >= row[4] or (row[0] == FAILED and not row[3] and position is None):
         return None
-    return PartialRun(row[1], row[2] or "direct", row[3] or 0, row[4], row[5])
+    return PartialRun(row[1], row[2] or "direct", row[3] or 0, row[4], row[5], position)
 
 
 def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50) -> list[dict]:
@@ -240,12 +245,18 @@ class LedgerWriter:
                     raise
                 self._close()
 
-    def progress(self, steps_done: int, steps_total: int) -> None:
-        """After each committed step: a killed process leaves behind how far it got."""
+    def progress(self, steps_done: int, steps_total: int, backfill: dict | None = None) -> None:
+        """Before anything runs: the plan's size, and the backfill position a resumed run carries over
+        from the run it resumes (in the same UPDATE, so no instant holds one without the other)."""
         if self.row_id is None:
             return
-        self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s WHERE id = %s",
-                     (steps_done, steps_total, self.row_id))
+        self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s, backfill = %s WHERE id = %s",
+                     (steps_done, steps_total, Jsonb(backfill) if backfill else None, self.row_id))
+
+    def record_position_in(self, conn: psycopg.Connection, position: dict) -> None:
+        """A backfill batch's keyset position, written inside the batch's transaction: they commit together."""
+        if self.row_id is not None:
+            conn.execute("UPDATE runbook.phase_run SET backfill = %s WHERE id = %s", (Jsonb(position), self.row_id))
 
     def terminated(self, session: dict) -> None:
         """A session the run terminated, written at once on the ledger's own connection: whatever happens

@@ -21,7 +21,7 @@ from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.config import BACKOFF_MS, DEFAULTS, MAX_BACKOFF_S
 from runbook_lib.db import catalog
 from runbook_lib.errors import MigrationFailed
-from runbook_lib.execution import blockers, guard, resume, watch
+from runbook_lib.execution import backfill, blockers, guard, resume, watch
 from runbook_lib.execution.failure import (
     GaveUp,
     VerificationFailed,
@@ -224,7 +224,7 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                         for hook in BEFORE_COMMIT_HOOKS:  # empty in production: see BEFORE_COMMIT_HOOKS
                             hook(step.number)
                 end = clock()
-                holds = _lock_holds(held, acquired, end, step.number)
+                holds = _lock_holds(held, acquired, end, step.number) + backfill.row_lock_holds(runs, end, step.number)
             else:
                 conn.autocommit = True
                 try:
@@ -287,6 +287,7 @@ def execute(
     conn: psycopg.Connection,
     blocker_policy: blockers.Policy | None = None,
     on_terminated: Callable[[records.BlockerWait], None] | None = None,
+    backfill_context: backfill.Context | None = None,
 ) -> ExecutionResult:
     """Run `sql_text` step by step; each step is retried whole when a lock is not granted in time.
 
@@ -296,7 +297,8 @@ def execute(
     is told the plan's size before anything runs; `record_step(conn, kept, total, last)` is called inside
     every step's transaction before its COMMIT (never in a dry run). `blocker_policy` (None: neither looks
     nor guards) makes each step wait for blockers before it requests its locks and cancel a request that
-    an application session queues behind; `on_terminated` is told of each session it terminated.
+    an application session queues behind; `on_terminated` is told of each session it terminated. `backfill_context`: how the online
+    strategy's batched steps run, and where a stopped one resumes (`execution.backfill`).
     """
     if statements is None:  # the caller usually parsed the file already, to refuse it before anything ran
         statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
@@ -338,6 +340,13 @@ def execute(
             record_step(c, resume.kept(steps, number), len(steps), number == len(steps))
         return record
 
+    context = backfill_context or backfill.Context()
+
+    def position_recorder(c: psycopg.Connection, position: dict) -> None:
+        if context.record_position is not None:
+            _as_runbook(c, search_path)
+            context.record_position(c, position)
+
     if resume_after >= len(steps) and (record := recorder(len(steps))) is not None:
         with conn.transaction():  # every step was done already (a resumed run): only the record is missing
             record(conn)
@@ -348,10 +357,17 @@ def execute(
                 done.append(step)
                 continue
             try:
-                result.steps.append(_run_step(
-                    conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
-                    max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1],
-                    record=recorder(step.number), url=session.url, lookout=lookout, watcher=watcher))
+                key = backfill.key_for(conn, step) if not dry_run else None
+                if key is not None:  # its batches take row locks and ROW EXCLUSIVE, and back off on their own
+                    result.steps.append(backfill.run_step(
+                        conn, step, key, context=context, result=result, clock=clock, record=recorder(step.number),
+                        record_position=position_recorder, before_commit=BEFORE_COMMIT_HOOKS,
+                        max_attempts=max_attempts, backoff_ms=backoff_ms))
+                else:
+                    result.steps.append(_run_step(
+                        conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
+                        max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1],
+                        record=recorder(step.number), url=session.url, lookout=lookout, watcher=watcher))
                 done.append(step)
                 for hook in AFTER_STEP_HOOKS:  # empty in production: see AFTER_STEP_HOOKS
                     hook(step.number)

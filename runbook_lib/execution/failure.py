@@ -89,7 +89,12 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
         where = f"statement {failed.index} ({filename} line {failed.line})" if failed else step.label
         cause = f"{where} failed: {server_message(exc)}"
         fix = "fix the SQL or the data and run again"
-    if not committed:
+    batched = next((b for b in result.backfills if b.step == step.number and b.batches), None)
+    if batched is not None:
+        state = (f"stopped at {step.label} of {len(steps)}" + (f" after steps 1-{committed[-1].number}" if committed else "")
+                 + f"; its {batched.batches} committed batch(es) ({batched.rows} rows, through key {batched.last_key}) "
+                 "stay, and a rerun with the same strategy goes on after them")
+    elif not committed:
         state = "the transaction was rolled back and nothing changed" if len(steps) == 1 else \
             f"stopped at {step.label}, nothing was committed"
     else:

@@ -21,6 +21,7 @@ from runbook_lib.batch.model import BatchInfo
 from runbook_lib.config import DIRECT
 from runbook_lib.db import ledger
 from runbook_lib.errors import MigrationFailed, RunbookError
+from runbook_lib.execution import backfill
 from runbook_lib.execution.blockers import Policy
 from runbook_lib.execution.executor import execute
 from runbook_lib.execution.failure import server_message
@@ -107,10 +108,14 @@ def recorded(
     verify: Callable[[psycopg.Connection], list[BlockResult]] | None = None,
     statements: list | None = None,
     blocker_policy: Policy | None = None,
+    backfill_settings: backfill.Settings | None = None,
+    resume_position: dict | None = None,
 ) -> ExecutionResult:
     """`execute` with its ledger row and its record: both written on success and on failure.
 
     A session terminated for `blocker_policy` goes into the ledger row at once, and into its message.
+    `resume_position`: the keyset position a stopped batched step committed (from the ledger); this run's
+    row carries it from the start and moves it with every batch it commits.
     """
     dry_run = result.dry_run
     note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
@@ -121,14 +126,18 @@ def recorded(
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase=result.phase,
                              checksum=session.batch.checksum, dry_run=dry_run, strategy=strategy) as writer:
+        context = backfill.Context(backfill_settings or backfill.Settings(), resume_position, writer.record_position_in)
+
+        def planned(steps_done: int, steps_total: int) -> None:
+            writer.progress(steps_done, steps_total, resume_position)
         try:
             execute(session, phase=result.phase, sql_text=sql_text, filename=filename,
                     tables_touched=tables_touched, dry_run=dry_run, strategy=strategy,
                     lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
                     max_attempts=max_attempts, resume_after=resume_after, verify=verify,
-                    on_step=writer.progress, record_step=_step_recorder(writer, result, session, succeeded),
+                    on_step=planned, record_step=_step_recorder(writer, result, session, succeeded),
                     statements=statements, result=result, conn=conn, blocker_policy=blocker_policy,
-                    on_terminated=lambda w: writer.terminated(dataclasses.asdict(w)))
+                    on_terminated=lambda w: writer.terminated(dataclasses.asdict(w)), backfill_context=context)
         except RunbookError as exc:
             result.status = names.FAILED
             result.message = (result.message or str(exc)) + _terminated_note(result)

@@ -15,10 +15,10 @@ from runbook_lib.errors import (
     PrismaMigrationFailed,
     RunbookError,
 )
-from runbook_lib.execution import recording
+from runbook_lib.execution import backfill, recording
+from runbook_lib.execution.blockers import Policy
 from runbook_lib.phases import preflight
 from runbook_lib.phases.session import Release, Session
-from runbook_lib.execution.blockers import Policy
 from runbook_lib.report.records import ExecutionResult, ReleaseApply
 
 
@@ -35,15 +35,24 @@ def run(
     wait_for_blockers_s: float = DEFAULTS.wait_for_blockers_s,
     terminate_blockers_after_s: float | None = DEFAULTS.terminate_blockers_after_s,
     blocker_threshold_ms: int = DEFAULTS.blocker_threshold_ms,
+    backfill_batch_ms: int = DEFAULTS.backfill_batch_ms,
+    backfill_rows_per_s: int = DEFAULTS.backfill_rows_per_s,
+    backfill_pause_ms: int = DEFAULTS.backfill_pause_ms,
+    max_replica_lag_ms: int = DEFAULTS.max_replica_lag_ms,
 ) -> ExecutionResult | ReleaseApply:
     """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure.
 
     `gates_checked`: the caller ran this batch's preflight moments ago in the same run (a release), so
     apply does not evaluate it again; the DDL itself still protects (SET NOT NULL fails on a NULL). In a
-    `runbook run`, the run folder's preflight record says the same (`trusted_preflight`).
+    `runbook run`, the run folder's preflight record says the same (`trusted_preflight`). The backfill_*
+    options and max_replica_lag_ms pace the data statements the online strategy batches.
     """
-    options = Options(dry_run, force, strategy, lock_timeout_ms, statement_timeout_ms, max_attempts,
-                      wait_for_blockers_s, terminate_blockers_after_s, blocker_threshold_ms).checked()
+    options = Options(dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,
+                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
+                      wait_for_blockers_s=wait_for_blockers_s, terminate_blockers_after_s=terminate_blockers_after_s,
+                      blocker_threshold_ms=blocker_threshold_ms, backfill_batch_ms=backfill_batch_ms,
+                      backfill_rows_per_s=backfill_rows_per_s, backfill_pause_ms=backfill_pause_ms,
+                      max_replica_lag_ms=max_replica_lag_ms).checked()
     if isinstance(session, Release):
         return run_release(session, options)
     statements = _statements(session)
@@ -92,7 +101,7 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
             f"Batch {batch.number} depends on batch {missing[0]}, which is not applied on "
             f"{session.facts.database}; apply batch {missing[0]} first."
         )
-    resume_after = _resume_point(conn, session, strategy, dry_run)
+    resume_after, position = _resume_point(conn, session, strategy, dry_run)
     if trust_preflight and not gates_checked and not force and resume_after is None and not interrupted:
         result.gates_from = trusted_preflight(session)
         gates_checked = bool(result.gates_from)
@@ -106,14 +115,18 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
         )
     if resume_after is not None or interrupted:
         result.message = ("an earlier apply was interrupted; " if interrupted else "") + (
-            f"resuming after step {resume_after}, which it committed" if resume_after else "starting over")
+            f"resuming after step {resume_after}, which it committed" if resume_after
+            else "resuming" if position else "starting over")
+        if position:
+            result.message += (f"; step {position['step']}'s backfill resumes after key {', '.join(position['after'])} "
+                               f"({position.get('rows', 0)} rows in {position.get('batches', 0)} batches committed)")
     return recording.recorded(
         session, result, t0, conn,
         sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
         tables_touched=preflight.touched_tables(batch, statements), done=names.APPLIED,
         lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
         strategy=strategy, resume_after=resume_after, statements=statements,
-        blocker_policy=Policy.of(options),
+        blocker_policy=Policy.of(options), backfill_settings=backfill.Settings.of(options), resume_position=position,
     )
 
 
@@ -128,12 +141,13 @@ def trusted_preflight(session: Session) -> str:
     return f"{names.PREFLIGHT}.json of this run ({record['verdict']['status']}, {record['started_at']})"
 
 
-def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int | None:
-    """Steps an earlier apply committed before it failed or was killed: this run goes on after them."""
+def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> tuple[int | None, dict | None]:
+    """Steps an earlier apply committed before it failed or was killed, and the keyset position of the batched
+    step it stopped in: this run goes on after them."""
     partial = ledger.partial(conn, session.batch.number)
     conn.commit()
     if partial is None or dry_run:
-        return None
+        return None, None
     number = session.batch.number
     if partial.checksum != session.batch.checksum:
         raise DriftError(
@@ -147,7 +161,7 @@ def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> int |
             f"{partial.steps_done} of {partial.steps_total}; run apply again with strategy {partial.strategy!r} "
             "to resume it."
         )
-    return partial.steps_done
+    return partial.steps_done, partial.backfill
 
 
 def _already_applied(session: Session, result: ExecutionResult, state: history.MigrationState,

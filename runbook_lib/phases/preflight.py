@@ -26,7 +26,7 @@ from runbook_lib.report.records import (
     TableSize,
     Verdict,
 )
-from runbook_lib.sql import analysis, lockcost
+from runbook_lib.sql import analysis, batching, lockcost
 from runbook_lib.sql import lint as lint_mod
 from runbook_lib.sql.analysis import StatementAnalysis
 from runbook_lib.sql.lint import LintResult
@@ -210,6 +210,7 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
             gates = [sqlblocks.run(conn, block) for block in gate_blocks]
             names = touched_tables(batch, statements)
             sizes = table_sizes(conn, names)
+            backfills = batching.check(conn, statements)  # which data statements --strategy online batches, and why not
             found_blockers, costs = [], []
             if measure:  # apply's own check skips these: they scan tables and it waits for locks anyway
                 if check_blockers:
@@ -238,6 +239,7 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
         blockers=found_blockers,
         lock_costs=costs,
         lock_threshold_ms=lock_threshold_ms,
+        backfills=backfills,
     )
     result.verdict = _verdict(result, gates_deferred=bool(assume_applied))
     return result

@@ -43,6 +43,7 @@ from runbook_lib.orm.prisma_schema import OrmMismatch
 from runbook_lib.report import frames as tables
 from runbook_lib.report.markdown import Section
 from runbook_lib.sql.analysis import StatementAnalysis
+from runbook_lib.sql.batching import BackfillCheck
 from runbook_lib.sql.lint import LintResult
 from runbook_lib.sql.lockcost import LockCost
 
@@ -343,6 +344,7 @@ class PreflightResult:
     lock_costs: list[LockCost] = field(default_factory=list)
     lock_threshold_ms: float = 0.0
     verdict: Verdict = field(default_factory=lambda: Verdict(GO))
+    backfills: list[BackfillCheck] = field(default_factory=list)  # each data statement: batched online, or why not
 
     @property
     def write_block_estimate_ms(self) -> float:
@@ -389,6 +391,10 @@ class PreflightResult:
              "over_threshold", "alternative"],
             empty="no statement blocks writes while it scans or rewrites a table",
         )
+
+    def backfills_frame(self) -> pd.DataFrame:
+        return tables.frame(self.backfills, ["statement_index", "line", "kind", "table", "batched", "key", "reason"],
+                            empty="no INSERT, UPDATE or DELETE in migration.sql")
 
     def blockers_frame(self) -> pd.DataFrame:
         return tables.frame(
@@ -438,6 +444,41 @@ class HeldLock:
     blocks_writes: bool
     held_s: float | None = None  # from the statement that took it to the end of the commit
     step: int = 1
+    rows: int = 0  # row locks (mode "row locks"): how many rows were held
+
+
+@dataclass(frozen=True)
+class BackfillRun:
+    """One data statement run in batches by keyset: how many rows each batch locked, and for how long.
+
+    Each batch's transaction holds the locks of the rows it changed until it commits: `row_lock_longest_s`
+    is the longest an application write to one of them could have waited.
+    """
+
+    step: int
+    statement_index: int
+    kind: str
+    table: str
+    key: str
+    status: str  # completed | stopped
+    rows: int = 0  # rows changed, this run
+    keys_scanned: int = 0
+    batches: int = 0
+    rows_per_batch_median: float = 0.0
+    rows_per_batch_max: int = 0
+    batch_median_s: float = 0.0
+    batch_longest_s: float = 0.0
+    row_lock_longest_s: float = 0.0  # from the batch's statement to the end of its COMMIT
+    target_ms: int = 0
+    batch_size_first: int = 0  # keys per batch, as adapted toward target_ms
+    batch_size_last: int = 0
+    lock_timeouts: int = 0  # batches retried smaller after waiting lock_timeout for a lock
+    replica_pause_s: float = 0.0
+    throttle_pause_s: float = 0.0
+    duration_s: float = 0.0
+    resumed_after: str = ""  # the key an earlier, stopped run had committed through
+    rows_before: int = 0  # rows an earlier run committed
+    last_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -516,6 +557,7 @@ class ExecutionResult:
     blocker_wait_s: float = 0.0  # how long apply waited for them, in all (never queued meanwhile)
     guard_cancels: int = 0  # lock requests cancelled because an application session queued behind them
     gates_from: str = ""  # where the gates were judged when apply did not evaluate them again
+    backfills: list[BackfillRun] = field(default_factory=list)  # data statements run in batches (online)
 
     @property
     def terminated(self) -> list[BlockerWait]:
@@ -569,6 +611,13 @@ class ExecutionResult:
     def locks_frame(self) -> pd.DataFrame:
         return tables.frame(self.locks_before_commit, ["step", "relation", "mode", "blocks_writes", "held_s"],
                             empty="no locks recorded")
+
+    def backfills_frame(self) -> pd.DataFrame:
+        return tables.frame(self.backfills, ["step", "statement_index", "kind", "table", "key", "status", "rows",
+                                             "batches", "rows_per_batch_median", "rows_per_batch_max",
+                                             "batch_median_s", "batch_longest_s", "row_lock_longest_s",
+                                             "lock_timeouts", "replica_pause_s", "duration_s"],
+                            empty="no statement ran in batches")
 
     def changes_frame(self) -> pd.DataFrame:
         return tables.frame(self.changes, ["table", "object", "change", "before", "after"], empty="no catalog change")
@@ -751,6 +800,10 @@ class ReleasePreflight:
         return _each(self.results, lambda r: r.lock_costs_frame() if r.lock_costs else None,
                      "no statement blocks writes while it scans or rewrites a table")
 
+    def backfills_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.backfills_frame() if r.backfills else None,
+                     "no INSERT, UPDATE or DELETE in the release's migrations")
+
     def blockers_frame(self) -> pd.DataFrame:
         return _each(self.results[:1], lambda r: r.blockers_frame() if r.blockers else None, "no blocking sessions")
 
@@ -794,6 +847,10 @@ class ReleaseApply:
     def steps_frame(self) -> pd.DataFrame:
         return _each(self.results, lambda r: r.steps_frame() if len(r.steps) > 1 else None,
                      "every migration ran as one step")
+
+    def backfills_frame(self) -> pd.DataFrame:
+        return _each(self.results, lambda r: r.backfills_frame() if r.backfills else None,
+                     "no statement ran in batches")
 
     def timeline_frame(self) -> pd.DataFrame:
         return _each(self.results, lambda r: r.timeline_frame() if any(s.status != names.OK for s in r.statements)

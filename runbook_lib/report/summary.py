@@ -136,6 +136,10 @@ class Summary:
             body.append(md.table(["#", "Statement", "Table", "Lock", "Rows", "Estimate", "Method"], [
                 (c.statement_index, c.kind, c.table, c.mode, c.rows_estimate, f"{c.estimate_ms:.1f} ms", c.method)
                 for c in p.lock_costs]))
+        if p.backfills:
+            body.append("Data statements with --strategy online (batched by keyset, or run in one transaction, and why):")
+            body.append(md.table(["#", "Statement", "Table", "Batched", "Why"], [
+                (c.statement_index, c.kind, c.table, "yes" if c.batched else "no", c.reason) for c in p.backfills]))
         if p.blockers:
             body.append(md.table(["Blocking session", "Application", "State", "Reason"], [
                 (b.pid, b.application, b.state, b.reason) for b in p.blockers]))
@@ -207,13 +211,16 @@ class Summary:
         body.append(md.table(["Lock held at commit", "Mode", "Blocks writes", "Held"], [
             (h.relation, h.mode, "yes" if h.blocks_writes else "no", f"{(h.held_s or 0) * 1000:.1f} ms")
             for h in a.locks_before_commit]))
+        if a.backfills:
+            body.append(_backfills(a.backfills))
         queued = (f" A lock request that timed out kept writers queued for {a.longest_queue_wait_s * 1000:.1f} ms."
                   if a.longest_queue_wait_s else "")
         body.append(
             f"Apply took {a.duration_s:.3f} s in {a.attempts} attempt(s) "
             f"(lock_timeout {a.lock_timeout_ms} ms). The longest lock that blocks writes was held "
             f"{a.longest_lock_hold_s * 1000:.1f} ms."
-            + queued + f" Writes were blocked for at most {a.longest_write_block_s * 1000:.1f} ms in all."
+            + queued + f" Writes were blocked for at most {a.longest_write_block_s * 1000:.1f} ms in all"
+            + " (table locks, and the row locks each transaction held on the rows it changed until its commit)."
         )
         waits = a.blocker_lines()
         if waits:  # whom apply waited for rather than queue behind, and whom it terminated (opt-in)
@@ -306,6 +313,20 @@ class Summary:
     @property
     def markdown(self) -> str:
         return "\n".join(s.markdown for s in self.sections())
+
+
+def _backfills(runs: list[records.BackfillRun]) -> str:
+    """Each batched data statement: rows, batches, rows per batch and how long each batch held its rows."""
+    rows = [(b.statement_index, f"{b.kind} {b.table}", b.key, b.status, f"{b.rows:,}" + (
+             f" (+{b.rows_before:,} earlier)" if b.rows_before else ""), f"{b.batches:,}",
+             f"{b.rows_per_batch_median:,.0f} / {b.rows_per_batch_max:,}",
+             f"{b.batch_median_s * 1000:.1f} ms / {b.batch_longest_s * 1000:.1f} ms",
+             f"{b.row_lock_longest_s * 1000:.1f} ms", b.lock_timeouts, f"{b.replica_pause_s:.1f} s") for b in runs]
+    return ("Batched data statements (--strategy online: each batch a transaction of its own, its rows locked until "
+            f"its commit; batch time target {runs[0].target_ms} ms):\n\n"
+            + md.table(["#", "Statement", "Key", "Status", "Rows", "Batches", "rows per batch (median / max)",
+                        "Batch time (median / longest batch)", "Rows locked at most", "Lock timeouts",
+                        "Paused for replicas"], rows))
 
 
 def _nullability(col) -> str:

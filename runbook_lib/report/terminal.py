@@ -100,6 +100,10 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
     if result.message and result.status == names.FAILED:
         lines.append(f"  {_one_line(result.message, 200)}")
     lines += [f"  {line}" for line in result.blocker_lines()]
+    for b in result.backfills:  # the data statements --strategy online ran in batches
+        lines.append(f"  batched: statement {b.statement_index} {b.kind} {b.table}: {b.rows:,} rows in {b.batches:,} batches "
+                     f"(rows per batch median {b.rows_per_batch_median:,.0f}, max {b.rows_per_batch_max:,}; batch median "
+                     f"{b.batch_median_s * 1000:.1f} ms, longest {b.batch_longest_s * 1000:.1f} ms)")
     if result.changes:
         lines.append(f"  changed ({len(result.changes)}):")
         lines += _cut([f"{c.table}: {c.change} {c.kind} {c.object}" for c in result.changes])

@@ -158,14 +158,18 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-def _walk(node) -> Iterator[ast.Node]:
+def walk(node) -> Iterator[ast.Node]:
+    """Every node of a parse (sub)tree, depth first."""
     if isinstance(node, ast.Node):
         yield node
         for attribute in node:
-            yield from _walk(getattr(node, attribute))
+            yield from walk(getattr(node, attribute))
     elif isinstance(node, (tuple, list)):
         for item in node:
-            yield from _walk(item)
+            yield from walk(item)
+
+
+_walk = walk
 
 
 def _referenced_tables(node) -> list[str]:

@@ -10,7 +10,8 @@
   ROLLBACK and two-phase commit in a migration are refused: the file would discard its own work.
 - online: each `SET NOT NULL` becomes CHECK (col IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL +
   DROP CHECK; each ADD FOREIGN KEY / ADD CHECK becomes NOT VALID, then VALIDATE. Every step is a
-  short transaction, so the long scans run under SHARE UPDATE EXCLUSIVE and writes go on.
+  short transaction, so the long scans run under SHARE UPDATE EXCLUSIVE and writes go on. A data
+  statement whose shape allows it (`sql.batching`) runs in batches by keyset, each batch a transaction.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pglast.stream import RawStream
 
 from runbook_lib.config import DIRECT, ONLINE, STRATEGIES  # noqa: F401  (plan.DIRECT reads naturally)
 from runbook_lib.errors import BatchError, RunbookError
+from runbook_lib.sql import batching
 from runbook_lib.sql.analysis import StatementAnalysis
 
 _MAX_IDENT = 63
@@ -50,6 +52,8 @@ class Step:
     # A step outside a transaction cannot commit with its ledger progress: a query returning true when its
     # effect is already complete (an index built and valid), which a resumed run asks before redoing it.
     done_check: str = ""
+    # online: a data statement run in batches by keyset, each batch its own transaction (execution.backfill)
+    backfill: batching.Candidate | None = None
 
     @property
     def label(self) -> str:
@@ -239,6 +243,13 @@ def build(statements: list[StatementAnalysis], strategy: str = DIRECT) -> list[S
             steps.append(Step(len(steps) + 1, f"statement {stmt.index} on its own: {stmt.kind} cannot run in a transaction",
                               (planned,), transactional=False, cleanup=_concurrent_index_cleanup(stmt),
                               group=len(steps) + 1, done_check=_concurrent_index_done(stmt)))
+            continue
+        found = batching.candidate(stmt) if strategy == ONLINE and stmt.kind in batching.DATA_KINDS \
+            and not in_explicit_block else None
+        if isinstance(found, batching.Candidate):
+            flush()
+            steps.append(Step(len(steps) + 1, f"statement {stmt.index} in batches: {found.kind} by keyset on {found.table}",
+                              (planned,), group=len(steps) + 1, backfill=found))
             continue
         pieces = _online_pieces(stmt) if strategy == ONLINE else None
         if pieces is None:

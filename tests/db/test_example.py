@@ -287,7 +287,8 @@ def test_batch_6_backfills_and_passes_its_gates_and_tests(crm_url: str) -> None:
         assert one('SELECT count(*) - count(DISTINCT email) FROM "Customer"') == 0
         # Linked where the email existed, one new customer per remaining email.
         assert one('SELECT count(*) FROM "Customer"') == customers_before + orphan_emails
-        assert one(f"SELECT count(*) FROM \"{BACKUP}\" WHERE kind = 'customer'") == orphan_emails
+        assert one(f"SELECT count(*) FROM \"{BACKUP}\" AS b JOIN \"Customer\" AS c ON c.id = 'cus_' || b.row_id"
+                   " WHERE b.kind = 'lead'") == orphan_emails
         assert linkable > 0
         assert one('SELECT count(*) FROM "Lead" AS l JOIN "Customer" AS c ON c.id = l.customer_id'
                    ' WHERE l.email IS DISTINCT FROM c.email') == 0

@@ -16,7 +16,7 @@ SELECT count(*) FROM (SELECT "email" FROM "Customer" WHERE "email" IS NOT NULL G
 
 -- name: Every customer created by the backfill has a lead
 -- expect: 0
-SELECT count(*) FROM "_runbook_backfill_006" AS b WHERE b."kind" = 'customer' AND NOT EXISTS (SELECT 1 FROM "Lead" AS l WHERE l."customer_id" = b."row_id");
+SELECT count(*) FROM "_runbook_backfill_006" AS b JOIN "Customer" AS c ON c."id" = 'cus_' || b."row_id" WHERE b."kind" = 'lead' AND NOT EXISTS (SELECT 1 FROM "Lead" AS l WHERE l."customer_id" = c."id");
 
 -- name: Rollback backup table "_runbook_backfill_006" is in place
 -- expect: 1

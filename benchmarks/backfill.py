@@ -1,0 +1,293 @@
+"""What backfilling batch 6 does to an application that keeps running: psql -1 versus runbook direct and online.
+
+For each size (the example CRM at N leads, at its state before batch 6: one lead in ten without a customer),
+the lock-impact workload (benchmarks/workload.py: 4 connections inserting, updating and reading "Lead" and "Job")
+runs with one more client, in a process of its own, updating a random lead that has no customer yet every
+5 ms (`UPDATE "Lead" SET phone = phone WHERE id = $1 AND customer_id IS NULL`: the rows the backfill is about
+to change), while batch 6 is applied by
+  (a) psql -X -q -v ON_ERROR_STOP=1 -1 -f migration.sql
+  (b) runbook_lib.phases.apply.run(session, strategy="direct")     one transaction
+  (c) runbook_lib.phases.apply.run(session, strategy="online")     data statements in batches, 50 ms target
+  (d) the same with backfill_batch_ms=10
+then rolled back with rollback.sql (psql -1, or runbook rollback), and the end state compared with the one
+before, so every run starts from the same state. Then, per size, the online apply is SIGKILLed at random
+moments (--kills, a forked child) and resumed by a new apply: each must end in the one-transaction end state.
+
+    python benchmarks/backfill.py                          # 100k, 1M, 5M leads, 3 runs each
+    python benchmarks/backfill.py --sizes 100k --runs 1    # a quick look
+
+Writes benchmarks/results/backfill.json; benchmarks/report.py turns it into its section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common  # noqa: F401  (puts the project on sys.path)
+import psycopg
+import workload
+from common import DEFAULT_STATE, RESULTS_DIR, header, parse_size, psql_binary, server_url, size_label, spread
+from psycopg import sql
+
+from runbook_lib import config
+from runbook_lib.db import connection as database
+from runbook_lib.db import example
+from runbook_lib.errors import RunbookError
+from runbook_lib.phases import apply, rollback
+from runbook_lib.phases.session import open_session
+from runbook_lib.report.records import ExecutionResult
+
+METHODS = {"psql": {}, "direct": {"strategy": "direct"}, "online": {"strategy": "online"},
+           "online-10ms": {"strategy": "online", "backfill_batch_ms": 10}}
+BATCH6 = config.example_migrations_dir() / "006_backfill_customers"
+MARKER = "runbook backfill v1: example leads={leads}, before batch 6, frozen"
+# the end state, compared without the times NOW() writes: which customers exist, every lead's and job's customer
+STATE_SQL = """
+SELECT (SELECT count(*) FROM "Customer"), (SELECT count(*) FROM "Lead" WHERE customer_id IS NULL),
+       (SELECT count(*) FROM "Job" WHERE customer_id IS NULL),
+       (SELECT sum(hashtextextended(id || ':' || coalesce(email, ''), 0)::numeric) FROM "Customer"),
+       (SELECT sum(hashtextextended(id || ':' || coalesce(customer_id, ''), 0)::numeric) FROM "Lead"
+         WHERE id NOT LIKE '{prefix}%%'),
+       (SELECT sum(hashtextextended(id || ':' || coalesce(customer_id, ''), 0)::numeric) FROM "Job"
+         WHERE id NOT LIKE '{prefix}%%'),
+       to_regclass('"_runbook_backfill_006"') IS NOT NULL
+""".format(prefix=workload.ID_PREFIX)  # the workload's own rows (it inserts leads and jobs with a customer) left out
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def state(url: str) -> tuple:
+    with database.connect(url) as conn:
+        return tuple(str(v) for v in conn.execute(STATE_SQL).fetchone())
+
+
+def prepare(server: str, leads: int, *, reload: bool) -> str:
+    """The example at this size before batch 6, frozen; reused when an earlier run left it intact."""
+    name = f"bench_backfill_{leads}"
+    url = database.with_database(server, name)
+    with database.connect(server, autocommit=True) as conn:
+        row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                           (name,)).fetchone()
+        if row is not None and row[0] == MARKER.format(leads=leads) and not reload:
+            log(f"{size_label(leads)}: reusing database {name}")
+            return url
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with database.connect(url) as conn:
+        loaded = example.load(conn, leads=leads)
+        conn.commit()
+    with database.connect(url, autocommit=True) as conn:
+        conn.execute('VACUUM (FREEZE, ANALYZE) "Customer", "Lead", "Job"')
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name),
+                                                                    sql.Literal(MARKER.format(leads=leads))))
+    log(f"{size_label(leads)}: loaded {loaded.leads:,} leads ({loaded.leads_without_customer:,} without a customer)")
+    return url
+
+
+def _backfill_client(url: str, ids: list[str], interval_s: float, pipe) -> None:
+    """A process of its own: every interval, one not-yet-backfilled lead updated; latencies back on stop."""
+    random.seed(19)
+    started, latency = [], []
+    with psycopg.connect(url, autocommit=True, application_name="bench backfill client") as conn:
+        pipe.send("ready")
+        pipe.recv()  # go
+        next_at = time.monotonic()
+        while not pipe.poll():
+            t = time.monotonic()
+            conn.execute('UPDATE "Lead" SET phone = phone WHERE id = %s AND customer_id IS NULL', (random.choice(ids),))
+            started.append(t)
+            latency.append(time.monotonic() - t)
+            next_at = max(next_at + interval_s, time.monotonic())  # a steady schedule, no catch-up burst
+            time.sleep(max(0.0, next_at - time.monotonic()))
+    pipe.recv()  # stop
+    pipe.send((started, latency))
+
+
+def _max_ms(started: list[float], latency: list[float], t0: float, t1: float) -> float | None:
+    inside = [lat for s, lat in zip(started, latency) if s <= t1 and s + lat >= t0]
+    return round(max(inside) * 1000, 2) if inside else None
+
+
+def apply_once(url: str, method: str, reports: Path) -> dict:
+    if method == "psql":
+        t0 = time.monotonic()
+        done = subprocess.run([psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f",
+                               str(BATCH6 / "migration.sql"), "-d", url], capture_output=True, text=True)
+        return {"ok": done.returncode == 0, "t0": t0, "t1": time.monotonic(), "message": done.stderr.strip()[:300]}
+    session = open_session(6, database_url=url, reports_dir=reports)
+    t0 = time.monotonic()
+    try:
+        result, message = apply.run(session, **METHODS[method]), ""
+    except RunbookError as exc:
+        result, message = session.run.read("apply", ExecutionResult), str(exc)
+    out = {"ok": not message, "t0": t0, "t1": time.monotonic(), "message": message[:300]}
+    if result is not None:
+        out.update(write_block_ms=round(result.longest_write_block_s * 1000, 2),
+                   batches=sum(b.batches for b in result.backfills),
+                   longest_batch_ms=round(max((b.batch_longest_s for b in result.backfills), default=0) * 1000, 2),
+                   median_batch_ms=round(max((b.batch_median_s for b in result.backfills), default=0) * 1000, 2),
+                   lock_timeouts=sum(b.lock_timeouts for b in result.backfills))
+    return out
+
+
+def undo(url: str, method: str, reports: Path) -> None:
+    if method == "psql":
+        subprocess.run([psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(BATCH6 / "rollback.sql"),
+                        "-d", url], check=True, capture_output=True)
+    else:
+        rollback.run(open_session(6, database_url=url, reports_dir=reports))
+    with database.connect(url, autocommit=True) as conn:
+        workload.remove_inserted(conn)
+        conn.execute('VACUUM (ANALYZE) "Customer", "Lead", "Job"')
+
+
+def _kill_child(url: str, reports: str) -> None:
+    apply.run(open_session(6, database_url=url, reports_dir=Path(reports)), strategy="online")
+
+
+def kill_and_resume(url: str, after_s: float, reports: Path) -> dict:
+    """The online apply (a forked child) SIGKILLed `after_s` after its first batch committed, then resumed."""
+    child = multiprocessing.get_context("fork").Process(target=_kill_child, args=(url, str(reports)))
+    child.start()
+    deadline = time.monotonic() + 120
+    with database.connect(url, autocommit=True) as conn:
+        while child.is_alive() and time.monotonic() < deadline and not conn.execute(
+                "SELECT to_regclass('runbook.phase_run') IS NOT NULL AND EXISTS (SELECT 1 FROM runbook.phase_run"
+                " WHERE batch = 6 AND status = 'running' AND backfill IS NOT NULL)").fetchone()[0]:
+            time.sleep(0.005)
+    child.join(after_s)
+    killed = child.is_alive()
+    if killed:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+    time.sleep(0.2)  # its backends end with its connections
+    result = apply.run(open_session(6, database_url=url, reports_dir=reports), strategy="online")
+    return {"after_s": round(after_s, 3), "killed": killed, "resumed": result.status,
+            "message": result.message[:300], "end_state": state(url)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100k,1M,5M")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of the online apply per size (then resumed)")
+    parser.add_argument("--client-interval-ms", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--server-url")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    parser.add_argument("--reload", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "backfill.json")
+    args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    if unknown := [m for m in methods if m not in METHODS]:
+        parser.error(f"unknown method {unknown[0]!r}; use some of {', '.join(METHODS)}")
+    server = server_url(args.server_url, args.state_dir)
+    reports = args.state_dir / "reports-backfill"
+    shutil.rmtree(reports, ignore_errors=True)
+    wl_config = workload.WorkloadConfig(connections=args.connections, rate_per_connection=args.rate, max_seconds=600)
+    out = {**header("backfill", argv, server),
+           "settings": {"runs": args.runs, "methods": methods, "kills": args.kills,
+                        "client_interval_ms": args.client_interval_ms, "workload": dataclasses.asdict(wl_config)},
+           "sizes": [], "runs": [], "kills": [], "summary": []}
+    started = time.time()
+    for leads in [parse_size(s) for s in args.sizes.split(",") if s.strip()]:
+        url = prepare(server, leads, reload=args.reload)
+        before = state(url)
+        with database.connect(url) as conn:
+            ids = [r[0] for r in conn.execute('SELECT id FROM "Lead" WHERE customer_id IS NULL')]
+            jobs = conn.execute('SELECT count(*) FROM "Job" WHERE customer_id IS NULL').fetchone()[0]
+        out["sizes"].append({"leads": leads, "leads_without_customer": len(ids), "jobs_without_customer": jobs})
+        pools = workload.sample_pools(url)
+        expected = None
+        walls = []
+        with workload.WorkloadProcess(url, pools, wl_config) as wl:
+            for run in range(args.runs):
+                for method in methods[run % len(methods):] + methods[:run % len(methods)]:
+                    parent, child_end = multiprocessing.Pipe()
+                    client = multiprocessing.Process(target=_backfill_client,
+                                                     args=(url, ids, args.client_interval_ms / 1000, child_end))
+                    client.start()
+                    parent.recv()
+                    wl.start()
+                    parent.send("go")
+                    time.sleep(1.0)
+                    applied = apply_once(url, method, reports)
+                    time.sleep(0.5)
+                    parent.send("stop")
+                    c_started, c_latency = parent.recv()
+                    client.join()
+                    ops = wl.stop()
+                    t0, t1 = applied.pop("t0"), applied.pop("t1")
+                    end = state(url)
+                    expected = expected or end
+                    row = {"leads": leads, "run": run + 1, "method": method, "wall_s": round(t1 - t0, 3),
+                           "rows_per_s": round((len(ids) + jobs) / (t1 - t0)),
+                           "client_max_ms": _max_ms(c_started, c_latency, t0, t1),
+                           "client_updates": sum(1 for s in c_started if t0 <= s <= t1),
+                           "workload": dataclasses.asdict(workload.stats(ops, t0, t1)),
+                           "same_end_state": end == expected, **applied}
+                    row["stall_ms"] = max(v for v in (row["client_max_ms"], row["workload"]["max_ms"]) if v is not None)
+                    out["runs"].append(row)
+                    if method.startswith("online"):
+                        walls.append(t1 - t0)
+                    log(f"{size_label(leads)} run {run + 1} {method:<11} {'ok' if applied['ok'] else 'FAILED'} "
+                        f"{t1 - t0:.2f} s, stall {row['stall_ms']:.1f} ms (client {row['client_max_ms']} ms), "
+                        f"write block {applied.get('write_block_ms')} ms, batches {applied.get('batches')}"
+                        + (f" [{applied['message']}]" if applied["message"] else ""))
+                    undo(url, method, reports)
+                    if state(url) != before:
+                        raise SystemExit(f"After rolling back the {method} run the data differs from before; stopping.")
+        rng = random.Random(16 + leads)
+        span = sorted(walls)[len(walls) // 2] if walls else 2.0
+        for _ in range(args.kills):
+            outcome = kill_and_resume(url, rng.uniform(0.0, 0.6) * span, reports)
+            outcome["exactly_once"] = outcome["end_state"] == expected if expected else None
+            outcome["leads"] = leads
+            out["kills"].append(outcome)
+            log(f"{size_label(leads)} kill at {outcome['after_s']} s: killed={outcome['killed']}, "
+                f"resumed {outcome['resumed']}, end state as one transaction: {outcome['exactly_once']}")
+            undo(url, "online", reports)
+        out["summary"] = summarize(out["runs"])
+        write(out, args.out)
+    out["elapsed_s"] = round(time.time() - started, 1)
+    write(out, args.out)
+    log(f"wrote {args.out} ({out['elapsed_s']:.0f} s)")
+    return 0
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    rows = []
+    for leads, method in sorted({(r["leads"], r["method"]) for r in runs}, key=lambda k: (k[0], list(METHODS).index(k[1]))):
+        group = [r for r in runs if (r["leads"], r["method"]) == (leads, method)]
+        rows.append({"leads": leads, "method": method, "runs": len(group),
+                     "failed": sum(1 for r in group if not r["ok"]),
+                     "different_end_state": sum(1 for r in group if not r["same_end_state"]),
+                     **{k: spread([r.get(k) for r in group]) for k in
+                        ("wall_s", "rows_per_s", "stall_ms", "client_max_ms", "write_block_ms", "batches",
+                         "longest_batch_ms", "median_batch_ms")},
+                     "workload_max_ms": spread([r["workload"]["max_ms"] for r in group])})
+    return rows
+
+
+def write(out: dict, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Batched backfills (issue 19): data statements run by keyset in short transactions under --strategy online,
+each committing its position with it; resumable after a SIGKILL, the same end state as one transaction."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runbook_lib import config
+from runbook_lib.config import Options
+from runbook_lib.db import connection as database
+from runbook_lib.db import example
+from runbook_lib.errors import MigrationFailed, RunbookError
+from runbook_lib.execution import backfill, live, replica
+from runbook_lib.phases import apply, preflight
+from runbook_lib.phases.session import open_session
+from runbook_lib.report import summary
+from runbook_lib.sql import analysis, batching, plan
+
+BATCH_6 = config.example_migrations_dir() / "006_backfill_customers"
+
+
+def _batch(root: Path, sql: str, number: int = 1) -> Path:
+    folder = root / "migrations" / f"{number:03d}_backfill"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "migration.sql").write_text(sql)
+    return root / "migrations"
+
+
+def _apply(url: str, migrations: Path, reports: Path, number: int = 1, **options):
+    return apply.run(open_session(number, database_url=url, migrations_dir=migrations, reports_dir=reports), **options)
+
+
+def _items(url: str, rows: int) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE item (id int PRIMARY KEY, n int NOT NULL DEFAULT 0)")
+        conn.execute("INSERT INTO item (id) SELECT g FROM generate_series(1, %s) g", (rows,))
+
+
+def _counts(url: str) -> dict[int, int]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT n, count(*) FROM item GROUP BY n").fetchall())
+
+
+# --- which statements are batched, and preflight's reasons ----------------------------------------
+
+SHAPES = """\
+UPDATE item SET n = n + 1 WHERE n >= 0;
+DELETE FROM item WHERE n < 0;
+INSERT INTO copy (id, n) SELECT id, n FROM item WHERE n > 100;
+UPDATE item SET n = 1;
+UPDATE nokey SET n = 1 WHERE n = 0;
+UPDATE item SET n = (SELECT max(n) FROM item) WHERE n = 0;
+INSERT INTO copy (id, n) VALUES (1, 1);
+INSERT INTO copy (id, n) SELECT DISTINCT id, n FROM item;
+INSERT INTO copy (id, n) SELECT i.id, i.n FROM item i JOIN nokey k ON k.n = i.n;
+UPDATE item SET n = 2 WHERE n = 1 RETURNING id;
+WITH x AS (SELECT 1) UPDATE item SET n = 3 WHERE n = 2;
+BEGIN;
+UPDATE item SET n = 4 WHERE n = 3;
+COMMIT;
+"""
+
+
+def test_preflight_says_which_data_statements_are_batched_and_why_not(empty_db: str, tmp_path: Path) -> None:
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("CREATE TABLE item (id int PRIMARY KEY, n int); CREATE TABLE copy (id int PRIMARY KEY, n int);"
+                     " CREATE TABLE nokey (n int)")
+    result = preflight.evaluate(open_session(1, database_url=empty_db, migrations_dir=_batch(tmp_path, SHAPES),
+                                             reports_dir=tmp_path / "r"), lint=False)
+    said = {c.statement_index: (c.batched, c.reason) for c in result.backfills}
+    assert said[1] == (True, "in batches by keyset on item (id) with --strategy online")
+    assert said[2][0] and said[3] == (True, "in batches by keyset on item (id) with --strategy online")
+    refused = {i: reason for i, (batched, reason) in said.items() if not batched}
+    assert "without WHERE" in refused[4]
+    assert refused[5] == "nokey has no primary key: there is no key to walk in batches"
+    assert "reads item, the table it changes" in refused[6]
+    assert "VALUES" in refused[7] and "DISTINCT" in refused[8] and "exactly one table" in refused[9]
+    assert "RETURNING" in refused[10] and "WITH" in refused[11]
+    assert "BEGIN … COMMIT" in refused[13]
+    assert set(said) == {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13}
+    assert "batched" in result.backfills_frame().columns
+
+
+def test_batches_walk_the_primary_key_in_ranges_never_offset(empty_db: str) -> None:
+    [stmt] = analysis.analyze('UPDATE item AS i SET n = n + 1 WHERE i.n >= 0')
+    [step] = plan.build([stmt], "online")
+    key = batching.Key("item", ("id",), ("integer",))
+    text = batching.batch_sql(step.backfill, key)
+    bounds, params = batching.bounds_sql(key, after=True, limit=100)
+    assert text == "UPDATE item AS i SET n = n + 1 WHERE i.n >= 0 AND (i.id >= CAST($1 AS integer) AND i.id <= CAST($2 AS integer))"
+    assert "OFFSET" not in (text + bounds).upper() and "LIMIT 100" in bounds and params == 1
+    _items(empty_db, 3000)
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("ANALYZE item")
+        plan_text = "\n".join(r[0] for r in conn.execute("EXPLAIN " + bounds, ("1500",)))
+        assert "Index Only Scan using item_pkey" in plan_text or "Index Scan using item_pkey" in plan_text, plan_text
+        assert conn.execute(bounds, ("2990",)).fetchone() == (["2991"], ["3000"], 10)
+    [shaped] = plan.build(analysis.analyze("CREATE TABLE t (id int); UPDATE item SET n = 1 WHERE n = 0"), "direct")
+    assert shaped.backfill is None  # direct: one transaction, as written
+
+
+def test_batch_size_adapts_toward_the_target_time(empty_db: str, tmp_path: Path) -> None:
+    _items(empty_db, 1200)
+    # about half a millisecond per row: the first 500 keys take a quarter of a second, the target is 20 ms
+    sql = "UPDATE item SET n = n + 1 + (SELECT 0 FROM pg_sleep(0.0005 + 0 * item.id)) WHERE n >= 0;\n"
+    with live.to_file(tmp_path / "live.jsonl") as path:
+        result = _apply(empty_db, _batch(tmp_path, sql), tmp_path / "r", strategy="online", backfill_batch_ms=20)
+        events = [e for e in live.Tail(path).read() if e.kind == live.BACKFILL]
+    assert events and events[-1].final and events[-1].done == 1200 and events[-1].unit == "rows"
+    assert any("rows/s" in e.text and "left" in e.text for e in events[:-1]), [e.text for e in events]
+    [run] = result.backfills
+    assert run.status == "completed" and run.rows == 1200 and run.keys_scanned == 1200
+    assert run.batch_size_first == backfill.FIRST_SIZE and backfill.MIN_SIZE <= run.batch_size_last <= 100, run
+    assert run.batches >= 5 and run.batch_median_s < run.batch_longest_s
+    assert _counts(empty_db) == {1: 1200}
+    assert backfill.next_size(1000, 0.010, 0.050) == 2000 and backfill.next_size(1000, 0.200, 0.050) == 500
+    assert backfill.next_size(1000, 0.100, 0.050) == 500 and backfill.next_size(100, 0.040, 0.050) == 125
+
+
+def test_options_refuse_a_batch_target_of_zero() -> None:
+    with pytest.raises(RunbookError, match="backfill_batch_ms must be at least 1"):
+        Options(backfill_batch_ms=0).checked()
+
+
+# --- batch 6: the same end state, rollback from a stop midway -------------------------------------
+
+END_STATE = ('SELECT (SELECT array_agg((id, name, email, phone)::text ORDER BY id) FROM "Customer"),'
+             ' (SELECT array_agg((id, customer_id)::text ORDER BY id) FROM "Lead"),'
+             ' (SELECT array_agg((id, customer_id)::text ORDER BY id) FROM "Job")')
+EVERYTHING = ('SELECT (SELECT array_agg(c::text ORDER BY id) FROM "Customer" c), (SELECT array_agg(l::text ORDER BY id)'
+              ' FROM "Lead" l), (SELECT array_agg(j::text ORDER BY id) FROM "Job" j)')
+
+
+def _one(url: str, query: str):
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchone()
+
+
+def test_batch_6_in_batches_ends_as_the_one_transaction_apply(
+        make_database: Callable[..., str], crm_template: str, tmp_path: Path) -> None:
+    direct_url, online_url = make_database(crm_template), make_database(crm_template)
+    migrations = config.example_migrations_dir()
+    direct = _apply(direct_url, migrations, tmp_path / "d", 6)
+    online = _apply(online_url, migrations, tmp_path / "o", 6, strategy="online", backfill_batch_ms=1)
+    assert direct.status == online.status == "applied"
+    assert _one(online_url, END_STATE) == _one(direct_url, END_STATE)
+    assert _one(online_url, 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL')[0] == 0
+    # the record: every data statement batched, rows per batch and batch times, row locks counted
+    assert [b.kind for b in online.backfills] == ["INSERT … SELECT", "INSERT … SELECT", "INSERT … SELECT",
+                                                  "UPDATE", "UPDATE"]
+    lead = online.backfills[3]
+    assert lead.table == "Lead" and lead.key == "id" and lead.rows == 100 and lead.batches > 1
+    assert 0 < lead.rows_per_batch_median <= lead.rows_per_batch_max < 100
+    assert 0 < lead.batch_median_s <= lead.batch_longest_s and lead.row_lock_longest_s > 0
+    assert online.longest_write_block_s >= lead.row_lock_longest_s
+    held = {h.relation: h for h in direct.locks_before_commit if h.mode == backfill.ROW_LOCKS}
+    assert held["Lead"].rows == 100 and held["Lead"].blocks_writes and direct.longest_write_block_s >= held["Lead"].held_s
+    text = summary.load(next((tmp_path / "o").rglob("apply.json")).parent).markdown
+    assert "Batched data statements" in text and "rows per batch" in text and "longest batch" in text
+
+
+def _terminate_in(url: str, step: int, batch: int) -> Callable[[int, int], None]:
+    """A hook that ends the apply's own backend before the COMMIT of `batch` of `step`: a stop midway."""
+    def hook(s: int, b: int) -> None:
+        if (s, b) == (step, batch):
+            with psycopg.connect(url, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE application_name LIKE 'runbook apply%%' AND datname = current_database()")
+    return hook
+
+
+def test_rollback_sql_restores_batch_6_from_a_backfill_stopped_midway(crm_url: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _one(crm_url, EVERYTHING)
+    monkeypatch.setattr(backfill, "BEFORE_BATCH_COMMIT_HOOKS", [_terminate_in(crm_url, 5, 3)])
+    with pytest.raises(MigrationFailed, match="committed batch"):
+        _apply(crm_url, config.example_migrations_dir(), tmp_path / "r", 6, strategy="online", backfill_batch_ms=1)
+    linked = _one(crm_url, 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL')[0]
+    assert 0 < linked < 100  # midway through the leads
+    with database.connect(crm_url) as conn:
+        for stmt in analysis.analyze((BATCH_6 / "rollback.sql").read_text()):
+            conn.execute(stmt.sql)
+        conn.commit()
+    assert _one(crm_url, EVERYTHING) == before
+
+
+# --- exactly once: SIGKILL midway, then resume ------------------------------------------------------
+
+
+def _child(url: str, migrations: Path, reports: Path, kill_at: int, tell) -> None:
+    def pause(step: int, batch: int) -> None:
+        if batch == kill_at:
+            tell.send("pause")
+            time.sleep(60)
+    backfill.BEFORE_BATCH_COMMIT_HOOKS.append(pause)
+    _apply(url, migrations, reports, strategy="online", backfill_batch_ms=1, lock_timeout_ms=1000)
+    tell.send("done")
+
+
+def test_a_backfill_sigkilled_midway_resumes_with_no_row_twice_or_skipped(empty_db: str, tmp_path: Path) -> None:
+    _items(empty_db, 3000)
+    migrations = _batch(tmp_path, "UPDATE item SET n = n + 1 WHERE n >= 0;\nINSERT INTO item VALUES (0, 0);\n")
+    ctx = multiprocessing.get_context("fork")
+    for run, kill_at in enumerate((4, 9)):  # killed holding batch 4 uncommitted; then, resumed, at its batch 9
+        parent, child_end = ctx.Pipe()
+        child = ctx.Process(target=_child, args=(empty_db, migrations, tmp_path / f"k{run}", kill_at, child_end))
+        child.start()
+        assert parent.poll(60) and parent.recv() == "pause"
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        half = _counts(empty_db)
+        assert set(half) == {0, 1} and 0 < half[1] < 3000, half  # the committed batches only
+    result = _apply(empty_db, migrations, tmp_path / "r", strategy="online", lock_timeout_ms=1000)
+    assert result.status == "applied" and "resumes after key" in result.message
+    assert _counts(empty_db) == {1: 3000, 0: 1}  # every row once (the INSERT's row is new, n = 0)
+    [run] = result.backfills
+    assert run.rows_before == half[1] and run.rows + run.rows_before == 3000
+
+
+# --- the application keeps going; health between batches -----------------------------------------
+
+
+def test_an_application_updating_rows_not_yet_backfilled_is_not_stalled(empty_db: str, tmp_path: Path) -> None:
+    with database.connect(empty_db) as conn:
+        example.load(conn, leads=20_000)
+        conn.commit()
+        waiting = [r[0] for r in conn.execute('SELECT id FROM "Lead" WHERE customer_id IS NULL')]
+    stop, waits = threading.Event(), []
+
+    def application() -> None:
+        with psycopg.connect(empty_db, autocommit=True) as conn:
+            while not stop.is_set():
+                started = time.perf_counter()
+                conn.execute('UPDATE "Lead" SET phone = phone WHERE id = %s', (random.choice(waiting),))
+                waits.append(time.perf_counter() - started)
+                time.sleep(0.002)
+
+    writer = threading.Thread(target=application)
+    writer.start()
+    try:
+        result = _apply(empty_db, config.example_migrations_dir(), tmp_path / "r", 6, strategy="online")
+    finally:
+        stop.set()
+        writer.join()
+    assert result.status == "applied" and len(waits) > 20
+    assert max(waits) < 0.5, f"the application waited {max(waits) * 1000:.0f} ms"
+
+
+def test_a_batch_that_waits_on_a_row_lock_backs_off_and_retries_smaller(empty_db: str, tmp_path: Path) -> None:
+    _items(empty_db, 300)
+    holder = psycopg.connect(empty_db)
+    holder.execute("UPDATE item SET n = n WHERE id = 7")  # a row lock the first batch needs, released later
+    threading.Timer(0.6, holder.commit).start()
+    try:
+        result = _apply(empty_db, _batch(tmp_path, "UPDATE item SET n = n + 1 WHERE n >= 0;\n"), tmp_path / "r",
+                        strategy="online", lock_timeout_ms=100)
+    finally:
+        time.sleep(0.7)
+        holder.close()
+    [run] = result.backfills
+    assert run.lock_timeouts >= 1 and run.batch_size_first <= backfill.FIRST_SIZE // 2  # halved per timeout
+    assert _counts(empty_db) == {1: 300}
+
+
+def test_replica_lag_is_read_from_pg_stat_replication(empty_db: str) -> None:
+    with psycopg.connect(empty_db) as conn:
+        assert replica.lag_ms(conn) is None  # this server has no standby: the view is there, and empty
+    watch = replica.LagWatch(1000)
+    assert watch.over(1500.0) and not watch.over(900.0) and not watch.over(None)
+    assert not replica.LagWatch(0).over(10**9)  # 0: replicas not watched
+
+
+def test_batches_pause_while_replica_lag_is_over_the_threshold(empty_db: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """No standby can be started here, so the readings are injected; the pause around them is the real one."""
+    _items(empty_db, 200)
+    readings = iter([5000.0, 4000.0])
+    monkeypatch.setattr(replica, "POLL_S", 0.05)
+    monkeypatch.setattr(backfill.Context, "__init__", _with_lag(lambda conn: next(readings, None)))
+    result = _apply(empty_db, _batch(tmp_path, "UPDATE item SET n = n + 1 WHERE n >= 0;\n"), tmp_path / "r",
+                    strategy="online", backfill_batch_ms=1)
+    [run] = result.backfills
+    assert run.replica_pause_s >= 0.1
+    assert _counts(empty_db) == {1: 200}
+
+
+def _with_lag(read: Callable) -> Callable:
+    original = backfill.Context.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        self.lag = read
+    return init
