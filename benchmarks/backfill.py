@@ -7,8 +7,8 @@ runs with one more client, in a process of its own, updating a random lead that 
 to change), while batch 6 is applied by
   (a) psql -X -q -v ON_ERROR_STOP=1 -1 -f migration.sql
   (b) runbook_lib.phases.apply.run(session, strategy="direct")     one transaction
-  (c) runbook_lib.phases.apply.run(session, strategy="online")     data statements in batches, 50 ms target
-  (d) the same with backfill_batch_ms=10
+  (c) runbook_lib.phases.apply.run(session, strategy="online")     data statements in batches, 10 ms target (default)
+  (d) the same with backfill_batch_ms=50: larger batches, faster, each row locked longer
 then rolled back with rollback.sql (psql -1, or runbook rollback), and the end state compared with the one
 before, so every run starts from the same state. Then, per size, the online apply is SIGKILLed at random
 moments (--kills, a forked child) and resumed by a new apply: each must end in the one-transaction end state.
@@ -49,7 +49,7 @@ from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import ExecutionResult
 
 METHODS = {"psql": {}, "direct": {"strategy": "direct"}, "online": {"strategy": "online"},
-           "online-10ms": {"strategy": "online", "backfill_batch_ms": 10}}
+           "online-50ms": {"strategy": "online", "backfill_batch_ms": 50}}
 BATCH6 = config.example_migrations_dir() / "006_backfill_customers"
 MARKER = "runbook backfill v1: example leads={leads}, before batch 6, frozen"
 # the end state, compared without the times NOW() writes: which customers exist, every lead's and job's customer

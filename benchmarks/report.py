@@ -625,7 +625,7 @@ def kill_section(ks: dict) -> list[str]:
 
 
 BACKFILL_LABEL = {"psql": "(a) psql -1 -f", "direct": "(b) runbook direct", "online": "(c) runbook online",
-                  "online-10ms": "(d) runbook online, --batch-ms 10"}
+                  "online-50ms": "(d) runbook online, --batch-ms 50"}
 
 
 def backfill_section(bf: dict) -> list[str]:
