@@ -33,7 +33,7 @@ from common import (
     size_label,
     spread,
 )
-from lock_impact import apply_runbook, cleanup, is_before_7, log, prepare, shape, undo
+from lock_impact import apply_runbook, cleanup, is_before_7, log, prepare, runbook_session, shape, undo
 
 LOCK_TIMEOUT_MS = 200
 
@@ -63,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             if shape(url) != reference or not is_before_7(url):
                 raise SystemExit("The database is not at the state before batch 7; stopping.")
+            # as `runbook run` does: preflight first in the same run folder (apply relies on its gates)
+            session = runbook_session(url, reports, after_preflight=True)
             wl.start()
             time.sleep(1.0)
             t0 = time.monotonic()
-            applied = apply_runbook(url, "online", reports)
+            applied = apply_runbook(session, "online", reports / "live.jsonl")
             t1 = time.monotonic()
             time.sleep(0.5)
             ops = wl.stop()
