@@ -24,10 +24,9 @@ demo: install
 
 test: install
 	@scripts/install_optional.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
-	@# the server-dependent tests again on the system (Debian) PostgreSQL where one is installed; the
-	@# notebook/report tests (marker `kernel`) behave the same on any server and ran above
-	$(PY) scripts/system_postgres.py -- $(PY) -m pytest $(PYTEST_ARGS) -m "not kernel"
+	@# the embedded PostgreSQL 18 and, side by side, the system (Debian) PostgreSQL where one is installed:
+	@# server-dependent tests on both, each notebook/report test (marker `kernel`) once (tests/fix_passes.py)
+	$(PY) scripts/test_suite.py $(PYTEST_ARGS)
 
 # Both benchmarks (lock impact at 100k/1M/5M leads, then runbook's overhead), then benchmarks/RESULTS.md and
 # benchmarks/lock_impact.png from their results. About 15 minutes on 2 cores; needs psql. Quick look:

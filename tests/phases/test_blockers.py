@@ -97,11 +97,12 @@ def test_apply_waits_for_an_idle_transaction_without_queuing_and_names_it(sessio
                                                                           strategy: str) -> None:
     with idle_in_transaction(crm_url) as blocker, live.to_file(tmp_path / "live.jsonl") as events:
         pid = blocker.info.backend_pid
-        run = Background(lambda: apply.run(session_for(7), strategy=strategy))
+        # a lock_timeout of 3 s: had apply requested its ACCESS EXCLUSIVE, the application would queue for seconds
+        run = Background(lambda: apply.run(session_for(7), strategy=strategy, lock_timeout_ms=3000))
         wait_for(lambda: waiting_event(events))
         # apply waits without requesting its ACCESS EXCLUSIVE: the application reads and writes "Lead" freely
         stalls = [timed(crm_url, INSERT, (f"app_{i}",)) for i in range(3)] + [timed(crm_url, 'SELECT * FROM "Lead" LIMIT 1')]
-        assert max(stalls) < 0.1, stalls
+        assert max(stalls) < 1.0, stalls
         time.sleep(0.3)
         assert run.is_alive() and not blocker.closed  # still waiting; never terminated without the option
         blocker.rollback()

@@ -1,0 +1,39 @@
+"""Two servers, one suite: which tests each pass runs (`--suite-pass`, set by scripts/test_suite.py).
+
+The server-dependent tests run on both servers (the embedded PostgreSQL 18 and the system's PostgreSQL).
+The tests marked `kernel` (notebooks, the CLI, reports, fleets, the wheel) behave the same on any server and
+run once: most of them in the first pass, those under SECOND_PASS_KERNEL in the second, so the two passes,
+run side by side, take about as long as each other. With one server there is one pass: everything.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SECOND_PASS_KERNEL = ("tests/fleet/", "tests/test_packaging.py", "tests/test_benchmarks.py")
+ALL, FIRST, SECOND = "all", "first", "second"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--suite-pass", choices=(ALL, FIRST, SECOND), default=ALL,
+                     help="all (default): every test; first: all but the kernel tests the second pass takes; "
+                          "second (the second server): the server-dependent tests and those kernel tests")
+
+
+def _second_takes(item: pytest.Item) -> bool:
+    return item.nodeid.startswith(SECOND_PASS_KERNEL)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    which = config.getoption("--suite-pass")
+    if which == ALL:
+        return
+    kernel = {id(item) for item in items if item.get_closest_marker("kernel") is not None}
+    if which == FIRST:
+        keep = [i for i in items if not (id(i) in kernel and _second_takes(i))]
+    else:
+        keep = [i for i in items if id(i) not in kernel or _second_takes(i)]
+    dropped = [i for i in items if i not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
