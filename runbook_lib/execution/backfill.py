@@ -35,6 +35,8 @@ FIRST_SIZE = 500  # keys in the first batch; the size then follows the measured 
 MIN_SIZE, MAX_SIZE = 10, 200_000
 ROW_LOCKS = "row locks"  # HeldLock.mode of the rows a transaction changed (held to its COMMIT)
 
+_SYNC_COMMIT = "SELECT set_config('synchronous_commit', %s, true)"
+
 # Called with (step, batch) inside each batch's transaction, after its position is written and before its
 # COMMIT. Production never adds to it: the kill tests stop a backfill there and SIGKILL it.
 BEFORE_BATCH_COMMIT_HOOKS: list[Callable[[int, int], None]] = []
@@ -62,7 +64,7 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     resume: dict | None = None  # the ledger's position: {"step", "after", "rows", "keys", "batches"}
     record_position: Callable[[psycopg.Connection, dict], None] | None = None
-    lag: Callable[[psycopg.Connection], float | None] = replica.lag_ms  # tests pass a reading of their own
+    lag: Callable[[psycopg.Connection], float | None] | None = None  # None: the server's (replica.LagWatch.measure)
 
 
 def next_size(size: int, took_s: float, target_s: float) -> int:
@@ -158,6 +160,11 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
                 with conn.transaction():
                     bounds, _ = batching.bounds_sql(key, after=after is not None, limit=size)
                     first, last, count = conn.execute(bounds, after or ()).fetchone()
+                    # A batch's rows stay locked until its COMMIT returns: not waiting there for the WAL flush
+                    # keeps that short. A crash may then lose the last few batches, but each with its position
+                    # (one transaction): a resume redoes exactly those. The step's last transaction, which
+                    # records it done, waits for the flush, and with it for every batch before it.
+                    conn.execute(_SYNC_COMMIT, ("on" if first is None else "off",))
                     if first is None:  # nothing left: the step is done, recorded in this transaction
                         if record is not None:
                             record(conn)
