@@ -81,7 +81,7 @@ def prepare(server: str, leads: int, *, reload: bool) -> str:
     with database.connect(server, autocommit=True) as conn:
         row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
                            (name,)).fetchone()
-        if row is not None and row[0] == MARKER.format(leads=leads) and not reload:
+        if row is not None and row[0] == MARKER.format(leads=leads) and not reload and _pristine(url):
             log(f"{size_label(leads)}: reusing database {name}")
             return url
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -95,6 +95,19 @@ def prepare(server: str, leads: int, *, reload: bool) -> str:
                                                                     sql.Literal(MARKER.format(leads=leads))))
     log(f"{size_label(leads)}: loaded {loaded.leads:,} leads ({loaded.leads_without_customer:,} without a customer)")
     return url
+
+
+def _pristine(url: str) -> bool:
+    """Still at its state before batch 6, with no ledger: a run stopped midway (killed, interrupted) leaves
+    leads backfilled or a partial apply that the next apply would resume instead of starting over."""
+    with database.connect(url) as conn:
+        if not conn.execute("""SELECT to_regclass('"_runbook_backfill_006"') IS NULL
+                                 AND EXISTS (SELECT 1 FROM "Lead" WHERE customer_id IS NULL)""").fetchone()[0]:
+            return False
+        if conn.execute("SELECT to_regclass('runbook.phase_run')").fetchone()[0] is None:
+            return True
+        return not conn.execute("SELECT EXISTS (SELECT 1 FROM runbook.phase_run WHERE batch = 6"
+                                " AND status IN ('running', 'failed'))").fetchone()[0]
 
 
 def _backfill_client(url: str, ids: list[str], interval_s: float, pipe) -> None:
