@@ -670,6 +670,25 @@ def backfill_section(bf: dict) -> list[str]:
         lines.append(f"- {BACKFILL_LABEL.get(method, method)}: longest stall at most 20 ms at every size: "
                      + ", ".join(f"{size_label(r['leads'])} {ms(r['stall_ms']['median'])}" for r in rows)
                      + f" (worst single run {ms(worst)}): **{'met' if worst <= 20 else 'not met'}**.")
+    default = [r for r in online if r["method"] == "online" and r["longest_batch_ms"]["median"]]
+    missed = [r for r in default if (r["stall_ms"]["max"] or 0) > 20]
+    if missed:
+        lines.append(
+            "- Why not met: an application write to a row a batch has changed waits until that batch commits, so the "
+            "longest stall follows the longest batch, not the median one. The batches' median time stays at the "
+            "target (" + ", ".join(f"{size_label(r['leads'])} {ms(r['median_batch_ms']['median'])}" for r in default)
+            + "), but the longest batch of a run reaches "
+            + ", ".join(f"{size_label(r['leads'])} {ms(r['longest_batch_ms']['median'])}" for r in default)
+            + ", and the longest stall tracks it. Likely causes, not isolated here: on this 2-core machine the "
+            "batch's backend shares the CPU with the workload, its clients and runbook; and at 5M rows the key order "
+            "(text ids) visits a different heap page for almost every row, in a 1 GB table with 128 MB of "
+            "shared_buffers, so a batch also evicts and writes buffers. Runs were back to back on the same tables "
+            "(updated and rolled back each time), and the third 5M run was the slowest. Still, the application's "
+            "longest stall is more than 100x shorter than with psql -1 (1M: "
+            + ", ".join(f"{ms(r['stall_ms']['median'])}" for r in default if r["leads"] == 1_000_000)
+            + " against psql's "
+            + ", ".join(f"{ms(r['stall_ms']['median'])}" for r in bf["summary"]
+                        if r["method"] == "psql" and r["leads"] == 1_000_000) + ").")
     kills = bf.get("kills", [])
     if kills:
         good = [k for k in kills if k["exactly_once"] and k["resumed"] == "applied"]
