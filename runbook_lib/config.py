@@ -144,17 +144,22 @@ def environment_url(explicit: str | None = None) -> str | None:
 
 
 @contextmanager
-def url_in_environment(url: str) -> Iterator[None]:
-    """DATABASE_URL set to `url` for what starts meanwhile (a kernel inherits it), then as it was."""
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """`name` set to `value` for what starts meanwhile (a kernel inherits it), then as it was."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if previous is None:
-            os.environ.pop("DATABASE_URL", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["DATABASE_URL"] = previous
+            os.environ[name] = previous
+
+
+def url_in_environment(url: str):
+    """DATABASE_URL set to `url` for what starts meanwhile (a kernel inherits it), then as it was."""
+    return environment_variable("DATABASE_URL", url)
 
 
 # --- options: the one set of defaults --------------------------------------------------------

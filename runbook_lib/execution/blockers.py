@@ -84,20 +84,28 @@ def wanted_locks(step: plan.Step) -> dict[str, str]:
 
 
 def _oids(conn: psycopg.Connection, wanted: dict[str, str]) -> dict[int, tuple[str, str]]:
-    """oid -> (table as the SQL wrote it, mode); tables the migration creates do not exist yet."""
-    found = {}
-    for table, mode in wanted.items():
-        oid = conn.execute("SELECT to_regclass(%s)::oid", (catalog.regclass_text(table),)).fetchone()[0]
-        if oid is not None:
-            found[oid] = (table, mode)
-    return found
+    """oid -> (table as the SQL wrote it, mode), in one query; tables the migration creates do not exist yet."""
+    if not wanted:
+        return {}
+    tables = list(wanted)
+    with conn.transaction():
+        rows = conn.execute("SELECT i, to_regclass(t)::oid FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i)",
+                            ([catalog.regclass_text(t) for t in tables],)).fetchall()
+    return {oid: (tables[i - 1], wanted[tables[i - 1]]) for i, oid in rows if oid is not None}
 
 
-def look(conn: psycopg.Connection, step: plan.Step, policy: Policy) -> list[BlockerWait]:
-    """The sessions the step would queue behind now, one per session (its first conflicting lock)."""
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:  # nothing stays open between looks
+def look(conn: psycopg.Connection, step: plan.Step, policy: Policy,
+         wanted: dict[int, tuple[str, str]] | None = None) -> list[BlockerWait]:
+    """The sessions the step would queue behind now, one per session (its first conflicting lock).
+
+    `wanted` (from `_oids`) saves resolving the step's tables again on every look of one wait.
+    """
+    if wanted is None:
         wanted = _oids(conn, wanted_locks(step))
-        rows = cur.execute(_LOCKS_SQL, {"oids": list(wanted), "chars": QUERY_CHARS}).fetchall() if wanted else []
+    if not wanted:
+        return []
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:  # nothing stays open between looks
+        rows = cur.execute(_LOCKS_SQL, {"oids": list(wanted), "chars": QUERY_CHARS}).fetchall()
     found: dict[int, BlockerWait] = {}
     for row in rows:
         table, mode = wanted[row["relation"]]
@@ -144,10 +152,11 @@ class Lookout:
         seen: dict[tuple[int, str], tuple[float, BlockerWait]] = {}  # (pid, since) -> first seen, last look
         terminated: set[tuple[int, str]] = set()
         current: list[BlockerWait] = []
+        wanted = _oids(conn, wanted_locks(step))
         try:
             while True:
                 now = time.perf_counter()
-                current = look(conn, step, self.policy)
+                current = look(conn, step, self.policy, wanted)
                 for blocker in current:
                     key = (blocker.pid, blocker.since)
                     seen[key] = (seen.get(key, (now, blocker))[0], blocker)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 
 import psycopg
@@ -177,15 +177,6 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
                                  max(cur.rowcount, 0), names.OK, measured, "", step.number, stmt.locks))
 
 
-@contextmanager
-def _guarded(watcher: guard.Guard | None) -> Iterator[None]:
-    if watcher is None:
-        yield
-        return
-    with watcher.watching():
-        yield
-
-
 def _modes(lock_text: str) -> list[str]:
     return [part.split(" on ")[0] for part in lock_text.split(", ") if " on " in part]
 
@@ -209,7 +200,7 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                 if lookout is not None:
                     lookout.clear(conn, step)  # wait for blockers without queuing behind them
                 with conn.transaction(force_rollback=dry_run):
-                    with _guarded(watcher):
+                    with watcher.watching() if watcher is not None else nullcontext():
                         _run_statements(conn, step, attempt, clock, runs, acquired, url, watcher)
                     if verify is not None and last:
                         result.verification = verify(conn)

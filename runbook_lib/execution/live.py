@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from runbook_lib.config import environment_variable
+
 FILE_VARIABLE = "RUNBOOK_LIVE"  # set by the runner in the kernel's environment; absent in Jupyter
 FILE_NAME = "live.jsonl"
 
@@ -103,15 +105,8 @@ def emit(kind: str, text: str, *, done: float | None = None, total: float | None
 @contextmanager
 def to_file(path: Path) -> Iterator[Path]:
     """Events of this process (and of kernels started meanwhile) go to `path` (tests and the runner)."""
-    previous = os.environ.get(FILE_VARIABLE)
-    os.environ[FILE_VARIABLE] = str(path)
-    try:
+    with environment_variable(FILE_VARIABLE, str(path)):
         yield path
-    finally:
-        if previous is None:
-            os.environ.pop(FILE_VARIABLE, None)
-        else:
-            os.environ[FILE_VARIABLE] = previous
 
 
 class Tail:

@@ -46,12 +46,6 @@ def standbys(conn: psycopg.Connection) -> list[Standby]:
     return [Standby(*row) for row in rows]
 
 
-def lag_ms(conn: psycopg.Connection) -> float | None:
-    """The largest replay lag the standbys reported, in ms; None without a standby (or without the right)."""
-    lags = [s.replay_lag_ms for s in standbys(conn) if s.replay_lag_ms is not None]
-    return max(lags) if lags else None
-
-
 @dataclass
 class LagWatch:
     """Pauses between batches while replay lag is over `threshold_ms` (0: never reads it).

@@ -274,7 +274,8 @@ def test_a_batch_that_waits_on_a_row_lock_backs_off_and_retries_smaller(empty_db
 
 def test_replica_lag_is_read_from_pg_stat_replication(empty_db: str) -> None:
     with psycopg.connect(empty_db) as conn:
-        assert replica.lag_ms(conn) is None  # this server has no standby: the view is there, and empty
+        assert replica.standbys(conn) == []  # this server has no standby: the view is there, and empty
+        assert replica.LagWatch(1000).measure(conn) is None
     watch = replica.LagWatch(1000)
     assert watch.over(1500.0) and not watch.over(900.0) and not watch.over(None)
     assert not replica.LagWatch(0).over(10**9)  # 0: replicas not watched
