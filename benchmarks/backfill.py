@@ -10,8 +10,18 @@ to change), while batch 6 is applied by
   (c) runbook_lib.phases.apply.run(session, strategy="online")     data statements in batches, 10 ms target (default)
   (d) the same with backfill_batch_ms=50: larger batches, faster, each row locked longer
 then rolled back with rollback.sql (psql -1, or runbook rollback), and the end state compared with the one
-before, so every run starts from the same state. Then, per size, the online apply is SIGKILLed at random
-moments (--kills, a forked child) and resumed by a new apply: each must end in the one-transaction end state.
+before, so every run starts from the same state. Then, per size:
+  (0) the same workload and client with no migration at all, as long as each online apply took: this
+      machine's own longest stall over that time (a WAL fsync now and then takes tens of ms here, migration
+      or not), the floor any method's "longest stall" sits on;
+and the online apply is SIGKILLed at random moments (--kills, a forked child) and resumed by a new apply: each
+must end in the one-transaction end state.
+
+Which stalls are the migration's: a third process samples pg_stat_activity every 5 ms for the application's
+statements running longer than 5 ms, what each waits for (wait_event) and, on a heavyweight lock (a row or a
+table), who blocks it (pg_blocking_pids). A lock wait on a session that is not the application's own is a wait
+on the migration; its length is counted up to the sample after it was last seen (an upper bound). The wait
+events of the statements that ran over 20 ms say what the other long stalls were (the WAL, a data file, CPU).
 
     python benchmarks/backfill.py                          # 100k, 1M, 5M leads, 3 runs each
     python benchmarks/backfill.py --sizes 100k --runs 1    # a quick look
@@ -129,12 +139,74 @@ def _backfill_client(url: str, ids: list[str], interval_s: float, pipe) -> None:
     pipe.send((started, latency))
 
 
+WAITS_SQL = """
+SELECT w.pid, extract(epoch FROM clock_timestamp() - w.query_start), w.application_name,
+       coalesce(w.wait_event_type || ':' || w.wait_event, 'CPU'),
+       (SELECT array_agg(b.application_name) FROM pg_stat_activity AS b WHERE b.pid = ANY(pg_blocking_pids(w.pid)))
+FROM pg_stat_activity AS w
+WHERE w.state = 'active' AND w.application_name = ANY(%s) AND w.datname = current_database()
+  AND clock_timestamp() - w.query_start > interval '5 ms'
+"""
+APPLICATION = ("runbook workload", "bench backfill client")  # the application's sessions; any other blocker is the migration's
+SAMPLE_S = 0.005
+
+
+def _lock_waits(url: str, pipe) -> None:
+    """A process of its own: every 5 ms, the application's statements running longer than 5 ms, what they wait
+    for and on whom; on stop, each (its pid and start) as (start, upper-bound seconds, wait events, blockers)."""
+    seen: dict[tuple[int, float], list] = {}
+    with psycopg.connect(url, autocommit=True, application_name="bench lock sampler") as conn:
+        pipe.send("ready")
+        while not pipe.poll():
+            now = time.monotonic()
+            for pid, elapsed, _app, event, blockers in conn.execute(WAITS_SQL, (list(APPLICATION),)):
+                start = round(now - float(elapsed), 3)  # the same statement, sample after sample
+                entry = seen.setdefault((pid, start), [start, 0.0, {}, set()])
+                entry[1] = max(entry[1], float(elapsed) + SAMPLE_S)
+                entry[2][event] = entry[2].get(event, 0) + 1
+                if event.startswith("Lock:"):
+                    entry[3].update(b or "" for b in blockers or ())
+            time.sleep(SAMPLE_S)
+    pipe.recv()  # stop
+    pipe.send([(start, length, events, sorted(blockers)) for start, length, events, blockers in seen.values()])
+
+
+def _slow_waits(waits: list, t0: float, t1: float) -> dict:
+    """What the application's statements that ran over 20 ms during [t0, t1] waited for: samples per wait event."""
+    events: dict[str, int] = {}
+    for start, length, seen, _blockers in waits:
+        if length > 0.020 and start <= t1 and start + length >= t0:
+            for event, n in seen.items():
+                events[event] = events.get(event, 0) + n
+    return dict(sorted(events.items(), key=lambda kv: -kv[1]))
+
+
+def _longest_statement(waits: list, t0: float, t1: float) -> dict:
+    """The application's longest sampled statement overlapping [t0, t1]: how long, and what it waited for."""
+    inside = [(length, events) for start, length, events, _blockers in waits if start <= t1 and start + length >= t0]
+    if not inside:
+        return {}
+    length, events = max(inside, key=lambda item: item[0])
+    return {"ms": round(length * 1000, 2), "events": events}
+
+
+def _migration_wait_ms(waits: list, t0: float, t1: float) -> float:
+    """The longest wait of an application statement, overlapping [t0, t1], on a session not the application's."""
+    inside = [length for start, length, _events, blockers in waits
+              if start <= t1 and start + length >= t0 and any(b not in APPLICATION for b in blockers)]
+    return round(max(inside, default=0.0) * 1000, 2)
+
+
 def _max_ms(started: list[float], latency: list[float], t0: float, t1: float) -> float | None:
     inside = [lat for s, lat in zip(started, latency) if s <= t1 and s + lat >= t0]
     return round(max(inside) * 1000, 2) if inside else None
 
 
-def apply_once(url: str, method: str, reports: Path) -> dict:
+def apply_once(url: str, method: str, reports: Path, *, idle_s: float = 0.0) -> dict:
+    if method == "none":  # the application alone, as long as an online apply took
+        t0 = time.monotonic()
+        time.sleep(idle_s)
+        return {"ok": True, "t0": t0, "t1": time.monotonic(), "message": ""}
     if method == "psql":
         t0 = time.monotonic()
         done = subprocess.run([psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f",
@@ -157,7 +229,9 @@ def apply_once(url: str, method: str, reports: Path) -> dict:
 
 
 def undo(url: str, method: str, reports: Path) -> None:
-    if method == "psql":
+    if method == "none":
+        pass  # nothing applied: only the workload's rows go
+    elif method == "psql":
         subprocess.run([psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(BATCH6 / "rollback.sql"),
                         "-d", url], check=True, capture_output=True)
     else:
@@ -197,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100k,1M,5M")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--no-baseline", action="store_true", help="skip the runs with no migration")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of the online apply per size (then resumed)")
     parser.add_argument("--client-interval-ms", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=4)
@@ -229,42 +304,57 @@ def main(argv: list[str] | None = None) -> int:
         expected = None
         walls = []
         with workload.WorkloadProcess(url, pools, wl_config) as wl:
-            for run in range(args.runs):
-                for method in methods[run % len(methods):] + methods[:run % len(methods)]:
-                    parent, child_end = multiprocessing.Pipe()
-                    client = multiprocessing.Process(target=_backfill_client,
-                                                     args=(url, ids, args.client_interval_ms / 1000, child_end))
-                    client.start()
-                    parent.recv()
-                    wl.start()
-                    parent.send("go")
-                    time.sleep(1.0)
-                    applied = apply_once(url, method, reports)
-                    time.sleep(0.5)
-                    parent.send("stop")
-                    c_started, c_latency = parent.recv()
-                    client.join()
-                    ops = wl.stop()
-                    t0, t1 = applied.pop("t0"), applied.pop("t1")
-                    end = state(url)
-                    expected = expected or end
-                    row = {"leads": leads, "run": run + 1, "method": method, "wall_s": round(t1 - t0, 3),
-                           "rows_per_s": round((len(ids) + jobs) / (t1 - t0)),
-                           "client_max_ms": _max_ms(c_started, c_latency, t0, t1),
-                           "client_updates": sum(1 for s in c_started if t0 <= s <= t1),
-                           "workload": dataclasses.asdict(workload.stats(ops, t0, t1)),
-                           "same_end_state": end == expected, **applied}
-                    row["stall_ms"] = max(v for v in (row["client_max_ms"], row["workload"]["max_ms"]) if v is not None)
-                    out["runs"].append(row)
-                    if method.startswith("online"):
-                        walls.append(t1 - t0)
-                    log(f"{size_label(leads)} run {run + 1} {method:<11} {'ok' if applied['ok'] else 'FAILED'} "
-                        f"{t1 - t0:.2f} s, stall {row['stall_ms']:.1f} ms (client {row['client_max_ms']} ms), "
-                        f"write block {applied.get('write_block_ms')} ms, batches {applied.get('batches')}"
-                        + (f" [{applied['message']}]" if applied["message"] else ""))
-                    undo(url, method, reports)
-                    if state(url) != before:
-                        raise SystemExit(f"After rolling back the {method} run the data differs from before; stopping.")
+            rounds = [methods[run % len(methods):] + methods[:run % len(methods)] for run in range(args.runs)]
+            if "online" in methods and not args.no_baseline:
+                rounds += [["none"] for _ in range(args.runs)]  # after the online runs: as long as they took
+            for run, method in ((i % args.runs, m) for i, round_ in enumerate(rounds) for m in round_):
+                parent, child_end = multiprocessing.Pipe()
+                client = multiprocessing.Process(target=_backfill_client,
+                                                 args=(url, ids, args.client_interval_ms / 1000, child_end))
+                client.start()
+                sampler_end, sampler_child = multiprocessing.Pipe()
+                sampler = multiprocessing.Process(target=_lock_waits, args=(url, sampler_child))
+                sampler.start()
+                parent.recv()
+                sampler_end.recv()
+                wl.start()
+                parent.send("go")
+                time.sleep(1.0)
+                online_walls = [r["wall_s"] for r in out["runs"] if r["leads"] == leads and r["method"] == "online"]
+                applied = apply_once(url, method, reports,
+                                     idle_s=online_walls[run] if run < len(online_walls) else 0.0)
+                time.sleep(0.5)
+                parent.send("stop")
+                sampler_end.send("stop")
+                c_started, c_latency = parent.recv()
+                client.join()
+                waits = sampler_end.recv()
+                sampler.join()
+                ops = wl.stop()
+                t0, t1 = applied.pop("t0"), applied.pop("t1")
+                end = state(url)
+                expected = expected or (end if method != "none" else None)
+                row = {"leads": leads, "run": run + 1, "method": method, "wall_s": round(t1 - t0, 3),
+                       "rows_per_s": round((len(ids) + jobs) / (t1 - t0)) if method != "none" else None,
+                       "client_max_ms": _max_ms(c_started, c_latency, t0, t1),
+                       "client_updates": sum(1 for s in c_started if t0 <= s <= t1),
+                       "workload": dataclasses.asdict(workload.stats(ops, t0, t1)),
+                       "same_end_state": end == expected if method != "none" else end == before,
+                       "migration_lock_wait_ms": _migration_wait_ms(waits, t0, t1),
+                       "slow_statement_waits": _slow_waits(waits, t0, t1),
+                       "longest_statement": _longest_statement(waits, t0, t1), **applied}
+                row["stall_ms"] = max(v for v in (row["client_max_ms"], row["workload"]["max_ms"]) if v is not None)
+                out["runs"].append(row)
+                if method.startswith("online"):
+                    walls.append(t1 - t0)
+                log(f"{size_label(leads)} run {run + 1} {method:<11} {'ok' if applied['ok'] else 'FAILED'} "
+                    f"{t1 - t0:.2f} s, stall {row['stall_ms']:.1f} ms (client {row['client_max_ms']} ms), "
+                    f"waited on the migration's locks {row['migration_lock_wait_ms']} ms, "
+                    f"write block {applied.get('write_block_ms')} ms, batches {applied.get('batches')}"
+                    + (f" [{applied['message']}]" if applied["message"] else ""))
+                undo(url, method, reports)
+                if state(url) != before:
+                    raise SystemExit(f"After rolling back the {method} run the data differs from before; stopping.")
         rng = random.Random(16 + leads)
         span = sorted(walls)[len(walls) // 2] if walls else 2.0
         for _ in range(args.kills):
@@ -285,13 +375,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarize(runs: list[dict]) -> list[dict]:
     rows = []
-    for leads, method in sorted({(r["leads"], r["method"]) for r in runs}, key=lambda k: (k[0], list(METHODS).index(k[1]))):
+    order = ["none", *METHODS]
+    for leads, method in sorted({(r["leads"], r["method"]) for r in runs}, key=lambda k: (k[0], order.index(k[1]))):
         group = [r for r in runs if (r["leads"], r["method"]) == (leads, method)]
         rows.append({"leads": leads, "method": method, "runs": len(group),
                      "failed": sum(1 for r in group if not r["ok"]),
                      "different_end_state": sum(1 for r in group if not r["same_end_state"]),
                      **{k: spread([r.get(k) for r in group]) for k in
-                        ("wall_s", "rows_per_s", "stall_ms", "client_max_ms", "write_block_ms", "batches",
+                        ("wall_s", "rows_per_s", "stall_ms", "client_max_ms", "migration_lock_wait_ms",
+                         "write_block_ms", "batches",
                          "longest_batch_ms", "median_batch_ms")},
                      "workload_max_ms": spread([r["workload"]["max_ms"] for r in group])})
     return rows

@@ -5,7 +5,10 @@ them waits for the whole statement. Here each batch takes the next keys of the t
 index, LIMIT n: a keyset, never OFFSET), runs the statement narrowed to that key range (`sql.batching`), writes
 the last key done into the ledger row and commits, all in one transaction: whatever is killed when, the
 position in the ledger is exactly the work in the database, and a rerun goes on after it (no row twice, none
-skipped, whatever the SET does). Between batches: the size adapts toward a target transaction time, a batch
+skipped, whatever the SET does). Before the first batch, tables the statement reads whose statistics are
+missing or stale (a backup table an earlier step just filled) are analyzed: each batch is planned for its own
+range, and a planner that takes a 500k-row table for an empty one drives every batch from all of it. Between
+batches: the size adapts toward a target transaction time, a batch
 that waits lock_timeout for a row is retried smaller after a pause, a throttle and replica lag may pause it,
 and progress goes to the notebook and the terminal (`live`).
 """
@@ -32,10 +35,18 @@ from runbook_lib.report.records import BackfillRun, ExecutionResult, HeldLock, S
 from runbook_lib.sql import batching, plan
 
 FIRST_SIZE = 500  # keys in the first batch; the size then follows the measured time
+STALE_FRACTION = 0.1  # rows changed since the last ANALYZE, as a share of the table, that make its statistics stale
 MIN_SIZE, MAX_SIZE = 10, 200_000
 ROW_LOCKS = "row locks"  # HeldLock.mode of the rows a transaction changed (held to its COMMIT)
 
-_SYNC_COMMIT = "SELECT set_config('synchronous_commit', %s, true)"
+# A batch reaches its few thousand rows through the key's index and index probes. Planned for its own range,
+# a batch whose range the planner overestimates (histograms of text keys are coarse) picks a plan for a big
+# job instead: a hash join over all of a joined table, a bitmap of another index over the whole table. At 1M
+# leads every fourth batch of batch 6 did, taking 25 ms instead of 8 with its rows locked. Within a batch's
+# transaction those plans cost more than anything else (PostgreSQL still uses them where there is no other way).
+_BATCH_SETTINGS = ("SELECT set_config('synchronous_commit', %s, true), set_config('enable_seqscan', 'off', true), "
+                   "set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), "
+                   "set_config('enable_mergejoin', 'off', true)")
 
 # Called with (step, batch) inside each batch's transaction, after its position is written and before its
 # COMMIT. Production never adds to it: the kill tests stop a backfill there and SIGKILL it.
@@ -106,6 +117,48 @@ def _estimate(conn: psycopg.Connection, table: str) -> int:
     return max(int(row[0]), 0) if row else 0
 
 
+_STATISTICS_SQL = """
+SELECT c.reltuples::bigint, coalesce(s.n_mod_since_analyze, 0)
+FROM pg_class AS c LEFT JOIN pg_stat_all_tables AS s ON s.relid = c.oid
+WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')
+  AND CASE WHEN current_setting('server_version_num')::int >= 170000 THEN has_table_privilege(c.oid, 'MAINTAIN')
+           ELSE pg_has_role(c.relowner, 'USAGE') END  -- who may ANALYZE it (others get a warning, not statistics)
+"""
+
+
+def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+    """ANALYZE the tables whose statistics would mislead each batch's plan; what was analyzed, and why.
+
+    A table never analyzed (reltuples -1: one this migration created and filled) looks empty to the planner,
+    which then drives every batch from all of it: at 5M leads a 500k-row backup table made each such batch
+    scan it whole (tens of ms, with its rows locked). Autovacuum would get there, but not before the batches
+    plan. ANALYZE samples the table without blocking its readers or writers; one that cannot have its lock
+    within lock_timeout, or runs out of statement_timeout, is left to autovacuum.
+    """
+    done = []
+    if conn.info.server_version >= 150000:  # this session's own changes reach pg_stat_* at most once a second
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.commit()
+    for table in dict.fromkeys(tables):
+        name = catalog.regclass_text(table)
+        row = conn.execute(_STATISTICS_SQL, (name,)).fetchone()
+        conn.commit()
+        if row is None:
+            continue
+        tuples, changed = row
+        if tuples >= 0 and changed <= STALE_FRACTION * max(tuples, 1):
+            continue
+        why = "never analyzed" if tuples < 0 else f"{changed:,} rows changed since its last ANALYZE"
+        try:
+            conn.execute(f"ANALYZE {name}")
+            conn.commit()
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+            conn.rollback()
+            continue
+        done.append(f"{table} ({why})")
+    return done
+
+
 def _eta(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
@@ -141,6 +194,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     done_before = {k: int(resumed.get(k, 0)) for k in ("rows", "keys", "batches")} if resumed else {}
     what = f"step {step.number}, {found.kind} {found.table}"
     lag = replica.LagWatch(settings.max_replica_lag_ms, read=context.lag)
+    analyzed = fresh_statistics(conn, [table for table, _mode in stmt.table_locks])
     total = _estimate(conn, key.table)
     name = f"runbook_backfill_{uuid.uuid4().hex[:12]}"
     with conn.transaction():
@@ -164,7 +218,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
                     # keeps that short. A crash may then lose the last few batches, but each with its position
                     # (one transaction): a resume redoes exactly those. The step's last transaction, which
                     # records it done, waits for the flush, and with it for every batch before it.
-                    conn.execute(_SYNC_COMMIT, ("on" if first is None else "off",))
+                    conn.execute(_BATCH_SETTINGS, ("on" if first is None else "off",))
                     if first is None:  # nothing left: the step is done, recorded in this transaction
                         if record is not None:
                             record(conn)
@@ -210,11 +264,12 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
         status = "completed"
     except (GaveUp, psycopg.Error) as exc:
         _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, clock(),
-                status, server_message(exc.exc if isinstance(exc, GaveUp) else exc), lag.paused_s)
+                status, server_message(exc.exc if isinstance(exc, GaveUp) else exc), lag.paused_s, analyzed)
         raise
     finally:
         _deallocate(conn, name)
-    _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, clock(), status, "", lag.paused_s)
+    _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, clock(), status, "",
+            lag.paused_s, analyzed)
     live.emit(live.BACKFILL, f"{what}: {tally.rows:,} rows in {tally.batches:,} batches", done=tally.keys,
               total=max(total, tally.keys), unit="rows", final=True)
     # inserted rows are invisible to other sessions until the commit: no application write waits for them
@@ -258,7 +313,7 @@ def _deallocate(conn: psycopg.Connection, name: str) -> None:
 def _finish(result: ExecutionResult, step: plan.Step, stmt: plan.PlannedStatement, found: batching.Candidate,
             key: batching.Key, settings: Settings, tally: _Tally, resumed: dict | None, before: dict,
             after: list[str] | None, started: float, ended: float, status: str, error: str,
-            replica_pause_s: float) -> None:
+            replica_pause_s: float, analyzed: list[str]) -> None:
     """The step's record: one timeline entry for all its batches, its row locks, and the batch figures."""
     longest = round(max(tally.holds, default=0.0), 6)
     result.backfills.append(BackfillRun(
@@ -269,7 +324,8 @@ def _finish(result: ExecutionResult, step: plan.Step, stmt: plan.PlannedStatemen
         round(max(tally.durations, default=0.0), 6), longest, settings.target_ms,
         tally.sizes[0] if tally.sizes else 0, tally.sizes[-1] if tally.sizes else 0, tally.lock_timeouts,
         round(replica_pause_s, 3), round(tally.throttle_s, 3), round(ended - started, 6),
-        ", ".join(resumed["after"]) if resumed else "", before.get("rows", 0), ", ".join(after or [])))
+        ", ".join(resumed["after"]) if resumed else "", before.get("rows", 0), ", ".join(after or []),
+        "; ".join(analyzed)))
     result.attempts += 1 + tally.lock_timeouts
     kind = f"{stmt.kind} in {tally.batches:,} batch(es) by keyset on {found.table} ({key.label})"
     result.statements.append(StatementRun(

@@ -479,6 +479,7 @@ class BackfillRun:
     resumed_after: str = ""  # the key an earlier, stopped run had committed through
     rows_before: int = 0  # rows an earlier run committed
     last_key: str = ""
+    analyzed: str = ""  # tables given fresh statistics before the first batch planned, and why
 
 
 @dataclass(frozen=True)

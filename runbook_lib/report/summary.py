@@ -326,7 +326,9 @@ def _backfills(runs: list[records.BackfillRun]) -> str:
             f"its commit; batch time target {runs[0].target_ms} ms):\n\n"
             + md.table(["#", "Statement", "Key", "Status", "Rows", "Batches", "rows per batch (median / max)",
                         "Batch time (median / longest batch)", "Rows locked at most", "Lock timeouts",
-                        "Paused for replicas"], rows))
+                        "Paused for replicas"], rows)
+            + "".join(f"\n\nStatement {b.statement_index}: analyzed first, so that each batch is planned for its "
+                      f"rows: {b.analyzed}." for b in runs if b.analyzed))
 
 
 def _nullability(col) -> str:

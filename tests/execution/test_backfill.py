@@ -167,6 +167,9 @@ def test_batch_6_in_batches_ends_as_the_one_transaction_apply(
     assert held["Lead"].rows == 100 and held["Lead"].blocks_writes and direct.longest_write_block_s >= held["Lead"].held_s
     text = summary.load(next((tmp_path / "o").rglob("apply.json")).parent).markdown
     assert "Batched data statements" in text and "rows per batch" in text and "longest batch" in text
+    # the backup table step 1 created and steps 2-3 filled had no statistics when the UPDATE of "Lead" planned
+    assert "_runbook_backfill_006" in lead.analyzed
+    assert f"Statement {lead.statement_index}: analyzed first" in text and lead.analyzed in text
 
 
 def _terminate_in(url: str, step: int, batch: int) -> Callable[[int, int], None]:
@@ -225,6 +228,53 @@ def test_a_backfill_sigkilled_midway_resumes_with_no_row_twice_or_skipped(empty_
     assert _counts(empty_db) == {1: 3000, 0: 1}  # every row once (the INSERT's row is new, n = 0)
     [run] = result.backfills
     assert run.rows_before == half[1] and run.rows + run.rows_before == 3000
+
+
+# --- each batch planned for its few rows ----------------------------------------------------------
+
+JOIN_LOOKUP = "UPDATE item SET n = l.v FROM lookup AS l WHERE l.id = item.id % 2000 + 1;\n"
+
+
+def _scans(url: str, table: str) -> tuple[int, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT coalesce(seq_scan, 0), coalesce(idx_scan, 0) FROM pg_stat_user_tables"
+                           " WHERE relid = to_regclass(%s)", (table,)).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+
+def test_batches_reach_a_joined_table_through_its_index_after_analyzing_it(empty_db: str, tmp_path: Path) -> None:
+    """A table just filled (a backup an earlier step wrote) has no statistics, and a small one is cheapest to
+    hash whole: either way each batch would scan all of it, its rows locked meanwhile. runbook analyzes it
+    first (and records that), and each batch probes its index instead."""
+    _items(empty_db, 6000)
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("CREATE TABLE lookup (id int PRIMARY KEY, v int NOT NULL)")
+        conn.execute("INSERT INTO lookup (id, v) SELECT g, g * 10 FROM generate_series(1, 2000) AS g")
+    seq_before, index_before = _scans(empty_db, "lookup")
+    result = _apply(empty_db, _batch(tmp_path, JOIN_LOOKUP), tmp_path / "r", strategy="online", backfill_batch_ms=2)
+    [run] = result.backfills
+    assert run.batches >= 20 and "lookup (never analyzed)" in run.analyzed.split("; ")
+    seq_after, index_after = _scans(empty_db, "lookup")
+    # one index probe per item row, not a pass over the whole table per batch (runbook's own reads of a table
+    # a step touches account for the couple of scans there are)
+    assert seq_after - seq_before < run.batches / 10 and index_after - index_before >= 6000
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+                            " WHERE relid = 'lookup'::regclass").fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM item WHERE n <> (id % 2000 + 1) * 10").fetchone()[0] == 0
+
+
+def test_fresh_statistics_leaves_tables_whose_statistics_hold(empty_db: str) -> None:
+    _items(empty_db, 1000)
+    with database.connect(empty_db) as conn:
+        conn.execute("ANALYZE item")
+        conn.commit()
+        assert backfill.fresh_statistics(conn, ["item"]) == []  # analyzed, nothing changed since
+        conn.execute("CREATE TABLE fresh (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO fresh SELECT generate_series(1, 50)")
+        conn.commit()
+        assert backfill.fresh_statistics(conn, ["item", "fresh", "missing"]) == ["fresh (never analyzed)"]
 
 
 # --- the application keeps going; health between batches -----------------------------------------
