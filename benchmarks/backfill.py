@@ -42,6 +42,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import common  # noqa: F401  (puts the project on sys.path)
@@ -151,7 +152,7 @@ APPLICATION = ("runbook workload", "bench backfill client")  # the application's
 SAMPLE_S = 0.005
 
 
-def _lock_waits(url: str, pipe) -> None:
+def _sample_statements(url: str, pipe) -> None:
     """A process of its own: every 5 ms, the application's statements running longer than 5 ms, what they wait
     for and on whom; on stop, each (its pid and start) as (start, upper-bound seconds, wait events, blockers)."""
     seen: dict[tuple[int, float], list] = {}
@@ -161,29 +162,32 @@ def _lock_waits(url: str, pipe) -> None:
             now = time.monotonic()
             for pid, elapsed, _app, event, blockers in conn.execute(WAITS_SQL, (list(APPLICATION),)):
                 start = round(now - float(elapsed), 3)  # the same statement, sample after sample
-                entry = seen.setdefault((pid, start), [start, 0.0, {}, set()])
+                entry = seen.setdefault((pid, start), [start, 0.0, Counter(), set()])
                 entry[1] = max(entry[1], float(elapsed) + SAMPLE_S)
-                entry[2][event] = entry[2].get(event, 0) + 1
+                entry[2][event] += 1
                 if event.startswith("Lock:"):
                     entry[3].update(b or "" for b in blockers or ())
             time.sleep(SAMPLE_S)
     pipe.recv()  # stop
-    pipe.send([(start, length, events, sorted(blockers)) for start, length, events, blockers in seen.values()])
+    pipe.send([(start, length, dict(events), sorted(blockers)) for start, length, events, blockers in seen.values()])
+
+
+def _overlaps(start: float, length: float, t0: float, t1: float) -> bool:
+    return start <= t1 and start + length >= t0
 
 
 def _slow_waits(waits: list, t0: float, t1: float) -> dict:
     """What the application's statements that ran over 20 ms during [t0, t1] waited for: samples per wait event."""
-    events: dict[str, int] = {}
+    events: Counter = Counter()
     for start, length, seen, _blockers in waits:
-        if length > 0.020 and start <= t1 and start + length >= t0:
-            for event, n in seen.items():
-                events[event] = events.get(event, 0) + n
-    return dict(sorted(events.items(), key=lambda kv: -kv[1]))
+        if length > 0.020 and _overlaps(start, length, t0, t1):
+            events.update(seen)
+    return dict(events.most_common())
 
 
 def _longest_statement(waits: list, t0: float, t1: float) -> dict:
     """The application's longest sampled statement overlapping [t0, t1]: how long, and what it waited for."""
-    inside = [(length, events) for start, length, events, _blockers in waits if start <= t1 and start + length >= t0]
+    inside = [(length, events) for start, length, events, _blockers in waits if _overlaps(start, length, t0, t1)]
     if not inside:
         return {}
     length, events = max(inside, key=lambda item: item[0])
@@ -193,12 +197,12 @@ def _longest_statement(waits: list, t0: float, t1: float) -> dict:
 def _migration_wait_ms(waits: list, t0: float, t1: float) -> float:
     """The longest wait of an application statement, overlapping [t0, t1], on a session not the application's."""
     inside = [length for start, length, _events, blockers in waits
-              if start <= t1 and start + length >= t0 and any(b not in APPLICATION for b in blockers)]
+              if _overlaps(start, length, t0, t1) and any(b not in APPLICATION for b in blockers)]
     return round(max(inside, default=0.0) * 1000, 2)
 
 
 def _max_ms(started: list[float], latency: list[float], t0: float, t1: float) -> float | None:
-    inside = [lat for s, lat in zip(started, latency) if s <= t1 and s + lat >= t0]
+    inside = [lat for s, lat in zip(started, latency) if _overlaps(s, lat, t0, t1)]
     return round(max(inside) * 1000, 2) if inside else None
 
 
@@ -313,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  args=(url, ids, args.client_interval_ms / 1000, child_end))
                 client.start()
                 sampler_end, sampler_child = multiprocessing.Pipe()
-                sampler = multiprocessing.Process(target=_lock_waits, args=(url, sampler_child))
+                sampler = multiprocessing.Process(target=_sample_statements, args=(url, sampler_child))
                 sampler.start()
                 parent.recv()
                 sampler_end.recv()

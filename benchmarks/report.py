@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 import common  # noqa: F401
@@ -638,17 +639,30 @@ BACKFILL_LABEL = {"none": "(0) no migration, as long as (c)", "psql": "(a) psql 
                   "online": "(c) runbook online", "online-50ms": "(d) runbook online, --batch-ms 50"}
 
 
+def _waited(runs: list[dict]) -> Counter:
+    """Samples per wait event of the application's statements over 20 ms, over these runs."""
+    total: Counter = Counter()
+    for r in runs:
+        total.update(r.get("slow_statement_waits") or {})
+    return total
+
+
+WAL_EVENTS = ("IO:WalSync", "LWLock:WALWrite", "IO:WalInitSync", "IO:WalInitWrite", "IO:WalWrite")
+
+
 def _events(runs: list[dict]) -> str:
     """The wait events most sampled in the application's statements over 20 ms, over these runs."""
-    total: dict[str, int] = {}
-    for r in runs:
-        for event, n in (r.get("slow_statement_waits") or {}).items():
-            total[event] = total.get(event, 0) + n
+    total = _waited(runs)
     seen = sum(total.values())
     if not seen:
         return "none over 20 ms"
-    top = sorted(total.items(), key=lambda kv: -kv[1])[:3]
-    return ", ".join(f"{event} {n * 100 / seen:.0f}%" for event, n in top)
+    return ", ".join(f"{event} {n * 100 / seen:.0f}%" for event, n in total.most_common(3))
+
+
+def _wal_share(rows: list[dict], by_size: dict) -> float:
+    """The share, in %, of WAL waits in the samples of the online runs at these sizes."""
+    total = _waited([r for row in rows for r in by_size.get((row["leads"], "online"), [])])
+    return sum(total[e] for e in WAL_EVENTS) * 100 / max(sum(total.values()), 1)
 
 
 def _longest_events(runs: list[dict]) -> str:
@@ -733,10 +747,11 @@ def backfill_section(bf: dict) -> list[str]:
             lines.append(
                 "- So where the online apply's longest stall is over 20 ms ("
                 + ", ".join(size_label(r["leads"]) for r in over) + "), it is not a wait on its row locks (at most "
-                f"{ms(lock_worst)}). The application's statements over 20 ms waited mostly for WAL flushes, which "
-                "this machine also has with no migration running (row (0)) and has more often while a backfill writes "
-                "WAL (every row it changes, plus a full-page image of each page first touched after a checkpoint); "
-                "the rest of their time was CPU and data-file reads and writes."
+                f"{ms(lock_worst)}). Of the samples of the application's statements over 20 ms, "
+                f"{_wal_share(over, by_size):.0f}% were waits for WAL flushes, which this machine also has with no "
+                "migration running (row (0)) and has more often while a backfill writes WAL (every row it changes, "
+                "plus a full-page image of each page first touched after a checkpoint); the rest were CPU and "
+                "data-file reads and writes."
                 + "".join(f" {size_label(r['leads'])}: the longest stall of each run was "
                           + ", ".join(ms(x["stall_ms"]) for x in by_size.get((r["leads"], "online"), []))
                           + _longest_events(by_size.get((r["leads"], "online"), [])) for r in over)

@@ -116,12 +116,16 @@ def _estimate(conn: psycopg.Connection, table: str) -> int:
     return max(int(row[0]), 0) if row else 0
 
 
-_STATISTICS_SQL = """
-SELECT c.reltuples < 0 AND pg_relation_size(c.oid) > 0
-FROM pg_class AS c
-WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')
+# Of the tables named (as the SQL wrote them), the ones with rows but no statistics that this role may ANALYZE
+# (owner, or MAINTAIN on PG17+; others would get a warning, not statistics), in one query.
+_UNANALYZED_SQL = """
+SELECT t.name, t.regclass
+FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(name, regclass, i)
+JOIN pg_class AS c ON c.oid = to_regclass(t.regclass)
+WHERE c.relkind IN ('r', 'p', 'm') AND c.reltuples < 0 AND pg_relation_size(c.oid) > 0
   AND CASE WHEN current_setting('server_version_num')::int >= 170000 THEN has_table_privilege(c.oid, 'MAINTAIN')
-           ELSE pg_has_role(c.relowner, 'USAGE') END  -- who may ANALYZE it (others get a warning, not statistics)
+           ELSE pg_has_role(c.relowner, 'USAGE') END
+ORDER BY t.i
 """
 
 
@@ -137,13 +141,13 @@ def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     ANALYZE blocks no reader or writer; one that cannot have its lock within lock_timeout, or runs out of
     statement_timeout, is left to autovacuum.
     """
+    unique = list(dict.fromkeys(tables))
+    if not unique:
+        return []
+    found = conn.execute(_UNANALYZED_SQL, (unique, [catalog.regclass_text(t) for t in unique])).fetchall()
+    conn.commit()
     done = []
-    for table in dict.fromkeys(tables):
-        name = catalog.regclass_text(table)
-        row = conn.execute(_STATISTICS_SQL, (name,)).fetchone()
-        conn.commit()
-        if row is None or not row[0]:
-            continue
+    for table, name in found:
         try:
             conn.execute(f"ANALYZE {name}")
             conn.commit()
