@@ -228,8 +228,17 @@ def apply_once(url: str, method: str, reports: Path, *, idle_s: float = 0.0) -> 
                    batches=sum(b.batches for b in result.backfills),
                    longest_batch_ms=round(max((b.batch_longest_s for b in result.backfills), default=0) * 1000, 2),
                    median_batch_ms=round(max((b.batch_median_s for b in result.backfills), default=0) * 1000, 2),
-                   lock_timeouts=sum(b.lock_timeouts for b in result.backfills))
+                   lock_timeouts=sum(b.lock_timeouts for b in result.backfills),
+                   vacuum_s=round(sum(b.vacuum_s for b in result.backfills), 2),
+                   vacuumed=[b.table for b in result.backfills if b.vacuum_s],
+                   wal_compression=next((b.wal_compression for b in result.backfills if b.wal_compression), ""))
     return out
+
+
+def wal_position(url: str) -> int:
+    """Bytes of WAL the server has written so far (all sessions: the migration's, the workload's, autovacuum's)."""
+    with database.connect(url, autocommit=True) as conn:
+        return int(conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0])
 
 
 def undo(url: str, method: str, reports: Path) -> None:
@@ -325,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
                 parent.send("go")
                 time.sleep(1.0)
                 online_walls = [r["wall_s"] for r in out["runs"] if r["leads"] == leads and r["method"] == "online"]
+                wal_before = wal_position(url)
                 applied = apply_once(url, method, reports,
                                      idle_s=online_walls[run] if run < len(online_walls) else 0.0)
+                applied["wal_mb"] = round((wal_position(url) - wal_before) / 1e6, 3)
                 time.sleep(0.5)
                 parent.send("stop")
                 sampler_end.send("stop")
@@ -387,7 +398,7 @@ def summarize(runs: list[dict]) -> list[dict]:
                      "different_end_state": sum(1 for r in group if not r["same_end_state"]),
                      **{k: spread([r.get(k) for r in group]) for k in
                         ("wall_s", "rows_per_s", "stall_ms", "client_max_ms", "migration_lock_wait_ms",
-                         "write_block_ms", "batches",
+                         "write_block_ms", "batches", "wal_mb", "vacuum_s",
                          "longest_batch_ms", "median_batch_ms")},
                      "workload_max_ms": spread([r["workload"]["max_ms"] for r in group])})
     return rows

@@ -674,6 +674,10 @@ def _longest_events(runs: list[dict]) -> str:
         s["events"].items(), key=lambda kv: -kv[1])[:3]) for s in seen) + "."
 
 
+def _mb(cell: dict | None) -> str:
+    return f"{cell['median']:,.0f} MB" if cell and cell.get("median") is not None else "–"
+
+
 def backfill_section(bf: dict) -> list[str]:
     """Batch 6 under the lock-impact workload plus a client updating not-yet-backfilled leads."""
     st = bf["settings"]
@@ -692,11 +696,12 @@ def backfill_section(bf: dict) -> list[str]:
              "(wait events, `pg_blocking_pids`), each wait counted to the sample after it was last seen (an upper "
              "bound). Row (0) runs the same workload and client with no migration, as long as each online apply "
              "took: the longest stall this machine gives the application by itself over that time. "
+             "\"WAL\" is what the server wrote meanwhile, all sessions together (the workload's too). "
              f"Each cell: median [min – max] of {st['runs']} run(s).", "",
-             "| Leads | Method | Wall time | Rows/s | Longest stall | of which the backfill client | Waited on the "
+             "| Leads | Method | Wall time | Rows/s | WAL | Longest stall | of which the backfill client | Waited on the "
              "migration's locks | runbook says (write block) | Batches | Batch time (median / longest) | Failed | "
              "End state differs |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in bf["summary"]:
         batches = count(r["batches"]) if r["batches"]["median"] else "–"
         batch_time = (f"{ms(r['median_batch_ms']['median'])} / {ms(r['longest_batch_ms']['median'])}"
@@ -704,12 +709,25 @@ def backfill_section(bf: dict) -> list[str]:
         waited = r.get("migration_lock_wait_ms") or {}
         lines.append(f"| {size_label(r['leads'])} | {BACKFILL_LABEL.get(r['method'], r['method'])} | "
                      f"{rng(r['wall_s'], sec)} | {count(r['rows_per_s']) if r['method'] != 'none' else '–'} | "
+                     f"{_mb(r.get('wal_mb'))} | "
                      f"**{rng(r['stall_ms'], ms)}** | {rng(r['client_max_ms'], ms)} | "
                      f"{('**' + rng(waited, ms) + '**') if waited.get('n') and r['method'] != 'none' else '–'} | "
                      f"{rng(r['write_block_ms'], ms) if r['write_block_ms']['n'] else 'n/a'} | "
                      f"{batches} | {batch_time} | {r['failed']}/{r['runs']} | {r['different_end_state']} |")
     lines.append("")
     online = [r for r in bf["summary"] if r["method"].startswith("online")]
+    compressed = sorted({r.get("wal_compression") for r in runs if r.get("wal_compression")})
+    vacuumed = [r for r in online if r["method"] == "online" and (r.get("vacuum_s") or {}).get("median")]
+    if compressed or vacuumed:
+        lines.append(
+            "- Online, runbook's batches wrote their full-page images compressed (`wal_compression = "
+            + ", ".join(compressed or ["off"]) + "` in their own transactions)"
+            + ("; after the UPDATEs it vacuumed and analyzed the tables they had made due for autovacuum's ANALYZE ("
+               + ", ".join(sorted({t for r in runs if r["method"] == "online" for t in r.get("vacuumed", [])}))
+               + "), throttled as autovacuum is, inside the wall time: "
+               + ", ".join(f"{size_label(r['leads'])} {sec(r['vacuum_s']['median'])}" for r in vacuumed) if vacuumed else "")
+            + ".")
+
     baseline = {r["leads"]: r for r in bf["summary"] if r["method"] == "none"}
     for method in sorted({r["method"] for r in online}):
         rows = [r for r in online if r["method"] == method]

@@ -177,3 +177,4 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     report = _bench_module("report")
     section = "\n".join(report.backfill_section(result))
     assert "(0) no migration, as long as (c)" in section and "Waited on the migration's locks" in section
+    assert all(r["wal_mb"] > 0 for r in result["runs"]) and "| WAL |" in section

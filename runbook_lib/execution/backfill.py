@@ -6,11 +6,11 @@ index, LIMIT n: a keyset, never OFFSET), runs the statement narrowed to that key
 the last key done into the ledger row and commits, all in one transaction: whatever is killed when, the
 position in the ledger is exactly the work in the database, and a rerun goes on after it (no row twice, none
 skipped, whatever the SET does). Before the first batch, tables the statement reads that have data but were
-never analyzed (a backup table an earlier step just filled) are analyzed: each batch is planned for its own
-range, and a planner that takes a 500k-row table for an empty one drives every batch from all of it. Between
-batches: the size adapts toward a target transaction time, a batch
-that waits lock_timeout for a row is retried smaller after a pause, a throttle and replica lag may pause it,
-and progress goes to the notebook and the terminal (`live`).
+never analyzed (a backup table an earlier step just filled) are analyzed, and after the last, a table it
+changed enough for autovacuum to analyze is vacuumed first (`upkeep`). Between batches: the size adapts toward
+a target transaction time, a batch that waits lock_timeout for a row is retried smaller after a pause, a
+throttle and replica lag may pause it, and
+progress goes to the notebook and the terminal (`live`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from psycopg import sql
 from runbook_lib import names
 from runbook_lib.config import DEFAULTS, MAX_BACKOFF_S, Options
 from runbook_lib.db import catalog
-from runbook_lib.execution import live, replica
+from runbook_lib.execution import live, replica, upkeep
 from runbook_lib.execution.failure import GaveUp, server_message
 from runbook_lib.report.records import BackfillRun, ExecutionResult, HeldLock, StatementRun, StepRun
 from runbook_lib.sql import batching, plan
@@ -46,6 +46,13 @@ ROW_LOCKS = "row locks"  # HeldLock.mode of the rows a transaction changed (held
 _BATCH_SETTINGS = ("SELECT set_config('synchronous_commit', %s, true), set_config('enable_seqscan', 'off', true), "
                    "set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), "
                    "set_config('enable_mergejoin', 'off', true)")
+
+# A backfill changes rows all over its table, and the first change to a page after a checkpoint writes the
+# whole page into the WAL (a full-page image): at 5M leads batch 6's UPDATEs wrote 36 MB/s of WAL, each
+# application COMMIT waited for the flush of all WAL before its own, and one-row UPDATEs stalled up to
+# 209 ms on IO:WalSync. Compressed in the backfill's own transactions (and its VACUUM) the WAL fell to 11-13
+# MB/s and the application's stalls to this machine's own (RESULTS.md). Fastest method first.
+_COMPRESSIONS = ("lz4", "zstd", "pglz")
 
 # Called with (step, batch) inside each batch's transaction, after its position is written and before its
 # COMMIT. Production never adds to it: the kill tests stop a backfill there and SIGKILL it.
@@ -116,46 +123,22 @@ def _estimate(conn: psycopg.Connection, table: str) -> int:
     return max(int(row[0]), 0) if row else 0
 
 
-# Of the tables named (as the SQL wrote them), the ones with rows but no statistics that this role may ANALYZE
-# (owner, or MAINTAIN on PG17+; others would get a warning, not statistics), in one query.
-_UNANALYZED_SQL = """
-SELECT t.name, t.regclass
-FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(name, regclass, i)
-JOIN pg_class AS c ON c.oid = to_regclass(t.regclass)
-WHERE c.relkind IN ('r', 'p', 'm') AND c.reltuples < 0 AND pg_relation_size(c.oid) > 0
-  AND CASE WHEN current_setting('server_version_num')::int >= 170000 THEN has_table_privilege(c.oid, 'MAINTAIN')
-           ELSE pg_has_role(c.relowner, 'USAGE') END
-ORDER BY t.i
-"""
+def wal_compression(conn: psycopg.Connection) -> str:
+    """The method a backfill's transactions compress full-page images with; "" to leave the server's setting.
 
-
-def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
-    """ANALYZE the tables with rows but no statistics yet; the ones analyzed, each with why.
-
-    A table never analyzed (reltuples -1: one this migration created and filled) looks nearly empty to the
-    planner, which then drove every batch of batch 6's UPDATE from all of its backup table. Only those: a
-    table that has statistics keeps them, even after the backfill changed much of it, because new statistics
-    replan the application's queries too. At 5M leads an ANALYZE of "Lead" between two steps (null_frac of
-    customer_id 10% -> 0) moved an application's `WHERE id = $1 AND customer_id IS NULL` onto the
-    customer_id index, whose 500k entries were all dead rows not yet vacuumed: 355 ms for one UPDATE.
-    ANALYZE blocks no reader or writer; one that cannot have its lock within lock_timeout, or runs out of
-    statement_timeout, is left to autovacuum.
+    Only where it is off and this role may SET it (a superuser, or GRANT SET ON PARAMETER on PG15+): the
+    setting changes the WAL of this session's transactions, nothing else.
     """
-    unique = list(dict.fromkeys(tables))
-    if not unique:
-        return []
-    found = conn.execute(_UNANALYZED_SQL, (unique, [catalog.regclass_text(t) for t in unique])).fetchall()
+    if conn.info.server_version >= 150000:
+        row = conn.execute("SELECT setting, enumvals, has_parameter_privilege('wal_compression', 'SET')"
+                           " FROM pg_settings WHERE name = 'wal_compression'").fetchone()
+    else:
+        row = conn.execute("SELECT setting, ARRAY['on'], rolsuper FROM pg_settings, pg_roles"
+                           " WHERE name = 'wal_compression' AND rolname = current_user").fetchone()
     conn.commit()
-    done = []
-    for table, name in found:
-        try:
-            conn.execute(f"ANALYZE {name}")
-            conn.commit()
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
-            conn.rollback()
-            continue
-        done.append(f"{table} (never analyzed)")
-    return done
+    if row is None or row[0] != "off" or not row[2]:
+        return ""
+    return next((method for method in (*_COMPRESSIONS, "on") if method in row[1]), "")
 
 
 def _eta(seconds: float) -> str:
@@ -193,7 +176,9 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     done_before = {k: int(resumed.get(k, 0)) for k in ("rows", "keys", "batches")} if resumed else {}
     what = f"step {step.number}, {found.kind} {found.table}"
     lag = replica.LagWatch(settings.max_replica_lag_ms, read=context.lag)
-    analyzed = fresh_statistics(conn, [table for table, _mode in stmt.table_locks])
+    analyzed = upkeep.fresh_statistics(conn, [table for table, _mode in stmt.table_locks])
+    compression = wal_compression(conn)
+    batch_settings = _BATCH_SETTINGS + (", set_config('wal_compression', %s, true)" if compression else "")
     total = _estimate(conn, key.table)
     name = f"runbook_backfill_{uuid.uuid4().hex[:12]}"
     with conn.transaction():
@@ -217,7 +202,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
                     # keeps that short. A crash may then lose the last few batches, but each with its position
                     # (one transaction): a resume redoes exactly those. The step's last transaction, which
                     # records it done, waits for the flush, and with it for every batch before it.
-                    conn.execute(_BATCH_SETTINGS, ("on" if first is None else "off",))
+                    conn.execute(batch_settings, ("on" if first is None else "off", *([compression] if compression else [])))
                     if first is None:  # nothing left: the step is done, recorded in this transaction
                         if record is not None:
                             record(conn)
@@ -263,12 +248,17 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
         status = "completed"
     except (GaveUp, psycopg.Error) as exc:
         _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, clock(),
-                status, server_message(exc.exc if isinstance(exc, GaveUp) else exc), lag.paused_s, analyzed)
+                status, server_message(exc.exc if isinstance(exc, GaveUp) else exc), lag.paused_s, analyzed, None,
+                compression)
         raise
     finally:
         _deallocate(conn, name)
-    _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, clock(), status, "",
-            lag.paused_s, analyzed)
+    ended = clock()
+    vacuumed = None
+    if found.kind in ("UPDATE", "DELETE"):  # each row it changed left a dead version in the table and its indexes
+        vacuumed = upkeep.vacuum_after(conn, key.table, done_before.get("rows", 0) + tally.rows, what, compression)
+    _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, ended, status, "",
+            lag.paused_s, analyzed, vacuumed, compression)
     live.emit(live.BACKFILL, f"{what}: {tally.rows:,} rows in {tally.batches:,} batches", done=tally.keys,
               total=max(total, tally.keys), unit="rows", final=True)
     # inserted rows are invisible to other sessions until the commit: no application write waits for them
@@ -312,7 +302,7 @@ def _deallocate(conn: psycopg.Connection, name: str) -> None:
 def _finish(result: ExecutionResult, step: plan.Step, stmt: plan.PlannedStatement, found: batching.Candidate,
             key: batching.Key, settings: Settings, tally: _Tally, resumed: dict | None, before: dict,
             after: list[str] | None, started: float, ended: float, status: str, error: str,
-            replica_pause_s: float, analyzed: list[str]) -> None:
+            replica_pause_s: float, analyzed: list[str], vacuumed: upkeep.Vacuumed | None, compression: str) -> None:
     """The step's record: one timeline entry for all its batches, its row locks, and the batch figures."""
     longest = round(max(tally.holds, default=0.0), 6)
     result.backfills.append(BackfillRun(
@@ -324,7 +314,7 @@ def _finish(result: ExecutionResult, step: plan.Step, stmt: plan.PlannedStatemen
         tally.sizes[0] if tally.sizes else 0, tally.sizes[-1] if tally.sizes else 0, tally.lock_timeouts,
         round(replica_pause_s, 3), round(tally.throttle_s, 3), round(ended - started, 6),
         ", ".join(resumed["after"]) if resumed else "", before.get("rows", 0), ", ".join(after or []),
-        "; ".join(analyzed)))
+        "; ".join(analyzed), vacuumed.text if vacuumed else "", vacuumed.seconds if vacuumed else 0.0, compression))
     result.attempts += 1 + tally.lock_timeouts
     kind = f"{stmt.kind} in {tally.batches:,} batch(es) by keyset on {found.table} ({key.label})"
     result.statements.append(StatementRun(

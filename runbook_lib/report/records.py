@@ -480,6 +480,9 @@ class BackfillRun:
     rows_before: int = 0  # rows an earlier run committed
     last_key: str = ""
     analyzed: str = ""  # tables given fresh statistics before the first batch planned, and why
+    vacuumed: str = ""  # the VACUUM (ANALYZE) after the last batch (execution.upkeep), or why there was none
+    vacuum_s: float = 0.0
+    wal_compression: str = ""  # how its transactions compressed full-page images in the WAL ("": the server's setting)
 
 
 @dataclass(frozen=True)

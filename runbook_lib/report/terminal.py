@@ -104,6 +104,11 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
         lines.append(f"  batched: statement {b.statement_index} {b.kind} {b.table}: {b.rows:,} rows in {b.batches:,} batches "
                      f"(rows per batch median {b.rows_per_batch_median:,.0f}, max {b.rows_per_batch_max:,}; batch median "
                      f"{b.batch_median_s * 1000:.1f} ms, longest {b.batch_longest_s * 1000:.1f} ms)")
+        if b.vacuum_s:
+            lines.append(f"    then vacuumed and analyzed {b.table} in {b.vacuum_s:.1f} s, before autovacuum's ANALYZE "
+                         "could plan queries on its dead index entries")
+        elif b.vacuumed:  # due, but not done, and why
+            lines.append(f"    {b.vacuumed}")
     if result.changes:
         lines.append(f"  changed ({len(result.changes)}):")
         lines += _cut([f"{c.table}: {c.change} {c.kind} {c.object}" for c in result.changes])

@@ -9,21 +9,23 @@ import random
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import conninfo, sql
 
 from runbook_lib import config
 from runbook_lib.config import Options
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
 from runbook_lib.errors import MigrationFailed, RunbookError
-from runbook_lib.execution import backfill, live, replica
+from runbook_lib.execution import backfill, live, replica, upkeep
 from runbook_lib.phases import apply, preflight
 from runbook_lib.phases.session import open_session
-from runbook_lib.report import summary
+from runbook_lib.report import summary, terminal
 from runbook_lib.sql import analysis, batching, plan
 
 BATCH_6 = config.example_migrations_dir() / "006_backfill_customers"
@@ -276,10 +278,155 @@ def test_fresh_statistics_analyzes_only_tables_with_rows_and_no_statistics(empty
         conn.execute("INSERT INTO fresh SELECT generate_series(1, 50)")
         conn.execute("CREATE TABLE empty (id int PRIMARY KEY)")
         conn.commit()
-        assert backfill.fresh_statistics(conn, ["item", "fresh", "empty", "missing"]) == ["fresh (never analyzed)"]
+        assert upkeep.fresh_statistics(conn, ["item", "fresh", "empty", "missing"]) == ["fresh (never analyzed)"]
         # new statistics would replan the application's queries on item mid-migration: it keeps the ones it has
         assert conn.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
                             " WHERE relid = 'fresh'::regclass").fetchone()[0]
+
+
+# --- after the last batch: dead index entries gone before new statistics replan ---------------------
+
+LEADS = """
+CREATE TABLE lead (id int PRIMARY KEY, customer int);
+INSERT INTO lead SELECT g, CASE WHEN g % 4 <> 0 THEN g END FROM generate_series(1, 8000) AS g;
+CREATE INDEX lead_customer ON lead (customer);
+"""
+
+
+def _leads(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(LEADS)
+    with psycopg.connect(url, autocommit=True) as conn:  # after the inserts were counted (at that session's end)
+        conn.execute("VACUUM (ANALYZE) lead")  # statistics: a quarter of the leads without a customer
+
+
+def _null_range_buffers(url: str) -> int:
+    """Buffers an index scan for `customer IS NULL` touches: the page or two of an empty range, or every
+    dead entry a backfill left there and the heap pages they point to."""
+    with psycopg.connect(url) as conn:
+        conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        [[[explained]]] = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM lead WHERE customer IS NULL")
+        node = explained["Plan"]
+        assert node["Index Name"] == "lead_customer" and node["Actual Rows"] == 0, node
+        return node["Shared Hit Blocks"] + node["Shared Read Blocks"]
+
+
+def test_a_backfill_that_makes_its_table_due_for_analyze_vacuums_it_first(empty_db: str, tmp_path: Path) -> None:
+    """2,000 of 8,000 leads updated: autovacuum analyzes a table at 50 + 10% of its rows changed, and the new
+    statistics (no NULL customer left) send `customer IS NULL` to an index whose 2,000 NULL entries are dead
+    row versions. runbook vacuums first: the index holds none of them when the new plans arrive."""
+    _leads(empty_db)
+    result = _apply(empty_db, _batch(tmp_path, "UPDATE lead SET customer = -id WHERE customer IS NULL;\n"),
+                    tmp_path / "r", strategy="online", backfill_batch_ms=2)
+    [run] = result.backfills
+    assert run.rows == 2000 and run.batches > 1 and run.vacuum_s > 0
+    assert run.vacuumed.startswith("vacuumed and analyzed lead in "), run.vacuumed
+    assert "analyzes it at 850 changes, it has 2,000; this statement left 2,000 dead row versions" in run.vacuumed
+    assert "vacuum_cost_delay 2ms, vacuum_cost_limit 200" in run.vacuumed  # autovacuum's throttle, not a manual VACUUM's
+    assert _null_range_buffers(empty_db) <= 3
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT null_frac FROM pg_stats WHERE tablename = 'lead' AND attname = 'customer'"
+                            ).fetchone()[0] == 0  # analyzed after the vacuum: the statistics the new plans use
+    text = summary.load(next((tmp_path / "r").rglob("apply.json")).parent).markdown
+    assert f"Statement 1, after its last batch: {run.vacuumed}." in text
+    assert any(line.strip().startswith("then vacuumed and analyzed lead in ") for line in terminal.execution_lines(result))
+
+
+@pytest.mark.parametrize(("others", "through", "vacuumed"), [
+    (0, 3000, False),  # 750 rows: under autovacuum's 850
+    (200, 2800, True),  # 700 rows, and the application's 200 make it due (at 5M leads, batch 6 alone was 50 short)
+    (2000, 1200, False),  # due, but by the application's changes: 300 rows are autovacuum's business
+])
+def test_whether_a_backfill_vacuums_follows_autovacuums_rule_for_its_own_changes(
+        empty_db: str, tmp_path: Path, others: int, through: int, vacuumed: bool) -> None:
+    _leads(empty_db)
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("UPDATE lead SET customer = customer WHERE customer IS NOT NULL AND id <= %s", (others * 4 // 3,))
+    sql = f"UPDATE lead SET customer = -id WHERE customer IS NULL AND id <= {through};\n"
+    [run] = _apply(empty_db, _batch(tmp_path, sql), tmp_path / "r", strategy="online").backfills
+    assert run.rows == through // 4
+    assert run.vacuumed.startswith("vacuumed and analyzed lead") == vacuumed and (run.vacuum_s > 0) == vacuumed
+    if vacuumed:
+        assert f"it has {others + through // 4:,}; this statement left {through // 4:,}" in run.vacuumed
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'lead'"
+                            ).fetchone()[0] == (2 if vacuumed else 1)
+
+
+def test_a_vacuum_that_cannot_have_its_lock_is_left_to_autovacuum(empty_db: str, monkeypatch) -> None:
+    _leads(empty_db)
+    monkeypatch.setattr(upkeep, "VACUUM_LOCK_TIMEOUT_MS", 300)
+    with psycopg.connect(empty_db) as holder, database.connect(empty_db) as conn:
+        holder.execute("LOCK TABLE lead IN SHARE UPDATE EXCLUSIVE MODE")  # what an autovacuum worker holds
+        conn.execute("SET lock_timeout = '150ms'")
+        conn.commit()
+        done = upkeep.vacuum_after(conn, "lead", 2000, "step 1")
+        assert done is not None and done.skipped == "its lock was not free within 300 ms" and done.seconds == 0
+        assert done.text.startswith("did not vacuum lead (its lock was not free within 300 ms); until autovacuum")
+        assert conn.execute("SELECT current_setting('lock_timeout'), current_setting('vacuum_cost_delay')"
+                            ).fetchone() == ("150ms", "0")
+        assert not conn.autocommit
+
+
+WIDE = """
+CREATE TABLE wide (id int PRIMARY KEY, n int NOT NULL DEFAULT 0, note text NOT NULL);
+INSERT INTO wide (id, note) SELECT g, repeat('note ', 40) FROM generate_series(1, 20000) AS g;
+"""
+
+
+def _wal_of_apply(url: str, tmp_path: Path, **options) -> tuple[int, list]:
+    """WAL bytes the apply of `UPDATE wide` wrote, right after a checkpoint: every page it changes is
+    written whole into the WAL once (a full-page image)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(WIDE)
+        conn.execute("VACUUM (ANALYZE) wide")
+        conn.execute("CHECKPOINT")
+        before = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+        # a row in 20: a few on every page, so that the WAL is mostly the pages' images
+        result = _apply(url, _batch(tmp_path, "UPDATE wide SET n = n + 1 WHERE id % 20 = 0;\n"), tmp_path / "r", **options)
+        assert result.status == "applied"
+        return conn.execute("SELECT pg_current_wal_insert_lsn() - %s::pg_lsn", (before,)).fetchone()[0], result.backfills
+
+
+def test_a_backfill_compresses_the_full_page_images_it_writes(
+        make_database: Callable[..., str], tmp_path: Path) -> None:
+    """The first change to a page after a checkpoint writes all of it into the WAL, and a backfill changes
+    pages all over its table: every application COMMIT waits for the flush of that WAL too. Where the
+    server does not compress it and runbook may (a superuser), the batches' transactions do."""
+    online_url, direct_url = make_database(), make_database()
+    with database.connect(online_url) as conn:
+        if not backfill.wal_compression(conn):
+            pytest.skip("this server compresses full-page images already, or this role may not SET wal_compression")
+    online, [run] = _wal_of_apply(online_url, tmp_path / "o", strategy="online")
+    direct, backfills = _wal_of_apply(direct_url, tmp_path / "d")
+    assert backfills == [] and run.rows == 1000 and run.wal_compression in ("lz4", "zstd", "pglz", "on")
+    assert online < direct / 2, (online, direct)  # batched, ledger writes and all, in less than half the WAL
+    text = summary.load(next((tmp_path / "o").rglob("apply.json")).parent).markdown
+    assert f"full-page images in their WAL compressed with {run.wal_compression}" in text
+
+
+def test_a_role_that_may_not_set_wal_compression_backfills_and_vacuums_without_it(
+        make_database: Callable[..., str], server_url: str, tmp_path: Path) -> None:
+    url, role = make_database(), f"rb_owner_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+            sql.Identifier(conninfo.conninfo_to_dict(url)["dbname"]), sql.Identifier(role)))
+    owner_url = conninfo.make_conninfo(url, user=role)
+    try:
+        _leads(owner_url)
+        result = _apply(owner_url, _batch(tmp_path, "UPDATE lead SET customer = -id WHERE customer IS NULL;\n"),
+                        tmp_path / "r", strategy="online")
+        [run] = result.backfills
+        assert result.status == "applied" and run.rows == 2000 and run.wal_compression == ""
+        assert run.vacuumed.startswith("vacuumed and analyzed lead")  # its owner may
+        with psycopg.connect(owner_url) as conn:
+            assert conn.execute("SELECT count(*) FROM lead WHERE customer IS NULL").fetchone()[0] == 0
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                sql.Identifier(conninfo.conninfo_to_dict(url)["dbname"])))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 # --- the application keeps going; health between batches -----------------------------------------

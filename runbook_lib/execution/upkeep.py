@@ -1,0 +1,168 @@
+"""What a backfill owes the planner: statistics before its first batch, clean indexes after its last.
+
+Both come from what the application's queries are planned on. Before: a table the migration filled but
+never analyzed looks empty, and every batch gets planned as if it were (`fresh_statistics`). After: an
+UPDATE or DELETE of a large share of a table leaves as many dead row versions in each of its indexes, and
+makes the table due for autovacuum's ANALYZE. New statistics can move an application's query onto an index
+whose entries are all dead (`vacuum_after`): at 5M leads, once "Lead" was analyzed after batch 6 (null_frac
+of customer_id 10% -> 0), `UPDATE "Lead" ... WHERE id = $1 AND customer_id IS NULL` was planned on the
+customer_id index and walked its 500k dead NULL entries: 355 ms for one row, where the key took 0.2 ms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import psycopg
+import psycopg.errors
+
+from runbook_lib.db import catalog
+from runbook_lib.execution import live
+
+# The role may VACUUM / ANALYZE a table it owns (or, on PG17+, one it has MAINTAIN on); others get a warning
+# and nothing done, so they are left out.
+_MAY_MAINTAIN = """CASE WHEN current_setting('server_version_num')::int >= 170000
+                        THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE pg_has_role(c.relowner, 'USAGE') END"""
+
+# Of the tables named (as the SQL wrote them), the ones with rows but no statistics, in one query.
+_UNANALYZED_SQL = f"""
+SELECT t.name, t.regclass
+FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(name, regclass, i)
+JOIN pg_class AS c ON c.oid = to_regclass(t.regclass)
+WHERE c.relkind IN ('r', 'p', 'm') AND c.reltuples < 0 AND pg_relation_size(c.oid) > 0 AND {_MAY_MAINTAIN}
+ORDER BY t.i
+"""
+
+# When autovacuum will analyze the table (its threshold: the table's own storage parameters, else the
+# server's), the changes it counts towards it, and how hard autovacuum may work on it (its cost delay and
+# limit; -1 means vacuum_cost_*).
+_DUE_SQL = f"""
+SELECT coalesce(s.n_mod_since_analyze, 0),
+       greatest(c.reltuples, 0) * coalesce(o.scale, current_setting('autovacuum_analyze_scale_factor')::float8)
+         + coalesce(o.threshold, current_setting('autovacuum_analyze_threshold')::float8),
+       coalesce(o.delay || 'ms', nullif(current_setting('autovacuum_vacuum_cost_delay'), '-1'),
+                current_setting('vacuum_cost_delay')),
+       coalesce(o.cost_limit, nullif(current_setting('autovacuum_vacuum_cost_limit'), '-1'),
+                current_setting('vacuum_cost_limit')),
+       {_MAY_MAINTAIN},
+       ARRAY[current_setting('vacuum_cost_delay'), current_setting('vacuum_cost_limit'), current_setting('lock_timeout'),
+             current_setting('wal_compression')]
+FROM pg_class AS c
+CROSS JOIN LATERAL (
+    SELECT max(option_value) FILTER (WHERE option_name = 'autovacuum_analyze_scale_factor')::float8 AS scale,
+           max(option_value) FILTER (WHERE option_name = 'autovacuum_analyze_threshold')::float8 AS threshold,
+           max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_cost_delay') AS delay,
+           max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_cost_limit') AS cost_limit
+    FROM pg_options_to_table(c.reloptions)) AS o
+LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
+WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'm')
+"""
+
+# How long the VACUUM may wait for its lock. An autovacuum worker on the table (its ANALYZE, the very thing
+# to be ahead of) is cancelled by PostgreSQL once a request waits on it for deadlock_timeout (1 s by default);
+# a waiting VACUUM blocks no reader or writer, only other maintenance and DDL of that table.
+VACUUM_LOCK_TIMEOUT_MS = 5000
+
+
+@dataclass(frozen=True)
+class Vacuumed:
+    """The VACUUM (ANALYZE) after a batched step, or why there was none (`skipped`)."""
+
+    table: str
+    dead_rows: int  # row versions the step left behind (the rows it updated or deleted)
+    changes: int  # since the table's last ANALYZE, the step's and others' (pg_stat_user_tables.n_mod_since_analyze)
+    due_at: int  # changes at which autovacuum analyzes the table
+    seconds: float = 0.0
+    throttle: str = ""  # the cost delay and limit it ran under (autovacuum's)
+    skipped: str = ""
+
+    @property
+    def text(self) -> str:
+        """What was done and why, for the record and the summary."""
+        due = (f"autovacuum analyzes it at {self.due_at:,} changes, it has {self.changes:,}; this statement left "
+               f"{self.dead_rows:,} dead row versions")
+        if self.skipped:
+            return (f"did not vacuum {self.table} ({self.skipped}); until autovacuum does ({due}), new statistics may "
+                    "plan queries on indexes full of dead entries")
+        return (f"vacuumed and analyzed {self.table} in {self.seconds:.1f} s ({due}), so that the plans new statistics "
+                f"bring find no dead entries in its indexes; throttled as autovacuum is ({self.throttle})")
+
+
+def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+    """ANALYZE the tables with rows but no statistics yet; the ones analyzed, each with why.
+
+    A table never analyzed (reltuples -1: one this migration created and filled) looks nearly empty to the
+    planner, which then drove every batch of batch 6's UPDATE from all of its backup table. Only those: a
+    table that has statistics keeps them until `vacuum_after` has removed the dead index entries that new
+    plans could walk. ANALYZE blocks no reader or writer; one that cannot have its lock within lock_timeout,
+    or runs out of statement_timeout, is left to autovacuum.
+    """
+    unique = list(dict.fromkeys(tables))
+    if not unique:
+        return []
+    found = conn.execute(_UNANALYZED_SQL, (unique, [catalog.regclass_text(t) for t in unique])).fetchall()
+    conn.commit()
+    done = []
+    for table, name in found:
+        try:
+            conn.execute(f"ANALYZE {name}")
+            conn.commit()
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+            conn.rollback()
+            continue
+        done.append(f"{table} (never analyzed)")
+    return done
+
+
+def vacuum_after(conn: psycopg.Connection, table: str, dead_rows: int, what: str,
+                 compression: str = "") -> Vacuumed | None:
+    """VACUUM (ANALYZE) `table` when the step's dead row versions make it due for autovacuum's ANALYZE.
+
+    Due is autovacuum's own rule: the changes since the table's last ANALYZE (the step's and the
+    application's) reach threshold + scale factor x rows. And they must be mostly the step's (at least half
+    the threshold): a table the application alone keeps changing is autovacuum's business, not the migration's.
+    Run now, before autovacuum gets there, the VACUUM removes the dead index entries and only then does its
+    ANALYZE replan the application's queries; while it runs, autovacuum leaves the table alone. It is
+    throttled as autovacuum would be: it does the work autovacuum was about to do, no harder. The step is
+    recorded done before: a VACUUM that is stopped or killed loses nothing, and autovacuum does it later.
+    `compression`: its WAL's full-page images compressed as the backfill's were. None: not due (or not a table).
+    """
+    name = catalog.regclass_text(table)
+    if conn.info.server_version >= 150000:  # this session's last changes counted before they are read back
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.commit()
+    row = conn.execute(_DUE_SQL, (name,)).fetchone()
+    conn.commit()
+    if row is None:
+        return None
+    changes, due_at, delay, cost_limit, allowed, session = row
+    changes = max(int(changes), dead_rows)  # older servers may not have counted the last batches yet
+    if changes < due_at or 2 * dead_rows < due_at:
+        return None
+    found = Vacuumed(table, dead_rows, changes, round(due_at),
+                     throttle=f"vacuum_cost_delay {delay}, vacuum_cost_limit {cost_limit}")
+    if not allowed:
+        return _skipped(found, "this role may not vacuum it")
+    live.emit(live.BACKFILL, f"{what}: vacuuming {table} ({dead_rows:,} dead row versions) before autovacuum analyzes it")
+    autocommit, began = conn.autocommit, time.perf_counter()
+    settings = "SELECT set_config('vacuum_cost_delay', %s, false), set_config('vacuum_cost_limit', %s, false), " \
+               "set_config('lock_timeout', %s, false)" + (", set_config('wal_compression', %s, false)" if compression else "")
+    try:
+        conn.autocommit = True
+        conn.execute(settings, (delay, cost_limit, f"{VACUUM_LOCK_TIMEOUT_MS}ms", *([compression] if compression else [])))
+        conn.execute(f"VACUUM (ANALYZE) {name}")
+    except psycopg.errors.LockNotAvailable:
+        return _skipped(found, f"its lock was not free within {VACUUM_LOCK_TIMEOUT_MS:,} ms")
+    except psycopg.errors.QueryCanceled:
+        return _skipped(found, "cancelled: statement_timeout")
+    finally:
+        if not conn.broken:
+            conn.execute(settings, session if compression else session[:3])  # as they were
+        conn.autocommit = autocommit
+    return Vacuumed(table, dead_rows, found.changes, found.due_at, round(time.perf_counter() - began, 3), found.throttle)
+
+
+def _skipped(found: Vacuumed, why: str) -> Vacuumed:
+    return dataclasses.replace(found, skipped=why)
