@@ -230,8 +230,7 @@ def apply_once(url: str, method: str, reports: Path, *, idle_s: float = 0.0) -> 
                    median_batch_ms=round(max((b.batch_median_s for b in result.backfills), default=0) * 1000, 2),
                    lock_timeouts=sum(b.lock_timeouts for b in result.backfills),
                    vacuum_s=round(sum(b.vacuum_s for b in result.backfills), 2),
-                   vacuumed=[b.table for b in result.backfills if b.vacuum_s],
-                   wal_compression=next((b.wal_compression for b in result.backfills if b.wal_compression), ""))
+                   vacuumed=[b.table for b in result.backfills if b.vacuum_s])
     return out
 
 

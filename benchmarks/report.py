@@ -716,18 +716,13 @@ def backfill_section(bf: dict) -> list[str]:
                      f"{batches} | {batch_time} | {r['failed']}/{r['runs']} | {r['different_end_state']} |")
     lines.append("")
     online = [r for r in bf["summary"] if r["method"].startswith("online")]
-    compressed = sorted({r.get("wal_compression") for r in runs if r.get("wal_compression")})
     vacuumed = [r for r in online if r["method"] == "online" and (r.get("vacuum_s") or {}).get("median")]
-    if compressed or vacuumed:
+    if vacuumed:
         lines.append(
-            "- Online, runbook's batches wrote their full-page images compressed (`wal_compression = "
-            + ", ".join(compressed or ["off"]) + "` in their own transactions)"
-            + ("; after the UPDATEs it vacuumed and analyzed the tables they had made due for autovacuum's ANALYZE ("
-               + ", ".join(sorted({t for r in runs if r["method"] == "online" for t in r.get("vacuumed", [])}))
-               + "), throttled as autovacuum is, inside the wall time: "
-               + ", ".join(f"{size_label(r['leads'])} {sec(r['vacuum_s']['median'])}" for r in vacuumed) if vacuumed else "")
-            + ".")
-
+            "- Online, after the UPDATEs runbook vacuumed and analyzed the tables they had made due for autovacuum's "
+            "ANALYZE (" + ", ".join(sorted({t for r in runs if r["method"] == "online" for t in r.get("vacuumed", [])}))
+            + "), throttled as autovacuum is; inside the wall time: "
+            + ", ".join(f"{size_label(r['leads'])} {sec(r['vacuum_s']['median'])}" for r in vacuumed) + ".")
     baseline = {r["leads"]: r for r in bf["summary"] if r["method"] == "none"}
     for method in sorted({r["method"] for r in online}):
         rows = [r for r in online if r["method"] == method]

@@ -47,12 +47,6 @@ _BATCH_SETTINGS = ("SELECT set_config('synchronous_commit', %s, true), set_confi
                    "set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), "
                    "set_config('enable_mergejoin', 'off', true)")
 
-# A backfill changes rows all over its table, and the first change to a page after a checkpoint writes the
-# whole page into the WAL (a full-page image): at 5M leads batch 6's UPDATEs wrote 36 MB/s of WAL, each
-# application COMMIT waited for the flush of all WAL before its own, and one-row UPDATEs stalled up to
-# 209 ms on IO:WalSync. Compressed in the backfill's own transactions (and its VACUUM) the WAL fell to 11-13
-# MB/s and the application's stalls to this machine's own (RESULTS.md). Fastest method first.
-_COMPRESSIONS = ("lz4", "zstd", "pglz")
 
 # Called with (step, batch) inside each batch's transaction, after its position is written and before its
 # COMMIT. Production never adds to it: the kill tests stop a backfill there and SIGKILL it.
@@ -123,24 +117,6 @@ def _estimate(conn: psycopg.Connection, table: str) -> int:
     return max(int(row[0]), 0) if row else 0
 
 
-def wal_compression(conn: psycopg.Connection) -> str:
-    """The method a backfill's transactions compress full-page images with; "" to leave the server's setting.
-
-    Only where it is off and this role may SET it (a superuser, or GRANT SET ON PARAMETER on PG15+): the
-    setting changes the WAL of this session's transactions, nothing else.
-    """
-    if conn.info.server_version >= 150000:
-        row = conn.execute("SELECT setting, enumvals, has_parameter_privilege('wal_compression', 'SET')"
-                           " FROM pg_settings WHERE name = 'wal_compression'").fetchone()
-    else:
-        row = conn.execute("SELECT setting, ARRAY['on'], rolsuper FROM pg_settings, pg_roles"
-                           " WHERE name = 'wal_compression' AND rolname = current_user").fetchone()
-    conn.commit()
-    if row is None or row[0] != "off" or not row[2]:
-        return ""
-    return next((method for method in (*_COMPRESSIONS, "on") if method in row[1]), "")
-
-
 def _eta(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
@@ -177,8 +153,6 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     what = f"step {step.number}, {found.kind} {found.table}"
     lag = replica.LagWatch(settings.max_replica_lag_ms, read=context.lag)
     analyzed = upkeep.fresh_statistics(conn, [table for table, _mode in stmt.table_locks])
-    compression = wal_compression(conn)
-    batch_settings = _BATCH_SETTINGS + (", set_config('wal_compression', %s, true)" if compression else "")
     total = _estimate(conn, key.table)
     name = f"runbook_backfill_{uuid.uuid4().hex[:12]}"
     with conn.transaction():
@@ -202,7 +176,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
                     # keeps that short. A crash may then lose the last few batches, but each with its position
                     # (one transaction): a resume redoes exactly those. The step's last transaction, which
                     # records it done, waits for the flush, and with it for every batch before it.
-                    conn.execute(batch_settings, ("on" if first is None else "off", *([compression] if compression else [])))
+                    conn.execute(_BATCH_SETTINGS, ("on" if first is None else "off",))
                     if first is None:  # nothing left: the step is done, recorded in this transaction
                         if record is not None:
                             record(conn)
@@ -248,17 +222,16 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
         status = "completed"
     except (GaveUp, psycopg.Error) as exc:
         _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, clock(),
-                status, server_message(exc.exc if isinstance(exc, GaveUp) else exc), lag.paused_s, analyzed, None,
-                compression)
+                status, server_message(exc.exc if isinstance(exc, GaveUp) else exc), lag.paused_s, analyzed, None)
         raise
     finally:
         _deallocate(conn, name)
     ended = clock()
     vacuumed = None
     if found.kind in ("UPDATE", "DELETE"):  # each row it changed left a dead version in the table and its indexes
-        vacuumed = upkeep.vacuum_after(conn, key.table, done_before.get("rows", 0) + tally.rows, what, compression)
+        vacuumed = upkeep.vacuum_after(conn, key.table, done_before.get("rows", 0) + tally.rows, what)
     _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, ended, status, "",
-            lag.paused_s, analyzed, vacuumed, compression)
+            lag.paused_s, analyzed, vacuumed)
     live.emit(live.BACKFILL, f"{what}: {tally.rows:,} rows in {tally.batches:,} batches", done=tally.keys,
               total=max(total, tally.keys), unit="rows", final=True)
     # inserted rows are invisible to other sessions until the commit: no application write waits for them
@@ -302,7 +275,7 @@ def _deallocate(conn: psycopg.Connection, name: str) -> None:
 def _finish(result: ExecutionResult, step: plan.Step, stmt: plan.PlannedStatement, found: batching.Candidate,
             key: batching.Key, settings: Settings, tally: _Tally, resumed: dict | None, before: dict,
             after: list[str] | None, started: float, ended: float, status: str, error: str,
-            replica_pause_s: float, analyzed: list[str], vacuumed: upkeep.Vacuumed | None, compression: str) -> None:
+            replica_pause_s: float, analyzed: list[str], vacuumed: upkeep.Vacuumed | None) -> None:
     """The step's record: one timeline entry for all its batches, its row locks, and the batch figures."""
     longest = round(max(tally.holds, default=0.0), 6)
     result.backfills.append(BackfillRun(
@@ -314,7 +287,7 @@ def _finish(result: ExecutionResult, step: plan.Step, stmt: plan.PlannedStatemen
         tally.sizes[0] if tally.sizes else 0, tally.sizes[-1] if tally.sizes else 0, tally.lock_timeouts,
         round(replica_pause_s, 3), round(tally.throttle_s, 3), round(ended - started, 6),
         ", ".join(resumed["after"]) if resumed else "", before.get("rows", 0), ", ".join(after or []),
-        "; ".join(analyzed), vacuumed.text if vacuumed else "", vacuumed.seconds if vacuumed else 0.0, compression))
+        "; ".join(analyzed), vacuumed.text if vacuumed else "", vacuumed.seconds if vacuumed else 0.0))
     result.attempts += 1 + tally.lock_timeouts
     kind = f"{stmt.kind} in {tally.batches:,} batch(es) by keyset on {found.table} ({key.label})"
     result.statements.append(StatementRun(

@@ -47,8 +47,7 @@ SELECT coalesce(s.n_mod_since_analyze, 0),
        coalesce(o.cost_limit, nullif(current_setting('autovacuum_vacuum_cost_limit'), '-1'),
                 current_setting('vacuum_cost_limit')),
        {_MAY_MAINTAIN},
-       ARRAY[current_setting('vacuum_cost_delay'), current_setting('vacuum_cost_limit'), current_setting('lock_timeout'),
-             current_setting('wal_compression')]
+       ARRAY[current_setting('vacuum_cost_delay'), current_setting('vacuum_cost_limit'), current_setting('lock_timeout')]
 FROM pg_class AS c
 CROSS JOIN LATERAL (
     SELECT max(option_value) FILTER (WHERE option_name = 'autovacuum_analyze_scale_factor')::float8 AS scale,
@@ -116,8 +115,7 @@ def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     return done
 
 
-def vacuum_after(conn: psycopg.Connection, table: str, dead_rows: int, what: str,
-                 compression: str = "") -> Vacuumed | None:
+def vacuum_after(conn: psycopg.Connection, table: str, dead_rows: int, what: str) -> Vacuumed | None:
     """VACUUM (ANALYZE) `table` when the step's dead row versions make it due for autovacuum's ANALYZE.
 
     Due is autovacuum's own rule: the changes since the table's last ANALYZE (the step's and the
@@ -127,7 +125,7 @@ def vacuum_after(conn: psycopg.Connection, table: str, dead_rows: int, what: str
     ANALYZE replan the application's queries; while it runs, autovacuum leaves the table alone. It is
     throttled as autovacuum would be: it does the work autovacuum was about to do, no harder. The step is
     recorded done before: a VACUUM that is stopped or killed loses nothing, and autovacuum does it later.
-    `compression`: its WAL's full-page images compressed as the backfill's were. None: not due (or not a table).
+    None: not due (or not a table).
     """
     name = catalog.regclass_text(table)
     if conn.info.server_version >= 150000:  # this session's last changes counted before they are read back
@@ -148,20 +146,22 @@ def vacuum_after(conn: psycopg.Connection, table: str, dead_rows: int, what: str
     live.emit(live.BACKFILL, f"{what}: vacuuming {table} ({dead_rows:,} dead row versions) before autovacuum analyzes it")
     autocommit, began = conn.autocommit, time.perf_counter()
     settings = "SELECT set_config('vacuum_cost_delay', %s, false), set_config('vacuum_cost_limit', %s, false), " \
-               "set_config('lock_timeout', %s, false)" + (", set_config('wal_compression', %s, false)" if compression else "")
+               "set_config('lock_timeout', %s, false)"
     try:
         conn.autocommit = True
-        conn.execute(settings, (delay, cost_limit, f"{VACUUM_LOCK_TIMEOUT_MS}ms", *([compression] if compression else [])))
+        conn.execute(settings, (delay, cost_limit, f"{VACUUM_LOCK_TIMEOUT_MS}ms"))
         conn.execute(f"VACUUM (ANALYZE) {name}")
     except psycopg.errors.LockNotAvailable:
         return _skipped(found, f"its lock was not free within {VACUUM_LOCK_TIMEOUT_MS:,} ms")
-    except psycopg.errors.QueryCanceled:
-        return _skipped(found, "cancelled: statement_timeout")
+    except psycopg.Error as exc:  # statement_timeout, a cancel (runbook's guard, a DBA): the step stays done
+        if conn.broken:
+            raise
+        return _skipped(found, exc.diag.message_primary or str(exc))
     finally:
         if not conn.broken:
-            conn.execute(settings, session if compression else session[:3])  # as they were
+            conn.execute(settings, session)  # as they were
         conn.autocommit = autocommit
-    return Vacuumed(table, dead_rows, found.changes, found.due_at, round(time.perf_counter() - began, 3), found.throttle)
+    return dataclasses.replace(found, seconds=round(time.perf_counter() - began, 3))
 
 
 def _skipped(found: Vacuumed, why: str) -> Vacuumed:

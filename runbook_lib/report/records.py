@@ -482,7 +482,6 @@ class BackfillRun:
     analyzed: str = ""  # tables given fresh statistics before the first batch planned, and why
     vacuumed: str = ""  # the VACUUM (ANALYZE) after the last batch (execution.upkeep), or why there was none
     vacuum_s: float = 0.0
-    wal_compression: str = ""  # how its transactions compressed full-page images in the WAL ("": the server's setting)
 
 
 @dataclass(frozen=True)

@@ -323,9 +323,7 @@ def _backfills(runs: list[records.BackfillRun]) -> str:
              f"{b.batch_median_s * 1000:.1f} ms / {b.batch_longest_s * 1000:.1f} ms",
              f"{b.row_lock_longest_s * 1000:.1f} ms", b.lock_timeouts, f"{b.replica_pause_s:.1f} s") for b in runs]
     return ("Batched data statements (--strategy online: each batch a transaction of its own, its rows locked until "
-            f"its commit; batch time target {runs[0].target_ms} ms"
-            + (f"; full-page images in their WAL compressed with {runs[0].wal_compression}" if runs[0].wal_compression else "")
-            + "):\n\n"
+            f"its commit; batch time target {runs[0].target_ms} ms):\n\n"
             + md.table(["#", "Statement", "Key", "Status", "Rows", "Batches", "rows per batch (median / max)",
                         "Batch time (median / longest batch)", "Rows locked at most", "Lock timeouts",
                         "Paused for replicas"], rows)
