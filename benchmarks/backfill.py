@@ -272,7 +272,13 @@ def kill_and_resume(url: str, after_s: float, reports: Path) -> dict:
     if killed:
         os.kill(child.pid, signal.SIGKILL)
         child.join()
-    time.sleep(0.2)  # its backends end with its connections
+    # Its backend ends when it next talks to the client; one killed in a VACUUM (run after a step, see
+    # execution/upkeep.py) finishes it first, holding the migration lock meanwhile: wait for it.
+    with database.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline + 120 and conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'runbook apply%%'"
+                " AND datname = current_database()").fetchone()[0]:
+            time.sleep(0.1)
     result = apply.run(open_session(6, database_url=url, reports_dir=reports), strategy="online")
     return {"after_s": round(after_s, 3), "killed": killed, "resumed": result.status,
             "message": result.message[:300], "end_state": state(url)}

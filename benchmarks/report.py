@@ -773,6 +773,10 @@ def backfill_section(bf: dict) -> list[str]:
             lines.append(f"- The application waited up to {ms(lock_worst)} on rows a batch held: the longest batches "
                          "(" + ", ".join(f"{size_label(r['leads'])} {ms(r['longest_batch_ms']['median'])}"
                                          for r in default) + ") set how long such a wait can be.")
+    for path in sorted(RESULTS_DIR.glob("backfill_*.json")):  # earlier or partial runs that explain a change
+        note = json.loads(path.read_text()).get("note")
+        if note:
+            lines.append(f"- Also measured ({path.name}): {note}")
     kills = bf.get("kills", [])
     if kills:
         good = [k for k in kills if k["exactly_once"] and k["resumed"] == "applied"]
