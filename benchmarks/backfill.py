@@ -14,6 +14,8 @@ before, so every run starts from the same state. Then, per size:
   (0) the same workload and client with no migration at all, as long as each online apply took: this
       machine's own longest stall over that time (a WAL fsync now and then takes tens of ms here, migration
       or not), the floor any method's "longest stall" sits on;
+  (-) the disk alone, as long as each online apply took, with no PostgreSQL work: an 8 KiB write and
+      fdatasync every 5 ms in the benchmark's state directory (a small commit's WAL flush, without PostgreSQL);
 and the online apply is SIGKILLed at random moments (--kills, a forked child) and resumed by a new apply: each
 must end in the one-transaction end state.
 
@@ -48,7 +50,7 @@ from pathlib import Path
 import common  # noqa: F401  (puts the project on sys.path)
 import psycopg
 import workload
-from common import DEFAULT_STATE, RESULTS_DIR, header, parse_size, psql_binary, server_url, size_label, spread
+from common import DEFAULT_STATE, RESULTS_DIR, disk_commit_latency, header, parse_size, psql_binary, server_url, size_label, spread
 from psycopg import sql
 
 from runbook_lib import config
@@ -199,6 +201,11 @@ def _migration_wait_ms(waits: list, t0: float, t1: float) -> float:
     inside = [length for start, length, _events, blockers in waits
               if _overlaps(start, length, t0, t1) and any(b not in APPLICATION for b in blockers)]
     return round(max(inside, default=0.0) * 1000, 2)
+
+
+def _over_20ms(started: list[float], latency: list[float], t0: float, t1: float) -> int:
+    """How many operations that overlapped [t0, t1] took over 20 ms: how often, where the longest says how bad."""
+    return sum(1 for s, lat in zip(started, latency) if lat > 0.020 and _overlaps(s, lat, t0, t1))
 
 
 def _max_ms(started: list[float], latency: list[float], t0: float, t1: float) -> float | None:
@@ -364,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                        "slow_statement_waits": _slow_waits(waits, t0, t1),
                        "longest_statement": _longest_statement(waits, t0, t1), **applied}
                 row["stall_ms"] = max(v for v in (row["client_max_ms"], row["workload"]["max_ms"]) if v is not None)
+                row["over_20ms"] = (_over_20ms(c_started, c_latency, t0, t1)
+                                    + _over_20ms(ops.started, ops.latency, t0, t1))
                 out["runs"].append(row)
                 if method.startswith("online"):
                     walls.append(t1 - t0)
@@ -375,6 +384,14 @@ def main(argv: list[str] | None = None) -> int:
                 undo(url, method, reports)
                 if state(url) != before:
                     raise SystemExit(f"After rolling back the {method} run the data differs from before; stopping.")
+        online_walls = [r["wall_s"] for r in out["runs"] if r["leads"] == leads and r["method"] == "online"]
+        for run, wall in enumerate(online_walls if not args.no_baseline else []):  # the floor under (0)
+            probe = disk_commit_latency(args.state_dir, wall)
+            out["runs"].append({"leads": leads, "run": run + 1, "method": "disk", "wall_s": round(wall, 3),
+                                "ok": True, "same_end_state": True, "stall_ms": probe["max_ms"],
+                                "over_20ms": probe["over_20ms"], "disk": probe, "message": ""})
+            log(f"{size_label(leads)} run {run + 1} the disk alone {wall:.2f} s: {probe['syncs']} syncs, "
+                f"longest {probe['max_ms']} ms, {probe['over_20ms']} over 20 ms")
         rng = random.Random(16 + leads)
         span = sorted(walls)[len(walls) // 2] if walls else 2.0
         for _ in range(args.kills):
@@ -395,17 +412,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarize(runs: list[dict]) -> list[dict]:
     rows = []
-    order = ["none", *METHODS]
+    order = ["disk", "none", *METHODS]
     for leads, method in sorted({(r["leads"], r["method"]) for r in runs}, key=lambda k: (k[0], order.index(k[1]))):
         group = [r for r in runs if (r["leads"], r["method"]) == (leads, method)]
         rows.append({"leads": leads, "method": method, "runs": len(group),
                      "failed": sum(1 for r in group if not r["ok"]),
                      "different_end_state": sum(1 for r in group if not r["same_end_state"]),
                      **{k: spread([r.get(k) for r in group]) for k in
-                        ("wall_s", "rows_per_s", "stall_ms", "client_max_ms", "migration_lock_wait_ms",
+                        ("wall_s", "rows_per_s", "stall_ms", "over_20ms", "client_max_ms", "migration_lock_wait_ms",
                          "write_block_ms", "batches", "wal_mb", "vacuum_s",
                          "longest_batch_ms", "median_batch_ms")},
-                     "workload_max_ms": spread([r["workload"]["max_ms"] for r in group])})
+                     "workload_max_ms": spread([r["workload"]["max_ms"] for r in group if r.get("workload")])})
     return rows
 
 

@@ -119,3 +119,32 @@ def size_label(n: int) -> str:
     if n >= 1_000 and n % 1_000 == 0:
         return f"{n // 1_000}k"
     return str(n)
+
+
+def disk_commit_latency(directory: Path, seconds: float, interval_s: float = 0.005) -> dict:
+    """What this disk alone gives a committing application: an 8 KiB append and fdatasync every `interval_s`
+    (a small transaction's WAL record and its flush), with no PostgreSQL work. The floor under any "longest
+    stall" of an application that commits: on a shared virtual disk an fsync now and then takes tens of ms."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"disk-probe-{os.getpid()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    latencies: list[float] = []
+    try:
+        page, end = b"\0" * 8192, time.monotonic() + seconds
+        while time.monotonic() < end:
+            began = time.monotonic()
+            os.write(fd, page)
+            os.fdatasync(fd)
+            latencies.append(time.monotonic() - began)
+            if len(latencies) % 4096 == 0:  # a WAL segment's worth: start over, as PostgreSQL recycles segments
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+            time.sleep(interval_s)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    latencies.sort()
+    return {"syncs": len(latencies), "max_ms": round(latencies[-1] * 1000, 3) if latencies else None,
+            "p999_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.999))] * 1000, 3)
+            if latencies else None,
+            "over_20ms": sum(1 for x in latencies if x > 0.020)}

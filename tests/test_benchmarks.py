@@ -162,12 +162,17 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     finally:
         _drop(server_url, "bench_backfill_2000")
     result = json.loads(out.read_text())
-    assert [r["method"] for r in result["summary"]] == ["none", "psql", "online"]
+    assert [r["method"] for r in result["summary"]] == ["disk", "none", "psql", "online"]
     assert all(r["ok"] and r["same_end_state"] and r["stall_ms"] > 0 for r in result["runs"])
     assert [r["batches"] > 0 for r in result["runs"] if r["method"] == "online"] == [True]
     runs = {r["method"]: r for r in result["runs"]}
     # the baseline runs the application alone, as long as the online apply took, and nothing waits on a migration
     assert runs["none"]["wall_s"] >= runs["online"]["wall_s"] - 0.01 and runs["none"]["migration_lock_wait_ms"] == 0
+    # the disk alone, as long: a sync every 5 ms or so (each takes time too), the slow ones counted
+    disk = runs["disk"]["disk"]
+    assert runs["disk"]["wall_s"] == runs["online"]["wall_s"] and disk["syncs"] >= runs["online"]["wall_s"] / 0.02
+    assert 0 <= disk["over_20ms"] <= disk["syncs"] and disk["max_ms"] >= disk["p999_ms"] > 0
+    assert all(isinstance(r["over_20ms"], int) for r in result["runs"])
     # psql -1 locks every lead it backfills until its COMMIT: the sampler sees the client wait on it
     if runs["psql"]["client_max_ms"] >= 50:
         assert runs["psql"]["migration_lock_wait_ms"] > 0
@@ -177,4 +182,5 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     report = _bench_module("report")
     section = "\n".join(report.backfill_section(result))
     assert "(0) no migration, as long as (c)" in section and "Waited on the migration's locks" in section
-    assert all(r["wal_mb"] > 0 for r in result["runs"]) and "| WAL |" in section
+    assert all(r["wal_mb"] > 0 for r in result["runs"] if r["method"] != "disk") and "| WAL |" in section
+    assert "(−) the disk alone, as long as (c)" in section and "| Over 20 ms |" in section

@@ -5,9 +5,9 @@ them waits for the whole statement. Here each batch takes the next keys of the t
 index, LIMIT n: a keyset, never OFFSET), runs the statement narrowed to that key range (`sql.batching`), writes
 the last key done into the ledger row and commits, all in one transaction: whatever is killed when, the
 position in the ledger is exactly the work in the database, and a rerun goes on after it (no row twice, none
-skipped, whatever the SET does). Before the first batch, tables the statement reads that have data but were
-never analyzed (a backup table an earlier step just filled) are analyzed, and after the last, a table it
-changed enough for autovacuum to analyze is vacuumed first (`upkeep`). Between batches: the size adapts toward
+skipped, whatever the SET does). Before the first batch, tables the statement reads whose statistics
+misdescribe them (a backup table an earlier step filled, never analyzed or since grown) are analyzed, and after
+the last, a table it changed enough for autovacuum to analyze is vacuumed first (`upkeep`). Between batches: the size adapts toward
 a target transaction time, a batch that waits lock_timeout for a row is retried smaller after a pause, a
 throttle and replica lag may pause it, and
 progress goes to the notebook and the terminal (`live`).

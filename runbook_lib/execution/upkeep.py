@@ -26,22 +26,43 @@ from runbook_lib.execution import live
 _MAY_MAINTAIN = """CASE WHEN current_setting('server_version_num')::int >= 170000
                         THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE pg_has_role(c.relowner, 'USAGE') END"""
 
-# Of the tables named (as the SQL wrote them), the ones with rows but no statistics, in one query.
-_UNANALYZED_SQL = f"""
-SELECT t.name, t.regclass
+# A table's own autovacuum settings (storage parameters), NULL where it has none and the server's apply.
+_RELOPTIONS = """
+CROSS JOIN LATERAL (
+    SELECT max(option_value) FILTER (WHERE option_name = 'autovacuum_analyze_scale_factor')::float8 AS scale,
+           max(option_value) FILTER (WHERE option_name = 'autovacuum_analyze_threshold')::float8 AS threshold,
+           max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_scale_factor')::float8 AS vacuum_scale,
+           max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_threshold')::float8 AS vacuum_threshold,
+           max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_cost_delay') AS delay,
+           max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_cost_limit') AS cost_limit
+    FROM pg_options_to_table(c.reloptions)) AS o
+"""
+
+# The changes at which autovacuum analyzes the table (threshold + scale factor x rows), and vacuums it.
+_ANALYZE_DUE_AT = """greatest(c.reltuples, 0) * coalesce(o.scale, current_setting('autovacuum_analyze_scale_factor')::float8)
+         + coalesce(o.threshold, current_setting('autovacuum_analyze_threshold')::float8)"""
+_VACUUM_DUE_AT = """greatest(c.reltuples, 0)
+           * coalesce(o.vacuum_scale, current_setting('autovacuum_vacuum_scale_factor')::float8)
+         + coalesce(o.vacuum_threshold, current_setting('autovacuum_vacuum_threshold')::float8)"""
+
+# Of the tables named (as the SQL wrote them), the ones whose statistics misdescribe them, in one query:
+# never analyzed but with rows, or due for autovacuum's ANALYZE with too few dead row versions for a VACUUM.
+_STALE_SQL = f"""
+SELECT t.name, t.regclass, c.reltuples < 0, coalesce(s.n_mod_since_analyze, 0), round({_ANALYZE_DUE_AT})
 FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(name, regclass, i)
 JOIN pg_class AS c ON c.oid = to_regclass(t.regclass)
-WHERE c.relkind IN ('r', 'p', 'm') AND c.reltuples < 0 AND pg_relation_size(c.oid) > 0 AND {_MAY_MAINTAIN}
+{_RELOPTIONS}
+LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
+WHERE c.relkind IN ('r', 'p', 'm') AND pg_relation_size(c.oid) > 0 AND {_MAY_MAINTAIN}
+  AND (c.reltuples < 0 OR (s.n_mod_since_analyze >= {_ANALYZE_DUE_AT} AND s.n_dead_tup < {_VACUUM_DUE_AT}))
 ORDER BY t.i
 """
 
-# When autovacuum will analyze the table (its threshold: the table's own storage parameters, else the
-# server's), the changes it counts towards it, and how hard autovacuum may work on it (its cost delay and
-# limit; -1 means vacuum_cost_*).
+# When autovacuum will analyze the table, the changes it counts towards it, and how hard autovacuum may
+# work on it (its cost delay and limit; -1 means vacuum_cost_*).
 _DUE_SQL = f"""
 SELECT coalesce(s.n_mod_since_analyze, 0),
-       greatest(c.reltuples, 0) * coalesce(o.scale, current_setting('autovacuum_analyze_scale_factor')::float8)
-         + coalesce(o.threshold, current_setting('autovacuum_analyze_threshold')::float8),
+       {_ANALYZE_DUE_AT},
        coalesce(o.delay || 'ms', nullif(current_setting('autovacuum_vacuum_cost_delay'), '-1'),
                 current_setting('vacuum_cost_delay')),
        coalesce(o.cost_limit, nullif(current_setting('autovacuum_vacuum_cost_limit'), '-1'),
@@ -49,12 +70,7 @@ SELECT coalesce(s.n_mod_since_analyze, 0),
        {_MAY_MAINTAIN},
        ARRAY[current_setting('vacuum_cost_delay'), current_setting('vacuum_cost_limit'), current_setting('lock_timeout')]
 FROM pg_class AS c
-CROSS JOIN LATERAL (
-    SELECT max(option_value) FILTER (WHERE option_name = 'autovacuum_analyze_scale_factor')::float8 AS scale,
-           max(option_value) FILTER (WHERE option_name = 'autovacuum_analyze_threshold')::float8 AS threshold,
-           max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_cost_delay') AS delay,
-           max(option_value) FILTER (WHERE option_name = 'autovacuum_vacuum_cost_limit') AS cost_limit
-    FROM pg_options_to_table(c.reloptions)) AS o
+{_RELOPTIONS}
 LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
 WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'm')
 """
@@ -90,29 +106,42 @@ class Vacuumed:
 
 
 def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
-    """ANALYZE the tables with rows but no statistics yet; the ones analyzed, each with why.
+    """ANALYZE the tables whose statistics misdescribe them; the ones analyzed, each with why.
 
     A table never analyzed (reltuples -1: one this migration created and filled) looks nearly empty to the
-    planner, which then drove every batch of batch 6's UPDATE from all of its backup table. Only those: a
-    table that has statistics keeps them until `vacuum_after` has removed the dead index entries that new
-    plans could walk. ANALYZE blocks no reader or writer; one that cannot have its lock within lock_timeout,
-    or runs out of statement_timeout, is left to autovacuum.
+    planner, which then drove every batch of batch 6's UPDATE from all of its backup table. One analyzed
+    before an earlier step added rows of a new kind is as bad: on PostgreSQL 15 the backup table's
+    statistics, taken when it held only 'lead' rows, planned each batch of the job UPDATE to walk all of its
+    'job' rows per job (1M leads: 3,292 batches of 5 rows, 41 s instead of 4). So a table due for autovacuum's
+    ANALYZE is analyzed too, unless it holds enough dead row versions to be due for a VACUUM: new statistics
+    could then plan the application's queries on index entries that are all dead, and such a table keeps
+    its statistics until `vacuum_after`. ANALYZE blocks no reader or writer; one that cannot have its lock
+    within lock_timeout, or runs out of statement_timeout, is left to autovacuum.
     """
     unique = list(dict.fromkeys(tables))
     if not unique:
         return []
-    found = conn.execute(_UNANALYZED_SQL, (unique, [catalog.regclass_text(t) for t in unique])).fetchall()
+    _count_own_changes(conn)
+    found = conn.execute(_STALE_SQL, (unique, [catalog.regclass_text(t) for t in unique])).fetchall()
     conn.commit()
     done = []
-    for table, name in found:
+    for table, name, never, changes, due_at in found:
         try:
             conn.execute(f"ANALYZE {name}")
             conn.commit()
         except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
             conn.rollback()
             continue
-        done.append(f"{table} (never analyzed)")
+        done.append(f"{table} (never analyzed)" if never else
+                    f"{table} ({changes:,} changes since its last ANALYZE; autovacuum analyzes it at {int(due_at):,})")
     return done
+
+
+def _count_own_changes(conn: psycopg.Connection) -> None:
+    """Make this session's last changes visible in pg_stat_user_tables (PG15+ sends them up to 1 s late)."""
+    if conn.info.server_version >= 150000:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.commit()
 
 
 def vacuum_after(conn: psycopg.Connection, table: str, dead_rows: int, what: str) -> Vacuumed | None:
@@ -128,9 +157,7 @@ def vacuum_after(conn: psycopg.Connection, table: str, dead_rows: int, what: str
     None: not due (or not a table).
     """
     name = catalog.regclass_text(table)
-    if conn.info.server_version >= 150000:  # this session's last changes counted before they are read back
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        conn.commit()
+    _count_own_changes(conn)
     row = conn.execute(_DUE_SQL, (name,)).fetchone()
     conn.commit()
     if row is None:

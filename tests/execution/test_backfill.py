@@ -169,11 +169,15 @@ def test_batch_6_in_batches_ends_as_the_one_transaction_apply(
     assert held["Lead"].rows == 100 and held["Lead"].blocks_writes and direct.longest_write_block_s >= held["Lead"].held_s
     text = summary.load(next((tmp_path / "o").rglob("apply.json")).parent).markdown
     assert "Batched data statements" in text and "rows per batch" in text and "longest batch" in text
-    # the backup table step 1 created and step 2 filled had no statistics when step 3 planned; none other
+    # the backup table step 1 created and step 2 filled had no statistics when step 3 planned; "Customer" had
+    # its rows of step 4 to be analyzed for when step 5 planned (no dead row versions: the application's plans
+    # get what autovacuum's ANALYZE was about to give them)
     analyzed = {b.statement_index: b.analyzed for b in online.backfills if b.analyzed}
-    assert list(analyzed.values()) == ["_runbook_backfill_006 (never analyzed)"]
-    [(index, what)] = analyzed.items()
-    assert f"Statement {index}: analyzed first, so that each batch is planned for its rows: {what}." in text
+    assert list(analyzed.values()) == [
+        "_runbook_backfill_006 (never analyzed)",
+        "Customer (90 changes since its last ANALYZE; autovacuum analyzes it at 75)"]
+    for index, what in analyzed.items():
+        assert f"Statement {index}: analyzed first, so that each batch is planned for its rows: {what}." in text
 
 
 def _terminate_in(url: str, step: int, batch: int) -> Callable[[int, int], None]:
@@ -269,19 +273,45 @@ def test_batches_reach_a_joined_table_through_its_index_after_analyzing_it(empty
         assert conn.execute("SELECT count(*) FROM item WHERE n <> (id % 2000 + 1) * 10").fetchone()[0] == 0
 
 
-def test_fresh_statistics_analyzes_only_tables_with_rows_and_no_statistics(empty_db: str) -> None:
+def _flush_counts(conn: psycopg.Connection) -> None:
+    """This session's changes counted now (PG15+ sends them late): an ANALYZE after them then resets them."""
+    conn.commit()
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.commit()
+
+
+def test_fresh_statistics_analyzes_tables_never_analyzed_or_grown_but_not_ones_full_of_dead_rows(
+        empty_db: str) -> None:
     _items(empty_db, 1000)
     with database.connect(empty_db) as conn:
         conn.execute("ANALYZE item")
-        conn.execute("UPDATE item SET n = n + 1")  # every row changed since: still not re-analyzed, see below
+        conn.execute("UPDATE item SET n = n + 1")  # every row changed since, each leaving a dead version: kept
         conn.execute("CREATE TABLE fresh (id int PRIMARY KEY)")
         conn.execute("INSERT INTO fresh SELECT generate_series(1, 50)")
         conn.execute("CREATE TABLE empty (id int PRIMARY KEY)")
+        # a backup table analyzed when it held only leads, then given jobs (as batch 6's steps 2 and 3 do)
+        conn.execute("CREATE TABLE backup (kind text, row_id int, PRIMARY KEY (kind, row_id))")
+        conn.execute("INSERT INTO backup SELECT 'lead', g FROM generate_series(1, 1000) AS g")
+        _flush_counts(conn)
+        conn.execute("ANALYZE backup")
+        conn.execute("INSERT INTO backup SELECT 'job', g FROM generate_series(1, 500) AS g")
+        conn.execute("CREATE TABLE settled (id int PRIMARY KEY)")  # a few changes since its ANALYZE: kept
+        conn.execute("INSERT INTO settled SELECT generate_series(1, 1000)")
+        _flush_counts(conn)
+        conn.execute("ANALYZE settled")
+        conn.execute("INSERT INTO settled SELECT generate_series(1001, 1100)")
         conn.commit()
-        assert upkeep.fresh_statistics(conn, ["item", "fresh", "empty", "missing"]) == ["fresh (never analyzed)"]
-        # new statistics would replan the application's queries on item mid-migration: it keeps the ones it has
-        assert conn.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
-                            " WHERE relid = 'fresh'::regclass").fetchone()[0]
+        assert upkeep.fresh_statistics(conn, ["item", "fresh", "empty", "missing", "backup", "settled"]) == [
+            "fresh (never analyzed)",
+            "backup (500 changes since its last ANALYZE; autovacuum analyzes it at 150)"]
+        # new statistics would replan the application's queries on item's dead index entries: it keeps its own
+        assert conn.execute("SELECT s.n_mod_since_analyze FROM pg_stat_user_tables AS s"
+                            " WHERE relid = 'item'::regclass").fetchone()[0] == 1000
+        # the planner now knows the backup holds jobs (what drove PG15 to walk them all per job)
+        assert conn.execute("SELECT most_common_vals::text::text[] FROM pg_stats WHERE tablename = 'backup'"
+                            " AND attname = 'kind'").fetchone()[0] == ["lead", "job"]
+        assert conn.execute("SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL"
+                            " AND relname IN ('fresh', 'backup')").fetchone()[0] == 2
 
 
 # --- after the last batch: dead index entries gone before new statistics replan ---------------------
