@@ -9,7 +9,7 @@ endif
 STAMP := $(dir $(PY)).runbook-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench server-stop clean
+.PHONY: install demo test bench bench-system server-stop clean
 
 install: $(STAMP)
 
@@ -38,6 +38,12 @@ bench: install
 	$(PY) benchmarks/fleet.py $(BENCH_FLEET_ARGS)
 	$(PY) benchmarks/deploy.py $(BENCH_DEPLOY_ARGS)
 	$(PY) benchmarks/backfill.py $(BENCH_BACKFILL_ARGS)
+	$(PY) benchmarks/report.py
+
+# Batch 6's backfill benchmark again on the system's (Debian) PostgreSQL, in a throwaway cluster
+# (scripts/system_postgres.py); RESULTS.md gets its table as section 7b. About 50 minutes.
+bench-system: install
+	$(PY) scripts/system_postgres.py -- sh -c '$(PY) benchmarks/backfill.py --server-url "$$RUNBOOK_TEST_DATABASE_URL" --state-dir "$${TMPDIR:-/tmp}/runbook-bench-system-$$(id -u)" --out benchmarks/results/backfill_system.json $(BENCH_BACKFILL_ARGS)'
 	$(PY) benchmarks/report.py
 
 server-stop: install

@@ -10,7 +10,8 @@ to change), while batch 6 is applied by
   (c) runbook_lib.phases.apply.run(session, strategy="online")     data statements in batches, 10 ms target (default)
   (d) the same with backfill_batch_ms=50: larger batches, faster, each row locked longer
 then rolled back with rollback.sql (psql -1, or runbook rollback), and the end state compared with the one
-before, so every run starts from the same state. Then, per size:
+before, so every run starts from the same state, after a CHECKPOINT and the OS's sync (no run shares the disk
+with the write-back of the one before). Then, per size:
   (0) the same workload and client with no migration at all, as long as each online apply took: this
       machine's own longest stall over that time (a WAL fsync now and then takes tens of ms here, migration
       or not), the floor any method's "longest stall" sits on;
@@ -260,6 +261,15 @@ def undo(url: str, method: str, reports: Path) -> None:
         conn.execute('VACUUM (ANALYZE) "Customer", "Lead", "Job"')
 
 
+def settle(url: str) -> None:
+    """No run pays for the one before it: the pages that run and its rollback dirtied are written and on disk
+    (CHECKPOINT, then the OS's sync). Without this, a run shared the disk with the checkpoint and the kernel's
+    write-back of the last rollback's gigabytes (at 5M, runs with no migration at all stalled up to 150 ms)."""
+    with database.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    os.sync()
+
+
 def _kill_child(url: str, reports: str) -> None:
     apply.run(open_session(6, database_url=url, reports_dir=Path(reports)), strategy="online")
 
@@ -333,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             if "online" in methods and not args.no_baseline:
                 rounds += [["none"] for _ in range(args.runs)]  # after the online runs: as long as they took
             for run, method in ((i % args.runs, m) for i, round_ in enumerate(rounds) for m in round_):
+                settle(url)
                 parent, child_end = multiprocessing.Pipe()
                 client = multiprocessing.Process(target=_backfill_client,
                                                  args=(url, ids, args.client_interval_ms / 1000, child_end))
@@ -386,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"After rolling back the {method} run the data differs from before; stopping.")
         online_walls = [r["wall_s"] for r in out["runs"] if r["leads"] == leads and r["method"] == "online"]
         for run, wall in enumerate(online_walls if not args.no_baseline else []):  # the floor under (0)
+            settle(url)
             probe = disk_commit_latency(args.state_dir, wall)
             out["runs"].append({"leads": leads, "run": run + 1, "method": "disk", "wall_s": round(wall, 3),
                                 "ok": True, "same_end_state": True, "stall_ms": probe["max_ms"],

@@ -690,12 +690,16 @@ def _floors(row: dict, baseline: dict, disk: dict) -> str:
     return mine + (f" (against {'; '.join(parts)})" if parts else "")
 
 
-def backfill_section(bf: dict) -> list[str]:
-    """Batch 6 under the lock-impact workload plus a client updating not-yet-backfilled leads."""
+def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the application writes the rows it changes",
+                     *, notes: bool = True) -> list[str]:
+    """Batch 6 under the lock-impact workload plus a client updating not-yet-backfilled leads (`notes`: with the
+    lines of earlier and partial runs' result files)."""
     st = bf["settings"]
     runs = bf["runs"]
-    lines = ["## 7. Backfills: batch 6 while the application writes the rows it changes", "",
-             f"Command: `{bf['command']}` (started {bf['started_at']}"
+    server = (bf.get("machine") or {}).get("server", "")
+    lines = [title, "",
+             (f"Server: {server.split(' on ')[0]}. " if server else "")
+             + f"Command: `{bf['command']}` (started {bf['started_at']}"
              + (f", took {bf['elapsed_s'] / 60:.1f} min" if bf.get("elapsed_s") else "") + "). "
              "The example at each size before batch 6 (one lead in ten without a customer); the workload of section 1 "
              f"plus one client, a process of its own, updating a random lead without a customer every "
@@ -792,7 +796,7 @@ def backfill_section(bf: dict) -> list[str]:
             lines.append(f"- The application waited up to {ms(lock_worst)} on rows a batch held: the longest batches "
                          "(" + ", ".join(f"{size_label(r['leads'])} {ms(r['longest_batch_ms']['median'])}"
                                          for r in default) + ") set how long such a wait can be.")
-    for path in sorted(RESULTS_DIR.glob("backfill_*.json")):  # earlier or partial runs that explain a change
+    for path in sorted(RESULTS_DIR.glob("backfill_*.json")) if notes else []:  # earlier or partial runs
         note = json.loads(path.read_text()).get("note")
         if note:
             lines.append(f"- Also measured ({path.name}): {note}")
@@ -818,6 +822,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deploy", type=Path, default=RESULTS_DIR / "deploy.json")
     parser.add_argument("--kill", type=Path, default=RESULTS_DIR / "kill_sweep.json")
     parser.add_argument("--backfill", type=Path, default=RESULTS_DIR / "backfill.json")
+    parser.add_argument("--backfill-system", type=Path, default=RESULTS_DIR / "backfill_system.json",
+                        help="the backfill benchmark run on the system's (Debian) PostgreSQL")
     parser.add_argument("--out-dir", type=Path, default=BENCH, help="where RESULTS.md and lock_impact.png go")
     args = parser.parse_args(argv)
     lock_path, over_path, out_dir = args.lock, args.overhead, args.out_dir
@@ -851,6 +857,9 @@ def main(argv: list[str] | None = None) -> int:
         lines += kill_section(json.loads(args.kill.read_text()))
     if args.backfill.exists():
         lines += backfill_section(json.loads(args.backfill.read_text()))
+    if args.backfill_system.exists():
+        lines += backfill_section(json.loads(args.backfill_system.read_text()),
+                                  "### 7b. The same on the system's PostgreSQL (Debian's package)", notes=False)
     (out_dir / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {out_dir / 'lock_impact.png'}" if lock else ""))
     return 0

@@ -136,6 +136,27 @@ class _Tally:
     sizes: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One batched step as this run takes it up: what it runs, where an earlier run stopped, what it analyzed."""
+
+    step: plan.Step
+    key: batching.Key
+    settings: Settings
+    resumed: dict | None  # the ledger's position when this run resumed a stopped one
+    before: dict  # rows, keys and batches done before this run (0 without a resume)
+    analyzed: list[str]  # tables given fresh statistics first, each with why
+    started: float
+
+    @property
+    def found(self) -> batching.Candidate:
+        return self.step.backfill
+
+    @property
+    def stmt(self) -> plan.PlannedStatement:
+        return self.step.statements[0]
+
+
 def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, context: Context,
              result: ExecutionResult, clock: Callable[[], float],
              record: Callable[[psycopg.Connection], None] | None,
@@ -162,6 +183,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     tally = _Tally()
     size, in_a_row, status = FIRST_SIZE, 0, "stopped"
     started, t0 = clock(), time.perf_counter()
+    run = _Run(step, key, settings, resumed, done_before, analyzed, started)
     try:
         while True:
             if tally.batches:
@@ -221,8 +243,8 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
             _throttle(settings, tally, changed, took)
         status = "completed"
     except (GaveUp, psycopg.Error) as exc:
-        _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, clock(),
-                status, server_message(exc.exc if isinstance(exc, GaveUp) else exc), lag.paused_s, analyzed, None)
+        _finish(result, run, tally, after=after, ended=clock(), status=status, paused_s=lag.paused_s,
+                error=server_message(exc.exc if isinstance(exc, GaveUp) else exc))
         raise
     finally:
         _deallocate(conn, name)
@@ -230,8 +252,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     vacuumed = None
     if found.kind in ("UPDATE", "DELETE"):  # each row it changed left a dead version in the table and its indexes
         vacuumed = upkeep.vacuum_after(conn, key.table, done_before.get("rows", 0) + tally.rows, what)
-    _finish(result, step, stmt, found, key, settings, tally, resumed, done_before, after, started, ended, status, "",
-            lag.paused_s, analyzed, vacuumed)
+    _finish(result, run, tally, after=after, ended=ended, status=status, paused_s=lag.paused_s, vacuumed=vacuumed)
     live.emit(live.BACKFILL, f"{what}: {tally.rows:,} rows in {tally.batches:,} batches", done=tally.keys,
               total=max(total, tally.keys), unit="rows", final=True)
     # inserted rows are invisible to other sessions until the commit: no application write waits for them
@@ -272,22 +293,21 @@ def _deallocate(conn: psycopg.Connection, name: str) -> None:
         conn.rollback()  # the statement went with a failed connection; nothing to free
 
 
-def _finish(result: ExecutionResult, step: plan.Step, stmt: plan.PlannedStatement, found: batching.Candidate,
-            key: batching.Key, settings: Settings, tally: _Tally, resumed: dict | None, before: dict,
-            after: list[str] | None, started: float, ended: float, status: str, error: str,
-            replica_pause_s: float, analyzed: list[str], vacuumed: upkeep.Vacuumed | None) -> None:
+def _finish(result: ExecutionResult, run: _Run, tally: _Tally, *, after: list[str] | None, ended: float, status: str,
+            paused_s: float, error: str = "", vacuumed: upkeep.Vacuumed | None = None) -> None:
     """The step's record: one timeline entry for all its batches, its row locks, and the batch figures."""
+    step, stmt, found, key, started = run.step, run.stmt, run.found, run.key, run.started
     longest = round(max(tally.holds, default=0.0), 6)
     result.backfills.append(BackfillRun(
         step.number, stmt.index, found.kind, found.table, key.label, status, tally.rows, tally.keys, tally.batches,
         round(statistics.median(tally.rows_per_batch), 1) if tally.rows_per_batch else 0.0,
         max(tally.rows_per_batch, default=0),
         round(statistics.median(tally.durations), 6) if tally.durations else 0.0,
-        round(max(tally.durations, default=0.0), 6), longest, settings.target_ms,
+        round(max(tally.durations, default=0.0), 6), longest, run.settings.target_ms,
         tally.sizes[0] if tally.sizes else 0, tally.sizes[-1] if tally.sizes else 0, tally.lock_timeouts,
-        round(replica_pause_s, 3), round(tally.throttle_s, 3), round(ended - started, 6),
-        ", ".join(resumed["after"]) if resumed else "", before.get("rows", 0), ", ".join(after or []),
-        "; ".join(analyzed), vacuumed.text if vacuumed else "", vacuumed.seconds if vacuumed else 0.0))
+        round(paused_s, 3), round(tally.throttle_s, 3), round(ended - started, 6),
+        ", ".join(run.resumed["after"]) if run.resumed else "", run.before.get("rows", 0), ", ".join(after or []),
+        "; ".join(run.analyzed), vacuumed.text if vacuumed else "", vacuumed.seconds if vacuumed else 0.0))
     result.attempts += 1 + tally.lock_timeouts
     kind = f"{stmt.kind} in {tally.batches:,} batch(es) by keyset on {found.table} ({key.label})"
     result.statements.append(StatementRun(
