@@ -647,7 +647,8 @@ def _waited(runs: list[dict]) -> Counter:
     return total
 
 
-WAL_EVENTS = ("IO:WalSync", "LWLock:WALWrite", "IO:WalInitSync", "IO:WalInitWrite", "IO:WalWrite")
+# PostgreSQL 17 renamed the IO ones (PG15: IO:WALSync, PG18: IO:WalSync): compared without case
+WAL_EVENTS = {e.lower() for e in ("IO:WalSync", "LWLock:WALWrite", "IO:WalInitSync", "IO:WalInitWrite", "IO:WalWrite")}
 
 
 def _events(runs: list[dict]) -> str:
@@ -662,7 +663,7 @@ def _events(runs: list[dict]) -> str:
 def _wal_share(rows: list[dict], by_size: dict) -> float:
     """The share, in %, of WAL waits in the samples of the online runs at these sizes."""
     total = _waited([r for row in rows for r in by_size.get((row["leads"], "online"), [])])
-    return sum(total[e] for e in WAL_EVENTS) * 100 / max(sum(total.values()), 1)
+    return sum(n for e, n in total.items() if e.lower() in WAL_EVENTS) * 100 / max(sum(total.values()), 1)
 
 
 def _longest_events(runs: list[dict]) -> str:
@@ -676,6 +677,13 @@ def _longest_events(runs: list[dict]) -> str:
 
 def _mb(cell: dict | None) -> str:
     return f"{cell['median']:,.0f} MB" if cell and cell.get("median") is not None else "–"
+
+
+def _over_counts(leads: int, by_size: dict) -> str:
+    """`5M 44, 63, 68 against 0, 3, 5 and 0, 1, 1`: each run's operations over 20 ms, online, none, the disk."""
+    counts = [", ".join(f"{r.get('over_20ms', 0)}" for r in by_size.get((leads, method), []))
+              for method in ("online", "none", "disk")]
+    return f"{size_label(leads)} {counts[0]} against {counts[1] or 'n/a'} and {counts[2] or 'n/a'}"
 
 
 def _floors(row: dict, baseline: dict, disk: dict) -> str:
@@ -784,10 +792,11 @@ def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the 
                 "- So where the online apply's longest stall is over 20 ms ("
                 + ", ".join(size_label(r["leads"]) for r in over) + "), it is not a wait on its row locks (at most "
                 f"{ms(lock_worst)}). Of the samples of the application's statements over 20 ms, "
-                f"{_wal_share(over, by_size):.0f}% were waits for WAL flushes, which this machine also has with no "
-                "migration running (row (0)) and has more often while a backfill writes WAL (every row it changes, "
-                "plus a full-page image of each page first touched after a checkpoint); the rest were CPU and "
-                "data-file reads and writes."
+                f"{_wal_share(over, by_size):.0f}% were waits for WAL flushes (the rest CPU and data-file reads "
+                "and writes). The application has such waits with no migration running too (row (0)), and more "
+                "of them while a backfill writes WAL (every row it changes, plus a full-page image of each page "
+                "first touched after a checkpoint): operations over 20 ms per run, online against no migration and "
+                "the disk alone: " + "; ".join(_over_counts(r["leads"], by_size) for r in over) + "."
                 + "".join(f" {size_label(r['leads'])}: the longest stall of each run was "
                           + ", ".join(ms(x["stall_ms"]) for x in by_size.get((r["leads"], "online"), []))
                           + _longest_events(by_size.get((r["leads"], "online"), [])) for r in over)
