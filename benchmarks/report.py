@@ -635,8 +635,9 @@ def kill_section(ks: dict) -> list[str]:
     return lines
 
 
-BACKFILL_LABEL = {"disk": "(−) the disk alone, as long as (c)", "none": "(0) no migration, as long as (c)", "psql": "(a) psql -1 -f", "direct": "(b) runbook direct",
-                  "online": "(c) runbook online", "online-50ms": "(d) runbook online, --batch-ms 50"}
+BACKFILL_LABEL = {"disk": "(−) the disk alone, as long as (c)", "none": "(0) no migration, as long as (c)",
+                  "psql": "(a) psql -1 -f", "direct": "(b) runbook direct", "online": "(c) runbook online",
+                  "online-50ms": "(d) runbook online, --batch-ms 50"}
 
 
 def _waited(runs: list[dict]) -> Counter:

@@ -121,7 +121,7 @@ def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     unique = list(dict.fromkeys(tables))
     if not unique:
         return []
-    _count_own_changes(conn)
+    count_own_changes(conn)
     found = conn.execute(_STALE_SQL, (unique, [catalog.regclass_text(t) for t in unique])).fetchall()
     conn.commit()
     done = []
@@ -137,7 +137,7 @@ def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     return done
 
 
-def _count_own_changes(conn: psycopg.Connection) -> None:
+def count_own_changes(conn: psycopg.Connection) -> None:
     """Make this session's last changes visible in pg_stat_user_tables (PG15+ sends them up to 1 s late)."""
     if conn.info.server_version >= 150000:
         conn.execute("SELECT pg_stat_force_next_flush()")
@@ -157,7 +157,7 @@ def vacuum_after(conn: psycopg.Connection, table: str, dead_rows: int, what: str
     None: not due (or not a table).
     """
     name = catalog.regclass_text(table)
-    _count_own_changes(conn)
+    count_own_changes(conn)
     row = conn.execute(_DUE_SQL, (name,)).fetchone()
     conn.commit()
     if row is None:

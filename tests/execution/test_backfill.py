@@ -273,13 +273,6 @@ def test_batches_reach_a_joined_table_through_its_index_after_analyzing_it(empty
         assert conn.execute("SELECT count(*) FROM item WHERE n <> (id % 2000 + 1) * 10").fetchone()[0] == 0
 
 
-def _flush_counts(conn: psycopg.Connection) -> None:
-    """This session's changes counted now (PG15+ sends them late): an ANALYZE after them then resets them."""
-    conn.commit()
-    conn.execute("SELECT pg_stat_force_next_flush()")
-    conn.commit()
-
-
 def test_fresh_statistics_analyzes_tables_never_analyzed_or_grown_but_not_ones_full_of_dead_rows(
         empty_db: str) -> None:
     _items(empty_db, 1000)
@@ -292,12 +285,12 @@ def test_fresh_statistics_analyzes_tables_never_analyzed_or_grown_but_not_ones_f
         # a backup table analyzed when it held only leads, then given jobs (as batch 6's steps 2 and 3 do)
         conn.execute("CREATE TABLE backup (kind text, row_id int, PRIMARY KEY (kind, row_id))")
         conn.execute("INSERT INTO backup SELECT 'lead', g FROM generate_series(1, 1000) AS g")
-        _flush_counts(conn)
+        upkeep.count_own_changes(conn)  # counted now: the ANALYZE below then resets them
         conn.execute("ANALYZE backup")
         conn.execute("INSERT INTO backup SELECT 'job', g FROM generate_series(1, 500) AS g")
         conn.execute("CREATE TABLE settled (id int PRIMARY KEY)")  # a few changes since its ANALYZE: kept
         conn.execute("INSERT INTO settled SELECT generate_series(1, 1000)")
-        _flush_counts(conn)
+        upkeep.count_own_changes(conn)  # counted now: the ANALYZE below then resets them
         conn.execute("ANALYZE settled")
         conn.execute("INSERT INTO settled SELECT generate_series(1001, 1100)")
         conn.commit()
