@@ -238,7 +238,9 @@ def apply_once(url: str, method: str, reports: Path, *, idle_s: float = 0.0) -> 
                    median_batch_ms=round(max((b.batch_median_s for b in result.backfills), default=0) * 1000, 2),
                    lock_timeouts=sum(b.lock_timeouts for b in result.backfills),
                    vacuum_s=round(sum(b.vacuum_s for b in result.backfills), 2),
-                   vacuumed=[b.table for b in result.backfills if b.vacuum_s])
+                   vacuumed=[b.table for b in result.backfills if b.vacuum_s],
+                   wal_mb_per_s=next((b.wal_mb_per_s for b in result.backfills), 0.0),
+                   wal_pause_s=round(sum(b.wal_pause_s for b in result.backfills), 2))
     return out
 
 
@@ -432,7 +434,7 @@ def summarize(runs: list[dict]) -> list[dict]:
                      "different_end_state": sum(1 for r in group if not r["same_end_state"]),
                      **{k: spread([r.get(k) for r in group]) for k in
                         ("wall_s", "rows_per_s", "stall_ms", "over_20ms", "client_max_ms", "migration_lock_wait_ms",
-                         "write_block_ms", "batches", "wal_mb", "vacuum_s",
+                         "write_block_ms", "batches", "wal_mb", "vacuum_s", "wal_pause_s",
                          "longest_batch_ms", "median_batch_ms")},
                      "workload_max_ms": spread([r["workload"]["max_ms"] for r in group if r.get("workload")])})
     return rows

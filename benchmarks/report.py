@@ -699,14 +699,27 @@ def _floors(row: dict, baseline: dict, disk: dict) -> str:
     return mine + (f" (against {'; '.join(parts)})" if parts else "")
 
 
+PACED_INTRO = (
+    "At 5M leads the online apply's stalls over 20 ms came in bursts, most at the end of a checkpoint the server "
+    "requested for WAL volume (the backfill wrote its 3 GB in under two minutes: with the default 1 GB max_wal_size, "
+    "a checkpoint every 8 to 20 s, each ending in an fsync of the data files). `--batch-wal-mb-per-s` paces the "
+    "WAL between batches (`execution/walrate.py`). The same benchmark, the online apply only, with its own runs "
+    "with no migration and of the disk alone, ran while pacing was runbook's default during its development: each "
+    "online apply below paced the server's WAL to 18.8 MB/s (max_wal_size / (1 + checkpoint_completion_target) / "
+    "checkpoint_warning = 1 GiB / 1.9 / 30 s, checkpoints no closer than the server warns about), as "
+    "`--batch-wal-mb-per-s 18.8` does now. Against section 7 (unpaced): twice the wall time, as many operations "
+    "over 20 ms per run, a lower median of the longest stall but the same worst run. So runbook does not pace "
+    "by default.")
+
+
 def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the application writes the rows it changes",
-                     *, notes: bool = True) -> list[str]:
+                     *, notes: bool = True, intro: str = "") -> list[str]:
     """Batch 6 under the lock-impact workload plus a client updating not-yet-backfilled leads (`notes`: with the
-    lines of earlier and partial runs' result files)."""
+    lines of earlier and partial runs' result files; `intro`: what sets this run apart)."""
     st = bf["settings"]
     runs = bf["runs"]
     server = (bf.get("machine") or {}).get("server", "")
-    lines = [title, "",
+    lines = [title, "", *([intro, ""] if intro else []),
              (f"Server: {server.split(' on ')[0]}. " if server else "")
              + f"Command: `{bf['command']}` (started {bf['started_at']}"
              + (f", took {bf['elapsed_s'] / 60:.1f} min" if bf.get("elapsed_s") else "") + "). "
@@ -784,8 +797,9 @@ def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the 
             + "; ".join(f"{size_label(r['leads'])} {_events(by_size.get((r['leads'], 'online'), []))}" for r in default)
             + ". No migration, as long: "
             + "; ".join(f"{size_label(leads)} {_events(by_size.get((leads, 'none'), []))}" for leads in sorted(baseline))
-            + ". psql -1: " + "; ".join(f"{size_label(leads)} {_events(by_size.get((leads, 'psql'), []))}"
-                                        for leads in sorted(baseline) if by_size.get((leads, "psql"))) + ".")
+            + (". psql -1: " + "; ".join(f"{size_label(leads)} {_events(by_size[(leads, 'psql')])}"
+                                         for leads in sorted(baseline) if (leads, "psql") in by_size)
+               if any(method == "psql" for _leads, method in by_size) else "") + ".")
         lock_worst = max(((r.get("migration_lock_wait_ms") or {}).get("max") or 0) for r in default)
         over = [r for r in default if (r["stall_ms"]["max"] or 0) > 20]
         if over and lock_worst <= 20:
@@ -834,6 +848,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backfill", type=Path, default=RESULTS_DIR / "backfill.json")
     parser.add_argument("--backfill-system", type=Path, default=RESULTS_DIR / "backfill_system.json",
                         help="the backfill benchmark run on the system's (Debian) PostgreSQL")
+    parser.add_argument("--backfill-paced", type=Path, default=RESULTS_DIR / "backfill_wal_paced.json",
+                        help="the backfill benchmark's online runs with runbook's WAL pacing (execution/walrate.py)")
     parser.add_argument("--out-dir", type=Path, default=BENCH, help="where RESULTS.md and lock_impact.png go")
     args = parser.parse_args(argv)
     lock_path, over_path, out_dir = args.lock, args.overhead, args.out_dir
@@ -865,11 +881,15 @@ def main(argv: list[str] | None = None) -> int:
         lines += deploy_section(json.loads(args.deploy.read_text()))
     if args.kill.exists():
         lines += kill_section(json.loads(args.kill.read_text()))
+    paced = json.loads(args.backfill_paced.read_text()) if args.backfill_paced.exists() else None
     if args.backfill.exists():
         lines += backfill_section(json.loads(args.backfill.read_text()))
     if args.backfill_system.exists():
         lines += backfill_section(json.loads(args.backfill_system.read_text()),
                                   "### 7b. The same on the system's PostgreSQL (Debian's package)", notes=False)
+    if paced:
+        lines += backfill_section(paced, "### 7c. Online with the WAL paced to 18.8 MB/s", notes=False,
+                                  intro=PACED_INTRO)
     (out_dir / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {out_dir / 'lock_impact.png'}" if lock else ""))
     return 0

@@ -78,6 +78,9 @@ def _backfill_options(p: argparse.ArgumentParser) -> None:
                    dest="backfill_pause_ms", help="online: a pause after every batch")
     p.add_argument("--max-replica-lag", type=int, default=DEFAULTS.max_replica_lag_ms, metavar="MS",
                    dest="max_replica_lag_ms", help="online: pause batches while a replica's replay lag is over MS (0: off)")
+    p.add_argument("--batch-wal-mb-per-s", type=float, default=DEFAULTS.backfill_wal_mb_per_s, metavar="MB",
+                   dest="backfill_wal_mb_per_s",
+                   help="online: at most MB of WAL per second while batches run, the server's WAL (0: no limit)")
 
 
 def _batch_or_pending(text: str) -> int | str:

@@ -195,6 +195,14 @@ def seconds(name: str, value: object, *, optional: bool = False) -> float | None
     return float(value)
 
 
+def rate(name: str, value: object) -> float:
+    """A throttle's rate, 0 (no limit) or more."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise RunbookError(f"The parameter {name} must be a number, 0 or more (0: no limit), not {value!r}; "
+                           f"pass it as -p {name} 20.")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Options:
     """How apply and rollback change a database.
@@ -221,6 +229,7 @@ class Options:
     backfill_rows_per_s: int = 0  # throttle: at most this many rows changed per second (0: no limit)
     backfill_pause_ms: int = 0  # throttle: a pause after every batch
     max_replica_lag_ms: int = 1000  # pause batches while a replica's replay lag is over this (0: do not watch)
+    backfill_wal_mb_per_s: float = 0.0  # throttle: MB of WAL the server may write per second (0: no limit)
 
     def checked(self) -> "Options":
         """The same options with their types proven; a wrong one is refused naming the parameter."""
@@ -236,7 +245,8 @@ class Options:
             backfill_batch_ms=whole_number("backfill_batch_ms", self.backfill_batch_ms),
             backfill_rows_per_s=whole_number("backfill_rows_per_s", self.backfill_rows_per_s),
             backfill_pause_ms=whole_number("backfill_pause_ms", self.backfill_pause_ms),
-            max_replica_lag_ms=whole_number("max_replica_lag_ms", self.max_replica_lag_ms))
+            max_replica_lag_ms=whole_number("max_replica_lag_ms", self.max_replica_lag_ms),
+            backfill_wal_mb_per_s=rate("backfill_wal_mb_per_s", self.backfill_wal_mb_per_s))
         if values.strategy not in STRATEGIES:
             raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
         if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1 \
@@ -261,7 +271,8 @@ class Options:
 
 DEFAULTS = Options()
 BLOCKER_OPTIONS = ("wait_for_blockers_s", "terminate_blockers_after_s", "blocker_threshold_ms")
-BACKFILL_OPTIONS = ("backfill_batch_ms", "backfill_rows_per_s", "backfill_pause_ms", "max_replica_lag_ms")
+BACKFILL_OPTIONS = ("backfill_batch_ms", "backfill_rows_per_s", "backfill_pause_ms", "max_replica_lag_ms",
+                    "backfill_wal_mb_per_s")
 _PHASE_OPTIONS = {
     "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts",
               *BLOCKER_OPTIONS, *BACKFILL_OPTIONS),

@@ -9,8 +9,8 @@ skipped, whatever the SET does). Before the first batch, tables the statement re
 misdescribe them (a backup table an earlier step filled, never analyzed or since grown) are analyzed, and after
 the last, a table it changed enough for autovacuum to analyze is vacuumed first (`upkeep`). Between batches: the size adapts toward
 a target transaction time, a batch that waits lock_timeout for a row is retried smaller after a pause, a
-throttle and replica lag may pause it, and
-progress goes to the notebook and the terminal (`live`).
+throttle, a WAL budget (`walrate`) and replica lag may pause it, and progress goes to the
+notebook and the terminal (`live`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from psycopg import sql
 from runbook_lib import names
 from runbook_lib.config import DEFAULTS, MAX_BACKOFF_S, Options
 from runbook_lib.db import catalog
-from runbook_lib.execution import live, replica, upkeep
+from runbook_lib.execution import live, replica, upkeep, walrate
 from runbook_lib.execution.failure import GaveUp, server_message
 from runbook_lib.report.records import BackfillRun, ExecutionResult, HeldLock, StatementRun, StepRun
 from runbook_lib.sql import batching, plan
@@ -45,7 +45,7 @@ ROW_LOCKS = "row locks"  # HeldLock.mode of the rows a transaction changed (held
 # transaction those plans cost more than anything else (PostgreSQL still uses them where there is no other way).
 _BATCH_SETTINGS = ("SELECT set_config('synchronous_commit', %s, true), set_config('enable_seqscan', 'off', true), "
                    "set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), "
-                   "set_config('enable_mergejoin', 'off', true)")
+                   f"set_config('enable_mergejoin', 'off', true), {walrate.POSITION_SQL}")
 
 
 # Called with (step, batch) inside each batch's transaction, after its position is written and before its
@@ -61,11 +61,12 @@ class Settings:
     rows_per_s: int = DEFAULTS.backfill_rows_per_s  # 0: no limit
     pause_ms: int = DEFAULTS.backfill_pause_ms
     max_replica_lag_ms: int = DEFAULTS.max_replica_lag_ms  # 0: replicas are not watched
+    wal_mb_per_s: float = DEFAULTS.backfill_wal_mb_per_s  # 0: no limit
 
     @classmethod
     def of(cls, options: Options) -> "Settings":
         return cls(options.backfill_batch_ms, options.backfill_rows_per_s, options.backfill_pause_ms,
-                   options.max_replica_lag_ms)
+                   options.max_replica_lag_ms, options.backfill_wal_mb_per_s)
 
 
 @dataclass
@@ -147,6 +148,7 @@ class _Run:
     before: dict  # rows, keys and batches done before this run (0 without a resume)
     analyzed: list[str]  # tables given fresh statistics first, each with why
     started: float
+    pace: walrate.WalPace  # the server's WAL while the batches ran, and the pauses that kept it in budget
 
     @property
     def found(self) -> batching.Candidate:
@@ -175,6 +177,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     lag = replica.LagWatch(settings.max_replica_lag_ms, read=context.lag)
     analyzed = upkeep.fresh_statistics(conn, [table for table, _mode in stmt.table_locks])
     total = _estimate(conn, key.table)
+    pace = walrate.WalPace(settings.wal_mb_per_s)
     name = f"runbook_backfill_{uuid.uuid4().hex[:12]}"
     with conn.transaction():
         conn.execute(f"PREPARE {name} ({', '.join(key.types * 2)}) AS {batching.batch_sql(found, key)}")
@@ -183,7 +186,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     tally = _Tally()
     size, in_a_row, status = FIRST_SIZE, 0, "stopped"
     started, t0 = clock(), time.perf_counter()
-    run = _Run(step, key, settings, resumed, done_before, analyzed, started)
+    run = _Run(step, key, settings, resumed, done_before, analyzed, started, pace)
     try:
         while True:
             if tally.batches:
@@ -198,7 +201,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
                     # keeps that short. A crash may then lose the last few batches, but each with its position
                     # (one transaction): a resume redoes exactly those. The step's last transaction, which
                     # records it done, waits for the flush, and with it for every batch before it.
-                    conn.execute(_BATCH_SETTINGS, ("on" if first is None else "off",))
+                    position_now = conn.execute(_BATCH_SETTINGS, ("on" if first is None else "off",)).fetchone()[-1]
                     if first is None:  # nothing left: the step is done, recorded in this transaction
                         if record is not None:
                             record(conn)
@@ -240,7 +243,9 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
             if count >= size:
                 size = next_size(size, took, settings.target_ms / 1000)
             _progress(what, tally, done_before, total, time.perf_counter() - t0)
+            pace.note(int(position_now))
             _throttle(settings, tally, changed, took)
+            pace.pause()
         status = "completed"
     except (GaveUp, psycopg.Error) as exc:
         _finish(result, run, tally, after=after, ended=clock(), status=status, paused_s=lag.paused_s,
@@ -307,7 +312,8 @@ def _finish(result: ExecutionResult, run: _Run, tally: _Tally, *, after: list[st
         tally.sizes[0] if tally.sizes else 0, tally.sizes[-1] if tally.sizes else 0, tally.lock_timeouts,
         round(paused_s, 3), round(tally.throttle_s, 3), round(ended - started, 6),
         ", ".join(run.resumed["after"]) if run.resumed else "", run.before.get("rows", 0), ", ".join(after or []),
-        "; ".join(run.analyzed), vacuumed.text if vacuumed else "", vacuumed.seconds if vacuumed else 0.0))
+        "; ".join(run.analyzed), vacuumed.text if vacuumed else "", vacuumed.seconds if vacuumed else 0.0,
+        round(run.pace.written / walrate.MB, 1), run.pace.mb_per_s, round(run.pace.paused_s, 3)))
     result.attempts += 1 + tally.lock_timeouts
     kind = f"{stmt.kind} in {tally.batches:,} batch(es) by keyset on {found.table} ({key.label})"
     result.statements.append(StatementRun(

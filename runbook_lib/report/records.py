@@ -482,6 +482,9 @@ class BackfillRun:
     analyzed: str = ""  # tables given fresh statistics before the first batch planned, and why
     vacuumed: str = ""  # the VACUUM (ANALYZE) after the last batch (execution.upkeep), or why there was none
     vacuum_s: float = 0.0
+    wal_mb: float = 0.0  # WAL the server wrote while the batches ran (execution.walrate)
+    wal_mb_per_s: float = 0.0  # the WAL budget the batches were paced to (0: none)
+    wal_pause_s: float = 0.0  # time slept to keep to it
 
 
 @dataclass(frozen=True)
@@ -619,7 +622,8 @@ class ExecutionResult:
         return tables.frame(self.backfills, ["step", "statement_index", "kind", "table", "key", "status", "rows",
                                              "batches", "rows_per_batch_median", "rows_per_batch_max",
                                              "batch_median_s", "batch_longest_s", "row_lock_longest_s",
-                                             "lock_timeouts", "replica_pause_s", "duration_s"],
+                                             "lock_timeouts", "replica_pause_s", "wal_mb", "wal_pause_s",
+                                             "duration_s"],
                             empty="no statement ran in batches")
 
     def changes_frame(self) -> pd.DataFrame:

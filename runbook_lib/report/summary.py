@@ -321,12 +321,15 @@ def _backfills(runs: list[records.BackfillRun]) -> str:
              f" (+{b.rows_before:,} earlier)" if b.rows_before else ""), f"{b.batches:,}",
              f"{b.rows_per_batch_median:,.0f} / {b.rows_per_batch_max:,}",
              f"{b.batch_median_s * 1000:.1f} ms / {b.batch_longest_s * 1000:.1f} ms",
-             f"{b.row_lock_longest_s * 1000:.1f} ms", b.lock_timeouts, f"{b.replica_pause_s:.1f} s") for b in runs]
+             f"{b.row_lock_longest_s * 1000:.1f} ms", b.lock_timeouts, f"{b.replica_pause_s:.1f} s",
+             f"{b.wal_mb:,.0f} MB" + (f", {b.wal_pause_s:.1f} s paused" if b.wal_pause_s else "")) for b in runs]
+    budgets = sorted({b.wal_mb_per_s for b in runs if b.wal_mb_per_s})
     return ("Batched data statements (--strategy online: each batch a transaction of its own, its rows locked until "
             f"its commit; batch time target {runs[0].target_ms} ms):\n\n"
             + md.table(["#", "Statement", "Key", "Status", "Rows", "Batches", "rows per batch (median / max)",
                         "Batch time (median / longest batch)", "Rows locked at most", "Lock timeouts",
-                        "Paused for replicas"], rows)
+                        "Paused for replicas", "WAL written"], rows)
+            + "".join(f"\n\nWAL paced to at most {budget:,.1f} MB/s (`--batch-wal-mb-per-s`)." for budget in budgets)
             + "".join(f"\n\nStatement {b.statement_index}: analyzed first, so that each batch is planned for its "
                       f"rows: {b.analyzed}." for b in runs if b.analyzed)
             + "".join(f"\n\nStatement {b.statement_index}, after its last batch: {b.vacuumed}." for b in runs if b.vacuumed))

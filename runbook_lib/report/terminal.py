@@ -103,7 +103,9 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
     for b in result.backfills:  # the data statements --strategy online ran in batches
         lines.append(f"  batched: statement {b.statement_index} {b.kind} {b.table}: {b.rows:,} rows in {b.batches:,} batches "
                      f"(rows per batch median {b.rows_per_batch_median:,.0f}, max {b.rows_per_batch_max:,}; batch median "
-                     f"{b.batch_median_s * 1000:.1f} ms, longest {b.batch_longest_s * 1000:.1f} ms)")
+                     f"{b.batch_median_s * 1000:.1f} ms, longest {b.batch_longest_s * 1000:.1f} ms; WAL {b.wal_mb:,.0f} MB"
+                     + (f", {b.wal_pause_s:.1f} s paused to keep it to {b.wal_mb_per_s:,.1f} MB/s"
+                        if b.wal_pause_s else "") + ")")
         if b.vacuum_s:
             lines.append(f"    then vacuumed and analyzed {b.table} in {b.vacuum_s:.1f} s, before autovacuum's ANALYZE "
                          "could plan queries on its dead index entries")
