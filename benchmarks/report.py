@@ -680,10 +680,14 @@ def _mb(cell: dict | None) -> str:
     return f"{cell['median']:,.0f} MB" if cell and cell.get("median") is not None else "–"
 
 
+def _each_over(runs: list[dict]) -> str:
+    """`44, 63, 68`: each run's operations over 20 ms."""
+    return ", ".join(f"{r.get('over_20ms', 0)}" for r in runs)
+
+
 def _over_counts(leads: int, by_size: dict) -> str:
     """`5M 44, 63, 68 against 0, 3, 5 and 0, 1, 1`: each run's operations over 20 ms, online, none, the disk."""
-    counts = [", ".join(f"{r.get('over_20ms', 0)}" for r in by_size.get((leads, method), []))
-              for method in ("online", "none", "disk")]
+    counts = [_each_over(by_size.get((leads, method), [])) for method in ("online", "none", "disk")]
     return f"{size_label(leads)} {counts[0]} against {counts[1] or 'n/a'} and {counts[2] or 'n/a'}"
 
 
@@ -726,8 +730,7 @@ def against(base: dict, trial: dict) -> str:
         return {r["leads"]: r for r in bf["summary"] if r["method"] == "online"}
 
     def over(bf: dict, leads: int) -> str:
-        counts = [r.get("over_20ms") for r in bf["runs"] if r["leads"] == leads and r["method"] == "online"]
-        return ", ".join(str(c) for c in counts if c is not None)
+        return _each_over([r for r in bf["runs"] if r["leads"] == leads and r["method"] == "online"])
 
     old, new = online(base), online(trial)
     return "Against section 7's online rows: " + "; ".join(

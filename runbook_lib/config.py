@@ -188,18 +188,17 @@ def seconds(name: str, value: object, *, optional: bool = False) -> float | None
     """A duration parameter in seconds, 0 or more (None allowed where the option is off by default)."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        off = " or None (off)" if optional else ""
-        raise RunbookError(f"The parameter {name} must be a number of seconds, 0 or more{off}, not {value!r}; "
-                           f"pass it as -p {name} 30.")
-    return float(value)
+    return _at_least_zero(name, value, "a number of seconds, 0 or more" + (" or None (off)" if optional else ""), 30)
 
 
 def rate(name: str, value: object) -> float:
     """A throttle's rate, 0 (no limit) or more."""
+    return _at_least_zero(name, value, "a number, 0 or more (0: no limit)", 20)
+
+
+def _at_least_zero(name: str, value: object, what: str, example: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise RunbookError(f"The parameter {name} must be a number, 0 or more (0: no limit), not {value!r}; "
-                           f"pass it as -p {name} 20.")
+        raise RunbookError(f"The parameter {name} must be {what}, not {value!r}; pass it as -p {name} {example}.")
     return float(value)
 
 
