@@ -240,7 +240,10 @@ def apply_once(url: str, method: str, reports: Path, *, idle_s: float = 0.0) -> 
                    vacuum_s=round(sum(b.vacuum_s for b in result.backfills), 2),
                    vacuumed=[b.table for b in result.backfills if b.vacuum_s],
                    wal_mb_per_s=next((b.wal_mb_per_s for b in result.backfills), 0.0),
-                   wal_pause_s=round(sum(b.wal_pause_s for b in result.backfills), 2))
+                   wal_pause_s=round(sum(b.wal_pause_s for b in result.backfills), 2),
+                   flush_from_mb=next((b.flush_from_mb for b in result.backfills if b.flush_from_mb is not None), None),
+                   flush_threshold_mb=next((b.flush_threshold_mb for b in result.backfills
+                                            if b.flush_threshold_mb is not None), None))
     return out
 
 

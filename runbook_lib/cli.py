@@ -81,6 +81,10 @@ def _backfill_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-wal-mb-per-s", type=float, default=DEFAULTS.backfill_wal_mb_per_s, metavar="MB",
                    dest="backfill_wal_mb_per_s",
                    help="online: at most MB of WAL per second while batches run, the server's WAL (0: no limit)")
+    p.add_argument("--batch-flush-from-mb", type=float, default=DEFAULTS.backfill_flush_from_mb, metavar="MB",
+                   dest="backfill_flush_from_mb",
+                   help="online: from MB of WAL on, the session writes back the pages it dirties as it goes "
+                        "(default: the server's checkpoint distance; 0: never)")
 
 
 def _batch_or_pending(text: str) -> int | str:

@@ -196,6 +196,14 @@ def rate(name: str, value: object) -> float:
     return _at_least_zero(name, value, "a number, 0 or more (0: no limit)", 20)
 
 
+def megabytes(name: str, value: object) -> float | None:
+    """An amount of WAL in MB, 0 or more; None leaves it to the server's settings."""
+    if value is None:
+        return None
+    return _at_least_zero(name, value, "a number of MB, 0 or more (0: never), or None (the server's checkpoint "
+                          "distance)", 1024)
+
+
 def _at_least_zero(name: str, value: object, what: str, example: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise RunbookError(f"The parameter {name} must be {what}, not {value!r}; pass it as -p {name} {example}.")
@@ -229,6 +237,9 @@ class Options:
     backfill_pause_ms: int = 0  # throttle: a pause after every batch
     max_replica_lag_ms: int = 1000  # pause batches while a replica's replay lag is over this (0: do not watch)
     backfill_wal_mb_per_s: float = 0.0  # throttle: MB of WAL the server may write per second (0: no limit)
+    # from this much WAL on, the backfill's session writes back the pages it dirties as it goes (execution.writeback);
+    # None: from the server's checkpoint distance (max_wal_size / (1 + checkpoint_completion_target)); 0: never
+    backfill_flush_from_mb: float | None = None
 
     def checked(self) -> "Options":
         """The same options with their types proven; a wrong one is refused naming the parameter."""
@@ -245,7 +256,8 @@ class Options:
             backfill_rows_per_s=whole_number("backfill_rows_per_s", self.backfill_rows_per_s),
             backfill_pause_ms=whole_number("backfill_pause_ms", self.backfill_pause_ms),
             max_replica_lag_ms=whole_number("max_replica_lag_ms", self.max_replica_lag_ms),
-            backfill_wal_mb_per_s=rate("backfill_wal_mb_per_s", self.backfill_wal_mb_per_s))
+            backfill_wal_mb_per_s=rate("backfill_wal_mb_per_s", self.backfill_wal_mb_per_s),
+            backfill_flush_from_mb=megabytes("backfill_flush_from_mb", self.backfill_flush_from_mb))
         if values.strategy not in STRATEGIES:
             raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
         if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1 \
@@ -271,7 +283,7 @@ class Options:
 DEFAULTS = Options()
 BLOCKER_OPTIONS = ("wait_for_blockers_s", "terminate_blockers_after_s", "blocker_threshold_ms")
 BACKFILL_OPTIONS = ("backfill_batch_ms", "backfill_rows_per_s", "backfill_pause_ms", "max_replica_lag_ms",
-                    "backfill_wal_mb_per_s")
+                    "backfill_wal_mb_per_s", "backfill_flush_from_mb")
 _PHASE_OPTIONS = {
     "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts",
               *BLOCKER_OPTIONS, *BACKFILL_OPTIONS),

@@ -10,7 +10,8 @@ misdescribe them (a backup table an earlier step filled, never analyzed or since
 the last, a table it changed enough for autovacuum to analyze is vacuumed first (`upkeep`). Between batches: the size adapts toward
 a target transaction time, a batch that waits lock_timeout for a row is retried smaller after a pause, a
 throttle, a WAL budget (`walrate`) and replica lag may pause it, and progress goes to the
-notebook and the terminal (`live`).
+notebook and the terminal (`live`); past a checkpoint's worth of WAL the session writes back as it goes
+(`writeback`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from psycopg import sql
 from runbook_lib import names
 from runbook_lib.config import DEFAULTS, MAX_BACKOFF_S, Options
 from runbook_lib.db import catalog
-from runbook_lib.execution import live, replica, upkeep, walrate
+from runbook_lib.execution import live, replica, upkeep, walrate, writeback
 from runbook_lib.execution.failure import GaveUp, server_message
 from runbook_lib.report.records import BackfillRun, ExecutionResult, HeldLock, StatementRun, StepRun
 from runbook_lib.sql import batching, plan
@@ -62,11 +63,12 @@ class Settings:
     pause_ms: int = DEFAULTS.backfill_pause_ms
     max_replica_lag_ms: int = DEFAULTS.max_replica_lag_ms  # 0: replicas are not watched
     wal_mb_per_s: float = DEFAULTS.backfill_wal_mb_per_s  # 0: no limit
+    flush_from_mb: float | None = DEFAULTS.backfill_flush_from_mb  # None: the server's checkpoint distance; 0: never
 
     @classmethod
     def of(cls, options: Options) -> "Settings":
         return cls(options.backfill_batch_ms, options.backfill_rows_per_s, options.backfill_pause_ms,
-                   options.max_replica_lag_ms, options.backfill_wal_mb_per_s)
+                   options.max_replica_lag_ms, options.backfill_wal_mb_per_s, options.backfill_flush_from_mb)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Context:
     resume: dict | None = None  # the ledger's position: {"step", "after", "rows", "keys", "batches"}
     record_position: Callable[[psycopg.Connection, dict], None] | None = None
     lag: Callable[[psycopg.Connection], float | None] | None = None  # None: the server's (replica.LagWatch.measure)
+    writeback: writeback.Writeback | None = None  # the migration's WAL across its batched steps (made by the first)
 
 
 def next_size(size: int, took_s: float, target_s: float) -> int:
@@ -149,6 +152,7 @@ class _Run:
     analyzed: list[str]  # tables given fresh statistics first, each with why
     started: float
     pace: walrate.WalPace  # the server's WAL while the batches ran, and the pauses that kept it in budget
+    writeback: writeback.Writeback  # whether the session writes back as it goes, from how much WAL on
 
     @property
     def found(self) -> batching.Candidate:
@@ -178,6 +182,8 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     analyzed = upkeep.fresh_statistics(conn, [table for table, _mode in stmt.table_locks])
     total = _estimate(conn, key.table)
     pace = walrate.WalPace(settings.wal_mb_per_s)
+    if context.writeback is None:
+        context.writeback = writeback.Writeback(settings.flush_from_mb)
     name = f"runbook_backfill_{uuid.uuid4().hex[:12]}"
     with conn.transaction():
         conn.execute(f"PREPARE {name} ({', '.join(key.types * 2)}) AS {batching.batch_sql(found, key)}")
@@ -186,7 +192,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     tally = _Tally()
     size, in_a_row, status = FIRST_SIZE, 0, "stopped"
     started, t0 = clock(), time.perf_counter()
-    run = _Run(step, key, settings, resumed, done_before, analyzed, started, pace)
+    run = _Run(step, key, settings, resumed, done_before, analyzed, started, pace, context.writeback)
     try:
         while True:
             if tally.batches:
@@ -243,7 +249,7 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
             if count >= size:
                 size = next_size(size, took, settings.target_ms / 1000)
             _progress(what, tally, done_before, total, time.perf_counter() - t0)
-            pace.note(int(position_now))
+            context.writeback.add(conn, pace.note(int(position_now)))
             _throttle(settings, tally, changed, took)
             pace.pause()
         status = "completed"
@@ -313,7 +319,9 @@ def _finish(result: ExecutionResult, run: _Run, tally: _Tally, *, after: list[st
         round(paused_s, 3), round(tally.throttle_s, 3), round(ended - started, 6),
         ", ".join(run.resumed["after"]) if run.resumed else "", run.before.get("rows", 0), ", ".join(after or []),
         "; ".join(run.analyzed), vacuumed.text if vacuumed else "", vacuumed.seconds if vacuumed else 0.0,
-        round(run.pace.written / walrate.MB, 1), run.pace.mb_per_s, round(run.pace.paused_s, 3)))
+        round(run.pace.written / walrate.MB, 1), run.pace.mb_per_s, round(run.pace.paused_s, 3),
+        run.writeback.since_mb, run.writeback.setting, run.writeback.kept, run.writeback.threshold_mb,
+        run.writeback.threshold))
     result.attempts += 1 + tally.lock_timeouts
     kind = f"{stmt.kind} in {tally.batches:,} batch(es) by keyset on {found.table} ({key.label})"
     result.statements.append(StatementRun(

@@ -47,16 +47,18 @@ class WalPace:
     _at: float = 0.0
     _owed_s: float = 0.0
 
-    def note(self, position: int) -> None:
+    def note(self, position: int) -> int:
+        """The WAL bytes since the last position noted (0 for the first)."""
         now = self.clock()
         if self._position is None:  # the first batch: the budget starts counting here
             self._position, self._at = position, now
-            return
+            return 0
         grown = max(position - self._position, 0)
         self.written += grown
         if self.mb_per_s > 0:
             self._owed_s = max(self._owed_s - (now - self._at), -CREDIT_S) + grown / (self.mb_per_s * MB)
         self._position, self._at = position, now
+        return grown
 
     def pause(self) -> float:
         """Sleep what is still owed (time passed since `note` counts); the seconds slept."""

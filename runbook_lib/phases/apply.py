@@ -40,6 +40,7 @@ def run(
     backfill_pause_ms: int = DEFAULTS.backfill_pause_ms,
     max_replica_lag_ms: int = DEFAULTS.max_replica_lag_ms,
     backfill_wal_mb_per_s: float = DEFAULTS.backfill_wal_mb_per_s,
+    backfill_flush_from_mb: float | None = DEFAULTS.backfill_flush_from_mb,
 ) -> ExecutionResult | ReleaseApply:
     """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure.
 
@@ -53,7 +54,8 @@ def run(
                       wait_for_blockers_s=wait_for_blockers_s, terminate_blockers_after_s=terminate_blockers_after_s,
                       blocker_threshold_ms=blocker_threshold_ms, backfill_batch_ms=backfill_batch_ms,
                       backfill_rows_per_s=backfill_rows_per_s, backfill_pause_ms=backfill_pause_ms,
-                      max_replica_lag_ms=max_replica_lag_ms, backfill_wal_mb_per_s=backfill_wal_mb_per_s).checked()
+                      max_replica_lag_ms=max_replica_lag_ms, backfill_wal_mb_per_s=backfill_wal_mb_per_s,
+                      backfill_flush_from_mb=backfill_flush_from_mb).checked()
     if isinstance(session, Release):
         return run_release(session, options)
     statements = _statements(session)

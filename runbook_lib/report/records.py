@@ -485,6 +485,14 @@ class BackfillRun:
     wal_mb: float = 0.0  # WAL the server wrote while the batches ran (execution.walrate)
     wal_mb_per_s: float = 0.0  # the WAL budget the batches were paced to (0: none)
     wal_pause_s: float = 0.0  # time slept to keep to it
+    # execution.writeback: the migration's WAL (MB) from which its session wrote back the pages it dirtied as it
+    # went (None: it did not, by this statement's end), backend_flush_after then, whether that was the session's
+    # own setting (kept), and the WAL it was to wait for (None: never asked, or the server did not say)
+    flush_from_mb: float | None = None
+    flush_setting: str = ""
+    flush_kept: bool = False
+    flush_threshold_mb: float | None = None
+    flush_threshold: str = ""  # where that figure came from
 
 
 @dataclass(frozen=True)

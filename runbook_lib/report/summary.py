@@ -330,9 +330,22 @@ def _backfills(runs: list[records.BackfillRun]) -> str:
                         "Batch time (median / longest batch)", "Rows locked at most", "Lock timeouts",
                         "Paused for replicas", "WAL written"], rows)
             + "".join(f"\n\nWAL paced to at most {budget:,.1f} MB/s (`--batch-wal-mb-per-s`)." for budget in budgets)
+            + _written_back(next((b for b in runs if b.flush_from_mb is not None), None))
             + "".join(f"\n\nStatement {b.statement_index}: analyzed first, so that each batch is planned for its "
                       f"rows: {b.analyzed}." for b in runs if b.analyzed)
             + "".join(f"\n\nStatement {b.statement_index}, after its last batch: {b.vacuumed}." for b in runs if b.vacuumed))
+
+
+def _written_back(run: records.BackfillRun | None) -> str:
+    """Once per migration: from how much WAL on its session flushed what it dirtied (execution.writeback)."""
+    if run is None:
+        return ""
+    if run.flush_kept:
+        return (f"\n\nFrom {run.flush_from_mb:,.0f} MB of WAL on ({run.flush_threshold}), the pages the session dirtied "
+                f"were written back as they went by its own backend_flush_after ({run.flush_setting}), left as it was.")
+    return (f"\n\nFrom {run.flush_from_mb:,.0f} MB of WAL on ({run.flush_threshold}), the session wrote back the "
+            f"pages it dirtied as it went (backend_flush_after = {run.flush_setting}), so that the checkpoints the "
+            "backfill brought on did not end waiting for them (`--batch-flush-from-mb`; 0: never).")
 
 
 def _nullability(col) -> str:

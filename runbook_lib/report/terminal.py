@@ -92,6 +92,12 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "
     return out
 
 
+def _written_back(b: records.BackfillRun) -> str:
+    own = "the session's own" if b.flush_kept else f"from {b.flush_threshold}"
+    return (f"from {b.flush_from_mb:,.0f} MB of WAL on, pages it dirtied written back as it went "
+            f"(backend_flush_after {b.flush_setting}, {own}), not left to the checkpoints' fsync")
+
+
 def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[str]:
     """Apply or rollback: status, steps, attempts, the longest write-blocking lock, duration, what changed."""
     lines = [f"{result.phase}: {paint(result.status, result.status, tty)} (batch {result.batch.number} "
@@ -106,6 +112,8 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
                      f"{b.batch_median_s * 1000:.1f} ms, longest {b.batch_longest_s * 1000:.1f} ms; WAL {b.wal_mb:,.0f} MB"
                      + (f", {b.wal_pause_s:.1f} s paused to keep it to {b.wal_mb_per_s:,.1f} MB/s"
                         if b.wal_pause_s else "") + ")")
+        if b.flush_from_mb is not None:
+            lines.append(f"    {_written_back(b)}")
         if b.vacuum_s:
             lines.append(f"    then vacuumed and analyzed {b.table} in {b.vacuum_s:.1f} s, before autovacuum's ANALYZE "
                          "could plan queries on its dead index entries")
