@@ -9,7 +9,9 @@ to change), while batch 6 is applied by
   (b) runbook_lib.phases.apply.run(session, strategy="direct")     one transaction
   (c) runbook_lib.phases.apply.run(session, strategy="online")     data statements in batches, 10 ms target (default)
   (d) the same with backfill_batch_ms=50: larger batches, faster, each row locked longer
-then rolled back with rollback.sql (psql -1, or runbook rollback), and the end state compared with the one
+then, after the application has gone on for --after-s seconds (40: the kernel writes back what the apply left
+dirty within 30 s, and a stall then is the migration's too, counted apart), rolled back with rollback.sql (psql -1,
+or runbook rollback), and the end state compared with the one
 before, so every run starts from the same state, after a CHECKPOINT and the OS's sync (no run shares the disk
 with the write-back of the one before). Then, per size:
   (0) the same workload and client with no migration at all, as long as each online apply took: this
@@ -209,6 +211,11 @@ def _over_20ms(started: list[float], latency: list[float], t0: float, t1: float)
     return sum(1 for s, lat in zip(started, latency) if lat > 0.020 and _overlaps(s, lat, t0, t1))
 
 
+def _after(started: list[float], latency: list[float], t1: float, until: float) -> list[float]:
+    """The latencies of the operations that started after the apply ended, up to `until`."""
+    return [lat for s, lat in zip(started, latency) if t1 < s <= until]
+
+
 def _max_ms(started: list[float], latency: list[float], t0: float, t1: float) -> float | None:
     inside = [lat for s, lat in zip(started, latency) if _overlaps(s, lat, t0, t1)]
     return round(max(inside) * 1000, 2) if inside else None
@@ -313,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--no-baseline", action="store_true", help="skip the runs with no migration")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of the online apply per size (then resumed)")
+    parser.add_argument("--after-s", type=float, default=40.0,
+                        help="how long the application goes on being measured after each apply, before its rollback")
     parser.add_argument("--client-interval-ms", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rate", type=float, default=50.0)
@@ -330,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     wl_config = workload.WorkloadConfig(connections=args.connections, rate_per_connection=args.rate, max_seconds=600)
     out = {**header("backfill", argv, server),
            "settings": {"runs": args.runs, "methods": methods, "kills": args.kills,
-                        "client_interval_ms": args.client_interval_ms, "workload": dataclasses.asdict(wl_config)},
+                        "client_interval_ms": args.client_interval_ms, "after_s": args.after_s, "workload": dataclasses.asdict(wl_config)},
            "sizes": [], "runs": [], "kills": [], "summary": []}
     started = time.time()
     for leads in [parse_size(s) for s in args.sizes.split(",") if s.strip()]:
@@ -366,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
                 applied = apply_once(url, method, reports,
                                      idle_s=online_walls[run] if run < len(online_walls) else 0.0)
                 applied["wal_mb"] = round((wal_position(url) - wal_before) / 1e6, 3)
-                time.sleep(0.5)
+                # the application goes on while the kernel writes back what the run left dirty (within
+                # vm.dirty_expire_centisecs, 30 s by default) and before the rollback writes its own
+                time.sleep(max(0.5, args.after_s))
                 parent.send("stop")
                 sampler_end.send("stop")
                 c_started, c_latency = parent.recv()
@@ -389,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
                 row["stall_ms"] = max(v for v in (row["client_max_ms"], row["workload"]["max_ms"]) if v is not None)
                 row["over_20ms"] = (_over_20ms(c_started, c_latency, t0, t1)
                                     + _over_20ms(ops.started, ops.latency, t0, t1))
+                after = (_after(c_started, c_latency, t1, t1 + args.after_s)
+                         + _after(ops.started, ops.latency, t1, t1 + args.after_s))
+                row["after_s"] = args.after_s
+                row["after_stall_ms"] = round(max(after) * 1000, 2) if after else None
+                row["after_over_20ms"] = sum(1 for lat in after if lat > 0.020)
                 out["runs"].append(row)
                 if method.startswith("online"):
                     walls.append(t1 - t0)
@@ -437,7 +453,8 @@ def summarize(runs: list[dict]) -> list[dict]:
                      "different_end_state": sum(1 for r in group if not r["same_end_state"]),
                      **{k: spread([r.get(k) for r in group]) for k in
                         ("wall_s", "rows_per_s", "stall_ms", "over_20ms", "client_max_ms", "migration_lock_wait_ms",
-                         "write_block_ms", "batches", "wal_mb", "vacuum_s", "wal_pause_s",
+                         "write_block_ms", "batches", "wal_mb", "vacuum_s", "wal_pause_s", "after_stall_ms",
+                         "after_over_20ms",
                          "longest_batch_ms", "median_batch_ms")},
                      "workload_max_ms": spread([r["workload"]["max_ms"] for r in group if r.get("workload")])})
     return rows

@@ -732,7 +732,9 @@ WRITEBACK_INTRO = (
     "A backfill that writes less is run as in section 7 (1M: about 380 MB, never reached); one that writes more (5M: "
     "3.7 GB) has its session set `backend_flush_after = 256kB` from there on, its VACUUM after the last batch "
     "included. These are runbook's online runs as it is now (section 7's online rows at 1M and 5M were measured "
-    "before it); the online apply only, with its own runs with no migration and of the disk alone.")
+    "before it); the online apply only, with its own runs with no migration and of the disk alone. Unlike "
+    "section 7's, each run here goes on measuring the application for 40 s after the apply: at 1M, what the "
+    "backfill left dirty for the kernel stalled it there, up to 91 ms; at 5M, written back already, nothing did.")
 
 
 def against(base: dict, trial: dict) -> str:
@@ -860,6 +862,20 @@ def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the 
             lines.append(f"- The application waited up to {ms(lock_worst)} on rows a batch held: the longest batches "
                          "(" + ", ".join(f"{size_label(r['leads'])} {ms(r['longest_batch_ms']['median'])}"
                                          for r in default) + ") set how long such a wait can be.")
+    after_s = st.get("after_s") or 0
+    afters = [r for r in bf["summary"] if r["method"] in ("online", "none") and (r.get("after_stall_ms") or {}).get("n")]
+    if after_s and afters:
+        by_run: dict[tuple, list[dict]] = {}
+        for r in runs:
+            by_run.setdefault((r["leads"], r["method"]), []).append(r)
+        lines.append(
+            f"- In the {after_s:g} s after each apply (the application measured on, before the rollback; the kernel "
+            "writes back what a run left dirty within 30 s, vm.dirty_expire_centisecs): the longest stall of an "
+            "operation started then, and operations over 20 ms per run: "
+            + "; ".join(f"{size_label(r['leads'])} {'no migration' if r['method'] == 'none' else 'online'} "
+                        f"{rng(r['after_stall_ms'], ms)}, "
+                        + ", ".join(str(x.get("after_over_20ms", 0)) for x in by_run[(r["leads"], r["method"])])
+                        for r in afters) + ".")
     for path in sorted(RESULTS_DIR.glob("backfill_*.json")) if notes else []:  # earlier or partial runs
         note = json.loads(path.read_text()).get("note")
         if note:

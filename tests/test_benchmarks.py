@@ -158,7 +158,7 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     out = tmp_path / "backfill.json"
     try:
         assert backfill.main(["--sizes", "2k", "--runs", "1", "--kills", "1", "--methods", "psql,online",
-                              "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out)]) == 0
+                              "--after-s", "1", "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out)]) == 0
     finally:
         _drop(server_url, "bench_backfill_2000")
     result = json.loads(out.read_text())
@@ -184,3 +184,7 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     assert "(0) no migration, as long as (c)" in section and "Waited on the migration's locks" in section
     assert all(r["wal_mb"] > 0 for r in result["runs"] if r["method"] != "disk") and "| WAL |" in section
     assert "(−) the disk alone, as long as (c)" in section and "| Over 20 ms |" in section
+    # the application measured on for a second after each apply: what the run left for the kernel counts too
+    assert all(r["after_s"] == 1 and r["after_stall_ms"] > 0 and r["after_over_20ms"] >= 0
+               for r in result["runs"] if r["method"] in ("none", "psql", "online"))
+    assert "- In the 1 s after each apply" in section and "2k online " in section and "2k no migration " in section
