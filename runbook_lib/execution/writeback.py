@@ -50,7 +50,10 @@ class Writeback:
             return
         if self._threshold is None:
             self._threshold = int(self.from_mb * MB) if self.from_mb is not None else _distance(conn)
-        if self._threshold is None or self.written < self._threshold:  # None: a server that does not say
+            if self._threshold is None:  # a server that does not say: asked once, never flushed
+                self.from_mb = 0
+                return
+        if self.written < self._threshold:
             return
         current = conn.execute("SELECT current_setting('backend_flush_after')").fetchone()[0]
         self.kept = current != "0"
