@@ -827,10 +827,10 @@ def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the 
                      + f"; at most 20 ms at every size: **{'met' if worst_stall <= 20 else 'not met'}** "
                      f"(worst single run {ms(worst_stall)}).")
     default = [r for r in online if r["method"] == "online"]
+    by_size: dict[tuple, list[dict]] = {}  # each (leads, method)'s runs
+    for r in runs:
+        by_size.setdefault((r["leads"], r["method"]), []).append(r)
     if baseline and default:
-        by_size: dict[tuple, list[dict]] = {}
-        for r in runs:
-            by_size.setdefault((r["leads"], r["method"]), []).append(r)
         lines.append(
             "- What the long stalls waited for (samples of the application's statements that ran over 20 ms, by "
             "wait event; `IO:WalSync`, `LWLock:WALWrite`, `IO:WalInitSync`: a commit waiting for the WAL to reach "
@@ -865,16 +865,13 @@ def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the 
     after_s = st.get("after_s") or 0
     afters = [r for r in bf["summary"] if r["method"] in ("online", "none") and (r.get("after_stall_ms") or {}).get("n")]
     if after_s and afters:
-        by_run: dict[tuple, list[dict]] = {}
-        for r in runs:
-            by_run.setdefault((r["leads"], r["method"]), []).append(r)
         lines.append(
             f"- In the {after_s:g} s after each apply (the application measured on, before the rollback; the kernel "
             "writes back what a run left dirty within 30 s, vm.dirty_expire_centisecs): the longest stall of an "
             "operation started then, and operations over 20 ms per run: "
             + "; ".join(f"{size_label(r['leads'])} {'no migration' if r['method'] == 'none' else 'online'} "
                         f"{rng(r['after_stall_ms'], ms)}, "
-                        + ", ".join(str(x.get("after_over_20ms", 0)) for x in by_run[(r["leads"], r["method"])])
+                        + ", ".join(str(x.get("after_over_20ms", 0)) for x in by_size[(r["leads"], r["method"])])
                         for r in afters) + ".")
     for path in sorted(RESULTS_DIR.glob("backfill_*.json")) if notes else []:  # earlier or partial runs
         note = json.loads(path.read_text()).get("note")

@@ -79,7 +79,10 @@ class Context:
     resume: dict | None = None  # the ledger's position: {"step", "after", "rows", "keys", "batches"}
     record_position: Callable[[psycopg.Connection, dict], None] | None = None
     lag: Callable[[psycopg.Connection], float | None] | None = None  # None: the server's (replica.LagWatch.measure)
-    writeback: writeback.Writeback | None = None  # the migration's WAL across its batched steps (made by the first)
+    writeback: writeback.Writeback = field(init=False)  # the migration's WAL across its batched steps
+
+    def __post_init__(self) -> None:
+        self.writeback = writeback.Writeback(self.settings.flush_from_mb)
 
 
 def next_size(size: int, took_s: float, target_s: float) -> int:
@@ -182,8 +185,6 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     analyzed = upkeep.fresh_statistics(conn, [table for table, _mode in stmt.table_locks])
     total = _estimate(conn, key.table)
     pace = walrate.WalPace(settings.wal_mb_per_s)
-    if context.writeback is None:
-        context.writeback = writeback.Writeback(settings.flush_from_mb)
     name = f"runbook_backfill_{uuid.uuid4().hex[:12]}"
     with conn.transaction():
         conn.execute(f"PREPARE {name} ({', '.join(key.types * 2)}) AS {batching.batch_sql(found, key)}")
