@@ -65,7 +65,8 @@ from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import ExecutionResult
 
 METHODS = {"psql": {}, "direct": {"strategy": "direct"}, "online": {"strategy": "online"},
-           "online-50ms": {"strategy": "online", "backfill_batch_ms": 50}}
+           "online-50ms": {"strategy": "online", "backfill_batch_ms": 50},
+           "online-flush-first": {"strategy": "online", "backfill_flush_from_mb": 0.01}}  # from its first batch on
 BATCH6 = config.example_migrations_dir() / "006_backfill_customers"
 MARKER = "runbook backfill v1: example leads={leads}, before batch 6, frozen"
 # the end state, compared without the times NOW() writes: which customers exist, every lead's and job's customer
@@ -260,6 +261,30 @@ def wal_position(url: str) -> int:
         return int(conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0])
 
 
+@dataclasses.dataclass(frozen=True)
+class Background:
+    """What the server has done by itself so far: each table's autovacuums and autoanalyzes, its checkpoints."""
+
+    tables: dict[str, tuple[int, int]]
+    checkpoints: int
+
+    def since(self, before: "Background") -> dict:
+        """What it did between `before` and this reading: counts, and the tables autovacuum worked on."""
+        def grew(i: int) -> list[str]:
+            return sorted(t for t, n in self.tables.items() if n[i] > before.tables.get(t, (0, 0))[i])
+        return {"autovacuum_tables": grew(0), "autoanalyze_tables": grew(1),
+                "checkpoints": self.checkpoints - before.checkpoints}
+
+
+def background(url: str) -> Background:
+    with database.connect(url, autocommit=True) as conn:
+        checkpoints = ("SELECT num_timed + num_requested FROM pg_stat_checkpointer"
+                       if conn.info.server_version >= 170000 else  # pg_stat_checkpointer from 17 on
+                       "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+        tables = conn.execute("SELECT relname, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables").fetchall()
+        return Background({t: (int(v), int(a)) for t, v, a in tables}, int(conn.execute(checkpoints).fetchone()[0]))
+
+
 def undo(url: str, method: str, reports: Path) -> None:
     if method == "none":
         pass  # nothing applied: only the workload's rows go
@@ -371,13 +396,15 @@ def main(argv: list[str] | None = None) -> int:
                 parent.send("go")
                 time.sleep(1.0)
                 online_walls = [r["wall_s"] for r in out["runs"] if r["leads"] == leads and r["method"] == "online"]
-                wal_before = wal_position(url)
+                wal_before, bg_before = wal_position(url), background(url)
                 applied = apply_once(url, method, reports,
                                      idle_s=online_walls[run] if run < len(online_walls) else 0.0)
                 applied["wal_mb"] = round((wal_position(url) - wal_before) / 1e6, 3)
+                bg_applied = background(url)
                 # the application goes on while the kernel writes back what the run left dirty (within
                 # vm.dirty_expire_centisecs, 30 s by default) and before the rollback writes its own
                 time.sleep(max(0.5, args.after_s))
+                bg_after = background(url)
                 parent.send("stop")
                 sampler_end.send("stop")
                 c_started, c_latency = parent.recv()
@@ -405,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
                 row["after_s"] = args.after_s
                 row["after_stall_ms"] = round(max(after) * 1000, 2) if after else None
                 row["after_over_20ms"] = sum(1 for lat in after if lat > 0.020)
+                row["after_slow_waits"] = _slow_waits(waits, t1, t1 + args.after_s)
+                row["background"] = bg_applied.since(bg_before)
+                row["after_background"] = bg_after.since(bg_applied)
                 out["runs"].append(row)
                 if method.startswith("online"):
                     walls.append(t1 - t0)
@@ -454,8 +484,8 @@ def summarize(runs: list[dict]) -> list[dict]:
                      **{k: spread([r.get(k) for r in group]) for k in
                         ("wall_s", "rows_per_s", "stall_ms", "over_20ms", "client_max_ms", "migration_lock_wait_ms",
                          "write_block_ms", "batches", "wal_mb", "vacuum_s", "wal_pause_s", "after_stall_ms",
-                         "after_over_20ms",
-                         "longest_batch_ms", "median_batch_ms")},
+                         "after_over_20ms", "longest_batch_ms", "median_batch_ms")},
+                     "checkpoints": spread([r["background"]["checkpoints"] for r in group if r.get("background")]),
                      "workload_max_ms": spread([r["workload"]["max_ms"] for r in group if r.get("workload")])})
     return rows
 

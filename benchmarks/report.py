@@ -637,7 +637,8 @@ def kill_section(ks: dict) -> list[str]:
 
 BACKFILL_LABEL = {"disk": "(−) the disk alone, as long as (c)", "none": "(0) no migration, as long as (c)",
                   "psql": "(a) psql -1 -f", "direct": "(b) runbook direct", "online": "(c) runbook online",
-                  "online-50ms": "(d) runbook online, --batch-ms 50"}
+                  "online-50ms": "(d) runbook online, --batch-ms 50",
+                  "online-flush-first": "(e) runbook online, written back from its first batch (--batch-flush-from-mb 0.01)"}
 
 
 def _waited(runs: list[dict]) -> Counter:
@@ -735,6 +736,81 @@ WRITEBACK_INTRO = (
     "before it); the online apply only, with its own runs with no migration and of the disk alone. Unlike "
     "section 7's, each run here goes on measuring the application for 40 s after the apply: at 1M, what the "
     "backfill left dirty for the kernel stalled it there, up to 91 ms; at 5M, written back already, nothing did.")
+
+
+def flush_first_intro(flushed: dict | None, written: dict | None) -> str:
+    """Why 7f was run: 7d's and 7e's 1M figures (measured hours apart), from their files."""
+    def at_1m(bf: dict | None, key: str, stat: str) -> str:
+        rows = [r for r in (bf or {}).get("summary", []) if r["leads"] == 1_000_000 and r["method"] == "online"]
+        return ms(rows[0][key][stat]) if rows and (rows[0].get(key) or {}).get("n") else "?"
+
+    return (
+        f"At 1M, section 7d (written back from the first batch) measured {at_1m(flushed, 'stall_ms', 'median')} "
+        f"inside the apply; section 7e (written back past the checkpoint distance, the default) "
+        f"{at_1m(written, 'stall_ms', 'median')} inside it but up to {at_1m(written, 'after_stall_ms', 'max')} in "
+        "the 40 s after it. They were measured hours apart, on a disk shared with other machines. Here both ran in "
+        "the same run, taking turns (run 1: the default first, run 2: the other first, ...), each with the 40 s "
+        "after it, so that both met the same hours of the disk. --batch-flush-from-mb 0.01 has the session write "
+        "back from its first batch on; the default, from the server's checkpoint distance (565 MB: at 1M never "
+        "reached). runbook keeps the default: in this run, at 1M, writing back from the start left less for the "
+        "time after the apply, but in two more 1M runs, three applies of one way each (section 7, Also measured: "
+        "backfill_flush_first_1m.json, backfill_1m_after_window.json), each way had one apply whose 40 s after "
+        "it went over 50 ms; "
+        "neither way met 20 ms at 5M, and which of the two did better there changed from run to run.")
+
+
+def within(bf: dict, method: str) -> str:
+    """`method`'s rows against the online default's rows of the same run, size by size."""
+    def of(m: str, leads: int) -> list[dict]:
+        return [r for r in bf["runs"] if r["leads"] == leads and r["method"] == m]
+
+    rows = {r["leads"]: r for r in bf["summary"] if r["method"] == method}
+    default = {r["leads"]: r for r in bf["summary"] if r["method"] == "online"}
+    return f"{BACKFILL_LABEL[method][:3]} against (c), run by run: " + "; ".join(
+        f"at {size_label(leads)}, longest stall during the apply "
+        + ", ".join(ms(r["stall_ms"]) for r in of(method, leads)) + " against "
+        + ", ".join(ms(r["stall_ms"]) for r in of("online", leads)) + ", in the time after it "
+        + ", ".join(ms(r["after_stall_ms"]) for r in of(method, leads)) + " against "
+        + ", ".join(ms(r["after_stall_ms"]) for r in of("online", leads))
+        + f", wall time {sec(rows[leads]['wall_s']['median'])} against {sec(default[leads]['wall_s']['median'])}"
+        for leads in sorted(rows) if leads in default) + "."
+
+
+def _short(method: str) -> str:
+    """A method as the bullets name it: (c) for the online default, the letter of the others."""
+    return {"none": "no migration", "online": "online"}.get(method, BACKFILL_LABEL.get(method, method)[:3])
+
+
+def _after_waits(runs: list[dict]) -> str:
+    """What the operations over 20 ms after the applies waited for (runs measured before it was sampled: none)."""
+    events: Counter = Counter()
+    for r in runs:
+        if r.get("after_over_20ms"):
+            events.update(r.get("after_slow_waits") or {})
+    total = sum(events.values())
+    return (" Their samples: " + ", ".join(f"{event} {100 * n / total:.0f}%" for event, n in events.most_common())
+            + "." if total else "")
+
+
+def _background(runs: list[dict]) -> list[str]:
+    """What the server did by itself meanwhile, where the run recorded it: checkpoints, autovacuum's tables."""
+    def tables(key: str, window: str) -> str:
+        return ", ".join(sorted({t for r in runs for t in r.get(window, {}).get(key, []) if t != "phase_run"}))
+
+    timed = [r for r in runs if r.get("background") and r["method"] not in ("none", "disk")]
+    if not timed:
+        return []
+    during, after = tables("autovacuum_tables", "background"), tables("autovacuum_tables", "after_background")
+    checkpoints: dict[tuple, list[int]] = {}
+    for r in timed:
+        checkpoints.setdefault((r["leads"], r["method"]), []).append(r["background"]["checkpoints"])
+    vacuums = (f"; autovacuum worked on {during or 'no table'} during the applies"
+               + (f" and on {after} in the time after them" if after else "")
+               + " (tables the migration's INSERTs filled: runbook vacuums only what its UPDATEs and DELETEs leave "
+               "dead)" if during or after else "")
+    return ["- Meanwhile, by the server itself (pg_stat_checkpointer, pg_stat_user_tables): checkpoints during each "
+            "apply, " + "; ".join(f"{size_label(leads)} {_short(method)} {', '.join(map(str, n))}"
+                                  for (leads, method), n in checkpoints.items()) + vacuums + "."]
 
 
 def against(base: dict, trial: dict) -> str:
@@ -863,16 +939,18 @@ def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the 
                          "(" + ", ".join(f"{size_label(r['leads'])} {ms(r['longest_batch_ms']['median'])}"
                                          for r in default) + ") set how long such a wait can be.")
     after_s = st.get("after_s") or 0
-    afters = [r for r in bf["summary"] if r["method"] in ("online", "none") and (r.get("after_stall_ms") or {}).get("n")]
+    afters = [r for r in bf["summary"] if (r["method"] == "none" or r["method"].startswith("online"))
+              and (r.get("after_stall_ms") or {}).get("n")]
     if after_s and afters:
         lines.append(
             f"- In the {after_s:g} s after each apply (the application measured on, before the rollback; the kernel "
             "writes back what a run left dirty within 30 s, vm.dirty_expire_centisecs): the longest stall of an "
             "operation started then, and operations over 20 ms per run: "
-            + "; ".join(f"{size_label(r['leads'])} {'no migration' if r['method'] == 'none' else 'online'} "
-                        f"{rng(r['after_stall_ms'], ms)}, "
+            + "; ".join(f"{size_label(r['leads'])} {_short(r['method'])} {rng(r['after_stall_ms'], ms)}, "
                         + ", ".join(str(x.get("after_over_20ms", 0)) for x in by_size[(r["leads"], r["method"])])
-                        for r in afters) + ".")
+                        for r in afters) + "."
+            + _after_waits([x for r in afters for x in by_size[(r["leads"], r["method"])]]))
+    lines += _background(bf["runs"])
     for path in sorted(RESULTS_DIR.glob("backfill_*.json")) if notes else []:  # earlier or partial runs
         note = json.loads(path.read_text()).get("note")
         if note:
@@ -907,6 +985,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the backfill benchmark's online runs with runbook's WAL pacing (execution/walrate.py)")
     parser.add_argument("--backfill-writeback", type=Path, default=RESULTS_DIR / "backfill_writeback.json",
                         help="the backfill benchmark's online runs writing back past the checkpoint distance (the default)")
+    parser.add_argument("--backfill-flush-first", type=Path, default=RESULTS_DIR / "backfill_flush_first.json",
+                        help="the backfill benchmark's online runs, writing back from the first batch and by default, taking turns")
     parser.add_argument("--out-dir", type=Path, default=BENCH, help="where RESULTS.md and lock_impact.png go")
     args = parser.parse_args(argv)
     lock_path, over_path, out_dir = args.lock, args.overhead, args.out_dir
@@ -957,6 +1037,13 @@ def main(argv: list[str] | None = None) -> int:
         lines += backfill_section(written, "### 7e. Online as runbook runs it now: written back as it goes past the "
                                   "checkpoint distance", notes=False,
                                   intro=WRITEBACK_INTRO + (" " + against(unpaced, written) if unpaced else ""))
+    if args.backfill_flush_first.exists():
+        both = json.loads(args.backfill_flush_first.read_text())
+        lines += backfill_section(both, "### 7f. Written back from the first batch or past the checkpoint distance, "
+                                  "in the same run", notes=False,
+                                  intro=flush_first_intro(flushed, json.loads(args.backfill_writeback.read_text())
+                                                          if args.backfill_writeback.exists() else None)
+                                  + " " + within(both, "online-flush-first"))
     (out_dir / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {out_dir / 'lock_impact.png'}" if lock else ""))
     return 0

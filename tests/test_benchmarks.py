@@ -188,3 +188,26 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     assert all(r["after_s"] == 1 and r["after_stall_ms"] > 0 and r["after_over_20ms"] >= 0
                for r in result["runs"] if r["method"] in ("none", "psql", "online"))
     assert "- In the 1 s after each apply" in section and "2k online " in section and "2k no migration " in section
+    # what the server did by itself while each apply ran: settled by a CHECKPOINT just before, none of its own
+    assert all(r["background"]["checkpoints"] == 0 for r in result["runs"] if r["method"] == "online")
+    assert "- Meanwhile, by the server itself (pg_stat_checkpointer, pg_stat_user_tables): checkpoints during " \
+           "each apply, 2k (a) 0; 2k online 0" in section
+
+
+def test_backfill_benchmark_counts_what_the_server_did_by_itself(server_url: str) -> None:
+    backfill = _bench_module("backfill")
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_background_probe (id int)")
+    try:
+        before = backfill.background(server_url)
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+        after = backfill.background(server_url)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE bench_background_probe")
+    assert after.since(before)["checkpoints"] >= 1 and before.tables["bench_background_probe"] == (0, 0)
+    # a table autovacuum worked on between the readings, and one new since the first, are named; others not
+    grown = backfill.Background({**after.tables, "bench_background_probe": (1, 2), "new_one": (1, 0)}, before.checkpoints)
+    assert grown.since(before) == {"autovacuum_tables": ["bench_background_probe", "new_one"],
+                                   "autoanalyze_tables": ["bench_background_probe"], "checkpoints": 0}
