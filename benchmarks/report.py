@@ -856,7 +856,9 @@ def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the 
              "the disk alone gives a commit. \"Over 20 ms\" counts the operations (of both clients; of row (−), "
              "the syncs) that took over 20 ms. "
              "\"WAL\" is what the server wrote meanwhile, all sessions together (the workload's too). "
-             f"Each cell: median [min – max] of {st['runs']} run(s).", "",
+             f"Each cell: median [min – max] of {st['runs']} run(s)."
+             + ("" if st.get("after_s") else " This run measured the application only while each apply ran, not "
+                "in the time after it (what the kernel writes back then: section 7e on)."), "",
              "| Leads | Method | Wall time | Rows/s | WAL | Longest stall | Over 20 ms | of which the backfill client | "
              "Waited on the migration's locks | runbook says (write block) | Batches | Batch time (median / longest) | "
              "Failed | End state differs |",

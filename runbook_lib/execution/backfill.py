@@ -76,13 +76,14 @@ class Context:
     """What the executor hands a batched step: its settings, where a stopped run got to, how to record it."""
 
     settings: Settings = field(default_factory=Settings)
-    resume: dict | None = None  # the ledger's position: {"step", "after", "rows", "keys", "batches"}
+    resume: dict | None = None  # the ledger's position: {"step", "after", "rows", "keys", "batches", "wal"}
     record_position: Callable[[psycopg.Connection, dict], None] | None = None
     lag: Callable[[psycopg.Connection], float | None] | None = None  # None: the server's (replica.LagWatch.measure)
     writeback: writeback.Writeback = field(init=False)  # the migration's WAL across its batched steps
 
     def __post_init__(self) -> None:
-        self.writeback = writeback.Writeback(self.settings.flush_from_mb)
+        # a resumed migration goes on counting from the WAL its stopped run's batches had written ("wal", bytes)
+        self.writeback = writeback.Writeback(self.settings.flush_from_mb, written=int((self.resume or {}).get("wal", 0)))
 
 
 def next_size(size: int, took_s: float, target_s: float) -> int:
@@ -223,7 +224,8 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
                     position = {"step": step.number, "after": last,
                                 "rows": done_before.get("rows", 0) + tally.rows + changed,
                                 "keys": done_before.get("keys", 0) + tally.keys + count,
-                                "batches": done_before.get("batches", 0) + tally.batches + 1}
+                                "batches": done_before.get("batches", 0) + tally.batches + 1,
+                                "wal": context.writeback.written}  # the migration's, up to the last batch
                     if record_position is not None:
                         record_position(conn, position)
                     for batch_hook in BEFORE_BATCH_COMMIT_HOOKS:  # empty in production

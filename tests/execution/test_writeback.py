@@ -9,7 +9,8 @@ import pytest
 
 from runbook_lib import cli
 from runbook_lib.config import Options
-from runbook_lib.errors import RunbookError
+from runbook_lib.errors import MigrationFailed, RunbookError
+from runbook_lib.execution import backfill
 from runbook_lib.execution.walrate import MB
 from runbook_lib.execution.writeback import Writeback
 from runbook_lib.phases import apply
@@ -100,6 +101,42 @@ def test_an_apply_under_the_checkpoint_distance_leaves_its_writes_to_the_kernel(
     assert run.flush_from_mb is None and run.flush_threshold_mb > run.wal_mb > 0
     assert "the server's checkpoint distance" in run.flush_threshold
     assert "written back" not in "\n".join(terminal.execution_lines(result)) and "wrote back" not in text
+
+
+def test_a_resumed_backfill_counts_on_from_the_wal_its_stopped_run_wrote(empty_db: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _padded_items(empty_db, 10_000)
+    folder = tmp_path / "migrations" / "001_backfill"
+    folder.mkdir(parents=True)
+    (folder / "migration.sql").write_text("UPDATE item SET n = n + 1, pad = repeat('y', 300) WHERE n >= 0;\n"
+                                          "UPDATE item SET n = n + 1 WHERE id <= 300;\n")
+
+    def stop(step: int, batch: int) -> None:  # the apply's backend ended before step 2's third batch commits
+        if (step, batch) == (2, 3):
+            with psycopg.connect(empty_db, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE application_name LIKE 'runbook apply%%' AND datname = current_database()")
+
+    def run(flush_from_mb: float):
+        session = open_session(1, database_url=empty_db, migrations_dir=tmp_path / "migrations",
+                               reports_dir=tmp_path / "reports")
+        return apply.run(session, strategy="online", backfill_batch_ms=5, backfill_flush_from_mb=flush_from_mb)
+
+    monkeypatch.setattr(backfill, "BEFORE_BATCH_COMMIT_HOOKS", [stop])
+    with pytest.raises(MigrationFailed):
+        run(0)
+    with psycopg.connect(empty_db) as conn:
+        position = conn.execute("SELECT backfill FROM runbook.phase_run ORDER BY id DESC LIMIT 1").fetchone()[0]
+    # the position committed with step 2's second batch carries the migration's WAL so far: all of step 1's
+    assert position["step"] == 2 and position["batches"] == 2 and position["wal"] > MB
+    monkeypatch.setattr(backfill, "BEFORE_BATCH_COMMIT_HOOKS", [])
+    threshold = position["wal"] / MB
+    result = run(threshold)
+    [resumed] = result.backfills  # step 2's rest: a few kB of WAL, far under the threshold by itself
+    assert resumed.rows_before > 0 and resumed.wal_mb < threshold / 10
+    assert resumed.flush_setting == "256kB" and resumed.flush_from_mb >= round(threshold, 1)
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT n, count(*) FROM item GROUP BY n ORDER BY n").fetchall() == [(1, 9_700), (2, 300)]
 
 
 def test_the_threshold_is_a_number_of_mb_or_none() -> None:
