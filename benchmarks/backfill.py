@@ -66,7 +66,8 @@ from runbook_lib.report.records import ExecutionResult
 
 METHODS = {"psql": {}, "direct": {"strategy": "direct"}, "online": {"strategy": "online"},
            "online-50ms": {"strategy": "online", "backfill_batch_ms": 50},
-           "online-flush-first": {"strategy": "online", "backfill_flush_from_mb": 0.01}}  # from its first batch on
+           "online-flush-first": {"strategy": "online", "backfill_flush_from_mb": 0.01},  # from its first batch on
+           "online-pause-10ms": {"strategy": "online", "backfill_pause_ms": 10}}
 BATCH6 = config.example_migrations_dir() / "006_backfill_customers"
 MARKER = "runbook backfill v1: example leads={leads}, before batch 6, frozen"
 # the end state, compared without the times NOW() writes: which customers exist, every lead's and job's customer

@@ -638,7 +638,8 @@ def kill_section(ks: dict) -> list[str]:
 BACKFILL_LABEL = {"disk": "(−) the disk alone, as long as (c)", "none": "(0) no migration, as long as (c)",
                   "psql": "(a) psql -1 -f", "direct": "(b) runbook direct", "online": "(c) runbook online",
                   "online-50ms": "(d) runbook online, --batch-ms 50",
-                  "online-flush-first": "(e) runbook online, written back from its first batch (--batch-flush-from-mb 0.01)"}
+                  "online-flush-first": "(e) runbook online, written back from its first batch (--batch-flush-from-mb 0.01)",
+                  "online-pause-10ms": "(f) runbook online, --batch-pause-ms 10"}
 
 
 def _waited(runs: list[dict]) -> Counter:
