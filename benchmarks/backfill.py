@@ -68,6 +68,7 @@ METHODS = {"psql": {}, "direct": {"strategy": "direct"}, "online": {"strategy": 
            "online-50ms": {"strategy": "online", "backfill_batch_ms": 50},
            "online-flush-first": {"strategy": "online", "backfill_flush_from_mb": 0.01},  # from its first batch on
            "online-pause-10ms": {"strategy": "online", "backfill_pause_ms": 10}}
+DEFAULT_METHODS = ("psql", "direct", "online", "online-50ms")  # section 7; the others are trials (7f, Also measured)
 BATCH6 = config.example_migrations_dir() / "006_backfill_customers"
 MARKER = "runbook backfill v1: example leads={leads}, before batch 6, frozen"
 # the end state, compared without the times NOW() writes: which customers exist, every lead's and job's customer
@@ -343,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100k,1M,5M")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"some of {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)})")
     parser.add_argument("--no-baseline", action="store_true", help="skip the runs with no migration")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of the online apply per size (then resumed)")
     parser.add_argument("--after-s", type=float, default=40.0,
