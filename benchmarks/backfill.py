@@ -257,21 +257,17 @@ def apply_once(url: str, method: str, reports: Path, *, idle_s: float = 0.0) -> 
     return out
 
 
-def wal_position(url: str) -> int:
-    """Bytes of WAL the server has written so far (all sessions: the migration's, the workload's, autovacuum's)."""
-    with database.connect(url, autocommit=True) as conn:
-        return int(conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0])
-
-
 @dataclasses.dataclass(frozen=True)
 class Background:
-    """What the server has done by itself so far: each table's autovacuums and autoanalyzes, its checkpoints."""
+    """The server so far: the WAL it wrote (all sessions: the migration's, the workload's, autovacuum's), each
+    table's autovacuums and autoanalyzes, its checkpoints."""
 
+    wal: int  # bytes
     tables: dict[str, tuple[int, int]]
     checkpoints: int
 
     def since(self, before: "Background") -> dict:
-        """What it did between `before` and this reading: counts, and the tables autovacuum worked on."""
+        """What it did by itself between `before` and this reading: the tables autovacuum worked on, checkpoints."""
         def grew(i: int) -> list[str]:
             return sorted(t for t, n in self.tables.items() if n[i] > before.tables.get(t, (0, 0))[i])
         return {"autovacuum_tables": grew(0), "autoanalyze_tables": grew(1),
@@ -283,8 +279,10 @@ def background(url: str) -> Background:
         checkpoints = ("SELECT num_timed + num_requested FROM pg_stat_checkpointer"
                        if conn.info.server_version >= 170000 else  # pg_stat_checkpointer from 17 on
                        "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+        wal = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0]
         tables = conn.execute("SELECT relname, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables").fetchall()
-        return Background({t: (int(v), int(a)) for t, v, a in tables}, int(conn.execute(checkpoints).fetchone()[0]))
+        return Background(int(wal), {t: (int(v), int(a)) for t, v, a in tables},
+                          int(conn.execute(checkpoints).fetchone()[0]))
 
 
 def undo(url: str, method: str, reports: Path) -> None:
@@ -399,11 +397,11 @@ def main(argv: list[str] | None = None) -> int:
                 parent.send("go")
                 time.sleep(1.0)
                 online_walls = [r["wall_s"] for r in out["runs"] if r["leads"] == leads and r["method"] == "online"]
-                wal_before, bg_before = wal_position(url), background(url)
+                bg_before = background(url)
                 applied = apply_once(url, method, reports,
                                      idle_s=online_walls[run] if run < len(online_walls) else 0.0)
-                applied["wal_mb"] = round((wal_position(url) - wal_before) / 1e6, 3)
                 bg_applied = background(url)
+                applied["wal_mb"] = round((bg_applied.wal - bg_before.wal) / 1e6, 3)
                 # the application goes on while the kernel writes back what the run left dirty (within
                 # vm.dirty_expire_centisecs, 30 s by default) and before the rollback writes its own
                 time.sleep(max(0.5, args.after_s))
@@ -488,7 +486,6 @@ def summarize(runs: list[dict]) -> list[dict]:
                         ("wall_s", "rows_per_s", "stall_ms", "over_20ms", "client_max_ms", "migration_lock_wait_ms",
                          "write_block_ms", "batches", "wal_mb", "vacuum_s", "wal_pause_s", "after_stall_ms",
                          "after_over_20ms", "longest_batch_ms", "median_batch_ms")},
-                     "checkpoints": spread([r["background"]["checkpoints"] for r in group if r.get("background")]),
                      "workload_max_ms": spread([r["workload"]["max_ms"] for r in group if r.get("workload")])})
     return rows
 

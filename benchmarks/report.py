@@ -767,7 +767,7 @@ def within(bf: dict, method: str) -> str:
 
     rows = {r["leads"]: r for r in bf["summary"] if r["method"] == method}
     default = {r["leads"]: r for r in bf["summary"] if r["method"] == "online"}
-    return f"{BACKFILL_LABEL[method][:3]} against (c), run by run: " + "; ".join(
+    return f"{_short(method)} against (c), run by run: " + "; ".join(
         f"at {size_label(leads)}, longest stall during the apply "
         + ", ".join(ms(r["stall_ms"]) for r in of(method, leads)) + " against "
         + ", ".join(ms(r["stall_ms"]) for r in of("online", leads)) + ", in the time after it "
@@ -795,13 +795,14 @@ def _after_waits(runs: list[dict]) -> str:
 
 def _background(runs: list[dict]) -> list[str]:
     """What the server did by itself meanwhile, where the run recorded it: checkpoints, autovacuum's tables."""
-    def tables(key: str, window: str) -> str:
-        return ", ".join(sorted({t for r in runs for t in r.get(window, {}).get(key, []) if t != "phase_run"}))
+    def vacuumed(window: str) -> str:  # runbook's own ledger table left out
+        return ", ".join(sorted({t for r in runs for t in r.get(window, {}).get("autovacuum_tables", [])
+                                 if t != "phase_run"}))
 
     timed = [r for r in runs if r.get("background") and r["method"] not in ("none", "disk")]
     if not timed:
         return []
-    during, after = tables("autovacuum_tables", "background"), tables("autovacuum_tables", "after_background")
+    during, after = vacuumed("background"), vacuumed("after_background")
     checkpoints: dict[tuple, list[int]] = {}
     for r in timed:
         checkpoints.setdefault((r["leads"], r["method"]), []).append(r["background"]["checkpoints"])

@@ -208,6 +208,8 @@ def test_backfill_benchmark_counts_what_the_server_did_by_itself(server_url: str
             conn.execute("DROP TABLE bench_background_probe")
     assert after.since(before)["checkpoints"] >= 1 and before.tables["bench_background_probe"] == (0, 0)
     # a table autovacuum worked on between the readings, and one new since the first, are named; others not
-    grown = backfill.Background({**after.tables, "bench_background_probe": (1, 2), "new_one": (1, 0)}, before.checkpoints)
+    assert after.wal > before.wal  # the CHECKPOINT's own record at least
+    grown = backfill.Background(after.wal, {**after.tables, "bench_background_probe": (1, 2), "new_one": (1, 0)},
+                                before.checkpoints)
     assert grown.since(before) == {"autovacuum_tables": ["bench_background_probe", "new_one"],
                                    "autoanalyze_tables": ["bench_background_probe"], "checkpoints": 0}

@@ -83,7 +83,8 @@ class Context:
 
     def __post_init__(self) -> None:
         # a resumed migration goes on counting from the WAL its stopped run's batches had written ("wal", bytes)
-        self.writeback = writeback.Writeback(self.settings.flush_from_mb, written=int((self.resume or {}).get("wal", 0)))
+        wal = int((self.resume or {}).get("wal", 0))
+        self.writeback = writeback.Writeback(self.settings.flush_from_mb, written=wal)
 
 
 def next_size(size: int, took_s: float, target_s: float) -> int:
