@@ -71,7 +71,25 @@ def machine(url: str | None = None) -> dict:
                 for name in ("shared_buffers", "work_mem", "maintenance_work_mem", "max_wal_size", "fsync",
                              "synchronous_commit", "deadlock_timeout")
             }
+            row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'").fetchone()
+            if row and (storage := data_storage(row[0])):  # no row for a role that may not read it
+                info["data_directory"] = storage
     return info
+
+
+def data_storage(directory: str) -> dict | None:
+    """Which filesystem holds the server's data (a local server only): a data directory on tmpfs commits
+    without touching a disk, and its stalls are then none of the disk's."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return None
+    path = os.path.realpath(directory)
+    under = [(point, fs) for point, fs in mounts if path == point or path.startswith(point.rstrip("/") + "/")]
+    if not under or not os.path.isdir(path):
+        return None  # a server elsewhere: its directory is not this machine's
+    point, fs = max(under, key=lambda m: len(m[0]))
+    return {"path": path, "filesystem": fs, "mount_point": point}
 
 
 def _cpu_model() -> str:

@@ -760,6 +760,20 @@ def flush_first_intro(flushed: dict | None, written: dict | None) -> str:
         "neither way met 20 ms at 5M, and which of the two did better there changed from run to run.")
 
 
+def in_memory_intro(bf: dict) -> str:
+    """Why 7g was run, and where its server kept its data (from the results file's own header)."""
+    storage = (bf.get("machine") or {}).get("data_directory") or {}
+    where = (f"The server's data directory was on {storage['filesystem']} ({storage['mount_point']})"
+             if storage else "The server's data directory was where the command's --state-dir says")
+    return (
+        f"The same benchmark with the server's data in memory. {where}: a commit's WAL flush and the kernel's "
+        "write-back cost no disk time there, so neither the disk other machines share nor how the migration's "
+        "writes meet it can stall the application. What is left of a stall is what the migration does to the "
+        "application by itself: the rows its batches lock, the CPU it takes on this machine's two cores, the "
+        "buffers it fills. Row (−) writes and fdatasyncs on the same tmpfs. This separates the migration's own "
+        "share of the stalls in section 7 from the disk's; it does not stand in for them.")
+
+
 def within(bf: dict, method: str) -> str:
     """`method`'s rows against the online default's rows of the same run, size by size."""
     def of(m: str, leads: int) -> list[dict]:
@@ -815,7 +829,7 @@ def _background(runs: list[dict]) -> list[str]:
                                   for (leads, method), n in checkpoints.items()) + vacuums + "."]
 
 
-def against(base: dict, trial: dict) -> str:
+def against(base: dict, trial: dict, section: str = "7", about: str = "") -> str:
     """The trial's online rows against the same sizes' online rows of `base` (section 7), from both files."""
     def online(bf: dict) -> dict:
         return {r["leads"]: r for r in bf["summary"] if r["method"] == "online"}
@@ -824,7 +838,7 @@ def against(base: dict, trial: dict) -> str:
         return _each_over([r for r in bf["runs"] if r["leads"] == leads and r["method"] == "online"])
 
     old, new = online(base), online(trial)
-    return "Against section 7's online rows: " + "; ".join(
+    return f"Against section {section}'s online rows{about}: " + "; ".join(
         f"at {size_label(leads)}, wall time {sec(new[leads]['wall_s']['median'])} instead of "
         f"{sec(old[leads]['wall_s']['median'])}, operations over 20 ms per run {over(trial, leads)} instead of "
         f"{over(base, leads)}, longest stall {ms(new[leads]['stall_ms']['median'])} (worst run "
@@ -989,6 +1003,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the backfill benchmark's online runs with runbook's WAL pacing (execution/walrate.py)")
     parser.add_argument("--backfill-writeback", type=Path, default=RESULTS_DIR / "backfill_writeback.json",
                         help="the backfill benchmark's online runs writing back past the checkpoint distance (the default)")
+    parser.add_argument("--backfill-memory", type=Path, default=RESULTS_DIR / "backfill_memory.json",
+                        help="the backfill benchmark with the server's data directory on tmpfs (make bench-memory)")
     parser.add_argument("--backfill-flush-first", type=Path, default=RESULTS_DIR / "backfill_flush_first.json",
                         help="the backfill benchmark's online runs, writing back from the first batch and by default, taking turns")
     parser.add_argument("--out-dir", type=Path, default=BENCH, help="where RESULTS.md and lock_impact.png go")
@@ -1048,6 +1064,14 @@ def main(argv: list[str] | None = None) -> int:
                                   intro=flush_first_intro(flushed, json.loads(args.backfill_writeback.read_text())
                                                           if args.backfill_writeback.exists() else None)
                                   + " " + within(both, "online-flush-first"))
+    if args.backfill_memory.exists():
+        memory = json.loads(args.backfill_memory.read_text())
+        lines += backfill_section(memory, "### 7g. The same with the server's data in memory: the migration's own "
+                                  "share of a stall", notes=False,
+                                  intro=in_memory_intro(memory) + (
+                                      " " + against(json.loads(args.backfill_flush_first.read_text()), memory, "7f",
+                                                    " (runbook online as it is now, on the disk)")
+                                      if args.backfill_flush_first.exists() else ""))
     (out_dir / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {out_dir / 'lock_impact.png'}" if lock else ""))
     return 0

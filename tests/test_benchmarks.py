@@ -192,6 +192,11 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     assert all(r["background"]["checkpoints"] == 0 for r in result["runs"] if r["method"] == "online")
     assert "- Meanwhile, by the server itself (pg_stat_checkpointer, pg_stat_user_tables): checkpoints during " \
            "each apply, 2k (a) 0; 2k online 0" in section
+    # where the server kept its data, said from the results file (section 7g's run has it on tmpfs)
+    storage = result["machine"].get("data_directory")
+    if storage:
+        assert f"The server's data directory was on {storage['filesystem']} ({storage['mount_point']})" \
+            in report.in_memory_intro(result)
 
 
 def test_backfill_benchmark_counts_what_the_server_did_by_itself(server_url: str) -> None:
@@ -213,3 +218,18 @@ def test_backfill_benchmark_counts_what_the_server_did_by_itself(server_url: str
                                 before.checkpoints)
     assert grown.since(before) == {"autovacuum_tables": ["bench_background_probe", "new_one"],
                                    "autoanalyze_tables": ["bench_background_probe"], "checkpoints": 0}
+
+
+def test_results_say_which_filesystem_holds_the_servers_data(server_url: str) -> None:
+    common = _bench_module("common")
+    info = common.machine(server_url)
+    with psycopg.connect(server_url) as conn:
+        directory = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'").fetchone()
+    if directory is None:
+        pytest.skip("this role may not read data_directory")
+    mounts = {line.split()[1]: line.split()[2] for line in Path("/proc/mounts").read_text().splitlines()}
+    storage = info["data_directory"]
+    assert storage["path"] == str(Path(directory[0]).resolve()) and mounts[storage["mount_point"]] == storage["filesystem"]
+    assert common.data_storage("/no/such/data/directory") is None  # a server on another machine: nothing claimed
+    if mounts.get("/dev/shm") == "tmpfs":
+        assert common.data_storage("/dev/shm")["filesystem"] == "tmpfs"
