@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int)
     _common(p)
     _apply_options(p)
-    p = sub.add_parser("rollback", parents=fmt, help="run rollback.sql of an applied batch")
+    p = sub.add_parser("rollback", parents=fmt, help="run rollback.sql of an applied (or part-applied) batch")
     p.add_argument("batch", type=int)
     _common(p)
     _apply_options(p, force=False)

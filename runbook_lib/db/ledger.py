@@ -145,11 +145,14 @@ def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> Parti
     try:
         with conn.transaction():  # a savepoint: a ledger without the columns must not abort the caller's transaction
             # a run that never stated its plan (killed or refused before it) committed nothing: the one before counts
+            # and a stopped apply that a rollback undid since is nothing to resume: the next apply starts over
             row = conn.execute(
-                "SELECT status, checksum, strategy, steps_done, steps_total, run_id, backfill FROM runbook.phase_run"
+                "SELECT status, checksum, strategy, steps_done, steps_total, run_id, backfill FROM runbook.phase_run p"
                 " WHERE batch = %s AND phase = %s AND NOT dry_run AND status <> %s AND coalesce(steps_total, 0) > 0"
+                "   AND NOT EXISTS (SELECT 1 FROM runbook.phase_run u WHERE u.batch = p.batch AND u.id > p.id"
+                "                   AND u.phase = %s AND u.status = %s AND NOT u.dry_run)"
                 " ORDER BY id DESC LIMIT 1",
-                (batch, phase, NOOP),
+                (batch, phase, NOOP, "rollback" if phase == "apply" else "apply", SUCCEEDED),
             ).fetchone()
     except psycopg.errors.UndefinedColumn:
         return None  # a ledger older than steps_done: no run of it recorded a step, there is nothing to resume

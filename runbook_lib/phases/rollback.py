@@ -1,4 +1,4 @@
-"""rollback: rollback.sql under the same protections as apply, only for an applied batch."""
+"""rollback: rollback.sql under the same protections as apply, for an applied batch or one an apply left part way."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ def run(
     terminate_blockers_after_s: float | None = DEFAULTS.terminate_blockers_after_s,
     blocker_threshold_ms: int = DEFAULTS.blocker_threshold_ms,
 ) -> ExecutionResult:
-    """Reverse an applied batch, verify its declared checks no longer hold, and record it."""
+    """Reverse an applied batch, verify its declared checks no longer hold, and record it.
+
+    A batch whose apply stopped part way (killed, or failed after committing steps or backfill batches) is
+    rolled back too: rollback.sql must then undo a partial apply, as the example's batch 6 does. Afterwards
+    the next apply starts over instead of resuming the stopped one.
+    """
     if isinstance(session, Release):
         raise RunbookError("A release is rolled back one migration at a time, newest first: "
                            "`runbook rollback N` for each migration to undo.")
@@ -48,8 +53,13 @@ def run(
             migration_lock(conn):
         ledger.close_interrupted(conn, batch.number)
         state = history.read(conn, session.batches()).state(batch.number)
+        stopped = None if state.applied else ledger.partial(conn, batch.number)
         conn.commit()
-        if not state.applied:
+        if stopped is not None and not stopped.steps_done and not stopped.backfill:
+            stopped = None  # stopped before it committed anything: there is nothing to undo
+        if stopped is not None:  # steps (or batches of a backfill) committed, not all: rollback.sql undoes them
+            result.partly_applied = _stopped(stopped)
+        elif not state.applied:
             raise NotApplied(
                 f"Batch {batch.number} is not applied on {session.facts.database} (neither runbook's ledger nor "
                 "Prisma's history has it applied), "
@@ -66,3 +76,12 @@ def run(
             max_attempts=max_attempts, verify=verify, statements=statements,
             blocker_policy=Policy.of(options),
         )
+
+
+def _stopped(run: ledger.PartialRun) -> str:
+    """What the apply being undone had committed when it stopped."""
+    what = f"its apply (run {run.run_id}) stopped after step {run.steps_done} of {run.steps_total}"
+    if run.backfill:
+        what += (f", with {run.backfill.get('rows', 0):,} rows of step {run.backfill['step']}'s backfill "
+                 f"committed in {run.backfill.get('batches', 0):,} batches")
+    return what

@@ -572,6 +572,7 @@ class ExecutionResult:
     guard_cancels: int = 0  # lock requests cancelled because an application session queued behind them
     gates_from: str = ""  # where the gates were judged when apply did not evaluate them again
     backfills: list[BackfillRun] = field(default_factory=list)  # data statements run in batches (online)
+    partly_applied: str = ""  # a rollback of a batch whose apply stopped part way: what that apply had committed
 
     @property
     def terminated(self) -> list[BlockerWait]:

@@ -105,6 +105,8 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
              f"longest write-blocking lock {result.longest_write_block_s * 1000:.1f} ms, {result.duration_s:.2f} s"]
     if result.message and result.status == names.FAILED:
         lines.append(f"  {_one_line(result.message, 200)}")
+    if result.partly_applied:
+        lines.append(f"  undoing a partly applied batch: {result.partly_applied}")
     lines += [f"  {line}" for line in result.blocker_lines()]
     for b in result.backfills:  # the data statements --strategy online ran in batches
         lines.append(f"  batched: statement {b.statement_index} {b.kind} {b.table}: {b.rows:,} rows in {b.batches:,} batches "

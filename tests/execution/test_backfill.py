@@ -21,9 +21,9 @@ from runbook_lib import config
 from runbook_lib.config import Options
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
-from runbook_lib.errors import MigrationFailed, RunbookError
+from runbook_lib.errors import MigrationFailed, NotApplied, RunbookError
 from runbook_lib.execution import backfill, live, replica, upkeep
-from runbook_lib.phases import apply, preflight
+from runbook_lib.phases import apply, preflight, rollback
 from runbook_lib.phases.session import open_session
 from runbook_lib.report import summary, terminal
 from runbook_lib.sql import analysis, batching, plan
@@ -203,6 +203,34 @@ def test_rollback_sql_restores_batch_6_from_a_backfill_stopped_midway(crm_url: s
             conn.execute(stmt.sql)
         conn.commit()
     assert _one(crm_url, EVERYTHING) == before
+
+
+def test_runbook_rolls_back_a_backfill_stopped_midway_and_the_next_apply_starts_over(
+        make_database: Callable[..., str], crm_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, direct_url = make_database(crm_template), make_database(crm_template)
+    migrations = config.example_migrations_dir()
+    before = _one(url, EVERYTHING)
+    monkeypatch.setattr(backfill, "BEFORE_BATCH_COMMIT_HOOKS", [_terminate_in(url, 5, 3)])
+    with pytest.raises(MigrationFailed, match="committed batch"):
+        _apply(url, migrations, tmp_path / "a", 6, strategy="online", backfill_batch_ms=1)
+    monkeypatch.setattr(backfill, "BEFORE_BATCH_COMMIT_HOOKS", [])
+    assert 0 < _one(url, 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL')[0] < 100
+    # not applied, yet not untouched: rollback undoes what the stopped apply committed, and says so
+    undone = rollback.run(open_session(6, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "b"))
+    assert undone.status == "rolled back" and _one(url, EVERYTHING) == before
+    assert "stopped after step 4 of " in undone.partly_applied and "of step 5's backfill committed" in undone.partly_applied
+    assert f"  undoing a partly applied batch: {undone.partly_applied}" in terminal.execution_lines(undone)
+    # the next apply starts over (resuming after the stopped run's position would skip the leads before it)
+    again = _apply(url, migrations, tmp_path / "c", 6, strategy="online", backfill_batch_ms=1)
+    assert again.status == "applied" and "resum" not in again.message
+    _apply(direct_url, migrations, tmp_path / "d", 6)
+    assert _one(url, END_STATE) == _one(direct_url, END_STATE)
+    # and a batch that was never applied at all is still refused, the database untouched
+    again_undone = rollback.run(open_session(6, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "e"))
+    assert again_undone.status == "rolled back" and _one(url, EVERYTHING) == before
+    with pytest.raises(NotApplied, match="Batch 6 is not applied"):
+        rollback.run(open_session(6, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "f"))
+    assert _one(url, EVERYTHING) == before
 
 
 # --- exactly once: SIGKILL midway, then resume ------------------------------------------------------
