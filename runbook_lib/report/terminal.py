@@ -123,7 +123,7 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
             lines.append(f"    {b.vacuumed}")
     if result.changes:
         lines.append(f"  changed ({len(result.changes)}):")
-        lines += _cut([f"{c.table}: {c.change} {c.kind} {c.object}" for c in result.changes])
+        lines += _cut([f"{c.table}: {c.change} {c.object}" for c in result.changes])  # object: its kind and name
     elif result.succeeded:
         lines.append("  no catalog change")
     return lines

@@ -219,7 +219,9 @@ def test_runbook_rolls_back_a_backfill_stopped_midway_and_the_next_apply_starts_
     undone = rollback.run(open_session(6, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "b"))
     assert undone.status == "rolled back" and _one(url, EVERYTHING) == before
     assert "stopped after step 4 of " in undone.partly_applied and "of step 5's backfill committed" in undone.partly_applied
-    assert f"  undoing a partly applied batch: {undone.partly_applied}" in terminal.execution_lines(undone)
+    lines = terminal.execution_lines(undone)
+    assert f"  undoing a partly applied batch: {undone.partly_applied}" in lines
+    assert '    _runbook_backfill_006: removed table "_runbook_backfill_006"' in lines  # the backup step 1 made
     # the next apply starts over (resuming after the stopped run's position would skip the leads before it)
     again = _apply(url, migrations, tmp_path / "c", 6, strategy="online", backfill_batch_ms=1)
     assert again.status == "applied" and "resum" not in again.message
