@@ -18,6 +18,7 @@ from runbook_lib import config, names
 from runbook_lib.config import Options
 from runbook_lib.db import connection, embedded, history, ledger
 from runbook_lib.db import example as example_mod
+from runbook_lib.db.migration_lock import held as migration_lock_held
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.db.target import Target, ensure_database, resolve
 from runbook_lib.errors import BaselineRefused, RunbookError
@@ -111,6 +112,7 @@ class BatchStatus:
     source: str = ""  # runbook's ledger, Prisma's history, both ("" when not applied)
     drift: str = ""  # which history recorded another migration.sql
     notes: tuple[str, ...] = ()  # where runbook's ledger and Prisma's history disagree
+    part_applied: str = ""  # not applied, but an apply stopped part way: what it committed, how to go on
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
     found = batch_mod.scan(_migrations(migrations_dir))
     with connection.connect(tgt.url) as conn:
         known = history.read(conn, found.batches)
+        busy = migration_lock_held(conn)
+        stopped = ledger.part_applied(conn, running=busy)
     rows = []
     for b in found.batches:
         st = known.state(b.number)
@@ -144,8 +148,18 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
             b.number, b.name, b.title, st.applied, st.when if st.applied else "",
             st.applied_by or "" if st.applied else "",
             (not drift) if st.applied else None, st.source, drift, st.notes,
+            _part_applied(b.number, stopped[b.number]) if b.number in stopped and not st.applied else "",
         ))
     return StatusReport(rows, found.note, known.failed_message())
+
+
+def _part_applied(number: int, run: ledger.PartialRun) -> str:
+    """What a stopped apply committed, and the two ways on from there."""
+    what = f"its apply stopped after step {run.steps_done} of {run.steps_total}"
+    if run.backfill:
+        what += f" and {run.backfill.get('rows', 0):,} rows of step {run.backfill['step']}'s backfill"
+    return (f"{what}: `runbook apply {number} --strategy {run.strategy}` resumes it, "
+            f"`runbook rollback {number}` undoes it")
 
 
 # --- baseline: adopting a database whose migrations ran elsewhere ----------------------------------

@@ -138,8 +138,27 @@ def close_interrupted(conn: psycopg.Connection, batch: int) -> int:
         return 0  # a role that may not write the ledger is refused, with the reason, when the phase starts
 
 
-def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> PartialRun | None:
-    """The latest real run of `phase` for the batch, if it stopped part way (steps committed, not all)."""
+def part_applied(conn: psycopg.Connection, running: bool) -> dict[int, PartialRun]:
+    """The batches whose latest apply stopped part way, for `runbook status` (read-only: nothing is marked).
+
+    `running`: another session holds the migration lock, so a row still 'running' may be an apply at work;
+    when none does, such a row is an apply that died (the next apply or rollback will mark it interrupted).
+    """
+    if not exists(conn):
+        return {}
+    with conn.transaction():
+        batches = [r[0] for r in conn.execute(
+            "SELECT DISTINCT batch FROM runbook.phase_run WHERE phase = 'apply' AND NOT dry_run AND status IN"
+            " (%s, %s, %s) ORDER BY batch", (FAILED, INTERRUPTED, RUNNING))]
+    stopped = {b: run for b in batches if (run := partial(conn, b, dead_running=not running)) is not None}
+    return {b: run for b, run in stopped.items() if run.steps_done or run.backfill}
+
+
+def partial(conn: psycopg.Connection, batch: int, phase: str = "apply", *,
+            dead_running: bool = False) -> PartialRun | None:
+    """The latest real run of `phase` for the batch, if it stopped part way (steps committed, not all).
+
+    `dead_running`: a row still 'running' counts as stopped (its process is known to be gone)."""
     if not exists(conn):
         return None
     try:
@@ -156,7 +175,7 @@ def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> Parti
             ).fetchone()
     except psycopg.errors.UndefinedColumn:
         return None  # a ledger older than steps_done: no run of it recorded a step, there is nothing to resume
-    if row is None or row[0] not in (FAILED, INTERRUPTED):
+    if row is None or row[0] not in (FAILED, INTERRUPTED, *((RUNNING,) if dead_running else ())):
         return None
     # batches of the step under way committed (with their position) even when no whole step did
     position = row[6] if row[6] and row[6].get("step") == (row[3] or 0) + 1 else None

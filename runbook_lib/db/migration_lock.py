@@ -19,6 +19,16 @@ from runbook_lib.errors import LockBusy
 ADVISORY_KEY = 0x52554E424F4F4B
 
 
+def held(conn: psycopg.Connection) -> bool:
+    """Whether a session holds this database's migration lock now (an apply or rollback at work), without
+    taking it: `runbook status` is read-only."""
+    with conn.transaction():
+        return conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s"
+            " AND objid = %s AND objsubid = 1 AND database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database()))", (ADVISORY_KEY >> 32, ADVISORY_KEY & 0xFFFFFFFF)).fetchone()[0]
+
+
 @contextmanager
 def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     """Hold the per-database advisory lock, or fail at once naming who holds it."""

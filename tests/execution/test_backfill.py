@@ -3,9 +3,12 @@ each committing its position with it; resumable after a SIGKILL, the same end st
 
 from __future__ import annotations
 
+import contextlib
+import io
 import multiprocessing
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -17,10 +20,10 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import config
+from runbook_lib import cli, commands, config
 from runbook_lib.config import Options
 from runbook_lib.db import connection as database
-from runbook_lib.db import example
+from runbook_lib.db import example, migration_lock
 from runbook_lib.errors import MigrationFailed, NotApplied, RunbookError
 from runbook_lib.execution import backfill, live, replica, upkeep
 from runbook_lib.phases import apply, preflight, rollback
@@ -215,6 +218,14 @@ def test_runbook_rolls_back_a_backfill_stopped_midway_and_the_next_apply_starts_
         _apply(url, migrations, tmp_path / "a", 6, strategy="online", backfill_batch_ms=1)
     monkeypatch.setattr(backfill, "BEFORE_BATCH_COMMIT_HOOKS", [])
     assert 0 < _one(url, 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL')[0] < 100
+    [row] = [r for r in commands.status(commands.target(url), migrations) if r.number == 6]
+    assert not row.applied and row.part_applied.startswith("its apply stopped after step 4 of ")
+    assert "rows of step 5's backfill: `runbook apply 6 --strategy online` resumes it, `runbook rollback 6` undoes it" \
+        in row.part_applied
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["status", "--database-url", url, "--migrations-dir", str(migrations)]) == 0
+    assert re.search(r"^\s+6\s+006_backfill_customers\s+PART APPLIED: its apply stopped after step 4 of ", out.getvalue(), re.M)
     # not applied, yet not untouched: rollback undoes what the stopped apply committed, and says so
     undone = rollback.run(open_session(6, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "b"))
     assert undone.status == "rolled back" and _one(url, EVERYTHING) == before
@@ -248,6 +259,11 @@ def _child(url: str, migrations: Path, reports: Path, kill_at: int, tell) -> Non
     tell.send("done")
 
 
+def _part_applied(url: str, migrations: Path) -> str:
+    [row] = commands.status(commands.target(url), migrations)
+    return row.part_applied
+
+
 def test_a_backfill_sigkilled_midway_resumes_with_no_row_twice_or_skipped(empty_db: str, tmp_path: Path) -> None:
     _items(empty_db, 3000)
     migrations = _batch(tmp_path, "UPDATE item SET n = n + 1 WHERE n >= 0;\nINSERT INTO item VALUES (0, 0);\n")
@@ -261,6 +277,12 @@ def test_a_backfill_sigkilled_midway_resumes_with_no_row_twice_or_skipped(empty_
         child.join()
         half = _counts(empty_db)
         assert set(half) == {0, 1} and 0 < half[1] < 3000, half  # the committed batches only
+        # status says so while no runbook holds the migration lock: a row left 'running' is then a dead apply
+        assert _part_applied(empty_db, migrations) == f"its apply stopped after step 0 of 2 and {half[1]:,} rows of " \
+            "step 1's backfill: `runbook apply 1 --strategy online` resumes it, `runbook rollback 1` undoes it"
+        with psycopg.connect(empty_db, autocommit=True) as holder:  # an apply at work: it may be this one
+            holder.execute("SELECT pg_advisory_lock(%s)", (migration_lock.ADVISORY_KEY,))
+            assert _part_applied(empty_db, migrations) == ""
     result = _apply(empty_db, migrations, tmp_path / "r", strategy="online", lock_timeout_ms=1000)
     assert result.status == "applied" and "resumes after key" in result.message
     assert _counts(empty_db) == {1: 3000, 0: 1}  # every row once (the INSERT's row is new, n = 0)
