@@ -155,11 +155,8 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
 
 def _part_applied(number: int, run: ledger.PartialRun) -> str:
     """What a stopped apply committed, and the two ways on from there."""
-    what = f"its apply stopped after step {run.steps_done} of {run.steps_total}"
-    if run.backfill:
-        what += f" and {run.backfill.get('rows', 0):,} rows of step {run.backfill['step']}'s backfill"
-    return (f"{what}: `runbook apply {number} --strategy {run.strategy}` resumes it, "
-            f"`runbook rollback {number}` undoes it")
+    return (f"its apply stopped after {run.committed}: `runbook apply {number} --strategy {run.strategy}` "
+            f"resumes it, `runbook rollback {number}` undoes it")
 
 
 # --- baseline: adopting a database whose migrations ran elsewhere ----------------------------------

@@ -112,6 +112,15 @@ class PartialRun:
     run_id: str
     backfill: dict | None = None  # the batched step under way: {"step", "after", "rows", "batches", ...}
 
+    @property
+    def committed(self) -> str:
+        """What it had committed when it stopped, for a person: the steps, and the backfill under way."""
+        steps = f"step {self.steps_done} of {self.steps_total}"
+        if not self.backfill:
+            return steps
+        return (f"{steps}, with {self.backfill.get('rows', 0):,} rows of step {self.backfill['step']}'s backfill "
+                f"committed in {self.backfill.get('batches', 0):,} batches")
+
 
 INTERRUPTED = "interrupted"
 

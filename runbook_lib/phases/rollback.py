@@ -58,7 +58,7 @@ def run(
         if stopped is not None and not stopped.steps_done and not stopped.backfill:
             stopped = None  # stopped before it committed anything: there is nothing to undo
         if stopped is not None:  # steps (or batches of a backfill) committed, not all: rollback.sql undoes them
-            result.partly_applied = _stopped(stopped)
+            result.partly_applied = f"its apply (run {stopped.run_id}) stopped after {stopped.committed}"
         elif not state.applied:
             raise NotApplied(
                 f"Batch {batch.number} is not applied on {session.facts.database} (neither runbook's ledger nor "
@@ -76,12 +76,3 @@ def run(
             max_attempts=max_attempts, verify=verify, statements=statements,
             blocker_policy=Policy.of(options),
         )
-
-
-def _stopped(run: ledger.PartialRun) -> str:
-    """What the apply being undone had committed when it stopped."""
-    what = f"its apply (run {run.run_id}) stopped after step {run.steps_done} of {run.steps_total}"
-    if run.backfill:
-        what += (f", with {run.backfill.get('rows', 0):,} rows of step {run.backfill['step']}'s backfill "
-                 f"committed in {run.backfill.get('batches', 0):,} batches")
-    return what
