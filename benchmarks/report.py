@@ -1038,40 +1038,36 @@ def main(argv: list[str] | None = None) -> int:
         lines += deploy_section(json.loads(args.deploy.read_text()))
     if args.kill.exists():
         lines += kill_section(json.loads(args.kill.read_text()))
-    paced = json.loads(args.backfill_paced.read_text()) if args.backfill_paced.exists() else None
-    flushed = json.loads(args.backfill_flushed.read_text()) if args.backfill_flushed.exists() else None
-    unpaced = json.loads(args.backfill.read_text()) if args.backfill.exists() else None
+    def optional(path: Path) -> dict | None:
+        return json.loads(path.read_text()) if path.exists() else None
+
+    unpaced, system, paced, flushed = map(optional, (args.backfill, args.backfill_system, args.backfill_paced,
+                                                     args.backfill_flushed))
+    written, both, memory = map(optional, (args.backfill_writeback, args.backfill_flush_first, args.backfill_memory))
     if unpaced:
         lines += backfill_section(unpaced)
-    if args.backfill_system.exists():
-        lines += backfill_section(json.loads(args.backfill_system.read_text()),
-                                  "### 7b. The same on the system's PostgreSQL (Debian's package)", notes=False)
+    if system:
+        lines += backfill_section(system, "### 7b. The same on the system's PostgreSQL (Debian's package)", notes=False)
     if paced:
         lines += backfill_section(paced, "### 7c. Online with the WAL paced to 18.8 MB/s", notes=False,
                                   intro=PACED_INTRO + (" " + against(unpaced, paced) if unpaced else ""))
     if flushed:
         lines += backfill_section(flushed, "### 7d. Tried, not adopted: the backfill's session flushing its writes as it goes",
                                   notes=False, intro=FLUSHED_INTRO + (" " + against(unpaced, flushed) if unpaced else ""))
-    if args.backfill_writeback.exists():
-        written = json.loads(args.backfill_writeback.read_text())
+    if written:
         lines += backfill_section(written, "### 7e. Online as runbook runs it now: written back as it goes past the "
                                   "checkpoint distance", notes=False,
                                   intro=WRITEBACK_INTRO + (" " + against(unpaced, written) if unpaced else ""))
-    if args.backfill_flush_first.exists():
-        both = json.loads(args.backfill_flush_first.read_text())
+    if both:
         lines += backfill_section(both, "### 7f. Written back from the first batch or past the checkpoint distance, "
                                   "in the same run", notes=False,
-                                  intro=flush_first_intro(flushed, json.loads(args.backfill_writeback.read_text())
-                                                          if args.backfill_writeback.exists() else None)
-                                  + " " + within(both, "online-flush-first"))
-    if args.backfill_memory.exists():
-        memory = json.loads(args.backfill_memory.read_text())
+                                  intro=flush_first_intro(flushed, written) + " " + within(both, "online-flush-first"))
+    if memory:
         lines += backfill_section(memory, "### 7g. The same with the server's data in memory: the migration's own "
                                   "share of a stall", notes=False,
                                   intro=in_memory_intro(memory) + (
-                                      " " + against(json.loads(args.backfill_flush_first.read_text()), memory, "7f",
-                                                    " (runbook online as it is now, on the disk)")
-                                      if args.backfill_flush_first.exists() else ""))
+                                      " " + against(both, memory, "7f", " (runbook online as it is now, on the disk)")
+                                      if both else ""))
     (out_dir / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {out_dir / 'lock_impact.png'}" if lock else ""))
     return 0

@@ -113,6 +113,11 @@ class PartialRun:
     backfill: dict | None = None  # the batched step under way: {"step", "after", "rows", "batches", ...}
 
     @property
+    def changed_anything(self) -> bool:
+        """Whether it committed a step or a backfill batch: an apply killed before either left nothing to undo."""
+        return bool(self.steps_done or self.backfill)
+
+    @property
     def committed(self) -> str:
         """What it had committed when it stopped, for a person: the steps, and the backfill under way."""
         steps = f"step {self.steps_done} of {self.steps_total}"
@@ -160,7 +165,7 @@ def part_applied(conn: psycopg.Connection, running: bool) -> dict[int, PartialRu
             "SELECT DISTINCT batch FROM runbook.phase_run WHERE phase = 'apply' AND NOT dry_run AND status IN"
             " (%s, %s, %s) ORDER BY batch", (FAILED, INTERRUPTED, RUNNING))]
     stopped = {b: run for b in batches if (run := partial(conn, b, dead_running=not running)) is not None}
-    return {b: run for b, run in stopped.items() if run.steps_done or run.backfill}
+    return {b: run for b, run in stopped.items() if run.changed_anything}
 
 
 def partial(conn: psycopg.Connection, batch: int, phase: str = "apply", *,

@@ -10,9 +10,10 @@ so that the kernel writes those pages back as they come instead.
 
 The count survives a stop: each batch's position in the ledger carries it, and a resumed migration goes on
 from there (backfill.Context), not from zero. Below it nothing changes: a backfill that brings no checkpoint
-leaves its writes to the kernel (within vm.dirty_expire_centisecs) and the next checkpoint. Neither way is free at 1M leads: the kernel's write-back
-stalled the application up to 91 ms in the 40 s after the apply (§7e), flushing as it went 77 ms inside it
-(§7d). At 5M, writing back from the checkpoint distance on, nothing was left to stall it after the apply.
+leaves its writes to the kernel (within vm.dirty_expire_centisecs) and the next checkpoint. Neither way is
+free at 1M leads: the kernel's write-back stalled the application up to 91 ms in the 40 s after the apply
+(§7e), flushing as it went 77 ms inside it (§7d). At 5M, writing back from the checkpoint distance on,
+nothing was left to stall it after the apply.
 """
 
 from __future__ import annotations

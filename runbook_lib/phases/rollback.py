@@ -55,9 +55,7 @@ def run(
         state = history.read(conn, session.batches()).state(batch.number)
         stopped = None if state.applied else ledger.partial(conn, batch.number)
         conn.commit()
-        if stopped is not None and not stopped.steps_done and not stopped.backfill:
-            stopped = None  # stopped before it committed anything: there is nothing to undo
-        if stopped is not None:  # steps (or batches of a backfill) committed, not all: rollback.sql undoes them
+        if stopped is not None and stopped.changed_anything:  # steps or backfill batches, not all: undo them
             result.partly_applied = f"its apply (run {stopped.run_id}) stopped after {stopped.committed}"
         elif not state.applied:
             raise NotApplied(
