@@ -354,7 +354,9 @@ def _print_status(tgt: commands.Target, report: commands.StatusReport) -> None:
     if report.prisma_failed:
         print(f"  FAILED PRISMA MIGRATION: {report.prisma_failed}")
     for row in report.rows:
-        state = (f"applied {row.applied_at} by {row.applied_by} [{row.source}]" if row.applied
+        state = (f"IN PROGRESS: {row.in_progress}" if row.in_progress
+                 else f"PART ROLLED BACK: {row.part_rolled_back}" if row.part_rolled_back
+                 else f"applied {row.applied_at} by {row.applied_by} [{row.source}]" if row.applied
                  else f"PART APPLIED: {row.part_applied}" if row.part_applied else "not applied")
         if row.drift:
             state += f"  (DRIFT: migration.sql changed since: {row.drift})"

@@ -18,7 +18,7 @@ from runbook_lib import config, names
 from runbook_lib.config import Options
 from runbook_lib.db import connection, embedded, history, ledger
 from runbook_lib.db import example as example_mod
-from runbook_lib.db.migration_lock import held as migration_lock_held
+from runbook_lib.db.migration_lock import holder as migration_lock_holder
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.db.target import Target, ensure_database, resolve
 from runbook_lib.errors import BaselineRefused, RunbookError
@@ -113,6 +113,8 @@ class BatchStatus:
     drift: str = ""  # which history recorded another migration.sql
     notes: tuple[str, ...] = ()  # where runbook's ledger and Prisma's history disagree
     part_applied: str = ""  # not applied, but an apply stopped part way: what it committed, how to go on
+    part_rolled_back: str = ""  # a rollback stopped part way: what it committed, how to finish it
+    in_progress: str = ""  # the apply or rollback at work now (it holds the migration lock): who, where it is
 
 
 @dataclass(frozen=True)
@@ -138,17 +140,22 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
     found = batch_mod.scan(_migrations(migrations_dir))
     with connection.connect(tgt.url) as conn:
         known = history.read(conn, found.batches)
-        busy = migration_lock_held(conn)
-        stopped = ledger.part_applied(conn, running=busy)
+        busy = migration_lock_holder(conn)
+        stopped = ledger.stopped_runs(conn, running=busy is not None)
+        at_work = ledger.live(conn, busy[2]) if busy is not None else None
     rows = []
     for b in found.batches:
         st = known.state(b.number)
         drift = st.drift(b)
+        run = stopped.get(b.number)
         rows.append(BatchStatus(
             b.number, b.name, b.title, st.applied, st.when if st.applied else "",
             st.applied_by or "" if st.applied else "",
             (not drift) if st.applied else None, st.source, drift, st.notes,
-            _part_applied(b.number, stopped[b.number]) if b.number in stopped and not st.applied else "",
+            part_applied=_part_applied(b.number, run)
+            if run and run.phase == "apply" and run.changed_anything and not st.applied else "",
+            part_rolled_back=_part_rolled_back(b.number, run) if run and run.phase == "rollback" else "",
+            in_progress=f"{at_work.phase} {at_work.doing}" if at_work and at_work.batch == b.number else "",
         ))
     return StatusReport(rows, found.note, known.failed_message())
 
@@ -157,6 +164,12 @@ def _part_applied(number: int, run: ledger.PartialRun) -> str:
     """What a stopped apply committed, and the two ways on from there."""
     return (f"its apply stopped after {run.committed}: `runbook apply {number} --strategy {run.strategy}` "
             f"resumes it, `runbook rollback {number}` undoes it")
+
+
+def _part_rolled_back(number: int, run: ledger.PartialRun) -> str:
+    """What a stopped rollback committed, and the one way on: apply refuses until the rollback is finished."""
+    return f"its rollback stopped after {run.committed}: `runbook rollback {number}` finishes it"
+
 
 
 # --- baseline: adopting a database whose migrations ran elsewhere ----------------------------------

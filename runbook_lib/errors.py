@@ -67,6 +67,10 @@ class NotApplied(RunbookError):
     """Rollback or validation of a batch that the ledger does not show as applied."""
 
 
+class RunStopped(RunbookError):
+    """A rollback stopped part way: the batch is neither applied nor rolled back until it is finished."""
+
+
 class LockBusy(RunbookError):
     """Another runbook session holds the migration lock on this database."""
 

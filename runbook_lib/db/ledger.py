@@ -48,7 +48,8 @@ CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON runbook.phase_run (batch, id);
 # Columns added after the first release; a ledger created before them gets them on first write.
 _LATER_COLUMNS = {"strategy": "text", "steps_done": "integer", "steps_total": "integer",
                   "terminated": "jsonb",  # sessions the run terminated (--terminate-blockers-after), as it did
-                  "backfill": "jsonb"}  # backfill: the keyset position a batched step committed through
+                  "backfill": "jsonb",  # backfill: the keyset position a batched step committed through
+                  "step_sql": "jsonb"}  # the plan: a fingerprint of each step's SQL, checked when a run resumes
 
 # The state of a batch is its latest successful, real (not dry-run) apply or rollback.
 _STATE_SQL = """
@@ -103,7 +104,8 @@ def state(conn: psycopg.Connection, batch: int) -> BatchState:
 
 @dataclass(frozen=True)
 class PartialRun:
-    """A failed multi-step run that committed some of its steps: the next run resumes after them."""
+    """An apply or rollback that stopped part way (failed, or killed): the next run of its phase resumes after
+    the steps it committed."""
 
     checksum: str
     strategy: str
@@ -111,6 +113,10 @@ class PartialRun:
     steps_total: int
     run_id: str
     backfill: dict | None = None  # the batched step under way: {"step", "after", "rows", "batches", ...}
+    phase: str = "apply"
+    # the stopped run's plan, a fingerprint per step (None: a ledger row written before they were recorded);
+    # a resumed run may change the steps it has still to run, never the ones committed
+    steps: tuple[str, ...] | None = None
 
     @property
     def changed_anything(self) -> bool:
@@ -120,11 +126,39 @@ class PartialRun:
     @property
     def committed(self) -> str:
         """What it had committed when it stopped, for a person: the steps, and the backfill under way."""
-        steps = f"step {self.steps_done} of {self.steps_total}"
+        steps = f"step {self.steps_done} of {self.steps_total}" if self.steps_done \
+            else f"0 of {self.steps_total} steps"
         if not self.backfill:
             return steps
         return (f"{steps}, with {self.backfill.get('rows', 0):,} rows of step {self.backfill['step']}'s backfill "
                 f"committed in {self.backfill.get('batches', 0):,} batches")
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """An apply or rollback at work now (its row 'running' while a session holds the migration lock)."""
+
+    batch: int
+    phase: str
+    run_id: str
+    started_at: datetime
+    who: str
+    steps_done: int
+    steps_total: int
+    backfill: dict | None = None
+
+    @property
+    def doing(self) -> str:
+        """Where it is, for a person: the steps committed so far, and the backfill's rows."""
+        if not self.steps_total:
+            where = "planning"
+        else:
+            where = f"{self.steps_done} of {self.steps_total} steps committed"
+        if self.backfill and self.backfill.get("step") == self.steps_done + 1:
+            where += (f", step {self.backfill['step']}'s backfill at {self.backfill.get('rows', 0):,} rows in "
+                      f"{self.backfill.get('batches', 0):,} batches")
+        return (f"run {self.run_id} by {self.who} since {self.started_at:%Y-%m-%d %H:%M:%S %Z}".rstrip()
+                + f", {where}")
 
 
 INTERRUPTED = "interrupted"
@@ -152,50 +186,83 @@ def close_interrupted(conn: psycopg.Connection, batch: int) -> int:
         return 0  # a role that may not write the ledger is refused, with the reason, when the phase starts
 
 
-def part_applied(conn: psycopg.Connection, running: bool) -> dict[int, PartialRun]:
-    """The batches whose latest apply stopped part way, for `runbook status` (read-only: nothing is marked).
+def stopped_runs(conn: psycopg.Connection, running: bool) -> dict[int, PartialRun]:
+    """The batches whose latest apply or rollback stopped part way, for `runbook status` (read-only).
 
-    `running`: another session holds the migration lock, so a row still 'running' may be an apply at work;
-    when none does, such a row is an apply that died (the next apply or rollback will mark it interrupted).
+    `running`: another session holds the migration lock, so a row still 'running' may be a run at work;
+    when none does, such a row is a run that died (the next apply or rollback will mark it interrupted).
     """
     if not exists(conn):
         return {}
     with conn.transaction():
         batches = [r[0] for r in conn.execute(
-            "SELECT DISTINCT batch FROM runbook.phase_run WHERE phase = 'apply' AND NOT dry_run AND status IN"
-            " (%s, %s, %s) ORDER BY batch", (FAILED, INTERRUPTED, RUNNING))]
-    stopped = {b: run for b in batches if (run := partial(conn, b, dead_running=not running)) is not None}
-    return {b: run for b, run in stopped.items() if run.changed_anything}
+            "SELECT DISTINCT batch FROM runbook.phase_run WHERE phase IN ('apply', 'rollback') AND NOT dry_run"
+            " AND status IN (%s, %s, %s) ORDER BY batch", (FAILED, INTERRUPTED, RUNNING))]
+    return {b: run for b in batches if (run := stopped(conn, b, dead_running=not running)) is not None}
+
+
+def live(conn: psycopg.Connection, holder_since: datetime | None) -> LiveRun | None:
+    """The apply or rollback at work now: call only while a session holds the migration lock, connected
+    since `holder_since` (None: not visible to this role). Its row is the newest 'running' one begun since
+    then; an older 'running' row is a run that died, which its batch's next apply or rollback marks."""
+    if not exists(conn):
+        return None
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        r = cur.execute(
+            "SELECT batch, phase, run_id, started_at, db_user, os_user, host, to_jsonb(p) -> 'steps_done' AS done,"
+            " to_jsonb(p) -> 'steps_total' AS total, to_jsonb(p) -> 'backfill' AS backfill"
+            " FROM runbook.phase_run p WHERE phase IN ('apply', 'rollback') AND status = %s AND NOT dry_run"
+            " AND started_at >= coalesce(%s, '-infinity') ORDER BY id DESC LIMIT 1",
+            (RUNNING, holder_since)).fetchone()
+    if r is None:
+        return None
+    return LiveRun(r["batch"], r["phase"], r["run_id"], r["started_at"],
+                   r["db_user"] + (f" ({r['os_user']}@{r['host']})" if r["os_user"] else ""),
+                   r["done"] or 0, r["total"] or 0, r["backfill"])
 
 
 def partial(conn: psycopg.Connection, batch: int, phase: str = "apply", *,
             dead_running: bool = False) -> PartialRun | None:
-    """The latest real run of `phase` for the batch, if it stopped part way (steps committed, not all).
+    """The batch's stopped run (`stopped`) if it is of `phase`."""
+    run = stopped(conn, batch, dead_running=dead_running)
+    return run if run is not None and run.phase == phase else None
 
-    `dead_running`: a row still 'running' counts as stopped (its process is known to be gone)."""
+
+def stopped(conn: psycopg.Connection, batch: int, *, dead_running: bool = False) -> PartialRun | None:
+    """The batch's latest real apply or rollback, if it stopped part way (not all of its steps committed).
+
+    A run that never stated its plan (killed or refused before it), one that failed committing nothing, and
+    a rollback that stopped committing nothing changed nothing: the one before counts. (An apply killed in
+    its first step counts: that step may be an index built outside a transaction, which a resume checks.) A stopped apply that a rollback undid since, or a stopped
+    rollback that an apply redid, is nothing to resume: the latest run is then a finished one.
+    `dead_running`: a row still 'running' counts as stopped (its process is known to be gone).
+    """
     if not exists(conn):
         return None
-    try:
-        with conn.transaction():  # a savepoint: a ledger without the columns must not abort the caller's transaction
-            # a run that never stated its plan (killed or refused before it) committed nothing: the one before counts
-            # and a stopped apply that a rollback undid since is nothing to resume: the next apply starts over
-            row = conn.execute(
-                "SELECT status, checksum, strategy, steps_done, steps_total, run_id, backfill FROM runbook.phase_run p"
-                " WHERE batch = %s AND phase = %s AND NOT dry_run AND status <> %s AND coalesce(steps_total, 0) > 0"
-                "   AND NOT EXISTS (SELECT 1 FROM runbook.phase_run u WHERE u.batch = p.batch AND u.id > p.id"
-                "                   AND u.phase = %s AND u.status = %s AND NOT u.dry_run)"
-                " ORDER BY id DESC LIMIT 1",
-                (batch, phase, NOOP, "rollback" if phase == "apply" else "apply", SUCCEEDED),
-            ).fetchone()
-    except psycopg.errors.UndefinedColumn:
-        return None  # a ledger older than steps_done: no run of it recorded a step, there is nothing to resume
-    if row is None or row[0] not in (FAILED, INTERRUPTED, *((RUNNING,) if dead_running else ())):
+    with conn.transaction():  # `to_jsonb(p) -> column`: NULL for a column an older ledger lacks, never an error
+        row = conn.execute(
+            "SELECT phase, status, checksum, to_jsonb(p) ->> 'strategy', to_jsonb(p) -> 'steps_done', to_jsonb(p) -> 'steps_total',"
+            "       run_id, to_jsonb(p) -> 'backfill', to_jsonb(p) -> 'step_sql'"
+            " FROM runbook.phase_run p"
+            " WHERE batch = %s AND phase IN ('apply', 'rollback') AND NOT dry_run AND status <> %s"
+            "   AND coalesce((to_jsonb(p) ->> 'steps_total')::int, 0) > 0"
+            "   AND NOT ((status = %s OR phase = 'rollback') AND coalesce((to_jsonb(p) ->> 'steps_done')::int, 0) = 0"
+            "            AND coalesce(to_jsonb(p) -> 'backfill', 'null') = 'null')"
+            " ORDER BY id DESC LIMIT 1",
+            (batch, NOOP, FAILED),
+        ).fetchone()
+    if row is None:
         return None
+    phase, status, checksum, strategy, done, total, run_id, position, steps = row
+    if status not in (FAILED, INTERRUPTED, *((RUNNING,) if dead_running else ())):
+        return None
+    done = done or 0
     # batches of the step under way committed (with their position) even when no whole step did
-    position = row[6] if row[6] and row[6].get("step") == (row[3] or 0) + 1 else None
-    if (row[3] or 0) >= row[4] or (row[0] == FAILED and not row[3] and position is None):
+    position = position if position and position.get("step") == done + 1 else None
+    if done >= total:
         return None
-    return PartialRun(row[1], row[2] or "direct", row[3] or 0, row[4], row[5], position)
+    return PartialRun(checksum, strategy or "direct", done, total, run_id, position, phase,
+                      tuple(steps) if steps is not None else None)
 
 
 def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50) -> list[dict]:
@@ -281,13 +348,16 @@ class LedgerWriter:
                     raise
                 self._close()
 
-    def progress(self, steps_done: int, steps_total: int, backfill: dict | None = None) -> None:
-        """Before anything runs: the plan's size, and the backfill position a resumed run carries over
-        from the run it resumes (in the same UPDATE, so no instant holds one without the other)."""
+    def progress(self, steps_done: int, steps_total: int, backfill: dict | None = None,
+                 steps: tuple[str, ...] = ()) -> None:
+        """Before anything runs: the plan (its size, each step's fingerprint), and the backfill position a
+        resumed run carries over from the run it resumes (in the same UPDATE, so no instant holds one
+        without the other)."""
         if self.row_id is None:
             return
-        self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s, backfill = %s WHERE id = %s",
-                     (steps_done, steps_total, Jsonb(backfill) if backfill else None, self.row_id))
+        self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s, backfill = %s, step_sql = %s"
+                     " WHERE id = %s", (steps_done, steps_total, Jsonb(backfill) if backfill else None,
+                                        Jsonb(list(steps)) if steps else None, self.row_id))
 
     def record_position_in(self, conn: psycopg.Connection, position: dict) -> None:
         """A backfill batch's keyset position, written inside the batch's transaction: they commit together."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import psycopg
 
@@ -19,14 +20,18 @@ from runbook_lib.errors import LockBusy
 ADVISORY_KEY = 0x52554E424F4F4B
 
 
-def held(conn: psycopg.Connection) -> bool:
-    """Whether a session holds this database's migration lock now (an apply or rollback at work), without
-    taking it: `runbook status` is read-only."""
+def holder(conn: psycopg.Connection) -> tuple[int, str, datetime | None] | None:
+    """The session holding this database's migration lock now (an apply or rollback at work), without taking
+    it (`runbook status` is read-only): pid, application_name, connected since (None when this role may not
+    see it); None when no session holds it."""
     with conn.transaction():
         return conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s"
-            " AND objid = %s AND objsubid = 1 AND database = (SELECT oid FROM pg_database"
-            " WHERE datname = current_database()))", (ADVISORY_KEY >> 32, ADVISORY_KEY & 0xFFFFFFFF)).fetchone()[0]
+            "SELECT a.pid, coalesce(a.application_name, ''), a.backend_start FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (ADVISORY_KEY >> 32, ADVISORY_KEY & 0xFFFFFFFF),
+        ).fetchone()
 
 
 @contextmanager
@@ -35,16 +40,11 @@ def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()[0]
     conn.commit()
     if not got:
-        holder = conn.execute(
-            "SELECT a.pid, coalesce(a.application_name, ''), a.backend_start FROM pg_locks l"
-            " JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (ADVISORY_KEY >> 32, ADVISORY_KEY & 0xFFFFFFFF),
-        ).fetchone()
+        held_by = holder(conn)
         conn.commit()
-        who = (f"pid {holder[0]} ({holder[1] or 'no application_name'}, connected since "
-               f"{holder[2].isoformat(timespec='seconds')})") if holder else "another session"
+        who = (f"pid {held_by[0]} ({held_by[1] or 'no application_name'}"
+               + (f", connected since {held_by[2].isoformat(timespec='seconds')})" if held_by[2] else ")")
+               ) if held_by else "another session"
         raise LockBusy(
             f"Another runbook apply or rollback is running on this database: {who}; "
             "wait for it to finish, or stop it with pg_terminate_backend if it is stuck."

@@ -270,8 +270,9 @@ def execute(
     max_attempts: int = DEFAULTS.max_attempts,
     backoff_ms: int = BACKOFF_MS,
     resume_after: int | None = None,
+    resume_steps: tuple[str, ...] | None = None,
     verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int, tuple[str, ...]], None] | None = None,
     record_step: StepRecorder | None = None,
     statements: list | None = None,
     result: ExecutionResult,
@@ -282,10 +283,11 @@ def execute(
 ) -> ExecutionResult:
     """Run `sql_text` step by step; each step is retried whole when a lock is not granted in time.
 
-    `resume_after` (None: a fresh run) skips the steps an earlier run committed; the group it resumes
+    `resume_after` (None: a fresh run) skips the steps an earlier run committed, which must read as they
+    did (`resume_steps`, that run's step fingerprints; None: not recorded); the group it resumes
     in starts over, after its clean-up removes what a killed run may have left half made; a step outside
-    a transaction that a killed run completed is not redone (`resume.skip_done`). `on_step(kept, total)`
-    is told the plan's size before anything runs; `record_step(conn, kept, total, last)` is called inside
+    a transaction that a killed run completed is not redone (`resume.skip_done`). `on_step(kept, total,
+    fingerprints)` is told the plan before anything runs; `record_step(conn, kept, total, last)` is called inside
     every step's transaction before its COMMIT (never in a dry run). `blocker_policy` (None: neither looks
     nor guards) makes each step wait for blockers before it requests its locks and cancel a request that
     an application session queues behind; `on_terminated` is told of each session it terminated. `backfill_context`: how the online
@@ -314,13 +316,17 @@ def execute(
     clock = _Clock()
     result.statements_started_at = records.now_iso()
     done: list[plan.Step] = []
+    context = backfill_context or backfill.Context()
     if resume_after is not None and not dry_run:
+        if resume_steps is not None:
+            resume.require_unchanged(steps, resume_after, resume_steps, in_step=context.resume is not None,
+                                     filename=filename, phase=phase)
         resume_after = resume.group_start(steps, resume_after + 1) - 1
         resume_after = resume.skip_done(conn, steps, resume_after, result)
         resume.clean_leftovers(conn, steps, resume_after + 1, result, session.url)
     resume_after = resume_after or 0
     if on_step is not None and not dry_run:
-        on_step(resume_after, len(steps))  # the plan's size is on record before anything commits
+        on_step(resume_after, len(steps), tuple(s.fingerprint for s in steps))  # on record before anything commits
 
     def recorder(number: int) -> Callable[[psycopg.Connection], None] | None:
         if record_step is None or dry_run:
@@ -330,8 +336,6 @@ def execute(
             _as_runbook(c, search_path)
             record_step(c, resume.kept(steps, number), len(steps), number == len(steps))
         return record
-
-    context = backfill_context or backfill.Context()
 
     def position_recorder(c: psycopg.Connection, position: dict) -> None:
         if context.record_position is not None:

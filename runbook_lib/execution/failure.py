@@ -98,9 +98,9 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
         state = "the transaction was rolled back and nothing changed" if len(steps) == 1 else \
             f"stopped at {step.label}, nothing was committed"
     else:
-        kept = "step 1 was" if committed[-1].number == 1 else f"steps 1-{committed[-1].number} were"
-        state = (f"stopped at {step.label} of {len(steps)}; {kept} committed "
-                 f"and stay (a rerun resumes after step {committed[-1].number})")
+        kept = "step 1 was committed and stays" if committed[-1].number == 1 \
+            else f"steps 1-{committed[-1].number} were committed and stay"
+        state = f"stopped at {step.label} of {len(steps)}; {kept} (a rerun resumes after step {committed[-1].number})"
     if result.cleanup:
         state += "; cleaned up: " + "; ".join(result.cleanup)
     result.status = names.FAILED

@@ -105,6 +105,7 @@ def recorded(
     max_attempts: int,
     strategy: str = DIRECT,
     resume_after: int | None = None,
+    resume_steps: tuple[str, ...] | None = None,
     verify: Callable[[psycopg.Connection], list[BlockResult]] | None = None,
     statements: list | None = None,
     blocker_policy: Policy | None = None,
@@ -115,7 +116,8 @@ def recorded(
 
     A session terminated for `blocker_policy` goes into the ledger row at once, and into its message.
     `resume_position`: the keyset position a stopped batched step committed (from the ledger); this run's
-    row carries it from the start and moves it with every batch it commits.
+    row carries it from the start and moves it with every batch it commits. `resume_steps`: the stopped
+    run's step fingerprints, which the steps it committed must still match.
     """
     dry_run = result.dry_run
     note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
@@ -128,13 +130,13 @@ def recorded(
                              checksum=session.batch.checksum, dry_run=dry_run, strategy=strategy) as writer:
         context = backfill.Context(backfill_settings or backfill.Settings(), resume_position, writer.record_position_in)
 
-        def planned(steps_done: int, steps_total: int) -> None:
-            writer.progress(steps_done, steps_total, resume_position)
+        def planned(steps_done: int, steps_total: int, steps: tuple[str, ...]) -> None:
+            writer.progress(steps_done, steps_total, resume_position, steps)
         try:
             execute(session, phase=result.phase, sql_text=sql_text, filename=filename,
                     tables_touched=tables_touched, dry_run=dry_run, strategy=strategy,
                     lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
-                    max_attempts=max_attempts, resume_after=resume_after, verify=verify,
+                    max_attempts=max_attempts, resume_after=resume_after, resume_steps=resume_steps, verify=verify,
                     on_step=planned, record_step=_step_recorder(writer, result, session, succeeded),
                     statements=statements, result=result, conn=conn, blocker_policy=blocker_policy,
                     on_terminated=lambda w: writer.terminated(dataclasses.asdict(w)), backfill_context=context)

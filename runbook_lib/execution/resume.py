@@ -9,9 +9,31 @@ from __future__ import annotations
 
 import psycopg
 
+from runbook_lib.errors import DriftError
 from runbook_lib.execution.failure import run_cleanups
 from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import plan
+
+
+def require_unchanged(steps: list[plan.Step], done: int, committed: tuple[str, ...], *, in_step: bool,
+                      filename: str, phase: str) -> None:
+    """Refuse to resume when a step an earlier run committed now reads otherwise in the file.
+
+    `committed`: that run's step fingerprints; `in_step`: it stopped inside step `done + 1` (a backfill's
+    batches committed), whose position only means something for the same statement. The steps after
+    those may change: the fix for the statement that failed is what a rerun is for.
+    """
+    through = done + 1 if in_step else done
+    for step in steps[:through]:
+        was = committed[step.number - 1] if step.number <= len(committed) else None
+        if was != step.fingerprint:
+            what = (f"the step it stopped in, {step.label}, whose backfill had committed batches"
+                    if step.number == done + 1 else f"{step.label}, which it committed")
+            raise DriftError(
+                f"{filename} changed since an earlier {phase} stopped after step {done} of {len(committed)}: "
+                f"{what}, now reads otherwise; restore the statements of steps 1 to {through} as they were "
+                f"to resume it (the statements after them may change)."
+            )
 
 
 def group_start(steps: list[plan.Step], number: int) -> int:

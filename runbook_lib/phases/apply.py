@@ -14,6 +14,7 @@ from runbook_lib.errors import (
     PreflightFailed,
     PrismaMigrationFailed,
     RunbookError,
+    RunStopped,
 )
 from runbook_lib.execution import backfill, recording
 from runbook_lib.execution.blockers import Policy
@@ -96,6 +97,7 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
             f"Batch {batch.number}'s migration.sql changed since it was applied ({drift}); restore the "
             "applied file, or write the change as a new batch."
         )
+    _refuse_unfinished_rollback(conn, session)
     if state.applied:
         return _already_applied(session, result, state, t0)
     missing = [n for n in batch.depends_on if not known.state(n).applied]
@@ -104,7 +106,9 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
             f"Batch {batch.number} depends on batch {missing[0]}, which is not applied on "
             f"{session.facts.database}; apply batch {missing[0]} first."
         )
-    resume_after, position = _resume_point(conn, session, strategy, dry_run)
+    stopped = _resume_point(conn, session, strategy, dry_run)
+    resume_after, position, resume_steps = (stopped.steps_done, stopped.backfill, stopped.steps) if stopped \
+        else (None, None, None)
     if trust_preflight and not gates_checked and not force and resume_after is None and not interrupted:
         result.gates_from = trusted_preflight(session)
         gates_checked = bool(result.gates_from)
@@ -123,12 +127,15 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
         if position:
             result.message += (f"; step {position['step']}'s backfill resumes after key {', '.join(position['after'])} "
                                f"({position.get('rows', 0)} rows in {position.get('batches', 0)} batches committed)")
+    if stopped is not None and stopped.changed_anything:
+        result.resumed = (f"an earlier apply (run {stopped.run_id}) stopped after {stopped.committed}; "
+                          "went on from there")
     return recording.recorded(
         session, result, t0, conn,
         sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
         tables_touched=preflight.touched_tables(batch, statements), done=names.APPLIED,
         lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
-        strategy=strategy, resume_after=resume_after, statements=statements,
+        strategy=strategy, resume_after=resume_after, resume_steps=resume_steps, statements=statements,
         blocker_policy=Policy.of(options), backfill_settings=backfill.Settings.of(options), resume_position=position,
     )
 
@@ -144,15 +151,28 @@ def trusted_preflight(session: Session) -> str:
     return f"{names.PREFLIGHT}.json of this run ({record['verdict']['status']}, {record['started_at']})"
 
 
-def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> tuple[int | None, dict | None]:
-    """Steps an earlier apply committed before it failed or was killed, and the keyset position of the batched
-    step it stopped in: this run goes on after them."""
+def _refuse_unfinished_rollback(conn, session: Session) -> None:
+    """An apply on top of a rollback that stopped part way would meet half the batch: finish the rollback."""
+    stopped = ledger.stopped(conn, session.batch.number)
+    conn.commit()
+    if stopped is not None and stopped.phase == "rollback":
+        number = session.batch.number
+        raise RunStopped(
+            f"A rollback of batch {number} (run {stopped.run_id}) stopped after {stopped.committed}, so the batch "
+            f"is only partly rolled back; finish it with `runbook rollback {number}`, then apply again."
+        )
+
+
+def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> ledger.PartialRun | None:
+    """The earlier apply that failed or was killed part way, which this run goes on from: the steps it
+    committed, the keyset position of the batched step it stopped in, its step fingerprints (the committed
+    steps must still read so; the steps after them may have been fixed)."""
     partial = ledger.partial(conn, session.batch.number)
     conn.commit()
     if partial is None or dry_run:
-        return None, None
+        return None
     number = session.batch.number
-    if partial.checksum != session.batch.checksum:
+    if partial.steps is None and partial.checksum != session.batch.checksum:  # a row without fingerprints
         raise DriftError(
             f"An earlier apply of batch {number} stopped after step {partial.steps_done} of {partial.steps_total} "
             f"with another migration.sql (checksum {partial.checksum}, now {session.batch.checksum}); restore that "
@@ -164,7 +184,7 @@ def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> tuple
             f"{partial.steps_done} of {partial.steps_total}; run apply again with strategy {partial.strategy!r} "
             "to resume it."
         )
-    return partial.steps_done, partial.backfill
+    return partial
 
 
 def _already_applied(session: Session, result: ExecutionResult, state: history.MigrationState,

@@ -32,7 +32,8 @@ def run(
 
     A batch whose apply stopped part way (killed, or failed after committing steps or backfill batches) is
     rolled back too: rollback.sql must then undo a partial apply, as the example's batch 6 does. Afterwards
-    the next apply starts over instead of resuming the stopped one.
+    the next apply starts over instead of resuming the stopped one. A rollback that stopped part way is
+    resumed after the steps it committed, as an apply is: rollback.sql's statements are rarely safe twice.
     """
     if isinstance(session, Release):
         raise RunbookError("A release is rolled back one migration at a time, newest first: "
@@ -53,9 +54,18 @@ def run(
             migration_lock(conn):
         ledger.close_interrupted(conn, batch.number)
         state = history.read(conn, session.batches()).state(batch.number)
-        stopped = None if state.applied else ledger.partial(conn, batch.number)
+        stopped = ledger.stopped(conn, batch.number)
         conn.commit()
-        if stopped is not None and stopped.changed_anything:  # steps or backfill batches, not all: undo them
+        resume_after = resume_steps = None
+        if stopped is not None and stopped.phase == "rollback" and not dry_run:
+            # an earlier rollback committed some of its steps: go on after them, as a stopped apply does
+            resume_after, resume_steps = stopped.steps_done, stopped.steps
+            result.resumed = (f"an earlier rollback (run {stopped.run_id}) stopped after {stopped.committed}; "
+                              "went on from there")
+            result.message = (f"resumed an earlier rollback (run {stopped.run_id}) that stopped after "
+                              f"{stopped.committed}")
+        elif not state.applied and stopped is not None and stopped.changed_anything:
+            # steps or backfill batches of an apply, not all: undo them
             result.partly_applied = f"its apply (run {stopped.run_id}) stopped after {stopped.committed}"
         elif not state.applied:
             raise NotApplied(
@@ -72,5 +82,5 @@ def run(
             tables_touched=preflight.touched_tables(batch, statements), done=names.ROLLED_BACK,
             lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
             max_attempts=max_attempts, verify=verify, statements=statements,
-            blocker_policy=Policy.of(options),
+            blocker_policy=Policy.of(options), resume_after=resume_after, resume_steps=resume_steps,
         )

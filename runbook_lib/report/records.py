@@ -573,6 +573,7 @@ class ExecutionResult:
     gates_from: str = ""  # where the gates were judged when apply did not evaluate them again
     backfills: list[BackfillRun] = field(default_factory=list)  # data statements run in batches (online)
     partly_applied: str = ""  # a rollback of a batch whose apply stopped part way: what that apply had committed
+    resumed: str = ""  # this run went on from an earlier one of its phase that stopped part way: what it had committed
 
     @property
     def terminated(self) -> list[BlockerWait]:

@@ -107,6 +107,8 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
         lines.append(f"  {_one_line(result.message, 200)}")
     if result.partly_applied:
         lines.append(f"  undoing a partly applied batch: {result.partly_applied}")
+    if result.resumed:
+        lines.append(f"  resumed: {result.resumed}")
     lines += [f"  {line}" for line in result.blocker_lines()]
     for b in result.backfills:  # the data statements --strategy online ran in batches
         lines.append(f"  batched: statement {b.statement_index} {b.kind} {b.table}: {b.rows:,} rows in {b.batches:,} batches "

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pglast
@@ -58,6 +59,12 @@ class Step:
     @property
     def label(self) -> str:
         return f"step {self.number} ({self.purpose})"
+
+    @property
+    def fingerprint(self) -> str:
+        """What the step runs, in 16 hex digits: a resumed run compares the steps an earlier run committed."""
+        text = "\n".join(s.sql for s in self.statements) + ("" if self.transactional else "\n-- outside a transaction")
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _pairs(stmt: StatementAnalysis) -> tuple[tuple[str, str], ...]:

@@ -279,14 +279,18 @@ def test_a_backfill_sigkilled_midway_resumes_with_no_row_twice_or_skipped(empty_
         assert set(half) == {0, 1} and 0 < half[1] < 3000, half  # the committed batches only
         # status says so while no runbook holds the migration lock: a row left 'running' is then a dead apply
         said = _part_applied(empty_db, migrations)
-        assert said.startswith(f"its apply stopped after step 0 of 2, with {half[1]:,} rows of step 1's backfill "
+        assert said.startswith(f"its apply stopped after 0 of 2 steps, with {half[1]:,} rows of step 1's backfill "
                                "committed in ") and said.endswith(
             " batches: `runbook apply 1 --strategy online` resumes it, `runbook rollback 1` undoes it")
         with psycopg.connect(empty_db, autocommit=True) as holder:  # an apply at work: it may be this one
             holder.execute("SELECT pg_advisory_lock(%s)", (migration_lock.ADVISORY_KEY,))
             assert _part_applied(empty_db, migrations) == ""
+            # nor is the killed apply's row the one at work: it began before the lock's holder connected
+            [row] = commands.status(commands.target(empty_db), migrations)
+            assert row.in_progress == ""
     result = _apply(empty_db, migrations, tmp_path / "r", strategy="online", lock_timeout_ms=1000)
     assert result.status == "applied" and "resumes after key" in result.message
+    assert result.resumed.startswith("an earlier apply (run ") and "of step 1's backfill committed" in result.resumed
     assert _counts(empty_db) == {1: 3000, 0: 1}  # every row once (the INSERT's row is new, n = 0)
     [run] = result.backfills
     assert run.rows_before == half[1] and run.rows + run.rows_before == 3000
