@@ -31,11 +31,16 @@ SOURCES = ("pyproject.toml", "README.md", "runbook_lib", "notebooks", "examples"
 
 
 def test_every_subpackage_is_listed_and_the_data_folders_exist() -> None:
-    """pyproject lists its packages (two are mapped data folders): a new subpackage must be added there."""
+    """pyproject lists its packages (two are mapped data folders, three more hold data): a new subpackage must
+    be added there."""
     code = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "runbook_lib").rglob("__init__.py")}
     code.add("runbook_lib")  # a namespace package: no __init__.py
     mapped = SETUPTOOLS["package-dir"]
-    assert set(SETUPTOOLS["packages"]) == code | set(mapped), (
+    # folders of data files only, listed so that setuptools does not warn of each on every install
+    data = {"runbook_lib.db.example_crm.migrations", "runbook_lib.report.templates.runbook",
+            "runbook_lib.report.templates.runbook.static"}
+    assert all(SETUPTOOLS["package-data"][name] == ["*/*" if name.endswith("migrations") else "*"] for name in data)
+    assert set(SETUPTOOLS["packages"]) == code | set(mapped) | data, (
         "pyproject.toml's [tool.setuptools] packages must list every package of runbook_lib "
         f"(missing: {sorted(code - set(SETUPTOOLS['packages']))})"
     )
@@ -79,8 +84,10 @@ def test_the_installed_wheel_runs_the_example_from_an_empty_directory(tmp_path: 
     timings["venv"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    _run([python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp_path / "dist", src],
-         cwd=tmp_path, env=env, timeout=600)
+    built = _run([python, "-m", "pip", "wheel", "-v", "--no-deps", "-w", tmp_path / "dist", src],
+                 cwd=tmp_path, env=env, timeout=600)
+    # every data folder is in pyproject's packages: no BuildBackendWarning per folder on each install
+    assert "absent from the `packages` configuration" not in built.stdout + built.stderr
     timings["wheel"] = time.perf_counter() - started
     (wheel,) = (tmp_path / "dist").glob("runbook-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
