@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 
 from runbook_lib import commands, names
 from runbook_lib.config import BACKFILL_OPTIONS, DEFAULTS, STRATEGIES, Options
+from runbook_lib.db import connection
 from runbook_lib.errors import PhaseFailed, RunbookError
 from runbook_lib.fleet import report as fleet_report
 from runbook_lib.report import machine, records, terminal
@@ -17,9 +20,27 @@ MIGRATIONS_HELP = ("folder of batches (default: the migrations_dir of a runbook.
                    "migrations/, found from the current directory up)")
 
 
+# The URLs this invocation was given (argv): no password of theirs, nor of these variables', is ever printed.
+_GIVEN_URLS: ContextVar[tuple[str, ...]] = ContextVar("runbook_given_urls", default=())
+_URL_VARIABLES = ("DATABASE_URL", "RUNBOOK_TEST_DATABASE_URL")
+
+
+def _given_urls(argv: list[str]) -> tuple[str, ...]:
+    """--database-url's value and every URL-looking item (--opt=VALUE as VALUE), wherever argparse puts them."""
+    items = [a.split("=", 1)[1] if a.startswith("--") and "=" in a else a for a in argv]
+    after = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--database") and "=" not in a]
+    return tuple(a for a in items if "://" in a or "password" in a.lower()) + tuple(after)
+
+
+def _masked(text: str) -> str:
+    """The last line of defence: whatever an error says, without a password the user gave."""
+    return connection.mask(text, *(os.environ.get(v) for v in _URL_VARIABLES), *_GIVEN_URLS.get())
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one sentence and exit 2, like every other refusal
-        self.exit(2, f"runbook: {message}; see `runbook --help`.\n")
+        hint = "pass a database URL as --database-url URL or in DATABASE_URL; " if "://" in message else ""
+        self.exit(2, _masked(f"runbook: {message}; {hint}see `runbook --help`.\n"))
 
 
 FORMATS = ("text", "json")
@@ -247,7 +268,7 @@ def _print_outcome(outcome: commands.RunOutcome, fmt: str = "text", command: str
         where = f"cell {failure.cell_index}" if failure.cell_index is not None else "the kernel"
         print(f"\nrunbook: {failure.phase} failed", file=sys.stderr)
         print(f"  notebook: {failure.notebook} ({where})", file=sys.stderr)
-        print(f"  {failure.ename}: {failure.evalue}", file=sys.stderr)
+        print(_masked(f"  {failure.ename}: {failure.evalue}"), file=sys.stderr)
         return 1
     if fmt == "text":
         print(f"run folder: {outcome.run_dir} (index.html)")
@@ -260,6 +281,14 @@ def _command_name(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = _GIVEN_URLS.set(_given_urls(sys.argv[1:] if argv is None else list(argv)))
+    try:
+        return _main(argv)
+    finally:
+        _GIVEN_URLS.reset(given)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors and --help: the code argparse chose, also when called in-process
@@ -279,9 +308,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _refused(args: argparse.Namespace, exc: Exception) -> None:
     """The sentence on stderr; with --format json, also the one document on stdout, saying why."""
-    print(f"runbook: {exc}", file=sys.stderr)
+    said = _masked(str(exc))
+    print(f"runbook: {said}", file=sys.stderr)
     if getattr(args, "format", "text") == "json":
-        print(machine.document(_command_name(args), False, error=str(exc), error_type=type(exc).__name__))
+        print(machine.document(_command_name(args), False, error=said, error_type=type(exc).__name__))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -411,7 +441,7 @@ def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
             try:
                 result.raise_for_drift()
             except RunbookError as exc:
-                print(f"runbook: {exc}", file=sys.stderr)
+                print(_masked(f"runbook: {exc}"), file=sys.stderr)
                 return exc.exit_code
         return 0
     print(f"{tgt.shown}: {result.headline}")

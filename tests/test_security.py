@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from runbook_lib import config
+from runbook_lib import cli, commands, config
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch import discover
 from runbook_lib.db import connection as database
-from runbook_lib.errors import RunbookError
+from runbook_lib.errors import DatabaseError, RunbookError
 from runbook_lib.phases import apply, validate
 from runbook_lib.phases.session import open_session
 
@@ -62,3 +63,90 @@ def test_a_url_with_a_password_is_refused_as_a_notebook_parameter(crm_url: str, 
     assert "DATABASE_URL" in str(refused.value) and "hunter2-secret" not in str(refused.value)
     # The same URL through the environment (the CLI's way) is fine, and never written anywhere.
     assert open_session(6, database_url=url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()).facts.url.count("***") == 1
+
+
+# (URL template, its password, the password's pieces, what the sentence says); built here, so no URL with a
+# password is written out in the source. Each password is one libpq cannot parse, or reads wrongly.
+BAD_URLS = [
+    ("mysql://u:{pw}@h/db", "MYSQLPW7k", ["MYSQLPW7k"], "not postgresql://"),
+    ("postgresql://u:{pw}@h/db", "SPC9x PWD9x", ["SPC9x", "PWD9x"], "contains a space"),
+    ("postgresql://u:{pw}@h/db", "PCT7k%zzPW7k", ["PCT7k", "zzPW7k"], "not followed by two hexadecimal digits"),
+    ("postgresql://u:{pw}@nohost.invalid/db", "SL7k/PW7k", ["SL7k", "PW7k"], "contains an @ or /"),
+    ("postgresql://u:{pw}@nohost.invalid/db", "AT7k@PW7k", ["AT7k", "PW7k"], "contains an @ or /"),
+]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("given", ["DATABASE_URL", "--database-url"])
+@pytest.mark.parametrize(("template", "pw", "pieces", "words"), BAD_URLS, ids=[c[1] for c in BAD_URLS])
+def test_a_bad_url_is_refused_without_any_of_its_password(template, pw, pieces, words, given, fmt, monkeypatch,
+                                                          capsys) -> None:
+    url = template.format(pw=pw)
+    argv = ["preflight", "7", "--migrations-dir", str(config.example_migrations_dir()), "--format", fmt]
+    if given == "DATABASE_URL":
+        monkeypatch.setenv("DATABASE_URL", url)
+    else:
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+        argv += ["--database-url", url]
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert code != 0
+    assert not [p for p in pieces if p in out + err], out + err
+    sentence = err.strip()
+    assert len(sentence.splitlines()) == 1 and "The database URL is not valid" in sentence and words in sentence
+    assert "write it as postgresql://user:password@host:port/dbname" in sentence
+    if fmt == "json":
+        assert json.loads(out)["error"] == sentence.removeprefix("runbook: ")
+
+
+@pytest.mark.parametrize(("command", "template", "pieces"), [
+    ("status", "postgresql://pwuser:{pw}@/db?host=/tmp", ["POSPW7k"]),
+    ("preflight", "postgresql://pwuser:{pw}@h/db", ["POSPW7k"]),
+    ("status", "postgresql://u:{pw}@h/db", ["SPC9x", "PWD9x"]),
+], ids=["unrecognized", "invalid-int", "space"])
+def test_a_url_argparse_refuses_is_echoed_without_its_password(command, template, pieces, monkeypatch,
+                                                             capsys) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    url = template.format(pw="POSPW7k" if "pwuser" in template else "SPC9x PWD9x")
+    code = cli.main([command, url])
+    out, err = capsys.readouterr()
+    assert code == 2 and not [p for p in pieces if p in out + err], err
+    assert len(err.strip().splitlines()) == 1 and "--database-url" in err and "see `runbook --help`" in err
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_any_error_is_printed_without_a_password_given(fmt, monkeypatch, capsys) -> None:
+    """The last line of defence: an error that quotes a password (as given, or percent-decoded) is masked."""
+    url = "postgresql://u:{pw}@h/db".format(pw="Dec7k%40Pw7k")
+    monkeypatch.setenv("RUNBOOK_TEST_DATABASE_URL", "postgresql://u:{pw}@h/db".format(pw="EnvPw7k"))
+
+    def leaky(database_url: str | None) -> None:
+        raise DatabaseError(f"cannot use {database_url}: Dec7k@Pw7k or EnvPw7k refused; check the server.")
+
+    monkeypatch.setattr(commands, "target", leaky)
+    code = cli.main(["status", "--database-url", url, "--format", fmt])
+    out, err = capsys.readouterr()
+    assert code == 1 and "check the server" in err
+    assert not [p for p in ("Dec7k", "Pw7k", "EnvPw7k") if p in out + err], out + err
+
+
+@pytest.mark.parametrize(("template", "pw", "shown"), [
+    ("postgresql://u:{pw}@nohost.invalid/db", "AT7k@PW7k", "<unparseable database URL>"),
+    ("postgresql://u:{pw}@nohost.invalid/db", "SL7k/PW7k", "<unparseable database URL>"),
+    ("postgresql://u:{pw}@h/db", "AT7k%40PW7k", "postgresql://u:***@h/db"),
+    ("postgresql://u@h:5432/db?application_name=a@b{pw}", "", "postgresql://u@h:5432/db?application_name=a@b"),
+])
+def test_redact_finds_the_whole_password(template, pw, shown) -> None:
+    url = template.format(pw=pw)
+    assert database.redact(url) == shown
+    assert database.has_password(url) == bool(pw)
+    assert "PW7k" not in database.mask(f"libpq said {pw} and {pw.replace('%40', '@')}", url)
+
+
+def test_a_fleet_failure_is_reported_without_its_targets_password() -> None:
+    """What a worker sends back from a target it could not reach: libpq's own text names parts of the URL."""
+    from runbook_lib.fleet import task
+
+    url = "postgresql://u:{pw}@nohost.invalid/db".format(pw="AT7k@PW7k")
+    said = task._scrub(f'could not translate host name "PW7k@nohost.invalid" to address; tried {url}', url)
+    assert "AT7k" not in said and "PW7k" not in said and "could not translate host name" in said

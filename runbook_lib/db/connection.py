@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import conninfo as _conninfo
@@ -13,21 +15,75 @@ from runbook_lib.errors import DatabaseError
 APPLICATION_NAME = "runbook"
 
 
+# scheme://user:password@host...: the password runs from the first ':' after the user to the LAST '@', so one
+# written with an unencoded '@', '/' or space is still found whole (libpq stops at the first '@' or '/').
+_TYPED = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://[^:/?#]*:(.*)@", re.S)
+_SEPARATORS = re.compile(r"[@/\s%:?#&=]+")
+_FIX = ("write it as postgresql://user:password@host:port/dbname, with any @, /, % or space in the password "
+        "percent-encoded as %40, %2F, %25, %20, or leave the password out and set PGPASSWORD")
+
+
+def _typed_password(url: str) -> str | None:
+    """The password as written in a URL's user part, found without libpq: libpq may misread it."""
+    found = _TYPED.match(url)
+    return found.group(1) if found else None
+
+
+def _misread(url: str, params: dict[str, str]) -> bool:
+    """libpq parsed the URL but took part of the password for the host, port or database."""
+    typed = _typed_password(url)
+    if not typed or unquote(typed) == params.get("password"):  # "user:@host": no password at all
+        return False
+    last_at = url.rindex("@")
+    in_query = "?" in url[:last_at]  # the last '@' may be a query value's (application_name=a@b): libpq is right
+    return not in_query or "@" in params.get("host", "") or "@" in params.get("port", "")
+
+
+def _hides_password(fragment: str, typed: str | None) -> bool:
+    if "://" in fragment or "password" in fragment.lower():
+        return True
+    if not typed:
+        return False
+    pieces = [p for p in _SEPARATORS.split(typed) if len(p) >= 2]
+    return fragment in typed or typed in fragment or any(p in fragment for p in pieces)
+
+
+def _why_invalid(url: str, exc: BaseException) -> str:
+    """What libpq objects to, in words that quote nothing of the URL that could be its password."""
+    text = _first_line(exc)
+    lowered = text.lower()
+    scheme = re.match(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if "missing \"=\" after" in lowered:
+        if scheme:
+            return f"it starts with {scheme.group(1)}://, not postgresql:// or postgres://"
+        return "it is neither a postgresql:// URL nor valid key=value settings"
+    if "unexpected spaces" in lowered:
+        return "it contains a space"
+    if "percent-encoded" in lowered or "%00" in lowered:
+        return "a % in it is not followed by two hexadecimal digits"
+    typed = _typed_password(url)
+    return re.sub(r'"([^"]*)"', lambda m: '"..."' if _hides_password(m.group(1), typed) else m.group(0), text)
+
+
+def _invalid(reason: str) -> DatabaseError:
+    return DatabaseError(f"The database URL is not valid ({reason}); {_FIX}.")
+
+
 def _parse(url: str) -> dict[str, str]:
     try:
-        return _conninfo.conninfo_to_dict(url)
+        params = _conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise DatabaseError(
-            f"The database URL is not valid ({_first_line(exc)}); "
-            "write it as postgresql://USER@HOST:PORT/DATABASE and pass the password in the URL or PGPASSWORD."
-        ) from None
+        raise _invalid(_why_invalid(url, exc)) from None
+    if _misread(url, params):
+        raise _invalid("its password contains an @ or / that libpq reads as the end of the password")
+    return params
 
 
 def redact(url: str) -> str:
     """The URL with any password replaced by ***, safe for notebooks, records and logs."""
     try:
-        params = _conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
+        params = _parse(url)
+    except DatabaseError:
         return "<unparseable database URL>"
     if "password" in params:
         params["password"] = "***"
@@ -51,9 +107,39 @@ def redact(url: str) -> str:
 
 def has_password(url: str) -> bool:
     try:
-        return bool(_conninfo.conninfo_to_dict(url).get("password"))
+        params = _conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
-        return ":" in url.split("@")[0].split("//")[-1]
+        return bool(_typed_password(url)) or "password" in url.lower()
+    return bool(params.get("password")) or _misread(url, params)
+
+
+def passwords(url: str) -> set[str]:
+    """Every form a URL's password may be shown in: as typed, percent-decoded, as libpq reads it."""
+    try:
+        params = _conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        params = None
+    found = {params.get("password") or ""} if params is not None else set(re.findall(r"password=([^&]*)", url))
+    typed = _typed_password(url) or ""
+    if params is None or _misread(url, params) or unquote(typed) in found:  # not an '@' of a query value
+        found.add(typed)
+    found |= {unquote(f) for f in found}
+    return {f for f in found if f}
+
+
+def mask(text: str, *urls: str | None) -> str:
+    """`text` with the passwords of `urls` (and their longer pieces) as ***: a last line of defence.
+
+    Forms under 3 characters, and pieces under 4, are left: masking them would garble every message.
+    """
+    secrets: set[str] = set()
+    for url in urls:
+        for form in passwords(url) if url else ():
+            secrets.add(form)
+            secrets.update(p for p in _SEPARATORS.split(form) if len(p) >= 4)
+    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def database_name(url: str) -> str:
@@ -91,7 +177,7 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = APPLI
             hint = "check the host and port, and that the server is running"
         else:
             hint = "check the URL and the server"
-        raise DatabaseError(f"Cannot connect to {shown}: {_first_line(exc)}; {hint}.") from None
+        raise DatabaseError(f"Cannot connect to {shown}: {mask(_first_line(exc), url)}; {hint}.") from None
 
 
 @dataclass(frozen=True)

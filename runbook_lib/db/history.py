@@ -58,6 +58,11 @@ class MigrationState:
     def when(self) -> str:
         return self.applied_at.isoformat(timespec="seconds") if self.applied_at else ""
 
+    @property
+    def according(self) -> str:
+        """Which history says it is applied, as a sentence says it ("both" alone does not)."""
+        return f"{names.SOURCE_RUNBOOK} and {names.SOURCE_PRISMA}" if self.source == names.SOURCE_BOTH else self.source
+
 
 @dataclass(frozen=True)
 class History:

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from psycopg import conninfo
-
 from runbook_lib import batch as batch_mod
 from runbook_lib import names
 from runbook_lib.config import DEFAULTS, Options
@@ -121,7 +119,7 @@ def _run(task: TargetTask, url: str, scratch: Path) -> TaskOutcome:
         if state.applied and not state.drift(batch):
             return TaskOutcome(task.name, ALREADY_APPLIED,
                                message=f"batch {task.batch} already applied at {state.when or '?'} by "
-                                       f"{state.applied_by} (according to {state.source})")
+                                       f"{state.applied_by} (according to {state.according})")
     reports = task.reports_dir or scratch / "reports"
     phases = names.RUN_PHASES if task.mode == RUN else (names.PREFLIGHT,)
     ran = chain.run_phases(
@@ -199,13 +197,7 @@ def _scrub(text: str, url: str) -> str:
     """Whatever a failure says, without the URL's password (or the URL itself)."""
     text = str(text)
     if url:
-        text = text.replace(url, database.redact(url))
-        try:
-            password = conninfo.conninfo_to_dict(url).get("password")
-        except Exception:
-            password = None
-        if password:
-            text = text.replace(password, "***")
+        text = database.mask(text.replace(url, database.redact(url)), url)
     return " ".join(text.split())
 
 
