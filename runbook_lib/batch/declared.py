@@ -97,14 +97,20 @@ def _fk_action_sql(col: ColumnRef, ref: ColumnRef) -> sql.Composable:
     ).format(child=_regclass(col), parent=_regclass(ref), column=sql.Literal(col.column))
 
 
+# What a column's nullability reads as (validate, rollback, `runbook check`): the words the derived tests use
+# too, never information_schema's is_nullable ('NO' for NOT NULL), which reads backwards next to the test's name.
+NOT_NULL, NULLABLE, MISSING = "NOT NULL", "nullable", "missing"
+
+
 def _nullability(conn: psycopg.Connection, ref: ColumnRef, name: str, expect: str) -> SqlBlock:
-    """information_schema's is_nullable for one column: 'NO' once NOT NULL is enforced."""
+    """One column's nullability: 'NOT NULL' once NOT NULL is enforced, else 'nullable' ('missing': no column)."""
     return _block(
         conn, name,
-        sql.SQL("SELECT is_nullable FROM information_schema.columns"
-                " WHERE table_schema = {} AND table_name = {} AND column_name = {}").format(
-            _schema_literal(ref), sql.Literal(ref.table), sql.Literal(ref.column)),
-        expect,
+        sql.SQL("SELECT coalesce((SELECT CASE is_nullable WHEN 'NO' THEN {} ELSE {} END FROM information_schema.columns"
+                " WHERE table_schema = {} AND table_name = {} AND column_name = {}), {})").format(
+            sql.Literal(NOT_NULL), sql.Literal(NULLABLE),
+            _schema_literal(ref), sql.Literal(ref.table), sql.Literal(ref.column), sql.Literal(MISSING)),
+        Expectation("value", expect),
     )
 
 
@@ -133,7 +139,7 @@ def _unique_index_sql(check: UniqueCheck, select: str) -> sql.Composable:
 def _not_null(conn: psycopg.Connection, rows: RowBuilder, ref: ColumnRef, *, writes: bool) -> list[_Test]:
     table, column = ref.table_ref, ref.column
     found = [
-        _Test(CATALOG, _nullability(conn, ref, f"{ref} is NOT NULL in the schema", "NO")),
+        _Test(CATALOG, _nullability(conn, ref, f"{ref} is NOT NULL in the schema", NOT_NULL)),
         _Test(DATA, _block(
             conn, f"No existing {ref.table} row has NULL {column}",
             sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(_table(ref), sql.Identifier(column)), "0")),
@@ -349,7 +355,7 @@ def reverse_tests(conn: psycopg.Connection, checks: Checks) -> list[SqlBlock]:
     """After a rollback: what the batch declared no longer holds (e.g. the column is nullable again)."""
     blocks = []
     for ref in checks.not_null:
-        blocks.append(_nullability(conn, ref, f"{ref} is nullable again", "YES"))
+        blocks.append(_nullability(conn, ref, f"{ref} is nullable again", NULLABLE))
     for fk in checks.foreign_keys:
         stmt = sql.SQL("SELECT ({q}) <> {declared}").format(
             q=_fk_action_sql(fk.column, fk.references), declared=sql.Literal(fk.on_delete))

@@ -5,7 +5,9 @@ and the data (NOT NULL in the schema, no NULL rows, the foreign key's ON DELETE 
 unique / CHECK / type / index in place) run in one READ ONLY transaction, so the check can run from
 cron or CI against production. Each check that no longer holds is drift, reported with the batch
 that declared it. When a later applied batch declares a check on the same object, only the later
-declaration is checked: that batch changed it on purpose.
+declaration is checked: that batch changed it on purpose. So is an applied batch whose migration.sql
+is no longer the file its history recorded (the checksum `runbook status` compares): the folder no longer
+says what the database ran.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ from runbook_lib.phases.session import resolve_url
 from runbook_lib.report import frames as tables
 
 
+# The check every applied batch gets: its migration.sql is still the file that was applied.
+FILE_CHECK = "migration.sql unchanged since it was applied"
+
+
 @dataclass(frozen=True)
 class HealthCheck:
-    """One declared check re-run: which batch declared it, what it expects, what the database shows."""
+    """One check re-run (a declared one, or FILE_CHECK): its batch, what it expects, what was found."""
 
     batch: int
     batch_name: str
@@ -45,6 +51,19 @@ class HealthCheck:
     @property
     def status(self) -> str:
         return "OK" if self.passed else "DRIFT"
+
+    @property
+    def file_changed(self) -> bool:
+        """The drift of a changed migration.sql (expectation: the checksum recorded, outcome: the file's)."""
+        return self.name == FILE_CHECK and not self.passed
+
+    def sentence(self) -> str:
+        """This drift in words, with its batch."""
+        where = f"batch {self.batch} ({self.batch_name})"
+        if self.file_changed:
+            return (f"{where}: migration.sql changed since it was applied (checksum recorded when applied "
+                    f"{self.expectation}, the file is now {self.outcome})")
+        return f"{where}: '{self.name}' expected {self.expectation}, got {self.outcome}"
 
 
 @dataclass
@@ -71,8 +90,10 @@ class HealthResult:
         batches = ", ".join(str(n) for n in self.applied)
         if self.ok:
             return f"No drift: {len(self.checks)} checks of batches {batches} hold on {self.connection.database}"
+        changed = [str(d.batch) for d in self.drifts if d.file_changed]
+        files = f"; migration.sql changed since it was applied: batch {', '.join(changed)}" if changed else ""
         return (f"DRIFT: {len(self.drifts)} of {len(self.checks)} checks of batches {batches} "
-                f"no longer hold on {self.connection.database}")
+                f"no longer hold on {self.connection.database}{files}")
 
     def target_frame(self) -> pd.DataFrame:
         """What was checked: the database (password redacted), the batches folder, the applied batches."""
@@ -88,7 +109,10 @@ class HealthResult:
         return pd.DataFrame(rows, columns=["fact", "value"]).set_index("fact")
 
     def frame(self) -> pd.DataFrame:
-        return tables.frame(self.checks, ["batch", "name", "expectation", "outcome", "status"],
+        """One row per check; a checksum as its first 16 characters (the JSON document has them whole)."""
+        shown = [replace(c, expectation=_short(c.expectation), outcome=_short(c.outcome)) if c.name == FILE_CHECK
+                 else c for c in self.checks]
+        return tables.frame(shown, ["batch", "name", "expectation", "outcome", "status"],
                             empty="no applied batch declares checks")
 
     def drift_frame(self) -> pd.DataFrame:
@@ -99,13 +123,32 @@ class HealthResult:
         """Fail the notebook (and the CLI, with a non-zero exit) when anything drifted."""
         if self.ok:
             return
-        details = "; ".join(f"batch {d.batch} ({d.batch_name}): '{d.name}' expected {d.expectation}, got {d.outcome}"
-                            for d in self.drifts)
+        details = "; ".join(d.sentence() for d in self.drifts)
+        fixes = []
+        if any(not d.file_changed for d in self.drifts):
+            fixes.append("find who changed the database, then restore it (or declare the change in a new batch)")
+        if any(d.file_changed for d in self.drifts):
+            fixes.append("restore each changed migration.sql to the file that was applied (or write the change as "
+                         "a new batch)")
         raise HealthDrift(
             f"{self.connection.database} has drifted from what its applied batches declare: {details}; "
-            "find who changed it, then restore it (or declare the change in a new batch).",
+            f"{'; '.join(fixes)}.",
             self.drifts,
         )
+
+
+def _short(text: str) -> str:
+    """A sha256 hex checksum as its first 16 characters, as the ledger's other tables show it."""
+    return text[:16] + "..." if len(text) == 64 and all(ch in "0123456789abcdef" for ch in text) else text
+
+
+def _file_check(found: Batch, state: history.MigrationState) -> HealthCheck:
+    """The applied batch's migration.sql against the checksum its history recorded (drift: another file)."""
+    changed = bool(state.drift(found))
+    recorded = state.checksum or "no checksum"
+    if changed and state.runbook_checksum in (None, found.checksum) and state.prisma_checksum:
+        recorded = state.prisma_checksum  # runbook's ledger agrees with the file; Prisma's history does not
+    return HealthCheck(found.number, found.name, FILE_CHECK, recorded, found.checksum, not changed)
 
 
 def _key(kind: str, item) -> tuple:
@@ -147,7 +190,8 @@ def run(url: str, migrations_dir: Path | str) -> HealthResult:
         conn.commit()
         conn.read_only = True
         with conn.transaction(force_rollback=True):
-            applied = history.read(conn, known.values()).applied()
+            histories = history.read(conn, known.values())
+            applied = histories.applied()
             for number in applied:
                 if number not in known:
                     results.append(HealthCheck(number, "?", f"batch {number} is in {folder}", "a batch folder",
@@ -156,6 +200,7 @@ def run(url: str, migrations_dir: Path | str) -> HealthResult:
             batches = [known[n] for n in applied if n in known]
             current = _current(batches)
             for found in batches:
+                results.append(_file_check(found, histories.state(found.number)))
                 for block in checks.read_only_tests(conn, current[found.number]):
                     outcome = sqlblocks.run(conn, block)
                     results.append(HealthCheck(found.number, found.name, outcome.name, outcome.expectation,

@@ -176,11 +176,18 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
                   (names.APPLIED, names.ALREADY_APPLIED, names.DRY_RUN))
     passed = sum(m.validate.passed for _, m in migrations if m.validate)
     total = sum(m.validate.total for _, m in migrations if m.validate)
-    worst = names.worst_verdict(m.preflight.verdict.status for _, m in migrations if m.preflight) or names.GO
+    drift = plan.drift if plan else []
+    # The release's verdict as its preflight gave it: a changed applied migration makes it NO-GO on its own.
+    worst = (records.ReleasePreflight(plan, [m.preflight for _, m in migrations if m.preflight]).verdict.status
+             if plan else names.worst_verdict(m.preflight.verdict.status for _, m in migrations if m.preflight))
+    worst = worst or names.GO
     lines = [f"release: migrations applied {applied}/{planned}, tests {passed}/{total} passed, "
              f"preflight {paint(worst, worst, tty)}"]
-    if plan:
-        lines += [f"  NO-GO: {d}" for d in plan.drift]
+    for d in drift:  # "migration 7 (name): runbook's ledger recorded ..., the file is now ..."
+        which, _, how = d.partition(": ")
+        lines.append(f"  {paint(names.NOGO, names.NOGO, tty)}: {which}: its migration.sql changed since it was applied"
+                     + (f" ({how})" if how else "")
+                     + "; restore the applied file, or write the change as a new migration")
     for name, m in migrations:
         parts = []
         if m.preflight:
@@ -197,7 +204,9 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
             lines.append(f"      {_one_line(m.apply.message, 200)}")
         if m.validate:
             lines += [line for line in validation_lines(m.validate, tty)[1:]]
-    if not plan or not plan.batches:
+    if drift and not applied:
+        lines.append("  nothing applied: a release does not build on a history that changed")
+    elif not plan or not plan.batches:
         lines.append("  nothing pending: every migration is applied")
     return lines
 

@@ -182,7 +182,7 @@ def test_not_null_fails_when_the_constraint_is_dropped_and_when_a_row_is_null(db
     results = run(db, found)
 
     assert failing(results) == {
-        "thing.label is NOT NULL in the schema": "YES",
+        "thing.label is NOT NULL in the schema": "nullable",
         "Reject thing without label": "succeeded, but an error 23502 was expected (ok (1 row affected))",
         "UPDATE of thing.label to NULL rejected": "succeeded, but an error 23502 was expected (ok (1 row affected))",
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -15,6 +17,7 @@ from psycopg import conninfo
 from runbook_lib import batch as batch_mod
 from runbook_lib import config
 from runbook_lib.batch.model import Batch, Checks, ColumnRef, ForeignKeyCheck
+from runbook_lib.db import ledger
 from runbook_lib.errors import HealthDrift, RunbookError
 from runbook_lib.phases import health
 
@@ -43,8 +46,10 @@ def test_clean_after_6_and_7_is_ok_and_writes_nothing(after_7: str):
 
     assert result.ok and result.drifts == []
     assert result.applied == [6, 7]
-    assert {c.batch for c in result.checks} == {7}  # batch 6 declares no checks
-    assert [c.name for c in result.checks] == [
+    # every applied batch's migration.sql is the file that was applied; batch 6 declares no checks of its own
+    files = [c for c in result.checks if c.name == health.FILE_CHECK]
+    assert [c.batch for c in files] == [6, 7] and all(c.expectation == c.outcome for c in files)
+    assert [c.name for c in result.checks if c.name != health.FILE_CHECK and c.batch == 7] == [
         "Lead.customer_id is NOT NULL in the schema", "Job.customer_id is NOT NULL in the schema",
         "Lead.customer_id references Customer ON DELETE RESTRICT",
         "Job.customer_id references Customer ON DELETE RESTRICT",
@@ -52,8 +57,9 @@ def test_clean_after_6_and_7_is_ok_and_writes_nothing(after_7: str):
         "No Lead.customer_id without its Customer", "No Job.customer_id without its Customer",
     ]
     assert not any(re.match(r"\s*(INSERT|UPDATE|DELETE|DO|WITH)\b", c.sql, re.I) for c in result.checks)
-    assert result.headline.startswith("No drift: 8 checks of batches 6, 7 hold on ")
-    assert list(result.frame()["status"]) == ["OK"] * 8
+    assert {c.batch for c in result.checks if c.name != health.FILE_CHECK} == {7}
+    assert result.headline.startswith("No drift: 10 checks of batches 6, 7 hold on ")
+    assert list(result.frame()["status"]) == ["OK"] * 10
     shown = result.target_frame().to_string()
     assert "health-s3cret" not in shown and ":***@" in shown
     result.raise_for_drift()  # does not raise
@@ -68,13 +74,14 @@ def test_not_null_dropped_by_hand_is_drift_of_batch_7(after_7: str):
     assert not result.ok
     (drift,) = result.drifts
     assert (drift.batch, drift.batch_name, drift.name, drift.expectation, drift.outcome) == (
-        7, "007_tighten_constraints", "Job.customer_id is NOT NULL in the schema", "NO", "YES")
+        7, "007_tighten_constraints", "Job.customer_id is NOT NULL in the schema", "NOT NULL", "nullable")
     assert drift.status == "DRIFT"
     with pytest.raises(HealthDrift) as info:
         result.raise_for_drift()
     assert isinstance(info.value, RunbookError) and info.value.drifts == [drift]
     message = str(info.value)
-    assert "batch 7 (007_tighten_constraints): 'Job.customer_id is NOT NULL in the schema' expected NO, got YES" in message
+    assert ("batch 7 (007_tighten_constraints): 'Job.customer_id is NOT NULL in the schema' expected NOT NULL, "
+            "got nullable") in message
     assert "\n" not in message
 
 
@@ -97,12 +104,12 @@ def test_null_rows_and_orphans_behind_dropped_constraints_are_drift(after_7: str
     result = health.run(after_7, MIGRATIONS)
 
     assert {(d.name, d.outcome) for d in result.drifts} == {
-        ("Lead.customer_id is NOT NULL in the schema", "YES"),
+        ("Lead.customer_id is NOT NULL in the schema", "nullable"),
         ("No existing Lead row has NULL customer_id", "1"),
         ("Job.customer_id references Customer ON DELETE RESTRICT", "missing"),
         ("No Job.customer_id without its Customer", "1"),
     }
-    assert result.headline.startswith("DRIFT: 4 of 8 checks")
+    assert result.headline.startswith("DRIFT: 4 of 10 checks")
 
 
 def test_without_any_applied_batch_there_is_nothing_to_check(crm_url: str):
@@ -162,7 +169,7 @@ def test_check_notebook_fails_on_drift(after_7: str, tmp_path: Path, monkeypatch
                                    kernel_name="python3")
 
     assert info.value.ename == "HealthDrift"
-    assert "'Lead.customer_id is NOT NULL in the schema' expected NO, got YES" in info.value.evalue
+    assert "'Lead.customer_id is NOT NULL in the schema' expected NOT NULL, got nullable" in info.value.evalue
     executed = nbformat.read(str(tmp_path / "check.ipynb"), as_version=4)
     shown = "".join(str(o.get("data", {})) for c in executed.cells for o in c.get("outputs", []))
     assert "DRIFT" in shown and "007_tighten_constraints" in shown
@@ -182,3 +189,86 @@ def test_runbook_check_exits_non_zero_on_drift_for_cron(crm_url: str, tmp_path, 
     assert cli.main(["check", "--database-url", crm_url, "--migrations-dir", str(config.example_migrations_dir())]) == 1
     err = capsys.readouterr().err
     assert "batch 7" in err and "Job.customer_id is NOT NULL" in err and len(err.strip().splitlines()) == 1
+
+
+# --- what a user reads: plain words, and a changed migration.sql ----------------------------------
+
+
+def test_nullability_reads_as_what_was_expected_and_what_was_found(after_7: str):
+    """information_schema's is_nullable is not what the user reads: NOT NULL expected, nullable found."""
+    held = {c.name: c for c in health.run(after_7, MIGRATIONS).checks}
+    lead = held["Lead.customer_id is NOT NULL in the schema"]
+    assert (lead.expectation, lead.outcome, lead.status) == ("NOT NULL", "NOT NULL", "OK")
+
+    execute(after_7, 'ALTER TABLE "Lead" ALTER COLUMN customer_id DROP NOT NULL')
+    result = health.run(after_7, MIGRATIONS)
+
+    (drift,) = result.drifts
+    assert (drift.name, drift.expectation, drift.outcome) == (
+        "Lead.customer_id is NOT NULL in the schema", "NOT NULL", "nullable")
+    shown = result.frame().to_string()
+    assert not re.search(r"\b(YES|NO)\b", shown), shown
+    with pytest.raises(HealthDrift) as info:
+        result.raise_for_drift()
+    assert "'Lead.customer_id is NOT NULL in the schema' expected NOT NULL, got nullable" in str(info.value)
+
+
+def changed_copy(tmp_path: Path) -> Path:
+    """A copy of the example's batches whose 007 migration.sql gained a line after it was applied."""
+    copy = tmp_path / "changed"
+    shutil.copytree(MIGRATIONS, copy)
+    with open(copy / "007_tighten_constraints" / "migration.sql", "a", encoding="utf-8") as sql_file:
+        sql_file.write("-- a line added after the batch was applied\n")
+    return copy
+
+
+def recorded_checksum(url: str, number: int) -> str:
+    with psycopg.connect(url) as conn:
+        return ledger.states(conn)[number].checksum
+
+
+def test_a_changed_migration_file_of_an_applied_batch_is_drift(after_7: str, tmp_path: Path):
+    copy = changed_copy(tmp_path)
+    recorded = recorded_checksum(after_7, 7)
+    now = {b.number: b for b in batch_mod.discover(copy)}[7].checksum
+    assert recorded != now
+
+    result = health.run(after_7, copy)
+
+    assert not result.ok
+    (drift,) = result.drifts  # the database itself still holds every declared check
+    assert (drift.batch, drift.batch_name) == (7, "007_tighten_constraints")
+    assert "migration.sql" in drift.name
+    assert (drift.expectation, drift.outcome) == (recorded, now)
+    assert result.headline.startswith("DRIFT: ") and "migration.sql" in result.headline
+    with pytest.raises(HealthDrift) as info:
+        result.raise_for_drift()
+    message = str(info.value)
+    assert "batch 7 (007_tighten_constraints)" in message and recorded in message and now in message
+    assert "\n" not in message
+
+    unchanged = health.run(after_7, MIGRATIONS)  # the same database against the files that were applied
+    assert unchanged.ok
+    assert {c.batch for c in unchanged.checks if "migration.sql" in c.name} == {6, 7}
+
+
+def test_runbook_check_exits_1_on_a_changed_migration_file_in_text_and_json(after_7: str, tmp_path: Path, capsys):
+    from runbook_lib import cli
+
+    copy = changed_copy(tmp_path)
+    recorded = recorded_checksum(after_7, 7)
+    where = ["--database-url", after_7, "--migrations-dir", str(copy)]
+
+    assert cli.main(["check", *where]) == 1
+    out, err = capsys.readouterr()
+    assert "No drift" not in out and re.search(r"^\S+: DRIFT: .*migration\.sql", out, re.M), out
+    assert re.search(r"^\s+7\s.*migration\.sql.*DRIFT$", out, re.M), out
+    assert "batch 7 (007_tighten_constraints)" in err and recorded in err and len(err.strip().splitlines()) == 1
+
+    assert cli.main(["check", "--format", "json", *where]) == 1
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["ok"] is False and "migration.sql" in doc["headline"]
+    (failing,) = [c for c in doc["health"]["checks"] if not c["passed"]]
+    assert failing["batch"] == 7 and "migration.sql" in failing["name"]
+    assert failing["expectation"] == recorded and failing["outcome"] != recorded

@@ -133,3 +133,29 @@ def test_a_release_is_not_a_dry_run(crm_url: str, tmp_path: Path, capsys) -> Non
     assert code == 1
     assert "A release cannot be a dry run" in err
     assert applied(crm_url) == {}
+
+
+def test_a_changed_applied_migration_is_one_no_go_verdict(crm_url: str, tmp_path: Path, capsys) -> None:
+    """Migration 7's file changed after it was applied: the headline says NO-GO, names it and the fix, and
+    neither a GO nor 'nothing pending' contradicts that."""
+    import shutil  # only this test copies the example's folder
+
+    migrations = tmp_path / "m"
+    shutil.copytree(config.example_migrations_dir(), migrations)
+    code, _, err = deploy(capsys, crm_url, migrations, tmp_path / "r")
+    assert code == 0, err
+    with open(migrations / "007_tighten_constraints" / "migration.sql", "a", encoding="utf-8") as sql_file:
+        sql_file.write("-- a line added after the release\n")
+    with psycopg.connect(crm_url) as conn:
+        recorded = ledger.states(conn)[7].checksum
+
+    code, out, err = deploy(capsys, crm_url, migrations, tmp_path / "r")
+
+    assert code == 1
+    headline = next(line for line in out.splitlines() if line.startswith("release: "))
+    assert headline.endswith("preflight NO-GO"), out
+    (reason,) = re.findall(r"^  NO-GO: (.*)$", out, re.M)
+    assert "migration 7 (007_tighten_constraints)" in reason and "migration.sql" in reason and recorded in reason
+    assert "restore" in reason and "new migration" in reason  # the way out
+    assert "nothing pending" not in out and not re.search(r"\bGO\b", out.replace("NO-GO", "")), out
+    assert applied(crm_url) == {6: True, 7: True}

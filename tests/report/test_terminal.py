@@ -227,3 +227,32 @@ def test_warn_headline_names_its_reasons(crm_url: str, tmp_path: Path, capsys: p
     warns = re.findall(r"^  WARN: (.*)$", out, re.M)
     assert any("nightly-report" in w and "idle in transaction" in w for w in warns), out
     assert not re.search(r"^  NO-GO: ", out, re.M)
+
+
+def test_release_headline_on_a_changed_applied_migration_is_one_no_go(tmp_path: Path) -> None:
+    """release.json names migration 7 as changed since applied, with 8 still pending: the headline, read from
+    the records alone, is NO-GO with the migration and the fix; nothing says GO, nor 'nothing pending'."""
+    from runbook_lib.batch.model import BatchInfo
+    from runbook_lib.report import terminal
+
+    def release(drift: list[str], pending: list[BatchInfo]) -> list[str]:
+        folder = records.RunFolder.create(tmp_path, "crm", "release")
+        folder.write("release", records.ReleasePlan(pending, None, records.now_iso(), drift=drift))
+        folder.write("run", records.RunRecord(0, folder.run_id, "crm", records.now_iso(), release=True))
+        return terminal.outcome_lines(folder.path)
+
+    changed = "migration 7 (007_tighten_constraints): runbook's ledger recorded 4844, the file is now a887"
+    eight = BatchInfo(8, "008_next", "next", "schema", str(tmp_path / "008_next"), "0" * 64)
+    for pending in ([], [eight]):
+        lines = release([changed], pending)
+        text = "\n".join(lines)
+        assert re.fullmatch(rf"release: migrations applied 0/{len(pending)}, tests 0/0 passed, preflight NO-GO",
+                            lines[0]), text
+        (reason,) = [line for line in lines if line.startswith("  NO-GO: ")]
+        assert reason.startswith("  NO-GO: migration 7 (007_tighten_constraints): its migration.sql changed since it "
+                                 "was applied"), reason
+        assert "4844" in reason and "a887" in reason and "restore the applied file" in reason
+        assert "nothing pending" not in text and not re.search(r"\bGO\b", text.replace("NO-GO", "")), text
+
+    clean = release([], [])  # nothing changed, nothing pending: that is a GO
+    assert clean[0].endswith("preflight GO") and "  nothing pending: every migration is applied" in clean
