@@ -372,6 +372,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "run":
         outcome = commands.run(tgt, args.batch, options=_options(args), rollback_on_failure=args.rollback_on_failure,
                                **where)
+        if isinstance(outcome, commands.AlreadyApplied):
+            if args.format == "json":
+                print(machine.document(cmd, True, run_dir=None, already_applied=outcome.message))
+            else:
+                print(f"{tgt.shown}: {outcome.message}")
+            return 0
     elif cmd in ("apply", "rollback"):
         outcome = getattr(commands, cmd)(tgt, args.batch, options=_options(args), **where)
     else:

@@ -77,11 +77,37 @@ def rollback(tgt: Target, number: int, *, migrations_dir: Path | None = None, re
                       options=options)
 
 
+@dataclass(frozen=True)
+class AlreadyApplied:
+    """`runbook run N` of a batch applied as it is written: nothing to run, as apply and `fleet run` say."""
+
+    number: int
+    message: str
+
+
 def run(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
-        options: Options | None = None, rollback_on_failure: bool = False) -> RunOutcome:
-    """Preflight, apply, validate and the summary of batch `number` in one run folder."""
+        options: Options | None = None, rollback_on_failure: bool = False) -> RunOutcome | AlreadyApplied:
+    """Preflight, apply, validate and the summary of batch `number` in one run folder; nothing for a batch
+    already applied with this migration.sql (a CI job that runs it again passes, as `deploy` does)."""
+    done = _already_applied(tgt, number, migrations_dir)
+    if done is not None:
+        return done
     return run_phases(tgt, number, names.RUN_PHASES, migrations_dir=migrations_dir, reports_dir=reports_dir,
                       options=options, rollback_on_failure=rollback_on_failure)
+
+
+def _already_applied(tgt: Target, number: int, migrations_dir: Path | None) -> AlreadyApplied | None:
+    """Applied, with this file, and no rollback of it stopped part way; a changed file or a stopped run is
+    left to the phases, which say what is wrong."""
+    found = batch_mod.discover(_migrations(migrations_dir))
+    batch = batch_mod.find(_migrations(migrations_dir), number)
+    with connection.connect(tgt.url) as conn:
+        state = history.read(conn, found).state(number)
+        stopped = ledger.stopped(conn, number) if state.applied else None
+    if not state.applied or state.drift(batch) or stopped is not None:
+        return None
+    return AlreadyApplied(number, f"batch {number} ({batch.name}) was already applied at {state.when or '?'} by "
+                                  f"{state.applied_by} (according to {state.according}); nothing to run")
 
 
 def deploy(tgt: Target, *, to: int | None = None, migrations_dir: Path | None = None,
@@ -365,14 +391,17 @@ def demo(tgt: Target, *, migrations_dir: Path | None = None, reports_dir: Path |
 
 
 def server(action: str) -> str:
-    """start (or find running) and print its demo database's URL, url (the same), or stop."""
+    """start (or find running) and give its demo database's URL; url: the same, never starting it; or stop."""
     if action == "stop":
         return "embedded server stopped" if embedded.stop() else "embedded server was not running"
     if action not in ("start", "url"):
         raise RunbookError(f"Unknown server action {action!r}; use start, stop or url.")
-    running = embedded.start()
+    running = embedded.start() if action == "start" else embedded.running()
+    if running is None:
+        raise RunbookError(f"The embedded server under {embedded.pgdata_dir()} is not running; "
+                           "`runbook server start` starts it and prints its URL.")
     ensure_database(running.url, embedded.DEMO_DATABASE)
-    return running.database_url(embedded.DEMO_DATABASE)
+    return running.shown_url(embedded.DEMO_DATABASE)
 
 
 # --- a fleet --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -81,3 +82,32 @@ def test_a_run_driven_from_python(crm_url: str, tmp_path: Path) -> None:
     assert apply_record["status"] == "applied" and apply_record["lock_timeout_ms"] == 500
     after = {s.number: s.applied for s in commands.status(target, config.example_migrations_dir())}
     assert after == {6: True, 7: False}
+
+
+@pytest.mark.kernel
+def test_run_of_an_applied_batch_has_nothing_to_run_unless_its_file_changed(
+        empty_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`runbook run N` again (a CI job re-run) passes as `apply` and `fleet run` do; a changed file does not."""
+    from runbook_lib.phases.session import open_session
+
+    folder = tmp_path / "migrations" / "001_note"
+    folder.mkdir(parents=True)
+    (folder / "migration.sql").write_text("CREATE TABLE note (id int PRIMARY KEY);\n")
+    reports = tmp_path / "reports"
+    common = ["--database-url", empty_db, "--migrations-dir", str(tmp_path / "migrations"),
+              "--reports-dir", str(reports)]
+    apply.run(open_session(1, database_url=empty_db, migrations_dir=tmp_path / "migrations", reports_dir=reports))
+    runs_before = sorted(reports.rglob("run.json"))
+
+    assert cli.main(["run", "1", *common]) == 0
+    said = capsys.readouterr().out
+    assert re.search(r": batch 1 \(001_note\) was already applied at \S+ by \S+.* \(according to runbook's ledger "
+                     r"and Prisma's history\); nothing to run$", said.strip()), said
+    assert cli.main(["run", "1", *common, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] and doc["run_dir"] is None and "nothing to run" in doc["already_applied"]
+    assert sorted(reports.rglob("run.json")) == runs_before  # no run folder for nothing
+
+    (folder / "migration.sql").write_text("CREATE TABLE note (id int PRIMARY KEY, body text);\n")
+    assert cli.main(["run", "1", *common]) == 1  # the phases run, and preflight says why not
+    assert "migration.sql changed since batch 1 was applied" in capsys.readouterr().out

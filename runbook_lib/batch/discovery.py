@@ -94,6 +94,7 @@ def scan(migrations_dir: Path | str) -> Discovery:
         batch = load_folder(folder, position=len(batches) + 1, previous=previous)
         batches.append(batch)
         previous = batch.number
+    _refuse_mixed_layouts(root, [b.path for b in batches])
     seen: dict[int, Batch] = {}
     for batch in batches:
         if batch.number in seen:
@@ -111,6 +112,23 @@ def scan(migrations_dir: Path | str) -> Discovery:
                 )
     _refuse_cycles(seen)
     return Discovery(root, sorted(batches, key=lambda b: b.number), tuple(skipped))
+
+
+def _refuse_mixed_layouts(root: Path, folders: list[Path]) -> None:
+    """A folder without batch.toml among batches that number themselves would be numbered by its position,
+    silently another number than its name says: refused, naming it."""
+    numbered = [f for f in folders if (f / MANIFEST).is_file()]
+    unnumbered = [f for f in folders if not (f / MANIFEST).is_file()]
+    if not numbered or not unnumbered:
+        return
+    folder = unnumbered[0]
+    guess = _folder_number(folder)
+    example = f"batch = {guess}" if guess is not None else "batch = N"
+    raise BatchError(
+        f"{folder} has no {MANIFEST}, unlike the other batches of {root} (e.g. {numbered[0].name}); add one "
+        f"with `{example}` and a title, or remove every {MANIFEST} to number the folders by their order "
+        f"(Prisma's layout)."
+    )
 
 
 def discover(migrations_dir: Path | str) -> list[Batch]:

