@@ -165,15 +165,23 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one() -> None:
     assert "  apply     ok         1.0 s" in screen.getvalue()
 
 
-def test_demo_server_and_publish_speak_json_too(tmp_path, capsys) -> None:
+def test_demo_server_and_publish_speak_json_too(tmp_path, capsys, monkeypatch) -> None:
     """--format json on every command: the embedded server's URL, and a publish of an empty reports folder."""
     import json as json_mod
 
     from runbook_lib.cli import main as cli_main
 
-    assert cli_main(["server", "url", "--format", "json"]) == 0
+    monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "home"))  # a server of its own, stopped below
+    assert cli_main(["server", "url", "--format", "json"]) == 1  # not running: a refusal is one document too
     doc = json_mod.loads(capsys.readouterr().out)
-    assert doc["command"] == "server" and doc["ok"] and "crm" in doc["url"]  # the demo database's
+    assert doc["command"] == "server" and not doc["ok"] and "`runbook server start`" in doc["error"]
+    try:
+        assert cli_main(["server", "start", "--format", "json"]) == 0
+        doc = json_mod.loads(capsys.readouterr().out)
+        assert doc["command"] == "server" and doc["ok"] and doc["url"].startswith("postgresql://postgres@/crm?")
+    finally:
+        assert cli_main(["server", "stop", "--format", "json"]) == 0
+    assert json_mod.loads(capsys.readouterr().out)["message"] == "embedded server stopped"
     (tmp_path / "reports").mkdir()
     assert cli_main(["publish", str(tmp_path / "site"), "--reports-dir", str(tmp_path / "reports"),
                      "--format", "json"]) == 0
