@@ -61,19 +61,23 @@ def _common(p: argparse.ArgumentParser, *, migrations_help: str = MIGRATIONS_HEL
     p.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
 
 
+BATCH_HELP = "the batch's number: `batch` in its batch.toml; in Prisma's layout, the folder's place (1, 2, ...)"
+
+
 def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
     p.add_argument("--dry-run", action="store_true", help="execute, measure, then roll back")
     if force:
         p.add_argument("--force", action="store_true", help="apply even if preflight says NO-GO")
         p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy,
                        help="direct: one transaction; online: SET NOT NULL, FOREIGN KEY and CHECK validated "
-                            "without long write locks, data statements in batches, each step a short transaction")
+                            "without long write locks, data statements in batches, each step a short transaction (default: %(default)s)")
         _backfill_options(p)
     p.add_argument("--lock-timeout", type=int, default=DEFAULTS.lock_timeout_ms, metavar="MS",
-                   help="lock_timeout per attempt (ms)")
+                   help="lock_timeout per attempt (ms) (default: %(default)s)")
     p.add_argument("--statement-timeout", type=int, default=DEFAULTS.statement_timeout_ms, metavar="MS",
-                   help="statement_timeout (ms, 0 = none)")
-    p.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts, help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s)")
+                   help="statement_timeout (ms, 0 = none) (default: %(default)s)")
+    p.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts, help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s)"
+                   " (default: %(default)s)")
     _blocker_options(p)
 
 
@@ -81,27 +85,29 @@ def _blocker_options(p: argparse.ArgumentParser) -> None:
     """A session that would make the migration's locks queue (README: Never queue behind a blocker)."""
     p.add_argument("--wait-for-blockers", type=float, default=DEFAULTS.wait_for_blockers_s, metavar="SECONDS",
                    help="wait this long in all, without queuing, for sessions holding a conflicting lock (idle in "
-                        "transaction or in an older transaction), then fail naming them")
+                        "transaction or in an older transaction), then fail naming them (default: %(default)s)")
     p.add_argument("--terminate-blockers-after", type=float, default=DEFAULTS.terminate_blockers_after_s,
                    metavar="SECONDS", help="opt-in: terminate an idle-in-transaction session holding a conflicting "
                                            "lock after waiting this long for it (recorded; default: never)")
     p.add_argument("--blocker-threshold", type=int, default=DEFAULTS.blocker_threshold_ms, metavar="MS",
-                   help="a transaction younger than this (not idle in it) is not a blocker")
+                   help="a transaction younger than this (not idle in it) is not a blocker (default: %(default)s)")
 
 
 def _backfill_options(p: argparse.ArgumentParser) -> None:
     """How --strategy online paces the data statements it runs in batches (execution.backfill)."""
     p.add_argument("--batch-ms", type=int, default=DEFAULTS.backfill_batch_ms, metavar="MS", dest="backfill_batch_ms",
-                   help="online: the transaction time each batch's size adapts toward (its rows stay locked that long)")
+                   help="online: the transaction time each batch's size adapts toward (its rows stay locked that long)"
+                        " (default: %(default)s)")
     p.add_argument("--batch-rows-per-s", type=int, default=DEFAULTS.backfill_rows_per_s, metavar="N",
-                   dest="backfill_rows_per_s", help="online: at most N rows changed per second (0: no limit)")
+                   dest="backfill_rows_per_s", help="online: at most N rows changed per second (0: no limit) (default: %(default)s)")
     p.add_argument("--batch-pause-ms", type=int, default=DEFAULTS.backfill_pause_ms, metavar="MS",
-                   dest="backfill_pause_ms", help="online: a pause after every batch")
+                   dest="backfill_pause_ms", help="online: a pause after every batch (default: %(default)s)")
     p.add_argument("--max-replica-lag", type=int, default=DEFAULTS.max_replica_lag_ms, metavar="MS",
-                   dest="max_replica_lag_ms", help="online: pause batches while a replica's replay lag is over MS (0: off)")
+                   dest="max_replica_lag_ms", help="online: pause batches while a replica's replay lag is over MS (0: off) (default: %(default)s)")
     p.add_argument("--batch-wal-mb-per-s", type=float, default=DEFAULTS.backfill_wal_mb_per_s, metavar="MB",
                    dest="backfill_wal_mb_per_s",
-                   help="online: at most MB of WAL per second while batches run, the server's WAL (0: no limit)")
+                   help="online: at most MB of WAL per second while batches run, the server's WAL (0: no limit)"
+                        " (default: %(default)s)")
     p.add_argument("--batch-flush-from-mb", type=float, default=DEFAULTS.backfill_flush_from_mb, metavar="MB",
                    dest="backfill_flush_from_mb",
                    help="online: from MB of WAL on, the session writes back the pages it dirties as it goes "
@@ -124,18 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("preflight", "is it safe? read-only checks ending in GO / WARN / NO-GO"),
                        ("validate", "prove what the database now enforces")):
         p = sub.add_parser(name, help=text, parents=[_format_parent("markdown")] if name == "preflight" else fmt)
-        p.add_argument("batch", type=int)
+        p.add_argument("batch", type=int, help=BATCH_HELP)
         _common(p)
     p = sub.add_parser("apply", parents=fmt, help="apply a batch (one transaction, lock_timeout with retries)")
-    p.add_argument("batch", type=int)
+    p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
     _apply_options(p)
     p = sub.add_parser("rollback", parents=fmt, help="run rollback.sql of an applied (or part-applied) batch")
-    p.add_argument("batch", type=int)
+    p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
     _apply_options(p, force=False)
     p = sub.add_parser("run", parents=fmt, help="preflight, apply, validate and summary in one run folder")
-    p.add_argument("batch", type=int)
+    p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
     _apply_options(p)
     p.add_argument("--rollback-on-failure", action="store_true",

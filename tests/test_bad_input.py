@@ -92,11 +92,14 @@ def test_sql_syntax_error_names_file_and_line(crm_url, migrations, tmp_path, cap
     assert "migration.sql line 3, column" in message and "syntax error" in message
 
 
-def test_empty_migration_is_refused(crm_url, migrations, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("phase", ["apply", "preflight"])
+def test_empty_migration_is_refused(phase, crm_url, migrations, tmp_path, capsys) -> None:
+    """preflight too: a GO for a file apply refuses would be a verdict about nothing."""
     _break(migrations, "006_backfill_customers/migration.sql", "-- nothing yet\n")
-    message = refused(capsys, ["apply", "6", "--database-url", crm_url, "--migrations-dir", str(migrations),
+    message = refused(capsys, [phase, "6", "--database-url", crm_url, "--migrations-dir", str(migrations),
                                "--reports-dir", str(tmp_path)], crm_url)
-    assert "has no SQL statement" in message
+    assert message.endswith("006_backfill_customers/migration.sql has no SQL statement; write the change in it "
+                            "(or remove the batch).")
 
 
 def test_unknown_expectation_kind_and_missing_expectation(crm_url, migrations, tmp_path, capsys) -> None:

@@ -34,6 +34,18 @@ def test_cli_defaults_are_the_config_defaults() -> None:
     assert cli._options(args) == dataclasses.replace(DEFAULTS, lock_timeout_ms=50, strategy="online")
 
 
+def test_help_states_each_option_default_and_what_batch_is(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["apply", "--help"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "the batch's number: `batch` in its batch.toml" in said
+    for option, default in (("--lock-timeout", DEFAULTS.lock_timeout_ms), ("--max-attempts", DEFAULTS.max_attempts),
+                            ("--wait-for-blockers", DEFAULTS.wait_for_blockers_s),
+                            ("--blocker-threshold", DEFAULTS.blocker_threshold_ms),
+                            ("--batch-ms", DEFAULTS.backfill_batch_ms), ("--strategy", DEFAULTS.strategy)):
+        help_text = said.split(option, 2)[2]  # the usage line names it first, the option's help second
+        assert f"(default: {default})" in help_text.split(" --", 1)[0], option
+
+
 @pytest.mark.parametrize("phase, function", [("apply", apply.run), ("rollback", rollback.run)])
 def test_notebook_parameters_and_phase_functions_use_the_defaults(phase: str, function) -> None:
     notebook = nbformat.read(config.notebooks_dir() / f"{phase}.ipynb", as_version=4)

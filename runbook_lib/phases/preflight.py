@@ -16,6 +16,7 @@ from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import PREFLIGHT, Batch, BatchInfo
 from runbook_lib.db import catalog, history, ledger
+from runbook_lib.errors import BatchError
 from runbook_lib.names import GO, NOGO, WARN
 from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import (
@@ -177,6 +178,9 @@ def load_inputs(session: Session, statements: list[StatementAnalysis] | None = N
     if statements is None:
         statements = analysis.analyze(batch.migration_sql, filename=f"{batch.name}/migration.sql",
                                       server_major=session.facts.major)
+    if not statements:  # GO for a file apply refuses would be a verdict about nothing
+        raise BatchError(f"{batch.name}/migration.sql has no SQL statement; write the change in it "
+                         "(or remove the batch).")
     path = batch.file(PREFLIGHT)
     return Inputs(statements, sqlblocks.load(path) if path else [])
 
