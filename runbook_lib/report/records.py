@@ -598,6 +598,23 @@ class ExecutionResult:
             empty="no statement ran",
         )
 
+    def row_changes(self) -> list[str]:
+        """The rows each data statement changed, with its table ("90 inserted into Customer"), in file order:
+        a backfill's effect, which the catalog's changes do not show. Statements run in batches are left
+        to their own lines (`backfills`); the counts are the attempts that went through."""
+        batched = {b.statement_index for b in self.backfills}
+        verbs = {"INSERT": "inserted into", "UPDATE": "updated in", "DELETE": "deleted from", "MERGE": "merged into"}
+        said = []
+        for run in self.statements:
+            verb = verbs.get(run.kind.split()[0].upper()) if run.kind else None
+            if verb is None or run.status != "ok" or run.index in batched:
+                continue
+            # the parser's, then what pg_locks saw (a data-modifying WITH the parser reads as one table)
+            tables = list(dict.fromkeys(part.split(" on ", 1)[1] for part in f"{run.expected_locks}, {run.locks}"
+                                        .split(", ") if part.startswith("ROW EXCLUSIVE on ")))
+            said.append(f"{run.rowcount:,} {verb} {', '.join(tables) or 'its table'} (statement {run.index})")
+        return said
+
     def blocker_lines(self) -> list[str]:
         """Whom the run waited for instead of queuing, for how long, and whom it terminated: one line each."""
         lines = []

@@ -123,6 +123,10 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
                          "could plan queries on its dead index entries")
         elif b.vacuumed:  # due, but not done, and why
             lines.append(f"    {b.vacuumed}")
+    rows = result.row_changes()
+    if rows and result.succeeded:
+        lines.append("  rows, rolled back with the dry run:" if result.dry_run else "  rows:")
+        lines += _cut(rows)
     if result.changes:
         lines.append(f"  changed ({len(result.changes)}):")
         lines += _cut([f"{c.table}: {c.change} {c.object}" for c in result.changes])  # object: its kind and name

@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from runbook_lib import config
@@ -50,9 +51,19 @@ def test_no_go_headline_names_every_reason_and_the_statements(crm_url: str, tmp_
 
 def test_run_headline_then_json_then_markdown(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     where = _where(crm_url, tmp_path)
+    count = 'SELECT (SELECT count(*) FROM "Customer"), (SELECT count(*) FROM "Lead" WHERE customer_id IS NULL),' \
+            ' (SELECT count(*) FROM "Job" WHERE customer_id IS NULL)'
+    with psycopg.connect(crm_url) as conn:
+        customers, leads, jobs = conn.execute(count).fetchone()
     code, out, _ = _cli(capsys, "run", "6", *where)
 
     assert code == 0, out
+    with psycopg.connect(crm_url) as conn:
+        created = conn.execute(count).fetchone()[0] - customers
+    # the data it changed, which the catalog's changes (a backup table) do not show
+    rows = re.search(r"^  rows:\n((?:    .*\n)+)", out, re.M).group(1)
+    assert f"    {created:,} inserted into Customer (statement " in rows and created > 0, rows
+    assert f"    {leads:,} updated in Lead (statement " in rows and f"    {jobs:,} updated in Job (statement " in rows
     lines = out.splitlines()
     assert [line.split()[:2] for line in lines[:4]] == [["preflight", "ok"], ["apply", "ok"], ["validate", "ok"],
                                                          ["summary", "ok"]]
