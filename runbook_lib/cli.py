@@ -255,8 +255,10 @@ def _print_outcome(outcome: commands.RunOutcome, fmt: str = "text", command: str
     """The headline from the run folder's records, then the summary's path; or the JSON / Markdown of it."""
     failure = outcome.failure
     if fmt == "json":
+        # a failed phase carries `error` and `error_type` too, as a refusal before any phase does
+        said = {} if failure is None else {"error": _masked(failure.evalue), "error_type": failure.ename}
         print(machine.document(command, failure is None, **machine.run_fields(
-            outcome.run_dir, outcome.summary_html, outcome.summary_md)))
+            outcome.run_dir, outcome.summary_html, outcome.summary_md), **said))
     elif fmt == "markdown":
         result = records.RunFolder.open(outcome.run_dir).read(names.PREFLIGHT, records.PreflightResult)
         if result is not None:

@@ -225,6 +225,8 @@ def test_apply_and_rollback_speak_json(crm_url: str, tmp_path: Path, capsys: pyt
     failure = doc["failure"]
     assert failure["phase"] == "rollback" and failure["error_name"] == "NotApplied", failure
     assert failure["error_message"].startswith("Batch 6 is not applied on ") and "nothing to roll back" in failure["error_message"]
+    # the same two keys as a refusal before any phase ran: a script reads one shape of failure
+    assert doc["error"] == failure["error_message"] and doc["error_type"] == "NotApplied"
 
 
 def test_warn_headline_names_its_reasons(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
