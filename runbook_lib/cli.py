@@ -265,7 +265,9 @@ def _print_outcome(outcome: commands.RunOutcome, fmt: str = "text", command: str
             print(machine.preflight_markdown(result), end="")
     else:
         tty = terminal.colour_wanted(sys.stdout)
-        for line in terminal.outcome_lines(outcome.run_dir, tty):
+        # on one screen the progress (stderr) has shown each phase's line already: not twice
+        same_screen = sys.stdout.isatty() and sys.stderr.isatty()
+        for line in terminal.outcome_lines(outcome.run_dir, tty, phases=not same_screen):
             print(line)
         if outcome.summary_html:
             print(f"summary: {outcome.summary_html}")

@@ -215,12 +215,13 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
     return lines
 
 
-def outcome_lines(run_dir: Path, tty: bool = False) -> list[str]:
-    """The headline of a run folder: per phase when several ran, then what each phase found."""
+def outcome_lines(run_dir: Path, tty: bool = False, *, phases: bool = True) -> list[str]:
+    """The headline of a run folder: per phase when several ran (unless `phases` is False: the progress has
+    just printed those lines on the same screen), then what each phase found."""
     folder = records.RunFolder.open(run_dir)
     run = folder.read("run", records.RunRecord)
     lines: list[str] = []
-    if run is not None and sum(1 for p in run.phases if p.phase != names.SUMMARY) > 1:
+    if phases and run is not None and sum(1 for p in run.phases if p.phase != names.SUMMARY) > 1:
         lines += phase_lines(run, tty)
     if run is not None and run.release:
         return lines + release_lines(folder, tty)

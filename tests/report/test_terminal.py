@@ -16,7 +16,7 @@ import pytest
 
 from runbook_lib import config
 from runbook_lib.cli import main
-from runbook_lib.report import machine, records
+from runbook_lib.report import machine, records, terminal
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
@@ -74,6 +74,10 @@ def test_run_headline_then_json_then_markdown(crm_url: str, tmp_path: Path, caps
     assert re.search(r"^validate: (\d+)/\1 tests passed", out, re.M), out
     assert re.search(r"^summary: \S+summary\.html$", out, re.M)  # the lines other tools already read
     assert re.search(r"^run folder: \S+", out, re.M)
+    # on a terminal the progress has printed each phase's line already: the headline starts at what they found
+    folder = Path(re.search(r"^run folder: (\S+)", out, re.M).group(1))
+    assert terminal.outcome_lines(folder)[:4] == lines[:4]
+    assert terminal.outcome_lines(folder, phases=False)[0].startswith("preflight: ")
 
     code, out, err = _cli(capsys, "preflight", "7", "--format", "json", *where)
     doc = json.loads(out)  # stdout is the one document and nothing else
