@@ -475,7 +475,7 @@ def _demo(tgt: commands.Target, args: argparse.Namespace) -> int:
         return 0 if done.ok else 1
 
     def loaded(outcome: commands.DemoOutcome) -> None:
-        what = "reset and reloaded" if outcome.reset else "loaded"
+        what = "reset and reloaded" if outcome.loaded.replaced else "loaded"  # a fresh server had nothing to reset
         print(f"demo: example {what} in {tgt.shown} ({outcome.loaded.leads} leads, "
               f"{outcome.loaded.leads_without_customer} without customer)", flush=True)
 

@@ -44,6 +44,7 @@ class ExampleLoad:
     leads_without_customer: int
     jobs_without_customer: int
     seconds: float
+    replaced: bool = False  # the example's tables were there, and were dropped first (reset)
 
 
 # One lead in ten (id divisible by 10) has no customer. Of those, ids divisible by 200 carry the
@@ -217,4 +218,5 @@ def load(conn: psycopg.Connection, *, leads: int = 1000, reset: bool = False) ->
         leads_without_customer=row[3],
         jobs_without_customer=row[4],
         seconds=round(time.perf_counter() - started, 3),
+        replaced=bool(present) and reset,
     )

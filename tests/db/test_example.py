@@ -203,6 +203,11 @@ def test_load_refuses_existing_tables_and_changes_nothing(crm_url: str) -> None:
         assert (digests(conn), catalog(conn)) == before
 
 
+def test_a_reset_on_an_empty_database_replaced_nothing(empty_db: str) -> None:
+    with database.connect(empty_db) as conn:
+        assert not example.load(conn, leads=10, reset=True).replaced  # a fresh server's demo: "example loaded"
+
+
 def test_load_names_only_the_tables_that_exist(empty_db: str) -> None:
     with database.connect(empty_db) as conn:
         conn.execute('CREATE TABLE "Lead" (id TEXT)')
@@ -221,6 +226,7 @@ def test_load_with_reset_drops_and_reloads(crm_url: str) -> None:
         loaded = example.load(conn, leads=400, reset=True)
         conn.commit()
         assert (loaded.leads, loaded.customers, loaded.jobs, loaded.leads_without_customer) == (400, 100, 160, 40)
+        assert loaded.replaced  # what `make demo` says: "example reset and reloaded"
         leftovers = conn.execute(
             "SELECT to_regnamespace('runbook'), to_regclass('\"_prisma_migrations\"'), to_regclass(%s)",
             [f'"{BACKUP}"'],

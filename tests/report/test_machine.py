@@ -28,6 +28,7 @@ def test_example_load_check_and_baseline_speak_json(empty_db: str, tmp_path, cap
         leads = conn.execute('SELECT count(*) FROM "Lead"').fetchone()[0]
         orphans = conn.execute('SELECT count(*) FROM "Lead" WHERE customer_id IS NULL').fetchone()[0]
     assert loaded["leads"] == leads == 200 and loaded["leads_without_customer"] == orphans > 0
+    assert loaded["replaced"] is False  # nothing was there to drop
     assert set(doc) == {"format_version", "command", "ok", "database", "loaded", "project_file"}
     assert doc["database"] == database.redact(empty_db)
 
