@@ -104,7 +104,7 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
              f"{result.batch.name}): {len(result.steps)} step(s), {result.attempts} attempt(s), "
              f"longest write-blocking lock {result.longest_write_block_s * 1000:.1f} ms, {result.duration_s:.2f} s"]
     if result.message and result.status == names.FAILED:
-        lines.append(f"  {_one_line(result.message, 200)}")
+        lines.append(f"  {' '.join(result.message.split())}")  # whole: its end says what stays and what to do
     if result.partly_applied:
         lines.append(f"  undoing a partly applied batch: {result.partly_applied}")
     if result.resumed:
@@ -205,7 +205,7 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
         if m.preflight and m.preflight.verdict.status != names.GO:
             lines += [f"      {m.preflight.verdict.status}: {r}" for r in m.preflight.verdict.reasons]
         if m.apply and m.apply.status == names.FAILED:
-            lines.append(f"      {_one_line(m.apply.message, 200)}")
+            lines.append(f"      {' '.join(m.apply.message.split())}")
         if m.validate:
             lines += [line for line in validation_lines(m.validate, tty)[1:]]
     if drift and not applied:

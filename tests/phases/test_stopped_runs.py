@@ -17,6 +17,7 @@ from runbook_lib import cli, commands
 from runbook_lib.errors import DriftError, MigrationFailed, RunStopped
 from runbook_lib.phases import apply, rollback
 from runbook_lib.phases.session import open_session
+from runbook_lib.report import records, terminal
 
 TWO_INDEXES = ("CREATE TABLE t (id int PRIMARY KEY, a int, b int);\n"
                "CREATE INDEX CONCURRENTLY t_a ON t (a);\n"
@@ -62,9 +63,13 @@ def test_a_rollback_stopped_part_way_is_named_blocks_apply_and_resumes(empty_db:
     migrations = _batch(tmp_path, TWO_INDEXES, UNDO_TWO_INDEXES)
     apply.run(_session(empty_db, migrations, tmp_path))
     _sql(empty_db, "DROP INDEX t_b")  # the rollback's step 2 will fail: its step 1 commits and stays
+    failing = _session(empty_db, migrations, tmp_path)
     with pytest.raises(MigrationFailed, match=r"stopped at step 2 .* of 3; step 1 was committed and stays"):
-        rollback.run(_session(empty_db, migrations, tmp_path))
+        rollback.run(failing)
     assert _indexes(empty_db) == {"t_pkey"}
+    # the headline gives the message whole: its end is what stays and what a rerun does
+    said = terminal.execution_lines(failing.run.read("rollback", records.ExecutionResult))[1]
+    assert said.endswith("step 1 was committed and stays (a rerun resumes after step 1)"), said
 
     row = _row(empty_db, migrations)
     assert row.part_rolled_back == "its rollback stopped after step 1 of 3: `runbook rollback 1` finishes it"
