@@ -92,6 +92,19 @@ def test_sql_syntax_error_names_file_and_line(crm_url, migrations, tmp_path, cap
     assert "migration.sql line 3, column" in message and "syntax error" in message
 
 
+def test_a_run_refused_on_sql_that_does_not_parse_still_has_its_summary(crm_url, migrations, tmp_path, capsys) -> None:
+    """The shareable report says NO-GO and why, as for any other refusal (before: no preflight record, and
+    the summary failed with 'holds no phase record')."""
+    _break(migrations, "006_backfill_customers/migration.sql", 'ALTER TABL "Lead" ADD COLUMN x int;\n')
+    message = refused(capsys, ["run", "6", "--database-url", crm_url, "--migrations-dir", str(migrations),
+                               "--reports-dir", str(tmp_path)], crm_url)
+    assert "migration.sql line 1, column 7: syntax error" in message
+    [summary] = tmp_path.rglob("summary.md")
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("# Batch 6 Migration Summary: NO-GO")
+    assert "- 006_backfill_customers/migration.sql line 1, column 7: syntax error at or near \"TABL\"" in text
+
+
 @pytest.mark.parametrize("phase", ["apply", "preflight"])
 def test_empty_migration_is_refused(phase, crm_url, migrations, tmp_path, capsys) -> None:
     """preflight too: a GO for a file apply refuses would be a verdict about nothing."""

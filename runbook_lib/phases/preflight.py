@@ -253,7 +253,14 @@ def run(session: Session | Release, **options) -> PreflightResult | ReleasePrefl
     """The preflight phase: evaluate, record in the ledger and the run folder; NO-GO is raised by the caller."""
     if isinstance(session, Release):
         return run_release(session, **options)
-    inputs = load_inputs(session)  # malformed files are refused before the ledger records anything
+    try:
+        inputs = load_inputs(session)  # malformed files are refused before the ledger records anything
+    except BatchError as exc:
+        try:
+            _record_refusal(session, exc)
+        except Exception:  # noqa: BLE001 (the record is for the summary; a second failure must not hide the first)
+            pass
+        raise
     with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
                              batch_name=session.batch.name, phase="preflight",
                              checksum=session.batch.checksum, required=False) as writer:
@@ -262,6 +269,19 @@ def run(session: Session | Release, **options) -> PreflightResult | ReleasePrefl
         status = ledger.FAILED if result.verdict.status == NOGO else ledger.SUCCEEDED
         writer.finish(status, str(result.verdict))
     return result
+
+
+def _record_refusal(session: Session, exc: BatchError) -> None:
+    """preflight.json for a file preflight could not read: NO-GO with the reason, so the run's summary still
+    renders and says why (the ledger is not written: nothing was checked)."""
+    started = datetime.now(timezone.utc)
+    with session.connect() as conn:
+        conn.read_only = True
+        lc = ledger_check(conn, session.batch, session.batches())
+    session.run.write("preflight", PreflightResult(
+        batch=BatchInfo.of(session.batch), connection=session.facts, run_id=session.run.run_id,
+        started_at=started.isoformat(timespec="milliseconds"), duration_s=0.0, ledger=lc, gates=[],
+        verdict=Verdict(NOGO, (str(exc),))))
 
 
 def run_release(release: Release, **options) -> ReleasePreflight:
