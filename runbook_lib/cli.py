@@ -366,12 +366,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "status":
         report = commands.status(tgt, args.migrations_dir)
         if args.format == "json":
-            print(machine.document("status", not report.prisma_failed, database=tgt.shown,
+            print(machine.document("status", not report.prisma_failed and not report.broken, database=tgt.shown,
                                    migrations=machine.plain(report.rows), note=report.skipped_note,
-                                   prisma_failed=report.prisma_failed))
+                                   prisma_failed=report.prisma_failed,
+                                   broken=[{"folder": folder, "error": why} for folder, why in report.broken]))
         else:
             _print_status(tgt, report)
-        return 0
+        return 1 if report.broken else 0  # a folder that cannot run: as check's drift, for a script to see
     if cmd == "demo":
         return _demo(tgt, args)
     if cmd == "baseline":
@@ -409,6 +410,8 @@ def _print_status(tgt: commands.Target, report: commands.StatusReport) -> None:
         print(f"  {row.number:>4}  {row.name:<32} {state}")
         for note in row.notes:
             print(f"        DISAGREE: {note}")
+    for folder, why in report.broken:
+        print(f"  BROKEN {folder}: {why}")
     if report.skipped_note:
         print(f"  note: {report.skipped_note}")
 

@@ -153,6 +153,7 @@ class StatusReport:
     rows: list[BatchStatus]
     skipped_note: str = ""
     prisma_failed: str = ""
+    broken: list[tuple[str, str]] = field(default_factory=list)  # (folder, why): not listed above, cannot run
 
     def __iter__(self):
         return iter(self.rows)
@@ -163,7 +164,7 @@ class StatusReport:
 
 def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
     """Every batch found, applied or not (and by which history), drift and disagreements between histories."""
-    found = batch_mod.scan(_migrations(migrations_dir))
+    found = batch_mod.scan(_migrations(migrations_dir), keep_going=True)  # one broken folder hides no other
     with connection.connect(tgt.url) as conn:
         known = history.read(conn, found.batches)
         busy = migration_lock_holder(conn)
@@ -183,7 +184,7 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
             part_rolled_back=_part_rolled_back(b.number, run) if run and run.phase == "rollback" else "",
             in_progress=f"{at_work.phase} {at_work.doing}" if at_work and at_work.batch == b.number else "",
         ))
-    return StatusReport(rows, found.note, known.failed_message())
+    return StatusReport(rows, found.note, known.failed_message(), [(path.name, why) for path, why in found.broken])
 
 
 def _part_applied(number: int, run: ledger.PartialRun) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -55,7 +57,8 @@ CASES = {
                  r"batch.toml is not valid TOML .*line 2"),
     "unknown key": (["preflight", "7"], ("007_tighten_constraints/batch.toml", "batch = 7\ndepends_on = [6]\nowner = 'x'\n"),
                     r"line 3: unknown key 'owner'"),
-    "missing migration.sql": (["status"], ("007_tighten_constraints/migration.sql", None), r"has no migration.sql"),
+    "missing migration.sql": (["preflight", "6"], ("007_tighten_constraints/migration.sql", None),
+                              r"has no migration.sql"),
     "duplicate numbers": (["status"], ("006_backfill_customers/batch.toml", "batch = 7\n"),
                           r"[Bb]atch number 7 is used by both"),
     "depends on a missing batch": (["status"], ("007_tighten_constraints/batch.toml", "batch = 7\ndepends_on = [5]\n"),
@@ -79,6 +82,23 @@ def test_malformed_batches_are_refused_before_anything_runs(case, crm_url, migra
     message = refused(capsys, args + ["--database-url", crm_url, "--migrations-dir", str(migrations),
                                       "--reports-dir", str(tmp_path / "r")], crm_url)
     assert pytest.importorskip("re").search(pattern, message), message
+
+
+def test_status_lists_the_batches_around_a_broken_folder(crm_url, migrations, capsys) -> None:
+    """One malformed batch.toml does not hide the others from status: it is named, with why, and exit 1."""
+    _break(migrations, "007_tighten_constraints/batch.toml", 'batch = 7\ntitle = "x\n')
+    where = ["--database-url", crm_url, "--migrations-dir", str(migrations)]
+    assert cli.main(["status", *where]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^\s+6\s+006_backfill_customers\s+not applied$", out, re.M), out
+    broken = next(line for line in out.splitlines() if "BROKEN" in line)
+    assert broken.startswith("  BROKEN 007_tighten_constraints: ") and "is not valid TOML" in broken
+    assert cli.main(["status", *where, "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and [m["number"] for m in doc["migrations"]] == [6]
+    assert [b["folder"] for b in doc["broken"]] == ["007_tighten_constraints"]
+    # a phase still refuses the folder: it cannot tell what batch 7 would have been
+    assert cli.main(["preflight", "6", *where]) != 0
 
 
 def test_sql_syntax_error_names_file_and_line(crm_url, migrations, tmp_path, capsys) -> None:

@@ -52,6 +52,7 @@ class Discovery:
     root: Path
     batches: list[Batch]
     skipped: tuple[Path, ...] = ()
+    broken: tuple[tuple[Path, str], ...] = ()  # scan(keep_going=True): a folder that cannot be read, and why
 
     @property
     def note(self) -> str:
@@ -74,11 +75,13 @@ def _order(folders: list[Path]) -> list[Path]:
     return sorted(folders, key=lambda p: (_folder_number(p) is None, _folder_number(p) or 0, p.name))
 
 
-def scan(migrations_dir: Path | str) -> Discovery:
+def scan(migrations_dir: Path | str, *, keep_going: bool = False) -> Discovery:
     """Every batch under `migrations_dir`, in order, with the folders that hold no migration.sql.
 
     Duplicate numbers and unknown dependencies are refused. Folders without batch.toml (Prisma's
     layout) are numbered 1, 2, ... by their order, counting only the ones that are migrations.
+    `keep_going` (`runbook status`): a folder whose files are malformed, or that depends on one, is
+    listed in `broken` with the reason instead of refusing the whole folder.
     """
     root = Path(migrations_dir)
     if not root.is_dir():
@@ -86,12 +89,19 @@ def scan(migrations_dir: Path | str) -> Discovery:
     folders = _order([p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))])
     batches: list[Batch] = []
     skipped: list[Path] = []
+    broken: list[tuple[Path, str]] = []
     previous: int | None = None
     for folder in folders:
         if not any((folder / name).exists() for name in (MIGRATION, MANIFEST)):
             skipped.append(folder)
             continue
-        batch = load_folder(folder, position=len(batches) + 1, previous=previous)
+        try:
+            batch = load_folder(folder, position=len(batches) + 1, previous=previous)
+        except BatchError as exc:
+            if not keep_going:
+                raise
+            broken.append((folder, str(exc)))
+            continue
         batches.append(batch)
         previous = batch.number
     _refuse_mixed_layouts(root, [b.path for b in batches])
@@ -103,15 +113,21 @@ def scan(migrations_dir: Path | str) -> Discovery:
                 f"{_where(batch, 'batch')}; give each batch its own number in batch.toml."
             )
         seen[batch.number] = batch
-    for batch in batches:
+    for batch in list(batches):
         for dep in batch.depends_on:
             if dep not in seen:
-                raise BatchError(
+                missing = BatchError(
                     f"{_where(batch, 'depends_on')}: depends_on names batch {dep}, which is not in {root}; "
                     "fix depends_on or add that batch."
                 )
+                if not (keep_going and broken):  # with a broken folder, that may be the batch it names
+                    raise missing
+                broken.append((batch.path, str(missing)))
+                batches.remove(batch)
+                del seen[batch.number]
+                break
     _refuse_cycles(seen)
-    return Discovery(root, sorted(batches, key=lambda b: b.number), tuple(skipped))
+    return Discovery(root, sorted(batches, key=lambda b: b.number), tuple(skipped), tuple(broken))
 
 
 def _refuse_mixed_layouts(root: Path, folders: list[Path]) -> None:
