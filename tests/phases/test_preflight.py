@@ -95,7 +95,7 @@ def test_warn_passes_and_no_go_raises(after_6, crm_url: str) -> None:
         conn.execute('UPDATE "Job" SET customer_id = NULL WHERE id = (SELECT min(id) FROM "Job")')
     nogo = preflight.evaluate(after_6())
     assert nogo.verdict.status == preflight.NOGO
-    assert any("Job rows with NULL customer_id" in r and "got 1" in r for r in nogo.verdict.reasons)
+    assert any("Jobs with NULL customer_id" in r and "got 1" in r for r in nogo.verdict.reasons)
     with pytest.raises(PreflightFailed, match="NO-GO"):
         nogo.raise_for_verdict()
 
