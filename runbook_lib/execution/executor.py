@@ -31,7 +31,7 @@ from runbook_lib.execution.failure import (
 from runbook_lib.phases.session import Session
 from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult, HeldLock, StatementRun, StepRun
-from runbook_lib.sql import analysis, locks, plan
+from runbook_lib.sql import analysis, linked_locks, locks, plan
 
 # Called with a step's number after it commits. Production code never adds to it: the fault tests do,
 # to stop a run at a known point between two steps and kill it there.
@@ -295,6 +295,9 @@ def execute(
     """
     if statements is None:  # the caller usually parsed the file already, to refuse it before anything ran
         statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
+    # the far end of a foreign key a drop removes: locked in order with the rest, watched for blockers
+    statements = linked_locks.refine(conn, statements)
+    conn.commit()
     steps = plan.build(statements, strategy)
     if dry_run:
         whole = plan.single_transaction(steps)

@@ -28,7 +28,7 @@ from runbook_lib.report.records import (
     TableSize,
     Verdict,
 )
-from runbook_lib.sql import analysis, batching, lockcost
+from runbook_lib.sql import analysis, batching, linked_locks, lockcost
 from runbook_lib.sql import lint as lint_mod
 from runbook_lib.sql.analysis import StatementAnalysis
 from runbook_lib.sql.lint import LintResult
@@ -222,6 +222,7 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
         conn.read_only = True
     try:
         with conn.transaction(force_rollback=True):
+            statements = linked_locks.refine(conn, statements)  # the far end of a foreign key a drop removes
             lc = ledger_check(conn, batch, session.batches(), assume_applied, known)
             gate_blocks = _unrepeated(checks.gates(conn, batch.checks), blocks) + blocks
             gates = [sqlblocks.run(conn, block) for block in gate_blocks]

@@ -52,6 +52,9 @@ class StatementAnalysis:
     transactional: bool
     known: bool
     notes: tuple[str, ...] = ()
+    # what it drops that a foreign key may link to another table: ("constraint" | "table" | "column", table,
+    # name); the parser cannot see those links, the catalog can (sql.linked_locks)
+    drops: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def blocks_writes(self) -> bool:
@@ -124,6 +127,7 @@ class _Findings:
     transactional: bool = True
     known: bool = True
     notes: list[str] = field(default_factory=list)
+    drops: list[tuple[str, str, str]] = field(default_factory=list)
 
     def lock(self, table: str, mode: str) -> None:
         held = self.locks.get(table)
@@ -520,6 +524,7 @@ def _alter_subcommand(cmd: ast.AlterTableCmd, table: str, is_index: bool, found:
         return "ALTER COLUMN TYPE"
     if subtype == AT.AT_DropColumn:
         found.lock(table, ACCESS_EXCLUSIVE)
+        found.drops.append(("column", table, cmd.name or ""))
         found.note(f"DROP COLUMN only marks {column} dropped: no rewrite; its space is reclaimed as rows are updated")
         return "DROP COLUMN"
     if subtype in (AT.AT_AddConstraint, AT.AT_ReAddConstraint) and isinstance(cmd.def_, ast.Constraint):
@@ -538,6 +543,7 @@ def _alter_subcommand(cmd: ast.AlterTableCmd, table: str, is_index: bool, found:
         return "VALIDATE CONSTRAINT"
     if subtype == AT.AT_DropConstraint:
         found.lock(table, ACCESS_EXCLUSIVE)
+        found.drops.append(("constraint", table, cmd.name or ""))
         found.note("if the constraint is a foreign key, the referenced table is locked ACCESS EXCLUSIVE too")
         return "DROP CONSTRAINT"
     if subtype in (AT.AT_SetRelOptions, AT.AT_ResetRelOptions):
@@ -672,6 +678,7 @@ def _drop(stmt: ast.DropStmt, found: _Findings, ctx: _Context) -> None:
         for name in names:
             found.lock(name, ACCESS_EXCLUSIVE)
         if stmt.removeType == OT.OBJECT_TABLE:
+            found.drops.extend(("table", name, "") for name in names)
             found.note("tables linked to it by foreign keys are locked ACCESS EXCLUSIVE too (not named here)")
     elif stmt.removeType in _TABLE_MEMBER_OBJECTS:
         for obj in stmt.objects or ():
@@ -1104,6 +1111,7 @@ def analyze(
                 transactional=found.transactional,
                 known=found.known,
                 notes=tuple(found.notes),
+                drops=tuple(found.drops),
             )
         )
     return analyses

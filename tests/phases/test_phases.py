@@ -225,11 +225,15 @@ def test_apply_6_and_7_then_again_then_validate(session_for, crm_url):
 
     assert result.status == "applied"
     assert result.succeeded and result.attempts == 1
-    # statement 0: runbook locks "Job" before "Lead" (the application's order: no deadlock with an INSERT)
+    # statement 0: runbook locks "Job" before "Lead" (the application's order: no deadlock with an INSERT),
+    # and "Customer" ACCESS EXCLUSIVE as the DROP CONSTRAINT of its foreign keys will (sql.linked_locks)
     assert [s.index for s in result.statements] == [0, 1, 2, 3, 4, 5, 6]
     assert result.statements[0].sql == ('LOCK TABLE "Job" IN ACCESS EXCLUSIVE MODE; '
                                         'LOCK TABLE "Lead" IN ACCESS EXCLUSIVE MODE; '
-                                        'LOCK TABLE "Customer" IN SHARE ROW EXCLUSIVE MODE')
+                                        'LOCK TABLE "Customer" IN ACCESS EXCLUSIVE MODE')
+    # what the parser expected of the first DROP CONSTRAINT is what the server took: no lock grew mid-statement
+    first = result.statements[1]
+    assert "ACCESS EXCLUSIVE on Customer" in first.expected_locks
     assert all(s.status == "ok" and s.duration_s >= 0 for s in result.statements)
     assert any(s.duration_s > 0 for s in result.statements)
     changes = {(c.table, c.object): c for c in result.changes}
