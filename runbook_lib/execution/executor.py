@@ -215,7 +215,9 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                         for hook in BEFORE_COMMIT_HOOKS:  # empty in production: see BEFORE_COMMIT_HOOKS
                             hook(step.number)
                 end = clock()
-                holds = _lock_holds(held, acquired, end, step.number) + backfill.row_lock_holds(runs, end, step.number)
+                new = {t.name for t in result.before.tables if not t.exists} if result.before else set()
+                holds = (_lock_holds(held, acquired, end, step.number, new)
+                         + backfill.row_lock_holds(runs, end, step.number))
             else:
                 conn.autocommit = True
                 try:
@@ -401,8 +403,11 @@ def _protection(session: Session, conn: psycopg.Connection, policy: blockers.Pol
 
 
 def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], float], end: float,
-                step: int) -> list[HeldLock]:
-    """Each table locked at commit: its strongest mode, held from the statement that first took a lock on it."""
+                step: int, new: set[str] | frozenset[str] = frozenset()) -> list[HeldLock]:
+    """Each table locked at commit: its strongest mode, held from the statement that first took a lock on it.
+
+    A table in `new` did not exist before the migration: no application could be writing it, so its lock
+    blocked no write (batch 6's backup table held ACCESS EXCLUSIVE longest, and was the 'write block')."""
     by_relation: dict[str, list[str]] = {}
     for relation, mode in held:
         by_relation.setdefault(relation, []).append(mode)
@@ -411,5 +416,6 @@ def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], flo
         mode = locks.strongest(modes)
         blocking = [acquired.get((relation, m), 0.0) for m in modes if locks.blocks_writes(m)]
         since = min(blocking) if blocking else min(acquired.get((relation, m), 0.0) for m in modes)
-        result.append(HeldLock(relation, mode, locks.blocks_writes(mode), round(end - since, 6), step))
+        result.append(HeldLock(relation, mode, locks.blocks_writes(mode) and relation not in new,
+                               round(end - since, 6), step))
     return result

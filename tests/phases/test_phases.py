@@ -218,7 +218,15 @@ def test_apply_refused_by_failing_gate_then_forced_fails_cleanly(session_for, cr
 
 
 def test_apply_6_and_7_then_again_then_validate(session_for, crm_url):
-    assert apply.run(session_for(6)).status == "applied"
+    six = apply.run(session_for(6))
+    assert six.status == "applied"
+    # its backup table, created by the migration, was locked ACCESS EXCLUSIVE longest, but no application
+    # could write a table that did not exist: the write block is the longest lock on a table that did
+    [backup] = [h for h in six.locks_before_commit if h.relation == "_runbook_backfill_006"]
+    assert backup.mode == "ACCESS EXCLUSIVE" and not backup.blocks_writes and backup.held_s > 0
+    blocking = [h for h in six.locks_before_commit if h.blocks_writes]
+    assert {h.relation for h in blocking} >= {"Lead", "Job"}
+    assert six.longest_write_block_s == max([h.held_s for h in blocking] + [six.longest_queue_wait_s])
     counts_before = {t: len(rows) for t, rows in table_rows(crm_url).items()}
 
     result = apply.run(session_for(7))
