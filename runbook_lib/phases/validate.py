@@ -102,8 +102,8 @@ def _orm_scope(session: Session, schema_path: Path, *, explicit: bool) -> str:
     latest = max(b.number for b in session.batches())  # the folder, read once per session (or release)
     if explicit or schema_path.parent == batch.path or batch.number == latest:
         return "every model and field"
-    return (f"only the columns the checks name: schema.prisma describes the state after batch {latest}, "
-            f"not after batch {batch.number}")
+    return (f"only the columns the checks name: a schema.prisma beside the migrations folder is taken to "
+            f"describe the state after the latest batch ({latest}), as Prisma keeps it, not after batch {batch.number}")
 
 
 def _xid(conn) -> int:

@@ -112,9 +112,17 @@ class Summary:
     def changes(self) -> Section:
         if self.apply is None:
             return Section("Changes Applied", "Not applied in this run.")
-        if not self.apply.changes:
-            return Section("Changes Applied", f"No catalog change ({md.text(self.apply.status)}).")
         parts = []
+        rows = self.apply.row_changes() if self.apply.succeeded else []
+        batched = [b for b in self.apply.backfills if b.rows]
+        if rows or batched:  # a backfill's effect, which the catalog's changes do not show
+            parts.append(("Rows, rolled back with the dry run" if self.apply.dry_run else "Rows changed")
+                         + " (measured: each statement's row count):")
+            parts.append("\n".join([f"- {md.text(r)}" for r in rows]
+                                   + [f"- {md.text(b.changed)}" for b in batched]))
+        if not self.apply.changes:
+            parts.append(f"No catalog change ({md.text(self.apply.status)}).")
+            return Section("Changes Applied", "\n\n".join(parts))
         for n, change in enumerate(self.apply.changes, start=1):
             parts.append(f"### {n}. {md.text(change.table)}: {md.text(change.object)} ({change.change})")
             parts.append("**Before**:\n\n" + (md.block(change.before) if change.before else "*absent*"))

@@ -318,3 +318,17 @@ def test_timeline_chart_is_an_image_in_both_reports_with_each_bar_marked_by_its_
     # each bar's label is text in the chart itself, so the report is searchable for it
     drawn = re.findall(r"<text[^>]*>([^<]*)</text>", inline.group(0))
     assert all(html.escape(label, quote=False) in drawn for label in labels)
+
+
+def test_a_backfills_summary_says_the_rows_it_changed(completed: Run, capsys: pytest.CaptureFixture[str]) -> None:
+    """Batch 6 adds only a backup table to the catalog: its summary says what it did to the data, measured."""
+    from runbook_lib.report import records
+
+    [setup] = (completed.run_dir.parents[2] / "setup").rglob("apply.json")
+    assert main(["report", str(setup.parent)]) == 0
+    capsys.readouterr()
+    text = _section((setup.parent / "summary.md").read_text(encoding="utf-8"), "Changes Applied")
+    rows = records.RunFolder.open(setup.parent).read("apply", records.ExecutionResult).row_changes()
+    assert any(re.fullmatch(r"[1-9][\d,]* inserted into Customer \(statement \d+\)", r) for r in rows), rows
+    assert any(re.fullmatch(r"[1-9][\d,]* updated in Lead \(statement \d+\)", r) for r in rows), rows
+    assert "Rows changed (measured: each statement's row count):\n\n" + "\n".join(f"- {r}" for r in rows) in text
