@@ -414,8 +414,10 @@ def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], flo
     result = []
     for relation, modes in by_relation.items():
         mode = locks.strongest(modes)
+        # held since the first mode that blocks writes; when none does, since the mode shown was taken
+        # (an ACCESS SHARE taken statements earlier would otherwise lend its time to a later ROW EXCLUSIVE)
         blocking = [acquired.get((relation, m), 0.0) for m in modes if locks.blocks_writes(m)]
-        since = min(blocking) if blocking else min(acquired.get((relation, m), 0.0) for m in modes)
+        since = min(blocking) if blocking else acquired.get((relation, mode), 0.0)
         result.append(HeldLock(relation, mode, locks.blocks_writes(mode) and relation not in new,
                                round(end - since, 6), step))
     return result

@@ -227,6 +227,12 @@ def test_apply_6_and_7_then_again_then_validate(session_for, crm_url):
     blocking = [h for h in six.locks_before_commit if h.blocks_writes]
     assert {h.relation for h in blocking} >= {"Lead", "Job"}
     assert six.longest_write_block_s == max([h.held_s for h in blocking] + [six.longest_queue_wait_s])
+    # each table's hold counts from when the mode shown was taken (the UPDATE's ROW EXCLUSIVE), not from an
+    # ACCESS SHARE an earlier statement took on it: Lead's and Job's differ by the time between their UPDATEs
+    taken = {t: next(r.started_offset_s for r in six.statements if f"ROW EXCLUSIVE on {t}" in r.locks)
+             for t in ("Lead", "Job")}
+    held = {h.relation: h for h in six.locks_before_commit if h.relation in taken and h.mode == "ROW EXCLUSIVE"}
+    assert abs((held["Lead"].held_s - held["Job"].held_s) - (taken["Job"] - taken["Lead"])) < 2e-6
     counts_before = {t: len(rows) for t, rows in table_rows(crm_url).items()}
 
     result = apply.run(session_for(7))
