@@ -75,7 +75,7 @@ def timeline_svg(apply_result) -> str:
                      f"<title>{escape(label, quote=False)}: {left:.1f} ms to {left + width:.1f} ms</title></rect>")
         parts.append(f'<text x="{x + w + 6:.1f}" y="{y + ROW / 2 + 4}">{escape(label, quote=False)}</text>')
     parts.append(f'<line x1="{PLOT_LEFT}" y1="{axis_y}" x2="{PLOT_LEFT + PLOT_WIDTH}" y2="{axis_y}" stroke="#444"/>')
-    parts.append(f'<text x="{PLOT_LEFT}" y="{height - 10}" fill="#444">ms since the first statement '
+    parts.append(f'<text x="{PLOT_LEFT}" y="{height - 10}" fill="#444">ms since T+0, when apply began its steps '
                  "(orange: lock blocks writes; red: failed or timed out)</text>")
     parts.append("</svg>")
     return "\n".join(parts)
