@@ -106,7 +106,7 @@ class Summary:
         statements = self.preflight.statements if self.preflight else []
         if statements:
             lines.append(md.table(["#", "Statement", "Lock"], [
-                (s.index, s.kind, s.lock_summary) for s in statements]))
+                (s.index, s.kind, s.lock_summary or "no table lock") for s in statements]))
         return Section("What Was Done", "\n\n".join(lines))
 
     def changes(self) -> Section:

@@ -76,7 +76,7 @@ def preflight_lines(result: records.PreflightResult, tty: bool = False) -> list[
         estimates: dict[int, float] = {}
         for cost in result.lock_costs:
             estimates[cost.statement_index] = max(estimates.get(cost.statement_index, 0.0), cost.estimate_ms)
-        rows = [(str(s.index), str(s.line), _one_line(s.kind, 28), _one_line(s.lock_summary or "no table lock", 60),
+        rows = [(str(s.index), str(s.line), _one_line(s.kind, 28), _one_line(s.lock_summary or "no table lock", 100),
                  "yes" if s.blocks_writes else "no",
                  f"{estimates[s.index]:.1f} ms" if s.index in estimates else "-") for s in result.statements]
         lines += _table(("#", "line", "statement", "locks", "blocks writes", "estimate"), rows)

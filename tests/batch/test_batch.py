@@ -200,8 +200,10 @@ def test_folder_without_migration_sql(tmp_path):
 
 def test_missing_migrations_folder(tmp_path):
     message = discover_error(tmp_path / "nope")
-    assert str(tmp_path / "nope") in message
+    assert str(tmp_path / "nope") in message and "does not exist" in message
     assert "--migrations-dir" in message
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    assert f"{tmp_path / 'a-file'} is a file, not a folder;" in discover_error(tmp_path / "a-file")
 
 
 # --- Prisma's layout -----------------------------------------------------------------------------
