@@ -101,8 +101,8 @@ class Summary:
         if readme.exists():
             first = next((p for p in readme.read_text(encoding="utf-8").split("\n\n")
                           if p.strip() and not p.lstrip().startswith("#")), "")
-            if first:
-                lines.append(md.text(" ".join(first.split())))
+            if first:  # the author's prose: its `code` spans stay code
+                lines.append(md.text_with_code(" ".join(first.split())))
         statements = self.preflight.statements if self.preflight else []
         if statements:
             lines.append(md.table(["#", "Statement", "Lock"], [
