@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import psycopg
-from pglast.parser import ParseError, fingerprint
+from pglast.parser import ParseError, parse_sql
+from pglast.stream import RawStream
 from psycopg.rows import dict_row
 
 from runbook_lib.batch import blocks as sqlblocks
@@ -174,11 +175,12 @@ class Inputs:
 
 
 def _unrepeated(derived: list[sqlblocks.SqlBlock], written: list[sqlblocks.SqlBlock]) -> list[sqlblocks.SqlBlock]:
-    """The gates batch.toml implies, less those preflight.sql asks already (the same query, as PostgreSQL's
-    parser fingerprints it, and the same expectation): one gate, under the name its author gave it."""
+    """The gates batch.toml implies, less those preflight.sql asks already (the same query once PostgreSQL's
+    parser has read it: spacing, case and needless quotes aside, literals kept, and the same expectation):
+    one gate, under the name its author gave it."""
     def key(block: sqlblocks.SqlBlock) -> str | None:
         try:
-            return fingerprint(block.sql)
+            return RawStream()(parse_sql(block.sql))
         except ParseError:  # the block itself reports it when it runs
             return None
     asked = [(key(b), b.expect) for b in written]

@@ -110,3 +110,21 @@ def test_a_migration_that_turns_off_the_lock_timeout_is_a_warn(empty_db: str, tm
                                              reports_dir=tmp_path / "r"))
     assert result.verdict.status == preflight.WARN
     assert any("statement 1 (line 1)" in r and "lock_timeout" in r for r in result.verdict.reasons)
+
+
+def test_an_implied_gate_is_left_out_only_for_the_same_query_literals_and_all() -> None:
+    """Spacing, case and needless quotes aside, the same query with the same expectation is one gate; a query
+    that differs in a literal (another table named in a string) is another gate."""
+    from runbook_lib.batch.blocks import Expectation, SqlBlock
+
+    zero = Expectation("value", "0")
+    written = [SqlBlock("Leads with NULL customer_id", 'select count(*) from "Lead" where customer_id is null', zero,
+                        "preflight.sql:1"),
+               SqlBlock("Lead rows in the log", "SELECT count(*) FROM log WHERE tbl = 'Lead'", zero, "preflight.sql:5")]
+    implied = [SqlBlock("Lead rows with NULL customer_id", 'SELECT count(*) FROM "Lead" WHERE "customer_id" IS NULL',
+                        zero, "batch.toml"),
+               SqlBlock("Job rows in the log", "SELECT count(*) FROM log WHERE tbl = 'Job'", zero, "batch.toml"),
+               SqlBlock("Lead rows, one expected", 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL',
+                        Expectation("value", "1"), "batch.toml")]
+    kept = preflight._unrepeated(implied, written)
+    assert [b.name for b in kept] == ["Job rows in the log", "Lead rows, one expected"]
