@@ -13,6 +13,7 @@ from pathlib import Path
 from runbook_lib import batch as batch_mod
 from runbook_lib import config, names
 from runbook_lib.config import DEFAULTS, Options
+from runbook_lib.db import ledger
 from runbook_lib.db.target import Target
 from runbook_lib.errors import PhaseFailed
 from runbook_lib.execution import live
@@ -81,7 +82,8 @@ def run_phases(
     reports = Path(reports_dir or config.default_reports_dir()).resolve()
     run = records.RunFolder.create(reports, folder_name or tgt.name, "release" if release else number)
     record = records.RunRecord(0 if release else number, run.run_id, tgt.shown, records.now_iso(),
-                               rollback_on_failure=rollback_on_failure, release=release)
+                               rollback_on_failure=rollback_on_failure, release=release,
+                               run_by=f"{ledger.os_user() or 'unknown user'}@{ledger.hostname()}")
     outcome = RunOutcome(record, run.path)
     progress = PhaseProgress(phases, quiet=quiet)
     say = progress.say

@@ -258,6 +258,7 @@ class RunRecord:
     rollback_on_failure: bool = False
     rolled_back: bool = False
     release: bool = False  # `runbook deploy`: batch is 0 and each migration has a folder of its own (release.json)
+    run_by: str = ""  # who ran it: the operating-system user and host ("" in a record written before this field)
 
     @property
     def failure(self) -> PhaseRun | None:

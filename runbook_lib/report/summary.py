@@ -84,6 +84,8 @@ class Summary:
             ("URL", conn.url if conn else ""),
             ("Run", self.run_dir.name),
         ]
+        if self.run is not None and self.run.run_by:  # who, for an audit: the person and the database role
+            rows.append(("Run by", self.run.run_by + (f", as database role {conn.user}" if conn else "")))
         failure = self.run.failure if self.run else None
         if failure is not None:
             where = f"cell {failure.cell_index}" if failure.cell_index is not None else "the kernel"
@@ -509,6 +511,8 @@ class ReleaseSummary:
             ("URL", conn.url if conn else ""),
             ("Run", self.run_dir.name),
         ]
+        if self.run is not None and self.run.run_by:  # who, for an audit: the person and the database role
+            rows.append(("Run by", self.run.run_by + (f", as database role {conn.user}" if conn else "")))
         failure = self.run.failure if self.run else None
         if failure is not None:
             rows.append(("Stopped at", f"{failure.phase}: {failure.error_name}: {failure.error_message}"))

@@ -24,6 +24,7 @@ from psycopg import conninfo, sql
 from runbook_lib import config
 from runbook_lib.cli import main
 from runbook_lib.db import connection as database
+from runbook_lib.db import ledger
 from runbook_lib.phases import apply
 from runbook_lib.phases.session import open_session
 
@@ -152,6 +153,10 @@ def test_markdown_has_every_section_in_order(completed: Run) -> None:
     # Markdown tables, not raw HTML ones
     assert "<table" not in md.lower()
     assert len(re.findall(r"^\|(---\|)+$", md, re.M)) >= 6
+    # who ran it, for an audit: the operating-system user and host (as the ledger has them), and the role
+    run = completed.record("run")
+    assert run["run_by"] == f"{ledger.os_user()}@{ledger.hostname()}"
+    assert f"| Run by | {run['run_by']}, as database role {completed.record('apply')['connection']['user']} |" in md
 
 
 def test_markdown_test_summary_counts_the_recorded_tests(completed: Run) -> None:
