@@ -114,6 +114,20 @@ def _backfill_options(p: argparse.ArgumentParser) -> None:
                         "(default: the server's checkpoint distance; 0: never)")
 
 
+class _Version(argparse.Action):
+    """--version: the installed distribution's version (pyproject.toml's), read only when asked."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib import metadata  # here: only --version needs it, not every command's start
+
+        try:
+            version = metadata.version("runbook")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        print(f"runbook {version}")
+        parser.exit()
+
+
 def _batch_or_pending(text: str) -> int | str:
     if text == "pending":
         return text
@@ -125,6 +139,7 @@ def _batch_or_pending(text: str) -> int | str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="runbook", description="PostgreSQL migrations as executable, auditable notebooks.")
+    parser.add_argument("--version", action=_Version, nargs=0, help="which runbook this is, and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     fmt = [_format_parent()]
     for name, text in (("preflight", "is it safe? read-only checks ending in GO / WARN / NO-GO"),

@@ -34,6 +34,13 @@ def test_cli_defaults_are_the_config_defaults() -> None:
     assert cli._options(args) == dataclasses.replace(DEFAULTS, lock_timeout_ms=50, strategy="online")
 
 
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata  # only this test asks
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"runbook {metadata.version('runbook')}\n"
+
+
 def test_help_states_each_option_default_and_what_batch_is(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["apply", "--help"]) == 0
     said = " ".join(capsys.readouterr().out.split())
