@@ -70,14 +70,16 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
         p.add_argument("--force", action="store_true", help="apply even if preflight says NO-GO")
         p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy,
                        help="direct: one transaction; online: SET NOT NULL, FOREIGN KEY and CHECK validated "
-                            "without long write locks, data statements in batches, each step a short transaction (default: %(default)s)")
+                            "without long write locks, data statements in batches, each step a short transaction "
+                            "(default: %(default)s)")
         _backfill_options(p)
     p.add_argument("--lock-timeout", type=int, default=DEFAULTS.lock_timeout_ms, metavar="MS",
                    help="lock_timeout per attempt (ms) (default: %(default)s)")
     p.add_argument("--statement-timeout", type=int, default=DEFAULTS.statement_timeout_ms, metavar="MS",
                    help="statement_timeout (ms, 0 = none) (default: %(default)s)")
-    p.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts, help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s)"
-                   " (default: %(default)s)")
+    p.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts,
+                   help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s) "
+                        "(default: %(default)s)")
     _blocker_options(p)
 
 
@@ -99,11 +101,13 @@ def _backfill_options(p: argparse.ArgumentParser) -> None:
                    help="online: the transaction time each batch's size adapts toward (its rows stay locked that long)"
                         " (default: %(default)s)")
     p.add_argument("--batch-rows-per-s", type=int, default=DEFAULTS.backfill_rows_per_s, metavar="N",
-                   dest="backfill_rows_per_s", help="online: at most N rows changed per second (0: no limit) (default: %(default)s)")
+                   dest="backfill_rows_per_s",
+                   help="online: at most N rows changed per second (0: no limit) (default: %(default)s)")
     p.add_argument("--batch-pause-ms", type=int, default=DEFAULTS.backfill_pause_ms, metavar="MS",
                    dest="backfill_pause_ms", help="online: a pause after every batch (default: %(default)s)")
     p.add_argument("--max-replica-lag", type=int, default=DEFAULTS.max_replica_lag_ms, metavar="MS",
-                   dest="max_replica_lag_ms", help="online: pause batches while a replica's replay lag is over MS (0: off) (default: %(default)s)")
+                   dest="max_replica_lag_ms",
+                   help="online: pause batches while a replica's replay lag is over MS (0: off) (default: %(default)s)")
     p.add_argument("--batch-wal-mb-per-s", type=float, default=DEFAULTS.backfill_wal_mb_per_s, metavar="MB",
                    dest="backfill_wal_mb_per_s",
                    help="online: at most MB of WAL per second while batches run, the server's WAL (0: no limit)"

@@ -86,7 +86,8 @@ def scan(migrations_dir: Path | str, *, keep_going: bool = False) -> Discovery:
     root = Path(migrations_dir)
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
-        raise BatchError(f"Migrations folder {root} {what}; pass --migrations-dir with the folder holding your batches.")
+        raise BatchError(f"Migrations folder {root} {what}; pass --migrations-dir with the folder holding your "
+                         "batches.")
     folders = _order([p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))])
     batches: list[Batch] = []
     skipped: list[Path] = []

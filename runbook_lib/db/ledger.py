@@ -233,16 +233,17 @@ def stopped(conn: psycopg.Connection, batch: int, *, dead_running: bool = False)
 
     A run that never stated its plan (killed or refused before it), one that failed committing nothing, and
     a rollback that stopped committing nothing changed nothing: the one before counts. (An apply killed in
-    its first step counts: that step may be an index built outside a transaction, which a resume checks.) A stopped apply that a rollback undid since, or a stopped
-    rollback that an apply redid, is nothing to resume: the latest run is then a finished one.
+    its first step counts: that step may be an index built outside a transaction, which a resume checks.)
+    A stopped apply that a rollback undid since, or a stopped rollback that an apply redid, is nothing to
+    resume: the latest run is then a finished one.
     `dead_running`: a row still 'running' counts as stopped (its process is known to be gone).
     """
     if not exists(conn):
         return None
     with conn.transaction():  # `to_jsonb(p) -> column`: NULL for a column an older ledger lacks, never an error
         row = conn.execute(
-            "SELECT phase, status, checksum, to_jsonb(p) ->> 'strategy', to_jsonb(p) -> 'steps_done', to_jsonb(p) -> 'steps_total',"
-            "       run_id, to_jsonb(p) -> 'backfill', to_jsonb(p) -> 'step_sql'"
+            "SELECT phase, status, checksum, to_jsonb(p) ->> 'strategy', to_jsonb(p) -> 'steps_done',"
+            "       to_jsonb(p) -> 'steps_total', run_id, to_jsonb(p) -> 'backfill', to_jsonb(p) -> 'step_sql'"
             " FROM runbook.phase_run p"
             " WHERE batch = %s AND phase IN ('apply', 'rollback') AND NOT dry_run AND status <> %s"
             "   AND coalesce((to_jsonb(p) ->> 'steps_total')::int, 0) > 0"

@@ -105,9 +105,9 @@ def test_a_resumed_apply_may_fix_the_failed_step_but_not_change_a_committed_one(
     file = migrations / "001_change" / "migration.sql"
     file.write_text("CREATE INDEX CONCURRENTLY item_a ON item (a, id);\n"
                     "ALTER TABLE item ADD COLUMN c int;\nALTER TABLE item ALTER COLUMN a SET NOT NULL;\n")
-    with pytest.raises(DriftError, match=r"001_change/migration.sql changed since an earlier apply stopped after step 1 "
-                                         r"of 2: step 1 \(.*\), which it committed, now reads otherwise; restore the "
-                                         r"statements of steps 1 to 1"):
+    with pytest.raises(DriftError, match=r"001_change/migration.sql changed since an earlier apply stopped after "
+                                         r"step 1 of 2: step 1 \(.*\), which it committed, now reads otherwise; "
+                                         r"restore the statements of steps 1 to 1"):
         apply.run(_session(empty_db, migrations, tmp_path))
 
     file.write_text(committed + "ALTER TABLE item ADD COLUMN c int;\nALTER TABLE item ALTER COLUMN a SET NOT NULL;\n")
