@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psycopg
 import psycopg.errors
+from pglast.parser import ParseError, parse_sql
+from pglast.stream import RawStream
 
 from runbook_lib.batch.model import read_sql
 from runbook_lib.errors import BatchError
@@ -103,6 +105,30 @@ class SqlBlock:
     # Set when the test could not be built (e.g. no value for a required column): it is reported as a
     # FAIL with this reason and never run.
     not_runnable: str = ""
+
+
+# A built test row's made-up strings (batch.rowbuilder): two tests that differ only in them are one test.
+_MADE_UP = re.compile(r"'runbook-test-[0-9a-f]*'")
+
+
+def _shape(block: SqlBlock) -> str | None:
+    """The block's SQL as PostgreSQL's parser reads it (spacing, case and needless quotes aside; literals kept
+    but a made-up row value); None for a block that does not run or does not parse (it reports that itself)."""
+    if block.not_runnable:
+        return None
+    try:
+        return RawStream()(parse_sql(_MADE_UP.sub("'runbook-test'", block.sql))) or None
+    except ParseError:
+        return None
+
+
+def unrepeated(extra: list[SqlBlock], kept: list[SqlBlock]) -> list[SqlBlock]:
+    """`extra` less the blocks `kept` already asks: the same statement (`_shape`) with the same expectation.
+
+    A gate batch.toml implies that preflight.sql asks, a test derived from migration.sql that a declared check
+    runs too: asked once, under the name of the one kept, so X/Y counts tests, not their copies."""
+    have = [(_shape(b), b.expect) for b in kept]
+    return [b for b in extra if (shape := _shape(b)) is None or (shape, b.expect) not in have]
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import psycopg
-from pglast.parser import ParseError, parse_sql
-from pglast.stream import RawStream
 from psycopg.rows import dict_row
 
 from runbook_lib.batch import blocks as sqlblocks
@@ -174,19 +172,6 @@ class Inputs:
     blocks: list[sqlblocks.SqlBlock]
 
 
-def _unrepeated(derived: list[sqlblocks.SqlBlock], written: list[sqlblocks.SqlBlock]) -> list[sqlblocks.SqlBlock]:
-    """The gates batch.toml implies, less those preflight.sql asks already (the same query once PostgreSQL's
-    parser has read it: spacing, case and needless quotes aside, literals kept, and the same expectation):
-    one gate, under the name its author gave it."""
-    def key(block: sqlblocks.SqlBlock) -> str | None:
-        try:
-            return RawStream()(parse_sql(block.sql))
-        except ParseError:  # the block itself reports it when it runs
-            return None
-    asked = [(key(b), b.expect) for b in written]
-    return [b for b in derived if key(b) is None or (key(b), b.expect) not in asked]
-
-
 def load_inputs(session: Session, statements: list[StatementAnalysis] | None = None) -> Inputs:
     """Parse the files once, before anything runs or is recorded: a malformed one is refused here."""
     batch = session.batch
@@ -226,7 +211,7 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
         with conn.transaction(force_rollback=True):
             statements = linked_locks.refine(conn, statements)  # the far end of a foreign key a drop removes
             lc = ledger_check(conn, batch, session.batches(), assume_applied, known)
-            gate_blocks = _unrepeated(checks.gates(conn, batch.checks), blocks) + blocks
+            gate_blocks = sqlblocks.unrepeated(checks.gates(conn, batch.checks), blocks) + blocks
             gates = [sqlblocks.run(conn, block) for block in gate_blocks]
             names = touched_tables(batch, statements)
             sizes = table_sizes(conn, names)

@@ -63,7 +63,9 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
                 if later_touched is None:
                     later_touched = derived.touched_by(later)
                 derivation = derived.derive(conn, batch.migration_sql, later=later_touched)
-                blocks = checks.tests(conn, batch.checks) + derivation.blocks + file_blocks
+                declared = checks.tests(conn, batch.checks)
+                # a derived test a declared check or validation.sql runs already is run once, under their name
+                blocks = declared + sqlblocks.unrepeated(derivation.blocks, declared + file_blocks) + file_blocks
                 results = [sqlblocks.run(conn, block) for block in blocks]
                 last_xid = _xid(conn)
             leftover = _left_behind(conn, touched, first_xid, last_xid)

@@ -115,6 +115,7 @@ def test_a_migration_that_turns_off_the_lock_timeout_is_a_warn(empty_db: str, tm
 def test_an_implied_gate_is_left_out_only_for_the_same_query_literals_and_all() -> None:
     """Spacing, case and needless quotes aside, the same query with the same expectation is one gate; a query
     that differs in a literal (another table named in a string) is another gate."""
+    from runbook_lib.batch import blocks as sqlblocks
     from runbook_lib.batch.blocks import Expectation, SqlBlock
 
     zero = Expectation("value", "0")
@@ -126,5 +127,5 @@ def test_an_implied_gate_is_left_out_only_for_the_same_query_literals_and_all() 
                SqlBlock("Job rows in the log", "SELECT count(*) FROM log WHERE tbl = 'Job'", zero, "batch.toml"),
                SqlBlock("Lead rows, one expected", 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL',
                         Expectation("value", "1"), "batch.toml")]
-    kept = preflight._unrepeated(implied, written)
+    kept = sqlblocks.unrepeated(implied, written)
     assert [b.name for b in kept] == ["Job rows in the log", "Lead rows, one expected"]
