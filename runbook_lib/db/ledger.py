@@ -212,7 +212,7 @@ def live(conn: psycopg.Connection, holder_since: datetime | None) -> LiveRun | N
             "SELECT batch, phase, run_id, started_at, db_user, os_user, host, to_jsonb(p) -> 'steps_done' AS done,"
             " to_jsonb(p) -> 'steps_total' AS total, to_jsonb(p) -> 'backfill' AS backfill"
             " FROM runbook.phase_run p WHERE phase IN ('apply', 'rollback') AND status = %s AND NOT dry_run"
-            " AND started_at >= coalesce(%s, '-infinity') ORDER BY id DESC LIMIT 1",
+            " AND started_at >= coalesce(%s::timestamptz, '-infinity') ORDER BY id DESC LIMIT 1",
             (RUNNING, holder_since)).fetchone()
     if r is None:
         return None

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from runbook_lib import cli, commands
+from runbook_lib.db import ledger
 from runbook_lib.errors import DriftError, MigrationFailed, RunStopped
 from runbook_lib.phases import apply, rollback
 from runbook_lib.phases.session import open_session
@@ -145,6 +146,10 @@ def test_status_names_the_apply_at_work_and_not_a_dead_run(empty_db: str, tmp_pa
         first = _row(empty_db, migrations)
         assert first.in_progress == "" and first.part_rolled_back == "" and first.applied
         assert re.search(r"^\s+2\s+002_change\s+IN PROGRESS: apply run ", _status_out(empty_db, migrations), re.M)
+        # a role that may not see when the lock's holder connected (pg_stat_activity hides it): the newest row
+        with psycopg.connect(empty_db) as conn:
+            unseen = ledger.live(conn, None)
+        assert unseen is not None and (unseen.batch, unseen.phase) == (2, "apply")
     finally:
         worker.join()
     row = _row(empty_db, migrations, 2)
