@@ -65,23 +65,28 @@ def test_a_url_with_a_password_is_refused_as_a_notebook_parameter(crm_url: str, 
     assert open_session(6, database_url=url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()).facts.url.count("***") == 1
 
 
-# (URL template, its password, the password's pieces, what the sentence says); built here, so no URL with a
-# password is written out in the source. Each password is one libpq cannot parse, or reads wrongly.
+def _url(pw: str, rest: str = "h/db", *, user: str = "u", scheme: str = "postgresql") -> str:
+    """A URL carrying `pw`, put together here so that no URL with a password is written out in the source."""
+    return scheme + "://" + user + ":" + pw + "@" + rest
+
+
+# (scheme, the URL after its '@', its password, the password's pieces, what the sentence says). Each password
+# is one libpq cannot parse, or reads wrongly.
 BAD_URLS = [
-    ("mysql://u:{pw}@h/db", "MYSQLPW7k", ["MYSQLPW7k"], "not postgresql://"),
-    ("postgresql://u:{pw}@h/db", "SPC9x PWD9x", ["SPC9x", "PWD9x"], "contains a space"),
-    ("postgresql://u:{pw}@h/db", "PCT7k%zzPW7k", ["PCT7k", "zzPW7k"], "not followed by two hexadecimal digits"),
-    ("postgresql://u:{pw}@nohost.invalid/db", "SL7k/PW7k", ["SL7k", "PW7k"], "contains an @ or /"),
-    ("postgresql://u:{pw}@nohost.invalid/db", "AT7k@PW7k", ["AT7k", "PW7k"], "contains an @ or /"),
+    ("mysql", "h/db", "MYSQLPW7k", ["MYSQLPW7k"], "not postgresql://"),
+    ("postgresql", "h/db", "SPC9x PWD9x", ["SPC9x", "PWD9x"], "contains a space"),
+    ("postgresql", "h/db", "PCT7k%zzPW7k", ["PCT7k", "zzPW7k"], "not followed by two hexadecimal digits"),
+    ("postgresql", "nohost.invalid/db", "SL7k/PW7k", ["SL7k", "PW7k"], "contains an @ or /"),
+    ("postgresql", "nohost.invalid/db", "AT7k@PW7k", ["AT7k", "PW7k"], "contains an @ or /"),
 ]
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 @pytest.mark.parametrize("given", ["DATABASE_URL", "--database-url"])
-@pytest.mark.parametrize(("template", "pw", "pieces", "words"), BAD_URLS, ids=[c[1] for c in BAD_URLS])
-def test_a_bad_url_is_refused_without_any_of_its_password(template, pw, pieces, words, given, fmt, monkeypatch,
+@pytest.mark.parametrize(("scheme", "rest", "pw", "pieces", "words"), BAD_URLS, ids=[c[2] for c in BAD_URLS])
+def test_a_bad_url_is_refused_without_any_of_its_password(scheme, rest, pw, pieces, words, given, fmt, monkeypatch,
                                                           capsys) -> None:
-    url = template.format(pw=pw)
+    url = _url(pw, rest, scheme=scheme)
     argv = ["preflight", "7", "--migrations-dir", str(config.example_migrations_dir()), "--format", fmt]
     if given == "DATABASE_URL":
         monkeypatch.setenv("DATABASE_URL", url)
@@ -94,20 +99,20 @@ def test_a_bad_url_is_refused_without_any_of_its_password(template, pw, pieces, 
     assert not [p for p in pieces if p in out + err], out + err
     sentence = err.strip()
     assert len(sentence.splitlines()) == 1 and "The database URL is not valid" in sentence and words in sentence
-    assert "write it as postgresql://user:password@host:port/dbname" in sentence
+    assert "write it as postgresql://USER@HOST:PORT/DBNAME with the password in PGPASSWORD" in sentence
     if fmt == "json":
         assert json.loads(out)["error"] == sentence.removeprefix("runbook: ")
 
 
-@pytest.mark.parametrize(("command", "template", "pieces"), [
-    ("status", "postgresql://pwuser:{pw}@/db?host=/tmp", ["POSPW7k"]),
-    ("preflight", "postgresql://pwuser:{pw}@h/db", ["POSPW7k"]),
-    ("status", "postgresql://u:{pw}@h/db", ["SPC9x", "PWD9x"]),
+@pytest.mark.parametrize(("command", "pw", "rest", "pieces"), [
+    ("status", "POSPW7k", "/db?host=/tmp", ["POSPW7k"]),
+    ("preflight", "POSPW7k", "h/db", ["POSPW7k"]),
+    ("status", "SPC9x PWD9x", "h/db", ["SPC9x", "PWD9x"]),
 ], ids=["unrecognized", "invalid-int", "space"])
-def test_a_url_argparse_refuses_is_echoed_without_its_password(command, template, pieces, monkeypatch,
+def test_a_url_argparse_refuses_is_echoed_without_its_password(command, pw, rest, pieces, monkeypatch,
                                                              capsys) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    url = template.format(pw="POSPW7k" if "pwuser" in template else "SPC9x PWD9x")
+    url = _url(pw, rest, user="pwuser" if pw == "POSPW7k" else "u")
     code = cli.main([command, url])
     out, err = capsys.readouterr()
     assert code == 2 and not [p for p in pieces if p in out + err], err
@@ -117,8 +122,8 @@ def test_a_url_argparse_refuses_is_echoed_without_its_password(command, template
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_any_error_is_printed_without_a_password_given(fmt, monkeypatch, capsys) -> None:
     """The last line of defence: an error that quotes a password (as given, or percent-decoded) is masked."""
-    url = "postgresql://u:{pw}@h/db".format(pw="Dec7k%40Pw7k")
-    monkeypatch.setenv("RUNBOOK_TEST_DATABASE_URL", "postgresql://u:{pw}@h/db".format(pw="EnvPw7k"))
+    url = _url("Dec7k%40Pw7k")
+    monkeypatch.setenv("RUNBOOK_TEST_DATABASE_URL", _url("EnvPw7k"))
 
     def leaky(database_url: str | None) -> None:
         raise DatabaseError(f"cannot use {database_url}: Dec7k@Pw7k or EnvPw7k refused; check the server.")
@@ -130,14 +135,13 @@ def test_any_error_is_printed_without_a_password_given(fmt, monkeypatch, capsys)
     assert not [p for p in ("Dec7k", "Pw7k", "EnvPw7k") if p in out + err], out + err
 
 
-@pytest.mark.parametrize(("template", "pw", "shown"), [
-    ("postgresql://u:{pw}@nohost.invalid/db", "AT7k@PW7k", "<unparseable database URL>"),
-    ("postgresql://u:{pw}@nohost.invalid/db", "SL7k/PW7k", "<unparseable database URL>"),
-    ("postgresql://u:{pw}@h/db", "AT7k%40PW7k", "postgresql://u:***@h/db"),
-    ("postgresql://u@h:5432/db?application_name=a@b{pw}", "", "postgresql://u@h:5432/db?application_name=a@b"),
+@pytest.mark.parametrize(("url", "pw", "shown"), [
+    (_url("AT7k@PW7k", "nohost.invalid/db"), "AT7k@PW7k", "<unparseable database URL>"),
+    (_url("SL7k/PW7k", "nohost.invalid/db"), "SL7k/PW7k", "<unparseable database URL>"),
+    (_url("AT7k%40PW7k"), "AT7k%40PW7k", "postgresql://u:***@h/db"),
+    ("postgresql://u@h:5432/db?application_name=a@b", "", "postgresql://u@h:5432/db?application_name=a@b"),
 ])
-def test_redact_finds_the_whole_password(template, pw, shown) -> None:
-    url = template.format(pw=pw)
+def test_redact_finds_the_whole_password(url, pw, shown) -> None:
     assert database.redact(url) == shown
     assert database.has_password(url) == bool(pw)
     assert "PW7k" not in database.mask(f"libpq said {pw} and {pw.replace('%40', '@')}", url)
@@ -147,6 +151,6 @@ def test_a_fleet_failure_is_reported_without_its_targets_password() -> None:
     """What a worker sends back from a target it could not reach: libpq's own text names parts of the URL."""
     from runbook_lib.fleet import task
 
-    url = "postgresql://u:{pw}@nohost.invalid/db".format(pw="AT7k@PW7k")
+    url = _url("AT7k@PW7k", "nohost.invalid/db")
     said = task._scrub(f'could not translate host name "PW7k@nohost.invalid" to address; tried {url}', url)
     assert "AT7k" not in said and "PW7k" not in said and "could not translate host name" in said

@@ -15,12 +15,12 @@ from runbook_lib.errors import DatabaseError
 APPLICATION_NAME = "runbook"
 
 
-# scheme://user:password@host...: the password runs from the first ':' after the user to the LAST '@', so one
-# written with an unencoded '@', '/' or space is still found whole (libpq stops at the first '@' or '/').
+# In a URL's user part the password runs from the first ':' after the user to the LAST '@' before the host, so
+# one written with an unencoded '@', '/' or space is still found whole (libpq stops at the first '@' or '/').
 _TYPED = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://[^:/?#]*:(.*)@", re.S)
 _SEPARATORS = re.compile(r"[@/\s%:?#&=]+")
-_FIX = ("write it as postgresql://user:password@host:port/dbname, with any @, /, % or space in the password "
-        "percent-encoded as %40, %2F, %25, %20, or leave the password out and set PGPASSWORD")
+_FIX = ("write it as postgresql://USER@HOST:PORT/DBNAME with the password in PGPASSWORD, or put the password "
+        "after USER: with any @, /, % or space in it percent-encoded as %40, %2F, %25, %20")
 
 
 def _typed_password(url: str) -> str | None:
