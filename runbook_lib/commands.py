@@ -100,7 +100,9 @@ def _already_applied(tgt: Target, number: int, migrations_dir: Path | None) -> A
     """Applied, with this file, and no rollback of it stopped part way; a changed file or a stopped run is
     left to the phases, which say what is wrong."""
     found = batch_mod.discover(_migrations(migrations_dir))
-    batch = batch_mod.find(_migrations(migrations_dir), number)
+    batch = next((b for b in found if b.number == number), None)
+    if batch is None:
+        return None  # the phases refuse an unknown batch, naming the ones there are
     with connection.connect(tgt.url) as conn:
         state = history.read(conn, found).state(number)
         stopped = ledger.stopped(conn, number) if state.applied else None

@@ -221,10 +221,9 @@ def live(conn: psycopg.Connection, holder_since: datetime | None) -> LiveRun | N
                    r["done"] or 0, r["total"] or 0, r["backfill"])
 
 
-def partial(conn: psycopg.Connection, batch: int, phase: str = "apply", *,
-            dead_running: bool = False) -> PartialRun | None:
+def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> PartialRun | None:
     """The batch's stopped run (`stopped`) if it is of `phase`."""
-    run = stopped(conn, batch, dead_running=dead_running)
+    run = stopped(conn, batch)
     return run if run is not None and run.phase == phase else None
 
 

@@ -97,7 +97,9 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
             f"Batch {batch.number}'s migration.sql changed since it was applied ({drift}); restore the "
             "applied file, or write the change as a new batch."
         )
-    _refuse_unfinished_rollback(conn, session)
+    earlier = ledger.stopped(conn, batch.number)  # the apply to resume, or a rollback to finish first
+    conn.commit()
+    _refuse_unfinished_rollback(session, earlier)
     if state.applied:
         return _already_applied(session, result, state, t0)
     missing = [n for n in batch.depends_on if not known.state(n).applied]
@@ -106,7 +108,7 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
             f"Batch {batch.number} depends on batch {missing[0]}, which is not applied on "
             f"{session.facts.database}; apply batch {missing[0]} first."
         )
-    stopped = _resume_point(conn, session, strategy, dry_run)
+    stopped = _resume_point(session, earlier, strategy, dry_run)
     resume_after, position, resume_steps = (stopped.steps_done, stopped.backfill, stopped.steps) if stopped \
         else (None, None, None)
     if trust_preflight and not gates_checked and not force and resume_after is None and not interrupted:
@@ -151,10 +153,8 @@ def trusted_preflight(session: Session) -> str:
     return f"{names.PREFLIGHT}.json of this run ({record['verdict']['status']}, {record['started_at']})"
 
 
-def _refuse_unfinished_rollback(conn, session: Session) -> None:
+def _refuse_unfinished_rollback(session: Session, stopped: ledger.PartialRun | None) -> None:
     """An apply on top of a rollback that stopped part way would meet half the batch: finish the rollback."""
-    stopped = ledger.stopped(conn, session.batch.number)
-    conn.commit()
     if stopped is not None and stopped.phase == "rollback":
         number = session.batch.number
         raise RunStopped(
@@ -163,12 +163,12 @@ def _refuse_unfinished_rollback(conn, session: Session) -> None:
         )
 
 
-def _resume_point(conn, session: Session, strategy: str, dry_run: bool) -> ledger.PartialRun | None:
-    """The earlier apply that failed or was killed part way, which this run goes on from: the steps it
-    committed, the keyset position of the batched step it stopped in, its step fingerprints (the committed
-    steps must still read so; the steps after them may have been fixed)."""
-    partial = ledger.partial(conn, session.batch.number)
-    conn.commit()
+def _resume_point(session: Session, stopped: ledger.PartialRun | None, strategy: str,
+                  dry_run: bool) -> ledger.PartialRun | None:
+    """The earlier apply that failed or was killed part way (`stopped`, when it is an apply), which this run
+    goes on from: the steps it committed, the keyset position of the batched step it stopped in, its step
+    fingerprints (the committed steps must still read so; the steps after them may have been fixed)."""
+    partial = stopped if stopped is not None and stopped.phase == "apply" else None
     if partial is None or dry_run:
         return None
     number = session.batch.number
