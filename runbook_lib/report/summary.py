@@ -84,8 +84,7 @@ class Summary:
             ("URL", conn.url if conn else ""),
             ("Run", self.run_dir.name),
         ]
-        if self.run is not None and self.run.run_by:  # who, for an audit: the person and the database role
-            rows.append(("Run by", self.run.run_by + (f", as database role {conn.user}" if conn else "")))
+        rows += _run_by(self.run, conn)
         failure = self.run.failure if self.run else None
         if failure is not None:
             where = f"cell {failure.cell_index}" if failure.cell_index is not None else "the kernel"
@@ -325,6 +324,13 @@ class Summary:
         return "\n".join(s.markdown for s in self.sections())
 
 
+def _run_by(run: records.RunRecord | None, conn) -> list[tuple[str, str]]:
+    """The header's "Run by" row, for an audit: the person (OS user and host) and the database role."""
+    if run is None or not run.run_by:  # a record written before run_by was kept
+        return []
+    return [("Run by", run.run_by + (f", as database role {conn.user}" if conn else ""))]
+
+
 def _backfills(runs: list[records.BackfillRun]) -> str:
     """Each batched data statement: rows, batches, rows per batch and how long each batch held its rows."""
     rows = [(b.statement_index, f"{b.kind} {b.table}", b.key, b.status, f"{b.rows:,}" + (
@@ -511,8 +517,7 @@ class ReleaseSummary:
             ("URL", conn.url if conn else ""),
             ("Run", self.run_dir.name),
         ]
-        if self.run is not None and self.run.run_by:  # who, for an audit: the person and the database role
-            rows.append(("Run by", self.run.run_by + (f", as database role {conn.user}" if conn else "")))
+        rows += _run_by(self.run, conn)
         failure = self.run.failure if self.run else None
         if failure is not None:
             rows.append(("Stopped at", f"{failure.phase}: {failure.error_name}: {failure.error_message}"))

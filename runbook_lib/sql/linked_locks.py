@@ -15,9 +15,7 @@ import psycopg
 
 from runbook_lib.db.catalog import regclass_text
 from runbook_lib.sql import locks
-from runbook_lib.sql.analysis import StatementAnalysis, TableLock
-
-ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
+from runbook_lib.sql.analysis import ACCESS_EXCLUSIVE, StatementAnalysis, TableLock
 
 # The foreign keys a drop takes with it, and the table at their other end (not the dropped table itself).
 # %(kind)s: constraint (one named foreign key of the table), table (every foreign key from or to it),
