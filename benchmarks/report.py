@@ -555,8 +555,9 @@ def fleet_section(fl: dict) -> list[str]:
     return lines
 
 
-def deploy_section(dep: dict) -> list[str]:
-    """Issue 15's benchmark: `runbook deploy` of a real project's complete history against psql, in one run."""
+def deploy_section(dep: dict, before: dict | None = None) -> list[str]:
+    """Issue 15's benchmark: `runbook deploy` of a real project's complete history against psql, in one run;
+    `before`: the run this one is compared with (deploy-before.json), each measured against psql in its own run."""
     lines = ["## 5. A real history: `runbook deploy` from empty against psql", "",
              f"Command: `{dep['command'].strip()}` (started {dep['started_at']}). For each run, on a fresh empty "
              "database each time: psql applies every migration.sql in Prisma's order (`-1` unless the file uses "
@@ -583,9 +584,18 @@ def deploy_section(dep: dict) -> list[str]:
     lines += ["", "The rest of runbook's wall time is the process and kernel start, papermill and nbconvert "
               "(about two seconds whatever the size). Per migration, preflight reads the catalog and lints (squawk "
               "runs once over every file), apply takes the migration lock once for the release, snapshots the "
-              "touched tables before and after (one query per table) and writes both ledgers, and validate runs "
-              "the derived tests (each in a savepoint, rolled back). psql pays a process and a connection per file.",
+              "touched tables before and after (one query per table), writes both ledgers and runs the migration's "
+              "tests the moment it commits (each in a savepoint, rolled back: derived and declared, against the state "
+              "the migration left); validate gathers and judges them. psql pays a process and a connection per file.",
               ""]
+    if before:
+        lines += ["Against the previous run (" + before["started_at"] + ", before each migration's tests ran as it "
+                  "committed and before test rows were built to satisfy every other key): " + "; ".join(
+                      f"{name} {before['corpora'][name]['ratio']['median']:.2f}x then, "
+                      f"{c['ratio']['median']:.2f}x now "
+                      f"({(c['ratio']['median'] / before['corpora'][name]['ratio']['median'] - 1) * 100:+.0f}%)"
+                      for name, c in dep["corpora"].items() if name in before.get("corpora", {}))
+                  + ", each ratio to psql in its own run (the machine's speed changes from day to day).", ""]
     return lines
 
 
@@ -632,6 +642,32 @@ def kill_section(ks: dict) -> list[str]:
         lines += ["Every point applied exactly once. (The first sweep did not: a kill between the ledger's "
                   "CREATE TABLE and its ADD COLUMNs, then separate transactions, left a ledger every later apply "
                   "failed to read; the ledger is now created in one transaction.)", ""]
+    return lines
+
+
+def generated_section(gen: dict) -> list[str]:
+    """Issue 32's sweep: generated histories deployed from empty; false failures and missed defects."""
+    m = gen["machine"]
+    first, last = gen["seeds"]
+    caught = gen["defects_injected"] - gen["defects_missed"]
+    lines = ["## 8. Generated histories: validation on schemas it has never seen", "",
+             f"Command: `{gen['command'].strip()}` (started {gen['started_at']}, took {gen['took_s']:.0f} s), on "
+             f"{m['cores']} cores ({m['cpu']}), {m.get('server', 'the embedded server')}, extensions available: "
+             f"{', '.join(gen['extensions']) or 'none'}. Seeds {first} to {last}: each a history of {gen['migrations']} "
+             "migrations from tests/generated/histories.py (tables with several unique keys, single and composite, some "
+             "over foreign-key columns; CHECKs, identity and generated columns, self references, cycles broken by "
+             "nullable keys; columns added, dropped and renamed, indexes renamed and dropped, tables renamed and dropped "
+             "with CASCADE, types dropped with their columns, extensions created and dropped, rows inserted), deployed "
+             "from an empty database as `runbook deploy` does and validated; then defects injected by hand where a "
+             "passing test vouched (NOT NULL, foreign key, index or unique index, extension dropped) and each "
+             "migration validated again as `runbook validate N` does.", "",
+             "| Histories | Deploys failed | Tests passed / ran | Not run | False failures | Injected defects caught |",
+             "|---:|---:|---:|---:|---:|---:|",
+             f"| {gen['histories']} | {gen['deploys_failed']} | {gen['tests_passed']}/{gen['tests_ran']} | "
+             f"{gen['tests_not_run']} | {gen['false_failures']} | {caught}/{gen['defects_injected']} |", ""]
+    if gen["failing_seeds"]:
+        lines += ["Failing seeds (each reproduces its history):", ""]
+        lines += [f"- {f['what']}" for f in gen["failing_seeds"]] + [""]
     return lines
 
 
@@ -994,6 +1030,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", type=Path, default=RESULTS_DIR / "fleet.json")
     parser.add_argument("--deploy", type=Path, default=RESULTS_DIR / "deploy.json")
     parser.add_argument("--kill", type=Path, default=RESULTS_DIR / "kill_sweep.json")
+    parser.add_argument("--generated", type=Path, default=RESULTS_DIR / "generated_histories.json",
+                        help="the generated histories' sweep (make sweep-generated)")
     parser.add_argument("--backfill", type=Path, default=RESULTS_DIR / "backfill.json")
     parser.add_argument("--backfill-system", type=Path, default=RESULTS_DIR / "backfill_system.json",
                         help="the backfill benchmark run on the system's (Debian) PostgreSQL")
@@ -1035,7 +1073,9 @@ def main(argv: list[str] | None = None) -> int:
     if fleet_results:
         lines += fleet_section(fleet_results)
     if args.deploy.exists():
-        lines += deploy_section(json.loads(args.deploy.read_text()))
+        before_path = args.deploy.with_name("deploy-before.json")
+        lines += deploy_section(json.loads(args.deploy.read_text()),
+                                json.loads(before_path.read_text()) if before_path.exists() else None)
     if args.kill.exists():
         lines += kill_section(json.loads(args.kill.read_text()))
     def optional(path: Path) -> dict | None:
@@ -1068,6 +1108,8 @@ def main(argv: list[str] | None = None) -> int:
                                   intro=in_memory_intro(memory) + (
                                       " " + against(both, memory, "7f", " (runbook online as it is now, on the disk)")
                                       if both else ""))
+    if args.generated.exists():
+        lines += generated_section(json.loads(args.generated.read_text()))
     (out_dir / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {out_dir / 'lock_impact.png'}" if lock else ""))
     return 0

@@ -61,6 +61,15 @@ def _common(p: argparse.ArgumentParser, *, migrations_help: str = MIGRATIONS_HEL
     p.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
 
 
+def _not_run_option(p: argparse.ArgumentParser, what: str = "validation test") -> None:
+    """--fail-on-not-run: a test (or check) whose precondition could not be established fails, instead of being
+    reported as not run (README: Not run)."""
+    p.add_argument("--fail-on-not-run", action="store_true",
+                   help=f"a {what} that could not be run (its row could not be built, or something other than what "
+                        "it tests refused it) makes the command fail (default: reported as not run, neither a pass "
+                        "nor a failure)")
+
+
 BATCH_HELP = "the batch's number: `batch` in its batch.toml; in Prisma's layout, the folder's place (1, 2, ...)"
 
 
@@ -151,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, parents=[_format_parent("markdown")] if name == "preflight" else fmt)
         p.add_argument("batch", type=int, help=BATCH_HELP)
         _common(p)
+        if name == "validate":
+            _not_run_option(p)
     p = sub.add_parser("apply", parents=fmt, help="apply a batch (one transaction, lock_timeout with retries)")
     p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
@@ -165,15 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     _apply_options(p)
     p.add_argument("--rollback-on-failure", action="store_true",
                    help="when validation fails, roll the batch back (rollback.sql) before the summary")
+    _not_run_option(p)
     p = sub.add_parser("deploy", parents=fmt, help="every pending migration, in order, as one release (one run folder, one summary)")
     p.add_argument("--to", type=int, metavar="N", help="stop after migration N")
     _common(p)
     _apply_options(p)
+    _not_run_option(p)
     p = sub.add_parser("status", parents=fmt, help="batches found and whether each is applied")
     _common(p)
     p = sub.add_parser("check", parents=fmt, help="re-check every applied batch read-only; exit 1 on drift (for cron or CI)")
     p.add_argument("--database-url", help="target database (default: DATABASE_URL, else the embedded server)")
     p.add_argument("--migrations-dir", type=Path, help=MIGRATIONS_HELP)
+    _not_run_option(p, "check")
     p = sub.add_parser("report", parents=fmt, help="re-render a run folder's summary from its records")
     p.add_argument("run_dir", type=Path)
     p = sub.add_parser("example", help="the example CRM database")
@@ -224,6 +238,7 @@ def _fleet_parser(sub, fmt: list[argparse.ArgumentParser]) -> None:
             f.add_argument("--max-failures", type=int, metavar="K", help="schedule no new target after K failures")
             f.add_argument("--rollback-on-failure", action="store_true",
                            help="on a target whose validation fails, roll the batch back")
+            _not_run_option(f)
 
 
 def _fleet(args: argparse.Namespace) -> int:
@@ -267,6 +282,7 @@ def _options(args: argparse.Namespace) -> Options:
         terminate_blockers_after_s=args.terminate_blockers_after,
         blocker_threshold_ms=args.blocker_threshold,
         **{name: getattr(args, name, getattr(DEFAULTS, name)) for name in BACKFILL_OPTIONS},
+        fail_on_not_run=getattr(args, "fail_on_not_run", DEFAULTS.fail_on_not_run),
     )
 
 
@@ -410,6 +426,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
     elif cmd in ("apply", "rollback"):
         outcome = getattr(commands, cmd)(tgt, args.batch, options=_options(args), **where)
+    elif cmd == "validate":
+        outcome = commands.validate(tgt, args.batch, options=Options(fail_on_not_run=args.fail_on_not_run), **where)
     else:
         outcome = getattr(commands, cmd)(tgt, args.batch, **where)
     return _print_outcome(outcome, args.format, cmd)
@@ -471,7 +489,7 @@ def _baseline(tgt: commands.Target, args: argparse.Namespace) -> int:
 
 
 def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
-    result = commands.check(tgt, args.migrations_dir)
+    result = commands.check(tgt, args.migrations_dir, fail_on_not_run=args.fail_on_not_run)
     if args.format == "json":
         print(machine.document("check", result.ok, database=tgt.shown, headline=result.headline,
                                health=machine.plain(result)))
@@ -485,6 +503,11 @@ def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
     print(f"{tgt.shown}: {result.headline}")
     for line in result.frame().to_string(index=False).splitlines():
         print(f"  {line}")
+    if result.superseded:
+        print(f"  {len(result.superseded)} declared check(s) left to later applied migrations, which change the same "
+              "objects again:")
+        for line in result.superseded:
+            print(f"    {line}")
     result.raise_for_drift()
     return 0
 

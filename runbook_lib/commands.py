@@ -65,9 +65,11 @@ def apply(tgt: Target, number: int, *, migrations_dir: Path | None = None, repor
 
 
 def validate(tgt: Target, number: int, *, migrations_dir: Path | None = None,
-             reports_dir: Path | None = None) -> RunOutcome:
-    """Prove what the database now enforces for batch `number` (every test rolled back)."""
-    return run_phases(tgt, number, (names.VALIDATE,), migrations_dir=migrations_dir, reports_dir=reports_dir)
+             reports_dir: Path | None = None, options: Options | None = None) -> RunOutcome:
+    """Prove what the database now enforces for batch `number` (every test rolled back); of `options`, only
+    `fail_on_not_run` applies."""
+    return run_phases(tgt, number, (names.VALIDATE,), migrations_dir=migrations_dir, reports_dir=reports_dir,
+                      options=options)
 
 
 def rollback(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
@@ -296,9 +298,10 @@ def baseline(tgt: Target, number: int, *, migrations_dir: Path | None = None,
     return BaselineOutcome(plan, recorded=True)
 
 
-def check(tgt: Target, migrations_dir: Path | None = None) -> health.HealthResult:
-    """Re-check, read-only, what every applied batch declared; drift is in the result (raise_for_drift)."""
-    return health.run(tgt.url, _migrations(migrations_dir))
+def check(tgt: Target, migrations_dir: Path | None = None, *, fail_on_not_run: bool = False) -> health.HealthResult:
+    """Re-check, read-only, what every applied batch declared; drift is in the result (raise_for_drift), and
+    with `fail_on_not_run` a check that could not be run makes it fail too."""
+    return health.run(tgt.url, _migrations(migrations_dir), fail_on_not_run=fail_on_not_run)
 
 
 def report(run_dir: Path) -> RunOutcome:

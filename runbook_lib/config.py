@@ -212,7 +212,7 @@ def _at_least_zero(name: str, value: object, what: str, example: int) -> float:
 
 @dataclass(frozen=True)
 class Options:
-    """How apply and rollback change a database.
+    """How apply and rollback change a database, and what validate counts as a failure.
 
     The CLI's flags, the notebooks' parameters, the phase functions and the fleet all start from
     `Options()`, so a default is written once, here.
@@ -240,6 +240,9 @@ class Options:
     # from this much WAL on, the backfill's session writes back the pages it dirties as it goes (execution.writeback);
     # None: from the server's checkpoint distance (max_wal_size / (1 + checkpoint_completion_target)); 0: never
     backfill_flush_from_mb: float | None = None
+    # validate: a test that could not be run (its precondition could not be established) fails the validation,
+    # instead of being reported as not run, neither a pass nor a failure
+    fail_on_not_run: bool = False
 
     def checked(self) -> "Options":
         """The same options with their types proven; a wrong one is refused naming the parameter."""
@@ -257,7 +260,8 @@ class Options:
             backfill_pause_ms=whole_number("backfill_pause_ms", self.backfill_pause_ms),
             max_replica_lag_ms=whole_number("max_replica_lag_ms", self.max_replica_lag_ms),
             backfill_wal_mb_per_s=rate("backfill_wal_mb_per_s", self.backfill_wal_mb_per_s),
-            backfill_flush_from_mb=megabytes("backfill_flush_from_mb", self.backfill_flush_from_mb))
+            backfill_flush_from_mb=megabytes("backfill_flush_from_mb", self.backfill_flush_from_mb),
+            fail_on_not_run=flag("fail_on_not_run", self.fail_on_not_run))
         if values.strategy not in STRATEGIES:
             raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
         if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1 \
@@ -275,7 +279,7 @@ class Options:
         return values
 
     def parameters(self, phase: str) -> dict[str, object]:
-        """The notebook parameters of `phase` (apply or rollback) that differ from the defaults."""
+        """The notebook parameters of `phase` (apply, rollback or validate) that differ from the defaults."""
         names = _PHASE_OPTIONS.get(phase, ())
         return {name: getattr(self, name) for name in names if getattr(self, name) != getattr(DEFAULTS, name)}
 
@@ -288,4 +292,5 @@ _PHASE_OPTIONS = {
     "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts",
               *BLOCKER_OPTIONS, *BACKFILL_OPTIONS),
     "rollback": ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts", *BLOCKER_OPTIONS),
+    "validate": ("fail_on_not_run",),
 }

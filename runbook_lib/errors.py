@@ -121,6 +121,10 @@ class PhaseFailed(RunbookError):
         super().__init__(f"{phase} failed in {where} of {notebook}: {ename}: {evalue}")
 
 
+class NotRun(RunbookError):
+    """Checks could not be run, and --fail-on-not-run makes that a failure (without it they are reported only)."""
+
+
 class HealthDrift(RunbookError):
     """The health check found that something an applied batch declared no longer holds."""
 

@@ -23,6 +23,13 @@ def worst_verdict(statuses: Iterable[str]) -> str:
     return next((v for v in (NOGO, WARN, GO) if v in found), "")
 
 
+# What became of one test or gate (BlockResult.outcome): a test whose precondition could not be established
+# (its row could not be built, or something other than the constraint it names refused it) is NOT_RUN: it
+# proved nothing either way, so it is neither a pass nor a failure, and X/Y counts only the tests that ran.
+PASSED, NOT_RUN = "passed", "not_run"
+TEST_FAILED = "failed"
+TEST_STATUS = {PASSED: "PASS", TEST_FAILED: "FAIL", NOT_RUN: "NOT RUN"}  # as a table or the terminal shows it
+
 # What an apply or rollback record says happened (ExecutionResult.status).
 RUNNING = "running"
 APPLIED = "applied"

@@ -111,13 +111,14 @@ app = nb([
     ("backfill_pause_ms", "online: a pause after every batch"),
     ("max_replica_lag_ms", "online: pause batches while a replica's replay lag is over this (0: do not watch)"),
     ("backfill_wal_mb_per_s", "online: at most this many MB of WAL per second (0: no limit)"),
-    ("backfill_flush_from_mb", "online: from this much WAL (MB) on, write back dirtied pages as they go (None: the server's checkpoint distance; 0: never)")),
+    ("backfill_flush_from_mb", "online: from this much WAL (MB) on, write back dirtied pages as they go (None: the server's checkpoint distance; 0: never)"))
+    + "\nvalidate_each = False    # a release: each migration's tests run as it commits, on the state it left (deploy)",
     ["parameters"]),
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Apply\nWrites `apply.json` and a ledger row whatever happens; a failure rolls everything back and fails this cell with the server's message."),
     ("code", "from runbook_lib.phases import apply\n\nresult = apply.run(session, dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,\n                   statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,\n                   "
-     + blocker_arguments(19) + ",\n                   backfill_batch_ms=backfill_batch_ms, backfill_rows_per_s=backfill_rows_per_s,\n                   backfill_pause_ms=backfill_pause_ms, max_replica_lag_ms=max_replica_lag_ms,\n                   backfill_wal_mb_per_s=backfill_wal_mb_per_s, backfill_flush_from_mb=backfill_flush_from_mb)\nresult.summary_frame()"),
+     + blocker_arguments(19) + ",\n                   backfill_batch_ms=backfill_batch_ms, backfill_rows_per_s=backfill_rows_per_s,\n                   backfill_pause_ms=backfill_pause_ms, max_replica_lag_ms=max_replica_lag_ms,\n                   backfill_wal_mb_per_s=backfill_wal_mb_per_s, backfill_flush_from_mb=backfill_flush_from_mb,\n                   validate_each=validate_each)\nresult.summary_frame()"),
     ("md", "## Blocking sessions\nSessions that held a lock the migration needed (idle in transaction, or in an older transaction): apply waited for them without queuing, so the application did not stall; and whom it terminated, only with `terminate_blockers_after_s`."),
     ("code", "result.blockers_frame()"),
     ("md", "## Plan\nThe steps, each one transaction (or one statement that cannot run in one), with its attempts and the longest time it blocked writes."),
@@ -134,16 +135,18 @@ app = nb([
 
 chk = nb([
     ("md", "# Health check\n\nThe daily check of the reference document, for every batch at once: for each batch the ledger shows\napplied, its declarative checks (batch.toml's `[checks]`) re-run in a READ ONLY transaction. Anything\nthat no longer holds (a NOT NULL dropped by hand, a foreign key re-created with another action) is\ndrift, reported with the batch that declared it. Safe to run against production, from cron or CI."),
-    ("code", "migrations_dir = None    # folder of batches; None: the project's (runbook.toml, prisma/migrations, migrations/)\n# The database comes from the DATABASE_URL environment variable (never a parameter, so no\n# password lands in the executed notebook); without it, the running embedded server's demo database.", ["parameters"]),
+    ("code", "migrations_dir = None    # folder of batches; None: the project's (runbook.toml, prisma/migrations, migrations/)\n"
+     + option_lines(("fail_on_not_run", "True: a check that could not be run fails the check (False: reported as NOT RUN)"))
+     + "\n# The database comes from the DATABASE_URL environment variable (never a parameter, so no\n# password lands in the executed notebook); without it, the running embedded server's demo database.", ["parameters"]),
     ("md", "## Run the checks\nEvery applied batch's read-only checks, one transaction, nothing written."),
-    ("code", "from runbook_lib.phases import health\n\nresult = health.check(migrations_dir)\nresult.headline"),
+    ("code", "from runbook_lib.phases import health\n\nresult = health.check(migrations_dir, fail_on_not_run=fail_on_not_run)\nresult.headline"),
     ("md", "## Target\nThe database checked (password redacted) and the batches the ledger shows applied."),
     ("code", "result.target_frame()"),
-    ("md", "## Checks\nEach check with the batch that declared it: what it expects, what the database shows, OK or DRIFT."),
+    ("md", "## Checks\nEach check with the batch that declared it: what it expects, what the database shows, OK, DRIFT or NOT RUN\n(it could not be run, and why: not drift, and no proof of its absence either)."),
     ("code", "result.frame()"),
     ("md", "## Drift\nOnly what no longer holds, with the SQL that showed it, to paste into psql."),
     ("code", "result.drift_frame()"),
-    ("md", "## Outcome\nAny drift fails this notebook (and `runbook check` exits non-zero), naming each drift and its batch."),
+    ("md", "## Outcome\nAny drift fails this notebook (and `runbook check` exits non-zero), naming each drift and its batch; so does a\ncheck not run, with `fail_on_not_run`."),
     ("code", "result.raise_for_drift()\nresult.headline"),
 ])
 
@@ -151,16 +154,19 @@ val = nb([
     ("md", "# Validate\n\nProves what the database now enforces: the checks declared in batch.toml and the blocks of validation.sql,\neach in its own savepoint, all in one transaction that is rolled back: no test leaves a row behind."),
     ("code", COMMON + '''
 prisma_schema = None     # schema.prisma to compare with the database; None: the batch's, else the project's
-orm_strict = False       # True: a schema.prisma that disagrees with the database fails the validation''', ["parameters"]),
+orm_strict = False       # True: a schema.prisma that disagrees with the database fails the validation
+''' + option_lines(
+    ("fail_on_not_run", "True: a test that could not be run fails the validation (False: reported as NOT RUN)")),
+    ["parameters"]),
     ("md", "## Target and batch"),
     SESSION,
     ("md", "## Run the tests"),
-    ("code", "from runbook_lib.phases import validate\n\nresult = validate.run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema)\nresult.headline"),
-    ("md", "## Results\nEach test: what it expected, what the server did, PASS or FAIL."),
+    ("code", "from runbook_lib.phases import validate\n\nresult = validate.run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema,\n                      fail_on_not_run=fail_on_not_run)\nresult.headline"),
+    ("md", "## Results\nEach test: what it expected, what the server did, and PASS, FAIL or NOT RUN. A test is NOT RUN when its\nprecondition could not be established (its row could not be built, or something other than what it tests\nrefused it), with why and the server's message: it proved nothing either way, so X/Y counts only the tests that ran,\nand it fails the validation only with `fail_on_not_run`."),
     ("code", "result.tests_frame()"),
     ("md", "## ORM alignment\nEach schema.prisma field mapped to a column the checks touch: optional or required, and the relation's onDelete, against the catalog."),
     ("code", "result.orm_frame()"),
-    ("md", "## Outcome\nAny failure fails this notebook, naming each failing test."),
+    ("md", "## Outcome\nAny failure fails this notebook, naming each failing test (and each test not run, with `fail_on_not_run`)."),
     ("code", "result.raise_for_failures()\nresult.headline"),
 ])
 
@@ -177,7 +183,7 @@ rb = nb([
     ("code", "from runbook_lib.phases import rollback\n\nresult = rollback.run(session, dry_run=dry_run, lock_timeout_ms=lock_timeout_ms,\n                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,\n                      "
      + blocker_arguments(22) + ")\nresult.summary_frame()"),
     ("md", "## Verification\nThe batch's declared checks, in reverse."),
-    ("code", "from runbook_lib.report.frames import frame\n\nframe(result.verification, ['name', 'expectation', 'outcome', 'status'])"),
+    ("code", "from runbook_lib.report.frames import frame\n\nframe(result.verification, ['name', 'expectation', 'observed', 'status'])"),
     ("md", "## Timeline"),
     ("code", "result.timeline_frame()"),
     ("md", "## What changed in the catalog"),

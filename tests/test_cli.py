@@ -407,6 +407,21 @@ def test_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--no-such-option" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", [["validate", "7"], ["run", "7"], ["deploy"], ["check"],
+                                     ["fleet", "run", "7", "--targets", "fleet.toml"]])
+def test_fail_on_not_run_is_a_flag_of_every_command_that_validates(command: list[str],
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from runbook_lib.cli import _options, build_parser
+
+    args = build_parser().parse_args([*command, "--fail-on-not-run"])
+    assert args.fail_on_not_run is True and build_parser().parse_args(command).fail_on_not_run is False
+    if command[0] in ("run", "deploy") or command[:2] == ["fleet", "run"]:  # through Options to the notebook
+        assert _options(args).parameters("validate") == {"fail_on_not_run": True}
+    assert main([*command, "--help"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "--fail-on-not-run" in said and "could not be run" in said and "not run, neither a pass nor a failure" in said
+
+
 # --- the installed console script ---------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from runbook_lib import cli, commands, config
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db.connection import redact
 from runbook_lib.errors import BatchError, RunbookError
-from runbook_lib.phases import apply, rollback
+from runbook_lib.phases import apply, rollback, validate
 
 
 def test_every_subcommand_is_a_command_function() -> None:
@@ -53,7 +53,8 @@ def test_help_states_each_option_default_and_what_batch_is(capsys: pytest.Captur
         assert f"(default: {default})" in help_text.split(" --", 1)[0], option
 
 
-@pytest.mark.parametrize("phase, function", [("apply", apply.run), ("rollback", rollback.run)])
+@pytest.mark.parametrize("phase, function", [("apply", apply.run), ("rollback", rollback.run),
+                                             ("validate", validate.run)])
 def test_notebook_parameters_and_phase_functions_use_the_defaults(phase: str, function) -> None:
     notebook = nbformat.read(config.notebooks_dir() / f"{phase}.ipynb", as_version=4)
     cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
@@ -84,6 +85,7 @@ def test_options_give_a_notebook_only_what_differs_from_the_defaults() -> None:
     assert options.parameters("apply") == {"dry_run": True, "force": True, "max_attempts": 3}
     assert options.parameters("rollback") == {"dry_run": True, "max_attempts": 3}  # no force for a rollback
     assert options.parameters("validate") == {}
+    assert Options(fail_on_not_run=True, dry_run=True).parameters("validate") == {"fail_on_not_run": True}
 
 
 @pytest.mark.kernel

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import psycopg.errors
 from pglast.parser import ParseError, parse_sql
 from pglast.stream import RawStream
 
+from runbook_lib import names
 from runbook_lib.batch.model import read_sql
 from runbook_lib.errors import BatchError
 from runbook_lib.sql import parse as sql_parse
@@ -102,10 +104,24 @@ class SqlBlock:
     expect: Expectation
     source: str  # file:line, or "batch.toml" for expanded checks
     line: int = 0
-    # Set when the test could not be built (e.g. no value for a required column): it is reported as a
-    # FAIL with this reason and never run.
+    # Set when the test could not be built (e.g. no value for a required column, a required cycle of foreign
+    # keys): it is reported as not run, with this reason, and never sent to the server.
     not_runnable: str = ""
+    # The statement is runbook's, built from the catalog (runbook_lib.batch.rowbuilder), not someone's SQL: an
+    # error other than the one expected says the made-up rows were refused for another reason (a CHECK, a
+    # trigger, another unique key), which proves nothing about the constraint under test, so the test is
+    # reported as not run rather than failed.
+    built: bool = False
+    # The table whose foreign-key columns the built statement filled with made-up values (no parent rows): a
+    # foreign-key error on it comes only at the end of the statement, after every row went in, so the
+    # constraint under test did not refuse them: a failure, not a test that could not run.
+    keys_made_up_on: str = ""
+    # A read-only SELECT of one row (a derived catalog test) that `run_all` may ask in one query with others:
+    # a migration has hundreds, and one round trip each (with its savepoint) was most of validate's time.
+    batchable: bool = False
 
+
+FOREIGN_KEY_VIOLATION = "23503"
 
 # A built test row's made-up strings (batch.rowbuilder): two tests that differ only in them are one test.
 _MADE_UP = re.compile(r"'runbook-test-[0-9a-f]*'")
@@ -127,19 +143,45 @@ def unrepeated(extra: list[SqlBlock], kept: list[SqlBlock]) -> list[SqlBlock]:
 
     A gate batch.toml implies that preflight.sql asks, a test derived from migration.sql that a declared check
     runs too: asked once, under the name of the one kept, so X/Y counts tests, not their copies."""
-    have = [(_shape(b), b.expect) for b in kept]
-    return [b for b in extra if (shape := _shape(b)) is None or (shape, b.expect) not in have]
+    have: dict[Expectation, set[str]] = {}
+    for block in kept:
+        if (shape := _shape(block)) is not None:
+            have.setdefault(block.expect, set()).add(shape)
+    # a block is read by the parser only when a kept one has its expectation (built rows make long statements)
+    return [b for b in extra if b.expect not in have or (shape := _shape(b)) is None or shape not in have[b.expect]]
+
+
+class Judged:
+    """What a test, gate or check came to, read from its `outcome` (passed / failed / not_run)."""
+
+    outcome: str
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == names.PASSED
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == names.TEST_FAILED
+
+    @property
+    def ran(self) -> bool:
+        return self.outcome != names.NOT_RUN
 
 
 @dataclass(frozen=True)
-class BlockResult:
-    """One test or gate as the report shows it: what was attempted, what happened, PASS or FAIL."""
+class BlockResult(Judged):
+    """One test or gate as the report shows it: what was attempted, what happened, and its outcome.
+
+    `outcome` is passed, failed or not_run (runbook_lib.names): not run when the test's precondition could
+    not be established, so it proved nothing; `reason` says why, with the server's message when it spoke.
+    """
 
     name: str
     sql: str
     expectation: str
-    outcome: str
-    passed: bool
+    observed: str  # what happened, in words: "error 23502: ...", "ok (1 row affected)", the value read
+    outcome: str  # names.PASSED | names.TEST_FAILED | names.NOT_RUN
     sqlstate: str = ""
     message: str = ""
     value: str = ""
@@ -147,10 +189,11 @@ class BlockResult:
     duration_ms: float = 0.0
     constraint: str = ""  # the constraint the server named in its error, if any
     column: str = ""  # the column the server named in its error, if any
+    reason: str = ""  # why it was not run ("" when it ran)
 
     @property
     def status(self) -> str:
-        return "PASS" if self.passed else "FAIL"
+        return names.TEST_STATUS[self.outcome]
 
     @property
     def derived(self) -> bool:
@@ -223,13 +266,42 @@ def _wrong_object(expect: Expectation, constraint: str, column: str) -> str:
     return ""
 
 
+def _named_object(constraint: str, column: str) -> str:
+    if constraint:
+        return f"constraint {_quote_ident(constraint)}"
+    return f"column {_quote_ident(column)}" if column else ""
+
+
+def _refused(block: SqlBlock, sqlstate: str, constraint: str, column: str) -> str:
+    """Why an error the block did not expect makes it not run ("" when it is a plain failure).
+
+    The test did not reach what it is about when the server refused its statement on another object than
+    the one the expectation names (another unique key took the duplicate first), or, for a statement runbook
+    built, for any reason at all (its made-up rows met a CHECK, a trigger, a key it could not satisfy). An
+    error that names no object, against a statement someone wrote, is that statement failing: a failure.
+    """
+    expect = block.expect
+    other = _named_object(constraint, column)
+    codes = expect.value.split("|") if expect.kind == "error" and expect.value else []
+    if expect.kind == "error" and (not codes or sqlstate in codes):
+        wrong = _wrong_object(expect, constraint, column)
+        return f"the error was {wrong}" if wrong else ""
+    if (expect.constraint or expect.column) and other:
+        return f"the statement was refused by {other} (error {sqlstate}) before it reached the one under test"
+    if block.built:
+        by = f" by {other}" if other else ""
+        what = "the rows runbook built for it were" if expect.kind != "ok" else "the row runbook built was"
+        return f"{what} refused{by} (error {sqlstate}), for a reason other than the one the test is about"
+    return ""
+
+
 def run(conn: psycopg.Connection, block: SqlBlock) -> BlockResult:
-    """Run one block inside a savepoint of the caller's transaction and judge it."""
+    """Run one block inside a savepoint of the caller's transaction and judge it: passed, failed or not run."""
     started = time.perf_counter()
     expect = block.expect
     if block.not_runnable:
-        return BlockResult(block.name, block.sql, str(expect), f"not run: {block.not_runnable}", False,
-                           source=block.source)
+        return BlockResult(block.name, block.sql, str(expect), f"not run: {block.not_runnable}", names.NOT_RUN,
+                           source=block.source, reason=block.not_runnable)
     try:
         with conn.transaction():
             cur = conn.execute(block.sql)
@@ -239,35 +311,49 @@ def run(conn: psycopg.Connection, block: SqlBlock) -> BlockResult:
                 # It should have been refused: undo it, so its rows cannot skew the blocks after it.
                 raise psycopg.Rollback()
     except psycopg.Error as exc:
-        elapsed = (time.perf_counter() - started) * 1000
         diag = exc.diag
-        sqlstate = diag.sqlstate or ""
-        message = diag.message_primary or str(exc).strip().splitlines()[0]
-        constraint, column = diag.constraint_name or "", diag.column_name or ""
+        return _judged_error(block, diag.sqlstate or "", diag.message_primary or str(exc).strip().splitlines()[0],
+                             diag.constraint_name or "", diag.column_name or "", diag.table_name or "",
+                             (time.perf_counter() - started) * 1000)
+    return _judged(block, rows, rowcount, (time.perf_counter() - started) * 1000)
+
+
+def _judged_error(block: SqlBlock, sqlstate: str, message: str, constraint: str, column: str, table: str,
+                  elapsed: float) -> BlockResult:
+    """The result of a block whose statement the server refused: passed, failed or not run, and why."""
+    expect = block.expect
+    observed = f"error {sqlstate}: {message}"
+    refused = _refused(block, sqlstate, constraint, column)
+    if block.keys_made_up_on and sqlstate == FOREIGN_KEY_VIOLATION and table == block.keys_made_up_on:
+        outcome, reason = names.TEST_FAILED, ""
+        observed = (f"accepted: the rows went in, and only foreign key {_quote_ident(constraint)} refused them at "
+                    f"the end of the statement (runbook made up its values): {message}")
+    elif refused:
+        outcome, reason = names.NOT_RUN, f"{refused}; the server said: {message}"
+        observed = f"not run: {reason}"
+    else:
         passed = expect.kind == "error" and (not expect.value or sqlstate in expect.value.split("|"))
-        outcome = f"error {sqlstate}: {message}"
-        wrong_object = _wrong_object(expect, constraint, column)
-        if passed and wrong_object:
-            passed = False
-            outcome = f"error {sqlstate} {wrong_object}: {message}"
-        return BlockResult(
-            block.name, block.sql, str(expect), outcome, passed,
-            sqlstate, message, "", block.source, elapsed, constraint, column,
-        )
-    elapsed = (time.perf_counter() - started) * 1000
+        outcome, reason = (names.PASSED if passed else names.TEST_FAILED), ""
+    return BlockResult(block.name, block.sql, str(expect), observed, outcome,
+                       sqlstate, message, "", block.source, elapsed, constraint, column, reason)
+
+
+def _judged(block: SqlBlock, rows: list | None, rowcount: int, elapsed: float) -> BlockResult:
+    """The result of a block whose statement ran without an error: its rows (None: no result set) or row count."""
+    expect = block.expect
     count = len(rows) if rows is not None else max(rowcount, 0)
     value = _scalar_text(rows[0][0]) if rows else ""
     if rows is None and rowcount < 0:
-        outcome = "ok"  # a command without a row count (DO, DDL)
+        observed = "ok"  # a command without a row count (DO, DDL)
     elif rows is None:
-        outcome = f"ok ({count} row{'s' if count != 1 else ''} affected)"
+        observed = f"ok ({count} row{'s' if count != 1 else ''} affected)"
     elif len(rows) == 1 and len(rows[0]) == 1:
-        outcome = value
+        observed = value
     else:
-        outcome = f"{count} row{'s' if count != 1 else ''}"
+        observed = f"{count} row{'s' if count != 1 else ''}"
     if expect.kind == "error":
         passed = False
-        outcome = f"succeeded, but an error {expect.value} was expected ({outcome})".replace(" ()", "")
+        observed = f"succeeded, but an error {expect.value} was expected ({observed})".replace(" ()", "")
     elif expect.kind == "ok":
         passed = True
     elif expect.kind == "empty":
@@ -276,4 +362,103 @@ def run(conn: psycopg.Connection, block: SqlBlock) -> BlockResult:
         passed = count == int(expect.value)
     else:
         passed = rows is not None and len(rows) >= 1 and _values_equal(value, expect.value)
-    return BlockResult(block.name, block.sql, str(expect), outcome, passed, "", "", value, block.source, elapsed)
+    return BlockResult(block.name, block.sql, str(expect), observed, names.PASSED if passed else names.TEST_FAILED,
+                       "", "", value, block.source, elapsed)
+
+
+_BATCH_COLUMNS = 400  # at most this many tests in one SELECT (PostgreSQL allows 1664 columns)
+
+
+def run_all(conn: psycopg.Connection, blocks: list[SqlBlock]) -> list[BlockResult]:
+    """Every block's result, in the blocks' order, asked in as few round trips as the blocks allow.
+
+    The `batchable` ones (catalog reads) go first, in one query per few hundred: they only read the catalog, so
+    when they run changes nothing. The others run in their order; among them, consecutive built INSERTs (which
+    are undone whatever happens) share one DO block (`_run_built`), and the rest run one by one (`run`), so a
+    block of validation.sql still sees what the blocks before it did. A batch the server refuses is asked again
+    block by block: each result is the one `run` would give."""
+    results: dict[int, BlockResult] = {}
+    reads = [i for i, b in enumerate(blocks) if b.batchable and not b.not_runnable]
+    for start in range(0, len(reads), _BATCH_COLUMNS):
+        chunk = reads[start:start + _BATCH_COLUMNS]
+        results.update(zip(chunk, _run_batch(conn, [blocks[i] for i in chunk])))
+    built: list[int] = []
+
+    def flush() -> None:
+        for start in range(0, len(built), _BUILT_PER_BLOCK):
+            chunk = built[start:start + _BUILT_PER_BLOCK]
+            results.update(zip(chunk, _run_built(conn, [blocks[i] for i in chunk])))
+        built.clear()
+
+    for i, block in enumerate(blocks):
+        if i in results:
+            continue
+        if block.built and not block.not_runnable and _ONE_INSERT.match(block.sql):
+            built.append(i)
+            continue
+        flush()
+        results[i] = run(conn, block)
+    flush()
+    return [results[i] for i in range(len(blocks))]
+
+
+def _run_batch(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockResult]:
+    if len(batch) == 1:
+        return [run(conn, batch[0])]
+    text = "SELECT " + ", ".join(f"({block.sql}) AS c{i}" for i, block in enumerate(batch))
+    started = time.perf_counter()
+    try:
+        with conn.transaction():
+            row = conn.execute(text).fetchone()
+    except psycopg.Error:
+        return [run(conn, block) for block in batch]
+    elapsed = (time.perf_counter() - started) * 1000 / len(batch)
+    return [_judged(block, [(value,)], 1, elapsed) for block, value in zip(batch, row)]
+
+
+_BUILT_PER_BLOCK = 100
+_ONE_INSERT = re.compile(r"^\s*(INSERT|WITH)\b", re.IGNORECASE)  # a built INSERT (with its new parents as CTEs)
+_DONE = "RBKOK"  # the SQLSTATE that undoes a built statement that went through, carrying its row count
+_RESULTS_SETTING = "runbook.test_results"
+
+
+def _run_built(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockResult]:
+    """Built INSERTs (behaviour tests runbook made), each in a subtransaction of one DO block: one round trip
+    instead of three each (savepoint, statement, rollback), which a release's thousands of tests pay for.
+
+    Each statement is undone whatever happened (what a test inserts never stays for the next one); what the server
+    said of it (its SQLSTATE, message, constraint, column and table, or the row count it went through with) is
+    collected server-side and read back in one setting. A block the server cannot even compile is run test by
+    test, as `run` runs it, so each result is the one `run` would give."""
+    if len(batch) == 1:
+        return [run(conn, batch[0])]
+    parts = []
+    for block in batch:
+        parts.append(
+            f"  t0 := clock_timestamp();\n  BEGIN\n    {block.sql.strip().rstrip(';')};\n"
+            f"    GET DIAGNOSTICS n = ROW_COUNT;\n    RAISE SQLSTATE '{_DONE}' USING MESSAGE = n::text;\n"
+            "  EXCEPTION WHEN OTHERS THEN\n"
+            "    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, cn = CONSTRAINT_NAME, co = COLUMN_NAME,"
+            " tb = TABLE_NAME, msg = MESSAGE_TEXT;\n"
+            "    found := found || jsonb_build_array(jsonb_build_array(st, msg, cn, co, tb,"
+            " extract(epoch FROM clock_timestamp() - t0) * 1000));\n  END;\n")
+    body = ("\nDECLARE\n  st text; cn text; co text; tb text; msg text; n bigint; t0 timestamptz;"
+            " found jsonb := '[]';\nBEGIN\n" + "".join(parts)
+            + f"  PERFORM set_config('{_RESULTS_SETTING}', found::text, true);\nEND\n")
+    tag = "$runbook_tests$"
+    while tag in body:
+        tag = tag[:-1] + "_$"
+    try:
+        with conn.transaction():
+            conn.execute(f"DO {tag}{body}{tag}")
+            found = json.loads(conn.execute("SELECT current_setting(%s)", (_RESULTS_SETTING,)).fetchone()[0])
+    except psycopg.Error:
+        return [run(conn, block) for block in batch]
+    results = []
+    for block, (sqlstate, message, constraint, column, table, elapsed) in zip(batch, found):
+        if sqlstate == _DONE:  # it went through: judged as `run` judges a statement without a result set
+            results.append(_judged(block, None, int(message), float(elapsed)))
+        else:
+            results.append(_judged_error(block, sqlstate, message, constraint or "", column or "", table or "",
+                                         float(elapsed)))
+    return results

@@ -3,7 +3,10 @@
 Identifiers come from batch.toml and are always composed with psycopg.sql.Identifier / Literal.
 Tests come in the reference document's order: the schema first, then what the database refuses,
 what it accepts, and last the data already there. Behaviour tests build their rows from the catalog
-(runbook_lib.batch.rowbuilder); a test that cannot be built is a FAIL that says why, never a crash.
+(runbook_lib.batch.rowbuilder), rows that satisfy every other constraint of the table, and are marked
+`built`: refused for another reason than the one they name (a trigger, a CHECK the builder cannot read),
+they are reported not run with the server's message, not failed. A test that cannot be built at all is
+reported not run with the reason, never a crash.
 
 Each behaviour test expects the error *and* the object that raises it (the column of a NOT NULL, the
 name of a foreign key or unique constraint), so a test passes only when the constraint under test is
@@ -12,6 +15,7 @@ the one that refused the statement.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import psycopg
@@ -28,6 +32,7 @@ from runbook_lib.batch.model import (
     TableRef,
     UniqueCheck,
 )
+from runbook_lib.batch import tableshape
 from runbook_lib.batch.rowbuilder import RowBuilder, regclass_text
 from runbook_lib.errors import CannotBuild
 from runbook_lib.sql.parse import type_name_sql
@@ -68,12 +73,15 @@ def _not_built(name: str, expect: Expectation, reason: str) -> SqlBlock:
     return SqlBlock(name=name, sql=f"-- not run: {reason}", expect=expect, source=SOURCE, not_runnable=reason)
 
 
-def _behaviour(conn: psycopg.Connection, stage: int, name: str, build, expect: Expectation) -> _Test:
-    """A test whose statement is built from the catalog; if it cannot be built, a FAIL that says why."""
+def _behaviour(conn: psycopg.Connection, stage: int, name: str, build, expect: Expectation, *,
+               keys_made_up_on: str = "") -> _Test:
+    """A test whose statement runbook builds from the catalog (`built`); if it cannot be built, not run, with why.
+    `keys_made_up_on`: the table whose foreign keys the statement made up (SqlBlock's)."""
     try:
-        return _Test(stage, _block(conn, name, build(), expect))
+        block = _block(conn, name, build(), expect)
     except CannotBuild as exc:
-        return _Test(stage, _not_built(name, expect, f"cannot build the row: {exc}"))
+        block = _not_built(name, expect, f"cannot build the row: {exc}")
+    return _Test(stage, dataclasses.replace(block, built=True, keys_made_up_on=keys_made_up_on))
 
 
 def _do_block(conn: psycopg.Connection, declarations: sql.Composable, statements: list[sql.Composable]) -> sql.Composable:
@@ -149,7 +157,8 @@ def _not_null(conn: psycopg.Connection, rows: RowBuilder, ref: ColumnRef, *, wri
     refused = Expectation("error", "23502", column=column)
     found.append(_behaviour(
         conn, REJECT, f"Reject {ref.table} without {column}",
-        lambda: rows.insert(table, {column: sql.SQL("NULL")}), refused))
+        lambda: rows.insert(table, {column: sql.SQL("NULL")}, make_up_keys=True), refused,
+        keys_made_up_on=table.table))
     found.append(_behaviour(
         conn, ACCEPT, f"Allow {ref.table} with {column}",
         lambda: rows.insert(table, include=(column,)), Expectation("ok")))
@@ -193,7 +202,8 @@ def _foreign_key(conn: psycopg.Connection, rows: RowBuilder, fk: ForeignKeyCheck
         expect = Expectation("error", codes, constraint=constraint)
 
         def delete_referenced_parent() -> sql.Composable:
-            # A new parent that only one new child references: the delete can only be refused by this key.
+            # A new parent that only one new child references: the delete can only be refused by this key (both
+            # rows new to every unique key, their own parents inserted first where needed).
             return _do_block(conn, sql.SQL("runbook_parent_key {}%TYPE").format(
                 sql.Identifier(*([parent.schema] if parent.schema else []), parent.table, parent.column)), [
                 rows.insert(parent.table_ref, returning=parent.column) + sql.SQL(" INTO runbook_parent_key"),
@@ -232,24 +242,10 @@ def _unique(conn: psycopg.Connection, rows: RowBuilder, check: UniqueCheck, *, w
         row = None
     expect = Expectation("error", "23505", constraint=row[0] if row else "")
 
-    def duplicate_rows() -> sql.Composable:
-        # One value per unique column, computed once (a MATERIALIZED CTE), given to two new rows.
-        shape = rows.shape(check.table)
-        columns = []
-        for name in check.columns:
-            column = shape.column(name)
-            if column is None:
-                raise CannotBuild(f"table {check.table} has no column {name}")
-            columns.append(column)
-        # format_type() of the catalog: the server's own spelling of the column's type.
-        values = sql.SQL(", ").join(
-            sql.SQL("CAST({} AS {}) AS {}").format(rows.value(shape, c), sql.SQL(c.type), sql.Identifier(c.name))
-            for c in columns)
-        given = {c.name: sql.SQL("(SELECT {} FROM runbook_duplicate)").format(sql.Identifier(c.name)) for c in columns}
-        return (sql.SQL("WITH runbook_duplicate AS MATERIALIZED (SELECT {}) ").format(values)
-                + rows.insert(check.table, given, rows=2))
-
-    found.append(_behaviour(conn, REFERENCED, f"Duplicate {label} rejected", duplicate_rows, expect))
+    # Two new rows sharing one value per unique column, new in every other unique column of the table.
+    found.append(_behaviour(conn, REFERENCED, f"Duplicate {label} rejected",
+                            lambda: rows.duplicate(check.table, check.columns, make_up_keys=True), expect,
+                            keys_made_up_on=check.table.table))
     return found
 
 
@@ -274,8 +270,20 @@ def _column_type(conn: psycopg.Connection, check: ColumnTypeCheck) -> list[_Test
     return [_Test(CATALOG, _block(conn, name, stmt, Expectation("value", canonical)))]
 
 
+# (server, database, written type) -> format_type()'s spelling: a release asks for the same few types hundreds of
+# times. A spelling depends on the type's name, schema and modifier only, so it does not go stale.
+_CANONICAL: dict[tuple[str, int, str, str], str] = {}
+
+
 def canonical_type(conn: psycopg.Connection, type_text: str) -> str:
     """`type_text` as format_type() spells it on this server ("varchar(80)" -> "character varying(80)")."""
+    key = (*tableshape.database_key(conn), type_text)
+    if key not in _CANONICAL:
+        _CANONICAL[key] = _canonical_type(conn, type_text)  # a type that does not exist (yet) is not kept
+    return _CANONICAL[key]
+
+
+def _canonical_type(conn: psycopg.Connection, type_text: str) -> str:
     parsed = type_name_sql(type_text)
     if parsed is None:
         raise CannotBuild(f"{type_text!r} is not a type name")

@@ -4,16 +4,21 @@ runbook_lib.sql.expect reads migration.sql into the final expected state of each
 turns that state into SqlBlocks, the same kind of test as the declared [checks] and validation.sql, so
 they run through the same runner, record and summary. Each catalog test returns one readable value
 ('NOT NULL', 'valid unique index on Lead (email)', 'A, B, C') that must equal what the migration says,
-so a failure shows both. Behaviour tests are added where a row can be built from the catalog
-(runbook_lib.batch.rowbuilder) on a table without CHECK constraints or triggers, so that nothing but the
-constraint under test can refuse it: NULL rejected, duplicate rejected, delete of a referenced parent
-rejected. Where a row cannot be built only the catalog test runs, and a note says so: a derived test
-must never fail for a reason the migration did not state.
+so a failure shows both. Behaviour tests (NULL rejected, a valid row accepted, duplicate rejected, delete
+of a referenced parent rejected) run on rows runbook_lib.batch.rowbuilder builds from the catalog to
+satisfy every other constraint of the table (other unique keys, CHECKs it can read, new parent rows where
+needed), so that only the constraint under test can refuse them. A derived test must never fail for a
+reason the migration did not state: a behaviour block is marked `built`, so a refusal by anything else (a
+trigger, a CHECK of a form the builder cannot read, a partitioned table with no partition for the row) is
+reported not run with the server's message; a row that cannot be built at all (a type it cannot make
+up, a cycle of required foreign keys) is a block reported not run with the reason. A note is left only for
+a test that does not apply (a DEFERRABLE key, a narrower unique index that would refuse a duplicate first).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -22,6 +27,7 @@ from psycopg import sql
 from runbook_lib.batch import declared
 from runbook_lib.batch.blocks import DERIVED_SOURCE, Expectation, SqlBlock
 from runbook_lib.batch.model import Batch, ForeignKeyCheck, TableRef, UniqueCheck
+from runbook_lib.batch import tableshape
 from runbook_lib.batch.rowbuilder import RowBuilder, regclass_text
 from runbook_lib.errors import CannotBuild, RunbookError
 from runbook_lib.sql import expect
@@ -38,6 +44,13 @@ class Derivation:
 
     blocks: list[SqlBlock] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def _built(found: sql.Composable | CannotBuild) -> sql.Composable:
+    """A statement the row builder made, or the reason it could not (raised, as the builder would)."""
+    if isinstance(found, CannotBuild):
+        raise found
+    return found
 
 
 def _ref(key: Table) -> TableRef:
@@ -82,7 +95,6 @@ class _Builder:
         self.conn, self.expected = conn, expected
         self.rows = RowBuilder(conn)
         self.out = Derivation()
-        self._plain: dict[Table, bool] = {}
 
     # -- blocks ---------------------------------------------------------------------------------
 
@@ -90,40 +102,30 @@ class _Builder:
         where = f"{self.expected.filename} line {line}"
         expectation = value if isinstance(value, Expectation) else Expectation("value", value)
         text = stmt if isinstance(stmt, str) else stmt.as_string(self.conn)
-        found = SqlBlock(f"{what} (derived: {where})", text, expectation, DERIVED_SOURCE + where, line)
+        # a catalog test reads one value: asked with the others in one query (blocks.run_all)
+        found = SqlBlock(f"{what} (derived: {where})", text, expectation, DERIVED_SOURCE + where, line,
+                         batchable=expectation.kind == "value")
         self.out.blocks.append(found)
         return found
 
     def adopt(self, declared_block: SqlBlock, what: str, line: int) -> None:
-        """A behaviour test built by runbook_lib.batch.declared, renamed and marked as derived; skipped if not buildable."""
-        if declared_block.not_runnable:
-            self.out.notes.append(f"{what}: not tested by behaviour, {declared_block.not_runnable}")
-            return
+        """A behaviour test built by runbook_lib.batch.declared, renamed and marked as derived (not run, with the
+        reason, when its row could not be built)."""
         where = f"{self.expected.filename} line {line}"
         self.out.blocks.append(dataclasses.replace(
             declared_block, name=f"{what} (derived: {where})", source=DERIVED_SOURCE + where, line=line))
 
-    def plain(self, key: Table) -> bool:
-        """A plain table (not partitioned) without CHECK constraints or user triggers: a built row can only be
-        refused by the constraint under test (a partitioned table refuses a row no partition takes)."""
-        if key not in self._plain:
-            found = self.conn.execute(sql.SQL(
-                "SELECT coalesce((SELECT relkind = 'r' FROM pg_class WHERE oid = {rel}), false) AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {rel} AND contype = 'c')"
-                " AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {rel} AND NOT tgisinternal)"
-            ).format(rel=_relation(key))).fetchone()[0]
-            self._plain[key] = bool(found)
-            if not found:
-                self.out.notes.append(f"{_shown(key)}: no behaviour tests (no such table, a partitioned one, or CHECK "
-                                      "constraints or triggers that could refuse a made-up row)")
-        return self._plain[key]
-
-    def behaviour(self, key: Table, what: str, line: int, build, expectation: Expectation) -> None:
-        if not self.plain(key):
-            return
+    def behaviour(self, what: str, line: int, build, expectation: Expectation, *, keys_made_up_on: str = "") -> None:
+        """A test on rows runbook builds (`built`: refused for another reason, it is not run); one whose row cannot
+        be built is there too, reported not run with the reason. `keys_made_up_on`: SqlBlock's."""
         try:
-            self.block(what, line, build(), expectation)
+            found = self.block(what, line, build(), expectation)
+            reason = ""
         except CannotBuild as exc:
-            self.out.notes.append(f"{what}: not tested by behaviour, cannot build the row: {exc}")
+            reason = f"cannot build the row: {exc}"
+            found = self.block(what, line, f"-- not run: {reason}", expectation)
+        self.out.blocks[-1] = dataclasses.replace(found, built=True, not_runnable=reason,
+                                                  keys_made_up_on=keys_made_up_on, batchable=False)
 
     # -- kinds ----------------------------------------------------------------------------------
 
@@ -140,32 +142,18 @@ class _Builder:
             self.column(key, column)
             if column.not_null and not column.dropped:
                 not_null.append(column)
+        try:  # one row for all of them, each with its own column NULL
+            inserts = self.rows.null_inserts(_ref(key), [c.name for c in not_null])
+        except CannotBuild as exc:
+            inserts = {c.name: exc for c in not_null}
         for column in not_null:
-            self.behaviour(key, f"{name} without {column.name} rejected", column.line,
-                           lambda c=column: self.rows.insert(_ref(key), {c.name: sql.SQL("NULL")}),
-                           Expectation("error", "23502", column=column.name))
-        if not_null and self.rows_can_differ(key):
-            self.behaviour(key, f"A valid {name} row accepted", not_null[0].line,
+            self.behaviour(f"{name} without {column.name} rejected", column.line,
+                           lambda c=column: _built(inserts[c.name]),
+                           Expectation("error", "23502", column=column.name), keys_made_up_on=key[1])
+        if not_null:
+            # Every keyed column of the row is new (keyed foreign keys take new parent rows): it can be accepted.
+            self.behaviour(f"A valid {name} row accepted", not_null[0].line,
                            lambda: self.rows.insert(_ref(key)), Expectation("ok"))
-
-    def rows_can_differ(self, key: Table) -> bool:
-        """False when a built row would repeat an existing key: a unique index made only of foreign key columns
-        (each takes the first parent row) on a table that has rows."""
-        try:
-            shape = self.rows.shape(_ref(key))
-            if not self.rows.has_rows(_ref(key)):
-                return True
-        except CannotBuild:
-            return True  # the behaviour test reports it
-        from_parents = {c for fk in shape.foreign_keys for c in fk.columns}
-        for (columns,) in self.conn.execute(sql.SQL(
-                "SELECT " + _name_array(_INDEX_KEYS, "i.indrelid") + " FROM pg_index i"
-                " WHERE i.indrelid = {} AND i.indisunique").format(_relation(key))):
-            if set(columns) <= from_parents:
-                self.out.notes.append(f"A valid {_shown(key)} row accepted: not tested by behaviour, its unique "
-                                      f"key ({', '.join(columns)}) comes from parent rows an existing row may use")
-                return False
-        return True
 
     def column(self, key: Table, column: expect.Column) -> None:
         label = f"{_shown(key)}.{column.name}"
@@ -209,14 +197,21 @@ class _Builder:
             " AND a.attnum > 0 AND NOT a.attisdropped").format(_relation(key), sql.Literal(column.name))).fetchone()
         if type_text is None:
             return None
+        cache = (*tableshape.database_key(self.conn), type_text[0], column.default_sql)
+        if cache not in _SPELLED:
+            _SPELLED[cache] = self._probe_default(type_text[0], column.default_sql)
+        return _SPELLED[cache]
+
+    def _probe_default(self, type_text: str, default_sql: str) -> str | None:
         try:
             with self.conn.transaction():
                 # The migration's own expression (already run by apply), on a temporary table inside a savepoint.
                 self.conn.execute(sql.SQL("CREATE TEMPORARY TABLE runbook_default_probe (c {} DEFAULT {})").format(
-                    sql.SQL(type_text[0]), sql.SQL(column.default_sql)))
-                spelled = self.conn.execute(
+                    sql.SQL(type_text), sql.SQL(default_sql)))
+                found = self.conn.execute(
                     "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d"
-                    " WHERE d.adrelid = 'runbook_default_probe'::regclass").fetchone()[0]
+                    " WHERE d.adrelid = 'pg_temp.runbook_default_probe'::regclass").fetchone()
+                spelled = found[0] if found else None  # a default the server does not keep (NULL)
                 raise psycopg.Rollback()
         except psycopg.Error:
             return None
@@ -282,8 +277,6 @@ class _Builder:
         if con.deferrable:
             self.out.notes.append(f"{what}: not tested by behaviour, a DEFERRABLE key is checked at commit only")
             return
-        if not (self.plain(key) and self.plain(parent)):
-            return
         check = ForeignKeyCheck(_ref(key).column(con.columns[0]), _ref(parent).column(ref_cols[0]),
                                 "restrict" if con.on_delete == "r" else "no action")
         found = declared._foreign_key(self.conn, self.rows, check, writes=True)
@@ -295,7 +288,7 @@ class _Builder:
 
     def unique_behaviour(self, key: Table, columns: tuple, line: int, own: str | None = None) -> None:
         """`own`: the name of the constraint or index under test, so another one on the same columns is seen."""
-        if not self.plain(key) or any(c is None for c in columns):
+        if any(c is None for c in columns):
             return
         # Another unique index on some of these columns (or on the same ones, under another name: a primary key a
         # later migration added) would refuse the duplicate first: no behaviour test then.
@@ -360,16 +353,20 @@ class _Builder:
 
 
 def derive(conn: psycopg.Connection, sql_text: str, *, filename: str = "migration.sql",
-           later: expect.Touched | None = None) -> Derivation:
+           later: expect.Touched | None = None, earlier: Sequence[Batch] = ()) -> Derivation:
     """The derived tests of `sql_text`, built against `conn` (run them only in a transaction that is rolled back).
 
+    `later`: what later applied migrations change (their expectations win); `earlier`: the migrations before
+    this one, in order, which say what an object this one renames but did not create is built on.
     Building reads the catalog (types as format_type spells them, rows for behaviour tests) and probes
     written defaults on a temporary table inside a savepoint; it changes nothing that outlives the caller's
     transaction.
     """
     schema = conn.execute("SELECT current_schema()").fetchone()[0] or "public"
     expected = expect.read(sql_text, filename=filename, default_schema=schema)
-    left = 0
+    if earlier:
+        expected = expect.resolve(expected, (expected_of(b) for b in reversed(earlier)))
+    left: list[expect.Left] = []
     if later is not None:
         expected, left = expect.superseded(expected, later)
     builder = _Builder(conn, expected)
@@ -386,12 +383,16 @@ def derive(conn: psycopg.Connection, sql_text: str, *, filename: str = "migratio
     builder.out.notes = [f"{expected.filename} line {s.line}: {s.kind} skipped, {s.reason}" for s in expected.skipped] \
         + builder.out.notes
     if left:
-        builder.out.notes.append(f"{left} expectation(s) left to later applied migrations, which change the same "
-                                 "objects again and are checked there")
+        builder.out.notes.append(f"{len(left)} expectation(s) left to later applied migrations, which change the "
+                                 "same objects again and are checked there: " + "; ".join(str(x) for x in left))
     return builder.out
 
 
 _TOUCHED: dict[tuple[str, str], expect.Touched] = {}  # (migration.sql, its version) -> what it changes
+# (database, column type, written default) -> the server's spelling of it: the same few defaults (now(), 0, '')
+# come back hundreds of times in a release, each probe a temporary table
+_SPELLED: dict[tuple, str | None] = {}
+_EXPECTED: dict[tuple[str, str], expect.Expected] = {}  # (migration.sql, its version) -> the state it leaves
 
 
 def _file_key(path) -> tuple[str, str]:
@@ -400,15 +401,30 @@ def _file_key(path) -> tuple[str, str]:
     return str(path), f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
+def migration_label(batch: Batch) -> str:
+    """How a note names a migration: its number and its folder's name (a release's are hundreds long)."""
+    return f"{batch.number} ({batch.name})" if batch.name and batch.name != str(batch.number) else str(batch.number)
+
+
+def expected_of(batch: Batch) -> expect.Expected:
+    """What `batch`'s migration.sql leaves, read once per file version per process (never changed by callers).
+
+    A file that does not parse expects nothing here; its own run says why."""
+    key = _file_key(batch.migration_path)
+    if key not in _EXPECTED:
+        try:
+            _EXPECTED[key] = expect.read(batch.migration_sql)
+        except RunbookError:
+            _EXPECTED[key] = expect.Expected(batch.migration_path.name)
+    return _EXPECTED[key]
+
+
 def touched_by(batches: list[Batch]) -> expect.Touched:
     """Everything `batches` (later applied migrations) change, each file read once per version per process."""
     total = expect.Touched()
     for batch in batches:
         key = _file_key(batch.migration_path)
         if key not in _TOUCHED:
-            try:
-                _TOUCHED[key] = expect.touched(expect.read(batch.migration_sql))
-            except RunbookError:  # a later file that does not parse supersedes nothing; its own run says why
-                _TOUCHED[key] = expect.Touched()
+            _TOUCHED[key] = expect.touched(expected_of(batch), migration_label(batch))
         total = _TOUCHED[key] | total
     return total

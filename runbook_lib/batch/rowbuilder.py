@@ -1,32 +1,56 @@
 """Rows for behaviour tests, built from the catalog: what an INSERT needs to reach the constraint under test.
 
 A test such as "an INSERT with customer_id NULL is rejected" only proves something if every other
-column is acceptable, so that the NOT NULL of customer_id is what refuses the row. The builder reads
-the table's columns and foreign keys from pg_catalog and fills a row the way an application would:
+column is acceptable, so that the NOT NULL of customer_id is what refuses the row: the row must satisfy
+every *other* constraint of the table. The builder reads the table from pg_catalog (columns, foreign
+keys, every unique index and exclusion constraint, the CHECK constraints: runbook_lib.batch.tableshape)
+and fills a row the way an application would:
 
-- a column with a default, an identity or a generation expression, and every nullable column, is
-  left out (the server fills it);
-- a required column in a foreign key takes an existing parent row's key (a sub-select);
-- any other required column gets a value made up from its type: a unique 'runbook-test-...' string
-  for text, max + n for integers, 1 for numbers, true, now() for times (later columns get later
-  times, so the usual CHECK (ends_at > starts_at) holds), gen_random_uuid(), '{}' for json and
+- a nullable column, an identity, a generated column (never given a value) and a column with a default
+  are left to the server; but a column with a default that sits in a unique, primary-key or exclusion
+  key gets a value of its own (a DEFAULT '' slug would repeat), unless the server makes its default
+  new each time (gen_random_uuid); a nullable one of those is given NULL, new to any key; a keyed
+  identity or serial column gets max + n too, since a sequence can lag behind rows inserted with
+  their own values (an identity ALWAYS with OVERRIDING SYSTEM VALUE);
+- a column of any such key ("keyed") gets a value no row has yet, per row of the statement, so the
+  n-th row made up for a table differs from the others and from the rows already there;
+- a foreign key column takes an existing parent row's key (a sub-select, every column of a composite
+  key from the same row), unless it is keyed, the parent table has no rows (a deploy from empty) or
+  the key shares a column with a wider key already served (the new parent then takes that value):
+  then a new parent row is inserted first, built by the same rules, recursively, in the same
+  statement (a data-modifying CTE, WITH runbook_parent_1 AS (INSERT ... RETURNING ...): the foreign
+  key checks of the outer INSERT run at its end and see it). A chain of new parents that comes back
+  to a table it is building (a cycle of required foreign keys) cannot be inserted and raises
+  CannotBuild naming the cycle; a nullable key in the cycle breaks it (left NULL);
+- any other required column gets a value made up from its type, within what its CHECK constraints say
+  (runbook_lib.batch.checkrules: allowed values, numeric bounds, length limits): a unique
+  'runbook-test-...' string for text, a constant for numbers (max + n for keyed ones), true,
+  now() + offset for times (the offset grows with the column's position, so the usual
+  CHECK (ends_at > starts_at) holds, and with the row number), gen_random_uuid(), '{}' for json and
   arrays, an enum's first label.
 
-A row that cannot be built (a type it cannot make up, a parent table without rows) raises
-CannotBuild with one sentence naming the column and its type; the test reports it as a FAIL
-without running.
+A row that cannot be built (a type it cannot make up, a cycle, no such table) raises CannotBuild with
+one sentence naming the column and why; the test is reported not run, with that sentence. A row the
+server still refuses for another reason (a CHECK of a form not read, a trigger) is runbook's own
+statement failing: the test is reported not run, with the server's message (runbook_lib.batch.blocks).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import psycopg
 from psycopg import sql
 
+from runbook_lib.batch.checkrules import ColumnRule
 from runbook_lib.batch.model import TableRef
+from runbook_lib.batch import tableshape
+from runbook_lib.batch.tableshape import Column, ForeignKey, TableShape, describe, regclass_text
 from runbook_lib.errors import CannotBuild
+
+__all__ = ["CannotBuild", "Column", "RowBuilder", "TableShape", "describe", "regclass_text", "unique_text"]
 
 _STRINGS = {"text", "varchar", "bpchar", "name", "citext"}
 _INTEGERS = {"int2", "int4", "int8"}
@@ -44,108 +68,10 @@ _CONSTANTS = {
     "cidr": sql.SQL("'192.0.2.0/24'"),
     "tsvector": sql.SQL("''"),
 }
-
-
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    number: int  # attnum: position in the table
-    type: str  # format_type(), e.g. "timestamp(3) without time zone"
-    base_type: str  # pg_type.typname, of the domain's base type for a domain
-    not_null: bool
-    has_default: bool
-    identity: str  # '' | 'a' (ALWAYS) | 'd' (BY DEFAULT)
-    generated: str  # '' | 's' (stored) | 'v' (virtual)
-    is_array: bool
-    max_length: int | None  # varchar(n) / char(n)
-    first_label: str | None  # enums
-
-    @property
-    def server_fills(self) -> bool:
-        return self.has_default or bool(self.identity) or bool(self.generated)
-
-
-@dataclass(frozen=True)
-class ForeignKey:
-    name: str
-    columns: tuple[str, ...]
-    parent: TableRef
-    parent_columns: tuple[str, ...]
-    on_delete: str  # pg_constraint.confdeltype
-
-
-@dataclass(frozen=True)
-class TableShape:
-    """One table as the builder needs it: columns in order and foreign keys."""
-
-    ref: TableRef
-    oid: int
-    columns: tuple[Column, ...]
-    foreign_keys: tuple[ForeignKey, ...] = ()
-
-    @property
-    def identifier(self) -> sql.Identifier:
-        return sql.Identifier(self.ref.schema, self.ref.table) if self.ref.schema else sql.Identifier(self.ref.table)
-
-    def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name == name), None)
-
-    def foreign_key_of(self, column: str) -> ForeignKey | None:
-        """The foreign key that supplies `column`: a single-column one first."""
-        keys = [fk for fk in self.foreign_keys if column in fk.columns]
-        keys.sort(key=lambda fk: len(fk.columns))
-        return keys[0] if keys else None
-
-
-def regclass_text(ref: TableRef) -> str:
-    """The table's name as to_regclass reads it (quoted: names keep their case, as Prisma writes them)."""
-    quote = lambda s: '"' + s.replace('"', '""') + '"'  # noqa: E731
-    return f"{quote(ref.schema)}.{quote(ref.table)}" if ref.schema else quote(ref.table)
-
-
-_COLUMNS_SQL = """
-SELECT a.attname, a.attnum, format_type(a.atttypid, a.atttypmod), coalesce(b.typname, t.typname),
-       a.attnotnull, a.atthasdef, a.attidentity::text, a.attgenerated::text,
-       coalesce(b.typcategory, t.typcategory) = 'A',
-       CASE WHEN coalesce(b.typname, t.typname) IN ('varchar', 'bpchar')
-            AND (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) > 4
-            THEN (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) - 4 END,
-       (SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = coalesce(b.oid, t.oid) ORDER BY e.enumsortorder LIMIT 1)
-FROM pg_attribute a
-JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype
-WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum
-"""
-
-_FOREIGN_KEYS_SQL = """
-SELECT c.conname, n.nspname, p.relname, c.confdeltype::text,
-       ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(num, ord)
-             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num ORDER BY k.ord),
-       ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(num, ord)
-             JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.num ORDER BY k.ord),
-       n.nspname = current_schema()
-FROM pg_constraint c
-JOIN pg_class p ON p.oid = c.confrelid
-JOIN pg_namespace n ON n.oid = p.relnamespace
-WHERE c.conrelid = %s AND c.contype = 'f'
-ORDER BY c.conname
-"""
-
-
-def describe(conn: psycopg.Connection, ref: TableRef) -> TableShape:
-    """The table's columns and foreign keys from pg_catalog; CannotBuild if there is no such table."""
-    oid = conn.execute("SELECT to_regclass(%s)::oid", (regclass_text(ref),)).fetchone()[0]
-    if oid is None:
-        raise CannotBuild(f"there is no table {ref}")
-    columns = tuple(Column(*row) for row in conn.execute(_COLUMNS_SQL, (oid,)).fetchall())
-    keys = []
-    for name, schema, table, on_delete, cols, parent_cols, in_current_schema in conn.execute(_FOREIGN_KEYS_SQL, (oid,)):
-        parent = TableRef(table, None if in_current_schema and not ref.schema else schema)
-        keys.append(ForeignKey(name, tuple(cols), parent, tuple(parent_cols), on_delete))
-    return TableShape(ref, oid, columns, tuple(keys))
+_TIMES = {"timestamp", "timestamptz"}
+_NULL = sql.SQL("NULL")
+# A keyed integer whose CHECK bounds it on both sides within this many values takes the n-th one free.
+_SMALL_RANGE = 100_000
 
 
 @dataclass
@@ -158,7 +84,7 @@ class RowBuilder:
 
     def shape(self, ref: TableRef) -> TableShape:
         if ref not in self._shapes:
-            self._shapes[ref] = describe(self.conn, ref)
+            self._shapes[ref] = tableshape.current(self.conn, ref)
         return self._shapes[ref]
 
     def has_rows(self, ref: TableRef) -> bool:
@@ -167,47 +93,242 @@ class RowBuilder:
             self._has_rows[ref] = bool(self.conn.execute(stmt).fetchone()[0])
         return self._has_rows[ref]
 
-    # -- values ---------------------------------------------------------------------------------
+    # -- statements -----------------------------------------------------------------------------
 
-    def value(self, shape: TableShape, column: Column, n: int = 1) -> sql.Composable:
-        """An acceptable value for `column` in the n-th row of an INSERT: a parent's key, or made up from the type."""
-        fk = shape.foreign_key_of(column.name)
-        if fk is not None:
-            return self._parent_key(shape, column, fk)
-        return self.made_up(shape, column, n)
+    def insert(self, ref: TableRef, given: dict[str, sql.Composable] | None = None, *,
+               include: tuple[str, ...] = (), rows: int = 1, returning: str | None = None,
+               make_up_keys: bool = False) -> sql.Composed:
+        """INSERT of `rows` acceptable rows, with the `given` values (e.g. {"customer_id": NULL}), and a value
+        for each column of `include`; the new parent rows it needs first are CTEs of the same statement.
 
-    def _parent_key(self, shape: TableShape, column: Column, fk: ForeignKey) -> sql.Composable:
-        if not self.has_rows(fk.parent):
-            raise CannotBuild(
-                f"{shape.ref}.{column.name} ({column.type}) is required and references {fk.parent}, "
-                f"which has no rows to point at"
-            )
-        parent_column = fk.parent_columns[fk.columns.index(column.name)]
-        # Ordered by the whole key, so every column of a composite key comes from the same parent row.
-        return sql.SQL("(SELECT {col} FROM {parent} ORDER BY {key} LIMIT 1)").format(
-            col=sql.Identifier(parent_column),
-            parent=self.shape(fk.parent).identifier,
-            key=sql.SQL(", ").join(sql.Identifier(c) for c in fk.parent_columns),
+        `make_up_keys`: for a statement the constraint under test refuses as each row goes in (NOT NULL, a
+        unique key), a foreign key that would need a new parent row (keyed here, or no parent to point at) gets
+        made-up values instead: PostgreSQL checks foreign keys only at the end of the statement, after every row
+        went in, so they never decide such a test, and a foreign-key error on this table then proves the rows went
+        in (SqlBlock.keys_made_up_on). Other foreign keys still take an existing parent's key, as a reader expects."""
+        stmt = _Statement(make_up_keys=make_up_keys)
+        body = self._insert(stmt, ref, dict(given or {}), include, rows)
+        if returning:
+            body += sql.SQL(" RETURNING {}").format(sql.Identifier(returning))
+        return stmt.composed(body)
+
+    def null_inserts(self, ref: TableRef, names: list[str]) -> dict[str, sql.Composed | CannotBuild]:
+        """For each of `names`, an INSERT of one row with that column NULL (refused as it goes in: `make_up_keys`);
+        the row is built once for all of them, the same but for the column that is NULL. A column that cannot be
+        given NULL (a generated one), or a row that cannot be built, maps to its CannotBuild."""
+        shape = self.shape(ref)
+        found: dict[str, sql.Composed | CannotBuild] = {}
+        given = []
+        for name in names:
+            try:
+                self._named(shape, name)
+                given.append(name)
+            except CannotBuild as exc:
+                found[name] = exc
+        if not given:
+            return found
+        stmt = _Statement(make_up_keys=True)
+        try:
+            columns, _ = self._chosen(shape, {}, tuple(given))
+            values = self._row(stmt, shape, columns, {}, stmt.next_n(ref))
+        except CannotBuild as exc:
+            return found | {name: exc for name in given}
+        for name in given:
+            row = [_NULL if c.name == name else v for c, v in zip(columns, values)]
+            body = sql.SQL("INSERT INTO {table} ({columns}){overriding} VALUES ({row})").format(
+                table=shape.identifier, columns=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
+                overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if any(c.identity == "a" for c in columns) else ""),
+                row=sql.SQL(", ").join(row))
+            found[name] = stmt.composed(body)
+        return found
+
+    def duplicate(self, ref: TableRef, columns: tuple[str, ...], *, make_up_keys: bool = False) -> sql.Composed:
+        """INSERT of two new rows that share one value for each of `columns` (computed once, in a MATERIALIZED
+        CTE) and differ in every other keyed column: a duplicate that only a unique key on `columns` refuses.
+        `make_up_keys` as for `insert` (the second row is refused as it goes in)."""
+        stmt = _Statement(make_up_keys=make_up_keys)
+        shape = self.shape(ref)
+        # A generated column cannot be given a value: the columns it is computed from are shared instead. A
+        # foreign key over a shared column is shared whole: both rows point at the same parent row, since a
+        # parent with the same key value is that same row (a composite key such as (workspace_id, router_id)).
+        names = set(shape.sources(columns))
+        grown = True
+        while grown:
+            grown = False
+            for fk in shape.foreign_keys:
+                if names & set(fk.columns) and not set(fk.columns) <= names:
+                    names |= set(fk.columns)
+                    grown = True
+        shared = [self._named(shape, c.name) for c in shape.columns if c.name in names and not _generated(shape, c.name)]
+        values = self._row(stmt, shape, shared, {}, 1)
+        # format_type() of the catalog: the server's own spelling of the column's type.
+        cte = sql.SQL("runbook_duplicate AS MATERIALIZED (SELECT {})").format(sql.SQL(", ").join(
+            sql.SQL("CAST({} AS {}) AS {}").format(v, sql.SQL(c.type), sql.Identifier(c.name))
+            for c, v in zip(shared, values)))
+        given = {c.name: sql.SQL("(SELECT {} FROM runbook_duplicate)").format(sql.Identifier(c.name)) for c in shared}
+        return stmt.composed(self._insert(stmt, ref, given, (), 2), [cte])
+
+    def _insert(self, stmt: _Statement, ref: TableRef, given: dict[str, sql.Composable], include: tuple[str, ...],
+                rows: int) -> sql.Composed:
+        """The INSERT itself (no WITH): its fresh parents go to `stmt`."""
+        shape = self.shape(ref)
+        for name in list(given) + list(include):
+            self._named(shape, name)
+        columns, given = self._chosen(shape, given, include)
+        if not columns:
+            return sql.SQL("INSERT INTO {table} DEFAULT VALUES").format(table=shape.identifier)
+        values = [self._row(stmt, shape, columns, given, stmt.next_n(ref)) for _ in range(rows)]
+        return sql.SQL("INSERT INTO {table} ({columns}){overriding} VALUES {rows}").format(
+            table=shape.identifier,
+            columns=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
+            # An identity ALWAYS column refuses a value unless the INSERT says it means it.
+            overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if any(c.identity == "a" for c in columns) else ""),
+            rows=sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(row)) for row in values),
         )
 
+    def _named(self, shape: TableShape, name: str) -> Column:
+        column = shape.column(name)
+        if column is None:
+            raise CannotBuild(f"table {shape.ref} has no column {name}")
+        if column.generated:
+            raise CannotBuild(f"{shape.ref}.{name} is a generated column: an INSERT cannot give it a value")
+        return column
+
+    def _chosen(self, shape: TableShape, given: dict[str, sql.Composable],
+                include: tuple[str, ...]) -> tuple[list[Column], dict[str, sql.Composable]]:
+        """The columns the INSERT names, and `given` with NULL for a nullable keyed column whose default repeats."""
+        given = dict(given)
+        chosen = []
+        for column in shape.columns:
+            if column.name in given or column.name in include:
+                chosen.append(column)
+            elif column.generated:
+                continue
+            elif column.identity or (column.has_default and column.from_sequence):
+                # A sequence can lag behind rows inserted with their own values (a data import, a seed): a keyed
+                # one gets max + n like any keyed integer, an identity ALWAYS with OVERRIDING SYSTEM VALUE.
+                if column.name in shape.keyed and self._can_make(shape, column):
+                    chosen.append(column)
+            elif column.has_default:
+                if column.name not in shape.keyed or column.server_makes_fresh:
+                    continue
+                if not column.not_null and column.name not in shape.strict:
+                    given[column.name] = _NULL  # new to any unique key, where the default repeats
+                    chosen.append(column)
+                elif self._can_make(shape, column):
+                    chosen.append(column)
+            elif column.not_null or column.name in shape.strict:
+                chosen.append(column)
+        return chosen, given
+
+    def _can_make(self, shape: TableShape, column: Column) -> bool:
+        if any(column.name in fk.columns for fk in shape.foreign_keys):
+            return True
+        try:
+            self.made_up(shape, column, 1)
+        except CannotBuild:
+            return False
+        return True
+
+    # -- rows and parents -----------------------------------------------------------------------
+
+    def _row(self, stmt: _Statement, shape: TableShape, columns: list[Column], given: dict[str, sql.Composable],
+             n: int) -> list[sql.Composable]:
+        """The values of one row, the n-th `stmt` adds to the table: given, from a parent row, or made up."""
+        values = {c.name: given[c.name] for c in columns if c.name in given}
+        stmt.building.append(shape.ref)
+        try:
+            # The widest key first: a column in two keys takes the composite key's parent row, and a key that
+            # shares a column with one already served gets a new parent row holding that column's value.
+            for fk in sorted(shape.foreign_keys, key=lambda k: -len(k.columns)):
+                wanted = [c.name for c in columns if c.name in fk.columns and c.name not in values]
+                if not wanted:
+                    continue
+                fixed = {c: values[c] for c in fk.columns if c in values}
+                if stmt.make_up_keys and (fixed or self._needs_new_parent(shape, fk)):
+                    continue  # made up below: the statement is refused before foreign keys are checked
+                values.update(self._from_parent(stmt, shape, fk, wanted, fixed))
+            for column in columns:
+                if column.name not in values:
+                    values[column.name] = self.made_up(shape, column, n)
+        finally:
+            stmt.building.pop()
+        return [values[c.name] for c in columns]
+
+    def _from_parent(self, stmt: _Statement, shape: TableShape, fk: ForeignKey, wanted: list[str],
+                     fixed: dict[str, sql.Composable]) -> dict[str, sql.Composable]:
+        """`wanted` columns of `fk`, all from one parent row: a new one when the key is keyed here (an existing
+        parent's key may be taken already), the parent table is empty, or other columns of the key are `fixed`
+        already (the new parent takes their values), else the first existing one. A NULL among `fixed` leaves
+        the key unchecked (MATCH SIMPLE): the others are then served as if nothing were fixed."""
+        parent_of = dict(zip(fk.columns, fk.parent_columns))
+        if _NULL in fixed.values():
+            fixed = {}
+        if fixed or self._needs_new_parent(shape, fk):
+            given = {parent_of[c]: value for c, value in fixed.items()}
+            name = sql.Identifier(self._new_parent(stmt, shape, fk, given))
+            return {c: sql.SQL("(SELECT {} FROM {})").format(sql.Identifier(parent_of[c]), name) for c in wanted}
+        # Ordered by the whole key, so every column of a composite key comes from the same parent row.
+        order = sql.SQL(", ").join(sql.Identifier(c) for c in fk.parent_columns)
+        parent = self.shape(fk.parent).identifier
+        return {c: sql.SQL("(SELECT {col} FROM {parent} ORDER BY {key} LIMIT 1)").format(
+            col=sql.Identifier(parent_of[c]), parent=parent, key=order) for c in wanted}
+
+    def _needs_new_parent(self, shape: TableShape, fk: ForeignKey) -> bool:
+        """An existing parent row will not do: the key is keyed here (its value may be taken), or there is none."""
+        return any(c in shape.keyed for c in fk.columns) or not self.has_rows(fk.parent)
+
+    def _new_parent(self, stmt: _Statement, shape: TableShape, fk: ForeignKey, given: dict[str, sql.Composable]) -> str:
+        """A CTE of `stmt` inserting a new row of fk's parent table (with the `given` values), returning the
+        referenced columns; its name."""
+        edge = f"{shape.ref}.{', '.join(fk.columns)}"
+        if fk.parent in stmt.building:
+            chain = " -> ".join(stmt.edges[stmt.building.index(fk.parent):] + [edge, str(fk.parent)])
+            raise CannotBuild(
+                f"a new {stmt.building[0]} row needs a new row of each table along the cycle of required foreign "
+                f"keys {chain}, and none can be inserted before the others; test this table with a block in "
+                "validation.sql")
+        stmt.edges.append(edge)
+        try:
+            body = self._insert(stmt, fk.parent, given, (), 1)
+        finally:
+            stmt.edges.pop()
+        name = f"runbook_parent_{len(stmt.ctes) + 1}"
+        stmt.ctes.append(sql.SQL("{} AS ({} RETURNING {})").format(
+            sql.Identifier(name), body, sql.SQL(", ").join(sql.Identifier(c) for c in fk.parent_columns)))
+        return name
+
+    # -- values ---------------------------------------------------------------------------------
+
     def made_up(self, shape: TableShape, column: Column, n: int = 1) -> sql.Composable:
-        """A value made up from the column's type alone (no foreign key considered)."""
-        base = column.base_type
+        """A value for `column` in the n-th row made up for its table, from its type and CHECK rules (no foreign
+        key considered); a keyed column's value is one no row has yet."""
+        base, keyed = column.base_type, column.name in shape.keyed
+        rule = shape.rules.get(column.name, ColumnRule())
+        pick = (n - 1) if keyed else 0
+        if rule.allowed:
+            return sql.Literal(rule.allowed[pick % len(rule.allowed)])
         if column.is_array:
             return sql.SQL("'{}'")
-        if column.first_label is not None:
-            return sql.Literal(column.first_label)
+        if column.labels:
+            return sql.Literal(column.labels[pick % len(column.labels)])
         if base in _STRINGS:
-            return sql.Literal(unique_text(column.max_length))
+            limits = [x for x in (column.max_length, rule.max_length) if x is not None]
+            return sql.Literal(unique_text(min(limits) if limits else None, rule.min_length))
         if base in _INTEGERS:
-            return sql.SQL("(SELECT coalesce(max({col}), 0) + {n} FROM {table})").format(
-                col=sql.Identifier(column.name), n=sql.Literal(n), table=shape.identifier)
+            return _integer(shape, column, rule, n, keyed)
         if base in _NUMBERS:
-            return sql.Literal(n)
-        if base in ("timestamp", "timestamptz"):
-            return sql.SQL("now() + interval {}").format(sql.Literal(f"{column.number} seconds"))
+            return _number(shape, column, rule, n, keyed and base != "money")
+        if base in _TIMES:
+            offset = f"{n - 1} days {column.number} seconds" if n > 1 else f"{column.number} seconds"
+            return sql.SQL("{} + interval {}").format(_time_base(shape, _TIMES, "now()"), sql.Literal(offset))
         if base == "date":
-            return sql.SQL("current_date + {}").format(sql.Literal(column.number))
+            return sql.SQL("{} + {}").format(_time_base(shape, {"date"}, "current_date"),
+                                             sql.Literal((n - 1) * 1000 + column.number))
+        if keyed and base == "bool":
+            return sql.Literal(n % 2 == 1)
+        if keyed and base == "bytea":
+            return sql.SQL("uuid_send(gen_random_uuid())")
         if base in _CONSTANTS:
             return _CONSTANTS[base]
         raise CannotBuild(
@@ -215,53 +336,91 @@ class RowBuilder:
             "a value; give it a default, or test this table with a block in validation.sql"
         )
 
-    # -- rows -----------------------------------------------------------------------------------
 
-    def columns_of_row(self, shape: TableShape, include: tuple[str, ...] = ()) -> list[Column]:
-        """The columns an INSERT names: required ones the server does not fill, plus `include`."""
-        chosen = []
-        for column in shape.columns:
-            if column.name in include:
-                if column.generated:
-                    raise CannotBuild(
-                        f"{shape.ref}.{column.name} is a generated column: an INSERT cannot give it a value"
-                    )
-                chosen.append(column)
-            elif column.not_null and not column.server_fills:
-                chosen.append(column)
-        return chosen
-
-    def values(self, shape: TableShape, columns: list[Column], given: dict[str, sql.Composable],
-               n: int = 1) -> sql.Composable:
-        return sql.SQL("({})").format(sql.SQL(", ").join(
-            given[c.name] if c.name in given else self.value(shape, c, n) for c in columns))
-
-    def insert(self, ref: TableRef, given: dict[str, sql.Composable] | None = None, *,
-               include: tuple[str, ...] = (), rows: int = 1, returning: str | None = None) -> sql.Composed:
-        """INSERT of `rows` acceptable rows, with the `given` values (e.g. {"customer_id": NULL})."""
-        given = dict(given or {})
-        shape = self.shape(ref)
-        for name in list(given) + list(include):
-            if shape.column(name) is None:
-                raise CannotBuild(f"table {ref} has no column {name}")
-        columns = self.columns_of_row(shape, tuple(given) + tuple(include))
-        overriding = any(c.identity == "a" for c in columns)
-        stmt = sql.SQL("INSERT INTO {table} ({columns}){overriding} VALUES {rows}").format(
-            table=shape.identifier,
-            columns=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
-            overriding=sql.SQL(" OVERRIDING SYSTEM VALUE") if overriding else sql.SQL(""),
-            rows=sql.SQL(", ").join(self.values(shape, columns, given, n) for n in range(1, rows + 1)),
-        )
-        if not columns:
-            stmt = sql.SQL("INSERT INTO {table} DEFAULT VALUES").format(table=shape.identifier)
-        if returning:
-            stmt += sql.SQL(" RETURNING {}").format(sql.Identifier(returning))
-        return stmt
+def _generated(shape: TableShape, name: str) -> bool:
+    column = shape.column(name)
+    return column is not None and bool(column.generated)
 
 
-def unique_text(max_length: int | None = None) -> str:
-    """A string no row holds yet: 'runbook-test-' and 12 random hex digits (cut to the column's length)."""
+@dataclass
+class _Statement:
+    """One statement being built: the new parent rows it inserts first (data-modifying CTEs, in the order
+    they must run), how many rows it adds to each table (the n that keeps each made-up key new), and the
+    chain of rows under construction (the tables, and the foreign keys between them) where a cycle shows."""
+
+    make_up_keys: bool = False  # foreign-key columns made up, no parent rows (RowBuilder.insert)
+    ctes: list[sql.Composable] = field(default_factory=list)
+    counts: dict[TableRef, int] = field(default_factory=dict)
+    building: list[TableRef] = field(default_factory=list)
+    edges: list[str] = field(default_factory=list)
+
+    def next_n(self, ref: TableRef) -> int:
+        self.counts[ref] = self.counts.get(ref, 0) + 1
+        return self.counts[ref]
+
+    def composed(self, body: sql.Composable, extra: list[sql.Composable] = ()) -> sql.Composed:
+        ctes = self.ctes + list(extra)
+        if not ctes:
+            return sql.Composed([body])
+        return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(ctes), body)
+
+
+def _integer(shape: TableShape, column: Column, rule: ColumnRule, n: int, keyed: bool) -> sql.Composable:
+    """Keyed: the n-th value past the largest one (or the n-th free one of a small CHECK range); else a constant
+    within the CHECK's bounds."""
+    low, high = rule.integer_range()
+    col, table = sql.Identifier(column.name), shape.identifier
+    if keyed and low is not None and high is not None and high - low < _SMALL_RANGE:
+        return sql.SQL("(SELECT v FROM generate_series({low}, {high}) v WHERE NOT EXISTS"
+                       " (SELECT 1 FROM {table} WHERE {col} = v) ORDER BY v OFFSET {skip} LIMIT 1)").format(
+            low=sql.Literal(low), high=sql.Literal(high), table=table, col=col, skip=sql.Literal(n - 1))
+    if keyed and low is not None and low > 1:
+        return sql.SQL("(SELECT greatest(max({col}), {floor}) + {n} FROM {table})").format(
+            col=col, floor=sql.Literal(low - 1), n=sql.Literal(n), table=table)
+    if keyed:
+        return sql.SQL("(SELECT coalesce(max({col}), 0) + {n} FROM {table})").format(
+            col=col, n=sql.Literal(n), table=table)
+    value = n if low is None else low + n - 1
+    return sql.Literal(value if high is None else min(value, high))
+
+
+def _number(shape: TableShape, column: Column, rule: ColumnRule, n: int, keyed: bool) -> sql.Composable:
+    """Keyed: n past the largest value (and past the CHECK's lower bound); else a constant within the bounds."""
+    low = rule.lower.value if rule.lower else None
+    high = rule.upper.value if rule.upper else None
+    if keyed:
+        floor = sql.SQL("greatest(max({}), {})").format(sql.Identifier(column.name), sql.Literal(max(low, 0))) \
+            if low is not None else sql.SQL("coalesce(max({}), 0)").format(sql.Identifier(column.name))
+        return sql.SQL("(SELECT {} + {} FROM {})").format(floor, sql.Literal(n), shape.identifier)
+    if low is not None and high is not None:
+        value = low + (high - low) * n / (n + 1)  # strictly between the two
+    elif low is not None:
+        value = low + n
+    elif high is not None:
+        value = Decimal(n) if n < high else high - n
+    else:
+        value = Decimal(n)
+    value = value.quantize(Decimal("0.000001")).normalize()
+    return sql.Literal(int(value) if value == value.to_integral_value() else value)
+
+
+def _time_base(shape: TableShape, types: set[str], now: str) -> sql.Composable:
+    """When a row's times start: now, or past the latest value of every keyed column of these types, so a keyed
+    time is new and every time column of the row keeps the same base (later columns stay later)."""
+    keyed = [c for c in shape.columns if c.base_type in types and c.name in shape.keyed and not c.is_array]
+    if not keyed:
+        return sql.SQL(now)
+    return sql.SQL("(SELECT greatest({now}, {maxes}) FROM {table})").format(
+        now=sql.SQL(now), maxes=sql.SQL(", ").join(sql.SQL("max({})").format(sql.Identifier(c.name)) for c in keyed),
+        table=shape.identifier)
+
+
+def unique_text(max_length: int | None = None, min_length: int | None = None) -> str:
+    """A string no row holds yet: 'runbook-test-' and 12 random hex digits (cut to the column's length, or
+    longer, in random hex digits, to a CHECK's minimum length)."""
     text = f"runbook-test-{uuid.uuid4().hex[:12]}"
+    if min_length is not None and len(text) < min_length:
+        text = (text + uuid.uuid4().hex * (min_length // 32 + 1))[:min_length]
     if max_length is not None and max_length < len(text):
         text = uuid.uuid4().hex[:max_length]
     return text

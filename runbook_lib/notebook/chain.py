@@ -106,6 +106,8 @@ def run_phases(
                 params["to"] = to
             if phase != names.SUMMARY:
                 params["migrations_dir"] = str(migrations)
+            if release and phase == names.APPLY and names.VALIDATE in phases:
+                params["validate_each"] = True  # each migration's tests see the state it left (phases.validate)
             if phase == names.PREFLIGHT and options.force:
                 params["fail_on_nogo"] = False  # --force: the NO-GO is reported, and apply is forced
             params.update(options.parameters(phase))

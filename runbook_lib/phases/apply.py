@@ -18,7 +18,7 @@ from runbook_lib.errors import (
 )
 from runbook_lib.execution import backfill, recording
 from runbook_lib.execution.blockers import Policy
-from runbook_lib.phases import preflight
+from runbook_lib.phases import preflight, validate
 from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import ExecutionResult, ReleaseApply
 
@@ -42,13 +42,15 @@ def run(
     max_replica_lag_ms: int = DEFAULTS.max_replica_lag_ms,
     backfill_wal_mb_per_s: float = DEFAULTS.backfill_wal_mb_per_s,
     backfill_flush_from_mb: float | None = DEFAULTS.backfill_flush_from_mb,
+    validate_each: bool = False,
 ) -> ExecutionResult | ReleaseApply:
     """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure.
 
     `gates_checked`: the caller ran this batch's preflight moments ago in the same run (a release), so
     apply does not evaluate it again; the DDL itself still protects (SET NOT NULL fails on a NULL). In a
     `runbook run`, the run folder's preflight record says the same (`trusted_preflight`). The backfill_*
-    options and max_replica_lag_ms pace the data statements the online strategy batches.
+    options and max_replica_lag_ms pace the data statements the online strategy batches. `validate_each`
+    (a release that validates, as `runbook deploy`): each migration's tests run right after it commits.
     """
     options = Options(dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,
                       statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
@@ -58,7 +60,7 @@ def run(
                       max_replica_lag_ms=max_replica_lag_ms, backfill_wal_mb_per_s=backfill_wal_mb_per_s,
                       backfill_flush_from_mb=backfill_flush_from_mb).checked()
     if isinstance(session, Release):
-        return run_release(session, options)
+        return run_release(session, options, validate_each=validate_each)
     statements = _statements(session)
     with session.connect(application_name=f"runbook apply batch {session.batch.number}") as conn, \
             migration_lock(conn):
@@ -201,11 +203,14 @@ def _already_applied(session: Session, result: ExecutionResult, state: history.M
     return result
 
 
-def run_release(release: Release, options: Options) -> ReleaseApply:
+def run_release(release: Release, options: Options, *, validate_each: bool = False) -> ReleaseApply:
     """Apply every migration of the release in order, each in its own transaction(s), recorded as it commits.
 
     The first failure stops the release, saying which migrations were applied and which were not; the
-    same command again resumes with what is still pending.
+    same command again resumes with what is still pending. With `validate_each`, each migration's tests
+    run the moment it commits (`validate.after_apply`): what a migration expects is judged against the state
+    it left, before a later one drops a column under its index or renames what it created; the validate
+    phase then gathers and judges them.
     """
     if options.dry_run:
         raise RunbookError("A release cannot be a dry run: each migration would be rolled back before the next one "
@@ -215,6 +220,10 @@ def run_release(release: Release, options: Options) -> ReleaseApply:
                          "restore the applied files, or write the changes as new migrations.")
     result = ReleaseApply(release.plan)
     parsed = {b.number: _statements(release.session(b)) for b in release.batches}  # every file refused up front
+    known = None
+    if validate_each:
+        with release.connect() as conn:  # the histories before the release: which migrations were applied before it
+            known = history.read(conn, release.folder)
     with release.connect(application_name="runbook deploy") as conn, migration_lock(conn), \
             ledger.shared_connection(release.url):
         for batch in release.batches:
@@ -223,10 +232,12 @@ def run_release(release: Release, options: Options) -> ReleaseApply:
             # here, now that the migrations before it are applied
             has_gates = bool(batch.checks) or batch.file(PREFLIGHT) is not None
             try:
-                result.results.append(_apply(session, conn, options, parsed[batch.number],
-                                             gates_checked=not has_gates))
+                applied = _apply(session, conn, options, parsed[batch.number], gates_checked=not has_gates)
             except RunbookError as exc:
                 _stop(release, result, batch, session, exc)
+            result.results.append(applied)
+            if validate_each and applied.status == names.APPLIED:
+                validate.after_apply(session, known, conn)  # on the release's connection, between two migrations
     result.message = f"{len(result.results)} migration(s) applied" if result.results else "nothing pending"
     return result
 

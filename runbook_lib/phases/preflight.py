@@ -132,8 +132,11 @@ def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdic
     for number in lc.missing_dependencies:
         nogo.append(f"batch {number}, which this batch depends on, is not applied")
     for gate in result.gates:
-        if not gate.passed:
-            text = f"gate '{gate.name}' expected {gate.expectation}, got {gate.outcome}"
+        if not gate.ran:  # it proved nothing either way: neither a GO nor a NO-GO on its account
+            warn.append(f"gate '{gate.name}' was not run ({gate.reason}), so what it guards is unchecked; "
+                        "check it by hand before applying, or remove what stopped it")
+        elif gate.failed:
+            text = f"gate '{gate.name}' expected {gate.expectation}, got {gate.observed}"
             if gates_deferred:  # a release: the migrations before this one may change what the gate sees
                 warn.append(text + " before the release's earlier migrations; apply checks it again right before")
             else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
+
+import psycopg
 
 from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
@@ -11,7 +14,7 @@ from runbook_lib.batch import declared as checks
 from runbook_lib.batch import derived
 from runbook_lib.batch.model import VALIDATION
 from runbook_lib.db import catalog, history, ledger
-from runbook_lib.errors import NotApplied
+from runbook_lib.errors import NotApplied, RunbookError
 from runbook_lib.orm import prisma_schema as orm
 from runbook_lib.phases import preflight
 from runbook_lib.phases.session import Release, Session
@@ -26,7 +29,8 @@ from runbook_lib.sql import expect
 
 def run(session: Session | Release, *, require_applied: bool = True, orm_strict: bool = False,
         prisma_schema_path: str | Path | None = None, known: history.History | None = None,
-        later_touched: expect.Touched | None = None) -> ValidationResult | ReleaseValidation:
+        later_touched: expect.Touched | None = None,
+        fail_on_not_run: bool = False, conn: psycopg.Connection | None = None) -> ValidationResult | ReleaseValidation:
     """Run the batch's declared checks, validation.sql and the tests derived from migration.sql; roll back; record.
 
     Derived tests (runbook_lib.batch.derived) need nobody to write them: what migration.sql creates,
@@ -35,10 +39,12 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
 
     schema.prisma (`prisma_schema_path`, else the batch folder's, else the one next to the migrations
     folder) is compared with the database for every column the checks touch; with `orm_strict` a
-    mismatch fails the validation.
+    mismatch fails the validation. A test that was not run fails it only with `fail_on_not_run`. `conn`: an open
+    connection to run on (a release's, between two migrations), left open; else one of its own.
     """
     if isinstance(session, Release):
-        return run_release(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path)
+        return run_release(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path,
+                           fail_on_not_run=fail_on_not_run)
     batch = session.batch
     blocks_file = batch.file(VALIDATION)
     file_blocks = sqlblocks.load(blocks_file) if blocks_file else []
@@ -46,7 +52,7 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
     schema = orm.load(schema_path) if schema_path else None  # a file it cannot read stops here, before any test
     started = records.now_iso()
     t0 = time.perf_counter()
-    with session.connect() as conn:
+    with (contextlib.nullcontext(conn) if conn is not None else session.connect()) as conn:
         known = known or history.read(conn, session.batches())
         later = [b for b in session.batches() if b.number > batch.number and known.state(b.number).applied]
         if require_applied and not known.state(batch.number).applied:
@@ -62,11 +68,12 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
                 first_xid = _xid(conn)
                 if later_touched is None:
                     later_touched = derived.touched_by(later)
-                derivation = derived.derive(conn, batch.migration_sql, later=later_touched)
+                earlier = [b for b in session.batches() if b.number < batch.number]
+                derivation = derived.derive(conn, batch.migration_sql, later=later_touched, earlier=earlier)
                 declared = checks.tests(conn, batch.checks)
                 # a derived test a declared check or validation.sql runs already is run once, under their name
                 blocks = declared + sqlblocks.unrepeated(derivation.blocks, declared + file_blocks) + file_blocks
-                results = [sqlblocks.run(conn, block) for block in blocks]
+                results = sqlblocks.run_all(conn, blocks)
                 last_xid = _xid(conn)
             leftover = _left_behind(conn, touched, first_xid, last_xid)
             scope = _orm_scope(session, schema_path, explicit=prisma_schema_path is not None) if schema else ""
@@ -82,7 +89,7 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
                 started_at=started, duration_s=round(time.perf_counter() - t0, 6), tests=results,
                 leftover_rows=leftover, prisma_schema=str(schema_path) if schema else None,
                 orm_mismatches=mismatches, orm_strict=orm_strict, derived_notes=derivation.notes,
-                orm_scope=scope,
+                orm_scope=scope, fail_on_not_run=fail_on_not_run,
             )
             session.run.write("validate", result)
             message = result.headline
@@ -138,25 +145,57 @@ def _left_behind(conn, names: list[str], first_xid: int, last_xid: int) -> int:
     return total
 
 
+def after_apply(session: Session, known: history.History,
+                conn: psycopg.Connection | None = None) -> ValidationResult | None:
+    """Validate one migration of a release the moment it committed, so that its tests see the state it left.
+
+    A later migration of the release may drop a column under an index this one created, or rename what it
+    made: judged at the end of the release, such an expectation would fail though the migration was right.
+    The record is judged by the validate phase (`run_release`), which also applies its options. A test that
+    cannot even start (a malformed validation.sql) leaves no record: the validate phase runs that migration
+    again and reports the problem there, without stopping the release's other migrations.
+    """
+    try:
+        return run(session, require_applied=False, known=known, later_touched=expect.Touched(), conn=conn)
+    except RunbookError:
+        return None
+
+
 def run_release(release: Release, *, orm_strict: bool = False,
-                prisma_schema_path: str | Path | None = None) -> ReleaseValidation:
-    """Validate each migration this release applied (its apply.json says so), in order."""
+                prisma_schema_path: str | Path | None = None, fail_on_not_run: bool = False) -> ReleaseValidation:
+    """Validate each migration this release applied (its apply.json says so), in order.
+
+    A migration whose tests ran right after its apply (`after_apply`, as `runbook deploy` does) keeps that record,
+    judged here with this phase's options; the others (`runbook apply pending`, then `runbook validate pending`)
+    are validated now, each without what later applied migrations change again (sql.expect.superseded).
+    """
     result = ReleaseValidation(release.plan)
     with release.connect() as conn:  # both histories read once: validate writes nothing either would change
         known = history.read(conn, release.folder)
-    # what the applied migrations after each one change again, built once from the last backwards
-    applied = [b for b in release.folder if known.state(b.number).applied]
     after: dict[int, expect.Touched] = {}
-    total = expect.Touched()
-    for b in reversed(applied):
-        after[b.number] = total
-        total = derived.touched_by([b]) | total
+
+    def changed_after(number: int) -> expect.Touched:
+        """What the applied migrations after `number` change again, built once from the last backwards."""
+        if not after:
+            total = expect.Touched()
+            for b in reversed([b for b in release.folder if known.state(b.number).applied]):
+                after[b.number] = total
+                total = derived.touched_by([b]) | total
+        return after.get(number, expect.Touched())
+
     with ledger.shared_connection(release.url):
         for batch in release.batches:
             session = release.session(batch)
             applied = session.run.read(names.APPLY, ExecutionResult)
             if applied is None or applied.status not in (names.APPLIED, names.ALREADY_APPLIED):
                 continue
+            recorded = session.run.read(names.VALIDATE, ValidationResult) if prisma_schema_path is None else None
+            if recorded is not None and recorded.run_id == session.run.run_id:
+                recorded.orm_strict, recorded.fail_on_not_run = orm_strict, fail_on_not_run
+                session.run.write(names.VALIDATE, recorded)
+                result.results.append(recorded)
+                continue
             result.results.append(run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path,
-                                      known=known, later_touched=after.get(batch.number, expect.Touched())))
+                                      known=known, later_touched=changed_after(batch.number),
+                                      fail_on_not_run=fail_on_not_run))
     return result

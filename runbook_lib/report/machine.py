@@ -16,7 +16,9 @@ from runbook_lib import names
 from runbook_lib.report import records
 from runbook_lib.report.terminal import FolderRecords
 
-FORMAT_VERSION = 1
+# 2: a test's, gate's or check's `outcome` is passed / failed / not_run (it was the text of what happened, now
+# `observed`), and `passed` is gone; X/Y counts the tests that ran.
+FORMAT_VERSION = 2
 GITHUB_COMMENT_LIMIT = 65_536  # characters GitHub accepts in one issue or pull-request comment
 
 

@@ -51,12 +51,51 @@ T = TypeVar("T")
 
 # The shape of the JSON records. Raise it when a field is renamed, removed or changes meaning (adding a
 # field with a default does not need it); `RunFolder.read` refuses any other version in one sentence.
-SCHEMA_VERSION = 1
+# 2: each test, gate and verification check has `outcome` passed / failed / not_run, `observed` (the text of
+# what happened, schema 1's `outcome`) and `reason` (why it was not run), instead of `passed` (a bool).
+SCHEMA_VERSION = 2
+# The lists of BlockResults a record holds: validate's tests, preflight's gates, apply's and rollback's checks.
+_TEST_LISTS = ("tests", "gates", "verification")
+
+
+def _test_of_schema_1(test: Any) -> Any:
+    """A schema-1 test in schema 2's keys: its `outcome` text is `observed`, its `passed` bool an `outcome`."""
+    if not isinstance(test, dict) or "passed" not in test or "observed" in test:
+        return test
+    out: dict[str, Any] = {}
+    for key, value in test.items():
+        if key == "outcome":
+            out["observed"] = value
+        elif key == "passed":
+            out["outcome"] = names.PASSED if value else names.TEST_FAILED
+        else:
+            out[key] = value
+    out.setdefault("observed", "")
+    out.setdefault("reason", "")
+    return out
+
+
+def _upgraded(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """A record of an earlier schema in this one's keys (its `schema_version` stays as written)."""
+    if version == 1:
+        for key in _TEST_LISTS:
+            if isinstance(data.get(key), list):
+                data[key] = [_test_of_schema_1(t) for t in data[key]]
+    return data
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # a record holds thousands of BlockResults: fields read once per class
 
 
 def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    kind = type(value)
+    names_of = _FIELD_NAMES.get(kind)
+    if names_of is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names_of = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names_of is not None:
+        return {name: _jsonable(getattr(value, name)) for name in names_of}
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -92,8 +131,8 @@ def _build(tp: Any, data: Any) -> Any:
                 continue
         return data
     if dataclasses.is_dataclass(tp):
-        hints = _type_hints(tp)
-        kwargs = {f.name: _build(hints[f.name], data[f.name]) for f in dataclasses.fields(tp) if f.init and f.name in data}
+        kwargs = {name: data[name] if plain else _build(hint, data[name])
+                  for name, hint, plain in _fields_of(tp) if name in data}
         return tp(**kwargs)
     if origin in (list, tuple):
         args = typing.get_args(tp)
@@ -118,6 +157,26 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
+def _plain(hint: Any) -> bool:
+    """A JSON value of this type is the value itself (str, int, bool, Any, or an optional one of them)."""
+    if hint is Any or hint in _PLAIN:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return all(arg in _PLAIN for arg in typing.get_args(hint))
+    return False
+
+
+@functools.cache
+def _fields_of(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, type, plain) of each field a dataclass takes: a release's records hold tens of thousands of tests,
+    and a plain field is copied as it is instead of rebuilt."""
+    hints = _type_hints(cls)
+    return tuple((f.name, hints[f.name], _plain(hints[f.name])) for f in dataclasses.fields(cls) if f.init)
+
+
 def from_json(cls: type[T], text: str) -> T:
     return _build(cls, json.loads(text))
 
@@ -140,7 +199,7 @@ class RunFolder:
     """`reports/<database>/<batch>/<run-id>/`: one run's executed notebooks, records and reports.
 
     `write` replaces a record atomically; `read` refuses, in one sentence, a record this version of
-    runbook cannot read (another SCHEMA_VERSION, or not JSON).
+    runbook cannot read (a later SCHEMA_VERSION, or not JSON); a record of schema 1 is read in schema 2's keys.
     """
 
     path: Path
@@ -191,7 +250,10 @@ class RunFolder:
 
     def read(self, phase: str, cls: type[T]) -> T | None:
         """The record of `phase`, or None when there is none; RecordError when this runbook cannot read it."""
-        data = self.read_data(phase)
+        return self.record_of(phase, cls, self.read_data(phase))
+
+    def record_of(self, phase: str, cls: type[T], data: dict[str, Any] | None) -> T | None:
+        """`data` (what `read_data(phase)` gave) as a record of `cls`: `read` for whoever needs both."""
         if data is None:
             return None
         try:
@@ -212,11 +274,11 @@ class RunFolder:
             raise RecordError(f"{path} is not a readable JSON record ({exc}); run the phase again to write it anew.") \
                 from None
         version = data.get("schema_version", 1) if isinstance(data, dict) else None  # records before versions: 1
-        if version != SCHEMA_VERSION:
+        if version not in (1, SCHEMA_VERSION):
             raise RecordError(
-                f"{path} was written with record schema {version}, and this runbook reads schema {SCHEMA_VERSION}; "
-                "render it with the runbook version that wrote it, or run the phase again.")
-        return data
+                f"{path} was written with record schema {version}, and this runbook reads schema {SCHEMA_VERSION} "
+                "and the schemas before it; render it with the runbook version that wrote it, or run the phase again.")
+        return _upgraded(data, version)
 
     def has(self, phase: str) -> bool:
         return self.record_path(phase).exists()
@@ -353,7 +415,7 @@ class PreflightResult:
         return round(sum(c.estimate_ms for c in self.lock_costs), 3)
 
     def gates_frame(self) -> pd.DataFrame:
-        return tables.frame(self.gates, ["name", "expectation", "outcome", "status", "source"], empty="no gates")
+        return tables.frame(self.gates, ["name", "expectation", "observed", "status", "source"], empty="no gates")
 
     def ledger_frame(self) -> pd.DataFrame:
         lc = self.ledger
@@ -690,7 +752,9 @@ class ValidationResult:
     Declared checks, validation.sql blocks and the tests derived from migration.sql with their outcomes,
     the ORM alignment with schema.prisma, and the row counts before and after that prove nothing was
     left behind. No test at all is not a failure (a pure data migration has nothing to derive): the
-    headline says so and X/Y is 0/0.
+    headline says so and X/Y is 0/0. A test that was not run (its precondition could not be established)
+    proved nothing: X/Y counts the tests that ran, the headline adds "N not run", and it fails the validation
+    only with `fail_on_not_run`.
     """
 
     batch: BatchInfo
@@ -706,6 +770,7 @@ class ValidationResult:
     # What migration.sql held that gave no derived test (skipped statements, behaviour tests not built).
     derived_notes: list[str] = field(default_factory=list)
     orm_scope: str = ""  # which part of schema.prisma was compared, and why
+    fail_on_not_run: bool = False  # whether a test that was not run fails the validation (--fail-on-not-run)
 
     @property
     def passed(self) -> int:
@@ -713,7 +778,17 @@ class ValidationResult:
 
     @property
     def total(self) -> int:
-        return len(self.tests)
+        """Y of X/Y: the tests that ran (those not run are counted apart, in `not_run`)."""
+        return sum(1 for t in self.tests if t.ran)
+
+    @property
+    def failures(self) -> list[sqlblocks.BlockResult]:
+        return [t for t in self.tests if t.failed]
+
+    @property
+    def not_run(self) -> list[sqlblocks.BlockResult]:
+        """The tests whose precondition could not be established: neither passed nor failed."""
+        return [t for t in self.tests if not t.ran]
 
     @property
     def percent(self) -> float:
@@ -721,12 +796,14 @@ class ValidationResult:
 
     @property
     def derived(self) -> int:
-        """How many of the tests were derived from migration.sql (the rest were declared)."""
-        return sum(1 for t in self.tests if t.derived)
+        """How many of the tests that ran were derived from migration.sql (the rest were declared)."""
+        return sum(1 for t in self.tests if t.derived and t.ran)
 
     @property
     def ok(self) -> bool:
-        return self.passed == self.total and not (self.orm_strict and self.orm_mismatches)
+        """No test failed (a test not run is allowed, unless `fail_on_not_run`), nor schema.prisma under orm_strict."""
+        return (not self.failures and not (self.orm_strict and self.orm_mismatches)
+                and not (self.fail_on_not_run and self.not_run))
 
     @property
     def headline(self) -> str:
@@ -734,10 +811,13 @@ class ValidationResult:
             return "0/0 tests: no derived tests and none declared"
         declared = self.total - self.derived
         split = f"{declared} declared, {self.derived} derived" if self.derived else f"{declared} declared, no derived tests"
-        return f"{self.passed}/{self.total} tests passed ({self.percent:g}%; {split})"
+        ran = f"{self.passed}/{self.total} tests passed ({self.percent:g}%; {split})" if self.total \
+            else "0/0 tests passed (none ran)"
+        return ran + (f"; {len(self.not_run)} not run" if self.not_run else "")
 
     def tests_frame(self) -> pd.DataFrame:
-        return tables.frame(self.tests, ["name", "expectation", "outcome", "status", "source"], empty="no tests")
+        """One row per test: what it expected, what happened, PASS, FAIL or NOT RUN (and why not)."""
+        return tables.frame(self.tests, ["name", "expectation", "observed", "status", "source"], empty="no tests")
 
     def orm_frame(self) -> pd.DataFrame:
         """schema.prisma against the database, one row per field that disagrees."""
@@ -750,11 +830,18 @@ class ValidationResult:
         return orm.section(self.orm_mismatches, self.prisma_schema, self.orm_scope)
 
     def raise_for_failures(self) -> None:
-        failed = [t for t in self.tests if not t.passed]
+        """ValidationFailed naming each failing test (and each test not run, under `fail_on_not_run`)."""
+        failed = self.failures
         problems = []
         if failed:
             problems.append(self.headline + "; failing: "
-                            + "; ".join(f"'{t.name}' expected {t.expectation}, got {t.outcome}" for t in failed))
+                            + "; ".join(f"'{t.name}' expected {t.expectation}, got {t.observed}" for t in failed))
+        if self.fail_on_not_run and self.not_run:
+            problems.append(
+                (self.headline + "; " if not failed else "")
+                + f"{len(self.not_run)} test(s) not run, which fail_on_not_run (--fail-on-not-run) makes a failure: "
+                + "; ".join(f"'{t.name}' ({t.reason})" for t in self.not_run)
+                + "; remove what stopped each one (its reason says what), or run without --fail-on-not-run")
         if self.orm_strict and self.orm_mismatches:
             problems.append(f"{self.prisma_schema} disagrees with the database: " + "; ".join(
                 f"{m.model}.{m.field} reads '{m.schema_prisma}' but the database has {m.database} "
@@ -913,7 +1000,7 @@ class ReleaseApply:
 
 @dataclass
 class ReleaseValidation:
-    """Validation of each migration the release applied: X/Y over all of them."""
+    """Validation of each migration the release applied: X/Y over all of them (the tests that ran)."""
 
     plan: ReleasePlan
     results: list[ValidationResult] = field(default_factory=list)
@@ -924,7 +1011,12 @@ class ReleaseValidation:
 
     @property
     def total(self) -> int:
+        """Y of X/Y: the tests that ran, over every migration."""
         return sum(r.total for r in self.results)
+
+    @property
+    def not_run(self) -> list[sqlblocks.BlockResult]:
+        return [t for r in self.results for t in r.not_run]
 
     @property
     def ok(self) -> bool:
@@ -933,13 +1025,14 @@ class ReleaseValidation:
     @property
     def headline(self) -> str:
         percent = round(100.0 * self.passed / self.total, 1) if self.total else 0.0
-        return f"{self.passed}/{self.total} tests passed ({percent:g}%) over {len(self.results)} migration(s)"
+        return (f"{self.passed}/{self.total} tests passed ({percent:g}%) over {len(self.results)} migration(s)"
+                + (f"; {len(self.not_run)} not run" if self.not_run else ""))
 
     def tests_frame(self) -> pd.DataFrame:
-        rows = [(r.batch.number, r.batch.name, r.passed, r.total) for r in self.results]
+        rows = [(r.batch.number, r.batch.name, r.passed, r.total, len(r.not_run)) for r in self.results]
         if not rows:
             return pd.DataFrame({"note": ["no migration was applied by this release"]})
-        return pd.DataFrame(rows, columns=["migration", "name", "passed", "tests"]).set_index("migration")
+        return pd.DataFrame(rows, columns=["migration", "name", "passed", "tests run", "not run"]).set_index("migration")
 
     def orm_frame(self) -> pd.DataFrame:
         return _each(self.results[-1:], lambda r: r.orm_frame() if r.orm_mismatches else None,

@@ -138,7 +138,8 @@ class Summary:
         if p.verdict.reasons:
             body.append("\n".join(f"- {md.text(r)}" for r in p.verdict.reasons))
         body.append(md.table(["Gate", "Expected", "Result", "Status"],
-                             [(g.name, g.expectation, g.outcome, g.status) for g in p.gates]))
+                             [(g.name, g.expectation, g.reason if not g.ran else g.observed, g.status)
+                              for g in p.gates]))
         if p.lock_costs:
             body.append("Estimated write-blocking time, from a measured read of each table "
                         f"(threshold {p.lock_threshold_ms:g} ms):")
@@ -167,11 +168,10 @@ class Summary:
             return Section("Validation Results", "No validation in this run.")
         parts = []
         for n, t in enumerate(v.tests, start=1):
-            result = "PASS" if t.passed else "FAIL"
             lines = [f"**Test {n}: {md.text(t.name)}**", "",
                      f"- Attempted: {md.code(t.sql)}",
                      f"- Expected: {md.text(t.expectation)}",
-                     f"- Result: {result}: {md.text(t.outcome)}"]
+                     f"- Result: {t.status}: {md.text(t.observed if t.ran else t.reason)}"]
             if t.message:
                 lines.append(f"- Server: {md.text(t.sqlstate)} {md.text(t.message)}")
             parts.append("\n".join(lines))
@@ -181,14 +181,24 @@ class Summary:
             parts.append("**Not derived from migration.sql**:\n\n" + "\n".join(f"- {md.text(n)}" for n in v.derived_notes))
         return Section("Validation Results", "\n\n".join(parts))
 
-    def test_summary(self) -> Section:
+    def test_summary(self, *, passed_listed: bool = True) -> Section:
+        """Every test, PASS, FAIL or NOT RUN; in a release (`passed_listed` False) only those that did not pass,
+        with the count of those that did: a release of hundreds of migrations runs tens of thousands of tests, and
+        each migration's validate.json keeps every one with its SQL."""
         v = self.validate
         if v is None:
             return Section("Test Summary", "No validation in this run.")
-        rows = [(n, t.name, "derived" if t.derived else "declared", "PASS" if t.passed else "FAIL")
-                for n, t in enumerate(v.tests, start=1)]
-        body = md.table(["Test", "Description", "Origin", "Result"], rows) if rows else "No tests."
+        rows = [(n, t.name, "derived" if t.derived else "declared", t.status)
+                for n, t in enumerate(v.tests, start=1) if passed_listed or not t.passed]
+        if passed_listed:
+            body = md.table(["Test", "Description", "Origin", "Result"], rows) if rows else "No tests."
+        else:
+            listed = f"{v.passed} passed, each with its SQL in {md.text(self.run_dir.name)}/validate.json"
+            body = (md.table(["Test", "Description", "Origin", "Result"], rows) + f"\n\nThe other {listed}."
+                    if rows else f"No test failed: {listed}." if v.tests else "No tests.")
         body += f"\n\n**Overall**: {v.headline}"
+        if v.not_run:
+            body += "\n\n" + _not_run(v.not_run, [n for n, t in enumerate(v.tests, start=1) if not t.ran])
         if v.leftover_rows:
             body += f"\n\nWARNING: the tests left {v.leftover_rows} rows behind."
         return Section("Test Summary", body)
@@ -260,13 +270,13 @@ class Summary:
         v = self.validate
         if v is None:
             return Section("Constraint Behaviour", "No validation in this run.")
-        rejected = [t for t in v.tests if t.passed and t.expectation.startswith("error")]
+        rejected = [t for t in v.tests if t.passed and t.expectation.startswith("error")]  # a test not run proved nothing
         allowed = [t for t in v.tests if t.passed and t.expectation == "ok"]
         parts = ["### What is now REJECTED"]
         parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nServer: {md.text(t.sqlstate)} {md.text(t.message)}"
                   for n, t in enumerate(rejected, start=1)] or ["Nothing was tested to be rejected."]
         parts.append("### What is still ALLOWED")
-        parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nResult: {md.text(t.outcome)}"
+        parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nResult: {md.text(t.observed)}"
                   for n, t in enumerate(allowed, start=1)] or ["Nothing was tested to be allowed."]
         return Section("Constraint Behaviour", "\n\n".join(parts))
 
@@ -322,6 +332,18 @@ class Summary:
     @property
     def markdown(self) -> str:
         return "\n".join(s.markdown for s in self.sections())
+
+
+def _not_run(tests: list, numbers: list, migrations: list | None = None) -> str:
+    """The tests that were not run, each with why (the server's message when it refused the statement): they
+    proved nothing either way, so X/Y leaves them out; `numbers` are their places in the test list."""
+    head = ["#", "Test", "Why it was not run"]
+    rows = [(n, t.name, t.reason or t.observed) for n, t in zip(numbers, tests)]
+    if migrations is not None:
+        head, rows = ["Migration", *head], [(m, *row) for m, row in zip(migrations, rows)]
+    return (f"**Not run** ({len(tests)}): their precondition could not be established, so they proved nothing "
+            "either way; X/Y counts only the tests that ran (`--fail-on-not-run` makes a test not run a failure):"
+            "\n\n" + md.table(head, rows))
 
 
 def _run_by(run: records.RunRecord | None, conn) -> list[tuple[str, str]]:
@@ -499,7 +521,7 @@ class ReleaseSummary:
             rows.append((info.number, info.name, a.status if a else "not applied",
                          f"{a.duration_s:.3f} s" if a else "", a.attempts if a else "",
                          f"{a.longest_write_block_s * 1000:.1f} ms" if a else "",
-                         f"{v.passed}/{v.total}" if v else ""))
+                         f"{v.passed}/{v.total}" + (f" ({len(v.not_run)} not run)" if v.not_run else "") if v else ""))
         return rows
 
     def header(self) -> Section:
@@ -528,11 +550,13 @@ class ReleaseSummary:
         applied = self._applied()
         passed = sum(m.validate.passed for m in self.migrations if m.validate)
         total = sum(m.validate.total for m in self.migrations if m.validate)
+        not_run = sum(len(m.validate.not_run) for m in self.migrations if m.validate)
         seconds = sum(m.apply.duration_s for m in self.migrations if m.apply)
         longest = max((m.apply.longest_write_block_s for m in self.migrations if m.apply), default=0.0)
         body = md.table(["#", "Migration", "Status", "Duration", "Lock attempts", "Longest write block", "Tests"], rows)
         body += (f"\n\n**Release totals**: {len(applied)}/{len(self.plan.batches)} migrations applied in "
-                 f"{seconds:.3f} s; tests {passed}/{total} passed; longest write-blocking lock "
+                 f"{seconds:.3f} s; tests {passed}/{total} passed" + (f", {not_run} not run" if not_run else "")
+                 + "; longest write-blocking lock "
                  f"{longest * 1000:.1f} ms.")
         if self.plan.skipped:
             body += "\n\nSkipped folders (no migration.sql): " + ", ".join(md.text(n) for n in self.plan.skipped)
@@ -544,9 +568,10 @@ class ReleaseSummary:
         blocks = []
         for m in self.migrations:
             status = m.apply.status if m.apply else "not applied"
-            tests = f", tests {m.validate.passed}/{m.validate.total}" if m.validate else ""
+            tests = (f", tests {m.validate.passed}/{m.validate.total}"
+                     + (f" ({len(m.validate.not_run)} not run)" if m.validate.not_run else "")) if m.validate else ""
             blocks.append(_details(f"{m.batch_number} {m.batch.name}: {status}{tests}",
-                                   [m.what_was_done(), m.changes(), m.test_summary()]))
+                                   [m.what_was_done(), m.changes(), m.test_summary(passed_listed=False)]))
         return Section("Each Migration", "\n\n".join(blocks))
 
     def preflight_checks(self) -> Section:
@@ -560,18 +585,24 @@ class ReleaseSummary:
         return Section("Pre-flight Checks", body)
 
     def validation_results(self) -> Section:
-        failed = [(m.batch_number, t.name, t.expectation, t.outcome) for m in self.migrations if m.validate
-                  for t in m.validate.tests if not t.passed]
+        failed = [(m.batch_number, t.name, t.expectation, t.observed) for m in self.migrations if m.validate
+                  for t in m.validate.failures]
         if not failed:
-            return Section("Validation Results", "Every test of every applied migration passed.")
+            ran = "that ran " if any(m.validate.not_run for m in self.migrations if m.validate) else ""
+            return Section("Validation Results", f"Every test {ran}of every applied migration passed.")
         return Section("Validation Results", md.table(["#", "Failing test", "Expected", "Got"], failed))
 
     def test_summary(self) -> Section:
-        passed = sum(m.validate.passed for m in self.migrations if m.validate)
-        total = sum(m.validate.total for m in self.migrations if m.validate)
+        validated = [m for m in self.migrations if m.validate]
+        passed = sum(m.validate.passed for m in validated)
+        total = sum(m.validate.total for m in validated)
         percent = round(100.0 * passed / total, 1) if total else 0.0
-        return Section("Test Summary", f"**Overall**: {passed}/{total} tests passed ({percent:g}%) over "
-                                       f"{sum(1 for m in self.migrations if m.validate)} migrations")
+        body = f"**Overall**: {passed}/{total} tests passed ({percent:g}%) over {len(validated)} migrations"
+        skipped = [(m.batch_number, n, t) for m in validated for n, t in enumerate(m.validate.tests, start=1) if not t.ran]
+        if skipped:
+            body += (f"; {len(skipped)} not run\n\n"
+                     + _not_run([t for _, _, t in skipped], [n for _, n, _ in skipped], [b for b, _, _ in skipped]))
+        return Section("Test Summary", body)
 
     def performance(self) -> Section:
         applied = [m for m in self.migrations if m.apply]

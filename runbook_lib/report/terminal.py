@@ -17,7 +17,7 @@ from runbook_lib.report import records
 
 # Colours a verdict or status is painted with on a TTY (ANSI SGR codes).
 _COLOURS = {names.GO: "32", names.WARN: "33", names.NOGO: "31", names.FAILED: "31", "FAIL": "31",
-            names.APPLIED: "32", names.ROLLED_BACK: "33", "ok": "32"}
+            names.APPLIED: "32", names.ROLLED_BACK: "33", "ok": "32", names.TEST_STATUS[names.NOT_RUN]: "33"}
 # How many rows of a list (catalog changes, failing tests) the terminal shows before "... and N more".
 MAX_ROWS = 12
 
@@ -47,10 +47,11 @@ class FolderRecords:
     def read(cls, folder: records.RunFolder) -> "FolderRecords":
         out = cls(folder.path)
         for phase, tp in records.RECORD_TYPES.items():
-            record = folder.read(phase, tp)
+            data = folder.read_data(phase)  # each file read and parsed once: a release has hundreds
+            record = folder.record_of(phase, tp, data)
             if record is not None:
                 setattr(out, phase, record)
-                out.raw[phase] = folder.read_data(phase)
+                out.raw[phase] = data
         return out
 
 
@@ -136,15 +137,16 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
 
 
 def validation_lines(result: records.ValidationResult, tty: bool = False) -> list[str]:
-    """X/Y, then every failing test with what was expected and the server's own message."""
+    """X/Y and "N not run", then every failing test with what was expected and the server's own message, and
+    every test not run with why (its reason holds the server's message when the server refused it)."""
     status = "ok" if result.ok else names.FAILED
     lines = [f"validate: {paint(result.headline, status, tty)}"]
     failing = []
-    for t in result.tests:
-        if t.passed:
-            continue
+    for t in result.failures:
         said = f" (server: {_one_line(t.message, 160)})" if t.message else ""
-        failing.append(f"{paint('FAIL', 'FAIL', tty)} {t.name}: expected {t.expectation}, got {t.outcome}{said}")
+        failing.append(f"{paint('FAIL', 'FAIL', tty)} {t.name}: expected {t.expectation}, got {t.observed}{said}")
+    not_run = names.TEST_STATUS[names.NOT_RUN]
+    failing += [f"{paint(not_run, not_run, tty)} {t.name}: {_one_line(t.reason, 200)}" for t in result.not_run]
     lines += _cut(failing, "  ")
     if result.orm_strict and result.orm_mismatches:
         lines += _cut([f"schema.prisma {m.model}.{m.field}: {m.schema_prisma}, database {m.database}"
@@ -180,13 +182,14 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
                   (names.APPLIED, names.ALREADY_APPLIED, names.DRY_RUN))
     passed = sum(m.validate.passed for _, m in migrations if m.validate)
     total = sum(m.validate.total for _, m in migrations if m.validate)
+    not_run = sum(len(m.validate.not_run) for _, m in migrations if m.validate)
     drift = plan.drift if plan else []
     # The release's verdict as its preflight gave it: a changed applied migration makes it NO-GO on its own.
     worst = (records.ReleasePreflight(plan, [m.preflight for _, m in migrations if m.preflight]).verdict.status
              if plan else names.worst_verdict(m.preflight.verdict.status for _, m in migrations if m.preflight))
     worst = worst or names.GO
-    lines = [f"release: migrations applied {applied}/{planned}, tests {passed}/{total} passed, "
-             f"preflight {paint(worst, worst, tty)}"]
+    lines = [f"release: migrations applied {applied}/{planned}, tests {passed}/{total} passed"
+             + (f" ({not_run} not run)" if not_run else "") + f", preflight {paint(worst, worst, tty)}"]
     for d in drift:  # "migration 7 (name): runbook's ledger recorded ..., the file is now ..."
         which, _, how = d.partition(": ")
         lines.append(f"  {paint(names.NOGO, names.NOGO, tty)}: {which}: its migration.sql changed since it was applied"
@@ -199,7 +202,8 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
         if m.apply:
             parts.append(paint(m.apply.status, m.apply.status, tty))
         if m.validate:
-            parts.append(f"{m.validate.passed}/{m.validate.total} tests")
+            parts.append(f"{m.validate.passed}/{m.validate.total} tests"
+                         + (f" ({len(m.validate.not_run)} not run)" if m.validate.not_run else ""))
         title = m.preflight.batch.name if m.preflight else ""
         lines.append(f"  {name} {title:<32} {', '.join(parts)}".rstrip())
         if m.preflight and m.preflight.verdict.status != names.GO:

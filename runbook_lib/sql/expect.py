@@ -12,11 +12,14 @@ and never guessed at; transaction control (BEGIN/COMMIT) and SET are ignored sil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 
+import pglast
 from pglast import ast
 from pglast.enums import AlterTableType as AT
 from pglast.enums import ConstrType as CT
+from pglast.enums import DropBehavior
 from pglast.enums import ObjectType as OT
 from pglast.stream import RawStream
 
@@ -39,6 +42,7 @@ class Column:
     has_default: bool | None = None
     default_sql: str | None = None  # the written expression, when it is simple enough to compare
     dropped: bool = False
+    type_key: Table | None = None  # the written type's name, (schema, name): a DROP TYPE ... CASCADE takes the column
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Constraint:
     validated: bool = True
     deferrable: bool = False  # checked at commit, so a statement inside the test is not refused
     dropped: bool = False
+    renamed_from: str | None = None  # kind "?": renamed here from this name, created elsewhere (see `resolve`)
 
 
 @dataclass
@@ -80,6 +85,7 @@ class Index:
     unique: bool = False
     partial: bool = False
     dropped: bool = False
+    renamed_from: Table | None = None  # renamed here from this name, created elsewhere (see `resolve`)
 
 
 @dataclass
@@ -116,6 +122,15 @@ class Expected:
     unmodelled_tables: set[Table] = field(default_factory=set)
     unmodelled_columns: set[tuple[Table, str]] = field(default_factory=set)
     unmodelled_indexes: set[Table] = field(default_factory=set)
+    unmodelled_constraints: set[tuple[Table, str]] = field(default_factory=set)
+    unmodelled_types: set[Table] = field(default_factory=set)
+    dropped_schemas: dict[str, int] = field(default_factory=dict)  # DROP SCHEMA: name -> line
+    # renames in statement order: ("table", old key, new key, "") and ("column", table key, old name, new name), so
+    # what an earlier migration built can be followed to its names now (`resolve`)
+    renames: list[tuple[str, Table, Table | str, str]] = field(default_factory=list)
+    # DROP TYPE / DROP EXTENSION ... CASCADE: key or name -> line (the columns of that type go; see `resolve`)
+    cascaded_types: dict[Table, int] = field(default_factory=dict)
+    cascaded_extensions: dict[str, int] = field(default_factory=dict)
 
     def table(self, key: Table, line: int) -> TableState:
         state = self.tables.get(key)
@@ -145,6 +160,18 @@ def _simple_default(expr) -> str | None:
     if isinstance(node, ast.A_Expr) and node.lexpr is None and isinstance(node.rexpr, ast.A_Const):
         return RawStream()(expr)  # -1
     return None
+
+
+def _is_null(expr) -> bool:
+    node = expr.arg if isinstance(expr, ast.TypeCast) else expr
+    return isinstance(node, ast.A_Const) and bool(node.isnull)
+
+
+def _default_of(expr) -> tuple[bool, str | None]:
+    """(has a default, its text when simple): DEFAULT NULL is no default, and PostgreSQL stores none for it."""
+    if _is_null(expr):
+        return False, None
+    return True, _simple_default(expr)
 
 
 def _column_names(expr) -> tuple[str, ...]:
@@ -200,6 +227,9 @@ class _Reader:
             self.out.skipped.append(Skipped(line, "CreateStmt", "partitions, inheritance and typed tables are not modelled"))
             return
         key = self.rel(stmt.relation)
+        if stmt.relation.relpersistence == "t":
+            self.out.skipped.append(Skipped(line, "CreateStmt", "a temporary table lasts only for the session that made it"))
+            return
         if stmt.if_not_exists and key not in self.out.tables:
             self.out.unmodelled_tables.add(key)
             self.out.skipped.append(Skipped(line, "CreateStmt", "CREATE TABLE IF NOT EXISTS may have found an older table"))
@@ -223,19 +253,20 @@ class _Reader:
         written = RawStream()(cdef.typeName)
         serial = _SERIALS.get(_strings(cdef.typeName.names)[-1]) if not cdef.typeName.arrayBounds else None
         column.type = serial or written
+        column.type_key = self.qualified(_strings(cdef.typeName.names))
         if serial:
             column.not_null, column.has_default = True, True
         if cdef.is_not_null:
             column.not_null = True
         if cdef.raw_default is not None:
-            column.has_default, column.default_sql = True, _simple_default(cdef.raw_default)
+            column.has_default, column.default_sql = _default_of(cdef.raw_default)
         for con in cdef.constraints or ():
             if con.contype == CT.CONSTR_NOTNULL:
                 column.not_null = True
             elif con.contype == CT.CONSTR_NULL:
                 column.not_null = False
             elif con.contype == CT.CONSTR_DEFAULT:
-                column.has_default, column.default_sql = True, _simple_default(con.raw_expr)
+                column.has_default, column.default_sql = _default_of(con.raw_expr)
             elif con.contype in (CT.CONSTR_IDENTITY, CT.CONSTR_GENERATED):
                 column.has_default, column.default_sql = True, None
                 if con.contype == CT.CONSTR_IDENTITY:
@@ -308,22 +339,17 @@ class _Reader:
             elif sub == AT.AT_DropColumn:
                 table.column(cmd.name, line).dropped = True
                 table.columns[cmd.name].line = line
-                for con in self.out.constraints:
-                    if con.table == key and cmd.name in con.columns and not con.dropped:
-                        con.dropped = True  # PostgreSQL drops the constraints on the column with it
-                for index in self.out.indexes.values():
-                    if index.table == key and cmd.name in index.columns:
-                        index.dropped = True
+                self._column_gone(key, cmd.name)
             elif sub == AT.AT_AlterColumnType:
                 column = table.column(cmd.name, line)
                 column.type, column.line = RawStream()(cmd.def_.typeName), line
+                column.type_key = self.qualified(_strings(cmd.def_.typeName.names))
             elif sub in (AT.AT_SetNotNull, AT.AT_DropNotNull):
                 column = table.column(cmd.name, line)
                 column.not_null, column.line = sub == AT.AT_SetNotNull, line
             elif sub == AT.AT_ColumnDefault:
                 column = table.column(cmd.name, line)
-                column.has_default = cmd.def_ is not None
-                column.default_sql = _simple_default(cmd.def_) if cmd.def_ is not None else None
+                column.has_default, column.default_sql = _default_of(cmd.def_) if cmd.def_ is not None else (False, None)
                 column.line = line
             elif sub == AT.AT_AddConstraint:
                 self._constraint(table, cmd.def_, line)
@@ -352,7 +378,10 @@ class _Reader:
     def _DropStmt(self, stmt: ast.DropStmt, line: int) -> None:
         kind = stmt.removeType
         for obj in stmt.objects or ():
-            names = _strings(obj) if isinstance(obj, tuple) else _strings(getattr(obj, "names", None) or ())
+            if isinstance(obj, ast.String):  # DROP EXTENSION e, DROP SCHEMA s: a bare name
+                names = [obj.sval]
+            else:
+                names = _strings(obj) if isinstance(obj, tuple) else _strings(getattr(obj, "names", None) or ())
             if not names:
                 continue
             key = self.qualified(names)
@@ -363,8 +392,17 @@ class _Reader:
                 self.out.indexes[key] = Index(key, line, dropped=True)
             elif kind == OT.OBJECT_TYPE:
                 self.out.enums[key] = Enum(key, line, dropped=True)
+                if stmt.behavior == DropBehavior.DROP_CASCADE:
+                    self.out.cascaded_types[key] = line
+                    self._drop_columns_of_type(key, None, line)
             elif kind == OT.OBJECT_EXTENSION:
                 self.out.extensions[names[-1]] = (line, False)
+                if stmt.behavior == DropBehavior.DROP_CASCADE:
+                    self.out.cascaded_extensions[names[-1]] = line
+                    self._drop_columns_of_type(None, names[-1], line)
+            elif kind == OT.OBJECT_SCHEMA:
+                self.out.dropped_schemas[names[-1]] = line
+                self.out.skipped.append(Skipped(line, "DropStmt", "DROP SCHEMA: what it held is not modelled"))
             else:
                 self.out.skipped.append(Skipped(line, "DropStmt", f"DROP {kind.name[7:]} is not modelled"))
 
@@ -373,12 +411,29 @@ class _Reader:
         self.out.tables.pop(key, None)
         self.out.constraints = [c for c in self.out.constraints if c.table != key]
         self.out.indexes = {k: i for k, i in self.out.indexes.items() if i.table != key}
+        for con in self.out.constraints:  # a foreign key to it goes with it (CASCADE; PostgreSQL refuses otherwise)
+            if con.references == key:
+                con.dropped = True
+
+    def _drop_columns_of_type(self, type_key: Table | None, extension: str | None, line: int) -> None:
+        """DROP TYPE/EXTENSION ... CASCADE: the columns of that type go, and what is built on them."""
+        for table in self.out.tables.values():
+            for column in table.columns.values():
+                if column.dropped or column.type_key is None:
+                    continue
+                if column.type_key == type_key or (extension and column.type_key[1] == extension):
+                    column.dropped, column.line = True, line
+                    self._column_gone(table.key, column.name)
+
+    def _column_gone(self, key: Table, name: str) -> None:
+        _column_gone(self.out, key, name)
 
     def _RenameStmt(self, stmt: ast.RenameStmt, line: int) -> None:
         kind = stmt.renameType
         if kind == OT.OBJECT_TABLE:
             old = self.rel(stmt.relation)
             new = (old[0], stmt.newname)
+            self.out.renames.append(("table", old, new, ""))
             state = self.out.tables.pop(old, None) or TableState(old, line)
             self.out.tables[old] = TableState(old, line, dropped=True)
             state.key, state.line = new, line
@@ -393,6 +448,7 @@ class _Reader:
                     index.table = new
         elif kind == OT.OBJECT_COLUMN:
             key = self.rel(stmt.relation)
+            self.out.renames.append(("column", key, stmt.subname, stmt.newname))
             table = self.out.table(key, line)
             state = table.columns.pop(stmt.subname, None)
             table.column(stmt.subname, line).dropped = True
@@ -416,7 +472,7 @@ class _Reader:
                     break
             else:  # renamed here, created elsewhere: only its presence under the new name is known
                 self.out.constraints.append(Constraint(key, "?", line, stmt.subname, dropped=True))
-                self.out.constraints.append(Constraint(key, "?", line, stmt.newname))
+                self.out.constraints.append(Constraint(key, "?", line, stmt.newname, renamed_from=stmt.subname))
             if self.key(key[0], stmt.subname) in self.out.indexes:  # a key's index is renamed with it
                 self._rename_index(self.key(key[0], stmt.subname), stmt.newname, line)
         elif kind == OT.OBJECT_INDEX:
@@ -436,7 +492,7 @@ class _Reader:
         state = self.out.indexes.pop(old, None)
         new = (old[0], newname)
         if state is None:  # created elsewhere: only its presence under the new name is known
-            state = Index(old, line)
+            state = Index(old, line, renamed_from=old)
         state.key, state.line = new, line
         self.out.indexes[new] = state
         self.out.indexes.setdefault(old, Index(old, line, dropped=True))
@@ -473,8 +529,79 @@ class _Reader:
         else:
             state.labels.append(stmt.newVal)
 
+    def _DoStmt(self, stmt: ast.DoStmt, line: int) -> None:
+        """A DO block runs code: what its SQL statements touch (Drizzle wraps ADD CONSTRAINT in one, to ignore
+        duplicate_object) is left without an expectation here, and supersedes what earlier statements and
+        migrations said about it. Its code may or may not run a statement (IF, EXCEPTION), so nothing is
+        expected of them; a block with dynamic SQL (EXECUTE) is not read at all."""
+        inner = _do_statements(stmt)
+        reason = "a DO block runs code: what its statements change is not expected of it"
+        if inner is None:
+            self.out.skipped.append(Skipped(line, "DoStmt", reason + " (its SQL could not be read)"))
+            return
+        scratch = _Reader(self.out.filename, self.default_schema)
+        for raw in inner:
+            scratch.read(raw, line)
+        self.forget(touched(scratch.out), scratch.out)
+        self.out.skipped.append(Skipped(line, "DoStmt", reason))
+
+    def forget(self, gone: "Touched", seen: Expected) -> None:
+        """Drop every expectation on what `gone` names, and mark it touched by something left unmodelled."""
+        for key in gone.tables:
+            self.out.tables.pop(key, None)
+            self.out.unmodelled_tables.add(key)
+        for key in seen.tables:  # an ALTER TABLE inside: the columns and keys it names
+            for name in seen.tables[key].columns:
+                state = self.out.tables.get(key)
+                if state is not None:
+                    state.columns.pop(name, None)
+                self.out.unmodelled_columns.add((key, name))
+        for table, name in gone.constraints:
+            self.out.constraints = [c for c in self.out.constraints if not (c.table == table and _named(c) == name)]
+            self.out.unmodelled_constraints.add((table, name))
+        for key in gone.indexes:
+            self.out.indexes.pop(key, None)
+            self.out.unmodelled_indexes.add(key)
+        for key in gone.enums:
+            self.out.enums.pop(key, None)
+            self.out.unmodelled_types.add(key)
+        for name in gone.extensions:
+            self.out.extensions.pop(name, None)
+
     def _CreateExtensionStmt(self, stmt: ast.CreateExtensionStmt, line: int) -> None:
         self.out.extensions[stmt.extname] = (line, True)
+
+
+def _do_statements(stmt: ast.DoStmt) -> list | None:
+    """The SQL statements a DO block's PL/pgSQL runs, parsed; None when it cannot be read or builds SQL at run time."""
+    try:
+        tree = pglast.parse_plpgsql(RawStream()(stmt))
+    except Exception:  # noqa: BLE001 (pglast raises its own errors and ValueError for other languages)
+        return None
+    queries: list[str] = []
+    dynamic = False
+
+    def walk(node) -> None:
+        nonlocal dynamic
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "PLpgSQL_stmt_dynexecute":
+                    dynamic = True
+                elif key == "PLpgSQL_stmt_execsql":
+                    queries.append(value["sqlstmt"]["PLpgSQL_expr"]["query"])
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(tree)
+    if dynamic:
+        return None
+    try:
+        return [raw.stmt for query in queries for raw in pglast.parse_sql(query)]
+    except pglast.parser.ParseError:
+        return None
 
 
 def read(sql_text: str, *, filename: str = "migration.sql", default_schema: str = "public") -> Expected:
@@ -491,21 +618,139 @@ def read(sql_text: str, *, filename: str = "migration.sql", default_schema: str 
     return reader.out
 
 
+def _column_gone(expected: Expected, key: Table, name: str) -> None:
+    """PostgreSQL drops the constraints and indexes on a dropped column, and the foreign keys to it."""
+    for con in expected.constraints:
+        if not con.dropped and ((con.table == key and name in con.columns)
+                                or (con.references == key and name in con.ref_columns)):
+            con.dropped = True
+    for index in expected.indexes.values():
+        if index.table == key and name in index.columns:
+            index.dropped = True
+
+
+def _cascade_to_columns(expected: Expected, earlier: list[Expected]) -> None:
+    """A column this migration changes but did not create, whose type (from the migration that made it) this
+    migration drops later with CASCADE: it goes with the type, and so does what is built on it."""
+    for key, state in expected.tables.items():
+        for column in state.columns.values():
+            if column.dropped or column.type_key is not None:
+                continue
+            made = next((b.tables[key].columns[column.name] for b in earlier if key in b.tables
+                         and column.name in b.tables[key].columns), None)
+            if made is None or made.type_key is None:
+                continue
+            column.type_key = made.type_key
+            line = expected.cascaded_types.get(made.type_key) or expected.cascaded_extensions.get(made.type_key[1])
+            if line and line > column.line:
+                column.dropped, column.line = True, line
+                _column_gone(expected, key, column.name)
+
+
+def _renamed(renames: list, table: Table | None, columns: tuple) -> tuple[Table | None, tuple]:
+    """`table` and its `columns` after `renames` (Expected.renames, in statement order)."""
+    for kind, key, old, new in renames:
+        if kind == "table" and table == key:
+            table = old  # ("table", old key, new key, "")
+        elif kind == "column" and table == key:
+            columns = tuple(new if c == old else c for c in columns)
+    return table, columns
+
+
+def resolve(expected: Expected, earlier: Iterable[Expected]) -> Expected:
+    """Fill in what `expected` renames but did not create, from the migrations before it (latest first).
+
+    `ALTER INDEX a RENAME TO b` says only that b exists; the migration that created a says on which table and
+    columns, so that a later DROP COLUMN under b is seen to take b with it. Renames of renames are followed, and
+    so are the renames of its table and columns by the migrations in between (and by this one). A column this
+    migration changes whose type it then drops with CASCADE is found the same way.
+    """
+    indexes = {k: i for k, i in expected.indexes.items() if i.table is None and i.renamed_from and not i.dropped}
+    constraints = [c for c in expected.constraints if c.kind == "?" and c.renamed_from and not c.dropped]
+    cascaded = expected.cascaded_types or expected.cascaded_extensions
+    if not (indexes or constraints or cascaded):
+        return expected  # the earlier migrations are not even read
+    earlier = list(earlier)
+    if cascaded:
+        _cascade_to_columns(expected, earlier)
+    wanted_index = {i.renamed_from: i for i in indexes.values()}
+    wanted_con = {(c.table, c.renamed_from): c for c in constraints}
+    since: list[Expected] = [expected]  # the migrations after the one being looked at, latest first
+
+    def now(table: Table | None, columns: tuple) -> tuple[Table | None, tuple]:
+        for later in reversed(since):
+            table, columns = _renamed(later.renames, table, columns)
+        return table, columns
+
+    for before in earlier:
+        for old, index in list(wanted_index.items()):
+            found = before.indexes.get(old)
+            if found is None or found.dropped:
+                continue
+            del wanted_index[old]
+            if found.table is not None:
+                index.table, index.columns = now(found.table, found.columns)  # `found` is as `before` left it
+                index.unique, index.partial = found.unique, found.partial
+            elif found.renamed_from:
+                wanted_index[found.renamed_from] = index
+        for (table, old), con in list(wanted_con.items()):
+            found = next((c for c in before.constraints if c.table == table and c.name == old and not c.dropped), None)
+            if found is None:
+                continue
+            del wanted_con[(table, old)]
+            if found.kind != "?":
+                _, con.columns = now(found.table, found.columns)
+                con.references, con.ref_columns = now(found.references, found.ref_columns)
+            elif found.renamed_from:
+                wanted_con[(table, found.renamed_from)] = con
+        if not (wanted_index or wanted_con):
+            break
+        since.append(before)
+    for index in indexes.values():  # a column or table this migration drops after the rename takes the index
+        state = expected.tables.get(index.table) if index.table else None
+        if state is not None and (
+                (state.dropped and state.line > index.line)
+                or any(c in state.columns and state.columns[c].dropped and state.columns[c].line > index.line
+                       for c in index.columns)):
+            index.dropped = True
+    return expected
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a later migration changes an object: the migration and the line of the statement that does it."""
+
+    migration: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"migration {self.migration} line {self.line}"
+
+
 @dataclass(frozen=True)
 class Touched:
-    """What a migration changes, at the grain later ones can supersede: whole tables, columns, and names."""
+    """What migrations change, at the grain later ones can supersede (whole tables, columns, names), and where.
 
-    tables: frozenset[Table] = frozenset()  # created, dropped or renamed: every expectation on them
-    columns: frozenset[tuple[Table, str]] = frozenset()
-    constraints: frozenset[tuple[Table, str]] = frozenset()
-    indexes: frozenset[Table] = frozenset()
-    enums: frozenset[Table] = frozenset()
-    extensions: frozenset[str] = frozenset()
+    Each object maps to the first statement that changes it; `earlier | later` keeps the earlier one's, so
+    what a migration expected is said to be superseded by the first later migration that changed it.
+    """
 
-    def __or__(self, other: "Touched") -> "Touched":
-        return Touched(self.tables | other.tables, self.columns | other.columns,
-                       self.constraints | other.constraints, self.indexes | other.indexes,
-                       self.enums | other.enums, self.extensions | other.extensions)
+    tables: dict[Table, Origin] = field(default_factory=dict)  # created, dropped or renamed: every expectation
+    columns: dict[tuple[Table, str], Origin] = field(default_factory=dict)  # changed in any way
+    # dropped or renamed away: what is built on them (an index, a key) goes or changes too, where a new
+    # default or NOT NULL leaves it as it was
+    columns_gone: dict[tuple[Table, str], Origin] = field(default_factory=dict)
+    constraints: dict[tuple[Table, str], Origin] = field(default_factory=dict)
+    indexes: dict[Table, Origin] = field(default_factory=dict)
+    enums: dict[Table, Origin] = field(default_factory=dict)  # types created, changed or dropped
+    extensions: dict[str, Origin] = field(default_factory=dict)
+    schemas: dict[str, Origin] = field(default_factory=dict)  # dropped: everything in them
+
+    def __or__(self, later: "Touched") -> "Touched":
+        return Touched(*({**getattr(later, f.name), **getattr(self, f.name)} for f in fields(Touched)))
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(Touched))
 
 
 def _named(con: Constraint) -> str | None:
@@ -519,52 +764,130 @@ def _named(con: Constraint) -> str | None:
     return f"{con.table[1]}{middle}_{suffix}"
 
 
-def touched(expected: Expected) -> Touched:
-    whole = set(expected.dropped_tables) | expected.unmodelled_tables
-    columns = set(expected.unmodelled_columns)
+def touched(expected: Expected, migration: str = "") -> Touched:
+    """What `expected`'s migration changes, each object with the line that last changes it there."""
+    at = lambda line: Origin(migration, line)  # noqa: E731
+    tables = {key: at(line) for key, line in ((k, expected.tables[k].line if k in expected.tables else 0)
+                                              for k in expected.dropped_tables | expected.unmodelled_tables)}
+    columns = {key: at(expected.tables[key[0]].line if key[0] in expected.tables else 0)
+               for key in expected.unmodelled_columns}
+    gone = {}
     for key, state in expected.tables.items():
         if state.created or state.dropped:
-            whole.add(key)
-        columns.update((key, name) for name in state.columns)
-    names = {(c.table, _named(c)) for c in expected.constraints if _named(c)}
-    names |= {(c.table, f"{c.table[1]}_pkey") for c in expected.constraints if c.kind == "p"}  # a table has one
-    return Touched(frozenset(whole), frozenset(columns), frozenset(names),
-                   frozenset(expected.indexes) | frozenset(expected.unmodelled_indexes),
-                   frozenset(expected.enums), frozenset(expected.extensions))
+            tables[key] = at(state.line)
+        columns.update(((key, name), at(column.line)) for name, column in state.columns.items())
+        gone.update(((key, name), at(column.line)) for name, column in state.columns.items() if column.dropped)
+    names = {(c.table, _named(c)): at(c.line) for c in expected.constraints if _named(c)}
+    names.update({key: at(0) for key in expected.unmodelled_constraints if key not in names})
+    names.update({(c.table, f"{c.table[1]}_pkey"): at(c.line) for c in expected.constraints if c.kind == "p"})
+    indexes = {key: at(index.line) for key, index in expected.indexes.items()}
+    indexes.update({key: at(0) for key in expected.unmodelled_indexes if key not in indexes})
+    return Touched(tables, columns, gone, names, indexes,
+                   {**{key: at(0) for key in expected.unmodelled_types}, **{key: at(e.line) for key, e in expected.enums.items()}},
+                   {name: at(line) for name, (line, _) in expected.extensions.items()},
+                   {name: at(line) for name, line in expected.dropped_schemas.items()})
 
 
-def superseded(expected: Expected, later: Touched) -> tuple[Expected, int]:
-    """`expected` without what later migrations change again (they check it themselves); and how much was left out.
+@dataclass(frozen=True)
+class Left:
+    """An expectation left out because a later migration changes its object again: what, and where."""
 
-    A migration validated after later ones were applied (a release validates at its end; `runbook validate 5`
-    after 6 and 7) would otherwise expect a column type, an enum's labels or an index that a later migration
-    changed on purpose: a false failure.
+    what: str
+    by: Origin
+
+    def __str__(self) -> str:
+        return f"{self.what}: changed again by {self.by}"
+
+
+class _Stale:
+    """Whether a later migration changes an object an expectation is about, and which one does."""
+
+    def __init__(self, later: Touched) -> None:
+        self.later = later
+
+    def table(self, key: Table | None) -> Origin | None:
+        if key is None:
+            return None
+        return self.later.tables.get(key) or self.later.schemas.get(key[0] or "public")
+
+    def columns(self, key: Table | None, names: tuple) -> Origin | None:
+        """The table, or any of these columns dropped or renamed (a DROP COLUMN takes the indexes and constraints
+        on it; a rename changes what they are on)."""
+        gone = self.later.columns_gone
+        return self.table(key) or next((gone[(key, n)] for n in names if (key, n) in gone), None)
+
+    def column(self, key: Table, column: Column) -> Origin | None:
+        """The column changed in any way, or its type dropped later (DROP TYPE/EXTENSION ... CASCADE drops the
+        columns of that type)."""
+        found = self.table(key) or self.later.columns.get((key, column.name))
+        if found or column.type_key is None:
+            return found
+        type_schema, type_name = column.type_key
+        return (self.later.enums.get(column.type_key) or self.later.extensions.get(type_name)
+                or (self.later.schemas.get(type_schema) if type_schema else None))
+
+
+def superseded(expected: Expected, later: Touched) -> tuple[Expected, list[Left]]:
+    """`expected` without what later migrations change again (they check it themselves), and what was left out.
+
+    A migration validated after later ones were applied (`runbook validate 5` after 6 and 7, `runbook check`)
+    would otherwise expect a column type, an enum's labels or an index that a later migration changed on
+    purpose: a false failure. The changes count whether named (ALTER ... DROP COLUMN c) or implied: an index or
+    constraint on a column dropped later goes with it, as does a foreign key to a table dropped later, a column
+    of a type or extension dropped later with CASCADE, and everything in a schema dropped later.
     """
-    if not (later.tables or later.columns or later.constraints or later.indexes or later.enums or later.extensions):
-        return expected, 0
-    left = 0
-    gone_columns: dict[Table, set[str]] = {}
+    if not later:
+        return expected, []
+    stale = _Stale(later)
+    left: list[Left] = []
     tables = {}
     for key, state in expected.tables.items():
-        if key in later.tables:
-            left += 1 + len(state.columns)
+        by = stale.table(key)
+        if by:
+            left.append(Left(f"table {_shown(key)}", by))
             continue
-        kept = {n: c for n, c in state.columns.items() if (key, n) not in later.columns}
-        gone_columns[key] = set(state.columns) - set(kept)
-        left += len(state.columns) - len(kept)
+        kept = {}
+        for name, column in state.columns.items():
+            by = stale.column(key, column)
+            if by:
+                left.append(Left(f"column {_shown(key)}.{name}", by))
+            else:
+                kept[name] = column
         tables[key] = TableState(state.key, state.line, state.created, state.dropped, kept) \
             if len(kept) != len(state.columns) else state
-
-    def stale(table: Table | None, cols: tuple) -> bool:
-        return table in later.tables or bool(gone_columns.get(table, set()) & {c for c in cols if c})
-
-    constraints = [c for c in expected.constraints
-                   if not (stale(c.table, c.columns) or (c.references is not None and stale(c.references, c.ref_columns))
-                           or (_named(c) and (c.table, _named(c)) in later.constraints))]
-    indexes = {k: i for k, i in expected.indexes.items() if k not in later.indexes and not stale(i.table, i.columns)}
-    enums = {k: e for k, e in expected.enums.items() if k not in later.enums}
-    extensions = {k: v for k, v in expected.extensions.items() if k not in later.extensions}
-    left += (len(expected.constraints) - len(constraints) + len(expected.indexes) - len(indexes)
-             + len(expected.enums) - len(enums) + len(expected.extensions) - len(extensions))
+    constraints = []
+    for con in expected.constraints:
+        name = _named(con)
+        by = (stale.columns(con.table, con.columns)
+              or (stale.columns(con.references, con.ref_columns) if con.references is not None else None)
+              or (later.constraints.get((con.table, name)) if name else None))
+        if by:
+            left.append(Left(f"constraint {name or con.kind} on {_shown(con.table)}", by))
+        else:
+            constraints.append(con)
+    indexes = {}
+    for key, index in expected.indexes.items():
+        by = later.indexes.get(key) or stale.columns(index.table, index.columns) or later.schemas.get(key[0] or "public")
+        if by:
+            left.append(Left(f"index {_shown(key)}", by))
+        else:
+            indexes[key] = index
+    enums = {}
+    for key, enum in expected.enums.items():
+        by = later.enums.get(key) or later.schemas.get(key[0] or "public")
+        if by:
+            left.append(Left(f"type {_shown(key)}", by))
+        else:
+            enums[key] = enum
+    extensions = {}
+    for name, value in expected.extensions.items():
+        if name in later.extensions:
+            left.append(Left(f"extension {name}", later.extensions[name]))
+        else:
+            extensions[name] = value
     return Expected(expected.filename, tables, constraints, indexes, enums, extensions, expected.skipped,
                     expected.dropped_tables), left
+
+
+def _shown(key: Table) -> str:
+    return f"{key[0]}.{key[1]}" if key[0] else key[1]

@@ -6,6 +6,7 @@ validation.sql all go through `split`, so a syntax error reads the same wherever
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import pglast
@@ -50,7 +51,15 @@ def _syntax_error(sql: str, exc: ParseError, filename: str | None) -> AnalysisEr
 
 
 def split(sql: str, *, filename: str | None = None) -> list[SqlStatement]:
-    """Every statement with its line, its leading comments and its parse tree; AnalysisError names file and line."""
+    """Every statement with its line, its leading comments and its parse tree; AnalysisError names file and line.
+
+    A file is parsed once (its last 64 versions are kept): apply, validate and the derived tests of a release read
+    each migration.sql in turn. The parse trees are shared: read them, never change them."""
+    return list(_split(sql, filename))
+
+
+@functools.lru_cache(maxsize=64)
+def _split(sql: str, filename: str | None) -> tuple[SqlStatement, ...]:
     try:
         raw_statements = pglast.parse_sql(sql)
         slices = pglast.split(sql, only_slices=True)
@@ -66,7 +75,7 @@ def split(sql: str, *, filename: str | None = None) -> list[SqlStatement]:
                                        leading=sql[previous_end:piece.start], raw=raw))
         # the slice ends before the ';': the gap up to the next statement holds its comments
         previous_end = piece.stop + 1 if sql[piece.stop:piece.stop + 1] == ";" else piece.stop
-    return statements
+    return tuple(statements)
 
 
 def split_statements(sql: str, *, filename: str | None = None) -> list[tuple[int, int, str]]:

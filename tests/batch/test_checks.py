@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from runbook_lib import batch as batch_mod
-from runbook_lib import config
+from runbook_lib import config, names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.errors import BatchError
@@ -103,7 +103,7 @@ def run(url: str, found: batch_mod.Checks, *, read_only: bool = False) -> dict[s
 
 
 def failing(results: dict[str, sqlblocks.BlockResult]) -> dict[str, str]:
-    return {name: r.outcome for name, r in results.items() if not r.passed}
+    return {name: r.observed for name, r in results.items() if not r.passed}
 
 
 # --- batch 7 from its batch.toml alone -------------------------------------------------------------
@@ -119,7 +119,7 @@ def test_batch_7_gets_the_reference_documents_seven_tests_from_batch_toml(crm_ur
 
     result = validate.run(open_session(7, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir()))
 
-    assert result.ok, [(t.name, t.outcome) for t in result.tests if not t.passed]
+    assert result.ok, [(t.name, t.observed) for t in result.tests if not t.passed]
     tests = {t.name: t for t in result.tests}
     # The reference document's tests 1-7, in its order, then the foreign keys'.
     reference = [
@@ -139,11 +139,11 @@ def test_batch_7_gets_the_reference_documents_seven_tests_from_batch_toml(crm_ur
     assert reject.message == 'null value in column "customer_id" of relation "Job" violates not-null constraint'
     # The row is built from the catalog: Job's required lead_id from an existing Lead, no hand-written SQL.
     assert '(SELECT "id" FROM "Lead" ORDER BY "id" LIMIT 1)' in reject.sql
-    assert tests["Allow Job with customer_id"].outcome == "ok (1 row affected)"
+    assert tests["Allow Job with customer_id"].observed == "ok (1 row affected)"
     # Each delete test is refused by the foreign key it is about, not by the other table's.
     for table in ("Lead", "Job"):
         delete = tests[f"Delete of a Customer referenced by {table} rejected"]
-        assert delete.constraint == f"{table}_customer_id_fkey", delete.outcome
+        assert delete.constraint == f"{table}_customer_id_fkey", delete.observed
     # Nothing left behind: every row of the three tables as it was.
     assert result.leftover_rows == 0
     assert digest(crm_url, ["Customer", "Lead", "Job"]) == before
@@ -203,7 +203,7 @@ def test_update_to_null_on_an_empty_table_inserts_its_own_row(db: str, tmp_path:
     assert update.sql.startswith("DO $runbook$") and update.column == "name"
 
 
-def test_a_row_that_cannot_be_built_is_a_fail_that_says_why(db: str, tmp_path: Path):
+def test_a_row_that_cannot_be_built_is_not_run_and_says_why(db: str, tmp_path: Path):
     execute(db, "CREATE TABLE shape (id serial PRIMARY KEY, name text NOT NULL, pos point NOT NULL)")
     execute(db, "CREATE TABLE lonely_parent (id int PRIMARY KEY)")
     execute(db, "CREATE TABLE orphan_child (id serial PRIMARY KEY, name text NOT NULL,"
@@ -211,13 +211,15 @@ def test_a_row_that_cannot_be_built_is_a_fail_that_says_why(db: str, tmp_path: P
 
     results = run(db, load_checks(tmp_path, 'not_null = ["shape.name", "orphan_child.name", "nowhere.name"]'))
 
-    outcome = results["Reject shape without name"].outcome
-    assert outcome.startswith("not run: cannot build the row: shape.pos is required and of type point")
-    assert not results["Allow shape with name"].passed
-    assert results["Allow orphan_child with name"].outcome == (
-        "not run: cannot build the row: orphan_child.parent_id (integer) is required and references "
-        "lonely_parent, which has no rows to point at")
-    assert results["Reject nowhere without name"].outcome == "not run: cannot build the row: there is no table nowhere"
+    reject = results["Reject shape without name"]
+    assert reject.outcome == names.NOT_RUN
+    assert reject.reason.startswith("cannot build the row: shape.pos is required and of type point")
+    assert results["Allow shape with name"].outcome == names.NOT_RUN
+    assert results["Reject nowhere without name"].observed == "not run: cannot build the row: there is no table nowhere"
+    # A parent table without rows no longer stops a test: a new parent row is inserted first, in the same statement.
+    allow = results["Allow orphan_child with name"]
+    assert allow.passed, allow.observed
+    assert allow.sql.startswith('WITH "runbook_parent_1" AS (INSERT INTO "lonely_parent" ("id") VALUES (')
     # The tests that need no row still ran.
     assert results["shape.name is NOT NULL in the schema"].passed
     assert results["No existing shape row has NULL name"].passed
@@ -274,10 +276,10 @@ def test_a_delete_refused_by_another_key_does_not_pass(db: str):
     with psycopg.connect(db) as conn:
         with conn.transaction(force_rollback=True):
             result = sqlblocks.run(conn, block)
-    assert not result.passed
+    # It proves nothing about thing's key either way: not run, with what refused it.
+    assert (result.passed, result.outcome) == (False, names.NOT_RUN)
     assert result.constraint == "other_child_parent_id_fkey"
-    assert result.outcome.startswith(
-        f'error {result.sqlstate} raised by constraint "other_child_parent_id_fkey", not "thing_parent_id_fkey": ')
+    assert 'raised by constraint "other_child_parent_id_fkey", not "thing_parent_id_fkey"' in result.reason
 
 
 def test_orphans_are_found_once_the_key_is_gone(db: str, tmp_path: Path):

@@ -164,7 +164,7 @@ def test_expected_error_passes_by_sqlstate_condition_name_or_any(conn):
         assert result.passed and result.status == "PASS", expect
         assert result.sqlstate == "23502"
         assert 'null value in column "name"' in result.message
-        assert result.outcome.startswith("error 23502: ")
+        assert result.observed.startswith("error 23502: ")
 
 
 def test_other_error_than_expected_fails(conn):
@@ -172,13 +172,13 @@ def test_other_error_than_expected_fails(conn):
     assert not result.passed and result.status == "FAIL"
     assert result.sqlstate == "23505"
     assert result.expectation == "error 23502"
-    assert "duplicate key" in result.outcome
+    assert "duplicate key" in result.observed
 
 
 def test_expected_error_that_does_not_happen_fails(conn):
     result = check(conn, "INSERT INTO item (id, name) VALUES (3, 'three')", "error 23502")
     assert not result.passed
-    assert result.outcome == "succeeded, but an error 23502 was expected (ok (1 row affected))"
+    assert result.observed == "succeeded, but an error 23502 was expected (ok (1 row affected))"
 
 
 def test_an_expected_error_that_does_not_happen_is_undone(conn):
@@ -201,7 +201,7 @@ def test_error_expectation_with_alternatives(conn, server_major):
 
 def test_ok_passes_on_success_and_fails_on_error(conn):
     passed = check(conn, "UPDATE item SET name = upper(name)", "ok")
-    assert passed.passed and passed.outcome == "ok (2 rows affected)"
+    assert passed.passed and passed.observed == "ok (2 rows affected)"
     failed = check(conn, "UPDATE item SET name = NULL", "ok")
     assert not failed.passed
     assert failed.sqlstate == "23502"
@@ -234,7 +234,7 @@ def test_scalar_value(conn):
     for sql, expect, passed, value in SCALAR_CASES:
         result = check(conn, sql, expect)
         if (result.passed, result.value) != (passed, value):
-            wrong.append(f"{sql!r} expect {expect!r}: passed={result.passed} value={result.value!r} ({result.outcome})")
+            wrong.append(f"{sql!r} expect {expect!r}: passed={result.passed} value={result.value!r} ({result.observed})")
     assert not wrong, "\n".join(wrong)
 
 
@@ -255,7 +255,7 @@ def test_rows_and_empty(conn):
     for sql, expect, passed in ROWS_CASES:
         result = check(conn, sql, expect)
         if result.passed is not passed:
-            wrong.append(f"{sql!r} expect {expect!r}: passed={result.passed} ({result.outcome})")
+            wrong.append(f"{sql!r} expect {expect!r}: passed={result.passed} ({result.observed})")
     assert not wrong, "\n".join(wrong)
 
 

@@ -19,7 +19,8 @@ from runbook_lib import config
 from runbook_lib.batch.model import Batch, Checks, ColumnRef, ForeignKeyCheck
 from runbook_lib.db import ledger
 from runbook_lib.errors import HealthDrift, RunbookError
-from runbook_lib.phases import health
+from runbook_lib.phases import apply, health
+from runbook_lib.phases.session import open_session
 
 MIGRATIONS = config.example_migrations_dir()
 
@@ -48,7 +49,7 @@ def test_clean_after_6_and_7_is_ok_and_writes_nothing(after_7: str):
     assert result.applied == [6, 7]
     # every applied batch's migration.sql is the file that was applied; batch 6 declares no checks of its own
     files = [c for c in result.checks if c.name == health.FILE_CHECK]
-    assert [c.batch for c in files] == [6, 7] and all(c.expectation == c.outcome for c in files)
+    assert [c.batch for c in files] == [6, 7] and all(c.expectation == c.observed for c in files)
     assert [c.name for c in result.checks if c.name != health.FILE_CHECK and c.batch == 7] == [
         "Lead.customer_id is NOT NULL in the schema", "Job.customer_id is NOT NULL in the schema",
         "Lead.customer_id references Customer ON DELETE RESTRICT",
@@ -73,7 +74,7 @@ def test_not_null_dropped_by_hand_is_drift_of_batch_7(after_7: str):
 
     assert not result.ok
     (drift,) = result.drifts
-    assert (drift.batch, drift.batch_name, drift.name, drift.expectation, drift.outcome) == (
+    assert (drift.batch, drift.batch_name, drift.name, drift.expectation, drift.observed) == (
         7, "007_tighten_constraints", "Job.customer_id is NOT NULL in the schema", "NOT NULL", "nullable")
     assert drift.status == "DRIFT"
     with pytest.raises(HealthDrift) as info:
@@ -91,7 +92,7 @@ def test_foreign_key_recreated_with_another_action_is_drift(after_7: str):
 
     result = health.run(after_7, MIGRATIONS)
 
-    assert [(d.batch, d.name, d.outcome) for d in result.drifts] == [
+    assert [(d.batch, d.name, d.observed) for d in result.drifts] == [
         (7, "Lead.customer_id references Customer ON DELETE RESTRICT", "set null")]
 
 
@@ -103,7 +104,7 @@ def test_null_rows_and_orphans_behind_dropped_constraints_are_drift(after_7: str
 
     result = health.run(after_7, MIGRATIONS)
 
-    assert {(d.name, d.outcome) for d in result.drifts} == {
+    assert {(d.name, d.observed) for d in result.drifts} == {
         ("Lead.customer_id is NOT NULL in the schema", "nullable"),
         ("No existing Lead row has NULL customer_id", "1"),
         ("Job.customer_id references Customer ON DELETE RESTRICT", "missing"),
@@ -129,7 +130,7 @@ def test_an_applied_batch_missing_from_the_folder_is_drift(after_7: str, tmp_pat
     result = health.run(after_7, only_6)
 
     (drift,) = result.drifts
-    assert drift.batch == 7 and "the folder has no such batch" in drift.outcome
+    assert drift.batch == 7 and "the folder has no such batch" in drift.observed
 
 
 def test_a_later_batch_declaring_the_same_object_supersedes_the_earlier_one():
@@ -198,13 +199,13 @@ def test_nullability_reads_as_what_was_expected_and_what_was_found(after_7: str)
     """information_schema's is_nullable is not what the user reads: NOT NULL expected, nullable found."""
     held = {c.name: c for c in health.run(after_7, MIGRATIONS).checks}
     lead = held["Lead.customer_id is NOT NULL in the schema"]
-    assert (lead.expectation, lead.outcome, lead.status) == ("NOT NULL", "NOT NULL", "OK")
+    assert (lead.expectation, lead.observed, lead.status) == ("NOT NULL", "NOT NULL", "OK")
 
     execute(after_7, 'ALTER TABLE "Lead" ALTER COLUMN customer_id DROP NOT NULL')
     result = health.run(after_7, MIGRATIONS)
 
     (drift,) = result.drifts
-    assert (drift.name, drift.expectation, drift.outcome) == (
+    assert (drift.name, drift.expectation, drift.observed) == (
         "Lead.customer_id is NOT NULL in the schema", "NOT NULL", "nullable")
     shown = result.frame().to_string()
     assert not re.search(r"\b(YES|NO)\b", shown), shown
@@ -239,7 +240,7 @@ def test_a_changed_migration_file_of_an_applied_batch_is_drift(after_7: str, tmp
     (drift,) = result.drifts  # the database itself still holds every declared check
     assert (drift.batch, drift.batch_name) == (7, "007_tighten_constraints")
     assert "migration.sql" in drift.name
-    assert (drift.expectation, drift.outcome) == (recorded, now)
+    assert (drift.expectation, drift.observed) == (recorded, now)
     assert result.headline.startswith("DRIFT: ") and "migration.sql" in result.headline
     with pytest.raises(HealthDrift) as info:
         result.raise_for_drift()
@@ -269,6 +270,88 @@ def test_runbook_check_exits_1_on_a_changed_migration_file_in_text_and_json(afte
     out, err = capsys.readouterr()
     doc = json.loads(out)
     assert doc["ok"] is False and "migration.sql" in doc["headline"]
-    (failing,) = [c for c in doc["health"]["checks"] if not c["passed"]]
+    (failing,) = [c for c in doc["health"]["checks"] if c["outcome"] == "failed"]
     assert failing["batch"] == 7 and "migration.sql" in failing["name"]
-    assert failing["expectation"] == recorded and failing["outcome"] != recorded
+    assert failing["expectation"] == recorded and failing["observed"] != recorded
+
+
+# --- a check that could not be run: not drift ---------------------------------------------------------
+
+
+def _with_a_check_not_run(fail_on_not_run: bool = False) -> health.HealthResult:
+    from runbook_lib import names
+    from runbook_lib.db.connection import ConnectionFacts
+
+    held = health.HealthCheck(7, "007_tighten_constraints", "No existing Lead row has NULL customer_id", "0", "0",
+                              names.PASSED, 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL')
+    skipped = health.HealthCheck(7, "007_tighten_constraints", "Lead.customer_id is NOT NULL in the schema",
+                                 "NOT NULL", "not run: cannot build the row: there is no table Lead", names.NOT_RUN,
+                                 reason="cannot build the row: there is no table Lead")
+    return health.HealthResult(ConnectionFacts("postgresql://app@db/crm", "18.0", 180000, "crm", "app", "runbook"),
+                               "2026-01-01T00:00:00+00:00", 0.1, "migrations", [6, 7], [held, skipped],
+                               fail_on_not_run=fail_on_not_run)
+
+
+def test_a_check_not_run_is_not_drift_and_the_headline_counts_it():
+    result = _with_a_check_not_run()
+
+    assert result.ok and result.drifts == [] and [c.status for c in result.not_run] == ["NOT RUN"]
+    assert result.headline == (
+        "No drift: 1 of 1 checks of batches 6, 7 that ran hold on crm; 1 not run: 'Lead.customer_id is NOT NULL in "
+        "the schema' of batch 7 (cannot build the row: there is no table Lead)")
+    assert list(result.frame()["status"]) == ["OK", "NOT RUN"]
+    result.raise_for_drift()  # does not raise
+
+
+def test_fail_on_not_run_makes_a_check_not_run_fail_the_health_check():
+    from runbook_lib.errors import NotRun
+
+    result = _with_a_check_not_run(fail_on_not_run=True)
+
+    assert not result.ok and result.drifts == []
+    with pytest.raises(NotRun) as info:
+        result.raise_for_drift()
+    message = str(info.value)
+    assert "'Lead.customer_id is NOT NULL in the schema' was not run: cannot build the row" in message
+    assert "--fail-on-not-run" in message and "\n" not in message and message.count(". ") == 0, message
+
+
+def test_runbook_check_takes_fail_on_not_run(after_7: str, capsys):
+    from runbook_lib import cli
+
+    where = ["--database-url", after_7, "--migrations-dir", str(MIGRATIONS)]
+    assert cli.main(["check", "--fail-on-not-run", "--format", "json", *where]) == 0  # every check ran
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is True and doc["health"]["fail_on_not_run"] is True
+    assert {c["outcome"] for c in doc["health"]["checks"]} == {"passed"}
+    assert all(set(c) >= {"observed", "outcome", "reason"} and "passed" not in c for c in doc["health"]["checks"])
+
+
+def test_a_later_migration_that_drops_a_checked_column_supersedes_the_checks_on_it(after_7: str, tmp_path: Path):
+    """The same rule validate applies: batch 7's checks on Job.customer_id are left to batch 8, which drops the
+    column, and named with its line; the checks on Lead still run, and still catch a change made by hand."""
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, copy)
+    later = copy / "008_drop_job_customer"
+    later.mkdir()
+    (later / "batch.toml").write_text('batch = 8\ntitle = "Jobs no longer name a customer"\n'
+                                      'type = "Schema change"\ndepends_on = [7]\n', encoding="utf-8")
+    (later / "migration.sql").write_text('-- jobs belong to leads now\nALTER TABLE "Job" DROP COLUMN customer_id;\n',
+                                         encoding="utf-8")
+    session = open_session(8, migrations_dir=copy, reports_dir=tmp_path / "r", database_url=after_7)
+    apply.run(session)
+
+    result = health.run(after_7, copy)
+
+    assert result.ok, result.headline
+    assert sorted(result.superseded) == [
+        "batch 7 (007_tighten_constraints): foreign keys Job.customer_id -> Customer.id ON DELETE RESTRICT: changed "
+        "again by migration 8 (008_drop_job_customer) line 2",
+        "batch 7 (007_tighten_constraints): not null Job.customer_id: changed again by migration 8 "
+        "(008_drop_job_customer) line 2",
+    ]
+    assert not [c for c in result.checks if "Job" in c.name]
+    assert [c.name for c in result.checks if c.batch == 7 and c.name != health.FILE_CHECK][:2] == [
+        "Lead.customer_id is NOT NULL in the schema", "Lead.customer_id references Customer ON DELETE RESTRICT"]
+    execute(after_7, 'ALTER TABLE "Lead" ALTER COLUMN customer_id DROP NOT NULL')
+    assert [d.name for d in health.run(after_7, copy).drifts] == ["Lead.customer_id is NOT NULL in the schema"]

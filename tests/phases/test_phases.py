@@ -141,7 +141,7 @@ def test_preflight_run_writes_the_record_and_a_ledger_row(session_for, crm_url):
     assert record["verdict"]["status"] == "NO-GO"
     assert record["batch"]["number"] == 7
     assert record["run_id"] == session.run.run_id
-    assert any(g["name"] == "Leads with NULL customer_id" and not g["passed"] for g in record["gates"])
+    assert any(g["name"] == "Leads with NULL customer_id" and g["outcome"] == "failed" for g in record["gates"])
     (row,) = ledger_rows(crm_url)
     assert (row["batch"], row["phase"], row["status"], row["run_id"]) == (7, "preflight", "failed", session.run.run_id)
     assert row["checksum"] == session.batch.checksum

@@ -45,7 +45,7 @@ def test_example_load_check_and_baseline_speak_json(empty_db: str, tmp_path, cap
     assert code != 0 and doc["ok"] is False and doc["command"] == "check"
     assert set(doc) == {"format_version", "command", "ok", "database", "headline", "health"}
     assert doc["health"]["applied"] == [6, 7]
-    failing = [c for c in doc["health"]["checks"] if not c["passed"]]
+    failing = [c for c in doc["health"]["checks"] if c["outcome"] == "failed"]
     assert failing and all(c["batch"] == 7 for c in failing), doc["health"]["checks"]
     assert any("Lead" in json.dumps(c) and "customer_id" in json.dumps(c) for c in failing)
 

@@ -59,3 +59,36 @@ def test_runbook_report_refuses_a_folder_it_cannot_read(tmp_path: Path, capsys: 
     assert err.startswith("runbook: ") and err.count("\n") == 1, err
     assert "record schema 99" in err and f"reads schema {SCHEMA_VERSION}" in err
     assert not (folder.path / "summary.html").exists() and not (folder.path / "summary.ipynb").exists()
+
+
+def _as_schema_1(data: dict) -> dict:
+    """A record as runbook wrote it before schema 2: each test's `outcome` the text, `passed` a bool."""
+    for key in ("tests", "gates", "verification"):
+        for test in data.get(key) or []:
+            test["passed"] = test.pop("outcome") == "passed"
+            test["outcome"] = test.pop("observed")
+            test.pop("reason", None)
+    return {**data, "schema_version": 1}
+
+
+def test_a_schema_1_record_is_read_in_schema_2s_keys(tmp_path: Path) -> None:
+    from runbook_lib.batch.blocks import BlockResult
+    from runbook_lib.batch.model import BatchInfo
+    from runbook_lib.db.connection import ConnectionFacts
+
+    folder = _folder(tmp_path)
+    tests = [BlockResult("Reject NULL", "INSERT ...", "error 23502", "error 23502: null value", "passed"),
+             BlockResult("Count", "SELECT 1", "2", "1", "failed")]
+    result = records.ValidationResult(BatchInfo(7, "007", "t", "x", "/nowhere", "c" * 64),
+                                      ConnectionFacts("postgresql://u@h/crm", "18.0", 180000, "crm", "u", "a"),
+                                      folder.run_id, records.now_iso(), 0.1, tests)
+    old = _as_schema_1(json.loads(records.to_json(result)))
+    assert set(old["tests"][0]) >= {"outcome", "passed"} and old["tests"][0]["outcome"] == "error 23502: null value"
+    folder.record_path("validate").write_text(json.dumps(old), encoding="utf-8")
+
+    read = folder.read("validate", records.ValidationResult)
+    assert read.tests == tests and read.headline == "1/2 tests passed (50%; 2 declared, no derived tests)"
+    raw = folder.read_data("validate")  # what --format json shows: schema 2's keys, the version as written
+    assert raw["schema_version"] == 1 and "passed" not in raw["tests"][0]
+    assert [(t["outcome"], t["observed"], t["reason"]) for t in raw["tests"]] == [
+        ("passed", "error 23502: null value", ""), ("failed", "1", "")]

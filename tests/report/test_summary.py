@@ -161,7 +161,7 @@ def test_markdown_has_every_section_in_order(completed: Run) -> None:
 
 def test_markdown_test_summary_counts_the_recorded_tests(completed: Run) -> None:
     tests = _tests(completed)
-    passed = sum(t["passed"] for t in tests)
+    passed = sum(t["outcome"] == "passed" for t in tests)
     assert len(tests) >= 14 and passed == len(tests)
     section = _section(completed.md, "Test Summary")
     assert f"**Overall**: {passed}/{len(tests)} tests passed (100%; " in section
@@ -244,7 +244,7 @@ def test_markup_in_a_test_name_and_in_the_data_shows_as_text(tampered: Run) -> N
     names = [t["name"] for t in _tests(tampered)]
     assert MARKUP in names  # the record keeps the name as written
     data = next(t for t in _tests(tampered) if t["name"].startswith("A lead whose name"))
-    assert data["passed"] and data["outcome"] == MARKUP
+    assert data["outcome"] == "passed" and data["observed"] == MARKUP
     for page in (tampered.html, tampered.md):
         assert MARKUP not in page
         assert page.count(ESCAPED) >= 3  # the name (results and table), the expected and the read value
@@ -259,7 +259,7 @@ def test_a_failing_test_turns_the_summary_to_failed(completed: Run, tampered: Ru
     assert "runbook: validate failed" in tampered.err
     assert "'Lead count, expected wrong on purpose' expected 999999, got" in tampered.err
     tests, baseline = _tests(tampered), _tests(completed)
-    passed = sum(t["passed"] for t in tests)
+    passed = sum(t["outcome"] == "passed" for t in tests)
     assert (passed, len(tests)) == (len(baseline) + 2, len(baseline) + 3)
     md = tampered.md
     assert md.startswith("# Batch 7 Migration Summary: FAILED\n") and "| Status | FAILED |" in md
@@ -267,7 +267,7 @@ def test_a_failing_test_turns_the_summary_to_failed(completed: Run, tampered: Ru
     assert f"**Overall**: {passed}/{len(tests)} tests passed ({percent}%; " in md
     assert re.search(r"^\| \d+ \| Lead count, expected wrong on purpose \| declared \| FAIL \|$", md, re.M)
     wrong = _section(md, "Validation Results").split("**Test ")[-1]
-    leads = next(t for t in tests if t["name"].startswith("Lead count"))["outcome"]
+    leads = next(t for t in tests if t["name"].startswith("Lead count"))["observed"]
     assert "- Expected: 999999" in wrong and f"- Result: FAIL: {leads}" in wrong
     assert f"{passed}/{len(tests)} tests passed" in tampered.html
     assert f"{len(baseline)}/{len(baseline)} tests passed" not in md
@@ -297,6 +297,27 @@ def test_report_rerenders_from_the_records_without_a_database(completed: Run, tm
     page = (copy / "summary.html").read_text(encoding="utf-8")
     assert "<script" not in page.lower() and "load_for_notebook" not in page
     assert "COMPLETED" in page
+
+
+def test_report_rerenders_a_run_recorded_with_schema_1(completed: Run, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A run folder of an earlier runbook (record schema 1: a test's `outcome` its text, `passed` a bool)."""
+    copy = tmp_path / completed.run_dir.name
+    copy.mkdir()
+    for record in completed.run_dir.glob("*.json"):
+        data = json.loads(record.read_text(encoding="utf-8"))
+        for key in ("tests", "gates", "verification"):
+            for test in data.get(key) or []:
+                test["passed"] = test.pop("outcome") == "passed"
+                test["outcome"] = test.pop("observed")
+                test.pop("reason", None)
+        (copy / record.name).write_text(json.dumps({**data, "schema_version": 1}), encoding="utf-8")
+
+    code = main(["report", str(copy)])
+    _, err = capsys.readouterr()
+
+    assert code == 0, err
+    assert (copy / "summary.md").read_text(encoding="utf-8") == completed.md
 
 
 def test_report_of_a_folder_without_records_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

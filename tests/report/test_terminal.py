@@ -120,7 +120,7 @@ def test_failing_validation_shows_x_of_y_and_the_server_message(crm_url: str, tm
     code, out, _ = _cli(capsys, "validate", "6", "--format", "json", *_where(crm_url, tmp_path / "r2", migrations))
     doc = json.loads(out)
     assert code == 1 and doc["ok"] is False and doc["failure"]["phase"] == "validate"
-    failing = [t for t in doc["records"]["validate"]["tests"] if not t["passed"]]
+    failing = [t for t in doc["records"]["validate"]["tests"] if t["outcome"] == "failed"]
     assert [(t["name"], t["message"]) for t in failing] == [("Divides by zero on purpose", "division by zero")]
 
 
