@@ -5,7 +5,7 @@
 
 Each seed is one history of tests/generated/histories.py, deployed on a fresh empty database as `runbook deploy`
 does (in-process: preflight, apply, validate of the release), then broken by hand where passing tests vouched
-(tests/generated/deploy.py) and validated again per migration. `make test` runs 24 of them per server; this
+(tests/generated/history_run.py) and validated again per migration. `make test` runs 24 of them per server; this
 runs as many as asked and writes benchmarks/results/generated_histories.json: the totals, and each failing
 seed with what went wrong (a seed reproduces its history exactly).
 """
@@ -25,7 +25,7 @@ from common import DEFAULT_STATE, RESULTS_DIR, ROOT, header, server_url
 sys.path.insert(0, str(ROOT / "tests"))
 
 from deploy import drop_database, fresh_database  # noqa: E402  (benchmarks/deploy.py: a database per run)
-from generated import deploy as generated  # noqa: E402
+from generated import history_run as generated  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

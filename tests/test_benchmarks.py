@@ -233,3 +233,15 @@ def test_results_say_which_filesystem_holds_the_servers_data(server_url: str) ->
     assert common.data_storage("/no/such/data/directory") is None  # a server on another machine: nothing claimed
     if mounts.get("/dev/shm") == "tmpfs":
         assert common.data_storage("/dev/shm")["filesystem"] == "tmpfs"
+
+
+def test_generated_histories_sweep_runs_and_reports(server_url: str, tmp_path: Path) -> None:
+    sweep = _bench_module("generated_histories")
+    out = tmp_path / "generated.json"
+    assert sweep.main(["--seeds", "2", "--server-url", server_url, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["histories"] == 2 and result["seeds"] == [1, 2]
+    assert result["tests_ran"] > 0 and result["false_failures"] == 0 and result["defects_missed"] == 0
+    assert result["defects_injected"] > 0
+    section = "\n".join(_bench_module("report").generated_section(result))
+    assert "| 2 | 0 |" in section and "Injected defects caught" in section

@@ -1,7 +1,7 @@
 """Validation generalises: random valid histories deploy from empty with no failing test, and defects are caught.
 
 Each seed is a history of eight migrations (tests/generated/histories.py) that psycopg applies cleanly file by
-file; runbook deploys it from empty and validates it in-process (tests/generated/deploy.py). A failing test on
+file; runbook deploys it from empty and validates it in-process (tests/generated/history_run.py). A failing test on
 that correct deploy is a false failure; then defects are injected by hand into objects that passing tests
 vouched for (NOT NULL dropped, foreign key dropped, index or unique index dropped, extension dropped) and
 `runbook validate N` must fail on each. `make test` runs a seeded few dozen on each server; `make
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from generated import deploy
+from generated import history_run
 from generated.histories import generate
 
 SEEDS = range(int(os.environ.get("RUNBOOK_GENERATED_FROM", "1")),
@@ -24,13 +24,13 @@ SEEDS = range(int(os.environ.get("RUNBOOK_GENERATED_FROM", "1")),
 
 @pytest.fixture(scope="module")
 def extensions(server_url: str) -> tuple[str, ...]:
-    return deploy.available_extensions(server_url)
+    return history_run.available_extensions(server_url)
 
 
 def test_the_generator_writes_what_postgresql_accepts(make_database, extensions) -> None:
     """The premise: every generated file applies, in order, in a transaction of its own (as psql -1 -f)."""
     for seed in SEEDS:
-        deploy.psql_like_apply(make_database(), generate(seed, 8, extensions))
+        history_run.psql_like_apply(make_database(), generate(seed, 8, extensions))
 
 
 def test_the_generator_writes_the_patterns_that_broke_validation() -> None:
@@ -46,6 +46,6 @@ def test_the_generator_writes_the_patterns_that_broke_validation() -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_generated_history_deploys_with_no_false_failure_and_defects_are_caught(
         seed: int, make_database, extensions, tmp_path: Path) -> None:
-    outcome = deploy.run(make_database(), seed, tmp_path, extensions=extensions)
+    outcome = history_run.run(make_database(), seed, tmp_path, extensions=extensions)
     assert outcome.ok, outcome.describe()
     assert outcome.ran > 0
