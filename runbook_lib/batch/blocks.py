@@ -307,8 +307,9 @@ def run(conn: psycopg.Connection, block: SqlBlock) -> BlockResult:
             cur = conn.execute(block.sql)
             rows = cur.fetchall() if cur.description else None
             rowcount = cur.rowcount
-            if expect.kind == "error":
-                # It should have been refused: undo it, so its rows cannot skew the blocks after it.
+            if expect.kind == "error" or block.built:
+                # Refused or not, undo it, so its rows cannot skew the blocks after it (what a built test inserts
+                # never stays, as in `_run_built`; someone's block that is meant to work keeps its effect).
                 raise psycopg.Rollback()
     except psycopg.Error as exc:
         diag = exc.diag
@@ -416,6 +417,14 @@ def _run_batch(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockRes
     return [_judged(block, [(value,)], 1, elapsed) for block, value in zip(batch, row)]
 
 
+def do_block(body: str, tag: str = "runbook") -> str:
+    """DO with `body` (PL/pgSQL) dollar-quoted under a tag the body does not hold."""
+    quote = f"${tag}$"
+    while quote in body:
+        quote = quote[:-1] + "_$"
+    return f"DO {quote}{body}{quote}"
+
+
 _BUILT_PER_BLOCK = 100
 _ONE_INSERT = re.compile(r"^\s*(INSERT|WITH)\b", re.IGNORECASE)  # a built INSERT (with its new parents as CTEs)
 _DONE = "RBKOK"  # the SQLSTATE that undoes a built statement that went through, carrying its row count
@@ -445,12 +454,9 @@ def _run_built(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockRes
     body = ("\nDECLARE\n  st text; cn text; co text; tb text; msg text; n bigint; t0 timestamptz;"
             " found jsonb := '[]';\nBEGIN\n" + "".join(parts)
             + f"  PERFORM set_config('{_RESULTS_SETTING}', found::text, true);\nEND\n")
-    tag = "$runbook_tests$"
-    while tag in body:
-        tag = tag[:-1] + "_$"
     try:
         with conn.transaction():
-            conn.execute(f"DO {tag}{body}{tag}")
+            conn.execute(do_block(body, "runbook_tests"))
             found = json.loads(conn.execute("SELECT current_setting(%s)", (_RESULTS_SETTING,)).fetchone()[0])
     except psycopg.Error:
         return [run(conn, block) for block in batch]

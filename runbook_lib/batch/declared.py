@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from runbook_lib.batch.blocks import Expectation, SqlBlock
+from runbook_lib.batch.blocks import Expectation, SqlBlock, do_block
 from runbook_lib.batch.model import (
     CheckConstraintCheck,
     Checks,
@@ -33,7 +33,8 @@ from runbook_lib.batch.model import (
     UniqueCheck,
 )
 from runbook_lib.batch import tableshape
-from runbook_lib.batch.rowbuilder import RowBuilder, regclass_text
+from runbook_lib.batch.rowbuilder import RowBuilder
+from runbook_lib.batch.tableshape import regclass_text
 from runbook_lib.errors import CannotBuild
 from runbook_lib.sql.parse import type_name_sql
 
@@ -88,10 +89,7 @@ def _do_block(conn: psycopg.Connection, declarations: sql.Composable, statements
     """A PL/pgSQL DO block: several statements that share a variable, run and judged as one test."""
     body = sql.SQL("\nDECLARE {};\nBEGIN\n{};\nEND\n").format(
         declarations, sql.SQL(";\n").join(statements)).as_string(conn)
-    tag = "$runbook$"
-    while tag in body:
-        tag = tag[:-1] + "_$"
-    return sql.SQL("DO " + tag + body + tag)  # already composed: no .format() on it, so braces stay
+    return sql.SQL(do_block(body))  # already composed: no .format() on it, so braces stay
 
 
 def _fk_action_sql(col: ColumnRef, ref: ColumnRef) -> sql.Composable:

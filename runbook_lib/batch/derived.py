@@ -28,7 +28,8 @@ from runbook_lib.batch import declared
 from runbook_lib.batch.blocks import DERIVED_SOURCE, Expectation, SqlBlock
 from runbook_lib.batch.model import Batch, ForeignKeyCheck, TableRef, UniqueCheck
 from runbook_lib.batch import tableshape
-from runbook_lib.batch.rowbuilder import RowBuilder, regclass_text
+from runbook_lib.batch.rowbuilder import RowBuilder
+from runbook_lib.batch.tableshape import regclass_text
 from runbook_lib.errors import CannotBuild, RunbookError
 from runbook_lib.sql import expect
 from runbook_lib.sql.expect import Table
@@ -55,10 +56,6 @@ def _built(found: sql.Composable | CannotBuild) -> sql.Composable:
 
 def _ref(key: Table) -> TableRef:
     return TableRef(key[1], key[0])
-
-
-def _shown(key: Table) -> str:
-    return f"{key[0]}.{key[1]}" if key[0] else key[1]
 
 
 def _relation(key: Table) -> sql.Composable:
@@ -130,7 +127,7 @@ class _Builder:
     # -- kinds ----------------------------------------------------------------------------------
 
     def table(self, state: expect.TableState) -> None:
-        key, name = state.key, _shown(state.key)
+        key, name = state.key, expect.shown(state.key)
         presence = sql.SQL("SELECT CASE WHEN {} IS NULL THEN 'absent' ELSE 'present' END").format(_relation(key))
         if state.dropped:
             self.block(f"Table {name} is dropped", state.line, presence, "absent")
@@ -156,7 +153,7 @@ class _Builder:
                            lambda: self.rows.insert(_ref(key)), Expectation("ok"))
 
     def column(self, key: Table, column: expect.Column) -> None:
-        label = f"{_shown(key)}.{column.name}"
+        label = f"{expect.shown(key)}.{column.name}"
         if column.dropped:
             self.block(f"{label} is dropped", column.line,
                        _attribute(key, column.name, "'present'"), "missing")
@@ -218,7 +215,7 @@ class _Builder:
         return spelled
 
     def constraint(self, con: expect.Constraint) -> None:
-        key, name = con.table, _shown(con.table)
+        key, name = con.table, expect.shown(con.table)
         cols = ", ".join(con.columns)
         if con.dropped:
             if con.name:
@@ -266,7 +263,7 @@ class _Builder:
                      + " || ' ON UPDATE ' || " + _ACTION_SQL.format("c.confupdtype"))
         on_columns = sql.SQL("") if con.name else sql.SQL(" AND {} = {}").format(
             sql.SQL(_names_of("c.conkey", "c.conrelid")), sql.Literal(", ".join(con.columns)))
-        what = f"{_shown(key)} FOREIGN KEY {con.name + ' ' if con.name else ''}{wanted}"
+        what = f"{expect.shown(key)} FOREIGN KEY {con.name + ' ' if con.name else ''}{wanted}"
         self.block(what, con.line, sql.SQL(
             "SELECT coalesce((SELECT string_agg(" + described + ", '; ') FROM pg_constraint c"
             " JOIN pg_class p ON p.oid = c.confrelid"
@@ -284,7 +281,7 @@ class _Builder:
             block = found[2].block
             if con.name:  # the constraint that must refuse the delete is the one the migration named
                 block = dataclasses.replace(block, expect=dataclasses.replace(block.expect, constraint=con.name))
-            self.adopt(block, f"Delete of a {parent[1]} referenced by {_shown(key)}.{con.columns[0]} rejected", con.line)
+            self.adopt(block, f"Delete of a {parent[1]} referenced by {expect.shown(key)}.{con.columns[0]} rejected", con.line)
 
     def unique_behaviour(self, key: Table, columns: tuple, line: int, own: str | None = None) -> None:
         """`own`: the name of the constraint or index under test, so another one on the same columns is seen."""
@@ -300,15 +297,15 @@ class _Builder:
             " OR (c.relname <> {own} AND {own} <> ''))"
         ).format(rel=_relation(key), cols=sql.Literal(list(columns)), own=sql.Literal(own or ""))).fetchone()[0]
         if narrower:
-            self.out.notes.append(f"Duplicate {_shown(key)} ({', '.join(columns)}): not tested by behaviour, "
+            self.out.notes.append(f"Duplicate {expect.shown(key)} ({', '.join(columns)}): not tested by behaviour, "
                                   f"unique index {narrower} on fewer of its columns would refuse it first")
             return
         found = declared._unique(self.conn, self.rows, UniqueCheck(_ref(key), tuple(columns)), writes=True)
         if len(found) == 2:
-            self.adopt(found[1].block, f"Duplicate {_shown(key)} ({', '.join(columns)}) rejected", line)
+            self.adopt(found[1].block, f"Duplicate {expect.shown(key)} ({', '.join(columns)}) rejected", line)
 
     def index(self, index: expect.Index) -> None:
-        name = _shown(index.key)
+        name = expect.shown(index.key)
         rel = sql.SQL("to_regclass({})").format(sql.Literal(regclass_text(_ref(index.key))))
         if index.dropped:
             self.block(f"Index {name} is dropped", index.line, sql.SQL(
@@ -329,7 +326,7 @@ class _Builder:
             self.unique_behaviour(index.table, index.columns, index.line, index.key[1])
 
     def enum(self, state: expect.Enum) -> None:
-        name = _shown(state.key)
+        name = expect.shown(state.key)
         regtype = sql.SQL("to_regtype({})").format(sql.Literal(regclass_text(_ref(state.key))))
         if state.dropped:
             self.block(f"Type {name} is dropped", state.line, sql.SQL(
@@ -417,6 +414,16 @@ def expected_of(batch: Batch) -> expect.Expected:
         except RunbookError:
             _EXPECTED[key] = expect.Expected(batch.migration_path.name)
     return _EXPECTED[key]
+
+
+def touched_after(batches: list[Batch]) -> dict[int, expect.Touched]:
+    """For each of `batches` (applied, in order), what the ones after it change again: built from the last back."""
+    after: dict[int, expect.Touched] = {}
+    total = expect.Touched()
+    for batch in reversed(batches):
+        after[batch.number] = total
+        total = touched_by([batch]) | total
+    return after
 
 
 def touched_by(batches: list[Batch]) -> expect.Touched:

@@ -44,13 +44,11 @@ from decimal import Decimal
 import psycopg
 from psycopg import sql
 
+from runbook_lib.batch import tableshape
 from runbook_lib.batch.checkrules import ColumnRule
 from runbook_lib.batch.model import TableRef
-from runbook_lib.batch import tableshape
-from runbook_lib.batch.tableshape import Column, ForeignKey, TableShape, describe, regclass_text
+from runbook_lib.batch.tableshape import Column, ForeignKey, TableShape
 from runbook_lib.errors import CannotBuild
-
-__all__ = ["CannotBuild", "Column", "RowBuilder", "TableShape", "describe", "regclass_text", "unique_text"]
 
 _STRINGS = {"text", "varchar", "bpchar", "name", "citext"}
 _INTEGERS = {"int2", "int4", "int8"}
@@ -135,11 +133,7 @@ class RowBuilder:
             return found | {name: exc for name in given}
         for name in given:
             row = [_NULL if c.name == name else v for c, v in zip(columns, values)]
-            body = sql.SQL("INSERT INTO {table} ({columns}){overriding} VALUES ({row})").format(
-                table=shape.identifier, columns=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
-                overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if any(c.identity == "a" for c in columns) else ""),
-                row=sql.SQL(", ").join(row))
-            found[name] = stmt.composed(body)
+            found[name] = stmt.composed(_insert_sql(shape, columns, [row]))
         return found
 
     def duplicate(self, ref: TableRef, columns: tuple[str, ...], *, make_up_keys: bool = False) -> sql.Composed:
@@ -177,14 +171,8 @@ class RowBuilder:
         columns, given = self._chosen(shape, given, include)
         if not columns:
             return sql.SQL("INSERT INTO {table} DEFAULT VALUES").format(table=shape.identifier)
-        values = [self._row(stmt, shape, columns, given, stmt.next_n(ref)) for _ in range(rows)]
-        return sql.SQL("INSERT INTO {table} ({columns}){overriding} VALUES {rows}").format(
-            table=shape.identifier,
-            columns=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
-            # An identity ALWAYS column refuses a value unless the INSERT says it means it.
-            overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if any(c.identity == "a" for c in columns) else ""),
-            rows=sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(row)) for row in values),
-        )
+        return _insert_sql(shape, columns, [self._row(stmt, shape, columns, given, stmt.next_n(ref))
+                                            for _ in range(rows)])
 
     def _named(self, shape: TableShape, name: str) -> Column:
         column = shape.column(name)
@@ -335,6 +323,16 @@ class RowBuilder:
             f"{shape.ref}.{column.name} is required and of type {column.type}, for which runbook cannot make up "
             "a value; give it a default, or test this table with a block in validation.sql"
         )
+
+
+def _insert_sql(shape: TableShape, columns: list[Column], rows: list[list[sql.Composable]]) -> sql.Composed:
+    """INSERT INTO the table (columns) VALUES each row."""
+    return sql.SQL("INSERT INTO {table} ({columns}){overriding} VALUES {rows}").format(
+        table=shape.identifier,
+        columns=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
+        # An identity ALWAYS column refuses a value unless the INSERT says it means it.
+        overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if any(c.identity == "a" for c in columns) else ""),
+        rows=sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(row)) for row in rows))
 
 
 def _generated(shape: TableShape, name: str) -> bool:

@@ -81,11 +81,11 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
         fix = (f"end that session (SELECT pg_terminate_backend({exc.blocker.pid})) or let it finish and run again, "
                "or raise --wait-for-blockers, or pass --terminate-blockers-after SECONDS")
     elif isinstance(exc, VerificationFailed):
-        # a check not run proves nothing, so what must hold afterwards is not shown to: it stops the run as a failure does
+        # a check not run proves nothing, so what must hold afterwards is not shown: it stops the run as a failure does
         failed_checks = "; ".join(f"{b.name}: expected {b.expectation}, got {b.observed}" if b.ran
                                   else f"{b.name}: not run ({b.reason})" for b in exc.failed)
-        cause = f"ran, but the checks that must hold afterwards failed or could not be run ({failed_checks})" \
-            if any(not b.ran for b in exc.failed) else f"ran, but the checks that must hold afterwards failed ({failed_checks})"
+        cause = ("ran, but the checks that must hold afterwards failed"
+                 + (" or could not be run" if any(not b.ran for b in exc.failed) else "") + f" ({failed_checks})")
         fix = "fix the SQL so the checks hold"
     else:
         failed = next((r for r in reversed(result.statements) if r.status == names.FAILED), None)

@@ -45,7 +45,6 @@ from runbook_lib.fleet.model import (
     Wave,
 )
 from runbook_lib.fleet.task import TargetTask, TaskOutcome, run_target
-from runbook_lib.names import NOT_RUN, PASSED
 from runbook_lib.phases.session import PENDING
 from runbook_lib.report import records, site
 
@@ -299,6 +298,4 @@ def _fill(result: TargetResult, done: TaskOutcome, reports: Path, number: int) -
         result.longest_write_block_s = apply.get("longest_write_block_s")
     validate = done.records.get("validate")
     if validate:
-        tests = validate.get("tests") or []
-        result.validation_passed = sum(1 for t in tests if t.get("outcome") == PASSED)
-        result.validation_total = sum(1 for t in tests if t.get("outcome") != NOT_RUN)  # X/Y: the tests that ran
+        result.validation_passed, result.validation_total = records.tally(validate.get("tests") or [])

@@ -26,7 +26,7 @@ import pandas as pd
 import psycopg
 
 from runbook_lib.batch.model import Batch, ColumnRef, TableRef
-from runbook_lib.batch.rowbuilder import describe
+from runbook_lib.batch.tableshape import describe
 from runbook_lib.errors import BatchError, CannotBuild
 from runbook_lib.report import frames as tables
 from runbook_lib.report import markdown as md

@@ -224,7 +224,7 @@ def _as_expected(kind: str, item) -> expect.Expected:
     found = expect.Expected("batch.toml")
 
     def key(ref) -> expect.Table:
-        return (ref.schema, ref.table)
+        return expect.table_key(ref.schema, ref.table)  # "public.Lead" and "Lead" are one table, as in the SQL
 
     if kind in ("not_null", "column_type"):
         ref = item if kind == "not_null" else item.column
@@ -238,8 +238,8 @@ def _as_expected(kind: str, item) -> expect.Expected:
     elif kind == "unique":
         found.constraints.append(expect.Constraint(key(item.table), "u", 0, columns=tuple(item.columns)))
     else:  # index: its name is not declared, only its table and columns
-        found.indexes[(item.table.schema, "")] = expect.Index((item.table.schema, ""), 0, key(item.table),
-                                                             tuple(item.columns))
+        unnamed = (key(item.table)[0], "")
+        found.indexes[unnamed] = expect.Index(unnamed, 0, key(item.table), tuple(item.columns))
     return found
 
 
@@ -285,11 +285,10 @@ def run(url: str, migrations_dir: Path | str, *, fail_on_not_run: bool = False) 
             batches = [known[n] for n in applied if n in known]
             current = _current(batches)
             superseded: list[str] = []
-            later = expect.Touched()
-            for found in reversed(batches):  # what the applied migrations after each one change again
-                current[found.number], left = _left_to_later(current[found.number], later)
-                superseded[:0] = [f"batch {found.number} ({found.name}): {x}" for x in left]
-                later = derived.touched_by([found]) | later
+            after = derived.touched_after(batches)  # what the applied migrations after each one change again
+            for found in batches:
+                current[found.number], left = _left_to_later(current[found.number], after[found.number])
+                superseded += [f"batch {found.number} ({found.name}): {x}" for x in left]
             for found in batches:
                 results.append(_file_check(found, histories.state(found.number)))
                 for block in checks.read_only_tests(conn, current[found.number]):

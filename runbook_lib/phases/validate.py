@@ -172,15 +172,12 @@ def run_release(release: Release, *, orm_strict: bool = False,
     result = ReleaseValidation(release.plan)
     with release.connect() as conn:  # both histories read once: validate writes nothing either would change
         known = history.read(conn, release.folder)
-    after: dict[int, expect.Touched] = {}
+    after: dict[int, expect.Touched] | None = None  # built only when a migration is validated here
 
     def changed_after(number: int) -> expect.Touched:
-        """What the applied migrations after `number` change again, built once from the last backwards."""
-        if not after:
-            total = expect.Touched()
-            for b in reversed([b for b in release.folder if known.state(b.number).applied]):
-                after[b.number] = total
-                total = derived.touched_by([b]) | total
+        nonlocal after
+        if after is None:
+            after = derived.touched_after([b for b in release.folder if known.state(b.number).applied])
         return after.get(number, expect.Touched())
 
     with ledger.shared_connection(release.url):

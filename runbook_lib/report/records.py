@@ -87,6 +87,14 @@ def _upgraded(data: dict[str, Any], version: int) -> dict[str, Any]:
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # a record holds thousands of BlockResults: fields read once per class
 
 
+def tally(tests: Any) -> tuple[int, int] | None:
+    """X/Y of tests as a record's JSON holds them: those passed, and those that ran (None: no list of tests)."""
+    if not isinstance(tests, list):
+        return None
+    outcomes = [t.get("outcome") for t in tests if isinstance(t, dict)]
+    return sum(1 for o in outcomes if o == names.PASSED), sum(1 for o in outcomes if o != names.NOT_RUN)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
@@ -789,6 +797,11 @@ class ValidationResult:
     def not_run(self) -> list[sqlblocks.BlockResult]:
         """The tests whose precondition could not be established: neither passed nor failed."""
         return [t for t in self.tests if not t.ran]
+
+    @property
+    def not_run_note(self) -> str:
+        """" (2 not run)" after an X/Y, or nothing when every test ran."""
+        return f" ({len(self.not_run)} not run)" if self.not_run else ""
 
     @property
     def percent(self) -> float:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from runbook_lib.errors import RecordError, RunbookError
 from runbook_lib.fleet import model as fleet_model
 from runbook_lib.fleet.model import FLEET_FOLDER
-from runbook_lib.names import NOT_RUN, PASSED, worst_verdict
+from runbook_lib.names import worst_verdict
 from runbook_lib.report import records
 
 INDEX = "index.html"
@@ -77,10 +77,7 @@ def _phase_figures(folder: Path) -> tuple[str, str, int | None, int | None, floa
     pre, app, val = (_fields(folder, p) for p in ("preflight", "apply", "validate"))
     verdict = _get(pre, "verdict", "status", default="") or ""
     status = _get(app, "status", default="") or ""
-    tests = _get(val, "tests", default=None)
-    tests = [t for t in tests if isinstance(t, dict)] if isinstance(tests, list) else None  # X/Y: the tests that ran
-    passed = sum(1 for t in tests if t.get("outcome") == PASSED) if tests is not None else None
-    total = sum(1 for t in tests if t.get("outcome") != NOT_RUN) if tests is not None else None
+    passed, total = records.tally(_get(val, "tests", default=None)) or (None, None)  # X/Y: the tests that ran
     block = _get(app, "longest_write_block_s")
     who = next((u for u in (_get(r, "connection", "user") for r in (app, val, pre)) if u), "")
     name = next((n for n in (_get(r, "batch", "name") for r in (pre, app, val)) if n), "")

@@ -521,7 +521,7 @@ class ReleaseSummary:
             rows.append((info.number, info.name, a.status if a else "not applied",
                          f"{a.duration_s:.3f} s" if a else "", a.attempts if a else "",
                          f"{a.longest_write_block_s * 1000:.1f} ms" if a else "",
-                         f"{v.passed}/{v.total}" + (f" ({len(v.not_run)} not run)" if v.not_run else "") if v else ""))
+                         f"{v.passed}/{v.total}{v.not_run_note}" if v else ""))
         return rows
 
     def header(self) -> Section:
@@ -568,8 +568,8 @@ class ReleaseSummary:
         blocks = []
         for m in self.migrations:
             status = m.apply.status if m.apply else "not applied"
-            tests = (f", tests {m.validate.passed}/{m.validate.total}"
-                     + (f" ({len(m.validate.not_run)} not run)" if m.validate.not_run else "")) if m.validate else ""
+            v = m.validate
+            tests = f", tests {v.passed}/{v.total}{v.not_run_note}" if v else ""
             blocks.append(_details(f"{m.batch_number} {m.batch.name}: {status}{tests}",
                                    [m.what_was_done(), m.changes(), m.test_summary(passed_listed=False)]))
         return Section("Each Migration", "\n\n".join(blocks))

@@ -202,8 +202,7 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
         if m.apply:
             parts.append(paint(m.apply.status, m.apply.status, tty))
         if m.validate:
-            parts.append(f"{m.validate.passed}/{m.validate.total} tests"
-                         + (f" ({len(m.validate.not_run)} not run)" if m.validate.not_run else ""))
+            parts.append(f"{m.validate.passed}/{m.validate.total} tests{m.validate.not_run_note}")
         title = m.preflight.batch.name if m.preflight else ""
         lines.append(f"  {name} {title:<32} {', '.join(parts)}".rstrip())
         if m.preflight and m.preflight.verdict.status != names.GO:

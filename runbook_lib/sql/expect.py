@@ -146,6 +146,16 @@ class Expected:
         return not (self.tables or self.constraints or self.indexes or self.enums or self.extensions)
 
 
+def table_key(schema: str | None, name: str, default_schema: str = "public") -> Table:
+    """An object's key as this module keeps it: the default schema written or not, the same key."""
+    return (None if schema in (None, default_schema) else schema, name)
+
+
+def shown(key: Table) -> str:
+    """A key as a report names it: "Lead", "crm.Lead"."""
+    return f"{key[0]}.{key[1]}" if key[0] else key[1]
+
+
 def _strings(nodes) -> list[str]:
     return [n.sval for n in nodes or () if isinstance(n, ast.String)]
 
@@ -205,7 +215,7 @@ class _Reader:
     # -- names ---------------------------------------------------------------------------------
 
     def key(self, schema: str | None, name: str) -> Table:
-        return (None if schema in (None, self.default_schema) else schema, name)
+        return table_key(schema, name, self.default_schema)
 
     def rel(self, rv: ast.RangeVar) -> Table:
         return self.key(rv.schemaname, rv.relname)
@@ -805,10 +815,14 @@ class _Stale:
     def __init__(self, later: Touched) -> None:
         self.later = later
 
+    def schema(self, key: Table) -> Origin | None:
+        """The object's schema dropped later (a key without a schema is in the default one, public)."""
+        return self.later.schemas.get(key[0] or "public")
+
     def table(self, key: Table | None) -> Origin | None:
         if key is None:
             return None
-        return self.later.tables.get(key) or self.later.schemas.get(key[0] or "public")
+        return self.later.tables.get(key) or self.schema(key)
 
     def columns(self, key: Table | None, names: tuple) -> Origin | None:
         """The table, or any of these columns dropped or renamed (a DROP COLUMN takes the indexes and constraints
@@ -840,54 +854,40 @@ def superseded(expected: Expected, later: Touched) -> tuple[Expected, list[Left]
         return expected, []
     stale = _Stale(later)
     left: list[Left] = []
-    tables = {}
-    for key, state in expected.tables.items():
-        by = stale.table(key)
-        if by:
-            left.append(Left(f"table {_shown(key)}", by))
-            continue
-        kept = {}
-        for name, column in state.columns.items():
-            by = stale.column(key, column)
+
+    def kept(items: dict, by_of, what_of) -> dict:
+        """`items` less those a later migration changes, which go to `left`, named with where."""
+        out = {}
+        for key, item in items.items():
+            by = by_of(key, item)
             if by:
-                left.append(Left(f"column {_shown(key)}.{name}", by))
+                left.append(Left(what_of(key, item), by))
             else:
-                kept[name] = column
-        tables[key] = TableState(state.key, state.line, state.created, state.dropped, kept) \
-            if len(kept) != len(state.columns) else state
-    constraints = []
-    for con in expected.constraints:
+                out[key] = item
+        return out
+
+    tables = {}
+    for key, state in kept(expected.tables, lambda key, _: stale.table(key),
+                           lambda key, _: f"table {shown(key)}").items():
+        columns = kept(state.columns, lambda _, column, key=key: stale.column(key, column),
+                       lambda name, _, key=key: f"column {shown(key)}.{name}")
+        tables[key] = TableState(state.key, state.line, state.created, state.dropped, columns) \
+            if len(columns) != len(state.columns) else state
+
+    def constraint_by(_, con: Constraint) -> Origin | None:
         name = _named(con)
-        by = (stale.columns(con.table, con.columns)
-              or (stale.columns(con.references, con.ref_columns) if con.references is not None else None)
-              or (later.constraints.get((con.table, name)) if name else None))
-        if by:
-            left.append(Left(f"constraint {name or con.kind} on {_shown(con.table)}", by))
-        else:
-            constraints.append(con)
-    indexes = {}
-    for key, index in expected.indexes.items():
-        by = later.indexes.get(key) or stale.columns(index.table, index.columns) or later.schemas.get(key[0] or "public")
-        if by:
-            left.append(Left(f"index {_shown(key)}", by))
-        else:
-            indexes[key] = index
-    enums = {}
-    for key, enum in expected.enums.items():
-        by = later.enums.get(key) or later.schemas.get(key[0] or "public")
-        if by:
-            left.append(Left(f"type {_shown(key)}", by))
-        else:
-            enums[key] = enum
-    extensions = {}
-    for name, value in expected.extensions.items():
-        if name in later.extensions:
-            left.append(Left(f"extension {name}", later.extensions[name]))
-        else:
-            extensions[name] = value
+        return (stale.columns(con.table, con.columns)
+                or (stale.columns(con.references, con.ref_columns) if con.references is not None else None)
+                or (later.constraints.get((con.table, name)) if name else None))
+
+    constraints = list(kept(dict(enumerate(expected.constraints)), constraint_by,
+                            lambda _, con: f"constraint {_named(con) or con.kind} on {shown(con.table)}").values())
+    indexes = kept(expected.indexes,
+                   lambda key, index: later.indexes.get(key) or stale.columns(index.table, index.columns)
+                   or stale.schema(key), lambda key, _: f"index {shown(key)}")
+    enums = kept(expected.enums, lambda key, _: later.enums.get(key) or stale.schema(key),
+                 lambda key, _: f"type {shown(key)}")
+    extensions = kept(expected.extensions, lambda name, _: later.extensions.get(name),
+                      lambda name, _: f"extension {name}")
     return Expected(expected.filename, tables, constraints, indexes, enums, extensions, expected.skipped,
                     expected.dropped_tables), left
-
-
-def _shown(key: Table) -> str:
-    return f"{key[0]}.{key[1]}" if key[0] else key[1]
