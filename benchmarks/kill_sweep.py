@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import conninfo
 from common import DEFAULT_STATE, RESULTS_DIR, header, server_url  # first: it puts the checkout on sys.path
 
 from runbook_lib.db import ledger
@@ -326,6 +327,16 @@ def observe(url: str, point: Point, killed: bool) -> Outcome:
         )
 
 
+OWNER_ROLE = "rb_kill_owner"  # --as-owner: the role that owns each database of the sweep, not a superuser
+
+
+def ensure_owner_role(server: str) -> None:
+    """The sweep's owner role, once per server (roles belong to the cluster)."""
+    with psycopg.connect(server, autocommit=True) as conn:
+        if not conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (OWNER_ROLE,)).fetchone():
+            conn.execute(f'CREATE ROLE "{OWNER_ROLE}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+
+
 def named_points() -> list[Point]:
     """Every named point: the gaps the ledger used to leave, and the moments around them."""
     return [
@@ -426,17 +437,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-points", type=int, default=10, help="server stops at random moments")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "kill_sweep.json")
+    parser.add_argument("--as-owner", action="store_true",
+                        help=f"migrate as {OWNER_ROLE}, a role that owns each database and is no superuser (the "
+                             "server restarts are left out: the superuser's business)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: results/kill_sweep.json (--as-owner: results/kill_sweep_owner.json)")
     args = parser.parse_args(argv)
+    args.out = args.out or RESULTS_DIR / ("kill_sweep_owner.json" if args.as_owner else "kill_sweep.json")
     server = server_url(args.database_url, DEFAULT_STATE)
     created: list[str] = []
+    if args.as_owner:
+        ensure_owner_role(server)
+        args.restart_points = 0
 
     def make_url() -> str:
         name = f"kill_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{OWNER_ROLE}"' if args.as_owner else ""))
         created.append(name)
-        return with_database(server, name)
+        url = with_database(server, name)
+        return conninfo.make_conninfo(url, user=OWNER_ROLE) if args.as_owner else url
 
     work = Path(tempfile.mkdtemp(prefix="kill-sweep-"))
     started = time.perf_counter()
@@ -470,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(work, ignore_errors=True)
     report = header("kill_sweep", argv, server) | {
+        "role": f"{OWNER_ROLE}: owns each database, not a superuser" if args.as_owner else "the server's superuser",
         "seed": args.seed, "baseline_s": spans, "took_s": round(time.perf_counter() - started, 1),
         "points": [o.__dict__ | {"exactly_once": o.exactly_once} for o in outcomes],
     }

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from runbook_lib import commands, names
-from runbook_lib.config import BACKFILL_OPTIONS, DEFAULTS, STRATEGIES, Options
-from runbook_lib.db import connection
+from runbook_lib import commands, config, names
+from runbook_lib.config import BACKFILL_OPTIONS, DEFAULTS, STRATEGIES, Options, environment_variable
+from runbook_lib.db import connection, ledger
 from runbook_lib.errors import PhaseFailed, RunbookError
 from runbook_lib.fleet import report as fleet_report
 from runbook_lib.report import machine, records, terminal
@@ -59,6 +61,16 @@ def _common(p: argparse.ArgumentParser, *, migrations_help: str = MIGRATIONS_HEL
     p.add_argument("--database-url", help="target database (default: DATABASE_URL, else the embedded server)")
     p.add_argument("--migrations-dir", type=Path, help=migrations_help)
     p.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
+    _identity_options(p)
+
+
+def _identity_options(p: argparse.ArgumentParser) -> None:
+    """Who runbook acts as, and where its ledger lives (docs/non-superuser.md)."""
+    p.add_argument("--role", help="act as this role on every connection (log in as yourself, migrate as the schema's "
+                                  "owner); the login role must be a member of it")
+    p.add_argument("--ledger-schema", metavar="SCHEMA",
+                   help="the schema of runbook's ledger (default: runbook.toml's ledger_schema, else runbook): for a "
+                        "role that may not create the runbook schema")
 
 
 def _not_run_option(p: argparse.ArgumentParser, what: str = "validation test") -> None:
@@ -188,12 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", help="target database (default: DATABASE_URL, else the embedded server)")
     p.add_argument("--migrations-dir", type=Path, help=MIGRATIONS_HELP)
     _not_run_option(p, "check")
+    _identity_options(p)
     p = sub.add_parser("report", parents=fmt, help="re-render a run folder's summary from its records")
     p.add_argument("run_dir", type=Path)
     p = sub.add_parser("example", help="the example CRM database")
     ex = p.add_subparsers(dest="example_command", required=True, parser_class=_Parser)
     load = ex.add_parser("load", parents=fmt, help="load the example at its starting state")
     load.add_argument("--database-url")
+    _identity_options(load)
     load.add_argument("--leads", type=int, default=1000)
     load.add_argument("--reset", action="store_true", help="drop the example's tables and the ledger first")
     p = sub.add_parser("baseline", parents=fmt, help="record batches up to N as applied without running them "
@@ -231,6 +245,7 @@ def _fleet_parser(sub, fmt: list[argparse.ArgumentParser]) -> None:
                        help="with --scheduler: the workers see --reports-dir (shared storage) and write there")
         f.add_argument("--migrations-dir", type=Path, help=MIGRATIONS_HELP)
         f.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
+        _identity_options(f)  # LocalCluster workers inherit them; with --scheduler, set RUNBOOK_ROLE on the workers
         if name == "run":
             _apply_options(f, force=False)
             f.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy,
@@ -339,7 +354,8 @@ def _main(argv: list[str] | None) -> int:
     except SystemExit as exc:  # usage errors and --help: the code argparse chose, also when called in-process
         return int(exc.code or 0)
     try:
-        return _dispatch(args)
+        with _identity(args):
+            return _dispatch(args)
     except PhaseFailed as exc:
         _refused(args, exc)
         return 1
@@ -349,6 +365,23 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("runbook: interrupted", file=sys.stderr)
         return 130
+
+
+@contextmanager
+def _identity(args: argparse.Namespace) -> Iterator[None]:
+    """--role and the ledger's schema in the environment for this command: its connections, and the kernels it
+    starts (in the run folder, far from runbook.toml), act as that role and find that ledger. The schema is
+    --ledger-schema, else the ledger_schema of the project's runbook.toml (from --migrations-dir, or from
+    the current directory, up)."""
+    with ExitStack() as stack:
+        if getattr(args, "role", None):
+            stack.enter_context(environment_variable(connection.ROLE_VARIABLE, args.role))
+        folder = getattr(args, "migrations_dir", None)
+        schema = args.ledger_schema or config.project_ledger_schema(Path(folder) if folder else None) \
+            if hasattr(args, "ledger_schema") else None  # a command that reaches no ledger reads no runbook.toml
+        if schema:
+            stack.enter_context(environment_variable(ledger.SCHEMA_VARIABLE, schema))
+        yield
 
 
 def _refused(args: argparse.Namespace, exc: Exception) -> None:

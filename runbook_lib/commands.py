@@ -289,7 +289,7 @@ def baseline(tgt: Target, number: int, *, migrations_dir: Path | None = None,
             ledger.ensure(conn)
             for b in plan.to_ledger:
                 conn.execute(
-                    "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, os_user, host,"
+                    f"INSERT INTO {ledger.table()} (run_id, batch, batch_name, phase, status, checksum, os_user, host,"
                     " finished_at, message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s)",
                     (run_id, b.number, b.name, names.APPLY, ledger.SUCCEEDED, b.checksum, ledger.os_user(),
                      ledger.hostname(), names.BASELINED))

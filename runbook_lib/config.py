@@ -57,15 +57,24 @@ def example_migrations_dir() -> Path:
 
 # --- the project's migrations ------------------------------------------------------------------
 
-#: A project's own settings file; its one key names the migrations folder, relative to the file.
+#: A project's own settings file: the migrations folder (relative to the file), and the ledger's schema.
 PROJECT_FILE = "runbook.toml"
-PROJECT_KEYS = ("migrations_dir",)
+PROJECT_KEYS = ("migrations_dir", "ledger_schema")
 #: Looked for, in this order, in each directory from the current one up, when there is no runbook.toml.
 CONVENTIONAL_DIRS = (Path("prisma") / "migrations", Path("migrations"))
 
 
-def _read_project_file(path: Path) -> Path:
-    """The migrations folder a runbook.toml names; an unknown key or a bad value is refused with its line."""
+@dataclass(frozen=True)
+class ProjectFile:
+    """runbook.toml, read: each key None where the file leaves it out."""
+
+    path: Path
+    migrations_dir: Path | None = None
+    ledger_schema: str | None = None  # where runbook keeps its ledger when the role may not create `runbook`
+
+
+def _read_project_file(path: Path) -> ProjectFile:
+    """runbook.toml's settings; an unknown key or a bad value is refused with its line."""
     text = path.read_text(encoding="utf-8")
     try:
         raw = tomllib.loads(text)
@@ -73,13 +82,32 @@ def _read_project_file(path: Path) -> Path:
         raise ProjectError(f"{path} is not valid TOML ({exc}); fix it, or remove it and pass --migrations-dir.") from None
     for key in raw:
         if key not in PROJECT_KEYS:
-            raise ProjectError(f"{path} line {line_of(text, key)}: unknown key {key!r}; the only key is "
+            raise ProjectError(f"{path} line {line_of(text, key)}: unknown key {key!r}; the keys are "
                                f"{', '.join(PROJECT_KEYS)}.")
-    value = raw.get("migrations_dir")
-    if not isinstance(value, str) or not value.strip():
+    folder = raw.get("migrations_dir")
+    if folder is not None and (not isinstance(folder, str) or not folder.strip()):
         raise ProjectError(f"{path} line {line_of(text, 'migrations_dir')}: migrations_dir must name the folder of "
                            'your migrations, relative to this file (migrations_dir = "prisma/migrations").')
-    return (path.parent / value).resolve()
+    schema = raw.get("ledger_schema")
+    if schema is not None and (not isinstance(schema, str) or not schema.strip() or len(schema.encode()) > 63):
+        raise ProjectError(f"{path} line {line_of(text, 'ledger_schema')}: ledger_schema must name a schema (at most "
+                           '63 bytes) the migration role may create tables in (ledger_schema = "app_migrations").')
+    return ProjectFile(path, (path.parent / folder).resolve() if folder else None, schema)
+
+
+def find_project_file(start: Path | None = None) -> ProjectFile | None:
+    """The nearest runbook.toml from `start` (the current directory) up, read; None when there is none."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / PROJECT_FILE).is_file():
+            return _read_project_file(directory / PROJECT_FILE)
+    return None
+
+
+def project_ledger_schema(start: Path | None = None) -> str | None:
+    """runbook.toml's ledger_schema, found from the current directory up."""
+    found = find_project_file(start)
+    return found.ledger_schema if found else None
 
 
 def find_migrations_dir(start: Path | None = None) -> Path | None:
@@ -92,7 +120,9 @@ def find_migrations_dir(start: Path | None = None) -> Path | None:
     for directory in (here, *here.parents):
         project_file = directory / PROJECT_FILE
         if project_file.is_file():
-            return _read_project_file(project_file)
+            found = _read_project_file(project_file).migrations_dir
+            if found is not None:
+                return found
         for candidate in CONVENTIONAL_DIRS:
             if (directory / candidate).is_dir():
                 return directory / candidate
@@ -289,6 +319,7 @@ BLOCKER_OPTIONS = ("wait_for_blockers_s", "terminate_blockers_after_s", "blocker
 BACKFILL_OPTIONS = ("backfill_batch_ms", "backfill_rows_per_s", "backfill_pause_ms", "max_replica_lag_ms",
                     "backfill_wal_mb_per_s", "backfill_flush_from_mb")
 _PHASE_OPTIONS = {
+    "preflight": ("terminate_blockers_after_s",),  # refused there when the role may not signal another's session
     "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts",
               *BLOCKER_OPTIONS, *BACKFILL_OPTIONS),
     "rollback": ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts", *BLOCKER_OPTIONS),

@@ -70,11 +70,13 @@ SESSION = ("code", "from runbook_lib.phases.session import open_session\n\nsessi
 
 pre = nb([
     ("md", "# Preflight\n\nEverything worth knowing before the migration touches anything, read-only, ending in a verdict:\n**GO**, **WARN** (go, but read the reasons) or **NO-GO** (this notebook fails)."),
-    ("code", COMMON + "\nlong_transaction_s = 60.0  # transactions open longer than this are reported as blockers\nlock_threshold_ms = 1000.0  # WARN when the migration would block writes longer than this\nfail_on_nogo = True        # False: report NO-GO without failing (runbook run --force)", ["parameters"]),
+    ("code", COMMON + "\nlong_transaction_s = 60.0  # transactions open longer than this are reported as blockers\nlock_threshold_ms = 1000.0  # WARN when the migration would block writes longer than this\nterminate_blockers_after_s = None  # apply's --terminate-blockers-after: NO-GO when the role may not signal other sessions\nfail_on_nogo = True        # False: report NO-GO without failing (runbook run --force)", ["parameters"]),
     ("md", "## Target and batch\nThe database (URL with the password redacted), the server, and the run folder this notebook writes its record to."),
     SESSION,
     ("md", "## Evaluate\nRuns every check in one READ ONLY transaction and records the result in the ledger and `preflight.json`."),
-    ("code", "from runbook_lib.phases import preflight\n\nresult = preflight.run(session, long_transaction_s=long_transaction_s, lock_threshold_ms=lock_threshold_ms)\nresult.verdict_frame()"),
+    ("code", "from runbook_lib.phases import preflight\n\nresult = preflight.run(session, long_transaction_s=long_transaction_s, lock_threshold_ms=lock_threshold_ms,\n                       terminate_blockers_after_s=terminate_blockers_after_s)\nresult.verdict_frame()"),
+    ("md", "## The role and its privileges\nWho the migration acts as, and each thing it may not do: a statement it could not run is a NO-GO naming the object and its owner; what only narrows what runbook sees (other roles' sessions) is a WARN; each with the GRANT that fixes it."),
+    ("code", "result.privileges_frame()"),
     ("md", "## Ledger and dependencies\nIs this batch already applied (and with the same migration.sql)? Are the batches it depends on applied?"),
     ("code", "result.ledger_frame()"),
     ("md", "## Gates\nThe data must already satisfy what the batch will enforce: declared checks from batch.toml and the blocks of preflight.sql."),

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import io
 import os
 import re
 import shutil
 import subprocess
 import sys
 import uuid
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,8 @@ from runbook_lib.cli import main
 from runbook_lib.db import catalog, ledger
 from runbook_lib.db import connection as database
 
+from incli import Cli, cli
+
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
 
@@ -38,34 +38,6 @@ BAD_URL = conninfo.make_conninfo(host="127.0.0.1", port="1", dbname="x", user="n
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cli:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def summary_md(self) -> Path:
-        match = re.search(r"^\s+(\S+summary\.md)$", self.out, re.M)
-        assert match, f"no summary.md path printed:\n{self.out}"
-        return Path(match.group(1))
-
-    @property
-    def run_dir(self) -> Path:
-        return self.summary_md.parent
-
-
-def cli(*argv: object) -> Cli:
-    """runbook_lib.cli.main in process, its stdout and stderr captured (usable in module fixtures)."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse refusals
-            code = exc.code
-    return Cli(code, out.getvalue(), err.getvalue())
 
 
 def db_state(url: str) -> tuple:

@@ -14,6 +14,15 @@ from runbook_lib.errors import DatabaseError
 
 APPLICATION_NAME = "runbook"
 
+#: The role to act as (`--role`): log in as a person, migrate as the schema's owner. Set by the CLI in the
+#: environment, so the kernels it starts act as that role too.
+ROLE_VARIABLE = "RUNBOOK_ROLE"
+
+
+def acting_role() -> str | None:
+    """The role every connection acts as (--role), or None: the role the URL logs in as."""
+    return os.environ.get(ROLE_VARIABLE) or None
+
 
 # In a URL's user part the password runs from the first ':' after the user to the LAST '@' before the host, so
 # one written with an unencoded '@', '/' or space is still found whole (libpq stops at the first '@' or '/').
@@ -156,17 +165,32 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def connect(url: str, *, autocommit: bool = False, application_name: str = APPLICATION_NAME) -> psycopg.Connection:
-    """Open a connection, turning libpq's failures into one sentence with the fix."""
+def connect(url: str, *, autocommit: bool = False, application_name: str = APPLICATION_NAME,
+            as_login: bool = False) -> psycopg.Connection:
+    """Open a connection, turning libpq's failures into one sentence with the fix.
+
+    With --role the connection acts as that role from its start (the `role` setting, which even RESET ALL
+    keeps); `as_login` keeps the login role: the guard and the watcher act on the migration's own backend,
+    which only its login role may see in full and cancel.
+    """
     params = _parse(url)
     shown = redact(url)
+    role = None if as_login else acting_role()
+    extra = {}
+    if role:
+        escaped = role.replace("\\", "\\\\").replace(" ", "\\ ")
+        extra["options"] = f"{params.get('options', '')} -c role={escaped}".strip()
     try:
         return psycopg.connect(
-            url, autocommit=autocommit, application_name=application_name, connect_timeout=10
+            url, autocommit=autocommit, application_name=application_name, connect_timeout=10, **extra
         )
     except psycopg.OperationalError as exc:
         text = str(exc)
         lowered = text.lower()
+        if role and ("set role" in lowered or f'role "{role.lower()}" does not exist' in lowered):
+            raise DatabaseError(
+                f"Cannot act as role {role} (--role) on {shown}: {mask(_first_line(exc), url)}; grant the login role "
+                f"membership (GRANT {role} TO {params.get('user') or 'the login role'}), or leave out --role.") from None
         if "password authentication failed" in lowered or "no password supplied" in lowered:
             hint = "check the user and password in DATABASE_URL (or PGPASSWORD)"
         elif "does not exist" in lowered and "database" in lowered:
@@ -199,6 +223,7 @@ class ConnectionFacts:
 def facts(conn: psycopg.Connection, url: str) -> ConnectionFacts:
     row = conn.execute(
         "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
-        " current_database(), current_user, current_setting('application_name')"
+        " current_database(), current_user, current_setting('application_name'), session_user"
     ).fetchone()
-    return ConnectionFacts(redact(url), row[0], row[1], row[2], row[3], row[4])
+    user = row[3] if row[3] == row[5] else f"{row[3]} (logged in as {row[5]})"
+    return ConnectionFacts(redact(url), row[0], row[1], row[2], user, row[4])

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from runbook_lib import config
+from runbook_lib.db import ledger
 from runbook_lib.errors import ExampleError
 
 EXAMPLE_TABLES = ("Customer", "Lead", "Job")
@@ -30,7 +31,6 @@ BACKFILL_BACKUP_TABLE = "_runbook_backfill_006"
 
 #: Dropped by a reset besides the tables: the runbook ledger and Prisma's own history, which
 #: would otherwise describe migrations of the data that the reset threw away.
-LEDGER_SCHEMA = "runbook"
 PRISMA_MIGRATIONS_TABLE = "_prisma_migrations"
 
 
@@ -165,10 +165,13 @@ def existing_tables(conn: psycopg.Connection) -> list[str]:
 
 
 def drop(conn: psycopg.Connection) -> None:
-    """Drop the example tables, batch 6's backup table, the runbook ledger and Prisma's history."""
+    """Drop the example tables, batch 6's backup table, the runbook ledger (and its own `runbook` schema) and
+    Prisma's history."""
     for table in (*EXAMPLE_TABLES, BACKFILL_BACKUP_TABLE, PRISMA_MIGRATIONS_TABLE):
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
-    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(LEDGER_SCHEMA)))
+    conn.execute(f"DROP TABLE IF EXISTS {ledger.table()}")  # the ledger's schema may be the application's
+    if ledger.schema_name() == ledger.DEFAULT_SCHEMA:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ledger.DEFAULT_SCHEMA)))
 
 
 def load(conn: psycopg.Connection, *, leads: int = 1000, reset: bool = False) -> ExampleLoad:

@@ -9,6 +9,7 @@ connection (`record_in`): the step and the ledger's knowledge of it commit toget
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,14 +21,34 @@ import psycopg.errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from runbook_lib import config
+from runbook_lib.db import catalog
 from runbook_lib.db import connection as database
 from runbook_lib.errors import LedgerError, RunbookError
 
-SCHEMA = "runbook"
+DEFAULT_SCHEMA = "runbook"
+#: Where the ledger lives when the role may not create the `runbook` schema: set by the CLI from
+#: --ledger-schema or runbook.toml's ledger_schema, in the environment, so kernels find the same ledger.
+SCHEMA_VARIABLE = "RUNBOOK_LEDGER_SCHEMA"
+
+
+def schema_name() -> str:
+    """The ledger's schema: --ledger-schema, else runbook.toml's ledger_schema, else `runbook`."""
+    return os.environ.get(SCHEMA_VARIABLE) or config.project_ledger_schema() or DEFAULT_SCHEMA
+
+
+def table() -> str:
+    """The ledger table, quoted for SQL."""
+    return f"{catalog.quote_ident(schema_name())}.phase_run"
+
+
+def _sql(text: str) -> str:
+    """A statement on the ledger: `{ledger}` is its table, `{schema}` its schema (both quoted)."""
+    return text.format(ledger=table(), schema=catalog.quote_ident(schema_name()))
+
 
 _DDL = """
-CREATE SCHEMA IF NOT EXISTS runbook;
-CREATE TABLE IF NOT EXISTS runbook.phase_run (
+CREATE TABLE IF NOT EXISTS {ledger} (
     id          bigserial PRIMARY KEY,
     run_id      text        NOT NULL,
     batch       integer     NOT NULL,
@@ -43,7 +64,7 @@ CREATE TABLE IF NOT EXISTS runbook.phase_run (
     host        text,
     message     text
 );
-CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON runbook.phase_run (batch, id);
+CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON {ledger} (batch, id);
 """
 # Columns added after the first release; a ledger created before them gets them on first write.
 _LATER_COLUMNS = {"strategy": "text", "steps_done": "integer", "steps_total": "integer",
@@ -54,12 +75,12 @@ _LATER_COLUMNS = {"strategy": "text", "steps_done": "integer", "steps_total": "i
 # The state of a batch is its latest successful, real (not dry-run) apply or rollback.
 _STATE_SQL = """
 SELECT DISTINCT ON (batch) batch, batch_name, phase, checksum, finished_at, db_user, os_user, run_id
-FROM runbook.phase_run
+FROM {ledger}
 WHERE phase IN ('apply', 'rollback') AND status = 'succeeded' AND NOT dry_run
 ORDER BY batch, id DESC
 """
 
-_INSERT = ("INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
+_INSERT = ("INSERT INTO {ledger} (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
            " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id")
 
 RUNNING, SUCCEEDED, FAILED, NOOP, REFUSED = "running", "succeeded", "failed", "no-op", "refused"
@@ -78,8 +99,29 @@ class BatchState:
     name: str = ""  # the batch folder's name when it was recorded
 
 
+# A runbook ledger anywhere in the database: phase_run tables with the ledger's own columns.
+_ELSEWHERE_SQL = """
+SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = 'phase_run' AND c.relkind = 'r' AND n.nspname <> %s
+  AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped
+       AND a.attname IN ('run_id', 'batch_name', 'phase', 'checksum')) = 4
+ORDER BY 1
+"""
+
+
 def exists(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass('runbook.phase_run') IS NOT NULL").fetchone()[0]
+    """Whether the ledger is there; one in another schema than the configured one is refused, naming both
+    (reading "nothing applied" from an empty place, or starting a second ledger, would lose the history)."""
+    if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table(),)).fetchone()[0]:
+        return True
+    elsewhere = [r[0] for r in conn.execute(_ELSEWHERE_SQL, (schema_name(),))]
+    if elsewhere:
+        raise LedgerError(
+            f"runbook's ledger is in schema {elsewhere[0]}, but this run's ledger schema is {schema_name()} "
+            f"(--ledger-schema or runbook.toml's ledger_schema); set ledger_schema = \"{elsewhere[0]}\", or move "
+            f"it first (ALTER TABLE {catalog.quote_ident(elsewhere[0])}.phase_run SET SCHEMA "
+            f"{catalog.quote_ident(schema_name())}).")
+    return False
 
 
 def states(conn: psycopg.Connection, *, only: int | None = None) -> dict[int, BatchState]:
@@ -87,7 +129,8 @@ def states(conn: psycopg.Connection, *, only: int | None = None) -> dict[int, Ba
     if not exists(conn):
         return {}
     result = {}
-    query, params = (_STATE_SQL, ()) if only is None else (_STATE_SQL.replace("WHERE ", "WHERE batch = %s AND "), (only,))
+    query, params = (_sql(_STATE_SQL), ()) if only is None \
+        else (_sql(_STATE_SQL).replace("WHERE ", "WHERE batch = %s AND "), (only,))
     with conn.cursor(row_factory=dict_row) as cur:
         for row in cur.execute(query, params):
             applied = row["phase"] == "apply"
@@ -175,7 +218,7 @@ def close_interrupted(conn: psycopg.Connection, batch: int) -> int:
     try:
         with conn.transaction():
             cur = conn.execute(
-                "UPDATE runbook.phase_run SET status = %s, finished_at = clock_timestamp(),"
+                f"UPDATE {table()} SET status = %s, finished_at = clock_timestamp(),"
                 " message = coalesce(message || '; ', '')"
                 " || 'interrupted: the process or its connection ended before it finished'"
                 " WHERE batch = %s AND phase IN ('apply', 'rollback') AND status = %s",
@@ -196,7 +239,7 @@ def stopped_runs(conn: psycopg.Connection, running: bool) -> dict[int, PartialRu
         return {}
     with conn.transaction():
         batches = [r[0] for r in conn.execute(
-            "SELECT DISTINCT batch FROM runbook.phase_run WHERE phase IN ('apply', 'rollback') AND NOT dry_run"
+            f"SELECT DISTINCT batch FROM {table()} WHERE phase IN ('apply', 'rollback') AND NOT dry_run"
             " AND status IN (%s, %s, %s) ORDER BY batch", (FAILED, INTERRUPTED, RUNNING))]
     return {b: run for b in batches if (run := stopped(conn, b, dead_running=not running)) is not None}
 
@@ -211,7 +254,7 @@ def live(conn: psycopg.Connection, holder_since: datetime | None) -> LiveRun | N
         r = cur.execute(
             "SELECT batch, phase, run_id, started_at, db_user, os_user, host, to_jsonb(p) -> 'steps_done' AS done,"
             " to_jsonb(p) -> 'steps_total' AS total, to_jsonb(p) -> 'backfill' AS backfill"
-            " FROM runbook.phase_run p WHERE phase IN ('apply', 'rollback') AND status = %s AND NOT dry_run"
+            f" FROM {table()} p WHERE phase IN ('apply', 'rollback') AND status = %s AND NOT dry_run"
             " AND started_at >= coalesce(%s::timestamptz, '-infinity') ORDER BY id DESC LIMIT 1",
             (RUNNING, holder_since)).fetchone()
     if r is None:
@@ -243,7 +286,7 @@ def stopped(conn: psycopg.Connection, batch: int, *, dead_running: bool = False)
         row = conn.execute(
             "SELECT phase, status, checksum, to_jsonb(p) ->> 'strategy', to_jsonb(p) -> 'steps_done',"
             "       to_jsonb(p) -> 'steps_total', run_id, to_jsonb(p) -> 'backfill', to_jsonb(p) -> 'step_sql'"
-            " FROM runbook.phase_run p"
+            f" FROM {table()} p"
             " WHERE batch = %s AND phase IN ('apply', 'rollback') AND NOT dry_run AND status <> %s"
             "   AND coalesce((to_jsonb(p) ->> 'steps_total')::int, 0) > 0"
             "   AND NOT ((status = %s OR phase = 'rollback') AND coalesce((to_jsonb(p) ->> 'steps_done')::int, 0) = 0"
@@ -273,13 +316,13 @@ def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50)
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             f"SELECT id, run_id, batch, phase, status, dry_run, started_at, finished_at, db_user, message"
-            f" FROM runbook.phase_run {where} ORDER BY id DESC LIMIT {int(limit)}",
+            f" FROM {table()} {where} ORDER BY id DESC LIMIT {int(limit)}",
             params,
         ).fetchall()
 
 
 _SHARED: dict[str, psycopg.Connection] = {}  # url -> the ledger connection a release shares (shared_connection)
-_ENSURED: set[str] = set()  # the urls whose ledger this process has found complete (no DDL, no catalog query)
+_ENSURED: set[tuple[str, str]] = set()  # the (url, ledger table)s whose ledger this process has found complete (no DDL, no catalog query)
 
 
 @contextmanager
@@ -316,20 +359,22 @@ class LedgerWriter:
         try:
             row = (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname(),
                    strategy)
-            if url not in _ENSURED:
+            if (url, table()) not in _ENSURED:
                 _ensure(self._conn)
-                _ENSURED.add(url)
+                _ENSURED.add((url, table()))
             try:
-                self.row_id: int | None = self._conn.execute(_INSERT, row).fetchone()[0]
+                self.row_id: int | None = self._conn.execute(_sql(_INSERT), row).fetchone()[0]
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
                 _ensure(self._conn)  # dropped since this process found it complete (`example load --reset`)
-                self.row_id = self._conn.execute(_INSERT, row).fetchone()[0]
+                self.row_id = self._conn.execute(_sql(_INSERT), row).fetchone()[0]
         except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
             self._close()
             if required:
                 raise LedgerError(
                     f"The role cannot write runbook's ledger ({exc.diag.message_primary}); {phase} needs CREATE on "
-                    "the database (first run) and INSERT/UPDATE on runbook.phase_run: see the README's privileges."
+                    f"the database or on the ledger's schema {schema_name()} (first run), and INSERT/UPDATE on "
+                    f"{table()}: grant them, or set ledger_schema in runbook.toml (or --ledger-schema) to a schema "
+                    "the role may write (docs/non-superuser.md)."
                 ) from None
             self.row_id = None
             self.note = f"ledger not written: {exc.diag.message_primary}"
@@ -355,21 +400,21 @@ class LedgerWriter:
         without the other)."""
         if self.row_id is None:
             return
-        self._update("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s, backfill = %s, step_sql = %s"
+        self._update(f"UPDATE {table()} SET steps_done = %s, steps_total = %s, backfill = %s, step_sql = %s"
                      " WHERE id = %s", (steps_done, steps_total, Jsonb(backfill) if backfill else None,
                                         Jsonb(list(steps)) if steps else None, self.row_id))
 
     def record_position_in(self, conn: psycopg.Connection, position: dict) -> None:
         """A backfill batch's keyset position, written inside the batch's transaction: they commit together."""
         if self.row_id is not None:
-            conn.execute("UPDATE runbook.phase_run SET backfill = %s WHERE id = %s", (Jsonb(position), self.row_id))
+            conn.execute(f"UPDATE {table()} SET backfill = %s WHERE id = %s", (Jsonb(position), self.row_id))
 
     def terminated(self, session: dict) -> None:
         """A session the run terminated, written at once on the ledger's own connection: whatever happens
         next (the run fails, the process is killed), the ledger says who was terminated and when."""
         if self.row_id is None:
             return
-        self._update("UPDATE runbook.phase_run SET terminated = coalesce(terminated, '[]'::jsonb) || %s WHERE id = %s",
+        self._update(f"UPDATE {table()} SET terminated = coalesce(terminated, '[]'::jsonb) || %s WHERE id = %s",
                      (Jsonb([{**session, "terminated_at": datetime.now(timezone.utc).isoformat()}]), self.row_id))
 
     def record_in(self, conn: psycopg.Connection, steps_done: int, steps_total: int, *,
@@ -382,11 +427,11 @@ class LedgerWriter:
         if self.row_id is None:
             return
         if succeeded is None:
-            conn.execute("UPDATE runbook.phase_run SET steps_done = %s, steps_total = %s WHERE id = %s",
+            conn.execute(f"UPDATE {table()} SET steps_done = %s, steps_total = %s WHERE id = %s",
                          (steps_done, steps_total, self.row_id))
             return
         conn.execute(
-            "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
+            f"UPDATE {table()} SET status = %s, message = %s, finished_at = clock_timestamp(),"
             " steps_done = %s, steps_total = %s WHERE id = %s",
             (SUCCEEDED, succeeded, steps_done, steps_total, self.row_id),
         )
@@ -399,7 +444,7 @@ class LedgerWriter:
         self._finished = True
         try:
             self._update(
-                "UPDATE runbook.phase_run SET status = %s, message = %s, finished_at = clock_timestamp(),"
+                f"UPDATE {table()} SET status = %s, message = %s, finished_at = clock_timestamp(),"
                 " steps_done = %s, steps_total = %s WHERE id = %s AND status <> 'succeeded'",
                 (status, message, steps_done, steps_total, self.row_id),
             )
@@ -441,16 +486,21 @@ def _ensure(conn: psycopg.Connection) -> None:
     it) would leave a ledger without steps_done, which the next apply could not even read.
     """
     have = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'runbook' AND table_name = 'phase_run'"
-    )}
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'phase_run'",
+        (schema_name(),))}
+    if not have:
+        exists(conn)  # a ledger in another schema is refused before a second one is begun
     if have and not set(_LATER_COLUMNS) - have:
         return
     with conn.transaction():
         if not have:
-            conn.execute(_DDL)  # the first release's columns; the later ones are added just below
+            # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema is there
+            if conn.execute("SELECT to_regnamespace(%s) IS NULL", (catalog.quote_ident(schema_name()),)).fetchone()[0]:
+                conn.execute(_sql("CREATE SCHEMA {schema}"))
+            conn.execute(_sql(_DDL))  # the first release's columns; the later ones are added just below
         for name, kind in _LATER_COLUMNS.items():
             if name not in have:
-                conn.execute(f"ALTER TABLE runbook.phase_run ADD COLUMN IF NOT EXISTS {name} {kind}")
+                conn.execute(f"ALTER TABLE {table()} ADD COLUMN IF NOT EXISTS {name} {kind}")
 
 
 def _os_user() -> str:

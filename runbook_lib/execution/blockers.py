@@ -8,6 +8,13 @@ request (`sql.locks.conflicts`, PostgreSQL's conflict table), and that session i
 in a transaction older than the threshold, apply waits without asking, so nobody queues behind it. A short
 application transaction is not a blocker: the request goes ahead and at worst waits for it to commit.
 
+A role without pg_read_all_stats sees another role's sessions in pg_stat_activity with no state, no
+transaction start and no query; pg_locks still shows every session's locks, with the transaction holding
+each (`virtualtransaction`). Such a holder is waited for, without asking, while it is there; one seen
+holding its conflicting lock in the same transaction across looks that span the threshold is a blocker
+like any other. A stream of short transactions, each seen once, is not: after waiting the threshold for
+such holders (four thresholds in all) the request goes ahead, as for a visible young transaction.
+
 The race between looking and requesting stays bounded by lock_timeout, and by the live guard
 (`execution.guard`), which cancels a pending request as soon as an application session queues behind it.
 """
@@ -24,7 +31,7 @@ from psycopg.rows import dict_row
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db import catalog
 from runbook_lib.execution import live
-from runbook_lib.report.records import BlockerWait, ExecutionResult
+from runbook_lib.report.records import HIDDEN_STATE, BlockerWait, ExecutionResult
 from runbook_lib.sql import locks, plan
 
 POLL_S = 0.01  # between two looks while waiting: how late apply asks once the blocker has gone
@@ -33,6 +40,10 @@ QUERY_CHARS = 200  # the blocker's query, cut short: it is the application's SQL
 SHOWN_CHARS = 80  # the same, on the one line a person reads live
 
 TERMINATED, ENDED, BUDGET_SPENT = "terminated", "ended", "budget spent"
+# Hidden holders too new to judge are waited for up to this many thresholds in all: one that stays is judged a
+# blocker within one threshold of being first seen; a stream of short transactions, each gone before that,
+# does not hold the step back longer than this.
+UNJUDGED_WAITS = 4
 
 
 @dataclass(frozen=True)
@@ -56,16 +67,18 @@ class BlockedTooLong(Exception):
 
 
 _LOCKS_SQL = """
-SELECT l.pid, l.relation, l.mode, l.granted, coalesce(a.usename, '') AS user,
+SELECT l.pid, l.relation, l.mode, l.granted, l.virtualtransaction, a.state IS NULL AS hidden,
+       coalesce(a.usename, '') AS user,
        coalesce(a.application_name, '') AS application, coalesce(a.state, '') AS state,
        a.xact_start, extract(epoch FROM clock_timestamp() - a.xact_start)::float AS transaction_age_s,
        extract(epoch FROM clock_timestamp() - a.state_change)::float AS state_age_s,
        left(coalesce(a.query, ''), %(chars)s) AS query
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'relation' AND l.relation = ANY(%(oids)s::oid[]) AND l.pid <> pg_backend_pid()
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ORDER BY a.xact_start NULLS LAST, l.pid
 """
+
 
 _TERMINATE_SQL = """
 SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a
@@ -98,6 +111,9 @@ def look(conn: psycopg.Connection, step: plan.Step, policy: Policy,
          wanted: dict[int, tuple[str, str]] | None = None) -> list[BlockerWait]:
     """The sessions the step would queue behind now, one per session (its first conflicting lock).
 
+    A session whose state this role cannot see is included whenever it holds a conflicting lock, its
+    `state` HIDDEN_STATE and its `since` its transaction (pg_locks' virtualtransaction): the caller
+    (`Lookout`) judges it by how long that transaction has held the lock across looks.
     `wanted` (from `_oids`) saves resolving the step's tables again on every look of one wait.
     """
     if wanted is None:
@@ -113,12 +129,18 @@ def look(conn: psycopg.Connection, step: plan.Step, policy: Policy,
             held = locks.from_pg_locks(row["mode"])
         except ValueError:
             continue  # a predicate lock (SIReadLock) queues nobody
-        if row["pid"] in found or not locks.conflicts(mode, held) or not _is_blocker(row, policy):
+        if row["pid"] in found or not locks.conflicts(mode, held):
             continue
-        found[row["pid"]] = BlockerWait(
-            step=step.number, pid=row["pid"], user=row["user"], application=row["application"], state=row["state"],
-            since=row["xact_start"].isoformat() if row["xact_start"] else "",  # exact: _TERMINATE_SQL matches it
-            lock=f"{held} on {table}", waiting_ahead=not row["granted"], query=row["query"])
+        if row["hidden"]:
+            found[row["pid"]] = BlockerWait(
+                step=step.number, pid=row["pid"], user=row["user"], application=row["application"],
+                state=HIDDEN_STATE, since=f"transaction {row['virtualtransaction']}", lock=f"{held} on {table}",
+                waiting_ahead=not row["granted"], query="")
+        elif _is_blocker(row, policy):
+            found[row["pid"]] = BlockerWait(
+                step=step.number, pid=row["pid"], user=row["user"], application=row["application"],
+                state=row["state"], since=row["xact_start"].isoformat() if row["xact_start"] else "",  # exact:
+                lock=f"{held} on {table}", waiting_ahead=not row["granted"], query=row["query"])  # _TERMINATE_SQL
     return list(found.values())
 
 
@@ -133,8 +155,11 @@ def describe(blocker: BlockerWait) -> str:
     query = " ".join(blocker.query.split())
     if len(query) > SHOWN_CHARS:
         query = query[:SHOWN_CHARS - 1] + "…"
-    since = blocker.since[11:23] if len(blocker.since) > 19 else blocker.since
     holds = "waiting ahead for" if blocker.waiting_ahead else "holding"
+    if blocker.hidden:
+        return (f"{blocker.who} in {blocker.since}, {holds} {blocker.lock} (its state and query are hidden from "
+                "this role: GRANT pg_read_all_stats shows them)")
+    since = blocker.since[11:23] if len(blocker.since) > 19 else blocker.since
     return f"{blocker.who} in a transaction since {since}, {holds} {blocker.lock}: {query or '(no query)'}"
 
 
@@ -145,31 +170,49 @@ class Lookout:
                  on_terminated: Callable[[BlockerWait], None] | None = None) -> None:
         self.policy, self.result, self.on_terminated = policy, result, on_terminated
         self.spent_s = 0.0
+        # a hidden holder's transaction -> when a look first saw it holding a conflicting lock; kept across
+        # steps and attempts, so a transaction first seen late is a blocker on the retry
+        self.hidden_since: dict[tuple[int, str], float] = {}
+
+    def _judge(self, found: list[BlockerWait], now: float) -> tuple[list[BlockerWait], bool]:
+        """The blockers among what a look found, and whether a hidden holder is still too new to judge."""
+        blockers, unjudged = [], False
+        for session in found:
+            if session.hidden:
+                first = self.hidden_since.setdefault((session.pid, session.since), now)
+                if (now - first) * 1000 < self.policy.threshold_ms:
+                    unjudged = True
+                    continue
+            blockers.append(session)
+        return blockers, unjudged
 
     def clear(self, conn: psycopg.Connection, step: plan.Step) -> None:
         """Return when no blocker holds what the step will ask for; raise BlockedTooLong past the budget."""
+        wanted = _oids(conn, wanted_locks(step))
         started = time.perf_counter()
         seen: dict[tuple[int, str], tuple[float, BlockerWait]] = {}  # (pid, since) -> first seen, last look
         terminated: set[tuple[int, str]] = set()
         current: list[BlockerWait] = []
-        wanted = _oids(conn, wanted_locks(step))
         try:
             while True:
                 now = time.perf_counter()
-                current = look(conn, step, self.policy, wanted)
+                current, unjudged = self._judge(look(conn, step, self.policy, wanted), now)
                 for blocker in current:
                     key = (blocker.pid, blocker.since)
-                    seen[key] = (seen.get(key, (now, blocker))[0], blocker)
-                if not current:
-                    return
+                    seen[key] = (seen.get(key, (self.hidden_since.get(key, now), blocker))[0], blocker)
                 waited = now - started
+                if not current:
+                    if unjudged and waited * 1000 < UNJUDGED_WAITS * self.policy.threshold_ms:
+                        time.sleep(POLL_S)  # a hidden holder: not asking until it is gone or judged a blocker
+                        continue
+                    return
                 first_seen, first = seen[(current[0].pid, current[0].since)]
                 live.emit(live.WAITING, f"step {step.number}: waiting {waited:.1f} s for {describe(first)}")
                 if self.policy.terminate_after_s is not None:
                     for blocker in current:
                         key = (blocker.pid, blocker.since)
                         if key not in terminated and now - seen[key][0] >= self.policy.terminate_after_s \
-                                and blocker.state.startswith("idle in transaction"):
+                                and (blocker.hidden or blocker.state.startswith("idle in transaction")):
                             terminated.add(key)
                             self._terminate(conn, blocker, now - seen[key][0])
                 if self.spent_s + waited >= self.policy.wait_s:
@@ -191,7 +234,15 @@ class Lookout:
                 live.emit(live.WAITING, f"step {step.number}: no longer blocked after {waited:.1f} s", final=True)
 
     def _terminate(self, conn: psycopg.Connection, blocker: BlockerWait, waited_s: float) -> None:
-        """pg_terminate_backend, only if it is still the same transaction and still idle in it."""
+        """pg_terminate_backend, only if it is still the same transaction and still idle in it.
+
+        A session whose state is hidden from this role is never terminated: nothing says it is idle rather
+        than running a long query; it is named, and waited for as if the option were off.
+        """
+        if blocker.hidden:
+            self._record_attempt(blocker, waited_s, "not terminated: whether it is idle is hidden from this role "
+                                 "(GRANT pg_read_all_stats lets runbook see it)")
+            return
         try:
             done = conn.execute(_TERMINATE_SQL, {"pid": blocker.pid, "since": blocker.since}).fetchone()
             conn.commit()
@@ -199,6 +250,10 @@ class Lookout:
         except psycopg.Error as exc:
             conn.rollback()
             outcome = f"not terminated: {exc.diag.message_primary or exc}"
+        self._record_attempt(blocker, waited_s, outcome)
+
+    def _record_attempt(self, blocker: BlockerWait, waited_s: float, outcome: str) -> None:
+        """Record the attempt's outcome (TERMINATED, or why not); the wait goes on for a session still there."""
         record = replace(blocker, waited_s=round(waited_s, 3), outcome=outcome)
         self.result.blocker_waits.append(record)
         live.emit(live.WAITING, f"step {blocker.step}: {outcome} {describe(blocker)}")

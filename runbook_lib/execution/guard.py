@@ -4,7 +4,7 @@ Looking before requesting (`execution.blockers`) leaves a race: a blocker that s
 the request, or a young transaction that then stays. The request then waits, and every conflicting request
 after it waits behind it, until lock_timeout. While a step's statements run, a thread with a connection of
 its own polls: when the migration's backend waits for a lock and another session is blocked by it
-(pg_blocking_pids), it cancels the migration's statement in the same query (pg_cancel_backend). The step
+(pg_locks, pg_blocking_pids), it cancels the migration's statement in the same query (pg_cancel_backend). The step
 rolls back and is retried like a lock timeout, and its next look finds the blocker and waits without queuing.
 """
 
@@ -20,17 +20,19 @@ from runbook_lib.db import connection as database
 
 POLL_S = 0.005  # the longest an application session queues behind a pending request, give or take a query
 
-# One statement: the check and the cancel cannot be told apart by a lock granted in between.
+# One statement: the check and the cancel cannot be told apart by a lock granted in between. Only pg_locks
+# and pg_blocking_pids, which every role reads whole: pg_stat_activity hides another role's wait events
+# from a role without pg_read_all_stats, and the guard must see an application queue all the same.
 _CANCEL_SQL = """
 WITH me AS (
-    SELECT pid FROM pg_stat_activity WHERE pid = %(pid)s AND wait_event_type = 'Lock'
+    SELECT %(pid)s::int AS pid WHERE EXISTS (SELECT FROM pg_locks WHERE pid = %(pid)s AND NOT granted)
 ), queued AS (
-    SELECT a.pid, coalesce(a.application_name, '') AS application, coalesce(a.usename, '') AS user
-    FROM pg_stat_activity a, me
-    WHERE a.wait_event_type = 'Lock' AND a.pid <> me.pid AND me.pid = ANY(pg_blocking_pids(a.pid))
+    SELECT l.pid FROM pg_locks l, me
+    WHERE NOT l.granted AND l.pid <> me.pid AND me.pid = ANY(pg_blocking_pids(l.pid))
     LIMIT 1
 )
-SELECT q.pid, q.application, q.user, pg_cancel_backend(%(pid)s) FROM queued q
+SELECT q.pid, coalesce(a.application_name, ''), coalesce(a.usename, ''), pg_cancel_backend(%(pid)s)
+FROM queued q LEFT JOIN pg_stat_activity a ON a.pid = q.pid
 """
 
 
@@ -69,7 +71,7 @@ class Guard:
 
     def _run(self) -> None:
         try:
-            self._conn = database.connect(self.url, autocommit=True, application_name="runbook guard")
+            self._conn = database.connect(self.url, autocommit=True, application_name="runbook guard", as_login=True)
             while not self._stop.is_set():
                 if not self._active.wait(0.1):
                     continue

@@ -21,8 +21,8 @@ import psycopg.errors
 from runbook_lib.db import catalog
 from runbook_lib.execution import live
 
-# The role may VACUUM / ANALYZE a table it owns (or, on PG17+, one it has MAINTAIN on); others get a warning
-# and nothing done, so they are left out.
+# The role may VACUUM / ANALYZE a table it owns (or, on PG17+, one it has MAINTAIN on); PostgreSQL answers
+# others with a warning and does nothing, so runbook does not ask, and says so.
 _MAY_MAINTAIN = """CASE WHEN current_setting('server_version_num')::int >= 170000
                         THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE pg_has_role(c.relowner, 'USAGE') END"""
 
@@ -48,12 +48,13 @@ _VACUUM_DUE_AT = """greatest(c.reltuples, 0)
 # Of the tables named (as the SQL wrote them), the ones whose statistics misdescribe them, in one query:
 # never analyzed but with rows, or due for autovacuum's ANALYZE with too few dead row versions for a VACUUM.
 _STALE_SQL = f"""
-SELECT t.name, t.regclass, c.reltuples < 0, coalesce(s.n_mod_since_analyze, 0), round({_ANALYZE_DUE_AT})
+SELECT t.name, t.regclass, c.reltuples < 0, coalesce(s.n_mod_since_analyze, 0), round({_ANALYZE_DUE_AT}),
+       {_MAY_MAINTAIN}
 FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(name, regclass, i)
 JOIN pg_class AS c ON c.oid = to_regclass(t.regclass)
 {_RELOPTIONS}
 LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
-WHERE c.relkind IN ('r', 'p', 'm') AND pg_relation_size(c.oid) > 0 AND {_MAY_MAINTAIN}
+WHERE c.relkind IN ('r', 'p', 'm') AND pg_relation_size(c.oid) > 0
   AND (c.reltuples < 0 OR (s.n_mod_since_analyze >= {_ANALYZE_DUE_AT} AND s.n_dead_tup < {_VACUUM_DUE_AT}))
 ORDER BY t.i
 """
@@ -106,7 +107,8 @@ class Vacuumed:
 
 
 def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
-    """ANALYZE the tables whose statistics misdescribe them; the ones analyzed, each with why.
+    """ANALYZE the tables whose statistics misdescribe them; the ones analyzed, each with why (or why not: a
+    table the role may not maintain is left to autovacuum).
 
     A table never analyzed (reltuples -1: one this migration created and filled) looks nearly empty to the
     planner, which then drove every batch of batch 6's UPDATE from all of its backup table. One analyzed
@@ -125,7 +127,10 @@ def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     found = conn.execute(_STALE_SQL, (unique, [catalog.regclass_text(t) for t in unique])).fetchall()
     conn.commit()
     done = []
-    for table, name, never, changes, due_at in found:
+    for table, name, never, changes, due_at, allowed in found:
+        if not allowed:
+            done.append(f"{table} not analyzed: this role may not (it does not own it), autovacuum will")
+            continue
         try:
             conn.execute(f"ANALYZE {name}")
             conn.commit()

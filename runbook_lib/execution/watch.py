@@ -58,7 +58,7 @@ class _Watcher:
 
     def _run(self) -> None:
         try:
-            with database.connect(self.url, autocommit=True, application_name="runbook watch") as conn:
+            with database.connect(self.url, autocommit=True, application_name="runbook watch", as_login=True) as conn:
                 while not self.stop.is_set():
                     row = conn.execute(_SQL, (self.pid,)).fetchone()
                     if row is None or row[1] != "active":

@@ -116,7 +116,8 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
     if trust_preflight and not gates_checked and not force and resume_after is None and not interrupted:
         result.gates_from = trusted_preflight(session)
         gates_checked = bool(result.gates_from)
-    check = None if gates_checked else preflight.evaluate(session, lint=False, measure=False, inputs=inputs)
+    check = None if gates_checked else preflight.evaluate(session, lint=False, measure=False, inputs=inputs,
+                                                          terminate_blockers_after_s=options.terminate_blockers_after_s)
     # A resumed apply is part way: the gates describe the state before step 1, not this one.
     if check is not None and check.verdict.status == preflight.NOGO and not force and resume_after is None:
         raise PreflightFailed(

@@ -15,11 +15,12 @@ from psycopg.rows import dict_row
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch.model import PREFLIGHT, Batch, BatchInfo
-from runbook_lib.db import catalog, history, ledger
+from runbook_lib.db import catalog, history, ledger, privileges
 from runbook_lib.errors import BatchError
 from runbook_lib.names import GO, NOGO, WARN
 from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import (
+    HIDDEN_STATE,
     Blocker,
     LedgerCheck,
     PreflightResult,
@@ -85,14 +86,15 @@ def table_sizes(conn: psycopg.Connection, names: list[str]) -> list[TableSize]:
 
 _BLOCKERS_SQL = """
 SELECT a.pid, coalesce(a.usename, '') AS user, coalesce(a.application_name, '') AS application,
-       coalesce(a.state, '') AS state,
+       coalesce(a.state, %(hidden)s) AS state,
        coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float AS transaction_age_s,
        coalesce(string_agg(DISTINCT l.mode || ' on ' || l.relation::regclass::text, ', '), '') AS locks,
        left(coalesce(a.query, ''), 200) AS query
 FROM pg_stat_activity a
 LEFT JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'relation' AND l.granted
      AND l.relation = ANY(%(oids)s::oid[])
-WHERE a.pid <> pg_backend_pid() AND a.backend_type = 'client backend' AND a.datname = current_database()
+WHERE a.pid <> pg_backend_pid() AND a.datname = current_database()
+  AND (a.backend_type = 'client backend' OR a.state IS NULL AND a.usesysid IS NOT NULL)  -- NULL: hidden from this role
 GROUP BY a.pid, a.usename, a.application_name, a.state, a.xact_start, a.query
 HAVING count(l.relation) > 0 OR clock_timestamp() - a.xact_start > make_interval(secs => %(idle)s)
 ORDER BY a.xact_start NULLS LAST
@@ -107,7 +109,7 @@ def blockers(conn: psycopg.Connection, names: list[str], *, long_transaction_s: 
             oids.append(oid)
     found = []
     with conn.cursor(row_factory=dict_row) as cur:
-        for row in cur.execute(_BLOCKERS_SQL, {"oids": oids, "idle": long_transaction_s}):
+        for row in cur.execute(_BLOCKERS_SQL, {"oids": oids, "idle": long_transaction_s, "hidden": HIDDEN_STATE}):
             reasons = []
             if row["locks"]:
                 reasons.append(f"holds {row['locks']}")
@@ -119,6 +121,9 @@ def blockers(conn: psycopg.Connection, names: list[str], *, long_transaction_s: 
 
 def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdict:
     nogo, warn = [], []
+    if result.privileges is not None:
+        nogo += result.privileges.lines(NOGO)
+        warn += result.privileges.lines(WARN)
     lc = result.ledger
     if lc.prisma_failed:
         nogo.append(lc.prisma_failed.rstrip("."))
@@ -143,7 +148,8 @@ def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdic
                 nogo.append(text)
     for blocker in result.blockers:
         who = ", ".join(part for part in (blocker.application or blocker.user, blocker.state) if part)
-        warn.append(f"session {blocker.pid} ({who}, in a transaction for {blocker.transaction_age_s:.0f} s) {blocker.reason}: "
+        since = "" if blocker.state == HIDDEN_STATE else f", in a transaction for {blocker.transaction_age_s:.0f} s"
+        warn.append(f"session {blocker.pid} ({who}{since}) {blocker.reason}: "
                     "the migration's locks would queue behind it, and writers behind them")
     for stmt in result.statements:
         overrides = [n for n in stmt.notes if "runbook sets for the migration" in n]
@@ -192,14 +198,16 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
              lint: bool = True, measure: bool = True, inputs: Inputs | None = None,
              assume_applied: frozenset[int] = frozenset(), conn: psycopg.Connection | None = None,
              lint_result: LintResult | None = None, check_blockers: bool = True,
-             known: history.History | None = None) -> PreflightResult:
+             known: history.History | None = None, terminate_blockers_after_s: float | None = None,
+             privileges_read: privileges.Reading | None = None) -> PreflightResult:
     """Run every preflight check read-only and return the facts with a verdict; writes nothing.
 
     A release passes what it shares across its migrations: `assume_applied` (the migrations applied
     before this one: dependencies met, gates only a warning until apply checks them again), one
     read-only `conn`, squawk's `lint_result` from one run over every file, and `check_blockers` for the
-    first migration only (the sessions that block are the same for all of them), and both histories
-    already read (`known`: nothing is applied until preflight ends).
+    first migration only (the sessions that block are the same for all of them), both histories already
+    read (`known`: nothing is applied until preflight ends), and its reading of the role's privileges
+    (`privileges_read`: the role checked once, the tables earlier migrations create needing nothing).
     """
     batch = session.batch
     started = datetime.now(timezone.utc)
@@ -219,6 +227,8 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
             names = touched_tables(batch, statements)
             sizes = table_sizes(conn, names)
             backfills = batching.check(conn, statements)  # which data statements --strategy online batches, and why not
+            read = privileges_read or privileges.Reading(terminate_blockers_after_s is not None, ledger.schema_name())
+            allowed = read.check(conn, batch.migration_sql, filename=f"{batch.name}/migration.sql")
             found_blockers, costs = [], []
             if measure:  # apply's own check skips these: they scan tables and it waits for locks anyway
                 if check_blockers:
@@ -248,6 +258,7 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
         lock_costs=costs,
         lock_threshold_ms=lock_threshold_ms,
         backfills=backfills,
+        privileges=allowed,
     )
     result.verdict = _verdict(result, gates_deferred=bool(assume_applied))
     return result
@@ -296,6 +307,7 @@ def run_release(release: Release, **options) -> ReleasePreflight:
     result = ReleasePreflight(release.plan)
     linted = lint_mod.lint_files([b.migration_path for b in release.batches], server_major=release.facts.major)
     earlier: set[int] = set()
+    read = privileges.Reading(options.get("terminate_blockers_after_s") is not None, ledger.schema_name())
     with release.connect() as conn, ledger.shared_connection(release.url):
         conn.read_only = True
         known = history.read(conn, release.folder)
@@ -303,6 +315,6 @@ def run_release(release: Release, **options) -> ReleasePreflight:
         for batch in release.batches:
             result.results.append(run(release.session(batch), assume_applied=frozenset(earlier), conn=conn,
                                       lint_result=linted.get(batch.migration_path), check_blockers=not earlier,
-                                      known=known, **options))
+                                      known=known, privileges_read=read, **options))
             earlier.add(batch.number)
     return result

@@ -30,6 +30,7 @@ from runbook_lib.batch.model import BatchInfo
 from runbook_lib.config import DIRECT
 from runbook_lib.db import catalog
 from runbook_lib.db.connection import ConnectionFacts
+from runbook_lib.db.privileges import PrivilegeCheck
 from runbook_lib.errors import (
     PreflightFailed,
     RecordError,
@@ -416,6 +417,7 @@ class PreflightResult:
     lock_threshold_ms: float = 0.0
     verdict: Verdict = field(default_factory=lambda: Verdict(GO))
     backfills: list[BackfillCheck] = field(default_factory=list)  # each data statement: batched online, or why not
+    privileges: PrivilegeCheck | None = None  # the role's gaps (None: a record written before they were checked)
 
     @property
     def write_block_estimate_ms(self) -> float:
@@ -424,6 +426,19 @@ class PreflightResult:
 
     def gates_frame(self) -> pd.DataFrame:
         return tables.frame(self.gates, ["name", "expectation", "observed", "status", "source"], empty="no gates")
+
+    def privileges_frame(self) -> pd.DataFrame:
+        """The role acted as and each gap: what it cannot do, what follows, the GRANT that fixes it."""
+        p = self.privileges
+        if p is None:
+            return pd.DataFrame({"privileges": ["not checked"]})
+        acting = p.role if p.role == p.login else f"{p.role} (logged in as {p.login})"
+        rows = [("role", "superuser" if p.superuser else "not a superuser", acting),
+                ("predefined roles", ", ".join(p.held) or "none", "pg_read_all_stats, pg_signal_backend")]
+        rows += [(g.severity, g.text, g.fix) for g in p.gaps]
+        if not p.gaps:
+            rows.append(("OK", "the role may run every statement and write the ledger", ""))
+        return pd.DataFrame(rows, columns=["status", "finding", "fix"])
 
     def ledger_frame(self) -> pd.DataFrame:
         lc = self.ledger
@@ -592,6 +607,9 @@ class StepRun:
     longest_write_block_s: float = 0.0
 
 
+HIDDEN_STATE = "state hidden"  # a session of another role, seen by a role without pg_read_all_stats
+
+
 @dataclass(frozen=True)
 class BlockerWait:
     """A session apply waited for instead of queuing behind it (or terminated, when told to), as it was seen.
@@ -604,7 +622,7 @@ class BlockerWait:
     user: str
     application: str
     state: str
-    since: str  # when its transaction began (ISO 8601)
+    since: str  # when its transaction began (ISO 8601); when hidden, "transaction <pg_locks.virtualtransaction>"
     lock: str  # the conflicting lock: "ACCESS SHARE on Lead"
     query: str
     waiting_ahead: bool = False  # it did not hold the lock yet, but waited for it ahead of where apply would
@@ -614,6 +632,11 @@ class BlockerWait:
     @property
     def who(self) -> str:
         return f"session {self.pid} ({self.application or self.user or 'no application_name'}, {self.state})"
+
+    @property
+    def hidden(self) -> bool:
+        """Its state was hidden from the role (no pg_read_all_stats): `since` names its transaction instead."""
+        return self.state == HIDDEN_STATE
 
 
 @dataclass
@@ -707,9 +730,13 @@ class ExecutionResult:
         for w in self.blocker_waits:
             what = "terminated" if w.outcome == "terminated" else f"waited {w.waited_s:.1f} s for"
             tail = "" if w.outcome in ("ended", "terminated") else f" ({w.outcome})"
+            holds = "waiting ahead for" if w.waiting_ahead else "holding"
+            if w.hidden:
+                lines.append(f"step {w.step}: {what} {w.who}, user {w.user or '?'}, in {w.since}, {holds} {w.lock} "
+                             f"(its state and query are hidden from this role){tail}")
+                continue
             lines.append(f"step {w.step}: {what} {w.who}, user {w.user or '?'}, in a transaction since "
-                         f"{w.since[:23]}, {'waiting ahead for' if w.waiting_ahead else 'holding'} {w.lock}: "
-                         f"{' '.join(w.query.split())[:80]}{tail}")
+                         f"{w.since[:23]}, {holds} {w.lock}: {' '.join(w.query.split())[:80]}{tail}")
         if self.guard_cancels:
             lines.append(f"{self.guard_cancels} lock request(s) cancelled as soon as an application session "
                          "queued behind them, then retried")
@@ -927,6 +954,15 @@ class ReleasePreflight:
 
     def gates_frame(self) -> pd.DataFrame:
         return _each(self.results, lambda r: r.gates_frame() if r.gates else None, "no gates")
+
+    def privileges_frame(self) -> pd.DataFrame:
+        """The role (checked once, with the first migration) and each migration's gaps."""
+        if not self.results:
+            return pd.DataFrame({"note": ["nothing pending"]})
+        first = self.results[0].privileges_frame()
+        rest = _each(self.results[1:], lambda r: r.privileges_frame().iloc[2:] if r.privileges and r.privileges.gaps
+                     else None, "")
+        return first if "note" in rest.columns else pd.concat([first, rest.reset_index(drop=True)], ignore_index=True)
 
     def statements_frame(self) -> pd.DataFrame:
         rows = [(r.batch.number, r.batch.name, len(r.statements),

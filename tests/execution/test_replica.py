@@ -131,3 +131,37 @@ def test_a_caught_up_standby_is_no_reason_to_wait(pair: Pair) -> None:
         assert standby.replay_lsn is not None  # the test server's superuser sees the figures
         watch = replica.LagWatch(300)
         assert watch.wait(conn, "probe") == 0.0 and watch.pauses == 0
+
+
+def test_a_role_that_cannot_see_the_replicas_lag_is_told_so_at_preflight(pair: Pair, tmp_path: Path) -> None:
+    """pg_stat_replication shows a role without pg_read_all_stats the standby's row with its figures NULL: the
+    lag watch would never pause; preflight says so, with the GRANT."""
+    from psycopg import sql
+
+    from runbook_lib.phases import preflight
+
+    role = "rb_no_stats"
+    with psycopg.connect(pair.primary, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute("CREATE TABLE IF NOT EXISTS lagless (id int PRIMARY KEY)")
+        conn.execute(sql.SQL("ALTER TABLE lagless OWNER TO {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(conn.info.dbname), sql.Identifier(role)))
+    try:
+        folder = tmp_path / "migrations" / "001_lag"
+        folder.mkdir(parents=True)
+        (folder / "migration.sql").write_text("ALTER TABLE lagless ADD COLUMN note text;\n")
+        url = conninfo.make_conninfo(pair.primary, user=role)
+        with psycopg.connect(url) as conn:
+            [hidden] = replica.standbys(conn)
+            assert hidden.replay_lsn is None  # what the watch sees: nothing to pause for
+        result = preflight.run(open_session(1, database_url=url, migrations_dir=tmp_path / "migrations",
+                                            reports_dir=tmp_path / "reports"))
+        assert (f"role {role} cannot see the replicas' replay lag (no pg_read_all_stats): an online backfill cannot "
+                f"pause for a replica that falls behind (--max-replica-lag); GRANT pg_read_all_stats TO {role}"
+                ) in result.verdict.reasons
+    finally:
+        with psycopg.connect(pair.primary, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS lagless")
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

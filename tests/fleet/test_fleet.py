@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import uuid
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,6 @@ import pytest
 from psycopg import conninfo, sql
 
 from runbook_lib import config
-from runbook_lib.cli import main
 from runbook_lib.config import Options
 from runbook_lib.db import connection as database
 from runbook_lib.db import ledger
@@ -33,29 +31,14 @@ from runbook_lib.fleet import model as fleet_model
 from runbook_lib.fleet import report as fleet_report
 from runbook_lib.fleet import scheduler as fleet_scheduler
 
+from incli import Cli, cli
+
 # Runs Jupyter kernels on Dask workers: server-independent like the CLI tests (see pyproject's markers).
 pytestmark = pytest.mark.kernel
 
 PASSWORD = "fl33t-s3cret"
 NULL_LEAD = ("INSERT INTO \"Lead\" (id, channel, name, updated_at) "
              "VALUES ('lead_fleet_probe', 'web', 'Probe', now())")
-
-
-@dataclass(frozen=True)
-class Cli:
-    code: int
-    out: str
-    err: str
-
-
-def cli(*argv: object) -> Cli:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-    return Cli(code, out.getvalue(), err.getvalue())
 
 
 def applied(url: str) -> dict[int, bool]:

@@ -23,6 +23,8 @@ from runbook_lib.phases.session import open_session
 from runbook_lib.report import terminal
 from runbook_lib.report.records import ExecutionResult
 
+pytestmark = pytest.mark.versions
+
 INSERT = ('INSERT INTO "Lead" (id, customer_id, channel, name, updated_at)'
           " VALUES (%s, (SELECT min(id) FROM \"Customer\"), 'web', 'app', now())")
 

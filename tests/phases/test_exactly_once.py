@@ -33,6 +33,19 @@ def test_killed_at_a_named_point_the_migration_still_happens_exactly_once(
     assert outcome.extra == [], outcome
 
 
+OWNER_POINTS = [kill_sweep.Point("direct", "before_commit", step=1), kill_sweep.Point("direct", "terminate"),
+                kill_sweep.Point("online", "after_commit", step=3), kill_sweep.Point("concurrent", "before_commit", step=1)]
+
+
+@pytest.mark.parametrize("point", OWNER_POINTS, ids=lambda p: p.name)
+def test_as_the_owner_role_a_kill_still_leaves_the_migration_done_exactly_once(point: kill_sweep.Point, owned,
+                                                                               tmp_path: Path) -> None:
+    """No superuser: the database's owner applies, is killed, and applies again (its own ledger, its own locks)."""
+    roles = owned(load=False)
+    outcome = kill_sweep.kill_at(roles.owner, tmp_path, point)
+    assert outcome.killed and outcome.exactly_once, outcome
+
+
 def test_killed_at_random_moments_the_migration_still_happens_exactly_once(
         make_database: Callable[..., str], tmp_path: Path) -> None:
     span = kill_sweep.baseline_s(make_database, tmp_path / "baseline", "direct")
@@ -72,7 +85,8 @@ def test_a_ledger_killed_half_created_does_not_stop_the_next_apply(
     url = make_database()
     migrations = kill_sweep.prepare(url, tmp_path, "direct")
     with psycopg.connect(url) as conn:
-        conn.execute(ledger._DDL)  # the first release's columns only: what the kill left
+        conn.execute("CREATE SCHEMA runbook")
+        conn.execute(ledger._sql(ledger._DDL))  # the first release's columns only: what the kill left
     result = apply.run(open_session(1, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "r"))
     assert result.status == "applied"
     assert kill_sweep.observe(url, kill_sweep.Point("direct", "none"), killed=False).exactly_once
