@@ -1,7 +1,8 @@
 """Fixtures: a real PostgreSQL for the tests, the embedded server by default or --test-database-url.
 
 Like psycopg's tests/fix_db.py: the server version is printed in the header, each test that needs a
-database gets a fresh one (CREATE DATABASE ... TEMPLATE), and `pg` marks version-bound tests.
+database gets a fresh one (CREATE DATABASE ... TEMPLATE), and `pg` marks version-bound tests (which count
+as `versions`: the third pass, on PostgreSQL 16, runs them too).
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "pg(spec): run only on server versions matching spec, e.g. '>= 18'")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m versions` and --suite-pass (tests/fix_passes.py) read the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A version-bound test (`pg`) is a version-dependent one: it counts as `versions` (the third pass)."""
+    for item in items:
+        if item.get_closest_marker("pg") is not None and item.get_closest_marker("versions") is None:
+            item.add_marker(pytest.mark.versions)
 
 
 @pytest.fixture(scope="session")

@@ -187,6 +187,7 @@ def test_an_expected_error_that_does_not_happen_is_undone(conn):
     assert check(conn, "SELECT name FROM item WHERE id = 1", "one").passed
 
 
+@pytest.mark.versions
 def test_error_expectation_with_alternatives(conn, server_major):
     assert Expectation.parse("error 23001|foreign_key_violation", "x") == Expectation("error", "23001|23503")
     conn.execute("CREATE TABLE child (item_id int REFERENCES item (id) ON DELETE RESTRICT)")

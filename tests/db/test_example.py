@@ -333,6 +333,7 @@ def test_batch_7_gates_fail_before_batch_6_and_so_would_the_migration(crm_url: s
             run_script(conn, BATCH_7 / "migration.sql")
 
 
+@pytest.mark.versions
 def test_batch_7_enforces_and_rolls_back_to_the_same_catalog(crm_url: str, server_major: int) -> None:
     with database.connect(crm_url) as conn:
         start = digests(conn)
