@@ -9,7 +9,7 @@ endif
 STAMP := $(dir $(PY)).runbook-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench bench-system bench-memory sweep-generated server-stop clean
+.PHONY: install demo test bench bench-system bench-memory bench-owner sweep-generated sweep-kill-owner server-stop clean
 
 install: $(STAMP)
 
@@ -24,8 +24,9 @@ demo: install
 
 test: install
 	@scripts/install_optional.sh
-	@# the embedded PostgreSQL 18 and, side by side, the system (Debian) PostgreSQL where one is installed:
-	@# server-dependent tests on both, each notebook/report test (marker `kernel`) once (tests/fix_passes.py)
+	@# three servers: the embedded PostgreSQL 18 and, side by side, the system (Debian) PostgreSQL where one is
+	@# installed: server-dependent tests on both, each notebook/report test (marker `kernel`) once; then the
+	@# wheel's PostgreSQL 16 for the tests marked `versions` (tests/fix_passes.py, scripts/embedded16.py)
 	$(PY) scripts/test_suite.py $(PYTEST_ARGS)
 
 # Both benchmarks (lock impact at 100k/1M/5M leads, then runbook's overhead), then benchmarks/RESULTS.md and
@@ -53,6 +54,22 @@ MEMORY_STATE = /dev/shm/runbook-bench-memory-$(shell id -u)
 bench-memory: install
 	$(PY) benchmarks/backfill.py --state-dir $(MEMORY_STATE) --out benchmarks/results/backfill_memory.json $(BENCH_BACKFILL_ARGS); \
 	  status=$$?; RUNBOOK_HOME=$(MEMORY_STATE) $(PY) -m runbook_lib.cli server stop; rm -rf $(MEMORY_STATE); exit $$status
+	$(PY) benchmarks/report.py
+
+# Batch 7 behind the application's 8 s idle transaction, applied by the superuser and by the schema's owner role
+# (`mig`: owns the database, the schema and the tables; no pg_read_all_stats, no pg_signal_backend), beside the
+# application alone (`app`: DML only), at 100k and 1M leads, 3 runs; RESULTS.md gets it as section 9. About 6
+# minutes; creates the roles mig and app on the bench server when absent. With the data on tmpfs as well:
+#   make bench-owner BENCH_OWNER_ARGS="--state-dir /dev/shm/runbook-bench-owner --out benchmarks/results/owner_role_memory.json"
+# (then stop that server: RUNBOOK_HOME=/dev/shm/runbook-bench-owner .venv/bin/python -m runbook_lib.cli server stop).
+bench-owner: install
+	$(PY) benchmarks/owner_role.py $(BENCH_OWNER_ARGS)
+	$(PY) benchmarks/report.py
+
+# Exactly once as the schema's owner role (no superuser): the kill sweep's named points, random moments and a
+# release, each database owned by the role that migrates it; RESULTS.md section 6b. About a minute.
+sweep-kill-owner: install
+	$(PY) benchmarks/kill_sweep.py --as-owner --points 10 --release-points 3 $(SWEEP_KILL_ARGS)
 	$(PY) benchmarks/report.py
 
 # Several hundred generated histories (tests/generated) deployed from empty, validated, broken by hand and validated

@@ -630,13 +630,8 @@ def kill_section(ks: dict) -> list[str]:
                   "another thread stops that server at a random moment (the same seed, uniform over an undisturbed "
                   "apply) and it is started again; then apply runs again. Killed mid-run there: the first apply "
                   "did not succeed.", ""]
-    lines += ["| Scenario | Points | Killed mid-run | Exactly once |", "|---|---:|---:|---:|"]
-    for name, ps in by_scenario.items():
-        lines.append(f"| {name} | {len(ps)} | {sum(1 for p in ps if p['killed'])} | "
-                     f"{sum(1 for p in ps if p['exactly_once'])} |")
-    lines.append(f"| all | {len(points)} | {killed} | {len(good)} |")
+    lines += _kill_table(by_scenario, points)
     bad = [p for p in points if not p["exactly_once"]]
-    lines += [""]
     if bad:
         lines += ["Not exactly once:", ""] + [f"- {p['point']}: {p}" for p in bad] + [""]
     else:
@@ -644,6 +639,35 @@ def kill_section(ks: dict) -> list[str]:
                   "CREATE TABLE and its ADD COLUMNs, then separate transactions, left a ledger every later apply "
                   "failed to read; the ledger is now created in one transaction.)", ""]
     return lines
+
+
+def _kill_table(by_scenario: dict[str, list[dict]], points: list[dict]) -> list[str]:
+    lines = ["| Scenario | Points | Killed mid-run | Exactly once |", "|---|---:|---:|---:|"]
+    for name, ps in by_scenario.items():
+        lines.append(f"| {name} | {len(ps)} | {sum(1 for p in ps if p['killed'])} | "
+                     f"{sum(1 for p in ps if p['exactly_once'])} |")
+    lines.append(f"| all | {len(points)} | {sum(1 for p in points if p['killed'])} | "
+                 f"{sum(1 for p in points if p['exactly_once'])} |")
+    return lines + [""]
+
+
+def kill_owner_section(ks: dict) -> list[str]:
+    """Issue 33's short sweep: the same kills, the migration run by a role that owns the database, no superuser."""
+    points = ks["points"]
+    by_scenario: dict[str, list[dict]] = {}
+    for p in points:
+        by_scenario.setdefault(p["point"].split(":")[0], []).append(p)
+    bad = [p for p in points if not p["exactly_once"]]
+    m = ks["machine"]
+    return (["### 6b. As the schema's owner role", "",
+             f"Command: `{ks['command'].strip()}` (started {ks['started_at']}, took {ks['took_s']:.0f} s), on "
+             f"{m['cores']} cores, {m.get('server', 'the embedded server')}. The same migrations and kills; each "
+             f"database is created with OWNER {ks['role'].split(':')[0]} and the child, the rerun and the checks connect "
+             f"as that role ({ks['role']}): its own ledger schema, its own advisory lock, its own backends to kill. No "
+             "server restart (stopping the server is the superuser's business).", ""]
+            + _kill_table(by_scenario, points)
+            + ([f"Not exactly once: {', '.join(p['point'] for p in bad)}.", ""] if bad
+               else ["Every point applied exactly once as the owner role.", ""]))
 
 
 def generated_section(gen: dict) -> list[str]:
@@ -1021,6 +1045,207 @@ def backfill_section(bf: dict, title: str = "## 7. Backfills: batch 6 while the 
     return lines
 
 
+OWNER_LABEL = {"superuser": "(a) superuser", "owner": "(b) owner role", "none": "(c) no migration, as long"}
+
+
+def _owner_table(res: dict, leads: int) -> list[str]:
+    lines = ["| Case | Strategy | Longest stall | Over 20 ms | Longest stall after the idle transaction ended "
+             "| Attempts | of which retries | Waited for the blocker | Guard cancels | Apply time "
+             "| runbook says (write block) | Failed ops | Applies failed |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in (r for r in res["summary"] if r["leads"] == leads):
+        migrated = r["role"] != "none"
+        lines.append(f"| {OWNER_LABEL[r['role']]} | {r['strategy'] or '–'} | **{rng(r['max_ms'], ms)}** | "
+                     f"{count(r['over_20ms'])} | {rng(r.get('after_idle_max_ms') or {}, ms)} | "
+                     f"{count(r['attempts']) if migrated else '–'} | "
+                     f"{count(r['retries']) if migrated else '–'} | "
+                     f"{rng(r['blocker_wait_s'], sec) if migrated else '–'} | "
+                     f"{count(r['guard_cancels']) if migrated else '–'} | {rng(r['wall_s'], sec)} | "
+                     f"{rng(r['write_block_ms'], ms) if migrated else '–'} | {count(r['failed_ops'])} | "
+                     + (f"{r['applies_failed']}/{r['runs']} |" if migrated else "– |"))
+    return lines
+
+
+def _owner_runs(res: dict, leads: int, role: str, strategy: str | None) -> dict[int, dict]:
+    return {r["run"]: r for r in res["runs"] if (r["leads"], r["role"], r["strategy"]) == (leads, role, strategy)}
+
+
+def _owner_tables(res: dict, level: str) -> list[str]:
+    lines = []
+    for s in res["sizes"]:
+        lines += [f"{level} {size_label(s['requested'])} leads ({s['leads']:,} leads, {s['jobs']:,} jobs; "
+                  f"\"Lead\" {s['lead_bytes'] / 2**20:.0f} MiB, \"Job\" {s['job_bytes'] / 2**20:.0f} MiB)", ""]
+        lines += _owner_table(res, s["requested"]) + [""]
+    return lines
+
+
+def _owner_targets(res: dict) -> list[str]:
+    """The owner role's apply, run by run against the same run's no-migration baseline."""
+    lines = []
+    strategies = res["settings"]["strategies"]
+    for strategy in strategies:
+        per_size, missed, total = [], [], 0
+        for s in res["sizes"]:
+            leads = s["requested"]
+            owner, base = _owner_runs(res, leads, "owner", strategy), _owner_runs(res, leads, "none", None)
+            pairs = [(n, owner[n]["during"]["max_ms"], base[n]["during"]["max_ms"] if n in base else None)
+                     for n in sorted(owner)]
+            for n, stall, floor in pairs:
+                total += 1
+                if stall > 20 and (floor is None or stall > floor):
+                    worst = owner[n]["during"]
+                    when = ""
+                    if owner[n].get("after_idle"):
+                        held = owner[n]["idle_transaction"]["held_s"]
+                        when = (f", {worst['worst_kind']} {worst['worst_started_s']:.2f} s into the apply, "
+                                + ("before" if worst["worst_started_s"] < held else "after")
+                                + f" the idle transaction ended ({held:.2f} s): longest stall after it "
+                                f"{ms(owner[n]['after_idle']['max_ms'])}")
+                    missed.append(f"{size_label(leads)} run {n}, {ms(stall)} against {ms(floor)} with no migration "
+                                  f"({owner[n]['over_20ms']} operation(s) over 20 ms against {base[n]['over_20ms']}"
+                                  f"{when})" if n in base else f"{size_label(leads)} run {n}, {ms(stall)}")
+            per_size.append(f"{size_label(leads)} " + ", ".join(
+                f"{ms(stall)} vs {ms(floor)}" for _n, stall, floor in pairs))
+        if strategy == "online":
+            lines.append("- Target: as the owner role, the online strategy's longest application stall at most 20 ms, "
+                         "judged against the same run's baseline (a run over 20 ms counts as met where the "
+                         "application stalled as long with no migration in that run): longest stall of each run, "
+                         "owner role vs no migration, " + "; ".join(per_size)
+                         + f": **{'met' if not missed else 'not met'}** (met in {total - len(missed)} of {total} runs"
+                         + (f"; not in {'; '.join(missed)}" if missed else "") + ").")
+            after = []
+            for s in res["sizes"]:
+                leads = s["requested"]
+                owner, base = _owner_runs(res, leads, "owner", strategy), _owner_runs(res, leads, "none", None)
+                pairs = [(owner[n]["after_idle"]["max_ms"], base[n]["after_idle"]["max_ms"]) for n in sorted(owner)
+                         if n in base and owner[n].get("after_idle") and base[n].get("after_idle")]
+                if pairs:
+                    after.append((size_label(leads), pairs))
+            if after:
+                worst = max(o for _, pairs in after for o, _b in pairs)
+                lines.append("  Counting only the operations from the idle transaction's end to the apply's (when "
+                             "the migration's own locks were taken; before it runbook only read pg_locks and "
+                             "waited): owner role vs no migration over the same stretch, "
+                             + "; ".join(f"{label} " + ", ".join(f"{ms(o)} vs {ms(b)}" for o, b in pairs)
+                                         for label, pairs in after)
+                             + f": every run at most 20 ms: **{'yes' if worst <= 20 else 'no'}** (worst {ms(worst)}).")
+        else:
+            runs = [r for r in res["runs"] if r["role"] == "owner" and r["strategy"] == strategy and r["apply"]]
+            beyond = [r["during"]["max_ms"] - (r["apply"].get("longest_write_block_ms") or 0) for r in runs]
+            against = []
+            for s in res["sizes"]:
+                leads = s["requested"]
+                owner, sup = _owner_runs(res, leads, "owner", strategy), _owner_runs(res, leads, "superuser", strategy)
+                against.append(f"{size_label(leads)} " + ", ".join(
+                    f"{ms(owner[n]['during']['max_ms'])} vs {ms(sup[n]['during']['max_ms'])}"
+                    for n in sorted(owner) if n in sup))
+            lines.append(f"- {strategy.capitalize()} (`runbook apply 7`'s default, one transaction): its own "
+                         "ACCESS EXCLUSIVE locks stall the application as long as its DDL runs, whoever runs it, "
+                         "so 20 ms is not its target; what the owner role must not add is a queue. Longest stall "
+                         "of each run, owner role vs superuser, " + "; ".join(against)
+                         + (f"; the owner role's stall exceeded runbook's own write-block figure of the same run by "
+                            f"at most {max(beyond):+.1f} ms." if beyond else "."))
+    waiting = [r for r in res["runs"] if "after_idle_over_20ms" in r]
+    if waiting:
+        cases = [(r["role"], r["strategy"]) for r in res["summary"] if r["leads"] == res["summary"][0]["leads"]]
+        lines.append("- Operations over 20 ms before the idle transaction ended, all sizes and runs together (the "
+                     "apply's read-only checks, then its looks at pg_locks every 10 ms; (c): the application alone): "
+                     + ", ".join(f"{OWNER_LABEL[role].split(', as')[0]}{' ' + strategy if strategy else ''} "
+                                 + str(sum(r["over_20ms"] - r["after_idle_over_20ms"] for r in waiting
+                                           if (r["role"], r["strategy"]) == (role, strategy)))
+                                 for role, strategy in cases) + ".")
+    owner_runs = [r for r in res["runs"] if r["role"] == "owner" and r["apply"]]
+    if owner_runs:
+        retried = [r for r in owner_runs if (r["apply"].get("retries") or 0) > 0 or r["apply"]["lock_timeouts"]]
+        cancels = sum(r["apply"].get("guard_cancels") or 0 for r in owner_runs)
+        queued = sorted({name for r in owner_runs for name in r["idle_transaction"]["queued_while_held"]})
+        lines.append(f"- Did the owner role queue? Over its {len(owner_runs)} applies: "
+                     f"{len(retried)} with a lock timeout or a retry (attempts beyond one per step), {cancels} lock "
+                     "request(s) cancelled by the live guard; lock requests on \"Lead\" or \"Job\" seen waiting in "
+                     "pg_locks (polled every 5 ms) while the idle transaction held: "
+                     + (", ".join(f"`{q}`" for q in queued) if queued else "none") + ".")
+        said = next((r["apply"]["waiting_said"][0] for r in owner_runs if r["apply"].get("waiting_said")), None)
+        if said:
+            lines.append(f"- What runbook said while it waited, as the owner role: `{said}`")
+    failed = [r for r in res["runs"] if r["apply"] and not r["apply"]["ok"]]
+    for r in failed:
+        lines.append(f"- {size_label(r['leads'])} run {r['run']}, {OWNER_LABEL[r['role']]} {r['strategy']}: apply "
+                     f"failed: {r['apply']['message'][:300]}")
+    errors = [r for r in res["runs"] if r["during"]["failed"]]
+    for r in errors:
+        lines.append(f"- {size_label(r['leads'])} run {r['run']}, {OWNER_LABEL[r['role']]}: "
+                     f"{r['during']['failed']} workload operation(s) failed: {'; '.join(r['during']['errors'][:2])}")
+    return lines
+
+
+def _sql_value(value) -> str:
+    return "NULL" if value is None else f"'{value}'"
+
+
+def owner_role_section(res: dict, memory: dict | None = None, notes: bool = True) -> list[str]:
+    """Batch 7 behind the application's idle transaction, applied by a superuser and by the schema's owner role."""
+    st = res["settings"]
+    wl = st["workload"]
+    owner, app = st["owner_role"], st["app_role"]
+    facts = st["roles"][owner]
+    seen = res["sizes"][0]["owner_sees_of_app_idle_session"] if res["sizes"] else {}
+    storage = (res.get("machine") or {}).get("data_directory") or {}
+    lines = ["## 9. As the schema's owner role, not a superuser", "",
+             f"Command: `{res['command'].strip()}` (started {res['started_at']}, took "
+             f"{res.get('elapsed_s', 0) / 60:.1f} min; server data on "
+             + (f"{storage['filesystem']}, {storage['mount_point']}" if storage else f"`{res['state_dir']}`")
+             + f"; code: {res['code']['commit'][:7]}"
+             + (" with uncommitted changes to " + ", ".join(f"`{p}`" for p in res["code"]["uncommitted"])
+                if res["code"].get("uncommitted") else "") + ").",
+             "",
+             f"Production runs a migration as the role that owns the schema. Here `{owner}` owns the database, the "
+             f"public schema and the example's tables (it loaded the example and applied batch 6); it is "
+             f"{'a' if facts['superuser'] else 'not a'} superuser, "
+             f"{'a' if facts['pg_read_all_stats'] else 'not a'} member of pg_read_all_stats, "
+             f"{'a' if facts['pg_signal_backend'] else 'not a'} member of pg_signal_backend. The application's role "
+             f"`{app}` may SELECT, INSERT, UPDATE and DELETE on the tables, nothing else. What `{owner}` sees of an "
+             f"`{app}` session idle in transaction after reading \"Lead\": in pg_stat_activity state "
+             f"{_sql_value(seen.get('state'))}, xact_start {_sql_value(seen.get('xact_start'))}, query "
+             f"{_sql_value(seen.get('query'))}; in pg_locks "
+             f"its {seen.get('relation_locks_in_pg_locks', 0)} relation lock(s). runbook's look before requesting "
+             "therefore judges such a session by pg_locks alone (the same transaction holding its conflicting lock "
+             f"across looks spanning the blocker threshold, {st['runbook_blocker_threshold_ms']} ms), and its live "
+             "guard reads pg_locks and pg_blocking_pids only.",
+             "",
+             f"Each run: the workload of section 1 as `{app}` ({wl['connections']} connections × "
+             f"{wl['rate_per_connection']:g} operations/s), {st['warmup_s']:g} s of it, then a session of `{app}` "
+             f"reads \"Lead\" and stays idle in transaction for {st['idle_seconds']:g} s while batch 7 is applied "
+             "(`apply.run(open_session(7, ...))` with no preflight record, as `runbook apply 7`; lock_timeout "
+             f"{st['runbook_lock_timeout_ms']} ms, {st['runbook_max_attempts']} attempts) by (a) the superuser or "
+             f"(b) `{owner}`, with the strategies {', '.join(st['strategies'])}; (c) is the workload and the idle "
+             "transaction alone, as long as the last owner-role apply took: the stalls this machine's disk and CPU "
+             "give the application by themselves in the same hour. The cases are interleaved, their order rotated "
+             "from run to run; each apply is rolled back by the same role, the workload's rows deleted and the "
+             "catalog compared, so every run starts from the same state. Longest stall and operations over 20 ms: "
+             "over the application's operations that overlapped the apply (or (c)'s window). Attempts: runbook's "
+             "own count, summed over the plan's steps (direct: one step; online: one per step); retries: attempts "
+             f"beyond one per step (a lock timeout or a guard cancel). Each cell: median [min – max] of {st['runs']} runs.",
+             ""]
+    lines += _owner_tables(res, "###")
+    lines += ["### Against the target", ""] + _owner_targets(res)
+    for path in sorted(RESULTS_DIR.glob("owner_role_*.json")) if notes else []:  # earlier runs, with a note
+        note = json.loads(path.read_text()).get("note")
+        if note:
+            lines.append(f"- Also measured ({path.name}): {note}")
+    lines.append("")
+    if memory:
+        mem_storage = (memory.get("machine") or {}).get("data_directory") or {}
+        lines += ["### The same with the server's data in memory", "",
+                  f"Command: `{memory['command'].strip()}` (started {memory['started_at']}; data directory on "
+                  + (f"{mem_storage['filesystem']}, {mem_storage['mount_point']}" if mem_storage
+                     else f"`{memory['state_dir']}`")
+                  + "): a commit's WAL flush costs no disk time there, so what is left of a stall is the "
+                  "migration's own share and the CPU's.", ""]
+        lines += _owner_tables(memory, "####")
+        lines += _owner_targets(memory) + [""]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -1046,6 +1271,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the backfill benchmark with the server's data directory on tmpfs (make bench-memory)")
     parser.add_argument("--backfill-flush-first", type=Path, default=RESULTS_DIR / "backfill_flush_first.json",
                         help="the backfill benchmark's online runs, writing back from the first batch and by default, taking turns")
+    parser.add_argument("--owner-role", type=Path, default=RESULTS_DIR / "owner_role.json",
+                        help="batch 7 as the schema's owner role, not a superuser (make bench-owner)")
+    parser.add_argument("--owner-role-memory", type=Path, default=RESULTS_DIR / "owner_role_memory.json",
+                        help="the same with the server's data directory on tmpfs")
     parser.add_argument("--out-dir", type=Path, default=BENCH, help="where RESULTS.md and lock_impact.png go")
     args = parser.parse_args(argv)
     lock_path, over_path, out_dir = args.lock, args.overhead, args.out_dir
@@ -1079,6 +1308,8 @@ def main(argv: list[str] | None = None) -> int:
                                 json.loads(before_path.read_text()) if before_path.exists() else None)
     if args.kill.exists():
         lines += kill_section(json.loads(args.kill.read_text()))
+        if (RESULTS_DIR / "kill_sweep_owner.json").exists():
+            lines += kill_owner_section(json.loads((RESULTS_DIR / "kill_sweep_owner.json").read_text()))
     def optional(path: Path) -> dict | None:
         return json.loads(path.read_text()) if path.exists() else None
 
@@ -1111,6 +1342,8 @@ def main(argv: list[str] | None = None) -> int:
                                       if both else ""))
     if args.generated.exists():
         lines += generated_section(json.loads(args.generated.read_text()))
+    if args.owner_role.exists():
+        lines += owner_role_section(json.loads(args.owner_role.read_text()), optional(args.owner_role_memory))
     (out_dir / "RESULTS.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {out_dir / 'RESULTS.md'}" + (f" and {out_dir / 'lock_impact.png'}" if lock else ""))
     return 0

@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -245,3 +246,46 @@ def test_generated_histories_sweep_runs_and_reports(server_url: str, tmp_path: P
     assert result["defects_injected"] > 0
     section = "\n".join(_bench_module("report").generated_section(result))
     assert "| 2 | 0 |" in section and "Injected defects caught" in section
+
+
+def test_owner_role_benchmark_applies_as_the_owner_without_queuing(server_url: str, tmp_path: Path) -> None:
+    owner_role = _bench_module("owner_role")
+    suffix = uuid.uuid4().hex[:8]
+    owner, app = f"rb_bench_mig_{suffix}", f"rb_bench_app_{suffix}"
+    out = tmp_path / "owner.json"
+    try:
+        assert owner_role.main(["--sizes", "300", "--runs", "1", "--strategies", "direct", "--idle-seconds", "1",
+                                "--warmup", "0.2", "--tail", "0.1", "--connections", "2", "--rate", "100",
+                                "--owner-role", owner, "--app-role", app, "--reload",
+                                "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out)]) == 0
+    finally:
+        _drop(server_url, "bench_owner_300")
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            for role in (app, owner):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    result = json.loads(out.read_text())
+    assert {"machine", "state_dir", "code", "settings", "sizes", "runs", "summary"} <= set(result)
+    roles = result["settings"]["roles"][owner]
+    assert not (roles["superuser"] or roles["pg_read_all_stats"] or roles["pg_signal_backend"])
+    [size] = result["sizes"]
+    assert size["owners"]["tables"] == {"Customer": owner, "Lead": owner, "Job": owner}
+    assert size["owner_sees_of_app_idle_session"]["state"] is None  # the application's state is hidden from it
+    runs = {r["role"]: r for r in result["runs"]}
+    assert set(runs) == {"superuser", "owner", "none"}
+    assert all(r["during"]["ops"] > 0 and r["during"]["failed"] == 0 and isinstance(r["over_20ms"], int)
+               and r["after_idle"]["ops"] <= r["during"]["ops"] for r in runs.values())
+    assert runs["none"]["apply"] is None and runs["none"]["idle_transaction"]["held_s"] >= 1
+    for role in ("superuser", "owner"):
+        applied = runs[role]["apply"]
+        assert applied["ok"], applied["message"]
+        # it waited for the idle transaction without requesting its lock: one attempt, nothing for the guard
+        assert applied["attempts"] == 1 and applied["guard_cancels"] == 0 and not applied["lock_timeouts"]
+        assert applied["blocker_wait_s"] > 0 and runs[role]["idle_transaction"]["queued_while_held"] == {}
+    assert runs["owner"]["apply"]["role"] == owner
+    assert [w["hidden"] for w in runs["owner"]["apply"]["blocker_waits"]] == [True]
+    assert [w["hidden"] for w in runs["superuser"]["apply"]["blocker_waits"]] == [False]
+    assert [(r["role"], r["strategy"]) for r in result["summary"]] == [
+        ("superuser", "direct"), ("owner", "direct"), ("none", None)]
+    section = "\n".join(_bench_module("report").owner_role_section(result))
+    assert section.startswith("## 9. As the schema's owner role, not a superuser")
+    assert "| (b) owner role | direct |" in section and "(c) no migration" in section
