@@ -15,6 +15,7 @@ from runbook_lib.config import BACKFILL_OPTIONS, DEFAULTS, STRATEGIES, Options, 
 from runbook_lib.db import connection, ledger
 from runbook_lib.errors import PhaseFailed, RunbookError
 from runbook_lib.fleet import report as fleet_report
+from runbook_lib.orm import prisma_generate
 from runbook_lib.report import machine, records, terminal
 
 
@@ -116,6 +117,14 @@ def _blocker_options(p: argparse.ArgumentParser) -> None:
                    help="a transaction younger than this (not idle in it) is not a blocker (default: %(default)s)")
 
 
+def _prisma_generate_option(p: argparse.ArgumentParser) -> None:
+    """--prisma-generate: run, apply and deploy only; never a fleet's (docs/prisma-generate.md)."""
+    p.add_argument("--prisma-generate", action="store_true",
+                   help="after a successful apply (not a dry run), run the project's `prisma generate` "
+                        "(node_modules/.bin/prisma, found from the migrations folder up) and record it in "
+                        "prisma_generate.json; its failure is a WARN, not a failed migration")
+
+
 def _backfill_options(p: argparse.ArgumentParser) -> None:
     """How --strategy online paces the data statements it runs in batches (execution.backfill)."""
     p.add_argument("--batch-ms", type=int, default=DEFAULTS.backfill_batch_ms, metavar="MS", dest="backfill_batch_ms",
@@ -178,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
     _apply_options(p)
+    _prisma_generate_option(p)
     p = sub.add_parser("rollback", parents=fmt, help="run rollback.sql of an applied (or part-applied) batch")
     p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
@@ -189,11 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollback-on-failure", action="store_true",
                    help="when validation fails, roll the batch back (rollback.sql) before the summary")
     _not_run_option(p)
+    _prisma_generate_option(p)
     p = sub.add_parser("deploy", parents=fmt, help="every pending migration, in order, as one release (one run folder, one summary)")
     p.add_argument("--to", type=int, metavar="N", help="stop after migration N")
     _common(p)
     _apply_options(p)
     _not_run_option(p)
+    _prisma_generate_option(p)
     p = sub.add_parser("status", parents=fmt, help="batches found and whether each is applied")
     _common(p)
     p = sub.add_parser("check", parents=fmt, help="re-check every applied batch read-only; exit 1 on drift (for cron or CI)")
@@ -298,6 +310,7 @@ def _options(args: argparse.Namespace) -> Options:
         blocker_threshold_ms=args.blocker_threshold,
         **{name: getattr(args, name, getattr(DEFAULTS, name)) for name in BACKFILL_OPTIONS},
         fail_on_not_run=getattr(args, "fail_on_not_run", DEFAULTS.fail_on_not_run),
+        prisma_generate=getattr(args, "prisma_generate", DEFAULTS.prisma_generate),  # not on fleet's parser
     )
 
 
@@ -319,6 +332,9 @@ def _print_outcome(outcome: commands.RunOutcome, fmt: str = "text", command: str
         same_screen = sys.stdout.isatty() and sys.stderr.isatty()
         for line in terminal.outcome_lines(outcome.run_dir, tty, phases=not same_screen):
             print(line)
+        for line in prisma_generate.terminal_lines(records.RunFolder.open(outcome.run_dir).read(
+                prisma_generate.RECORD, prisma_generate.PrismaGenerate)):
+            print(line)  # its WARN: a failed `prisma generate` fails no migration
         if outcome.summary_html:
             print(f"summary: {outcome.summary_html}")
             print(f"         {outcome.summary_md}")

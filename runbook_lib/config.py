@@ -273,6 +273,9 @@ class Options:
     # validate: a test that could not be run (its precondition could not be established) fails the validation,
     # instead of being reported as not run, neither a pass nor a failure
     fail_on_not_run: bool = False
+    # after a successful apply (not a dry run), run the project's `prisma generate` in the parent process and
+    # record it (orm.prisma_generate, prisma_generate.json); a failure is a WARN. Not a notebook parameter.
+    prisma_generate: bool = False
 
     def checked(self) -> "Options":
         """The same options with their types proven; a wrong one is refused naming the parameter."""
@@ -291,7 +294,8 @@ class Options:
             max_replica_lag_ms=whole_number("max_replica_lag_ms", self.max_replica_lag_ms),
             backfill_wal_mb_per_s=rate("backfill_wal_mb_per_s", self.backfill_wal_mb_per_s),
             backfill_flush_from_mb=megabytes("backfill_flush_from_mb", self.backfill_flush_from_mb),
-            fail_on_not_run=flag("fail_on_not_run", self.fail_on_not_run))
+            fail_on_not_run=flag("fail_on_not_run", self.fail_on_not_run),
+            prisma_generate=flag("prisma_generate", self.prisma_generate))
         if values.strategy not in STRATEGIES:
             raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
         if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1 \

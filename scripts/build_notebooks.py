@@ -205,15 +205,18 @@ database = None    # database name; None: from DATABASE_URL, else the demo datab
     ("code", "summary.preflight_checks()"),
     ("code", "summary.validation_results()"),
     ("code", "summary.test_summary()"),
+    ("code", "summary.prisma_schema()"),
+    ("code", "summary.application_impact()"),
     ("code", "summary.database_state()"),
     ("code", "summary.performance()"),
     ("code", "summary.timeline()"),
     ("code", "summary.timeline_chart()"),
     ("code", "summary.constraint_behaviour()"),
-    ("code", "summary.prisma_schema()"),
     ("code", "summary.rollback_procedure()"),
     ("code", "summary.files()"),
     ("code", "summary.monitoring()"),
+    ("code", "summary.authors_notes()"),
+    ("code", "summary.closing()"),
 ])
 
 NAMED = (("preflight", pre), ("apply", app), ("validate", val), ("rollback", rb), ("summary", summ), ("check", chk))

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -119,6 +120,14 @@ class SqlBlock:
     # A read-only SELECT of one row (a derived catalog test) that `run_all` may ask in one query with others:
     # a migration has hundreds, and one round trip each (with its savepoint) was most of validate's time.
     batchable: bool = False
+    # What the test proves, as a key (`behaviour_key`): a derived test with the key of a declared one proves the
+    # same thing and is merged into it (`merged`). () for a test whose behaviour has no key (validation.sql's).
+    behaviour: tuple = ()
+    # Where else the same test comes from ("migration.sql line 15"): the tests merged into this one.
+    also_from: tuple[str, ...] = ()
+    # The merged tests whose statement or expectation differs from this one's: run too, and the result is the
+    # combination (`combined`: failed if any failed, not run only if none ran).
+    also: tuple["SqlBlock", ...] = ()
 
 
 FOREIGN_KEY_VIOLATION = "23503"
@@ -136,6 +145,52 @@ def _shape(block: SqlBlock) -> str | None:
         return RawStream()(parse_sql(_MADE_UP.sub("'runbook-test'", block.sql))) or None
     except ParseError:
         return None
+
+
+def behaviour_key(kind: str, table: tuple[str, str], columns: tuple[str, ...] | list[str], outcome: str,
+                  *more: object) -> tuple:
+    """The key of what a test proves: the kind of constraint or behaviour ("not null", "foreign key", "reassign"),
+    the table as (schema, name), the columns (in order), the expected outcome ("NOT NULL", "error 23502", "ok"),
+    and whatever else tells two such tests apart (the parent table of a foreign key, its ON DELETE action).
+    Two tests with the same key check the same behaviour: a declared one and the one derived from migration.sql."""
+    return (kind, tuple(table), tuple(columns), outcome, *more)
+
+
+def merged(extra: list[SqlBlock], kept: list[SqlBlock]) -> tuple[list[SqlBlock], list[SqlBlock]]:
+    """`kept` with the blocks of `extra` that test the same behaviour merged into them, and the rest of `extra`.
+
+    A block of `extra` merges into the first kept block with its `behaviour` key, or else into the first one that
+    asks the same statement (`_shape`) with the same expectation (as `unrepeated`); the kept block records where
+    the merged one came from (`also_from`: its source, "migration.sql line 15"), and, when the two statements or
+    expectations differ, runs the merged one too (`also`): the test fails if either would (`combined`). So X/Y
+    counts each behaviour once, and no check is lost by the merge."""
+    kept = list(kept)
+    by_key: dict[tuple, int] = {}
+    for i, block in enumerate(kept):
+        if block.behaviour:
+            by_key.setdefault(block.behaviour, i)
+    shapes: dict[Expectation, dict[str, int]] | None = None  # read by the parser only when needed
+    left: list[SqlBlock] = []
+    for block in extra:
+        i = by_key.get(block.behaviour) if block.behaviour else None
+        if i is None:
+            if shapes is None:
+                shapes = {}
+                for j, other in enumerate(kept):
+                    if (shape := _shape(other)) is not None:
+                        shapes.setdefault(other.expect, {}).setdefault(shape, j)
+            if block.expect in shapes and (shape := _shape(block)) is not None:
+                i = shapes[block.expect].get(shape)
+        if i is None:
+            left.append(block)
+            continue
+        into = kept[i]
+        same = (block.expect == into.expect and block.not_runnable == into.not_runnable
+                and (block.sql == into.sql or (_shape(block) is not None and _shape(block) == _shape(into))))
+        kept[i] = dataclasses.replace(
+            into, also_from=into.also_from + (block.source.removeprefix(DERIVED_SOURCE),),
+            also=into.also if same else into.also + (dataclasses.replace(block, also=(), also_from=()),))
+    return kept, left
 
 
 def unrepeated(extra: list[SqlBlock], kept: list[SqlBlock]) -> list[SqlBlock]:
@@ -190,6 +245,10 @@ class BlockResult(Judged):
     constraint: str = ""  # the constraint the server named in its error, if any
     column: str = ""  # the column the server named in its error, if any
     reason: str = ""  # why it was not run ("" when it ran)
+    # Where else the same test comes from: the derived tests merged into this one ("migration.sql line 15").
+    also_from: tuple[str, ...] = ()
+    # The results of those merged tests whose statement differed (each ran too; `outcome` combines them all).
+    also: tuple["BlockResult", ...] = ()
 
     @property
     def status(self) -> str:
@@ -199,6 +258,40 @@ class BlockResult(Judged):
     def derived(self) -> bool:
         """Derived from migration.sql's statements (runbook_lib.batch.derived), not declared by someone."""
         return self.source.startswith(DERIVED_SOURCE)
+
+    @property
+    def sources(self) -> str:
+        """Where the test comes from, with where else: "batch.toml, also derived from migration.sql line 15"."""
+        if not self.also_from:
+            return self.source
+        return f"{self.source}, also derived from {', '.join(self.also_from)}"
+
+
+def combined(block: SqlBlock, main: BlockResult, halves: list[BlockResult]) -> BlockResult:
+    """One test's result from its own and those of the tests merged into it that ran too (`SqlBlock.also`):
+    failed if any failed, passed if none failed and one passed, not run only if none ran. What it observed is its
+    own, followed by what each merged test that came to another outcome observed."""
+    results = [main, *halves]
+    if any(r.failed for r in results):
+        outcome = names.TEST_FAILED
+    elif any(r.passed for r in results):
+        outcome = names.PASSED
+    else:
+        outcome = names.NOT_RUN
+    observed = main.observed
+    for half in halves:
+        if half.outcome != main.outcome:
+            observed += (f"; the test derived from {half.source.removeprefix(DERIVED_SOURCE)} expected "
+                         f"{half.expectation}, got {half.observed}")
+    if not main.ran and outcome == names.PASSED:  # this one proved nothing, a merged one did
+        shown = next(h for h in halves if h.passed)
+        observed = (f"{shown.observed} (the test derived from {shown.source.removeprefix(DERIVED_SOURCE)}; "
+                    f"this one was {main.observed})")
+    reasons = [r.reason for r in results if r.reason] if outcome == names.NOT_RUN else []
+    return dataclasses.replace(
+        main, outcome=outcome, observed=observed, reason="; ".join(dict.fromkeys(reasons)),
+        duration_ms=main.duration_ms + sum(h.duration_ms for h in halves),
+        also_from=block.also_from, also=tuple(halves))
 
 
 def parse(sql: str, *, filename: str) -> list[SqlBlock]:
@@ -377,7 +470,17 @@ def run_all(conn: psycopg.Connection, blocks: list[SqlBlock]) -> list[BlockResul
     when they run changes nothing. The others run in their order; among them, consecutive built INSERTs (which
     are undone whatever happens) share one DO block (`_run_built`), and the rest run one by one (`run`), so a
     block of validation.sql still sees what the blocks before it did. A batch the server refuses is asked again
-    block by block: each result is the one `run` would give."""
+    block by block: each result is the one `run` would give. A block with merged tests to run too (`also`) runs
+    them right after it, and its result is the combination (`combined`)."""
+    if any(b.also for b in blocks):
+        flat = [part for b in blocks for part in (dataclasses.replace(b, also=()), *b.also)]
+        found = iter(run_all(conn, flat))
+        out = []
+        for block in blocks:
+            main = next(found)
+            halves = [next(found) for _ in block.also]
+            out.append(combined(block, main, halves))
+        return out
     results: dict[int, BlockResult] = {}
     reads = [i for i, b in enumerate(blocks) if b.batchable and not b.not_runnable]
     for start in range(0, len(reads), _BATCH_COLUMNS):
@@ -400,7 +503,8 @@ def run_all(conn: psycopg.Connection, blocks: list[SqlBlock]) -> list[BlockResul
         flush()
         results[i] = run(conn, block)
     flush()
-    return [results[i] for i in range(len(blocks))]
+    return [dataclasses.replace(results[i], also_from=b.also_from) if b.also_from else results[i]
+            for i, b in enumerate(blocks)]
 
 
 def _run_batch(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockResult]:

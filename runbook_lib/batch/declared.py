@@ -16,12 +16,13 @@ the one that refused the statement.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
-from runbook_lib.batch.blocks import Expectation, SqlBlock, do_block
+from runbook_lib.batch.blocks import Expectation, SqlBlock, behaviour_key, do_block
 from runbook_lib.batch.model import (
     CheckConstraintCheck,
     Checks,
@@ -63,6 +64,16 @@ def _regclass(ref: ColumnRef | TableRef) -> sql.Composable:
 
 def _schema_literal(ref: ColumnRef) -> sql.Composable:
     return sql.Literal(ref.schema) if ref.schema else sql.SQL("current_schema()")
+
+
+def table_key(ref: ColumnRef | TableRef, home: str) -> tuple[str | None, str]:
+    """A table as a behaviour key names it (blocks.behaviour_key), as runbook_lib.sql.expect keys it: (schema,
+    table), the schema None for one in `home` (the current schema) or named without one."""
+    return (ref.schema if ref.schema and ref.schema != home else None, ref.table)
+
+
+def _keyed(test: _Test, key: tuple) -> _Test:
+    return dataclasses.replace(test, block=dataclasses.replace(test.block, behaviour=key))
 
 
 def _block(conn: psycopg.Connection, name: str, stmt: sql.Composable, expect: str | Expectation) -> SqlBlock:
@@ -142,24 +153,28 @@ def _unique_index_sql(check: UniqueCheck, select: str) -> sql.Composable:
 # --- the kinds ------------------------------------------------------------------------------------
 
 
-def _not_null(conn: psycopg.Connection, rows: RowBuilder, ref: ColumnRef, *, writes: bool) -> list[_Test]:
+def _not_null(conn: psycopg.Connection, rows: RowBuilder, ref: ColumnRef, *, writes: bool,
+              home: str = "") -> list[_Test]:
     table, column = ref.table_ref, ref.column
+    where = table_key(ref, home)
     found = [
-        _Test(CATALOG, _nullability(conn, ref, f"{ref} is NOT NULL in the schema", NOT_NULL)),
-        _Test(DATA, _block(
+        _keyed(_Test(CATALOG, _nullability(conn, ref, f"{ref} is NOT NULL in the schema", NOT_NULL)),
+               behaviour_key("not null", where, (column,), NOT_NULL)),
+        _keyed(_Test(DATA, _block(
             conn, f"No existing {ref.table} row has NULL {column}",
             sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(_table(ref), sql.Identifier(column)), "0")),
+            behaviour_key("no NULL rows", where, (column,), "0")),
     ]
     if not writes:
         return found
     refused = Expectation("error", "23502", column=column)
-    found.append(_behaviour(
+    found.append(_keyed(_behaviour(
         conn, REJECT, f"Reject {ref.table} without {column}",
         lambda: rows.insert(table, {column: sql.SQL("NULL")}, make_up_keys=True), refused,
-        keys_made_up_on=table.table))
-    found.append(_behaviour(
+        keys_made_up_on=table.table), behaviour_key("INSERT without", where, (column,), str(refused))))
+    found.append(_keyed(_behaviour(
         conn, ACCEPT, f"Allow {ref.table} with {column}",
-        lambda: rows.insert(table, include=(column,)), Expectation("ok")))
+        lambda: rows.insert(table, include=(column,)), Expectation("ok")), behaviour_key("valid row", where, (), "ok")))
 
     def update_to_null() -> sql.Composable:
         set_null = sql.SQL("UPDATE {t} SET {c} = NULL WHERE ctid = ").format(t=_table(ref), c=sql.Identifier(column))
@@ -171,23 +186,34 @@ def _not_null(conn: psycopg.Connection, rows: RowBuilder, ref: ColumnRef, *, wri
             set_null + sql.SQL("runbook_row"),
         ])
 
-    found.append(_behaviour(conn, UPDATE, f"UPDATE of {ref} to NULL rejected", update_to_null, refused))
+    found.append(_keyed(_behaviour(conn, UPDATE, f"UPDATE of {ref} to NULL rejected", update_to_null, refused),
+                        behaviour_key("UPDATE to NULL", where, (column,), str(refused))))
     return found
 
 
-def _foreign_key(conn: psycopg.Connection, rows: RowBuilder, fk: ForeignKeyCheck, *, writes: bool) -> list[_Test]:
+def foreign_key_key(kind: str, child: tuple[str, str], columns: tuple[str, ...], outcome: str,
+                    parent: tuple[str, str], parent_columns: tuple[str, ...]) -> tuple:
+    """The behaviour key of a foreign-key test (blocks.behaviour_key): its parent table and columns tell it apart."""
+    return behaviour_key(kind, child, columns, outcome, parent, tuple(parent_columns))
+
+
+def _foreign_key(conn: psycopg.Connection, rows: RowBuilder, fk: ForeignKeyCheck, *, writes: bool,
+                 home: str = "") -> list[_Test]:
     child, parent = fk.column, fk.references
+    keyed = functools.partial(foreign_key_key, child=table_key(child, home), columns=(child.column,),
+                              parent=table_key(parent, home), parent_columns=(parent.column,))
     found = [
-        _Test(CATALOG, _block(conn, f"{child} references {parent.table} ON DELETE {fk.on_delete.upper()}",
-                              _fk_action_sql(child, parent), f"'{fk.on_delete}'")),
-        _Test(DATA, _block(
+        _keyed(_Test(CATALOG, _block(conn, f"{child} references {parent.table} ON DELETE {fk.on_delete.upper()}",
+                                     _fk_action_sql(child, parent), f"'{fk.on_delete}'")),
+               keyed("foreign key", outcome=f"ON DELETE {fk.on_delete.upper()}")),
+        _keyed(_Test(DATA, _block(
             conn, f"No {child} without its {parent.table}",
             sql.SQL(
                 "SELECT count(*) FROM {child} c WHERE c.{col} IS NOT NULL"
                 " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{pcol} = c.{col})"
             ).format(child=_table(child), col=sql.Identifier(child.column),
                      parent=_table(parent), pcol=sql.Identifier(parent.column)),
-            "0")),
+            "0")), keyed("no orphan rows", outcome="0")),
     ]
     if writes and fk.on_delete in ("restrict", "no action"):
         # PostgreSQL 18 reports ON DELETE RESTRICT as restrict_violation (23001), older ones as 23503.
@@ -210,7 +236,8 @@ def _foreign_key(conn: psycopg.Connection, rows: RowBuilder, fk: ForeignKeyCheck
                     _table(parent), sql.Identifier(parent.column)),
             ])
 
-        found.append(_behaviour(conn, REFERENCED, name, delete_referenced_parent, expect))
+        found.append(_keyed(_behaviour(conn, REFERENCED, name, delete_referenced_parent, expect),
+                            keyed("DELETE of a referenced parent", outcome=f"error {codes}")))
     return found
 
 
@@ -224,13 +251,15 @@ def _constraint_of(rows: RowBuilder, fk: ForeignKeyCheck) -> str:
     return ""
 
 
-def _unique(conn: psycopg.Connection, rows: RowBuilder, check: UniqueCheck, *, writes: bool) -> list[_Test]:
+def _unique(conn: psycopg.Connection, rows: RowBuilder, check: UniqueCheck, *, writes: bool,
+            home: str = "") -> list[_Test]:
     label = f"{check.table}.{check.columns[0]}" if len(check.columns) == 1 else str(check)
-    found = [_Test(CATALOG, _block(
+    where, columns = table_key(check.table, home), tuple(sorted(check.columns))
+    found = [_keyed(_Test(CATALOG, _block(
         conn, f"{label} has a unique constraint or index",
         sql.SQL("SELECT CASE WHEN EXISTS ({}) THEN 'present' ELSE 'missing' END").format(
             _unique_index_sql(check, "1")),
-        "present"))]
+        "present")), behaviour_key("unique", where, columns, "present"))]
     if not writes:
         return found
     try:
@@ -241,21 +270,23 @@ def _unique(conn: psycopg.Connection, rows: RowBuilder, check: UniqueCheck, *, w
     expect = Expectation("error", "23505", constraint=row[0] if row else "")
 
     # Two new rows sharing one value per unique column, new in every other unique column of the table.
-    found.append(_behaviour(conn, REFERENCED, f"Duplicate {label} rejected",
-                            lambda: rows.duplicate(check.table, check.columns, make_up_keys=True), expect,
-                            keys_made_up_on=check.table.table))
+    found.append(_keyed(_behaviour(conn, REFERENCED, f"Duplicate {label} rejected",
+                                   lambda: rows.duplicate(check.table, check.columns, make_up_keys=True), expect,
+                                   keys_made_up_on=check.table.table),
+                        behaviour_key("duplicate", where, columns, "error 23505")))
     return found
 
 
-def _check_constraint(conn: psycopg.Connection, check: CheckConstraintCheck) -> list[_Test]:
+def _check_constraint(conn: psycopg.Connection, check: CheckConstraintCheck, home: str = "") -> list[_Test]:
     stmt = sql.SQL(
         "SELECT coalesce((SELECT CASE WHEN c.convalidated THEN 'validated' ELSE 'not validated' END"
         " FROM pg_constraint c WHERE c.conrelid = {table} AND c.conname = {name} AND c.contype = 'c'), 'missing')"
     ).format(table=_regclass(check.table), name=sql.Literal(check.name))
-    return [_Test(CATALOG, _block(conn, f"{check.table} has CHECK {check.name}, validated", stmt, "validated"))]
+    return [_keyed(_Test(CATALOG, _block(conn, f"{check.table} has CHECK {check.name}, validated", stmt, "validated")),
+                   behaviour_key("check", table_key(check.table, home), (check.name,), "validated"))]
 
 
-def _column_type(conn: psycopg.Connection, check: ColumnTypeCheck) -> list[_Test]:
+def _column_type(conn: psycopg.Connection, check: ColumnTypeCheck, home: str = "") -> list[_Test]:
     name = f"{check.column} is {check.type}"
     stmt = sql.SQL(
         "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
@@ -265,7 +296,8 @@ def _column_type(conn: psycopg.Connection, check: ColumnTypeCheck) -> list[_Test
         canonical = canonical_type(conn, check.type)
     except CannotBuild as exc:
         return [_Test(CATALOG, _not_built(name, Expectation("value", check.type), str(exc)))]
-    return [_Test(CATALOG, _block(conn, name, stmt, Expectation("value", canonical)))]
+    return [_keyed(_Test(CATALOG, _block(conn, name, stmt, Expectation("value", canonical))),
+                   behaviour_key("type", table_key(check.column, home), (check.column.column,), canonical))]
 
 
 # (server, database, written type) -> format_type()'s spelling: a release asks for the same few types hundreds of
@@ -295,14 +327,15 @@ def _canonical_type(conn: psycopg.Connection, type_text: str) -> str:
     return conn.execute("SELECT format_type(%s, %s)", (oid, typmod)).fetchone()[0]
 
 
-def _index(conn: psycopg.Connection, check: IndexCheck) -> list[_Test]:
+def _index(conn: psycopg.Connection, check: IndexCheck, home: str = "") -> list[_Test]:
     stmt = sql.SQL(
         "SELECT coalesce((SELECT CASE WHEN bool_or(i.indisvalid AND i.indisready) THEN 'valid' ELSE 'invalid' END"
         " FROM pg_index i WHERE i.indrelid = {table} AND i.indnkeyatts = {n} AND {keys} = {columns}::text[]"
         " HAVING count(*) > 0), 'missing')"
     ).format(table=_regclass(check.table), n=sql.Literal(len(check.columns)), keys=_key_columns(),
              columns=sql.Literal(list(check.columns)))
-    return [_Test(CATALOG, _block(conn, f"{check} has a valid index", stmt, "valid"))]
+    return [_keyed(_Test(CATALOG, _block(conn, f"{check} has a valid index", stmt, "valid")),
+                   behaviour_key("index", table_key(check.table, home), tuple(check.columns), "valid"))]
 
 
 # --- the expansions -------------------------------------------------------------------------------
@@ -310,21 +343,27 @@ def _index(conn: psycopg.Connection, check: IndexCheck) -> list[_Test]:
 
 def _expand(conn: psycopg.Connection, checks: Checks, *, writes: bool) -> list[SqlBlock]:
     rows = RowBuilder(conn)
+    home = current_schema(conn)
     found: list[_Test] = []
     for ref in checks.not_null:
-        found += _not_null(conn, rows, ref, writes=writes)
+        found += _not_null(conn, rows, ref, writes=writes, home=home)
     for fk in checks.foreign_keys:
-        found += _foreign_key(conn, rows, fk, writes=writes)
+        found += _foreign_key(conn, rows, fk, writes=writes, home=home)
     for unique in checks.unique:
-        found += _unique(conn, rows, unique, writes=writes)
+        found += _unique(conn, rows, unique, writes=writes, home=home)
     for constraint in checks.check:
-        found += _check_constraint(conn, constraint)
+        found += _check_constraint(conn, constraint, home)
     for typed in checks.column_type:
-        found += _column_type(conn, typed)
+        found += _column_type(conn, typed, home)
     for index in checks.index:
-        found += _index(conn, index)
+        found += _index(conn, index, home)
     found.sort(key=lambda t: t.stage)  # stable: within a stage, the order of batch.toml
     return [t.block for t in found if writes or t.stage in _READ_ONLY]
+
+
+def current_schema(conn: psycopg.Connection) -> str:
+    """The schema a table named without one is found in (as runbook_lib.batch.derived reads migration.sql)."""
+    return conn.execute("SELECT current_schema()").fetchone()[0] or "public"
 
 
 def tests(conn: psycopg.Connection, checks: Checks) -> list[SqlBlock]:

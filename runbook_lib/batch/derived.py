@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from runbook_lib.batch import declared
-from runbook_lib.batch.blocks import DERIVED_SOURCE, Expectation, SqlBlock
+from runbook_lib.batch.blocks import DERIVED_SOURCE, Expectation, SqlBlock, behaviour_key, merged
 from runbook_lib.batch.model import Batch, ForeignKeyCheck, TableRef, UniqueCheck
 from runbook_lib.batch import tableshape
 from runbook_lib.batch.rowbuilder import RowBuilder
@@ -88,20 +88,23 @@ _INDEX_KEYS = "(i.indkey::int2[])[0:i.indnkeyatts - 1]"
 
 
 class _Builder:
-    def __init__(self, conn: psycopg.Connection, expected: expect.Expected) -> None:
-        self.conn, self.expected = conn, expected
+    def __init__(self, conn: psycopg.Connection, expected: expect.Expected, home: str = "public") -> None:
+        self.conn, self.expected, self.home = conn, expected, home  # home: the current schema
         self.rows = RowBuilder(conn)
         self.out = Derivation()
 
     # -- blocks ---------------------------------------------------------------------------------
 
-    def block(self, what: str, line: int, stmt: sql.Composable | str, value: str | Expectation) -> SqlBlock:
+    def block(self, what: str, line: int, stmt: sql.Composable | str, value: str | Expectation,
+              behaviour: tuple = ()) -> SqlBlock:
+        """`behaviour`: the key of what the test proves (blocks.behaviour_key), as a declared test of the same
+        behaviour has it: the two are merged into one (`merge`)."""
         where = f"{self.expected.filename} line {line}"
         expectation = value if isinstance(value, Expectation) else Expectation("value", value)
         text = stmt if isinstance(stmt, str) else stmt.as_string(self.conn)
         # a catalog test reads one value: asked with the others in one query (blocks.run_all)
         found = SqlBlock(f"{what} (derived: {where})", text, expectation, DERIVED_SOURCE + where, line,
-                         batchable=expectation.kind == "value")
+                         batchable=expectation.kind == "value", behaviour=behaviour)
         self.out.blocks.append(found)
         return found
 
@@ -112,15 +115,17 @@ class _Builder:
         self.out.blocks.append(dataclasses.replace(
             declared_block, name=f"{what} (derived: {where})", source=DERIVED_SOURCE + where, line=line))
 
-    def behaviour(self, what: str, line: int, build, expectation: Expectation, *, keys_made_up_on: str = "") -> None:
+    def behaviour(self, what: str, line: int, build, expectation: Expectation, *, keys_made_up_on: str = "",
+                  key: tuple = (), unbuilt: str = "cannot build the row") -> None:
         """A test on rows runbook builds (`built`: refused for another reason, it is not run); one whose row cannot
-        be built is there too, reported not run with the reason. `keys_made_up_on`: SqlBlock's."""
+        be built is there too, reported not run with the reason (after `unbuilt`). `keys_made_up_on`: SqlBlock's;
+        `key`: its behaviour key."""
         try:
-            found = self.block(what, line, build(), expectation)
+            found = self.block(what, line, build(), expectation, key)
             reason = ""
         except CannotBuild as exc:
-            reason = f"cannot build the row: {exc}"
-            found = self.block(what, line, f"-- not run: {reason}", expectation)
+            reason = f"{unbuilt}: {exc}"
+            found = self.block(what, line, f"-- not run: {reason}", expectation, key)
         self.out.blocks[-1] = dataclasses.replace(found, built=True, not_runnable=reason,
                                                   keys_made_up_on=keys_made_up_on, batchable=False)
 
@@ -144,13 +149,15 @@ class _Builder:
         except CannotBuild as exc:
             inserts = {c.name: exc for c in not_null}
         for column in not_null:
+            refused = Expectation("error", "23502", column=column.name)
             self.behaviour(f"{name} without {column.name} rejected", column.line,
-                           lambda c=column: _built(inserts[c.name]),
-                           Expectation("error", "23502", column=column.name), keys_made_up_on=key[1])
+                           lambda c=column: _built(inserts[c.name]), refused, keys_made_up_on=key[1],
+                           key=behaviour_key("INSERT without", key, (column.name,), str(refused)))
         if not_null:
             # Every keyed column of the row is new (keyed foreign keys take new parent rows): it can be accepted.
             self.behaviour(f"A valid {name} row accepted", not_null[0].line,
-                           lambda: self.rows.insert(_ref(key)), Expectation("ok"))
+                           lambda: self.rows.insert(_ref(key)), Expectation("ok"),
+                           key=behaviour_key("valid row", key, (), "ok"))
 
     def column(self, key: Table, column: expect.Column) -> None:
         label = f"{expect.shown(key)}.{column.name}"
@@ -162,14 +169,16 @@ class _Builder:
             try:
                 canonical = declared.canonical_type(self.conn, column.type)
                 self.block(f"{label} is {canonical}", column.line,
-                           _attribute(key, column.name, "format_type(a.atttypid, a.atttypmod)"), canonical)
+                           _attribute(key, column.name, "format_type(a.atttypid, a.atttypmod)"), canonical,
+                           behaviour_key("type", key, (column.name,), canonical))
             except CannotBuild as exc:
                 self.out.notes.append(f"{label}: type not compared ({exc})")
                 self.block(f"{label} exists", column.line, _attribute(key, column.name, "'present'"), "present")
         if column.not_null is not None:
             wanted = "NOT NULL" if column.not_null else "nullable"
             self.block(f"{label} is {wanted}", column.line,
-                       _attribute(key, column.name, "CASE WHEN a.attnotnull THEN 'NOT NULL' ELSE 'nullable' END"), wanted)
+                       _attribute(key, column.name, "CASE WHEN a.attnotnull THEN 'NOT NULL' ELSE 'nullable' END"), wanted,
+                       behaviour_key("not null", key, (column.name,), wanted) if column.not_null else ())
         if column.has_default is None:
             return
         if not column.has_default:
@@ -236,7 +245,8 @@ class _Builder:
             check = UniqueCheck(_ref(key), con.columns)
             self.block(f"{name} ({cols}) is UNIQUE", con.line, sql.SQL(
                 "SELECT CASE WHEN EXISTS ({}) THEN 'unique' ELSE 'missing' END").format(
-                declared._unique_index_sql(check, "1")), "unique")
+                declared._unique_index_sql(check, "1")), "unique",
+                behaviour_key("unique", key, tuple(sorted(con.columns)), "present"))
             self.unique_behaviour(key, con.columns, con.line, con.name)
         elif con.kind == "f":
             self.foreign_key(con, by_name)
@@ -249,7 +259,8 @@ class _Builder:
             self.block(f"{what}, {wanted}", con.line, sql.SQL(
                 "SELECT coalesce((SELECT CASE WHEN bool_and(c.convalidated) THEN 'validated' ELSE 'not validated' END"
                 " FROM pg_constraint c WHERE c.conrelid = {rel} AND c.contype = 'c'{name}{cols} HAVING count(*) > 0), 'missing')"
-            ).format(rel=_relation(key), name=by_name, cols=on_columns), wanted)
+            ).format(rel=_relation(key), name=by_name, cols=on_columns), wanted,
+                behaviour_key("check", key, (con.name,), wanted) if con.name else ())
 
     def foreign_key(self, con: expect.Constraint, by_name: sql.Composable) -> None:
         key, parent = con.table, con.references
@@ -268,7 +279,11 @@ class _Builder:
             "SELECT coalesce((SELECT string_agg(" + described + ", '; ') FROM pg_constraint c"
             " JOIN pg_class p ON p.oid = c.confrelid"
             " WHERE c.conrelid = {rel} AND c.contype = 'f'{name}{cols}), 'missing')"
-        ).format(rel=_relation(key), name=by_name, cols=on_columns), wanted)
+        ).format(rel=_relation(key), name=by_name, cols=on_columns), wanted,
+            declared.foreign_key_key("foreign key", key, tuple(con.columns), f"ON DELETE {ACTIONS[con.on_delete]}",
+                                     parent, tuple(ref_cols)))
+        if len(con.columns) == 1 and len(ref_cols) == 1:
+            self.reassign(con)
         if con.on_delete not in "ra" or len(con.columns) != 1 or len(ref_cols) != 1 or not con.validated:
             return
         if con.deferrable:
@@ -276,12 +291,25 @@ class _Builder:
             return
         check = ForeignKeyCheck(_ref(key).column(con.columns[0]), _ref(parent).column(ref_cols[0]),
                                 "restrict" if con.on_delete == "r" else "no action")
-        found = declared._foreign_key(self.conn, self.rows, check, writes=True)
+        found = declared._foreign_key(self.conn, self.rows, check, writes=True, home=self.home)
         if len(found) == 3:
             block = found[2].block
             if con.name:  # the constraint that must refuse the delete is the one the migration named
                 block = dataclasses.replace(block, expect=dataclasses.replace(block.expect, constraint=con.name))
             self.adopt(block, f"Delete of a {parent[1]} referenced by {expect.shown(key)}.{con.columns[0]} rejected", con.line)
+
+    def reassign(self, con: expect.Constraint) -> None:
+        """An existing child row moved to another existing parent row is accepted: the key refuses what has no
+        parent, not a change of parent (the reference's "update customer_id to a DIFFERENT customer: SUCCESS").
+        The rows it needs (a child, a second parent) are made up when the tables lack them; not run, with the
+        reason, only when they cannot be built."""
+        key, parent = con.table, con.references
+        column, parent_column = con.columns[0], con.ref_columns[0]
+        self.behaviour(
+            f"UPDATE of {expect.shown(key)}.{column} to a different existing {parent[1]} accepted", con.line,
+            lambda: self.rows.reassign(_ref(key), column, _ref(parent), parent_column), Expectation("ok"),
+            key=declared.foreign_key_key("reassign", key, (column,), "ok", parent, (parent_column,)),
+            unbuilt="no rows to move between parents")
 
     def unique_behaviour(self, key: Table, columns: tuple, line: int, own: str | None = None) -> None:
         """`own`: the name of the constraint or index under test, so another one on the same columns is seen."""
@@ -300,7 +328,8 @@ class _Builder:
             self.out.notes.append(f"Duplicate {expect.shown(key)} ({', '.join(columns)}): not tested by behaviour, "
                                   f"unique index {narrower} on fewer of its columns would refuse it first")
             return
-        found = declared._unique(self.conn, self.rows, UniqueCheck(_ref(key), tuple(columns)), writes=True)
+        found = declared._unique(self.conn, self.rows, UniqueCheck(_ref(key), tuple(columns)), writes=True,
+                                 home=self.home)
         if len(found) == 2:
             self.adopt(found[1].block, f"Duplicate {expect.shown(key)} ({', '.join(columns)}) rejected", line)
 
@@ -317,11 +346,13 @@ class _Builder:
             return
         cols = ", ".join(c or "expression" for c in index.columns)
         wanted = f"valid{' unique' if index.unique else ''} index on {index.table[1]} ({cols})"
+        # a plain index on columns proves what a declared [checks] index on the same columns does
+        plain = not index.unique and not index.partial and all(index.columns)
         self.block(f"Index {name} is a {wanted}", index.line, sql.SQL(
             "SELECT coalesce((SELECT CASE WHEN i.indisvalid AND i.indisready THEN 'valid' ELSE 'invalid' END"
             " || CASE WHEN i.indisunique THEN ' unique' ELSE '' END || ' index on ' || t.relname || ' ('"
             " || " + _names_of(_INDEX_KEYS, "i.indrelid") + " || ')' FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid WHERE i.indexrelid = {}), 'missing')"
-        ).format(rel), wanted)
+        ).format(rel), wanted, behaviour_key("index", index.table, tuple(index.columns), "valid") if plain else ())
         if index.unique and not index.partial:
             self.unique_behaviour(index.table, index.columns, index.line, index.key[1])
 
@@ -349,6 +380,23 @@ class _Builder:
             " ELSE 'not installed' END").format(sql.Literal(name)), wanted)
 
 
+def merge(declared_blocks: list[SqlBlock], derived_blocks: list[SqlBlock],
+          written: Sequence[SqlBlock] = ()) -> tuple[list[SqlBlock], list[SqlBlock], list[SqlBlock]]:
+    """The declared tests with the derived tests that prove the same behaviour merged into them, the derived
+    tests left (each a behaviour of its own), and the blocks of validation.sql (`written`), in that order: one
+    behaviour, one test.
+
+    "The same behaviour" is the `behaviour` key both sides give a test (blocks.behaviour_key: the kind of constraint
+    or behaviour, the table, the columns, the expected outcome, and for a foreign key its parent): the declared
+    "Lead.customer_id is NOT NULL in the schema" and the derived "Lead.customer_id is NOT NULL (derived:
+    migration.sql line 15)" are one test, recorded with `also_from` = migration.sql line 15; when the two ask
+    different SQL both run, and it fails if either would. A derived test that asks the very statement a declared
+    test or a block of validation.sql (`written`) asks, with the same expectation, is merged into it the same way.
+    A derived test with another key (another column, another outcome) stays a test of its own."""
+    kept, left = merged(derived_blocks, list(declared_blocks) + list(written))
+    return kept[:len(declared_blocks)], left, kept[len(declared_blocks):]
+
+
 def derive(conn: psycopg.Connection, sql_text: str, *, filename: str = "migration.sql",
            later: expect.Touched | None = None, earlier: Sequence[Batch] = ()) -> Derivation:
     """The derived tests of `sql_text`, built against `conn` (run them only in a transaction that is rolled back).
@@ -366,7 +414,7 @@ def derive(conn: psycopg.Connection, sql_text: str, *, filename: str = "migratio
     left: list[expect.Left] = []
     if later is not None:
         expected, left = expect.superseded(expected, later)
-    builder = _Builder(conn, expected)
+    builder = _Builder(conn, expected, schema)
     for extension, (line, installed) in expected.extensions.items():
         builder.extension(extension, line, installed)
     for state in expected.enums.values():

@@ -45,6 +45,7 @@ import psycopg
 from psycopg import sql
 
 from runbook_lib.batch import tableshape
+from runbook_lib.batch.blocks import do_block
 from runbook_lib.batch.checkrules import ColumnRule
 from runbook_lib.batch.model import TableRef
 from runbook_lib.batch.tableshape import Column, ForeignKey, TableShape
@@ -161,6 +162,56 @@ class RowBuilder:
             for c, v in zip(shared, values)))
         given = {c.name: sql.SQL("(SELECT {} FROM runbook_duplicate)").format(sql.Identifier(c.name)) for c in shared}
         return stmt.composed(self._insert(stmt, ref, given, (), 2), [cte])
+
+    def reassign(self, child: TableRef, column: str, parent: TableRef, parent_column: str) -> sql.Composed:
+        """UPDATE of one existing `child` row's foreign key `column` to an existing `parent` row other than the one it
+        references: a move that only a broken foreign key (or one that points elsewhere) would refuse.
+
+        The child row is one whose key is set (a row with `column` inserted first, taking a parent as `insert`
+        gives it, when the table has none); the new parent is the first other one by its key, and one no child row
+        references yet when `column` is keyed (unique) in the child. When the parent table has no such row, one is
+        made up first, as every test row is: the test is about what the foreign key allows, and an empty or
+        one-row parent table (a deploy from empty) must not leave it unproved. CannotBuild when neither row can be
+        built."""
+        shape, parent_shape = self.shape(child), self.shape(parent)
+        self._named(shape, column)
+        if parent_shape.column(parent_column) is None:
+            raise CannotBuild(f"table {parent} has no column {parent_column}")
+        col, pcol = sql.Identifier(column), sql.Identifier(parent_column)
+        keyed = column in shape.keyed
+        unreferenced = sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {child} runbook_c WHERE runbook_c.{col} = p.{pcol})").format(
+            child=shape.identifier, col=col, pcol=pcol) if keyed else sql.SQL("")
+        has_child = bool(self.conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(
+            shape.identifier, col)).fetchone()[0])
+        # Enough parents: two (any child row then has one other than its own), or, keyed, one no child references
+        # (the row inserted first takes a new parent of its own then, as `insert` builds it).
+        enough = sql.SQL("SELECT count(*) >= 2 FROM (SELECT 1 FROM {} LIMIT 2) p").format(parent_shape.identifier) \
+            if not keyed else sql.SQL("SELECT EXISTS (SELECT 1 FROM {parent} p WHERE true{unreferenced})").format(
+                parent=parent_shape.identifier, unreferenced=unreferenced)
+        update = sql.SQL(
+            "WITH runbook_child AS MATERIALIZED (SELECT tableoid AS runbook_table, ctid AS runbook_row,"
+            " {col} AS runbook_old FROM {child} WHERE {col} IS NOT NULL LIMIT 1)"
+            " UPDATE {child} SET {col} = (SELECT p.{pcol} FROM {parent} p"
+            " WHERE p.{pcol} <> (SELECT runbook_old FROM runbook_child){unreferenced} ORDER BY p.{pcol} LIMIT 1)"
+            " WHERE (tableoid, ctid) = (SELECT runbook_table, runbook_row FROM runbook_child)"
+        ).format(child=shape.identifier, col=col, parent=parent_shape.identifier, pcol=pcol, unreferenced=unreferenced)
+        first: list[sql.Composable] = []
+        if not has_child and shape.ref == parent_shape.ref:
+            # a self-reference with no row using it: two rows (the key left NULL, or the row would need itself),
+            # then one pointed at another, the move's starting point
+            any_row = sql.SQL("(SELECT p.{pcol} FROM {t} p ORDER BY p.{pcol} LIMIT 1)").format(pcol=pcol, t=shape.identifier)
+            first += [self.insert(child), self.insert(child), sql.SQL(
+                "UPDATE {t} SET {col} = {any_row} WHERE ctid = (SELECT ctid FROM {t} WHERE {col} IS NULL"
+                " AND {pcol} <> {any_row} ORDER BY {pcol} DESC LIMIT 1)").format(
+                    t=shape.identifier, col=col, pcol=pcol, any_row=any_row)]
+        elif not has_child:  # no row to move: one inserted first, its key from a parent
+            first.append(self.insert(child, include=(column,)))
+        if not self.conn.execute(enough).fetchone()[0]:  # no other parent to move it to: one made up
+            first.append(self.insert(parent, include=(parent_column,)))
+        if not first:
+            return sql.Composed([update])
+        body = sql.SQL("\nBEGIN\n{};\nEND\n").format(sql.SQL(";\n").join([*first, update]))
+        return sql.Composed([sql.SQL(do_block(body.as_string(self.conn)))])
 
     def _insert(self, stmt: _Statement, ref: TableRef, given: dict[str, sql.Composable], include: tuple[str, ...],
                 rows: int) -> sql.Composed:

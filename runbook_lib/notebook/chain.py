@@ -19,6 +19,7 @@ from runbook_lib.errors import PhaseFailed
 from runbook_lib.execution import live
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.progress import PhaseProgress
+from runbook_lib.orm import prisma_generate
 from runbook_lib.phases.session import PENDING
 from runbook_lib.report import records, render, site
 
@@ -92,6 +93,7 @@ def run_phases(
     say(f"runbook: {what} on {tgt.shown}; run folder {run.path}")
     queue = list(phases)
     summary = None
+    generate_pending = names.APPLY in phases  # prisma_generate.json: before the summary, which shows it
     # One kernel for the whole chain (a kernel start and the imports cost about a second per notebook),
     # and nbconvert rendering each executed notebook in the background while the next one runs.
     live_file = run.path / live.FILE_NAME  # what runs in the kernel tells the terminal as it goes
@@ -101,6 +103,9 @@ def run_phases(
             phase = queue.pop(0)
             if record.failure is not None and phase not in (names.SUMMARY, names.ROLLBACK):
                 continue
+            if phase == names.SUMMARY and generate_pending:
+                generate_pending = False
+                _prisma_generate(run, record, options, migrations, tgt, say)
             params: dict[str, object] = {"batch": number, "run_dir": str(run.path)}
             if release and to is not None and phase != names.SUMMARY:
                 params["to"] = to
@@ -134,6 +139,8 @@ def run_phases(
             elif phase == names.SUMMARY and out.exists() and record.phases[-1].ok:
                 summary = renderer.summary(out, run.path, title="Release migration summary" if release
                                            else f"Batch {number} migration summary")
+        if generate_pending:  # no summary in this chain (`runbook apply`)
+            _prisma_generate(run, record, options, migrations, tgt, say)
         progress.close()
         live_file.unlink(missing_ok=True)  # progress, not a record
         kernel.close()  # while the summary renders
@@ -143,3 +150,21 @@ def run_phases(
     render.index(run.path, record)
     site.refresh(reports)  # reports/index.html: every run, this one first
     return outcome
+
+
+def _prisma_generate(run: records.RunFolder, record: records.RunRecord, options: Options, migrations: Path,
+                     tgt: Target, say) -> None:
+    """prisma_generate.json: `prisma generate` here, in the parent process, when --prisma-generate asked for it and
+    the apply succeeded; else why not. Its failure is a WARN: the migration's outcome is unchanged."""
+    applied = next((p for p in record.phases if p.phase == names.APPLY), None)
+    if options.prisma_generate and not options.dry_run and applied is not None and applied.ok \
+            and not record.rolled_back:
+        say("  prisma generate: running the project's Prisma CLI")
+    done = prisma_generate.after_apply(
+        options.prisma_generate, dry_run=options.dry_run, apply_ok=None if applied is None else applied.ok,
+        rolled_back=record.rolled_back, migrations_dir=migrations, database_url=tgt.url)
+    run.write(prisma_generate.RECORD, done)
+    if done.warning:
+        say(f"  WARN: {done.warning}")  # masked: built from the cleaned output
+    elif done.ran:
+        say(f"  prisma generate: exit 0 in {done.seconds:.1f} s ({done.version or 'prisma'})")

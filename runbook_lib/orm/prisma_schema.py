@@ -49,6 +49,9 @@ class Relation:
     fields: tuple[str, ...]  # the scalar fields of this model holding the key
     references: tuple[str, ...]
     on_delete: str | None  # as written: Restrict, SetNull, ... ; None: Prisma's default
+    on_update: str | None = None  # as written; None: Prisma's default (Cascade)
+    # the relation's name ("SiteOwner" in @relation("SiteOwner", ...)), if given; not part of equality
+    name: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class PrismaModel:
     schema: str | None  # @@schema (multiSchema), else None
     fields: tuple[PrismaField, ...]
     line: int
+    attributes: tuple[str, ...] = ()  # the block attributes as written: "@@index([customerId])", "@@map(\"Lead\")"
 
     def field(self, name: str) -> PrismaField | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -79,9 +83,21 @@ class PrismaModel:
 
 
 @dataclass(frozen=True)
+class PrismaEnum:
+    name: str
+    db_name: str  # @@map, else the enum's name
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PrismaSchema:
     path: str
     models: tuple[PrismaModel, ...]
+    enums: tuple[PrismaEnum, ...] = ()
+
+    def enum(self, name: str) -> PrismaEnum | None:
+        """The enum called `name` in schema.prisma, or whose @@map is `name` (the database's type name)."""
+        return next((e for e in self.enums if name in (e.name, e.db_name)), None)
 
     def model(self, name: str) -> PrismaModel | None:
         return next((m for m in self.models if m.name == name), None)
@@ -199,7 +215,7 @@ def _without_block_comments(text: str) -> str:
 
 def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
     """The models of a schema.prisma; a line it cannot read as a field names the file and the line."""
-    models = []
+    models, enums = [], []
     lines = _without_block_comments(text).splitlines()
     number = 0
     while number < len(lines):
@@ -209,16 +225,26 @@ def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
         if not start:
             continue
         kind, name, first = start.group(1), start.group(2), number
-        fields, db_name, schema = [], name, None
+        fields, db_name, schema, attributes, values = [], name, None, [], []
         while number < len(lines):
             body = _strip_comment(lines[number])
             number += 1
             if body.strip() == "}":
                 break
+            if kind == "enum" and body.strip():
+                stripped = body.strip()
+                if stripped.startswith("@@"):
+                    mapped = _attribute_args(stripped, "@@map")
+                    if mapped:
+                        db_name = _string(_split_args(mapped[0])[0][1])
+                else:
+                    values.append(stripped.split()[0])
+                continue
             if kind != "model" or not body.strip():
                 continue
             stripped = body.strip()
             if stripped.startswith("@@"):
+                attributes.append(stripped)
                 mapped = _attribute_args(stripped, "@@map")
                 if mapped:
                     db_name = _string(_split_args(mapped[0])[0][1])
@@ -235,10 +261,14 @@ def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
             relation = None
             relation_args = _attribute_args(rest, "@relation")
             if relation_args:
-                args = dict((k, v) for k, v in _split_args(relation_args[0]) if k)
+                parts = _split_args(relation_args[0])
+                args = dict((k, v) for k, v in parts if k)
+                named = next((_string(v) for k, v in parts if k is None), None) or (
+                    _string(args["name"]) if "name" in args else None)
                 if "fields" in args:
                     relation = Relation(_names(args["fields"]), _names(args.get("references", "")),
-                                        args["onDelete"].strip() if "onDelete" in args else None)
+                                        args["onDelete"].strip() if "onDelete" in args else None,
+                                        args["onUpdate"].strip() if "onUpdate" in args else None, named)
             fields.append(PrismaField(
                 name=match.group("name"), type=match.group("type"), optional=bool(match.group("optional")),
                 list=bool(match.group("list")),
@@ -249,8 +279,10 @@ def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
             if kind == "model":
                 raise BatchError(f"{path} line {first}: model {name} has no closing brace; close it with '}}'.")
         if kind == "model":
-            models.append(PrismaModel(name, db_name, schema, tuple(fields), first))
-    return PrismaSchema(path, tuple(models))
+            models.append(PrismaModel(name, db_name, schema, tuple(fields), first, tuple(attributes)))
+        elif kind == "enum":
+            enums.append(PrismaEnum(name, db_name, tuple(values)))
+    return PrismaSchema(path, tuple(models), tuple(enums))
 
 
 _LOADED: dict[tuple[str, int, int], PrismaSchema] = {}

@@ -71,8 +71,10 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
                 earlier = [b for b in session.batches() if b.number < batch.number]
                 derivation = derived.derive(conn, batch.migration_sql, later=later_touched, earlier=earlier)
                 declared = checks.tests(conn, batch.checks)
-                # a derived test a declared check or validation.sql runs already is run once, under their name
-                blocks = declared + sqlblocks.unrepeated(derivation.blocks, declared + file_blocks) + file_blocks
+                # one behaviour, one test: a derived test that proves what a declared check (or a block of
+                # validation.sql) proves is merged into it, and recorded there as its second source
+                declared, own, written = derived.merge(declared, derivation.blocks, file_blocks)
+                blocks = declared + own + written
                 results = sqlblocks.run_all(conn, blocks)
                 last_xid = _xid(conn)
             leftover = _left_behind(conn, touched, first_xid, last_xid)

@@ -26,7 +26,7 @@ INDEX = "index.html"
 UNREADABLE = "unreadable record"
 # `scheme://user:<password>@`: a password in a URL; redacted URLs carry *** (or %2A%2A%2A) instead.
 _PASSWORD_IN_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"'<>]+:([^\s/@\"'<>]+)@")
-_REDACTED = {"***", "%2A%2A%2A", "%2a%2a%2a", "&#42;&#42;&#42;"}
+_REDACTED = {"***", "%2A%2A%2A", "%2a%2a%2a", "&#42;&#42;&#42;", r"\*\*\*"}  # the last: Markdown-escaped (report.markdown)
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +14,8 @@ from runbook_lib.batch import ROLLBACK, find
 from runbook_lib.db import connection as database_mod
 from runbook_lib.db import embedded
 from runbook_lib.errors import RunbookError
+from runbook_lib.orm import prisma_generate, prisma_impact, prisma_models
+from runbook_lib.orm import prisma_schema as orm
 from runbook_lib.report import markdown as md
 from runbook_lib.report import records
 from runbook_lib.report.chart import timeline_svg
@@ -102,8 +107,8 @@ class Summary:
         if readme.exists():
             first = next((p for p in readme.read_text(encoding="utf-8").split("\n\n")
                           if p.strip() and not p.lstrip().startswith("#")), "")
-            if first:  # the author's prose: its `code` spans stay code
-                lines.append(md.text_with_code(" ".join(first.split())))
+            if first:  # the author's prose, as written (its HTML escaped)
+                lines.append(md.prose(" ".join(first.split())))
         statements = self.preflight.statements if self.preflight else []
         if statements:
             lines.append(md.table(["#", "Statement", "Lock"], [
@@ -172,6 +177,8 @@ class Summary:
                      f"- Attempted: {md.code(t.sql)}",
                      f"- Expected: {md.text(t.expectation)}",
                      f"- Result: {t.status}: {md.text(t.observed if t.ran else t.reason)}"]
+            if t.also_from:  # one behaviour, one test: the same check derived from migration.sql was merged in
+                lines.append(f"- From: {md.text(t.sources)}")
             if t.message:
                 lines.append(f"- Server: {md.text(t.sqlstate)} {md.text(t.message)}")
             parts.append("\n".join(lines))
@@ -269,7 +276,7 @@ class Summary:
     def constraint_behaviour(self) -> Section:
         v = self.validate
         if v is None:
-            return Section("Constraint Behaviour", "No validation in this run.")
+            return Section("Constraint Behavior", "No validation in this run.")
         rejected = [t for t in v.tests if t.passed and t.expectation.startswith("error")]  # a test not run proved nothing
         allowed = [t for t in v.tests if t.passed and t.expectation == "ok"]
         parts = ["### What is now REJECTED"]
@@ -278,13 +285,37 @@ class Summary:
         parts.append("### What is still ALLOWED")
         parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nResult: {md.text(t.observed)}"
                   for n, t in enumerate(allowed, start=1)] or ["Nothing was tested to be allowed."]
-        return Section("Constraint Behaviour", "\n\n".join(parts))
+        return Section("Constraint Behavior", "\n\n".join(parts))
+
+    def model_updates(self) -> prisma_models.ModelUpdates | None:
+        """The Prisma models the batch changed, before and after (None: no schema.prisma, or nothing applied)."""
+        if self.apply is None or self.apply.before is None or self.apply.after is None:
+            return None
+        return _model_updates(self.apply.before, self.apply.after, self._schema_path())
+
+    def _schema_path(self) -> Path | None:
+        """The schema.prisma validation compared, else the batch's own or its project's."""
+        if self.validate is not None and self.validate.prisma_schema:
+            return Path(self.validate.prisma_schema)
+        try:
+            return orm.find(find(Path(self.batch.path).parent, self.batch.number))
+        except RunbookError:
+            return None
 
     def prisma_schema(self) -> Section:
-        """The reference document's "Prisma Schema Updates": schema.prisma against the catalog, measured."""
-        if self.validate is None:
-            return Section("Prisma Schema Updates", "No validation in this run.")
-        return self.validate.orm_section()
+        """The reference document's "Prisma Schema Updates": each changed model before and after, its types,
+        optionality, keys and referential actions measured from the catalog, its names from schema.prisma."""
+        updates = self.model_updates()
+        if updates is None:
+            if self.validate is None:
+                return Section("Prisma Schema Updates", "No validation in this run.")
+            return self.validate.orm_section()
+        return Section("Prisma Schema Updates", prisma_models.updates_markdown(updates) + "\n\n"
+                       + _regeneration(self.run_dir))
+
+    def application_impact(self) -> Section:
+        """What the regenerated Prisma Client's types and errors become, from the models before and after."""
+        return _impact_section(self.model_updates())
 
     def timeline_chart(self):
         """The apply's statements on a time axis, each bar marked with the lock it took (an image)."""
@@ -308,7 +339,7 @@ class Summary:
             rows = [(f.name, f.bytes, f.sha256[:16]) for f in batch.files]
         except RunbookError:
             rows = []
-        return Section("Files", md.table(["File", "Bytes", "sha256 (first 16)"], rows)
+        return Section("Files Modified", md.table(["File", "Bytes", "sha256 (first 16)"], rows)
                        + f"\n\nmigration.sql applied with sha256 {md.code(b.checksum)}")
 
     def monitoring(self) -> Section:
@@ -323,15 +354,81 @@ class Summary:
             body.append(md.block(";\n\n".join(f"-- {t.name} (expect: {t.expectation})\n{t.sql}" for t in queries) + ";"))
         return Section("Monitoring", "\n\n".join(body))
 
+    def authors_notes(self) -> md.Sections:
+        """Every `##` section of the batch's README, under the author's own heading: their words, not measured."""
+        return md.Sections(Section(title, f"*The author's notes, from the batch's README.md:*\n\n{md.prose(body)}")
+                           for title, body in readme_sections(Path(self.batch.path, "README.md")))
+
+    def closing(self) -> Section:
+        """The reference's closing "Summary": what changed and what was proved, each figure from the records."""
+        b = self.batch
+        lines = [f"**Batch {b.number} {md.text(b.name)}: {md.text(self.status)}**"]
+        if self.apply is not None and self.apply.changes:
+            lines.append("Changes applied:\n\n" + "\n".join(f"- {md.text(c.table)}: {md.text(c.object)} ({md.text(c.change)})"
+                                                           for c in self.apply.changes))
+        v = self.validate
+        if v is not None:
+            lines.append(f"Validation: {v.passed}/{v.total} tests passed{v.not_run_note}.")
+        if self.apply is not None and self.apply.succeeded:
+            lines.append(f"Longest write-blocking lock {self.apply.longest_write_block_s * 1000:.1f} ms; "
+                         f"{self.apply.attempts} attempt(s).")
+        return Section("Summary", "\n\n".join(lines))
+
     def sections(self) -> list[Section]:
         return [self.header(), self.what_was_done(), self.changes(), self.preflight_checks(),
-                self.validation_results(), self.test_summary(), self.database_state(), self.performance(),
-                self.timeline(), self.constraint_behaviour(), self.prisma_schema(), self.rollback_procedure(), self.files(),
-                self.monitoring()]
+                self.validation_results(), self.test_summary(), self.prisma_schema(), self.application_impact(),
+                self.database_state(),
+                self.performance(), self.timeline(), self.constraint_behaviour(), self.rollback_procedure(),
+                self.files(), self.monitoring(), *self.authors_notes(), self.closing()]
 
     @property
     def markdown(self) -> str:
         return "\n".join(s.markdown for s in self.sections())
+
+
+def _model_updates(before, after, schema_path: Path | None) -> prisma_models.ModelUpdates | None:
+    """Only for a Prisma project: one with a schema.prisma to take the names from."""
+    if schema_path is None or not schema_path.exists():
+        return None
+    return prisma_models.updates(before, after, orm.load(schema_path))
+
+
+def _regeneration(run_dir: Path) -> str:
+    """The reference's "Prisma Client Regeneration": what `--prisma-generate` ran and said, or the command to run
+    (never output that was not produced). In a release, the record is the release's own."""
+    record = None
+    for folder in (run_dir, run_dir.parent):
+        record = records.RunFolder.open(folder).read(prisma_generate.RECORD, prisma_generate.PrismaGenerate) \
+            if (folder / f"{prisma_generate.RECORD}.json").exists() else None
+        if record is not None:
+            break
+    return f"### {prisma_generate.TITLE}\n\n" + prisma_generate.section_markdown(record, heading=False)
+
+
+def _impact_section(updates: prisma_models.ModelUpdates | None) -> Section:
+    if updates is None:
+        return Section("Application Impact", "No schema.prisma: not a Prisma project, or nothing was applied.")
+    if not updates.models:
+        return Section("Application Impact", "No Prisma model changed: the generated client's types stay as they are.")
+    return Section("Application Impact", prisma_impact.impact_markdown(prisma_impact.impact(updates)))
+
+
+def readme_sections(path: Path) -> list[tuple[str, str]]:
+    """(heading, body) of each `##` section of a README, in order; nothing where it has none."""
+    if not path.exists():
+        return []
+    found: list[tuple[str, list[str]]] = []
+    fence = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        marker = re.match(r"\s*(`{3,}|~{3,})", line)
+        if marker:
+            fence = None if fence and marker.group(1).startswith(fence) else (fence or marker.group(1))
+        heading = None if fence else re.match(r"##\s+(.+?)\s*#*\s*$", line)
+        if heading and not line.startswith("###"):
+            found.append((heading.group(1), []))
+        elif found:
+            found[-1][1].append(line)
+    return [(title, "\n".join(body).strip()) for title, body in found if "\n".join(body).strip()]
 
 
 def _not_run(tests: list, numbers: list, migrations: list | None = None) -> str:
@@ -571,7 +668,8 @@ class ReleaseSummary:
             v = m.validate
             tests = f", tests {v.passed}/{v.total}{v.not_run_note}" if v else ""
             blocks.append(_details(f"{m.batch_number} {m.batch.name}: {status}{tests}",
-                                   [m.what_was_done(), m.changes(), m.test_summary(passed_listed=False)]))
+                                   [m.what_was_done(), m.changes(), m.test_summary(passed_listed=False),
+                                    *m.authors_notes()]))
         return Section("Each Migration", "\n\n".join(blocks))
 
     def preflight_checks(self) -> Section:
@@ -629,9 +727,32 @@ class ReleaseSummary:
     def constraint_behaviour(self):
         return None
 
+    def model_updates(self) -> prisma_models.ModelUpdates | None:
+        """The models the release changed: before its first migration touched each table, after its last did;
+        names from the project's schema.prisma (the state after the last migration)."""
+        applied = [m for m in self.migrations if m.apply and m.apply.before and m.apply.after]
+        if not applied:
+            return None
+        before, after = {}, {}
+        for m in applied:
+            for table in m.apply.before.tables:
+                before.setdefault(table.name, table)
+            for table in m.apply.after.tables:
+                after[table.name] = table
+        return _model_updates(dataclasses.replace(applied[0].apply.before, tables=tuple(before.values())),
+                              dataclasses.replace(applied[-1].apply.after, tables=tuple(after.values())),
+                              applied[-1]._schema_path())
+
     def prisma_schema(self):
+        updates = self.model_updates()
+        if updates is not None:
+            return Section("Prisma Schema Updates", prisma_models.updates_markdown(updates))
         last = next((m for m in reversed(self.migrations) if m.validate), None)
         return last.prisma_schema() if last and last.validate.prisma_schema else None
+
+    def application_impact(self):
+        updates = self.model_updates()
+        return _impact_section(updates) if updates is not None else None
 
     def rollback_procedure(self) -> Section:
         applied = self._applied()
@@ -645,10 +766,22 @@ class ReleaseSummary:
     def monitoring(self) -> Section:
         return Section("Monitoring", md.block("runbook status\nrunbook check", "bash"))
 
+    def authors_notes(self):
+        return None  # each migration's README sections are in its own collapsed block (Each Migration)
+
+    def closing(self) -> Section:
+        """The closing "Summary": how many migrations applied, how many tests passed, from the records."""
+        applied = self._applied()
+        passed = sum(m.validate.passed for m in self.migrations if m.validate)
+        total = sum(m.validate.total for m in self.migrations if m.validate)
+        return Section("Summary", f"**Release: {md.text(self.status)}**\n\n{len(applied)}/{len(self.plan.batches)} "
+                                  f"migrations applied; validation: {passed}/{total} tests passed.")
+
     def sections(self) -> list[Section]:
         found = [self.header(), self.what_was_done(), self.changes(), self.preflight_checks(),
-                 self.validation_results(), self.test_summary(), self.performance(), self.prisma_schema(),
-                 self.rollback_procedure(), self.monitoring()]
+                 self.validation_results(), self.test_summary(), self.prisma_schema(), self.application_impact(),
+                 self.performance(),
+                 self.rollback_procedure(), self.monitoring(), self.closing()]
         return [s for s in found if s is not None]
 
     @property

@@ -26,3 +26,8 @@ def run_derived(url: str, text: str) -> tuple[dict[str, BlockResult], list[str]]
     names = [r.name for r in results]
     assert len(names) == len(set(names)), "two derived tests with the same name"
     return {r.name.split(" (derived:")[0]: r for r in results}, derivation.notes
+
+
+def unproven(result: BlockResult) -> bool:
+    """Not passed: failed, or not run."""
+    return not result.passed

@@ -27,13 +27,14 @@ from runbook_lib.db import connection as database
 from runbook_lib.db import ledger
 from runbook_lib.phases import apply
 from runbook_lib.phases.session import open_session
+from runbook_lib.report import markdown
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
 
 SECTIONS = ["What Was Done", "Changes Applied", "Pre-flight Checks", "Validation Results", "Test Summary",
             "Database State", "Performance Impact (measured)", "Migration Timeline", "Rollback Procedure",
-            "Files", "Monitoring"]
+            "Files Modified", "Monitoring"]
 MARKUP = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 EXTRA_BLOCKS = f"""
@@ -145,6 +146,33 @@ def _section(md: str, title: str) -> str:
 # --- summary.md ----------------------------------------------------------------------------------
 
 
+# The `##` sections of ../shared/reference/batch-7-migration-summary.md, in its order (as _titles reads them).
+REFERENCE_SECTIONS = ["what was done", "changes applied", "validation results", "test summary", "prisma schema updates",
+                      "application impact", "database state", "performance impact", "migration timeline",
+                      "constraint behavior", "rollback procedure", "files modified", "monitoring", "benefits",
+                      "lessons learned", "team notes", "next steps", "summary"]
+
+
+def _titles(markdown_text: str) -> list[str]:
+    """The `##` headings, as a person compares them: without emoji, check marks and a parenthesis."""
+    found = re.findall(r"^## (.+)$", markdown_text, re.M)
+    return [re.sub(r"\s*\(.*?\)|[^\w\s-]", "", t).strip().lower() for t in found]
+
+
+def test_markdown_has_every_section_of_the_reference_in_its_order(completed: Run) -> None:
+    """The reference document (../shared/reference), section by section: each of its `##` sections is in
+    batch 7's summary.md, in the same order (the summary may have more, e.g. Pre-flight Checks)."""
+    reference = Path(config.project_root()).parent / "shared" / "reference" / "batch-7-migration-summary.md"
+    if reference.exists():  # beside the checkout here; the list below is its copy, for a clone elsewhere
+        assert _titles(reference.read_text(encoding="utf-8")) == REFERENCE_SECTIONS
+    wanted, have = REFERENCE_SECTIONS, _titles(completed.md)
+    missing = [t for t in wanted if t not in have]
+    assert not missing, f"sections of the reference missing from summary.md: {missing}"
+    assert [t for t in have if t in wanted] == wanted, have
+    # the author's sections are the README's, marked as theirs; the summary's own are measured
+    assert "*The author's notes, from the batch's README.md:*" in _section(completed.md, "Lessons Learned")
+
+
 def test_markdown_has_every_section_in_order(completed: Run) -> None:
     md = completed.md
     assert md.startswith("# Batch 7 Migration Summary: COMPLETED\n")
@@ -167,7 +195,7 @@ def test_markdown_test_summary_counts_the_recorded_tests(completed: Run) -> None
     assert f"**Overall**: {passed}/{len(tests)} tests passed (100%; " in section
     for n, t in enumerate(tests, start=1):
         origin = "derived" if t["source"].startswith("derived: ") else "declared"
-        assert f"| {n} | {html.escape(t['name'], quote=False)} | {origin} | PASS |" in section
+        assert f"| {n} | {markdown.text(t['name'])} | {origin} | PASS |" in section
     results = _section(completed.md, "Validation Results")
     assert results.count("- Result: PASS") == len(tests) and "FAIL" not in results
 
@@ -209,7 +237,7 @@ def test_markdown_rollback_files_and_monitoring(completed: Run) -> None:
     rollback = _section(md, "Rollback Procedure")
     assert "runbook rollback 7" in rollback
     assert 'ALTER TABLE "Lead" ALTER COLUMN "customer_id" DROP NOT NULL;' in rollback
-    files = _section(md, "Files")
+    files = _section(md, "Files Modified")
     for name in ("batch.toml", "migration.sql", "rollback.sql", "validation.sql"):
         assert f"| {name} |" in files
     assert completed.record("apply")["batch"]["checksum"] in files
@@ -245,9 +273,11 @@ def test_markup_in_a_test_name_and_in_the_data_shows_as_text(tampered: Run) -> N
     assert MARKUP in names  # the record keeps the name as written
     data = next(t for t in _tests(tampered) if t["name"].startswith("A lead whose name"))
     assert data["outcome"] == "passed" and data["observed"] == MARKUP
-    for page in (tampered.html, tampered.md):
+    # the name (results and table), the expected and the read value: an HTML entity in the page, a Markdown
+    # backslash escape in summary.md (no HTML in it)
+    for page, escaped in ((tampered.html, ESCAPED), (tampered.md, markdown.text(MARKUP))):
         assert MARKUP not in page
-        assert page.count(ESCAPED) >= 3  # the name (results and table), the expected and the read value
+        assert page.count(escaped) >= 3, escaped
     # the audit copies of the executed notebooks escape it too
     for audit in tampered.run_dir.glob("*.html"):
         assert MARKUP not in audit.read_text(encoding="utf-8"), audit.name
@@ -354,8 +384,9 @@ def test_a_backfills_summary_says_the_rows_it_changed(completed: Run, capsys: py
     assert main(["report", str(setup.parent)]) == 0
     capsys.readouterr()
     whole = (setup.parent / "summary.md").read_text(encoding="utf-8")
-    # the batch's README.md: its `customer_id` is code, not a literal backtick (&#96;)
-    assert "Batch 7 makes <code>customer_id</code> NOT NULL" in _section(whole, "What Was Done")
+    # the batch's README.md as its author wrote it: plain Markdown, its `customer_id` a code span
+    assert "Batch 7 makes `customer_id` NOT NULL" in _section(whole, "What Was Done")
+    assert "<code>" not in whole and "&#" not in whole
     text = _section(whole, "Changes Applied")
     rows = records.RunFolder.open(setup.parent).read("apply", records.ExecutionResult).row_changes()
     assert any(re.fullmatch(r"[1-9][\d,]* inserted into Customer \(statement \d+\)", r) for r in rows), rows
