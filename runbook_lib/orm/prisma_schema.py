@@ -285,28 +285,36 @@ def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
     return PrismaSchema(path, tuple(models), tuple(enums))
 
 
-_LOADED: dict[tuple[str, int, int], PrismaSchema] = {}
+_LOADED: dict[tuple, PrismaSchema] = {}  # (path, mtime, size) of each file read -> the schema
 
 
 def load(path: Path | str) -> PrismaSchema:
-    """The parsed schema.prisma, read once per version of the file (a release validates hundreds of batches)."""
+    """The parsed schema.prisma, read once per version of the file (a release validates hundreds of batches).
+
+    A folder is a `prismaSchemaFolder` schema: every .prisma file in it (and below), read as one schema."""
     path = Path(path)
-    if not path.is_file():
-        raise BatchError(f"{path} does not exist; pass the schema.prisma to compare with, or none to look next to the batch.")
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    files = sorted(path.rglob("*.prisma")) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        raise BatchError(f"{path} does not exist (or holds no .prisma file); pass the schema.prisma (or schema "
+                         "folder) to compare with, or none to look next to the batch.")
+    key = tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     if key not in _LOADED:
-        _LOADED[key] = parse(path.read_text(encoding="utf-8"), path=str(path))
+        _LOADED[key] = parse("\n".join(f.read_text(encoding="utf-8") for f in files), path=str(path))
     return _LOADED[key]
 
 
 def find(batch: Batch, migrations_dir: Path | str | None = None) -> Path | None:
-    """The schema.prisma for a batch: its own folder's (the state after it), else the migrations folder's parent's."""
+    """The schema.prisma for a batch: its own folder's (the state after it), else the migrations folder's parent's,
+    else that parent's schema/ folder (Prisma's prismaSchemaFolder layout)."""
     own = batch.path / SCHEMA_FILE
     if own.is_file():
         return own
-    parent = Path(migrations_dir or batch.path.parent).parent / SCHEMA_FILE
-    return parent if parent.is_file() else None
+    project = Path(migrations_dir or batch.path.parent).parent
+    parent = project / SCHEMA_FILE
+    if parent.is_file():
+        return parent
+    folder = project / "schema"  # prismaSchemaFolder: prisma/schema/*.prisma beside prisma/migrations
+    return folder if folder.is_dir() and any(folder.rglob("*.prisma")) else None
 
 
 # --- comparing ------------------------------------------------------------------------------------

@@ -311,3 +311,25 @@ def test_a_trigger_dev_migration_that_makes_a_relation_required(make_database):
     assert impacts["tokenReference", "onDelete"].error_code is None
     text = prisma_models.updates_markdown(result) + prisma_impact.impact_markdown(list(impacts.values()))
     assert "<" not in text and "&#" not in text
+
+
+def test_a_prisma_schema_folder_is_read_as_one_schema(tmp_path: Path) -> None:
+    """prismaSchemaFolder: prisma/schema/*.prisma beside prisma/migrations, found and read as one schema."""
+    from runbook_lib import batch as batch_mod
+    from runbook_lib.orm import prisma_schema
+
+    whole = (config.example_dir() / "schema.prisma").read_text(encoding="utf-8")
+    head, models = whole.split("\nmodel ", 1)
+    project = tmp_path / "prisma"
+    (project / "schema").mkdir(parents=True)
+    (project / "schema" / "base.prisma").write_text(head)
+    for n, model in enumerate(models.split("\nmodel ")):
+        (project / "schema" / f"{n}.prisma").write_text("model " + model)
+    folder = project / "migrations" / "001_x"
+    folder.mkdir(parents=True)
+    (folder / "migration.sql").write_text("SELECT 1;\n")
+    found = prisma_schema.find(batch_mod.find(project / "migrations", 1), project / "migrations")
+    assert found == project / "schema"
+    split, single = prisma_schema.load(found), prisma_schema.parse(whole)
+    assert [m.name for m in split.models] == [m.name for m in single.models]
+    assert [f.name for f in split.model("Lead").fields] == [f.name for f in single.model("Lead").fields]
