@@ -118,6 +118,13 @@ def test_a_complete_history_deploys_as_psql_applies_it(corpus: str, make_databas
     assert all(r[1] == checksums[r[0]] and r[2] and r[3] and r[4] == 1 and r[5] is None for r in rows), rows[:3]
     if corpus == "langfuse":
         _summary_opens_and_stays_small(_run_dir(err), len(files), tmp_path)
+        # the release's Prisma sections, measured: every model before (absent) and after, what the client's types
+        # become, and the project's schema.prisma agreeing with the database the release left (issue 34)
+        summary = (_run_dir(err) / "summary.md").read_text(encoding="utf-8")
+        assert "## Prisma Schema Updates" in summary and "## Application Impact" in summary
+        assert "### Trace Model" in summary or "### Project Model" in summary
+        assert "schema.prisma` agrees with the database after the batch" in summary
+        assert "<code>" not in summary
 
 
 def _summary_opens_and_stays_small(run_dir: Path, migrations: int, tmp_path: Path) -> None:

@@ -180,6 +180,23 @@ def _quoted(name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(table)}"
 
 
+_INDEX_TABLES_SQL = """
+SELECT t.name, CASE WHEN pg_table_is_visible(c.oid) THEN c.relname ELSE n.nspname || '.' || c.relname END
+FROM unnest(%s::text[], %s::text[]) AS t(name, regclass)
+JOIN pg_index i ON i.indexrelid = to_regclass(t.regclass)
+JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+"""
+
+
+def tables_of(conn: psycopg.Connection, names: list[str]) -> list[str]:
+    """The names a statement's locks give, with an index's name (DROP INDEX, ALTER INDEX name the index, not
+    its table) replaced by its table's: the table a before and after snapshot must hold. Once each, in order."""
+    if not names:
+        return []
+    owners = dict(conn.execute(_INDEX_TABLES_SQL, (names, [regclass_text(n) for n in names])).fetchall())
+    return list(dict.fromkeys(owners.get(name, name) for name in names))
+
+
 def snapshot(conn: psycopg.Connection, tables: list[str], *, count_rows: bool = True) -> CatalogSnapshot:
     taken = conn.execute("SELECT clock_timestamp()::text").fetchone()[0]
     return CatalogSnapshot(taken, tuple(snapshot_table(conn, t, count_rows=count_rows) for t in tables))

@@ -316,6 +316,7 @@ def execute(
                  (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"))
     search_path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
     conn.commit()
+    tables_touched = catalog.tables_of(conn, tables_touched)  # an index dropped or altered: its table
     result.before = catalog.snapshot(conn, tables_touched)
     conn.commit()
     clock = _Clock()

@@ -700,12 +700,15 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
         database = prisma_default(column.default, line.enum)
         if said is not None and PRISMA_ONLY_DEFAULTS.match(said):
             said = None  # client-side: the database has none, and needs none
-        if _normal(said) != _normal(database) and not _equivalent_defaults(said, database):
+        if _normal(said) != _normal(database) and not _equivalent_defaults(said, database) \
+                and not _same_array(said, column.default):
             add(f, f.name, "default", f"@default({said})" if said else "no @default",
                 f"DEFAULT {column.default}" if column.default else "no DEFAULT")
         attrs = line.attributes
         for attr, aspect in (("@id", "id"), ("@unique", "unique")):
-            says = bool(re.search(rf"(?<!@){attr}\b", f.text))
+            # `@@unique([x])` says what `x ... @unique` says (and `@@id([x])` what `@id` does)
+            block = {_attribute_columns(ctx, t) for t in model.attributes if t.startswith(f"@{attr}(")}
+            says = bool(re.search(rf"(?<!@){attr}\b", f.text)) or (f.db_name,) in block
             has = bool(re.search(rf"(?<!@){attr}\b", attrs))
             if says != has:
                 add(f, f.name, aspect, attr if says else f"no {attr}",
@@ -725,6 +728,18 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
     return found
 
 
+def _same_array(said: str | None, column_default: str | None) -> bool:
+    """`@default(["NEW"])` and `ARRAY['NEW'::text]`: the same list of strings."""
+    if not said or not column_default or not said.startswith("["):
+        return False
+    found = re.fullmatch(r"ARRAY\[(.*)\](?:::[\w\s\[\]]+)?", column_default.strip(), re.S)
+    if not found:
+        return False
+    database = re.findall(r"'((?:[^']|'')*)'(?:::[\w\s]+)?", found.group(1))
+    declared = re.findall(r'"((?:[^"\\]|\\.)*)"', said)
+    return [d.replace("''", "'") for d in database] == declared
+
+
 def _equivalent_defaults(said: str | None, database: str | None) -> bool:
     if said is None or database is None:
         return False
@@ -742,10 +757,11 @@ def _attribute_columns(ctx: _Context, text: str) -> tuple[str, ...]:
     inner = _args_of(text, text.split("(")[0])
     if inner is None:
         return ()
-    first = re.match(r"\s*(?:fields\s*:\s*)?\[([^\]]*)\]", inner)
+    first = re.match(r"\s*(?:fields\s*:\s*)?(?:\[([^\]]*)\]|([A-Za-z_]\w*)\s*(?:,|$))", inner)
     if not first:
         return ()
-    names = [re.sub(r"\(.*\)", "", n).strip() for n in first.group(1).split(",") if n.strip()]
+    listed = first.group(1) if first.group(1) is not None else first.group(2)  # @@index(orgId): one bare field
+    names = [re.sub(r"\(.*\)", "", n).strip() for n in listed.split(",") if n.strip()]
     return tuple((ctx.model.field(n).db_name if ctx.model.field(n) else n) for n in names)
 
 
@@ -758,8 +774,13 @@ def _attribute_disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Dis
         for line in lines:
             if line.kind == "attribute" and line.attributes.startswith(kind + "("):
                 has[_attribute_columns(ctx, line.attributes)] = line.attributes
+        on_a_field: set[tuple[str, ...]] = set()  # a one-column @@unique / @@id: the field's @unique / @id there
+        if kind != "@@index":
+            field_level = "@unique" if kind == "@@unique" else "@id"
+            on_a_field = {(line.column,) for line in lines if line.kind == "scalar"
+                          and re.search(rf"(?<!@){field_level}\b", line.attributes)}
         for columns, text in said.items():
-            if columns not in has:
+            if columns not in has and columns not in on_a_field:
                 found.append(Disagreement(model.name, text, "index" if kind == "@@index" else kind.strip("@"), text,
                                           f"no {'unique ' if kind == '@@unique' else ''}{'primary key' if kind == '@@id' else 'index'} "
                                           f"on ({', '.join(columns)})", model.line))
@@ -892,7 +913,7 @@ def updates_markdown(result: ModelUpdates) -> str:
         parts.append("**After**:\n\n" + _fence(model_text(update.model, after_lines, {
             c.key: "changed: " + "; ".join(c.what) for c in update.changes if c.after is not None}), "prisma")
                      if after_lines else "**After**: the changed lines are gone (see Before).")
-        if update.after:
+        if update.after and before_lines:  # a new model's After block is the whole model already
             parts.append(f"**Model {_escape(update.model)} (after)**, changed lines marked {_code('// changed')}:\n\n" + _fence(
                 model_text(update.model, update.after, {c.key: "changed" for c in update.changes if c.after is not None},
                            update.block_attributes), "prisma"))
