@@ -392,3 +392,32 @@ def test_a_backfills_summary_says_the_rows_it_changed(completed: Run, capsys: py
     assert any(re.fullmatch(r"[1-9][\d,]* inserted into Customer \(statement \d+\)", r) for r in rows), rows
     assert any(re.fullmatch(r"[1-9][\d,]* updated in Lead \(statement \d+\)", r) for r in rows), rows
     assert "Rows changed (measured: each statement's row count):\n\n" + "\n".join(f"- {r}" for r in rows) in text
+
+
+def test_batch_7_summary_has_what_the_reference_has_measured(completed: Run) -> None:
+    """Issue 34's "done when": models before and after, application impact, client regeneration (stated: no
+    --prisma-generate here), the different-customer test, the README's sections, X/Y without duplicates."""
+    md, page = completed.md, completed.html
+    prisma = _section(md, "Prisma Schema Updates")
+    assert "### Lead Model" in prisma and "### Job Model" in prisma
+    assert 'customerId String?   @map("customer_id")' in prisma  # before, from the catalog and schema.prisma
+    assert "onDelete: Restrict) // changed: required (was optional); onDelete: Restrict (was SetNull)" in prisma
+    assert "### Prisma Client Regeneration" in prisma and "Not run (--prisma-generate was not given)" in prisma
+    assert "npx prisma generate" in prisma and "Generated Prisma Client" not in prisma  # no output not produced
+    impact = _section(md, "Application Impact")
+    assert "customerId: string | null;" in impact and "customerId: string;" in impact
+    assert "P2003" in impact and "instead of setting their `customerId` to NULL" in impact
+    allowed = _section(md, "Constraint Behavior")
+    assert "UPDATE of Lead.customer_id to a different existing Customer accepted" in allowed
+    assert "UPDATE of Job.customer_id to a different existing Customer accepted" in allowed
+    for title in ("Benefits", "Lessons Learned", "Team Notes", "Next Steps"):
+        assert "*The author's notes, from the batch's README.md:*" in _section(md, title)
+    tests = _tests(completed)
+    behaviours = [(t["name"].split(" (derived:")[0]) for t in tests]
+    assert len(behaviours) == len(set(behaviours))
+    assert not any("is NOT NULL (derived:" in t["name"] for t in tests)  # merged into the declared one
+    merged = [t for t in tests if t.get("also_from")]
+    assert merged and all(a.startswith("migration.sql line ") for t in merged for a in t["also_from"])
+    assert f"{len(tests)}/{len(tests)} tests passed" in _section(md, "Summary")
+    # the same in the HTML: the models in code blocks, the impact's types
+    assert "customerId String?" in page and "<code>customerId: string | null</code>" in page
