@@ -16,6 +16,7 @@ RUNBOOK_REPORTS_DIR and RUNBOOK_HOME move the reports and the state in both case
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from collections.abc import Iterator
@@ -95,19 +96,31 @@ def _read_project_file(path: Path) -> ProjectFile:
     return ProjectFile(path, (path.parent / folder).resolve() if folder else None, schema)
 
 
+def _project_file_path(start: Path | None = None) -> Path | None:
+    """The nearest runbook.toml from `start` (the current directory) up."""
+    here = (start or Path.cwd()).resolve()
+    return next((d / PROJECT_FILE for d in (here, *here.parents) if (d / PROJECT_FILE).is_file()), None)
+
+
 def find_project_file(start: Path | None = None) -> ProjectFile | None:
     """The nearest runbook.toml from `start` (the current directory) up, read; None when there is none."""
-    here = (start or Path.cwd()).resolve()
-    for directory in (here, *here.parents):
-        if (directory / PROJECT_FILE).is_file():
-            return _read_project_file(directory / PROJECT_FILE)
-    return None
+    path = _project_file_path(start)
+    return _read_project_file(path) if path else None
 
 
 def project_ledger_schema(start: Path | None = None) -> str | None:
-    """runbook.toml's ledger_schema, found from the current directory up."""
-    found = find_project_file(start)
-    return found.ledger_schema if found else None
+    """runbook.toml's ledger_schema, found from the current directory up; the file read once per version: the
+    ledger asks on every write (a backfill writes its position after every batch)."""
+    path = _project_file_path(start)
+    if path is None:
+        return None
+    stat = path.stat()
+    return _ledger_schema_of(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _ledger_schema_of(path: str, mtime_ns: int, size: int) -> str | None:
+    return _read_project_file(Path(path)).ledger_schema
 
 
 def find_migrations_dir(start: Path | None = None) -> Path | None:

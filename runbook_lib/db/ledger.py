@@ -44,7 +44,8 @@ def table() -> str:
 
 def _sql(text: str) -> str:
     """A statement on the ledger: `{ledger}` is its table, `{schema}` its schema (both quoted)."""
-    return text.format(ledger=table(), schema=catalog.quote_ident(schema_name()))
+    schema = catalog.quote_ident(schema_name())
+    return text.format(ledger=f"{schema}.phase_run", schema=schema)
 
 
 _DDL = """

@@ -310,8 +310,8 @@ def ledger_gap(conn: psycopg.Connection, role: str, schema: str) -> Gap | None:
 
 
 def statement_gaps(conn: psycopg.Connection, wanted: list[Need], role: str) -> list[Gap]:
-    """Each need the role does not meet: a NO-GO naming the statement, the object and its owner, or (VACUUM,
-    ANALYZE, which PostgreSQL skips with a warning) a WARN."""
+    """Each need a role that is not a superuser does not meet (`Reading` asks only for those): a NO-GO naming
+    the statement, the object and its owner, or (VACUUM, ANALYZE, which PostgreSQL skips with a warning) a WARN."""
     gaps: list[Gap] = []
     quoted = _quote(role)
     for need in wanted:
@@ -326,7 +326,7 @@ def statement_gaps(conn: psycopg.Connection, wanted: list[Need], role: str) -> l
             continue
         if need.kind == EXTENSION:
             installed, trusted, create_db = conn.execute(_EXTENSION_SQL, {"name": need.name}).fetchone()
-            if installed or who(conn).superuser:
+            if installed:
                 continue
             if trusted is None:
                 continue  # not available at all: the extension check names it and where to get it

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runbook_lib.db import connection
+from runbook_lib.orm import prisma_schema
 
 #: The record's name in the run folder: prisma_generate.json.
 RECORD = "prisma_generate"
@@ -36,7 +37,6 @@ TIMEOUT_S = 120.0  # `prisma generate` of a large schema takes seconds; a hang i
 VERSION_TIMEOUT_S = 30.0
 OUTPUT_LIMIT = 4000  # characters of output kept in the record: the head and the tail, the middle cut
 CLI = Path("node_modules") / ".bin" / "prisma"
-SCHEMA_FILE = "schema.prisma"
 RUN_HINT = "npx prisma generate"
 
 # the reasons it did not run, each spelled once
@@ -82,23 +82,6 @@ def find_cli(start: Path | str) -> Path | None:
         candidate = directory / CLI
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    return None
-
-
-def _has_prisma_files(folder: Path) -> bool:
-    return folder.is_dir() and any(p.suffix == ".prisma" for p in folder.iterdir() if p.is_file())
-
-
-def find_schema(migrations_dir: Path | str) -> Path | None:
-    """The project's schema: schema.prisma next to the migrations folder (prisma/schema.prisma), else a schema
-    folder (the migrations folder's parent holding *.prisma files, or its `schema/` subfolder); None: let the
-    CLI find it (package.json's "prisma.schema", prisma.config.ts)."""
-    parent = Path(migrations_dir).resolve().parent
-    if (parent / SCHEMA_FILE).is_file():
-        return parent / SCHEMA_FILE
-    for folder in (parent, parent / "schema"):
-        if _has_prisma_files(folder):
-            return folder
     return None
 
 
@@ -197,7 +180,7 @@ def run(migrations_dir: Path | str, *, database_url: str | None = None, timeout:
     if find_node() is None:
         return not_run(NO_NODE, warning=True)
     cwd = cli.parent.parent.parent  # <project>/node_modules/.bin/prisma
-    schema = find_schema(migrations_dir)
+    schema = prisma_schema.project_schema(migrations_dir)  # None: the CLI finds it (package.json, prisma.config.ts)
     argv = [str(cli), "generate", *(["--schema", str(schema)] if schema else [])]
     shown = shlex.join([_shown(cli, cwd), "generate", *(["--schema", _shown(schema, cwd)] if schema else [])])
     env = _environment(database_url)

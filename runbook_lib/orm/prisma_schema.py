@@ -303,18 +303,25 @@ def load(path: Path | str) -> PrismaSchema:
     return _LOADED[key]
 
 
+def project_schema(migrations_dir: Path | str) -> Path | None:
+    """The project's schema: schema.prisma beside the migrations folder (prisma/schema.prisma), else a schema
+    folder (prismaSchemaFolder: the migrations folder's parent holding *.prisma files, or its `schema/`
+    subfolder); None when there is neither."""
+    parent = Path(migrations_dir).resolve().parent
+    if (parent / SCHEMA_FILE).is_file():
+        return parent / SCHEMA_FILE
+    for folder in (parent, parent / "schema"):
+        if folder.is_dir() and any(p.suffix == ".prisma" for p in folder.iterdir() if p.is_file()):
+            return folder
+    return None
+
+
 def find(batch: Batch, migrations_dir: Path | str | None = None) -> Path | None:
-    """The schema.prisma for a batch: its own folder's (the state after it), else the migrations folder's parent's,
-    else that parent's schema/ folder (Prisma's prismaSchemaFolder layout)."""
+    """The schema.prisma for a batch: its own folder's (the state after it), else the project's (`project_schema`)."""
     own = batch.path / SCHEMA_FILE
     if own.is_file():
         return own
-    project = Path(migrations_dir or batch.path.parent).parent
-    parent = project / SCHEMA_FILE
-    if parent.is_file():
-        return parent
-    folder = project / "schema"  # prismaSchemaFolder: prisma/schema/*.prisma beside prisma/migrations
-    return folder if folder.is_dir() and any(folder.rglob("*.prisma")) else None
+    return project_schema(migrations_dir or batch.path.parent)
 
 
 # --- comparing ------------------------------------------------------------------------------------

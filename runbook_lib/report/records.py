@@ -438,7 +438,13 @@ class PreflightResult:
         rows += [(g.severity, g.text, g.fix) for g in p.gaps]
         if not p.gaps:
             rows.append(("OK", "the role may run every statement and write the ledger", ""))
-        return pd.DataFrame(rows, columns=["status", "finding", "fix"])
+        return pd.DataFrame(rows, columns=_GAP_COLUMNS)
+
+    def gaps_frame(self) -> pd.DataFrame | None:
+        """This migration's gaps alone (None: none), for a release's table under the role's rows."""
+        if self.privileges is None or not self.privileges.gaps:
+            return None
+        return pd.DataFrame([(g.severity, g.text, g.fix) for g in self.privileges.gaps], columns=_GAP_COLUMNS)
 
     def ledger_frame(self) -> pd.DataFrame:
         lc = self.ledger
@@ -607,6 +613,7 @@ class StepRun:
     longest_write_block_s: float = 0.0
 
 
+_GAP_COLUMNS = ["status", "finding", "fix"]  # a preflight's privileges table
 HIDDEN_STATE = "state hidden"  # a session of another role, seen by a role without pg_read_all_stats
 
 
@@ -960,8 +967,7 @@ class ReleasePreflight:
         if not self.results:
             return pd.DataFrame({"note": ["nothing pending"]})
         first = self.results[0].privileges_frame()
-        rest = _each(self.results[1:], lambda r: r.privileges_frame().iloc[2:] if r.privileges and r.privileges.gaps
-                     else None, "")
+        rest = _each(self.results[1:], PreflightResult.gaps_frame, "")
         return first if "note" in rest.columns else pd.concat([first, rest.reset_index(drop=True)], ignore_index=True)
 
     def statements_frame(self) -> pd.DataFrame:

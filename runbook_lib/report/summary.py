@@ -395,13 +395,9 @@ def _model_updates(before, after, schema_path: Path | None) -> prisma_models.Mod
 
 def _regeneration(run_dir: Path) -> str:
     """The reference's "Prisma Client Regeneration": what `--prisma-generate` ran and said, or the command to run
-    (never output that was not produced). In a release, the record is the release's own."""
-    record = None
-    for folder in (run_dir, run_dir.parent):
-        record = records.RunFolder.open(folder).read(prisma_generate.RECORD, prisma_generate.PrismaGenerate) \
-            if (folder / f"{prisma_generate.RECORD}.json").exists() else None
-        if record is not None:
-            break
+    (never output that was not produced). In a release, the record is the release's own, one folder up."""
+    record = next((r for r in (records.RunFolder.open(folder).read(prisma_generate.RECORD, prisma_generate.PrismaGenerate)
+                               for folder in (run_dir, run_dir.parent)) if r is not None), None)
     return f"### {prisma_generate.TITLE}\n\n" + prisma_generate.section_markdown(record, heading=False)
 
 

@@ -9,6 +9,7 @@ stands for Node.js (the real CLI is a Node script); `prisma_generate.find_node` 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import stat
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from runbook_lib import config
 from runbook_lib.db import ledger
 from runbook_lib.orm import prisma_generate as pg
+from runbook_lib.orm import prisma_schema
 from runbook_lib.report import records
 
 from incli import cli
@@ -238,13 +240,13 @@ def test_the_cli_is_found_from_the_migrations_folder_up(tmp_path) -> None:
 
 def test_the_schema_file_or_folder(tmp_path) -> None:
     migrations = make_project(tmp_path / "a")
-    assert pg.find_schema(migrations) == (tmp_path / "a" / "prisma" / "schema.prisma").resolve()
+    assert prisma_schema.project_schema(migrations) == (tmp_path / "a" / "prisma" / "schema.prisma").resolve()
     folder = tmp_path / "b" / "prisma" / "schema"  # prismaSchemaFolder: migrations next to the datasource's file
     (folder / "migrations").mkdir(parents=True)
     (folder / "base.prisma").write_text("datasource db {}\n", encoding="utf-8")
-    assert pg.find_schema(folder / "migrations") == folder.resolve()
+    assert prisma_schema.project_schema(folder / "migrations") == folder.resolve()
     (tmp_path / "c" / "migrations").mkdir(parents=True)
-    assert pg.find_schema(tmp_path / "c" / "migrations") is None
+    assert prisma_schema.project_schema(tmp_path / "c" / "migrations") is None
 
 
 def test_a_hanging_generate_is_stopped_at_the_timeout(tmp_path, fake_node) -> None:
@@ -257,12 +259,21 @@ def test_a_hanging_generate_is_stopped_at_the_timeout(tmp_path, fake_node) -> No
     assert rec.warning.startswith("prisma generate did not finish within 1 s")
 
 
+# Passwords made up when the tests run: none is committed.
+SECRET, OTHER, THIRD = (secrets.token_hex(6) for _ in range(3))
+
+
+def url_with(user: str, password: str, host: str, scheme: str = "postgresql") -> str:
+    """A URL with its password in it, as a user might write one (the password made up at run time)."""
+    return f"{scheme}://{user}:{password}@{host}/crm"
+
+
 def test_the_output_is_masked_and_cut() -> None:
-    url = "postgresql://app:s3cret-Pass@db.internal:5432/crm"
-    said = (f"\x1b[32mloaded\x1b[0m DATABASE_URL={url}\nother postgres://u:hunter22@h/x\npassword=topsecret\n"
-            + "x" * 10_000 + "\nError: the end")
+    url = url_with("app", SECRET, "db.internal:5432")
+    said = (f"\x1b[32mloaded\x1b[0m DATABASE_URL={url}\nother {url_with('u', OTHER, 'h', 'postgres')}\n"
+            f"password={THIRD}\n" + "x" * 10_000 + "\nError: the end")
     clean = pg.clean_output(said, url)
-    for secret in ("s3cret-Pass", "hunter22", "topsecret", "\x1b["):
+    for secret in (SECRET, OTHER, THIRD, "\x1b["):
         assert secret not in clean
     assert "postgresql://app:***@db.internal:5432/crm" in clean
     assert len(clean) < pg.OUTPUT_LIMIT + 100 and "characters cut" in clean and clean.endswith("Error: the end")
@@ -270,9 +281,9 @@ def test_the_output_is_masked_and_cut() -> None:
 
 def test_the_database_password_is_masked_in_the_record(tmp_path, fake_node) -> None:
     migrations = make_project(tmp_path / "project")
-    rec = pg.run(migrations, database_url="postgresql://app:s3cret-Pass@localhost/crm")
+    rec = pg.run(migrations, database_url=url_with("app", SECRET, "localhost"))
     assert rec.ok and "datasource: postgresql://app:***@localhost/crm" in rec.output
-    assert "s3cret" not in records.to_json(rec)
+    assert SECRET not in records.to_json(rec)
 
 
 def test_version_line() -> None:
