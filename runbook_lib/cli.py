@@ -192,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
     _apply_options(p, force=False)
+    p = sub.add_parser("notebook", parents=fmt, help="write a runbook notebook for a batch: a cell per step of the "
+                       "apply plan, each guarded, recorded and safe to run again")
+    p.add_argument("batch", type=int, help=BATCH_HELP)
+    _common(p)
+    _apply_options(p)
+    _not_run_option(p)
     p = sub.add_parser("run", parents=fmt, help="preflight, apply, validate and summary in one run folder")
     p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
@@ -462,6 +468,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "baseline":
         return _baseline(tgt, args)
     where = {"migrations_dir": args.migrations_dir, "reports_dir": args.reports_dir}
+    if cmd == "notebook":
+        written = commands.notebook(tgt, args.batch, options=_options(args), **where)
+        if args.format == "json":
+            print(machine.document(cmd, True, notebook=str(written.notebook), run_dir=str(written.run_dir),
+                                   batch=written.batch, strategy=written.strategy, steps=written.steps,
+                                   pauses=written.pauses))
+        else:
+            print("\n".join(written.lines()))
+        return 0
     if cmd == "deploy":
         return _print_outcome(commands.deploy(tgt, to=args.to, options=_options(args), **where), args.format, cmd)
     if cmd == "run":
@@ -488,6 +503,7 @@ def _print_status(tgt: commands.Target, report: commands.StatusReport) -> None:
         print(f"  FAILED PRISMA MIGRATION: {report.prisma_failed}")
     for row in report.rows:
         state = (f"IN PROGRESS: {row.in_progress}" if row.in_progress
+                 else f"PAUSED: {row.paused}" if row.paused
                  else f"PART ROLLED BACK: {row.part_rolled_back}" if row.part_rolled_back
                  else f"applied {row.applied_at} by {row.applied_by} [{row.source}]" if row.applied
                  else f"PART APPLIED: {row.part_applied}" if row.part_applied else "not applied")

@@ -16,7 +16,7 @@ from pathlib import Path
 from runbook_lib import batch as batch_mod
 from runbook_lib import config, names
 from runbook_lib.config import Options
-from runbook_lib.db import connection, embedded, history, ledger
+from runbook_lib.db import approvals, connection, embedded, history, ledger
 from runbook_lib.db import example as example_mod
 from runbook_lib.db.migration_lock import holder as migration_lock_holder
 from runbook_lib.db.migration_lock import migration_lock
@@ -25,13 +25,14 @@ from runbook_lib.errors import BaselineRefused, RunbookError
 from runbook_lib.orm import prisma_history
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.chain import RunOutcome, run_phases
-from runbook_lib.phases import health
-from runbook_lib.phases.session import PENDING
+from runbook_lib.notebook import stepbook
+from runbook_lib.phases import health, stepwise
+from runbook_lib.phases.session import PENDING, Session, open_session
 from runbook_lib.report import records, render, site
 
 __all__ = [
     "BaselineOutcome", "BaselinePlan", "BatchStatus", "DemoOutcome", "RunOutcome", "StatusReport", "Target", "apply",
-    "baseline", "check", "demo", "deploy", "example_load", "example_project", "fleet", "plan_baseline", "preflight", "publish", "report", "rollback", "run",
+    "baseline", "check", "demo", "deploy", "example_load", "example_project", "fleet", "notebook", "plan_baseline", "preflight", "publish", "report", "rollback", "run",
     "run_phases", "server", "status", "target", "validate",
 ]
 
@@ -145,6 +146,7 @@ class BatchStatus:
     part_applied: str = ""  # not applied, but an apply stopped part way: what it committed, how to go on
     part_rolled_back: str = ""  # a rollback stopped part way: what it committed, how to finish it
     in_progress: str = ""  # the apply or rollback at work now (it holds the migration lock): who, where it is
+    paused: str = ""  # a runbook notebook waits for an approval before its next step: which, since when, how to go on
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
         busy = migration_lock_holder(conn)
         stopped = ledger.stopped_runs(conn, running=busy is not None)
         at_work = ledger.live(conn, busy[2]) if busy is not None else None
+        waiting = approvals.waiting(conn)
     rows = []
     for b in found.batches:
         st = known.state(b.number)
@@ -187,8 +190,61 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
             if run and run.phase == "apply" and run.changed_anything and not st.applied else "",
             part_rolled_back=_part_rolled_back(b.number, run) if run and run.phase == "rollback" else "",
             in_progress=f"{at_work.phase} {at_work.doing}" if at_work and at_work.batch == b.number else "",
+            paused=_paused(b.number, waiting[b.number], run) if b.number in waiting and not st.applied else "",
         ))
     return StatusReport(rows, found.note, known.failed_message(), [(path.name, why) for path, why in found.broken])
+
+
+def _paused(number: int, pause: approvals.Approval, run: ledger.PartialRun | None) -> str:
+    """A notebook stopped at a pause: what it committed, what it waits for, and the ways on."""
+    done = f"{run.committed} committed; " if run is not None and run.phase == "apply" and run.changed_anything else ""
+    return (f"{done}a runbook notebook (run {pause.run_id}) waits since {pause.since:%Y-%m-%d %H:%M:%S %Z} for an "
+            f"approval before step {pause.step}: approve it in the notebook (or run it with -p approve all), or "
+            f"finish from a terminal with `runbook apply {number}"
+            + (f" --strategy {run.strategy}`" if run is not None else "`"))
+
+
+def notebook(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
+             options: Options | None = None) -> NotebookWritten:
+    """A runbook notebook for batch `number` in a new run folder: a section per step of the apply plan, each run by
+    its own cell (`phases.stepwise`); written, not executed."""
+    options = (options or config.DEFAULTS).checked()
+    if options.dry_run:
+        raise RunbookError(f"A runbook notebook changes the database a step at a time, so it has no dry run; rehearse "
+                           f"the batch with `runbook apply {number} --dry-run`, then write the notebook without it.")
+    session = open_session(number, migrations_dir=_migrations(migrations_dir), reports_dir=reports_dir,
+                           database_url=tgt.url)
+    assert isinstance(session, Session)
+    plan = stepwise.write_plan(session, strategy=options.strategy)
+    path = stepbook.build(plan, session.run.path.resolve(), options)
+    return NotebookWritten(path, session.run.path, number, session.batch.name, plan.strategy, len(plan.steps),
+                           [c.number for c in plan.steps if c.pause], plan.online_steps, tgt.shown)
+
+
+@dataclass(frozen=True)
+class NotebookWritten:
+    """What `runbook notebook N` wrote: the notebook, its run folder, and the plan's shape."""
+
+    notebook: Path
+    run_dir: Path
+    batch: int
+    name: str
+    strategy: str
+    steps: int
+    pauses: list[int]
+    online_steps: int
+    database: str
+
+    def lines(self) -> list[str]:
+        pauses = ", ".join(f"before step {n}" for n in self.pauses) or "none"
+        out = [f"batch {self.batch} ({self.name}) on {self.database}: {self.strategy} strategy, {self.steps} step(s), "
+               f"a cell each; pauses for an approval: {pauses}"]
+        if self.online_steps > self.steps:
+            out.append(f"  the direct plan is one transaction; `--strategy online` gives {self.online_steps} steps")
+        out += [f"notebook: {self.notebook}",
+                f"  step through it: jupyter lab {self.notebook}",
+                f"  or straight through: papermill {self.notebook} out.ipynb -p approve all"]
+        return out
 
 
 def _part_applied(number: int, run: ledger.PartialRun) -> str:

@@ -15,6 +15,11 @@ class RunbookError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows in a notebook cell: the sentence, which names the problem and the fix, without the
+        traceback through runbook's code (a runbook notebook's step cell refused is not a crash)."""
+        return [f"{type(self).__name__}: {self.message}"]
+
 
 class BatchError(RunbookError):
     """A batch folder, batch.toml or SQL file is missing or malformed."""
@@ -138,3 +143,14 @@ class CannotBuild(Exception):
 
     Not a RunbookError: a validation test that cannot build its row is reported as that test's outcome.
     """
+
+
+class StepRefused(RunbookError):
+    """A notebook's step cell run before the step it depends on, or against files that changed since the
+    notebook was written: nothing was run."""
+
+
+class AwaitingApproval(RunbookError):
+    """A step behind a pause that no one has approved yet: the run stops there, cleanly, and resumes later."""
+
+    exit_code = 3  # not a failure: `runbook status` shows the batch PAUSED until someone approves

@@ -28,6 +28,8 @@ def worst_verdict(statuses: Iterable[str]) -> str:
 # proved nothing either way, so it is neither a pass nor a failure, and X/Y counts only the tests that ran.
 PASSED, NOT_RUN = "passed", "not_run"
 TEST_FAILED = "failed"
+ALREADY_DONE = "already done"  # a notebook's step cell run again: the step was committed before, nothing ran
+PAUSED = "paused"  # a notebook's step cell: the steps up to it committed, the rest not yet run
 TEST_STATUS = {PASSED: "PASS", TEST_FAILED: "FAIL", NOT_RUN: "NOT RUN"}  # as a table or the terminal shows it
 
 # What an apply or rollback record says happened (ExecutionResult.status).

@@ -23,7 +23,7 @@ from runbook_lib.errors import BatchError
 from runbook_lib.sql.parse import type_name_sql
 from runbook_lib.tomltext import line_of as _line_of
 
-_TOP_KEYS = {"batch", "title", "type", "depends_on", "description", "checks"}
+_TOP_KEYS = {"batch", "title", "type", "depends_on", "description", "checks", "pause_before"}
 _FK_KEYS = {"column", "references", "on_delete"}
 
 
@@ -186,6 +186,10 @@ def read(manifest: Path) -> Batch:
     depends = raw.get("depends_on", [])
     if not isinstance(depends, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in depends):
         raise BatchError(f"{manifest} line {_line_of(text, 'depends_on')}: depends_on must be a list of batch numbers, like [6].")
+    pauses = raw.get("pause_before", [])
+    if not isinstance(pauses, list) or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pauses):
+        raise BatchError(f"{manifest} line {_line_of(text, 'pause_before')}: pause_before must be a list of statement "
+                         "numbers of migration.sql (as preflight numbers them), like [4].")
     for key in ("title", "type", "description"):
         if key in raw and not isinstance(raw[key], str):
             raise BatchError(f"{manifest} line {_line_of(text, key)}: {key} must be a string.")
@@ -198,5 +202,6 @@ def read(manifest: Path) -> Batch:
         depends_on=tuple(depends),
         checks=_parse_checks(raw.get("checks"), str(manifest), text),
         description=raw.get("description", ""),
+        pause_before=tuple(sorted(set(pauses))),
     )
 

@@ -235,6 +235,8 @@ class Batch:
     depends_on: tuple[int, ...]
     checks: Checks = field(default_factory=Checks)
     description: str = ""
+    # statements of migration.sql (1-based) a runbook notebook pauses before, for an approval (phases.stepwise)
+    pause_before: tuple[int, ...] = ()
 
     def file(self, name: str) -> Path | None:
         path = self.path / name

@@ -85,6 +85,9 @@ _INSERT = ("INSERT INTO {ledger} (run_id, batch, batch_name, phase, status, chec
            " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id")
 
 RUNNING, SUCCEEDED, FAILED, NOOP, REFUSED = "running", "succeeded", "failed", "no-op", "refused"
+# An apply or rollback that stopped on purpose after the step it was asked for (a runbook notebook's step
+# cell): what it committed is whole, so the next run goes on at the very next step (no group is redone).
+PAUSED = "paused"
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ class PartialRun:
     # the stopped run's plan, a fingerprint per step (None: a ledger row written before they were recorded);
     # a resumed run may change the steps it has still to run, never the ones committed
     steps: tuple[str, ...] | None = None
+    paused: bool = False  # stopped on purpose after step `steps_done` (a notebook's step): nothing half made
 
     @property
     def changed_anything(self) -> bool:
@@ -241,7 +245,7 @@ def stopped_runs(conn: psycopg.Connection, running: bool) -> dict[int, PartialRu
     with conn.transaction():
         batches = [r[0] for r in conn.execute(
             f"SELECT DISTINCT batch FROM {table()} WHERE phase IN ('apply', 'rollback') AND NOT dry_run"
-            " AND status IN (%s, %s, %s) ORDER BY batch", (FAILED, INTERRUPTED, RUNNING))]
+            " AND status IN (%s, %s, %s, %s) ORDER BY batch", (FAILED, INTERRUPTED, RUNNING, PAUSED))]
     return {b: run for b in batches if (run := stopped(conn, b, dead_running=not running)) is not None}
 
 
@@ -298,7 +302,7 @@ def stopped(conn: psycopg.Connection, batch: int, *, dead_running: bool = False)
     if row is None:
         return None
     phase, status, checksum, strategy, done, total, run_id, position, steps = row
-    if status not in (FAILED, INTERRUPTED, *((RUNNING,) if dead_running else ())):
+    if status not in (FAILED, INTERRUPTED, PAUSED, *((RUNNING,) if dead_running else ())):
         return None
     done = done or 0
     # batches of the step under way committed (with their position) even when no whole step did
@@ -306,7 +310,42 @@ def stopped(conn: psycopg.Connection, batch: int, *, dead_running: bool = False)
     if done >= total:
         return None
     return PartialRun(checksum, strategy or "direct", done, total, run_id, position, phase,
-                      tuple(steps) if steps is not None else None)
+                      tuple(steps) if steps is not None else None, paused=status == PAUSED)
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """Who committed a step of a batch's current apply (or rollback), and when: what a step cell run again says."""
+
+    run_id: str
+    who: str
+    at: datetime | None
+    status: str
+
+    def __str__(self) -> str:
+        when = f"{self.at:%Y-%m-%d %H:%M:%S %Z}".strip() if self.at else "an unknown time"
+        return f"at {when} by {self.who} (run {self.run_id})"
+
+
+def step_done_by(conn: psycopg.Connection, batch: int, step: int, phase: str = "apply") -> StepDone | None:
+    """The run of `phase` that committed step `step` of the batch since the last finished run of the other phase:
+    the first row whose progress reached it (a resumed run's row starts at the step it resumes after)."""
+    if not exists(conn):
+        return None
+    other = "rollback" if phase == "apply" else "apply"
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        r = cur.execute(
+            "SELECT run_id, db_user, os_user, host, finished_at, status FROM {ledger} p"
+            " WHERE batch = %s AND phase = %s AND NOT dry_run AND status <> %s"
+            "   AND coalesce((to_jsonb(p) ->> 'steps_done')::int, 0) >= %s"
+            "   AND id > coalesce((SELECT max(id) FROM {ledger} WHERE batch = %s AND phase = %s"
+            "                      AND status = %s AND NOT dry_run), 0)"
+            " ORDER BY id LIMIT 1".replace("{ledger}", table()),
+            (batch, phase, NOOP, step, batch, other, SUCCEEDED)).fetchone()
+    if r is None:
+        return None
+    who = r["db_user"] + (f" ({r['os_user']}@{r['host']})" if r["os_user"] else "")
+    return StepDone(r["run_id"], who, r["finished_at"], r["status"])
 
 
 def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50) -> list[dict]:

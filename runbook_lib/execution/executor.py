@@ -282,6 +282,8 @@ def execute(
     blocker_policy: blockers.Policy | None = None,
     on_terminated: Callable[[records.BlockerWait], None] | None = None,
     backfill_context: backfill.Context | None = None,
+    resume_exact: bool = False,
+    stop_after: int | None = None,
 ) -> ExecutionResult:
     """Run `sql_text` step by step; each step is retried whole when a lock is not granted in time.
 
@@ -294,6 +296,9 @@ def execute(
     nor guards) makes each step wait for blockers before it requests its locks and cancel a request that
     an application session queues behind; `on_terminated` is told of each session it terminated. `backfill_context`: how the online
     strategy's batched steps run, and where a stopped one resumes (`execution.backfill`).
+    `stop_after`: stop, on purpose, once that step has committed (a runbook notebook runs one step per cell);
+    `resume_exact`: the run resumed stopped so (`ledger.PAUSED`), so nothing of its group is half made and
+    the run goes on at the very next step instead of redoing the group.
     """
     if statements is None:  # the caller usually parsed the file already, to refuse it before anything ran
         statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
@@ -327,9 +332,10 @@ def execute(
         if resume_steps is not None:
             resume.require_unchanged(steps, resume_after, resume_steps, in_step=context.resume is not None,
                                      filename=filename, phase=phase)
-        resume_after = resume.group_start(steps, resume_after + 1) - 1
-        resume_after = resume.skip_done(conn, steps, resume_after, result)
-        resume.clean_leftovers(conn, steps, resume_after + 1, result, session.url)
+        if not resume_exact:
+            resume_after = resume.group_start(steps, resume_after + 1) - 1
+            resume_after = resume.skip_done(conn, steps, resume_after, result)
+            resume.clean_leftovers(conn, steps, resume_after + 1, result, session.url)
     resume_after = resume_after or 0
     if on_step is not None and not dry_run:
         on_step(resume_after, len(steps), tuple(s.fingerprint for s in steps))  # on record before anything commits
@@ -353,6 +359,8 @@ def execute(
             record(conn)
     with _protection(session, conn, blocker_policy, result, on_terminated) as (lookout, watcher):
         for step in steps:
+            if stop_after is not None and step.number > stop_after:
+                break
             if step.number <= resume_after:
                 result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.SKIPPED))
                 done.append(step)
@@ -375,7 +383,7 @@ def execute(
             except (GaveUp, VerificationFailed, blockers.BlockedTooLong, psycopg.Error) as exc:
                 result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.FAILED, result.attempts))
                 fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms, session.url)
-    result.steps_kept = 0 if dry_run else len(steps)
+    result.steps_kept = 0 if dry_run else min(len(steps), stop_after or len(steps))
     result.longest_write_block_s = max([s.longest_write_block_s for s in result.steps] + [result.longest_queue_wait_s])
     if not dry_run:
         # Settings the migration made (search_path, timeouts, roles) must not follow runbook's own queries.

@@ -111,13 +111,17 @@ def recorded(
     blocker_policy: Policy | None = None,
     backfill_settings: backfill.Settings | None = None,
     resume_position: dict | None = None,
+    resume_exact: bool = False,
+    stop_after: int | None = None,
 ) -> ExecutionResult:
     """`execute` with its ledger row and its record: both written on success and on failure.
 
     A session terminated for `blocker_policy` goes into the ledger row at once, and into its message.
     `resume_position`: the keyset position a stopped batched step committed (from the ledger); this run's
     row carries it from the start and moves it with every batch it commits. `resume_steps`: the stopped
-    run's step fingerprints, which the steps it committed must still match.
+    run's step fingerprints, which the steps it committed must still match. `stop_after`: run up to that step
+    and stop there on purpose (a notebook's step cell): the row ends 'paused', and the next run of the phase
+    goes on at the next step (`resume_exact`, which that run is told by `ledger.PartialRun.paused`).
     """
     dry_run = result.dry_run
     note = f"; {result.message}" if result.message else ""  # e.g. resuming after an interrupted run
@@ -139,13 +143,21 @@ def recorded(
                     max_attempts=max_attempts, resume_after=resume_after, resume_steps=resume_steps, verify=verify,
                     on_step=planned, record_step=_step_recorder(writer, result, session, succeeded),
                     statements=statements, result=result, conn=conn, blocker_policy=blocker_policy,
-                    on_terminated=lambda w: writer.terminated(dataclasses.asdict(w)), backfill_context=context)
+                    on_terminated=lambda w: writer.terminated(dataclasses.asdict(w)), backfill_context=context,
+                    resume_exact=resume_exact, stop_after=stop_after)
         except RunbookError as exc:
             result.status = names.FAILED
             result.message = (result.message or str(exc)) + _terminated_note(result)
             finish(session, result, t0)
             writer.finish(ledger.FAILED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
             raise
+        if not dry_run and result.steps_kept < len(result.plan):  # stopped on purpose (stop_after)
+            result.status = names.PAUSED
+            result.message = (f"{filename}: step {result.steps_kept} of {len(result.plan)} committed, paused "
+                              f"there ({strategy}){note}{_terminated_note(result)}")
+            finish(session, result, t0)
+            writer.finish(ledger.PAUSED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
+            return result
         result.status = names.DRY_RUN if dry_run else done
         result.message = (f"dry run: {filename} executed, measured and rolled back; nothing changed"
                           if dry_run else succeeded())

@@ -16,11 +16,12 @@ from runbook_lib.errors import (
     RunbookError,
     RunStopped,
 )
-from runbook_lib.execution import backfill, recording
+from runbook_lib.execution import backfill, recording, stepping
 from runbook_lib.execution.blockers import Policy
 from runbook_lib.phases import preflight, validate
 from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import ExecutionResult, ReleaseApply
+from runbook_lib.sql import plan
 
 
 def run(
@@ -43,6 +44,7 @@ def run(
     backfill_wal_mb_per_s: float = DEFAULTS.backfill_wal_mb_per_s,
     backfill_flush_from_mb: float | None = DEFAULTS.backfill_flush_from_mb,
     validate_each: bool = False,
+    only_step: int | None = None,
 ) -> ExecutionResult | ReleaseApply:
     """Apply the batch (or rehearse it with dry_run) and write the apply record, also on failure.
 
@@ -51,6 +53,9 @@ def run(
     `runbook run`, the run folder's preflight record says the same (`trusted_preflight`). The backfill_*
     options and max_replica_lag_ms pace the data statements the online strategy batches. `validate_each`
     (a release that validates, as `runbook deploy`): each migration's tests run right after it commits.
+    `only_step` (a runbook notebook's step cell): run that step of the plan alone, under the same lock and
+    protections, and stop after it (`phases.stepwise`); a step done already, or one whose step before it is
+    not, changes nothing.
     """
     options = Options(dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,
                       statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
@@ -64,7 +69,8 @@ def run(
     statements = _statements(session)
     with session.connect(application_name=f"runbook apply batch {session.batch.number}") as conn, \
             migration_lock(conn):
-        return _apply(session, conn, options, statements, gates_checked=gates_checked, trust_preflight=True)
+        return _apply(session, conn, options, statements, gates_checked=gates_checked, trust_preflight=True,
+                      only_step=only_step)
 
 
 def _statements(session: Session) -> list:
@@ -75,7 +81,7 @@ def _statements(session: Session) -> list:
 
 
 def _apply(session: Session, conn, options: Options, statements: list, *, gates_checked: bool,
-           trust_preflight: bool = False) -> ExecutionResult:
+           trust_preflight: bool = False, only_step: int | None = None) -> ExecutionResult:
     """The apply itself, on a connection that holds the migration lock (a release holds it once for all).
 
     `trust_preflight`: a fresh, unforced apply may rely on its run folder's preflight record; a release
@@ -102,6 +108,8 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
     earlier = ledger.stopped(conn, batch.number)  # the apply to resume, or a rollback to finish first
     conn.commit()
     _refuse_unfinished_rollback(session, earlier)
+    if state.applied and only_step is not None:
+        return stepping.done(session, result, conn, only_step, names.APPLY, applied=state)
     if state.applied:
         return _already_applied(session, result, state, t0)
     missing = [n for n in batch.depends_on if not known.state(n).applied]
@@ -113,6 +121,12 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
     stopped = _resume_point(session, earlier, strategy, dry_run)
     resume_after, position, resume_steps = (stopped.steps_done, stopped.backfill, stopped.steps) if stopped \
         else (None, None, None)
+    own = only_step is not None and stopped is not None and stopped.paused and stopped.run_id == session.run.run_id
+    if only_step is not None:
+        committed = stepping.committed(plan.build(statements, strategy), stopped)
+        if only_step <= committed:
+            return stepping.done(session, result, conn, only_step, names.APPLY)
+        stepping.require_next(session, plan.build(statements, strategy), only_step, committed, names.APPLY)
     if trust_preflight and not gates_checked and not force and resume_after is None and not interrupted:
         result.gates_from = trusted_preflight(session)
         gates_checked = bool(result.gates_from)
@@ -125,14 +139,14 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
             + "; ".join(check.verdict.reasons) + "; fix these, or pass force=True (--force) to apply anyway.",
             list(check.verdict.reasons),
         )
-    if resume_after is not None or interrupted:
+    if (resume_after is not None or interrupted) and not own:
         result.message = ("an earlier apply was interrupted; " if interrupted else "") + (
             f"resuming after step {resume_after}, which it committed" if resume_after
             else "resuming" if position else "starting over")
         if position:
             result.message += (f"; step {position['step']}'s backfill resumes after key {', '.join(position['after'])} "
                                f"({position.get('rows', 0)} rows in {position.get('batches', 0)} batches committed)")
-    if stopped is not None and stopped.changed_anything:
+    if stopped is not None and stopped.changed_anything and not own:
         result.resumed = (f"an earlier apply (run {stopped.run_id}) stopped after {stopped.committed}; "
                           "went on from there")
     return recording.recorded(
@@ -142,6 +156,7 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
         lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
         strategy=strategy, resume_after=resume_after, resume_steps=resume_steps, statements=statements,
         blocker_policy=Policy.of(options), backfill_settings=backfill.Settings.of(options), resume_position=position,
+        resume_exact=stopped is not None and stopped.paused, stop_after=only_step,
     )
 
 

@@ -613,6 +613,25 @@ class StepRun:
     longest_write_block_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class StepApproval:
+    """A pause of a runbook notebook before one step: since when it waited, and who approved it, when and how."""
+
+    step: int
+    waiting_since: str  # ISO time the pause cell first ran ("" when approved before it was reached)
+    approved_at: str
+    by: str
+    how: str  # "approve() in the notebook", "approve = \"all\"", ...
+    reason: str = ""  # why the notebook pauses there
+
+    @property
+    def waited_s(self) -> float:
+        if not self.waiting_since or not self.approved_at:
+            return 0.0
+        gap = datetime.fromisoformat(self.approved_at) - datetime.fromisoformat(self.waiting_since)
+        return max(gap.total_seconds(), 0.0)
+
+
 _GAP_COLUMNS = ["status", "finding", "fix"]  # a preflight's privileges table
 HIDDEN_STATE = "state hidden"  # a session of another role, seen by a role without pg_read_all_stats
 
@@ -688,6 +707,8 @@ class ExecutionResult:
     backfills: list[BackfillRun] = field(default_factory=list)  # data statements run in batches (online)
     partly_applied: str = ""  # a rollback of a batch whose apply stopped part way: what that apply had committed
     resumed: str = ""  # this run went on from an earlier one of its phase that stopped part way: what it had committed
+    approvals: list[StepApproval] = field(default_factory=list)  # a runbook notebook's pauses, and who let it go on
+    stepped: bool = False  # run one step per cell by a runbook notebook (`phases.stepwise`): the steps' records merged
 
     @property
     def terminated(self) -> list[BlockerWait]:

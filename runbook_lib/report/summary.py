@@ -262,8 +262,13 @@ class Summary:
             base = _ts(self.apply.statements_started_at or self.apply.started_at)
             for s in self.apply.statements:
                 events.append((base + s.started_offset_s, s.duration_s, f"{s.kind} (statement {s.index})", s.status))
-            events.append((_ts(self.apply.started_at), self.apply.duration_s,
-                           "Apply (total, incl. checks and snapshots)", self.apply.status))
+            for a in self.apply.approvals:  # a runbook notebook's pauses: the time a person took to decide
+                start = _ts(a.waiting_since or a.approved_at)
+                events.append((start, a.waited_s, f"Pause before step {a.step}" + (f" ({a.reason})" if a.reason else ""),
+                               f"approved by {a.by} ({a.how})"))
+            label = ("Apply (its steps' own time, one cell each; the time between cells not counted)"
+                     if self.apply.stepped else "Apply (total, incl. checks and snapshots)")
+            events.append((_ts(self.apply.started_at), self.apply.duration_s, label, self.apply.status))
         if not events:
             return Section("Migration Timeline", "No phase ran.")
         t0 = min(e[0] for e in events)
