@@ -77,6 +77,7 @@ class BookPlan:
     rollback_steps: list[StepCard] = field(default_factory=list)
     rollback_checksum: str = ""
     online_steps: int = 0  # the direct plan is one transaction: the online plan's size, offered instead
+    database: str = ""  # the database it was written for (its name): a notebook never runs against another
 
 
 # --- writing: the plan a notebook is written from ---------------------------------------------------
@@ -161,7 +162,7 @@ def describe(session: Session, *, strategy: str, lock_threshold_ms: float = 1000
     return BookPlan(
         BatchInfo.of(batch), str(session.migrations_dir), strategy, records.now_iso(), lock_threshold_ms,
         _cards(steps, statements, costs, lock_threshold_ms, batch.pause_before), rollback_cards, rollback_checksum,
-        online_steps=len(plan.build(statements, ONLINE)) if strategy != ONLINE else 0)
+        online_steps=len(plan.build(statements, ONLINE)) if strategy != ONLINE else 0, database=session.facts.database)
 
 
 # --- running: the cells ---------------------------------------------------------------------------
@@ -571,6 +572,10 @@ def open_book(run_dir: str | Path, *, database_url: str | None = None, approve: 
     session = open_session(plan_record.batch.number, migrations_dir=plan_record.migrations_dir, run_dir=run.path,
                            database_url=database_url, from_notebook=True)
     assert isinstance(session, Session)
+    if plan_record.database and session.facts.database != plan_record.database:
+        raise RunbookError(f"This notebook was written for database {plan_record.database}, but DATABASE_URL points at "
+                           f"{session.facts.url}; point DATABASE_URL at {plan_record.database}, or write a notebook for "
+                           f"this database with `runbook notebook {plan_record.batch.number}`.")
     return Book(session, plan_record, replace(chosen, strategy=plan_record.strategy), approve_all=approve == ALL)
 
 

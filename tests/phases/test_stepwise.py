@@ -134,7 +134,7 @@ def test_direct_is_one_step_and_rollback_runs_only_when_asked(crm_url: str, tmp_
         assert not ledger.state(conn, 7).applied
 
 
-def test_the_notebook_refuses_what_it_cannot_run(crm_url: str, tmp_path: Path) -> None:
+def test_the_notebook_refuses_what_it_cannot_run(crm_url: str, tmp_path: Path, empty_db: str) -> None:
     with pytest.raises(Exception, match="has no dry run; rehearse the batch with `runbook apply 7 --dry-run`"):
         _write(crm_url, tmp_path, 7, dry_run=True)
     written = _write(crm_url, tmp_path, 7, strategy="online")
@@ -142,6 +142,8 @@ def test_the_notebook_refuses_what_it_cannot_run(crm_url: str, tmp_path: Path) -
         stepwise.open_book(written.run_dir, database_url=crm_url, strategy="direct")
     with pytest.raises(Exception, match=r"approve must be None .* or \"all\", not 'yes'"):
         stepwise.open_book(written.run_dir, database_url=crm_url, approve="yes")
+    with pytest.raises(Exception, match=r"This notebook was written for database t_\w+, but DATABASE_URL points at "):
+        stepwise.open_book(written.run_dir, database_url=empty_db)
     book = stepwise.open_book(written.run_dir, database_url=crm_url)
     with pytest.raises(StepRefused, match="has 11 step\\(s\\), so there is no step 12"):
         book.step(12)
