@@ -5,6 +5,9 @@ a step run again, or too early, says. The step itself runs through apply's or ro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 import psycopg
 
 from runbook_lib import names
@@ -16,9 +19,20 @@ from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import plan
 
 
-def committed(steps: list[plan.Step], stopped: ledger.PartialRun | None) -> int:
+class Numbered(Protocol):
+    """A step as far as the order goes: a plan.Step, or a runbook notebook's card of one."""
+
+    @property
+    def number(self) -> int: ...
+
+    @property
+    def group(self) -> int: ...
+
+
+def committed(steps: Sequence[Numbered], stopped: ledger.PartialRun | None) -> int:
     """The steps whose effects stand: all of a paused run's; of a failed or killed one, its whole groups only
-    (the next run undoes and redoes a group it stopped in, as `execution.resume` says)."""
+    (the next run undoes and redoes a group it stopped in, as `execution.resume` says). `steps`: the plan, or a
+    runbook notebook's cards of it (each has its number and group)."""
     if stopped is None:
         return 0
     if stopped.paused:

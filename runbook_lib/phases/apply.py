@@ -123,10 +123,11 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
         else (None, None, None)
     own = only_step is not None and stopped is not None and stopped.paused and stopped.run_id == session.run.run_id
     if only_step is not None:
-        committed = stepping.committed(plan.build(statements, strategy), stopped)
+        steps = plan.build(statements, strategy)
+        committed = stepping.committed(steps, stopped)
         if only_step <= committed:
             return stepping.done(session, result, conn, only_step, names.APPLY)
-        stepping.require_next(session, plan.build(statements, strategy), only_step, committed, names.APPLY)
+        stepping.require_next(session, steps, only_step, committed, names.APPLY)
     if trust_preflight and not gates_checked and not force and resume_after is None and not interrupted:
         result.gates_from = trusted_preflight(session)
         gates_checked = bool(result.gates_from)

@@ -28,6 +28,7 @@ from runbook_lib.batch.model import ROLLBACK, Batch, BatchInfo, read_sql, sha256
 from runbook_lib.config import DEFAULTS, ONLINE, Options
 from runbook_lib.db import approvals, catalog, history, ledger, migration_lock
 from runbook_lib.errors import AwaitingApproval, BatchError, RunbookError, StepRefused
+from runbook_lib.execution import stepping
 from runbook_lib.phases import apply as apply_phase
 from runbook_lib.phases import preflight as preflight_phase
 from runbook_lib.phases import rollback as rollback_phase
@@ -454,13 +455,8 @@ class Book:
                 return len(self.plan.steps)
             # a row still 'running' while no one holds the migration lock is a run that died (a killed kernel)
             stopped = ledger.stopped(conn, self.number, dead_running=migration_lock.holder(conn) is None)
-        if stopped is None or stopped.phase != names.APPLY:
-            return 0
-        committed = stopped.steps_done
-        if not stopped.paused and committed < len(self.plan.steps):
-            group = self.plan.steps[committed].group
-            committed = min(c.number for c in self.plan.steps if c.group == group) - 1
-        return committed
+        return stepping.committed(self.plan.steps, stopped if stopped is not None and stopped.phase == names.APPLY
+                                  else None)
 
     def _approval(self, card: StepCard, *, record_wait: bool) -> approvals.Approval | None:
         s = self.session
