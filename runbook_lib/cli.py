@@ -192,9 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
     _apply_options(p, force=False)
-    p = sub.add_parser("notebook", parents=fmt, help="write a runbook notebook for a batch: a cell per step of the "
-                       "apply plan, each guarded, recorded and safe to run again")
-    p.add_argument("batch", type=int, help=BATCH_HELP)
+    p = sub.add_parser("notebook", parents=fmt, help="write a runbook notebook for a batch (or a release): a cell per "
+                       "step of the apply plan, each guarded, recorded and safe to run again")
+    p.add_argument("batch", type=_batch_or_pending, metavar="BATCH|pending",
+                   help='a batch number, or "pending": every migration not yet applied, a section each')
     _common(p)
     _apply_options(p)
     _not_run_option(p)
@@ -471,9 +472,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "notebook":
         written = commands.notebook(tgt, args.batch, options=_options(args), **where)
         if args.format == "json":
-            print(machine.document(cmd, True, notebook=str(written.notebook), run_dir=str(written.run_dir),
-                                   batch=written.batch, strategy=written.strategy, steps=written.steps,
-                                   pauses=written.pauses))
+            print(machine.document(cmd, True, notebook=str(written.notebook) if written.notebook else None,
+                                   run_dir=str(written.run_dir) if written.run_dir else None, batch=written.batch,
+                                   strategy=written.strategy, steps=written.steps, pauses=written.pauses,
+                                   migrations=written.migrations))
         else:
             print("\n".join(written.lines()))
         return 0

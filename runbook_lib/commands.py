@@ -21,13 +21,13 @@ from runbook_lib.db import example as example_mod
 from runbook_lib.db.migration_lock import holder as migration_lock_holder
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.db.target import Target, ensure_database, resolve
-from runbook_lib.errors import BaselineRefused, RunbookError
+from runbook_lib.errors import AwaitingApproval, BaselineRefused, RunbookError
 from runbook_lib.orm import prisma_history
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.chain import RunOutcome, run_phases
 from runbook_lib.notebook import stepbook
-from runbook_lib.phases import health, stepwise
-from runbook_lib.phases.session import PENDING, Session, open_session
+from runbook_lib.phases import health, releasebook, stepwise
+from runbook_lib.phases.session import PENDING, Release, Session, open_session
 from runbook_lib.report import records, render, site
 
 __all__ = [
@@ -204,17 +204,28 @@ def _paused(number: int, pause: approvals.Approval, run: ledger.PartialRun | Non
             + (f" --strategy {run.strategy}`" if run is not None else "`"))
 
 
-def notebook(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
+def notebook(tgt: Target, number: int | str, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
              options: Options | None = None) -> NotebookWritten:
     """A runbook notebook for batch `number` in a new run folder: a section per step of the apply plan, each run by
-    its own cell (`phases.stepwise`); written, not executed."""
+    its own cell (`phases.stepwise`); written, not executed. `number="pending"`: a release's notebook, a section
+    per pending migration (`phases.releasebook`)."""
     options = (options or config.DEFAULTS).checked()
     if options.dry_run:
         raise RunbookError(f"A runbook notebook changes the database a step at a time, so it has no dry run; rehearse "
-                           f"the batch with `runbook apply {number} --dry-run`, then write the notebook without it.")
+                           f"the batch with `runbook apply {number if number != PENDING else 'N'} --dry-run`, then "
+                           "write the notebook without it.")
     session = open_session(number, migrations_dir=_migrations(migrations_dir), reports_dir=reports_dir,
                            database_url=tgt.url)
-    assert isinstance(session, Session)
+    if isinstance(session, Release):
+        written = releasebook.write_plan(session, strategy=options.strategy)
+        if not written.migrations:
+            return NotebookWritten(None, None, PENDING, "nothing pending", options.strategy, 0, [], 0, tgt.shown)
+        path = stepbook.build_release(written, session.run.path.resolve(), options)
+        return NotebookWritten(path, session.run.path, PENDING, session.label, options.strategy,
+                               sum(len(m.steps) for m in written.migrations),
+                               [f"{m.batch.number}.{c.number}" for m in written.migrations for c in m.steps if c.pause],
+                               sum(m.online_steps for m in written.migrations), tgt.shown,
+                               migrations=[m.batch.number for m in written.migrations])
     plan = stepwise.write_plan(session, strategy=options.strategy)
     path = stepbook.build(plan, session.run.path.resolve(), options)
     return NotebookWritten(path, session.run.path, number, session.batch.name, plan.strategy, len(plan.steps),
@@ -223,27 +234,41 @@ def notebook(tgt: Target, number: int, *, migrations_dir: Path | None = None, re
 
 @dataclass(frozen=True)
 class NotebookWritten:
-    """What `runbook notebook N` wrote: the notebook, its run folder, and the plan's shape."""
+    """What `runbook notebook N` (or `pending`) wrote: the notebook, its run folder, and the plan's shape.
 
-    notebook: Path
-    run_dir: Path
-    batch: int
+    For a release, `pauses` names each as "migration.step" and `migrations` lists the migrations, a section each;
+    with nothing pending, no notebook is written (`notebook` is None)."""
+
+    notebook: Path | None
+    run_dir: Path | None
+    batch: int | str
     name: str
     strategy: str
     steps: int
-    pauses: list[int]
+    pauses: list
     online_steps: int
     database: str
+    migrations: list[int] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        pauses = ", ".join(f"before step {n}" for n in self.pauses) or "none"
-        out = [f"batch {self.batch} ({self.name}) on {self.database}: {self.strategy} strategy, {self.steps} step(s), "
-               f"a cell each; pauses for an approval: {pauses}"]
+        if self.notebook is None:
+            return [f"nothing pending on {self.database}: every migration is applied; no notebook written"]
+        if self.batch == PENDING:
+            pauses = ", ".join(f"before step {p.split('.')[1]} of migration {p.split('.')[0]}" for p in self.pauses)
+            out = [f"release on {self.database}: {self.name}; {self.strategy} strategy, {self.steps} step(s) in "
+                   f"{len(self.migrations)} section(s), a cell each; pauses for an approval: {pauses or 'none'}"]
+        else:
+            pauses = ", ".join(f"before step {n}" for n in self.pauses) or "none"
+            out = [f"batch {self.batch} ({self.name}) on {self.database}: {self.strategy} strategy, {self.steps} "
+                   f"step(s), a cell each; pauses for an approval: {pauses}"]
         if self.online_steps > self.steps:
-            out.append(f"  the direct plan is one transaction; `--strategy online` gives {self.online_steps} steps")
+            out.append(f"  the direct plan is one transaction per migration; `--strategy online` gives "
+                       f"{self.online_steps} steps")
         out += [f"notebook: {self.notebook}",
                 f"  step through it: jupyter lab {self.notebook}",
-                f"  or straight through: papermill {self.notebook} out.ipynb -p approve all"]
+                f"  or straight through: papermill --engine runbook {self.notebook} out.ipynb -p approve all",
+                f"  (without -p approve all it stops at the first pause with exit code {AwaitingApproval.exit_code}; "
+                "the same command resumes it once approved)"]
         return out
 
 

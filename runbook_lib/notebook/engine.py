@@ -12,6 +12,8 @@
   per cell (each write re-serializes the whole notebook: a quarter of a second over a `runbook run`).
   It is always written when the notebook starts, when it ends and when it fails; a skipped write is
   made up a second later, so a long cell shows as running (and papermill's autosave covers its output).
+- Run from papermill's command line, a runbook notebook stopped at a pause that waits for an approval exits with
+  code 3 and the pause's sentence (papermill's own exit codes are 0, 1 and 138).
 
 Built on papermill's engine hooks, no copied bodies. What it relies on (tests/notebook/test_engine.py checks it):
 papermill.engines.NBClientEngine (execute_notebook builds a NotebookExecutionManager and calls its
@@ -36,15 +38,18 @@ def __getattr__(name: str) -> None:
 
 
 # below __getattr__ on purpose: papermill may import this module from these lines
+import sys  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 
+import click  # noqa: E402  (papermill's command line is a click command: how a pause is told from a failure)
 from jupyter_core.utils import ensure_event_loop  # noqa: E402
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines  # noqa: E402
 from papermill.translators import translate_parameters  # noqa: E402
 
 from runbook_lib.config import url_in_environment  # noqa: E402
+from runbook_lib.errors import AwaitingApproval  # noqa: E402
 
 NAME = "runbook"
 SAVE_EVERY_S = 1.0
@@ -100,7 +105,9 @@ class RunbookEngine(NBClientEngine):
     @classmethod
     def execute_notebook(cls, nb: Any, kernel_name: str, **kwargs: Any) -> Any:
         with _url_in_environment(nb, kernel_name):
-            return super().execute_notebook(nb, kernel_name, **kwargs)
+            done = super().execute_notebook(nb, kernel_name, **kwargs)
+        _exit_if_paused(done)
+        return done
 
     @classmethod
     def execute_managed_notebook(cls, nb_man: NotebookExecutionManager, kernel_name: str,
@@ -146,6 +153,24 @@ class _Ready:
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         pass
+
+
+def _exit_if_paused(nb: Any) -> None:
+    """From papermill's command line, a runbook notebook stopped at a pause ends with AwaitingApproval's exit code
+    (3) and its one sentence, not exit 1 and a traceback: a job tells "waiting for an approval" from "failed".
+
+    Only there: a Python caller of papermill.execute_notebook gets papermill's PapermillExecutionError as before.
+    The output notebook is written already (the manager's notebook_complete).
+    """
+    paused = next((o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.get("output_type") == "error" and o.get("ename") == AwaitingApproval.__name__), None)
+    if paused is None:
+        return
+    context = click.get_current_context(silent=True)
+    if context is None or context.command.name != "papermill":
+        return
+    print(f"runbook: paused: {paused.get('evalue', '')}", file=sys.stderr)
+    raise SystemExit(AwaitingApproval.exit_code)
 
 
 def register() -> None:

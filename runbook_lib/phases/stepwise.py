@@ -353,27 +353,17 @@ class Book:
 
     def summary(self) -> SummaryOutcome:
         """summary.html and summary.md from the run folder's records, as `runbook run` makes them."""
-        from runbook_lib.notebook import runner  # noqa: PLC0415  (start-up time: papermill, only for the summary)
-        from runbook_lib.report import render  # noqa: PLC0415  (start-up time: nbconvert, only for the summary)
         run = self.session.run
         record = records.RunRecord(self.number, run.run_id, self.session.facts.url, self.plan.written_at,
                                    run_by=f"{_os_user()}@{ledger.hostname()}")
-        for phase in (names.PREFLIGHT, names.APPLY, names.VALIDATE):
-            data = run.read_data(phase)
-            if data is not None:
-                ok = data.get("status", "") != names.FAILED and (data.get("verdict") or {}).get("status") != names.NOGO
-                record.phases.append(records.PhaseRun(phase, NOTEBOOK, float(data.get("duration_s") or 0.0), ok))
-        run.write("run", record)
-        out = run.path / runner.PHASE_NOTEBOOKS[names.SUMMARY]
-        runner.execute(names.SUMMARY, out, {"run_dir": str(run.path.resolve())}, database_url="")
-        rendered = render.summary(out, run.path, title=f"Batch {self.number} migration summary")
-        render.index(run.path, record)
+        record.phases = phase_runs([run])
+        html_path, md_path = render_summary(run, record, f"Batch {self.number} migration summary")
         applied = run.read(names.APPLY, ExecutionResult)
         validated = run.read(names.VALIDATE, ValidationResult)
         headline = f"batch {self.number}: apply {applied.status if applied else 'not run'}"
         if validated is not None:
             headline += f"; validation {validated.headline}"
-        return SummaryOutcome(rendered.html, rendered.markdown, headline)
+        return SummaryOutcome(html_path, md_path, headline)
 
     def rollback_step(self, number: int, *, run: bool = False) -> StepOutcome | NotRun:
         """Step `number` of rollback.sql alone, only when asked (`rollback = True`); recorded as rollback.json."""
@@ -538,6 +528,32 @@ def merge(first: ExecutionResult, then: ExecutionResult) -> ExecutionResult:
         backfills=first.backfills + then.backfills, resumed=first.resumed or then.resumed,
         prisma=then.prisma or first.prisma, approvals=[approvals_by_step[n] for n in sorted(approvals_by_step)],
         stepped=True)
+
+
+def phase_runs(folders: list[records.RunFolder]) -> list[records.PhaseRun]:
+    """run.json's phases for a stepped run: each phase whose record a folder holds (a release: every migration's),
+    ok unless one failed or said NO-GO."""
+    out = []
+    for phase in (names.PREFLIGHT, names.APPLY, names.VALIDATE):
+        found = [d for d in (f.read_data(phase) for f in folders) if d is not None]
+        if found:
+            ok = all(d.get("status", "") != names.FAILED and (d.get("verdict") or {}).get("status") != names.NOGO
+                     for d in found)
+            out.append(records.PhaseRun(phase, NOTEBOOK, round(sum(float(d.get("duration_s") or 0.0) for d in found), 6),
+                                        ok))
+    return out
+
+
+def render_summary(run: records.RunFolder, record: records.RunRecord, title: str) -> tuple[Path, Path]:
+    """run.json, then the summary notebook executed and rendered (summary.html, summary.md) as `runbook run` does."""
+    from runbook_lib.notebook import runner  # noqa: PLC0415  (start-up time: papermill, only for the summary)
+    from runbook_lib.report import render  # noqa: PLC0415  (start-up time: nbconvert, only for the summary)
+    run.write("run", record)
+    out = run.path / runner.PHASE_NOTEBOOKS[names.SUMMARY]
+    runner.execute(names.SUMMARY, out, {"run_dir": str(run.path.resolve())}, database_url="")
+    rendered = render.summary(out, run.path, title=title)
+    render.index(run.path, record)
+    return rendered.html, rendered.markdown
 
 
 def approve(pause: Pause, *, by: str | None = None) -> str:

@@ -215,6 +215,10 @@ class RunFolder:
 
     @property
     def run_id(self) -> str:
+        """The folder's name; a release's migration folder says whose it is (`<release run>/0007`), so the ledger's
+        rows and a notebook's approvals of one release are never taken for another's."""
+        if self.path.name.isdigit() and (self.path.parent / "release.json").exists():
+            return f"{self.path.parent.name}/{self.path.name}"
         return self.path.name
 
     @classmethod

@@ -668,9 +668,10 @@ class ReleaseSummary:
             status = m.apply.status if m.apply else "not applied"
             v = m.validate
             tests = f", tests {v.passed}/{v.total}{v.not_run_note}" if v else ""
+            approved = _approvals(m.apply) if m.apply else None
             blocks.append(_details(f"{m.batch_number} {m.batch.name}: {status}{tests}",
-                                   [m.what_was_done(), m.changes(), m.test_summary(passed_listed=False),
-                                    *m.authors_notes()]))
+                                   [m.what_was_done(), *([approved] if approved else []), m.changes(),
+                                    m.test_summary(passed_listed=False), *m.authors_notes()]))
         return Section("Each Migration", "\n\n".join(blocks))
 
     def preflight_checks(self) -> Section:
@@ -678,7 +679,10 @@ class ReleaseSummary:
         worst = names.worst_verdict(v.status for v in verdicts) or names.GO
         rows = [(m.batch_number, m.batch.name, m.preflight.verdict.status, "; ".join(m.preflight.verdict.reasons))
                 for m in self.migrations if m.preflight and m.preflight.verdict.status != names.GO]
-        body = f"**Release verdict**: {worst} ({len(verdicts)} migrations checked before the first was applied)"
+        when = ("each before its own first step, in a runbook notebook" if any(m.apply and m.apply.stepped
+                                                                               for m in self.migrations)
+                else "before the first was applied")
+        body = f"**Release verdict**: {worst} ({len(verdicts)} migrations checked {when})"
         if rows:
             body += "\n\n" + md.table(["#", "Migration", "Verdict", "Reasons"], rows)
         return Section("Pre-flight Checks", body)
@@ -788,6 +792,14 @@ class ReleaseSummary:
     @property
     def markdown(self) -> str:
         return "\n".join(s.markdown for s in self.sections())
+
+
+def _approvals(applied: records.ExecutionResult) -> Section | None:
+    """A runbook notebook's pauses in a migration of a release: who approved each step, how, and how long it waited."""
+    if not applied.approvals:
+        return None
+    rows = [(a.step, a.reason, a.by, a.how, f"{a.waited_s:.1f} s") for a in applied.approvals]
+    return Section("Pauses and Approvals", md.table(["Before step", "Why", "Approved by", "How", "Waited"], rows))
 
 
 def load_release(folder: records.RunFolder, plan: records.ReleasePlan) -> ReleaseSummary:

@@ -116,9 +116,16 @@ def test_papermill_stops_at_the_pause_and_the_same_notebook_resumes_to_the_summa
     path = Path(done.json["notebook"])
     assert path.name == "runbook.ipynb" and done.json["steps"] == 11 and done.json["pauses"] == [5]
 
-    with pytest.raises(papermill.PapermillExecutionError) as stopped:
-        papermill.execute_notebook(str(path), str(tmp_path / "first.ipynb"), progress_bar=False)
-    assert stopped.value.ename == "AwaitingApproval"
+    # papermill's command line, with runbook's engine: the pause is exit code 3 and one sentence, not a failure
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RUNBOOK_TEST"))}
+    first = subprocess.run([str(Path(sys.executable).parent / "papermill"), "--engine", "runbook", "--no-progress-bar",
+                            str(path), str(tmp_path / "first.ipynb")], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 3, first.stderr[-3000:]
+    assert "runbook: paused: Step 5 of batch 7 waits for an approval" in first.stderr
+    assert "Traceback" not in first.stderr
+    stopped = nbformat.read(str(tmp_path / "first.ipynb"), as_version=4)
+    assert any(o.get("ename") == "AwaitingApproval" for o in stopped.cells[_cell(stopped, "step-05")].outputs)
     status = cli("status", "--migrations-dir", config.example_migrations_dir())
     assert re.search(r"7\s+007_tighten_constraints\s+PAUSED: step 4 of 11 committed; a runbook notebook", status.out)
 
@@ -162,3 +169,30 @@ def test_nbval_runs_the_notebook_once_its_pause_is_approved(crm_url: str, tmp_pa
             "step 5 approved by carol; how: approved ahead, in a change ticket")
     applied = (written.run_dir / "apply.json").read_text()
     assert '"by": "carol"' in applied and f'"status": "{names.APPLIED}"' in applied
+
+
+def test_a_release_notebook_runs_under_papermill_to_the_release_summary(
+        crm_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", crm_url)
+    done = cli("notebook", "pending", "--strategy", "online", "--migrations-dir", config.example_migrations_dir(),
+               "--reports-dir", tmp_path / "reports")
+    assert done.code == 0, done.err
+    assert "release on " in done.out and "17 step(s) in 2 section(s)" in done.out
+    assert "before step 5 of migration 7" in done.out
+    path = Path(re.search(r"^notebook: (\S+)$", done.out, re.M).group(1))
+    nb = nbformat.read(str(path), as_version=4)
+    assert [c.source for c in nb.cells if "step" in c.metadata.get("tags", [])][:2] == [
+        "release.step(6, 1)", "release.step(6, 2)"]
+    with pytest.raises(papermill.PapermillExecutionError) as stopped:  # a Python caller: papermill's own error
+        papermill.execute_notebook(str(path), str(tmp_path / "first.ipynb"), progress_bar=False)
+    assert stopped.value.ename == "AwaitingApproval"
+    papermill.execute_notebook(str(path), str(tmp_path / "second.ipynb"), parameters={"approve": "all"},
+                               progress_bar=False)
+    summary = (path.parent / "summary.md").read_text()
+    assert summary.startswith("# Release Migration Summary: COMPLETED"), summary[:300]
+    assert "2/2 migrations applied" in summary
+    assert re.search(r"\| 5 \| batch.toml's pause_before marks statement 4 \| \S+ \| approve = \"all\" \|", summary)
+    assert "2 migrations checked each before its own first step, in a runbook notebook" in summary
+    with psycopg.connect(crm_url) as conn:
+        assert conn.execute("SELECT count(*) FROM runbook.phase_run WHERE phase = 'approval' AND status = 'approved'"
+                            " AND run_id = %s", (f"{path.parent.name}/0007",)).fetchone()[0] == 1

@@ -11,14 +11,14 @@ import pytest
 from runbook_lib import commands, config, names
 from runbook_lib.db import approvals, ledger
 from runbook_lib.errors import AwaitingApproval, StepRefused
-from runbook_lib.phases import apply, stepwise
+from runbook_lib.phases import apply, releasebook, stepwise
 from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import ExecutionResult
 
 pytestmark = pytest.mark.versions
 
 
-def _write(url: str, tmp_path: Path, number: int, migrations: Path | None = None, **options) -> commands.NotebookWritten:
+def _write(url: str, tmp_path: Path, number: int | str, migrations: Path | None = None, **options) -> commands.NotebookWritten:
     return commands.notebook(commands.target(url), number, migrations_dir=migrations or config.example_migrations_dir(),
                              reports_dir=tmp_path / "reports", options=config.Options(**options))
 
@@ -31,6 +31,8 @@ def _nullable(url: str, table: str) -> bool:
 
 def _apply_rows(url: str, batch: int) -> list[tuple]:
     with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('runbook.phase_run')").fetchone()[0] is None:
+            return []  # no ledger yet: nothing was ever recorded
         return conn.execute("SELECT phase, status, steps_done FROM runbook.phase_run WHERE batch = %s"
                             " AND phase IN ('apply', 'approval') ORDER BY id", (batch,)).fetchall()
 
@@ -147,3 +149,43 @@ def test_the_notebook_refuses_what_it_cannot_run(crm_url: str, tmp_path: Path, e
     book = stepwise.open_book(written.run_dir, database_url=crm_url)
     with pytest.raises(StepRefused, match="has 11 step\\(s\\), so there is no step 12"):
         book.step(12)
+
+
+def test_a_release_notebook_steps_each_migration_in_the_release_order(crm_url: str, tmp_path: Path) -> None:
+    written = _write(crm_url, tmp_path, "pending", strategy="online")  # batches 6 and 7 are pending
+    assert written.migrations == [6, 7] and written.batch == "pending"
+    assert "7.5" in written.pauses and written.steps == 6 + 11
+    assert (written.run_dir / "0006" / "runbook.json").exists() and (written.run_dir / "release.json").exists()
+    release = releasebook.open_release(written.run_dir, database_url=crm_url)
+
+    with pytest.raises(StepRefused, match=r"Migration 7 of this release cannot start yet: migration 6 "
+                                          r"\(006_backfill_customers\) comes first and is not applied"):
+        release.step(7, 1)
+    with pytest.raises(StepRefused, match="cannot start yet"):
+        release.preflight(7)
+    assert _apply_rows(crm_url, 7) == [] and _apply_rows(crm_url, 6) == []
+    with pytest.raises(StepRefused, match=r"deploys migration\(s\) 6, 7, so there is no migration 5"):
+        release.step(5, 1)
+
+    assert release.preflight(6).verdict.status in (names.GO, names.WARN)
+    for step in range(1, 7):
+        release.step(6, step)
+    assert _status(crm_url, 6).applied
+    assert release.validate(6).ok
+    with pytest.raises(AwaitingApproval, match="Step 5 of batch 7 waits for an approval"):
+        for step in range(1, 6):
+            release.step(7, step)
+    stepwise.approve(release.pause(7, 5), by="dana")
+    for step in range(5, 12):
+        release.step(7, step)
+    assert _status(crm_url, 7).applied and not _nullable(crm_url, "Job")
+    assert release.validate(7).ok
+    with psycopg.connect(crm_url) as conn:  # the approval is this release's: its folder's run id names the release
+        found = approvals.find(conn, f"{written.run_dir.name}/0007", 7, 5)
+    assert found is not None and found.by == "dana"
+    merged = release.book(7).session.run.read(names.APPLY, ExecutionResult)
+    assert merged is not None and merged.status == names.APPLIED and [a.by for a in merged.approvals] == ["dana"]
+
+    nothing = _write(crm_url, tmp_path / "again", "pending")
+    assert nothing.notebook is None and nothing.lines()[0].endswith("every migration is applied; no notebook written")
+    assert not (tmp_path / "again" / "reports").exists() or not any((tmp_path / "again" / "reports").rglob("*.json"))
