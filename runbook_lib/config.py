@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runbook_lib.errors import BatchError, ProjectError, RunbookError
+from runbook_lib.layouts import settings as layout_settings
+from runbook_lib.layouts.base import LayoutSettings
 from runbook_lib.tomltext import line_of
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -60,9 +62,12 @@ def example_migrations_dir() -> Path:
 
 #: A project's own settings file: the migrations folder (relative to the file), and the ledger's schema.
 PROJECT_FILE = "runbook.toml"
-PROJECT_KEYS = ("migrations_dir", "ledger_schema")
-#: Looked for, in this order, in each directory from the current one up, when there is no runbook.toml.
-CONVENTIONAL_DIRS = (Path("prisma") / "migrations", Path("migrations"))
+PROJECT_KEYS = ("migrations_dir", "ledger_schema", "layout", "flyway", "golang-migrate", "drizzle")
+#: Looked for, in this order, in each directory from the current one up, when there is no runbook.toml: Prisma's,
+#: then the folders golang-migrate, Flyway (plain and Maven/Gradle) and Drizzle Kit projects keep theirs in.
+CONVENTIONAL_DIRS = (Path("prisma") / "migrations", Path("migrations"), Path("db") / "migrations",
+                     Path("db") / "migration", Path("src") / "main" / "resources" / "db" / "migration",
+                     Path("drizzle"))
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class ProjectFile:
     path: Path
     migrations_dir: Path | None = None
     ledger_schema: str | None = None  # where runbook keeps its ledger when the role may not create `runbook`
+    layout: LayoutSettings = LayoutSettings()  # `layout` and the tool's own table ([flyway], ...)
 
 
 def _read_project_file(path: Path) -> ProjectFile:
@@ -93,7 +99,9 @@ def _read_project_file(path: Path) -> ProjectFile:
     if schema is not None and (not isinstance(schema, str) or not schema.strip() or len(schema.encode()) > 63):
         raise ProjectError(f"{path} line {line_of(text, 'ledger_schema')}: ledger_schema must name a schema (at most "
                            '63 bytes) the migration role may create tables in (ledger_schema = "app_migrations").')
-    return ProjectFile(path, (path.parent / folder).resolve() if folder else None, schema)
+    layout, tool_folder = layout_settings.read(path, text, raw)
+    found = (path.parent / folder).resolve() if folder else tool_folder
+    return ProjectFile(path, found, schema, layout)
 
 
 def _project_file_path(start: Path | None = None) -> Path | None:
@@ -140,6 +148,18 @@ def find_migrations_dir(start: Path | None = None) -> Path | None:
             if (directory / candidate).is_dir():
                 return directory / candidate
     return None
+
+
+def layout_of_folder(folder: Path | str) -> LayoutSettings:
+    """The layout settings for a migrations folder: the nearest runbook.toml from the folder up (a project's file
+    sits above its migrations), else from the current directory up; the defaults when there is none."""
+    found = _project_file_path(Path(folder)) or _project_file_path()
+    return _layout_of(str(found), found.stat().st_mtime_ns) if found else LayoutSettings()
+
+
+@functools.lru_cache(maxsize=16)
+def _layout_of(path: str, mtime_ns: int) -> LayoutSettings:
+    return _read_project_file(Path(path)).layout
 
 
 def migrations_dir(explicit: Path | str | None = None) -> Path:

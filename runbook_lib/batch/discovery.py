@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from runbook_lib import config
 
 from runbook_lib.batch.manifest import read as read_manifest
 from runbook_lib.batch.model import MANIFEST, MIGRATION, Batch
 from runbook_lib.errors import BatchError
+from runbook_lib.layouts import detect
+from runbook_lib.layouts.base import DRIZZLE, FLYWAY, GOLANG_MIGRATE, TOOL_LAYOUTS, LayoutSettings
 from runbook_lib.tomltext import line_of as _line_of
 
 
@@ -53,13 +57,23 @@ class Discovery:
     batches: list[Batch]
     skipped: tuple[Path, ...] = ()
     broken: tuple[tuple[Path, str], ...] = ()  # scan(keep_going=True): a folder that cannot be read, and why
+    layout: str = ""  # another tool's layout (golang-migrate, flyway, drizzle); "" for batch or Prisma folders
+
+    @property
+    def empty(self) -> bool:
+        """No migration at all: a new project, said as such rather than as "every migration is applied"."""
+        return not self.batches and not self.broken
 
     @property
     def note(self) -> str:
-        """One line naming the skipped folders; empty when none was skipped."""
+        """One line naming the skipped folders (a Drizzle folder's files its journal does not list); empty when
+        none was skipped."""
         if not self.skipped:
             return ""
         listed = ", ".join(p.name for p in self.skipped)
+        if self.layout:
+            return (f"skipped {len(self.skipped)} file(s) of {self.root} that {self.layout} does not run either "
+                    f"(not in its order): {listed}")
         return (f"skipped {len(self.skipped)} folder(s) of {self.root} with no {MIGRATION} "
                 f"(not migrations runbook can run): {listed}")
 
@@ -88,6 +102,10 @@ def scan(migrations_dir: Path | str, *, keep_going: bool = False) -> Discovery:
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise BatchError(f"Migrations folder {root} {what}; pass --migrations-dir with the folder holding your "
                          "batches.")
+    settings = config.layout_of_folder(root)
+    layout = detect.layout_of(root, settings)
+    if layout in TOOL_LAYOUTS:
+        return _tool_scan(root, layout, settings)
     folders = _order([p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))])
     batches: list[Batch] = []
     skipped: list[Path] = []
@@ -130,6 +148,21 @@ def scan(migrations_dir: Path | str, *, keep_going: bool = False) -> Discovery:
                 break
     _refuse_cycles(seen)
     return Discovery(root, sorted(batches, key=lambda b: b.number), tuple(skipped), tuple(broken))
+
+
+_KIND = {GOLANG_MIGRATE: "golang-migrate migration", FLYWAY: "Flyway migration", DRIZZLE: "Drizzle migration"}
+
+
+def _tool_scan(root: Path, layout: str, settings: LayoutSettings) -> Discovery:
+    """Another tool's folder, read by its layout module in the tool's order: numbered 1, 2, ... as Prisma's
+    folders are, each depending on the one before."""
+    module = detect.tool(layout)
+    settings = replace(settings, layout=layout)
+    batches = [Batch(number=n, name=m.name, path=m.path, title=m.description or m.name, type=_KIND[layout],
+                     depends_on=(n - 1,) if n > 1 else (), tool=m, settings=settings)
+               for n, m in enumerate(module.read(root, settings), start=1)]
+    unlisted = tuple(module.unlisted(root)) if hasattr(module, "unlisted") else ()
+    return Discovery(root, batches, unlisted, layout=layout)
 
 
 def _refuse_mixed_layouts(root: Path, folders: list[Path]) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runbook_lib.errors import BatchError
+from runbook_lib.layouts.base import PRISMA, RUNBOOK, LayoutSettings, Migration
 
 MANIFEST = "batch.toml"
 MIGRATION = "migration.sql"
@@ -237,23 +238,46 @@ class Batch:
     description: str = ""
     # statements of migration.sql (1-based) a runbook notebook pauses before, for an approval (phases.stepwise)
     pause_before: tuple[int, ...] = ()
+    # another tool's migration (golang-migrate, Flyway, Drizzle): `path` is its SQL file, not a folder
+    tool: Migration | None = field(default=None, compare=False, repr=False)
+    settings: LayoutSettings | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def layout(self) -> str:
+        if self.settings is not None and self.tool is not None:
+            return self.settings.layout or ""
+        return PRISMA if self.prisma_layout else RUNBOOK
 
     def file(self, name: str) -> Path | None:
+        if self.tool is not None:  # a tool's migration has its forward file and, maybe, an undo script
+            found = {MIGRATION: self.tool.path, ROLLBACK: self.tool.down}.get(name)
+            return found if found is not None and found.is_file() else None
         path = self.path / name
         return path if path.is_file() else None
 
     @property
     def migration_path(self) -> Path:
-        return self.path / MIGRATION
+        return self.tool.path if self.tool is not None else self.path / MIGRATION
 
     @property
     def migration_sql(self) -> str:
-        return read_sql(self.migration_path)
+        """The SQL to run: the file's, with a tool's placeholders substituted (Flyway's ${name})."""
+        return self.tool.sql if self.tool is not None else read_sql(self.migration_path)
 
     @property
     def checksum(self) -> str:
         """sha256 hex of migration.sql, as Prisma records it in _prisma_migrations."""
         return sha256_file(self.migration_path)
+
+    @property
+    def rollback_sql(self) -> str:
+        """The undo script's SQL (rollback.sql, or the tool's): a Flyway undo script with its placeholders
+        substituted, as Flyway runs it."""
+        path = self.require(ROLLBACK, "make the batch reversible")
+        if self.tool is not None and self.settings is not None and self.settings.layout == "flyway":
+            from runbook_lib.layouts import flyway  # noqa: PLC0415  (only a Flyway project's undo scripts need it)
+            return flyway.substitute(read_sql(path), path, self.settings)
+        return read_sql(path)
 
     def require(self, name: str, purpose: str) -> Path:
         path = self.file(name)
@@ -264,6 +288,9 @@ class Batch:
     @property
     def files(self) -> tuple[BatchFile, ...]:
         found = []
+        if self.tool is not None:
+            paths = [p for p in (self.tool.path, self.tool.down) if p is not None and p.is_file()]
+            return tuple(BatchFile(p.name, p, sha256_file(p), p.stat().st_size) for p in paths)
         for path in sorted(self.path.iterdir()):
             if path.is_file() and not path.name.startswith("."):
                 found.append(BatchFile(path.name, path, sha256_file(path), path.stat().st_size))
@@ -271,13 +298,15 @@ class Batch:
 
     @property
     def readme(self) -> str:
+        if self.tool is not None:
+            return ""
         path = self.file(README)
         return path.read_text(encoding="utf-8") if path else ""
 
     @property
     def prisma_layout(self) -> bool:
         """A folder as Prisma writes it (migration.sql, no batch.toml): Prisma's history is its other ledger."""
-        return not (self.path / MANIFEST).is_file()
+        return self.tool is None and not (self.path / MANIFEST).is_file()
 
     @property
     def label(self) -> str:

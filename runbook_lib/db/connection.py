@@ -166,7 +166,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def connect(url: str, *, autocommit: bool = False, application_name: str = APPLICATION_NAME,
-            as_login: bool = False) -> psycopg.Connection:
+            as_login: bool = False, search_path: tuple[str, ...] = ()) -> psycopg.Connection:
     """Open a connection, turning libpq's failures into one sentence with the fix.
 
     With --role the connection acts as that role from its start (the `role` setting, which even RESET ALL
@@ -177,9 +177,15 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = APPLI
     shown = redact(url)
     role = None if as_login else acting_role()
     extra = {}
+    options = params.get("options", "")
     if role:
         escaped = role.replace("\\", "\\\\").replace(" ", "\\ ")
-        extra["options"] = f"{params.get('options', '')} -c role={escaped}".strip()
+        options = f"{options} -c role={escaped}".strip()
+    if search_path:  # a Flyway project's `schemas`: its scripts name tables without a schema, as Flyway runs them
+        listed = ",".join('"' + s.replace('"', '""') + '"' for s in search_path)
+        options = f"{options} -c search_path={listed.replace(chr(92), chr(92) * 2).replace(' ', chr(92) + ' ')}".strip()
+    if options != params.get("options", ""):
+        extra["options"] = options
     try:
         return psycopg.connect(
             url, autocommit=autocommit, application_name=application_name, connect_timeout=10, **extra

@@ -21,6 +21,8 @@ import psycopg
 from runbook_lib import names
 from runbook_lib.batch.model import Batch
 from runbook_lib.db import ledger
+from runbook_lib.layouts import detect
+from runbook_lib.layouts.base import GOLANG_MIGRATE
 from runbook_lib.orm import prisma_history as prisma
 
 
@@ -39,6 +41,9 @@ class MigrationState:
     failed_prisma_row: bool = False
     runbook_checksum: str | None = None
     prisma_checksum: str | None = None
+    tool: str = ""  # another tool's history (golang-migrate's, Flyway's, Drizzle's), by its label
+    tool_checksum: str | None = None  # what that history recorded, in the tool's own checksum (None: it keeps none)
+    tool_file_checksum: str = ""  # the file's, in the tool's checksum, to compare
 
     def drift(self, batch: Batch) -> str:
         """Which history recorded another migration.sql than the folder's ("" when none did)."""
@@ -50,6 +55,9 @@ class MigrationState:
         if self.prisma_checksum is not None and not prisma.checksum_matches(
                 batch.migration_path.read_bytes(), self.prisma_checksum):
             found.append(f"{names.SOURCE_PRISMA} recorded {self.prisma_checksum}")
+        if self.tool_checksum is not None and batch.tool is not None and batch.tool.checksum \
+                and self.tool_checksum != batch.tool.checksum:
+            found.append(f"{self.tool} recorded checksum {self.tool_checksum} (the file's is {batch.tool.checksum})")
         if not found:
             return ""
         return f"{' and '.join(found)}, the file is now {batch.checksum}"
@@ -61,7 +69,9 @@ class MigrationState:
     @property
     def according(self) -> str:
         """Which history says it is applied, as a sentence says it ("both" alone does not)."""
-        return f"{names.SOURCE_RUNBOOK} and {names.SOURCE_PRISMA}" if self.source == names.SOURCE_BOTH else self.source
+        if self.source == names.SOURCE_BOTH:
+            return f"{names.SOURCE_RUNBOOK} and {self.tool or names.SOURCE_PRISMA}"
+        return self.source
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class History:
     states: dict[int, MigrationState] = field(default_factory=dict)
     failed_prisma: tuple[str, ...] = ()  # migration names of failed rows
     prisma_table: bool = False
+    blocked: str = ""  # another tool's history says it would go no further (a dirty or failed row), and why
 
     def state(self, number: int) -> MigrationState:
         return self.states.get(number, MigrationState(number, "", applied=False))
@@ -138,6 +149,7 @@ def read(conn: psycopg.Connection, batches: Iterable[Batch]) -> History:
     Batches runbook's ledger knows but the folder lacks are included under the name the ledger recorded.
     Reading creates nothing.
     """
+    batches = list(batches)
     own = ledger.states(conn)
     all_rows = prisma.rows(conn)
     table = bool(all_rows) or prisma.has_table(conn)
@@ -151,4 +163,52 @@ def read(conn: psycopg.Connection, batches: Iterable[Batch]) -> History:
         if number not in states:
             states[number] = _merge(number, st.name, st, by_name.get(st.name, []), table)
     failed = tuple(dict.fromkeys(r.migration_name for r in all_rows if r.failed))
-    return History(states, failed, table)
+    tools = [b for b in batches if b.tool is not None]
+    if not tools:
+        return History(states, failed, table)
+    blocked = _merge_tool(conn, tools, own, states)
+    return History(states, failed, table, blocked)
+
+
+def _merge_tool(conn: psycopg.Connection, batches: list[Batch], own: dict[int, ledger.BatchState],
+                states: dict[int, MigrationState]) -> str:
+    """Another tool's history merged into `states` as Prisma's is: applied when either says so; the tool's
+    checksum kept for drift. Returns why the tool would refuse to go on ("" when it would not).
+
+    A dirty or failed row that runbook's own stopped run left is not a block: the ledger knows that run, and
+    the next apply resumes it (and writes the tool's row when it commits)."""
+    settings = batches[0].settings
+    history = detect.tool(settings.layout).History(settings)
+    migrations = [b.tool for b in batches]
+    tool_state = history.read(conn, migrations)
+    applied = dict(tool_state.applied)
+    if tool_state.blocked and settings.layout == GOLANG_MIGRATE and tool_state.last is not None:
+        applied.pop(tool_state.last, None)  # dirty: golang-migrate's current version did not finish
+    for b in batches:
+        m = b.tool
+        row = applied.get(m.version or m.name)
+        mine = own.get(b.number)
+        if mine is not None and mine.name and mine.name != b.name:
+            mine = None  # the ledger's row of this position is another file's (a script inserted before it)
+        by_runbook = bool(mine and mine.applied)
+        if m.kind == "repeatable" and (row is None or row.checksum != m.checksum):
+            # Flyway runs a repeatable script again whenever its checksum changed: pending, not drift
+            row, by_runbook = None, bool(by_runbook and row is None and mine.checksum == b.checksum)
+        if row is None and not by_runbook:
+            states[b.number] = MigrationState(b.number, b.name, False, tool=history.label)
+            continue
+        source = names.SOURCE_BOTH if by_runbook and row is not None else (
+            names.SOURCE_RUNBOOK if by_runbook else history.label)
+        states[b.number] = MigrationState(
+            b.number, b.name, True, source,
+            checksum=mine.checksum if by_runbook else (row.checksum if row else None),
+            applied_at=mine.applied_at if by_runbook else row.applied_at,
+            applied_by=mine.applied_by if by_runbook else (row.applied_by or history.label.split("'")[0]),
+            runbook_checksum=mine.checksum if by_runbook else None,
+            tool=history.label, tool_checksum=row.checksum if row is not None else None)
+    if not tool_state.blocked:
+        return ""
+    first_pending = next((b for b in batches if not states[b.number].applied), None)
+    if first_pending is not None and ledger.stopped(conn, first_pending.number) is not None:
+        return ""  # runbook's own run stopped there (and wrote the row): resumed from the ledger
+    return tool_state.blocked

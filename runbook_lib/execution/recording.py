@@ -25,6 +25,7 @@ from runbook_lib.execution import backfill
 from runbook_lib.execution.blockers import Policy
 from runbook_lib.execution.executor import execute
 from runbook_lib.execution.failure import server_message
+from runbook_lib.layouts import detect
 from runbook_lib.orm import prisma_history as prisma
 from runbook_lib.phases.session import Session
 from runbook_lib.report import records
@@ -49,13 +50,42 @@ def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> pr
         return prisma.PrismaRecord(f"not recorded: {server_message(exc)}", name)
 
 
+def _record_tool(conn: psycopg.Connection, result: ExecutionResult, session: Session) -> str:
+    """The tool's own history (golang-migrate's, Flyway's, Drizzle's) told, as the tool would write it, in the last
+    step's transaction: a failure here fails the step, so the database never holds a migration the tool's
+    history does not (the tool would run it again)."""
+    batch = session.batch
+    history = detect.tool(batch.settings.layout).History(batch.settings)
+    migrations = [b.tool for b in session.batches() if b.tool is not None]
+    if result.phase == "apply":
+        ms = int(round(sum(s.duration_s for s in result.statements) * 1000))
+        return history.record_applied(conn, batch.tool, migrations, ran=True, execution_ms=ms)
+    return history.record_rolled_back(conn, batch.tool, migrations)
+
+
+def _record_tool_failure(session: Session) -> str:
+    """A migration that failed after some of its steps committed (statements outside a transaction): the row the
+    tool writes then (golang-migrate's dirty flag, Flyway's success = false), in its own transaction; runbook's
+    next apply resumes it from the ledger and writes the tool's row for success when it commits."""
+    batch = session.batch
+    history = detect.tool(batch.settings.layout).History(batch.settings)
+    migrations = [b.tool for b in session.batches() if b.tool is not None]
+    try:
+        with session.connect() as conn:
+            return history.record_failed(conn, batch.tool, migrations)
+    except psycopg.Error as exc:
+        return f"not recorded: {server_message(exc)}"
+
+
 def _step_recorder(writer: ledger.LedgerWriter, result: ExecutionResult, session: Session,
                    message: Callable[[], str]) -> Callable[[psycopg.Connection, int, int, bool], None]:
     """What a committed step writes inside its own transaction: its progress; the last step also Prisma's row
     (apply: record_applied; rollback: record_rolled_back) and the ledger's 'succeeded' with its message."""
 
     def record(conn: psycopg.Connection, kept: int, total: int, last: bool) -> None:
-        if last:
+        if last and session.batch.tool is not None:
+            result.tool_history = _record_tool(conn, result, session)
+        elif last:
             result.prisma = _record_prisma(conn, result.phase, session)
         writer.record_in(conn, kept, total, succeeded=message() if last else None)
     return record
@@ -148,6 +178,8 @@ def recorded(
         except RunbookError as exc:
             result.status = names.FAILED
             result.message = (result.message or str(exc)) + _terminated_note(result)
+            if not dry_run and result.phase == "apply" and result.steps_kept and session.batch.tool is not None:
+                result.tool_history = _record_tool_failure(session)  # part of it stands: as the tool would say
             finish(session, result, t0)
             writer.finish(ledger.FAILED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
             raise

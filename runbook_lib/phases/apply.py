@@ -7,7 +7,10 @@ from runbook_lib.batch.model import PREFLIGHT
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db import history, ledger
 from runbook_lib.db.migration_lock import migration_lock
+from runbook_lib.layouts import detect
+from runbook_lib.layouts.base import FLYWAY
 from runbook_lib.errors import (
+    BatchError,
     DependencyError,
     DriftError,
     MigrationFailed,
@@ -68,7 +71,7 @@ def run(
         return run_release(session, options, validate_each=validate_each)
     statements = _statements(session)
     with session.connect(application_name=f"runbook apply batch {session.batch.number}") as conn, \
-            migration_lock(conn):
+            migration_lock(conn), detect.tool_session(conn, session.batch, prepare=not dry_run):
         return _apply(session, conn, options, statements, gates_checked=gates_checked, trust_preflight=True,
                       only_step=only_step)
 
@@ -76,8 +79,14 @@ def run(
 def _statements(session: Session) -> list:
     """migration.sql parsed, before the lock or the ledger: an empty or malformed file is refused here."""
     batch = session.batch
-    return recording.require_statements(batch.migration_sql, f"{batch.name}/migration.sql",
-                                        server_major=session.facts.major)
+    statements = recording.require_statements(batch.migration_sql, f"{batch.name}/migration.sql",
+                                              server_major=session.facts.major)
+    if batch.layout == FLYWAY and len({s.transactional for s in statements}) > 1:
+        outside = next(s for s in statements if not s.transactional)
+        raise BatchError(f"{batch.migration_path.name} mixes statements that run in a transaction with one that "
+                         f"cannot (statement {outside.index}, {outside.kind}), which Flyway refuses to run; move the "
+                         "statements that cannot run in a transaction into a script of their own.")
+    return statements
 
 
 def _apply(session: Session, conn, options: Options, statements: list, *, gates_checked: bool,
@@ -98,6 +107,8 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
     conn.commit()
     if known.failed_prisma:
         raise PrismaMigrationFailed(known.failed_message())
+    if known.blocked:
+        raise MigrationFailed(known.blocked)
     state = known.state(batch.number)
     drift = state.drift(batch)
     if drift:
@@ -242,6 +253,7 @@ def run_release(release: Release, options: Options, *, validate_each: bool = Fal
         with release.connect() as conn:  # the histories before the release: which migrations were applied before it
             known = history.read(conn, release.folder)
     with release.connect(application_name="runbook deploy") as conn, migration_lock(conn), \
+            detect.tool_session(conn, release.batches[0] if release.batches else None), \
             ledger.shared_connection(release.url):
         for batch in release.batches:
             session = release.session(batch)

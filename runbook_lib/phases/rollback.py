@@ -5,10 +5,11 @@ from __future__ import annotations
 from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
-from runbook_lib.batch.model import ROLLBACK, read_sql
+from runbook_lib.batch.model import ROLLBACK
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db import history, ledger
 from runbook_lib.db.migration_lock import migration_lock
+from runbook_lib.layouts import detect
 from runbook_lib.errors import NotApplied, RunbookError
 from runbook_lib.execution import recording, stepping
 from runbook_lib.execution.blockers import Policy
@@ -43,7 +44,7 @@ def run(
                            "`runbook rollback N` for each migration to undo.")
     batch = session.batch
     path = batch.require(ROLLBACK, "make the batch reversible")
-    sql_text = read_sql(path)
+    sql_text = batch.rollback_sql
     filename = f"{batch.name}/{ROLLBACK}"
     options = Options(dry_run=dry_run, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
                       max_attempts=max_attempts, wait_for_blockers_s=wait_for_blockers_s,
@@ -54,7 +55,7 @@ def run(
     statements = recording.require_statements(sql_text, filename, server_major=session.facts.major)
     result, t0 = recording.start_result(session, "rollback", dry_run=dry_run)
     with session.connect(application_name=f"runbook rollback batch {batch.number}") as conn, \
-            migration_lock(conn):
+            migration_lock(conn), detect.tool_session(conn, session.batch, prepare=False):
         ledger.close_interrupted(conn, batch.number)
         state = history.read(conn, session.batches()).state(batch.number)
         stopped = ledger.stopped(conn, batch.number)

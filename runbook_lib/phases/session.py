@@ -41,6 +41,12 @@ def _facts_frame(f: database.ConnectionFacts, rest: list[tuple[str, str]]) -> pd
     return pd.DataFrame(rows, columns=["fact", "value"]).set_index("fact")
 
 
+def _search_path(batch: Batch | None) -> tuple[str, ...]:
+    """A Flyway project's `schemas` (runbook.toml): the search_path its scripts run with, as Flyway sets it."""
+    settings = batch.settings if batch is not None else None
+    return settings.schemas if settings is not None else ()
+
+
 @dataclass
 class Session:
     """One phase's view of the world; its repr never shows the password."""
@@ -59,7 +65,8 @@ class Session:
         return self.folder
 
     def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
-        return database.connect(self.url, autocommit=autocommit, application_name=application_name)
+        return database.connect(self.url, autocommit=autocommit, application_name=application_name,
+                                search_path=_search_path(self.batch))
 
     def frame(self) -> pd.DataFrame:
         return _facts_frame(self.facts, [("batch", f"{self.batch.number}: {self.batch.title}"),
@@ -91,12 +98,14 @@ class Release:
                        migrations_dir=self.migrations_dir, url=self.url, folder=self.folder)
 
     def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
-        return database.connect(self.url, autocommit=autocommit, application_name=application_name)
+        return database.connect(self.url, autocommit=autocommit, application_name=application_name,
+                                search_path=_search_path(self.batches[0] if self.batches else None))
 
     @property
     def label(self) -> str:
         if not self.batches:
-            return "nothing pending"
+            return f"nothing to deploy: {self.plan.empty_folder} is empty" if self.plan.empty_folder else \
+                "nothing pending"
         first, last = self.batches[0], self.batches[-1]
         return (f"{len(self.batches)} migration(s): {first.number} ({first.name})"
                 + (f" to {last.number} ({last.name})" if len(self.batches) > 1 else ""))
@@ -132,7 +141,8 @@ def open_release(folder: Path, run: RunFolder, facts: database.ConnectionFacts, 
     if plan is None:
         pending, drifted = _pending(url, found, to)
         plan = records.ReleasePlan([BatchInfo.of(b) for b in pending], to, records.now_iso(),
-                                   skipped=[p.name for p in scanned.skipped], drift=drifted)
+                                   skipped=[p.name for p in scanned.skipped], drift=drifted,
+                                   empty_folder=str(folder) if scanned.empty else "")
         run.write("release", plan)
     by_number = {b.number: b for b in found}
     missing = [n for n in plan.numbers if n not in by_number]

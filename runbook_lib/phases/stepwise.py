@@ -24,7 +24,7 @@ import pandas as pd
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import names
-from runbook_lib.batch.model import ROLLBACK, Batch, BatchInfo, read_sql, sha256_file
+from runbook_lib.batch.model import ROLLBACK, Batch, BatchInfo, sha256_file
 from runbook_lib.config import DEFAULTS, ONLINE, Options
 from runbook_lib.db import approvals, catalog, history, ledger, migration_lock
 from runbook_lib.errors import AwaitingApproval, BatchError, RunbookError, StepRefused
@@ -156,7 +156,7 @@ def describe(session: Session, *, strategy: str, lock_threshold_ms: float = 1000
     rollback_cards, rollback_checksum = [], ""
     path = batch.file(ROLLBACK)
     if path is not None:
-        text = read_sql(path)
+        text = batch.rollback_sql
         rollback_checksum = sha256_file(path)
         parsed = analysis.analyze(text, filename=f"{batch.name}/{ROLLBACK}", server_major=session.facts.major)
         rollback_cards = _cards(plan.build(parsed, plan.DIRECT), parsed, [], float("inf"), ())

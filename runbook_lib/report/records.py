@@ -702,6 +702,7 @@ class ExecutionResult:
     verification: list[sqlblocks.BlockResult] = field(default_factory=list)
     cleanup: list[str] = field(default_factory=list)
     prisma: prisma.PrismaRecord | None = None
+    tool_history: str = ""  # what another tool's history (golang-migrate's, Flyway's, Drizzle's) was told
     message: str = ""
     statements_started_at: str = ""  # wall clock of offset 0 of the statements' timeline
     blocker_waits: list[BlockerWait] = field(default_factory=list)  # whom apply waited for, not queuing
@@ -935,6 +936,7 @@ class ReleasePlan:
     created_at: str
     skipped: list[str] = field(default_factory=list)  # folders of the migrations dir that hold no migration
     drift: list[str] = field(default_factory=list)  # applied migrations whose file changed since: NO-GO
+    empty_folder: str = ""  # the migrations folder, when it holds no migration at all (a new project)
 
     @property
     def numbers(self) -> list[int]:

@@ -213,6 +213,8 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
             lines += [line for line in validation_lines(m.validate, tty)[1:]]
     if drift and not applied:
         lines.append("  nothing applied: a release does not build on a history that changed")
+    elif plan and plan.empty_folder:
+        lines.append(f"  nothing to deploy: {plan.empty_folder} is empty (no migration in it yet)")
     elif not plan or not plan.batches:
         lines.append("  nothing pending: every migration is applied")
     return lines

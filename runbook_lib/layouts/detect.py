@@ -1,0 +1,111 @@
+"""Which layout a migrations folder holds: from runbook.toml's `layout` when set, else from the files.
+
+A folder runbook cannot read is refused with what was found, never taken for an empty history: a golang-migrate
+folder read as batch folders would hold no batch, and every migration would look applied.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from runbook_lib.errors import BatchError
+if TYPE_CHECKING:
+    import psycopg
+
+from runbook_lib.layouts.base import DRIZZLE, FLYWAY, GOLANG_MIGRATE, LAYOUTS, PRISMA, RUNBOOK, LayoutSettings
+
+MIGRATION = "migration.sql"
+MANIFEST = "batch.toml"
+
+
+def tool(layout: str) -> ModuleType:
+    """The module that reads `layout`'s folder and history (imported when a project uses it)."""
+    if layout == GOLANG_MIGRATE:
+        from runbook_lib.layouts import golang_migrate  # noqa: PLC0415  (only a golang-migrate project needs it)
+        return golang_migrate
+    if layout == FLYWAY:
+        from runbook_lib.layouts import flyway  # noqa: PLC0415  (only a Flyway project needs it)
+        return flyway
+    if layout == DRIZZLE:
+        from runbook_lib.layouts import drizzle  # noqa: PLC0415  (only a Drizzle project needs it)
+        return drizzle
+    raise ValueError(f"{layout!r} is not a tool layout")
+
+
+def _folders(root: Path) -> tuple[int, int]:
+    """Subfolders holding a migration.sql (Prisma's or runbook's), and those of them with a batch.toml."""
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+    with_sql = [p for p in folders if (p / MIGRATION).is_file() or (p / MANIFEST).is_file()]
+    return len(with_sql), sum(1 for p in with_sql if (p / MANIFEST).is_file())
+
+
+def evidence(root: Path) -> dict[str, int]:
+    """How many entries of `root` look like each layout's migrations."""
+    folders, manifests = _folders(root)
+    found = {RUNBOOK: manifests, PRISMA: folders - manifests}
+    for layout in (GOLANG_MIGRATE, FLYWAY, DRIZZLE):
+        found[layout] = tool(layout).evidence(root)
+    return {k: v for k, v in found.items() if v}
+
+
+def layout_of(root: Path, settings: LayoutSettings | None = None) -> str:
+    """The folder's layout; refused, in one sentence naming what was found, when it is ambiguous or unknown.
+
+    A folder with no SQL at all is runbook's own layout with no batch (a new project): commands say it is empty.
+    """
+    chosen = settings.layout if settings else None
+    if chosen is not None:
+        if chosen not in LAYOUTS:
+            raise BatchError(f"runbook.toml's layout = {chosen!r} is not one runbook reads; use one of "
+                             f"{', '.join(LAYOUTS)}.")
+        return chosen
+    found = evidence(root)
+    if RUNBOOK in found and PRISMA in found:
+        return RUNBOOK  # a folder without batch.toml among batches: discovery refuses it, naming it
+    if len(found) == 1:
+        return next(iter(found))
+    if len(found) > 1:
+        listed = " and ".join(f"{n} {k} migration(s)" for k, n in found.items())
+        raise BatchError(f"{root} holds {listed}, so runbook cannot tell which tool's folder it is; set layout in "
+                         f"runbook.toml (layout = \"{max(found, key=found.get)}\"), or pass the folder of one.")
+    sql = [p for p in root.rglob("*.sql") if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    if sql:
+        folders = Counter(p.parent for p in sql)
+        where = "" if set(folders) == {root} else f" in {len(folders)} folder(s)"
+        raise BatchError(
+            f"{root} holds {len(sql)} .sql file(s){where} but no migration runbook can read (no <n>_<name>/"
+            "migration.sql folders, golang-migrate .up.sql pairs, Flyway V<version>__<name>.sql scripts or a Drizzle "
+            "meta/_journal.json); name the layout in runbook.toml (layout = \"golang-migrate\", \"flyway\" or "
+            "\"drizzle\"), or pass --migrations-dir with the folder that holds the migrations.")
+    return RUNBOOK  # no SQL at all: an empty project (Prisma's migration_lock.toml alone, or nothing)
+
+
+@contextmanager
+def tool_session(conn: psycopg.Connection, batch: object | None, *, prepare: bool = True) -> Iterator[str]:
+    """While runbook applies another tool's migrations: the advisory lock that tool's own runner takes, so a
+    concurrent run of the tool waits instead of interleaving; and what the tool does before its first migration
+    (Flyway creates its schemas and says so in its history), committed before any migration runs. Yields what
+    the preparation did ("" nothing). A batch of runbook's or Prisma's layout: nothing."""
+    settings = getattr(batch, "settings", None)
+    if getattr(batch, "tool", None) is None or settings is None:
+        yield ""
+        return
+    history = tool(settings.layout).History(settings)
+    history.lock(conn)
+    conn.commit()
+    try:
+        done = ""
+        if prepare and hasattr(history, "prepare"):
+            done = history.prepare(conn)
+            conn.commit()
+        yield done
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.rollback()
+            history.unlock(conn)
+            conn.commit()
