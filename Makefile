@@ -9,7 +9,7 @@ endif
 STAMP := $(dir $(PY)).runbook-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench bench-system bench-memory bench-owner sweep-generated sweep-kill-owner server-stop clean
+.PHONY: install demo test bench bench-system bench-layouts bench-memory bench-owner sweep-generated sweep-kill-owner server-stop clean
 
 install: $(STAMP)
 
@@ -45,6 +45,13 @@ bench: install
 # (scripts/system_postgres.py); RESULTS.md gets its table as section 7b. About 50 minutes.
 bench-system: install
 	$(PY) scripts/system_postgres.py -- sh -c '$(PY) benchmarks/backfill.py --server-url "$$RUNBOOK_TEST_DATABASE_URL" --state-dir "$${TMPDIR:-/tmp}/runbook-bench-system-$$(id -u)" --out benchmarks/results/backfill_system.json $(BENCH_BACKFILL_ARGS)'
+	$(PY) benchmarks/report.py
+
+# The three histories in other tools' layouts (openmeter: golang-migrate, dokploy: Drizzle, ohdsi-webapi: Flyway)
+# deployed from empty beside psql, on the system's PostgreSQL in a throwaway cluster (openmeter needs pgcrypto,
+# which the embedded server lacks); RESULTS.md gets them as section 5b. About 10 minutes.
+bench-layouts: install
+	$(PY) scripts/system_postgres.py -- sh -c '$(PY) benchmarks/deploy.py --corpus openmeter --corpus dokploy --corpus ohdsi-webapi --server-url "$$RUNBOOK_TEST_DATABASE_URL" --out benchmarks/results/deploy_layouts.json $(BENCH_DEPLOY_ARGS)'
 	$(PY) benchmarks/report.py
 
 # Batch 6's backfill benchmark with the embedded server's data in memory (/dev/shm, tmpfs): the migration's own

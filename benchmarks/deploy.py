@@ -29,12 +29,18 @@ import common  # noqa: F401  (puts the project on sys.path)
 from common import DEFAULT_STATE, RESULTS_DIR, ROOT, header, psql_binary, server_url, spread
 from psycopg import conninfo, sql
 
+from runbook_lib import batch
 from runbook_lib.db import connection
 
 CORPORA = {
     "langfuse": ROOT / "tests" / "corpora" / "langfuse" / "migrations",
     "trigger.dev": ROOT / "tests" / "corpora" / "trigger.dev" / "migrations",
+    # other tools' layouts (docs/layouts.md): psql runs each file in that tool's order, as tests/corpora says
+    "openmeter": ROOT / "tests" / "corpora" / "openmeter" / "migrations",  # golang-migrate; needs pgcrypto
+    "dokploy": ROOT / "tests" / "corpora" / "dokploy" / "migrations",  # Drizzle Kit
+    "ohdsi-webapi": ROOT / "tests" / "corpora" / "ohdsi-webapi" / "migrations",  # Flyway, ${ohdsiSchema}, webapi
 }
+PRISMA = ("langfuse", "trigger.dev")
 
 
 def migrations(folder: Path) -> list[Path]:
@@ -69,6 +75,30 @@ def run_psql(url: str, files: list[Path]) -> float:
     return time.perf_counter() - started
 
 
+def run_psql_tool(url: str, folder: Path) -> float:
+    """Another tool's folder: each script in the tool's order (runbook's reading of it, tests/layouts checks it
+    against the tool's rules), its placeholders substituted, `-1` unless CONCURRENTLY; Flyway's `schemas` created
+    first and set as the search_path, as Flyway does."""
+    found = batch.discover(folder)
+    schemas = found[0].settings.schemas if found and found[0].settings else ()
+    env = dict(os.environ)
+    if schemas:
+        with connection.connect(url, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        env["PGOPTIONS"] = "-c search_path=" + ",".join(schemas)
+    psql = psql_binary()
+    started = time.perf_counter()
+    for b in found:
+        text = b.migration_sql
+        single = [] if "CONCURRENTLY" in text.upper() else ["-1"]
+        done = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url, "-f", "-"],
+                              input=text, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        if done.returncode != 0:
+            raise SystemExit(f"psql failed on {b.migration_path}:\n{done.stderr}")
+    return time.perf_counter() - started
+
+
 def run_runbook(url: str, folder: Path, reports: Path) -> tuple[float, Path]:
     env = {**os.environ, "DATABASE_URL": url}
     started = time.perf_counter()
@@ -93,7 +123,8 @@ def breakdown(run_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", action="append", choices=sorted(CORPORA), help="default: both")
+    parser.add_argument("--corpus", action="append", choices=sorted(CORPORA),
+                        help="default: the two Prisma histories (langfuse, trigger.dev)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--limit", type=int, help="only the first N migrations (a smoke test)")
     parser.add_argument("--server-url", help="a server to use instead of the embedded PostgreSQL")
@@ -103,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     result = header("deploy", argv, server)
     result["corpora"] = {}
     scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"runbook-bench-deploy-{os.getpid()}"
-    for name in args.corpus or sorted(CORPORA):
+    for name in args.corpus or PRISMA:
         folder = CORPORA[name]
+        if args.limit and name not in PRISMA:
+            raise SystemExit(f"--limit copies Prisma folders; {name} is another tool's layout: leave --limit out")
         if args.limit:  # a copy of the first N folders: runbook deploys a whole folder
             limited = scratch / name / "migrations"
             limited.mkdir(parents=True, exist_ok=True)
@@ -113,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
                 target.mkdir(exist_ok=True)
                 (target / "migration.sql").write_bytes(path.read_bytes())
             folder = limited
-        files = migrations(folder)
+        files = migrations(folder) if name in PRISMA else []
+        count = len(files) if name in PRISMA else len(batch.discover(folder))
         runs = []
         for run in range(args.runs):
             url = fresh_database(server)
             try:
-                psql_s = run_psql(url, files)
+                psql_s = run_psql(url, files) if name in PRISMA else run_psql_tool(url, folder)
             finally:
                 drop_database(server, url)
             url = fresh_database(server)
@@ -131,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} run {run + 1}: psql {psql_s:.1f} s, runbook deploy {runbook_s:.1f} s "
                   f"({runbook_s / psql_s:.2f}x)", file=sys.stderr, flush=True)
         result["corpora"][name] = {
-            "migrations": len(files),
+            "migrations": count,
             "psql_s": spread([r["psql_s"] for r in runs]),
             "runbook_s": spread([r["runbook_s"] for r in runs]),
             "ratio": spread([r["ratio"] for r in runs]),

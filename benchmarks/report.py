@@ -555,6 +555,29 @@ def fleet_section(fl: dict) -> list[str]:
     return lines
 
 
+def deploy_layouts_section(dep: dict) -> list[str]:
+    """Issue 36's figures: the three histories in other tools' layouts, each beside psql in its own run."""
+    lines = ["### 5b. Other tools' layouts: golang-migrate, Drizzle Kit, Flyway", "",
+             f"Command: `{dep['command'].strip()}` (started {dep['started_at']}, on {dep['machine'].get('server', '?').split(' on ')[0]}"
+             "). psql applies each file in its tool's order (golang-migrate's versions as numbers, Drizzle's journal, "
+             "Flyway's versions by their numeric parts with `${ohdsiSchema}` replaced, in the `webapi` schema created "
+             "first and set as the search_path), `-1` unless CONCURRENTLY; then `runbook deploy`, which also writes "
+             "each tool's own history (schema_migrations, drizzle.__drizzle_migrations, flyway_schema_history) in "
+             "each migration's transaction. Fresh empty database each time; medians with min and max.", "",
+             "| Corpus | Layout | Migrations | psql | runbook deploy | Ratio | Target (at most 3x) | Per migration over psql |",
+             "|---|---|---:|---:|---:|---:|---|---:|"]
+    layouts = {"openmeter": "golang-migrate", "dokploy": "Drizzle Kit", "ohdsi-webapi": "Flyway"}
+    for name, c in dep["corpora"].items():
+        ratio = c["ratio"]
+        runs = sorted(c["runs"], key=lambda r: r["runbook_s"])
+        mid = runs[len(runs) // 2]
+        over = (mid["runbook_s"] - mid["psql_s"]) / c["migrations"] * 1000
+        lines.append(f"| {name} | {layouts.get(name, '?')} | {c['migrations']} | {rng(c['psql_s'], sec)} | "
+                     f"{rng(c['runbook_s'], sec)} | {ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f}) | "
+                     f"{'met' if ratio['max'] <= 3 else 'NOT met'} | {over:.1f} ms |")
+    return lines + [""]
+
+
 def deploy_section(dep: dict, before: dict | None = None) -> list[str]:
     """Issue 15's benchmark: `runbook deploy` of a real project's complete history against psql, in one run;
     `before`: the run this one is compared with (deploy-before.json), each measured against psql in its own run."""
@@ -1306,6 +1329,9 @@ def main(argv: list[str] | None = None) -> int:
         before_path = args.deploy.with_name("deploy-before.json")
         lines += deploy_section(json.loads(args.deploy.read_text()),
                                 json.loads(before_path.read_text()) if before_path.exists() else None)
+    layouts_path = args.deploy.with_name("deploy_layouts.json")
+    if layouts_path.exists():
+        lines += deploy_layouts_section(json.loads(layouts_path.read_text()))
     if args.kill.exists():
         lines += kill_section(json.loads(args.kill.read_text()))
         if (RESULTS_DIR / "kill_sweep_owner.json").exists():

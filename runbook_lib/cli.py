@@ -95,6 +95,7 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
                             "without long write locks, data statements in batches, each step a short transaction "
                             "(default: %(default)s)")
         _backfill_options(p)
+        _out_of_order_option(p)
     p.add_argument("--lock-timeout", type=int, default=DEFAULTS.lock_timeout_ms, metavar="MS",
                    help="lock_timeout per attempt (ms) (default: %(default)s)")
     p.add_argument("--statement-timeout", type=int, default=DEFAULTS.statement_timeout_ms, metavar="MS",
@@ -103,6 +104,12 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
                    help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s) "
                         "(default: %(default)s)")
     _blocker_options(p)
+
+
+def _out_of_order_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out-of-order", action="store_true",
+                   help="apply a pending migration older than the last applied one (refused otherwise; "
+                        "out_of_order = true in runbook.toml's tool table says the same)")
 
 
 def _blocker_options(p: argparse.ArgumentParser) -> None:
@@ -318,6 +325,7 @@ def _options(args: argparse.Namespace) -> Options:
         **{name: getattr(args, name, getattr(DEFAULTS, name)) for name in BACKFILL_OPTIONS},
         fail_on_not_run=getattr(args, "fail_on_not_run", DEFAULTS.fail_on_not_run),
         prisma_generate=getattr(args, "prisma_generate", DEFAULTS.prisma_generate),  # not on fleet's parser
+        out_of_order=getattr(args, "out_of_order", DEFAULTS.out_of_order),
     )
 
 

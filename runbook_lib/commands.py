@@ -21,7 +21,8 @@ from runbook_lib.db import example as example_mod
 from runbook_lib.db.migration_lock import holder as migration_lock_holder
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.db.target import Target, ensure_database, resolve
-from runbook_lib.errors import AwaitingApproval, BaselineRefused, RunbookError
+from runbook_lib.errors import AwaitingApproval, BaselineRefused, OutOfOrder, RunbookError
+from runbook_lib.layouts import detect
 from runbook_lib.orm import prisma_history
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.chain import RunOutcome, run_phases
@@ -61,6 +62,7 @@ def preflight(tgt: Target, number: int, *, migrations_dir: Path | None = None,
 def apply(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
           options: Options | None = None) -> RunOutcome:
     """Apply batch `number` under the migration lock, with lock_timeout and retries."""
+    refuse_out_of_order(tgt, migrations_dir, options, number)
     return run_phases(tgt, number, (names.APPLY,), migrations_dir=migrations_dir, reports_dir=reports_dir,
                       options=options)
 
@@ -95,6 +97,7 @@ def run(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports
     done = _already_applied(tgt, number, migrations_dir)
     if done is not None:
         return done
+    refuse_out_of_order(tgt, migrations_dir, options, number)
     return run_phases(tgt, number, names.RUN_PHASES, migrations_dir=migrations_dir, reports_dir=reports_dir,
                       options=options, rollback_on_failure=rollback_on_failure)
 
@@ -122,8 +125,37 @@ def deploy(tgt: Target, *, to: int | None = None, migrations_dir: Path | None = 
 
     The first failure stops the release; the same call again resumes with what is still pending.
     """
+    refuse_out_of_order(tgt, migrations_dir, options, to=to)
     return run_phases(tgt, PENDING, names.RUN_PHASES, migrations_dir=migrations_dir, reports_dir=reports_dir,
                       options=options, to=to)
+
+
+def refuse_out_of_order(tgt: Target, migrations_dir: Path | None, options: Options | None, number: int | None = None,
+                       *, to: int | None = None) -> None:
+    """A pending migration older than the last applied one (a file added behind the history, or merged from a
+    branch) is refused before anything runs, as Flyway refuses it, unless --out-of-order (or out_of_order = true
+    in runbook.toml's tool table) says to apply it anyway: it would run against a schema its author never saw."""
+    if options is not None and options.out_of_order:
+        return
+    found = batch_mod.discover(_migrations(migrations_dir))
+    settings = found[0].settings if found else None
+    if settings is not None and settings.out_of_order:
+        return
+    with connection.connect(tgt.url) as conn:
+        known = history.read(conn, found)
+    found = [b for b in found if b.tool is None or b.tool.kind != "repeatable"]  # Flyway's R__ come last, always
+    applied = [b for b in found if known.state(b.number).applied]
+    if not applied:
+        return
+    last = applied[-1]
+    older = [b for b in found if b.number < last.number and not known.state(b.number).applied
+             and (number is None or b.number == number) and (to is None or b.number <= to)]
+    if older:
+        raise OutOfOrder(
+            f"Migration {older[0].number} ({older[0].name}) is not applied, but migration {last.number} ({last.name}), "
+            f"which comes after it, is: it was added out of order{f' ({len(older)} such)' if len(older) > 1 else ''}; "
+            "apply it anyway with --out-of-order (or out_of_order = true in runbook.toml), or move it after "
+            f"{last.name}. Nothing was changed.")
 
 
 # --- the state of a database ---------------------------------------------------------------------
@@ -295,17 +327,20 @@ class BaselinePlan:
     batches: list[batch_mod.Batch]
     to_ledger: list[batch_mod.Batch]  # not yet applied in runbook's ledger
     to_prisma: list[batch_mod.Batch]  # Prisma's layout, not yet applied in _prisma_migrations
+    to_tool: list[batch_mod.Batch] = field(default_factory=list)  # another tool's layout, not in its own history
+    tool: str = ""  # that history's label (golang-migrate's schema_migrations, ...)
 
     @property
     def empty(self) -> bool:
-        return not self.to_ledger and not self.to_prisma
+        return not self.to_ledger and not self.to_prisma and not self.to_tool
 
     def lines(self) -> list[str]:
         """One line per batch to record, naming the histories it goes into."""
         out = []
         for b in self.batches:
             where = [label for label, todo in ((names.SOURCE_RUNBOOK, self.to_ledger), ("_prisma_migrations",
-                                                                                         self.to_prisma)) if b in todo]
+                                                                                         self.to_prisma),
+                                               (self.tool, self.to_tool)) if b in todo]
             if where:
                 out.append(f"{b.number:>4}  {b.name}  -> {' and '.join(where)}")
         return out
@@ -328,6 +363,8 @@ def plan_baseline(tgt: Target, number: int, migrations_dir: Path | None = None) 
         known = history.read(conn, batches)
     if known.failed_prisma:
         raise BaselineRefused(known.failed_message())
+    if known.blocked:
+        raise BaselineRefused(known.blocked)
     later = [n for n in known.applied() if n > number]
     if later:
         raise BaselineRefused(
@@ -343,7 +380,10 @@ def plan_baseline(tgt: Target, number: int, migrations_dir: Path | None = None) 
     to_ledger = [b for b in upto if not (known.state(b.number).source in (names.SOURCE_RUNBOOK, names.SOURCE_BOTH))]
     to_prisma = [b for b in upto if b.prisma_layout
                  and known.state(b.number).source not in (names.SOURCE_PRISMA, names.SOURCE_BOTH)]
-    return BaselinePlan(number, upto, to_ledger, to_prisma)
+    tool = next((known.state(b.number).tool for b in upto if b.tool is not None), "")
+    to_tool = [b for b in upto if b.tool is not None
+               and known.state(b.number).source not in (tool, names.SOURCE_BOTH)]
+    return BaselinePlan(number, upto, to_ledger, to_prisma, to_tool, tool)
 
 
 def baseline(tgt: Target, number: int, *, migrations_dir: Path | None = None,
@@ -376,6 +416,12 @@ def baseline(tgt: Target, number: int, *, migrations_dir: Path | None = None,
                      ledger.hostname(), names.BASELINED))
             for b in plan.to_prisma:
                 prisma_history.record_applied(conn, b.name, b.checksum, create=True, ran=False)
+            if plan.to_tool:  # as the tool's own baseline leaves it: the tool runs none of them again
+                first = plan.to_tool[0]
+                tool_history = detect.tool(first.settings.layout).History(first.settings)
+                migrations = [b.tool for b in plan.batches]
+                for b in plan.to_tool:
+                    tool_history.record_applied(conn, b.tool, migrations, ran=False)
     return BaselineOutcome(plan, recorded=True)
 
 

@@ -309,6 +309,9 @@ class Options:
     # after a successful apply (not a dry run), run the project's `prisma generate` in the parent process and
     # record it (orm.prisma_generate, prisma_generate.json); a failure is a WARN. Not a notebook parameter.
     prisma_generate: bool = False
+    # deploy, run, apply: a pending migration older than the last applied one may run (Flyway's outOfOrder); else
+    # refused before anything runs. Not a notebook parameter: the command checks it (commands.refuse_out_of_order).
+    out_of_order: bool = False
 
     def checked(self) -> "Options":
         """The same options with their types proven; a wrong one is refused naming the parameter."""
@@ -328,7 +331,8 @@ class Options:
             backfill_wal_mb_per_s=rate("backfill_wal_mb_per_s", self.backfill_wal_mb_per_s),
             backfill_flush_from_mb=megabytes("backfill_flush_from_mb", self.backfill_flush_from_mb),
             fail_on_not_run=flag("fail_on_not_run", self.fail_on_not_run),
-            prisma_generate=flag("prisma_generate", self.prisma_generate))
+            prisma_generate=flag("prisma_generate", self.prisma_generate),
+            out_of_order=flag("out_of_order", self.out_of_order))
         if values.strategy not in STRATEGIES:
             raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
         if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1 \

@@ -154,3 +154,7 @@ class AwaitingApproval(RunbookError):
     """A step behind a pause that no one has approved yet: the run stops there, cleanly, and resumes later."""
 
     exit_code = 3  # not a failure: `runbook status` shows the batch PAUSED until someone approves
+
+
+class OutOfOrder(BatchError):
+    """A pending migration older than the last applied one: refused unless --out-of-order."""

@@ -124,6 +124,8 @@ def scan(migrations_dir: Path | str, *, keep_going: bool = False) -> Discovery:
             continue
         batches.append(batch)
         previous = batch.number
+    if not batches and not broken:
+        detect.refuse_unreadable(root)  # no migration found: a folder of .sql files is not an empty history
     _refuse_mixed_layouts(root, [b.path for b in batches])
     seen: dict[int, Batch] = {}
     for batch in batches:

@@ -182,8 +182,19 @@ def _merge_tool(conn: psycopg.Connection, batches: list[Batch], own: dict[int, l
     migrations = [b.tool for b in batches]
     tool_state = history.read(conn, migrations)
     applied = dict(tool_state.applied)
-    if tool_state.blocked and settings.layout == GOLANG_MIGRATE and tool_state.last is not None:
-        applied.pop(tool_state.last, None)  # dirty: golang-migrate's current version did not finish
+    if settings.layout == GOLANG_MIGRATE:
+        if tool_state.blocked and tool_state.last is not None:
+            applied.pop(tool_state.last, None)  # dirty: golang-migrate's current version did not finish
+        # golang-migrate keeps one row: every version up to it counts as applied, an inference. A version between
+        # two that runbook's ledger recorded, which the ledger never recorded itself, was added behind the history
+        # (out of order): the tool would skip it forever; runbook says it is pending. (Versions before the first
+        # runbook recorded are the adopted history: the inference stands for them.)
+        recorded = {s.name for s in own.values() if s.applied}
+        ours = [int(b.tool.version) for b in batches if b.name in recorded]
+        if ours:
+            for b in batches:
+                if min(ours) < int(b.tool.version) < max(ours) and b.name not in recorded:
+                    applied.pop(b.tool.version, None)
     for b in batches:
         m = b.tool
         row = applied.get(m.version or m.name)

@@ -45,44 +45,49 @@ def _folders(root: Path) -> tuple[int, int]:
 
 
 def evidence(root: Path) -> dict[str, int]:
-    """How many entries of `root` look like each layout's migrations."""
-    folders, manifests = _folders(root)
-    found = {RUNBOOK: manifests, PRISMA: folders - manifests}
-    for layout in (GOLANG_MIGRATE, FLYWAY, DRIZZLE):
-        found[layout] = tool(layout).evidence(root)
-    return {k: v for k, v in found.items() if v}
+    """How many entries of `root` look like each tool's migrations (file names, and Drizzle's journal); the
+    batch and Prisma folders only when a tool's files are there too (the ambiguity a layout must be named for)."""
+    found = {layout: n for layout in (GOLANG_MIGRATE, FLYWAY, DRIZZLE) if (n := tool(layout).evidence(root))}
+    if found:
+        folders, manifests = _folders(root)
+        found.update({k: v for k, v in ((RUNBOOK, manifests), (PRISMA, folders - manifests)) if v})
+    return found
 
 
 def layout_of(root: Path, settings: LayoutSettings | None = None) -> str:
-    """The folder's layout; refused, in one sentence naming what was found, when it is ambiguous or unknown.
-
-    A folder with no SQL at all is runbook's own layout with no batch (a new project): commands say it is empty.
-    """
+    """The folder's layout: RUNBOOK for batch folders and Prisma's alike (`batch.discovery` tells them apart, and
+    calls `refuse_unreadable` when it finds no migration); refused, in one sentence naming what was found, when
+    it is ambiguous."""
     chosen = settings.layout if settings else None
     if chosen is not None:
         if chosen not in LAYOUTS:
             raise BatchError(f"runbook.toml's layout = {chosen!r} is not one runbook reads; use one of "
                              f"{', '.join(LAYOUTS)}.")
-        return chosen
+        return RUNBOOK if chosen == PRISMA else chosen
     found = evidence(root)
-    if RUNBOOK in found and PRISMA in found:
-        return RUNBOOK  # a folder without batch.toml among batches: discovery refuses it, naming it
+    if not found:
+        return RUNBOOK
     if len(found) == 1:
         return next(iter(found))
-    if len(found) > 1:
-        listed = " and ".join(f"{n} {k} migration(s)" for k, n in found.items())
-        raise BatchError(f"{root} holds {listed}, so runbook cannot tell which tool's folder it is; set layout in "
-                         f"runbook.toml (layout = \"{max(found, key=found.get)}\"), or pass the folder of one.")
+    listed = " and ".join(f"{n} {k} migration(s)" for k, n in found.items())
+    raise BatchError(f"{root} holds {listed}, so runbook cannot tell which tool's folder it is; set layout in "
+                     f"runbook.toml (layout = \"{max(found, key=found.__getitem__)}\"), or pass the folder of one.")
+
+
+def refuse_unreadable(root: Path) -> None:
+    """A folder in which runbook found no migration: refused when it holds .sql files (a layout runbook does not
+    read, or the wrong folder), never taken for a history with nothing pending; with no SQL at all it is a new
+    project's (Prisma's migration_lock.toml alone, or nothing), and commands say it is empty."""
     sql = [p for p in root.rglob("*.sql") if not any(part.startswith(".") for part in p.relative_to(root).parts)]
-    if sql:
-        folders = Counter(p.parent for p in sql)
-        where = "" if set(folders) == {root} else f" in {len(folders)} folder(s)"
-        raise BatchError(
-            f"{root} holds {len(sql)} .sql file(s){where} but no migration runbook can read (no <n>_<name>/"
-            "migration.sql folders, golang-migrate .up.sql pairs, Flyway V<version>__<name>.sql scripts or a Drizzle "
-            "meta/_journal.json); name the layout in runbook.toml (layout = \"golang-migrate\", \"flyway\" or "
-            "\"drizzle\"), or pass --migrations-dir with the folder that holds the migrations.")
-    return RUNBOOK  # no SQL at all: an empty project (Prisma's migration_lock.toml alone, or nothing)
+    if not sql:
+        return
+    folders = Counter(p.parent for p in sql)
+    where = "" if set(folders) == {root} else f" in {len(folders)} folder(s)"
+    raise BatchError(
+        f"{root} holds {len(sql)} .sql file(s){where} but no migration runbook can read (no <n>_<name>/"
+        "migration.sql folders, golang-migrate .up.sql pairs, Flyway V<version>__<name>.sql scripts or a Drizzle "
+        "meta/_journal.json); name the layout in runbook.toml (layout = \"golang-migrate\", \"flyway\" or "
+        "\"drizzle\"), or pass --migrations-dir with the folder that holds the migrations.")
 
 
 @contextmanager

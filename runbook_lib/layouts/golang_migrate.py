@@ -49,7 +49,7 @@ def evidence(root: Path) -> int:
     detection can tell this folder from the other tools'."""
     if not root.is_dir():
         return 0
-    return sum(1 for p in root.iterdir() if p.is_file() and _SQL_FILE.match(p.name))
+    return sum(1 for p in root.iterdir() if _SQL_FILE.match(p.name) and p.is_file())  # a stat only for a match
 
 
 def _version(path: Path, digits: str) -> int:
@@ -246,9 +246,25 @@ class History:
 
     def record_applied(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration], *,
                        ran: bool = True, execution_ms: int = 0, installed_by: str = "") -> str:
-        """The row `migrate up` leaves after the migration (and `migrate force V` for a baseline): (V, false)."""
+        """The row `migrate up` leaves after the migration (and `migrate force V` for a baseline): (V, false).
+
+        A migration applied out of order (--out-of-order: older than the current version) leaves a clean higher
+        version where it is: golang-migrate would otherwise take the later migrations for pending and run them
+        again."""
+        current = self._current(conn)
+        if current is not None and not current[1] and current[0] > int(migration.version):
+            return f"{self.table} stays at version {current[0]} ({migration.version} applied out of order)"
         self._set_version(conn, int(migration.version), False)
         return f"{self.table} at version {migration.version}"
+
+    def _current(self, conn: psycopg.Connection) -> tuple[int, bool] | None:
+        """The one row (version, dirty), or None when there is no table or no row."""
+        exists = conn.execute("SELECT to_regclass(format('%%I.%%I', current_schema(), %s::text))",
+                              (self.table,)).fetchone()[0]
+        if exists is None:
+            return None
+        row = conn.execute(sql.SQL("SELECT version, dirty FROM {} LIMIT 1").format(self._name(conn))).fetchone()
+        return (int(row[0]), bool(row[1])) if row else None
 
     def record_failed(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration]) -> str:
         """The row `migrate up` leaves when the migration fails part way: (V, true), which stops the next run."""

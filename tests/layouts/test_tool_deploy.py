@@ -66,3 +66,71 @@ def test_golang_migrate_down_script_rolls_back_and_moves_its_row(empty_db: str, 
     assert code == 0, said
     assert _rows(empty_db, "SELECT version, dirty FROM schema_migrations") == [(1, False)]
     assert _rows(empty_db, "SELECT to_regclass('b')") == [(None,)]
+
+
+def test_a_migration_added_behind_the_history_is_refused_unless_out_of_order(empty_db: str, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for v, table in ((1, "a"), (3, "c")):
+        (folder / f"{v}_{table}.up.sql").write_text(f"CREATE TABLE {table} (id int);\n")
+    where = ["--database-url", empty_db, "--migrations-dir", str(folder), "--reports-dir", str(tmp_path / "r")]
+    assert _run("deploy", *where)[0] == 0
+    (folder / "2_b.up.sql").write_text("CREATE TABLE b (id int);\n")  # merged from a branch, behind version 3
+    code, said = _run("deploy", *where)
+    assert code == 1
+    assert ("Migration 2 (2_b) is not applied, but migration 3 (3_c), which comes after it, is: it was added out of "
+            "order; apply it anyway with --out-of-order") in said
+    assert _rows(empty_db, "SELECT to_regclass('b')") == [(None,)]
+    code, said = _run("deploy", "--out-of-order", *where)
+    assert code == 0, said
+    assert _rows(empty_db, "SELECT to_regclass('b') IS NOT NULL") == [(True,)]
+    # golang-migrate's single row still says the highest version: its own runner sees nothing pending
+    assert _rows(empty_db, "SELECT version, dirty FROM schema_migrations") == [(3, False)]
+
+
+def test_baseline_records_a_tools_history_without_running_it(empty_db: str, tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "V1__a.sql").write_text("CREATE TABLE a (id int);\n")
+    (folder / "V2__b.sql").write_text("CREATE TABLE b (id int);\n")
+    (folder / "V3__c.sql").write_text("CREATE TABLE c (id int);\n")
+    with psycopg.connect(empty_db) as conn:  # the schema is there already (a dump, another tool)
+        conn.execute("CREATE TABLE a (id int); CREATE TABLE b (id int)")
+    where = ["--database-url", empty_db, "--migrations-dir", str(folder)]
+    code, said = _run("baseline", "2", "--yes", *where)
+    assert code == 0, said
+    assert _rows(empty_db, "SELECT version, type, success FROM flyway_schema_history ORDER BY installed_rank") == [
+        ("1", "SQL", True), ("2", "SQL", True)]
+    code, said = _run("deploy", *where, "--reports-dir", str(tmp_path / "r"))
+    assert code == 0, said
+    assert _rows(empty_db, "SELECT version FROM flyway_schema_history ORDER BY installed_rank") == [("1",), ("2",),
+                                                                                                  ("3",)]
+
+
+def test_a_changed_drizzle_file_is_drift_and_the_release_refuses_to_build_on_it(empty_db: str, tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "drizzle"
+    (folder / "meta").mkdir(parents=True)
+    tags = ["0000_a", "0001_b"]
+    for n, tag in enumerate(tags):
+        (folder / f"{tag}.sql").write_text(f"CREATE TABLE t{n} (id int);\n--> statement-breakpoint\n"
+                                           f"CREATE INDEX t{n}_id ON t{n} (id);\n")
+    journal = {"version": "7", "dialect": "postgresql",
+               "entries": [{"idx": n, "version": "7", "when": 1700000000000 + n, "tag": t, "breakpoints": True}
+                           for n, t in enumerate(tags)]}
+    (folder / "meta" / "_journal.json").write_text(json.dumps(journal))
+    where = ["--database-url", empty_db, "--migrations-dir", str(folder), "--reports-dir", str(tmp_path / "r")]
+    code, said = _run("deploy", *where)
+    assert code == 0, said
+    assert [r[0] for r in _rows(empty_db, "SELECT created_at FROM drizzle.__drizzle_migrations ORDER BY id")] == [
+        1700000000000, 1700000000001]
+    (folder / "0000_a.sql").write_text("CREATE TABLE t0 (id bigint);\n")  # edited after it was applied
+    code, said = _run("status", "--database-url", empty_db, "--migrations-dir", str(folder))
+    assert "0000_a" in said and "DRIFT" in said
+    (folder / "0002_c.sql").write_text("CREATE TABLE t2 (id int);\n")
+    journal["entries"].append({"idx": 2, "version": "7", "when": 1700000000002, "tag": "0002_c", "breakpoints": True})
+    (folder / "meta" / "_journal.json").write_text(json.dumps(journal))
+    code, said = _run("deploy", *where)
+    assert code == 1 and "0000_a" in said and "restore the applied file" in said
+    assert _rows(empty_db, "SELECT to_regclass('t2')") == [(None,)]
