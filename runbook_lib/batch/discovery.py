@@ -155,9 +155,34 @@ def scan(migrations_dir: Path | str, *, keep_going: bool = False) -> Discovery:
 _KIND = {GOLANG_MIGRATE: "golang-migrate migration", FLYWAY: "Flyway migration", DRIZZLE: "Drizzle migration"}
 
 
+_TOOL_SCANS: dict[tuple, Discovery] = {}  # the last reading of each tool folder, by the files' names, sizes, times
+
+
+def _signature(root: Path, settings: LayoutSettings) -> tuple:
+    """What a tool folder's reading depends on: every file under it (name, size, mtime) and the settings; a stat
+    per file, where reading them again costs every file's text and checksum (a release reads the folder for
+    each of its phases and migrations)."""
+    files = []
+    for path in sorted(root.rglob("*")):
+        stat = path.stat()
+        files.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return (str(root), repr(settings), tuple(files))
+
+
 def _tool_scan(root: Path, layout: str, settings: LayoutSettings) -> Discovery:
     """Another tool's folder, read by its layout module in the tool's order: numbered 1, 2, ... as Prisma's
-    folders are, each depending on the one before."""
+    folders are, each depending on the one before. Read again only when a file under it changed."""
+    key = _signature(root, replace(settings, layout=layout))
+    cached = _TOOL_SCANS.get(key)
+    if cached is not None:
+        return replace(cached, batches=list(cached.batches))
+    found = _read_tool(root, layout, settings)
+    _TOOL_SCANS.clear()  # one folder at a time is what a process works on
+    _TOOL_SCANS[key] = found
+    return replace(found, batches=list(found.batches))
+
+
+def _read_tool(root: Path, layout: str, settings: LayoutSettings) -> Discovery:
     module = detect.tool(layout)
     settings = replace(settings, layout=layout)
     batches = [Batch(number=n, name=m.name, path=m.path, title=m.description or m.name, type=_KIND[layout],

@@ -53,12 +53,12 @@ def _syntax_error(sql: str, exc: ParseError, filename: str | None) -> AnalysisEr
 def split(sql: str, *, filename: str | None = None) -> list[SqlStatement]:
     """Every statement with its line, its leading comments and its parse tree; AnalysisError names file and line.
 
-    A file is parsed once (its last 64 versions are kept): apply, validate and the derived tests of a release read
-    each migration.sql in turn. The parse trees are shared: read them, never change them."""
+    A file is parsed once (its last 256 versions are kept): preflight, apply, validate and the derived tests of a
+    release read each migration.sql in turn. The parse trees are shared: read them, never change them."""
     return list(_split(sql, filename))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def _split(sql: str, filename: str | None) -> tuple[SqlStatement, ...]:
     try:
         raw_statements = pglast.parse_sql(sql)
@@ -69,8 +69,11 @@ def _split(sql: str, filename: str | None) -> tuple[SqlStatement, ...]:
         raise AnalysisError(f"{filename or 'the SQL'}: cannot split the SQL into statements.")
     statements = []
     previous_end = 0
+    line, counted = 1, 0  # lines counted as the statements go: a file of thousands of statements stays linear
     for index, (raw, piece) in enumerate(zip(raw_statements, slices), start=1):
-        statements.append(SqlStatement(index=index, line=line_at(sql, piece.start), start=piece.start,
+        line += sql.count("\n", counted, piece.start)
+        counted = piece.start
+        statements.append(SqlStatement(index=index, line=line, start=piece.start,
                                        end=piece.stop, text=sql[piece.start:piece.stop],
                                        leading=sql[previous_end:piece.start], raw=raw))
         # the slice ends before the ';': the gap up to the next statement holds its comments

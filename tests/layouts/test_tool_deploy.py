@@ -9,8 +9,11 @@ import io
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from runbook_lib import cli
+
+pytestmark = pytest.mark.kernel  # runbook's reading of the tools' histories: the same on any server, run once
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -134,3 +137,36 @@ def test_a_changed_drizzle_file_is_drift_and_the_release_refuses_to_build_on_it(
     code, said = _run("deploy", *where)
     assert code == 1 and "0000_a" in said and "restore the applied file" in said
     assert _rows(empty_db, "SELECT to_regclass('t2')") == [(None,)]
+
+
+def test_while_runbook_applies_the_tools_own_lock_is_held(empty_db: str, tmp_path: Path) -> None:
+    """tool_session, as apply and deploy use it: golang-migrate's (both ids) and Flyway's advisory locks are taken
+    for the apply and released after; a concurrent `migrate up` or `flyway migrate` would wait, not interleave."""
+    from runbook_lib import batch
+    from runbook_lib.layouts import detect, flyway, golang_migrate
+
+    golang = tmp_path / "g"
+    golang.mkdir()
+    (golang / "1_a.up.sql").write_text("CREATE TABLE a (id int);\n")
+    fly = tmp_path / "f"
+    fly.mkdir()
+    (fly / "V1__a.sql").write_text("CREATE TABLE a (id int);\n")
+    with psycopg.connect(empty_db) as conn:
+        database, schema = conn.execute("SELECT current_database(), current_schema()").fetchone()
+    ids = [golang_migrate.lock_id(database, schema, "schema_migrations"),
+           golang_migrate.lock_id("/" + database, schema, "schema_migrations"),
+           flyway.lock_key(schema, "flyway_schema_history")]
+
+    def free(key: int) -> bool:
+        with psycopg.connect(empty_db, autocommit=True) as other:
+            got = other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+            if got:
+                other.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            return got
+
+    for folder, keys in ((golang, ids[:2]), (fly, ids[2:])):
+        first = batch.discover(folder)[0]
+        with psycopg.connect(empty_db) as conn:
+            with detect.tool_session(conn, first):
+                assert not any(free(k) for k in keys)
+            assert all(free(k) for k in keys)
