@@ -417,8 +417,7 @@ def baseline(tgt: Target, number: int, *, migrations_dir: Path | None = None,
             for b in plan.to_prisma:
                 prisma_history.record_applied(conn, b.name, b.checksum, create=True, ran=False)
             if plan.to_tool:  # as the tool's own baseline leaves it: the tool runs none of them again
-                first = plan.to_tool[0]
-                tool_history = detect.tool(first.settings.layout).History(first.settings)
+                tool_history = detect.history(plan.to_tool[0].settings)
                 migrations = [b.tool for b in plan.batches]
                 for b in plan.to_tool:
                     tool_history.record_applied(conn, b.tool, migrations, ran=False)

@@ -122,13 +122,19 @@ def project_ledger_schema(start: Path | None = None) -> str | None:
     path = _project_file_path(start)
     if path is None:
         return None
+    return _read_once(path).ledger_schema
+
+
+def _read_once(path: Path) -> ProjectFile:
+    """runbook.toml read once per version of the file (its size and time): the ledger asks for its schema on every
+    write and discovery for the layout on every reading of the folder."""
     stat = path.stat()
-    return _ledger_schema_of(str(path), stat.st_mtime_ns, stat.st_size)
+    return _read_version(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=16)
-def _ledger_schema_of(path: str, mtime_ns: int, size: int) -> str | None:
-    return _read_project_file(Path(path)).ledger_schema
+def _read_version(path: str, mtime_ns: int, size: int) -> ProjectFile:
+    return _read_project_file(Path(path))
 
 
 def find_migrations_dir(start: Path | None = None) -> Path | None:
@@ -154,12 +160,7 @@ def layout_of_folder(folder: Path | str) -> LayoutSettings:
     """The layout settings for a migrations folder: the nearest runbook.toml from the folder up (a project's file
     sits above its migrations), else from the current directory up; the defaults when there is none."""
     found = _project_file_path(Path(folder)) or _project_file_path()
-    return _layout_of(str(found), found.stat().st_mtime_ns) if found else LayoutSettings()
-
-
-@functools.lru_cache(maxsize=16)
-def _layout_of(path: str, mtime_ns: int) -> LayoutSettings:
-    return _read_project_file(Path(path)).layout
+    return _read_once(found).layout if found else LayoutSettings()
 
 
 def migrations_dir(explicit: Path | str | None = None) -> Path:

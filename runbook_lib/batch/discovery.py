@@ -172,19 +172,20 @@ def _signature(root: Path, settings: LayoutSettings) -> tuple:
 def _tool_scan(root: Path, layout: str, settings: LayoutSettings) -> Discovery:
     """Another tool's folder, read by its layout module in the tool's order: numbered 1, 2, ... as Prisma's
     folders are, each depending on the one before. Read again only when a file under it changed."""
-    key = _signature(root, replace(settings, layout=layout))
+    settings = replace(settings, layout=layout)
+    key = _signature(root, settings)
     cached = _TOOL_SCANS.get(key)
     if cached is not None:
         return replace(cached, batches=list(cached.batches))
-    found = _read_tool(root, layout, settings)
+    found = _read_tool(root, settings)
     _TOOL_SCANS.clear()  # one folder at a time is what a process works on
     _TOOL_SCANS[key] = found
     return replace(found, batches=list(found.batches))
 
 
-def _read_tool(root: Path, layout: str, settings: LayoutSettings) -> Discovery:
+def _read_tool(root: Path, settings: LayoutSettings) -> Discovery:
+    layout = settings.layout or ""
     module = detect.tool(layout)
-    settings = replace(settings, layout=layout)
     batches = [Batch(number=n, name=m.name, path=m.path, title=m.description or m.name, type=_KIND[layout],
                      depends_on=(n - 1,) if n > 1 else (), tool=m, settings=settings)
                for n, m in enumerate(module.read(root, settings), start=1)]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runbook_lib.errors import BatchError
-from runbook_lib.layouts.base import PRISMA, RUNBOOK, LayoutSettings, Migration
+from runbook_lib.layouts.base import FLYWAY, PRISMA, RUNBOOK, LayoutSettings, Migration
 
 MANIFEST = "batch.toml"
 MIGRATION = "migration.sql"
@@ -274,7 +274,7 @@ class Batch:
         """The undo script's SQL (rollback.sql, or the tool's): a Flyway undo script with its placeholders
         substituted, as Flyway runs it."""
         path = self.require(ROLLBACK, "make the batch reversible")
-        if self.tool is not None and self.settings is not None and self.settings.layout == "flyway":
+        if self.tool is not None and self.settings is not None and self.settings.layout == FLYWAY:
             from runbook_lib.layouts import flyway  # noqa: PLC0415  (only a Flyway project's undo scripts need it)
             return flyway.substitute(read_sql(path), path, self.settings)
         return read_sql(path)

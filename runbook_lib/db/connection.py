@@ -165,6 +165,11 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _escaped(value: str) -> str:
+    """A value in libpq's `options`: its backslashes and spaces escaped with a backslash."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
 def connect(url: str, *, autocommit: bool = False, application_name: str = APPLICATION_NAME,
             as_login: bool = False, search_path: tuple[str, ...] = ()) -> psycopg.Connection:
     """Open a connection, turning libpq's failures into one sentence with the fix.
@@ -177,15 +182,14 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = APPLI
     shown = redact(url)
     role = None if as_login else acting_role()
     extra = {}
-    options = params.get("options", "")
+    settings = []
     if role:
-        escaped = role.replace("\\", "\\\\").replace(" ", "\\ ")
-        options = f"{options} -c role={escaped}".strip()
+        settings.append(("role", role))
     if search_path:  # a Flyway project's `schemas`: its scripts name tables without a schema, as Flyway runs them
-        listed = ",".join('"' + s.replace('"', '""') + '"' for s in search_path)
-        options = f"{options} -c search_path={listed.replace(chr(92), chr(92) * 2).replace(' ', chr(92) + ' ')}".strip()
-    if options != params.get("options", ""):
-        extra["options"] = options
+        settings.append(("search_path", ",".join('"' + s.replace('"', '""') + '"' for s in search_path)))
+    if settings:
+        extra["options"] = " ".join([params.get("options", ""), *(f"-c {name}={_escaped(value)}"
+                                                                  for name, value in settings)]).strip()
     try:
         return psycopg.connect(
             url, autocommit=autocommit, application_name=application_name, connect_timeout=10, **extra

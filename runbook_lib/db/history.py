@@ -43,7 +43,6 @@ class MigrationState:
     prisma_checksum: str | None = None
     tool: str = ""  # another tool's history (golang-migrate's, Flyway's, Drizzle's), by its label
     tool_checksum: str | None = None  # what that history recorded, in the tool's own checksum (None: it keeps none)
-    tool_file_checksum: str = ""  # the file's, in the tool's checksum, to compare
 
     def drift(self, batch: Batch) -> str:
         """Which history recorded another migration.sql than the folder's ("" when none did)."""
@@ -178,7 +177,7 @@ def _merge_tool(conn: psycopg.Connection, batches: list[Batch], own: dict[int, l
     A dirty or failed row that runbook's own stopped run left is not a block: the ledger knows that run, and
     the next apply resumes it (and writes the tool's row when it commits)."""
     settings = batches[0].settings
-    history = detect.tool(settings.layout).History(settings)
+    history = detect.history(settings)
     migrations = [b.tool for b in batches]
     tool_state = history.read(conn, migrations)
     applied = dict(tool_state.applied)
@@ -214,7 +213,7 @@ def _merge_tool(conn: psycopg.Connection, batches: list[Batch], own: dict[int, l
             b.number, b.name, True, source,
             checksum=mine.checksum if by_runbook else (row.checksum if row else None),
             applied_at=mine.applied_at if by_runbook else row.applied_at,
-            applied_by=mine.applied_by if by_runbook else (row.applied_by or history.label.split("'")[0]),
+            applied_by=mine.applied_by if by_runbook else (row.applied_by or settings.layout),
             runbook_checksum=mine.checksum if by_runbook else None,
             tool=history.label, tool_checksum=row.checksum if row is not None else None)
     if not tool_state.blocked:

@@ -50,13 +50,18 @@ def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> pr
         return prisma.PrismaRecord(f"not recorded: {server_message(exc)}", name)
 
 
+def _tool_history(session: Session):
+    """The batch's tool history, and every migration of its folder in the tool's order (a rollback's row names
+    the one before)."""
+    return detect.history(session.batch.settings), [b.tool for b in session.batches() if b.tool is not None]
+
+
 def _record_tool(conn: psycopg.Connection, result: ExecutionResult, session: Session) -> str:
     """The tool's own history (golang-migrate's, Flyway's, Drizzle's) told, as the tool would write it, in the last
     step's transaction: a failure here fails the step, so the database never holds a migration the tool's
     history does not (the tool would run it again)."""
     batch = session.batch
-    history = detect.tool(batch.settings.layout).History(batch.settings)
-    migrations = [b.tool for b in session.batches() if b.tool is not None]
+    history, migrations = _tool_history(session)
     if result.phase == "apply":
         ms = int(round(sum(s.duration_s for s in result.statements) * 1000))
         return history.record_applied(conn, batch.tool, migrations, ran=True, execution_ms=ms)
@@ -67,12 +72,10 @@ def _record_tool_failure(session: Session) -> str:
     """A migration that failed after some of its steps committed (statements outside a transaction): the row the
     tool writes then (golang-migrate's dirty flag, Flyway's success = false), in its own transaction; runbook's
     next apply resumes it from the ledger and writes the tool's row for success when it commits."""
-    batch = session.batch
-    history = detect.tool(batch.settings.layout).History(batch.settings)
-    migrations = [b.tool for b in session.batches() if b.tool is not None]
+    history, migrations = _tool_history(session)
     try:
         with session.connect() as conn:
-            return history.record_failed(conn, batch.tool, migrations)
+            return history.record_failed(conn, session.batch.tool, migrations)
     except psycopg.Error as exc:
         return f"not recorded: {server_message(exc)}"
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 from runbook_lib.layouts.base import DRIZZLE, FLYWAY, GOLANG_MIGRATE, LAYOUTS, PRISMA, RUNBOOK, LayoutSettings
 
+# batch.model's names: it imports this package (layouts.base), so they are not imported from it
 MIGRATION = "migration.sql"
 MANIFEST = "batch.toml"
 
@@ -35,6 +36,11 @@ def tool(layout: str) -> ModuleType:
         from runbook_lib.layouts import drizzle  # noqa: PLC0415  (only a Drizzle project needs it)
         return drizzle
     raise ValueError(f"{layout!r} is not a tool layout")
+
+
+def history(settings: LayoutSettings):
+    """The tool's history table (its module's `History`) for a project's settings."""
+    return tool(settings.layout).History(settings)
 
 
 def _folders(root: Path) -> tuple[int, int]:
@@ -100,17 +106,17 @@ def tool_session(conn: psycopg.Connection, batch: object | None, *, prepare: boo
     if getattr(batch, "tool", None) is None or settings is None:
         yield ""
         return
-    history = tool(settings.layout).History(settings)
-    history.lock(conn)
+    tool_history = history(settings)
+    tool_history.lock(conn)
     conn.commit()
     try:
         done = ""
-        if prepare and hasattr(history, "prepare"):
-            done = history.prepare(conn)
+        if prepare and hasattr(tool_history, "prepare"):
+            done = tool_history.prepare(conn)
             conn.commit()
         yield done
     finally:
         if not conn.closed and not conn.broken:
             conn.rollback()
-            history.unlock(conn)
+            tool_history.unlock(conn)
             conn.commit()
