@@ -181,11 +181,13 @@ class IdleTransaction:
         self.watch = psycopg.connect(watch_url, autocommit=True, application_name="bench idle watch")
         self.hold_s = hold_s
         self.began = self.released = 0.0
+        self.pid = 0
         self.queued: dict[str, float] = {}  # application_name -> longest seen waiting (s)
         self._thread: threading.Thread | None = None
 
     def begin(self) -> None:
         self.conn.execute('SELECT id FROM "Lead" LIMIT 1').fetchall()
+        self.pid = self.conn.info.backend_pid
         self.began = time.monotonic()
         self._thread = threading.Thread(target=self._hold, daemon=True)
         self._thread.start()
@@ -210,7 +212,7 @@ class IdleTransaction:
             self._thread.join()
         self.conn.close()
         self.watch.close()
-        return {"held_s": round(self.released - self.began, 3),
+        return {"pid": self.pid, "held_s": round(self.released - self.began, 3),
                 "queued_while_held": {k: round(v, 3) for k, v in sorted(self.queued.items())}}
 
 
@@ -229,7 +231,7 @@ def apply_as(url: str, strategy: str, reports: Path, live_path: Path) -> tuple[d
         out["steps"] = len(record.steps)
         out["retries"] = record.attempts - len(record.steps)  # attempts beyond one per step
         out["role"] = record.connection.user
-        out["blocker_waits"] = [{"step": w.step, "who": w.who, "user": w.user, "since": w.since, "lock": w.lock,
+        out["blocker_waits"] = [{"step": w.step, "pid": w.pid, "who": w.who, "user": w.user, "since": w.since, "lock": w.lock,
                                  "waited_s": w.waited_s, "outcome": w.outcome, "hidden": w.hidden}
                                 for w in record.blocker_waits]
     said = [e.text for e in live.Tail(live_path).read() if e.kind == live.WAITING] if live_path.exists() else []

@@ -282,8 +282,13 @@ def test_owner_role_benchmark_applies_as_the_owner_without_queuing(server_url: s
         assert applied["attempts"] == 1 and applied["guard_cancels"] == 0 and not applied["lock_timeouts"]
         assert applied["blocker_wait_s"] > 0 and runs[role]["idle_transaction"]["queued_while_held"] == {}
     assert runs["owner"]["apply"]["role"] == owner
-    assert [w["hidden"] for w in runs["owner"]["apply"]["blocker_waits"]] == [True]
-    assert [w["hidden"] for w in runs["superuser"]["apply"]["blocker_waits"]] == [False]
+    for role, hidden in (("owner", True), ("superuser", False)):
+        # the idle transaction is named once, its state hidden from the owner only; under load an application
+        # session slow to commit may be waited for too, and is hidden from the owner just the same
+        waits = runs[role]["apply"]["blocker_waits"]
+        idle_pid = runs[role]["idle_transaction"]["pid"]
+        assert [w["hidden"] for w in waits if w["pid"] == idle_pid] == [hidden]
+        assert role == "superuser" or all(w["hidden"] for w in waits)
     assert [(r["role"], r["strategy"]) for r in result["summary"]] == [
         ("superuser", "direct"), ("owner", "direct"), ("none", None)]
     section = "\n".join(_bench_module("report").owner_role_section(result))
