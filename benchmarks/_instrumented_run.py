@@ -30,8 +30,7 @@ def _wrap(module, name: str, label: str) -> None:
             return original(*args, **kwargs)
         finally:
             detail = args[0] if args and isinstance(args[0], str) else getattr(args[0], "name", "") if args else ""
-            _timings["spans"].append({"what": label, "detail": str(detail), "start": started,
-                                      "end": time.monotonic()})
+            _timings["spans"].append({"what": label, "detail": str(detail), "start": started, "end": time.monotonic()})
 
     setattr(module, name, timed)
 

@@ -53,7 +53,17 @@ from pathlib import Path
 import common  # noqa: F401  (puts the project on sys.path)
 import psycopg
 import workload
-from common import DEFAULT_STATE, RESULTS_DIR, disk_commit_latency, header, parse_size, psql_binary, server_url, size_label, spread
+from common import (
+    DEFAULT_STATE,
+    RESULTS_DIR,
+    disk_commit_latency,
+    header,
+    parse_size,
+    psql_binary,
+    server_url,
+    size_label,
+    spread,
+)
 from psycopg import sql
 
 from runbook_lib import config
@@ -64,10 +74,14 @@ from runbook_lib.phases import apply, rollback
 from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import ExecutionResult
 
-METHODS = {"psql": {}, "direct": {"strategy": "direct"}, "online": {"strategy": "online"},
-           "online-50ms": {"strategy": "online", "backfill_batch_ms": 50},
-           "online-flush-first": {"strategy": "online", "backfill_flush_from_mb": 0.01},  # from its first batch on
-           "online-pause-10ms": {"strategy": "online", "backfill_pause_ms": 10}}
+METHODS = {
+    "psql": {},
+    "direct": {"strategy": "direct"},
+    "online": {"strategy": "online"},
+    "online-50ms": {"strategy": "online", "backfill_batch_ms": 50},
+    "online-flush-first": {"strategy": "online", "backfill_flush_from_mb": 0.01},  # from its first batch on
+    "online-pause-10ms": {"strategy": "online", "backfill_pause_ms": 10},
+}
 DEFAULT_METHODS = ("psql", "direct", "online", "online-50ms")  # section 7; the others are trials (7f, Also measured)
 BATCH6 = config.example_migrations_dir() / "006_backfill_customers"
 MARKER = "runbook backfill v1: example leads={leads}, before batch 6, frozen"
@@ -98,8 +112,9 @@ def prepare(server: str, leads: int, *, reload: bool) -> str:
     name = f"bench_backfill_{leads}"
     url = database.with_database(server, name)
     with database.connect(server, autocommit=True) as conn:
-        row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                           (name,)).fetchone()
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
         if row is not None and row[0] == MARKER.format(leads=leads) and not reload and _pristine(url):
             log(f"{size_label(leads)}: reusing database {name}")
             return url
@@ -110,8 +125,11 @@ def prepare(server: str, leads: int, *, reload: bool) -> str:
         conn.commit()
     with database.connect(url, autocommit=True) as conn:
         conn.execute('VACUUM (FREEZE, ANALYZE) "Customer", "Lead", "Job"')
-        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name),
-                                                                    sql.Literal(MARKER.format(leads=leads))))
+        conn.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(MARKER.format(leads=leads))
+            )
+        )
     log(f"{size_label(leads)}: loaded {loaded.leads:,} leads ({loaded.leads_without_customer:,} without a customer)")
     return url
 
@@ -125,8 +143,9 @@ def _pristine(url: str) -> bool:
             return False
         if conn.execute("SELECT to_regclass('runbook.phase_run')").fetchone()[0] is None:
             return True
-        return not conn.execute("SELECT EXISTS (SELECT 1 FROM runbook.phase_run WHERE batch = 6"
-                                " AND status IN ('running', 'failed'))").fetchone()[0]
+        return not conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM runbook.phase_run WHERE batch = 6 AND status IN ('running', 'failed'))"
+        ).fetchone()[0]
 
 
 def _backfill_client(url: str, ids: list[str], interval_s: float, pipe) -> None:
@@ -156,7 +175,10 @@ FROM pg_stat_activity AS w
 WHERE w.state = 'active' AND w.application_name = ANY(%s) AND w.datname = current_database()
   AND clock_timestamp() - w.query_start > interval '5 ms'
 """
-APPLICATION = ("runbook workload", "bench backfill client")  # the application's sessions; any other blocker is the migration's
+APPLICATION = (
+    "runbook workload",
+    "bench backfill client",
+)  # the application's sessions; any other blocker is the migration's
 SAMPLE_S = 0.005
 
 
@@ -204,8 +226,11 @@ def _longest_statement(waits: list, t0: float, t1: float) -> dict:
 
 def _migration_wait_ms(waits: list, t0: float, t1: float) -> float:
     """The longest wait of an application statement, overlapping [t0, t1], on a session not the application's."""
-    inside = [length for start, length, _events, blockers in waits
-              if _overlaps(start, length, t0, t1) and any(b not in APPLICATION for b in blockers)]
+    inside = [
+        length
+        for start, length, _events, blockers in waits
+        if _overlaps(start, length, t0, t1) and any(b not in APPLICATION for b in blockers)
+    ]
     return round(max(inside, default=0.0) * 1000, 2)
 
 
@@ -231,8 +256,11 @@ def apply_once(url: str, method: str, reports: Path, *, idle_s: float = 0.0) -> 
         return {"ok": True, "t0": t0, "t1": time.monotonic(), "message": ""}
     if method == "psql":
         t0 = time.monotonic()
-        done = subprocess.run([psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f",
-                               str(BATCH6 / "migration.sql"), "-d", url], capture_output=True, text=True)
+        done = subprocess.run(
+            [psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(BATCH6 / "migration.sql"), "-d", url],
+            capture_output=True,
+            text=True,
+        )
         return {"ok": done.returncode == 0, "t0": t0, "t1": time.monotonic(), "message": done.stderr.strip()[:300]}
     session = open_session(6, database_url=url, reports_dir=reports)
     t0 = time.monotonic()
@@ -242,18 +270,21 @@ def apply_once(url: str, method: str, reports: Path, *, idle_s: float = 0.0) -> 
         result, message = session.run.read("apply", ExecutionResult), str(exc)
     out = {"ok": not message, "t0": t0, "t1": time.monotonic(), "message": message[:300]}
     if result is not None:
-        out.update(write_block_ms=round(result.longest_write_block_s * 1000, 2),
-                   batches=sum(b.batches for b in result.backfills),
-                   longest_batch_ms=round(max((b.batch_longest_s for b in result.backfills), default=0) * 1000, 2),
-                   median_batch_ms=round(max((b.batch_median_s for b in result.backfills), default=0) * 1000, 2),
-                   lock_timeouts=sum(b.lock_timeouts for b in result.backfills),
-                   vacuum_s=round(sum(b.vacuum_s for b in result.backfills), 2),
-                   vacuumed=[b.table for b in result.backfills if b.vacuum_s],
-                   wal_mb_per_s=next((b.wal_mb_per_s for b in result.backfills), 0.0),
-                   wal_pause_s=round(sum(b.wal_pause_s for b in result.backfills), 2),
-                   flush_from_mb=next((b.flush_from_mb for b in result.backfills if b.flush_from_mb is not None), None),
-                   flush_threshold_mb=next((b.flush_threshold_mb for b in result.backfills
-                                            if b.flush_threshold_mb is not None), None))
+        out.update(
+            write_block_ms=round(result.longest_write_block_s * 1000, 2),
+            batches=sum(b.batches for b in result.backfills),
+            longest_batch_ms=round(max((b.batch_longest_s for b in result.backfills), default=0) * 1000, 2),
+            median_batch_ms=round(max((b.batch_median_s for b in result.backfills), default=0) * 1000, 2),
+            lock_timeouts=sum(b.lock_timeouts for b in result.backfills),
+            vacuum_s=round(sum(b.vacuum_s for b in result.backfills), 2),
+            vacuumed=[b.table for b in result.backfills if b.vacuum_s],
+            wal_mb_per_s=next((b.wal_mb_per_s for b in result.backfills), 0.0),
+            wal_pause_s=round(sum(b.wal_pause_s for b in result.backfills), 2),
+            flush_from_mb=next((b.flush_from_mb for b in result.backfills if b.flush_from_mb is not None), None),
+            flush_threshold_mb=next(
+                (b.flush_threshold_mb for b in result.backfills if b.flush_threshold_mb is not None), None
+            ),
+        )
     return out
 
 
@@ -268,29 +299,41 @@ class Background:
 
     def since(self, before: "Background") -> dict:
         """What it did by itself between `before` and this reading: the tables autovacuum worked on, checkpoints."""
+
         def grew(i: int) -> list[str]:
             return sorted(t for t, n in self.tables.items() if n[i] > before.tables.get(t, (0, 0))[i])
-        return {"autovacuum_tables": grew(0), "autoanalyze_tables": grew(1),
-                "checkpoints": self.checkpoints - before.checkpoints}
+
+        return {
+            "autovacuum_tables": grew(0),
+            "autoanalyze_tables": grew(1),
+            "checkpoints": self.checkpoints - before.checkpoints,
+        }
 
 
 def background(url: str) -> Background:
     with database.connect(url, autocommit=True) as conn:
-        checkpoints = ("SELECT num_timed + num_requested FROM pg_stat_checkpointer"
-                       if conn.info.server_version >= 170000 else  # pg_stat_checkpointer from 17 on
-                       "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+        checkpoints = (
+            "SELECT num_timed + num_requested FROM pg_stat_checkpointer"
+            if conn.info.server_version >= 170000
+            # pg_stat_checkpointer from 17 on
+            else "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        )
         wal = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0]
         tables = conn.execute("SELECT relname, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables").fetchall()
-        return Background(int(wal), {t: (int(v), int(a)) for t, v, a in tables},
-                          int(conn.execute(checkpoints).fetchone()[0]))
+        return Background(
+            int(wal), {t: (int(v), int(a)) for t, v, a in tables}, int(conn.execute(checkpoints).fetchone()[0])
+        )
 
 
 def undo(url: str, method: str, reports: Path) -> None:
     if method == "none":
         pass  # nothing applied: only the workload's rows go
     elif method == "psql":
-        subprocess.run([psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(BATCH6 / "rollback.sql"),
-                        "-d", url], check=True, capture_output=True)
+        subprocess.run(
+            [psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(BATCH6 / "rollback.sql"), "-d", url],
+            check=True,
+            capture_output=True,
+        )
     else:
         rollback.run(open_session(6, database_url=url, reports_dir=reports))
     with database.connect(url, autocommit=True) as conn:
@@ -317,9 +360,14 @@ def kill_and_resume(url: str, after_s: float, reports: Path) -> dict:
     child.start()
     deadline = time.monotonic() + 120
     with database.connect(url, autocommit=True) as conn:
-        while child.is_alive() and time.monotonic() < deadline and not conn.execute(
+        while (
+            child.is_alive()
+            and time.monotonic() < deadline
+            and not conn.execute(
                 "SELECT to_regclass('runbook.phase_run') IS NOT NULL AND EXISTS (SELECT 1 FROM runbook.phase_run"
-                " WHERE batch = 6 AND status = 'running' AND backfill IS NOT NULL)").fetchone()[0]:
+                " WHERE batch = 6 AND status = 'running' AND backfill IS NOT NULL)"
+            ).fetchone()[0]
+        ):
             time.sleep(0.005)
     child.join(after_s)
     killed = child.is_alive()
@@ -329,25 +377,41 @@ def kill_and_resume(url: str, after_s: float, reports: Path) -> dict:
     # Its backend ends when it next talks to the client; one killed in a VACUUM (run after a step, see
     # execution/upkeep.py) finishes it first, holding the migration lock meanwhile: wait for it.
     with database.connect(url, autocommit=True) as conn:
-        while time.monotonic() < deadline + 120 and conn.execute(
+        while (
+            time.monotonic() < deadline + 120
+            and conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'runbook apply%%'"
-                " AND datname = current_database()").fetchone()[0]:
+                " AND datname = current_database()"
+            ).fetchone()[0]
+        ):
             time.sleep(0.1)
     result = apply.run(open_session(6, database_url=url, reports_dir=reports), strategy="online")
-    return {"after_s": round(after_s, 3), "killed": killed, "resumed": result.status,
-            "message": result.message[:300], "end_state": state(url)}
+    return {
+        "after_s": round(after_s, 3),
+        "killed": killed,
+        "resumed": result.status,
+        "message": result.message[:300],
+        "end_state": state(url),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100k,1M,5M")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help=f"some of {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)})")
+    parser.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"some of {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)})",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the runs with no migration")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of the online apply per size (then resumed)")
-    parser.add_argument("--after-s", type=float, default=40.0,
-                        help="how long the application goes on being measured after each apply, before its rollback")
+    parser.add_argument(
+        "--after-s",
+        type=float,
+        default=40.0,
+        help="how long the application goes on being measured after each apply, before its rollback",
+    )
     parser.add_argument("--client-interval-ms", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rate", type=float, default=50.0)
@@ -363,10 +427,21 @@ def main(argv: list[str] | None = None) -> int:
     reports = args.state_dir / "reports-backfill"
     shutil.rmtree(reports, ignore_errors=True)
     wl_config = workload.WorkloadConfig(connections=args.connections, rate_per_connection=args.rate, max_seconds=600)
-    out = {**header("backfill", argv, server),
-           "settings": {"runs": args.runs, "methods": methods, "kills": args.kills,
-                        "client_interval_ms": args.client_interval_ms, "after_s": args.after_s, "workload": dataclasses.asdict(wl_config)},
-           "sizes": [], "runs": [], "kills": [], "summary": []}
+    out = {
+        **header("backfill", argv, server),
+        "settings": {
+            "runs": args.runs,
+            "methods": methods,
+            "kills": args.kills,
+            "client_interval_ms": args.client_interval_ms,
+            "after_s": args.after_s,
+            "workload": dataclasses.asdict(wl_config),
+        },
+        "sizes": [],
+        "runs": [],
+        "kills": [],
+        "summary": [],
+    }
     started = time.time()
     for leads in [parse_size(s) for s in args.sizes.split(",") if s.strip()]:
         url = prepare(server, leads, reload=args.reload)
@@ -379,14 +454,15 @@ def main(argv: list[str] | None = None) -> int:
         expected = None
         walls = []
         with workload.WorkloadProcess(url, pools, wl_config) as wl:
-            rounds = [methods[run % len(methods):] + methods[:run % len(methods)] for run in range(args.runs)]
+            rounds = [methods[run % len(methods) :] + methods[: run % len(methods)] for run in range(args.runs)]
             if "online" in methods and not args.no_baseline:
                 rounds += [["none"] for _ in range(args.runs)]  # after the online runs: as long as they took
             for run, method in ((i % args.runs, m) for i, round_ in enumerate(rounds) for m in round_):
                 settle(url)
                 parent, child_end = multiprocessing.Pipe()
-                client = multiprocessing.Process(target=_backfill_client,
-                                                 args=(url, ids, args.client_interval_ms / 1000, child_end))
+                client = multiprocessing.Process(
+                    target=_backfill_client, args=(url, ids, args.client_interval_ms / 1000, child_end)
+                )
                 client.start()
                 sampler_end, sampler_child = multiprocessing.Pipe()
                 sampler = multiprocessing.Process(target=_sample_statements, args=(url, sampler_child))
@@ -398,8 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1.0)
                 online_walls = [r["wall_s"] for r in out["runs"] if r["leads"] == leads and r["method"] == "online"]
                 bg_before = background(url)
-                applied = apply_once(url, method, reports,
-                                     idle_s=online_walls[run] if run < len(online_walls) else 0.0)
+                applied = apply_once(url, method, reports, idle_s=online_walls[run] if run < len(online_walls) else 0.0)
                 bg_applied = background(url)
                 applied["wal_mb"] = round((bg_applied.wal - bg_before.wal) / 1e6, 3)
                 # the application goes on while the kernel writes back what the run left dirty (within
@@ -416,20 +491,28 @@ def main(argv: list[str] | None = None) -> int:
                 t0, t1 = applied.pop("t0"), applied.pop("t1")
                 end = state(url)
                 expected = expected or (end if method != "none" else None)
-                row = {"leads": leads, "run": run + 1, "method": method, "wall_s": round(t1 - t0, 3),
-                       "rows_per_s": round((len(ids) + jobs) / (t1 - t0)) if method != "none" else None,
-                       "client_max_ms": _max_ms(c_started, c_latency, t0, t1),
-                       "client_updates": sum(1 for s in c_started if t0 <= s <= t1),
-                       "workload": dataclasses.asdict(workload.stats(ops, t0, t1)),
-                       "same_end_state": end == expected if method != "none" else end == before,
-                       "migration_lock_wait_ms": _migration_wait_ms(waits, t0, t1),
-                       "slow_statement_waits": _slow_waits(waits, t0, t1),
-                       "longest_statement": _longest_statement(waits, t0, t1), **applied}
+                row = {
+                    "leads": leads,
+                    "run": run + 1,
+                    "method": method,
+                    "wall_s": round(t1 - t0, 3),
+                    "rows_per_s": round((len(ids) + jobs) / (t1 - t0)) if method != "none" else None,
+                    "client_max_ms": _max_ms(c_started, c_latency, t0, t1),
+                    "client_updates": sum(1 for s in c_started if t0 <= s <= t1),
+                    "workload": dataclasses.asdict(workload.stats(ops, t0, t1)),
+                    "same_end_state": end == expected if method != "none" else end == before,
+                    "migration_lock_wait_ms": _migration_wait_ms(waits, t0, t1),
+                    "slow_statement_waits": _slow_waits(waits, t0, t1),
+                    "longest_statement": _longest_statement(waits, t0, t1),
+                    **applied,
+                }
                 row["stall_ms"] = max(v for v in (row["client_max_ms"], row["workload"]["max_ms"]) if v is not None)
-                row["over_20ms"] = (_over_20ms(c_started, c_latency, t0, t1)
-                                    + _over_20ms(ops.started, ops.latency, t0, t1))
-                after = (_after(c_started, c_latency, t1, t1 + args.after_s)
-                         + _after(ops.started, ops.latency, t1, t1 + args.after_s))
+                row["over_20ms"] = _over_20ms(c_started, c_latency, t0, t1) + _over_20ms(
+                    ops.started, ops.latency, t0, t1
+                )
+                after = _after(c_started, c_latency, t1, t1 + args.after_s) + _after(
+                    ops.started, ops.latency, t1, t1 + args.after_s
+                )
                 row["after_s"] = args.after_s
                 row["after_stall_ms"] = round(max(after) * 1000, 2) if after else None
                 row["after_over_20ms"] = sum(1 for lat in after if lat > 0.020)
@@ -439,11 +522,13 @@ def main(argv: list[str] | None = None) -> int:
                 out["runs"].append(row)
                 if method.startswith("online"):
                     walls.append(t1 - t0)
-                log(f"{size_label(leads)} run {run + 1} {method:<11} {'ok' if applied['ok'] else 'FAILED'} "
+                log(
+                    f"{size_label(leads)} run {run + 1} {method:<11} {'ok' if applied['ok'] else 'FAILED'} "
                     f"{t1 - t0:.2f} s, stall {row['stall_ms']:.1f} ms (client {row['client_max_ms']} ms), "
                     f"waited on the migration's locks {row['migration_lock_wait_ms']} ms, "
                     f"write block {applied.get('write_block_ms')} ms, batches {applied.get('batches')}"
-                    + (f" [{applied['message']}]" if applied["message"] else ""))
+                    + (f" [{applied['message']}]" if applied["message"] else "")
+                )
                 undo(url, method, reports)
                 if state(url) != before:
                     raise SystemExit(f"After rolling back the {method} run the data differs from before; stopping.")
@@ -451,11 +536,24 @@ def main(argv: list[str] | None = None) -> int:
         for run, wall in enumerate(online_walls if not args.no_baseline else []):  # the floor under (0)
             settle(url)
             probe = disk_commit_latency(args.state_dir, wall)
-            out["runs"].append({"leads": leads, "run": run + 1, "method": "disk", "wall_s": round(wall, 3),
-                                "ok": True, "same_end_state": True, "stall_ms": probe["max_ms"],
-                                "over_20ms": probe["over_20ms"], "disk": probe, "message": ""})
-            log(f"{size_label(leads)} run {run + 1} the disk alone {wall:.2f} s: {probe['syncs']} syncs, "
-                f"longest {probe['max_ms']} ms, {probe['over_20ms']} over 20 ms")
+            out["runs"].append(
+                {
+                    "leads": leads,
+                    "run": run + 1,
+                    "method": "disk",
+                    "wall_s": round(wall, 3),
+                    "ok": True,
+                    "same_end_state": True,
+                    "stall_ms": probe["max_ms"],
+                    "over_20ms": probe["over_20ms"],
+                    "disk": probe,
+                    "message": "",
+                }
+            )
+            log(
+                f"{size_label(leads)} run {run + 1} the disk alone {wall:.2f} s: {probe['syncs']} syncs, "
+                f"longest {probe['max_ms']} ms, {probe['over_20ms']} over 20 ms"
+            )
         rng = random.Random(16 + leads)
         span = sorted(walls)[len(walls) // 2] if walls else 2.0
         for _ in range(args.kills):
@@ -463,8 +561,10 @@ def main(argv: list[str] | None = None) -> int:
             outcome["exactly_once"] = outcome["end_state"] == expected if expected else None
             outcome["leads"] = leads
             out["kills"].append(outcome)
-            log(f"{size_label(leads)} kill at {outcome['after_s']} s: killed={outcome['killed']}, "
-                f"resumed {outcome['resumed']}, end state as one transaction: {outcome['exactly_once']}")
+            log(
+                f"{size_label(leads)} kill at {outcome['after_s']} s: killed={outcome['killed']}, "
+                f"resumed {outcome['resumed']}, end state as one transaction: {outcome['exactly_once']}"
+            )
             undo(url, "online", reports)
         out["summary"] = summarize(out["runs"])
         write(out, args.out)
@@ -479,14 +579,36 @@ def summarize(runs: list[dict]) -> list[dict]:
     order = ["disk", "none", *METHODS]
     for leads, method in sorted({(r["leads"], r["method"]) for r in runs}, key=lambda k: (k[0], order.index(k[1]))):
         group = [r for r in runs if (r["leads"], r["method"]) == (leads, method)]
-        rows.append({"leads": leads, "method": method, "runs": len(group),
-                     "failed": sum(1 for r in group if not r["ok"]),
-                     "different_end_state": sum(1 for r in group if not r["same_end_state"]),
-                     **{k: spread([r.get(k) for r in group]) for k in
-                        ("wall_s", "rows_per_s", "stall_ms", "over_20ms", "client_max_ms", "migration_lock_wait_ms",
-                         "write_block_ms", "batches", "wal_mb", "vacuum_s", "wal_pause_s", "after_stall_ms",
-                         "after_over_20ms", "longest_batch_ms", "median_batch_ms")},
-                     "workload_max_ms": spread([r["workload"]["max_ms"] for r in group if r.get("workload")])})
+        rows.append(
+            {
+                "leads": leads,
+                "method": method,
+                "runs": len(group),
+                "failed": sum(1 for r in group if not r["ok"]),
+                "different_end_state": sum(1 for r in group if not r["same_end_state"]),
+                **{
+                    k: spread([r.get(k) for r in group])
+                    for k in (
+                        "wall_s",
+                        "rows_per_s",
+                        "stall_ms",
+                        "over_20ms",
+                        "client_max_ms",
+                        "migration_lock_wait_ms",
+                        "write_block_ms",
+                        "batches",
+                        "wal_mb",
+                        "vacuum_s",
+                        "wal_pause_s",
+                        "after_stall_ms",
+                        "after_over_20ms",
+                        "longest_batch_ms",
+                        "median_batch_ms",
+                    )
+                },
+                "workload_max_ms": spread([r["workload"]["max_ms"] for r in group if r.get("workload")]),
+            }
+        )
     return rows
 
 

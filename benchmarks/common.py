@@ -68,8 +68,15 @@ def machine(url: str | None = None) -> dict:
             info["server"] = conn.execute("SELECT version()").fetchone()[0]
             info["server_settings"] = {
                 name: conn.execute(f"SHOW {name}").fetchone()[0]
-                for name in ("shared_buffers", "work_mem", "maintenance_work_mem", "max_wal_size", "fsync",
-                             "synchronous_commit", "deadlock_timeout")
+                for name in (
+                    "shared_buffers",
+                    "work_mem",
+                    "maintenance_work_mem",
+                    "max_wal_size",
+                    "fsync",
+                    "synchronous_commit",
+                    "deadlock_timeout",
+                )
             }
             row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'").fetchone()
             if row and (storage := data_storage(row[0])):  # no row for a role that may not read it
@@ -164,6 +171,9 @@ def disk_commit_latency(directory: Path, seconds: float, interval_s: float = 0.0
     from workload import percentile  # benchmarks/ is on sys.path, as for every benchmark script
 
     latencies.sort()
-    return {"syncs": len(latencies), "max_ms": round(latencies[-1] * 1000, 3) if latencies else None,
-            "p999_ms": round(percentile(latencies, 99.9) * 1000, 3) if latencies else None,
-            "over_20ms": sum(1 for x in latencies if x > 0.020)}
+    return {
+        "syncs": len(latencies),
+        "max_ms": round(latencies[-1] * 1000, 3) if latencies else None,
+        "p999_ms": round(percentile(latencies, 99.9) * 1000, 3) if latencies else None,
+        "over_20ms": sum(1 for x in latencies if x > 0.020),
+    }

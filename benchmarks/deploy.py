@@ -45,8 +45,11 @@ PRISMA = ("langfuse", "trigger.dev")
 
 def migrations(folder: Path) -> list[Path]:
     """Prisma's order: the folders' names in byte order; those without a migration.sql are not migrations."""
-    return [p / "migration.sql" for p in sorted(folder.iterdir(), key=lambda p: p.name.encode())
-            if (p / "migration.sql").is_file()]
+    return [
+        p / "migration.sql"
+        for p in sorted(folder.iterdir(), key=lambda p: p.name.encode())
+        if (p / "migration.sql").is_file()
+    ]
 
 
 def fresh_database(server: str) -> str:
@@ -68,8 +71,12 @@ def run_psql(url: str, files: list[Path]) -> float:
     for path in files:
         text = path.read_text(encoding="utf-8", errors="replace")
         single = [] if "CONCURRENTLY" in text.upper() else ["-1"]
-        done = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url, "-f", str(path)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url, "-f", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if done.returncode != 0:  # its NOTICEs and WARNINGs are noise; a failure is not
             raise SystemExit(f"psql failed on {path}:\n{done.stderr}")
     return time.perf_counter() - started
@@ -92,8 +99,14 @@ def run_psql_tool(url: str, folder: Path) -> float:
     for b in found:
         text = b.migration_sql
         single = [] if "CONCURRENTLY" in text.upper() else ["-1"]
-        done = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url, "-f", "-"],
-                              input=text, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        done = subprocess.run(
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url, "-f", "-"],
+            input=text,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         if done.returncode != 0:
             raise SystemExit(f"psql failed on {b.migration_path}:\n{done.stderr}")
     return time.perf_counter() - started
@@ -102,8 +115,21 @@ def run_psql_tool(url: str, folder: Path) -> float:
 def run_runbook(url: str, folder: Path, reports: Path) -> tuple[float, Path]:
     env = {**os.environ, "DATABASE_URL": url}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "runbook_lib.cli", "deploy", "--migrations-dir", str(folder),
-                           "--reports-dir", str(reports)], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runbook_lib.cli",
+            "deploy",
+            "--migrations-dir",
+            str(folder),
+            "--reports-dir",
+            str(reports),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"runbook deploy failed:\n{done.stdout}\n{done.stderr}")
@@ -117,14 +143,22 @@ def breakdown(run_dir: Path) -> dict:
     phases = {p["phase"]: p["seconds"] for p in run["phases"]}
     applies = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(run_dir.glob("*/apply.json"))]
     statements = sum(s["duration_s"] for a in applies for s in a["statements"])
-    return {"phases_s": phases, "migrations": len(applies), "apply_records_s": sum(a["duration_s"] for a in applies),
-            "statements_s": round(statements, 3)}
+    return {
+        "phases_s": phases,
+        "migrations": len(applies),
+        "apply_records_s": sum(a["duration_s"] for a in applies),
+        "statements_s": round(statements, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", action="append", choices=sorted(CORPORA),
-                        help="default: the two Prisma histories (langfuse, trigger.dev)")
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        choices=sorted(CORPORA),
+        help="default: the two Prisma histories (langfuse, trigger.dev)",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--limit", type=int, help="only the first N migrations (a smoke test)")
     parser.add_argument("--server-url", help="a server to use instead of the embedded PostgreSQL")
@@ -141,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit:  # a copy of the first N folders: runbook deploys a whole folder
             limited = scratch / name / "migrations"
             limited.mkdir(parents=True, exist_ok=True)
-            for path in migrations(folder)[:args.limit]:
+            for path in migrations(folder)[: args.limit]:
                 target = limited / path.parent.name
                 target.mkdir(exist_ok=True)
                 (target / "migration.sql").write_bytes(path.read_bytes())
@@ -160,10 +194,20 @@ def main(argv: list[str] | None = None) -> int:
                 runbook_s, run_dir = run_runbook(url, folder, scratch / "reports")
             finally:
                 drop_database(server, url)
-            runs.append({"psql_s": round(psql_s, 3), "runbook_s": round(runbook_s, 3),
-                         "ratio": round(runbook_s / psql_s, 3), "breakdown": breakdown(run_dir)})
-            print(f"{name} run {run + 1}: psql {psql_s:.1f} s, runbook deploy {runbook_s:.1f} s "
-                  f"({runbook_s / psql_s:.2f}x)", file=sys.stderr, flush=True)
+            runs.append(
+                {
+                    "psql_s": round(psql_s, 3),
+                    "runbook_s": round(runbook_s, 3),
+                    "ratio": round(runbook_s / psql_s, 3),
+                    "breakdown": breakdown(run_dir),
+                }
+            )
+            print(
+                f"{name} run {run + 1}: psql {psql_s:.1f} s, runbook deploy {runbook_s:.1f} s "
+                f"({runbook_s / psql_s:.2f}x)",
+                file=sys.stderr,
+                flush=True,
+            )
         result["corpora"][name] = {
             "migrations": count,
             "psql_s": spread([r["psql_s"] for r in runs]),

@@ -54,7 +54,9 @@ def fresh_copies(server: str, count: int) -> dict[str, str]:
         for i in range(count):
             name = f"bench_fleet_{i:03d}"
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
+            )
             urls[f"tenant-{i:03d}"] = database.with_database(server, name)
     return urls
 
@@ -66,8 +68,11 @@ def runbook_cmd() -> list[str]:
 def sequential(urls: dict[str, str], reports: Path) -> tuple[float, int]:
     started, failed = time.monotonic(), 0
     for url in urls.values():
-        done = subprocess.run(runbook_cmd() + ["run", "7", "--database-url", url, "--reports-dir", str(reports)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            runbook_cmd() + ["run", "7", "--database-url", url, "--reports-dir", str(reports)],
+            capture_output=True,
+            text=True,
+        )
         failed += done.returncode != 0
     return time.monotonic() - started, failed
 
@@ -75,15 +80,22 @@ def sequential(urls: dict[str, str], reports: Path) -> tuple[float, int]:
 def fleet_run(urls: dict[str, str], workers: int, reports: Path, folder: Path) -> tuple[float, int]:
     toml = folder / "fleet.toml"
     env = dict(os.environ)
-    lines = ['[fleet]', 'waves = ["canary", "*"]', '']
+    lines = ["[fleet]", 'waves = ["canary", "*"]', ""]
     for i, (name, url) in enumerate(urls.items()):
         var = f"RB_BENCH_{name.upper().replace('-', '_')}"
         env[var] = url
-        lines += ["[[target]]", f'name = "{name}"', f'url_env = "{var}"'] + (['group = "canary"'] if i == 0 else []) + [""]
+        lines += (
+            ["[[target]]", f'name = "{name}"', f'url_env = "{var}"'] + (['group = "canary"'] if i == 0 else []) + [""]
+        )
     toml.write_text("\n".join(lines))
     started = time.monotonic()
-    done = subprocess.run(runbook_cmd() + ["fleet", "run", "7", "--targets", str(toml), "--workers", str(workers),
-                                           "--reports-dir", str(reports)], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        runbook_cmd()
+        + ["fleet", "run", "7", "--targets", str(toml), "--workers", str(workers), "--reports-dir", str(reports)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     wall = time.monotonic() - started
     failed = len(urls) - sum(1 for line in done.stdout.splitlines() if " APPLIED" in line and "ALREADY" not in line)
     return wall, max(failed, 0) if done.returncode else 0
@@ -103,23 +115,32 @@ def main(argv: list[str] | None = None) -> int:
     make_template(server, work / "setup")
     results = []
     for label, workers in [("sequential loop of runbook run 7", 0)] + [
-            (f"runbook fleet run 7 --workers {w}", int(w)) for w in args.workers.split(",")]:
+        (f"runbook fleet run 7 --workers {w}", int(w)) for w in args.workers.split(",")
+    ]:
         urls = fresh_copies(server, args.databases)
         reports = work / f"reports-{workers}"
         if workers == 0:
             wall, failed = sequential(urls, reports)
         else:
             wall, failed = fleet_run(urls, workers, reports, work)
-        results.append({"what": label, "workers": workers, "wall_s": round(wall, 2), "failed": failed,
-                        "per_database_s": round(wall / args.databases, 3)})
+        results.append(
+            {
+                "what": label,
+                "workers": workers,
+                "wall_s": round(wall, 2),
+                "failed": failed,
+                "per_database_s": round(wall / args.databases, 3),
+            }
+        )
         log(f"{label}: {wall:.1f} s for {args.databases} databases ({failed} failed)")
-    out = {**head,
-           "settings": {"databases": args.databases, "leads_per_database": 1000}, "results": results}
+    out = {**head, "settings": {"databases": args.databases, "leads_per_database": 1000}, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     with database.connect(server, autocommit=True) as conn:
         for i in range(args.databases):
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"bench_fleet_{i:03d}")))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"bench_fleet_{i:03d}"))
+            )
     log(f"wrote {args.out}")
     return 0
 

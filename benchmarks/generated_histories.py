@@ -40,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     server = server_url(args.server_url, args.state_dir)
     extensions = generated.available_extensions(server)
     result = header("generated_histories", argv, server)
-    result.update({"seeds": [args.from_seed, args.from_seed + args.seeds - 1], "migrations": args.migrations,
-                   "extensions": list(extensions)})
+    result.update(
+        {
+            "seeds": [args.from_seed, args.from_seed + args.seeds - 1],
+            "migrations": args.migrations,
+            "extensions": list(extensions),
+        }
+    )
     started = time.perf_counter()
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="runbook-generated-") as work:
@@ -54,24 +59,28 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(outcome)
             if not outcome.ok:
                 print(outcome.describe(), flush=True)
-    result.update({
-        "took_s": round(time.perf_counter() - started, 1),
-        "histories": len(outcomes),
-        "tests_ran": sum(o.ran for o in outcomes),
-        "tests_passed": sum(o.passed for o in outcomes),
-        "tests_not_run": sum(o.not_run for o in outcomes),
-        "false_failures": sum(len(o.false_failures) for o in outcomes),
-        "deploys_failed": sum(1 for o in outcomes if o.error),
-        "defects_injected": sum(len(o.defects) for o in outcomes),
-        "defects_missed": sum(len(o.missed) for o in outcomes),
-        "failing_seeds": [{"seed": o.seed, "what": o.describe()} for o in outcomes if not o.ok],
-    })
+    result.update(
+        {
+            "took_s": round(time.perf_counter() - started, 1),
+            "histories": len(outcomes),
+            "tests_ran": sum(o.ran for o in outcomes),
+            "tests_passed": sum(o.passed for o in outcomes),
+            "tests_not_run": sum(o.not_run for o in outcomes),
+            "false_failures": sum(len(o.false_failures) for o in outcomes),
+            "deploys_failed": sum(1 for o in outcomes if o.error),
+            "defects_injected": sum(len(o.defects) for o in outcomes),
+            "defects_missed": sum(len(o.missed) for o in outcomes),
+            "failing_seeds": [{"seed": o.seed, "what": o.describe()} for o in outcomes if not o.ok],
+        }
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"{result['histories']} histories in {result['took_s']:.0f} s: {result['tests_passed']}/{result['tests_ran']} "
-          f"tests passed, {result['tests_not_run']} not run, {result['false_failures']} false failure(s), "
-          f"{result['deploys_failed']} deploy(s) failed, {result['defects_injected'] - result['defects_missed']}/"
-          f"{result['defects_injected']} injected defects caught; wrote {args.out}")
+    print(
+        f"{result['histories']} histories in {result['took_s']:.0f} s: {result['tests_passed']}/{result['tests_ran']} "
+        f"tests passed, {result['tests_not_run']} not run, {result['false_failures']} false failure(s), "
+        f"{result['deploys_failed']} deploy(s) failed, {result['defects_injected'] - result['defects_missed']}/"
+        f"{result['defects_injected']} injected defects caught; wrote {args.out}"
+    )
     return 0 if not result["failing_seeds"] else 1
 
 

@@ -51,8 +51,11 @@ CREATE INDEX CONCURRENTLY item_a_idx ON item (a);
 UPDATE counter SET n = n + 1;
 INSERT INTO log VALUES (1, 'applied');
 """
-SCENARIOS = {"direct": (DIRECT_SQL, "direct"), "online": (ONLINE_SQL, "online"),
-             "concurrent": (CONCURRENT_SQL, "direct")}
+SCENARIOS = {
+    "direct": (DIRECT_SQL, "direct"),
+    "online": (ONLINE_SQL, "online"),
+    "concurrent": (CONCURRENT_SQL, "direct"),
+}
 # release: migrations 1-3 of one folder applied by `open_session("pending")`, each its own transaction;
 # migration k adds one to the counter and writes log row k
 RELEASE_SIZE = 3
@@ -81,7 +84,13 @@ class Point:
 
     @property
     def name(self) -> str:
-        where = f" step {self.step}" if self.step else f" {self.offset_s:.3f} s" if self.kind in ("at_offset", "stop_at") else ""
+        where = (
+            f" step {self.step}"
+            if self.step
+            else f" {self.offset_s:.3f} s"
+            if self.kind in ("at_offset", "stop_at")
+            else ""
+        )
         return f"{self.scenario}: {self.kind}{where}" + (f" of migration {self.nth}" if self.nth > 1 else "")
 
     @property
@@ -106,17 +115,27 @@ class Outcome:
     @property
     def exactly_once(self) -> bool:
         n = self.migrations
-        return (self.counter == n and self.log_rows == n and self.applied and self.prisma_finished == n
-                and not self.prisma_failed and not self.advisory_locks and not self.running_rows and not self.extra)
+        return (
+            self.counter == n
+            and self.log_rows == n
+            and self.applied
+            and self.prisma_finished == n
+            and not self.prisma_failed
+            and not self.advisory_locks
+            and not self.running_rows
+            and not self.extra
+        )
 
 
 def prepare(url: str, root: Path, scenario: str) -> Path:
     """The tables the migration changes, Prisma's table, and the batch folder; returns the migrations folder."""
     with psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE counter (n int NOT NULL); INSERT INTO counter VALUES (0);"
-                     " CREATE TABLE log (id int, note text);"
-                     " CREATE TABLE item (id int PRIMARY KEY, a int, b int);"
-                     " INSERT INTO item SELECT g, g, g FROM generate_series(1, 200) g")
+        conn.execute(
+            "CREATE TABLE counter (n int NOT NULL); INSERT INTO counter VALUES (0);"
+            " CREATE TABLE log (id int, note text);"
+            " CREATE TABLE item (id int PRIMARY KEY, a int, b int);"
+            " INSERT INTO item SELECT g, g, g FROM generate_series(1, 200) g"
+        )
         conn.execute(prisma_history.DDL)
     if scenario == RELEASE:
         for k in range(1, RELEASE_SIZE + 1):
@@ -133,10 +152,17 @@ def prepare(url: str, root: Path, scenario: str) -> Path:
 def _apply(url: str, migrations: Path, reports: Path, strategy: str):
     """One migration (batch 1), or with strategy 'release' every pending one (a new run folder each call)."""
     if strategy == RELEASE:
-        return apply.run(open_session("pending", database_url=url, migrations_dir=migrations, reports_dir=reports),
-                         lock_timeout_ms=1000, max_attempts=20)
-    return apply.run(open_session(1, database_url=url, migrations_dir=migrations, reports_dir=reports),
-                     strategy=strategy, lock_timeout_ms=1000, max_attempts=20)
+        return apply.run(
+            open_session("pending", database_url=url, migrations_dir=migrations, reports_dir=reports),
+            lock_timeout_ms=1000,
+            max_attempts=20,
+        )
+    return apply.run(
+        open_session(1, database_url=url, migrations_dir=migrations, reports_dir=reports),
+        strategy=strategy,
+        lock_timeout_ms=1000,
+        max_attempts=20,
+    )
 
 
 def _strategy(scenario: str) -> str:
@@ -164,6 +190,7 @@ def _child(url: str, migrations: Path, reports: Path, point: Point, tell) -> Non
         def late_lock(conn):
             pause()
             return locked(conn)
+
         apply.migration_lock = late_lock
     try:
         _apply(url, migrations, reports, _strategy(point.scenario))
@@ -175,8 +202,10 @@ def _wait_for_sleep(url: str, child: multiprocessing.Process, timeout: float = 3
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() < deadline and child.is_alive():
-            if conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
-                            " AND state = 'active' AND datname = current_database()").fetchone():
+            if conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
+                " AND state = 'active' AND datname = current_database()"
+            ).fetchone():
                 return
             time.sleep(0.01)
     raise AssertionError("the child never reached its pg_sleep")
@@ -186,8 +215,10 @@ def _wait_quiet(url: str, timeout: float = 30.0) -> None:
     """Until the killed child's backends are gone (one mid-statement ends when the statement does)."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                           " AND application_name LIKE 'runbook%%'").fetchone()[0]:
+        while conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name LIKE 'runbook%%'"
+        ).fetchone()[0]:
             if time.monotonic() > deadline:
                 raise AssertionError("the killed child's backends are still there")
             time.sleep(0.02)
@@ -195,12 +226,15 @@ def _wait_quiet(url: str, timeout: float = 30.0) -> None:
 
 def _terminate_mid_statement(url: str, migrations: Path, reports: Path, strategy: str) -> bool:
     """pg_terminate_backend of an in-process apply's connection during its pg_sleep; True when it failed so."""
+
     def terminate() -> None:
         deadline = time.monotonic() + 30
         with psycopg.connect(url, autocommit=True) as conn:
             while time.monotonic() < deadline:
-                row = conn.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
-                                   " AND state = 'active' AND datname = current_database()").fetchone()
+                row = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
+                    " AND state = 'active' AND datname = current_database()"
+                ).fetchone()
                 if row:
                     conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
                     return
@@ -299,8 +333,10 @@ def observe(url: str, point: Point, killed: bool) -> Outcome:
         one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
         extra = []
         if point.scenario == "online":
-            if one("SELECT count(*) FROM information_schema.columns WHERE table_name = 'item'"
-                   " AND is_nullable = 'NO'") != 3:
+            if (
+                one("SELECT count(*) FROM information_schema.columns WHERE table_name = 'item' AND is_nullable = 'NO'")
+                != 3
+            ):
                 extra.append("item.a or item.b still nullable")
             if one("SELECT count(*) FROM pg_constraint WHERE conrelid = 'item'::regclass AND contype = 'c'"):
                 extra.append("a CHECK of the online strategy left behind")
@@ -308,19 +344,25 @@ def observe(url: str, point: Point, killed: bool) -> Outcome:
         if one("SELECT count(DISTINCT id) FROM log") != n:
             extra.append(f"log ids: {[r[0] for r in conn.execute('SELECT id FROM log ORDER BY id')]}")
         if point.scenario == "concurrent" and not one(
-                "SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('item_a_idx')), false)"):
+            "SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('item_a_idx')), false)"
+        ):
             extra.append("item_a_idx missing or invalid")
         return Outcome(
-            point.name, killed,
+            point.name,
+            killed,
             counter=one("SELECT n FROM counter"),
             log_rows=one("SELECT count(*) FROM log"),
             applied=all(ledger.state(conn, k).applied for k in range(1, n + 1)),
-            prisma_finished=one("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL"
-                                " AND rolled_back_at IS NULL"),
-            prisma_failed=one("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NULL"
-                              " AND rolled_back_at IS NULL"),
-            advisory_locks=one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"  # this database's only
-                               " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            prisma_finished=one(
+                "SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL"
+            ),
+            prisma_failed=one(
+                "SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NULL AND rolled_back_at IS NULL"
+            ),
+            advisory_locks=one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"  # this database's only
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
             running_rows=one("SELECT count(*) FROM runbook.phase_run WHERE status = 'running'"),
             extra=extra,
             migrations=n,
@@ -362,8 +404,10 @@ def release_points() -> list[Point]:
 
 def random_points(count: int, span_s: float, seed: int, scenarios: tuple[str, ...] = ("direct",)) -> list[Point]:
     rng = random.Random(seed)
-    return [Point(scenarios[i % len(scenarios)], "at_offset", offset_s=round(rng.uniform(0, span_s), 3))
-            for i in range(count)]
+    return [
+        Point(scenarios[i % len(scenarios)], "at_offset", offset_s=round(rng.uniform(0, span_s), 3))
+        for i in range(count)
+    ]
 
 
 def restart_points(count: int, span_s: float, seed: int) -> list[Point]:
@@ -437,11 +481,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-points", type=int, default=10, help="server stops at random moments")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--as-owner", action="store_true",
-                        help=f"migrate as {OWNER_ROLE}, a role that owns each database and is no superuser (the "
-                             "server restarts are left out: the superuser's business)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default: results/kill_sweep.json (--as-owner: results/kill_sweep_owner.json)")
+    parser.add_argument(
+        "--as-owner",
+        action="store_true",
+        help=f"migrate as {OWNER_ROLE}, a role that owns each database and is no superuser (the "
+        "server restarts are left out: the superuser's business)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: results/kill_sweep.json (--as-owner: results/kill_sweep_owner.json)",
+    )
     args = parser.parse_args(argv)
     args.out = args.out or RESULTS_DIR / ("kill_sweep_owner.json" if args.as_owner else "kill_sweep.json")
     server = server_url(args.database_url, DEFAULT_STATE)
@@ -475,9 +526,21 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 outcomes.append(measure())
             except Exception as exc:  # noqa: BLE001 - a sweep reports every point, a crash included
-                outcomes.append(Outcome(point.name, True, -1, -1, False, -1, -1, -1, -1,
-                                        [f"error: {type(exc).__name__}: {str(exc).splitlines()[0]}"],
-                                        point.migrations))
+                outcomes.append(
+                    Outcome(
+                        point.name,
+                        True,
+                        -1,
+                        -1,
+                        False,
+                        -1,
+                        -1,
+                        -1,
+                        -1,
+                        [f"error: {type(exc).__name__}: {str(exc).splitlines()[0]}"],
+                        point.migrations,
+                    )
+                )
             print(("ok    " if outcomes[-1].exactly_once else "FAIL  ") + point.name, flush=True)
 
         for n, point in enumerate(points):
@@ -491,13 +554,17 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     report = header("kill_sweep", argv, server) | {
         "role": f"{OWNER_ROLE}: owns each database, not a superuser" if args.as_owner else "the server's superuser",
-        "seed": args.seed, "baseline_s": spans, "took_s": round(time.perf_counter() - started, 1),
+        "seed": args.seed,
+        "baseline_s": spans,
+        "took_s": round(time.perf_counter() - started, 1),
         "points": [o.__dict__ | {"exactly_once": o.exactly_once} for o in outcomes],
     }
     args.out.write_text(json.dumps(report, indent=2, default=str))
     bad = [o for o in outcomes if not o.exactly_once]
-    print(f"{len(outcomes)} points, {len(outcomes) - len(bad)} exactly once, "
-          f"{sum(o.killed for o in outcomes)} killed mid-run; {args.out}")
+    print(
+        f"{len(outcomes)} points, {len(outcomes) - len(bad)} exactly once, "
+        f"{sum(o.killed for o in outcomes)} killed mid-run; {args.out}"
+    )
     return 1 if bad else 0
 
 

@@ -76,14 +76,21 @@ def main(argv: list[str] | None = None) -> int:
             undo(url, "online", applied, reports)
             cleanup(url)
             runs.append({"run": run + 1, "apply": dataclasses.asdict(applied), "during": dataclasses.asdict(during)})
-            log(f"load {size_label(leads)} run {run + 1}: apply {'ok' if applied.ok else 'FAILED'} {applied.wall_s:.2f} s, "
+            log(
+                f"load {size_label(leads)} run {run + 1}: apply {'ok' if applied.ok else 'FAILED'} {applied.wall_s:.2f} s, "
                 f"{during.ops} operations, longest {during.max_ms:.1f} ms, p99 {during.p99_ms:.1f} ms, "
-                f"failed {during.failed}")
+                f"failed {during.failed}"
+            )
     limit = LOCK_TIMEOUT_MS + args.margin_ms
     out = {
         **head,
-        "settings": {"leads": leads, "runs": args.runs, "workload": dataclasses.asdict(config),
-                     "lock_timeout_ms": LOCK_TIMEOUT_MS, "limit_ms": limit},
+        "settings": {
+            "leads": leads,
+            "runs": args.runs,
+            "workload": dataclasses.asdict(config),
+            "lock_timeout_ms": LOCK_TIMEOUT_MS,
+            "limit_ms": limit,
+        },
         "runs": runs,
         "summary": {
             "longest_ms": spread([r["during"]["max_ms"] for r in runs]),
@@ -91,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             "operations": spread([r["during"]["ops"] for r in runs]),
             "failed_ops": sum(r["during"]["failed"] for r in runs),
             "applies_ok": sum(1 for r in runs if r["apply"]["ok"]),
-            "met": all(r["apply"]["ok"] and r["during"]["failed"] == 0 and r["during"]["max_ms"] <= limit for r in runs),
+            "met": all(
+                r["apply"]["ok"] and r["during"]["failed"] == 0 and r["during"]["max_ms"] <= limit for r in runs
+            ),
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

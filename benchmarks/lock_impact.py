@@ -71,6 +71,7 @@ def log(message: str) -> None:
 
 # -- the database at each size ---------------------------------------------------------------------
 
+
 def shape(url: str) -> tuple:
     """The catalog of the three tables without sizes or row counts: what must be equal between runs."""
     with database.connect(url) as conn:
@@ -98,8 +99,9 @@ def prepare(server: str, leads: int, *, reload: bool, reports: Path) -> str:
     url = database.with_database(server, name)
     marker = MARKER.format(leads=leads)
     with database.connect(server, autocommit=True) as conn:
-        row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                           (name,)).fetchone()
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
     if row is not None and row[0] == marker and not reload:
         with database.connect(url, autocommit=True) as conn:
             workload.remove_inserted(conn)
@@ -114,8 +116,10 @@ def prepare(server: str, leads: int, *, reload: bool, reports: Path) -> str:
     with database.connect(url) as conn:
         loaded = example.load(conn, leads=leads)
         conn.commit()
-    log(f"{size_label(leads)}: loaded {loaded.leads} leads, {loaded.jobs} jobs, {loaded.customers} customers "
-        f"in {loaded.seconds:.1f} s")
+    log(
+        f"{size_label(leads)}: loaded {loaded.leads} leads, {loaded.jobs} jobs, {loaded.customers} customers "
+        f"in {loaded.seconds:.1f} s"
+    )
     result = apply.run(open_session(6, database_url=url, reports_dir=reports))
     log(f"{size_label(leads)}: batch 6 {result.status} in {result.duration_s:.1f} s")
     with database.connect(url, autocommit=True) as conn:
@@ -136,6 +140,7 @@ def checkpoint(url: str) -> None:
 
 
 # -- the blocker -----------------------------------------------------------------------------------
+
 
 class Blocker:
     """A session idle in transaction after reading "Lead" (ACCESS SHARE).
@@ -167,7 +172,8 @@ class Blocker:
         while time.monotonic() < deadline:
             waiting = self.watch.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND relation = %s AND NOT granted",
-                (self.lead_oid,)).fetchone()[0]
+                (self.lead_oid,),
+            ).fetchone()[0]
             runbook_waits = self.tail is not None and any(e.kind == live.WAITING for e in self.tail.read())
             if waiting or runbook_waits:
                 self.first_waiter = time.monotonic()
@@ -183,12 +189,15 @@ class Blocker:
             self.thread.join()
         self.conn.close()
         self.watch.close()
-        return {"held_s": round(self.released - self.began, 3),
-                "first_waiter_after_s": round(self.first_waiter - self.began, 3) if self.first_waiter else None,
-                "waited_by": self.waited_by}
+        return {
+            "held_s": round(self.released - self.began, 3),
+            "first_waiter_after_s": round(self.first_waiter - self.began, 3) if self.first_waiter else None,
+            "waited_by": self.waited_by,
+        }
 
 
 # -- one apply, and undoing it ---------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Applied:
@@ -210,8 +219,11 @@ class Applied:
 
 def apply_psql(url: str) -> Applied:
     started = time.monotonic()
-    done = subprocess.run([psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f",
-                           str(BATCH7 / "migration.sql"), "-d", url], capture_output=True, text=True)
+    done = subprocess.run(
+        [psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(BATCH7 / "migration.sql"), "-d", url],
+        capture_output=True,
+        text=True,
+    )
     wall = time.monotonic() - started
     message = " ".join(line.strip() for line in (done.stderr or "").strip().splitlines()) if done.returncode else ""
     return Applied(done.returncode == 0, wall, message)
@@ -238,16 +250,30 @@ def apply_runbook(session, strategy: str, live_path: Path) -> Applied:
     wall = time.monotonic() - started
     if result is None:
         return Applied(False, wall, message)
-    applied = Applied(ok, wall, message, result.attempts, round(result.longest_write_block_s * 1000, 3),
-                      len(result.plan), result.duration_s, call_started=started, blocker_wait_s=result.blocker_wait_s,
-                      guard_cancels=result.guard_cancels, gates_from=result.gates_from)
+    applied = Applied(
+        ok,
+        wall,
+        message,
+        result.attempts,
+        round(result.longest_write_block_s * 1000, 3),
+        len(result.plan),
+        result.duration_s,
+        call_started=started,
+        blocker_wait_s=result.blocker_wait_s,
+        guard_cancels=result.guard_cancels,
+        gates_from=result.gates_from,
+    )
     if result.statements and result.statements_started_at:
-        before = (datetime.fromisoformat(result.statements_started_at)
-                  - datetime.fromisoformat(result.started_at)).total_seconds()
+        before = (
+            datetime.fromisoformat(result.statements_started_at) - datetime.fromisoformat(result.started_at)
+        ).total_seconds()
         applied.checks_before_s = round(before, 6)
         applied.statements_s = round(max(s.started_offset_s + s.duration_s for s in result.statements), 6)
-    applied.lock_timeouts = [f"step {s.step} statement {s.index} ({s.sql.splitlines()[0][:80]}) attempt {s.attempt}"
-                             for s in result.statements if s.status == "lock timeout"]
+    applied.lock_timeouts = [
+        f"step {s.step} statement {s.index} ({s.sql.splitlines()[0][:80]}) attempt {s.attempt}"
+        for s in result.statements
+        if s.status == "lock timeout"
+    ]
     return applied
 
 
@@ -255,8 +281,22 @@ def undo(url: str, method: str, applied: Applied, reports: Path) -> None:
     """Batch 7 rolled back the way it was applied; a failed apply leaves nothing to undo, or part of an online plan."""
     if method == "psql":
         if applied.ok:
-            done = subprocess.run([psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f",
-                                   str(BATCH7 / "rollback.sql"), "-d", url], capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    psql_binary(),
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-1",
+                    "-f",
+                    str(BATCH7 / "rollback.sql"),
+                    "-d",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode:
                 raise SystemExit(f"psql rollback.sql failed: {done.stderr.strip()}")
         return
@@ -278,8 +318,10 @@ def cleanup(url: str) -> None:
 
 # -- one measured run --------------------------------------------------------------------------------
 
-def run_one(url: str, method: str, with_blocker: bool, *, wl: workload.WorkloadProcess, reference: tuple,
-            args, reports: Path) -> dict:
+
+def run_one(
+    url: str, method: str, with_blocker: bool, *, wl: workload.WorkloadProcess, reference: tuple, args, reports: Path
+) -> dict:
     if shape(url) != reference or not is_before_7(url):
         raise SystemExit(f"The database {database.redact(url)} is not at the state before batch 7; stopping.")
     checkpoint(url)
@@ -322,8 +364,11 @@ def run_one(url: str, method: str, with_blocker: bool, *, wl: workload.WorkloadP
         "quiet": dataclasses.asdict(quiet),
         "workload_ops_total": len(ops),
         # every operation that overlapped the apply, for percentiles pooled over the runs
-        "window_latencies_ms": sorted(round(ops.latency[i] * 1000, 2) for i in range(len(ops))
-                                      if ops.started[i] <= t1 and ops.started[i] + ops.latency[i] >= t0),
+        "window_latencies_ms": sorted(
+            round(ops.latency[i] * 1000, 2)
+            for i in range(len(ops))
+            if ops.started[i] <= t1 and ops.started[i] + ops.latency[i] >= t0
+        ),
     }
 
 
@@ -342,32 +387,38 @@ def _pooled(group: list[dict]) -> dict:
 
 def summarize(runs: list[dict]) -> list[dict]:
     rows = []
-    keys = sorted({(r["leads"], r["method"], r["blocker"]) for r in runs},
-                  key=lambda k: (k[0], k[2], METHODS.index(k[1])))
+    keys = sorted(
+        {(r["leads"], r["method"], r["blocker"]) for r in runs}, key=lambda k: (k[0], k[2], METHODS.index(k[1]))
+    )
     for leads, method, blocker in keys:
         group = [r for r in runs if (r["leads"], r["method"], r["blocker"]) == (leads, method, blocker)]
-        rows.append({
-            "leads": leads, "method": method, "blocker": blocker, "runs": len(group),
-            "applies_failed": sum(1 for r in group if not r["apply"]["ok"]),
-            "apply_s": spread([r["apply"]["wall_s"] for r in group]),
-            "max_ms": spread([r["during"]["max_ms"] for r in group]),
-            "max_ddl_ms": spread([r["during_ddl"]["max_ms"] for r in group if "during_ddl" in r]),
-            "checks_before_s": spread([r["apply"].get("checks_before_s") for r in group]),
-            "p99_ms": spread([r["during"]["p99_ms"] for r in group]),
-            "p999_ms": spread([r["during"]["p999_ms"] for r in group]),
-            "failed_ops": spread([r["during"]["failed"] for r in group]),
-            "ops": spread([r["during"]["ops"] for r in group]),
-            "runbook_write_block_ms": spread([r["apply"]["longest_write_block_ms"] for r in group]),
-            "attempts": spread([r["apply"]["attempts"] for r in group]),
-            "blocker_wait_s": spread([r["apply"].get("blocker_wait_s") for r in group]),
-            "guard_cancels": spread([r["apply"].get("guard_cancels") for r in group]),
-            "pooled": _pooled(group),
-            "steady_p99_ms": spread([r["steady"]["p99_ms"] for r in group if "steady" in r]),
-            "steady_p999_ms": spread([r["steady"]["p999_ms"] for r in group if "steady" in r]),
-            "steady_over_100ms": spread([r["steady"]["over_threshold"] for r in group if "steady" in r]),
-            "quiet_p99_ms": spread([r["quiet"]["p99_ms"] for r in group]),
-            "quiet_max_ms": spread([r["quiet"]["max_ms"] for r in group]),
-        })
+        rows.append(
+            {
+                "leads": leads,
+                "method": method,
+                "blocker": blocker,
+                "runs": len(group),
+                "applies_failed": sum(1 for r in group if not r["apply"]["ok"]),
+                "apply_s": spread([r["apply"]["wall_s"] for r in group]),
+                "max_ms": spread([r["during"]["max_ms"] for r in group]),
+                "max_ddl_ms": spread([r["during_ddl"]["max_ms"] for r in group if "during_ddl" in r]),
+                "checks_before_s": spread([r["apply"].get("checks_before_s") for r in group]),
+                "p99_ms": spread([r["during"]["p99_ms"] for r in group]),
+                "p999_ms": spread([r["during"]["p999_ms"] for r in group]),
+                "failed_ops": spread([r["during"]["failed"] for r in group]),
+                "ops": spread([r["during"]["ops"] for r in group]),
+                "runbook_write_block_ms": spread([r["apply"]["longest_write_block_ms"] for r in group]),
+                "attempts": spread([r["apply"]["attempts"] for r in group]),
+                "blocker_wait_s": spread([r["apply"].get("blocker_wait_s") for r in group]),
+                "guard_cancels": spread([r["apply"].get("guard_cancels") for r in group]),
+                "pooled": _pooled(group),
+                "steady_p99_ms": spread([r["steady"]["p99_ms"] for r in group if "steady" in r]),
+                "steady_p999_ms": spread([r["steady"]["p999_ms"] for r in group if "steady" in r]),
+                "steady_over_100ms": spread([r["steady"]["over_threshold"] for r in group if "steady" in r]),
+                "quiet_p99_ms": spread([r["quiet"]["p99_ms"] for r in group]),
+                "quiet_max_ms": spread([r["quiet"]["max_ms"] for r in group]),
+            }
+        )
     return rows
 
 
@@ -387,19 +438,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="subset of psql,direct,online")
     parser.add_argument("--no-blocker", action="store_true", help="skip the runs with a blocker")
     parser.add_argument("--blocker-seconds", type=float, default=3.0)
-    parser.add_argument("--apply-alone", action="store_true",
-                        help="runbook's apply without a preflight record in its run folder (it evaluates the gates)")
+    parser.add_argument(
+        "--apply-alone",
+        action="store_true",
+        help="runbook's apply without a preflight record in its run folder (it evaluates the gates)",
+    )
     parser.add_argument("--connections", type=int, default=4, help="workload connections")
     parser.add_argument("--rate", type=float, default=50.0, help="operations per second per connection")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of workload before each apply")
     parser.add_argument("--tail", type=float, default=0.5, help="seconds of workload after each apply")
-    parser.add_argument("--server-url", help="a server to use (a database per size is created on it); "
-                        "default: an embedded PostgreSQL under --state-dir")
+    parser.add_argument(
+        "--server-url",
+        help="a server to use (a database per size is created on it); "
+        "default: an embedded PostgreSQL under --state-dir",
+    )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
     parser.add_argument("--reload", action="store_true", help="reload the databases even when intact")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "lock_impact.json")
-    parser.add_argument("--from-raw", action="store_true",
-                        help="measure nothing: recompute the statistics from the last run's raw results in --state-dir")
+    parser.add_argument(
+        "--from-raw",
+        action="store_true",
+        help="measure nothing: recompute the statistics from the last run's raw results in --state-dir",
+    )
     args = parser.parse_args(argv)
     if args.from_raw:
         raw = json.loads((args.state_dir / "lock_impact_raw.json").read_text())
@@ -423,50 +483,77 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     out = {
         **header("lock_impact", argv, server),
-        "settings": {"sizes": sizes, "runs": args.runs, "methods": methods, "blockers": list(blockers),
-                     "blocker_seconds": args.blocker_seconds, "warmup_s": args.warmup, "tail_s": args.tail,
-                     "workload": dataclasses.asdict(config), "runbook_lock_timeout_ms": 200,
-                     "runbook_max_attempts": inspect.signature(apply.run).parameters["max_attempts"].default,
-                     "runbook_max_backoff_s": MAX_BACKOFF_S,
-                     "runbook_apply_after_preflight": not args.apply_alone,
-                     "runbook_wait_for_blockers_s": DEFAULTS.wait_for_blockers_s,
-                     "runbook_blocker_threshold_ms": DEFAULTS.blocker_threshold_ms,
-                     "psql_command": "psql -X -q -v ON_ERROR_STOP=1 -1 -f migration.sql (rollback: -f rollback.sql)"},
+        "settings": {
+            "sizes": sizes,
+            "runs": args.runs,
+            "methods": methods,
+            "blockers": list(blockers),
+            "blocker_seconds": args.blocker_seconds,
+            "warmup_s": args.warmup,
+            "tail_s": args.tail,
+            "workload": dataclasses.asdict(config),
+            "runbook_lock_timeout_ms": 200,
+            "runbook_max_attempts": inspect.signature(apply.run).parameters["max_attempts"].default,
+            "runbook_max_backoff_s": MAX_BACKOFF_S,
+            "runbook_apply_after_preflight": not args.apply_alone,
+            "runbook_wait_for_blockers_s": DEFAULTS.wait_for_blockers_s,
+            "runbook_blocker_threshold_ms": DEFAULTS.blocker_threshold_ms,
+            "psql_command": "psql -X -q -v ON_ERROR_STOP=1 -1 -f migration.sql (rollback: -f rollback.sql)",
+        },
         "sizes": [],
         "runs": [],
     }
     for leads in sizes:
         url = prepare(server, leads, reload=args.reload, reports=reports)
         with database.connect(url) as conn:
-            counts = conn.execute('SELECT (SELECT count(*) FROM "Lead"), (SELECT count(*) FROM "Job"),'
-                                  ' (SELECT count(*) FROM "Customer"),'
-                                  ' pg_total_relation_size(\'"Lead"\'), pg_total_relation_size(\'"Job"\')').fetchone()
-        out["sizes"].append({"leads": counts[0], "jobs": counts[1], "customers": counts[2],
-                             "lead_bytes": counts[3], "job_bytes": counts[4], "requested": leads})
+            counts = conn.execute(
+                'SELECT (SELECT count(*) FROM "Lead"), (SELECT count(*) FROM "Job"),'
+                ' (SELECT count(*) FROM "Customer"),'
+                " pg_total_relation_size('\"Lead\"'), pg_total_relation_size('\"Job\"')"
+            ).fetchone()
+        out["sizes"].append(
+            {
+                "leads": counts[0],
+                "jobs": counts[1],
+                "customers": counts[2],
+                "lead_bytes": counts[3],
+                "job_bytes": counts[4],
+                "requested": leads,
+            }
+        )
         reference = shape(url)
         pools = workload.sample_pools(url)
         with workload.WorkloadProcess(url, pools, config) as wl:
             for run in range(args.runs):
-                order = methods[run % len(methods):] + methods[:run % len(methods)]
+                order = methods[run % len(methods) :] + methods[: run % len(methods)]
                 for with_blocker in blockers:
                     for method in order:
-                        result = run_one(url, method, with_blocker, wl=wl, reference=reference, args=args,
-                                         reports=reports)
+                        result = run_one(
+                            url, method, with_blocker, wl=wl, reference=reference, args=args, reports=reports
+                        )
                         add_steady(result, 1.0 / args.rate)
                         result.update(leads=leads, run=run + 1)
                         out["runs"].append(result)
                         a, d = result["apply"], result["during"]
-                        log(f"{size_label(leads)} run {run + 1} {method:<6} blocker={'yes' if with_blocker else 'no ':<3} "
+                        log(
+                            f"{size_label(leads)} run {run + 1} {method:<6} blocker={'yes' if with_blocker else 'no ':<3} "
                             f"apply {'ok' if a['ok'] else 'FAILED'} {a['wall_s']:.3f} s, stall max {d['max_ms']:.1f} ms, "
                             f"p99 {d['p99_ms']:.1f} ms, p99.9 {d['p999_ms']:.1f} ms, failed ops {d['failed']}"
-                            + (f", runbook write block {a['longest_write_block_ms']:.1f} ms, attempts {a['attempts']}"
-                               if a["longest_write_block_ms"] is not None else "")
+                            + (
+                                f", runbook write block {a['longest_write_block_ms']:.1f} ms, attempts {a['attempts']}"
+                                if a["longest_write_block_ms"] is not None
+                                else ""
+                            )
                             + (f", while DDL ran {result['during_ddl']['max_ms']:.1f} ms" if a["statements_s"] else "")
-                            + (f", waited for blockers {a['blocker_wait_s']:.2f} s, guard cancels {a['guard_cancels']}"
-                               if a["blocker_wait_s"] or a["guard_cancels"] else "")
+                            + (
+                                f", waited for blockers {a['blocker_wait_s']:.2f} s, guard cancels {a['guard_cancels']}"
+                                if a["blocker_wait_s"] or a["guard_cancels"]
+                                else ""
+                            )
                             + (f" [lock timeouts: {'; '.join(a['lock_timeouts'])}]" if a["lock_timeouts"] else "")
                             + (f" [{a['message'][:400]}]" if a["message"] else "")
-                            + (f" [errors: {'; '.join(d['errors'][:2])}]" if d["errors"] else ""))
+                            + (f" [errors: {'; '.join(d['errors'][:2])}]" if d["errors"] else "")
+                        )
         out["summary"] = summarize(out["runs"])
         write(out, args.out, args.state_dir)  # after each size: a long run keeps what it measured
     out["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -96,6 +96,7 @@ def check(done: subprocess.CompletedProcess, what: str) -> None:
 
 # -- one instrumented run, split ----------------------------------------------------------------------
 
+
 def _cells(notebook: Path) -> list[dict]:
     import nbformat
 
@@ -106,16 +107,29 @@ def _cells(notebook: Path) -> list[dict]:
             continue
         meta = cell.metadata.get("papermill", {})
         tags = cell.metadata.get("tags", [])
-        cells.append({"id": cell.get("id", ""), "source": cell.source, "duration": meta.get("duration") or 0.0,
-                      "parameters": "parameters" in tags or "injected-parameters" in tags})
+        cells.append(
+            {
+                "id": cell.get("id", ""),
+                "source": cell.source,
+                "duration": meta.get("duration") or 0.0,
+                "parameters": "parameters" in tags or "injected-parameters" in tags,
+            }
+        )
     return cells
 
 
 def records_write_seconds(run_dir: Path, reps: int = 30) -> float:
     """How long writing this run's records takes: each <phase>.json serialized and written as the phases do."""
     folder = records.RunFolder(run_dir)
-    loaded = [(p, folder.read(p, cls)) for p, cls in (("preflight", PreflightResult), ("apply", ExecutionResult),
-                                                       ("validate", ValidationResult), ("run", records.RunRecord))]
+    loaded = [
+        (p, folder.read(p, cls))
+        for p, cls in (
+            ("preflight", PreflightResult),
+            ("apply", ExecutionResult),
+            ("validate", ValidationResult),
+            ("run", records.RunRecord),
+        )
+    ]
     scratch = records.RunFolder(Path(tempfile.mkdtemp(prefix="bench-records-")))
     times = []
     for _ in range(reps):
@@ -147,8 +161,12 @@ def split(timings: dict, run_dir: Path, wall: float) -> dict:
         execute = span["end"] - span["start"]
         kernel += execute - cell_total
         params = sum(c["duration"] for c in cells if c["parameters"])
-        per_notebook[phase] = {"execute_s": execute, "cells_s": cell_total, "kernel_and_papermill_s": execute - cell_total,
-                               "cells": [{"id": c["id"], "s": c["duration"]} for c in cells]}
+        per_notebook[phase] = {
+            "execute_s": execute,
+            "cells_s": cell_total,
+            "kernel_and_papermill_s": execute - cell_total,
+            "cells": [{"id": c["id"], "s": c["duration"]} for c in cells],
+        }
         per_notebook[phase]["import_cell_s"] = code[0]["duration"]
         if phase == "summary":
             # summary-02 imports the summary module and loads the records; the rest build sections.
@@ -177,15 +195,24 @@ def split(timings: dict, run_dir: Path, wall: float) -> dict:
     parts["summary notebook (building the report)"] = summary_cells
     rendering = sum(s["end"] - s["start"] for s in renders)
     background = sum(_overlap(r, notebooks) for r in renders)
-    parts["rendering, waited for (nbconvert after the last notebook: summary HTML + Markdown, index)"] = rendering - background
+    parts["rendering, waited for (nbconvert after the last notebook: summary HTML + Markdown, index)"] = (
+        rendering - background
+    )
     parts["other (kernel shutdown, process exit, run.json, papermill bookkeeping)"] = wall - sum(parts.values())
     return {
         "wall_s": wall,
         "parts": parts,
-        "sql": {"preflight_gates_s": gates, "apply_statements_s": statements, "validation_phase_s": validation,
-                "total_s": sql_total},
-        "phase_records": {"preflight_s": pre.duration_s if pre else None, "apply_s": app.duration_s if app else None,
-                          "validate_s": validation},
+        "sql": {
+            "preflight_gates_s": gates,
+            "apply_statements_s": statements,
+            "validation_phase_s": validation,
+            "total_s": sql_total,
+        },
+        "phase_records": {
+            "preflight_s": pre.duration_s if pre else None,
+            "apply_s": app.duration_s if app else None,
+            "validate_s": validation,
+        },
         "notebooks": per_notebook,
         "renders": [{"what": s["what"], "detail": s["detail"], "s": s["end"] - s["start"]} for s in renders],
         "rendering_s": rendering,
@@ -201,8 +228,20 @@ def _overlap(span: dict, others: list[dict]) -> float:
 def run_instrumented(url: str, reports: Path) -> dict:
     timings_file = reports / "timings.json"
     env = {**os.environ, "BENCH_SPAWNED_AT": repr(time.monotonic())}
-    wall, done = timed([PY, str(BENCH / "_instrumented_run.py"), str(timings_file), "run", "7",
-                        "--database-url", url, "--reports-dir", str(reports)], env=env)
+    wall, done = timed(
+        [
+            PY,
+            str(BENCH / "_instrumented_run.py"),
+            str(timings_file),
+            "run",
+            "7",
+            "--database-url",
+            url,
+            "--reports-dir",
+            str(reports),
+        ],
+        env=env,
+    )
     check(done, "instrumented runbook run 7")
     timings = json.loads(timings_file.read_text())
     run_dir = next((reports / RUN_DB / "7").iterdir())
@@ -280,7 +319,7 @@ IMPORTS = {
     "import nbconvert HTMLExporter": "from nbconvert import HTMLExporter",
     "import ipykernel (the kernel)": "import ipykernel.kernelapp",
     "import what a phase notebook imports": "import runbook_lib.phases.session, runbook_lib.phases.preflight, runbook_lib.phases.apply, "
-                                            "runbook_lib.phases.validate",
+    "runbook_lib.phases.validate",
     "import what the summary notebook imports": "import runbook_lib.report.summary, runbook_lib.report.chart",
     "import pandas": "import pandas",
 }
@@ -344,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.runs):
         reports = work / f"run-{i + 1}"
         # The plain and the instrumented run alternate which goes first (caches, the machine's noise).
-        for which in (("plain", "instrumented") if i % 2 == 0 else ("instrumented", "plain")):
+        for which in ("plain", "instrumented") if i % 2 == 0 else ("instrumented", "plain"):
             url = fresh_database(server, RUN_DB, TEMPLATE_DB)
             if which == "plain":
                 plain = run_plain(url, reports / "plain")
@@ -353,9 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         url = fresh_database(server, RUN_DB, TEMPLATE_DB)
         psql = run_psql(url)
         runs.append({"plain_wall_s": plain, "instrumented": measured, "psql": psql})
-        log(f"run {i + 1}: runbook run 7 {plain:.2f} s (instrumented {measured['wall_s']:.2f} s, "
+        log(
+            f"run {i + 1}: runbook run 7 {plain:.2f} s (instrumented {measured['wall_s']:.2f} s, "
             f"SQL {measured['sql']['total_s'] * 1000:.0f} ms); psql migration {psql['migration_s'] * 1000:.0f} ms, "
-            f"rollback {psql['rollback_s'] * 1000:.0f} ms")
+            f"rollback {psql['rollback_s'] * 1000:.0f} ms"
+        )
     log("measuring the floor")
     out["floor"] = floor(args.runs, work)
     out["runs"] = runs
@@ -369,8 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         "rendering_s": spread([r["instrumented"]["rendering_s"] for r in runs]),
         "rendering_in_background_s": spread([r["instrumented"]["rendering_in_background_s"] for r in runs]),
         "per_notebook_s": {
-            phase: {k: spread([r["instrumented"]["notebooks"][phase][k] for r in runs])
-                    for k in ("execute_s", "cells_s", "kernel_and_papermill_s")}
+            phase: {
+                k: spread([r["instrumented"]["notebooks"][phase][k] for r in runs])
+                for k in ("execute_s", "cells_s", "kernel_and_papermill_s")
+            }
             for phase in PHASES
         },
     }
@@ -391,8 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     t = out["target"]
-    log(f"runbook run 7: {whole:.2f} s median; floor {floor_s:.2f} s + SQL {sql_s:.3f} s -> limit {t['limit_s']:.2f} s: "
-        f"{'met' if t['met'] else 'NOT met'} ({t['ratio']:.1f}x); wrote {args.out}")
+    log(
+        f"runbook run 7: {whole:.2f} s median; floor {floor_s:.2f} s + SQL {sql_s:.3f} s -> limit {t['limit_s']:.2f} s: "
+        f"{'met' if t['met'] else 'NOT met'} ({t['ratio']:.1f}x); wrote {args.out}"
+    )
     return 0
 
 

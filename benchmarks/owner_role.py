@@ -70,6 +70,7 @@ def log(message: str) -> None:
 
 # -- roles and the database --------------------------------------------------------------------------
 
+
 def ensure_roles(server: str, owner: str, app: str) -> dict:
     """The two login roles (cluster-wide: created when absent); what each may do, as recorded."""
     with database.connect(server, autocommit=True) as conn:
@@ -81,12 +82,28 @@ def ensure_roles(server: str, owner: str, app: str) -> dict:
             row = conn.execute(
                 "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls,"
                 " pg_has_role(%(r)s, 'pg_read_all_stats', 'MEMBER'), pg_has_role(%(r)s, 'pg_signal_backend', 'MEMBER'),"
-                " pg_has_role(%(r)s, 'pg_monitor', 'MEMBER') FROM pg_roles WHERE rolname = %(r)s", {"r": role}).fetchone()
-            facts[role] = dict(zip(("superuser", "createrole", "createdb", "bypassrls", "pg_read_all_stats",
-                                    "pg_signal_backend", "pg_monitor"), row))
+                " pg_has_role(%(r)s, 'pg_monitor', 'MEMBER') FROM pg_roles WHERE rolname = %(r)s",
+                {"r": role},
+            ).fetchone()
+            facts[role] = dict(
+                zip(
+                    (
+                        "superuser",
+                        "createrole",
+                        "createdb",
+                        "bypassrls",
+                        "pg_read_all_stats",
+                        "pg_signal_backend",
+                        "pg_monitor",
+                    ),
+                    row,
+                )
+            )
     if any(facts[owner][k] for k in ("superuser", "pg_read_all_stats", "pg_signal_backend", "pg_monitor")):
-        raise SystemExit(f"The role {owner!r} is a superuser or may read all stats or signal backends: "
-                         f"{facts[owner]}; this benchmark is about a role that may not.")
+        raise SystemExit(
+            f"The role {owner!r} is a superuser or may read all stats or signal backends: "
+            f"{facts[owner]}; this benchmark is about a role that may not."
+        )
     return facts
 
 
@@ -101,8 +118,11 @@ def prepare(server: str, leads: int, *, owner: str, app: str, reload: bool, repo
     url = database.with_database(server, name)
     marker = MARKER.format(leads=leads, owner=owner)
     with database.connect(server, autocommit=True) as conn:
-        row = conn.execute("SELECT shobj_description(d.oid, 'pg_database'), pg_get_userbyid(d.datdba)"
-                           " FROM pg_database d WHERE datname = %s", (name,)).fetchone()
+        row = conn.execute(
+            "SELECT shobj_description(d.oid, 'pg_database'), pg_get_userbyid(d.datdba)"
+            " FROM pg_database d WHERE datname = %s",
+            (name,),
+        ).fetchone()
     if row is not None and row[0] == marker and row[1] == owner and not reload:
         with database.connect(url, autocommit=True) as conn:
             workload.remove_inserted(conn)
@@ -122,8 +142,10 @@ def prepare(server: str, leads: int, *, owner: str, app: str, reload: bool, repo
         loaded = example.load(conn, leads=leads)
         conn.commit()
     grant(url, owner, app)
-    log(f"{size_label(leads)}: loaded {loaded.leads} leads, {loaded.jobs} jobs, {loaded.customers} customers "
-        f"as {owner} in {loaded.seconds:.1f} s")
+    log(
+        f"{size_label(leads)}: loaded {loaded.leads} leads, {loaded.jobs} jobs, {loaded.customers} customers "
+        f"as {owner} in {loaded.seconds:.1f} s"
+    )
     result = apply.run(open_session(6, database_url=owner_url, reports_dir=reports))
     log(f"{size_label(leads)}: batch 6 {result.status} as {owner} in {result.duration_s:.1f} s")
     with database.connect(url, autocommit=True) as conn:
@@ -136,39 +158,57 @@ def prepare(server: str, leads: int, *, owner: str, app: str, reload: bool, repo
 def grant(url: str, owner: str, app: str) -> None:
     """The application's privileges, granted by the owner: DML on every table in public, nothing else."""
     with database.connect(as_role(url, owner), autocommit=True) as conn:
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
-                     .format(sql.Identifier(app)))
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(
+                sql.Identifier(app)
+            )
+        )
 
 
 def ownership(url: str, owner: str) -> dict:
     """Who owns what the migration touches, and whether the owner role sees the application's sessions' state."""
     with database.connect(url) as conn:
-        tables = dict(conn.execute("SELECT relname, pg_get_userbyid(relowner) FROM pg_class"
-                                   " WHERE relname IN ('Customer', 'Lead', 'Job') AND relkind = 'r'").fetchall())
-        db_owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database"
-                                " WHERE datname = current_database()").fetchone()[0]
-        schema_owner = conn.execute("SELECT pg_get_userbyid(nspowner) FROM pg_namespace"
-                                    " WHERE nspname = 'public'").fetchone()[0]
+        tables = dict(
+            conn.execute(
+                "SELECT relname, pg_get_userbyid(relowner) FROM pg_class"
+                " WHERE relname IN ('Customer', 'Lead', 'Job') AND relkind = 'r'"
+            ).fetchall()
+        )
+        db_owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        ).fetchone()[0]
+        schema_owner = conn.execute(
+            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'"
+        ).fetchone()[0]
     return {"database": db_owner, "schema public": schema_owner, "tables": tables, "role": owner}
 
 
 def hidden_from_owner(url: str, owner: str, app: str) -> dict:
     """What the owner role sees of an application session idle in transaction: pg_stat_activity and pg_locks."""
-    with psycopg.connect(as_role(url, app), application_name="bench visibility probe") as held, \
-            psycopg.connect(as_role(url, owner), autocommit=True) as look:
+    with (
+        psycopg.connect(as_role(url, app), application_name="bench visibility probe") as held,
+        psycopg.connect(as_role(url, owner), autocommit=True) as look,
+    ):
         held.execute('SELECT id FROM "Lead" LIMIT 1').fetchall()
         pid = held.info.backend_pid
         time.sleep(0.05)
-        state, xact, query = look.execute("SELECT state, xact_start, query FROM pg_stat_activity WHERE pid = %s",
-                                          (pid,)).fetchone()
-        locks = look.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'relation'",
-                             (pid,)).fetchone()[0]
+        state, xact, query = look.execute(
+            "SELECT state, xact_start, query FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone()
+        locks = look.execute(
+            "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'relation'", (pid,)
+        ).fetchone()[0]
         held.rollback()
-    return {"state": state, "xact_start": xact.isoformat() if xact else None, "query": query,
-            "relation_locks_in_pg_locks": locks}
+    return {
+        "state": state,
+        "xact_start": xact.isoformat() if xact else None,
+        "query": query,
+        "relation_locks_in_pg_locks": locks,
+    }
 
 
 # -- the application's idle transaction --------------------------------------------------------------
+
 
 class IdleTransaction:
     """A session of the application's role that reads "Lead" and sits idle in transaction for `hold_s`
@@ -198,7 +238,8 @@ class IdleTransaction:
             rows = self.watch.execute(
                 "SELECT l.pid, coalesce(a.application_name, '') FROM pg_locks l"
                 " LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND NOT l.granted"
-                " AND l.relation IN ('\"Lead\"'::regclass, '\"Job\"'::regclass)").fetchall()
+                " AND l.relation IN ('\"Lead\"'::regclass, '\"Job\"'::regclass)"
+            ).fetchall()
             now = time.monotonic()
             for pid, app_name in rows:
                 since = first.setdefault((pid, app_name), now)
@@ -212,11 +253,15 @@ class IdleTransaction:
             self._thread.join()
         self.conn.close()
         self.watch.close()
-        return {"pid": self.pid, "held_s": round(self.released - self.began, 3),
-                "queued_while_held": {k: round(v, 3) for k, v in sorted(self.queued.items())}}
+        return {
+            "pid": self.pid,
+            "held_s": round(self.released - self.began, 3),
+            "queued_while_held": {k: round(v, 3) for k, v in sorted(self.queued.items())},
+        }
 
 
 # -- one measured run ----------------------------------------------------------------------------------
+
 
 def apply_as(url: str, strategy: str, reports: Path, live_path: Path) -> tuple[dict, float, float]:
     """`runbook apply 7` as the role in `url`; what it did, and when the call started and ended."""
@@ -231,9 +276,20 @@ def apply_as(url: str, strategy: str, reports: Path, live_path: Path) -> tuple[d
         out["steps"] = len(record.steps)
         out["retries"] = record.attempts - len(record.steps)  # attempts beyond one per step
         out["role"] = record.connection.user
-        out["blocker_waits"] = [{"step": w.step, "pid": w.pid, "who": w.who, "user": w.user, "since": w.since, "lock": w.lock,
-                                 "waited_s": w.waited_s, "outcome": w.outcome, "hidden": w.hidden}
-                                for w in record.blocker_waits]
+        out["blocker_waits"] = [
+            {
+                "step": w.step,
+                "pid": w.pid,
+                "who": w.who,
+                "user": w.user,
+                "since": w.since,
+                "lock": w.lock,
+                "waited_s": w.waited_s,
+                "outcome": w.outcome,
+                "hidden": w.hidden,
+            }
+            for w in record.blocker_waits
+        ]
     said = [e.text for e in live.Tail(live_path).read() if e.kind == live.WAITING] if live_path.exists() else []
     out["waiting_said"] = said[:2] + (said[-1:] if len(said) > 2 else [])  # what runbook told the operator
     return out, t0, t1
@@ -243,8 +299,17 @@ def over_20ms(ops: workload.Ops, t0: float, t1: float) -> int:
     return sum(1 for s, lat in zip(ops.started, ops.latency) if lat > 0.020 and s <= t1 and s + lat >= t0)
 
 
-def run_one(urls: dict, case: tuple[str, str | None], *, wl: workload.WorkloadProcess, reference: tuple,
-            idle_s: float, baseline_s: float, args, reports: Path) -> dict:
+def run_one(
+    urls: dict,
+    case: tuple[str, str | None],
+    *,
+    wl: workload.WorkloadProcess,
+    reference: tuple,
+    idle_s: float,
+    baseline_s: float,
+    args,
+    reports: Path,
+) -> dict:
     role, strategy = case
     url = urls["superuser"]
     if lock_impact.shape(url) != reference or not lock_impact.is_before_7(url):
@@ -275,37 +340,56 @@ def run_one(urls: dict, case: tuple[str, str | None], *, wl: workload.WorkloadPr
     lock_impact.cleanup(url)
     if lock_impact.shape(url) != reference:
         raise SystemExit(f"After rolling back the {role} {strategy} run the catalog differs from before; stopping.")
-    return {"role": role, "strategy": strategy, "wall_s": round(t1 - t0, 3), "idle_transaction": held,
-            "apply": applied, "during": dataclasses.asdict(during), "over_20ms": over_20ms(ops, t0, t1),
-            "after_idle": dataclasses.asdict(after_idle),
-            "after_idle_over_20ms": over_20ms(ops, min(max(t0, idle.released), t1), t1),
-            "workload_ops_total": len(ops)}
+    return {
+        "role": role,
+        "strategy": strategy,
+        "wall_s": round(t1 - t0, 3),
+        "idle_transaction": held,
+        "apply": applied,
+        "during": dataclasses.asdict(during),
+        "over_20ms": over_20ms(ops, t0, t1),
+        "after_idle": dataclasses.asdict(after_idle),
+        "after_idle_over_20ms": over_20ms(ops, min(max(t0, idle.released), t1), t1),
+        "workload_ops_total": len(ops),
+    }
 
 
 def summarize(runs: list[dict]) -> list[dict]:
     order = [(r, s) for s in STRATEGIES for r in ROLES] + [("none", None)]
     rows = []
-    for leads, role, strategy in sorted({(r["leads"], r["role"], r["strategy"]) for r in runs},
-                                        key=lambda k: (k[0], order.index((k[1], k[2])))):
+    for leads, role, strategy in sorted(
+        {(r["leads"], r["role"], r["strategy"]) for r in runs}, key=lambda k: (k[0], order.index((k[1], k[2])))
+    ):
         group = [r for r in runs if (r["leads"], r["role"], r["strategy"]) == (leads, role, strategy)]
         applies = [r["apply"] for r in group if r["apply"]]
 
         def of(key: str) -> dict:
             return spread([a.get(key) for a in applies])
 
-        rows.append({"leads": leads, "role": role, "strategy": strategy, "runs": len(group),
-                     "applies_failed": sum(1 for a in applies if not a["ok"]),
-                     "max_ms": spread([r["during"]["max_ms"] for r in group]),
-                     "p99_ms": spread([r["during"]["p99_ms"] for r in group]),
-                     "over_20ms": spread([r["over_20ms"] for r in group]),
-                     "after_idle_max_ms": spread([(r.get("after_idle") or {}).get("max_ms") for r in group]),
-                     "after_idle_over_20ms": spread([r.get("after_idle_over_20ms") for r in group]),
-                     "failed_ops": spread([r["during"]["failed"] for r in group]),
-                     "wall_s": spread([r["wall_s"] for r in group]),
-                     "attempts": of("attempts"), "retries": of("retries"), "blocker_wait_s": of("blocker_wait_s"),
-                     "guard_cancels": of("guard_cancels"), "write_block_ms": of("longest_write_block_ms"),
-                     "queued_behind_idle": sorted({name for r in group
-                                                   for name in r["idle_transaction"]["queued_while_held"]})})
+        rows.append(
+            {
+                "leads": leads,
+                "role": role,
+                "strategy": strategy,
+                "runs": len(group),
+                "applies_failed": sum(1 for a in applies if not a["ok"]),
+                "max_ms": spread([r["during"]["max_ms"] for r in group]),
+                "p99_ms": spread([r["during"]["p99_ms"] for r in group]),
+                "over_20ms": spread([r["over_20ms"] for r in group]),
+                "after_idle_max_ms": spread([(r.get("after_idle") or {}).get("max_ms") for r in group]),
+                "after_idle_over_20ms": spread([r.get("after_idle_over_20ms") for r in group]),
+                "failed_ops": spread([r["during"]["failed"] for r in group]),
+                "wall_s": spread([r["wall_s"] for r in group]),
+                "attempts": of("attempts"),
+                "retries": of("retries"),
+                "blocker_wait_s": of("blocker_wait_s"),
+                "guard_cancels": of("guard_cancels"),
+                "write_block_ms": of("longest_write_block_ms"),
+                "queued_behind_idle": sorted(
+                    {name for r in group for name in r["idle_transaction"]["queued_while_held"]}
+                ),
+            }
+        )
     return rows
 
 
@@ -319,8 +403,10 @@ def code_state() -> dict:
         return done.stdout.strip() if done.returncode == 0 else ""
 
     changed = [line[3:] for line in git("status", "--porcelain", "--", "runbook_lib").splitlines() if line]
-    return {"commit": git("rev-parse", "HEAD"),
-            "uncommitted": {path: git("hash-object", path) for path in changed if (root / path).is_file()}}
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "uncommitted": {path: git("hash-object", path) for path in changed if (root / path).is_file()},
+    }
 
 
 def write(out: dict, target: Path) -> None:
@@ -333,16 +419,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100k,1M", help="leads per size, comma-separated (k, M suffixes)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each case per size")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="some of direct,online")
-    parser.add_argument("--idle-seconds", type=float, default=8.0,
-                        help="how long the application's idle transaction holds its lock, from just before the apply")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=8.0,
+        help="how long the application's idle transaction holds its lock, from just before the apply",
+    )
     parser.add_argument("--owner-role", default="mig", help="the non-superuser role that owns the schema")
     parser.add_argument("--app-role", default="app", help="the application's role (DML only)")
     parser.add_argument("--connections", type=int, default=4, help="workload connections")
     parser.add_argument("--rate", type=float, default=50.0, help="operations per second per connection")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of workload before each apply")
     parser.add_argument("--tail", type=float, default=0.5, help="seconds of workload after each apply")
-    parser.add_argument("--server-url", help="a server to use, as a superuser (a database per size is created on "
-                        "it, and the roles when absent); default: an embedded PostgreSQL under --state-dir")
+    parser.add_argument(
+        "--server-url",
+        help="a server to use, as a superuser (a database per size is created on "
+        "it, and the roles when absent); default: an embedded PostgreSQL under --state-dir",
+    )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
     parser.add_argument("--reload", action="store_true", help="reload the databases even when intact")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "owner_role.json")
@@ -363,14 +456,25 @@ def main(argv: list[str] | None = None) -> int:
         **header("owner_role", argv, server),
         "state_dir": str(args.state_dir),
         "code": code_state(),
-        "settings": {"sizes": sizes, "runs": args.runs, "strategies": strategies, "idle_seconds": args.idle_seconds,
-                     "owner_role": args.owner_role, "app_role": args.app_role, "roles": roles,
-                     "warmup_s": args.warmup, "tail_s": args.tail, "workload": dataclasses.asdict(config),
-                     "runbook_lock_timeout_ms": DEFAULTS.lock_timeout_ms, "runbook_max_attempts": DEFAULTS.max_attempts,
-                     "runbook_max_backoff_s": MAX_BACKOFF_S, "runbook_wait_for_blockers_s": DEFAULTS.wait_for_blockers_s,
-                     "runbook_blocker_threshold_ms": DEFAULTS.blocker_threshold_ms,
-                     "apply": "runbook_lib.phases.apply.run(open_session(7, ...), strategy=...) with no preflight "
-                              "record in the run folder (as `runbook apply 7`); rollback.run as the same role"},
+        "settings": {
+            "sizes": sizes,
+            "runs": args.runs,
+            "strategies": strategies,
+            "idle_seconds": args.idle_seconds,
+            "owner_role": args.owner_role,
+            "app_role": args.app_role,
+            "roles": roles,
+            "warmup_s": args.warmup,
+            "tail_s": args.tail,
+            "workload": dataclasses.asdict(config),
+            "runbook_lock_timeout_ms": DEFAULTS.lock_timeout_ms,
+            "runbook_max_attempts": DEFAULTS.max_attempts,
+            "runbook_max_backoff_s": MAX_BACKOFF_S,
+            "runbook_wait_for_blockers_s": DEFAULTS.wait_for_blockers_s,
+            "runbook_blocker_threshold_ms": DEFAULTS.blocker_threshold_ms,
+            "apply": "runbook_lib.phases.apply.run(open_session(7, ...), strategy=...) with no preflight "
+            "record in the run folder (as `runbook apply 7`); rollback.run as the same role",
+        },
         "sizes": [],
         "runs": [],
     }
@@ -378,38 +482,64 @@ def main(argv: list[str] | None = None) -> int:
         url = prepare(server, leads, owner=args.owner_role, app=args.app_role, reload=args.reload, reports=reports)
         urls = {"superuser": url, "owner": as_role(url, args.owner_role), "app": as_role(url, args.app_role)}
         with database.connect(url) as conn:
-            counts = conn.execute('SELECT (SELECT count(*) FROM "Lead"), (SELECT count(*) FROM "Job"),'
-                                  ' (SELECT count(*) FROM "Customer"),'
-                                  ' pg_total_relation_size(\'"Lead"\'), pg_total_relation_size(\'"Job"\')').fetchone()
-        out["sizes"].append({"leads": counts[0], "jobs": counts[1], "customers": counts[2], "lead_bytes": counts[3],
-                             "job_bytes": counts[4], "requested": leads,
-                             "owners": ownership(url, args.owner_role),
-                             "owner_sees_of_app_idle_session": hidden_from_owner(url, args.owner_role, args.app_role)})
+            counts = conn.execute(
+                'SELECT (SELECT count(*) FROM "Lead"), (SELECT count(*) FROM "Job"),'
+                ' (SELECT count(*) FROM "Customer"),'
+                " pg_total_relation_size('\"Lead\"'), pg_total_relation_size('\"Job\"')"
+            ).fetchone()
+        out["sizes"].append(
+            {
+                "leads": counts[0],
+                "jobs": counts[1],
+                "customers": counts[2],
+                "lead_bytes": counts[3],
+                "job_bytes": counts[4],
+                "requested": leads,
+                "owners": ownership(url, args.owner_role),
+                "owner_sees_of_app_idle_session": hidden_from_owner(url, args.owner_role, args.app_role),
+            }
+        )
         reference = lock_impact.shape(url)
         pools = workload.sample_pools(urls["app"])
         baseline_s = args.idle_seconds + 0.5  # until an owner-role apply has run: then as long as the last one
         with workload.WorkloadProcess(urls["app"], pools, config) as wl:
             for run in range(args.runs):
-                order = cases[run % len(cases):] + cases[:run % len(cases)]
+                order = cases[run % len(cases) :] + cases[: run % len(cases)]
                 for case in order:
-                    result = run_one(urls, case, wl=wl, reference=reference, idle_s=args.idle_seconds,
-                                     baseline_s=baseline_s, args=args, reports=reports)
+                    result = run_one(
+                        urls,
+                        case,
+                        wl=wl,
+                        reference=reference,
+                        idle_s=args.idle_seconds,
+                        baseline_s=baseline_s,
+                        args=args,
+                        reports=reports,
+                    )
                     result.update(leads=leads, run=run + 1)
                     out["runs"].append(result)
                     if case[0] == "owner":
                         baseline_s = result["wall_s"]
                     a, d = result["apply"], result["during"]
-                    log(f"{size_label(leads)} run {run + 1} {case[0]:<9} {case[1] or '':<6} "
-                        + (f"apply {'ok' if a['ok'] else 'FAILED'} {a['wall_s']:.2f} s, attempts {a['attempts']}, "
-                           f"waited for blockers {a['blocker_wait_s']} s, guard cancels {a['guard_cancels']}, "
-                           if a else f"no migration {result['wall_s']:.2f} s, ")
+                    log(
+                        f"{size_label(leads)} run {run + 1} {case[0]:<9} {case[1] or '':<6} "
+                        + (
+                            f"apply {'ok' if a['ok'] else 'FAILED'} {a['wall_s']:.2f} s, attempts {a['attempts']}, "
+                            f"waited for blockers {a['blocker_wait_s']} s, guard cancels {a['guard_cancels']}, "
+                            if a
+                            else f"no migration {result['wall_s']:.2f} s, "
+                        )
                         + f"stall max {d['max_ms']:.1f} ms, over 20 ms {result['over_20ms']}, failed ops {d['failed']}, "
                         f"after the idle transaction ended {result['after_idle']['max_ms']:.1f} ms"
-                        + (f" [queued behind the idle transaction: {result['idle_transaction']['queued_while_held']}]"
-                           if result["idle_transaction"]["queued_while_held"] else "")
+                        + (
+                            f" [queued behind the idle transaction: {result['idle_transaction']['queued_while_held']}]"
+                            if result["idle_transaction"]["queued_while_held"]
+                            else ""
+                        )
                         + (f" [lock timeouts: {'; '.join(a['lock_timeouts'])}]" if a and a["lock_timeouts"] else "")
                         + (f" [{a['message'][:400]}]" if a and a["message"] else "")
-                        + (f" [errors: {'; '.join(d['errors'][:2])}]" if d["errors"] else ""))
+                        + (f" [errors: {'; '.join(d['errors'][:2])}]" if d["errors"] else "")
+                    )
         out["summary"] = summarize(out["runs"])
         write(out, args.out)  # after each size: a long run keeps what it measured
     out["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")

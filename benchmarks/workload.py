@@ -93,8 +93,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 def stats(ops: Ops, window_start: float, window_end: float) -> LatencyStats:
     """The operations that were running at any moment in [window_start, window_end] (monotonic seconds)."""
-    picked = [i for i in range(len(ops))
-              if ops.started[i] <= window_end and ops.started[i] + ops.latency[i] >= window_start]
+    picked = [
+        i for i in range(len(ops)) if ops.started[i] <= window_end and ops.started[i] + ops.latency[i] >= window_start
+    ]
     if not picked:
         return LatencyStats(0, 0, math.nan, math.nan, math.nan, math.nan, "", math.nan)
     lat = sorted(ops.latency[i] for i in picked)
@@ -138,13 +139,19 @@ class SteadyArrivalStats:
     threshold_ms: float
 
 
-def steady_arrival_stats(latencies_s: list[float], interval_s: float, threshold_ms: float = 100.0) -> SteadyArrivalStats:
+def steady_arrival_stats(
+    latencies_s: list[float], interval_s: float, threshold_ms: float = 100.0
+) -> SteadyArrivalStats:
     values = sorted(at_steady_arrival(latencies_s, interval_s))
     if not values:
         return SteadyArrivalStats(0, math.nan, math.nan, 0, threshold_ms)
-    return SteadyArrivalStats(len(values), round(percentile(values, 99) * 1000, 3),
-                              round(percentile(values, 99.9) * 1000, 3),
-                              sum(1 for v in values if v * 1000 > threshold_ms), threshold_ms)
+    return SteadyArrivalStats(
+        len(values),
+        round(percentile(values, 99) * 1000, 3),
+        round(percentile(values, 99.9) * 1000, 3),
+        sum(1 for v in values if v * 1000 > threshold_ms),
+        threshold_ms,
+    )
 
 
 def sample_pools(url: str, *, leads: int = 4000, jobs: int = 4000) -> Pools:
@@ -152,17 +159,23 @@ def sample_pools(url: str, *, leads: int = 4000, jobs: int = 4000) -> Pools:
     layout: after many backfill-and-rollback cycles a TABLESAMPLE of fixed seed found only leads without a
     customer), in a stable order; leads that have a customer."""
     with psycopg.connect(url, autocommit=True) as conn:
-        total_leads = conn.execute('SELECT greatest(reltuples, 1) FROM pg_class WHERE oid = \'"Lead"\'::regclass').fetchone()[0]
-        total_jobs = conn.execute('SELECT greatest(reltuples, 1) FROM pg_class WHERE oid = \'"Job"\'::regclass').fetchone()[0]
+        total_leads = conn.execute(
+            "SELECT greatest(reltuples, 1) FROM pg_class WHERE oid = '\"Lead\"'::regclass"
+        ).fetchone()[0]
+        total_jobs = conn.execute(
+            "SELECT greatest(reltuples, 1) FROM pg_class WHERE oid = '\"Job\"'::regclass"
+        ).fetchone()[0]
         every_l = max(1, int(total_leads / (2 * leads)))
         every_j = max(1, int(total_jobs / (2 * jobs)))
         lead_rows = conn.execute(
             f'SELECT id, customer_id FROM "Lead" WHERE hashtext(id) %% {every_l} = 0'
-            f" AND customer_id IS NOT NULL AND id NOT LIKE '{ID_PREFIX}%%' ORDER BY md5(id) LIMIT %s", (leads,)
+            f" AND customer_id IS NOT NULL AND id NOT LIKE '{ID_PREFIX}%%' ORDER BY md5(id) LIMIT %s",
+            (leads,),
         ).fetchall()
         job_rows = conn.execute(
             f'SELECT id FROM "Job" WHERE hashtext(id) %% {every_j} = 0'
-            f" AND id NOT LIKE '{ID_PREFIX}%%' ORDER BY md5(id) LIMIT %s", (jobs,)
+            f" AND id NOT LIKE '{ID_PREFIX}%%' ORDER BY md5(id) LIMIT %s",
+            (jobs,),
         ).fetchall()
     return Pools(tuple((r[0], r[1]) for r in lead_rows), tuple(r[0] for r in job_rows))
 
@@ -200,8 +213,18 @@ def _params(kind: int, conn_index: int, n: int, run: int, pools: Pools, step: in
     )[kind]
 
 
-def _worker(conn: psycopg.Connection, conn_index: int, config: WorkloadConfig, pools: Pools, run: int,
-            stop: threading.Event, deadline: float, budget: list[int], lock: threading.Lock, out: Ops) -> None:
+def _worker(
+    conn: psycopg.Connection,
+    conn_index: int,
+    config: WorkloadConfig,
+    pools: Pools,
+    run: int,
+    stop: threading.Event,
+    deadline: float,
+    budget: list[int],
+    lock: threading.Lock,
+    out: Ops,
+) -> None:
     interval = 1.0 / config.rate_per_connection
     # Spread the connections over one interval, and over the kinds, so they do not move in lockstep.
     next_at = time.monotonic() + interval * conn_index / config.connections
@@ -255,7 +278,9 @@ class Workload:
     def connect(self) -> None:
         for _ in range(self.config.connections):
             conn = psycopg.connect(self.url, autocommit=True, application_name=self.config.application_name)
-            conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{self.config.statement_timeout_ms}ms",))
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)", (f"{self.config.statement_timeout_ms}ms",)
+            )
             self.conns.append(conn)
 
     def run(self, stop: threading.Event) -> Ops:
@@ -266,9 +291,14 @@ class Workload:
         deadline = time.monotonic() + self.config.max_seconds
         budget, lock = [self.config.max_ops], threading.Lock()
         outs = [Ops() for _ in self.conns]
-        threads = [threading.Thread(target=_worker, daemon=True,
-                                    args=(conn, i, self.config, self.pools, self.runs, stop, deadline, budget, lock, outs[i]))
-                   for i, conn in enumerate(self.conns)]
+        threads = [
+            threading.Thread(
+                target=_worker,
+                daemon=True,
+                args=(conn, i, self.config, self.pools, self.runs, stop, deadline, budget, lock, outs[i]),
+            )
+            for i, conn in enumerate(self.conns)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -279,7 +309,9 @@ class Workload:
         # Replace broken connections for the next run.
         for i, conn in enumerate(self.conns):
             if conn.closed or conn.broken:
-                self.conns[i] = psycopg.connect(self.url, autocommit=True, application_name=self.config.application_name)
+                self.conns[i] = psycopg.connect(
+                    self.url, autocommit=True, application_name=self.config.application_name
+                )
         return merged
 
     def close(self) -> None:

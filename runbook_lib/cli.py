@@ -19,8 +19,10 @@ from runbook_lib.orm import prisma_generate
 from runbook_lib.report import machine, records, terminal
 
 
-MIGRATIONS_HELP = ("folder of batches (default: the migrations_dir of a runbook.toml, else prisma/migrations or "
-                   "migrations/, found from the current directory up)")
+MIGRATIONS_HELP = (
+    "folder of batches (default: the migrations_dir of a runbook.toml, else prisma/migrations or "
+    "migrations/, found from the current directory up)"
+)
 
 
 # The URLs this invocation was given (argv): no password of theirs, nor of these variables', is ever printed.
@@ -52,9 +54,13 @@ FORMATS = ("text", "json")
 def _format_parent(*extra: str) -> argparse.ArgumentParser:
     """--format on every command: text for people, json for scripts (one document on stdout)."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--format", choices=(*FORMATS, *extra), default="text",
-                        help="text (default), json: one JSON document on stdout (fields in README.md)"
-                             + (", markdown: a pull-request comment" if extra else ""))
+    parent.add_argument(
+        "--format",
+        choices=(*FORMATS, *extra),
+        default="text",
+        help="text (default), json: one JSON document on stdout (fields in README.md)"
+        + (", markdown: a pull-request comment" if extra else ""),
+    )
     return parent
 
 
@@ -67,20 +73,29 @@ def _common(p: argparse.ArgumentParser, *, migrations_help: str = MIGRATIONS_HEL
 
 def _identity_options(p: argparse.ArgumentParser) -> None:
     """Who runbook acts as, and where its ledger lives (docs/non-superuser.md)."""
-    p.add_argument("--role", help="act as this role on every connection (log in as yourself, migrate as the schema's "
-                                  "owner); the login role must be a member of it")
-    p.add_argument("--ledger-schema", metavar="SCHEMA",
-                   help="the schema of runbook's ledger (default: runbook.toml's ledger_schema, else runbook): for a "
-                        "role that may not create the runbook schema")
+    p.add_argument(
+        "--role",
+        help="act as this role on every connection (log in as yourself, migrate as the schema's "
+        "owner); the login role must be a member of it",
+    )
+    p.add_argument(
+        "--ledger-schema",
+        metavar="SCHEMA",
+        help="the schema of runbook's ledger (default: runbook.toml's ledger_schema, else runbook): for a "
+        "role that may not create the runbook schema",
+    )
 
 
 def _not_run_option(p: argparse.ArgumentParser, what: str = "validation test") -> None:
     """--fail-on-not-run: a test (or check) whose precondition could not be established fails, instead of being
     reported as not run (README: Not run)."""
-    p.add_argument("--fail-on-not-run", action="store_true",
-                   help=f"a {what} that could not be run (its row could not be built, or something other than what "
-                        "it tests refused it) makes the command fail (default: reported as not run, neither a pass "
-                        "nor a failure)")
+    p.add_argument(
+        "--fail-on-not-run",
+        action="store_true",
+        help=f"a {what} that could not be run (its row could not be built, or something other than what "
+        "it tests refused it) makes the command fail (default: reported as not run, neither a pass "
+        "nor a failure)",
+    )
 
 
 BATCH_HELP = "the batch's number: `batch` in its batch.toml; in Prisma's layout, the folder's place (1, 2, ...)"
@@ -90,69 +105,140 @@ def _apply_options(p: argparse.ArgumentParser, *, force: bool = True) -> None:
     p.add_argument("--dry-run", action="store_true", help="execute, measure, then roll back")
     if force:
         p.add_argument("--force", action="store_true", help="apply even if preflight says NO-GO")
-        p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy,
-                       help="direct: one transaction; online: SET NOT NULL, FOREIGN KEY and CHECK validated "
-                            "without long write locks, data statements in batches, each step a short transaction "
-                            "(default: %(default)s)")
+        p.add_argument(
+            "--strategy",
+            choices=STRATEGIES,
+            default=DEFAULTS.strategy,
+            help="direct: one transaction; online: SET NOT NULL, FOREIGN KEY and CHECK validated "
+            "without long write locks, data statements in batches, each step a short transaction "
+            "(default: %(default)s)",
+        )
         _backfill_options(p)
         _out_of_order_option(p)
-    p.add_argument("--lock-timeout", type=int, default=DEFAULTS.lock_timeout_ms, metavar="MS",
-                   help="lock_timeout per attempt (ms) (default: %(default)s)")
-    p.add_argument("--statement-timeout", type=int, default=DEFAULTS.statement_timeout_ms, metavar="MS",
-                   help="statement_timeout (ms, 0 = none) (default: %(default)s)")
-    p.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts,
-                   help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s) "
-                        "(default: %(default)s)")
+    p.add_argument(
+        "--lock-timeout",
+        type=int,
+        default=DEFAULTS.lock_timeout_ms,
+        metavar="MS",
+        help="lock_timeout per attempt (ms) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--statement-timeout",
+        type=int,
+        default=DEFAULTS.statement_timeout_ms,
+        metavar="MS",
+        help="statement_timeout (ms, 0 = none) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=DEFAULTS.max_attempts,
+        help="attempts when a lock is not granted in time (backoff 200 ms doubling, at most 2 s) "
+        "(default: %(default)s)",
+    )
     _blocker_options(p)
 
 
 def _out_of_order_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out-of-order", action="store_true",
-                   help="apply a pending migration older than the last applied one (refused otherwise; "
-                        "out_of_order = true in runbook.toml's tool table says the same)")
+    p.add_argument(
+        "--out-of-order",
+        action="store_true",
+        help="apply a pending migration older than the last applied one (refused otherwise; "
+        "out_of_order = true in runbook.toml's tool table says the same)",
+    )
 
 
 def _blocker_options(p: argparse.ArgumentParser) -> None:
     """A session that would make the migration's locks queue (README: Never queue behind a blocker)."""
-    p.add_argument("--wait-for-blockers", type=float, default=DEFAULTS.wait_for_blockers_s, metavar="SECONDS",
-                   help="wait this long in all, without queuing, for sessions holding a conflicting lock (idle in "
-                        "transaction or in an older transaction), then fail naming them (default: %(default)s)")
-    p.add_argument("--terminate-blockers-after", type=float, default=DEFAULTS.terminate_blockers_after_s,
-                   metavar="SECONDS", help="opt-in: terminate an idle-in-transaction session holding a conflicting "
-                                           "lock after waiting this long for it (recorded; default: never)")
-    p.add_argument("--blocker-threshold", type=int, default=DEFAULTS.blocker_threshold_ms, metavar="MS",
-                   help="a transaction younger than this (not idle in it) is not a blocker (default: %(default)s)")
+    p.add_argument(
+        "--wait-for-blockers",
+        type=float,
+        default=DEFAULTS.wait_for_blockers_s,
+        metavar="SECONDS",
+        help="wait this long in all, without queuing, for sessions holding a conflicting lock (idle in "
+        "transaction or in an older transaction), then fail naming them (default: %(default)s)",
+    )
+    p.add_argument(
+        "--terminate-blockers-after",
+        type=float,
+        default=DEFAULTS.terminate_blockers_after_s,
+        metavar="SECONDS",
+        help="opt-in: terminate an idle-in-transaction session holding a conflicting "
+        "lock after waiting this long for it (recorded; default: never)",
+    )
+    p.add_argument(
+        "--blocker-threshold",
+        type=int,
+        default=DEFAULTS.blocker_threshold_ms,
+        metavar="MS",
+        help="a transaction younger than this (not idle in it) is not a blocker (default: %(default)s)",
+    )
 
 
 def _prisma_generate_option(p: argparse.ArgumentParser) -> None:
     """--prisma-generate: run, apply and deploy only; never a fleet's (docs/prisma-generate.md)."""
-    p.add_argument("--prisma-generate", action="store_true",
-                   help="after a successful apply (not a dry run), run the project's `prisma generate` "
-                        "(node_modules/.bin/prisma, found from the migrations folder up) and record it in "
-                        "prisma_generate.json; its failure is a WARN, not a failed migration")
+    p.add_argument(
+        "--prisma-generate",
+        action="store_true",
+        help="after a successful apply (not a dry run), run the project's `prisma generate` "
+        "(node_modules/.bin/prisma, found from the migrations folder up) and record it in "
+        "prisma_generate.json; its failure is a WARN, not a failed migration",
+    )
 
 
 def _backfill_options(p: argparse.ArgumentParser) -> None:
     """How --strategy online paces the data statements it runs in batches (execution.backfill)."""
-    p.add_argument("--batch-ms", type=int, default=DEFAULTS.backfill_batch_ms, metavar="MS", dest="backfill_batch_ms",
-                   help="online: the transaction time each batch's size adapts toward (its rows stay locked that long)"
-                        " (default: %(default)s)")
-    p.add_argument("--batch-rows-per-s", type=int, default=DEFAULTS.backfill_rows_per_s, metavar="N",
-                   dest="backfill_rows_per_s",
-                   help="online: at most N rows changed per second (0: no limit) (default: %(default)s)")
-    p.add_argument("--batch-pause-ms", type=int, default=DEFAULTS.backfill_pause_ms, metavar="MS",
-                   dest="backfill_pause_ms", help="online: a pause after every batch (default: %(default)s)")
-    p.add_argument("--max-replica-lag", type=int, default=DEFAULTS.max_replica_lag_ms, metavar="MS",
-                   dest="max_replica_lag_ms",
-                   help="online: pause batches while a replica's replay lag is over MS (0: off) (default: %(default)s)")
-    p.add_argument("--batch-wal-mb-per-s", type=float, default=DEFAULTS.backfill_wal_mb_per_s, metavar="MB",
-                   dest="backfill_wal_mb_per_s",
-                   help="online: at most MB of WAL per second while batches run, the server's WAL (0: no limit)"
-                        " (default: %(default)s)")
-    p.add_argument("--batch-flush-from-mb", type=float, default=DEFAULTS.backfill_flush_from_mb, metavar="MB",
-                   dest="backfill_flush_from_mb",
-                   help="online: from MB of WAL on, the session writes back the pages it dirties as it goes "
-                        "(default: the server's checkpoint distance; 0: never)")
+    p.add_argument(
+        "--batch-ms",
+        type=int,
+        default=DEFAULTS.backfill_batch_ms,
+        metavar="MS",
+        dest="backfill_batch_ms",
+        help="online: the transaction time each batch's size adapts toward (its rows stay locked that long)"
+        " (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-rows-per-s",
+        type=int,
+        default=DEFAULTS.backfill_rows_per_s,
+        metavar="N",
+        dest="backfill_rows_per_s",
+        help="online: at most N rows changed per second (0: no limit) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-pause-ms",
+        type=int,
+        default=DEFAULTS.backfill_pause_ms,
+        metavar="MS",
+        dest="backfill_pause_ms",
+        help="online: a pause after every batch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-replica-lag",
+        type=int,
+        default=DEFAULTS.max_replica_lag_ms,
+        metavar="MS",
+        dest="max_replica_lag_ms",
+        help="online: pause batches while a replica's replay lag is over MS (0: off) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-wal-mb-per-s",
+        type=float,
+        default=DEFAULTS.backfill_wal_mb_per_s,
+        metavar="MB",
+        dest="backfill_wal_mb_per_s",
+        help="online: at most MB of WAL per second while batches run, the server's WAL (0: no limit)"
+        " (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-flush-from-mb",
+        type=float,
+        default=DEFAULTS.backfill_flush_from_mb,
+        metavar="MB",
+        dest="backfill_flush_from_mb",
+        help="online: from MB of WAL on, the session writes back the pages it dirties as it goes "
+        "(default: the server's checkpoint distance; 0: never)",
+    )
 
 
 class _Version(argparse.Action):
@@ -183,8 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0, help="which runbook this is, and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     fmt = [_format_parent()]
-    for name, text in (("preflight", "is it safe? read-only checks ending in GO / WARN / NO-GO"),
-                       ("validate", "prove what the database now enforces")):
+    for name, text in (
+        ("preflight", "is it safe? read-only checks ending in GO / WARN / NO-GO"),
+        ("validate", "prove what the database now enforces"),
+    ):
         p = sub.add_parser(name, help=text, parents=[_format_parent("markdown")] if name == "preflight" else fmt)
         p.add_argument("batch", type=int, help=BATCH_HELP)
         _common(p)
@@ -199,10 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
     _apply_options(p, force=False)
-    p = sub.add_parser("notebook", parents=fmt, help="write a runbook notebook for a batch (or a release): a cell per "
-                       "step of the apply plan, each guarded, recorded and safe to run again")
-    p.add_argument("batch", type=_batch_or_pending, metavar="BATCH|pending",
-                   help='a batch number, or "pending": every migration not yet applied, a section each')
+    p = sub.add_parser(
+        "notebook",
+        parents=fmt,
+        help="write a runbook notebook for a batch (or a release): a cell per "
+        "step of the apply plan, each guarded, recorded and safe to run again",
+    )
+    p.add_argument(
+        "batch",
+        type=_batch_or_pending,
+        metavar="BATCH|pending",
+        help='a batch number, or "pending": every migration not yet applied, a section each',
+    )
     _common(p)
     _apply_options(p)
     _not_run_option(p)
@@ -210,11 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int, help=BATCH_HELP)
     _common(p)
     _apply_options(p)
-    p.add_argument("--rollback-on-failure", action="store_true",
-                   help="when validation fails, roll the batch back (rollback.sql) before the summary")
+    p.add_argument(
+        "--rollback-on-failure",
+        action="store_true",
+        help="when validation fails, roll the batch back (rollback.sql) before the summary",
+    )
     _not_run_option(p)
     _prisma_generate_option(p)
-    p = sub.add_parser("deploy", parents=fmt, help="every pending migration, in order, as one release (one run folder, one summary)")
+    p = sub.add_parser(
+        "deploy", parents=fmt, help="every pending migration, in order, as one release (one run folder, one summary)"
+    )
     p.add_argument("--to", type=int, metavar="N", help="stop after migration N")
     _common(p)
     _apply_options(p)
@@ -222,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     _prisma_generate_option(p)
     p = sub.add_parser("status", parents=fmt, help="batches found and whether each is applied")
     _common(p)
-    p = sub.add_parser("check", parents=fmt, help="re-check every applied batch read-only; exit 1 on drift (for cron or CI)")
+    p = sub.add_parser(
+        "check", parents=fmt, help="re-check every applied batch read-only; exit 1 on drift (for cron or CI)"
+    )
     p.add_argument("--database-url", help="target database (default: DATABASE_URL, else the embedded server)")
     p.add_argument("--migrations-dir", type=Path, help=MIGRATIONS_HELP)
     _not_run_option(p, "check")
@@ -236,8 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     _identity_options(load)
     load.add_argument("--leads", type=int, default=1000)
     load.add_argument("--reset", action="store_true", help="drop the example's tables and the ledger first")
-    p = sub.add_parser("baseline", parents=fmt, help="record batches up to N as applied without running them "
-                                        "(a database whose schema is already there)")
+    p = sub.add_parser(
+        "baseline",
+        parents=fmt,
+        help="record batches up to N as applied without running them (a database whose schema is already there)",
+    )
     p.add_argument("batch", type=int, help="the last migration the database already has")
     p.add_argument("--yes", action="store_true", help="record without asking (needed without a terminal)")
     _common(p)
@@ -246,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="with DATABASE_URL: drop the example's tables first")
     p = sub.add_parser("server", parents=fmt, help="the embedded PostgreSQL")
     p.add_argument("action", choices=("start", "stop", "url"))
-    p = sub.add_parser("publish", parents=fmt, help="a static copy of reports/index.html and the pages it links, for any static host")
+    p = sub.add_parser(
+        "publish", parents=fmt, help="a static copy of reports/index.html and the pages it links, for any static host"
+    )
     p.add_argument("directory", type=Path, metavar="DIR", help="an empty folder outside the reports dir")
     p.add_argument("--reports-dir", type=Path, help="where run folders are (default: reports/)")
     p.add_argument("--with-notebooks", action="store_true", help="copy the executed .ipynb notebooks too")
@@ -258,44 +366,76 @@ def build_parser() -> argparse.ArgumentParser:
 def _fleet_parser(sub, fmt: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("fleet", help="one batch across the databases of a fleet.toml, on Dask (waves, canary first)")
     fl = p.add_subparsers(dest="fleet_command", required=True, parser_class=_Parser)
-    for name, text in (("preflight", "preflight on every target (read-only); exit 1 if any says NO-GO"),
-                       ("run", "preflight, apply, validate and summary on every target, wave by wave")):
+    for name, text in (
+        ("preflight", "preflight on every target (read-only); exit 1 if any says NO-GO"),
+        ("run", "preflight, apply, validate and summary on every target, wave by wave"),
+    ):
         f = fl.add_parser(name, parents=fmt, help=text)
-        f.add_argument("batch", type=_batch_or_pending, metavar="BATCH|pending",
-                       help='a batch number, or "pending": every migration not yet applied, as one release')
-        f.add_argument("--targets", type=Path, required=True, metavar="FLEET.TOML",
-                       help="the targets: [[target]] name, url_env (the variable holding its URL), group")
+        f.add_argument(
+            "batch",
+            type=_batch_or_pending,
+            metavar="BATCH|pending",
+            help='a batch number, or "pending": every migration not yet applied, as one release',
+        )
+        f.add_argument(
+            "--targets",
+            type=Path,
+            required=True,
+            metavar="FLEET.TOML",
+            help="the targets: [[target]] name, url_env (the variable holding its URL), group",
+        )
         f.add_argument("--workers", type=int, help="LocalCluster worker processes (default: the core count)")
-        f.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler instead of a LocalCluster")
-        f.add_argument("--shared-reports", action="store_true",
-                       help="with --scheduler: the workers see --reports-dir (shared storage) and write there")
+        f.add_argument(
+            "--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler instead of a LocalCluster"
+        )
+        f.add_argument(
+            "--shared-reports",
+            action="store_true",
+            help="with --scheduler: the workers see --reports-dir (shared storage) and write there",
+        )
         f.add_argument("--migrations-dir", type=Path, help=MIGRATIONS_HELP)
         f.add_argument("--reports-dir", type=Path, help="where run folders go (default: reports/)")
         _identity_options(f)  # LocalCluster workers inherit them; with --scheduler, set RUNBOOK_ROLE on the workers
         if name == "run":
             _apply_options(f, force=False)
-            f.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy,
-                           help="as for `runbook run`")
+            f.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy, help="as for `runbook run`")
             f.add_argument("--max-failures", type=int, metavar="K", help="schedule no new target after K failures")
-            f.add_argument("--rollback-on-failure", action="store_true",
-                           help="on a target whose validation fails, roll the batch back")
+            f.add_argument(
+                "--rollback-on-failure",
+                action="store_true",
+                help="on a target whose validation fails, roll the batch back",
+            )
             _not_run_option(f)
 
 
 def _fleet(args: argparse.Namespace) -> int:
     run = args.fleet_command == "run"
     outcome = commands.fleet(
-        args.fleet_command, args.batch, targets=args.targets, workers=args.workers,
-        scheduler=args.scheduler, max_failures=getattr(args, "max_failures", None),
-        options=_options(args) if run else None, rollback_on_failure=getattr(args, "rollback_on_failure", False),
-        migrations_dir=args.migrations_dir, reports_dir=args.reports_dir,
-        shared_reports=True if args.shared_reports else None)
+        args.fleet_command,
+        args.batch,
+        targets=args.targets,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        max_failures=getattr(args, "max_failures", None),
+        options=_options(args) if run else None,
+        rollback_on_failure=getattr(args, "rollback_on_failure", False),
+        migrations_dir=args.migrations_dir,
+        reports_dir=args.reports_dir,
+        shared_reports=True if args.shared_reports else None,
+    )
     record = outcome.record
     if args.format == "json":
-        print(machine.document(f"fleet {args.fleet_command}", outcome.ok, headline=fleet_report.headline(record),
-                               totals=dict((k, n) for k, n in fleet_report.totals(record)),
-                               report_html=str(outcome.html), report_md=str(outcome.markdown),
-                               fleet=machine.plain(record)))
+        print(
+            machine.document(
+                f"fleet {args.fleet_command}",
+                outcome.ok,
+                headline=fleet_report.headline(record),
+                totals=dict((k, n) for k, n in fleet_report.totals(record)),
+                report_html=str(outcome.html),
+                report_md=str(outcome.markdown),
+                fleet=machine.plain(record),
+            )
+        )
         return 0 if outcome.ok else 1
     width = max(len(t.name) for t in record.targets)
     print(fleet_report.headline(record) + ": " + ", ".join(f"{n} {k}" for k, n in fleet_report.totals(record)))
@@ -335,8 +475,14 @@ def _print_outcome(outcome: commands.RunOutcome, fmt: str = "text", command: str
     if fmt == "json":
         # a failed phase carries `error` and `error_type` too, as a refusal before any phase does
         said = {} if failure is None else {"error": _masked(failure.evalue), "error_type": failure.ename}
-        print(machine.document(command, failure is None, **machine.run_fields(
-            outcome.run_dir, outcome.summary_html, outcome.summary_md), **said))
+        print(
+            machine.document(
+                command,
+                failure is None,
+                **machine.run_fields(outcome.run_dir, outcome.summary_html, outcome.summary_md),
+                **said,
+            )
+        )
     elif fmt == "markdown":
         result = records.RunFolder.open(outcome.run_dir).read(names.PREFLIGHT, records.PreflightResult)
         if result is not None:
@@ -347,8 +493,9 @@ def _print_outcome(outcome: commands.RunOutcome, fmt: str = "text", command: str
         same_screen = sys.stdout.isatty() and sys.stderr.isatty()
         for line in terminal.outcome_lines(outcome.run_dir, tty, phases=not same_screen):
             print(line)
-        for line in prisma_generate.terminal_lines(records.RunFolder.open(outcome.run_dir).read(
-                prisma_generate.RECORD, prisma_generate.PrismaGenerate)):
+        for line in prisma_generate.terminal_lines(
+            records.RunFolder.open(outcome.run_dir).read(prisma_generate.RECORD, prisma_generate.PrismaGenerate)
+        ):
             print(line)  # its WARN: a failed `prisma generate` fails no migration
         if outcome.summary_html:
             print(f"summary: {outcome.summary_html}")
@@ -408,8 +555,11 @@ def _identity(args: argparse.Namespace) -> Iterator[None]:
         if getattr(args, "role", None):
             stack.enter_context(environment_variable(connection.ROLE_VARIABLE, args.role))
         folder = getattr(args, "migrations_dir", None)
-        schema = args.ledger_schema or config.project_ledger_schema(Path(folder) if folder else None) \
-            if hasattr(args, "ledger_schema") else None  # a command that reaches no ledger reads no runbook.toml
+        schema = (
+            args.ledger_schema or config.project_ledger_schema(Path(folder) if folder else None)
+            if hasattr(args, "ledger_schema")
+            else None
+        )  # a command that reaches no ledger reads no runbook.toml
         if schema:
             stack.enter_context(environment_variable(ledger.SCHEMA_VARIABLE, schema))
         yield
@@ -428,8 +578,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "server":
         said = commands.server(args.action)
         if args.format == "json":
-            print(machine.document("server", True, action=args.action,
-                                   **({"url": said} if args.action != "stop" else {"message": said})))
+            print(
+                machine.document(
+                    "server",
+                    True,
+                    action=args.action,
+                    **({"url": said} if args.action != "stop" else {"message": said}),
+                )
+            )
         else:
             print(said)
         return 0
@@ -438,24 +594,36 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "fleet":
         return _fleet(args)
     if cmd == "publish":
-        done = commands.publish(args.directory, reports_dir=args.reports_dir, with_notebooks=args.with_notebooks,
-                                force=args.force)
+        done = commands.publish(
+            args.directory, reports_dir=args.reports_dir, with_notebooks=args.with_notebooks, force=args.force
+        )
         if args.format == "json":
             print(machine.document("publish", True, published=machine.plain(done)))
             return 0
-        print(f"published {done.runs} run(s): {done.summaries} summary file(s), {done.audit_copies} audit "
-              f"page(s), {done.notebooks} notebook(s)\nindex: {done.index}")
+        print(
+            f"published {done.runs} run(s): {done.summaries} summary file(s), {done.audit_copies} audit "
+            f"page(s), {done.notebooks} notebook(s)\nindex: {done.index}"
+        )
         return 0
     tgt = commands.target(args.database_url)
     if cmd == "example":
         loaded = commands.example_load(tgt, leads=args.leads, reset=args.reset)
         if args.format == "json":
             project = commands.example_project()
-            print(machine.document("example load", True, database=tgt.shown, loaded=machine.plain(loaded),
-                                   project_file=str(project) if project else None))
+            print(
+                machine.document(
+                    "example load",
+                    True,
+                    database=tgt.shown,
+                    loaded=machine.plain(loaded),
+                    project_file=str(project) if project else None,
+                )
+            )
             return 0
-        print(f"example loaded into {tgt.shown}: {loaded.customers} customers, {loaded.leads} leads "
-              f"({loaded.leads_without_customer} without customer), {loaded.jobs} jobs in {loaded.seconds:.1f} s")
+        print(
+            f"example loaded into {tgt.shown}: {loaded.customers} customers, {loaded.leads} leads "
+            f"({loaded.leads_without_customer} without customer), {loaded.jobs} jobs in {loaded.seconds:.1f} s"
+        )
         project = commands.example_project()
         if project is not None:
             print(f"{project} written: runbook commands run here find the example's batches 6 and 7")
@@ -465,10 +633,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "status":
         report = commands.status(tgt, args.migrations_dir)
         if args.format == "json":
-            print(machine.document("status", not report.prisma_failed and not report.broken, database=tgt.shown,
-                                   migrations=machine.plain(report.rows), note=report.skipped_note,
-                                   prisma_failed=report.prisma_failed,
-                                   broken=[{"folder": folder, "error": why} for folder, why in report.broken]))
+            print(
+                machine.document(
+                    "status",
+                    not report.prisma_failed and not report.broken,
+                    database=tgt.shown,
+                    migrations=machine.plain(report.rows),
+                    note=report.skipped_note,
+                    prisma_failed=report.prisma_failed,
+                    broken=[{"folder": folder, "error": why} for folder, why in report.broken],
+                )
+            )
         else:
             _print_status(tgt, report)
         return 1 if report.broken else 0  # a folder that cannot run: as check's drift, for a script to see
@@ -480,18 +655,28 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "notebook":
         written = commands.notebook(tgt, args.batch, options=_options(args), **where)
         if args.format == "json":
-            print(machine.document(cmd, True, notebook=str(written.notebook) if written.notebook else None,
-                                   run_dir=str(written.run_dir) if written.run_dir else None, batch=written.batch,
-                                   strategy=written.strategy, steps=written.steps, pauses=written.pauses,
-                                   migrations=written.migrations))
+            print(
+                machine.document(
+                    cmd,
+                    True,
+                    notebook=str(written.notebook) if written.notebook else None,
+                    run_dir=str(written.run_dir) if written.run_dir else None,
+                    batch=written.batch,
+                    strategy=written.strategy,
+                    steps=written.steps,
+                    pauses=written.pauses,
+                    migrations=written.migrations,
+                )
+            )
         else:
             print("\n".join(written.lines()))
         return 0
     if cmd == "deploy":
         return _print_outcome(commands.deploy(tgt, to=args.to, options=_options(args), **where), args.format, cmd)
     if cmd == "run":
-        outcome = commands.run(tgt, args.batch, options=_options(args), rollback_on_failure=args.rollback_on_failure,
-                               **where)
+        outcome = commands.run(
+            tgt, args.batch, options=_options(args), rollback_on_failure=args.rollback_on_failure, **where
+        )
         if isinstance(outcome, commands.AlreadyApplied):
             if args.format == "json":
                 print(machine.document(cmd, True, run_dir=None, already_applied=outcome.message))
@@ -512,11 +697,19 @@ def _print_status(tgt: commands.Target, report: commands.StatusReport) -> None:
     if report.prisma_failed:
         print(f"  FAILED PRISMA MIGRATION: {report.prisma_failed}")
     for row in report.rows:
-        state = (f"IN PROGRESS: {row.in_progress}" if row.in_progress
-                 else f"PAUSED: {row.paused}" if row.paused
-                 else f"PART ROLLED BACK: {row.part_rolled_back}" if row.part_rolled_back
-                 else f"applied {row.applied_at} by {row.applied_by} [{row.source}]" if row.applied
-                 else f"PART APPLIED: {row.part_applied}" if row.part_applied else "not applied")
+        state = (
+            f"IN PROGRESS: {row.in_progress}"
+            if row.in_progress
+            else f"PAUSED: {row.paused}"
+            if row.paused
+            else f"PART ROLLED BACK: {row.part_rolled_back}"
+            if row.part_rolled_back
+            else f"applied {row.applied_at} by {row.applied_by} [{row.source}]"
+            if row.applied
+            else f"PART APPLIED: {row.part_applied}"
+            if row.part_applied
+            else "not applied"
+        )
         if row.drift:
             state += f"  (DRIFT: migration.sql changed since: {row.drift})"
         print(f"  {row.number:>4}  {row.name:<32} {state}")
@@ -539,16 +732,26 @@ def _baseline(tgt: commands.Target, args: argparse.Namespace) -> int:
         if args.yes:
             return True
         if not sys.stdin.isatty():
-            raise RunbookError("baseline asks before recording and there is no terminal to ask on; "
-                               "pass --yes to record the batches listed above.")
+            raise RunbookError(
+                "baseline asks before recording and there is no terminal to ask on; "
+                "pass --yes to record the batches listed above."
+            )
         answer = input("Record these as applied? [y/N] ")
         return answer.strip().lower() in ("y", "yes")
 
     outcome = commands.baseline(tgt, args.batch, migrations_dir=args.migrations_dir, confirm=confirm)
     if json_out:
-        print(machine.document("baseline", outcome.recorded or outcome.plan.empty, database=tgt.shown,
-                               upto=args.batch, recorded=outcome.recorded,
-                               batches=[b.number for b in outcome.plan.batches], plan=outcome.plan.lines()))
+        print(
+            machine.document(
+                "baseline",
+                outcome.recorded or outcome.plan.empty,
+                database=tgt.shown,
+                upto=args.batch,
+                recorded=outcome.recorded,
+                batches=[b.number for b in outcome.plan.batches],
+                plan=outcome.plan.lines(),
+            )
+        )
         if not outcome.recorded and not outcome.plan.empty:
             print("runbook: baseline cancelled; nothing was recorded.", file=sys.stderr)
             return 1
@@ -566,8 +769,11 @@ def _baseline(tgt: commands.Target, args: argparse.Namespace) -> int:
 def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
     result = commands.check(tgt, args.migrations_dir, fail_on_not_run=args.fail_on_not_run)
     if args.format == "json":
-        print(machine.document("check", result.ok, database=tgt.shown, headline=result.headline,
-                               health=machine.plain(result)))
+        print(
+            machine.document(
+                "check", result.ok, database=tgt.shown, headline=result.headline, health=machine.plain(result)
+            )
+        )
         if not result.ok:
             try:
                 result.raise_for_drift()
@@ -579,8 +785,10 @@ def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
     for line in result.frame().to_string(index=False).splitlines():
         print(f"  {line}")
     if result.superseded:
-        print(f"  {len(result.superseded)} declared check(s) left to later applied migrations, which change the same "
-              "objects again:")
+        print(
+            f"  {len(result.superseded)} declared check(s) left to later applied migrations, which change the same "
+            "objects again:"
+        )
         for line in result.superseded:
             print(f"    {line}")
     result.raise_for_drift()
@@ -590,17 +798,34 @@ def _check(tgt: commands.Target, args: argparse.Namespace) -> int:
 def _demo(tgt: commands.Target, args: argparse.Namespace) -> int:
     if args.format == "json":  # one document at the end; the runs' progress stays on stderr
         done = commands.demo(tgt, migrations_dir=args.migrations_dir, reports_dir=args.reports_dir, reset=args.reset)
-        print(machine.document("demo", done.ok, database=tgt.shown, reset=done.reset, loaded=machine.plain(done.loaded),
-                               runs=[machine.run_fields(r.run_dir, r.summary_html, r.summary_md) for r in done.runs]))
+        print(
+            machine.document(
+                "demo",
+                done.ok,
+                database=tgt.shown,
+                reset=done.reset,
+                loaded=machine.plain(done.loaded),
+                runs=[machine.run_fields(r.run_dir, r.summary_html, r.summary_md) for r in done.runs],
+            )
+        )
         return 0 if done.ok else 1
 
     def loaded(outcome: commands.DemoOutcome) -> None:
         what = "reset and reloaded" if outcome.loaded.replaced else "loaded"  # a fresh server had nothing to reset
-        print(f"demo: example {what} in {tgt.shown} ({outcome.loaded.leads} leads, "
-              f"{outcome.loaded.leads_without_customer} without customer)", flush=True)
+        print(
+            f"demo: example {what} in {tgt.shown} ({outcome.loaded.leads} leads, "
+            f"{outcome.loaded.leads_without_customer} without customer)",
+            flush=True,
+        )
 
-    outcome = commands.demo(tgt, migrations_dir=args.migrations_dir, reports_dir=args.reports_dir, reset=args.reset,
-                            on_loaded=loaded, on_run=_print_outcome)
+    outcome = commands.demo(
+        tgt,
+        migrations_dir=args.migrations_dir,
+        reports_dir=args.reports_dir,
+        reset=args.reset,
+        on_loaded=loaded,
+        on_run=_print_outcome,
+    )
     if not outcome.ok:
         return 1
     print(f"\ndemo done: the batch {outcome.runs[-1].batch} summary is {outcome.runs[-1].summary_html}")

@@ -32,9 +32,33 @@ from runbook_lib.phases.session import PENDING, Release, Session, open_session
 from runbook_lib.report import records, render, site
 
 __all__ = [
-    "BaselineOutcome", "BaselinePlan", "BatchStatus", "DemoOutcome", "RunOutcome", "StatusReport", "Target", "apply",
-    "baseline", "check", "demo", "deploy", "example_load", "example_project", "fleet", "notebook", "plan_baseline", "preflight", "publish", "report", "rollback", "run",
-    "run_phases", "server", "status", "target", "validate",
+    "BaselineOutcome",
+    "BaselinePlan",
+    "BatchStatus",
+    "DemoOutcome",
+    "RunOutcome",
+    "StatusReport",
+    "Target",
+    "apply",
+    "baseline",
+    "check",
+    "demo",
+    "deploy",
+    "example_load",
+    "example_project",
+    "fleet",
+    "notebook",
+    "plan_baseline",
+    "preflight",
+    "publish",
+    "report",
+    "rollback",
+    "run",
+    "run_phases",
+    "server",
+    "status",
+    "target",
+    "validate",
 ]
 
 DEMO_BATCHES = (6, 7)
@@ -53,33 +77,55 @@ def _migrations(migrations_dir: Path | None) -> Path:
 # --- the phases ----------------------------------------------------------------------------------
 
 
-def preflight(tgt: Target, number: int, *, migrations_dir: Path | None = None,
-              reports_dir: Path | None = None) -> RunOutcome:
+def preflight(
+    tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None
+) -> RunOutcome:
     """Read-only checks of batch `number` ending in GO / WARN / NO-GO (NO-GO fails the run)."""
     return run_phases(tgt, number, (names.PREFLIGHT,), migrations_dir=migrations_dir, reports_dir=reports_dir)
 
 
-def apply(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
-          options: Options | None = None) -> RunOutcome:
+def apply(
+    tgt: Target,
+    number: int,
+    *,
+    migrations_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    options: Options | None = None,
+) -> RunOutcome:
     """Apply batch `number` under the migration lock, with lock_timeout and retries."""
     refuse_out_of_order(tgt, migrations_dir, options, number)
-    return run_phases(tgt, number, (names.APPLY,), migrations_dir=migrations_dir, reports_dir=reports_dir,
-                      options=options)
+    return run_phases(
+        tgt, number, (names.APPLY,), migrations_dir=migrations_dir, reports_dir=reports_dir, options=options
+    )
 
 
-def validate(tgt: Target, number: int, *, migrations_dir: Path | None = None,
-             reports_dir: Path | None = None, options: Options | None = None) -> RunOutcome:
+def validate(
+    tgt: Target,
+    number: int,
+    *,
+    migrations_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    options: Options | None = None,
+) -> RunOutcome:
     """Prove what the database now enforces for batch `number` (every test rolled back); of `options`, only
     `fail_on_not_run` applies."""
-    return run_phases(tgt, number, (names.VALIDATE,), migrations_dir=migrations_dir, reports_dir=reports_dir,
-                      options=options)
+    return run_phases(
+        tgt, number, (names.VALIDATE,), migrations_dir=migrations_dir, reports_dir=reports_dir, options=options
+    )
 
 
-def rollback(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
-             options: Options | None = None) -> RunOutcome:
+def rollback(
+    tgt: Target,
+    number: int,
+    *,
+    migrations_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    options: Options | None = None,
+) -> RunOutcome:
     """Run rollback.sql of an applied batch `number`."""
-    return run_phases(tgt, number, (names.ROLLBACK,), migrations_dir=migrations_dir, reports_dir=reports_dir,
-                      options=options)
+    return run_phases(
+        tgt, number, (names.ROLLBACK,), migrations_dir=migrations_dir, reports_dir=reports_dir, options=options
+    )
 
 
 @dataclass(frozen=True)
@@ -90,16 +136,30 @@ class AlreadyApplied:
     message: str
 
 
-def run(tgt: Target, number: int, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
-        options: Options | None = None, rollback_on_failure: bool = False) -> RunOutcome | AlreadyApplied:
+def run(
+    tgt: Target,
+    number: int,
+    *,
+    migrations_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    options: Options | None = None,
+    rollback_on_failure: bool = False,
+) -> RunOutcome | AlreadyApplied:
     """Preflight, apply, validate and the summary of batch `number` in one run folder; nothing for a batch
     already applied with this migration.sql (a CI job that runs it again passes, as `deploy` does)."""
     done = _already_applied(tgt, number, migrations_dir)
     if done is not None:
         return done
     refuse_out_of_order(tgt, migrations_dir, options, number)
-    return run_phases(tgt, number, names.RUN_PHASES, migrations_dir=migrations_dir, reports_dir=reports_dir,
-                      options=options, rollback_on_failure=rollback_on_failure)
+    return run_phases(
+        tgt,
+        number,
+        names.RUN_PHASES,
+        migrations_dir=migrations_dir,
+        reports_dir=reports_dir,
+        options=options,
+        rollback_on_failure=rollback_on_failure,
+    )
 
 
 def _already_applied(tgt: Target, number: int, migrations_dir: Path | None) -> AlreadyApplied | None:
@@ -114,24 +174,40 @@ def _already_applied(tgt: Target, number: int, migrations_dir: Path | None) -> A
         stopped = ledger.stopped(conn, number) if state.applied else None
     if not state.applied or state.drift(batch) or stopped is not None:
         return None
-    return AlreadyApplied(number, f"batch {number} ({batch.name}) was already applied at {state.when or '?'} by "
-                                  f"{state.applied_by} (according to {state.according}); nothing to run")
+    return AlreadyApplied(
+        number,
+        f"batch {number} ({batch.name}) was already applied at {state.when or '?'} by "
+        f"{state.applied_by} (according to {state.according}); nothing to run",
+    )
 
 
-def deploy(tgt: Target, *, to: int | None = None, migrations_dir: Path | None = None,
-           reports_dir: Path | None = None, options: Options | None = None) -> RunOutcome:
+def deploy(
+    tgt: Target,
+    *,
+    to: int | None = None,
+    migrations_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    options: Options | None = None,
+) -> RunOutcome:
     """Every pending migration, in order, as one release: preflight of all of them first, then each applied
     in its own transaction and recorded as it commits, then validated; one run folder and one summary.
 
     The first failure stops the release; the same call again resumes with what is still pending.
     """
     refuse_out_of_order(tgt, migrations_dir, options, to=to)
-    return run_phases(tgt, PENDING, names.RUN_PHASES, migrations_dir=migrations_dir, reports_dir=reports_dir,
-                      options=options, to=to)
+    return run_phases(
+        tgt, PENDING, names.RUN_PHASES, migrations_dir=migrations_dir, reports_dir=reports_dir, options=options, to=to
+    )
 
 
-def refuse_out_of_order(tgt: Target, migrations_dir: Path | None, options: Options | None, number: int | None = None,
-                       *, to: int | None = None) -> None:
+def refuse_out_of_order(
+    tgt: Target,
+    migrations_dir: Path | None,
+    options: Options | None,
+    number: int | None = None,
+    *,
+    to: int | None = None,
+) -> None:
     """A pending migration older than the last applied one (a file added behind the history, or merged from a
     branch) is refused before anything runs, as Flyway refuses it, unless --out-of-order (or out_of_order = true
     in runbook.toml's tool table) says to apply it anyway: it would run against a schema its author never saw."""
@@ -148,14 +224,21 @@ def refuse_out_of_order(tgt: Target, migrations_dir: Path | None, options: Optio
     if not applied:
         return
     last = applied[-1]
-    older = [b for b in found if b.number < last.number and not known.state(b.number).applied
-             and (number is None or b.number == number) and (to is None or b.number <= to)]
+    older = [
+        b
+        for b in found
+        if b.number < last.number
+        and not known.state(b.number).applied
+        and (number is None or b.number == number)
+        and (to is None or b.number <= to)
+    ]
     if older:
         raise OutOfOrder(
             f"Migration {older[0].number} ({older[0].name}) is not applied, but migration {last.number} ({last.name}), "
             f"which comes after it, is: it was added out of order{f' ({len(older)} such)' if len(older) > 1 else ''}; "
             "apply it anyway with --out-of-order (or out_of_order = true in runbook.toml), or move it after "
-            f"{last.name}. Nothing was changed.")
+            f"{last.name}. Nothing was changed."
+        )
 
 
 # --- the state of a database ---------------------------------------------------------------------
@@ -214,54 +297,91 @@ def status(tgt: Target, migrations_dir: Path | None = None) -> StatusReport:
         st = known.state(b.number)
         drift = st.drift(b)
         run = stopped.get(b.number)
-        rows.append(BatchStatus(
-            b.number, b.name, b.title, st.applied, st.when if st.applied else "",
-            st.applied_by or "" if st.applied else "",
-            (not drift) if st.applied else None, st.source, drift, st.notes,
-            part_applied=_part_applied(b.number, run)
-            if run and run.phase == "apply" and run.changed_anything and not st.applied else "",
-            part_rolled_back=_part_rolled_back(b.number, run) if run and run.phase == "rollback" else "",
-            in_progress=f"{at_work.phase} {at_work.doing}" if at_work and at_work.batch == b.number else "",
-            paused=_paused(b.number, waiting[b.number], run) if b.number in waiting and not st.applied else "",
-        ))
+        rows.append(
+            BatchStatus(
+                b.number,
+                b.name,
+                b.title,
+                st.applied,
+                st.when if st.applied else "",
+                st.applied_by or "" if st.applied else "",
+                (not drift) if st.applied else None,
+                st.source,
+                drift,
+                st.notes,
+                part_applied=_part_applied(b.number, run)
+                if run and run.phase == "apply" and run.changed_anything and not st.applied
+                else "",
+                part_rolled_back=_part_rolled_back(b.number, run) if run and run.phase == "rollback" else "",
+                in_progress=f"{at_work.phase} {at_work.doing}" if at_work and at_work.batch == b.number else "",
+                paused=_paused(b.number, waiting[b.number], run) if b.number in waiting and not st.applied else "",
+            )
+        )
     return StatusReport(rows, found.note, known.failed_message(), [(path.name, why) for path, why in found.broken])
 
 
 def _paused(number: int, pause: approvals.Approval, run: ledger.PartialRun | None) -> str:
     """A notebook stopped at a pause: what it committed, what it waits for, and the ways on."""
     done = f"{run.committed} committed; " if run is not None and run.phase == "apply" and run.changed_anything else ""
-    return (f"{done}a runbook notebook (run {pause.run_id}) waits since {pause.since:%Y-%m-%d %H:%M:%S %Z} for an "
-            f"approval before step {pause.step}: approve it in the notebook (or run it with -p approve all), or "
-            f"finish from a terminal with `runbook apply {number}"
-            + (f" --strategy {run.strategy}`" if run is not None else "`"))
+    return (
+        f"{done}a runbook notebook (run {pause.run_id}) waits since {pause.since:%Y-%m-%d %H:%M:%S %Z} for an "
+        f"approval before step {pause.step}: approve it in the notebook (or run it with -p approve all), or "
+        f"finish from a terminal with `runbook apply {number}"
+        + (f" --strategy {run.strategy}`" if run is not None else "`")
+    )
 
 
-def notebook(tgt: Target, number: int | str, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
-             options: Options | None = None) -> NotebookWritten:
+def notebook(
+    tgt: Target,
+    number: int | str,
+    *,
+    migrations_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    options: Options | None = None,
+) -> NotebookWritten:
     """A runbook notebook for batch `number` in a new run folder: a section per step of the apply plan, each run by
     its own cell (`phases.stepwise`); written, not executed. `number="pending"`: a release's notebook, a section
     per pending migration (`phases.releasebook`)."""
     options = (options or config.DEFAULTS).checked()
     if options.dry_run:
-        raise RunbookError(f"A runbook notebook changes the database a step at a time, so it has no dry run; rehearse "
-                           f"the batch with `runbook apply {number if number != PENDING else 'N'} --dry-run`, then "
-                           "write the notebook without it.")
-    session = open_session(number, migrations_dir=_migrations(migrations_dir), reports_dir=reports_dir,
-                           database_url=tgt.url)
+        raise RunbookError(
+            f"A runbook notebook changes the database a step at a time, so it has no dry run; rehearse "
+            f"the batch with `runbook apply {number if number != PENDING else 'N'} --dry-run`, then "
+            "write the notebook without it."
+        )
+    session = open_session(
+        number, migrations_dir=_migrations(migrations_dir), reports_dir=reports_dir, database_url=tgt.url
+    )
     if isinstance(session, Release):
         written = releasebook.write_plan(session, strategy=options.strategy)
         if not written.migrations:
             return NotebookWritten(None, None, PENDING, "nothing pending", options.strategy, 0, [], 0, tgt.shown)
         path = stepbook.build_release(written, session.run.path.resolve(), options)
-        return NotebookWritten(path, session.run.path, PENDING, session.label, options.strategy,
-                               sum(len(m.steps) for m in written.migrations),
-                               [f"{m.batch.number}.{c.number}" for m in written.migrations for c in m.steps if c.pause],
-                               sum(m.online_steps for m in written.migrations), tgt.shown,
-                               migrations=[m.batch.number for m in written.migrations])
+        return NotebookWritten(
+            path,
+            session.run.path,
+            PENDING,
+            session.label,
+            options.strategy,
+            sum(len(m.steps) for m in written.migrations),
+            [f"{m.batch.number}.{c.number}" for m in written.migrations for c in m.steps if c.pause],
+            sum(m.online_steps for m in written.migrations),
+            tgt.shown,
+            migrations=[m.batch.number for m in written.migrations],
+        )
     plan = stepwise.write_plan(session, strategy=options.strategy)
     path = stepbook.build(plan, session.run.path.resolve(), options)
-    return NotebookWritten(path, session.run.path, number, session.batch.name, plan.strategy, len(plan.steps),
-                           [c.number for c in plan.steps if c.pause], plan.online_steps, tgt.shown)
+    return NotebookWritten(
+        path,
+        session.run.path,
+        number,
+        session.batch.name,
+        plan.strategy,
+        len(plan.steps),
+        [c.number for c in plan.steps if c.pause],
+        plan.online_steps,
+        tgt.shown,
+    )
 
 
 @dataclass(frozen=True)
@@ -287,33 +407,42 @@ class NotebookWritten:
             return [f"nothing pending on {self.database}: every migration is applied; no notebook written"]
         if self.batch == PENDING:
             pauses = ", ".join(f"before step {p.split('.')[1]} of migration {p.split('.')[0]}" for p in self.pauses)
-            out = [f"release on {self.database}: {self.name}; {self.strategy} strategy, {self.steps} step(s) in "
-                   f"{len(self.migrations)} section(s), a cell each; pauses for an approval: {pauses or 'none'}"]
+            out = [
+                f"release on {self.database}: {self.name}; {self.strategy} strategy, {self.steps} step(s) in "
+                f"{len(self.migrations)} section(s), a cell each; pauses for an approval: {pauses or 'none'}"
+            ]
         else:
             pauses = ", ".join(f"before step {n}" for n in self.pauses) or "none"
-            out = [f"batch {self.batch} ({self.name}) on {self.database}: {self.strategy} strategy, {self.steps} "
-                   f"step(s), a cell each; pauses for an approval: {pauses}"]
+            out = [
+                f"batch {self.batch} ({self.name}) on {self.database}: {self.strategy} strategy, {self.steps} "
+                f"step(s), a cell each; pauses for an approval: {pauses}"
+            ]
         if self.online_steps > self.steps:
-            out.append(f"  the direct plan is one transaction per migration; `--strategy online` gives "
-                       f"{self.online_steps} steps")
-        out += [f"notebook: {self.notebook}",
-                f"  step through it: jupyter lab {self.notebook}",
-                f"  or straight through: papermill --engine runbook {self.notebook} out.ipynb -p approve all",
-                f"  (without -p approve all it stops at the first pause with exit code {AwaitingApproval.exit_code}; "
-                "the same command resumes it once approved)"]
+            out.append(
+                f"  the direct plan is one transaction per migration; `--strategy online` gives "
+                f"{self.online_steps} steps"
+            )
+        out += [
+            f"notebook: {self.notebook}",
+            f"  step through it: jupyter lab {self.notebook}",
+            f"  or straight through: papermill --engine runbook {self.notebook} out.ipynb -p approve all",
+            f"  (without -p approve all it stops at the first pause with exit code {AwaitingApproval.exit_code}; "
+            "the same command resumes it once approved)",
+        ]
         return out
 
 
 def _part_applied(number: int, run: ledger.PartialRun) -> str:
     """What a stopped apply committed, and the two ways on from there."""
-    return (f"its apply stopped after {run.committed}: `runbook apply {number} --strategy {run.strategy}` "
-            f"resumes it, `runbook rollback {number}` undoes it")
+    return (
+        f"its apply stopped after {run.committed}: `runbook apply {number} --strategy {run.strategy}` "
+        f"resumes it, `runbook rollback {number}` undoes it"
+    )
 
 
 def _part_rolled_back(number: int, run: ledger.PartialRun) -> str:
     """What a stopped rollback committed, and the one way on: apply refuses until the rollback is finished."""
     return f"its rollback stopped after {run.committed}: `runbook rollback {number}` finishes it"
-
 
 
 # --- baseline: adopting a database whose migrations ran elsewhere ----------------------------------
@@ -338,9 +467,15 @@ class BaselinePlan:
         """One line per batch to record, naming the histories it goes into."""
         out = []
         for b in self.batches:
-            where = [label for label, todo in ((names.SOURCE_RUNBOOK, self.to_ledger), ("_prisma_migrations",
-                                                                                         self.to_prisma),
-                                               (self.tool, self.to_tool)) if b in todo]
+            where = [
+                label
+                for label, todo in (
+                    (names.SOURCE_RUNBOOK, self.to_ledger),
+                    ("_prisma_migrations", self.to_prisma),
+                    (self.tool, self.to_tool),
+                )
+                if b in todo
+            ]
             if where:
                 out.append(f"{b.number:>4}  {b.name}  -> {' and '.join(where)}")
         return out
@@ -356,9 +491,11 @@ def plan_baseline(tgt: Target, number: int, migrations_dir: Path | None = None) 
     """The batches up to `number` to record as applied; refused (nothing written) on drift or later history."""
     batches = batch_mod.discover(_migrations(migrations_dir))
     if number not in {b.number for b in batches}:
-        raise BaselineRefused(f"Batch {number} is not in the migrations folder (batches: "
-                              f"{', '.join(str(b.number) for b in batches) or 'none'}); give the number of the last "
-                              "migration the database already has.")
+        raise BaselineRefused(
+            f"Batch {number} is not in the migrations folder (batches: "
+            f"{', '.join(str(b.number) for b in batches) or 'none'}); give the number of the last "
+            "migration the database already has."
+        )
     with connection.connect(tgt.url) as conn:
         known = history.read(conn, batches)
     if known.failed_prisma:
@@ -370,24 +507,34 @@ def plan_baseline(tgt: Target, number: int, migrations_dir: Path | None = None) 
         raise BaselineRefused(
             f"The database already has history beyond batch {number} (batch {later[0]} is applied, according to "
             f"{known.state(later[0]).source}); baseline records a database with no history past the batch you give, "
-            f"so give batch {later[-1]} or more.")
+            f"so give batch {later[-1]} or more."
+        )
     upto = [b for b in batches if b.number <= number]
     for b in upto:
         drift = known.state(b.number).drift(b)
         if drift:
-            raise BaselineRefused(f"Batch {b.number} ({b.name}) is already applied with another migration.sql "
-                                  f"({drift}); restore the applied file before recording a baseline.")
+            raise BaselineRefused(
+                f"Batch {b.number} ({b.name}) is already applied with another migration.sql "
+                f"({drift}); restore the applied file before recording a baseline."
+            )
     to_ledger = [b for b in upto if not (known.state(b.number).source in (names.SOURCE_RUNBOOK, names.SOURCE_BOTH))]
-    to_prisma = [b for b in upto if b.prisma_layout
-                 and known.state(b.number).source not in (names.SOURCE_PRISMA, names.SOURCE_BOTH)]
+    to_prisma = [
+        b
+        for b in upto
+        if b.prisma_layout and known.state(b.number).source not in (names.SOURCE_PRISMA, names.SOURCE_BOTH)
+    ]
     tool = next((known.state(b.number).tool for b in upto if b.tool is not None), "")
-    to_tool = [b for b in upto if b.tool is not None
-               and known.state(b.number).source not in (tool, names.SOURCE_BOTH)]
+    to_tool = [b for b in upto if b.tool is not None and known.state(b.number).source not in (tool, names.SOURCE_BOTH)]
     return BaselinePlan(number, upto, to_ledger, to_prisma, to_tool, tool)
 
 
-def baseline(tgt: Target, number: int, *, migrations_dir: Path | None = None,
-             confirm: Callable[[BaselinePlan], bool] | None = None) -> BaselineOutcome:
+def baseline(
+    tgt: Target,
+    number: int,
+    *,
+    migrations_dir: Path | None = None,
+    confirm: Callable[[BaselinePlan], bool] | None = None,
+) -> BaselineOutcome:
     """Record batches 1..`number` as applied without running them, as `prisma migrate resolve --applied` does.
 
     For a database whose schema is already there (created by hand, by another tool, from a dump): both
@@ -404,16 +551,28 @@ def baseline(tgt: Target, number: int, *, migrations_dir: Path | None = None,
     with connection.connect(tgt.url, application_name=f"runbook baseline {number}") as conn, migration_lock(conn):
         again = plan_baseline(tgt, number, migrations_dir)  # under the lock: nobody applied meanwhile
         if again != plan:
-            raise BaselineRefused("The database's history changed while baseline was waiting; run baseline again "
-                                  "to see what it would record now.")
+            raise BaselineRefused(
+                "The database's history changed while baseline was waiting; run baseline again "
+                "to see what it would record now."
+            )
         with conn.transaction():
             ledger.ensure(conn)
             for b in plan.to_ledger:
                 conn.execute(
                     f"INSERT INTO {ledger.table()} (run_id, batch, batch_name, phase, status, checksum, os_user, host,"
                     " finished_at, message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s)",
-                    (run_id, b.number, b.name, names.APPLY, ledger.SUCCEEDED, b.checksum, ledger.os_user(),
-                     ledger.hostname(), names.BASELINED))
+                    (
+                        run_id,
+                        b.number,
+                        b.name,
+                        names.APPLY,
+                        ledger.SUCCEEDED,
+                        b.checksum,
+                        ledger.os_user(),
+                        ledger.hostname(),
+                        names.BASELINED,
+                    ),
+                )
             for b in plan.to_prisma:
                 prisma_history.record_applied(conn, b.name, b.checksum, create=True, ran=False)
             if plan.to_tool:  # as the tool's own baseline leaves it: the tool runs none of them again
@@ -434,8 +593,9 @@ def report(run_dir: Path) -> RunOutcome:
     """Re-render a run's summary from its records alone: no database needed."""
     run_folder = records.RunFolder.open(run_dir)
     if not any(run_folder.has(p) for p in names.RECORD_PHASES):
-        raise RunbookError(f"{run_folder.path} holds no phase record (preflight.json, apply.json, ...); "
-                           "pass a run folder.")
+        raise RunbookError(
+            f"{run_folder.path} holds no phase record (preflight.json, apply.json, ...); pass a run folder."
+        )
     record = run_folder.read("run", records.RunRecord) or records.RunRecord(0, run_folder.run_id, "", records.now_iso())
     for phase, cls in records.RECORD_TYPES.items():
         run_folder.read(phase, cls)  # a record this version cannot read is refused here, in one sentence
@@ -449,11 +609,13 @@ def report(run_dir: Path) -> RunOutcome:
     return RunOutcome(record, run_folder.path, summary_html=rendered.html, summary_md=rendered.markdown)
 
 
-def publish(directory: Path, *, reports_dir: Path | None = None, with_notebooks: bool = False,
-            force: bool = False) -> site.Published:
+def publish(
+    directory: Path, *, reports_dir: Path | None = None, with_notebooks: bool = False, force: bool = False
+) -> site.Published:
     """A static copy of the reports site in `directory`: index, summaries, audit copies (notebooks when asked)."""
-    return site.publish(reports_dir or config.default_reports_dir(), directory, with_notebooks=with_notebooks,
-                        force=force)
+    return site.publish(
+        reports_dir or config.default_reports_dir(), directory, with_notebooks=with_notebooks, force=force
+    )
 
 
 # --- the example and the demo ----------------------------------------------------------------------
@@ -478,8 +640,11 @@ def example_project(directory: Path | None = None) -> Path | None:
     if config.find_migrations_dir(here) is not None:
         return None
     target = here / config.PROJECT_FILE
-    target.write_text("# written by `runbook example load`: this folder's migrations are runbook's example\n"
-                      f"migrations_dir = {json.dumps(str(config.example_migrations_dir()))}\n", encoding="utf-8")
+    target.write_text(
+        "# written by `runbook example load`: this folder's migrations are runbook's example\n"
+        f"migrations_dir = {json.dumps(str(config.example_migrations_dir()))}\n",
+        encoding="utf-8",
+    )
     return target
 
 
@@ -496,9 +661,15 @@ class DemoOutcome:
         return len(self.runs) == len(DEMO_BATCHES) and all(r.ok for r in self.runs)
 
 
-def demo(tgt: Target, *, migrations_dir: Path | None = None, reports_dir: Path | None = None,
-         reset: bool = False, on_loaded: Callable[[DemoOutcome], None] | None = None,
-         on_run: Callable[[RunOutcome], None] | None = None) -> DemoOutcome:
+def demo(
+    tgt: Target,
+    *,
+    migrations_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    reset: bool = False,
+    on_loaded: Callable[[DemoOutcome], None] | None = None,
+    on_run: Callable[[RunOutcome], None] | None = None,
+) -> DemoOutcome:
     """Load the example and run batches 6 and 7 end to end, stopping at the first failed run.
 
     `on_loaded` is told once the example is loaded and `on_run` after each run, as they happen (the CLI
@@ -530,8 +701,10 @@ def server(action: str) -> str:
         raise RunbookError(f"Unknown server action {action!r}; use start, stop or url.")
     running = embedded.start() if action == "start" else embedded.running()
     if running is None:
-        raise RunbookError(f"The embedded server under {embedded.pgdata_dir()} is not running; "
-                           "`runbook server start` starts it and prints its URL.")
+        raise RunbookError(
+            f"The embedded server under {embedded.pgdata_dir()} is not running; "
+            "`runbook server start` starts it and prints its URL."
+        )
     ensure_database(running.url, embedded.DEMO_DATABASE)
     return running.shown_url(embedded.DEMO_DATABASE)
 
@@ -539,15 +712,36 @@ def server(action: str) -> str:
 # --- a fleet --------------------------------------------------------------------------------------------
 
 
-def fleet(mode: str, number: int, *, targets: Path, workers: int | None = None, scheduler: str | None = None,
-          max_failures: int | None = None, options: Options | None = None, rollback_on_failure: bool = False,
-          migrations_dir: Path | None = None, reports_dir: Path | None = None, shared_reports: bool | None = None):
+def fleet(
+    mode: str,
+    number: int,
+    *,
+    targets: Path,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    max_failures: int | None = None,
+    options: Options | None = None,
+    rollback_on_failure: bool = False,
+    migrations_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    shared_reports: bool | None = None,
+):
     """Batch `number` on every database of a fleet.toml: mode "preflight" (read-only) or "run", wave by wave."""
     # Imported here: Dask (distributed) costs about a second of start-up that no other command needs.
     from runbook_lib.fleet import config as fleet_config
     from runbook_lib.fleet import scheduler as fleet_scheduler
 
     spec = fleet_config.load(targets)
-    return fleet_scheduler.run(spec, number, mode=mode, workers=workers, scheduler=scheduler,
-                               max_failures=max_failures, options=options, rollback_on_failure=rollback_on_failure,
-                               migrations_dir=migrations_dir, reports_dir=reports_dir, shared_reports=shared_reports)
+    return fleet_scheduler.run(
+        spec,
+        number,
+        mode=mode,
+        workers=workers,
+        scheduler=scheduler,
+        max_failures=max_failures,
+        options=options,
+        rollback_on_failure=rollback_on_failure,
+        migrations_dir=migrations_dir,
+        reports_dir=reports_dir,
+        shared_reports=shared_reports,
+    )

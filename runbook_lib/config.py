@@ -65,9 +65,14 @@ PROJECT_FILE = "runbook.toml"
 PROJECT_KEYS = ("migrations_dir", "ledger_schema", "layout", "flyway", "golang-migrate", "drizzle")
 #: Looked for, in this order, in each directory from the current one up, when there is no runbook.toml: Prisma's,
 #: then the folders golang-migrate, Flyway (plain and Maven/Gradle) and Drizzle Kit projects keep theirs in.
-CONVENTIONAL_DIRS = (Path("prisma") / "migrations", Path("migrations"), Path("db") / "migrations",
-                     Path("db") / "migration", Path("src") / "main" / "resources" / "db" / "migration",
-                     Path("drizzle"))
+CONVENTIONAL_DIRS = (
+    Path("prisma") / "migrations",
+    Path("migrations"),
+    Path("db") / "migrations",
+    Path("db") / "migration",
+    Path("src") / "main" / "resources" / "db" / "migration",
+    Path("drizzle"),
+)
 
 
 @dataclass(frozen=True)
@@ -86,19 +91,26 @@ def _read_project_file(path: Path) -> ProjectFile:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ProjectError(f"{path} is not valid TOML ({exc}); fix it, or remove it and pass --migrations-dir.") from None
+        raise ProjectError(
+            f"{path} is not valid TOML ({exc}); fix it, or remove it and pass --migrations-dir."
+        ) from None
     for key in raw:
         if key not in PROJECT_KEYS:
-            raise ProjectError(f"{path} line {line_of(text, key)}: unknown key {key!r}; the keys are "
-                               f"{', '.join(PROJECT_KEYS)}.")
+            raise ProjectError(
+                f"{path} line {line_of(text, key)}: unknown key {key!r}; the keys are {', '.join(PROJECT_KEYS)}."
+            )
     folder = raw.get("migrations_dir")
     if folder is not None and (not isinstance(folder, str) or not folder.strip()):
-        raise ProjectError(f"{path} line {line_of(text, 'migrations_dir')}: migrations_dir must name the folder of "
-                           'your migrations, relative to this file (migrations_dir = "prisma/migrations").')
+        raise ProjectError(
+            f"{path} line {line_of(text, 'migrations_dir')}: migrations_dir must name the folder of "
+            'your migrations, relative to this file (migrations_dir = "prisma/migrations").'
+        )
     schema = raw.get("ledger_schema")
     if schema is not None and (not isinstance(schema, str) or not schema.strip() or len(schema.encode()) > 63):
-        raise ProjectError(f"{path} line {line_of(text, 'ledger_schema')}: ledger_schema must name a schema (at most "
-                           '63 bytes) the migration role may create tables in (ledger_schema = "app_migrations").')
+        raise ProjectError(
+            f"{path} line {line_of(text, 'ledger_schema')}: ledger_schema must name a schema (at most "
+            '63 bytes) the migration role may create tables in (ledger_schema = "app_migrations").'
+        )
     layout, tool_folder = layout_settings.read(path, text, raw)
     found = (path.parent / folder).resolve() if folder else tool_folder
     return ProjectFile(path, found, schema, layout)
@@ -175,7 +187,7 @@ def migrations_dir(explicit: Path | str | None = None) -> Path:
     if found is None:
         raise ProjectError(
             f"No migrations folder found in {Path.cwd()} or above (no {PROJECT_FILE}, prisma/migrations or "
-            f"migrations/); pass --migrations-dir, or add a {PROJECT_FILE} with migrations_dir = \"<folder>\"."
+            f'migrations/); pass --migrations-dir, or add a {PROJECT_FILE} with migrations_dir = "<folder>".'
         )
     return found
 
@@ -264,8 +276,9 @@ def megabytes(name: str, value: object) -> float | None:
     """An amount of WAL in MB, 0 or more; None leaves it to the server's settings."""
     if value is None:
         return None
-    return _at_least_zero(name, value, "a number of MB, 0 or more (0: never), or None (the server's checkpoint "
-                          "distance)", 1024)
+    return _at_least_zero(
+        name, value, "a number of MB, 0 or more (0: never), or None (the server's checkpoint distance)", 1024
+    )
 
 
 def _at_least_zero(name: str, value: object, what: str, example: int) -> float:
@@ -317,13 +330,16 @@ class Options:
     def checked(self) -> "Options":
         """The same options with their types proven; a wrong one is refused naming the parameter."""
         values = Options(
-            dry_run=flag("dry_run", self.dry_run), force=flag("force", self.force), strategy=self.strategy,
+            dry_run=flag("dry_run", self.dry_run),
+            force=flag("force", self.force),
+            strategy=self.strategy,
             lock_timeout_ms=whole_number("lock_timeout_ms", self.lock_timeout_ms),
             statement_timeout_ms=whole_number("statement_timeout_ms", self.statement_timeout_ms),
             max_attempts=whole_number("max_attempts", self.max_attempts),
             wait_for_blockers_s=seconds("wait_for_blockers_s", self.wait_for_blockers_s),
-            terminate_blockers_after_s=seconds("terminate_blockers_after_s", self.terminate_blockers_after_s,
-                                               optional=True),
+            terminate_blockers_after_s=seconds(
+                "terminate_blockers_after_s", self.terminate_blockers_after_s, optional=True
+            ),
             blocker_threshold_ms=whole_number("blocker_threshold_ms", self.blocker_threshold_ms),
             backfill_batch_ms=whole_number("backfill_batch_ms", self.backfill_batch_ms),
             backfill_rows_per_s=whole_number("backfill_rows_per_s", self.backfill_rows_per_s),
@@ -333,21 +349,30 @@ class Options:
             backfill_flush_from_mb=megabytes("backfill_flush_from_mb", self.backfill_flush_from_mb),
             fail_on_not_run=flag("fail_on_not_run", self.fail_on_not_run),
             prisma_generate=flag("prisma_generate", self.prisma_generate),
-            out_of_order=flag("out_of_order", self.out_of_order))
+            out_of_order=flag("out_of_order", self.out_of_order),
+        )
         if values.strategy not in STRATEGIES:
             raise RunbookError(f"Unknown strategy {values.strategy!r}; use one of: {', '.join(STRATEGIES)}.")
-        if values.lock_timeout_ms < 0 or values.statement_timeout_ms < 0 or values.max_attempts < 1 \
-                or values.blocker_threshold_ms < 0:
+        if (
+            values.lock_timeout_ms < 0
+            or values.statement_timeout_ms < 0
+            or values.max_attempts < 1
+            or values.blocker_threshold_ms < 0
+        ):
             raise RunbookError(
                 "lock_timeout_ms, statement_timeout_ms and blocker_threshold_ms must be 0 or more and max_attempts at "
                 f"least 1; got {values.lock_timeout_ms}, {values.statement_timeout_ms}, {values.blocker_threshold_ms} "
-                f"and {values.max_attempts}.")
-        if values.backfill_batch_ms < 1 or min(values.backfill_rows_per_s, values.backfill_pause_ms,
-                                               values.max_replica_lag_ms) < 0:
+                f"and {values.max_attempts}."
+            )
+        if (
+            values.backfill_batch_ms < 1
+            or min(values.backfill_rows_per_s, values.backfill_pause_ms, values.max_replica_lag_ms) < 0
+        ):
             raise RunbookError(
                 "backfill_batch_ms must be at least 1 and backfill_rows_per_s, backfill_pause_ms and max_replica_lag_ms "
                 f"0 or more; got {values.backfill_batch_ms}, {values.backfill_rows_per_s}, {values.backfill_pause_ms} "
-                f"and {values.max_replica_lag_ms}.")
+                f"and {values.max_replica_lag_ms}."
+            )
         return values
 
     def parameters(self, phase: str) -> dict[str, object]:
@@ -358,12 +383,26 @@ class Options:
 
 DEFAULTS = Options()
 BLOCKER_OPTIONS = ("wait_for_blockers_s", "terminate_blockers_after_s", "blocker_threshold_ms")
-BACKFILL_OPTIONS = ("backfill_batch_ms", "backfill_rows_per_s", "backfill_pause_ms", "max_replica_lag_ms",
-                    "backfill_wal_mb_per_s", "backfill_flush_from_mb")
+BACKFILL_OPTIONS = (
+    "backfill_batch_ms",
+    "backfill_rows_per_s",
+    "backfill_pause_ms",
+    "max_replica_lag_ms",
+    "backfill_wal_mb_per_s",
+    "backfill_flush_from_mb",
+)
 _PHASE_OPTIONS = {
     "preflight": ("terminate_blockers_after_s",),  # refused there when the role may not signal another's session
-    "apply": ("dry_run", "force", "strategy", "lock_timeout_ms", "statement_timeout_ms", "max_attempts",
-              *BLOCKER_OPTIONS, *BACKFILL_OPTIONS),
+    "apply": (
+        "dry_run",
+        "force",
+        "strategy",
+        "lock_timeout_ms",
+        "statement_timeout_ms",
+        "max_attempts",
+        *BLOCKER_OPTIONS,
+        *BACKFILL_OPTIONS,
+    ),
     "rollback": ("dry_run", "lock_timeout_ms", "statement_timeout_ms", "max_attempts", *BLOCKER_OPTIONS),
     "validate": ("fail_on_not_run",),
 }

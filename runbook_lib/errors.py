@@ -28,8 +28,9 @@ class BatchError(RunbookError):
 class AnalysisError(BatchError):
     """SQL that PostgreSQL's parser rejects; names the file, line and column."""
 
-    def __init__(self, message: str, *, filename: str | None = None, line: int | None = None,
-                 column: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, filename: str | None = None, line: int | None = None, column: int | None = None
+    ) -> None:
         super().__init__(message)
         self.filename = filename
         self.line = line

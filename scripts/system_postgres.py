@@ -35,16 +35,19 @@ def free_port() -> int:
 
 
 def main(argv: list[str]) -> int:
-    command = argv[argv.index("--") + 1:] if "--" in argv else argv
-    options = argv[:argv.index("--")] if "--" in argv else []
+    command = argv[argv.index("--") + 1 :] if "--" in argv else argv
+    options = argv[: argv.index("--")] if "--" in argv else []
     settings = [options[i + 1] for i, option in enumerate(options) if option == "--set" and i + 1 < len(options)]
     if any("=" not in setting for setting in settings) or len(settings) * 2 != len(options):
         print("system_postgres.py: options are --set name=value before --", file=sys.stderr)
         return 2
     bindir = find_bin()
     if bindir is None:
-        print("system PostgreSQL: not installed (apt-get install postgresql-15 postgresql-contrib); "
-              "tests ran on the embedded server only", file=sys.stderr)
+        print(
+            "system PostgreSQL: not installed (apt-get install postgresql-15 postgresql-contrib); "
+            "tests ran on the embedded server only",
+            file=sys.stderr,
+        )
         return 0
     root = Path(tempfile.mkdtemp(prefix="runbook-syspg-"))
     data, sock = root / "data", root / "sock"
@@ -58,21 +61,43 @@ def main(argv: list[str]) -> int:
     port = free_port()
     extra = "".join(f" -c {setting}" for setting in settings)
     try:
-        subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                                  "--encoding=UTF8"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"),
-                                  "-o", f"-k {sock} -p {port} -c listen_addresses=''{extra}", "start"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            as_user + [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            as_user
+            + [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-l",
+                str(root / "log"),
+                "-o",
+                f"-k {sock} -p {port} -c listen_addresses=''{extra}",
+                "start",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         version = bindir.parts[-2]
         url = f"postgresql://postgres@/postgres?host={sock}&port={port}"
         with_settings = f" ({', '.join(settings)})" if settings else ""
-        print(f"system PostgreSQL {version}{with_settings}: running the command against {url}", file=sys.stderr,
-              flush=True)
+        print(
+            f"system PostgreSQL {version}{with_settings}: running the command against {url}",
+            file=sys.stderr,
+            flush=True,
+        )
         env = {**os.environ, "RUNBOOK_TEST_DATABASE_URL": url}
         return subprocess.run(command, env=env).returncode
     finally:
-        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -76,18 +76,28 @@ def _passes(pytest_args: list[str]) -> int:
     third_url = _start_third()
     system = system_postgres.find_bin() is not None
     if not system:
-        print("system PostgreSQL: not installed (apt-get install postgresql-15 postgresql-contrib); "
-              "the tests run on the embedded servers only", file=sys.stderr)
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as second_log, \
-            tempfile.TemporaryFile(mode="w+", encoding="utf-8") as third_log:
+        print(
+            "system PostgreSQL: not installed (apt-get install postgresql-15 postgresql-contrib); "
+            "the tests run on the embedded servers only",
+            file=sys.stderr,
+        )
+    with (
+        tempfile.TemporaryFile(mode="w+", encoding="utf-8") as second_log,
+        tempfile.TemporaryFile(mode="w+", encoding="utf-8") as third_log,
+    ):
         second = third = None
         if system:
-            second = subprocess.Popen([sys.executable, str(HERE / "system_postgres.py"), "--", *pytest,
-                                       "--suite-pass", "second"], stdout=second_log, stderr=subprocess.STDOUT,
-                                      text=True)
+            second = subprocess.Popen(
+                [sys.executable, str(HERE / "system_postgres.py"), "--", *pytest, "--suite-pass", "second"],
+                stdout=second_log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             then = ", then the PostgreSQL 16 one" if third_url else ""
-            print(f"== first pass: the embedded PostgreSQL 18 (the system PostgreSQL's pass runs alongside{then})",
-                  flush=True)
+            print(
+                f"== first pass: the embedded PostgreSQL 18 (the system PostgreSQL's pass runs alongside{then})",
+                flush=True,
+            )
             first = subprocess.Popen([*pytest, "--suite-pass", "first"])
         else:
             print("== first pass: the embedded PostgreSQL 18, every test", flush=True)
@@ -95,8 +105,9 @@ def _passes(pytest_args: list[str]) -> int:
 
         def start_third() -> subprocess.Popen:
             env = {**os.environ, "RUNBOOK_TEST_DATABASE_URL": third_url}
-            return subprocess.Popen([*pytest, "--suite-pass", "third"], env=env, stdout=third_log,
-                                    stderr=subprocess.STDOUT, text=True)
+            return subprocess.Popen(
+                [*pytest, "--suite-pass", "third"], env=env, stdout=third_log, stderr=subprocess.STDOUT, text=True
+            )
 
         # the third pass starts when the first or the second is done: two at a time on two cores
         while third_url is not None and third is None:
@@ -107,13 +118,17 @@ def _passes(pytest_args: list[str]) -> int:
         codes = {"first": first.wait()}
         if second is not None:
             codes["second"] = second.wait()
-            _show(second_log, "\n== second pass: the system PostgreSQL (server-dependent tests, and the kernel "
-                              "tests tests/fix_passes.py gives it)")
+            _show(
+                second_log,
+                "\n== second pass: the system PostgreSQL (server-dependent tests, and the kernel "
+                "tests tests/fix_passes.py gives it)",
+            )
         codes["third"] = third.wait() if third is not None else None
         if third is not None:
             _show(third_log, "\n== third pass: the wheel's PostgreSQL 16 (the tests marked `versions`)")
-    summary = ", ".join(f"{name}{' (PostgreSQL 16)' if name == 'third' else ''} {_verdict(name, code)}"
-                        for name, code in codes.items())
+    summary = ", ".join(
+        f"{name}{' (PostgreSQL 16)' if name == 'third' else ''} {_verdict(name, code)}" for name, code in codes.items()
+    )
     print(f"\n== all passes: {summary}, {time.monotonic() - started:.0f} s", flush=True)
     return next((code for name, code in codes.items() if _verdict(name, code) == "FAILED"), 0)
 

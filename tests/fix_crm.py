@@ -24,5 +24,12 @@ def migrations(tmp_path: Path) -> Path:
 def after_7(crm_url: str, tmp_path: Path) -> str:
     """The example database with batches 6 and 7 applied; its URL."""
     for number in (6, 7):
-        apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()))
+        apply.run(
+            open_session(
+                number,
+                database_url=crm_url,
+                reports_dir=tmp_path / "setup",
+                migrations_dir=config.example_migrations_dir(),
+            )
+        )
     return crm_url

@@ -86,8 +86,13 @@ def _pg_marker(request: pytest.FixtureRequest) -> None:
         return
     major = request.getfixturevalue("server_major")
     op, want = re.fullmatch(r"\s*(>=|<=|==|<|>)\s*(\d+)\s*", marker.args[0]).groups()
-    ok = {">=": major >= int(want), "<=": major <= int(want), "==": major == int(want),
-          "<": major < int(want), ">": major > int(want)}[op]
+    ok = {
+        ">=": major >= int(want),
+        "<=": major <= int(want),
+        "==": major == int(want),
+        "<": major < int(want),
+        ">": major > int(want),
+    }[op]
     if not ok:
         pytest.skip(f"needs PostgreSQL {marker.args[0]}, server is {major}")
 

@@ -17,10 +17,14 @@ ALL, FIRST, SECOND, THIRD = "all", "first", "second", "third"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--suite-pass", choices=(ALL, FIRST, SECOND, THIRD), default=ALL,
-                     help="all (default): every test; first: all but the kernel tests the second pass takes; "
-                          "second (the second server): the server-dependent tests and those kernel tests; "
-                          "third (PostgreSQL 16): only the tests marked `versions`")
+    parser.addoption(
+        "--suite-pass",
+        choices=(ALL, FIRST, SECOND, THIRD),
+        default=ALL,
+        help="all (default): every test; first: all but the kernel tests the second pass takes; "
+        "second (the second server): the server-dependent tests and those kernel tests; "
+        "third (PostgreSQL 16): only the tests marked `versions`",
+    )
 
 
 def _second_takes(item: pytest.Item) -> bool:

@@ -19,6 +19,7 @@ from psycopg import conninfo, sql
 
 from runbook_lib.db import example
 
+
 @dataclass
 class Roles:
     """Login URLs of each role, on one database the owner role owns."""
@@ -53,8 +54,12 @@ def owned_database(server_url: str) -> Iterator[Roles]:
         # everyone. Either way, nothing more than what a managed server's database owner gets.
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         conn.execute(sql.SQL("GRANT CREATE, USAGE ON SCHEMA public TO {}").format(ident["owner"]))
-    roles = Roles(server_url, database, *(_url(server_url, names[k], database) for k in ("owner", "app", "person", "reader")),
-                  names=names)
+    roles = Roles(
+        server_url,
+        database,
+        *(_url(server_url, names[k], database) for k in ("owner", "app", "person", "reader")),
+        names=names,
+    )
     try:
         yield roles
     finally:
@@ -64,19 +69,22 @@ def owned_database(server_url: str) -> Iterator[Roles]:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident[key]))
 
 
-
-
 @pytest.fixture
 def owned(server_url: str) -> Iterator[Callable[..., Roles]]:
     """Factory: a database the owner role owns, with the example loaded as the owner (`load=True`) and DML
     granted to the application role; dropped, with its roles, after the test."""
     with contextlib.ExitStack() as stack:
+
         def make(*, load: bool = True) -> Roles:
             roles = stack.enter_context(owned_database(server_url))
             if load:
                 with psycopg.connect(roles.owner) as conn:
                     example.load(conn)
-                    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
-                                 .format(sql.Identifier(roles.names["app"])))
+                    conn.execute(
+                        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(
+                            sql.Identifier(roles.names["app"])
+                        )
+                    )
             return roles
+
         yield make

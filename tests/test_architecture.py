@@ -33,7 +33,9 @@ def _imports(path: Path) -> list[tuple[ast.AST, str, bool]]:
             nested = inside or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             if isinstance(child, ast.Import):
                 found.extend((child, a.name, inside) for a in child.names if a.name.startswith("runbook_lib"))
-            elif isinstance(child, ast.ImportFrom) and (child.module or "").startswith("runbook_lib") and not child.level:
+            elif (
+                isinstance(child, ast.ImportFrom) and (child.module or "").startswith("runbook_lib") and not child.level
+            ):
                 for alias in child.names:
                     sub = f"{child.module}.{alias.name}"
                     found.append((child, sub if sub in MODULES else child.module, inside))
@@ -44,8 +46,10 @@ def _imports(path: Path) -> list[tuple[ast.AST, str, bool]]:
 
 
 def _graph() -> dict[str, set[str]]:
-    return {name: {target for _, target, _ in _imports(path) if target in MODULES and target != name}
-            for name, path in MODULES.items()}
+    return {
+        name: {target for _, target, _ in _imports(path) if target in MODULES and target != name}
+        for name, path in MODULES.items()
+    }
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -85,7 +89,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycle_between_modules() -> None:
     cycles = _cycles(_graph())
-    assert not cycles, "import cycles (counting imports inside functions): " + "; ".join(" <-> ".join(c) for c in cycles)
+    assert not cycles, "import cycles (counting imports inside functions): " + "; ".join(
+        " <-> ".join(c) for c in cycles
+    )
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
@@ -94,7 +100,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 
 def _explained(lines: list[str], node: ast.stmt) -> bool:
     """A comment on the import's own lines, or right above the group of imports it belongs to."""
-    if any("#" in line for line in lines[node.lineno - 1:node.end_lineno]):
+    if any("#" in line for line in lines[node.lineno - 1 : node.end_lineno]):
         return True
     number = node.lineno - 1  # 1-based number of the line above
     while number >= 1:
@@ -119,4 +125,6 @@ def test_an_import_inside_a_function_says_why() -> None:
             for node in ast.walk(func):
                 if isinstance(node, (ast.Import, ast.ImportFrom)) and not _explained(lines, node):
                     unexplained.append(f"{name} line {node.lineno}: {lines[node.lineno - 1].strip()}")
-    assert not unexplained, "imports inside functions without a comment saying why: " + "; ".join(sorted(set(unexplained)))
+    assert not unexplained, "imports inside functions without a comment saying why: " + "; ".join(
+        sorted(set(unexplained))
+    )

@@ -43,8 +43,9 @@ def test_percentile_is_nearest_rank() -> None:
 
 def test_workload_records_every_operation(crm_url: str) -> None:
     pools = workload.sample_pools(crm_url, leads=50, jobs=50)
-    wl = workload.Workload(crm_url, pools, workload.WorkloadConfig(connections=2, rate_per_connection=200,
-                                                                    max_seconds=0.4, max_ops=60))
+    wl = workload.Workload(
+        crm_url, pools, workload.WorkloadConfig(connections=2, rate_per_connection=200, max_seconds=0.4, max_ops=60)
+    )
     try:
         ops = wl.run(threading.Event())
     finally:
@@ -64,10 +65,32 @@ def test_lock_impact_and_report_run(server_url: str, tmp_path: Path) -> None:
     methods = "psql,online" if shutil.which("psql") else "online"
     out = tmp_path / "lock.json"
     try:
-        code = lock_impact.main(["--sizes", "300", "--runs", "1", "--methods", methods, "--no-blocker",
-                                 "--warmup", "0.2", "--tail", "0.1", "--connections", "2", "--rate", "200",
-                                 "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out),
-                                 "--reload"])
+        code = lock_impact.main(
+            [
+                "--sizes",
+                "300",
+                "--runs",
+                "1",
+                "--methods",
+                methods,
+                "--no-blocker",
+                "--warmup",
+                "0.2",
+                "--tail",
+                "0.1",
+                "--connections",
+                "2",
+                "--rate",
+                "200",
+                "--server-url",
+                server_url,
+                "--state-dir",
+                str(tmp_path),
+                "--out",
+                str(out),
+                "--reload",
+            ]
+        )
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier("bench_leads_300")))
@@ -90,8 +113,10 @@ def test_overhead_runs_and_splits_the_run(server_url: str, tmp_path: Path) -> No
     overhead = _bench_module("overhead")
     out = tmp_path / "overhead.json"
     try:
-        assert overhead.main(["--runs", "1", "--server-url", server_url, "--state-dir", str(tmp_path),
-                              "--out", str(out)]) == 0
+        assert (
+            overhead.main(["--runs", "1", "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out)])
+            == 0
+        )
     finally:
         _drop(server_url, overhead.TEMPLATE_DB, overhead.RUN_DB)
     result = json.loads(out.read_text())
@@ -111,8 +136,24 @@ def test_load_runs_and_counts_every_client_operation(server_url: str, tmp_path: 
     load = _bench_module("load")
     out = tmp_path / "load.json"
     try:
-        load.main(["--size", "300", "--runs", "1", "--connections", "3", "--rate", "20",
-                   "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out)])
+        load.main(
+            [
+                "--size",
+                "300",
+                "--runs",
+                "1",
+                "--connections",
+                "3",
+                "--rate",
+                "20",
+                "--server-url",
+                server_url,
+                "--state-dir",
+                str(tmp_path),
+                "--out",
+                str(out),
+            ]
+        )
     finally:
         _drop(server_url, "bench_leads_300")
     result = json.loads(out.read_text())
@@ -126,8 +167,23 @@ def test_fleet_benchmark_runs_a_small_fleet(server_url: str, tmp_path: Path) -> 
     fleet = _bench_module("fleet")
     out = tmp_path / "fleet.json"
     try:
-        assert fleet.main(["--databases", "2", "--workers", "1", "--server-url", server_url,
-                           "--state-dir", str(tmp_path), "--out", str(out)]) == 0
+        assert (
+            fleet.main(
+                [
+                    "--databases",
+                    "2",
+                    "--workers",
+                    "1",
+                    "--server-url",
+                    server_url,
+                    "--state-dir",
+                    str(tmp_path),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     finally:
         _drop(server_url, fleet.TEMPLATE)
     results = json.loads(out.read_text())["results"]
@@ -139,8 +195,12 @@ def test_fleet_benchmark_runs_a_small_fleet(server_url: str, tmp_path: Path) -> 
 def test_deploy_benchmark_runs_psql_and_runbook_side_by_side(server_url: str, tmp_path: Path) -> None:
     deploy = _bench_module("deploy")
     out = tmp_path / "deploy.json"
-    assert deploy.main(["--corpus", "langfuse", "--limit", "12", "--runs", "1", "--server-url", server_url,
-                        "--out", str(out)]) == 0
+    assert (
+        deploy.main(
+            ["--corpus", "langfuse", "--limit", "12", "--runs", "1", "--server-url", server_url, "--out", str(out)]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     corpus = result["corpora"]["langfuse"]
     assert corpus["migrations"] == 12
@@ -158,8 +218,29 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     backfill = _bench_module("backfill")
     out = tmp_path / "backfill.json"
     try:
-        assert backfill.main(["--sizes", "2k", "--runs", "1", "--kills", "1", "--methods", "psql,online",
-                              "--after-s", "1", "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out)]) == 0
+        assert (
+            backfill.main(
+                [
+                    "--sizes",
+                    "2k",
+                    "--runs",
+                    "1",
+                    "--kills",
+                    "1",
+                    "--methods",
+                    "psql,online",
+                    "--after-s",
+                    "1",
+                    "--server-url",
+                    server_url,
+                    "--state-dir",
+                    str(tmp_path),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     finally:
         _drop(server_url, "bench_backfill_2000")
     result = json.loads(out.read_text())
@@ -186,18 +267,25 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     assert all(r["wal_mb"] > 0 for r in result["runs"] if r["method"] != "disk") and "| WAL |" in section
     assert "(−) the disk alone, as long as (c)" in section and "| Over 20 ms |" in section
     # the application measured on for a second after each apply: what the run left for the kernel counts too
-    assert all(r["after_s"] == 1 and r["after_stall_ms"] > 0 and r["after_over_20ms"] >= 0
-               for r in result["runs"] if r["method"] in ("none", "psql", "online"))
+    assert all(
+        r["after_s"] == 1 and r["after_stall_ms"] > 0 and r["after_over_20ms"] >= 0
+        for r in result["runs"]
+        if r["method"] in ("none", "psql", "online")
+    )
     assert "- In the 1 s after each apply" in section and "2k online " in section and "2k no migration " in section
     # what the server did by itself while each apply ran: settled by a CHECKPOINT just before, none of its own
     assert all(r["background"]["checkpoints"] == 0 for r in result["runs"] if r["method"] == "online")
-    assert "- Meanwhile, by the server itself (pg_stat_checkpointer, pg_stat_user_tables): checkpoints during " \
-           "each apply, 2k (a) 0; 2k online 0" in section
+    assert (
+        "- Meanwhile, by the server itself (pg_stat_checkpointer, pg_stat_user_tables): checkpoints during "
+        "each apply, 2k (a) 0; 2k online 0" in section
+    )
     # where the server kept its data, said from the results file (section 7g's run has it on tmpfs)
     storage = result["machine"].get("data_directory")
     if storage:
-        assert f"The server's data directory was on {storage['filesystem']} ({storage['mount_point']})" \
+        assert (
+            f"The server's data directory was on {storage['filesystem']} ({storage['mount_point']})"
             in report.in_memory_intro(result)
+        )
 
 
 def test_backfill_benchmark_counts_what_the_server_did_by_itself(server_url: str) -> None:
@@ -215,10 +303,14 @@ def test_backfill_benchmark_counts_what_the_server_did_by_itself(server_url: str
     assert after.since(before)["checkpoints"] >= 1 and before.tables["bench_background_probe"] == (0, 0)
     # a table autovacuum worked on between the readings, and one new since the first, are named; others not
     assert after.wal > before.wal  # the CHECKPOINT's own record at least
-    grown = backfill.Background(after.wal, {**after.tables, "bench_background_probe": (1, 2), "new_one": (1, 0)},
-                                before.checkpoints)
-    assert grown.since(before) == {"autovacuum_tables": ["bench_background_probe", "new_one"],
-                                   "autoanalyze_tables": ["bench_background_probe"], "checkpoints": 0}
+    grown = backfill.Background(
+        after.wal, {**after.tables, "bench_background_probe": (1, 2), "new_one": (1, 0)}, before.checkpoints
+    )
+    assert grown.since(before) == {
+        "autovacuum_tables": ["bench_background_probe", "new_one"],
+        "autoanalyze_tables": ["bench_background_probe"],
+        "checkpoints": 0,
+    }
 
 
 def test_results_say_which_filesystem_holds_the_servers_data(server_url: str) -> None:
@@ -230,7 +322,9 @@ def test_results_say_which_filesystem_holds_the_servers_data(server_url: str) ->
         pytest.skip("this role may not read data_directory")
     mounts = {line.split()[1]: line.split()[2] for line in Path("/proc/mounts").read_text().splitlines()}
     storage = info["data_directory"]
-    assert storage["path"] == str(Path(directory[0]).resolve()) and mounts[storage["mount_point"]] == storage["filesystem"]
+    assert (
+        storage["path"] == str(Path(directory[0]).resolve()) and mounts[storage["mount_point"]] == storage["filesystem"]
+    )
     assert common.data_storage("/no/such/data/directory") is None  # a server on another machine: nothing claimed
     if mounts.get("/dev/shm") == "tmpfs":
         assert common.data_storage("/dev/shm")["filesystem"] == "tmpfs"
@@ -254,10 +348,40 @@ def test_owner_role_benchmark_applies_as_the_owner_without_queuing(server_url: s
     owner, app = f"rb_bench_mig_{suffix}", f"rb_bench_app_{suffix}"
     out = tmp_path / "owner.json"
     try:
-        assert owner_role.main(["--sizes", "300", "--runs", "1", "--strategies", "direct", "--idle-seconds", "1",
-                                "--warmup", "0.2", "--tail", "0.1", "--connections", "2", "--rate", "100",
-                                "--owner-role", owner, "--app-role", app, "--reload",
-                                "--server-url", server_url, "--state-dir", str(tmp_path), "--out", str(out)]) == 0
+        assert (
+            owner_role.main(
+                [
+                    "--sizes",
+                    "300",
+                    "--runs",
+                    "1",
+                    "--strategies",
+                    "direct",
+                    "--idle-seconds",
+                    "1",
+                    "--warmup",
+                    "0.2",
+                    "--tail",
+                    "0.1",
+                    "--connections",
+                    "2",
+                    "--rate",
+                    "100",
+                    "--owner-role",
+                    owner,
+                    "--app-role",
+                    app,
+                    "--reload",
+                    "--server-url",
+                    server_url,
+                    "--state-dir",
+                    str(tmp_path),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     finally:
         _drop(server_url, "bench_owner_300")
         with psycopg.connect(server_url, autocommit=True) as conn:
@@ -272,8 +396,13 @@ def test_owner_role_benchmark_applies_as_the_owner_without_queuing(server_url: s
     assert size["owner_sees_of_app_idle_session"]["state"] is None  # the application's state is hidden from it
     runs = {r["role"]: r for r in result["runs"]}
     assert set(runs) == {"superuser", "owner", "none"}
-    assert all(r["during"]["ops"] > 0 and r["during"]["failed"] == 0 and isinstance(r["over_20ms"], int)
-               and r["after_idle"]["ops"] <= r["during"]["ops"] for r in runs.values())
+    assert all(
+        r["during"]["ops"] > 0
+        and r["during"]["failed"] == 0
+        and isinstance(r["over_20ms"], int)
+        and r["after_idle"]["ops"] <= r["during"]["ops"]
+        for r in runs.values()
+    )
     assert runs["none"]["apply"] is None and runs["none"]["idle_transaction"]["held_s"] >= 1
     for role in ("superuser", "owner"):
         applied = runs[role]["apply"]
@@ -290,7 +419,10 @@ def test_owner_role_benchmark_applies_as_the_owner_without_queuing(server_url: s
         assert [w["hidden"] for w in waits if w["pid"] == idle_pid] == [hidden]
         assert role == "superuser" or all(w["hidden"] for w in waits)
     assert [(r["role"], r["strategy"]) for r in result["summary"]] == [
-        ("superuser", "direct"), ("owner", "direct"), ("none", None)]
+        ("superuser", "direct"),
+        ("owner", "direct"),
+        ("none", None),
+    ]
     section = "\n".join(_bench_module("report").owner_role_section(result))
     assert section.startswith("## 9. As the schema's owner role, not a superuser")
     assert "| (b) owner role | direct |" in section and "(c) no migration" in section

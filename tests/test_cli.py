@@ -43,8 +43,9 @@ BAD_URL = conninfo.make_conninfo(host="127.0.0.1", port="1", dbname="x", user="n
 def db_state(url: str) -> tuple:
     """Every row of the three tables (sorted) and their catalog (columns, constraints, indexes, counts)."""
     with psycopg.connect(url) as conn:
-        rows = {t: sorted(conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(t))).fetchall())
-                for t in TABLES}
+        rows = {
+            t: sorted(conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(t))).fetchall()) for t in TABLES
+        }
         snap = catalog.snapshot(conn, TABLES)
     return rows, tuple(dataclasses.replace(t, bytes=0) for t in snap.tables)
 
@@ -77,10 +78,10 @@ def is_one_sentence(line: str) -> bool:
     return "\n" not in line and line.endswith(".") and not re.search(r"[.!?]\s+[A-Z]", line[:-1])
 
 
-NULL_LEAD = ("INSERT INTO \"Lead\" (id, channel, name, updated_at) "
-             "VALUES ('lead_cli_probe', 'web', 'Probe', now())")
-DELETE_REFERENCED_CUSTOMER = ('DELETE FROM "Customer" WHERE id = '
-                              '(SELECT customer_id FROM "Lead" WHERE customer_id IS NOT NULL LIMIT 1)')
+NULL_LEAD = "INSERT INTO \"Lead\" (id, channel, name, updated_at) VALUES ('lead_cli_probe', 'web', 'Probe', now())"
+DELETE_REFERENCED_CUSTOMER = (
+    'DELETE FROM "Customer" WHERE id = (SELECT customer_id FROM "Lead" WHERE customer_id IS NOT NULL LIMIT 1)'
+)
 
 
 # --- the journey: run 6, run 7, status, rollback 7, rollback 6 ------------------------------------
@@ -112,9 +113,12 @@ def journey(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPat
     suffix = uuid.uuid4().hex[:8]
     role, name = f"runbook_pw_{suffix}", f"t_cli_{suffix}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(PASSWORD)))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(crm_template)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD))
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(crm_template))
+        )
     plain = database.with_database(server_url, name)
     url = conninfo.make_conninfo(server_url, user=role, password=PASSWORD, dbname=name)
     reports = tmp_path_factory.mktemp("cli") / "reports"
@@ -122,7 +126,14 @@ def journey(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPat
         with pytest.MonkeyPatch.context() as mp:
             mp.delenv("DATABASE_URL", raising=False)
             mp.setenv("RUNBOOK_REPORTS_DIR", str(reports / "default"))
-            common = ("--database-url", url, "--reports-dir", reports, "--migrations-dir", str(config.example_migrations_dir()))
+            common = (
+                "--database-url",
+                url,
+                "--reports-dir",
+                reports,
+                "--migrations-dir",
+                str(config.example_migrations_dir()),
+            )
             start = db_state(plain)
             run6 = cli("run", 6, *common)
             run7 = cli("run", 7, *common)
@@ -133,14 +144,33 @@ def journey(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPat
             rollback7 = cli("rollback", 7, *common)
             rollback6 = cli("rollback", 6, *common)
             end = db_state(plain)
-            status_after = cli("status", "--database-url", url, "--migrations-dir", str(config.example_migrations_dir()))
+            status_after = cli(
+                "status", "--database-url", url, "--migrations-dir", str(config.example_migrations_dir())
+            )
             with psycopg.connect(plain) as conn:
                 cur = conn.execute("SELECT * FROM runbook.phase_run ORDER BY id")
                 names = [c.name for c in cur.description]
                 ledger_rows = [dict(zip(names, row)) for row in cur.fetchall()]
             backup = scalar(plain, "SELECT to_regclass('\"_runbook_backfill_006\"')")
-        yield Journey(url, plain, role, reports, start, run6, run7, after_apply, null_lead, delete, status,
-                      rollback7, rollback6, end, status_after, ledger_rows, backup)
+        yield Journey(
+            url,
+            plain,
+            role,
+            reports,
+            start,
+            run6,
+            run7,
+            after_apply,
+            null_lead,
+            delete,
+            status,
+            rollback7,
+            rollback6,
+            end,
+            status_after,
+            ledger_rows,
+            backup,
+        )
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -185,8 +215,11 @@ def test_status_lists_both_batches_applied_with_when_and_by_whom(journey: Journe
     assert journey.status.code == 0, journey.status.err
     out = journey.status.out
     assert database.redact(journey.url) in out and PASSWORD not in out
-    finished = {r["batch"]: r["finished_at"] for r in journey.ledger_rows
-                if r["phase"] == "apply" and r["status"] == "succeeded"}
+    finished = {
+        r["batch"]: r["finished_at"]
+        for r in journey.ledger_rows
+        if r["phase"] == "apply" and r["status"] == "succeeded"
+    }
     for number, name in ((6, "006_backfill_customers"), (7, "007_tighten_constraints")):
         match = re.search(rf"^\s+{number}\s+{name}\s+applied (\S+) by (\S+)", out, re.M)
         assert match, out
@@ -231,13 +264,24 @@ def test_no_password_in_any_file_output_or_ledger_row(journey: Journey) -> None:
 # --- failures: one readable block, a summary anyway, the database unchanged -----------------------
 
 
-def test_run_7_before_6_is_no_go_with_a_summary_and_changes_nothing(crm_url: str, tmp_path: Path,
-                                                                   capfd: pytest.CaptureFixture[str],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_7_before_6_is_no_go_with_a_summary_and_changes_nothing(
+    crm_url: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     start = db_state(crm_url)
 
-    code = main(["run", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path), "--migrations-dir", str(config.example_migrations_dir())])
+    code = main(
+        [
+            "run",
+            "7",
+            "--database-url",
+            crm_url,
+            "--reports-dir",
+            str(tmp_path),
+            "--migrations-dir",
+            str(config.example_migrations_dir()),
+        ]
+    )
     out, err = capfd.readouterr()  # file descriptors: the kernels' output too
 
     assert code != 0
@@ -255,8 +299,13 @@ def test_run_7_before_6_is_no_go_with_a_summary_and_changes_nothing(crm_url: str
     # the summary is rendered even though preflight failed, and says NO-GO
     summary_html = Path(re.search(r"^summary: (\S+)$", out, re.M).group(1))
     run_dir = summary_html.parent
-    assert {p.name for p in run_dir.iterdir()} >= {"preflight.ipynb", "preflight.json", "preflight.html",
-                                                    "summary.html", "summary.md"}
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "preflight.ipynb",
+        "preflight.json",
+        "preflight.html",
+        "summary.html",
+        "summary.md",
+    }
     assert not (run_dir / "apply.ipynb").exists()
     md = (run_dir / "summary.md").read_text(encoding="utf-8")
     assert "# Batch 7 Migration Summary: NO-GO" in md
@@ -268,29 +317,60 @@ def test_run_7_before_6_is_no_go_with_a_summary_and_changes_nothing(crm_url: str
     assert not any(applied(crm_url).values())
 
     # apply after that NO-GO: refused, still nothing changed
-    code = main(["apply", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path), "--migrations-dir", str(config.example_migrations_dir())])
+    code = main(
+        [
+            "apply",
+            "7",
+            "--database-url",
+            crm_url,
+            "--reports-dir",
+            str(tmp_path),
+            "--migrations-dir",
+            str(config.example_migrations_dir()),
+        ]
+    )
     out, err = capfd.readouterr()
     assert code != 0 and "Traceback" not in err
     assert "runbook: apply failed" in err
-    assert re.search(r"^  DependencyError: Batch 7 depends on batch 6, which is not applied on \S+; "
-                     r"apply batch 6 first\.$", err, re.M), err
+    assert re.search(
+        r"^  DependencyError: Batch 7 depends on batch 6, which is not applied on \S+; "
+        r"apply batch 6 first\.$",
+        err,
+        re.M,
+    ), err
     assert db_state(crm_url) == start
     assert not any(applied(crm_url).values())
 
 
-def test_apply_refused_while_preflight_says_no_go(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_refused_while_preflight_says_no_go(
+    crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Dependencies met (batch 6 applied), but a lead without customer appeared since: apply refuses."""
     from runbook_lib.phases import apply
     from runbook_lib.phases.session import open_session
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()))
+    apply.run(
+        open_session(
+            6, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()
+        )
+    )
     with psycopg.connect(crm_url) as conn:
         conn.execute(NULL_LEAD)
     start = db_state(crm_url)
 
-    code = main(["apply", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path / "reports"), "--migrations-dir", str(config.example_migrations_dir())])
+    code = main(
+        [
+            "apply",
+            "7",
+            "--database-url",
+            crm_url,
+            "--reports-dir",
+            str(tmp_path / "reports"),
+            "--migrations-dir",
+            str(config.example_migrations_dir()),
+        ]
+    )
     out, err = capsys.readouterr()
 
     assert code != 0
@@ -303,11 +383,23 @@ def test_apply_refused_while_preflight_says_no_go(crm_url: str, tmp_path: Path, 
     assert rejected_sqlstate(crm_url, NULL_LEAD.replace("lead_cli_probe", "lead_cli_probe_2")) is None
 
 
-def test_rollback_of_a_batch_never_applied_is_refused(crm_url: str, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_rollback_of_a_batch_never_applied_is_refused(
+    crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     start = db_state(crm_url)
 
-    code = main(["rollback", "7", "--database-url", crm_url, "--reports-dir", str(tmp_path), "--migrations-dir", str(config.example_migrations_dir())])
+    code = main(
+        [
+            "rollback",
+            "7",
+            "--database-url",
+            crm_url,
+            "--reports-dir",
+            str(tmp_path),
+            "--migrations-dir",
+            str(config.example_migrations_dir()),
+        ]
+    )
     out, err = capsys.readouterr()
 
     assert code != 0 and "Traceback" not in err
@@ -322,9 +414,21 @@ def test_rollback_of_a_batch_never_applied_is_refused(crm_url: str, tmp_path: Pa
 # --- bad input: one sentence, nothing written ------------------------------------------------------
 
 
-def test_unknown_batch_lists_the_known_ones_and_writes_nothing(crm_url: str, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", "9", "--database-url", crm_url, "--reports-dir", str(tmp_path / "reports"), "--migrations-dir", str(config.example_migrations_dir())])
+def test_unknown_batch_lists_the_known_ones_and_writes_nothing(
+    crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "run",
+            "9",
+            "--database-url",
+            crm_url,
+            "--reports-dir",
+            str(tmp_path / "reports"),
+            "--migrations-dir",
+            str(config.example_migrations_dir()),
+        ]
+    )
     out, err = capsys.readouterr()
 
     assert code != 0
@@ -335,20 +439,38 @@ def test_unknown_batch_lists_the_known_ones_and_writes_nothing(crm_url: str, tmp
     assert not (tmp_path / "reports").exists()
 
 
-@pytest.mark.parametrize("broken, line", [
-    ('batch = 7\ntitle = "Require a customer\ntype = "Schema constraint tightening"\n', 2),
-    ('batch = 7\ntitle = "t"\ndepends_on = [6]\n\n[checks]\nforeign_keys = [\n'
-     '  { column = "Lead.customer_id", references = "Customer.id", on_delete = "explode" },\n]\n', 7),  # the line of the bad value
-], ids=["toml-syntax", "bad-on-delete"])
-def test_malformed_batch_toml_names_file_and_line(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  broken: str, line: int) -> None:
+@pytest.mark.parametrize(
+    "broken, line",
+    [
+        ('batch = 7\ntitle = "Require a customer\ntype = "Schema constraint tightening"\n', 2),
+        (
+            'batch = 7\ntitle = "t"\ndepends_on = [6]\n\n[checks]\nforeign_keys = [\n'
+            '  { column = "Lead.customer_id", references = "Customer.id", on_delete = "explode" },\n]\n',
+            7,
+        ),  # the line of the bad value
+    ],
+    ids=["toml-syntax", "bad-on-delete"],
+)
+def test_malformed_batch_toml_names_file_and_line(
+    crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], broken: str, line: int
+) -> None:
     migrations = tmp_path / "migrations"
     shutil.copytree(config.example_migrations_dir(), migrations)
     manifest = migrations / "007_tighten_constraints" / "batch.toml"
     manifest.write_text(broken, encoding="utf-8")
 
-    code = main(["run", "7", "--database-url", crm_url, "--migrations-dir", str(migrations),
-                 "--reports-dir", str(tmp_path / "reports")])
+    code = main(
+        [
+            "run",
+            "7",
+            "--database-url",
+            crm_url,
+            "--migrations-dir",
+            str(migrations),
+            "--reports-dir",
+            str(tmp_path / "reports"),
+        ]
+    )
     out, err = capsys.readouterr()
 
     assert code != 0 and "Traceback" not in err
@@ -360,8 +482,9 @@ def test_malformed_batch_toml_names_file_and_line(crm_url: str, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("argv", [["status"], ["run", "6"]], ids=["status", "run"])
-def test_unreachable_database_is_one_sentence_without_the_password(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                   argv: list[str]) -> None:
+def test_unreachable_database_is_one_sentence_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     code = main(argv + ["--database-url", BAD_URL, "--reports-dir", str(tmp_path / "reports")])
     out, err = capsys.readouterr()
 
@@ -379,10 +502,13 @@ def test_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--no-such-option" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", [["validate", "7"], ["run", "7"], ["deploy"], ["check"],
-                                     ["fleet", "run", "7", "--targets", "fleet.toml"]])
-def test_fail_on_not_run_is_a_flag_of_every_command_that_validates(command: list[str],
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["validate", "7"], ["run", "7"], ["deploy"], ["check"], ["fleet", "run", "7", "--targets", "fleet.toml"]],
+)
+def test_fail_on_not_run_is_a_flag_of_every_command_that_validates(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     from runbook_lib.cli import _options, build_parser
 
     args = build_parser().parse_args([*command, "--fail-on-not-run"])
@@ -391,7 +517,9 @@ def test_fail_on_not_run_is_a_flag_of_every_command_that_validates(command: list
         assert _options(args).parameters("validate") == {"fail_on_not_run": True}
     assert main([*command, "--help"]) == 0
     said = " ".join(capsys.readouterr().out.split())
-    assert "--fail-on-not-run" in said and "could not be run" in said and "not run, neither a pass nor a failure" in said
+    assert (
+        "--fail-on-not-run" in said and "could not be run" in said and "not run, neither a pass nor a failure" in said
+    )
 
 
 # --- the installed console script ---------------------------------------------------------------
@@ -401,9 +529,13 @@ def test_console_script_runs_status(crm_url: str) -> None:
     script = Path(sys.executable).with_name("runbook")
     assert script.is_file(), "the runbook console script is not installed in this environment"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    done = subprocess.run([str(script), "status", "--database-url", crm_url, "--migrations-dir",
-                           str(config.example_migrations_dir())], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run(
+        [str(script), "status", "--database-url", crm_url, "--migrations-dir", str(config.example_migrations_dir())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == database.redact(crm_url)
     assert re.search(r"^\s+6\s+006_backfill_customers\s+not applied$", done.stdout, re.M), done.stdout

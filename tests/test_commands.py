@@ -45,16 +45,21 @@ def test_help_states_each_option_default_and_what_batch_is(capsys: pytest.Captur
     assert cli.main(["apply", "--help"]) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert "the batch's number: `batch` in its batch.toml" in said
-    for option, default in (("--lock-timeout", DEFAULTS.lock_timeout_ms), ("--max-attempts", DEFAULTS.max_attempts),
-                            ("--wait-for-blockers", DEFAULTS.wait_for_blockers_s),
-                            ("--blocker-threshold", DEFAULTS.blocker_threshold_ms),
-                            ("--batch-ms", DEFAULTS.backfill_batch_ms), ("--strategy", DEFAULTS.strategy)):
+    for option, default in (
+        ("--lock-timeout", DEFAULTS.lock_timeout_ms),
+        ("--max-attempts", DEFAULTS.max_attempts),
+        ("--wait-for-blockers", DEFAULTS.wait_for_blockers_s),
+        ("--blocker-threshold", DEFAULTS.blocker_threshold_ms),
+        ("--batch-ms", DEFAULTS.backfill_batch_ms),
+        ("--strategy", DEFAULTS.strategy),
+    ):
         help_text = said.split(option, 2)[2]  # the usage line names it first, the option's help second
         assert f"(default: {default})" in help_text.split(" --", 1)[0], option
 
 
-@pytest.mark.parametrize("phase, function", [("apply", apply.run), ("rollback", rollback.run),
-                                             ("validate", validate.run)])
+@pytest.mark.parametrize(
+    "phase, function", [("apply", apply.run), ("rollback", rollback.run), ("validate", validate.run)]
+)
 def test_notebook_parameters_and_phase_functions_use_the_defaults(phase: str, function) -> None:
     notebook = nbformat.read(config.notebooks_dir() / f"{phase}.ipynb", as_version=4)
     cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
@@ -66,15 +71,18 @@ def test_notebook_parameters_and_phase_functions_use_the_defaults(phase: str, fu
         assert signature[name].default == getattr(DEFAULTS, name), f"{function.__module__}.run: {name}"
 
 
-@pytest.mark.parametrize("options, says", [
-    (Options(strategy="fast"), "Unknown strategy 'fast'"),
-    (Options(lock_timeout_ms=-1), "must be 0 or more"),
-    (Options(max_attempts=0), "max_attempts at least 1"),
-    (Options(dry_run="yes"), "must be True or False"),
-    (Options(max_attempts="ten"), "must be a whole number"),
-    (Options(wait_for_blockers_s=-1), "wait_for_blockers_s must be a number of seconds, 0 or more"),
-    (Options(terminate_blockers_after_s="soon"), r"terminate_blockers_after_s must be .* or None \(off\)"),
-])
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        (Options(strategy="fast"), "Unknown strategy 'fast'"),
+        (Options(lock_timeout_ms=-1), "must be 0 or more"),
+        (Options(max_attempts=0), "max_attempts at least 1"),
+        (Options(dry_run="yes"), "must be True or False"),
+        (Options(max_attempts="ten"), "must be a whole number"),
+        (Options(wait_for_blockers_s=-1), "wait_for_blockers_s must be a number of seconds, 0 or more"),
+        (Options(terminate_blockers_after_s="soon"), r"terminate_blockers_after_s must be .* or None \(off\)"),
+    ],
+)
 def test_options_refuse_bad_values_naming_them(options: Options, says: str) -> None:
     with pytest.raises((RunbookError, BatchError), match=says):
         options.checked()
@@ -95,7 +103,13 @@ def test_a_run_driven_from_python(crm_url: str, tmp_path: Path) -> None:
     assert not target.embedded and target.shown == redact(crm_url)
     before = {s.number: s.applied for s in commands.status(target, config.example_migrations_dir())}
     assert before == {6: False, 7: False}
-    outcome = commands.run(target, 6, migrations_dir=config.example_migrations_dir(), reports_dir=tmp_path / "reports", options=Options(lock_timeout_ms=500))
+    outcome = commands.run(
+        target,
+        6,
+        migrations_dir=config.example_migrations_dir(),
+        reports_dir=tmp_path / "reports",
+        options=Options(lock_timeout_ms=500),
+    )
     assert outcome.ok and outcome.batch == 6
     assert [p.phase for p in outcome.phases] == ["preflight", "apply", "validate", "summary"]
     assert outcome.summary_html is not None and outcome.summary_html.is_file()
@@ -107,7 +121,8 @@ def test_a_run_driven_from_python(crm_url: str, tmp_path: Path) -> None:
 
 @pytest.mark.kernel
 def test_run_of_an_applied_batch_has_nothing_to_run_unless_its_file_changed(
-        empty_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`runbook run N` again (a CI job re-run) passes as `apply` and `fleet run` do; a changed file does not."""
     from runbook_lib.phases.session import open_session
 
@@ -115,15 +130,24 @@ def test_run_of_an_applied_batch_has_nothing_to_run_unless_its_file_changed(
     folder.mkdir(parents=True)
     (folder / "migration.sql").write_text("CREATE TABLE note (id int PRIMARY KEY);\n")
     reports = tmp_path / "reports"
-    common = ["--database-url", empty_db, "--migrations-dir", str(tmp_path / "migrations"),
-              "--reports-dir", str(reports)]
+    common = [
+        "--database-url",
+        empty_db,
+        "--migrations-dir",
+        str(tmp_path / "migrations"),
+        "--reports-dir",
+        str(reports),
+    ]
     apply.run(open_session(1, database_url=empty_db, migrations_dir=tmp_path / "migrations", reports_dir=reports))
     runs_before = sorted(reports.rglob("run.json"))
 
     assert cli.main(["run", "1", *common]) == 0
     said = capsys.readouterr().out
-    assert re.search(r": batch 1 \(001_note\) was already applied at \S+ by \S+.* \(according to runbook's ledger "
-                     r"and Prisma's history\); nothing to run$", said.strip()), said
+    assert re.search(
+        r": batch 1 \(001_note\) was already applied at \S+ by \S+.* \(according to runbook's ledger "
+        r"and Prisma's history\); nothing to run$",
+        said.strip(),
+    ), said
     assert cli.main(["run", "1", *common, "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] and doc["run_dir"] is None and "nothing to run" in doc["already_applied"]

@@ -105,11 +105,15 @@ def test_every_statement_is_analysed_and_none_is_skipped():
 def test_statements_that_cannot_run_in_a_transaction_are_recognised():
     cic = statements_of("20230212100200_add_payments_indexes_concurrently")
     assert [(s.kind, s.transactional) for s in cic] == [
-        ("CREATE INDEX CONCURRENTLY", False), ("CREATE UNIQUE INDEX CONCURRENTLY", False)]
+        ("CREATE INDEX CONCURRENTLY", False),
+        ("CREATE UNIQUE INDEX CONCURRENTLY", False),
+    ]
     assert cic[0].locks == (analysis.TableLock("payments", "SHARE UPDATE EXCLUSIVE"),)
     rails = statements_of("20230620090000_invoices_unique_order_concurrently")
     assert [(s.kind, s.transactional) for s in rails] == [
-        ("DROP INDEX CONCURRENTLY", False), ("CREATE UNIQUE INDEX CONCURRENTLY", False)]
+        ("DROP INDEX CONCURRENTLY", False),
+        ("CREATE UNIQUE INDEX CONCURRENTLY", False),
+    ]
     reindex, analyze_ = statements_of("20230625090000_reindex_product_search")
     assert reindex.kind == "REINDEX INDEX CONCURRENTLY" and not reindex.transactional
     assert analyze_.kind == "ANALYZE" and analyze_.transactional
@@ -169,13 +173,19 @@ def test_comments_with_semicolons_split_where_the_parser_says():
     assert "node.\r\nSeeded" in crlf[3].sql  # the file's bytes, as psql and Prisma send them
     last = statements_of("20230212100100_validate_payments_invoice_fk")
     assert [(s.kind, s.locks) for s in last] == [
-        ("ALTER TABLE … VALIDATE CONSTRAINT", (analysis.TableLock("payments", "SHARE UPDATE EXCLUSIVE"),))]
+        ("ALTER TABLE … VALIDATE CONSTRAINT", (analysis.TableLock("payments", "SHARE UPDATE EXCLUSIVE"),))
+    ]
 
 
 def test_renames_type_changes_generated_columns_and_backfills():
     kinds = [s.kind for s in statements_of("20230502090000_rename_order_item_to_line_item")]
-    assert kinds == ["ALTER TABLE … RENAME", "ALTER TABLE … RENAME CONSTRAINT", "ALTER TABLE … RENAME CONSTRAINT",
-                     "ALTER TABLE … RENAME CONSTRAINT", "ALTER SEQUENCE … RENAME"]
+    assert kinds == [
+        "ALTER TABLE … RENAME",
+        "ALTER TABLE … RENAME CONSTRAINT",
+        "ALTER TABLE … RENAME CONSTRAINT",
+        "ALTER TABLE … RENAME CONSTRAINT",
+        "ALTER SEQUENCE … RENAME",
+    ]
     assert [s.kind for s in statements_of("20230503090000_rename_indexes")] == ["ALTER INDEX … RENAME"] * 2
     assert statements_of("20230501090000_rename_user_name")[0].kind == "ALTER TABLE … RENAME COLUMN"
     django_type = statements_of("20230310090000_inventory_0005_alter_on_hand_numeric")[1]
@@ -185,7 +195,9 @@ def test_renames_type_changes_generated_columns_and_backfills():
     update_from = statements_of("20230220090000_backfill_invoices")[1]
     assert update_from.kind == "UPDATE"
     assert dict((lock.table, lock.mode) for lock in update_from.locks) == {
-        "invoices": "ROW EXCLUSIVE", "OrderItem": "ACCESS SHARE"}
+        "invoices": "ROW EXCLUSIVE",
+        "OrderItem": "ACCESS SHARE",
+    }
     cte = statements_of("20230113090000_seed_categories")[2]
     assert {lock.table for lock in cte.locks} == {"_CategoryToProduct", "Category", "Product"}  # not the CTE
     merge = statements_of("20230725090000_inventory_0006_sync_stock")[1]
@@ -291,8 +303,9 @@ def expected_checksums(run: CorpusRun) -> dict[str, str]:
 def test_the_ledger_shows_every_batch_applied_with_its_checksum(corpus_run: CorpusRun):
     with psycopg.connect(corpus_run.url) as conn:
         states = ledger.states(conn)
-    assert {b.name: (states[b.number].applied, states[b.number].checksum) for b in corpus_run.batches
-            if b.number in states} == {name: (True, checksum) for name, checksum in expected_checksums(corpus_run).items()}
+    assert {
+        b.name: (states[b.number].applied, states[b.number].checksum) for b in corpus_run.batches if b.number in states
+    } == {name: (True, checksum) for name, checksum in expected_checksums(corpus_run).items()}
 
 
 # The Rails structure-style batch (20230210083000_billing_structure) starts with pg_dump's header,
@@ -305,11 +318,14 @@ def test_prisma_migrations_agrees_with_the_ledger(corpus_run: CorpusRun):
     expected = expected_checksums(corpus_run)
     with psycopg.connect(corpus_run.url) as conn:
         prisma_rows = conn.execute(
-            'SELECT migration_name, checksum, finished_at IS NOT NULL, rolled_back_at IS NULL'
+            "SELECT migration_name, checksum, finished_at IS NOT NULL, rolled_back_at IS NULL"
             ' FROM "_prisma_migrations" ORDER BY started_at, migration_name'
         ).fetchall()
-    not_recorded = {name: result.prisma for name, result in corpus_run.results.items()
-                    if result.prisma is None or result.prisma.action != "applied"}
+    not_recorded = {
+        name: result.prisma
+        for name, result in corpus_run.results.items()
+        if result.prisma is None or result.prisma.action != "applied"
+    }
     assert not_recorded == {}
     assert {row[0]: row[1] for row in prisma_rows} == expected
     assert len(prisma_rows) == len(expected)
@@ -323,7 +339,8 @@ def test_a_migration_that_empties_search_path_is_still_recorded_for_prisma(empty
     folder = tmp_path / "migrations" / "20240101000000_init"
     folder.mkdir(parents=True)
     (folder / "migration.sql").write_text(
-        "SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.t (id int);\n")
+        "SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.t (id int);\n"
+    )
     result = apply.run(open_session(1, database_url=empty_db, migrations_dir=folder.parent, reports_dir=tmp_path))
     assert result.status == "applied"
     assert result.prisma.action == "applied"
@@ -333,10 +350,14 @@ def test_the_schema_at_the_end(corpus_run: CorpusRun):
     assert corpus_run.stopped == ""
     with psycopg.connect(corpus_run.url) as conn:
         one = lambda query: conn.execute(query).fetchone()[0]  # noqa: E731
-        assert one("SELECT array_agg(enumlabel ORDER BY enumsortorder)::text[] FROM pg_enum"
-                   " WHERE enumtypid = '\"OrderStatus\"'::regtype") == ["PENDING", "PAID", "FULFILLED", "CANCELLED"]
-        assert one("SELECT array_agg(enumlabel ORDER BY enumsortorder)::text[] FROM pg_enum"
-                   " WHERE enumtypid = 'currency_code'::regtype") == ["USD", "EUR", "GBP", "CHF"]
+        assert one(
+            "SELECT array_agg(enumlabel ORDER BY enumsortorder)::text[] FROM pg_enum"
+            " WHERE enumtypid = '\"OrderStatus\"'::regtype"
+        ) == ["PENDING", "PAID", "FULFILLED", "CANCELLED"]
+        assert one(
+            "SELECT array_agg(enumlabel ORDER BY enumsortorder)::text[] FROM pg_enum"
+            " WHERE enumtypid = 'currency_code'::regtype"
+        ) == ["USD", "EUR", "GBP", "CHF"]
         assert one("SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0
         assert one("SELECT count(*) FROM pg_constraint WHERE NOT convalidated") == 0
         assert one('SELECT count(*) FROM "LineItem" WHERE "lineTotal" IS NULL') == 0
@@ -350,15 +371,18 @@ def test_the_schema_at_the_end(corpus_run: CorpusRun):
         assert one("SELECT count(*) FROM inventory_stockitem") == 12  # 4 products x 3 depots after the MERGE
         # A literal spanning lines of a CRLF file keeps its CR, as psql and Prisma would store it.
         assert one("SELECT obj_description('\"Category\"'::regclass, 'pg_class')") == (
-            "Category tree: one row per node.\r\nSeeded by the migration 20230113090000_seed_categories.")
+            "Category tree: one row per node.\r\nSeeded by the migration 20230113090000_seed_categories."
+        )
 
 
 # --- BEGIN / COMMIT written in a migration (Prisma writes them around an enum rewrite) -----------
 
 
 def plan_of(text: str, strategy: str = plan.DIRECT) -> list[tuple[bool, list[int], str]]:
-    return [(s.transactional, [p.index for p in s.statements], s.purpose)
-            for s in plan.build(analysis.analyze(text), strategy)]
+    return [
+        (s.transactional, [p.index for p in s.statements], s.purpose)
+        for s in plan.build(analysis.analyze(text), strategy)
+    ]
 
 
 def test_begin_and_commit_in_the_file_are_step_boundaries_not_sent():
@@ -373,7 +397,8 @@ def test_begin_and_commit_in_the_file_are_step_boundaries_not_sent():
     assert [p.index for p in plan.single_transaction(steps).statements] == [1, 3, 4, 6]
     # START TRANSACTION / END are the same commands; SAVEPOINT stays inside the step as written.
     assert plan_of("START TRANSACTION;\nSAVEPOINT s;\nSELECT 1;\nRELEASE s;\nEND;") == [
-        (True, [2, 3, 4], "statements 2-4 in one transaction (BEGIN … COMMIT in the file)")]
+        (True, [2, 3, 4], "statements 2-4 in one transaction (BEGIN … COMMIT in the file)")
+    ]
     # A COMMIT without BEGIN (e.g. after ALTER TYPE ... ADD VALUE) commits what precedes it.
     assert [ids for _, ids, _ in plan_of("ALTER TYPE m ADD VALUE 'x';\nCOMMIT;\nUPDATE t SET m = 'x';")] == [[1], [3]]
     assert plan_of("BEGIN;\nCOMMIT;") == []
@@ -382,7 +407,9 @@ def test_begin_and_commit_in_the_file_are_step_boundaries_not_sent():
 def test_begin_with_options_becomes_set_transaction():
     steps = plan.build(analysis.analyze("BEGIN ISOLATION LEVEL SERIALIZABLE;\nUPDATE t SET a = 1;\nCOMMIT;"))
     assert [(p.kind, p.sql) for p in steps[0].statements] == [
-        ("SET TRANSACTION", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), ("UPDATE", "UPDATE t SET a = 1")]
+        ("SET TRANSACTION", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
+        ("UPDATE", "UPDATE t SET a = 1"),
+    ]
     steps = plan.build(analysis.analyze("SELECT 1;\nCOMMIT;\nSTART TRANSACTION READ WRITE;\nSELECT 2;"))
     assert steps[1].statements[0].sql == "SET TRANSACTION READ WRITE"
     assert [p.kind for p in plan.single_transaction(steps).statements] == ["SELECT", "SELECT"]
@@ -399,7 +426,8 @@ def test_commit_in_the_middle_of_a_migration_makes_a_new_enum_value_usable(empty
     folder.mkdir(parents=True)
     (folder / "migration.sql").write_text(
         "CREATE TYPE mood AS ENUM ('sad');\nCREATE TABLE person (m mood);\n"
-        "ALTER TYPE mood ADD VALUE 'happy';\nCOMMIT;\nINSERT INTO person VALUES ('happy');\n")
+        "ALTER TYPE mood ADD VALUE 'happy';\nCOMMIT;\nINSERT INTO person VALUES ('happy');\n"
+    )
     result = apply.run(open_session(1, database_url=empty_db, migrations_dir=folder.parent, reports_dir=tmp_path))
     assert result.status == "applied"
     assert result.plan == ["1. statements 1-3 in one transaction", "2. statement 5 in one transaction"]

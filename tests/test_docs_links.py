@@ -40,8 +40,12 @@ def _prose_lines(text: str, *, blank_code_spans: bool = True) -> list[tuple[int,
     for number, line in enumerate(text.splitlines(), 1):
         opened = FENCE.match(line)
         if fence:
-            if opened and opened["fence"][0] == fence[0] and len(opened["fence"]) >= len(fence) \
-                    and not line.strip().lstrip(fence[0]):
+            if (
+                opened
+                and opened["fence"][0] == fence[0]
+                and len(opened["fence"]) >= len(fence)
+                and not line.strip().lstrip(fence[0])
+            ):
                 fence = ""
             continue
         if opened:
@@ -119,14 +123,18 @@ def test_relative_links_resolve(path: Path) -> None:
 def test_readme_is_a_front_door() -> None:
     lines = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
     assert lines <= README_MAX_LINES, (
-        f"README.md has {lines} lines, more than {README_MAX_LINES}: move reference material into docs/ and link it")
+        f"README.md has {lines} lines, more than {README_MAX_LINES}: move reference material into docs/ and link it"
+    )
 
 
 def test_the_checker_sees_what_it_should(tmp_path: Path) -> None:
     """Fenced code and code spans hold no links; slugs follow GitHub's rules."""
     page = tmp_path / "page.md"
-    page.write_text("a [real](x.md) link and `[not](y.md)`\n```md\n[fenced](z.md)\n```\n"
-                    "![img](pic.png \"title\") [web](https://example.org)\n\n[ref]: defined.md\n", encoding="utf-8")
+    page.write_text(
+        "a [real](x.md) link and `[not](y.md)`\n```md\n[fenced](z.md)\n```\n"
+        '![img](pic.png "title") [web](https://example.org)\n\n[ref]: defined.md\n',
+        encoding="utf-8",
+    )
     assert [target for _, _, target in _links(page)] == ["x.md", "pic.png", "https://example.org", "defined.md"]
     page.write_text("# One `code` title\n```\n# not a heading\n```\n## One code title\n", encoding="utf-8")
     assert anchors(page) == {"one-code-title", "one-code-title-1"}

@@ -40,33 +40,56 @@ _ONCE = pytest.mark.kernel
 
 def migration_files(folder: Path) -> list[Path]:
     """Prisma's order: byte order of the folder names."""
-    return [p / "migration.sql" for p in sorted(folder.iterdir(), key=lambda p: p.name.encode())
-            if (p / "migration.sql").is_file()]
+    return [
+        p / "migration.sql"
+        for p in sorted(folder.iterdir(), key=lambda p: p.name.encode())
+        if (p / "migration.sql").is_file()
+    ]
 
 
 def psql_apply(url: str, files: list[Path]) -> None:
     """Each file with psql, in one transaction unless it uses CONCURRENTLY: how a team applies them by hand."""
     for path in files:
         single = [] if "CONCURRENTLY" in path.read_text(encoding="utf-8", errors="replace").upper() else ["-1"]
-        done = subprocess.run([str(BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url,
-                               "-f", str(path)], capture_output=True, text=True)
+        done = subprocess.run(
+            [str(BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url, "-f", str(path)],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, f"psql failed on {path}: {done.stderr[-2000:]}"
 
 
 def schema_of(url: str) -> str:
     """pg_dump -s without runbook's ledger, Prisma's table and the lines that differ between any two dumps."""
-    done = subprocess.run([str(BIN / "pg_dump"), "-s", "--no-owner", "--no-privileges", "--exclude-schema=runbook",
-                           "--exclude-table=public._prisma_migrations", "-d", url], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            str(BIN / "pg_dump"),
+            "-s",
+            "--no-owner",
+            "--no-privileges",
+            "--exclude-schema=runbook",
+            "--exclude-table=public._prisma_migrations",
+            "-d",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
-    lines = [line for line in done.stdout.splitlines()
-             if line.strip() and not line.startswith("--") and not line.startswith(("\\restrict", "\\unrestrict"))]
+    lines = [
+        line
+        for line in done.stdout.splitlines()
+        if line.strip() and not line.startswith("--") and not line.startswith(("\\restrict", "\\unrestrict"))
+    ]
     return "\n".join(lines)
 
 
 def prisma_rows(url: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT migration_name, checksum, finished_at IS NOT NULL, rolled_back_at IS NULL,"
-                            " applied_steps_count, logs FROM _prisma_migrations ORDER BY migration_name").fetchall()
+        return conn.execute(
+            "SELECT migration_name, checksum, finished_at IS NOT NULL, rolled_back_at IS NULL,"
+            " applied_steps_count, logs FROM _prisma_migrations ORDER BY migration_name"
+        ).fetchall()
 
 
 def insert_prisma_rows(url: str, files: list[Path]) -> None:
@@ -74,9 +97,11 @@ def insert_prisma_rows(url: str, files: list[Path]) -> None:
     with psycopg.connect(url) as conn:
         conn.execute(prisma_history.DDL)
         for path in files:
-            conn.execute("INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, logs,"
-                         " started_at, applied_steps_count) VALUES (%s, %s, now(), %s, NULL, now(), 1)",
-                         (str(uuid.uuid4()), hashlib.sha256(path.read_bytes()).hexdigest(), path.parent.name))
+            conn.execute(
+                "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, logs,"
+                " started_at, applied_steps_count) VALUES (%s, %s, now(), %s, NULL, now(), 1)",
+                (str(uuid.uuid4()), hashlib.sha256(path.read_bytes()).hexdigest(), path.parent.name),
+            )
 
 
 def deploy(url: str, folder: Path, reports: Path, *extra: str) -> tuple[int, str]:
@@ -85,8 +110,9 @@ def deploy(url: str, folder: Path, reports: Path, *extra: str) -> tuple[int, str
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["deploy", "--database-url", url, "--migrations-dir", str(folder), "--reports-dir",
-                         str(reports), *extra])
+        code = cli.main(
+            ["deploy", "--database-url", url, "--migrations-dir", str(folder), "--reports-dir", str(reports), *extra]
+        )
     return code, err.getvalue()
 
 
@@ -106,8 +132,7 @@ def test_a_complete_history_deploys_as_psql_applies_it(corpus: str, make_databas
     assert f"{len(files)}/{len(files)} migrations applied" in (_run_dir(err) / "summary.md").read_text()
     # each migration judged against the state it left (validated as it committed): no test fails, and one that
     # could not run (trigger.dev's partitioned tables with no partition take no row) says why
-    tests = [t for path in sorted(_run_dir(err).glob("*/validate.json"))
-             for t in json.loads(path.read_text())["tests"]]
+    tests = [t for path in sorted(_run_dir(err).glob("*/validate.json")) for t in json.loads(path.read_text())["tests"]]
     assert len(tests) > 4000 and not [t["name"] for t in tests if t["outcome"] == "failed"]
     assert all(t["reason"] for t in tests if t["outcome"] == "not_run")
     assert sum(t["outcome"] == "not_run" for t in tests) < len(tests) // 100
@@ -137,10 +162,25 @@ def _summary_opens_and_stays_small(run_dir: Path, migrations: int, tmp_path: Pat
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         return  # the size and the content are checked; the browser where `make test` could install it
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=180)
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "Release Migration Summary: COMPLETED" in dom.stdout
     assert f"{migrations}/{migrations} migrations applied" in dom.stdout
@@ -156,8 +196,9 @@ def test_adopted_at_n_minus_3_then_deployed(make_database, tmp_path: Path) -> No
     code, err = deploy(adopted, folder, tmp_path / "r")
     assert code == 0, err[-3000:]
     run = _run_dir(err)
-    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == [f"{n:04d}" for n in range(len(files) - 2,
-                                                                                         len(files) + 1)]
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == [
+        f"{n:04d}" for n in range(len(files) - 2, len(files) + 1)
+    ]
     psql_apply(fresh, files)
     assert schema_of(adopted) == schema_of(fresh)
     assert len(prisma_rows(adopted)) == len(files)
@@ -197,8 +238,12 @@ def test_a_changed_file_in_the_history_is_drift(make_database, tmp_path: Path, c
     assert cli.main(["status", "--database-url", url, "--migrations-dir", str(folder)]) == 0
     out = capsys.readouterr().out
     assert re.search(rf"{re.escape(changed.parent.name)}.*DRIFT", out), out
-    assert cli.main(["apply", "3", "--database-url", url, "--migrations-dir", str(folder),
-                     "--reports-dir", str(tmp_path / "r")]) == 1
+    assert (
+        cli.main(
+            ["apply", "3", "--database-url", url, "--migrations-dir", str(folder), "--reports-dir", str(tmp_path / "r")]
+        )
+        == 1
+    )
     assert "changed since it was applied" in capsys.readouterr().err
     new = folder / "20990101000000_later"  # something pending: the release refuses to build on the changed history
     new.mkdir()
@@ -218,9 +263,11 @@ def test_a_failed_prisma_row_blocks_the_deploy(make_database, tmp_path: Path, ca
     psql_apply(url, files[:2])
     insert_prisma_rows(url, files[:2])
     with psycopg.connect(url) as conn:  # Prisma started migration 3 and it failed
-        conn.execute("INSERT INTO _prisma_migrations (id, checksum, migration_name, logs, started_at,"
-                     " applied_steps_count) VALUES (%s, %s, %s, 'error', now(), 0)",
-                     (str(uuid.uuid4()), hashlib.sha256(files[2].read_bytes()).hexdigest(), files[2].parent.name))
+        conn.execute(
+            "INSERT INTO _prisma_migrations (id, checksum, migration_name, logs, started_at,"
+            " applied_steps_count) VALUES (%s, %s, %s, 'error', now(), 0)",
+            (str(uuid.uuid4()), hashlib.sha256(files[2].read_bytes()).hexdigest(), files[2].parent.name),
+        )
     before = schema_of(url)
     code, err = deploy(url, folder, tmp_path / "r")
     assert code == 1

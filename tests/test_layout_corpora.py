@@ -32,10 +32,17 @@ from test_history_corpora import BIN, CORPORA, _capture, _run_dir
 pytestmark = pytest.mark.slow
 _ONCE = pytest.mark.kernel  # runbook's reading of the histories: the same on any server, run once
 
-OHDSI = LayoutSettings(layout="flyway", placeholders={"ohdsiSchema": "webapi"}, schemas=("webapi",),
-                       rollback_dir=CORPORA / "ohdsi-webapi" / "migrations" / "rollback")
-SETTINGS = {"openmeter": LayoutSettings(layout="golang-migrate"), "dokploy": LayoutSettings(layout="drizzle"),
-            "ohdsi-webapi": OHDSI}
+OHDSI = LayoutSettings(
+    layout="flyway",
+    placeholders={"ohdsiSchema": "webapi"},
+    schemas=("webapi",),
+    rollback_dir=CORPORA / "ohdsi-webapi" / "migrations" / "rollback",
+)
+SETTINGS = {
+    "openmeter": LayoutSettings(layout="golang-migrate"),
+    "dokploy": LayoutSettings(layout="drizzle"),
+    "ohdsi-webapi": OHDSI,
+}
 MODULES = {"openmeter": golang_migrate, "dokploy": drizzle, "ohdsi-webapi": flyway}
 FIRST = 30  # on the other server
 
@@ -55,6 +62,7 @@ def _copy(corpus: str, tmp_path: Path, n: int | None = None) -> Path:
                 path.unlink()
         if corpus == "dokploy":  # the journal lists only the kept ones
             import json
+
             journal = target / "migrations" / "meta" / "_journal.json"
             data = json.loads(journal.read_text())
             data["entries"] = data["entries"][:n]
@@ -65,8 +73,12 @@ def _copy(corpus: str, tmp_path: Path, n: int | None = None) -> Path:
 def _settings(corpus: str, root: Path | None = None) -> LayoutSettings:
     settings = SETTINGS[corpus]
     if corpus == "ohdsi-webapi" and root is not None:
-        return LayoutSettings(layout="flyway", placeholders=settings.placeholders, schemas=settings.schemas,
-                              rollback_dir=root / "migrations" / "rollback")
+        return LayoutSettings(
+            layout="flyway",
+            placeholders=settings.placeholders,
+            schemas=settings.schemas,
+            rollback_dir=root / "migrations" / "rollback",
+        )
     return settings
 
 
@@ -81,19 +93,40 @@ def psql_apply(url: str, corpus: str, folder: Path) -> None:
         env["PGOPTIONS"] = "-c search_path=webapi"
     for m in migrations:
         single = [] if "CONCURRENTLY" in m.sql.upper() else ["-1"]
-        done = subprocess.run([str(BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url, "-f", "-"],
-                              input=m.sql, capture_output=True, text=True, env=env)
+        done = subprocess.run(
+            [str(BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url, "-f", "-"],
+            input=m.sql,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert done.returncode == 0, f"psql failed on {m.path.name}: {done.stderr[-2000:]}"
 
 
 def schema_of(url: str) -> str:
     """pg_dump -s without runbook's ledger and the tools' history tables."""
-    done = subprocess.run([str(BIN / "pg_dump"), "-s", "--no-owner", "--no-privileges", "--exclude-schema=runbook",
-                           "--exclude-schema=drizzle", "--exclude-table=*.schema_migrations",
-                           "--exclude-table=*.flyway_schema_history", "-d", url], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            str(BIN / "pg_dump"),
+            "-s",
+            "--no-owner",
+            "--no-privileges",
+            "--exclude-schema=runbook",
+            "--exclude-schema=drizzle",
+            "--exclude-table=*.schema_migrations",
+            "--exclude-table=*.flyway_schema_history",
+            "-d",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
-    lines = [line for line in done.stdout.splitlines()
-             if line.strip() and not line.startswith("--") and not line.startswith(("\\restrict", "\\unrestrict"))]
+    lines = [
+        line
+        for line in done.stdout.splitlines()
+        if line.strip() and not line.startswith("--") and not line.startswith(("\\restrict", "\\unrestrict"))
+    ]
     return "\n".join(lines)
 
 
@@ -101,8 +134,9 @@ def deploy(url: str, folder: Path, reports: Path, *extra: str) -> tuple[int, str
     """The exit code, and what the terminal showed (stderr's progress and failure, then stdout's outcome)."""
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        code = cli.main(["deploy", "--database-url", url, "--migrations-dir", str(folder), "--reports-dir",
-                         str(reports), *extra])
+        code = cli.main(
+            ["deploy", "--database-url", url, "--migrations-dir", str(folder), "--reports-dir", str(reports), *extra]
+        )
     return code, err.getvalue() + out.getvalue()
 
 
@@ -117,8 +151,10 @@ def tool_rows(url: str, corpus: str) -> list[tuple]:
             return conn.execute("SELECT version, dirty FROM schema_migrations").fetchall()
         if corpus == "dokploy":
             return conn.execute("SELECT hash, created_at FROM drizzle.__drizzle_migrations ORDER BY id").fetchall()
-        return conn.execute("SELECT installed_rank, version, description, type, script, checksum, success"
-                            " FROM webapi.flyway_schema_history ORDER BY installed_rank").fetchall()
+        return conn.execute(
+            "SELECT installed_rank, version, description, type, script, checksum, success"
+            " FROM webapi.flyway_schema_history ORDER BY installed_rank"
+        ).fetchall()
 
 
 def expected_rows(corpus: str, folder: Path) -> list[tuple]:
@@ -127,8 +163,10 @@ def expected_rows(corpus: str, folder: Path) -> list[tuple]:
         return [(int(migrations[-1].version), False)]
     if corpus == "dokploy":
         return [(m.checksum, m.created_at) for m in migrations]
-    return [(n, m.version, m.description, "SQL", m.path.name, int(m.checksum), True)
-            for n, m in enumerate(migrations, start=1)]
+    return [
+        (n, m.version, m.description, "SQL", m.path.name, int(m.checksum), True)
+        for n, m in enumerate(migrations, start=1)
+    ]
 
 
 def _whole(corpus: str, url: str, config: pytest.Config) -> bool:
@@ -141,8 +179,9 @@ def _whole(corpus: str, url: str, config: pytest.Config) -> bool:
 
 
 @pytest.mark.parametrize("corpus", ["openmeter", "dokploy", "ohdsi-webapi"])
-def test_a_tool_history_deploys_from_empty_as_psql_applies_it(corpus: str, make_database, pytestconfig: pytest.Config,
-                                                              tmp_path: Path) -> None:
+def test_a_tool_history_deploys_from_empty_as_psql_applies_it(
+    corpus: str, make_database, pytestconfig: pytest.Config, tmp_path: Path
+) -> None:
     by_psql, by_runbook = make_database(), make_database()
     whole = _whole(corpus, by_psql, pytestconfig)
     folder = _copy(corpus, tmp_path, None if whole else FIRST)
@@ -198,8 +237,9 @@ def test_a_changed_flyway_script_is_drift_and_a_failed_row_blocks(make_database,
     assert cli.main(["status", "--database-url", url, "--migrations-dir", str(folder)]) == 0
     out = capsys.readouterr().out
     assert re.search(rf"{re.escape(changed.stem)}.*DRIFT", out), out
-    changed.write_text(changed.read_text(encoding="utf-8").replace("\n-- edited after it was applied\n", ""),
-                       encoding="utf-8")
+    changed.write_text(
+        changed.read_text(encoding="utf-8").replace("\n-- edited after it was applied\n", ""), encoding="utf-8"
+    )
     (folder / "V9.9.9__later.sql").write_text("CREATE TABLE later (id int);\n", encoding="utf-8")
     with psycopg.connect(url) as conn:
         conn.execute("UPDATE webapi.flyway_schema_history SET success = false WHERE installed_rank = 6")
@@ -225,8 +265,7 @@ def test_a_dirty_golang_migrate_row_left_by_another_runner_blocks(make_database,
 
 
 @_ONCE
-def test_a_folder_runbook_cannot_read_is_refused_not_reported_applied(make_database, tmp_path: Path,
-                                                                     capsys) -> None:
+def test_a_folder_runbook_cannot_read_is_refused_not_reported_applied(make_database, tmp_path: Path, capsys) -> None:
     url = make_database()
     odd = tmp_path / "odd"
     odd.mkdir()

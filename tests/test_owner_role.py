@@ -76,8 +76,13 @@ class Journey:
 
 def _runbook_looking(conn: psycopg.Connection) -> bool:
     """Whether runbook is reading pg_locks for blockers now (execution.blockers' look)."""
-    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'runbook%%'"
-                        " AND query LIKE '%%FROM pg_locks l LEFT JOIN pg_stat_activity%%'").fetchone()[0] > 0
+    return (
+        conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'runbook%%'"
+            " AND query LIKE '%%FROM pg_locks l LEFT JOIN pg_stat_activity%%'"
+        ).fetchone()[0]
+        > 0
+    )
 
 
 def _runbook_waiting_for(conn: psycopg.Connection, pid: int) -> int:
@@ -85,7 +90,9 @@ def _runbook_waiting_for(conn: psycopg.Connection, pid: int) -> int:
     writer would queue behind (seen as the superuser sees it)."""
     return conn.execute(
         "SELECT count(*) FROM pg_stat_activity a WHERE a.application_name LIKE 'runbook%%'"
-        " AND %s = ANY(pg_blocking_pids(a.pid))", (pid,)).fetchone()[0]
+        " AND %s = ANY(pg_blocking_pids(a.pid))",
+        (pid,),
+    ).fetchone()[0]
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +102,11 @@ def journey(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with owned_database(server_url) as roles:
         load = cli("example", "load", url=roles.owner)
         with psycopg.connect(roles.owner, autocommit=True) as conn:
-            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
-                         .format(sql.Identifier(roles.names["app"])))
+            conn.execute(
+                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(
+                    sql.Identifier(roles.names["app"])
+                )
+            )
         run6 = cli("run", 6, *common, "--format", "json", url=roles.owner)
         # batch 7 as a person acting as the owner, while the application holds "Lead" idle in a transaction
         # (as the superuser sees it: state hidden from the owner role) and writes every 5 ms
@@ -134,8 +144,9 @@ def journey(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         status = cli("status", "--migrations-dir", MIGRATIONS, "--format", "json", url=roles.reader)
         check = cli("check", "--migrations-dir", MIGRATIONS, url=roles.reader)
         with psycopg.connect(roles.owner) as conn:
-            ledger_owner = conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
-                                        (ledger.table(),)).fetchone()[0]
+            ledger_owner = conn.execute(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass", (ledger.table(),)
+            ).fetchone()[0]
         rollback7 = cli("rollback", 7, *common, url=roles.owner)
         rollback6 = cli("rollback", 6, *common, url=roles.owner)
         deploy = cli("deploy", *common, url=roles.owner)
@@ -143,10 +154,26 @@ def journey(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             grants = conn.execute(
                 "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type)"
                 " FROM information_schema.role_table_grants WHERE grantee = %s GROUP BY 1 ORDER BY 1",
-                (roles.names["app"],)).fetchall()
+                (roles.names["app"],),
+            ).fetchall()
         applied7 = run7.json["records"]["apply"] if run7.code == 0 else {}
-        yield Journey(roles, load, run6, run7, applied7, writer.errors, blocked[0],
-                      validate7, status, check, ledger_owner, rollback7, rollback6, deploy, grants)
+        yield Journey(
+            roles,
+            load,
+            run6,
+            run7,
+            applied7,
+            writer.errors,
+            blocked[0],
+            validate7,
+            status,
+            check,
+            ledger_owner,
+            rollback7,
+            rollback6,
+            deploy,
+            grants,
+        )
 
 
 def test_the_owner_role_loads_runs_and_owns_the_ledger(journey: Journey) -> None:
@@ -183,7 +210,9 @@ def test_acting_as_the_owner_is_recorded_with_who_logged_in(journey: Journey) ->
     owner, person = journey.roles.names["owner"], journey.roles.names["person"]
     assert journey.run7_data["connection"]["user"] == f"{owner} (logged in as {person})"
     with psycopg.connect(journey.roles.owner) as conn:
-        users = {r[0] for r in conn.execute(f"SELECT db_user FROM {ledger.table()} WHERE batch = 7 AND phase = 'apply'")}
+        users = {
+            r[0] for r in conn.execute(f"SELECT db_user FROM {ledger.table()} WHERE batch = 7 AND phase = 'apply'")
+        }
     assert owner in users  # the ledger's db_user is the role acted as
 
 
@@ -197,8 +226,9 @@ def test_validate_status_check_rollback_deploy_as_the_owner(journey: Journey) ->
         assert done.code == 0, done.err + done.out
     with psycopg.connect(journey.roles.owner) as conn:
         assert {n: s.applied for n, s in ledger.states(conn).items()} == {6: True, 7: True}
-        assert conn.execute("SELECT attnotnull FROM pg_attribute WHERE attrelid = '\"Lead\"'::regclass"
-                            " AND attname = 'customer_id'").fetchone()[0]
+        assert conn.execute(
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = '\"Lead\"'::regclass AND attname = 'customer_id'"
+        ).fetchone()[0]
 
 
 def test_the_application_keeps_its_grants_through_the_journey(journey: Journey) -> None:
@@ -221,9 +251,22 @@ def test_a_fleet_of_owner_role_targets_runs(owned, tmp_path, monkeypatch: pytest
     monkeypatch.setenv("RB_OWNER_A", first.owner)
     monkeypatch.setenv("RB_OWNER_B", second.owner)
     toml = tmp_path / "fleet.toml"
-    toml.write_text('[[target]]\nname = "a"\nurl_env = "RB_OWNER_A"\n\n[[target]]\nname = "b"\nurl_env = "RB_OWNER_B"\n')
-    done = run_cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--reports-dir", tmp_path / "reports",
-                   "--migrations-dir", MIGRATIONS)
+    toml.write_text(
+        '[[target]]\nname = "a"\nurl_env = "RB_OWNER_A"\n\n[[target]]\nname = "b"\nurl_env = "RB_OWNER_B"\n'
+    )
+    done = run_cli(
+        "fleet",
+        "run",
+        6,
+        "--targets",
+        toml,
+        "--workers",
+        1,
+        "--reports-dir",
+        tmp_path / "reports",
+        "--migrations-dir",
+        MIGRATIONS,
+    )
     assert done.code == 0, done.err + done.out
     for roles in (first, second):
         with psycopg.connect(roles.owner) as conn:

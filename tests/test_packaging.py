@@ -37,8 +37,11 @@ def test_every_subpackage_is_listed_and_the_data_folders_exist() -> None:
     code.add("runbook_lib")  # a namespace package: no __init__.py
     mapped = SETUPTOOLS["package-dir"]
     # folders of data files only, listed so that setuptools does not warn of each on every install
-    data = {"runbook_lib.db.example_crm.migrations", "runbook_lib.report.templates.runbook",
-            "runbook_lib.report.templates.runbook.static"}
+    data = {
+        "runbook_lib.db.example_crm.migrations",
+        "runbook_lib.report.templates.runbook",
+        "runbook_lib.report.templates.runbook.static",
+    }
     assert all(SETUPTOOLS["package-data"][name] == ["*/*" if name.endswith("migrations") else "*"] for name in data)
     assert set(SETUPTOOLS["packages"]) == code | set(mapped) | data, (
         "pyproject.toml's [tool.setuptools] packages must list every package of runbook_lib "
@@ -65,8 +68,11 @@ def _run(args: list, *, cwd: Path, env: dict, timeout: float) -> subprocess.Comp
 @pytest.mark.kernel
 def test_the_installed_wheel_runs_the_example_from_an_empty_directory(tmp_path: Path, make_database) -> None:
     timings: dict[str, float] = {}
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "RUNBOOK_REPORTS_DIR", "RUNBOOK_HOME", "VIRTUAL_ENV", "DATABASE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "RUNBOOK_REPORTS_DIR", "RUNBOOK_HOME", "VIRTUAL_ENV", "DATABASE_URL")
+    }
 
     # Built from a copy of the project, so the build's build/ and *.egg-info stay out of the checkout.
     src = tmp_path / "src"
@@ -84,8 +90,12 @@ def test_the_installed_wheel_runs_the_example_from_an_empty_directory(tmp_path: 
     timings["venv"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    built = _run([python, "-m", "pip", "wheel", "-v", "--no-deps", "-w", tmp_path / "dist", src],
-                 cwd=tmp_path, env=env, timeout=600)
+    built = _run(
+        [python, "-m", "pip", "wheel", "-v", "--no-deps", "-w", tmp_path / "dist", src],
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     # every data folder is in pyproject's packages: no BuildBackendWarning per folder on each install
     assert "absent from the `packages` configuration" not in built.stdout + built.stderr
     timings["wheel"] = time.perf_counter() - started
@@ -106,10 +116,18 @@ def test_the_installed_wheel_runs_the_example_from_an_empty_directory(tmp_path: 
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    probe = _run([python, "-c", "import json, runbook_lib.config as c; print(json.dumps({'file': c.__file__, "
-                  "'checkout': str(c.checkout()), 'notebooks': str(c.notebooks_dir()), 'example': str(c.example_dir()), "
-                  "'reports': str(c.default_reports_dir()), 'state': str(c.state_dir())}))"],
-                 cwd=empty, env=env, timeout=60)
+    probe = _run(
+        [
+            python,
+            "-c",
+            "import json, runbook_lib.config as c; print(json.dumps({'file': c.__file__, "
+            "'checkout': str(c.checkout()), 'notebooks': str(c.notebooks_dir()), 'example': str(c.example_dir()), "
+            "'reports': str(c.default_reports_dir()), 'state': str(c.state_dir())}))",
+        ],
+        cwd=empty,
+        env=env,
+        timeout=60,
+    )
     where = json.loads(probe.stdout)
     site = venv.resolve()
     for key in ("file", "notebooks", "example"):

@@ -29,8 +29,7 @@ def test_hostile_column_name_from_batch_toml_is_quoted(empty_db: str, tmp_path: 
     folder.mkdir(parents=True)
     quoted = '"' + EVIL.replace('"', '""') + '"'
     (folder / "batch.toml").write_text(f"batch = 1\n[checks]\nnot_null = ['item.{quoted}']\n")
-    (folder / "migration.sql").write_text(
-        "ALTER TABLE item ALTER COLUMN " + quoted + " SET NOT NULL;\n")
+    (folder / "migration.sql").write_text("ALTER TABLE item ALTER COLUMN " + quoted + " SET NOT NULL;\n")
     [batch] = discover(tmp_path / "migrations")
     assert batch.checks.not_null[0].column == EVIL
     session = open_session(1, database_url=empty_db, migrations_dir=tmp_path / "migrations", reports_dir=tmp_path / "r")
@@ -59,10 +58,21 @@ def test_tls_settings_in_the_url_are_kept(crm_url: str) -> None:
 def test_a_url_with_a_password_is_refused_as_a_notebook_parameter(crm_url: str, tmp_path: Path) -> None:
     url = conninfo.make_conninfo(crm_url, password="hunter2-secret")
     with pytest.raises(RunbookError) as refused:
-        open_session(6, database_url=url, reports_dir=tmp_path, from_notebook=True, migrations_dir=config.example_migrations_dir())
+        open_session(
+            6,
+            database_url=url,
+            reports_dir=tmp_path,
+            from_notebook=True,
+            migrations_dir=config.example_migrations_dir(),
+        )
     assert "DATABASE_URL" in str(refused.value) and "hunter2-secret" not in str(refused.value)
     # The same URL through the environment (the CLI's way) is fine, and never written anywhere.
-    assert open_session(6, database_url=url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()).facts.url.count("***") == 1
+    assert (
+        open_session(
+            6, database_url=url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()
+        ).facts.url.count("***")
+        == 1
+    )
 
 
 def _url(pw: str, rest: str = "h/db", *, user: str = "u", scheme: str = "postgresql") -> str:
@@ -84,8 +94,9 @@ BAD_URLS = [
 @pytest.mark.parametrize("fmt", ["text", "json"])
 @pytest.mark.parametrize("given", ["DATABASE_URL", "--database-url"])
 @pytest.mark.parametrize(("scheme", "rest", "pw", "pieces", "words"), BAD_URLS, ids=[c[2] for c in BAD_URLS])
-def test_a_bad_url_is_refused_without_any_of_its_password(scheme, rest, pw, pieces, words, given, fmt, monkeypatch,
-                                                          capsys) -> None:
+def test_a_bad_url_is_refused_without_any_of_its_password(
+    scheme, rest, pw, pieces, words, given, fmt, monkeypatch, capsys
+) -> None:
     url = _url(pw, rest, scheme=scheme)
     argv = ["preflight", "7", "--migrations-dir", str(config.example_migrations_dir()), "--format", fmt]
     if given == "DATABASE_URL":
@@ -104,13 +115,16 @@ def test_a_bad_url_is_refused_without_any_of_its_password(scheme, rest, pw, piec
         assert json.loads(out)["error"] == sentence.removeprefix("runbook: ")
 
 
-@pytest.mark.parametrize(("command", "pw", "rest", "pieces"), [
-    ("status", "POSPW7k", "/db?host=/tmp", ["POSPW7k"]),
-    ("preflight", "POSPW7k", "h/db", ["POSPW7k"]),
-    ("status", "SPC9x PWD9x", "h/db", ["SPC9x", "PWD9x"]),
-], ids=["unrecognized", "invalid-int", "space"])
-def test_a_url_argparse_refuses_is_echoed_without_its_password(command, pw, rest, pieces, monkeypatch,
-                                                             capsys) -> None:
+@pytest.mark.parametrize(
+    ("command", "pw", "rest", "pieces"),
+    [
+        ("status", "POSPW7k", "/db?host=/tmp", ["POSPW7k"]),
+        ("preflight", "POSPW7k", "h/db", ["POSPW7k"]),
+        ("status", "SPC9x PWD9x", "h/db", ["SPC9x", "PWD9x"]),
+    ],
+    ids=["unrecognized", "invalid-int", "space"],
+)
+def test_a_url_argparse_refuses_is_echoed_without_its_password(command, pw, rest, pieces, monkeypatch, capsys) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     url = _url(pw, rest, user="pwuser" if pw == "POSPW7k" else "u")
     code = cli.main([command, url])
@@ -135,12 +149,15 @@ def test_any_error_is_printed_without_a_password_given(fmt, monkeypatch, capsys)
     assert not [p for p in ("Dec7k", "Pw7k", "EnvPw7k") if p in out + err], out + err
 
 
-@pytest.mark.parametrize(("url", "pw", "shown"), [
-    (_url("AT7k@PW7k", "nohost.invalid/db"), "AT7k@PW7k", "<unparseable database URL>"),
-    (_url("SL7k/PW7k", "nohost.invalid/db"), "SL7k/PW7k", "<unparseable database URL>"),
-    (_url("AT7k%40PW7k"), "AT7k%40PW7k", "postgresql://u:***@h/db"),
-    ("postgresql://u@h:5432/db?application_name=a@b", "", "postgresql://u@h:5432/db?application_name=a@b"),
-])
+@pytest.mark.parametrize(
+    ("url", "pw", "shown"),
+    [
+        (_url("AT7k@PW7k", "nohost.invalid/db"), "AT7k@PW7k", "<unparseable database URL>"),
+        (_url("SL7k/PW7k", "nohost.invalid/db"), "SL7k/PW7k", "<unparseable database URL>"),
+        (_url("AT7k%40PW7k"), "AT7k%40PW7k", "postgresql://u:***@h/db"),
+        ("postgresql://u@h:5432/db?application_name=a@b", "", "postgresql://u@h:5432/db?application_name=a@b"),
+    ],
+)
 def test_redact_finds_the_whole_password(url, pw, shown) -> None:
     assert database.redact(url) == shown
     assert database.has_password(url) == bool(pw)

@@ -1,8 +1,8 @@
 """Named SQL blocks with expectations (preflight.sql, validation.sql), each run in its own savepoint.
 
-    -- name: Reject Lead without customer_id
-    -- expect: error 23502
-    INSERT INTO "Lead" (id, channel, name) VALUES (gen_random_uuid(), 'messenger', 'Test');
+-- name: Reject Lead without customer_id
+-- expect: error 23502
+INSERT INTO "Lead" (id, channel, name) VALUES (gen_random_uuid(), 'messenger', 'Test');
 """
 
 from __future__ import annotations
@@ -147,8 +147,9 @@ def _shape(block: SqlBlock) -> str | None:
         return None
 
 
-def behaviour_key(kind: str, table: tuple[str, str], columns: tuple[str, ...] | list[str], outcome: str,
-                  *more: object) -> tuple:
+def behaviour_key(
+    kind: str, table: tuple[str, str], columns: tuple[str, ...] | list[str], outcome: str, *more: object
+) -> tuple:
     """The key of what a test proves: the kind of constraint or behaviour ("not null", "foreign key", "reassign"),
     the table as (schema, name), the columns (in order), the expected outcome ("NOT NULL", "error 23502", "ok"),
     and whatever else tells two such tests apart (the parent table of a foreign key, its ON DELETE action).
@@ -185,11 +186,16 @@ def merged(extra: list[SqlBlock], kept: list[SqlBlock]) -> tuple[list[SqlBlock],
             left.append(block)
             continue
         into = kept[i]
-        same = (block.expect == into.expect and block.not_runnable == into.not_runnable
-                and (block.sql == into.sql or (_shape(block) is not None and _shape(block) == _shape(into))))
+        same = (
+            block.expect == into.expect
+            and block.not_runnable == into.not_runnable
+            and (block.sql == into.sql or (_shape(block) is not None and _shape(block) == _shape(into)))
+        )
         kept[i] = dataclasses.replace(
-            into, also_from=into.also_from + (block.source.removeprefix(DERIVED_SOURCE),),
-            also=into.also if same else into.also + (dataclasses.replace(block, also=(), also_from=()),))
+            into,
+            also_from=into.also_from + (block.source.removeprefix(DERIVED_SOURCE),),
+            also=into.also if same else into.also + (dataclasses.replace(block, also=(), also_from=()),),
+        )
     return kept, left
 
 
@@ -281,17 +287,26 @@ def combined(block: SqlBlock, main: BlockResult, halves: list[BlockResult]) -> B
     observed = main.observed
     for half in halves:
         if half.outcome != main.outcome:
-            observed += (f"; the test derived from {half.source.removeprefix(DERIVED_SOURCE)} expected "
-                         f"{half.expectation}, got {half.observed}")
+            observed += (
+                f"; the test derived from {half.source.removeprefix(DERIVED_SOURCE)} expected "
+                f"{half.expectation}, got {half.observed}"
+            )
     if not main.ran and outcome == names.PASSED:  # this one proved nothing, a merged one did
         shown = next(h for h in halves if h.passed)
-        observed = (f"{shown.observed} (the test derived from {shown.source.removeprefix(DERIVED_SOURCE)}; "
-                    f"this one was {main.observed})")
+        observed = (
+            f"{shown.observed} (the test derived from {shown.source.removeprefix(DERIVED_SOURCE)}; "
+            f"this one was {main.observed})"
+        )
     reasons = [r.reason for r in results if r.reason] if outcome == names.NOT_RUN else []
     return dataclasses.replace(
-        main, outcome=outcome, observed=observed, reason="; ".join(dict.fromkeys(reasons)),
+        main,
+        outcome=outcome,
+        observed=observed,
+        reason="; ".join(dict.fromkeys(reasons)),
         duration_ms=main.duration_ms + sum(h.duration_ms for h in halves),
-        also_from=block.also_from, also=tuple(halves))
+        also_from=block.also_from,
+        also=tuple(halves),
+    )
 
 
 def parse(sql: str, *, filename: str) -> list[SqlBlock]:
@@ -310,9 +325,7 @@ def parse(sql: str, *, filename: str) -> list[SqlBlock]:
         where = f"{filename} line {statement.line}"
         if expect is None:
             label = f"block {name!r}" if name else "the statement"
-            raise BatchError(
-                f"{where}: {label} has no '-- expect:' line; add one before it ({EXPECTATION_HELP})."
-            )
+            raise BatchError(f"{where}: {label} has no '-- expect:' line; add one before it ({EXPECTATION_HELP}).")
         blocks.append(
             SqlBlock(
                 name=name or f"Statement at line {statement.line}",
@@ -393,8 +406,15 @@ def run(conn: psycopg.Connection, block: SqlBlock) -> BlockResult:
     started = time.perf_counter()
     expect = block.expect
     if block.not_runnable:
-        return BlockResult(block.name, block.sql, str(expect), f"not run: {block.not_runnable}", names.NOT_RUN,
-                           source=block.source, reason=block.not_runnable)
+        return BlockResult(
+            block.name,
+            block.sql,
+            str(expect),
+            f"not run: {block.not_runnable}",
+            names.NOT_RUN,
+            source=block.source,
+            reason=block.not_runnable,
+        )
     try:
         with conn.transaction():
             cur = conn.execute(block.sql)
@@ -406,30 +426,52 @@ def run(conn: psycopg.Connection, block: SqlBlock) -> BlockResult:
                 raise psycopg.Rollback()
     except psycopg.Error as exc:
         diag = exc.diag
-        return _judged_error(block, diag.sqlstate or "", diag.message_primary or str(exc).strip().splitlines()[0],
-                             diag.constraint_name or "", diag.column_name or "", diag.table_name or "",
-                             (time.perf_counter() - started) * 1000)
+        return _judged_error(
+            block,
+            diag.sqlstate or "",
+            diag.message_primary or str(exc).strip().splitlines()[0],
+            diag.constraint_name or "",
+            diag.column_name or "",
+            diag.table_name or "",
+            (time.perf_counter() - started) * 1000,
+        )
     return _judged(block, rows, rowcount, (time.perf_counter() - started) * 1000)
 
 
-def _judged_error(block: SqlBlock, sqlstate: str, message: str, constraint: str, column: str, table: str,
-                  elapsed: float) -> BlockResult:
+def _judged_error(
+    block: SqlBlock, sqlstate: str, message: str, constraint: str, column: str, table: str, elapsed: float
+) -> BlockResult:
     """The result of a block whose statement the server refused: passed, failed or not run, and why."""
     expect = block.expect
     observed = f"error {sqlstate}: {message}"
     refused = _refused(block, sqlstate, constraint, column)
     if block.keys_made_up_on and sqlstate == FOREIGN_KEY_VIOLATION and table == block.keys_made_up_on:
         outcome, reason = names.TEST_FAILED, ""
-        observed = (f"accepted: the rows went in, and only foreign key {_quote_ident(constraint)} refused them at "
-                    f"the end of the statement (runbook made up its values): {message}")
+        observed = (
+            f"accepted: the rows went in, and only foreign key {_quote_ident(constraint)} refused them at "
+            f"the end of the statement (runbook made up its values): {message}"
+        )
     elif refused:
         outcome, reason = names.NOT_RUN, f"{refused}; the server said: {message}"
         observed = f"not run: {reason}"
     else:
         passed = expect.kind == "error" and (not expect.value or sqlstate in expect.value.split("|"))
         outcome, reason = (names.PASSED if passed else names.TEST_FAILED), ""
-    return BlockResult(block.name, block.sql, str(expect), observed, outcome,
-                       sqlstate, message, "", block.source, elapsed, constraint, column, reason)
+    return BlockResult(
+        block.name,
+        block.sql,
+        str(expect),
+        observed,
+        outcome,
+        sqlstate,
+        message,
+        "",
+        block.source,
+        elapsed,
+        constraint,
+        column,
+        reason,
+    )
 
 
 def _judged(block: SqlBlock, rows: list | None, rowcount: int, elapsed: float) -> BlockResult:
@@ -456,8 +498,18 @@ def _judged(block: SqlBlock, rows: list | None, rowcount: int, elapsed: float) -
         passed = count == int(expect.value)
     else:
         passed = rows is not None and len(rows) >= 1 and _values_equal(value, expect.value)
-    return BlockResult(block.name, block.sql, str(expect), observed, names.PASSED if passed else names.TEST_FAILED,
-                       "", "", value, block.source, elapsed)
+    return BlockResult(
+        block.name,
+        block.sql,
+        str(expect),
+        observed,
+        names.PASSED if passed else names.TEST_FAILED,
+        "",
+        "",
+        value,
+        block.source,
+        elapsed,
+    )
 
 
 _BATCH_COLUMNS = 400  # at most this many tests in one SELECT (PostgreSQL allows 1664 columns)
@@ -484,13 +536,13 @@ def run_all(conn: psycopg.Connection, blocks: list[SqlBlock]) -> list[BlockResul
     results: dict[int, BlockResult] = {}
     reads = [i for i, b in enumerate(blocks) if b.batchable and not b.not_runnable]
     for start in range(0, len(reads), _BATCH_COLUMNS):
-        chunk = reads[start:start + _BATCH_COLUMNS]
+        chunk = reads[start : start + _BATCH_COLUMNS]
         results.update(zip(chunk, _run_batch(conn, [blocks[i] for i in chunk])))
     built: list[int] = []
 
     def flush() -> None:
         for start in range(0, len(built), _BUILT_PER_BLOCK):
-            chunk = built[start:start + _BUILT_PER_BLOCK]
+            chunk = built[start : start + _BUILT_PER_BLOCK]
             results.update(zip(chunk, _run_built(conn, [blocks[i] for i in chunk])))
         built.clear()
 
@@ -503,8 +555,10 @@ def run_all(conn: psycopg.Connection, blocks: list[SqlBlock]) -> list[BlockResul
         flush()
         results[i] = run(conn, block)
     flush()
-    return [dataclasses.replace(results[i], also_from=b.also_from) if b.also_from else results[i]
-            for i, b in enumerate(blocks)]
+    return [
+        dataclasses.replace(results[i], also_from=b.also_from) if b.also_from else results[i]
+        for i, b in enumerate(blocks)
+    ]
 
 
 def _run_batch(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockResult]:
@@ -554,10 +608,14 @@ def _run_built(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockRes
             "    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, cn = CONSTRAINT_NAME, co = COLUMN_NAME,"
             " tb = TABLE_NAME, msg = MESSAGE_TEXT;\n"
             "    found := found || jsonb_build_array(jsonb_build_array(st, msg, cn, co, tb,"
-            " extract(epoch FROM clock_timestamp() - t0) * 1000));\n  END;\n")
-    body = ("\nDECLARE\n  st text; cn text; co text; tb text; msg text; n bigint; t0 timestamptz;"
-            " found jsonb := '[]';\nBEGIN\n" + "".join(parts)
-            + f"  PERFORM set_config('{_RESULTS_SETTING}', found::text, true);\nEND\n")
+            " extract(epoch FROM clock_timestamp() - t0) * 1000));\n  END;\n"
+        )
+    body = (
+        "\nDECLARE\n  st text; cn text; co text; tb text; msg text; n bigint; t0 timestamptz;"
+        " found jsonb := '[]';\nBEGIN\n"
+        + "".join(parts)
+        + f"  PERFORM set_config('{_RESULTS_SETTING}', found::text, true);\nEND\n"
+    )
     try:
         with conn.transaction():
             conn.execute(do_block(body, "runbook_tests"))
@@ -569,6 +627,7 @@ def _run_built(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockRes
         if sqlstate == _DONE:  # it went through: judged as `run` judges a statement without a result set
             results.append(_judged(block, None, int(message), float(elapsed)))
         else:
-            results.append(_judged_error(block, sqlstate, message, constraint or "", column or "", table or "",
-                                         float(elapsed)))
+            results.append(
+                _judged_error(block, sqlstate, message, constraint or "", column or "", table or "", float(elapsed))
+            )
     return results

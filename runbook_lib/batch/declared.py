@@ -45,6 +45,7 @@ SOURCE = "batch.toml"
 CATALOG, REJECT, ACCEPT, UPDATE, REFERENCED, DATA = range(6)
 _READ_ONLY = (CATALOG, DATA)
 
+
 @dataclass(frozen=True)
 class _Test:
     stage: int
@@ -85,8 +86,9 @@ def _not_built(name: str, expect: Expectation, reason: str) -> SqlBlock:
     return SqlBlock(name=name, sql=f"-- not run: {reason}", expect=expect, source=SOURCE, not_runnable=reason)
 
 
-def _behaviour(conn: psycopg.Connection, stage: int, name: str, build, expect: Expectation, *,
-               keys_made_up_on: str = "") -> _Test:
+def _behaviour(
+    conn: psycopg.Connection, stage: int, name: str, build, expect: Expectation, *, keys_made_up_on: str = ""
+) -> _Test:
     """A test whose statement runbook builds from the catalog (`built`); if it cannot be built, not run, with why.
     `keys_made_up_on`: the table whose foreign keys the statement made up (SqlBlock's)."""
     try:
@@ -96,10 +98,15 @@ def _behaviour(conn: psycopg.Connection, stage: int, name: str, build, expect: E
     return _Test(stage, dataclasses.replace(block, built=True, keys_made_up_on=keys_made_up_on))
 
 
-def _do_block(conn: psycopg.Connection, declarations: sql.Composable, statements: list[sql.Composable]) -> sql.Composable:
+def _do_block(
+    conn: psycopg.Connection, declarations: sql.Composable, statements: list[sql.Composable]
+) -> sql.Composable:
     """A PL/pgSQL DO block: several statements that share a variable, run and judged as one test."""
-    body = sql.SQL("\nDECLARE {};\nBEGIN\n{};\nEND\n").format(
-        declarations, sql.SQL(";\n").join(statements)).as_string(conn)
+    body = (
+        sql.SQL("\nDECLARE {};\nBEGIN\n{};\nEND\n")
+        .format(declarations, sql.SQL(";\n").join(statements))
+        .as_string(conn)
+    )
     return sql.SQL(do_block(body))  # already composed: no .format() on it, so braces stay
 
 
@@ -122,11 +129,19 @@ NOT_NULL, NULLABLE, MISSING = "NOT NULL", "nullable", "missing"
 def _nullability(conn: psycopg.Connection, ref: ColumnRef, name: str, expect: str) -> SqlBlock:
     """One column's nullability: 'NOT NULL' once NOT NULL is enforced, else 'nullable' ('missing': no column)."""
     return _block(
-        conn, name,
-        sql.SQL("SELECT coalesce((SELECT CASE is_nullable WHEN 'NO' THEN {} ELSE {} END FROM information_schema.columns"
-                " WHERE table_schema = {} AND table_name = {} AND column_name = {}), {})").format(
-            sql.Literal(NOT_NULL), sql.Literal(NULLABLE),
-            _schema_literal(ref), sql.Literal(ref.table), sql.Literal(ref.column), sql.Literal(MISSING)),
+        conn,
+        name,
+        sql.SQL(
+            "SELECT coalesce((SELECT CASE is_nullable WHEN 'NO' THEN {} ELSE {} END FROM information_schema.columns"
+            " WHERE table_schema = {} AND table_name = {} AND column_name = {}), {})"
+        ).format(
+            sql.Literal(NOT_NULL),
+            sql.Literal(NULLABLE),
+            _schema_literal(ref),
+            sql.Literal(ref.table),
+            sql.Literal(ref.column),
+            sql.Literal(MISSING),
+        ),
         Expectation("value", expect),
     )
 
@@ -146,74 +161,148 @@ def _unique_index_sql(check: UniqueCheck, select: str) -> sql.Composable:
         "SELECT " + select + " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
         " WHERE i.indrelid = {table} AND i.indisunique AND i.indisvalid AND i.indpred IS NULL"
         " AND i.indnkeyatts = {n} AND {keys} = {columns}::text[]"
-    ).format(table=_regclass(check.table), n=sql.Literal(len(check.columns)),
-             keys=_key_columns(sort_by_name=True), columns=sql.Literal(sorted(check.columns)))
+    ).format(
+        table=_regclass(check.table),
+        n=sql.Literal(len(check.columns)),
+        keys=_key_columns(sort_by_name=True),
+        columns=sql.Literal(sorted(check.columns)),
+    )
 
 
 # --- the kinds ------------------------------------------------------------------------------------
 
 
-def _not_null(conn: psycopg.Connection, rows: RowBuilder, ref: ColumnRef, *, writes: bool,
-              home: str = "") -> list[_Test]:
+def _not_null(
+    conn: psycopg.Connection, rows: RowBuilder, ref: ColumnRef, *, writes: bool, home: str = ""
+) -> list[_Test]:
     table, column = ref.table_ref, ref.column
     where = table_key(ref, home)
     found = [
-        _keyed(_Test(CATALOG, _nullability(conn, ref, f"{ref} is NOT NULL in the schema", NOT_NULL)),
-               behaviour_key("not null", where, (column,), NOT_NULL)),
-        _keyed(_Test(DATA, _block(
-            conn, f"No existing {ref.table} row has NULL {column}",
-            sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(_table(ref), sql.Identifier(column)), "0")),
-            behaviour_key("no NULL rows", where, (column,), "0")),
+        _keyed(
+            _Test(CATALOG, _nullability(conn, ref, f"{ref} is NOT NULL in the schema", NOT_NULL)),
+            behaviour_key("not null", where, (column,), NOT_NULL),
+        ),
+        _keyed(
+            _Test(
+                DATA,
+                _block(
+                    conn,
+                    f"No existing {ref.table} row has NULL {column}",
+                    sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(_table(ref), sql.Identifier(column)),
+                    "0",
+                ),
+            ),
+            behaviour_key("no NULL rows", where, (column,), "0"),
+        ),
     ]
     if not writes:
         return found
     refused = Expectation("error", "23502", column=column)
-    found.append(_keyed(_behaviour(
-        conn, REJECT, f"Reject {ref.table} without {column}",
-        lambda: rows.insert(table, {column: sql.SQL("NULL")}, make_up_keys=True), refused,
-        keys_made_up_on=table.table), behaviour_key("INSERT without", where, (column,), str(refused))))
-    found.append(_keyed(_behaviour(
-        conn, ACCEPT, f"Allow {ref.table} with {column}",
-        lambda: rows.insert(table, include=(column,)), Expectation("ok")), behaviour_key("valid row", where, (), "ok")))
+    found.append(
+        _keyed(
+            _behaviour(
+                conn,
+                REJECT,
+                f"Reject {ref.table} without {column}",
+                lambda: rows.insert(table, {column: sql.SQL("NULL")}, make_up_keys=True),
+                refused,
+                keys_made_up_on=table.table,
+            ),
+            behaviour_key("INSERT without", where, (column,), str(refused)),
+        )
+    )
+    found.append(
+        _keyed(
+            _behaviour(
+                conn,
+                ACCEPT,
+                f"Allow {ref.table} with {column}",
+                lambda: rows.insert(table, include=(column,)),
+                Expectation("ok"),
+            ),
+            behaviour_key("valid row", where, (), "ok"),
+        )
+    )
 
     def update_to_null() -> sql.Composable:
         set_null = sql.SQL("UPDATE {t} SET {c} = NULL WHERE ctid = ").format(t=_table(ref), c=sql.Identifier(column))
         if rows.has_rows(table):
             return set_null + sql.SQL("(SELECT ctid FROM {t} LIMIT 1)").format(t=_table(ref))
         # No row to update: insert one first, in the same test.
-        return _do_block(conn, sql.SQL("runbook_row tid"), [
-            rows.insert(table, include=(column,), returning="ctid") + sql.SQL(" INTO runbook_row"),
-            set_null + sql.SQL("runbook_row"),
-        ])
+        return _do_block(
+            conn,
+            sql.SQL("runbook_row tid"),
+            [
+                rows.insert(table, include=(column,), returning="ctid") + sql.SQL(" INTO runbook_row"),
+                set_null + sql.SQL("runbook_row"),
+            ],
+        )
 
-    found.append(_keyed(_behaviour(conn, UPDATE, f"UPDATE of {ref} to NULL rejected", update_to_null, refused),
-                        behaviour_key("UPDATE to NULL", where, (column,), str(refused))))
+    found.append(
+        _keyed(
+            _behaviour(conn, UPDATE, f"UPDATE of {ref} to NULL rejected", update_to_null, refused),
+            behaviour_key("UPDATE to NULL", where, (column,), str(refused)),
+        )
+    )
     return found
 
 
-def foreign_key_key(kind: str, child: tuple[str, str], columns: tuple[str, ...], outcome: str,
-                    parent: tuple[str, str], parent_columns: tuple[str, ...]) -> tuple:
+def foreign_key_key(
+    kind: str,
+    child: tuple[str, str],
+    columns: tuple[str, ...],
+    outcome: str,
+    parent: tuple[str, str],
+    parent_columns: tuple[str, ...],
+) -> tuple:
     """The behaviour key of a foreign-key test (blocks.behaviour_key): its parent table and columns tell it apart."""
     return behaviour_key(kind, child, columns, outcome, parent, tuple(parent_columns))
 
 
-def _foreign_key(conn: psycopg.Connection, rows: RowBuilder, fk: ForeignKeyCheck, *, writes: bool,
-                 home: str = "") -> list[_Test]:
+def _foreign_key(
+    conn: psycopg.Connection, rows: RowBuilder, fk: ForeignKeyCheck, *, writes: bool, home: str = ""
+) -> list[_Test]:
     child, parent = fk.column, fk.references
-    keyed = functools.partial(foreign_key_key, child=table_key(child, home), columns=(child.column,),
-                              parent=table_key(parent, home), parent_columns=(parent.column,))
+    keyed = functools.partial(
+        foreign_key_key,
+        child=table_key(child, home),
+        columns=(child.column,),
+        parent=table_key(parent, home),
+        parent_columns=(parent.column,),
+    )
     found = [
-        _keyed(_Test(CATALOG, _block(conn, f"{child} references {parent.table} ON DELETE {fk.on_delete.upper()}",
-                                     _fk_action_sql(child, parent), f"'{fk.on_delete}'")),
-               keyed("foreign key", outcome=f"ON DELETE {fk.on_delete.upper()}")),
-        _keyed(_Test(DATA, _block(
-            conn, f"No {child} without its {parent.table}",
-            sql.SQL(
-                "SELECT count(*) FROM {child} c WHERE c.{col} IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{pcol} = c.{col})"
-            ).format(child=_table(child), col=sql.Identifier(child.column),
-                     parent=_table(parent), pcol=sql.Identifier(parent.column)),
-            "0")), keyed("no orphan rows", outcome="0")),
+        _keyed(
+            _Test(
+                CATALOG,
+                _block(
+                    conn,
+                    f"{child} references {parent.table} ON DELETE {fk.on_delete.upper()}",
+                    _fk_action_sql(child, parent),
+                    f"'{fk.on_delete}'",
+                ),
+            ),
+            keyed("foreign key", outcome=f"ON DELETE {fk.on_delete.upper()}"),
+        ),
+        _keyed(
+            _Test(
+                DATA,
+                _block(
+                    conn,
+                    f"No {child} without its {parent.table}",
+                    sql.SQL(
+                        "SELECT count(*) FROM {child} c WHERE c.{col} IS NOT NULL"
+                        " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{pcol} = c.{col})"
+                    ).format(
+                        child=_table(child),
+                        col=sql.Identifier(child.column),
+                        parent=_table(parent),
+                        pcol=sql.Identifier(parent.column),
+                    ),
+                    "0",
+                ),
+            ),
+            keyed("no orphan rows", outcome="0"),
+        ),
     ]
     if writes and fk.on_delete in ("restrict", "no action"):
         # PostgreSQL 18 reports ON DELETE RESTRICT as restrict_violation (23001), older ones as 23503.
@@ -228,16 +317,26 @@ def _foreign_key(conn: psycopg.Connection, rows: RowBuilder, fk: ForeignKeyCheck
         def delete_referenced_parent() -> sql.Composable:
             # A new parent that only one new child references: the delete can only be refused by this key (both
             # rows new to every unique key, their own parents inserted first where needed).
-            return _do_block(conn, sql.SQL("runbook_parent_key {}%TYPE").format(
-                sql.Identifier(*([parent.schema] if parent.schema else []), parent.table, parent.column)), [
-                rows.insert(parent.table_ref, returning=parent.column) + sql.SQL(" INTO runbook_parent_key"),
-                rows.insert(child.table_ref, {child.column: sql.SQL("runbook_parent_key")}),
-                sql.SQL("DELETE FROM {} WHERE {} = runbook_parent_key").format(
-                    _table(parent), sql.Identifier(parent.column)),
-            ])
+            return _do_block(
+                conn,
+                sql.SQL("runbook_parent_key {}%TYPE").format(
+                    sql.Identifier(*([parent.schema] if parent.schema else []), parent.table, parent.column)
+                ),
+                [
+                    rows.insert(parent.table_ref, returning=parent.column) + sql.SQL(" INTO runbook_parent_key"),
+                    rows.insert(child.table_ref, {child.column: sql.SQL("runbook_parent_key")}),
+                    sql.SQL("DELETE FROM {} WHERE {} = runbook_parent_key").format(
+                        _table(parent), sql.Identifier(parent.column)
+                    ),
+                ],
+            )
 
-        found.append(_keyed(_behaviour(conn, REFERENCED, name, delete_referenced_parent, expect),
-                            keyed("DELETE of a referenced parent", outcome=f"error {codes}")))
+        found.append(
+            _keyed(
+                _behaviour(conn, REFERENCED, name, delete_referenced_parent, expect),
+                keyed("DELETE of a referenced parent", outcome=f"error {codes}"),
+            )
+        )
     return found
 
 
@@ -245,21 +344,36 @@ def _constraint_of(rows: RowBuilder, fk: ForeignKeyCheck) -> str:
     """The name of the foreign key on exactly this column to this parent, from the catalog ('' if none)."""
     shape = rows.shape(fk.column.table_ref)
     for key in shape.foreign_keys:
-        if (key.columns == (fk.column.column,) and key.parent.table == fk.references.table
-                and key.parent_columns == (fk.references.column,)):
+        if (
+            key.columns == (fk.column.column,)
+            and key.parent.table == fk.references.table
+            and key.parent_columns == (fk.references.column,)
+        ):
             return key.name
     return ""
 
 
-def _unique(conn: psycopg.Connection, rows: RowBuilder, check: UniqueCheck, *, writes: bool,
-            home: str = "") -> list[_Test]:
+def _unique(
+    conn: psycopg.Connection, rows: RowBuilder, check: UniqueCheck, *, writes: bool, home: str = ""
+) -> list[_Test]:
     label = f"{check.table}.{check.columns[0]}" if len(check.columns) == 1 else str(check)
     where, columns = table_key(check.table, home), tuple(sorted(check.columns))
-    found = [_keyed(_Test(CATALOG, _block(
-        conn, f"{label} has a unique constraint or index",
-        sql.SQL("SELECT CASE WHEN EXISTS ({}) THEN 'present' ELSE 'missing' END").format(
-            _unique_index_sql(check, "1")),
-        "present")), behaviour_key("unique", where, columns, "present"))]
+    found = [
+        _keyed(
+            _Test(
+                CATALOG,
+                _block(
+                    conn,
+                    f"{label} has a unique constraint or index",
+                    sql.SQL("SELECT CASE WHEN EXISTS ({}) THEN 'present' ELSE 'missing' END").format(
+                        _unique_index_sql(check, "1")
+                    ),
+                    "present",
+                ),
+            ),
+            behaviour_key("unique", where, columns, "present"),
+        )
+    ]
     if not writes:
         return found
     try:
@@ -270,10 +384,19 @@ def _unique(conn: psycopg.Connection, rows: RowBuilder, check: UniqueCheck, *, w
     expect = Expectation("error", "23505", constraint=row[0] if row else "")
 
     # Two new rows sharing one value per unique column, new in every other unique column of the table.
-    found.append(_keyed(_behaviour(conn, REFERENCED, f"Duplicate {label} rejected",
-                                   lambda: rows.duplicate(check.table, check.columns, make_up_keys=True), expect,
-                                   keys_made_up_on=check.table.table),
-                        behaviour_key("duplicate", where, columns, "error 23505")))
+    found.append(
+        _keyed(
+            _behaviour(
+                conn,
+                REFERENCED,
+                f"Duplicate {label} rejected",
+                lambda: rows.duplicate(check.table, check.columns, make_up_keys=True),
+                expect,
+                keys_made_up_on=check.table.table,
+            ),
+            behaviour_key("duplicate", where, columns, "error 23505"),
+        )
+    )
     return found
 
 
@@ -282,8 +405,12 @@ def _check_constraint(conn: psycopg.Connection, check: CheckConstraintCheck, hom
         "SELECT coalesce((SELECT CASE WHEN c.convalidated THEN 'validated' ELSE 'not validated' END"
         " FROM pg_constraint c WHERE c.conrelid = {table} AND c.conname = {name} AND c.contype = 'c'), 'missing')"
     ).format(table=_regclass(check.table), name=sql.Literal(check.name))
-    return [_keyed(_Test(CATALOG, _block(conn, f"{check.table} has CHECK {check.name}, validated", stmt, "validated")),
-                   behaviour_key("check", table_key(check.table, home), (check.name,), "validated"))]
+    return [
+        _keyed(
+            _Test(CATALOG, _block(conn, f"{check.table} has CHECK {check.name}, validated", stmt, "validated")),
+            behaviour_key("check", table_key(check.table, home), (check.name,), "validated"),
+        )
+    ]
 
 
 def _column_type(conn: psycopg.Connection, check: ColumnTypeCheck, home: str = "") -> list[_Test]:
@@ -296,8 +423,12 @@ def _column_type(conn: psycopg.Connection, check: ColumnTypeCheck, home: str = "
         canonical = canonical_type(conn, check.type)
     except CannotBuild as exc:
         return [_Test(CATALOG, _not_built(name, Expectation("value", check.type), str(exc)))]
-    return [_keyed(_Test(CATALOG, _block(conn, name, stmt, Expectation("value", canonical))),
-                   behaviour_key("type", table_key(check.column, home), (check.column.column,), canonical))]
+    return [
+        _keyed(
+            _Test(CATALOG, _block(conn, name, stmt, Expectation("value", canonical))),
+            behaviour_key("type", table_key(check.column, home), (check.column.column,), canonical),
+        )
+    ]
 
 
 # (server, database, written type) -> format_type()'s spelling: a release asks for the same few types hundreds of
@@ -332,10 +463,18 @@ def _index(conn: psycopg.Connection, check: IndexCheck, home: str = "") -> list[
         "SELECT coalesce((SELECT CASE WHEN bool_or(i.indisvalid AND i.indisready) THEN 'valid' ELSE 'invalid' END"
         " FROM pg_index i WHERE i.indrelid = {table} AND i.indnkeyatts = {n} AND {keys} = {columns}::text[]"
         " HAVING count(*) > 0), 'missing')"
-    ).format(table=_regclass(check.table), n=sql.Literal(len(check.columns)), keys=_key_columns(),
-             columns=sql.Literal(list(check.columns)))
-    return [_keyed(_Test(CATALOG, _block(conn, f"{check} has a valid index", stmt, "valid")),
-                   behaviour_key("index", table_key(check.table, home), tuple(check.columns), "valid"))]
+    ).format(
+        table=_regclass(check.table),
+        n=sql.Literal(len(check.columns)),
+        keys=_key_columns(),
+        columns=sql.Literal(list(check.columns)),
+    )
+    return [
+        _keyed(
+            _Test(CATALOG, _block(conn, f"{check} has a valid index", stmt, "valid")),
+            behaviour_key("index", table_key(check.table, home), tuple(check.columns), "valid"),
+        )
+    ]
 
 
 # --- the expansions -------------------------------------------------------------------------------
@@ -390,8 +529,12 @@ def gates(conn: psycopg.Connection, checks: Checks) -> list[SqlBlock]:
         stmt = sql.SQL(
             "SELECT count(*) FROM {child} c WHERE c.{col} IS NOT NULL"
             " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{pcol} = c.{col})"
-        ).format(child=_table(fk.column), col=sql.Identifier(fk.column.column),
-                 parent=_table(fk.references), pcol=sql.Identifier(fk.references.column))
+        ).format(
+            child=_table(fk.column),
+            col=sql.Identifier(fk.column.column),
+            parent=_table(fk.references),
+            pcol=sql.Identifier(fk.references.column),
+        )
         blocks.append(_block(conn, f"{fk.column} values missing from {fk.references.table}", stmt, "0"))
     return blocks
 
@@ -403,6 +546,7 @@ def reverse_tests(conn: psycopg.Connection, checks: Checks) -> list[SqlBlock]:
         blocks.append(_nullability(conn, ref, f"{ref} is nullable again", NULLABLE))
     for fk in checks.foreign_keys:
         stmt = sql.SQL("SELECT ({q}) <> {declared}").format(
-            q=_fk_action_sql(fk.column, fk.references), declared=sql.Literal(fk.on_delete))
+            q=_fk_action_sql(fk.column, fk.references), declared=sql.Literal(fk.on_delete)
+        )
         blocks.append(_block(conn, f"{fk.column} no longer ON DELETE {fk.on_delete.upper()}", stmt, "true"))
     return blocks

@@ -37,6 +37,7 @@ def load_folder(path: Path, *, position: int, previous: int | None) -> Batch:
         )
     return read_manifest(manifest)
 
+
 def _where(batch: Batch, key: str) -> str:
     """`<folder>/batch.toml line N` where `key` is set; the folder alone for a Prisma folder (no batch.toml)."""
     manifest = batch.path / MANIFEST
@@ -72,10 +73,14 @@ class Discovery:
             return ""
         listed = ", ".join(p.name for p in self.skipped)
         if self.layout:
-            return (f"skipped {len(self.skipped)} file(s) of {self.root} that {self.layout} does not run either "
-                    f"(not in its order): {listed}")
-        return (f"skipped {len(self.skipped)} folder(s) of {self.root} with no {MIGRATION} "
-                f"(not migrations runbook can run): {listed}")
+            return (
+                f"skipped {len(self.skipped)} file(s) of {self.root} that {self.layout} does not run either "
+                f"(not in its order): {listed}"
+            )
+        return (
+            f"skipped {len(self.skipped)} folder(s) of {self.root} with no {MIGRATION} "
+            f"(not migrations runbook can run): {listed}"
+        )
 
 
 def _order(folders: list[Path]) -> list[Path]:
@@ -100,8 +105,9 @@ def scan(migrations_dir: Path | str, *, keep_going: bool = False) -> Discovery:
     root = Path(migrations_dir)
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
-        raise BatchError(f"Migrations folder {root} {what}; pass --migrations-dir with the folder holding your "
-                         "batches.")
+        raise BatchError(
+            f"Migrations folder {root} {what}; pass --migrations-dir with the folder holding your batches."
+        )
     settings = config.layout_of_folder(root)
     layout = detect.layout_of(root, settings)
     if layout in TOOL_LAYOUTS:
@@ -186,9 +192,19 @@ def _tool_scan(root: Path, layout: str, settings: LayoutSettings) -> Discovery:
 def _read_tool(root: Path, settings: LayoutSettings) -> Discovery:
     layout = settings.layout or ""
     module = detect.tool(layout)
-    batches = [Batch(number=n, name=m.name, path=m.path, title=m.description or m.name, type=_KIND[layout],
-                     depends_on=(n - 1,) if n > 1 else (), tool=m, settings=settings)
-               for n, m in enumerate(module.read(root, settings), start=1)]
+    batches = [
+        Batch(
+            number=n,
+            name=m.name,
+            path=m.path,
+            title=m.description or m.name,
+            type=_KIND[layout],
+            depends_on=(n - 1,) if n > 1 else (),
+            tool=m,
+            settings=settings,
+        )
+        for n, m in enumerate(module.read(root, settings), start=1)
+    ]
     unlisted = tuple(module.unlisted(root)) if hasattr(module, "unlisted") else ()
     return Discovery(root, batches, unlisted, layout=layout)
 
@@ -222,8 +238,8 @@ def _refuse_cycles(batches: dict[int, Batch]) -> None:
         if state.get(number) == 2:
             return
         if state.get(number) == 1:
-            cycle = " -> ".join(str(n) for n in trail[trail.index(number):] + [number])
-            where = ", ".join(_where(batches[n], "depends_on") for n in trail[trail.index(number):])
+            cycle = " -> ".join(str(n) for n in trail[trail.index(number) :] + [number])
+            where = ", ".join(_where(batches[n], "depends_on") for n in trail[trail.index(number) :])
             raise BatchError(
                 f"Batches depend on each other in a cycle ({cycle}; see {where}); "
                 "remove one of these depends_on entries."
@@ -243,4 +259,6 @@ def find(migrations_dir: Path | str, number: int) -> Batch:
         if batch.number == number:
             return batch
     known = ", ".join(str(b.number) for b in batches) or "none"
-    raise BatchError(f"Batch {number} is not in {migrations_dir} (batches there: {known}); check the number or --migrations-dir.")
+    raise BatchError(
+        f"Batch {number} is not in {migrations_dir} (batches there: {known}); check the number or --migrations-dir."
+    )

@@ -94,7 +94,9 @@ def _fields(item: object, key: str, m: _Manifest, required: tuple[str, ...], opt
 def _column_names(item: dict, key: str, m: _Manifest) -> tuple[str, ...]:
     names = item["columns"]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
-        raise BatchError(f"{m.at(key, item)}: columns in {key} must be a non-empty list of column names, like {_SHAPES[key]}.")
+        raise BatchError(
+            f"{m.at(key, item)}: columns in {key} must be a non-empty list of column names, like {_SHAPES[key]}."
+        )
     if len(set(names)) != len(names):
         raise BatchError(f"{m.at(key, item)}: columns in {key} names a column twice; name each once.")
     return tuple(n.strip() for n in names)
@@ -119,17 +121,17 @@ def _parse_checks(raw: object, where: str, text: str) -> Checks:
         key = unknown[0]
         close = difflib.get_close_matches(key, CHECK_KINDS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise BatchError(
-            f"{m.at(key)}: unknown check {key!r}; {hint}the known checks are {', '.join(CHECK_KINDS)}."
-        )
+        raise BatchError(f"{m.at(key)}: unknown check {key!r}; {hint}the known checks are {', '.join(CHECK_KINDS)}.")
     not_null = []
     for item in _items(raw, "not_null", m):
         not_null.append(ColumnRef.parse(item, m.at("not_null", item)))
     fks = []
     for item in _items(raw, "foreign_keys", m):
         if not isinstance(item, dict):
-            raise BatchError(f"{m.at('foreign_keys')}: each foreign key must be a table "
-                             "{ column = ..., references = ..., on_delete = ... }.")
+            raise BatchError(
+                f"{m.at('foreign_keys')}: each foreign key must be a table "
+                "{ column = ..., references = ..., on_delete = ... }."
+            )
         fk_at = m.at("foreign_keys", item)
         unknown = sorted(set(item) - _FK_KEYS)
         if unknown:
@@ -143,7 +145,9 @@ def _parse_checks(raw: object, where: str, text: str) -> Checks:
                 f"{fk_at}: on_delete {item.get('on_delete')!r} is not an action; "
                 f"use one of {', '.join(ON_DELETE_ACTIONS)}."
             )
-        fks.append(ForeignKeyCheck(ColumnRef.parse(item["column"], fk_at), ColumnRef.parse(item["references"], fk_at), action))
+        fks.append(
+            ForeignKeyCheck(ColumnRef.parse(item["column"], fk_at), ColumnRef.parse(item["references"], fk_at), action)
+        )
     unique = [_parse_unique(item, m) for item in _items(raw, "unique", m)]
     constraints = []
     for item in _items(raw, "check", m):
@@ -154,15 +158,22 @@ def _parse_checks(raw: object, where: str, text: str) -> Checks:
         item = _fields(item, "column_type", m, ("column", "type"))
         at = m.at("column_type", item)
         if type_name_sql(item["type"]) is None:
-            raise BatchError(f"{at}: {item['type']!r} is not a type name; "
-                             'write it as PostgreSQL does, like "text" or "varchar(80)".')
+            raise BatchError(
+                f'{at}: {item["type"]!r} is not a type name; write it as PostgreSQL does, like "text" or "varchar(80)".'
+            )
         types.append(ColumnTypeCheck(ColumnRef.parse(item["column"], at), item["type"].strip()))
     indexes = []
     for item in _items(raw, "index", m):
         item = _fields(item, "index", m, ("table", "columns"))
         indexes.append(IndexCheck(TableRef.parse(item["table"], m.at("index", item)), _column_names(item, "index", m)))
-    return Checks(not_null=tuple(not_null), foreign_keys=tuple(fks), unique=tuple(unique), check=tuple(constraints),
-                  column_type=tuple(types), index=tuple(indexes))
+    return Checks(
+        not_null=tuple(not_null),
+        foreign_keys=tuple(fks),
+        unique=tuple(unique),
+        check=tuple(constraints),
+        column_type=tuple(types),
+        index=tuple(indexes),
+    )
 
 
 def read(manifest: Path) -> Batch:
@@ -185,11 +196,17 @@ def read(manifest: Path) -> Batch:
         raise BatchError(f"{manifest} line {_line_of(text, 'batch')}: 'batch' must be a whole number, like batch = 7.")
     depends = raw.get("depends_on", [])
     if not isinstance(depends, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in depends):
-        raise BatchError(f"{manifest} line {_line_of(text, 'depends_on')}: depends_on must be a list of batch numbers, like [6].")
+        raise BatchError(
+            f"{manifest} line {_line_of(text, 'depends_on')}: depends_on must be a list of batch numbers, like [6]."
+        )
     pauses = raw.get("pause_before", [])
-    if not isinstance(pauses, list) or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pauses):
-        raise BatchError(f"{manifest} line {_line_of(text, 'pause_before')}: pause_before must be a list of statement "
-                         "numbers of migration.sql (as preflight numbers them), like [4].")
+    if not isinstance(pauses, list) or not all(
+        isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pauses
+    ):
+        raise BatchError(
+            f"{manifest} line {_line_of(text, 'pause_before')}: pause_before must be a list of statement "
+            "numbers of migration.sql (as preflight numbers them), like [4]."
+        )
     for key in ("title", "type", "description"):
         if key in raw and not isinstance(raw[key], str):
             raise BatchError(f"{manifest} line {_line_of(text, key)}: {key} must be a string.")
@@ -204,4 +221,3 @@ def read(manifest: Path) -> Batch:
         description=raw.get("description", ""),
         pause_before=tuple(sorted(set(pauses))),
     )
-

@@ -71,7 +71,7 @@ class TableRef:
     def parse(cls, text: str, where: str) -> "TableRef":
         match = _TABLE_RE.match(text.strip()) if isinstance(text, str) else None
         if not match:
-            raise BatchError(f"{where}: {text!r} is not a table; write it as \"Table\" (or \"schema.Table\").")
+            raise BatchError(f'{where}: {text!r} is not a table; write it as "Table" (or "schema.Table").')
         schema, table = (_unquote(g) for g in match.groups())
         return cls(table=table, schema=schema)
 
@@ -98,7 +98,9 @@ class ColumnRef:
     def parse(cls, text: str, where: str) -> "ColumnRef":
         match = _COLUMN_RE.match(text.strip()) if isinstance(text, str) else None
         if not match:
-            raise BatchError(f"{where}: {text!r} is not a column; write it as \"Table.column\" (or \"schema.Table.column\").")
+            raise BatchError(
+                f'{where}: {text!r} is not a column; write it as "Table.column" (or "schema.Table.column").'
+            )
         schema, table, column = (_unquote(g) for g in match.groups())
         return cls(table=table, column=column, schema=schema)
 
@@ -276,6 +278,7 @@ class Batch:
         path = self.require(ROLLBACK, "make the batch reversible")
         if self.tool is not None and self.settings is not None and self.settings.layout == FLYWAY:
             from runbook_lib.layouts import flyway  # noqa: PLC0415  (only a Flyway project's undo scripts need it)
+
             return flyway.substitute(read_sql(path), path, self.settings)
         return read_sql(path)
 

@@ -94,9 +94,16 @@ class RowBuilder:
 
     # -- statements -----------------------------------------------------------------------------
 
-    def insert(self, ref: TableRef, given: dict[str, sql.Composable] | None = None, *,
-               include: tuple[str, ...] = (), rows: int = 1, returning: str | None = None,
-               make_up_keys: bool = False) -> sql.Composed:
+    def insert(
+        self,
+        ref: TableRef,
+        given: dict[str, sql.Composable] | None = None,
+        *,
+        include: tuple[str, ...] = (),
+        rows: int = 1,
+        returning: str | None = None,
+        make_up_keys: bool = False,
+    ) -> sql.Composed:
         """INSERT of `rows` acceptable rows, with the `given` values (e.g. {"customer_id": NULL}), and a value
         for each column of `include`; the new parent rows it needs first are CTEs of the same statement.
 
@@ -154,12 +161,17 @@ class RowBuilder:
                 if names & set(fk.columns) and not set(fk.columns) <= names:
                     names |= set(fk.columns)
                     grown = True
-        shared = [self._named(shape, c.name) for c in shape.columns if c.name in names and not _generated(shape, c.name)]
+        shared = [
+            self._named(shape, c.name) for c in shape.columns if c.name in names and not _generated(shape, c.name)
+        ]
         values = self._row(stmt, shape, shared, {}, 1)
         # format_type() of the catalog: the server's own spelling of the column's type.
-        cte = sql.SQL("runbook_duplicate AS MATERIALIZED (SELECT {})").format(sql.SQL(", ").join(
-            sql.SQL("CAST({} AS {}) AS {}").format(v, sql.SQL(c.type), sql.Identifier(c.name))
-            for c, v in zip(shared, values)))
+        cte = sql.SQL("runbook_duplicate AS MATERIALIZED (SELECT {})").format(
+            sql.SQL(", ").join(
+                sql.SQL("CAST({} AS {}) AS {}").format(v, sql.SQL(c.type), sql.Identifier(c.name))
+                for c, v in zip(shared, values)
+            )
+        )
         given = {c.name: sql.SQL("(SELECT {} FROM runbook_duplicate)").format(sql.Identifier(c.name)) for c in shared}
         return stmt.composed(self._insert(stmt, ref, given, (), 2), [cte])
 
@@ -179,15 +191,27 @@ class RowBuilder:
             raise CannotBuild(f"table {parent} has no column {parent_column}")
         col, pcol = sql.Identifier(column), sql.Identifier(parent_column)
         keyed = column in shape.keyed
-        unreferenced = sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {child} runbook_c WHERE runbook_c.{col} = p.{pcol})").format(
-            child=shape.identifier, col=col, pcol=pcol) if keyed else sql.SQL("")
-        has_child = bool(self.conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(
-            shape.identifier, col)).fetchone()[0])
+        unreferenced = (
+            sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {child} runbook_c WHERE runbook_c.{col} = p.{pcol})").format(
+                child=shape.identifier, col=col, pcol=pcol
+            )
+            if keyed
+            else sql.SQL("")
+        )
+        has_child = bool(
+            self.conn.execute(
+                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(shape.identifier, col)
+            ).fetchone()[0]
+        )
         # Enough parents: two (any child row then has one other than its own), or, keyed, one no child references
         # (the row inserted first takes a new parent of its own then, as `insert` builds it).
-        enough = sql.SQL("SELECT count(*) >= 2 FROM (SELECT 1 FROM {} LIMIT 2) p").format(parent_shape.identifier) \
-            if not keyed else sql.SQL("SELECT EXISTS (SELECT 1 FROM {parent} p WHERE true{unreferenced})").format(
-                parent=parent_shape.identifier, unreferenced=unreferenced)
+        enough = (
+            sql.SQL("SELECT count(*) >= 2 FROM (SELECT 1 FROM {} LIMIT 2) p").format(parent_shape.identifier)
+            if not keyed
+            else sql.SQL("SELECT EXISTS (SELECT 1 FROM {parent} p WHERE true{unreferenced})").format(
+                parent=parent_shape.identifier, unreferenced=unreferenced
+            )
+        )
         update = sql.SQL(
             "WITH runbook_child AS MATERIALIZED (SELECT tableoid AS runbook_table, ctid AS runbook_row,"
             " {col} AS runbook_old FROM {child} WHERE {col} IS NOT NULL LIMIT 1)"
@@ -199,11 +223,17 @@ class RowBuilder:
         if not has_child and shape.ref == parent_shape.ref:
             # a self-reference with no row using it: two rows (the key left NULL, or the row would need itself),
             # then one pointed at another, the move's starting point
-            any_row = sql.SQL("(SELECT p.{pcol} FROM {t} p ORDER BY p.{pcol} LIMIT 1)").format(pcol=pcol, t=shape.identifier)
-            first += [self.insert(child), self.insert(child), sql.SQL(
-                "UPDATE {t} SET {col} = {any_row} WHERE ctid = (SELECT ctid FROM {t} WHERE {col} IS NULL"
-                " AND {pcol} <> {any_row} ORDER BY {pcol} DESC LIMIT 1)").format(
-                    t=shape.identifier, col=col, pcol=pcol, any_row=any_row)]
+            any_row = sql.SQL("(SELECT p.{pcol} FROM {t} p ORDER BY p.{pcol} LIMIT 1)").format(
+                pcol=pcol, t=shape.identifier
+            )
+            first += [
+                self.insert(child),
+                self.insert(child),
+                sql.SQL(
+                    "UPDATE {t} SET {col} = {any_row} WHERE ctid = (SELECT ctid FROM {t} WHERE {col} IS NULL"
+                    " AND {pcol} <> {any_row} ORDER BY {pcol} DESC LIMIT 1)"
+                ).format(t=shape.identifier, col=col, pcol=pcol, any_row=any_row),
+            ]
         elif not has_child:  # no row to move: one inserted first, its key from a parent
             first.append(self.insert(child, include=(column,)))
         if not self.conn.execute(enough).fetchone()[0]:  # no other parent to move it to: one made up
@@ -213,8 +243,9 @@ class RowBuilder:
         body = sql.SQL("\nBEGIN\n{};\nEND\n").format(sql.SQL(";\n").join([*first, update]))
         return sql.Composed([sql.SQL(do_block(body.as_string(self.conn)))])
 
-    def _insert(self, stmt: _Statement, ref: TableRef, given: dict[str, sql.Composable], include: tuple[str, ...],
-                rows: int) -> sql.Composed:
+    def _insert(
+        self, stmt: _Statement, ref: TableRef, given: dict[str, sql.Composable], include: tuple[str, ...], rows: int
+    ) -> sql.Composed:
         """The INSERT itself (no WITH): its fresh parents go to `stmt`."""
         shape = self.shape(ref)
         for name in list(given) + list(include):
@@ -222,8 +253,9 @@ class RowBuilder:
         columns, given = self._chosen(shape, given, include)
         if not columns:
             return sql.SQL("INSERT INTO {table} DEFAULT VALUES").format(table=shape.identifier)
-        return _insert_sql(shape, columns, [self._row(stmt, shape, columns, given, stmt.next_n(ref))
-                                            for _ in range(rows)])
+        return _insert_sql(
+            shape, columns, [self._row(stmt, shape, columns, given, stmt.next_n(ref)) for _ in range(rows)]
+        )
 
     def _named(self, shape: TableShape, name: str) -> Column:
         column = shape.column(name)
@@ -233,8 +265,9 @@ class RowBuilder:
             raise CannotBuild(f"{shape.ref}.{name} is a generated column: an INSERT cannot give it a value")
         return column
 
-    def _chosen(self, shape: TableShape, given: dict[str, sql.Composable],
-                include: tuple[str, ...]) -> tuple[list[Column], dict[str, sql.Composable]]:
+    def _chosen(
+        self, shape: TableShape, given: dict[str, sql.Composable], include: tuple[str, ...]
+    ) -> tuple[list[Column], dict[str, sql.Composable]]:
         """The columns the INSERT names, and `given` with NULL for a nullable keyed column whose default repeats."""
         given = dict(given)
         chosen = []
@@ -271,8 +304,9 @@ class RowBuilder:
 
     # -- rows and parents -----------------------------------------------------------------------
 
-    def _row(self, stmt: _Statement, shape: TableShape, columns: list[Column], given: dict[str, sql.Composable],
-             n: int) -> list[sql.Composable]:
+    def _row(
+        self, stmt: _Statement, shape: TableShape, columns: list[Column], given: dict[str, sql.Composable], n: int
+    ) -> list[sql.Composable]:
         """The values of one row, the n-th `stmt` adds to the table: given, from a parent row, or made up."""
         values = {c.name: given[c.name] for c in columns if c.name in given}
         stmt.building.append(shape.ref)
@@ -294,8 +328,9 @@ class RowBuilder:
             stmt.building.pop()
         return [values[c.name] for c in columns]
 
-    def _from_parent(self, stmt: _Statement, shape: TableShape, fk: ForeignKey, wanted: list[str],
-                     fixed: dict[str, sql.Composable]) -> dict[str, sql.Composable]:
+    def _from_parent(
+        self, stmt: _Statement, shape: TableShape, fk: ForeignKey, wanted: list[str], fixed: dict[str, sql.Composable]
+    ) -> dict[str, sql.Composable]:
         """`wanted` columns of `fk`, all from one parent row: a new one when the key is keyed here (an existing
         parent's key may be taken already), the parent table is empty, or other columns of the key are `fixed`
         already (the new parent takes their values), else the first existing one. A NULL among `fixed` leaves
@@ -310,8 +345,12 @@ class RowBuilder:
         # Ordered by the whole key, so every column of a composite key comes from the same parent row.
         order = sql.SQL(", ").join(sql.Identifier(c) for c in fk.parent_columns)
         parent = self.shape(fk.parent).identifier
-        return {c: sql.SQL("(SELECT {col} FROM {parent} ORDER BY {key} LIMIT 1)").format(
-            col=sql.Identifier(parent_of[c]), parent=parent, key=order) for c in wanted}
+        return {
+            c: sql.SQL("(SELECT {col} FROM {parent} ORDER BY {key} LIMIT 1)").format(
+                col=sql.Identifier(parent_of[c]), parent=parent, key=order
+            )
+            for c in wanted
+        }
 
     def _needs_new_parent(self, shape: TableShape, fk: ForeignKey) -> bool:
         """An existing parent row will not do: the key is keyed here (its value may be taken), or there is none."""
@@ -322,19 +361,23 @@ class RowBuilder:
         referenced columns; its name."""
         edge = f"{shape.ref}.{', '.join(fk.columns)}"
         if fk.parent in stmt.building:
-            chain = " -> ".join(stmt.edges[stmt.building.index(fk.parent):] + [edge, str(fk.parent)])
+            chain = " -> ".join(stmt.edges[stmt.building.index(fk.parent) :] + [edge, str(fk.parent)])
             raise CannotBuild(
                 f"a new {stmt.building[0]} row needs a new row of each table along the cycle of required foreign "
                 f"keys {chain}, and none can be inserted before the others; test this table with a block in "
-                "validation.sql")
+                "validation.sql"
+            )
         stmt.edges.append(edge)
         try:
             body = self._insert(stmt, fk.parent, given, (), 1)
         finally:
             stmt.edges.pop()
         name = f"runbook_parent_{len(stmt.ctes) + 1}"
-        stmt.ctes.append(sql.SQL("{} AS ({} RETURNING {})").format(
-            sql.Identifier(name), body, sql.SQL(", ").join(sql.Identifier(c) for c in fk.parent_columns)))
+        stmt.ctes.append(
+            sql.SQL("{} AS ({} RETURNING {})").format(
+                sql.Identifier(name), body, sql.SQL(", ").join(sql.Identifier(c) for c in fk.parent_columns)
+            )
+        )
         return name
 
     # -- values ---------------------------------------------------------------------------------
@@ -362,8 +405,9 @@ class RowBuilder:
             offset = f"{n - 1} days {column.number} seconds" if n > 1 else f"{column.number} seconds"
             return sql.SQL("{} + interval {}").format(_time_base(shape, _TIMES, "now()"), sql.Literal(offset))
         if base == "date":
-            return sql.SQL("{} + {}").format(_time_base(shape, {"date"}, "current_date"),
-                                             sql.Literal((n - 1) * 1000 + column.number))
+            return sql.SQL("{} + {}").format(
+                _time_base(shape, {"date"}, "current_date"), sql.Literal((n - 1) * 1000 + column.number)
+            )
         if keyed and base == "bool":
             return sql.Literal(n % 2 == 1)
         if keyed and base == "bytea":
@@ -383,7 +427,8 @@ def _insert_sql(shape: TableShape, columns: list[Column], rows: list[list[sql.Co
         columns=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
         # An identity ALWAYS column refuses a value unless the INSERT says it means it.
         overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if any(c.identity == "a" for c in columns) else ""),
-        rows=sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(row)) for row in rows))
+        rows=sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(row)) for row in rows),
+    )
 
 
 def _generated(shape: TableShape, name: str) -> bool:
@@ -420,15 +465,18 @@ def _integer(shape: TableShape, column: Column, rule: ColumnRule, n: int, keyed:
     low, high = rule.integer_range()
     col, table = sql.Identifier(column.name), shape.identifier
     if keyed and low is not None and high is not None and high - low < _SMALL_RANGE:
-        return sql.SQL("(SELECT v FROM generate_series({low}, {high}) v WHERE NOT EXISTS"
-                       " (SELECT 1 FROM {table} WHERE {col} = v) ORDER BY v OFFSET {skip} LIMIT 1)").format(
-            low=sql.Literal(low), high=sql.Literal(high), table=table, col=col, skip=sql.Literal(n - 1))
+        return sql.SQL(
+            "(SELECT v FROM generate_series({low}, {high}) v WHERE NOT EXISTS"
+            " (SELECT 1 FROM {table} WHERE {col} = v) ORDER BY v OFFSET {skip} LIMIT 1)"
+        ).format(low=sql.Literal(low), high=sql.Literal(high), table=table, col=col, skip=sql.Literal(n - 1))
     if keyed and low is not None and low > 1:
         return sql.SQL("(SELECT greatest(max({col}), {floor}) + {n} FROM {table})").format(
-            col=col, floor=sql.Literal(low - 1), n=sql.Literal(n), table=table)
+            col=col, floor=sql.Literal(low - 1), n=sql.Literal(n), table=table
+        )
     if keyed:
         return sql.SQL("(SELECT coalesce(max({col}), 0) + {n} FROM {table})").format(
-            col=col, n=sql.Literal(n), table=table)
+            col=col, n=sql.Literal(n), table=table
+        )
     value = n if low is None else low + n - 1
     return sql.Literal(value if high is None else min(value, high))
 
@@ -438,8 +486,11 @@ def _number(shape: TableShape, column: Column, rule: ColumnRule, n: int, keyed: 
     low = rule.lower.value if rule.lower else None
     high = rule.upper.value if rule.upper else None
     if keyed:
-        floor = sql.SQL("greatest(max({}), {})").format(sql.Identifier(column.name), sql.Literal(max(low, 0))) \
-            if low is not None else sql.SQL("coalesce(max({}), 0)").format(sql.Identifier(column.name))
+        floor = (
+            sql.SQL("greatest(max({}), {})").format(sql.Identifier(column.name), sql.Literal(max(low, 0)))
+            if low is not None
+            else sql.SQL("coalesce(max({}), 0)").format(sql.Identifier(column.name))
+        )
         return sql.SQL("(SELECT {} + {} FROM {})").format(floor, sql.Literal(n), shape.identifier)
     if low is not None and high is not None:
         value = low + (high - low) * n / (n + 1)  # strictly between the two
@@ -460,8 +511,10 @@ def _time_base(shape: TableShape, types: set[str], now: str) -> sql.Composable:
     if not keyed:
         return sql.SQL(now)
     return sql.SQL("(SELECT greatest({now}, {maxes}) FROM {table})").format(
-        now=sql.SQL(now), maxes=sql.SQL(", ").join(sql.SQL("max({})").format(sql.Identifier(c.name)) for c in keyed),
-        table=shape.identifier)
+        now=sql.SQL(now),
+        maxes=sql.SQL(", ").join(sql.SQL("max({})").format(sql.Identifier(c.name)) for c in keyed),
+        table=shape.identifier,
+    )
 
 
 def unique_text(max_length: int | None = None, min_length: int | None = None) -> str:

@@ -174,7 +174,9 @@ WHERE i.indrelid = %s AND (i.indisunique OR i.indisexclusion)
 ORDER BY c.relname
 """
 
-_CHECKS_SQL = "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s AND contype = 'c' ORDER BY conname"
+_CHECKS_SQL = (
+    "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s AND contype = 'c' ORDER BY conname"
+)
 
 
 # Everything a shape is read from, as one value: a change to the table's name, columns, defaults, keys, indexes,
@@ -213,8 +215,9 @@ def current(conn: psycopg.Connection, ref: TableRef) -> TableShape:
     key = (*database_key(conn), regclass_text(ref))
     known = _KNOWN.get(key)
     if known is not None:
-        row = conn.execute(_FINGERPRINT_SQL.replace("%s", "to_regclass(%s)::oid") + " AND c.oid = %s",
-                           (regclass_text(ref), known.oid)).fetchone()
+        row = conn.execute(
+            _FINGERPRINT_SQL.replace("%s", "to_regclass(%s)::oid") + " AND c.oid = %s", (regclass_text(ref), known.oid)
+        ).fetchone()
         if row is not None and row[0] == known.fingerprint:
             return known
     _KNOWN[key] = shape = describe(conn, ref)
@@ -227,9 +230,10 @@ def describe(conn: psycopg.Connection, ref: TableRef) -> TableShape:
     # The six queries in one round trip (a pipeline): a release describes hundreds of tables.
     name = (regclass_text(ref),)
     with conn.pipeline():
-        queries = [conn.execute(text.replace("%s", "to_regclass(%s)::oid"), name)
-                   for text in ("SELECT %s", _COLUMNS_SQL, _FOREIGN_KEYS_SQL, _UNIQUE_KEYS_SQL, _CHECKS_SQL,
-                                _FINGERPRINT_SQL)]
+        queries = [
+            conn.execute(text.replace("%s", "to_regclass(%s)::oid"), name)
+            for text in ("SELECT %s", _COLUMNS_SQL, _FOREIGN_KEYS_SQL, _UNIQUE_KEYS_SQL, _CHECKS_SQL, _FINGERPRINT_SQL)
+        ]
         found, column_rows, key_rows, unique_rows, check_rows, fingerprint = (cur.fetchall() for cur in queries)
     oid = found[0][0]
     if oid is None:

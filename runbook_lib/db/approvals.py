@@ -45,12 +45,22 @@ class Approval:
 
 
 def _row(r: dict) -> Approval:
-    return Approval(r["batch"], r["steps_done"], r["run_id"], r["status"], r["started_at"],
-                    r["os_user"] or "" if r["status"] == APPROVED else "", r["finished_at"], r["message"] or "")
+    return Approval(
+        r["batch"],
+        r["steps_done"],
+        r["run_id"],
+        r["status"],
+        r["started_at"],
+        r["os_user"] or "" if r["status"] == APPROVED else "",
+        r["finished_at"],
+        r["message"] or "",
+    )
 
 
-_SELECT = ("SELECT batch, steps_done, run_id, status, started_at, finished_at, os_user, message FROM {ledger}"
-           " WHERE phase = 'approval'")
+_SELECT = (
+    "SELECT batch, steps_done, run_id, status, started_at, finished_at, os_user, message FROM {ledger}"
+    " WHERE phase = 'approval'"
+)
 
 
 def find(conn: psycopg.Connection, run_id: str, batch: int, step: int) -> Approval | None:
@@ -58,8 +68,11 @@ def find(conn: psycopg.Connection, run_id: str, batch: int, step: int) -> Approv
     if not ledger.exists(conn):
         return None
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        r = cur.execute(_SELECT.format(ledger=ledger.table()) + " AND run_id = %s AND batch = %s AND steps_done = %s"
-                        " ORDER BY id DESC LIMIT 1", (run_id, batch, step)).fetchone()
+        r = cur.execute(
+            _SELECT.format(ledger=ledger.table()) + " AND run_id = %s AND batch = %s AND steps_done = %s"
+            " ORDER BY id DESC LIMIT 1",
+            (run_id, batch, step),
+        ).fetchone()
     return _row(r) if r else None
 
 
@@ -68,7 +81,9 @@ def waiting(conn: psycopg.Connection) -> dict[int, Approval]:
     if not ledger.exists(conn):
         return {}
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(_SELECT.format(ledger=ledger.table()) + " AND status = %s ORDER BY id", (WAITING,)).fetchall()
+        rows = cur.execute(
+            _SELECT.format(ledger=ledger.table()) + " AND status = %s ORDER BY id", (WAITING,)
+        ).fetchall()
     return {r["batch"]: _row(r) for r in rows}
 
 
@@ -84,18 +99,32 @@ def wait(url: str, *, run_id: str, batch: int, batch_name: str, checksum: str, s
         found = find(conn, run_id, batch, step)
         if found is not None:
             return found
-    _write(url, "INSERT INTO {ledger} (run_id, batch, batch_name, phase, status, checksum, os_user, host, steps_done,"
-                " message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-           (run_id, batch, batch_name, PHASE, WAITING, checksum, ledger.os_user(), ledger.hostname(), step,
-            f"waiting for an approval before step {step}: {reason}"))
+    _write(
+        url,
+        "INSERT INTO {ledger} (run_id, batch, batch_name, phase, status, checksum, os_user, host, steps_done,"
+        " message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            run_id,
+            batch,
+            batch_name,
+            PHASE,
+            WAITING,
+            checksum,
+            ledger.os_user(),
+            ledger.hostname(),
+            step,
+            f"waiting for an approval before step {step}: {reason}",
+        ),
+    )
     with database.connect(url) as conn:
         made = find(conn, run_id, batch, step)
     assert made is not None
     return made
 
 
-def approve(url: str, *, run_id: str, batch: int, batch_name: str, checksum: str, step: int, by: str,
-            how: str) -> Approval:
+def approve(
+    url: str, *, run_id: str, batch: int, batch_name: str, checksum: str, step: int, by: str, how: str
+) -> Approval:
     """Record the approval (who, when, how); approving twice keeps the first approval."""
     with database.connect(url) as conn:
         found = find(conn, run_id, batch, step)
@@ -103,14 +132,20 @@ def approve(url: str, *, run_id: str, batch: int, batch_name: str, checksum: str
         return found
     message = f"step {step} approved by {by}{_VIA}{how}"
     if found is None:
-        _write(url, "INSERT INTO {ledger} (run_id, batch, batch_name, phase, status, checksum, os_user, host,"
-                    " steps_done, message, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                    " clock_timestamp())",
-               (run_id, batch, batch_name, PHASE, APPROVED, checksum, by, ledger.hostname(), step, message))
+        _write(
+            url,
+            "INSERT INTO {ledger} (run_id, batch, batch_name, phase, status, checksum, os_user, host,"
+            " steps_done, message, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " clock_timestamp())",
+            (run_id, batch, batch_name, PHASE, APPROVED, checksum, by, ledger.hostname(), step, message),
+        )
     else:
-        _write(url, "UPDATE {ledger} SET status = %s, os_user = %s, message = %s, finished_at = clock_timestamp()"
-                    " WHERE phase = 'approval' AND run_id = %s AND batch = %s AND steps_done = %s AND status = %s",
-               (APPROVED, by, message, run_id, batch, step, WAITING))
+        _write(
+            url,
+            "UPDATE {ledger} SET status = %s, os_user = %s, message = %s, finished_at = clock_timestamp()"
+            " WHERE phase = 'approval' AND run_id = %s AND batch = %s AND steps_done = %s AND status = %s",
+            (APPROVED, by, message, run_id, batch, step, WAITING),
+        )
     with database.connect(url) as conn:
         made = find(conn, run_id, batch, step)
     assert made is not None

@@ -87,7 +87,15 @@ class CatalogChange:
         return "changed"
 
 
-_CONSTRAINT_KINDS = {"p": "primary key", "u": "unique", "f": "foreign key", "c": "check", "n": "not null", "x": "exclusion", "t": "trigger"}
+_CONSTRAINT_KINDS = {
+    "p": "primary key",
+    "u": "unique",
+    "f": "foreign key",
+    "c": "check",
+    "n": "not null",
+    "x": "exclusion",
+    "t": "trigger",
+}
 
 
 def quote_ident(part: str) -> str:
@@ -139,8 +147,13 @@ def snapshot_table(conn: psycopg.Connection, name: str, *, count_rows: bool = Tr
         oid = found["oid"]
         columns = tuple(ColumnInfo(r["name"], r["type"], not r["notnull"], r["default"]) for r in found["columns"])
         constraints = tuple(
-            ConstraintInfo(r["name"], _CONSTRAINT_KINDS.get(r["type"], r["type"]), r["definition"], r["validated"],
-                           FK_ACTIONS.get(r["on_delete"]) if r["type"] == "f" else None)
+            ConstraintInfo(
+                r["name"],
+                _CONSTRAINT_KINDS.get(r["type"], r["type"]),
+                r["definition"],
+                r["validated"],
+                FK_ACTIONS.get(r["on_delete"]) if r["type"] == "f" else None,
+            )
             for r in found["constraints"]
         )
         indexes = tuple(IndexInfo(r["name"], r["definition"], r["valid"]) for r in found["indexes"])
@@ -153,7 +166,9 @@ def snapshot_table(conn: psycopg.Connection, name: str, *, count_rows: bool = Tr
             exact = False
         elif count_rows:
             # One scan counts the rows and, per column, the rows that have a value (the column's coverage).
-            counts = ", ".join(f'count("{c.name.replace(chr(34), chr(34) * 2)}") AS c{i}' for i, c in enumerate(columns))
+            counts = ", ".join(
+                f'count("{c.name.replace(chr(34), chr(34) * 2)}") AS c{i}' for i, c in enumerate(columns)
+            )
             row = cur.execute(f"SELECT count(*) AS n{', ' + counts if counts else ''} FROM {_quoted(name)}").fetchone()
             values = list(row.values())
             rows = values[0]
@@ -163,11 +178,14 @@ def snapshot_table(conn: psycopg.Connection, name: str, *, count_rows: bool = Tr
 
 def _estimated_counts(cur, oid: int, columns: tuple[ColumnInfo, ...]) -> tuple[int, tuple[ColumnInfo, ...]]:
     rows = max(int(cur.execute("SELECT reltuples FROM pg_class WHERE oid = %s", (oid,)).fetchone()["reltuples"]), 0)
-    null_frac = {r["attname"]: r["null_frac"] for r in cur.execute(
-        "SELECT attname, null_frac FROM pg_stats WHERE (schemaname, tablename) ="
-        " (SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s)",
-        (oid,),
-    )}
+    null_frac = {
+        r["attname"]: r["null_frac"]
+        for r in cur.execute(
+            "SELECT attname, null_frac FROM pg_stats WHERE (schemaname, tablename) ="
+            " (SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s)",
+            (oid,),
+        )
+    }
     estimated = tuple(
         replace(c, non_null=round(rows * (1 - null_frac[c.name])) if c.name in null_frac else -1) for c in columns
     )
@@ -210,12 +228,19 @@ def diff(before: CatalogSnapshot, after: CatalogSnapshot) -> list[CatalogChange]
         old = before.table(name) or TableSnapshot(name, False)
         new = after.table(name) or TableSnapshot(name, False)
         if old.exists != new.exists:
-            changes.append(CatalogChange(name, f'table "{name}"', "table",
-                                         "exists" if old.exists else None, "exists" if new.exists else None))
+            changes.append(
+                CatalogChange(
+                    name, f'table "{name}"', "table", "exists" if old.exists else None, "exists" if new.exists else None
+                )
+            )
             continue
         pairs = [
             ("column", {c.name: c.ddl for c in old.columns}, {c.name: c.ddl for c in new.columns}),
-            ("constraint", {c.name: _constraint_ddl(c) for c in old.constraints}, {c.name: _constraint_ddl(c) for c in new.constraints}),
+            (
+                "constraint",
+                {c.name: _constraint_ddl(c) for c in old.constraints},
+                {c.name: _constraint_ddl(c) for c in new.constraints},
+            ),
             ("index", {i.name: i.definition for i in old.indexes}, {i.name: i.definition for i in new.indexes}),
         ]
         for kind, a, b in pairs:

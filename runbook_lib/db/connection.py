@@ -28,8 +28,10 @@ def acting_role() -> str | None:
 # one written with an unencoded '@', '/' or space is still found whole (libpq stops at the first '@' or '/').
 _TYPED = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://[^:/?#]*:(.*)@", re.S)
 _SEPARATORS = re.compile(r"[@/\s%:?#&=]+")
-_FIX = ("write it as postgresql://USER@HOST:PORT/DBNAME with the password in PGPASSWORD, or put the password "
-        "after USER: with any @, /, % or space in it percent-encoded as %40, %2F, %25, %20")
+_FIX = (
+    "write it as postgresql://USER@HOST:PORT/DBNAME with the password in PGPASSWORD, or put the password "
+    "after USER: with any @, /, % or space in it percent-encoded as %40, %2F, %25, %20"
+)
 
 
 def _typed_password(url: str) -> str | None:
@@ -62,7 +64,7 @@ def _why_invalid(url: str, exc: BaseException) -> str:
     text = _first_line(exc)
     lowered = text.lower()
     scheme = re.match(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://", url)
-    if "missing \"=\" after" in lowered:
+    if 'missing "=" after' in lowered:
         if scheme:
             return f"it starts with {scheme.group(1)}://, not postgresql:// or postgres://"
         return "it is neither a postgresql:// URL nor valid key=value settings"
@@ -170,8 +172,14 @@ def _escaped(value: str) -> str:
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
-def connect(url: str, *, autocommit: bool = False, application_name: str = APPLICATION_NAME,
-            as_login: bool = False, search_path: tuple[str, ...] = ()) -> psycopg.Connection:
+def connect(
+    url: str,
+    *,
+    autocommit: bool = False,
+    application_name: str = APPLICATION_NAME,
+    as_login: bool = False,
+    search_path: tuple[str, ...] = (),
+) -> psycopg.Connection:
     """Open a connection, turning libpq's failures into one sentence with the fix.
 
     With --role the connection acts as that role from its start (the `role` setting, which even RESET ALL
@@ -188,8 +196,9 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = APPLI
     if search_path:  # a Flyway project's `schemas`: its scripts name tables without a schema, as Flyway runs them
         settings.append(("search_path", ",".join('"' + s.replace('"', '""') + '"' for s in search_path)))
     if settings:
-        extra["options"] = " ".join([params.get("options", ""), *(f"-c {name}={_escaped(value)}"
-                                                                  for name, value in settings)]).strip()
+        extra["options"] = " ".join(
+            [params.get("options", ""), *(f"-c {name}={_escaped(value)}" for name, value in settings)]
+        ).strip()
     try:
         return psycopg.connect(
             url, autocommit=autocommit, application_name=application_name, connect_timeout=10, **extra
@@ -200,14 +209,24 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = APPLI
         if role and ("set role" in lowered or f'role "{role.lower()}" does not exist' in lowered):
             raise DatabaseError(
                 f"Cannot act as role {role} (--role) on {shown}: {mask(_first_line(exc), url)}; grant the login role "
-                f"membership (GRANT {role} TO {params.get('user') or 'the login role'}), or leave out --role.") from None
+                f"membership (GRANT {role} TO {params.get('user') or 'the login role'}), or leave out --role."
+            ) from None
         if "password authentication failed" in lowered or "no password supplied" in lowered:
             hint = "check the user and password in DATABASE_URL (or PGPASSWORD)"
         elif "does not exist" in lowered and "database" in lowered:
             hint = f"create the database {params.get('dbname')!r} or fix its name in the URL"
         elif "role" in lowered and "does not exist" in lowered:
             hint = "use an existing role in the URL"
-        elif any(s in lowered for s in ("could not connect", "connection refused", "could not translate", "timeout expired", "no such file")):
+        elif any(
+            s in lowered
+            for s in (
+                "could not connect",
+                "connection refused",
+                "could not translate",
+                "timeout expired",
+                "no such file",
+            )
+        ):
             hint = "check the host and port, and that the server is running"
         else:
             hint = "check the URL and the server"

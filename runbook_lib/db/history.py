@@ -52,10 +52,15 @@ class MigrationState:
         if self.runbook_checksum is not None and self.runbook_checksum != batch.checksum:
             found.append(f"{names.SOURCE_RUNBOOK} recorded {self.runbook_checksum}")
         if self.prisma_checksum is not None and not prisma.checksum_matches(
-                batch.migration_path.read_bytes(), self.prisma_checksum):
+            batch.migration_path.read_bytes(), self.prisma_checksum
+        ):
             found.append(f"{names.SOURCE_PRISMA} recorded {self.prisma_checksum}")
-        if self.tool_checksum is not None and batch.tool is not None and batch.tool.checksum \
-                and self.tool_checksum != batch.tool.checksum:
+        if (
+            self.tool_checksum is not None
+            and batch.tool is not None
+            and batch.tool.checksum
+            and self.tool_checksum != batch.tool.checksum
+        ):
             found.append(f"{self.tool} recorded checksum {self.tool_checksum} (the file's is {batch.tool.checksum})")
         if not found:
             return ""
@@ -93,14 +98,17 @@ class History:
         if not self.failed_prisma:
             return ""
         name = self.failed_prisma[0]
-        return (f"Prisma's history (_prisma_migrations) shows migration {name} started and never finished, which "
-                "stops every migration as it stops `prisma migrate deploy`; fix the database by hand, then run "
-                f'`prisma migrate resolve --rolled-back "{name}"` (to run it again) or `prisma migrate resolve '
-                f'--applied "{name}"` (if it is in fact applied).')
+        return (
+            f"Prisma's history (_prisma_migrations) shows migration {name} started and never finished, which "
+            "stops every migration as it stops `prisma migrate deploy`; fix the database by hand, then run "
+            f'`prisma migrate resolve --rolled-back "{name}"` (to run it again) or `prisma migrate resolve '
+            f'--applied "{name}"` (if it is in fact applied).'
+        )
 
 
-def _merge(number: int, name: str, own: ledger.BatchState | None, rows: list[prisma.PrismaRow],
-           prisma_table: bool) -> MigrationState:
+def _merge(
+    number: int, name: str, own: ledger.BatchState | None, rows: list[prisma.PrismaRow], prisma_table: bool
+) -> MigrationState:
     """One migration's state from its ledger state (None: never applied or rolled back) and its Prisma rows."""
     live = [r for r in rows if r.applied]
     row = live[-1] if live else None
@@ -110,25 +118,33 @@ def _merge(number: int, name: str, own: ledger.BatchState | None, rows: list[pri
     notes: list[str] = []
     if by_runbook and prisma_table and not by_prisma:
         rolled = any(r.rolled_back_at for r in rows)
-        notes.append(f"{names.SOURCE_RUNBOOK} says applied, {names.SOURCE_PRISMA} "
-                     + ("has it rolled back" if rolled else "has no finished row for it"))
+        notes.append(
+            f"{names.SOURCE_RUNBOOK} says applied, {names.SOURCE_PRISMA} "
+            + ("has it rolled back" if rolled else "has no finished row for it")
+        )
     if by_prisma and own is not None and not own.applied:
         notes.append(f"{names.SOURCE_RUNBOOK} says rolled back, {names.SOURCE_PRISMA} says applied")
     if by_runbook and by_prisma and own.checksum and not _same(own.checksum, row.checksum):
-        notes.append(f"checksums differ: {names.SOURCE_RUNBOOK} {own.checksum[:12]}, "
-                     f"{names.SOURCE_PRISMA} {row.checksum[:12]}")
+        notes.append(
+            f"checksums differ: {names.SOURCE_RUNBOOK} {own.checksum[:12]}, {names.SOURCE_PRISMA} {row.checksum[:12]}"
+        )
     if failed:
         notes.append(f"{names.SOURCE_PRISMA} has a failed row for it (started, not finished, not rolled back)")
     if not (by_runbook or by_prisma):
         return MigrationState(number, name, False, notes=tuple(notes), failed_prisma_row=failed)
-    source = names.SOURCE_BOTH if by_runbook and by_prisma else (
-        names.SOURCE_RUNBOOK if by_runbook else names.SOURCE_PRISMA)
+    source = (
+        names.SOURCE_BOTH if by_runbook and by_prisma else (names.SOURCE_RUNBOOK if by_runbook else names.SOURCE_PRISMA)
+    )
     return MigrationState(
-        number, name, True, source,
+        number,
+        name,
+        True,
+        source,
         checksum=own.checksum if by_runbook else row.checksum,
         applied_at=own.applied_at if by_runbook else row.finished_at,
         applied_by=own.applied_by if by_runbook else "prisma",
-        notes=tuple(notes), failed_prisma_row=failed,
+        notes=tuple(notes),
+        failed_prisma_row=failed,
         runbook_checksum=own.checksum if by_runbook else None,
         prisma_checksum=row.checksum if by_prisma else None,
     )
@@ -169,8 +185,9 @@ def read(conn: psycopg.Connection, batches: Iterable[Batch]) -> History:
     return History(states, failed, table, blocked)
 
 
-def _merge_tool(conn: psycopg.Connection, batches: list[Batch], own: dict[int, ledger.BatchState],
-                states: dict[int, MigrationState]) -> str:
+def _merge_tool(
+    conn: psycopg.Connection, batches: list[Batch], own: dict[int, ledger.BatchState], states: dict[int, MigrationState]
+) -> str:
     """Another tool's history merged into `states` as Prisma's is: applied when either says so; the tool's
     checksum kept for drift. Returns why the tool would refuse to go on ("" when it would not).
 
@@ -207,15 +224,23 @@ def _merge_tool(conn: psycopg.Connection, batches: list[Batch], own: dict[int, l
         if row is None and not by_runbook:
             states[b.number] = MigrationState(b.number, b.name, False, tool=history.label)
             continue
-        source = names.SOURCE_BOTH if by_runbook and row is not None else (
-            names.SOURCE_RUNBOOK if by_runbook else history.label)
+        source = (
+            names.SOURCE_BOTH
+            if by_runbook and row is not None
+            else (names.SOURCE_RUNBOOK if by_runbook else history.label)
+        )
         states[b.number] = MigrationState(
-            b.number, b.name, True, source,
+            b.number,
+            b.name,
+            True,
+            source,
             checksum=mine.checksum if by_runbook else (row.checksum if row else None),
             applied_at=mine.applied_at if by_runbook else row.applied_at,
             applied_by=mine.applied_by if by_runbook else (row.applied_by or settings.layout),
             runbook_checksum=mine.checksum if by_runbook else None,
-            tool=history.label, tool_checksum=row.checksum if row is not None else None)
+            tool=history.label,
+            tool_checksum=row.checksum if row is not None else None,
+        )
     if not tool_state.blocked:
         return ""
     first_pending = next((b for b in batches if not states[b.number].applied), None)

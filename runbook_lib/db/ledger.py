@@ -68,10 +68,14 @@ CREATE TABLE IF NOT EXISTS {ledger} (
 CREATE INDEX IF NOT EXISTS phase_run_batch_idx ON {ledger} (batch, id);
 """
 # Columns added after the first release; a ledger created before them gets them on first write.
-_LATER_COLUMNS = {"strategy": "text", "steps_done": "integer", "steps_total": "integer",
-                  "terminated": "jsonb",  # sessions the run terminated (--terminate-blockers-after), as it did
-                  "backfill": "jsonb",  # backfill: the keyset position a batched step committed through
-                  "step_sql": "jsonb"}  # the plan: a fingerprint of each step's SQL, checked when a run resumes
+_LATER_COLUMNS = {
+    "strategy": "text",
+    "steps_done": "integer",
+    "steps_total": "integer",
+    "terminated": "jsonb",  # sessions the run terminated (--terminate-blockers-after), as it did
+    "backfill": "jsonb",  # backfill: the keyset position a batched step committed through
+    "step_sql": "jsonb",
+}  # the plan: a fingerprint of each step's SQL, checked when a run resumes
 
 # The state of a batch is its latest successful, real (not dry-run) apply or rollback.
 _STATE_SQL = """
@@ -81,8 +85,10 @@ WHERE phase IN ('apply', 'rollback') AND status = 'succeeded' AND NOT dry_run
 ORDER BY batch, id DESC
 """
 
-_INSERT = ("INSERT INTO {ledger} (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
-           " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id")
+_INSERT = (
+    "INSERT INTO {ledger} (run_id, batch, batch_name, phase, status, checksum, dry_run, os_user,"
+    " host, strategy) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+)
 
 RUNNING, SUCCEEDED, FAILED, NOOP, REFUSED = "running", "succeeded", "failed", "no-op", "refused"
 # An apply or rollback that stopped on purpose after the step it was asked for (a runbook notebook's step
@@ -122,9 +128,10 @@ def exists(conn: psycopg.Connection) -> bool:
     if elsewhere:
         raise LedgerError(
             f"runbook's ledger is in schema {elsewhere[0]}, but this run's ledger schema is {schema_name()} "
-            f"(--ledger-schema or runbook.toml's ledger_schema); set ledger_schema = \"{elsewhere[0]}\", or move "
+            f'(--ledger-schema or runbook.toml\'s ledger_schema); set ledger_schema = "{elsewhere[0]}", or move '
             f"it first (ALTER TABLE {catalog.quote_ident(elsewhere[0])}.phase_run SET SCHEMA "
-            f"{catalog.quote_ident(schema_name())}).")
+            f"{catalog.quote_ident(schema_name())})."
+        )
     return False
 
 
@@ -133,8 +140,11 @@ def states(conn: psycopg.Connection, *, only: int | None = None) -> dict[int, Ba
     if not exists(conn):
         return {}
     result = {}
-    query, params = (_sql(_STATE_SQL), ()) if only is None \
+    query, params = (
+        (_sql(_STATE_SQL), ())
+        if only is None
         else (_sql(_STATE_SQL).replace("WHERE ", "WHERE batch = %s AND "), (only,))
+    )
     with conn.cursor(row_factory=dict_row) as cur:
         for row in cur.execute(query, params):
             applied = row["phase"] == "apply"
@@ -174,12 +184,13 @@ class PartialRun:
     @property
     def committed(self) -> str:
         """What it had committed when it stopped, for a person: the steps, and the backfill under way."""
-        steps = f"step {self.steps_done} of {self.steps_total}" if self.steps_done \
-            else f"0 of {self.steps_total} steps"
+        steps = f"step {self.steps_done} of {self.steps_total}" if self.steps_done else f"0 of {self.steps_total} steps"
         if not self.backfill:
             return steps
-        return (f"{steps}, with {self.backfill.get('rows', 0):,} rows of step {self.backfill['step']}'s backfill "
-                f"committed in {self.backfill.get('batches', 0):,} batches")
+        return (
+            f"{steps}, with {self.backfill.get('rows', 0):,} rows of step {self.backfill['step']}'s backfill "
+            f"committed in {self.backfill.get('batches', 0):,} batches"
+        )
 
 
 @dataclass(frozen=True)
@@ -203,10 +214,11 @@ class LiveRun:
         else:
             where = f"{self.steps_done} of {self.steps_total} steps committed"
         if self.backfill and self.backfill.get("step") == self.steps_done + 1:
-            where += (f", step {self.backfill['step']}'s backfill at {self.backfill.get('rows', 0):,} rows in "
-                      f"{self.backfill.get('batches', 0):,} batches")
-        return (f"run {self.run_id} by {self.who} since {self.started_at:%Y-%m-%d %H:%M:%S %Z}".rstrip()
-                + f", {where}")
+            where += (
+                f", step {self.backfill['step']}'s backfill at {self.backfill.get('rows', 0):,} rows in "
+                f"{self.backfill.get('batches', 0):,} batches"
+            )
+        return f"run {self.run_id} by {self.who} since {self.started_at:%Y-%m-%d %H:%M:%S %Z}".rstrip() + f", {where}"
 
 
 INTERRUPTED = "interrupted"
@@ -243,9 +255,14 @@ def stopped_runs(conn: psycopg.Connection, running: bool) -> dict[int, PartialRu
     if not exists(conn):
         return {}
     with conn.transaction():
-        batches = [r[0] for r in conn.execute(
-            f"SELECT DISTINCT batch FROM {table()} WHERE phase IN ('apply', 'rollback') AND NOT dry_run"
-            " AND status IN (%s, %s, %s, %s) ORDER BY batch", (FAILED, INTERRUPTED, RUNNING, PAUSED))]
+        batches = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT batch FROM {table()} WHERE phase IN ('apply', 'rollback') AND NOT dry_run"
+                " AND status IN (%s, %s, %s, %s) ORDER BY batch",
+                (FAILED, INTERRUPTED, RUNNING, PAUSED),
+            )
+        ]
     return {b: run for b in batches if (run := stopped(conn, b, dead_running=not running)) is not None}
 
 
@@ -261,12 +278,20 @@ def live(conn: psycopg.Connection, holder_since: datetime | None) -> LiveRun | N
             " to_jsonb(p) -> 'steps_total' AS total, to_jsonb(p) -> 'backfill' AS backfill"
             f" FROM {table()} p WHERE phase IN ('apply', 'rollback') AND status = %s AND NOT dry_run"
             " AND started_at >= coalesce(%s::timestamptz, '-infinity') ORDER BY id DESC LIMIT 1",
-            (RUNNING, holder_since)).fetchone()
+            (RUNNING, holder_since),
+        ).fetchone()
     if r is None:
         return None
-    return LiveRun(r["batch"], r["phase"], r["run_id"], r["started_at"],
-                   r["db_user"] + (f" ({r['os_user']}@{r['host']})" if r["os_user"] else ""),
-                   r["done"] or 0, r["total"] or 0, r["backfill"])
+    return LiveRun(
+        r["batch"],
+        r["phase"],
+        r["run_id"],
+        r["started_at"],
+        r["db_user"] + (f" ({r['os_user']}@{r['host']})" if r["os_user"] else ""),
+        r["done"] or 0,
+        r["total"] or 0,
+        r["backfill"],
+    )
 
 
 def partial(conn: psycopg.Connection, batch: int, phase: str = "apply") -> PartialRun | None:
@@ -309,8 +334,17 @@ def stopped(conn: psycopg.Connection, batch: int, *, dead_running: bool = False)
     position = position if position and position.get("step") == done + 1 else None
     if done >= total:
         return None
-    return PartialRun(checksum, strategy or "direct", done, total, run_id, position, phase,
-                      tuple(steps) if steps is not None else None, paused=status == PAUSED)
+    return PartialRun(
+        checksum,
+        strategy or "direct",
+        done,
+        total,
+        run_id,
+        position,
+        phase,
+        tuple(steps) if steps is not None else None,
+        paused=status == PAUSED,
+    )
 
 
 @dataclass(frozen=True)
@@ -341,7 +375,8 @@ def step_done_by(conn: psycopg.Connection, batch: int, step: int, phase: str = "
             "   AND id > coalesce((SELECT max(id) FROM {ledger} WHERE batch = %s AND phase = %s"
             "                      AND status = %s AND NOT dry_run), 0)"
             " ORDER BY id LIMIT 1".replace("{ledger}", table()),
-            (batch, phase, NOOP, step, batch, other, SUCCEEDED)).fetchone()
+            (batch, phase, NOOP, step, batch, other, SUCCEEDED),
+        ).fetchone()
     if r is None:
         return None
     who = r["db_user"] + (f" ({r['os_user']}@{r['host']})" if r["os_user"] else "")
@@ -362,7 +397,9 @@ def history(conn: psycopg.Connection, batch: int | None = None, limit: int = 50)
 
 
 _SHARED: dict[str, psycopg.Connection] = {}  # url -> the ledger connection a release shares (shared_connection)
-_ENSURED: set[tuple[str, str]] = set()  # the (url, ledger table)s whose ledger this process has found complete (no DDL, no catalog query)
+_ENSURED: set[tuple[str, str]] = (
+    set()
+)  # the (url, ledger table)s whose ledger this process has found complete (no DDL, no catalog query)
 
 
 @contextmanager
@@ -385,20 +422,41 @@ def shared_connection(url: str) -> Iterator[psycopg.Connection]:
 class LedgerWriter:
     """Records one phase run: a row at start, updated at the end, on a connection of its own."""
 
-    def __init__(self, url: str, *, run_id: str, batch: int, batch_name: str, phase: str,
-                 checksum: str | None = None, dry_run: bool = False, strategy: str | None = None,
-                 required: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        run_id: str,
+        batch: int,
+        batch_name: str,
+        phase: str,
+        checksum: str | None = None,
+        dry_run: bool = False,
+        strategy: str | None = None,
+        required: bool = True,
+    ) -> None:
         """`required=False` (read-only phases): a role that may not write the ledger is noted, not refused."""
         self.note = ""
         self._finished = False
         self._url = url
         shared = _SHARED.get(url)
         self._owned = shared is None or shared.closed
-        self._conn = database.connect(url, autocommit=True, application_name="runbook-ledger") if self._owned \
-            else shared
+        self._conn = (
+            database.connect(url, autocommit=True, application_name="runbook-ledger") if self._owned else shared
+        )
         try:
-            row = (run_id, batch, batch_name, phase, RUNNING, checksum, dry_run, _os_user(), socket.gethostname(),
-                   strategy)
+            row = (
+                run_id,
+                batch,
+                batch_name,
+                phase,
+                RUNNING,
+                checksum,
+                dry_run,
+                _os_user(),
+                socket.gethostname(),
+                strategy,
+            )
             if (url, table()) not in _ENSURED:
                 _ensure(self._conn)
                 _ENSURED.add((url, table()))
@@ -433,16 +491,24 @@ class LedgerWriter:
                     raise
                 self._close()
 
-    def progress(self, steps_done: int, steps_total: int, backfill: dict | None = None,
-                 steps: tuple[str, ...] = ()) -> None:
+    def progress(
+        self, steps_done: int, steps_total: int, backfill: dict | None = None, steps: tuple[str, ...] = ()
+    ) -> None:
         """Before anything runs: the plan (its size, each step's fingerprint), and the backfill position a
         resumed run carries over from the run it resumes (in the same UPDATE, so no instant holds one
         without the other)."""
         if self.row_id is None:
             return
-        self._update(f"UPDATE {table()} SET steps_done = %s, steps_total = %s, backfill = %s, step_sql = %s"
-                     " WHERE id = %s", (steps_done, steps_total, Jsonb(backfill) if backfill else None,
-                                        Jsonb(list(steps)) if steps else None, self.row_id))
+        self._update(
+            f"UPDATE {table()} SET steps_done = %s, steps_total = %s, backfill = %s, step_sql = %s WHERE id = %s",
+            (
+                steps_done,
+                steps_total,
+                Jsonb(backfill) if backfill else None,
+                Jsonb(list(steps)) if steps else None,
+                self.row_id,
+            ),
+        )
 
     def record_position_in(self, conn: psycopg.Connection, position: dict) -> None:
         """A backfill batch's keyset position, written inside the batch's transaction: they commit together."""
@@ -454,11 +520,14 @@ class LedgerWriter:
         next (the run fails, the process is killed), the ledger says who was terminated and when."""
         if self.row_id is None:
             return
-        self._update(f"UPDATE {table()} SET terminated = coalesce(terminated, '[]'::jsonb) || %s WHERE id = %s",
-                     (Jsonb([{**session, "terminated_at": datetime.now(timezone.utc).isoformat()}]), self.row_id))
+        self._update(
+            f"UPDATE {table()} SET terminated = coalesce(terminated, '[]'::jsonb) || %s WHERE id = %s",
+            (Jsonb([{**session, "terminated_at": datetime.now(timezone.utc).isoformat()}]), self.row_id),
+        )
 
-    def record_in(self, conn: psycopg.Connection, steps_done: int, steps_total: int, *,
-                  succeeded: str | None = None) -> None:
+    def record_in(
+        self, conn: psycopg.Connection, steps_done: int, steps_total: int, *, succeeded: str | None = None
+    ) -> None:
         """Progress written on `conn` inside its open transaction, so it commits with the step or not at all.
 
         `succeeded` (the last step): the row becomes 'succeeded' with this message in the same commit, so a
@@ -467,8 +536,10 @@ class LedgerWriter:
         if self.row_id is None:
             return
         if succeeded is None:
-            conn.execute(f"UPDATE {table()} SET steps_done = %s, steps_total = %s WHERE id = %s",
-                         (steps_done, steps_total, self.row_id))
+            conn.execute(
+                f"UPDATE {table()} SET steps_done = %s, steps_total = %s WHERE id = %s",
+                (steps_done, steps_total, self.row_id),
+            )
             return
         conn.execute(
             f"UPDATE {table()} SET status = %s, message = %s, finished_at = clock_timestamp(),"
@@ -476,8 +547,9 @@ class LedgerWriter:
             (SUCCEEDED, succeeded, steps_done, steps_total, self.row_id),
         )
 
-    def finish(self, status: str, message: str | None = None, *, steps_done: int | None = None,
-               steps_total: int | None = None) -> None:
+    def finish(
+        self, status: str, message: str | None = None, *, steps_done: int | None = None, steps_total: int | None = None
+    ) -> None:
         """The row's end; a row its last step already made 'succeeded' (`record_in`) is left as it is."""
         if self.row_id is None:
             return
@@ -525,9 +597,13 @@ def _ensure(conn: psycopg.Connection) -> None:
     In one transaction: a process killed between the CREATE and the ADD COLUMNs (the kill sweep found
     it) would leave a ledger without steps_done, which the next apply could not even read.
     """
-    have = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'phase_run'",
-        (schema_name(),))}
+    have = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'phase_run'",
+            (schema_name(),),
+        )
+    }
     if not have:
         exists(conn)  # a ledger in another schema is refused before a second one is begun
     if have and not set(_LATER_COLUMNS) - have:

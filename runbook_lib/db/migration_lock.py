@@ -42,9 +42,14 @@ def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     if not got:
         held_by = holder(conn)
         conn.commit()
-        who = (f"pid {held_by[0]} ({held_by[1] or 'no application_name'}"
-               + (f", connected since {held_by[2].isoformat(timespec='seconds')})" if held_by[2] else ")")
-               ) if held_by else "another session"
+        who = (
+            (
+                f"pid {held_by[0]} ({held_by[1] or 'no application_name'}"
+                + (f", connected since {held_by[2].isoformat(timespec='seconds')})" if held_by[2] else ")")
+            )
+            if held_by
+            else "another session"
+        )
         raise LockBusy(
             f"Another runbook apply or rollback is running on this database: {who}; "
             "wait for it to finish, or stop it with pg_terminate_backend if it is stuck."

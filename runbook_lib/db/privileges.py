@@ -26,7 +26,13 @@ from runbook_lib.names import NOGO, WARN
 from runbook_lib.sql import parse
 
 OWNER, REFERENCES, TRIGGER, CREATE, MAINTAIN, EXTENSION = (
-    "owner", "references", "trigger", "create", "maintain", "extension")
+    "owner",
+    "references",
+    "trigger",
+    "create",
+    "maintain",
+    "extension",
+)
 
 #: What the application's role usually holds on a table, in the order GRANT lists them.
 _TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -76,6 +82,7 @@ class PrivilegeCheck:
 
 # --- what the migration needs ----------------------------------------------------------------------
 
+
 def _table(rel: ast.RangeVar) -> str:
     return ".".join(p for p in (rel.schemaname, rel.relname) if p)
 
@@ -93,8 +100,14 @@ def _names(objects: Iterable) -> list[str]:
     return found
 
 
-_DROPPED_RELATIONS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_VIEW,
-                      ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_SEQUENCE, ObjectType.OBJECT_FOREIGN_TABLE}
+_DROPPED_RELATIONS = {
+    ObjectType.OBJECT_TABLE,
+    ObjectType.OBJECT_INDEX,
+    ObjectType.OBJECT_VIEW,
+    ObjectType.OBJECT_MATVIEW,
+    ObjectType.OBJECT_SEQUENCE,
+    ObjectType.OBJECT_FOREIGN_TABLE,
+}
 
 
 def _foreign_keys(constraints: Iterable) -> list[ast.RangeVar]:
@@ -166,8 +179,11 @@ def needs(sql: str, *, filename: str | None = None, created: Iterable[str] = ())
 
 def created_tables(sql: str, *, filename: str | None = None) -> list[str]:
     """The tables a migration creates (not temporary ones): a release's later migrations need nothing on them."""
-    return [_table(s.raw.stmt.relation) for s in parse.split(sql, filename=filename)
-            if s.raw is not None and isinstance(s.raw.stmt, ast.CreateStmt) and s.raw.stmt.relation.relpersistence != "t"]
+    return [
+        _table(s.raw.stmt.relation)
+        for s in parse.split(sql, filename=filename)
+        if s.raw is not None and isinstance(s.raw.stmt, ast.CreateStmt) and s.raw.stmt.relation.relpersistence != "t"
+    ]
 
 
 def _granted_in(sql: str, filename: str | None) -> dict[str, set[str]]:
@@ -258,22 +274,42 @@ def role_gaps(conn: psycopg.Connection, *, terminate: bool, ledger_schema: str) 
     quoted = _quote(role)
     if not superuser:
         if not read_stats:
-            gaps.append(Gap(WARN, f"role {role} cannot see other roles' session state (no pg_read_all_stats): idle "
-                            "transactions are detected from pg_locks alone, a holder judged after the blocker "
-                            "threshold, and blockers are named without their state or query",
-                            f"GRANT pg_read_all_stats TO {quoted} shows names and queries"))
+            gaps.append(
+                Gap(
+                    WARN,
+                    f"role {role} cannot see other roles' session state (no pg_read_all_stats): idle "
+                    "transactions are detected from pg_locks alone, a holder judged after the blocker "
+                    "threshold, and blockers are named without their state or query",
+                    f"GRANT pg_read_all_stats TO {quoted} shows names and queries",
+                )
+            )
         if terminate and not signal:
-            gaps.append(Gap(NOGO, f"--terminate-blockers-after needs pg_signal_backend to end another role's "
-                            f"session, and role {role} does not have it",
-                            f"GRANT pg_signal_backend TO {quoted}, or run without --terminate-blockers-after"))
+            gaps.append(
+                Gap(
+                    NOGO,
+                    f"--terminate-blockers-after needs pg_signal_backend to end another role's "
+                    f"session, and role {role} does not have it",
+                    f"GRANT pg_signal_backend TO {quoted}, or run without --terminate-blockers-after",
+                )
+            )
         if not read_stats and conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0]:
-            gaps.append(Gap(WARN, f"role {role} cannot see the replicas' replay lag (no pg_read_all_stats): an "
-                            "online backfill cannot pause for a replica that falls behind (--max-replica-lag)",
-                            f"GRANT pg_read_all_stats TO {quoted}"))
+            gaps.append(
+                Gap(
+                    WARN,
+                    f"role {role} cannot see the replicas' replay lag (no pg_read_all_stats): an "
+                    "online backfill cannot pause for a replica that falls behind (--max-replica-lag)",
+                    f"GRANT pg_read_all_stats TO {quoted}",
+                )
+            )
         if terminate and signal and not read_stats:
-            gaps.append(Gap(WARN, "--terminate-blockers-after cannot tell an idle session of another role from a "
-                            "busy one without pg_read_all_stats: such a session is waited for, never terminated",
-                            f"GRANT pg_read_all_stats TO {quoted}"))
+            gaps.append(
+                Gap(
+                    WARN,
+                    "--terminate-blockers-after cannot tell an idle session of another role from a "
+                    "busy one without pg_read_all_stats: such a session is waited for, never terminated",
+                    f"GRANT pg_read_all_stats TO {quoted}",
+                )
+            )
     ledger = ledger_gap(conn, role, ledger_schema)
     if ledger is not None:
         gaps.append(ledger)
@@ -286,27 +322,37 @@ def ledger_gap(conn: psycopg.Connection, role: str, schema: str) -> Gap | None:
     row = conn.execute(
         "SELECT to_regclass(%(t)s) IS NOT NULL, (SELECT oid FROM pg_namespace WHERE nspname = %(s)s) IS NOT NULL,"
         " has_database_privilege(current_database(), 'CREATE'), current_database()",
-        {"t": table, "s": schema}).fetchone()
+        {"t": table, "s": schema},
+    ).fetchone()
     table_exists, schema_exists, create_db, database = row
     quoted = _quote(role)
     if table_exists:
         writable = conn.execute("SELECT has_table_privilege(%s, 'INSERT, UPDATE')", (table,)).fetchone()[0]
         if writable:
             return None
-        return Gap(NOGO, f"role {role} cannot write runbook's ledger {schema}.phase_run",
-                   f"GRANT INSERT, UPDATE ON {table} TO {quoted} (and USAGE on its sequence "
-                   f"{_quote(schema)}.phase_run_id_seq)")
+        return Gap(
+            NOGO,
+            f"role {role} cannot write runbook's ledger {schema}.phase_run",
+            f"GRANT INSERT, UPDATE ON {table} TO {quoted} (and USAGE on its sequence "
+            f"{_quote(schema)}.phase_run_id_seq)",
+        )
     if schema_exists:
         if conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", (schema,)).fetchone()[0]:
             return None
-        return Gap(NOGO, f"role {role} cannot create runbook's ledger in schema {schema} (no CREATE on it)",
-                   f"GRANT CREATE ON SCHEMA {_quote(schema)} TO {quoted}, or set ledger_schema in runbook.toml "
-                   "(or --ledger-schema) to a schema it may create tables in")
+        return Gap(
+            NOGO,
+            f"role {role} cannot create runbook's ledger in schema {schema} (no CREATE on it)",
+            f"GRANT CREATE ON SCHEMA {_quote(schema)} TO {quoted}, or set ledger_schema in runbook.toml "
+            "(or --ledger-schema) to a schema it may create tables in",
+        )
     if create_db:
         return None
-    return Gap(NOGO, f"role {role} cannot create runbook's ledger schema {schema} (no CREATE on database {database})",
-               f"GRANT CREATE ON DATABASE {_quote(database)} TO {quoted}, or set ledger_schema in runbook.toml (or "
-               "--ledger-schema) to an existing schema it may create tables in")
+    return Gap(
+        NOGO,
+        f"role {role} cannot create runbook's ledger schema {schema} (no CREATE on database {database})",
+        f"GRANT CREATE ON DATABASE {_quote(database)} TO {quoted}, or set ledger_schema in runbook.toml (or "
+        "--ledger-schema) to an existing schema it may create tables in",
+    )
 
 
 def statement_gaps(conn: psycopg.Connection, wanted: list[Need], role: str) -> list[Gap]:
@@ -318,11 +364,20 @@ def statement_gaps(conn: psycopg.Connection, wanted: list[Need], role: str) -> l
         where = f"statement {need.statement} (line {need.line}) {need.verb} {need.name}"
         if need.kind == CREATE:
             schema = need.name or conn.execute("SELECT current_schema()").fetchone()[0] or "public"
-            ok = conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", (schema,)).fetchone()[0] \
-                if conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (_quote(schema),)).fetchone()[0] else True
+            ok = (
+                conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", (schema,)).fetchone()[0]
+                if conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (_quote(schema),)).fetchone()[0]
+                else True
+            )
             if not ok:
-                gaps.append(Gap(NOGO, f"statement {need.statement} (line {need.line}) {need.verb} schema {schema}, "
-                                f"where role {role} may not create", f"GRANT CREATE ON SCHEMA {_quote(schema)} TO {quoted}"))
+                gaps.append(
+                    Gap(
+                        NOGO,
+                        f"statement {need.statement} (line {need.line}) {need.verb} schema {schema}, "
+                        f"where role {role} may not create",
+                        f"GRANT CREATE ON SCHEMA {_quote(schema)} TO {quoted}",
+                    )
+                )
             continue
         if need.kind == EXTENSION:
             installed, trusted, create_db = conn.execute(_EXTENSION_SQL, {"name": need.name}).fetchone()
@@ -331,29 +386,60 @@ def statement_gaps(conn: psycopg.Connection, wanted: list[Need], role: str) -> l
             if trusted is None:
                 continue  # not available at all: the extension check names it and where to get it
             if not trusted:
-                gaps.append(Gap(NOGO, f"{where}, which only a superuser may create ({need.name} is not a trusted "
-                                "extension)", f"ask an administrator to run CREATE EXTENSION {need.name} first"))
+                gaps.append(
+                    Gap(
+                        NOGO,
+                        f"{where}, which only a superuser may create ({need.name} is not a trusted extension)",
+                        f"ask an administrator to run CREATE EXTENSION {need.name} first",
+                    )
+                )
             elif not create_db:
-                gaps.append(Gap(NOGO, f"{where}, which needs CREATE on the database", "GRANT CREATE ON DATABASE "
-                                f"{_quote(conn.info.dbname)} TO {quoted}"))
+                gaps.append(
+                    Gap(
+                        NOGO,
+                        f"{where}, which needs CREATE on the database",
+                        f"GRANT CREATE ON DATABASE {_quote(conn.info.dbname)} TO {quoted}",
+                    )
+                )
             continue
         exists, owner, owns, references, trigger, maintain = conn.execute(
-            _OBJECT_SQL, (catalog.regclass_text(need.name),)).fetchone()
+            _OBJECT_SQL, (catalog.regclass_text(need.name),)
+        ).fetchone()
         if not exists:
             continue  # created earlier in the release, or missing: the migration's own error then
         if need.kind == OWNER and not owns:
-            gaps.append(Gap(NOGO, f"{where}, owned by {owner}: role {role} is neither {owner} nor a member of it",
-                            f"act as the owner (--role {owner}), or GRANT {_quote(owner)} TO {quoted}"))
+            gaps.append(
+                Gap(
+                    NOGO,
+                    f"{where}, owned by {owner}: role {role} is neither {owner} nor a member of it",
+                    f"act as the owner (--role {owner}), or GRANT {_quote(owner)} TO {quoted}",
+                )
+            )
         elif need.kind == REFERENCES and not references:
-            gaps.append(Gap(NOGO, f"{where}, on which role {role} has no REFERENCES privilege",
-                            f"GRANT REFERENCES ON {catalog.regclass_text(need.name)} TO {quoted}"))
+            gaps.append(
+                Gap(
+                    NOGO,
+                    f"{where}, on which role {role} has no REFERENCES privilege",
+                    f"GRANT REFERENCES ON {catalog.regclass_text(need.name)} TO {quoted}",
+                )
+            )
         elif need.kind == TRIGGER and not trigger:
-            gaps.append(Gap(NOGO, f"{where}, on which role {role} has no TRIGGER privilege",
-                            f"GRANT TRIGGER ON {catalog.regclass_text(need.name)} TO {quoted}"))
+            gaps.append(
+                Gap(
+                    NOGO,
+                    f"{where}, on which role {role} has no TRIGGER privilege",
+                    f"GRANT TRIGGER ON {catalog.regclass_text(need.name)} TO {quoted}",
+                )
+            )
         elif need.kind == MAINTAIN and not maintain:
-            gaps.append(Gap(WARN, f"{where}, owned by {owner}: PostgreSQL skips it for role {role} with a warning",
-                            f"run it as {owner}, or (PostgreSQL 17+) GRANT MAINTAIN ON "
-                            f"{catalog.regclass_text(need.name)} TO {quoted}"))
+            gaps.append(
+                Gap(
+                    WARN,
+                    f"{where}, owned by {owner}: PostgreSQL skips it for role {role} with a warning",
+                    f"run it as {owner}, or (PostgreSQL 17+) GRANT MAINTAIN ON "
+                    f"{catalog.regclass_text(need.name)} TO {quoted}",
+                )
+            )
     return gaps
 
 
@@ -371,32 +457,45 @@ def _application_grants(conn: psycopg.Connection, schema: str) -> tuple[dict[str
     return expected, defaults
 
 
-def default_privilege_gaps(conn: psycopg.Connection, sql: str, *, filename: str | None = None,
-                           read: dict[str, tuple[dict, dict]] | None = None) -> list[Gap]:
+def default_privilege_gaps(
+    conn: psycopg.Connection, sql: str, *, filename: str | None = None, read: dict[str, tuple[dict, dict]] | None = None
+) -> list[Gap]:
     """New tables the application's role will not reach as it reaches the existing ones: no default privileges
     grant it, and the migration does not either. `read`: each schema's grants, read once (`Reading`)."""
     read = {} if read is None else read
     granted = _granted_in(sql, filename)
     gaps: list[Gap] = []
     for table in created_tables(sql, filename=filename):
-        schema = table.split(".")[0] if "." in table else (conn.execute("SELECT current_schema()").fetchone()[0] or "public")
+        schema = (
+            table.split(".")[0] if "." in table else (conn.execute("SELECT current_schema()").fetchone()[0] or "public")
+        )
         if schema not in read:
             read[schema] = _application_grants(conn, schema)
         expected, defaults = read[schema]
         for grantee, privileges in sorted(expected.items()):
             given = set(defaults.get(grantee, set()))
-            for key in (f"{table.lower()}|{grantee.lower()}", f"{table.split('.')[-1].lower()}|{grantee.lower()}",
-                        f"*{schema.lower()}|{grantee.lower()}", f"{table.lower()}|public", f"*{schema.lower()}|public"):
+            for key in (
+                f"{table.lower()}|{grantee.lower()}",
+                f"{table.split('.')[-1].lower()}|{grantee.lower()}",
+                f"*{schema.lower()}|{grantee.lower()}",
+                f"{table.lower()}|public",
+                f"*{schema.lower()}|public",
+            ):
                 given |= granted.get(key, set())
             if "ALL" in given:
                 continue
             missing = [p for p in _TABLE_PRIVILEGES if p in privileges and p not in given]
             if missing:
-                gaps.append(Gap(WARN, f"new table {table} will lack {', '.join(missing)} for role {grantee}, which "
-                                f"has them on the other tables of schema {schema} (no default privileges grant them)",
-                                f"add GRANT {', '.join(missing)} ON {catalog.regclass_text(table)} TO {_quote(grantee)} "
-                                f"to the migration, or ALTER DEFAULT PRIVILEGES IN SCHEMA {_quote(schema)} GRANT "
-                                f"{', '.join(missing)} ON TABLES TO {_quote(grantee)}"))
+                gaps.append(
+                    Gap(
+                        WARN,
+                        f"new table {table} will lack {', '.join(missing)} for role {grantee}, which "
+                        f"has them on the other tables of schema {schema} (no default privileges grant them)",
+                        f"add GRANT {', '.join(missing)} ON {catalog.regclass_text(table)} TO {_quote(grantee)} "
+                        f"to the migration, or ALTER DEFAULT PRIVILEGES IN SCHEMA {_quote(schema)} GRANT "
+                        f"{', '.join(missing)} ON TABLES TO {_quote(grantee)}",
+                    )
+                )
     return gaps
 
 

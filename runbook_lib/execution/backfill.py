@@ -44,9 +44,11 @@ ROW_LOCKS = "row locks"  # HeldLock.mode of the rows a transaction changed (held
 # job instead: a hash join over all of a joined table, a bitmap of another index over the whole table. At 1M
 # leads every fourth batch of batch 6 did, taking 25 ms instead of 8 with its rows locked. Within a batch's
 # transaction those plans cost more than anything else (PostgreSQL still uses them where there is no other way).
-_BATCH_SETTINGS = ("SELECT set_config('synchronous_commit', %s, true), set_config('enable_seqscan', 'off', true), "
-                   "set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), "
-                   f"set_config('enable_mergejoin', 'off', true), {walrate.POSITION_SQL}")
+_BATCH_SETTINGS = (
+    "SELECT set_config('synchronous_commit', %s, true), set_config('enable_seqscan', 'off', true), "
+    "set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true), "
+    f"set_config('enable_mergejoin', 'off', true), {walrate.POSITION_SQL}"
+)
 
 
 # Called with (step, batch) inside each batch's transaction, after its position is written and before its
@@ -67,8 +69,14 @@ class Settings:
 
     @classmethod
     def of(cls, options: Options) -> "Settings":
-        return cls(options.backfill_batch_ms, options.backfill_rows_per_s, options.backfill_pause_ms,
-                   options.max_replica_lag_ms, options.backfill_wal_mb_per_s, options.backfill_flush_from_mb)
+        return cls(
+            options.backfill_batch_ms,
+            options.backfill_rows_per_s,
+            options.backfill_pause_ms,
+            options.max_replica_lag_ms,
+            options.backfill_wal_mb_per_s,
+            options.backfill_flush_from_mb,
+        )
 
 
 @dataclass
@@ -108,12 +116,20 @@ def row_lock_holds(runs: list[StatementRun], end: float, step: int) -> list[Held
     for run in runs:
         if run.status != names.OK or run.rowcount <= 0 or not run.kind.startswith(("UPDATE", "DELETE", "MERGE")):
             continue
-        table = next((part.split(" on ", 1)[1] for part in run.expected_locks.split(", ")
-                      if part.startswith("ROW EXCLUSIVE on ")), "")
+        table = next(
+            (
+                part.split(" on ", 1)[1]
+                for part in run.expected_locks.split(", ")
+                if part.startswith("ROW EXCLUSIVE on ")
+            ),
+            "",
+        )
         if table:
             since, rows = first.get(table, (run.started_offset_s, 0))
             first[table] = (since, rows + run.rowcount)
-    return [HeldLock(table, ROW_LOCKS, True, round(end - since, 6), step, rows) for table, (since, rows) in first.items()]
+    return [
+        HeldLock(table, ROW_LOCKS, True, round(end - since, 6), step, rows) for table, (since, rows) in first.items()
+    ]
 
 
 def _estimate(conn: psycopg.Connection, table: str) -> int:
@@ -168,11 +184,20 @@ class _Run:
         return self.step.statements[0]
 
 
-def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, context: Context,
-             result: ExecutionResult, clock: Callable[[], float],
-             record: Callable[[psycopg.Connection], None] | None,
-             record_position: Callable[[psycopg.Connection, dict], None] | None,
-             before_commit: list[Callable[[int], None]], max_attempts: int, backoff_ms: int) -> StepRun:
+def run_step(
+    conn: psycopg.Connection,
+    step: plan.Step,
+    key: batching.Key,
+    *,
+    context: Context,
+    result: ExecutionResult,
+    clock: Callable[[], float],
+    record: Callable[[psycopg.Connection], None] | None,
+    record_position: Callable[[psycopg.Connection, dict], None] | None,
+    before_commit: list[Callable[[int], None]],
+    max_attempts: int,
+    backoff_ms: int,
+) -> StepRun:
     """Every batch of one step; the transaction that finds no key left records the step itself (`record`).
 
     A lock timeout (or deadlock) retries the batch half as large after a backoff, up to `max_attempts` in a
@@ -219,14 +244,20 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
                         tally.sizes.pop()
                         break
                     dml = time.perf_counter()
-                    cur = conn.execute(sql.SQL("EXECUTE {} ({})").format(
-                        sql.Identifier(name), sql.SQL(", ").join(sql.Literal(v) for v in first + last)))
+                    cur = conn.execute(
+                        sql.SQL("EXECUTE {} ({})").format(
+                            sql.Identifier(name), sql.SQL(", ").join(sql.Literal(v) for v in first + last)
+                        )
+                    )
                     changed = max(cur.rowcount, 0)
-                    position = {"step": step.number, "after": last,
-                                "rows": done_before.get("rows", 0) + tally.rows + changed,
-                                "keys": done_before.get("keys", 0) + tally.keys + count,
-                                "batches": done_before.get("batches", 0) + tally.batches + 1,
-                                "wal": context.writeback.written}  # the migration's, up to the last batch
+                    position = {
+                        "step": step.number,
+                        "after": last,
+                        "rows": done_before.get("rows", 0) + tally.rows + changed,
+                        "keys": done_before.get("keys", 0) + tally.keys + count,
+                        "batches": done_before.get("batches", 0) + tally.batches + 1,
+                        "wal": context.writeback.written,
+                    }  # the migration's, up to the last batch
                     if record_position is not None:
                         record_position(conn, position)
                     for batch_hook in BEFORE_BATCH_COMMIT_HOOKS:  # empty in production
@@ -258,8 +289,16 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
             pace.pause()
         status = "completed"
     except (GaveUp, psycopg.Error) as exc:
-        _finish(result, run, tally, after=after, ended=clock(), status=status, paused_s=lag.paused_s,
-                error=server_message(exc.exc if isinstance(exc, GaveUp) else exc))
+        _finish(
+            result,
+            run,
+            tally,
+            after=after,
+            ended=clock(),
+            status=status,
+            paused_s=lag.paused_s,
+            error=server_message(exc.exc if isinstance(exc, GaveUp) else exc),
+        )
         raise
     finally:
         _deallocate(conn, name)
@@ -268,12 +307,25 @@ def run_step(conn: psycopg.Connection, step: plan.Step, key: batching.Key, *, co
     if found.kind in ("UPDATE", "DELETE"):  # each row it changed left a dead version in the table and its indexes
         vacuumed = upkeep.vacuum_after(conn, key.table, done_before.get("rows", 0) + tally.rows, what)
     _finish(result, run, tally, after=after, ended=ended, status=status, paused_s=lag.paused_s, vacuumed=vacuumed)
-    live.emit(live.BACKFILL, f"{what}: {tally.rows:,} rows in {tally.batches:,} batches", done=tally.keys,
-              total=max(total, tally.keys), unit="rows", final=True)
+    live.emit(
+        live.BACKFILL,
+        f"{what}: {tally.rows:,} rows in {tally.batches:,} batches",
+        done=tally.keys,
+        total=max(total, tally.keys),
+        unit="rows",
+        final=True,
+    )
     # inserted rows are invisible to other sessions until the commit: no application write waits for them
     longest = max(tally.holds, default=0.0) if found.kind != "INSERT … SELECT" else 0.0
-    return StepRun(step.number, step.purpose, True, names.COMMITTED, 1 + tally.lock_timeouts,
-                   round(clock() - started, 6), round(longest, 6))
+    return StepRun(
+        step.number,
+        step.purpose,
+        True,
+        names.COMMITTED,
+        1 + tally.lock_timeouts,
+        round(clock() - started, 6),
+        round(longest, 6),
+    )
 
 
 def _progress(what: str, tally: _Tally, before: dict, total: int, elapsed: float) -> None:
@@ -282,8 +334,14 @@ def _progress(what: str, tally: _Tally, before: dict, total: int, elapsed: float
     key_rate = tally.keys / elapsed if elapsed > 0 else 0.0
     total = max(total, keys)
     left = f", about {_eta((total - keys) / key_rate)} left" if key_rate > 0 and total > keys else ""
-    live.emit(live.BACKFILL, f"{what}: {before.get('rows', 0) + tally.rows:,} rows changed, {keys:,} of ~{total:,} "
-                             f"scanned, {rate:,.0f} rows/s{left}", done=keys, total=total, unit="rows")
+    live.emit(
+        live.BACKFILL,
+        f"{what}: {before.get('rows', 0) + tally.rows:,} rows changed, {keys:,} of ~{total:,} "
+        f"scanned, {rate:,.0f} rows/s{left}",
+        done=keys,
+        total=total,
+        unit="rows",
+    )
 
 
 def _throttle(settings: Settings, tally: _Tally, changed: int, took: float) -> None:
@@ -308,33 +366,88 @@ def _deallocate(conn: psycopg.Connection, name: str) -> None:
         conn.rollback()  # the statement went with a failed connection; nothing to free
 
 
-def _finish(result: ExecutionResult, run: _Run, tally: _Tally, *, after: list[str] | None, ended: float, status: str,
-            paused_s: float, error: str = "", vacuumed: upkeep.Vacuumed | None = None) -> None:
+def _finish(
+    result: ExecutionResult,
+    run: _Run,
+    tally: _Tally,
+    *,
+    after: list[str] | None,
+    ended: float,
+    status: str,
+    paused_s: float,
+    error: str = "",
+    vacuumed: upkeep.Vacuumed | None = None,
+) -> None:
     """The step's record: one timeline entry for all its batches, its row locks, and the batch figures."""
     step, stmt, found, key, started = run.step, run.stmt, run.found, run.key, run.started
     longest = round(max(tally.holds, default=0.0), 6)
-    result.backfills.append(BackfillRun(
-        step.number, stmt.index, found.kind, found.table, key.label, status, tally.rows, tally.keys, tally.batches,
-        round(statistics.median(tally.rows_per_batch), 1) if tally.rows_per_batch else 0.0,
-        max(tally.rows_per_batch, default=0),
-        round(statistics.median(tally.durations), 6) if tally.durations else 0.0,
-        round(max(tally.durations, default=0.0), 6), longest, run.settings.target_ms,
-        tally.sizes[0] if tally.sizes else 0, tally.sizes[-1] if tally.sizes else 0, tally.lock_timeouts,
-        round(paused_s, 3), round(tally.throttle_s, 3), round(ended - started, 6),
-        ", ".join(run.resumed["after"]) if run.resumed else "", run.before.get("rows", 0), ", ".join(after or []),
-        "; ".join(run.analyzed), vacuumed.text if vacuumed else "", vacuumed.seconds if vacuumed else 0.0,
-        round(run.pace.written / walrate.MB, 1), run.pace.mb_per_s, round(run.pace.paused_s, 3),
-        run.writeback.since_mb, run.writeback.setting, run.writeback.kept, run.writeback.threshold_mb,
-        run.writeback.threshold))
+    result.backfills.append(
+        BackfillRun(
+            step.number,
+            stmt.index,
+            found.kind,
+            found.table,
+            key.label,
+            status,
+            tally.rows,
+            tally.keys,
+            tally.batches,
+            round(statistics.median(tally.rows_per_batch), 1) if tally.rows_per_batch else 0.0,
+            max(tally.rows_per_batch, default=0),
+            round(statistics.median(tally.durations), 6) if tally.durations else 0.0,
+            round(max(tally.durations, default=0.0), 6),
+            longest,
+            run.settings.target_ms,
+            tally.sizes[0] if tally.sizes else 0,
+            tally.sizes[-1] if tally.sizes else 0,
+            tally.lock_timeouts,
+            round(paused_s, 3),
+            round(tally.throttle_s, 3),
+            round(ended - started, 6),
+            ", ".join(run.resumed["after"]) if run.resumed else "",
+            run.before.get("rows", 0),
+            ", ".join(after or []),
+            "; ".join(run.analyzed),
+            vacuumed.text if vacuumed else "",
+            vacuumed.seconds if vacuumed else 0.0,
+            round(run.pace.written / walrate.MB, 1),
+            run.pace.mb_per_s,
+            round(run.pace.paused_s, 3),
+            run.writeback.since_mb,
+            run.writeback.setting,
+            run.writeback.kept,
+            run.writeback.threshold_mb,
+            run.writeback.threshold,
+        )
+    )
     result.attempts += 1 + tally.lock_timeouts
     kind = f"{stmt.kind} in {tally.batches:,} batch(es) by keyset on {found.table} ({key.label})"
-    result.statements.append(StatementRun(
-        stmt.index, stmt.line, kind, stmt.sql, 1, started, round(ended - started, 6), tally.rows,
-        names.OK if not error else names.FAILED,
-        f"{ROW_LOCKS} on at most {max(tally.rows_per_batch, default=0):,} rows per batch, {longest * 1000:.1f} ms at most",
-        error, step.number, stmt.locks))
+    result.statements.append(
+        StatementRun(
+            stmt.index,
+            stmt.line,
+            kind,
+            stmt.sql,
+            1,
+            started,
+            round(ended - started, 6),
+            tally.rows,
+            names.OK if not error else names.FAILED,
+            f"{ROW_LOCKS} on at most {max(tally.rows_per_batch, default=0):,} rows per batch, {longest * 1000:.1f} ms at most",
+            error,
+            step.number,
+            stmt.locks,
+        )
+    )
     if tally.holds:
         worst = tally.holds.index(max(tally.holds))
-        result.locks_before_commit.append(HeldLock(found.table if found.kind != "INSERT … SELECT" else stmt.table_locks[0][0],
-                                                   ROW_LOCKS, found.kind != "INSERT … SELECT", longest, step.number,
-                                                   tally.rows_per_batch[worst]))
+        result.locks_before_commit.append(
+            HeldLock(
+                found.table if found.kind != "INSERT … SELECT" else stmt.table_locks[0][0],
+                ROW_LOCKS,
+                found.kind != "INSERT … SELECT",
+                longest,
+                step.number,
+                tally.rows_per_batch[worst],
+            )
+        )

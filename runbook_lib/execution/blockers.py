@@ -102,13 +102,16 @@ def _oids(conn: psycopg.Connection, wanted: dict[str, str]) -> dict[int, tuple[s
         return {}
     tables = list(wanted)
     with conn.transaction():
-        rows = conn.execute("SELECT i, to_regclass(t)::oid FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i)",
-                            ([catalog.regclass_text(t) for t in tables],)).fetchall()
+        rows = conn.execute(
+            "SELECT i, to_regclass(t)::oid FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i)",
+            ([catalog.regclass_text(t) for t in tables],),
+        ).fetchall()
     return {oid: (tables[i - 1], wanted[tables[i - 1]]) for i, oid in rows if oid is not None}
 
 
-def look(conn: psycopg.Connection, step: plan.Step, policy: Policy,
-         wanted: dict[int, tuple[str, str]] | None = None) -> list[BlockerWait]:
+def look(
+    conn: psycopg.Connection, step: plan.Step, policy: Policy, wanted: dict[int, tuple[str, str]] | None = None
+) -> list[BlockerWait]:
     """The sessions the step would queue behind now, one per session (its first conflicting lock).
 
     A session whose state this role cannot see is included whenever it holds a conflicting lock, its
@@ -133,14 +136,28 @@ def look(conn: psycopg.Connection, step: plan.Step, policy: Policy,
             continue
         if row["hidden"]:
             found[row["pid"]] = BlockerWait(
-                step=step.number, pid=row["pid"], user=row["user"], application=row["application"],
-                state=HIDDEN_STATE, since=f"transaction {row['virtualtransaction']}", lock=f"{held} on {table}",
-                waiting_ahead=not row["granted"], query="")
+                step=step.number,
+                pid=row["pid"],
+                user=row["user"],
+                application=row["application"],
+                state=HIDDEN_STATE,
+                since=f"transaction {row['virtualtransaction']}",
+                lock=f"{held} on {table}",
+                waiting_ahead=not row["granted"],
+                query="",
+            )
         elif _is_blocker(row, policy):
             found[row["pid"]] = BlockerWait(
-                step=step.number, pid=row["pid"], user=row["user"], application=row["application"],
-                state=row["state"], since=row["xact_start"].isoformat() if row["xact_start"] else "",  # exact:
-                lock=f"{held} on {table}", waiting_ahead=not row["granted"], query=row["query"])  # _TERMINATE_SQL
+                step=step.number,
+                pid=row["pid"],
+                user=row["user"],
+                application=row["application"],
+                state=row["state"],
+                since=row["xact_start"].isoformat() if row["xact_start"] else "",  # exact:
+                lock=f"{held} on {table}",
+                waiting_ahead=not row["granted"],
+                query=row["query"],
+            )  # _TERMINATE_SQL
     return list(found.values())
 
 
@@ -154,11 +171,13 @@ def describe(blocker: BlockerWait) -> str:
     """One line naming a blocker: pid, application, state, since when, the lock, the query cut short."""
     query = " ".join(blocker.query.split())
     if len(query) > SHOWN_CHARS:
-        query = query[:SHOWN_CHARS - 1] + "…"
+        query = query[: SHOWN_CHARS - 1] + "…"
     holds = "waiting ahead for" if blocker.waiting_ahead else "holding"
     if blocker.hidden:
-        return (f"{blocker.who} in {blocker.since}, {holds} {blocker.lock} (its state and query are hidden from "
-                "this role: GRANT pg_read_all_stats shows them)")
+        return (
+            f"{blocker.who} in {blocker.since}, {holds} {blocker.lock} (its state and query are hidden from "
+            "this role: GRANT pg_read_all_stats shows them)"
+        )
     since = blocker.since[11:23] if len(blocker.since) > 19 else blocker.since
     return f"{blocker.who} in a transaction since {since}, {holds} {blocker.lock}: {query or '(no query)'}"
 
@@ -166,8 +185,9 @@ def describe(blocker: BlockerWait) -> str:
 class Lookout:
     """The blockers of one run: waits before each step's lock requests, within one budget for the run."""
 
-    def __init__(self, policy: Policy, result: ExecutionResult,
-                 on_terminated: Callable[[BlockerWait], None] | None = None) -> None:
+    def __init__(
+        self, policy: Policy, result: ExecutionResult, on_terminated: Callable[[BlockerWait], None] | None = None
+    ) -> None:
         self.policy, self.result, self.on_terminated = policy, result, on_terminated
         self.spent_s = 0.0
         # a hidden holder's transaction -> when a look first saw it holding a conflicting lock; kept across
@@ -211,13 +231,19 @@ class Lookout:
                 if self.policy.terminate_after_s is not None:
                     for blocker in current:
                         key = (blocker.pid, blocker.since)
-                        if key not in terminated and now - seen[key][0] >= self.policy.terminate_after_s \
-                                and (blocker.hidden or blocker.state.startswith("idle in transaction")):
+                        if (
+                            key not in terminated
+                            and now - seen[key][0] >= self.policy.terminate_after_s
+                            and (blocker.hidden or blocker.state.startswith("idle in transaction"))
+                        ):
                             terminated.add(key)
                             self._terminate(conn, blocker, now - seen[key][0])
                 if self.spent_s + waited >= self.policy.wait_s:
-                    raise BlockedTooLong(replace(first, waited_s=round(now - first_seen, 3),
-                                                 outcome=BUDGET_SPENT), self.spent_s + waited, self.policy.wait_s)
+                    raise BlockedTooLong(
+                        replace(first, waited_s=round(now - first_seen, 3), outcome=BUDGET_SPENT),
+                        self.spent_s + waited,
+                        self.policy.wait_s,
+                    )
                 time.sleep(POLL_S)
         finally:
             waited = time.perf_counter() - started
@@ -229,8 +255,13 @@ class Lookout:
                 for key, (first_seen, blocker) in seen.items():
                     if key in terminated:
                         continue  # recorded when it was terminated
-                    self.result.blocker_waits.append(replace(blocker, waited_s=round(end - first_seen, 3),
-                                                             outcome=BUDGET_SPENT if key in there else ENDED))
+                    self.result.blocker_waits.append(
+                        replace(
+                            blocker,
+                            waited_s=round(end - first_seen, 3),
+                            outcome=BUDGET_SPENT if key in there else ENDED,
+                        )
+                    )
                 live.emit(live.WAITING, f"step {step.number}: no longer blocked after {waited:.1f} s", final=True)
 
     def _terminate(self, conn: psycopg.Connection, blocker: BlockerWait, waited_s: float) -> None:
@@ -240,8 +271,12 @@ class Lookout:
         than running a long query; it is named, and waited for as if the option were off.
         """
         if blocker.hidden:
-            self._record_attempt(blocker, waited_s, "not terminated: whether it is idle is hidden from this role "
-                                 "(GRANT pg_read_all_stats lets runbook see it)")
+            self._record_attempt(
+                blocker,
+                waited_s,
+                "not terminated: whether it is idle is hidden from this role "
+                "(GRANT pg_read_all_stats lets runbook see it)",
+            )
             return
         try:
             done = conn.execute(_TERMINATE_SQL, {"pid": blocker.pid, "since": blocker.since}).fetchone()

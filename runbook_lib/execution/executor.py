@@ -61,8 +61,10 @@ def _held_locks(conn: psycopg.Connection) -> list[tuple[str, str]]:
             " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relkind IN ('r', 'p')"
             " ORDER BY c.relname, l.mode"
         ).fetchall()
-    return [(r["relname"] if r["nspname"] == "public" else f"{r['nspname']}.{r['relname']}", locks.from_pg_locks(r["mode"]))
-            for r in rows]
+    return [
+        (r["relname"] if r["nspname"] == "public" else f"{r['nspname']}.{r['relname']}", locks.from_pg_locks(r["mode"]))
+        for r in rows
+    ]
 
 
 class _Clock:
@@ -98,20 +100,26 @@ def lock_order(conn: psycopg.Connection, step: plan.Step) -> list[tuple[str, str
     written: dict[str, str] = {}  # regclass text -> the name as the SQL wrote it
     oids = []
     for table in wanted:
-        row = conn.execute("SELECT oid, oid::regclass::text FROM pg_class WHERE oid = to_regclass(%s)",
-                           (catalog.regclass_text(table),)).fetchone()
+        row = conn.execute(
+            "SELECT oid, oid::regclass::text FROM pg_class WHERE oid = to_regclass(%s)", (catalog.regclass_text(table),)
+        ).fetchone()
         if row is not None:
             oids.append(row[0])
             written[row[1]] = table
-    edges = [(written[a], written[b]) for a, b in conn.execute(_FK_PAIRS_SQL, {"oids": oids}).fetchall()
-             if a in written and b in written]
+    edges = [
+        (written[a], written[b])
+        for a, b in conn.execute(_FK_PAIRS_SQL, {"oids": oids}).fetchall()
+        if a in written and b in written
+    ]
     linked = [t for t in wanted if any(t in edge for edge in edges)]
     if len(linked) < 2:
         return []
     ordered: list[str] = []
     pending = list(linked)
     while pending:  # referencing before referenced; a cycle falls back to the order of the SQL
-        ready = [t for t in pending if not any(child in pending and child != t and parent == t for child, parent in edges)]
+        ready = [
+            t for t in pending if not any(child in pending and child != t and parent == t for child, parent in edges)
+        ]
         pick = ready[0] if ready else pending[0]
         ordered.append(pick)
         pending.remove(pick)
@@ -127,9 +135,16 @@ def _status(exc: psycopg.Error, watcher: guard.Guard | None) -> tuple[str, str]:
     return names.FAILED, server_message(exc)
 
 
-def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clock: _Clock,
-                    runs: list[StatementRun], acquired: dict[tuple[str, str], float], url: str | None = None,
-                    watcher: guard.Guard | None = None) -> None:
+def _run_statements(
+    conn: psycopg.Connection,
+    step: plan.Step,
+    attempt: int,
+    clock: _Clock,
+    runs: list[StatementRun],
+    acquired: dict[tuple[str, str], float],
+    url: str | None = None,
+    watcher: guard.Guard | None = None,
+) -> None:
     if not conn.autocommit:
         ahead = lock_order(conn, step)
         if ahead:
@@ -142,28 +157,70 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
                     conn.execute(command)
             except psycopg.Error as exc:
                 status, error = _status(exc, watcher)
-                runs.append(StatementRun(0, 0, "LOCK TABLE (runbook: the step's locks, in the application's order)",
-                                         text, attempt, start, round(clock() - start, 6), 0, status, "",
-                                         error, step.number,
-                                         ", ".join(f"{m} on {t}" for t, m in ahead)))
+                runs.append(
+                    StatementRun(
+                        0,
+                        0,
+                        "LOCK TABLE (runbook: the step's locks, in the application's order)",
+                        text,
+                        attempt,
+                        start,
+                        round(clock() - start, 6),
+                        0,
+                        status,
+                        "",
+                        error,
+                        step.number,
+                        ", ".join(f"{m} on {t}" for t, m in ahead),
+                    )
+                )
                 raise
             taken = [lock for lock in _held_locks(conn) if lock not in acquired]
             for lock in taken:
                 acquired[lock] = start
-            runs.append(StatementRun(0, 0, "LOCK TABLE (runbook: the step's locks, in the application's order)",
-                                     text, attempt, start, round(clock() - start, 6), 0, names.OK,
-                                     ", ".join(f"{mode} on {rel}" for rel, mode in taken), "", step.number,
-                                     ", ".join(f"{m} on {t}" for t, m in ahead)))
+            runs.append(
+                StatementRun(
+                    0,
+                    0,
+                    "LOCK TABLE (runbook: the step's locks, in the application's order)",
+                    text,
+                    attempt,
+                    start,
+                    round(clock() - start, 6),
+                    0,
+                    names.OK,
+                    ", ".join(f"{mode} on {rel}" for rel, mode in taken),
+                    "",
+                    step.number,
+                    ", ".join(f"{m} on {t}" for t, m in ahead),
+                )
+            )
     for stmt in step.statements:
         start = clock()
         try:
-            with watch.statement(url, conn, f"step {step.number}, {stmt.kind}" + (f" ({stmt.locks})" if stmt.locks else "")):
+            with watch.statement(
+                url, conn, f"step {step.number}, {stmt.kind}" + (f" ({stmt.locks})" if stmt.locks else "")
+            ):
                 cur = conn.execute(stmt.sql)
         except psycopg.Error as exc:
             status, error = _status(exc, watcher)
-            runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start,
-                                     round(clock() - start, 6), 0, status, "", error, step.number,
-                                     stmt.locks))
+            runs.append(
+                StatementRun(
+                    stmt.index,
+                    stmt.line,
+                    stmt.kind,
+                    stmt.sql,
+                    attempt,
+                    start,
+                    round(clock() - start, 6),
+                    0,
+                    status,
+                    "",
+                    error,
+                    step.number,
+                    stmt.locks,
+                )
+            )
             raise
         duration = round(clock() - start, 6)
         taken: list[tuple[str, str]] = []
@@ -173,17 +230,46 @@ def _run_statements(conn: psycopg.Connection, step: plan.Step, attempt: int, clo
             for lock in taken:
                 acquired[lock] = start
         measured = ", ".join(f"{mode} on {rel}" for rel, mode in taken) or ("none new" if not conn.autocommit else "")
-        runs.append(StatementRun(stmt.index, stmt.line, stmt.kind, stmt.sql, attempt, start, duration,
-                                 max(cur.rowcount, 0), names.OK, measured, "", step.number, stmt.locks))
+        runs.append(
+            StatementRun(
+                stmt.index,
+                stmt.line,
+                stmt.kind,
+                stmt.sql,
+                attempt,
+                start,
+                duration,
+                max(cur.rowcount, 0),
+                names.OK,
+                measured,
+                "",
+                step.number,
+                stmt.locks,
+            )
+        )
 
 
 def _modes(lock_text: str) -> list[str]:
     return [part.split(" on ")[0] for part in lock_text.split(", ") if " on " in part]
 
 
-def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempts, backoff_ms, verify, last,
-              record: Callable[[psycopg.Connection], None] | None = None, url: str | None = None,
-              lookout: blockers.Lookout | None = None, watcher: guard.Guard | None = None):
+def _run_step(
+    conn,
+    step,
+    *,
+    clock,
+    dry_run,
+    result,
+    tables_touched,
+    max_attempts,
+    backoff_ms,
+    verify,
+    last,
+    record: Callable[[psycopg.Connection], None] | None = None,
+    url: str | None = None,
+    lookout: blockers.Lookout | None = None,
+    watcher: guard.Guard | None = None,
+):
     """One step with its retries; returns the StepRun, raises psycopg errors other than lock timeouts.
 
     `record` writes the step's ledger progress (and Prisma's row): inside the step's transaction, before
@@ -216,8 +302,9 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
                             hook(step.number)
                 end = clock()
                 new = {t.name for t in result.before.tables if not t.exists} if result.before else set()
-                holds = (_lock_holds(held, acquired, end, step.number, new)
-                         + backfill.row_lock_holds(runs, end, step.number))
+                holds = _lock_holds(held, acquired, end, step.number, new) + backfill.row_lock_holds(
+                    runs, end, step.number
+                )
             else:
                 conn.autocommit = True
                 try:
@@ -234,8 +321,9 @@ def _run_step(conn, step, *, clock, dry_run, result, tables_touched, max_attempt
             result.locks_before_commit += holds
             longest = max((h.held_s or 0.0 for h in holds if h.blocks_writes), default=0.0)
             status = names.ROLLED_BACK_DRY_RUN if dry_run else names.COMMITTED
-            return StepRun(step.number, step.purpose, step.transactional, status, attempt,
-                           round(clock() - started, 6), longest)
+            return StepRun(
+                step.number, step.purpose, step.transactional, status, attempt, round(clock() - started, 6), longest
+            )
         except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
             if isinstance(exc, psycopg.errors.QueryCanceled) and not (watcher is not None and watcher.fired):
                 result.statements += runs
@@ -317,8 +405,10 @@ def execute(
         steps = [whole]
     result.strategy, result.plan = strategy, plan.describe(steps)
     result.lock_timeout_ms, result.statement_timeout_ms = lock_timeout_ms, statement_timeout_ms
-    conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
-                 (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"))
+    conn.execute(
+        "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+        (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"),
+    )
     search_path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
     conn.commit()
     tables_touched = catalog.tables_of(conn, tables_touched)  # an index dropped or altered: its table
@@ -330,8 +420,9 @@ def execute(
     context = backfill_context or backfill.Context()
     if resume_after is not None and not dry_run:
         if resume_steps is not None:
-            resume.require_unchanged(steps, resume_after, resume_steps, in_step=context.resume is not None,
-                                     filename=filename, phase=phase)
+            resume.require_unchanged(
+                steps, resume_after, resume_steps, in_step=context.resume is not None, filename=filename, phase=phase
+            )
         if not resume_exact:
             resume_after = resume.group_start(steps, resume_after + 1) - 1
             resume_after = resume.skip_done(conn, steps, resume_after, result)
@@ -347,6 +438,7 @@ def execute(
         def record(c: psycopg.Connection) -> None:
             _as_runbook(c, search_path)
             record_step(c, resume.kept(steps, number), len(steps), number == len(steps))
+
         return record
 
     def position_recorder(c: psycopg.Connection, position: dict) -> None:
@@ -368,20 +460,47 @@ def execute(
             try:
                 key = backfill.key_for(conn, step) if not dry_run else None
                 if key is not None:  # its batches take row locks and ROW EXCLUSIVE, and back off on their own
-                    result.steps.append(backfill.run_step(
-                        conn, step, key, context=context, result=result, clock=clock, record=recorder(step.number),
-                        record_position=position_recorder, before_commit=BEFORE_COMMIT_HOOKS,
-                        max_attempts=max_attempts, backoff_ms=backoff_ms))
+                    result.steps.append(
+                        backfill.run_step(
+                            conn,
+                            step,
+                            key,
+                            context=context,
+                            result=result,
+                            clock=clock,
+                            record=recorder(step.number),
+                            record_position=position_recorder,
+                            before_commit=BEFORE_COMMIT_HOOKS,
+                            max_attempts=max_attempts,
+                            backoff_ms=backoff_ms,
+                        )
+                    )
                 else:
-                    result.steps.append(_run_step(
-                        conn, step, clock=clock, dry_run=dry_run, result=result, tables_touched=tables_touched,
-                        max_attempts=max_attempts, backoff_ms=backoff_ms, verify=verify, last=step is steps[-1],
-                        record=recorder(step.number), url=session.url, lookout=lookout, watcher=watcher))
+                    result.steps.append(
+                        _run_step(
+                            conn,
+                            step,
+                            clock=clock,
+                            dry_run=dry_run,
+                            result=result,
+                            tables_touched=tables_touched,
+                            max_attempts=max_attempts,
+                            backoff_ms=backoff_ms,
+                            verify=verify,
+                            last=step is steps[-1],
+                            record=recorder(step.number),
+                            url=session.url,
+                            lookout=lookout,
+                            watcher=watcher,
+                        )
+                    )
                 done.append(step)
                 for hook in AFTER_STEP_HOOKS:  # empty in production: see AFTER_STEP_HOOKS
                     hook(step.number)
             except (GaveUp, VerificationFailed, blockers.BlockedTooLong, psycopg.Error) as exc:
-                result.steps.append(StepRun(step.number, step.purpose, step.transactional, names.FAILED, result.attempts))
+                result.steps.append(
+                    StepRun(step.number, step.purpose, step.transactional, names.FAILED, result.attempts)
+                )
                 fail(conn, result, steps, done, step, exc, filename, lock_timeout_ms, session.url)
     result.steps_kept = 0 if dry_run else min(len(steps), stop_after or len(steps))
     result.longest_write_block_s = max([s.longest_write_block_s for s in result.steps] + [result.longest_queue_wait_s])
@@ -395,9 +514,13 @@ def execute(
 
 
 @contextmanager
-def _protection(session: Session, conn: psycopg.Connection, policy: blockers.Policy | None, result: ExecutionResult,
-                on_terminated: Callable[[records.BlockerWait], None] | None
-                ) -> Iterator[tuple[blockers.Lookout | None, guard.Guard | None]]:
+def _protection(
+    session: Session,
+    conn: psycopg.Connection,
+    policy: blockers.Policy | None,
+    result: ExecutionResult,
+    on_terminated: Callable[[records.BlockerWait], None] | None,
+) -> Iterator[tuple[blockers.Lookout | None, guard.Guard | None]]:
     """The run's look-before (blockers) and live guard, when a policy asks for them; the guard's thread ends with it."""
     if policy is None:
         yield None, None
@@ -411,8 +534,13 @@ def _protection(session: Session, conn: psycopg.Connection, policy: blockers.Pol
             result.guard_cancels = watcher.cancels
 
 
-def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], float], end: float,
-                step: int, new: set[str] | frozenset[str] = frozenset()) -> list[HeldLock]:
+def _lock_holds(
+    held: list[tuple[str, str]],
+    acquired: dict[tuple[str, str], float],
+    end: float,
+    step: int,
+    new: set[str] | frozenset[str] = frozenset(),
+) -> list[HeldLock]:
     """Each table locked at commit: its strongest mode, held from the statement that first took a lock on it.
 
     A table in `new` did not exist before the migration: no application could be writing it, so its lock
@@ -427,6 +555,7 @@ def _lock_holds(held: list[tuple[str, str]], acquired: dict[tuple[str, str], flo
         # (an ACCESS SHARE taken statements earlier would otherwise lend its time to a later ROW EXCLUSIVE)
         blocking = [acquired.get((relation, m), 0.0) for m in modes if locks.blocks_writes(m)]
         since = min(blocking) if blocking else acquired.get((relation, mode), 0.0)
-        result.append(HeldLock(relation, mode, locks.blocks_writes(mode) and relation not in new,
-                               round(end - since, 6), step))
+        result.append(
+            HeldLock(relation, mode, locks.blocks_writes(mode) and relation not in new, round(end - since, 6), step)
+        )
     return result

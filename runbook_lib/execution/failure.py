@@ -35,8 +35,9 @@ def server_message(exc: psycopg.Error) -> str:
     return f"{diag.sqlstate} {text}" if diag.sqlstate else text
 
 
-def run_cleanups(conn: psycopg.Connection, statements: list[str], result: ExecutionResult, url: str,
-                  prefix: str = "") -> None:
+def run_cleanups(
+    conn: psycopg.Connection, statements: list[str], result: ExecutionResult, url: str, prefix: str = ""
+) -> None:
     if not statements:
         return
     if conn.closed or conn.broken:
@@ -59,8 +60,17 @@ def run_cleanups(conn: psycopg.Connection, statements: list[str], result: Execut
             conn.autocommit = False
 
 
-def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseException, filename: str,
-          lock_timeout_ms: int, url: str) -> None:
+def fail(
+    conn,
+    result: ExecutionResult,
+    steps,
+    done,
+    step: plan.Step,
+    exc: BaseException,
+    filename: str,
+    lock_timeout_ms: int,
+    url: str,
+) -> None:
     """Clean up what the plan added so far, say how far it got, and raise MigrationFailed."""
     if not conn.closed and not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
@@ -72,20 +82,31 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
     result.steps_kept = len(committed)
     if isinstance(exc, GaveUp):
         waited = next((r.error for r in reversed(result.statements) if r.status == names.LOCK_TIMEOUT), "")
-        cause = (f"could not get its locks in {exc.attempts} attempts of lock_timeout={lock_timeout_ms} ms "
-                 f"({waited or server_message(exc.exc)})")
+        cause = (
+            f"could not get its locks in {exc.attempts} attempts of lock_timeout={lock_timeout_ms} ms "
+            f"({waited or server_message(exc.exc)})"
+        )
         fix = "find the blocking session with `runbook preflight` and retry, or raise --lock-timeout / --max-attempts"
     elif isinstance(exc, BlockedTooLong):
-        cause = (f"waited {exc.waited_s:.1f} s (--wait-for-blockers {exc.budget_s:g}) for {describe(exc.blocker)}, "
-                 "without queuing behind it")
-        fix = (f"end that session (SELECT pg_terminate_backend({exc.blocker.pid})) or let it finish and run again, "
-               "or raise --wait-for-blockers, or pass --terminate-blockers-after SECONDS")
+        cause = (
+            f"waited {exc.waited_s:.1f} s (--wait-for-blockers {exc.budget_s:g}) for {describe(exc.blocker)}, "
+            "without queuing behind it"
+        )
+        fix = (
+            f"end that session (SELECT pg_terminate_backend({exc.blocker.pid})) or let it finish and run again, "
+            "or raise --wait-for-blockers, or pass --terminate-blockers-after SECONDS"
+        )
     elif isinstance(exc, VerificationFailed):
         # a check not run proves nothing, so what must hold afterwards is not shown: it stops the run as a failure does
-        failed_checks = "; ".join(f"{b.name}: expected {b.expectation}, got {b.observed}" if b.ran
-                                  else f"{b.name}: not run ({b.reason})" for b in exc.failed)
-        cause = ("ran, but the checks that must hold afterwards failed"
-                 + (" or could not be run" if any(not b.ran for b in exc.failed) else "") + f" ({failed_checks})")
+        failed_checks = "; ".join(
+            f"{b.name}: expected {b.expectation}, got {b.observed}" if b.ran else f"{b.name}: not run ({b.reason})"
+            for b in exc.failed
+        )
+        cause = (
+            "ran, but the checks that must hold afterwards failed"
+            + (" or could not be run" if any(not b.ran for b in exc.failed) else "")
+            + f" ({failed_checks})"
+        )
         fix = "fix the SQL so the checks hold"
     else:
         failed = next((r for r in reversed(result.statements) if r.status == names.FAILED), None)
@@ -94,15 +115,24 @@ def fail(conn, result: ExecutionResult, steps, done, step: plan.Step, exc: BaseE
         fix = "fix the SQL or the data and run again"
     batched = next((b for b in result.backfills if b.step == step.number and b.batches), None)
     if batched is not None:
-        state = (f"stopped at {step.label} of {len(steps)}" + (f" after steps 1-{committed[-1].number}" if committed else "")
-                 + f"; its {batched.batches} committed batch(es) ({batched.rows} rows, through key {batched.last_key}) "
-                 "stay, and a rerun with the same strategy goes on after them")
+        state = (
+            f"stopped at {step.label} of {len(steps)}"
+            + (f" after steps 1-{committed[-1].number}" if committed else "")
+            + f"; its {batched.batches} committed batch(es) ({batched.rows} rows, through key {batched.last_key}) "
+            "stay, and a rerun with the same strategy goes on after them"
+        )
     elif not committed:
-        state = "the transaction was rolled back and nothing changed" if len(steps) == 1 else \
-            f"stopped at {step.label}, nothing was committed"
+        state = (
+            "the transaction was rolled back and nothing changed"
+            if len(steps) == 1
+            else f"stopped at {step.label}, nothing was committed"
+        )
     else:
-        kept = "step 1 was committed and stays" if committed[-1].number == 1 \
+        kept = (
+            "step 1 was committed and stays"
+            if committed[-1].number == 1
             else f"steps 1-{committed[-1].number} were committed and stay"
+        )
         state = f"stopped at {step.label} of {len(steps)}; {kept} (a rerun resumes after step {committed[-1].number})"
     if result.cleanup:
         state += "; cleaned up: " + "; ".join(result.cleanup)

@@ -96,8 +96,9 @@ class _Feed:
 _FEED = _Feed()
 
 
-def emit(kind: str, text: str, *, done: float | None = None, total: float | None = None, unit: str = "",
-         final: bool = False) -> None:
+def emit(
+    kind: str, text: str, *, done: float | None = None, total: float | None = None, unit: str = "", final: bool = False
+) -> None:
     """Tell whoever watches (terminal, notebook) what is happening now; cheap when nobody does."""
     _FEED.emit(Event(kind, text, done, total, unit, final))
 

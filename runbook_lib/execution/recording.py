@@ -80,8 +80,9 @@ def _record_tool_failure(session: Session) -> str:
         return f"not recorded: {server_message(exc)}"
 
 
-def _step_recorder(writer: ledger.LedgerWriter, result: ExecutionResult, session: Session,
-                   message: Callable[[], str]) -> Callable[[psycopg.Connection, int, int, bool], None]:
+def _step_recorder(
+    writer: ledger.LedgerWriter, result: ExecutionResult, session: Session, message: Callable[[], str]
+) -> Callable[[psycopg.Connection, int, int, bool], None]:
     """What a committed step writes inside its own transaction: its progress; the last step also Prisma's row
     (apply: record_applied; rollback: record_rolled_back) and the ledger's 'succeeded' with its message."""
 
@@ -91,6 +92,7 @@ def _step_recorder(writer: ledger.LedgerWriter, result: ExecutionResult, session
         elif last:
             result.prisma = _record_prisma(conn, result.phase, session)
         writer.record_in(conn, kept, total, succeeded=message() if last else None)
+
     return record
 
 
@@ -103,8 +105,14 @@ def require_statements(sql_text: str, filename: str, *, server_major: int | None
 
 
 def start_result(session: Session, phase: str, *, dry_run: bool) -> tuple[ExecutionResult, float]:
-    result = ExecutionResult(phase=phase, batch=BatchInfo.of(session.batch), connection=session.facts,
-                             run_id=session.run.run_id, started_at=records.now_iso(), dry_run=dry_run)
+    result = ExecutionResult(
+        phase=phase,
+        batch=BatchInfo.of(session.batch),
+        connection=session.facts,
+        run_id=session.run.run_id,
+        started_at=records.now_iso(),
+        dry_run=dry_run,
+    )
     return result, time.perf_counter()
 
 
@@ -162,22 +170,47 @@ def recorded(
     def succeeded() -> str:
         return f"{filename}: {done} ({len(result.plan)} step(s), {strategy}){note}{_terminated_note(result)}"
 
-    with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
-                             batch_name=session.batch.name, phase=result.phase,
-                             checksum=session.batch.checksum, dry_run=dry_run, strategy=strategy) as writer:
+    with ledger.LedgerWriter(
+        session.url,
+        run_id=session.run.run_id,
+        batch=session.batch.number,
+        batch_name=session.batch.name,
+        phase=result.phase,
+        checksum=session.batch.checksum,
+        dry_run=dry_run,
+        strategy=strategy,
+    ) as writer:
         context = backfill.Context(backfill_settings or backfill.Settings(), resume_position, writer.record_position_in)
 
         def planned(steps_done: int, steps_total: int, steps: tuple[str, ...]) -> None:
             writer.progress(steps_done, steps_total, resume_position, steps)
+
         try:
-            execute(session, phase=result.phase, sql_text=sql_text, filename=filename,
-                    tables_touched=tables_touched, dry_run=dry_run, strategy=strategy,
-                    lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
-                    max_attempts=max_attempts, resume_after=resume_after, resume_steps=resume_steps, verify=verify,
-                    on_step=planned, record_step=_step_recorder(writer, result, session, succeeded),
-                    statements=statements, result=result, conn=conn, blocker_policy=blocker_policy,
-                    on_terminated=lambda w: writer.terminated(dataclasses.asdict(w)), backfill_context=context,
-                    resume_exact=resume_exact, stop_after=stop_after)
+            execute(
+                session,
+                phase=result.phase,
+                sql_text=sql_text,
+                filename=filename,
+                tables_touched=tables_touched,
+                dry_run=dry_run,
+                strategy=strategy,
+                lock_timeout_ms=lock_timeout_ms,
+                statement_timeout_ms=statement_timeout_ms,
+                max_attempts=max_attempts,
+                resume_after=resume_after,
+                resume_steps=resume_steps,
+                verify=verify,
+                on_step=planned,
+                record_step=_step_recorder(writer, result, session, succeeded),
+                statements=statements,
+                result=result,
+                conn=conn,
+                blocker_policy=blocker_policy,
+                on_terminated=lambda w: writer.terminated(dataclasses.asdict(w)),
+                backfill_context=context,
+                resume_exact=resume_exact,
+                stop_after=stop_after,
+            )
         except RunbookError as exc:
             result.status = names.FAILED
             result.message = (result.message or str(exc)) + _terminated_note(result)
@@ -188,14 +221,17 @@ def recorded(
             raise
         if not dry_run and result.steps_kept < len(result.plan):  # stopped on purpose (stop_after)
             result.status = names.PAUSED
-            result.message = (f"{filename}: step {result.steps_kept} of {len(result.plan)} committed, paused "
-                              f"there ({strategy}){note}{_terminated_note(result)}")
+            result.message = (
+                f"{filename}: step {result.steps_kept} of {len(result.plan)} committed, paused "
+                f"there ({strategy}){note}{_terminated_note(result)}"
+            )
             finish(session, result, t0)
             writer.finish(ledger.PAUSED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))
             return result
         result.status = names.DRY_RUN if dry_run else done
-        result.message = (f"dry run: {filename} executed, measured and rolled back; nothing changed"
-                          if dry_run else succeeded())
+        result.message = (
+            f"dry run: {filename} executed, measured and rolled back; nothing changed" if dry_run else succeeded()
+        )
         finish(session, result, t0)
         # a dry run's row ends here; a real run's last step made it 'succeeded' already, and this leaves it
         writer.finish(ledger.SUCCEEDED, result.message, steps_done=result.steps_kept, steps_total=len(result.plan))

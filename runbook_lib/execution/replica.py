@@ -92,8 +92,9 @@ class LagWatch:
             return 0.0
         self.pauses += 1
         while self.over(reading):
-            live.emit(live.BACKFILL, f"{what}: paused, replica replay lag {reading:,.0f} ms is over "
-                                     f"{self.threshold_ms:,} ms")
+            live.emit(
+                live.BACKFILL, f"{what}: paused, replica replay lag {reading:,.0f} ms is over {self.threshold_ms:,} ms"
+            )
             self.sleep(POLL_S)
             reading = read(conn)
         waited = time.perf_counter() - started

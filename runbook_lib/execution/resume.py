@@ -15,8 +15,9 @@ from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import plan
 
 
-def require_unchanged(steps: list[plan.Step], done: int, committed: tuple[str, ...], *, in_step: bool,
-                      filename: str, phase: str) -> None:
+def require_unchanged(
+    steps: list[plan.Step], done: int, committed: tuple[str, ...], *, in_step: bool, filename: str, phase: str
+) -> None:
     """Refuse to resume when a step an earlier run committed now reads otherwise in the file.
 
     `committed`: that run's step fingerprints; `in_step`: it stopped inside step `done + 1` (a backfill's
@@ -27,8 +28,11 @@ def require_unchanged(steps: list[plan.Step], done: int, committed: tuple[str, .
     for step in steps[:through]:
         was = committed[step.number - 1] if step.number <= len(committed) else None
         if was != step.fingerprint:
-            what = (f"the step it stopped in, {step.label}, whose backfill had committed batches"
-                    if step.number == done + 1 else f"{step.label}, which it committed")
+            what = (
+                f"the step it stopped in, {step.label}, whose backfill had committed batches"
+                if step.number == done + 1
+                else f"{step.label}, which it committed"
+            )
             raise DriftError(
                 f"{filename} changed since an earlier {phase} stopped after step {done} of {len(committed)}: "
                 f"{what}, now reads otherwise; restore the statements of steps 1 to {through} as they were "
@@ -49,8 +53,9 @@ def kept(steps: list[plan.Step], done_through: int) -> int:
     return group_start(steps, done_through + 1) - 1
 
 
-def clean_leftovers(conn: psycopg.Connection, steps: list[plan.Step], first: int, result: ExecutionResult,
-                     url: str) -> None:
+def clean_leftovers(
+    conn: psycopg.Connection, steps: list[plan.Step], first: int, result: ExecutionResult, url: str
+) -> None:
     """Before resuming in a group, remove what a killed run may have left of it (each clean-up is IF EXISTS)."""
     group = [s for s in steps if s.group == steps[first - 1].group] if first <= len(steps) else []
     run_cleanups(conn, [sql for s in reversed(group) for sql in s.cleanup], result, url, prefix="leftover: ")

@@ -46,15 +46,24 @@ def require_next(session: Session, steps: list[plan.Step], step: int, done: int,
     if not 1 <= step <= total:
         raise StepRefused(
             f"Batch {number}'s {phase} has {total} step(s), so there is no step {step}; write a new notebook "
-            f"with `runbook notebook {number}` if the plan changed.")
+            f"with `runbook notebook {number}` if the plan changed."
+        )
     if step > done + 1:
         raise StepRefused(
             f"Step {step} of batch {number}'s {phase} cannot run yet: {steps[done].label} comes first "
-            f"({done} of {total} committed); run its cell first. Nothing was changed.")
+            f"({done} of {total} committed); run its cell first. Nothing was changed."
+        )
 
 
-def done(session: Session, result: ExecutionResult, conn: psycopg.Connection, step: int, phase: str, *,
-         applied: history.MigrationState | None = None) -> ExecutionResult:
+def done(
+    session: Session,
+    result: ExecutionResult,
+    conn: psycopg.Connection,
+    step: int,
+    phase: str,
+    *,
+    applied: history.MigrationState | None = None,
+) -> ExecutionResult:
     """A step run again: when and by whom it was done, and nothing run, recorded or changed."""
     by = ledger.step_done_by(conn, session.batch.number, step, phase)
     conn.commit()

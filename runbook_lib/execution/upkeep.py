@@ -97,13 +97,19 @@ class Vacuumed:
     @property
     def text(self) -> str:
         """What was done and why, for the record and the summary."""
-        due = (f"autovacuum analyzes it at {self.due_at:,} changes, it has {self.changes:,}; this statement left "
-               f"{self.dead_rows:,} dead row versions")
+        due = (
+            f"autovacuum analyzes it at {self.due_at:,} changes, it has {self.changes:,}; this statement left "
+            f"{self.dead_rows:,} dead row versions"
+        )
         if self.skipped:
-            return (f"did not vacuum {self.table} ({self.skipped}); until autovacuum does ({due}), new statistics may "
-                    "plan queries on indexes full of dead entries")
-        return (f"vacuumed and analyzed {self.table} in {self.seconds:.1f} s ({due}), so that the plans new statistics "
-                f"bring find no dead entries in its indexes; throttled as autovacuum is ({self.throttle})")
+            return (
+                f"did not vacuum {self.table} ({self.skipped}); until autovacuum does ({due}), new statistics may "
+                "plan queries on indexes full of dead entries"
+            )
+        return (
+            f"vacuumed and analyzed {self.table} in {self.seconds:.1f} s ({due}), so that the plans new statistics "
+            f"bring find no dead entries in its indexes; throttled as autovacuum is ({self.throttle})"
+        )
 
 
 def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
@@ -137,8 +143,11 @@ def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
         except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
             conn.rollback()
             continue
-        done.append(f"{table} (never analyzed)" if never else
-                    f"{table} ({changes:,} changes since its last ANALYZE; autovacuum analyzes it at {int(due_at):,})")
+        done.append(
+            f"{table} (never analyzed)"
+            if never
+            else f"{table} ({changes:,} changes since its last ANALYZE; autovacuum analyzes it at {int(due_at):,})"
+        )
     return done
 
 
@@ -171,14 +180,19 @@ def vacuum_after(conn: psycopg.Connection, table: str, dead_rows: int, what: str
     changes = max(int(changes), dead_rows)  # older servers may not have counted the last batches yet
     if changes < due_at or 2 * dead_rows < due_at:
         return None
-    found = Vacuumed(table, dead_rows, changes, round(due_at),
-                     throttle=f"vacuum_cost_delay {delay}, vacuum_cost_limit {cost_limit}")
+    found = Vacuumed(
+        table, dead_rows, changes, round(due_at), throttle=f"vacuum_cost_delay {delay}, vacuum_cost_limit {cost_limit}"
+    )
     if not allowed:
         return _skipped(found, "this role may not vacuum it")
-    live.emit(live.BACKFILL, f"{what}: vacuuming {table} ({dead_rows:,} dead row versions) before autovacuum analyzes it")
+    live.emit(
+        live.BACKFILL, f"{what}: vacuuming {table} ({dead_rows:,} dead row versions) before autovacuum analyzes it"
+    )
     autocommit, began = conn.autocommit, time.perf_counter()
-    settings = "SELECT set_config('vacuum_cost_delay', %s, false), set_config('vacuum_cost_limit', %s, false), " \
-               "set_config('lock_timeout', %s, false)"
+    settings = (
+        "SELECT set_config('vacuum_cost_delay', %s, false), set_config('vacuum_cost_limit', %s, false), "
+        "set_config('lock_timeout', %s, false)"
+    )
     try:
         conn.autocommit = True
         conn.execute(settings, (delay, cost_limit, f"{VACUUM_LOCK_TIMEOUT_MS}ms"))

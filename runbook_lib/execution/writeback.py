@@ -27,8 +27,10 @@ from runbook_lib.execution.walrate import MB
 FLUSH_AFTER = "256kB"  # PostgreSQL's own checkpoint_flush_after on Linux
 
 # The WAL after which the server requests a checkpoint (xlog.c: CheckPointSegments), in bytes.
-_DISTANCE_SQL = ("SELECT setting::numeric * 1048576 / (1 + current_setting('checkpoint_completion_target')::numeric) "
-                 "FROM pg_settings WHERE name = 'max_wal_size' AND unit = 'MB'")
+_DISTANCE_SQL = (
+    "SELECT setting::numeric * 1048576 / (1 + current_setting('checkpoint_completion_target')::numeric) "
+    "FROM pg_settings WHERE name = 'max_wal_size' AND unit = 'MB'"
+)
 
 
 @dataclass

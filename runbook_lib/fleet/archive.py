@@ -30,6 +30,12 @@ def unpack(data: bytes, into: Path) -> None:
             tar.extractall(into, filter="data")  # no absolute paths, no links out of the folder
         except TypeError:  # Python without extraction filters
             for member in tar.getmembers():
-                if member.name.startswith("/") or ".." in Path(member.name).parts or not (member.isfile() or member.isdir()):
-                    raise FleetError(f"A returned run folder holds an unsafe entry {member.name!r}; nothing was written.")
+                if (
+                    member.name.startswith("/")
+                    or ".." in Path(member.name).parts
+                    or not (member.isfile() or member.isdir())
+                ):
+                    raise FleetError(
+                        f"A returned run folder holds an unsafe entry {member.name!r}; nothing was written."
+                    )
             tar.extractall(into)

@@ -16,9 +16,26 @@ from runbook_lib.errors import FleetError
 from runbook_lib.names import GO, NOGO, WARN
 
 __all__ = [
-    "ALREADY_APPLIED", "APPLIED", "DRY_RUN", "EVERYONE_ELSE", "FAILED", "FLEET_FOLDER", "GO", "NOGO", "NOT_RUN",
-    "OK_STATUSES", "PREFLIGHT", "RUN", "SKIPPED", "WARN", "Fleet", "FleetOutcome", "FleetRecord", "FleetTarget",
-    "TargetResult", "Wave",
+    "ALREADY_APPLIED",
+    "APPLIED",
+    "DRY_RUN",
+    "EVERYONE_ELSE",
+    "FAILED",
+    "FLEET_FOLDER",
+    "GO",
+    "NOGO",
+    "NOT_RUN",
+    "OK_STATUSES",
+    "PREFLIGHT",
+    "RUN",
+    "SKIPPED",
+    "WARN",
+    "Fleet",
+    "FleetOutcome",
+    "FleetRecord",
+    "FleetTarget",
+    "TargetResult",
+    "Wave",
 ]
 
 FLEET_FOLDER = "fleet"  # reports/fleet/<batch>/<fleet-run-id>/: reserved, no target may take this name
@@ -92,8 +109,10 @@ class Fleet:
             return
         names = ", ".join(f"{t.url_env} (target {t.name!r}, line {t.line})" for t in missing)
         plural = "variables" if len(missing) > 1 else "variable"
-        raise FleetError(f"{self.path}: the environment {plural} {names} {'are' if len(missing) > 1 else 'is'} "
-                         f"not set{where}; export each with its target's database URL.")
+        raise FleetError(
+            f"{self.path}: the environment {plural} {names} {'are' if len(missing) > 1 else 'is'} "
+            f"not set{where}; export each with its target's database URL."
+        )
 
 
 # --- what a fleet run records: fleet.json -------------------------------------------------------

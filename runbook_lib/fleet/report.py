@@ -39,8 +39,11 @@ def headline(record: FleetRecord) -> str:
 
 
 def totals(record: FleetRecord) -> list[tuple[str, int]]:
-    order = ((GO, WARN, NOGO, ALREADY_APPLIED, FAILED, NOT_RUN) if record.mode == PREFLIGHT
-             else (APPLIED, DRY_RUN, ALREADY_APPLIED, SKIPPED, FAILED, NOT_RUN))
+    order = (
+        (GO, WARN, NOGO, ALREADY_APPLIED, FAILED, NOT_RUN)
+        if record.mode == PREFLIGHT
+        else (APPLIED, DRY_RUN, ALREADY_APPLIED, SKIPPED, FAILED, NOT_RUN)
+    )
     rows = [("targets", len(record.targets))]
     rows += [(status, record.count(status)) for status in order if record.count(status) or status in (FAILED, NOT_RUN)]
     return rows
@@ -80,22 +83,56 @@ def _note(target: TargetResult) -> str:
 def _columns(record: FleetRecord) -> list[str]:
     if record.mode == PREFLIGHT:
         return ["wave", "target", "verdict", "reasons", "duration", "database", "report", "note"]
-    return ["wave", "target", "status", "verdict", "lock attempts", "apply", "longest write-blocking lock",
-            "validation", "duration", "database", "report", "note"]
+    return [
+        "wave",
+        "target",
+        "status",
+        "verdict",
+        "lock attempts",
+        "apply",
+        "longest write-blocking lock",
+        "validation",
+        "duration",
+        "database",
+        "report",
+        "note",
+    ]
 
 
 def _cells(record: FleetRecord, t: TargetResult) -> list[str]:
     if record.mode == PREFLIGHT:
-        return [t.wave, t.name, t.status, "; ".join(t.reasons), _seconds(t.seconds if t.finished_at else None),
-                t.database]
-    return [t.wave, t.name, t.status, t.verdict, str(t.apply_attempts or ""), _seconds(t.apply_seconds),
-            _lock(t.longest_write_block_s), t.validation, _seconds(t.seconds if t.finished_at else None), t.database]
+        return [
+            t.wave,
+            t.name,
+            t.status,
+            "; ".join(t.reasons),
+            _seconds(t.seconds if t.finished_at else None),
+            t.database,
+        ]
+    return [
+        t.wave,
+        t.name,
+        t.status,
+        t.verdict,
+        str(t.apply_attempts or ""),
+        _seconds(t.apply_seconds),
+        _lock(t.longest_write_block_s),
+        t.validation,
+        _seconds(t.seconds if t.finished_at else None),
+        t.database,
+    ]
 
 
 def _facts(record: FleetRecord) -> list[tuple[str, str]]:
-    rows = [("Fleet run", record.fleet_run_id), ("Batch", "every pending migration (a release)" if record.batch == "pending" else str(record.batch)), ("Targets file", record.targets_file),
-            ("Waves", " then ".join(record.waves)), ("Engine", record.engine), ("Started", record.started_at),
-            ("Duration", f"{record.seconds:.1f} s")]
+    rows = [
+        ("Fleet run", record.fleet_run_id),
+        ("Batch", "every pending migration (a release)" if record.batch == "pending" else str(record.batch)),
+        ("Targets file", record.targets_file),
+        ("Waves", " then ".join(record.waves)),
+        ("Engine", record.engine),
+        ("Started", record.started_at),
+        ("Duration", f"{record.seconds:.1f} s"),
+    ]
     if record.mode != PREFLIGHT:
         rows.append(("Strategy", record.strategy or "direct"))
         rows.append(("Max failures", str(record.max_failures) if record.max_failures else "no limit"))
@@ -146,9 +183,9 @@ def page(record: FleetRecord, folder: Path, reports: Path) -> str:
     for t in record.targets:
         cells = _cells(record, t)
         tds = [f"<td>{esc(c)}</td>" for c in cells]
-        tds[2] = f"<td class=\"{esc(_css_class(t.status))}\">{esc(t.status)}</td>"
+        tds[2] = f'<td class="{esc(_css_class(t.status))}">{esc(t.status)}</td>'
         label, href = _link(t, reports, folder)
-        tds.append(f"<td><a href=\"{esc(href)}\">{esc(label)}</a></td>" if href else "<td></td>")
+        tds.append(f'<td><a href="{esc(href)}">{esc(label)}</a></td>' if href else "<td></td>")
         tds.append(f"<td>{esc(_note(t))}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
     return f"""<!DOCTYPE html>

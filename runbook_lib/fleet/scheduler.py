@@ -59,8 +59,10 @@ def cluster(workers: int | None = None, scheduler: str | None = None) -> Iterato
         try:
             client = Client(scheduler, timeout="20s")
         except (OSError, TimeoutError, ValueError) as exc:
-            raise FleetError(f"Cannot reach the Dask scheduler at {scheduler} ({_first_line(exc)}); check the "
-                             "address and that the scheduler is running.") from None
+            raise FleetError(
+                f"Cannot reach the Dask scheduler at {scheduler} ({_first_line(exc)}); check the "
+                "address and that the scheduler is running."
+            ) from None
         try:
             yield client, f"Dask scheduler {scheduler}", False
         finally:
@@ -69,8 +71,12 @@ def cluster(workers: int | None = None, scheduler: str | None = None) -> Iterato
     n = workers or os.cpu_count() or 1
     if n < 1:
         raise FleetError(f"--workers must be at least 1, not {n}.")
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as local, Client(local) as client:
+    with (
+        LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        ) as local,
+        Client(local) as client,
+    ):
         yield client, f"Dask LocalCluster, {n} worker process{'es' if n > 1 else ''}, 1 thread each", True
 
 
@@ -88,7 +94,8 @@ def _task_attempts(client: Client, keys: list[str]) -> dict[str, int]:
     try:
         counts = client.run_on_scheduler(
             lambda keys, dask_scheduler=None: {k: getattr(dask_scheduler.tasks.get(k), "suspicious", 0) for k in keys},
-            keys)
+            keys,
+        )
         return {k: 1 + int(v or 0) for k, v in counts.items()}
     except Exception:
         return {}
@@ -104,14 +111,23 @@ class _Progress:
     def __init__(self, total: int, say: Callable[[str], None], stream: TextIO | None = None) -> None:
         self.total, self.say = total, say
         self.done = self.failed = self.running = self.nogo = 0
-        self.bar = tqdm(total=total, unit="target", file=stream, leave=False,
-                        bar_format="fleet {bar} {n_fmt}/{total_fmt} targets [{elapsed}] {postfix}") \
-            if stream is not None and stream.isatty() else None
+        self.bar = (
+            tqdm(
+                total=total,
+                unit="target",
+                file=stream,
+                leave=False,
+                bar_format="fleet {bar} {n_fmt}/{total_fmt} targets [{elapsed}] {postfix}",
+            )
+            if stream is not None and stream.isatty()
+            else None
+        )
 
     def line(self, text: str) -> None:
         nogo = f", {self.nogo} NO-GO" if self.nogo else ""
-        message = (f"fleet: {text:<58} [{self.done}/{self.total} done, {self.running} running, "
-                   f"{self.failed} failed{nogo}]")
+        message = (
+            f"fleet: {text:<58} [{self.done}/{self.total} done, {self.running} running, {self.failed} failed{nogo}]"
+        )
         if self.bar is None:
             self.say(message)
             return
@@ -158,8 +174,17 @@ def run(
         fleet.require_env()  # LocalCluster workers inherit this environment
     reports = Path(reports_dir or config.default_reports_dir()).resolve()
     options = options or DEFAULTS
-    record = FleetRecord(number, records.new_run_id(), mode, str(fleet.path), list(fleet.waves), "", records.now_iso(),
-                         max_failures=max_failures, strategy=options.strategy if mode == RUN else "")
+    record = FleetRecord(
+        number,
+        records.new_run_id(),
+        mode,
+        str(fleet.path),
+        list(fleet.waves),
+        "",
+        records.now_iso(),
+        max_failures=max_failures,
+        strategy=options.strategy if mode == RUN else "",
+    )
     results = {t.name: TargetResult(t.name, t.wave, t.url_env) for t in fleet.targets}
     record.targets = [results[t.name] for t in fleet.targets]
     t0 = time.perf_counter()
@@ -172,21 +197,32 @@ def run(
                 missing = {w: m for w, m in client.run(_missing_env, [t.url_env for t in fleet.targets]).items() if m}
                 if missing:
                     worker, names = next(iter(missing.items()))
-                    raise FleetError(f"The Dask worker {worker} lacks the environment variable"
-                                     f"{'s' if len(names) > 1 else ''} {', '.join(names)} that {fleet.path} names; "
-                                     "set them where the workers start.")
+                    raise FleetError(
+                        f"The Dask worker {worker} lacks the environment variable"
+                        f"{'s' if len(names) > 1 else ''} {', '.join(names)} that {fleet.path} names; "
+                        "set them where the workers start."
+                    )
             # What every target's task shares; each gets its name and url_env in _waves.
-            base = TargetTask(name="", url_env="", batch=number, mode=mode, options=options,
-                              rollback_on_failure=rollback_on_failure,
-                              migrations_dir=migrations if shared else None,
-                              migrations_archive=None if shared else archive.pack(migrations),
-                              reports_dir=reports if shared else None)
+            base = TargetTask(
+                name="",
+                url_env="",
+                batch=number,
+                mode=mode,
+                options=options,
+                rollback_on_failure=rollback_on_failure,
+                migrations_dir=migrations if shared else None,
+                migrations_archive=None if shared else archive.pack(migrations),
+                reports_dir=reports if shared else None,
+            )
             # the fleet run folder exists once the cluster is up and every check passed
-            folder = records.RunFolder.create(reports, FLEET_FOLDER, "release" if number == PENDING else number,
-                                              record.fleet_run_id)
+            folder = records.RunFolder.create(
+                reports, FLEET_FOLDER, "release" if number == PENDING else number, record.fleet_run_id
+            )
             what = "a release" if number == PENDING else f"batch {number}"
-            say(f"fleet: {what} {'preflight' if mode == PREFLIGHT else 'run'} on {len(fleet.targets)} "
-                f"targets in {len(fleet.waves)} wave(s) ({', '.join(fleet.waves)}); {description}")
+            say(
+                f"fleet: {what} {'preflight' if mode == PREFLIGHT else 'run'} on {len(fleet.targets)} "
+                f"targets in {len(fleet.waves)} wave(s) ({', '.join(fleet.waves)}); {description}"
+            )
             _waves(client, fleet, base, results, record, max_failures, reports, say)
     finally:
         record.finished_at = records.now_iso()
@@ -198,8 +234,16 @@ def run(
     return FleetOutcome(record, folder.path, html, md, reports)
 
 
-def _waves(client: Client, fleet: Fleet, base: TargetTask, results: dict[str, TargetResult], record: FleetRecord,
-           max_failures: int | None, reports: Path, say: Callable[[str], None]) -> None:
+def _waves(
+    client: Client,
+    fleet: Fleet,
+    base: TargetTask,
+    results: dict[str, TargetResult],
+    record: FleetRecord,
+    max_failures: int | None,
+    reports: Path,
+    say: Callable[[str], None],
+) -> None:
     progress = _Progress(len(fleet.targets), say, stream=sys.stderr if say is _say else None)
     try:
         _run_waves(client, fleet, base, results, record, max_failures, reports, say, progress)
@@ -207,9 +251,17 @@ def _waves(client: Client, fleet: Fleet, base: TargetTask, results: dict[str, Ta
         progress.close()
 
 
-def _run_waves(client: Client, fleet: Fleet, base: TargetTask, results: dict[str, TargetResult],
-               record: FleetRecord, max_failures: int | None, reports: Path, say: Callable[[str], None],
-               progress: _Progress) -> None:
+def _run_waves(
+    client: Client,
+    fleet: Fleet,
+    base: TargetTask,
+    results: dict[str, TargetResult],
+    record: FleetRecord,
+    max_failures: int | None,
+    reports: Path,
+    say: Callable[[str], None],
+    progress: _Progress,
+) -> None:
     failures = 0
     plan = fleet.plan()
     if record.mode == PREFLIGHT:  # read-only: no wave waits for another, all targets share the workers
@@ -230,8 +282,9 @@ def _run_waves(client: Client, fleet: Fleet, base: TargetTask, results: dict[str
             while queue and len(running) < capacity and not record.stopped:
                 target = queue.pop(0)
                 task = replace(base, name=target.name, url_env=target.url_env)
-                future = client.submit(run_target, task, key=f"runbook-fleet-{record.fleet_run_id}-{target.name}",
-                                       pure=False)
+                future = client.submit(
+                    run_target, task, key=f"runbook-fleet-{record.fleet_run_id}-{target.name}", pure=False
+                )
                 running[future] = target
                 pending.add(future)
                 progress.running = len(running)
@@ -244,7 +297,10 @@ def _run_waves(client: Client, fleet: Fleet, base: TargetTask, results: dict[str
             try:
                 _fill(result, future.result(), reports, record.batch)
             except Exception as exc:  # KilledWorker after Dask's retries, a lost scheduler
-                result.status, result.message = FAILED, f"the task did not finish: {type(exc).__name__}: {_first_line(exc)}"
+                result.status, result.message = (
+                    FAILED,
+                    f"the task did not finish: {type(exc).__name__}: {_first_line(exc)}",
+                )
             result.attempts = _task_attempts(client, [future.key]).get(future.key, 1)
             future.release()
             if result.status in (SKIPPED, NOGO):
@@ -266,7 +322,7 @@ def _run_waves(client: Client, fleet: Fleet, base: TargetTask, results: dict[str
             submit()
         for target in queue:  # left in this wave's queue by --max-failures
             results[target.name].message = record.stopped
-        later = any(w.targets for w in plan[plan.index(wave) + 1:])
+        later = any(w.targets for w in plan[plan.index(wave) + 1 :])
         if wave_failures and later and not record.stopped and record.mode == RUN:
             record.stopped = f"not run: wave {wave.name!r} had {wave_failures} failed target(s)"
             say(f"fleet: wave {wave.name!r} had {wave_failures} failure(s): the later waves are not run")
@@ -278,8 +334,17 @@ def _run_waves(client: Client, fleet: Fleet, base: TargetTask, results: dict[str
 
 def _fill(result: TargetResult, done: TaskOutcome, reports: Path, number: int) -> None:
     """A task's outcome into its report line; a returned run folder is written under reports/."""
-    for key in ("status", "verdict", "message", "database", "run_dir", "worker", "started_at", "finished_at",
-                "seconds"):
+    for key in (
+        "status",
+        "verdict",
+        "message",
+        "database",
+        "run_dir",
+        "worker",
+        "started_at",
+        "finished_at",
+        "seconds",
+    ):
         setattr(result, key, getattr(done, key) or getattr(result, key))
     result.reasons = list(done.reasons) or result.reasons
     if done.archive and result.run_dir:

@@ -88,16 +88,24 @@ def run_target(task: TargetTask) -> TaskOutcome:
     try:
         with _ONE_AT_A_TIME, tempfile.TemporaryDirectory(prefix="runbook-fleet-") as scratch:
             if not url:
-                raise FleetError(f"The environment variable {task.url_env} is not set on worker "
-                                 f"{worker}; set it where the Dask workers start.")
+                raise FleetError(
+                    f"The environment variable {task.url_env} is not set on worker "
+                    f"{worker}; set it where the Dask workers start."
+                )
             shown = database.redact(url)
             outcome = _run(task, url, Path(scratch))
     except RunbookError as exc:
         outcome = TaskOutcome(task.name, FAILED, message=_scrub(str(exc), url))
     except Exception as exc:  # anything else still comes back as this target's failure, not the fleet's
         outcome = TaskOutcome(task.name, FAILED, message=_scrub(f"{type(exc).__name__}: {exc}", url))
-    return replace(outcome, database=shown, worker=worker, started_at=started_at, finished_at=records.now_iso(),
-                   seconds=round(time.perf_counter() - t0, 3))
+    return replace(
+        outcome,
+        database=shown,
+        worker=worker,
+        started_at=started_at,
+        finished_at=records.now_iso(),
+        seconds=round(time.perf_counter() - t0, 3),
+    )
 
 
 def _run(task: TargetTask, url: str, scratch: Path) -> TaskOutcome:
@@ -117,21 +125,39 @@ def _run(task: TargetTask, url: str, scratch: Path) -> TaskOutcome:
         with database.connect(url) as conn:  # one sentence (redacted) if unreachable
             state = history.read(conn, batches).state(task.batch)
         if state.applied and not state.drift(batch):
-            return TaskOutcome(task.name, ALREADY_APPLIED,
-                               message=f"batch {task.batch} already applied at {state.when or '?'} by "
-                                       f"{state.applied_by} (according to {state.according})")
+            return TaskOutcome(
+                task.name,
+                ALREADY_APPLIED,
+                message=f"batch {task.batch} already applied at {state.when or '?'} by "
+                f"{state.applied_by} (according to {state.according})",
+            )
     reports = task.reports_dir or scratch / "reports"
     phases = names.RUN_PHASES if task.mode == RUN else (names.PREFLIGHT,)
     ran = chain.run_phases(
-        Target(url, embedded=False), task.batch, phases, migrations_dir=migrations, reports_dir=reports,
-        options=task.options, rollback_on_failure=task.rollback_on_failure, quiet=True, folder_name=task.name)
+        Target(url, embedded=False),
+        task.batch,
+        phases,
+        migrations_dir=migrations,
+        reports_dir=reports,
+        options=task.options,
+        rollback_on_failure=task.rollback_on_failure,
+        quiet=True,
+        folder_name=task.name,
+    )
     phase_records = _release_records(ran.run_dir) if release else _records(ran.run_dir)
     packed = None if task.reports_dir else archive.pack(ran.run_dir)
     verdict, reasons = _verdict_of(phase_records.get(names.PREFLIGHT))
     status, message = _classify(task, ran.record, phase_records, verdict, reasons)
-    return TaskOutcome(task.name, status, verdict, reasons, message,
-                       run_dir=ran.run_dir.relative_to(Path(reports).resolve()).as_posix(),
-                       records=phase_records, archive=packed)
+    return TaskOutcome(
+        task.name,
+        status,
+        verdict,
+        reasons,
+        message,
+        run_dir=ran.run_dir.relative_to(Path(reports).resolve()).as_posix(),
+        records=phase_records,
+        archive=packed,
+    )
 
 
 def _records(folder: Path) -> dict[str, dict[str, Any]]:
@@ -153,13 +179,21 @@ def _release_records(folder: Path) -> dict[str, dict[str, Any]]:
     applies = [c[names.APPLY] for c in children if names.APPLY in c]
     if applies or not plan["batches"]:
         statuses = [a.get("status") for a in applies]
-        status = names.FAILED if names.FAILED in statuses else \
-            names.APPLIED if len(applies) == len(plan["batches"]) and applies else \
-            names.ALREADY_APPLIED if not plan["batches"] else "incomplete"
-        found[names.APPLY] = {"status": status, "attempts": sum(int(a.get("attempts") or 0) for a in applies),
-                              "duration_s": round(sum(a.get("duration_s") or 0 for a in applies), 6),
-                              "longest_write_block_s": max((a.get("longest_write_block_s") or 0 for a in applies),
-                                                           default=0.0)}
+        status = (
+            names.FAILED
+            if names.FAILED in statuses
+            else names.APPLIED
+            if len(applies) == len(plan["batches"]) and applies
+            else names.ALREADY_APPLIED
+            if not plan["batches"]
+            else "incomplete"
+        )
+        found[names.APPLY] = {
+            "status": status,
+            "attempts": sum(int(a.get("attempts") or 0) for a in applies),
+            "duration_s": round(sum(a.get("duration_s") or 0 for a in applies), 6),
+            "longest_write_block_s": max((a.get("longest_write_block_s") or 0 for a in applies), default=0.0),
+        }
     tests = [t for c in children for t in (c.get(names.VALIDATE) or {}).get("tests") or []]
     if any(names.VALIDATE in c for c in children):
         found[names.VALIDATE] = {"tests": tests}
@@ -173,8 +207,13 @@ def _verdict_of(record: dict[str, Any] | None) -> tuple[str, tuple[str, ...]]:
     return verdict.get("status", ""), tuple(verdict.get("reasons") or ())
 
 
-def _classify(task: TargetTask, run: records.RunRecord, phase_records: dict[str, dict[str, Any]],
-              verdict: str, reasons: tuple[str, ...]) -> tuple[str, str]:
+def _classify(
+    task: TargetTask,
+    run: records.RunRecord,
+    phase_records: dict[str, dict[str, Any]],
+    verdict: str,
+    reasons: tuple[str, ...],
+) -> tuple[str, str]:
     """(status, message) of a chain that ran: which phase failed, and whether that was a NO-GO."""
     failure = run.failure
     if task.mode == PREFLIGHT:

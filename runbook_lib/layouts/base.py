@@ -89,8 +89,16 @@ class History(Protocol):
 
     def unlock(self, conn: psycopg.Connection) -> None: ...
 
-    def record_applied(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration], *,
-                       ran: bool = True, execution_ms: int = 0, installed_by: str = "") -> str:
+    def record_applied(
+        self,
+        conn: psycopg.Connection,
+        migration: Migration,
+        migrations: list[Migration],
+        *,
+        ran: bool = True,
+        execution_ms: int = 0,
+        installed_by: str = "",
+    ) -> str:
         """The row(s) the tool writes after a successful migration (creating the table as the tool does when it
         is missing); `ran` False: recorded without running it (`runbook baseline`). Returns what was done."""
 

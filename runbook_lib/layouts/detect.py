@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from runbook_lib.errors import BatchError
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -28,12 +29,15 @@ def tool(layout: str) -> ModuleType:
     """The module that reads `layout`'s folder and history (imported when a project uses it)."""
     if layout == GOLANG_MIGRATE:
         from runbook_lib.layouts import golang_migrate  # noqa: PLC0415  (only a golang-migrate project needs it)
+
         return golang_migrate
     if layout == FLYWAY:
         from runbook_lib.layouts import flyway  # noqa: PLC0415  (only a Flyway project needs it)
+
         return flyway
     if layout == DRIZZLE:
         from runbook_lib.layouts import drizzle  # noqa: PLC0415  (only a Drizzle project needs it)
+
         return drizzle
     raise ValueError(f"{layout!r} is not a tool layout")
 
@@ -67,8 +71,9 @@ def layout_of(root: Path, settings: LayoutSettings | None = None) -> str:
     chosen = settings.layout if settings else None
     if chosen is not None:
         if chosen not in LAYOUTS:
-            raise BatchError(f"runbook.toml's layout = {chosen!r} is not one runbook reads; use one of "
-                             f"{', '.join(LAYOUTS)}.")
+            raise BatchError(
+                f"runbook.toml's layout = {chosen!r} is not one runbook reads; use one of {', '.join(LAYOUTS)}."
+            )
         return RUNBOOK if chosen == PRISMA else chosen
     found = evidence(root)
     if not found:
@@ -76,8 +81,10 @@ def layout_of(root: Path, settings: LayoutSettings | None = None) -> str:
     if len(found) == 1:
         return next(iter(found))
     listed = " and ".join(f"{n} {k} migration(s)" for k, n in found.items())
-    raise BatchError(f"{root} holds {listed}, so runbook cannot tell which tool's folder it is; set layout in "
-                     f"runbook.toml (layout = \"{max(found, key=found.__getitem__)}\"), or pass the folder of one.")
+    raise BatchError(
+        f"{root} holds {listed}, so runbook cannot tell which tool's folder it is; set layout in "
+        f'runbook.toml (layout = "{max(found, key=found.__getitem__)}"), or pass the folder of one.'
+    )
 
 
 def refuse_unreadable(root: Path) -> None:
@@ -92,8 +99,9 @@ def refuse_unreadable(root: Path) -> None:
     raise BatchError(
         f"{root} holds {len(sql)} .sql file(s){where} but no migration runbook can read (no <n>_<name>/"
         "migration.sql folders, golang-migrate .up.sql pairs, Flyway V<version>__<name>.sql scripts or a Drizzle "
-        "meta/_journal.json); name the layout in runbook.toml (layout = \"golang-migrate\", \"flyway\" or "
-        "\"drizzle\"), or pass --migrations-dir with the folder that holds the migrations.")
+        'meta/_journal.json); name the layout in runbook.toml (layout = "golang-migrate", "flyway" or '
+        '"drizzle"), or pass --migrations-dir with the folder that holds the migrations.'
+    )
 
 
 @contextmanager

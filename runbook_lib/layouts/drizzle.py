@@ -67,8 +67,10 @@ def journal(root: Path) -> list[JournalEntry]:
     data = _journal_json(path)
     entries = data.get("entries") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise BatchError(f"{path} has no \"entries\" list; regenerate it with `drizzle-kit generate` "
-                         "or restore it from version control.")
+        raise BatchError(
+            f'{path} has no "entries" list; regenerate it with `drizzle-kit generate` '
+            "or restore it from version control."
+        )
     parsed = [_entry(path, index, entry) for index, entry in enumerate(entries)]
     _refuse_duplicates(path, parsed)
     return parsed
@@ -77,8 +79,9 @@ def journal(root: Path) -> list[JournalEntry]:
 def _journal_json(path: Path) -> object:
     """The journal parsed as JSON (drizzle-orm: JSON.parse of the file)."""
     if not path.is_file():
-        raise BatchError(f"{path} is missing; Drizzle Kit's folder needs its journal (`drizzle-kit generate` "
-                         "writes it).")
+        raise BatchError(
+            f"{path} is missing; Drizzle Kit's folder needs its journal (`drizzle-kit generate` writes it)."
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -91,11 +94,15 @@ def _entry(path: Path, index: int, entry: object) -> JournalEntry:
         raise BatchError(f"{path} entry {index} is not an object; restore the journal from version control.")
     tag, when = entry.get("tag"), entry.get("when")
     if not isinstance(tag, str) or not tag or "/" in tag or "\\" in tag:
-        raise BatchError(f"{path} entry {index} has no usable \"tag\" (the migration's file name without .sql); "
-                         "restore the journal from version control.")
+        raise BatchError(
+            f'{path} entry {index} has no usable "tag" (the migration\'s file name without .sql); '
+            "restore the journal from version control."
+        )
     if not isinstance(when, int) or isinstance(when, bool):
-        raise BatchError(f"{path} entry {index} ({tag}) has no integer \"when\" (milliseconds), which drizzle "
-                         "records as created_at; restore the journal from version control.")
+        raise BatchError(
+            f'{path} entry {index} ({tag}) has no integer "when" (milliseconds), which drizzle '
+            "records as created_at; restore the journal from version control."
+        )
     return JournalEntry(tag=tag, when=when)
 
 
@@ -132,8 +139,10 @@ def _migration(root: Path, entry: JournalEntry, settings: LayoutSettings) -> Mig
 def _sql_text(root: Path, tag: str, path: Path) -> str:
     """The file's text; readMigrationFiles throws "No file ... found" for a listed file it cannot read."""
     if not path.is_file():
-        raise BatchError(f"{root / JOURNAL} lists {tag}, but {tag}.sql is missing; restore the file or remove "
-                         "its entry from the journal (drizzle-orm's migrator refuses the folder too).")
+        raise BatchError(
+            f"{root / JOURNAL} lists {tag}, but {tag}.sql is missing; restore the file or remove "
+            "its entry from the journal (drizzle-orm's migrator refuses the folder too)."
+        )
     try:
         return read_text(path)
     except UnicodeDecodeError as exc:
@@ -162,8 +171,7 @@ def checksum(text: str) -> str:
 def unlisted(root: Path) -> list[Path]:
     """The .sql files beside the journal that it does not list: drizzle-orm never runs them."""
     tags = {entry.tag for entry in journal(root)}
-    return sorted((p for p in root.glob("*.sql") if p.is_file() and p.stem not in tags),
-                  key=lambda p: p.name.encode())
+    return sorted((p for p in root.glob("*.sql") if p.is_file() and p.stem not in tags), key=lambda p: p.name.encode())
 
 
 def statements(migration: Migration) -> list[str]:
@@ -191,7 +199,9 @@ class History:
     def exists(self, conn: psycopg.Connection) -> bool:
         return conn.execute(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = %s AND c.relname = %s)", (self.schema, self.table)).fetchone()[0]
+            " WHERE n.nspname = %s AND c.relname = %s)",
+            (self.schema, self.table),
+        ).fetchone()[0]
 
     def read(self, conn: psycopg.Connection, migrations: list[Migration]) -> ToolState:
         """Applied as drizzle-orm decides: a migration runs when its `when` is greater than the newest row's
@@ -202,8 +212,9 @@ class History:
         """
         if not self.exists(conn):
             return ToolState(exists=False)
-        newest = conn.execute(sql.SQL("SELECT id, hash, created_at FROM {} ORDER BY created_at DESC LIMIT 1")
-                              .format(self._name)).fetchone()
+        newest = conn.execute(
+            sql.SQL("SELECT id, hash, created_at FROM {} ORDER BY created_at DESC LIMIT 1").format(self._name)
+        ).fetchone()
         if newest is None:
             return ToolState(exists=True)
         applied = [m for m in migrations if m.created_at is not None and m.created_at <= int(newest[2] or 0)]
@@ -215,8 +226,10 @@ class History:
         """The stored hash by created_at (the newest row's where a `when` was recorded twice)."""
         if not created_at:
             return {}
-        found = conn.execute(sql.SQL("SELECT created_at, hash FROM {} WHERE created_at = ANY(%s) ORDER BY id")
-                             .format(self._name), (created_at,)).fetchall()
+        found = conn.execute(
+            sql.SQL("SELECT created_at, hash FROM {} WHERE created_at = ANY(%s) ORDER BY id").format(self._name),
+            (created_at,),
+        ).fetchall()
         return {int(when): hash_ for when, hash_ in found}
 
     def lock(self, conn: psycopg.Connection) -> None:
@@ -226,15 +239,25 @@ class History:
     def unlock(self, conn: psycopg.Connection) -> None:
         """Nothing: `lock` took nothing."""
 
-    def record_applied(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration], *,
-                       ran: bool = True, execution_ms: int = 0, installed_by: str = "") -> str:
+    def record_applied(
+        self,
+        conn: psycopg.Connection,
+        migration: Migration,
+        migrations: list[Migration],
+        *,
+        ran: bool = True,
+        execution_ms: int = 0,
+        installed_by: str = "",
+    ) -> str:
         """drizzle's row for the migration: (hash, created_at), as PgDialect.migrate inserts it after running
         one; the table made first with drizzle's own DDL when missing. Drizzle keeps no time, user or
         duration, and a baseline (`ran` False) is the same row. Runs in the caller's transaction."""
         when = _created_at(migration)
         created = self._create_when_missing(conn)
-        conn.execute(sql.SQL('INSERT INTO {} ("hash", "created_at") VALUES (%s, %s)').format(self._name),
-                     (migration.checksum, when))
+        conn.execute(
+            sql.SQL('INSERT INTO {} ("hash", "created_at") VALUES (%s, %s)').format(self._name),
+            (migration.checksum, when),
+        )
         return f"{created}inserted ({migration.checksum[:12]}..., {when}) into {self.schema}.{self.table}"
 
     def _create_when_missing(self, conn: psycopg.Connection) -> str:
@@ -243,8 +266,12 @@ class History:
         if self.exists(conn):
             return ""
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (\n\tid SERIAL PRIMARY KEY,\n\thash text NOT NULL,"
-                             "\n\tcreated_at bigint\n)").format(self._name))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (\n\tid SERIAL PRIMARY KEY,\n\thash text NOT NULL,"
+                "\n\tcreated_at bigint\n)"
+            ).format(self._name)
+        )
         return f"created {self.schema}.{self.table}; "
 
     def record_failed(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration]) -> str:
@@ -262,8 +289,9 @@ class History:
         if not self.exists(conn):
             return f"{self.schema}.{self.table} does not exist: nothing to delete"
         deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE created_at = %s").format(self._name), (when,)).rowcount
-        later = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE created_at > %s)").format(self._name),
-                             (when,)).fetchone()[0]
+        later = conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE created_at > %s)").format(self._name), (when,)
+        ).fetchone()[0]
         said = f"deleted {deleted} row(s) with created_at {when} from {self.schema}.{self.table}"
         if later:
             return f"{said}; a later migration's row remains, so drizzle will not run {migration.version} again"
@@ -272,8 +300,10 @@ class History:
 
 def _created_at(migration: Migration) -> int:
     if migration.created_at is None:
-        raise BatchError(f"{migration.path} has no journal `when`, which drizzle records as created_at; "
-                         "list it in meta/_journal.json.")
+        raise BatchError(
+            f"{migration.path} has no journal `when`, which drizzle records as created_at; "
+            "list it in meta/_journal.json."
+        )
     return migration.created_at
 
 

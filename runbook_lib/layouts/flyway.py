@@ -94,7 +94,7 @@ def _parse(filename: str) -> _Name | None:
     (not one of its scripts, or a V/U name without a valid version, or an R name with one)."""
     if not filename.endswith(SUFFIX) or filename[:1] not in ("V", "U", "R"):
         return None
-    rest = filename[1:-len(SUFFIX)]
+    rest = filename[1 : -len(SUFFIX)]
     version, found, description = rest.partition(SEPARATOR)
     if not found:
         version, description = rest, ""
@@ -152,7 +152,7 @@ def java_hash(text: str) -> int:
     units = text.encode("utf-16-be")
     value = 0
     for i in range(0, len(units), 2):
-        value = (value * 31 + int.from_bytes(units[i:i + 2], "big")) & 0xFFFFFFFF
+        value = (value * 31 + int.from_bytes(units[i : i + 2], "big")) & 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
@@ -174,8 +174,11 @@ def _toml_key(name: str) -> str:
 def _builtins(filename: str, settings: LayoutSettings) -> dict[str, str]:
     """ParsingContext.populate's placeholders that runbook.toml decides: defaultSchema (the first schema),
     schemas, table, and filename (updateFilenamePlaceholder: the script's file name)."""
-    values = {"flyway:schemas": ",".join(settings.schemas), "flyway:table": settings.table or TABLE,
-              "flyway:filename": filename}
+    values = {
+        "flyway:schemas": ",".join(settings.schemas),
+        "flyway:table": settings.table or TABLE,
+        "flyway:filename": filename,
+    }
     if settings.schemas:
         values["flyway:defaultSchema"] = settings.schemas[0]
     return values
@@ -184,13 +187,19 @@ def _builtins(filename: str, settings: LayoutSettings) -> dict[str, str]:
 def _unresolved(path: Path, name: str) -> BatchError:
     """The sentence for a placeholder with no value (Flyway: "No value provided for placeholder")."""
     if name == "flyway:defaultSchema":
-        return BatchError(f"{path} uses the placeholder ${{flyway:defaultSchema}}, Flyway's default schema, which "
-                          "runbook takes from runbook.toml; set schemas under [flyway] (schemas = [\"...\"]).")
+        return BatchError(
+            f"{path} uses the placeholder ${{flyway:defaultSchema}}, Flyway's default schema, which "
+            'runbook takes from runbook.toml; set schemas under [flyway] (schemas = ["..."]).'
+        )
     if name.removeprefix("flyway:") in _RUNTIME_BUILTINS and name.startswith("flyway:"):
-        return BatchError(f"{path} uses Flyway's built-in placeholder ${{{name}}}, whose value Flyway takes when it "
-                          f"runs; set it in runbook.toml under [flyway] placeholders ({_toml_key(name)} = \"...\").")
-    return BatchError(f"{path} uses the placeholder ${{{name}}}, which has no value; set it in runbook.toml under "
-                      f"[flyway] placeholders ({_toml_key(name)} = \"...\").")
+        return BatchError(
+            f"{path} uses Flyway's built-in placeholder ${{{name}}}, whose value Flyway takes when it "
+            f'runs; set it in runbook.toml under [flyway] placeholders ({_toml_key(name)} = "...").'
+        )
+    return BatchError(
+        f"{path} uses the placeholder ${{{name}}}, which has no value; set it in runbook.toml under "
+        f'[flyway] placeholders ({_toml_key(name)} = "...").'
+    )
 
 
 def substitute(text: str, path: Path, settings: LayoutSettings) -> str:
@@ -211,12 +220,12 @@ def substitute(text: str, path: Path, settings: LayoutSettings) -> str:
             i += 1
         elif text.startswith("${", i):
             end = text.find("}", i + 2)
-            name, i = (text[i + 2:end], end + 1) if end >= 0 else (text[i + 2:-1], len(text))
+            name, i = (text[i + 2 : end], end + 1) if end >= 0 else (text[i + 2 : -1], len(text))
             if name not in values:
                 raise _unresolved(path, name)
             out.append(values[name])
         else:
-            out.append(text[i:i + 2])
+            out.append(text[i : i + 2])
             i += 2
     return "".join(out)
 
@@ -237,8 +246,9 @@ def _text(path: Path) -> str:
     try:
         return read_text(path).removeprefix(BOM)
     except UnicodeDecodeError as exc:
-        raise BatchError(f"{path} is not UTF-8 (byte {exc.start}), the encoding Flyway reads by default; save it "
-                         "as UTF-8.") from None
+        raise BatchError(
+            f"{path} is not UTF-8 (byte {exc.start}), the encoding Flyway reads by default; save it as UTF-8."
+        ) from None
 
 
 def _scripts(root: Path, skip: Path | None) -> list[tuple[Path, _Name]]:
@@ -262,9 +272,11 @@ def _by_version(found: list[tuple[Path, _Name]], kind: str) -> dict[tuple[int, .
         key = version_key(name.version)
         if key in seen:
             other = seen[key][0]
-            raise BatchError(f"{path} has version {display(name.version)}, the same version as {other} for Flyway "
-                             f"(\"Found more than one {kind} with version {display(name.version)}\"); give one of "
-                             "them a new version.")
+            raise BatchError(
+                f"{path} has version {display(name.version)}, the same version as {other} for Flyway "
+                f'("Found more than one {kind} with version {display(name.version)}"); give one of '
+                "them a new version."
+            )
         seen[key] = (path, name)
     return seen
 
@@ -274,8 +286,10 @@ def _repeatables(found: list[tuple[Path, _Name]]) -> list[tuple[Path, _Name]]:
     seen: dict[str, Path] = {}
     for path, name in found:
         if name.description in seen:
-            raise BatchError(f"{path} has the description \"{name.description}\", as {seen[name.description]} has, "
-                             "and Flyway refuses two repeatable migrations of one description; rename one of them.")
+            raise BatchError(
+                f'{path} has the description "{name.description}", as {seen[name.description]} has, '
+                "and Flyway refuses two repeatable migrations of one description; rename one of them."
+            )
         seen[name.description] = path
     return sorted(found, key=lambda item: item[1].description)
 
@@ -284,8 +298,10 @@ def _rollbacks(folder: Path) -> dict[tuple[int, ...], Path]:
     """rollback_dir's undo scripts by version: `<version>__<description>.sql` (a `U` or `V` before the version is
     allowed); other files are passed over, two of one version refused."""
     if not folder.is_dir():
-        raise BatchError(f"rollback_dir {folder} is not a folder; create it, or remove rollback_dir from "
-                         f"runbook.toml's [{NAME}] table.")
+        raise BatchError(
+            f"rollback_dir {folder} is not a folder; create it, or remove rollback_dir from "
+            f"runbook.toml's [{NAME}] table."
+        )
     found: dict[tuple[int, ...], Path] = {}
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
         name = _parse("U" + path.name.removeprefix("U").removeprefix("V"))
@@ -293,8 +309,10 @@ def _rollbacks(folder: Path) -> dict[tuple[int, ...], Path]:
             continue
         key = version_key(name.version)
         if key in found:
-            raise BatchError(f"{path} undoes version {display(name.version)}, as {found[key].name} does; keep one "
-                             "undo script per version in rollback_dir.")
+            raise BatchError(
+                f"{path} undoes version {display(name.version)}, as {found[key].name} does; keep one "
+                "undo script per version in rollback_dir."
+            )
         found[key] = path
     return found
 
@@ -304,14 +322,16 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _migration(root: Path, path: Path, name: _Name, down: Path | None, undo_script: str,
-               settings: LayoutSettings) -> FlywayMigration:
+def _migration(
+    root: Path, path: Path, name: _Name, down: Path | None, undo_script: str, settings: LayoutSettings
+) -> FlywayMigration:
     data = path.read_bytes()
     try:
         crc = checksum(data)
     except UnicodeDecodeError as exc:
-        raise BatchError(f"{path} is not UTF-8 (byte {exc.start}), the encoding Flyway reads by default; save it "
-                         "as UTF-8.") from None
+        raise BatchError(
+            f"{path} is not UTF-8 (byte {exc.start}), the encoding Flyway reads by default; save it as UTF-8."
+        ) from None
     return FlywayMigration(
         version=display(name.version),
         name=path.name.removesuffix(SUFFIX),
@@ -334,8 +354,9 @@ def read(root: Path, settings: LayoutSettings) -> list[Migration]:
     (validateMigrationNaming is false by default); the folder is read recursively, as Flyway scans a location.
     """
     if not root.is_dir():
-        raise BatchError(f"{root} is not a folder; pass --migrations-dir with Flyway's migrations folder (its "
-                         "location).")
+        raise BatchError(
+            f"{root} is not a folder; pass --migrations-dir with Flyway's migrations folder (its location)."
+        )
     found = _scripts(root, settings.rollback_dir)
     versioned = _by_version([f for f in found if f[1].prefix == "V"], "migration")
     undos = _by_version([f for f in found if f[1].prefix == "U"], "undo migration")
@@ -403,8 +424,10 @@ class History:
             return self.settings.schemas[0]
         schema = conn.execute("SELECT current_schema()").fetchone()[0]
         if schema is None:
-            raise DatabaseError(f"The search_path names no existing schema, so {self.label} has none (Flyway refuses "
-                                "this too); set schemas under [flyway] in runbook.toml, or set the search_path.")
+            raise DatabaseError(
+                f"The search_path names no existing schema, so {self.label} has none (Flyway refuses "
+                "this too); set schemas under [flyway] in runbook.toml, or set the search_path."
+            )
         return schema
 
     def _name(self, conn: psycopg.Connection) -> sql.Composed:
@@ -415,7 +438,8 @@ class History:
         return conn.execute(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p'))",
-            (self.schema(conn), self.table)).fetchone()[0]
+            (self.schema(conn), self.table),
+        ).fetchone()[0]
 
     # -- before the first migration ----------------------------------------------------------------------------
 
@@ -437,14 +461,20 @@ class History:
     def _create_table(self, conn: psycopg.Connection) -> None:
         """PostgreSQLDatabase.getRawCreateScript (no tablespace, no baseline)."""
         name, table = self._name(conn), self.table
-        conn.execute(sql.SQL(
-            'CREATE TABLE {} (\n    "installed_rank" INT NOT NULL,\n    "version" VARCHAR(50),\n'
-            '    "description" VARCHAR(200) NOT NULL,\n    "type" VARCHAR(20) NOT NULL,\n'
-            '    "script" VARCHAR(1000) NOT NULL,\n    "checksum" INTEGER,\n    "installed_by" VARCHAR(100) NOT NULL,\n'
-            '    "installed_on" TIMESTAMP NOT NULL DEFAULT now(),\n    "execution_time" INTEGER NOT NULL,\n'
-            '    "success" BOOLEAN NOT NULL\n)').format(name))
-        conn.execute(sql.SQL('ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ("installed_rank")').format(
-            name, sql.Identifier(f"{table}_pk")))
+        conn.execute(
+            sql.SQL(
+                'CREATE TABLE {} (\n    "installed_rank" INT NOT NULL,\n    "version" VARCHAR(50),\n'
+                '    "description" VARCHAR(200) NOT NULL,\n    "type" VARCHAR(20) NOT NULL,\n'
+                '    "script" VARCHAR(1000) NOT NULL,\n    "checksum" INTEGER,\n    "installed_by" VARCHAR(100) NOT NULL,\n'
+                '    "installed_on" TIMESTAMP NOT NULL DEFAULT now(),\n    "execution_time" INTEGER NOT NULL,\n'
+                '    "success" BOOLEAN NOT NULL\n)'
+            ).format(name)
+        )
+        conn.execute(
+            sql.SQL('ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ("installed_rank")').format(
+                name, sql.Identifier(f"{table}_pk")
+            )
+        )
         conn.execute(sql.SQL('CREATE INDEX {} ON {} ("success")').format(sql.Identifier(f"{table}_s_idx"), name))
 
     def _ensure_table(self, conn: psycopg.Connection) -> str:
@@ -458,9 +488,12 @@ class History:
 
     def _rows(self, conn: psycopg.Connection) -> list[_Row]:
         """PostgreSQLDatabase.getSelectStatement: every row, by installed_rank."""
-        rows = conn.execute(sql.SQL(
-            'SELECT "installed_rank", "version", "description", "type", "script", "checksum", "installed_on", '
-            '"installed_by", "success" FROM {} ORDER BY "installed_rank"').format(self._name(conn))).fetchall()
+        rows = conn.execute(
+            sql.SQL(
+                'SELECT "installed_rank", "version", "description", "type", "script", "checksum", "installed_on", '
+                '"installed_by", "success" FROM {} ORDER BY "installed_rank"'
+            ).format(self._name(conn))
+        ).fetchall()
         return [_Row(*row) for row in rows]
 
     def read(self, conn: psycopg.Connection, migrations: list[Migration]) -> ToolState:
@@ -510,11 +543,13 @@ class History:
 
     def _failed(self, row: _Row) -> str:
         if row.version is None:
-            what = f"failed repeatable migration \"{row.description}\""
+            what = f'failed repeatable migration "{row.description}"'
         else:
             what = f"failed migration {display(row.version)}"
-        return (f"{self.label} has a {what} ({row.script}, success = false); fix the database by hand, then run "
-                "`flyway repair` (which removes the failed row) and deploy again.")
+        return (
+            f"{self.label} has a {what} ({row.script}, success = false); fix the database by hand, then run "
+            "`flyway repair` (which removes the failed row) and deploy again."
+        )
 
     # -- locking -----------------------------------------------------------------------------------------------
 
@@ -535,36 +570,69 @@ class History:
 
     # -- writing (inside the caller's transaction; never commits) -----------------------------------------------
 
-    def _insert(self, conn: psycopg.Connection, rank: int | None, version: str | None, description: str,
-                kind: str, script: str, crc: int | None, installed_by: str, execution_ms: int,
-                success: bool) -> int:
+    def _insert(
+        self,
+        conn: psycopg.Connection,
+        rank: int | None,
+        version: str | None,
+        description: str,
+        kind: str,
+        script: str,
+        crc: int | None,
+        installed_by: str,
+        execution_ms: int,
+        success: bool,
+    ) -> int:
         """Database.getInsertStatement with SchemaHistory.addAppliedMigration's values: installed_rank MAX + 1
         (None) unless given, installed_by the given user else current_user (Database.getInstalledBy)."""
         name = self._name(conn)
         if rank is None:
-            rank = conn.execute(sql.SQL('SELECT COALESCE(MAX("installed_rank"), 0) + 1 FROM {}').format(
-                name)).fetchone()[0]
+            rank = conn.execute(
+                sql.SQL('SELECT COALESCE(MAX("installed_rank"), 0) + 1 FROM {}').format(name)
+            ).fetchone()[0]
         description, script = _abbreviate(description, script)
-        conn.execute(sql.SQL(
-            'INSERT INTO {} ("installed_rank", "version", "description", "type", "script", "checksum", '
-            '"installed_by", "execution_time", "success") VALUES (%s, %s, %s, %s, %s, %s, '
-            'COALESCE(NULLIF(%s, \'\'), current_user), %s, %s)').format(name),
-            (rank, version, description, kind, script, crc, installed_by, execution_ms, success))
+        conn.execute(
+            sql.SQL(
+                'INSERT INTO {} ("installed_rank", "version", "description", "type", "script", "checksum", '
+                '"installed_by", "execution_time", "success") VALUES (%s, %s, %s, %s, %s, %s, '
+                "COALESCE(NULLIF(%s, ''), current_user), %s, %s)"
+            ).format(name),
+            (rank, version, description, kind, script, crc, installed_by, execution_ms, success),
+        )
         return rank
 
-    def _record(self, conn: psycopg.Connection, migration: Migration, *, success: bool, execution_ms: int,
-                installed_by: str) -> str:
+    def _record(
+        self, conn: psycopg.Connection, migration: Migration, *, success: bool, execution_ms: int, installed_by: str
+    ) -> str:
         """The row DbMigrate writes for a run of `migration`: type SQL, its version (NULL for a repeatable),
         description, script and checksum."""
         created = self._ensure_table(conn)
         version = migration.version if migration.kind == "versioned" else None
         crc = int(migration.checksum) if migration.checksum else None
-        rank = self._insert(conn, None, version, migration.description, "SQL", _script(migration), crc,
-                            installed_by, execution_ms, success)
+        rank = self._insert(
+            conn,
+            None,
+            version,
+            migration.description,
+            "SQL",
+            _script(migration),
+            crc,
+            installed_by,
+            execution_ms,
+            success,
+        )
         return f"{created}{self.table} row {rank}: {_script(migration)}, success = {str(success).lower()}"
 
-    def record_applied(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration], *,
-                       ran: bool = True, execution_ms: int = 0, installed_by: str = "") -> str:
+    def record_applied(
+        self,
+        conn: psycopg.Connection,
+        migration: Migration,
+        migrations: list[Migration],
+        *,
+        ran: bool = True,
+        execution_ms: int = 0,
+        installed_by: str = "",
+    ) -> str:
         """The row `flyway migrate` writes after the migration ran: type SQL, success = true.
 
         `ran` False (a baseline of a script already applied by hand) writes the same row, so Flyway validates
@@ -573,8 +641,15 @@ class History:
         """
         return self._record(conn, migration, success=True, execution_ms=execution_ms, installed_by=installed_by)
 
-    def record_failed(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration], *,
-                      execution_ms: int = 0, installed_by: str = "") -> str:
+    def record_failed(
+        self,
+        conn: psycopg.Connection,
+        migration: Migration,
+        migrations: list[Migration],
+        *,
+        execution_ms: int = 0,
+        installed_by: str = "",
+    ) -> str:
         """The row Flyway writes when a script run outside a transaction fails: success = false, which stops
         Flyway until `flyway repair` removes it (a transactional failure rolls back and leaves no row)."""
         return self._record(conn, migration, success=False, execution_ms=execution_ms, installed_by=installed_by)
@@ -585,21 +660,25 @@ class History:
         `migrate` runs it again. UNDO_SQL is the type Flyway Teams (5 to 10) writes for a U script; the newest
         open-source UndoSqlMigrationResolver types it UNDO_SCRIPT, and runbook reads either as undone."""
         if migration.kind != "versioned" or migration.down is None:
-            raise BatchError(f"{migration.path} has no undo script, so Flyway's history cannot record it undone; add "
-                             f"U{migration.version}__<description>.sql beside it, or one in rollback_dir.")
+            raise BatchError(
+                f"{migration.path} has no undo script, so Flyway's history cannot record it undone; add "
+                f"U{migration.version}__<description>.sql beside it, or one in rollback_dir."
+            )
         created = self._ensure_table(conn)
         undo = migration.down
         parsed = _parse("U" + undo.name.removeprefix("U").removeprefix("V"))
         description = parsed.description if parsed else migration.description
         script = getattr(migration, "undo_script", "") or undo.name
-        rank = self._insert(conn, None, migration.version, description, UNDO_TYPE, script,
-                            checksum(undo.read_bytes()), "", 0, True)
+        rank = self._insert(
+            conn, None, migration.version, description, UNDO_TYPE, script, checksum(undo.read_bytes()), "", 0, True
+        )
         return f"{created}{self.table} row {rank}: {script} ({UNDO_TYPE}), version {migration.version} undone"
 
 
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
-    return conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s)",
-                        (schema,)).fetchone()[0]
+    return conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s)", (schema,)).fetchone()[
+        0
+    ]
 
 
 def _key(version: str) -> tuple[int, ...] | None:
@@ -611,12 +690,19 @@ def _key(version: str) -> tuple[int, ...] | None:
 
 
 def _applied(key: str, row: _Row) -> AppliedRow:
-    return AppliedRow(key=key, checksum=None if row.checksum is None else str(row.checksum),
-                      applied_at=row.installed_on, applied_by=row.installed_by)
+    return AppliedRow(
+        key=key,
+        checksum=None if row.checksum is None else str(row.checksum),
+        applied_at=row.installed_on,
+        applied_by=row.installed_by,
+    )
 
 
-def _last(ranks: dict[str, tuple[int, ...]], versions: dict[tuple[int, ...], str],
-          baseline: tuple[tuple[int, ...], str] | None) -> str | None:
+def _last(
+    ranks: dict[str, tuple[int, ...]],
+    versions: dict[tuple[int, ...], str],
+    baseline: tuple[tuple[int, ...], str] | None,
+) -> str | None:
     """The highest version applied or baselined, as `flyway info` shows the current version (a baseline version
     that no script has, as its row holds it)."""
     best = max(ranks, key=ranks.__getitem__, default=None)

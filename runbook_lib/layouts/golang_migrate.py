@@ -56,8 +56,10 @@ def _version(path: Path, digits: str) -> int:
     """The file's version as golang-migrate parses it; refused when schema_migrations' bigint cannot hold it."""
     version = int(digits)
     if version > _MAX_VERSION:
-        raise BatchError(f"{path} has version {digits}, larger than golang-migrate's schema_migrations can hold "
-                         f"(a bigint); rename it with a version of at most {_MAX_VERSION}.")
+        raise BatchError(
+            f"{path} has version {digits}, larger than golang-migrate's schema_migrations can hold "
+            f"(a bigint); rename it with a version of at most {_MAX_VERSION}."
+        )
     return version
 
 
@@ -73,8 +75,10 @@ def _files(root: Path) -> tuple[dict[int, Path], dict[int, Path]]:
         version = _version(path, match.group(1))
         found = ups if match.group(3) == "up" else downs
         if version in found:
-            raise BatchError(f"{path} has version {version}, as {found[version].name} has, and golang-migrate refuses "
-                             f"two {match.group(3)} migrations of one version; give one of them a new version.")
+            raise BatchError(
+                f"{path} has version {version}, as {found[version].name} has, and golang-migrate refuses "
+                f"two {match.group(3)} migrations of one version; give one of them a new version."
+            )
         found[version] = path
     return ups, downs
 
@@ -82,8 +86,10 @@ def _files(root: Path) -> tuple[dict[int, Path], dict[int, Path]]:
 def _rollbacks(folder: Path) -> dict[int, Path]:
     """rollback_dir's undo scripts by version (`<version>_<name>.sql`), one per version."""
     if not folder.is_dir():
-        raise BatchError(f"rollback_dir {folder} is not a folder; create it, or remove rollback_dir from "
-                         f"runbook.toml's [{NAME}] table.")
+        raise BatchError(
+            f"rollback_dir {folder} is not a folder; create it, or remove rollback_dir from "
+            f"runbook.toml's [{NAME}] table."
+        )
     found: dict[int, Path] = {}
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
         match = _ROLLBACK_FILE.match(path.name)
@@ -91,8 +97,10 @@ def _rollbacks(folder: Path) -> dict[int, Path]:
             continue
         version = _version(path, match.group(1))
         if version in found:
-            raise BatchError(f"{path} undoes version {version}, as {found[version].name} does; keep one undo script "
-                             "per version in rollback_dir.")
+            raise BatchError(
+                f"{path} undoes version {version}, as {found[version].name} does; keep one undo script "
+                "per version in rollback_dir."
+            )
         found[version] = path
     return found
 
@@ -146,8 +154,10 @@ class History:
         """CURRENT_SCHEMA(), where golang-migrate keeps its table; refused when the search_path names none."""
         schema = conn.execute("SELECT current_schema()").fetchone()[0]
         if schema is None:
-            raise DatabaseError(f"The search_path names no existing schema, so {self.label} has none (golang-migrate "
-                                "refuses this too: ErrNoSchema); set search_path to the schema golang-migrate uses.")
+            raise DatabaseError(
+                f"The search_path names no existing schema, so {self.label} has none (golang-migrate "
+                "refuses this too: ErrNoSchema); set search_path to the schema golang-migrate uses."
+            )
         return schema
 
     def _name(self, conn: psycopg.Connection) -> sql.Composed:
@@ -157,7 +167,8 @@ class History:
         return conn.execute(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p'))",
-            (self._schema(conn), self.table)).fetchone()[0]
+            (self._schema(conn), self.table),
+        ).fetchone()[0]
 
     def _row(self, conn: psycopg.Connection) -> tuple[int, bool] | None:
         """postgres.go's Version: the first row (LIMIT 1); None for NilVersion (no table, or no row)."""
@@ -179,21 +190,26 @@ class History:
             return ToolState(exists=True)
         version, dirty = row
         applied = {m.version: AppliedRow(key=m.version) for m in migrations if int(m.version) <= version}
-        return ToolState(exists=True, applied=applied, blocked=self._blocked(version, dirty, migrations),
-                         last=str(version))
+        return ToolState(
+            exists=True, applied=applied, blocked=self._blocked(version, dirty, migrations), last=str(version)
+        )
 
     def _blocked(self, version: int, dirty: bool, migrations: list[Migration]) -> str:
         """Why `migrate up` would refuse to go on: a dirty row (migrate.go ErrDirty), else a current version with
         no migration in the folder (migrate.go versionExists: "no migration found for version V")."""
         if dirty:
             previous = _previous(version, migrations)
-            return (f"{self.label} is dirty at version {version} (a migration failed or was stopped part way); "
-                    f"check the database, then run `migrate force {version}` if it is applied or "
-                    f"`migrate force {previous}` if not.")
+            return (
+                f"{self.label} is dirty at version {version} (a migration failed or was stopped part way); "
+                f"check the database, then run `migrate force {version}` if it is applied or "
+                f"`migrate force {previous}` if not."
+            )
         if version != NIL_VERSION and all(int(m.version) != version for m in migrations):
-            return (f"{self.label} is at version {version}, which no migration in the folder has (golang-migrate "
-                    f"refuses this too: no migration found for version {version}); restore that migration's files, "
-                    f"or run `migrate force` with the version of the last migration applied.")
+            return (
+                f"{self.label} is at version {version}, which no migration in the folder has (golang-migrate "
+                f"refuses this too: no migration found for version {version}); restore that migration's files, "
+                f"or run `migrate force` with the version of the last migration applied."
+            )
         return ""
 
     def dirty_version(self, conn: psycopg.Connection) -> str | None:
@@ -233,8 +249,11 @@ class History:
         then create it with golang-migrate's own DDL."""
         if self._exists(conn):
             return
-        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (version bigint not null primary key, "
-                             "dirty boolean not null)").format(self._name(conn)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version bigint not null primary key, dirty boolean not null)"
+            ).format(self._name(conn))
+        )
 
     def _set_version(self, conn: psycopg.Connection, version: int, dirty: bool) -> None:
         """postgres.go's SetVersion: TRUNCATE, then the one row (none for a clean NilVersion)."""
@@ -244,8 +263,16 @@ class History:
         if version >= 0 or dirty:
             conn.execute(sql.SQL("INSERT INTO {} (version, dirty) VALUES (%s, %s)").format(name), (version, dirty))
 
-    def record_applied(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration], *,
-                       ran: bool = True, execution_ms: int = 0, installed_by: str = "") -> str:
+    def record_applied(
+        self,
+        conn: psycopg.Connection,
+        migration: Migration,
+        migrations: list[Migration],
+        *,
+        ran: bool = True,
+        execution_ms: int = 0,
+        installed_by: str = "",
+    ) -> str:
         """The row `migrate up` leaves after the migration (and `migrate force V` for a baseline): (V, false).
 
         A migration applied out of order (--out-of-order: older than the current version) leaves a clean higher
@@ -259,8 +286,9 @@ class History:
 
     def _current(self, conn: psycopg.Connection) -> tuple[int, bool] | None:
         """The one row (version, dirty), or None when there is no table or no row."""
-        exists = conn.execute("SELECT to_regclass(format('%%I.%%I', current_schema(), %s::text))",
-                              (self.table,)).fetchone()[0]
+        exists = conn.execute(
+            "SELECT to_regclass(format('%%I.%%I', current_schema(), %s::text))", (self.table,)
+        ).fetchone()[0]
         if exists is None:
             return None
         row = conn.execute(sql.SQL("SELECT version, dirty FROM {} LIMIT 1").format(self._name(conn))).fetchone()

@@ -38,8 +38,9 @@ def read(path: Path, text: str, raw: dict[str, Any]) -> tuple[LayoutSettings, Pa
     Drizzle's `out`), relative to the file; refused with the line of a bad value."""
     layout = raw.get("layout")
     if layout is not None and layout not in LAYOUTS:
-        raise _fail(path, text, "layout", f"layout must be one of {', '.join(repr(x) for x in LAYOUTS)}, "
-                                          f"not {layout!r}.")
+        raise _fail(
+            path, text, "layout", f"layout must be one of {', '.join(repr(x) for x in LAYOUTS)}, not {layout!r}."
+        )
     values: dict[str, Any] = {}
     folder: Path | None = None
     for tool, keys in TOOL_KEYS.items():
@@ -56,8 +57,12 @@ def read(path: Path, text: str, raw: dict[str, Any]) -> tuple[LayoutSettings, Pa
                 raise _fail(path, text, key, f"unknown key {key!r} in [{tool}]; its keys are {', '.join(keys)}.")
             if key == "placeholders":
                 if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                    raise _fail(path, text, key, 'placeholders must be a table of strings (placeholders = '
-                                                 '{ mySchema = "app" }).')
+                    raise _fail(
+                        path,
+                        text,
+                        key,
+                        'placeholders must be a table of strings (placeholders = { mySchema = "app" }).',
+                    )
                 values[key] = dict(value)
             elif key == "schemas":
                 if not isinstance(value, list) or not value:

@@ -82,14 +82,23 @@ def run_phases(
         batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
     reports = Path(reports_dir or config.default_reports_dir()).resolve()
     run = records.RunFolder.create(reports, folder_name or tgt.name, "release" if release else number)
-    record = records.RunRecord(0 if release else number, run.run_id, tgt.shown, records.now_iso(),
-                               rollback_on_failure=rollback_on_failure, release=release,
-                               run_by=f"{ledger.os_user() or 'unknown user'}@{ledger.hostname()}")
+    record = records.RunRecord(
+        0 if release else number,
+        run.run_id,
+        tgt.shown,
+        records.now_iso(),
+        rollback_on_failure=rollback_on_failure,
+        release=release,
+        run_by=f"{ledger.os_user() or 'unknown user'}@{ledger.hostname()}",
+    )
     outcome = RunOutcome(record, run.path)
     progress = PhaseProgress(phases, quiet=quiet)
     say = progress.say
-    what = "release (every pending migration" + (f" up to {to})" if to is not None else ")") if release \
+    what = (
+        "release (every pending migration" + (f" up to {to})" if to is not None else ")")
+        if release
         else f"batch {number}"
+    )
     say(f"runbook: {what} on {tgt.shown}; run folder {run.path}")
     queue = list(phases)
     summary = None
@@ -127,7 +136,9 @@ def run_phases(
                     record.rolled_back = True
             except PhaseFailed as exc:
                 seconds = round(time.perf_counter() - started, 3)
-                record.phases.append(records.PhaseRun(phase, out.name, seconds, False, exc.cell_index, exc.ename, exc.evalue))
+                record.phases.append(
+                    records.PhaseRun(phase, out.name, seconds, False, exc.cell_index, exc.ename, exc.evalue)
+                )
                 outcome.errors[phase] = exc
                 progress.done(phase, False, seconds)
                 if phase == names.VALIDATE and rollback_on_failure:
@@ -137,8 +148,9 @@ def run_phases(
             if phase != names.SUMMARY and out.exists():
                 renderer.audit_copy(out)  # not the summary: its summary.html has no code, and would be overwritten
             elif phase == names.SUMMARY and out.exists() and record.phases[-1].ok:
-                summary = renderer.summary(out, run.path, title="Release migration summary" if release
-                                           else f"Batch {number} migration summary")
+                summary = renderer.summary(
+                    out, run.path, title="Release migration summary" if release else f"Batch {number} migration summary"
+                )
         if generate_pending:  # no summary in this chain (`runbook apply`)
             _prisma_generate(run, record, options, migrations, tgt, say)
         progress.close()
@@ -152,17 +164,28 @@ def run_phases(
     return outcome
 
 
-def _prisma_generate(run: records.RunFolder, record: records.RunRecord, options: Options, migrations: Path,
-                     tgt: Target, say) -> None:
+def _prisma_generate(
+    run: records.RunFolder, record: records.RunRecord, options: Options, migrations: Path, tgt: Target, say
+) -> None:
     """prisma_generate.json: `prisma generate` here, in the parent process, when --prisma-generate asked for it and
     the apply succeeded; else why not. Its failure is a WARN: the migration's outcome is unchanged."""
     applied = next((p for p in record.phases if p.phase == names.APPLY), None)
-    if options.prisma_generate and not options.dry_run and applied is not None and applied.ok \
-            and not record.rolled_back:
+    if (
+        options.prisma_generate
+        and not options.dry_run
+        and applied is not None
+        and applied.ok
+        and not record.rolled_back
+    ):
         say("  prisma generate: running the project's Prisma CLI")
     done = prisma_generate.after_apply(
-        options.prisma_generate, dry_run=options.dry_run, apply_ok=None if applied is None else applied.ok,
-        rolled_back=record.rolled_back, migrations_dir=migrations, database_url=tgt.url)
+        options.prisma_generate,
+        dry_run=options.dry_run,
+        apply_ok=None if applied is None else applied.ok,
+        rolled_back=record.rolled_back,
+        migrations_dir=migrations,
+        database_url=tgt.url,
+    )
     run.write(prisma_generate.RECORD, done)
     if done.warning:
         say(f"  WARN: {done.warning}")  # masked: built from the cleaned output

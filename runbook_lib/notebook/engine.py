@@ -110,8 +110,9 @@ class RunbookEngine(NBClientEngine):
         return done
 
     @classmethod
-    def execute_managed_notebook(cls, nb_man: NotebookExecutionManager, kernel_name: str,
-                                 km: Any = None, kc: Any = None, **kwargs: Any) -> Any:
+    def execute_managed_notebook(
+        cls, nb_man: NotebookExecutionManager, kernel_name: str, km: Any = None, kc: Any = None, **kwargs: Any
+    ) -> Any:
         if kc is not None:
             if km is None:
                 raise ValueError("A connected kernel client (kc) needs its kernel manager (km) too.")
@@ -162,8 +163,16 @@ def _exit_if_paused(nb: Any) -> None:
     Only there: a Python caller of papermill.execute_notebook gets papermill's PapermillExecutionError as before.
     The output notebook is written already (the manager's notebook_complete).
     """
-    paused = next((o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                   if o.get("output_type") == "error" and o.get("ename") == AwaitingApproval.__name__), None)
+    paused = next(
+        (
+            o
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "error" and o.get("ename") == AwaitingApproval.__name__
+        ),
+        None,
+    )
     if paused is None:
         return
     context = click.get_current_context(silent=True)
@@ -199,7 +208,8 @@ def _url_in_environment(nb: Any, kernel_name: str):
         if "injected-parameters" in cell.metadata.get("tags", []):
             language = nb.metadata.get("kernelspec", {}).get("language", "python")
             cell.source = translate_parameters(kernel_name, language, parameters, "Parameters") + (
-                f"# {URL_PARAMETER}: {shown} (its password moved to DATABASE_URL by runbook's papermill engine)\n")
+                f"# {URL_PARAMETER}: {shown} (its password moved to DATABASE_URL by runbook's papermill engine)\n"
+            )
     with url_in_environment(url):
         yield
 

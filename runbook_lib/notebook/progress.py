@@ -22,14 +22,23 @@ PLAIN_EVERY_S = 10.0  # a log gets a live event's line when it is new, then at m
 class PhaseProgress:
     """One step per phase; `bar=None` picks a bar when the stream is a terminal and there is more than one phase."""
 
-    def __init__(self, phases: tuple[str, ...], *, quiet: bool = False, stream: TextIO | None = None,
-                 bar: bool | None = None) -> None:
+    def __init__(
+        self, phases: tuple[str, ...], *, quiet: bool = False, stream: TextIO | None = None, bar: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         use_bar = bar if bar is not None else self.stream.isatty()
-        self._bar = tqdm(total=len(phases), unit="phase", file=self.stream, leave=False,
-                         bar_format="{desc} {bar} {n_fmt}/{total_fmt} phases [{elapsed}]{postfix}") \
-            if use_bar and not quiet else None
+        self._bar = (
+            tqdm(
+                total=len(phases),
+                unit="phase",
+                file=self.stream,
+                leave=False,
+                bar_format="{desc} {bar} {n_fmt}/{total_fmt} phases [{elapsed}]{postfix}",
+            )
+            if use_bar and not quiet
+            else None
+        )
         self._follow: threading.Thread | None = None
         self._stop = threading.Event()
         self._printed: dict[str, float] = {}

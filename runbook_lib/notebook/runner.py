@@ -87,8 +87,10 @@ class SharedKernel:
         )
 
         # the kernel inherits both: the URL (the notebook never sees it) and where its live events go
-        with url_in_environment(self.database_url), \
-                (live.to_file(self.live_file) if self.live_file else contextlib.nullcontext()):
+        with (
+            url_in_environment(self.database_url),
+            live.to_file(self.live_file) if self.live_file else contextlib.nullcontext(),
+        ):
             self.km = _kernel_manager_class()(kernel_name="python3")
             run_sync(self.km.start_kernel)(cwd=str(self.cwd))
 
@@ -114,8 +116,9 @@ class SharedKernel:
             if not await self.km.is_alive():
                 raise RuntimeError("The kernel died while starting; run again (a kernel start failure is rare).")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"The kernel did not start within {self.START_TIMEOUT_S:.0f} s; "
-                                   "the machine may be overloaded.")
+                raise RuntimeError(
+                    f"The kernel did not start within {self.START_TIMEOUT_S:.0f} s; the machine may be overloaded."
+                )
 
     async def _answered(self, msg_id: str) -> bool:
         """The request's reply on the shell channel, then the kernel going idle after it on IOPub.
@@ -128,8 +131,11 @@ class SharedKernel:
                 pass
             while True:
                 msg = await self.kc.get_iopub_msg(timeout=0.5)
-                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" \
-                        and msg["content"].get("execution_state") == "idle":
+                if (
+                    msg["parent_header"].get("msg_id") == msg_id
+                    and msg["msg_type"] == "status"
+                    and msg["content"].get("execution_state") == "idle"
+                ):
                     return True
         except queue.Empty:
             return False
@@ -164,7 +170,9 @@ def _with_reset_cell(path: Path):
     import nbformat  # start-up time: only when a notebook runs
 
     nb = nbformat.read(str(path), as_version=4)
-    cell = nbformat.v4.new_code_cell("import runbook_lib.notebook.namespace\nrunbook_lib.notebook.namespace.fresh_namespace()")
+    cell = nbformat.v4.new_code_cell(
+        "import runbook_lib.notebook.namespace\nrunbook_lib.notebook.namespace.fresh_namespace()"
+    )
     cell.metadata["tags"] = [RESET_TAG]
     nb.cells.insert(0, cell)
     nb.metadata.setdefault("papermill", {})["input_path"] = str(path)
@@ -238,8 +246,10 @@ def _failed_cell(notebook: Path, fallback: int) -> int:
     except Exception:  # unreadable output: papermill's index is the best we have
         return fallback
     for index, cell in enumerate(cells):
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])) \
-                or cell.get("metadata", {}).get("papermill", {}).get("exception") is True:
+        if (
+            any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+            or cell.get("metadata", {}).get("papermill", {}).get("exception") is True
+        ):
             return index
     return fallback
 

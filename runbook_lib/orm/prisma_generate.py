@@ -128,8 +128,15 @@ def _environment(database_url: str | None) -> dict[str, str]:
 def _execute(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int | None, str, float]:
     """(exit code, stdout+stderr, seconds); exit code None when cut off at `timeout` (its process group killed)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
         code: int | None = proc.returncode
@@ -163,8 +170,9 @@ def _shown(path: Path, cwd: Path) -> str:
 
 def not_run(reason: str, *, warning: bool = False) -> PrismaGenerate:
     """The record of a generate that did not run; with `warning`, asked for and impossible: a WARN."""
-    return PrismaGenerate(False, reason=reason,
-                          warning=f"prisma generate was not run: {reason}; run `{RUN_HINT}`" if warning else "")
+    return PrismaGenerate(
+        False, reason=reason, warning=f"prisma generate was not run: {reason}; run `{RUN_HINT}`" if warning else ""
+    )
 
 
 def run(migrations_dir: Path | str, *, database_url: str | None = None, timeout: float = TIMEOUT_S) -> PrismaGenerate:
@@ -175,8 +183,11 @@ def run(migrations_dir: Path | str, *, database_url: str | None = None, timeout:
     """
     cli = find_cli(migrations_dir)
     if cli is None:
-        return not_run(f"no Prisma CLI ({CLI}) found from {Path(migrations_dir).resolve()} up; "
-                       "npm install --save-dev prisma installs it", warning=True)
+        return not_run(
+            f"no Prisma CLI ({CLI}) found from {Path(migrations_dir).resolve()} up; "
+            "npm install --save-dev prisma installs it",
+            warning=True,
+        )
     if find_node() is None:
         return not_run(NO_NODE, warning=True)
     cwd = cli.parent.parent.parent  # <project>/node_modules/.bin/prisma
@@ -189,8 +200,18 @@ def run(migrations_dir: Path | str, *, database_url: str | None = None, timeout:
         version = version_line(said) if code == 0 else ""
         code, output, seconds = _execute(argv, cwd, env, timeout)
     except OSError as exc:  # not executable after all, a bad interpreter line
-        return PrismaGenerate(True, shown, "", None, 0.0, "", "", f"prisma generate could not start ({exc}); "
-                              f"run `{RUN_HINT}`", str(cwd), _shown(schema, cwd) if schema else "")
+        return PrismaGenerate(
+            True,
+            shown,
+            "",
+            None,
+            0.0,
+            "",
+            "",
+            f"prisma generate could not start ({exc}); run `{RUN_HINT}`",
+            str(cwd),
+            _shown(schema, cwd) if schema else "",
+        )
     output = clean_output(output, database_url)
     if code is None:
         warning = f"prisma generate did not finish within {timeout:g} s and was stopped; run `{RUN_HINT}`"
@@ -199,13 +220,21 @@ def run(migrations_dir: Path | str, *, database_url: str | None = None, timeout:
         warning = f"prisma generate failed (exit {code}): {last.strip()}; run `{RUN_HINT}`"
     else:
         warning = ""
-    return PrismaGenerate(True, shown, version, code, seconds, output, "", warning, str(cwd),
-                          _shown(schema, cwd) if schema else "")
+    return PrismaGenerate(
+        True, shown, version, code, seconds, output, "", warning, str(cwd), _shown(schema, cwd) if schema else ""
+    )
 
 
-def after_apply(requested: bool, *, dry_run: bool, apply_ok: bool | None, rolled_back: bool,
-                migrations_dir: Path | str, database_url: str | None = None,
-                timeout: float = TIMEOUT_S) -> PrismaGenerate:
+def after_apply(
+    requested: bool,
+    *,
+    dry_run: bool,
+    apply_ok: bool | None,
+    rolled_back: bool,
+    migrations_dir: Path | str,
+    database_url: str | None = None,
+    timeout: float = TIMEOUT_S,
+) -> PrismaGenerate:
     """What the chain records once its phases are done: `run` when asked for and the apply succeeded, else why
     not. `apply_ok` None: the apply did not run (preflight stopped the run)."""
     if not requested:
@@ -249,12 +278,14 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-IMPACT = ("What it changes: the generated types in node_modules/.prisma/client follow the schema: see "
-          "Application Impact.")
+IMPACT = (
+    "What it changes: the generated types in node_modules/.prisma/client follow the schema: see Application Impact."
+)
 
 
-def section_markdown(record: PrismaGenerate | None, project_hint: str | Path | None = None, *,
-                     heading: bool = True) -> str:
+def section_markdown(
+    record: PrismaGenerate | None, project_hint: str | Path | None = None, *, heading: bool = True
+) -> str:
     """The summary's "Prisma Client Regeneration" section, plain Markdown (no HTML).
 
     `project_hint`: the project's folder (where to run the command), named in the text when given. Output is
@@ -266,8 +297,13 @@ def section_markdown(record: PrismaGenerate | None, project_hint: str | Path | N
     if record is None:
         record = not_run("no record of it in this run folder")
     if record.ran:
-        status = ("exit 0" if record.exit_code == 0
-                  else "stopped at the timeout" if record.exit_code is None else f"exit {record.exit_code}")
+        status = (
+            "exit 0"
+            if record.exit_code == 0
+            else "stopped at the timeout"
+            if record.exit_code is None
+            else f"exit {record.exit_code}"
+        )
         if record.warning:
             lines += [f"**WARN**: {record.warning.rstrip('.')}.", ""]
         lines += [
@@ -283,8 +319,14 @@ def section_markdown(record: PrismaGenerate | None, project_hint: str | Path | N
         else:
             lines += ["Output: none.", ""]
         if not record.ok:
-            lines += [f"The migration itself is applied; regenerate the client{where}:", "",
-                      "```bash", RUN_HINT, "```", ""]
+            lines += [
+                f"The migration itself is applied; regenerate the client{where}:",
+                "",
+                "```bash",
+                RUN_HINT,
+                "```",
+                "",
+            ]
     else:
         warn = "**WARN**: " if record.warning else ""  # asked for, and it could not run
         lines += [f"{warn}Not run ({record.reason}). Run{where}:", "", "```bash", RUN_HINT, "```", ""]

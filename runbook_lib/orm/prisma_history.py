@@ -77,10 +77,13 @@ def rows(conn: psycopg.Connection) -> list[PrismaRow]:
     """Every row in the order Prisma reads them (started_at); empty when there is no table."""
     if not has_table(conn):
         return []
-    return [PrismaRow(*r) for r in conn.execute(
-        f'SELECT migration_name, checksum, started_at, finished_at, rolled_back_at, logs FROM "{TABLE}"'
-        " ORDER BY started_at, migration_name"
-    )]
+    return [
+        PrismaRow(*r)
+        for r in conn.execute(
+            f'SELECT migration_name, checksum, started_at, finished_at, rolled_back_at, logs FROM "{TABLE}"'
+            " ORDER BY started_at, migration_name"
+        )
+    ]
 
 
 def _hex_forms(data: bytes) -> set[str]:
@@ -104,8 +107,9 @@ def create_table(conn: psycopg.Connection) -> bool:
     return True
 
 
-def record_applied(conn: psycopg.Connection, migration_name: str, checksum: str, *,
-                   create: bool = False, ran: bool = True) -> PrismaRecord:
+def record_applied(
+    conn: psycopg.Connection, migration_name: str, checksum: str, *, create: bool = False, ran: bool = True
+) -> PrismaRecord:
     """A finished row for the migration, unless one is there; `create` makes the table first if missing.
 
     `ran`: the migration was executed (a row as `migrate deploy` leaves it, applied_steps_count 1);

@@ -22,8 +22,13 @@ from runbook_lib.db.catalog import CatalogSnapshot, TableSnapshot
 from runbook_lib.orm.prisma_schema import PrismaField, PrismaModel, PrismaSchema
 
 # SQL's referential actions (catalog.FK_ACTIONS' spelling) -> Prisma's.
-ACTIONS = {"NO ACTION": "NoAction", "RESTRICT": "Restrict", "CASCADE": "Cascade", "SET NULL": "SetNull",
-           "SET DEFAULT": "SetDefault"}
+ACTIONS = {
+    "NO ACTION": "NoAction",
+    "RESTRICT": "Restrict",
+    "CASCADE": "Cascade",
+    "SET NULL": "SetNull",
+    "SET DEFAULT": "SetDefault",
+}
 PRISMA_ONLY_DEFAULTS = re.compile(r"^(cuid|uuid|nanoid|ulid)\s*\(.*\)$")
 SCALARS = ("String", "Boolean", "Int", "BigInt", "Float", "Decimal", "DateTime", "Json", "Bytes")
 
@@ -71,8 +76,13 @@ class PrismaLine:
     @property
     def needs_value(self) -> bool:
         """Must create() give it? A required scalar with no default of any kind."""
-        return (self.kind == "scalar" and not self.optional and not self.list and self.default is None
-                and "@updatedAt" not in self.prisma_only)
+        return (
+            self.kind == "scalar"
+            and not self.optional
+            and not self.list
+            and self.default is None
+            and "@updatedAt" not in self.prisma_only
+        )
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,9 @@ class ModelUpdate:
     after: list[PrismaLine]  # the whole model after the batch
     before: list[PrismaLine]
     names_from_schema: bool
-    block_attributes: list[str] = field(default_factory=list)  # @@map, @@schema as schema.prisma or the catalog gives them
+    block_attributes: list[str] = field(
+        default_factory=list
+    )  # @@map, @@schema as schema.prisma or the catalog gives them
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -162,9 +174,34 @@ _NATIVE = [
     (r"json", "Json", "@db.Json"),
     (r"bytea", "Bytes", None),
 ]
-_UNSUPPORTED = ("tsvector", "tsquery", "point", "line", "lseg", "box", "path", "polygon", "circle", "cidr",
-                "macaddr", "macaddr8", "interval", "int4range", "int8range", "numrange", "tsrange", "tstzrange",
-                "daterange", "pg_lsn", "txid_snapshot", "geometry", "geography", "vector", "hstore", "ltree")
+_UNSUPPORTED = (
+    "tsvector",
+    "tsquery",
+    "point",
+    "line",
+    "lseg",
+    "box",
+    "path",
+    "polygon",
+    "circle",
+    "cidr",
+    "macaddr",
+    "macaddr8",
+    "interval",
+    "int4range",
+    "int8range",
+    "numrange",
+    "tsrange",
+    "tstzrange",
+    "daterange",
+    "pg_lsn",
+    "txid_snapshot",
+    "geometry",
+    "geography",
+    "vector",
+    "hstore",
+    "ltree",
+)
 
 
 def _unquote(name: str) -> str:
@@ -211,7 +248,9 @@ def prisma_default(expression: str | None, enum: bool = False) -> str | None:
         return "now()"
     if expr in ("true", "false"):
         return expr
-    number = re.fullmatch(r"\(?(-?\d+(?:\.\d+)?)\)?(?:::[\w\s]+)?", expr) or re.fullmatch(r"'(-?\d+(?:\.\d+)?)'::[\w\s]+(\(\d+,\s*\d+\))?", expr)
+    number = re.fullmatch(r"\(?(-?\d+(?:\.\d+)?)\)?(?:::[\w\s]+)?", expr) or re.fullmatch(
+        r"'(-?\d+(?:\.\d+)?)'::[\w\s]+(\(\d+,\s*\d+\))?", expr
+    )
     if number:
         return number.group(1)
     if re.fullmatch(r"(ARRAY\[\]|'\{\}')::[\w\s\"(),.]+\[\]", expr):
@@ -239,7 +278,9 @@ def _string(value: str) -> str:
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[\w$]+)'
 _FK = re.compile(
-    rf"FOREIGN KEY \((?P<cols>[^)]*)\) REFERENCES (?P<table>{_IDENT}(?:\.{_IDENT})?)\((?P<refs>[^)]*)\)(?P<rest>.*)", re.S)
+    rf"FOREIGN KEY \((?P<cols>[^)]*)\) REFERENCES (?P<table>{_IDENT}(?:\.{_IDENT})?)\((?P<refs>[^)]*)\)(?P<rest>.*)",
+    re.S,
+)
 
 
 def _idents(text: str) -> tuple[str, ...]:
@@ -266,10 +307,23 @@ def _foreign_keys(table: TableSnapshot) -> list[_ForeignKey]:
             continue
         rest = match.group("rest")
         on_update = re.search(r"ON UPDATE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)", rest)
-        on_delete = c.on_delete or (re.search(r"ON DELETE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)", rest) or [None, "NO ACTION"])[1]
+        on_delete = (
+            c.on_delete
+            or (re.search(r"ON DELETE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)", rest) or [None, "NO ACTION"])[
+                1
+            ]
+        )
         target = ".".join(_unquote(p) for p in re.findall(_IDENT, match.group("table")))
-        keys.append(_ForeignKey(c.name, _idents(match.group("cols")), target, _idents(match.group("refs")),
-                                ACTIONS.get(on_delete, on_delete), ACTIONS[on_update.group(1)] if on_update else "NoAction"))
+        keys.append(
+            _ForeignKey(
+                c.name,
+                _idents(match.group("cols")),
+                target,
+                _idents(match.group("refs")),
+                ACTIONS.get(on_delete, on_delete),
+                ACTIONS[on_update.group(1)] if on_update else "NoAction",
+            )
+        )
     return keys
 
 
@@ -284,7 +338,10 @@ class _Index:
     definition: str
 
 
-_INDEX = re.compile(r"CREATE (?P<unique>UNIQUE )?INDEX (?P<name>\S+) ON (?:ONLY )?\S+ USING (?P<method>\w+) \((?P<body>.*)\)(?P<rest>.*)$", re.S)
+_INDEX = re.compile(
+    r"CREATE (?P<unique>UNIQUE )?INDEX (?P<name>\S+) ON (?:ONLY )?\S+ USING (?P<method>\w+) \((?P<body>.*)\)(?P<rest>.*)$",
+    re.S,
+)
 
 
 def _split_top(text: str) -> list[str]:
@@ -315,7 +372,7 @@ def _indexes(table: TableSnapshot) -> list[_Index]:
         # "INCLUDE (...)" closes the first parenthesis early: keep the key columns only
         include = re.search(r"\)\s+INCLUDE \(", body)
         if include:
-            body = body[:include.start()]
+            body = body[: include.start()]
         elements = tuple(_split_top(body))
         columns = []
         for element in elements:
@@ -324,8 +381,17 @@ def _indexes(table: TableSnapshot) -> list[_Index]:
                 columns = []
                 break
             columns.append(_unquote(ident.group(1)))
-        found.append(_Index(index.name, bool(match.group("unique")), tuple(columns), elements,
-                            match.group("method"), " WHERE " in rest or bool(include), index.definition))
+        found.append(
+            _Index(
+                index.name,
+                bool(match.group("unique")),
+                tuple(columns),
+                elements,
+                match.group("method"),
+                " WHERE " in rest or bool(include),
+                index.definition,
+            )
+        )
     return found
 
 
@@ -388,7 +454,7 @@ def _args_of(text: str, name: str) -> str | None:
             elif ch == ")":
                 depth -= 1
                 if depth == 0:
-                    return text[match.end():i]
+                    return text[match.end() : i]
         return None
     return None
 
@@ -437,9 +503,14 @@ class _Context:
 def _scalar_line(ctx: _Context, column, pk: tuple[str, ...], uniques: dict[tuple[str, ...], _Index]) -> PrismaLine:
     schema_field = ctx.schema_field(column.name)
     scalar, native, is_list, enum = prisma_type(column.type, ctx.schema)
-    if scalar is None and schema_field is not None and schema_field.type not in SCALARS and ctx.schema is not None \
-            and ctx.schema.enum(schema_field.type) is not None and _unquote(column.type.rstrip("[]").split(".")[-1]) \
-            == ctx.schema.enum(schema_field.type).db_name:
+    if (
+        scalar is None
+        and schema_field is not None
+        and schema_field.type not in SCALARS
+        and ctx.schema is not None
+        and ctx.schema.enum(schema_field.type) is not None
+        and _unquote(column.type.rstrip("[]").split(".")[-1]) == ctx.schema.enum(schema_field.type).db_name
+    ):
         scalar, enum = schema_field.type, True
     optional = column.nullable and not is_list
     prisma_only, only_default = _prisma_only(schema_field)
@@ -460,12 +531,24 @@ def _scalar_line(ctx: _Context, column, pk: tuple[str, ...], uniques: dict[tuple
     if native:
         attrs.append(native)
     if scalar is None and not _type_text(column.type, None, is_list, False).startswith("Unsupported"):
-        ctx.notes.append(f'{name}: type {column.type} is not a built-in PostgreSQL type and schema.prisma declares no '
-                         f'enum mapped to it; the snapshot does not say whether it is an enum or another type.')
+        ctx.notes.append(
+            f"{name}: type {column.type} is not a built-in PostgreSQL type and schema.prisma declares no "
+            f"enum mapped to it; the snapshot does not say whether it is an enum or another type."
+        )
     return PrismaLine(
-        key=f"column:{column.name}", kind="scalar", name=name, type=_type_text(column.type, scalar, is_list, optional),
-        attributes=" ".join(attrs), scalar=scalar, enum=enum, list=is_list, optional=optional, column=column.name,
-        pg_type=column.type, default=default, prisma_only=prisma_only + ((f"@default({only_default})",) if only_default and not column.default else ()),
+        key=f"column:{column.name}",
+        kind="scalar",
+        name=name,
+        type=_type_text(column.type, scalar, is_list, optional),
+        attributes=" ".join(attrs),
+        scalar=scalar,
+        enum=enum,
+        list=is_list,
+        optional=optional,
+        column=column.name,
+        pg_type=column.type,
+        default=default,
+        prisma_only=prisma_only + ((f"@default({only_default})",) if only_default and not column.default else ()),
     )
 
 
@@ -474,8 +557,11 @@ def _relation_line(ctx: _Context, key: _ForeignKey, used: set[str]) -> PrismaLin
     schema_relation = None
     if ctx.model is not None:
         for f in ctx.model.fields:
-            if f.relation is not None and tuple(
-                    (ctx.model.field(n).db_name if ctx.model.field(n) else n) for n in f.relation.fields) == key.columns:
+            if (
+                f.relation is not None
+                and tuple((ctx.model.field(n).db_name if ctx.model.field(n) else n) for n in f.relation.fields)
+                == key.columns
+            ):
                 schema_relation = f
                 break
     target_model = ctx.model_name(key.target)
@@ -488,24 +574,36 @@ def _relation_line(ctx: _Context, key: _ForeignKey, used: set[str]) -> PrismaLin
     references = ctx.target_field_names(key.target, key.references)
     relation_name = schema_relation.relation.name if schema_relation is not None else None
     args = ([f'"{relation_name}"'] if relation_name else []) + [
-        f"fields: [{', '.join(fields)}]", f"references: [{', '.join(references)}]", f"onDelete: {key.on_delete}"]
+        f"fields: [{', '.join(fields)}]",
+        f"references: [{', '.join(references)}]",
+        f"onDelete: {key.on_delete}",
+    ]
     wrote_on_update = schema_relation is not None and schema_relation.relation.on_update is not None
     if key.on_update != "Cascade" or wrote_on_update:
         args.append(f"onUpdate: {key.on_update}")
     default_name = _default_index_name(ctx.table_name, key.columns, "fkey")
     if key.name != default_name:
         args.append(f'map: "{key.name}"')
-    info = RelationInfo(target_model, key.target, fields, key.columns, references, key.on_delete, key.on_update,
-                        key.name, relation_name)
-    return PrismaLine(key=f"relation:{','.join(key.columns)}->{key.target}", kind="relation", name=name,
-                      type=target_model + ("?" if optional else ""), attributes=f"@relation({', '.join(args)})",
-                      optional=optional, relation=info)
+    info = RelationInfo(
+        target_model, key.target, fields, key.columns, references, key.on_delete, key.on_update, key.name, relation_name
+    )
+    return PrismaLine(
+        key=f"relation:{','.join(key.columns)}->{key.target}",
+        kind="relation",
+        name=name,
+        type=target_model + ("?" if optional else ""),
+        attributes=f"@relation({', '.join(args)})",
+        optional=optional,
+        relation=info,
+    )
 
 
 def _index_attribute(ctx: _Context, index: _Index) -> PrismaLine | None:
     if not index.columns or index.partial:
-        ctx.notes.append(f'index {index.name} cannot be written in schema.prisma (an expression, INCLUDE or WHERE): '
-                         f"{index.definition}")
+        ctx.notes.append(
+            f"index {index.name} cannot be written in schema.prisma (an expression, INCLUDE or WHERE): "
+            f"{index.definition}"
+        )
         return None
     names = []
     for column, element in zip(index.columns, index.elements):
@@ -516,14 +614,19 @@ def _index_attribute(ctx: _Context, index: _Index) -> PrismaLine | None:
     args = [f"[{', '.join(names)}]"]
     suffix = "key" if index.unique else "idx"
     if index.method != "btree":
-        args.append("type: " + {"gin": "Gin", "gist": "Gist", "hash": "Hash", "brin": "Brin", "spgist": "SpGist"}.get(
-            index.method, index.method))
+        args.append(
+            "type: "
+            + {"gin": "Gin", "gist": "Gist", "hash": "Hash", "brin": "Brin", "spgist": "SpGist"}.get(
+                index.method, index.method
+            )
+        )
     if index.name != _default_index_name(ctx.table_name, index.columns, suffix):
         args.append(f'map: "{index.name}"')
     attr = "@@unique" if index.unique else "@@index"
     text = f"{attr}({', '.join(args)})"
-    return PrismaLine(key=f"attribute:{attr}({','.join(index.columns)})", kind="attribute", name="", type="",
-                      attributes=text)
+    return PrismaLine(
+        key=f"attribute:{attr}({','.join(index.columns)})", kind="attribute", name="", type="", attributes=text
+    )
 
 
 def _model_lines(ctx: _Context) -> list[PrismaLine]:
@@ -546,9 +649,15 @@ def _model_lines(ctx: _Context) -> list[PrismaLine]:
                     lines.append(relations[columns])
                     placed_keys.add(columns)
             elif ctx.schema is not None and ctx.schema.model(f.type) is not None:
-                lines.append(PrismaLine(key=f"backrelation:{f.name}", kind="backrelation", name=f.name,
-                                        type=f.type + ("[]" if f.list else "") + ("?" if f.optional else ""),
-                                        attributes=" ".join(re.findall(r'(?<!@)@relation\((?:[^()"]|"[^"]*")*\)', f.text))))
+                lines.append(
+                    PrismaLine(
+                        key=f"backrelation:{f.name}",
+                        kind="backrelation",
+                        name=f.name,
+                        type=f.type + ("[]" if f.list else "") + ("?" if f.optional else ""),
+                        attributes=" ".join(re.findall(r'(?<!@)@relation\((?:[^()"]|"[^"]*")*\)', f.text)),
+                    )
+                )
             elif f.db_name in scalars and f.db_name not in placed_columns:
                 lines.append(scalars[f.db_name])
                 placed_columns.add(f.db_name)
@@ -563,8 +672,11 @@ def _model_lines(ctx: _Context) -> list[PrismaLine]:
                 placed_keys.add(columns)
     lines.extend(line for columns, line in relations.items() if columns not in placed_keys)
     if len(pk) > 1:
-        lines.append(PrismaLine(key="attribute:@@id", kind="attribute",
-                                attributes=f"@@id([{', '.join(ctx.field_name(c) for c in pk)}])"))
+        lines.append(
+            PrismaLine(
+                key="attribute:@@id", kind="attribute", attributes=f"@@id([{', '.join(ctx.field_name(c) for c in pk)}])"
+            )
+        )
     for index in indexes:
         if index.unique and len(index.columns) == 1 and not index.partial:
             continue
@@ -593,15 +705,24 @@ def _block_attributes(ctx: _Context, model_name: str) -> list[str]:
 def _aspects(line: PrismaLine) -> dict[str, str]:
     if line.kind == "relation":
         r = line.relation
-        return {"optional": "optional" if line.optional else "required", "target": r.target_model,
-                "fields": ", ".join(r.fields), "references": ", ".join(r.references),
-                "onDelete": r.on_delete, "onUpdate": r.on_update}
+        return {
+            "optional": "optional" if line.optional else "required",
+            "target": r.target_model,
+            "fields": ", ".join(r.fields),
+            "references": ", ".join(r.references),
+            "onDelete": r.on_delete,
+            "onUpdate": r.on_update,
+        }
     if line.kind == "scalar":
         attrs = line.attributes
-        return {"optional": "optional" if line.optional else "required", "type": line.type.rstrip("?"),
-                "default": line.default or "none", "id": "@id" if re.search(r"(?<!@)@id\b", attrs) else "no @id",
-                "unique": "@unique" if re.search(r"(?<!@)@unique\b", attrs) else "no @unique",
-                "native": " ".join(re.findall(r"@db\.\S+", attrs)) or "default"}
+        return {
+            "optional": "optional" if line.optional else "required",
+            "type": line.type.rstrip("?"),
+            "default": line.default or "none",
+            "id": "@id" if re.search(r"(?<!@)@id\b", attrs) else "no @id",
+            "unique": "@unique" if re.search(r"(?<!@)@unique\b", attrs) else "no @unique",
+            "native": " ".join(re.findall(r"@db\.\S+", attrs)) or "default",
+        }
     return {"text": line.text}
 
 
@@ -645,8 +766,15 @@ def _normal(text: str | None) -> str | None:
 def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]:
     model = ctx.model
     if model is None:
-        return [Disagreement(ctx.model_name(ctx.table.name), "", "missing model",
-                             f"no model maps to table {ctx.table.name}", f"table {ctx.table.name} exists")]
+        return [
+            Disagreement(
+                ctx.model_name(ctx.table.name),
+                "",
+                "missing model",
+                f"no model maps to table {ctx.table.name}",
+                f"table {ctx.table.name} exists",
+            )
+        ]
     found: list[Disagreement] = []
     by_column = {line.column: line for line in lines if line.kind == "scalar"}
     by_columns = {line.relation.columns: line for line in lines if line.kind == "relation"}
@@ -667,15 +795,30 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
             said_delete = f.relation.on_delete or ("SetNull" if f.optional else "Restrict")
             said_update = f.relation.on_update or "Cascade"
             if said_delete != r.on_delete:
-                add(f, f.name, "onDelete", f"onDelete: {said_delete}" + ("" if f.relation.on_delete else " (Prisma's default)"),
-                    f"{r.constraint}: ON DELETE {_sql_action(r.on_delete)}")
+                add(
+                    f,
+                    f.name,
+                    "onDelete",
+                    f"onDelete: {said_delete}" + ("" if f.relation.on_delete else " (Prisma's default)"),
+                    f"{r.constraint}: ON DELETE {_sql_action(r.on_delete)}",
+                )
             if said_update != r.on_update:
-                add(f, f.name, "onUpdate", f"onUpdate: {said_update}" + ("" if f.relation.on_update else " (Prisma's default)"),
-                    f"{r.constraint}: ON UPDATE {_sql_action(r.on_update)}")
+                add(
+                    f,
+                    f.name,
+                    "onUpdate",
+                    f"onUpdate: {said_update}" + ("" if f.relation.on_update else " (Prisma's default)"),
+                    f"{r.constraint}: ON UPDATE {_sql_action(r.on_update)}",
+                )
             if f.optional != line.optional:
-                add(f, f.name, "optional", f"{f.name} {f.type}{'?' if f.optional else ''}",
+                add(
+                    f,
+                    f.name,
+                    "optional",
+                    f"{f.name} {f.type}{'?' if f.optional else ''}",
                     f"({', '.join(columns)}) {'nullable' if line.optional else 'NOT NULL'}: the relation is "
-                    f"{'optional' if line.optional else 'required'}")
+                    f"{'optional' if line.optional else 'required'}",
+                )
             if f.type != r.target_model:
                 add(f, f.name, "relation", f"{f.name} {f.type}", f"{r.constraint} references {r.target_table}")
             continue
@@ -687,23 +830,47 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
             continue
         column = ctx.table.column(f.db_name)
         if line.scalar is not None and (line.scalar != f.type or line.list != f.list):
-            add(f, f.name, "type", f"{f.name} {f.type}{'[]' if f.list else ''}",
-                f"{f.db_name} {column.type} (Prisma: {line.scalar}{'[]' if line.list else ''})")
+            add(
+                f,
+                f.name,
+                "type",
+                f"{f.name} {f.type}{'[]' if f.list else ''}",
+                f"{f.db_name} {column.type} (Prisma: {line.scalar}{'[]' if line.list else ''})",
+            )
         elif line.scalar is None and f.type in SCALARS:
-            add(f, f.name, "type", f"{f.name} {f.type}", f"{f.db_name} {column.type}: not a type Prisma maps to {f.type}")
+            add(
+                f,
+                f.name,
+                "type",
+                f"{f.name} {f.type}",
+                f"{f.db_name} {column.type}: not a type Prisma maps to {f.type}",
+            )
         elif line.scalar is None and f.type not in enum_names and not f.type.startswith("Unsupported"):
             add(f, f.name, "type", f"{f.name} {f.type}", f"{f.db_name} {column.type}: not declared in schema.prisma")
         if not f.list and f.optional != line.optional:
-            add(f, f.name, "optional", f"{f.name} {f.type}{'?' if f.optional else ''}",
-                f"{f.db_name} {'nullable' if column.nullable else 'NOT NULL'}")
+            add(
+                f,
+                f.name,
+                "optional",
+                f"{f.name} {f.type}{'?' if f.optional else ''}",
+                f"{f.db_name} {'nullable' if column.nullable else 'NOT NULL'}",
+            )
         said = _field_default(f.text)
         database = prisma_default(column.default, line.enum)
         if said is not None and PRISMA_ONLY_DEFAULTS.match(said):
             said = None  # client-side: the database has none, and needs none
-        if _normal(said) != _normal(database) and not _equivalent_defaults(said, database) \
-                and not _same_array(said, column.default):
-            add(f, f.name, "default", f"@default({said})" if said else "no @default",
-                f"DEFAULT {column.default}" if column.default else "no DEFAULT")
+        if (
+            _normal(said) != _normal(database)
+            and not _equivalent_defaults(said, database)
+            and not _same_array(said, column.default)
+        ):
+            add(
+                f,
+                f.name,
+                "default",
+                f"@default({said})" if said else "no @default",
+                f"DEFAULT {column.default}" if column.default else "no DEFAULT",
+            )
         attrs = line.attributes
         for attr, aspect in (("@id", "id"), ("@unique", "unique")):
             # `@@unique([x])` says what `x ... @unique` says (and `@@id([x])` what `@id` does)
@@ -711,19 +878,37 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
             says = bool(re.search(rf"(?<!@){attr}\b", f.text)) or (f.db_name,) in block
             has = bool(re.search(rf"(?<!@){attr}\b", attrs))
             if says != has:
-                add(f, f.name, aspect, attr if says else f"no {attr}",
-                    f"{'a' if has else 'no'} {'primary key' if aspect == 'id' else 'unique index'} on {f.db_name}")
+                add(
+                    f,
+                    f.name,
+                    aspect,
+                    attr if says else f"no {attr}",
+                    f"{'a' if has else 'no'} {'primary key' if aspect == 'id' else 'unique index'} on {f.db_name}",
+                )
     declared = {f.db_name for f in model.fields if f.relation is None}
     for line in lines:
         if line.kind == "scalar" and line.column not in declared:
-            add(None, line.name, "missing field", f"no field maps to column {line.column}",
-                f"{line.column} {line.pg_type}{'' if line.optional else ' NOT NULL'}")
-    declared_keys = {tuple((model.field(n).db_name if model.field(n) else n) for n in f.relation.fields)
-                     for f in model.fields if f.relation is not None}
+            add(
+                None,
+                line.name,
+                "missing field",
+                f"no field maps to column {line.column}",
+                f"{line.column} {line.pg_type}{'' if line.optional else ' NOT NULL'}",
+            )
+    declared_keys = {
+        tuple((model.field(n).db_name if model.field(n) else n) for n in f.relation.fields)
+        for f in model.fields
+        if f.relation is not None
+    }
     for columns, line in by_columns.items():
         if columns not in declared_keys:
-            add(None, line.name, "relation", f"no relation over ({', '.join(columns)})",
-                f"{line.relation.constraint}: FOREIGN KEY ({', '.join(columns)}) REFERENCES {line.relation.target_table}")
+            add(
+                None,
+                line.name,
+                "relation",
+                f"no relation over ({', '.join(columns)})",
+                f"{line.relation.constraint}: FOREIGN KEY ({', '.join(columns)}) REFERENCES {line.relation.target_table}",
+            )
     found.extend(_attribute_disagreements(ctx, lines))
     return found
 
@@ -745,7 +930,7 @@ def _equivalent_defaults(said: str | None, database: str | None) -> bool:
         return False
     s, d = _normal(said), _normal(database)
     if s.startswith("dbgenerated(") or d.startswith("dbgenerated("):
-        strip = lambda t: t[len("dbgenerated("):-1].strip('"') if t.startswith("dbgenerated(") else t.strip('"')  # noqa: E731
+        strip = lambda t: t[len("dbgenerated(") : -1].strip('"') if t.startswith("dbgenerated(") else t.strip('"')  # noqa: E731
         return _normal(strip(s)).lower() == _normal(strip(d)).lower()
     try:
         return float(s.strip('"')) == float(d.strip('"'))
@@ -777,18 +962,36 @@ def _attribute_disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Dis
         on_a_field: set[tuple[str, ...]] = set()  # a one-column @@unique / @@id: the field's @unique / @id there
         if kind != "@@index":
             field_level = "@unique" if kind == "@@unique" else "@id"
-            on_a_field = {(line.column,) for line in lines if line.kind == "scalar"
-                          and re.search(rf"(?<!@){field_level}\b", line.attributes)}
+            on_a_field = {
+                (line.column,)
+                for line in lines
+                if line.kind == "scalar" and re.search(rf"(?<!@){field_level}\b", line.attributes)
+            }
         for columns, text in said.items():
             if columns not in has and columns not in on_a_field:
-                found.append(Disagreement(model.name, text, "index" if kind == "@@index" else kind.strip("@"), text,
-                                          f"no {'unique ' if kind == '@@unique' else ''}{'primary key' if kind == '@@id' else 'index'} "
-                                          f"on ({', '.join(columns)})", model.line))
+                found.append(
+                    Disagreement(
+                        model.name,
+                        text,
+                        "index" if kind == "@@index" else kind.strip("@"),
+                        text,
+                        f"no {'unique ' if kind == '@@unique' else ''}{'primary key' if kind == '@@id' else 'index'} "
+                        f"on ({', '.join(columns)})",
+                        model.line,
+                    )
+                )
         for columns, text in has.items():
             if columns not in said:
-                found.append(Disagreement(model.name, text, "index" if kind == "@@index" else kind.strip("@"),
-                                          f"no {kind}([{', '.join(ctx.field_name(c) for c in columns)}])",
-                                          f"the database has {text}", model.line))
+                found.append(
+                    Disagreement(
+                        model.name,
+                        text,
+                        "index" if kind == "@@index" else kind.strip("@"),
+                        f"no {kind}([{', '.join(ctx.field_name(c) for c in columns)}])",
+                        f"the database has {text}",
+                        model.line,
+                    )
+                )
     return found
 
 
@@ -804,8 +1007,10 @@ def updates(before: CatalogSnapshot, after: CatalogSnapshot, schema: PrismaSchem
     after, the whole model after, and every disagreement between schema.prisma and the catalog after."""
     notes = []
     if schema is None:
-        notes.append("No schema.prisma: model, field and relation names are the database's (as `prisma db pull` "
-                      "names them); Prisma-only attributes (`@updatedAt`, `@default(cuid())`) and back-relations are unknown.")
+        notes.append(
+            "No schema.prisma: model, field and relation names are the database's (as `prisma db pull` "
+            "names them); Prisma-only attributes (`@updatedAt`, `@default(cuid())`) and back-relations are unknown."
+        )
     models: list[ModelUpdate] = []
     disagreements: list[Disagreement] = []
     names = [t.name for t in before.tables] + [t.name for t in after.tables if before.table(t.name) is None]
@@ -838,8 +1043,18 @@ def updates(before: CatalogSnapshot, after: CatalogSnapshot, schema: PrismaSchem
             table_notes.append(f"Table {name} was dropped: remove model {model_name}.")
         elif not old.exists:
             table_notes.append(f"Table {name} was created: model {model_name} is new.")
-        models.append(ModelUpdate(model_name, name, changes, new_lines, old_lines, model is not None,
-                                  _block_attributes(new_ctx, model_name), list(dict.fromkeys(table_notes))))
+        models.append(
+            ModelUpdate(
+                model_name,
+                name,
+                changes,
+                new_lines,
+                old_lines,
+                model is not None,
+                _block_attributes(new_ctx, model_name),
+                list(dict.fromkeys(table_notes)),
+            )
+        )
     return ModelUpdates(models, disagreements, schema.path if schema is not None else None, notes)
 
 
@@ -869,8 +1084,12 @@ def _code_spans(note: str) -> str:
     return re.sub(r"(CREATE [^:]*$|\b\S*[_@*<>|\[\]`#\\]\S*)", lambda m: _code(m.group(1)), note)
 
 
-def model_text(model: str, lines: list[PrismaLine], comments: dict[str, str] | None = None,
-               block_attributes: list[str] | None = None) -> str:
+def model_text(
+    model: str,
+    lines: list[PrismaLine],
+    comments: dict[str, str] | None = None,
+    block_attributes: list[str] | None = None,
+) -> str:
     """`model X { ... }` as `prisma format` aligns it; `comments` adds a trailing `// ...` to lines by key."""
     comments = comments or {}
     fields = [line for line in lines if line.kind != "attribute"]
@@ -902,28 +1121,55 @@ def updates_markdown(result: ModelUpdates) -> str:
     for update in result.models:
         parts.append(f"### {_escape(update.model)} Model")
         source = "names from schema.prisma" if update.names_from_schema else "names from the database"
-        parts.append(f"Table {_code(update.table)}; {source}; types, optionality, defaults, keys, indexes and "
-                     f"referential actions measured from the catalog before and after the batch.")
+        parts.append(
+            f"Table {_code(update.table)}; {source}; types, optionality, defaults, keys, indexes and "
+            f"referential actions measured from the catalog before and after the batch."
+        )
         parts.extend(_code_spans(note) for note in update.notes)
         before_lines = [c.before for c in update.changes if c.before is not None]
         after_lines = [c.after for c in update.changes if c.after is not None]
         removed = {c.key: "removed" for c in update.changes if c.after is None}
         if before_lines:
             parts.append("**Before**:\n\n" + _fence(model_text(update.model, before_lines, removed), "prisma"))
-        parts.append("**After**:\n\n" + _fence(model_text(update.model, after_lines, {
-            c.key: "changed: " + "; ".join(c.what) for c in update.changes if c.after is not None}), "prisma")
-                     if after_lines else "**After**: the changed lines are gone (see Before).")
+        parts.append(
+            "**After**:\n\n"
+            + _fence(
+                model_text(
+                    update.model,
+                    after_lines,
+                    {c.key: "changed: " + "; ".join(c.what) for c in update.changes if c.after is not None},
+                ),
+                "prisma",
+            )
+            if after_lines
+            else "**After**: the changed lines are gone (see Before)."
+        )
         if update.after and before_lines:  # a new model's After block is the whole model already
-            parts.append(f"**Model {_escape(update.model)} (after)**, changed lines marked {_code('// changed')}:\n\n" + _fence(
-                model_text(update.model, update.after, {c.key: "changed" for c in update.changes if c.after is not None},
-                           update.block_attributes), "prisma"))
+            parts.append(
+                f"**Model {_escape(update.model)} (after)**, changed lines marked {_code('// changed')}:\n\n"
+                + _fence(
+                    model_text(
+                        update.model,
+                        update.after,
+                        {c.key: "changed" for c in update.changes if c.after is not None},
+                        update.block_attributes,
+                    ),
+                    "prisma",
+                )
+            )
     if result.schema_path is not None:
         if result.disagreements:
             parts.append(f"**{_code(result.schema_path)} disagrees with the database after the batch**:")
-            parts.append("\n".join(
-                f"- {_escape(d.model)}.{_escape(d.field) if d.field else ''} ({_escape(d.aspect)}"
-                f"{f', line {d.line}' if d.line else ''}): schema.prisma says {_code(d.schema_prisma)}; "
-                f"the database has {_code(d.database)}" for d in result.disagreements))
+            parts.append(
+                "\n".join(
+                    f"- {_escape(d.model)}.{_escape(d.field) if d.field else ''} ({_escape(d.aspect)}"
+                    f"{f', line {d.line}' if d.line else ''}): schema.prisma says {_code(d.schema_prisma)}; "
+                    f"the database has {_code(d.database)}"
+                    for d in result.disagreements
+                )
+            )
         else:
-            parts.append(f"{_code(result.schema_path)} agrees with the database after the batch for every table it touched.")
+            parts.append(
+                f"{_code(result.schema_path)} agrees with the database after the batch for every table it touched."
+            )
     return "\n\n".join(parts)

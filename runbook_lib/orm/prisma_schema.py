@@ -129,7 +129,7 @@ class OrmMismatch:
 def _strip_comment(line: str) -> str:
     """The line without `//` comments; a `//` inside a string stays."""
     for i, ch, _ in _top_level(line):
-        if ch == "/" and line[i + 1:i + 2] == "/":
+        if ch == "/" and line[i + 1 : i + 2] == "/":
             return line[:i].rstrip()
     return line.rstrip()
 
@@ -164,7 +164,7 @@ def _attribute_args(text: str, name: str) -> tuple[str, int, int] | None:
             continue  # "@map" inside "@@map"
         for i, ch, depth in _top_level(text, match.end() - 1):
             if ch in ")]" and depth == 0:
-                return text[match.end():i], match.end() - 1, i
+                return text[match.end() : i], match.end() - 1, i
         return None
     return None
 
@@ -205,11 +205,13 @@ def _without_block_comments(text: str) -> str:
 
     A `/*` inside a string ("...") or a line comment is text, not a comment.
     """
+
     def blank(match: re.Match) -> str:
         found = match.group(0)
         if found.startswith("/*"):
             return "".join(c if c == "\n" else " " for c in found)
         return found
+
     return _COMMENT_OR_STRING.sub(blank, text)
 
 
@@ -254,8 +256,10 @@ def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
                 continue
             match = _FIELD.match(body)
             if not match:
-                raise BatchError(f"{path} line {number}: cannot read {stripped!r} in model {name} as a field; "
-                                 "fix the line (one field per line: name Type attributes).")
+                raise BatchError(
+                    f"{path} line {number}: cannot read {stripped!r} in model {name} as a field; "
+                    "fix the line (one field per line: name Type attributes)."
+                )
             rest = match.group("rest")
             mapped = _attribute_args(rest, "@map")
             relation = None
@@ -264,17 +268,28 @@ def parse(text: str, *, path: str = SCHEMA_FILE) -> PrismaSchema:
                 parts = _split_args(relation_args[0])
                 args = dict((k, v) for k, v in parts if k)
                 named = next((_string(v) for k, v in parts if k is None), None) or (
-                    _string(args["name"]) if "name" in args else None)
+                    _string(args["name"]) if "name" in args else None
+                )
                 if "fields" in args:
-                    relation = Relation(_names(args["fields"]), _names(args.get("references", "")),
-                                        args["onDelete"].strip() if "onDelete" in args else None,
-                                        args["onUpdate"].strip() if "onUpdate" in args else None, named)
-            fields.append(PrismaField(
-                name=match.group("name"), type=match.group("type"), optional=bool(match.group("optional")),
-                list=bool(match.group("list")),
-                db_name=_string(_split_args(mapped[0])[0][1]) if mapped else match.group("name"),
-                line=number, text=stripped, relation=relation,
-            ))
+                    relation = Relation(
+                        _names(args["fields"]),
+                        _names(args.get("references", "")),
+                        args["onDelete"].strip() if "onDelete" in args else None,
+                        args["onUpdate"].strip() if "onUpdate" in args else None,
+                        named,
+                    )
+            fields.append(
+                PrismaField(
+                    name=match.group("name"),
+                    type=match.group("type"),
+                    optional=bool(match.group("optional")),
+                    list=bool(match.group("list")),
+                    db_name=_string(_split_args(mapped[0])[0][1]) if mapped else match.group("name"),
+                    line=number,
+                    text=stripped,
+                    relation=relation,
+                )
+            )
         else:
             if kind == "model":
                 raise BatchError(f"{path} line {first}: model {name} has no closing brace; close it with '}}'.")
@@ -295,8 +310,10 @@ def load(path: Path | str) -> PrismaSchema:
     path = Path(path)
     files = sorted(path.rglob("*.prisma")) if path.is_dir() else [path] if path.is_file() else []
     if not files:
-        raise BatchError(f"{path} does not exist (or holds no .prisma file); pass the schema.prisma (or schema "
-                         "folder) to compare with, or none to look next to the batch.")
+        raise BatchError(
+            f"{path} does not exist (or holds no .prisma file); pass the schema.prisma (or schema "
+            "folder) to compare with, or none to look next to the batch."
+        )
     key = tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     if key not in _LOADED:
         _LOADED[key] = parse("\n".join(f.read_text(encoding="utf-8") for f in files), path=str(path))
@@ -333,11 +350,11 @@ def _with_optional(text: str, optional: bool) -> str:
     old = match.group("type") + (match.group("list") or "") + (match.group("optional") or "")
     new = match.group("type") + (match.group("list") or "") + ("?" if optional else "")
     start = match.start("type")
-    rest = text[start + len(old):]
+    rest = text[start + len(old) :]
     if len(new) < len(old) and rest.startswith(" "):
         rest = " " * (len(old) - len(new)) + rest
     elif len(new) > len(old) and rest.startswith("  "):
-        rest = rest[len(new) - len(old):]
+        rest = rest[len(new) - len(old) :]
     return text[:start] + new + rest
 
 
@@ -350,7 +367,7 @@ def _with_on_delete(text: str, action: str) -> str:
         inner = re.sub(r"\bonDelete\s*:\s*\w+", f"onDelete: {action}", inner)
     else:
         inner = inner.rstrip() + f", onDelete: {action}"
-    return text[:open_at + 1] + inner + text[close_at:]
+    return text[: open_at + 1] + inner + text[close_at:]
 
 
 def compare(conn: psycopg.Connection, schema: PrismaSchema, columns: list[ColumnRef]) -> list[OrmMismatch]:
@@ -361,26 +378,50 @@ def compare(conn: psycopg.Connection, schema: PrismaSchema, columns: list[Column
         table = ref.table_ref
         model = schema.model_for_table(table)
         if model is None:
-            mismatches.append(OrmMismatch("", "", str(ref), "missing", f"no model maps to table {table}",
-                                          "table exists" if _shape(conn, shapes, table) else "no such table",
-                                          f'model {table.table} {{ ... @@map("{table.table}") }}'))
+            mismatches.append(
+                OrmMismatch(
+                    "",
+                    "",
+                    str(ref),
+                    "missing",
+                    f"no model maps to table {table}",
+                    "table exists" if _shape(conn, shapes, table) else "no such table",
+                    f'model {table.table} {{ ... @@map("{table.table}") }}',
+                )
+            )
             continue
         shape = _shape(conn, shapes, table)
         column = shape.column(ref.column) if shape else None
         scalar = model.field_for_column(ref.column)
         if column is None or scalar is None:
             if column is not None or scalar is not None:
-                mismatches.append(OrmMismatch(
-                    model.name, scalar.name if scalar else "", str(ref), "missing",
-                    scalar.text if scalar else f"no field maps to column {ref.column}",
-                    f"{ref.column} {column.type}" if column else f"no column {ref.column}",
-                    "add the field" if column else "remove the field", scalar.line if scalar else model.line))
+                mismatches.append(
+                    OrmMismatch(
+                        model.name,
+                        scalar.name if scalar else "",
+                        str(ref),
+                        "missing",
+                        scalar.text if scalar else f"no field maps to column {ref.column}",
+                        f"{ref.column} {column.type}" if column else f"no column {ref.column}",
+                        "add the field" if column else "remove the field",
+                        scalar.line if scalar else model.line,
+                    )
+                )
             continue
         nullability = "NULL" if not column.not_null else "NOT NULL"
         if scalar.optional == column.not_null:
-            mismatches.append(OrmMismatch(
-                model.name, scalar.name, str(ref), "required", scalar.text, f"{column.name} {column.type} {nullability}",
-                _with_optional(scalar.text, not column.not_null), scalar.line))
+            mismatches.append(
+                OrmMismatch(
+                    model.name,
+                    scalar.name,
+                    str(ref),
+                    "required",
+                    scalar.text,
+                    f"{column.name} {column.type} {nullability}",
+                    _with_optional(scalar.text, not column.not_null),
+                    scalar.line,
+                )
+            )
         for relation_field in model.fields:
             relation = relation_field.relation
             if relation is None or scalar.name not in relation.fields:
@@ -398,8 +439,12 @@ def compare(conn: psycopg.Connection, schema: PrismaSchema, columns: list[Column
 def declared_columns(schema: PrismaSchema) -> list[ColumnRef]:
     """Every column schema.prisma declares: each scalar field (not a relation, not @ignore) of each model."""
     models = {m.name for m in schema.models}
-    return [ColumnRef(model.db_name, f.db_name, model.schema) for model in schema.models for f in model.fields
-            if f.type not in models and not re.search(r"(?<!@)@ignore\b", f.text)]
+    return [
+        ColumnRef(model.db_name, f.db_name, model.schema)
+        for model in schema.models
+        for f in model.fields
+        if f.type not in models and not re.search(r"(?<!@)@ignore\b", f.text)
+    ]
 
 
 def compare_all(conn: psycopg.Connection, schema: PrismaSchema) -> list[OrmMismatch]:
@@ -424,15 +469,24 @@ def _relation_mismatch(model: PrismaModel, relation_field: PrismaField, shape, c
     said_action = relation.on_delete or ("SetNull" if relation_field.optional else "Restrict")
     said = relation_field.text + ("" if relation.on_delete else f"  // onDelete: {said_action}, Prisma's default")
     if key is None:
-        return OrmMismatch(model.name, relation_field.name, column, "onDelete", relation_field.text,
-                           f"no foreign key on ({', '.join(db_columns)})",
-                           "add the foreign key, or remove the relation", relation_field.line)
+        return OrmMismatch(
+            model.name,
+            relation_field.name,
+            column,
+            "onDelete",
+            relation_field.text,
+            f"no foreign key on ({', '.join(db_columns)})",
+            "add the foreign key, or remove the relation",
+            relation_field.line,
+        )
     nullable = any(c is None or not c.not_null for c in (shape.column(n) for n in db_columns))
     action = PRISMA_ACTIONS.get(key.on_delete, key.on_delete)
     if said_action == action and relation_field.optional == nullable:
         return None
-    database = (f"{key.name}: FOREIGN KEY ({', '.join(db_columns)}) ON DELETE {SQL_ACTIONS.get(key.on_delete)}, "
-                f"{'nullable' if nullable else 'NOT NULL'}")
+    database = (
+        f"{key.name}: FOREIGN KEY ({', '.join(db_columns)}) ON DELETE {SQL_ACTIONS.get(key.on_delete)}, "
+        f"{'nullable' if nullable else 'NOT NULL'}"
+    )
     fix = _with_on_delete(_with_optional(relation_field.text, nullable), action)
     return OrmMismatch(model.name, relation_field.name, column, "onDelete", said, database, fix, relation_field.line)
 
@@ -441,24 +495,33 @@ def _relation_mismatch(model: PrismaModel, relation_field: PrismaField, shape, c
 
 
 def frame(mismatches: list[OrmMismatch]) -> pd.DataFrame:
-    return tables.frame(mismatches, ["model", "field", "column", "schema_prisma", "database", "fix"],
-                        empty="schema.prisma agrees with the database")
+    return tables.frame(
+        mismatches,
+        ["model", "field", "column", "schema_prisma", "database", "fix"],
+        empty="schema.prisma agrees with the database",
+    )
 
 
 def section(mismatches: list[OrmMismatch], schema_path: str | None, scope: str = "") -> md.Section:
-    """"Prisma Schema Updates": per model, the lines schema.prisma has and the lines that would agree."""
+    """ "Prisma Schema Updates": per model, the lines schema.prisma has and the lines that would agree."""
     if schema_path is None:
         return md.Section("Prisma Schema Updates", "No schema.prisma found next to the batch; nothing compared.")
     if not mismatches:
-        return md.Section("Prisma Schema Updates",
-                          f"{md.code(schema_path)} agrees with the database for {md.text(scope or 'every column the batch checks')}.")
+        return md.Section(
+            "Prisma Schema Updates",
+            f"{md.code(schema_path)} agrees with the database for {md.text(scope or 'every column the batch checks')}.",
+        )
     parts = [f"{md.code(schema_path)} disagrees with the database:"]
     for model in dict.fromkeys(m.model for m in mismatches):
         found = [m for m in mismatches if m.model == model]
         parts.append(f"### {md.text(model or 'Missing models')} Model")
-        parts.append("**schema.prisma says**:\n\n" + md.block(
-            "\n".join(f"  {m.schema_prisma}" for m in found), "prisma"))
-        parts.append("**Database says**:\n\n" + "\n".join(f"- {md.text(m.field or m.column)}: {md.text(m.database)}" for m in found))
+        parts.append(
+            "**schema.prisma says**:\n\n" + md.block("\n".join(f"  {m.schema_prisma}" for m in found), "prisma")
+        )
+        parts.append(
+            "**Database says**:\n\n"
+            + "\n".join(f"- {md.text(m.field or m.column)}: {md.text(m.database)}" for m in found)
+        )
         parts.append("**Fix**:\n\n" + md.block("\n".join(f"  {m.fix}" for m in found), "prisma"))
     parts.append("Then regenerate the client: " + md.code("npx prisma generate"))
     return md.Section("Prisma Schema Updates", "\n\n".join(parts))
@@ -476,8 +539,12 @@ class OrmAlignment:
         return not self.mismatches
 
 
-def align(conn: psycopg.Connection, batch: Batch, schema_path: Path | str | None = None,
-          migrations_dir: Path | str | None = None) -> OrmAlignment:
+def align(
+    conn: psycopg.Connection,
+    batch: Batch,
+    schema_path: Path | str | None = None,
+    migrations_dir: Path | str | None = None,
+) -> OrmAlignment:
     """Compare the batch's checked columns with schema.prisma (given, or found next to the batch)."""
     path = Path(schema_path) if schema_path else find(batch, migrations_dir)
     if path is None:

@@ -60,37 +60,62 @@ def run(
     protections, and stop after it (`phases.stepwise`); a step done already, or one whose step before it is
     not, changes nothing.
     """
-    options = Options(dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,
-                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
-                      wait_for_blockers_s=wait_for_blockers_s, terminate_blockers_after_s=terminate_blockers_after_s,
-                      blocker_threshold_ms=blocker_threshold_ms, backfill_batch_ms=backfill_batch_ms,
-                      backfill_rows_per_s=backfill_rows_per_s, backfill_pause_ms=backfill_pause_ms,
-                      max_replica_lag_ms=max_replica_lag_ms, backfill_wal_mb_per_s=backfill_wal_mb_per_s,
-                      backfill_flush_from_mb=backfill_flush_from_mb).checked()
+    options = Options(
+        dry_run=dry_run,
+        force=force,
+        strategy=strategy,
+        lock_timeout_ms=lock_timeout_ms,
+        statement_timeout_ms=statement_timeout_ms,
+        max_attempts=max_attempts,
+        wait_for_blockers_s=wait_for_blockers_s,
+        terminate_blockers_after_s=terminate_blockers_after_s,
+        blocker_threshold_ms=blocker_threshold_ms,
+        backfill_batch_ms=backfill_batch_ms,
+        backfill_rows_per_s=backfill_rows_per_s,
+        backfill_pause_ms=backfill_pause_ms,
+        max_replica_lag_ms=max_replica_lag_ms,
+        backfill_wal_mb_per_s=backfill_wal_mb_per_s,
+        backfill_flush_from_mb=backfill_flush_from_mb,
+    ).checked()
     if isinstance(session, Release):
         return run_release(session, options, validate_each=validate_each)
     statements = _statements(session)
-    with session.connect(application_name=f"runbook apply batch {session.batch.number}") as conn, \
-            migration_lock(conn), detect.tool_session(conn, session.batch, prepare=not dry_run):
-        return _apply(session, conn, options, statements, gates_checked=gates_checked, trust_preflight=True,
-                      only_step=only_step)
+    with (
+        session.connect(application_name=f"runbook apply batch {session.batch.number}") as conn,
+        migration_lock(conn),
+        detect.tool_session(conn, session.batch, prepare=not dry_run),
+    ):
+        return _apply(
+            session, conn, options, statements, gates_checked=gates_checked, trust_preflight=True, only_step=only_step
+        )
 
 
 def _statements(session: Session) -> list:
     """migration.sql parsed, before the lock or the ledger: an empty or malformed file is refused here."""
     batch = session.batch
-    statements = recording.require_statements(batch.migration_sql, f"{batch.name}/migration.sql",
-                                              server_major=session.facts.major)
+    statements = recording.require_statements(
+        batch.migration_sql, f"{batch.name}/migration.sql", server_major=session.facts.major
+    )
     if batch.layout == FLYWAY and len({s.transactional for s in statements}) > 1:
         outside = next(s for s in statements if not s.transactional)
-        raise BatchError(f"{batch.migration_path.name} mixes statements that run in a transaction with one that "
-                         f"cannot (statement {outside.index}, {outside.kind}), which Flyway refuses to run; move the "
-                         "statements that cannot run in a transaction into a script of their own.")
+        raise BatchError(
+            f"{batch.migration_path.name} mixes statements that run in a transaction with one that "
+            f"cannot (statement {outside.index}, {outside.kind}), which Flyway refuses to run; move the "
+            "statements that cannot run in a transaction into a script of their own."
+        )
     return statements
 
 
-def _apply(session: Session, conn, options: Options, statements: list, *, gates_checked: bool,
-           trust_preflight: bool = False, only_step: int | None = None) -> ExecutionResult:
+def _apply(
+    session: Session,
+    conn,
+    options: Options,
+    statements: list,
+    *,
+    gates_checked: bool,
+    trust_preflight: bool = False,
+    only_step: int | None = None,
+) -> ExecutionResult:
     """The apply itself, on a connection that holds the migration lock (a release holds it once for all).
 
     `trust_preflight`: a fresh, unforced apply may rely on its run folder's preflight record; a release
@@ -99,7 +124,10 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
     batch = session.batch
     dry_run, force, strategy = options.dry_run, options.force, options.strategy
     lock_timeout_ms, statement_timeout_ms, max_attempts = (
-        options.lock_timeout_ms, options.statement_timeout_ms, options.max_attempts)
+        options.lock_timeout_ms,
+        options.statement_timeout_ms,
+        options.max_attempts,
+    )
     inputs = preflight.load_inputs(session, statements)
     result, t0 = recording.start_result(session, "apply", dry_run=dry_run)
     interrupted = ledger.close_interrupted(conn, batch.number)  # we hold the lock: whoever ran them is gone
@@ -130,8 +158,9 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
             f"{session.facts.database}; apply batch {missing[0]} first."
         )
     stopped = _resume_point(session, earlier, strategy, dry_run)
-    resume_after, position, resume_steps = (stopped.steps_done, stopped.backfill, stopped.steps) if stopped \
-        else (None, None, None)
+    resume_after, position, resume_steps = (
+        (stopped.steps_done, stopped.backfill, stopped.steps) if stopped else (None, None, None)
+    )
     own = only_step is not None and stopped is not None and stopped.paused and stopped.run_id == session.run.run_id
     if only_step is not None:
         steps = plan.build(statements, strategy)
@@ -142,33 +171,63 @@ def _apply(session: Session, conn, options: Options, statements: list, *, gates_
     if trust_preflight and not gates_checked and not force and resume_after is None and not interrupted:
         result.gates_from = trusted_preflight(session)
         gates_checked = bool(result.gates_from)
-    check = None if gates_checked else preflight.evaluate(session, lint=False, measure=False, inputs=inputs,
-                                                          terminate_blockers_after_s=options.terminate_blockers_after_s)
+    check = (
+        None
+        if gates_checked
+        else preflight.evaluate(
+            session,
+            lint=False,
+            measure=False,
+            inputs=inputs,
+            terminate_blockers_after_s=options.terminate_blockers_after_s,
+        )
+    )
     # A resumed apply is part way: the gates describe the state before step 1, not this one.
     if check is not None and check.verdict.status == preflight.NOGO and not force and resume_after is None:
         raise PreflightFailed(
             f"Apply of batch {batch.number} refused, preflight says NO-GO: "
-            + "; ".join(check.verdict.reasons) + "; fix these, or pass force=True (--force) to apply anyway.",
+            + "; ".join(check.verdict.reasons)
+            + "; fix these, or pass force=True (--force) to apply anyway.",
             list(check.verdict.reasons),
         )
     if (resume_after is not None or interrupted) and not own:
         result.message = ("an earlier apply was interrupted; " if interrupted else "") + (
-            f"resuming after step {resume_after}, which it committed" if resume_after
-            else "resuming" if position else "starting over")
+            f"resuming after step {resume_after}, which it committed"
+            if resume_after
+            else "resuming"
+            if position
+            else "starting over"
+        )
         if position:
-            result.message += (f"; step {position['step']}'s backfill resumes after key {', '.join(position['after'])} "
-                               f"({position.get('rows', 0)} rows in {position.get('batches', 0)} batches committed)")
+            result.message += (
+                f"; step {position['step']}'s backfill resumes after key {', '.join(position['after'])} "
+                f"({position.get('rows', 0)} rows in {position.get('batches', 0)} batches committed)"
+            )
     if stopped is not None and stopped.changed_anything and not own:
-        result.resumed = (f"an earlier apply (run {stopped.run_id}) stopped after {stopped.committed}; "
-                          "went on from there")
+        result.resumed = (
+            f"an earlier apply (run {stopped.run_id}) stopped after {stopped.committed}; went on from there"
+        )
     return recording.recorded(
-        session, result, t0, conn,
-        sql_text=batch.migration_sql, filename=f"{batch.name}/migration.sql",
-        tables_touched=preflight.touched_tables(batch, statements), done=names.APPLIED,
-        lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,
-        strategy=strategy, resume_after=resume_after, resume_steps=resume_steps, statements=statements,
-        blocker_policy=Policy.of(options), backfill_settings=backfill.Settings.of(options), resume_position=position,
-        resume_exact=stopped is not None and stopped.paused, stop_after=only_step,
+        session,
+        result,
+        t0,
+        conn,
+        sql_text=batch.migration_sql,
+        filename=f"{batch.name}/migration.sql",
+        tables_touched=preflight.touched_tables(batch, statements),
+        done=names.APPLIED,
+        lock_timeout_ms=lock_timeout_ms,
+        statement_timeout_ms=statement_timeout_ms,
+        max_attempts=max_attempts,
+        strategy=strategy,
+        resume_after=resume_after,
+        resume_steps=resume_steps,
+        statements=statements,
+        blocker_policy=Policy.of(options),
+        backfill_settings=backfill.Settings.of(options),
+        resume_position=position,
+        resume_exact=stopped is not None and stopped.paused,
+        stop_after=only_step,
     )
 
 
@@ -177,8 +236,11 @@ def trusted_preflight(session: Session) -> str:
     apply then relies on its gates instead of scanning the tables again (they cost seconds on large tables,
     and the DDL itself still protects: SET NOT NULL fails on a NULL). "" when there is none to rely on."""
     record = session.run.read_data(names.PREFLIGHT)
-    if record is None or record["batch"]["checksum"] != session.batch.checksum \
-            or record["verdict"]["status"] == preflight.NOGO:
+    if (
+        record is None
+        or record["batch"]["checksum"] != session.batch.checksum
+        or record["verdict"]["status"] == preflight.NOGO
+    ):
         return ""
     return f"{names.PREFLIGHT}.json of this run ({record['verdict']['status']}, {record['started_at']})"
 
@@ -193,8 +255,9 @@ def _refuse_unfinished_rollback(session: Session, stopped: ledger.PartialRun | N
         )
 
 
-def _resume_point(session: Session, stopped: ledger.PartialRun | None, strategy: str,
-                  dry_run: bool) -> ledger.PartialRun | None:
+def _resume_point(
+    session: Session, stopped: ledger.PartialRun | None, strategy: str, dry_run: bool
+) -> ledger.PartialRun | None:
     """The earlier apply that failed or was killed part way (`stopped`, when it is an apply), which this run
     goes on from: the steps it committed, the keyset position of the batched step it stopped in, its step
     fingerprints (the committed steps must still read so; the steps after them may have been fixed)."""
@@ -217,15 +280,23 @@ def _resume_point(session: Session, stopped: ledger.PartialRun | None, strategy:
     return partial
 
 
-def _already_applied(session: Session, result: ExecutionResult, state: history.MigrationState,
-                     t0: float) -> ExecutionResult:
+def _already_applied(
+    session: Session, result: ExecutionResult, state: history.MigrationState, t0: float
+) -> ExecutionResult:
     result.status = names.ALREADY_APPLIED
     when = f"{state.applied_at:%Y-%m-%d %H:%M:%S %Z}".strip() if state.applied_at else "an unknown time"
-    result.message = (f"batch {session.batch.number} was already applied at {when} by {state.applied_by} "
-                      f"(according to {state.according}); nothing to do")
-    with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
-                             batch_name=session.batch.name, phase="apply",
-                             checksum=session.batch.checksum) as writer:
+    result.message = (
+        f"batch {session.batch.number} was already applied at {when} by {state.applied_by} "
+        f"(according to {state.according}); nothing to do"
+    )
+    with ledger.LedgerWriter(
+        session.url,
+        run_id=session.run.run_id,
+        batch=session.batch.number,
+        batch_name=session.batch.name,
+        phase="apply",
+        checksum=session.batch.checksum,
+    ) as writer:
         recording.finish(session, result, t0)
         writer.finish(ledger.NOOP, result.message)
     return result
@@ -241,20 +312,27 @@ def run_release(release: Release, options: Options, *, validate_each: bool = Fal
     phase then gathers and judges them.
     """
     if options.dry_run:
-        raise RunbookError("A release cannot be a dry run: each migration would be rolled back before the next one "
-                           "needs it; dry-run one migration with `runbook apply N --dry-run`.")
+        raise RunbookError(
+            "A release cannot be a dry run: each migration would be rolled back before the next one "
+            "needs it; dry-run one migration with `runbook apply N --dry-run`."
+        )
     if release.plan.drift:
-        raise DriftError(f"The release would build on a history that changed: {'; '.join(release.plan.drift)}; "
-                         "restore the applied files, or write the changes as new migrations.")
+        raise DriftError(
+            f"The release would build on a history that changed: {'; '.join(release.plan.drift)}; "
+            "restore the applied files, or write the changes as new migrations."
+        )
     result = ReleaseApply(release.plan)
     parsed = {b.number: _statements(release.session(b)) for b in release.batches}  # every file refused up front
     known = None
     if validate_each:
         with release.connect() as conn:  # the histories before the release: which migrations were applied before it
             known = history.read(conn, release.folder)
-    with release.connect(application_name="runbook deploy") as conn, migration_lock(conn), \
-            detect.tool_session(conn, release.batches[0] if release.batches else None), \
-            ledger.shared_connection(release.url):
+    with (
+        release.connect(application_name="runbook deploy") as conn,
+        migration_lock(conn),
+        detect.tool_session(conn, release.batches[0] if release.batches else None),
+        ledger.shared_connection(release.url),
+    ):
         for batch in release.batches:
             session = release.session(batch)
             # preflight judged every migration of the release moments ago; one with gates is checked again
@@ -278,10 +356,13 @@ def _stop(release: Release, result: ReleaseApply, batch, session: Session, exc: 
         result.results.append(record)
     done = [r.batch.number for r in result.applied]
     left = [b.number for b in release.batches if b.number not in done]
-    result.message = (f"stopped at migration {batch.number} ({batch.name}); applied: "
-                      f"{_numbers(done)}; not applied: {_numbers(left)}")
-    raise MigrationFailed(f"The release {result.message}: {str(exc).rstrip('.')}; fix it and run "
-                          "`runbook deploy` again, which resumes with what is still pending.") from None
+    result.message = (
+        f"stopped at migration {batch.number} ({batch.name}); applied: {_numbers(done)}; not applied: {_numbers(left)}"
+    )
+    raise MigrationFailed(
+        f"The release {result.message}: {str(exc).rstrip('.')}; fix it and run "
+        "`runbook deploy` again, which resumes with what is still pending."
+    ) from None
 
 
 def _numbers(numbers: list[int]) -> str:

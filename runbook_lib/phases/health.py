@@ -76,8 +76,10 @@ class HealthCheck(sqlblocks.Judged):
         if not self.ran:
             return f"{where}: '{self.name}' was not run: {self.reason}"
         if self.file_changed:
-            return (f"{where}: migration.sql changed since it was applied (checksum recorded when applied "
-                    f"{self.expectation}, the file is now {self.observed})")
+            return (
+                f"{where}: migration.sql changed since it was applied (checksum recorded when applied "
+                f"{self.expectation}, the file is now {self.observed})"
+            )
         return f"{where}: '{self.name}' expected {self.expectation}, got {self.observed}"
 
 
@@ -112,17 +114,28 @@ class HealthResult:
             return f"No batch is applied on {self.connection.database} according to the ledger; nothing to check"
         batches = ", ".join(str(n) for n in self.applied)
         ran = sum(1 for c in self.checks if c.ran)
-        skipped = ("; " + f"{len(self.not_run)} not run: "
-                   + "; ".join(f"'{c.name}' of batch {c.batch} ({c.reason})" for c in self.not_run)) if self.not_run else ""
+        skipped = (
+            (
+                "; "
+                + f"{len(self.not_run)} not run: "
+                + "; ".join(f"'{c.name}' of batch {c.batch} ({c.reason})" for c in self.not_run)
+            )
+            if self.not_run
+            else ""
+        )
         if not self.drifts:
             if self.not_run:
-                return (f"No drift: {ran} of {ran} checks of batches {batches} that ran hold on "
-                        f"{self.connection.database}{skipped}")
+                return (
+                    f"No drift: {ran} of {ran} checks of batches {batches} that ran hold on "
+                    f"{self.connection.database}{skipped}"
+                )
             return f"No drift: {len(self.checks)} checks of batches {batches} hold on {self.connection.database}"
         changed = [str(d.batch) for d in self.drifts if d.file_changed]
         files = f"; migration.sql changed since it was applied: batch {', '.join(changed)}" if changed else ""
-        return (f"DRIFT: {len(self.drifts)} of {ran} checks of batches {batches} "
-                f"no longer hold on {self.connection.database}{files}{skipped}")
+        return (
+            f"DRIFT: {len(self.drifts)} of {ran} checks of batches {batches} "
+            f"no longer hold on {self.connection.database}{files}{skipped}"
+        )
 
     def target_frame(self) -> pd.DataFrame:
         """What was checked: the database (password redacted), the batches folder, the applied batches."""
@@ -139,14 +152,18 @@ class HealthResult:
 
     def frame(self) -> pd.DataFrame:
         """One row per check, OK, DRIFT or NOT RUN; a checksum as its first 16 characters (the JSON has them whole)."""
-        shown = [replace(c, expectation=_short(c.expectation), observed=_short(c.observed)) if c.name == FILE_CHECK
-                 else c for c in self.checks]
-        return tables.frame(shown, ["batch", "name", "expectation", "observed", "status"],
-                            empty="no applied batch declares checks")
+        shown = [
+            replace(c, expectation=_short(c.expectation), observed=_short(c.observed)) if c.name == FILE_CHECK else c
+            for c in self.checks
+        ]
+        return tables.frame(
+            shown, ["batch", "name", "expectation", "observed", "status"], empty="no applied batch declares checks"
+        )
 
     def drift_frame(self) -> pd.DataFrame:
-        return tables.frame(self.drifts, ["batch", "batch_name", "name", "expectation", "observed", "sql"],
-                            empty="no drift")
+        return tables.frame(
+            self.drifts, ["batch", "batch_name", "name", "expectation", "observed", "sql"], empty="no drift"
+        )
 
     def raise_for_drift(self) -> None:
         """Fail the notebook (and the CLI, with a non-zero exit) when anything drifted, or, with
@@ -157,18 +174,21 @@ class HealthResult:
             raise NotRun(
                 f"{len(self.not_run)} check(s) of {self.connection.database} could not be run, which "
                 f"--fail-on-not-run makes a failure: {'; '.join(c.sentence() for c in self.not_run)}; remove what "
-                "stopped each one (its reason says what), or run without --fail-on-not-run.")
+                "stopped each one (its reason says what), or run without --fail-on-not-run."
+            )
         details = "; ".join(d.sentence() for d in self.drifts)
         fixes = []
         if self.fail_on_not_run and self.not_run:
             details += "; and not run, which --fail-on-not-run makes a failure: " + "; ".join(
-                c.sentence() for c in self.not_run)
+                c.sentence() for c in self.not_run
+            )
             fixes.append("remove what stopped each check not run (its reason says what)")
         if any(not d.file_changed for d in self.drifts):
             fixes.append("find who changed the database, then restore it (or declare the change in a new batch)")
         if any(d.file_changed for d in self.drifts):
-            fixes.append("restore each changed migration.sql to the file that was applied (or write the change as "
-                         "a new batch)")
+            fixes.append(
+                "restore each changed migration.sql to the file that was applied (or write the change as a new batch)"
+            )
         raise HealthDrift(
             f"{self.connection.database} has drifted from what its applied batches declare: {details}; "
             f"{'; '.join(fixes)}.",
@@ -187,8 +207,9 @@ def _file_check(found: Batch, state: history.MigrationState) -> HealthCheck:
     recorded = state.checksum or "no checksum"
     if changed and state.runbook_checksum in (None, found.checksum) and state.prisma_checksum:
         recorded = state.prisma_checksum  # runbook's ledger agrees with the file; Prisma's history does not
-    return HealthCheck(found.number, found.name, FILE_CHECK, recorded, found.checksum,
-                       names.TEST_FAILED if changed else names.PASSED)
+    return HealthCheck(
+        found.number, found.name, FILE_CHECK, recorded, found.checksum, names.TEST_FAILED if changed else names.PASSED
+    )
 
 
 def _key(kind: str, item) -> tuple:
@@ -230,9 +251,16 @@ def _as_expected(kind: str, item) -> expect.Expected:
         ref = item if kind == "not_null" else item.column
         found.table(key(ref), 0).column(ref.column, 0)
     elif kind == "foreign_keys":
-        found.constraints.append(expect.Constraint(key(item.column), "f", 0, columns=(item.column.column,),
-                                                   references=key(item.references),
-                                                   ref_columns=(item.references.column,)))
+        found.constraints.append(
+            expect.Constraint(
+                key(item.column),
+                "f",
+                0,
+                columns=(item.column.column,),
+                references=key(item.references),
+                ref_columns=(item.references.column,),
+            )
+        )
     elif kind == "check":
         found.constraints.append(expect.Constraint(key(item.table), "c", 0, name=item.name))
     elif kind == "unique":
@@ -279,9 +307,16 @@ def run(url: str, migrations_dir: Path | str, *, fail_on_not_run: bool = False) 
             applied = histories.applied()
             for number in applied:
                 if number not in known:
-                    results.append(HealthCheck(number, "?", f"batch {number} is in {folder}", "a batch folder",
-                                               "missing: the history shows it applied, the folder has no such batch",
-                                               names.TEST_FAILED))
+                    results.append(
+                        HealthCheck(
+                            number,
+                            "?",
+                            f"batch {number} is in {folder}",
+                            "a batch folder",
+                            "missing: the history shows it applied, the folder has no such batch",
+                            names.TEST_FAILED,
+                        )
+                    )
             batches = [known[n] for n in applied if n in known]
             current = _current(batches)
             superseded: list[str] = []
@@ -293,17 +328,33 @@ def run(url: str, migrations_dir: Path | str, *, fail_on_not_run: bool = False) 
                 results.append(_file_check(found, histories.state(found.number)))
                 for block in checks.read_only_tests(conn, current[found.number]):
                     ran = sqlblocks.run(conn, block)
-                    results.append(HealthCheck(found.number, found.name, ran.name, ran.expectation, ran.observed,
-                                               ran.outcome, ran.sql, ran.reason))
+                    results.append(
+                        HealthCheck(
+                            found.number,
+                            found.name,
+                            ran.name,
+                            ran.expectation,
+                            ran.observed,
+                            ran.outcome,
+                            ran.sql,
+                            ran.reason,
+                        )
+                    )
     return HealthResult(
-        connection=facts, checked_at=started.isoformat(timespec="seconds"),
-        duration_s=round(time.perf_counter() - t0, 3), migrations_dir=str(folder),
-        applied=applied, checks=results, fail_on_not_run=fail_on_not_run, superseded=superseded,
+        connection=facts,
+        checked_at=started.isoformat(timespec="seconds"),
+        duration_s=round(time.perf_counter() - t0, 3),
+        migrations_dir=str(folder),
+        applied=applied,
+        checks=results,
+        fail_on_not_run=fail_on_not_run,
+        superseded=superseded,
     )
 
 
-def check(migrations_dir: Path | str | None = None, *, database_url: str | None = None,
-          fail_on_not_run: bool = False) -> HealthResult:
+def check(
+    migrations_dir: Path | str | None = None, *, database_url: str | None = None, fail_on_not_run: bool = False
+) -> HealthResult:
     """`run` on the usual target: --database-url, else DATABASE_URL, else the embedded demo database;
     the example's batches when no migrations folder is given."""
     return run(resolve_url(database_url), config.migrations_dir(migrations_dir), fail_on_not_run=fail_on_not_run)

@@ -34,8 +34,13 @@ from runbook_lib.sql.analysis import StatementAnalysis
 from runbook_lib.sql.lint import LintResult
 
 
-def ledger_check(conn: psycopg.Connection, batch: Batch, batches: list[Batch] | None = None,
-                 assume_applied: frozenset[int] = frozenset(), known: history.History | None = None) -> LedgerCheck:
+def ledger_check(
+    conn: psycopg.Connection,
+    batch: Batch,
+    batches: list[Batch] | None = None,
+    assume_applied: frozenset[int] = frozenset(),
+    known: history.History | None = None,
+) -> LedgerCheck:
     """The batch and its dependencies in both histories (runbook's ledger, `_prisma_migrations`).
 
     `batches` (the whole folder) lets Prisma's rows of the dependencies be matched by their names;
@@ -138,8 +143,10 @@ def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdic
         nogo.append(f"batch {number}, which this batch depends on, is not applied")
     for gate in result.gates:
         if not gate.ran:  # it proved nothing either way: neither a GO nor a NO-GO on its account
-            warn.append(f"gate '{gate.name}' was not run ({gate.reason}), so what it guards is unchecked; "
-                        "check it by hand before applying, or remove what stopped it")
+            warn.append(
+                f"gate '{gate.name}' was not run ({gate.reason}), so what it guards is unchecked; "
+                "check it by hand before applying, or remove what stopped it"
+            )
         elif gate.failed:
             text = f"gate '{gate.name}' expected {gate.expectation}, got {gate.observed}"
             if gates_deferred:  # a release: the migrations before this one may change what the gate sees
@@ -149,13 +156,17 @@ def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdic
     for blocker in result.blockers:
         who = ", ".join(part for part in (blocker.application or blocker.user, blocker.state) if part)
         since = "" if blocker.state == HIDDEN_STATE else f", in a transaction for {blocker.transaction_age_s:.0f} s"
-        warn.append(f"session {blocker.pid} ({who}{since}) {blocker.reason}: "
-                    "the migration's locks would queue behind it, and writers behind them")
+        warn.append(
+            f"session {blocker.pid} ({who}{since}) {blocker.reason}: "
+            "the migration's locks would queue behind it, and writers behind them"
+        )
     for stmt in result.statements:
         overrides = [n for n in stmt.notes if "runbook sets for the migration" in n]
         if overrides:
-            warn.append(f"statement {stmt.index} (line {stmt.line}) {overrides[0]}: the migration then waits "
-                        "without runbook's limit and can stall the application; remove it and use --lock-timeout")
+            warn.append(
+                f"statement {stmt.index} (line {stmt.line}) {overrides[0]}: the migration then waits "
+                "without runbook's limit and can stall the application; remove it and use --lock-timeout"
+            )
     for cost in result.lock_costs:
         if cost.over_threshold:
             warn.append(
@@ -164,8 +175,10 @@ def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdic
             )
     total = result.write_block_estimate_ms
     if total > result.lock_threshold_ms and not any(c.over_threshold for c in result.lock_costs):
-        warn.append(f"together the statements would block writes for about {total:.0f} ms in one transaction "
-                    f"(threshold {result.lock_threshold_ms:g} ms); split the batch or use the online alternatives")
+        warn.append(
+            f"together the statements would block writes for about {total:.0f} ms in one transaction "
+            f"(threshold {result.lock_threshold_ms:g} ms); split the batch or use the online alternatives"
+        )
     if nogo:
         return Verdict(NOGO, tuple(nogo + warn))
     if warn:
@@ -185,21 +198,33 @@ def load_inputs(session: Session, statements: list[StatementAnalysis] | None = N
     """Parse the files once, before anything runs or is recorded: a malformed one is refused here."""
     batch = session.batch
     if statements is None:
-        statements = analysis.analyze(batch.migration_sql, filename=f"{batch.name}/migration.sql",
-                                      server_major=session.facts.major)
+        statements = analysis.analyze(
+            batch.migration_sql, filename=f"{batch.name}/migration.sql", server_major=session.facts.major
+        )
     if not statements:  # GO for a file apply refuses would be a verdict about nothing
-        raise BatchError(f"{batch.name}/migration.sql has no SQL statement; write the change in it "
-                         "(or remove the batch).")
+        raise BatchError(
+            f"{batch.name}/migration.sql has no SQL statement; write the change in it (or remove the batch)."
+        )
     path = batch.file(PREFLIGHT)
     return Inputs(statements, sqlblocks.load(path) if path else [])
 
 
-def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_threshold_ms: float = 1000.0,
-             lint: bool = True, measure: bool = True, inputs: Inputs | None = None,
-             assume_applied: frozenset[int] = frozenset(), conn: psycopg.Connection | None = None,
-             lint_result: LintResult | None = None, check_blockers: bool = True,
-             known: history.History | None = None, terminate_blockers_after_s: float | None = None,
-             privileges_read: privileges.Reading | None = None) -> PreflightResult:
+def evaluate(
+    session: Session,
+    *,
+    long_transaction_s: float = 60.0,
+    lock_threshold_ms: float = 1000.0,
+    lint: bool = True,
+    measure: bool = True,
+    inputs: Inputs | None = None,
+    assume_applied: frozenset[int] = frozenset(),
+    conn: psycopg.Connection | None = None,
+    lint_result: LintResult | None = None,
+    check_blockers: bool = True,
+    known: history.History | None = None,
+    terminate_blockers_after_s: float | None = None,
+    privileges_read: privileges.Reading | None = None,
+) -> PreflightResult:
     """Run every preflight check read-only and return the facts with a verdict; writes nothing.
 
     A release passes what it shares across its migrations: `assume_applied` (the migrations applied
@@ -233,9 +258,12 @@ def evaluate(session: Session, *, long_transaction_s: float = 60.0, lock_thresho
             if measure:  # apply's own check skips these: they scan tables and it waits for locks anyway
                 if check_blockers:
                     found_blockers = blockers(conn, names, long_transaction_s=long_transaction_s)
-                costs = lockcost.estimate(conn, statements,
-                                          {t.table: (t.rows_estimate, t.bytes) for t in sizes if t.exists},
-                                          threshold_ms=lock_threshold_ms)
+                costs = lockcost.estimate(
+                    conn,
+                    statements,
+                    {t.table: (t.rows_estimate, t.bytes) for t in sizes if t.exists},
+                    threshold_ms=lock_threshold_ms,
+                )
     finally:
         if own:
             conn.close()
@@ -276,9 +304,15 @@ def run(session: Session | Release, **options) -> PreflightResult | ReleasePrefl
         except Exception:  # noqa: BLE001 (the record is for the summary; a second failure must not hide the first)
             pass
         raise
-    with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=session.batch.number,
-                             batch_name=session.batch.name, phase="preflight",
-                             checksum=session.batch.checksum, required=False) as writer:
+    with ledger.LedgerWriter(
+        session.url,
+        run_id=session.run.run_id,
+        batch=session.batch.number,
+        batch_name=session.batch.name,
+        phase="preflight",
+        checksum=session.batch.checksum,
+        required=False,
+    ) as writer:
         result = evaluate(session, inputs=inputs, **options)
         session.run.write("preflight", result)
         status = ledger.FAILED if result.verdict.status == NOGO else ledger.SUCCEEDED
@@ -293,10 +327,19 @@ def _record_refusal(session: Session, exc: BatchError) -> None:
     with session.connect() as conn:
         conn.read_only = True
         lc = ledger_check(conn, session.batch, session.batches())
-    session.run.write("preflight", PreflightResult(
-        batch=BatchInfo.of(session.batch), connection=session.facts, run_id=session.run.run_id,
-        started_at=started.isoformat(timespec="milliseconds"), duration_s=0.0, ledger=lc, gates=[],
-        verdict=Verdict(NOGO, (str(exc),))))
+    session.run.write(
+        "preflight",
+        PreflightResult(
+            batch=BatchInfo.of(session.batch),
+            connection=session.facts,
+            run_id=session.run.run_id,
+            started_at=started.isoformat(timespec="milliseconds"),
+            duration_s=0.0,
+            ledger=lc,
+            gates=[],
+            verdict=Verdict(NOGO, (str(exc),)),
+        ),
+    )
 
 
 def run_release(release: Release, **options) -> ReleasePreflight:
@@ -313,8 +356,17 @@ def run_release(release: Release, **options) -> ReleasePreflight:
         known = history.read(conn, release.folder)
         conn.commit()
         for batch in release.batches:
-            result.results.append(run(release.session(batch), assume_applied=frozenset(earlier), conn=conn,
-                                      lint_result=linted.get(batch.migration_path), check_blockers=not earlier,
-                                      known=known, privileges_read=read, **options))
+            result.results.append(
+                run(
+                    release.session(batch),
+                    assume_applied=frozenset(earlier),
+                    conn=conn,
+                    lint_result=linted.get(batch.migration_path),
+                    check_blockers=not earlier,
+                    known=known,
+                    privileges_read=read,
+                    **options,
+                )
+            )
             earlier.add(batch.number)
     return result

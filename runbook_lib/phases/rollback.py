@@ -40,22 +40,36 @@ def run(
     `only_step` (a runbook notebook's rollback cell): that step alone, then stop (`execution.stepping`).
     """
     if isinstance(session, Release):
-        raise RunbookError("A release is rolled back one migration at a time, newest first: "
-                           "`runbook rollback N` for each migration to undo.")
+        raise RunbookError(
+            "A release is rolled back one migration at a time, newest first: "
+            "`runbook rollback N` for each migration to undo."
+        )
     batch = session.batch
     path = batch.require(ROLLBACK, "make the batch reversible")
     sql_text = batch.rollback_sql
     filename = f"{batch.name}/{ROLLBACK}"
-    options = Options(dry_run=dry_run, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
-                      max_attempts=max_attempts, wait_for_blockers_s=wait_for_blockers_s,
-                      terminate_blockers_after_s=terminate_blockers_after_s,
-                      blocker_threshold_ms=blocker_threshold_ms).checked()
+    options = Options(
+        dry_run=dry_run,
+        lock_timeout_ms=lock_timeout_ms,
+        statement_timeout_ms=statement_timeout_ms,
+        max_attempts=max_attempts,
+        wait_for_blockers_s=wait_for_blockers_s,
+        terminate_blockers_after_s=terminate_blockers_after_s,
+        blocker_threshold_ms=blocker_threshold_ms,
+    ).checked()
     dry_run, lock_timeout_ms, statement_timeout_ms, max_attempts = (
-        options.dry_run, options.lock_timeout_ms, options.statement_timeout_ms, options.max_attempts)
+        options.dry_run,
+        options.lock_timeout_ms,
+        options.statement_timeout_ms,
+        options.max_attempts,
+    )
     statements = recording.require_statements(sql_text, filename, server_major=session.facts.major)
     result, t0 = recording.start_result(session, "rollback", dry_run=dry_run)
-    with session.connect(application_name=f"runbook rollback batch {batch.number}") as conn, \
-            migration_lock(conn), detect.tool_session(conn, session.batch, prepare=False):
+    with (
+        session.connect(application_name=f"runbook rollback batch {batch.number}") as conn,
+        migration_lock(conn),
+        detect.tool_session(conn, session.batch, prepare=False),
+    ):
         ledger.close_interrupted(conn, batch.number)
         state = history.read(conn, session.batches()).state(batch.number)
         stopped = ledger.stopped(conn, batch.number)
@@ -64,8 +78,12 @@ def run(
         if only_step is not None:
             steps = plan.build(statements, plan.DIRECT)
             ours = stopped if stopped is not None and stopped.phase == "rollback" else None
-            if ours is None and not state.applied and not (stopped is not None and stopped.changed_anything) \
-                    and ledger.step_done_by(conn, batch.number, only_step, names.ROLLBACK) is not None:
+            if (
+                ours is None
+                and not state.applied
+                and not (stopped is not None and stopped.changed_anything)
+                and ledger.step_done_by(conn, batch.number, only_step, names.ROLLBACK) is not None
+            ):
                 return stepping.done(session, result, conn, only_step, names.ROLLBACK)
             done = stepping.committed(steps, ours)
             if only_step <= done:
@@ -76,10 +94,12 @@ def run(
             # an earlier rollback committed some of its steps: go on after them, as a stopped apply does
             resume_after, resume_steps = stopped.steps_done, stopped.steps
             if not (stopped.paused and stopped.run_id == session.run.run_id):  # not this notebook's own step
-                result.resumed = (f"an earlier rollback (run {stopped.run_id}) stopped after {stopped.committed}; "
-                                  "went on from there")
-                result.message = (f"resumed an earlier rollback (run {stopped.run_id}) that stopped after "
-                                  f"{stopped.committed}")
+                result.resumed = (
+                    f"an earlier rollback (run {stopped.run_id}) stopped after {stopped.committed}; went on from there"
+                )
+                result.message = (
+                    f"resumed an earlier rollback (run {stopped.run_id}) that stopped after {stopped.committed}"
+                )
         elif not state.applied and stopped is not None and stopped.changed_anything:
             # steps or backfill batches of an apply, not all: undo them
             result.partly_applied = f"its apply (run {stopped.run_id}) stopped after {stopped.committed}"
@@ -94,10 +114,22 @@ def run(
             return [sqlblocks.run(c, block) for block in checks.reverse_tests(c, batch.checks)]
 
         return recording.recorded(
-            session, result, t0, conn, sql_text=sql_text, filename=filename,
-            tables_touched=preflight.touched_tables(batch, statements), done=names.ROLLED_BACK,
-            lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms,
-            max_attempts=max_attempts, verify=verify, statements=statements,
-            blocker_policy=Policy.of(options), resume_after=resume_after, resume_steps=resume_steps,
-            resume_exact=stopped is not None and stopped.phase == "rollback" and stopped.paused, stop_after=only_step,
+            session,
+            result,
+            t0,
+            conn,
+            sql_text=sql_text,
+            filename=filename,
+            tables_touched=preflight.touched_tables(batch, statements),
+            done=names.ROLLED_BACK,
+            lock_timeout_ms=lock_timeout_ms,
+            statement_timeout_ms=statement_timeout_ms,
+            max_attempts=max_attempts,
+            verify=verify,
+            statements=statements,
+            blocker_policy=Policy.of(options),
+            resume_after=resume_after,
+            resume_steps=resume_steps,
+            resume_exact=stopped is not None and stopped.phase == "rollback" and stopped.paused,
+            stop_after=only_step,
         )

@@ -36,8 +36,13 @@ def resolve_url(explicit: str | None = None) -> str:
 
 def _facts_frame(f: database.ConnectionFacts, rest: list[tuple[str, str]]) -> pd.DataFrame:
     """What a phase notebook shows first: the target (its URL redacted), then what it works on."""
-    rows = [("database URL", f.url), ("server", f"PostgreSQL {f.server_version}"), ("database", f.database),
-            ("user", f.user), *rest]
+    rows = [
+        ("database URL", f.url),
+        ("server", f"PostgreSQL {f.server_version}"),
+        ("database", f.database),
+        ("user", f.user),
+        *rest,
+    ]
     return pd.DataFrame(rows, columns=["fact", "value"]).set_index("fact")
 
 
@@ -64,13 +69,22 @@ class Session:
             self.folder = batch_mod.discover(self.migrations_dir)
         return self.folder
 
-    def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
-        return database.connect(self.url, autocommit=autocommit, application_name=application_name,
-                                search_path=_search_path(self.batch))
+    def connect(
+        self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME
+    ) -> psycopg.Connection:
+        return database.connect(
+            self.url, autocommit=autocommit, application_name=application_name, search_path=_search_path(self.batch)
+        )
 
     def frame(self) -> pd.DataFrame:
-        return _facts_frame(self.facts, [("batch", f"{self.batch.number}: {self.batch.title}"),
-                                         ("batch folder", str(self.batch.path)), ("run folder", str(self.run.path))])
+        return _facts_frame(
+            self.facts,
+            [
+                ("batch", f"{self.batch.number}: {self.batch.title}"),
+                ("batch folder", str(self.batch.path)),
+                ("run folder", str(self.run.path)),
+            ],
+        )
 
     def _repr_html_(self) -> str:
         return self.frame().to_html()
@@ -94,25 +108,45 @@ class Release:
     url: str = field(repr=False)
 
     def session(self, batch: Batch) -> Session:
-        return Session(batch=batch, run=self.run.child(batch.number), facts=self.facts,
-                       migrations_dir=self.migrations_dir, url=self.url, folder=self.folder)
+        return Session(
+            batch=batch,
+            run=self.run.child(batch.number),
+            facts=self.facts,
+            migrations_dir=self.migrations_dir,
+            url=self.url,
+            folder=self.folder,
+        )
 
-    def connect(self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME) -> psycopg.Connection:
-        return database.connect(self.url, autocommit=autocommit, application_name=application_name,
-                                search_path=_search_path(self.batches[0] if self.batches else None))
+    def connect(
+        self, *, autocommit: bool = False, application_name: str = database.APPLICATION_NAME
+    ) -> psycopg.Connection:
+        return database.connect(
+            self.url,
+            autocommit=autocommit,
+            application_name=application_name,
+            search_path=_search_path(self.batches[0] if self.batches else None),
+        )
 
     @property
     def label(self) -> str:
         if not self.batches:
-            return f"nothing to deploy: {self.plan.empty_folder} is empty" if self.plan.empty_folder else \
-                "nothing pending"
+            return (
+                f"nothing to deploy: {self.plan.empty_folder} is empty" if self.plan.empty_folder else "nothing pending"
+            )
         first, last = self.batches[0], self.batches[-1]
-        return (f"{len(self.batches)} migration(s): {first.number} ({first.name})"
-                + (f" to {last.number} ({last.name})" if len(self.batches) > 1 else ""))
+        return f"{len(self.batches)} migration(s): {first.number} ({first.name})" + (
+            f" to {last.number} ({last.name})" if len(self.batches) > 1 else ""
+        )
 
     def frame(self) -> pd.DataFrame:
-        return _facts_frame(self.facts, [("release", self.label), ("migrations folder", str(self.migrations_dir)),
-                                         ("run folder", str(self.run.path))])
+        return _facts_frame(
+            self.facts,
+            [
+                ("release", self.label),
+                ("migrations folder", str(self.migrations_dir)),
+                ("run folder", str(self.run.path)),
+            ],
+        )
 
     def _repr_html_(self) -> str:
         return self.frame().to_html()
@@ -127,28 +161,37 @@ def _pending(url: str, batches: list[Batch], to: int | None) -> tuple[list[Batch
     with database.connect(url) as conn:
         known = history.read(conn, batches)
     pending = [b for b in batches if not known.state(b.number).applied and (to is None or b.number <= to)]
-    drifted = [f"migration {b.number} ({b.name}): {known.state(b.number).drift(b)}" for b in batches
-               if known.state(b.number).applied and known.state(b.number).drift(b)]
+    drifted = [
+        f"migration {b.number} ({b.name}): {known.state(b.number).drift(b)}"
+        for b in batches
+        if known.state(b.number).applied and known.state(b.number).drift(b)
+    ]
     return pending, drifted
 
 
-def open_release(folder: Path, run: RunFolder, facts: database.ConnectionFacts, url: str,
-                 to: int | None) -> Release:
+def open_release(folder: Path, run: RunFolder, facts: database.ConnectionFacts, url: str, to: int | None) -> Release:
     """The release whose plan the run folder holds, or a new plan: what is pending now, up to `to`."""
     scanned = discovery.scan(folder)
     found = scanned.batches
     plan = run.read("release", records.ReleasePlan)
     if plan is None:
         pending, drifted = _pending(url, found, to)
-        plan = records.ReleasePlan([BatchInfo.of(b) for b in pending], to, records.now_iso(),
-                                   skipped=[p.name for p in scanned.skipped], drift=drifted,
-                                   empty_folder=str(folder) if scanned.empty else "")
+        plan = records.ReleasePlan(
+            [BatchInfo.of(b) for b in pending],
+            to,
+            records.now_iso(),
+            skipped=[p.name for p in scanned.skipped],
+            drift=drifted,
+            empty_folder=str(folder) if scanned.empty else "",
+        )
         run.write("release", plan)
     by_number = {b.number: b for b in found}
     missing = [n for n in plan.numbers if n not in by_number]
     if missing:
-        raise BatchError(f"The release in {run.path} deploys migration {missing[0]}, which is no longer in {folder}; "
-                         "restore it, or start a new release.")
+        raise BatchError(
+            f"The release in {run.path} deploys migration {missing[0]}, which is no longer in {folder}; "
+            "restore it, or start a new release."
+        )
     return Release(plan, [by_number[n] for n in plan.numbers], found, run, facts, folder, url)
 
 
@@ -181,14 +224,19 @@ def open_session(
         url = resolve_url(database_url)
         with database.connect(url) as conn:
             facts = database.facts(conn, url)
-        run = RunFolder.open(run_dir) if run_dir else RunFolder.create(
-            reports_dir or config.default_reports_dir(), facts.database, "release")
+        run = (
+            RunFolder.open(run_dir)
+            if run_dir
+            else RunFolder.create(reports_dir or config.default_reports_dir(), facts.database, "release")
+        )
         return open_release(folder, run, facts, url, to)
     found = batch_mod.find(folder, number)
     url = resolve_url(database_url)
     with database.connect(url) as conn:
         facts = database.facts(conn, url)
-    run = RunFolder.open(run_dir) if run_dir else RunFolder.create(
-        reports_dir or config.default_reports_dir(), facts.database, found.number
+    run = (
+        RunFolder.open(run_dir)
+        if run_dir
+        else RunFolder.create(reports_dir or config.default_reports_dir(), facts.database, found.number)
     )
     return Session(batch=found, run=run, facts=facts, migrations_dir=folder, url=url)

@@ -87,11 +87,17 @@ class BookPlan:
 def _drops_data(stmt: analysis.StatementAnalysis) -> bool:
     kind = stmt.kind.upper()
     return any(what in ("table", "column") for what, _, _ in stmt.drops) or kind.startswith(
-        ("TRUNCATE", "DELETE", "DROP TABLE"))
+        ("TRUNCATE", "DELETE", "DROP TABLE")
+    )
 
 
-def _cards(steps: list[plan.Step], statements: list[analysis.StatementAnalysis], costs: list[lockcost.LockCost],
-           threshold_ms: float, pause_before: tuple[int, ...]) -> list[StepCard]:
+def _cards(
+    steps: list[plan.Step],
+    statements: list[analysis.StatementAnalysis],
+    costs: list[lockcost.LockCost],
+    threshold_ms: float,
+    pause_before: tuple[int, ...],
+) -> list[StepCard]:
     """Each step's card; a pause before the first step of a statement the batch marks, one that drops data, and
     one that would block writes longer than the threshold."""
     by_index = {s.index: s for s in statements}
@@ -99,16 +105,23 @@ def _cards(steps: list[plan.Step], statements: list[analysis.StatementAnalysis],
     cards, paused_for = [], set()
     for step in steps:
         indexes = list(dict.fromkeys(p.index for p in step.statements))
-        originals = [p for p in step.statements if p.index in by_index and p.sql.strip() == by_index[p.index].sql.strip()]
+        originals = [
+            p for p in step.statements if p.index in by_index and p.sql.strip() == by_index[p.index].sql.strip()
+        ]
         blocking = [cost_of[p.index] for p in originals if p.index in cost_of]
         block_ms = sum(c.estimate_ms for c in blocking)
         locks = "; ".join(p.locks for p in step.statements if p.locks) or "none on the application's tables"
         if step.backfill is not None:
-            estimate = (f"batches of about {DEFAULTS.backfill_batch_ms} ms each by keyset on {step.backfill.table}: "
-                        "only the rows of one batch are locked at a time; writes go on")
+            estimate = (
+                f"batches of about {DEFAULTS.backfill_batch_ms} ms each by keyset on {step.backfill.table}: "
+                "only the rows of one batch are locked at a time; writes go on"
+            )
         elif blocking:
-            estimate = f"blocks writes for about {block_ms:,.0f} ms (" + "; ".join(
-                f"{c.table}: {c.rows_estimate:,} rows, {c.method}" for c in blocking) + ")"
+            estimate = (
+                f"blocks writes for about {block_ms:,.0f} ms ("
+                + "; ".join(f"{c.table}: {c.rows_estimate:,} rows, {c.method}" for c in blocking)
+                + ")"
+            )
         elif any("VALIDATE" in p.kind.upper() or "VALIDATE" in p.sql.upper() for p in step.statements):
             estimate = "scans the table under SHARE UPDATE EXCLUSIVE: writes go on while it runs"
         else:
@@ -124,17 +137,34 @@ def _cards(steps: list[plan.Step], statements: list[analysis.StatementAnalysis],
         if dropping:
             reasons.append(f"it drops data ({'; '.join(s.kind for s in dropping)})")
         verb = "runs outside a transaction" if not step.transactional else "runs in one transaction"
-        does = (f"Runs statement{'s' if len(indexes) > 1 else ''} {_span(indexes)} of migration.sql "
-                f"({step.purpose}); it {verb}, and its ledger progress commits with it.")
-        cards.append(StepCard(step.number, step.purpose, step.fingerprint, step.transactional,
-                              "\n".join(p.sql.rstrip().rstrip(";") + ";" for p in step.statements), locks, estimate,
-                              does, indexes, "; ".join(reasons), step.group or step.number))
+        does = (
+            f"Runs statement{'s' if len(indexes) > 1 else ''} {_span(indexes)} of migration.sql "
+            f"({step.purpose}); it {verb}, and its ledger progress commits with it."
+        )
+        cards.append(
+            StepCard(
+                step.number,
+                step.purpose,
+                step.fingerprint,
+                step.transactional,
+                "\n".join(p.sql.rstrip().rstrip(";") + ";" for p in step.statements),
+                locks,
+                estimate,
+                does,
+                indexes,
+                "; ".join(reasons),
+                step.group or step.number,
+            )
+        )
     return cards
 
 
 def _span(indexes: list[int]) -> str:
-    return f"{indexes[0]}-{indexes[-1]}" if len(indexes) > 2 and indexes == list(range(indexes[0], indexes[-1] + 1)) \
+    return (
+        f"{indexes[0]}-{indexes[-1]}"
+        if len(indexes) > 2 and indexes == list(range(indexes[0], indexes[-1] + 1))
         else ", ".join(map(str, indexes))
+    )
 
 
 def describe(session: Session, *, strategy: str, lock_threshold_ms: float = 1000.0) -> BookPlan:
@@ -143,15 +173,21 @@ def describe(session: Session, *, strategy: str, lock_threshold_ms: float = 1000
     statements = apply_phase._statements(session)  # an empty or malformed file is refused before anything
     too_far = [n for n in batch.pause_before if n > len(statements)]
     if too_far:
-        raise BatchError(f"{batch.name}/batch.toml: pause_before names statement {too_far[0]}, but migration.sql has "
-                         f"{len(statements)}; name statements as preflight numbers them.")
+        raise BatchError(
+            f"{batch.name}/batch.toml: pause_before names statement {too_far[0]}, but migration.sql has "
+            f"{len(statements)}; name statements as preflight numbers them."
+        )
     with session.connect() as conn:
         conn.read_only = True
         with conn.transaction(force_rollback=True):
             statements = linked_locks.refine(conn, statements)
             sizes = preflight_phase.table_sizes(conn, preflight_phase.touched_tables(batch, statements))
-            costs = lockcost.estimate(conn, statements, {t.table: (t.rows_estimate, t.bytes) for t in sizes if t.exists},
-                                      threshold_ms=lock_threshold_ms)
+            costs = lockcost.estimate(
+                conn,
+                statements,
+                {t.table: (t.rows_estimate, t.bytes) for t in sizes if t.exists},
+                threshold_ms=lock_threshold_ms,
+            )
     steps = plan.build(statements, strategy)
     rollback_cards, rollback_checksum = [], ""
     path = batch.file(ROLLBACK)
@@ -161,9 +197,17 @@ def describe(session: Session, *, strategy: str, lock_threshold_ms: float = 1000
         parsed = analysis.analyze(text, filename=f"{batch.name}/{ROLLBACK}", server_major=session.facts.major)
         rollback_cards = _cards(plan.build(parsed, plan.DIRECT), parsed, [], float("inf"), ())
     return BookPlan(
-        BatchInfo.of(batch), str(session.migrations_dir), strategy, records.now_iso(), lock_threshold_ms,
-        _cards(steps, statements, costs, lock_threshold_ms, batch.pause_before), rollback_cards, rollback_checksum,
-        online_steps=len(plan.build(statements, ONLINE)) if strategy != ONLINE else 0, database=session.facts.database)
+        BatchInfo.of(batch),
+        str(session.migrations_dir),
+        strategy,
+        records.now_iso(),
+        lock_threshold_ms,
+        _cards(steps, statements, costs, lock_threshold_ms, batch.pause_before),
+        rollback_cards,
+        rollback_checksum,
+        online_steps=len(plan.build(statements, ONLINE)) if strategy != ONLINE else 0,
+        database=session.facts.database,
+    )
 
 
 # --- running: the cells ---------------------------------------------------------------------------
@@ -194,8 +238,12 @@ class StepOutcome:
     def frames(self) -> list[tuple[str, pd.DataFrame | str]]:
         r = self.result
         rows = r.row_changes() + [f"{b.rows:,} rows in {b.batches:,} batches ({b.table})" for b in r.backfills]
-        return [("Timeline", r.timeline_frame()), ("Locks held just before commit", r.locks_frame()),
-                ("Rows changed", "; ".join(rows) or "none"), ("What changed in the catalog", r.changes_frame())]
+        return [
+            ("Timeline", r.timeline_frame()),
+            ("Locks held just before commit", r.locks_frame()),
+            ("Rows changed", "; ".join(rows) or "none"),
+            ("What changed in the catalog", r.changes_frame()),
+        ]
 
     def __repr__(self) -> str:
         return self.headline
@@ -226,21 +274,26 @@ class Pause:
     @property
     def text(self) -> str:
         done = "; ".join(self.enforced) or "nothing of this batch yet"
-        state = (f"approved by {self.approval.by} at {self.approval.at:%Y-%m-%d %H:%M:%S %Z}".strip()
-                 if self.approved and self.approval is not None and self.approval.at
-                 else "waiting for an approval: approve it here, or run with approve = \"all\"")
-        return (f"Pause before {self.card.label}, because {self.card.pause}. Enforced already: {done}. "
-                f"Next: {self.card.does} Locks: {self.card.locks}; {self.card.estimate}. {state}.")
+        state = (
+            f"approved by {self.approval.by} at {self.approval.at:%Y-%m-%d %H:%M:%S %Z}".strip()
+            if self.approved and self.approval is not None and self.approval.at
+            else 'waiting for an approval: approve it here, or run with approve = "all"'
+        )
+        return (
+            f"Pause before {self.card.label}, because {self.card.pause}. Enforced already: {done}. "
+            f"Next: {self.card.does} Locks: {self.card.locks}; {self.card.estimate}. {state}."
+        )
 
     def __repr__(self) -> str:
         return self.text
 
     def _repr_html_(self) -> str:
-        return f"<p>{html.escape(self.text)}</p><p><code>stepwise.approve(pause, by=\"...\")</code></p>"
+        return f'<p>{html.escape(self.text)}</p><p><code>stepwise.approve(pause, by="...")</code></p>'
 
     def _ipython_display_(self) -> None:
         """The text, and an approval button where ipywidgets is installed (the `interactive` extra)."""
         from IPython.display import HTML, display  # noqa: PLC0415  (a notebook's display, only in a kernel)
+
         display(HTML(self._repr_html_()))
         if self.approved:
             return
@@ -255,6 +308,7 @@ class Pause:
             with said:
                 print(approve(self))
             button.disabled = True
+
         button.on_click(clicked)
         display(ipywidgets.VBox([button, said]))
 
@@ -282,8 +336,10 @@ class SummaryOutcome:
         return f"{self.headline}\nsummary: {self.html}\n         {self.markdown}"
 
     def _repr_html_(self) -> str:
-        return (f"<p><b>{html.escape(self.headline)}</b></p><p>summary: <code>{html.escape(str(self.html))}</code>"
-                f" and <code>{html.escape(str(self.markdown))}</code></p>")
+        return (
+            f"<p><b>{html.escape(self.headline)}</b></p><p>summary: <code>{html.escape(str(self.html))}</code>"
+            f" and <code>{html.escape(str(self.markdown))}</code></p>"
+        )
 
 
 def _os_user() -> str:
@@ -313,8 +369,11 @@ class Book:
             if recorded is not None:
                 return recorded
             fail_on_nogo = False  # started elsewhere (a terminal): shown, but no longer a reason to stop
-        result = preflight_phase.run(self.session, lock_threshold_ms=self.plan.lock_threshold_ms,
-                                     terminate_blockers_after_s=self.options.terminate_blockers_after_s)
+        result = preflight_phase.run(
+            self.session,
+            lock_threshold_ms=self.plan.lock_threshold_ms,
+            terminate_blockers_after_s=self.options.terminate_blockers_after_s,
+        )
         result.raise_for_verdict(fail_on_nogo and not self.options.force)
         return result
 
@@ -335,8 +394,9 @@ class Book:
             if found is None or not found.approved:
                 raise AwaitingApproval(
                     f"Step {number} of batch {self.number} waits for an approval ({card.pause}); approve it in the "
-                    f"pause cell above (its button, or stepwise.approve(pause)), or run with approve = \"all\" "
-                    f"(-p approve all); `runbook status` shows the batch PAUSED until then. Nothing was changed.")
+                    f'pause cell above (its button, or stepwise.approve(pause)), or run with approve = "all" '
+                    f"(-p approve all); `runbook status` shows the batch PAUSED until then. Nothing was changed."
+                )
         previous = self.session.run.read(names.APPLY, ExecutionResult)
         try:
             result = apply_phase.run(self.session, only_step=number, **self._apply_options())
@@ -354,8 +414,13 @@ class Book:
     def summary(self) -> SummaryOutcome:
         """summary.html and summary.md from the run folder's records, as `runbook run` makes them."""
         run = self.session.run
-        record = records.RunRecord(self.number, run.run_id, self.session.facts.url, self.plan.written_at,
-                                   run_by=f"{_os_user()}@{ledger.hostname()}")
+        record = records.RunRecord(
+            self.number,
+            run.run_id,
+            self.session.facts.url,
+            self.plan.written_at,
+            run_by=f"{_os_user()}@{ledger.hostname()}",
+        )
         record.phases = phase_runs([run])
         html_path, md_path = render_summary(run, record, f"Batch {self.number} migration summary")
         applied = run.read(names.APPLY, ExecutionResult)
@@ -371,22 +436,33 @@ class Book:
             return NotRun(f"batch {self.number} has no rollback.sql: nothing to roll back with")
         card = next((c for c in self.plan.rollback_steps if c.number == number), None)
         if card is None:
-            raise StepRefused(f"rollback.sql of batch {self.number} has {len(self.plan.rollback_steps)} step(s), "
-                              f"so there is no step {number}.")
+            raise StepRefused(
+                f"rollback.sql of batch {self.number} has {len(self.plan.rollback_steps)} step(s), "
+                f"so there is no step {number}."
+            )
         if not run:
-            return NotRun(f"Rollback step {number} not run: set rollback = True (-p rollback True) to undo the batch "
-                          f"one step per cell, or run `runbook rollback {self.number}` from a terminal.")
+            return NotRun(
+                f"Rollback step {number} not run: set rollback = True (-p rollback True) to undo the batch "
+                f"one step per cell, or run `runbook rollback {self.number}` from a terminal."
+            )
         batch = self._fresh_batch()
         path = batch.file(ROLLBACK)
         if path is None or sha256_file(path) != self.plan.rollback_checksum:
-            raise StepRefused(f"{batch.name}/{ROLLBACK} changed since this notebook was written; write a new notebook "
-                              f"with `runbook notebook {self.number}`. Nothing was changed.")
+            raise StepRefused(
+                f"{batch.name}/{ROLLBACK} changed since this notebook was written; write a new notebook "
+                f"with `runbook notebook {self.number}`. Nothing was changed."
+            )
         o = self.options
-        result = rollback_phase.run(self.session, lock_timeout_ms=o.lock_timeout_ms,
-                                    statement_timeout_ms=o.statement_timeout_ms, max_attempts=o.max_attempts,
-                                    wait_for_blockers_s=o.wait_for_blockers_s,
-                                    terminate_blockers_after_s=o.terminate_blockers_after_s,
-                                    blocker_threshold_ms=o.blocker_threshold_ms, only_step=number)
+        result = rollback_phase.run(
+            self.session,
+            lock_timeout_ms=o.lock_timeout_ms,
+            statement_timeout_ms=o.statement_timeout_ms,
+            max_attempts=o.max_attempts,
+            wait_for_blockers_s=o.wait_for_blockers_s,
+            terminate_blockers_after_s=o.terminate_blockers_after_s,
+            blocker_threshold_ms=o.blocker_threshold_ms,
+            only_step=number,
+        )
         return StepOutcome(card, result, names.ROLLBACK)
 
     # --- display
@@ -401,7 +477,7 @@ class Book:
 
     def _repr_html_(self) -> str:
         head = self.session.frame().to_html()
-        note = (f"<p>{self.plan.strategy} strategy: {len(self.plan.steps)} step(s), a cell each.</p>")
+        note = f"<p>{self.plan.strategy} strategy: {len(self.plan.steps)} step(s), a cell each.</p>"
         return head + note + self.frame().to_html()
 
     # --- the checks behind the cells
@@ -409,8 +485,10 @@ class Book:
     def _card(self, number: int) -> StepCard:
         card = next((c for c in self.plan.steps if c.number == number), None)
         if card is None:
-            raise StepRefused(f"The notebook's plan for batch {self.number} has {len(self.plan.steps)} step(s), "
-                              f"so there is no step {number}.")
+            raise StepRefused(
+                f"The notebook's plan for batch {self.number} has {len(self.plan.steps)} step(s), "
+                f"so there is no step {number}."
+            )
         return card
 
     def _fresh_batch(self) -> Batch:
@@ -423,7 +501,8 @@ class Book:
             raise StepRefused(
                 f"{batch.name}/migration.sql changed since this notebook was written (checksum "
                 f"{self.plan.batch.checksum[:12]}, now {batch.checksum[:12]}); restore it, or write a new notebook "
-                f"with `runbook notebook {self.number}`. Nothing was changed.")
+                f"with `runbook notebook {self.number}`. Nothing was changed."
+            )
         self.session = replace(self.session, batch=batch)
         statements = apply_phase._statements(self.session)
         now = [s.fingerprint for s in plan.build(statements, self.plan.strategy)]
@@ -431,7 +510,8 @@ class Book:
             raise StepRefused(
                 f"Batch {self.number}'s {self.plan.strategy} plan reads otherwise than when this notebook was written "
                 f"({len(now)} step(s), was {len(self.plan.steps)}), so its cells no longer match; write a new "
-                f"notebook with `runbook notebook {self.number}`. Nothing was changed.")
+                f"notebook with `runbook notebook {self.number}`. Nothing was changed."
+            )
 
     def _done(self, number: int) -> bool:
         """Whether step `number` is committed already (a pause before it then asks nothing)."""
@@ -445,13 +525,15 @@ class Book:
                 return len(self.plan.steps)
             # a row still 'running' while no one holds the migration lock is a run that died (a killed kernel)
             stopped = ledger.stopped(conn, self.number, dead_running=migration_lock.holder(conn) is None)
-        return stepping.committed(self.plan.steps, stopped if stopped is not None and stopped.phase == names.APPLY
-                                  else None)
+        return stepping.committed(
+            self.plan.steps, stopped if stopped is not None and stopped.phase == names.APPLY else None
+        )
 
     def _approval(self, card: StepCard, *, record_wait: bool) -> approvals.Approval | None:
         s = self.session
-        key = dict(run_id=s.run.run_id, batch=self.number, batch_name=s.batch.name, checksum=s.batch.checksum,
-                   step=card.number)
+        key = dict(
+            run_id=s.run.run_id, batch=self.number, batch_name=s.batch.name, checksum=s.batch.checksum, step=card.number
+        )
         if self.approve_all:
             return approvals.approve(s.url, by=_os_user(), how='approve = "all"', **key)
         if record_wait:
@@ -467,18 +549,29 @@ class Book:
         with self.session.connect() as conn:
             conn.read_only = True
             now = catalog.snapshot(conn, [t.name for t in done.before.tables], count_rows=False)
-        return [f"{c.table}: {c.object} {c.change}" + (f" ({c.after})" if c.after else "")
-                for c in catalog.diff(done.before, now)]
+        return [
+            f"{c.table}: {c.object} {c.change}" + (f" ({c.after})" if c.after else "")
+            for c in catalog.diff(done.before, now)
+        ]
 
     def _apply_options(self) -> dict:
         o = self.options
-        return dict(force=o.force, strategy=self.plan.strategy, lock_timeout_ms=o.lock_timeout_ms,
-                    statement_timeout_ms=o.statement_timeout_ms, max_attempts=o.max_attempts,
-                    wait_for_blockers_s=o.wait_for_blockers_s, terminate_blockers_after_s=o.terminate_blockers_after_s,
-                    blocker_threshold_ms=o.blocker_threshold_ms, backfill_batch_ms=o.backfill_batch_ms,
-                    backfill_rows_per_s=o.backfill_rows_per_s, backfill_pause_ms=o.backfill_pause_ms,
-                    max_replica_lag_ms=o.max_replica_lag_ms, backfill_wal_mb_per_s=o.backfill_wal_mb_per_s,
-                    backfill_flush_from_mb=o.backfill_flush_from_mb)
+        return dict(
+            force=o.force,
+            strategy=self.plan.strategy,
+            lock_timeout_ms=o.lock_timeout_ms,
+            statement_timeout_ms=o.statement_timeout_ms,
+            max_attempts=o.max_attempts,
+            wait_for_blockers_s=o.wait_for_blockers_s,
+            terminate_blockers_after_s=o.terminate_blockers_after_s,
+            blocker_threshold_ms=o.blocker_threshold_ms,
+            backfill_batch_ms=o.backfill_batch_ms,
+            backfill_rows_per_s=o.backfill_rows_per_s,
+            backfill_pause_ms=o.backfill_pause_ms,
+            max_replica_lag_ms=o.max_replica_lag_ms,
+            backfill_wal_mb_per_s=o.backfill_wal_mb_per_s,
+            backfill_flush_from_mb=o.backfill_flush_from_mb,
+        )
 
     def _merge(self, previous: ExecutionResult | None, new: ExecutionResult | None, number: int) -> None:
         """apply.json as one apply: this step's record joined to the steps this notebook ran before it."""
@@ -489,8 +582,16 @@ class Book:
             with self.session.connect() as conn:
                 found = approvals.find(conn, self.session.run.run_id, self.number, number)
             if found is not None and found.approved:
-                new.approvals = [StepApproval(number, found.since.isoformat(), found.at.isoformat() if found.at else "",
-                                              found.by, found.how, card.pause)]
+                new.approvals = [
+                    StepApproval(
+                        number,
+                        found.since.isoformat(),
+                        found.at.isoformat() if found.at else "",
+                        found.by,
+                        found.how,
+                        card.pause,
+                    )
+                ]
         new.stepped = True
         if previous is None or previous is new or previous.run_id != new.run_id or not previous.stepped:
             self.session.run.write(names.APPLY, new)
@@ -503,8 +604,9 @@ def merge(first: ExecutionResult, then: ExecutionResult) -> ExecutionResult:
     later step's offsets moved by the time between the two), the catalog before the first and after the last."""
     shift = 0.0
     if first.statements_started_at and then.statements_started_at:
-        shift = (datetime.fromisoformat(then.statements_started_at)
-                 - datetime.fromisoformat(first.statements_started_at)).total_seconds()
+        shift = (
+            datetime.fromisoformat(then.statements_started_at) - datetime.fromisoformat(first.statements_started_at)
+        ).total_seconds()
     moved = [replace(s, started_offset_s=round(s.started_offset_s + shift, 6)) for s in then.statements]
     steps = {s.number: s for s in first.steps if s.status != names.SKIPPED}
     for s in then.steps:
@@ -515,19 +617,29 @@ def merge(first: ExecutionResult, then: ExecutionResult) -> ExecutionResult:
     approvals_by_step = {a.step: a for a in first.approvals + then.approvals}
     return replace(
         then,
-        started_at=first.started_at, statements_started_at=first.statements_started_at or then.statements_started_at,
-        duration_s=round(first.duration_s + then.duration_s, 6), attempts=first.attempts + then.attempts,
-        steps=[steps[n] for n in sorted(steps)], statements=first.statements + moved,
+        started_at=first.started_at,
+        statements_started_at=first.statements_started_at or then.statements_started_at,
+        duration_s=round(first.duration_s + then.duration_s, 6),
+        attempts=first.attempts + then.attempts,
+        steps=[steps[n] for n in sorted(steps)],
+        statements=first.statements + moved,
         locks_before_commit=first.locks_before_commit + then.locks_before_commit,
         longest_write_block_s=max(first.longest_write_block_s, then.longest_write_block_s),
         longest_queue_wait_s=max(first.longest_queue_wait_s, then.longest_queue_wait_s),
-        before=before, after=after, changes=catalog.diff(before, after) if before and after else then.changes,
-        cleanup=first.cleanup + then.cleanup, blocker_waits=first.blocker_waits + then.blocker_waits,
+        before=before,
+        after=after,
+        changes=catalog.diff(before, after) if before and after else then.changes,
+        cleanup=first.cleanup + then.cleanup,
+        blocker_waits=first.blocker_waits + then.blocker_waits,
         blocker_wait_s=round(first.blocker_wait_s + then.blocker_wait_s, 6),
-        guard_cancels=first.guard_cancels + then.guard_cancels, gates_from=first.gates_from or then.gates_from,
-        backfills=first.backfills + then.backfills, resumed=first.resumed or then.resumed,
-        prisma=then.prisma or first.prisma, approvals=[approvals_by_step[n] for n in sorted(approvals_by_step)],
-        stepped=True)
+        guard_cancels=first.guard_cancels + then.guard_cancels,
+        gates_from=first.gates_from or then.gates_from,
+        backfills=first.backfills + then.backfills,
+        resumed=first.resumed or then.resumed,
+        prisma=then.prisma or first.prisma,
+        approvals=[approvals_by_step[n] for n in sorted(approvals_by_step)],
+        stepped=True,
+    )
 
 
 def phase_runs(folders: list[records.RunFolder]) -> list[records.PhaseRun]:
@@ -537,10 +649,13 @@ def phase_runs(folders: list[records.RunFolder]) -> list[records.PhaseRun]:
     for phase in (names.PREFLIGHT, names.APPLY, names.VALIDATE):
         found = [d for d in (f.read_data(phase) for f in folders) if d is not None]
         if found:
-            ok = all(d.get("status", "") != names.FAILED and (d.get("verdict") or {}).get("status") != names.NOGO
-                     for d in found)
-            out.append(records.PhaseRun(phase, NOTEBOOK, round(sum(float(d.get("duration_s") or 0.0) for d in found), 6),
-                                        ok))
+            ok = all(
+                d.get("status", "") != names.FAILED and (d.get("verdict") or {}).get("status") != names.NOGO
+                for d in found
+            )
+            out.append(
+                records.PhaseRun(phase, NOTEBOOK, round(sum(float(d.get("duration_s") or 0.0) for d in found), 6), ok)
+            )
     return out
 
 
@@ -548,6 +663,7 @@ def render_summary(run: records.RunFolder, record: records.RunRecord, title: str
     """run.json, then the summary notebook executed and rendered (summary.html, summary.md) as `runbook run` does."""
     from runbook_lib.notebook import runner  # noqa: PLC0415  (start-up time: papermill, only for the summary)
     from runbook_lib.report import render  # noqa: PLC0415  (start-up time: nbconvert, only for the summary)
+
     run.write("run", record)
     out = run.path / runner.PHASE_NOTEBOOKS[names.SUMMARY]
     runner.execute(names.SUMMARY, out, {"run_dir": str(run.path.resolve())}, database_url="")
@@ -559,35 +675,52 @@ def render_summary(run: records.RunFolder, record: records.RunRecord, title: str
 def approve(pause: Pause, *, by: str | None = None) -> str:
     """Approve the pause (the approver defaults to the operating-system user), in the ledger; the next step may run."""
     card, s = pause.card, pause.book.session
-    found = approvals.approve(s.url, run_id=s.run.run_id, batch=pause.book.number, batch_name=s.batch.name,
-                              checksum=s.batch.checksum, step=card.number, by=by or _os_user(),
-                              how="approve() in the notebook")
+    found = approvals.approve(
+        s.url,
+        run_id=s.run.run_id,
+        batch=pause.book.number,
+        batch_name=s.batch.name,
+        checksum=s.batch.checksum,
+        step=card.number,
+        by=by or _os_user(),
+        how="approve() in the notebook",
+    )
     pause.approval = found
     return f"step {card.number} approved by {found.by} at {found.at:%Y-%m-%d %H:%M:%S %Z}".strip()
 
 
-def open_book(run_dir: str | Path, *, database_url: str | None = None, approve: str | None = None,
-              **options) -> Book:
+def open_book(run_dir: str | Path, *, database_url: str | None = None, approve: str | None = None, **options) -> Book:
     """The notebook's first call: the plan it was written from (runbook.json), the target, and the options."""
     run = records.RunFolder.open(run_dir)
     plan_record = run.read(PLAN, BookPlan)
     if plan_record is None:
-        raise RunbookError(f"{run.path} holds no {PLAN}.json, so it is not a runbook notebook's run folder; write one "
-                           "with `runbook notebook N`.")
+        raise RunbookError(
+            f"{run.path} holds no {PLAN}.json, so it is not a runbook notebook's run folder; write one "
+            "with `runbook notebook N`."
+        )
     if approve not in (None, ALL):
-        raise RunbookError(f"approve must be None (stop at each pause for an approval) or \"all\", not {approve!r}.")
+        raise RunbookError(f'approve must be None (stop at each pause for an approval) or "all", not {approve!r}.')
     chosen = Options(**options).checked()
     if options.get("strategy", plan_record.strategy) != plan_record.strategy:
-        raise RunbookError(f"This notebook was written for the {plan_record.strategy} strategy; its cells are that "
-                           f"plan's steps, so write a new notebook with `runbook notebook {plan_record.batch.number} "
-                           f"--strategy {options['strategy']}`.")
-    session = open_session(plan_record.batch.number, migrations_dir=plan_record.migrations_dir, run_dir=run.path,
-                           database_url=database_url, from_notebook=True)
+        raise RunbookError(
+            f"This notebook was written for the {plan_record.strategy} strategy; its cells are that "
+            f"plan's steps, so write a new notebook with `runbook notebook {plan_record.batch.number} "
+            f"--strategy {options['strategy']}`."
+        )
+    session = open_session(
+        plan_record.batch.number,
+        migrations_dir=plan_record.migrations_dir,
+        run_dir=run.path,
+        database_url=database_url,
+        from_notebook=True,
+    )
     assert isinstance(session, Session)
     if plan_record.database and session.facts.database != plan_record.database:
-        raise RunbookError(f"This notebook was written for database {plan_record.database}, but DATABASE_URL points at "
-                           f"{session.facts.url}; point DATABASE_URL at {plan_record.database}, or write a notebook for "
-                           f"this database with `runbook notebook {plan_record.batch.number}`.")
+        raise RunbookError(
+            f"This notebook was written for database {plan_record.database}, but DATABASE_URL points at "
+            f"{session.facts.url}; point DATABASE_URL at {plan_record.database}, or write a notebook for "
+            f"this database with `runbook notebook {plan_record.batch.number}`."
+        )
     return Book(session, plan_record, replace(chosen, strategy=plan_record.strategy), approve_all=approve == ALL)
 
 
@@ -596,4 +729,3 @@ def write_plan(session: Session, *, strategy: str, lock_threshold_ms: float = 10
     described = describe(session, strategy=strategy, lock_threshold_ms=lock_threshold_ms)
     session.run.write(PLAN, described)
     return described
-

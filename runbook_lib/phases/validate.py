@@ -27,10 +27,17 @@ from runbook_lib.report.records import (
 from runbook_lib.sql import expect
 
 
-def run(session: Session | Release, *, require_applied: bool = True, orm_strict: bool = False,
-        prisma_schema_path: str | Path | None = None, known: history.History | None = None,
-        later_touched: expect.Touched | None = None,
-        fail_on_not_run: bool = False, conn: psycopg.Connection | None = None) -> ValidationResult | ReleaseValidation:
+def run(
+    session: Session | Release,
+    *,
+    require_applied: bool = True,
+    orm_strict: bool = False,
+    prisma_schema_path: str | Path | None = None,
+    known: history.History | None = None,
+    later_touched: expect.Touched | None = None,
+    fail_on_not_run: bool = False,
+    conn: psycopg.Connection | None = None,
+) -> ValidationResult | ReleaseValidation:
     """Run the batch's declared checks, validation.sql and the tests derived from migration.sql; roll back; record.
 
     Derived tests (runbook_lib.batch.derived) need nobody to write them: what migration.sql creates,
@@ -43,8 +50,9 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
     connection to run on (a release's, between two migrations), left open; else one of its own.
     """
     if isinstance(session, Release):
-        return run_release(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path,
-                           fail_on_not_run=fail_on_not_run)
+        return run_release(
+            session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path, fail_on_not_run=fail_on_not_run
+        )
     batch = session.batch
     blocks_file = batch.file(VALIDATION)
     file_blocks = sqlblocks.load(blocks_file) if blocks_file else []
@@ -52,7 +60,7 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
     schema = orm.load(schema_path) if schema_path else None  # a file it cannot read stops here, before any test
     started = records.now_iso()
     t0 = time.perf_counter()
-    with (contextlib.nullcontext(conn) if conn is not None else session.connect()) as conn:
+    with contextlib.nullcontext(conn) if conn is not None else session.connect() as conn:
         known = known or history.read(conn, session.batches())
         later = [b for b in session.batches() if b.number > batch.number and known.state(b.number).applied]
         if require_applied and not known.state(batch.number).applied:
@@ -62,8 +70,14 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
             )
         conn.commit()
         touched = batch.checks.tables
-        with ledger.LedgerWriter(session.url, run_id=session.run.run_id, batch=batch.number,
-                                 batch_name=batch.name, phase="validate", checksum=batch.checksum) as writer:
+        with ledger.LedgerWriter(
+            session.url,
+            run_id=session.run.run_id,
+            batch=batch.number,
+            batch_name=batch.name,
+            phase="validate",
+            checksum=batch.checksum,
+        ) as writer:
             with conn.transaction(force_rollback=True):
                 first_xid = _xid(conn)
                 if later_touched is None:
@@ -87,11 +101,19 @@ def run(session: Session | Release, *, require_applied: bool = True, orm_strict:
                 mismatches = orm.compare(conn, schema, batch.checks.columns)
             conn.commit()
             result = ValidationResult(
-                batch=preflight.BatchInfo.of(batch), connection=session.facts, run_id=session.run.run_id,
-                started_at=started, duration_s=round(time.perf_counter() - t0, 6), tests=results,
-                leftover_rows=leftover, prisma_schema=str(schema_path) if schema else None,
-                orm_mismatches=mismatches, orm_strict=orm_strict, derived_notes=derivation.notes,
-                orm_scope=scope, fail_on_not_run=fail_on_not_run,
+                batch=preflight.BatchInfo.of(batch),
+                connection=session.facts,
+                run_id=session.run.run_id,
+                started_at=started,
+                duration_s=round(time.perf_counter() - t0, 6),
+                tests=results,
+                leftover_rows=leftover,
+                prisma_schema=str(schema_path) if schema else None,
+                orm_mismatches=mismatches,
+                orm_strict=orm_strict,
+                derived_notes=derivation.notes,
+                orm_scope=scope,
+                fail_on_not_run=fail_on_not_run,
             )
             session.run.write("validate", result)
             message = result.headline
@@ -113,8 +135,10 @@ def _orm_scope(session: Session, schema_path: Path, *, explicit: bool) -> str:
     latest = max(b.number for b in session.batches())  # the folder, read once per session (or release)
     if explicit or schema_path.parent == batch.path or batch.number == latest:
         return "every model and field"
-    return (f"only the columns the checks name: a schema.prisma beside the migrations folder is taken to "
-            f"describe the state after the latest batch ({latest}), as Prisma keeps it, not after batch {batch.number}")
+    return (
+        f"only the columns the checks name: a schema.prisma beside the migrations folder is taken to "
+        f"describe the state after the latest batch ({latest}), as Prisma keeps it, not after batch {batch.number}"
+    )
 
 
 def _xid(conn) -> int:
@@ -141,14 +165,17 @@ def _left_behind(conn, names: list[str], first_xid: int, last_xid: int) -> int:
         if conn.execute("SELECT to_regclass(%s)", (catalog.regclass_text(name),)).fetchone()[0] is None:
             continue
         # the name is quoted by regclass_text: nothing here comes from input unescaped
-        total += conn.execute(f"SELECT count(*) FROM {catalog.regclass_text(name)}"
-                              " WHERE xmin::text::bigint BETWEEN %s AND %s", (low, high)).fetchone()[0]
+        total += conn.execute(
+            f"SELECT count(*) FROM {catalog.regclass_text(name)} WHERE xmin::text::bigint BETWEEN %s AND %s",
+            (low, high),
+        ).fetchone()[0]
     conn.commit()
     return total
 
 
-def after_apply(session: Session, known: history.History,
-                conn: psycopg.Connection | None = None) -> ValidationResult | None:
+def after_apply(
+    session: Session, known: history.History, conn: psycopg.Connection | None = None
+) -> ValidationResult | None:
     """Validate one migration of a release the moment it committed, so that its tests see the state it left.
 
     A later migration of the release may drop a column under an index this one created, or rename what it
@@ -163,8 +190,13 @@ def after_apply(session: Session, known: history.History,
         return None
 
 
-def run_release(release: Release, *, orm_strict: bool = False,
-                prisma_schema_path: str | Path | None = None, fail_on_not_run: bool = False) -> ReleaseValidation:
+def run_release(
+    release: Release,
+    *,
+    orm_strict: bool = False,
+    prisma_schema_path: str | Path | None = None,
+    fail_on_not_run: bool = False,
+) -> ReleaseValidation:
     """Validate each migration this release applied (its apply.json says so), in order.
 
     A migration whose tests ran right after its apply (`after_apply`, as `runbook deploy` does) keeps that record,
@@ -194,7 +226,14 @@ def run_release(release: Release, *, orm_strict: bool = False,
                 session.run.write(names.VALIDATE, recorded)
                 result.results.append(recorded)
                 continue
-            result.results.append(run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema_path,
-                                      known=known, later_touched=changed_after(batch.number),
-                                      fail_on_not_run=fail_on_not_run))
+            result.results.append(
+                run(
+                    session,
+                    orm_strict=orm_strict,
+                    prisma_schema_path=prisma_schema_path,
+                    known=known,
+                    later_touched=changed_after(batch.number),
+                    fail_on_not_run=fail_on_not_run,
+                )
+            )
     return result

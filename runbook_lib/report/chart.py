@@ -71,11 +71,15 @@ def timeline_svg(apply_result) -> str:
         parts.append(f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#444">{tick:g}</text>')
     for row, (left, width, colour, label) in enumerate(drawn):
         x, y, w = PLOT_LEFT + left * scale, TOP + row * ROW, max(width * scale, 1.0)
-        parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{ROW - 6}" fill="{colour}">'
-                     f"<title>{escape(label, quote=False)}: {left:.1f} ms to {left + width:.1f} ms</title></rect>")
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{ROW - 6}" fill="{colour}">'
+            f"<title>{escape(label, quote=False)}: {left:.1f} ms to {left + width:.1f} ms</title></rect>"
+        )
         parts.append(f'<text x="{x + w + 6:.1f}" y="{y + ROW / 2 + 4}">{escape(label, quote=False)}</text>')
     parts.append(f'<line x1="{PLOT_LEFT}" y1="{axis_y}" x2="{PLOT_LEFT + PLOT_WIDTH}" y2="{axis_y}" stroke="#444"/>')
-    parts.append(f'<text x="{PLOT_LEFT}" y="{height - 10}" fill="#444">ms since T+0, when apply began its steps '
-                 "(orange: lock blocks writes; red: failed or timed out)</text>")
+    parts.append(
+        f'<text x="{PLOT_LEFT}" y="{height - 10}" fill="#444">ms since T+0, when apply began its steps '
+        "(orange: lock blocks writes; red: failed or timed out)</text>"
+    )
     parts.append("</svg>")
     return "\n".join(parts)

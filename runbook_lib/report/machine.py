@@ -32,8 +32,12 @@ def plain(value: Any) -> Any:
 
 def document(command: str, ok: bool, **fields: Any) -> str:
     """The one JSON document a command prints: format_version, command, ok, then the command's own keys."""
-    return json.dumps({"format_version": FORMAT_VERSION, "command": command, "ok": ok, **fields},
-                      indent=2, ensure_ascii=False, default=str)
+    return json.dumps(
+        {"format_version": FORMAT_VERSION, "command": command, "ok": ok, **fields},
+        indent=2,
+        ensure_ascii=False,
+        default=str,
+    )
 
 
 def run_fields(run_dir: Path, summary_html: Path | None, summary_md: Path | None) -> dict[str, Any]:
@@ -49,8 +53,9 @@ def run_fields(run_dir: Path, summary_html: Path | None, summary_md: Path | None
     }
     if run_data and run_data.get("release"):
         out["release"] = _raw(folder, "release")
-        out["migrations"] = [{"folder": child.path.name, "records": FolderRecords.read(child).raw}
-                             for child in folder.children()]
+        out["migrations"] = [
+            {"folder": child.path.name, "records": FolderRecords.read(child).raw} for child in folder.children()
+        ]
     else:
         out["records"] = FolderRecords.read(folder).raw
     return out
@@ -69,8 +74,9 @@ def _cell(text: object, width: int = 160) -> str:
 
 
 def _rows(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
-        ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(_cell(c) for c in row) + " |" for row in rows
+    ]
 
 
 def preflight_sections(result: records.PreflightResult) -> list[tuple[str, list[str]]]:
@@ -80,24 +86,66 @@ def preflight_sections(result: records.PreflightResult) -> list[tuple[str, list[
     head = [f"## {icon} runbook preflight: batch {result.batch.number} {result.batch.name}: **{verdict.status}**", ""]
     head += [f"- {_cell(r, 1000)}" for r in verdict.reasons] or ["No reason to wait: every check passed."]
     estimates = {c.statement_index: c for c in result.lock_costs}
-    locks = _rows(("#", "line", "statement", "locks", "blocks writes", "estimate"),
-                  [(s.index, s.line, s.kind, s.lock_summary or "no table lock", "yes" if s.blocks_writes else "no",
-                    f"{estimates[s.index].estimate_ms:.1f} ms" if s.index in estimates else "-")
-                   for s in result.statements])
+    locks = _rows(
+        ("#", "line", "statement", "locks", "blocks writes", "estimate"),
+        [
+            (
+                s.index,
+                s.line,
+                s.kind,
+                s.lock_summary or "no table lock",
+                "yes" if s.blocks_writes else "no",
+                f"{estimates[s.index].estimate_ms:.1f} ms" if s.index in estimates else "-",
+            )
+            for s in result.statements
+        ],
+    )
     lint = result.lint
-    lint_lines = (_rows(("statement", "line", "rule", "level", "message"),
-                        [(f.statement_index or "-", f.line, f.rule, f.level, f.message) for f in lint.findings])
-                  if lint and lint.findings else [f"squawk found nothing{'' if lint is None or lint.available else ': ' + lint.note}."])
-    costs = (_rows(("#", "statement", "table", "lock", "rows", "estimate", "online alternative"),
-                   [(c.statement_index, c.kind, c.table, c.mode, c.rows_estimate, f"{c.estimate_ms:.1f} ms",
-                     c.alternative or "-") for c in result.lock_costs])
-             if result.lock_costs else ["No statement blocks writes while it scans or rewrites a table."])
-    blockers = (_rows(("pid", "user", "application", "state", "transaction age", "locks", "reason"),
-                      [(b.pid, b.user, b.application, b.state, f"{b.transaction_age_s:.0f} s", b.locks, b.reason)
-                       for b in result.blockers])
-                if result.blockers else ["No session holds a lock the migration would wait for."])
-    return [("", head), ("### Locks per statement", locks), ("### Lint (squawk)", lint_lines),
-            ("### Lock estimates", costs), ("### Blockers", blockers)]
+    lint_lines = (
+        _rows(
+            ("statement", "line", "rule", "level", "message"),
+            [(f.statement_index or "-", f.line, f.rule, f.level, f.message) for f in lint.findings],
+        )
+        if lint and lint.findings
+        else [f"squawk found nothing{'' if lint is None or lint.available else ': ' + lint.note}."]
+    )
+    costs = (
+        _rows(
+            ("#", "statement", "table", "lock", "rows", "estimate", "online alternative"),
+            [
+                (
+                    c.statement_index,
+                    c.kind,
+                    c.table,
+                    c.mode,
+                    c.rows_estimate,
+                    f"{c.estimate_ms:.1f} ms",
+                    c.alternative or "-",
+                )
+                for c in result.lock_costs
+            ],
+        )
+        if result.lock_costs
+        else ["No statement blocks writes while it scans or rewrites a table."]
+    )
+    blockers = (
+        _rows(
+            ("pid", "user", "application", "state", "transaction age", "locks", "reason"),
+            [
+                (b.pid, b.user, b.application, b.state, f"{b.transaction_age_s:.0f} s", b.locks, b.reason)
+                for b in result.blockers
+            ],
+        )
+        if result.blockers
+        else ["No session holds a lock the migration would wait for."]
+    )
+    return [
+        ("", head),
+        ("### Locks per statement", locks),
+        ("### Lint (squawk)", lint_lines),
+        ("### Lock estimates", costs),
+        ("### Blockers", blockers),
+    ]
 
 
 def _block(title: str, lines: list[str]) -> str:
@@ -139,6 +187,8 @@ def preflight_markdown(result: records.PreflightResult, limit: int = GITHUB_COMM
     budget = limit - len(footer) - 1
     if sum(len(b) for b in blocks) > budget:
         shares = _shares([len(b) for b in blocks], budget)
-        blocks = [b if len(b) <= share else _cut_section(title, lines, share, note)
-                  for b, share, (title, lines) in zip(blocks, shares, sections)]
+        blocks = [
+            b if len(b) <= share else _cut_section(title, lines, share, note)
+            for b, share, (title, lines) in zip(blocks, shares, sections)
+        ]
     return ("".join(blocks).rstrip("\n") + "\n" + footer)[:limit]

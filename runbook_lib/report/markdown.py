@@ -83,7 +83,7 @@ def prose(markdown: str) -> str:
             continue
         pieces, last = [], 0
         for span in _SPAN.finditer(line):
-            pieces.append(_escape_html(line[last:span.start()]))
+            pieces.append(_escape_html(line[last : span.start()]))
             pieces.append(span.group(0))
             last = span.end()
         pieces.append(_escape_html(line[last:]))

@@ -140,8 +140,11 @@ def _build(tp: Any, data: Any) -> Any:
                 continue
         return data
     if dataclasses.is_dataclass(tp):
-        kwargs = {name: data[name] if plain else _build(hint, data[name])
-                  for name, hint, plain in _fields_of(tp) if name in data}
+        kwargs = {
+            name: data[name] if plain else _build(hint, data[name])
+            for name, hint, plain in _fields_of(tp)
+            if name in data
+        }
         return tp(**kwargs)
     if origin in (list, tuple):
         args = typing.get_args(tp)
@@ -272,9 +275,11 @@ class RunFolder:
         try:
             return _build(cls, data)
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            raise RecordError(f"{self.record_path(phase)} does not hold a {cls.__name__} record "
-                              f"({type(exc).__name__}: {exc}); pass the run folder a run printed, or run the phase "
-                              "again.") from None
+            raise RecordError(
+                f"{self.record_path(phase)} does not hold a {cls.__name__} record "
+                f"({type(exc).__name__}: {exc}); pass the run folder a run printed, or run the phase "
+                "again."
+            ) from None
 
     def read_data(self, phase: str) -> dict[str, Any] | None:
         """`<phase>.json` as JSON data, its schema version checked; for those who need a few fields, not the record."""
@@ -284,13 +289,15 @@ class RunFolder:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RecordError(f"{path} is not a readable JSON record ({exc}); run the phase again to write it anew.") \
-                from None
+            raise RecordError(
+                f"{path} is not a readable JSON record ({exc}); run the phase again to write it anew."
+            ) from None
         version = data.get("schema_version", 1) if isinstance(data, dict) else None  # records before versions: 1
         if version not in (1, SCHEMA_VERSION):
             raise RecordError(
                 f"{path} was written with record schema {version}, and this runbook reads schema {SCHEMA_VERSION} "
-                "and the schemas before it; render it with the runbook version that wrote it, or run the phase again.")
+                "and the schemas before it; render it with the runbook version that wrote it, or run the phase again."
+            )
         return _upgraded(data, version)
 
     def has(self, phase: str) -> bool:
@@ -437,8 +444,10 @@ class PreflightResult:
         if p is None:
             return pd.DataFrame({"privileges": ["not checked"]})
         acting = p.role if p.role == p.login else f"{p.role} (logged in as {p.login})"
-        rows = [("role", "superuser" if p.superuser else "not a superuser", acting),
-                ("predefined roles", ", ".join(p.held) or "none", "pg_read_all_stats, pg_signal_backend")]
+        rows = [
+            ("role", "superuser" if p.superuser else "not a superuser", acting),
+            ("predefined roles", ", ".join(p.held) or "none", "pg_read_all_stats, pg_signal_backend"),
+        ]
         rows += [(g.severity, g.text, g.fix) for g in p.gaps]
         if not p.gaps:
             rows.append(("OK", "the role may run every statement and write the ledger", ""))
@@ -452,15 +461,25 @@ class PreflightResult:
 
     def ledger_frame(self) -> pd.DataFrame:
         lc = self.ledger
-        rows = [("this batch", "applied" if lc.applied else "not applied",
-                 f"{lc.applied_at or ''} {lc.applied_by or ''}".strip()
-                 + (f" ({getattr(lc, 'source', '')})" if getattr(lc, "source", "") else ""))]
+        rows = [
+            (
+                "this batch",
+                "applied" if lc.applied else "not applied",
+                f"{lc.applied_at or ''} {lc.applied_by or ''}".strip()
+                + (f" ({getattr(lc, 'source', '')})" if getattr(lc, "source", "") else ""),
+            )
+        ]
         if getattr(lc, "notes", ""):
             rows.append(("histories disagree", "DISAGREE", lc.notes))
         if getattr(lc, "prisma_failed", ""):
             rows.append(("_prisma_migrations", "FAILED ROW", lc.prisma_failed))
-        rows.append(("migration.sql checksum", lc.checksum[:16],
-                     f"DRIFT: applied with {lc.applied_checksum[:16]}" if lc.drift else "matches" if lc.applied else ""))
+        rows.append(
+            (
+                "migration.sql checksum",
+                lc.checksum[:16],
+                f"DRIFT: applied with {lc.applied_checksum[:16]}" if lc.drift else "matches" if lc.applied else "",
+            )
+        )
         rows += [(f"depends on batch {n}", "applied" if ok else "NOT APPLIED", "") for n, ok in lc.dependencies]
         return pd.DataFrame(rows, columns=["item", "state", "detail"])
 
@@ -474,8 +493,9 @@ class PreflightResult:
     def lint_frame(self) -> pd.DataFrame:
         if self.lint is None or not self.lint.available:
             return pd.DataFrame({"lint": [self.lint.note if self.lint else "squawk was not run"]})
-        return tables.frame(self.lint.findings, ["statement_index", "line", "rule", "message", "help"],
-                            empty="squawk found nothing")
+        return tables.frame(
+            self.lint.findings, ["statement_index", "line", "rule", "message", "help"], empty="squawk found nothing"
+        )
 
     def tables_frame(self) -> pd.DataFrame:
         return tables.frame(self.tables, ["table", "exists", "rows_estimate", "bytes"], empty="no tables")
@@ -483,14 +503,27 @@ class PreflightResult:
     def lock_costs_frame(self) -> pd.DataFrame:
         return tables.frame(
             self.lock_costs,
-            ["statement_index", "kind", "table", "mode", "rows_estimate", "bytes", "estimate_ms", "method",
-             "over_threshold", "alternative"],
+            [
+                "statement_index",
+                "kind",
+                "table",
+                "mode",
+                "rows_estimate",
+                "bytes",
+                "estimate_ms",
+                "method",
+                "over_threshold",
+                "alternative",
+            ],
             empty="no statement blocks writes while it scans or rewrites a table",
         )
 
     def backfills_frame(self) -> pd.DataFrame:
-        return tables.frame(self.backfills, ["statement_index", "line", "kind", "table", "batched", "key", "reason"],
-                            empty="no INSERT, UPDATE or DELETE in migration.sql")
+        return tables.frame(
+            self.backfills,
+            ["statement_index", "line", "kind", "table", "batched", "key", "reason"],
+            empty="no INSERT, UPDATE or DELETE in migration.sql",
+        )
 
     def blockers_frame(self) -> pd.DataFrame:
         return tables.frame(
@@ -546,8 +579,9 @@ class HeldLock:
 def _row_verb(kind: str) -> str | None:
     """How a data statement's row count reads ("inserted into"); None for a statement that changes no rows."""
     first = kind.split()[0].upper() if kind else ""
-    return {"INSERT": "inserted into", "UPDATE": "updated in", "DELETE": "deleted from",
-            "MERGE": "merged into"}.get(first)
+    return {"INSERT": "inserted into", "UPDATE": "updated in", "DELETE": "deleted from", "MERGE": "merged into"}.get(
+        first
+    )
 
 
 @dataclass(frozen=True)
@@ -600,8 +634,10 @@ class BackfillRun:
     @property
     def changed(self) -> str:
         """Its rows as a person reads them: "4,500 updated in Lead (statement 5, in 45 batches)"."""
-        return (f"{self.rows:,} {_row_verb(self.kind) or self.kind} {self.table} (statement {self.statement_index}, "
-                f"in {self.batches:,} batches)")
+        return (
+            f"{self.rows:,} {_row_verb(self.kind) or self.kind} {self.table} (statement {self.statement_index}, "
+            f"in {self.batches:,} batches)"
+        )
 
 
 @dataclass(frozen=True)
@@ -734,7 +770,18 @@ class ExecutionResult:
     def timeline_frame(self) -> pd.DataFrame:
         return tables.frame(
             self.statements,
-            ["step", "index", "attempt", "kind", "started_offset_s", "duration_s", "rowcount", "status", "locks", "error"],
+            [
+                "step",
+                "index",
+                "attempt",
+                "kind",
+                "started_offset_s",
+                "duration_s",
+                "rowcount",
+                "status",
+                "locks",
+                "error",
+            ],
             empty="no statement ran",
         )
 
@@ -749,8 +796,13 @@ class ExecutionResult:
             if verb is None or run.status != "ok" or run.index in batched:
                 continue
             # the parser's, then what pg_locks saw (a data-modifying WITH the parser reads as one table)
-            tables = list(dict.fromkeys(part.split(" on ", 1)[1] for part in f"{run.expected_locks}, {run.locks}"
-                                        .split(", ") if part.startswith("ROW EXCLUSIVE on ")))
+            tables = list(
+                dict.fromkeys(
+                    part.split(" on ", 1)[1]
+                    for part in f"{run.expected_locks}, {run.locks}".split(", ")
+                    if part.startswith("ROW EXCLUSIVE on ")
+                )
+            )
             said.append(f"{run.rowcount:,} {verb} {', '.join(tables) or 'its table'} (statement {run.index})")
         return said
 
@@ -758,43 +810,75 @@ class ExecutionResult:
         """Whom the run waited for instead of queuing, for how long, and whom it terminated: one line each."""
         lines = []
         if self.blocker_waits:
-            lines.append(f"waited {self.blocker_wait_s:.1f} s in all for {len(self.blocker_waits)} blocking "
-                         "session(s), without queuing behind them")
+            lines.append(
+                f"waited {self.blocker_wait_s:.1f} s in all for {len(self.blocker_waits)} blocking "
+                "session(s), without queuing behind them"
+            )
         for w in self.blocker_waits:
             what = "terminated" if w.outcome == "terminated" else f"waited {w.waited_s:.1f} s for"
             tail = "" if w.outcome in ("ended", "terminated") else f" ({w.outcome})"
             holds = "waiting ahead for" if w.waiting_ahead else "holding"
             if w.hidden:
-                lines.append(f"step {w.step}: {what} {w.who}, user {w.user or '?'}, in {w.since}, {holds} {w.lock} "
-                             f"(its state and query are hidden from this role){tail}")
+                lines.append(
+                    f"step {w.step}: {what} {w.who}, user {w.user or '?'}, in {w.since}, {holds} {w.lock} "
+                    f"(its state and query are hidden from this role){tail}"
+                )
                 continue
-            lines.append(f"step {w.step}: {what} {w.who}, user {w.user or '?'}, in a transaction since "
-                         f"{w.since[:23]}, {holds} {w.lock}: {' '.join(w.query.split())[:80]}{tail}")
+            lines.append(
+                f"step {w.step}: {what} {w.who}, user {w.user or '?'}, in a transaction since "
+                f"{w.since[:23]}, {holds} {w.lock}: {' '.join(w.query.split())[:80]}{tail}"
+            )
         if self.guard_cancels:
-            lines.append(f"{self.guard_cancels} lock request(s) cancelled as soon as an application session "
-                         "queued behind them, then retried")
+            lines.append(
+                f"{self.guard_cancels} lock request(s) cancelled as soon as an application session "
+                "queued behind them, then retried"
+            )
         return lines
 
     def blockers_frame(self) -> pd.DataFrame:
-        return tables.frame(self.blocker_waits, ["step", "pid", "user", "application", "state", "since", "lock",
-                                                 "waited_s", "outcome", "query"],
-                            empty="no session blocked the migration's locks")
+        return tables.frame(
+            self.blocker_waits,
+            ["step", "pid", "user", "application", "state", "since", "lock", "waited_s", "outcome", "query"],
+            empty="no session blocked the migration's locks",
+        )
 
     def steps_frame(self) -> pd.DataFrame:
-        return tables.frame(self.steps, ["number", "purpose", "transactional", "status", "attempts", "duration_s",
-                                         "longest_write_block_s"], empty="no step ran")
+        return tables.frame(
+            self.steps,
+            ["number", "purpose", "transactional", "status", "attempts", "duration_s", "longest_write_block_s"],
+            empty="no step ran",
+        )
 
     def locks_frame(self) -> pd.DataFrame:
-        return tables.frame(self.locks_before_commit, ["step", "relation", "mode", "blocks_writes", "held_s"],
-                            empty="no locks recorded")
+        return tables.frame(
+            self.locks_before_commit, ["step", "relation", "mode", "blocks_writes", "held_s"], empty="no locks recorded"
+        )
 
     def backfills_frame(self) -> pd.DataFrame:
-        return tables.frame(self.backfills, ["step", "statement_index", "kind", "table", "key", "status", "rows",
-                                             "batches", "rows_per_batch_median", "rows_per_batch_max",
-                                             "batch_median_s", "batch_longest_s", "row_lock_longest_s",
-                                             "lock_timeouts", "replica_pause_s", "wal_mb", "wal_pause_s",
-                                             "duration_s"],
-                            empty="no statement ran in batches")
+        return tables.frame(
+            self.backfills,
+            [
+                "step",
+                "statement_index",
+                "kind",
+                "table",
+                "key",
+                "status",
+                "rows",
+                "batches",
+                "rows_per_batch_median",
+                "rows_per_batch_max",
+                "batch_median_s",
+                "batch_longest_s",
+                "row_lock_longest_s",
+                "lock_timeouts",
+                "replica_pause_s",
+                "wal_mb",
+                "wal_pause_s",
+                "duration_s",
+            ],
+            empty="no statement ran in batches",
+        )
 
     def changes_frame(self) -> pd.DataFrame:
         return tables.frame(self.changes, ["table", "object", "change", "before", "after"], empty="no catalog change")
@@ -860,7 +944,7 @@ class ValidationResult:
 
     @property
     def not_run_note(self) -> str:
-        """" (2 not run)" after an X/Y, or nothing when every test ran."""
+        """ " (2 not run)" after an X/Y, or nothing when every test ran."""
         return f" ({len(self.not_run)} not run)" if self.not_run else ""
 
     @property
@@ -875,17 +959,25 @@ class ValidationResult:
     @property
     def ok(self) -> bool:
         """No test failed (a test not run is allowed, unless `fail_on_not_run`), nor schema.prisma under orm_strict."""
-        return (not self.failures and not (self.orm_strict and self.orm_mismatches)
-                and not (self.fail_on_not_run and self.not_run))
+        return (
+            not self.failures
+            and not (self.orm_strict and self.orm_mismatches)
+            and not (self.fail_on_not_run and self.not_run)
+        )
 
     @property
     def headline(self) -> str:
         if not self.tests:
             return "0/0 tests: no derived tests and none declared"
         declared = self.total - self.derived
-        split = f"{declared} declared, {self.derived} derived" if self.derived else f"{declared} declared, no derived tests"
-        ran = f"{self.passed}/{self.total} tests passed ({self.percent:g}%; {split})" if self.total \
+        split = (
+            f"{declared} declared, {self.derived} derived" if self.derived else f"{declared} declared, no derived tests"
+        )
+        ran = (
+            f"{self.passed}/{self.total} tests passed ({self.percent:g}%; {split})"
+            if self.total
             else "0/0 tests passed (none ran)"
+        )
         return ran + (f"; {len(self.not_run)} not run" if self.not_run else "")
 
     def tests_frame(self) -> pd.DataFrame:
@@ -907,18 +999,26 @@ class ValidationResult:
         failed = self.failures
         problems = []
         if failed:
-            problems.append(self.headline + "; failing: "
-                            + "; ".join(f"'{t.name}' expected {t.expectation}, got {t.observed}" for t in failed))
+            problems.append(
+                self.headline
+                + "; failing: "
+                + "; ".join(f"'{t.name}' expected {t.expectation}, got {t.observed}" for t in failed)
+            )
         if self.fail_on_not_run and self.not_run:
             problems.append(
                 (self.headline + "; " if not failed else "")
                 + f"{len(self.not_run)} test(s) not run, which fail_on_not_run (--fail-on-not-run) makes a failure: "
                 + "; ".join(f"'{t.name}' ({t.reason})" for t in self.not_run)
-                + "; remove what stopped each one (its reason says what), or run without --fail-on-not-run")
+                + "; remove what stopped each one (its reason says what), or run without --fail-on-not-run"
+            )
         if self.orm_strict and self.orm_mismatches:
-            problems.append(f"{self.prisma_schema} disagrees with the database: " + "; ".join(
-                f"{m.model}.{m.field} reads '{m.schema_prisma}' but the database has {m.database} "
-                f"(write '{m.fix}')" for m in self.orm_mismatches))
+            problems.append(
+                f"{self.prisma_schema} disagrees with the database: "
+                + "; ".join(
+                    f"{m.model}.{m.field} reads '{m.schema_prisma}' but the database has {m.database} (write '{m.fix}')"
+                    for m in self.orm_mismatches
+                )
+            )
         if problems:
             raise ValidationFailed(f"Validation of batch {self.batch.number}: " + "; and ".join(problems) + ".")
 
@@ -970,11 +1070,19 @@ class ReleasePreflight:
     @property
     def verdict(self) -> Verdict:
         if self.plan.drift:  # the history the release builds on is not what the folder says
-            return Verdict(NOGO, tuple(f"{d}; restore the applied file, or write the change as a new migration"
-                                       for d in self.plan.drift))
+            return Verdict(
+                NOGO,
+                tuple(
+                    f"{d}; restore the applied file, or write the change as a new migration" for d in self.plan.drift
+                ),
+            )
         worst = names.worst_verdict(r.verdict.status for r in self.results) or GO
-        reasons = tuple(f"migration {r.batch.number} ({r.batch.name}): {reason}"
-                        for r in self.results for reason in r.verdict.reasons if r.verdict.status == worst)
+        reasons = tuple(
+            f"migration {r.batch.number} ({r.batch.name}): {reason}"
+            for r in self.results
+            for reason in r.verdict.reasons
+            if r.verdict.status == worst
+        )
         return Verdict(worst, reasons)
 
     def verdict_frame(self) -> pd.DataFrame:
@@ -998,27 +1106,45 @@ class ReleasePreflight:
         return first if "note" in rest.columns else pd.concat([first, rest.reset_index(drop=True)], ignore_index=True)
 
     def statements_frame(self) -> pd.DataFrame:
-        rows = [(r.batch.number, r.batch.name, len(r.statements),
-                 sum(1 for s in r.statements if s.blocks_writes), sum(1 for s in r.statements if not s.transactional))
-                for r in self.results]
-        return pd.DataFrame(rows, columns=["migration", "name", "statements", "block writes", "outside a transaction"]
-                            ).set_index("migration")
+        rows = [
+            (
+                r.batch.number,
+                r.batch.name,
+                len(r.statements),
+                sum(1 for s in r.statements if s.blocks_writes),
+                sum(1 for s in r.statements if not s.transactional),
+            )
+            for r in self.results
+        ]
+        return pd.DataFrame(
+            rows, columns=["migration", "name", "statements", "block writes", "outside a transaction"]
+        ).set_index("migration")
 
     def lint_frame(self) -> pd.DataFrame:
-        return _each(self.results, lambda r: r.lint_frame() if r.lint and r.lint.findings else None,
-                     "squawk found nothing")
+        return _each(
+            self.results, lambda r: r.lint_frame() if r.lint and r.lint.findings else None, "squawk found nothing"
+        )
 
     def tables_frame(self) -> pd.DataFrame:
-        return _each(self.results, lambda r: r.tables_frame() if any(t.exists for t in r.tables) else None,
-                     "no existing table is touched")
+        return _each(
+            self.results,
+            lambda r: r.tables_frame() if any(t.exists for t in r.tables) else None,
+            "no existing table is touched",
+        )
 
     def lock_costs_frame(self) -> pd.DataFrame:
-        return _each(self.results, lambda r: r.lock_costs_frame() if r.lock_costs else None,
-                     "no statement blocks writes while it scans or rewrites a table")
+        return _each(
+            self.results,
+            lambda r: r.lock_costs_frame() if r.lock_costs else None,
+            "no statement blocks writes while it scans or rewrites a table",
+        )
 
     def backfills_frame(self) -> pd.DataFrame:
-        return _each(self.results, lambda r: r.backfills_frame() if r.backfills else None,
-                     "no INSERT, UPDATE or DELETE in the release's migrations")
+        return _each(
+            self.results,
+            lambda r: r.backfills_frame() if r.backfills else None,
+            "no INSERT, UPDATE or DELETE in the release's migrations",
+        )
 
     def blockers_frame(self) -> pd.DataFrame:
         return _each(self.results[:1], lambda r: r.blockers_frame() if r.blockers else None, "no blocking sessions")
@@ -1026,8 +1152,9 @@ class ReleasePreflight:
     def raise_for_verdict(self, fail_on_nogo: bool = True) -> None:
         verdict = self.verdict
         if verdict.status == NOGO and fail_on_nogo:
-            raise PreflightFailed("Preflight of the release says NO-GO: " + "; ".join(verdict.reasons) + ".",
-                                  list(verdict.reasons))
+            raise PreflightFailed(
+                "Preflight of the release says NO-GO: " + "; ".join(verdict.reasons) + ".", list(verdict.reasons)
+            )
 
 
 @dataclass
@@ -1047,34 +1174,56 @@ class ReleaseApply:
         return next((r for r in self.results if r.status == names.FAILED), None)
 
     def summary_frame(self) -> pd.DataFrame:
-        rows = [(r.batch.number, r.batch.name, r.status, len(r.plan), r.attempts, round(r.duration_s, 3),
-                 round(r.longest_write_block_s * 1000, 1)) for r in self.results]
+        rows = [
+            (
+                r.batch.number,
+                r.batch.name,
+                r.status,
+                len(r.plan),
+                r.attempts,
+                round(r.duration_s, 3),
+                round(r.longest_write_block_s * 1000, 1),
+            )
+            for r in self.results
+        ]
         done = {r.batch.number for r in self.results}
         rows += [(b.number, b.name, "not applied", 0, 0, 0.0, 0.0) for b in self.plan.batches if b.number not in done]
         if not rows:
             return pd.DataFrame({"note": ["nothing pending: every migration is applied"]})
-        return pd.DataFrame(rows, columns=["migration", "name", "status", "steps", "attempts", "duration_s",
-                                           "longest write block (ms)"]).set_index("migration")
+        return pd.DataFrame(
+            rows, columns=["migration", "name", "status", "steps", "attempts", "duration_s", "longest write block (ms)"]
+        ).set_index("migration")
 
     def blockers_frame(self) -> pd.DataFrame:
-        return _each(self.results, lambda r: r.blockers_frame() if r.blocker_waits else None,
-                     "no session blocked the migrations' locks")
+        return _each(
+            self.results,
+            lambda r: r.blockers_frame() if r.blocker_waits else None,
+            "no session blocked the migrations' locks",
+        )
 
     def steps_frame(self) -> pd.DataFrame:
-        return _each(self.results, lambda r: r.steps_frame() if len(r.steps) > 1 else None,
-                     "every migration ran as one step")
+        return _each(
+            self.results, lambda r: r.steps_frame() if len(r.steps) > 1 else None, "every migration ran as one step"
+        )
 
     def backfills_frame(self) -> pd.DataFrame:
-        return _each(self.results, lambda r: r.backfills_frame() if r.backfills else None,
-                     "no statement ran in batches")
+        return _each(
+            self.results, lambda r: r.backfills_frame() if r.backfills else None, "no statement ran in batches"
+        )
 
     def timeline_frame(self) -> pd.DataFrame:
-        return _each(self.results, lambda r: r.timeline_frame() if any(s.status != names.OK for s in r.statements)
-                     else None, "every statement ran at its first attempt")
+        return _each(
+            self.results,
+            lambda r: r.timeline_frame() if any(s.status != names.OK for s in r.statements) else None,
+            "every statement ran at its first attempt",
+        )
 
     def locks_frame(self) -> pd.DataFrame:
-        return _each(self.results, lambda r: r.locks_frame() if any(h.blocks_writes for h in r.locks_before_commit)
-                     else None, "no write-blocking lock")
+        return _each(
+            self.results,
+            lambda r: r.locks_frame() if any(h.blocks_writes for h in r.locks_before_commit) else None,
+            "no write-blocking lock",
+        )
 
     def changes_frame(self) -> pd.DataFrame:
         return _each(self.results, lambda r: r.changes_frame() if r.changes else None, "no catalog change")
@@ -1107,18 +1256,22 @@ class ReleaseValidation:
     @property
     def headline(self) -> str:
         percent = round(100.0 * self.passed / self.total, 1) if self.total else 0.0
-        return (f"{self.passed}/{self.total} tests passed ({percent:g}%) over {len(self.results)} migration(s)"
-                + (f"; {len(self.not_run)} not run" if self.not_run else ""))
+        return f"{self.passed}/{self.total} tests passed ({percent:g}%) over {len(self.results)} migration(s)" + (
+            f"; {len(self.not_run)} not run" if self.not_run else ""
+        )
 
     def tests_frame(self) -> pd.DataFrame:
         rows = [(r.batch.number, r.batch.name, r.passed, r.total, len(r.not_run)) for r in self.results]
         if not rows:
             return pd.DataFrame({"note": ["no migration was applied by this release"]})
-        return pd.DataFrame(rows, columns=["migration", "name", "passed", "tests run", "not run"]).set_index("migration")
+        return pd.DataFrame(rows, columns=["migration", "name", "passed", "tests run", "not run"]).set_index(
+            "migration"
+        )
 
     def orm_frame(self) -> pd.DataFrame:
-        return _each(self.results[-1:], lambda r: r.orm_frame() if r.orm_mismatches else None,
-                     "no schema.prisma mismatch")
+        return _each(
+            self.results[-1:], lambda r: r.orm_frame() if r.orm_mismatches else None, "no schema.prisma mismatch"
+        )
 
     def raise_for_failures(self) -> None:
         problems = []
@@ -1133,5 +1286,8 @@ class ReleaseValidation:
 
 # Each phase's record type, by the name of its file (`<phase>.json`).
 RECORD_TYPES: dict[str, type] = {
-    "preflight": PreflightResult, "apply": ExecutionResult, "validate": ValidationResult, "rollback": ExecutionResult,
+    "preflight": PreflightResult,
+    "apply": ExecutionResult,
+    "validate": ValidationResult,
+    "rollback": ExecutionResult,
 }

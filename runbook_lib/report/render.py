@@ -79,7 +79,8 @@ def summary(executed: Path, out_dir: Path, *, title: str = "Migration summary") 
     html_path.write_text(_self_contained(body), encoding="utf-8")
 
     text, resources = exporters.summary_md.from_notebook_node(
-        nb, resources={"metadata": {"name": "summary"}, "output_files_dir": "summary_files"})
+        nb, resources={"metadata": {"name": "summary"}, "output_files_dir": "summary_files"}
+    )
     for name, data in (resources.get("outputs") or {}).items():  # the timeline chart, beside summary.md
         target = out_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,12 +139,19 @@ def index(run_dir: Path, record) -> Path:
     for phase in record.phases:
         audit = Path(phase.notebook).with_suffix(".html").name
         status = "ok" if phase.ok else f"FAILED in cell {phase.cell_index}: {phase.error_name}: {phase.error_message}"
-        rows.append(f"<tr><td><a href=\"{esc(audit)}\">{esc(phase.phase)}</a></td>"
-                    f"<td class=\"{'ok' if phase.ok else 'failed'}\">{esc(status)}</td>"
-                    f"<td>{phase.seconds:.1f} s</td></tr>")
-    summary = '<p><a href="summary.html">Migration summary</a> (<a href="summary.md">Markdown</a>)</p>' \
-        if (run_dir / "summary.html").exists() else "<p>No summary was rendered.</p>"
-    rolled = "<p>Validation failed and the batch was rolled back (--rollback-on-failure).</p>" if record.rolled_back else ""
+        rows.append(
+            f'<tr><td><a href="{esc(audit)}">{esc(phase.phase)}</a></td>'
+            f'<td class="{"ok" if phase.ok else "failed"}">{esc(status)}</td>'
+            f"<td>{phase.seconds:.1f} s</td></tr>"
+        )
+    summary = (
+        '<p><a href="summary.html">Migration summary</a> (<a href="summary.md">Markdown</a>)</p>'
+        if (run_dir / "summary.html").exists()
+        else "<p>No summary was rendered.</p>"
+    )
+    rolled = (
+        "<p>Validation failed and the batch was rolled back (--rollback-on-failure).</p>" if record.rolled_back else ""
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>runbook run {esc(record.run_id)}</title>
 <style>
@@ -155,7 +163,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 <p>Database: {esc(record.database)}<br>Started: {esc(record.started_at)}</p>
 {summary}{rolled}
 <table><tr><th>Phase (executed notebook, with code)</th><th>Status</th><th>Duration</th></tr>
-{''.join(rows)}
+{"".join(rows)}
 </table></body></html>
 """
     target = run_dir / "index.html"

@@ -26,7 +26,13 @@ INDEX = "index.html"
 UNREADABLE = "unreadable record"
 # `scheme://user:<password>@`: a password in a URL; redacted URLs carry *** (or %2A%2A%2A) instead.
 _PASSWORD_IN_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"'<>]+:([^\s/@\"'<>]+)@")
-_REDACTED = {"***", "%2A%2A%2A", "%2a%2a%2a", "&#42;&#42;&#42;", r"\*\*\*"}  # the last: Markdown-escaped (report.markdown)
+_REDACTED = {
+    "***",
+    "%2A%2A%2A",
+    "%2a%2a%2a",
+    "&#42;&#42;&#42;",
+    r"\*\*\*",
+}  # the last: Markdown-escaped (report.markdown)
 
 
 @dataclass
@@ -106,8 +112,15 @@ def _run_entry(reports: Path, folder: Path) -> Entry:
             entry.who = next((f[5] for f in figures if f[5]), "")
             entry.name = f"{len(figures)} migration(s)"
         else:
-            (entry.verdict, entry.status, entry.passed, entry.total, entry.longest_write_block_s, entry.who,
-             entry.name) = _phase_figures(folder)
+            (
+                entry.verdict,
+                entry.status,
+                entry.passed,
+                entry.total,
+                entry.longest_write_block_s,
+                entry.who,
+                entry.name,
+            ) = _phase_figures(folder)
         if failure is not None:
             entry.status = f"FAILED in {failure.phase}" + (f" ({entry.status})" if entry.status else "")
         elif run.rolled_back:
@@ -176,12 +189,14 @@ def _row(e: Entry) -> str:
     status_class = "failed" if e.status == UNREADABLE or "FAIL" in e.status.upper() else "ok"
     title = f' title="{_esc(e.problem)}"' if e.problem else ""
     batch = f"{e.batch} {e.name}".strip()
-    return (f'<tr data-database="{_esc(e.database)}" data-batch="{_esc(e.batch)}">'
-            f"<td>{_esc(e.when)}</td><td>{_esc(e.database)}<br><small>{_esc(e.url)}</small></td>"
-            f"<td>{_esc(e.kind)}</td><td>{_esc(batch)}</td>"
-            f'<td class="{status_class}"{title}>{_esc(e.status)}</td><td>{_esc(e.verdict)}</td>'
-            f"<td>{_esc(e.tests)}</td><td>{_esc(block)}</td><td>{_esc(e.who)}</td>"
-            f"<td>{' '.join(links)}</td></tr>")
+    return (
+        f'<tr data-database="{_esc(e.database)}" data-batch="{_esc(e.batch)}">'
+        f"<td>{_esc(e.when)}</td><td>{_esc(e.database)}<br><small>{_esc(e.url)}</small></td>"
+        f"<td>{_esc(e.kind)}</td><td>{_esc(batch)}</td>"
+        f'<td class="{status_class}"{title}>{_esc(e.status)}</td><td>{_esc(e.verdict)}</td>'
+        f"<td>{_esc(e.tests)}</td><td>{_esc(block)}</td><td>{_esc(e.who)}</td>"
+        f"<td>{' '.join(links)}</td></tr>"
+    )
 
 
 _FILTER = """<script>
@@ -206,7 +221,8 @@ _FILTER = """<script>
 def page(found: list[Entry]) -> str:
     def options(values: list[str], every: str) -> str:
         return f'<option value="">{every}</option>' + "".join(
-            f'<option value="{_esc(v)}">{_esc(v)}</option>' for v in values)
+            f'<option value="{_esc(v)}">{_esc(v)}</option>' for v in values
+        )
 
     databases = sorted({e.database for e in found})
     batches = sorted({e.batch for e in found}, key=lambda b: (not b.isdigit(), int(b) if b.isdigit() else 0, b))
@@ -274,8 +290,13 @@ def _is_summary(rel: Path) -> bool:
 
 def _wanted(folder: Path, with_notebooks: bool) -> list[Path]:
     suffixes = {".html", ".md"} | ({".ipynb"} if with_notebooks else set())
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and (p.suffix in suffixes or "summary_files" in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not p.name.startswith(".")
+        and (p.suffix in suffixes or "summary_files" in p.relative_to(folder).parts)
+    )
 
 
 def password_in(path: Path) -> bool:
@@ -286,12 +307,15 @@ def password_in(path: Path) -> bool:
     return any(m.group(1) not in _REDACTED for m in _PASSWORD_IN_URL.finditer(text))
 
 
-def publish(reports_dir: Path | str, directory: Path | str, *, with_notebooks: bool = False,
-            force: bool = False) -> Published:
+def publish(
+    reports_dir: Path | str, directory: Path | str, *, with_notebooks: bool = False, force: bool = False
+) -> Published:
     """A self-contained static copy of the site: index, summaries, audit copies (notebooks when asked)."""
     reports, dest = Path(reports_dir).resolve(), Path(directory).resolve()
     if not reports.is_dir():
-        raise RunbookError(f"The reports folder {reports} does not exist; pass --reports-dir with the folder runs wrote.")
+        raise RunbookError(
+            f"The reports folder {reports} does not exist; pass --reports-dir with the folder runs wrote."
+        )
     if dest == reports or reports in dest.parents:
         raise RunbookError(f"{dest} is inside the reports folder {reports}; publish to a folder outside it.")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
@@ -303,8 +327,10 @@ def publish(reports_dir: Path | str, directory: Path | str, *, with_notebooks: b
         sources += _wanted(reports / e.path, with_notebooks)
     leaking = [p for p in sources if password_in(p)]
     if leaking:
-        raise RunbookError(f"{leaking[0]} holds what looks like a password in a URL; nothing was published "
-                           "(remove the file or run it again with the password in PGPASSWORD).")
+        raise RunbookError(
+            f"{leaking[0]} holds what looks like a password in a URL; nothing was published "
+            "(remove the file or run it again with the password in PGPASSWORD)."
+        )
     result = Published(dest, dest / INDEX, runs=len(found))
     for src in sources:
         rel = src.relative_to(reports)

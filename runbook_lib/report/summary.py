@@ -56,7 +56,11 @@ class Summary:
     def status(self) -> str:
         failure = self.run.failure if self.run else None
         if failure is not None:
-            if failure.phase == names.PREFLIGHT and self.preflight is not None and self.preflight.verdict.status == names.NOGO:
+            if (
+                failure.phase == names.PREFLIGHT
+                and self.preflight is not None
+                and self.preflight.verdict.status == names.NOGO
+            ):
                 return names.NOGO
             if self.run.rolled_back:
                 return "ROLLED BACK"
@@ -105,14 +109,24 @@ class Summary:
         lines = [md.text(b.title) + "."]
         readme = Path(b.path, "README.md")
         if readme.exists():
-            first = next((p for p in readme.read_text(encoding="utf-8").split("\n\n")
-                          if p.strip() and not p.lstrip().startswith("#")), "")
+            first = next(
+                (
+                    p
+                    for p in readme.read_text(encoding="utf-8").split("\n\n")
+                    if p.strip() and not p.lstrip().startswith("#")
+                ),
+                "",
+            )
             if first:  # the author's prose, as written (its HTML escaped)
                 lines.append(md.prose(" ".join(first.split())))
         statements = self.preflight.statements if self.preflight else []
         if statements:
-            lines.append(md.table(["#", "Statement", "Lock"], [
-                (s.index, s.kind, s.lock_summary or "no table lock") for s in statements]))
+            lines.append(
+                md.table(
+                    ["#", "Statement", "Lock"],
+                    [(s.index, s.kind, s.lock_summary or "no table lock") for s in statements],
+                )
+            )
         return Section("What Was Done", "\n\n".join(lines))
 
     def changes(self) -> Section:
@@ -122,10 +136,11 @@ class Summary:
         rows = self.apply.row_changes() if self.apply.succeeded else []
         batched = [b for b in self.apply.backfills if b.rows]
         if rows or batched:  # a backfill's effect, which the catalog's changes do not show
-            parts.append(("Rows, rolled back with the dry run" if self.apply.dry_run else "Rows changed")
-                         + " (measured: each statement's row count):")
-            parts.append("\n".join([f"- {md.text(r)}" for r in rows]
-                                   + [f"- {md.text(b.changed)}" for b in batched]))
+            parts.append(
+                ("Rows, rolled back with the dry run" if self.apply.dry_run else "Rows changed")
+                + " (measured: each statement's row count):"
+            )
+            parts.append("\n".join([f"- {md.text(r)}" for r in rows] + [f"- {md.text(b.changed)}" for b in batched]))
         if not self.apply.changes:
             parts.append(f"No catalog change ({md.text(self.apply.status)}).")
             return Section("Changes Applied", "\n\n".join(parts))
@@ -142,26 +157,59 @@ class Summary:
         body = [f"**Verdict**: {md.text(p.verdict.status)}"]
         if p.verdict.reasons:
             body.append("\n".join(f"- {md.text(r)}" for r in p.verdict.reasons))
-        body.append(md.table(["Gate", "Expected", "Result", "Status"],
-                             [(g.name, g.expectation, g.reason if not g.ran else g.observed, g.status)
-                              for g in p.gates]))
+        body.append(
+            md.table(
+                ["Gate", "Expected", "Result", "Status"],
+                [(g.name, g.expectation, g.reason if not g.ran else g.observed, g.status) for g in p.gates],
+            )
+        )
         if p.lock_costs:
-            body.append("Estimated write-blocking time, from a measured read of each table "
-                        f"(threshold {p.lock_threshold_ms:g} ms):")
-            body.append(md.table(["#", "Statement", "Table", "Lock", "Rows", "Estimate", "Method"], [
-                (c.statement_index, c.kind, c.table, c.mode, c.rows_estimate, f"{c.estimate_ms:.1f} ms", c.method)
-                for c in p.lock_costs]))
+            body.append(
+                "Estimated write-blocking time, from a measured read of each table "
+                f"(threshold {p.lock_threshold_ms:g} ms):"
+            )
+            body.append(
+                md.table(
+                    ["#", "Statement", "Table", "Lock", "Rows", "Estimate", "Method"],
+                    [
+                        (
+                            c.statement_index,
+                            c.kind,
+                            c.table,
+                            c.mode,
+                            c.rows_estimate,
+                            f"{c.estimate_ms:.1f} ms",
+                            c.method,
+                        )
+                        for c in p.lock_costs
+                    ],
+                )
+            )
         if p.backfills:
-            body.append("Data statements with --strategy online (batched by keyset, or run in one transaction, and why):")
-            body.append(md.table(["#", "Statement", "Table", "Batched", "Why"], [
-                (c.statement_index, c.kind, c.table, "yes" if c.batched else "no", c.reason) for c in p.backfills]))
+            body.append(
+                "Data statements with --strategy online (batched by keyset, or run in one transaction, and why):"
+            )
+            body.append(
+                md.table(
+                    ["#", "Statement", "Table", "Batched", "Why"],
+                    [(c.statement_index, c.kind, c.table, "yes" if c.batched else "no", c.reason) for c in p.backfills],
+                )
+            )
         if p.blockers:
-            body.append(md.table(["Blocking session", "Application", "State", "Reason"], [
-                (b.pid, b.application, b.state, b.reason) for b in p.blockers]))
+            body.append(
+                md.table(
+                    ["Blocking session", "Application", "State", "Reason"],
+                    [(b.pid, b.application, b.state, b.reason) for b in p.blockers],
+                )
+            )
         if p.lint is not None and p.lint.available and p.lint.findings:
-            body.append(md.table(["Statement", "squawk rule", "Message"], [
-                (f.statement_index, md.text(f.rule), md.text_with_code(f.message)) for f in p.lint.findings],
-                raw_columns=(1, 2)))
+            body.append(
+                md.table(
+                    ["Statement", "squawk rule", "Message"],
+                    [(f.statement_index, md.text(f.rule), md.text_with_code(f.message)) for f in p.lint.findings],
+                    raw_columns=(1, 2),
+                )
+            )
         deps = ", ".join(f"batch {n}: {'applied' if ok else 'NOT applied'}" for n, ok in p.ledger.dependencies)
         if deps:
             body.append(f"Dependencies: {md.text(deps)}")
@@ -173,10 +221,13 @@ class Summary:
             return Section("Validation Results", "No validation in this run.")
         parts = []
         for n, t in enumerate(v.tests, start=1):
-            lines = [f"**Test {n}: {md.text(t.name)}**", "",
-                     f"- Attempted: {md.code(t.sql)}",
-                     f"- Expected: {md.text(t.expectation)}",
-                     f"- Result: {t.status}: {md.text(t.observed if t.ran else t.reason)}"]
+            lines = [
+                f"**Test {n}: {md.text(t.name)}**",
+                "",
+                f"- Attempted: {md.code(t.sql)}",
+                f"- Expected: {md.text(t.expectation)}",
+                f"- Result: {t.status}: {md.text(t.observed if t.ran else t.reason)}",
+            ]
             if t.also_from:  # one behaviour, one test: the same check derived from migration.sql was merged in
                 lines.append(f"- From: {md.text(t.sources)}")
             if t.message:
@@ -185,7 +236,9 @@ class Summary:
         if not v.tests:
             parts.append("No tests: no derived tests (nothing in migration.sql to derive one from) and none declared.")
         if v.derived_notes:
-            parts.append("**Not derived from migration.sql**:\n\n" + "\n".join(f"- {md.text(n)}" for n in v.derived_notes))
+            parts.append(
+                "**Not derived from migration.sql**:\n\n" + "\n".join(f"- {md.text(n)}" for n in v.derived_notes)
+            )
         return Section("Validation Results", "\n\n".join(parts))
 
     def test_summary(self, *, passed_listed: bool = True) -> Section:
@@ -195,14 +248,22 @@ class Summary:
         v = self.validate
         if v is None:
             return Section("Test Summary", "No validation in this run.")
-        rows = [(n, t.name, "derived" if t.derived else "declared", t.status)
-                for n, t in enumerate(v.tests, start=1) if passed_listed or not t.passed]
+        rows = [
+            (n, t.name, "derived" if t.derived else "declared", t.status)
+            for n, t in enumerate(v.tests, start=1)
+            if passed_listed or not t.passed
+        ]
         if passed_listed:
             body = md.table(["Test", "Description", "Origin", "Result"], rows) if rows else "No tests."
         else:
             listed = f"{v.passed} passed, each with its SQL in {md.text(self.run_dir.name)}/validate.json"
-            body = (md.table(["Test", "Description", "Origin", "Result"], rows) + f"\n\nThe other {listed}."
-                    if rows else f"No test failed: {listed}." if v.tests else "No tests.")
+            body = (
+                md.table(["Test", "Description", "Origin", "Result"], rows) + f"\n\nThe other {listed}."
+                if rows
+                else f"No test failed: {listed}."
+                if v.tests
+                else "No tests."
+            )
         body += f"\n\n**Overall**: {v.headline}"
         if v.not_run:
             body += "\n\n" + _not_run(v.not_run, [n for n, t in enumerate(v.tests, start=1) if not t.ran])
@@ -221,8 +282,13 @@ class Summary:
                 new = after.column(col.name) if after else None
                 if new is None or new.ddl != col.ddl:
                     rows.append((f"{before.name}.{col.name}", _nullability(col), _nullability(new)))
-                    rows.append((f"{before.name}.{col.name} coverage", _coverage(col, before.rows),
-                                 _coverage(new, after.rows if after else 0)))
+                    rows.append(
+                        (
+                            f"{before.name}.{col.name} coverage",
+                            _coverage(col, before.rows),
+                            _coverage(new, after.rows if after else 0),
+                        )
+                    )
             rows.append((f"{before.name} rows", _count(before), _count(after) if after else ""))
             rows.append((f"{before.name} size", _bytes(before.bytes), _bytes(after.bytes) if after else ""))
         return Section("Database State", md.table(["Item", "Before", "After"], rows))
@@ -231,21 +297,33 @@ class Summary:
         a = self.apply
         if a is None:
             return Section("Performance Impact (measured)", "Not applied in this run.")
-        rows = [(s.index, s.attempt, s.kind, f"{s.duration_s * 1000:.1f} ms", s.rowcount, s.status, s.locks)
-                for s in a.statements]
+        rows = [
+            (s.index, s.attempt, s.kind, f"{s.duration_s * 1000:.1f} ms", s.rowcount, s.status, s.locks)
+            for s in a.statements
+        ]
         body = [md.table(["#", "Attempt", "Statement", "Duration", "Rows", "Status", "Locks taken"], rows)]
-        body.append(md.table(["Lock held at commit", "Mode", "Blocks writes", "Held"], [
-            (h.relation, h.mode, "yes" if h.blocks_writes else "no", f"{(h.held_s or 0) * 1000:.1f} ms")
-            for h in a.locks_before_commit]))
+        body.append(
+            md.table(
+                ["Lock held at commit", "Mode", "Blocks writes", "Held"],
+                [
+                    (h.relation, h.mode, "yes" if h.blocks_writes else "no", f"{(h.held_s or 0) * 1000:.1f} ms")
+                    for h in a.locks_before_commit
+                ],
+            )
+        )
         if a.backfills:
             body.append(_backfills(a.backfills))
-        queued = (f" A lock request that timed out kept writers queued for {a.longest_queue_wait_s * 1000:.1f} ms."
-                  if a.longest_queue_wait_s else "")
+        queued = (
+            f" A lock request that timed out kept writers queued for {a.longest_queue_wait_s * 1000:.1f} ms."
+            if a.longest_queue_wait_s
+            else ""
+        )
         body.append(
             f"Apply took {a.duration_s:.3f} s in {a.attempts} attempt(s) "
             f"(lock_timeout {a.lock_timeout_ms} ms). The longest lock that blocks writes was held "
             f"{a.longest_lock_hold_s * 1000:.1f} ms."
-            + queued + f" Writes were blocked for at most {a.longest_write_block_s * 1000:.1f} ms in all"
+            + queued
+            + f" Writes were blocked for at most {a.longest_write_block_s * 1000:.1f} ms in all"
             + " (table locks, and the row locks each transaction held on the rows it changed until its commit)."
         )
         waits = a.blocker_lines()
@@ -264,10 +342,19 @@ class Summary:
                 events.append((base + s.started_offset_s, s.duration_s, f"{s.kind} (statement {s.index})", s.status))
             for a in self.apply.approvals:  # a runbook notebook's pauses: the time a person took to decide
                 start = _ts(a.waiting_since or a.approved_at)
-                events.append((start, a.waited_s, f"Pause before step {a.step}" + (f" ({a.reason})" if a.reason else ""),
-                               f"approved by {a.by} ({a.how})"))
-            label = ("Apply (its steps' own time, one cell each; the time between cells not counted)"
-                     if self.apply.stepped else "Apply (total, incl. checks and snapshots)")
+                events.append(
+                    (
+                        start,
+                        a.waited_s,
+                        f"Pause before step {a.step}" + (f" ({a.reason})" if a.reason else ""),
+                        f"approved by {a.by} ({a.how})",
+                    )
+                )
+            label = (
+                "Apply (its steps' own time, one cell each; the time between cells not counted)"
+                if self.apply.stepped
+                else "Apply (total, incl. checks and snapshots)"
+            )
             events.append((_ts(self.apply.started_at), self.apply.duration_s, label, self.apply.status))
         if not events:
             return Section("Migration Timeline", "No phase ran.")
@@ -275,21 +362,30 @@ class Summary:
         events.sort(key=lambda e: (e[0], -e[1]))
         rows = [(f"T+{e[0] - t0:.3f}s", f"{e[1] * 1000:.1f} ms", e[2], e[3]) for e in events]
         end = max(e[0] + e[1] for e in events)
-        return Section("Migration Timeline", md.table(["Time", "Duration", "Action", "Result"], rows)
-                       + f"\n\n**Total duration**: {end - t0:.3f} s (measured)")
+        return Section(
+            "Migration Timeline",
+            md.table(["Time", "Duration", "Action", "Result"], rows)
+            + f"\n\n**Total duration**: {end - t0:.3f} s (measured)",
+        )
 
     def constraint_behaviour(self) -> Section:
         v = self.validate
         if v is None:
             return Section("Constraint Behavior", "No validation in this run.")
-        rejected = [t for t in v.tests if t.passed and t.expectation.startswith("error")]  # a test not run proved nothing
+        rejected = [
+            t for t in v.tests if t.passed and t.expectation.startswith("error")
+        ]  # a test not run proved nothing
         allowed = [t for t in v.tests if t.passed and t.expectation == "ok"]
         parts = ["### What is now REJECTED"]
-        parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nServer: {md.text(t.sqlstate)} {md.text(t.message)}"
-                  for n, t in enumerate(rejected, start=1)] or ["Nothing was tested to be rejected."]
+        parts += [
+            f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nServer: {md.text(t.sqlstate)} {md.text(t.message)}"
+            for n, t in enumerate(rejected, start=1)
+        ] or ["Nothing was tested to be rejected."]
         parts.append("### What is still ALLOWED")
-        parts += [f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nResult: {md.text(t.observed)}"
-                  for n, t in enumerate(allowed, start=1)] or ["Nothing was tested to be allowed."]
+        parts += [
+            f"{n}. **{md.text(t.name)}**\n\n{md.block(t.sql)}\n\nResult: {md.text(t.observed)}"
+            for n, t in enumerate(allowed, start=1)
+        ] or ["Nothing was tested to be allowed."]
         return Section("Constraint Behavior", "\n\n".join(parts))
 
     def model_updates(self) -> prisma_models.ModelUpdates | None:
@@ -315,8 +411,9 @@ class Summary:
             if self.validate is None:
                 return Section("Prisma Schema Updates", "No validation in this run.")
             return self.validate.orm_section()
-        return Section("Prisma Schema Updates", prisma_models.updates_markdown(updates) + "\n\n"
-                       + _regeneration(self.run_dir))
+        return Section(
+            "Prisma Schema Updates", prisma_models.updates_markdown(updates) + "\n\n" + _regeneration(self.run_dir)
+        )
 
     def application_impact(self) -> Section:
         """What the regenerated Prisma Client's types and errors become, from the models before and after."""
@@ -334,7 +431,9 @@ class Summary:
         body = [md.block(f"runbook rollback {b.number}", "bash")]
         body.append(md.block(path.read_text(encoding="utf-8")) if path.exists() else "This batch has no rollback.sql.")
         if self.rollback is not None:
-            body.append(f"Rolled back in this run: {md.text(self.rollback.status)} in {self.rollback.duration_s:.3f} s.")
+            body.append(
+                f"Rolled back in this run: {md.text(self.rollback.status)} in {self.rollback.duration_s:.3f} s."
+            )
         return Section("Rollback Procedure", "\n\n".join(body))
 
     def files(self) -> Section:
@@ -344,47 +443,79 @@ class Summary:
             rows = [(f.name, f.bytes, f.sha256[:16]) for f in batch.files]
         except RunbookError:
             rows = []
-        return Section("Files Modified", md.table(["File", "Bytes", "sha256 (first 16)"], rows)
-                       + f"\n\nmigration.sql applied with sha256 {md.code(b.checksum)}")
+        return Section(
+            "Files Modified",
+            md.table(["File", "Bytes", "sha256 (first 16)"], rows)
+            + f"\n\nmigration.sql applied with sha256 {md.code(b.checksum)}",
+        )
 
     def monitoring(self) -> Section:
         b = self.batch
-        body = ["Re-check every applied batch read-only (from cron or CI; exits non-zero on drift):",
-                md.block("runbook check", "bash"),
-                f"Re-run this batch's tests (in a transaction that is rolled back): {md.code(f'runbook validate {b.number}')}"]
-        queries = [t for t in (self.validate.tests if self.validate else [])
-                   if t.source == "batch.toml" and t.sql.lstrip().upper().startswith("SELECT")]
+        body = [
+            "Re-check every applied batch read-only (from cron or CI; exits non-zero on drift):",
+            md.block("runbook check", "bash"),
+            f"Re-run this batch's tests (in a transaction that is rolled back): {md.code(f'runbook validate {b.number}')}",
+        ]
+        queries = [
+            t
+            for t in (self.validate.tests if self.validate else [])
+            if t.source == "batch.toml" and t.sql.lstrip().upper().startswith("SELECT")
+        ]
         if queries:
             body.append("The read-only checks, to run by hand:")
-            body.append(md.block(";\n\n".join(f"-- {t.name} (expect: {t.expectation})\n{t.sql}" for t in queries) + ";"))
+            body.append(
+                md.block(";\n\n".join(f"-- {t.name} (expect: {t.expectation})\n{t.sql}" for t in queries) + ";")
+            )
         return Section("Monitoring", "\n\n".join(body))
 
     def authors_notes(self) -> md.Sections:
         """Every `##` section of the batch's README, under the author's own heading: their words, not measured."""
-        return md.Sections(Section(title, f"*The author's notes, from the batch's README.md:*\n\n{md.prose(body)}")
-                           for title, body in readme_sections(Path(self.batch.path, "README.md")))
+        return md.Sections(
+            Section(title, f"*The author's notes, from the batch's README.md:*\n\n{md.prose(body)}")
+            for title, body in readme_sections(Path(self.batch.path, "README.md"))
+        )
 
     def closing(self) -> Section:
         """The reference's closing "Summary": what changed and what was proved, each figure from the records."""
         b = self.batch
         lines = [f"**Batch {b.number} {md.text(b.name)}: {md.text(self.status)}**"]
         if self.apply is not None and self.apply.changes:
-            lines.append("Changes applied:\n\n" + "\n".join(f"- {md.text(c.table)}: {md.text(c.object)} ({md.text(c.change)})"
-                                                           for c in self.apply.changes))
+            lines.append(
+                "Changes applied:\n\n"
+                + "\n".join(
+                    f"- {md.text(c.table)}: {md.text(c.object)} ({md.text(c.change)})" for c in self.apply.changes
+                )
+            )
         v = self.validate
         if v is not None:
             lines.append(f"Validation: {v.passed}/{v.total} tests passed{v.not_run_note}.")
         if self.apply is not None and self.apply.succeeded:
-            lines.append(f"Longest write-blocking lock {self.apply.longest_write_block_s * 1000:.1f} ms; "
-                         f"{self.apply.attempts} attempt(s).")
+            lines.append(
+                f"Longest write-blocking lock {self.apply.longest_write_block_s * 1000:.1f} ms; "
+                f"{self.apply.attempts} attempt(s)."
+            )
         return Section("Summary", "\n\n".join(lines))
 
     def sections(self) -> list[Section]:
-        return [self.header(), self.what_was_done(), self.changes(), self.preflight_checks(),
-                self.validation_results(), self.test_summary(), self.prisma_schema(), self.application_impact(),
-                self.database_state(),
-                self.performance(), self.timeline(), self.constraint_behaviour(), self.rollback_procedure(),
-                self.files(), self.monitoring(), *self.authors_notes(), self.closing()]
+        return [
+            self.header(),
+            self.what_was_done(),
+            self.changes(),
+            self.preflight_checks(),
+            self.validation_results(),
+            self.test_summary(),
+            self.prisma_schema(),
+            self.application_impact(),
+            self.database_state(),
+            self.performance(),
+            self.timeline(),
+            self.constraint_behaviour(),
+            self.rollback_procedure(),
+            self.files(),
+            self.monitoring(),
+            *self.authors_notes(),
+            self.closing(),
+        ]
 
     @property
     def markdown(self) -> str:
@@ -401,8 +532,17 @@ def _model_updates(before, after, schema_path: Path | None) -> prisma_models.Mod
 def _regeneration(run_dir: Path) -> str:
     """The reference's "Prisma Client Regeneration": what `--prisma-generate` ran and said, or the command to run
     (never output that was not produced). In a release, the record is the release's own, one folder up."""
-    record = next((r for r in (records.RunFolder.open(folder).read(prisma_generate.RECORD, prisma_generate.PrismaGenerate)
-                               for folder in (run_dir, run_dir.parent)) if r is not None), None)
+    record = next(
+        (
+            r
+            for r in (
+                records.RunFolder.open(folder).read(prisma_generate.RECORD, prisma_generate.PrismaGenerate)
+                for folder in (run_dir, run_dir.parent)
+            )
+            if r is not None
+        ),
+        None,
+    )
     return f"### {prisma_generate.TITLE}\n\n" + prisma_generate.section_markdown(record, heading=False)
 
 
@@ -439,9 +579,11 @@ def _not_run(tests: list, numbers: list, migrations: list | None = None) -> str:
     rows = [(n, t.name, t.reason or t.observed) for n, t in zip(numbers, tests)]
     if migrations is not None:
         head, rows = ["Migration", *head], [(m, *row) for m, row in zip(migrations, rows)]
-    return (f"**Not run** ({len(tests)}): their precondition could not be established, so they proved nothing "
-            "either way; X/Y counts only the tests that ran (`--fail-on-not-run` makes a test not run a failure):"
-            "\n\n" + md.table(head, rows))
+    return (
+        f"**Not run** ({len(tests)}): their precondition could not be established, so they proved nothing "
+        "either way; X/Y counts only the tests that ran (`--fail-on-not-run` makes a test not run a failure):"
+        "\n\n" + md.table(head, rows)
+    )
 
 
 def _run_by(run: records.RunRecord | None, conn) -> list[tuple[str, str]]:
@@ -453,23 +595,54 @@ def _run_by(run: records.RunRecord | None, conn) -> list[tuple[str, str]]:
 
 def _backfills(runs: list[records.BackfillRun]) -> str:
     """Each batched data statement: rows, batches, rows per batch and how long each batch held its rows."""
-    rows = [(b.statement_index, f"{b.kind} {b.table}", b.key, b.status, f"{b.rows:,}" + (
-             f" (+{b.rows_before:,} earlier)" if b.rows_before else ""), f"{b.batches:,}",
-             f"{b.rows_per_batch_median:,.0f} / {b.rows_per_batch_max:,}",
-             f"{b.batch_median_s * 1000:.1f} ms / {b.batch_longest_s * 1000:.1f} ms",
-             f"{b.row_lock_longest_s * 1000:.1f} ms", b.lock_timeouts, f"{b.replica_pause_s:.1f} s",
-             f"{b.wal_mb:,.0f} MB" + (f", {b.wal_pause_s:.1f} s paused" if b.wal_pause_s else "")) for b in runs]
+    rows = [
+        (
+            b.statement_index,
+            f"{b.kind} {b.table}",
+            b.key,
+            b.status,
+            f"{b.rows:,}" + (f" (+{b.rows_before:,} earlier)" if b.rows_before else ""),
+            f"{b.batches:,}",
+            f"{b.rows_per_batch_median:,.0f} / {b.rows_per_batch_max:,}",
+            f"{b.batch_median_s * 1000:.1f} ms / {b.batch_longest_s * 1000:.1f} ms",
+            f"{b.row_lock_longest_s * 1000:.1f} ms",
+            b.lock_timeouts,
+            f"{b.replica_pause_s:.1f} s",
+            f"{b.wal_mb:,.0f} MB" + (f", {b.wal_pause_s:.1f} s paused" if b.wal_pause_s else ""),
+        )
+        for b in runs
+    ]
     budgets = sorted({b.wal_mb_per_s for b in runs if b.wal_mb_per_s})
-    return ("Batched data statements (--strategy online: each batch a transaction of its own, its rows locked until "
-            f"its commit; batch time target {runs[0].target_ms} ms):\n\n"
-            + md.table(["#", "Statement", "Key", "Status", "Rows", "Batches", "rows per batch (median / max)",
-                        "Batch time (median / longest batch)", "Rows locked at most", "Lock timeouts",
-                        "Paused for replicas", "WAL written"], rows)
-            + "".join(f"\n\nWAL paced to at most {budget:,.1f} MB/s (`--batch-wal-mb-per-s`)." for budget in budgets)
-            + _written_back(next((b for b in runs if b.flush_from_mb is not None), None))
-            + "".join(f"\n\nStatement {b.statement_index}: analyzed first, so that each batch is planned for its "
-                      f"rows: {b.analyzed}." for b in runs if b.analyzed)
-            + "".join(f"\n\nStatement {b.statement_index}, after its last batch: {b.vacuumed}." for b in runs if b.vacuumed))
+    return (
+        "Batched data statements (--strategy online: each batch a transaction of its own, its rows locked until "
+        f"its commit; batch time target {runs[0].target_ms} ms):\n\n"
+        + md.table(
+            [
+                "#",
+                "Statement",
+                "Key",
+                "Status",
+                "Rows",
+                "Batches",
+                "rows per batch (median / max)",
+                "Batch time (median / longest batch)",
+                "Rows locked at most",
+                "Lock timeouts",
+                "Paused for replicas",
+                "WAL written",
+            ],
+            rows,
+        )
+        + "".join(f"\n\nWAL paced to at most {budget:,.1f} MB/s (`--batch-wal-mb-per-s`)." for budget in budgets)
+        + _written_back(next((b for b in runs if b.flush_from_mb is not None), None))
+        + "".join(
+            f"\n\nStatement {b.statement_index}: analyzed first, so that each batch is planned for its "
+            f"rows: {b.analyzed}."
+            for b in runs
+            if b.analyzed
+        )
+        + "".join(f"\n\nStatement {b.statement_index}, after its last batch: {b.vacuumed}." for b in runs if b.vacuumed)
+    )
 
 
 def _written_back(run: records.BackfillRun | None) -> str:
@@ -477,11 +650,15 @@ def _written_back(run: records.BackfillRun | None) -> str:
     if run is None:
         return ""
     if run.flush_kept:
-        return (f"\n\nFrom {run.flush_from_mb:,.0f} MB of WAL on ({run.flush_threshold}), the pages the session dirtied "
-                f"were written back as they went by its own backend_flush_after ({run.flush_setting}), left as it was.")
-    return (f"\n\nFrom {run.flush_from_mb:,.0f} MB of WAL on ({run.flush_threshold}), the session wrote back the "
-            f"pages it dirtied as it went (backend_flush_after = {run.flush_setting}), so that the checkpoints the "
-            "backfill brought on did not end waiting for them (`--batch-flush-from-mb`; 0: never).")
+        return (
+            f"\n\nFrom {run.flush_from_mb:,.0f} MB of WAL on ({run.flush_threshold}), the pages the session dirtied "
+            f"were written back as they went by its own backend_flush_after ({run.flush_setting}), left as it was."
+        )
+    return (
+        f"\n\nFrom {run.flush_from_mb:,.0f} MB of WAL on ({run.flush_threshold}), the session wrote back the "
+        f"pages it dirtied as it went (backend_flush_after = {run.flush_setting}), so that the checkpoints the "
+        "backfill brought on did not end waiting for them (`--batch-flush-from-mb`; 0: never)."
+    )
 
 
 def _nullability(col) -> str:
@@ -531,8 +708,13 @@ def _outcome(name: str, rec) -> str:
     return ""
 
 
-def load(run_dir: str | Path | None = None, *, batch: int | None = None, database: str | None = None,
-         reports_dir: str | Path | None = None) -> Summary | ReleaseSummary:
+def load(
+    run_dir: str | Path | None = None,
+    *,
+    batch: int | None = None,
+    database: str | None = None,
+    reports_dir: str | Path | None = None,
+) -> Summary | ReleaseSummary:
     """The summary of a run folder (a batch's or a release's), or of the latest record of each phase for
     this database and batch."""
     if run_dir is not None:
@@ -545,8 +727,7 @@ def load(run_dir: str | Path | None = None, *, batch: int | None = None, databas
         if batch is None or database is None:
             raise RunbookError("Give the summary a run_dir, or both batch and database to find the latest run.")
         root = reports_dir or config.default_reports_dir()
-        found = {phase: records.latest_run_with(root, database, batch, phase)
-                 for phase in names.RECORD_PHASES}
+        found = {phase: records.latest_run_with(root, database, batch, phase) for phase in names.RECORD_PHASES}
         folder = found["apply"] or found["preflight"]
         if folder is None:
             raise RunbookError(f"No run of batch {batch} on {database} under {root}; run `runbook run {batch}` first.")
@@ -555,8 +736,15 @@ def load(run_dir: str | Path | None = None, *, batch: int | None = None, databas
         return found[phase].read(phase, cls) if found[phase] else None
 
     run = records.RunFolder(folder.path).read("run", records.RunRecord) if run_dir is not None else None
-    summary = Summary(folder.path, batch or 0, read("preflight", PreflightResult), read("apply", ExecutionResult),
-                      read("validate", ValidationResult), read("rollback", ExecutionResult), run)
+    summary = Summary(
+        folder.path,
+        batch or 0,
+        read("preflight", PreflightResult),
+        read("apply", ExecutionResult),
+        read("validate", ValidationResult),
+        read("rollback", ExecutionResult),
+        run,
+    )
     summary.batch_number = summary.batch.number
     return summary
 
@@ -601,8 +789,9 @@ class ReleaseSummary:
             return "FAILED"
         if any(m.validate is not None and not m.validate.ok for m in self.migrations):
             return "FAILED"
-        if not applied and any(m.preflight is not None and m.preflight.verdict.status == names.NOGO
-                               for m in self.migrations):
+        if not applied and any(
+            m.preflight is not None and m.preflight.verdict.status == names.NOGO for m in self.migrations
+        ):
             return names.NOGO
         if failure is not None:
             return "FAILED"
@@ -616,10 +805,17 @@ class ReleaseSummary:
             m = next((m for m in self.migrations if m.batch_number == info.number), None)
             a = m.apply if m else None
             v = m.validate if m else None
-            rows.append((info.number, info.name, a.status if a else "not applied",
-                         f"{a.duration_s:.3f} s" if a else "", a.attempts if a else "",
-                         f"{a.longest_write_block_s * 1000:.1f} ms" if a else "",
-                         f"{v.passed}/{v.total}{v.not_run_note}" if v else ""))
+            rows.append(
+                (
+                    info.number,
+                    info.name,
+                    a.status if a else "not applied",
+                    f"{a.duration_s:.3f} s" if a else "",
+                    a.attempts if a else "",
+                    f"{a.longest_write_block_s * 1000:.1f} ms" if a else "",
+                    f"{v.passed}/{v.total}{v.not_run_note}" if v else "",
+                )
+            )
         return rows
 
     def header(self) -> Section:
@@ -630,8 +826,12 @@ class ReleaseSummary:
             ("Date", self.plan.created_at[:19].replace("T", " ") + " UTC"),
             ("Status", self.status),
             ("Type", "Release: every pending migration, in order"),
-            ("Migrations", f"{len(self.plan.batches)}: {first.number} ({first.name}) to {last.number} ({last.name})"
-             if first else "none pending"),
+            (
+                "Migrations",
+                f"{len(self.plan.batches)}: {first.number} ({first.name}) to {last.number} ({last.name})"
+                if first
+                else "none pending",
+            ),
             ("Applied", f"{len(applied)} of {len(self.plan.batches)}"),
             ("Database", f"{conn.database} on PostgreSQL {conn.server_version}" if conn else ""),
             ("URL", conn.url if conn else ""),
@@ -652,10 +852,13 @@ class ReleaseSummary:
         seconds = sum(m.apply.duration_s for m in self.migrations if m.apply)
         longest = max((m.apply.longest_write_block_s for m in self.migrations if m.apply), default=0.0)
         body = md.table(["#", "Migration", "Status", "Duration", "Lock attempts", "Longest write block", "Tests"], rows)
-        body += (f"\n\n**Release totals**: {len(applied)}/{len(self.plan.batches)} migrations applied in "
-                 f"{seconds:.3f} s; tests {passed}/{total} passed" + (f", {not_run} not run" if not_run else "")
-                 + "; longest write-blocking lock "
-                 f"{longest * 1000:.1f} ms.")
+        body += (
+            f"\n\n**Release totals**: {len(applied)}/{len(self.plan.batches)} migrations applied in "
+            f"{seconds:.3f} s; tests {passed}/{total} passed"
+            + (f", {not_run} not run" if not_run else "")
+            + "; longest write-blocking lock "
+            f"{longest * 1000:.1f} ms."
+        )
         if self.plan.skipped:
             body += "\n\nSkipped folders (no migration.sql): " + ", ".join(md.text(n) for n in self.plan.skipped)
         return Section("What Was Done", body)
@@ -669,27 +872,45 @@ class ReleaseSummary:
             v = m.validate
             tests = f", tests {v.passed}/{v.total}{v.not_run_note}" if v else ""
             approved = _approvals(m.apply) if m.apply else None
-            blocks.append(_details(f"{m.batch_number} {m.batch.name}: {status}{tests}",
-                                   [m.what_was_done(), *([approved] if approved else []), m.changes(),
-                                    m.test_summary(passed_listed=False), *m.authors_notes()]))
+            blocks.append(
+                _details(
+                    f"{m.batch_number} {m.batch.name}: {status}{tests}",
+                    [
+                        m.what_was_done(),
+                        *([approved] if approved else []),
+                        m.changes(),
+                        m.test_summary(passed_listed=False),
+                        *m.authors_notes(),
+                    ],
+                )
+            )
         return Section("Each Migration", "\n\n".join(blocks))
 
     def preflight_checks(self) -> Section:
         verdicts = [m.preflight.verdict for m in self.migrations if m.preflight]
         worst = names.worst_verdict(v.status for v in verdicts) or names.GO
-        rows = [(m.batch_number, m.batch.name, m.preflight.verdict.status, "; ".join(m.preflight.verdict.reasons))
-                for m in self.migrations if m.preflight and m.preflight.verdict.status != names.GO]
-        when = ("each before its own first step, in a runbook notebook" if any(m.apply and m.apply.stepped
-                                                                               for m in self.migrations)
-                else "before the first was applied")
+        rows = [
+            (m.batch_number, m.batch.name, m.preflight.verdict.status, "; ".join(m.preflight.verdict.reasons))
+            for m in self.migrations
+            if m.preflight and m.preflight.verdict.status != names.GO
+        ]
+        when = (
+            "each before its own first step, in a runbook notebook"
+            if any(m.apply and m.apply.stepped for m in self.migrations)
+            else "before the first was applied"
+        )
         body = f"**Release verdict**: {worst} ({len(verdicts)} migrations checked {when})"
         if rows:
             body += "\n\n" + md.table(["#", "Migration", "Verdict", "Reasons"], rows)
         return Section("Pre-flight Checks", body)
 
     def validation_results(self) -> Section:
-        failed = [(m.batch_number, t.name, t.expectation, t.observed) for m in self.migrations if m.validate
-                  for t in m.validate.failures]
+        failed = [
+            (m.batch_number, t.name, t.expectation, t.observed)
+            for m in self.migrations
+            if m.validate
+            for t in m.validate.failures
+        ]
         if not failed:
             ran = "that ran " if any(m.validate.not_run for m in self.migrations if m.validate) else ""
             return Section("Validation Results", f"Every test {ran}of every applied migration passed.")
@@ -701,10 +922,13 @@ class ReleaseSummary:
         total = sum(m.validate.total for m in validated)
         percent = round(100.0 * passed / total, 1) if total else 0.0
         body = f"**Overall**: {passed}/{total} tests passed ({percent:g}%) over {len(validated)} migrations"
-        skipped = [(m.batch_number, n, t) for m in validated for n, t in enumerate(m.validate.tests, start=1) if not t.ran]
+        skipped = [
+            (m.batch_number, n, t) for m in validated for n, t in enumerate(m.validate.tests, start=1) if not t.ran
+        ]
         if skipped:
-            body += (f"; {len(skipped)} not run\n\n"
-                     + _not_run([t for _, _, t in skipped], [n for _, n, _ in skipped], [b for b, _, _ in skipped]))
+            body += f"; {len(skipped)} not run\n\n" + _not_run(
+                [t for _, _, t in skipped], [n for _, n, _ in skipped], [b for b, _, _ in skipped]
+            )
         return Section("Test Summary", body)
 
     def performance(self) -> Section:
@@ -713,11 +937,13 @@ class ReleaseSummary:
             return Section("Performance Impact (measured)", "Nothing was applied in this run.")
         slowest = max(applied, key=lambda m: m.apply.duration_s)
         blocking = max(applied, key=lambda m: m.apply.longest_write_block_s)
-        body = (f"Apply took {sum(m.apply.duration_s for m in applied):.3f} s for {len(applied)} migrations "
-                f"({sum(m.apply.attempts for m in applied)} lock attempts). The slowest was "
-                f"{slowest.batch_number} ({md.text(slowest.batch.name)}), {slowest.apply.duration_s:.3f} s; the "
-                f"longest write-blocking lock, {blocking.apply.longest_write_block_s * 1000:.1f} ms, was taken by "
-                f"{blocking.batch_number} ({md.text(blocking.batch.name)}).")
+        body = (
+            f"Apply took {sum(m.apply.duration_s for m in applied):.3f} s for {len(applied)} migrations "
+            f"({sum(m.apply.attempts for m in applied)} lock attempts). The slowest was "
+            f"{slowest.batch_number} ({md.text(slowest.batch.name)}), {slowest.apply.duration_s:.3f} s; the "
+            f"longest write-blocking lock, {blocking.apply.longest_write_block_s * 1000:.1f} ms, was taken by "
+            f"{blocking.batch_number} ({md.text(blocking.batch.name)})."
+        )
         return Section("Performance Impact (measured)", body)
 
     def database_state(self):
@@ -744,9 +970,11 @@ class ReleaseSummary:
                 before.setdefault(table.name, table)
             for table in m.apply.after.tables:
                 after[table.name] = table
-        return _model_updates(dataclasses.replace(applied[0].apply.before, tables=tuple(before.values())),
-                              dataclasses.replace(applied[-1].apply.after, tables=tuple(after.values())),
-                              applied[-1]._schema_path())
+        return _model_updates(
+            dataclasses.replace(applied[0].apply.before, tables=tuple(before.values())),
+            dataclasses.replace(applied[-1].apply.after, tables=tuple(after.values())),
+            applied[-1]._schema_path(),
+        )
 
     def prisma_schema(self):
         updates = self.model_updates()
@@ -762,8 +990,11 @@ class ReleaseSummary:
     def rollback_procedure(self) -> Section:
         applied = self._applied()
         lines = [f"runbook rollback {m.batch_number}" for m in reversed(applied)]
-        return Section("Rollback Procedure", "Newest first, one migration at a time:\n\n"
-                       + md.block("\n".join(lines) or "# nothing was applied", "bash"))
+        return Section(
+            "Rollback Procedure",
+            "Newest first, one migration at a time:\n\n"
+            + md.block("\n".join(lines) or "# nothing was applied", "bash"),
+        )
 
     def files(self):
         return None
@@ -779,14 +1010,27 @@ class ReleaseSummary:
         applied = self._applied()
         passed = sum(m.validate.passed for m in self.migrations if m.validate)
         total = sum(m.validate.total for m in self.migrations if m.validate)
-        return Section("Summary", f"**Release: {md.text(self.status)}**\n\n{len(applied)}/{len(self.plan.batches)} "
-                                  f"migrations applied; validation: {passed}/{total} tests passed.")
+        return Section(
+            "Summary",
+            f"**Release: {md.text(self.status)}**\n\n{len(applied)}/{len(self.plan.batches)} "
+            f"migrations applied; validation: {passed}/{total} tests passed.",
+        )
 
     def sections(self) -> list[Section]:
-        found = [self.header(), self.what_was_done(), self.changes(), self.preflight_checks(),
-                 self.validation_results(), self.test_summary(), self.prisma_schema(), self.application_impact(),
-                 self.performance(),
-                 self.rollback_procedure(), self.monitoring(), self.closing()]
+        found = [
+            self.header(),
+            self.what_was_done(),
+            self.changes(),
+            self.preflight_checks(),
+            self.validation_results(),
+            self.test_summary(),
+            self.prisma_schema(),
+            self.application_impact(),
+            self.performance(),
+            self.rollback_procedure(),
+            self.monitoring(),
+            self.closing(),
+        ]
         return [s for s in found if s is not None]
 
     @property
@@ -811,8 +1055,13 @@ def load_release(folder: records.RunFolder, plan: records.ReleasePlan) -> Releas
     return ReleaseSummary(folder.path, plan, migrations, run)
 
 
-def load_for_notebook(run_dir: str | Path | None, *, batch: int | None = None, database: str | None = None,
-                      reports_dir: str | Path | None = None) -> Summary:
+def load_for_notebook(
+    run_dir: str | Path | None,
+    *,
+    batch: int | None = None,
+    database: str | None = None,
+    reports_dir: str | Path | None = None,
+) -> Summary:
     """The summary notebook's entry: a run folder, or the latest records for the target database."""
     if run_dir is None and database is None:
         url = config.environment_url()

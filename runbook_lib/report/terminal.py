@@ -16,8 +16,17 @@ from runbook_lib import names
 from runbook_lib.report import records
 
 # Colours a verdict or status is painted with on a TTY (ANSI SGR codes).
-_COLOURS = {names.GO: "32", names.WARN: "33", names.NOGO: "31", names.FAILED: "31", "FAIL": "31",
-            names.APPLIED: "32", names.ROLLED_BACK: "33", "ok": "32", names.TEST_STATUS[names.NOT_RUN]: "33"}
+_COLOURS = {
+    names.GO: "32",
+    names.WARN: "33",
+    names.NOGO: "31",
+    names.FAILED: "31",
+    "FAIL": "31",
+    names.APPLIED: "32",
+    names.ROLLED_BACK: "33",
+    "ok": "32",
+    names.TEST_STATUS[names.NOT_RUN]: "33",
+}
 # How many rows of a list (catalog changes, failing tests) the terminal shows before "... and N more".
 MAX_ROWS = 12
 
@@ -70,22 +79,32 @@ def _one_line(text: str, width: int = 70) -> str:
 def preflight_lines(result: records.PreflightResult, tty: bool = False) -> list[str]:
     """The verdict, every reason, then one row per statement: its locks and the estimate of its write block."""
     verdict = result.verdict
-    lines = [f"preflight: {paint(verdict.status, verdict.status, tty)} (batch {result.batch.number} "
-             f"{result.batch.name}, {result.duration_s:.1f} s)"]
+    lines = [
+        f"preflight: {paint(verdict.status, verdict.status, tty)} (batch {result.batch.number} "
+        f"{result.batch.name}, {result.duration_s:.1f} s)"
+    ]
     lines += [f"  {paint(verdict.status, verdict.status, tty)}: {reason}" for reason in verdict.reasons]
     if result.statements:
         estimates: dict[int, float] = {}
         for cost in result.lock_costs:
             estimates[cost.statement_index] = max(estimates.get(cost.statement_index, 0.0), cost.estimate_ms)
-        rows = [(str(s.index), str(s.line), _one_line(s.kind, 28), _one_line(s.lock_summary or "no table lock", 100),
-                 "yes" if s.blocks_writes else "no",
-                 f"{estimates[s.index]:.1f} ms" if s.index in estimates else "-") for s in result.statements]
+        rows = [
+            (
+                str(s.index),
+                str(s.line),
+                _one_line(s.kind, 28),
+                _one_line(s.lock_summary or "no table lock", 100),
+                "yes" if s.blocks_writes else "no",
+                f"{estimates[s.index]:.1f} ms" if s.index in estimates else "-",
+            )
+            for s in result.statements
+        ]
         lines += _table(("#", "line", "statement", "locks", "blocks writes", "estimate"), rows)
     return lines
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
-    shown = rows[:MAX_ROWS * 2]
+    shown = rows[: MAX_ROWS * 2]
     widths = [max(len(r[i]) for r in [header, *shown]) for i in range(len(header))]
     out = [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *shown]]
     if len(rows) > len(shown):
@@ -95,15 +114,19 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "
 
 def _written_back(b: records.BackfillRun) -> str:
     own = "the session's own" if b.flush_kept else f"from {b.flush_threshold}"
-    return (f"from {b.flush_from_mb:,.0f} MB of WAL on, pages it dirtied written back as it went "
-            f"(backend_flush_after {b.flush_setting}, {own}), not left to the checkpoints' fsync")
+    return (
+        f"from {b.flush_from_mb:,.0f} MB of WAL on, pages it dirtied written back as it went "
+        f"(backend_flush_after {b.flush_setting}, {own}), not left to the checkpoints' fsync"
+    )
 
 
 def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[str]:
     """Apply or rollback: status, steps, attempts, the longest write-blocking lock, duration, what changed."""
-    lines = [f"{result.phase}: {paint(result.status, result.status, tty)} (batch {result.batch.number} "
-             f"{result.batch.name}): {len(result.steps)} step(s), {result.attempts} attempt(s), "
-             f"longest write-blocking lock {result.longest_write_block_s * 1000:.1f} ms, {result.duration_s:.2f} s"]
+    lines = [
+        f"{result.phase}: {paint(result.status, result.status, tty)} (batch {result.batch.number} "
+        f"{result.batch.name}): {len(result.steps)} step(s), {result.attempts} attempt(s), "
+        f"longest write-blocking lock {result.longest_write_block_s * 1000:.1f} ms, {result.duration_s:.2f} s"
+    ]
     if result.message and result.status == names.FAILED:
         lines.append(f"  {' '.join(result.message.split())}")  # whole: its end says what stays and what to do
     if result.partly_applied:
@@ -112,16 +135,20 @@ def execution_lines(result: records.ExecutionResult, tty: bool = False) -> list[
         lines.append(f"  resumed: {result.resumed}")
     lines += [f"  {line}" for line in result.blocker_lines()]
     for b in result.backfills:  # the data statements --strategy online ran in batches
-        lines.append(f"  batched: statement {b.statement_index} {b.kind} {b.table}: {b.rows:,} rows in {b.batches:,} batches "
-                     f"(rows per batch median {b.rows_per_batch_median:,.0f}, max {b.rows_per_batch_max:,}; batch median "
-                     f"{b.batch_median_s * 1000:.1f} ms, longest {b.batch_longest_s * 1000:.1f} ms; WAL {b.wal_mb:,.0f} MB"
-                     + (f", {b.wal_pause_s:.1f} s paused to keep it to {b.wal_mb_per_s:,.1f} MB/s"
-                        if b.wal_pause_s else "") + ")")
+        lines.append(
+            f"  batched: statement {b.statement_index} {b.kind} {b.table}: {b.rows:,} rows in {b.batches:,} batches "
+            f"(rows per batch median {b.rows_per_batch_median:,.0f}, max {b.rows_per_batch_max:,}; batch median "
+            f"{b.batch_median_s * 1000:.1f} ms, longest {b.batch_longest_s * 1000:.1f} ms; WAL {b.wal_mb:,.0f} MB"
+            + (f", {b.wal_pause_s:.1f} s paused to keep it to {b.wal_mb_per_s:,.1f} MB/s" if b.wal_pause_s else "")
+            + ")"
+        )
         if b.flush_from_mb is not None:
             lines.append(f"    {_written_back(b)}")
         if b.vacuum_s:
-            lines.append(f"    then vacuumed and analyzed {b.table} in {b.vacuum_s:.1f} s, before autovacuum's ANALYZE "
-                         "could plan queries on its dead index entries")
+            lines.append(
+                f"    then vacuumed and analyzed {b.table} in {b.vacuum_s:.1f} s, before autovacuum's ANALYZE "
+                "could plan queries on its dead index entries"
+            )
         elif b.vacuumed:  # due, but not done, and why
             lines.append(f"    {b.vacuumed}")
     rows = result.row_changes()
@@ -149,8 +176,13 @@ def validation_lines(result: records.ValidationResult, tty: bool = False) -> lis
     failing += [f"{paint(not_run, not_run, tty)} {t.name}: {_one_line(t.reason, 200)}" for t in result.not_run]
     lines += _cut(failing, "  ")
     if result.orm_strict and result.orm_mismatches:
-        lines += _cut([f"schema.prisma {m.model}.{m.field}: {m.schema_prisma}, database {m.database}"
-                       for m in result.orm_mismatches], "  ")
+        lines += _cut(
+            [
+                f"schema.prisma {m.model}.{m.field}: {m.schema_prisma}, database {m.database}"
+                for m in result.orm_mismatches
+            ],
+            "  ",
+        )
     return lines
 
 
@@ -169,8 +201,12 @@ def folder_lines(found: FolderRecords, tty: bool = False) -> list[str]:
 
 def phase_lines(run: records.RunRecord, tty: bool = False) -> list[str]:
     """One line per phase the run executed: ok or FAILED and how long."""
-    return [f"  {p.phase:<9} " + (paint("ok    ", "ok", tty) if p.ok else paint("FAILED", names.FAILED, tty))
-            + f" {p.seconds:6.1f} s" for p in run.phases]
+    return [
+        f"  {p.phase:<9} "
+        + (paint("ok    ", "ok", tty) if p.ok else paint("FAILED", names.FAILED, tty))
+        + f" {p.seconds:6.1f} s"
+        for p in run.phases
+    ]
 
 
 def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
@@ -178,23 +214,32 @@ def release_lines(folder: records.RunFolder, tty: bool = False) -> list[str]:
     plan = folder.read("release", records.ReleasePlan)
     migrations = [(child.path.name, FolderRecords.read(child)) for child in folder.children()]
     planned = len(plan.batches) if plan else len(migrations)
-    applied = sum(1 for _, m in migrations if m.apply and m.apply.status in
-                  (names.APPLIED, names.ALREADY_APPLIED, names.DRY_RUN))
+    applied = sum(
+        1 for _, m in migrations if m.apply and m.apply.status in (names.APPLIED, names.ALREADY_APPLIED, names.DRY_RUN)
+    )
     passed = sum(m.validate.passed for _, m in migrations if m.validate)
     total = sum(m.validate.total for _, m in migrations if m.validate)
     not_run = sum(len(m.validate.not_run) for _, m in migrations if m.validate)
     drift = plan.drift if plan else []
     # The release's verdict as its preflight gave it: a changed applied migration makes it NO-GO on its own.
-    worst = (records.ReleasePreflight(plan, [m.preflight for _, m in migrations if m.preflight]).verdict.status
-             if plan else names.worst_verdict(m.preflight.verdict.status for _, m in migrations if m.preflight))
+    worst = (
+        records.ReleasePreflight(plan, [m.preflight for _, m in migrations if m.preflight]).verdict.status
+        if plan
+        else names.worst_verdict(m.preflight.verdict.status for _, m in migrations if m.preflight)
+    )
     worst = worst or names.GO
-    lines = [f"release: migrations applied {applied}/{planned}, tests {passed}/{total} passed"
-             + (f" ({not_run} not run)" if not_run else "") + f", preflight {paint(worst, worst, tty)}"]
+    lines = [
+        f"release: migrations applied {applied}/{planned}, tests {passed}/{total} passed"
+        + (f" ({not_run} not run)" if not_run else "")
+        + f", preflight {paint(worst, worst, tty)}"
+    ]
     for d in drift:  # "migration 7 (name): runbook's ledger recorded ..., the file is now ..."
         which, _, how = d.partition(": ")
-        lines.append(f"  {paint(names.NOGO, names.NOGO, tty)}: {which}: its migration.sql changed since it was applied"
-                     + (f" ({how})" if how else "")
-                     + "; restore the applied file, or write the change as a new migration")
+        lines.append(
+            f"  {paint(names.NOGO, names.NOGO, tty)}: {which}: its migration.sql changed since it was applied"
+            + (f" ({how})" if how else "")
+            + "; restore the applied file, or write the change as a new migration"
+        )
     for name, m in migrations:
         parts = []
         if m.preflight:

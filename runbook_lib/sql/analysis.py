@@ -354,8 +354,7 @@ def _add_column(cmd: ast.AlterTableCmd, table: str, found: _Findings, ctx: _Cont
     if not_null and not filled:
         found.scans = True
         found.note(
-            f"NOT NULL column {_q(name)} without a default: {_q(table)} is scanned "
-            "and the command fails if it has rows"
+            f"NOT NULL column {_q(name)} without a default: {_q(table)} is scanned and the command fails if it has rows"
         )
     return "ADD COLUMN"
 
@@ -422,11 +421,7 @@ def _reloptions_mode(options) -> str:
     for option in options or ():
         name = option.defname if isinstance(option, ast.DefElem) else ""
         namespace = option.defnamespace if isinstance(option, ast.DefElem) else None
-        light = (
-            name in _LIGHT_RELOPTIONS
-            or name.startswith("autovacuum_")
-            or namespace == "toast"
-        )
+        light = name in _LIGHT_RELOPTIONS or name.startswith("autovacuum_") or namespace == "toast"
         if not light:
             return ACCESS_EXCLUSIVE
     return SHARE_UPDATE_EXCLUSIVE

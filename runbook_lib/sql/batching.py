@@ -110,8 +110,10 @@ def candidate(stmt: StatementAnalysis) -> Candidate | str:
     others = node.fromClause if kind == "UPDATE" else node.usingClause
     rest = (others, node.whereClause, getattr(node, "targetList", None))
     if _reads(rest, target):
-        return (f"it reads {_name(target)}, the table it changes, in FROM, USING or a subquery: "
-                "each batch would see what earlier batches changed")
+        return (
+            f"it reads {_name(target)}, the table it changes, in FROM, USING or a subquery: "
+            "each batch would see what earlier batches changed"
+        )
     return Candidate(stmt.index, kind, _name(target), _reference(target), stmt.sql)
 
 
@@ -123,24 +125,47 @@ def _insert_candidate(stmt: StatementAnalysis, node: ast.InsertStmt) -> Candidat
         return "its SELECT is a set operation (UNION, INTERSECT, EXCEPT)"
     if select.withClause is not None:
         return "its SELECT uses WITH: the query it shares cannot be split into key ranges"
-    shaped = [("DISTINCT", select.distinctClause), ("GROUP BY", select.groupClause),
-              ("HAVING", select.havingClause), ("a WINDOW", select.windowClause),
-              ("LIMIT", select.limitCount), ("OFFSET", select.limitOffset), ("FOR UPDATE/SHARE", select.lockingClause)]
+    shaped = [
+        ("DISTINCT", select.distinctClause),
+        ("GROUP BY", select.groupClause),
+        ("HAVING", select.havingClause),
+        ("a WINDOW", select.windowClause),
+        ("LIMIT", select.limitCount),
+        ("OFFSET", select.limitOffset),
+        ("FOR UPDATE/SHARE", select.lockingClause),
+    ]
     for word, clause in shaped:
         if clause:
             return f"its SELECT uses {word}: which rows it yields depends on rows of other batches"
     calls = [n for n in _walk(select.targetList) if isinstance(n, (ast.FuncCall, ast.WindowFunc))]
-    if any(isinstance(n, ast.FuncCall) and (n.over is not None or n.agg_star or n.agg_distinct) for n in calls) \
-            or any(isinstance(n, ast.FuncCall) and n.funcname and n.funcname[-1].sval.lower()
-                   in ("count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or",
-                       "json_agg", "jsonb_agg") for n in calls):
+    if any(isinstance(n, ast.FuncCall) and (n.over is not None or n.agg_star or n.agg_distinct) for n in calls) or any(
+        isinstance(n, ast.FuncCall)
+        and n.funcname
+        and n.funcname[-1].sval.lower()
+        in (
+            "count",
+            "sum",
+            "min",
+            "max",
+            "avg",
+            "array_agg",
+            "string_agg",
+            "bool_and",
+            "bool_or",
+            "json_agg",
+            "jsonb_agg",
+        )
+        for n in calls
+    ):
         return "its SELECT aggregates rows: which rows it yields depends on rows of other batches"
     if not select.fromClause or len(select.fromClause) != 1 or not isinstance(select.fromClause[0], ast.RangeVar):
         return "its SELECT does not read exactly one table in FROM (a join or a subquery has no one key to walk)"
     source = select.fromClause[0]
     if _reads(select, node.relation):
-        return (f"it reads {_name(node.relation)}, the table it inserts into: "
-                "each batch would see what earlier batches inserted")
+        return (
+            f"it reads {_name(node.relation)}, the table it inserts into: "
+            "each batch would see what earlier batches inserted"
+        )
     return Candidate(stmt.index, "INSERT … SELECT", _name(source), _reference(source), stmt.sql)
 
 
@@ -178,18 +203,40 @@ def check(conn: psycopg.Connection, statements: list[StatementAnalysis]) -> list
             checks.append(BackfillCheck(stmt.index, stmt.line, stmt.kind, table, False, reason=found))
             continue
         if in_block:
-            checks.append(BackfillCheck(stmt.index, stmt.line, found.kind, found.table, False,
-                                        reason="it is inside BEGIN … COMMIT in the file, which asks for one transaction"))
+            checks.append(
+                BackfillCheck(
+                    stmt.index,
+                    stmt.line,
+                    found.kind,
+                    found.table,
+                    False,
+                    reason="it is inside BEGIN … COMMIT in the file, which asks for one transaction",
+                )
+            )
             continue
         key = primary_key(conn, found.table)
         if key is None:
-            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (catalog.regclass_text(found.table),)).fetchone()[0]
-            reason = (f"{found.table} has no primary key: there is no key to walk in batches" if exists else
-                      f"{found.table} does not exist yet: batched if it has a primary key when the statement runs")
+            exists = conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (catalog.regclass_text(found.table),)
+            ).fetchone()[0]
+            reason = (
+                f"{found.table} has no primary key: there is no key to walk in batches"
+                if exists
+                else f"{found.table} does not exist yet: batched if it has a primary key when the statement runs"
+            )
             checks.append(BackfillCheck(stmt.index, stmt.line, found.kind, found.table, not exists, reason=reason))
             continue
-        checks.append(BackfillCheck(stmt.index, stmt.line, found.kind, found.table, True, key.label,
-                                    f"in batches by keyset on {found.table} ({key.label}) with --strategy online"))
+        checks.append(
+            BackfillCheck(
+                stmt.index,
+                stmt.line,
+                found.kind,
+                found.table,
+                True,
+                key.label,
+                f"in batches by keyset on {found.table} ({key.label}) with --strategy online",
+            )
+        )
     return checks
 
 
@@ -232,7 +279,9 @@ def bounds_sql(key: Key, *, after: bool, limit: int) -> tuple[str, int]:
     where = ""
     if after:
         where = f"WHERE {_row(columns)} > {_row([f'%s::{t}' for t in key.types])} "
-    text = (f"WITH s AS MATERIALIZED (SELECT {ordered} FROM {table} {where}ORDER BY {ordered} LIMIT {int(limit)}) "
-            f"SELECT (SELECT {as_text} FROM s ORDER BY {ordered} LIMIT 1), "
-            f"(SELECT {as_text} FROM s ORDER BY {descending} LIMIT 1), (SELECT count(*) FROM s)")
+    text = (
+        f"WITH s AS MATERIALIZED (SELECT {ordered} FROM {table} {where}ORDER BY {ordered} LIMIT {int(limit)}) "
+        f"SELECT (SELECT {as_text} FROM s ORDER BY {ordered} LIMIT 1), "
+        f"(SELECT {as_text} FROM s ORDER BY {descending} LIMIT 1), (SELECT count(*) FROM s)"
+    )
     return text, len(key.columns) if after else 0

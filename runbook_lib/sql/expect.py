@@ -26,8 +26,14 @@ from pglast.stream import RawStream
 from runbook_lib.sql import parse as sql_parse
 
 # serial types are not types: the column is the integer type with a sequence default, NOT NULL.
-_SERIALS = {"smallserial": "smallint", "serial2": "smallint", "serial": "integer", "serial4": "integer",
-            "bigserial": "bigint", "serial8": "bigint"}
+_SERIALS = {
+    "smallserial": "smallint",
+    "serial2": "smallint",
+    "serial": "integer",
+    "serial4": "integer",
+    "bigserial": "bigint",
+    "serial8": "bigint",
+}
 _QUIET = (ast.TransactionStmt, ast.VariableSetStmt)
 
 Table = tuple[str | None, str]  # (schema, name); schema None means the default schema
@@ -230,19 +236,27 @@ class _Reader:
         if handler is not None:
             handler(stmt, line)
         elif not isinstance(stmt, _QUIET):
-            self.out.skipped.append(Skipped(line, type(stmt).__name__, "nothing derivable: not a schema change runbook models"))
+            self.out.skipped.append(
+                Skipped(line, type(stmt).__name__, "nothing derivable: not a schema change runbook models")
+            )
 
     def _CreateStmt(self, stmt: ast.CreateStmt, line: int) -> None:
         if stmt.partbound is not None or stmt.inhRelations or stmt.ofTypename is not None:
-            self.out.skipped.append(Skipped(line, "CreateStmt", "partitions, inheritance and typed tables are not modelled"))
+            self.out.skipped.append(
+                Skipped(line, "CreateStmt", "partitions, inheritance and typed tables are not modelled")
+            )
             return
         key = self.rel(stmt.relation)
         if stmt.relation.relpersistence == "t":
-            self.out.skipped.append(Skipped(line, "CreateStmt", "a temporary table lasts only for the session that made it"))
+            self.out.skipped.append(
+                Skipped(line, "CreateStmt", "a temporary table lasts only for the session that made it")
+            )
             return
         if stmt.if_not_exists and key not in self.out.tables:
             self.out.unmodelled_tables.add(key)
-            self.out.skipped.append(Skipped(line, "CreateStmt", "CREATE TABLE IF NOT EXISTS may have found an older table"))
+            self.out.skipped.append(
+                Skipped(line, "CreateStmt", "CREATE TABLE IF NOT EXISTS may have found an older table")
+            )
             return
         self._drop_table(key)
         table = self.out.tables[key] = TableState(key, line, created=True)
@@ -290,12 +304,15 @@ class _Reader:
         if kind is None:
             return  # EXCLUDE, deferrability attributes: not modelled
         if con.conname:  # a name given again replaces whatever this file said about it before
-            self.out.constraints = [c for c in self.out.constraints
-                                    if not (c.table == table.key and c.name == con.conname)]
+            self.out.constraints = [
+                c for c in self.out.constraints if not (c.table == table.key and c.name == con.conname)
+            ]
         if kind in "pu" and con.indexname:  # ... UNIQUE USING INDEX i: the index becomes the constraint
             index = self.out.indexes.pop(self.key(table.key[0], con.indexname), None)
             if index is None or any(c is None for c in index.columns):
-                self.out.skipped.append(Skipped(line, "AlterTableStmt", f"constraint from index {con.indexname} written elsewhere"))
+                self.out.skipped.append(
+                    Skipped(line, "AlterTableStmt", f"constraint from index {con.indexname} written elsewhere")
+                )
                 return
             columns = tuple(c for c in index.columns if c is not None)
         elif kind == "c":
@@ -335,9 +352,13 @@ class _Reader:
         for cmd in stmt.cmds or ():
             sub = cmd.subtype
             if sub == AT.AT_AddColumn:
-                if cmd.missing_ok and not (cmd.def_.colname in table.columns and table.columns[cmd.def_.colname].dropped):
+                if cmd.missing_ok and not (
+                    cmd.def_.colname in table.columns and table.columns[cmd.def_.colname].dropped
+                ):
                     self.out.unmodelled_columns.add((key, cmd.def_.colname))
-                    self.out.skipped.append(Skipped(line, "AlterTableStmt", "ADD COLUMN IF NOT EXISTS may have kept an older column"))
+                    self.out.skipped.append(
+                        Skipped(line, "AlterTableStmt", "ADD COLUMN IF NOT EXISTS may have kept an older column")
+                    )
                     continue
                 column = table.column(cmd.def_.colname, line)
                 column.not_null = column.has_default = None
@@ -359,7 +380,9 @@ class _Reader:
                 column.not_null, column.line = sub == AT.AT_SetNotNull, line
             elif sub == AT.AT_ColumnDefault:
                 column = table.column(cmd.name, line)
-                column.has_default, column.default_sql = _default_of(cmd.def_) if cmd.def_ is not None else (False, None)
+                column.has_default, column.default_sql = (
+                    _default_of(cmd.def_) if cmd.def_ is not None else (False, None)
+                )
                 column.line = line
             elif sub == AT.AT_AddConstraint:
                 self._constraint(table, cmd.def_, line)
@@ -380,7 +403,9 @@ class _Reader:
         key = self.key(stmt.relation.schemaname, stmt.idxname)
         if stmt.if_not_exists and key not in self.out.indexes:
             self.out.unmodelled_indexes.add(key)
-            self.out.skipped.append(Skipped(line, "IndexStmt", "CREATE INDEX IF NOT EXISTS may have found an older index"))
+            self.out.skipped.append(
+                Skipped(line, "IndexStmt", "CREATE INDEX IF NOT EXISTS may have found an older index")
+            )
             return
         columns = tuple(p.name if p.name else None for p in stmt.indexParams or ())
         self.out.indexes[key] = Index(key, line, table, columns, bool(stmt.unique), stmt.whereClause is not None)
@@ -631,8 +656,9 @@ def read(sql_text: str, *, filename: str = "migration.sql", default_schema: str 
 def _column_gone(expected: Expected, key: Table, name: str) -> None:
     """PostgreSQL drops the constraints and indexes on a dropped column, and the foreign keys to it."""
     for con in expected.constraints:
-        if not con.dropped and ((con.table == key and name in con.columns)
-                                or (con.references == key and name in con.ref_columns)):
+        if not con.dropped and (
+            (con.table == key and name in con.columns) or (con.references == key and name in con.ref_columns)
+        ):
             con.dropped = True
     for index in expected.indexes.values():
         if index.table == key and name in index.columns:
@@ -646,8 +672,14 @@ def _cascade_to_columns(expected: Expected, earlier: list[Expected]) -> None:
         for column in state.columns.values():
             if column.dropped or column.type_key is not None:
                 continue
-            made = next((b.tables[key].columns[column.name] for b in earlier if key in b.tables
-                         and column.name in b.tables[key].columns), None)
+            made = next(
+                (
+                    b.tables[key].columns[column.name]
+                    for b in earlier
+                    if key in b.tables and column.name in b.tables[key].columns
+                ),
+                None,
+            )
             if made is None or made.type_key is None:
                 continue
             column.type_key = made.type_key
@@ -719,9 +751,12 @@ def resolve(expected: Expected, earlier: Iterable[Expected]) -> Expected:
     for index in indexes.values():  # a column or table this migration drops after the rename takes the index
         state = expected.tables.get(index.table) if index.table else None
         if state is not None and (
-                (state.dropped and state.line > index.line)
-                or any(c in state.columns and state.columns[c].dropped and state.columns[c].line > index.line
-                       for c in index.columns)):
+            (state.dropped and state.line > index.line)
+            or any(
+                c in state.columns and state.columns[c].dropped and state.columns[c].line > index.line
+                for c in index.columns
+            )
+        ):
             index.dropped = True
     return expected
 
@@ -777,10 +812,16 @@ def _named(con: Constraint) -> str | None:
 def touched(expected: Expected, migration: str = "") -> Touched:
     """What `expected`'s migration changes, each object with the line that last changes it there."""
     at = lambda line: Origin(migration, line)  # noqa: E731
-    tables = {key: at(line) for key, line in ((k, expected.tables[k].line if k in expected.tables else 0)
-                                              for k in expected.dropped_tables | expected.unmodelled_tables)}
-    columns = {key: at(expected.tables[key[0]].line if key[0] in expected.tables else 0)
-               for key in expected.unmodelled_columns}
+    tables = {
+        key: at(line)
+        for key, line in (
+            (k, expected.tables[k].line if k in expected.tables else 0)
+            for k in expected.dropped_tables | expected.unmodelled_tables
+        )
+    }
+    columns = {
+        key: at(expected.tables[key[0]].line if key[0] in expected.tables else 0) for key in expected.unmodelled_columns
+    }
     gone = {}
     for key, state in expected.tables.items():
         if state.created or state.dropped:
@@ -792,10 +833,16 @@ def touched(expected: Expected, migration: str = "") -> Touched:
     names.update({(c.table, f"{c.table[1]}_pkey"): at(c.line) for c in expected.constraints if c.kind == "p"})
     indexes = {key: at(index.line) for key, index in expected.indexes.items()}
     indexes.update({key: at(0) for key in expected.unmodelled_indexes if key not in indexes})
-    return Touched(tables, columns, gone, names, indexes,
-                   {**{key: at(0) for key in expected.unmodelled_types}, **{key: at(e.line) for key, e in expected.enums.items()}},
-                   {name: at(line) for name, (line, _) in expected.extensions.items()},
-                   {name: at(line) for name, line in expected.dropped_schemas.items()})
+    return Touched(
+        tables,
+        columns,
+        gone,
+        names,
+        indexes,
+        {**{key: at(0) for key in expected.unmodelled_types}, **{key: at(e.line) for key, e in expected.enums.items()}},
+        {name: at(line) for name, (line, _) in expected.extensions.items()},
+        {name: at(line) for name, line in expected.dropped_schemas.items()},
+    )
 
 
 @dataclass(frozen=True)
@@ -837,8 +884,11 @@ class _Stale:
         if found or column.type_key is None:
             return found
         type_schema, type_name = column.type_key
-        return (self.later.enums.get(column.type_key) or self.later.extensions.get(type_name)
-                or (self.later.schemas.get(type_schema) if type_schema else None))
+        return (
+            self.later.enums.get(column.type_key)
+            or self.later.extensions.get(type_name)
+            or (self.later.schemas.get(type_schema) if type_schema else None)
+        )
 
 
 def superseded(expected: Expected, later: Touched) -> tuple[Expected, list[Left]]:
@@ -867,27 +917,46 @@ def superseded(expected: Expected, later: Touched) -> tuple[Expected, list[Left]
         return out
 
     tables = {}
-    for key, state in kept(expected.tables, lambda key, _: stale.table(key),
-                           lambda key, _: f"table {shown(key)}").items():
-        columns = kept(state.columns, lambda _, column, key=key: stale.column(key, column),
-                       lambda name, _, key=key: f"column {shown(key)}.{name}")
-        tables[key] = TableState(state.key, state.line, state.created, state.dropped, columns) \
-            if len(columns) != len(state.columns) else state
+    for key, state in kept(
+        expected.tables, lambda key, _: stale.table(key), lambda key, _: f"table {shown(key)}"
+    ).items():
+        columns = kept(
+            state.columns,
+            lambda _, column, key=key: stale.column(key, column),
+            lambda name, _, key=key: f"column {shown(key)}.{name}",
+        )
+        tables[key] = (
+            TableState(state.key, state.line, state.created, state.dropped, columns)
+            if len(columns) != len(state.columns)
+            else state
+        )
 
     def constraint_by(_, con: Constraint) -> Origin | None:
         name = _named(con)
-        return (stale.columns(con.table, con.columns)
-                or (stale.columns(con.references, con.ref_columns) if con.references is not None else None)
-                or (later.constraints.get((con.table, name)) if name else None))
+        return (
+            stale.columns(con.table, con.columns)
+            or (stale.columns(con.references, con.ref_columns) if con.references is not None else None)
+            or (later.constraints.get((con.table, name)) if name else None)
+        )
 
-    constraints = list(kept(dict(enumerate(expected.constraints)), constraint_by,
-                            lambda _, con: f"constraint {_named(con) or con.kind} on {shown(con.table)}").values())
-    indexes = kept(expected.indexes,
-                   lambda key, index: later.indexes.get(key) or stale.columns(index.table, index.columns)
-                   or stale.schema(key), lambda key, _: f"index {shown(key)}")
-    enums = kept(expected.enums, lambda key, _: later.enums.get(key) or stale.schema(key),
-                 lambda key, _: f"type {shown(key)}")
-    extensions = kept(expected.extensions, lambda name, _: later.extensions.get(name),
-                      lambda name, _: f"extension {name}")
-    return Expected(expected.filename, tables, constraints, indexes, enums, extensions, expected.skipped,
-                    expected.dropped_tables), left
+    constraints = list(
+        kept(
+            dict(enumerate(expected.constraints)),
+            constraint_by,
+            lambda _, con: f"constraint {_named(con) or con.kind} on {shown(con.table)}",
+        ).values()
+    )
+    indexes = kept(
+        expected.indexes,
+        lambda key, index: later.indexes.get(key) or stale.columns(index.table, index.columns) or stale.schema(key),
+        lambda key, _: f"index {shown(key)}",
+    )
+    enums = kept(
+        expected.enums, lambda key, _: later.enums.get(key) or stale.schema(key), lambda key, _: f"type {shown(key)}"
+    )
+    extensions = kept(
+        expected.extensions, lambda name, _: later.extensions.get(name), lambda name, _: f"extension {name}"
+    )
+    return Expected(
+        expected.filename, tables, constraints, indexes, enums, extensions, expected.skipped, expected.dropped_tables
+    ), left

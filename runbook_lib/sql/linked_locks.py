@@ -46,8 +46,9 @@ def refine(conn: psycopg.Connection, statements: list[StatementAnalysis]) -> lis
     for stmt in statements:
         linked: dict[str, list[str]] = {}
         for kind, table, name in stmt.drops:
-            for constraint, other in conn.execute(_LINKED, {"kind": kind, "table": regclass_text(table),
-                                                            "name": name}).fetchall():
+            for constraint, other in conn.execute(
+                _LINKED, {"kind": kind, "table": regclass_text(table), "name": name}
+            ).fetchall():
                 linked.setdefault(other, []).append(constraint)
         if not linked:
             refined.append(stmt)
@@ -56,9 +57,12 @@ def refine(conn: psycopg.Connection, statements: list[StatementAnalysis]) -> lis
         for other in linked:
             modes[other] = locks.strongest((modes[other], ACCESS_EXCLUSIVE)) if other in modes else ACCESS_EXCLUSIVE
         notes = tuple(n for n in stmt.notes if "ACCESS EXCLUSIVE too" not in n) + tuple(
-            f'locks "{other}" ACCESS EXCLUSIVE too (reads wait)' f": the foreign key{'s' if len(names) > 1 else ''} "
+            f'locks "{other}" ACCESS EXCLUSIVE too (reads wait)'
+            f": the foreign key{'s' if len(names) > 1 else ''} "
             f"{', '.join(names)} it drops link{'' if len(names) > 1 else 's'} to it (pg_constraint)"
-            for other, names in linked.items())
-        refined.append(dataclasses.replace(
-            stmt, locks=tuple(TableLock(table, mode) for table, mode in modes.items()), notes=notes))
+            for other, names in linked.items()
+        )
+        refined.append(
+            dataclasses.replace(stmt, locks=tuple(TableLock(table, mode) for table, mode in modes.items()), notes=notes)
+        )
     return refined

@@ -140,8 +140,15 @@ def _command(executable: str, server_major: int | None, assume_in_transaction: b
 def _run(command: list[str], version: str | None, stdin: str | None = None) -> list | LintResult:
     """squawk's findings as JSON, or the LintResult that says why there are none."""
     try:
-        completed = subprocess.run(command, input=stdin, capture_output=True, text=True, encoding="utf-8",
-                                   timeout=_TIMEOUT_SECONDS, check=False)
+        completed = subprocess.run(
+            command,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=_TIMEOUT_SECONDS,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return _unavailable(version, f"squawk did not finish within {_TIMEOUT_SECONDS} s; lint skipped")
     except OSError as exc:
@@ -207,13 +214,21 @@ def lint_files(
     for path in paths:
         with path.open(encoding="utf-8", newline="") as handle:  # as squawk read it: CRLF kept
             sql = handle.read()
-        results[path] = _result(sql, by_file.get(str(path), []), version, None, server_major, assume_in_transaction,
-                                ignore_rules)
+        results[path] = _result(
+            sql, by_file.get(str(path), []), version, None, server_major, assume_in_transaction, ignore_rules
+        )
     return results
 
 
-def _result(sql: str, raw_findings: list, version: str | None, statements: list[tuple[int, int, str]] | None,
-            server_major: int | None, assume_in_transaction: bool, ignore_rules: Iterable[str]) -> LintResult:
+def _result(
+    sql: str,
+    raw_findings: list,
+    version: str | None,
+    statements: list[tuple[int, int, str]] | None,
+    server_major: int | None,
+    assume_in_transaction: bool,
+    ignore_rules: Iterable[str],
+) -> LintResult:
     """squawk's findings for one file, each mapped to the statement it falls in."""
     if statements is None:
         try:

@@ -41,14 +41,20 @@ class LockCost:
 def alternative(kind: str) -> str:
     """The online way to make the same change, for the WARN that names it."""
     if "SET NOT NULL" in kind:
-        return ("add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT (writes continue), "
-                "then SET NOT NULL skips its scan and DROP the CHECK (apply --strategy online does this)")
+        return (
+            "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT (writes continue), "
+            "then SET NOT NULL skips its scan and DROP the CHECK (apply --strategy online does this)"
+        )
     if "ADD FOREIGN KEY" in kind:
-        return ("ADD the foreign key NOT VALID, then VALIDATE CONSTRAINT in its own transaction (writes continue; "
-                "apply --strategy online does this)")
+        return (
+            "ADD the foreign key NOT VALID, then VALIDATE CONSTRAINT in its own transaction (writes continue; "
+            "apply --strategy online does this)"
+        )
     if "ADD CHECK" in kind:
-        return ("ADD the CHECK NOT VALID, then VALIDATE CONSTRAINT in its own transaction (writes continue; "
-                "apply --strategy online does this)")
+        return (
+            "ADD the CHECK NOT VALID, then VALIDATE CONSTRAINT in its own transaction (writes continue; "
+            "apply --strategy online does this)"
+        )
     if kind.startswith("CREATE INDEX") or kind.startswith("CREATE UNIQUE INDEX"):
         return "CREATE INDEX CONCURRENTLY, in a batch of its own (it cannot run in a transaction)"
     if "ALTER COLUMN TYPE" in kind:
@@ -62,7 +68,8 @@ def scan_ms(conn: psycopg.Connection, table: str, table_bytes: int) -> tuple[flo
     """Time a read of the whole table (or a sample of its pages, extrapolated), in milliseconds."""
     if table_bytes > SAMPLE_ABOVE_BYTES:
         stmt = sql.SQL("SELECT count(*) FROM {} TABLESAMPLE SYSTEM ({})").format(
-            sql.SQL(catalog.regclass_text(table)), sql.Literal(SAMPLE_PERCENT))
+            sql.SQL(catalog.regclass_text(table)), sql.Literal(SAMPLE_PERCENT)
+        )
         factor, method = 100.0 / SAMPLE_PERCENT, f"{SAMPLE_PERCENT:g}% page sample, extrapolated"
     else:
         stmt = sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(catalog.regclass_text(table)))
@@ -95,6 +102,18 @@ def estimate(
         ms, method = measured[target.table]
         if stmt.rewrites:
             ms, method = ms * REWRITE_FACTOR, f"{method}, x{REWRITE_FACTOR:g} for the rewrite"
-        costs.append(LockCost(stmt.index, stmt.kind, target.table, target.mode, rows, size, round(ms, 3),
-                              method, ms > threshold_ms, alternative(stmt.kind)))
+        costs.append(
+            LockCost(
+                stmt.index,
+                stmt.kind,
+                target.table,
+                target.mode,
+                rows,
+                size,
+                round(ms, 3),
+                method,
+                ms > threshold_ms,
+                alternative(stmt.kind),
+            )
+        )
     return costs

@@ -46,8 +46,12 @@ def _syntax_error(sql: str, exc: ParseError, filename: str | None) -> AnalysisEr
         line = line_at(sql, location)
         column = location - (sql.rfind("\n", 0, location) + 1) + 1
         position = f"line {line}, column {column}"
-    return AnalysisError(f"{where} {position}: {message}; fix the SQL so that PostgreSQL can parse it.",
-                         filename=filename, line=line, column=column)
+    return AnalysisError(
+        f"{where} {position}: {message}; fix the SQL so that PostgreSQL can parse it.",
+        filename=filename,
+        line=line,
+        column=column,
+    )
 
 
 def split(sql: str, *, filename: str | None = None) -> list[SqlStatement]:
@@ -73,11 +77,19 @@ def _split(sql: str, filename: str | None) -> tuple[SqlStatement, ...]:
     for index, (raw, piece) in enumerate(zip(raw_statements, slices), start=1):
         line += sql.count("\n", counted, piece.start)
         counted = piece.start
-        statements.append(SqlStatement(index=index, line=line, start=piece.start,
-                                       end=piece.stop, text=sql[piece.start:piece.stop],
-                                       leading=sql[previous_end:piece.start], raw=raw))
+        statements.append(
+            SqlStatement(
+                index=index,
+                line=line,
+                start=piece.start,
+                end=piece.stop,
+                text=sql[piece.start : piece.stop],
+                leading=sql[previous_end : piece.start],
+                raw=raw,
+            )
+        )
         # the slice ends before the ';': the gap up to the next statement holds its comments
-        previous_end = piece.stop + 1 if sql[piece.stop:piece.stop + 1] == ";" else piece.stop
+        previous_end = piece.stop + 1 if sql[piece.stop : piece.stop + 1] == ";" else piece.stop
     return tuple(statements)
 
 
@@ -106,6 +118,8 @@ def type_name_sql(text: str) -> str | None:
     cast = select.targetList[0].val
     if not isinstance(cast, ast.TypeCast) or not isinstance(cast.arg, ast.A_Const) or not cast.arg.isnull:
         return None
-    if not all(isinstance(mod, ast.A_Const) and isinstance(mod.val, ast.Integer) for mod in cast.typeName.typmods or ()):
+    if not all(
+        isinstance(mod, ast.A_Const) and isinstance(mod.val, ast.Integer) for mod in cast.typeName.typmods or ()
+    ):
         return None
     return RawStream()(cast.typeName)

@@ -102,6 +102,7 @@ def _online_pieces(stmt: StatementAnalysis) -> list[tuple[str, list[PlannedState
         return None
     cmd = node.cmds[0]
     table = _table_sql(node.relation)
+
     def piece(kind: str, text: str) -> PlannedStatement:
         # Each piece is analysed on its own: VALIDATE takes SHARE UPDATE EXCLUSIVE, not the original's lock.
         from runbook_lib.sql.analysis import analyze
@@ -115,12 +116,30 @@ def _online_pieces(stmt: StatementAnalysis) -> list[tuple[str, list[PlannedState
         add = f"ALTER TABLE {table} ADD CONSTRAINT {_ident(check)} CHECK ({_ident(column)} IS NOT NULL) NOT VALID"
         drop = f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {_ident(check)}"
         return [
-            (f"online {node.relation.relname}.{column}: CHECK NOT VALID", [piece("ALTER TABLE … ADD CHECK NOT VALID", add)], (drop,)),
-            (f"online {node.relation.relname}.{column}: VALIDATE CHECK (writes continue)",
-             [piece("ALTER TABLE … VALIDATE CONSTRAINT", f"ALTER TABLE {table} VALIDATE CONSTRAINT {_ident(check)}")], ()),
-            (f"online {node.relation.relname}.{column}: SET NOT NULL using the CHECK, then DROP it",
-             [piece("ALTER TABLE … SET NOT NULL", f"ALTER TABLE {table} ALTER COLUMN {_ident(column)} SET NOT NULL"),
-              piece("ALTER TABLE … DROP CONSTRAINT", f"ALTER TABLE {table} DROP CONSTRAINT {_ident(check)}")], ()),
+            (
+                f"online {node.relation.relname}.{column}: CHECK NOT VALID",
+                [piece("ALTER TABLE … ADD CHECK NOT VALID", add)],
+                (drop,),
+            ),
+            (
+                f"online {node.relation.relname}.{column}: VALIDATE CHECK (writes continue)",
+                [
+                    piece(
+                        "ALTER TABLE … VALIDATE CONSTRAINT", f"ALTER TABLE {table} VALIDATE CONSTRAINT {_ident(check)}"
+                    )
+                ],
+                (),
+            ),
+            (
+                f"online {node.relation.relname}.{column}: SET NOT NULL using the CHECK, then DROP it",
+                [
+                    piece(
+                        "ALTER TABLE … SET NOT NULL", f"ALTER TABLE {table} ALTER COLUMN {_ident(column)} SET NOT NULL"
+                    ),
+                    piece("ALTER TABLE … DROP CONSTRAINT", f"ALTER TABLE {table} DROP CONSTRAINT {_ident(check)}"),
+                ],
+                (),
+            ),
         ]
     if cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint):
         con = cmd.def_
@@ -134,10 +153,21 @@ def _online_pieces(stmt: StatementAnalysis) -> list[tuple[str, list[PlannedState
         not_valid = RawStream()(node)
         drop = f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {_ident(con.conname)}"
         return [
-            (f"online {con.conname}: {what} NOT VALID", [piece(f"ALTER TABLE … ADD {what} NOT VALID", not_valid)], (drop,)),
-            (f"online {con.conname}: VALIDATE (writes continue)",
-             [piece("ALTER TABLE … VALIDATE CONSTRAINT",
-                    f"ALTER TABLE {table} VALIDATE CONSTRAINT {_ident(con.conname)}")], ()),
+            (
+                f"online {con.conname}: {what} NOT VALID",
+                [piece(f"ALTER TABLE … ADD {what} NOT VALID", not_valid)],
+                (drop,),
+            ),
+            (
+                f"online {con.conname}: VALIDATE (writes continue)",
+                [
+                    piece(
+                        "ALTER TABLE … VALIDATE CONSTRAINT",
+                        f"ALTER TABLE {table} VALIDATE CONSTRAINT {_ident(con.conname)}",
+                    )
+                ],
+                (),
+            ),
         ]
     return None
 
@@ -169,8 +199,10 @@ def _concurrent_index_done(stmt: StatementAnalysis) -> str:
     if isinstance(node, ast.IndexStmt) and node.concurrent and node.idxname:
         schema = node.relation.schemaname
         name = _literal((_ident(schema) + "." if schema else "") + _ident(node.idxname))
-        return (f"SELECT coalesce((SELECT indisvalid AND indisready FROM pg_index"
-                f" WHERE indexrelid = to_regclass({name})), false)")
+        return (
+            f"SELECT coalesce((SELECT indisvalid AND indisready FROM pg_index"
+            f" WHERE indexrelid = to_regclass({name})), false)"
+        )
     if isinstance(node, ast.DropStmt) and node.concurrent and len(node.objects or ()) == 1:
         name = _literal(".".join(_ident(part.sval) for part in node.objects[0]))
         return f"SELECT to_regclass({name}) IS NULL"
@@ -247,16 +279,34 @@ def build(statements: list[StatementAnalysis], strategy: str = DIRECT) -> list[S
         planned = PlannedStatement(stmt.index, stmt.line, stmt.kind, stmt.sql, stmt.lock_summary, _pairs(stmt))
         if not stmt.transactional:
             flush()
-            steps.append(Step(len(steps) + 1, f"statement {stmt.index} on its own: {stmt.kind} cannot run in a transaction",
-                              (planned,), transactional=False, cleanup=_concurrent_index_cleanup(stmt),
-                              group=len(steps) + 1, done_check=_concurrent_index_done(stmt)))
+            steps.append(
+                Step(
+                    len(steps) + 1,
+                    f"statement {stmt.index} on its own: {stmt.kind} cannot run in a transaction",
+                    (planned,),
+                    transactional=False,
+                    cleanup=_concurrent_index_cleanup(stmt),
+                    group=len(steps) + 1,
+                    done_check=_concurrent_index_done(stmt),
+                )
+            )
             continue
-        found = batching.candidate(stmt) if strategy == ONLINE and stmt.kind in batching.DATA_KINDS \
-            and not in_explicit_block else None
+        found = (
+            batching.candidate(stmt)
+            if strategy == ONLINE and stmt.kind in batching.DATA_KINDS and not in_explicit_block
+            else None
+        )
         if isinstance(found, batching.Candidate):
             flush()
-            steps.append(Step(len(steps) + 1, f"statement {stmt.index} in batches: {found.kind} by keyset on {found.table}",
-                              (planned,), group=len(steps) + 1, backfill=found))
+            steps.append(
+                Step(
+                    len(steps) + 1,
+                    f"statement {stmt.index} in batches: {found.kind} by keyset on {found.table}",
+                    (planned,),
+                    group=len(steps) + 1,
+                    backfill=found,
+                )
+            )
             continue
         pieces = _online_pieces(stmt) if strategy == ONLINE else None
         if pieces is None:

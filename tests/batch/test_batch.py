@@ -93,8 +93,15 @@ def test_quoted_and_schema_qualified_column_refs(tmp_path):
 
 
 def test_on_delete_spellings_are_normalised(tmp_path):
-    make_batch(tmp_path, "001_a", manifest(
-        1, "[checks]", 'foreign_keys = [{ column = "Lead.customer_id", references = "Customer.id", on_delete = "SET_NULL" }]'))
+    make_batch(
+        tmp_path,
+        "001_a",
+        manifest(
+            1,
+            "[checks]",
+            'foreign_keys = [{ column = "Lead.customer_id", references = "Customer.id", on_delete = "SET_NULL" }]',
+        ),
+    )
     (fk,) = batch_mod.find(tmp_path, 1).checks.foreign_keys
     assert fk.on_delete == "set null"
 
@@ -139,12 +146,16 @@ def test_column_ref_without_table(tmp_path):
 
 
 def test_bad_on_delete(tmp_path):
-    make_batch(tmp_path, "001_a", manifest(
-        1,
-        "[checks]",
-        'not_null = ["Lead.customer_id"]',
-        'foreign_keys = [{ column = "Lead.customer_id", references = "Customer.id", on_delete = "explode" }]',
-    ))
+    make_batch(
+        tmp_path,
+        "001_a",
+        manifest(
+            1,
+            "[checks]",
+            'not_null = ["Lead.customer_id"]',
+            'foreign_keys = [{ column = "Lead.customer_id", references = "Customer.id", on_delete = "explode" }]',
+        ),
+    )
     message = discover_error(tmp_path)
     assert str(tmp_path / "001_a" / "batch.toml") in message
     assert "line 6" in message
@@ -240,8 +251,10 @@ def test_a_folder_without_batch_toml_among_numbered_batches_is_refused(tmp_path)
     make_batch(tmp_path, "006_backfill", manifest(6))
     lost = make_batch(tmp_path, "007_tighten", None)
     message = discover_error(tmp_path)
-    assert message == (f"{lost} has no batch.toml, unlike the other batches of {tmp_path} (e.g. 006_backfill); "
-                       "add one with `batch = 7` and a title, or remove every batch.toml to number the folders by "
-                       "their order (Prisma's layout).")
+    assert message == (
+        f"{lost} has no batch.toml, unlike the other batches of {tmp_path} (e.g. 006_backfill); "
+        "add one with `batch = 7` and a title, or remove every batch.toml to number the folders by "
+        "their order (Prisma's layout)."
+    )
     (lost / "batch.toml").write_text(manifest(7, depends_on="[6]"), encoding="utf-8")
     assert [b.number for b in batch_mod.discover(tmp_path)] == [6, 7]

@@ -76,9 +76,11 @@ def digest(url: str, tables: list[str]) -> dict[str, tuple[int, str]]:
     """Row count and an md5 of every row, all columns, per table: what a test could have left behind."""
     with psycopg.connect(url) as conn:
         return {
-            t: conn.execute(sql.SQL(
-                "SELECT count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) FROM {} AS x"
-            ).format(sql.Identifier(t))).fetchone()
+            t: conn.execute(
+                sql.SQL(
+                    "SELECT count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) FROM {} AS x"
+                ).format(sql.Identifier(t))
+            ).fetchone()
             for t in tables
         }
 
@@ -87,7 +89,7 @@ def load_checks(tmp_path: Path, body: str) -> batch_mod.Checks:
     folder = tmp_path / "migrations" / "001_x"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "migration.sql").write_text("SELECT 1;\n", encoding="utf-8")
-    (folder / "batch.toml").write_text(f"batch = 1\ntitle = \"x\"\n[checks]\n{body}\n", encoding="utf-8")
+    (folder / "batch.toml").write_text(f'batch = 1\ntitle = "x"\n[checks]\n{body}\n', encoding="utf-8")
     return batch_mod.find(tmp_path / "migrations", 1).checks
 
 
@@ -111,29 +113,44 @@ def failing(results: dict[str, sqlblocks.BlockResult]) -> dict[str, str]:
 
 def test_batch_7_gets_the_reference_documents_seven_tests_from_batch_toml(crm_url: str, tmp_path: Path):
     reports = tmp_path / "reports"
-    apply.run(open_session(6, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir()))
-    apply.run(open_session(7, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir()))
+    apply.run(
+        open_session(6, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir())
+    )
+    apply.run(
+        open_session(7, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir())
+    )
     seven = batch_mod.find(config.example_migrations_dir(), 7)
     assert sqlblocks.load(seven.path / "validation.sql") == []  # nothing hand-written left
     before = digest(crm_url, ["Customer", "Lead", "Job"])
 
-    result = validate.run(open_session(7, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir()))
+    result = validate.run(
+        open_session(7, database_url=crm_url, reports_dir=reports, migrations_dir=config.example_migrations_dir())
+    )
 
     assert result.ok, [(t.name, t.observed) for t in result.tests if not t.passed]
     tests = {t.name: t for t in result.tests}
     # The reference document's tests 1-7, in its order, then the foreign keys'.
     reference = [
-        "Lead.customer_id is NOT NULL in the schema", "Job.customer_id is NOT NULL in the schema",
-        "Reject Lead without customer_id", "Reject Job without customer_id",
-        "Allow Lead with customer_id", "Allow Job with customer_id",
-        "UPDATE of Lead.customer_id to NULL rejected", "UPDATE of Job.customer_id to NULL rejected",
-        "No existing Lead row has NULL customer_id", "No existing Job row has NULL customer_id",
+        "Lead.customer_id is NOT NULL in the schema",
+        "Job.customer_id is NOT NULL in the schema",
+        "Reject Lead without customer_id",
+        "Reject Job without customer_id",
+        "Allow Lead with customer_id",
+        "Allow Job with customer_id",
+        "UPDATE of Lead.customer_id to NULL rejected",
+        "UPDATE of Job.customer_id to NULL rejected",
+        "No existing Lead row has NULL customer_id",
+        "No existing Job row has NULL customer_id",
     ]
     names = [t.name for t in result.tests]
     assert set(reference) <= set(names)
     assert [n for n in names if n in reference] == reference
-    assert {"Delete of a Customer referenced by Lead rejected", "Delete of a Customer referenced by Job rejected",
-            "No Lead.customer_id without its Customer", "No Job.customer_id without its Customer"} <= set(names)
+    assert {
+        "Delete of a Customer referenced by Lead rejected",
+        "Delete of a Customer referenced by Job rejected",
+        "No Lead.customer_id without its Customer",
+        "No Job.customer_id without its Customer",
+    } <= set(names)
     reject = tests["Reject Job without customer_id"]
     assert reject.sqlstate == "23502" and reject.column == "customer_id"
     assert reject.message == 'null value in column "customer_id" of relation "Job" violates not-null constraint'
@@ -160,8 +177,21 @@ def test_not_null_passes_with_a_row_built_from_the_catalog(db: str, tmp_path: Pa
     assert failing(results) == {}
     allow = results["Allow thing with label"].sql
     # Required columns are filled, by type; defaults, identities, generated and nullable columns are left out.
-    for column in ("parent_id", "label", "short", "amount", "seq", "flag", "starts_at", "ends_at", "day", "token",
-                   "doc", "tags", "mood"):
+    for column in (
+        "parent_id",
+        "label",
+        "short",
+        "amount",
+        "seq",
+        "flag",
+        "starts_at",
+        "ends_at",
+        "day",
+        "token",
+        "doc",
+        "tags",
+        "mood",
+    ):
         assert f'"{column}"' in allow, column
     for column in ('"id"', "owner_id", "note", "total", "created_at"):
         assert column not in allow.split("VALUES")[0], column
@@ -171,7 +201,11 @@ def test_not_null_passes_with_a_row_built_from_the_catalog(db: str, tmp_path: Pa
     # Later timestamps for later columns: the CHECK (ends_at > starts_at) holds.
     assert results["Allow thing with parent_id"].passed
     reject = results["Reject thing without parent_id"]
-    assert (reject.sqlstate, reject.column, reject.expectation) == ("23502", "parent_id", 'error 23502 column "parent_id"')
+    assert (reject.sqlstate, reject.column, reject.expectation) == (
+        "23502",
+        "parent_id",
+        'error 23502 column "parent_id"',
+    )
     assert digest(db, TABLES) == before
 
 
@@ -206,8 +240,11 @@ def test_update_to_null_on_an_empty_table_inserts_its_own_row(db: str, tmp_path:
 def test_a_row_that_cannot_be_built_is_not_run_and_says_why(db: str, tmp_path: Path):
     execute(db, "CREATE TABLE shape (id serial PRIMARY KEY, name text NOT NULL, pos point NOT NULL)")
     execute(db, "CREATE TABLE lonely_parent (id int PRIMARY KEY)")
-    execute(db, "CREATE TABLE orphan_child (id serial PRIMARY KEY, name text NOT NULL,"
-                " parent_id int NOT NULL REFERENCES lonely_parent)")
+    execute(
+        db,
+        "CREATE TABLE orphan_child (id serial PRIMARY KEY, name text NOT NULL,"
+        " parent_id int NOT NULL REFERENCES lonely_parent)",
+    )
 
     results = run(db, load_checks(tmp_path, 'not_null = ["shape.name", "orphan_child.name", "nowhere.name"]'))
 
@@ -230,13 +267,18 @@ def test_a_row_that_cannot_be_built_is_not_run_and_says_why(db: str, tmp_path: P
 
 def test_foreign_key_passes_and_each_delete_test_proves_its_own_key(db: str, tmp_path: Path):
     before = digest(db, TABLES)
-    found = load_checks(tmp_path, "\n".join([
-        "foreign_keys = [",
-        '  { column = "thing.parent_id", references = "parent.id", on_delete = "restrict" },',
-        '  { column = "other_child.parent_id", references = "parent.id", on_delete = "restrict" },',
-        '  { column = "thing.owner_id", references = "parent.id", on_delete = "set null" },',
-        "]",
-    ]))
+    found = load_checks(
+        tmp_path,
+        "\n".join(
+            [
+                "foreign_keys = [",
+                '  { column = "thing.parent_id", references = "parent.id", on_delete = "restrict" },',
+                '  { column = "other_child.parent_id", references = "parent.id", on_delete = "restrict" },',
+                '  { column = "thing.owner_id", references = "parent.id", on_delete = "set null" },',
+                "]",
+            ]
+        ),
+    )
 
     results = run(db, found)
 
@@ -246,7 +288,7 @@ def test_foreign_key_passes_and_each_delete_test_proves_its_own_key(db: str, tmp
         assert delete.constraint == f"{table}_parent_id_fkey"
         assert delete.expectation == f'error 23001|23503 constraint "{table}_parent_id_fkey"'
     # Parent 1 is referenced by both tables: an existing parent would not tell the two keys apart.
-    assert "INSERT INTO \"parent\"" in results["Delete of a parent referenced by other_child rejected"].sql
+    assert 'INSERT INTO "parent"' in results["Delete of a parent referenced by other_child rejected"].sql
     assert results["thing.owner_id references parent ON DELETE SET NULL"].value == "set null"
     assert "Delete of a parent referenced by thing rejected" in results  # only restrict / no action get one
     assert sum(1 for name in results if name.startswith("Delete of")) == 2
@@ -254,24 +296,31 @@ def test_foreign_key_passes_and_each_delete_test_proves_its_own_key(db: str, tmp
 
 
 def test_foreign_key_with_the_wrong_action_fails_twice(db: str, tmp_path: Path):
-    found = load_checks(tmp_path, 'foreign_keys = [{ column = "thing.parent_id", references = "parent.id", on_delete = "restrict" }]')
-    execute(db, "ALTER TABLE thing DROP CONSTRAINT thing_parent_id_fkey,"
-                " ADD CONSTRAINT thing_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES parent ON DELETE CASCADE")
+    found = load_checks(
+        tmp_path, 'foreign_keys = [{ column = "thing.parent_id", references = "parent.id", on_delete = "restrict" }]'
+    )
+    execute(
+        db,
+        "ALTER TABLE thing DROP CONSTRAINT thing_parent_id_fkey,"
+        " ADD CONSTRAINT thing_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES parent ON DELETE CASCADE",
+    )
 
     results = run(db, found)
 
     assert failing(results) == {
         "thing.parent_id references parent ON DELETE RESTRICT": "cascade",
-        "Delete of a parent referenced by thing rejected":
-            'succeeded, but an error 23001|23503 was expected (ok)',
+        "Delete of a parent referenced by thing rejected": "succeeded, but an error 23001|23503 was expected (ok)",
     }
 
 
 def test_a_delete_refused_by_another_key_does_not_pass(db: str):
     # other_child's key refuses the delete; the test is about thing's: the constraint name tells them apart.
     block = sqlblocks.SqlBlock(
-        "Delete of a parent referenced by thing rejected", "DELETE FROM parent WHERE id = 1",
-        sqlblocks.Expectation.parse('error 23001|23503 constraint "thing_parent_id_fkey"', "test"), "test")
+        "Delete of a parent referenced by thing rejected",
+        "DELETE FROM parent WHERE id = 1",
+        sqlblocks.Expectation.parse('error 23001|23503 constraint "thing_parent_id_fkey"', "test"),
+        "test",
+    )
     execute(db, "DELETE FROM thing")
     with psycopg.connect(db) as conn:
         with conn.transaction(force_rollback=True):
@@ -283,7 +332,9 @@ def test_a_delete_refused_by_another_key_does_not_pass(db: str):
 
 
 def test_orphans_are_found_once_the_key_is_gone(db: str, tmp_path: Path):
-    found = load_checks(tmp_path, 'foreign_keys = [{ column = "thing.parent_id", references = "parent.id", on_delete = "restrict" }]')
+    found = load_checks(
+        tmp_path, 'foreign_keys = [{ column = "thing.parent_id", references = "parent.id", on_delete = "restrict" }]'
+    )
     execute(db, "ALTER TABLE thing DROP CONSTRAINT thing_parent_id_fkey")
     execute(db, "UPDATE thing SET parent_id = 999")
 
@@ -328,13 +379,18 @@ def test_unique_on_two_columns_is_any_order_and_exact(db: str, tmp_path: Path):
 
 
 def test_check_constraint_validated_not_valid_and_missing(db: str, tmp_path: Path):
-    found = load_checks(tmp_path, "\n".join([
-        "check = [",
-        '  { table = "thing", name = "thing_window_check" },',
-        '  { table = "thing", name = "thing_amount_check" },',
-        '  { table = "thing", name = "thing_gone_check" },',
-        "]",
-    ]))
+    found = load_checks(
+        tmp_path,
+        "\n".join(
+            [
+                "check = [",
+                '  { table = "thing", name = "thing_window_check" },',
+                '  { table = "thing", name = "thing_amount_check" },',
+                '  { table = "thing", name = "thing_gone_check" },',
+                "]",
+            ]
+        ),
+    )
     execute(db, "ALTER TABLE thing ADD CONSTRAINT thing_amount_check CHECK (amount > 0) NOT VALID")
 
     results = run(db, found)
@@ -347,16 +403,21 @@ def test_check_constraint_validated_not_valid_and_missing(db: str, tmp_path: Pat
 
 
 def test_column_type_compares_the_servers_spelling(db: str, tmp_path: Path):
-    found = load_checks(tmp_path, "\n".join([
-        "column_type = [",
-        '  { column = "parent.code", type = "varchar(8)" },',
-        '  { column = "thing.amount", type = "numeric(10,2)" },',
-        '  { column = "thing.starts_at", type = "timestamptz" },',
-        '  { column = "thing.mood", type = "mood" },',
-        '  { column = "thing.label", type = "varchar(80)" },',
-        '  { column = "thing.note", type = "no_such_type" },',
-        "]",
-    ]))
+    found = load_checks(
+        tmp_path,
+        "\n".join(
+            [
+                "column_type = [",
+                '  { column = "parent.code", type = "varchar(8)" },',
+                '  { column = "thing.amount", type = "numeric(10,2)" },',
+                '  { column = "thing.starts_at", type = "timestamptz" },',
+                '  { column = "thing.mood", type = "mood" },',
+                '  { column = "thing.label", type = "varchar(80)" },',
+                '  { column = "thing.note", type = "no_such_type" },',
+                "]",
+            ]
+        ),
+    )
 
     results = run(db, found)
 
@@ -364,18 +425,23 @@ def test_column_type_compares_the_servers_spelling(db: str, tmp_path: Path):
     assert results["thing.starts_at is timestamptz"].value == "timestamp with time zone"
     assert failing(results) == {
         "thing.label is varchar(80)": "text",
-        "thing.note is no_such_type": 'not run: type \'no_such_type\': type "no_such_type" does not exist',
+        "thing.note is no_such_type": "not run: type 'no_such_type': type \"no_such_type\" does not exist",
     }
 
 
 def test_index_exists_valid_and_in_column_order(db: str, tmp_path: Path):
-    found = load_checks(tmp_path, "\n".join([
-        "index = [",
-        '  { table = "thing", columns = ["label", "day"] },',
-        '  { table = "thing", columns = ["day", "label"] },',
-        '  { table = "thing", columns = ["seq"] },',
-        "]",
-    ]))
+    found = load_checks(
+        tmp_path,
+        "\n".join(
+            [
+                "index = [",
+                '  { table = "thing", columns = ["label", "day"] },',
+                '  { table = "thing", columns = ["day", "label"] },',
+                '  { table = "thing", columns = ["seq"] },',
+                "]",
+            ]
+        ),
+    )
 
     results = run(db, found)
 
@@ -385,14 +451,19 @@ def test_index_exists_valid_and_in_column_order(db: str, tmp_path: Path):
 
 
 def test_read_only_tests_only_read(db: str, tmp_path: Path):
-    found = load_checks(tmp_path, "\n".join([
-        'not_null = ["thing.label"]',
-        'foreign_keys = [{ column = "thing.parent_id", references = "parent.id", on_delete = "restrict" }]',
-        'unique = ["parent.code"]',
-        'check = [{ table = "thing", name = "thing_window_check" }]',
-        'column_type = [{ column = "thing.label", type = "text" }]',
-        'index = [{ table = "thing", columns = ["label", "day"] }]',
-    ]))
+    found = load_checks(
+        tmp_path,
+        "\n".join(
+            [
+                'not_null = ["thing.label"]',
+                'foreign_keys = [{ column = "thing.parent_id", references = "parent.id", on_delete = "restrict" }]',
+                'unique = ["parent.code"]',
+                'check = [{ table = "thing", name = "thing_window_check" }]',
+                'column_type = [{ column = "thing.label", type = "text" }]',
+                'index = [{ table = "thing", columns = ["label", "day"] }]',
+            ]
+        ),
+    )
     with psycopg.connect(db) as conn:
         conn.read_only = True
         with conn.transaction(force_rollback=True):
@@ -421,9 +492,13 @@ def batch_error(tmp_path: Path, body: str) -> str:
         ('index = [{ table = "Lead", columns = [] }]', 4, ["non-empty list of column names"]),
         ('index = [{ table = "Lead", columns = ["a", "a"] }]', 4, ["names a column twice"]),
         ('index = [{ table = "a.b.c", columns = ["x"] }]', 4, ["'a.b.c' is not a table"]),
-        ("column_type = [\n  { column = \"Lead.name\", type = \"text\" },\n"
-         "  { column = \"Lead.x\", type = \"int; DROP TABLE x\" },\n]", 6, ["is not a type name"]),
-        ('column_typ = []', 4, ["unknown check 'column_typ'", "did you mean 'column_type'?"]),
+        (
+            'column_type = [\n  { column = "Lead.name", type = "text" },\n'
+            '  { column = "Lead.x", type = "int; DROP TABLE x" },\n]',
+            6,
+            ["is not a type name"],
+        ),
+        ("column_typ = []", 4, ["unknown check 'column_typ'", "did you mean 'column_type'?"]),
     ],
 )
 def test_malformed_checks_name_the_file_and_line(tmp_path: Path, body: str, line: int, words: list[str]):
@@ -434,12 +509,17 @@ def test_malformed_checks_name_the_file_and_line(tmp_path: Path, body: str, line
 
 
 def test_checks_of_every_kind_parse(tmp_path: Path):
-    found = load_checks(tmp_path, "\n".join([
-        'unique = ["Customer.email", { table = "crm.Customer", columns = ["name", "phone"] }]',
-        'check = [{ table = "Job", name = "Job_window_check" }]',
-        'column_type = [{ column = "Lead.name", type = "varchar(80)" }]',
-        'index = [{ table = "Lead", columns = ["customer_id"] }]',
-    ]))
+    found = load_checks(
+        tmp_path,
+        "\n".join(
+            [
+                'unique = ["Customer.email", { table = "crm.Customer", columns = ["name", "phone"] }]',
+                'check = [{ table = "Job", name = "Job_window_check" }]',
+                'column_type = [{ column = "Lead.name", type = "varchar(80)" }]',
+                'index = [{ table = "Lead", columns = ["customer_id"] }]',
+            ]
+        ),
+    )
     assert found.unique == (
         batch_mod.UniqueCheck(batch_mod.TableRef("Customer"), ("email",)),
         batch_mod.UniqueCheck(batch_mod.TableRef("Customer", "crm"), ("name", "phone")),
@@ -454,8 +534,10 @@ def test_checks_of_every_kind_parse(tmp_path: Path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('error 23001|23503 constraint "Job_customer_id_fkey"',
-         sqlblocks.Expectation("error", "23001|23503", constraint="Job_customer_id_fkey")),
+        (
+            'error 23001|23503 constraint "Job_customer_id_fkey"',
+            sqlblocks.Expectation("error", "23001|23503", constraint="Job_customer_id_fkey"),
+        ),
         ("error not_null_violation column customer_id", sqlblocks.Expectation("error", "23502", column="customer_id")),
         ('error 23505 constraint "odd ""name"""', sqlblocks.Expectation("error", "23505", constraint='odd "name"')),
         ("error undefined_column", sqlblocks.Expectation("error", "42703")),

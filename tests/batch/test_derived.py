@@ -91,8 +91,13 @@ def test_a_created_schema_passes_every_derived_test(schema_db: str):
     ]:
         assert name in results, sorted(results)
     # Behaviour: refused by the constraint under test, accepted otherwise.
-    for name in ["Customer without email rejected", "Lead without customer_id rejected", "A valid Customer row accepted",
-                 "Duplicate Customer (email) rejected", "Delete of a Customer referenced by Lead.customer_id rejected"]:
+    for name in [
+        "Customer without email rejected",
+        "Lead without customer_id rejected",
+        "A valid Customer row accepted",
+        "Duplicate Customer (email) rejected",
+        "Delete of a Customer referenced by Lead.customer_id rejected",
+    ]:
         assert results[name].passed, (name, results[name].observed)
     assert results["Lead without customer_id rejected"].sqlstate == "23502"
     assert results["Duplicate Customer (email) rejected"].constraint == "Customer_email_key"
@@ -107,26 +112,50 @@ def test_a_created_schema_passes_every_derived_test(schema_db: str):
         assert conn.execute('SELECT count(*) FROM "Customer"').fetchone()[0] == 0
 
 
-@pytest.mark.parametrize("breakage, failing, outcome", [
-    ('ALTER TABLE "Lead" ALTER COLUMN "customer_id" DROP NOT NULL',
-     ["Lead.customer_id is NOT NULL", "Lead without customer_id rejected"], "nullable"),
-    ('ALTER TABLE "Lead" DROP CONSTRAINT "Lead_customer_id_fkey";'
-     ' ALTER TABLE "Lead" ADD CONSTRAINT "Lead_customer_id_fkey" FOREIGN KEY ("customer_id")'
-     ' REFERENCES "Customer"("id") ON DELETE CASCADE ON UPDATE CASCADE',
-     ["Lead FOREIGN KEY Lead_customer_id_fkey (customer_id) REFERENCES Customer (id) ON DELETE RESTRICT ON UPDATE CASCADE",
-      "Delete of a Customer referenced by Lead.customer_id rejected"], "ON DELETE CASCADE"),
-    ('DROP INDEX "Customer_email_key"',
-     ["Index Customer_email_key is a valid unique index on Customer (email)", "Duplicate Customer (email) rejected"],
-     "missing"),
-    ("ALTER TYPE \"Status\" ADD VALUE 'lost'", ["Enum Status has the values new, won"], "new, won, lost"),
-    ('ALTER TABLE "Customer" ALTER COLUMN "email" TYPE TEXT', ["Customer.email is character varying(80)"], "text"),
-    ('ALTER TABLE "Customer" ALTER COLUMN "status" DROP DEFAULT',
-     ["Customer.status defaults to 'new'::\"Status\""], "no default"),
-    ('ALTER TABLE "Audit" DROP CONSTRAINT "Audit_amount_check"', ["Audit has a CHECK on (amount), validated"], "missing"),
-    ('DROP TABLE "Audit"', ["Table Audit exists", "Audit.amount is integer"], ""),
-])
-def test_a_broken_database_fails_the_derived_test_that_names_it(schema_db: str, breakage: str, failing: list[str],
-                                                                   outcome: str):
+@pytest.mark.parametrize(
+    "breakage, failing, outcome",
+    [
+        (
+            'ALTER TABLE "Lead" ALTER COLUMN "customer_id" DROP NOT NULL',
+            ["Lead.customer_id is NOT NULL", "Lead without customer_id rejected"],
+            "nullable",
+        ),
+        (
+            'ALTER TABLE "Lead" DROP CONSTRAINT "Lead_customer_id_fkey";'
+            ' ALTER TABLE "Lead" ADD CONSTRAINT "Lead_customer_id_fkey" FOREIGN KEY ("customer_id")'
+            ' REFERENCES "Customer"("id") ON DELETE CASCADE ON UPDATE CASCADE',
+            [
+                "Lead FOREIGN KEY Lead_customer_id_fkey (customer_id) REFERENCES Customer (id) ON DELETE RESTRICT ON UPDATE CASCADE",
+                "Delete of a Customer referenced by Lead.customer_id rejected",
+            ],
+            "ON DELETE CASCADE",
+        ),
+        (
+            'DROP INDEX "Customer_email_key"',
+            [
+                "Index Customer_email_key is a valid unique index on Customer (email)",
+                "Duplicate Customer (email) rejected",
+            ],
+            "missing",
+        ),
+        ("ALTER TYPE \"Status\" ADD VALUE 'lost'", ["Enum Status has the values new, won"], "new, won, lost"),
+        ('ALTER TABLE "Customer" ALTER COLUMN "email" TYPE TEXT', ["Customer.email is character varying(80)"], "text"),
+        (
+            'ALTER TABLE "Customer" ALTER COLUMN "status" DROP DEFAULT',
+            ["Customer.status defaults to 'new'::\"Status\""],
+            "no default",
+        ),
+        (
+            'ALTER TABLE "Audit" DROP CONSTRAINT "Audit_amount_check"',
+            ["Audit has a CHECK on (amount), validated"],
+            "missing",
+        ),
+        ('DROP TABLE "Audit"', ["Table Audit exists", "Audit.amount is integer"], ""),
+    ],
+)
+def test_a_broken_database_fails_the_derived_test_that_names_it(
+    schema_db: str, breakage: str, failing: list[str], outcome: str
+):
     execute(schema_db, breakage)
     results, _ = run_derived(schema_db, SCHEMA)
     failed = failures(results)
@@ -168,18 +197,29 @@ def test_alter_rename_and_drop_keep_the_final_state(schema_db: str):
     assert failures(results) == {}
     for name in [
         "Customer.nickname is dropped",  # added then dropped in the same file: absence is expected
-        "Customer.phone is character varying(20)", "Customer.phone is NOT NULL", "Customer.phone defaults to ''::character varying",
-        "Customer.score is dropped", "Customer.rating is double precision", "Customer.rating defaults to 0",
-        "Customer.tags is NOT NULL", "Customer.created_at has no default",
+        "Customer.phone is character varying(20)",
+        "Customer.phone is NOT NULL",
+        "Customer.phone defaults to ''::character varying",
+        "Customer.score is dropped",
+        "Customer.rating is double precision",
+        "Customer.rating defaults to 0",
+        "Customer.tags is NOT NULL",
+        "Customer.created_at has no default",
         "Table Lead is dropped",
         # Renamed here, created in another file: only the presence under the new name is known.
         "Constraint Prospect_customer_id_fkey on Prospect exists",
         "Constraint Lead_customer_id_fkey on Prospect is dropped",
-        "Index Prospect_name_idx exists", "Index Lead_name_idx is dropped",
-        "Prospect has CHECK Prospect_name_check, not validated", "Customer has CHECK Customer_rating_check, validated",
+        "Index Prospect_name_idx exists",
+        "Index Lead_name_idx is dropped",
+        "Prospect has CHECK Prospect_name_check, not validated",
+        "Customer has CHECK Customer_rating_check, validated",
         "Customer (phone) is UNIQUE",
-        "Enum Status has the value lost", "Enum Status has the value open", "Enum Status no longer has the value new",
-        "Type Tier is dropped", "Table Audit is dropped", "Index Customer_email_key is dropped",
+        "Enum Status has the value lost",
+        "Enum Status has the value open",
+        "Enum Status no longer has the value new",
+        "Type Tier is dropped",
+        "Table Audit is dropped",
+        "Index Customer_email_key is dropped",
         "Index Customer_phone_rating_idx is a valid index on Customer (phone, expression)",
     ]:
         assert name in results, (name, sorted(results))
@@ -209,8 +249,10 @@ BEGIN; SET lock_timeout = '1s'; COMMIT;"""
 
 
 def test_the_reader_reads_names_as_prisma_writes_them():
-    found = expect.read('ALTER TABLE "public"."Lead" ADD COLUMN "x" INT; ALTER TABLE "sales"."Lead" ADD COLUMN "y" INT;'
-                        ' ALTER TABLE public."Lead" DROP COLUMN "x"')
+    found = expect.read(
+        'ALTER TABLE "public"."Lead" ADD COLUMN "x" INT; ALTER TABLE "sales"."Lead" ADD COLUMN "y" INT;'
+        ' ALTER TABLE public."Lead" DROP COLUMN "x"'
+    )
     assert set(found.tables) == {(None, "Lead"), ("sales", "Lead")}
     assert found.tables[(None, "Lead")].columns["x"].dropped
     assert found.tables[("sales", "Lead")].columns["y"].type == "integer"
@@ -258,7 +300,9 @@ def test_a_pure_data_migration_has_no_derived_tests_and_passes(empty_db: str, tm
 
     assert (result.passed, result.total) == (0, 0)
     assert result.ok and "no derived tests" in result.headline
-    assert result.derived_notes == ["migration.sql line 1: UpdateStmt skipped, nothing derivable: not a schema change runbook models"]
+    assert result.derived_notes == [
+        "migration.sql line 1: UpdateStmt skipped, nothing derivable: not a schema change runbook models"
+    ]
     result.raise_for_failures()  # does not raise
 
     first = validate.run(open_session(1, database_url=empty_db, migrations_dir=migrations, reports_dir=tmp_path / "r"))
@@ -276,9 +320,11 @@ def test_batch_7_keeps_its_declared_names_and_counts_declared_and_derived(after_
     with psycopg.connect(after_7) as conn:
         declared_names = [b.name for b in declared.tests(conn, session.batch.checks)]
     names = [t.name for t in result.tests]
-    assert names[:len(declared_names)] == declared_names
+    assert names[: len(declared_names)] == declared_names
     assert result.ok and result.derived > 0
-    assert result.total == len(declared_names) + len(blocks.load(session.batch.path / "validation.sql")) + result.derived
+    assert (
+        result.total == len(declared_names) + len(blocks.load(session.batch.path / "validation.sql")) + result.derived
+    )
     # what migration.sql says that a declared check proves already is merged into it (one behaviour, one test): the
     # derived tests left are the behaviours no check declares
     assert [t.name for t in result.tests if t.derived] == [
@@ -292,12 +338,13 @@ def test_batch_7_keeps_its_declared_names_and_counts_declared_and_derived(after_
     # the declared name: X/Y counts tests, not copies
     assert "Delete of a Customer referenced by Lead rejected" in names
     assert "Delete of a Customer referenced by Lead.customer_id rejected (derived: migration.sql line 21)" not in names
-    assert "Reject Lead without customer_id" in names and not any(n.startswith("Lead without customer_id rejected")
-                                                                 for n in names)
+    assert "Reject Lead without customer_id" in names and not any(
+        n.startswith("Lead without customer_id rejected") for n in names
+    )
     # The order: declared [checks], then derived, then validation.sql's blocks.
-    derived_part = result.tests[len(declared_names):len(declared_names) + result.derived]
+    derived_part = result.tests[len(declared_names) : len(declared_names) + result.derived]
     assert all(t.source.startswith("derived: migration.sql line ") for t in derived_part)
-    assert not any(t.derived for t in result.tests[len(declared_names) + result.derived:])
+    assert not any(t.derived for t in result.tests[len(declared_names) + result.derived :])
 
 
 def test_schema_prisma_is_compared_field_by_field_when_it_describes_the_batch(after_7: str, tmp_path: Path):
@@ -313,17 +360,21 @@ def test_schema_prisma_is_compared_field_by_field_when_it_describes_the_batch(af
     assert "  name      String\n  email     String?  @unique" in text
     own.write_text(text.replace("  name      String\n  email", "  name      String?\n  email", 1), encoding="utf-8")
 
-    latest = validate.run(open_session(7, database_url=after_7, reports_dir=tmp_path / "r",
-                                       migrations_dir=project / "migrations"))
+    latest = validate.run(
+        open_session(7, database_url=after_7, reports_dir=tmp_path / "r", migrations_dir=project / "migrations")
+    )
     assert latest.orm_scope == "every model and field"
     assert [(m.model, m.field, m.aspect) for m in latest.orm_mismatches] == [("Customer", "name", "required")]
 
     # Batch 6 is not the last one: the schema describes a later state, so only its checked columns are compared.
-    middle = validate.run(open_session(6, database_url=after_7, reports_dir=tmp_path / "r",
-                                       migrations_dir=project / "migrations"))
-    assert middle.orm_scope == ("only the columns the checks name: a schema.prisma beside the migrations folder is "
-                                "taken to describe the state after the latest batch (7), as Prisma keeps it, not "
-                                "after batch 6")
+    middle = validate.run(
+        open_session(6, database_url=after_7, reports_dir=tmp_path / "r", migrations_dir=project / "migrations")
+    )
+    assert middle.orm_scope == (
+        "only the columns the checks name: a schema.prisma beside the migrations folder is "
+        "taken to describe the state after the latest batch (7), as Prisma keeps it, not "
+        "after batch 6"
+    )
 
 
 def test_a_migration_validated_after_later_ones_leaves_their_changes_to_them(empty_db: str, tmp_path: Path):
@@ -333,13 +384,25 @@ def test_a_migration_validated_after_later_ones_leaves_their_changes_to_them(emp
     from runbook_lib.phases.session import open_session
 
     migrations = tmp_path / "migrations"
-    write_batch(migrations, "001_init", 'CREATE TYPE "Mood" AS ENUM (\'HAPPY\', \'SAD\');\n'
-                'CREATE TABLE "Item" ("id" SERIAL PRIMARY KEY, "a" INTEGER NOT NULL, "b" TEXT, "mood" "Mood");\n'
-                'CREATE INDEX "Item_b_idx" ON "Item" ("b");\n')
-    write_batch(migrations, "002_change", 'ALTER TYPE "Mood" ADD VALUE \'OK\';\n'
-                'ALTER TABLE "Item" ALTER COLUMN "b" TYPE VARCHAR(20);\nDROP INDEX "Item_b_idx";\n')
-    session = lambda n: open_session(n, database_url=empty_db, migrations_dir=migrations,  # noqa: E731
-                                     reports_dir=tmp_path / "r")
+    write_batch(
+        migrations,
+        "001_init",
+        "CREATE TYPE \"Mood\" AS ENUM ('HAPPY', 'SAD');\n"
+        'CREATE TABLE "Item" ("id" SERIAL PRIMARY KEY, "a" INTEGER NOT NULL, "b" TEXT, "mood" "Mood");\n'
+        'CREATE INDEX "Item_b_idx" ON "Item" ("b");\n',
+    )
+    write_batch(
+        migrations,
+        "002_change",
+        "ALTER TYPE \"Mood\" ADD VALUE 'OK';\n"
+        'ALTER TABLE "Item" ALTER COLUMN "b" TYPE VARCHAR(20);\nDROP INDEX "Item_b_idx";\n',
+    )
+    session = lambda n: open_session(
+        n,
+        database_url=empty_db,
+        migrations_dir=migrations,  # noqa: E731
+        reports_dir=tmp_path / "r",
+    )
     apply.run(session(1))
     alone = validate.run(session(1))
     assert alone.ok and any("Item_b_idx" in t.name for t in alone.tests)

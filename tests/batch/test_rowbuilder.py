@@ -27,7 +27,7 @@ def run_declared(url: str, tmp_path: Path, body: str) -> dict[str, BlockResult]:
     folder = tmp_path / "migrations" / "001_x"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "migration.sql").write_text("SELECT 1;\n", encoding="utf-8")
-    (folder / "batch.toml").write_text(f"batch = 1\ntitle = \"x\"\n[checks]\n{body}\n", encoding="utf-8")
+    (folder / "batch.toml").write_text(f'batch = 1\ntitle = "x"\n[checks]\n{body}\n', encoding="utf-8")
     checks = batch_mod.find(tmp_path / "migrations", 1).checks
     with psycopg.connect(url) as conn:
         with conn.transaction(force_rollback=True):
@@ -91,7 +91,9 @@ def test_two_unique_foreign_keys_each_duplicate_is_refused_by_its_own_key(subscr
         assert duplicate.constraint == f"Subscription_{column}_key", duplicate.observed
         # keyed foreign keys get made-up values, not the first parent's key (refused as the row goes in, the
         # duplicate never reaches the foreign-key checks at the statement's end)
-        assert '(SELECT "id" FROM "Plan"' not in duplicate.sql and '(SELECT "id" FROM "Organisation"' not in duplicate.sql
+        assert (
+            '(SELECT "id" FROM "Plan"' not in duplicate.sql and '(SELECT "id" FROM "Organisation"' not in duplicate.sql
+        )
     # the valid row really goes in, so its keyed foreign keys take new parent rows
     assert results["A valid Subscription row accepted"].sql.startswith('WITH "runbook_parent_1" AS (INSERT INTO ')
     delete = results["Delete of a Plan referenced by Subscription.planId rejected"]
@@ -99,35 +101,57 @@ def test_two_unique_foreign_keys_each_duplicate_is_refused_by_its_own_key(subscr
     assert results["A valid Subscription row accepted"].passed
     assert notes == []
     assert row_counts(subscription_db, ["Plan", "Organisation", "Subscription"]) == {
-        "Plan": 2, "Organisation": 2, "Subscription": 1}
+        "Plan": 2,
+        "Organisation": 2,
+        "Subscription": 1,
+    }
 
 
 def test_the_same_schema_from_batch_toml_passes(subscription_db: str, tmp_path: Path):
-    results = run_declared(subscription_db, tmp_path, "\n".join([
-        'not_null = ["Subscription.status"]',
-        'unique = ["Subscription.planId", "Subscription.organisationId"]',
-        "foreign_keys = [",
-        '  { column = "Subscription.planId", references = "Plan.id", on_delete = "restrict" },',
-        '  { column = "Subscription.organisationId", references = "Organisation.id", on_delete = "restrict" },',
-        "]",
-    ]))
+    results = run_declared(
+        subscription_db,
+        tmp_path,
+        "\n".join(
+            [
+                'not_null = ["Subscription.status"]',
+                'unique = ["Subscription.planId", "Subscription.organisationId"]',
+                "foreign_keys = [",
+                '  { column = "Subscription.planId", references = "Plan.id", on_delete = "restrict" },',
+                '  { column = "Subscription.organisationId", references = "Organisation.id", on_delete = "restrict" },',
+                "]",
+            ]
+        ),
+    )
     assert not_passed(results) == {}
     assert results["Duplicate Subscription.organisationId rejected"].constraint == "Subscription_organisationId_key"
     assert results["UPDATE of Subscription.status to NULL rejected"].column == "status"
     assert all(r.sql.startswith(("WITH", "INSERT", "UPDATE", "DO", "DELETE", "SELECT")) for r in results.values())
 
 
-@pytest.mark.parametrize("breakage, test, observed", [
-    # the row goes in; only a foreign key whose value runbook made up refuses it, at the end of the statement
-    ('ALTER TABLE "Subscription" ALTER COLUMN "status" DROP NOT NULL',
-     "Subscription without status rejected", "accepted: the rows went in, and only foreign key"),
-    ('DROP INDEX "Subscription_planId_key"',
-     "Duplicate Subscription (planId) rejected", "accepted: the rows went in, and only foreign key"),
-    ('ALTER TABLE "Subscription" DROP CONSTRAINT "Subscription_planId_fkey"',
-     "Delete of a Plan referenced by Subscription.planId rejected", "succeeded, but an error 23001|23503 was expected"),
-])
-def test_a_constraint_removed_by_hand_fails_its_behaviour_test(subscription_db: str, breakage: str, test: str,
-                                                               observed: str):
+@pytest.mark.parametrize(
+    "breakage, test, observed",
+    [
+        # the row goes in; only a foreign key whose value runbook made up refuses it, at the end of the statement
+        (
+            'ALTER TABLE "Subscription" ALTER COLUMN "status" DROP NOT NULL',
+            "Subscription without status rejected",
+            "accepted: the rows went in, and only foreign key",
+        ),
+        (
+            'DROP INDEX "Subscription_planId_key"',
+            "Duplicate Subscription (planId) rejected",
+            "accepted: the rows went in, and only foreign key",
+        ),
+        (
+            'ALTER TABLE "Subscription" DROP CONSTRAINT "Subscription_planId_fkey"',
+            "Delete of a Plan referenced by Subscription.planId rejected",
+            "succeeded, but an error 23001|23503 was expected",
+        ),
+    ],
+)
+def test_a_constraint_removed_by_hand_fails_its_behaviour_test(
+    subscription_db: str, breakage: str, test: str, observed: str
+):
     execute(subscription_db, breakage)
     results, _ = run_derived(subscription_db, SUBSCRIPTION)
     assert results[test].outcome == names.TEST_FAILED, results[test].observed
@@ -162,11 +186,15 @@ ALTER TABLE "Org" ADD CONSTRAINT "Org_settingsId_fkey" FOREIGN KEY ("settingsId"
 
 
 def test_four_unique_foreign_keys_take_four_new_parents_per_row(empty_db: str):
-    execute(empty_db, ORGANISATION + """
+    execute(
+        empty_db,
+        ORGANISATION
+        + """
         INSERT INTO "User" VALUES ('u1', 'a@example.com'), ('u2', 'b@example.com');
         INSERT INTO "Address" ("line") VALUES ('1 Main St');
         INSERT INTO "Settings" DEFAULT VALUES;
-        INSERT INTO "Org" SELECT 'org1', 'Acme', 'u1', 'u2', 1, (SELECT "id" FROM "Settings");""")
+        INSERT INTO "Org" SELECT 'org1', 'Acme', 'u1', 'u2', 1, (SELECT "id" FROM "Settings");""",
+    )
 
     results, _ = run_derived(empty_db, ORGANISATION)
 
@@ -183,9 +211,13 @@ def test_a_unique_email_inside_a_composite_primary_key(empty_db: str):
     CREATE TABLE "Member" ("teamId" INTEGER NOT NULL REFERENCES "Team"("id") ON DELETE RESTRICT,
                            "email" TEXT NOT NULL, "role" TEXT NOT NULL, PRIMARY KEY ("teamId", "email"));
     CREATE UNIQUE INDEX "Member_email_key" ON "Member"("email");"""
-    execute(empty_db, schema + """
+    execute(
+        empty_db,
+        schema
+        + """
         INSERT INTO "Team" ("name") VALUES ('a');
-        INSERT INTO "Member" VALUES (1, 'a@example.com', 'admin');""")
+        INSERT INTO "Member" VALUES (1, 'a@example.com', 'admin');""",
+    )
 
     results, _ = run_derived(empty_db, schema)
 
@@ -209,10 +241,14 @@ def test_composite_keys_that_share_a_column_take_parents_that_agree(empty_db: st
         REFERENCES "dataset_runs"("id", "project_id");
     ALTER TABLE "dataset_run_items" ADD CONSTRAINT "dataset_run_items_item_fkey" FOREIGN KEY ("dataset_item_id", "project_id")
         REFERENCES "dataset_items"("id", "project_id");"""
-    execute(empty_db, schema + """
+    execute(
+        empty_db,
+        schema
+        + """
         INSERT INTO "projects" VALUES ('p1', 'one'), ('p2', 'two');
         INSERT INTO "dataset_runs" VALUES ('r1', 'p1');
-        INSERT INTO "dataset_items" VALUES ('a-first-item', 'p2');""")  # no existing pair of parents agrees
+        INSERT INTO "dataset_items" VALUES ('a-first-item', 'p2');""",
+    )  # no existing pair of parents agrees
 
     results, _ = run_derived(empty_db, schema)
 
@@ -260,9 +296,13 @@ def test_a_keyed_identity_behind_rows_inserted_with_their_own_ids_gets_a_new_val
     CREATE TABLE "Plan" ("id" INTEGER GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "name" TEXT NOT NULL);
     CREATE TABLE "Seat" ("id" SERIAL PRIMARY KEY, "planId" INTEGER NOT NULL REFERENCES "Plan"("id"));
     CREATE UNIQUE INDEX "Seat_planId_key" ON "Seat"("planId");"""
-    execute(empty_db, schema + """
+    execute(
+        empty_db,
+        schema
+        + """
         INSERT INTO "Plan" ("id", "name") VALUES (1, 'a'), (2, 'b'), (3, 'c');
-        INSERT INTO "Seat" ("id", "planId") VALUES (1, 1), (2, 2);""")
+        INSERT INTO "Seat" ("id", "planId") VALUES (1, 1), (2, 2);""",
+    )
 
     results, _ = run_derived(empty_db, schema)
 
@@ -301,27 +341,40 @@ def test_from_empty_parents_are_inserted_first_two_levels_deep(empty_db: str, tm
     results, notes = run_derived(empty_db, FROM_EMPTY)
 
     assert not_passed(results) == {}
-    for name in ["Task without projectId rejected", "A valid Task row accepted",
-                 "Delete of a Project referenced by Task.projectId rejected",
-                 "Duplicate Workspace (name) rejected",  # the DEFAULT '' slug gets a value of its own per row
-                 "Duplicate Label (workspaceId, name) rejected"]:
+    for name in [
+        "Task without projectId rejected",
+        "A valid Task row accepted",
+        "Delete of a Project referenced by Task.projectId rejected",
+        "Duplicate Workspace (name) rejected",  # the DEFAULT '' slug gets a value of its own per row
+        "Duplicate Label (workspaceId, name) rejected",
+    ]:
         assert results[name].passed, name
     accepted = results["A valid Task row accepted"].sql
     # A new Workspace, then a new Project that uses it, then the Task: one statement.
-    assert accepted.index('INSERT INTO "Workspace"') < accepted.index('INSERT INTO "Project"') < accepted.index(
-        'INSERT INTO "Task"')
+    assert (
+        accepted.index('INSERT INTO "Workspace"')
+        < accepted.index('INSERT INTO "Project"')
+        < accepted.index('INSERT INTO "Task"')
+    )
     assert results["Duplicate Label (workspaceId, name) rejected"].constraint == "Label_workspaceId_name_key"
     assert notes == []
 
-    found = run_declared(empty_db, tmp_path, "\n".join([
-        'not_null = ["Task.projectId"]',
-        'unique = ["Workspace.slug", { table = "Label", columns = ["workspaceId", "name"] }]',
-        'foreign_keys = [{ column = "Task.projectId", references = "Project.id", on_delete = "restrict" }]',
-    ]))
+    found = run_declared(
+        empty_db,
+        tmp_path,
+        "\n".join(
+            [
+                'not_null = ["Task.projectId"]',
+                'unique = ["Workspace.slug", { table = "Label", columns = ["workspaceId", "name"] }]',
+                'foreign_keys = [{ column = "Task.projectId", references = "Project.id", on_delete = "restrict" }]',
+            ]
+        ),
+    )
     assert not_passed(found) == {}
     assert found["UPDATE of Task.projectId to NULL rejected"].sql.startswith("DO ")  # its own row first
     assert row_counts(empty_db, ["Workspace", "Project", "Task", "Label"]) == dict.fromkeys(
-        ["Workspace", "Project", "Task", "Label"], 0)
+        ["Workspace", "Project", "Task", "Label"], 0
+    )
 
 
 # --- CHECK constraints, identity, generated columns ---------------------------------------------------------
@@ -357,17 +410,26 @@ CREATE UNIQUE INDEX "Ticket_doubled_key" ON "Ticket"("doubled");
 
 
 def test_check_constraints_identity_and_generated_columns_are_respected(empty_db: str):
-    execute(empty_db, CHECKED + """
+    execute(
+        empty_db,
+        CHECKED
+        + """
         INSERT INTO "Order" ("status", "kind", "qty", "price", "note", "slot", "code", "startsAt", "endsAt")
         VALUES ('open', 'retail', 1, 5, 'n', 1, 'c1', now(), now() + interval '1 day');
-        INSERT INTO "Ticket" ("code", "tenant", "subject", "seq") VALUES ('t1', 'acme', 'hello', 1);""")
+        INSERT INTO "Ticket" ("code", "tenant", "subject", "seq") VALUES ('t1', 'acme', 'hello', 1);""",
+    )
 
     results, notes = run_derived(empty_db, CHECKED)
 
     assert not_passed(results) == {}
-    for name in ["Order without status rejected", "Order without qty rejected", "A valid Order row accepted",
-                 "Duplicate Ticket (tenant, number) rejected", "A valid Ticket row accepted",
-                 "Duplicate Ticket (doubled) rejected"]:  # the generated key: two rows share its source, seq
+    for name in [
+        "Order without status rejected",
+        "Order without qty rejected",
+        "A valid Order row accepted",
+        "Duplicate Ticket (tenant, number) rejected",
+        "A valid Ticket row accepted",
+        "Duplicate Ticket (doubled) rejected",
+    ]:  # the generated key: two rows share its source, seq
         assert results[name].passed, name
     duplicate = results["Duplicate Ticket (tenant, number) rejected"]
     assert "OVERRIDING SYSTEM VALUE" in duplicate.sql and duplicate.constraint == "Ticket_tenant_number_key"
@@ -402,11 +464,17 @@ def test_exclusion_partial_and_nulls_not_distinct_keys_get_new_values_too(empty_
 def test_the_check_forms_read_and_those_left_alone():
     from runbook_lib.batch import checkrules
 
-    rules = checkrules.read([
-        "CHECK (((kind)::text = ANY ((ARRAY['retail'::character varying, 'trade'::character varying])::text[])))",
-        "CHECK ((qty > 0))", "CHECK (((slot >= 1) AND (slot <= 3)))", "CHECK ((char_length(note) <= 8))",
-        "CHECK ((10 >= price))", "CHECK ((a > b))", "CHECK (((x > 1) OR (x < 0)))",
-    ])
+    rules = checkrules.read(
+        [
+            "CHECK (((kind)::text = ANY ((ARRAY['retail'::character varying, 'trade'::character varying])::text[])))",
+            "CHECK ((qty > 0))",
+            "CHECK (((slot >= 1) AND (slot <= 3)))",
+            "CHECK ((char_length(note) <= 8))",
+            "CHECK ((10 >= price))",
+            "CHECK ((a > b))",
+            "CHECK (((x > 1) OR (x < 0)))",
+        ]
+    )
     assert rules["kind"].allowed == ("retail", "trade")
     assert rules["qty"].integer_range() == (1, None)
     assert rules["slot"].integer_range() == (1, 3)
@@ -427,7 +495,10 @@ def test_a_self_reference_broken_by_a_nullable_key_is_built(empty_db: str):
     results, _ = run_derived(empty_db, schema)
 
     assert not_passed(results) == {}
-    assert results["Delete of a Employee referenced by Employee.managerId rejected"].constraint == "Employee_managerId_fkey"
+    assert (
+        results["Delete of a Employee referenced by Employee.managerId rejected"].constraint
+        == "Employee_managerId_fkey"
+    )
     assert results["A valid Employee row accepted"].passed
 
 
@@ -472,10 +543,13 @@ def test_a_trigger_that_refuses_the_row_makes_the_test_not_run_with_its_message(
 def test_a_shape_read_again_reflects_every_change_to_the_table_and_its_parents(empty_db: str):
     """Shapes are kept between builders (a release asks for the same tables after every migration): each change
     that a shape holds must give a fresh one, and a table that did not change gives the one kept."""
-    execute(empty_db, """
+    execute(
+        empty_db,
+        """
     CREATE TYPE "Mood" AS ENUM ('calm');
     CREATE TABLE "P" ("id" INT PRIMARY KEY);
-    CREATE TABLE "T" ("id" INT PRIMARY KEY, "p" INT NOT NULL REFERENCES "P"("id"), "m" "Mood");""")
+    CREATE TABLE "T" ("id" INT PRIMARY KEY, "p" INT NOT NULL REFERENCES "P"("id"), "m" "Mood");""",
+    )
 
     def shape() -> tableshape.TableShape:
         with psycopg.connect(empty_db) as conn:
@@ -490,7 +564,7 @@ def test_a_shape_read_again_reflects_every_change_to_the_table_and_its_parents(e
         ('ALTER TABLE "T" ADD CONSTRAINT "T_id_check" CHECK ("id" > 0)', lambda s: "id" in s.rules),
         ('ALTER TABLE "P" RENAME TO "Parent"', lambda s: s.foreign_keys[0].parent.table == "Parent"),
         ('ALTER TABLE "Parent" RENAME COLUMN "id" TO "key"', lambda s: s.foreign_keys[0].parent_columns == ("key",)),
-        ('ALTER TYPE "Mood" ADD VALUE \'angry\' BEFORE \'calm\'', lambda s: s.column("m").first_label == "angry"),
+        ("ALTER TYPE \"Mood\" ADD VALUE 'angry' BEFORE 'calm'", lambda s: s.column("m").first_label == "angry"),
     ]
     for statement, holds in changes:
         before = shape()

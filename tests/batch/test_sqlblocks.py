@@ -33,10 +33,17 @@ def test_blocks_keep_name_expectation_sql_and_line():
     )
     first, second = sqlblocks.parse(sql, filename="preflight.sql")
     assert (first.name, str(first.expect), first.line, first.source) == (
-        "Leads with NULL customer_id", "0", 3, "preflight.sql line 3")
+        "Leads with NULL customer_id",
+        "0",
+        3,
+        "preflight.sql line 3",
+    )
     assert first.sql == 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL'
     assert (second.name, second.expect, second.line) == (
-        "Reject Lead without customer_id", Expectation("error", "23502"), 7)
+        "Reject Lead without customer_id",
+        Expectation("error", "23502"),
+        7,
+    )
 
 
 def test_block_without_expect_names_file_and_line():
@@ -209,23 +216,27 @@ def test_ok_passes_on_success_and_fails_on_error(conn):
 
 
 SCALAR_CASES = [
-        ("SELECT count(*) FROM item", "2", True, "2"),
-        ("SELECT count(*) FROM item", "3", False, "2"),
-        ("SELECT price FROM item WHERE id = 1", "1.5", True, "1.50"),
-        ("SELECT price FROM item WHERE id = 1", "1.50", True, "1.50"),
-        ("SELECT price FROM item WHERE id = 2", "2", True, "2"),
-        ("SELECT price FROM item WHERE id = 1", "1.51", False, "1.50"),
-        ("SELECT 2.5::float8", "2.50", True, "2.5"),
-        ("SELECT name FROM item WHERE id = 1", "one", True, "one"),
-        ("SELECT name FROM item WHERE id = 1", "'one'", True, "one"),
-        ("SELECT name FROM item WHERE id = 1", "ONE", False, "one"),
-        ("SELECT active FROM item WHERE id = 1", "true", True, "true"),
-        ("SELECT active FROM item WHERE id = 1", "TRUE", True, "true"),
-        ("SELECT active FROM item WHERE id = 2", "true", False, "false"),
-        ("SELECT price FROM item WHERE false", "0", False, ""),
-        ("SELECT NULL::text", "null", True, "null"),
-        ("SELECT is_nullable FROM information_schema.columns WHERE table_name = 'item' AND column_name = 'name'",
-         "NO", True, "NO"),
+    ("SELECT count(*) FROM item", "2", True, "2"),
+    ("SELECT count(*) FROM item", "3", False, "2"),
+    ("SELECT price FROM item WHERE id = 1", "1.5", True, "1.50"),
+    ("SELECT price FROM item WHERE id = 1", "1.50", True, "1.50"),
+    ("SELECT price FROM item WHERE id = 2", "2", True, "2"),
+    ("SELECT price FROM item WHERE id = 1", "1.51", False, "1.50"),
+    ("SELECT 2.5::float8", "2.50", True, "2.5"),
+    ("SELECT name FROM item WHERE id = 1", "one", True, "one"),
+    ("SELECT name FROM item WHERE id = 1", "'one'", True, "one"),
+    ("SELECT name FROM item WHERE id = 1", "ONE", False, "one"),
+    ("SELECT active FROM item WHERE id = 1", "true", True, "true"),
+    ("SELECT active FROM item WHERE id = 1", "TRUE", True, "true"),
+    ("SELECT active FROM item WHERE id = 2", "true", False, "false"),
+    ("SELECT price FROM item WHERE false", "0", False, ""),
+    ("SELECT NULL::text", "null", True, "null"),
+    (
+        "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'item' AND column_name = 'name'",
+        "NO",
+        True,
+        "NO",
+    ),
 ]
 
 
@@ -235,19 +246,21 @@ def test_scalar_value(conn):
     for sql, expect, passed, value in SCALAR_CASES:
         result = check(conn, sql, expect)
         if (result.passed, result.value) != (passed, value):
-            wrong.append(f"{sql!r} expect {expect!r}: passed={result.passed} value={result.value!r} ({result.observed})")
+            wrong.append(
+                f"{sql!r} expect {expect!r}: passed={result.passed} value={result.value!r} ({result.observed})"
+            )
     assert not wrong, "\n".join(wrong)
 
 
 ROWS_CASES = [
-        ("SELECT * FROM item", "rows 2", True),
-        ("SELECT * FROM item", "rows 1", False),
-        ("SELECT * FROM item WHERE false", "rows 0", True),
-        ("UPDATE item SET name = name WHERE id = 1", "rows 1", True),
-        ("DELETE FROM item WHERE id = 99", "rows 1", False),
-        ("SELECT * FROM item WHERE id > 5", "empty", True),
-        ("SELECT * FROM item", "empty", False),
-        ("DELETE FROM item WHERE id = 99", "empty", True),
+    ("SELECT * FROM item", "rows 2", True),
+    ("SELECT * FROM item", "rows 1", False),
+    ("SELECT * FROM item WHERE false", "rows 0", True),
+    ("UPDATE item SET name = name WHERE id = 1", "rows 1", True),
+    ("DELETE FROM item WHERE id = 99", "rows 1", False),
+    ("SELECT * FROM item WHERE id > 5", "empty", True),
+    ("SELECT * FROM item", "empty", False),
+    ("DELETE FROM item WHERE id = 99", "empty", True),
 ]
 
 

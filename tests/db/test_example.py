@@ -32,9 +32,9 @@ def run_script(conn: psycopg.Connection, path: Path) -> None:
 def table_digest(conn: psycopg.Connection, table: str) -> tuple[int, str]:
     """Row count and an md5 of every row, all columns, in id order."""
     row = conn.execute(
-        sql.SQL(
-            "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) FROM {} AS t"
-        ).format(sql.Identifier(table))
+        sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) FROM {} AS t").format(
+            sql.Identifier(table)
+        )
     ).fetchone()
     return row[0], row[1]
 
@@ -75,7 +75,9 @@ def customer_fk(conn: psycopg.Connection, table: str) -> tuple[str, str, bool]:
     ).fetchone()
 
 
-_BLOCK = re.compile(r"--\s*name:\s*(?P<name>[^\n]+)\n--\s*expect:\s*(?P<expect>[^\n]+)\n(?P<sql>.+?)(?=\n\s*\n--\s*name:|\Z)", re.S)
+_BLOCK = re.compile(
+    r"--\s*name:\s*(?P<name>[^\n]+)\n--\s*expect:\s*(?P<expect>[^\n]+)\n(?P<sql>.+?)(?=\n\s*\n--\s*name:|\Z)", re.S
+)
 
 
 def run_blocks(conn: psycopg.Connection, path: Path) -> dict[str, tuple[bool, str]]:
@@ -122,7 +124,11 @@ def test_load_measures_what_it_loaded(empty_db: str) -> None:
             ' (SELECT count(*) FROM "Lead" WHERE customer_id IS NULL), (SELECT count(*) FROM "Job" WHERE customer_id IS NULL)'
         ).fetchone()
         assert measured == (
-            loaded.customers, loaded.leads, loaded.jobs, loaded.leads_without_customer, loaded.jobs_without_customer
+            loaded.customers,
+            loaded.leads,
+            loaded.jobs,
+            loaded.leads_without_customer,
+            loaded.jobs_without_customer,
         )
 
 
@@ -134,24 +140,54 @@ def test_example_data_has_the_cases_the_batches_need(crm_url: str) -> None:
         assert 350 <= one('SELECT count(*) FROM "Job"') <= 450
         assert one('SELECT count(*) FROM "Lead" WHERE customer_id IS NULL') == 100
         # Leads without customer can be backfilled: name, email and phone are there.
-        assert one('SELECT count(*) FROM "Lead" WHERE customer_id IS NULL'
-                   ' AND (email IS NULL OR phone IS NULL OR name IS NULL)') == 0
+        assert (
+            one(
+                'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL'
+                " AND (email IS NULL OR phone IS NULL OR name IS NULL)"
+            )
+            == 0
+        )
         # Some of them share an email with an existing customer (link, don't duplicate) ...
-        assert one('SELECT count(*) FROM "Lead" AS l JOIN "Customer" AS c ON c.email = l.email'
-                   ' WHERE l.customer_id IS NULL') > 0
+        assert (
+            one(
+                'SELECT count(*) FROM "Lead" AS l JOIN "Customer" AS c ON c.email = l.email WHERE l.customer_id IS NULL'
+            )
+            > 0
+        )
         # ... and some share one with each other (one new customer for both).
-        assert one('SELECT count(*) FROM (SELECT email FROM "Lead" WHERE customer_id IS NULL'
-                   ' AND email NOT IN (SELECT email FROM "Customer" WHERE email IS NOT NULL)'
-                   ' GROUP BY email HAVING count(*) > 1) AS shared') > 0
+        assert (
+            one(
+                'SELECT count(*) FROM (SELECT email FROM "Lead" WHERE customer_id IS NULL'
+                ' AND email NOT IN (SELECT email FROM "Customer" WHERE email IS NOT NULL)'
+                " GROUP BY email HAVING count(*) > 1) AS shared"
+            )
+            > 0
+        )
         # A job's customer is its lead's, or NULL: NULL when the lead has none, and a few more.
-        assert one('SELECT count(*) FROM "Job" AS j JOIN "Lead" AS l ON l.id = j.lead_id'
-                   ' WHERE j.customer_id IS NOT NULL AND j.customer_id IS DISTINCT FROM l.customer_id') == 0
-        assert one('SELECT count(*) FROM "Job" AS j JOIN "Lead" AS l ON l.id = j.lead_id'
-                   ' WHERE l.customer_id IS NULL AND j.customer_id IS NOT NULL') == 0
-        assert one('SELECT count(*) FROM "Job" AS j JOIN "Lead" AS l ON l.id = j.lead_id'
-                   ' WHERE l.customer_id IS NULL') > 0
-        assert one('SELECT count(*) FROM "Job" AS j JOIN "Lead" AS l ON l.id = j.lead_id'
-                   ' WHERE l.customer_id IS NOT NULL AND j.customer_id IS NULL') > 0
+        assert (
+            one(
+                'SELECT count(*) FROM "Job" AS j JOIN "Lead" AS l ON l.id = j.lead_id'
+                " WHERE j.customer_id IS NOT NULL AND j.customer_id IS DISTINCT FROM l.customer_id"
+            )
+            == 0
+        )
+        assert (
+            one(
+                'SELECT count(*) FROM "Job" AS j JOIN "Lead" AS l ON l.id = j.lead_id'
+                " WHERE l.customer_id IS NULL AND j.customer_id IS NOT NULL"
+            )
+            == 0
+        )
+        assert (
+            one('SELECT count(*) FROM "Job" AS j JOIN "Lead" AS l ON l.id = j.lead_id WHERE l.customer_id IS NULL') > 0
+        )
+        assert (
+            one(
+                'SELECT count(*) FROM "Job" AS j JOIN "Lead" AS l ON l.id = j.lead_id'
+                " WHERE l.customer_id IS NOT NULL AND j.customer_id IS NULL"
+            )
+            > 0
+        )
         assert one('SELECT count(*) FROM (SELECT lead_id FROM "Job" GROUP BY lead_id HAVING count(*) > 1) AS x') > 0
         assert one('SELECT count(*) - count(DISTINCT email) FROM "Customer"') == 0
         assert one('SELECT count(*) FROM "Job" WHERE window_end <= window_start OR updated_at < created_at') == 0
@@ -162,27 +198,37 @@ def test_example_data_has_the_cases_the_batches_need(crm_url: str) -> None:
 
 def test_example_schema_is_prismas(crm_url: str) -> None:
     with database.connect(crm_url) as conn:
-        constraints = {
-            (row[0], row[1], row[3])
-            for row in catalog(conn)["constraints"]
-            if row[2] in ("p", "f", "u")
-        }
+        constraints = {(row[0], row[1], row[3]) for row in catalog(conn)["constraints"] if row[2] in ("p", "f", "u")}
         indexes = {row[1] for row in catalog(conn)["indexes"]}
         lead = {row[1]: row for row in catalog(conn)["columns"] if row[0] == "Lead"}
     assert constraints == {
         ('"Customer"', "Customer_pkey", "PRIMARY KEY (id)"),
         ('"Lead"', "Lead_pkey", "PRIMARY KEY (id)"),
         ('"Job"', "Job_pkey", "PRIMARY KEY (id)"),
-        ('"Lead"', "Lead_customer_id_fkey",
-         'FOREIGN KEY (customer_id) REFERENCES "Customer"(id) ON UPDATE CASCADE ON DELETE SET NULL'),
-        ('"Job"', "Job_customer_id_fkey",
-         'FOREIGN KEY (customer_id) REFERENCES "Customer"(id) ON UPDATE CASCADE ON DELETE SET NULL'),
-        ('"Job"', "Job_lead_id_fkey",
-         'FOREIGN KEY (lead_id) REFERENCES "Lead"(id) ON UPDATE CASCADE ON DELETE RESTRICT'),
+        (
+            '"Lead"',
+            "Lead_customer_id_fkey",
+            'FOREIGN KEY (customer_id) REFERENCES "Customer"(id) ON UPDATE CASCADE ON DELETE SET NULL',
+        ),
+        (
+            '"Job"',
+            "Job_customer_id_fkey",
+            'FOREIGN KEY (customer_id) REFERENCES "Customer"(id) ON UPDATE CASCADE ON DELETE SET NULL',
+        ),
+        (
+            '"Job"',
+            "Job_lead_id_fkey",
+            'FOREIGN KEY (lead_id) REFERENCES "Lead"(id) ON UPDATE CASCADE ON DELETE RESTRICT',
+        ),
     }
     assert indexes == {
-        "Customer_pkey", "Customer_email_key", "Lead_pkey", "Lead_customer_id_idx",
-        "Job_pkey", "Job_customer_id_idx", "Job_lead_id_idx",
+        "Customer_pkey",
+        "Customer_email_key",
+        "Lead_pkey",
+        "Lead_customer_id_idx",
+        "Job_pkey",
+        "Job_customer_id_idx",
+        "Job_lead_id_idx",
     }
     assert list(lead) == ["id", "customer_id", "channel", "name", "email", "phone", "created_at", "updated_at"]
     assert lead["customer_id"][3] == "YES"
@@ -293,11 +339,21 @@ def test_batch_6_backfills_and_passes_its_gates_and_tests(crm_url: str) -> None:
         assert one('SELECT count(*) - count(DISTINCT email) FROM "Customer"') == 0
         # Linked where the email existed, one new customer per remaining email.
         assert one('SELECT count(*) FROM "Customer"') == customers_before + orphan_emails
-        assert one(f"SELECT count(*) FROM \"{BACKUP}\" AS b JOIN \"Customer\" AS c ON c.id = 'cus_' || b.row_id"
-                   " WHERE b.kind = 'lead'") == orphan_emails
+        assert (
+            one(
+                f'SELECT count(*) FROM "{BACKUP}" AS b JOIN "Customer" AS c ON c.id = \'cus_\' || b.row_id'
+                " WHERE b.kind = 'lead'"
+            )
+            == orphan_emails
+        )
         assert linkable > 0
-        assert one('SELECT count(*) FROM "Lead" AS l JOIN "Customer" AS c ON c.id = l.customer_id'
-                   ' WHERE l.email IS DISTINCT FROM c.email') == 0
+        assert (
+            one(
+                'SELECT count(*) FROM "Lead" AS l JOIN "Customer" AS c ON c.id = l.customer_id'
+                " WHERE l.email IS DISTINCT FROM c.email"
+            )
+            == 0
+        )
         assert one("SELECT count(*) FROM \"Lead\" WHERE updated_at >= now()::timestamp(3) - interval '1 second'") == 100
         assert failed(run_blocks(conn, BATCH_6 / "validation.sql")) == {}
         assert failed(run_blocks(conn, BATCH_7 / "preflight.sql")) == {}
@@ -346,10 +402,13 @@ def test_batch_7_enforces_and_rolls_back_to_the_same_catalog(crm_url: str, serve
         conn.commit()
         for table in ("Lead", "Job"):
             assert customer_fk(conn, table) == ("r", "c", True)  # RESTRICT, CASCADE, NOT NULL
-        assert conn.execute(
-            "SELECT count(*) FROM information_schema.columns WHERE table_name IN ('Lead', 'Job')"
-            " AND column_name = 'customer_id' AND is_nullable = 'NO'"
-        ).fetchone()[0] == 2
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name IN ('Lead', 'Job')"
+                " AND column_name = 'customer_id' AND is_nullable = 'NO'"
+            ).fetchone()[0]
+            == 2
+        )
         # ON DELETE RESTRICT: PostgreSQL 18 reports restrict_violation (23001), before it 23503.
         with pytest.raises((errors.RestrictViolation, errors.ForeignKeyViolation)) as refused:
             with conn.transaction():

@@ -26,15 +26,17 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def prisma_row(conn: psycopg.Connection, name: str, checksum: str, *, finished: bool = True,
-               rolled_back: bool = False) -> None:
+def prisma_row(
+    conn: psycopg.Connection, name: str, checksum: str, *, finished: bool = True, rolled_back: bool = False
+) -> None:
     """A row as `prisma migrate deploy` leaves it (finished) or as a failed deploy leaves it."""
     prisma_history.create_table(conn)
     conn.execute(
         "INSERT INTO _prisma_migrations (id, checksum, started_at, finished_at, rolled_back_at, migration_name,"
         " applied_steps_count, logs) VALUES (gen_random_uuid()::text, %s, now(), CASE WHEN %s THEN now() END,"
         " CASE WHEN %s THEN now() END, %s, %s, %s)",
-        (checksum, finished, rolled_back, name, 1 if finished else 0, None if finished else "ERROR: boom"))
+        (checksum, finished, rolled_back, name, 1 if finished else 0, None if finished else "ERROR: boom"),
+    )
 
 
 def status_of(url: str, migrations: Path) -> dict[int, commands.BatchStatus]:
@@ -76,8 +78,9 @@ def test_a_prisma_history_is_adopted_and_apply_goes_on_from_it(adopted_6: str, t
     assert again.status == names.ALREADY_APPLIED and names.SOURCE_PRISMA in again.message
 
 
-def test_a_changed_migration_against_a_prisma_row_is_drift_named(adopted_6: str, migrations: Path,
-                                                                  tmp_path: Path) -> None:
+def test_a_changed_migration_against_a_prisma_row_is_drift_named(
+    adopted_6: str, migrations: Path, tmp_path: Path
+) -> None:
     changed = migrations / BATCH6 / "migration.sql"
     changed.write_text(changed.read_text(encoding="utf-8") + "\n-- edited after it was applied\n", encoding="utf-8")
 
@@ -114,8 +117,12 @@ def test_a_failed_prisma_row_blocks_apply_with_prismas_way_out(crm_url: str, tmp
 
 def test_status_flags_where_the_histories_disagree(after_7: str) -> None:
     with psycopg.connect(after_7) as conn:  # Prisma's table appears; batch 7 rolled back there, batch 6 absent
-        prisma_row(conn, "007_tighten_constraints", sha(EXAMPLE / "007_tighten_constraints" / "migration.sql"),
-                   rolled_back=True)
+        prisma_row(
+            conn,
+            "007_tighten_constraints",
+            sha(EXAMPLE / "007_tighten_constraints" / "migration.sql"),
+            rolled_back=True,
+        )
 
     rows = status_of(after_7, EXAMPLE)
 
@@ -140,8 +147,10 @@ def test_different_checksums_in_the_two_histories_are_flagged(after_7: str) -> N
 def prisma_project(root: Path) -> Path:
     """Two migrations as `prisma migrate dev` writes them, and a folder of TypeScript data migrations."""
     migrations = root / "prisma" / "migrations"
-    for name, sql in (("20240101000000_init", 'CREATE TABLE "Item" ("id" TEXT PRIMARY KEY);\n'),
-                      ("20240201000000_add_name", 'ALTER TABLE "Item" ADD COLUMN "name" TEXT;\n')):
+    for name, sql in (
+        ("20240101000000_init", 'CREATE TABLE "Item" ("id" TEXT PRIMARY KEY);\n'),
+        ("20240201000000_add_name", 'ALTER TABLE "Item" ADD COLUMN "name" TEXT;\n'),
+    ):
         (migrations / name).mkdir(parents=True)
         (migrations / name / "migration.sql").write_text(sql, encoding="utf-8")
     (migrations / "20240115000000_data_backfill").mkdir()
@@ -158,13 +167,30 @@ def test_apply_of_a_prisma_project_creates_prismas_table_as_prisma_writes_it(emp
     with psycopg.connect(empty_db) as conn:
         columns = conn.execute(
             "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
-            " WHERE table_name = '_prisma_migrations' ORDER BY ordinal_position").fetchall()
-        row = conn.execute("SELECT migration_name, checksum, logs, applied_steps_count, finished_at IS NOT NULL,"
-                           " rolled_back_at FROM _prisma_migrations").fetchone()
-    assert [c[0] for c in columns] == ["id", "checksum", "finished_at", "migration_name", "logs", "rolled_back_at",
-                                       "started_at", "applied_steps_count"]
-    assert row == ("20240101000000_init", sha(migrations / "20240101000000_init" / "migration.sql"), None, 1, True,
-                   None)
+            " WHERE table_name = '_prisma_migrations' ORDER BY ordinal_position"
+        ).fetchall()
+        row = conn.execute(
+            "SELECT migration_name, checksum, logs, applied_steps_count, finished_at IS NOT NULL,"
+            " rolled_back_at FROM _prisma_migrations"
+        ).fetchone()
+    assert [c[0] for c in columns] == [
+        "id",
+        "checksum",
+        "finished_at",
+        "migration_name",
+        "logs",
+        "rolled_back_at",
+        "started_at",
+        "applied_steps_count",
+    ]
+    assert row == (
+        "20240101000000_init",
+        sha(migrations / "20240101000000_init" / "migration.sql"),
+        None,
+        1,
+        True,
+        None,
+    )
     assert status_of(empty_db, migrations)[1].source == names.SOURCE_BOTH
 
 
@@ -189,8 +215,12 @@ def test_prisma_folders_are_in_byte_order_of_their_names(tmp_path: Path) -> None
         (tmp_path / name).mkdir()
         (tmp_path / name / "migration.sql").write_text("SELECT 1;\n", encoding="utf-8")
     names_in_order = [b.name for b in batch_mod.discover(tmp_path)]
-    assert names_in_order == ["20240101000000_z", "20250101120000_a", "20250625_add_pivot_table_charttype",
-                              "20250701000000_c"]
+    assert names_in_order == [
+        "20240101000000_z",
+        "20250101120000_a",
+        "20250625_add_pivot_table_charttype",
+        "20250701000000_c",
+    ]
 
 
 # --- baseline ------------------------------------------------------------------------------------------
@@ -204,12 +234,21 @@ def schema_by_hand(url: str, migrations: Path) -> None:
 
 def histories(url: str) -> tuple[list[tuple], list[tuple]]:
     with psycopg.connect(url) as conn:
-        ledger_rows = conn.execute(
-            "SELECT batch, batch_name, phase, status, checksum, message FROM runbook.phase_run ORDER BY batch"
-        ).fetchall() if conn.execute("SELECT to_regclass('runbook.phase_run')").fetchone()[0] else []
-        prisma_rows = conn.execute(
-            "SELECT migration_name, checksum, applied_steps_count, finished_at IS NOT NULL FROM _prisma_migrations"
-            " ORDER BY migration_name").fetchall() if prisma_history.has_table(conn) else []
+        ledger_rows = (
+            conn.execute(
+                "SELECT batch, batch_name, phase, status, checksum, message FROM runbook.phase_run ORDER BY batch"
+            ).fetchall()
+            if conn.execute("SELECT to_regclass('runbook.phase_run')").fetchone()[0]
+            else []
+        )
+        prisma_rows = (
+            conn.execute(
+                "SELECT migration_name, checksum, applied_steps_count, finished_at IS NOT NULL FROM _prisma_migrations"
+                " ORDER BY migration_name"
+            ).fetchall()
+            if prisma_history.has_table(conn)
+            else []
+        )
     return ledger_rows, prisma_rows
 
 
@@ -218,15 +257,17 @@ def test_baseline_records_both_histories_after_showing_the_plan(empty_db: str, t
     schema_by_hand(empty_db, migrations)
     shown: list[commands.BaselinePlan] = []
 
-    outcome = commands.baseline(commands.target(empty_db), 2, migrations_dir=migrations,
-                                confirm=lambda plan: shown.append(plan) or True)
+    outcome = commands.baseline(
+        commands.target(empty_db), 2, migrations_dir=migrations, confirm=lambda plan: shown.append(plan) or True
+    )
 
     assert outcome.recorded and [b.number for b in shown[0].batches] == [1, 2]
     assert len(shown[0].lines()) == 2 and "_prisma_migrations" in shown[0].lines()[0]
     ledger_rows, prisma_rows = histories(empty_db)
     checksums = {b.name: b.checksum for b in batch_mod.discover(migrations)}
-    assert ledger_rows == [(n, name, "apply", "succeeded", checksums[name], names.BASELINED)
-                           for n, name in enumerate(checksums, start=1)]
+    assert ledger_rows == [
+        (n, name, "apply", "succeeded", checksums[name], names.BASELINED) for n, name in enumerate(checksums, start=1)
+    ]
     assert prisma_rows == [(name, checksums[name], 0, True) for name in sorted(checksums)]  # as resolve --applied
     assert {r.source for r in status_of(empty_db, migrations).values()} == {names.SOURCE_BOTH}
     again = apply.run(open_session(2, database_url=empty_db, migrations_dir=migrations, reports_dir=tmp_path / "r"))
@@ -238,8 +279,10 @@ def test_baseline_is_one_transaction(empty_db: str, tmp_path: Path) -> None:
     schema_by_hand(empty_db, migrations)
     with psycopg.connect(empty_db) as conn:  # Prisma's table refuses the second row: nothing may stay recorded
         prisma_history.create_table(conn)
-        conn.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.migration_name"
-                     " LIKE '20240201%' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$")
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.migration_name"
+            " LIKE '20240201%' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"
+        )
         conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON _prisma_migrations FOR EACH ROW EXECUTE FUNCTION refuse()")
 
     with pytest.raises(psycopg.Error):
@@ -264,8 +307,9 @@ def test_baseline_refuses_drift_and_later_history(empty_db: str, tmp_path: Path)
     assert ledger_rows == [] and [r[0] for r in prisma_rows] == ["20240201000000_add_name"]
 
 
-def test_baseline_on_the_command_line_needs_yes_without_a_terminal(empty_db: str, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_baseline_on_the_command_line_needs_yes_without_a_terminal(
+    empty_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     migrations = prisma_project(tmp_path)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal
 
@@ -281,8 +325,7 @@ def test_baseline_on_the_command_line_needs_yes_without_a_terminal(empty_db: str
 # --- a project's migrations, found from where runbook runs ---------------------------------------------
 
 
-def test_runbook_toml_names_the_migrations_from_a_subdirectory(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runbook_toml_names_the_migrations_from_a_subdirectory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "db" / "changes").mkdir(parents=True)
     (tmp_path / "migrations").mkdir()  # runbook.toml wins over the convention in the same directory
     (tmp_path / "runbook.toml").write_text('migrations_dir = "db/changes"\n', encoding="utf-8")
@@ -291,8 +334,9 @@ def test_runbook_toml_names_the_migrations_from_a_subdirectory(tmp_path: Path,
     assert config.migrations_dir() == (tmp_path / "db" / "changes").resolve()
 
 
-def test_prisma_migrations_are_found_from_a_subdirectory(empty_db: str, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prisma_migrations_are_found_from_a_subdirectory(
+    empty_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     migrations = prisma_project(tmp_path)
     (tmp_path / "app" / "src").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "app" / "src")
@@ -309,8 +353,9 @@ def test_runbook_toml_refuses_an_unknown_key_with_its_line(tmp_path: Path, monke
     assert f"{tmp_path / 'runbook.toml'} line 2" in str(refused.value) and "'migration_dir'" in str(refused.value)
 
 
-def test_without_a_migrations_folder_commands_refuse_naming_both_ways_out(empty_db: str, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_migrations_folder_commands_refuse_naming_both_ways_out(
+    empty_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     if config.find_migrations_dir() is not None:
         pytest.skip("a migrations folder above the temporary directory")

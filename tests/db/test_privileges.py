@@ -27,7 +27,9 @@ pytestmark = pytest.mark.versions
 @pytest.fixture
 def reader_url(crm_url: str, server_url: str, tmp_path: Path):
     """batch 6 applied by the owner; then a role that can read everything and write nothing."""
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()))
+    apply.run(
+        open_session(6, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir())
+    )
     role = f"rb_reader_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
@@ -38,20 +40,28 @@ def reader_url(crm_url: str, server_url: str, tmp_path: Path):
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
-def test_preflight_runs_with_a_read_only_role_and_names_what_it_lacks(reader_url: str, crm_url: str,
-                                                                      tmp_path: Path) -> None:
+def test_preflight_runs_with_a_read_only_role_and_names_what_it_lacks(
+    reader_url: str, crm_url: str, tmp_path: Path
+) -> None:
     with psycopg.connect(crm_url) as conn:
         rows_before = len(ledger.history(conn))
-    result = preflight.run(open_session(7, database_url=reader_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()))
+    result = preflight.run(
+        open_session(7, database_url=reader_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir())
+    )
     role = result.connection.user
     assert role.startswith("rb_reader_")
     assert result.verdict.status == preflight.NOGO
     reasons = "\n".join(result.verdict.reasons)
     with psycopg.connect(crm_url) as conn:
-        owner = conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = '\"Lead\"'::regclass").fetchone()[0]
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = '\"Lead\"'::regclass"
+        ).fetchone()[0]
     assert f"statement 1 (line 9) alters Lead, owned by {owner}: role {role} is neither" in reasons
     assert f"GRANT {owner} TO {role}" in reasons
-    assert f"cannot write runbook's ledger runbook.phase_run; GRANT INSERT, UPDATE ON runbook.phase_run TO {role}" in reasons
+    assert (
+        f"cannot write runbook's ledger runbook.phase_run; GRANT INSERT, UPDATE ON runbook.phase_run TO {role}"
+        in reasons
+    )
     assert f"GRANT pg_read_all_stats TO {role} shows names and queries" in reasons
     with psycopg.connect(crm_url) as conn:
         assert len(ledger.history(conn)) == rows_before  # it could not write the ledger, and said nothing false
@@ -59,16 +69,26 @@ def test_preflight_runs_with_a_read_only_role_and_names_what_it_lacks(reader_url
 
 def test_apply_with_a_read_only_role_is_refused_in_one_sentence(reader_url: str, crm_url: str, tmp_path: Path) -> None:
     with pytest.raises(RunbookError) as refused:
-        apply.run(open_session(7, database_url=reader_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()))
+        apply.run(
+            open_session(
+                7, database_url=reader_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()
+            )
+        )
     message = str(refused.value)
     assert "ledger" in message and "GRANT INSERT, UPDATE ON runbook.phase_run" in message and "\n" not in message
     with psycopg.connect(crm_url) as conn:
         assert not ledger.state(conn, 7).applied
-        assert conn.execute("SELECT is_nullable FROM information_schema.columns WHERE table_name = 'Lead'"
-                            " AND column_name = 'customer_id'").fetchone()[0] == "YES"
+        assert (
+            conn.execute(
+                "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'Lead'"
+                " AND column_name = 'customer_id'"
+            ).fetchone()[0]
+            == "YES"
+        )
 
 
 # --- as a non-superuser owner role (fix_roles) ------------------------------------------------------
+
 
 def batch_folder(root: Path, sql_text: str, number: int = 1) -> Path:
     folder = root / "migrations" / f"{number:03d}_change"
@@ -89,25 +109,34 @@ def owned_by_app(roles: Roles, table: str) -> None:
     """A table (id int PRIMARY KEY) the application role owns, not the owner role."""
     with superuser_on(roles) as conn:
         conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(sql.Identifier(table)))
-        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table),
-                                                                   sql.Identifier(roles.names["app"])))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table), sql.Identifier(roles.names["app"]))
+        )
 
 
 def test_altering_a_table_another_role_owns_is_nogo_before_anything_is_touched(owned, tmp_path: Path) -> None:
     roles = owned()
     owner, app = roles.names["owner"], roles.names["app"]
     owned_by_app(roles, "Audit")
-    migrations = batch_folder(tmp_path, 'ALTER TABLE "Lead" ADD COLUMN note text;\nALTER TABLE "Audit" ADD COLUMN at timestamptz;\n')
+    migrations = batch_folder(
+        tmp_path, 'ALTER TABLE "Lead" ADD COLUMN note text;\nALTER TABLE "Audit" ADD COLUMN at timestamptz;\n'
+    )
     result = preflight.run(session_as(roles.owner, migrations, tmp_path))
     assert result.verdict.status == preflight.NOGO
-    assert (f"statement 2 (line 2) alters Audit, owned by {app}: role {owner} is neither {app} nor a member of it; "
-            f"act as the owner (--role {app}), or GRANT {app} TO {owner}") in result.verdict.reasons
+    assert (
+        f"statement 2 (line 2) alters Audit, owned by {app}: role {owner} is neither {app} nor a member of it; "
+        f"act as the owner (--role {app}), or GRANT {app} TO {owner}"
+    ) in result.verdict.reasons
     assert not any("alters Lead" in r for r in result.verdict.reasons)  # the owner's own table is fine
     with pytest.raises(PreflightFailed, match=f"alters Audit, owned by {app}"):
         apply.run(session_as(roles.owner, migrations, tmp_path))
     with psycopg.connect(roles.owner) as conn:
-        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE column_name IN ('note', 'at')"
-                            ).fetchone()[0] == 0  # nothing touched: not even statement 1
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE column_name IN ('note', 'at')"
+            ).fetchone()[0]
+            == 0
+        )  # nothing touched: not even statement 1
     with superuser_on(roles) as conn:  # membership in the owning role counts, as PostgreSQL counts it
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(app), sql.Identifier(owner)))
     assert not preflight.run(session_as(roles.owner, migrations, tmp_path)).privileges.lines(NOGO)
@@ -117,36 +146,47 @@ def test_a_foreign_key_to_a_table_without_references_is_nogo(owned, tmp_path: Pa
     roles = owned()
     owner = roles.names["owner"]
     owned_by_app(roles, "Region")
-    migrations = batch_folder(tmp_path, 'CREATE TABLE "Office" (id int PRIMARY KEY, region_id int REFERENCES "Region");\n')
+    migrations = batch_folder(
+        tmp_path, 'CREATE TABLE "Office" (id int PRIMARY KEY, region_id int REFERENCES "Region");\n'
+    )
     reasons = preflight.run(session_as(roles.owner, migrations, tmp_path)).verdict.reasons
-    assert (f'statement 1 (line 1) references Region, on which role {owner} has no REFERENCES privilege; '
-            f'GRANT REFERENCES ON "Region" TO {owner}') in reasons
+    assert (
+        f"statement 1 (line 1) references Region, on which role {owner} has no REFERENCES privilege; "
+        f'GRANT REFERENCES ON "Region" TO {owner}'
+    ) in reasons
     with superuser_on(roles) as conn:
         conn.execute(sql.SQL('GRANT REFERENCES ON "Region" TO {}').format(sql.Identifier(owner)))
     assert not preflight.run(session_as(roles.owner, migrations, tmp_path)).privileges.lines(NOGO)
 
 
-@pytest.mark.parametrize("grant", ["", 'GRANT SELECT, INSERT, UPDATE, DELETE ON "Note" TO {app};',
-                                   "ALTER DEFAULT PRIVILEGES"])
+@pytest.mark.parametrize(
+    "grant", ["", 'GRANT SELECT, INSERT, UPDATE, DELETE ON "Note" TO {app};', "ALTER DEFAULT PRIVILEGES"]
+)
 def test_a_new_table_the_application_role_cannot_reach_is_a_warning(owned, tmp_path: Path, grant: str) -> None:
     roles = owned()
     app = roles.names["app"]
     if grant == "ALTER DEFAULT PRIVILEGES":
         with psycopg.connect(roles.owner, autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON "
-                                 "TABLES TO {}").format(sql.Identifier(app)))
+            conn.execute(
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+                ).format(sql.Identifier(app))
+            )
         grant = ""
-    migrations = batch_folder(tmp_path, 'CREATE TABLE "Note" (id int PRIMARY KEY, body text);\n'
-                              + grant.format(app=app) + "\n")
+    migrations = batch_folder(
+        tmp_path, 'CREATE TABLE "Note" (id int PRIMARY KEY, body text);\n' + grant.format(app=app) + "\n"
+    )
     result = preflight.run(session_as(roles.owner, migrations, tmp_path))
-    warned = [r for r in result.verdict.reasons if r.startswith('new table Note')]
+    warned = [r for r in result.verdict.reasons if r.startswith("new table Note")]
     expected = bool(not grant and not _default_privileges(roles.owner))
     assert bool(warned) == expected, result.verdict.reasons
     if expected:
-        assert warned == [f"new table Note will lack SELECT, INSERT, UPDATE, DELETE for role {app}, which has them on "
-                          f"the other tables of schema public (no default privileges grant them); add GRANT SELECT, "
-                          f'INSERT, UPDATE, DELETE ON "Note" TO {app} to the migration, or ALTER DEFAULT PRIVILEGES IN '
-                          f"SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}"]
+        assert warned == [
+            f"new table Note will lack SELECT, INSERT, UPDATE, DELETE for role {app}, which has them on "
+            f"the other tables of schema public (no default privileges grant them); add GRANT SELECT, "
+            f'INSERT, UPDATE, DELETE ON "Note" TO {app} to the migration, or ALTER DEFAULT PRIVILEGES IN '
+            f"SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}"
+        ]
 
 
 def _default_privileges(url: str) -> bool:
@@ -159,16 +199,21 @@ def test_terminate_blockers_after_without_pg_signal_backend_is_refused_at_prefli
     owner = roles.names["owner"]
     migrations = config.example_migrations_dir()
     session = open_session(6, database_url=roles.owner, reports_dir=tmp_path, migrations_dir=migrations)
-    with pytest.raises(PreflightFailed, match=f"--terminate-blockers-after needs pg_signal_backend to end another "
-                                              f"role's session, and role {owner} does not have it; GRANT "
-                                              f"pg_signal_backend TO {owner}, or run without"):
+    with pytest.raises(
+        PreflightFailed,
+        match=f"--terminate-blockers-after needs pg_signal_backend to end another "
+        f"role's session, and role {owner} does not have it; GRANT "
+        f"pg_signal_backend TO {owner}, or run without",
+    ):
         apply.run(session, terminate_blockers_after_s=1.0)
     with psycopg.connect(roles.owner) as conn:
         assert not ledger.state(conn, 6).applied
     with superuser_on(roles) as conn:
         conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(owner)))
-    result = preflight.run(open_session(6, database_url=roles.owner, reports_dir=tmp_path, migrations_dir=migrations),
-                           terminate_blockers_after_s=1.0)
+    result = preflight.run(
+        open_session(6, database_url=roles.owner, reports_dir=tmp_path, migrations_dir=migrations),
+        terminate_blockers_after_s=1.0,
+    )
     assert not result.privileges.lines(NOGO)
     assert any("cannot tell an idle session of another role from a busy one" in r for r in result.verdict.reasons)
 
@@ -185,8 +230,10 @@ def test_a_superusers_session_it_may_not_signal_is_named_and_waited_for(owned, t
     release = threading.Timer(1.0, blocker.rollback)
     release.start()
     try:
-        result = apply.run(open_session(7, database_url=roles.owner, reports_dir=tmp_path, migrations_dir=migrations),
-                           terminate_blockers_after_s=0.1)
+        result = apply.run(
+            open_session(7, database_url=roles.owner, reports_dir=tmp_path, migrations_dir=migrations),
+            terminate_blockers_after_s=0.1,
+        )
     finally:
         release.join()
     assert blocker.execute("SELECT 1").fetchone() == (1,)  # still there: never terminated
@@ -198,8 +245,9 @@ def test_a_superusers_session_it_may_not_signal_is_named_and_waited_for(owned, t
     assert "permission denied" in attempt.outcome or "superuser" in attempt.outcome
 
 
-def test_the_ledger_goes_where_the_role_may_write_and_is_never_moved_silently(owned, tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_ledger_goes_where_the_role_may_write_and_is_never_moved_silently(
+    owned, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The application role migrates here: it may create in public but not in the database (no runbook schema)."""
     roles = owned()
     app = roles.names["app"]
@@ -207,15 +255,18 @@ def test_the_ledger_goes_where_the_role_may_write_and_is_never_moved_silently(ow
         conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(app)))
     migrations = batch_folder(tmp_path, 'CREATE TABLE "Note" (id int PRIMARY KEY);\n')
     result = preflight.run(session_as(roles.app, migrations, tmp_path))
-    assert (f"role {app} cannot create runbook's ledger schema runbook (no CREATE on database {roles.database}); "
-            f"GRANT CREATE ON DATABASE {roles.database} TO {app}, or set ledger_schema in runbook.toml (or "
-            "--ledger-schema) to an existing schema it may create tables in") in result.verdict.reasons
+    assert (
+        f"role {app} cannot create runbook's ledger schema runbook (no CREATE on database {roles.database}); "
+        f"GRANT CREATE ON DATABASE {roles.database} TO {app}, or set ledger_schema in runbook.toml (or "
+        "--ledger-schema) to an existing schema it may create tables in"
+    ) in result.verdict.reasons
     monkeypatch.setenv(ledger.SCHEMA_VARIABLE, "public")
     assert not preflight.run(session_as(roles.app, migrations, tmp_path)).privileges.lines(NOGO)
     assert apply.run(session_as(roles.app, migrations, tmp_path)).status == names.APPLIED
     with superuser_on(roles) as conn:
-        assert conn.execute("SELECT to_regclass('public.phase_run') IS NOT NULL, to_regnamespace('runbook')"
-                            ).fetchone() == (True, None)
+        assert conn.execute(
+            "SELECT to_regclass('public.phase_run') IS NOT NULL, to_regnamespace('runbook')"
+        ).fetchone() == (True, None)
         assert ledger.state(conn, 1).applied
     monkeypatch.delenv(ledger.SCHEMA_VARIABLE)
     with superuser_on(roles) as conn, pytest.raises(LedgerError) as moved:
@@ -248,7 +299,8 @@ def test_status_and_check_as_a_read_only_role_create_nothing(owned, tmp_path: Pa
 
 
 def test_statistics_and_vacuum_owed_on_a_table_the_role_does_not_own_are_reported_not_failed(
-        owned, tmp_path: Path) -> None:
+    owned, tmp_path: Path
+) -> None:
     """An online backfill of a table the application role owns (the owner role may UPDATE it): the ANALYZE
     before it and the VACUUM after it are PostgreSQL's to refuse; runbook says it did not, and applies."""
     roles = owned()
@@ -280,8 +332,9 @@ def test_preflight_as_the_owner_names_a_hidden_session_that_holds_a_lock(owned, 
     assert f'session {pid} ({app}, state hidden) holds AccessShareLock on "Lead"' in "\n".join(result.verdict.reasons)
 
 
-def test_the_projects_ledger_schema_reaches_the_notebooks_the_cli_runs(owned, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_projects_ledger_schema_reaches_the_notebooks_the_cli_runs(
+    owned, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """runbook.toml beside the migrations, the command run from elsewhere: the kernel (in the run folder) writes
     the ledger where runbook.toml says, as the CLI process reads it."""
     from incli import cli
@@ -292,9 +345,11 @@ def test_the_projects_ledger_schema_reaches_the_notebooks_the_cli_runs(owned, tm
     (project / "runbook.toml").write_text('migrations_dir = "migrations"\nledger_schema = "ops"\n')
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(ledger.SCHEMA_VARIABLE, raising=False)
-    done = cli("apply", 1, "--migrations-dir", migrations, "--reports-dir", tmp_path / "reports",
-               "--database-url", roles.owner)
+    done = cli(
+        "apply", 1, "--migrations-dir", migrations, "--reports-dir", tmp_path / "reports", "--database-url", roles.owner
+    )
     assert done.code == 0, done.err + done.out
     with psycopg.connect(roles.owner) as conn:
-        assert conn.execute("SELECT to_regclass('ops.phase_run') IS NOT NULL, to_regnamespace('runbook')"
-                            ).fetchone() == (True, None)
+        assert conn.execute(
+            "SELECT to_regclass('ops.phase_run') IS NOT NULL, to_regnamespace('runbook')"
+        ).fetchone() == (True, None)

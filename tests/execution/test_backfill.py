@@ -78,10 +78,14 @@ COMMIT;
 
 def test_preflight_says_which_data_statements_are_batched_and_why_not(empty_db: str, tmp_path: Path) -> None:
     with psycopg.connect(empty_db) as conn:
-        conn.execute("CREATE TABLE item (id int PRIMARY KEY, n int); CREATE TABLE copy (id int PRIMARY KEY, n int);"
-                     " CREATE TABLE nokey (n int)")
-    result = preflight.evaluate(open_session(1, database_url=empty_db, migrations_dir=_batch(tmp_path, SHAPES),
-                                             reports_dir=tmp_path / "r"), lint=False)
+        conn.execute(
+            "CREATE TABLE item (id int PRIMARY KEY, n int); CREATE TABLE copy (id int PRIMARY KEY, n int);"
+            " CREATE TABLE nokey (n int)"
+        )
+    result = preflight.evaluate(
+        open_session(1, database_url=empty_db, migrations_dir=_batch(tmp_path, SHAPES), reports_dir=tmp_path / "r"),
+        lint=False,
+    )
     said = {c.statement_index: (c.batched, c.reason) for c in result.backfills}
     assert said[1] == (True, "in batches by keyset on item (id) with --strategy online")
     assert said[2][0] and said[3] == (True, "in batches by keyset on item (id) with --strategy online")
@@ -97,12 +101,15 @@ def test_preflight_says_which_data_statements_are_batched_and_why_not(empty_db: 
 
 
 def test_batches_walk_the_primary_key_in_ranges_never_offset(empty_db: str) -> None:
-    [stmt] = analysis.analyze('UPDATE item AS i SET n = n + 1 WHERE i.n >= 0')
+    [stmt] = analysis.analyze("UPDATE item AS i SET n = n + 1 WHERE i.n >= 0")
     [step] = plan.build([stmt], "online")
     key = batching.Key("item", ("id",), ("integer",))
     text = batching.batch_sql(step.backfill, key)
     bounds, params = batching.bounds_sql(key, after=True, limit=100)
-    assert text == "UPDATE item AS i SET n = n + 1 WHERE i.n >= 0 AND (i.id >= CAST($1 AS integer) AND i.id <= CAST($2 AS integer))"
+    assert (
+        text
+        == "UPDATE item AS i SET n = n + 1 WHERE i.n >= 0 AND (i.id >= CAST($1 AS integer) AND i.id <= CAST($2 AS integer))"
+    )
     assert "OFFSET" not in (text + bounds).upper() and "LIMIT 100" in bounds and params == 1
     _items(empty_db, 3000)
     with psycopg.connect(empty_db) as conn:
@@ -139,11 +146,15 @@ def test_options_refuse_a_batch_target_of_zero() -> None:
 
 # --- batch 6: the same end state, rollback from a stop midway -------------------------------------
 
-END_STATE = ('SELECT (SELECT array_agg((id, name, email, phone)::text ORDER BY id) FROM "Customer"),'
-             ' (SELECT array_agg((id, customer_id)::text ORDER BY id) FROM "Lead"),'
-             ' (SELECT array_agg((id, customer_id)::text ORDER BY id) FROM "Job")')
-EVERYTHING = ('SELECT (SELECT array_agg(c::text ORDER BY id) FROM "Customer" c), (SELECT array_agg(l::text ORDER BY id)'
-              ' FROM "Lead" l), (SELECT array_agg(j::text ORDER BY id) FROM "Job" j)')
+END_STATE = (
+    'SELECT (SELECT array_agg((id, name, email, phone)::text ORDER BY id) FROM "Customer"),'
+    ' (SELECT array_agg((id, customer_id)::text ORDER BY id) FROM "Lead"),'
+    ' (SELECT array_agg((id, customer_id)::text ORDER BY id) FROM "Job")'
+)
+EVERYTHING = (
+    'SELECT (SELECT array_agg(c::text ORDER BY id) FROM "Customer" c), (SELECT array_agg(l::text ORDER BY id)'
+    ' FROM "Lead" l), (SELECT array_agg(j::text ORDER BY id) FROM "Job" j)'
+)
 
 
 def _one(url: str, query: str):
@@ -152,7 +163,8 @@ def _one(url: str, query: str):
 
 
 def test_batch_6_in_batches_ends_as_the_one_transaction_apply(
-        make_database: Callable[..., str], crm_template: str, tmp_path: Path) -> None:
+    make_database: Callable[..., str], crm_template: str, tmp_path: Path
+) -> None:
     direct_url, online_url = make_database(crm_template), make_database(crm_template)
     migrations = config.example_migrations_dir()
     direct = _apply(direct_url, migrations, tmp_path / "d", 6)
@@ -161,15 +173,22 @@ def test_batch_6_in_batches_ends_as_the_one_transaction_apply(
     assert _one(online_url, END_STATE) == _one(direct_url, END_STATE)
     assert _one(online_url, 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL')[0] == 0
     # the record: every data statement batched, rows per batch and batch times, row locks counted
-    assert [b.kind for b in online.backfills] == ["INSERT … SELECT", "INSERT … SELECT", "INSERT … SELECT",
-                                                  "UPDATE", "UPDATE"]
+    assert [b.kind for b in online.backfills] == [
+        "INSERT … SELECT",
+        "INSERT … SELECT",
+        "INSERT … SELECT",
+        "UPDATE",
+        "UPDATE",
+    ]
     lead = online.backfills[3]
     assert lead.table == "Lead" and lead.key == "id" and lead.rows == 100 and lead.batches > 1
     assert 0 < lead.rows_per_batch_median <= lead.rows_per_batch_max < 100
     assert 0 < lead.batch_median_s <= lead.batch_longest_s and lead.row_lock_longest_s > 0
     assert online.longest_write_block_s >= lead.row_lock_longest_s
     held = {h.relation: h for h in direct.locks_before_commit if h.mode == backfill.ROW_LOCKS}
-    assert held["Lead"].rows == 100 and held["Lead"].blocks_writes and direct.longest_write_block_s >= held["Lead"].held_s
+    assert (
+        held["Lead"].rows == 100 and held["Lead"].blocks_writes and direct.longest_write_block_s >= held["Lead"].held_s
+    )
     text = summary.load(next((tmp_path / "o").rglob("apply.json")).parent).markdown
     assert "Batched data statements" in text and "rows per batch" in text and "longest batch" in text
     # the backup table step 1 created and step 2 filled had no statistics when step 3 planned; "Customer" had
@@ -178,23 +197,29 @@ def test_batch_6_in_batches_ends_as_the_one_transaction_apply(
     analyzed = {b.statement_index: b.analyzed for b in online.backfills if b.analyzed}
     assert list(analyzed.values()) == [
         "_runbook_backfill_006 (never analyzed)",
-        "Customer (90 changes since its last ANALYZE; autovacuum analyzes it at 75)"]
+        "Customer (90 changes since its last ANALYZE; autovacuum analyzes it at 75)",
+    ]
     for index, what in analyzed.items():
         assert f"Statement {index}: analyzed first, so that each batch is planned for its rows: {what}." in text
 
 
 def _terminate_in(url: str, step: int, batch: int) -> Callable[[int, int], None]:
     """A hook that ends the apply's own backend before the COMMIT of `batch` of `step`: a stop midway."""
+
     def hook(s: int, b: int) -> None:
         if (s, b) == (step, batch):
             with psycopg.connect(url, autocommit=True) as other:
-                other.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                              " WHERE application_name LIKE 'runbook apply%%' AND datname = current_database()")
+                other.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'runbook apply%%' AND datname = current_database()"
+                )
+
     return hook
 
 
-def test_rollback_sql_restores_batch_6_from_a_backfill_stopped_midway(crm_url: str, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rollback_sql_restores_batch_6_from_a_backfill_stopped_midway(
+    crm_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = _one(crm_url, EVERYTHING)
     monkeypatch.setattr(backfill, "BEFORE_BATCH_COMMIT_HOOKS", [_terminate_in(crm_url, 5, 3)])
     with pytest.raises(MigrationFailed, match="committed batch"):
@@ -209,7 +234,8 @@ def test_rollback_sql_restores_batch_6_from_a_backfill_stopped_midway(crm_url: s
 
 
 def test_runbook_rolls_back_a_backfill_stopped_midway_and_the_next_apply_starts_over(
-        make_database: Callable[..., str], crm_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_database: Callable[..., str], crm_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, direct_url = make_database(crm_template), make_database(crm_template)
     migrations = config.example_migrations_dir()
     before = _one(url, EVERYTHING)
@@ -220,16 +246,23 @@ def test_runbook_rolls_back_a_backfill_stopped_midway_and_the_next_apply_starts_
     assert 0 < _one(url, 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL')[0] < 100
     [row] = [r for r in commands.status(commands.target(url), migrations) if r.number == 6]
     assert not row.applied and row.part_applied.startswith("its apply stopped after step 4 of ")
-    assert row.part_applied.endswith("rows of step 5's backfill committed in 2 batches: `runbook apply 6 --strategy "
-                                     "online` resumes it, `runbook rollback 6` undoes it")
+    assert row.part_applied.endswith(
+        "rows of step 5's backfill committed in 2 batches: `runbook apply 6 --strategy "
+        "online` resumes it, `runbook rollback 6` undoes it"
+    )
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert cli.main(["status", "--database-url", url, "--migrations-dir", str(migrations)]) == 0
-    assert re.search(r"^\s+6\s+006_backfill_customers\s+PART APPLIED: its apply stopped after step 4 of ", out.getvalue(), re.M)
+    assert re.search(
+        r"^\s+6\s+006_backfill_customers\s+PART APPLIED: its apply stopped after step 4 of ", out.getvalue(), re.M
+    )
     # not applied, yet not untouched: rollback undoes what the stopped apply committed, and says so
     undone = rollback.run(open_session(6, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "b"))
     assert undone.status == "rolled back" and _one(url, EVERYTHING) == before
-    assert "stopped after step 4 of " in undone.partly_applied and "of step 5's backfill committed" in undone.partly_applied
+    assert (
+        "stopped after step 4 of " in undone.partly_applied
+        and "of step 5's backfill committed" in undone.partly_applied
+    )
     lines = terminal.execution_lines(undone)
     assert f"  undoing a partly applied batch: {undone.partly_applied}" in lines
     assert '    _runbook_backfill_006: removed table "_runbook_backfill_006"' in lines  # the backup step 1 made
@@ -239,7 +272,9 @@ def test_runbook_rolls_back_a_backfill_stopped_midway_and_the_next_apply_starts_
     _apply(direct_url, migrations, tmp_path / "d", 6)
     assert _one(url, END_STATE) == _one(direct_url, END_STATE)
     # and a batch that was never applied at all is still refused, the database untouched
-    again_undone = rollback.run(open_session(6, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "e"))
+    again_undone = rollback.run(
+        open_session(6, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "e")
+    )
     assert again_undone.status == "rolled back" and _one(url, EVERYTHING) == before
     with pytest.raises(NotApplied, match="Batch 6 is not applied"):
         rollback.run(open_session(6, database_url=url, migrations_dir=migrations, reports_dir=tmp_path / "f"))
@@ -254,6 +289,7 @@ def _child(url: str, migrations: Path, reports: Path, kill_at: int, tell) -> Non
         if batch == kill_at:
             tell.send("pause")
             time.sleep(60)
+
     backfill.BEFORE_BATCH_COMMIT_HOOKS.append(pause)
     _apply(url, migrations, reports, strategy="online", backfill_batch_ms=1, lock_timeout_ms=1000)
     tell.send("done")
@@ -279,9 +315,9 @@ def test_a_backfill_sigkilled_midway_resumes_with_no_row_twice_or_skipped(empty_
         assert set(half) == {0, 1} and 0 < half[1] < 3000, half  # the committed batches only
         # status says so while no runbook holds the migration lock: a row left 'running' is then a dead apply
         said = _part_applied(empty_db, migrations)
-        assert said.startswith(f"its apply stopped after 0 of 2 steps, with {half[1]:,} rows of step 1's backfill "
-                               "committed in ") and said.endswith(
-            " batches: `runbook apply 1 --strategy online` resumes it, `runbook rollback 1` undoes it")
+        assert said.startswith(
+            f"its apply stopped after 0 of 2 steps, with {half[1]:,} rows of step 1's backfill committed in "
+        ) and said.endswith(" batches: `runbook apply 1 --strategy online` resumes it, `runbook rollback 1` undoes it")
         with psycopg.connect(empty_db, autocommit=True) as holder:  # an apply at work: it may be this one
             holder.execute("SELECT pg_advisory_lock(%s)", (migration_lock.ADVISORY_KEY,))
             assert _part_applied(empty_db, migrations) == ""
@@ -304,8 +340,11 @@ JOIN_LOOKUP = "UPDATE item SET n = l.v FROM lookup AS l WHERE l.id = item.id % 2
 def _scans(url: str, table: str) -> tuple[int, int]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute("SELECT coalesce(seq_scan, 0), coalesce(idx_scan, 0) FROM pg_stat_user_tables"
-                           " WHERE relid = to_regclass(%s)", (table,)).fetchone()
+        row = conn.execute(
+            "SELECT coalesce(seq_scan, 0), coalesce(idx_scan, 0) FROM pg_stat_user_tables"
+            " WHERE relid = to_regclass(%s)",
+            (table,),
+        ).fetchone()
         return (row[0], row[1]) if row else (0, 0)
 
 
@@ -326,13 +365,13 @@ def test_batches_reach_a_joined_table_through_its_index_after_analyzing_it(empty
     # a step touches account for the couple of scans there are)
     assert seq_after - seq_before < run.batches / 4 and index_after - index_before >= 20_000
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
-                            " WHERE relid = 'lookup'::regclass").fetchone()[0]
+        assert conn.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = 'lookup'::regclass"
+        ).fetchone()[0]
         assert conn.execute("SELECT count(*) FROM item WHERE n <> (id % 2000 + 1) * 10").fetchone()[0] == 0
 
 
-def test_fresh_statistics_analyzes_tables_never_analyzed_or_grown_but_not_ones_full_of_dead_rows(
-        empty_db: str) -> None:
+def test_fresh_statistics_analyzes_tables_never_analyzed_or_grown_but_not_ones_full_of_dead_rows(empty_db: str) -> None:
     _items(empty_db, 1000)
     with database.connect(empty_db) as conn:
         conn.execute("ANALYZE item")
@@ -354,15 +393,26 @@ def test_fresh_statistics_analyzes_tables_never_analyzed_or_grown_but_not_ones_f
         conn.commit()
         assert upkeep.fresh_statistics(conn, ["item", "fresh", "empty", "missing", "backup", "settled"]) == [
             "fresh (never analyzed)",
-            "backup (500 changes since its last ANALYZE; autovacuum analyzes it at 150)"]
+            "backup (500 changes since its last ANALYZE; autovacuum analyzes it at 150)",
+        ]
         # new statistics would replan the application's queries on item's dead index entries: it keeps its own
-        assert conn.execute("SELECT s.n_mod_since_analyze FROM pg_stat_user_tables AS s"
-                            " WHERE relid = 'item'::regclass").fetchone()[0] == 1000
+        assert (
+            conn.execute(
+                "SELECT s.n_mod_since_analyze FROM pg_stat_user_tables AS s WHERE relid = 'item'::regclass"
+            ).fetchone()[0]
+            == 1000
+        )
         # the planner now knows the backup holds jobs (what drove PG15 to walk them all per job)
-        assert conn.execute("SELECT most_common_vals::text::text[] FROM pg_stats WHERE tablename = 'backup'"
-                            " AND attname = 'kind'").fetchone()[0] == ["lead", "job"]
-        assert conn.execute("SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL"
-                            " AND relname IN ('fresh', 'backup')").fetchone()[0] == 2
+        assert conn.execute(
+            "SELECT most_common_vals::text::text[] FROM pg_stats WHERE tablename = 'backup' AND attname = 'kind'"
+        ).fetchone()[0] == ["lead", "job"]
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL"
+                " AND relname IN ('fresh', 'backup')"
+            ).fetchone()[0]
+            == 2
+        )
 
 
 # --- after the last batch: dead index entries gone before new statistics replan ---------------------
@@ -386,7 +436,9 @@ def _null_range_buffers(url: str) -> int:
     dead entry a backfill left there and the heap pages they point to."""
     with psycopg.connect(url) as conn:
         conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
-        [[[explained]]] = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM lead WHERE customer IS NULL")
+        [[[explained]]] = conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM lead WHERE customer IS NULL"
+        )
         node = explained["Plan"]
         assert node["Index Name"] == "lead_customer" and node["Actual Rows"] == 0, node
         return node["Shared Hit Blocks"] + node["Shared Read Blocks"]
@@ -397,29 +449,46 @@ def test_a_backfill_that_makes_its_table_due_for_analyze_vacuums_it_first(empty_
     statistics (no NULL customer left) send `customer IS NULL` to an index whose 2,000 NULL entries are dead
     row versions. runbook vacuums first: the index holds none of them when the new plans arrive."""
     _leads(empty_db)
-    result = _apply(empty_db, _batch(tmp_path, "UPDATE lead SET customer = -id WHERE customer IS NULL;\n"),
-                    tmp_path / "r", strategy="online", backfill_batch_ms=2)
+    result = _apply(
+        empty_db,
+        _batch(tmp_path, "UPDATE lead SET customer = -id WHERE customer IS NULL;\n"),
+        tmp_path / "r",
+        strategy="online",
+        backfill_batch_ms=2,
+    )
     [run] = result.backfills
     assert run.rows == 2000 and run.batches > 1 and run.vacuum_s > 0
     assert run.vacuumed.startswith("vacuumed and analyzed lead in "), run.vacuumed
     assert "analyzes it at 850 changes, it has 2,000; this statement left 2,000 dead row versions" in run.vacuumed
-    assert "vacuum_cost_delay 2ms, vacuum_cost_limit 200" in run.vacuumed  # autovacuum's throttle, not a manual VACUUM's
+    assert (
+        "vacuum_cost_delay 2ms, vacuum_cost_limit 200" in run.vacuumed
+    )  # autovacuum's throttle, not a manual VACUUM's
     assert _null_range_buffers(empty_db) <= 3
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT null_frac FROM pg_stats WHERE tablename = 'lead' AND attname = 'customer'"
-                            ).fetchone()[0] == 0  # analyzed after the vacuum: the statistics the new plans use
+        assert (
+            conn.execute("SELECT null_frac FROM pg_stats WHERE tablename = 'lead' AND attname = 'customer'").fetchone()[
+                0
+            ]
+            == 0
+        )  # analyzed after the vacuum: the statistics the new plans use
     text = summary.load(next((tmp_path / "r").rglob("apply.json")).parent).markdown
     assert f"Statement 1, after its last batch: {run.vacuumed}." in text
-    assert any(line.strip().startswith("then vacuumed and analyzed lead in ") for line in terminal.execution_lines(result))
+    assert any(
+        line.strip().startswith("then vacuumed and analyzed lead in ") for line in terminal.execution_lines(result)
+    )
 
 
-@pytest.mark.parametrize(("others", "through", "vacuumed"), [
-    (0, 3000, False),  # 750 rows: under autovacuum's 850
-    (200, 2800, True),  # 700 rows, and the application's 200 make it due (at 5M leads, batch 6 alone was 50 short)
-    (2000, 1200, False),  # due, but by the application's changes: 300 rows are autovacuum's business
-])
+@pytest.mark.parametrize(
+    ("others", "through", "vacuumed"),
+    [
+        (0, 3000, False),  # 750 rows: under autovacuum's 850
+        (200, 2800, True),  # 700 rows, and the application's 200 make it due (at 5M leads, batch 6 alone was 50 short)
+        (2000, 1200, False),  # due, but by the application's changes: 300 rows are autovacuum's business
+    ],
+)
 def test_whether_a_backfill_vacuums_follows_autovacuums_rule_for_its_own_changes(
-        empty_db: str, tmp_path: Path, others: int, through: int, vacuumed: bool) -> None:
+    empty_db: str, tmp_path: Path, others: int, through: int, vacuumed: bool
+) -> None:
     _leads(empty_db)
     with psycopg.connect(empty_db) as conn:
         conn.execute("UPDATE lead SET customer = customer WHERE customer IS NOT NULL AND id <= %s", (others * 4 // 3,))
@@ -430,8 +499,9 @@ def test_whether_a_backfill_vacuums_follows_autovacuums_rule_for_its_own_changes
     if vacuumed:
         assert f"it has {others + through // 4:,}; this statement left {through // 4:,}" in run.vacuumed
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'lead'"
-                            ).fetchone()[0] == (2 if vacuumed else 1)
+        assert conn.execute("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'lead'").fetchone()[0] == (
+            2 if vacuumed else 1
+        )
 
 
 def test_a_vacuum_that_cannot_have_its_lock_is_left_to_autovacuum(empty_db: str, monkeypatch) -> None:
@@ -444,24 +514,33 @@ def test_a_vacuum_that_cannot_have_its_lock_is_left_to_autovacuum(empty_db: str,
         done = upkeep.vacuum_after(conn, "lead", 2000, "step 1")
         assert done is not None and done.skipped == "its lock was not free within 300 ms" and done.seconds == 0
         assert done.text.startswith("did not vacuum lead (its lock was not free within 300 ms); until autovacuum")
-        assert conn.execute("SELECT current_setting('lock_timeout'), current_setting('vacuum_cost_delay')"
-                            ).fetchone() == ("150ms", "0")
+        assert conn.execute(
+            "SELECT current_setting('lock_timeout'), current_setting('vacuum_cost_delay')"
+        ).fetchone() == ("150ms", "0")
         assert not conn.autocommit
 
 
 def test_a_table_owner_that_is_not_a_superuser_backfills_and_vacuums(
-        make_database: Callable[..., str], server_url: str, tmp_path: Path) -> None:
+    make_database: Callable[..., str], server_url: str, tmp_path: Path
+) -> None:
     """VACUUM needs the table's owner (or MAINTAIN), pg_stat_force_next_flush nothing more: no superuser."""
     url, role = make_database(), f"rb_owner_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-            sql.Identifier(conninfo.conninfo_to_dict(url)["dbname"]), sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(conninfo.conninfo_to_dict(url)["dbname"]), sql.Identifier(role)
+            )
+        )
     owner_url = conninfo.make_conninfo(url, user=role)
     try:
         _leads(owner_url)
-        result = _apply(owner_url, _batch(tmp_path, "UPDATE lead SET customer = -id WHERE customer IS NULL;\n"),
-                        tmp_path / "r", strategy="online")
+        result = _apply(
+            owner_url,
+            _batch(tmp_path, "UPDATE lead SET customer = -id WHERE customer IS NULL;\n"),
+            tmp_path / "r",
+            strategy="online",
+        )
         [run] = result.backfills
         assert result.status == "applied" and run.rows == 2000
         assert run.vacuumed.startswith("vacuumed and analyzed lead")  # its owner may
@@ -469,8 +548,11 @@ def test_a_table_owner_that_is_not_a_superuser_backfills_and_vacuums(
             assert conn.execute("SELECT count(*) FROM lead WHERE customer IS NULL").fetchone()[0] == 0
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-                sql.Identifier(conninfo.conninfo_to_dict(url)["dbname"])))
+            conn.execute(
+                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                    sql.Identifier(conninfo.conninfo_to_dict(url)["dbname"])
+                )
+            )
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
@@ -509,8 +591,13 @@ def test_a_batch_that_waits_on_a_row_lock_backs_off_and_retries_smaller(empty_db
     holder.execute("UPDATE item SET n = n WHERE id = 7")  # a row lock the first batch needs, released later
     threading.Timer(0.6, holder.commit).start()
     try:
-        result = _apply(empty_db, _batch(tmp_path, "UPDATE item SET n = n + 1 WHERE n >= 0;\n"), tmp_path / "r",
-                        strategy="online", lock_timeout_ms=100)
+        result = _apply(
+            empty_db,
+            _batch(tmp_path, "UPDATE item SET n = n + 1 WHERE n >= 0;\n"),
+            tmp_path / "r",
+            strategy="online",
+            lock_timeout_ms=100,
+        )
     finally:
         time.sleep(0.7)
         holder.close()

@@ -23,8 +23,10 @@ ALTER TABLE "Slow" VALIDATE CONSTRAINT "Slow_check";
 def slow_batch(tmp_path: Path, empty_db: str) -> Path:
     """A batch whose VALIDATE CONSTRAINT takes about 1.5 s: a CHECK that sleeps 0.3 s on each of 5 rows."""
     with psycopg.connect(empty_db, autocommit=True) as conn:
-        conn.execute("CREATE FUNCTION slow_ok(integer) RETURNS boolean IMMUTABLE LANGUAGE sql"
-                     " AS $$ SELECT pg_sleep(0.3) IS NOT NULL $$")
+        conn.execute(
+            "CREATE FUNCTION slow_ok(integer) RETURNS boolean IMMUTABLE LANGUAGE sql"
+            " AS $$ SELECT pg_sleep(0.3) IS NOT NULL $$"
+        )
         conn.execute('CREATE TABLE "Slow" AS SELECT id FROM generate_series(1, 5) id')
     folder = tmp_path / "migrations" / "001_slow"
     folder.mkdir(parents=True)
@@ -33,8 +35,9 @@ def slow_batch(tmp_path: Path, empty_db: str) -> Path:
     return folder.parent
 
 
-def test_a_long_validate_reports_progress_while_it_runs(slow_batch: Path, empty_db: str, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_long_validate_reports_progress_while_it_runs(
+    slow_batch: Path, empty_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(watch, "DELAY_S", 0.2)
     monkeypatch.setattr(watch, "POLL_S", 0.1)
     monkeypatch.setattr(live, "MIN_INTERVAL_S", 0.0)
@@ -55,7 +58,9 @@ def test_a_long_validate_reports_progress_while_it_runs(slow_batch: Path, empty_
 def test_an_index_build_reports_how_far_it_is() -> None:
     row = (42.4, "active", None, None, "building index: scanning table", 250, 1000, 0, 0)
     text, done, total, unit = watch.describe('step 2, CREATE INDEX (on "Lead")', row)
-    assert text == 'step 2, CREATE INDEX (on "Lead"): running 42 s, building index: scanning table (25% of 1,000 blocks)'
+    assert (
+        text == 'step 2, CREATE INDEX (on "Lead"): running 42 s, building index: scanning table (25% of 1,000 blocks)'
+    )
     assert (done, total, unit) == (250.0, 1000.0, "blocks")
     waiting = watch.describe("step 1, SET NOT NULL", (3.0, "active", "Lock", "relation", None, None, None, None, None))
     assert waiting[0] == "step 1, SET NOT NULL: running 3 s, waiting for a relation lock"

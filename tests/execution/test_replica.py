@@ -60,10 +60,23 @@ def pair() -> Iterator[Pair]:
         os.chown(standby_dir, user.pw_uid, user.pw_gid)
     run = dict(check=True, capture_output=True, text=True, timeout=120, **_as_server_user())
     try:
-        subprocess.run([str(bindir / "pg_basebackup"), "-D", str(standby_dir), "-R", "-X", "stream",
-                        "-d", primary.url], **run)
-        subprocess.run([str(bindir / "pg_ctl"), "-D", str(standby_dir), "-w", "-l", str(standby_dir / "log"),
-                        "-o", f"-k {standby_dir} -p {STANDBY_PORT} -c listen_addresses=''", "start"], **run)
+        subprocess.run(
+            [str(bindir / "pg_basebackup"), "-D", str(standby_dir), "-R", "-X", "stream", "-d", primary.url], **run
+        )
+        subprocess.run(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(standby_dir),
+                "-w",
+                "-l",
+                str(standby_dir / "log"),
+                "-o",
+                f"-k {standby_dir} -p {STANDBY_PORT} -c listen_addresses=''",
+                "start",
+            ],
+            **run,
+        )
         standby = conninfo.make_conninfo(primary.url, host=str(standby_dir), port=STANDBY_PORT)
         with psycopg.connect(primary.url) as conn:
             deadline = time.monotonic() + 30
@@ -72,8 +85,11 @@ def pair() -> Iterator[Pair]:
                 time.sleep(0.1)
         yield Pair(primary.url, standby)
     finally:
-        subprocess.run([str(bindir / "pg_ctl"), "-D", str(standby_dir), "-m", "immediate", "stop"],
-                       capture_output=True, **_as_server_user())
+        subprocess.run(
+            [str(bindir / "pg_ctl"), "-D", str(standby_dir), "-m", "immediate", "stop"],
+            capture_output=True,
+            **_as_server_user(),
+        )
         embedded.stop(root / "primary")
         shutil.rmtree(root, ignore_errors=True)
 
@@ -94,16 +110,23 @@ def test_batches_pause_while_the_standby_lags_and_go_on_once_it_replays(pair: Pa
         conn.execute("SELECT pg_wal_replay_pause()")  # from here the standby falls behind everything written
 
     paused_for = 1.5
-    resumer = threading.Timer(paused_for, lambda: psycopg.connect(pair.standby, autocommit=True).execute(
-        "SELECT pg_wal_replay_resume()"))
+    resumer = threading.Timer(
+        paused_for, lambda: psycopg.connect(pair.standby, autocommit=True).execute("SELECT pg_wal_replay_resume()")
+    )
     resumer.start()
     started = time.monotonic()
     try:
         with live.to_file(tmp_path / "live.jsonl") as events:
-            result = apply.run(open_session(1, database_url=url, migrations_dir=tmp_path / "migrations",
-                                            reports_dir=tmp_path / "reports"),
-                               # small batches, 50 ms apart: the backfill outlasts the threshold
-                               strategy="online", backfill_batch_ms=1, backfill_pause_ms=50, max_replica_lag_ms=300)
+            result = apply.run(
+                open_session(
+                    1, database_url=url, migrations_dir=tmp_path / "migrations", reports_dir=tmp_path / "reports"
+                ),
+                # small batches, 50 ms apart: the backfill outlasts the threshold
+                strategy="online",
+                backfill_batch_ms=1,
+                backfill_pause_ms=50,
+                max_replica_lag_ms=300,
+            )
     finally:
         resumer.join()
     took = time.monotonic() - started
@@ -145,8 +168,9 @@ def test_a_role_that_cannot_see_the_replicas_lag_is_told_so_at_preflight(pair: P
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
         conn.execute("CREATE TABLE IF NOT EXISTS lagless (id int PRIMARY KEY)")
         conn.execute(sql.SQL("ALTER TABLE lagless OWNER TO {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
-            sql.Identifier(conn.info.dbname), sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(conn.info.dbname), sql.Identifier(role))
+        )
     try:
         folder = tmp_path / "migrations" / "001_lag"
         folder.mkdir(parents=True)
@@ -155,11 +179,13 @@ def test_a_role_that_cannot_see_the_replicas_lag_is_told_so_at_preflight(pair: P
         with psycopg.connect(url) as conn:
             [hidden] = replica.standbys(conn)
             assert hidden.replay_lsn is None  # what the watch sees: nothing to pause for
-        result = preflight.run(open_session(1, database_url=url, migrations_dir=tmp_path / "migrations",
-                                            reports_dir=tmp_path / "reports"))
-        assert (f"role {role} cannot see the replicas' replay lag (no pg_read_all_stats): an online backfill cannot "
-                f"pause for a replica that falls behind (--max-replica-lag); GRANT pg_read_all_stats TO {role}"
-                ) in result.verdict.reasons
+        result = preflight.run(
+            open_session(1, database_url=url, migrations_dir=tmp_path / "migrations", reports_dir=tmp_path / "reports")
+        )
+        assert (
+            f"role {role} cannot see the replicas' replay lag (no pg_read_all_stats): an online backfill cannot "
+            f"pause for a replica that falls behind (--max-replica-lag); GRANT pg_read_all_stats TO {role}"
+        ) in result.verdict.reasons
     finally:
         with psycopg.connect(pair.primary, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS lagless")

@@ -96,8 +96,9 @@ def test_a_backfill_writes_no_more_wal_per_second_than_its_budget(empty_db: str,
     """Every byte of WAL the server wrote between the first batch and the last took its time at the budget:
     the batches' time is never shorter than that (sleeps are never shorter than asked), whatever the machine."""
     _padded_items(empty_db, 10_000)
-    result = _apply(empty_db, tmp_path, "UPDATE item SET n = n + 1, pad = repeat('y', 300) WHERE n >= 0;\n",
-                    backfill_wal_mb_per_s=2)
+    result = _apply(
+        empty_db, tmp_path, "UPDATE item SET n = n + 1, pad = repeat('y', 300) WHERE n >= 0;\n", backfill_wal_mb_per_s=2
+    )
     [run] = result.backfills
     assert run.rows == 10_000 and run.batches > 5
     assert run.wal_mb >= 2 and run.wal_pause_s > 0 and run.wal_mb_per_s == 2

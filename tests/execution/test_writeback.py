@@ -47,8 +47,10 @@ def test_a_session_that_already_writes_back_is_left_as_it_was(empty_db: str) -> 
 
 def test_by_default_the_threshold_is_the_servers_checkpoint_distance_and_0_is_never(empty_db: str) -> None:
     with psycopg.connect(empty_db) as conn:
-        expected = conn.execute("SELECT pg_size_bytes(current_setting('max_wal_size')) "
-                                "/ (1 + current_setting('checkpoint_completion_target')::numeric) / 1e6").fetchone()[0]
+        expected = conn.execute(
+            "SELECT pg_size_bytes(current_setting('max_wal_size')) "
+            "/ (1 + current_setting('checkpoint_completion_target')::numeric) / 1e6"
+        ).fetchone()[0]
         conn.commit()
         wb = Writeback()
         wb.add(conn, 10 * MB)  # well under any server's distance (max_wal_size is at least 2 WAL segments)
@@ -86,10 +88,14 @@ def test_an_apply_past_its_threshold_says_from_which_wal_its_session_wrote_back(
     assert run.rows == 10_000 and run.wal_mb > 0.5
     assert run.flush_from_mb is not None and 0.5 <= run.flush_from_mb <= run.wal_mb and run.flush_setting == "256kB"
     line = next(line for line in terminal.execution_lines(result) if "written back" in line)
-    assert (f"from {run.flush_from_mb:,.0f} MB of WAL on, pages it dirtied written back as it went "
-            "(backend_flush_after 256kB, from --batch-flush-from-mb 0.5)") in line, line
-    assert (f"From {run.flush_from_mb:,.0f} MB of WAL on (--batch-flush-from-mb 0.5), the session wrote back the pages "
-            "it dirtied as it went (backend_flush_after = 256kB)") in text, text
+    assert (
+        f"from {run.flush_from_mb:,.0f} MB of WAL on, pages it dirtied written back as it went "
+        "(backend_flush_after 256kB, from --batch-flush-from-mb 0.5)"
+    ) in line, line
+    assert (
+        f"From {run.flush_from_mb:,.0f} MB of WAL on (--batch-flush-from-mb 0.5), the session wrote back the pages "
+        "it dirtied as it went (backend_flush_after = 256kB)"
+    ) in text, text
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT count(*) FROM item WHERE n = 1 AND pad = repeat('y', 300)").fetchone() == (10_000,)
 
@@ -103,23 +109,28 @@ def test_an_apply_under_the_checkpoint_distance_leaves_its_writes_to_the_kernel(
     assert "written back" not in "\n".join(terminal.execution_lines(result)) and "wrote back" not in text
 
 
-def test_a_resumed_backfill_counts_on_from_the_wal_its_stopped_run_wrote(empty_db: str, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_resumed_backfill_counts_on_from_the_wal_its_stopped_run_wrote(
+    empty_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _padded_items(empty_db, 10_000)
     folder = tmp_path / "migrations" / "001_backfill"
     folder.mkdir(parents=True)
-    (folder / "migration.sql").write_text("UPDATE item SET n = n + 1, pad = repeat('y', 300) WHERE n >= 0;\n"
-                                          "UPDATE item SET n = n + 1 WHERE id <= 300;\n")
+    (folder / "migration.sql").write_text(
+        "UPDATE item SET n = n + 1, pad = repeat('y', 300) WHERE n >= 0;\nUPDATE item SET n = n + 1 WHERE id <= 300;\n"
+    )
 
     def stop(step: int, batch: int) -> None:  # the apply's backend ended before step 2's third batch commits
         if (step, batch) == (2, 3):
             with psycopg.connect(empty_db, autocommit=True) as other:
-                other.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                              " WHERE application_name LIKE 'runbook apply%%' AND datname = current_database()")
+                other.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'runbook apply%%' AND datname = current_database()"
+                )
 
     def run(flush_from_mb: float):
-        session = open_session(1, database_url=empty_db, migrations_dir=tmp_path / "migrations",
-                               reports_dir=tmp_path / "reports")
+        session = open_session(
+            1, database_url=empty_db, migrations_dir=tmp_path / "migrations", reports_dir=tmp_path / "reports"
+        )
         return apply.run(session, strategy="online", backfill_batch_ms=5, backfill_flush_from_mb=flush_from_mb)
 
     monkeypatch.setattr(backfill, "BEFORE_BATCH_COMMIT_HOOKS", [stop])

@@ -37,8 +37,7 @@ from incli import Cli, cli
 pytestmark = pytest.mark.kernel
 
 PASSWORD = "fl33t-s3cret"
-NULL_LEAD = ("INSERT INTO \"Lead\" (id, channel, name, updated_at) "
-             "VALUES ('lead_fleet_probe', 'web', 'Probe', now())")
+NULL_LEAD = "INSERT INTO \"Lead\" (id, channel, name, updated_at) VALUES ('lead_fleet_probe', 'web', 'Probe', now())"
 
 
 def applied(url: str) -> dict[int, bool]:
@@ -48,8 +47,10 @@ def applied(url: str) -> dict[int, bool]:
 
 def lead_customer_nullable(url: str) -> bool:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT is_nullable = 'YES' FROM information_schema.columns "
-                            "WHERE table_name = 'Lead' AND column_name = 'customer_id'").fetchone()[0]
+        return conn.execute(
+            "SELECT is_nullable = 'YES' FROM information_schema.columns "
+            "WHERE table_name = 'Lead' AND column_name = 'customer_id'"
+        ).fetchone()[0]
 
 
 def fleet_json(out: str) -> tuple[Path, dict]:
@@ -89,7 +90,14 @@ def crm6_template(server_url: str, crm_template: str, tmp_path_factory: pytest.T
     name = f"crm6_{uuid.uuid4().hex[:8]}"
     _create(server_url, name, crm_template)
     url = database.with_database(server_url, name)
-    apply.run(open_session(6, database_url=url, reports_dir=tmp_path_factory.mktemp("setup6"), migrations_dir=config.example_migrations_dir()))
+    apply.run(
+        open_session(
+            6,
+            database_url=url,
+            reports_dir=tmp_path_factory.mktemp("setup6"),
+            migrations_dir=config.example_migrations_dir(),
+        )
+    )
     yield name
     _drop(server_url, name)
 
@@ -112,7 +120,9 @@ url_env = "RB_T_B"
 
 
 def test_fleet_toml_parses_into_waves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = fleet_config.load(write_toml(tmp_path / "fleet.toml", GOOD + '\n[[target]]\nname = "c"\nurl_env = "RB_T_C"\n'))
+    spec = fleet_config.load(
+        write_toml(tmp_path / "fleet.toml", GOOD + '\n[[target]]\nname = "c"\nurl_env = "RB_T_C"\n')
+    )
     assert [t.name for t in spec.targets] == ["a", "b", "c"]
     assert spec.targets[0] == fleet_model.FleetTarget("a", "RB_T_A", "canary", 4)
     assert [(w.name, [t.name for t in w.targets]) for w in spec.plan()] == [("canary", ["a"]), ("*", ["b", "c"])]
@@ -122,23 +132,40 @@ def test_fleet_toml_parses_into_waves(tmp_path: Path, monkeypatch: pytest.Monkey
     assert [t.name for t in spec.missing_env()] == ["b", "c"]
 
 
-@pytest.mark.parametrize("text, line, words", [
-    (GOOD + '\n[[target]]\nname = "a"\nurl_env = "RB_T_C"\n', 14, ["'a' is used twice", "lines 5 and 14"]),
-    (GOOD.replace('group = "canary"', 'group = "canry"'), 7, ["group 'canry'", "does not list"]),
-    (GOOD.replace('url_env = "RB_T_B"', 'url_env = "RB_T_B"\nschema = "public"'), 12, ["unknown key 'schema'"]),
-    (GOOD.replace('url_env = "RB_T_B"', 'url = "postgresql://app@db/b"'), 11, ["no secrets", "url_env"]),
-    (GOOD.replace('"RB_T_B"', '"postgresql://app@db/b"'), 11, ["not hold a URL", "no secrets"]),
-    (GOOD.replace('url_env = "RB_T_B"', 'url_env = "RB_T_A"'), 11, ["both read RB_T_A"]),
-    (GOOD.replace('waves = ["canary", "*"]', 'waves = ["canary"]'), 2, ["(b) are in no wave", '"*"']),
-    (GOOD.replace('waves = ["canary", "*"]', 'waves = ["canary", "eu", "*"]'), 2, ["group 'eu'", "no target"]),
-    (GOOD.replace('name = "b"', 'name = "fleet"'), 10, ["reserved"]),
-    (GOOD.replace('[fleet]', '[fleet]\nworkers = 4'), 2, ["unknown key 'workers' in [fleet]"]),
-    (GOOD.replace('name = "b"', 'name = "b'), 10, ["not valid TOML", "line 10"]),
-    (GOOD + '\n[connection]\nhost = "db"\n', 13, ["unknown key 'connection' at the top level", "no secrets"]),
-], ids=["duplicate-name", "unknown-group", "unknown-key", "url-in-file", "url-as-env", "shared-env",
-        "no-star", "empty-wave", "reserved-name", "unknown-fleet-key", "toml-syntax", "top-level-table"])
-def test_bad_fleet_toml_is_one_sentence_with_file_and_line(tmp_path: Path, text: str, line: int,
-                                                           words: list[str]) -> None:
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        (GOOD + '\n[[target]]\nname = "a"\nurl_env = "RB_T_C"\n', 14, ["'a' is used twice", "lines 5 and 14"]),
+        (GOOD.replace('group = "canary"', 'group = "canry"'), 7, ["group 'canry'", "does not list"]),
+        (GOOD.replace('url_env = "RB_T_B"', 'url_env = "RB_T_B"\nschema = "public"'), 12, ["unknown key 'schema'"]),
+        (GOOD.replace('url_env = "RB_T_B"', 'url = "postgresql://app@db/b"'), 11, ["no secrets", "url_env"]),
+        (GOOD.replace('"RB_T_B"', '"postgresql://app@db/b"'), 11, ["not hold a URL", "no secrets"]),
+        (GOOD.replace('url_env = "RB_T_B"', 'url_env = "RB_T_A"'), 11, ["both read RB_T_A"]),
+        (GOOD.replace('waves = ["canary", "*"]', 'waves = ["canary"]'), 2, ["(b) are in no wave", '"*"']),
+        (GOOD.replace('waves = ["canary", "*"]', 'waves = ["canary", "eu", "*"]'), 2, ["group 'eu'", "no target"]),
+        (GOOD.replace('name = "b"', 'name = "fleet"'), 10, ["reserved"]),
+        (GOOD.replace("[fleet]", "[fleet]\nworkers = 4"), 2, ["unknown key 'workers' in [fleet]"]),
+        (GOOD.replace('name = "b"', 'name = "b'), 10, ["not valid TOML", "line 10"]),
+        (GOOD + '\n[connection]\nhost = "db"\n', 13, ["unknown key 'connection' at the top level", "no secrets"]),
+    ],
+    ids=[
+        "duplicate-name",
+        "unknown-group",
+        "unknown-key",
+        "url-in-file",
+        "url-as-env",
+        "shared-env",
+        "no-star",
+        "empty-wave",
+        "reserved-name",
+        "unknown-fleet-key",
+        "toml-syntax",
+        "top-level-table",
+    ],
+)
+def test_bad_fleet_toml_is_one_sentence_with_file_and_line(
+    tmp_path: Path, text: str, line: int, words: list[str]
+) -> None:
     path = write_toml(tmp_path / "fleet.toml", text)
     with pytest.raises(FleetError) as caught:
         fleet_config.load(path)
@@ -151,11 +178,22 @@ def test_bad_fleet_toml_is_one_sentence_with_file_and_line(tmp_path: Path, text:
 
 
 def test_missing_variable_is_refused_by_the_cli_before_any_cluster_or_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     toml = write_toml(tmp_path / "fleet.toml", GOOD)
     monkeypatch.setenv("RB_T_A", "postgresql://x@127.0.0.1:1/a")
     monkeypatch.delenv("RB_T_B", raising=False)
-    result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()))
+    result = cli(
+        "fleet",
+        "run",
+        7,
+        "--targets",
+        toml,
+        "--reports-dir",
+        tmp_path / "reports",
+        "--migrations-dir",
+        str(config.example_migrations_dir()),
+    )
     assert result.code == 1 and result.out == ""
     err = result.err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -165,8 +203,11 @@ def test_missing_variable_is_refused_by_the_cli_before_any_cluster_or_folder(
 
 def test_fleet_report_escapes_what_it_shows(tmp_path: Path) -> None:
     record = fleet_model.FleetRecord(7, "run-1", fleet_model.RUN, "<fleet.toml>", ["*"], "engine", "now")
-    record.targets = [fleet_model.TargetResult("a", "*", "RB_T_A", status=fleet_model.FAILED,
-                                         message="apply failed: <script>alert(1)</script> | x")]
+    record.targets = [
+        fleet_model.TargetResult(
+            "a", "*", "RB_T_A", status=fleet_model.FAILED, message="apply failed: <script>alert(1)</script> | x"
+        )
+    ]
     page = fleet_report.page(record, tmp_path, tmp_path)
     md = fleet_report.markdown(record, tmp_path, tmp_path)
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -181,14 +222,27 @@ def _unreachable(name: str) -> str:
     return conninfo.make_conninfo(host="127.0.0.1", port="1", dbname=name, user="app", password=PASSWORD)
 
 
-def test_failed_canary_wave_stops_the_later_waves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  crm_url: str) -> None:
+def test_failed_canary_wave_stops_the_later_waves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crm_url: str
+) -> None:
     toml = write_toml(tmp_path / "fleet.toml", GOOD)
     monkeypatch.setenv("RB_T_A", _unreachable("gone"))
     monkeypatch.setenv("RB_T_B", crm_url)
     reports = tmp_path / "reports"
 
-    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--reports-dir", reports, "--migrations-dir", str(config.example_migrations_dir()))
+    result = cli(
+        "fleet",
+        "run",
+        6,
+        "--targets",
+        toml,
+        "--workers",
+        1,
+        "--reports-dir",
+        reports,
+        "--migrations-dir",
+        str(config.example_migrations_dir()),
+    )
 
     assert result.code == 1, result.err
     folder, record = fleet_json(result.out)
@@ -205,16 +259,34 @@ def test_failed_canary_wave_stops_the_later_waves(tmp_path: Path, monkeypatch: p
     assert PASSWORD not in result.out + result.err
 
 
-def test_max_failures_stops_scheduling_new_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   crm_url: str) -> None:
-    toml = write_toml(tmp_path / "fleet.toml", "".join(
-        f'[[target]]\nname = "{n}"\nurl_env = "RB_T_{n.upper()}"\n' for n in ("x", "y", "z")))
+def test_max_failures_stops_scheduling_new_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crm_url: str
+) -> None:
+    toml = write_toml(
+        tmp_path / "fleet.toml",
+        "".join(f'[[target]]\nname = "{n}"\nurl_env = "RB_T_{n.upper()}"\n' for n in ("x", "y", "z")),
+    )
     monkeypatch.setenv("RB_T_X", _unreachable("x"))
     monkeypatch.setenv("RB_T_Y", _unreachable("y"))
     monkeypatch.setenv("RB_T_Z", crm_url)
 
-    result = cli("fleet", "run", 6, "--targets", toml, "--workers", 1, "--max-failures", 1, "--migrations-dir", str(config.example_migrations_dir()),
-                 "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()))
+    result = cli(
+        "fleet",
+        "run",
+        6,
+        "--targets",
+        toml,
+        "--workers",
+        1,
+        "--max-failures",
+        1,
+        "--migrations-dir",
+        str(config.example_migrations_dir()),
+        "--reports-dir",
+        tmp_path / "reports",
+        "--migrations-dir",
+        str(config.example_migrations_dir()),
+    )
 
     assert result.code == 1
     _, record = fleet_json(result.out)
@@ -246,8 +318,9 @@ def journey(server_url: str, crm6_template: str, tmp_path_factory: pytest.TempPa
     role = f"runbook_fleet_{suffix}"
     names = {"canary": f"t_fleet_canary_{suffix}", "tenant-b": f"t_fleet_b_{suffix}", "tenant-c": f"t_fleet_c_{suffix}"}
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(PASSWORD)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD))
+        )
     for name in names.values():
         _create(server_url, name, crm6_template)
     urls = {t: database.with_database(server_url, n) for t, n in names.items()}
@@ -255,7 +328,9 @@ def journey(server_url: str, crm6_template: str, tmp_path_factory: pytest.TempPa
         conn.execute(NULL_LEAD)  # a lead without customer appeared after batch 6: batch 7's gate fails
     root = tmp_path_factory.mktemp("fleet")
     reports = root / "reports"
-    toml = write_toml(root / "fleet.toml", """\
+    toml = write_toml(
+        root / "fleet.toml",
+        """\
 # the canary first, then everyone else
 [fleet]
 waves = ["canary", "*"]
@@ -272,21 +347,33 @@ url_env = "RB_FLEET_B_URL"
 [[target]]
 name = "tenant-c"
 url_env = "RB_FLEET_C_URL"
-""")
+""",
+    )
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.delenv("DATABASE_URL", raising=False)
-            for target, env in (("canary", "RB_FLEET_CANARY_URL"), ("tenant-b", "RB_FLEET_B_URL"),
-                                ("tenant-c", "RB_FLEET_C_URL")):
+            for target, env in (
+                ("canary", "RB_FLEET_CANARY_URL"),
+                ("tenant-b", "RB_FLEET_B_URL"),
+                ("tenant-c", "RB_FLEET_C_URL"),
+            ):
                 mp.setenv(env, conninfo.make_conninfo(urls[target], user=role, password=PASSWORD))
-            common = ("--targets", toml, "--reports-dir", reports, "--migrations-dir", str(config.example_migrations_dir()))
+            common = (
+                "--targets",
+                toml,
+                "--reports-dir",
+                reports,
+                "--migrations-dir",
+                str(config.example_migrations_dir()),
+            )
             pre = cli("fleet", "preflight", 7, *common, "--workers", 2)
             run = cli("fleet", "run", 7, *common, "--workers", 2)
             before = len(list((reports / "tenant-c" / "7").iterdir()))
             # an existing cluster (its workers inherit this environment); no shared reports dir:
             # the run folders come back with the results and the client writes them
-            with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
-                              silence_logs=logging.ERROR) as cluster:
+            with LocalCluster(
+                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+            ) as cluster:
                 rerun = cli("fleet", "run", 7, *common, "--scheduler", cluster.scheduler_address, "--format", "json")
                 address = cluster.scheduler_address
         yield Journey(urls, reports, pre, run, rerun, address, before)
@@ -301,7 +388,9 @@ def test_fleet_preflight_shows_each_verdict_and_exits_1_on_a_no_go(journey: Jour
     result = journey.preflight
     assert result.code == 1, result.err
     assert "Traceback" not in result.err
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^  \S+\s+(canary|tenant-b|tenant-c)\s+(\S+)", result.out, re.M)}
+    rows = {
+        m.group(1): m.group(2) for m in re.finditer(r"^  \S+\s+(canary|tenant-b|tenant-c)\s+(\S+)", result.out, re.M)
+    }
     assert rows["canary"] in ("GO", "WARN") and rows["tenant-b"] in ("GO", "WARN"), result.out
     assert rows["tenant-c"] == "NO-GO"
     assert re.search(r"tenant-c .*gate 'Leads with NULL customer_id' expected 0, got 1", result.out), result.out
@@ -344,7 +433,9 @@ def test_fleet_run_applies_canary_first_then_the_rest_and_skips_the_no_go(journe
         assert (journey.reports / t["summary"]).exists()
         assert t["summary"].startswith(f"{name}/7/")
     # progress went to the terminal
-    assert re.search(r"^fleet: \[canary\] canary APPLIED .*\[1/3 done, 0 running, 0 failed\]$", result.err, re.M), result.err
+    assert re.search(r"^fleet: \[canary\] canary APPLIED .*\[1/3 done, 0 running, 0 failed\]$", result.err, re.M), (
+        result.err
+    )
 
 
 def test_fleet_report_has_totals_rows_and_working_links(journey: Journey) -> None:
@@ -353,8 +444,9 @@ def test_fleet_report_has_totals_rows_and_working_links(journey: Journey) -> Non
     page = (folder / "fleet.html").read_text(encoding="utf-8")
     assert md.startswith("# Batch 7 fleet run: INCOMPLETE\n")
     assert "| APPLIED | 2 |" in md and "| SKIPPED (NO-GO) | 1 |" in md and "| FAILED | 0 |" in md
-    assert re.search(r"^\| canary \| canary \| APPLIED \| (GO|WARN) \| \d+ \| [\d.]+ m?s \| \d+ ms \| (\d+)/\2 \|",
-                     md, re.M), md
+    assert re.search(
+        r"^\| canary \| canary \| APPLIED \| (GO|WARN) \| \d+ \| [\d.]+ m?s \| \d+ ms \| (\d+)/\2 \|", md, re.M
+    ), md
     assert re.search(r"^\| \* \| tenant-c \| SKIPPED \(NO-GO\) \| NO-GO \|", md, re.M), md
     links = re.findall(r"\]\(([^)]+)\)", md)
     assert len(links) == 3  # two summaries and tenant-c's run folder (its preflight)
@@ -389,7 +481,8 @@ def test_rerun_on_an_existing_scheduler_reports_already_applied_and_writes_retur
     assert len(runs) == journey.tenant_c_runs_before_rerun + 1
     returned = journey.reports / targets["tenant-c"]["run_dir"]
     assert returned in runs and {"preflight.json", "preflight.ipynb", "index.html", "run.json"} <= {
-        p.name for p in returned.iterdir()}
+        p.name for p in returned.iterdir()
+    }
     assert applied(journey.urls["tenant-c"]) == {6: True}
 
 
@@ -417,7 +510,8 @@ def test_the_site_lists_the_real_fleet_runs_and_each_targets_runs(journey: Journ
 def test_no_password_in_any_file_or_output_of_the_fleet(journey: Journey) -> None:
     files = [p for p in journey.reports.rglob("*") if p.is_file()]
     assert {"fleet.html", "fleet.md", "fleet.json", "summary.html", "apply.json", "preflight.ipynb"} <= {
-        p.name for p in files}
+        p.name for p in files
+    }
     for path in files:
         assert PASSWORD.encode() not in path.read_bytes(), f"password in {path}"
     for result in (journey.preflight, journey.run, journey.rerun):
@@ -425,7 +519,8 @@ def test_no_password_in_any_file_or_output_of_the_fleet(journey: Journey) -> Non
     _, record = fleet_json(journey.run.out)
     assert all(":***@" in t["database"] for t in record["targets"])
     assert html.escape(record["targets"][0]["database"]) in (journey.reports / "fleet").joinpath(
-        "7", record["fleet_run_id"], "fleet.html").read_text(encoding="utf-8")
+        "7", record["fleet_run_id"], "fleet.html"
+    ).read_text(encoding="utf-8")
 
 
 def test_fleet_preflight_does_not_wait_for_waves(journey: Journey) -> None:
@@ -452,7 +547,8 @@ def _wait(predicate, timeout_s: float, what: str):
 
 
 def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
-        server_url: str, crm6_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server_url: str, crm6_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
     import signal
     import threading
@@ -467,32 +563,52 @@ def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
     reports = tmp_path / "reports"
     lines: list[str] = []
     outcome: dict = {}
-    apply_sql = ("SELECT pid FROM pg_stat_activity WHERE datname = %s "
-                 "AND application_name = 'runbook apply batch 7'")
+    apply_sql = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'runbook apply batch 7'"
     try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client, \
-                psycopg.connect(url) as blocker, psycopg.connect(server_url, autocommit=True) as watch:
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+            ) as cluster,
+            Client(cluster) as client,
+            psycopg.connect(url) as blocker,
+            psycopg.connect(server_url, autocommit=True) as watch,
+        ):
             blocker.execute('LOCK "Lead" IN ACCESS SHARE MODE')  # apply's ALTER TABLE waits, times out, retries
 
             def go() -> None:
                 try:
                     outcome["result"] = fleet_scheduler.run(
-                        fleet_config.load(toml), 7, scheduler=cluster.scheduler_address, reports_dir=reports,
-                        migrations_dir=config.example_migrations_dir(), shared_reports=True, say=lines.append,
-                        options=Options(lock_timeout_ms=100, max_attempts=60, strategy="direct"))
+                        fleet_config.load(toml),
+                        7,
+                        scheduler=cluster.scheduler_address,
+                        reports_dir=reports,
+                        migrations_dir=config.example_migrations_dir(),
+                        shared_reports=True,
+                        say=lines.append,
+                        options=Options(lock_timeout_ms=100, max_attempts=60, strategy="direct"),
+                    )
                 except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                     outcome["error"] = exc
 
             runner = threading.Thread(target=go)
             runner.start()
             first_apply = _wait(lambda: watch.execute(apply_sql, (name,)).fetchone(), 90, "the apply to start")[0]
-            worker = _wait(lambda: next((w for w, keys in client.processing().items()
-                                         if any("victim" in str(k) for k in keys)), None), 10, "the busy worker")
+            worker = _wait(
+                lambda: next(
+                    (w for w, keys in client.processing().items() if any("victim" in str(k) for k in keys)), None
+                ),
+                10,
+                "the busy worker",
+            )
             os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
             # the dead worker's kernel follows its parent: its connection (and migration lock) goes away
-            _wait(lambda: watch.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)",
-                                        (first_apply,)).fetchone()[0], 30, "the orphaned apply to end")
+            _wait(
+                lambda: watch.execute(
+                    "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)", (first_apply,)
+                ).fetchone()[0],
+                30,
+                "the orphaned apply to end",
+            )
             blocker.rollback()  # the retry's apply now gets its lock
             runner.join(timeout=180)
         assert "error" not in outcome, outcome.get("error")
@@ -501,10 +617,12 @@ def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
         assert target.status == fleet_model.APPLIED, (target, lines)
         assert target.attempts == 2
         with psycopg.connect(url) as conn:
-            rows = conn.execute("SELECT status FROM runbook.phase_run WHERE batch = 7 AND phase = 'apply' "
-                                "ORDER BY id").fetchall()
-            extra_checks = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = '\"Lead\"'::regclass "
-                                        "AND contype = 'c'").fetchone()[0]
+            rows = conn.execute(
+                "SELECT status FROM runbook.phase_run WHERE batch = 7 AND phase = 'apply' ORDER BY id"
+            ).fetchall()
+            extra_checks = conn.execute(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = '\"Lead\"'::regclass AND contype = 'c'"
+            ).fetchone()[0]
         assert [r[0] for r in rows] == ["interrupted", "succeeded"]  # the killed attempt, then one apply
         assert applied(url) == {6: True, 7: True} and not lead_customer_nullable(url)
         assert extra_checks == 0
@@ -521,7 +639,7 @@ def test_twelve_databases_all_succeed(server_url: str, crm6_template: str, tmp_p
     for name in names:
         _create(server_url, name, crm6_template)
     urls = {f"db-{i:02d}": database.with_database(server_url, name) for i, name in enumerate(names)}
-    lines = ['[fleet]', 'waves = ["canary", "*"]', '']
+    lines = ["[fleet]", 'waves = ["canary", "*"]', ""]
     for i, target in enumerate(urls):
         lines += ["[[target]]", f'name = "{target}"', f'url_env = "RB_FLEET12_{i:02d}"']
         lines += ['group = "canary"', ""] if i == 0 else [""]
@@ -531,7 +649,19 @@ def test_twelve_databases_all_succeed(server_url: str, crm6_template: str, tmp_p
             mp.delenv("DATABASE_URL", raising=False)
             for i, url in enumerate(urls.values()):
                 mp.setenv(f"RB_FLEET12_{i:02d}", url)
-            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()), "--workers", 2)
+            result = cli(
+                "fleet",
+                "run",
+                7,
+                "--targets",
+                toml,
+                "--reports-dir",
+                tmp_path / "reports",
+                "--migrations-dir",
+                str(config.example_migrations_dir()),
+                "--workers",
+                2,
+            )
         assert result.code == 0, result.out + result.err
         _, record = fleet_json(result.out)
         targets = by_name(record)
@@ -551,7 +681,9 @@ def test_a_canary_that_is_no_go_stops_the_later_waves(server_url: str, crm6_temp
     urls = {t: database.with_database(server_url, n) for t, n in names.items()}
     with psycopg.connect(urls["canary"]) as conn:
         conn.execute(NULL_LEAD)
-    toml = write_toml(tmp_path / "fleet.toml", """\
+    toml = write_toml(
+        tmp_path / "fleet.toml",
+        """\
 [fleet]
 waves = ["canary", "*"]
 
@@ -563,19 +695,35 @@ group = "canary"
 [[target]]
 name = "rest"
 url_env = "RB_FLEET_NOGO_REST"
-""")
+""",
+    )
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.delenv("DATABASE_URL", raising=False)
             mp.setenv("RB_FLEET_NOGO_CANARY", urls["canary"])
             mp.setenv("RB_FLEET_NOGO_REST", urls["rest"])
-            result = cli("fleet", "run", 7, "--targets", toml, "--reports-dir", tmp_path / "reports", "--migrations-dir", str(config.example_migrations_dir()), "--workers", 1)
+            result = cli(
+                "fleet",
+                "run",
+                7,
+                "--targets",
+                toml,
+                "--reports-dir",
+                tmp_path / "reports",
+                "--migrations-dir",
+                str(config.example_migrations_dir()),
+                "--workers",
+                1,
+            )
         assert result.code == 1
         assert "no target of wave 'canary' was applied" in result.err + result.out
         _, record = fleet_json(result.out)
         targets = by_name(record)
         assert targets["canary"]["status"] == fleet_model.SKIPPED
-        assert targets["rest"]["status"] != fleet_model.APPLIED and "no target of wave 'canary'" in targets["rest"]["message"]
+        assert (
+            targets["rest"]["status"] != fleet_model.APPLIED
+            and "no target of wave 'canary'" in targets["rest"]["message"]
+        )
         assert not applied(urls["rest"]).get(7) and lead_customer_nullable(urls["rest"])
     finally:
         for name in names.values():
@@ -607,22 +755,37 @@ def test_fleet_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere() -> No
     assert "fleet: [*] b FAILED (2.0 s)" in shown and "2/2 targets" in shown and "1 failed" in shown
 
 
-def test_a_fleet_deploys_a_release_on_every_target(server_url: str, crm_template: str, crm6_template: str,
-                                                  tmp_path: Path) -> None:
+def test_a_fleet_deploys_a_release_on_every_target(
+    server_url: str, crm_template: str, crm6_template: str, tmp_path: Path
+) -> None:
     """`fleet run pending`: each target deploys what it has pending (6 and 7 on one, 7 alone on the other)."""
     names = {"fresh": f"t_fleet_rel_{uuid.uuid4().hex[:6]}", "half": f"t_fleet_rel_{uuid.uuid4().hex[:6]}"}
     _create(server_url, names["fresh"], crm_template)
     _create(server_url, names["half"], crm6_template)
     urls = {t: database.with_database(server_url, n) for t, n in names.items()}
-    toml = write_toml(tmp_path / "fleet.toml", '[[target]]\nname = "fresh"\nurl_env = "RB_FLEET_REL_A"\n\n'
-                                               '[[target]]\nname = "half"\nurl_env = "RB_FLEET_REL_B"\n')
+    toml = write_toml(
+        tmp_path / "fleet.toml",
+        '[[target]]\nname = "fresh"\nurl_env = "RB_FLEET_REL_A"\n\n'
+        '[[target]]\nname = "half"\nurl_env = "RB_FLEET_REL_B"\n',
+    )
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.delenv("DATABASE_URL", raising=False)
             mp.setenv("RB_FLEET_REL_A", urls["fresh"])
             mp.setenv("RB_FLEET_REL_B", urls["half"])
-            result = cli("fleet", "run", "pending", "--targets", toml, "--reports-dir", tmp_path / "reports",
-                         "--migrations-dir", str(config.example_migrations_dir()), "--workers", 1)
+            result = cli(
+                "fleet",
+                "run",
+                "pending",
+                "--targets",
+                toml,
+                "--reports-dir",
+                tmp_path / "reports",
+                "--migrations-dir",
+                str(config.example_migrations_dir()),
+                "--workers",
+                1,
+            )
         assert result.code == 0, result.out + result.err
         folder, record = fleet_json(result.out)
         assert folder.parent.name == "release" and record["batch"] == "pending"

@@ -84,9 +84,19 @@ class History:
 class Generator:
     """Writes one history; `extensions` are those the target server can install (pg_available_extensions)."""
 
-    TYPES = [("TEXT", "text"), ("INTEGER", "int"), ("BIGINT", "int"), ("DECIMAL(65,30)", "num"),
-             ("TIMESTAMP(3)", "ts"), ("BOOLEAN", "bool"), ("UUID", "uuid"), ("VARCHAR(40)", "text"),
-             ("DOUBLE PRECISION", "num"), ("JSONB", "json"), ("DATE", "date")]
+    TYPES = [
+        ("TEXT", "text"),
+        ("INTEGER", "int"),
+        ("BIGINT", "int"),
+        ("DECIMAL(65,30)", "num"),
+        ("TIMESTAMP(3)", "ts"),
+        ("BOOLEAN", "bool"),
+        ("UUID", "uuid"),
+        ("VARCHAR(40)", "text"),
+        ("DOUBLE PRECISION", "num"),
+        ("JSONB", "json"),
+        ("DATE", "date"),
+    ]
 
     def __init__(self, seed: int, extensions: tuple[str, ...] = ()) -> None:
         self.rng = random.Random(seed)
@@ -145,12 +155,18 @@ class Generator:
                     return  # a required column without a value: no row
                 continue
             values[col.name] = value
+
         # every unique key needs a column whose value differs from row to row (not a parent's key, a CHECK's
         # first allowed value, an enum's first label or a constant)
         def fresh(c: str) -> bool:
             col = table.cols[c]
-            return (c in values and not any(c in f.cols for f in table.fks.values()) and not col.check_values
-                    and col.kind in ("text", "int", "num", "ts", "date", "uuid"))
+            return (
+                c in values
+                and not any(c in f.cols for f in table.fks.values())
+                and not col.check_values
+                and col.kind in ("text", "int", "num", "ts", "date", "uuid")
+            )
+
         for cols in list(table.uniques.values()) + [table.pk]:
             if cols and table.rows and not any(fresh(c) for c in cols):
                 return
@@ -211,8 +227,9 @@ class Generator:
             table.cols["id"] = Col("id", "TEXT", nullable=False)
             table.pk = ("id",)
         elif style == "identity":
-            table.cols["id"] = Col("id", "INTEGER", nullable=False, identity=self.rng.choice(["ALWAYS", "BY DEFAULT"]),
-                                   kind="int")
+            table.cols["id"] = Col(
+                "id", "INTEGER", nullable=False, identity=self.rng.choice(["ALWAYS", "BY DEFAULT"]), kind="int"
+            )
             table.pk = ("id",)
         else:
             table.cols["k1"] = Col("k1", "TEXT", nullable=False)
@@ -225,26 +242,43 @@ class Generator:
         parents = [t for t in self.tables.values() if len(t.pk) == 1]
         for parent in self.rng.sample(parents, k=min(len(parents), self.rng.randint(0, 2))):
             pk_col = parent.cols[parent.pk[0]]
-            col = Col(self.fresh("ref"), "INTEGER" if pk_col.kind == "int" else "TEXT",
-                      nullable=self.rng.random() < 0.5, kind="int" if pk_col.kind == "int" else "text")
+            col = Col(
+                self.fresh("ref"),
+                "INTEGER" if pk_col.kind == "int" else "TEXT",
+                nullable=self.rng.random() < 0.5,
+                kind="int" if pk_col.kind == "int" else "text",
+            )
             table.cols[col.name] = col
-            action = "SET NULL" if col.nullable and self.rng.random() < 0.3 else \
-                self.rng.choice(["RESTRICT", "NO ACTION", "CASCADE"])
-            table.fks[f"{table.name}_{col.name}_fkey"] = FK(f"{table.name}_{col.name}_fkey", (col.name,), parent.name,
-                                                            action)
+            action = (
+                "SET NULL"
+                if col.nullable and self.rng.random() < 0.3
+                else self.rng.choice(["RESTRICT", "NO ACTION", "CASCADE"])
+            )
+            table.fks[f"{table.name}_{col.name}_fkey"] = FK(
+                f"{table.name}_{col.name}_fkey", (col.name,), parent.name, action
+            )
             if self.rng.random() < 0.4:
                 table.uniques[f"{table.name}_{col.name}_key"] = (col.name,)
                 table.unique_indexes.add(f"{table.name}_{col.name}_key")
         # a self reference, always nullable (a required one could never get a first row)
         if len(table.pk) == 1 and self.rng.random() < 0.2:
             pk_col = table.cols[table.pk[0]]
-            col = Col(self.fresh("self"), "INTEGER" if pk_col.kind == "int" else "TEXT",
-                      kind="int" if pk_col.kind == "int" else "text")
+            col = Col(
+                self.fresh("self"),
+                "INTEGER" if pk_col.kind == "int" else "TEXT",
+                kind="int" if pk_col.kind == "int" else "text",
+            )
             table.cols[col.name] = col
-            table.fks[f"{table.name}_{col.name}_fkey"] = FK(f"{table.name}_{col.name}_fkey", (col.name,), table.name,
-                                                            "SET NULL")
-        plain = [c for c in table.cols.values() if c.name not in table.pk and c.kind in ("text", "int", "uuid")
-                 and not any(c.name in f.cols for f in table.fks.values())]
+            table.fks[f"{table.name}_{col.name}_fkey"] = FK(
+                f"{table.name}_{col.name}_fkey", (col.name,), table.name, "SET NULL"
+            )
+        plain = [
+            c
+            for c in table.cols.values()
+            if c.name not in table.pk
+            and c.kind in ("text", "int", "uuid")
+            and not any(c.name in f.cols for f in table.fks.values())
+        ]
         for col in self.rng.sample(plain, k=min(len(plain), self.rng.randint(0, 2))):
             if not col.check_values:
                 table.uniques[f"{table.name}_{col.name}_key"] = (col.name,)
@@ -255,8 +289,14 @@ class Generator:
             pair = (self.rng.choice(fk_cols), self.rng.choice(plain).name)
             table.uniques[f"{table.name}_{pair[0]}_{pair[1]}_key"] = pair
             table.unique_indexes.add(f"{table.name}_{pair[0]}_{pair[1]}_key")
-        numbers = [c for c in table.cols.values() if c.kind == "int" and c.name not in table.pk
-                   and not any(c.name in f.cols for f in table.fks.values()) and not c.identity]
+        numbers = [
+            c
+            for c in table.cols.values()
+            if c.kind == "int"
+            and c.name not in table.pk
+            and not any(c.name in f.cols for f in table.fks.values())
+            and not c.identity
+        ]
         if numbers and self.rng.random() < 0.3:
             source = self.rng.choice(numbers)
             gen = Col(self.fresh("gen"), "BIGINT", kind="int", generated=f"{q(source.name)} * 2")
@@ -266,8 +306,10 @@ class Generator:
             if col.check_values:
                 name = f"{table.name}_{col.name}_check"
                 table.checks[name] = (col.name,)
-                lines.append(f"    CONSTRAINT {q(name)} CHECK ({q(col.name)} IN "
-                             f"({', '.join(repr(v) for v in col.check_values)}))")
+                lines.append(
+                    f"    CONSTRAINT {q(name)} CHECK ({q(col.name)} IN "
+                    f"({', '.join(repr(v) for v in col.check_values)}))"
+                )
             if col.positive:
                 name = f"{table.name}_{col.name}_positive"
                 table.checks[name] = (col.name,)
@@ -287,9 +329,11 @@ class Generator:
             self.emit(f"CREATE INDEX {q(name)} ON {q(table.name)}({', '.join(q(c) for c in cols)});")
         self.tables[table.name] = table
         for fk in table.fks.values():
-            self.emit(f"ALTER TABLE {q(table.name)} ADD CONSTRAINT {q(fk.name)} FOREIGN KEY ({q(fk.cols[0])}) "
-                      f"REFERENCES {q(fk.parent)}({q(self.tables[fk.parent].pk[0])}) ON DELETE {fk.on_delete} "
-                      "ON UPDATE CASCADE;")
+            self.emit(
+                f"ALTER TABLE {q(table.name)} ADD CONSTRAINT {q(fk.name)} FOREIGN KEY ({q(fk.cols[0])}) "
+                f"REFERENCES {q(fk.parent)}({q(self.tables[fk.parent].pk[0])}) ON DELETE {fk.on_delete} "
+                "ON UPDATE CASCADE;"
+            )
 
     def pick(self, min_cols: int = 0) -> Table | None:
         tables = [t for t in self.tables.values() if len(t.cols) > min_cols]
@@ -387,8 +431,10 @@ class Generator:
         name = f"{table.name}_{'_'.join(chosen)}_{'key' if unique else 'idx'}"
         if name in table.uniques or name in table.indexes:
             return
-        self.emit(f"CREATE {'UNIQUE ' if unique else ''}INDEX {q(name)} ON {q(table.name)}"
-                  f"({', '.join(q(c) for c in chosen)});")
+        self.emit(
+            f"CREATE {'UNIQUE ' if unique else ''}INDEX {q(name)} ON {q(table.name)}"
+            f"({', '.join(q(c) for c in chosen)});"
+        )
         if unique:
             table.uniques[name] = chosen
             table.unique_indexes.add(name)
@@ -403,21 +449,29 @@ class Generator:
             return
         parent = self.rng.choice(parents)
         pk_col = parent.cols[parent.pk[0]]
-        col = Col(self.fresh("back"), "INTEGER" if pk_col.kind == "int" else "TEXT",
-                  kind="int" if pk_col.kind == "int" else "text")
+        col = Col(
+            self.fresh("back"),
+            "INTEGER" if pk_col.kind == "int" else "TEXT",
+            kind="int" if pk_col.kind == "int" else "text",
+        )
         table.cols[col.name] = col
         name = f"{table.name}_{col.name}_fkey"
         table.fks[name] = FK(name, (col.name,), parent.name, "SET NULL")
         self.emit(f"ALTER TABLE {q(table.name)} ADD COLUMN {q(col.name)} {col.type};")
-        self.emit(f"ALTER TABLE {q(table.name)} ADD CONSTRAINT {q(name)} FOREIGN KEY ({q(col.name)}) "
-                  f"REFERENCES {q(parent.name)}({q(parent.pk[0])}) ON DELETE SET NULL ON UPDATE CASCADE;")
+        self.emit(
+            f"ALTER TABLE {q(table.name)} ADD CONSTRAINT {q(name)} FOREIGN KEY ({q(col.name)}) "
+            f"REFERENCES {q(parent.name)}({q(parent.pk[0])}) ON DELETE SET NULL ON UPDATE CASCADE;"
+        )
 
     def set_not_null(self) -> None:
         table = self.pick()
         if table is None:
             return
-        cols = [c for c in table.cols.values() if c.nullable and not c.generated and
-                (not table.rows or c.default is not None)]
+        cols = [
+            c
+            for c in table.cols.values()
+            if c.nullable and not c.generated and (not table.rows or c.default is not None)
+        ]
         if not cols:
             return
         col = self.rng.choice(cols)
@@ -458,8 +512,9 @@ class Generator:
         table = self.pick()
         if table is None:
             return
-        referenced = any(fk.parent == table.name for t in self.tables.values() if t is not table
-                         for fk in t.fks.values())
+        referenced = any(
+            fk.parent == table.name for t in self.tables.values() if t is not table for fk in t.fks.values()
+        )
         cascade = " CASCADE" if referenced or self.rng.random() < 0.2 else ""
         self.emit(f"DROP TABLE {q(table.name)}{cascade};")
         del self.tables[table.name]
@@ -488,8 +543,13 @@ class Generator:
             return
         name = self.rng.choice(self.extensions)
         if name in self.installed:
-            users = [(t, c) for t in self.tables.values() for c in list(t.cols.values()) if c.kind == "ext"
-                     and c.type.lower().startswith({"citext": "citext", "vector": "vector"}.get(name, "?"))]
+            users = [
+                (t, c)
+                for t in self.tables.values()
+                for c in list(t.cols.values())
+                if c.kind == "ext"
+                and c.type.lower().startswith({"citext": "citext", "vector": "vector"}.get(name, "?"))
+            ]
             self.emit(f"DROP EXTENSION {q(name)}{' CASCADE' if users else ''};")
             self.installed.discard(name)
             for table, col in users:
@@ -509,10 +569,24 @@ class Generator:
 
     # -- a history -----------------------------------------------------------------------------
 
-    OPERATIONS = [("create_table", 6), ("add_column", 3), ("drop_column", 3), ("rename_column", 1),
-                  ("rename_index", 1), ("drop_index", 1), ("add_index", 2), ("add_foreign_key", 1),
-                  ("set_not_null", 1), ("drop_not_null", 1), ("rename_table", 1), ("drop_table", 1),
-                  ("create_enum", 1), ("drop_enum", 1), ("extension_churn", 1), ("seed_some", 2)]
+    OPERATIONS = [
+        ("create_table", 6),
+        ("add_column", 3),
+        ("drop_column", 3),
+        ("rename_column", 1),
+        ("rename_index", 1),
+        ("drop_index", 1),
+        ("add_index", 2),
+        ("add_foreign_key", 1),
+        ("set_not_null", 1),
+        ("drop_not_null", 1),
+        ("rename_table", 1),
+        ("drop_table", 1),
+        ("create_enum", 1),
+        ("drop_enum", 1),
+        ("extension_churn", 1),
+        ("seed_some", 2),
+    ]
 
     def history(self, migrations: int) -> History:
         found = History(self.seed)

@@ -55,8 +55,10 @@ class Outcome:
         return not (self.false_failures or self.missed or self.error)
 
     def describe(self) -> str:
-        parts = [f"seed {self.seed}: {self.passed}/{self.ran} passed, {self.not_run} not run, "
-                 f"{len(self.defects)} defect(s) injected"]
+        parts = [
+            f"seed {self.seed}: {self.passed}/{self.ran} passed, {self.not_run} not run, "
+            f"{len(self.defects)} defect(s) injected"
+        ]
         if self.error:
             parts.append(f"deploy failed: {self.error}")
         parts += [f"false failure: {f}" for f in self.false_failures]
@@ -77,14 +79,13 @@ def psql_like_apply(url: str, history: History) -> None:
 
 # What a passing derived test's name says it vouches for, and how to break that object by hand.
 _BREAKERS = [
-    (re.compile(r"^(\w+)\.(\w+) is NOT NULL \(derived"),
-     lambda m: f"ALTER TABLE {q(m[1])} ALTER COLUMN {q(m[2])} DROP NOT NULL"),
-    (re.compile(r"^(\w+) FOREIGN KEY (\w+) \("),
-     lambda m: f"ALTER TABLE {q(m[1])} DROP CONSTRAINT {q(m[2])}"),
-    (re.compile(r"^Index (\w+) is a valid (unique )?index on (\w+)"),
-     lambda m: f"DROP INDEX {q(m[1])} CASCADE"),
-    (re.compile(r"^Extension ([\w-]+) is installed"),
-     lambda m: f"DROP EXTENSION {q(m[1])} CASCADE"),
+    (
+        re.compile(r"^(\w+)\.(\w+) is NOT NULL \(derived"),
+        lambda m: f"ALTER TABLE {q(m[1])} ALTER COLUMN {q(m[2])} DROP NOT NULL",
+    ),
+    (re.compile(r"^(\w+) FOREIGN KEY (\w+) \("), lambda m: f"ALTER TABLE {q(m[1])} DROP CONSTRAINT {q(m[2])}"),
+    (re.compile(r"^Index (\w+) is a valid (unique )?index on (\w+)"), lambda m: f"DROP INDEX {q(m[1])} CASCADE"),
+    (re.compile(r"^Extension ([\w-]+) is installed"), lambda m: f"DROP EXTENSION {q(m[1])} CASCADE"),
 ]
 
 
@@ -101,8 +102,9 @@ def validate_each(url: str, folder: Path, work: Path, migrations: int) -> list:
     return found
 
 
-def run(url: str, seed: int, work: Path, *, migrations: int = 8, defects: int = 3,
-        extensions: tuple[str, ...] = ()) -> Outcome:
+def run(
+    url: str, seed: int, work: Path, *, migrations: int = 8, defects: int = 3, extensions: tuple[str, ...] = ()
+) -> Outcome:
     """Deploy history `seed` from empty on `url` (an empty database), validate, inject defects, validate again."""
     history = generate(seed, migrations, extensions)
     folder = history.write(work / f"history-{seed}")
@@ -124,8 +126,9 @@ def run(url: str, seed: int, work: Path, *, migrations: int = 8, defects: int = 
     # `runbook validate N` of each migration now, with every later one applied: its expectations that later
     # migrations changed are left to them (sql.expect.superseded), so nothing fails either
     tests = validate_each(url, folder, work, migrations)
-    outcome.false_failures = [f"validate {t.name}: expected {t.expectation}, got {t.observed}"
-                              for t in tests if t.failed]
+    outcome.false_failures = [
+        f"validate {t.name}: expected {t.expectation}, got {t.observed}" for t in tests if t.failed
+    ]
     if outcome.false_failures:
         return outcome
     # Break objects that passing tests of `runbook validate N` vouch for in the final state (the release's vouched

@@ -18,8 +18,10 @@ import pytest
 from generated import history_run
 from generated.histories import generate
 
-SEEDS = range(int(os.environ.get("RUNBOOK_GENERATED_FROM", "1")),
-              int(os.environ.get("RUNBOOK_GENERATED_FROM", "1")) + int(os.environ.get("RUNBOOK_GENERATED_SEEDS", "24")))
+SEEDS = range(
+    int(os.environ.get("RUNBOOK_GENERATED_FROM", "1")),
+    int(os.environ.get("RUNBOOK_GENERATED_FROM", "1")) + int(os.environ.get("RUNBOOK_GENERATED_SEEDS", "24")),
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +39,28 @@ def test_the_generator_writes_the_patterns_that_broke_validation() -> None:
     """Across the seeds the histories hold what real ones do: several unique keys, a unique foreign key column,
     a column dropped under an index, a rename, CASCADE, a type dropped with its columns, rows."""
     text = "\n".join(sql for seed in SEEDS for _, sql in generate(seed, 8, ("citext", "vector")).migrations)
-    for pattern in ("CREATE UNIQUE INDEX", "GENERATED ALWAYS AS IDENTITY", "GENERATED ALWAYS AS (", "CHECK (",
-                    "DROP COLUMN", "RENAME COLUMN", "ALTER INDEX", "DROP TABLE", " CASCADE;", "CREATE TYPE",
-                    "DROP EXTENSION", "INSERT INTO", "REFERENCES"):
+    for pattern in (
+        "CREATE UNIQUE INDEX",
+        "GENERATED ALWAYS AS IDENTITY",
+        "GENERATED ALWAYS AS (",
+        "CHECK (",
+        "DROP COLUMN",
+        "RENAME COLUMN",
+        "ALTER INDEX",
+        "DROP TABLE",
+        " CASCADE;",
+        "CREATE TYPE",
+        "DROP EXTENSION",
+        "INSERT INTO",
+        "REFERENCES",
+    ):
         assert pattern in text, pattern
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_generated_history_deploys_with_no_false_failure_and_defects_are_caught(
-        seed: int, make_database, extensions, tmp_path: Path) -> None:
+    seed: int, make_database, extensions, tmp_path: Path
+) -> None:
     outcome = history_run.run(make_database(), seed, tmp_path, extensions=extensions)
     assert outcome.ok, outcome.describe()
     assert outcome.ran > 0

@@ -41,10 +41,13 @@ def test_each_layout_is_found_from_its_files(tmp_path: Path) -> None:
     (drizzle / "0001_b.sql").write_text("CREATE TABLE b (id int);\n")
     (drizzle / "0000_a.sql").write_text("CREATE TABLE a (id int);\n")
     (drizzle / "0002_draft.sql").write_text("CREATE TABLE draft (id int);\n")
-    entries = [{"idx": i, "version": "7", "when": 1700000000000 + i, "tag": t, "breakpoints": True}
-               for i, t in enumerate(["0001_b", "0000_a"])]
-    (drizzle / "meta" / "_journal.json").write_text(json.dumps({"version": "7", "dialect": "postgresql",
-                                                                "entries": entries}))
+    entries = [
+        {"idx": i, "version": "7", "when": 1700000000000 + i, "tag": t, "breakpoints": True}
+        for i, t in enumerate(["0001_b", "0000_a"])
+    ]
+    (drizzle / "meta" / "_journal.json").write_text(
+        json.dumps({"version": "7", "dialect": "postgresql", "entries": entries})
+    )
     scanned = batch.scan(drizzle)
     assert [b.name for b in scanned.batches] == ["0001_b", "0000_a"]  # the journal's order
     assert "0002_draft.sql" in scanned.note and "drizzle does not run" in scanned.note
@@ -55,8 +58,11 @@ def test_a_folder_runbook_cannot_read_is_refused_and_an_empty_one_is_empty(tmp_p
     odd.mkdir()
     for n in range(3):
         (odd / f"{n}-x.sql").write_text("SELECT 1;\n")
-    with pytest.raises(BatchError, match=r"holds 3 \.sql file\(s\) but no migration runbook can read .* name "
-                                         r"the layout in runbook.toml"):
+    with pytest.raises(
+        BatchError,
+        match=r"holds 3 \.sql file\(s\) but no migration runbook can read .* name "
+        r"the layout in runbook.toml",
+    ):
         batch.scan(odd)
     mixed = _golang(tmp_path / "mixed", [1])
     (mixed / "V2__b.sql").write_text("SELECT 1;\n")
@@ -73,16 +79,20 @@ def test_runbook_toml_names_the_layout_and_the_tools_settings(tmp_path: Path) ->
     folder = project / "db"
     folder.mkdir(parents=True)
     (folder / "V1__create.sql").write_text("CREATE TABLE ${prefix}_t (id int);\n")
-    (project / "runbook.toml").write_text('migrations_dir = "db"\nlayout = "flyway"\n\n[flyway]\n'
-                                          'placeholders = { prefix = "app" }\nschemas = ["app"]\n')
+    (project / "runbook.toml").write_text(
+        'migrations_dir = "db"\nlayout = "flyway"\n\n[flyway]\nplaceholders = { prefix = "app" }\nschemas = ["app"]\n'
+    )
     found = batch.discover(folder)
     assert found[0].migration_sql == "CREATE TABLE app_t (id int);\n"  # substituted; the checksum is the file's
     assert found[0].settings.schemas == ("app",) and found[0].layout == "flyway"
     assert config.find_project_file(project).migrations_dir == folder.resolve()
 
     (project / "runbook.toml").write_text('layout = "flyway"\n\n[flyway]\nplaceholder = { prefix = "app" }\n')
-    with pytest.raises(ProjectError, match=r"runbook.toml line 4: unknown key 'placeholder' in \[flyway\]; its keys "
-                                           r"are locations, placeholders"):
+    with pytest.raises(
+        ProjectError,
+        match=r"runbook.toml line 4: unknown key 'placeholder' in \[flyway\]; its keys "
+        r"are locations, placeholders",
+    ):
         config.find_project_file(project)
     (project / "runbook.toml").write_text('layout = "golang-migrate"\n\n[flyway]\nschemas = ["app"]\n')
     with pytest.raises(ProjectError, match=r"\[flyway\] settings, but layout = 'golang-migrate'"):

@@ -38,16 +38,29 @@ def rows(conn: psycopg.Connection, table: str = "schema_migrations") -> list[tup
 
 # -- the folder -----------------------------------------------------------------------------------------------
 
+
 def test_numeric_order_names_and_downs(tmp_path: Path) -> None:
-    root = folder(tmp_path, "10_c.up.sql", "2_b.up.sql", "0001_create users.up.sql", "0001_create users.down.sql",
-                  "10_c.down.sql", "7_orphan.down.sql", "atlas.sum", "README.md")
+    root = folder(
+        tmp_path,
+        "10_c.up.sql",
+        "2_b.up.sql",
+        "0001_create users.up.sql",
+        "0001_create users.down.sql",
+        "10_c.down.sql",
+        "7_orphan.down.sql",
+        "atlas.sum",
+        "README.md",
+    )
     migrations = gm.read(root, DEFAULTS)
     assert [m.version for m in migrations] == ["1", "2", "10"]
     first = migrations[0]
     assert (first.name, first.description, first.checksum) == ("0001_create users", "create users", "")
     assert first.sql == "-- 0001_create users.up.sql\nSELECT 1;\n"
-    assert [m.down.name if m.down else None for m in migrations] == ["0001_create users.down.sql", None,
-                                                                      "10_c.down.sql"]
+    assert [m.down.name if m.down else None for m in migrations] == [
+        "0001_create users.down.sql",
+        None,
+        "10_c.down.sql",
+    ]
     assert gm.evidence(root) == 6
 
 
@@ -69,7 +82,8 @@ def test_duplicate_version_refused(tmp_path: Path) -> None:
         gm.read(root, DEFAULTS)
     assert refused.value.message == (
         f"{root / '1_a.up.sql'} has version 1, as 01_b.up.sql has, and golang-migrate refuses two up migrations "
-        "of one version; give one of them a new version.")
+        "of one version; give one of them a new version."
+    )
 
 
 def test_rollback_dir_supplies_missing_downs(tmp_path: Path) -> None:
@@ -77,8 +91,9 @@ def test_rollback_dir_supplies_missing_downs(tmp_path: Path) -> None:
     undo.mkdir()
     (undo / "2_undo_b.sql").write_text("SELECT 2;", encoding="utf-8")
     (undo / "1.sql").write_text("SELECT 1;", encoding="utf-8")
-    migrations = gm.read(folder(tmp_path, "1_a.up.sql", "1_a.down.sql", "2_b.up.sql"),
-                         LayoutSettings(rollback_dir=undo))
+    migrations = gm.read(
+        folder(tmp_path, "1_a.up.sql", "1_a.down.sql", "2_b.up.sql"), LayoutSettings(rollback_dir=undo)
+    )
     assert [m.down.name for m in migrations] == ["1_a.down.sql", "2_undo_b.sql"]  # the tool's own down first
 
 
@@ -94,6 +109,7 @@ def test_openmeter_corpus() -> None:
 
 
 # -- the lock -------------------------------------------------------------------------------------------------
+
 
 def test_lock_id_is_golang_migrates() -> None:
     # golang-migrate's own vectors (database/util_test.go): additional names first, then the database name
@@ -111,8 +127,10 @@ def test_lock_is_held_against_another_session(empty_db: str) -> None:
     with psycopg.connect(empty_db, autocommit=True) as conn, psycopg.connect(empty_db, autocommit=True) as other:
         name = conn.execute("SELECT current_database()").fetchone()[0]
         ids = history.lock_ids(conn)
-        assert ids == (gm.lock_id(f"/{name}", "public", "schema_migrations"),
-                       gm.lock_id(name, "public", "schema_migrations"))
+        assert ids == (
+            gm.lock_id(f"/{name}", "public", "schema_migrations"),
+            gm.lock_id(name, "public", "schema_migrations"),
+        )
         history.lock(conn)
         for lid in ids:
             assert other.execute("SELECT pg_try_advisory_lock(%s::bigint)", (lid,)).fetchone()[0] is False
@@ -122,6 +140,7 @@ def test_lock_is_held_against_another_session(empty_db: str) -> None:
 
 
 # -- the history table ----------------------------------------------------------------------------------------
+
 
 def test_missing_table_read_creates_nothing(empty_db: str, three: list[Migration]) -> None:
     with psycopg.connect(empty_db) as conn:
@@ -143,11 +162,17 @@ def test_record_applied_then_read(empty_db: str, three: list[Migration]) -> None
         state = history.read(conn, three)
         assert (state.exists, sorted(state.applied), state.last, state.blocked) == (True, ["1", "2"], "2", "")
         # golang-migrate's own DDL
-        columns = conn.execute("SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-                               "WHERE table_name = 'schema_migrations' ORDER BY ordinal_position").fetchall()
+        columns = conn.execute(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_name = 'schema_migrations' ORDER BY ordinal_position"
+        ).fetchall()
         assert columns == [("version", "bigint", "NO"), ("dirty", "boolean", "NO")]
-        assert conn.execute("SELECT count(*) FROM pg_index WHERE indrelid = 'schema_migrations'::regclass "
-                            "AND indisprimary").fetchone()[0] == 1
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_index WHERE indrelid = 'schema_migrations'::regclass AND indisprimary"
+            ).fetchone()[0]
+            == 1
+        )
 
 
 def test_record_applied_does_not_commit(empty_db: str, three: list[Migration]) -> None:
@@ -174,7 +199,8 @@ def test_dirty_row_blocks(empty_db: str, three: list[Migration]) -> None:
         state = history.read(conn, three)
         assert state.blocked == (
             "golang-migrate's schema_migrations is dirty at version 10 (a migration failed or was stopped part "
-            "way); check the database, then run `migrate force 10` if it is applied or `migrate force 2` if not.")
+            "way); check the database, then run `migrate force 10` if it is applied or `migrate force 2` if not."
+        )
         assert state.last == "10"
         assert history.dirty_version(conn) == "10"
         history.record_applied(conn, three[2], three)

@@ -46,13 +46,15 @@ def test_flyway_repeatables_run_again_when_changed_and_a_mixed_script_is_refused
     assert _rows(empty_db, history)[-1] == (3, None, "R__view.sql", True)  # changed: run again, a row more
     assert "price < 20" in _rows(empty_db, "SELECT pg_get_viewdef('cheap')")[0][0]
 
-    (folder / "V2__index.sql").write_text("ALTER TABLE item ADD COLUMN name text;\n"
-                                          "CREATE INDEX CONCURRENTLY item_name ON item (name);\n")
+    (folder / "V2__index.sql").write_text(
+        "ALTER TABLE item ADD COLUMN name text;\nCREATE INDEX CONCURRENTLY item_name ON item (name);\n"
+    )
     code, said = _run("deploy", *where)
     assert code == 1
     assert "V2__index.sql mixes statements that run in a transaction with one that cannot" in said
-    assert _rows(empty_db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'item'"
-                                          " AND column_name = 'name'") == [(0,)]
+    assert _rows(
+        empty_db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'item' AND column_name = 'name'"
+    ) == [(0,)]
 
 
 def test_golang_migrate_down_script_rolls_back_and_moves_its_row(empty_db: str, tmp_path: Path) -> None:
@@ -81,8 +83,10 @@ def test_a_migration_added_behind_the_history_is_refused_unless_out_of_order(emp
     (folder / "2_b.up.sql").write_text("CREATE TABLE b (id int);\n")  # merged from a branch, behind version 3
     code, said = _run("deploy", *where)
     assert code == 1
-    assert ("Migration 2 (2_b) is not applied, but migration 3 (3_c), which comes after it, is: it was added out of "
-            "order; apply it anyway with --out-of-order") in said
+    assert (
+        "Migration 2 (2_b) is not applied, but migration 3 (3_c), which comes after it, is: it was added out of "
+        "order; apply it anyway with --out-of-order"
+    ) in said
     assert _rows(empty_db, "SELECT to_regclass('b')") == [(None,)]
     code, said = _run("deploy", "--out-of-order", *where)
     assert code == 0, said
@@ -103,11 +107,16 @@ def test_baseline_records_a_tools_history_without_running_it(empty_db: str, tmp_
     code, said = _run("baseline", "2", "--yes", *where)
     assert code == 0, said
     assert _rows(empty_db, "SELECT version, type, success FROM flyway_schema_history ORDER BY installed_rank") == [
-        ("1", "SQL", True), ("2", "SQL", True)]
+        ("1", "SQL", True),
+        ("2", "SQL", True),
+    ]
     code, said = _run("deploy", *where, "--reports-dir", str(tmp_path / "r"))
     assert code == 0, said
-    assert _rows(empty_db, "SELECT version FROM flyway_schema_history ORDER BY installed_rank") == [("1",), ("2",),
-                                                                                                  ("3",)]
+    assert _rows(empty_db, "SELECT version FROM flyway_schema_history ORDER BY installed_rank") == [
+        ("1",),
+        ("2",),
+        ("3",),
+    ]
 
 
 def test_a_changed_drizzle_file_is_drift_and_the_release_refuses_to_build_on_it(empty_db: str, tmp_path: Path) -> None:
@@ -117,17 +126,25 @@ def test_a_changed_drizzle_file_is_drift_and_the_release_refuses_to_build_on_it(
     (folder / "meta").mkdir(parents=True)
     tags = ["0000_a", "0001_b"]
     for n, tag in enumerate(tags):
-        (folder / f"{tag}.sql").write_text(f"CREATE TABLE t{n} (id int);\n--> statement-breakpoint\n"
-                                           f"CREATE INDEX t{n}_id ON t{n} (id);\n")
-    journal = {"version": "7", "dialect": "postgresql",
-               "entries": [{"idx": n, "version": "7", "when": 1700000000000 + n, "tag": t, "breakpoints": True}
-                           for n, t in enumerate(tags)]}
+        (folder / f"{tag}.sql").write_text(
+            f"CREATE TABLE t{n} (id int);\n--> statement-breakpoint\nCREATE INDEX t{n}_id ON t{n} (id);\n"
+        )
+    journal = {
+        "version": "7",
+        "dialect": "postgresql",
+        "entries": [
+            {"idx": n, "version": "7", "when": 1700000000000 + n, "tag": t, "breakpoints": True}
+            for n, t in enumerate(tags)
+        ],
+    }
     (folder / "meta" / "_journal.json").write_text(json.dumps(journal))
     where = ["--database-url", empty_db, "--migrations-dir", str(folder), "--reports-dir", str(tmp_path / "r")]
     code, said = _run("deploy", *where)
     assert code == 0, said
     assert [r[0] for r in _rows(empty_db, "SELECT created_at FROM drizzle.__drizzle_migrations ORDER BY id")] == [
-        1700000000000, 1700000000001]
+        1700000000000,
+        1700000000001,
+    ]
     (folder / "0000_a.sql").write_text("CREATE TABLE t0 (id bigint);\n")  # edited after it was applied
     code, said = _run("status", "--database-url", empty_db, "--migrations-dir", str(folder))
     assert "0000_a" in said and "DRIFT" in said
@@ -153,9 +170,11 @@ def test_while_runbook_applies_the_tools_own_lock_is_held(empty_db: str, tmp_pat
     (fly / "V1__a.sql").write_text("CREATE TABLE a (id int);\n")
     with psycopg.connect(empty_db) as conn:
         database, schema = conn.execute("SELECT current_database(), current_schema()").fetchone()
-    ids = [golang_migrate.lock_id(database, schema, "schema_migrations"),
-           golang_migrate.lock_id("/" + database, schema, "schema_migrations"),
-           flyway.lock_key(schema, "flyway_schema_history")]
+    ids = [
+        golang_migrate.lock_id(database, schema, "schema_migrations"),
+        golang_migrate.lock_id("/" + database, schema, "schema_migrations"),
+        flyway.lock_key(schema, "flyway_schema_history"),
+    ]
 
     def free(key: int) -> bool:
         with psycopg.connect(empty_db, autocommit=True) as other:

@@ -16,7 +16,8 @@ def written(path: Path) -> list[list[dict]]:
 
 
 def test_output_is_written_at_start_on_failure_and_at_the_end_but_not_after_every_cell(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(engine, "SAVE_EVERY_S", 3600.0)
     nb = new_notebook(cells=[new_code_cell("a"), new_code_cell("b"), new_code_cell("c")])
     nb.metadata["papermill"] = {}
@@ -63,8 +64,9 @@ def test_runbook_engine_is_registered_with_papermill_by_its_entry_point() -> Non
     assert papermill_engines.get_engine("runbook") is engine.RunbookEngine
 
 
-def test_a_skipped_write_is_made_up_so_a_long_cell_shows_as_running(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_skipped_write_is_made_up_so_a_long_cell_shows_as_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import asyncio
 
     from jupyter_core.utils import ensure_event_loop
@@ -127,7 +129,8 @@ def test_what_the_engine_relies_on_in_papermill_and_nbclient_is_still_there() ->
 
 
 def test_the_engine_runs_in_the_connected_client_and_writes_fewer_times_than_cells(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import papermill
     from papermill.engines import NotebookExecutionManager
 
@@ -139,19 +142,29 @@ def test_the_engine_runs_in_the_connected_client_and_writes_fewer_times_than_cel
     monkeypatch.setattr(NotebookExecutionManager, "save", lambda self, **kw: (writes.append(1), save(self, **kw)))
     cells = [new_code_cell(f"print({i})") for i in range(6)]
     source = tmp_path / "in.ipynb"
-    nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                        "display_name": "Python 3"}}),
-                   str(source))
+    nbformat.write(
+        new_notebook(
+            cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+        ),
+        str(source),
+    )
 
     with SharedKernel("postgresql://unused", tmp_path) as kernel:
         connected = kernel.ready()
         monkeypatch.setattr(connected["km"], "client", lambda **kw: pytest.fail("a new kernel client was made"))
-        papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"), kernel_name="python3",
-                                   engine_name=engine.NAME, progress_bar=False, **connected)
+        papermill.execute_notebook(
+            str(source),
+            str(tmp_path / "out.ipynb"),
+            kernel_name="python3",
+            engine_name=engine.NAME,
+            progress_bar=False,
+            **connected,
+        )
         assert connected["kc"].allow_stdin is False  # nbclient's setting reached the client it used
 
-    assert [c.outputs[0]["text"] for c in nbformat.read(str(tmp_path / "out.ipynb"), as_version=4).cells] == \
-        [f"{i}\n" for i in range(6)]
+    assert [c.outputs[0]["text"] for c in nbformat.read(str(tmp_path / "out.ipynb"), as_version=4).cells] == [
+        f"{i}\n" for i in range(6)
+    ]
     assert len(writes) == 2  # at the start and at the end, not twice per cell
 
 
@@ -168,6 +181,8 @@ def test_the_engine_module_imports_before_papermill_and_still_registers() -> Non
     import subprocess
     import sys
 
-    code = ("import runbook_lib.notebook.engine as e; from papermill.engines import papermill_engines as p; "
-            "assert p.get_engine('runbook') is e.RunbookEngine")
+    code = (
+        "import runbook_lib.notebook.engine as e; from papermill.engines import papermill_engines as p; "
+        "assert p.get_engine('runbook') is e.RunbookEngine"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

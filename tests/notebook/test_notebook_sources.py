@@ -17,8 +17,10 @@ from runbook_lib import config
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "build_notebooks.py"
 NOTEBOOKS = ROOT / "notebooks"
-FIX = ("edit scripts/build_notebooks.py and run `python scripts/build_notebooks.py` (a notebook edited in "
-       "Jupyter must be carried back into the script: the script is the notebooks' only source)")
+FIX = (
+    "edit scripts/build_notebooks.py and run `python scripts/build_notebooks.py` (a notebook edited in "
+    "Jupyter must be carried back into the script: the script is the notebooks' only source)"
+)
 
 
 def _builder():
@@ -65,15 +67,22 @@ def test_the_script_writes_exactly_the_committed_notebooks(built: dict[str, Path
         want = path.read_text(encoding="utf-8")
         if have != want:
             differing.append(f"notebooks/{name}: {_first_difference(json.loads(have), json.loads(want))}")
-    assert not differing, "not what scripts/build_notebooks.py writes:\n  " + "\n  ".join(differing) + f"\nTo fix: {FIX}."
+    assert not differing, (
+        "not what scripts/build_notebooks.py writes:\n  " + "\n  ".join(differing) + f"\nTo fix: {FIX}."
+    )
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_committed_notebooks_have_no_outputs_or_execution_counts(name: str) -> None:
     nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
-    dirty = [f"cell {i} (id {c.get('id')!r})" for i, c in enumerate(nb["cells"])
-             if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
-    assert not dirty, f"notebooks/{name} was committed executed ({', '.join(dirty)} have outputs or execution counts); {FIX}."
+    dirty = [
+        f"cell {i} (id {c.get('id')!r})"
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
+    assert not dirty, (
+        f"notebooks/{name} was committed executed ({', '.join(dirty)} have outputs or execution counts); {FIX}."
+    )
 
 
 def test_the_script_still_runs_from_the_command_line(tmp_path: Path) -> None:

@@ -34,8 +34,10 @@ PASSWORD = "nb-s3cret-pw"
 
 
 def not_applied_sentence(db: str, batch: int) -> str:
-    return (f"Batch {batch} is not applied on {db}, so there is nothing to validate; "
-            f"apply it first (`runbook apply {batch}`).")
+    return (
+        f"Batch {batch} is not applied on {db}, so there is nothing to validate; "
+        f"apply it first (`runbook apply {batch}`)."
+    )
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -61,26 +63,38 @@ def test_papermill_parameter_with_a_password_is_refused(crm_url: str, tmp_path: 
     url = conninfo.make_conninfo(crm_url, password="pw-in-a-parameter")
     out = tmp_path / "preflight.ipynb"
     with pytest.raises(PapermillExecutionError) as failed:
-        papermill.execute_notebook(str(NOTEBOOKS / "preflight.ipynb"), str(out), kernel_name="python3",
-                                   parameters={"batch": 7, "database_url": url, "reports_dir": str(tmp_path)},
-                                   progress_bar=False)
+        papermill.execute_notebook(
+            str(NOTEBOOKS / "preflight.ipynb"),
+            str(out),
+            kernel_name="python3",
+            parameters={"batch": 7, "database_url": url, "reports_dir": str(tmp_path)},
+            progress_bar=False,
+        )
     assert failed.value.ename == "DatabaseError" and "DATABASE_URL" in failed.value.evalue
     assert "--engine runbook" in failed.value.evalue  # the way to give it as a parameter and keep it out
     assert "pw-in-a-parameter" not in failed.value.evalue
     assert not list(tmp_path.glob("*/*/*/preflight.json"))  # nothing ran, nothing recorded
 
 
-def test_papermill_runs_apply_with_the_url_only_in_the_environment(crm_url: str, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_papermill_runs_apply_with_the_url_only_in_the_environment(
+    crm_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = conninfo.make_conninfo(crm_url, password=PASSWORD)  # trust auth: any password is accepted
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("RUNBOOK_REPORTS_DIR", str(tmp_path / "default-reports"))
     out = tmp_path / "apply-6.ipynb"
 
-    papermill.execute_notebook(str(NOTEBOOKS / "apply.ipynb"), str(out),
-                               parameters={"batch": 6, "reports_dir": str(tmp_path / "reports"),
-                                           "migrations_dir": str(config.example_migrations_dir())},
-                               progress_bar=False, kernel_name="python3")
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "apply.ipynb"),
+        str(out),
+        parameters={
+            "batch": 6,
+            "reports_dir": str(tmp_path / "reports"),
+            "migrations_dir": str(config.example_migrations_dir()),
+        },
+        progress_bar=False,
+        kernel_name="python3",
+    )
 
     text = out.read_text(encoding="utf-8")
     assert PASSWORD not in text
@@ -99,17 +113,40 @@ def test_papermill_runs_apply_with_the_url_only_in_the_environment(crm_url: str,
 
 
 def test_papermill_cli_with_runbook_engine_takes_a_password_parameter_and_writes_it_nowhere(
-        crm_url: str, tmp_path: Path) -> None:
+    crm_url: str, tmp_path: Path
+) -> None:
     """`papermill --engine runbook ... -p database_url URL`: the URL reaches the kernel, never a file."""
     url = conninfo.make_conninfo(crm_url, password=PASSWORD)  # trust auth: any password is accepted
     out = tmp_path / "apply-6.ipynb"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
 
     done = subprocess.run(
-        [sys.executable, "-m", "papermill", "--engine", "runbook", "--no-progress-bar",
-         str(NOTEBOOKS / "apply.ipynb"), str(out), "-p", "batch", "6", "-p", "database_url", url,
-         "-p", "reports_dir", str(tmp_path / "reports"), "-p", "migrations_dir", str(config.example_migrations_dir())],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "--engine",
+            "runbook",
+            "--no-progress-bar",
+            str(NOTEBOOKS / "apply.ipynb"),
+            str(out),
+            "-p",
+            "batch",
+            "6",
+            "-p",
+            "database_url",
+            url,
+            "-p",
+            "reports_dir",
+            str(tmp_path / "reports"),
+            "-p",
+            "migrations_dir",
+            str(config.example_migrations_dir()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
     assert done.returncode == 0, done.stderr[-3000:]
@@ -121,7 +158,9 @@ def test_papermill_cli_with_runbook_engine_takes_a_password_parameter_and_writes
     nb = nbformat.read(str(out), as_version=4)
     [injected] = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert re.search(r"^database_url = None$", injected.source, re.M)
-    assert database.redact(url) in injected.source and nb.metadata.papermill.parameters.database_url == database.redact(url)
+    assert database.redact(url) in injected.source and nb.metadata.papermill.parameters.database_url == database.redact(
+        url
+    )
     with psycopg.connect(crm_url) as conn:
         assert ledger.state(conn, 6).applied  # the notebook reached the database the parameter named
 
@@ -129,18 +168,27 @@ def test_papermill_cli_with_runbook_engine_takes_a_password_parameter_and_writes
 def test_notebooks_sharing_a_kernel_start_from_an_empty_namespace(tmp_path: Path) -> None:
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    for phase, source in (("preflight", "leftover = 41\nimport json"),
-                          ("apply", "assert 'leftover' not in dir() and 'json' not in dir(), dir()\n"
-                                    "import sys\nassert 'json' in sys.modules  # imports stay: the point of sharing")):
-        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)],
-                                                metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                         "display_name": "Python 3"}}),
-                       str(notebooks / f"{phase}.ipynb"))
+    for phase, source in (
+        ("preflight", "leftover = 41\nimport json"),
+        (
+            "apply",
+            "assert 'leftover' not in dir() and 'json' not in dir(), dir()\n"
+            "import sys\nassert 'json' in sys.modules  # imports stay: the point of sharing",
+        ),
+    ):
+        nbformat.write(
+            nbformat.v4.new_notebook(
+                cells=[nbformat.v4.new_code_cell(source)],
+                metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}},
+            ),
+            str(notebooks / f"{phase}.ipynb"),
+        )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with runner.SharedKernel("", run_dir) as kernel:
-        runner.execute("preflight", run_dir / "preflight.ipynb", {}, database_url="", notebooks_dir=notebooks,
-                       kernel=kernel)
+        runner.execute(
+            "preflight", run_dir / "preflight.ipynb", {}, database_url="", notebooks_dir=notebooks, kernel=kernel
+        )
         sockets = Path(kernel.km.ip).parent
         assert sockets.is_dir() and sockets.stat().st_mode & 0o077 == 0  # the kernel's sockets: this user's only
         runner.execute("apply", run_dir / "apply.ipynb", {}, database_url="", notebooks_dir=notebooks, kernel=kernel)
@@ -153,31 +201,60 @@ def test_a_cell_timeout_in_a_shared_kernel_leaves_the_next_notebook_a_fresh_kern
     notebooks.mkdir()
     kernelspec = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
     for phase, source in (("apply", "import time\ntime.sleep(60)"), ("summary", "finished = True")):
-        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)], metadata=kernelspec),
-                       str(notebooks / f"{phase}.ipynb"))
+        nbformat.write(
+            nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)], metadata=kernelspec),
+            str(notebooks / f"{phase}.ipynb"),
+        )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with runner.SharedKernel("", run_dir) as kernel:
         with pytest.raises(PhaseFailed) as timed_out:
-            runner.execute("apply", run_dir / "apply.ipynb", {}, database_url="", notebooks_dir=notebooks,
-                           kernel=kernel, cell_timeout_s=2)
+            runner.execute(
+                "apply",
+                run_dir / "apply.ipynb",
+                {},
+                database_url="",
+                notebooks_dir=notebooks,
+                kernel=kernel,
+                cell_timeout_s=2,
+            )
         assert timed_out.value.ename == "CellTimeoutError"
         # still sleeping in the old kernel, the next notebook would time out too; it runs in a new one
-        done = runner.execute("summary", run_dir / "summary.ipynb", {}, database_url="", notebooks_dir=notebooks,
-                              kernel=kernel, cell_timeout_s=2)
-    assert not any(o.get("output_type") == "error"
-                   for c in nbformat.read(str(done.notebook), as_version=4).cells for o in c.get("outputs", []))
+        done = runner.execute(
+            "summary",
+            run_dir / "summary.ipynb",
+            {},
+            database_url="",
+            notebooks_dir=notebooks,
+            kernel=kernel,
+            cell_timeout_s=2,
+        )
+    assert not any(
+        o.get("output_type") == "error"
+        for c in nbformat.read(str(done.notebook), as_version=4).cells
+        for o in c.get("outputs", [])
+    )
 
 
-def test_failing_notebook_raises_with_cell_error_name_and_sentence(crm_url: str, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_notebook_raises_with_cell_error_name_and_sentence(
+    crm_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DATABASE_URL", crm_url)
-    params = {"batch": 7, "reports_dir": str(tmp_path / "reports"), "migrations_dir": str(config.example_migrations_dir())}
+    params = {
+        "batch": 7,
+        "reports_dir": str(tmp_path / "reports"),
+        "migrations_dir": str(config.example_migrations_dir()),
+    }
     sentence = not_applied_sentence(database.database_name(crm_url), 7)
 
     with pytest.raises(PapermillExecutionError) as direct:
-        papermill.execute_notebook(str(NOTEBOOKS / "validate.ipynb"), str(tmp_path / "direct.ipynb"),
-                                   parameters=params, progress_bar=False, kernel_name="python3")
+        papermill.execute_notebook(
+            str(NOTEBOOKS / "validate.ipynb"),
+            str(tmp_path / "direct.ipynb"),
+            parameters=params,
+            progress_bar=False,
+            kernel_name="python3",
+        )
     assert direct.value.ename == "NotApplied"
     assert direct.value.evalue == sentence
 
@@ -197,7 +274,11 @@ def test_failing_notebook_raises_with_cell_error_name_and_sentence(crm_url: str,
 
 def test_nbval_runs_the_notebooks_defaults_end_to_end(crm_url: str, tmp_path: Path) -> None:
     """preflight GO -> apply -> validate -> summary -> rollback of batch 7, each cell a passing nbval test."""
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()))
+    apply.run(
+        open_session(
+            6, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()
+        )
+    )
     root = config.project_root()
     notebooks = [f"notebooks/{phase}.ipynb" for phase in PHASES]
     code_cells = sum(
@@ -214,9 +295,25 @@ def test_nbval_runs_the_notebooks_defaults_end_to_end(crm_url: str, tmp_path: Pa
         shutil.copy(root / name, project / name)
 
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-o", "testpaths=",
-         "--rootdir", str(project), "-q", *notebooks],
-        cwd=project, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "testpaths=",
+            "--rootdir",
+            str(project),
+            "-q",
+            *notebooks,
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

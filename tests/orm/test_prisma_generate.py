@@ -119,8 +119,17 @@ def test_run_with_prisma_generate_records_the_cli_its_version_and_output(crm_url
     project = tmp_path / "project"
     migrations = make_project(project)
 
-    done = cli("run", 6, "--database-url", crm_url, "--migrations-dir", migrations,
-               "--reports-dir", tmp_path / "reports", "--prisma-generate")
+    done = cli(
+        "run",
+        6,
+        "--database-url",
+        crm_url,
+        "--migrations-dir",
+        migrations,
+        "--reports-dir",
+        tmp_path / "reports",
+        "--prisma-generate",
+    )
 
     assert done.code == 0, done.err + done.out
     assert applied(crm_url, 6)
@@ -134,7 +143,8 @@ def test_run_with_prisma_generate_records_the_cli_its_version_and_output(crm_url
     # in the project's folder, in the parent process, after the apply: --version, then generate
     assert [c.split("|") for c in calls(project)] == [
         [str(project.resolve()), "--version"],
-        [str(project.resolve()), f"generate --schema {project.resolve() / 'prisma' / 'schema.prisma'}"]]
+        [str(project.resolve()), f"generate --schema {project.resolve() / 'prisma' / 'schema.prisma'}"],
+    ]
     assert "prisma generate: ok (prisma 6.2.1," in done.out
     # the record was there before the summary rendered, and the summary still renders
     assert done.summary_md.is_file()
@@ -145,15 +155,24 @@ def test_a_failing_generate_is_a_warn_and_the_migration_stays_applied(crm_url, t
     project = tmp_path / "project"
     migrations = make_project(project, FAILING)
 
-    done = cli("apply", 6, "--database-url", crm_url, "--migrations-dir", migrations,
-               "--reports-dir", tmp_path / "reports", "--prisma-generate")
+    done = cli(
+        "apply",
+        6,
+        "--database-url",
+        crm_url,
+        "--migrations-dir",
+        migrations,
+        "--reports-dir",
+        tmp_path / "reports",
+        "--prisma-generate",
+    )
 
     assert done.code == 0, done.err + done.out  # the exit code says the migration, not the generate
     assert applied(crm_url, 6)
     rec = record_of(run_dir_of(done.out))
     assert rec.ran and not rec.ok and rec.exit_code == 1
     assert "is neither a built-in type" in rec.output and "Prisma schema loaded from" in rec.output
-    assert rec.warning.startswith("prisma generate failed (exit 1): error: Type \"Customr\"")
+    assert rec.warning.startswith('prisma generate failed (exit 1): error: Type "Customr"')
     assert "WARN: prisma generate failed (exit 1)" in done.out
     assert "npx prisma generate" in done.out
 
@@ -191,8 +210,18 @@ def test_deploy_generates_once_for_the_release(crm_url, tmp_path, fake_node) -> 
     project = tmp_path / "project"
     migrations = make_project(project)
 
-    done = cli("deploy", "--to", 6, "--database-url", crm_url, "--migrations-dir", migrations,
-               "--reports-dir", tmp_path / "reports", "--prisma-generate")
+    done = cli(
+        "deploy",
+        "--to",
+        6,
+        "--database-url",
+        crm_url,
+        "--migrations-dir",
+        migrations,
+        "--reports-dir",
+        tmp_path / "reports",
+        "--prisma-generate",
+    )
 
     assert done.code == 0, done.err + done.out
     assert applied(crm_url, 6) and not applied(crm_url, 7)
@@ -270,8 +299,10 @@ def url_with(user: str, password: str, host: str, scheme: str = "postgresql") ->
 
 def test_the_output_is_masked_and_cut() -> None:
     url = url_with("app", SECRET, "db.internal:5432")
-    said = (f"\x1b[32mloaded\x1b[0m DATABASE_URL={url}\nother {url_with('u', OTHER, 'h', 'postgres')}\n"
-            f"password={THIRD}\n" + "x" * 10_000 + "\nError: the end")
+    said = (
+        f"\x1b[32mloaded\x1b[0m DATABASE_URL={url}\nother {url_with('u', OTHER, 'h', 'postgres')}\n"
+        f"password={THIRD}\n" + "x" * 10_000 + "\nError: the end"
+    )
     clean = pg.clean_output(said, url)
     for secret in (SECRET, OTHER, THIRD, "\x1b["):
         assert secret not in clean
@@ -287,16 +318,25 @@ def test_the_database_password_is_masked_in_the_record(tmp_path, fake_node) -> N
 
 
 def test_version_line() -> None:
-    assert pg.version_line("Environment variables loaded\nprisma                  : 6.2.1\n@prisma/client : 6.2.1") \
+    assert (
+        pg.version_line("Environment variables loaded\nprisma                  : 6.2.1\n@prisma/client : 6.2.1")
         == "prisma 6.2.1"
+    )
     assert pg.version_line("6.2.1\n") == "6.2.1"
     assert pg.version_line("") == ""
 
 
 def test_section_markdown_when_it_ran() -> None:
-    rec = pg.PrismaGenerate(True, "node_modules/.bin/prisma generate --schema prisma/schema.prisma", "prisma 6.2.1",
-                            0, 1.234, "Prisma schema loaded from prisma/schema.prisma\n" + GENERATED,
-                            cwd="/srv/app", schema="prisma/schema.prisma")
+    rec = pg.PrismaGenerate(
+        True,
+        "node_modules/.bin/prisma generate --schema prisma/schema.prisma",
+        "prisma 6.2.1",
+        0,
+        1.234,
+        "Prisma schema loaded from prisma/schema.prisma\n" + GENERATED,
+        cwd="/srv/app",
+        schema="prisma/schema.prisma",
+    )
     text = pg.section_markdown(rec, "/srv/app")
     assert text.startswith("## Prisma Client Regeneration\n")
     assert "- Prisma CLI: prisma 6.2.1" in text and "- Duration: 1.2 s" in text and "- Exit: exit 0" in text
@@ -306,8 +346,15 @@ def test_section_markdown_when_it_ran() -> None:
 
 
 def test_section_markdown_when_it_failed_keeps_its_fence_outside_the_output() -> None:
-    rec = pg.PrismaGenerate(True, "node_modules/.bin/prisma generate", "prisma 6.2.1", 1, 0.5,
-                            "Error: see ```here```", warning="prisma generate failed (exit 1): Error; run `x`")
+    rec = pg.PrismaGenerate(
+        True,
+        "node_modules/.bin/prisma generate",
+        "prisma 6.2.1",
+        1,
+        0.5,
+        "Error: see ```here```",
+        warning="prisma generate failed (exit 1): Error; run `x`",
+    )
     text = pg.section_markdown(rec, None)
     assert "**WARN**: prisma generate failed (exit 1)" in text and "- Exit: exit 1" in text
     assert "````text\nError: see ```here```\n````" in text
@@ -327,6 +374,7 @@ def test_terminal_lines() -> None:
     assert pg.terminal_lines(None) == []
     assert pg.terminal_lines(pg.not_run(pg.NOT_REQUESTED)) == []
     assert pg.terminal_lines(pg.not_run(pg.NO_NODE, warning=True)) == [
-        f"WARN: prisma generate was not run: {pg.NO_NODE}; run `npx prisma generate`"]
+        f"WARN: prisma generate was not run: {pg.NO_NODE}; run `npx prisma generate`"
+    ]
     ok = pg.PrismaGenerate(True, "c", "prisma 6.2.1", 0, 0.25, GENERATED)
     assert pg.terminal_lines(ok) == ["prisma generate: ok (prisma 6.2.1, 250 ms)"]

@@ -32,8 +32,11 @@ ORG_INTEGRATION = "20240428150144_org_integration_non_optional_fields"
 def batch_7(crm_url: str, tmp_path: Path) -> tuple[catalog.CatalogSnapshot, catalog.CatalogSnapshot]:
     """The catalog snapshots apply took before and after batch 7 (batch 6 applied first)."""
     for number in (6, 7):
-        result = apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path / "r",
-                                        migrations_dir=config.example_migrations_dir()))
+        result = apply.run(
+            open_session(
+                number, database_url=crm_url, reports_dir=tmp_path / "r", migrations_dir=config.example_migrations_dir()
+            )
+        )
     return result.before, result.after
 
 
@@ -53,8 +56,10 @@ def test_batch_7_gives_the_reference_field_changes(batch_7):
     for update in result.models:
         assert [(c.before.text, c.after.text) for c in update.changes] == [
             ('customerId String? @map("customer_id")', 'customerId String @map("customer_id")'),
-            ("customer Customer? @relation(fields: [customerId], references: [id], onDelete: SetNull)",
-             "customer Customer @relation(fields: [customerId], references: [id], onDelete: Restrict)"),
+            (
+                "customer Customer? @relation(fields: [customerId], references: [id], onDelete: SetNull)",
+                "customer Customer @relation(fields: [customerId], references: [id], onDelete: Restrict)",
+            ),
         ]
         assert update.changes[0].what == ("required (was optional)",)
         assert update.changes[1].what == ("required (was optional)", "onDelete: Restrict (was SetNull)")
@@ -89,12 +94,16 @@ def test_batch_7_markdown_is_plain_and_marks_the_changed_lines(batch_7):
     assert "### Lead Model" in text and "### Job Model" in text
     blocks = lines_of(text)
     assert len(blocks) == 6  # per model: Before, After, the whole model after
-    assert blocks[0] == ["model Lead {",
-                         '  customerId String?   @map("customer_id")',
-                         "  customer   Customer? @relation(fields: [customerId], references: [id], onDelete: SetNull)",
-                         "}"]
+    assert blocks[0] == [
+        "model Lead {",
+        '  customerId String?   @map("customer_id")',
+        "  customer   Customer? @relation(fields: [customerId], references: [id], onDelete: SetNull)",
+        "}",
+    ]
     assert blocks[1][1] == '  customerId String   @map("customer_id") // changed: required (was optional)'
-    assert blocks[1][2].endswith("onDelete: Restrict) // changed: required (was optional); onDelete: Restrict (was SetNull)")
+    assert blocks[1][2].endswith(
+        "onDelete: Restrict) // changed: required (was optional); onDelete: Restrict (was SetNull)"
+    )
     changed = [line for line in blocks[2] if line.endswith("// changed")]
     assert [line.split()[0] for line in changed] == ["customerId", "customer"]
     assert "Model Lead (after)" in text
@@ -115,14 +124,21 @@ def test_batch_7_impact_gives_the_reference_statements(batch_7):
         assert mine["create"].error_code == "P2011"
         assert mine["relation"].after == "customer: Customer"
         assert mine["onDelete"].error_code == "P2003"
-        assert (f"deleting a `Customer` that still has `{model}` rows now fails with P2003"
-                in mine["onDelete"].statement)
+        assert f"deleting a `Customer` that still has `{model}` rows now fails with P2003" in mine["onDelete"].statement
         assert "instead of setting their `customerId` to NULL" in mine["onDelete"].statement
 
     text = prisma_impact.impact_markdown(impacts)
     assert "<" not in text and "&#" not in text
-    assert lines_of(text, "typescript")[0] == ["// before", "type Lead = {", "  customerId: string | null;", "}",
-                                               "// after", "type Lead = {", "  customerId: string;", "}"]
+    assert lines_of(text, "typescript")[0] == [
+        "// before",
+        "type Lead = {",
+        "  customerId: string | null;",
+        "}",
+        "// after",
+        "type Lead = {",
+        "  customerId: string;",
+        "}",
+    ]
 
 
 def test_without_schema_prisma_the_names_are_the_databases(batch_7):
@@ -135,8 +151,10 @@ def test_without_schema_prisma_the_names_are_the_databases(batch_7):
     assert not lead.names_from_schema
     assert [(c.before.text, c.after.text) for c in lead.changes] == [
         ("customer_id String?", "customer_id String"),
-        ("Customer Customer? @relation(fields: [customer_id], references: [id], onDelete: SetNull)",
-         "Customer Customer @relation(fields: [customer_id], references: [id], onDelete: Restrict)"),
+        (
+            "Customer Customer? @relation(fields: [customer_id], references: [id], onDelete: SetNull)",
+            "Customer Customer @relation(fields: [customer_id], references: [id], onDelete: Restrict)",
+        ),
     ]
     impacts = prisma_impact.impact(result)
     assert any(i.after == "customer_id: string" for i in impacts)
@@ -159,7 +177,9 @@ def test_a_stale_schema_prisma_is_named_field_by_field(batch_7):
     ]
     on_delete = next(d for d in result.disagreements if d.aspect == "onDelete")
     assert (on_delete.schema_prisma, on_delete.database) == (
-        "onDelete: SetNull", "Lead_customer_id_fkey: ON DELETE RESTRICT")
+        "onDelete: SetNull",
+        "Lead_customer_id_fkey: ON DELETE RESTRICT",
+    )
     # the changes are still measured from the catalog: the stale file only names the fields
     assert result.models[0].changes[0].after.text == 'customerId String @map("customer_id")'
     assert "disagrees with the database after the batch" in prisma_models.updates_markdown(result)
@@ -167,25 +187,30 @@ def test_a_stale_schema_prisma_is_named_field_by_field(batch_7):
 
 def test_disagreements_on_types_defaults_indexes_and_missing_fields(batch_7):
     before, after = batch_7
-    schema = prisma_schema.parse("\n".join([
-        "model Lead {",
-        "  id         Int      @id @default(autoincrement())",
-        '  customerId String   @map("customer_id")',
-        "  customer   Customer @relation(fields: [customerId], references: [id], onDelete: Restrict)",
-        "  channel    String   @default(\"web\")",
-        "  name       String   @unique",
-        "  nickname   String?",
-        "  email      String?",
-        "  phone      String?",
-        '  createdAt  DateTime @default(now()) @map("created_at")',
-        '  updatedAt  DateTime @updatedAt @map("updated_at")',
-        "",
-        "  @@index([name])",
-        "}",
-        "model Customer {",
-        "  id String @id",
-        "}",
-    ]), path="stale.prisma")
+    schema = prisma_schema.parse(
+        "\n".join(
+            [
+                "model Lead {",
+                "  id         Int      @id @default(autoincrement())",
+                '  customerId String   @map("customer_id")',
+                "  customer   Customer @relation(fields: [customerId], references: [id], onDelete: Restrict)",
+                '  channel    String   @default("web")',
+                "  name       String   @unique",
+                "  nickname   String?",
+                "  email      String?",
+                "  phone      String?",
+                '  createdAt  DateTime @default(now()) @map("created_at")',
+                '  updatedAt  DateTime @updatedAt @map("updated_at")',
+                "",
+                "  @@index([name])",
+                "}",
+                "model Customer {",
+                "  id String @id",
+                "}",
+            ]
+        ),
+        path="stale.prisma",
+    )
     result = prisma_models.updates(before, after, schema)
 
     lead = {(d.field, d.aspect): d for d in result.disagreements if d.model == "Lead"}
@@ -205,23 +230,26 @@ def test_disagreements_on_types_defaults_indexes_and_missing_fields(batch_7):
 # --- pure pieces --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("pg", "expected"), [
-    ("text", ("String", None, False, False)),
-    ("character varying(191)", ("String", "@db.VarChar(191)", False, False)),
-    ("uuid", ("String", "@db.Uuid", False, False)),
-    ("integer", ("Int", None, False, False)),
-    ("bigint", ("BigInt", None, False, False)),
-    ("double precision", ("Float", None, False, False)),
-    ("numeric(65,30)", ("Decimal", None, False, False)),
-    ("numeric(10,2)", ("Decimal", "@db.Decimal(10, 2)", False, False)),
-    ("timestamp(3) without time zone", ("DateTime", None, False, False)),
-    ("timestamp(6) with time zone", ("DateTime", "@db.Timestamptz(6)", False, False)),
-    ("jsonb", ("Json", None, False, False)),
-    ("bytea", ("Bytes", None, False, False)),
-    ("text[]", ("String", None, True, False)),
-    ('"Status"', (None, None, False, False)),  # not declared: unknown, not guessed
-    ("tsvector", (None, None, False, False)),
-])
+@pytest.mark.parametrize(
+    ("pg", "expected"),
+    [
+        ("text", ("String", None, False, False)),
+        ("character varying(191)", ("String", "@db.VarChar(191)", False, False)),
+        ("uuid", ("String", "@db.Uuid", False, False)),
+        ("integer", ("Int", None, False, False)),
+        ("bigint", ("BigInt", None, False, False)),
+        ("double precision", ("Float", None, False, False)),
+        ("numeric(65,30)", ("Decimal", None, False, False)),
+        ("numeric(10,2)", ("Decimal", "@db.Decimal(10, 2)", False, False)),
+        ("timestamp(3) without time zone", ("DateTime", None, False, False)),
+        ("timestamp(6) with time zone", ("DateTime", "@db.Timestamptz(6)", False, False)),
+        ("jsonb", ("Json", None, False, False)),
+        ("bytea", ("Bytes", None, False, False)),
+        ("text[]", ("String", None, True, False)),
+        ('"Status"', (None, None, False, False)),  # not declared: unknown, not guessed
+        ("tsvector", (None, None, False, False)),
+    ],
+)
 def test_postgres_types_map_to_prisma_scalars(pg, expected):
     assert prisma_models.prisma_type(pg) == expected
 
@@ -239,13 +267,29 @@ def test_enums_come_from_schema_prisma_and_defaults_read_as_prisma_writes_them()
 
 
 def test_impact_says_unknown_types_and_bytes_by_version():
-    line = prisma_models.PrismaLine(key="column:doc", kind="scalar", name="doc", type="Unsupported(\"tsvector\")?",
-                                    optional=True, column="doc", pg_type="tsvector")
-    bytes_line = dataclasses.replace(line, key="column:blob", name="blob", type="Bytes", scalar="Bytes",
-                                     optional=False, pg_type="bytea")
-    update = prisma_models.ModelUpdate("Doc", "Doc", [prisma_models.FieldChange(line.key, None, line, ("added",)),
-                                                      prisma_models.FieldChange(bytes_line.key, None, bytes_line, ("added",))],
-                                       [line, bytes_line], [], False)
+    line = prisma_models.PrismaLine(
+        key="column:doc",
+        kind="scalar",
+        name="doc",
+        type='Unsupported("tsvector")?',
+        optional=True,
+        column="doc",
+        pg_type="tsvector",
+    )
+    bytes_line = dataclasses.replace(
+        line, key="column:blob", name="blob", type="Bytes", scalar="Bytes", optional=False, pg_type="bytea"
+    )
+    update = prisma_models.ModelUpdate(
+        "Doc",
+        "Doc",
+        [
+            prisma_models.FieldChange(line.key, None, line, ("added",)),
+            prisma_models.FieldChange(bytes_line.key, None, bytes_line, ("added",)),
+        ],
+        [line, bytes_line],
+        [],
+        False,
+    )
     impacts = prisma_impact.impact(prisma_models.ModelUpdates([update], [], None))
 
     assert impacts[0].kind == "unknown" and "unknown, not guessed" in impacts[0].statement
@@ -273,15 +317,17 @@ def _apply_files(url: str, folders: list[Path]) -> None:
 def test_a_trigger_dev_migration_that_makes_a_relation_required(make_database):
     """20240428150144: OrganizationIntegration.integrationData and tokenReferenceId NOT NULL, and the
     tokenReference foreign key re-created with ON DELETE CASCADE (was SET NULL)."""
-    folders = sorted((p for p in (TRIGGER / "migrations").iterdir() if (p / "migration.sql").is_file()),
-                     key=lambda p: p.name.encode())
+    folders = sorted(
+        (p for p in (TRIGGER / "migrations").iterdir() if (p / "migration.sql").is_file()),
+        key=lambda p: p.name.encode(),
+    )
     at = [p.name for p in folders].index(ORG_INTEGRATION)
     url = make_database()
     _apply_files(url, folders[:at])
     table = ["OrganizationIntegration"]
     with psycopg.connect(url) as conn:
         before = catalog.snapshot(conn, table)
-    _apply_files(url, folders[at:at + 1])
+    _apply_files(url, folders[at : at + 1])
     with psycopg.connect(url) as conn:
         after = catalog.snapshot(conn, table)
 
@@ -292,15 +338,20 @@ def test_a_trigger_dev_migration_that_makes_a_relation_required(make_database):
     assert update.model == "OrganizationIntegration" and update.names_from_schema
     assert [(c.before.text, c.after.text, c.what) for c in update.changes] == [
         ("integrationData Json?", "integrationData Json", ("required (was optional)",)),
-        ("tokenReference SecretReference? @relation(fields: [tokenReferenceId], references: [id], onDelete: SetNull, onUpdate: Cascade)",
-         "tokenReference SecretReference @relation(fields: [tokenReferenceId], references: [id], onDelete: Cascade, onUpdate: Cascade)",
-         ("required (was optional)", "onDelete: Cascade (was SetNull)")),
+        (
+            "tokenReference SecretReference? @relation(fields: [tokenReferenceId], references: [id], onDelete: SetNull, onUpdate: Cascade)",
+            "tokenReference SecretReference @relation(fields: [tokenReferenceId], references: [id], onDelete: Cascade, onUpdate: Cascade)",
+            ("required (was optional)", "onDelete: Cascade (was SetNull)"),
+        ),
         ("tokenReferenceId String?", "tokenReferenceId String", ("required (was optional)",)),
     ]
     # the corpus's schema.prisma is from 2026: what later migrations added is named, field by field
     named = {(d.field, d.aspect) for d in result.disagreements}
-    assert {("externalOrganizationId", "missing column"), ("deletedAt", "missing column"),
-            ("@@index([externalOrganizationId])", "index")} <= named
+    assert {
+        ("externalOrganizationId", "missing column"),
+        ("deletedAt", "missing column"),
+        ("@@index([externalOrganizationId])", "index"),
+    } <= named
     assert not any(d.field in ("integrationData", "tokenReference", "tokenReferenceId") for d in result.disagreements)
 
     impacts = {(i.field, i.kind): i for i in prisma_impact.impact(result)}

@@ -40,7 +40,12 @@ def test_parse_reads_models_maps_optionality_and_relations():
     job = schema.model("Job")
     assert job.db_name == "Job"
     customer_id = job.field_for_column("customer_id")
-    assert (customer_id.name, customer_id.type, customer_id.optional, customer_id.line) == ("customerId", "String", True, 45)
+    assert (customer_id.name, customer_id.type, customer_id.optional, customer_id.line) == (
+        "customerId",
+        "String",
+        True,
+        45,
+    )
     assert customer_id.text == 'customerId  String?   @map("customer_id")'  # the comment is gone
     relation = job.field("customer").relation
     assert relation == prisma_schema.Relation(("customerId",), ("id",), "SetNull")
@@ -50,22 +55,27 @@ def test_parse_reads_models_maps_optionality_and_relations():
 
 
 def test_parse_respects_strings_comments_and_map_spellings():
-    schema = prisma_schema.parse("\n".join([
-        "// model Ghost { }",
-        "model Site {",
-        '  id    Int    @id @default(autoincrement()) // "a comment"',
-        '  url   String @default("https://example.com/a//b") @map("site_url")',
-        '  meta  Json   @default("{\\"a\\": \\"}\\"}")',
-        "  owner User?  @relation(\"SiteOwner\", fields: [ownerId], references: [id])",
-        "  ownerId Int? @map(name: \"owner_id\")",
-        "  blob  Unsupported(\"point\")?",
-        '  @@map(name: "sites")',
-        '  @@schema("web")',
-        "}",
-        "enum Role {",
-        "  ADMIN",
-        "}",
-    ]), path="x.prisma")
+    schema = prisma_schema.parse(
+        "\n".join(
+            [
+                "// model Ghost { }",
+                "model Site {",
+                '  id    Int    @id @default(autoincrement()) // "a comment"',
+                '  url   String @default("https://example.com/a//b") @map("site_url")',
+                '  meta  Json   @default("{\\"a\\": \\"}\\"}")',
+                '  owner User?  @relation("SiteOwner", fields: [ownerId], references: [id])',
+                '  ownerId Int? @map(name: "owner_id")',
+                '  blob  Unsupported("point")?',
+                '  @@map(name: "sites")',
+                '  @@schema("web")',
+                "}",
+                "enum Role {",
+                "  ADMIN",
+                "}",
+            ]
+        ),
+        path="x.prisma",
+    )
 
     (site,) = schema.models
     assert (site.name, site.db_name, site.schema) == ("Site", "sites", "web")
@@ -100,7 +110,11 @@ def test_before_file_matches_the_database_before_batch_7(crm_url: str):
     assert compare(crm_url, BEFORE) == []
     # ... and the file after batch 7 does not, yet.
     assert {(m.model, m.field) for m in compare(crm_url, AFTER)} == {
-        ("Lead", "customerId"), ("Lead", "customer"), ("Job", "customerId"), ("Job", "customer")}
+        ("Lead", "customerId"),
+        ("Lead", "customer"),
+        ("Job", "customerId"),
+        ("Job", "customer"),
+    }
 
 
 def test_after_file_matches_after_batch_7_and_the_stale_one_shows_two_mismatches_per_model(after_7: str):
@@ -109,8 +123,10 @@ def test_after_file_matches_after_batch_7_and_the_stale_one_shows_two_mismatches
     stale = compare(after_7, BEFORE)
 
     assert [(m.model, m.field, m.aspect) for m in stale] == [
-        ("Lead", "customerId", "required"), ("Lead", "customer", "onDelete"),
-        ("Job", "customerId", "required"), ("Job", "customer", "onDelete"),
+        ("Lead", "customerId", "required"),
+        ("Lead", "customer", "onDelete"),
+        ("Job", "customerId", "required"),
+        ("Job", "customer", "onDelete"),
     ]
     lead_id, lead_relation = stale[0], stale[1]
     assert lead_id.schema_prisma == 'customerId  String?   @map("customer_id")'
@@ -133,8 +149,9 @@ def test_an_unwritten_on_delete_is_prismas_default(after_7: str, tmp_path: Path)
     implicit.write_text(text, encoding="utf-8")
     assert compare(after_7, implicit) == []
     # Optional one without onDelete: the default is SetNull; the database says RESTRICT.
-    implicit.write_text(text.replace("customer    Customer  @relation", "customer    Customer? @relation"),
-                        encoding="utf-8")
+    implicit.write_text(
+        text.replace("customer    Customer  @relation", "customer    Customer? @relation"), encoding="utf-8"
+    )
     found = compare(after_7, implicit)
     assert [(m.model, m.field) for m in found] == [("Lead", "customer"), ("Job", "customer")]
     assert found[0].schema_prisma.endswith("// onDelete: SetNull, Prisma's default")
@@ -147,15 +164,23 @@ def test_an_unwritten_on_delete_is_prismas_default(after_7: str, tmp_path: Path)
 def test_validate_reports_a_stale_schema_and_fails_only_when_strict(after_7: str, tmp_path: Path):
     reports = tmp_path / "reports"
 
-    agreed = validate.run(open_session(7, database_url=after_7, reports_dir=reports, migrations_dir=config.example_migrations_dir()))
+    agreed = validate.run(
+        open_session(7, database_url=after_7, reports_dir=reports, migrations_dir=config.example_migrations_dir())
+    )
     assert agreed.ok and agreed.prisma_schema == str(AFTER) and agreed.orm_mismatches == []
 
-    lenient = validate.run(open_session(7, database_url=after_7, reports_dir=reports, migrations_dir=config.example_migrations_dir()), prisma_schema_path=BEFORE)
+    lenient = validate.run(
+        open_session(7, database_url=after_7, reports_dir=reports, migrations_dir=config.example_migrations_dir()),
+        prisma_schema_path=BEFORE,
+    )
     assert lenient.ok and len(lenient.orm_mismatches) == 4
     assert list(lenient.orm_frame()["model"]) == ["Lead", "Lead", "Job", "Job"]
 
-    strict = validate.run(open_session(7, database_url=after_7, reports_dir=reports, migrations_dir=config.example_migrations_dir()), prisma_schema_path=BEFORE,
-                          orm_strict=True)
+    strict = validate.run(
+        open_session(7, database_url=after_7, reports_dir=reports, migrations_dir=config.example_migrations_dir()),
+        prisma_schema_path=BEFORE,
+        orm_strict=True,
+    )
     assert not strict.ok
     assert strict.passed == strict.total  # every test passed: the schema file alone fails it
     with pytest.raises(ValidationFailed) as info:
@@ -165,7 +190,8 @@ def test_validate_reports_a_stale_schema_and_fails_only_when_strict(after_7: str
     assert "Lead.customerId reads 'customerId  String?   @map(\"customer_id\")'" in message
     with psycopg.connect(after_7) as conn:
         status, text = conn.execute(
-            "SELECT status, message FROM runbook.phase_run WHERE phase = 'validate' ORDER BY id DESC LIMIT 1").fetchone()
+            "SELECT status, message FROM runbook.phase_run WHERE phase = 'validate' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
     assert status == "failed" and "4 field(s)" in text
 
 
@@ -174,8 +200,9 @@ def test_validate_falls_back_to_the_schema_next_to_the_migrations(after_7: str, 
     shutil.copytree(config.example_dir(), project)
     (project / "migrations" / "007_tighten_constraints" / "schema.prisma").unlink()
 
-    result = validate.run(open_session(7, database_url=after_7, reports_dir=tmp_path / "reports",
-                                       migrations_dir=project / "migrations"))
+    result = validate.run(
+        open_session(7, database_url=after_7, reports_dir=tmp_path / "reports", migrations_dir=project / "migrations")
+    )
 
     assert result.prisma_schema == str(project / "schema.prisma")
     assert len(result.orm_mismatches) == 4 and result.ok
@@ -183,13 +210,19 @@ def test_validate_falls_back_to_the_schema_next_to_the_migrations(after_7: str, 
 
 def test_block_comments_are_not_fields_and_lines_keep_their_numbers():
     """Real schemas (trigger.dev's) document fields with /** ... */ blocks; a /* inside a string is text."""
-    text = ('model Thing {\n  id Int @id /* inline */\n  /**\n   * what the field means\n   */\n'
-            '  name String // a /* in a line comment\n  note String @default("/* not a comment */")\n'
-            '  oops\n}\n')
+    text = (
+        "model Thing {\n  id Int @id /* inline */\n  /**\n   * what the field means\n   */\n"
+        '  name String // a /* in a line comment\n  note String @default("/* not a comment */")\n'
+        "  oops\n}\n"
+    )
     with pytest.raises(BatchError, match=r"line 8: cannot read 'oops'"):
         prisma_schema.parse(text)
     schema = prisma_schema.parse(text.replace("  oops\n", ""))
-    assert [(f.name, f.type) for f in schema.models[0].fields] == [("id", "Int"), ("name", "String"), ("note", "String")]
+    assert [(f.name, f.type) for f in schema.models[0].fields] == [
+        ("id", "Int"),
+        ("name", "String"),
+        ("note", "String"),
+    ]
     for corpus in ("langfuse", "trigger.dev"):
         path = Path(__file__).resolve().parents[1] / "corpora" / corpus / "schema.prisma"
         assert len(prisma_schema.load(path).models) > 50

@@ -30,8 +30,13 @@ def catalog_state(url: str) -> tuple:
 @pytest.fixture
 def open_for(crm_url: str, tmp_path: Path):
     def make(batch: int, migrations_dir: Path | None = None):
-        return open_session(batch, database_url=crm_url, reports_dir=tmp_path / "reports",
-                            migrations_dir=migrations_dir or config.example_migrations_dir())
+        return open_session(
+            batch,
+            database_url=crm_url,
+            reports_dir=tmp_path / "reports",
+            migrations_dir=migrations_dir or config.example_migrations_dir(),
+        )
+
     return make
 
 
@@ -126,8 +131,9 @@ def test_blocked_apply_keeps_writers_moving_and_fails_cleanly(after_6, crm_url: 
     worst = max(writer.waits)
     assert worst < blocked_for / 2, f"a writer waited {worst:.3f} s while the blocker held {blocked_for:.3f} s"
     with psycopg.connect(crm_url) as conn:
-        row = conn.execute("SELECT status, message FROM runbook.phase_run WHERE batch = 7 AND phase = 'apply'"
-                           " ORDER BY id DESC LIMIT 1").fetchone()
+        row = conn.execute(
+            "SELECT status, message FROM runbook.phase_run WHERE batch = 7 AND phase = 'apply' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
     assert row[0] == "failed" and ("55P03" in row[1] or "cancelled by runbook's guard" in row[1])
 
 
@@ -171,8 +177,11 @@ def test_failing_middle_statement_leaves_the_database_exactly_as_it_was(after_6,
     migrations = copy_examples(tmp_path)
     path = migrations / "007_tighten_constraints" / "migration.sql"
     lines = path.read_text().replace(
-        '-- AlterTable\nALTER TABLE "Job"', '-- AlterTable\nALTER TABLE "Job" ALTER COLUMN "no_such_column" SET NOT NULL;\n'
-        '-- AlterTable\nALTER TABLE "Job"', 1)
+        '-- AlterTable\nALTER TABLE "Job"',
+        '-- AlterTable\nALTER TABLE "Job" ALTER COLUMN "no_such_column" SET NOT NULL;\n'
+        '-- AlterTable\nALTER TABLE "Job"',
+        1,
+    )
     path.write_text(lines)
     before = catalog_state(crm_url)
     with pytest.raises(MigrationFailed, match=r"statement 4 .* failed: 42703 .*nothing changed"):
@@ -185,14 +194,16 @@ def test_failing_middle_statement_leaves_the_database_exactly_as_it_was(after_6,
     assert status == "failed" and 'column "no_such_column"' in message
 
 
-def test_online_strategy_reaches_the_same_catalog_as_direct(after_6, crm_url: str, make_database, crm_template,
-                                                            tmp_path: Path) -> None:
+def test_online_strategy_reaches_the_same_catalog_as_direct(
+    after_6, crm_url: str, make_database, crm_template, tmp_path: Path
+) -> None:
     online = apply.run(after_6(7), strategy="online")
     assert online.status == "applied" and len(online.plan) == 11
     # The scans ran under SHARE UPDATE EXCLUSIVE, which does not block writes: measured in pg_locks.
     validates = [s for s in online.statements if s.kind == "ALTER TABLE … VALIDATE CONSTRAINT"]
-    assert validates and all("SHARE UPDATE EXCLUSIVE" in s.locks and "ACCESS EXCLUSIVE" not in s.locks
-                             for s in validates)
+    assert validates and all(
+        "SHARE UPDATE EXCLUSIVE" in s.locks and "ACCESS EXCLUSIVE" not in s.locks for s in validates
+    )
     # ...and nothing else in those steps blocked writes while the scans ran.
     validate_steps = {s.step for s in validates}
     assert [h for h in online.locks_before_commit if h.step in validate_steps and h.blocks_writes] == []
@@ -200,7 +211,9 @@ def test_online_strategy_reaches_the_same_catalog_as_direct(after_6, crm_url: st
     online_catalog = catalog_state(crm_url)
 
     other = make_database(crm_template)
-    other_session = lambda b: open_session(b, database_url=other, reports_dir=tmp_path / "direct", migrations_dir=config.example_migrations_dir())  # noqa: E731
+    other_session = lambda b: open_session(
+        b, database_url=other, reports_dir=tmp_path / "direct", migrations_dir=config.example_migrations_dir()
+    )  # noqa: E731
     apply.run(other_session(6))
     direct = apply.run(other_session(7))
     assert direct.status == "applied" and len(direct.plan) == 1
@@ -211,22 +224,30 @@ def test_online_failure_cleans_up_says_how_far_and_a_rerun_resumes(after_6, crm_
     with psycopg.connect(crm_url) as conn:
         conn.execute('UPDATE "Job" SET customer_id = NULL WHERE id = (SELECT min(id) FROM "Job")')
     # Job's online group is steps 5-7: step 6 (VALIDATE) fails, step 5's CHECK is removed, 1-4 stay.
-    with pytest.raises(MigrationFailed, match=r"stopped at step 6 .* of 11; steps 1-4 were committed.*resumes after step 4"):
+    with pytest.raises(
+        MigrationFailed, match=r"stopped at step 6 .* of 11; steps 1-4 were committed.*resumes after step 4"
+    ):
         apply.run(after_6(7), strategy="online", force=True)
     with psycopg.connect(crm_url) as conn:
         leftovers = conn.execute("SELECT conname FROM pg_constraint WHERE conname LIKE '%%not_null_rb'").fetchall()
         assert leftovers == []  # the CHECK it added was removed
-        row = conn.execute("SELECT steps_done, steps_total FROM runbook.phase_run WHERE phase = 'apply' AND batch = 7"
-                           " ORDER BY id DESC LIMIT 1").fetchone()
+        row = conn.execute(
+            "SELECT steps_done, steps_total FROM runbook.phase_run WHERE phase = 'apply' AND batch = 7"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         assert row == (4, 11)
-        conn.execute('UPDATE "Job" j SET customer_id = l.customer_id FROM "Lead" l WHERE l.id = j.lead_id'
-                     " AND j.customer_id IS NULL")
+        conn.execute(
+            'UPDATE "Job" j SET customer_id = l.customer_id FROM "Lead" l WHERE l.id = j.lead_id'
+            " AND j.customer_id IS NULL"
+        )
     resumed = apply.run(after_6(7), strategy="online")
     assert resumed.status == "applied"
     assert [s.status for s in resumed.steps][:5] == ["skipped"] * 4 + ["committed"]
     with psycopg.connect(crm_url) as conn:
-        nullable = conn.execute("SELECT is_nullable FROM information_schema.columns WHERE table_name IN ('Lead', 'Job')"
-                                " AND column_name = 'customer_id'").fetchall()
+        nullable = conn.execute(
+            "SELECT is_nullable FROM information_schema.columns WHERE table_name IN ('Lead', 'Job')"
+            " AND column_name = 'customer_id'"
+        ).fetchall()
     assert nullable == [("NO",), ("NO",)]
 
 
@@ -242,14 +263,24 @@ def test_statements_that_cannot_run_in_a_transaction_run_alone_and_clean_up(empt
         "CREATE UNIQUE INDEX CONCURRENTLY item_code_key ON item (code);\n"
     )
     session = open_session(1, database_url=empty_db, reports_dir=tmp_path / "r", migrations_dir=tmp_path / "migrations")
-    with pytest.raises(MigrationFailed, match=r"stopped at step 3 .*steps 1-2 were committed.*cleaned up: DROP INDEX CONCURRENTLY"):
+    with pytest.raises(
+        MigrationFailed, match=r"stopped at step 3 .*steps 1-2 were committed.*cleaned up: DROP INDEX CONCURRENTLY"
+    ):
         apply.run(session)
     with psycopg.connect(empty_db) as conn:
-        indexes = dict(conn.execute("SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                                    " WHERE i.indrelid = 'item'::regclass").fetchall())
+        indexes = dict(
+            conn.execute(
+                "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid = 'item'::regclass"
+            ).fetchall()
+        )
         assert indexes == {"item_pkey": True, "item_code_idx": True}  # the invalid unique index was dropped
-        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'item'"
-                            " AND column_name = 'note'").fetchone()[0] == 1
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'item' AND column_name = 'note'"
+            ).fetchone()[0]
+            == 1
+        )
 
 
 def test_dry_run_online_changes_nothing(after_6, crm_url: str) -> None:
@@ -269,10 +300,14 @@ def test_prisma_migrations_table_agrees(after_6, crm_url: str, open_for) -> None
         )
     result = apply.run(after_6(7))
     assert result.prisma.action == "applied"
-    expected = hashlib.sha256((config.example_migrations_dir() / "007_tighten_constraints/migration.sql").read_bytes()).hexdigest()
+    expected = hashlib.sha256(
+        (config.example_migrations_dir() / "007_tighten_constraints/migration.sql").read_bytes()
+    ).hexdigest()
     with psycopg.connect(crm_url) as conn:
-        rows = conn.execute('SELECT migration_name, checksum, logs, finished_at = started_at, rolled_back_at,'
-                            ' applied_steps_count FROM "_prisma_migrations"').fetchall()
+        rows = conn.execute(
+            "SELECT migration_name, checksum, logs, finished_at = started_at, rolled_back_at,"
+            ' applied_steps_count FROM "_prisma_migrations"'
+        ).fetchall()
     # as `prisma migrate deploy` leaves a successful migration: logs NULL, its one step counted
     assert rows == [("007_tighten_constraints", expected, None, True, None, 1)]
     back = rollback.run(open_for(7))

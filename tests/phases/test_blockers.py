@@ -25,16 +25,25 @@ from runbook_lib.report.records import ExecutionResult
 
 pytestmark = pytest.mark.versions
 
-INSERT = ('INSERT INTO "Lead" (id, customer_id, channel, name, updated_at)'
-          " VALUES (%s, (SELECT min(id) FROM \"Customer\"), 'web', 'app', now())")
+INSERT = (
+    'INSERT INTO "Lead" (id, customer_id, channel, name, updated_at)'
+    " VALUES (%s, (SELECT min(id) FROM \"Customer\"), 'web', 'app', now())"
+)
 
 
 @pytest.fixture
 def session_for(crm_url: str, tmp_path: Path):
     """A session for batch N of the example (or of `migrations`), with batch 6 applied."""
+
     def make(number: int, migrations: Path | None = None, run_dir: Path | None = None):
-        return open_session(number, database_url=crm_url, reports_dir=tmp_path / "reports", run_dir=run_dir,
-                            migrations_dir=migrations or config.example_migrations_dir())
+        return open_session(
+            number,
+            database_url=crm_url,
+            reports_dir=tmp_path / "reports",
+            run_dir=run_dir,
+            migrations_dir=migrations or config.example_migrations_dir(),
+        )
+
     apply.run(make(6))
     return make
 
@@ -88,22 +97,30 @@ def timed(url: str, sql: str, params=None) -> float:
 
 def catalog_of_lead(url: str) -> list:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = '\"Lead\"'::regclass"
-                            " ORDER BY 1").fetchall() + conn.execute(
-            "SELECT attname, attnotnull FROM pg_attribute WHERE attrelid = '\"Lead\"'::regclass AND attnum > 0"
-            " ORDER BY 1").fetchall()
+        return (
+            conn.execute(
+                "SELECT conname, convalidated FROM pg_constraint WHERE conrelid = '\"Lead\"'::regclass ORDER BY 1"
+            ).fetchall()
+            + conn.execute(
+                "SELECT attname, attnotnull FROM pg_attribute WHERE attrelid = '\"Lead\"'::regclass AND attnum > 0"
+                " ORDER BY 1"
+            ).fetchall()
+        )
 
 
 @pytest.mark.parametrize("strategy", ["direct", "online"])
-def test_apply_waits_for_an_idle_transaction_without_queuing_and_names_it(session_for, crm_url: str, tmp_path: Path,
-                                                                          strategy: str) -> None:
+def test_apply_waits_for_an_idle_transaction_without_queuing_and_names_it(
+    session_for, crm_url: str, tmp_path: Path, strategy: str
+) -> None:
     with idle_in_transaction(crm_url) as blocker, live.to_file(tmp_path / "live.jsonl") as events:
         pid = blocker.info.backend_pid
         # a lock_timeout of 3 s: had apply requested its ACCESS EXCLUSIVE, the application would queue for seconds
         run = Background(lambda: apply.run(session_for(7), strategy=strategy, lock_timeout_ms=3000))
         wait_for(lambda: waiting_event(events))
         # apply waits without requesting its ACCESS EXCLUSIVE: the application reads and writes "Lead" freely
-        stalls = [timed(crm_url, INSERT, (f"app_{i}",)) for i in range(3)] + [timed(crm_url, 'SELECT * FROM "Lead" LIMIT 1')]
+        stalls = [timed(crm_url, INSERT, (f"app_{i}",)) for i in range(3)] + [
+            timed(crm_url, 'SELECT * FROM "Lead" LIMIT 1')
+        ]
         assert max(stalls) < 1.0, stalls
         time.sleep(0.3)
         assert run.is_alive() and not blocker.closed  # still waiting; never terminated without the option
@@ -139,14 +156,18 @@ def test_the_wait_budget_ends_in_a_clean_failure_naming_the_blocker(session_for,
     with idle_in_transaction(crm_url) as blocker:
         pid = blocker.info.backend_pid
         started = time.perf_counter()
-        with pytest.raises(MigrationFailed, match=rf"waited \d\.\d s \(--wait-for-blockers 0.4\) for session {pid} "
-                                                  r"\(report, idle in transaction\).*holding ACCESS SHARE on Lead"):
+        with pytest.raises(
+            MigrationFailed,
+            match=rf"waited \d\.\d s \(--wait-for-blockers 0.4\) for session {pid} "
+            r"\(report, idle in transaction\).*holding ACCESS SHARE on Lead",
+        ):
             apply.run(session, wait_for_blockers_s=0.4)
         assert time.perf_counter() - started < 5
     assert catalog_of_lead(crm_url) == before
     with psycopg.connect(crm_url) as conn:
-        status, message = conn.execute("SELECT status, message FROM runbook.phase_run WHERE batch = 7"
-                                       " AND phase = 'apply' ORDER BY id DESC LIMIT 1").fetchone()
+        status, message = conn.execute(
+            "SELECT status, message FROM runbook.phase_run WHERE batch = 7 AND phase = 'apply' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
     assert status == "failed" and f"session {pid}" in message and "--wait-for-blockers" in message
     record = session.run.read(names.APPLY, ExecutionResult)
     assert [w.outcome for w in record.blocker_waits if w.pid == pid] == ["budget spent"]
@@ -168,8 +189,15 @@ def test_the_guard_cancels_a_request_the_application_queues_behind(session_for, 
     run = Background(lambda: apply.run(session_for(7), blocker_threshold_ms=60_000, lock_timeout_ms=5000))
     try:
         with psycopg.connect(crm_url, autocommit=True) as watch:
-            wait_for(lambda: watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE"
-                                           " 'runbook apply%%' AND wait_event_type = 'Lock'").fetchone()[0] > 0)
+            wait_for(
+                lambda: (
+                    watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE"
+                        " 'runbook apply%%' AND wait_event_type = 'Lock'"
+                    ).fetchone()[0]
+                    > 0
+                )
+            )
         queued = timed(crm_url, INSERT, ("queued_app",))
     finally:
         hold.join()
@@ -194,22 +222,27 @@ def test_terminate_blockers_after_ends_an_idle_session_and_records_who(session_f
     assert (gone.pid, gone.application, gone.user) == (pid, "report", gone.user) and gone.user
     assert 'FROM "Lead"' in gone.query and gone.since and gone.waited_s >= 0.2
     with psycopg.connect(crm_url) as conn:
-        terminated, message = conn.execute("SELECT terminated, message FROM runbook.phase_run WHERE batch = 7"
-                                           " AND phase = 'apply' ORDER BY id DESC LIMIT 1").fetchone()
+        terminated, message = conn.execute(
+            "SELECT terminated, message FROM runbook.phase_run WHERE batch = 7"
+            " AND phase = 'apply' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
     assert [t["pid"] for t in terminated] == [pid] and terminated[0]["application"] == "report"
     assert f"terminated session {pid}" in message
     # the headline and the record (--format json carries it as written) say it too
-    assert any(line.strip().startswith(f"step 1: terminated session {pid} (report")
-               for line in terminal.execution_lines(result))
+    assert any(
+        line.strip().startswith(f"step 1: terminated session {pid} (report")
+        for line in terminal.execution_lines(result)
+    )
     assert session.run.read_data(names.APPLY)["blocker_waits"][0]["outcome"] == "terminated"
 
 
-def test_apply_in_a_run_relies_on_its_preflight_and_refuses_another_checksum(session_for, crm_url: str,
-                                                                           migrations: Path, monkeypatch) -> None:
+def test_apply_in_a_run_relies_on_its_preflight_and_refuses_another_checksum(
+    session_for, crm_url: str, migrations: Path, monkeypatch
+) -> None:
     session = session_for(7, migrations)
     preflight.run(session)  # GO: no NULL customer_id once batch 6 is applied
     with psycopg.connect(crm_url) as conn:  # data the gates would refuse, after preflight passed
-        conn.execute('INSERT INTO "Lead" (id, channel, name, updated_at) VALUES (\'orphan\', \'web\', \'x\', now())')
+        conn.execute("INSERT INTO \"Lead\" (id, channel, name, updated_at) VALUES ('orphan', 'web', 'x', now())")
     evaluated = []
     real_evaluate = preflight.evaluate  # observed, not replaced: it still runs against the server
     monkeypatch.setattr(preflight, "evaluate", lambda *a, **k: evaluated.append(1) or real_evaluate(*a, **k))

@@ -24,7 +24,8 @@ import kill_sweep  # noqa: E402  (benchmarks/ is not a package: on sys.path just
 
 @pytest.mark.parametrize("point", kill_sweep.named_points(), ids=lambda p: p.name)
 def test_killed_at_a_named_point_the_migration_still_happens_exactly_once(
-        point: kill_sweep.Point, make_database: Callable[..., str], tmp_path: Path) -> None:
+    point: kill_sweep.Point, make_database: Callable[..., str], tmp_path: Path
+) -> None:
     outcome = kill_sweep.kill_at(make_database(), tmp_path, point)
     assert outcome.killed, f"{point.name}: the child finished before the kill, the point was never reached"
     assert (outcome.counter, outcome.log_rows) == (1, 1), outcome
@@ -33,13 +34,18 @@ def test_killed_at_a_named_point_the_migration_still_happens_exactly_once(
     assert outcome.extra == [], outcome
 
 
-OWNER_POINTS = [kill_sweep.Point("direct", "before_commit", step=1), kill_sweep.Point("direct", "terminate"),
-                kill_sweep.Point("online", "after_commit", step=3), kill_sweep.Point("concurrent", "before_commit", step=1)]
+OWNER_POINTS = [
+    kill_sweep.Point("direct", "before_commit", step=1),
+    kill_sweep.Point("direct", "terminate"),
+    kill_sweep.Point("online", "after_commit", step=3),
+    kill_sweep.Point("concurrent", "before_commit", step=1),
+]
 
 
 @pytest.mark.parametrize("point", OWNER_POINTS, ids=lambda p: p.name)
-def test_as_the_owner_role_a_kill_still_leaves_the_migration_done_exactly_once(point: kill_sweep.Point, owned,
-                                                                               tmp_path: Path) -> None:
+def test_as_the_owner_role_a_kill_still_leaves_the_migration_done_exactly_once(
+    point: kill_sweep.Point, owned, tmp_path: Path
+) -> None:
     """No superuser: the database's owner applies, is killed, and applies again (its own ledger, its own locks)."""
     roles = owned(load=False)
     outcome = kill_sweep.kill_at(roles.owner, tmp_path, point)
@@ -47,7 +53,8 @@ def test_as_the_owner_role_a_kill_still_leaves_the_migration_done_exactly_once(p
 
 
 def test_killed_at_random_moments_the_migration_still_happens_exactly_once(
-        make_database: Callable[..., str], tmp_path: Path) -> None:
+    make_database: Callable[..., str], tmp_path: Path
+) -> None:
     span = kill_sweep.baseline_s(make_database, tmp_path / "baseline", "direct")
     for n, point in enumerate(kill_sweep.random_points(3, span, seed=16)):
         outcome = kill_sweep.kill_at(make_database(), tmp_path / str(n), point)
@@ -55,7 +62,8 @@ def test_killed_at_random_moments_the_migration_still_happens_exactly_once(
 
 
 def test_a_kill_after_the_last_commit_leaves_the_batch_applied_not_running(
-        make_database: Callable[..., str], tmp_path: Path) -> None:
+    make_database: Callable[..., str], tmp_path: Path
+) -> None:
     """Before the rerun: the killed run's own commit already says 'succeeded', with Prisma's finished row."""
     import psycopg  # here: only this test reads the database before the rerun
 
@@ -67,13 +75,15 @@ def test_a_kill_after_the_last_commit_leaves_the_batch_applied_not_running(
     kill_sweep.kill_child(url, migrations, tmp_path / "r", point)
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT status, steps_done, steps_total FROM runbook.phase_run").fetchall() == [
-            ("succeeded", 1, 1)]
+            ("succeeded", 1, 1)
+        ]
         assert ledger.state(conn, 1).applied
         assert conn.execute("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL").fetchone()[0] == 1
 
 
 def test_a_ledger_killed_half_created_does_not_stop_the_next_apply(
-        make_database: Callable[..., str], tmp_path: Path) -> None:
+    make_database: Callable[..., str], tmp_path: Path
+) -> None:
     """Found by the sweep: killed between the ledger's CREATE TABLE and its later ADD COLUMNs (then two
     transactions, now one), the table lacked steps_done and every later apply failed reading it."""
     import psycopg  # here: only this test writes the ledger by hand
@@ -94,7 +104,8 @@ def test_a_ledger_killed_half_created_does_not_stop_the_next_apply(
 
 @pytest.mark.parametrize("point", kill_sweep.release_points(), ids=lambda p: p.name)
 def test_a_release_killed_at_a_named_point_applies_each_migration_exactly_once(
-        point: kill_sweep.Point, make_database: Callable[..., str], tmp_path: Path) -> None:
+    point: kill_sweep.Point, make_database: Callable[..., str], tmp_path: Path
+) -> None:
     """Three non-idempotent migrations applied as a release (`open_session("pending")`), the child killed
     between or inside them; a new release (a new run folder) finishes it: counter 3, log rows 1, 2, 3."""
     outcome = kill_sweep.kill_at(make_database(), tmp_path, point)
@@ -106,7 +117,8 @@ def test_a_release_killed_at_a_named_point_applies_each_migration_exactly_once(
 
 
 def test_a_release_killed_at_random_moments_applies_each_migration_exactly_once(
-        make_database: Callable[..., str], tmp_path: Path) -> None:
+    make_database: Callable[..., str], tmp_path: Path
+) -> None:
     span = kill_sweep.baseline_s(make_database, tmp_path / "baseline", kill_sweep.RELEASE)
     for n, point in enumerate(kill_sweep.random_points(3, span, seed=16, scenarios=(kill_sweep.RELEASE,))):
         outcome = kill_sweep.kill_at(make_database(), tmp_path / str(n), point)

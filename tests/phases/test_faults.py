@@ -31,20 +31,28 @@ def batch_folder(root: Path, sql: str, number: int = 1) -> Path:
 
 def columns(url: str) -> list[tuple[str, str]]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT column_name, is_nullable FROM information_schema.columns"
-                            " WHERE table_name = 'item' ORDER BY ordinal_position").fetchall()
+        return conn.execute(
+            "SELECT column_name, is_nullable FROM information_schema.columns"
+            " WHERE table_name = 'item' ORDER BY ordinal_position"
+        ).fetchall()
 
 
 def constraints(url: str) -> list[str]:
     with psycopg.connect(url) as conn:
-        return [r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = 'item'::regclass"
-                                           " AND contype = 'c' ORDER BY 1")]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'item'::regclass AND contype = 'c' ORDER BY 1"
+            )
+        ]
 
 
 def last_apply(url: str) -> tuple:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT status, message, steps_done, steps_total FROM runbook.phase_run"
-                            " WHERE phase = 'apply' ORDER BY id DESC LIMIT 1").fetchone()
+        return conn.execute(
+            "SELECT status, message, steps_done, steps_total FROM runbook.phase_run"
+            " WHERE phase = 'apply' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
 
 
 def wait_for(url: str, query_like: str, timeout: float = 20.0) -> int:
@@ -52,8 +60,10 @@ def wait_for(url: str, query_like: str, timeout: float = 20.0) -> int:
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            row = conn.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()"
-                               " AND state = 'active'", (query_like,)).fetchone()
+            row = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid() AND state = 'active'",
+                (query_like,),
+            ).fetchone()
             if row:
                 return row[0]
             time.sleep(0.05)
@@ -79,11 +89,14 @@ def item_db(empty_db: str) -> str:
 
 
 def test_backend_terminated_mid_migration_leaves_nothing_and_a_rerun_succeeds(item_db: str, tmp_path: Path) -> None:
-    migrations = batch_folder(tmp_path, """\
+    migrations = batch_folder(
+        tmp_path,
+        """\
         ALTER TABLE item ADD COLUMN c int;
         SELECT pg_sleep(2);
         ALTER TABLE item ALTER COLUMN a SET NOT NULL;
-        """)
+        """,
+    )
     before = columns(item_db)
 
     def terminate() -> None:
@@ -104,10 +117,13 @@ def test_backend_terminated_mid_migration_leaves_nothing_and_a_rerun_succeeds(it
 
 
 def test_statement_timeout_stops_a_slow_statement_cleanly(item_db: str, tmp_path: Path) -> None:
-    migrations = batch_folder(tmp_path, """\
+    migrations = batch_folder(
+        tmp_path,
+        """\
         ALTER TABLE item ADD COLUMN c int;
         SELECT pg_sleep(3);
-        """)
+        """,
+    )
     before = columns(item_db)
     session = open_session(1, database_url=item_db, migrations_dir=migrations, reports_dir=tmp_path / "r")
     with pytest.raises(MigrationFailed, match="57014"):
@@ -131,13 +147,19 @@ apply.run(open_session(1, database_url=sys.argv[1], migrations_dir=sys.argv[2], 
 
 
 def test_sigkill_between_online_steps_is_found_cleaned_up_and_resumed(item_db: str, tmp_path: Path) -> None:
-    migrations = batch_folder(tmp_path, """\
+    migrations = batch_folder(
+        tmp_path,
+        """\
         ALTER TABLE item ALTER COLUMN a SET NOT NULL;
         ALTER TABLE item ALTER COLUMN b SET NOT NULL;
-        """)
+        """,
+    )
     # Killed after step 1 (CHECK ... NOT VALID) committed and before step 2 (VALIDATE) of the same group.
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, item_db, str(migrations), str(tmp_path / "r")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, item_db, str(migrations), str(tmp_path / "r")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while "item_a_not_null_rb" not in constraints(item_db):
@@ -149,15 +171,18 @@ def test_sigkill_between_online_steps_is_found_cleaned_up_and_resumed(item_db: s
     with psycopg.connect(item_db) as conn:
         conn.execute("SELECT 1")
     assert last_apply(item_db)[0] == "running"  # what a killed process leaves behind
-    result = apply.run(open_session(1, database_url=item_db, migrations_dir=migrations, reports_dir=tmp_path / "r"),
-                       strategy="online")
+    result = apply.run(
+        open_session(1, database_url=item_db, migrations_dir=migrations, reports_dir=tmp_path / "r"), strategy="online"
+    )
     assert result.status == "applied"
     assert any(c.startswith("leftover: ") and "item_a_not_null_rb" in c for c in result.cleanup), result.cleanup
     assert "interrupted" in result.message
     assert columns(item_db) == [("id", "NO"), ("a", "NO"), ("b", "NO")]
     assert constraints(item_db) == []
     with psycopg.connect(item_db) as conn:
-        statuses = [r[0] for r in conn.execute("SELECT status FROM runbook.phase_run WHERE phase = 'apply' ORDER BY id")]
+        statuses = [
+            r[0] for r in conn.execute("SELECT status FROM runbook.phase_run WHERE phase = 'apply' ORDER BY id")
+        ]
     assert statuses == ["interrupted", "succeeded"]
 
 
@@ -168,10 +193,13 @@ def test_server_stopped_and_started_mid_migration(tmp_path: Path) -> None:
         url = with_database(server.url, "postgres")
         with psycopg.connect(url) as conn:
             conn.execute("CREATE TABLE item (id int PRIMARY KEY, a int, b int)")
-        migrations = batch_folder(tmp_path, """\
+        migrations = batch_folder(
+            tmp_path,
+            """\
             ALTER TABLE item ADD COLUMN c int;
             SELECT pg_sleep(5);
-            """)
+            """,
+        )
 
         def restart() -> None:
             wait_for(url, "SELECT pg_sleep(5)%")

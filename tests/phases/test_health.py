@@ -35,7 +35,8 @@ def ledger_and_catalog(url: str) -> tuple:
         ledger = conn.execute("SELECT count(*), max(id) FROM runbook.phase_run").fetchone()
         columns = conn.execute(
             "SELECT table_name, column_name, is_nullable FROM information_schema.columns"
-            " WHERE table_name IN ('Lead', 'Job') ORDER BY 1, 2").fetchall()
+            " WHERE table_name IN ('Lead', 'Job') ORDER BY 1, 2"
+        ).fetchall()
     return ledger, columns
 
 
@@ -51,11 +52,14 @@ def test_clean_after_6_and_7_is_ok_and_writes_nothing(after_7: str):
     files = [c for c in result.checks if c.name == health.FILE_CHECK]
     assert [c.batch for c in files] == [6, 7] and all(c.expectation == c.observed for c in files)
     assert [c.name for c in result.checks if c.name != health.FILE_CHECK and c.batch == 7] == [
-        "Lead.customer_id is NOT NULL in the schema", "Job.customer_id is NOT NULL in the schema",
+        "Lead.customer_id is NOT NULL in the schema",
+        "Job.customer_id is NOT NULL in the schema",
         "Lead.customer_id references Customer ON DELETE RESTRICT",
         "Job.customer_id references Customer ON DELETE RESTRICT",
-        "No existing Lead row has NULL customer_id", "No existing Job row has NULL customer_id",
-        "No Lead.customer_id without its Customer", "No Job.customer_id without its Customer",
+        "No existing Lead row has NULL customer_id",
+        "No existing Job row has NULL customer_id",
+        "No Lead.customer_id without its Customer",
+        "No Job.customer_id without its Customer",
     ]
     assert not any(re.match(r"\s*(INSERT|UPDATE|DELETE|DO|WITH)\b", c.sql, re.I) for c in result.checks)
     assert {c.batch for c in result.checks if c.name != health.FILE_CHECK} == {7}
@@ -75,32 +79,45 @@ def test_not_null_dropped_by_hand_is_drift_of_batch_7(after_7: str):
     assert not result.ok
     (drift,) = result.drifts
     assert (drift.batch, drift.batch_name, drift.name, drift.expectation, drift.observed) == (
-        7, "007_tighten_constraints", "Job.customer_id is NOT NULL in the schema", "NOT NULL", "nullable")
+        7,
+        "007_tighten_constraints",
+        "Job.customer_id is NOT NULL in the schema",
+        "NOT NULL",
+        "nullable",
+    )
     assert drift.status == "DRIFT"
     with pytest.raises(HealthDrift) as info:
         result.raise_for_drift()
     assert isinstance(info.value, RunbookError) and info.value.drifts == [drift]
     message = str(info.value)
-    assert ("batch 7 (007_tighten_constraints): 'Job.customer_id is NOT NULL in the schema' expected NOT NULL, "
-            "got nullable") in message
+    assert (
+        "batch 7 (007_tighten_constraints): 'Job.customer_id is NOT NULL in the schema' expected NOT NULL, got nullable"
+    ) in message
     assert "\n" not in message
 
 
 def test_foreign_key_recreated_with_another_action_is_drift(after_7: str):
-    execute(after_7, 'ALTER TABLE "Lead" DROP CONSTRAINT "Lead_customer_id_fkey", ADD CONSTRAINT "Lead_customer_id_fkey"'
-                     ' FOREIGN KEY (customer_id) REFERENCES "Customer"(id) ON DELETE SET NULL ON UPDATE CASCADE')
+    execute(
+        after_7,
+        'ALTER TABLE "Lead" DROP CONSTRAINT "Lead_customer_id_fkey", ADD CONSTRAINT "Lead_customer_id_fkey"'
+        ' FOREIGN KEY (customer_id) REFERENCES "Customer"(id) ON DELETE SET NULL ON UPDATE CASCADE',
+    )
 
     result = health.run(after_7, MIGRATIONS)
 
     assert [(d.batch, d.name, d.observed) for d in result.drifts] == [
-        (7, "Lead.customer_id references Customer ON DELETE RESTRICT", "set null")]
+        (7, "Lead.customer_id references Customer ON DELETE RESTRICT", "set null")
+    ]
 
 
 def test_null_rows_and_orphans_behind_dropped_constraints_are_drift(after_7: str):
-    execute(after_7, 'ALTER TABLE "Lead" ALTER COLUMN customer_id DROP NOT NULL;'
-                     ' ALTER TABLE "Job" DROP CONSTRAINT "Job_customer_id_fkey";'
-                     " UPDATE \"Lead\" SET customer_id = NULL WHERE id = (SELECT min(id) FROM \"Lead\");"
-                     " UPDATE \"Job\" SET customer_id = 'cus_gone' WHERE id = (SELECT min(id) FROM \"Job\")")
+    execute(
+        after_7,
+        'ALTER TABLE "Lead" ALTER COLUMN customer_id DROP NOT NULL;'
+        ' ALTER TABLE "Job" DROP CONSTRAINT "Job_customer_id_fkey";'
+        ' UPDATE "Lead" SET customer_id = NULL WHERE id = (SELECT min(id) FROM "Lead");'
+        ' UPDATE "Job" SET customer_id = \'cus_gone\' WHERE id = (SELECT min(id) FROM "Job")',
+    )
 
     result = health.run(after_7, MIGRATIONS)
 
@@ -165,9 +182,13 @@ def test_check_notebook_fails_on_drift(after_7: str, tmp_path: Path, monkeypatch
     monkeypatch.setenv("DATABASE_URL", after_7)
 
     with pytest.raises(PapermillExecutionError) as info:
-        papermill.execute_notebook(str(config.notebooks_dir() / "check.ipynb"), str(tmp_path / "check.ipynb"),
-                                   parameters={"migrations_dir": str(MIGRATIONS)}, progress_bar=False,
-                                   kernel_name="python3")
+        papermill.execute_notebook(
+            str(config.notebooks_dir() / "check.ipynb"),
+            str(tmp_path / "check.ipynb"),
+            parameters={"migrations_dir": str(MIGRATIONS)},
+            progress_bar=False,
+            kernel_name="python3",
+        )
 
     assert info.value.ename == "HealthDrift"
     assert "'Lead.customer_id is NOT NULL in the schema' expected NOT NULL, got nullable" in info.value.evalue
@@ -182,7 +203,11 @@ def test_runbook_check_exits_non_zero_on_drift_for_cron(crm_url: str, tmp_path, 
     from runbook_lib.phases.session import open_session
 
     for number in (6, 7):
-        apply.run(open_session(number, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()))
+        apply.run(
+            open_session(
+                number, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()
+            )
+        )
     assert cli.main(["check", "--database-url", crm_url, "--migrations-dir", str(config.example_migrations_dir())]) == 0
     assert "OK" in capsys.readouterr().out
     with psycopg.connect(crm_url) as conn:
@@ -206,7 +231,10 @@ def test_nullability_reads_as_what_was_expected_and_what_was_found(after_7: str)
 
     (drift,) = result.drifts
     assert (drift.name, drift.expectation, drift.observed) == (
-        "Lead.customer_id is NOT NULL in the schema", "NOT NULL", "nullable")
+        "Lead.customer_id is NOT NULL in the schema",
+        "NOT NULL",
+        "nullable",
+    )
     shown = result.frame().to_string()
     assert not re.search(r"\b(YES|NO)\b", shown), shown
     with pytest.raises(HealthDrift) as info:
@@ -282,14 +310,33 @@ def _with_a_check_not_run(fail_on_not_run: bool = False) -> health.HealthResult:
     from runbook_lib import names
     from runbook_lib.db.connection import ConnectionFacts
 
-    held = health.HealthCheck(7, "007_tighten_constraints", "No existing Lead row has NULL customer_id", "0", "0",
-                              names.PASSED, 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL')
-    skipped = health.HealthCheck(7, "007_tighten_constraints", "Lead.customer_id is NOT NULL in the schema",
-                                 "NOT NULL", "not run: cannot build the row: there is no table Lead", names.NOT_RUN,
-                                 reason="cannot build the row: there is no table Lead")
-    return health.HealthResult(ConnectionFacts("postgresql://app@db/crm", "18.0", 180000, "crm", "app", "runbook"),
-                               "2026-01-01T00:00:00+00:00", 0.1, "migrations", [6, 7], [held, skipped],
-                               fail_on_not_run=fail_on_not_run)
+    held = health.HealthCheck(
+        7,
+        "007_tighten_constraints",
+        "No existing Lead row has NULL customer_id",
+        "0",
+        "0",
+        names.PASSED,
+        'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL',
+    )
+    skipped = health.HealthCheck(
+        7,
+        "007_tighten_constraints",
+        "Lead.customer_id is NOT NULL in the schema",
+        "NOT NULL",
+        "not run: cannot build the row: there is no table Lead",
+        names.NOT_RUN,
+        reason="cannot build the row: there is no table Lead",
+    )
+    return health.HealthResult(
+        ConnectionFacts("postgresql://app@db/crm", "18.0", 180000, "crm", "app", "runbook"),
+        "2026-01-01T00:00:00+00:00",
+        0.1,
+        "migrations",
+        [6, 7],
+        [held, skipped],
+        fail_on_not_run=fail_on_not_run,
+    )
 
 
 def test_a_check_not_run_is_not_drift_and_the_headline_counts_it():
@@ -298,7 +345,8 @@ def test_a_check_not_run_is_not_drift_and_the_headline_counts_it():
     assert result.ok and result.drifts == [] and [c.status for c in result.not_run] == ["NOT RUN"]
     assert result.headline == (
         "No drift: 1 of 1 checks of batches 6, 7 that ran hold on crm; 1 not run: 'Lead.customer_id is NOT NULL in "
-        "the schema' of batch 7 (cannot build the row: there is no table Lead)")
+        "the schema' of batch 7 (cannot build the row: there is no table Lead)"
+    )
     assert list(result.frame()["status"]) == ["OK", "NOT RUN"]
     result.raise_for_drift()  # does not raise
 
@@ -334,10 +382,13 @@ def test_a_later_migration_that_drops_a_checked_column_supersedes_the_checks_on_
     shutil.copytree(MIGRATIONS, copy)
     later = copy / "008_drop_job_customer"
     later.mkdir()
-    (later / "batch.toml").write_text('batch = 8\ntitle = "Jobs no longer name a customer"\n'
-                                      'type = "Schema change"\ndepends_on = [7]\n', encoding="utf-8")
-    (later / "migration.sql").write_text('-- jobs belong to leads now\nALTER TABLE "Job" DROP COLUMN customer_id;\n',
-                                         encoding="utf-8")
+    (later / "batch.toml").write_text(
+        'batch = 8\ntitle = "Jobs no longer name a customer"\ntype = "Schema change"\ndepends_on = [7]\n',
+        encoding="utf-8",
+    )
+    (later / "migration.sql").write_text(
+        '-- jobs belong to leads now\nALTER TABLE "Job" DROP COLUMN customer_id;\n', encoding="utf-8"
+    )
     session = open_session(8, migrations_dir=copy, reports_dir=tmp_path / "r", database_url=after_7)
     apply.run(session)
 
@@ -352,6 +403,8 @@ def test_a_later_migration_that_drops_a_checked_column_supersedes_the_checks_on_
     ]
     assert not [c for c in result.checks if "Job" in c.name]
     assert [c.name for c in result.checks if c.batch == 7 and c.name != health.FILE_CHECK][:2] == [
-        "Lead.customer_id is NOT NULL in the schema", "Lead.customer_id references Customer ON DELETE RESTRICT"]
+        "Lead.customer_id is NOT NULL in the schema",
+        "Lead.customer_id references Customer ON DELETE RESTRICT",
+    ]
     execute(after_7, 'ALTER TABLE "Lead" ALTER COLUMN customer_id DROP NOT NULL')
     assert [d.name for d in health.run(after_7, copy).drifts] == ["Lead.customer_id is NOT NULL in the schema"]

@@ -42,8 +42,12 @@ def session_for(crm_url: str, tmp_path: Path):
     """open_session on the test database, reports under tmp_path (and migrations_dir if given)."""
 
     def make(batch: int, migrations_dir: Path | None = None) -> Session:
-        return open_session(batch, database_url=crm_url, reports_dir=tmp_path / "reports",
-                            migrations_dir=migrations_dir or config.example_migrations_dir())
+        return open_session(
+            batch,
+            database_url=crm_url,
+            reports_dir=tmp_path / "reports",
+            migrations_dir=migrations_dir or config.example_migrations_dir(),
+        )
 
     return make
 
@@ -59,8 +63,7 @@ def table_rows(url: str) -> dict[str, list[tuple]]:
     """Every row of the three tables, all columns, sorted."""
     with psycopg.connect(url) as conn:
         return {
-            t: sorted(conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(t))).fetchall())
-            for t in TABLES
+            t: sorted(conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(t))).fetchall()) for t in TABLES
         }
 
 
@@ -122,7 +125,7 @@ def test_preflight_cannot_write_even_through_preflight_sql(session_for, crm_url,
     migrations = tmp_path / "migrations"
     shutil.copytree(config.example_migrations_dir(), migrations)
     with (migrations / "006_backfill_customers" / "preflight.sql").open("a", encoding="utf-8") as f:
-        f.write("\n-- name: Sneaky write\n-- expect: ok\nDELETE FROM \"Job\";\n")
+        f.write('\n-- name: Sneaky write\n-- expect: ok\nDELETE FROM "Job";\n')
 
     result = preflight.evaluate(session_for(6, migrations), lint=False)
 
@@ -229,8 +232,10 @@ def test_apply_6_and_7_then_again_then_validate(session_for, crm_url):
     assert six.longest_write_block_s == max([h.held_s for h in blocking] + [six.longest_queue_wait_s])
     # each table's hold counts from when the mode shown was taken (the UPDATE's ROW EXCLUSIVE), not from an
     # ACCESS SHARE an earlier statement took on it: Lead's and Job's differ by the time between their UPDATEs
-    taken = {t: next(r.started_offset_s for r in six.statements if f"ROW EXCLUSIVE on {t}" in r.locks)
-             for t in ("Lead", "Job")}
+    taken = {
+        t: next(r.started_offset_s for r in six.statements if f"ROW EXCLUSIVE on {t}" in r.locks)
+        for t in ("Lead", "Job")
+    }
     held = {h.relation: h for h in six.locks_before_commit if h.relation in taken and h.mode == "ROW EXCLUSIVE"}
     assert abs((held["Lead"].held_s - held["Job"].held_s) - (taken["Job"] - taken["Lead"])) < 2e-6
     counts_before = {t: len(rows) for t, rows in table_rows(crm_url).items()}
@@ -242,9 +247,11 @@ def test_apply_6_and_7_then_again_then_validate(session_for, crm_url):
     # statement 0: runbook locks "Job" before "Lead" (the application's order: no deadlock with an INSERT),
     # and "Customer" ACCESS EXCLUSIVE as the DROP CONSTRAINT of its foreign keys will (sql.linked_locks)
     assert [s.index for s in result.statements] == [0, 1, 2, 3, 4, 5, 6]
-    assert result.statements[0].sql == ('LOCK TABLE "Job" IN ACCESS EXCLUSIVE MODE; '
-                                        'LOCK TABLE "Lead" IN ACCESS EXCLUSIVE MODE; '
-                                        'LOCK TABLE "Customer" IN ACCESS EXCLUSIVE MODE')
+    assert result.statements[0].sql == (
+        'LOCK TABLE "Job" IN ACCESS EXCLUSIVE MODE; '
+        'LOCK TABLE "Lead" IN ACCESS EXCLUSIVE MODE; '
+        'LOCK TABLE "Customer" IN ACCESS EXCLUSIVE MODE'
+    )
     # what the parser expected of the first DROP CONSTRAINT is what the server took: no lock grew mid-statement
     first = result.statements[1]
     assert "ACCESS EXCLUSIVE on Customer" in first.expected_locks
@@ -288,8 +295,10 @@ def test_apply_6_and_7_then_again_then_validate(session_for, crm_url):
         "Allow Job with customer_id",
     } <= names
     assert validation.derived > 0  # X/Y counts the declared tests and the ones derived from migration.sql
-    assert validation.headline == (f"{validation.total}/{validation.total} tests passed (100%; "
-                                   f"{validation.total - validation.derived} declared, {validation.derived} derived)")
+    assert validation.headline == (
+        f"{validation.total}/{validation.total} tests passed (100%; "
+        f"{validation.total - validation.derived} declared, {validation.derived} derived)"
+    )
     assert validation.leftover_rows == 0
     assert {t: len(rows) for t, rows in table_rows(crm_url).items()} == counts_before
     assert scalar(crm_url, "SELECT count(*) FROM \"Lead\" WHERE id LIKE 'lead_validation_%'") == 0
@@ -315,7 +324,8 @@ def test_validation_fails_for_real_when_the_constraint_is_gone(session_for, crm_
     [schema_test] = [t for t in result.tests if t.name == "Job.customer_id is NOT NULL in the schema"]
     assert schema_test.also_from == ("migration.sql line 18",)
     assert [(h.name, h.outcome) for h in schema_test.also] == [
-        ("Job.customer_id is NOT NULL (derived: migration.sql line 18)", "failed")]
+        ("Job.customer_id is NOT NULL (derived: migration.sql line 18)", "failed")
+    ]
     assert failed == {
         "Job.customer_id is NOT NULL in the schema",
         "UPDATE of Job.customer_id to NULL rejected",
@@ -362,7 +372,8 @@ def test_changed_migration_after_apply_is_drift(session_for, crm_url, tmp_path):
     assert result.ledger.drift
     assert result.ledger.applied_checksum == applied_checksum
     assert any(
-        f"migration.sql changed since batch 7 was applied (applied {applied_checksum[:12]}, now {now_checksum[:12]})" in r
+        f"migration.sql changed since batch 7 was applied (applied {applied_checksum[:12]}, now {now_checksum[:12]})"
+        in r
         for r in result.verdict.reasons
     )
 
@@ -462,10 +473,18 @@ def secret_url(template: str) -> str:
     [
         (secret_url("postgresql://alice@db.example.com:5433/crm"), "postgresql://alice:***@db.example.com:5433/crm"),
         ("postgresql://alice@db.example.com/crm", "postgresql://alice@db.example.com/crm"),
-        (secret_url("postgres://alice@db.example.com/crm?sslmode=require"),
-         "postgresql://alice:***@db.example.com/crm?sslmode=require"),
-        (secret_url("postgresql://db.example.com/crm?user=alice&password={pw}"), "postgresql://alice:***@db.example.com/crm"),
-        (secret_url("host=db.example.com user=alice password={pw} dbname=crm"), "postgresql://alice:***@db.example.com/crm"),
+        (
+            secret_url("postgres://alice@db.example.com/crm?sslmode=require"),
+            "postgresql://alice:***@db.example.com/crm?sslmode=require",
+        ),
+        (
+            secret_url("postgresql://db.example.com/crm?user=alice&password={pw}"),
+            "postgresql://alice:***@db.example.com/crm",
+        ),
+        (
+            secret_url("host=db.example.com user=alice password={pw} dbname=crm"),
+            "postgresql://alice:***@db.example.com/crm",
+        ),
     ],
 )
 def test_redact_hides_the_password(url, shown):
@@ -474,7 +493,10 @@ def test_redact_hides_the_password(url, shown):
 
 
 def test_redact_of_a_socket_url_keeps_the_socket():
-    assert database.redact(secret_url("postgresql://alice@/crm?host=/tmp/pg")) == "postgresql://alice:***@/crm?host=/tmp/pg"
+    assert (
+        database.redact(secret_url("postgresql://alice@/crm?host=/tmp/pg"))
+        == "postgresql://alice:***@/crm?host=/tmp/pg"
+    )
 
 
 def test_an_unparseable_url_shows_none_of_it():

@@ -18,10 +18,14 @@ from runbook_lib.sql import lockcost
 @pytest.fixture
 def after_6(crm_url: str, tmp_path: Path):
     """The example with batch 6 applied: batch 7's preflight is GO unless a test breaks something."""
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()))
+    apply.run(
+        open_session(6, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir())
+    )
 
     def session(batch: int = 7):
-        return open_session(batch, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir())
+        return open_session(
+            batch, database_url=crm_url, reports_dir=tmp_path, migrations_dir=config.example_migrations_dir()
+        )
 
     return session
 
@@ -55,7 +59,7 @@ def test_session_holding_a_lock_is_a_blocker_and_a_warn(after_6, crm_url: str) -
         other.rollback()
     blocker = next(b for b in result.blockers if b.pid == pid)
     assert blocker.application == "long-report" and blocker.state == "idle in transaction"
-    assert "AccessShareLock on \"Lead\"" in blocker.locks
+    assert 'AccessShareLock on "Lead"' in blocker.locks
     assert result.verdict.status == preflight.WARN
     assert any(str(pid) in reason and "queue" in reason for reason in result.verdict.reasons)
 
@@ -106,8 +110,9 @@ def test_a_migration_that_turns_off_the_lock_timeout_is_a_warn(empty_db: str, tm
     folder = tmp_path / "migrations" / "001_change"
     folder.mkdir(parents=True)
     (folder / "migration.sql").write_text("SET lock_timeout = 0;\nALTER TABLE item ADD COLUMN b int;\n")
-    result = preflight.evaluate(open_session(1, database_url=empty_db, migrations_dir=tmp_path / "migrations",
-                                             reports_dir=tmp_path / "r"))
+    result = preflight.evaluate(
+        open_session(1, database_url=empty_db, migrations_dir=tmp_path / "migrations", reports_dir=tmp_path / "r")
+    )
     assert result.verdict.status == preflight.WARN
     assert any("statement 1 (line 1)" in r and "lock_timeout" in r for r in result.verdict.reasons)
 
@@ -119,13 +124,29 @@ def test_an_implied_gate_is_left_out_only_for_the_same_query_literals_and_all() 
     from runbook_lib.batch.blocks import Expectation, SqlBlock
 
     zero = Expectation("value", "0")
-    written = [SqlBlock("Leads with NULL customer_id", 'select count(*) from "Lead" where customer_id is null', zero,
-                        "preflight.sql:1"),
-               SqlBlock("Lead rows in the log", "SELECT count(*) FROM log WHERE tbl = 'Lead'", zero, "preflight.sql:5")]
-    implied = [SqlBlock("Lead rows with NULL customer_id", 'SELECT count(*) FROM "Lead" WHERE "customer_id" IS NULL',
-                        zero, "batch.toml"),
-               SqlBlock("Job rows in the log", "SELECT count(*) FROM log WHERE tbl = 'Job'", zero, "batch.toml"),
-               SqlBlock("Lead rows, one expected", 'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL',
-                        Expectation("value", "1"), "batch.toml")]
+    written = [
+        SqlBlock(
+            "Leads with NULL customer_id",
+            'select count(*) from "Lead" where customer_id is null',
+            zero,
+            "preflight.sql:1",
+        ),
+        SqlBlock("Lead rows in the log", "SELECT count(*) FROM log WHERE tbl = 'Lead'", zero, "preflight.sql:5"),
+    ]
+    implied = [
+        SqlBlock(
+            "Lead rows with NULL customer_id",
+            'SELECT count(*) FROM "Lead" WHERE "customer_id" IS NULL',
+            zero,
+            "batch.toml",
+        ),
+        SqlBlock("Job rows in the log", "SELECT count(*) FROM log WHERE tbl = 'Job'", zero, "batch.toml"),
+        SqlBlock(
+            "Lead rows, one expected",
+            'SELECT count(*) FROM "Lead" WHERE customer_id IS NULL',
+            Expectation("value", "1"),
+            "batch.toml",
+        ),
+    ]
     kept = sqlblocks.unrepeated(implied, written)
     assert [b.name for b in kept] == ["Job rows in the log", "Lead rows, one expected"]

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.kernel  # runs the notebooks; what the database holds i
 
 
 def deploy(capsys, url: str, migrations: Path, reports: Path, *extra: str) -> tuple[int, str, str]:
-    code = cli.main(["deploy", "--database-url", url, "--migrations-dir", str(migrations),
-                     "--reports-dir", str(reports), *extra])
+    code = cli.main(
+        ["deploy", "--database-url", url, "--migrations-dir", str(migrations), "--reports-dir", str(reports), *extra]
+    )
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -52,8 +53,12 @@ def test_the_example_deploys_as_one_release(crm_url: str, tmp_path: Path, capsys
     plan = json.loads((folder / "release.json").read_text())
     assert [b["number"] for b in plan["batches"]] == [6, 7]
     run = json.loads((folder / "run.json").read_text())
-    assert run["release"] is True and [p["phase"] for p in run["phases"]] == ["preflight", "apply", "validate",
-                                                                               "summary"]
+    assert run["release"] is True and [p["phase"] for p in run["phases"]] == [
+        "preflight",
+        "apply",
+        "validate",
+        "summary",
+    ]
     md = (folder / "summary.md").read_text(encoding="utf-8")
     assert md.startswith("# Release Migration Summary: COMPLETED")
     assert re.search(r"\| 6 \| 006_backfill_customers \| applied \| [\d.]+ s \| 1 \| [\d.]+ ms \| (\d+)/\1 \|", md), md
@@ -82,12 +87,15 @@ def test_to_stops_after_n_and_the_same_command_resumes(crm_url: str, tmp_path: P
 
 
 def test_the_first_failure_stops_the_release_and_a_rerun_resumes(empty_db: str, tmp_path: Path, capsys) -> None:
-    migrations = prisma_folder(tmp_path / "m", [
-        "CREATE TABLE item (id int PRIMARY KEY, name text);",
-        "INSERT INTO item VALUES (1, 'a');\nALTER TABLE item ADD COLUMN price numeric;\n"
-        "UPDATE item SET nope = 1;",  # fails: the whole migration rolls back
-        "CREATE INDEX item_name_idx ON item (name);",
-    ])
+    migrations = prisma_folder(
+        tmp_path / "m",
+        [
+            "CREATE TABLE item (id int PRIMARY KEY, name text);",
+            "INSERT INTO item VALUES (1, 'a');\nALTER TABLE item ADD COLUMN price numeric;\n"
+            "UPDATE item SET nope = 1;",  # fails: the whole migration rolls back
+            "CREATE INDEX item_name_idx ON item (name);",
+        ],
+    )
     code, out, err = deploy(capsys, empty_db, migrations, tmp_path / "r")
     assert code == 1
     assert "stopped at migration 2 (20240101000002_step_2); applied: 1; not applied: 2-3" in err
@@ -98,19 +106,24 @@ def test_the_first_failure_stops_the_release_and_a_rerun_resumes(empty_db: str, 
         assert conn.execute("SELECT to_regclass('item_name_idx')").fetchone()[0] is None
     md = (run_dir(err) / "summary.md").read_text(encoding="utf-8")
     assert md.startswith("# Release Migration Summary: FAILED")
-    assert re.search(r"\| 2 \| 20240101000002_step_2 \| failed \|", md) and "| 3 | 20240101000003_step_3 | not applied |" in md
+    assert (
+        re.search(r"\| 2 \| 20240101000002_step_2 \| failed \|", md)
+        and "| 3 | 20240101000003_step_3 | not applied |" in md
+    )
 
     (migrations / "20240101000002_step_2" / "migration.sql").write_text(
         "INSERT INTO item VALUES (1, 'a');\nALTER TABLE item ADD COLUMN price numeric;\nUPDATE item SET price = 1;\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     code, out, err = deploy(capsys, empty_db, migrations, tmp_path / "r")
     assert code == 0, err
     assert applied(empty_db) == {1: True, 2: True, 3: True}
     assert sorted(p.name for p in run_dir(err).iterdir() if p.is_dir()) == ["0002", "0003"]
 
 
-def test_a_no_go_first_migration_stops_the_release_before_anything_is_applied(crm_url: str, tmp_path: Path,
-                                                                             capsys) -> None:
+def test_a_no_go_first_migration_stops_the_release_before_anything_is_applied(
+    crm_url: str, tmp_path: Path, capsys
+) -> None:
     """Batch 7 alone is pending with NULLs still in Lead: its gate is NO-GO, and nothing is applied."""
     migrations = tmp_path / "m"
     migrations.mkdir()
@@ -166,20 +179,24 @@ def test_each_migration_is_judged_against_the_state_it_left(empty_db: str, tmp_p
     and the index with it, without naming it. deploy validates migration 1 as it commits, so nothing fails; a later
     `runbook validate 1` leaves the index to migration 2 and names it; an index dropped by hand still fails."""
     with psycopg.connect(empty_db) as conn:
-        found = conn.execute("SELECT name FROM pg_available_extensions WHERE name IN ('vector', 'citext', 'pgcrypto')"
-                             " ORDER BY name").fetchone()
+        found = conn.execute(
+            "SELECT name FROM pg_available_extensions WHERE name IN ('vector', 'citext', 'pgcrypto') ORDER BY name"
+        ).fetchone()
     if found is None:
         pytest.skip("this server has none of pgvector, citext, pgcrypto")
     extension = found[0]
-    migrations = prisma_folder(tmp_path / "migrations", [
-        f'CREATE EXTENSION IF NOT EXISTS "{extension}";\n'
-        'CREATE TABLE "Doc" ("id" TEXT NOT NULL, "owner_id" TEXT, "title" TEXT NOT NULL, "updated_at" TIMESTAMP(3),\n'
-        '    CONSTRAINT "Doc_pkey" PRIMARY KEY ("id"));\n'
-        'CREATE INDEX "Doc_owner_id_updated_at_idx" ON "Doc"("owner_id", "updated_at");\n'
-        'CREATE INDEX "Doc_title_idx" ON "Doc"("title");\n'
-        f'DROP EXTENSION "{extension}";\n',
-        'ALTER TABLE "Doc" DROP COLUMN "owner_id";\n',
-    ])
+    migrations = prisma_folder(
+        tmp_path / "migrations",
+        [
+            f'CREATE EXTENSION IF NOT EXISTS "{extension}";\n'
+            'CREATE TABLE "Doc" ("id" TEXT NOT NULL, "owner_id" TEXT, "title" TEXT NOT NULL, "updated_at" TIMESTAMP(3),\n'
+            '    CONSTRAINT "Doc_pkey" PRIMARY KEY ("id"));\n'
+            'CREATE INDEX "Doc_owner_id_updated_at_idx" ON "Doc"("owner_id", "updated_at");\n'
+            'CREATE INDEX "Doc_title_idx" ON "Doc"("title");\n'
+            f'DROP EXTENSION "{extension}";\n',
+            'ALTER TABLE "Doc" DROP COLUMN "owner_id";\n',
+        ],
+    )
     code, out, err = deploy(capsys, empty_db, migrations, tmp_path / "r")
     assert code == 0, out + err
     # the release summary lists each migration's tests that did not pass (none), and where the others are
@@ -188,22 +205,48 @@ def test_each_migration_is_judged_against_the_state_it_left(empty_db: str, tmp_p
     first = json.loads((run_dir(err) / "0001" / "validate.json").read_text())
     index = next(t for t in first["tests"] if t["name"].startswith("Index Doc_owner_id_updated_at_idx is a valid"))
     assert index["outcome"] == "passed"  # judged right after migration 1, before migration 2 dropped its column
-    assert next(t for t in first["tests"] if t["name"].startswith(f"Extension {extension} is not installed"))["outcome"] \
+    assert (
+        next(t for t in first["tests"] if t["name"].startswith(f"Extension {extension} is not installed"))["outcome"]
         == "passed"
+    )
 
-    code = cli.main(["validate", "1", "--database-url", empty_db, "--migrations-dir", str(migrations),
-                     "--reports-dir", str(tmp_path / "r"), "--format", "json"])
+    code = cli.main(
+        [
+            "validate",
+            "1",
+            "--database-url",
+            empty_db,
+            "--migrations-dir",
+            str(migrations),
+            "--reports-dir",
+            str(tmp_path / "r"),
+            "--format",
+            "json",
+        ]
+    )
     document = json.loads(capsys.readouterr().out)
     assert code == 0
     validation = document["records"]["validate"]
     assert not [t for t in validation["tests"] if t["name"].startswith("Index Doc_owner_id_updated_at_idx")]
-    assert any("index Doc_owner_id_updated_at_idx: changed again by migration 2 (20240101000002_step_2) line 1" in n
-               for n in validation["derived_notes"])
+    assert any(
+        "index Doc_owner_id_updated_at_idx: changed again by migration 2 (20240101000002_step_2) line 1" in n
+        for n in validation["derived_notes"]
+    )
 
     with psycopg.connect(empty_db, autocommit=True) as conn:
         conn.execute('DROP INDEX "Doc_title_idx"')
-    code = cli.main(["validate", "1", "--database-url", empty_db, "--migrations-dir", str(migrations),
-                     "--reports-dir", str(tmp_path / "r")])
+    code = cli.main(
+        [
+            "validate",
+            "1",
+            "--database-url",
+            empty_db,
+            "--migrations-dir",
+            str(migrations),
+            "--reports-dir",
+            str(tmp_path / "r"),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1
     assert "Index Doc_title_idx is a valid index on Doc (title)" in out + err

@@ -18,23 +18,36 @@ from runbook_lib.report.records import ExecutionResult
 pytestmark = pytest.mark.versions
 
 
-def _write(url: str, tmp_path: Path, number: int | str, migrations: Path | None = None, **options) -> commands.NotebookWritten:
-    return commands.notebook(commands.target(url), number, migrations_dir=migrations or config.example_migrations_dir(),
-                             reports_dir=tmp_path / "reports", options=config.Options(**options))
+def _write(
+    url: str, tmp_path: Path, number: int | str, migrations: Path | None = None, **options
+) -> commands.NotebookWritten:
+    return commands.notebook(
+        commands.target(url),
+        number,
+        migrations_dir=migrations or config.example_migrations_dir(),
+        reports_dir=tmp_path / "reports",
+        options=config.Options(**options),
+    )
 
 
 def _nullable(url: str, table: str) -> bool:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT is_nullable = 'YES' FROM information_schema.columns WHERE table_name = %s"
-                            " AND column_name = 'customer_id'", (table,)).fetchone()[0]
+        return conn.execute(
+            "SELECT is_nullable = 'YES' FROM information_schema.columns WHERE table_name = %s"
+            " AND column_name = 'customer_id'",
+            (table,),
+        ).fetchone()[0]
 
 
 def _apply_rows(url: str, batch: int) -> list[tuple]:
     with psycopg.connect(url) as conn:
         if conn.execute("SELECT to_regclass('runbook.phase_run')").fetchone()[0] is None:
             return []  # no ledger yet: nothing was ever recorded
-        return conn.execute("SELECT phase, status, steps_done FROM runbook.phase_run WHERE batch = %s"
-                            " AND phase IN ('apply', 'approval') ORDER BY id", (batch,)).fetchall()
+        return conn.execute(
+            "SELECT phase, status, steps_done FROM runbook.phase_run WHERE batch = %s"
+            " AND phase IN ('apply', 'approval') ORDER BY id",
+            (batch,),
+        ).fetchall()
 
 
 def _status(url: str, number: int) -> commands.BatchStatus:
@@ -43,14 +56,20 @@ def _status(url: str, number: int) -> commands.BatchStatus:
 
 
 def test_batch_7_online_one_step_at_a_time_then_a_terminal_finishes(crm_url: str, tmp_path: Path) -> None:
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup",
-                           migrations_dir=config.example_migrations_dir()))
+    apply.run(
+        open_session(
+            6, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()
+        )
+    )
     written = _write(crm_url, tmp_path, 7, strategy="online")
     assert (written.steps, written.pauses) == (11, [5])  # batch.toml: pause_before = [4], Job's SET NOT NULL
     book = stepwise.open_book(written.run_dir, database_url=crm_url)
 
-    with pytest.raises(StepRefused, match=r"Step 3 of batch 7's apply cannot run yet: step 1 \(statements 1-2 in one "
-                                          r"transaction\) comes first \(0 of 11 committed\)"):
+    with pytest.raises(
+        StepRefused,
+        match=r"Step 3 of batch 7's apply cannot run yet: step 1 \(statements 1-2 in one "
+        r"transaction\) comes first \(0 of 11 committed\)",
+    ):
         book.step(3)
     assert _apply_rows(crm_url, 7) == []  # refused before the ledger or the database saw anything
 
@@ -89,8 +108,12 @@ def test_batch_7_online_one_step_at_a_time_then_a_terminal_finishes(crm_url: str
     assert _status(crm_url, 7).paused == ""
 
     # a terminal takes over: the same apply, resumed after the notebook's step 5
-    done = apply.run(open_session(7, database_url=crm_url, reports_dir=tmp_path / "terminal",
-                                  migrations_dir=config.example_migrations_dir()), strategy="online")
+    done = apply.run(
+        open_session(
+            7, database_url=crm_url, reports_dir=tmp_path / "terminal", migrations_dir=config.example_migrations_dir()
+        ),
+        strategy="online",
+    )
     assert done.status == names.APPLIED
     assert done.resumed.startswith(f"an earlier apply (run {written.run_dir.name}) stopped after step 5 of 11")
     assert [s.status for s in done.steps][:5] == [names.SKIPPED] * 5
@@ -112,16 +135,22 @@ def test_a_step_after_migration_sql_changed_is_refused(crm_url: str, tmp_path: P
     written = _write(crm_url, tmp_path, 7, migrations, strategy="online")
     book = stepwise.open_book(written.run_dir, database_url=crm_url)
     sql = migrations / "007_tighten_constraints" / "migration.sql"
-    sql.write_text(sql.read_text() + "\nALTER TABLE \"Job\" ADD COLUMN note text;\n")
-    with pytest.raises(StepRefused, match=r"007_tighten_constraints/migration.sql changed since this notebook was "
-                                          r"written .*`runbook notebook 7`. Nothing was changed."):
+    sql.write_text(sql.read_text() + '\nALTER TABLE "Job" ADD COLUMN note text;\n')
+    with pytest.raises(
+        StepRefused,
+        match=r"007_tighten_constraints/migration.sql changed since this notebook was "
+        r"written .*`runbook notebook 7`. Nothing was changed.",
+    ):
         book.step(1)
     assert _apply_rows(crm_url, 7) == []
 
 
 def test_direct_is_one_step_and_rollback_runs_only_when_asked(crm_url: str, tmp_path: Path) -> None:
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup",
-                           migrations_dir=config.example_migrations_dir()))
+    apply.run(
+        open_session(
+            6, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()
+        )
+    )
     written = _write(crm_url, tmp_path, 7)
     assert (written.strategy, written.steps, written.online_steps) == ("direct", 1, 11)
     book = stepwise.open_book(written.run_dir, database_url=crm_url, approve="all")
@@ -158,8 +187,11 @@ def test_a_release_notebook_steps_each_migration_in_the_release_order(crm_url: s
     assert (written.run_dir / "0006" / "runbook.json").exists() and (written.run_dir / "release.json").exists()
     release = releasebook.open_release(written.run_dir, database_url=crm_url)
 
-    with pytest.raises(StepRefused, match=r"Migration 7 of this release cannot start yet: migration 6 "
-                                          r"\(006_backfill_customers\) comes first and is not applied"):
+    with pytest.raises(
+        StepRefused,
+        match=r"Migration 7 of this release cannot start yet: migration 6 "
+        r"\(006_backfill_customers\) comes first and is not applied",
+    ):
         release.step(7, 1)
     with pytest.raises(StepRefused, match="cannot start yet"):
         release.preflight(7)

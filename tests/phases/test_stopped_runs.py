@@ -20,9 +20,11 @@ from runbook_lib.phases import apply, rollback
 from runbook_lib.phases.session import open_session
 from runbook_lib.report import records, terminal
 
-TWO_INDEXES = ("CREATE TABLE t (id int PRIMARY KEY, a int, b int);\n"
-               "CREATE INDEX CONCURRENTLY t_a ON t (a);\n"
-               "CREATE INDEX CONCURRENTLY t_b ON t (b);\n")
+TWO_INDEXES = (
+    "CREATE TABLE t (id int PRIMARY KEY, a int, b int);\n"
+    "CREATE INDEX CONCURRENTLY t_a ON t (a);\n"
+    "CREATE INDEX CONCURRENTLY t_b ON t (b);\n"
+)
 UNDO_TWO_INDEXES = "DROP INDEX CONCURRENTLY t_a;\nDROP INDEX CONCURRENTLY t_b;\nDROP TABLE t;\n"
 
 
@@ -74,11 +76,17 @@ def test_a_rollback_stopped_part_way_is_named_blocks_apply_and_resumes(empty_db:
 
     row = _row(empty_db, migrations)
     assert row.part_rolled_back == "its rollback stopped after step 1 of 3: `runbook rollback 1` finishes it"
-    assert re.search(r"^\s+1\s+001_change\s+PART ROLLED BACK: its rollback stopped after step 1 of 3",
-                     _status_out(empty_db, migrations), re.M)
+    assert re.search(
+        r"^\s+1\s+001_change\s+PART ROLLED BACK: its rollback stopped after step 1 of 3",
+        _status_out(empty_db, migrations),
+        re.M,
+    )
     # the batch is neither applied nor rolled back: apply says so instead of "already applied, nothing to do"
-    with pytest.raises(RunStopped, match=r"A rollback of batch 1 \(run .*\) stopped after step 1 of 3, so the batch "
-                                         r"is only partly rolled back; finish it with `runbook rollback 1`"):
+    with pytest.raises(
+        RunStopped,
+        match=r"A rollback of batch 1 \(run .*\) stopped after step 1 of 3, so the batch "
+        r"is only partly rolled back; finish it with `runbook rollback 1`",
+    ):
         apply.run(_session(empty_db, migrations, tmp_path))
 
     _sql(empty_db, "CREATE INDEX t_b ON t (b)")  # the data fixed: the rerun goes on at step 2, not at step 1
@@ -93,33 +101,46 @@ def test_a_rollback_stopped_part_way_is_named_blocks_apply_and_resumes(empty_db:
     assert _indexes(empty_db) == {"t_pkey", "t_a", "t_b"}
 
 
-def test_a_resumed_apply_may_fix_the_failed_step_but_not_change_a_committed_one(empty_db: str,
-                                                                                   tmp_path: Path) -> None:
+def test_a_resumed_apply_may_fix_the_failed_step_but_not_change_a_committed_one(empty_db: str, tmp_path: Path) -> None:
     _sql(empty_db, "CREATE TABLE item (id int PRIMARY KEY, a int)")
     committed = "CREATE INDEX CONCURRENTLY item_a ON item (a);\n"
-    migrations = _batch(tmp_path, committed + "ALTER TABLE item ADD COLUMN c int;\n"
-                                              "ALTER TABLE item ALTER COLUMN nosuch SET NOT NULL;\n")
+    migrations = _batch(
+        tmp_path, committed + "ALTER TABLE item ADD COLUMN c int;\nALTER TABLE item ALTER COLUMN nosuch SET NOT NULL;\n"
+    )
     with pytest.raises(MigrationFailed, match="step 1 was committed and stays"):
         apply.run(_session(empty_db, migrations, tmp_path))
     assert _indexes(empty_db, "item") == {"item_pkey", "item_a"}
 
     file = migrations / "001_change" / "migration.sql"
-    file.write_text("CREATE INDEX CONCURRENTLY item_a ON item (a, id);\n"
-                    "ALTER TABLE item ADD COLUMN c int;\nALTER TABLE item ALTER COLUMN a SET NOT NULL;\n")
-    with pytest.raises(DriftError, match=r"001_change/migration.sql changed since an earlier apply stopped after "
-                                         r"step 1 of 2: step 1 \(.*\), which it committed, now reads otherwise; "
-                                         r"restore the statements of steps 1 to 1"):
+    file.write_text(
+        "CREATE INDEX CONCURRENTLY item_a ON item (a, id);\n"
+        "ALTER TABLE item ADD COLUMN c int;\nALTER TABLE item ALTER COLUMN a SET NOT NULL;\n"
+    )
+    with pytest.raises(
+        DriftError,
+        match=r"001_change/migration.sql changed since an earlier apply stopped after "
+        r"step 1 of 2: step 1 \(.*\), which it committed, now reads otherwise; "
+        r"restore the statements of steps 1 to 1",
+    ):
         apply.run(_session(empty_db, migrations, tmp_path))
 
     file.write_text(committed + "ALTER TABLE item ADD COLUMN c int;\nALTER TABLE item ALTER COLUMN a SET NOT NULL;\n")
     done = apply.run(_session(empty_db, migrations, tmp_path))
     assert done.status == "applied" and done.resumed.startswith("an earlier apply (run ")
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT is_nullable FROM information_schema.columns WHERE table_name = 'item'"
-                            " AND column_name = 'a'").fetchone()[0] == "NO"
+        assert (
+            conn.execute(
+                "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'item' AND column_name = 'a'"
+            ).fetchone()[0]
+            == "NO"
+        )
         # the ledger records the file as it is now: the batch it applied is this one
-        assert conn.execute("SELECT checksum FROM runbook.phase_run WHERE phase = 'apply' AND status = 'succeeded'"
-                            ).fetchone()[0] == _session(empty_db, migrations, tmp_path).batch.checksum
+        assert (
+            conn.execute(
+                "SELECT checksum FROM runbook.phase_run WHERE phase = 'apply' AND status = 'succeeded'"
+            ).fetchone()[0]
+            == _session(empty_db, migrations, tmp_path).batch.checksum
+        )
     assert _row(empty_db, migrations).applied
 
 
@@ -129,9 +150,12 @@ def test_status_names_the_apply_at_work_and_not_a_dead_run(empty_db: str, tmp_pa
     _batch(tmp_path, "CREATE INDEX CONCURRENTLY item_a ON item (a);\nSELECT pg_sleep(4);\n", number=2)
     apply.run(_session(empty_db, migrations, tmp_path))
     # what a runbook killed an hour ago leaves: batch 1's rollback still 'running', its first step committed
-    _sql(empty_db, "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, started_at, steps_done,"
-                   " steps_total) VALUES ('dead', 1, '001_change', 'rollback', 'running', now() - interval '1 hour',"
-                   " 1, 2)")
+    _sql(
+        empty_db,
+        "INSERT INTO runbook.phase_run (run_id, batch, batch_name, phase, status, started_at, steps_done,"
+        " steps_total) VALUES ('dead', 1, '001_change', 'rollback', 'running', now() - interval '1 hour',"
+        " 1, 2)",
+    )
     worker = threading.Thread(target=lambda: apply.run(_session(empty_db, migrations, tmp_path, 2)))
     worker.start()
     try:
@@ -139,8 +163,9 @@ def test_status_names_the_apply_at_work_and_not_a_dead_run(empty_db: str, tmp_pa
         while time.monotonic() < deadline and "1 of 2" not in _row(empty_db, migrations, 2).in_progress:
             time.sleep(0.1)
         row = _row(empty_db, migrations, 2)
-        assert re.fullmatch(r"apply run \S+ by \S+.* since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+, 1 of 2 steps committed",
-                            row.in_progress), row.in_progress
+        assert re.fullmatch(
+            r"apply run \S+ by \S+.* since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+, 1 of 2 steps committed", row.in_progress
+        ), row.in_progress
         assert not row.applied
         # the dead rollback is neither at work nor (while a runbook holds the lock) known to be dead
         first = _row(empty_db, migrations)

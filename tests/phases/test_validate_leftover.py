@@ -52,8 +52,9 @@ def test_rows_the_application_inserts_during_validation_are_not_left_behind(empt
     try:
         assert first_write.wait(30)
         before = _count(empty_db)
-        result = validate.run(open_session(1, database_url=empty_db, migrations_dir=migrations,
-                                           reports_dir=tmp_path / "r"))
+        result = validate.run(
+            open_session(1, database_url=empty_db, migrations_dir=migrations, reports_dir=tmp_path / "r")
+        )
         after = _count(empty_db)
     finally:
         stop.set()

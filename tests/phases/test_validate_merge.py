@@ -63,8 +63,12 @@ ALSO_FROM = {
 
 
 def session(url: str, tmp_path: Path, number: int = 7, migrations: Path | None = None):
-    return open_session(number, database_url=url, reports_dir=tmp_path / "r",
-                        migrations_dir=migrations or config.example_migrations_dir())
+    return open_session(
+        number,
+        database_url=url,
+        reports_dir=tmp_path / "r",
+        migrations_dir=migrations or config.example_migrations_dir(),
+    )
 
 
 def test_batch_7_counts_each_behaviour_once_and_records_the_second_source(after_7: str, tmp_path: Path):
@@ -112,8 +116,10 @@ def test_reassign_to_a_different_customer_is_allowed_for_lead_and_job(after_7: s
         assert test.observed == "ok (1 row affected)" and test.expectation == "ok"
         assert test.sql.startswith("WITH runbook_child") and f'UPDATE "{table}" SET "customer_id"' in test.sql
     with psycopg.connect(after_7) as conn:  # rolled back: every row still has the customer it had
-        assert conn.execute('SELECT count(*) FROM "Lead" l JOIN "Customer" c ON c.id = l.customer_id').fetchone()[0] \
+        assert (
+            conn.execute('SELECT count(*) FROM "Lead" l JOIN "Customer" c ON c.id = l.customer_id').fetchone()[0]
             == conn.execute('SELECT count(*) FROM "Lead"').fetchone()[0]
+        )
 
 
 def test_reassign_is_proved_when_the_parent_table_has_a_single_row(after_7: str, tmp_path: Path):
@@ -126,10 +132,14 @@ def test_reassign_is_proved_when_the_parent_table_has_a_single_row(after_7: str,
         conn.execute('UPDATE "Lead" SET customer_id = %s', (keep,))
         conn.execute('UPDATE "Job" SET customer_id = %s', (keep,))
         conn.execute('DELETE FROM "Customer" WHERE id <> %s', (keep,))
-        conn.execute('ALTER TABLE "Lead" ADD CONSTRAINT "Lead_customer_id_fkey" FOREIGN KEY ("customer_id")'
-                     ' REFERENCES "Customer"("id") ON DELETE RESTRICT ON UPDATE CASCADE')
-        conn.execute('ALTER TABLE "Job" ADD CONSTRAINT "Job_customer_id_fkey" FOREIGN KEY ("customer_id")'
-                     ' REFERENCES "Customer"("id") ON DELETE RESTRICT ON UPDATE CASCADE')
+        conn.execute(
+            'ALTER TABLE "Lead" ADD CONSTRAINT "Lead_customer_id_fkey" FOREIGN KEY ("customer_id")'
+            ' REFERENCES "Customer"("id") ON DELETE RESTRICT ON UPDATE CASCADE'
+        )
+        conn.execute(
+            'ALTER TABLE "Job" ADD CONSTRAINT "Job_customer_id_fkey" FOREIGN KEY ("customer_id")'
+            ' REFERENCES "Customer"("id") ON DELETE RESTRICT ON UPDATE CASCADE'
+        )
         assert conn.execute('SELECT count(*) FROM "Customer"').fetchone()[0] == 1
 
     result = validate.run(session(after_7, tmp_path))
@@ -146,8 +156,10 @@ def test_a_merged_test_fails_when_its_derived_half_fails(after_7: str, tmp_path:
     with ON UPDATE NO ACTION passes the declared half and fails the derived one: the merged test fails."""
     with psycopg.connect(after_7) as conn:
         conn.execute('ALTER TABLE "Job" DROP CONSTRAINT "Job_customer_id_fkey"')
-        conn.execute('ALTER TABLE "Job" ADD CONSTRAINT "Job_customer_id_fkey" FOREIGN KEY ("customer_id")'
-                     ' REFERENCES "Customer"("id") ON DELETE RESTRICT ON UPDATE NO ACTION')
+        conn.execute(
+            'ALTER TABLE "Job" ADD CONSTRAINT "Job_customer_id_fkey" FOREIGN KEY ("customer_id")'
+            ' REFERENCES "Customer"("id") ON DELETE RESTRICT ON UPDATE NO ACTION'
+        )
 
     result = validate.run(session(after_7, tmp_path))
 
@@ -161,7 +173,8 @@ def test_a_merged_test_fails_when_its_derived_half_fails(after_7: str, tmp_path:
     assert failed.observed == (
         "restrict; the test derived from migration.sql line 24 expected (customer_id) REFERENCES Customer (id) "
         "ON DELETE RESTRICT ON UPDATE CASCADE, got (customer_id) REFERENCES Customer (id) ON DELETE RESTRICT "
-        "ON UPDATE NO ACTION")
+        "ON UPDATE NO ACTION"
+    )
     assert result.headline.startswith("17/18 tests passed")
 
 
@@ -170,8 +183,11 @@ def test_a_derived_test_of_another_column_stays_a_test_of_its_own(crm_url: str, 
     migrations = tmp_path / "migrations"
     shutil.copytree(config.example_migrations_dir(), migrations)
     sql = migrations / "007_tighten_constraints" / "migration.sql"
-    sql.write_text(sql.read_text(encoding="utf-8")
-                   + '\n\n-- AlterTable\nALTER TABLE "Job" ALTER COLUMN "window_start" SET NOT NULL;\n', encoding="utf-8")
+    sql.write_text(
+        sql.read_text(encoding="utf-8")
+        + '\n\n-- AlterTable\nALTER TABLE "Job" ALTER COLUMN "window_start" SET NOT NULL;\n',
+        encoding="utf-8",
+    )
     for number in (6, 7):
         apply.run(session(crm_url, tmp_path, number, migrations))
 
@@ -186,17 +202,25 @@ def test_a_derived_test_of_another_column_stays_a_test_of_its_own(crm_url: str, 
 
 def test_combined_outcomes():
     """failed if either failed; not run only if both were not run."""
-    def result(outcome: str, source: str = "batch.toml") -> blocks.BlockResult:
-        return blocks.BlockResult("t", "SELECT 1", "1", outcome, outcome, source=source,
-                                  reason="why" if outcome == names.NOT_RUN else "")
 
-    block = blocks.SqlBlock("t", "SELECT 1", blocks.Expectation("value", "1"), "batch.toml",
-                            also_from=("migration.sql line 3",))
+    def result(outcome: str, source: str = "batch.toml") -> blocks.BlockResult:
+        return blocks.BlockResult(
+            "t", "SELECT 1", "1", outcome, outcome, source=source, reason="why" if outcome == names.NOT_RUN else ""
+        )
+
+    block = blocks.SqlBlock(
+        "t", "SELECT 1", blocks.Expectation("value", "1"), "batch.toml", also_from=("migration.sql line 3",)
+    )
     half = "derived: migration.sql line 3"
-    cases = [((names.PASSED, names.PASSED), names.PASSED), ((names.PASSED, names.TEST_FAILED), names.TEST_FAILED),
-             ((names.TEST_FAILED, names.PASSED), names.TEST_FAILED), ((names.NOT_RUN, names.PASSED), names.PASSED),
-             ((names.PASSED, names.NOT_RUN), names.PASSED), ((names.NOT_RUN, names.TEST_FAILED), names.TEST_FAILED),
-             ((names.NOT_RUN, names.NOT_RUN), names.NOT_RUN)]
+    cases = [
+        ((names.PASSED, names.PASSED), names.PASSED),
+        ((names.PASSED, names.TEST_FAILED), names.TEST_FAILED),
+        ((names.TEST_FAILED, names.PASSED), names.TEST_FAILED),
+        ((names.NOT_RUN, names.PASSED), names.PASSED),
+        ((names.PASSED, names.NOT_RUN), names.PASSED),
+        ((names.NOT_RUN, names.TEST_FAILED), names.TEST_FAILED),
+        ((names.NOT_RUN, names.NOT_RUN), names.NOT_RUN),
+    ]
     for (own, other), wanted in cases:
         found = blocks.combined(block, result(own), [result(other, half)])
         assert found.outcome == wanted, (own, other)

@@ -14,20 +14,48 @@ from runbook_lib import cli, config
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.kernel,
-    pytest.mark.skipif(CHROMIUM is None,
-                       reason="Chromium is not installed (apt-get install chromium; make test installs it where it can)"),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Chromium is not installed (apt-get install chromium; make test installs it where it can)",
+    ),
 ]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_summary_renders_in_chromium_with_its_key_figures(crm_url: str, tmp_path: Path) -> None:
-    assert cli.main(["run", "6", "--database-url", crm_url, "--reports-dir", str(tmp_path / "reports"), "--migrations-dir", str(config.example_migrations_dir())]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "6",
+                "--database-url",
+                crm_url,
+                "--reports-dir",
+                str(tmp_path / "reports"),
+                "--migrations-dir",
+                str(config.example_migrations_dir()),
+            ]
+        )
+        == 0
+    )
     run_dir = next((tmp_path / "reports").glob("*/6/*"))
     page = run_dir / "summary.html"
 

@@ -16,12 +16,16 @@ def statement(index: int, kind: str, start: float, duration: float, locks: str, 
 
 
 def test_chart_is_well_formed_svg_with_each_label_as_text_and_hostile_text_escaped() -> None:
-    result = SimpleNamespace(batch=SimpleNamespace(number=7), statements=[
-        statement(1, "ALTER TABLE … SET NOT NULL", 0.0, 0.004, 'ACCESS EXCLUSIVE on Lead'),
-        statement(2, "CREATE INDEX CONCURRENTLY <script>alert(1)</script>", 0.004, 0.0021,
-                  "SHARE UPDATE EXCLUSIVE on Job"),
-        statement(3, "UPDATE & friends", 0.0061, 0.010, 'ROW EXCLUSIVE on Job', status="lock timeout"),
-    ])
+    result = SimpleNamespace(
+        batch=SimpleNamespace(number=7),
+        statements=[
+            statement(1, "ALTER TABLE … SET NOT NULL", 0.0, 0.004, "ACCESS EXCLUSIVE on Lead"),
+            statement(
+                2, "CREATE INDEX CONCURRENTLY <script>alert(1)</script>", 0.004, 0.0021, "SHARE UPDATE EXCLUSIVE on Job"
+            ),
+            statement(3, "UPDATE & friends", 0.0061, 0.010, "ROW EXCLUSIVE on Job", status="lock timeout"),
+        ],
+    )
     svg = chart.timeline_svg(result)
 
     root = ET.fromstring(svg)  # parses: every label was escaped

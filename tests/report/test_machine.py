@@ -33,15 +33,29 @@ def test_example_load_check_and_baseline_speak_json(empty_db: str, tmp_path, cap
     assert doc["database"] == database.redact(empty_db)
 
     # recorded as applied without running: batch 7's checks (NOT NULL customer_id) do not hold on this data
-    code, doc, err = _json(capsys, "baseline", "7", "--yes", "--database-url", empty_db, "--migrations-dir", migrations,
-                           "--reports-dir", str(tmp_path), "--format", "json")
+    code, doc, err = _json(
+        capsys,
+        "baseline",
+        "7",
+        "--yes",
+        "--database-url",
+        empty_db,
+        "--migrations-dir",
+        migrations,
+        "--reports-dir",
+        str(tmp_path),
+        "--format",
+        "json",
+    )
     assert code == 0 and doc["command"] == "baseline" and doc["ok"] is True, err
     assert set(doc) == {"format_version", "command", "ok", "database", "upto", "recorded", "batches", "plan"}
     assert doc["upto"] == 7 and doc["batches"] == [6, 7] and doc["recorded"] and len(doc["plan"]) == 2
     with psycopg.connect(empty_db) as conn:
         assert {n: s.applied for n, s in ledger.states(conn).items()} == {6: True, 7: True}
 
-    code, doc, err = _json(capsys, "check", "--database-url", empty_db, "--migrations-dir", migrations, "--format", "json")
+    code, doc, err = _json(
+        capsys, "check", "--database-url", empty_db, "--migrations-dir", migrations, "--format", "json"
+    )
     assert code != 0 and doc["ok"] is False and doc["command"] == "check"
     assert set(doc) == {"format_version", "command", "ok", "database", "headline", "health"}
     assert doc["health"]["applied"] == [6, 7]
@@ -49,6 +63,7 @@ def test_example_load_check_and_baseline_speak_json(empty_db: str, tmp_path, cap
     assert failing and all(c["batch"] == 7 for c in failing), doc["health"]["checks"]
     assert any("Lead" in json.dumps(c) and "customer_id" in json.dumps(c) for c in failing)
 
-    code, doc, err = _json(capsys, "baseline", "9", "--yes", "--database-url", empty_db, "--migrations-dir", migrations,
-                           "--format", "json")
+    code, doc, err = _json(
+        capsys, "baseline", "9", "--yes", "--database-url", empty_db, "--migrations-dir", migrations, "--format", "json"
+    )
     assert code != 0 and doc["ok"] is False and "9" in doc["error"] and doc["error_type"]

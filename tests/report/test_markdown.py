@@ -21,9 +21,21 @@ def test_squawk_messages_show_their_backtick_spans_as_code_and_the_rest_as_text(
     assert html.count("<td>") == 1  # the pipes did not split the cell
 
 
-@pytest.mark.parametrize("value", ["<script>alert(1)</script>", "a | b", "R&D &amp; co", "`tick`", "``two``",
-                                   "back\\slash \\<b>", "*stars* and _under_", "[a link](javascript:alert)",
-                                   "line\nbreak", "&#124;"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "<script>alert(1)</script>",
+        "a | b",
+        "R&D &amp; co",
+        "`tick`",
+        "``two``",
+        "back\\slash \\<b>",
+        "*stars* and _under_",
+        "[a link](javascript:alert)",
+        "line\nbreak",
+        "&#124;",
+    ],
+)
 def test_any_value_reads_back_as_itself_in_text_and_in_code(value: str) -> None:
     """Whatever a value holds, the HTML from its Markdown shows it as written: as text and as code, in a table."""
     shown = " ".join(value.split()) if "\n" in value else value
@@ -31,8 +43,9 @@ def test_any_value_reads_back_as_itself_in_text_and_in_code(value: str) -> None:
     cell_code = md.table(["v"], [(md.code(value),)], raw_columns=(0,))
     for markdown, wrap in ((cell_text, "<td>{}</td>"), (cell_code, "<td><code>{}</code></td>")):
         rendered = md.unescape_code_pipes(markdown2html_mistune(markdown))
-        assert wrap.format(html.escape(shown if wrap.startswith("<td><code>") else value.replace("\n", " "),
-                                       quote=False)) in rendered.replace("&quot;", '"'), (markdown, rendered)
+        assert wrap.format(
+            html.escape(shown if wrap.startswith("<td><code>") else value.replace("\n", " "), quote=False)
+        ) in rendered.replace("&quot;", '"'), (markdown, rendered)
     assert "<code>" not in cell_code  # no HTML in the Markdown itself
 
 

@@ -73,8 +73,9 @@ def test_a_test_refused_by_a_trigger_is_not_run_and_reported_so_everywhere(empty
     # X/Y counts the tests that ran; the one not run is said beside it, and it is no failure
     assert result.failures == [] and result.ok
     assert result.total == len(result.tests) - 1 and result.passed == result.total > 0
-    assert re.fullmatch(rf"{result.total}/{result.total} tests passed \(100%; \d+ declared, .*\); 1 not run",
-                        result.headline), result.headline
+    assert re.fullmatch(
+        rf"{result.total}/{result.total} tests passed \(100%; \d+ declared, .*\); 1 not run", result.headline
+    ), result.headline
     result.raise_for_failures()  # does not raise
     assert list(result.tests_frame()["status"]).count("NOT RUN") == 1
 
@@ -125,8 +126,9 @@ def test_fail_on_not_run_fails_the_validation_naming_the_test_and_the_option(emp
 
 
 @pytest.mark.kernel
-def test_runbook_validate_passes_with_a_test_not_run_and_fails_with_the_flag(empty_db: str, tmp_path: Path,
-                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_runbook_validate_passes_with_a_test_not_run_and_fails_with_the_flag(
+    empty_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     migrations = _applied(empty_db, tmp_path)
     where = ["--database-url", empty_db, "--migrations-dir", str(migrations), "--reports-dir", str(tmp_path / "r")]
 
@@ -152,17 +154,24 @@ REASON = 'the statement was refused by constraint "Lead_guard" (error P0001) bef
 
 def _test(name: str, outcome: str, **more) -> BlockResult:
     observed = {names.PASSED: "error 23502: null value", names.TEST_FAILED: "ok (1 row affected)"}.get(
-        outcome, f"not run: {more.get('reason', '')}")
-    return BlockResult(name, 'INSERT INTO "Lead" DEFAULT VALUES', "error 23502", observed, outcome,
-                       source="batch.toml", **more)
+        outcome, f"not run: {more.get('reason', '')}"
+    )
+    return BlockResult(
+        name, 'INSERT INTO "Lead" DEFAULT VALUES', "error 23502", observed, outcome, source="batch.toml", **more
+    )
 
 
 def _result(*tests: BlockResult, **options) -> ValidationResult:
     return ValidationResult(BATCH, FACTS, "run-1", "2026-01-01T00:00:00+00:00", 0.1, list(tests), **options)
 
 
-NOT_RUN_TEST = _test("Reject Lead without customer_id", names.NOT_RUN, reason=f"{REASON}; the server said: no",
-                     sqlstate="P0001", message="no")
+NOT_RUN_TEST = _test(
+    "Reject Lead without customer_id",
+    names.NOT_RUN,
+    reason=f"{REASON}; the server said: no",
+    sqlstate="P0001",
+    message="no",
+)
 
 
 def test_x_of_y_counts_the_tests_that_ran() -> None:
@@ -190,13 +199,18 @@ def test_a_release_totals_the_tests_not_run(tmp_path: Path) -> None:
     shown = summary.ReleaseSummary(tmp_path, plan, [migration])
     totals = shown.test_summary().markdown
     assert "**Overall**: 1/1 tests passed (100%) over 1 migrations; 1 not run" in totals
-    assert "**Not run** (1)" in totals and "| 7 | 2 | Reject Lead without customer_id |" in totals and "Lead_guard" in totals
+    assert (
+        "**Not run** (1)" in totals
+        and "| 7 | 2 | Reject Lead without customer_id |" in totals
+        and "Lead_guard" in totals
+    )
     assert "Every test that ran of every applied migration passed." in shown.validation_results().markdown
 
 
 def _preflight(*gates: BlockResult) -> PreflightResult:
-    ledger = LedgerCheck(applied=False, applied_checksum=None, applied_at=None, applied_by=None, checksum="c" * 64,
-                         drift=False)
+    ledger = LedgerCheck(
+        applied=False, applied_checksum=None, applied_at=None, applied_by=None, checksum="c" * 64, drift=False
+    )
     return PreflightResult(BATCH, FACTS, "run-1", "2026-01-01T00:00:00+00:00", 0.1, ledger, list(gates))
 
 
@@ -211,4 +225,7 @@ def test_a_gate_not_run_makes_preflight_warn_with_its_reason() -> None:
     assert nogo.status == names.NOGO and len(nogo.reasons) == 2
     assert preflight._verdict(_preflight(_test("Other gate", names.PASSED))).status == names.GO
     table = summary.Summary(Path("."), 7, _preflight(gate), None, None, None).preflight_checks().markdown
-    assert "| Leads with NULL customer_id | error 23502 | cannot build the row: there is no table Lead | NOT RUN |" in table
+    assert (
+        "| Leads with NULL customer_id | error 23502 | cannot build the row: there is no table Lead | NOT RUN |"
+        in table
+    )

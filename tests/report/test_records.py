@@ -20,8 +20,13 @@ def _folder(tmp_path: Path) -> RunFolder:
 
 def test_a_record_carries_the_schema_version_and_reads_back(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
-    record = RunRecord(7, folder.run_id, "postgresql://u@h/crm", records.now_iso(),
-                       [PhaseRun("preflight", "preflight.ipynb", 0.4, True)])
+    record = RunRecord(
+        7,
+        folder.run_id,
+        "postgresql://u@h/crm",
+        records.now_iso(),
+        [PhaseRun("preflight", "preflight.ipynb", 0.4, True)],
+    )
     path = folder.write("run", record)
     assert json.loads(path.read_text(encoding="utf-8"))["schema_version"] == SCHEMA_VERSION
     assert folder.read("run", RunRecord) == record
@@ -30,16 +35,20 @@ def test_a_record_carries_the_schema_version_and_reads_back(tmp_path: Path) -> N
 def test_a_record_without_a_version_is_schema_1(tmp_path: Path) -> None:
     """Records written before versions existed have the shape of schema 1."""
     folder = _folder(tmp_path)
-    folder.record_path("run").write_text(json.dumps(
-        {"batch": 7, "run_id": folder.run_id, "database": "", "started_at": "2026-01-01T00:00:00+00:00"}))
+    folder.record_path("run").write_text(
+        json.dumps({"batch": 7, "run_id": folder.run_id, "database": "", "started_at": "2026-01-01T00:00:00+00:00"})
+    )
     assert folder.read("run", RunRecord).batch == 7
 
 
-@pytest.mark.parametrize("content, says", [
-    (json.dumps({"schema_version": SCHEMA_VERSION + 1, "batch": 7}), f"record schema {SCHEMA_VERSION + 1}"),
-    ("{not json", "is not a readable JSON record"),
-    (json.dumps({"schema_version": SCHEMA_VERSION, "phase": "apply"}), "does not hold a RunRecord record"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (json.dumps({"schema_version": SCHEMA_VERSION + 1, "batch": 7}), f"record schema {SCHEMA_VERSION + 1}"),
+        ("{not json", "is not a readable JSON record"),
+        (json.dumps({"schema_version": SCHEMA_VERSION, "phase": "apply"}), "does not hold a RunRecord record"),
+    ],
+)
 def test_an_unreadable_record_is_refused_in_one_sentence(tmp_path: Path, content: str, says: str) -> None:
     folder = _folder(tmp_path)
     folder.record_path("run").write_text(content, encoding="utf-8")
@@ -77,11 +86,18 @@ def test_a_schema_1_record_is_read_in_schema_2s_keys(tmp_path: Path) -> None:
     from runbook_lib.db.connection import ConnectionFacts
 
     folder = _folder(tmp_path)
-    tests = [BlockResult("Reject NULL", "INSERT ...", "error 23502", "error 23502: null value", "passed"),
-             BlockResult("Count", "SELECT 1", "2", "1", "failed")]
-    result = records.ValidationResult(BatchInfo(7, "007", "t", "x", "/nowhere", "c" * 64),
-                                      ConnectionFacts("postgresql://u@h/crm", "18.0", 180000, "crm", "u", "a"),
-                                      folder.run_id, records.now_iso(), 0.1, tests)
+    tests = [
+        BlockResult("Reject NULL", "INSERT ...", "error 23502", "error 23502: null value", "passed"),
+        BlockResult("Count", "SELECT 1", "2", "1", "failed"),
+    ]
+    result = records.ValidationResult(
+        BatchInfo(7, "007", "t", "x", "/nowhere", "c" * 64),
+        ConnectionFacts("postgresql://u@h/crm", "18.0", 180000, "crm", "u", "a"),
+        folder.run_id,
+        records.now_iso(),
+        0.1,
+        tests,
+    )
     old = _as_schema_1(json.loads(records.to_json(result)))
     assert set(old["tests"][0]) >= {"outcome", "passed"} and old["tests"][0]["outcome"] == "error 23502: null value"
     folder.record_path("validate").write_text(json.dumps(old), encoding="utf-8")
@@ -91,4 +107,6 @@ def test_a_schema_1_record_is_read_in_schema_2s_keys(tmp_path: Path) -> None:
     raw = folder.read_data("validate")  # what --format json shows: schema 2's keys, the version as written
     assert raw["schema_version"] == 1 and "passed" not in raw["tests"][0]
     assert [(t["outcome"], t["observed"], t["reason"]) for t in raw["tests"]] == [
-        ("passed", "error 23502: null value", ""), ("failed", "1", "")]
+        ("passed", "error 23502: null value", ""),
+        ("failed", "1", ""),
+    ]

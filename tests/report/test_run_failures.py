@@ -41,14 +41,19 @@ def test_failed_apply_still_renders_a_failed_summary(crm_url: str, migrations: P
     assert "| Stopped at | apply, cell" in summary and "apply.ipynb" in summary
     assert 'column "no_such_column"' in summary  # the server's message
     record = json.loads((run_dir / "run.json").read_text())
-    assert [(p["phase"], p["ok"]) for p in record["phases"]] == [("preflight", True), ("apply", False), ("summary", True)]
+    assert [(p["phase"], p["ok"]) for p in record["phases"]] == [
+        ("preflight", True),
+        ("apply", False),
+        ("summary", True),
+    ]
     index = (run_dir / "index.html").read_text()
     assert "FAILED in cell" in index and 'href="apply.html"' in index
     assert not _applied(crm_url, 7)
 
 
-def test_rollback_on_failure_rolls_back_when_validation_fails(crm_url: str, migrations: Path, tmp_path: Path,
-                                                           capsys) -> None:
+def test_rollback_on_failure_rolls_back_when_validation_fails(
+    crm_url: str, migrations: Path, tmp_path: Path, capsys
+) -> None:
     extra = migrations / "007_tighten_constraints" / "validation.sql"
     previous = extra.read_text() if extra.exists() else ""
     extra.write_text(previous + "\n-- name: A test that fails on purpose\n-- expect: 42\nSELECT 41;\n")
@@ -63,11 +68,18 @@ def test_rollback_on_failure_rolls_back_when_validation_fails(crm_url: str, migr
     assert record["rolled_back"] is True
     assert [p["phase"] for p in record["phases"]] == ["preflight", "apply", "validate", "rollback", "summary"]
     summary = (run_dir / "summary.md").read_text()
-    assert "Migration Summary: ROLLED BACK" in summary and "| A test that fails on purpose | declared | FAIL |" in summary
+    assert (
+        "Migration Summary: ROLLED BACK" in summary and "| A test that fails on purpose | declared | FAIL |" in summary
+    )
     assert not _applied(crm_url, 7)
     with psycopg.connect(crm_url) as conn:
-        assert conn.execute("SELECT is_nullable FROM information_schema.columns WHERE table_name = 'Lead'"
-                            " AND column_name = 'customer_id'").fetchone()[0] == "YES"
+        assert (
+            conn.execute(
+                "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'Lead'"
+                " AND column_name = 'customer_id'"
+            ).fetchone()[0]
+            == "YES"
+        )
 
 
 def test_force_goes_on_after_no_go_and_the_summary_says_so(crm_url: str, tmp_path: Path, capsys) -> None:

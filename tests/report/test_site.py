@@ -32,8 +32,16 @@ pytestmark = pytest.mark.kernel
 
 PASSWORD = "s3cret-site-pw"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def run_cli(*args: object) -> tuple[int, str, str]:
@@ -58,15 +66,19 @@ def ran(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPathFac
     reports = tmp_path_factory.mktemp("site") / "reports"
     migrations = str(config.example_migrations_dir())
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(PASSWORD)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD))
+        )
         for name in names:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
-                                                                          sql.Identifier(crm_template)))
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(crm_template))
+            )
     try:
-        urls = [database.with_database(server_url, names[0]),
-                conninfo.make_conninfo(server_url, user=role, password=PASSWORD, dbname=names[1]),
-                database.with_database(server_url, names[2])]
+        urls = [
+            database.with_database(server_url, names[0]),
+            conninfo.make_conninfo(server_url, user=role, password=PASSWORD, dbname=names[1]),
+            database.with_database(server_url, names[2]),
+        ]
         common = ("--reports-dir", reports, "--migrations-dir", migrations)
         for url in urls[:2]:
             code, out, err = run_cli("run", 6, "--database-url", url, *common)
@@ -74,13 +86,30 @@ def ran(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPathFac
         code, out, err = run_cli("deploy", "--to", 7, "--database-url", urls[2], *common)
         assert code == 0, out + err
         record = fleet_model.FleetRecord(
-            batch=6, fleet_run_id=records.new_run_id(), mode=fleet_model.RUN, targets_file="fleet.toml",
-            waves=["*"], engine="LocalCluster", started_at=records.now_iso(), finished_at=records.now_iso(),
-            targets=[fleet_model.TargetResult(name="eu", wave="*", url_env="EU_URL", status=fleet_model.APPLIED,
-                                              verdict="GO", validation_passed=5, validation_total=6,
-                                              longest_write_block_s=0.25),
-                     fleet_model.TargetResult(name="us", wave="*", url_env="US_URL", status=fleet_model.FAILED,
-                                              verdict="WARN")])
+            batch=6,
+            fleet_run_id=records.new_run_id(),
+            mode=fleet_model.RUN,
+            targets_file="fleet.toml",
+            waves=["*"],
+            engine="LocalCluster",
+            started_at=records.now_iso(),
+            finished_at=records.now_iso(),
+            targets=[
+                fleet_model.TargetResult(
+                    name="eu",
+                    wave="*",
+                    url_env="EU_URL",
+                    status=fleet_model.APPLIED,
+                    verdict="GO",
+                    validation_passed=5,
+                    validation_total=6,
+                    longest_write_block_s=0.25,
+                ),
+                fleet_model.TargetResult(
+                    name="us", wave="*", url_env="US_URL", status=fleet_model.FAILED, verdict="WARN"
+                ),
+            ],
+        )
         folder = records.RunFolder.create(reports, fleet_model.FLEET_FOLDER, 6, record.fleet_run_id)
         folder.write(fleet_model.FLEET_FOLDER, record)
         fleet_report.write(record, folder.path, reports)
@@ -149,8 +178,15 @@ def test_names_and_urls_are_escaped_and_an_unreadable_record_is_listed(tmp_path:
     reports = tmp_path / "reports"
     folder = records.RunFolder(reports / "x&y<script>" / "6" / "20260101T000000Z-abcd")
     folder.path.mkdir(parents=True)
-    folder.write("run", records.RunRecord(6, folder.run_id, "postgresql://u@h/db?application_name=<script>alert(1)</script>&a=b",
-                                          "2026-01-01T00:00:00.000+00:00"))
+    folder.write(
+        "run",
+        records.RunRecord(
+            6,
+            folder.run_id,
+            "postgresql://u@h/db?application_name=<script>alert(1)</script>&a=b",
+            "2026-01-01T00:00:00.000+00:00",
+        ),
+    )
     broken = records.RunFolder(reports / "db" / "7" / "20260102T000000Z-abcd")
     broken.path.mkdir(parents=True)
     (broken.path / "run.json").write_text("{not json", encoding="utf-8")
@@ -223,8 +259,12 @@ def test_a_redacted_url_is_not_a_password(tmp_path: Path) -> None:
 def test_the_published_index_opens_in_headless_chromium(ran: Site, tmp_path: Path) -> None:
     dest = tmp_path / "public"
     assert run_cli("publish", dest, "--reports-dir", ran.reports)[0] == 0
-    result = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-                             (dest / "index.html").as_uri()], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (dest / "index.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     dom = result.stdout
     assert "runbook: every run" in dom, result.stderr[-2000:]
     assert "hidden" not in re.search(r'<form id="filters"[^>]*>', dom).group(0)  # the script ran: filters shown

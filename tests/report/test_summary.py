@@ -32,9 +32,19 @@ from runbook_lib.report import markdown
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
 
-SECTIONS = ["What Was Done", "Changes Applied", "Pre-flight Checks", "Validation Results", "Test Summary",
-            "Database State", "Performance Impact (measured)", "Migration Timeline", "Rollback Procedure",
-            "Files Modified", "Monitoring"]
+SECTIONS = [
+    "What Was Done",
+    "Changes Applied",
+    "Pre-flight Checks",
+    "Validation Results",
+    "Test Summary",
+    "Database State",
+    "Performance Impact (measured)",
+    "Migration Timeline",
+    "Rollback Procedure",
+    "Files Modified",
+    "Monitoring",
+]
 MARKUP = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 EXTRA_BLOCKS = f"""
@@ -140,17 +150,33 @@ def _tests(run: Run) -> list[dict]:
 def _section(md: str, title: str) -> str:
     start = md.index(f"\n## {title}\n")
     end = md.find("\n## ", start + 1)
-    return md[start:end if end != -1 else len(md)]
+    return md[start : end if end != -1 else len(md)]
 
 
 # --- summary.md ----------------------------------------------------------------------------------
 
 
 # The `##` sections of ../shared/reference/batch-7-migration-summary.md, in its order (as _titles reads them).
-REFERENCE_SECTIONS = ["what was done", "changes applied", "validation results", "test summary", "prisma schema updates",
-                      "application impact", "database state", "performance impact", "migration timeline",
-                      "constraint behavior", "rollback procedure", "files modified", "monitoring", "benefits",
-                      "lessons learned", "team notes", "next steps", "summary"]
+REFERENCE_SECTIONS = [
+    "what was done",
+    "changes applied",
+    "validation results",
+    "test summary",
+    "prisma schema updates",
+    "application impact",
+    "database state",
+    "performance impact",
+    "migration timeline",
+    "constraint behavior",
+    "rollback procedure",
+    "files modified",
+    "monitoring",
+    "benefits",
+    "lessons learned",
+    "team notes",
+    "next steps",
+    "summary",
+]
 
 
 def _titles(markdown_text: str) -> list[str]:
@@ -209,7 +235,7 @@ def test_markdown_before_and_after_come_from_the_catalog(completed: Run) -> None
     md = completed.md
     assert "| Lead.customer_id | text NULL | text NOT NULL |" in _section(md, "Database State")
     changes = _section(md, "Changes Applied")
-    lead_change = changes[changes.index('Lead: column "customer_id" (changed)'):]
+    lead_change = changes[changes.index('Lead: column "customer_id" (changed)') :]
     assert re.match(r'[^`]*```sql\n"customer_id" text\n```[^`]*```sql\n"customer_id" text NOT NULL\n```', lead_change)
     assert "ON DELETE SET NULL" in changes and "ON DELETE RESTRICT" in changes
     rows = lead["after"]["rows"]
@@ -306,17 +332,19 @@ def test_a_failing_test_turns_the_summary_to_failed(completed: Run, tampered: Ru
 # --- re-rendering from the records alone ------------------------------------------------------------
 
 
-def test_report_rerenders_from_the_records_without_a_database(completed: Run, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_rerenders_from_the_records_without_a_database(
+    completed: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     copy = tmp_path / completed.run_dir.name
     copy.mkdir()
     for record in completed.run_dir.glob("*.json"):
         shutil.copy(record, copy)
     copied = {p.name for p in copy.iterdir()}
     assert {"apply.json", "preflight.json", "validate.json"} <= copied and all(n.endswith(".json") for n in copied)
-    monkeypatch.setenv("DATABASE_URL", conninfo.make_conninfo(host="127.0.0.1", port="1", dbname="nowhere",
-                                                              user="nobody", password="pw"))  # unreachable
+    monkeypatch.setenv(
+        "DATABASE_URL",
+        conninfo.make_conninfo(host="127.0.0.1", port="1", dbname="nowhere", user="nobody", password="pw"),
+    )  # unreachable
 
     code = main(["report", str(copy)])
     out, err = capsys.readouterr()
@@ -329,8 +357,9 @@ def test_report_rerenders_from_the_records_without_a_database(completed: Run, tm
     assert "COMPLETED" in page
 
 
-def test_report_rerenders_a_run_recorded_with_schema_1(completed: Run, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_rerenders_a_run_recorded_with_schema_1(
+    completed: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A run folder of an earlier runbook (record schema 1: a test's `outcome` its text, `passed` a bool)."""
     copy = tmp_path / completed.run_dir.name
     copy.mkdir()

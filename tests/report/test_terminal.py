@@ -31,12 +31,19 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 def _where(url: str, reports: Path, migrations: Path | None = None) -> list[str]:
-    return ["--database-url", url, "--reports-dir", str(reports),
-            "--migrations-dir", str(migrations or config.example_migrations_dir())]
+    return [
+        "--database-url",
+        url,
+        "--reports-dir",
+        str(reports),
+        "--migrations-dir",
+        str(migrations or config.example_migrations_dir()),
+    ]
 
 
-def test_no_go_headline_names_every_reason_and_the_statements(crm_url: str, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_go_headline_names_every_reason_and_the_statements(
+    crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = _cli(capsys, "preflight", "7", *_where(crm_url, tmp_path))
 
     assert code == 1
@@ -51,8 +58,10 @@ def test_no_go_headline_names_every_reason_and_the_statements(crm_url: str, tmp_
 
 def test_run_headline_then_json_then_markdown(crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     where = _where(crm_url, tmp_path)
-    count = 'SELECT (SELECT count(*) FROM "Customer"), (SELECT count(*) FROM "Lead" WHERE customer_id IS NULL),' \
-            ' (SELECT count(*) FROM "Job" WHERE customer_id IS NULL)'
+    count = (
+        'SELECT (SELECT count(*) FROM "Customer"), (SELECT count(*) FROM "Lead" WHERE customer_id IS NULL),'
+        ' (SELECT count(*) FROM "Job" WHERE customer_id IS NULL)'
+    )
     with psycopg.connect(crm_url) as conn:
         customers, leads, jobs = conn.execute(count).fetchone()
     code, out, _ = _cli(capsys, "run", "6", *where)
@@ -65,11 +74,19 @@ def test_run_headline_then_json_then_markdown(crm_url: str, tmp_path: Path, caps
     assert f"    {created:,} inserted into Customer (statement " in rows and created > 0, rows
     assert f"    {leads:,} updated in Lead (statement " in rows and f"    {jobs:,} updated in Job (statement " in rows
     lines = out.splitlines()
-    assert [line.split()[:2] for line in lines[:4]] == [["preflight", "ok"], ["apply", "ok"], ["validate", "ok"],
-                                                         ["summary", "ok"]]
+    assert [line.split()[:2] for line in lines[:4]] == [
+        ["preflight", "ok"],
+        ["apply", "ok"],
+        ["validate", "ok"],
+        ["summary", "ok"],
+    ]
     assert re.search(r"^preflight: (GO|WARN) \(batch 6 \S*backfill_customers", out, re.M), out
-    assert re.search(r"^apply: applied \(batch 6 \S*backfill_customers\): \d+ step\(s\), 1 attempt\(s\), "
-                     r"longest write-blocking lock [\d.]+ ms, [\d.]+ s$", out, re.M), out
+    assert re.search(
+        r"^apply: applied \(batch 6 \S*backfill_customers\): \d+ step\(s\), 1 attempt\(s\), "
+        r"longest write-blocking lock [\d.]+ ms, [\d.]+ s$",
+        out,
+        re.M,
+    ), out
     assert re.search(r"^  changed \(\d+\):$", out, re.M), out
     assert re.search(r"^validate: (\d+)/\1 tests passed", out, re.M), out
     assert re.search(r"^summary: \S+summary\.html$", out, re.M)  # the lines other tools already read
@@ -100,21 +117,24 @@ def test_run_headline_then_json_then_markdown(crm_url: str, tmp_path: Path, caps
     assert [(m["number"], m["applied"]) for m in doc["migrations"]] == [(6, True), (7, False)]
 
 
-def test_failing_validation_shows_x_of_y_and_the_server_message(crm_url: str, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_failing_validation_shows_x_of_y_and_the_server_message(
+    crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     migrations = tmp_path / "migrations"
     import shutil  # only this test copies the example's folder
 
     shutil.copytree(config.example_migrations_dir(), migrations)
     (migrations / "006_backfill_customers" / "validation.sql").write_text(
-        "-- name: Divides by zero on purpose\n-- expect: 1\nSELECT 1/0;\n")
+        "-- name: Divides by zero on purpose\n-- expect: 1\nSELECT 1/0;\n"
+    )
     code, out, err = _cli(capsys, "run", "6", *_where(crm_url, tmp_path / "reports", migrations))
 
     assert code == 1
     match = re.search(r"^validate: (\d+)/(\d+) tests passed", out, re.M)
     assert match and int(match.group(1)) == int(match.group(2)) - 1, out
-    assert re.search(r"^  FAIL Divides by zero on purpose: expected 1, got .*\(server: division by zero\)$",
-                     out, re.M), out
+    assert re.search(
+        r"^  FAIL Divides by zero on purpose: expected 1, got .*\(server: division by zero\)$", out, re.M
+    ), out
     assert "runbook: validate failed" in err
 
     code, out, _ = _cli(capsys, "validate", "6", "--format", "json", *_where(crm_url, tmp_path / "r2", migrations))
@@ -124,8 +144,9 @@ def test_failing_validation_shows_x_of_y_and_the_server_message(crm_url: str, tm
     assert [(t["name"], t["message"]) for t in failing] == [("Divides by zero on purpose", "division by zero")]
 
 
-def test_deploy_headline_counts_migrations_and_tests(crm_url: str, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_deploy_headline_counts_migrations_and_tests(
+    crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = _cli(capsys, "deploy", *_where(crm_url, tmp_path))
 
     assert code == 0, out
@@ -142,8 +163,9 @@ def test_json_refusal_is_still_one_document(tmp_path: Path, capsys: pytest.Captu
     assert "does not exist" in doc["error"] and "does not exist" in err
 
 
-def test_markdown_comment_fits_githubs_limit_with_a_note(crm_url: str, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_markdown_comment_fits_githubs_limit_with_a_note(
+    crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     main(["preflight", "7", *_where(crm_url, tmp_path)])
     capsys.readouterr()
     folder = next(tmp_path.glob("*/7/*"))
@@ -198,8 +220,10 @@ def test_demo_server_and_publish_speak_json_too(tmp_path, capsys, monkeypatch) -
         assert cli_main(["server", "stop", "--format", "json"]) == 0
     assert json_mod.loads(capsys.readouterr().out)["message"] == "embedded server stopped"
     (tmp_path / "reports").mkdir()
-    assert cli_main(["publish", str(tmp_path / "site"), "--reports-dir", str(tmp_path / "reports"),
-                     "--format", "json"]) == 0
+    assert (
+        cli_main(["publish", str(tmp_path / "site"), "--reports-dir", str(tmp_path / "reports"), "--format", "json"])
+        == 0
+    )
     doc = json_mod.loads(capsys.readouterr().out)
     assert doc["command"] == "publish" and doc["published"]["runs"] == 0
 
@@ -228,7 +252,10 @@ def test_apply_and_rollback_speak_json(crm_url: str, tmp_path: Path, capsys: pyt
     assert code != 0 and doc["ok"] is False and doc["command"] == "rollback"
     failure = doc["failure"]
     assert failure["phase"] == "rollback" and failure["error_name"] == "NotApplied", failure
-    assert failure["error_message"].startswith("Batch 6 is not applied on ") and "nothing to roll back" in failure["error_message"]
+    assert (
+        failure["error_message"].startswith("Batch 6 is not applied on ")
+        and "nothing to roll back" in failure["error_message"]
+    )
     # the same two keys as a refusal before any phase ran: a script reads one shape of failure
     assert doc["error"] == failure["error_message"] and doc["error_type"] == "NotApplied"
 
@@ -240,8 +267,11 @@ def test_warn_headline_names_its_reasons(crm_url: str, tmp_path: Path, capsys: p
     from runbook_lib.phases import apply
     from runbook_lib.phases.session import open_session
 
-    apply.run(open_session(6, database_url=crm_url, reports_dir=tmp_path / "setup",
-                           migrations_dir=config.example_migrations_dir()))
+    apply.run(
+        open_session(
+            6, database_url=crm_url, reports_dir=tmp_path / "setup", migrations_dir=config.example_migrations_dir()
+        )
+    )
     with psycopg.connect(crm_url, application_name="nightly-report") as blocker:
         blocker.execute('SELECT count(*) FROM "Lead"')  # idle in transaction from here on, holding ACCESS SHARE
         code, out, _ = _cli(capsys, "preflight", "7", *_where(crm_url, tmp_path))
@@ -271,11 +301,13 @@ def test_release_headline_on_a_changed_applied_migration_is_one_no_go(tmp_path: 
     for pending in ([], [eight]):
         lines = release([changed], pending)
         text = "\n".join(lines)
-        assert re.fullmatch(rf"release: migrations applied 0/{len(pending)}, tests 0/0 passed, preflight NO-GO",
-                            lines[0]), text
+        assert re.fullmatch(
+            rf"release: migrations applied 0/{len(pending)}, tests 0/0 passed, preflight NO-GO", lines[0]
+        ), text
         (reason,) = [line for line in lines if line.startswith("  NO-GO: ")]
-        assert reason.startswith("  NO-GO: migration 7 (007_tighten_constraints): its migration.sql changed since it "
-                                 "was applied"), reason
+        assert reason.startswith(
+            "  NO-GO: migration 7 (007_tighten_constraints): its migration.sql changed since it was applied"
+        ), reason
         assert "4844" in reason and "a887" in reason and "restore the applied file" in reason
         assert "nothing pending" not in text and not re.search(r"\bGO\b", text.replace("NO-GO", "")), text
 

@@ -253,7 +253,7 @@ def test_lock_levels(sql, kind, mode):
 
 
 def test_comment_on_column_locks_its_table():
-    a = one('COMMENT ON COLUMN public."Lead".customer_id IS \'who\'')
+    a = one("COMMENT ON COLUMN public.\"Lead\".customer_id IS 'who'")
     assert a.kind == "COMMENT ON COLUMN"
     assert a.locks == (TableLock("public.Lead", SUE),)
 
@@ -364,7 +364,7 @@ def test_set_logged_and_tablespace_rewrite():
 
 def test_create_table_locks_only_referenced_tables():
     a = one(
-        "CREATE TABLE invoice (id bigint PRIMARY KEY, customer_id bigint REFERENCES \"Customer\"(id), "
+        'CREATE TABLE invoice (id bigint PRIMARY KEY, customer_id bigint REFERENCES "Customer"(id), '
         "job_id bigint, FOREIGN KEY (job_id) REFERENCES app.job (id));"
     )
     assert a.kind == "CREATE TABLE"
@@ -408,9 +408,7 @@ def test_non_transactional_commands():
 
 
 def test_unknown_statement_is_kept_with_access_exclusive_on_its_tables():
-    statements = analyze(
-        "ALTER TABLE a ADD COLUMN x int;\nCREATE PUBLICATION pub FOR TABLE app.a, b;\nSELECT 1;"
-    )
+    statements = analyze("ALTER TABLE a ADD COLUMN x int;\nCREATE PUBLICATION pub FOR TABLE app.a, b;\nSELECT 1;")
     assert [a.index for a in statements] == [1, 2, 3]
     unknown = statements[1]
     assert unknown.kind == "unknown (CreatePublicationStmt)"
