@@ -70,8 +70,8 @@ from runbook_lib import config
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
 from runbook_lib.errors import RunbookError
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, rollback
-from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import ExecutionResult
 
 METHODS = {

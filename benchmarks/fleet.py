@@ -27,8 +27,8 @@ from psycopg import sql
 
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 
 TEMPLATE = "bench_fleet_template"
 

@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import conninfo
 from common import DEFAULT_STATE, RESULTS_DIR, header, server_url  # first: it puts the checkout on sys.path
+from psycopg import conninfo
 
 from runbook_lib.db import ledger
 from runbook_lib.errors import MigrationFailed
 from runbook_lib.execution import executor
-from runbook_lib.orm import prisma_history
+from runbook_lib.execution.session import open_session
+from runbook_lib.layouts import prisma
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 
 DIRECT_SQL = """\
 UPDATE counter SET n = n + 1;
@@ -136,7 +136,7 @@ def prepare(url: str, root: Path, scenario: str) -> Path:
             " CREATE TABLE item (id int PRIMARY KEY, a int, b int);"
             " INSERT INTO item SELECT g, g, g FROM generate_series(1, 200) g"
         )
-        conn.execute(prisma_history.DDL)
+        conn.execute(prisma.DDL)
     if scenario == RELEASE:
         for k in range(1, RELEASE_SIZE + 1):
             folder = root / "migrations" / f"{k:03d}_step{k}"

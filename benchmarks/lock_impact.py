@@ -55,8 +55,8 @@ from runbook_lib.db import catalog, example, ledger
 from runbook_lib.db import connection as database
 from runbook_lib.errors import RunbookError
 from runbook_lib.execution import live
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, preflight, rollback
-from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import ExecutionResult
 
 METHODS = ("psql", "direct", "online")

@@ -40,8 +40,8 @@ from psycopg import sql
 from runbook_lib import config
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 from runbook_lib.report import records
 from runbook_lib.report.records import (
     ExecutionResult,
@@ -173,7 +173,7 @@ def split(timings: dict, run_dir: Path, wall: float) -> dict:
             imports += code[0]["duration"] + params
             summary_cells += sum(c["duration"] for c in code[1:])
             continue
-        imports += code[0]["duration"] + params  # `from runbook_lib.phases.session import ...; open_session(...)`
+        imports += code[0]["duration"] + params  # `from runbook_lib.execution.session import ...; open_session(...)`
         phase_cells += code[1]["duration"]  # the phase call: preflight.run / apply.run / validate.run
         displays += sum(c["duration"] for c in code[2:])
 
@@ -318,7 +318,7 @@ IMPORTS = {
     "import papermill": "import papermill",
     "import nbconvert HTMLExporter": "from nbconvert import HTMLExporter",
     "import ipykernel (the kernel)": "import ipykernel.kernelapp",
-    "import what a phase notebook imports": "import runbook_lib.phases.session, runbook_lib.phases.preflight, runbook_lib.phases.apply, "
+    "import what a phase notebook imports": "import runbook_lib.execution.session, runbook_lib.phases.preflight, runbook_lib.phases.apply, "
     "runbook_lib.phases.validate",
     "import what the summary notebook imports": "import runbook_lib.report.summary, runbook_lib.report.chart",
     "import pandas": "import pandas",

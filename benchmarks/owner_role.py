@@ -54,8 +54,8 @@ from runbook_lib.config import DEFAULTS, MAX_BACKOFF_S
 from runbook_lib.db import connection as database
 from runbook_lib.db import example
 from runbook_lib.execution import live
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import ExecutionResult
 
 ROLES = ("superuser", "owner")

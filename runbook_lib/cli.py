@@ -18,7 +18,6 @@ from runbook_lib.fleet import report as fleet_report
 from runbook_lib.orm import prisma_generate
 from runbook_lib.report import machine, records, terminal
 
-
 MIGRATIONS_HELP = (
     "folder of batches (default: the migrations_dir of a runbook.toml, else prisma/migrations or "
     "migrations/, found from the current directory up)"

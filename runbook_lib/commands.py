@@ -15,20 +15,19 @@ from pathlib import Path
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import config, names
+from runbook_lib.batch import history
 from runbook_lib.config import Options
-from runbook_lib.db import approvals, connection, embedded, history, ledger
+from runbook_lib.db import approvals, connection, embedded, ledger
 from runbook_lib.db import example as example_mod
 from runbook_lib.db.migration_lock import holder as migration_lock_holder
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.db.target import Target, ensure_database, resolve
 from runbook_lib.errors import AwaitingApproval, BaselineRefused, OutOfOrder, RunbookError
-from runbook_lib.layouts import detect
-from runbook_lib.orm import prisma_history
+from runbook_lib.execution.session import PENDING, Release, Session, open_session
+from runbook_lib.layouts import detect, prisma
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.chain import RunOutcome, run_phases
-from runbook_lib.notebook import stepbook
-from runbook_lib.phases import health, releasebook, stepwise
-from runbook_lib.phases.session import PENDING, Release, Session, open_session
+from runbook_lib.phases import health, releasebook, stepbook, stepwise
 from runbook_lib.report import records, render, site
 
 __all__ = [
@@ -574,7 +573,7 @@ def baseline(
                     ),
                 )
             for b in plan.to_prisma:
-                prisma_history.record_applied(conn, b.name, b.checksum, create=True, ran=False)
+                prisma.record_applied(conn, b.name, b.checksum, create=True, ran=False)
             if plan.to_tool:  # as the tool's own baseline leaves it: the tool runs none of them again
                 tool_history = detect.history(plan.to_tool[0].settings)
                 migrations = [b.tool for b in plan.batches]

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's runbook_lib, installed or not
 from runbook_lib.config import DEFAULTS  # noqa: E402  (the one set of defaults; the parameter cells show them)
@@ -74,7 +74,7 @@ database_url = None      # leave None: the database comes from the DATABASE_URL 
 
 SESSION = (
     "code",
-    "from runbook_lib.phases.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n                       database_url=database_url, from_notebook=True, to=to)\nsession",
+    "from runbook_lib.execution.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n                       database_url=database_url, from_notebook=True, to=to)\nsession",
 )
 
 pre = nb(
@@ -353,7 +353,7 @@ rb = nb(
         ("md", "## Verification\nThe batch's declared checks, in reverse."),
         (
             "code",
-            "from runbook_lib.report.frames import frame\n\nframe(result.verification, ['name', 'expectation', 'observed', 'status'])",
+            "from runbook_lib.display.frames import frame\n\nframe(result.verification, ['name', 'expectation', 'observed', 'status'])",
         ),
         ("md", "## Timeline"),
         ("code", "result.timeline_frame()"),

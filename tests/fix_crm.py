@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from runbook_lib import config
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 
 
 @pytest.fixture

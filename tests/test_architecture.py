@@ -1,9 +1,11 @@
-"""The package's shape, checked: no import cycle between modules (counting imports inside functions), and
-every import left inside a function says why."""
+"""The package's shape, checked: the subpackages are layers (each imports only from its own and those below
+it, in the order docs/architecture.md writes), no import cycle between packages or modules (counting imports
+inside functions), and every import left inside a function says why."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import runbook_lib
@@ -21,6 +23,17 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+
+# bottom first; a top-level module (errors.py) is a layer of its own, as a subpackage is
+LAYERS = ["errors", "names", "tomltext", "display", "layouts", "config", "db", "sql", "batch", "orm", "report",
+          "execution", "notebook", "phases", "fleet", "commands", "cli"]
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def _layer(module: str) -> str:
+    """runbook_lib.batch.model -> batch; runbook_lib.config -> config; runbook_lib -> "" (the package itself)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
 
 
 def _imports(path: Path) -> list[tuple[ast.AST, str, bool]]:
@@ -92,6 +105,54 @@ def test_no_import_cycle_between_modules() -> None:
     assert not cycles, "import cycles (counting imports inside functions): " + "; ".join(
         " <-> ".join(c) for c in cycles
     )
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a module from a layer above its own (or from a package in no layer)."""
+    found = []
+    for module, targets in graph.items():
+        for target in targets:
+            here, there = _layer(module), _layer(target)
+            if here == there or not there:
+                continue
+            if here not in LAYERS or there not in LAYERS:
+                found.append(f"{module} -> {target} (a package in no layer: add it to LAYERS and the docs)")
+            elif LAYERS.index(there) > LAYERS.index(here):
+                found.append(f"{module} -> {target} ({there} is above {here})")
+    return sorted(found)
+
+
+def test_each_package_imports_only_the_layers_below_it() -> None:
+    upward = _upward(_graph())
+    assert not upward, "imports pointing up the layers of docs/architecture.md: " + "; ".join(upward)
+
+
+def test_no_import_cycle_between_packages() -> None:
+    packages = {_layer(m) for m in MODULES} - {""}
+    graph = {p: set() for p in packages}
+    for module, targets in _graph().items():
+        for target in targets:
+            if _layer(module) and _layer(target) and _layer(module) != _layer(target):
+                graph[_layer(module)].add(_layer(target))
+    cycles = _cycles(graph)
+    assert not cycles, "import cycles between packages: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    graph = {"runbook_lib.db.catalog": {"runbook_lib.sql.parse"}, "runbook_lib.sql.parse": {"runbook_lib.errors"}}
+    assert _upward(graph) == ["runbook_lib.db.catalog -> runbook_lib.sql.parse (sql is above db)"]
+    assert _upward({"runbook_lib.db.x": {"runbook_lib.newpkg.y"}})[0].endswith("(a package in no layer: add it "
+                                                                                 "to LAYERS and the docs)")
+
+
+def test_the_architecture_document_states_the_same_layers() -> None:
+    text = " ".join(ARCHITECTURE.read_text(encoding="utf-8").split())
+    stated = re.search(r"in this order from the bottom: (.*?)\.", text)
+    assert stated, "docs/architecture.md no longer says the layers' order ('in this order from the bottom: ...')"
+    named = re.findall(r"[a-z_]+", stated.group(1).replace("then ", "").replace(" and ", " "))
+    assert named == LAYERS
+    every = {_layer(m) for m in MODULES} - {""}
+    assert every <= set(LAYERS), f"packages in no layer: {sorted(every - set(LAYERS))}"
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:

@@ -20,14 +20,13 @@ from pathlib import Path
 import nbformat
 import psycopg
 import pytest
+from incli import Cli, cli
 from psycopg import conninfo, sql
 
 from runbook_lib import config
 from runbook_lib.cli import main
 from runbook_lib.db import catalog, ledger
 from runbook_lib.db import connection as database
-
-from incli import Cli, cli
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel
@@ -346,8 +345,8 @@ def test_apply_refused_while_preflight_says_no_go(
     crm_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Dependencies met (batch 6 applied), but a lead without customer appeared since: apply refuses."""
+    from runbook_lib.execution.session import open_session
     from runbook_lib.phases import apply
-    from runbook_lib.phases.session import open_session
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     apply.run(

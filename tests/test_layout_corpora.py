@@ -22,12 +22,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from test_history_corpora import BIN, CORPORA, _capture, _run_dir
 
 from runbook_lib import cli
 from runbook_lib.layouts import drizzle, flyway, golang_migrate
 from runbook_lib.layouts.base import LayoutSettings
-
-from test_history_corpora import BIN, CORPORA, _capture, _run_dir
 
 pytestmark = pytest.mark.slow
 _ONCE = pytest.mark.kernel  # runbook's reading of the histories: the same on any server, run once

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+from fix_roles import Roles, owned_database
+from incli import Cli
+from incli import cli as run_cli
 from psycopg import conninfo, sql
 
 from runbook_lib import config
 from runbook_lib.db import ledger
-
-from fix_roles import Roles, owned_database
-from incli import Cli
-from incli import cli as run_cli
 
 pytestmark = pytest.mark.versions
 

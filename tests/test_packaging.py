@@ -8,8 +8,8 @@ and runbook_lib/db/example_crm, and runbook_lib/config.py finds them there when 
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys

@@ -14,8 +14,8 @@ from runbook_lib.batch import declared as checks
 from runbook_lib.batch import discover
 from runbook_lib.db import connection as database
 from runbook_lib.errors import DatabaseError, RunbookError
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, validate
-from runbook_lib.phases.session import open_session
 
 EVIL = 'x"; DROP TABLE "Lead"; --'
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from runbook_lib.batch import tableshape
 from runbook_lib.batch.blocks import Expectation, SqlBlock, behaviour_key, do_block
 from runbook_lib.batch.model import (
     CheckConstraintCheck,
@@ -33,7 +34,6 @@ from runbook_lib.batch.model import (
     TableRef,
     UniqueCheck,
 )
-from runbook_lib.batch import tableshape
 from runbook_lib.batch.rowbuilder import RowBuilder
 from runbook_lib.batch.tableshape import regclass_text
 from runbook_lib.errors import CannotBuild

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from runbook_lib.batch import declared
+from runbook_lib.batch import declared, tableshape
 from runbook_lib.batch.blocks import DERIVED_SOURCE, Expectation, SqlBlock, behaviour_key, merged
 from runbook_lib.batch.model import Batch, ForeignKeyCheck, TableRef, UniqueCheck
-from runbook_lib.batch import tableshape
 from runbook_lib.batch.rowbuilder import RowBuilder
 from runbook_lib.batch.tableshape import regclass_text
 from runbook_lib.errors import CannotBuild, RunbookError

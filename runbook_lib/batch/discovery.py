@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runbook_lib import config
-
 from runbook_lib.batch.manifest import read as read_manifest
 from runbook_lib.batch.model import MANIFEST, MIGRATION, Batch
 from runbook_lib.errors import BatchError

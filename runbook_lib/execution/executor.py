@@ -28,7 +28,7 @@ from runbook_lib.execution.failure import (
     fail,
     server_message,
 )
-from runbook_lib.phases.session import Session
+from runbook_lib.execution.session import Session
 from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult, HeldLock, StatementRun, StepRun
 from runbook_lib.sql import analysis, linked_locks, locks, plan

@@ -25,9 +25,8 @@ from runbook_lib.execution import backfill
 from runbook_lib.execution.blockers import Policy
 from runbook_lib.execution.executor import execute
 from runbook_lib.execution.failure import server_message
-from runbook_lib.layouts import detect
-from runbook_lib.orm import prisma_history as prisma
-from runbook_lib.phases.session import Session
+from runbook_lib.execution.session import Session
+from runbook_lib.layouts import detect, prisma
 from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import analysis

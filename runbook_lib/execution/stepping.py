@@ -11,10 +11,11 @@ from typing import Protocol
 import psycopg
 
 from runbook_lib import names
-from runbook_lib.db import history, ledger
+from runbook_lib.batch import history
+from runbook_lib.db import ledger
 from runbook_lib.errors import StepRefused
 from runbook_lib.execution import resume
-from runbook_lib.phases.session import Session
+from runbook_lib.execution.session import Session
 from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import plan
 

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 from runbook_lib.errors import FleetError
-from runbook_lib.fleet.model import EVERYONE_ELSE, FLEET_FOLDER, Fleet, FleetTarget
+from runbook_lib.report.fleet_record import EVERYONE_ELSE, FLEET_FOLDER, Fleet, FleetTarget
 from runbook_lib.tomltext import header_lines, line_of
 
 _TARGET_KEYS = ("name", "url_env", "group")

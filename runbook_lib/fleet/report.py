@@ -2,7 +2,7 @@
 
 Self-contained (no external address, no script), every value escaped, URLs only as the redacted form
 the worker returned; each row links its target's summary (or its run folder) by a relative path.
-It reads only `fleet.model`, so rendering (or re-rendering a fleet.json) needs no Dask.
+It reads only `report.fleet_record`, so rendering (or re-rendering a fleet.json) needs no Dask.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import html
 import os
 from pathlib import Path
 
-from runbook_lib.fleet.model import (
+from runbook_lib.display import markdown as md
+from runbook_lib.report.fleet_record import (
     ALREADY_APPLIED,
     APPLIED,
     DRY_RUN,
@@ -25,7 +26,6 @@ from runbook_lib.fleet.model import (
     FleetRecord,
     TargetResult,
 )
-from runbook_lib.report import markdown as md
 
 
 def headline(record: FleetRecord) -> str:

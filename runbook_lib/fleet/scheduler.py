@@ -27,8 +27,11 @@ from runbook_lib import batch as batch_mod
 from runbook_lib import config
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.errors import FleetError
+from runbook_lib.execution.session import PENDING
 from runbook_lib.fleet import archive, report
-from runbook_lib.fleet.model import (
+from runbook_lib.fleet.task import TargetTask, TaskOutcome, run_target
+from runbook_lib.report import records, site
+from runbook_lib.report.fleet_record import (
     ALREADY_APPLIED,
     FAILED,
     FLEET_FOLDER,
@@ -44,9 +47,6 @@ from runbook_lib.fleet.model import (
     TargetResult,
     Wave,
 )
-from runbook_lib.fleet.task import TargetTask, TaskOutcome, run_target
-from runbook_lib.phases.session import PENDING
-from runbook_lib.report import records, site
 
 
 @contextmanager

@@ -18,13 +18,17 @@ from typing import Any
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import names
+from runbook_lib.batch import history
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db import connection as database
-from runbook_lib.db import history, migration_lock
+from runbook_lib.db import migration_lock
 from runbook_lib.db.target import Target
 from runbook_lib.errors import FleetError, RunbookError
+from runbook_lib.execution.session import PENDING
 from runbook_lib.fleet import archive
-from runbook_lib.fleet.model import (
+from runbook_lib.notebook import chain
+from runbook_lib.report import records
+from runbook_lib.report.fleet_record import (
     ALREADY_APPLIED,
     APPLIED,
     DRY_RUN,
@@ -34,9 +38,6 @@ from runbook_lib.fleet.model import (
     RUN,
     SKIPPED,
 )
-from runbook_lib.notebook import chain
-from runbook_lib.phases.session import PENDING
-from runbook_lib.report import records
 
 
 @dataclass(frozen=True)

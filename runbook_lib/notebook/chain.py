@@ -17,10 +17,10 @@ from runbook_lib.db import ledger
 from runbook_lib.db.target import Target
 from runbook_lib.errors import PhaseFailed
 from runbook_lib.execution import live
+from runbook_lib.execution.session import PENDING
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.progress import PhaseProgress
 from runbook_lib.orm import prisma_generate
-from runbook_lib.phases.session import PENDING
 from runbook_lib.report import records, render, site
 
 

@@ -27,9 +27,9 @@ import psycopg
 
 from runbook_lib.batch.model import Batch, ColumnRef, TableRef
 from runbook_lib.batch.tableshape import describe
+from runbook_lib.display import frames as tables
+from runbook_lib.display import markdown as md
 from runbook_lib.errors import BatchError, CannotBuild
-from runbook_lib.report import frames as tables
-from runbook_lib.report import markdown as md
 
 SCHEMA_FILE = "schema.prisma"
 

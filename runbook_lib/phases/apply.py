@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from runbook_lib import names
+from runbook_lib.batch import history
 from runbook_lib.batch.model import PREFLIGHT
 from runbook_lib.config import DEFAULTS, Options
-from runbook_lib.db import history, ledger
+from runbook_lib.db import ledger
 from runbook_lib.db.migration_lock import migration_lock
-from runbook_lib.layouts import detect
-from runbook_lib.layouts.base import FLYWAY
 from runbook_lib.errors import (
     BatchError,
     DependencyError,
@@ -21,8 +20,10 @@ from runbook_lib.errors import (
 )
 from runbook_lib.execution import backfill, recording, stepping
 from runbook_lib.execution.blockers import Policy
+from runbook_lib.execution.session import Release, Session
+from runbook_lib.layouts import detect
+from runbook_lib.layouts.base import FLYWAY
 from runbook_lib.phases import preflight, validate
-from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import ExecutionResult, ReleaseApply
 from runbook_lib.sql import plan
 

@@ -24,17 +24,15 @@ import pandas as pd
 from runbook_lib import batch as batch_mod
 from runbook_lib import config, names
 from runbook_lib.batch import blocks as sqlblocks
-from runbook_lib.batch import derived
 from runbook_lib.batch import declared as checks
+from runbook_lib.batch import derived, history
 from runbook_lib.batch.model import Batch, Checks
 from runbook_lib.db import connection as database
-from runbook_lib.db import history
 from runbook_lib.db.connection import ConnectionFacts
+from runbook_lib.display import frames as tables
 from runbook_lib.errors import HealthDrift, NotRun
-from runbook_lib.phases.session import resolve_url
-from runbook_lib.report import frames as tables
+from runbook_lib.execution.session import resolve_url
 from runbook_lib.sql import expect
-
 
 # The check every applied batch gets: its migration.sql is still the file that was applied.
 FILE_CHECK = "migration.sql unchanged since it was applied"

@@ -14,11 +14,12 @@ from psycopg.rows import dict_row
 
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
+from runbook_lib.batch import history
 from runbook_lib.batch.model import PREFLIGHT, Batch, BatchInfo
-from runbook_lib.db import catalog, history, ledger, privileges
+from runbook_lib.db import catalog, ledger
 from runbook_lib.errors import BatchError
+from runbook_lib.execution.session import Release, Session
 from runbook_lib.names import GO, NOGO, WARN
-from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import (
     HIDDEN_STATE,
     Blocker,
@@ -28,7 +29,7 @@ from runbook_lib.report.records import (
     TableSize,
     Verdict,
 )
-from runbook_lib.sql import analysis, batching, linked_locks, lockcost
+from runbook_lib.sql import analysis, batching, linked_locks, lockcost, privileges
 from runbook_lib.sql import lint as lint_mod
 from runbook_lib.sql.analysis import StatementAnalysis
 from runbook_lib.sql.lint import LintResult

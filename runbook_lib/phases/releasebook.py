@@ -17,12 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from runbook_lib import names
+from runbook_lib.batch import history
 from runbook_lib.batch.model import Batch
 from runbook_lib.config import Options
-from runbook_lib.db import history, ledger
+from runbook_lib.db import ledger
 from runbook_lib.errors import DriftError, RunbookError, StepRefused
+from runbook_lib.execution.session import PENDING, Release, open_session
 from runbook_lib.phases import stepwise
-from runbook_lib.phases.session import PENDING, Release, open_session
 from runbook_lib.phases.stepwise import ALL, PLAN, Book, BookPlan, Pause, StepOutcome, SummaryOutcome
 from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult, PreflightResult, ValidationResult

@@ -5,16 +5,17 @@ from __future__ import annotations
 from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
+from runbook_lib.batch import history
 from runbook_lib.batch.model import ROLLBACK
 from runbook_lib.config import DEFAULTS, Options
-from runbook_lib.db import history, ledger
+from runbook_lib.db import ledger
 from runbook_lib.db.migration_lock import migration_lock
-from runbook_lib.layouts import detect
 from runbook_lib.errors import NotApplied, RunbookError
 from runbook_lib.execution import recording, stepping
 from runbook_lib.execution.blockers import Policy
+from runbook_lib.execution.session import Release, Session
+from runbook_lib.layouts import detect
 from runbook_lib.phases import preflight
-from runbook_lib.phases.session import Release, Session
 from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import plan
 

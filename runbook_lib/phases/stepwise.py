@@ -1,7 +1,7 @@
 """A runbook notebook: one migration stepped through in Jupyter, a cell per step of the apply plan.
 
 `runbook notebook N` fixes the plan (`describe`, kept as `runbook.json` in a new run folder) and writes the
-notebook beside it (`notebook.stepbook`). In the kernel, `open_book` reads the plan back, and each cell makes
+notebook beside it (`phases.stepbook`). In the kernel, `open_book` reads the plan back, and each cell makes
 one call: `book.preflight()`, `book.step(k)`, `book.pause(k)` (and `approve(pause)`), `book.validate()`,
 `book.summary()`, `book.rollback_step(k)`.
 
@@ -16,24 +16,25 @@ reads a stepped apply as it reads any other.
 from __future__ import annotations
 
 import html
-from datetime import datetime
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import names
+from runbook_lib.batch import history
 from runbook_lib.batch.model import ROLLBACK, Batch, BatchInfo, sha256_file
 from runbook_lib.config import DEFAULTS, ONLINE, Options
-from runbook_lib.db import approvals, catalog, history, ledger, migration_lock
+from runbook_lib.db import approvals, catalog, ledger, migration_lock
 from runbook_lib.errors import AwaitingApproval, BatchError, RunbookError, StepRefused
 from runbook_lib.execution import stepping
+from runbook_lib.execution.session import Session, open_session
 from runbook_lib.phases import apply as apply_phase
 from runbook_lib.phases import preflight as preflight_phase
 from runbook_lib.phases import rollback as rollback_phase
 from runbook_lib.phases import validate as validate_phase
-from runbook_lib.phases.session import Session, open_session
 from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult, PreflightResult, StepApproval, ValidationResult
 from runbook_lib.sql import analysis, linked_locks, lockcost, plan

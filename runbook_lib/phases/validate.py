@@ -11,13 +11,13 @@ import psycopg
 from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
-from runbook_lib.batch import derived
+from runbook_lib.batch import derived, history
 from runbook_lib.batch.model import VALIDATION
-from runbook_lib.db import catalog, history, ledger
+from runbook_lib.db import catalog, ledger
 from runbook_lib.errors import NotApplied, RunbookError
+from runbook_lib.execution.session import Release, Session
 from runbook_lib.orm import prisma_schema as orm
 from runbook_lib.phases import preflight
-from runbook_lib.phases.session import Release, Session
 from runbook_lib.report import records
 from runbook_lib.report.records import (
     ExecutionResult,

@@ -30,23 +30,23 @@ from runbook_lib.batch.model import BatchInfo
 from runbook_lib.config import DIRECT
 from runbook_lib.db import catalog
 from runbook_lib.db.connection import ConnectionFacts
-from runbook_lib.db.privileges import PrivilegeCheck
+from runbook_lib.display import frames as tables
+from runbook_lib.display.markdown import Section
 from runbook_lib.errors import (
     PreflightFailed,
     RecordError,
     RunbookError,
     ValidationFailed,
 )
+from runbook_lib.layouts import prisma
 from runbook_lib.names import GO, NOGO
-from runbook_lib.orm import prisma_history as prisma
 from runbook_lib.orm import prisma_schema as orm
 from runbook_lib.orm.prisma_schema import OrmMismatch
-from runbook_lib.report import frames as tables
-from runbook_lib.report.markdown import Section
 from runbook_lib.sql.analysis import StatementAnalysis
 from runbook_lib.sql.batching import BackfillCheck
 from runbook_lib.sql.lint import LintResult
 from runbook_lib.sql.lockcost import LockCost
+from runbook_lib.sql.privileges import PrivilegeCheck
 
 T = TypeVar("T")
 

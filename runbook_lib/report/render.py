@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook_lib.report import markdown as md
+from runbook_lib.display import markdown as md
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -32,7 +32,7 @@ def _read(notebook: Path):
 
 def _self_contained(html: str) -> str:
     """Drop CSS comments (JupyterLab's theme cites its sources by URL): the file names no external address.
-    And the backslash of a pipe escaped in a table's code span (report.markdown), which the renderer keeps."""
+    And the backslash of a pipe escaped in a table's code span (display.markdown), which the renderer keeps."""
 
     def strip(match: re.Match) -> str:
         return re.sub(r"/\*.*?\*/", "", match.group(0), flags=re.S)

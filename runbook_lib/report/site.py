@@ -17,10 +17,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from runbook_lib.errors import RecordError, RunbookError
-from runbook_lib.fleet import model as fleet_model
-from runbook_lib.fleet.model import FLEET_FOLDER
 from runbook_lib.names import worst_verdict
-from runbook_lib.report import records
+from runbook_lib.report import fleet_record, records
+from runbook_lib.report.fleet_record import FLEET_FOLDER
 
 INDEX = "index.html"
 UNREADABLE = "unreadable record"
@@ -32,7 +31,7 @@ _REDACTED = {
     "%2a%2a%2a",
     "&#42;&#42;&#42;",
     r"\*\*\*",
-}  # the last: Markdown-escaped (report.markdown)
+}  # the last: Markdown-escaped (display.markdown)
 
 
 @dataclass
@@ -137,7 +136,7 @@ def _fleet_entry(reports: Path, folder: Path) -> Entry:
     rel = folder.relative_to(reports)
     entry = Entry("fleet", rel, FLEET_FOLDER, rel.parts[1], when=folder.name)
     try:
-        record = records.RunFolder(folder).read(FLEET_FOLDER, fleet_model.FleetRecord)
+        record = records.RunFolder(folder).read(FLEET_FOLDER, fleet_record.FleetRecord)
         assert record is not None
         entry.when, entry.name = record.started_at, f"{record.mode} on {len(record.targets)} target(s)"
         entry.url = ", ".join(t.name for t in record.targets)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,13 +12,13 @@ from runbook_lib import config, names
 from runbook_lib.batch import ROLLBACK, find
 from runbook_lib.db import connection as database_mod
 from runbook_lib.db import embedded
+from runbook_lib.display import markdown as md
+from runbook_lib.display.markdown import Section
 from runbook_lib.errors import RunbookError
 from runbook_lib.orm import prisma_generate, prisma_impact, prisma_models
 from runbook_lib.orm import prisma_schema as orm
-from runbook_lib.report import markdown as md
 from runbook_lib.report import records
 from runbook_lib.report.chart import timeline_svg
-from runbook_lib.report.markdown import Section
 from runbook_lib.report.records import (
     ExecutionResult,
     PreflightResult,

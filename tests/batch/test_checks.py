@@ -17,8 +17,8 @@ from runbook_lib import config, names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.errors import BatchError
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, validate
-from runbook_lib.phases.session import open_session
 
 SCHEMA = """
 CREATE TYPE mood AS ENUM ('calm', 'busy');

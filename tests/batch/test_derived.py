@@ -13,12 +13,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from derivations import execute, run_derived, unproven
 
 from runbook_lib.batch import blocks
 from runbook_lib.batch.blocks import BlockResult
 from runbook_lib.sql import expect
-
-from derivations import execute, run_derived, unproven
 
 LANGFUSE = Path(os.environ.get("RUNBOOK_LANGFUSE_MIGRATIONS", "/work/shared/corpora/langfuse/migrations"))
 
@@ -287,8 +286,8 @@ def write_batch(folder: Path, name: str, text: str) -> None:
 
 
 def test_a_pure_data_migration_has_no_derived_tests_and_passes(empty_db: str, tmp_path: Path):
+    from runbook_lib.execution.session import open_session
     from runbook_lib.phases import apply, validate
-    from runbook_lib.phases.session import open_session
 
     migrations = tmp_path / "migrations"
     write_batch(migrations, "001_init", 'CREATE TABLE "Item" ("id" SERIAL PRIMARY KEY, "price" INTEGER);')
@@ -311,8 +310,8 @@ def test_a_pure_data_migration_has_no_derived_tests_and_passes(empty_db: str, tm
 
 def test_batch_7_keeps_its_declared_names_and_counts_declared_and_derived(after_7: str, tmp_path: Path):
     from runbook_lib.batch import declared
+    from runbook_lib.execution.session import open_session
     from runbook_lib.phases import validate
-    from runbook_lib.phases.session import open_session
 
     session = open_session(7, database_url=after_7, reports_dir=tmp_path / "r")
     result = validate.run(session)
@@ -349,8 +348,8 @@ def test_batch_7_keeps_its_declared_names_and_counts_declared_and_derived(after_
 
 def test_schema_prisma_is_compared_field_by_field_when_it_describes_the_batch(after_7: str, tmp_path: Path):
     from runbook_lib import config
+    from runbook_lib.execution.session import open_session
     from runbook_lib.phases import validate
-    from runbook_lib.phases.session import open_session
 
     project = tmp_path / "crm"
     shutil.copytree(config.example_dir(), project)
@@ -380,8 +379,8 @@ def test_schema_prisma_is_compared_field_by_field_when_it_describes_the_batch(af
 def test_a_migration_validated_after_later_ones_leaves_their_changes_to_them(empty_db: str, tmp_path: Path):
     """Validated once 2 is applied (a release validates at its end), 1's expectations of what 2 changed again
     (the enum's labels, b's type, the dropped index) are not false failures; the rest of 1 is still checked."""
+    from runbook_lib.execution.session import open_session
     from runbook_lib.phases import apply, validate
-    from runbook_lib.phases.session import open_session
 
     migrations = tmp_path / "migrations"
     write_batch(

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from derivations import execute, run_derived, unproven
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import names
 from runbook_lib.batch import blocks, declared, derived, tableshape
+from runbook_lib.batch.blocks import BlockResult
 from runbook_lib.batch.model import TableRef
 from runbook_lib.batch.rowbuilder import RowBuilder
-from runbook_lib.batch.blocks import BlockResult
-
-from derivations import execute, run_derived, unproven
 
 
 def run_declared(url: str, tmp_path: Path, body: str) -> dict[str, BlockResult]:

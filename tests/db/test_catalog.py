@@ -7,8 +7,8 @@ from pathlib import Path
 import psycopg
 
 from runbook_lib.db import catalog
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 
 
 def test_an_index_name_is_its_tables(empty_db: str) -> None:

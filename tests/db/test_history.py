@@ -14,9 +14,9 @@ import pytest
 from runbook_lib import batch as batch_mod
 from runbook_lib import cli, commands, config, names
 from runbook_lib.errors import BaselineRefused, DriftError, PrismaMigrationFailed, ProjectError
-from runbook_lib.orm import prisma_history
+from runbook_lib.execution.session import open_session
+from runbook_lib.layouts import prisma
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 
 EXAMPLE = config.example_migrations_dir()
 BATCH6 = "006_backfill_customers"
@@ -30,7 +30,7 @@ def prisma_row(
     conn: psycopg.Connection, name: str, checksum: str, *, finished: bool = True, rolled_back: bool = False
 ) -> None:
     """A row as `prisma migrate deploy` leaves it (finished) or as a failed deploy leaves it."""
-    prisma_history.create_table(conn)
+    prisma.create_table(conn)
     conn.execute(
         "INSERT INTO _prisma_migrations (id, checksum, started_at, finished_at, rolled_back_at, migration_name,"
         " applied_steps_count, logs) VALUES (gen_random_uuid()::text, %s, now(), CASE WHEN %s THEN now() END,"
@@ -93,10 +93,10 @@ def test_a_changed_migration_against_a_prisma_row_is_drift_named(
 def test_prisma_checksums_are_compared_as_prisma_compares_them(tmp_path: Path) -> None:
     script = b"CREATE TABLE t (id int);\nCREATE TABLE u (id int);\n"
     digest = hashlib.sha256(script).digest()
-    assert prisma_history.checksum_matches(script, digest.hex())
-    assert prisma_history.checksum_matches(script.replace(b"\n", b"\r\n"), digest.hex())  # checked out on Windows
-    assert prisma_history.checksum_matches(script, "".join(f"{b:x}" for b in digest))  # early Prisma's hex
-    assert not prisma_history.checksum_matches(script + b"-- more\n", digest.hex())
+    assert prisma.checksum_matches(script, digest.hex())
+    assert prisma.checksum_matches(script.replace(b"\n", b"\r\n"), digest.hex())  # checked out on Windows
+    assert prisma.checksum_matches(script, "".join(f"{b:x}" for b in digest))  # early Prisma's hex
+    assert not prisma.checksum_matches(script + b"-- more\n", digest.hex())
 
 
 def test_a_failed_prisma_row_blocks_apply_with_prismas_way_out(crm_url: str, tmp_path: Path) -> None:
@@ -246,7 +246,7 @@ def histories(url: str) -> tuple[list[tuple], list[tuple]]:
                 "SELECT migration_name, checksum, applied_steps_count, finished_at IS NOT NULL FROM _prisma_migrations"
                 " ORDER BY migration_name"
             ).fetchall()
-            if prisma_history.has_table(conn)
+            if prisma.has_table(conn)
             else []
         )
     return ledger_rows, prisma_rows
@@ -278,7 +278,7 @@ def test_baseline_is_one_transaction(empty_db: str, tmp_path: Path) -> None:
     migrations = prisma_project(tmp_path)
     schema_by_hand(empty_db, migrations)
     with psycopg.connect(empty_db) as conn:  # Prisma's table refuses the second row: nothing may stay recorded
-        prisma_history.create_table(conn)
+        prisma.create_table(conn)
         conn.execute(
             "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.migration_name"
             " LIKE '20240201%' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fix_roles import Roles
 from psycopg import conninfo, sql
 
-from fix_roles import Roles
 from runbook_lib import commands, config, names
-from runbook_lib.db.target import Target
 from runbook_lib.db import ledger
+from runbook_lib.db.target import Target
 from runbook_lib.errors import LedgerError, PreflightFailed, RunbookError
+from runbook_lib.execution.session import open_session
 from runbook_lib.names import NOGO
 from runbook_lib.phases import apply, preflight
-from runbook_lib.phases.session import open_session
 
 pytestmark = pytest.mark.versions
 

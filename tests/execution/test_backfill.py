@@ -26,8 +26,8 @@ from runbook_lib.db import connection as database
 from runbook_lib.db import example, migration_lock
 from runbook_lib.errors import MigrationFailed, NotApplied, RunbookError
 from runbook_lib.execution import backfill, live, replica, upkeep
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, preflight, rollback
-from runbook_lib.phases.session import open_session
 from runbook_lib.report import summary, terminal
 from runbook_lib.sql import analysis, batching, plan
 

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 
 from runbook_lib.execution import live, watch
+from runbook_lib.execution.session import open_session
 from runbook_lib.notebook.progress import PhaseProgress
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 
 SLOW_VALIDATE = """\
 ALTER TABLE "Slow" ADD CONSTRAINT "Slow_check" CHECK (slow_ok(id)) NOT VALID;

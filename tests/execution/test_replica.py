@@ -25,8 +25,8 @@ from psycopg import conninfo
 from runbook_lib.db import connection as database
 from runbook_lib.db import embedded
 from runbook_lib.execution import live, replica
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 
 # Its own servers: the same on any test server, so it runs once (tests/fix_passes.py).
 pytestmark = pytest.mark.kernel

@@ -11,8 +11,8 @@ from runbook_lib import cli
 from runbook_lib.config import Options
 from runbook_lib.errors import RunbookError
 from runbook_lib.execution import walrate
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 from runbook_lib.report import summary, terminal
 
 MB = walrate.MB

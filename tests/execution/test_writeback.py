@@ -11,10 +11,10 @@ from runbook_lib import cli
 from runbook_lib.config import Options
 from runbook_lib.errors import MigrationFailed, RunbookError
 from runbook_lib.execution import backfill
+from runbook_lib.execution.session import open_session
 from runbook_lib.execution.walrate import MB
 from runbook_lib.execution.writeback import Writeback
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 from runbook_lib.report import summary, terminal
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from incli import Cli, cli
 from psycopg import conninfo, sql
 
 from runbook_lib import config
@@ -27,11 +28,9 @@ from runbook_lib.db import connection as database
 from runbook_lib.db import ledger
 from runbook_lib.errors import FleetError
 from runbook_lib.fleet import config as fleet_config
-from runbook_lib.fleet import model as fleet_model
 from runbook_lib.fleet import report as fleet_report
 from runbook_lib.fleet import scheduler as fleet_scheduler
-
-from incli import Cli, cli
+from runbook_lib.report import fleet_record
 
 # Runs Jupyter kernels on Dask workers: server-independent like the CLI tests (see pyproject's markers).
 pytestmark = pytest.mark.kernel
@@ -84,8 +83,8 @@ def _drop(server_url: str, name: str) -> None:
 @pytest.fixture(scope="module")
 def crm6_template(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPathFactory):
     """The example with batch 6 applied by the library: the starting point of every target."""
+    from runbook_lib.execution.session import open_session
     from runbook_lib.phases import apply
-    from runbook_lib.phases.session import open_session
 
     name = f"crm6_{uuid.uuid4().hex[:8]}"
     _create(server_url, name, crm_template)
@@ -124,7 +123,7 @@ def test_fleet_toml_parses_into_waves(tmp_path: Path, monkeypatch: pytest.Monkey
         write_toml(tmp_path / "fleet.toml", GOOD + '\n[[target]]\nname = "c"\nurl_env = "RB_T_C"\n')
     )
     assert [t.name for t in spec.targets] == ["a", "b", "c"]
-    assert spec.targets[0] == fleet_model.FleetTarget("a", "RB_T_A", "canary", 4)
+    assert spec.targets[0] == fleet_record.FleetTarget("a", "RB_T_A", "canary", 4)
     assert [(w.name, [t.name for t in w.targets]) for w in spec.plan()] == [("canary", ["a"]), ("*", ["b", "c"])]
     monkeypatch.setenv("RB_T_A", "postgresql://x@h/a")
     monkeypatch.delenv("RB_T_B", raising=False)
@@ -202,10 +201,10 @@ def test_missing_variable_is_refused_by_the_cli_before_any_cluster_or_folder(
 
 
 def test_fleet_report_escapes_what_it_shows(tmp_path: Path) -> None:
-    record = fleet_model.FleetRecord(7, "run-1", fleet_model.RUN, "<fleet.toml>", ["*"], "engine", "now")
+    record = fleet_record.FleetRecord(7, "run-1", fleet_record.RUN, "<fleet.toml>", ["*"], "engine", "now")
     record.targets = [
-        fleet_model.TargetResult(
-            "a", "*", "RB_T_A", status=fleet_model.FAILED, message="apply failed: <script>alert(1)</script> | x"
+        fleet_record.TargetResult(
+            "a", "*", "RB_T_A", status=fleet_record.FAILED, message="apply failed: <script>alert(1)</script> | x"
         )
     ]
     page = fleet_report.page(record, tmp_path, tmp_path)
@@ -247,9 +246,9 @@ def test_failed_canary_wave_stops_the_later_waves(
     assert result.code == 1, result.err
     folder, record = fleet_json(result.out)
     targets = by_name(record)
-    assert targets["a"]["status"] == fleet_model.FAILED
+    assert targets["a"]["status"] == fleet_record.FAILED
     assert "Cannot connect to postgresql://app:***@127.0.0.1:1/gone" in targets["a"]["message"]
-    assert targets["b"]["status"] == fleet_model.NOT_RUN
+    assert targets["b"]["status"] == fleet_record.NOT_RUN
     assert targets["b"]["message"] == record["stopped"] == "not run: wave 'canary' had 1 failed target(s)"
     assert applied(crm_url) == {}  # b was never touched
     assert "STOPPED" in (folder / "fleet.md").read_text(encoding="utf-8").splitlines()[0]
@@ -290,7 +289,7 @@ def test_max_failures_stops_scheduling_new_targets(
 
     assert result.code == 1
     _, record = fleet_json(result.out)
-    assert [t["status"] for t in record["targets"]] == [fleet_model.FAILED, fleet_model.NOT_RUN, fleet_model.NOT_RUN]
+    assert [t["status"] for t in record["targets"]] == [fleet_record.FAILED, fleet_record.NOT_RUN, fleet_record.NOT_RUN]
     assert record["stopped"] == "not scheduled: 1 target(s) failed (--max-failures 1)"
     assert "no new targets are scheduled (--max-failures 1)" in result.err
     assert applied(crm_url) == {}
@@ -412,9 +411,9 @@ def test_fleet_run_applies_canary_first_then_the_rest_and_skips_the_no_go(journe
     assert "Traceback" not in result.err
     folder, record = fleet_json(result.out)
     targets = by_name(record)
-    assert targets["canary"]["status"] == fleet_model.APPLIED and targets["canary"]["wave"] == "canary"
-    assert targets["tenant-b"]["status"] == fleet_model.APPLIED and targets["tenant-b"]["wave"] == "*"
-    assert targets["tenant-c"]["status"] == fleet_model.SKIPPED and targets["tenant-c"]["verdict"] == "NO-GO"
+    assert targets["canary"]["status"] == fleet_record.APPLIED and targets["canary"]["wave"] == "canary"
+    assert targets["tenant-b"]["status"] == fleet_record.APPLIED and targets["tenant-b"]["wave"] == "*"
+    assert targets["tenant-c"]["status"] == fleet_record.SKIPPED and targets["tenant-c"]["verdict"] == "NO-GO"
     assert "gate 'Leads with NULL customer_id' expected 0, got 1" in targets["tenant-c"]["message"]
     # the canary's wave finished before anything of the next wave started
     assert targets["canary"]["finished_at"] <= min(targets["tenant-b"]["started_at"], targets["tenant-c"]["started_at"])
@@ -462,7 +461,7 @@ def test_rerun_on_an_existing_scheduler_reports_already_applied_and_writes_retur
     doc = json.loads(result.out)  # --format json: the one document, nothing else on stdout
     assert set(doc) == {"format_version", "command", "ok", "headline", "totals", "report_html", "report_md", "fleet"}
     assert doc["command"] == "fleet run" and doc["ok"] is False
-    assert doc["totals"][fleet_model.ALREADY_APPLIED] == 2 and doc["totals"][fleet_model.SKIPPED] == 1, doc["totals"]
+    assert doc["totals"][fleet_record.ALREADY_APPLIED] == 2 and doc["totals"][fleet_record.SKIPPED] == 1, doc["totals"]
     assert doc["headline"] == "INCOMPLETE"  # one target was not applied
     assert "fleet:" in result.err  # progress stayed on stderr
     folder, record = fleet_json(result.out)
@@ -470,12 +469,12 @@ def test_rerun_on_an_existing_scheduler_reports_already_applied_and_writes_retur
     assert record["engine"] == f"Dask scheduler {journey.scheduler}"
     targets = by_name(record)
     for name in ("canary", "tenant-b"):
-        assert targets[name]["status"] == fleet_model.ALREADY_APPLIED
+        assert targets[name]["status"] == fleet_record.ALREADY_APPLIED
         assert targets[name]["message"].startswith("batch 7 already applied at ")
         assert targets[name]["run_dir"] == ""
         # linked to the summary of the run that applied it
         assert targets[name]["summary"] == by_name(fleet_json(journey.run.out)[1])[name]["summary"]
-    assert targets["tenant-c"]["status"] == fleet_model.SKIPPED
+    assert targets["tenant-c"]["status"] == fleet_record.SKIPPED
     # its preflight ran on the worker in a folder of its own; the client wrote it under reports/
     runs = sorted((journey.reports / "tenant-c" / "7").iterdir())
     assert len(runs) == journey.tenant_c_runs_before_rerun + 1
@@ -614,7 +613,7 @@ def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
         assert "error" not in outcome, outcome.get("error")
         result = outcome["result"]
         target = result.record.targets[0]
-        assert target.status == fleet_model.APPLIED, (target, lines)
+        assert target.status == fleet_record.APPLIED, (target, lines)
         assert target.attempts == 2
         with psycopg.connect(url) as conn:
             rows = conn.execute(
@@ -665,7 +664,7 @@ def test_twelve_databases_all_succeed(server_url: str, crm6_template: str, tmp_p
         assert result.code == 0, result.out + result.err
         _, record = fleet_json(result.out)
         targets = by_name(record)
-        assert {t["status"] for t in targets.values()} == {fleet_model.APPLIED}
+        assert {t["status"] for t in targets.values()} == {fleet_record.APPLIED}
         assert targets["db-00"]["wave"] == "canary"
         assert all(applied(url).get(7) for url in urls.values())
         assert not any(lead_customer_nullable(url) for url in urls.values())
@@ -719,9 +718,9 @@ url_env = "RB_FLEET_NOGO_REST"
         assert "no target of wave 'canary' was applied" in result.err + result.out
         _, record = fleet_json(result.out)
         targets = by_name(record)
-        assert targets["canary"]["status"] == fleet_model.SKIPPED
+        assert targets["canary"]["status"] == fleet_record.SKIPPED
         assert (
-            targets["rest"]["status"] != fleet_model.APPLIED
+            targets["rest"]["status"] != fleet_record.APPLIED
             and "no target of wave 'canary'" in targets["rest"]["message"]
         )
         assert not applied(urls["rest"]).get(7) and lead_customer_nullable(urls["rest"])
@@ -790,7 +789,7 @@ def test_a_fleet_deploys_a_release_on_every_target(
         folder, record = fleet_json(result.out)
         assert folder.parent.name == "release" and record["batch"] == "pending"
         targets = by_name(record)
-        assert {t["status"] for t in targets.values()} == {fleet_model.APPLIED}
+        assert {t["status"] for t in targets.values()} == {fleet_record.APPLIED}
         for name, target in targets.items():
             assert "/release/" in target["run_dir"], target
             assert target["validation_total"] and target["validation_passed"] == target["validation_total"]

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-
 from generated.histories import History, generate, q
+
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, preflight, validate
-from runbook_lib.phases.session import open_session
 
 WANTED_EXTENSIONS = ("citext", "vector", "pg_trgm", "pgcrypto", "uuid-ossp")
 

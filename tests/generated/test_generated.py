@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from generated import history_run
 from generated.histories import generate
 

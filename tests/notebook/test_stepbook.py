@@ -16,15 +16,15 @@ import nbformat
 import papermill
 import psycopg
 import pytest
+from incli import cli
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 from nbformat.v4 import new_code_cell
 
 from runbook_lib import commands, config, names
 from runbook_lib.db import approvals
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
-from incli import cli
 
 pytestmark = pytest.mark.kernel
 

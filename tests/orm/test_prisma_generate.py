@@ -16,14 +16,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from incli import cli
 
 from runbook_lib import config
 from runbook_lib.db import ledger
 from runbook_lib.orm import prisma_generate as pg
 from runbook_lib.orm import prisma_schema
 from runbook_lib.report import records
-
-from incli import cli
 
 GENERATED = "✔ Generated Prisma Client (v6.2.1) to ./node_modules/@prisma/client in 42ms"
 

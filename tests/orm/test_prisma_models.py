@@ -18,9 +18,9 @@ import pytest
 
 from runbook_lib import config
 from runbook_lib.db import catalog
+from runbook_lib.execution.session import open_session
 from runbook_lib.orm import prisma_impact, prisma_models, prisma_schema
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 from runbook_lib.sql import parse
 
 AFTER_7 = config.example_migrations_dir() / "007_tighten_constraints" / "schema.prisma"

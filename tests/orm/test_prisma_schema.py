@@ -16,9 +16,9 @@ import pytest
 from runbook_lib import batch as batch_mod
 from runbook_lib import config
 from runbook_lib.errors import BatchError, ValidationFailed
+from runbook_lib.execution.session import open_session
 from runbook_lib.orm import prisma_schema
 from runbook_lib.phases import validate
-from runbook_lib.phases.session import open_session
 
 BEFORE = config.example_dir() / "schema.prisma"
 AFTER = config.example_migrations_dir() / "007_tighten_constraints" / "schema.prisma"

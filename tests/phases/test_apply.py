@@ -15,8 +15,8 @@ import pytest
 from runbook_lib import config
 from runbook_lib.db import catalog, ledger
 from runbook_lib.errors import LockBusy, MigrationFailed
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, rollback
-from runbook_lib.phases.session import open_session
 
 TABLES = ["Customer", "Lead", "Job"]
 

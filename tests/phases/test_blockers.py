@@ -18,8 +18,8 @@ import pytest
 from runbook_lib import config, names
 from runbook_lib.errors import MigrationFailed, PreflightFailed
 from runbook_lib.execution import live
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, preflight, rollback
-from runbook_lib.phases.session import open_session
 from runbook_lib.report import terminal
 from runbook_lib.report.records import ExecutionResult
 

@@ -89,8 +89,8 @@ def test_a_ledger_killed_half_created_does_not_stop_the_next_apply(
     import psycopg  # here: only this test writes the ledger by hand
 
     from runbook_lib.db import ledger
+    from runbook_lib.execution.session import open_session
     from runbook_lib.phases import apply
-    from runbook_lib.phases.session import open_session
 
     url = make_database()
     migrations = kill_sweep.prepare(url, tmp_path, "direct")

@@ -18,8 +18,8 @@ import pytest
 from runbook_lib.db import embedded, ledger
 from runbook_lib.db.connection import with_database
 from runbook_lib.errors import MigrationFailed
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
 
 
 def batch_folder(root: Path, sql: str, number: int = 1) -> Path:
@@ -138,7 +138,7 @@ import sys
 import time
 from runbook_lib.execution import executor
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
+from runbook_lib.execution.session import open_session
 # the fault, injected from outside the migration path: a pause after step 1 commits, for the kill
 executor.AFTER_STEP_HOOKS.append(lambda step: time.sleep(60) if step == 1 else None)
 apply.run(open_session(1, database_url=sys.argv[1], migrations_dir=sys.argv[2], reports_dir=sys.argv[3]),

@@ -19,8 +19,8 @@ from runbook_lib import config
 from runbook_lib.batch.model import Batch, Checks, ColumnRef, ForeignKeyCheck
 from runbook_lib.db import ledger
 from runbook_lib.errors import HealthDrift, RunbookError
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, health
-from runbook_lib.phases.session import open_session
 
 MIGRATIONS = config.example_migrations_dir()
 
@@ -199,8 +199,8 @@ def test_check_notebook_fails_on_drift(after_7: str, tmp_path: Path, monkeypatch
 
 def test_runbook_check_exits_non_zero_on_drift_for_cron(crm_url: str, tmp_path, capsys) -> None:
     from runbook_lib import cli
+    from runbook_lib.execution.session import open_session
     from runbook_lib.phases import apply
-    from runbook_lib.phases.session import open_session
 
     for number in (6, 7):
         apply.run(

@@ -28,8 +28,8 @@ from runbook_lib.errors import (
     PreflightFailed,
     ValidationFailed,
 )
+from runbook_lib.execution.session import Session, open_session
 from runbook_lib.phases import apply, preflight, rollback, validate
-from runbook_lib.phases.session import Session, open_session
 
 TABLES = ["Customer", "Lead", "Job"]
 

@@ -10,8 +10,8 @@ import pytest
 
 from runbook_lib import config
 from runbook_lib.errors import PreflightFailed
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, preflight
-from runbook_lib.phases.session import open_session
 from runbook_lib.sql import lockcost
 
 

@@ -11,8 +11,8 @@ import pytest
 from runbook_lib import commands, config, names
 from runbook_lib.db import approvals, ledger
 from runbook_lib.errors import AwaitingApproval, StepRefused
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, releasebook, stepwise
-from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import ExecutionResult
 
 pytestmark = pytest.mark.versions

@@ -16,8 +16,8 @@ import pytest
 from runbook_lib import cli, commands
 from runbook_lib.db import ledger
 from runbook_lib.errors import DriftError, MigrationFailed, RunStopped
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, rollback
-from runbook_lib.phases.session import open_session
 from runbook_lib.report import records, terminal
 
 TWO_INDEXES = (

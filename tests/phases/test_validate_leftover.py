@@ -3,14 +3,14 @@ rows the application writes while validate runs (issue 16, point 3)."""
 
 from __future__ import annotations
 
-import threading
 import textwrap
+import threading
 from pathlib import Path
 
 import psycopg
 
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, validate
-from runbook_lib.phases.session import open_session
 
 
 def _batch(root: Path, validation_sql: str = "") -> Path:

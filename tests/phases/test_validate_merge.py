@@ -15,8 +15,8 @@ import psycopg
 
 from runbook_lib import config, names
 from runbook_lib.batch import blocks
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, validate
-from runbook_lib.phases.session import open_session
 from runbook_lib.report.records import RunFolder, ValidationResult
 
 # Batch 7 before issue 34: 20/20, four of them twice (a declared NOT NULL and foreign key, then the same derived).

@@ -7,7 +7,7 @@ import html
 import pytest
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from runbook_lib.report import markdown as md
+from runbook_lib.display import markdown as md
 
 
 def test_squawk_messages_show_their_backtick_spans_as_code_and_the_rest_as_text() -> None:

@@ -22,8 +22,8 @@ from runbook_lib.batch.model import BatchInfo
 from runbook_lib.cli import main
 from runbook_lib.db.connection import ConnectionFacts
 from runbook_lib.errors import ValidationFailed
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply, preflight, validate
-from runbook_lib.phases.session import open_session
 from runbook_lib.report import machine, records, summary, terminal
 from runbook_lib.report.records import LedgerCheck, PreflightResult, ReleasePlan, ValidationResult
 

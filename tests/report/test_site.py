@@ -24,9 +24,8 @@ from psycopg import conninfo, sql
 
 from runbook_lib import cli, config
 from runbook_lib.db import connection as database
-from runbook_lib.fleet import model as fleet_model
 from runbook_lib.fleet import report as fleet_report
-from runbook_lib.report import records, site
+from runbook_lib.report import fleet_record, records, site
 
 pytestmark = pytest.mark.kernel
 
@@ -85,33 +84,33 @@ def ran(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPathFac
             assert code == 0, out + err
         code, out, err = run_cli("deploy", "--to", 7, "--database-url", urls[2], *common)
         assert code == 0, out + err
-        record = fleet_model.FleetRecord(
+        record = fleet_record.FleetRecord(
             batch=6,
             fleet_run_id=records.new_run_id(),
-            mode=fleet_model.RUN,
+            mode=fleet_record.RUN,
             targets_file="fleet.toml",
             waves=["*"],
             engine="LocalCluster",
             started_at=records.now_iso(),
             finished_at=records.now_iso(),
             targets=[
-                fleet_model.TargetResult(
+                fleet_record.TargetResult(
                     name="eu",
                     wave="*",
                     url_env="EU_URL",
-                    status=fleet_model.APPLIED,
+                    status=fleet_record.APPLIED,
                     verdict="GO",
                     validation_passed=5,
                     validation_total=6,
                     longest_write_block_s=0.25,
                 ),
-                fleet_model.TargetResult(
-                    name="us", wave="*", url_env="US_URL", status=fleet_model.FAILED, verdict="WARN"
+                fleet_record.TargetResult(
+                    name="us", wave="*", url_env="US_URL", status=fleet_record.FAILED, verdict="WARN"
                 ),
             ],
         )
-        folder = records.RunFolder.create(reports, fleet_model.FLEET_FOLDER, 6, record.fleet_run_id)
-        folder.write(fleet_model.FLEET_FOLDER, record)
+        folder = records.RunFolder.create(reports, fleet_record.FLEET_FOLDER, 6, record.fleet_run_id)
+        folder.write(fleet_record.FLEET_FOLDER, record)
         fleet_report.write(record, folder.path, reports)
         site.write_index(reports)
         yield Site(reports, names, folder.path)

@@ -25,9 +25,9 @@ from runbook_lib import config
 from runbook_lib.cli import main
 from runbook_lib.db import connection as database
 from runbook_lib.db import ledger
+from runbook_lib.display import markdown
+from runbook_lib.execution.session import open_session
 from runbook_lib.phases import apply
-from runbook_lib.phases.session import open_session
-from runbook_lib.report import markdown
 
 # Runs Jupyter kernels: notebook and report machinery, the same on any server (see pyproject's markers).
 pytestmark = pytest.mark.kernel

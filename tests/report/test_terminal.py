@@ -264,8 +264,8 @@ def test_warn_headline_names_its_reasons(crm_url: str, tmp_path: Path, capsys: p
     """A WARN must not look like a GO: a session idle in transaction on "Lead" is named with its reason."""
     import psycopg  # only this test holds a session open
 
+    from runbook_lib.execution.session import open_session
     from runbook_lib.phases import apply
-    from runbook_lib.phases.session import open_session
 
     apply.run(
         open_session(

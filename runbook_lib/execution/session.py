@@ -10,11 +10,11 @@ import psycopg
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import config
-from runbook_lib.batch import discovery
+from runbook_lib.batch import discovery, history
 from runbook_lib.batch.model import Batch, BatchInfo
 from runbook_lib.config import whole_number
 from runbook_lib.db import connection as database
-from runbook_lib.db import embedded, history
+from runbook_lib.db import embedded
 from runbook_lib.errors import BatchError, DatabaseError
 from runbook_lib.report import records
 from runbook_lib.report.records import RunFolder

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from runbook_lib import names
 from runbook_lib.config import ONLINE, Options
+from runbook_lib.execution.session import PENDING
 from runbook_lib.phases.releasebook import ReleaseWritten
-from runbook_lib.phases.session import PENDING
 from runbook_lib.phases.stepwise import NOTEBOOK, BookPlan, StepCard
 
 # The options a step takes, as parameters: the same names and meanings as apply.ipynb's.

@@ -21,9 +21,8 @@ import psycopg
 from runbook_lib import names
 from runbook_lib.batch.model import Batch
 from runbook_lib.db import ledger
-from runbook_lib.layouts import detect
+from runbook_lib.layouts import detect, prisma
 from runbook_lib.layouts.base import GOLANG_MIGRATE
-from runbook_lib.orm import prisma_history as prisma
 
 
 @dataclass(frozen=True)

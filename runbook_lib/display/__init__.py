@@ -1,0 +1,1 @@
+"""What a record shows: Markdown sections and pandas frames, below every package that displays something."""
