@@ -9,7 +9,7 @@ endif
 STAMP := $(dir $(PY)).runbook-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench bench-system bench-layouts bench-memory bench-owner sweep-generated sweep-kill-owner server-stop clean
+.PHONY: install demo test lint bench bench-system bench-layouts bench-deploy-cheap bench-memory bench-owner sweep-generated sweep-kill-owner sweep-corpora server-stop clean
 
 install: $(STAMP)
 
@@ -22,12 +22,19 @@ $(STAMP): pyproject.toml
 demo: install
 	$(PY) -m runbook_lib.cli demo $(DEMO_ARGS)
 
-test: install
+test: install lint
 	@scripts/install_optional.sh
 	@# three servers: the embedded PostgreSQL 18 and, side by side, the system (Debian) PostgreSQL where one is
 	@# installed: server-dependent tests on both, each notebook/report test (marker `kernel`) once; then the
 	@# wheel's PostgreSQL 16 for the tests marked `versions` (tests/fix_passes.py, scripts/embedded16.py)
 	$(PY) scripts/test_suite.py $(PYTEST_ARGS)
+
+# ruff's lint and format check over the tree (notebooks/ excluded: scripts/build_notebooks.py writes them), then
+# mypy over runbook_lib; all three configured in pyproject.toml. `make test` runs it first: a finding fails it.
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # Both benchmarks (lock impact at 100k/1M/5M leads, then runbook's overhead), then benchmarks/RESULTS.md and
 # benchmarks/lock_impact.png from their results. About 15 minutes on 2 cores; needs psql. Quick look:
@@ -52,6 +59,13 @@ bench-system: install
 # which the embedded server lacks); RESULTS.md gets them as section 5b. About 10 minutes.
 bench-layouts: install
 	$(PY) scripts/system_postgres.py -- sh -c '$(PY) benchmarks/deploy.py --corpus openmeter --corpus dokploy --corpus ohdsi-webapi --server-url "$$RUNBOOK_TEST_DATABASE_URL" --out benchmarks/results/deploy_layouts.json $(BENCH_DEPLOY_ARGS)'
+	$(PY) benchmarks/report.py
+
+# The two Prisma histories (langfuse, trigger.dev) deployed from empty beside psql on the system's PostgreSQL with
+# fsync=off (commits cheap, as CI databases often run), in a throwaway cluster: runbook's own work per migration,
+# split per phase; RESULTS.md gets them as section 5a. About 10 minutes.
+bench-deploy-cheap: install
+	$(PY) scripts/system_postgres.py --set fsync=off -- sh -c '$(PY) benchmarks/deploy.py --corpus langfuse --corpus trigger.dev --server-url "$$RUNBOOK_TEST_DATABASE_URL" --out benchmarks/results/deploy_fsync_off.json $(BENCH_DEPLOY_ARGS)'
 	$(PY) benchmarks/report.py
 
 # Batch 6's backfill benchmark with the embedded server's data in memory (/dev/shm, tmpfs): the migration's own
@@ -84,6 +98,13 @@ sweep-kill-owner: install
 # section 8. `make test` runs 24 of them per server. About 10 minutes for 400 on 2 cores.
 sweep-generated: install
 	$(PY) benchmarks/generated_histories.py $(SWEEP_ARGS); status=$$?; $(PY) benchmarks/report.py; exit $$status
+
+# The five real histories (tests/corpora: langfuse, trigger.dev, openmeter, dokploy, ohdsi-webapi) each deployed
+# complete beside psql, on the embedded PostgreSQL 18 and on the system's PostgreSQL in a throwaway cluster
+# (openmeter only where pgcrypto is): recorded in benchmarks/results/corpora_sweep.json and RESULTS.md section 5c.
+# `make test` deploys the start of each. About 10 minutes on 2 cores.
+sweep-corpora: install
+	$(PY) benchmarks/corpora_sweep.py $(SWEEP_CORPORA_ARGS); status=$$?; $(PY) benchmarks/report.py; exit $$status
 
 server-stop: install
 	$(PY) -m runbook_lib.cli server stop

@@ -86,16 +86,16 @@ DEFAULT_METHODS = ("psql", "direct", "online", "online-50ms")  # section 7; the 
 BATCH6 = config.example_migrations_dir() / "006_backfill_customers"
 MARKER = "runbook backfill v1: example leads={leads}, before batch 6, frozen"
 # the end state, compared without the times NOW() writes: which customers exist, every lead's and job's customer
-STATE_SQL = """
+STATE_SQL = f"""
 SELECT (SELECT count(*) FROM "Customer"), (SELECT count(*) FROM "Lead" WHERE customer_id IS NULL),
        (SELECT count(*) FROM "Job" WHERE customer_id IS NULL),
        (SELECT sum(hashtextextended(id || ':' || coalesce(email, ''), 0)::numeric) FROM "Customer"),
        (SELECT sum(hashtextextended(id || ':' || coalesce(customer_id, ''), 0)::numeric) FROM "Lead"
-         WHERE id NOT LIKE '{prefix}%%'),
+         WHERE id NOT LIKE '{workload.ID_PREFIX}%%'),
        (SELECT sum(hashtextextended(id || ':' || coalesce(customer_id, ''), 0)::numeric) FROM "Job"
-         WHERE id NOT LIKE '{prefix}%%'),
+         WHERE id NOT LIKE '{workload.ID_PREFIX}%%'),
        to_regclass('"_runbook_backfill_006"') IS NOT NULL
-""".format(prefix=workload.ID_PREFIX)  # the workload's own rows (it inserts leads and jobs with a customer) left out
+"""  # the workload's own rows (it inserts leads and jobs with a customer) left out
 
 
 def log(message: str) -> None:
@@ -236,16 +236,16 @@ def _migration_wait_ms(waits: list, t0: float, t1: float) -> float:
 
 def _over_20ms(started: list[float], latency: list[float], t0: float, t1: float) -> int:
     """How many operations that overlapped [t0, t1] took over 20 ms: how often, where the longest says how bad."""
-    return sum(1 for s, lat in zip(started, latency) if lat > 0.020 and _overlaps(s, lat, t0, t1))
+    return sum(1 for s, lat in zip(started, latency, strict=True) if lat > 0.020 and _overlaps(s, lat, t0, t1))
 
 
 def _after(started: list[float], latency: list[float], t1: float, until: float) -> list[float]:
     """The latencies of the operations that started after the apply ended, up to `until`."""
-    return [lat for s, lat in zip(started, latency) if t1 < s <= until]
+    return [lat for s, lat in zip(started, latency, strict=True) if t1 < s <= until]
 
 
 def _max_ms(started: list[float], latency: list[float], t0: float, t1: float) -> float | None:
-    inside = [lat for s, lat in zip(started, latency) if _overlaps(s, lat, t0, t1)]
+    inside = [lat for s, lat in zip(started, latency, strict=True) if _overlaps(s, lat, t0, t1)]
     return round(max(inside) * 1000, 2) if inside else None
 
 
@@ -297,7 +297,7 @@ class Background:
     tables: dict[str, tuple[int, int]]
     checkpoints: int
 
-    def since(self, before: "Background") -> dict:
+    def since(self, before: Background) -> dict:
         """What it did by itself between `before` and this reading: the tables autovacuum worked on, checkpoints."""
 
         def grew(i: int) -> list[str]:

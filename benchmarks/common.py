@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runbook_lib.db import connection as database
-from runbook_lib.db import embedded
+from runbook_lib.db import connection as database  # noqa: E402  (needs ROOT on sys.path, added just above)
+from runbook_lib.db import embedded  # noqa: E402  (likewise)
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DEFAULT_STATE = Path(os.environ.get("TMPDIR", "/tmp")) / f"runbook-bench-{os.getuid()}"

@@ -2,6 +2,9 @@
 
     python benchmarks/deploy.py [--corpus langfuse --corpus trigger.dev] [--runs 3] [--server-url URL]
 
+`make bench-deploy-cheap` runs it on the system PostgreSQL with fsync=off (commits cheap, as CI databases often
+run), into results/deploy_fsync_off.json: there runbook's own work per migration is most of the difference.
+
 For each corpus (a Prisma migrations folder of hundreds of migrations) and each run, on a fresh empty
 database each time:
 - psql: every migration.sql in Prisma's order (byte order of the folder names), each with `-1` (one
@@ -143,11 +146,16 @@ def breakdown(run_dir: Path) -> dict:
     phases = {p["phase"]: p["seconds"] for p in run["phases"]}
     applies = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(run_dir.glob("*/apply.json"))]
     statements = sum(s["duration_s"] for a in applies for s in a["statements"])
+    count = len(applies)
+    # runbook's own work per migration: the phases that go through the migrations (preflight, apply with each
+    # migration's tests, validate) without the SQL statements' own time, per migration
+    per_migration = sum(phases.get(p, 0.0) for p in ("preflight", "apply", "validate")) - statements
     return {
         "phases_s": phases,
-        "migrations": len(applies),
+        "migrations": count,
         "apply_records_s": sum(a["duration_s"] for a in applies),
         "statements_s": round(statements, 3),
+        "own_ms_per_migration": round(per_migration / count * 1000, 1) if count else None,
     }
 
 
@@ -166,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = server_url(args.server_url, DEFAULT_STATE)
     result = header("deploy", argv, server)
+    with connection.connect(server, autocommit=True) as conn:  # a server whose commits are cheap says so here
+        result["server_settings"] = {
+            name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
+            for name in ("fsync", "synchronous_commit", "full_page_writes")
+        }
     result["corpora"] = {}
     scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"runbook-bench-deploy-{os.getpid()}"
     for name in args.corpus or PRISMA:

@@ -69,7 +69,7 @@ def sequential(urls: dict[str, str], reports: Path) -> tuple[float, int]:
     started, failed = time.monotonic(), 0
     for url in urls.values():
         done = subprocess.run(
-            runbook_cmd() + ["run", "7", "--database-url", url, "--reports-dir", str(reports)],
+            [*runbook_cmd(), "run", "7", "--database-url", url, "--reports-dir", str(reports)],
             capture_output=True,
             text=True,
         )
@@ -90,8 +90,18 @@ def fleet_run(urls: dict[str, str], workers: int, reports: Path, folder: Path) -
     toml.write_text("\n".join(lines))
     started = time.monotonic()
     done = subprocess.run(
-        runbook_cmd()
-        + ["fleet", "run", "7", "--targets", str(toml), "--workers", str(workers), "--reports-dir", str(reports)],
+        [
+            *runbook_cmd(),
+            "fleet",
+            "run",
+            "7",
+            "--targets",
+            str(toml),
+            "--workers",
+            str(workers),
+            "--reports-dir",
+            str(reports),
+        ],
         capture_output=True,
         text=True,
         env=env,

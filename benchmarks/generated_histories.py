@@ -24,8 +24,8 @@ from common import DEFAULT_STATE, RESULTS_DIR, ROOT, header, server_url
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from deploy import drop_database, fresh_database  # noqa: E402  (benchmarks/deploy.py: a database per run)
-from generated import history_run as generated  # noqa: E402
+from deploy import drop_database, fresh_database  # benchmarks/deploy.py: a database per run
+from generated import history_run as generated
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             cleanup(url)
             runs.append({"run": run + 1, "apply": dataclasses.asdict(applied), "during": dataclasses.asdict(during)})
             log(
-                f"load {size_label(leads)} run {run + 1}: apply {'ok' if applied.ok else 'FAILED'} {applied.wall_s:.2f} s, "
-                f"{during.ops} operations, longest {during.max_ms:.1f} ms, p99 {during.p99_ms:.1f} ms, "
-                f"failed {during.failed}"
+                f"load {size_label(leads)} run {run + 1}: apply {'ok' if applied.ok else 'FAILED'} "
+                f"{applied.wall_s:.2f} s, {during.ops} operations, longest {during.max_ms:.1f} ms, p99 "
+                f"{during.p99_ms:.1f} ms, failed {during.failed}"
             )
     limit = LOCK_TIMEOUT_MS + args.margin_ms
     out = {

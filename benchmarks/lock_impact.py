@@ -8,9 +8,10 @@ id) runs while batch 7 is applied by
   (c) runbook_lib.phases.apply.run(session, strategy="online")
 each without and with a blocker (a session idle in transaction after reading "Lead", started just
 before the apply and held --blocker-seconds). runbook's apply runs as `runbook run` runs it: after
-preflight in the same run folder (not timed), so it relies on preflight's gates (--apply-alone: without). After each apply batch 7 is rolled back the same way
-it was applied (psql -1 -f rollback.sql, or runbook rollback), the workload's rows are deleted, and
-the catalog is compared with the state before, so every run starts from the same state.
+preflight in the same run folder (not timed), so it relies on preflight's gates (--apply-alone: without).
+After each apply batch 7 is rolled back the same way it was applied (psql -1 -f rollback.sql, or runbook
+rollback), the workload's rows are deleted, and the catalog is compared with the state before, so every run
+starts from the same state.
 The three methods run interleaved in one session, their order rotated from run to run.
 
     python benchmarks/lock_impact.py                       # 100k, 1M, 5M leads, 3 runs each
@@ -334,10 +335,7 @@ def run_one(
     if blocker:
         blocker.begin()
     t0 = time.monotonic()
-    if method == "psql":
-        applied = apply_psql(url)
-    else:
-        applied = apply_runbook(session, method, live_path)
+    applied = apply_psql(url) if method == "psql" else apply_runbook(session, method, live_path)
     t1 = time.monotonic()
     time.sleep(args.tail)
     blocked = blocker.end() if blocker else None
@@ -536,9 +534,10 @@ def main(argv: list[str] | None = None) -> int:
                         out["runs"].append(result)
                         a, d = result["apply"], result["during"]
                         log(
-                            f"{size_label(leads)} run {run + 1} {method:<6} blocker={'yes' if with_blocker else 'no ':<3} "
-                            f"apply {'ok' if a['ok'] else 'FAILED'} {a['wall_s']:.3f} s, stall max {d['max_ms']:.1f} ms, "
-                            f"p99 {d['p99_ms']:.1f} ms, p99.9 {d['p999_ms']:.1f} ms, failed ops {d['failed']}"
+                            f"{size_label(leads)} run {run + 1} {method:<6} "
+                            f"blocker={'yes' if with_blocker else 'no ':<3} apply {'ok' if a['ok'] else 'FAILED'} "
+                            f"{a['wall_s']:.3f} s, stall max {d['max_ms']:.1f} ms, p99 {d['p99_ms']:.1f} ms, p99.9 "
+                            f"{d['p999_ms']:.1f} ms, failed ops {d['failed']}"
                             + (
                                 f", runbook write block {a['longest_write_block_ms']:.1f} ms, attempts {a['attempts']}"
                                 if a["longest_write_block_ms"] is not None

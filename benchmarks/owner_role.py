@@ -43,7 +43,7 @@ import threading
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (puts the project on sys.path)
+import common  # puts the project on sys.path
 import lock_impact  # the same database state checks, checkpoint and apply call as section 1
 import psycopg
 import workload
@@ -97,6 +97,7 @@ def ensure_roles(server: str, owner: str, app: str) -> dict:
                         "pg_monitor",
                     ),
                     row,
+                    strict=True,
                 )
             )
     if any(facts[owner][k] for k in ("superuser", "pg_read_all_stats", "pg_signal_backend", "pg_monitor")):
@@ -296,7 +297,7 @@ def apply_as(url: str, strategy: str, reports: Path, live_path: Path) -> tuple[d
 
 
 def over_20ms(ops: workload.Ops, t0: float, t1: float) -> int:
-    return sum(1 for s, lat in zip(ops.started, ops.latency) if lat > 0.020 and s <= t1 and s + lat >= t0)
+    return sum(1 for s, lat in zip(ops.started, ops.latency, strict=True) if lat > 0.020 and s <= t1 and s + lat >= t0)
 
 
 def run_one(
@@ -363,7 +364,7 @@ def summarize(runs: list[dict]) -> list[dict]:
         group = [r for r in runs if (r["leads"], r["role"], r["strategy"]) == (leads, role, strategy)]
         applies = [r["apply"] for r in group if r["apply"]]
 
-        def of(key: str) -> dict:
+        def of(key: str, applies: list[dict] = applies) -> dict:
             return spread([a.get(key) for a in applies])
 
         rows.append(
@@ -529,8 +530,8 @@ def main(argv: list[str] | None = None) -> int:
                             if a
                             else f"no migration {result['wall_s']:.2f} s, "
                         )
-                        + f"stall max {d['max_ms']:.1f} ms, over 20 ms {result['over_20ms']}, failed ops {d['failed']}, "
-                        f"after the idle transaction ended {result['after_idle']['max_ms']:.1f} ms"
+                        + f"stall max {d['max_ms']:.1f} ms, over 20 ms {result['over_20ms']}, failed ops "
+                        f"{d['failed']}, after the idle transaction ended {result['after_idle']['max_ms']:.1f} ms"
                         + (
                             f" [queued behind the idle transaction: {result['idle_transaction']['queued_while_held']}]"
                             if result["idle_transaction"]["queued_while_held"]

@@ -135,7 +135,7 @@ def machine_section(lock: dict | None, over: dict | None) -> list[str]:
     if settings:
         lines.append("| Server settings | " + ", ".join(f"{k}={v}" for k, v in settings.items()) + " (defaults) |")
     lines.append(f"| Client | {m['psql']}; Python {m['python']}, psycopg 3 |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def lock_section(lock: dict) -> list[str]:
@@ -143,11 +143,13 @@ def lock_section(lock: dict) -> list[str]:
     wl = st["workload"]
     lines = ["## 1. Lock impact: what applying batch 7 does to a running application", ""]
     lines += [
-        f"Command: `{lock['command'].strip()}` (started {lock['started_at']}, took {lock.get('elapsed_s', 0) / 60:.1f} min).",
+        f"Command: `{lock['command'].strip()}` (started {lock['started_at']}, "
+        f"took {lock.get('elapsed_s', 0) / 60:.1f} min).",
         "",
-        "The example CRM (`runbook_lib.db.example.load`) at each size, batch 6 applied with `runbook_lib.phases.apply.run`, then "
-        "frozen and analyzed, so batch 7 is GO. Batch 7 (`examples/crm/migrations/007_tighten_constraints/migration.sql`) "
-        "drops and re-creates the two customer foreign keys with ON DELETE RESTRICT and makes `customer_id` NOT NULL on "
+        "The example CRM (`runbook_lib.db.example.load`) at each size, batch 6 applied with "
+        "`runbook_lib.phases.apply.run`, then frozen and analyzed, so batch 7 is GO. Batch 7 "
+        "(`examples/crm/migrations/007_tighten_constraints/migration.sql`) drops and re-creates the two customer "
+        "foreign keys with ON DELETE RESTRICT and makes `customer_id` NOT NULL on "
         '"Lead" and "Job".',
         "",
         '| Leads | Jobs | Customers | "Lead" on disk | "Job" on disk |',
@@ -175,8 +177,9 @@ def lock_section(lock: dict) -> list[str]:
         "looks before it requests and waits without queuing (its live `waiting` event). Counting from the first "
         "wait rather than from the start of the call gives every method the same blocker. psql has no lock_timeout "
         "(that is the point); "
-        f"runbook uses its defaults, lock_timeout {st['runbook_lock_timeout_ms']} ms and {st['runbook_max_attempts']} attempts "
-        f"with exponential backoff and jitter (200 ms × 2^n × 0.5–1.5, at most {st.get('runbook_max_backoff_s', 10):g} s)"
+        f"runbook uses its defaults, lock_timeout {st['runbook_lock_timeout_ms']} ms and {st['runbook_max_attempts']} "
+        "attempts with exponential backoff and jitter (200 ms × 2^n × 0.5–1.5, at most "
+        f"{st.get('runbook_max_backoff_s', 10):g} s)"
         + (
             f", a wait budget for blockers of {st['runbook_wait_for_blockers_s']:g} s and a blocker threshold of "
             f"{st['runbook_blocker_threshold_ms']} ms (a session idle in transaction, or in a transaction older than "
@@ -203,7 +206,8 @@ def lock_section(lock: dict) -> list[str]:
         "",
         "Apply wall time is measured around the call (psql: the process; runbook: `apply.run`, which includes its "
         "checks (the ledger and both histories; the gates too unless the run's preflight record covers them), any "
-        'wait for a blocker, catalog snapshots (exact row counts for tables under 64 MB, the planner\'s estimate above), ledger and records). "runbook says" is '
+        "wait for a blocker, catalog snapshots (exact row counts for tables under 64 MB, the planner's estimate "
+        'above), ledger and records). "runbook says" is '
         "`ExecutionResult.longest_write_block_s`, runbook's own measurement of the longest write-blocking lock. "
         '"Longest stall while the DDL ran" counts only the operations that overlapped runbook\'s statements (from '
         "its first statement's start to its last one's end, retries included), leaving out its read-only checks "
@@ -316,7 +320,7 @@ def targets(lock: dict) -> list[str]:
             + "."
         )
     lines += worse(lock, sizes)
-    return lines + [""]
+    return [*lines, ""]
 
 
 def blocker_targets(lock: dict, sizes: list[int], timeout: int) -> list[str]:
@@ -473,7 +477,7 @@ def failures(lock: dict) -> list[str]:
                 "200 ms (psql would wait for deadlock_timeout, 1 s, and then one side is cancelled)."
             )
     if not failed and not errors:
-        return lines + ["- No apply failed and no workload operation failed.", ""]
+        return [*lines, "- No apply failed and no workload operation failed.", ""]
     for r in failed:
         lines.append(
             f"- {size_label(r['leads'])} run {r['run']}, {METHOD_LABEL[r['method']]}"
@@ -486,7 +490,7 @@ def failures(lock: dict) -> list[str]:
             f"{' with blocker' if r['blocker'] else ''}: {r['during']['failed']} workload operation(s) failed: "
             f"{'; '.join(r['during']['errors'][:3])}"
         )
-    return lines + [""]
+    return [*lines, ""]
 
 
 def overhead_section(over: dict, before: dict | None = None) -> list[str]:
@@ -496,9 +500,9 @@ def overhead_section(over: dict, before: dict | None = None) -> list[str]:
     db = over["database"]
     lines = ["## 2. Overhead: what `runbook run 7` costs on top of its SQL", ""]
     lines += [
-        f"Command: `{over['command'].strip()}` (started {over['started_at']}, took {over.get('elapsed_s', 0) / 60:.1f} min). "
-        f"Each run gets a fresh copy of the demo database (the example at {db['leads']:,} leads, batch 6 applied with "
-        "the library), then `runbook run 7 --database-url ... --reports-dir ...` runs as a process of its own "
+        f"Command: `{over['command'].strip()}` (started {over['started_at']}, took {over.get('elapsed_s', 0) / 60:.1f} "
+        f"min). Each run gets a fresh copy of the demo database (the example at {db['leads']:,} leads, batch 6 applied "
+        "with the library), then `runbook run 7 --database-url ... --reports-dir ...` runs as a process of its own "
         "(preflight → apply → validate → summary, each a papermill notebook, then nbconvert). The split comes from a "
         "second, instrumented run (`benchmarks/_instrumented_run.py`: the same CLI with clocks around each notebook "
         "and render; cell times from papermill's metadata; SQL from the phase records). psql runs the same files on "
@@ -605,8 +609,8 @@ def changes(over: dict, before: dict | None) -> list[str]:
         "- **One kernel and one connected client for the whole run.** The kernel is launched before papermill is "
         "imported, so the two overlap; its client is connected once (runbook's handshake waits for the kernel's "
         "idle status on IOPub instead of jupyter_client's fifth of a second of quiet per notebook).",
-        "- **runbook's papermill engine** (`runbook_lib.notebook.engine`) writes the output notebook on start, on failure, at "
-        "the end, and otherwise at most once a second, instead of twice per cell.",
+        "- **runbook's papermill engine** (`runbook_lib.notebook.engine`) writes the output notebook on start, on "
+        "failure, at the end, and otherwise at most once a second, instead of twice per cell.",
         "- **A lighter namespace reset** between notebooks: the names the previous notebook defined go, without "
         "`%reset -f`'s full garbage collection.",
         "- **Rendering in the background:** nbconvert is imported and its templates compiled once, on a thread, "
@@ -692,14 +696,16 @@ def deploy_layouts_section(dep: dict) -> list[str]:
     lines = [
         "### 5b. Other tools' layouts: golang-migrate, Drizzle Kit, Flyway",
         "",
-        f"Command: `{dep['command'].strip()}` (started {dep['started_at']}, on {dep['machine'].get('server', '?').split(' on ')[0]}"
-        "). psql applies each file in its tool's order (golang-migrate's versions as numbers, Drizzle's journal, "
-        "Flyway's versions by their numeric parts with `${ohdsiSchema}` replaced, in the `webapi` schema created "
-        "first and set as the search_path), `-1` unless CONCURRENTLY; then `runbook deploy`, which also writes "
-        "each tool's own history (schema_migrations, drizzle.__drizzle_migrations, flyway_schema_history) in "
-        "each migration's transaction. Fresh empty database each time; medians with min and max.",
+        f"Command: `{dep['command'].strip()}` (started {dep['started_at']}, on "
+        f"{dep['machine'].get('server', '?').split(' on ')[0]}). psql applies each file in its tool's order "
+        "(golang-migrate's versions as numbers, Drizzle's journal, Flyway's versions by their numeric parts with "
+        "`${ohdsiSchema}` replaced, in the `webapi` schema created first and set as the search_path), `-1` unless "
+        "CONCURRENTLY; then `runbook deploy`, which also writes each tool's own history (schema_migrations, "
+        "drizzle.__drizzle_migrations, flyway_schema_history) in each migration's transaction. Fresh empty database "
+        "each time; medians with min and max.",
         "",
-        "| Corpus | Layout | Migrations | psql | runbook deploy | Ratio | Target (at most 3x) | Per migration over psql |",
+        "| Corpus | Layout | Migrations | psql | runbook deploy | Ratio | Target (at most 3x) "
+        "| Per migration over psql |",
         "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     layouts = {"openmeter": "golang-migrate", "dokploy": "Drizzle Kit", "ohdsi-webapi": "Flyway"}
@@ -713,7 +719,8 @@ def deploy_layouts_section(dep: dict) -> list[str]:
             f"{rng(c['runbook_s'], sec)} | {ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f}) | "
             f"{'met' if ratio['max'] <= 3 else 'NOT met'} | {over:.1f} ms |"
         )
-    return lines + [
+    return [
+        *lines,
         "",
         "Where the time over psql goes is the same as for the Prisma histories above: per migration, "
         "its tests derived and run the moment it commits, the catalog snapshots, the records and both "
@@ -723,6 +730,88 @@ def deploy_layouts_section(dep: dict) -> list[str]:
         "migration; at that (plus the fixed 3 s), each of the three would be about 2x psql.",
         "",
     ]
+
+
+def deploy_cheap_section(dep: dict) -> list[str]:
+    """Issue 37's figures: the two Prisma histories on a server whose commits are cheap (fsync=off), where psql's
+    time is mostly its process and connection per file, and runbook's own work per migration shows."""
+    settings = ", ".join(f"{k}={v}" for k, v in dep.get("server_settings", {}).items())
+    lines = [
+        "### 5a. On a server whose commits are cheap (fsync=off)",
+        "",
+        f"Command: `{dep['command'].strip()}` (started {dep['started_at']}, on "
+        f"{dep['machine'].get('server', '?').split(' on ')[0]}; {settings}), as CI databases often run: a commit "
+        "costs no flush, so psql's time is mostly its process and connection per file, and what runbook adds per "
+        "migration shows. Same method as above: fresh empty database each time, psql then `runbook deploy`, "
+        'medians with min and max. "Own work per migration": the preflight, apply (with each migration\'s '
+        "tests) and validate notebooks' time without the migrations' own SQL statements, per migration; the "
+        "rest of runbook's time is fixed (process, kernel, papermill, the summary and its rendering).",
+        "",
+        "| Corpus | Migrations | psql | runbook deploy | Ratio | Target (at most 3x) | Own work per migration "
+        "| Target (at most 25 ms) |",
+        "|---|---:|---:|---:|---:|---|---:|---|",
+    ]
+    split = []
+    for name, c in dep["corpora"].items():
+        ratio = c["ratio"]
+        runs = sorted(c["runs"], key=lambda r: r["runbook_s"])
+        mid = runs[len(runs) // 2]
+        own = mid["breakdown"].get("own_ms_per_migration")
+        lines.append(
+            f"| {name} | {c['migrations']} | {rng(c['psql_s'], sec)} | {rng(c['runbook_s'], sec)} | "
+            f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f}) | "
+            f"{'met' if ratio['max'] <= 3 else 'NOT met'} | {own:.1f} ms | {'met' if own <= 25 else 'NOT met'} |"
+        )
+        p = mid["breakdown"]["phases_s"]
+        fixed = mid["runbook_s"] - sum(p.values())
+        split.append(
+            f"| {name} | {sec(p.get('preflight'))} | {sec(p.get('apply'))} | {sec(p.get('validate'))} | "
+            f"{sec(p.get('summary'))} | {sec(mid['breakdown']['statements_s'])} | {sec(fixed)} |"
+        )
+    return [
+        *lines,
+        "",
+        "Where runbook's time goes (the median run of each corpus):",
+        "",
+        "| Corpus | preflight | apply | validate | summary | of which SQL statements | fixed (process, kernel, "
+        "papermill, rendering) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *split,
+        "",
+    ]
+
+
+def corpora_sweep_section(sw: dict) -> list[str]:
+    """`make sweep-corpora`: every real history complete, on every server, checked as the tests check them."""
+    code = sw["commit"]
+    changed = f", with {len(code['uncommitted'])} file(s) changed on top" if code.get("uncommitted") else ""
+    extent = (
+        f"**A smoke run: the first {sw['limit']} migrations of each history, not the whole.** " if sw["limit"] else ""
+    )
+    lines = [
+        "### 5c. Every history complete, on every server: the deploy tests, whole (`make sweep-corpora`)",
+        "",
+        f"Command: `{sw['command'].strip()}` (started {sw['started_at']}, took {sw['took_s']:.0f} s, at commit "
+        f"{code['commit'][:10] or '?'}{changed}), on {sw['machine']['cores']} cores. {extent}`make test` deploys "
+        "the start of each history (a few seconds each); this runs the same tests "
+        "(tests/test_history_corpora.py, tests/test_layout_corpora.py) with `--whole-corpora`: each history "
+        "deployed from empty by `runbook deploy` beside psql, the schema equal to psql's (`pg_dump -s`), the "
+        "tool's own history rows as the tool writes them, no validation test failed. Seconds are the test's: "
+        "psql and runbook side by side, then the comparison.",
+        "",
+        "| Corpus | Layout | Server | Migrations | Outcome | Seconds |",
+        "|---|---|---|---:|---|---:|",
+    ]
+    for r in sw["runs"]:
+        why = f" ({r['message']})" if r["outcome"] != "passed" and r["message"] else ""
+        lines.append(
+            f"| {r['corpus']} | {r['layout']} | {r['server']}: PostgreSQL {r['version'].split(' ')[0]} | "
+            f"{r['migrations'] if r['migrations'] is not None else '-'} | {r['outcome']}{why} | {r['seconds']:.0f} |"
+        )
+    missing = [s["server"] for s in sw["servers"] if s["version"] == "not installed"]
+    if missing:
+        lines += ["", f"Not run on: {', '.join(missing)} (no system PostgreSQL installed)."]
+    return [*lines, ""]
 
 
 def deploy_section(dep: dict, before: dict | None = None) -> list[str]:
@@ -794,8 +883,6 @@ def deploy_section(dep: dict, before: dict | None = None) -> list[str]:
 def kill_section(ks: dict) -> list[str]:
     """Issue 16's sweep: a non-idempotent migration killed at many points, applied again: exactly once?"""
     points = ks["points"]
-    good = [p for p in points if p["exactly_once"]]
-    killed = sum(1 for p in points if p["killed"])
     by_scenario: dict[str, list[dict]] = {}
     for p in points:
         by_scenario.setdefault(p["point"].split(":")[0], []).append(p)
@@ -805,13 +892,14 @@ def kill_section(ks: dict) -> list[str]:
         "",
         f"Command: `{ks['command'].strip()}` (started {ks['started_at']}, took {ks['took_s']:.0f} s), on "
         f"{m['cores']} cores ({m['cpu']}, load average at start {', '.join(map(str, m['loadavg_at_start']))}), "
-        f"{m.get('server', 'the embedded server')}. A migration that is not idempotent (`UPDATE counter SET n = n + 1`, "
-        "an INSERT into `log`) is applied by a forked child that is SIGKILLed at a named point (before the "
+        f"{m.get('server', 'the embedded server')}. A migration that is not idempotent (`UPDATE counter SET n = n + "
+        "1`, an INSERT into `log`) is applied by a forked child that is SIGKILLed at a named point (before the "
         "migration lock, during a statement, with the records written and COMMIT not sent, after COMMIT, "
         "a terminated backend) or at a random moment (seed "
-        f"{ks['seed']}, uniform over an unkilled run's duration, {', '.join(f'{k} {v:.2f} s' for k, v in ks['baseline_s'].items())}); "
-        "then apply runs again. Exactly once: the counter is 1, `log` has one row, the ledger says applied, "
-        "`_prisma_migrations` has one finished row and no failed one, no advisory lock and no `running` row is left.",
+        f"{ks['seed']}, uniform over an unkilled run's duration, "
+        f"{', '.join(f'{k} {v:.2f} s' for k, v in ks['baseline_s'].items())}); then apply runs again. Exactly once: "
+        "the counter is 1, `log` has one row, the ledger says applied, `_prisma_migrations` has one finished row and "
+        "no failed one, no advisory lock and no `running` row is left.",
         "",
     ]
     if "release" in by_scenario:
@@ -819,8 +907,8 @@ def kill_section(ks: dict) -> list[str]:
             "Scenario release: three such migrations (migration k adds one and writes log row k) applied as one "
             'release (`open_session("pending")`, each migration its own transaction), the child killed after '
             "migration 1's commit, before migration 2's COMMIT, after migration 3's commit, or at a random "
-            "moment (seed + 3); a new release (a new run folder) then finishes it. Exactly once there: the counter is 3, "
-            "`log` has rows 1, 2 and 3 once each, all three are applied in the ledger, three finished Prisma rows.",
+            "moment (seed + 3); a new release (a new run folder) then finishes it. Exactly once there: the counter is "
+            "3, `log` has rows 1, 2 and 3 once each, all three are applied in the ledger, three finished Prisma rows.",
             "",
         ]
     if "restart" in by_scenario:
@@ -855,7 +943,7 @@ def _kill_table(by_scenario: dict[str, list[dict]], points: list[dict]) -> list[
         f"| all | {len(points)} | {sum(1 for p in points if p['killed'])} | "
         f"{sum(1 for p in points if p['exactly_once'])} |"
     )
-    return lines + [""]
+    return [*lines, ""]
 
 
 def kill_owner_section(ks: dict) -> list[str]:
@@ -872,9 +960,9 @@ def kill_owner_section(ks: dict) -> list[str]:
             "",
             f"Command: `{ks['command'].strip()}` (started {ks['started_at']}, took {ks['took_s']:.0f} s), on "
             f"{m['cores']} cores, {m.get('server', 'the embedded server')}. The same migrations and kills; each "
-            f"database is created with OWNER {ks['role'].split(':')[0]} and the child, the rerun and the checks connect "
-            f"as that role ({ks['role']}): its own ledger schema, its own advisory lock, its own backends to kill. No "
-            "server restart (stopping the server is the superuser's business).",
+            f"database is created with OWNER {ks['role'].split(':')[0]} and the child, the rerun and the checks "
+            f"connect as that role ({ks['role']}): its own ledger schema, its own advisory lock, its own backends to "
+            "kill. No server restart (stopping the server is the superuser's business).",
             "",
         ]
         + _kill_table(by_scenario, points)
@@ -1419,7 +1507,7 @@ def _owner_tables(res: dict, level: str) -> list[str]:
             f'"Lead" {s["lead_bytes"] / 2**20:.0f} MiB, "Job" {s["job_bytes"] / 2**20:.0f} MiB)',
             "",
         ]
-        lines += _owner_table(res, s["requested"]) + [""]
+        lines += [*_owner_table(res, s["requested"]), ""]
     return lines
 
 
@@ -1626,7 +1714,7 @@ def owner_role_section(res: dict, memory: dict | None = None, notes: bool = True
         "",
     ]
     lines += _owner_tables(res, "###")
-    lines += ["### Against the target", ""] + _owner_targets(res)
+    lines += ["### Against the target", "", *_owner_targets(res)]
     for path in sorted(RESULTS_DIR.glob("owner_role_*.json")) if notes else []:  # earlier runs, with a note
         note = json.loads(path.read_text()).get("note")
         if note:
@@ -1648,7 +1736,7 @@ def owner_role_section(res: dict, memory: dict | None = None, notes: bool = True
             "",
         ]
         lines += _owner_tables(memory, "####")
-        lines += _owner_targets(memory) + [""]
+        lines += [*_owner_targets(memory), ""]
     return lines
 
 
@@ -1661,6 +1749,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=Path, default=RESULTS_DIR / "load.json")
     parser.add_argument("--fleet", type=Path, default=RESULTS_DIR / "fleet.json")
     parser.add_argument("--deploy", type=Path, default=RESULTS_DIR / "deploy.json")
+    parser.add_argument(
+        "--corpora-sweep",
+        type=Path,
+        default=RESULTS_DIR / "corpora_sweep.json",
+        help="every real history complete on every server (make sweep-corpora)",
+    )
     parser.add_argument("--kill", type=Path, default=RESULTS_DIR / "kill_sweep.json")
     parser.add_argument(
         "--generated",
@@ -1755,9 +1849,14 @@ def main(argv: list[str] | None = None) -> int:
         lines += deploy_section(
             json.loads(args.deploy.read_text()), json.loads(before_path.read_text()) if before_path.exists() else None
         )
+    cheap_path = args.deploy.with_name("deploy_fsync_off.json")
+    if cheap_path.exists():
+        lines += deploy_cheap_section(json.loads(cheap_path.read_text()))
     layouts_path = args.deploy.with_name("deploy_layouts.json")
     if layouts_path.exists():
         lines += deploy_layouts_section(json.loads(layouts_path.read_text()))
+    if args.corpora_sweep.exists():
+        lines += corpora_sweep_section(json.loads(args.corpora_sweep.read_text()))
     if args.kill.exists():
         lines += kill_section(json.loads(args.kill.read_text()))
         if (RESULTS_DIR / "kill_sweep_owner.json").exists():

@@ -17,6 +17,7 @@ into the numbers a report shows: the longest stall, p99, p99.9, failures.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import threading
@@ -57,7 +58,7 @@ class Ops:
     ok: list[bool] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # the first few failures' messages
 
-    def extend(self, other: "Ops") -> None:
+    def extend(self, other: Ops) -> None:
         self.kind += other.kind
         self.started += other.started
         self.latency += other.latency
@@ -333,13 +334,14 @@ def _serve(url: str, pools: Pools, config: WorkloadConfig, pipe) -> None:
                 continue
             stop = threading.Event()
             result: list[Ops] = []
-            runner = threading.Thread(target=lambda: result.append(workload.run(stop)), daemon=True)
+            runner = threading.Thread(
+                target=lambda result=result, stop=stop: result.append(workload.run(stop)), daemon=True
+            )
             runner.start()
             pipe.send(("started", time.monotonic()))
             while runner.is_alive():
-                if pipe.poll(0.05):
-                    if pipe.recv() == "stop":
-                        stop.set()
+                if pipe.poll(0.05) and pipe.recv() == "stop":
+                    stop.set()
             runner.join()
             pipe.send(("ops", result[0]))
     except Exception as exc:  # tell the parent rather than leave it waiting
@@ -357,7 +359,7 @@ class WorkloadProcess:
         self._process = ctx.Process(target=_serve, args=(url, pools, config, child), daemon=True)
         self.config = config
 
-    def __enter__(self) -> "WorkloadProcess":
+    def __enter__(self) -> WorkloadProcess:
         self._process.start()
         self._expect("ready", 30)
         return self
@@ -382,10 +384,8 @@ class WorkloadProcess:
         return self._expect("ops", self.config.statement_timeout_ms / 1000 + 30)
 
     def __exit__(self, *exc) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):
             self._pipe.send("close")
-        except (BrokenPipeError, OSError):
-            pass
         self._process.join(10)
         if self._process.is_alive():
             self._process.terminate()

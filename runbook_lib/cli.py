@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, NoReturn
 
 from runbook_lib import commands, config, names
 from runbook_lib.config import BACKFILL_OPTIONS, DEFAULTS, STRATEGIES, Options, environment_variable
@@ -42,7 +45,7 @@ def _masked(text: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one sentence and exit 2, like every other refusal
+    def error(self, message: str) -> NoReturn:  # one sentence and exit 2, like every other refusal
         hint = "pass a database URL as --database-url URL or in DATABASE_URL; " if "://" in message else ""
         self.exit(2, _masked(f"runbook: {message}; {hint}see `runbook --help`.\n"))
 
@@ -50,14 +53,14 @@ class _Parser(argparse.ArgumentParser):
 FORMATS = ("text", "json")
 
 
-def _format_parent(*extra: str) -> argparse.ArgumentParser:
+def _format_parent(*extra: str) -> _Parser:
     """--format on every command: text for people, json for scripts (one document on stdout)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = _Parser(add_help=False)  # the subparsers' class, as their parents must be (it parses nothing itself)
     parent.add_argument(
         "--format",
         choices=(*FORMATS, *extra),
         default="text",
-        help="text (default), json: one JSON document on stdout (fields in README.md)"
+        help="text (default), json: one JSON document on stdout (fields in docs/json.md)"
         + (", markdown: a pull-request comment" if extra else ""),
     )
     return parent
@@ -87,7 +90,7 @@ def _identity_options(p: argparse.ArgumentParser) -> None:
 
 def _not_run_option(p: argparse.ArgumentParser, what: str = "validation test") -> None:
     """--fail-on-not-run: a test (or check) whose precondition could not be established fails, instead of being
-    reported as not run (README: Not run)."""
+    reported as not run (docs/validation.md: Not run)."""
     p.add_argument(
         "--fail-on-not-run",
         action="store_true",
@@ -148,7 +151,7 @@ def _out_of_order_option(p: argparse.ArgumentParser) -> None:
 
 
 def _blocker_options(p: argparse.ArgumentParser) -> None:
-    """A session that would make the migration's locks queue (README: Never queue behind a blocker)."""
+    """A session that would make the migration's locks queue (docs/online.md: Never queue behind a blocker)."""
     p.add_argument(
         "--wait-for-blockers",
         type=float,
@@ -243,7 +246,13 @@ def _backfill_options(p: argparse.ArgumentParser) -> None:
 class _Version(argparse.Action):
     """--version: the installed distribution's version (pyproject.toml's), read only when asked."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         from importlib import metadata  # here: only --version needs it, not every command's start
 
         try:
@@ -362,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fleet_parser(sub, fmt: list[argparse.ArgumentParser]) -> None:
+def _fleet_parser(sub: argparse._SubParsersAction[_Parser], fmt: list[_Parser]) -> None:
     p = sub.add_parser("fleet", help="one batch across the databases of a fleet.toml, on Dask (waves, canary first)")
     fl = p.add_subparsers(dest="fleet_command", required=True, parser_class=_Parser)
     for name, text in (
@@ -523,6 +532,12 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     finally:
         _GIVEN_URLS.reset(given)
+
+
+# At exit, Python's last collections walk every object of every module imported (psycopg, papermill, nbconvert...):
+# a tenth of a second or more of a command's time, spent on memory the process is about to give back. Frozen, it is
+# left alone (objects are still released as at any exit; only cycles wait for the operating system).
+atexit.register(gc.freeze)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -9,9 +9,10 @@ run writes to stderr.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import config, names
@@ -23,12 +24,15 @@ from runbook_lib.db.migration_lock import holder as migration_lock_holder
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.db.target import Target, ensure_database, resolve
 from runbook_lib.errors import AwaitingApproval, BaselineRefused, OutOfOrder, RunbookError
-from runbook_lib.execution.session import PENDING, Release, Session, open_session
+from runbook_lib.execution.session import PENDING, Pending, Release, open_session
 from runbook_lib.layouts import detect, prisma
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.chain import RunOutcome, run_phases
-from runbook_lib.phases import health, releasebook, stepbook, stepwise
 from runbook_lib.report import records, render, site
+from runbook_lib.report.fleet_record import FleetOutcome
+
+if TYPE_CHECKING:  # for the annotations alone (start-up time: the phases load with the commands that use them)
+    from runbook_lib.phases import health
 
 __all__ = [
     "BaselineOutcome",
@@ -275,7 +279,7 @@ class StatusReport:
     prisma_failed: str = ""
     broken: list[tuple[str, str]] = field(default_factory=list)  # (folder, why): not listed above, cannot run
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[BatchStatus]:
         return iter(self.rows)
 
     def __len__(self) -> int:
@@ -348,6 +352,9 @@ def notebook(
             f"the batch with `runbook apply {number if number != PENDING else 'N'} --dry-run`, then "
             "write the notebook without it."
         )
+    # start-up time: the step-by-step phases load for this command only, not with every other command
+    from runbook_lib.phases import releasebook, stepbook, stepwise
+
     session = open_session(
         number, migrations_dir=_migrations(migrations_dir), reports_dir=reports_dir, database_url=tgt.url
     )
@@ -516,7 +523,7 @@ def plan_baseline(tgt: Target, number: int, migrations_dir: Path | None = None) 
                 f"Batch {b.number} ({b.name}) is already applied with another migration.sql "
                 f"({drift}); restore the applied file before recording a baseline."
             )
-    to_ledger = [b for b in upto if not (known.state(b.number).source in (names.SOURCE_RUNBOOK, names.SOURCE_BOTH))]
+    to_ledger = [b for b in upto if known.state(b.number).source not in (names.SOURCE_RUNBOOK, names.SOURCE_BOTH)]
     to_prisma = [
         b
         for b in upto
@@ -575,9 +582,12 @@ def baseline(
             for b in plan.to_prisma:
                 prisma.record_applied(conn, b.name, b.checksum, create=True, ran=False)
             if plan.to_tool:  # as the tool's own baseline leaves it: the tool runs none of them again
-                tool_history = detect.history(plan.to_tool[0].settings)
-                migrations = [b.tool for b in plan.batches]
+                settings = plan.to_tool[0].settings
+                assert settings is not None  # a tool's migrations are read with their project's settings
+                tool_history = detect.history(settings)
+                migrations = [b.tool for b in plan.batches if b.tool is not None]  # in a tool's folder: all of them
                 for b in plan.to_tool:
+                    assert b.tool is not None  # to_tool: the batches that are the tool's migrations
                     tool_history.record_applied(conn, b.tool, migrations, ran=False)
     return BaselineOutcome(plan, recorded=True)
 
@@ -585,6 +595,8 @@ def baseline(
 def check(tgt: Target, migrations_dir: Path | None = None, *, fail_on_not_run: bool = False) -> health.HealthResult:
     """Re-check, read-only, what every applied batch declared; drift is in the result (raise_for_drift), and
     with `fail_on_not_run` a check that could not be run makes it fail too."""
+    from runbook_lib.phases import health  # start-up time: loads for `runbook check` only
+
     return health.run(tgt.url, _migrations(migrations_dir), fail_on_not_run=fail_on_not_run)
 
 
@@ -667,7 +679,7 @@ def demo(
     reports_dir: Path | None = None,
     reset: bool = False,
     on_loaded: Callable[[DemoOutcome], None] | None = None,
-    on_run: Callable[[RunOutcome], None] | None = None,
+    on_run: Callable[[RunOutcome], object] | None = None,
 ) -> DemoOutcome:
     """Load the example and run batches 6 and 7 end to end, stopping at the first failed run.
 
@@ -681,6 +693,7 @@ def demo(
     migrations_dir = migrations_dir or config.example_migrations_dir()  # the demo's default is the example
     for number in DEMO_BATCHES:
         done = run(tgt, number, migrations_dir=migrations_dir, reports_dir=reports_dir)
+        assert isinstance(done, RunOutcome)  # the example was just loaded (or reset): none of its batches is applied
         outcome.runs.append(done)
         if on_run is not None:
             on_run(done)
@@ -713,7 +726,7 @@ def server(action: str) -> str:
 
 def fleet(
     mode: str,
-    number: int,
+    number: int | Pending,
     *,
     targets: Path,
     workers: int | None = None,
@@ -724,7 +737,7 @@ def fleet(
     migrations_dir: Path | None = None,
     reports_dir: Path | None = None,
     shared_reports: bool | None = None,
-):
+) -> FleetOutcome:
     """Batch `number` on every database of a fleet.toml: mode "preflight" (read-only) or "run", wave by wave."""
     # Imported here: Dask (distributed) costs about a second of start-up that no other command needs.
     from runbook_lib.fleet import config as fleet_config

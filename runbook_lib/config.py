@@ -20,9 +20,10 @@ import functools
 import os
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 from runbook_lib.errors import BatchError, ProjectError, RunbookError
 from runbook_lib.layouts import settings as layout_settings
@@ -82,7 +83,7 @@ class ProjectFile:
     path: Path
     migrations_dir: Path | None = None
     ledger_schema: str | None = None  # where runbook keeps its ledger when the role may not create `runbook`
-    layout: LayoutSettings = LayoutSettings()  # `layout` and the tool's own table ([flyway], ...)
+    layout: LayoutSettings = field(default_factory=LayoutSettings)  # `layout` and the tool's own table ([flyway], ...)
 
 
 def _read_project_file(path: Path) -> ProjectFile:
@@ -233,7 +234,7 @@ def environment_variable(name: str, value: str) -> Iterator[None]:
             os.environ[name] = previous
 
 
-def url_in_environment(url: str):
+def url_in_environment(url: str) -> AbstractContextManager[None]:
     """DATABASE_URL set to `url` for what starts meanwhile (a kernel inherits it), then as it was."""
     return environment_variable("DATABASE_URL", url)
 
@@ -258,6 +259,14 @@ def flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise BatchError(f"The parameter {name} must be True or False, not {value!r}; pass it as -p {name} True.")
     return value
+
+
+@overload
+def seconds(name: str, value: object) -> float: ...
+
+
+@overload
+def seconds(name: str, value: object, *, optional: bool) -> float | None: ...
 
 
 def seconds(name: str, value: object, *, optional: bool = False) -> float | None:
@@ -327,7 +336,7 @@ class Options:
     # refused before anything runs. Not a notebook parameter: the command checks it (commands.refuse_out_of_order).
     out_of_order: bool = False
 
-    def checked(self) -> "Options":
+    def checked(self) -> Options:
         """The same options with their types proven; a wrong one is refused naming the parameter."""
         values = Options(
             dry_run=flag("dry_run", self.dry_run),
@@ -369,9 +378,9 @@ class Options:
             or min(values.backfill_rows_per_s, values.backfill_pause_ms, values.max_replica_lag_ms) < 0
         ):
             raise RunbookError(
-                "backfill_batch_ms must be at least 1 and backfill_rows_per_s, backfill_pause_ms and max_replica_lag_ms "
-                f"0 or more; got {values.backfill_batch_ms}, {values.backfill_rows_per_s}, {values.backfill_pause_ms} "
-                f"and {values.max_replica_lag_ms}."
+                "backfill_batch_ms must be at least 1 and backfill_rows_per_s, backfill_pause_ms and "
+                f"max_replica_lag_ms 0 or more; got {values.backfill_batch_ms}, {values.backfill_rows_per_s}, "
+                f"{values.backfill_pause_ms} and {values.max_replica_lag_ms}."
             )
         return values
 

@@ -15,7 +15,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's runbook_lib, installed or not
-from runbook_lib.config import DEFAULTS  # noqa: E402  (the one set of defaults; the parameter cells show them)
+from runbook_lib.config import DEFAULTS  # the one set of defaults; the parameter cells show them
 
 
 def option_lines(*options):
@@ -74,74 +74,100 @@ database_url = None      # leave None: the database comes from the DATABASE_URL 
 
 SESSION = (
     "code",
-    "from runbook_lib.execution.session import open_session\n\nsession = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n                       database_url=database_url, from_notebook=True, to=to)\nsession",
+    "from runbook_lib.execution.session import open_session\n\n"
+    "session = open_session(batch, migrations_dir=migrations_dir, run_dir=run_dir, reports_dir=reports_dir,\n"
+    "                       database_url=database_url, from_notebook=True, to=to)\nsession",
 )
 
 pre = nb(
     [
         (
             "md",
-            "# Preflight\n\nEverything worth knowing before the migration touches anything, read-only, ending in a verdict:\n**GO**, **WARN** (go, but read the reasons) or **NO-GO** (this notebook fails).",
+            "# Preflight\n\nEverything worth knowing before the migration touches anything, read-only, ending in a "
+            "verdict:\n**GO**, **WARN** (go, but read the reasons) or **NO-GO** (this notebook fails).",
         ),
         (
             "code",
-            COMMON
-            + "\nlong_transaction_s = 60.0  # transactions open longer than this are reported as blockers\nlock_threshold_ms = 1000.0  # WARN when the migration would block writes longer than this\nterminate_blockers_after_s = None  # apply's --terminate-blockers-after: NO-GO when the role may not signal other sessions\nfail_on_nogo = True        # False: report NO-GO without failing (runbook run --force)",
+            COMMON + "\nlong_transaction_s = 60.0  # transactions open longer than this are reported as blockers\n"
+            "lock_threshold_ms = 1000.0  # WARN when the migration would block writes longer than this\n"
+            "terminate_blockers_after_s = None  # apply's --terminate-blockers-after: NO-GO when the role may not "
+            "signal other sessions\n"
+            "fail_on_nogo = True        # False: report NO-GO without failing (runbook run --force)",
             ["parameters"],
         ),
         (
             "md",
-            "## Target and batch\nThe database (URL with the password redacted), the server, and the run folder this notebook writes its record to.",
+            "## Target and batch\n"
+            "The database (URL with the password redacted), the server, and the run folder this notebook writes its "
+            "record to.",
         ),
         SESSION,
         (
             "md",
-            "## Evaluate\nRuns every check in one READ ONLY transaction and records the result in the ledger and `preflight.json`.",
+            "## Evaluate\nRuns every check in one READ ONLY transaction and records the result in the ledger and "
+            "`preflight.json`.",
         ),
         (
             "code",
-            "from runbook_lib.phases import preflight\n\nresult = preflight.run(session, long_transaction_s=long_transaction_s, lock_threshold_ms=lock_threshold_ms,\n                       terminate_blockers_after_s=terminate_blockers_after_s)\nresult.verdict_frame()",
+            "from runbook_lib.phases import preflight\n\n"
+            "result = preflight.run(session, long_transaction_s=long_transaction_s, "
+            "lock_threshold_ms=lock_threshold_ms,\n"
+            "                       terminate_blockers_after_s=terminate_blockers_after_s)\nresult.verdict_frame()",
         ),
         (
             "md",
-            "## The role and its privileges\nWho the migration acts as, and each thing it may not do: a statement it could not run is a NO-GO naming the object and its owner; what only narrows what runbook sees (other roles' sessions) is a WARN; each with the GRANT that fixes it.",
+            "## The role and its privileges\n"
+            "Who the migration acts as, and each thing it may not do: a statement it could not run is a NO-GO naming "
+            "the object and its owner; what only narrows what runbook sees (other roles' sessions) is a WARN; each "
+            "with the GRANT that fixes it.",
         ),
         ("code", "result.privileges_frame()"),
         (
             "md",
-            "## Ledger and dependencies\nIs this batch already applied (and with the same migration.sql)? Are the batches it depends on applied?",
+            "## Ledger and dependencies\n"
+            "Is this batch already applied (and with the same migration.sql)? Are the batches it depends on applied?",
         ),
         ("code", "result.ledger_frame()"),
         (
             "md",
-            "## Gates\nThe data must already satisfy what the batch will enforce: declared checks from batch.toml and the blocks of preflight.sql.",
+            "## Gates\nThe data must already satisfy what the batch will enforce: declared checks from batch.toml and "
+            "the blocks of preflight.sql.",
         ),
         ("code", "result.gates_frame()"),
         (
             "md",
-            "## Statements and their locks\nEach statement of migration.sql, as PostgreSQL's parser reads it: the lock it takes, whether it scans or rewrites the table, whether it can run in a transaction.",
+            "## Statements and their locks\n"
+            "Each statement of migration.sql, as PostgreSQL's parser reads it: the lock it takes, whether it scans or "
+            "rewrites the table, whether it can run in a transaction.",
         ),
         ("code", "result.statements_frame()"),
         ("md", "## Lint (squawk)"),
         ("code", "result.lint_frame()"),
         (
             "md",
-            "## Tables touched\nSizes from the planner's statistics: a lock that scans a big table holds writers for longer.",
+            "## Tables touched\nSizes from the planner's statistics: a lock that scans a big table holds writers for "
+            "longer.",
         ),
         ("code", "result.tables_frame()"),
         (
             "md",
-            "## Cost of the locks\nFor each statement that blocks writes while it scans or rewrites a table: a measured read of that table (a sample, extrapolated, on large tables) estimates how long writers would wait, against `lock_threshold_ms`; above it, the online alternative.",
+            "## Cost of the locks\n"
+            "For each statement that blocks writes while it scans or rewrites a table: a measured read of that table "
+            "(a sample, extrapolated, on large tables) estimates how long writers would wait, against "
+            "`lock_threshold_ms`; above it, the online alternative.",
         ),
         ("code", "result.lock_costs_frame()"),
         (
             "md",
-            "## Data statements in batches\nWith `--strategy online`, which INSERT / UPDATE / DELETE run in batches by keyset on a primary key (each batch a short transaction), and for the others why they run in one transaction.",
+            "## Data statements in batches\n"
+            "With `--strategy online`, which INSERT / UPDATE / DELETE run in batches by keyset on a primary key (each "
+            "batch a short transaction), and for the others why they run in one transaction.",
         ),
         ("code", "result.backfills_frame()"),
         (
             "md",
-            "## Blockers now\nSessions holding locks on these tables, or transactions open too long: the DDL would queue behind them and every writer behind the DDL.",
+            "## Blockers now\nSessions holding locks on these tables, or transactions open too long: the DDL would "
+            "queue behind them and every writer behind the DDL.",
         ),
         ("code", "result.blockers_frame()"),
         ("md", "## Verdict\nNO-GO fails here, so papermill and `runbook` stop with the reasons."),
@@ -153,7 +179,9 @@ app = nb(
     [
         (
             "md",
-            "# Apply\n\nThe forward change (migration.sql), once: under the per-database migration lock, refused after a NO-GO preflight,\nin one transaction with `lock_timeout` and bounded retries, with a timeline, the locks held and catalog snapshots.",
+            "# Apply\n\nThe forward change (migration.sql), once: under the per-database migration lock, refused after "
+            "a NO-GO preflight,\nin one transaction with `lock_timeout` and bounded retries, with a timeline, the "
+            "locks held and catalog snapshots.",
         ),
         (
             "code",
@@ -187,37 +215,55 @@ app = nb(
                 ("backfill_wal_mb_per_s", "online: at most this many MB of WAL per second (0: no limit)"),
                 (
                     "backfill_flush_from_mb",
-                    "online: from this much WAL (MB) on, write back dirtied pages as they go (None: the server's checkpoint distance; 0: never)",
+                    "online: from this much WAL (MB) on, write back dirtied pages as they go (None: the server's "
+                    "checkpoint distance; 0: never)",
                 ),
             )
-            + "\nvalidate_each = False    # a release: each migration's tests run as it commits, on the state it left (deploy)",
+            + "\nvalidate_each = False    # a release: each migration's tests run as it commits, on the state it left "
+            "(deploy)",
             ["parameters"],
         ),
         ("md", "## Target and batch"),
         SESSION,
         (
             "md",
-            "## Apply\nWrites `apply.json` and a ledger row whatever happens; a failure rolls everything back and fails this cell with the server's message.",
+            "## Apply\nWrites `apply.json` and a ledger row whatever happens; a failure rolls everything back and "
+            "fails this cell with the server's message.",
         ),
         (
             "code",
-            "from runbook_lib.phases import apply\n\nresult = apply.run(session, dry_run=dry_run, force=force, strategy=strategy, lock_timeout_ms=lock_timeout_ms,\n                   statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,\n                   "
+            "from runbook_lib.phases import apply\n\n"
+            "result = apply.run(session, dry_run=dry_run, force=force, strategy=strategy, "
+            "lock_timeout_ms=lock_timeout_ms,\n"
+            "                   statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,\n"
+            "                   "
             + blocker_arguments(19)
-            + ",\n                   backfill_batch_ms=backfill_batch_ms, backfill_rows_per_s=backfill_rows_per_s,\n                   backfill_pause_ms=backfill_pause_ms, max_replica_lag_ms=max_replica_lag_ms,\n                   backfill_wal_mb_per_s=backfill_wal_mb_per_s, backfill_flush_from_mb=backfill_flush_from_mb,\n                   validate_each=validate_each)\nresult.summary_frame()",
+            + ",\n                   backfill_batch_ms=backfill_batch_ms, backfill_rows_per_s=backfill_rows_per_s,\n"
+            "                   backfill_pause_ms=backfill_pause_ms, max_replica_lag_ms=max_replica_lag_ms,\n"
+            "                   backfill_wal_mb_per_s=backfill_wal_mb_per_s, "
+            "backfill_flush_from_mb=backfill_flush_from_mb,\n                   validate_each=validate_each)\n"
+            "result.summary_frame()",
         ),
         (
             "md",
-            "## Blocking sessions\nSessions that held a lock the migration needed (idle in transaction, or in an older transaction): apply waited for them without queuing, so the application did not stall; and whom it terminated, only with `terminate_blockers_after_s`.",
+            "## Blocking sessions\n"
+            "Sessions that held a lock the migration needed (idle in transaction, or in an older transaction): apply "
+            "waited for them without queuing, so the application did not stall; and whom it terminated, only with "
+            "`terminate_blockers_after_s`.",
         ),
         ("code", "result.blockers_frame()"),
         (
             "md",
-            "## Plan\nThe steps, each one transaction (or one statement that cannot run in one), with its attempts and the longest time it blocked writes.",
+            "## Plan\nThe steps, each one transaction (or one statement that cannot run in one), with its attempts and "
+            "the longest time it blocked writes.",
         ),
         ("code", "result.steps_frame()"),
         (
             "md",
-            "## Batched data statements\nWith the online strategy, each INSERT / UPDATE / DELETE whose shape allows it ran in batches by keyset on a primary key, each batch a transaction that committed its position with it: rows per batch, and how long each batch held its rows' locks.",
+            "## Batched data statements\n"
+            "With the online strategy, each INSERT / UPDATE / DELETE whose shape allows it ran in batches by keyset on "
+            "a primary key, each batch a transaction that committed its position with it: rows per batch, and how long "
+            "each batch held its rows' locks.",
         ),
         ("code", "result.backfills_frame()"),
         (
@@ -227,7 +273,8 @@ app = nb(
         ("code", "result.timeline_frame()"),
         (
             "md",
-            "## Locks held just before commit\nFrom `pg_locks`; `held_s` is how long writers to that table would have waited.",
+            "## Locks held just before commit\n"
+            "From `pg_locks`; `held_s` is how long writers to that table would have waited.",
         ),
         ("code", "result.locks_frame()"),
         ("md", "## What changed in the catalog\nBefore and after, read from pg_catalog, not from the SQL."),
@@ -239,34 +286,43 @@ chk = nb(
     [
         (
             "md",
-            "# Health check\n\nThe daily check of the reference document, for every batch at once: for each batch the ledger shows\napplied, its declarative checks (batch.toml's `[checks]`) re-run in a READ ONLY transaction. Anything\nthat no longer holds (a NOT NULL dropped by hand, a foreign key re-created with another action) is\ndrift, reported with the batch that declared it. Safe to run against production, from cron or CI.",
+            "# Health check\n\nThe daily check of the reference document, for every batch at once: for each batch the "
+            "ledger shows\napplied, its declarative checks (batch.toml's `[checks]`) re-run in a READ ONLY "
+            "transaction. Anything\n"
+            "that no longer holds (a NOT NULL dropped by hand, a foreign key re-created with another action) is\n"
+            "drift, reported with the batch that declared it. Safe to run against production, from cron or CI.",
         ),
         (
             "code",
-            "migrations_dir = None    # folder of batches; None: the project's (runbook.toml, prisma/migrations, migrations/)\n"
+            "migrations_dir = None    # folder of batches; None: the project's (runbook.toml, prisma/migrations, "
+            "migrations/)\n"
             + option_lines(
                 ("fail_on_not_run", "True: a check that could not be run fails the check (False: reported as NOT RUN)")
             )
-            + "\n# The database comes from the DATABASE_URL environment variable (never a parameter, so no\n# password lands in the executed notebook); without it, the running embedded server's demo database.",
+            + "\n# The database comes from the DATABASE_URL environment variable (never a parameter, so no\n"
+            "# password lands in the executed notebook); without it, the running embedded server's demo database.",
             ["parameters"],
         ),
         ("md", "## Run the checks\nEvery applied batch's read-only checks, one transaction, nothing written."),
         (
             "code",
-            "from runbook_lib.phases import health\n\nresult = health.check(migrations_dir, fail_on_not_run=fail_on_not_run)\nresult.headline",
+            "from runbook_lib.phases import health\n\n"
+            "result = health.check(migrations_dir, fail_on_not_run=fail_on_not_run)\nresult.headline",
         ),
         ("md", "## Target\nThe database checked (password redacted) and the batches the ledger shows applied."),
         ("code", "result.target_frame()"),
         (
             "md",
-            "## Checks\nEach check with the batch that declared it: what it expects, what the database shows, OK, DRIFT or NOT RUN\n(it could not be run, and why: not drift, and no proof of its absence either).",
+            "## Checks\nEach check with the batch that declared it: what it expects, what the database shows, OK, "
+            "DRIFT or NOT RUN\n(it could not be run, and why: not drift, and no proof of its absence either).",
         ),
         ("code", "result.frame()"),
         ("md", "## Drift\nOnly what no longer holds, with the SQL that showed it, to paste into psql."),
         ("code", "result.drift_frame()"),
         (
             "md",
-            "## Outcome\nAny drift fails this notebook (and `runbook check` exits non-zero), naming each drift and its batch; so does a\ncheck not run, with `fail_on_not_run`.",
+            "## Outcome\nAny drift fails this notebook (and `runbook check` exits non-zero), naming each drift and its "
+            "batch; so does a\ncheck not run, with `fail_on_not_run`.",
         ),
         ("code", "result.raise_for_drift()\nresult.headline"),
     ]
@@ -276,7 +332,9 @@ val = nb(
     [
         (
             "md",
-            "# Validate\n\nProves what the database now enforces: the checks declared in batch.toml and the blocks of validation.sql,\neach in its own savepoint, all in one transaction that is rolled back: no test leaves a row behind.",
+            "# Validate\n\nProves what the database now enforces: the checks declared in batch.toml and the blocks of "
+            "validation.sql,\neach in its own savepoint, all in one transaction that is rolled back: no test leaves a "
+            "row behind.",
         ),
         (
             "code",
@@ -298,21 +356,28 @@ orm_strict = False       # True: a schema.prisma that disagrees with the databas
         ("md", "## Run the tests"),
         (
             "code",
-            "from runbook_lib.phases import validate\n\nresult = validate.run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema,\n                      fail_on_not_run=fail_on_not_run)\nresult.headline",
+            "from runbook_lib.phases import validate\n\n"
+            "result = validate.run(session, orm_strict=orm_strict, prisma_schema_path=prisma_schema,\n"
+            "                      fail_on_not_run=fail_on_not_run)\nresult.headline",
         ),
         (
             "md",
-            "## Results\nEach test: what it expected, what the server did, and PASS, FAIL or NOT RUN. A test is NOT RUN when its\nprecondition could not be established (its row could not be built, or something other than what it tests\nrefused it), with why and the server's message: it proved nothing either way, so X/Y counts only the tests that ran,\nand it fails the validation only with `fail_on_not_run`.",
+            "## Results\nEach test: what it expected, what the server did, and PASS, FAIL or NOT RUN. A test is NOT "
+            "RUN when its\nprecondition could not be established (its row could not be built, or something other than "
+            "what it tests\nrefused it), with why and the server's message: it proved nothing either way, so X/Y "
+            "counts only the tests that ran,\nand it fails the validation only with `fail_on_not_run`.",
         ),
         ("code", "result.tests_frame()"),
         (
             "md",
-            "## ORM alignment\nEach schema.prisma field mapped to a column the checks touch: optional or required, and the relation's onDelete, against the catalog.",
+            "## ORM alignment\nEach schema.prisma field mapped to a column the checks touch: optional or required, and "
+            "the relation's onDelete, against the catalog.",
         ),
         ("code", "result.orm_frame()"),
         (
             "md",
-            "## Outcome\nAny failure fails this notebook, naming each failing test (and each test not run, with `fail_on_not_run`).",
+            "## Outcome\nAny failure fails this notebook, naming each failing test (and each test not run, with "
+            "`fail_on_not_run`).",
         ),
         ("code", "result.raise_for_failures()\nresult.headline"),
     ]
@@ -322,7 +387,8 @@ rb = nb(
     [
         (
             "md",
-            "# Rollback\n\nrollback.sql of an applied batch, under the same protections as apply; then checks that what the batch declared no longer holds.",
+            "# Rollback\n\nrollback.sql of an applied batch, under the same protections as apply; then checks that "
+            "what the batch declared no longer holds.",
         ),
         (
             "code",
@@ -346,14 +412,16 @@ rb = nb(
         ("md", "## Roll back"),
         (
             "code",
-            "from runbook_lib.phases import rollback\n\nresult = rollback.run(session, dry_run=dry_run, lock_timeout_ms=lock_timeout_ms,\n                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,\n                      "
-            + blocker_arguments(22)
-            + ")\nresult.summary_frame()",
+            "from runbook_lib.phases import rollback\n\n"
+            "result = rollback.run(session, dry_run=dry_run, lock_timeout_ms=lock_timeout_ms,\n"
+            "                      statement_timeout_ms=statement_timeout_ms, max_attempts=max_attempts,\n"
+            "                      " + blocker_arguments(22) + ")\nresult.summary_frame()",
         ),
         ("md", "## Verification\nThe batch's declared checks, in reverse."),
         (
             "code",
-            "from runbook_lib.display.frames import frame\n\nframe(result.verification, ['name', 'expectation', 'observed', 'status'])",
+            "from runbook_lib.display.frames import frame\n\n"
+            "frame(result.verification, ['name', 'expectation', 'observed', 'status'])",
         ),
         ("md", "## Timeline"),
         ("code", "result.timeline_frame()"),
@@ -366,7 +434,8 @@ summ = nb(
     [
         (
             "md",
-            "Migration summary: rendered from the run's records (`preflight.json`, `apply.json`, `validate.json`). Every figure was measured in that run.",
+            "Migration summary: rendered from the run's records (`preflight.json`, `apply.json`, `validate.json`). "
+            "Every figure was measured in that run.",
             ["remove"],
         ),
         (
@@ -379,7 +448,8 @@ database = None    # database name; None: from DATABASE_URL, else the demo datab
         ),
         (
             "code",
-            "from runbook_lib.report import summary as summary_mod\n\nsummary = summary_mod.load_for_notebook(run_dir, batch=batch, database=database, reports_dir=reports_dir)",
+            "from runbook_lib.report import summary as summary_mod\n\n"
+            "summary = summary_mod.load_for_notebook(run_dir, batch=batch, database=database, reports_dir=reports_dir)",
         ),
         ("code", "summary.header()"),
         ("code", "summary.what_was_done()"),

@@ -62,13 +62,13 @@ def main(argv: list[str]) -> int:
     extra = "".join(f" -c {setting}" for setting in settings)
     try:
         subprocess.run(
-            as_user + [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8"],
+            [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8"],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         subprocess.run(
-            as_user
-            + [
+            [
+                *as_user,
                 str(bindir / "pg_ctl"),
                 "-D",
                 str(data),
@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
         return subprocess.run(command, env=env).returncode
     finally:
         subprocess.run(
-            as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -46,10 +46,13 @@ def main(pytest_args: list[str]) -> int:
     finally:
         if not was_running and embedded.stop(TEST_SERVER):
             print("== the embedded test server was stopped", flush=True)
-        if not third_was_running and embedded.running(THIRD_SERVER) is not None:
-            # in a process of its own: stopping goes through the wheel, which must be imported as version 16
-            if subprocess.run([*EMBEDDED16, "stop", str(THIRD_SERVER)], stderr=subprocess.DEVNULL).returncode == 0:
-                print("== the PostgreSQL 16 test server was stopped", flush=True)
+        # in a process of its own: stopping goes through the wheel, which must be imported as version 16
+        if (
+            not third_was_running
+            and embedded.running(THIRD_SERVER) is not None
+            and subprocess.run([*EMBEDDED16, "stop", str(THIRD_SERVER)], stderr=subprocess.DEVNULL).returncode == 0
+        ):
+            print("== the PostgreSQL 16 test server was stopped", flush=True)
 
 
 def _start_third() -> str | None:

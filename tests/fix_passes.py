@@ -6,6 +6,10 @@ run once: most of them in the first pass, those under SECOND_PASS_KERNEL in the 
 run side by side, take about as long as each other. The third pass, on the wheel's PostgreSQL 16, runs only
 the tests marked `versions` (behaviour that differs between server versions or roles; a `pg` test counts as
 one, tests/fix_db.py), kernel or not. With one server there is one pass: everything.
+
+The deploys of the real histories (tests/test_history_corpora.py, tests/test_layout_corpora.py) take the start
+of each history in every pass; `--whole-corpora` makes them take all of it (`make sweep-corpora`,
+benchmarks/corpora_sweep.py), `--corpora-limit N` its first N migrations (that sweep's smoke run).
 """
 
 from __future__ import annotations
@@ -24,6 +28,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="all (default): every test; first: all but the kernel tests the second pass takes; "
         "second (the second server): the server-dependent tests and those kernel tests; "
         "third (PostgreSQL 16): only the tests marked `versions`",
+    )
+    parser.addoption(
+        "--whole-corpora",
+        action="store_true",
+        help="the real histories' deploy tests deploy each history complete (make sweep-corpora), "
+        "not the start of it that `make test` takes",
+    )
+    parser.addoption(
+        "--corpora-limit",
+        type=int,
+        metavar="N",
+        help="the real histories' deploy tests deploy the first N migrations of each history "
+        "(the sweep's smoke run: benchmarks/corpora_sweep.py --limit N)",
     )
 
 

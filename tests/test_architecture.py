@@ -25,8 +25,25 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 # bottom first; a top-level module (errors.py) is a layer of its own, as a subpackage is
-LAYERS = ["errors", "names", "tomltext", "display", "layouts", "config", "db", "sql", "batch", "orm", "report",
-          "execution", "notebook", "phases", "fleet", "commands", "cli"]
+LAYERS = [
+    "errors",
+    "names",
+    "tomltext",
+    "display",
+    "layouts",
+    "config",
+    "db",
+    "sql",
+    "batch",
+    "orm",
+    "report",
+    "execution",
+    "notebook",
+    "phases",
+    "fleet",
+    "commands",
+    "cli",
+]
 ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 
@@ -141,8 +158,9 @@ def test_no_import_cycle_between_packages() -> None:
 def test_the_layer_check_finds_an_upward_import() -> None:
     graph = {"runbook_lib.db.catalog": {"runbook_lib.sql.parse"}, "runbook_lib.sql.parse": {"runbook_lib.errors"}}
     assert _upward(graph) == ["runbook_lib.db.catalog -> runbook_lib.sql.parse (sql is above db)"]
-    assert _upward({"runbook_lib.db.x": {"runbook_lib.newpkg.y"}})[0].endswith("(a package in no layer: add it "
-                                                                                 "to LAYERS and the docs)")
+    assert _upward({"runbook_lib.db.x": {"runbook_lib.newpkg.y"}})[0].endswith(
+        "(a package in no layer: add it to LAYERS and the docs)"
+    )
 
 
 def test_the_architecture_document_states_the_same_layers() -> None:

@@ -103,7 +103,7 @@ def test_malformed_batches_are_refused_before_anything_runs(case, crm_url, migra
         _break(migrations, *breakage)
     message = refused(
         capsys,
-        args + ["--database-url", crm_url, "--migrations-dir", str(migrations), "--reports-dir", str(tmp_path / "r")],
+        [*args, "--database-url", crm_url, "--migrations-dir", str(migrations), "--reports-dir", str(tmp_path / "r")],
         crm_url,
     )
     assert pytest.importorskip("re").search(pattern, message), message

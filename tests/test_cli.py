@@ -149,7 +149,7 @@ def journey(server_url: str, crm_template: str, tmp_path_factory: pytest.TempPat
             with psycopg.connect(plain) as conn:
                 cur = conn.execute("SELECT * FROM runbook.phase_run ORDER BY id")
                 names = [c.name for c in cur.description]
-                ledger_rows = [dict(zip(names, row)) for row in cur.fetchall()]
+                ledger_rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
             backup = scalar(plain, "SELECT to_regclass('\"_runbook_backfill_006\"')")
         yield Journey(
             url,
@@ -201,7 +201,7 @@ def test_run_prints_the_summary_and_fills_the_run_folder(journey: Journey, which
 
 
 def test_after_both_runs_the_database_enforces_batch_7(journey: Journey) -> None:
-    start_rows, start_catalog = journey.start
+    _start_rows, start_catalog = journey.start
     _, after_catalog = journey.after_apply
     lead_before = next(t for t in start_catalog if t.name == "Lead").column("customer_id")
     lead_after = next(t for t in after_catalog if t.name == "Lead").column("customer_id")
@@ -370,7 +370,7 @@ def test_apply_refused_while_preflight_says_no_go(
             str(config.example_migrations_dir()),
         ]
     )
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
 
     assert code != 0
     error = next(line for line in err.splitlines() if line.startswith("  PreflightFailed: "))
@@ -399,7 +399,7 @@ def test_rollback_of_a_batch_never_applied_is_refused(
             str(config.example_migrations_dir()),
         ]
     )
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
 
     assert code != 0 and "Traceback" not in err
     error = next(line for line in err.splitlines() if line.startswith("  NotApplied: "))
@@ -470,7 +470,7 @@ def test_malformed_batch_toml_names_file_and_line(
             str(tmp_path / "reports"),
         ]
     )
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
 
     assert code != 0 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -484,7 +484,7 @@ def test_malformed_batch_toml_names_file_and_line(
 def test_unreachable_database_is_one_sentence_without_the_password(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
-    code = main(argv + ["--database-url", BAD_URL, "--reports-dir", str(tmp_path / "reports")])
+    code = main([*argv, "--database-url", BAD_URL, "--reports-dir", str(tmp_path / "reports")])
     out, err = capsys.readouterr()
 
     assert code != 0

@@ -13,6 +13,7 @@ an empty database, the ledger and `_prisma_migrations` in agreement at the end.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ def test_the_folder_is_a_chain_of_batches_numbered_by_order():
     assert [b.number for b in batches] == list(range(1, len(batches) + 1))
     assert [b.name for b in batches] == [p.name for p in folders()]
     assert batches[0].depends_on == ()
-    for previous, current in zip(batches, batches[1:]):
+    for previous, current in itertools.pairwise(batches):
         assert current.depends_on == (previous.number,), current.name
     assert {b.type for b in batches} == {"Prisma migration"}
     assert all(not b.checks for b in batches)
@@ -255,16 +256,16 @@ def corpus_run(server_url: str, tmp_path_factory: pytest.TempPathFactory):
             session = open_session(b.number, database_url=url, migrations_dir=CORPUS, reports_dir=reports)
             try:
                 run.verdicts[b.name] = preflight.run(session).verdict.status
-            except Exception as exc:  # noqa: BLE001 - collected and asserted on by the test
+            except Exception as exc:  # collected and asserted on by the test
                 run.preflight_errors[b.name] = f"{type(exc).__name__}: {exc}"
             try:
                 run.results[b.name] = apply.run(session)
-            except Exception as exc:  # noqa: BLE001 - the next batches depend on this one: stop here
+            except Exception as exc:  # the next batches depend on this one: stop here
                 run.stopped = f"{b.name}: {type(exc).__name__}: {exc}"
                 break
             try:
                 run.summaries[b.name] = summary.load(session.run.path).markdown
-            except Exception as exc:  # noqa: BLE001 - collected and asserted on by the test
+            except Exception as exc:  # collected and asserted on by the test
                 run.summary_errors[b.name] = f"{type(exc).__name__}: {exc}"
         yield run
     finally:
@@ -386,7 +387,10 @@ def plan_of(text: str, strategy: str = plan.DIRECT) -> list[tuple[bool, list[int
 
 
 def test_begin_and_commit_in_the_file_are_step_boundaries_not_sent():
-    text = "CREATE TABLE a (id int);\nBEGIN;\nCREATE TABLE b (id int);\nCREATE TABLE c (id int);\nCOMMIT;\nCREATE TABLE d (id int);"
+    text = (
+        "CREATE TABLE a (id int);\nBEGIN;\nCREATE TABLE b (id int);\nCREATE TABLE c (id int);\nCOMMIT;\n"
+        "CREATE TABLE d (id int);"
+    )
     assert plan_of(text) == [
         (True, [1], "statement 1 in one transaction"),
         (True, [3, 4], "statements 3-4 in one transaction (BEGIN … COMMIT in the file)"),

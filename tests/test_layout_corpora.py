@@ -2,8 +2,10 @@
 Kit, 186) and ohdsi-webapi (Flyway, 196, with `${ohdsiSchema}` and a schema of its own).
 
 - Deployed from empty with `runbook deploy`, the schema equals what psql gives applying each file as the tool
-  would (tests/corpora/README.md), and the tool's own history holds what the tool writes. The whole history on
-  the system server (which has pgcrypto, which openmeter needs), the first 30 migrations on the embedded one.
+  would (tests/corpora/README.md), and the tool's own history holds what the tool writes. `make test` deploys
+  the first migrations of each (FIRST) on both servers; `make sweep-corpora` (--whole-corpora) the whole
+  histories, openmeter's where pgcrypto is (the system server; the embedded one lacks it), the result in
+  benchmarks/RESULTS.md.
 - Adopted at N-3 (psql and the tool's rows), then deployed; a changed file is drift; a dirty golang-migrate row
   or a failed Flyway row blocks, naming the tool's own way out.
 - A folder runbook cannot read is refused, never reported as "nothing pending"; an empty one is said to be empty.
@@ -17,12 +19,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import psycopg
 import pytest
-from test_history_corpora import BIN, CORPORA, _capture, _run_dir
+from test_history_corpora import BIN, CORPORA, _capture, _run_dir, run_psql, sweep_limit
 
 from runbook_lib import cli
 from runbook_lib.layouts import drizzle, flyway, golang_migrate
@@ -43,7 +46,9 @@ SETTINGS = {
     "ohdsi-webapi": OHDSI,
 }
 MODULES = {"openmeter": golang_migrate, "dokploy": drizzle, "ohdsi-webapi": flyway}
-FIRST = 30  # on the other server
+# `make test`'s share of each history, on either server: its first migrations, a few seconds each; ohdsi-webapi's
+# stops before its 25th, 1.2 MB of INSERTs (penelope_data) that would take most of the test's time
+FIRST = {"openmeter": 30, "dokploy": 30, "ohdsi-webapi": 24}
 
 
 def _copy(corpus: str, tmp_path: Path, n: int | None = None) -> Path:
@@ -92,12 +97,10 @@ def psql_apply(url: str, corpus: str, folder: Path) -> None:
         env["PGOPTIONS"] = "-c search_path=webapi"
     for m in migrations:
         single = [] if "CONCURRENTLY" in m.sql.upper() else ["-1"]
-        done = subprocess.run(
+        done = run_psql(
             [str(BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", url, "-f", "-"],
-            input=m.sql,
-            capture_output=True,
-            text=True,
             env=env,
+            input=m.sql,
         )
         assert done.returncode == 0, f"psql failed on {m.path.name}: {done.stderr[-2000:]}"
 
@@ -168,23 +171,30 @@ def expected_rows(corpus: str, folder: Path) -> list[tuple]:
     ]
 
 
-def _whole(corpus: str, url: str, config: pytest.Config) -> bool:
-    """The whole history on the second server (`make test`'s second pass: the system's PostgreSQL, which has
-    pgcrypto), the first 30 migrations on the first, to keep the passes even; with one server, the whole
-    history there, but for openmeter where pgcrypto is missing."""
-    if config.getoption("--suite-pass") == "first":
-        return False
-    return _has_pgcrypto(url) if corpus == "openmeter" else True
+def _share(corpus: str, url: str, config: pytest.Config) -> int | None:
+    """How many migrations the deploy test takes (None: all of them): FIRST in `make test`, on either server;
+    the whole history in `make sweep-corpora` (--whole-corpora), openmeter's skipped where pgcrypto is missing
+    (the embedded server); the first N in that sweep's smoke run (--corpora-limit N)."""
+    limit = sweep_limit(config)
+    if limit is None:
+        return FIRST[corpus]
+    if limit < sys.maxsize:
+        return limit
+    if corpus == "openmeter" and not _has_pgcrypto(url):
+        pytest.skip("openmeter's whole history needs pgcrypto, which this server lacks (the system PostgreSQL has it)")
+    return None
 
 
 @pytest.mark.parametrize("corpus", ["openmeter", "dokploy", "ohdsi-webapi"])
 def test_a_tool_history_deploys_from_empty_as_psql_applies_it(
-    corpus: str, make_database, pytestconfig: pytest.Config, tmp_path: Path
+    corpus: str, make_database, pytestconfig: pytest.Config, record_property, tmp_path: Path
 ) -> None:
     by_psql, by_runbook = make_database(), make_database()
-    whole = _whole(corpus, by_psql, pytestconfig)
-    folder = _copy(corpus, tmp_path, None if whole else FIRST)
+    with psycopg.connect(by_runbook) as conn:  # for benchmarks/corpora_sweep.py, as the migrations below
+        record_property("server", conn.execute("SHOW server_version").fetchone()[0])
+    folder = _copy(corpus, tmp_path, _share(corpus, by_psql, pytestconfig))
     count = len(MODULES[corpus].read(folder, _settings(corpus, folder.parent)))
+    record_property("migrations", count)
     errors: list[BaseException] = []
     worker = threading.Thread(target=lambda: _capture(errors, psql_apply, by_psql, corpus, folder))
     worker.start()

@@ -49,7 +49,7 @@ class Expectation:
     column: str = ""
 
     @classmethod
-    def parse(cls, text: str, where: str) -> "Expectation":
+    def parse(cls, text: str, where: str) -> Expectation:
         raw = text.strip()
         lowered = raw.lower()
         if lowered in ("ok", "empty"):
@@ -127,7 +127,7 @@ class SqlBlock:
     also_from: tuple[str, ...] = ()
     # The merged tests whose statement or expectation differs from this one's: run too, and the result is the
     # combination (`combined`: failed if any failed, not run only if none ran).
-    also: tuple["SqlBlock", ...] = ()
+    also: tuple[SqlBlock, ...] = ()
 
 
 FOREIGN_KEY_VIOLATION = "23503"
@@ -148,7 +148,7 @@ def _shape(block: SqlBlock) -> str | None:
 
 
 def behaviour_key(
-    kind: str, table: tuple[str, str], columns: tuple[str, ...] | list[str], outcome: str, *more: object
+    kind: str, table: tuple[str | None, str], columns: tuple[str, ...] | list[str], outcome: str, *more: object
 ) -> tuple:
     """The key of what a test proves: the kind of constraint or behaviour ("not null", "foreign key", "reassign"),
     the table as (schema, name), the columns (in order), the expected outcome ("NOT NULL", "error 23502", "ok"),
@@ -167,9 +167,9 @@ def merged(extra: list[SqlBlock], kept: list[SqlBlock]) -> tuple[list[SqlBlock],
     counts each behaviour once, and no check is lost by the merge."""
     kept = list(kept)
     by_key: dict[tuple, int] = {}
-    for i, block in enumerate(kept):
+    for position, block in enumerate(kept):
         if block.behaviour:
-            by_key.setdefault(block.behaviour, i)
+            by_key.setdefault(block.behaviour, position)
     shapes: dict[Expectation, dict[str, int]] | None = None  # read by the parser only when needed
     left: list[SqlBlock] = []
     for block in extra:
@@ -193,8 +193,8 @@ def merged(extra: list[SqlBlock], kept: list[SqlBlock]) -> tuple[list[SqlBlock],
         )
         kept[i] = dataclasses.replace(
             into,
-            also_from=into.also_from + (block.source.removeprefix(DERIVED_SOURCE),),
-            also=into.also if same else into.also + (dataclasses.replace(block, also=(), also_from=()),),
+            also_from=(*into.also_from, block.source.removeprefix(DERIVED_SOURCE)),
+            also=into.also if same else (*into.also, dataclasses.replace(block, also=(), also_from=())),
         )
     return kept, left
 
@@ -254,7 +254,7 @@ class BlockResult(Judged):
     # Where else the same test comes from: the derived tests merged into this one ("migration.sql line 15").
     also_from: tuple[str, ...] = ()
     # The results of those merged tests whose statement differed (each ran too; `outcome` combines them all).
-    also: tuple["BlockResult", ...] = ()
+    also: tuple[BlockResult, ...] = ()
 
     @property
     def status(self) -> str:
@@ -537,13 +537,13 @@ def run_all(conn: psycopg.Connection, blocks: list[SqlBlock]) -> list[BlockResul
     reads = [i for i, b in enumerate(blocks) if b.batchable and not b.not_runnable]
     for start in range(0, len(reads), _BATCH_COLUMNS):
         chunk = reads[start : start + _BATCH_COLUMNS]
-        results.update(zip(chunk, _run_batch(conn, [blocks[i] for i in chunk])))
+        results.update(zip(chunk, _run_batch(conn, [blocks[i] for i in chunk]), strict=True))
     built: list[int] = []
 
     def flush() -> None:
         for start in range(0, len(built), _BUILT_PER_BLOCK):
             chunk = built[start : start + _BUILT_PER_BLOCK]
-            results.update(zip(chunk, _run_built(conn, [blocks[i] for i in chunk])))
+            results.update(zip(chunk, _run_built(conn, [blocks[i] for i in chunk]), strict=True))
         built.clear()
 
     for i, block in enumerate(blocks):
@@ -571,8 +571,9 @@ def _run_batch(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockRes
             row = conn.execute(text).fetchone()
     except psycopg.Error:
         return [run(conn, block) for block in batch]
+    assert row is not None  # a SELECT without FROM returns one row
     elapsed = (time.perf_counter() - started) * 1000 / len(batch)
-    return [_judged(block, [(value,)], 1, elapsed) for block, value in zip(batch, row)]
+    return [_judged(block, [(value,)], 1, elapsed) for block, value in zip(batch, row, strict=True)]
 
 
 def do_block(body: str, tag: str = "runbook") -> str:
@@ -619,11 +620,13 @@ def _run_built(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockRes
     try:
         with conn.transaction():
             conn.execute(do_block(body, "runbook_tests"))
-            found = json.loads(conn.execute("SELECT current_setting(%s)", (_RESULTS_SETTING,)).fetchone()[0])
+            setting = conn.execute("SELECT current_setting(%s)", (_RESULTS_SETTING,)).fetchone()
+            assert setting is not None  # a SELECT without FROM returns one row
+            found = json.loads(setting[0])
     except psycopg.Error:
         return [run(conn, block) for block in batch]
     results = []
-    for block, (sqlstate, message, constraint, column, table, elapsed) in zip(batch, found):
+    for block, (sqlstate, message, constraint, column, table, elapsed) in zip(batch, found, strict=True):
         if sqlstate == _DONE:  # it went through: judged as `run` judges a statement without a result set
             results.append(_judged(block, None, int(message), float(elapsed)))
         else:

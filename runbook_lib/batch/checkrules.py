@@ -15,8 +15,10 @@ server may still refuse the row, and the test then reports itself not run, with 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from pglast import ast
 from pglast.enums import A_Expr_Kind, BoolExprType
@@ -24,6 +26,8 @@ from pglast.parser import ParseError, parse_sql
 
 _FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "="}
 _LENGTHS = {"char_length", "character_length", "length"}
+# what an expression's operand field holds: a node, a list (IN's values, BETWEEN's bounds), or nothing
+_Operand = ast.Node | tuple[Any, ...] | None
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ def read(definitions: list[str]) -> dict[str, ColumnRule]:
 def _rules_of(definition: str) -> list[tuple[str, ColumnRule]]:
     try:
         statement = parse_sql("ALTER TABLE runbook_check ADD " + definition)[0].stmt
+        if not isinstance(statement, ast.AlterTableStmt) or not statement.cmds:
+            return []  # not ALTER TABLE ... ADD something: not a constraint's definition
         expression = statement.cmds[0].def_.raw_expr
     except (ParseError, AttributeError, IndexError):
         return []
@@ -100,26 +106,31 @@ def _rules_of(definition: str) -> list[tuple[str, ColumnRule]]:
     return found
 
 
-def _conjuncts(node) -> list:
+def _conjuncts(node: ast.Node | None) -> list[ast.Node | None]:
     if isinstance(node, ast.BoolExpr) and node.boolop == BoolExprType.AND_EXPR:
-        return [part for arg in node.args for part in _conjuncts(arg)]
+        return [part for arg in node.args or () for part in _conjuncts(arg)]
     return [node]
 
 
-def _strip(node):
+def _strip(node: _Operand) -> _Operand:
     while isinstance(node, ast.TypeCast):
         node = node.arg
     return node
 
 
-def _column(node) -> str | None:
+def _column(node: _Operand) -> str | None:
     node = _strip(node)
-    if isinstance(node, ast.ColumnRef) and len(node.fields) == 1 and isinstance(node.fields[0], ast.String):
+    if (
+        isinstance(node, ast.ColumnRef)
+        and node.fields is not None
+        and len(node.fields) == 1
+        and isinstance(node.fields[0], ast.String)
+    ):
         return node.fields[0].sval
     return None
 
 
-def _constant(node) -> str | None:
+def _constant(node: _Operand) -> str | None:
     node = _strip(node)
     if isinstance(node, ast.A_Const) and not node.isnull:
         value = node.val
@@ -134,6 +145,13 @@ def _constant(node) -> str | None:
     return None
 
 
+def _constants(nodes: Iterable[Any]) -> tuple[str, ...] | None:
+    """Every node's constant text, in order; None when one of them is not a constant."""
+    values = [_constant(node) for node in nodes]
+    found = tuple(v for v in values if v is not None)
+    return found if len(found) == len(values) else None
+
+
 def _number(text: str | None) -> Decimal | None:
     try:
         return Decimal(text) if text is not None else None
@@ -141,7 +159,7 @@ def _number(text: str | None) -> Decimal | None:
         return None
 
 
-def _length_of(node) -> str | None:
+def _length_of(node: _Operand) -> str | None:
     """The column whose length `node` measures (char_length(col), length(col)), else None."""
     node = _strip(node)
     if isinstance(node, ast.FuncCall) and node.args and len(node.args) == 1:
@@ -151,7 +169,7 @@ def _length_of(node) -> str | None:
     return None
 
 
-def _rule(node) -> tuple[str, ColumnRule] | None:
+def _rule(node: ast.Node | None) -> tuple[str, ColumnRule] | None:
     if not isinstance(node, ast.A_Expr):
         return None
     kind = node.kind
@@ -159,27 +177,30 @@ def _rule(node) -> tuple[str, ColumnRule] | None:
     if kind == A_Expr_Kind.AEXPR_OP_ANY and op == "=":
         column, array = _column(node.lexpr), _strip(node.rexpr)
         if column and isinstance(array, ast.A_ArrayExpr) and array.elements:
-            values = [_constant(e) for e in array.elements]
-            return (column, ColumnRule(allowed=tuple(values))) if None not in values else None
+            allowed = _constants(array.elements)
+            return (column, ColumnRule(allowed=allowed)) if allowed is not None else None
         return None
     if kind == A_Expr_Kind.AEXPR_IN and op == "=":
-        column, values = _column(node.lexpr), [_constant(e) for e in node.rexpr or ()]
-        return (column, ColumnRule(allowed=tuple(values))) if column and values and None not in values else None
+        column, allowed = _column(node.lexpr), _constants(node.rexpr or ())
+        return (column, ColumnRule(allowed=allowed)) if column and allowed else None
     if kind == A_Expr_Kind.AEXPR_BETWEEN:
         column = _column(node.lexpr)
+        if not isinstance(node.rexpr, tuple):  # BETWEEN's rexpr is always the list of its two bounds
+            return None
         low, high = (_number(_constant(e)) for e in node.rexpr)
         if column and low is not None and high is not None:
             return column, ColumnRule(lower=Bound(low, True), upper=Bound(high, True))
         return None
     if kind != A_Expr_Kind.AEXPR_OP or op not in _FLIPPED:
         return None
-    left, right = node.lexpr, node.rexpr
+    left: _Operand = node.lexpr
+    right: _Operand = node.rexpr
     if _constant(left) is not None:  # 0 < qty reads as qty > 0
         left, right, op = right, left, _FLIPPED[op]
     return _comparison(left, op, _constant(right))
 
 
-def _comparison(left, op: str, constant: str | None) -> tuple[str, ColumnRule] | None:
+def _comparison(left: _Operand, op: str, constant: str | None) -> tuple[str, ColumnRule] | None:
     if constant is None:
         return None
     column, measured = _column(left), _length_of(left)

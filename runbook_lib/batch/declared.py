@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -87,7 +88,13 @@ def _not_built(name: str, expect: Expectation, reason: str) -> SqlBlock:
 
 
 def _behaviour(
-    conn: psycopg.Connection, stage: int, name: str, build, expect: Expectation, *, keys_made_up_on: str = ""
+    conn: psycopg.Connection,
+    stage: int,
+    name: str,
+    build: Callable[[], sql.Composable],
+    expect: Expectation,
+    *,
+    keys_made_up_on: str = "",
 ) -> _Test:
     """A test whose statement runbook builds from the catalog (`built`); if it cannot be built, not run, with why.
     `keys_made_up_on`: the table whose foreign keys the statement made up (SqlBlock's)."""
@@ -249,10 +256,10 @@ def _not_null(
 
 def foreign_key_key(
     kind: str,
-    child: tuple[str, str],
+    child: tuple[str | None, str],
     columns: tuple[str, ...],
     outcome: str,
-    parent: tuple[str, str],
+    parent: tuple[str | None, str],
     parent_columns: tuple[str, ...],
 ) -> tuple:
     """The behaviour key of a foreign-key test (blocks.behaviour_key): its parent table and columns tell it apart."""
@@ -452,10 +459,14 @@ def _canonical_type(conn: psycopg.Connection, type_text: str) -> str:
         with conn.transaction():
             # `parsed` is the parser's re-print of a lone type name (sql.parse.type_name_sql), nothing else.
             cur = conn.execute(sql.SQL("SELECT NULL::" + parsed))
-            oid, typmod = cur.pgresult.ftype(0), cur.pgresult.fmod(0)
+            result = cur.pgresult
+            assert result is not None  # the result of the execute just above
+            oid, typmod = result.ftype(0), result.fmod(0)
     except psycopg.Error as exc:
         raise CannotBuild(f"type {type_text!r}: {exc.diag.message_primary or exc}") from None
-    return conn.execute("SELECT format_type(%s, %s)", (oid, typmod)).fetchone()[0]
+    row = conn.execute("SELECT format_type(%s, %s)", (oid, typmod)).fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    return row[0]
 
 
 def _index(conn: psycopg.Connection, check: IndexCheck, home: str = "") -> list[_Test]:
@@ -502,7 +513,9 @@ def _expand(conn: psycopg.Connection, checks: Checks, *, writes: bool) -> list[S
 
 def current_schema(conn: psycopg.Connection) -> str:
     """The schema a table named without one is found in (as runbook_lib.batch.derived reads migration.sql)."""
-    return conn.execute("SELECT current_schema()").fetchone()[0] or "public"
+    row = conn.execute("SELECT current_schema()").fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    return row[0] or "public"
 
 
 def tests(conn: psycopg.Connection, checks: Checks) -> list[SqlBlock]:

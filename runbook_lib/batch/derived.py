@@ -18,8 +18,10 @@ a test that does not apply (a DEFERRABLE key, a narrower unique index that would
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -133,7 +135,7 @@ class _Builder:
         self,
         what: str,
         line: int,
-        build,
+        build: Callable[[], sql.Composable],
         expectation: Expectation,
         *,
         keys_made_up_on: str = "",
@@ -177,7 +179,7 @@ class _Builder:
             self.behaviour(
                 f"{name} without {column.name} rejected",
                 column.line,
-                lambda c=column: _built(inserts[c.name]),
+                functools.partial(_built, inserts[column.name]),
                 refused,
                 keys_made_up_on=key[1],
                 key=behaviour_key("INSERT without", key, (column.name,), str(refused)),
@@ -259,17 +261,20 @@ class _Builder:
 
     def default_as_server_spells_it(self, key: Table, column: expect.Column) -> str | None:
         """pg_get_expr of the written default on a scratch column of the same type (rolled back), or None."""
+        default_sql = column.default_sql
+        if default_sql is None:  # no written default to spell (the caller asks only when there is one)
+            return None
         type_text = self.conn.execute(
             sql.SQL(
-                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = {} AND a.attname = {}"
-                " AND a.attnum > 0 AND NOT a.attisdropped"
+                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+                " WHERE a.attrelid = {} AND a.attname = {} AND a.attnum > 0 AND NOT a.attisdropped"
             ).format(_relation(key), sql.Literal(column.name))
         ).fetchone()
         if type_text is None:
             return None
-        cache = (*tableshape.database_key(self.conn), type_text[0], column.default_sql)
+        cache = (*tableshape.database_key(self.conn), type_text[0], default_sql)
         if cache not in _SPELLED:
-            _SPELLED[cache] = self._probe_default(type_text[0], column.default_sql)
+            _SPELLED[cache] = self._probe_default(type_text[0], default_sql)
         return _SPELLED[cache]
 
     def _probe_default(self, type_text: str, default_sql: str) -> str | None:
@@ -356,8 +361,9 @@ class _Builder:
                 f"{what}, {wanted}",
                 con.line,
                 sql.SQL(
-                    "SELECT coalesce((SELECT CASE WHEN bool_and(c.convalidated) THEN 'validated' ELSE 'not validated' END"
-                    " FROM pg_constraint c WHERE c.conrelid = {rel} AND c.contype = 'c'{name}{cols} HAVING count(*) > 0), 'missing')"
+                    "SELECT coalesce((SELECT CASE WHEN bool_and(c.convalidated) THEN 'validated' ELSE 'not validated'"
+                    " END FROM pg_constraint c WHERE c.conrelid = {rel} AND c.contype = 'c'{name}{cols}"
+                    " HAVING count(*) > 0), 'missing')"
                 ).format(rel=_relation(key), name=by_name, cols=on_columns),
                 wanted,
                 behaviour_key("check", key, (con.name,), wanted) if con.name else (),
@@ -365,6 +371,7 @@ class _Builder:
 
     def foreign_key(self, con: expect.Constraint, by_name: sql.Composable) -> None:
         key, parent = con.table, con.references
+        assert parent is not None  # a FOREIGN KEY (kind "f") always names the table it references (sql.expect)
         ref_cols = con.ref_columns
         wanted = (
             f"({', '.join(con.columns)}) REFERENCES {parent[1]}"
@@ -430,6 +437,7 @@ class _Builder:
         The rows it needs (a child, a second parent) are made up when the tables lack them; not run, with the
         reason, only when they cannot be built."""
         key, parent = con.table, con.references
+        assert parent is not None  # only foreign_key() asks, for a FOREIGN KEY: it names the table it references
         column, parent_column = con.columns[0], con.ref_columns[0]
         self.behaviour(
             f"UPDATE of {expect.shown(key)}.{column} to a different existing {parent[1]} accepted",
@@ -446,7 +454,7 @@ class _Builder:
             return
         # Another unique index on some of these columns (or on the same ones, under another name: a primary key a
         # later migration added) would refuse the duplicate first: no behaviour test then.
-        narrower = self.conn.execute(
+        row = self.conn.execute(
             sql.SQL(
                 "SELECT string_agg(c.relname, ', ') FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
                 " WHERE i.indrelid = {rel} AND i.indisunique AND i.indpred IS NULL"
@@ -454,7 +462,9 @@ class _Builder:
                 " AND (NOT " + _name_array(_INDEX_KEYS, "i.indrelid") + " @> {cols}::text[]"
                 " OR (c.relname <> {own} AND {own} <> ''))"
             ).format(rel=_relation(key), cols=sql.Literal(list(columns)), own=sql.Literal(own or ""))
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None  # an aggregate without GROUP BY returns one row
+        narrower = row[0]
         if narrower:
             self.out.notes.append(
                 f"Duplicate {expect.shown(key)} ({', '.join(columns)}): not tested by behaviour, "
@@ -501,7 +511,10 @@ class _Builder:
                 + " || ')' FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid WHERE i.indexrelid = {}), 'missing')"
             ).format(rel),
             wanted,
-            behaviour_key("index", index.table, tuple(index.columns), "valid") if plain else (),
+            # `plain`: every column is named (no expression), so the filter keeps them all
+            behaviour_key("index", index.table, tuple(c for c in index.columns if c is not None), "valid")
+            if plain
+            else (),
         )
         if index.unique and not index.partial:
             self.unique_behaviour(index.table, index.columns, index.line, index.key[1])
@@ -586,7 +599,9 @@ def derive(
     written defaults on a temporary table inside a savepoint; it changes nothing that outlives the caller's
     transaction.
     """
-    schema = conn.execute("SELECT current_schema()").fetchone()[0] or "public"
+    row = conn.execute("SELECT current_schema()").fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    schema = row[0] or "public"
     expected = expect.read(sql_text, filename=filename, default_schema=schema)
     if earlier:
         expected = expect.resolve(expected, (expected_of(b) for b in reversed(earlier)))
@@ -596,8 +611,8 @@ def derive(
     builder = _Builder(conn, expected, schema)
     for extension, (line, installed) in expected.extensions.items():
         builder.extension(extension, line, installed)
-    for state in expected.enums.values():
-        builder.enum(state)
+    for enum_state in expected.enums.values():
+        builder.enum(enum_state)
     for state in expected.tables.values():
         builder.table(state)
     for con in expected.constraints:
@@ -622,7 +637,7 @@ _SPELLED: dict[tuple, str | None] = {}
 _EXPECTED: dict[tuple[str, str], expect.Expected] = {}  # (migration.sql, its version) -> the state it leaves
 
 
-def _file_key(path) -> tuple[str, str]:
+def _file_key(path: Path) -> tuple[str, str]:
     """The file and its version, without reading it."""
     stat = path.stat()
     return str(path), f"{stat.st_mtime_ns}:{stat.st_size}"

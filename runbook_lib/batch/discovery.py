@@ -237,7 +237,7 @@ def _refuse_cycles(batches: dict[int, Batch]) -> None:
         if state.get(number) == 2:
             return
         if state.get(number) == 1:
-            cycle = " -> ".join(str(n) for n in trail[trail.index(number) :] + [number])
+            cycle = " -> ".join(str(n) for n in [*trail[trail.index(number) :], number])
             where = ", ".join(_where(batches[n], "depends_on") for n in trail[trail.index(number) :])
             raise BatchError(
                 f"Batches depend on each other in a cycle ({cycle}; see {where}); "
@@ -245,7 +245,7 @@ def _refuse_cycles(batches: dict[int, Batch]) -> None:
             )
         state[number] = 1
         for dep in batches[number].depends_on:
-            visit(dep, trail + [number])
+            visit(dep, [*trail, number])
         state[number] = 2
 
     for number in batches:

@@ -13,7 +13,7 @@ neither finished nor was rolled back blocks every apply, as it blocks `prisma mi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import psycopg
@@ -22,7 +22,7 @@ from runbook_lib import names
 from runbook_lib.batch.model import Batch
 from runbook_lib.db import ledger
 from runbook_lib.layouts import detect, prisma
-from runbook_lib.layouts.base import GOLANG_MIGRATE
+from runbook_lib.layouts.base import GOLANG_MIGRATE, Migration
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,20 @@ class History:
     def applied(self) -> list[int]:
         return sorted(n for n, s in self.states.items() if s.applied)
 
+    def with_applied(self, batch: Batch) -> History:
+        """This history after runbook applied `batch` and recorded it: what a release, which holds the migration
+        lock (and the tool's) from its first migration to its last, knows without reading both histories again
+        before each migration (reading them is a query of every row: a long release would pay it squared)."""
+        state = MigrationState(
+            batch.number,
+            batch.name,
+            True,
+            names.SOURCE_RUNBOOK,
+            checksum=batch.checksum,
+            runbook_checksum=batch.checksum,
+        )
+        return replace(self, states={**self.states, batch.number: state})
+
     def failed_message(self) -> str:
         """The refusal for a failed Prisma row, with Prisma's own way out; empty when there is none."""
         if not self.failed_prisma:
@@ -112,7 +126,8 @@ def _merge(
     live = [r for r in rows if r.applied]
     row = live[-1] if live else None
     failed = any(r.failed for r in rows)
-    by_runbook = bool(own and own.applied)
+    mine = own if own is not None and own.applied else None  # the ledger's state when it says applied
+    by_runbook = mine is not None
     by_prisma = row is not None
     notes: list[str] = []
     if by_runbook and prisma_table and not by_prisma:
@@ -123,13 +138,17 @@ def _merge(
         )
     if by_prisma and own is not None and not own.applied:
         notes.append(f"{names.SOURCE_RUNBOOK} says rolled back, {names.SOURCE_PRISMA} says applied")
-    if by_runbook and by_prisma and own.checksum and not _same(own.checksum, row.checksum):
+    if mine is not None and row is not None and mine.checksum and not _same(mine.checksum, row.checksum):
         notes.append(
-            f"checksums differ: {names.SOURCE_RUNBOOK} {own.checksum[:12]}, {names.SOURCE_PRISMA} {row.checksum[:12]}"
+            f"checksums differ: {names.SOURCE_RUNBOOK} {mine.checksum[:12]}, {names.SOURCE_PRISMA} {row.checksum[:12]}"
         )
     if failed:
         notes.append(f"{names.SOURCE_PRISMA} has a failed row for it (started, not finished, not rolled back)")
-    if not (by_runbook or by_prisma):
+    if mine is not None:
+        checksum, applied_at, applied_by = mine.checksum, mine.applied_at, mine.applied_by
+    elif row is not None:
+        checksum, applied_at, applied_by = row.checksum, row.finished_at, "prisma"
+    else:  # neither history says applied
         return MigrationState(number, name, False, notes=tuple(notes), failed_prisma_row=failed)
     source = (
         names.SOURCE_BOTH if by_runbook and by_prisma else (names.SOURCE_RUNBOOK if by_runbook else names.SOURCE_PRISMA)
@@ -139,13 +158,13 @@ def _merge(
         name,
         True,
         source,
-        checksum=own.checksum if by_runbook else row.checksum,
-        applied_at=own.applied_at if by_runbook else row.finished_at,
-        applied_by=own.applied_by if by_runbook else "prisma",
+        checksum=checksum,
+        applied_at=applied_at,
+        applied_by=applied_by,
         notes=tuple(notes),
         failed_prisma_row=failed,
-        runbook_checksum=own.checksum if by_runbook else None,
-        prisma_checksum=row.checksum if by_prisma else None,
+        runbook_checksum=mine.checksum if mine is not None else None,
+        prisma_checksum=row.checksum if row is not None else None,
     )
 
 
@@ -193,8 +212,9 @@ def _merge_tool(
     A dirty or failed row that runbook's own stopped run left is not a block: the ledger knows that run, and
     the next apply resumes it (and writes the tool's row when it commits)."""
     settings = batches[0].settings
+    assert settings is not None  # a tool's batches carry its layout's settings (discovery._read_tool)
     history = detect.history(settings)
-    migrations = [b.tool for b in batches]
+    migrations = [_tool(b) for b in batches]
     tool_state = history.read(conn, migrations)
     applied = dict(tool_state.applied)
     if settings.layout == GOLANG_MIGRATE:
@@ -205,13 +225,13 @@ def _merge_tool(
         # (out of order): the tool would skip it forever; runbook says it is pending. (Versions before the first
         # runbook recorded are the adopted history: the inference stands for them.)
         recorded = {s.name for s in own.values() if s.applied}
-        ours = [int(b.tool.version) for b in batches if b.name in recorded]
+        ours = [int(_tool(b).version) for b in batches if b.name in recorded]
         if ours:
             for b in batches:
-                if min(ours) < int(b.tool.version) < max(ours) and b.name not in recorded:
-                    applied.pop(b.tool.version, None)
+                if min(ours) < int(_tool(b).version) < max(ours) and b.name not in recorded:
+                    applied.pop(_tool(b).version, None)
     for b in batches:
-        m = b.tool
+        m = _tool(b)
         row = applied.get(m.version or m.name)
         mine = own.get(b.number)
         if mine is not None and mine.name and mine.name != b.name:
@@ -219,8 +239,15 @@ def _merge_tool(
         by_runbook = bool(mine and mine.applied)
         if m.kind == "repeatable" and (row is None or row.checksum != m.checksum):
             # Flyway runs a repeatable script again whenever its checksum changed: pending, not drift
-            row, by_runbook = None, bool(by_runbook and row is None and mine.checksum == b.checksum)
-        if row is None and not by_runbook:
+            by_runbook = bool(by_runbook and row is None and mine is not None and mine.checksum == b.checksum)
+            row = None
+        runbook_state = mine if by_runbook else None  # the ledger's state when it counts as applied
+        if runbook_state is not None:
+            checksum = runbook_state.checksum
+            applied_at, applied_by = runbook_state.applied_at, runbook_state.applied_by
+        elif row is not None:
+            checksum, applied_at, applied_by = row.checksum, row.applied_at, row.applied_by or settings.layout
+        else:  # neither history says applied
             states[b.number] = MigrationState(b.number, b.name, False, tool=history.label)
             continue
         source = (
@@ -233,10 +260,10 @@ def _merge_tool(
             b.name,
             True,
             source,
-            checksum=mine.checksum if by_runbook else (row.checksum if row else None),
-            applied_at=mine.applied_at if by_runbook else row.applied_at,
-            applied_by=mine.applied_by if by_runbook else (row.applied_by or settings.layout),
-            runbook_checksum=mine.checksum if by_runbook else None,
+            checksum=checksum,
+            applied_at=applied_at,
+            applied_by=applied_by,
+            runbook_checksum=runbook_state.checksum if runbook_state is not None else None,
             tool=history.label,
             tool_checksum=row.checksum if row is not None else None,
         )
@@ -246,3 +273,9 @@ def _merge_tool(
     if first_pending is not None and ledger.stopped(conn, first_pending.number) is not None:
         return ""  # runbook's own run stopped there (and wrote the row): resumed from the ledger
     return tool_state.blocked
+
+
+def _tool(batch: Batch) -> Migration:
+    """The tool's migration of a batch read from a tool's folder (the only batches _merge_tool is given)."""
+    assert batch.tool is not None  # read() passes only the batches with a tool migration
+    return batch.tool

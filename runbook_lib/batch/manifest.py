@@ -115,7 +115,7 @@ def _parse_checks(raw: object, where: str, text: str) -> Checks:
         return Checks()
     m = _Manifest(where, text)
     if not isinstance(raw, dict):
-        raise BatchError(f"{m.at('checks')}: [checks] must be a table; see README's batch.toml section.")
+        raise BatchError(f"{m.at('checks')}: [checks] must be a table; see docs/batches.md.")
     unknown = [key for key in raw if key not in CHECK_KINDS]
     if unknown:
         key = unknown[0]

@@ -12,6 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 from runbook_lib.errors import BatchError
 from runbook_lib.layouts.base import FLYWAY, PRISMA, RUNBOOK, LayoutSettings, Migration
@@ -52,6 +53,14 @@ def read_sql(path: Path) -> str:
         return handle.read()
 
 
+@overload
+def _unquote(part: str) -> str: ...
+
+
+@overload
+def _unquote(part: None) -> None: ...
+
+
 def _unquote(part: str | None) -> str | None:
     if part is None:
         return None
@@ -68,7 +77,7 @@ class TableRef:
     schema: str | None = None
 
     @classmethod
-    def parse(cls, text: str, where: str) -> "TableRef":
+    def parse(cls, text: str, where: str) -> TableRef:
         match = _TABLE_RE.match(text.strip()) if isinstance(text, str) else None
         if not match:
             raise BatchError(f'{where}: {text!r} is not a table; write it as "Table" (or "schema.Table").')
@@ -79,7 +88,7 @@ class TableRef:
     def qualified_table(self) -> str:
         return f"{self.schema}.{self.table}" if self.schema else self.table
 
-    def column(self, name: str) -> "ColumnRef":
+    def column(self, name: str) -> ColumnRef:
         return ColumnRef(table=self.table, column=name, schema=self.schema)
 
     def __str__(self) -> str:
@@ -95,7 +104,7 @@ class ColumnRef:
     schema: str | None = None
 
     @classmethod
-    def parse(cls, text: str, where: str) -> "ColumnRef":
+    def parse(cls, text: str, where: str) -> ColumnRef:
         match = _COLUMN_RE.match(text.strip()) if isinstance(text, str) else None
         if not match:
             raise BatchError(
@@ -189,7 +198,8 @@ class Checks:
         for fk in self.foreign_keys:
             seen[fk.column.qualified_table] = None
             seen[fk.references.qualified_table] = None
-        for item in (*self.unique, *self.check, *self.index):
+        checks: tuple[UniqueCheck | CheckConstraintCheck | IndexCheck, ...] = (*self.unique, *self.check, *self.index)
+        for item in checks:
             seen[item.table.qualified_table] = None
         for typed in self.column_type:
             seen[typed.column.qualified_table] = None
@@ -203,7 +213,8 @@ class Checks:
             seen[ref] = None
         for fk in self.foreign_keys:
             seen[fk.column] = None
-        for item in (*self.unique, *self.index):
+        keyed: tuple[UniqueCheck | IndexCheck, ...] = (*self.unique, *self.index)
+        for item in keyed:
             for name in item.columns:
                 seen[item.table.column(name)] = None
         for typed in self.column_type:
@@ -277,7 +288,7 @@ class Batch:
         substituted, as Flyway runs it."""
         path = self.require(ROLLBACK, "make the batch reversible")
         if self.tool is not None and self.settings is not None and self.settings.layout == FLYWAY:
-            from runbook_lib.layouts import flyway  # noqa: PLC0415  (only a Flyway project's undo scripts need it)
+            from runbook_lib.layouts import flyway  # only a Flyway project's undo scripts need it
 
             return flyway.substitute(read_sql(path), path, self.settings)
         return read_sql(path)
@@ -329,5 +340,5 @@ class BatchInfo:
     depends_on: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, batch: "Batch") -> "BatchInfo":
+    def of(cls, batch: Batch) -> BatchInfo:
         return cls(batch.number, batch.name, batch.title, batch.type, str(batch.path), batch.checksum, batch.depends_on)

@@ -38,6 +38,7 @@ statement failing: the test is reported not run, with the server's message (runb
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -89,7 +90,9 @@ class RowBuilder:
     def has_rows(self, ref: TableRef) -> bool:
         if ref not in self._has_rows:
             stmt = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(self.shape(ref).identifier)
-            self._has_rows[ref] = bool(self.conn.execute(stmt).fetchone()[0])
+            row = self.conn.execute(stmt).fetchone()
+            assert row is not None  # SELECT EXISTS (...) returns one row
+            self._has_rows[ref] = bool(row[0])
         return self._has_rows[ref]
 
     # -- statements -----------------------------------------------------------------------------
@@ -140,7 +143,7 @@ class RowBuilder:
         except CannotBuild as exc:
             return found | {name: exc for name in given}
         for name in given:
-            row = [_NULL if c.name == name else v for c, v in zip(columns, values)]
+            row = [_NULL if c.name == name else v for c, v in zip(columns, values, strict=True)]
             found[name] = stmt.composed(_insert_sql(shape, columns, [row]))
         return found
 
@@ -169,10 +172,12 @@ class RowBuilder:
         cte = sql.SQL("runbook_duplicate AS MATERIALIZED (SELECT {})").format(
             sql.SQL(", ").join(
                 sql.SQL("CAST({} AS {}) AS {}").format(v, sql.SQL(c.type), sql.Identifier(c.name))
-                for c, v in zip(shared, values)
+                for c, v in zip(shared, values, strict=True)
             )
         )
-        given = {c.name: sql.SQL("(SELECT {} FROM runbook_duplicate)").format(sql.Identifier(c.name)) for c in shared}
+        given: dict[str, sql.Composable] = {
+            c.name: sql.SQL("(SELECT {} FROM runbook_duplicate)").format(sql.Identifier(c.name)) for c in shared
+        }
         return stmt.composed(self._insert(stmt, ref, given, (), 2), [cte])
 
     def reassign(self, child: TableRef, column: str, parent: TableRef, parent_column: str) -> sql.Composed:
@@ -198,11 +203,11 @@ class RowBuilder:
             if keyed
             else sql.SQL("")
         )
-        has_child = bool(
-            self.conn.execute(
-                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(shape.identifier, col)
-            ).fetchone()[0]
-        )
+        child_row = self.conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(shape.identifier, col)
+        ).fetchone()
+        assert child_row is not None  # SELECT EXISTS (...) returns one row
+        has_child = bool(child_row[0])
         # Enough parents: two (any child row then has one other than its own), or, keyed, one no child references
         # (the row inserted first takes a new parent of its own then, as `insert` builds it).
         enough = (
@@ -236,7 +241,9 @@ class RowBuilder:
             ]
         elif not has_child:  # no row to move: one inserted first, its key from a parent
             first.append(self.insert(child, include=(column,)))
-        if not self.conn.execute(enough).fetchone()[0]:  # no other parent to move it to: one made up
+        enough_row = self.conn.execute(enough).fetchone()
+        assert enough_row is not None  # SELECT EXISTS (...) or an aggregate: one row
+        if not enough_row[0]:  # no other parent to move it to: one made up
             first.append(self.insert(parent, include=(parent_column,)))
         if not first:
             return sql.Composed([update])
@@ -335,7 +342,7 @@ class RowBuilder:
         parent's key may be taken already), the parent table is empty, or other columns of the key are `fixed`
         already (the new parent takes their values), else the first existing one. A NULL among `fixed` leaves
         the key unchecked (MATCH SIMPLE): the others are then served as if nothing were fixed."""
-        parent_of = dict(zip(fk.columns, fk.parent_columns))
+        parent_of = dict(zip(fk.columns, fk.parent_columns, strict=True))
         if _NULL in fixed.values():
             fixed = {}
         if fixed or self._needs_new_parent(shape, fk):
@@ -361,7 +368,7 @@ class RowBuilder:
         referenced columns; its name."""
         edge = f"{shape.ref}.{', '.join(fk.columns)}"
         if fk.parent in stmt.building:
-            chain = " -> ".join(stmt.edges[stmt.building.index(fk.parent) :] + [edge, str(fk.parent)])
+            chain = " -> ".join([*stmt.edges[stmt.building.index(fk.parent) :], edge, str(fk.parent)])
             raise CannotBuild(
                 f"a new {stmt.building[0]} row needs a new row of each table along the cycle of required foreign "
                 f"keys {chain}, and none can be inserted before the others; test this table with a block in "
@@ -452,7 +459,7 @@ class _Statement:
         self.counts[ref] = self.counts.get(ref, 0) + 1
         return self.counts[ref]
 
-    def composed(self, body: sql.Composable, extra: list[sql.Composable] = ()) -> sql.Composed:
+    def composed(self, body: sql.Composable, extra: Sequence[sql.Composable] = ()) -> sql.Composed:
         ctes = self.ctes + list(extra)
         if not ctes:
             return sql.Composed([body])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -128,7 +129,8 @@ SELECT a.attname, a.attnum, format_type(a.atttypid, a.atttypmod), coalesce(b.typ
        CASE WHEN coalesce(b.typname, t.typname) IN ('varchar', 'bpchar')
             AND (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) > 4
             THEN (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) - 4 END,
-       ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = coalesce(b.oid, t.oid) ORDER BY e.enumsortorder),
+       ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = coalesce(b.oid, t.oid)
+             ORDER BY e.enumsortorder),
        coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
        ARRAY(SELECT r.attname::text FROM pg_depend g
              JOIN pg_attribute r ON r.attrelid = g.refobjid AND r.attnum = g.refobjsubid
@@ -224,6 +226,27 @@ def current(conn: psycopg.Connection, ref: TableRef) -> TableShape:
     return shape
 
 
+def _column(row: tuple[Any, ...]) -> Column:
+    """A row of _COLUMNS_SQL, its arrays as tuples."""
+    name, number, type_, base_type, not_null, has_default, identity, generated, is_array, max_length = row[:-3]
+    labels, default, reads = row[-3:]
+    return Column(
+        name,
+        number,
+        type_,
+        base_type,
+        not_null,
+        has_default,
+        identity,
+        generated,
+        is_array,
+        max_length,
+        tuple(labels),
+        default,
+        tuple(reads),
+    )
+
+
 def describe(conn: psycopg.Connection, ref: TableRef) -> TableShape:
     """The table's columns, foreign keys, unique keys and CHECK rules from pg_catalog; CannotBuild if there is
     no such table."""
@@ -238,7 +261,7 @@ def describe(conn: psycopg.Connection, ref: TableRef) -> TableShape:
     oid = found[0][0]
     if oid is None:
         raise CannotBuild(f"there is no table {ref}")
-    columns = tuple(Column(*row[:-3], tuple(row[-3]), row[-2], tuple(row[-1])) for row in column_rows)
+    columns = tuple(_column(row) for row in column_rows)
     keys = []
     for name, schema, table, on_delete, cols, parent_cols, in_current_schema, deferrable in key_rows:
         parent = TableRef(table, None if in_current_schema and not ref.schema else schema)

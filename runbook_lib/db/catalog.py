@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -138,51 +138,81 @@ WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
 """
 
 
-def snapshot_table(conn: psycopg.Connection, name: str, *, count_rows: bool = True) -> TableSnapshot:
-    """One table's columns, constraints, indexes and size in one round trip (a release takes hundreds)."""
+def _snapshots(conn: psycopg.Connection, names: list[str], *, count_rows: bool) -> tuple[str, list[TableSnapshot]]:
+    """When (the server's clock) and the tables' snapshots, in two round trips whatever their number (a pipeline):
+    one for the clock and the catalog, one for the counts; a release takes two snapshots per migration, and a
+    round trip is most of a small table's."""
     with conn.cursor(row_factory=dict_row) as cur:
-        found = cur.execute(_TABLE_SQL, _split_name(name)).fetchone()
-        if found is None:
-            return TableSnapshot(name=name, exists=False)
-        oid = found["oid"]
-        columns = tuple(ColumnInfo(r["name"], r["type"], not r["notnull"], r["default"]) for r in found["columns"])
-        constraints = tuple(
-            ConstraintInfo(
-                r["name"],
-                _CONSTRAINT_KINDS.get(r["type"], r["type"]),
-                r["definition"],
-                r["validated"],
-                FK_ACTIONS.get(r["on_delete"]) if r["type"] == "f" else None,
-            )
-            for r in found["constraints"]
+        with conn.pipeline():
+            clock = conn.execute("SELECT clock_timestamp()::text")
+            sent = [conn.cursor(row_factory=dict_row).execute(_TABLE_SQL, _split_name(name)) for name in names]
+            now = clock.fetchone()
+            found_rows = [c.fetchone() for c in sent]
+        assert now is not None  # a SELECT without FROM returns one row
+        shapes = [_shape(name, found) for name, found in zip(names, found_rows, strict=True)]
+        if not count_rows or not shapes:
+            return now[0], shapes
+        scans: list[tuple[int, psycopg.Cursor[DictRow]]] = []
+        with conn.pipeline():
+            for i, shot in enumerate(shapes):
+                if shot.exists and shot.bytes <= EXACT_COUNT_MAX_BYTES:
+                    # One scan counts the rows and, per column, the rows that have a value (the column's coverage).
+                    counts = ", ".join(
+                        f'count("{c.name.replace(chr(34), chr(34) * 2)}") AS c{j}' for j, c in enumerate(shot.columns)
+                    )
+                    query = f"SELECT count(*) AS n{', ' + counts if counts else ''} FROM {_quoted(shot.name)}"
+                    scans.append((i, conn.cursor(row_factory=dict_row).execute(query)))
+            counted = {i: scan.fetchone() for i, scan in scans}
+        for i, shot in enumerate(shapes):
+            if not shot.exists:
+                continue
+            if i in counted:
+                row = counted[i]
+                assert row is not None  # an aggregate without GROUP BY returns one row
+                values = list(row.values())
+                columns = tuple(replace(c, non_null=v) for c, v in zip(shot.columns, values[1:], strict=True))
+                shapes[i] = replace(shot, columns=columns, rows=values[0], rows_exact=True)
+            else:
+                # A full count of a large table costs seconds of I/O on the server the application runs on;
+                # the planner's statistics are close enough for a report (and say so).
+                found = found_rows[i]
+                assert found is not None  # the table exists: its catalog row was found
+                rows, columns = _estimated_counts(cur, found["oid"], shot.columns)
+                shapes[i] = replace(shot, columns=columns, rows=rows, rows_exact=False)
+    return now[0], shapes
+
+
+def _shape(name: str, found: DictRow | None) -> TableSnapshot:
+    """A table's snapshot from its _TABLE_SQL row, before its rows are counted (0, exact)."""
+    if found is None:
+        return TableSnapshot(name=name, exists=False)
+    columns = tuple(ColumnInfo(r["name"], r["type"], not r["notnull"], r["default"]) for r in found["columns"])
+    constraints = tuple(
+        ConstraintInfo(
+            r["name"],
+            _CONSTRAINT_KINDS.get(r["type"], r["type"]),
+            r["definition"],
+            r["validated"],
+            FK_ACTIONS.get(r["on_delete"]) if r["type"] == "f" else None,
         )
-        indexes = tuple(IndexInfo(r["name"], r["definition"], r["valid"]) for r in found["indexes"])
-        size = found["bytes"]
-        rows, exact = 0, True
-        if count_rows and size > EXACT_COUNT_MAX_BYTES:
-            # A full count of a large table costs seconds of I/O on the server the application runs on;
-            # the planner's statistics are close enough for a report (and say so).
-            rows, columns = _estimated_counts(cur, oid, columns)
-            exact = False
-        elif count_rows:
-            # One scan counts the rows and, per column, the rows that have a value (the column's coverage).
-            counts = ", ".join(
-                f'count("{c.name.replace(chr(34), chr(34) * 2)}") AS c{i}' for i, c in enumerate(columns)
-            )
-            row = cur.execute(f"SELECT count(*) AS n{', ' + counts if counts else ''} FROM {_quoted(name)}").fetchone()
-            values = list(row.values())
-            rows = values[0]
-            columns = tuple(replace(c, non_null=v) for c, v in zip(columns, values[1:]))
-    return TableSnapshot(name, True, columns, constraints, indexes, rows, size, exact)
+        for r in found["constraints"]
+    )
+    indexes = tuple(IndexInfo(r["name"], r["definition"], r["valid"]) for r in found["indexes"])
+    return TableSnapshot(name, True, columns, constraints, indexes, 0, found["bytes"], True)
 
 
-def _estimated_counts(cur, oid: int, columns: tuple[ColumnInfo, ...]) -> tuple[int, tuple[ColumnInfo, ...]]:
-    rows = max(int(cur.execute("SELECT reltuples FROM pg_class WHERE oid = %s", (oid,)).fetchone()["reltuples"]), 0)
+def _estimated_counts(
+    cur: psycopg.Cursor[DictRow], oid: int, columns: tuple[ColumnInfo, ...]
+) -> tuple[int, tuple[ColumnInfo, ...]]:
+    found = cur.execute("SELECT reltuples FROM pg_class WHERE oid = %s", (oid,)).fetchone()
+    assert found is not None  # the table's pg_class row, just read by _snapshots
+    rows = max(int(found["reltuples"]), 0)
     null_frac = {
         r["attname"]: r["null_frac"]
         for r in cur.execute(
             "SELECT attname, null_frac FROM pg_stats WHERE (schemaname, tablename) ="
-            " (SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s)",
+            " (SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.oid = %s)",
             (oid,),
         )
     }
@@ -211,13 +241,15 @@ def tables_of(conn: psycopg.Connection, names: list[str]) -> list[str]:
     its table) replaced by its table's: the table a before and after snapshot must hold. Once each, in order."""
     if not names:
         return []
-    owners = dict(conn.execute(_INDEX_TABLES_SQL, (names, [regclass_text(n) for n in names])).fetchall())
+    owners: dict[str, str] = dict(
+        conn.execute(_INDEX_TABLES_SQL, (names, [regclass_text(n) for n in names])).fetchall()
+    )
     return list(dict.fromkeys(owners.get(name, name) for name in names))
 
 
 def snapshot(conn: psycopg.Connection, tables: list[str], *, count_rows: bool = True) -> CatalogSnapshot:
-    taken = conn.execute("SELECT clock_timestamp()::text").fetchone()[0]
-    return CatalogSnapshot(taken, tuple(snapshot_table(conn, t, count_rows=count_rows) for t in tables))
+    taken, shots = _snapshots(conn, tables, count_rows=count_rows)
+    return CatalogSnapshot(taken, tuple(shots))
 
 
 def diff(before: CatalogSnapshot, after: CatalogSnapshot) -> list[CatalogChange]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any, cast
 from urllib.parse import unquote
 
 import psycopg
@@ -38,6 +39,12 @@ def _typed_password(url: str) -> str | None:
     """The password as written in a URL's user part, found without libpq: libpq may misread it."""
     found = _TYPED.match(url)
     return found.group(1) if found else None
+
+
+def _conninfo_dict(url: str) -> dict[str, str]:
+    """libpq's reading of `url` (conninfo_to_dict): every value a string, as libpq parses them (its int and None
+    values come only from keyword arguments, and none are passed)."""
+    return cast(dict[str, str], _conninfo.conninfo_to_dict(url))
 
 
 def _misread(url: str, params: dict[str, str]) -> bool:
@@ -82,7 +89,7 @@ def _invalid(reason: str) -> DatabaseError:
 
 def _parse(url: str) -> dict[str, str]:
     try:
-        params = _conninfo.conninfo_to_dict(url)
+        params = _conninfo_dict(url)
     except psycopg.ProgrammingError as exc:
         raise _invalid(_why_invalid(url, exc)) from None
     if _misread(url, params):
@@ -118,7 +125,7 @@ def redact(url: str) -> str:
 
 def has_password(url: str) -> bool:
     try:
-        params = _conninfo.conninfo_to_dict(url)
+        params = _conninfo_dict(url)
     except psycopg.ProgrammingError:
         return bool(_typed_password(url)) or "password" in url.lower()
     return bool(params.get("password")) or _misread(url, params)
@@ -126,8 +133,9 @@ def has_password(url: str) -> bool:
 
 def passwords(url: str) -> set[str]:
     """Every form a URL's password may be shown in: as typed, percent-decoded, as libpq reads it."""
+    params: dict[str, str] | None
     try:
-        params = _conninfo.conninfo_to_dict(url)
+        params = _conninfo_dict(url)
     except psycopg.ProgrammingError:
         params = None
     found = {params.get("password") or ""} if params is not None else set(re.findall(r"password=([^&]*)", url))
@@ -189,7 +197,7 @@ def connect(
     params = _parse(url)
     shown = redact(url)
     role = None if as_login else acting_role()
-    extra = {}
+    extra: dict[str, Any] = {}  # more keyword arguments of psycopg.connect
     settings = []
     if role:
         settings.append(("role", role))
@@ -254,5 +262,6 @@ def facts(conn: psycopg.Connection, url: str) -> ConnectionFacts:
         "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
         " current_database(), current_user, current_setting('application_name'), session_user"
     ).fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
     user = row[3] if row[3] == row[5] else f"{row[3]} (logged in as {row[5]})"
     return ConnectionFacts(redact(url), row[0], row[1], row[2], user, row[4])

@@ -6,6 +6,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import quote
 
 from runbook_lib import config
@@ -34,7 +35,7 @@ def _before_import(state: Path) -> Path:
     return runtime
 
 
-def _server_module(state: Path):
+def _server_module(state: Path) -> ModuleType:
     runtime = _before_import(state)
     # imported only now, after XDG_RUNTIME_DIR is set: the wheel reads it at import time
     import fasteners

@@ -214,6 +214,7 @@ def load(conn: psycopg.Connection, *, leads: int = 1000, reset: bool = False) ->
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
     row = conn.execute(_MEASURE).fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
     return ExampleLoad(
         customers=row[0],
         leads=row[1],

@@ -14,7 +14,8 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from types import TracebackType
 
 import psycopg
 import psycopg.errors
@@ -122,7 +123,9 @@ ORDER BY 1
 def exists(conn: psycopg.Connection) -> bool:
     """Whether the ledger is there; one in another schema than the configured one is refused, naming both
     (reading "nothing applied" from an empty place, or starting a second ledger, would lose the history)."""
-    if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table(),)).fetchone()[0]:
+    found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table(),)).fetchone()
+    assert found is not None  # a SELECT without FROM returns one row
+    if found[0]:
         return True
     elsewhere = [r[0] for r in conn.execute(_ELSEWHERE_SQL, (schema_name(),))]
     if elsewhere:
@@ -209,10 +212,7 @@ class LiveRun:
     @property
     def doing(self) -> str:
         """Where it is, for a person: the steps committed so far, and the backfill's rows."""
-        if not self.steps_total:
-            where = "planning"
-        else:
-            where = f"{self.steps_done} of {self.steps_total} steps committed"
+        where = f"{self.steps_done} of {self.steps_total} steps committed" if self.steps_total else "planning"
         if self.backfill and self.backfill.get("step") == self.steps_done + 1:
             where += (
                 f", step {self.backfill['step']}'s backfill at {self.backfill.get('rows', 0):,} rows in "
@@ -244,6 +244,21 @@ def close_interrupted(conn: psycopg.Connection, batch: int) -> int:
             return cur.rowcount
     except psycopg.errors.InsufficientPrivilege:
         return 0  # a role that may not write the ledger is refused, with the reason, when the phase starts
+
+
+def unsettled(conn: psycopg.Connection, batches: list[int]) -> set[int]:
+    """Of `batches`, those with an apply or rollback that did not end (running, failed, interrupted or paused):
+    for every other, `close_interrupted` and `stopped` have nothing to do. One query for a release, which
+    would otherwise ask both for each of its migrations."""
+    if not batches or not exists(conn):
+        return set()
+    with conn.transaction():
+        rows = conn.execute(
+            f"SELECT DISTINCT batch FROM {table()} WHERE batch = ANY(%s) AND phase IN ('apply', 'rollback')"
+            " AND status IN (%s, %s, %s, %s)",
+            (batches, RUNNING, FAILED, INTERRUPTED, PAUSED),
+        ).fetchall()
+    return {r[0] for r in rows}
 
 
 def stopped_runs(conn: psycopg.Connection, running: bool) -> dict[int, PartialRun]:
@@ -440,10 +455,11 @@ class LedgerWriter:
         self._finished = False
         self._url = url
         shared = _SHARED.get(url)
-        self._owned = shared is None or shared.closed
-        self._conn = (
-            database.connect(url, autocommit=True, application_name="runbook-ledger") if self._owned else shared
-        )
+        self._conn: psycopg.Connection
+        if shared is None or shared.closed:
+            self._owned, self._conn = True, database.connect(url, autocommit=True, application_name="runbook-ledger")
+        else:
+            self._owned, self._conn = False, shared
         try:
             row = (
                 run_id,
@@ -461,10 +477,12 @@ class LedgerWriter:
                 _ensure(self._conn)
                 _ENSURED.add((url, table()))
             try:
-                self.row_id: int | None = self._conn.execute(_sql(_INSERT), row).fetchone()[0]
+                inserted = self._conn.execute(_sql(_INSERT), row).fetchone()
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
                 _ensure(self._conn)  # dropped since this process found it complete (`example load --reset`)
-                self.row_id = self._conn.execute(_sql(_INSERT), row).fetchone()[0]
+                inserted = self._conn.execute(_sql(_INSERT), row).fetchone()
+            assert inserted is not None  # INSERT ... RETURNING of one row returns it
+            self.row_id: int | None = inserted[0]
         except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
             self._close()
             if required:
@@ -522,7 +540,7 @@ class LedgerWriter:
             return
         self._update(
             f"UPDATE {table()} SET terminated = coalesce(terminated, '[]'::jsonb) || %s WHERE id = %s",
-            (Jsonb([{**session, "terminated_at": datetime.now(timezone.utc).isoformat()}]), self.row_id),
+            (Jsonb([{**session, "terminated_at": datetime.now(UTC).isoformat()}]), self.row_id),
         )
 
     def record_in(
@@ -570,10 +588,12 @@ class LedgerWriter:
         if self._owned or self._conn.broken:
             self._conn.close()
 
-    def __enter__(self) -> "LedgerWriter":
+    def __enter__(self) -> LedgerWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.row_id is not None and not self._finished:
             self.finish(FAILED, f"{type(exc).__name__}: {exc}" if exc else "interrupted")
 
@@ -611,7 +631,11 @@ def _ensure(conn: psycopg.Connection) -> None:
     with conn.transaction():
         if not have:
             # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema is there
-            if conn.execute("SELECT to_regnamespace(%s) IS NULL", (catalog.quote_ident(schema_name()),)).fetchone()[0]:
+            missing = conn.execute(
+                "SELECT to_regnamespace(%s) IS NULL", (catalog.quote_ident(schema_name()),)
+            ).fetchone()
+            assert missing is not None  # a SELECT without FROM returns one row
+            if missing[0]:
                 conn.execute(_sql("CREATE SCHEMA {schema}"))
             conn.execute(_sql(_DDL))  # the first release's columns; the later ones are added just below
         for name, kind in _LATER_COLUMNS.items():

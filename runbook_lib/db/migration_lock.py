@@ -37,7 +37,9 @@ def holder(conn: psycopg.Connection) -> tuple[int, str, datetime | None] | None:
 @contextmanager
 def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     """Hold the per-database advisory lock, or fail at once naming who holds it."""
-    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()[0]
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    got = row[0]
     conn.commit()
     if not got:
         held_by = holder(conn)
@@ -76,7 +78,9 @@ def wait_until_free(url: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     with connection.connect(url, autocommit=True, application_name="runbook fleet") as conn:
         while True:
-            if conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()[0]:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).fetchone()
+            assert row is not None  # a SELECT without FROM returns one row
+            if row[0]:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
                 return
             if time.monotonic() > deadline:

@@ -7,9 +7,9 @@ the last key done into the ledger row and commits, all in one transaction: whate
 position in the ledger is exactly the work in the database, and a rerun goes on after it (no row twice, none
 skipped, whatever the SET does). Before the first batch, tables the statement reads whose statistics
 misdescribe them (a backup table an earlier step filled, never analyzed or since grown) are analyzed, and after
-the last, a table it changed enough for autovacuum to analyze is vacuumed first (`upkeep`). Between batches: the size adapts toward
-a target transaction time, a batch that waits lock_timeout for a row is retried smaller after a pause, a
-throttle, a WAL budget (`walrate`) and replica lag may pause it, and progress goes to the
+the last, a table it changed enough for autovacuum to analyze is vacuumed first (`upkeep`). Between batches:
+the size adapts toward a target transaction time, a batch that waits lock_timeout for a row is retried smaller
+after a pause, a throttle, a WAL budget (`walrate`) and replica lag may pause it, and progress goes to the
 notebook and the terminal (`live`); past a checkpoint's worth of WAL the session writes back as it goes
 (`writeback`).
 """
@@ -68,7 +68,7 @@ class Settings:
     flush_from_mb: float | None = DEFAULTS.backfill_flush_from_mb  # None: the server's checkpoint distance; 0: never
 
     @classmethod
-    def of(cls, options: Options) -> "Settings":
+    def of(cls, options: Options) -> Settings:
         return cls(
             options.backfill_batch_ms,
             options.backfill_rows_per_s,
@@ -177,7 +177,9 @@ class _Run:
 
     @property
     def found(self) -> batching.Candidate:
-        return self.step.backfill
+        found = self.step.backfill
+        assert found is not None  # a step is batched for its backfill (key_for)
+        return found
 
     @property
     def stmt(self) -> plan.PlannedStatement:
@@ -204,6 +206,7 @@ def run_step(
     row; any other error stops the step with every committed batch kept, and raises.
     """
     found, stmt, settings = step.backfill, step.statements[0], context.settings
+    assert found is not None  # a step is batched for its backfill: key_for gave it a key
     resumed = context.resume if context.resume and context.resume.get("step") == step.number else None
     after: list[str] | None = list(resumed["after"]) if resumed else None
     done_before = {k: int(resumed.get(k, 0)) for k in ("rows", "keys", "batches")} if resumed else {}
@@ -230,12 +233,16 @@ def run_step(
             try:
                 with conn.transaction():
                     bounds, _ = batching.bounds_sql(key, after=after is not None, limit=size)
-                    first, last, count = conn.execute(bounds, after or ()).fetchone()
+                    row = conn.execute(bounds, after or ()).fetchone()
+                    assert row is not None  # three scalar subqueries: always one row
+                    first, last, count = row
                     # A batch's rows stay locked until its COMMIT returns: not waiting there for the WAL flush
                     # keeps that short. A crash may then lose the last few batches, but each with its position
                     # (one transaction): a resume redoes exactly those. The step's last transaction, which
                     # records it done, waits for the flush, and with it for every batch before it.
-                    position_now = conn.execute(_BATCH_SETTINGS, ("on" if first is None else "off",)).fetchone()[-1]
+                    settings_row = conn.execute(_BATCH_SETTINGS, ("on" if first is None else "off",)).fetchone()
+                    assert settings_row is not None  # a SELECT without FROM: always one row
+                    position_now = settings_row[-1]
                     if first is None:  # nothing left: the step is done, recorded in this transaction
                         if record is not None:
                             record(conn)
@@ -433,7 +440,8 @@ def _finish(
             round(ended - started, 6),
             tally.rows,
             names.OK if not error else names.FAILED,
-            f"{ROW_LOCKS} on at most {max(tally.rows_per_batch, default=0):,} rows per batch, {longest * 1000:.1f} ms at most",
+            f"{ROW_LOCKS} on at most {max(tally.rows_per_batch, default=0):,} rows per batch, "
+            f"{longest * 1000:.1f} ms at most",
             error,
             step.number,
             stmt.locks,

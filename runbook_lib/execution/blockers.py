@@ -55,7 +55,7 @@ class Policy:
     terminate_after_s: float | None = DEFAULTS.terminate_blockers_after_s  # None: never terminate anyone
 
     @classmethod
-    def of(cls, options: Options) -> "Policy":
+    def of(cls, options: Options) -> Policy:
         return cls(options.wait_for_blockers_s, options.blocker_threshold_ms, options.terminate_blockers_after_s)
 
 

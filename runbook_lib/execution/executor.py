@@ -48,8 +48,8 @@ def _as_runbook(conn: psycopg.Connection, search_path: str) -> None:
     """Undo, for the rest of this transaction only, what the migration's SQL set: runbook's records resolve
     their tables with the search_path the run started with, as the session user (the migration's own
     settings come back after COMMIT, until the RESET ALL at the end)."""
-    conn.execute("SELECT set_config('search_path', %s, true)", (search_path,))
-    conn.execute("SET LOCAL ROLE NONE")
+    # one round trip: set_config('role', 'none', true) is SET LOCAL ROLE NONE
+    conn.execute("SELECT set_config('search_path', %s, true), set_config('role', 'none', true)", (search_path,))
 
 
 def _held_locks(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -175,7 +175,7 @@ def _run_statements(
                     )
                 )
                 raise
-            taken = [lock for lock in _held_locks(conn) if lock not in acquired]
+            taken: list[tuple[str, str]] = [lock for lock in _held_locks(conn) if lock not in acquired]
             for lock in taken:
                 acquired[lock] = start
             runs.append(
@@ -223,7 +223,7 @@ def _run_statements(
             )
             raise
         duration = round(clock() - start, 6)
-        taken: list[tuple[str, str]] = []
+        taken = []
         if not conn.autocommit:
             # Which locks this statement took, measured in pg_locks (not guessed from the SQL).
             taken = [lock for lock in _held_locks(conn) if lock not in acquired]
@@ -254,22 +254,22 @@ def _modes(lock_text: str) -> list[str]:
 
 
 def _run_step(
-    conn,
-    step,
+    conn: psycopg.Connection,
+    step: plan.Step,
     *,
-    clock,
-    dry_run,
-    result,
-    tables_touched,
-    max_attempts,
-    backoff_ms,
-    verify,
-    last,
+    clock: _Clock,
+    dry_run: bool,
+    result: ExecutionResult,
+    tables_touched: list[str],
+    max_attempts: int,
+    backoff_ms: int,
+    verify: Callable[[psycopg.Connection], list[sqlblocks.BlockResult]] | None,
+    last: bool,
     record: Callable[[psycopg.Connection], None] | None = None,
     url: str | None = None,
     lookout: blockers.Lookout | None = None,
     watcher: guard.Guard | None = None,
-):
+) -> StepRun:
     """One step with its retries; returns the StepRun, raises psycopg errors other than lock timeouts.
 
     `record` writes the step's ledger progress (and Prisma's row): inside the step's transaction, before
@@ -382,8 +382,9 @@ def execute(
     fingerprints)` is told the plan before anything runs; `record_step(conn, kept, total, last)` is called inside
     every step's transaction before its COMMIT (never in a dry run). `blocker_policy` (None: neither looks
     nor guards) makes each step wait for blockers before it requests its locks and cancel a request that
-    an application session queues behind; `on_terminated` is told of each session it terminated. `backfill_context`: how the online
-    strategy's batched steps run, and where a stopped one resumes (`execution.backfill`).
+    an application session queues behind; `on_terminated` is told of each session it terminated.
+    `backfill_context`: how the online strategy's batched steps run, and where a stopped one resumes
+    (`execution.backfill`).
     `stop_after`: stop, on purpose, once that step has committed (a runbook notebook runs one step per cell);
     `resume_exact`: the run resumed stopped so (`ledger.PAUSED`), so nothing of its group is half made and
     the run goes on at the very next step instead of redoing the group.
@@ -409,7 +410,9 @@ def execute(
         "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
         (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"),
     )
-    search_path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+    row = conn.execute("SELECT current_setting('search_path')").fetchone()
+    assert row is not None  # a SELECT without FROM: always one row
+    search_path = row[0]
     conn.commit()
     tables_touched = catalog.tables_of(conn, tables_touched)  # an index dropped or altered: its table
     result.before = catalog.snapshot(conn, tables_touched)
@@ -509,6 +512,7 @@ def execute(
         conn.execute("RESET ALL")
         result.after = catalog.snapshot(conn, tables_touched)
         conn.commit()
+    assert result.after is not None  # taken just above, or by the dry run's one step (which raised if it failed)
     result.changes = catalog.diff(result.before, result.after)
     return result
 
@@ -525,13 +529,17 @@ def _protection(
     if policy is None:
         yield None, None
         return
-    watcher = guard.Guard(session.url, conn.info.backend_pid) if session.url else None
+    pid = conn.info.backend_pid
+    shared = guard.shared_for(session.url, pid) if session.url else None  # a release's, kept for its next run
+    watcher = shared or (guard.Guard(session.url, pid) if session.url else None)
+    cancels_before = watcher.cancels if watcher is not None else 0
     try:
         yield blockers.Lookout(policy, result, on_terminated), watcher
     finally:
         if watcher is not None:
-            watcher.close()
-            result.guard_cancels = watcher.cancels
+            if shared is None:
+                watcher.close()
+            result.guard_cancels = watcher.cancels - cancels_before
 
 
 def _lock_holds(

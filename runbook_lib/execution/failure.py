@@ -61,12 +61,12 @@ def run_cleanups(
 
 
 def fail(
-    conn,
+    conn: psycopg.Connection,
     result: ExecutionResult,
-    steps,
-    done,
+    steps: list[plan.Step],
+    done: list[plan.Step],
     step: plan.Step,
-    exc: BaseException,
+    exc: GaveUp | VerificationFailed | BlockedTooLong | psycopg.Error,
     filename: str,
     lock_timeout_ms: int,
     url: str,
@@ -75,7 +75,7 @@ def fail(
     if not conn.closed and not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
     # Undo the failing step's group (an online change half made); earlier groups are complete and stay.
-    group = [s for s in done + [step] if s.group == step.group]
+    group = [s for s in [*done, step] if s.group == step.group]
     run_cleanups(conn, [sql for s in reversed(group) for sql in s.cleanup], result, url)
     first_of_group = min(s.number for s in steps if s.group == step.group)
     committed = [s for s in done if s.number < first_of_group]

@@ -36,6 +36,29 @@ FROM queued q LEFT JOIN pg_stat_activity a ON a.pid = q.pid
 """
 
 
+# (url, backend pid) -> the guard a release shares between its migrations (`shared`)
+_SHARED: dict[tuple[str, int], Guard] = {}
+
+
+@contextmanager
+def shared(url: str, pid: int) -> Iterator[Guard]:
+    """Within the block, every run on backend `pid` is watched by one guard: a release of hundreds of migrations
+    pays for one thread and one connection, not one per migration."""
+    watcher = Guard(url, pid)
+    _SHARED[(url, pid)] = watcher
+    try:
+        yield watcher
+    finally:
+        if _SHARED.get((url, pid)) is watcher:
+            del _SHARED[(url, pid)]
+        watcher.close()
+
+
+def shared_for(url: str, pid: int) -> Guard | None:
+    """The guard `shared` opened for this backend, if a block of it is open."""
+    return _SHARED.get((url, pid))
+
+
 class Guard:
     """One per run: a thread that watches the migration's backend while a step's statements run."""
 
@@ -50,7 +73,7 @@ class Guard:
         self.cancels = 0
 
     @contextmanager
-    def watching(self) -> Iterator["Guard"]:
+    def watching(self) -> Iterator[Guard]:
         """Guard the statements run inside the block; `fired` says whether the guard cancelled one."""
         self.fired = ""
         if self._thread is None:

@@ -40,7 +40,7 @@ class Event:
     at: float = field(default_factory=time.time)
 
     @classmethod
-    def from_json(cls, line: str) -> "Event | None":
+    def from_json(cls, line: str) -> Event | None:
         try:
             data = json.loads(line)
             return cls(**{k: data[k] for k in data if k in cls.__dataclass_fields__})

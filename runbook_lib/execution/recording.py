@@ -27,6 +27,7 @@ from runbook_lib.execution.executor import execute
 from runbook_lib.execution.failure import server_message
 from runbook_lib.execution.session import Session
 from runbook_lib.layouts import detect, prisma
+from runbook_lib.layouts.base import History, Migration
 from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import analysis
@@ -49,32 +50,34 @@ def _record_prisma(conn: psycopg.Connection, phase: str, session: Session) -> pr
         return prisma.PrismaRecord(f"not recorded: {server_message(exc)}", name)
 
 
-def _tool_history(session: Session):
-    """The batch's tool history, and every migration of its folder in the tool's order (a rollback's row names
-    the one before)."""
-    return detect.history(session.batch.settings), [b.tool for b in session.batches() if b.tool is not None]
+def _tool_history(session: Session) -> tuple[History, Migration, list[Migration]]:
+    """The batch's tool history, its migration, and every migration of its folder in the tool's order (a
+    rollback's row names the one before)."""
+    batch = session.batch
+    # only for another tool's migration (the callers check batch.tool), which discovery reads with its settings
+    assert batch.tool is not None and batch.settings is not None
+    return detect.history(batch.settings), batch.tool, [b.tool for b in session.batches() if b.tool is not None]
 
 
 def _record_tool(conn: psycopg.Connection, result: ExecutionResult, session: Session) -> str:
     """The tool's own history (golang-migrate's, Flyway's, Drizzle's) told, as the tool would write it, in the last
     step's transaction: a failure here fails the step, so the database never holds a migration the tool's
     history does not (the tool would run it again)."""
-    batch = session.batch
-    history, migrations = _tool_history(session)
+    history, migration, migrations = _tool_history(session)
     if result.phase == "apply":
-        ms = int(round(sum(s.duration_s for s in result.statements) * 1000))
-        return history.record_applied(conn, batch.tool, migrations, ran=True, execution_ms=ms)
-    return history.record_rolled_back(conn, batch.tool, migrations)
+        ms = round(sum(s.duration_s for s in result.statements) * 1000)
+        return history.record_applied(conn, migration, migrations, ran=True, execution_ms=ms)
+    return history.record_rolled_back(conn, migration, migrations)
 
 
 def _record_tool_failure(session: Session) -> str:
     """A migration that failed after some of its steps committed (statements outside a transaction): the row the
     tool writes then (golang-migrate's dirty flag, Flyway's success = false), in its own transaction; runbook's
     next apply resumes it from the ledger and writes the tool's row for success when it commits."""
-    history, migrations = _tool_history(session)
+    history, migration, migrations = _tool_history(session)
     try:
         with session.connect() as conn:
-            return history.record_failed(conn, session.batch.tool, migrations)
+            return history.record_failed(conn, migration, migrations)
     except psycopg.Error as exc:
         return f"not recorded: {server_message(exc)}"
 

@@ -7,12 +7,25 @@ rerun resumes at the first step of the group it stopped in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 import psycopg
 
 from runbook_lib.errors import DriftError
 from runbook_lib.execution.failure import run_cleanups
 from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import plan
+
+
+class Numbered(Protocol):
+    """A step as far as the order goes: a plan.Step, or a runbook notebook's card of one."""
+
+    @property
+    def number(self) -> int: ...
+
+    @property
+    def group(self) -> int: ...
 
 
 def require_unchanged(
@@ -40,7 +53,7 @@ def require_unchanged(
             )
 
 
-def group_start(steps: list[plan.Step], number: int) -> int:
+def group_start(steps: Sequence[Numbered], number: int) -> int:
     """The first step of the group that step `number` belongs to."""
     if number > len(steps):
         return number
@@ -70,7 +83,11 @@ def skip_done(conn: psycopg.Connection, steps: list[plan.Step], done_through: in
     """
     while done_through < len(steps):
         step = steps[done_through]
-        if step.transactional or not step.done_check or not conn.execute(step.done_check).fetchone()[0]:
+        if step.transactional or not step.done_check:
+            break
+        checked = conn.execute(step.done_check).fetchone()
+        assert checked is not None  # a done_check is one SELECT of one boolean (sql.plan)
+        if not checked[0]:
             break
         conn.commit()
         result.cleanup.append(f"resume: {step.label} was complete already, not redone")

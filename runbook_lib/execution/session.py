@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
 
-import pandas as pd
 import psycopg
 
 from runbook_lib import batch as batch_mod
@@ -18,6 +18,9 @@ from runbook_lib.db import embedded
 from runbook_lib.errors import BatchError, DatabaseError
 from runbook_lib.report import records
 from runbook_lib.report.records import RunFolder
+
+if TYPE_CHECKING:  # the annotations' DataFrame (start-up time: pandas loads when a table is built)
+    import pandas as pd
 
 
 def resolve_url(explicit: str | None = None) -> str:
@@ -36,6 +39,8 @@ def resolve_url(explicit: str | None = None) -> str:
 
 def _facts_frame(f: database.ConnectionFacts, rest: list[tuple[str, str]]) -> pd.DataFrame:
     """What a phase notebook shows first: the target (its URL redacted), then what it works on."""
+    import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
     rows = [
         ("database URL", f.url),
         ("server", f"PostgreSQL {f.server_version}"),
@@ -152,7 +157,8 @@ class Release:
         return self.frame().to_html()
 
 
-PENDING = "pending"  # the batch parameter of a release: every migration not yet applied
+PENDING: Final = "pending"  # the batch parameter of a release: every migration not yet applied
+Pending = Literal["pending"]  # PENDING's type: a batch parameter is a batch's number, or PENDING
 
 
 def _pending(url: str, batches: list[Batch], to: int | None) -> tuple[list[Batch], list[str]]:

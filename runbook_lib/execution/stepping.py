@@ -6,7 +6,6 @@ a step run again, or too early, says. The step itself runs through apply's or ro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import psycopg
 
@@ -15,19 +14,10 @@ from runbook_lib.batch import history
 from runbook_lib.db import ledger
 from runbook_lib.errors import StepRefused
 from runbook_lib.execution import resume
+from runbook_lib.execution.resume import Numbered
 from runbook_lib.execution.session import Session
 from runbook_lib.report.records import ExecutionResult
 from runbook_lib.sql import plan
-
-
-class Numbered(Protocol):
-    """A step as far as the order goes: a plan.Step, or a runbook notebook's card of one."""
-
-    @property
-    def number(self) -> int: ...
-
-    @property
-    def group(self) -> int: ...
 
 
 def committed(steps: Sequence[Numbered], stopped: ledger.PartialRun | None) -> int:

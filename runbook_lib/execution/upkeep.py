@@ -39,7 +39,8 @@ CROSS JOIN LATERAL (
 """
 
 # The changes at which autovacuum analyzes the table (threshold + scale factor x rows), and vacuums it.
-_ANALYZE_DUE_AT = """greatest(c.reltuples, 0) * coalesce(o.scale, current_setting('autovacuum_analyze_scale_factor')::float8)
+_ANALYZE_DUE_AT = """greatest(c.reltuples, 0)
+           * coalesce(o.scale, current_setting('autovacuum_analyze_scale_factor')::float8)
          + coalesce(o.threshold, current_setting('autovacuum_analyze_threshold')::float8)"""
 _VACUUM_DUE_AT = """greatest(c.reltuples, 0)
            * coalesce(o.vacuum_scale, current_setting('autovacuum_vacuum_scale_factor')::float8)
@@ -69,7 +70,8 @@ SELECT coalesce(s.n_mod_since_analyze, 0),
        coalesce(o.cost_limit, nullif(current_setting('autovacuum_vacuum_cost_limit'), '-1'),
                 current_setting('vacuum_cost_limit')),
        {_MAY_MAINTAIN},
-       ARRAY[current_setting('vacuum_cost_delay'), current_setting('vacuum_cost_limit'), current_setting('lock_timeout')]
+       ARRAY[current_setting('vacuum_cost_delay'), current_setting('vacuum_cost_limit'),
+             current_setting('lock_timeout')]
 FROM pg_class AS c
 {_RELOPTIONS}
 LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
@@ -121,9 +123,9 @@ def fresh_statistics(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     before an earlier step added rows of a new kind is as bad: on PostgreSQL 15 the backup table's
     statistics, taken when it held only 'lead' rows, planned each batch of the job UPDATE to walk all of its
     'job' rows per job (1M leads: 3,292 batches of 5 rows, 41 s; analyzed first, 5.1 s). So a table due for
-    autovacuum's ANALYZE is analyzed too, unless it holds enough dead row versions to be due for a VACUUM: new statistics
-    could then plan the application's queries on index entries that are all dead, and such a table keeps
-    its statistics until `vacuum_after`. ANALYZE blocks no reader or writer; one that cannot have its lock
+    autovacuum's ANALYZE is analyzed too, unless it holds enough dead row versions to be due for a VACUUM:
+    new statistics could then plan the application's queries on index entries that are all dead, and such a
+    table keeps its statistics until `vacuum_after`. ANALYZE blocks no reader or writer; one that cannot have its lock
     within lock_timeout, or runs out of statement_timeout, is left to autovacuum.
     """
     unique = list(dict.fromkeys(tables))

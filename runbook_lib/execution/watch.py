@@ -3,12 +3,14 @@
 A VALIDATE CONSTRAINT or CREATE INDEX on a large table runs for minutes inside one `execute`; nothing in the
 migration's own connection can speak meanwhile. After `DELAY_S` a thread opens a second connection and reads
 pg_stat_activity (and pg_stat_progress_create_index, the one progress view for DDL) for the migration's pid,
-turning what it sees into live events. A statement shorter than the delay costs a timer and nothing else.
+turning what it sees into live events. A statement shorter than the delay costs an entry in the one timer
+thread's agenda and nothing else (a thread per statement cost a release of thousands of statements its time).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,7 +32,7 @@ WHERE a.pid = %s
 
 def describe(what: str, row: tuple) -> tuple[str, float | None, float | None, str]:
     """The line a person reads for one poll, and the figures for a bar when the server reports them."""
-    running_s, state, wait_type, wait_event, phase, blocks_done, blocks_total, tuples_done, tuples_total = row
+    running_s, _state, wait_type, wait_event, phase, blocks_done, blocks_total, tuples_done, tuples_total = row
     text = f"{what}: running {float(running_s or 0):.0f} s"
     if wait_type == "Lock":
         text += f", waiting for a {wait_event} lock"
@@ -42,7 +44,7 @@ def describe(what: str, row: tuple) -> tuple[str, float | None, float | None, st
             done, total, unit = float(blocks_done), float(blocks_total), "blocks"
         elif tuples_total:
             done, total, unit = float(tuples_done), float(tuples_total), "rows"
-        if total:
+        if done is not None and total:  # set together
             text += f" ({100 * done / total:.0f}% of {int(total):,} {unit})"
     return text, done, total, unit
 
@@ -51,10 +53,12 @@ class _Watcher:
     def __init__(self, url: str, pid: int, what: str) -> None:
         self.url, self.pid, self.what = url, pid, what
         self.stop = threading.Event()
-        self.timer = threading.Timer(DELAY_S, self._run)
-        self.timer.daemon = True
-        self.thread: threading.Thread | None = None
+        self.thread: threading.Thread | None = None  # started once the statement outlasted DELAY_S
         self.seen = False
+
+    def start_watching(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="runbook watch", daemon=True)
+        self.thread.start()
 
     def _run(self) -> None:
         try:
@@ -71,12 +75,46 @@ class _Watcher:
             return
 
     def close(self) -> None:
-        self.timer.cancel()
+        _AGENDA.cancel(self)
         self.stop.set()
-        if self.timer.is_alive():
-            self.timer.join(timeout=2)
+        if self.thread is not None:
+            self.thread.join(timeout=2)
         if self.seen:
             live.emit(live.STATEMENT, f"{self.what}: finished", final=True)
+
+
+class _Agenda:
+    """One daemon thread for every statement being run: it starts a statement's watcher once DELAY_S has passed
+    and the statement has not ended (most end long before)."""
+
+    def __init__(self) -> None:
+        self._due: dict[_Watcher, float] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watcher: _Watcher) -> None:
+        with self._changed:
+            self._due[watcher] = time.monotonic() + DELAY_S
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="runbook watch agenda", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def cancel(self, watcher: _Watcher) -> None:
+        with self._changed:
+            self._due.pop(watcher, None)
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for watcher in [w for w, due in self._due.items() if due <= now]:
+                    del self._due[watcher]
+                    watcher.start_watching()
+                self._changed.wait(min(self._due.values(), default=now + 60) - now)
+
+
+_AGENDA = _Agenda()
 
 
 @contextmanager
@@ -86,7 +124,7 @@ def statement(url: str | None, conn: psycopg.Connection, what: str) -> Iterator[
         yield
         return
     watcher = _Watcher(url, conn.info.backend_pid, what)
-    watcher.timer.start()
+    _AGENDA.add(watcher)
     try:
         yield
     finally:

@@ -59,10 +59,14 @@ class Writeback:
                 return
         if self.written < self._threshold:
             return
-        current = conn.execute("SELECT current_setting('backend_flush_after')").fetchone()[0]
+        row = conn.execute("SELECT current_setting('backend_flush_after')").fetchone()
+        assert row is not None  # a SELECT without FROM: always one row
+        current = row[0]
         self.kept = current != "0"
         if not self.kept:  # session-wide: the VACUUM after the last batch flushes too
-            current = conn.execute("SELECT set_config('backend_flush_after', %s, false)", (FLUSH_AFTER,)).fetchone()[0]
+            row = conn.execute("SELECT set_config('backend_flush_after', %s, false)", (FLUSH_AFTER,)).fetchone()
+            assert row is not None  # a SELECT without FROM: always one row
+            current = row[0]
         conn.commit()
         self.since_mb, self.setting = round(self.written / MB, 1), current
 
@@ -77,7 +81,10 @@ class Writeback:
             return f"--batch-flush-from-mb {self.from_mb:g}"
         if self._threshold is None:
             return ""
-        return f"the server's checkpoint distance, {self.threshold_mb:,.0f} MB (max_wal_size / (1 + checkpoint_completion_target))"
+        return (
+            f"the server's checkpoint distance, {self.threshold_mb:,.0f} MB "
+            "(max_wal_size / (1 + checkpoint_completion_target))"
+        )
 
 
 def _distance(conn: psycopg.Connection) -> int | None:

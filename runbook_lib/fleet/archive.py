@@ -37,5 +37,5 @@ def unpack(data: bytes, into: Path) -> None:
                 ):
                     raise FleetError(
                         f"A returned run folder holds an unsafe entry {member.name!r}; nothing was written."
-                    )
+                    ) from None
             tar.extractall(into)

@@ -27,7 +27,7 @@ from runbook_lib import batch as batch_mod
 from runbook_lib import config
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.errors import FleetError
-from runbook_lib.execution.session import PENDING
+from runbook_lib.execution.session import PENDING, Pending
 from runbook_lib.fleet import archive, report
 from runbook_lib.fleet.task import TargetTask, TaskOutcome, run_target
 from runbook_lib.report import records, site
@@ -147,7 +147,7 @@ def _say(message: str) -> None:
 
 def run(
     fleet: Fleet,
-    number: int | str,
+    number: int | Pending,
     *,
     mode: str = RUN,
     workers: int | None = None,
@@ -277,7 +277,11 @@ def _run_waves(
         wave_failures = 0
         wave_done = 0  # targets of this wave that ended applied (now or before)
 
-        def submit() -> None:
+        def submit(
+            queue: list[FleetTarget] = queue,
+            running: dict[Any, FleetTarget] = running,
+            pending: as_completed = pending,
+        ) -> None:
             capacity = max(1, sum(client.nthreads().values()))
             while queue and len(running) < capacity and not record.stopped:
                 target = queue.pop(0)
@@ -295,7 +299,7 @@ def _run_waves(
             target = running.pop(future)
             result = results[target.name]
             try:
-                _fill(result, future.result(), reports, record.batch)
+                _fill(result, future.result(), reports, base.batch)
             except Exception as exc:  # KilledWorker after Dask's retries, a lost scheduler
                 result.status, result.message = (
                     FAILED,
@@ -332,7 +336,7 @@ def _run_waves(
             say(f"fleet: no target of wave {wave.name!r} was applied (NO-GO): the later waves are not run")
 
 
-def _fill(result: TargetResult, done: TaskOutcome, reports: Path, number: int) -> None:
+def _fill(result: TargetResult, done: TaskOutcome, reports: Path, number: int | Pending) -> None:
     """A task's outcome into its report line; a returned run folder is written under reports/."""
     for key in (
         "status",
@@ -363,4 +367,6 @@ def _fill(result: TargetResult, done: TaskOutcome, reports: Path, number: int) -
         result.longest_write_block_s = apply.get("longest_write_block_s")
     validate = done.records.get("validate")
     if validate:
-        result.validation_passed, result.validation_total = records.tally(validate.get("tests") or [])
+        counted = records.tally(validate.get("tests") or [])
+        assert counted is not None  # validate.json's tests are a list (tally is None only for a missing one)
+        result.validation_passed, result.validation_total = counted

@@ -24,7 +24,7 @@ from runbook_lib.db import connection as database
 from runbook_lib.db import migration_lock
 from runbook_lib.db.target import Target
 from runbook_lib.errors import FleetError, RunbookError
-from runbook_lib.execution.session import PENDING
+from runbook_lib.execution.session import PENDING, Pending
 from runbook_lib.fleet import archive
 from runbook_lib.notebook import chain
 from runbook_lib.report import records
@@ -50,7 +50,7 @@ class TargetTask:
 
     name: str
     url_env: str
-    batch: int | str  # a batch number, or "pending": a release of every migration not yet applied
+    batch: int | Pending  # a batch number, or PENDING: a release of every migration not yet applied
     mode: str = RUN  # RUN: the `runbook run` chain; PREFLIGHT: preflight only
     options: Options = DEFAULTS
     rollback_on_failure: bool = False
@@ -120,7 +120,7 @@ def _run(task: TargetTask, url: str, scratch: Path) -> TaskOutcome:
     release = task.batch == PENDING
     if task.mode == RUN:  # before reading the ledger: whoever holds the lock may be about to change it
         migration_lock.wait_until_free(url)
-    if not release:
+    if task.batch != PENDING:  # not a release (said so that task.batch is known to be a number)
         batches = batch_mod.discover(migrations)
         batch = batch_mod.find(migrations, task.batch)
         with database.connect(url) as conn:  # one sentence (redacted) if unreachable

@@ -102,6 +102,10 @@ class History(Protocol):
         """The row(s) the tool writes after a successful migration (creating the table as the tool does when it
         is missing); `ran` False: recorded without running it (`runbook baseline`). Returns what was done."""
 
+    def record_failed(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration]) -> str:
+        """The row(s) the tool leaves when a migration fails after some of it committed (statements outside a
+        transaction), which stop the tool's next run; "" where the tool records no failure."""
+
     def record_rolled_back(self, conn: psycopg.Connection, migration: Migration, migrations: list[Migration]) -> str:
         """What the tool's history says after the migration's undo script ran."""
 

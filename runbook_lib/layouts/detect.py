@@ -18,7 +18,7 @@ from runbook_lib.errors import BatchError
 if TYPE_CHECKING:
     import psycopg
 
-from runbook_lib.layouts.base import DRIZZLE, FLYWAY, GOLANG_MIGRATE, LAYOUTS, PRISMA, RUNBOOK, LayoutSettings
+from runbook_lib.layouts.base import DRIZZLE, FLYWAY, GOLANG_MIGRATE, LAYOUTS, PRISMA, RUNBOOK, History, LayoutSettings
 
 # batch.model's names: it imports this package (layouts.base), so they are not imported from it
 MIGRATION = "migration.sql"
@@ -28,22 +28,24 @@ MANIFEST = "batch.toml"
 def tool(layout: str) -> ModuleType:
     """The module that reads `layout`'s folder and history (imported when a project uses it)."""
     if layout == GOLANG_MIGRATE:
-        from runbook_lib.layouts import golang_migrate  # noqa: PLC0415  (only a golang-migrate project needs it)
+        from runbook_lib.layouts import golang_migrate  # only a golang-migrate project needs it
 
         return golang_migrate
     if layout == FLYWAY:
-        from runbook_lib.layouts import flyway  # noqa: PLC0415  (only a Flyway project needs it)
+        from runbook_lib.layouts import flyway  # only a Flyway project needs it
 
         return flyway
     if layout == DRIZZLE:
-        from runbook_lib.layouts import drizzle  # noqa: PLC0415  (only a Drizzle project needs it)
+        from runbook_lib.layouts import drizzle  # only a Drizzle project needs it
 
         return drizzle
     raise ValueError(f"{layout!r} is not a tool layout")
 
 
-def history(settings: LayoutSettings):
+def history(settings: LayoutSettings) -> History:
     """The tool's history table (its module's `History`) for a project's settings."""
+    if settings.layout is None:
+        raise ValueError("None is not a tool layout")  # as tool() refuses any other name
     return tool(settings.layout).History(settings)
 
 

@@ -197,11 +197,13 @@ class History:
         self._name = sql.Identifier(self.schema, self.table)
 
     def exists(self, conn: psycopg.Connection) -> bool:
-        return conn.execute(
+        row = conn.execute(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s)",
             (self.schema, self.table),
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None  # SELECT EXISTS (...) returns one row
+        return row[0]
 
     def read(self, conn: psycopg.Connection, migrations: list[Migration]) -> ToolState:
         """Applied as drizzle-orm decides: a migration runs when its `when` is greater than the newest row's
@@ -219,7 +221,8 @@ class History:
             return ToolState(exists=True)
         applied = [m for m in migrations if m.created_at is not None and m.created_at <= int(newest[2] or 0)]
         hashes = self._hashes(conn, [m.created_at for m in applied])
-        rows = {m.version: AppliedRow(key=m.version, checksum=hashes.get(m.created_at)) for m in applied}
+        # _created_at(m) is m.created_at, set for every applied migration (the filter above)
+        rows = {m.version: AppliedRow(key=m.version, checksum=hashes.get(_created_at(m))) for m in applied}
         return ToolState(exists=True, applied=rows, last=_latest(applied))
 
     def _hashes(self, conn: psycopg.Connection, created_at: list[int | None]) -> dict[int, str]:
@@ -289,9 +292,11 @@ class History:
         if not self.exists(conn):
             return f"{self.schema}.{self.table} does not exist: nothing to delete"
         deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE created_at = %s").format(self._name), (when,)).rowcount
-        later = conn.execute(
+        row = conn.execute(
             sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE created_at > %s)").format(self._name), (when,)
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None  # SELECT EXISTS (...) returns one row
+        later = row[0]
         said = f"deleted {deleted} row(s) with created_at {when} from {self.schema}.{self.table}"
         if later:
             return f"{said}; a later migration's row remains, so drizzle will not run {migration.version} again"

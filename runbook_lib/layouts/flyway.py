@@ -422,7 +422,9 @@ class History:
         """Flyway's default schema: the first configured schema, else the connection's current schema."""
         if self.settings.schemas:
             return self.settings.schemas[0]
-        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        row = conn.execute("SELECT current_schema()").fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        schema = row[0]
         if schema is None:
             raise DatabaseError(
                 f"The search_path names no existing schema, so {self.label} has none (Flyway refuses "
@@ -435,11 +437,13 @@ class History:
 
     def exists(self, conn: psycopg.Connection) -> bool:
         """PostgreSQLTable.doExists: a table of that name in that schema."""
-        return conn.execute(
+        row = conn.execute(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p'))",
             (self.schema(conn), self.table),
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None  # SELECT EXISTS (...) returns one row
+        return row[0]
 
     # -- before the first migration ----------------------------------------------------------------------------
 
@@ -465,9 +469,9 @@ class History:
             sql.SQL(
                 'CREATE TABLE {} (\n    "installed_rank" INT NOT NULL,\n    "version" VARCHAR(50),\n'
                 '    "description" VARCHAR(200) NOT NULL,\n    "type" VARCHAR(20) NOT NULL,\n'
-                '    "script" VARCHAR(1000) NOT NULL,\n    "checksum" INTEGER,\n    "installed_by" VARCHAR(100) NOT NULL,\n'
-                '    "installed_on" TIMESTAMP NOT NULL DEFAULT now(),\n    "execution_time" INTEGER NOT NULL,\n'
-                '    "success" BOOLEAN NOT NULL\n)'
+                '    "script" VARCHAR(1000) NOT NULL,\n    "checksum" INTEGER,\n'
+                '    "installed_by" VARCHAR(100) NOT NULL,\n    "installed_on" TIMESTAMP NOT NULL DEFAULT now(),\n'
+                '    "execution_time" INTEGER NOT NULL,\n    "success" BOOLEAN NOT NULL\n)'
             ).format(name)
         )
         conn.execute(
@@ -587,9 +591,9 @@ class History:
         (None) unless given, installed_by the given user else current_user (Database.getInstalledBy)."""
         name = self._name(conn)
         if rank is None:
-            rank = conn.execute(
-                sql.SQL('SELECT COALESCE(MAX("installed_rank"), 0) + 1 FROM {}').format(name)
-            ).fetchone()[0]
+            row = conn.execute(sql.SQL('SELECT COALESCE(MAX("installed_rank"), 0) + 1 FROM {}').format(name)).fetchone()
+            assert row is not None  # an aggregate without GROUP BY returns one row
+            rank = row[0]
         description, script = _abbreviate(description, script)
         conn.execute(
             sql.SQL(
@@ -676,9 +680,9 @@ class History:
 
 
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
-    return conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s)", (schema,)).fetchone()[
-        0
-    ]
+    row = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s)", (schema,)).fetchone()
+    assert row is not None  # SELECT EXISTS (...) returns one row
+    return row[0]
 
 
 def _key(version: str) -> tuple[int, ...] | None:

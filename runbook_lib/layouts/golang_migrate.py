@@ -152,7 +152,9 @@ class History:
 
     def _schema(self, conn: psycopg.Connection) -> str:
         """CURRENT_SCHEMA(), where golang-migrate keeps its table; refused when the search_path names none."""
-        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        row = conn.execute("SELECT current_schema()").fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        schema = row[0]
         if schema is None:
             raise DatabaseError(
                 f"The search_path names no existing schema, so {self.label} has none (golang-migrate "
@@ -164,11 +166,13 @@ class History:
         return sql.SQL("{}.{}").format(sql.Identifier(self._schema(conn)), sql.Identifier(self.table))
 
     def _exists(self, conn: psycopg.Connection) -> bool:
-        return conn.execute(
+        row = conn.execute(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p'))",
             (self._schema(conn), self.table),
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None  # SELECT EXISTS (...) returns one row
+        return row[0]
 
     def _row(self, conn: psycopg.Connection) -> tuple[int, bool] | None:
         """postgres.go's Version: the first row (LIMIT 1); None for NilVersion (no table, or no row)."""
@@ -227,7 +231,9 @@ class History:
         its own connection (WithInstance) but the URL's path, "/<database>", when `migrate -database postgres://...`
         or migrate.New opens it (Open: `DatabaseName: purl.Path`); runbook takes both, so either waits.
         """
-        database, schema = conn.execute("SELECT current_database(), current_schema()").fetchone()
+        row = conn.execute("SELECT current_database(), current_schema()").fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        database, schema = row
         if schema is None:
             self._schema(conn)  # raises the sentence
         return lock_id(f"/{database}", schema, self.table), lock_id(database, schema, self.table)
@@ -286,9 +292,11 @@ class History:
 
     def _current(self, conn: psycopg.Connection) -> tuple[int, bool] | None:
         """The one row (version, dirty), or None when there is no table or no row."""
-        exists = conn.execute(
+        regclass = conn.execute(
             "SELECT to_regclass(format('%%I.%%I', current_schema(), %s::text))", (self.table,)
-        ).fetchone()[0]
+        ).fetchone()
+        assert regclass is not None  # a SELECT without FROM returns one row
+        exists = regclass[0]
         if exists is None:
             return None
         row = conn.execute(sql.SQL("SELECT version, dirty FROM {} LIMIT 1").format(self._name(conn))).fetchone()

@@ -70,7 +70,9 @@ class PrismaRow:
 
 
 def has_table(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()[0]
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    return row[0]
 
 
 def rows(conn: psycopg.Connection) -> list[PrismaRow]:
@@ -119,24 +121,26 @@ def record_applied(
         create_table(conn)
     elif not has_table(conn):
         return PrismaRecord("no table", migration_name)
-    live = conn.execute(
-        f'SELECT count(*) FROM "{TABLE}" WHERE migration_name = %s AND rolled_back_at IS NULL'
-        " AND finished_at IS NOT NULL",
-        (migration_name,),
-    ).fetchone()[0]
+    # One statement (a release records hundreds): a finished row already there is kept, else a failed attempt
+    # Prisma left behind is marked rolled back first, as resolve --applied does, and the row added.
+    row = conn.execute(
+        f"""WITH live AS (
+              SELECT count(*) AS n FROM "{TABLE}" WHERE migration_name = %(name)s AND rolled_back_at IS NULL
+                AND finished_at IS NOT NULL
+            ), failed AS (
+              UPDATE "{TABLE}" SET rolled_back_at = now() WHERE migration_name = %(name)s
+                AND rolled_back_at IS NULL AND finished_at IS NULL AND (SELECT n FROM live) = 0
+            ), added AS (
+              INSERT INTO "{TABLE}" (id, checksum, logs, started_at, finished_at, migration_name, applied_steps_count)
+              SELECT %(id)s, %(checksum)s, NULL, now(), now(), %(name)s, %(steps)s WHERE (SELECT n FROM live) = 0
+            )
+            SELECT n FROM live""",
+        {"name": migration_name, "id": str(uuid.uuid4()), "checksum": checksum, "steps": 1 if ran else 0},
+    ).fetchone()
+    assert row is not None  # count(*) returns one row
+    live = row[0]
     if live:
         return PrismaRecord("already recorded", migration_name, live)
-    # A failed attempt Prisma left behind is marked rolled back first, as resolve --applied does.
-    conn.execute(
-        f'UPDATE "{TABLE}" SET rolled_back_at = now() WHERE migration_name = %s'
-        " AND rolled_back_at IS NULL AND finished_at IS NULL",
-        (migration_name,),
-    )
-    conn.execute(
-        f'INSERT INTO "{TABLE}" (id, checksum, logs, started_at, finished_at, migration_name, applied_steps_count)'
-        " VALUES (%s, %s, NULL, now(), now(), %s, %s)",
-        (str(uuid.uuid4()), checksum, migration_name, 1 if ran else 0),
-    )
     return PrismaRecord("applied", migration_name, 1)
 
 

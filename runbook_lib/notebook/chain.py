@@ -7,6 +7,7 @@ while the next one runs; whatever happens, the run record (run.json) and the ind
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from runbook_lib.db import ledger
 from runbook_lib.db.target import Target
 from runbook_lib.errors import PhaseFailed
 from runbook_lib.execution import live
-from runbook_lib.execution.session import PENDING
+from runbook_lib.execution.session import PENDING, Pending
 from runbook_lib.notebook import runner
 from runbook_lib.notebook.progress import PhaseProgress
 from runbook_lib.orm import prisma_generate
@@ -54,7 +55,7 @@ class RunOutcome:
 
 def run_phases(
     tgt: Target,
-    number: int | str,
+    number: int | Pending,
     phases: tuple[str, ...],
     *,
     migrations_dir: Path | None = None,
@@ -76,14 +77,15 @@ def run_phases(
     options = options or DEFAULTS
     migrations = config.migrations_dir(migrations_dir).resolve()
     release = number == PENDING
+    batch_number = 0 if number == PENDING else number  # run.json's batch (0: a release)
     if release:
         batch_mod.discover(migrations)  # refuse a malformed folder before anything starts
     else:
-        batch_mod.find(migrations, number)  # refuse an unknown batch before anything starts
+        batch_mod.find(migrations, batch_number)  # refuse an unknown batch before anything starts
     reports = Path(reports_dir or config.default_reports_dir()).resolve()
     run = records.RunFolder.create(reports, folder_name or tgt.name, "release" if release else number)
     record = records.RunRecord(
-        0 if release else number,
+        batch_number,
         run.run_id,
         tgt.shown,
         records.now_iso(),
@@ -165,7 +167,12 @@ def run_phases(
 
 
 def _prisma_generate(
-    run: records.RunFolder, record: records.RunRecord, options: Options, migrations: Path, tgt: Target, say
+    run: records.RunFolder,
+    record: records.RunRecord,
+    options: Options,
+    migrations: Path,
+    tgt: Target,
+    say: Callable[[str], None],
 ) -> None:
     """prisma_generate.json: `prisma generate` here, in the parent process, when --prisma-generate asked for it and
     the apply succeeded; else why not. Its failure is a WARN: the migration's outcome is unchanged."""

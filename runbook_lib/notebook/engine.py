@@ -40,6 +40,7 @@ def __getattr__(name: str) -> None:
 # below __getattr__ on purpose: papermill may import this module from these lines
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -188,7 +189,7 @@ def register() -> None:
 
 
 @contextmanager
-def _url_in_environment(nb: Any, kernel_name: str):
+def _url_in_environment(nb: Any, kernel_name: str) -> Iterator[None]:
     """While the kernel starts and runs: a password-bearing URL parameter in DATABASE_URL, not in `nb`."""
     parameters = dict(nb.metadata.get("papermill", {}).get("parameters") or {})
     url = parameters.get(URL_PARAMETER)

@@ -11,16 +11,22 @@ import functools
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook_lib import config
 from runbook_lib.config import url_in_environment
 from runbook_lib.errors import PhaseFailed, RunbookError
 from runbook_lib.execution import live
+
+if TYPE_CHECKING:  # for the annotations alone (start-up time: jupyter_client and nbformat load when notebooks run)
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.manager import AsyncKernelManager
+    from nbformat import NotebookNode
 
 PHASE_NOTEBOOKS = {
     "preflight": "preflight.ipynb",
@@ -38,12 +44,16 @@ class NotebookRun:
     seconds: float
 
 
+KERNEL_MODULE = "runbook_lib.notebook.kernel"  # what a shared kernel runs instead of ipykernel_launcher
+
+
 @functools.cache
-def _kernel_manager_class():
+def _kernel_manager_class(runbook_kernel: bool = False) -> type[AsyncKernelManager]:
     """Kernels talk over IPC sockets (files only this user can reach), not unencrypted loopback TCP.
 
     The sockets go in a private temporary directory, not the working directory: the kernel and this
-    process may have different ones, and a run folder is no place for them.
+    process may have different ones, and a run folder is no place for them. With `runbook_kernel`, this
+    environment's python3 kernel starts as KERNEL_MODULE (runbook_lib.notebook.kernel says what it changes).
     """
     # start-up time: jupyter_client and traitlets load only for commands that run notebooks
     from jupyter_client.manager import AsyncKernelManager
@@ -61,7 +71,15 @@ def _kernel_manager_class():
             if not restart:
                 shutil.rmtree(os.path.dirname(self.ip), ignore_errors=True)
 
-    return IpcKernelManager
+    class RunbookKernelManager(IpcKernelManager):
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            cmd = super().format_kernel_cmd(extra_arguments)
+            # this Python's own ipykernel (the python3 kernelspec as installed); any other kernelspec is left as it is
+            if cmd[:3] == [sys.executable, "-m", "ipykernel_launcher"]:
+                cmd[1:3] = ["-m", KERNEL_MODULE]
+            return cmd
+
+    return RunbookKernelManager if runbook_kernel else IpcKernelManager
 
 
 class SharedKernel:
@@ -78,8 +96,8 @@ class SharedKernel:
         self.database_url = database_url
         self.cwd = cwd
         self.live_file = live_file
-        self.km = None
-        self.kc = None
+        self.km: AsyncKernelManager | None = None
+        self.kc: AsyncKernelClient | None = None
 
     def _start(self) -> None:
         from jupyter_client.utils import (
@@ -91,7 +109,7 @@ class SharedKernel:
             url_in_environment(self.database_url),
             live.to_file(self.live_file) if self.live_file else contextlib.nullcontext(),
         ):
-            self.km = _kernel_manager_class()(kernel_name="python3")
+            self.km = _kernel_manager_class(runbook_kernel=True)(kernel_name="python3")
             run_sync(self.km.start_kernel)(cwd=str(self.cwd))
 
     def ready(self) -> dict[str, Any]:
@@ -109,11 +127,13 @@ class SharedKernel:
 
     async def _connect(self) -> None:
         """A client whose two channels both hear the kernel (the kernel is up, and no output will be missed)."""
-        self.kc = self.km.client()  # in the event loop: its sockets belong to it
+        km = self.km
+        assert km is not None  # ready() started the kernel first
+        self.kc = km.client()  # in the event loop: its sockets belong to it
         self.kc.start_channels()
         deadline = time.monotonic() + self.START_TIMEOUT_S
         while not await self._answered(self.kc.kernel_info()):
-            if not await self.km.is_alive():
+            if not await km.is_alive():
                 raise RuntimeError("The kernel died while starting; run again (a kernel start failure is rare).")
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -126,11 +146,13 @@ class SharedKernel:
         IOPub is a subscription that connects late: output published before it did is lost, and
         nbclient would wait for it (jupyter_client checks the same, then waits for 0.2 s of quiet).
         """
+        kc = self.kc
+        assert kc is not None  # asked by _connect, which connected it
         try:
-            while (await self.kc.get_shell_msg(timeout=1.0))["parent_header"].get("msg_id") != msg_id:
+            while (await kc.get_shell_msg(timeout=1.0))["parent_header"].get("msg_id") != msg_id:
                 pass
             while True:
-                msg = await self.kc.get_iopub_msg(timeout=0.5)
+                msg = await kc.get_iopub_msg(timeout=0.5)
                 if (
                     msg["parent_header"].get("msg_id") == msg_id
                     and msg["msg_type"] == "status"
@@ -149,24 +171,22 @@ class SharedKernel:
             self.kc.stop_channels()
             self.kc = None
         if self.km is not None:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 run_sync(self.km.shutdown_kernel)(now=True)
-            except Exception:  # already gone
-                pass
             self.km = None
 
-    def __enter__(self) -> "SharedKernel":
+    def __enter__(self) -> SharedKernel:
         self._start()  # launched now, it boots while this process imports papermill
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 RESET_TAG = "runbook-reset"
 
 
-def _with_reset_cell(path: Path):
+def _with_reset_cell(path: Path) -> NotebookNode:
     import nbformat  # start-up time: only when a notebook runs
 
     nb = nbformat.read(str(path), as_version=4)

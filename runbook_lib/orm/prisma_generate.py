@@ -17,6 +17,7 @@ headline's line. docs/prisma-generate.md.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -141,10 +142,8 @@ def _execute(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) ->
         out, _ = proc.communicate(timeout=timeout)
         code: int | None = proc.returncode
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # its own session: node and whatever it started
-        except ProcessLookupError:
-            pass
         out, _ = proc.communicate()
         code = None
     return code, (out or b"").decode("utf-8", "replace"), round(time.perf_counter() - started, 3)

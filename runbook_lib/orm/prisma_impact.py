@@ -77,6 +77,7 @@ def _scalar_impacts(update: ModelUpdate, change: FieldChange, relations: dict[st
     model, name = update.model, change.name
     impacts = []
     line = after or before
+    assert line is not None  # a change has a line before or after it
     if line.scalar is None:
         impacts.append(
             Impact(
@@ -113,7 +114,7 @@ def _scalar_impacts(update: ModelUpdate, change: FieldChange, relations: dict[st
         relation = relations.get(after.column or "")
         via = ""
         if relation is not None:
-            r = relation.relation
+            r = relation.relation_info
             via = (
                 f", or `{relation.name}: {{ connect: {{ {', '.join(f'{ref}: ...' for ref in r.references)} }} }}` "
                 f"(`{model}CreateInput`)"
@@ -203,6 +204,7 @@ def _relation_impacts(update: ModelUpdate, change: FieldChange) -> list[Impact]:
     impacts = []
     if after is None or before is None:
         line = after or before
+        assert line is not None  # a change has a line before or after it
         verb = "added" if after is not None else "removed"
         impacts.append(
             Impact(
@@ -211,12 +213,12 @@ def _relation_impacts(update: ModelUpdate, change: FieldChange) -> list[Impact]:
                 verb,
                 "",
                 "",
-                f"The relation `{model}.{line.name}` to `{line.relation.target_model}` is {verb}.",
+                f"The relation `{model}.{line.name}` to `{line.relation_info.target_model}` is {verb}.",
             )
         )
         if after is None:
             return impacts
-    r = after.relation
+    r = after.relation_info
     fields = ", ".join(r.fields)
     if before is not None and before.optional and not after.optional:
         impacts.append(
@@ -243,7 +245,7 @@ def _relation_impacts(update: ModelUpdate, change: FieldChange) -> list[Impact]:
                 f"`{r.target_model} | null`; code must handle a `{model}` without one.",
             )
         )
-    old_delete = before.relation.on_delete if before is not None else None
+    old_delete = before.relation_info.on_delete if before is not None else None
     if old_delete != r.on_delete:
         then = _DELETE.get(r.on_delete, r.on_delete).format(child=model, field=fields)
         was = _INSTEAD.get(old_delete, str(old_delete)).format(child=model, field=fields) if old_delete else ""
@@ -268,7 +270,7 @@ def _relation_impacts(update: ModelUpdate, change: FieldChange) -> list[Impact]:
                 code,
             )
         )
-    old_update = before.relation.on_update if before is not None else None
+    old_update = before.relation_info.on_update if before is not None else None
     if before is not None and old_update != r.on_update:
         statement = (
             f"onUpdate {old_update} -> {r.on_update}: changing the key `{', '.join(r.references)}` of a "
@@ -303,13 +305,14 @@ def impact(result: ModelUpdates) -> list[Impact]:
         relations = {}
         for line in update.after:
             if line.kind == "relation":
-                for column in line.relation.columns:
+                for column in line.relation_info.columns:
                     relations[column] = line
         for change in update.changes:
-            line = change.after or change.before
-            if line.kind == "scalar":
+            changed = change.after or change.before
+            assert changed is not None  # a change has a line before or after it
+            if changed.kind == "scalar":
                 found.extend(_scalar_impacts(update, change, relations))
-            elif line.kind == "relation":
+            elif changed.kind == "relation":
                 found.extend(_relation_impacts(update, change))
     return found
 

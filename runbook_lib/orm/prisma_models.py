@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import overload
 
 from runbook_lib.batch.model import TableRef
-from runbook_lib.db.catalog import CatalogSnapshot, TableSnapshot
+from runbook_lib.db.catalog import CatalogSnapshot, ColumnInfo, TableSnapshot
 from runbook_lib.orm.prisma_schema import PrismaField, PrismaModel, PrismaSchema
 
 # SQL's referential actions (catalog.FK_ACTIONS' spelling) -> Prisma's.
@@ -74,6 +75,13 @@ class PrismaLine:
         return " ".join(p for p in (self.name, self.type, self.attributes) if p)
 
     @property
+    def relation_info(self) -> RelationInfo:
+        """A relation line's relation (a line of kind "relation" always has one; no other line has)."""
+        if self.relation is None:
+            raise ValueError(f"{self.key} is a {self.kind} line, not a relation")
+        return self.relation
+
+    @property
     def needs_value(self) -> bool:
         """Must create() give it? A required scalar with no default of any kind."""
         return (
@@ -94,7 +102,9 @@ class FieldChange:
 
     @property
     def name(self) -> str:
-        return (self.after or self.before).name or (self.after or self.before).text
+        line = self.after or self.before
+        assert line is not None  # a line added, removed or changed: there is one before or after
+        return line.name or line.text
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,9 @@ class Disagreement:
 
     model: str
     field: str  # the field's name, or the block attribute
-    aspect: str  # missing model | missing field | missing column | type | optional | default | id | unique | index | relation | onDelete | onUpdate
+    # aspect: missing model | missing field | missing column | type | optional | default | id | unique | index |
+    # relation | onDelete | onUpdate
+    aspect: str
     schema_prisma: str  # what schema.prisma says
     database: str  # what the catalog says
     line: int = 0
@@ -223,8 +235,9 @@ def prisma_type(pg_type: str, schema: PrismaSchema | None = None) -> tuple[str |
         if match:
             return scalar, native.format(*match.groups()) if native else None, is_list, False
     name = _unquote(base.split(".")[-1])
-    if schema is not None and schema.enum(name) is not None:
-        return schema.enum(name).name, None, is_list, True
+    enum = schema.enum(name) if schema is not None else None
+    if enum is not None:
+        return enum.name, None, is_list, True
     return None, None, is_list, False
 
 
@@ -259,9 +272,12 @@ def prisma_default(expression: str | None, enum: bool = False) -> str | None:
     if literal:
         value = literal.group(1).replace("''", "'")
         cast = literal.group(2).strip()
-        if enum or (cast.startswith('"') and cast.strip('"') not in ("text",)):
-            if re.fullmatch(r"\w+", value) and not cast.endswith("[]"):
-                return value
+        if (
+            (enum or (cast.startswith('"') and cast.strip('"') not in ("text",)))
+            and re.fullmatch(r"\w+", value)
+            and not cast.endswith("[]")
+        ):
+            return value
         if cast.endswith("[]"):
             return "dbgenerated(" + _string(expr) + ")"
         if cast in ("boolean",):
@@ -307,12 +323,8 @@ def _foreign_keys(table: TableSnapshot) -> list[_ForeignKey]:
             continue
         rest = match.group("rest")
         on_update = re.search(r"ON UPDATE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)", rest)
-        on_delete = (
-            c.on_delete
-            or (re.search(r"ON DELETE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)", rest) or [None, "NO ACTION"])[
-                1
-            ]
-        )
+        written = re.search(r"ON DELETE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)", rest)
+        on_delete = c.on_delete or (written.group(1) if written else "NO ACTION")
         target = ".".join(_unquote(p) for p in re.findall(_IDENT, match.group("table")))
         keys.append(
             _ForeignKey(
@@ -339,7 +351,8 @@ class _Index:
 
 
 _INDEX = re.compile(
-    r"CREATE (?P<unique>UNIQUE )?INDEX (?P<name>\S+) ON (?:ONLY )?\S+ USING (?P<method>\w+) \((?P<body>.*)\)(?P<rest>.*)$",
+    r"CREATE (?P<unique>UNIQUE )?INDEX (?P<name>\S+) ON (?:ONLY )?\S+ USING (?P<method>\w+) "
+    r"\((?P<body>.*)\)(?P<rest>.*)$",
     re.S,
 )
 
@@ -374,7 +387,7 @@ def _indexes(table: TableSnapshot) -> list[_Index]:
         if include:
             body = body[: include.start()]
         elements = tuple(_split_top(body))
-        columns = []
+        columns: list[str] = []
         for element in elements:
             ident = re.match(rf"^({_IDENT})(?:\s|$)", element)
             if ident is None or "(" in element.split(" ")[0]:
@@ -500,7 +513,9 @@ class _Context:
         return tuple(names)
 
 
-def _scalar_line(ctx: _Context, column, pk: tuple[str, ...], uniques: dict[tuple[str, ...], _Index]) -> PrismaLine:
+def _scalar_line(
+    ctx: _Context, column: ColumnInfo, pk: tuple[str, ...], uniques: dict[tuple[str, ...], _Index]
+) -> PrismaLine:
     schema_field = ctx.schema_field(column.name)
     scalar, native, is_list, enum = prisma_type(column.type, ctx.schema)
     if (
@@ -508,8 +523,8 @@ def _scalar_line(ctx: _Context, column, pk: tuple[str, ...], uniques: dict[tuple
         and schema_field is not None
         and schema_field.type not in SCALARS
         and ctx.schema is not None
-        and ctx.schema.enum(schema_field.type) is not None
-        and _unquote(column.type.rstrip("[]").split(".")[-1]) == ctx.schema.enum(schema_field.type).db_name
+        and (declared_enum := ctx.schema.enum(schema_field.type)) is not None
+        and _unquote(column.type.rstrip("[]").split(".")[-1]) == declared_enum.db_name
     ):
         scalar, enum = schema_field.type, True
     optional = column.nullable and not is_list
@@ -557,11 +572,7 @@ def _relation_line(ctx: _Context, key: _ForeignKey, used: set[str]) -> PrismaLin
     schema_relation = None
     if ctx.model is not None:
         for f in ctx.model.fields:
-            if (
-                f.relation is not None
-                and tuple((ctx.model.field(n).db_name if ctx.model.field(n) else n) for n in f.relation.fields)
-                == key.columns
-            ):
+            if f.relation is not None and tuple(_column_of(ctx.model, n) for n in f.relation.fields) == key.columns:
                 schema_relation = f
                 break
     target_model = ctx.model_name(key.target)
@@ -570,15 +581,16 @@ def _relation_line(ctx: _Context, key: _ForeignKey, used: set[str]) -> PrismaLin
     else:
         name = target_model if target_model not in used else f"{target_model}_{'_'.join(key.columns)}"
     used.add(name)
-    optional = any((ctx.table.column(c) is None or ctx.table.column(c).nullable) for c in key.columns)
+    optional = any(column is None or column.nullable for column in (ctx.table.column(c) for c in key.columns))
     references = ctx.target_field_names(key.target, key.references)
-    relation_name = schema_relation.relation.name if schema_relation is not None else None
+    written = schema_relation.relation if schema_relation is not None else None  # its @relation(...)
+    relation_name = written.name if written is not None else None
     args = ([f'"{relation_name}"'] if relation_name else []) + [
         f"fields: [{', '.join(fields)}]",
         f"references: [{', '.join(references)}]",
         f"onDelete: {key.on_delete}",
     ]
-    wrote_on_update = schema_relation is not None and schema_relation.relation.on_update is not None
+    wrote_on_update = written is not None and written.on_update is not None
     if key.on_update != "Cascade" or wrote_on_update:
         args.append(f"onUpdate: {key.on_update}")
     default_name = _default_index_name(ctx.table_name, key.columns, "fkey")
@@ -606,7 +618,7 @@ def _index_attribute(ctx: _Context, index: _Index) -> PrismaLine | None:
         )
         return None
     names = []
-    for column, element in zip(index.columns, index.elements):
+    for column, element in zip(index.columns, index.elements, strict=True):
         name = ctx.field_name(column)
         if re.search(r"\sDESC\b", element):
             name += "(sort: Desc)"
@@ -633,7 +645,9 @@ def _model_lines(ctx: _Context) -> list[PrismaLine]:
     table = ctx.table
     pk = _primary_key(table)
     indexes = _indexes(table)
-    uniques = {i.columns: i for i in indexes if i.unique and len(i.columns) == 1 and not i.partial}
+    uniques: dict[tuple[str, ...], _Index] = {
+        i.columns: i for i in indexes if i.unique and len(i.columns) == 1 and not i.partial
+    }
     keys = _foreign_keys(table)
     used: set[str] = set()
     scalars = {c.name: _scalar_line(ctx, c, pk, uniques) for c in table.columns}
@@ -644,7 +658,7 @@ def _model_lines(ctx: _Context) -> list[PrismaLine]:
     if ctx.model is not None:
         for f in ctx.model.fields:
             if f.relation is not None:
-                columns = tuple((ctx.model.field(n).db_name if ctx.model.field(n) else n) for n in f.relation.fields)
+                columns = tuple(_column_of(ctx.model, n) for n in f.relation.fields)
                 if columns in relations and columns not in placed_keys:
                     lines.append(relations[columns])
                     placed_keys.add(columns)
@@ -680,9 +694,9 @@ def _model_lines(ctx: _Context) -> list[PrismaLine]:
     for index in indexes:
         if index.unique and len(index.columns) == 1 and not index.partial:
             continue
-        line = _index_attribute(ctx, index)
-        if line is not None:
-            lines.append(line)
+        attribute = _index_attribute(ctx, index)
+        if attribute is not None:
+            lines.append(attribute)
     return lines
 
 
@@ -704,7 +718,7 @@ def _block_attributes(ctx: _Context, model_name: str) -> list[str]:
 
 def _aspects(line: PrismaLine) -> dict[str, str]:
     if line.kind == "relation":
-        r = line.relation
+        r = line.relation_info
         return {
             "optional": "optional" if line.optional else "required",
             "target": r.target_model,
@@ -759,6 +773,14 @@ def _field_default(text: str) -> str | None:
     return _attribute(text, "@default")  # as written in schema.prisma
 
 
+@overload
+def _normal(text: str) -> str: ...
+
+
+@overload
+def _normal(text: None) -> None: ...
+
+
 def _normal(text: str | None) -> str | None:
     return re.sub(r"\s+", "", text) if text is not None else None
 
@@ -777,7 +799,7 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
         ]
     found: list[Disagreement] = []
     by_column = {line.column: line for line in lines if line.kind == "scalar"}
-    by_columns = {line.relation.columns: line for line in lines if line.kind == "relation"}
+    by_columns = {line.relation_info.columns: line for line in lines if line.kind == "relation"}
     enum_names = {e.name for e in ctx.schema.enums} if ctx.schema is not None else set()
     models = {m.name for m in ctx.schema.models} if ctx.schema is not None else set()
 
@@ -786,12 +808,12 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
 
     for f in model.fields:
         if f.relation is not None:
-            columns = tuple((model.field(n).db_name if model.field(n) else n) for n in f.relation.fields)
+            columns = tuple(_column_of(model, n) for n in f.relation.fields)
             line = by_columns.get(columns)
             if line is None:
                 add(f, f.name, "relation", f.text, f"no foreign key on ({', '.join(columns)})")
                 continue
-            r = line.relation
+            r = line.relation_info
             said_delete = f.relation.on_delete or ("SetNull" if f.optional else "Restrict")
             said_update = f.relation.on_update or "Cascade"
             if said_delete != r.on_delete:
@@ -829,6 +851,7 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
             add(f, f.name, "missing column", f.text, f"no column {f.db_name} in {ctx.table.name}")
             continue
         column = ctx.table.column(f.db_name)
+        assert column is not None  # `line` is this column's (by_column)
         if line.scalar is not None and (line.scalar != f.type or line.list != f.list):
             add(
                 f,
@@ -896,9 +919,7 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
                 f"{line.column} {line.pg_type}{'' if line.optional else ' NOT NULL'}",
             )
     declared_keys = {
-        tuple((model.field(n).db_name if model.field(n) else n) for n in f.relation.fields)
-        for f in model.fields
-        if f.relation is not None
+        tuple(_column_of(model, n) for n in f.relation.fields) for f in model.fields if f.relation is not None
     }
     for columns, line in by_columns.items():
         if columns not in declared_keys:
@@ -907,7 +928,8 @@ def _disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]
                 line.name,
                 "relation",
                 f"no relation over ({', '.join(columns)})",
-                f"{line.relation.constraint}: FOREIGN KEY ({', '.join(columns)}) REFERENCES {line.relation.target_table}",
+                f"{line.relation_info.constraint}: FOREIGN KEY ({', '.join(columns)}) REFERENCES "
+                f"{line.relation_info.target_table}",
             )
     found.extend(_attribute_disagreements(ctx, lines))
     return found
@@ -947,11 +969,20 @@ def _attribute_columns(ctx: _Context, text: str) -> tuple[str, ...]:
         return ()
     listed = first.group(1) if first.group(1) is not None else first.group(2)  # @@index(orgId): one bare field
     names = [re.sub(r"\(.*\)", "", n).strip() for n in listed.split(",") if n.strip()]
-    return tuple((ctx.model.field(n).db_name if ctx.model.field(n) else n) for n in names)
+    model = ctx.model
+    assert model is not None  # asked only where a model maps to the table (_disagreements)
+    return tuple(_column_of(model, n) for n in names)
+
+
+def _column_of(model: PrismaModel, name: str) -> str:
+    """The column field `name` maps to; the name itself when the model has no such field."""
+    found = model.field(name)
+    return found.db_name if found else name
 
 
 def _attribute_disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Disagreement]:
     model = ctx.model
+    assert model is not None  # asked only where a model maps to the table (_disagreements)
     found = []
     for kind in ("@@index", "@@unique", "@@id"):
         said = {_attribute_columns(ctx, t): t for t in model.attributes if t.startswith(kind + "(")}
@@ -959,7 +990,7 @@ def _attribute_disagreements(ctx: _Context, lines: list[PrismaLine]) -> list[Dis
         for line in lines:
             if line.kind == "attribute" and line.attributes.startswith(kind + "("):
                 has[_attribute_columns(ctx, line.attributes)] = line.attributes
-        on_a_field: set[tuple[str, ...]] = set()  # a one-column @@unique / @@id: the field's @unique / @id there
+        on_a_field: set[tuple[str | None, ...]] = set()  # a one-column @@unique / @@id: the field's @unique / @id there
         if kind != "@@index":
             field_level = "@unique" if kind == "@@unique" else "@id"
             on_a_field = {
@@ -1031,7 +1062,9 @@ def updates(before: CatalogSnapshot, after: CatalogSnapshot, schema: PrismaSchem
             a, b = old_by_key.get(key), new_by_key.get(key)
             if a is not None and b is not None and a.text == b.text:
                 continue
-            if (a or b).kind == "backrelation":
+            either = a or b
+            assert either is not None  # the key is old_by_key's or new_by_key's
+            if either.kind == "backrelation":
                 continue
             changes.append(FieldChange(key, a, b, _describe(a, b)))
         if not changes and old.exists == new.exists:

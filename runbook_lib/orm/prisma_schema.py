@@ -19,17 +19,21 @@ Each mismatch carries the line as schema.prisma has it and the line as it should
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import psycopg
 
 from runbook_lib.batch.model import Batch, ColumnRef, TableRef
-from runbook_lib.batch.tableshape import describe
+from runbook_lib.batch.tableshape import TableShape, describe
 from runbook_lib.display import frames as tables
 from runbook_lib.display import markdown as md
 from runbook_lib.errors import BatchError, CannotBuild
+
+if TYPE_CHECKING:  # the annotations' DataFrame (start-up time: pandas loads when a table is built)
+    import pandas as pd
 
 SCHEMA_FILE = "schema.prisma"
 
@@ -134,7 +138,7 @@ def _strip_comment(line: str) -> str:
     return line.rstrip()
 
 
-def _top_level(text: str, start: int = 0):
+def _top_level(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
     """(index, character, bracket depth after it) for each character outside string literals."""
     depth, in_string, escaped = 0, False, False
     for i in range(start, len(text)):
@@ -347,6 +351,7 @@ def find(batch: Batch, migrations_dir: Path | str | None = None) -> Path | None:
 def _with_optional(text: str, optional: bool) -> str:
     """The field's line with `?` after its type added or removed; the column alignment kept when possible."""
     match = _FIELD.match(text)
+    assert match is not None  # a field's line, as the parser read it with _FIELD
     old = match.group("type") + (match.group("list") or "") + (match.group("optional") or "")
     new = match.group("type") + (match.group("list") or "") + ("?" if optional else "")
     start = match.start("type")
@@ -373,7 +378,7 @@ def _with_on_delete(text: str, action: str) -> str:
 def compare(conn: psycopg.Connection, schema: PrismaSchema, columns: list[ColumnRef]) -> list[OrmMismatch]:
     """Every field of `schema` that disagrees with the database about one of `columns` (read from pg_catalog)."""
     mismatches: list[OrmMismatch] = []
-    shapes = {}
+    shapes: dict[TableRef, TableShape | None] = {}
     for ref in columns:
         table = ref.table_ref
         model = schema.model_for_table(table)
@@ -408,6 +413,7 @@ def compare(conn: psycopg.Connection, schema: PrismaSchema, columns: list[Column
                     )
                 )
             continue
+        assert shape is not None  # the column was found in it
         nullability = "NULL" if not column.not_null else "NOT NULL"
         if scalar.optional == column.not_null:
             mismatches.append(
@@ -452,7 +458,7 @@ def compare_all(conn: psycopg.Connection, schema: PrismaSchema) -> list[OrmMisma
     return compare(conn, schema, declared_columns(schema))
 
 
-def _shape(conn, shapes: dict, table: TableRef):
+def _shape(conn: psycopg.Connection, shapes: dict[TableRef, TableShape | None], table: TableRef) -> TableShape | None:
     if table not in shapes:
         try:
             shapes[table] = describe(conn, table)
@@ -461,10 +467,13 @@ def _shape(conn, shapes: dict, table: TableRef):
     return shapes[table]
 
 
-def _relation_mismatch(model: PrismaModel, relation_field: PrismaField, shape, column: str) -> OrmMismatch | None:
+def _relation_mismatch(
+    model: PrismaModel, relation_field: PrismaField, shape: TableShape, column: str
+) -> OrmMismatch | None:
     relation = relation_field.relation
+    assert relation is not None  # compare passes only a field with a @relation
     scalars = [model.field(name) for name in relation.fields]
-    db_columns = tuple(f.db_name if f else name for f, name in zip(scalars, relation.fields))
+    db_columns = tuple(f.db_name if f else name for f, name in zip(scalars, relation.fields, strict=True))
     key = next((fk for fk in shape.foreign_keys if fk.columns == db_columns), None)
     said_action = relation.on_delete or ("SetNull" if relation_field.optional else "Restrict")
     said = relation_field.text + ("" if relation.on_delete else f"  // onDelete: {said_action}, Prisma's default")

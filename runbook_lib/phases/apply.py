@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import psycopg
+
 from runbook_lib import names
 from runbook_lib.batch import history
-from runbook_lib.batch.model import PREFLIGHT
+from runbook_lib.batch.model import PREFLIGHT, Batch
 from runbook_lib.config import DEFAULTS, Options
 from runbook_lib.db import ledger
 from runbook_lib.db.migration_lock import migration_lock
@@ -18,7 +20,7 @@ from runbook_lib.errors import (
     RunbookError,
     RunStopped,
 )
-from runbook_lib.execution import backfill, recording, stepping
+from runbook_lib.execution import backfill, guard, recording, stepping
 from runbook_lib.execution.blockers import Policy
 from runbook_lib.execution.session import Release, Session
 from runbook_lib.layouts import detect
@@ -109,18 +111,23 @@ def _statements(session: Session) -> list:
 
 def _apply(
     session: Session,
-    conn,
+    conn: psycopg.Connection,
     options: Options,
     statements: list,
     *,
     gates_checked: bool,
     trust_preflight: bool = False,
     only_step: int | None = None,
+    known: history.History | None = None,
+    settled: bool = False,
 ) -> ExecutionResult:
     """The apply itself, on a connection that holds the migration lock (a release holds it once for all).
 
     `trust_preflight`: a fresh, unforced apply may rely on its run folder's preflight record; a release
-    checks gates again on purpose (its earlier migrations have changed the data since).
+    checks gates again on purpose (its earlier migrations have changed the data since). `known`: both
+    histories as a release keeps them (read once under its lock, each migration it applied added); None: read.
+    `settled`: the ledger holds no apply or rollback of this batch that did not end (`ledger.unsettled`, asked
+    once by a release), so there is no run to mark interrupted and none to resume.
     """
     batch = session.batch
     dry_run, force, strategy = options.dry_run, options.force, options.strategy
@@ -131,8 +138,10 @@ def _apply(
     )
     inputs = preflight.load_inputs(session, statements)
     result, t0 = recording.start_result(session, "apply", dry_run=dry_run)
-    interrupted = ledger.close_interrupted(conn, batch.number)  # we hold the lock: whoever ran them is gone
-    known = history.read(conn, session.batches())
+    # we hold the lock: whoever ran them is gone
+    interrupted = 0 if settled else ledger.close_interrupted(conn, batch.number)
+    if known is None:
+        known = history.read(conn, session.batches())
     conn.commit()
     if known.failed_prisma:
         raise PrismaMigrationFailed(known.failed_message())
@@ -145,7 +154,7 @@ def _apply(
             f"Batch {batch.number}'s migration.sql changed since it was applied ({drift}); restore the "
             "applied file, or write the change as a new batch."
         )
-    earlier = ledger.stopped(conn, batch.number)  # the apply to resume, or a rollback to finish first
+    earlier = None if settled else ledger.stopped(conn, batch.number)  # the apply to resume, or a rollback to finish
     conn.commit()
     _refuse_unfinished_rollback(session, earlier)
     if state.applied and only_step is not None:
@@ -333,24 +342,39 @@ def run_release(release: Release, options: Options, *, validate_each: bool = Fal
         migration_lock(conn),
         detect.tool_session(conn, release.batches[0] if release.batches else None),
         ledger.shared_connection(release.url),
+        guard.shared(release.url, conn.info.backend_pid),
     ):
+        current = history.read(conn, release.folder)  # kept up to date below: nobody else applies meanwhile
+        unsettled = ledger.unsettled(conn, [b.number for b in release.batches])
+        conn.commit()
         for batch in release.batches:
             session = release.session(batch)
             # preflight judged every migration of the release moments ago; one with gates is checked again
             # here, now that the migrations before it are applied
             has_gates = bool(batch.checks) or batch.file(PREFLIGHT) is not None
             try:
-                applied = _apply(session, conn, options, parsed[batch.number], gates_checked=not has_gates)
+                applied = _apply(
+                    session,
+                    conn,
+                    options,
+                    parsed[batch.number],
+                    gates_checked=not has_gates,
+                    known=current,
+                    settled=batch.number not in unsettled,
+                )
             except RunbookError as exc:
                 _stop(release, result, batch, session, exc)
             result.results.append(applied)
+            if applied.status == names.APPLIED:
+                current = current.with_applied(batch)
             if validate_each and applied.status == names.APPLIED:
+                assert known is not None  # read before the release, for validate_each
                 validate.after_apply(session, known, conn)  # on the release's connection, between two migrations
     result.message = f"{len(result.results)} migration(s) applied" if result.results else "nothing pending"
     return result
 
 
-def _stop(release: Release, result: ReleaseApply, batch, session: Session, exc: RunbookError) -> None:
+def _stop(release: Release, result: ReleaseApply, batch: Batch, session: Session, exc: RunbookError) -> None:
     """The release stops at its first failure, saying what was applied and what was not."""
     record = session.run.read(names.APPLY, ExecutionResult)
     if record is not None:
@@ -371,7 +395,7 @@ def _numbers(numbers: list[int]) -> str:
     if not numbers:
         return "none"
     spans, start, previous = [], numbers[0], numbers[0]
-    for n in numbers[1:] + [None]:
+    for n in [*numbers[1:], None]:
         if n is not None and n == previous + 1:
             previous = n
             continue

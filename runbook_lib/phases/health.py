@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import config, names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
 from runbook_lib.batch import derived, history
-from runbook_lib.batch.model import Batch, Checks
+from runbook_lib.batch.model import Batch, Checks, ColumnRef, TableRef
 from runbook_lib.db import connection as database
 from runbook_lib.db.connection import ConnectionFacts
 from runbook_lib.display import frames as tables
 from runbook_lib.errors import HealthDrift, NotRun
 from runbook_lib.execution.session import resolve_url
 from runbook_lib.sql import expect
+
+if TYPE_CHECKING:  # the annotations' DataFrame (start-up time: pandas loads when a table is built)
+    import pandas as pd
 
 # The check every applied batch gets: its migration.sql is still the file that was applied.
 FILE_CHECK = "migration.sql unchanged since it was applied"
@@ -137,6 +139,8 @@ class HealthResult:
 
     def target_frame(self) -> pd.DataFrame:
         """What was checked: the database (password redacted), the batches folder, the applied batches."""
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         c = self.connection
         rows = [
             ("database URL", c.url),
@@ -210,7 +214,7 @@ def _file_check(found: Batch, state: history.MigrationState) -> HealthCheck:
     )
 
 
-def _key(kind: str, item) -> tuple:
+def _key(kind: str, item: Any) -> tuple[Any, ...]:  # item: one of `kind`'s checks (batch.model)
     """What a check is about, so a later batch's declaration on the same object replaces an earlier one."""
     if kind in ("not_null",):
         return (kind, item)
@@ -237,12 +241,12 @@ def _current(batches: list[Batch]) -> dict[int, Checks]:
     return result
 
 
-def _as_expected(kind: str, item) -> expect.Expected:
+def _as_expected(kind: str, item: Any) -> expect.Expected:  # item: one of `kind`'s checks (batch.model)
     """A declared check as what a migration expects (sql.expect), so that validate's rules say what a later
     migration supersedes: a column it dropped or changed, a table it dropped, a key on a column it dropped."""
     found = expect.Expected("batch.toml")
 
-    def key(ref) -> expect.Table:
+    def key(ref: TableRef | ColumnRef) -> expect.Table:
         return expect.table_key(ref.schema, ref.table)  # "public.Lead" and "Lead" are one table, as in the SQL
 
     if kind in ("not_null", "column_type"):
@@ -291,7 +295,7 @@ def run(url: str, migrations_dir: Path | str, *, fail_on_not_run: bool = False) 
 
     `fail_on_not_run`: a check that could not be run makes the result not ok (raise_for_drift raises)."""
     fail_on_not_run = config.flag("fail_on_not_run", fail_on_not_run)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.perf_counter()
     folder = Path(migrations_dir)
     known = {b.number: b for b in batch_mod.discover(folder)}

@@ -5,9 +5,11 @@ It runs in a READ ONLY transaction: nothing it runs, preflight.sql included, can
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any, overload
 
 import psycopg
 from psycopg.rows import dict_row
@@ -110,7 +112,9 @@ ORDER BY a.xact_start NULLS LAST
 def blockers(conn: psycopg.Connection, names: list[str], *, long_transaction_s: float = 60.0) -> list[Blocker]:
     oids = []
     for name in names:
-        oid = conn.execute("SELECT to_regclass(%s)::oid", (catalog.regclass_text(name),)).fetchone()[0]
+        regclass = conn.execute("SELECT to_regclass(%s)::oid", (catalog.regclass_text(name),)).fetchone()
+        assert regclass is not None  # a SELECT without FROM: always one row
+        oid = regclass[0]
         if oid is not None:
             oids.append(oid)
     found = []
@@ -134,6 +138,7 @@ def _verdict(result: PreflightResult, *, gates_deferred: bool = False) -> Verdic
     if lc.prisma_failed:
         nogo.append(lc.prisma_failed.rstrip("."))
     if lc.drift:
+        assert lc.applied_checksum is not None  # drift: a history recorded another checksum than the file's
         nogo.append(
             f"migration.sql changed since batch {result.batch.number} was applied "
             f"(applied {lc.applied_checksum[:12]}, now {lc.checksum[:12]})"
@@ -236,12 +241,12 @@ def evaluate(
     (`privileges_read`: the role checked once, the tables earlier migrations create needing nothing).
     """
     batch = session.batch
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.perf_counter()
     inputs = inputs or load_inputs(session)
     statements, blocks = inputs.statements, inputs.blocks
     own = conn is None
-    if own:
+    if conn is None:
         conn = session.connect()
         conn.read_only = True
     try:
@@ -293,17 +298,21 @@ def evaluate(
     return result
 
 
-def run(session: Session | Release, **options) -> PreflightResult | ReleasePreflight:
+@overload
+def run(session: Session, **options: Any) -> PreflightResult: ...
+@overload
+def run(session: Release, **options: Any) -> ReleasePreflight: ...
+
+
+def run(session: Session | Release, **options: Any) -> PreflightResult | ReleasePreflight:
     """The preflight phase: evaluate, record in the ledger and the run folder; NO-GO is raised by the caller."""
     if isinstance(session, Release):
         return run_release(session, **options)
     try:
         inputs = load_inputs(session)  # malformed files are refused before the ledger records anything
     except BatchError as exc:
-        try:
+        with contextlib.suppress(Exception):
             _record_refusal(session, exc)
-        except Exception:  # noqa: BLE001 (the record is for the summary; a second failure must not hide the first)
-            pass
         raise
     with ledger.LedgerWriter(
         session.url,
@@ -324,7 +333,7 @@ def run(session: Session | Release, **options) -> PreflightResult | ReleasePrefl
 def _record_refusal(session: Session, exc: BatchError) -> None:
     """preflight.json for a file preflight could not read: NO-GO with the reason, so the run's summary still
     renders and says why (the ledger is not written: nothing was checked)."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with session.connect() as conn:
         conn.read_only = True
         lc = ledger_check(conn, session.batch, session.batches())
@@ -343,7 +352,7 @@ def _record_refusal(session: Session, exc: BatchError) -> None:
     )
 
 
-def run_release(release: Release, **options) -> ReleasePreflight:
+def run_release(release: Release, **options: Any) -> ReleasePreflight:
     """Preflight of every migration of the release, in order, before the first is applied.
 
     Each is judged as it will be met: the release's earlier migrations count as applied.

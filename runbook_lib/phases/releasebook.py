@@ -13,8 +13,7 @@ import html
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from runbook_lib import names
 from runbook_lib.batch import history
@@ -27,6 +26,9 @@ from runbook_lib.phases import stepwise
 from runbook_lib.phases.stepwise import ALL, PLAN, Book, BookPlan, Pause, StepOutcome, SummaryOutcome
 from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult, PreflightResult, ValidationResult
+
+if TYPE_CHECKING:  # the annotations' DataFrame (start-up time: pandas loads when a table is built)
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ class ReleaseBook:
     # --- display
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         rows = []
         for number in self.plan.batches:
             plan = self.release.run.child(number).read(PLAN, BookPlan)
@@ -200,7 +204,7 @@ class ReleaseBook:
 
 
 def open_release(
-    run_dir: str | Path, *, database_url: str | None = None, approve: str | None = None, **options
+    run_dir: str | Path, *, database_url: str | None = None, approve: str | None = None, **options: Any
 ) -> ReleaseBook:
     """The release notebook's first call: the plan it was written from, the target, and the options."""
     run = records.RunFolder.open(run_dir)

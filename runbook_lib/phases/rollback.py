@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import psycopg
+
 from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.batch import declared as checks
@@ -46,7 +48,7 @@ def run(
             "`runbook rollback N` for each migration to undo."
         )
     batch = session.batch
-    path = batch.require(ROLLBACK, "make the batch reversible")
+    batch.require(ROLLBACK, "make the batch reversible")
     sql_text = batch.rollback_sql
     filename = f"{batch.name}/{ROLLBACK}"
     options = Options(
@@ -111,7 +113,7 @@ def run(
                 "so there is nothing to roll back; `runbook status` shows what is applied."
             )
 
-        def verify(c):
+        def verify(c: psycopg.Connection) -> list[sqlblocks.BlockResult]:
             return [sqlblocks.run(c, block) for block in checks.reverse_tests(c, batch.checks)]
 
         return recording.recorded(

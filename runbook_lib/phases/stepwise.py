@@ -19,8 +19,7 @@ import html
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from runbook_lib import batch as batch_mod
 from runbook_lib import names
@@ -38,6 +37,9 @@ from runbook_lib.phases import validate as validate_phase
 from runbook_lib.report import records
 from runbook_lib.report.records import ExecutionResult, PreflightResult, StepApproval, ValidationResult
 from runbook_lib.sql import analysis, linked_locks, lockcost, plan
+
+if TYPE_CHECKING:  # the annotations' DataFrame (start-up time: pandas loads when a table is built)
+    import pandas as pd
 
 PLAN = "runbook"  # runbook.json: the plan the notebook was written from
 NOTEBOOK = "runbook.ipynb"
@@ -250,6 +252,8 @@ class StepOutcome:
         return self.headline
 
     def _repr_html_(self) -> str:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         if not self.ran:
             return f"<p><b>{html.escape(self.headline)}</b></p>"
         parts = [f"<p><b>{html.escape(self.headline)}</b></p>"]
@@ -263,7 +267,7 @@ class StepOutcome:
 class Pause:
     """A pause before a step: what is already enforced, what the next step will do, and whether it is approved."""
 
-    book: "Book"
+    book: Book
     card: StepCard
     approval: approvals.Approval | None
     enforced: list[str]
@@ -293,19 +297,19 @@ class Pause:
 
     def _ipython_display_(self) -> None:
         """The text, and an approval button where ipywidgets is installed (the `interactive` extra)."""
-        from IPython.display import HTML, display  # noqa: PLC0415  (a notebook's display, only in a kernel)
+        from IPython.display import HTML, display  # a notebook's display, only in a kernel
 
         display(HTML(self._repr_html_()))
         if self.approved:
             return
         try:
-            import ipywidgets  # noqa: PLC0415  (optional: the `interactive` extra)
+            import ipywidgets  # optional: the `interactive` extra
         except ImportError:
             return
         button = ipywidgets.Button(description=f"Approve step {self.card.number}", button_style="warning")
         said = ipywidgets.Output()
 
-        def clicked(_button) -> None:
+        def clicked(_button: object) -> None:
             with said:
                 print(approve(self))
             button.disabled = True
@@ -404,13 +408,16 @@ class Book:
         except RunbookError:
             self._merge(previous, self.session.run.read(names.APPLY, ExecutionResult), number)
             raise
+        assert isinstance(result, ExecutionResult)  # a Session's apply is one batch's
         if result.status != names.ALREADY_DONE:
             self._merge(previous, result, number)
         return StepOutcome(card, result)
 
     def validate(self) -> ValidationResult:
         """The validation (validate.json), as `runbook validate` runs it."""
-        return validate_phase.run(self.session, fail_on_not_run=self.options.fail_on_not_run)
+        result = validate_phase.run(self.session, fail_on_not_run=self.options.fail_on_not_run)
+        assert isinstance(result, ValidationResult)  # a Session's validation is one batch's
+        return result
 
     def summary(self) -> SummaryOutcome:
         """summary.html and summary.md from the run folder's records, as `runbook run` makes them."""
@@ -473,6 +480,8 @@ class Book:
         return self.plan.batch.number
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         rows = [(c.number, c.purpose, c.locks, c.estimate, c.pause or "") for c in self.plan.steps]
         return pd.DataFrame(rows, columns=["step", "what", "locks", "estimate", "pause before it"]).set_index("step")
 
@@ -532,7 +541,7 @@ class Book:
 
     def _approval(self, card: StepCard, *, record_wait: bool) -> approvals.Approval | None:
         s = self.session
-        key = dict(
+        key: dict[str, Any] = dict(  # the approval's keywords, the same for each call below
             run_id=s.run.run_id, batch=self.number, batch_name=s.batch.name, checksum=s.batch.checksum, step=card.number
         )
         if self.approve_all:
@@ -555,7 +564,7 @@ class Book:
             for c in catalog.diff(done.before, now)
         ]
 
-    def _apply_options(self) -> dict:
+    def _apply_options(self) -> dict[str, Any]:
         o = self.options
         return dict(
             force=o.force,
@@ -662,8 +671,8 @@ def phase_runs(folders: list[records.RunFolder]) -> list[records.PhaseRun]:
 
 def render_summary(run: records.RunFolder, record: records.RunRecord, title: str) -> tuple[Path, Path]:
     """run.json, then the summary notebook executed and rendered (summary.html, summary.md) as `runbook run` does."""
-    from runbook_lib.notebook import runner  # noqa: PLC0415  (start-up time: papermill, only for the summary)
-    from runbook_lib.report import render  # noqa: PLC0415  (start-up time: nbconvert, only for the summary)
+    from runbook_lib.notebook import runner  # start-up time: papermill, only for the summary
+    from runbook_lib.report import render  # start-up time: nbconvert, only for the summary
 
     run.write("run", record)
     out = run.path / runner.PHASE_NOTEBOOKS[names.SUMMARY]
@@ -690,7 +699,9 @@ def approve(pause: Pause, *, by: str | None = None) -> str:
     return f"step {card.number} approved by {found.by} at {found.at:%Y-%m-%d %H:%M:%S %Z}".strip()
 
 
-def open_book(run_dir: str | Path, *, database_url: str | None = None, approve: str | None = None, **options) -> Book:
+def open_book(
+    run_dir: str | Path, *, database_url: str | None = None, approve: str | None = None, **options: Any
+) -> Book:
     """The notebook's first call: the plan it was written from (runbook.json), the target, and the options."""
     run = records.RunFolder.open(run_dir)
     plan_record = run.read(PLAN, BookPlan)

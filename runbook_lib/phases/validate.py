@@ -62,7 +62,13 @@ def run(
     t0 = time.perf_counter()
     with contextlib.nullcontext(conn) if conn is not None else session.connect() as conn:
         known = known or history.read(conn, session.batches())
-        later = [b for b in session.batches() if b.number > batch.number and known.state(b.number).applied]
+        # only when the caller did not say what later migrations change (a release says it): a release's
+        # migration would otherwise go through the whole folder, which makes a long release quadratic
+        later = (
+            [b for b in session.batches() if b.number > batch.number and known.state(b.number).applied]
+            if later_touched is None
+            else []
+        )
         if require_applied and not known.state(batch.number).applied:
             raise NotApplied(
                 f"Batch {batch.number} is not applied on {session.facts.database}, so there is nothing to validate; "
@@ -92,7 +98,9 @@ def run(
                 results = sqlblocks.run_all(conn, blocks)
                 last_xid = _xid(conn)
             leftover = _left_behind(conn, touched, first_xid, last_xid)
-            scope = _orm_scope(session, schema_path, explicit=prisma_schema_path is not None) if schema else ""
+            explicit = prisma_schema_path is not None
+            # schema_path: where the schema was loaded from (set whenever schema is)
+            scope = _orm_scope(session, schema_path, explicit=explicit) if schema and schema_path else ""
             if not schema:
                 mismatches = []
             elif scope.startswith("every"):
@@ -141,12 +149,14 @@ def _orm_scope(session: Session, schema_path: Path, *, explicit: bool) -> str:
     )
 
 
-def _xid(conn) -> int:
+def _xid(conn: psycopg.Connection) -> int:
     """The current transaction's id (with its epoch): the tests' rows carry it, or a subtransaction's after it."""
-    return conn.execute("SELECT txid_current()").fetchone()[0]
+    row = conn.execute("SELECT txid_current()").fetchone()
+    assert row is not None  # a SELECT without FROM: always one row
+    return row[0]
 
 
-def _left_behind(conn, names: list[str], first_xid: int, last_xid: int) -> int:
+def _left_behind(conn: psycopg.Connection, names: list[str], first_xid: int, last_xid: int) -> int:
     """Rows the tests wrote that are still there after their rollback, whatever the application wrote meanwhile.
 
     The tests run in one transaction that is rolled back, so while it stayed one transaction (the same id
@@ -162,13 +172,17 @@ def _left_behind(conn, names: list[str], first_xid: int, last_xid: int) -> int:
     low, high = first_xid % 2**32, last_xid % 2**32  # xmin is the 32-bit id, without the epoch
     total = 0
     for name in names:
-        if conn.execute("SELECT to_regclass(%s)", (catalog.regclass_text(name),)).fetchone()[0] is None:
+        regclass = conn.execute("SELECT to_regclass(%s)", (catalog.regclass_text(name),)).fetchone()
+        assert regclass is not None  # a SELECT without FROM: always one row
+        if regclass[0] is None:
             continue
         # the name is quoted by regclass_text: nothing here comes from input unescaped
-        total += conn.execute(
+        counted = conn.execute(
             f"SELECT count(*) FROM {catalog.regclass_text(name)} WHERE xmin::text::bigint BETWEEN %s AND %s",
             (low, high),
-        ).fetchone()[0]
+        ).fetchone()
+        assert counted is not None  # count(*) without GROUP BY: always one row
+        total += counted[0]
     conn.commit()
     return total
 
@@ -185,9 +199,11 @@ def after_apply(
     again and reports the problem there, without stopping the release's other migrations.
     """
     try:
-        return run(session, require_applied=False, known=known, later_touched=expect.Touched(), conn=conn)
+        validated = run(session, require_applied=False, known=known, later_touched=expect.Touched(), conn=conn)
     except RunbookError:
         return None
+    assert isinstance(validated, ValidationResult)  # a Session's validation is one migration's
+    return validated
 
 
 def run_release(
@@ -222,18 +238,19 @@ def run_release(
                 continue
             recorded = session.run.read(names.VALIDATE, ValidationResult) if prisma_schema_path is None else None
             if recorded is not None and recorded.run_id == session.run.run_id:
-                recorded.orm_strict, recorded.fail_on_not_run = orm_strict, fail_on_not_run
-                session.run.write(names.VALIDATE, recorded)
+                if (recorded.orm_strict, recorded.fail_on_not_run) != (orm_strict, fail_on_not_run):
+                    recorded.orm_strict, recorded.fail_on_not_run = orm_strict, fail_on_not_run
+                    session.run.write(names.VALIDATE, recorded)
                 result.results.append(recorded)
                 continue
-            result.results.append(
-                run(
-                    session,
-                    orm_strict=orm_strict,
-                    prisma_schema_path=prisma_schema_path,
-                    known=known,
-                    later_touched=changed_after(batch.number),
-                    fail_on_not_run=fail_on_not_run,
-                )
+            validated = run(
+                session,
+                orm_strict=orm_strict,
+                prisma_schema_path=prisma_schema_path,
+                known=known,
+                later_touched=changed_after(batch.number),
+                fail_on_not_run=fail_on_not_run,
             )
+            assert isinstance(validated, ValidationResult)  # a Session's validation is one migration's
+            result.results.append(validated)
     return result

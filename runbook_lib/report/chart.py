@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import math
 from html import escape
+from typing import TYPE_CHECKING
 
 from runbook_lib import names
 from runbook_lib.sql import locks
+
+if TYPE_CHECKING:  # for the annotations alone: summary, which draws the chart, has imported records already
+    from runbook_lib.report.records import ExecutionResult
 
 WIDTH = 960
 PLOT_LEFT, PLOT_WIDTH = 20, 520  # the bars; their labels run on to the right
@@ -25,7 +29,7 @@ def _strongest(text: str) -> str:
     return locks.strongest(modes) if modes else "no new lock"
 
 
-def bars(apply_result) -> list[tuple[float, float, str, str]]:
+def bars(apply_result: ExecutionResult) -> list[tuple[float, float, str, str]]:
     """Each statement's bar: start and width in ms, colour, and its label with the lock mode it held."""
     result = []
     for run in apply_result.statements:
@@ -49,7 +53,7 @@ def _ticks(span_ms: float) -> list[float]:
     return [round(i * step, 6) for i in range(max(count, 1) + 1)]
 
 
-def timeline_svg(apply_result) -> str:
+def timeline_svg(apply_result: ExecutionResult) -> str:
     drawn = bars(apply_result)
     span = max((left + width for left, width, _, _ in drawn), default=1.0)
     ticks = _ticks(span)

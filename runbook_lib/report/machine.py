@@ -1,7 +1,7 @@
 """`--format json` and `--format markdown`: what a script or a pull request reads instead of the terminal.
 
 The JSON document is one object on stdout carrying FORMAT_VERSION (raised when a documented key is renamed,
-removed or changes meaning; README.md lists the keys per command) with the phase records' data exactly as
+removed or changes meaning; docs/json.md lists the keys per command) with the phase records' data exactly as
 the run folder holds it. The Markdown is a pull-request comment of a preflight that must fit GitHub's
 comment limit, so each section is cut, with a note, when the whole would not fit.
 """
@@ -166,7 +166,7 @@ def _shares(sizes: list[int], budget: int) -> list[int]:
 def _cut_section(title: str, lines: list[str], share: int, note: str) -> str:
     kept = [title, ""] if title else []
     for i, line in enumerate(lines):
-        if len(_block("", kept + [line])) + len(note) + 12 > share:
+        if len(_block("", [*kept, line])) + len(note) + 12 > share:
             kept.append(note.format(n=len(lines) - i))
             break
         kept.append(line)
@@ -189,6 +189,6 @@ def preflight_markdown(result: records.PreflightResult, limit: int = GITHUB_COMM
         shares = _shares([len(b) for b in blocks], budget)
         blocks = [
             b if len(b) <= share else _cut_section(title, lines, share, note)
-            for b, share, (title, lines) in zip(blocks, shares, sections)
+            for b, share, (title, lines) in zip(blocks, shares, sections, strict=True)
         ]
     return ("".join(blocks).rstrip("\n") + "\n" + footer)[:limit]

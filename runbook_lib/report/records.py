@@ -16,13 +16,14 @@ import re
 import secrets
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pandas as pd
+import orjson
 
 from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
@@ -47,6 +48,9 @@ from runbook_lib.sql.batching import BackfillCheck
 from runbook_lib.sql.lint import LintResult
 from runbook_lib.sql.lockcost import LockCost
 from runbook_lib.sql.privileges import PrivilegeCheck
+
+if TYPE_CHECKING:  # the annotations' DataFrame (start-up time: pandas loads when a table is built)
+    import pandas as pd
 
 T = TypeVar("T")
 
@@ -122,7 +126,20 @@ def to_json(record: Any) -> str:
     data = _jsonable(record)
     if isinstance(data, dict):
         data = {"schema_version": SCHEMA_VERSION, **data}
-    return json.dumps(data, indent=2, ensure_ascii=False)
+    try:
+        # what json.dumps(indent=2, ensure_ascii=False) writes, some twenty times faster (json's indenting
+        # encoder is pure Python): a release writes several records per migration, of hundreds of statements
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits: json writes any
+        return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _loads(raw: bytes) -> Any:
+    """A record's JSON; json reads what orjson refuses (a NaN an older runbook wrote), and says what is wrong."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw.decode("utf-8"))
 
 
 def _build(tp: Any, data: Any) -> Any:
@@ -139,7 +156,7 @@ def _build(tp: Any, data: Any) -> Any:
             except (TypeError, ValueError, KeyError):
                 continue
         return data
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         kwargs = {
             name: data[name] if plain else _build(hint, data[name])
             for name, hint, plain in _fields_of(tp)
@@ -195,11 +212,11 @@ def from_json(cls: type[T], text: str) -> T:
 
 def now_iso() -> str:
     """The time records carry: UTC, ISO 8601, milliseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
 def _safe(part: str) -> str:
@@ -225,7 +242,7 @@ class RunFolder:
         return self.path.name
 
     @classmethod
-    def create(cls, reports_dir: Path | str, database: str, batch: int | str, run_id: str | None = None) -> "RunFolder":
+    def create(cls, reports_dir: Path | str, database: str, batch: int | str, run_id: str | None = None) -> RunFolder:
         path = Path(reports_dir) / _safe(database) / str(batch) / (run_id or new_run_id())
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -238,19 +255,19 @@ class RunFolder:
         return cls(path)
 
     @classmethod
-    def open(cls, path: Path | str) -> "RunFolder":
+    def open(cls, path: Path | str) -> RunFolder:
         folder = Path(path)
         if not folder.is_dir():
             raise RunbookError(f"Run folder {folder} does not exist; pass the folder a run printed.")
         return cls(folder)
 
-    def child(self, batch: int) -> "RunFolder":
+    def child(self, batch: int) -> RunFolder:
         """A release's folder for one of its migrations: `<run>/<batch, 4 digits>/`, made on first use."""
         path = self.path / f"{batch:04d}"
         path.mkdir(exist_ok=True)
         return RunFolder(path)
 
-    def children(self) -> list["RunFolder"]:
+    def children(self) -> list[RunFolder]:
         """The migrations' folders of a release, in order."""
         return [RunFolder(p) for p in sorted(self.path.iterdir()) if p.is_dir() and p.name.isdigit()]
 
@@ -287,7 +304,7 @@ class RunFolder:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = _loads(path.read_bytes())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RecordError(
                 f"{path} is not a readable JSON record ({exc}); run the phase again to write it anew."
@@ -440,6 +457,8 @@ class PreflightResult:
 
     def privileges_frame(self) -> pd.DataFrame:
         """The role acted as and each gap: what it cannot do, what follows, the GRANT that fixes it."""
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         p = self.privileges
         if p is None:
             return pd.DataFrame({"privileges": ["not checked"]})
@@ -455,11 +474,15 @@ class PreflightResult:
 
     def gaps_frame(self) -> pd.DataFrame | None:
         """This migration's gaps alone (None: none), for a release's table under the role's rows."""
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         if self.privileges is None or not self.privileges.gaps:
             return None
         return pd.DataFrame([(g.severity, g.text, g.fix) for g in self.privileges.gaps], columns=_GAP_COLUMNS)
 
     def ledger_frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         lc = self.ledger
         rows = [
             (
@@ -473,13 +496,11 @@ class PreflightResult:
             rows.append(("histories disagree", "DISAGREE", lc.notes))
         if getattr(lc, "prisma_failed", ""):
             rows.append(("_prisma_migrations", "FAILED ROW", lc.prisma_failed))
-        rows.append(
-            (
-                "migration.sql checksum",
-                lc.checksum[:16],
-                f"DRIFT: applied with {lc.applied_checksum[:16]}" if lc.drift else "matches" if lc.applied else "",
-            )
-        )
+        checked = "matches" if lc.applied else ""
+        if lc.drift:
+            assert lc.applied_checksum is not None  # drift: a history recorded another checksum than the file's
+            checked = f"DRIFT: applied with {lc.applied_checksum[:16]}"
+        rows.append(("migration.sql checksum", lc.checksum[:16], checked))
         rows += [(f"depends on batch {n}", "applied" if ok else "NOT APPLIED", "") for n, ok in lc.dependencies]
         return pd.DataFrame(rows, columns=["item", "state", "detail"])
 
@@ -491,6 +512,8 @@ class PreflightResult:
         )
 
     def lint_frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         if self.lint is None or not self.lint.available:
             return pd.DataFrame({"lint": [self.lint.note if self.lint else "squawk was not run"]})
         return tables.frame(
@@ -533,6 +556,8 @@ class PreflightResult:
         )
 
     def verdict_frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         reasons = self.verdict.reasons or ("all gates passed",)
         return pd.DataFrame({"verdict": [self.verdict.status] * len(reasons), "reason": list(reasons)})
 
@@ -884,6 +909,8 @@ class ExecutionResult:
         return tables.frame(self.changes, ["table", "object", "change", "before", "after"], empty="no catalog change")
 
     def summary_frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         rows = [
             ("status", self.status),
             ("strategy", f"{self.strategy}: {len(self.plan)} step(s)"),
@@ -986,6 +1013,8 @@ class ValidationResult:
 
     def orm_frame(self) -> pd.DataFrame:
         """schema.prisma against the database, one row per field that disagrees."""
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         if self.prisma_schema is None:
             return pd.DataFrame({"model": ["no schema.prisma found next to the batch"]})
         return orm.frame(self.orm_mismatches)
@@ -1046,8 +1075,10 @@ class ReleasePlan:
 # --- a release: what each phase did across its migrations, as the notebooks show it ---------------
 
 
-def _each(results: list, frame_of, empty: str) -> pd.DataFrame:
+def _each(results: list[Any], frame_of: Callable[[Any], pd.DataFrame | None], empty: str) -> pd.DataFrame:
     """Each migration's frame with its number in front; migrations with nothing to show are left out."""
+    import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
     frames = []
     for result in results:
         frame = frame_of(result)
@@ -1086,6 +1117,8 @@ class ReleasePreflight:
         return Verdict(worst, reasons)
 
     def verdict_frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         if not self.results:
             return pd.DataFrame({"verdict": [GO], "reason": ["nothing pending: every migration is applied"]})
         rows = [(r.batch.number, r.batch.name, r.verdict.status, "; ".join(r.verdict.reasons)) for r in self.results]
@@ -1099,6 +1132,8 @@ class ReleasePreflight:
 
     def privileges_frame(self) -> pd.DataFrame:
         """The role (checked once, with the first migration) and each migration's gaps."""
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         if not self.results:
             return pd.DataFrame({"note": ["nothing pending"]})
         first = self.results[0].privileges_frame()
@@ -1106,6 +1141,8 @@ class ReleasePreflight:
         return first if "note" in rest.columns else pd.concat([first, rest.reset_index(drop=True)], ignore_index=True)
 
     def statements_frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         rows = [
             (
                 r.batch.number,
@@ -1174,6 +1211,8 @@ class ReleaseApply:
         return next((r for r in self.results if r.status == names.FAILED), None)
 
     def summary_frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         rows = [
             (
                 r.batch.number,
@@ -1261,6 +1300,8 @@ class ReleaseValidation:
         )
 
     def tests_frame(self) -> pd.DataFrame:
+        import pandas as pd  # start-up time: pandas loads when a table is built, not with the command
+
         rows = [(r.batch.number, r.batch.name, r.passed, r.total, len(r.not_run)) for r in self.results]
         if not rows:
             return pd.DataFrame({"note": ["no migration was applied by this release"]})

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import functools
+import gc
 import html
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runbook_lib.display import markdown as md
+
+if TYPE_CHECKING:  # for the annotations alone (start-up time: nbconvert and nbformat are heavy)
+    from nbconvert import HTMLExporter, MarkdownExporter
+    from nbformat import NotebookNode
+
+    from runbook_lib.report.records import RunRecord
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -20,7 +28,7 @@ class RenderedSummary:
     markdown: Path
 
 
-def _read(notebook: Path):
+def _read(notebook: Path) -> NotebookNode:
     import nbformat  # start-up time: only when a report is rendered
 
     nb = nbformat.read(str(notebook), as_version=4)
@@ -42,9 +50,9 @@ def _self_contained(html: str) -> str:
 
 @dataclass(frozen=True)
 class _Exporters:
-    audit: object  # HTML with the code: what exactly ran
-    summary_html: object  # HTML without code or prompts
-    summary_md: object
+    audit: HTMLExporter  # HTML with the code: what exactly ran
+    summary_html: HTMLExporter  # HTML without code or prompts
+    summary_md: MarkdownExporter
 
 
 @functools.cache
@@ -102,16 +110,32 @@ class Renderer:
     """Renders on one background thread, so nbconvert works while the kernel runs the next notebook.
 
     Created when a run starts, it imports nbconvert and compiles the templates during the kernel's start.
+    Then the process's objects are frozen until the renderer closes: nbconvert's, papermill's, and the rest
+    loaded by then stay for the whole run anyway, and Python's full collections while the notebooks run and
+    render (tens of milliseconds each, one of them in the summary's render that the run waits for) need
+    not walk them again.
     """
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runbook-render")
-        self._pending: list[Future] = [self._pool.submit(warm)]
+        self._frozen = False
+        self._pending: list[Future] = [self._pool.submit(self._warm)]
+
+    def _warm(self) -> None:
+        warm()
+        if gc.get_freeze_count() == 0:  # none frozen by another (a host process's own): ours to unfreeze at close
+            gc.freeze()
+            self._frozen = True
+
+    def _unfreeze(self) -> None:
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
 
     def audit_copy(self, executed: Path) -> None:
         self._pending.append(self._pool.submit(audit_copy, executed))
 
-    def summary(self, executed: Path, out_dir: Path, *, title: str) -> "Future[RenderedSummary]":
+    def summary(self, executed: Path, out_dir: Path, *, title: str) -> Future[RenderedSummary]:
         return self._pool.submit(summary, executed, out_dir, title=title)
 
     def close(self) -> None:
@@ -121,18 +145,20 @@ class Renderer:
                 future.result()
         finally:
             self._pool.shutdown()
+            self._unfreeze()
 
-    def __enter__(self) -> "Renderer":
+    def __enter__(self) -> Renderer:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
         else:
             self._pool.shutdown(cancel_futures=True)
+            self._unfreeze()
 
 
-def index(run_dir: Path, record) -> Path:
+def index(run_dir: Path, record: RunRecord) -> Path:
     """index.html: the run at a glance, linking the summary and each phase's executed notebook."""
     esc = lambda value: html.escape(str(value), quote=True)  # noqa: E731
     rows = []

@@ -14,6 +14,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from runbook_lib.errors import RecordError, RunbookError
@@ -65,7 +66,7 @@ def _fields(folder: Path, phase: str) -> dict | None:
     return records.RunFolder(folder).read_data(phase)
 
 
-def _get(data: dict | None, *keys, default=None):
+def _get(data: dict[str, Any] | None, *keys: str, default: Any = None) -> Any:
     for key in keys:
         if not isinstance(data, dict) or key not in data:
             return default
@@ -103,9 +104,9 @@ def _run_entry(reports: Path, folder: Path) -> Entry:
             entry.verdict = worst_verdict(f[0] for f in figures)
             statuses = [f[1] for f in figures if f[1]]
             entry.status = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
-            counted = [f for f in figures if f[3] is not None]
+            counted = [(f[2], f[3]) for f in figures if f[2] is not None and f[3] is not None]  # tally: both or none
             if counted:
-                entry.passed, entry.total = sum(f[2] for f in counted), sum(f[3] for f in counted)
+                entry.passed, entry.total = sum(p for p, _ in counted), sum(t for _, t in counted)
             blocks = [f[4] for f in figures if f[4] is not None]
             entry.longest_write_block_s = max(blocks) if blocks else None
             entry.who = next((f[5] for f in figures if f[5]), "")
@@ -230,7 +231,8 @@ def page(found: list[Entry]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>runbook: every run</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; vertical-align: top; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; vertical-align: top; }}
 .ok {{ color: #176f2c; }} .failed {{ color: #a40e26; }} small {{ color: #666; }}
 </style></head><body>
 <h1>runbook: every run</h1>

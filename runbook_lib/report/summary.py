@@ -7,11 +7,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from runbook_lib import config, names
 from runbook_lib.batch import ROLLBACK, find
+from runbook_lib.batch.blocks import BlockResult
+from runbook_lib.batch.model import BatchInfo
+from runbook_lib.db import catalog, embedded
 from runbook_lib.db import connection as database_mod
-from runbook_lib.db import embedded
 from runbook_lib.display import markdown as md
 from runbook_lib.display.markdown import Section
 from runbook_lib.errors import RunbookError
@@ -24,6 +27,8 @@ from runbook_lib.report.records import (
     PreflightResult,
     ValidationResult,
 )
+
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -38,14 +43,14 @@ class Summary:
 
     # -- facts --------------------------------------------------------------------------------
     @property
-    def batch(self):
+    def batch(self) -> BatchInfo:
         for rec in (self.apply, self.preflight, self.validate, self.rollback):
             if rec is not None:
                 return rec.batch
         raise RunbookError(f"The run folder {self.run_dir} holds no phase record; run a phase into it first.")
 
     @property
-    def connection(self):
+    def connection(self) -> database_mod.ConnectionFacts | None:
         for rec in (self.apply, self.preflight, self.validate, self.rollback):
             if rec is not None:
                 return rec.connection
@@ -61,6 +66,7 @@ class Summary:
                 and self.preflight.verdict.status == names.NOGO
             ):
                 return names.NOGO
+            assert self.run is not None  # the failure is the run record's
             if self.run.rolled_back:
                 return "ROLLED BACK"
             return "FAILED"
@@ -418,7 +424,7 @@ class Summary:
         """What the regenerated Prisma Client's types and errors become, from the models before and after."""
         return _impact_section(self.model_updates())
 
-    def timeline_chart(self):
+    def timeline_chart(self) -> Section | _Svg:
         """The apply's statements on a time axis, each bar marked with the lock it took (an image)."""
         if self.apply is None or not self.apply.statements:
             return Section("Timeline Chart", "No statement ran.", level=3)
@@ -453,7 +459,8 @@ class Summary:
         body = [
             "Re-check every applied batch read-only (from cron or CI; exits non-zero on drift):",
             md.block("runbook check", "bash"),
-            f"Re-run this batch's tests (in a transaction that is rolled back): {md.code(f'runbook validate {b.number}')}",
+            "Re-run this batch's tests (in a transaction that is rolled back): "
+            f"{md.code(f'runbook validate {b.number}')}",
         ]
         queries = [
             t
@@ -521,7 +528,9 @@ class Summary:
         return "\n".join(s.markdown for s in self.sections())
 
 
-def _model_updates(before, after, schema_path: Path | None) -> prisma_models.ModelUpdates | None:
+def _model_updates(
+    before: catalog.CatalogSnapshot, after: catalog.CatalogSnapshot, schema_path: Path | None
+) -> prisma_models.ModelUpdates | None:
     """Only for a Prisma project: one with a schema.prisma to take the names from."""
     if schema_path is None or not schema_path.exists():
         return None
@@ -571,13 +580,13 @@ def readme_sections(path: Path) -> list[tuple[str, str]]:
     return [(title, "\n".join(body).strip()) for title, body in found if "\n".join(body).strip()]
 
 
-def _not_run(tests: list, numbers: list, migrations: list | None = None) -> str:
+def _not_run(tests: list[BlockResult], numbers: list[int], migrations: list[int] | None = None) -> str:
     """The tests that were not run, each with why (the server's message when it refused the statement): they
     proved nothing either way, so X/Y leaves them out; `numbers` are their places in the test list."""
     head = ["#", "Test", "Why it was not run"]
-    rows = [(n, t.name, t.reason or t.observed) for n, t in zip(numbers, tests)]
+    rows: list[tuple[Any, ...]] = [(n, t.name, t.reason or t.observed) for n, t in zip(numbers, tests, strict=True)]
     if migrations is not None:
-        head, rows = ["Migration", *head], [(m, *row) for m, row in zip(migrations, rows)]
+        head, rows = ["Migration", *head], [(m, *row) for m, row in zip(migrations, rows, strict=True)]
     return (
         f"**Not run** ({len(tests)}): their precondition could not be established, so they proved nothing "
         "either way; X/Y counts only the tests that ran (`--fail-on-not-run` makes a test not run a failure):"
@@ -585,7 +594,7 @@ def _not_run(tests: list, numbers: list, migrations: list | None = None) -> str:
     )
 
 
-def _run_by(run: records.RunRecord | None, conn) -> list[tuple[str, str]]:
+def _run_by(run: records.RunRecord | None, conn: database_mod.ConnectionFacts | None) -> list[tuple[str, str]]:
     """The header's "Run by" row, for an audit: the person (OS user and host) and the database role."""
     if run is None or not run.run_by:  # a record written before run_by was kept
         return []
@@ -660,13 +669,13 @@ def _written_back(run: records.BackfillRun | None) -> str:
     )
 
 
-def _nullability(col) -> str:
+def _nullability(col: catalog.ColumnInfo | None) -> str:
     if col is None:
         return "absent"
     return f"{col.type} {'NULL' if col.nullable else 'NOT NULL'}"
 
 
-def _count(table) -> str:
+def _count(table: catalog.TableSnapshot) -> str:
     return str(table.rows) if table.rows_exact else f"about {table.rows} (planner estimate: large table)"
 
 
@@ -680,14 +689,14 @@ class _Svg:
         return self.data
 
 
-def _coverage(col, rows: int) -> str:
+def _coverage(col: catalog.ColumnInfo | None, rows: int) -> str:
     if col is None or col.non_null < 0:
         return ""
     percent = 100.0 * col.non_null / rows if rows else 100.0
     return f"{col.non_null}/{rows} rows have a value ({percent:.1f}%)"
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -699,7 +708,7 @@ def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def _outcome(name: str, rec) -> str:
+def _outcome(name: str, rec: object) -> str:
     if isinstance(rec, PreflightResult):
         return rec.verdict.status
     if isinstance(rec, ValidationResult):
@@ -721,18 +730,20 @@ def load(
         plan = folder.read("release", records.ReleasePlan)
         if plan is not None:
             return load_release(folder, plan)
-        found = {phase: folder for phase in names.RECORD_PHASES}
+        found: dict[str, records.RunFolder | None] = {phase: folder for phase in names.RECORD_PHASES}
     else:
         if batch is None or database is None:
             raise RunbookError("Give the summary a run_dir, or both batch and database to find the latest run.")
         root = reports_dir or config.default_reports_dir()
         found = {phase: records.latest_run_with(root, database, batch, phase) for phase in names.RECORD_PHASES}
-        folder = found["apply"] or found["preflight"]
-        if folder is None:
+        latest = found["apply"] or found["preflight"]
+        if latest is None:
             raise RunbookError(f"No run of batch {batch} on {database} under {root}; run `runbook run {batch}` first.")
+        folder = latest
 
-    def read(phase, cls):
-        return found[phase].read(phase, cls) if found[phase] else None
+    def read(phase: str, cls: type[_R]) -> _R | None:
+        at = found[phase]
+        return at.read(phase, cls) if at else None
 
     run = records.RunFolder(folder.path).read("run", records.RunRecord) if run_dir is not None else None
     summary = Summary(
@@ -772,7 +783,7 @@ class ReleaseSummary:
     run: records.RunRecord | None = None
 
     @property
-    def connection(self):
+    def connection(self) -> database_mod.ConnectionFacts | None:
         return next((m.connection for m in self.migrations if m.connection is not None), None)
 
     def _applied(self) -> list[Summary]:
@@ -828,7 +839,7 @@ class ReleaseSummary:
             (
                 "Migrations",
                 f"{len(self.plan.batches)}: {first.number} ({first.name}) to {last.number} ({last.name})"
-                if first
+                if first and last
                 else "none pending",
             ),
             ("Applied", f"{len(applied)} of {len(self.plan.batches)}"),
@@ -916,14 +927,12 @@ class ReleaseSummary:
         return Section("Validation Results", md.table(["#", "Failing test", "Expected", "Got"], failed))
 
     def test_summary(self) -> Section:
-        validated = [m for m in self.migrations if m.validate]
-        passed = sum(m.validate.passed for m in validated)
-        total = sum(m.validate.total for m in validated)
+        validated = [(m, m.validate) for m in self.migrations if m.validate]
+        passed = sum(v.passed for _, v in validated)
+        total = sum(v.total for _, v in validated)
         percent = round(100.0 * passed / total, 1) if total else 0.0
         body = f"**Overall**: {passed}/{total} tests passed ({percent:g}%) over {len(validated)} migrations"
-        skipped = [
-            (m.batch_number, n, t) for m in validated for n, t in enumerate(m.validate.tests, start=1) if not t.ran
-        ]
+        skipped = [(m.batch_number, n, t) for m, v in validated for n, t in enumerate(v.tests, start=1) if not t.ran]
         if skipped:
             body += f"; {len(skipped)} not run\n\n" + _not_run(
                 [t for _, _, t in skipped], [n for _, n, _ in skipped], [b for b, _, _ in skipped]
@@ -931,58 +940,61 @@ class ReleaseSummary:
         return Section("Test Summary", body)
 
     def performance(self) -> Section:
-        applied = [m for m in self.migrations if m.apply]
+        applied = [(m, m.apply) for m in self.migrations if m.apply]
         if not applied:
             return Section("Performance Impact (measured)", "Nothing was applied in this run.")
-        slowest = max(applied, key=lambda m: m.apply.duration_s)
-        blocking = max(applied, key=lambda m: m.apply.longest_write_block_s)
+        slowest, slow = max(applied, key=lambda pair: pair[1].duration_s)
+        blocking, block = max(applied, key=lambda pair: pair[1].longest_write_block_s)
         body = (
-            f"Apply took {sum(m.apply.duration_s for m in applied):.3f} s for {len(applied)} migrations "
-            f"({sum(m.apply.attempts for m in applied)} lock attempts). The slowest was "
-            f"{slowest.batch_number} ({md.text(slowest.batch.name)}), {slowest.apply.duration_s:.3f} s; the "
-            f"longest write-blocking lock, {blocking.apply.longest_write_block_s * 1000:.1f} ms, was taken by "
+            f"Apply took {sum(a.duration_s for _, a in applied):.3f} s for {len(applied)} migrations "
+            f"({sum(a.attempts for _, a in applied)} lock attempts). The slowest was "
+            f"{slowest.batch_number} ({md.text(slowest.batch.name)}), {slow.duration_s:.3f} s; the "
+            f"longest write-blocking lock, {block.longest_write_block_s * 1000:.1f} ms, was taken by "
             f"{blocking.batch_number} ({md.text(blocking.batch.name)})."
         )
         return Section("Performance Impact (measured)", body)
 
-    def database_state(self):
+    def database_state(self) -> None:
         return None
 
-    def timeline(self):
+    def timeline(self) -> None:
         return None
 
-    def timeline_chart(self):
+    def timeline_chart(self) -> None:
         return None
 
-    def constraint_behaviour(self):
+    def constraint_behaviour(self) -> None:
         return None
 
     def model_updates(self) -> prisma_models.ModelUpdates | None:
         """The models the release changed: before its first migration touched each table, after its last did;
         names from the project's schema.prisma (the state after the last migration)."""
-        applied = [m for m in self.migrations if m.apply and m.apply.before and m.apply.after]
+        applied = [
+            (m, m.apply.before, m.apply.after) for m in self.migrations if m.apply and m.apply.before and m.apply.after
+        ]
         if not applied:
             return None
-        before, after = {}, {}
-        for m in applied:
-            for table in m.apply.before.tables:
+        before: dict[str, catalog.TableSnapshot] = {}
+        after: dict[str, catalog.TableSnapshot] = {}
+        for _, snap_before, snap_after in applied:
+            for table in snap_before.tables:
                 before.setdefault(table.name, table)
-            for table in m.apply.after.tables:
+            for table in snap_after.tables:
                 after[table.name] = table
         return _model_updates(
-            dataclasses.replace(applied[0].apply.before, tables=tuple(before.values())),
-            dataclasses.replace(applied[-1].apply.after, tables=tuple(after.values())),
-            applied[-1]._schema_path(),
+            dataclasses.replace(applied[0][1], tables=tuple(before.values())),
+            dataclasses.replace(applied[-1][2], tables=tuple(after.values())),
+            applied[-1][0]._schema_path(),
         )
 
-    def prisma_schema(self):
+    def prisma_schema(self) -> Section | None:
         updates = self.model_updates()
         if updates is not None:
             return Section("Prisma Schema Updates", prisma_models.updates_markdown(updates))
         last = next((m for m in reversed(self.migrations) if m.validate), None)
-        return last.prisma_schema() if last and last.validate.prisma_schema else None
+        return last.prisma_schema() if last and last.validate and last.validate.prisma_schema else None
 
-    def application_impact(self):
+    def application_impact(self) -> Section | None:
         updates = self.model_updates()
         return _impact_section(updates) if updates is not None else None
 
@@ -995,13 +1007,13 @@ class ReleaseSummary:
             + md.block("\n".join(lines) or "# nothing was applied", "bash"),
         )
 
-    def files(self):
+    def files(self) -> None:
         return None
 
     def monitoring(self) -> Section:
         return Section("Monitoring", md.block("runbook status\nrunbook check", "bash"))
 
-    def authors_notes(self):
+    def authors_notes(self) -> None:
         return None  # each migration's README sections are in its own collapsed block (Each Migration)
 
     def closing(self) -> Section:
@@ -1050,7 +1062,9 @@ def load_release(folder: records.RunFolder, plan: records.ReleasePlan) -> Releas
     migrations = []
     for child in folder.children():
         if any(child.has(p) for p in names.RECORD_PHASES):
-            migrations.append(load(child.path))
+            summary = load(child.path)
+            assert isinstance(summary, Summary)  # a migration's subfolder holds no release.json
+            migrations.append(summary)
     return ReleaseSummary(folder.path, plan, migrations, run)
 
 
@@ -1060,7 +1074,7 @@ def load_for_notebook(
     batch: int | None = None,
     database: str | None = None,
     reports_dir: str | Path | None = None,
-) -> Summary:
+) -> Summary | ReleaseSummary:
     """The summary notebook's entry: a run folder, or the latest records for the target database."""
     if run_dir is None and database is None:
         url = config.environment_url()

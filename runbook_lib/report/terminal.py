@@ -8,6 +8,7 @@ lines; `cli` prints them. Colour only when asked for (a TTY), so piped output an
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ class FolderRecords:
     raw: dict[str, Any] = field(default_factory=dict)  # each record's JSON data, as written
 
     @classmethod
-    def read(cls, folder: records.RunFolder) -> "FolderRecords":
+    def read(cls, folder: records.RunFolder) -> FolderRecords:
         out = cls(folder.path)
         for phase, tp in records.RECORD_TYPES.items():
             data = folder.read_data(phase)  # each file read and parsed once: a release has hundreds
@@ -103,10 +104,12 @@ def preflight_lines(result: records.PreflightResult, tty: bool = False) -> list[
     return lines
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], indent: str = "  ") -> list[str]:
     shown = rows[: MAX_ROWS * 2]
     widths = [max(len(r[i]) for r in [header, *shown]) for i in range(len(header))]
-    out = [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *shown]]
+    out = [
+        indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *shown]
+    ]
     if len(rows) > len(shown):
         out.append(f"{indent}... and {len(rows) - len(shown)} more statement(s) (see the summary)")
     return out

@@ -9,12 +9,14 @@ says so (`known=False`) and assumes the worst: ACCESS EXCLUSIVE on every table i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pglast import ast, enums
 
 from runbook_lib.sql import locks, parse
+from runbook_lib.sql.parse import required
 
 AT = enums.AlterTableType
 CT = enums.ConstrType
@@ -100,7 +102,8 @@ class StatementAnalysis:
 
 
 def _parse(sql: str, filename: str | None) -> list[tuple[int, int, str, ast.RawStmt]]:
-    return [(s.index, s.line, s.text, s.raw) for s in parse.split(sql, filename=filename)]
+    # `split` keeps every statement's parse tree
+    return [(s.index, s.line, s.text, required(s.raw)) for s in parse.split(sql, filename=filename)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,11 +145,11 @@ def _relation_name(rangevar: ast.RangeVar) -> str:
     return ".".join(part for part in (rangevar.catalogname, rangevar.schemaname, rangevar.relname) if part)
 
 
-def _names(items) -> list[str]:
-    return [item.sval for item in items or () if isinstance(item, ast.String)]
+def _names(items: Iterable[object] | None) -> list[str]:
+    return [required(item.sval) for item in items or () if isinstance(item, ast.String)]
 
 
-def _object_name(obj) -> str:
+def _object_name(obj: object) -> str:
     if isinstance(obj, (tuple, list)):
         return ".".join(_names(obj))
     if isinstance(obj, ast.TypeName):
@@ -154,7 +157,7 @@ def _object_name(obj) -> str:
     if isinstance(obj, ast.ObjectWithArgs):
         return ".".join(_names(obj.objname))
     if isinstance(obj, ast.String):
-        return obj.sval
+        return required(obj.sval)
     return str(obj)
 
 
@@ -162,7 +165,7 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-def walk(node) -> Iterator[ast.Node]:
+def walk(node: object) -> Iterator[ast.Node]:
     """Every node of a parse (sub)tree, depth first."""
     if isinstance(node, ast.Node):
         yield node
@@ -176,7 +179,7 @@ def walk(node) -> Iterator[ast.Node]:
 _walk = walk
 
 
-def _referenced_tables(node) -> list[str]:
+def _referenced_tables(node: object) -> list[str]:
     """Every table a (sub)tree names, in order, leaving out references to its own CTEs."""
     nodes = list(_walk(node))
     cte_names = {n.ctename for n in nodes if isinstance(n, ast.CommonTableExpr)}
@@ -198,11 +201,11 @@ def _defelem_true(option: ast.DefElem) -> bool:
     if isinstance(arg, ast.Integer):
         return arg.ival != 0
     if isinstance(arg, ast.String):
-        return arg.sval.lower() not in ("false", "off", "0", "no")
+        return required(arg.sval).lower() not in ("false", "off", "0", "no")
     return True
 
 
-def _option(options, name: str) -> bool:
+def _option(options: Iterable[object] | None, name: str) -> bool:
     return any(isinstance(o, ast.DefElem) and o.defname == name and _defelem_true(o) for o in options or ())
 
 
@@ -240,8 +243,9 @@ _RELATION_OBJECTS = {
 _TABLE_MEMBER_OBJECTS = {OT.OBJECT_COLUMN, OT.OBJECT_TABCONSTRAINT, OT.OBJECT_TRIGGER, OT.OBJECT_POLICY, OT.OBJECT_RULE}
 
 
-def _object_word(objtype) -> str:
-    return _OBJECT_WORDS.get(objtype, objtype.name.removeprefix("OBJECT_").replace("_", " "))
+def _object_word(objtype: OT | None) -> str:
+    kind = required(objtype)  # the parser sets every enum field of a statement
+    return _OBJECT_WORDS.get(kind, kind.name.removeprefix("OBJECT_").replace("_", " "))
 
 
 # --- ALTER TABLE -----------------------------------------------------------------------------
@@ -293,8 +297,8 @@ _NON_VOLATILE_FUNCTIONS = {
 _SERIAL_TYPES = {"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"}
 
 
-def _volatile_calls(expression) -> list[str]:
-    calls = []
+def _volatile_calls(expression: object) -> list[str]:
+    calls: list[str] = []
     for node in _walk(expression):
         if isinstance(node, ast.FuncCall):
             name = _names(node.funcname)[-1].lower()
@@ -305,8 +309,9 @@ def _volatile_calls(expression) -> list[str]:
 
 def _add_column(cmd: ast.AlterTableCmd, table: str, found: _Findings, ctx: _Context) -> str:
     found.lock(table, ACCESS_EXCLUSIVE)
-    column: ast.ColumnDef = cmd.def_
-    name = column.colname
+    column = cmd.def_
+    assert isinstance(column, ast.ColumnDef)  # ADD COLUMN's definition is the column's
+    name = required(column.colname)
     type_names = _names(column.typeName.names) if column.typeName else []
     constraints = [c for c in column.constraints or () if isinstance(c, ast.Constraint)]
     default = next((c.raw_expr for c in constraints if c.contype == CT.CONSTR_DEFAULT), None)
@@ -360,7 +365,7 @@ def _add_column(cmd: ast.AlterTableCmd, table: str, found: _Findings, ctx: _Cont
 
 
 def _foreign_key(con: ast.Constraint, table: str, found: _Findings) -> None:
-    referenced = _relation_name(con.pktable)
+    referenced = _relation_name(required(con.pktable))  # a foreign key names the table it references
     # Both tables get triggers, so both are locked like CREATE TRIGGER (sql-altertable.html).
     found.lock(table, SHARE_ROW_EXCLUSIVE)
     found.lock(referenced, SHARE_ROW_EXCLUSIVE)
@@ -417,9 +422,9 @@ def _add_constraint(con: ast.Constraint, table: str, found: _Findings, ctx: _Con
     return "ADD CONSTRAINT"
 
 
-def _reloptions_mode(options) -> str:
+def _reloptions_mode(options: Iterable[object] | None) -> str:
     for option in options or ():
-        name = option.defname if isinstance(option, ast.DefElem) else ""
+        name = required(option.defname) if isinstance(option, ast.DefElem) else ""
         namespace = option.defnamespace if isinstance(option, ast.DefElem) else None
         light = name in _LIGHT_RELOPTIONS or name.startswith("autovacuum_") or namespace == "toast"
         if not light:
@@ -480,7 +485,7 @@ _REWRITING_SUBCOMMANDS: dict[AT, str] = {
 
 
 def _alter_subcommand(cmd: ast.AlterTableCmd, table: str, is_index: bool, found: _Findings, ctx: _Context) -> str:
-    subtype = cmd.subtype
+    subtype = required(cmd.subtype)  # the parser sets every enum field of a command
     column = _q(cmd.name) if cmd.name else "the column"
 
     if subtype in _SIMPLE_SUBCOMMANDS:
@@ -532,7 +537,7 @@ def _alter_subcommand(cmd: ast.AlterTableCmd, table: str, is_index: bool, found:
         found.lock(table, SHARE_UPDATE_EXCLUSIVE)
         found.scans = True
         found.note(
-            f"scans {_q(table)} to check constraint {_q(cmd.name)} while holding SHARE UPDATE EXCLUSIVE "
+            f"scans {_q(table)} to check constraint {_q(required(cmd.name))} while holding SHARE UPDATE EXCLUSIVE "
             "(reads and writes continue); a foreign key also takes ROW SHARE on the referenced table"
         )
         return "VALIDATE CONSTRAINT"
@@ -551,7 +556,9 @@ def _alter_subcommand(cmd: ast.AlterTableCmd, table: str, is_index: bool, found:
             found.lock(_relation_name(cmd.def_), parent_mode)
         return "INHERIT" if subtype == AT.AT_AddInherit else "NO INHERIT"
     if subtype == AT.AT_AttachPartition:
-        partition = _relation_name(cmd.def_.name)
+        attach = cmd.def_
+        assert isinstance(attach, ast.PartitionCmd)  # ATTACH PARTITION's definition names the partition
+        partition = _relation_name(required(attach.name))
         if is_index:
             found.lock(table, SHARE_UPDATE_EXCLUSIVE)
             found.lock(partition, ACCESS_EXCLUSIVE)
@@ -566,8 +573,10 @@ def _alter_subcommand(cmd: ast.AlterTableCmd, table: str, is_index: bool, found:
         )
         return "ATTACH PARTITION"
     if subtype == AT.AT_DetachPartition:
-        partition = _relation_name(cmd.def_.name)
-        if cmd.def_.concurrent:
+        detach = cmd.def_
+        assert isinstance(detach, ast.PartitionCmd)  # DETACH PARTITION's definition names the partition
+        partition = _relation_name(required(detach.name))
+        if detach.concurrent:
             found.lock(table, SHARE_UPDATE_EXCLUSIVE)
             found.lock(partition, SHARE_UPDATE_EXCLUSIVE)
             found.transactional = False
@@ -583,7 +592,7 @@ def _alter_subcommand(cmd: ast.AlterTableCmd, table: str, is_index: bool, found:
 
 
 def _alter_table(stmt: ast.AlterTableStmt, found: _Findings, ctx: _Context) -> None:
-    table = _relation_name(stmt.relation)
+    table = _relation_name(required(stmt.relation))
     is_index = stmt.objtype == OT.OBJECT_INDEX
     labels: list[str] = []
     for cmd in stmt.cmds or ():
@@ -609,9 +618,9 @@ def _create_table(stmt: ast.CreateStmt, found: _Findings, ctx: _Context) -> None
             found.lock(_relation_name(parent), SHARE_UPDATE_EXCLUSIVE)
     for node in _walk(stmt.tableElts):
         if isinstance(node, ast.TableLikeClause):
-            found.lock(_relation_name(node.relation), ACCESS_SHARE)
+            found.lock(_relation_name(required(node.relation)), ACCESS_SHARE)
         elif isinstance(node, ast.Constraint) and node.contype == CT.CONSTR_FOREIGN:
-            referenced = _relation_name(node.pktable)
+            referenced = _relation_name(required(node.pktable))
             found.lock(referenced, SHARE_ROW_EXCLUSIVE)
             found.note(
                 f"the foreign key locks the referenced table {_q(referenced)} SHARE ROW EXCLUSIVE (writes to it wait)"
@@ -629,13 +638,13 @@ def _create_table_as(stmt: ast.CreateTableAsStmt, found: _Findings, ctx: _Contex
 def _create_view(stmt: ast.ViewStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = "CREATE OR REPLACE VIEW" if stmt.replace else "CREATE VIEW"
     if stmt.replace:
-        found.lock(_relation_name(stmt.view), ACCESS_EXCLUSIVE)
+        found.lock(_relation_name(required(stmt.view)), ACCESS_EXCLUSIVE)
     for table in _referenced_tables(stmt.query):
         found.lock(table, ACCESS_SHARE)
 
 
 def _create_index(stmt: ast.IndexStmt, found: _Findings, ctx: _Context) -> None:
-    table = _relation_name(stmt.relation)
+    table = _relation_name(required(stmt.relation))
     unique = "UNIQUE " if stmt.unique else ""
     found.scans = True
     if stmt.concurrent:
@@ -686,26 +695,30 @@ def _drop(stmt: ast.DropStmt, found: _Findings, ctx: _Context) -> None:
 
 def _reindex(stmt: ast.ReindexStmt, found: _Findings, ctx: _Context) -> None:
     kinds = enums.ReindexObjectType
-    target = stmt.kind.name.removeprefix("REINDEX_OBJECT_")
+    kind = required(stmt.kind)  # the parser sets every enum field of a statement
+    target = kind.name.removeprefix("REINDEX_OBJECT_")
     concurrently = _option(stmt.params, "concurrently")
     found.kind = f"REINDEX {target}" + (" CONCURRENTLY" if concurrently else "")
     found.scans = True
-    name = _relation_name(stmt.relation) if stmt.relation is not None else stmt.name
-    if stmt.kind in (kinds.REINDEX_OBJECT_SCHEMA, kinds.REINDEX_OBJECT_DATABASE, kinds.REINDEX_OBJECT_SYSTEM):
+    if kind in (kinds.REINDEX_OBJECT_SCHEMA, kinds.REINDEX_OBJECT_DATABASE, kinds.REINDEX_OBJECT_SYSTEM):
         found.transactional = False
         found.note(f"REINDEX {target} cannot run inside a transaction block; it locks each table in turn")
-    elif concurrently:
-        found.lock(name, SHARE_UPDATE_EXCLUSIVE)
-        found.note("REINDEX CONCURRENTLY cannot run inside a transaction block")
-    elif stmt.kind == kinds.REINDEX_OBJECT_TABLE:
-        found.lock(name, SHARE)
-        found.note(f"holds SHARE on {_q(name)} (writes wait) and ACCESS EXCLUSIVE on each index while rebuilding it")
     else:
-        found.lock(name, ACCESS_EXCLUSIVE)
-        found.note(
-            "holds ACCESS EXCLUSIVE on the index, which blocks queries on its table that consider the index, "
-            "and SHARE on the table (writes wait); the statement names only the index"
-        )
+        name = _relation_name(required(stmt.relation))  # REINDEX TABLE and REINDEX INDEX name their relation
+        if concurrently:
+            found.lock(name, SHARE_UPDATE_EXCLUSIVE)
+            found.note("REINDEX CONCURRENTLY cannot run inside a transaction block")
+        elif kind == kinds.REINDEX_OBJECT_TABLE:
+            found.lock(name, SHARE)
+            found.note(
+                f"holds SHARE on {_q(name)} (writes wait) and ACCESS EXCLUSIVE on each index while rebuilding it"
+            )
+        else:
+            found.lock(name, ACCESS_EXCLUSIVE)
+            found.note(
+                "holds ACCESS EXCLUSIVE on the index, which blocks queries on its table that consider the index, "
+                "and SHARE on the table (writes wait); the statement names only the index"
+            )
     if concurrently:
         found.transactional = False
 
@@ -788,7 +801,9 @@ def _alter_enum(stmt: ast.AlterEnumStmt, found: _Findings, ctx: _Context) -> Non
         found.note("the new value cannot be used until the transaction that adds it commits")
 
 
-def _create_type(stmt, found: _Findings, ctx: _Context) -> None:
+def _create_type(
+    stmt: ast.CreateEnumStmt | ast.CompositeTypeStmt | ast.CreateRangeStmt, found: _Findings, ctx: _Context
+) -> None:
     found.kind = "CREATE TYPE"
 
 
@@ -823,12 +838,12 @@ def _do(stmt: ast.DoStmt, found: _Findings, ctx: _Context) -> None:
 
 def _create_trigger(stmt: ast.CreateTrigStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = "CREATE OR REPLACE TRIGGER" if stmt.replace else "CREATE TRIGGER"
-    found.lock(_relation_name(stmt.relation), SHARE_ROW_EXCLUSIVE)
+    found.lock(_relation_name(required(stmt.relation)), SHARE_ROW_EXCLUSIVE)
 
 
 def _comment(stmt: ast.CommentStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = f"COMMENT ON {_object_word(stmt.objtype)}"
-    parts = _names(stmt.object) if isinstance(stmt.object, (tuple, list)) else []
+    parts: list[str] = _names(stmt.object) if isinstance(stmt.object, (tuple, list)) else []
     if stmt.objtype in _RELATION_OBJECTS and parts:
         found.lock(".".join(parts), SHARE_UPDATE_EXCLUSIVE)
     elif stmt.objtype in _TABLE_MEMBER_OBJECTS and len(parts) > 1:
@@ -837,12 +852,12 @@ def _comment(stmt: ast.CommentStmt, found: _Findings, ctx: _Context) -> None:
 
 def _create_extension(stmt: ast.CreateExtensionStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = "CREATE EXTENSION"
-    found.note(f"runs the install script of extension {_q(stmt.extname)}; its locks are not analysed")
+    found.note(f"runs the install script of extension {_q(required(stmt.extname))}; its locks are not analysed")
 
 
 def _alter_extension(stmt: ast.AlterExtensionStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = "ALTER EXTENSION"
-    found.note(f"runs the update script of extension {_q(stmt.extname)}; its locks are not analysed")
+    found.note(f"runs the update script of extension {_q(required(stmt.extname))}; its locks are not analysed")
 
 
 def _create_schema(stmt: ast.CreateSchemaStmt, found: _Findings, ctx: _Context) -> None:
@@ -896,7 +911,7 @@ def _create_sequence(stmt: ast.CreateSeqStmt, found: _Findings, ctx: _Context) -
 
 def _alter_sequence(stmt: ast.AlterSeqStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = "ALTER SEQUENCE"
-    found.lock(_relation_name(stmt.sequence), SHARE_ROW_EXCLUSIVE)
+    found.lock(_relation_name(required(stmt.sequence)), SHARE_ROW_EXCLUSIVE)
 
 
 def _grant(stmt: ast.GrantStmt, found: _Findings, ctx: _Context) -> None:
@@ -904,14 +919,14 @@ def _grant(stmt: ast.GrantStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = "GRANT" if stmt.is_grant else "REVOKE"
 
 
-def _create_policy(stmt, found: _Findings, ctx: _Context) -> None:
+def _create_policy(stmt: ast.CreatePolicyStmt | ast.AlterPolicyStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = "CREATE POLICY" if isinstance(stmt, ast.CreatePolicyStmt) else "ALTER POLICY"
-    found.lock(_relation_name(stmt.table), ACCESS_EXCLUSIVE)
+    found.lock(_relation_name(required(stmt.table)), ACCESS_EXCLUSIVE)
 
 
 def _create_rule(stmt: ast.RuleStmt, found: _Findings, ctx: _Context) -> None:
     found.kind = "CREATE OR REPLACE RULE" if stmt.replace else "CREATE RULE"
-    found.lock(_relation_name(stmt.relation), ACCESS_EXCLUSIVE)
+    found.lock(_relation_name(required(stmt.relation)), ACCESS_EXCLUSIVE)
 
 
 def _create_statistics(stmt: ast.CreateStatsStmt, found: _Findings, ctx: _Context) -> None:
@@ -922,7 +937,7 @@ def _create_statistics(stmt: ast.CreateStatsStmt, found: _Findings, ctx: _Contex
 
 
 def _refresh_matview(stmt: ast.RefreshMatViewStmt, found: _Findings, ctx: _Context) -> None:
-    view = _relation_name(stmt.relation)
+    view = _relation_name(required(stmt.relation))
     found.scans = found.rewrites = True
     if stmt.concurrent:
         found.kind = "REFRESH MATERIALIZED VIEW CONCURRENTLY"
@@ -935,7 +950,7 @@ def _refresh_matview(stmt: ast.RefreshMatViewStmt, found: _Findings, ctx: _Conte
 
 
 def _not_transactional(kind: str) -> Callable[[ast.Node, _Findings, _Context], None]:
-    def handler(stmt, found: _Findings, ctx: _Context) -> None:
+    def handler(stmt: ast.Node, found: _Findings, ctx: _Context) -> None:
         found.kind = kind
         found.transactional = False
         found.note(f"{kind} cannot run inside a transaction block")
@@ -946,22 +961,25 @@ def _not_transactional(kind: str) -> Callable[[ast.Node, _Findings, _Context], N
 # --- data: INSERT / UPDATE / DELETE / MERGE / SELECT / TRUNCATE / LOCK / COPY --------------------
 
 
-def _reads(stmt, found: _Findings, except_table: str | None = None, mode: str = ACCESS_SHARE) -> None:
+def _reads(stmt: object, found: _Findings, except_table: str | None = None, mode: str = ACCESS_SHARE) -> None:
     for table in _referenced_tables(stmt):
         if table != except_table:
             found.lock(table, mode)
 
 
-def _modify(kind: str) -> Callable[[ast.Node, _Findings, _Context], None]:
-    def handler(stmt, found: _Findings, ctx: _Context) -> None:
+_DataStatement = ast.InsertStmt | ast.UpdateStmt | ast.DeleteStmt | ast.MergeStmt
+
+
+def _modify(kind: str) -> Callable[[_DataStatement, _Findings, _Context], None]:
+    def handler(stmt: _DataStatement, found: _Findings, ctx: _Context) -> None:
         found.kind = kind
-        table = _relation_name(stmt.relation)
+        table = _relation_name(required(stmt.relation))  # each names the table it changes
         found.lock(table, ROW_EXCLUSIVE)
         _reads(stmt, found, except_table=table)
         if kind == "INSERT":
             return
         found.scans = True
-        if kind != "MERGE" and stmt.whereClause is None:
+        if isinstance(stmt, (ast.UpdateStmt, ast.DeleteStmt)) and stmt.whereClause is None:
             found.note(f"{kind} without WHERE touches every row of {_q(table)}")
         else:
             found.note(f"may scan {_q(table)} to find the rows, unless an index serves the condition")
@@ -976,7 +994,7 @@ def _select(stmt: ast.SelectStmt, found: _Findings, ctx: _Context) -> None:
     _reads(stmt, found, mode=ROW_SHARE if locking else ACCESS_SHARE)
     if stmt.intoClause is not None:
         found.kind = "SELECT INTO"
-        into = _relation_name(stmt.intoClause.rel)
+        into = _relation_name(required(stmt.intoClause.rel))
         found.locks.pop(into, None)
 
 
@@ -989,7 +1007,7 @@ def _truncate(stmt: ast.TruncateStmt, found: _Findings, ctx: _Context) -> None:
 
 
 def _lock_table(stmt: ast.LockStmt, found: _Findings, ctx: _Context) -> None:
-    mode = locks.from_number(stmt.mode)
+    mode = locks.from_number(required(stmt.mode))
     found.kind = f"LOCK TABLE … IN {mode} MODE"
     for relation in stmt.relations or ():
         found.lock(_relation_name(relation), mode)
@@ -1007,7 +1025,8 @@ def _copy(stmt: ast.CopyStmt, found: _Findings, ctx: _Context) -> None:
         found.note("COPY ... STDIN/STDOUT needs a client that streams the data; a migration file cannot supply it")
 
 
-_HANDLERS: dict[type, Callable[[ast.Node, _Findings, _Context], None]] = {
+# Each handler takes the node class it is listed under, which a dict's type cannot say entry by entry.
+_HANDLERS: dict[type[ast.Node], Callable[[Any, _Findings, _Context], None]] = {
     ast.AlterTableStmt: _alter_table,
     ast.CreateStmt: _create_table,
     ast.CreateTableAsStmt: _create_table_as,
@@ -1091,7 +1110,7 @@ def analyze(
     analyses = []
     for index, line, text, raw in _parse(sql, filename):
         found = _Findings()
-        _dispatch(raw.stmt, found, ctx)
+        _dispatch(required(raw.stmt), found, ctx)  # a RawStmt always holds its statement
         # Writing a new copy of a table means reading all of it.
         found.scans = found.scans or found.rewrites
         analyses.append(

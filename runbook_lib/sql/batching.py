@@ -26,6 +26,7 @@ from pglast.stream import RawStream
 from runbook_lib.db import catalog
 from runbook_lib.sql.analysis import StatementAnalysis
 from runbook_lib.sql.analysis import walk as _walk
+from runbook_lib.sql.parse import required
 
 DATA_KINDS = ("INSERT", "UPDATE", "DELETE", "MERGE")
 
@@ -76,10 +77,10 @@ def _ident(name: str) -> str:
 
 
 def _reference(rel: ast.RangeVar) -> str:
-    return _ident(rel.alias.aliasname) if rel.alias else _ident(rel.relname)
+    return _ident(required(rel.alias.aliasname)) if rel.alias else _ident(required(rel.relname))
 
 
-def _reads(node, target: ast.RangeVar) -> bool:
+def _reads(node: object, target: ast.RangeVar) -> bool:
     return any(isinstance(n, ast.RangeVar) and _name(n) == _name(target) for n in _walk(node))
 
 
@@ -102,12 +103,12 @@ def candidate(stmt: StatementAnalysis) -> Candidate | str:
     if isinstance(node, ast.InsertStmt):
         return _insert_candidate(stmt, node)
     kind = "UPDATE" if isinstance(node, ast.UpdateStmt) else "DELETE"
-    target = node.relation
+    target = required(node.relation)  # UPDATE and DELETE always name the table they change
     if node.whereClause is None:
         return f"{kind} without WHERE: runbook batches statements that select their rows with a WHERE"
     if isinstance(node.whereClause, ast.CurrentOfExpr):
         return "WHERE CURRENT OF names a cursor's row, not a range"
-    others = node.fromClause if kind == "UPDATE" else node.usingClause
+    others = node.fromClause if isinstance(node, ast.UpdateStmt) else node.usingClause
     rest = (others, node.whereClause, getattr(node, "targetList", None))
     if _reads(rest, target):
         return (
@@ -161,10 +162,10 @@ def _insert_candidate(stmt: StatementAnalysis, node: ast.InsertStmt) -> Candidat
     if not select.fromClause or len(select.fromClause) != 1 or not isinstance(select.fromClause[0], ast.RangeVar):
         return "its SELECT does not read exactly one table in FROM (a join or a subquery has no one key to walk)"
     source = select.fromClause[0]
-    if _reads(select, node.relation):
+    target = required(node.relation)  # INSERT always names the table it inserts into
+    if _reads(select, target):
         return (
-            f"it reads {_name(node.relation)}, the table it inserts into: "
-            "each batch would see what earlier batches inserted"
+            f"it reads {_name(target)}, the table it inserts into: each batch would see what earlier batches inserted"
         )
     return Candidate(stmt.index, "INSERT … SELECT", _name(source), _reference(source), stmt.sql)
 
@@ -216,9 +217,9 @@ def check(conn: psycopg.Connection, statements: list[StatementAnalysis]) -> list
             continue
         key = primary_key(conn, found.table)
         if key is None:
-            exists = conn.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (catalog.regclass_text(found.table),)
-            ).fetchone()[0]
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (catalog.regclass_text(found.table),)).fetchone()
+            assert row is not None  # a SELECT without FROM returns one row
+            exists = row[0]
             reason = (
                 f"{found.table} has no primary key: there is no key to walk in batches"
                 if exists
@@ -256,8 +257,13 @@ def range_predicate(reference: str, key: Key, first_param: int = 1) -> str:
 def batch_sql(found: Candidate, key: Key) -> str:
     """The statement with its WHERE narrowed to one key range ($1..$n the first key, $n+1..$2n the last)."""
     node = pglast.parse_sql(found.sql)[0].stmt
+    # a candidate is an UPDATE or a DELETE, or an INSERT whose query is one SELECT (see `candidate`)
+    assert isinstance(node, (ast.UpdateStmt, ast.DeleteStmt, ast.InsertStmt))
     where_of = node.selectStmt if isinstance(node, ast.InsertStmt) else node
-    narrowed = pglast.parse_sql(f"SELECT 1 WHERE {range_predicate(found.reference, key)}")[0].stmt.whereClause
+    assert isinstance(where_of, (ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt))
+    probe = pglast.parse_sql(f"SELECT 1 WHERE {range_predicate(found.reference, key)}")[0].stmt
+    assert isinstance(probe, ast.SelectStmt)  # the text above is one SELECT
+    narrowed = probe.whereClause
     if where_of.whereClause is None:
         where_of.whereClause = narrowed
     else:

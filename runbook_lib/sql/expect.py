@@ -12,8 +12,9 @@ and never guessed at; transaction control (BEGIN/COMMIT) and SET are ignored sil
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
+from typing import TypeVar
 
 import pglast
 from pglast import ast
@@ -24,6 +25,7 @@ from pglast.enums import ObjectType as OT
 from pglast.stream import RawStream
 
 from runbook_lib.sql import parse as sql_parse
+from runbook_lib.sql.parse import required
 
 # serial types are not types: the column is the integer type with a sequence default, NOT NULL.
 _SERIALS = {
@@ -162,14 +164,14 @@ def shown(key: Table) -> str:
     return f"{key[0]}.{key[1]}" if key[0] else key[1]
 
 
-def _strings(nodes) -> list[str]:
-    return [n.sval for n in nodes or () if isinstance(n, ast.String)]
+def _strings(nodes: Iterable[object] | None) -> list[str]:
+    return [required(n.sval) for n in nodes or () if isinstance(n, ast.String)]
 
 
-def _simple_default(expr) -> str | None:
+def _simple_default(expr: ast.Node) -> str | None:
     """The expression's text when it is a constant, a cast of one or a call without arguments (now())."""
     node = expr.arg if isinstance(expr, ast.TypeCast) else expr
-    if isinstance(node, ast.A_Const) or isinstance(node, ast.SQLValueFunction):
+    if isinstance(node, (ast.A_Const, ast.SQLValueFunction)):
         return RawStream()(expr)
     if isinstance(node, ast.FuncCall) and not node.args:
         return RawStream()(expr)
@@ -178,23 +180,23 @@ def _simple_default(expr) -> str | None:
     return None
 
 
-def _is_null(expr) -> bool:
+def _is_null(expr: ast.Node) -> bool:
     node = expr.arg if isinstance(expr, ast.TypeCast) else expr
     return isinstance(node, ast.A_Const) and bool(node.isnull)
 
 
-def _default_of(expr) -> tuple[bool, str | None]:
+def _default_of(expr: ast.Node) -> tuple[bool, str | None]:
     """(has a default, its text when simple): DEFAULT NULL is no default, and PostgreSQL stores none for it."""
     if _is_null(expr):
         return False, None
     return True, _simple_default(expr)
 
 
-def _column_names(expr) -> tuple[str, ...]:
+def _column_names(expr: object) -> tuple[str, ...]:
     """The plain column names an expression reads (for a CHECK), in order of appearance."""
     found: list[str] = []
 
-    def visit(node) -> None:
+    def visit(node: object) -> None:
         if isinstance(node, ast.ColumnRef):
             names = _strings(node.fields)
             if names and names[-1] not in found:
@@ -224,14 +226,14 @@ class _Reader:
         return table_key(schema, name, self.default_schema)
 
     def rel(self, rv: ast.RangeVar) -> Table:
-        return self.key(rv.schemaname, rv.relname)
+        return self.key(rv.schemaname, required(rv.relname))
 
     def qualified(self, names: list[str]) -> Table:
         return self.key(names[-2] if len(names) > 1 else None, names[-1])
 
     # -- statements ----------------------------------------------------------------------------
 
-    def read(self, stmt, line: int) -> None:
+    def read(self, stmt: ast.Node | None, line: int) -> None:
         handler = getattr(self, "_" + type(stmt).__name__, None)
         if handler is not None:
             handler(stmt, line)
@@ -246,8 +248,9 @@ class _Reader:
                 Skipped(line, "CreateStmt", "partitions, inheritance and typed tables are not modelled")
             )
             return
-        key = self.rel(stmt.relation)
-        if stmt.relation.relpersistence == "t":
+        relation = required(stmt.relation)  # CREATE TABLE always names its table
+        key = self.rel(relation)
+        if relation.relpersistence == "t":
             self.out.skipped.append(
                 Skipped(line, "CreateStmt", "a temporary table lasts only for the session that made it")
             )
@@ -272,12 +275,14 @@ class _Reader:
                 column.has_default = False
 
     def _column_def(self, table: TableState, cdef: ast.ColumnDef, line: int) -> None:
-        column = table.column(cdef.colname, line)
+        column = table.column(required(cdef.colname), line)
         column.line = line
-        written = RawStream()(cdef.typeName)
-        serial = _SERIALS.get(_strings(cdef.typeName.names)[-1]) if not cdef.typeName.arrayBounds else None
+        # a column read here is written with its type (those of PARTITION OF and OF type are skipped)
+        type_name = required(cdef.typeName)
+        written = RawStream()(type_name)
+        serial = _SERIALS.get(_strings(type_name.names)[-1]) if not type_name.arrayBounds else None
         column.type = serial or written
-        column.type_key = self.qualified(_strings(cdef.typeName.names))
+        column.type_key = self.qualified(_strings(type_name.names))
         if serial:
             column.not_null, column.has_default = True, True
         if cdef.is_not_null:
@@ -300,7 +305,7 @@ class _Reader:
 
     def _constraint(self, table: TableState, con: ast.Constraint, line: int, column: str | None = None) -> None:
         kinds = {CT.CONSTR_PRIMARY: "p", CT.CONSTR_UNIQUE: "u", CT.CONSTR_FOREIGN: "f", CT.CONSTR_CHECK: "c"}
-        kind = kinds.get(con.contype)
+        kind = kinds.get(required(con.contype))  # the parser sets every enum field of a node
         if kind is None:
             return  # EXCLUDE, deferrability attributes: not modelled
         if con.conname:  # a name given again replaces whatever this file said about it before
@@ -325,7 +330,7 @@ class _Reader:
                 if name in table.columns or not table.created:
                     table.column(name, line).not_null = True
         if kind == "f":
-            found.references = self.rel(con.pktable)
+            found.references = self.rel(required(con.pktable))  # a foreign key names the table it references
             found.ref_columns = tuple(_strings(con.pk_attrs))
             found.on_delete = con.fk_del_action if con.fk_del_action not in ("\x00", "", None) else "a"
             found.on_update = con.fk_upd_action if con.fk_upd_action not in ("\x00", "", None) else "a"
@@ -345,9 +350,10 @@ class _Reader:
 
     def _AlterTableStmt(self, stmt: ast.AlterTableStmt, line: int) -> None:
         if stmt.objtype != OT.OBJECT_TABLE:
-            self.out.skipped.append(Skipped(line, "AlterTableStmt", f"ALTER {stmt.objtype.name[7:]} is not modelled"))
+            objtype = required(stmt.objtype)  # the parser sets every enum field of a statement
+            self.out.skipped.append(Skipped(line, "AlterTableStmt", f"ALTER {objtype.name[7:]} is not modelled"))
             return
-        key = self.rel(stmt.relation)
+        key = self.rel(required(stmt.relation))  # ALTER TABLE always names its table
         table = self.out.table(key, line)
         for cmd in stmt.cmds or ():
             sub = cmd.subtype
@@ -380,9 +386,9 @@ class _Reader:
                 column.not_null, column.line = sub == AT.AT_SetNotNull, line
             elif sub == AT.AT_ColumnDefault:
                 column = table.column(cmd.name, line)
-                column.has_default, column.default_sql = (
-                    _default_of(cmd.def_) if cmd.def_ is not None else (False, None)
-                )
+                default = cmd.def_
+                assert not isinstance(default, tuple)  # SET DEFAULT's is one expression, DROP DEFAULT's none
+                column.has_default, column.default_sql = _default_of(default) if default is not None else (False, None)
                 column.line = line
             elif sub == AT.AT_AddConstraint:
                 self._constraint(table, cmd.def_, line)
@@ -396,11 +402,12 @@ class _Reader:
                 self.out.skipped.append(Skipped(line, "AlterTableStmt", f"{sub.name[3:]} is not modelled"))
 
     def _IndexStmt(self, stmt: ast.IndexStmt, line: int) -> None:
-        table = self.rel(stmt.relation)
+        relation = required(stmt.relation)  # CREATE INDEX always names its table
+        table = self.rel(relation)
         if not stmt.idxname:
             self.out.skipped.append(Skipped(line, "IndexStmt", "an index without a name: PostgreSQL chooses it"))
             return
-        key = self.key(stmt.relation.schemaname, stmt.idxname)
+        key = self.key(relation.schemaname, stmt.idxname)
         if stmt.if_not_exists and key not in self.out.indexes:
             self.out.unmodelled_indexes.add(key)
             self.out.skipped.append(
@@ -411,10 +418,10 @@ class _Reader:
         self.out.indexes[key] = Index(key, line, table, columns, bool(stmt.unique), stmt.whereClause is not None)
 
     def _DropStmt(self, stmt: ast.DropStmt, line: int) -> None:
-        kind = stmt.removeType
+        kind = required(stmt.removeType)  # the parser sets every enum field of a statement
         for obj in stmt.objects or ():
             if isinstance(obj, ast.String):  # DROP EXTENSION e, DROP SCHEMA s: a bare name
-                names = [obj.sval]
+                names = [required(obj.sval)]
             else:
                 names = _strings(obj) if isinstance(obj, tuple) else _strings(getattr(obj, "names", None) or ())
             if not names:
@@ -464,10 +471,11 @@ class _Reader:
         _column_gone(self.out, key, name)
 
     def _RenameStmt(self, stmt: ast.RenameStmt, line: int) -> None:
-        kind = stmt.renameType
+        kind = required(stmt.renameType)  # the parser sets every enum field of a statement
+        newname = required(stmt.newname)  # every RENAME says to what
         if kind == OT.OBJECT_TABLE:
-            old = self.rel(stmt.relation)
-            new = (old[0], stmt.newname)
+            old = self.rel(required(stmt.relation))  # ALTER TABLE ... RENAME TO names its table
+            new = (old[0], newname)
             self.out.renames.append(("table", old, new, ""))
             state = self.out.tables.pop(old, None) or TableState(old, line)
             self.out.tables[old] = TableState(old, line, dropped=True)
@@ -482,15 +490,16 @@ class _Reader:
                 if index.table == old:
                     index.table = new
         elif kind == OT.OBJECT_COLUMN:
-            key = self.rel(stmt.relation)
-            self.out.renames.append(("column", key, stmt.subname, stmt.newname))
+            key = self.rel(required(stmt.relation))  # RENAME COLUMN names its table and its column
+            subname = required(stmt.subname)
+            self.out.renames.append(("column", key, subname, newname))
             table = self.out.table(key, line)
-            state = table.columns.pop(stmt.subname, None)
-            table.column(stmt.subname, line).dropped = True
-            state = state or Column(stmt.newname, line)
-            state.name, state.line = stmt.newname, line
-            table.columns[stmt.newname] = state
-            rename = lambda cols: tuple(stmt.newname if c == stmt.subname else c for c in cols)  # noqa: E731
+            column = table.columns.pop(subname, None)
+            table.column(subname, line).dropped = True
+            column = column or Column(newname, line)
+            column.name, column.line = newname, line
+            table.columns[newname] = column
+            rename = lambda cols: tuple(newname if c == subname else c for c in cols)  # noqa: E731
             for con in self.out.constraints:
                 if con.table == key:
                     con.columns = rename(con.columns)
@@ -500,26 +509,27 @@ class _Reader:
                 if index.table == key:
                     index.columns = rename(index.columns)
         elif kind == OT.OBJECT_TABCONSTRAINT:
-            key = self.rel(stmt.relation)
+            key = self.rel(required(stmt.relation))  # RENAME CONSTRAINT names its table and the constraint
+            subname = required(stmt.subname)
             for con in self.out.constraints:
-                if con.table == key and con.name == stmt.subname and not con.dropped:
-                    con.name = stmt.newname
+                if con.table == key and con.name == subname and not con.dropped:
+                    con.name = newname
                     break
             else:  # renamed here, created elsewhere: only its presence under the new name is known
-                self.out.constraints.append(Constraint(key, "?", line, stmt.subname, dropped=True))
-                self.out.constraints.append(Constraint(key, "?", line, stmt.newname, renamed_from=stmt.subname))
-            if self.key(key[0], stmt.subname) in self.out.indexes:  # a key's index is renamed with it
-                self._rename_index(self.key(key[0], stmt.subname), stmt.newname, line)
+                self.out.constraints.append(Constraint(key, "?", line, subname, dropped=True))
+                self.out.constraints.append(Constraint(key, "?", line, newname, renamed_from=subname))
+            if self.key(key[0], subname) in self.out.indexes:  # a key's index is renamed with it
+                self._rename_index(self.key(key[0], subname), newname, line)
         elif kind == OT.OBJECT_INDEX:
-            self._rename_index(self.rel(stmt.relation), stmt.newname, line)
+            self._rename_index(self.rel(required(stmt.relation)), newname, line)  # ALTER INDEX names its index
         elif kind == OT.OBJECT_TYPE:
             old = self.qualified(_strings(stmt.object))
-            new = (old[0], stmt.newname)
-            state = self.out.enums.pop(old, None)
+            new = (old[0], newname)
+            enum = self.out.enums.pop(old, None)
             self.out.enums[old] = Enum(old, line, dropped=True)
-            if state is not None:
-                state.key = new
-                self.out.enums[new] = state
+            if enum is not None:
+                enum.key = new
+                self.out.enums[new] = enum
         else:
             self.out.skipped.append(Skipped(line, "RenameStmt", f"RENAME of {kind.name[7:]} is not modelled"))
 
@@ -542,27 +552,28 @@ class _Reader:
 
     def _AlterEnumStmt(self, stmt: ast.AlterEnumStmt, line: int) -> None:
         key = self.qualified(_strings(stmt.typeName))
+        new_value = required(stmt.newVal)  # ADD VALUE and RENAME VALUE both name the new label
         state = self.out.enums.get(key)
         if state is None or state.dropped:
             state = self.out.enums[key] = Enum(key, line)
         state.line = line
         if stmt.oldVal:  # RENAME VALUE
             if state.labels is not None:
-                state.labels = [stmt.newVal if v == stmt.oldVal else v for v in state.labels]
+                state.labels = [new_value if v == stmt.oldVal else v for v in state.labels]
             else:
-                state.added = [v for v in state.added if v != stmt.oldVal] + [stmt.newVal]
+                state.added = [v for v in state.added if v != stmt.oldVal] + [new_value]
                 state.removed.append(stmt.oldVal)
             return
         if state.labels is None:
-            state.added.append(stmt.newVal)
+            state.added.append(new_value)
             return
-        if stmt.newVal in state.labels:
+        if new_value in state.labels:
             return  # IF NOT EXISTS with a label already there
         if stmt.newValNeighbor and stmt.newValNeighbor in state.labels:
             at = state.labels.index(stmt.newValNeighbor) + (1 if stmt.newValIsAfter else 0)
-            state.labels.insert(at, stmt.newVal)
+            state.labels.insert(at, new_value)
         else:
-            state.labels.append(stmt.newVal)
+            state.labels.append(new_value)
 
     def _DoStmt(self, stmt: ast.DoStmt, line: int) -> None:
         """A DO block runs code: what its SQL statements touch (Drizzle wraps ADD CONSTRAINT in one, to ignore
@@ -580,7 +591,7 @@ class _Reader:
         self.forget(touched(scratch.out), scratch.out)
         self.out.skipped.append(Skipped(line, "DoStmt", reason))
 
-    def forget(self, gone: "Touched", seen: Expected) -> None:
+    def forget(self, gone: Touched, seen: Expected) -> None:
         """Drop every expectation on what `gone` names, and mark it touched by something left unmodelled."""
         for key in gone.tables:
             self.out.tables.pop(key, None)
@@ -604,19 +615,19 @@ class _Reader:
             self.out.extensions.pop(name, None)
 
     def _CreateExtensionStmt(self, stmt: ast.CreateExtensionStmt, line: int) -> None:
-        self.out.extensions[stmt.extname] = (line, True)
+        self.out.extensions[required(stmt.extname)] = (line, True)
 
 
-def _do_statements(stmt: ast.DoStmt) -> list | None:
+def _do_statements(stmt: ast.DoStmt) -> list[ast.Node | None] | None:
     """The SQL statements a DO block's PL/pgSQL runs, parsed; None when it cannot be read or builds SQL at run time."""
     try:
         tree = pglast.parse_plpgsql(RawStream()(stmt))
-    except Exception:  # noqa: BLE001 (pglast raises its own errors and ValueError for other languages)
+    except Exception:  # pglast raises its own errors, and ValueError for other languages
         return None
     queries: list[str] = []
     dynamic = False
 
-    def walk(node) -> None:
+    def walk(node: object) -> None:
         nonlocal dynamic
         if isinstance(node, dict):
             for key, value in node.items():
@@ -649,7 +660,7 @@ def read(sql_text: str, *, filename: str = "migration.sql", default_schema: str 
             stmt = statement.raw.stmt
             if len(reader.out.skipped) > skipped and isinstance(stmt, ast.AlterTableStmt):
                 # part of the ALTER left unmodelled: whatever it did to the table supersedes earlier expectations
-                reader.out.unmodelled_tables.add(reader.rel(stmt.relation))
+                reader.out.unmodelled_tables.add(reader.rel(required(stmt.relation)))
     return reader.out
 
 
@@ -715,8 +726,9 @@ def resolve(expected: Expected, earlier: Iterable[Expected]) -> Expected:
     earlier = list(earlier)
     if cascaded:
         _cascade_to_columns(expected, earlier)
-    wanted_index = {i.renamed_from: i for i in indexes.values()}
-    wanted_con = {(c.table, c.renamed_from): c for c in constraints}
+    # every one of them is renamed from a name (see `indexes` and `constraints` above)
+    wanted_index = {i.renamed_from: i for i in indexes.values() if i.renamed_from is not None}
+    wanted_con = {(c.table, c.renamed_from): c for c in constraints if c.renamed_from is not None}
     since: list[Expected] = [expected]  # the migrations after the one being looked at, latest first
 
     def now(table: Table | None, columns: tuple) -> tuple[Table | None, tuple]:
@@ -735,16 +747,18 @@ def resolve(expected: Expected, earlier: Iterable[Expected]) -> Expected:
                 index.unique, index.partial = found.unique, found.partial
             elif found.renamed_from:
                 wanted_index[found.renamed_from] = index
-        for (table, old), con in list(wanted_con.items()):
-            found = next((c for c in before.constraints if c.table == table and c.name == old and not c.dropped), None)
-            if found is None:
+        for (table, old_name), con in list(wanted_con.items()):
+            made = next(
+                (c for c in before.constraints if c.table == table and c.name == old_name and not c.dropped), None
+            )
+            if made is None:
                 continue
-            del wanted_con[(table, old)]
-            if found.kind != "?":
-                _, con.columns = now(found.table, found.columns)
-                con.references, con.ref_columns = now(found.references, found.ref_columns)
-            elif found.renamed_from:
-                wanted_con[(table, found.renamed_from)] = con
+            del wanted_con[(table, old_name)]
+            if made.kind != "?":
+                _, con.columns = now(made.table, made.columns)
+                con.references, con.ref_columns = now(made.references, made.ref_columns)
+            elif made.renamed_from:
+                wanted_con[(table, made.renamed_from)] = con
         if not (wanted_index or wanted_con):
             break
         since.append(before)
@@ -791,7 +805,7 @@ class Touched:
     extensions: dict[str, Origin] = field(default_factory=dict)
     schemas: dict[str, Origin] = field(default_factory=dict)  # dropped: everything in them
 
-    def __or__(self, later: "Touched") -> "Touched":
+    def __or__(self, later: Touched) -> Touched:
         return Touched(*({**getattr(later, f.name), **getattr(self, f.name)} for f in fields(Touched)))
 
     def __bool__(self) -> bool:
@@ -822,13 +836,13 @@ def touched(expected: Expected, migration: str = "") -> Touched:
     columns = {
         key: at(expected.tables[key[0]].line if key[0] in expected.tables else 0) for key in expected.unmodelled_columns
     }
-    gone = {}
+    gone: dict[tuple[Table, str], Origin] = {}
     for key, state in expected.tables.items():
         if state.created or state.dropped:
             tables[key] = at(state.line)
         columns.update(((key, name), at(column.line)) for name, column in state.columns.items())
         gone.update(((key, name), at(column.line)) for name, column in state.columns.items() if column.dropped)
-    names = {(c.table, _named(c)): at(c.line) for c in expected.constraints if _named(c)}
+    names = {(c.table, name): at(c.line) for c in expected.constraints if (name := _named(c))}
     names.update({key: at(0) for key in expected.unmodelled_constraints if key not in names})
     names.update({(c.table, f"{c.table[1]}_pkey"): at(c.line) for c in expected.constraints if c.kind == "p"})
     indexes = {key: at(index.line) for key, index in expected.indexes.items()}
@@ -874,6 +888,8 @@ class _Stale:
     def columns(self, key: Table | None, names: tuple) -> Origin | None:
         """The table, or any of these columns dropped or renamed (a DROP COLUMN takes the indexes and constraints
         on it; a rename changes what they are on)."""
+        if key is None:  # an index renamed here, created elsewhere: no table known
+            return None
         gone = self.later.columns_gone
         return self.table(key) or next((gone[(key, n)] for n in names if (key, n) in gone), None)
 
@@ -891,6 +907,10 @@ class _Stale:
         )
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
 def superseded(expected: Expected, later: Touched) -> tuple[Expected, list[Left]]:
     """`expected` without what later migrations change again (they check it themselves), and what was left out.
 
@@ -905,7 +925,9 @@ def superseded(expected: Expected, later: Touched) -> tuple[Expected, list[Left]
     stale = _Stale(later)
     left: list[Left] = []
 
-    def kept(items: dict, by_of, what_of) -> dict:
+    def kept(
+        items: dict[_K, _V], by_of: Callable[[_K, _V], Origin | None], what_of: Callable[[_K, _V], str]
+    ) -> dict[_K, _V]:
         """`items` less those a later migration changes, which go to `left`, named with where."""
         out = {}
         for key, item in items.items():
@@ -916,22 +938,25 @@ def superseded(expected: Expected, later: Touched) -> tuple[Expected, list[Left]
                 out[key] = item
         return out
 
-    tables = {}
+    def kept_columns(key: Table, state: TableState) -> dict[str, Column]:
+        return kept(
+            state.columns,
+            lambda _, column: stale.column(key, column),
+            lambda name, _: f"column {shown(key)}.{name}",
+        )
+
+    tables: dict[Table, TableState] = {}
     for key, state in kept(
         expected.tables, lambda key, _: stale.table(key), lambda key, _: f"table {shown(key)}"
     ).items():
-        columns = kept(
-            state.columns,
-            lambda _, column, key=key: stale.column(key, column),
-            lambda name, _, key=key: f"column {shown(key)}.{name}",
-        )
+        columns = kept_columns(key, state)
         tables[key] = (
             TableState(state.key, state.line, state.created, state.dropped, columns)
             if len(columns) != len(state.columns)
             else state
         )
 
-    def constraint_by(_, con: Constraint) -> Origin | None:
+    def constraint_by(_: int, con: Constraint) -> Origin | None:
         name = _named(con)
         return (
             stale.columns(con.table, con.columns)

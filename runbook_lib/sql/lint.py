@@ -115,7 +115,9 @@ def _statement_spans(
     return spans
 
 
-def _statement_at(offset: int, line: int, spans, statements) -> int | None:
+def _statement_at(
+    offset: int, line: int, spans: Iterable[tuple[int, int, int]], statements: Iterable[tuple[int, int, str]]
+) -> int | None:
     for index, start, end in spans:
         if start <= offset <= end:
             return index
@@ -183,7 +185,7 @@ def lint(
     if executable is None:
         return _unavailable(None, INSTALL_HINT)
     version = _version(executable)
-    command = _command(executable, server_major, assume_in_transaction) + ["--stdin-filepath", "migration.sql"]
+    command = [*_command(executable, server_major, assume_in_transaction), "--stdin-filepath", "migration.sql"]
     raw = _run(command, version, stdin=sql)
     if isinstance(raw, LintResult):
         return raw
@@ -230,21 +232,21 @@ def _result(
     ignore_rules: Iterable[str],
 ) -> LintResult:
     """squawk's findings for one file, each mapped to the statement it falls in."""
-    if statements is None:
+    ignored = set(ignore_rules)
+    raw_findings = [raw for raw in raw_findings if str(raw.get("rule_name") or "unknown") not in ignored]
+    if statements is None and raw_findings:  # parsed only to place a finding: most files have none
         try:
             statements = split_statements(sql)
         except AnalysisError:
             statements = []
+    statements = statements or []
     lines = sql.split("\n")
     line_starts = _line_starts(sql)
     spans = _statement_spans(sql, statements, line_starts)
-    ignored = set(ignore_rules)
 
     findings = []
     for raw in raw_findings:
         rule = str(raw.get("rule_name") or "unknown")
-        if rule in ignored:
-            continue
         line0 = max(0, int(raw.get("line") or 0))
         line_text = lines[line0] if line0 < len(lines) else ""
         column0 = _char_column(line_text, max(0, int(raw.get("column") or 0)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pglast
 from pglast import ast, parse_sql
@@ -15,6 +16,17 @@ from pglast.parser import ParseError
 from pglast.stream import RawStream
 
 from runbook_lib.errors import AnalysisError
+
+T = TypeVar("T")
+
+
+def required(value: T | None) -> T:
+    """A field of a parse tree that the grammar always fills: a statement's table, a column's name, a String's text.
+
+    pglast types every field of a node as optional (a node can be built empty); one the parser built has these set.
+    """
+    assert value is not None, "the parser left a field empty that its grammar requires"
+    return value
 
 
 @dataclass(frozen=True)
@@ -57,12 +69,13 @@ def _syntax_error(sql: str, exc: ParseError, filename: str | None) -> AnalysisEr
 def split(sql: str, *, filename: str | None = None) -> list[SqlStatement]:
     """Every statement with its line, its leading comments and its parse tree; AnalysisError names file and line.
 
-    A file is parsed once (its last 256 versions are kept): preflight, apply, validate and the derived tests of a
-    release read each migration.sql in turn. The parse trees are shared: read them, never change them."""
+    A file is parsed once (its last 2048 versions are kept: a release's every file, since preflight reads them all
+    before apply reads them again): preflight, apply, validate and the derived tests of a release read each
+    migration.sql in turn. The parse trees are shared: read them, never change them."""
     return list(_split(sql, filename))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=2048)
 def _split(sql: str, filename: str | None) -> tuple[SqlStatement, ...]:
     try:
         raw_statements = pglast.parse_sql(sql)
@@ -74,7 +87,7 @@ def _split(sql: str, filename: str | None) -> tuple[SqlStatement, ...]:
     statements = []
     previous_end = 0
     line, counted = 1, 0  # lines counted as the statements go: a file of thousands of statements stays linear
-    for index, (raw, piece) in enumerate(zip(raw_statements, slices), start=1):
+    for index, (raw, piece) in enumerate(zip(raw_statements, slices, strict=True), start=1):
         line += sql.count("\n", counted, piece.start)
         counted = piece.start
         statements.append(
@@ -113,13 +126,13 @@ def type_name_sql(text: str) -> str | None:
     if len(statements) != 1 or not isinstance(statements[0].stmt, ast.SelectStmt):
         return None
     select = statements[0].stmt
-    if select.fromClause or select.whereClause or select.valuesLists or len(select.targetList or ()) != 1:
+    targets = select.targetList or ()
+    if select.fromClause or select.whereClause or select.valuesLists or len(targets) != 1:
         return None
-    cast = select.targetList[0].val
+    cast = targets[0].val
     if not isinstance(cast, ast.TypeCast) or not isinstance(cast.arg, ast.A_Const) or not cast.arg.isnull:
         return None
-    if not all(
-        isinstance(mod, ast.A_Const) and isinstance(mod.val, ast.Integer) for mod in cast.typeName.typmods or ()
-    ):
+    type_name = required(cast.typeName)  # a cast always names its type
+    if not all(isinstance(mod, ast.A_Const) and isinstance(mod.val, ast.Integer) for mod in type_name.typmods or ()):
         return None
-    return RawStream()(cast.typeName)
+    return RawStream()(type_name)

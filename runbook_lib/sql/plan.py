@@ -24,10 +24,11 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, TransactionStmtKind
 from pglast.stream import RawStream
 
-from runbook_lib.config import DIRECT, ONLINE, STRATEGIES  # noqa: F401  (plan.DIRECT reads naturally)
+from runbook_lib.config import DIRECT, ONLINE, STRATEGIES  # re-exported: plan.DIRECT reads naturally
 from runbook_lib.errors import BatchError, RunbookError
 from runbook_lib.sql import batching
 from runbook_lib.sql.analysis import StatementAnalysis
+from runbook_lib.sql.parse import required
 
 _MAX_IDENT = 63
 
@@ -76,7 +77,7 @@ def _ident(name: str) -> str:
 
 
 def _table_sql(rel: ast.RangeVar) -> str:
-    return (_ident(rel.schemaname) + "." if rel.schemaname else "") + _ident(rel.relname)
+    return (_ident(rel.schemaname) + "." if rel.schemaname else "") + _ident(required(rel.relname))
 
 
 def _constraint_name(table: str, column: str, suffix: str) -> str:
@@ -84,7 +85,7 @@ def _constraint_name(table: str, column: str, suffix: str) -> str:
     return name if len(name) <= _MAX_IDENT else name[: _MAX_IDENT - len(suffix) - 1] + "_" + suffix
 
 
-def _single_alter(stmt: StatementAnalysis):
+def _single_alter(stmt: StatementAnalysis) -> ast.AlterTableStmt | None:
     """The one-subcommand ALTER TABLE this statement is, or None."""
     try:
         node = pglast.parse_sql(stmt.sql)[0].stmt
@@ -100,8 +101,10 @@ def _online_pieces(stmt: StatementAnalysis) -> list[tuple[str, list[PlannedState
     node = _single_alter(stmt)
     if node is None:
         return None
-    cmd = node.cmds[0]
-    table = _table_sql(node.relation)
+    cmd: ast.AlterTableCmd = required(node.cmds)[0]  # `_single_alter` returns an ALTER TABLE of one subcommand
+    relation = required(node.relation)  # ALTER TABLE always names its table
+    relname = required(relation.relname)
+    table = _table_sql(relation)
 
     def piece(kind: str, text: str) -> PlannedStatement:
         # Each piece is analysed on its own: VALIDATE takes SHARE UPDATE EXCLUSIVE, not the original's lock.
@@ -111,18 +114,18 @@ def _online_pieces(stmt: StatementAnalysis) -> list[tuple[str, list[PlannedState
         return PlannedStatement(stmt.index, stmt.line, kind, text, own.lock_summary, _pairs(own))
 
     if cmd.subtype == AlterTableType.AT_SetNotNull:
-        column = cmd.name
-        check = _constraint_name(node.relation.relname, column, "not_null_rb")
+        column = required(cmd.name)  # SET NOT NULL names its column
+        check = _constraint_name(relname, column, "not_null_rb")
         add = f"ALTER TABLE {table} ADD CONSTRAINT {_ident(check)} CHECK ({_ident(column)} IS NOT NULL) NOT VALID"
         drop = f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {_ident(check)}"
         return [
             (
-                f"online {node.relation.relname}.{column}: CHECK NOT VALID",
+                f"online {relname}.{column}: CHECK NOT VALID",
                 [piece("ALTER TABLE … ADD CHECK NOT VALID", add)],
                 (drop,),
             ),
             (
-                f"online {node.relation.relname}.{column}: VALIDATE CHECK (writes continue)",
+                f"online {relname}.{column}: VALIDATE CHECK (writes continue)",
                 [
                     piece(
                         "ALTER TABLE … VALIDATE CONSTRAINT", f"ALTER TABLE {table} VALIDATE CONSTRAINT {_ident(check)}"
@@ -131,7 +134,7 @@ def _online_pieces(stmt: StatementAnalysis) -> list[tuple[str, list[PlannedState
                 (),
             ),
             (
-                f"online {node.relation.relname}.{column}: SET NOT NULL using the CHECK, then DROP it",
+                f"online {relname}.{column}: SET NOT NULL using the CHECK, then DROP it",
                 [
                     piece(
                         "ALTER TABLE … SET NOT NULL", f"ALTER TABLE {table} ALTER COLUMN {_ident(column)} SET NOT NULL"
@@ -178,7 +181,7 @@ def _concurrent_index_cleanup(stmt: StatementAnalysis) -> tuple[str, ...]:
     except pglast.parser.ParseError:
         return ()
     if isinstance(node, ast.IndexStmt) and node.concurrent and node.idxname:
-        schema = node.relation.schemaname
+        schema = required(node.relation).schemaname  # CREATE INDEX always names its table
         name = (_ident(schema) + "." if schema else "") + _ident(node.idxname)
         # A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind.
         return (f"DROP INDEX CONCURRENTLY IF EXISTS {name}",)
@@ -197,14 +200,14 @@ def _concurrent_index_done(stmt: StatementAnalysis) -> str:
     except pglast.parser.ParseError:
         return ""
     if isinstance(node, ast.IndexStmt) and node.concurrent and node.idxname:
-        schema = node.relation.schemaname
+        schema = required(node.relation).schemaname  # CREATE INDEX always names its table
         name = _literal((_ident(schema) + "." if schema else "") + _ident(node.idxname))
         return (
             f"SELECT coalesce((SELECT indisvalid AND indisready FROM pg_index"
             f" WHERE indexrelid = to_regclass({name})), false)"
         )
-    if isinstance(node, ast.DropStmt) and node.concurrent and len(node.objects or ()) == 1:
-        name = _literal(".".join(_ident(part.sval) for part in node.objects[0]))
+    if isinstance(node, ast.DropStmt) and node.concurrent and len(objects := node.objects or ()) == 1:
+        name = _literal(".".join(_ident(part.sval) for part in objects[0]))
         return f"SELECT to_regclass({name}) IS NULL"
     return ""
 
@@ -334,4 +337,4 @@ def describe(steps: list[Step]) -> list[str]:
     return [f"{s.number}. {s.purpose}" + ("" if s.transactional else " [outside a transaction]") for s in steps]
 
 
-__all__ = ["DIRECT", "ONLINE", "STRATEGIES", "PlannedStatement", "Step", "build", "single_transaction", "describe"]
+__all__ = ["DIRECT", "ONLINE", "STRATEGIES", "PlannedStatement", "Step", "build", "describe", "single_transaction"]

@@ -16,14 +16,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from pglast import ast
 from pglast.enums import GrantTargetType, ObjectType
+from psycopg.abc import Params
 
 from runbook_lib.db import catalog
 from runbook_lib.names import NOGO, WARN
 from runbook_lib.sql import parse
+from runbook_lib.sql.parse import required
 
 OWNER, REFERENCES, TRIGGER, CREATE, MAINTAIN, EXTENSION = (
     "owner",
@@ -87,16 +90,16 @@ def _table(rel: ast.RangeVar) -> str:
     return ".".join(p for p in (rel.schemaname, rel.relname) if p)
 
 
-def _names(objects: Iterable) -> list[str]:
+def _names(objects: Iterable[object] | None) -> list[str]:
     """DROP/COMMENT objects: each a tuple of String parts (schema, name) or a RangeVar."""
     found = []
     for obj in objects or ():
         if isinstance(obj, ast.RangeVar):
             found.append(_table(obj))
         elif isinstance(obj, (tuple, list)):
-            found.append(".".join(p.sval for p in obj if isinstance(p, ast.String)))
+            found.append(".".join(required(p.sval) for p in obj if isinstance(p, ast.String)))
         elif isinstance(obj, ast.String):
-            found.append(obj.sval)
+            found.append(required(obj.sval))
     return found
 
 
@@ -110,13 +113,13 @@ _DROPPED_RELATIONS = {
 }
 
 
-def _foreign_keys(constraints: Iterable) -> list[ast.RangeVar]:
+def _foreign_keys(constraints: Iterable[object] | None) -> list[ast.RangeVar]:
     return [c.pktable for c in constraints or () if isinstance(c, ast.Constraint) and c.pktable is not None]
 
 
-def _constraints(elements: Iterable) -> list:
+def _constraints(elements: Iterable[object] | None) -> list[ast.Node]:
     """A CREATE TABLE's constraints, table-level and on its columns."""
-    found: list = []
+    found: list[ast.Node] = []
     for element in elements or ():
         if isinstance(element, ast.Constraint):
             found.append(element)
@@ -140,15 +143,16 @@ def needs(sql: str, *, filename: str | None = None, created: Iterable[str] = ())
     for stmt in parse.split(sql, filename=filename):
         node = stmt.raw.stmt if stmt.raw is not None else None
         if isinstance(node, ast.CreateStmt):
-            if node.relation.relpersistence == "t":
+            relation = required(node.relation)  # CREATE TABLE always names its table
+            if relation.relpersistence == "t":
                 continue
-            need(CREATE, node.relation.schemaname or "", stmt, "creates a table in")
+            need(CREATE, relation.schemaname or "", stmt, "creates a table in")
             for ref in _foreign_keys(_constraints(node.tableElts)):
                 need(REFERENCES, _table(ref), stmt, "references")
-            made.add(_table(node.relation).lower())
-            made.add(node.relation.relname.lower())
+            made.add(_table(relation).lower())
+            made.add(required(relation.relname).lower())
         elif isinstance(node, ast.AlterTableStmt):
-            table = _table(node.relation)
+            table = _table(required(node.relation))
             need(OWNER, table, stmt, "alters")
             for cmd in node.cmds or ():
                 definition = getattr(cmd, "def_", None)
@@ -161,29 +165,31 @@ def needs(sql: str, *, filename: str | None = None, created: Iterable[str] = ())
                 for ref in refs:
                     need(REFERENCES, _table(ref), stmt, "adds a foreign key to")
         elif isinstance(node, ast.IndexStmt):
-            need(OWNER, _table(node.relation), stmt, "indexes")
+            need(OWNER, _table(required(node.relation)), stmt, "indexes")
         elif isinstance(node, ast.RenameStmt) and node.relation is not None:
             need(OWNER, _table(node.relation), stmt, "renames in")
         elif isinstance(node, ast.DropStmt) and node.removeType in _DROPPED_RELATIONS:
             for name in _names(node.objects):
                 need(OWNER, name, stmt, "drops")
         elif isinstance(node, ast.CreateTrigStmt):
-            need(TRIGGER, _table(node.relation), stmt, "creates a trigger on")
+            need(TRIGGER, _table(required(node.relation)), stmt, "creates a trigger on")
         elif isinstance(node, ast.VacuumStmt):
             for rel in node.rels or ():
                 need(MAINTAIN, _table(rel.relation), stmt, "vacuums or analyzes")
         elif isinstance(node, ast.CreateExtensionStmt):
-            need(EXTENSION, node.extname, stmt, "creates the extension")
+            need(EXTENSION, required(node.extname), stmt, "creates the extension")
     return found
 
 
 def created_tables(sql: str, *, filename: str | None = None) -> list[str]:
     """The tables a migration creates (not temporary ones): a release's later migrations need nothing on them."""
-    return [
-        _table(s.raw.stmt.relation)
-        for s in parse.split(sql, filename=filename)
-        if s.raw is not None and isinstance(s.raw.stmt, ast.CreateStmt) and s.raw.stmt.relation.relpersistence != "t"
-    ]
+    tables = []
+    for s in parse.split(sql, filename=filename):
+        if s.raw is not None and isinstance(s.raw.stmt, ast.CreateStmt):
+            relation = required(s.raw.stmt.relation)  # CREATE TABLE always names its table
+            if relation.relpersistence != "t":
+                tables.append(_table(relation))
+    return tables
 
 
 def _granted_in(sql: str, filename: str | None) -> dict[str, set[str]]:
@@ -216,7 +222,8 @@ FROM pg_roles r WHERE r.rolname = current_user
 
 _OBJECT_SQL = """
 SELECT c.oid IS NOT NULL, coalesce(pg_get_userbyid(c.relowner), ''), coalesce(pg_has_role(c.relowner, 'USAGE'), false),
-       coalesce(has_table_privilege(c.oid, 'REFERENCES'), false), coalesce(has_table_privilege(c.oid, 'TRIGGER'), false),
+       coalesce(has_table_privilege(c.oid, 'REFERENCES'), false),
+       coalesce(has_table_privilege(c.oid, 'TRIGGER'), false),
        CASE WHEN c.oid IS NULL THEN false WHEN current_setting('server_version_num')::int >= 170000
             THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE pg_has_role(c.relowner, 'USAGE') END
 FROM (SELECT to_regclass(%s) AS oid) r LEFT JOIN pg_class c ON c.oid = r.oid
@@ -258,9 +265,16 @@ def _quote(name: str) -> str:
 _RESERVED = frozenset({"all", "user", "table", "select", "grant", "role", "order", "group", "default"})
 
 
+def _one_row(conn: psycopg.Connection, query: str, params: Params | None = None) -> tuple[Any, ...]:
+    """The row of a query that always returns one: a SELECT without FROM, a count, the current role's pg_roles row."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, "a query of one row returned none"
+    return row
+
+
 def who(conn: psycopg.Connection) -> PrivilegeCheck:
     """The role acted as, logged in as, and what it holds, without judging anything."""
-    role, login, superuser, read_stats, signal = conn.execute(_ROLE_SQL).fetchone()
+    role, login, superuser, read_stats, signal = _one_row(conn, _ROLE_SQL)
     held = tuple(name for name, has in (("pg_read_all_stats", read_stats), ("pg_signal_backend", signal)) if has)
     return PrivilegeCheck(role, login, bool(superuser), held)
 
@@ -292,7 +306,7 @@ def role_gaps(conn: psycopg.Connection, *, terminate: bool, ledger_schema: str) 
                     f"GRANT pg_signal_backend TO {quoted}, or run without --terminate-blockers-after",
                 )
             )
-        if not read_stats and conn.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0]:
+        if not read_stats and _one_row(conn, "SELECT count(*) FROM pg_stat_replication")[0]:
             gaps.append(
                 Gap(
                     WARN,
@@ -319,15 +333,16 @@ def role_gaps(conn: psycopg.Connection, *, terminate: bool, ledger_schema: str) 
 def ledger_gap(conn: psycopg.Connection, role: str, schema: str) -> Gap | None:
     """Whether the role can create (first run) or write runbook's ledger in `schema`; None when it can."""
     table = f"{_quote(schema)}.phase_run"
-    row = conn.execute(
+    row = _one_row(
+        conn,
         "SELECT to_regclass(%(t)s) IS NOT NULL, (SELECT oid FROM pg_namespace WHERE nspname = %(s)s) IS NOT NULL,"
         " has_database_privilege(current_database(), 'CREATE'), current_database()",
         {"t": table, "s": schema},
-    ).fetchone()
+    )
     table_exists, schema_exists, create_db, database = row
     quoted = _quote(role)
     if table_exists:
-        writable = conn.execute("SELECT has_table_privilege(%s, 'INSERT, UPDATE')", (table,)).fetchone()[0]
+        writable = _one_row(conn, "SELECT has_table_privilege(%s, 'INSERT, UPDATE')", (table,))[0]
         if writable:
             return None
         return Gap(
@@ -337,7 +352,7 @@ def ledger_gap(conn: psycopg.Connection, role: str, schema: str) -> Gap | None:
             f"{_quote(schema)}.phase_run_id_seq)",
         )
     if schema_exists:
-        if conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", (schema,)).fetchone()[0]:
+        if _one_row(conn, "SELECT has_schema_privilege(%s, 'CREATE')", (schema,))[0]:
             return None
         return Gap(
             NOGO,
@@ -363,10 +378,10 @@ def statement_gaps(conn: psycopg.Connection, wanted: list[Need], role: str) -> l
     for need in wanted:
         where = f"statement {need.statement} (line {need.line}) {need.verb} {need.name}"
         if need.kind == CREATE:
-            schema = need.name or conn.execute("SELECT current_schema()").fetchone()[0] or "public"
+            schema = need.name or _one_row(conn, "SELECT current_schema()")[0] or "public"
             ok = (
-                conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", (schema,)).fetchone()[0]
-                if conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (_quote(schema),)).fetchone()[0]
+                _one_row(conn, "SELECT has_schema_privilege(%s, 'CREATE')", (schema,))[0]
+                if _one_row(conn, "SELECT to_regnamespace(%s) IS NOT NULL", (_quote(schema),))[0]
                 else True
             )
             if not ok:
@@ -380,7 +395,7 @@ def statement_gaps(conn: psycopg.Connection, wanted: list[Need], role: str) -> l
                 )
             continue
         if need.kind == EXTENSION:
-            installed, trusted, create_db = conn.execute(_EXTENSION_SQL, {"name": need.name}).fetchone()
+            installed, trusted, create_db = _one_row(conn, _EXTENSION_SQL, {"name": need.name})
             if installed:
                 continue
             if trusted is None:
@@ -402,9 +417,9 @@ def statement_gaps(conn: psycopg.Connection, wanted: list[Need], role: str) -> l
                     )
                 )
             continue
-        exists, owner, owns, references, trigger, maintain = conn.execute(
-            _OBJECT_SQL, (catalog.regclass_text(need.name),)
-        ).fetchone()
+        exists, owner, owns, references, trigger, maintain = _one_row(
+            conn, _OBJECT_SQL, (catalog.regclass_text(need.name),)
+        )
         if not exists:
             continue  # created earlier in the release, or missing: the migration's own error then
         if need.kind == OWNER and not owns:
@@ -466,9 +481,7 @@ def default_privilege_gaps(
     granted = _granted_in(sql, filename)
     gaps: list[Gap] = []
     for table in created_tables(sql, filename=filename):
-        schema = (
-            table.split(".")[0] if "." in table else (conn.execute("SELECT current_schema()").fetchone()[0] or "public")
-        )
+        schema = table.split(".")[0] if "." in table else (_one_row(conn, "SELECT current_schema()")[0] or "public")
         if schema not in read:
             read[schema] = _application_grants(conn, schema)
         expected, defaults = read[schema]

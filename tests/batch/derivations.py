@@ -19,10 +19,9 @@ def execute(url: str, text: str) -> None:
 def run_derived(url: str, text: str) -> tuple[dict[str, BlockResult], list[str]]:
     """Derive the tests of `text` and run them, all in one transaction that is rolled back: results by name
     (without the '(derived: ...)' suffix), and the notes."""
-    with psycopg.connect(url) as conn:
-        with conn.transaction(force_rollback=True):
-            derivation = derived.derive(conn, text)
-            results = [blocks.run(conn, block) for block in derivation.blocks]
+    with psycopg.connect(url) as conn, conn.transaction(force_rollback=True):
+        derivation = derived.derive(conn, text)
+        results = [blocks.run(conn, block) for block in derivation.blocks]
     names = [r.name for r in results]
     assert len(names) == len(set(names)), "two derived tests with the same name"
     return {r.name.split(" (derived:")[0]: r for r in results}, derivation.notes

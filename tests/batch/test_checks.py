@@ -54,7 +54,8 @@ CREATE TABLE other_child (
 );
 INSERT INTO parent (code) VALUES ('p1'), ('p2');
 INSERT INTO thing (parent_id, label, short, amount, seq, flag, starts_at, ends_at, day, token, doc, tags, mood)
-SELECT 1, 'first', 'abcd', 1.5, 1, true, now(), now() + interval '1 hour', current_date, gen_random_uuid(), '{}', '{a}', 'calm';
+SELECT 1, 'first', 'abcd', 1.5, 1, true, now(), now() + interval '1 hour', current_date, gen_random_uuid(),
+       '{}', '{a}', 'calm';
 INSERT INTO other_child (parent_id) VALUES (1);
 """
 TABLES = ["parent", "thing", "other_child"]
@@ -95,10 +96,9 @@ def load_checks(tmp_path: Path, body: str) -> batch_mod.Checks:
 
 def run(url: str, found: batch_mod.Checks, *, read_only: bool = False) -> dict[str, sqlblocks.BlockResult]:
     """The expanded tests, run as validate runs them: each in a savepoint, all rolled back."""
-    with psycopg.connect(url) as conn:
-        with conn.transaction(force_rollback=True):
-            blocks = checks.read_only_tests(conn, found) if read_only else checks.tests(conn, found)
-            results = [sqlblocks.run(conn, block) for block in blocks]
+    with psycopg.connect(url) as conn, conn.transaction(force_rollback=True):
+        blocks = checks.read_only_tests(conn, found) if read_only else checks.tests(conn, found)
+        results = [sqlblocks.run(conn, block) for block in blocks]
     by_name = {r.name: r for r in results}
     assert len(by_name) == len(results), "test names must be unique"
     return by_name
@@ -322,9 +322,8 @@ def test_a_delete_refused_by_another_key_does_not_pass(db: str):
         "test",
     )
     execute(db, "DELETE FROM thing")
-    with psycopg.connect(db) as conn:
-        with conn.transaction(force_rollback=True):
-            result = sqlblocks.run(conn, block)
+    with psycopg.connect(db) as conn, conn.transaction(force_rollback=True):
+        result = sqlblocks.run(conn, block)
     # It proves nothing about thing's key either way: not run, with what refused it.
     assert (result.passed, result.outcome) == (False, names.NOT_RUN)
     assert result.constraint == "other_child_parent_id_fkey"

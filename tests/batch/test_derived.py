@@ -86,7 +86,8 @@ def test_a_created_schema_passes_every_derived_test(schema_db: str):
         "Enum Status has the values new, won",
         "Index Customer_email_key is a valid unique index on Customer (email)",
         "Index Lead_name_idx is a valid index on Lead (name)",
-        "Lead FOREIGN KEY Lead_customer_id_fkey (customer_id) REFERENCES Customer (id) ON DELETE RESTRICT ON UPDATE CASCADE",
+        "Lead FOREIGN KEY Lead_customer_id_fkey (customer_id) REFERENCES Customer (id)"
+        " ON DELETE RESTRICT ON UPDATE CASCADE",
     ]:
         assert name in results, sorted(results)
     # Behaviour: refused by the constraint under test, accepted otherwise.
@@ -124,7 +125,8 @@ def test_a_created_schema_passes_every_derived_test(schema_db: str):
             ' ALTER TABLE "Lead" ADD CONSTRAINT "Lead_customer_id_fkey" FOREIGN KEY ("customer_id")'
             ' REFERENCES "Customer"("id") ON DELETE CASCADE ON UPDATE CASCADE',
             [
-                "Lead FOREIGN KEY Lead_customer_id_fkey (customer_id) REFERENCES Customer (id) ON DELETE RESTRICT ON UPDATE CASCADE",
+                "Lead FOREIGN KEY Lead_customer_id_fkey (customer_id) REFERENCES Customer (id)"
+                " ON DELETE RESTRICT ON UPDATE CASCADE",
                 "Delete of a Customer referenced by Lead.customer_id rejected",
             ],
             "ON DELETE CASCADE",
@@ -192,7 +194,7 @@ CREATE INDEX CONCURRENTLY "Customer_phone_rating_idx" ON "Customer" ("phone", lo
 
 def test_alter_rename_and_drop_keep_the_final_state(schema_db: str):
     execute(schema_db, CHANGES)
-    results, notes = run_derived(schema_db, CHANGES)
+    results, _notes = run_derived(schema_db, CHANGES)
     assert failures(results) == {}
     for name in [
         "Customer.nickname is dropped",  # added then dropped in the same file: absence is expected
@@ -396,12 +398,10 @@ def test_a_migration_validated_after_later_ones_leaves_their_changes_to_them(emp
         "ALTER TYPE \"Mood\" ADD VALUE 'OK';\n"
         'ALTER TABLE "Item" ALTER COLUMN "b" TYPE VARCHAR(20);\nDROP INDEX "Item_b_idx";\n',
     )
-    session = lambda n: open_session(
-        n,
-        database_url=empty_db,
-        migrations_dir=migrations,  # noqa: E731
-        reports_dir=tmp_path / "r",
-    )
+
+    def session(n):
+        return open_session(n, database_url=empty_db, migrations_dir=migrations, reports_dir=tmp_path / "r")
+
     apply.run(session(1))
     alone = validate.run(session(1))
     assert alone.ok and any("Item_b_idx" in t.name for t in alone.tests)

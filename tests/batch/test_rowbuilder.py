@@ -28,9 +28,8 @@ def run_declared(url: str, tmp_path: Path, body: str) -> dict[str, BlockResult]:
     (folder / "migration.sql").write_text("SELECT 1;\n", encoding="utf-8")
     (folder / "batch.toml").write_text(f'batch = 1\ntitle = "x"\n[checks]\n{body}\n', encoding="utf-8")
     checks = batch_mod.find(tmp_path / "migrations", 1).checks
-    with psycopg.connect(url) as conn:
-        with conn.transaction(force_rollback=True):
-            return {r.name: r for r in (blocks.run(conn, b) for b in declared.tests(conn, checks))}
+    with psycopg.connect(url) as conn, conn.transaction(force_rollback=True):
+        return {r.name: r for r in (blocks.run(conn, b) for b in declared.tests(conn, checks))}
 
 
 def not_passed(results: dict[str, BlockResult]) -> dict[str, str]:
@@ -51,7 +50,9 @@ def row_counts(url: str, tables: list[str]) -> dict[str, int]:
 
 SUBSCRIPTION = """
 CREATE TABLE "Plan" ("id" SERIAL NOT NULL, "name" TEXT NOT NULL, CONSTRAINT "Plan_pkey" PRIMARY KEY ("id"));
-CREATE TABLE "Organisation" ("id" TEXT NOT NULL, "name" TEXT NOT NULL, CONSTRAINT "Organisation_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "Organisation" (
+    "id" TEXT NOT NULL, "name" TEXT NOT NULL, CONSTRAINT "Organisation_pkey" PRIMARY KEY ("id")
+);
 CREATE TABLE "Subscription" (
     "id" TEXT NOT NULL,
     "planId" INTEGER NOT NULL,
@@ -164,7 +165,9 @@ ORGANISATION = """
 CREATE TABLE "User" ("id" TEXT NOT NULL PRIMARY KEY, "email" TEXT NOT NULL);
 CREATE UNIQUE INDEX "User_email_key" ON "User"("email");
 CREATE TABLE "Address" ("id" SERIAL PRIMARY KEY, "line" TEXT NOT NULL);
-CREATE TABLE "Settings" ("id" UUID NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY, "theme" TEXT NOT NULL DEFAULT 'light');
+CREATE TABLE "Settings" (
+    "id" UUID NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY, "theme" TEXT NOT NULL DEFAULT 'light'
+);
 CREATE TABLE "Org" (
     "id" TEXT NOT NULL PRIMARY KEY,
     "name" TEXT NOT NULL,
@@ -178,9 +181,12 @@ CREATE UNIQUE INDEX "Org_billingUserId_key" ON "Org"("billingUserId");
 CREATE UNIQUE INDEX "Org_addressId_key" ON "Org"("addressId");
 CREATE UNIQUE INDEX "Org_settingsId_key" ON "Org"("settingsId");
 ALTER TABLE "Org" ADD CONSTRAINT "Org_ownerId_fkey" FOREIGN KEY ("ownerId") REFERENCES "User"("id") ON DELETE RESTRICT;
-ALTER TABLE "Org" ADD CONSTRAINT "Org_billingUserId_fkey" FOREIGN KEY ("billingUserId") REFERENCES "User"("id") ON DELETE RESTRICT;
-ALTER TABLE "Org" ADD CONSTRAINT "Org_addressId_fkey" FOREIGN KEY ("addressId") REFERENCES "Address"("id") ON DELETE RESTRICT;
-ALTER TABLE "Org" ADD CONSTRAINT "Org_settingsId_fkey" FOREIGN KEY ("settingsId") REFERENCES "Settings"("id") ON DELETE RESTRICT;
+ALTER TABLE "Org" ADD CONSTRAINT "Org_billingUserId_fkey" FOREIGN KEY ("billingUserId")
+    REFERENCES "User"("id") ON DELETE RESTRICT;
+ALTER TABLE "Org" ADD CONSTRAINT "Org_addressId_fkey" FOREIGN KEY ("addressId")
+    REFERENCES "Address"("id") ON DELETE RESTRICT;
+ALTER TABLE "Org" ADD CONSTRAINT "Org_settingsId_fkey" FOREIGN KEY ("settingsId")
+    REFERENCES "Settings"("id") ON DELETE RESTRICT;
 """
 
 
@@ -236,10 +242,10 @@ def test_composite_keys_that_share_a_column_take_parents_that_agree(empty_db: st
         "dataset_run_id" TEXT NOT NULL, "dataset_item_id" TEXT NOT NULL, PRIMARY KEY ("id", "project_id"));
     ALTER TABLE "dataset_run_items" ADD CONSTRAINT "dataset_run_items_project_id_fkey" FOREIGN KEY ("project_id")
         REFERENCES "projects"("id");
-    ALTER TABLE "dataset_run_items" ADD CONSTRAINT "dataset_run_items_run_fkey" FOREIGN KEY ("dataset_run_id", "project_id")
-        REFERENCES "dataset_runs"("id", "project_id");
-    ALTER TABLE "dataset_run_items" ADD CONSTRAINT "dataset_run_items_item_fkey" FOREIGN KEY ("dataset_item_id", "project_id")
-        REFERENCES "dataset_items"("id", "project_id");"""
+    ALTER TABLE "dataset_run_items" ADD CONSTRAINT "dataset_run_items_run_fkey"
+        FOREIGN KEY ("dataset_run_id", "project_id") REFERENCES "dataset_runs"("id", "project_id");
+    ALTER TABLE "dataset_run_items" ADD CONSTRAINT "dataset_run_items_item_fkey"
+        FOREIGN KEY ("dataset_item_id", "project_id") REFERENCES "dataset_items"("id", "project_id");"""
     execute(
         empty_db,
         schema
@@ -580,14 +586,13 @@ def test_run_all_gives_what_running_each_test_alone_gives(subscription_db: str, 
     alone_runs = []
     run_one = blocks.run
     monkeypatch.setattr(blocks, "run", lambda conn, block: alone_runs.append(block) or run_one(conn, block))
-    with psycopg.connect(subscription_db) as conn:
-        with conn.transaction(force_rollback=True):
-            found = derived.derive(conn, SUBSCRIPTION).blocks
-            together = blocks.run_all(conn, found)
-            inserts = [b for b in found if b.built and b.sql.startswith(("INSERT", "WITH"))]
-            assert not [b for b in alone_runs if b.batchable] and len(inserts) > 10
-            assert len([b for b in alone_runs if b in inserts]) <= 2, "built INSERTs ran one by one"
-            alone = [run_one(conn, b) for b in found]
+    with psycopg.connect(subscription_db) as conn, conn.transaction(force_rollback=True):
+        found = derived.derive(conn, SUBSCRIPTION).blocks
+        together = blocks.run_all(conn, found)
+        inserts = [b for b in found if b.built and b.sql.startswith(("INSERT", "WITH"))]
+        assert not [b for b in alone_runs if b.batchable] and len(inserts) > 10
+        assert len([b for b in alone_runs if b in inserts]) <= 2, "built INSERTs ran one by one"
+        alone = [run_one(conn, b) for b in found]
     assert sum(b.batchable for b in found) > 5 and sum(b.built for b in found) > 3
     shown = lambda r: (r.name, r.outcome, r.observed, r.sqlstate, r.constraint, r.column, r.reason)  # noqa: E731
     assert [shown(r) for r in together] == [shown(r) for r in alone]

@@ -147,14 +147,13 @@ def test_load_reads_the_file_and_names_it(tmp_path):
 @pytest.fixture
 def conn(empty_db: str) -> Iterator[psycopg.Connection]:
     """A connection inside a transaction that is always rolled back, with a table to test against."""
-    with psycopg.connect(empty_db) as connection:
-        with connection.transaction(force_rollback=True):
-            connection.execute(
-                "CREATE TABLE item (id int PRIMARY KEY, name text NOT NULL,"
-                " price numeric(10, 2), active boolean NOT NULL DEFAULT true)"
-            )
-            connection.execute("INSERT INTO item VALUES (1, 'one', 1.50, true), (2, 'two', 2.00, false)")
-            yield connection
+    with psycopg.connect(empty_db) as connection, connection.transaction(force_rollback=True):
+        connection.execute(
+            "CREATE TABLE item (id int PRIMARY KEY, name text NOT NULL,"
+            " price numeric(10, 2), active boolean NOT NULL DEFAULT true)"
+        )
+        connection.execute("INSERT INTO item VALUES (1, 'one', 1.50, true), (2, 'two', 2.00, false)")
+        yield connection
 
 
 def block(sql: str, expect: str, name: str = "test") -> SqlBlock:

@@ -38,3 +38,27 @@ def test_a_dropped_index_shows_in_its_tables_before_and_after(empty_db: str, tmp
     assert sorted(i.name for i in result.before.table("item").indexes) == ["item_n_idx", "item_pkey"]
     assert [i.name for i in result.after.table("item").indexes] == ["item_pkey"]
     assert [(c.table, c.object, c.change) for c in result.changes] == [("item", 'index "item_n_idx"', "removed")]
+
+
+def test_a_snapshot_of_several_tables_counts_small_ones_and_estimates_large_ones(empty_db: str, monkeypatch) -> None:
+    """Every table in two round trips: a missing one says so, a small one is counted exactly (rows and, per
+    column, the rows with a value), one past EXACT_COUNT_MAX_BYTES is estimated from the planner's statistics."""
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE small (id int PRIMARY KEY, note text); INSERT INTO small VALUES (1, 'a'), (2, NULL);"
+            " CREATE SCHEMA other; CREATE TABLE other.big (id int, v int);"
+            " INSERT INTO other.big SELECT g, CASE WHEN g % 4 = 0 THEN NULL ELSE g END FROM generate_series(1, 4000) g;"
+            " ANALYZE other.big"
+        )
+        big_bytes = conn.execute("SELECT pg_total_relation_size('other.big')").fetchone()[0]
+        small_bytes = conn.execute("SELECT pg_total_relation_size('small')").fetchone()[0]
+        monkeypatch.setattr(catalog, "EXACT_COUNT_MAX_BYTES", (big_bytes + small_bytes) // 2)
+        assert small_bytes < big_bytes
+        shot = catalog.snapshot(conn, ["small", "missing", "other.big"])
+    small, missing, big = shot.tables
+    assert (small.name, small.exists, small.rows, small.rows_exact) == ("small", True, 2, True)
+    assert [(c.name, c.non_null) for c in small.columns] == [("id", 2), ("note", 1)]
+    assert [c.name for c in small.constraints] == ["small_pkey"] and [i.name for i in small.indexes] == ["small_pkey"]
+    assert (missing.name, missing.exists) == ("missing", False)
+    assert big.exists and not big.rows_exact and 3000 <= big.rows <= 5000
+    assert dict((c.name, c.non_null) for c in big.columns)["v"] in range(2500, 3500)

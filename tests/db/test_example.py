@@ -121,7 +121,8 @@ def test_load_measures_what_it_loaded(empty_db: str) -> None:
         assert loaded.seconds > 0
         measured = conn.execute(
             'SELECT (SELECT count(*) FROM "Customer"), (SELECT count(*) FROM "Lead"), (SELECT count(*) FROM "Job"),'
-            ' (SELECT count(*) FROM "Lead" WHERE customer_id IS NULL), (SELECT count(*) FROM "Job" WHERE customer_id IS NULL)'
+            ' (SELECT count(*) FROM "Lead" WHERE customer_id IS NULL),'
+            ' (SELECT count(*) FROM "Job" WHERE customer_id IS NULL)'
         ).fetchone()
         assert measured == (
             loaded.customers,
@@ -410,9 +411,8 @@ def test_batch_7_enforces_and_rolls_back_to_the_same_catalog(crm_url: str, serve
             == 2
         )
         # ON DELETE RESTRICT: PostgreSQL 18 reports restrict_violation (23001), before it 23503.
-        with pytest.raises((errors.RestrictViolation, errors.ForeignKeyViolation)) as refused:
-            with conn.transaction():
-                conn.execute('DELETE FROM "Customer" WHERE id = (SELECT customer_id FROM "Lead" ORDER BY id LIMIT 1)')
+        with pytest.raises((errors.RestrictViolation, errors.ForeignKeyViolation)) as refused, conn.transaction():
+            conn.execute('DELETE FROM "Customer" WHERE id = (SELECT customer_id FROM "Lead" ORDER BY id LIMIT 1)')
         assert refused.value.sqlstate == ("23001" if server_major >= 18 else "23503")
         # Every test comes from batch.toml's [checks] (validation.sql holds only a comment).
         assert sqlblocks.load(BATCH_7 / "validation.sql") == []
@@ -446,7 +446,7 @@ def test_batch_6_rollback_refuses_while_batch_7_is_applied(crm_url: str) -> None
 def test_prisma_schema_after_batch_7_differs_only_in_the_customer_relations() -> None:
     before = (config.example_dir() / "schema.prisma").read_text().splitlines()
     after = (BATCH_7 / "schema.prisma").read_text().splitlines()
-    changed = [(b.split(), a.split()) for b, a in zip(before, after) if b != a and not b.startswith("//")]
+    changed = [(b.split(), a.split()) for b, a in zip(before, after, strict=True) if b != a and not b.startswith("//")]
     assert len(before) == len(after) and len(changed) == 4
     for old, new in changed:
         assert old[0] in ("customerId", "customer")

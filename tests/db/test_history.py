@@ -296,7 +296,7 @@ def test_baseline_refuses_drift_and_later_history(empty_db: str, tmp_path: Path)
     tgt = commands.target(empty_db)
     with psycopg.connect(empty_db) as conn:
         prisma_row(conn, "20240101000000_init", "f" * 64)
-    with pytest.raises(BaselineRefused, match="already applied with another migration.sql"):
+    with pytest.raises(BaselineRefused, match=r"already applied with another migration\.sql"):
         commands.baseline(tgt, 2, migrations_dir=migrations)
     with psycopg.connect(empty_db) as conn:
         conn.execute("DELETE FROM _prisma_migrations")
@@ -362,3 +362,28 @@ def test_without_a_migrations_folder_commands_refuse_naming_both_ways_out(
     code, out, err = run_cli("status", "--database-url", empty_db)
     assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
     assert "--migrations-dir" in err and "runbook.toml" in err
+
+
+def test_recording_applied_over_a_failed_prisma_row_marks_it_rolled_back_as_resolve_does(empty_db: str) -> None:
+    """`prisma migrate resolve --applied` on a failed attempt: the attempt is marked rolled back and a finished
+    row added; recording again adds nothing (one statement does all three)."""
+    with psycopg.connect(empty_db) as conn:
+        record = prisma.record_applied(conn, "20240101000000_a", "c" * 64, create=True)
+        assert (record.action, record.rows) == ("applied", 1)
+        conn.execute(
+            "INSERT INTO _prisma_migrations (id, checksum, started_at, migration_name, applied_steps_count)"
+            " VALUES ('f', %s, now(), '20240102000000_b', 0)",
+            ("d" * 64,),
+        )
+        assert prisma.record_applied(conn, "20240102000000_b", "d" * 64, ran=False).action == "applied"
+        again = prisma.record_applied(conn, "20240102000000_b", "d" * 64)
+        assert (again.action, again.rows) == ("already recorded", 1)
+        rows = conn.execute(
+            "SELECT migration_name, finished_at IS NOT NULL, rolled_back_at IS NOT NULL, applied_steps_count"
+            " FROM _prisma_migrations ORDER BY migration_name, finished_at NULLS FIRST"
+        ).fetchall()
+    assert rows == [
+        ("20240101000000_a", True, False, 1),
+        ("20240102000000_b", False, True, 0),  # the failed attempt, rolled back
+        ("20240102000000_b", True, False, 0),  # recorded as resolve --applied records it: no steps ran
+    ]

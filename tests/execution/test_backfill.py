@@ -107,8 +107,8 @@ def test_batches_walk_the_primary_key_in_ranges_never_offset(empty_db: str) -> N
     text = batching.batch_sql(step.backfill, key)
     bounds, params = batching.bounds_sql(key, after=True, limit=100)
     assert (
-        text
-        == "UPDATE item AS i SET n = n + 1 WHERE i.n >= 0 AND (i.id >= CAST($1 AS integer) AND i.id <= CAST($2 AS integer))"
+        text == "UPDATE item AS i SET n = n + 1 WHERE i.n >= 0"
+        " AND (i.id >= CAST($1 AS integer) AND i.id <= CAST($2 AS integer))"
     )
     assert "OFFSET" not in (text + bounds).upper() and "LIMIT 100" in bounds and params == 1
     _items(empty_db, 3000)

@@ -409,7 +409,7 @@ def test_fleet_run_applies_canary_first_then_the_rest_and_skips_the_no_go(journe
     result = journey.run
     assert result.code == 1, result.err  # one target was not applied
     assert "Traceback" not in result.err
-    folder, record = fleet_json(result.out)
+    _folder, record = fleet_json(result.out)
     targets = by_name(record)
     assert targets["canary"]["status"] == fleet_record.APPLIED and targets["canary"]["wave"] == "canary"
     assert targets["tenant-b"]["status"] == fleet_record.APPLIED and targets["tenant-b"]["wave"] == "*"
@@ -438,7 +438,7 @@ def test_fleet_run_applies_canary_first_then_the_rest_and_skips_the_no_go(journe
 
 
 def test_fleet_report_has_totals_rows_and_working_links(journey: Journey) -> None:
-    folder, record = fleet_json(journey.run.out)
+    folder, _record = fleet_json(journey.run.out)
     md = (folder / "fleet.md").read_text(encoding="utf-8")
     page = (folder / "fleet.html").read_text(encoding="utf-8")
     assert md.startswith("# Batch 7 fleet run: INCOMPLETE\n")
@@ -464,7 +464,7 @@ def test_rerun_on_an_existing_scheduler_reports_already_applied_and_writes_retur
     assert doc["totals"][fleet_record.ALREADY_APPLIED] == 2 and doc["totals"][fleet_record.SKIPPED] == 1, doc["totals"]
     assert doc["headline"] == "INCOMPLETE"  # one target was not applied
     assert "fleet:" in result.err  # progress stayed on stderr
-    folder, record = fleet_json(result.out)
+    _folder, record = fleet_json(result.out)
     assert doc["fleet"]["fleet_run_id"] == record["fleet_run_id"] and Path(doc["report_md"]).is_file()
     assert record["engine"] == f"Dask scheduler {journey.scheduler}"
     targets = by_name(record)
@@ -586,7 +586,7 @@ def test_a_worker_killed_mid_apply_is_retried_without_a_double_apply(
                         say=lines.append,
                         options=Options(lock_timeout_ms=100, max_attempts=60, strategy="direct"),
                     )
-                except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                except BaseException as exc:  # reported by the assertion below
                     outcome["error"] = exc
 
             runner = threading.Thread(target=go)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 
 def q(name: str) -> str:
@@ -84,7 +85,7 @@ class History:
 class Generator:
     """Writes one history; `extensions` are those the target server can install (pg_available_extensions)."""
 
-    TYPES = [
+    TYPES: ClassVar[list[tuple[str, str]]] = [
         ("TEXT", "text"),
         ("INTEGER", "int"),
         ("BIGINT", "int"),
@@ -167,7 +168,7 @@ class Generator:
                 and col.kind in ("text", "int", "num", "ts", "date", "uuid")
             )
 
-        for cols in list(table.uniques.values()) + [table.pk]:
+        for cols in [*table.uniques.values(), table.pk]:
             if cols and table.rows and not any(fresh(c) for c in cols):
                 return
         pk_given = all(c in values for c in table.pk) if table.pk else False
@@ -569,7 +570,7 @@ class Generator:
 
     # -- a history -----------------------------------------------------------------------------
 
-    OPERATIONS = [
+    OPERATIONS: ClassVar[list[tuple[str, int]]] = [
         ("create_table", 6),
         ("add_column", 3),
         ("drop_column", 3),
@@ -590,7 +591,7 @@ class Generator:
 
     def history(self, migrations: int) -> History:
         found = History(self.seed)
-        ops, weights = zip(*self.OPERATIONS)
+        ops, weights = zip(*self.OPERATIONS, strict=True)
         for number in range(1, migrations + 1):
             self.out = []
             if number == 1:

@@ -414,11 +414,12 @@ def small_folder(root: Path) -> Path:
     return make_folder(
         root,
         {
-            "0000_init.sql": 'CREATE TABLE "accounts" (\n\t"id" serial PRIMARY KEY NOT NULL,\n\t"name" text NOT NULL\n);'
+            "0000_init.sql": 'CREATE TABLE "accounts" (\n\t"id" serial PRIMARY KEY NOT NULL,\n'
+            '\t"name" text NOT NULL\n);'
             "\n--> statement-breakpoint\n"
             'CREATE INDEX "accounts_name_idx" ON "accounts" USING btree ("name");',
-            "0001_note.sql": 'ALTER TABLE "accounts" ADD COLUMN "note" text DEFAULT \'café\';\r\n--> statement-breakpoint'
-            '\r\nCOMMENT ON COLUMN "accounts"."note" IS \'naïve — free text\';\r\n',
+            "0001_note.sql": 'ALTER TABLE "accounts" ADD COLUMN "note" text DEFAULT \'café\';\r\n'
+            '--> statement-breakpoint\r\nCOMMENT ON COLUMN "accounts"."note" IS \'naïve — free text\';\r\n',
             "0002_note_index.sql": "COMMIT;--> statement-breakpoint\n"
             'CREATE INDEX CONCURRENTLY "accounts_note_idx" ON "accounts" ("note");'
             "--> statement-breakpoint\nBEGIN;",

@@ -40,7 +40,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _first_difference(committed: dict, expected: dict) -> str:
     """Where two notebooks differ, in words: the first cell (by id) or the notebook metadata."""
     got, want = committed.get("cells", []), expected.get("cells", [])
-    for index, (a, b) in enumerate(zip(got, want)):
+    for index, (a, b) in enumerate(zip(got, want, strict=False)):
         if a != b:
             keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             return f"cell {index} (id {b.get('id') or a.get('id')!r}) differs in {', '.join(keys)}"

@@ -330,7 +330,8 @@ def test_nbval_runs_the_notebooks_defaults_end_to_end(crm_url: str, tmp_path: Pa
         states = ledger.states(conn)
         assert states[6].applied and not states[7].applied
         nullable = conn.execute(
-            "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'Lead' AND column_name = 'customer_id'"
+            "SELECT is_nullable FROM information_schema.columns"
+            " WHERE table_name = 'Lead' AND column_name = 'customer_id'"
         ).fetchone()[0]
         assert nullable == "YES"
         phases = [r[0] for r in conn.execute("SELECT phase FROM runbook.phase_run WHERE batch = 7 ORDER BY id")]

@@ -339,8 +339,10 @@ def test_a_trigger_dev_migration_that_makes_a_relation_required(make_database):
     assert [(c.before.text, c.after.text, c.what) for c in update.changes] == [
         ("integrationData Json?", "integrationData Json", ("required (was optional)",)),
         (
-            "tokenReference SecretReference? @relation(fields: [tokenReferenceId], references: [id], onDelete: SetNull, onUpdate: Cascade)",
-            "tokenReference SecretReference @relation(fields: [tokenReferenceId], references: [id], onDelete: Cascade, onUpdate: Cascade)",
+            "tokenReference SecretReference? @relation(fields: [tokenReferenceId], references: [id],"
+            " onDelete: SetNull, onUpdate: Cascade)",
+            "tokenReference SecretReference @relation(fields: [tokenReferenceId], references: [id],"
+            " onDelete: Cascade, onUpdate: Cascade)",
             ("required (was optional)", "onDelete: Cascade (was SetNull)"),
         ),
         ("tokenReferenceId String?", "tokenReferenceId String", ("required (was optional)",)),

@@ -156,7 +156,7 @@ def test_two_applies_at_once_the_second_names_the_first(after_6, crm_url: str) -
     def first() -> None:
         try:
             apply.run(after_6(7), lock_timeout_ms=200, max_attempts=8)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             first_error.append(exc)
 
     thread = threading.Thread(target=first)
@@ -211,9 +211,12 @@ def test_online_strategy_reaches_the_same_catalog_as_direct(
     online_catalog = catalog_state(crm_url)
 
     other = make_database(crm_template)
-    other_session = lambda b: open_session(
-        b, database_url=other, reports_dir=tmp_path / "direct", migrations_dir=config.example_migrations_dir()
-    )  # noqa: E731
+
+    def other_session(b):
+        return open_session(
+            b, database_url=other, reports_dir=tmp_path / "direct", migrations_dir=config.example_migrations_dir()
+        )
+
     apply.run(other_session(6))
     direct = apply.run(other_session(7))
     assert direct.status == "applied" and len(direct.plan) == 1

@@ -72,7 +72,7 @@ class Background(threading.Thread):
     def run(self) -> None:
         try:
             self.result = self.call()
-        except BaseException as exc:  # noqa: BLE001 - the test reads it
+        except BaseException as exc:  # the test reads it
             self.error = exc
 
 
@@ -175,9 +175,11 @@ def test_the_wait_budget_ends_in_a_clean_failure_naming_the_blocker(session_for,
 
 def test_rollback_waits_for_blockers_the_same_way(session_for, crm_url: str) -> None:
     apply.run(session_for(7))
-    with idle_in_transaction(crm_url) as blocker:
-        with pytest.raises(MigrationFailed, match=rf"for session {blocker.info.backend_pid} \(report"):
-            rollback.run(session_for(7), wait_for_blockers_s=0.3)
+    with (
+        idle_in_transaction(crm_url) as blocker,
+        pytest.raises(MigrationFailed, match=rf"for session {blocker.info.backend_pid} \(report"),
+    ):
+        rollback.run(session_for(7), wait_for_blockers_s=0.3)
 
 
 def test_the_guard_cancels_a_request_the_application_queues_behind(session_for, crm_url: str) -> None:

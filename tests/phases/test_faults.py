@@ -106,7 +106,7 @@ def test_backend_terminated_mid_migration_leaves_nothing_and_a_rerun_succeeds(it
 
     killer = threading.Thread(target=terminate)
     killer.start()
-    with pytest.raises(MigrationFailed, match="57P01|terminat"):
+    with pytest.raises(MigrationFailed, match=r"57P01|terminat"):
         apply.run(open_session(1, database_url=item_db, migrations_dir=migrations, reports_dir=tmp_path / "r"))
     killer.join()
     assert columns(item_db) == before

@@ -73,7 +73,7 @@ def ledger_rows(url: str) -> list[dict]:
             return []
         cur = conn.execute("SELECT * FROM runbook.phase_run ORDER BY id")
         names = [c.name for c in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def execute(url: str, statement: str) -> None:

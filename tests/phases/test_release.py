@@ -42,7 +42,7 @@ def prisma_folder(root: Path, sqls: list[str]) -> Path:
 
 
 def test_the_example_deploys_as_one_release(crm_url: str, tmp_path: Path, capsys) -> None:
-    code, out, err = deploy(capsys, crm_url, config.example_migrations_dir(), tmp_path / "r")
+    code, _out, err = deploy(capsys, crm_url, config.example_migrations_dir(), tmp_path / "r")
     assert code == 0, err
     assert applied(crm_url) == {6: True, 7: True}
     folder = run_dir(err)
@@ -96,7 +96,7 @@ def test_the_first_failure_stops_the_release_and_a_rerun_resumes(empty_db: str, 
             "CREATE INDEX item_name_idx ON item (name);",
         ],
     )
-    code, out, err = deploy(capsys, empty_db, migrations, tmp_path / "r")
+    code, _out, err = deploy(capsys, empty_db, migrations, tmp_path / "r")
     assert code == 1
     assert "stopped at migration 2 (20240101000002_step_2); applied: 1; not applied: 2-3" in err
     assert 'column "nope" of relation "item" does not exist' in err
@@ -115,7 +115,7 @@ def test_the_first_failure_stops_the_release_and_a_rerun_resumes(empty_db: str, 
         "INSERT INTO item VALUES (1, 'a');\nALTER TABLE item ADD COLUMN price numeric;\nUPDATE item SET price = 1;\n",
         encoding="utf-8",
     )
-    code, out, err = deploy(capsys, empty_db, migrations, tmp_path / "r")
+    code, _out, err = deploy(capsys, empty_db, migrations, tmp_path / "r")
     assert code == 0, err
     assert applied(empty_db) == {1: True, 2: True, 3: True}
     assert sorted(p.name for p in run_dir(err).iterdir() if p.is_dir()) == ["0002", "0003"]
@@ -133,7 +133,7 @@ def test_a_no_go_first_migration_stops_the_release_before_anything_is_applied(
         (migrations / source.name / path.name).write_bytes(path.read_bytes())
     toml = migrations / source.name / "batch.toml"
     toml.write_text(toml.read_text().replace("depends_on = [6]", "depends_on = []"))
-    code, out, err = deploy(capsys, crm_url, migrations, tmp_path / "r")
+    code, _out, err = deploy(capsys, crm_url, migrations, tmp_path / "r")
     assert code == 1
     assert "Preflight of the release says NO-GO: migration 7 (007_tighten_constraints): gate" in err
     assert applied(crm_url) == {}
@@ -142,7 +142,7 @@ def test_a_no_go_first_migration_stops_the_release_before_anything_is_applied(
 
 
 def test_a_release_is_not_a_dry_run(crm_url: str, tmp_path: Path, capsys) -> None:
-    code, out, err = deploy(capsys, crm_url, config.example_migrations_dir(), tmp_path / "r", "--dry-run")
+    code, _out, err = deploy(capsys, crm_url, config.example_migrations_dir(), tmp_path / "r", "--dry-run")
     assert code == 1
     assert "A release cannot be a dry run" in err
     assert applied(crm_url) == {}
@@ -189,8 +189,8 @@ def test_each_migration_is_judged_against_the_state_it_left(empty_db: str, tmp_p
         tmp_path / "migrations",
         [
             f'CREATE EXTENSION IF NOT EXISTS "{extension}";\n'
-            'CREATE TABLE "Doc" ("id" TEXT NOT NULL, "owner_id" TEXT, "title" TEXT NOT NULL, "updated_at" TIMESTAMP(3),\n'
-            '    CONSTRAINT "Doc_pkey" PRIMARY KEY ("id"));\n'
+            'CREATE TABLE "Doc" ("id" TEXT NOT NULL, "owner_id" TEXT, "title" TEXT NOT NULL,'
+            ' "updated_at" TIMESTAMP(3),\n    CONSTRAINT "Doc_pkey" PRIMARY KEY ("id"));\n'
             'CREATE INDEX "Doc_owner_id_updated_at_idx" ON "Doc"("owner_id", "updated_at");\n'
             'CREATE INDEX "Doc_title_idx" ON "Doc"("title");\n'
             f'DROP EXTENSION "{extension}";\n',

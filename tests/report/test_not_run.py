@@ -138,7 +138,7 @@ def test_runbook_validate_passes_with_a_test_not_run_and_fails_with_the_flag(
     assert re.search(rf"^  NOT RUN .*label.*: .*{SAID}", out, re.M), out
 
     assert main(["validate", "1", "--fail-on-not-run", "--format", "json", *where]) == 1
-    out, err = capsys.readouterr()
+    out, _err = capsys.readouterr()
     doc = json.loads(out)
     assert doc["ok"] is False and doc["failure"]["phase"] == "validate" and doc["format_version"] == 2
     assert "--fail-on-not-run" in doc["error"] and doc["error_type"] == "ValidationFailed"

@@ -64,7 +64,7 @@ def test_runbook_report_refuses_a_folder_it_cannot_read(tmp_path: Path, capsys: 
     folder = _folder(tmp_path)
     folder.record_path("preflight").write_text(json.dumps({"schema_version": 99, "verdict": {"status": "GO"}}))
     assert main(["report", str(folder.path)]) == 1
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
     assert err.startswith("runbook: ") and err.count("\n") == 1, err
     assert "record schema 99" in err and f"reads schema {SCHEMA_VERSION}" in err
     assert not (folder.path / "summary.html").exists() and not (folder.path / "summary.ipynb").exists()

@@ -223,14 +223,14 @@ def test_publish_copies_notebooks_only_when_asked(ran: Site, tmp_path: Path) -> 
 
 
 def test_publish_refuses_a_folder_inside_the_reports_or_not_empty(ran: Site, tmp_path: Path) -> None:
-    code, out, err = run_cli("publish", ran.reports / "public", "--reports-dir", ran.reports)
+    code, _out, err = run_cli("publish", ran.reports / "public", "--reports-dir", ran.reports)
     assert code == 1 and "inside the reports folder" in err and not (ran.reports / "public").exists()
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("x")
-    code, out, err = run_cli("publish", full, "--reports-dir", ran.reports)
+    code, _out, err = run_cli("publish", full, "--reports-dir", ran.reports)
     assert code == 1 and "is not empty" in err and "--force" in err
-    code, out, err = run_cli("publish", full, "--reports-dir", ran.reports, "--force")
+    code, _out, err = run_cli("publish", full, "--reports-dir", ran.reports, "--force")
     assert code == 0 and (full / "index.html").is_file()
 
 
@@ -241,7 +241,7 @@ def test_publish_refuses_a_file_with_a_password_naming_it(ran: Site, tmp_path: P
         # built here, so no URL with a password is written out in the source
         planted = "postgresql://" + ":".join(("admin", uuid.uuid4().hex)) + "@db.example/crm"
         leaky.write_text(before + "\n" + planted + "\n", encoding="utf-8")
-        code, out, err = run_cli("publish", tmp_path / "out", "--reports-dir", ran.reports)
+        code, _out, err = run_cli("publish", tmp_path / "out", "--reports-dir", ran.reports)
     finally:
         leaky.write_text(before, encoding="utf-8")
     assert code == 1 and str(leaky) in err and "password" in err
