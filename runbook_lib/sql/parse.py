@@ -71,19 +71,26 @@ def split(sql: str, *, filename: str | None = None) -> list[SqlStatement]:
 
     A file is parsed once (its last 2048 versions are kept: a release's every file, since preflight reads them all
     before apply reads them again): preflight, apply, validate and the derived tests of a release read each
-    migration.sql in turn. The parse trees are shared: read them, never change them."""
-    return list(_split(sql, filename))
+    migration.sql in turn, under different names (the cache holds the text alone: the name is only for errors).
+    The parse trees are shared: read them, never change them."""
+    try:
+        return list(_split(sql))
+    except ParseError as exc:
+        raise _syntax_error(sql, exc, filename) from None
+    except _Unsplittable:  # pragma: no cover - both come from one parser
+        raise AnalysisError(f"{filename or 'the SQL'}: cannot split the SQL into statements.") from None
+
+
+class _Unsplittable(Exception):
+    """pglast's statements and its slices disagree in number (never seen: both come from one parser)."""
 
 
 @functools.lru_cache(maxsize=2048)
-def _split(sql: str, filename: str | None) -> tuple[SqlStatement, ...]:
-    try:
-        raw_statements = pglast.parse_sql(sql)
-        slices = pglast.split(sql, only_slices=True)
-    except ParseError as exc:
-        raise _syntax_error(sql, exc, filename) from None
+def _split(sql: str) -> tuple[SqlStatement, ...]:
+    raw_statements = pglast.parse_sql(sql)
+    slices = pglast.split(sql, only_slices=True)
     if len(raw_statements) != len(slices):  # pragma: no cover - both come from one parser
-        raise AnalysisError(f"{filename or 'the SQL'}: cannot split the SQL into statements.")
+        raise _Unsplittable
     statements = []
     previous_end = 0
     line, counted = 1, 0  # lines counted as the statements go: a file of thousands of statements stays linear
