@@ -691,6 +691,12 @@ def fleet_section(fl: dict) -> list[str]:
     return lines
 
 
+def _median_run(corpus: dict) -> dict:
+    """A deploy benchmark's corpus: its run of median runbook time, whose split the sections show."""
+    runs = sorted(corpus["runs"], key=lambda r: r["runbook_s"])
+    return runs[len(runs) // 2]
+
+
 def deploy_layouts_section(dep: dict) -> list[str]:
     """Issue 36's figures: the three histories in other tools' layouts, each beside psql in its own run."""
     lines = [
@@ -711,8 +717,7 @@ def deploy_layouts_section(dep: dict) -> list[str]:
     layouts = {"openmeter": "golang-migrate", "dokploy": "Drizzle Kit", "ohdsi-webapi": "Flyway"}
     for name, c in dep["corpora"].items():
         ratio = c["ratio"]
-        runs = sorted(c["runs"], key=lambda r: r["runbook_s"])
-        mid = runs[len(runs) // 2]
+        mid = _median_run(c)
         over = (mid["runbook_s"] - mid["psql_s"]) / c["migrations"] * 1000
         lines.append(
             f"| {name} | {layouts.get(name, '?')} | {c['migrations']} | {rng(c['psql_s'], sec)} | "
@@ -753,8 +758,7 @@ def deploy_cheap_section(dep: dict) -> list[str]:
     split = []
     for name, c in dep["corpora"].items():
         ratio = c["ratio"]
-        runs = sorted(c["runs"], key=lambda r: r["runbook_s"])
-        mid = runs[len(runs) // 2]
+        mid = _median_run(c)
         own = mid["breakdown"].get("own_ms_per_migration")
         lines.append(
             f"| {name} | {c['migrations']} | {rng(c['psql_s'], sec)} | {rng(c['runbook_s'], sec)} | "
@@ -847,8 +851,7 @@ def deploy_section(dep: dict, before: dict | None = None) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, c in dep["corpora"].items():
-        runs = sorted(c["runs"], key=lambda r: r["runbook_s"])
-        mid = runs[len(runs) // 2]
+        mid = _median_run(c)
         p = mid["breakdown"]["phases_s"]
         over = (mid["runbook_s"] - mid["psql_s"]) / c["migrations"] * 1000
         lines.append(

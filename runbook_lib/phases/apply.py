@@ -333,10 +333,6 @@ def run_release(release: Release, options: Options, *, validate_each: bool = Fal
         )
     result = ReleaseApply(release.plan)
     parsed = {b.number: _statements(release.session(b)) for b in release.batches}  # every file refused up front
-    known = None
-    if validate_each:
-        with release.connect() as conn:  # the histories before the release: which migrations were applied before it
-            known = history.read(conn, release.folder)
     with (
         release.connect(application_name="runbook deploy") as conn,
         migration_lock(conn),
@@ -344,7 +340,7 @@ def run_release(release: Release, options: Options, *, validate_each: bool = Fal
         ledger.shared_connection(release.url),
         guard.shared(release.url, conn.info.backend_pid),
     ):
-        current = history.read(conn, release.folder)  # kept up to date below: nobody else applies meanwhile
+        before = current = history.read(conn, release.folder)  # `current` kept up to date below: nobody else applies
         unsettled = ledger.unsettled(conn, [b.number for b in release.batches])
         conn.commit()
         for batch in release.batches:
@@ -367,9 +363,8 @@ def run_release(release: Release, options: Options, *, validate_each: bool = Fal
             result.results.append(applied)
             if applied.status == names.APPLIED:
                 current = current.with_applied(batch)
-            if validate_each and applied.status == names.APPLIED:
-                assert known is not None  # read before the release, for validate_each
-                validate.after_apply(session, known, conn)  # on the release's connection, between two migrations
+                if validate_each:  # its tests now, on the release's connection, between two migrations; `before`
+                    validate.after_apply(session, before, conn)  # says which were applied before the release
     result.message = f"{len(result.results)} migration(s) applied" if result.results else "nothing pending"
     return result
 
