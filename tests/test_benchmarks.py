@@ -263,11 +263,11 @@ def test_backfill_benchmark_runs_each_method_and_a_kill(server_url: str, tmp_pat
     assert runs["disk"]["wall_s"] == runs["online"]["wall_s"] and disk["syncs"] >= runs["online"]["wall_s"] / 0.02
     assert 0 <= disk["over_20ms"] <= disk["syncs"] and disk["max_ms"] >= disk["p999_ms"] > 0
     assert all(isinstance(r["over_20ms"], int) for r in result["runs"])
-    # psql -1 locks every lead it backfills until its COMMIT: a wait the sampler saw is on the migration's row
-    # locks (whether it sees one in a 0.1 s apply is timing: a slow client statement on a loaded machine may be
-    # the CPU's, so the wait is not required, only named right when seen)
-    if runs["psql"]["migration_lock_wait_ms"] > 0:
-        assert "Lock:transactionid" in runs["psql"]["slow_statement_waits"]
+    # psql -1 locks every lead it backfills until its COMMIT: a client statement the sampler saw blocked by the
+    # migration for over 20 ms is a slow one waiting on a lock (whether such a wait happens in a 0.1 s apply is
+    # timing, and the slow statements' waits count only those over 20 ms: so only when seen, and only then)
+    if runs["psql"]["migration_lock_wait_ms"] > 20:
+        assert any(event.startswith("Lock:") for event in runs["psql"]["slow_statement_waits"])
     (kill,) = result["kills"]
     assert kill["resumed"] in ("applied", "already applied") and kill["exactly_once"]
     report = _bench_module("report")
