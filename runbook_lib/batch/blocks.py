@@ -561,16 +561,39 @@ def run_all(conn: psycopg.Connection, blocks: list[SqlBlock]) -> list[BlockResul
     ]
 
 
+_SAVEPOINT = "runbook_tests"
+
+
+def _in_savepoint(conn: psycopg.Connection, *statements: str) -> list[psycopg.Cursor]:
+    """runbook's own statements (one each, made here) in a savepoint of the caller's transaction, savepoint and all
+    in one round trip (a pipeline; `conn.transaction()` would add two); the cursors, to fetch from. When one
+    fails, its error is raised after the savepoint is rolled back, as `conn.transaction()` would."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:  # no transaction to hold a savepoint
+        with conn.transaction():
+            return [conn.cursor().execute(statement) for statement in statements]
+    try:
+        with conn.pipeline():
+            conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+            asked = [conn.cursor().execute(statement) for statement in statements]
+            conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    except psycopg.Error:
+        if not conn.closed:
+            conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        raise
+    return asked
+
+
 def _run_batch(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockResult]:
     if len(batch) == 1:
         return [run(conn, batch[0])]
     text = "SELECT " + ", ".join(f"({block.sql}) AS c{i}" for i, block in enumerate(batch))
     started = time.perf_counter()
     try:
-        with conn.transaction():
-            row = conn.execute(text).fetchone()
+        (asked,) = _in_savepoint(conn, text)
     except psycopg.Error:
         return [run(conn, block) for block in batch]
+    row = asked.fetchone()
     assert row is not None  # a SELECT without FROM returns one row
     elapsed = (time.perf_counter() - started) * 1000 / len(batch)
     return [_judged(block, [(value,)], 1, elapsed) for block, value in zip(batch, row, strict=True)]
@@ -618,13 +641,12 @@ def _run_built(conn: psycopg.Connection, batch: list[SqlBlock]) -> list[BlockRes
         + f"  PERFORM set_config('{_RESULTS_SETTING}', found::text, true);\nEND\n"
     )
     try:
-        with conn.transaction():
-            conn.execute(do_block(body, "runbook_tests"))
-            setting = conn.execute("SELECT current_setting(%s)", (_RESULTS_SETTING,)).fetchone()
-            assert setting is not None  # a SELECT without FROM returns one row
-            found = json.loads(setting[0])
+        _, asked = _in_savepoint(conn, do_block(body, "runbook_tests"), f"SELECT current_setting('{_RESULTS_SETTING}')")
     except psycopg.Error:
         return [run(conn, block) for block in batch]
+    setting = asked.fetchone()
+    assert setting is not None  # a SELECT without FROM returns one row
+    found = json.loads(setting[0])
     results = []
     for block, (sqlstate, message, constraint, column, table, elapsed) in zip(batch, found, strict=True):
         if sqlstate == _DONE:  # it went through: judged as `run` judges a statement without a result set

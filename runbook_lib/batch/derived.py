@@ -590,6 +590,7 @@ def derive(
     filename: str = "migration.sql",
     later: expect.Touched | None = None,
     earlier: Sequence[Batch] = (),
+    schema: str | None = None,
 ) -> Derivation:
     """The derived tests of `sql_text`, built against `conn` (run them only in a transaction that is rolled back).
 
@@ -597,11 +598,12 @@ def derive(
     this one, in order, which say what an object this one renames but did not create is built on.
     Building reads the catalog (types as format_type spells them, rows for behaviour tests) and probes
     written defaults on a temporary table inside a savepoint; it changes nothing that outlives the caller's
-    transaction.
+    transaction. `schema`: the current schema, when the caller asked already (else asked here).
     """
-    row = conn.execute("SELECT current_schema()").fetchone()
-    assert row is not None  # a SELECT without FROM returns one row
-    schema = row[0] or "public"
+    if schema is None:
+        row = conn.execute("SELECT current_schema()").fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        schema = row[0] or "public"
     expected = expect.read(sql_text, filename=filename, default_schema=schema)
     if earlier:
         expected = expect.resolve(expected, (expected_of(b) for b in reversed(earlier)))

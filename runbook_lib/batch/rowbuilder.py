@@ -37,7 +37,7 @@ statement failing: the test is reported not run, with the server's message (runb
 
 from __future__ import annotations
 
-import uuid
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -527,9 +527,15 @@ def _time_base(shape: TableShape, types: set[str], now: str) -> sql.Composable:
 def unique_text(max_length: int | None = None, min_length: int | None = None) -> str:
     """A string no row holds yet: 'runbook-test-' and 12 random hex digits (cut to the column's length, or
     longer, in random hex digits, to a CHECK's minimum length)."""
-    text = f"runbook-test-{uuid.uuid4().hex[:12]}"
+    text = f"runbook-test-{_hex(12)}"
     if min_length is not None and len(text) < min_length:
-        text = (text + uuid.uuid4().hex * (min_length // 32 + 1))[:min_length]
+        text += _hex(min_length - len(text))
     if max_length is not None and max_length < len(text):
-        text = uuid.uuid4().hex[:max_length]
+        text = _hex(max_length)
     return text
+
+
+def _hex(digits: int) -> str:
+    """`digits` random hex digits: from the process's generator, not the system's (uuid4 asks the kernel each
+    time, and a release makes thousands of test values; they need to be new, not secret)."""
+    return f"{random.getrandbits(4 * digits):0{digits}x}" if digits > 0 else ""

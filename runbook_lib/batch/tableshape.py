@@ -19,6 +19,7 @@ from psycopg import sql
 from runbook_lib.batch import checkrules
 from runbook_lib.batch.checkrules import ColumnRule
 from runbook_lib.batch.model import TableRef
+from runbook_lib.db import reader
 from runbook_lib.errors import CannotBuild
 
 # Defaults the server makes new for every row: a keyed column with one is left to it.
@@ -214,6 +215,7 @@ def database_key(conn: psycopg.Connection) -> tuple[str, int, str]:
 def current(conn: psycopg.Connection, ref: TableRef) -> TableShape:
     """The table's shape as it is now: the one read before when the catalog still gives it the same fingerprint
     (one small query), else read anew (`describe`)."""
+    conn = reader.for_catalog(conn)
     key = (*database_key(conn), regclass_text(ref))
     known = _KNOWN.get(key)
     if known is not None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 import psycopg
 from psycopg.rows import DictRow, dict_row
 
+from runbook_lib.db import reader
+
 EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
 
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
@@ -161,7 +163,8 @@ def _snapshots(conn: psycopg.Connection, names: list[str], *, count_rows: bool) 
                         f'count("{c.name.replace(chr(34), chr(34) * 2)}") AS c{j}' for j, c in enumerate(shot.columns)
                     )
                     query = f"SELECT count(*) AS n{', ' + counts if counts else ''} FROM {_quoted(shot.name)}"
-                    scans.append((i, conn.cursor(row_factory=dict_row).execute(query)))
+                    # one query per table, not kept prepared: a release would fill the cache with them
+                    scans.append((i, conn.cursor(row_factory=dict_row).execute(query, prepare=False)))
             counted = {i: scan.fetchone() for i, scan in scans}
         for i, shot in enumerate(shapes):
             if not shot.exists:
@@ -241,6 +244,7 @@ def tables_of(conn: psycopg.Connection, names: list[str]) -> list[str]:
     its table) replaced by its table's: the table a before and after snapshot must hold. Once each, in order."""
     if not names:
         return []
+    conn = reader.for_catalog(conn)
     owners: dict[str, str] = dict(
         conn.execute(_INDEX_TABLES_SQL, (names, [regclass_text(n) for n in names])).fetchall()
     )
@@ -248,7 +252,7 @@ def tables_of(conn: psycopg.Connection, names: list[str]) -> list[str]:
 
 
 def snapshot(conn: psycopg.Connection, tables: list[str], *, count_rows: bool = True) -> CatalogSnapshot:
-    taken, shots = _snapshots(conn, tables, count_rows=count_rows)
+    taken, shots = _snapshots(reader.for_catalog(conn), tables, count_rows=count_rows)
     return CatalogSnapshot(taken, tuple(shots))
 
 

@@ -454,6 +454,8 @@ class LedgerWriter:
         self.note = ""
         self._finished = False
         self._url = url
+        # the ledger's name, found once: schema_name() looks for runbook.toml up from the current directory
+        self._table = ledger_table = table()
         shared = _SHARED.get(url)
         self._conn: psycopg.Connection
         if shared is None or shared.closed:
@@ -473,9 +475,9 @@ class LedgerWriter:
                 socket.gethostname(),
                 strategy,
             )
-            if (url, table()) not in _ENSURED:
+            if (url, ledger_table) not in _ENSURED:
                 _ensure(self._conn)
-                _ENSURED.add((url, table()))
+                _ENSURED.add((url, ledger_table))
             try:
                 inserted = self._conn.execute(_sql(_INSERT), row).fetchone()
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
@@ -489,7 +491,7 @@ class LedgerWriter:
                 raise LedgerError(
                     f"The role cannot write runbook's ledger ({exc.diag.message_primary}); {phase} needs CREATE on "
                     f"the database or on the ledger's schema {schema_name()} (first run), and INSERT/UPDATE on "
-                    f"{table()}: grant them, or set ledger_schema in runbook.toml (or --ledger-schema) to a schema "
+                    f"{self._table}: grant them, or set ledger_schema in runbook.toml (or --ledger-schema) to a schema "
                     "the role may write (docs/non-superuser.md)."
                 ) from None
             self.row_id = None
@@ -518,7 +520,7 @@ class LedgerWriter:
         if self.row_id is None:
             return
         self._update(
-            f"UPDATE {table()} SET steps_done = %s, steps_total = %s, backfill = %s, step_sql = %s WHERE id = %s",
+            f"UPDATE {self._table} SET steps_done = %s, steps_total = %s, backfill = %s, step_sql = %s WHERE id = %s",
             (
                 steps_done,
                 steps_total,
@@ -531,7 +533,7 @@ class LedgerWriter:
     def record_position_in(self, conn: psycopg.Connection, position: dict) -> None:
         """A backfill batch's keyset position, written inside the batch's transaction: they commit together."""
         if self.row_id is not None:
-            conn.execute(f"UPDATE {table()} SET backfill = %s WHERE id = %s", (Jsonb(position), self.row_id))
+            conn.execute(f"UPDATE {self._table} SET backfill = %s WHERE id = %s", (Jsonb(position), self.row_id))
 
     def terminated(self, session: dict) -> None:
         """A session the run terminated, written at once on the ledger's own connection: whatever happens
@@ -539,7 +541,7 @@ class LedgerWriter:
         if self.row_id is None:
             return
         self._update(
-            f"UPDATE {table()} SET terminated = coalesce(terminated, '[]'::jsonb) || %s WHERE id = %s",
+            f"UPDATE {self._table} SET terminated = coalesce(terminated, '[]'::jsonb) || %s WHERE id = %s",
             (Jsonb([{**session, "terminated_at": datetime.now(UTC).isoformat()}]), self.row_id),
         )
 
@@ -555,12 +557,12 @@ class LedgerWriter:
             return
         if succeeded is None:
             conn.execute(
-                f"UPDATE {table()} SET steps_done = %s, steps_total = %s WHERE id = %s",
+                f"UPDATE {self._table} SET steps_done = %s, steps_total = %s WHERE id = %s",
                 (steps_done, steps_total, self.row_id),
             )
             return
         conn.execute(
-            f"UPDATE {table()} SET status = %s, message = %s, finished_at = clock_timestamp(),"
+            f"UPDATE {self._table} SET status = %s, message = %s, finished_at = clock_timestamp(),"
             " steps_done = %s, steps_total = %s WHERE id = %s",
             (SUCCEEDED, succeeded, steps_done, steps_total, self.row_id),
         )
@@ -574,7 +576,7 @@ class LedgerWriter:
         self._finished = True
         try:
             self._update(
-                f"UPDATE {table()} SET status = %s, message = %s, finished_at = clock_timestamp(),"
+                f"UPDATE {self._table} SET status = %s, message = %s, finished_at = clock_timestamp(),"
                 " steps_done = %s, steps_total = %s WHERE id = %s AND status <> 'succeeded'",
                 (status, message, steps_done, steps_total, self.row_id),
             )

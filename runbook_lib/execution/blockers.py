@@ -29,7 +29,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from runbook_lib.config import DEFAULTS, Options
-from runbook_lib.db import catalog
+from runbook_lib.db import catalog, reader
 from runbook_lib.execution import live
 from runbook_lib.report.records import HIDDEN_STATE, BlockerWait, ExecutionResult
 from runbook_lib.sql import locks, plan
@@ -101,7 +101,7 @@ def _oids(conn: psycopg.Connection, wanted: dict[str, str]) -> dict[int, tuple[s
     if not wanted:
         return {}
     tables = list(wanted)
-    with conn.transaction():
+    with reader.outside_transaction(conn):
         rows = conn.execute(
             "SELECT i, to_regclass(t)::oid FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i)",
             ([catalog.regclass_text(t) for t in tables],),
@@ -123,7 +123,8 @@ def look(
         wanted = _oids(conn, wanted_locks(step))
     if not wanted:
         return []
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:  # nothing stays open between looks
+    # nothing stays open between looks
+    with reader.outside_transaction(conn), conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_LOCKS_SQL, {"oids": list(wanted), "chars": QUERY_CHARS}).fetchall()
     found: dict[int, BlockerWait] = {}
     for row in rows:

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from runbook_lib import names
 from runbook_lib.batch import blocks as sqlblocks
 from runbook_lib.config import BACKOFF_MS, DEFAULTS, MAX_BACKOFF_S
-from runbook_lib.db import catalog
+from runbook_lib.db import catalog, reader
 from runbook_lib.errors import MigrationFailed
 from runbook_lib.execution import backfill, blockers, guard, resume, watch
 from runbook_lib.execution.failure import (
@@ -52,15 +52,18 @@ def _as_runbook(conn: psycopg.Connection, search_path: str) -> None:
     conn.execute("SELECT set_config('search_path', %s, true), set_config('role', 'none', true)", (search_path,))
 
 
+_HELD_LOCKS_SQL = (
+    "SELECT c.relname, n.nspname, l.mode FROM pg_locks l"
+    " JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted"
+    " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relkind IN ('r', 'p')"
+    " ORDER BY c.relname, l.mode"
+)
+
+
 def _held_locks(conn: psycopg.Connection) -> list[tuple[str, str]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT c.relname, n.nspname, l.mode FROM pg_locks l"
-            " JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted"
-            " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relkind IN ('r', 'p')"
-            " ORDER BY c.relname, l.mode"
-        ).fetchall()
+        rows = cur.execute(_HELD_LOCKS_SQL).fetchall()
     return [
         (r["relname"] if r["nspname"] == "public" else f"{r['nspname']}.{r['relname']}", locks.from_pg_locks(r["mode"]))
         for r in rows
@@ -75,10 +78,16 @@ class _Clock:
         return round(time.perf_counter() - self.t0, 6)
 
 
+# The tables (by their names for to_regclass), as regclass text in the order given; tables not there yet are left out.
+_REGCLASS_SQL = (
+    "SELECT u.i, c.oid::regclass::text FROM unnest(%s::text[]) WITH ORDINALITY u(name, i)"
+    " JOIN pg_class c ON c.oid = to_regclass(u.name) ORDER BY u.i"
+)
+# The foreign keys among the same tables: (referencing, referenced) as regclass text.
 _FK_PAIRS_SQL = """
-SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c
-WHERE c.contype = 'f' AND c.conrelid = ANY(%(oids)s::oid[]) AND c.confrelid = ANY(%(oids)s::oid[])
-  AND c.conrelid <> c.confrelid
+WITH t AS (SELECT array_agg(to_regclass(name)::oid) AS oids FROM unnest(%s::text[]) name)
+SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c, t
+WHERE c.contype = 'f' AND c.conrelid = ANY(t.oids) AND c.confrelid = ANY(t.oids) AND c.conrelid <> c.confrelid
 """
 
 
@@ -97,20 +106,13 @@ def lock_order(conn: psycopg.Connection, step: plan.Step) -> list[tuple[str, str
                 wanted[table] = locks.strongest([mode, wanted.get(table, mode)])
     if len(wanted) < 2:
         return []
-    written: dict[str, str] = {}  # regclass text -> the name as the SQL wrote it
-    oids = []
-    for table in wanted:
-        row = conn.execute(
-            "SELECT oid, oid::regclass::text FROM pg_class WHERE oid = to_regclass(%s)", (catalog.regclass_text(table),)
-        ).fetchone()
-        if row is not None:
-            oids.append(row[0])
-            written[row[1]] = table
-    edges = [
-        (written[a], written[b])
-        for a, b in conn.execute(_FK_PAIRS_SQL, {"oids": oids}).fetchall()
-        if a in written and b in written
-    ]
+    tables = list(wanted)
+    names = [catalog.regclass_text(table) for table in tables]
+    with conn.pipeline():  # both queries in one round trip
+        found = conn.cursor().execute(_REGCLASS_SQL, (names,))
+        pairs = conn.cursor().execute(_FK_PAIRS_SQL, (names,))
+    written = {regclass: tables[i - 1] for i, regclass in found.fetchall()}  # -> the name as the SQL wrote it
+    edges = [(written[a], written[b]) for a, b in pairs.fetchall() if a in written and b in written]
     linked = [t for t in wanted if any(t in edge for edge in edges)]
     if len(linked) < 2:
         return []
@@ -144,7 +146,9 @@ def _run_statements(
     acquired: dict[tuple[str, str], float],
     url: str | None = None,
     watcher: guard.Guard | None = None,
-) -> None:
+) -> list[tuple[str, str]] | None:
+    """The step's statements; returns the locks held after the last one (None outside a transaction)."""
+    held: list[tuple[str, str]] | None = None
     if not conn.autocommit:
         ahead = lock_order(conn, step)
         if ahead:
@@ -201,6 +205,8 @@ def _run_statements(
             with watch.statement(
                 url, conn, f"step {step.number}, {stmt.kind}" + (f" ({stmt.locks})" if stmt.locks else "")
             ):
+                # not in a pipeline with the read of its locks: a backend terminated mid-statement would then
+                # say only that the connection closed, not why (57P01)
                 cur = conn.execute(stmt.sql)
         except psycopg.Error as exc:
             status, error = _status(exc, watcher)
@@ -226,7 +232,8 @@ def _run_statements(
         taken = []
         if not conn.autocommit:
             # Which locks this statement took, measured in pg_locks (not guessed from the SQL).
-            taken = [lock for lock in _held_locks(conn) if lock not in acquired]
+            held = _held_locks(conn)
+            taken = [lock for lock in held if lock not in acquired]
             for lock in taken:
                 acquired[lock] = start
         measured = ", ".join(f"{mode} on {rel}" for rel, mode in taken) or ("none new" if not conn.autocommit else "")
@@ -247,6 +254,7 @@ def _run_statements(
                 stmt.locks,
             )
         )
+    return held
 
 
 def _modes(lock_text: str) -> list[str]:
@@ -287,13 +295,15 @@ def _run_step(
                     lookout.clear(conn, step)  # wait for blockers without queuing behind them
                 with conn.transaction(force_rollback=dry_run):
                     with watcher.watching() if watcher is not None else nullcontext():
-                        _run_statements(conn, step, attempt, clock, runs, acquired, url, watcher)
+                        held = _run_statements(conn, step, attempt, clock, runs, acquired, url, watcher)
                     if verify is not None and last:
                         result.verification = verify(conn)
                         failed = [b for b in result.verification if not b.passed]
                         if failed:
                             raise VerificationFailed(failed)
-                    held = _held_locks(conn)
+                        held = None  # the tests ran since: read again
+                    if held is None:
+                        held = _held_locks(conn)
                     if dry_run:
                         result.after = catalog.snapshot(conn, tables_touched)
                     elif record is not None:
@@ -392,8 +402,9 @@ def execute(
     if statements is None:  # the caller usually parsed the file already, to refuse it before anything ran
         statements = analysis.analyze(sql_text, filename=filename, server_major=session.facts.major)
     # the far end of a foreign key a drop removes: locked in order with the rest, watched for blockers
-    statements = linked_locks.refine(conn, statements)
     conn.commit()
+    with reader.outside_transaction(conn):
+        statements = linked_locks.refine(conn, statements)
     steps = plan.build(statements, strategy)
     if dry_run:
         whole = plan.single_transaction(steps)
@@ -406,16 +417,17 @@ def execute(
         steps = [whole]
     result.strategy, result.plan = strategy, plan.describe(steps)
     result.lock_timeout_ms, result.statement_timeout_ms = lock_timeout_ms, statement_timeout_ms
-    conn.execute(
-        "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
-        (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"),
-    )
-    row = conn.execute("SELECT current_setting('search_path')").fetchone()
+    with reader.outside_transaction(conn):
+        row = conn.execute(
+            "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false),"
+            " current_setting('search_path')",
+            (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"),
+        ).fetchone()
     assert row is not None  # a SELECT without FROM: always one row
-    search_path = row[0]
-    conn.commit()
-    tables_touched = catalog.tables_of(conn, tables_touched)  # an index dropped or altered: its table
-    result.before = catalog.snapshot(conn, tables_touched)
+    search_path = row[2]
+    with reader.committed(conn):  # nothing uncommitted here: a release reads these on its catalog reader
+        tables_touched = catalog.tables_of(conn, tables_touched)  # an index dropped or altered: its table
+        result.before = catalog.snapshot(conn, tables_touched)
     conn.commit()
     clock = _Clock()
     result.statements_started_at = records.now_iso()
@@ -509,8 +521,11 @@ def execute(
     result.longest_write_block_s = max([s.longest_write_block_s for s in result.steps] + [result.longest_queue_wait_s])
     if not dry_run:
         # Settings the migration made (search_path, timeouts, roles) must not follow runbook's own queries.
-        conn.execute("RESET ALL")
-        result.after = catalog.snapshot(conn, tables_touched)
+        conn.commit()
+        with reader.outside_transaction(conn):
+            conn.execute("RESET ALL")
+        with reader.committed(conn):  # every step committed
+            result.after = catalog.snapshot(conn, tables_touched)
         conn.commit()
     assert result.after is not None  # taken just above, or by the dry run's one step (which raised if it failed)
     result.changes = catalog.diff(result.before, result.after)

@@ -8,7 +8,7 @@ from runbook_lib import names
 from runbook_lib.batch import history
 from runbook_lib.batch.model import PREFLIGHT, Batch
 from runbook_lib.config import DEFAULTS, Options
-from runbook_lib.db import ledger
+from runbook_lib.db import ledger, reader
 from runbook_lib.db.migration_lock import migration_lock
 from runbook_lib.errors import (
     BatchError,
@@ -339,7 +339,10 @@ def run_release(release: Release, options: Options, *, validate_each: bool = Fal
         detect.tool_session(conn, release.batches[0] if release.batches else None),
         ledger.shared_connection(release.url),
         guard.shared(release.url, conn.info.backend_pid),
+        reader.alongside(conn, lambda: release.connect(application_name="runbook deploy (catalog)")),
     ):
+        # its prepared statements would not outlive the next savepoint rolled back or ALTER (db.reader)
+        conn.prepare_threshold = None
         before = current = history.read(conn, release.folder)  # `current` kept up to date below: nobody else applies
         unsettled = ledger.unsettled(conn, [b.number for b in release.batches])
         conn.commit()
@@ -364,7 +367,8 @@ def run_release(release: Release, options: Options, *, validate_each: bool = Fal
             if applied.status == names.APPLIED:
                 current = current.with_applied(batch)
                 if validate_each:  # its tests now, on the release's connection, between two migrations; `before`
-                    validate.after_apply(session, before, conn)  # says which were applied before the release
+                    with reader.committed(conn):  # says which were applied before the release
+                        validate.after_apply(session, before, conn)
     result.message = f"{len(result.results)} migration(s) applied" if result.results else "nothing pending"
     return result
 

@@ -79,12 +79,17 @@ def touched_tables(batch: Batch, statements: list) -> list[str]:
 
 def table_sizes(conn: psycopg.Connection, names: list[str]) -> list[TableSize]:
     sizes = []
-    for name in names:
-        row = conn.execute(
-            "SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c"
-            " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p')",
-            (catalog.regclass_text(name),),
-        ).fetchone()
+    with conn.pipeline():  # one round trip for all of them
+        asked = [
+            conn.cursor().execute(
+                "SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c"
+                " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p')",
+                (catalog.regclass_text(name),),
+            )
+            for name in names
+        ]
+    for name, cur in zip(names, asked, strict=True):
+        row = cur.fetchone()
         if row is None:
             sizes.append(TableSize(name, False, 0, 0))
         else:

@@ -85,11 +85,15 @@ def run(
             checksum=batch.checksum,
         ) as writer:
             with conn.transaction(force_rollback=True):
-                first_xid = _xid(conn)
+                row = conn.execute("SELECT txid_current(), current_schema()").fetchone()
+                assert row is not None  # a SELECT without FROM: always one row
+                first_xid, home = row[0], row[1] or "public"  # one round trip for both
                 if later_touched is None:
                     later_touched = derived.touched_by(later)
                 earlier = [b for b in session.batches() if b.number < batch.number]
-                derivation = derived.derive(conn, batch.migration_sql, later=later_touched, earlier=earlier)
+                derivation = derived.derive(
+                    conn, batch.migration_sql, later=later_touched, earlier=earlier, schema=home
+                )
                 declared = checks.tests(conn, batch.checks)
                 # one behaviour, one test: a derived test that proves what a declared check (or a block of
                 # validation.sql) proves is merged into it, and recorded there as its second source
