@@ -456,6 +456,7 @@ class LedgerWriter:
         self._url = url
         # the ledger's name, found once: schema_name() looks for runbook.toml up from the current directory
         self._table = ledger_table = table()
+        insert = _INSERT.format(ledger=ledger_table)
         shared = _SHARED.get(url)
         self._conn: psycopg.Connection
         if shared is None or shared.closed:
@@ -479,10 +480,10 @@ class LedgerWriter:
                 _ensure(self._conn)
                 _ENSURED.add((url, ledger_table))
             try:
-                inserted = self._conn.execute(_sql(_INSERT), row).fetchone()
+                inserted = self._conn.execute(insert, row).fetchone()
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
                 _ensure(self._conn)  # dropped since this process found it complete (`example load --reset`)
-                inserted = self._conn.execute(_sql(_INSERT), row).fetchone()
+                inserted = self._conn.execute(insert, row).fetchone()
             assert inserted is not None  # INSERT ... RETURNING of one row returns it
             self.row_id: int | None = inserted[0]
         except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
