@@ -119,8 +119,16 @@ def _read_project_file(path: Path) -> ProjectFile:
 
 def _project_file_path(start: Path | None = None) -> Path | None:
     """The nearest runbook.toml from `start` (the current directory) up."""
-    here = (start or Path.cwd()).resolve()
-    return next((d / PROJECT_FILE for d in (here, *here.parents) if (d / PROJECT_FILE).is_file()), None)
+    # os.path rather than pathlib: the ledger asks on every write, a release writes thousands of rows
+    here = os.path.realpath(start or os.getcwd())
+    while True:
+        candidate = os.path.join(here, PROJECT_FILE)
+        if os.path.isfile(candidate):
+            return Path(candidate)
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
 
 
 def find_project_file(start: Path | None = None) -> ProjectFile | None:
