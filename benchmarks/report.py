@@ -800,17 +800,23 @@ def _cheap_before(dep: dict, before: dict | None) -> list[str]:
         old = before["corpora"].get(name)
         if old is None:
             continue
-        own, own_before = (_median_run(x)["breakdown"].get("own_ms_per_migration") for x in (c, old))
+        runs = [_median_run(x) for x in (old, c)]
+        own = [r["breakdown"]["own_ms_per_migration"] for r in runs]
+        # psql's time per migration in the same run: the machine's speed that day, as a yardstick
+        per_psql = [o / (r["psql_s"] / x["migrations"] * 1000) for o, r, x in zip(own, runs, (old, c), strict=True)]
         rows.append(
-            f"| {name} | {own_before:.1f} ms | {own:.1f} ms | {old['ratio']['median']:.2f}x | "
-            f"{c['ratio']['median']:.2f}x |"
+            f"| {name} | {own[0]:.1f} ms | {own[1]:.1f} ms | {per_psql[0]:.2f} | {per_psql[1]:.2f} | "
+            f"{old['ratio']['median']:.2f}x | {c['ratio']['median']:.2f}x |"
         )
     return [
         f"Against the code before (deploy_fsync_off-before.json, started {before['started_at']}), each measured "
-        "against psql in its own run:",
+        "against psql in its own run. This machine's speed drifts from one hour to the next (psql took a fifth longer "
+        "for langfuse's files in one of the two runs than in the other), so the own work is also given in units of "
+        "psql's time per migration in the same run:",
         "",
-        "| Corpus | Own work per migration, before | now | Ratio to psql, before | now |",
-        "|---|---:|---:|---:|---:|",
+        "| Corpus | Own work per migration, before | now | In psql's time per migration, before | now "
+        "| Ratio to psql, before | now |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "What changed: a release reads the committed catalog (the before and after snapshots, the table shapes its "
